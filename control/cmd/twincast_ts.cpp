@@ -1,7 +1,10 @@
 // twincast-ts — analyze and remux transport-stream files.
-#include <cstdio>
+#include <string>
+#include <vector>
 
-int main(int, char**) {
-  std::fprintf(stderr, "usage: twincast-ts analyze|remux ...\n");
-  return 2;
+#include "twincast/control/ts_tool.hpp"
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  return twincast::control::ts_tool_main(args);
 }

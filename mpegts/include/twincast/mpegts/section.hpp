@@ -46,6 +46,8 @@ class SectionAssembler {
   [[nodiscard]] const Stats& stats() const { return stats_; }
 
  private:
+  std::size_t append(std::span<const std::uint8_t> bytes, std::uint16_t pid, SectionHandler& handler);
+
   std::array<std::uint8_t, kMaxSection> buf_{};
   std::size_t have_ = 0;   // bytes of the current section collected so far
   std::size_t need_ = 0;   // total size of the current section once known (0: header not complete)

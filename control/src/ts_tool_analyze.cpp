@@ -1,0 +1,92 @@
+// `twincast-ts analyze`: the analyzer and the access-unit scanners over a file.
+#include <boost/json/serialize.hpp>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ts_tool_internal.hpp"
+#include "twincast/control/ts_file.hpp"
+#include "twincast/control/ts_report.hpp"
+#include "twincast/mpegts/access_unit.hpp"
+#include "twincast/mpegts/analyzer.hpp"
+
+namespace twincast::control {
+
+namespace {
+
+constexpr const char* kAnalyzeUsage =
+    "usage: twincast-ts analyze [--json] FILE.ts   ('-' reads standard input)\n"
+    "Prints services, PIDs, codecs, bitrates, ETSI TR 101 290 priority 1 and 2 counts and\n"
+    "MDI (RFC 4445). File time comes from the PCR of the first PCR PID.\n";
+
+// Codec parameters for every elementary stream the PMTs announce.
+class ParamsCollector {
+ public:
+  void push(const mpegts::TsPacket& p, const mpegts::ProgramModel& model) {
+    if ((++n_ & 0x3FF) == 1) refresh(model);  // PMTs change rarely: look every 1024 packets
+    const auto slot = slot_[p.pid()];
+    if (slot != kNone) scanners_[slot].second.push(p);
+  }
+  void collect(StreamAnalysis& a) const {
+    for (const auto& [pid, s] : scanners_)
+      if (s.params_known()) a.params[pid] = s.params();
+  }
+
+ private:
+  static constexpr std::uint16_t kNone = 0xFFFF;
+  void refresh(const mpegts::ProgramModel& model) {
+    for (const auto& s : model.services) {
+      for (const auto& es : s.streams) {
+        if (es.pid >= mpegts::kNullPid || slot_[es.pid] != kNone) continue;
+        const auto k = mpegts::codec_kind(es.codec);
+        if (k != mpegts::StreamKind::kVideo && k != mpegts::StreamKind::kAudio) continue;
+        slot_[es.pid] = static_cast<std::uint16_t>(scanners_.size());
+        scanners_.emplace_back(es.pid, mpegts::AccessUnitScanner(es.codec));
+      }
+    }
+  }
+  std::uint64_t n_ = 0;
+  std::vector<std::uint16_t> slot_ = std::vector<std::uint16_t>(mpegts::kPidCount, kNone);
+  std::vector<std::pair<std::uint16_t, mpegts::AccessUnitScanner>> scanners_;
+};
+
+}  // namespace
+
+int analyze_command(const std::vector<std::string>& args) {
+  bool as_json = false;
+  std::string path;
+  for (const auto& a : args) {
+    if (a == "--json") as_json = true;
+    else if (a == "-h" || a == "--help") {
+      std::fputs(kAnalyzeUsage, stdout);
+      return 0;
+    } else if (!a.empty() && a[0] == '-' && a != "-") throw UsageError("unknown option " + a + "\n" + kAnalyzeUsage);
+    else if (path.empty()) path = a;
+    else throw UsageError(std::string("one file at a time\n") + kAnalyzeUsage);
+  }
+  if (path.empty()) throw UsageError(std::string("no file\n") + kAnalyzeUsage);
+
+  auto analyzer = std::make_unique<mpegts::Analyzer>();
+  mpegts::PcrClock clock;
+  ParamsCollector params;
+  const TsFileStats st = read_ts_file(path, [&](const mpegts::TsPacket& p) {
+    analyzer->push(p, clock.push(p));
+    params.push(p, analyzer->programs());
+  });
+  for (std::uint64_t i = 0; i < st.aligner.sync_losses; ++i) analyzer->on_aligner_sync_loss();
+
+  StreamAnalysis a;
+  a.source = path;
+  a.bytes = st.bytes;
+  a.skipped_bytes = st.aligner.skipped_bytes;
+  a.packet_size = st.unit_size;
+  a.report = analyzer->report();
+  params.collect(a);
+  if (as_json) std::printf("%s\n", boost::json::serialize(to_json(a)).c_str());
+  else std::fputs(to_text(a).c_str(), stdout);
+  return 0;
+}
+
+}  // namespace twincast::control

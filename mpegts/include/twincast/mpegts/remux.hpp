@@ -1,0 +1,141 @@
+// The remux engine: one output transport stream built from the services of one or
+// more inputs.
+//
+//  - MPTS -> SPTS: one output service taken from a multi-program input; only its PIDs
+//    pass, PAT/PMT (and SDT/NIT when enabled) are regenerated.
+//  - SPTS... -> MPTS: several inputs, one service each; colliding PIDs are remapped,
+//    service ids and logical channel numbers assigned, PAT/PMT/SDT/NIT regenerated.
+//  - Per-service PID rules: drop a PID, or move it to another PID.
+//  - Output continuity counters are the engine's own, per output PID: an output never
+//    shows a CC error caused by remapping, by table changes or by an input switch.
+//    After switch_source() a service's PIDs resume only at a payload unit start; the
+//    first PCR of the new source carries the discontinuity_indicator (and so does the
+//    first packet of other PIDs when it has an adaptation field), so receivers re-lock
+//    to the new timeline.
+//
+// push() never allocates, throws or logs; the tables are rebuilt (allocating) only when
+// an input's PSI changes or the configuration does.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "twincast/mpegts/packet.hpp"
+#include "twincast/mpegts/program.hpp"
+#include "twincast/mpegts/psi_decoder.hpp"
+#include "twincast/mpegts/psi_tables.hpp"
+
+namespace twincast::mpegts {
+
+struct PidRule {
+  std::uint16_t from = 0;   // source PID
+  bool drop = false;        // drop it, or...
+  std::uint16_t to = 0;     // ...carry it on this output PID
+};
+
+struct RemuxServiceConfig {
+  std::size_t input = 0;                 // index of the input the service comes from
+  std::uint16_t source_service_id = 0;   // program_number in that input; 0 = its first service
+  std::uint16_t service_id = 0;          // output program_number; 0 = keep the source's
+  std::uint16_t pmt_pid = 0;             // output PMT PID; 0 = keep the source's (remapped on collision)
+  std::uint16_t lcn = 0;                 // logical channel number in the NIT; 0 = none
+  std::string name;                      // SDT service name; empty = the source's SDT name
+  std::string provider;                  // SDT provider; empty = the source's
+  std::vector<PidRule> rules;
+};
+
+struct RemuxConfig {
+  std::size_t n_inputs = 1;
+  std::uint16_t transport_stream_id = 1;
+  std::uint16_t original_network_id = 1;
+  std::uint16_t network_id = 1;
+  std::string network_name = "twincast";
+  bool sdt = true;
+  bool nit = false;
+  std::uint64_t psi_interval_ns = 100'000'000;   // PAT and PMTs
+  std::uint64_t si_interval_ns = 1'000'000'000;  // SDT and NIT
+  std::vector<RemuxServiceConfig> services;
+};
+
+class Remuxer {
+ public:
+  static constexpr std::uint16_t kUnmapped = 0xFFFF;
+
+  struct Stats {
+    std::uint64_t packets_in = 0;
+    std::uint64_t packets_out = 0;
+    std::uint64_t psi_packets_out = 0;
+    std::uint64_t dropped_unmapped = 0;   // PIDs no output service carries (or not yet known)
+    std::uint64_t dropped_rule = 0;       // dropped by a PID rule
+    std::uint64_t dropped_resync = 0;     // waiting for a unit start after a switch
+    std::uint64_t remapped_pids = 0;      // output PIDs that differ from their source PID (current maps)
+    std::uint64_t table_rebuilds = 0;
+    std::uint64_t discontinuities_marked = 0;
+  };
+
+  // Throws std::invalid_argument when the configuration is inconsistent (an input index
+  // out of range, duplicate output service ids or PMT PIDs, a rule onto a reserved PID).
+  explicit Remuxer(RemuxConfig config);
+  ~Remuxer();
+  Remuxer(const Remuxer&) = delete;
+  Remuxer& operator=(const Remuxer&) = delete;
+
+  // The most packets one push() can write (one packet plus a full round of tables).
+  [[nodiscard]] std::size_t max_output_per_push() const { return max_out_; }
+
+  // Takes one packet of input `input` at time `now_ns` and writes 0..max_output_per_push()
+  // packets into `out`, which must have room for max_output_per_push(). Returns the count.
+  std::size_t push(std::size_t input, const TsPacket& packet, std::uint64_t now_ns, std::span<TsPacket> out);
+
+  // The service(s) fed by `input` switch to a new source (failover): restart PSI
+  // learning for that input, resume each PID at a unit start, mark the discontinuity.
+  void switch_source(std::size_t input);
+
+  // The output program model (what the generated tables say).
+  [[nodiscard]] const ProgramModel& output_model() const { return out_model_; }
+  // Output PID for a source PID of an input, or kUnmapped.
+  [[nodiscard]] std::uint16_t output_pid(std::size_t input, std::uint16_t source_pid) const;
+  [[nodiscard]] const Stats& stats() const { return stats_; }
+  [[nodiscard]] const PsiDecoder& input_psi(std::size_t input) const { return *inputs_[input]->psi; }
+
+ private:
+  struct Input {
+    std::unique_ptr<PsiDecoder> psi;
+    std::uint64_t seen_generation = ~std::uint64_t{0};
+    std::array<std::uint16_t, kPidCount> map{};       // source PID -> output PID / kUnmapped
+    std::array<std::uint8_t, kPidCount> last_cc{};    // 0x10 = nothing seen yet
+  };
+  struct OutPid {
+    std::uint8_t cc = 0x0F;        // last CC written (so the first is 0)
+    bool wait_unit_start = false;  // after a switch: drop until payload_unit_start
+    bool mark_discontinuity = false;
+    bool carries_pcr = false;      // the PCR PID of an output service
+  };
+
+  void rebuild();
+  std::size_t emit_tables(std::uint64_t now_ns, std::span<TsPacket> out);
+
+  RemuxConfig config_;
+  std::vector<std::unique_ptr<Input>> inputs_;
+  std::array<OutPid, kPidCount> out_{};
+  ProgramModel out_model_;
+  TableCarousel pat_{kPatPid};
+  std::vector<TableCarousel> pmts_;                    // one per configured service
+  std::vector<std::optional<Service>> snapshots_;      // last complete source service, per configured service
+  TableCarousel sdt_{kSdtPid};
+  TableCarousel nit_{kNitPid};
+  std::uint64_t next_psi_ns_ = 0;
+  std::uint64_t next_si_ns_ = 0;
+  bool tables_ready_ = false;
+  bool tables_due_ = false;  // tables changed: send them before the next media packet
+  std::size_t max_out_ = 1;
+  Stats stats_;
+};
+
+}  // namespace twincast::mpegts

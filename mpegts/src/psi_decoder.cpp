@@ -1,0 +1,550 @@
+// PSI/SI decoding with libdvbpsi: one dvbpsi handle per PSI PID (and per program for
+// PMTs), a flat table of which PIDs are PSI, and a ProgramModel rebuilt whenever a table
+// changes.
+#include "twincast/mpegts/psi_decoder.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <map>
+#include <new>
+#include <string>
+#include <string_view>
+#include <vector>
+
+// libdvbpsi's headers are C and must come in this order (dvbpsi.h first).
+#include <dvbpsi/dvbpsi.h>
+#include <dvbpsi/psi.h>
+#include <dvbpsi/descriptor.h>
+#include <dvbpsi/demux.h>
+#include <dvbpsi/pat.h>
+#include <dvbpsi/pmt.h>
+#include <dvbpsi/cat.h>
+#include <dvbpsi/sdt.h>
+#include <dvbpsi/nit.h>
+#include <dvbpsi/eit.h>
+
+namespace twincast::mpegts {
+
+namespace {
+
+// Caps that keep hostile input from growing memory without bound.
+constexpr std::size_t kMaxPmtDecoders = 512;  // PMT decoders (one per program)
+constexpr int kMaxEitSubtables = 128;          // EIT (table_id, service_id) subdecoders
+
+enum PidFlag : std::uint8_t {
+  kFlagPat = 1U << 0,
+  kFlagCat = 1U << 1,
+  kFlagNit = 1U << 2,
+  kFlagSdt = 1U << 3,
+  kFlagEit = 1U << 4,
+  kFlagPmt = 1U << 5,
+};
+
+std::vector<Descriptor> to_descriptors(const dvbpsi_descriptor_t* d) {
+  std::vector<Descriptor> out;
+  for (; d != nullptr; d = d->p_next) {
+    Descriptor x;
+    x.tag = d->i_tag;
+    if (d->p_data != nullptr) x.data.assign(d->p_data, d->p_data + d->i_length);
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+// A DVB text field (EN 300 468 Annex A) without its character-table selector.
+std::string dvb_text(const std::uint8_t* p, std::size_t n) {
+  std::size_t skip = 0;
+  if (n > 0 && p[0] < 0x20) {
+    if (p[0] == 0x10) skip = 3;       // 0x10 + 16-bit ISO 8859 part
+    else if (p[0] == 0x1F) skip = 2;  // 0x1F + encoding_type_id
+    else skip = 1;
+  }
+  skip = std::min(skip, n);
+  return std::string(reinterpret_cast<const char*>(p) + skip, n - skip);
+}
+
+std::string iso639_language(const std::vector<Descriptor>& ds) {
+  for (const auto& d : ds) {
+    if (d.tag != 0x0A || d.data.size() < 3) continue;
+    std::string lang(reinterpret_cast<const char*>(d.data.data()), 3);
+    const bool printable = std::all_of(lang.begin(), lang.end(), [](char c) { return c > 0x20 && c < 0x7F; });
+    if (printable) return lang;
+  }
+  return {};
+}
+
+struct PatEntryRaw {
+  std::uint16_t program_number = 0;
+  std::uint16_t pid = 0;
+};
+
+struct SdtEntry {
+  std::string name;
+  std::string provider;
+  std::uint8_t service_type = 0;
+};
+
+struct NitTs {
+  std::uint16_t ts_id = 0;
+  std::uint16_t original_network_id = 0;
+  std::map<std::uint16_t, std::uint16_t> lcn;  // service_id -> LCN
+};
+
+}  // namespace
+
+struct PsiDecoder::Impl {
+  // One program of the PAT with its PMT decoder. Heap-allocated so the pointer handed to
+  // libdvbpsi as callback data stays valid while the vector changes.
+  struct PmtSlot {
+    Impl* owner = nullptr;
+    std::uint16_t program_number = 0;
+    std::uint16_t pid = 0;
+    dvbpsi_t* handle = nullptr;
+    Service service;  // pmt fields only (has_pmt, pmt_version, pcr, descriptors, streams)
+  };
+
+  std::array<std::uint8_t, kPidCount> flags{};
+
+  dvbpsi_t* pat = nullptr;
+  dvbpsi_t* cat = nullptr;
+  dvbpsi_t* nit = nullptr;
+  dvbpsi_t* sdt = nullptr;
+  dvbpsi_t* eit = nullptr;
+  std::vector<std::unique_ptr<PmtSlot>> pmts;
+
+  // What the tables said.
+  bool has_pat = false;
+  std::uint8_t pat_version = 0;
+  std::uint16_t ts_id = 0;
+  std::vector<PatEntryRaw> programs;  // PAT order, program 0 excluded, duplicates removed
+
+  bool has_cat = false;
+  std::uint8_t cat_version = 0;
+  std::vector<std::uint16_t> ca_pids;
+
+  bool has_sdt = false;
+  std::uint8_t sdt_version = 0;
+  std::uint16_t sdt_ts_id = 0;
+  std::uint16_t sdt_onid = 0;
+  std::map<std::uint16_t, SdtEntry> sdt_services;
+
+  bool has_nit = false;
+  std::uint8_t nit_version = 0;
+  std::uint16_t network_id = 0;
+  std::string network_name;
+  std::vector<NitTs> nit_ts;
+
+  int eit_subtables = 0;
+  bool dirty = false;
+  ProgramModel model;
+  std::uint64_t generation = 0;
+  Stats stats;
+
+  Impl() { open(); }
+  ~Impl() { close(); }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  void open();
+  void close();
+  bool push(const TsPacket& packet, std::uint16_t pid, std::uint8_t f);
+  void rebuild_model();
+  void sync_pmt_decoders();
+  void refresh_pmt_flags();
+
+  static void on_pat(void* data, dvbpsi_pat_t* pat);
+  static void on_pmt(void* data, dvbpsi_pmt_t* pmt);
+  static void on_cat(void* data, dvbpsi_cat_t* cat);
+  static void on_sdt(void* data, dvbpsi_sdt_t* sdt);
+  static void on_nit(void* data, dvbpsi_nit_t* nit);
+  static void on_eit(void* data, dvbpsi_eit_t* eit);
+  static void on_new_si_table(dvbpsi_t* handle, std::uint8_t table_id, std::uint16_t extension, void* data);
+  static void on_new_eit_table(dvbpsi_t* handle, std::uint8_t table_id, std::uint16_t extension, void* data);
+
+  bool sdt_attached = false;
+  std::uint16_t sdt_attached_ext = 0;
+  bool nit_attached = false;
+  std::uint16_t nit_attached_ext = 0;
+};
+
+namespace {
+
+dvbpsi_t* new_handle() {
+  dvbpsi_t* h = dvbpsi_new(nullptr, DVBPSI_MSG_NONE);
+  if (h == nullptr) throw std::bad_alloc();
+  return h;
+}
+
+void delete_demux_handle(dvbpsi_t*& h) {
+  if (h == nullptr) return;
+  if (dvbpsi_decoder_present(h)) dvbpsi_DetachDemux(h);
+  dvbpsi_delete(h);
+  h = nullptr;
+}
+
+}  // namespace
+
+void PsiDecoder::Impl::open() {
+  pat = new_handle();
+  cat = new_handle();
+  nit = new_handle();
+  sdt = new_handle();
+  eit = new_handle();
+  if (!dvbpsi_pat_attach(pat, &Impl::on_pat, this) || !dvbpsi_cat_attach(cat, &Impl::on_cat, this) ||
+      !dvbpsi_AttachDemux(nit, &Impl::on_new_si_table, this) ||
+      !dvbpsi_AttachDemux(sdt, &Impl::on_new_si_table, this) ||
+      !dvbpsi_AttachDemux(eit, &Impl::on_new_eit_table, this)) {
+    close();
+    throw std::bad_alloc();
+  }
+  flags.fill(0);
+  flags[kPatPid] |= kFlagPat;
+  flags[kCatPid] |= kFlagCat;
+  flags[kNitPid] |= kFlagNit;
+  flags[kSdtPid] |= kFlagSdt;
+  flags[kEitPid] |= kFlagEit;
+}
+
+void PsiDecoder::Impl::close() {
+  for (auto& slot : pmts) {
+    if (dvbpsi_decoder_present(slot->handle)) dvbpsi_pmt_detach(slot->handle);
+    dvbpsi_delete(slot->handle);
+  }
+  pmts.clear();
+  if (pat != nullptr) {
+    if (dvbpsi_decoder_present(pat)) dvbpsi_pat_detach(pat);
+    dvbpsi_delete(pat);
+    pat = nullptr;
+  }
+  if (cat != nullptr) {
+    if (dvbpsi_decoder_present(cat)) dvbpsi_cat_detach(cat);
+    dvbpsi_delete(cat);
+    cat = nullptr;
+  }
+  delete_demux_handle(nit);
+  delete_demux_handle(sdt);
+  delete_demux_handle(eit);
+  sdt_attached = false;
+  nit_attached = false;
+  eit_subtables = 0;
+}
+
+// --- libdvbpsi callbacks (they own the table they receive) ---
+
+void PsiDecoder::Impl::on_pat(void* data, dvbpsi_pat_t* p) {
+  auto* self = static_cast<Impl*>(data);
+  ++self->stats.pat;
+  if (self->has_pat && self->pat_version != p->i_version) ++self->stats.version_changes;
+  self->has_pat = true;
+  self->pat_version = p->i_version;
+  self->ts_id = p->i_ts_id;
+  self->programs.clear();
+  for (const dvbpsi_pat_program_t* prog = p->p_first_program; prog != nullptr; prog = prog->p_next) {
+    if (prog->i_number == 0) continue;  // network_PID entry
+    const bool seen = std::any_of(self->programs.begin(), self->programs.end(),
+                                  [&](const PatEntryRaw& e) { return e.program_number == prog->i_number; });
+    if (!seen) self->programs.push_back({prog->i_number, static_cast<std::uint16_t>(prog->i_pid & 0x1FFF)});
+  }
+  dvbpsi_pat_delete(p);
+  self->sync_pmt_decoders();
+  self->dirty = true;
+}
+
+// Detaches the PMT decoders of programs that left the PAT (or moved PID), attaches new ones.
+void PsiDecoder::Impl::sync_pmt_decoders() {
+  std::erase_if(pmts, [&](const std::unique_ptr<PmtSlot>& slot) {
+    const bool keep = std::any_of(programs.begin(), programs.end(), [&](const PatEntryRaw& e) {
+      return e.program_number == slot->program_number && e.pid == slot->pid;
+    });
+    if (keep) return false;
+    dvbpsi_pmt_detach(slot->handle);
+    dvbpsi_delete(slot->handle);
+    return true;
+  });
+  for (const auto& e : programs) {
+    if (pmts.size() >= kMaxPmtDecoders) break;
+    const bool have = std::any_of(pmts.begin(), pmts.end(), [&](const std::unique_ptr<PmtSlot>& s) {
+      return s->program_number == e.program_number;
+    });
+    if (have) continue;
+    auto slot = std::make_unique<PmtSlot>();
+    slot->owner = this;
+    slot->program_number = e.program_number;
+    slot->pid = e.pid;
+    slot->handle = dvbpsi_new(nullptr, DVBPSI_MSG_NONE);
+    if (slot->handle == nullptr) break;
+    if (!dvbpsi_pmt_attach(slot->handle, e.program_number, &Impl::on_pmt, slot.get())) {
+      dvbpsi_delete(slot->handle);
+      break;
+    }
+    pmts.push_back(std::move(slot));
+  }
+  refresh_pmt_flags();
+}
+
+void PsiDecoder::Impl::refresh_pmt_flags() {
+  for (auto& f : flags) f = static_cast<std::uint8_t>(f & ~kFlagPmt);
+  for (const auto& slot : pmts) flags[slot->pid] |= kFlagPmt;
+}
+
+void PsiDecoder::Impl::on_pmt(void* data, dvbpsi_pmt_t* p) {
+  auto* slot = static_cast<PmtSlot*>(data);
+  Impl* self = slot->owner;
+  ++self->stats.pmt;
+  Service& s = slot->service;
+  if (s.has_pmt && s.pmt_version != p->i_version) ++self->stats.version_changes;
+  s.has_pmt = true;
+  s.pmt_version = p->i_version;
+  s.pcr_pid = static_cast<std::uint16_t>(p->i_pcr_pid & 0x1FFF);
+  s.program_descriptors = to_descriptors(p->p_first_descriptor);
+  s.streams.clear();
+  for (const dvbpsi_pmt_es_t* es = p->p_first_es; es != nullptr; es = es->p_next) {
+    ElementaryStream e;
+    e.pid = static_cast<std::uint16_t>(es->i_pid & 0x1FFF);
+    e.stream_type = es->i_type;
+    e.descriptors = to_descriptors(es->p_first_descriptor);
+    e.codec = codec_from_stream(e.stream_type, e.descriptors);
+    e.language = iso639_language(e.descriptors);
+    s.streams.push_back(std::move(e));
+  }
+  dvbpsi_pmt_delete(p);
+  self->dirty = true;
+}
+
+void PsiDecoder::Impl::on_cat(void* data, dvbpsi_cat_t* p) {
+  auto* self = static_cast<Impl*>(data);
+  ++self->stats.cat;
+  if (self->has_cat && self->cat_version != p->i_version) ++self->stats.version_changes;
+  self->has_cat = true;
+  self->cat_version = p->i_version;
+  self->ca_pids.clear();
+  for (const dvbpsi_descriptor_t* d = p->p_first_descriptor; d != nullptr; d = d->p_next) {
+    if (d->i_tag != 0x09 || d->i_length < 4 || d->p_data == nullptr) continue;
+    const auto pid = static_cast<std::uint16_t>(((d->p_data[2] & 0x1F) << 8) | d->p_data[3]);
+    if (std::find(self->ca_pids.begin(), self->ca_pids.end(), pid) == self->ca_pids.end())
+      self->ca_pids.push_back(pid);
+  }
+  dvbpsi_cat_delete(p);
+  self->dirty = true;
+}
+
+void PsiDecoder::Impl::on_sdt(void* data, dvbpsi_sdt_t* p) {
+  auto* self = static_cast<Impl*>(data);
+  ++self->stats.sdt;
+  if (self->has_sdt && self->sdt_version != p->i_version) ++self->stats.version_changes;
+  self->has_sdt = true;
+  self->sdt_version = p->i_version;
+  self->sdt_ts_id = p->i_extension;
+  self->sdt_onid = p->i_network_id;
+  self->sdt_services.clear();
+  for (const dvbpsi_sdt_service_t* s = p->p_first_service; s != nullptr; s = s->p_next) {
+    SdtEntry entry;
+    for (const dvbpsi_descriptor_t* d = s->p_first_descriptor; d != nullptr; d = d->p_next) {
+      if (d->i_tag != 0x48 || d->p_data == nullptr) continue;
+      // service_type, provider_name_length, provider_name, service_name_length, service_name
+      const std::uint8_t* b = d->p_data;
+      const std::size_t n = d->i_length;
+      if (n < 2) continue;
+      const std::size_t provider_len = b[1];
+      if (2 + provider_len + 1 > n) continue;
+      const std::size_t name_len = b[2 + provider_len];
+      if (3 + provider_len + name_len > n) continue;
+      entry.service_type = b[0];
+      entry.provider = dvb_text(b + 2, provider_len);
+      entry.name = dvb_text(b + 3 + provider_len, name_len);
+      break;
+    }
+    self->sdt_services.insert_or_assign(s->i_service_id, std::move(entry));
+  }
+  dvbpsi_sdt_delete(p);
+  self->dirty = true;
+}
+
+void PsiDecoder::Impl::on_nit(void* data, dvbpsi_nit_t* p) {
+  auto* self = static_cast<Impl*>(data);
+  ++self->stats.nit;
+  if (self->has_nit && self->nit_version != p->i_version) ++self->stats.version_changes;
+  self->has_nit = true;
+  self->nit_version = p->i_version;
+  self->network_id = p->i_network_id;
+  self->network_name.clear();
+  for (const dvbpsi_descriptor_t* d = p->p_first_descriptor; d != nullptr; d = d->p_next) {
+    if (d->i_tag == 0x40 && d->p_data != nullptr) {
+      self->network_name = dvb_text(d->p_data, d->i_length);
+      break;
+    }
+  }
+  self->nit_ts.clear();
+  for (const dvbpsi_nit_ts_t* ts = p->p_first_ts; ts != nullptr; ts = ts->p_next) {
+    NitTs t;
+    t.ts_id = ts->i_ts_id;
+    t.original_network_id = ts->i_orig_network_id;
+    for (const dvbpsi_descriptor_t* d = ts->p_first_descriptor; d != nullptr; d = d->p_next) {
+      if (d->i_tag != 0x83 || d->p_data == nullptr) continue;
+      // EICTA logical_channel_descriptor: service_id 16, visible 1, reserved 5, LCN 10.
+      for (std::size_t i = 0; i + 4 <= d->i_length; i += 4) {
+        const auto sid = static_cast<std::uint16_t>((d->p_data[i] << 8) | d->p_data[i + 1]);
+        const auto lcn = static_cast<std::uint16_t>(((d->p_data[i + 2] & 0x03) << 8) | d->p_data[i + 3]);
+        t.lcn.insert_or_assign(sid, lcn);
+      }
+    }
+    self->nit_ts.push_back(std::move(t));
+  }
+  dvbpsi_nit_delete(p);
+  self->dirty = true;
+}
+
+void PsiDecoder::Impl::on_eit(void* data, dvbpsi_eit_t* p) {
+  auto* self = static_cast<Impl*>(data);
+  ++self->stats.eit;
+  dvbpsi_eit_delete(p);
+}
+
+// A subtable appeared on the NIT or SDT PID. One decoder per table is kept: a new
+// extension (another network_id or transport_stream_id) replaces the previous one.
+void PsiDecoder::Impl::on_new_si_table(dvbpsi_t* handle, std::uint8_t table_id, std::uint16_t extension,
+                                       void* data) {
+  auto* self = static_cast<Impl*>(data);
+  if (table_id == 0x42 && handle == self->sdt) {
+    if (self->sdt_attached) dvbpsi_sdt_detach(handle, 0x42, self->sdt_attached_ext);
+    self->sdt_attached = dvbpsi_sdt_attach(handle, 0x42, extension, &Impl::on_sdt, self);
+    self->sdt_attached_ext = extension;
+  } else if (table_id == 0x40 && handle == self->nit) {
+    if (self->nit_attached) dvbpsi_nit_detach(handle, 0x40, self->nit_attached_ext);
+    self->nit_attached = dvbpsi_nit_attach(handle, 0x40, extension, &Impl::on_nit, self);
+    self->nit_attached_ext = extension;
+  }
+}
+
+void PsiDecoder::Impl::on_new_eit_table(dvbpsi_t* handle, std::uint8_t table_id, std::uint16_t extension,
+                                        void* data) {
+  auto* self = static_cast<Impl*>(data);
+  if (table_id < 0x4E || table_id > 0x6F || self->eit_subtables >= kMaxEitSubtables) return;
+  if (dvbpsi_eit_attach(handle, table_id, extension, &Impl::on_eit, self)) ++self->eit_subtables;
+}
+
+// --- packets ---
+
+bool PsiDecoder::Impl::push(const TsPacket& packet, std::uint16_t pid, std::uint8_t f) {
+  // libdvbpsi trusts the adaptation_field_length and the pointer_field; check them here so
+  // it never reads past the packet. A packet refused here looks like a CC gap to libdvbpsi,
+  // which then drops its partial section, as it should.
+  if (!packet.has_sync() || packet.transport_error() || !packet.has_payload() || packet.adaptation_overflows())
+    return false;
+  const auto payload = packet.payload();
+  if (payload.empty()) return false;
+  if (packet.payload_unit_start() && std::size_t{payload[0]} + 1 > payload.size()) return false;
+
+  // libdvbpsi takes a non-const pointer; give it a copy.
+  std::array<std::uint8_t, kPacketSize> bytes = packet.bytes;
+  if ((f & kFlagPat) != 0) dvbpsi_packet_push(pat, bytes.data());
+  if ((f & kFlagCat) != 0) dvbpsi_packet_push(cat, bytes.data());
+  if ((f & kFlagNit) != 0) dvbpsi_packet_push(nit, bytes.data());
+  if ((f & kFlagSdt) != 0) dvbpsi_packet_push(sdt, bytes.data());
+  if ((f & kFlagEit) != 0) dvbpsi_packet_push(eit, bytes.data());
+  // The PAT may just have changed the PMT PIDs: look at the flags again.
+  if ((flags[pid] & kFlagPmt) != 0) {
+    for (const auto& slot : pmts)
+      if (slot->pid == pid) dvbpsi_packet_push(slot->handle, bytes.data());
+  }
+  if (!dirty) return false;
+  dirty = false;
+  const std::uint64_t before = generation;
+  rebuild_model();
+  return generation != before;
+}
+
+void PsiDecoder::Impl::rebuild_model() {
+  ProgramModel m;
+  m.has_pat = has_pat;
+  m.pat_version = pat_version;
+  m.transport_stream_id = has_pat ? ts_id : sdt_ts_id;
+  m.network_id = network_id;
+  m.network_name = network_name;
+  m.ca_pids = ca_pids;
+
+  // The NIT transport stream entry describing this TS, if any.
+  const NitTs* ours = nullptr;
+  for (const auto& t : nit_ts) {
+    if (has_pat ? t.ts_id == ts_id : true) {
+      ours = &t;
+      break;
+    }
+  }
+  if (has_sdt) m.original_network_id = sdt_onid;
+  else if (ours != nullptr) m.original_network_id = ours->original_network_id;
+
+  m.services.reserve(programs.size());
+  for (const auto& e : programs) {
+    Service s;
+    for (const auto& slot : pmts) {
+      if (slot->program_number == e.program_number && slot->pid == e.pid) {
+        s = slot->service;
+        break;
+      }
+    }
+    s.service_id = e.program_number;
+    s.pmt_pid = e.pid;
+    if (auto it = sdt_services.find(e.program_number); it != sdt_services.end()) {
+      s.name = it->second.name;
+      s.provider = it->second.provider;
+      s.service_type = it->second.service_type;
+    }
+    if (ours != nullptr) {
+      if (auto it = ours->lcn.find(e.program_number); it != ours->lcn.end()) s.lcn = it->second;
+    }
+    m.services.push_back(std::move(s));
+  }
+
+  if (m != model) {
+    model = std::move(m);
+    ++generation;
+    ++stats.model_changes;
+  }
+}
+
+// --- public ---
+
+PsiDecoder::PsiDecoder() : impl_(std::make_unique<Impl>()) {}
+PsiDecoder::~PsiDecoder() = default;
+
+bool PsiDecoder::push(const TsPacket& packet) {
+  const std::uint16_t pid = packet.pid();
+  const std::uint8_t f = impl_->flags[pid];
+  if (f == 0) return false;  // not PSI: one load and a branch
+  return impl_->push(packet, pid, f);
+}
+
+bool PsiDecoder::is_psi_pid(std::uint16_t pid) const { return pid < kPidCount && impl_->flags[pid] != 0; }
+
+const ProgramModel& PsiDecoder::model() const { return impl_->model; }
+std::uint64_t PsiDecoder::generation() const { return impl_->generation; }
+const PsiDecoder::Stats& PsiDecoder::stats() const { return impl_->stats; }
+
+void PsiDecoder::reset() {
+  Impl& d = *impl_;
+  d.close();
+  d.has_pat = false;
+  d.pat_version = 0;
+  d.ts_id = 0;
+  d.programs.clear();
+  d.has_cat = false;
+  d.cat_version = 0;
+  d.ca_pids.clear();
+  d.has_sdt = false;
+  d.sdt_version = 0;
+  d.sdt_ts_id = 0;
+  d.sdt_onid = 0;
+  d.sdt_services.clear();
+  d.has_nit = false;
+  d.nit_version = 0;
+  d.network_id = 0;
+  d.network_name.clear();
+  d.nit_ts.clear();
+  d.dirty = false;
+  d.open();
+  d.rebuild_model();
+}
+
+}  // namespace twincast::mpegts

@@ -1,0 +1,302 @@
+// PSI/SI generation with libdvbpsi and the table carousel that carries it.
+#include "twincast/mpegts/psi_tables.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+// libdvbpsi's headers are C and must come in this order (dvbpsi.h first).
+#include <dvbpsi/dvbpsi.h>
+#include <dvbpsi/psi.h>
+#include <dvbpsi/descriptor.h>
+#include <dvbpsi/demux.h>
+#include <dvbpsi/pat.h>
+#include <dvbpsi/pmt.h>
+#include <dvbpsi/sdt.h>
+#include <dvbpsi/nit.h>
+
+#include "twincast/mpegts/crc32.hpp"
+
+namespace twincast::mpegts {
+
+namespace {
+
+constexpr std::size_t kMaxDescriptorBody = 255;
+constexpr std::size_t kMaxPsiSection = 1024;  // 3 + section_length 1021 (PAT, PMT, SDT, NIT)
+
+// A dvbpsi handle for the generators (they only use it to log, which is silenced).
+class Handle {
+ public:
+  Handle() : h_(dvbpsi_new(nullptr, DVBPSI_MSG_NONE)) {
+    if (h_ == nullptr) throw std::bad_alloc();
+  }
+  ~Handle() { dvbpsi_delete(h_); }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  dvbpsi_t* get() const { return h_; }
+
+ private:
+  dvbpsi_t* h_;
+};
+
+// Copies libdvbpsi's section chain (p_data .. p_payload_end + CRC_32) and frees it.
+std::vector<Section> take_sections(dvbpsi_psi_section_t* chain, const char* table) {
+  std::vector<Section> out;
+  bool ok = true;
+  for (const dvbpsi_psi_section_t* s = chain; s != nullptr; s = s->p_next) {
+    const std::ptrdiff_t len = (s->p_payload_end + 4) - s->p_data;
+    if (len < 12 || static_cast<std::size_t>(len) > kMaxPsiSection) {
+      ok = false;
+      break;
+    }
+    out.emplace_back(s->p_data, s->p_data + len);
+    const Section& sec = out.back();
+    const std::size_t declared = 3 + ((std::size_t{sec[1] & 0x0FU} << 8) | sec[2]);
+    if (declared != sec.size() || !section_crc_ok(sec)) ok = false;
+  }
+  dvbpsi_DeletePSISections(chain);
+  if (!ok || out.empty()) throw std::length_error(std::string("cannot generate ") + table + ": content too large");
+  return out;
+}
+
+// libdvbpsi copies descriptor bodies but takes them through a non-const pointer.
+std::uint8_t* body(const std::vector<std::uint8_t>& data) {
+  static std::uint8_t empty = 0;
+  return data.empty() ? &empty : const_cast<std::uint8_t*>(data.data());
+}
+
+void check_descriptor(const Descriptor& d) {
+  if (d.data.size() > kMaxDescriptorBody) throw std::length_error("descriptor longer than 255 bytes");
+}
+
+bool has_tag(const std::vector<Descriptor>& ds, std::uint8_t tag) {
+  return std::any_of(ds.begin(), ds.end(), [tag](const Descriptor& d) { return d.tag == tag; });
+}
+
+// A DVB text field: plain bytes when ASCII, else UTF-8 behind the 0x15 selector (EN 300 468 Annex A).
+std::vector<std::uint8_t> dvb_text(const std::string& s) {
+  const bool ascii = std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  std::vector<std::uint8_t> out;
+  out.reserve(s.size() + 1);
+  if (!ascii) out.push_back(0x15);
+  for (const char c : s) out.push_back(static_cast<std::uint8_t>(c));
+  return out;
+}
+
+}  // namespace
+
+std::vector<Section> build_pat(std::uint16_t transport_stream_id, const std::vector<PatEntry>& programs,
+                               std::uint8_t version) {
+  Handle h;
+  dvbpsi_pat_t pat;
+  dvbpsi_pat_init(&pat, transport_stream_id, static_cast<std::uint8_t>(version & 0x1F), true);
+  for (const auto& p : programs) {
+    if (dvbpsi_pat_program_add(&pat, p.program_number, static_cast<std::uint16_t>(p.pid & 0x1FFF)) == nullptr) {
+      dvbpsi_pat_empty(&pat);
+      throw std::bad_alloc();
+    }
+  }
+  // 253 programs fill a section: (1021 - 5 - 4) / 4.
+  dvbpsi_psi_section_t* chain = dvbpsi_pat_sections_generate(h.get(), &pat, 253);
+  dvbpsi_pat_empty(&pat);
+  return take_sections(chain, "PAT");
+}
+
+std::vector<Section> build_pmt(const Service& service, std::uint8_t version) {
+  Handle h;
+  dvbpsi_pmt_t pmt;
+  dvbpsi_pmt_init(&pmt, service.service_id, static_cast<std::uint8_t>(version & 0x1F), true,
+                  static_cast<std::uint16_t>(service.pcr_pid & 0x1FFF));
+  try {
+    for (const auto& d : service.program_descriptors) {
+      check_descriptor(d);
+      dvbpsi_pmt_descriptor_add(&pmt, d.tag, static_cast<std::uint8_t>(d.data.size()), body(d.data));
+    }
+    for (const auto& es : service.streams) {
+      dvbpsi_pmt_es_t* e = dvbpsi_pmt_es_add(&pmt, es.stream_type, static_cast<std::uint16_t>(es.pid & 0x1FFF));
+      if (e == nullptr) throw std::bad_alloc();
+      // A language without its ISO 639 descriptor gets one (audio_type 0, undefined).
+      if (es.language.size() == 3 && !has_tag(es.descriptors, 0x0A)) {
+        std::vector<std::uint8_t> lang(es.language.begin(), es.language.end());
+        lang.push_back(0);
+        dvbpsi_pmt_es_descriptor_add(e, 0x0A, 4, lang.data());
+      }
+      for (const auto& d : es.descriptors) {
+        check_descriptor(d);
+        dvbpsi_pmt_es_descriptor_add(e, d.tag, static_cast<std::uint8_t>(d.data.size()), body(d.data));
+      }
+    }
+  } catch (...) {
+    dvbpsi_pmt_empty(&pmt);
+    throw;
+  }
+  dvbpsi_psi_section_t* chain = dvbpsi_pmt_sections_generate(h.get(), &pmt);
+  dvbpsi_pmt_empty(&pmt);
+  auto sections = take_sections(chain, "PMT");
+  if (sections.size() != 1) throw std::length_error("cannot generate PMT: more than one section");
+  return sections;
+}
+
+std::vector<Section> build_sdt(std::uint16_t transport_stream_id, std::uint16_t original_network_id,
+                               const std::vector<Service>& services, std::uint8_t version) {
+  Handle h;
+  dvbpsi_sdt_t sdt;
+  dvbpsi_sdt_init(&sdt, 0x42, transport_stream_id, static_cast<std::uint8_t>(version & 0x1F), true,
+                  original_network_id);
+  for (const auto& s : services) {
+    // running_status 4 (running), not scrambled, no EIT.
+    dvbpsi_sdt_service_t* srv = dvbpsi_sdt_service_add(&sdt, s.service_id, false, false, 4, false);
+    if (srv == nullptr) {
+      dvbpsi_sdt_empty(&sdt);
+      throw std::bad_alloc();
+    }
+    std::vector<std::uint8_t> provider = dvb_text(s.provider);
+    std::vector<std::uint8_t> name = dvb_text(s.name);
+    // service_type, provider length + text, name length + text: at most 255 bytes in all.
+    provider.resize(std::min<std::size_t>(provider.size(), 126));
+    name.resize(std::min<std::size_t>(name.size(), kMaxDescriptorBody - 3 - provider.size()));
+    std::vector<std::uint8_t> d;
+    d.push_back(s.service_type);
+    d.push_back(static_cast<std::uint8_t>(provider.size()));
+    d.insert(d.end(), provider.begin(), provider.end());
+    d.push_back(static_cast<std::uint8_t>(name.size()));
+    d.insert(d.end(), name.begin(), name.end());
+    dvbpsi_sdt_service_descriptor_add(srv, 0x48, static_cast<std::uint8_t>(d.size()), d.data());
+  }
+  dvbpsi_psi_section_t* chain = dvbpsi_sdt_sections_generate(h.get(), &sdt);
+  dvbpsi_sdt_empty(&sdt);
+  return take_sections(chain, "SDT");
+}
+
+std::vector<Section> build_nit(std::uint16_t network_id, const std::string& network_name,
+                               std::uint16_t transport_stream_id, std::uint16_t original_network_id,
+                               const std::vector<Service>& services, std::uint8_t version) {
+  Handle h;
+  dvbpsi_nit_t nit;
+  dvbpsi_nit_init(&nit, 0x40, network_id, network_id, static_cast<std::uint8_t>(version & 0x1F), true);
+  std::vector<std::uint8_t> name = dvb_text(network_name);
+  name.resize(std::min(name.size(), kMaxDescriptorBody));
+  if (!name.empty()) dvbpsi_nit_descriptor_add(&nit, 0x40, static_cast<std::uint8_t>(name.size()), name.data());
+
+  dvbpsi_nit_ts_t* ts = dvbpsi_nit_ts_add(&nit, transport_stream_id, original_network_id);
+  if (ts == nullptr) {
+    dvbpsi_nit_empty(&nit);
+    throw std::bad_alloc();
+  }
+  // Both descriptors are loops of fixed-size entries; split them at 255 bytes.
+  const auto add_entries = [ts](std::uint8_t tag, const std::vector<std::uint8_t>& entries, std::size_t entry) {
+    const std::size_t per = kMaxDescriptorBody / entry * entry;
+    for (std::size_t i = 0; i < entries.size(); i += per) {
+      const std::size_t n = std::min(per, entries.size() - i);
+      std::vector<std::uint8_t> chunk(entries.begin() + static_cast<std::ptrdiff_t>(i),
+                                      entries.begin() + static_cast<std::ptrdiff_t>(i + n));
+      dvbpsi_nit_ts_descriptor_add(ts, tag, static_cast<std::uint8_t>(n), chunk.data());
+    }
+  };
+  std::vector<std::uint8_t> list;  // service_list_descriptor: service_id 16, service_type 8
+  std::vector<std::uint8_t> lcns;  // logical_channel_descriptor: service_id 16, visible 1, reserved 5, LCN 10
+  for (const auto& s : services) {
+    list.push_back(static_cast<std::uint8_t>(s.service_id >> 8));
+    list.push_back(static_cast<std::uint8_t>(s.service_id & 0xFF));
+    list.push_back(s.service_type);
+    if (s.lcn != 0) {
+      lcns.push_back(static_cast<std::uint8_t>(s.service_id >> 8));
+      lcns.push_back(static_cast<std::uint8_t>(s.service_id & 0xFF));
+      lcns.push_back(static_cast<std::uint8_t>(0xFC | ((s.lcn >> 8) & 0x03)));
+      lcns.push_back(static_cast<std::uint8_t>(s.lcn & 0xFF));
+    }
+  }
+  add_entries(0x41, list, 3);
+  add_entries(0x83, lcns, 4);
+  dvbpsi_psi_section_t* chain = dvbpsi_nit_sections_generate(h.get(), &nit, 0x40);
+  dvbpsi_nit_empty(&nit);
+  return take_sections(chain, "NIT");
+}
+
+// --- TableCarousel ---
+
+namespace {
+
+// Same sections apart from version_number (byte 5, bits 1-5) and CRC_32.
+bool same_content(const std::vector<Section>& a, const std::vector<Section>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const Section& x = a[i];
+    const Section& y = b[i];
+    if (x.size() != y.size()) return false;
+    const bool syntax = x.size() >= 8 && (x[1] & 0x80) != 0;
+    const std::size_t end = syntax ? x.size() - 4 : x.size();
+    for (std::size_t k = 0; k < end; ++k) {
+      const auto mask = static_cast<std::uint8_t>((syntax && k == 5) ? 0xC1 : 0xFF);
+      if ((x[k] & mask) != (y[k] & mask)) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+TableCarousel::TableCarousel(std::uint16_t pid, std::uint8_t first_version)
+    : pid_(static_cast<std::uint16_t>(pid & 0x1FFF)), version_(static_cast<std::uint8_t>(first_version & 0x1F)) {}
+
+bool TableCarousel::update(const std::function<std::vector<Section>(std::uint8_t version)>& build) {
+  std::vector<Section> built = build(version_);
+  if (versioned_) {
+    if (same_content(built, sections_)) return false;
+    version_ = static_cast<std::uint8_t>((version_ + 1) & 0x1F);
+    built = build(version_);
+  }
+  versioned_ = true;
+  sections_ = std::move(built);
+
+  // Prebuild the packets: sections back to back, PUSI + pointer_field in every packet
+  // where a section starts, 0xFF after the last one.
+  packets_.clear();
+  std::vector<std::uint8_t> stream;
+  std::vector<std::size_t> starts;
+  for (const auto& s : sections_) {
+    if (s.empty()) continue;
+    starts.push_back(stream.size());
+    stream.insert(stream.end(), s.begin(), s.end());
+  }
+  std::size_t pos = 0;
+  std::size_t next = 0;  // index in starts of the first section start at or after pos
+  while (pos < stream.size()) {
+    while (next < starts.size() && starts[next] < pos) ++next;
+    const std::size_t start = next < starts.size() ? starts[next] : stream.size() + kPacketSize;
+    TsPacket p{};
+    p.bytes.fill(0xFF);
+    p.bytes[0] = kSyncByte;
+    p.bytes[1] = 0x00;  // no TEI, no PUSI, no priority
+    p.bytes[3] = 0x10;  // payload only, CC stamped by packetize()
+    p.set_pid(pid_);
+    std::size_t at = 4;
+    std::size_t room = kPacketSize - 4;
+    if (start < pos + room - 1) {
+      // A section starts here: pointer_field to it.
+      p.set_payload_unit_start(true);
+      p.bytes[at++] = static_cast<std::uint8_t>(start - pos);
+      --room;
+    } else if (start == pos + room - 1) {
+      // The next section would start on the last byte, where a pointer_field cannot
+      // reach it: end this packet one byte early with stuffing.
+      --room;
+    }
+    const std::size_t n = std::min(room, stream.size() - pos);
+    std::copy_n(stream.begin() + static_cast<std::ptrdiff_t>(pos), n, p.bytes.begin() + static_cast<std::ptrdiff_t>(at));
+    pos += n;
+    packets_.push_back(p);
+  }
+  return true;
+}
+
+std::size_t TableCarousel::packetize(std::span<TsPacket> out) {
+  if (packets_.empty() || out.size() < packets_.size()) return 0;
+  for (std::size_t i = 0; i < packets_.size(); ++i) {
+    out[i] = packets_[i];
+    out[i].set_cc(cc_);
+    cc_ = static_cast<std::uint8_t>((cc_ + 1) & 0x0F);
+  }
+  return packets_.size();
+}
+
+}  // namespace twincast::mpegts

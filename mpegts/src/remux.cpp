@@ -1,0 +1,306 @@
+#include "twincast/mpegts/remux.hpp"
+
+#include <algorithm>
+#include <bitset>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+namespace twincast::mpegts {
+
+namespace {
+
+constexpr std::uint16_t kDropByRule = 0xFFFE;
+constexpr std::uint16_t kFirstDynamicPid = 0x0100;
+constexpr std::uint16_t kFirstPmtPid = 0x1000;
+
+// PIDs an output never gives to a service: PSI/SI, the DVB SI range and the null PID.
+bool is_reserved_pid(std::uint16_t pid) { return pid < 0x0020 || pid >= kNullPid; }
+
+// Hands out output PIDs: the wanted one when free, otherwise the next free one above
+// `fallback_from`, so a service's PIDs only move when they collide.
+class PidAllocator {
+ public:
+  std::uint16_t take(std::uint16_t wanted, std::uint16_t fallback_from) {
+    if (!is_reserved_pid(wanted) && !used_[wanted]) {
+      used_[wanted] = true;
+      return wanted;
+    }
+    for (std::uint32_t i = 0; i < kNullPid; ++i) {
+      const auto pid = static_cast<std::uint16_t>(0x20 + (fallback_from - 0x20 + i) % (kNullPid - 0x20));
+      if (!used_[pid]) {
+        used_[pid] = true;
+        return pid;
+      }
+    }
+    throw std::runtime_error("remux: no free output PID left");
+  }
+
+ private:
+  std::bitset<kPidCount> used_;
+};
+
+const Service* find_source(const ProgramModel& m, std::uint16_t service_id) {
+  if (service_id != 0) return m.find_service(service_id);
+  for (const auto& s : m.services)
+    if (s.service_id != 0) return &s;
+  return nullptr;
+}
+
+}  // namespace
+
+Remuxer::Remuxer(RemuxConfig config) : config_(std::move(config)) {
+  if (config_.n_inputs == 0) throw std::invalid_argument("remux: at least one input is needed");
+  if (config_.services.empty()) throw std::invalid_argument("remux: at least one output service is needed");
+  std::bitset<65536> ids;
+  std::bitset<kPidCount> pmt_pids;
+  for (std::size_t k = 0; k < config_.services.size(); ++k) {
+    const auto& s = config_.services[k];
+    const std::string where = "remux: service #" + std::to_string(k + 1) + ": ";
+    if (s.input >= config_.n_inputs)
+      throw std::invalid_argument(where + "input " + std::to_string(s.input) + " does not exist");
+    if (s.service_id != 0) {
+      if (ids[s.service_id]) throw std::invalid_argument(where + "service id " + std::to_string(s.service_id) + " is used twice");
+      ids[s.service_id] = true;
+    }
+    if (s.pmt_pid != 0) {
+      if (is_reserved_pid(s.pmt_pid)) throw std::invalid_argument(where + "PMT PID " + std::to_string(s.pmt_pid) + " is reserved");
+      if (pmt_pids[s.pmt_pid]) throw std::invalid_argument(where + "PMT PID " + std::to_string(s.pmt_pid) + " is used twice");
+      pmt_pids[s.pmt_pid] = true;
+    }
+    for (const auto& r : s.rules) {
+      if (r.from >= kNullPid) throw std::invalid_argument(where + "rule source PID " + std::to_string(r.from) + " is out of range");
+      if (!r.drop && is_reserved_pid(r.to))
+        throw std::invalid_argument(where + "rule target PID " + std::to_string(r.to) + " is reserved");
+    }
+  }
+  inputs_.reserve(config_.n_inputs);
+  for (std::size_t i = 0; i < config_.n_inputs; ++i) {
+    auto in = std::make_unique<Input>();
+    in->psi = std::make_unique<PsiDecoder>();
+    in->map.fill(kUnmapped);
+    in->last_cc.fill(0x10);
+    inputs_.push_back(std::move(in));
+  }
+  pmts_.reserve(config_.services.size());
+  for (std::size_t k = 0; k < config_.services.size(); ++k) pmts_.emplace_back(kNullPid);
+  snapshots_.resize(config_.services.size());
+  // One packet, plus a full round of tables: PAT and each PMT fit in 1024-byte sections
+  // (at most 6 packets each); SDT and NIT get 4 sections' worth each.
+  max_out_ = 1 + 6 * (1 + config_.services.size()) + 2 * 4 * 6;
+}
+
+Remuxer::~Remuxer() = default;
+
+std::uint16_t Remuxer::output_pid(std::size_t input, std::uint16_t source_pid) const {
+  const std::uint16_t o = inputs_.at(input)->map[source_pid & 0x1FFF];
+  return o == kDropByRule ? kUnmapped : o;
+}
+
+void Remuxer::rebuild() {
+  ++stats_.table_rebuilds;
+  PidAllocator pids;
+  std::vector<std::array<std::uint16_t, kPidCount>> maps(inputs_.size());
+  for (auto& m : maps) m.fill(kUnmapped);
+
+  ProgramModel model;
+  model.transport_stream_id = config_.transport_stream_id;
+  model.original_network_id = config_.original_network_id;
+  model.network_id = config_.network_id;
+  model.network_name = config_.network_name;
+  model.has_pat = true;
+  std::bitset<65536> ids;
+  for (const auto& sc : config_.services)
+    if (sc.service_id != 0) ids[sc.service_id] = true;
+  // Explicit PMT PIDs first, so automatic ones never take them.
+  for (const auto& sc : config_.services)
+    if (sc.pmt_pid != 0) (void)pids.take(sc.pmt_pid, kFirstPmtPid);
+
+  std::uint64_t remapped = 0;
+  for (std::size_t k = 0; k < config_.services.size(); ++k) {
+    const auto& sc = config_.services[k];
+    auto& map = maps[sc.input];
+    // Keep the last complete picture of the source while its PSI is being relearnt
+    // (after a switch), so the output tables do not flap.
+    const Service* src = find_source(inputs_[sc.input]->psi->model(), sc.source_service_id);
+    if (src != nullptr && src->has_pmt) snapshots_[k] = *src;
+    if (!snapshots_[k]) continue;
+    const Service& source = *snapshots_[k];
+
+    Service out = source;
+    if (sc.service_id != 0) {
+      out.service_id = sc.service_id;
+    } else {
+      while (out.service_id == 0 || ids[out.service_id]) ++out.service_id;
+      ids[out.service_id] = true;
+    }
+    out.pmt_pid = sc.pmt_pid != 0 ? sc.pmt_pid : pids.take(source.pmt_pid, kFirstPmtPid);
+    if (!sc.name.empty()) out.name = sc.name;
+    if (!sc.provider.empty()) out.provider = sc.provider;
+    if (out.name.empty()) out.name = "Service " + std::to_string(out.service_id);
+    out.lcn = sc.lcn;
+    out.streams.clear();
+
+    auto map_pid = [&](std::uint16_t src_pid) -> std::uint16_t {
+      if (map[src_pid] != kUnmapped) return map[src_pid];  // shared by two services of one input
+      std::uint16_t wanted = src_pid;
+      for (const auto& r : sc.rules) {
+        if (r.from != src_pid) continue;
+        if (r.drop) return map[src_pid] = kDropByRule;
+        wanted = r.to;
+      }
+      const std::uint16_t o = pids.take(wanted, kFirstDynamicPid);
+      if (o != src_pid) ++remapped;
+      return map[src_pid] = o;
+    };
+    for (const auto& es : source.streams) {
+      if (es.pid >= kNullPid) continue;
+      const std::uint16_t o = map_pid(es.pid);
+      if (o == kDropByRule) continue;
+      ElementaryStream e = es;
+      e.pid = o;
+      out.streams.push_back(std::move(e));
+    }
+    if (source.pcr_pid < kNullPid) {
+      const std::uint16_t o = map_pid(source.pcr_pid);
+      out.pcr_pid = o == kDropByRule ? kNullPid : o;
+    }
+    out.has_pmt = true;
+    model.services.push_back(std::move(out));
+  }
+
+  for (auto& o : out_) o.carries_pcr = false;
+  for (const auto& s : model.services)
+    if (s.pcr_pid < kNullPid) out_[s.pcr_pid].carries_pcr = true;
+  for (std::size_t i = 0; i < inputs_.size(); ++i) {
+    inputs_[i]->map = maps[i];
+    inputs_[i]->seen_generation = inputs_[i]->psi->generation();
+  }
+  stats_.remapped_pids = remapped;
+
+  // Tables: versions move only when the content does.
+  bool changed = false;
+  std::vector<PatEntry> pat;
+  for (const auto& s : model.services) pat.push_back({s.service_id, s.pmt_pid});
+  if (config_.nit) pat.insert(pat.begin(), PatEntry{0, kNitPid});
+  changed |= pat_.update([&](std::uint8_t v) { return build_pat(model.transport_stream_id, pat, v); });
+  std::size_t k = 0;
+  for (std::size_t sk = 0; sk < config_.services.size(); ++sk) {
+    if (!snapshots_[sk]) continue;
+    const Service& s = model.services[k++];
+    if (pmts_[sk].pid() != s.pmt_pid) {
+      const std::uint8_t next = pmts_[sk].has_content() ? static_cast<std::uint8_t>((pmts_[sk].version() + 1) & 0x1F) : 0;
+      pmts_[sk] = TableCarousel(s.pmt_pid, next);
+    }
+    changed |= pmts_[sk].update([&](std::uint8_t v) { return build_pmt(s, v); });
+  }
+  if (config_.sdt)
+    changed |= sdt_.update([&](std::uint8_t v) {
+      return build_sdt(model.transport_stream_id, model.original_network_id, model.services, v);
+    });
+  if (config_.nit)
+    changed |= nit_.update([&](std::uint8_t v) {
+      return build_nit(model.network_id, model.network_name, model.transport_stream_id, model.original_network_id,
+                       model.services, v);
+    });
+  model.pat_version = pat_.version();
+  out_model_ = std::move(model);
+  tables_ready_ = !out_model_.services.empty();
+  if (changed) tables_due_ = true;
+}
+
+std::size_t Remuxer::emit_tables(std::uint64_t now_ns, std::span<TsPacket> out) {
+  std::size_t n = 0;
+  auto due = [&](std::uint64_t& next, std::uint64_t interval) {
+    // Also when the clock went backwards by more than an interval (a new file, a wrap).
+    if (tables_due_ || now_ns >= next || next - now_ns > interval) {
+      next = now_ns + interval;
+      return true;
+    }
+    return false;
+  };
+  if (due(next_psi_ns_, config_.psi_interval_ns)) {
+    n += pat_.packetize(out.subspan(n));
+    for (auto& pmt : pmts_)
+      if (pmt.has_content()) n += pmt.packetize(out.subspan(n));
+  }
+  if ((config_.sdt || config_.nit) && due(next_si_ns_, config_.si_interval_ns)) {
+    if (config_.sdt) n += sdt_.packetize(out.subspan(n));
+    if (config_.nit) n += nit_.packetize(out.subspan(n));
+  }
+  tables_due_ = false;
+  stats_.psi_packets_out += n;
+  return n;
+}
+
+// ~n ns/packet on media packets, bench/mpegts_bench (see README).
+std::size_t Remuxer::push(std::size_t input, const TsPacket& packet, std::uint64_t now_ns, std::span<TsPacket> out) {
+  ++stats_.packets_in;
+  Input& in = *inputs_[input];
+  const std::uint16_t pid = packet.pid();
+  if (in.psi->is_psi_pid(pid)) {
+    in.psi->push(packet);
+    if (in.psi->generation() != in.seen_generation) rebuild();
+  }
+  if (!tables_ready_) {
+    ++stats_.dropped_unmapped;
+    return 0;
+  }
+  std::size_t n = emit_tables(now_ns, out);
+  const std::uint16_t o = in.map[pid];
+  if (o == kUnmapped) {
+    ++stats_.dropped_unmapped;
+    stats_.packets_out += n;
+    return n;
+  }
+  if (o == kDropByRule) {
+    ++stats_.dropped_rule;
+    stats_.packets_out += n;
+    return n;
+  }
+  const bool payload = packet.has_payload();
+  bool duplicate = false;
+  if (payload) {
+    duplicate = in.last_cc[pid] == packet.cc();  // a legal single repeat stays a repeat
+    in.last_cc[pid] = packet.cc();
+  }
+  OutPid& op = out_[o];
+  if (op.wait_unit_start && payload) {
+    if (!packet.payload_unit_start()) {
+      ++stats_.dropped_resync;
+      stats_.packets_out += n;
+      return n;
+    }
+    op.wait_unit_start = false;
+  }
+  TsPacket& w = out[n++];
+  w = packet;
+  w.set_pid(o);
+  if (payload && !duplicate) op.cc = static_cast<std::uint8_t>((op.cc + 1) & 0x0F);
+  w.set_cc(op.cc);
+  if (op.mark_discontinuity) {
+    // The PCR PID announces the new timeline on its first PCR; other PIDs on their first
+    // packet after the switch when it has an adaptation field to carry the flag.
+    if (!op.carries_pcr || w.has_pcr()) {
+      if (w.set_discontinuity(true)) ++stats_.discontinuities_marked;
+      op.mark_discontinuity = false;
+    }
+  }
+  stats_.packets_out += n;
+  return n;
+}
+
+void Remuxer::switch_source(std::size_t input) {
+  Input& in = *inputs_.at(input);
+  for (std::uint32_t pid = 0; pid < kPidCount; ++pid) {
+    const std::uint16_t o = in.map[pid];
+    if (o == kUnmapped || o == kDropByRule) continue;
+    out_[o].wait_unit_start = true;
+    out_[o].mark_discontinuity = true;
+  }
+  in.last_cc.fill(0x10);
+  in.psi->reset();
+  in.seen_generation = in.psi->generation();
+}
+
+}  // namespace twincast::mpegts

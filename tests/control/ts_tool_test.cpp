@@ -1,0 +1,179 @@
+// twincast-ts end to end: the built tool on ffmpeg-made streams, its output read back by
+// ffprobe and decoded by ffmpeg.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+
+#include "tests_common.hpp"
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using twincast::test::fixture;
+using twincast::test::run;
+using twincast::test::shell_quote;
+using twincast::test::tool;
+
+namespace {
+
+std::string ts_tool() { return shell_quote(tool("twincast-ts").string()); }
+
+json::value probe(const fs::path& file) {
+  const auto r = run("ffprobe -v error -show_programs -show_streams -show_format -of json " + shell_quote(file.string()));
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  return json::parse(r.out);
+}
+
+// ffmpeg decodes every stream; returns what it complained about (empty = clean).
+std::string decode_errors(const fs::path& file) {
+  const auto r = run("ffmpeg -nostdin -hide_banner -v error -i " + shell_quote(file.string()) + " -map 0 -f null -");
+  return r.exit_code == 0 ? r.out : "exit " + std::to_string(r.exit_code) + ": " + r.out;
+}
+
+double duration_s(const json::value& probed) {
+  return std::stod(std::string(probed.at("format").at("duration").as_string()));
+}
+
+class TsTool : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = twincast::test::temp_dir("ts-tool"); }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+  fs::path dir_;
+};
+
+}  // namespace
+
+TEST_F(TsTool, RemuxSelectsOneServiceThatFfprobeAndFfmpegRead) {
+  const fs::path out = dir_ / "bravo.ts";
+  const auto r = run(ts_tool() + " remux --service 2 -o " + shell_quote(out.string()) + " " + shell_quote(fixture("mpts3.ts").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto p = probe(out);
+  const auto& programs = p.at("programs").as_array();
+  ASSERT_EQ(programs.size(), 1u);
+  EXPECT_EQ(programs[0].at("program_id").as_int64(), 2);
+  EXPECT_EQ(programs[0].at("tags").at("service_name").as_string(), "Bravo");
+  const auto& streams = p.at("streams").as_array();
+  ASSERT_EQ(streams.size(), 2u);
+  EXPECT_EQ(streams[0].at("codec_name").as_string(), "h264");
+  EXPECT_EQ(streams[1].at("codec_name").as_string(), "aac");
+  EXPECT_NEAR(duration_s(p), duration_s(probe(fixture("mpts3.ts"))), 0.2);
+  EXPECT_EQ(decode_errors(out), "");
+}
+
+TEST_F(TsTool, RemuxMergesThreeFilesIntoAnMptsWithLcns) {
+  const fs::path out = dir_ / "mux.ts";
+  const auto r = run(ts_tool() + " remux -o " + shell_quote(out.string()) + " --service-id 10,20,30 --lcn 1,2,3 --name A,B,C " +
+                     shell_quote(fixture("h264_aac.ts").string()) + " " + shell_quote(fixture("hevc_aac.ts").string()) + " " +
+                     shell_quote(fixture("mpeg2_mp2.ts").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto p = probe(out);
+  const auto& programs = p.at("programs").as_array();
+  ASSERT_EQ(programs.size(), 3u);
+  std::vector<std::string> codecs;
+  for (const auto& prog : programs) {
+    for (const auto& s : prog.at("streams").as_array()) codecs.emplace_back(s.at("codec_name").as_string());
+  }
+  EXPECT_EQ(programs[0].at("program_id").as_int64(), 10);
+  EXPECT_EQ(programs[1].at("tags").at("service_name").as_string(), "B");
+  EXPECT_EQ(programs[2].at("program_id").as_int64(), 30);
+  EXPECT_EQ(codecs, (std::vector<std::string>{"h264", "aac", "hevc", "aac", "mpeg2video", "mp2"}));
+  EXPECT_NEAR(duration_s(p), 6.0, 0.5);
+  EXPECT_EQ(decode_errors(out), "");
+}
+
+TEST_F(TsTool, RemuxMovesAndDropsPids) {
+  const fs::path out = dir_ / "moved.ts";
+  // two_audio.ts: ffmpeg's default PIDs 0x100 video, 0x101 eng AAC, 0x102 deu AC-3.
+  const auto r = run(ts_tool() + " remux --map 0x100=0x200 --drop 0x102 -o " + shell_quote(out.string()) + " " +
+                     shell_quote(fixture("two_audio.ts").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto p = probe(out);
+  const auto& streams = p.at("streams").as_array();
+  ASSERT_EQ(streams.size(), 2u);
+  EXPECT_EQ(streams[0].at("id").as_string(), "0x200");
+  EXPECT_EQ(streams[1].at("codec_name").as_string(), "aac");
+  EXPECT_EQ(streams[1].at("tags").at("language").as_string(), "eng");
+  EXPECT_EQ(decode_errors(out), "");
+}
+
+TEST_F(TsTool, AnalyzeJsonDescribesTheStream) {
+  const auto r = run(ts_tool() + " analyze --json " + shell_quote(fixture("mpts3.ts").string()) + " 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto v = json::parse(r.out);
+  const auto& services = v.at("services").as_array();
+  ASSERT_EQ(services.size(), 3u);
+  const auto& s = services[1].as_object();
+  EXPECT_EQ(s.at("service_id").as_int64(), 2);
+  EXPECT_EQ(s.at("name").as_string(), "Bravo");
+  EXPECT_TRUE(s.at("pmt_pid").is_int64());
+  EXPECT_TRUE(s.at("pcr_pid").is_int64());
+  const auto& streams = s.at("streams").as_array();
+  ASSERT_EQ(streams.size(), 2u);
+  EXPECT_EQ(streams[0].at("codec").as_string(), "h264");
+  EXPECT_EQ(streams[0].at("stream_type").as_int64(), 0x1B);
+  EXPECT_EQ(streams[1].at("codec").as_string(), "aac");
+  EXPECT_EQ(v.at("tr101290").at("Continuity_count_error").as_int64(), 0);
+  EXPECT_EQ(v.at("tr101290").at("PAT_error_2").as_int64(), 0);
+  // ffmpeg was told -muxrate 3000k.
+  EXPECT_NEAR(static_cast<double>(v.at("bitrate_bps").to_number<std::int64_t>()), 3'000'000.0, 60'000.0);
+}
+
+TEST_F(TsTool, AnalyzeCountsInjectedLoss) {
+  auto pkts = twincast::test::read_packets(fixture("h264_aac.ts"));
+  std::vector<twincast::mpegts::TsPacket> lossy;
+  std::size_t dropped = 0;
+  std::size_t seen_video = 0;
+  for (const auto& p : pkts) {
+    // Drop every 100th payload packet of the video PID (0x100): each one is one CC error.
+    // (Adaptation-only packets, which ffmpeg sends for PCRs, do not advance the CC.)
+    if (p.pid() == 0x100 && p.has_payload() && ++seen_video % 100 == 0) {
+      ++dropped;
+      continue;
+    }
+    lossy.push_back(p);
+  }
+  const fs::path in = dir_ / "lossy.ts";
+  twincast::test::write_packets(in, lossy);
+  const auto r = run(ts_tool() + " analyze --json " + shell_quote(in.string()) + " 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto v = json::parse(r.out);
+  EXPECT_GT(dropped, 5u);
+  EXPECT_EQ(v.at("tr101290").at("Continuity_count_error").as_int64(), static_cast<std::int64_t>(dropped));
+}
+
+TEST_F(TsTool, TextReportNamesServicesAndCodecs) {
+  const auto r = run(ts_tool() + " analyze " + shell_quote(fixture("two_audio.ts").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("h264"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ac3"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("deu"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Continuity_count_error"), std::string::npos) << r.out;
+}
+
+TEST_F(TsTool, ClearErrorsForBadUse) {
+  auto r = run(ts_tool() + " analyze /nonexistent/file.ts");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("/nonexistent/file.ts"), std::string::npos) << r.out;
+  r = run(ts_tool() + " remux " + shell_quote(fixture("h264_aac.ts").string()));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("-o"), std::string::npos) << r.out;
+  r = run(ts_tool() + " remux --service 9 -o " + shell_quote((dir_ / "x.ts").string()) + " " + shell_quote(fixture("mpts3.ts").string()));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("no service 9"), std::string::npos) << r.out;
+  r = run(ts_tool() + " remux --map 0x100=0x11 -o " + shell_quote((dir_ / "x.ts").string()) + " " + shell_quote(fixture("h264_aac.ts").string()));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("out of range"), std::string::npos) << r.out;
+  r = run(ts_tool() + " frobnicate");
+  EXPECT_EQ(r.exit_code, 2);
+  // Random bytes are not a transport stream: a message, not a crash.
+  std::vector<std::uint8_t> junk(100000);
+  for (std::size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<std::uint8_t>((i * 7919) >> 3);
+  twincast::test::write_file(dir_ / "junk.bin", junk);
+  r = run(ts_tool() + " remux -o " + shell_quote((dir_ / "y.ts").string()) + " " + shell_quote((dir_ / "junk.bin").string()));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("no PAT/PMT"), std::string::npos) << r.out;
+  r = run(ts_tool() + " analyze " + shell_quote((dir_ / "junk.bin").string()));
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+}

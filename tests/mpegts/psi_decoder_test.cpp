@@ -1,0 +1,351 @@
+#include "twincast/mpegts/psi_decoder.hpp"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <sstream>
+
+#include "tests_common.hpp"
+#include "twincast/mpegts/crc32.hpp"
+#include "twincast/mpegts/psi_tables.hpp"
+
+using namespace twincast::mpegts;
+using Bytes = std::vector<std::uint8_t>;
+
+namespace {
+
+PsiDecoder& decode_file(PsiDecoder& d, const std::string& name) {
+  for (const auto& p : twincast::test::read_packets(twincast::test::fixture(name))) d.push(p);
+  return d;
+}
+
+// Sections into packets on `pid` (one section per packet start; sections < 184 bytes here
+// or spread over several packets), CC from `cc`.
+std::vector<TsPacket> packets_for(std::uint16_t pid, const std::vector<Section>& sections, std::uint8_t& cc) {
+  TableCarousel car(pid);
+  car.update([&](std::uint8_t) { return sections; });
+  std::vector<TsPacket> out(car.packet_count());
+  EXPECT_EQ(car.packetize(out), out.size());
+  for (auto& p : out) {
+    p.set_cc(cc);
+    cc = static_cast<std::uint8_t>((cc + 1) & 0x0F);
+  }
+  return out;
+}
+
+void feed(PsiDecoder& d, const std::vector<TsPacket>& pkts) {
+  for (const auto& p : pkts) d.push(p);
+}
+
+Service simple_service(std::uint16_t id, std::uint16_t pmt_pid, std::uint16_t first_es) {
+  Service s;
+  s.service_id = id;
+  s.pmt_pid = pmt_pid;
+  s.pcr_pid = first_es;
+  ElementaryStream v;
+  v.pid = first_es;
+  v.stream_type = 0x1B;
+  v.codec = Codec::kH264;
+  s.streams.push_back(v);
+  return s;
+}
+
+// A long-form section with the given header fields and body, CRC appended.
+Section raw_section(std::uint8_t table_id, std::uint16_t ext, std::uint8_t version, const Bytes& body) {
+  Section s;
+  s.reserve(8 + body.size() + 4);
+  for (const std::uint8_t b : {table_id, std::uint8_t{0}, std::uint8_t{0}, static_cast<std::uint8_t>(ext >> 8),
+                               static_cast<std::uint8_t>(ext & 0xFF),
+                               static_cast<std::uint8_t>(0xC1 | ((version & 0x1F) << 1)), std::uint8_t{0},
+                               std::uint8_t{0}})
+    s.push_back(b);
+  for (const std::uint8_t b : body) s.push_back(b);
+  const std::size_t len = s.size() + 4 - 3;
+  s[1] = static_cast<std::uint8_t>(0xB0 | (len >> 8));
+  s[2] = static_cast<std::uint8_t>(len & 0xFF);
+  const std::uint32_t c = crc32_mpeg(s);
+  for (int sh = 24; sh >= 0; sh -= 8) s.push_back(static_cast<std::uint8_t>(c >> sh));
+  return s;
+}
+
+}  // namespace
+
+TEST(PsiDecoder, H264Aac) {
+  PsiDecoder d;
+  decode_file(d, "h264_aac.ts");
+  const ProgramModel& m = d.model();
+  ASSERT_TRUE(m.has_pat);
+  ASSERT_EQ(m.services.size(), 1U);
+  const Service& s = m.services[0];
+  EXPECT_EQ(s.service_id, 101);
+  EXPECT_EQ(s.name, "Test One");
+  EXPECT_EQ(s.provider, "twincast");
+  EXPECT_EQ(s.service_type, 0x01);
+  EXPECT_EQ(s.pmt_pid, 0x1000);
+  EXPECT_TRUE(s.has_pmt);
+  ASSERT_EQ(s.streams.size(), 2U);
+  EXPECT_EQ(s.streams[0].codec, Codec::kH264);
+  EXPECT_EQ(s.streams[0].pid, 0x100);
+  EXPECT_EQ(s.streams[1].codec, Codec::kAac);
+  EXPECT_EQ(s.streams[1].pid, 0x101);
+  EXPECT_EQ(s.pcr_pid, 0x100);
+  EXPECT_EQ(m.transport_stream_id, 1);  // ffmpeg's default
+  EXPECT_EQ(m.original_network_id, 0xFF01);  // ffmpeg's default
+  EXPECT_TRUE(d.is_psi_pid(0x1000));
+  EXPECT_TRUE(d.is_psi_pid(kPatPid));
+  EXPECT_TRUE(d.is_psi_pid(kSdtPid));
+  EXPECT_FALSE(d.is_psi_pid(0x100));
+  EXPECT_FALSE(d.is_psi_pid(0x1FFF));
+  EXPECT_GE(d.stats().pat, 1U);
+  EXPECT_GE(d.stats().pmt, 1U);
+  EXPECT_GE(d.stats().sdt, 1U);
+  EXPECT_EQ(d.stats().version_changes, 0U);
+  // PAT, PMT and SDT each change the model once (PAT alone, then PMT, then SDT).
+  EXPECT_GE(d.generation(), 2U);
+  EXPECT_LE(d.generation(), 3U);
+
+  // The same stream again changes nothing.
+  const std::uint64_t gen = d.generation();
+  const ProgramModel before = d.model();
+  decode_file(d, "h264_aac.ts");
+  EXPECT_EQ(d.generation(), gen);
+  EXPECT_EQ(d.model(), before);
+
+  d.reset();
+  EXPECT_FALSE(d.model().has_pat);
+  EXPECT_TRUE(d.model().services.empty());
+  EXPECT_FALSE(d.is_psi_pid(0x1000));
+  decode_file(d, "h264_aac.ts");
+  EXPECT_EQ(d.model(), before);
+}
+
+TEST(PsiDecoder, Mpts3) {
+  PsiDecoder d;
+  decode_file(d, "mpts3.ts");
+  const auto& ss = d.model().services;
+  ASSERT_EQ(ss.size(), 3U);
+  const char* names[] = {"Alpha", "Bravo", "Charlie"};
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(ss[i].service_id, i + 1);
+    EXPECT_EQ(ss[i].name, names[i]);
+    EXPECT_TRUE(ss[i].has_pmt);
+    ASSERT_EQ(ss[i].streams.size(), 2U);
+    EXPECT_EQ(ss[i].streams[0].codec, Codec::kH264);
+    EXPECT_EQ(ss[i].streams[1].codec, Codec::kAac);
+  }
+  EXPECT_NE(d.model().find_service(2), nullptr);
+  EXPECT_EQ(d.model().find_service(4), nullptr);
+}
+
+TEST(PsiDecoder, TwoAudioLanguages) {
+  PsiDecoder d;
+  decode_file(d, "two_audio.ts");
+  ASSERT_EQ(d.model().services.size(), 1U);
+  const auto& st = d.model().services[0].streams;
+  ASSERT_EQ(st.size(), 3U);
+  EXPECT_EQ(st[0].codec, Codec::kH264);
+  EXPECT_EQ(st[1].codec, Codec::kAac);
+  EXPECT_EQ(st[1].language, "eng");
+  EXPECT_EQ(st[2].codec, Codec::kAc3);
+  EXPECT_EQ(st[2].language, "deu");
+  EXPECT_TRUE(st[0].language.empty());
+}
+
+TEST(PsiDecoder, HevcAndMpeg2) {
+  {
+    PsiDecoder d;
+    decode_file(d, "hevc_aac.ts");
+    ASSERT_EQ(d.model().services.size(), 1U);
+    const auto& st = d.model().services[0].streams;
+    ASSERT_EQ(st.size(), 2U);
+    EXPECT_EQ(st[0].codec, Codec::kHevc);
+    EXPECT_EQ(st[1].codec, Codec::kAac);
+  }
+  {
+    PsiDecoder d;
+    decode_file(d, "mpeg2_mp2.ts");
+    ASSERT_EQ(d.model().services.size(), 1U);
+    const auto& st = d.model().services[0].streams;
+    ASSERT_EQ(st.size(), 2U);
+    EXPECT_EQ(st[0].codec, Codec::kMpeg2Video);
+    EXPECT_EQ(st[1].codec, Codec::kMpegAudio);
+  }
+}
+
+// Program numbers, PMT PIDs and stream PIDs agree with ffprobe's reading of the same files.
+TEST(PsiDecoder, AgreesWithFfprobe) {
+  for (const char* name : {"mpts3.ts", "two_audio.ts", "mpeg2_mp2.ts"}) {
+    const auto path = twincast::test::fixture(name);
+    const auto r = twincast::test::run("ffprobe -v error -show_programs -of json " +
+                                       twincast::test::shell_quote(path.string()));
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    // Walk the JSON in order: program_num / pmt_pid open a program, "id": "0x..." are its streams.
+    struct Prog {
+      int number = 0;
+      int pmt_pid = 0;
+      std::vector<int> pids;
+    };
+    std::vector<Prog> progs;
+    std::istringstream in(r.out);
+    std::string line;
+    // The number after `key` on a line of ffprobe's JSON, or -1.
+    const auto field = [](const std::string& l, const std::string& key, int base) {
+      const auto at = l.find(key);
+      if (at == std::string::npos) return -1;
+      return std::stoi(l.substr(at + key.size()), nullptr, base);
+    };
+    while (std::getline(in, line)) {
+      if (const int n = field(line, "\"program_num\": ", 10); n >= 0) progs.push_back({n, 0, {}});
+      else if (const int pmt = field(line, "\"pmt_pid\": ", 10); pmt >= 0 && !progs.empty()) progs.back().pmt_pid = pmt;
+      else if (const int id = field(line, "\"id\": \"0x", 16); id >= 0 && !progs.empty()) progs.back().pids.push_back(id);
+    }
+    PsiDecoder d;
+    decode_file(d, name);
+    const auto& ss = d.model().services;
+    ASSERT_EQ(ss.size(), progs.size()) << name;
+    for (std::size_t i = 0; i < ss.size(); ++i) {
+      EXPECT_EQ(ss[i].service_id, progs[i].number) << name;
+      EXPECT_EQ(ss[i].pmt_pid, progs[i].pmt_pid) << name;
+      std::vector<int> ours;
+      for (const auto& e : ss[i].streams) ours.push_back(e.pid);
+      EXPECT_EQ(ours, progs[i].pids) << name;
+    }
+  }
+}
+
+TEST(PsiDecoder, PatChangesAttachAndDetachPmts) {
+  PsiDecoder d;
+  std::uint8_t pat_cc = 0;
+  std::uint8_t pmt_cc = 0;
+  feed(d, packets_for(kPatPid, build_pat(9, {{1, 0x200}, {2, 0x300}}, 0), pat_cc));
+  ASSERT_EQ(d.model().services.size(), 2U);
+  EXPECT_FALSE(d.model().services[0].has_pmt);  // listed, PMT not seen yet
+  EXPECT_FALSE(d.model().services[1].has_pmt);
+  EXPECT_EQ(d.model().transport_stream_id, 9);
+  EXPECT_TRUE(d.is_psi_pid(0x200));
+  EXPECT_TRUE(d.is_psi_pid(0x300));
+
+  feed(d, packets_for(0x200, build_pmt(simple_service(1, 0x200, 0x210), 3), pmt_cc));
+  ASSERT_TRUE(d.model().services[0].has_pmt);
+  EXPECT_EQ(d.model().services[0].pmt_version, 3);
+  EXPECT_EQ(d.model().services[0].pcr_pid, 0x210);
+  EXPECT_FALSE(d.model().services[1].has_pmt);
+
+  // Program 2 leaves, program 1 moves its PMT to another PID: its PMT is forgotten.
+  feed(d, packets_for(kPatPid, build_pat(9, {{1, 0x250}}, 1), pat_cc));
+  ASSERT_EQ(d.model().services.size(), 1U);
+  EXPECT_EQ(d.model().pat_version, 1);
+  EXPECT_FALSE(d.model().services[0].has_pmt);
+  EXPECT_EQ(d.model().services[0].pmt_pid, 0x250);
+  EXPECT_FALSE(d.is_psi_pid(0x200));
+  EXPECT_FALSE(d.is_psi_pid(0x300));
+  EXPECT_TRUE(d.is_psi_pid(0x250));
+  EXPECT_EQ(d.stats().version_changes, 1U);
+
+  std::uint8_t cc2 = 0;
+  // A PMT for another program on the same PID is not this program's.
+  feed(d, packets_for(0x250, build_pmt(simple_service(7, 0x250, 0x260), 0), cc2));
+  EXPECT_FALSE(d.model().services[0].has_pmt);
+  feed(d, packets_for(0x250, build_pmt(simple_service(1, 0x250, 0x260), 0), cc2));
+  EXPECT_TRUE(d.model().services[0].has_pmt);
+  EXPECT_EQ(d.model().services[0].streams.at(0).pid, 0x260);
+}
+
+TEST(PsiDecoder, CatNitEit) {
+  PsiDecoder d;
+  std::uint8_t cc = 0;
+  // CAT with two CA_descriptors (CA_system_ID, CA_PID 0x1F00 / 0x1F01).
+  const Section cat = raw_section(0x01, 0xFFFF, 0, {0x09, 0x04, 0x0B, 0x00, 0xFF, 0x00, 0x09, 0x04, 0x0B, 0x01, 0xFF, 0x01});
+  feed(d, packets_for(kCatPid, {cat}, cc));
+  EXPECT_EQ(d.stats().cat, 1U);
+  EXPECT_EQ(d.model().ca_pids, (std::vector<std::uint16_t>{0x1F00, 0x1F01}));
+
+  std::vector<Service> svcs{simple_service(1, 0x100, 0x110), simple_service(2, 0x200, 0x210)};
+  svcs[0].lcn = 7;
+  svcs[1].lcn = 1000;
+  cc = 0;
+  feed(d, packets_for(kPatPid, build_pat(5, {{1, 0x100}, {2, 0x200}}, 0), cc));
+  cc = 0;
+  feed(d, packets_for(kNitPid, build_nit(0x3001, "TwinNet", 5, 0x2000, svcs, 0), cc));
+  EXPECT_EQ(d.stats().nit, 1U);
+  EXPECT_EQ(d.model().network_id, 0x3001);
+  EXPECT_EQ(d.model().network_name, "TwinNet");
+  EXPECT_EQ(d.model().original_network_id, 0x2000);  // from the NIT while there is no SDT
+  EXPECT_EQ(d.model().services.at(0).lcn, 7);
+  EXPECT_EQ(d.model().services.at(1).lcn, 1000);
+
+  // EIT present/following for service 1: only counted.
+  const Section eit = raw_section(0x4E, 1, 0, {0x00, 0x05, 0x20, 0x00, 0x00, 0x4E});
+  cc = 0;
+  // libdvbpsi 1.3 completes a one-section EIT when it sees the section a second time.
+  for (int i = 0; i < 4; ++i) feed(d, packets_for(kEitPid, {eit}, cc));
+  EXPECT_GE(d.stats().eit, 1U);
+  EXPECT_FALSE(d.model().services.empty());  // EIT leaves the model alone
+}
+
+TEST(PsiDecoder, PmtWithAbsentPidsAndBigPat) {
+  PsiDecoder d;
+  std::uint8_t cc = 0;
+  std::vector<PatEntry> progs;
+  for (std::uint16_t i = 1; i <= 300; ++i) progs.push_back({i, static_cast<std::uint16_t>(0x100 + i)});
+  const auto pat = build_pat(1, progs, 0);
+  EXPECT_EQ(pat.size(), 2U);  // 253 programs per section
+  feed(d, packets_for(kPatPid, pat, cc));
+  ASSERT_EQ(d.model().services.size(), 300U);
+  for (std::uint16_t i = 1; i <= 300; ++i) {
+    std::uint8_t pcc = 0;
+    // Streams on PIDs that never carry a packet.
+    feed(d, packets_for(static_cast<std::uint16_t>(0x100 + i),
+                        build_pmt(simple_service(i, static_cast<std::uint16_t>(0x100 + i), 0x1800), 0), pcc));
+  }
+  EXPECT_EQ(d.stats().pmt, 300U);
+  for (const auto& s : d.model().services) {
+    EXPECT_TRUE(s.has_pmt);
+    EXPECT_EQ(s.streams.at(0).pid, 0x1800);
+  }
+}
+
+TEST(PsiDecoder, VersionsFlappingEveryPacket) {
+  PsiDecoder d;
+  std::uint8_t cc = 0;
+  std::uint8_t pcc = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const auto v = static_cast<std::uint8_t>(i & 1);
+    feed(d, packets_for(kPatPid, build_pat(1, {{1, 0x100}}, v), cc));
+    feed(d, packets_for(0x100, build_pmt(simple_service(1, 0x100, static_cast<std::uint16_t>(0x200 + (i & 1))), v), pcc));
+  }
+  EXPECT_EQ(d.stats().pat, 2000U);
+  EXPECT_EQ(d.stats().pmt, 2000U);
+  EXPECT_EQ(d.stats().version_changes, 2U * 1999U);
+  ASSERT_EQ(d.model().services.size(), 1U);
+  EXPECT_EQ(d.model().services[0].streams.size(), 1U);
+  EXPECT_EQ(d.model().services[0].streams[0].pid, 0x201);
+  EXPECT_GE(d.stats().model_changes, 2000U);
+}
+
+// Garbage on every PSI PID never crashes; the model stays bounded.
+TEST(PsiDecoder, RandomPackets) {
+  PsiDecoder d;
+  std::mt19937 rng(99);
+  const std::uint16_t pids[] = {0x0000, 0x0001, 0x0010, 0x0011, 0x0012, 0x0100};
+  // Give it a PMT PID to chew on.
+  std::uint8_t cc = 0;
+  feed(d, packets_for(kPatPid, build_pat(1, {{1, 0x100}}, 0), cc));
+  for (int i = 0; i < 100000; ++i) {
+    TsPacket p{};
+    for (auto& b : p.bytes) b = static_cast<std::uint8_t>(rng());
+    p.bytes[0] = kSyncByte;
+    p.set_pid(pids[rng() % 6]);
+    if (i % 2 == 0) {
+      p.bytes[1] = static_cast<std::uint8_t>(p.bytes[1] & 0x7F);
+      p.bytes[3] = static_cast<std::uint8_t>(0x10 | (p.bytes[3] & 0x0F));
+      p.bytes[4] = static_cast<std::uint8_t>(rng() % 4);
+      if (rng() % 2) {
+        p.bytes[5] = static_cast<std::uint8_t>(rng() % 3);  // plausible table ids
+        p.bytes[6] = static_cast<std::uint8_t>(0xB0 | (rng() % 4));
+      }
+    }
+    d.push(p);
+  }
+  EXPECT_LE(d.model().services.size(), 65535U);
+}

@@ -1,0 +1,294 @@
+#include "twincast/mpegts/psi_tables.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "tests_common.hpp"
+#include "twincast/mpegts/crc32.hpp"
+#include "twincast/mpegts/psi_decoder.hpp"
+#include "twincast/mpegts/section.hpp"
+
+using namespace twincast::mpegts;
+
+namespace {
+
+Descriptor iso639(const char* lang) {
+  return {0x0A, {static_cast<std::uint8_t>(lang[0]), static_cast<std::uint8_t>(lang[1]),
+                 static_cast<std::uint8_t>(lang[2]), 0x00}};
+}
+
+ElementaryStream es(std::uint16_t pid, std::uint8_t type, Codec codec, const char* lang = nullptr,
+                    std::vector<Descriptor> extra = {}) {
+  ElementaryStream e;
+  e.pid = pid;
+  e.stream_type = type;
+  e.codec = codec;
+  if (lang != nullptr) {
+    e.language = lang;
+    e.descriptors.push_back(iso639(lang));
+  }
+  for (auto& d : extra) e.descriptors.push_back(std::move(d));
+  return e;
+}
+
+// Three services as PsiDecoder reports them (has_pmt, names, LCNs, languages).
+ProgramModel sample_model() {
+  ProgramModel m;
+  m.transport_stream_id = 0x0042;
+  m.original_network_id = 0x2001;
+  m.network_id = 0x3001;
+  m.network_name = "Twin Net";
+  m.has_pat = true;
+  const char* names[] = {"Uno", "Dos", "Tres Ü"};
+  for (std::uint16_t i = 0; i < 3; ++i) {
+    Service s;
+    s.service_id = static_cast<std::uint16_t>(10 + i);
+    s.pmt_pid = static_cast<std::uint16_t>(0x1000 + i);
+    s.pcr_pid = static_cast<std::uint16_t>(0x100 + 0x10 * i);
+    s.has_pmt = true;
+    s.name = names[i];
+    s.provider = "twincast";
+    s.service_type = 0x01;
+    s.lcn = static_cast<std::uint16_t>(i == 2 ? 1023 : 1 + i);
+    s.program_descriptors.push_back({0x05, {'H', 'D', 'M', 'V'}});
+    s.streams.push_back(es(s.pcr_pid, 0x1B, Codec::kH264));
+    s.streams.push_back(es(static_cast<std::uint16_t>(s.pcr_pid + 1), 0x0F, Codec::kAac, "eng"));
+    s.streams.push_back(es(static_cast<std::uint16_t>(s.pcr_pid + 2), 0x06, Codec::kAc3, "deu", {{0x6A, {0x00}}}));
+    m.services.push_back(std::move(s));
+  }
+  return m;
+}
+
+std::vector<PatEntry> pat_entries(const ProgramModel& m) {
+  std::vector<PatEntry> out;
+  for (const auto& s : m.services) out.push_back({s.service_id, s.pmt_pid});
+  return out;
+}
+
+std::vector<TsPacket> run_carousel(TableCarousel& c) {
+  std::vector<TsPacket> out(c.packet_count());
+  EXPECT_EQ(c.packetize(out), out.size());
+  return out;
+}
+
+// Packets of all tables of a model, one repetition.
+std::vector<TsPacket> model_packets(const ProgramModel& m, std::vector<TableCarousel>& cars) {
+  if (cars.empty()) {
+    cars.emplace_back(kPatPid);
+    cars.emplace_back(kSdtPid);
+    cars.emplace_back(kNitPid);
+    for (const auto& s : m.services) cars.emplace_back(s.pmt_pid);
+  }
+  cars[0].update([&](std::uint8_t v) { return build_pat(m.transport_stream_id, pat_entries(m), v); });
+  cars[1].update([&](std::uint8_t v) {
+    return build_sdt(m.transport_stream_id, m.original_network_id, m.services, v);
+  });
+  cars[2].update([&](std::uint8_t v) {
+    return build_nit(m.network_id, m.network_name, m.transport_stream_id, m.original_network_id, m.services, v);
+  });
+  for (std::size_t i = 0; i < m.services.size(); ++i)
+    cars[3 + i].update([&](std::uint8_t v) { return build_pmt(m.services[i], v); });
+  std::vector<TsPacket> all;
+  for (auto& c : cars) {
+    const auto p = run_carousel(c);
+    all.insert(all.end(), p.begin(), p.end());
+  }
+  return all;
+}
+
+struct Collector final : SectionHandler {
+  std::vector<Section> got;
+  void on_section(std::uint16_t, std::span<const std::uint8_t> s, bool crc_ok) override {
+    EXPECT_TRUE(crc_ok);
+    got.emplace_back(s.begin(), s.end());
+  }
+};
+
+}  // namespace
+
+TEST(PsiTables, BuildersMakeValidSections) {
+  const ProgramModel m = sample_model();
+  const auto pat = build_pat(m.transport_stream_id, pat_entries(m), 4);
+  ASSERT_EQ(pat.size(), 1U);
+  const Section& s = pat[0];
+  EXPECT_TRUE(section_crc_ok(s));
+  EXPECT_EQ(s[0], 0x00);
+  EXPECT_EQ(s.size(), 3U + 5 + 3 * 4 + 4);
+  EXPECT_EQ((s[3] << 8) | s[4], 0x42);
+  EXPECT_EQ((s[5] >> 1) & 0x1F, 4);
+  EXPECT_EQ((s[8] << 8) | s[9], 10);                    // first program_number
+  EXPECT_EQ(((s[10] & 0x1F) << 8) | s[11], 0x1000);     // its PMT PID
+
+  for (const auto& [sections, table] : {std::pair{build_pmt(m.services[0], 0), 0x02},
+                                        std::pair{build_sdt(1, 2, m.services, 0), 0x42},
+                                        std::pair{build_nit(3, "n", 1, 2, m.services, 0), 0x40}}) {
+    ASSERT_FALSE(sections.empty());
+    for (const auto& sec : sections) {
+      EXPECT_TRUE(section_crc_ok(sec));
+      EXPECT_EQ(sec[0], table);
+      EXPECT_EQ(sec.size(), 3U + (((sec[1] & 0x0FU) << 8) | sec[2]));
+    }
+  }
+  // A PAT of 300 programs needs two sections, numbered 0 and 1.
+  std::vector<PatEntry> many;
+  for (std::uint16_t i = 1; i <= 300; ++i) many.push_back({i, static_cast<std::uint16_t>(0x20 + i)});
+  const auto big = build_pat(1, many, 0);
+  ASSERT_EQ(big.size(), 2U);
+  EXPECT_EQ(big[0][6], 0);
+  EXPECT_EQ(big[1][6], 1);
+  EXPECT_EQ(big[1][7], 1);
+  // A descriptor body over 255 bytes is refused, not truncated.
+  Service bad = m.services[0];
+  bad.program_descriptors.push_back({0x80, std::vector<std::uint8_t>(300, 1)});
+  EXPECT_THROW((void)build_pmt(bad, 0), std::length_error);
+}
+
+// Model -> tables -> packets -> PsiDecoder -> the same model.
+TEST(PsiTables, RoundTripThroughDecoder) {
+  const ProgramModel m = sample_model();
+  std::vector<TableCarousel> cars;
+  const auto pkts = model_packets(m, cars);
+  PsiDecoder d;
+  for (const auto& p : pkts) d.push(p);
+  EXPECT_EQ(d.model(), m);
+  EXPECT_EQ(d.model().services.at(2).name, "Tres Ü");
+  EXPECT_EQ(d.model().services.at(2).lcn, 1023);
+  EXPECT_EQ(d.model().services.at(1).streams.at(2).language, "deu");
+  EXPECT_EQ(d.stats().nit, 1U);
+  EXPECT_EQ(d.stats().sdt, 1U);
+
+  // Renaming a service bumps the SDT version only; the decoder follows.
+  ProgramModel m2 = m;
+  m2.services[1].name = "Zwei";
+  const auto pkts2 = model_packets(m2, cars);
+  EXPECT_EQ(cars[0].version(), 0);
+  EXPECT_EQ(cars[1].version(), 1);
+  EXPECT_EQ(cars[2].version(), 0);
+  const auto gen = d.generation();
+  for (const auto& p : pkts2) d.push(p);
+  EXPECT_EQ(d.model().services.at(1).name, "Zwei");
+  EXPECT_EQ(d.generation(), gen + 1);
+  EXPECT_EQ(d.stats().version_changes, 1U);
+}
+
+TEST(PsiTables, VersionBumpsOnlyOnChange) {
+  std::vector<PatEntry> progs{{1, 0x100}};
+  TableCarousel c(kPatPid, 30);
+  const auto build = [&](std::uint8_t v) { return build_pat(7, progs, v); };
+  EXPECT_FALSE(c.has_content());
+  EXPECT_TRUE(c.update(build));
+  EXPECT_EQ(c.version(), 30);
+  EXPECT_FALSE(c.update(build));
+  EXPECT_FALSE(c.update(build));
+  EXPECT_EQ(c.version(), 30);
+  EXPECT_EQ(((c.sections().at(0)[5] >> 1) & 0x1F), 30);
+  progs.push_back({2, 0x200});
+  EXPECT_TRUE(c.update(build));
+  EXPECT_EQ(c.version(), 31);
+  progs.pop_back();
+  EXPECT_TRUE(c.update(build));
+  EXPECT_EQ(c.version(), 0);  // wraps modulo 32
+  EXPECT_EQ(((c.sections().at(0)[5] >> 1) & 0x1F), 0);
+  EXPECT_TRUE(section_crc_ok(c.sections().at(0)));
+  EXPECT_FALSE(c.update(build));
+}
+
+TEST(PsiTables, ContinuityCounterAcrossCalls) {
+  TableCarousel c(0x1234);
+  std::vector<TsPacket> out(8);
+  EXPECT_EQ(c.packetize(out), 0U);  // no content yet
+  c.update([](std::uint8_t v) { return build_pat(1, {{1, 0x100}}, v); });
+  EXPECT_EQ(c.pid(), 0x1234);
+  int expected = 0;
+  for (int call = 0; call < 40; ++call) {
+    ASSERT_EQ(c.packetize(out), 1U);
+    EXPECT_EQ(out[0].cc(), expected);
+    EXPECT_EQ(out[0].pid(), 0x1234);
+    EXPECT_TRUE(out[0].payload_unit_start());
+    EXPECT_FALSE(out[0].transport_error());
+    EXPECT_EQ(out[0].adaptation_control(), AdaptationControl::kPayloadOnly);
+    expected = (expected + 1) & 0x0F;
+  }
+  EXPECT_EQ(c.packetize(std::span<TsPacket>(out.data(), 0)), 0U);  // too small
+}
+
+TEST(PsiTables, LongPmtSpansPackets) {
+  Service s;
+  s.service_id = 5;
+  s.pmt_pid = 0x500;
+  s.pcr_pid = 0x501;
+  s.has_pmt = true;
+  for (std::uint16_t i = 0; i < 40; ++i)
+    s.streams.push_back(es(static_cast<std::uint16_t>(0x501 + i), 0x0F, Codec::kAac, i % 2 ? "fra" : "ita"));
+  TableCarousel c(s.pmt_pid);
+  c.update([&](std::uint8_t v) { return build_pmt(s, v); });
+  ASSERT_GT(c.sections().at(0).size(), 184U * 2);
+  EXPECT_GE(c.packet_count(), 3U);
+  const auto pkts = run_carousel(c);
+  EXPECT_TRUE(pkts[0].payload_unit_start());
+  EXPECT_FALSE(pkts[1].payload_unit_start());
+  EXPECT_EQ(pkts.back().bytes.back(), 0xFF);  // stuffed
+  PsiDecoder d;
+  TableCarousel pat(kPatPid);
+  pat.update([&](std::uint8_t v) { return build_pat(1, {{5, 0x500}}, v); });
+  for (const auto& p : run_carousel(pat)) d.push(p);
+  for (const auto& p : pkts) d.push(p);
+  ASSERT_EQ(d.model().services.size(), 1U);
+  EXPECT_EQ(d.model().services[0], s);
+}
+
+// Sections of every length packed back to back: every boundary position in a packet,
+// including a section starting on the last payload byte, reassembles.
+TEST(PsiTables, PackingAllAlignments) {
+  std::vector<Section> sections;
+  for (std::size_t len = 12; len < 12 + 200; len += 1) {
+    Section s(len - 4, 0);
+    s[0] = 0x80;  // private table, long form
+    s[1] = static_cast<std::uint8_t>(0xB0 | ((len - 3) >> 8));
+    s[2] = static_cast<std::uint8_t>((len - 3) & 0xFF);
+    for (std::size_t i = 3; i < s.size(); ++i) s[i] = static_cast<std::uint8_t>(len + i);
+    const std::uint32_t crc = crc32_mpeg(s);
+    for (int sh = 24; sh >= 0; sh -= 8) s.push_back(static_cast<std::uint8_t>(crc >> sh));
+    sections.push_back(std::move(s));
+  }
+  TableCarousel c(0x77);
+  c.update([&](std::uint8_t) { return sections; });
+  const auto pkts = run_carousel(c);
+  SectionAssembler a;
+  Collector col;
+  for (const auto& p : pkts) a.push(p, col);
+  EXPECT_EQ(col.got, sections);
+  EXPECT_EQ(a.stats().malformed, 0U);
+  EXPECT_EQ(a.stats().dropped, 0U);
+  // And libdvbpsi-style consumers: every packet's pointer_field stays inside the packet.
+  for (const auto& p : pkts)
+    if (p.payload_unit_start()) {
+      EXPECT_LT(std::size_t{p.payload()[0]} + 1, p.payload().size());
+    }
+}
+
+// ffprobe reads the service name and program from a file made of our tables.
+TEST(PsiTables, FfprobeReadsGeneratedTables) {
+  ProgramModel m = sample_model();
+  m.services.resize(1);
+  m.services[0].name = "Generated One";
+  std::vector<TableCarousel> cars;
+  std::vector<TsPacket> file;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto pkts = model_packets(m, cars);
+    file.insert(file.end(), pkts.begin(), pkts.end());
+    for (int i = 0; i < 20; ++i) file.push_back(make_null_packet());
+  }
+  const auto dir = twincast::test::temp_dir("psi-tables");
+  const auto path = dir / "tables.ts";
+  twincast::test::write_packets(path, file);
+  const auto r = twincast::test::run("ffprobe -v error -show_programs -of json " +
+                                     twincast::test::shell_quote(path.string()));
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"program_num\": 10"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"pmt_pid\": 4096"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"service_name\": \"Generated One\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"service_provider\": \"twincast\""), std::string::npos) << r.out;
+}

@@ -1,0 +1,298 @@
+#include "twincast/mpegts/remux.hpp"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "tests_common.hpp"
+#include "twincast/mpegts/psi_decoder.hpp"
+
+using namespace twincast::mpegts;
+using twincast::test::fixture;
+using twincast::test::read_packets;
+
+namespace {
+
+struct Output {
+  std::vector<TsPacket> packets;
+  std::vector<std::uint64_t> times;  // clock of the input packet that produced each
+};
+
+// Feeds packets of one input at a 1.5 Mbit/s clock (188*8 bits every ~1 ms).
+void feed(Remuxer& r, std::size_t input, const std::vector<TsPacket>& in, Output& out, std::uint64_t& t,
+          std::size_t from = 0, std::size_t to = SIZE_MAX) {
+  std::vector<TsPacket> buf(r.max_output_per_push());
+  for (std::size_t i = from; i < std::min(to, in.size()); ++i) {
+    t += 1'002'666;
+    const std::size_t n = r.push(input, in[i], t, buf);
+    ASSERT_LE(n, buf.size());
+    for (std::size_t k = 0; k < n; ++k) {
+      out.packets.push_back(buf[k]);
+      out.times.push_back(t);
+    }
+  }
+}
+
+// Continuity errors as a receiver counts them: per PID with payload, +1 modulo 16,
+// a single repeat allowed, discontinuity_indicator resets.
+std::size_t cc_errors(const std::vector<TsPacket>& pkts) {
+  std::map<std::uint16_t, int> last;
+  std::size_t errors = 0;
+  for (const auto& p : pkts) {
+    if (p.pid() == kNullPid || !p.has_payload()) continue;
+    auto it = last.find(p.pid());
+    if (it != last.end() && !p.discontinuity()) {
+      const int expect = (it->second + 1) & 0xF;
+      if (p.cc() != expect && p.cc() != it->second) ++errors;
+    }
+    last[p.pid()] = p.cc();
+  }
+  return errors;
+}
+
+ProgramModel decode(const std::vector<TsPacket>& pkts) {
+  PsiDecoder d;
+  for (const auto& p : pkts) d.push(p);
+  return d.model();
+}
+
+std::map<std::uint16_t, std::size_t> pid_counts(const std::vector<TsPacket>& pkts) {
+  std::map<std::uint16_t, std::size_t> c;
+  for (const auto& p : pkts) ++c[p.pid()];
+  return c;
+}
+
+}  // namespace
+
+TEST(Remux, MptsToSptsKeepsOneServiceAndAllItsPackets) {
+  const auto in = read_packets(fixture("mpts3.ts"));
+  const ProgramModel src = decode(in);
+  ASSERT_EQ(src.services.size(), 3u);
+  const Service* bravo = src.find_service(2);
+  ASSERT_NE(bravo, nullptr);
+
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .source_service_id = 2});
+  Remuxer r(cfg);
+  Output out;
+  std::uint64_t t = 0;
+  feed(r, 0, in, out, t);
+
+  const ProgramModel m = decode(out.packets);
+  ASSERT_EQ(m.services.size(), 1u);
+  const Service& s = m.services[0];
+  EXPECT_EQ(s.service_id, 2);
+  EXPECT_EQ(s.name, "Bravo");
+  ASSERT_EQ(s.streams.size(), bravo->streams.size());
+  EXPECT_EQ(s.streams[0].codec, Codec::kH264);
+  EXPECT_EQ(s.streams[1].codec, Codec::kAac);
+
+  // Every media packet of Bravo, and nothing of Alpha or Charlie.
+  const auto in_counts = pid_counts(in);
+  const auto out_counts = pid_counts(out.packets);
+  std::set<std::uint16_t> allowed{kPatPid, kSdtPid, s.pmt_pid};
+  for (const auto& es : s.streams) allowed.insert(es.pid);
+  for (const auto& [pid, n] : out_counts) EXPECT_TRUE(allowed.count(pid)) << "unexpected PID " << pid;
+  std::size_t first_media = 0;
+  while (first_media < in.size() && in[first_media].pid() != bravo->streams[0].pid) ++first_media;
+  for (const auto& es : bravo->streams) {
+    // Packets before the tables were known are dropped; ffmpeg writes PSI first, so none are.
+    EXPECT_EQ(out_counts.at(es.pid), in_counts.at(es.pid)) << "PID " << es.pid;
+  }
+  EXPECT_EQ(cc_errors(out.packets), 0u);
+  // PAT then PMT come first.
+  ASSERT_GE(out.packets.size(), 2u);
+  EXPECT_EQ(out.packets[0].pid(), kPatPid);
+  EXPECT_EQ(out.packets[1].pid(), s.pmt_pid);
+}
+
+TEST(Remux, TablesRepeatAtTheirInterval) {
+  const auto in = read_packets(fixture("h264_aac.ts"));
+  RemuxConfig cfg;
+  cfg.psi_interval_ns = 100'000'000;
+  cfg.services.push_back({.input = 0});
+  Remuxer r(cfg);
+  Output out;
+  std::uint64_t t = 0;
+  feed(r, 0, in, out, t);
+  std::uint64_t last_pat = 0;
+  std::uint64_t worst = 0;
+  std::size_t pats = 0;
+  for (std::size_t i = 0; i < out.packets.size(); ++i) {
+    if (out.packets[i].pid() != kPatPid) continue;
+    if (pats++ > 0) worst = std::max(worst, out.times[i] - last_pat);
+    last_pat = out.times[i];
+  }
+  EXPECT_GT(pats, 50u);
+  EXPECT_LE(worst, 100'000'000u + 2'000'000u);
+}
+
+TEST(Remux, MergingThreeSptsRemapsCollisionsAndNumbersChannels) {
+  const auto a = read_packets(fixture("h264_aac.ts"));
+  const auto b = read_packets(fixture("h264_aac.ts"));
+  const auto c = read_packets(fixture("hevc_aac.ts"));
+  RemuxConfig cfg;
+  cfg.n_inputs = 3;
+  cfg.nit = true;
+  cfg.transport_stream_id = 7;
+  cfg.network_name = "Test Net";
+  cfg.services.push_back({.input = 0, .service_id = 10, .lcn = 1, .name = "One"});
+  cfg.services.push_back({.input = 1, .service_id = 20, .lcn = 2, .name = "Two"});
+  cfg.services.push_back({.input = 2, .service_id = 30, .lcn = 3});
+  Remuxer r(cfg);
+  Output out;
+  std::uint64_t t = 0;
+  // Interleave packet by packet, as a multiplexer would.
+  std::vector<TsPacket> buf(r.max_output_per_push());
+  for (std::size_t i = 0; i < std::max({a.size(), b.size(), c.size()}); ++i) {
+    t += 1'000'000;
+    std::size_t input = 0;
+    for (const auto* in : {&a, &b, &c}) {
+      if (i < in->size()) {
+        const std::size_t n = r.push(input, (*in)[i], t, buf);
+        out.packets.insert(out.packets.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+      }
+      ++input;
+    }
+  }
+  const ProgramModel m = decode(out.packets);
+  ASSERT_EQ(m.services.size(), 3u);
+  EXPECT_EQ(m.transport_stream_id, 7);
+  EXPECT_EQ(m.network_name, "Test Net");
+  std::set<std::uint16_t> pids;
+  std::size_t n_streams = 0;
+  for (const auto& s : m.services) {
+    pids.insert(s.pmt_pid);
+    for (const auto& es : s.streams) {
+      pids.insert(es.pid);
+      ++n_streams;
+    }
+  }
+  EXPECT_EQ(pids.size(), 3 + n_streams) << "every PMT and ES PID is distinct after remapping";
+  EXPECT_GT(r.stats().remapped_pids, 0u);
+  EXPECT_EQ(m.services[0].service_id, 10);
+  EXPECT_EQ(m.services[0].name, "One");
+  EXPECT_EQ(m.services[0].lcn, 1);
+  EXPECT_EQ(m.services[1].lcn, 2);
+  EXPECT_EQ(m.services[2].lcn, 3);
+  EXPECT_EQ(m.services[2].service_id, 30);
+  EXPECT_EQ(m.services[2].streams[0].codec, Codec::kHevc);
+  EXPECT_EQ(cc_errors(out.packets), 0u);
+  // Each output ES PID carries exactly its source's packets.
+  const auto counts = pid_counts(out.packets);
+  EXPECT_EQ(counts.at(m.services[1].streams[0].pid), pid_counts(b).at(0x100));
+}
+
+TEST(Remux, PidRulesDropAndMove) {
+  const auto in = read_packets(fixture("two_audio.ts"));
+  const ProgramModel src = decode(in);
+  ASSERT_EQ(src.services.size(), 1u);
+  ASSERT_EQ(src.services[0].streams.size(), 3u);
+  const std::uint16_t video = src.services[0].streams[0].pid;
+  const std::uint16_t deu = src.services[0].streams[2].pid;
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .rules = {{.from = deu, .drop = true}, {.from = video, .to = 0x200}}});
+  Remuxer r(cfg);
+  Output out;
+  std::uint64_t t = 0;
+  feed(r, 0, in, out, t);
+  const ProgramModel m = decode(out.packets);
+  ASSERT_EQ(m.services.size(), 1u);
+  const Service& s = m.services[0];
+  ASSERT_EQ(s.streams.size(), 2u);
+  EXPECT_EQ(s.streams[0].pid, 0x200);
+  EXPECT_EQ(s.pcr_pid, 0x200) << "the PCR follows its PID";
+  EXPECT_EQ(s.streams[1].language, "eng");
+  const auto counts = pid_counts(out.packets);
+  EXPECT_EQ(counts.count(deu), 0u);
+  EXPECT_EQ(counts.count(video), 0u);
+  EXPECT_EQ(counts.at(0x200), pid_counts(in).at(video));
+  EXPECT_GT(r.stats().dropped_rule, 0u);
+}
+
+TEST(Remux, InputLossNeverShowsAsOutputCcError) {
+  auto in = read_packets(fixture("h264_aac.ts"));
+  // Lose 10 % of the media packets.
+  std::vector<TsPacket> lossy;
+  for (std::size_t i = 0; i < in.size(); ++i)
+    if (i % 10 != 7 || in[i].pid() == kPatPid || in[i].pid() == 0x1000) lossy.push_back(in[i]);
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0});
+  Remuxer r(cfg);
+  Output out;
+  std::uint64_t t = 0;
+  feed(r, 0, lossy, out, t);
+  EXPECT_EQ(cc_errors(out.packets), 0u);
+}
+
+TEST(Remux, SwitchingSourcesIsCleanAtTheOutput) {
+  const auto a = read_packets(fixture("h264_aac.ts"));
+  const auto b = read_packets(fixture("h264_aac_vbr.ts"));
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .service_id = 5, .pmt_pid = 0x1000, .name = "Channel"});
+  Remuxer r(cfg);
+  Output out;
+  std::uint64_t t = 0;
+  feed(r, 0, a, out, t, 0, a.size() / 2);
+  const std::uint8_t pat_version = r.output_model().pat_version;
+  const std::size_t before = out.packets.size();
+  r.switch_source(0);
+  feed(r, 0, b, out, t, 1000);  // join the backup mid-stream
+  EXPECT_EQ(cc_errors(out.packets), 0u);
+  EXPECT_EQ(r.output_model().pat_version, pat_version) << "same program: PAT version must not move";
+  EXPECT_GE(r.stats().discontinuities_marked, 1u);
+  EXPECT_LE(r.stats().discontinuities_marked, r.output_model().services[0].streams.size());
+  // The first packet of each PID after the switch starts a payload unit.
+  std::set<std::uint16_t> seen;
+  bool pcr_marked = false;
+  const std::uint16_t pcr_pid = r.output_model().services[0].pcr_pid;
+  for (std::size_t i = before; i < out.packets.size(); ++i) {
+    const auto& p = out.packets[i];
+    if (p.pid() < 0x20 || p.pid() == 0x1000) continue;
+    if (seen.insert(p.pid()).second && p.has_payload()) {
+      EXPECT_TRUE(p.payload_unit_start()) << "PID " << p.pid();
+    }
+    if (p.pid() == pcr_pid && p.has_pcr() && !pcr_marked) {
+      EXPECT_TRUE(p.discontinuity()) << "the first PCR after the switch announces the new timeline";
+      pcr_marked = true;
+    }
+  }
+  EXPECT_TRUE(pcr_marked);
+}
+
+TEST(Remux, RejectsInconsistentConfiguration) {
+  RemuxConfig cfg;
+  EXPECT_THROW(Remuxer{cfg}, std::invalid_argument);
+  cfg.services.push_back({.input = 1});
+  EXPECT_THROW(Remuxer{cfg}, std::invalid_argument);
+  cfg.n_inputs = 2;
+  cfg.services.push_back({.input = 0});
+  EXPECT_NO_THROW(Remuxer{cfg});
+  cfg.services[0].service_id = 3;
+  cfg.services[1].service_id = 3;
+  EXPECT_THROW(Remuxer{cfg}, std::invalid_argument);
+  cfg.services[1].service_id = 4;
+  cfg.services[1].rules.push_back({.from = 0x100, .to = 0x11});
+  EXPECT_THROW(Remuxer{cfg}, std::invalid_argument);
+}
+
+TEST(Remux, GarbageInputProducesNothingAndNeverCrashes) {
+  std::vector<TsPacket> junk(5000);
+  std::uint32_t x = 12345;
+  for (auto& p : junk) {
+    for (auto& b : p.bytes) {
+      x = x * 1664525u + 1013904223u;
+      b = static_cast<std::uint8_t>(x >> 24);
+    }
+    p.bytes[0] = kSyncByte;
+    if ((x & 3) == 0) p.set_pid(0);  // plenty of broken PAT sections
+  }
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0});
+  Remuxer r(cfg);
+  Output out;
+  std::uint64_t t = 0;
+  feed(r, 0, junk, out, t);
+  EXPECT_EQ(r.stats().packets_in, junk.size());
+}
