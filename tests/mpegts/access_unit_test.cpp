@@ -173,9 +173,8 @@ TEST(AccessUnit, H264KeyframesAndParamsMatchFfprobe) {
   char expect[32];
   std::snprintf(expect, sizeof expect, "avc1.%02x%02x%02x", unsigned{sps[1]}, unsigned{sps[2]}, unsigned{sps[3]});
   EXPECT_EQ(r.params.hls_codec(), expect);
-  // ultrafast x264 drops the High-profile tools, so "-profile:v high" still signals
-  // Constrained Baseline: 0x42, constraint_set1 (and 0) set.
-  EXPECT_EQ(r.params.hls_codec().substr(0, 7), "avc1.42");
+  // The fixture is x264 High profile level 3.1 (make_fixtures): the string HLS players expect.
+  EXPECT_EQ(r.params.hls_codec(), "avc1.64001f");
 }
 
 TEST(AccessUnit, AacParamsMatchFfprobe) {
