@@ -68,6 +68,12 @@ json::value to_json(const StreamAnalysis& a) {
   root["skipped_bytes"] = a.skipped_bytes;
   root["duration_s"] = duration_s(r);
   root["bitrate_bps"] = static_cast<std::int64_t>(r.average_bitrate_bps + 0.5);
+  json::object timing;
+  timing["pcr_pid"] = a.clock_pid;
+  timing["constant_rate"] = a.constant_rate;
+  timing["rate_bps"] = static_cast<std::int64_t>(a.clock_rate_bps + 0.5);
+  timing["pcr_accuracy_measurable"] = a.constant_rate;
+  root["timing"] = std::move(timing);
 
   json::array services;
   for (const auto& s : r.programs.services) {
@@ -142,6 +148,14 @@ std::string to_text(const StreamAnalysis& a) {
   out += line;
   if (a.skipped_bytes != 0) out += ", " + std::to_string(a.skipped_bytes) + " bytes skipped (not in any packet)";
   out += "\n";
+  if (a.clock_pid == 0x1FFF) {
+    out += "timing: no PCR found; all packets taken as arriving at once\n";
+  } else {
+    std::snprintf(line, sizeof line, "timing: PCR of PID %s, %s rate %s%s\n", hex_pid(a.clock_pid).c_str(),
+                  a.constant_rate ? "constant" : "variable", rate_text(a.clock_rate_bps).c_str(),
+                  a.constant_rate ? "" : " (PCR accuracy cannot be measured on a variable-rate file)");
+    out += line;
+  }
   if (r.programs.services.empty()) out += "no services: no PAT/PMT found\n";
   for (const auto& s : r.programs.services) {
     std::snprintf(line, sizeof line, "service %u \"%s\" (%s)  PMT %s  PCR %s", s.service_id, s.name.c_str(),

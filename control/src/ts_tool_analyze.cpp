@@ -11,6 +11,7 @@
 #include "twincast/control/ts_report.hpp"
 #include "twincast/mpegts/access_unit.hpp"
 #include "twincast/mpegts/analyzer.hpp"
+#include "twincast/mpegts/file_times.hpp"
 
 namespace twincast::control {
 
@@ -19,7 +20,9 @@ namespace {
 constexpr const char* kAnalyzeUsage =
     "usage: twincast-ts analyze [--json] FILE.ts   ('-' reads standard input)\n"
     "Prints services, PIDs, codecs, bitrates, ETSI TR 101 290 priority 1 and 2 counts and\n"
-    "MDI (RFC 4445). File time comes from the PCR of the first PCR PID.\n";
+    "MDI (RFC 4445). Packet times come from the PCRs of the first PCR PID: on a constant-rate\n"
+    "file PCR accuracy is measured against the constant rate; on a variable-rate file it\n"
+    "cannot be measured and each PCR is taken as on time.\n";
 
 // Codec parameters for every elementary stream the PMTs announce.
 class ParamsCollector {
@@ -68,13 +71,16 @@ int analyze_command(const std::vector<std::string>& args) {
   }
   if (path.empty()) throw UsageError(std::string("no file\n") + kAnalyzeUsage);
 
+  // A file has no arrival times: the stream's own PCRs stand in for them (file_times.hpp).
+  TsFileStats st;
+  const std::vector<mpegts::TsPacket> packets = load_ts_file(path, &st);
+  const mpegts::FileTimes times = mpegts::file_times(packets);
   auto analyzer = std::make_unique<mpegts::Analyzer>();
-  mpegts::PcrClock clock;
   ParamsCollector params;
-  const TsFileStats st = read_ts_file(path, [&](const mpegts::TsPacket& p) {
-    analyzer->push(p, clock.push(p));
-    params.push(p, analyzer->programs());
-  });
+  for (std::size_t i = 0; i < packets.size(); ++i) {
+    analyzer->push(packets[i], times.ns[i]);
+    params.push(packets[i], analyzer->programs());
+  }
   for (std::uint64_t i = 0; i < st.aligner.sync_losses; ++i) analyzer->on_aligner_sync_loss();
 
   StreamAnalysis a;
@@ -83,6 +89,9 @@ int analyze_command(const std::vector<std::string>& args) {
   a.skipped_bytes = st.aligner.skipped_bytes;
   a.packet_size = st.unit_size;
   a.report = analyzer->report();
+  a.constant_rate = times.constant_rate;
+  a.clock_rate_bps = times.rate_bps;
+  a.clock_pid = times.pcr_pid;
   params.collect(a);
   if (as_json) std::printf("%s\n", boost::json::serialize(to_json(a)).c_str());
   else std::fputs(to_text(a).c_str(), stdout);

@@ -9,7 +9,7 @@
 
 #include "ts_tool_internal.hpp"
 #include "twincast/control/ts_file.hpp"
-#include "twincast/mpegts/analyzer.hpp"
+#include "twincast/mpegts/file_times.hpp"
 #include "twincast/mpegts/psi_decoder.hpp"
 #include "twincast/mpegts/remux.hpp"
 
@@ -161,14 +161,9 @@ int remux_command(const std::vector<std::string>& args) {
   mpegts::Remuxer remux(cfg);  // throws std::invalid_argument with the reason
 
   // Interleave the inputs by their own PCR clocks, as they would arrive live.
-  struct Cursor {
-    std::size_t next = 0;
-    mpegts::PcrClock clock;
-    std::uint64_t t = 0;
-  };
-  std::vector<Cursor> cur(inputs.size());
-  for (std::size_t i = 0; i < inputs.size(); ++i)
-    if (!data[i].empty()) cur[i].t = cur[i].clock.push(data[i][0]);
+  std::vector<mpegts::FileTimes> times;
+  for (const auto& d : data) times.push_back(mpegts::file_times(d));
+  std::vector<std::size_t> next(inputs.size(), 0);
   std::vector<mpegts::TsPacket> out(remux.max_output_per_push());
   std::ofstream f(out_path, std::ios::binary | std::ios::trunc);
   if (!f) throw InputError(out_path + ": cannot open for writing");
@@ -176,15 +171,14 @@ int remux_command(const std::vector<std::string>& args) {
   for (;;) {
     std::size_t pick = inputs.size();
     for (std::size_t i = 0; i < inputs.size(); ++i) {
-      if (cur[i].next >= data[i].size()) continue;
-      if (pick == inputs.size() || cur[i].t < cur[pick].t) pick = i;
+      if (next[i] >= data[i].size()) continue;
+      if (pick == inputs.size() || times[i].ns[next[i]] < times[pick].ns[next[pick]]) pick = i;
     }
     if (pick == inputs.size()) break;
-    Cursor& c = cur[pick];
-    const std::size_t n = remux.push(pick, data[pick][c.next], c.t, out);
+    const std::size_t k = next[pick]++;
+    const std::size_t n = remux.push(pick, data[pick][k], times[pick].ns[k], out);
     f.write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(n * mpegts::kPacketSize));
     written += n;
-    if (++c.next < data[pick].size()) c.t = c.clock.push(data[pick][c.next]);
   }
   f.close();
   if (!f) throw InputError(out_path + ": write failed");

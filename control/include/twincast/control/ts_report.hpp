@@ -17,6 +17,9 @@ struct StreamAnalysis {
   std::uint64_t bytes = 0;         // bytes read
   std::uint64_t skipped_bytes = 0; // bytes that were not part of a packet
   std::size_t packet_size = 188;   // 188, 192 or 204; 0 when no packet was found
+  bool constant_rate = false;       // the file's clock (file_times.hpp)
+  double clock_rate_bps = 0;
+  std::uint16_t clock_pid = 0x1FFF;
   mpegts::Report report;
   std::map<std::uint16_t, mpegts::StreamParams> params;  // per ES PID, when learnt
 };
