@@ -169,9 +169,11 @@ void Remuxer::rebuild() {
     model.services.push_back(std::move(out));
   }
 
-  for (auto& o : out_) o.carries_pcr = false;
-  for (const auto& s : model.services)
+  for (auto& o : out_) o.carries_pcr = o.is_video = false;
+  for (const auto& s : model.services) {
     if (s.pcr_pid < kNullPid) out_[s.pcr_pid].carries_pcr = true;
+    for (const auto& es : s.streams) out_[es.pid].is_video = codec_kind(es.codec) == StreamKind::kVideo;
+  }
   for (std::size_t i = 0; i < inputs_.size(); ++i) {
     inputs_[i]->map = maps[i];
     inputs_[i]->seen_generation = inputs_[i]->psi->generation();
@@ -266,7 +268,12 @@ std::size_t Remuxer::push(std::size_t input, const TsPacket& packet, std::uint64
   }
   OutPid& op = out_[o];
   if (op.wait_unit_start && payload) {
-    if (!packet.payload_unit_start()) {
+    // Resume at a unit start; video at a random access point (the encoder's
+    // random_access_indicator), or at any unit start once kMaxKeyframeWaitNs has passed
+    // for streams that do not flag them.
+    if (op.wait_since_ns == 0) op.wait_since_ns = now_ns | 1;
+    const bool keyframe_ok = !op.is_video || packet.random_access() || now_ns - op.wait_since_ns >= kMaxKeyframeWaitNs;
+    if (!packet.payload_unit_start() || !keyframe_ok) {
       ++stats_.dropped_resync;
       stats_.packets_out += n;
       return n;
@@ -296,6 +303,7 @@ void Remuxer::switch_source(std::size_t input) {
     const std::uint16_t o = in.map[pid];
     if (o == kUnmapped || o == kDropByRule) continue;
     out_[o].wait_unit_start = true;
+    out_[o].wait_since_ns = 0;
     out_[o].mark_discontinuity = true;
   }
   in.last_cc.fill(0x10);

@@ -8,7 +8,8 @@
 //  - Per-service PID rules: drop a PID, or move it to another PID.
 //  - Output continuity counters are the engine's own, per output PID: an output never
 //    shows a CC error caused by remapping, by table changes or by an input switch.
-//    After switch_source() a service's PIDs resume only at a payload unit start; the
+//    After switch_source() a service's PIDs resume only at a payload unit start (video
+//    at a random access point, so decoders restart on a keyframe); the
 //    first PCR of the new source carries the discontinuity_indicator (and so does the
 //    first packet of other PIDs when it has an adaptation field), so receivers re-lock
 //    to the new timeline.
@@ -66,6 +67,8 @@ struct RemuxConfig {
 class Remuxer {
  public:
   static constexpr std::uint16_t kUnmapped = 0xFFFF;
+  // After a switch, video waits this long at most for a random_access_indicator.
+  static constexpr std::uint64_t kMaxKeyframeWaitNs = 1'000'000'000;
 
   struct Stats {
     std::uint64_t packets_in = 0;
@@ -116,6 +119,8 @@ class Remuxer {
     bool wait_unit_start = false;  // after a switch: drop until payload_unit_start
     bool mark_discontinuity = false;
     bool carries_pcr = false;      // the PCR PID of an output service
+    bool is_video = false;         // resumes at a random access point after a switch
+    std::uint64_t wait_since_ns = 0;
   };
 
   void rebuild();

@@ -1,0 +1,110 @@
+// The appliance configuration as plain values: what the control plane parses from the
+// YAML file (control/config) and hands to the data plane. No parsing here, no defaults
+// hidden elsewhere: every field's default sits next to it.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "twincast/mpegts/remux.hpp"
+
+namespace twincast::dataplane {
+
+using Ipv4 = std::uint32_t;  // host byte order
+using Mac = std::array<std::uint8_t, 6>;
+
+struct EalConfig {
+  std::string lcores = "0,1";           // EAL -l: first is the main lcore, the rest run workers
+  std::uint32_t memory_mb = 512;        // -m
+  bool hugepages = false;               // false: --no-huge --no-shconf (development, tests)
+  std::string file_prefix;              // --file-prefix, so several instances can run
+  std::vector<std::string> extra_args;  // anything else, passed through
+};
+
+struct PortConfig {
+  std::string name;                     // referenced by inputs and outputs
+  std::string device;                   // PCI address, or a vdev: "net_af_packet0,iface=veth0"
+  Ipv4 address = 0;
+  std::uint8_t prefix_len = 24;
+  std::uint16_t vlan = 0;               // 0: untagged
+  std::optional<Mac> mac;               // default: the device's own
+  std::uint32_t rx_descriptors = 1024;
+  std::uint32_t tx_descriptors = 1024;
+  std::uint32_t mbufs = 8191;           // mempool size for this port
+};
+
+enum class InputKind : std::uint8_t { kUdp, kRtp, kSrt };
+enum class SrtMode : std::uint8_t { kListener, kCaller, kRendezvous };
+
+struct InputConfig {
+  std::string name;
+  InputKind kind = InputKind::kUdp;
+  // UDP/RTP: received on a data-plane port.
+  std::string port;                     // PortConfig::name
+  Ipv4 address = 0;                     // destination: multicast group or the port's unicast address
+  std::uint16_t udp_port = 0;
+  Ipv4 source = 0;                      // source-specific multicast when non-zero
+  // SRT: received by libsrt on the control side.
+  SrtMode srt_mode = SrtMode::kListener;
+  std::string srt_address = "0.0.0.0"; // listener: bind address; caller/rendezvous: remote host
+  std::uint16_t srt_port = 0;
+  std::uint16_t srt_local_port = 0;     // rendezvous: local port (0 = srt_port)
+  std::string passphrase;               // empty: no encryption (10..79 characters otherwise)
+  std::uint8_t key_length = 16;         // 16, 24 or 32 bytes
+  std::uint32_t latency_ms = 120;
+  std::string streamid;                 // listener: routes callers with this streamid here
+  std::uint64_t max_bitrate_bps = 0;    // alarm ceiling, 0 = none
+};
+
+enum class OutputKind : std::uint8_t { kUdp, kRtp };
+enum class PacingMode : std::uint8_t { kPcr, kCbr, kPassthrough };
+
+struct OutputConfig {
+  OutputKind kind = OutputKind::kUdp;
+  std::string port;                     // PortConfig::name
+  Ipv4 address = 0;                     // multicast group or unicast destination
+  std::uint16_t udp_port = 0;
+  Ipv4 source = 0;                      // default: the port's address
+  std::uint16_t source_port = 0;        // default: udp_port
+  std::uint8_t ttl = 16;
+  std::uint8_t dscp = 34;               // AF41, common for IPTV video
+  std::uint16_t vlan = 0;
+  std::uint8_t packets_per_datagram = 7;
+  PacingMode pacing = PacingMode::kPcr;
+  std::uint64_t cbr_bps = 0;            // kCbr: the constant rate, stuffed with null packets
+};
+
+struct FailoverConfig {
+  std::uint32_t timeout_ms = 500;       // an input with no packet for this long is down
+  std::uint32_t max_cc_errors_per_s = 0;  // 0: not a reason to switch
+  bool require_psi = true;              // PAT/PMT missing (TR 101 290 PAT/PMT errors) is down
+  bool revert = true;                   // go back to a better input once it is healthy...
+  std::uint32_t revert_holdoff_ms = 5000;  // ...for this long
+};
+
+struct ChannelConfig {
+  std::string id;                       // stable identifier (URLs, metrics)
+  std::string name;
+  std::string provider;
+  std::uint16_t service_id = 0;         // output program_number; 0 = the source's
+  std::uint16_t source_service_id = 0;  // service to take from MPTS inputs; 0 = the first
+  std::uint16_t lcn = 0;
+  std::uint16_t pmt_pid = 0;
+  std::vector<mpegts::PidRule> pid_rules;
+  std::vector<InputConfig> inputs;      // priority order: the first is the primary
+  FailoverConfig failover;
+  std::vector<OutputConfig> outputs;
+  bool hls = false;
+  std::uint8_t priority = 100;          // higher is more important (QoS shedding)
+};
+
+struct ApplianceConfig {
+  EalConfig eal;
+  std::vector<PortConfig> ports;
+  std::vector<ChannelConfig> channels;
+};
+
+}  // namespace twincast::dataplane
