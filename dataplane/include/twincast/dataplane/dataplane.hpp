@@ -1,0 +1,155 @@
+// DPDK bring-up and the worker: EAL arguments from the config, ports (one RX and one TX
+// queue each, a mempool per port), and one worker lcore that runs the poll loop:
+//
+//   RX burst (32) -> Ethernet [VLAN] -> ARP request for us: reply (the same mbuf)
+//                                    -> IGMP query: reports for our groups
+//                                    -> IPv4/UDP -> FlowClassifier -> [RTP strip, dup drop]
+//                                       -> 188-byte packets -> ChannelPipeline::push()
+//   every channel: poll(now, sink) -> one mbuf per datagram per output -> TX burst
+//
+// Nothing in the loop allocates from the heap, locks, throws or logs. Counters have one
+// writer (the worker) and are read by the control side with relaxed atomic loads.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "twincast/dataplane/channel.hpp"
+#include "twincast/dataplane/config.hpp"
+#include "twincast/mpegts/packet.hpp"
+
+struct rte_mbuf;
+struct rte_mempool;
+
+namespace twincast::dataplane {
+
+// Why the data plane dropped a frame or a datagram: the enum, its name and the metric label.
+#define TWINCAST_DATAPLANE_DROP_REASONS(X)                                        \
+  X(kMalformed, "malformed")           /* short Ethernet/ARP, chained mbuf */     \
+  X(kWrongVlan, "wrong_vlan")          /* tag differs from the port's VLAN */     \
+  X(kOtherEtherType, "other_ethertype")                                           \
+  X(kBadIpv4, "bad_ipv4")              /* version, length or header checksum */   \
+  X(kFragment, "fragment")                                                        \
+  X(kNotForUs, "not_for_us")           /* unicast to another address */           \
+  X(kOtherProtocol, "other_protocol")                                             \
+  X(kBadUdp, "bad_udp")                                                           \
+  X(kUnknownFlow, "unknown_flow")      /* no input for (group, port, source) */   \
+  X(kBadRtp, "bad_rtp")                                                           \
+  X(kRtpDuplicate, "rtp_duplicate")                                               \
+  X(kTsSize, "ts_size")                /* payload not a whole number of 188 */    \
+  X(kTsSync, "ts_sync")                /* a packet without 0x47 */                \
+  X(kTxNoMbuf, "tx_no_mbuf")           /* mempool empty when building TX */       \
+  X(kTxTooBig, "tx_too_big")           /* datagram larger than an mbuf */         \
+  X(kTxNoRoute, "tx_no_route")         /* unicast output: no ARP resolution yet */ \
+  X(kTxRefused, "tx_refused")          /* rte_eth_tx_burst did not take it */
+
+enum class DropReason : std::uint8_t {
+#define TWINCAST_X(e, s) e,
+  TWINCAST_DATAPLANE_DROP_REASONS(TWINCAST_X)
+#undef TWINCAST_X
+};
+inline constexpr std::size_t kDropReasonCount = 0
+#define TWINCAST_X(e, s) +1
+    TWINCAST_DATAPLANE_DROP_REASONS(TWINCAST_X)
+#undef TWINCAST_X
+    ;
+[[nodiscard]] const char* drop_reason_name(DropReason r);
+
+// A snapshot of one port's counters.
+struct PortStats {
+  std::uint64_t rx_packets = 0;
+  std::uint64_t rx_bytes = 0;
+  std::uint64_t tx_packets = 0;
+  std::uint64_t tx_bytes = 0;
+  std::uint64_t rx_missed = 0;   // rte_eth_stats imissed (the NIC had no descriptor)
+  std::uint64_t rx_nombuf = 0;   // rte_eth_stats rx_nombuf
+  std::uint64_t arp_replies = 0;
+  std::uint64_t arp_other = 0;   // ARP not asking for our address
+  std::uint64_t igmp_queries = 0;
+  std::uint64_t igmp_reports_sent = 0;
+  std::uint64_t igmp_other = 0;  // reports of other hosts, malformed IGMP
+  std::array<std::uint64_t, kDropReasonCount> drops{};
+  [[nodiscard]] std::uint64_t drop(DropReason r) const { return drops[static_cast<std::size_t>(r)]; }
+};
+
+// A snapshot of one UDP/RTP input's counters.
+struct InputStats {
+  std::uint64_t datagrams = 0;
+  std::uint64_t packets = 0;         // TS packets handed to the channel
+  std::uint64_t rtp_out_of_order = 0;
+  std::uint64_t rtp_lost = 0;        // sequence gaps (later filled by out-of-order ones are not subtracted)
+  std::uint64_t rtp_duplicates = 0;
+};
+
+// What the worker drives for each channel: dataplane::Channel in production
+// (make_channel_pipeline), a stand-in in tests.
+class ChannelPipeline {
+ public:
+  virtual ~ChannelPipeline() = default;
+  virtual void push(std::size_t input, std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns) = 0;
+  virtual void poll(std::uint64_t now_ns, DatagramSink& sink) = 0;
+};
+using PipelineFactory = std::function<std::unique_ptr<ChannelPipeline>(const ChannelConfig&)>;
+// Wraps dataplane::Channel.
+[[nodiscard]] std::unique_ptr<ChannelPipeline> make_channel_pipeline(const ChannelConfig& config);
+
+// The EAL command line for `eal` and `ports`: -l, -m, --no-huge --no-shconf (without
+// hugepages), --file-prefix, --vdev for every port whose device is not a PCI address,
+// -a for the PCI ones (--no-pci when there are none), --log-level (quiet unless the
+// extra arguments set one), then eal.extra_args.
+[[nodiscard]] std::vector<std::string> eal_arguments(const EalConfig& eal, const std::vector<PortConfig>& ports,
+                                                     const std::string& argv0);
+// True for "0000:01:00.0" / "01:00.0" style device names.
+[[nodiscard]] bool is_pci_address(const std::string& device);
+// rte_eal_init with eal_arguments(). Once per process; throws std::runtime_error.
+void init_eal(const ApplianceConfig& config, const std::string& argv0);
+
+class Dataplane {
+ public:
+  // Sets up every port (mempool, queues, MAC, promiscuous + allmulticast, started), the
+  // classifier from the channels' UDP/RTP inputs and one pipeline per channel. EAL must be
+  // up. Throws std::runtime_error / std::invalid_argument with a message on failure.
+  explicit Dataplane(const ApplianceConfig& config, PipelineFactory factory = make_channel_pipeline);
+  ~Dataplane();  // stop(), then the ports are stopped and closed
+  Dataplane(const Dataplane&) = delete;
+  Dataplane& operator=(const Dataplane&) = delete;
+
+  // Launches the poll loop on the first worker lcore (the second in EalConfig::lcores).
+  // It joins the multicast groups (IGMPv3) first and refreshes them every 60 s.
+  void start();
+  // Stops the loop, waits for it and sends IGMP leaves. Idempotent.
+  void stop();
+  [[nodiscard]] bool running() const;
+
+  [[nodiscard]] std::size_t port_count() const;
+  [[nodiscard]] Mac port_mac(std::size_t port) const;
+  [[nodiscard]] std::uint16_t port_id(std::size_t port) const;  // the DPDK port id
+  [[nodiscard]] PortStats port_stats(std::size_t port) const;
+  // Inputs are numbered in config order: channel 0's inputs, then channel 1's...
+  // (SRT inputs included so the numbering is stable; they stay zero here).
+  [[nodiscard]] InputStats input_stats(std::size_t channel, std::size_t input) const;
+  [[nodiscard]] ChannelPipeline& pipeline(std::size_t channel);
+
+  // Test hooks, only while not running(): run the worker's code on frames the caller
+  // allocated from mempool(port) (they are consumed), and one poll turn with TX flush.
+  void process_burst(std::size_t port, rte_mbuf** frames, std::uint16_t n, std::uint64_t now_ns);
+  void poll_once(std::uint64_t now_ns);
+  void send_igmp_reports(bool join);  // what start() does first
+  [[nodiscard]] rte_mempool* mempool(std::size_t port) const;
+
+  // Nanoseconds of the TSC clock the worker uses for push()/poll().
+  [[nodiscard]] static std::uint64_t now_ns();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace twincast::dataplane

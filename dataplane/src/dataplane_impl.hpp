@@ -1,0 +1,135 @@
+// Dataplane's internals, shared by dataplane.cpp (set-up, control side) and worker.cpp
+// (the poll loop). Everything the loop touches is sized at construction.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "twincast/dataplane/classifier.hpp"
+#include "twincast/dataplane/dataplane.hpp"
+#include "twincast/dataplane/net.hpp"
+
+struct rte_device;
+
+namespace twincast::dataplane {
+
+inline constexpr std::uint16_t kBurst = 32;
+inline constexpr std::size_t kPrefetchAhead = 3;
+inline constexpr std::size_t kMaxTsPerDatagram = 64;  // jumbo frames: 9000 / 188 = 47
+inline constexpr std::uint64_t kIgmpRefreshNs = 60'000'000'000ULL;
+inline constexpr std::uint64_t kStatsRefreshNs = 1'000'000'000ULL;
+
+using Counter = std::atomic<std::uint64_t>;
+// One writer: a plain load + store, no locked instruction; readers load relaxed.
+inline void bump(Counter& c, std::uint64_t n = 1) {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+struct alignas(64) PortCounters {
+  Counter rx_packets{0};
+  Counter rx_bytes{0};
+  Counter tx_packets{0};
+  Counter tx_bytes{0};
+  Counter rx_missed{0};
+  Counter rx_nombuf{0};
+  Counter arp_replies{0};
+  Counter arp_other{0};
+  Counter igmp_queries{0};
+  Counter igmp_reports_sent{0};
+  Counter igmp_other{0};
+  std::array<Counter, kDropReasonCount> drops{};
+};
+
+struct alignas(64) InputCounters {
+  Counter datagrams{0};
+  Counter packets{0};
+  Counter rtp_out_of_order{0};
+  Counter rtp_lost{0};
+  Counter rtp_duplicates{0};
+};
+
+struct GroupJoin {
+  Ipv4 group = 0;
+  Ipv4 source = 0;
+};
+
+struct PortState {
+  PortConfig config;
+  std::uint16_t port_id = 0;
+  rte_mempool* pool = nullptr;
+  bool started = false;
+  rte_device* vdev = nullptr;      // a virtual device, removed with the port (so it can be probed again)
+  Mac mac{};
+  std::vector<GroupJoin> groups;   // multicast inputs received on this port
+  FlowClassifier classifier{1};    // -> index into Impl::inputs
+  std::uint16_t ip_id = 0;
+  // TX waiting for the next burst (worker only).
+  alignas(64) rte_mbuf* tx[kBurst] = {};
+  std::uint16_t n_tx = 0;
+  PortCounters counters;
+};
+
+struct InputState {
+  std::size_t channel = 0;
+  std::size_t input = 0;     // index within the channel
+  bool rtp = false;
+  // RTP sequence window: bit i set = last_seq - i was seen.
+  bool have_seq = false;
+  std::uint16_t last_seq = 0;
+  std::uint32_t ssrc = 0;
+  std::uint64_t seen = 0;
+  InputCounters counters;
+};
+
+struct OutputState {
+  std::size_t port = 0;
+  net::UdpFrame frame;
+  bool rtp = false;
+  bool resolved = true;       // false: unicast, no MAC known
+  std::uint16_t rtp_seq = 0;
+  std::uint32_t ssrc = 0;
+};
+
+struct ChannelState {
+  std::unique_ptr<ChannelPipeline> pipeline;
+  std::vector<OutputState> outputs;
+  std::size_t first_input = 0;  // index into Impl::inputs
+};
+
+struct Dataplane::Impl {
+  // ---- set-up (dataplane.cpp) ----
+  Impl(const ApplianceConfig& config, PipelineFactory& factory);
+  ~Impl();
+  void release();  // stops and closes the ports, frees the pools (idempotent)
+
+  // ---- the loop (worker.cpp) ----
+  void rx_frame(PortState& port, rte_mbuf* m, std::uint64_t now_ns);
+  void rx_burst(PortState& port, rte_mbuf** frames, std::uint16_t n, std::uint64_t now_ns);
+  void handle_igmp(PortState& port, net::Bytes message);
+  void handle_udp(PortState& port, rte_mbuf* m, const net::Ipv4Header& ip, net::Bytes segment,
+                  std::uint64_t now_ns);
+  void send_datagram(std::size_t channel, std::size_t output, std::span<const mpegts::TsPacket> packets,
+                     std::uint64_t now_ns);
+  void send_reports(PortState& port, net::IgmpEvent event, Ipv4 only_group);
+  void enqueue_tx(PortState& port, rte_mbuf* m);
+  void flush_tx(PortState& port);
+  void poll_channels(std::uint64_t now_ns);
+  void refresh_eth_stats(PortState& port);
+  void loop_once(std::uint64_t now_ns);
+  static int worker_main(void* arg);
+  static void drop(PortState& port, DropReason r) { bump(port.counters.drops[static_cast<std::size_t>(r)]); }
+
+  ApplianceConfig config;
+  std::vector<std::unique_ptr<PortState>> ports;
+  std::vector<std::unique_ptr<InputState>> inputs;
+  std::vector<ChannelState> channels;
+  std::atomic<bool> stop_requested{false};
+  bool running = false;
+  unsigned worker_lcore = 0;
+  std::uint64_t next_igmp_ns = 0;
+  std::uint64_t next_stats_ns = 0;
+};
+
+}  // namespace twincast::dataplane

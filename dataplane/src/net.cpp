@@ -1,0 +1,347 @@
+#include "twincast/dataplane/net.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace twincast::dataplane::net {
+namespace {
+
+std::uint16_t get16(Bytes b, std::size_t at) {
+  return static_cast<std::uint16_t>((b[at] << 8) | b[at + 1]);
+}
+std::uint32_t get32(Bytes b, std::size_t at) {
+  return (std::uint32_t{b[at]} << 24) | (std::uint32_t{b[at + 1]} << 16) |
+         (std::uint32_t{b[at + 2]} << 8) | std::uint32_t{b[at + 3]};
+}
+void put16(MutableBytes b, std::size_t at, std::uint16_t v) {
+  b[at] = static_cast<std::uint8_t>(v >> 8);
+  b[at + 1] = static_cast<std::uint8_t>(v & 0xFF);
+}
+void put32(MutableBytes b, std::size_t at, std::uint32_t v) {
+  b[at] = static_cast<std::uint8_t>(v >> 24);
+  b[at + 1] = static_cast<std::uint8_t>((v >> 16) & 0xFF);
+  b[at + 2] = static_cast<std::uint8_t>((v >> 8) & 0xFF);
+  b[at + 3] = static_cast<std::uint8_t>(v & 0xFF);
+}
+Mac get_mac(Bytes b, std::size_t at) {
+  Mac m{};
+  std::copy_n(b.begin() + static_cast<std::ptrdiff_t>(at), 6, m.begin());
+  return m;
+}
+void put_mac(MutableBytes b, std::size_t at, const Mac& m) {
+  std::copy(m.begin(), m.end(), b.begin() + static_cast<std::ptrdiff_t>(at));
+}
+
+constexpr std::size_t kIgmpv3ReportHeader = 8;
+constexpr std::uint8_t kIgmpQuery = 0x11;
+constexpr std::uint8_t kIgmpv3Report = 0x22;
+constexpr std::uint8_t kDscpCs6 = 48;
+
+}  // namespace
+
+std::uint16_t internet_checksum(Bytes bytes, std::uint32_t initial) {
+  std::uint64_t sum = initial;
+  std::size_t i = 0;
+  for (; i + 1 < bytes.size(); i += 2) sum += get16(bytes, i);
+  if (i < bytes.size()) sum += std::uint32_t{bytes[i]} << 8;
+  while ((sum >> 16) != 0) sum = (sum & 0xFFFF) + (sum >> 16);
+  return static_cast<std::uint16_t>(~sum & 0xFFFF);
+}
+
+// ---- Ethernet ----
+std::optional<Ethernet> parse_ethernet(Bytes frame) {
+  if (frame.size() < kEthernetHeaderSize) return std::nullopt;
+  Ethernet e;
+  e.dst = get_mac(frame, 0);
+  e.src = get_mac(frame, 6);
+  e.ether_type = get16(frame, 12);
+  e.header_size = kEthernetHeaderSize;
+  if (e.ether_type == kEtherTypeVlan) {
+    if (frame.size() < kEthernetHeaderSize + kVlanTagSize) return std::nullopt;
+    e.vlan = get16(frame, 14) & 0x0FFF;
+    e.ether_type = get16(frame, 16);
+    e.header_size += kVlanTagSize;
+    if (e.ether_type == kEtherTypeVlan) return std::nullopt;  // QinQ: not ours
+  }
+  return e;
+}
+
+std::size_t write_ethernet(MutableBytes out, const Mac& dst, const Mac& src, std::uint16_t vlan,
+                           std::uint16_t ether_type) {
+  const std::size_t n = kEthernetHeaderSize + (vlan != 0 ? kVlanTagSize : 0);
+  if (out.size() < n) return 0;
+  put_mac(out, 0, dst);
+  put_mac(out, 6, src);
+  if (vlan != 0) {
+    put16(out, 12, kEtherTypeVlan);
+    put16(out, 14, vlan & 0x0FFF);
+    put16(out, 16, ether_type);
+  } else {
+    put16(out, 12, ether_type);
+  }
+  return n;
+}
+
+// ---- ARP ----
+std::optional<Arp> parse_arp(Bytes p) {
+  if (p.size() < kArpSize) return std::nullopt;
+  if (get16(p, 0) != 1 || get16(p, 2) != kEtherTypeIpv4 || p[4] != 6 || p[5] != 4) return std::nullopt;
+  Arp a;
+  a.op = get16(p, 6);
+  a.sender_mac = get_mac(p, 8);
+  a.sender_ip = get32(p, 14);
+  a.target_mac = get_mac(p, 18);
+  a.target_ip = get32(p, 24);
+  return a;
+}
+
+std::size_t write_arp(MutableBytes out, const Arp& a) {
+  if (out.size() < kArpSize) return 0;
+  put16(out, 0, 1);
+  put16(out, 2, kEtherTypeIpv4);
+  out[4] = 6;
+  out[5] = 4;
+  put16(out, 6, a.op);
+  put_mac(out, 8, a.sender_mac);
+  put32(out, 14, a.sender_ip);
+  put_mac(out, 18, a.target_mac);
+  put32(out, 24, a.target_ip);
+  return kArpSize;
+}
+
+std::size_t build_arp_reply(MutableBytes out, const Arp& request, const Mac& our_mac, Ipv4 our_ip,
+                            std::uint16_t vlan) {
+  const std::size_t eth = write_ethernet(out, request.sender_mac, our_mac, vlan, kEtherTypeArp);
+  if (eth == 0) return 0;
+  const Arp reply{kArpReply, our_mac, our_ip, request.sender_mac, request.sender_ip};
+  const std::size_t arp = write_arp(out.subspan(eth), reply);
+  if (arp == 0) return 0;
+  // Pad to the Ethernet minimum (60 bytes without FCS).
+  std::size_t n = eth + arp;
+  if (out.size() >= 60 && n < 60) {
+    std::fill(out.begin() + static_cast<std::ptrdiff_t>(n), out.begin() + 60, std::uint8_t{0});
+    n = 60;
+  }
+  return n;
+}
+
+// ---- IPv4 ----
+std::optional<Ipv4Header> parse_ipv4(Bytes p, Bytes* payload) {
+  if (p.size() < kIpv4HeaderSize) return std::nullopt;
+  if ((p[0] >> 4) != 4) return std::nullopt;
+  const std::size_t ihl = std::size_t{p[0] & 0x0Fu} * 4;
+  if (ihl < kIpv4HeaderSize || ihl > p.size()) return std::nullopt;
+  const std::size_t total = get16(p, 2);
+  if (total < ihl || total > p.size()) return std::nullopt;
+  if (internet_checksum(p.first(ihl)) != 0) return std::nullopt;
+  Ipv4Header h;
+  h.dscp = static_cast<std::uint8_t>(p[1] >> 2);
+  h.ecn = static_cast<std::uint8_t>(p[1] & 0x3);
+  h.identification = get16(p, 4);
+  const std::uint16_t frag = get16(p, 6);
+  h.dont_fragment = (frag & 0x4000) != 0;
+  h.more_fragments = (frag & 0x2000) != 0;
+  h.fragment_offset = frag & 0x1FFF;
+  h.ttl = p[8];
+  h.protocol = p[9];
+  h.src = get32(p, 12);
+  h.dst = get32(p, 16);
+  h.header_size = ihl;
+  h.total_size = total;
+  if (payload != nullptr) *payload = p.subspan(ihl, total - ihl);
+  return h;
+}
+
+std::size_t write_ipv4(MutableBytes out, const Ipv4Header& h, std::size_t payload_size, Bytes options) {
+  if (options.size() % 4 != 0 || options.size() > 40) return 0;
+  const std::size_t hs = kIpv4HeaderSize + options.size();
+  if (out.size() < hs || hs + payload_size > 0xFFFF) return 0;
+  out[0] = static_cast<std::uint8_t>(0x40 | (hs / 4));
+  out[1] = static_cast<std::uint8_t>((h.dscp << 2) | (h.ecn & 0x3));
+  put16(out, 2, static_cast<std::uint16_t>(hs + payload_size));
+  put16(out, 4, h.identification);
+  put16(out, 6, h.dont_fragment ? 0x4000 : 0);
+  out[8] = h.ttl;
+  out[9] = h.protocol;
+  put16(out, 10, 0);
+  put32(out, 12, h.src);
+  put32(out, 16, h.dst);
+  std::copy(options.begin(), options.end(), out.begin() + kIpv4HeaderSize);
+  put16(out, 10, internet_checksum(out.first(hs)));
+  return hs;
+}
+
+// ---- UDP ----
+std::optional<Udp> parse_udp(Bytes s, Bytes* payload) {
+  if (s.size() < kUdpHeaderSize) return std::nullopt;
+  const std::size_t len = get16(s, 4);
+  if (len < kUdpHeaderSize || len > s.size()) return std::nullopt;
+  Udp u{get16(s, 0), get16(s, 2), get16(s, 6)};
+  if (payload != nullptr) *payload = s.subspan(kUdpHeaderSize, len - kUdpHeaderSize);
+  return u;
+}
+
+std::size_t write_udp(MutableBytes out, std::uint16_t src_port, std::uint16_t dst_port,
+                      std::size_t payload_size) {
+  if (out.size() < kUdpHeaderSize || payload_size + kUdpHeaderSize > 0xFFFF) return 0;
+  put16(out, 0, src_port);
+  put16(out, 2, dst_port);
+  put16(out, 4, static_cast<std::uint16_t>(payload_size + kUdpHeaderSize));
+  put16(out, 6, 0);
+  return kUdpHeaderSize;
+}
+
+std::uint16_t udp_checksum(Ipv4 src, Ipv4 dst, Bytes segment) {
+  std::uint32_t pseudo = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + kProtoUdp +
+                         static_cast<std::uint32_t>(segment.size());
+  const std::uint16_t c = internet_checksum(segment, pseudo);
+  return c == 0 ? 0xFFFF : c;  // 0 means "no checksum" on the wire
+}
+
+// ---- RTP ----
+std::optional<Rtp> parse_rtp(Bytes d, Bytes* payload) {
+  if (d.size() < kRtpHeaderSize) return std::nullopt;
+  if ((d[0] >> 6) != 2) return std::nullopt;
+  const bool padding = (d[0] & 0x20) != 0;
+  const bool extension = (d[0] & 0x10) != 0;
+  const std::size_t n_csrc = d[0] & 0x0Fu;
+  std::size_t at = kRtpHeaderSize + 4 * n_csrc;
+  if (at > d.size()) return std::nullopt;
+  if (extension) {
+    if (at + 4 > d.size()) return std::nullopt;
+    const std::size_t ext_words = get16(d, at + 2);
+    at += 4 + 4 * ext_words;
+    if (at > d.size()) return std::nullopt;
+  }
+  std::size_t end = d.size();
+  if (padding) {
+    const std::size_t pad = d[end - 1];
+    if (pad == 0 || pad > end - at) return std::nullopt;
+    end -= pad;
+  }
+  Rtp r;
+  r.marker = (d[1] & 0x80) != 0;
+  r.payload_type = d[1] & 0x7F;
+  r.sequence = get16(d, 2);
+  r.timestamp = get32(d, 4);
+  r.ssrc = get32(d, 8);
+  if (payload != nullptr) *payload = d.subspan(at, end - at);
+  return r;
+}
+
+std::size_t write_rtp(MutableBytes out, const Rtp& r) {
+  if (out.size() < kRtpHeaderSize) return 0;
+  out[0] = 0x80;
+  out[1] = static_cast<std::uint8_t>((r.marker ? 0x80 : 0) | (r.payload_type & 0x7F));
+  put16(out, 2, r.sequence);
+  put32(out, 4, r.timestamp);
+  put32(out, 8, r.ssrc);
+  return kRtpHeaderSize;
+}
+
+// ---- IGMP ----
+IgmpRecordType igmp_record_type(IgmpEvent event, bool ssm) {
+  switch (event) {
+    case IgmpEvent::kJoin: return ssm ? IgmpRecordType::kAllowNewSources : IgmpRecordType::kChangeToExclude;
+    case IgmpEvent::kQueryResponse: return ssm ? IgmpRecordType::kModeIsInclude : IgmpRecordType::kModeIsExclude;
+    case IgmpEvent::kLeave: return ssm ? IgmpRecordType::kBlockOldSources : IgmpRecordType::kChangeToInclude;
+  }
+  return IgmpRecordType::kModeIsExclude;
+}
+
+std::size_t write_igmpv3_report(MutableBytes out, std::span<const IgmpRecord> records) {
+  std::size_t need = kIgmpv3ReportHeader;
+  for (const IgmpRecord& r : records) need += 8 + (r.source != 0 ? 4 : 0);
+  if (out.size() < need || records.size() > 0xFFFF) return 0;
+  out[0] = kIgmpv3Report;
+  out[1] = 0;
+  put16(out, 2, 0);
+  put16(out, 4, 0);
+  put16(out, 6, static_cast<std::uint16_t>(records.size()));
+  std::size_t at = kIgmpv3ReportHeader;
+  for (const IgmpRecord& r : records) {
+    out[at] = static_cast<std::uint8_t>(r.type);
+    out[at + 1] = 0;  // aux data len
+    put16(out, at + 2, r.source != 0 ? 1 : 0);
+    put32(out, at + 4, r.group);
+    at += 8;
+    if (r.source != 0) {
+      put32(out, at, r.source);
+      at += 4;
+    }
+  }
+  put16(out, 2, internet_checksum(out.first(at)));
+  return at;
+}
+
+std::size_t igmpv3_records_per_frame(std::size_t mtu) {
+  // IP header + Router Alert + report header; SSM records are the larger ones (12 bytes).
+  const std::size_t fixed = kIpv4HeaderSize + 4 + kIgmpv3ReportHeader;
+  return mtu > fixed ? (mtu - fixed) / 12 : 0;
+}
+
+std::size_t build_igmpv3_report(MutableBytes out, const Mac& src_mac, Ipv4 src_ip, std::uint16_t vlan,
+                                std::uint16_t identification, std::span<const IgmpRecord> records) {
+  const std::size_t eth = write_ethernet(out, multicast_mac(kIgmpv3ReportGroup), src_mac, vlan, kEtherTypeIpv4);
+  if (eth == 0) return 0;
+  static constexpr std::uint8_t kRouterAlert[4] = {0x94, 0x04, 0x00, 0x00};
+  constexpr std::size_t ip_size = kIpv4HeaderSize + sizeof kRouterAlert;
+  if (out.size() < eth + ip_size) return 0;
+  const std::size_t igmp = write_igmpv3_report(out.subspan(eth + ip_size), records);
+  if (igmp == 0) return 0;
+  Ipv4Header h;
+  h.src = src_ip;
+  h.dst = kIgmpv3ReportGroup;
+  h.protocol = kProtoIgmp;
+  h.ttl = 1;
+  h.dscp = kDscpCs6;
+  h.identification = identification;
+  h.dont_fragment = true;
+  if (write_ipv4(out.subspan(eth), h, igmp, Bytes(kRouterAlert, sizeof kRouterAlert)) != ip_size) return 0;
+  return eth + ip_size + igmp;
+}
+
+std::optional<IgmpQuery> parse_igmp_query(Bytes m) {
+  if (m.size() < 8 || m[0] != kIgmpQuery) return std::nullopt;
+  if (internet_checksum(m) != 0) return std::nullopt;
+  IgmpQuery q;
+  q.group = get32(m, 4);
+  if (m.size() == 8) {
+    q.version = m[1] == 0 ? 1 : 2;
+    q.max_response_ds = m[1] == 0 ? 100 : m[1];
+    return q;
+  }
+  if (m.size() < 12) return std::nullopt;  // 9..11 bytes: RFC 3376 7.1 says ignore
+  q.version = 3;
+  const std::uint8_t code = m[1];
+  if (code < 128) {
+    q.max_response_ds = code;
+  } else {
+    const std::uint32_t mant = code & 0x0Fu;
+    const std::uint32_t exp = (code >> 4) & 0x07u;
+    q.max_response_ds = (mant | 0x10u) << (exp + 3);
+  }
+  q.n_sources = get16(m, 10);
+  if (12 + std::size_t{q.n_sources} * 4 > m.size()) return std::nullopt;
+  return q;
+}
+
+// ---- whole frames ----
+std::size_t write_udp_headers(MutableBytes out, const UdpFrame& f, std::size_t payload_size) {
+  const std::size_t total = udp_headers_size(f.vlan);
+  if (out.size() < total) return 0;
+  const std::size_t eth = write_ethernet(out, f.dst_mac, f.src_mac, f.vlan, kEtherTypeIpv4);
+  Ipv4Header h;
+  h.src = f.src_ip;
+  h.dst = f.dst_ip;
+  h.protocol = kProtoUdp;
+  h.ttl = f.ttl;
+  h.dscp = f.dscp;
+  h.identification = f.identification;
+  h.dont_fragment = false;
+  if (write_ipv4(out.subspan(eth), h, kUdpHeaderSize + payload_size) == 0) return 0;
+  if (write_udp(out.subspan(eth + kIpv4HeaderSize), f.src_port, f.dst_port, payload_size) == 0) return 0;
+  return total;
+}
+
+}  // namespace twincast::dataplane::net

@@ -1,0 +1,486 @@
+// SrtIngest against real SRT peers (srt-live-transmit, ffmpeg) on 127.0.0.1.
+#include "twincast/control/srt_ingest.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests_common.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using twincast::control::SrtIngest;
+using twincast::control::srt_streamid_resource;
+using twincast::dataplane::InputConfig;
+using twincast::dataplane::InputKind;
+using twincast::dataplane::SrtMode;
+namespace test = twincast::test;
+
+// A UDP port that is free right now on 127.0.0.1 (the kernel picks it).
+std::uint16_t free_port() {
+  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// A child process group running a shell command; killed and reaped on destruction.
+class Peer {
+ public:
+  explicit Peer(const std::string& command) {
+    const std::string log = (std::filesystem::temp_directory_path() / "twincast_srt_peer.log").string();
+    pid_ = fork();
+    if (pid_ == 0) {
+      setpgid(0, 0);
+      const int out = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (out >= 0) {
+        dup2(out, 1);
+        dup2(out, 2);
+      }
+      execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    if (pid_ > 0) setpgid(pid_, pid_);
+  }
+  ~Peer() { stop(); }
+  Peer(const Peer&) = delete;
+  Peer& operator=(const Peer&) = delete;
+
+  void stop(int sig = SIGTERM) {
+    if (pid_ <= 0) return;
+    kill(-pid_, sig);
+    for (int k = 0; k < 300; ++k) {
+      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        kill(-pid_, SIGKILL);  // anything left in the group (sleep, cat)
+        pid_ = -1;
+        return;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    kill(-pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// Collects what the sink receives, per input.
+class Collector {
+ public:
+  explicit Collector(std::size_t n) : data_(n) {}
+  SrtIngest::Sink sink() {
+    return [this](std::size_t i, std::span<const std::uint8_t> b) {
+      const std::lock_guard lock(mu_);
+      if (i >= data_.size()) {
+        bad_index_ = true;
+        return;
+      }
+      data_[i].insert(data_[i].end(), b.begin(), b.end());
+      if (b.size() > 1500) oversize_ = true;
+    };
+  }
+  std::vector<std::uint8_t> bytes(std::size_t i) {
+    const std::lock_guard lock(mu_);
+    return data_[i];
+  }
+  std::size_t size(std::size_t i) {
+    const std::lock_guard lock(mu_);
+    return data_[i].size();
+  }
+  bool sane() {
+    const std::lock_guard lock(mu_);
+    return !bad_index_ && !oversize_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::vector<std::uint8_t>> data_;
+  bool bad_index_ = false;
+  bool oversize_ = false;
+};
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return pred();
+}
+
+// Whole TS packets: a multiple of 188 with a sync byte at every stride.
+bool whole_ts_packets(const std::vector<std::uint8_t>& b) {
+  if (b.empty() || b.size() % 188 != 0) return false;
+  for (std::size_t k = 0; k < b.size(); k += 188) {
+    if (b[k] != 0x47) return false;
+  }
+  return true;
+}
+
+InputConfig srt_input(const std::string& name, SrtMode mode, std::uint16_t port) {
+  InputConfig c;
+  c.name = name;
+  c.kind = InputKind::kSrt;
+  c.srt_mode = mode;
+  c.srt_address = mode == SrtMode::kListener ? "127.0.0.1" : "127.0.0.1";
+  c.srt_port = port;
+  return c;
+}
+
+// srt-live-transmit pushing a file (kept open afterwards, so nothing is cut off at EOF).
+// Paced at ~7 Mbit/s with dd (live mode drops what is pushed much faster than real time),
+// after `delay` s (srt-live-transmit drops what it reads before it is connected), with
+// -buffering:1 (it keeps the last 8 messages back otherwise).
+std::string push_file(const std::filesystem::path& file, const std::string& uri,
+                      const std::string& delay = "1") {
+  constexpr std::uintmax_t kChunk = 18800;  // 100 TS packets
+  const std::uintmax_t n = (std::filesystem::file_size(file) + kChunk - 1) / kChunk;
+  return "{ sleep " + delay + "; i=0; while [ $i -lt " + std::to_string(n) + " ]; do dd if=" +
+         test::shell_quote(file.string()) + " bs=" + std::to_string(kChunk) +
+         " skip=$i count=1 status=none; i=$((i+1)); sleep 0.02; done; sleep 60; } | "
+         "exec srt-live-transmit -q -chunk:1316 -buffering:1 file://con " + test::shell_quote(uri);
+}
+
+std::string ffprobe_codec(const std::vector<std::uint8_t>& bytes, const std::string& tag) {
+  const auto dir = test::temp_dir(tag);
+  const auto path = dir / "received.ts";
+  test::write_file(path, bytes);
+  const auto r = test::run("ffprobe -v error -select_streams v:0 -show_entries stream=codec_name "
+                           "-of default=nw=1:nk=1 " + test::shell_quote(path.string()));
+  std::filesystem::remove_all(dir);
+  std::string out = r.out;
+  return out.substr(0, out.find('\n'));  // the first video stream
+}
+
+std::size_t thread_count() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+TEST(SrtStreamId, ResourceName) {
+  EXPECT_EQ(srt_streamid_resource("chan1"), "chan1");
+  EXPECT_EQ(srt_streamid_resource(""), "");
+  EXPECT_EQ(srt_streamid_resource("#!::r=chan2,m=publish"), "chan2");
+  EXPECT_EQ(srt_streamid_resource("#!::m=publish,u=joe,r=live/x"), "live/x");
+  EXPECT_EQ(srt_streamid_resource("#!::m=publish,u=joe"), "");
+  EXPECT_EQ(srt_streamid_resource("#!::r="), "");
+  EXPECT_EQ(srt_streamid_resource("#!::"), "");
+  EXPECT_EQ(srt_streamid_resource("#!::rr=a,r=b"), "b");
+  EXPECT_EQ(srt_streamid_resource("#!:r=a"), "#!:r=a");  // not the access-control prefix
+  std::mt19937 rng(7);
+  for (int k = 0; k < 2000; ++k) {
+    std::string s = k % 2 == 0 ? "#!::" : "";
+    const std::size_t len = rng() % 40;
+    for (std::size_t j = 0; j < len; ++j) s += "r=,#!:x\0"[rng() % 8];
+    const std::string_view r = srt_streamid_resource(s);
+    // A view into the input, never past its end.
+    ASSERT_TRUE(r.empty() || (r.data() >= s.data() && r.data() + r.size() <= s.data() + s.size()));
+  }
+}
+
+TEST(SrtIngestConfig, RejectsBadInputsWithoutLeakingSecrets) {
+  Collector col(2);
+  const auto expect_error = [&](std::vector<InputConfig> in, const std::string& needle) {
+    try {
+      SrtIngest ingest(std::move(in), col.sink());
+      ADD_FAILURE() << "no error for " << needle;
+    } catch (const std::invalid_argument& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(needle), std::string::npos) << what;
+      EXPECT_EQ(what.find("supersecret"), std::string::npos) << what;
+    }
+  };
+  auto a = srt_input("a", SrtMode::kListener, 9000);
+  auto short_pass = a;
+  short_pass.passphrase = "supersecr";  // 9 characters
+  expect_error({short_pass}, "passphrase must be 10..79");
+  auto long_pass = a;
+  long_pass.passphrase = "supersecret" + std::string(70, 'x');
+  expect_error({long_pass}, "passphrase must be 10..79");
+  auto key = a;
+  key.key_length = 20;
+  expect_error({key}, "key_length must be 16, 24 or 32");
+  auto no_port = a;
+  no_port.srt_port = 0;
+  expect_error({no_port}, "srt_port is required");
+  auto udp = a;
+  udp.kind = InputKind::kUdp;
+  expect_error({udp}, "not an SRT input");
+  auto host = a;
+  host.srt_address = "example.org";
+  expect_error({host}, "not a numeric");
+  auto caller_any = srt_input("c", SrtMode::kCaller, 9000);
+  caller_any.srt_address = "0.0.0.0";
+  expect_error({caller_any}, "must name the remote host");
+  // Duplicate streamids on one port, also when one is written in the access-control form.
+  auto s1 = a;
+  s1.streamid = "chan1";
+  auto s2 = a;
+  s2.name = "b";
+  s2.streamid = "#!::r=chan1,m=publish";
+  expect_error({s1, s2}, "streamid 'chan1' on port 9000 is already used by input #0");
+  auto e1 = a;
+  auto e2 = a;  // two catch-alls
+  expect_error({e1, e2}, "already used");
+  auto other_addr = s2;
+  other_addr.streamid = "chan2";
+  other_addr.srt_address = "0.0.0.0";
+  expect_error({s1, other_addr}, "must share one bind address");
+  // Every error at once.
+  auto both = short_pass;
+  both.key_length = 8;
+  expect_error({both}, "key_length");
+  expect_error({both}, "passphrase");
+  // The same streamid on different ports is fine, and so is a sensible configuration.
+  auto other_port = s2;
+  other_port.srt_port = 9001;
+  auto good = s1;
+  good.passphrase = "supersecret-1";
+  good.key_length = 32;
+  EXPECT_NO_THROW(SrtIngest({good, other_port}, col.sink()));
+  EXPECT_THROW(SrtIngest({good}, SrtIngest::Sink{}), std::invalid_argument);
+}
+
+TEST(SrtIngest, ListenerReceivesTheFileExactlyAndAcceptsAReplacement) {
+  const auto file = test::fixture("h264_aac.ts");
+  const auto expected = test::read_file(file);
+  const std::uint16_t port = free_port();
+  Collector col(1);
+  SrtIngest ingest({srt_input("in", SrtMode::kListener, port)}, col.sink());
+  ingest.start();
+  EXPECT_THROW(ingest.start(), std::logic_error);
+  {
+    Peer peer(push_file(file, "srt://127.0.0.1:" + std::to_string(port)));
+    ASSERT_TRUE(wait_until([&] { return col.size(0) >= expected.size(); }, 10s))
+        << "received " << col.size(0) << " of " << expected.size();
+    std::this_thread::sleep_for(300ms);  // nothing more may come
+    const auto got = col.bytes(0);
+    EXPECT_TRUE(whole_ts_packets(got));
+    EXPECT_TRUE(got == expected) << got.size() << " vs " << expected.size();
+    ASSERT_TRUE(wait_until([&] { return ingest.stats(0).rtt_ms > 0; }, 3s));
+    const auto st = ingest.stats(0);
+    EXPECT_TRUE(st.connected);
+    EXPECT_EQ(st.connections, 1U);
+    EXPECT_EQ(st.bytes, expected.size());
+    EXPECT_GE(st.packets, expected.size() / 1316);
+    EXPECT_EQ(st.peer.rfind("127.0.0.1:", 0), 0U) << st.peer;
+    EXPECT_GE(st.rtt_ms, 0.0);
+    EXPECT_EQ(st.rejected_callers, 0U);
+    // An encoder restart: a second caller replaces the first (still connected) one.
+    Peer again(push_file(file, "srt://127.0.0.1:" + std::to_string(port)));
+    ASSERT_TRUE(wait_until([&] { return col.size(0) >= 2 * expected.size(); }, 10s))
+        << "received " << col.size(0);
+    EXPECT_EQ(ingest.stats(0).connections, 2U);
+    EXPECT_TRUE(ingest.stats(0).connected);
+  }
+  EXPECT_TRUE(col.sane());
+  ingest.stop();
+  EXPECT_FALSE(ingest.stats(0).connected);
+  const auto got = col.bytes(0);
+  EXPECT_TRUE(whole_ts_packets(got));
+  EXPECT_TRUE(std::equal(expected.begin(), expected.end(), got.begin() + static_cast<std::ptrdiff_t>(expected.size())));
+}
+
+TEST(SrtIngest, PassphraseAcceptsTheRightOneAndCountsTheWrongOnes) {
+  const auto file = test::fixture("h264_aac.ts");
+  const auto expected = test::read_file(file);
+  const std::uint16_t port = free_port();
+  const std::string uri = "srt://127.0.0.1:" + std::to_string(port);
+  auto cfg = srt_input("secure", SrtMode::kListener, port);
+  cfg.passphrase = "correct-horse-42";
+  cfg.key_length = 32;
+  Collector col(1);
+  SrtIngest ingest({cfg}, col.sink());
+  ingest.start();
+  testing::internal::CaptureStderr();
+  Peer good(push_file(file, uri + "?passphrase=correct-horse-42&pbkeylen=32"));
+  const bool all = wait_until([&] { return col.size(0) >= expected.size(); }, 10s);
+  Peer wrong(push_file(file, uri + "?passphrase=wrong-horse-42"));
+  Peer none(push_file(file, uri));
+  const bool rejected = wait_until([&] { return ingest.stats(0).rejected_callers >= 2; }, 8s);
+  std::this_thread::sleep_for(300ms);
+  wrong.stop();
+  none.stop();
+  const std::string log = testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(all) << "received " << col.size(0) << " of " << expected.size();
+  EXPECT_TRUE(rejected) << ingest.stats(0).rejected_callers;
+  // The rejected callers disturbed nothing: same connection, no extra data.
+  const auto st = ingest.stats(0);
+  EXPECT_TRUE(st.connected);
+  EXPECT_EQ(st.connections, 1U);
+  EXPECT_EQ(st.bytes, expected.size());
+  EXPECT_TRUE(col.bytes(0) == expected);
+  EXPECT_EQ(st.undecrypted, 0U);
+  // Logged, rate-limited (once per 10 s per input), and without secrets.
+  EXPECT_NE(log.find("rejected caller"), std::string::npos) << log;
+  std::size_t n_lines = 0;
+  for (std::size_t at = log.find("rejected caller"); at != std::string::npos;
+       at = log.find("rejected caller", at + 1)) {
+    ++n_lines;
+  }
+  EXPECT_EQ(n_lines, 1U) << log;
+  EXPECT_EQ(log.find("horse"), std::string::npos) << log;
+}
+
+TEST(SrtIngest, StreamidsRouteCallersOnOnePort) {
+  const auto h264 = test::fixture("h264_aac.ts");
+  const auto hevc = test::fixture("hevc_aac.ts");
+  const auto expected = test::read_file(h264);
+  const std::uint16_t port = free_port();
+  const std::string uri = "srt://127.0.0.1:" + std::to_string(port);
+  auto chan1 = srt_input("one", SrtMode::kListener, port);
+  chan1.streamid = "chan1";
+  auto chan2 = srt_input("two", SrtMode::kListener, port);
+  chan2.streamid = "chan2";
+  chan2.passphrase = "second-secret-2";  // a passphrase per streamid
+  Collector col(2);
+  SrtIngest ingest({chan1, chan2}, col.sink());
+  ingest.start();
+  testing::internal::CaptureStderr();
+  Peer p1(push_file(h264, uri + "?streamid=chan1"));
+  // ffmpeg with the access-control syntax (ffmpeg 5.1 takes it verbatim, not URL-decoded).
+  Peer p2("exec ffmpeg -nostdin -loglevel error -readrate 4 -i " + test::shell_quote(hevc.string()) +
+          " -c copy -f mpegts '" + uri +
+          "?pkt_size=1316&passphrase=second-secret-2&streamid=#!::r=chan2,m=publish'");
+  Peer p3(push_file(h264, uri + "?streamid=chan9"));
+  const bool one = wait_until([&] { return col.size(0) >= expected.size(); }, 10s);
+  const bool two = wait_until([&] { return ingest.stats(1).connections == 1 && col.size(1) > 200000; }, 10s);
+  const bool unknown = wait_until([&] { return ingest.stats(0).rejected_callers >= 1; }, 5s);
+  p2.stop(SIGKILL);
+  p3.stop();
+  const std::string log = testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(one) << col.size(0);
+  ASSERT_TRUE(two) << col.size(1) << log;
+  EXPECT_TRUE(unknown);
+  EXPECT_TRUE(col.bytes(0) == expected);
+  const auto second = col.bytes(1);
+  EXPECT_TRUE(whole_ts_packets(second)) << second.size();
+  EXPECT_EQ(ffprobe_codec(col.bytes(0), "srt_chan1"), "h264");
+  EXPECT_EQ(ffprobe_codec(second, "srt_chan2"), "hevc");
+  EXPECT_EQ(ingest.stats(0).connections, 1U);
+  EXPECT_GE(ingest.stats(1).rejected_callers, 1U);  // chan9 counts on every input of the port
+  EXPECT_NE(log.find("unknown streamid 'chan9'"), std::string::npos) << log;
+  EXPECT_EQ(log.find("second-secret"), std::string::npos) << log;
+  EXPECT_TRUE(col.sane());
+}
+
+TEST(SrtIngest, CallerReconnectsWhenThePeerRestarts) {
+  const auto file = test::fixture("h264_aac.ts");
+  const std::uint16_t port = free_port();
+  const std::string listen = "exec ffmpeg -nostdin -loglevel error -re -stream_loop -1 -i " +
+                             test::shell_quote(file.string()) +
+                             " -c copy -f mpegts 'srt://127.0.0.1:" + std::to_string(port) +
+                             "?mode=listener&pkt_size=1316&streamid=ignored'";
+  auto cfg = srt_input("pull", SrtMode::kCaller, port);
+  cfg.streamid = "pull-1";
+  Collector col(1);
+  SrtIngest ingest({cfg}, col.sink());
+  ingest.start();
+  std::size_t first = 0;
+  {
+    Peer peer(listen);
+    ASSERT_TRUE(wait_until([&] { return col.size(0) > 100000; }, 10s)) << col.size(0);
+    EXPECT_TRUE(ingest.stats(0).connected);
+    EXPECT_EQ(ingest.stats(0).peer, "127.0.0.1:" + std::to_string(port));
+    peer.stop();
+    ASSERT_TRUE(wait_until([&] { return !ingest.stats(0).connected; }, 8s));
+    first = col.size(0);
+  }
+  Peer peer(listen);
+  ASSERT_TRUE(wait_until([&] { return col.size(0) > first + 100000; }, 12s)) << col.size(0);
+  const auto st = ingest.stats(0);
+  EXPECT_EQ(st.connections, 2U);
+  EXPECT_TRUE(st.connected);
+  EXPECT_GE(st.rtt_ms, 0.0);
+  const auto got = col.bytes(0);
+  EXPECT_TRUE(whole_ts_packets(std::vector<std::uint8_t>(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(first))));
+  EXPECT_TRUE(whole_ts_packets(got));
+  EXPECT_EQ(ffprobe_codec(got, "srt_caller"), "h264");
+}
+
+TEST(SrtIngest, Rendezvous) {
+  const auto file = test::fixture("h264_aac.ts");
+  const auto expected = test::read_file(file);
+  const std::uint16_t ours = free_port();
+  std::uint16_t theirs = free_port();
+  while (theirs == ours) theirs = free_port();
+  auto cfg = srt_input("rdv", SrtMode::kRendezvous, theirs);
+  cfg.srt_local_port = ours;
+  Collector col(1);
+  SrtIngest ingest({cfg}, col.sink());
+  ingest.start();
+  Peer peer(push_file(file, "srt://127.0.0.1:" + std::to_string(ours) + "?mode=rendezvous&port=" +
+                                std::to_string(theirs)));
+  ASSERT_TRUE(wait_until([&] { return ingest.stats(0).connected; }, 10s));
+  ASSERT_TRUE(wait_until([&] { return col.size(0) >= expected.size(); }, 10s))
+      << col.size(0) << " of " << expected.size();
+  EXPECT_TRUE(col.bytes(0) == expected);
+  EXPECT_EQ(ingest.stats(0).connections, 1U);
+  EXPECT_EQ(ingest.stats(0).peer, "127.0.0.1:" + std::to_string(theirs));
+}
+
+TEST(SrtIngest, StopLeavesNoThreadsBehind) {
+  const std::size_t before = thread_count();
+  {
+    Collector col(3);
+    const std::uint16_t p1 = free_port();
+    const std::uint16_t p2 = free_port();
+    auto rdv = srt_input("r", SrtMode::kRendezvous, free_port());
+    rdv.srt_local_port = free_port();
+    SrtIngest ingest({srt_input("l", SrtMode::kListener, p1), srt_input("c", SrtMode::kCaller, p2), rdv},
+                     col.sink());
+    ingest.start();
+    std::this_thread::sleep_for(300ms);
+    EXPECT_GT(thread_count(), before);
+    const auto t0 = std::chrono::steady_clock::now();
+    ingest.stop();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);  // stop does not wait for timeouts
+    ingest.stop();  // idempotent
+    EXPECT_FALSE(ingest.stats(1).connected);
+    EXPECT_EQ(ingest.stats(1).connections, 0U);
+  }
+  EXPECT_TRUE(wait_until([&] { return thread_count() == before; }, 3s)) << thread_count() << " vs " << before;
+}
+
+TEST(SrtIngest, StartFailsCleanlyWhenThePortIsTaken) {
+  const std::uint16_t port = free_port();
+  Collector col(2);
+  SrtIngest first({srt_input("a", SrtMode::kListener, port)}, col.sink());
+  first.start();
+  SrtIngest second({srt_input("b", SrtMode::kListener, port)}, col.sink());
+  try {
+    second.start();
+    // libsrt may share the UDP port (SO_REUSEADDR); then the second listen must still fail.
+    ADD_FAILURE() << "second listener on one port started";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(std::to_string(port)), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace

@@ -1,0 +1,585 @@
+// The data plane's packet path without root: EAL with --no-huge, a net_pcap port whose TX
+// goes to a pcap file, frames built with net.hpp fed through the worker's own code
+// (Dataplane::process_burst) in bursts of 1, 3, 4, 32 and 33, a recording stand-in
+// pipeline, and the mempool's in-use count checked after every step.
+#include "twincast/dataplane/dataplane.hpp"
+
+#include <gtest/gtest.h>
+#include <rte_eal.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "tests_common.hpp"
+#include "twincast/dataplane/net.hpp"
+
+namespace twincast::dataplane {
+namespace {
+
+using mpegts::TsPacket;
+using net::ipv4;
+using ByteVec = std::vector<std::uint8_t>;
+
+constexpr Ipv4 kOurIp = ipv4(10, 9, 0, 2);
+constexpr Ipv4 kPeerIp = ipv4(10, 9, 0, 1);
+constexpr Ipv4 kGroupIn = ipv4(239, 1, 1, 1);
+constexpr Ipv4 kGroupRtp = ipv4(239, 1, 1, 2);
+constexpr Ipv4 kSsmGroup = ipv4(232, 5, 5, 5);
+constexpr Ipv4 kGroupOut = ipv4(239, 2, 2, 2);
+constexpr Mac kOurMac = {0x02, 0x74, 0x63, 0x00, 0x00, 0x02};
+constexpr Mac kPeerMac = {0x02, 0x74, 0x63, 0x00, 0x00, 0x01};
+
+class EalEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    ApplianceConfig c;
+    c.eal.lcores = "0,1";
+    c.eal.memory_mb = 256;
+    c.eal.file_prefix = "tcdp_worker_" + std::to_string(getpid());
+    init_eal(c, "dataplane_worker_test");
+  }
+  void TearDown() override { rte_eal_cleanup(); }
+};
+const auto* const g_env = ::testing::AddGlobalTestEnvironment(new EalEnvironment);
+
+// The stand-in pipeline: records what the worker pushes; poll() sends everything pushed
+// so far in datagrams of 7 packets to every output.
+class Recorder final : public ChannelPipeline {
+ public:
+  explicit Recorder(std::size_t n_outputs) : n_outputs_(n_outputs) {}
+  void push(std::size_t input, std::span<const TsPacket> packets, std::uint64_t) override {
+    for (const TsPacket& p : packets) pushed.emplace_back(input, p);
+  }
+  void poll(std::uint64_t, DatagramSink& sink) override {
+    while (sent_ < pushed.size()) {
+      std::vector<TsPacket> d;
+      for (; sent_ < pushed.size() && d.size() < 7; ++sent_) d.push_back(pushed[sent_].second);
+      for (std::size_t o = 0; o < n_outputs_; ++o) sink.send(o, d);
+    }
+  }
+  std::vector<std::pair<std::size_t, TsPacket>> pushed;
+
+ private:
+  std::size_t n_outputs_;
+  std::size_t sent_ = 0;
+};
+
+TsPacket ts_packet(std::uint32_t n) {
+  TsPacket p{};
+  p.bytes.fill(0xFF);
+  p.bytes[0] = mpegts::kSyncByte;
+  p.set_pid(0x100);
+  p.bytes[3] = static_cast<std::uint8_t>(0x10 | (n & 0xF));
+  std::memcpy(&p.bytes[4], &n, sizeof n);
+  return p;
+}
+
+ByteVec ts_payload(std::uint32_t first, std::size_t count) {
+  ByteVec b;
+  for (std::size_t i = 0; i < count; ++i) {
+    const TsPacket p = ts_packet(first + static_cast<std::uint32_t>(i));
+    b.insert(b.end(), p.bytes.begin(), p.bytes.end());
+  }
+  return b;
+}
+
+ByteVec udp_frame(Ipv4 dst, std::uint16_t dport, const ByteVec& payload, Ipv4 src = kPeerIp, std::uint16_t vlan = 0) {
+  net::UdpFrame f;
+  f.dst_mac = net::is_multicast(dst) ? net::multicast_mac(dst) : kOurMac;
+  f.src_mac = kPeerMac;
+  f.vlan = vlan;
+  f.src_ip = src;
+  f.dst_ip = dst;
+  f.src_port = 40000;
+  f.dst_port = dport;
+  f.ttl = 8;
+  ByteVec frame(net::udp_headers_size(vlan) + payload.size());
+  EXPECT_GT(net::write_udp_headers(frame, f, payload.size()), 0u);
+  std::copy(payload.begin(), payload.end(), frame.begin() + static_cast<std::ptrdiff_t>(net::udp_headers_size(vlan)));
+  return frame;
+}
+
+ByteVec rtp_payload(std::uint16_t seq, std::uint32_t first_ts, std::size_t count) {
+  ByteVec b(net::kRtpHeaderSize);
+  net::write_rtp(b, net::Rtp{33, false, seq, 1000u * seq, 0x1234});
+  const ByteVec ts = ts_payload(first_ts, count);
+  b.insert(b.end(), ts.begin(), ts.end());
+  return b;
+}
+
+ByteVec arp_request(Ipv4 target) {
+  ByteVec f(60, 0);
+  net::write_ethernet(f, net::kBroadcastMac, kPeerMac, 0, net::kEtherTypeArp);
+  net::write_arp(std::span<std::uint8_t>(f).subspan(14), net::Arp{net::kArpRequest, kPeerMac, kPeerIp, Mac{}, target});
+  return f;
+}
+
+ByteVec igmp_query(Ipv4 group) {
+  ByteVec msg = {0x11, 100, 0, 0, 0, 0, 0, 0, 0x02, 125, 0, 0};
+  msg[4] = static_cast<std::uint8_t>(group >> 24);
+  msg[5] = static_cast<std::uint8_t>(group >> 16);
+  msg[6] = static_cast<std::uint8_t>(group >> 8);
+  msg[7] = static_cast<std::uint8_t>(group);
+  const std::uint16_t c = net::internet_checksum(msg);
+  msg[2] = static_cast<std::uint8_t>(c >> 8);
+  msg[3] = static_cast<std::uint8_t>(c);
+  ByteVec f(14 + 24 + msg.size());
+  net::write_ethernet(f, net::multicast_mac(net::kAllHostsGroup), kPeerMac, 0, net::kEtherTypeIpv4);
+  net::Ipv4Header h;
+  h.src = kPeerIp;
+  h.dst = net::kAllHostsGroup;
+  h.protocol = net::kProtoIgmp;
+  h.ttl = 1;
+  const std::uint8_t ra[4] = {0x94, 0x04, 0, 0};
+  net::write_ipv4(std::span<std::uint8_t>(f).subspan(14), h, msg.size(), net::Bytes(ra, 4));
+  std::copy(msg.begin(), msg.end(), f.begin() + 38);
+  return f;
+}
+
+std::vector<ByteVec> read_pcap(const std::filesystem::path& p) {
+  const ByteVec b = test::read_file(p);
+  std::vector<ByteVec> frames;
+  if (b.size() < 24) return frames;
+  for (std::size_t at = 24; at + 16 <= b.size();) {
+    std::uint32_t incl = 0;
+    std::memcpy(&incl, &b[at + 8], 4);
+    at += 16;
+    if (at + incl > b.size()) break;
+    frames.emplace_back(b.begin() + static_cast<std::ptrdiff_t>(at), b.begin() + static_cast<std::ptrdiff_t>(at + incl));
+    at += incl;
+  }
+  return frames;
+}
+
+void write_empty_pcap(const std::filesystem::path& p) {
+  const std::uint32_t hdr[6] = {0xa1b2c3d4, 0x00040002, 0, 0, 65535, 1};
+  std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(hdr), sizeof hdr);
+}
+
+struct Parsed {
+  net::Ethernet eth;
+  net::Ipv4Header ip;
+  net::Udp udp;
+  net::Bytes payload;
+};
+std::optional<Parsed> parse_udp_frame(const ByteVec& f) {
+  Parsed r;
+  const auto e = net::parse_ethernet(f);
+  if (!e || e->ether_type != net::kEtherTypeIpv4) return std::nullopt;
+  net::Bytes l4;
+  const auto ip = net::parse_ipv4(net::Bytes(f).subspan(e->header_size), &l4);
+  if (!ip || ip->protocol != net::kProtoUdp) return std::nullopt;
+  const auto u = net::parse_udp(l4, &r.payload);
+  if (!u) return std::nullopt;
+  r.eth = *e;
+  r.ip = *ip;
+  r.udp = *u;
+  return r;
+}
+
+class Worker : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static std::atomic<int> n_ports{0};
+    dir_ = test::temp_dir("dp_worker");
+    write_empty_pcap(dir_ / "empty.pcap");
+    tx_pcap_ = dir_ / "tx.pcap";
+    const int n = n_ports++;
+    config_.eal.lcores = "0,1";
+    PortConfig port;
+    port.name = "p0";
+    port.device = "net_pcap" + std::to_string(n) + ",rx_pcap=" + (dir_ / "empty.pcap").string() +
+                  ",tx_pcap=" + tx_pcap_.string();
+    port.address = kOurIp;
+    port.mac = kOurMac;
+    port.mbufs = 1023;
+    config_.ports.push_back(port);
+    ChannelConfig ch;
+    ch.id = "one";
+    InputConfig udp_in;
+    udp_in.name = "udp";
+    udp_in.port = "p0";
+    udp_in.address = kGroupIn;
+    udp_in.udp_port = 5000;
+    InputConfig rtp_in = udp_in;
+    rtp_in.name = "rtp";
+    rtp_in.kind = InputKind::kRtp;
+    rtp_in.address = kGroupRtp;
+    InputConfig ssm_in = udp_in;
+    ssm_in.name = "ssm";
+    ssm_in.address = kSsmGroup;
+    ssm_in.source = kPeerIp;
+    InputConfig unicast_in = udp_in;
+    unicast_in.name = "unicast";
+    unicast_in.address = kOurIp;
+    unicast_in.udp_port = 6000;
+    ch.inputs = {udp_in, rtp_in, ssm_in, unicast_in};
+    OutputConfig out;
+    out.port = "p0";
+    out.address = kGroupOut;
+    out.udp_port = 5000;
+    out.ttl = 5;
+    out.dscp = 34;
+    OutputConfig out_rtp = out;
+    out_rtp.kind = OutputKind::kRtp;
+    out_rtp.udp_port = 5004;
+    out_rtp.vlan = 0;
+    ch.outputs = {out, out_rtp};
+    config_.channels.push_back(ch);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void make(std::size_t n_outputs = 2) {
+    if (n_outputs == 1) config_.channels[0].outputs.resize(1);
+    dp_ = std::make_unique<Dataplane>(config_, [](const ChannelConfig& c) {
+      return std::make_unique<Recorder>(c.outputs.size());
+    });
+    pool_ = dp_->mempool(0);
+    base_in_use_ = rte_mempool_in_use_count(pool_);
+  }
+  Recorder& recorder() { return dynamic_cast<Recorder&>(dp_->pipeline(0)); }
+
+  void feed(const std::vector<ByteVec>& frames) {
+    std::vector<rte_mbuf*> m(frames.size());
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+      m[i] = rte_pktmbuf_alloc(pool_);
+      ASSERT_NE(m[i], nullptr);
+      auto* d = rte_pktmbuf_append(m[i], static_cast<std::uint16_t>(frames[i].size()));
+      ASSERT_NE(d, nullptr);
+      std::memcpy(d, frames[i].data(), frames[i].size());
+    }
+    dp_->process_burst(0, m.data(), static_cast<std::uint16_t>(m.size()), 1'000'000);
+    dp_->poll_once(2'000'000);
+    EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_) << "an mbuf leaked or was freed twice";
+  }
+  std::vector<ByteVec> transmitted() {
+    dp_.reset();  // closes the port: the pcap is complete
+    return read_pcap(tx_pcap_);
+  }
+
+  std::filesystem::path dir_;
+  std::filesystem::path tx_pcap_;
+  ApplianceConfig config_;
+  std::unique_ptr<Dataplane> dp_;
+  rte_mempool* pool_ = nullptr;
+  unsigned base_in_use_ = 0;
+};
+
+TEST(EalArguments, FromConfig) {
+  EalConfig e;
+  e.lcores = "2,3";
+  e.memory_mb = 512;
+  e.file_prefix = "tc1";
+  PortConfig v;
+  v.device = "net_af_packet0,iface=veth1";
+  auto a = eal_arguments(e, {v}, "twincastd");
+  const std::vector<std::string> expect = {"twincastd", "-l", "2,3", "-m", "512", "--no-huge", "--no-shconf",
+                                           "--file-prefix", "tc1", "--vdev", "net_af_packet0,iface=veth1",
+                                           "--no-pci", "--log-level=warning"};
+  EXPECT_EQ(a, expect);
+  PortConfig pci;
+  pci.device = "0000:3b:00.1";
+  e.hugepages = true;
+  e.extra_args = {"--log-level=debug"};
+  a = eal_arguments(e, {pci, v}, "x");
+  const std::vector<std::string> expect2 = {"x", "-l", "2,3", "-m", "512", "--file-prefix", "tc1", "-a", "0000:3b:00.1",
+                                            "--vdev", "net_af_packet0,iface=veth1", "--log-level=debug"};
+  EXPECT_EQ(a, expect2);
+  EXPECT_TRUE(is_pci_address("0000:3b:00.1"));
+  EXPECT_TRUE(is_pci_address("3b:00.1"));
+  EXPECT_TRUE(is_pci_address("0000:3b:00.1,rxq_pkt_size=128"));
+  EXPECT_FALSE(is_pci_address("net_tap0"));
+  EXPECT_FALSE(is_pci_address("0000:3b:00"));
+  EXPECT_FALSE(is_pci_address(""));
+}
+
+TEST(DropReasons, Names) {
+  EXPECT_STREQ(drop_reason_name(DropReason::kUnknownFlow), "unknown_flow");
+  EXPECT_STREQ(drop_reason_name(DropReason::kTxRefused), "tx_refused");
+  EXPECT_EQ(kDropReasonCount, static_cast<std::size_t>(DropReason::kTxRefused) + 1);
+}
+
+TEST_F(Worker, ForwardsUdpInBurstsOf1_3_4_32_33) {
+  make(1);
+  std::uint32_t next = 0;
+  std::size_t total = 0;
+  for (const std::size_t burst : {1u, 3u, 4u, 32u, 33u}) {
+    std::vector<ByteVec> frames;
+    for (std::size_t i = 0; i < burst; ++i, next += 7) frames.push_back(udp_frame(kGroupIn, 5000, ts_payload(next, 7)));
+    feed(frames);
+    total += burst;
+    EXPECT_EQ(dp_->input_stats(0, 0).datagrams, total);
+    EXPECT_EQ(dp_->port_stats(0).tx_packets, total);
+  }
+  ASSERT_EQ(recorder().pushed.size(), total * 7);
+  for (std::size_t i = 0; i < recorder().pushed.size(); ++i) {
+    EXPECT_EQ(recorder().pushed[i].first, 0u);
+    ASSERT_EQ(recorder().pushed[i].second.bytes, ts_packet(static_cast<std::uint32_t>(i)).bytes) << i;
+  }
+  const PortStats s = dp_->port_stats(0);
+  EXPECT_EQ(s.rx_packets, total);
+  for (std::size_t r = 0; r < kDropReasonCount; ++r) EXPECT_EQ(s.drops[r], 0u) << drop_reason_name(DropReason(r));
+
+  const auto frames = transmitted();
+  ASSERT_EQ(frames.size(), total);
+  std::uint32_t expect = 0;
+  for (const ByteVec& f : frames) {
+    const auto p = parse_udp_frame(f);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->eth.dst, net::multicast_mac(kGroupOut));
+    EXPECT_EQ(p->eth.src, kOurMac);
+    EXPECT_EQ(p->ip.src, kOurIp);
+    EXPECT_EQ(p->ip.dst, kGroupOut);
+    EXPECT_EQ(p->ip.ttl, 5);
+    EXPECT_EQ(p->ip.dscp, 34);
+    EXPECT_FALSE(p->ip.dont_fragment);
+    EXPECT_EQ(p->udp.dst_port, 5000);
+    ASSERT_EQ(p->payload.size(), 7u * 188);
+    const ByteVec want = ts_payload(expect, 7);
+    EXPECT_TRUE(std::equal(want.begin(), want.end(), p->payload.begin()));
+    expect += 7;
+  }
+}
+
+TEST_F(Worker, RtpInputStripsHeaderDropsDuplicatesAndRtpOutputIsSequenced) {
+  make(2);
+  // seq 10, 11, 11 (dup), 13, 12 (late), 12 (dup): 4 datagrams go through.
+  std::vector<ByteVec> frames;
+  const std::uint16_t seqs[] = {10, 11, 11, 13, 12, 12};
+  for (std::uint16_t s : seqs) frames.push_back(udp_frame(kGroupRtp, 5000, rtp_payload(s, 100u * s, 7)));
+  feed(frames);
+  const InputStats in = dp_->input_stats(0, 1);
+  EXPECT_EQ(in.datagrams, 4u);
+  EXPECT_EQ(in.packets, 28u);
+  EXPECT_EQ(in.rtp_duplicates, 2u);
+  EXPECT_EQ(in.rtp_out_of_order, 2u);  // the late 12 and its duplicate
+  EXPECT_EQ(in.rtp_lost, 1u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kRtpDuplicate), 2u);
+  ASSERT_EQ(recorder().pushed.size(), 28u);
+  EXPECT_EQ(recorder().pushed[0].first, 1u);
+  EXPECT_EQ(recorder().pushed[0].second.bytes, ts_packet(1000).bytes);
+  EXPECT_EQ(recorder().pushed[27].second.bytes, ts_packet(1200 + 6).bytes);
+
+  const auto frames_out = transmitted();
+  ASSERT_EQ(frames_out.size(), 8u);  // 4 datagrams x 2 outputs
+  std::optional<std::uint16_t> last_seq;
+  for (const ByteVec& f : frames_out) {
+    const auto p = parse_udp_frame(f);
+    ASSERT_TRUE(p);
+    if (p->udp.dst_port != 5004) continue;
+    net::Bytes ts;
+    const auto rtp = net::parse_rtp(p->payload, &ts);
+    ASSERT_TRUE(rtp);
+    EXPECT_EQ(rtp->payload_type, 33);
+    EXPECT_EQ(ts.size(), 7u * 188);
+    if (last_seq) {
+      EXPECT_EQ(rtp->sequence, static_cast<std::uint16_t>(*last_seq + 1));
+    }
+    last_seq = rtp->sequence;
+  }
+  EXPECT_TRUE(last_seq.has_value());
+}
+
+TEST_F(Worker, SsmAndUnicastInputs) {
+  make(1);
+  feed({udp_frame(kSsmGroup, 5000, ts_payload(0, 7)),                      // from the SSM source: input 2
+        udp_frame(kSsmGroup, 5000, ts_payload(0, 7), ipv4(10, 9, 0, 77)),  // other source: unknown
+        udp_frame(kOurIp, 6000, ts_payload(0, 3)),                          // unicast input 3
+        udp_frame(ipv4(10, 9, 0, 3), 6000, ts_payload(0, 3))});             // unicast, not ours
+  EXPECT_EQ(dp_->input_stats(0, 2).datagrams, 1u);
+  EXPECT_EQ(dp_->input_stats(0, 3).datagrams, 1u);
+  EXPECT_EQ(dp_->input_stats(0, 3).packets, 3u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kUnknownFlow), 1u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kNotForUs), 1u);
+}
+
+TEST_F(Worker, AnswersArpForItsAddressOnly) {
+  make(1);
+  feed({arp_request(kOurIp), arp_request(ipv4(10, 9, 0, 99))});
+  EXPECT_EQ(dp_->port_stats(0).arp_replies, 1u);
+  EXPECT_EQ(dp_->port_stats(0).arp_other, 1u);
+  const auto frames = transmitted();
+  ASSERT_EQ(frames.size(), 1u);
+  const auto e = net::parse_ethernet(frames[0]);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->ether_type, net::kEtherTypeArp);
+  EXPECT_EQ(e->dst, kPeerMac);
+  const auto arp = net::parse_arp(net::Bytes(frames[0]).subspan(14));
+  ASSERT_TRUE(arp);
+  EXPECT_EQ(arp->op, net::kArpReply);
+  EXPECT_EQ(arp->sender_mac, kOurMac);
+  EXPECT_EQ(arp->sender_ip, kOurIp);
+  EXPECT_EQ(arp->target_ip, kPeerIp);
+}
+
+TEST_F(Worker, AnswersIgmpQueriesForItsGroups) {
+  make(1);
+  feed({igmp_query(0), igmp_query(kGroupRtp), igmp_query(ipv4(239, 9, 9, 9))});
+  EXPECT_EQ(dp_->port_stats(0).igmp_queries, 3u);
+  EXPECT_EQ(dp_->port_stats(0).igmp_reports_sent, 2u);  // not for 239.9.9.9
+  const auto frames = transmitted();
+  ASSERT_EQ(frames.size(), 2u);
+  // The general query's answer: one current-state record per group, SSM with its source.
+  net::Bytes igmp;
+  const auto ip = net::parse_ipv4(net::Bytes(frames[0]).subspan(14), &igmp);
+  ASSERT_TRUE(ip);
+  EXPECT_EQ(ip->dst, net::kIgmpv3ReportGroup);
+  EXPECT_EQ(ip->ttl, 1);
+  ASSERT_EQ(igmp.size(), 8u + 8 + 8 + 12);
+  EXPECT_EQ(igmp[0], 0x22);
+  EXPECT_EQ(igmp[7], 3);                                                  // records
+  EXPECT_EQ(igmp[8], static_cast<std::uint8_t>(net::IgmpRecordType::kModeIsExclude));
+  EXPECT_EQ(igmp[24], static_cast<std::uint8_t>(net::IgmpRecordType::kModeIsInclude));
+  EXPECT_EQ(igmp[24 + 7], 5);   // 232.5.5.5
+  EXPECT_EQ(igmp[24 + 11], 1);  // source 10.9.0.1
+  const auto ip2 = net::parse_ipv4(net::Bytes(frames[1]).subspan(14), &igmp);
+  ASSERT_TRUE(ip2);
+  EXPECT_EQ(igmp[7], 1);
+  EXPECT_EQ(igmp[15], 2);  // 239.1.1.2
+}
+
+TEST_F(Worker, DropsWithReasonsAndNeverLeaks) {
+  make(1);
+  ByteVec bad_csum = udp_frame(kGroupIn, 5000, ts_payload(0, 7));
+  bad_csum[14 + 8] ^= 1;  // TTL changed, checksum stale
+  ByteVec frag = udp_frame(kGroupIn, 5000, ts_payload(0, 7));
+  frag[14 + 6] = 0x20;  // MF; checksum now wrong too, fix it
+  frag[14 + 10] = frag[14 + 11] = 0;
+  const std::uint16_t c = net::internet_checksum(net::Bytes(frag).subspan(14, 20));
+  frag[14 + 10] = static_cast<std::uint8_t>(c >> 8);
+  frag[14 + 11] = static_cast<std::uint8_t>(c);
+  ByteVec tcp = udp_frame(kGroupIn, 5000, ts_payload(0, 1));
+  tcp[14 + 9] = 6;
+  tcp[14 + 10] = tcp[14 + 11] = 0;
+  const std::uint16_t c2 = net::internet_checksum(net::Bytes(tcp).subspan(14, 20));
+  tcp[14 + 10] = static_cast<std::uint8_t>(c2 >> 8);
+  tcp[14 + 11] = static_cast<std::uint8_t>(c2);
+  ByteVec ipv6 = udp_frame(kGroupIn, 5000, ts_payload(0, 1));
+  ipv6[12] = 0x86;
+  ipv6[13] = 0xdd;
+  ByteVec bad_sync = ts_payload(0, 7);
+  bad_sync[188 * 3] = 0x48;
+  ByteVec bad_rtp = rtp_payload(1, 0, 7);
+  bad_rtp[0] = 0x40;  // version 1
+  feed({bad_csum, frag, tcp, ipv6, ByteVec(10, 0xAB),
+        udp_frame(kGroupIn, 5001, ts_payload(0, 7)),          // unknown port
+        udp_frame(kGroupIn, 5000, ByteVec(100, 0x47)),        // not 188-sized
+        udp_frame(kGroupIn, 5000, ByteVec{}),                 // empty
+        udp_frame(kGroupIn, 5000, bad_sync),
+        udp_frame(kGroupIn, 5000, ts_payload(0, 7), kPeerIp, 12),  // tagged, port untagged
+        udp_frame(kGroupRtp, 5000, bad_rtp)});
+  const PortStats s = dp_->port_stats(0);
+  EXPECT_EQ(s.drop(DropReason::kBadIpv4), 1u);
+  EXPECT_EQ(s.drop(DropReason::kFragment), 1u);
+  EXPECT_EQ(s.drop(DropReason::kOtherProtocol), 1u);
+  EXPECT_EQ(s.drop(DropReason::kOtherEtherType), 1u);
+  EXPECT_EQ(s.drop(DropReason::kMalformed), 1u);
+  EXPECT_EQ(s.drop(DropReason::kUnknownFlow), 1u);
+  EXPECT_EQ(s.drop(DropReason::kTsSize), 2u);
+  EXPECT_EQ(s.drop(DropReason::kTsSync), 1u);
+  EXPECT_EQ(s.drop(DropReason::kWrongVlan), 1u);
+  EXPECT_EQ(s.drop(DropReason::kBadRtp), 1u);
+  EXPECT_EQ(s.rx_packets, 11u);
+  EXPECT_EQ(s.tx_packets, 0u);
+  EXPECT_TRUE(recorder().pushed.empty());
+
+  // Random frames, some with a valid Ethernet/IPv4/UDP prefix, in odd burst sizes.
+  std::mt19937 rng(99);
+  for (const std::size_t burst : {1u, 3u, 4u, 32u, 33u, 77u}) {
+    std::vector<ByteVec> frames;
+    for (std::size_t i = 0; i < burst; ++i) {
+      ByteVec f = (rng() % 2) != 0 ? udp_frame(kGroupIn, 5000, ts_payload(0, rng() % 8)) : ByteVec(14 + rng() % 200);
+      const std::size_t flips = rng() % 6;
+      for (std::size_t k = 0; k < flips && !f.empty(); ++k) f[rng() % f.size()] = static_cast<std::uint8_t>(rng());
+      if (f.empty()) f.resize(1);
+      frames.push_back(f);
+    }
+    feed(frames);
+  }
+}
+
+TEST_F(Worker, StartJoinsStopLeaves) {
+  make(1);
+  dp_->start();
+  EXPECT_TRUE(dp_->running());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  dp_->stop();
+  EXPECT_FALSE(dp_->running());
+  EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_);
+  const PortStats s = dp_->port_stats(0);
+  EXPECT_EQ(s.igmp_reports_sent, 2u);  // join at start, leave at stop
+  const auto frames = transmitted();
+  ASSERT_EQ(frames.size(), 2u);
+  net::Bytes igmp;
+  ASSERT_TRUE(net::parse_ipv4(net::Bytes(frames[0]).subspan(14), &igmp));
+  EXPECT_EQ(igmp[8], static_cast<std::uint8_t>(net::IgmpRecordType::kChangeToExclude));
+  ASSERT_TRUE(net::parse_ipv4(net::Bytes(frames[1]).subspan(14), &igmp));
+  EXPECT_EQ(igmp[8], static_cast<std::uint8_t>(net::IgmpRecordType::kChangeToInclude));
+  EXPECT_EQ(igmp[24], static_cast<std::uint8_t>(net::IgmpRecordType::kBlockOldSources));
+}
+
+// One datagram in, one out: a stand-in that sends each pushed datagram on at the next poll.
+class Relay final : public ChannelPipeline {
+ public:
+  void push(std::size_t, std::span<const TsPacket> packets, std::uint64_t) override {
+    n_ = std::min(packets.size(), held_.size());
+    std::copy_n(packets.begin(), n_, held_.begin());
+  }
+  void poll(std::uint64_t, DatagramSink& sink) override {
+    if (n_ != 0) sink.send(0, std::span<const TsPacket>(held_.data(), n_));
+    n_ = 0;
+  }
+
+ private:
+  std::array<TsPacket, 7> held_{};
+  std::size_t n_ = 0;
+};
+
+// Cost of the worker's code per datagram (RX parse, classify, copy, push; TX build and
+// burst) with net_null as the port, so the PMD costs nearly nothing. Prints the figure;
+// asserts only that nothing leaked and everything went through.
+TEST_F(Worker, MeasureCostPerDatagram) {
+  static int n_null = 0;
+  config_.ports[0].device = "net_null" + std::to_string(n_null++);
+  config_.channels[0].outputs.resize(1);
+  dp_ = std::make_unique<Dataplane>(config_, [](const ChannelConfig&) { return std::make_unique<Relay>(); });
+  pool_ = dp_->mempool(0);
+  base_in_use_ = rte_mempool_in_use_count(pool_);
+  const ByteVec frame = udp_frame(kGroupIn, 5000, ts_payload(0, 7));
+  constexpr int kRounds = 20000;
+  std::uint64_t busy_ns = 0;
+  for (int r = 0; r < kRounds; ++r) {
+    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+    ASSERT_NE(m, nullptr);
+    std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(frame.size())), frame.data(), frame.size());
+    const auto t0 = std::chrono::steady_clock::now();
+    dp_->process_burst(0, &m, 1, 0);
+    dp_->poll_once(0);
+    busy_ns += static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+  }
+  EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_);
+  EXPECT_EQ(dp_->input_stats(0, 0).datagrams, static_cast<std::uint64_t>(kRounds));
+  EXPECT_EQ(dp_->port_stats(0).tx_packets, static_cast<std::uint64_t>(kRounds));
+  std::printf("worker: %.0f ns per 7-packet datagram in and out (bursts of 1, net_null)\n",
+              static_cast<double>(busy_ns) / kRounds);
+}
+
+TEST_F(Worker, BadConfigIsAnError) {
+  config_.channels[0].outputs[0].port = "nope";
+  EXPECT_THROW(make(), std::invalid_argument);
+  config_.channels[0].outputs[0].port = "p0";
+  config_.channels[0].inputs[1] = config_.channels[0].inputs[0];
+  EXPECT_THROW(make(), std::invalid_argument);  // the same flow twice
+}
+
+}  // namespace
+}  // namespace twincast::dataplane
