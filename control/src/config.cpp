@@ -1,0 +1,978 @@
+// The YAML channel map -> dataplane::ApplianceConfig.
+//
+// Two stages, one error list. The parser walks the YAML tree field by field: it rejects
+// unknown and duplicate keys, wrong types and out-of-range values (the range of each field
+// is written where the field is read, below), and records the position of every node it
+// reads by its YAML path. The validator then checks what spans several fields or objects
+// (references to ports, duplicates, collisions) and finds positions through those paths.
+// Nothing stops at the first error; the result carries a configuration only when the
+// error list is empty.
+#include "twincast/control/config.hpp"
+
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <map>
+#include <sstream>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+
+namespace twincast::control {
+namespace {
+
+namespace fs = std::filesystem;
+using dataplane::ApplianceConfig;
+using dataplane::ChannelConfig;
+using dataplane::EalConfig;
+using dataplane::FailoverConfig;
+using dataplane::InputConfig;
+using dataplane::InputKind;
+using dataplane::Ipv4;
+using dataplane::Mac;
+using dataplane::OutputConfig;
+using dataplane::OutputKind;
+using dataplane::PacingMode;
+using dataplane::PortConfig;
+using dataplane::SrtMode;
+
+constexpr std::int64_t kMinPid = 0x10;      // 0x00..0x0F are PAT, CAT, NIT, SDT...
+constexpr std::int64_t kMaxPid = 0x1FFE;    // 0x1FFF is the null PID
+constexpr std::size_t kMaxSdtNames = 252;   // service descriptor: 255 - 3 length/type bytes
+constexpr std::size_t kMaxStreamId = 512;   // SRTO_STREAMID limit
+
+struct Pos {
+  int line = 0;
+  int column = 0;
+};
+
+Pos pos_of(const YAML::Node& n) {
+  const YAML::Mark m = n.Mark();
+  if (m.line < 0 || m.column < 0) return {};
+  return {m.line + 1, m.column + 1};
+}
+
+std::string in_quotes(std::string_view s) {
+  constexpr std::size_t kMax = 60;
+  std::string out = "\"";
+  out.append(s.substr(0, kMax));
+  if (s.size() > kMax) out += "...";
+  return out + "\"";
+}
+
+std::string describe(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Scalar: return in_quotes(n.Scalar());
+    default: return "nothing";
+  }
+}
+
+std::string join_path(const std::string& parent, std::string_view key) {
+  return parent.empty() ? std::string(key) : parent + "." + std::string(key);
+}
+
+std::string index_path(const std::string& parent, std::size_t i) {
+  return parent + "[" + std::to_string(i) + "]";
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0U : 1U)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// ---- scalar syntax --------------------------------------------------------------------
+
+// Decimal, or 0x-hex; an optional leading '-' so that "-1" is reported as out of range.
+enum class IntParse : std::uint8_t { kOk, kNotInteger, kTooBig };
+IntParse parse_integer(std::string_view s, std::int64_t& out) {
+  bool negative = false;
+  if (!s.empty() && s.front() == '-') {
+    negative = true;
+    s.remove_prefix(1);
+  }
+  int base = 10;
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    base = 16;
+    s.remove_prefix(2);
+  }
+  if (s.empty()) return IntParse::kNotInteger;
+  std::uint64_t v = 0;
+  const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
+  if (ptr != s.data() + s.size()) return IntParse::kNotInteger;
+  if (ec == std::errc::result_out_of_range || v > static_cast<std::uint64_t>(INT64_MAX)) return IntParse::kTooBig;
+  if (ec != std::errc{}) return IntParse::kNotInteger;
+  out = negative ? -static_cast<std::int64_t>(v) : static_cast<std::int64_t>(v);
+  return IntParse::kOk;
+}
+
+std::optional<Ipv4> parse_ipv4(std::string_view s) {
+  Ipv4 addr = 0;
+  for (int octet = 0; octet < 4; ++octet) {
+    if (octet > 0) {
+      if (s.empty() || s.front() != '.') return std::nullopt;
+      s.remove_prefix(1);
+    }
+    std::size_t n = 0;
+    while (n < s.size() && n < 4 && s[n] >= '0' && s[n] <= '9') ++n;
+    if (n == 0 || n > 3) return std::nullopt;
+    unsigned v = 0;
+    std::from_chars(s.data(), s.data() + n, v);
+    if (v > 255) return std::nullopt;
+    addr = (addr << 8) | v;
+    s.remove_prefix(n);
+  }
+  if (!s.empty()) return std::nullopt;
+  return addr;
+}
+
+std::string ipv4_string(Ipv4 a) {
+  return std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 0xFF) + "." + std::to_string((a >> 8) & 0xFF) +
+         "." + std::to_string(a & 0xFF);
+}
+
+bool is_multicast(Ipv4 a) { return (a >> 28) == 0xE; }
+bool is_link_local_multicast(Ipv4 a) { return (a >> 8) == 0xE00000; }  // 224.0.0.0/24
+
+std::optional<Mac> parse_mac(std::string_view s) {
+  if (s.size() != 17) return std::nullopt;
+  Mac mac{};
+  for (std::size_t i = 0; i < 6; ++i) {
+    if (i > 0 && s[i * 3 - 1] != ':' && s[i * 3 - 1] != '-') return std::nullopt;
+    unsigned v = 0;
+    const char* first = s.data() + i * 3;
+    const auto [ptr, ec] = std::from_chars(first, first + 2, v, 16);
+    if (ec != std::errc{} || ptr != first + 2) return std::nullopt;
+    mac[i] = static_cast<std::uint8_t>(v);
+  }
+  return mac;
+}
+
+bool is_name(std::string_view s) {  // ids and names referenced elsewhere: [a-z0-9_-]
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
+}
+
+bool is_lcore_list(std::string_view s) {  // "0,1", "0-3", "0,2-5"
+  bool digit_expected = true;
+  bool in_range = false;
+  for (char c : s) {
+    if (c >= '0' && c <= '9') {
+      digit_expected = false;
+    } else if (digit_expected) {
+      return false;
+    } else if (c == ',') {
+      digit_expected = true;
+      in_range = false;
+    } else if (c == '-' && !in_range) {
+      digit_expected = true;
+      in_range = true;
+    } else {
+      return false;
+    }
+  }
+  return !s.empty() && !digit_expected;
+}
+
+bool is_host_name(std::string_view s) {
+  return !s.empty() && s.size() <= 253 && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
+  });
+}
+
+std::string trim(std::string s) {
+  const char* ws = " \t\r\n";
+  const auto b = s.find_first_not_of(ws);
+  if (b == std::string::npos) return {};
+  return s.substr(b, s.find_last_not_of(ws) - b + 1);
+}
+
+// ---- the parser -----------------------------------------------------------------------
+
+class Parser;
+
+// One YAML mapping and the keys it may hold. Unknown and duplicate keys are errors.
+class Fields {
+ public:
+  Fields(Parser& p, const YAML::Node& node, std::string path, std::initializer_list<std::string_view> keys);
+  bool ok() const { return ok_; }
+  bool has(std::string_view key) const { return find(key) != nullptr; }
+  const YAML::Node* find(std::string_view key) const {
+    for (const auto& [k, v] : entries_)
+      if (k == key) return &v;
+    return nullptr;
+  }
+  std::string child(std::string_view key) const { return join_path(path_, key); }
+  const std::string& path() const { return path_; }
+  Pos pos() const { return pos_; }
+
+ private:
+  bool ok_ = false;
+  std::string path_;
+  Pos pos_;
+  std::vector<std::pair<std::string, YAML::Node>> entries_;
+};
+
+class Parser {
+ public:
+  explicit Parser(fs::path base_dir) : base_dir_(std::move(base_dir)) {}
+
+  std::vector<ConfigError> errors;
+  std::unordered_map<std::string, Pos> where;  // YAML path -> position of its value
+  bool ports_broken = false;                   // "ports" is not a list: references cannot be checked
+
+  void error(Pos p, std::string path, std::string message) {
+    errors.push_back({std::move(path), p.line, p.column, std::move(message)});
+  }
+  void error_at(const std::string& path, std::string message) { error(at(path), path, std::move(message)); }
+
+  // The recorded position of a path, or of its closest recorded ancestor.
+  Pos at(std::string path) const {
+    for (;;) {
+      if (auto it = where.find(path); it != where.end()) return it->second;
+      const auto cut = path.find_last_of(".[");
+      if (cut == std::string::npos) return {};
+      path.resize(cut);
+    }
+  }
+
+  ApplianceConfig parse(const YAML::Node& root);
+
+ private:
+  // Field readers: true when the key is present and its value valid (then stored in out).
+  bool required(const Fields& f, std::string_view key) {
+    if (f.has(key)) return true;
+    error(f.pos(), f.child(key), "required key is missing");
+    return false;
+  }
+  bool read_string(const Fields& f, std::string_view key, std::string& out);
+  bool read_name(const Fields& f, std::string_view key, std::string& out, std::size_t max_len);
+  bool read_bool(const Fields& f, std::string_view key, bool& out);
+  template <typename T>
+  bool read_int(const Fields& f, std::string_view key, T& out, std::int64_t lo, std::int64_t hi, bool hex = false);
+  bool read_pid(const Fields& f, std::string_view key, std::uint16_t& out) {
+    return read_int(f, key, out, kMinPid, kMaxPid, true);
+  }
+  bool read_ipv4(const Fields& f, std::string_view key, Ipv4& out, std::uint8_t* prefix_len = nullptr);
+  bool read_group(const Fields& f, std::string_view key, Ipv4& out);
+  bool read_unicast(const Fields& f, std::string_view key, Ipv4& out);
+  template <typename E>
+  bool read_enum(const Fields& f, std::string_view key, E& out,
+                 std::initializer_list<std::pair<std::string_view, E>> names);
+  // Calls each(node, path, index) for each item of a list.
+  template <typename Fn>
+  bool read_list(const Fields& f, std::string_view key, Fn each);
+
+  void parse_dataplane(const YAML::Node& n, EalConfig& eal);
+  PortConfig parse_port(const YAML::Node& n, const std::string& path);
+  ChannelConfig parse_channel(const YAML::Node& n, const std::string& path);
+  InputConfig parse_input(const YAML::Node& n, const std::string& path, std::size_t index);
+  void parse_udp_input(const YAML::Node& n, const std::string& path, InputConfig& in);
+  void parse_srt_input(const YAML::Node& n, const std::string& path, InputConfig& in);
+  OutputConfig parse_output(const YAML::Node& n, const std::string& path);
+  void parse_failover(const YAML::Node& n, const std::string& path, FailoverConfig& fo);
+  mpegts::PidRule parse_pid_rule(const YAML::Node& n, const std::string& path);
+
+  fs::path base_dir_;
+};
+
+Fields::Fields(Parser& p, const YAML::Node& node, std::string path, std::initializer_list<std::string_view> keys)
+    : path_(std::move(path)), pos_(pos_of(node)) {
+  if (!node.IsMap()) {
+    p.error(pos_, path_, "expected a mapping, got " + describe(node));
+    return;
+  }
+  ok_ = true;
+  p.where[path_] = pos_;
+  for (const auto& kv : node) {  // *it is a temporary: bind it, not it->first
+    const YAML::Node k = kv.first;
+    const YAML::Node v = kv.second;
+    if (!k.IsScalar()) {
+      p.error(pos_of(k), path_, "keys must be plain names, got " + describe(k));
+      continue;
+    }
+    const std::string& key = k.Scalar();
+    const std::string child_path = join_path(path_, key);
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+      std::string msg = "unknown key " + in_quotes(key);
+      std::string_view best;
+      std::size_t best_d = 3;
+      for (auto cand : keys) {
+        const std::size_t d = edit_distance(key, cand);
+        if (d < best_d) best_d = d, best = cand;
+      }
+      if (!best.empty()) {
+        msg += " (did you mean " + in_quotes(best) + "?)";
+      } else {
+        msg += " (expected one of:";
+        for (auto cand : keys) msg += " " + std::string(cand);
+        msg += ")";
+      }
+      p.error(pos_of(k), child_path, std::move(msg));
+      continue;
+    }
+    if (find(key) != nullptr) {
+      p.error(pos_of(k), child_path, "duplicate key " + in_quotes(key));
+      continue;
+    }
+    Pos vp = pos_of(v);
+    if (vp.line == 0) vp = pos_of(k);
+    p.where[child_path] = vp;
+    entries_.emplace_back(key, v);
+  }
+}
+
+bool Parser::read_string(const Fields& f, std::string_view key, std::string& out) {
+  const YAML::Node* n = f.find(key);
+  if (n == nullptr) return false;
+  if (!n->IsScalar()) {
+    error(pos_of(*n), f.child(key), "expected a string, got " + describe(*n));
+    return false;
+  }
+  out = n->Scalar();
+  return true;
+}
+
+bool Parser::read_name(const Fields& f, std::string_view key, std::string& out, std::size_t max_len) {
+  std::string s;
+  if (!read_string(f, key, s)) return false;
+  if (!is_name(s) || s.size() > max_len) {
+    error(pos_of(*f.find(key)), f.child(key),
+          in_quotes(s) + " is not a valid " + std::string(key) + " (1.." + std::to_string(max_len) +
+              " characters of a-z, 0-9, _ and -)");
+    return false;
+  }
+  out = std::move(s);
+  return true;
+}
+
+bool Parser::read_bool(const Fields& f, std::string_view key, bool& out) {
+  const YAML::Node* n = f.find(key);
+  if (n == nullptr) return false;
+  if (n->IsScalar()) {
+    std::string s = n->Scalar();
+    std::transform(s.begin(), s.end(), s.begin(), [](char c) { return static_cast<char>(std::tolower(c)); });
+    if (s == "true" || s == "yes" || s == "on") return out = true, true;
+    if (s == "false" || s == "no" || s == "off") return out = false, true;
+  }
+  error(pos_of(*n), f.child(key), "expected true or false, got " + describe(*n));
+  return false;
+}
+
+template <typename T>
+bool Parser::read_int(const Fields& f, std::string_view key, T& out, std::int64_t lo, std::int64_t hi, bool hex) {
+  const YAML::Node* n = f.find(key);
+  if (n == nullptr) return false;
+  const auto show = [hex](std::int64_t v) {
+    if (!hex) return std::to_string(v);
+    std::ostringstream os;
+    os << "0x" << std::uppercase << std::hex << v;
+    return os.str();
+  };
+  std::int64_t v = 0;
+  const IntParse r = n->IsScalar() ? parse_integer(n->Scalar(), v) : IntParse::kNotInteger;
+  if (r == IntParse::kNotInteger) {
+    error(pos_of(*n), f.child(key), "expected an integer, got " + describe(*n));
+    return false;
+  }
+  if (r == IntParse::kTooBig || v < lo || v > hi) {
+    error(pos_of(*n), f.child(key), n->Scalar() + " is out of range (" + show(lo) + ".." + show(hi) + ")");
+    return false;
+  }
+  out = static_cast<T>(v);
+  return true;
+}
+
+bool Parser::read_ipv4(const Fields& f, std::string_view key, Ipv4& out, std::uint8_t* prefix_len) {
+  std::string s;
+  if (!read_string(f, key, s)) return false;
+  const YAML::Node& n = *f.find(key);
+  std::string_view addr = s;
+  if (prefix_len != nullptr) {
+    if (const auto slash = s.find('/'); slash != std::string::npos) {
+      addr = std::string_view(s).substr(0, slash);
+      std::int64_t len = 0;
+      if (parse_integer(std::string_view(s).substr(slash + 1), len) != IntParse::kOk || len < 1 || len > 32) {
+        error(pos_of(n), f.child(key), "prefix length in " + in_quotes(s) + " is out of range (1..32)");
+        return false;
+      }
+      *prefix_len = static_cast<std::uint8_t>(len);
+    }
+  }
+  const auto a = parse_ipv4(addr);
+  if (!a) {
+    error(pos_of(n), f.child(key),
+          in_quotes(s) + " is not an IPv4 address" + (prefix_len != nullptr ? " (like 10.0.0.2/24)" : ""));
+    return false;
+  }
+  out = *a;
+  return true;
+}
+
+bool Parser::read_group(const Fields& f, std::string_view key, Ipv4& out) {
+  Ipv4 a = 0;
+  if (!read_ipv4(f, key, a)) return false;
+  if (!is_multicast(a)) {
+    error(pos_of(*f.find(key)), f.child(key), ipv4_string(a) + " is not a multicast group (224.0.0.0/4)");
+    return false;
+  }
+  if (is_link_local_multicast(a)) {
+    error(pos_of(*f.find(key)), f.child(key),
+          ipv4_string(a) + " is link-local multicast (224.0.0.0/24), reserved for routing protocols");
+    return false;
+  }
+  out = a;
+  return true;
+}
+
+bool Parser::read_unicast(const Fields& f, std::string_view key, Ipv4& out) {
+  Ipv4 a = 0;
+  if (!read_ipv4(f, key, a)) return false;
+  if (a == 0 || a == 0xFFFFFFFF || is_multicast(a)) {
+    error(pos_of(*f.find(key)), f.child(key), ipv4_string(a) + " is not a unicast address");
+    return false;
+  }
+  out = a;
+  return true;
+}
+
+template <typename E>
+bool Parser::read_enum(const Fields& f, std::string_view key, E& out,
+                       std::initializer_list<std::pair<std::string_view, E>> names) {
+  const YAML::Node* n = f.find(key);
+  if (n == nullptr) return false;
+  if (n->IsScalar()) {
+    for (const auto& [name, value] : names)
+      if (n->Scalar() == name) return out = value, true;
+  }
+  std::string msg = "expected one of";
+  for (const auto& nv : names) msg += (&nv == names.begin() ? " " : ", ") + std::string(nv.first);
+  error(pos_of(*n), f.child(key), msg + "; got " + describe(*n));
+  return false;
+}
+
+template <typename Fn>
+bool Parser::read_list(const Fields& f, std::string_view key, Fn each) {
+  const YAML::Node* n = f.find(key);
+  if (n == nullptr) return false;
+  const std::string path = f.child(key);
+  if (n->IsNull()) return true;  // "key:" with nothing: an empty list
+  if (!n->IsSequence()) {
+    error(pos_of(*n), path, "expected a list, got " + describe(*n));
+    return false;
+  }
+  for (std::size_t i = 0; i < n->size(); ++i) {
+    const YAML::Node item = (*n)[i];
+    where[index_path(path, i)] = pos_of(item);
+    each(item, index_path(path, i), i);
+  }
+  return true;
+}
+
+ApplianceConfig Parser::parse(const YAML::Node& root) {
+  ApplianceConfig cfg;
+  if (root.IsNull()) {
+    error({1, 1}, "", "the file is empty (expected dataplane, ports and channels)");
+    return cfg;
+  }
+  Fields f(*this, root, "", {"dataplane", "ports", "channels"});
+  if (!f.ok()) return cfg;
+  if (const YAML::Node* n = f.find("dataplane")) parse_dataplane(*n, cfg.eal);
+  if (f.has("ports") && !read_list(f, "ports", [&](const YAML::Node& n, const std::string& path, std::size_t) {
+        cfg.ports.push_back(parse_port(n, path));
+      }))
+    ports_broken = true;
+  if (required(f, "channels")) {
+    read_list(f, "channels", [&](const YAML::Node& n, const std::string& path, std::size_t) {
+      cfg.channels.push_back(parse_channel(n, path));
+    });
+  }
+  return cfg;
+}
+
+void Parser::parse_dataplane(const YAML::Node& n, EalConfig& eal) {
+  Fields f(*this, n, "dataplane", {"lcores", "memory_mb", "hugepages", "file_prefix", "eal_args"});
+  if (!f.ok()) return;
+  if (std::string s; read_string(f, "lcores", s)) {
+    if (is_lcore_list(s)) eal.lcores = s;
+    else error_at(f.child("lcores"), in_quotes(s) + " is not an lcore list (like \"0,1\" or \"0-3\")");
+  }
+  read_int(f, "memory_mb", eal.memory_mb, 64, 1 << 20);
+  read_bool(f, "hugepages", eal.hugepages);
+  if (std::string s; read_string(f, "file_prefix", s)) {
+    const bool ok = std::all_of(s.begin(), s.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-';
+    });
+    if (ok && !s.empty()) eal.file_prefix = s;
+    else error_at(f.child("file_prefix"), in_quotes(s) + " is not a valid file prefix (letters, digits, _ and -)");
+  }
+  read_list(f, "eal_args", [&](const YAML::Node& item, const std::string& path, std::size_t) {
+    if (item.IsScalar()) eal.extra_args.push_back(item.Scalar());
+    else error(pos_of(item), path, "expected a string, got " + describe(item));
+  });
+}
+
+PortConfig Parser::parse_port(const YAML::Node& n, const std::string& path) {
+  PortConfig port;
+  Fields f(*this, n, path,
+           {"name", "device", "address", "vlan", "mac", "rx_descriptors", "tx_descriptors", "mbufs"});
+  if (!f.ok()) return port;
+  if (required(f, "name")) read_name(f, "name", port.name, 32);
+  if (required(f, "device") && read_string(f, "device", port.device) && port.device.empty())
+    error_at(f.child("device"), "must not be empty");
+  if (required(f, "address") && read_ipv4(f, "address", port.address, &port.prefix_len)) {
+    if (port.address == 0 || is_multicast(port.address) || port.address == 0xFFFFFFFF)
+      error_at(f.child("address"), ipv4_string(port.address) + " is not a unicast address");
+  }
+  read_int(f, "vlan", port.vlan, 0, 4094);
+  if (std::string s; read_string(f, "mac", s)) {
+    const auto mac = parse_mac(s);
+    if (!mac) error_at(f.child("mac"), in_quotes(s) + " is not a MAC address (like 02:00:00:00:00:01)");
+    else if (((*mac)[0] & 1) != 0) error_at(f.child("mac"), in_quotes(s) + " is a multicast MAC address");
+    else port.mac = mac;
+  }
+  read_int(f, "rx_descriptors", port.rx_descriptors, 64, 32768);
+  read_int(f, "tx_descriptors", port.tx_descriptors, 64, 32768);
+  read_int(f, "mbufs", port.mbufs, 1023, 1048575);
+  return port;
+}
+
+ChannelConfig Parser::parse_channel(const YAML::Node& n, const std::string& path) {
+  ChannelConfig ch;
+  Fields f(*this, n, path,
+           {"id", "name", "provider", "service_id", "source_service_id", "lcn", "pmt_pid", "pids", "inputs",
+            "failover", "outputs", "hls", "priority"});
+  if (!f.ok()) return ch;
+  if (required(f, "id")) read_name(f, "id", ch.id, 64);
+  read_string(f, "name", ch.name);
+  read_string(f, "provider", ch.provider);
+  if (ch.name.size() + ch.provider.size() > kMaxSdtNames)
+    error_at(f.child(f.has("provider") ? "provider" : "name"),
+             "name and provider together are " + std::to_string(ch.name.size() + ch.provider.size()) +
+                 " bytes; an SDT service descriptor holds " + std::to_string(kMaxSdtNames));
+  read_int(f, "service_id", ch.service_id, 1, 65535);
+  read_int(f, "source_service_id", ch.source_service_id, 1, 65535);
+  read_int(f, "lcn", ch.lcn, 1, 1023);
+  read_pid(f, "pmt_pid", ch.pmt_pid);
+  read_list(f, "pids", [&](const YAML::Node& item, const std::string& p, std::size_t) {
+    ch.pid_rules.push_back(parse_pid_rule(item, p));
+  });
+  if (!f.has("inputs")) {
+    error(f.pos(), f.child("inputs"), "a channel needs at least one input");
+  } else if (read_list(f, "inputs", [&](const YAML::Node& item, const std::string& p, std::size_t i) {
+               ch.inputs.push_back(parse_input(item, p, i));
+             }) &&
+             ch.inputs.empty()) {
+    error_at(f.child("inputs"), "a channel needs at least one input");
+  }
+  if (const YAML::Node* fo = f.find("failover")) parse_failover(*fo, f.child("failover"), ch.failover);
+  read_list(f, "outputs", [&](const YAML::Node& item, const std::string& p, std::size_t) {
+    ch.outputs.push_back(parse_output(item, p));
+  });
+  read_bool(f, "hls", ch.hls);
+  read_int(f, "priority", ch.priority, 0, 255);
+  const YAML::Node* outs = f.find("outputs");
+  const bool outputs_mistyped = outs != nullptr && !outs->IsSequence() && !outs->IsNull();
+  if (ch.outputs.empty() && !ch.hls && !outputs_mistyped)
+    error(outs != nullptr ? at(f.child("outputs")) : f.pos(), f.child("outputs"),
+          "the channel goes nowhere: no outputs and hls is off");
+  return ch;
+}
+
+mpegts::PidRule Parser::parse_pid_rule(const YAML::Node& n, const std::string& path) {
+  mpegts::PidRule rule;
+  Fields f(*this, n, path, {"from", "to", "drop"});
+  if (!f.ok()) return rule;
+  if (required(f, "from")) read_pid(f, "from", rule.from);
+  read_pid(f, "to", rule.to);
+  read_bool(f, "drop", rule.drop);
+  if (rule.drop && f.has("to")) error_at(f.child("to"), "a rule either drops a PID or maps it, not both");
+  else if (!rule.drop && !f.has("to")) error(f.pos(), path, "a rule needs to: PID or drop: true");
+  return rule;
+}
+
+InputConfig Parser::parse_input(const YAML::Node& n, const std::string& path, std::size_t index) {
+  InputConfig in;
+  in.name = "input" + std::to_string(index + 1);
+  Fields f(*this, n, path, {"name", "max_bitrate_bps", "udp", "rtp", "srt"});
+  if (!f.ok()) return in;
+  read_name(f, "name", in.name, 32);
+  read_int(f, "max_bitrate_bps", in.max_bitrate_bps, 0, 10'000'000'000);
+  std::vector<std::string_view> kinds;
+  for (std::string_view k : {"udp", "rtp", "srt"})
+    if (f.has(k)) kinds.push_back(k);
+  if (kinds.empty()) {
+    error(f.pos(), path, "an input needs one of udp, rtp or srt");
+    return in;
+  }
+  if (kinds.size() > 1) {
+    error_at(f.child(kinds[1]), "an input has one of udp, rtp or srt; this one also has " + std::string(kinds[0]));
+    return in;
+  }
+  const YAML::Node& body = *f.find(kinds[0]);
+  const std::string body_path = f.child(kinds[0]);
+  if (kinds[0] == "srt") {
+    in.kind = InputKind::kSrt;
+    parse_srt_input(body, body_path, in);
+  } else {
+    in.kind = kinds[0] == "udp" ? InputKind::kUdp : InputKind::kRtp;
+    parse_udp_input(body, body_path, in);
+  }
+  return in;
+}
+
+void Parser::parse_udp_input(const YAML::Node& n, const std::string& path, InputConfig& in) {
+  Fields f(*this, n, path, {"port", "group", "udp_port", "source"});
+  if (!f.ok()) return;
+  if (required(f, "port")) read_string(f, "port", in.port);
+  read_group(f, "group", in.address);  // absent: unicast to the port's own address
+  if (required(f, "udp_port")) read_int(f, "udp_port", in.udp_port, 1, 65535);
+  if (read_unicast(f, "source", in.source) && !f.has("group"))
+    error_at(f.child("source"), "source-specific multicast needs a group");
+}
+
+void Parser::parse_srt_input(const YAML::Node& n, const std::string& path, InputConfig& in) {
+  Fields f(*this, n, path,
+           {"mode", "address", "port", "local_port", "passphrase", "passphrase_file", "key_length", "latency_ms",
+            "streamid"});
+  if (!f.ok()) return;
+  read_enum(f, "mode", in.srt_mode,
+            {{"listener", SrtMode::kListener}, {"caller", SrtMode::kCaller}, {"rendezvous", SrtMode::kRendezvous}});
+  if (in.srt_mode == SrtMode::kListener) {
+    Ipv4 bind = 0;
+    if (read_ipv4(f, "address", bind)) {
+      if (is_multicast(bind)) error_at(f.child("address"), ipv4_string(bind) + " is not a unicast address");
+      else in.srt_address = ipv4_string(bind);
+    }
+  } else if (required(f, "address") && read_string(f, "address", in.srt_address) && !is_host_name(in.srt_address)) {
+    error_at(f.child("address"), in_quotes(in.srt_address) + " is not a host name or IPv4 address");
+  }
+  if (required(f, "port")) read_int(f, "port", in.srt_port, 1, 65535);
+  if (read_int(f, "local_port", in.srt_local_port, 1, 65535) && in.srt_mode != SrtMode::kRendezvous)
+    error_at(f.child("local_port"), "local_port applies to rendezvous mode only");
+  if (f.has("passphrase"))
+    error_at(f.child("passphrase"),
+             "inline passphrases are not allowed: put it in a file readable only by twincast and name that "
+             "file with passphrase_file");
+  if (std::string file; read_string(f, "passphrase_file", file)) {
+    fs::path p(file);
+    if (p.is_relative()) p = base_dir_ / p;
+    std::ifstream is(p, std::ios::binary);
+    if (!is) {
+      error_at(f.child("passphrase_file"), "cannot read " + file + ": " + std::strerror(errno));
+    } else {
+      std::ostringstream os;
+      os << is.rdbuf();
+      std::string pass = trim(os.str());
+      if (pass.size() < 10 || pass.size() > 79)
+        error_at(f.child("passphrase_file"), "the passphrase in " + file + " is " +
+                                                 std::to_string(pass.size()) + " characters; SRT needs 10..79");
+      else
+        in.passphrase = std::move(pass);
+    }
+  }
+  if (const YAML::Node* k = f.find("key_length")) {
+    std::int64_t v = 0;
+    if (k->IsScalar() && parse_integer(k->Scalar(), v) == IntParse::kOk && v != 16 && v != 24 && v != 32)
+      error(pos_of(*k), f.child("key_length"), k->Scalar() + " is not an AES key length (16, 24 or 32)");
+    else
+      read_int(f, "key_length", in.key_length, 16, 32);
+  }
+  read_int(f, "latency_ms", in.latency_ms, 20, 8000);
+  if (read_string(f, "streamid", in.streamid) && in.streamid.size() > kMaxStreamId)
+    error_at(f.child("streamid"), "is " + std::to_string(in.streamid.size()) + " characters; SRT allows " +
+                                      std::to_string(kMaxStreamId));
+}
+
+OutputConfig Parser::parse_output(const YAML::Node& n, const std::string& path) {
+  OutputConfig out;
+  Fields outer(*this, n, path, {"udp", "rtp"});
+  if (!outer.ok()) return out;
+  if (outer.has("udp") && outer.has("rtp")) {
+    error_at(outer.child("rtp"), "an output has one of udp or rtp; this one also has udp");
+    return out;
+  }
+  if (!outer.has("udp") && !outer.has("rtp")) {
+    error(outer.pos(), path, "an output needs one of udp or rtp");
+    return out;
+  }
+  out.kind = outer.has("udp") ? OutputKind::kUdp : OutputKind::kRtp;
+  const std::string body_path = outer.child(outer.has("udp") ? "udp" : "rtp");
+  Fields f(*this, *outer.find(outer.has("udp") ? "udp" : "rtp"), body_path,
+           {"port", "group", "address", "udp_port", "source", "source_port", "ttl", "dscp", "vlan",
+            "packets_per_datagram", "pacing", "cbr_bps"});
+  if (!f.ok()) return out;
+  if (required(f, "port")) read_string(f, "port", out.port);
+  if (f.has("group") && f.has("address"))
+    error_at(f.child("address"), "an output sends to a group or to an address, not both");
+  else if (!f.has("group") && !f.has("address"))
+    error(f.pos(), f.child("group"), "required key is missing (or address, for unicast)");
+  else if (f.has("group"))
+    read_group(f, "group", out.address);
+  else
+    read_unicast(f, "address", out.address);
+  if (required(f, "udp_port")) read_int(f, "udp_port", out.udp_port, 1, 65535);
+  read_unicast(f, "source", out.source);
+  read_int(f, "source_port", out.source_port, 1, 65535);
+  read_int(f, "ttl", out.ttl, 1, 255);
+  read_int(f, "dscp", out.dscp, 0, 63);
+  read_int(f, "vlan", out.vlan, 0, 4094);
+  read_int(f, "packets_per_datagram", out.packets_per_datagram, 1, 7);
+  read_enum(f, "pacing", out.pacing,
+            {{"pcr", PacingMode::kPcr}, {"cbr", PacingMode::kCbr}, {"passthrough", PacingMode::kPassthrough}});
+  const bool has_rate = read_int(f, "cbr_bps", out.cbr_bps, 64'000, 1'000'000'000);
+  if (out.pacing == PacingMode::kCbr && !f.has("cbr_bps"))
+    error_at(f.child("pacing"), "cbr pacing needs cbr_bps (the constant output rate)");
+  if (has_rate && out.pacing != PacingMode::kCbr)
+    error_at(f.child("cbr_bps"), "cbr_bps applies to pacing: cbr only");
+  return out;
+}
+
+void Parser::parse_failover(const YAML::Node& n, const std::string& path, FailoverConfig& fo) {
+  Fields f(*this, n, path, {"timeout_ms", "max_cc_errors_per_s", "require_psi", "revert", "revert_holdoff_ms"});
+  if (!f.ok()) return;
+  read_int(f, "timeout_ms", fo.timeout_ms, 1, 60'000);
+  read_int(f, "max_cc_errors_per_s", fo.max_cc_errors_per_s, 0, 100'000);
+  read_bool(f, "require_psi", fo.require_psi);
+  read_bool(f, "revert", fo.revert);
+  read_int(f, "revert_holdoff_ms", fo.revert_holdoff_ms, 0, 3'600'000);
+}
+
+// ---- the validator: what spans several fields -----------------------------------------
+
+std::string kind_key(InputKind k) { return k == InputKind::kSrt ? "srt" : k == InputKind::kRtp ? "rtp" : "udp"; }
+std::string kind_key(OutputKind k) { return k == OutputKind::kRtp ? "rtp" : "udp"; }
+
+void validate(Parser& p, ApplianceConfig& cfg) {
+  std::map<std::string, std::string> port_paths;  // name -> path of its first definition
+  std::map<std::string, std::string> device_paths;
+  for (std::size_t i = 0; i < cfg.ports.size(); ++i) {
+    const PortConfig& port = cfg.ports[i];
+    const std::string path = index_path("ports", i);
+    if (!port.name.empty() && !port_paths.emplace(port.name, path).second)
+      p.error_at(path + ".name",
+                 "duplicate port name " + in_quotes(port.name) + " (also " + port_paths[port.name] + ")");
+    if (!port.device.empty() && !device_paths.emplace(port.device, path).second)
+      p.error_at(path + ".device", "device " + in_quotes(port.device) + " is already " + device_paths[port.device]);
+  }
+  const auto find_port = [&](const std::string& name) -> const PortConfig* {
+    for (const auto& port : cfg.ports)
+      if (port.name == name) return &port;
+    return nullptr;
+  };
+  // A port whose name failed to parse could be the one referenced: do not pile on.
+  const bool ports_incomplete = p.ports_broken || std::any_of(cfg.ports.begin(), cfg.ports.end(), [](const auto& q) {
+                                  return q.name.empty();
+                                });
+  const auto check_port = [&](const std::string& name, const std::string& path) -> const PortConfig* {
+    if (name.empty()) return nullptr;  // missing or mistyped: already reported
+    const PortConfig* port = find_port(name);
+    if (port == nullptr && !ports_incomplete) {
+      std::string known;
+      for (const auto& q : cfg.ports) known += (known.empty() ? "" : ", ") + q.name;
+      p.error_at(path, "port " + in_quotes(name) + " is not defined in ports" +
+                           (known.empty() ? std::string(" (there are none)") : " (defined: " + known + ")"));
+    }
+    return port;
+  };
+
+  std::map<std::string, std::string> ids;
+  std::map<std::uint16_t, std::string> service_ids;
+  std::map<std::uint16_t, std::string> lcns;
+  std::map<std::tuple<std::string, Ipv4, std::uint16_t, Ipv4>, std::vector<std::pair<std::uint16_t, std::string>>>
+      udp_inputs;  // (port, address, udp_port, source) -> (source_service_id, path)
+  std::map<std::uint16_t, std::vector<std::pair<std::string, std::string>>> srt_listeners;  // port -> (streamid, path)
+  std::map<std::pair<Ipv4, std::uint16_t>, std::string> destinations;
+
+  for (std::size_t c = 0; c < cfg.channels.size(); ++c) {
+    ChannelConfig& ch = cfg.channels[c];
+    const std::string cpath = index_path("channels", c);
+    if (!ch.id.empty() && !ids.emplace(ch.id, cpath).second)
+      p.error_at(cpath + ".id", "duplicate channel id " + in_quotes(ch.id) + " (also " + ids[ch.id] + ")");
+    if (ch.service_id != 0 && !service_ids.emplace(ch.service_id, cpath).second)
+      p.error_at(cpath + ".service_id",
+                 "service_id " + std::to_string(ch.service_id) + " is already used by " + service_ids[ch.service_id]);
+    if (ch.lcn != 0 && !lcns.emplace(ch.lcn, cpath).second)
+      p.error_at(cpath + ".lcn", "lcn " + std::to_string(ch.lcn) + " is already used by " + lcns[ch.lcn]);
+
+    std::map<std::uint16_t, std::size_t> froms;
+    std::map<std::uint16_t, std::size_t> tos;
+    for (std::size_t r = 0; r < ch.pid_rules.size(); ++r) {
+      const auto& rule = ch.pid_rules[r];
+      const std::string rpath = index_path(cpath + ".pids", r);
+      if (rule.from != 0 && !froms.emplace(rule.from, r).second)
+        p.error_at(rpath + ".from", "PID " + std::to_string(rule.from) + " already has a rule (pids[" +
+                                        std::to_string(froms[rule.from]) + "])");
+      if (!rule.drop && rule.to != 0) {
+        if (!tos.emplace(rule.to, r).second)
+          p.error_at(rpath + ".to", "two rules map onto PID " + std::to_string(rule.to) + " (also pids[" +
+                                        std::to_string(tos[rule.to]) + "])");
+        else if (rule.to == ch.pmt_pid)
+          p.error_at(rpath + ".to", "PID " + std::to_string(rule.to) + " is the channel's pmt_pid");
+      }
+    }
+
+    std::map<std::string, std::size_t> input_names;
+    for (std::size_t i = 0; i < ch.inputs.size(); ++i) {
+      InputConfig& in = ch.inputs[i];
+      const std::string ipath = index_path(cpath + ".inputs", i);
+      if (!input_names.emplace(in.name, i).second)
+        p.error_at(ipath + ".name", "duplicate input name " + in_quotes(in.name) + " (also inputs[" +
+                                        std::to_string(input_names[in.name]) + "])");
+      const std::string body = ipath + "." + kind_key(in.kind);
+      if (in.kind == InputKind::kSrt) {
+        if (in.srt_mode != SrtMode::kListener || in.srt_port == 0) continue;
+        auto& same_port = srt_listeners[in.srt_port];
+        for (const auto& [streamid, other] : same_port) {
+          if (streamid.empty() || in.streamid.empty() || streamid == in.streamid) {
+            p.error_at(body + ".port", "SRT port " + std::to_string(in.srt_port) + " is also listened on by " + other +
+                                           "; listeners sharing a port need distinct streamids");
+            break;
+          }
+        }
+        same_port.emplace_back(in.streamid, ipath);
+        continue;
+      }
+      const PortConfig* port = check_port(in.port, body + ".port");
+      if (port == nullptr || in.udp_port == 0) continue;
+      if (in.address == 0 && p.where.count(body + ".group") != 0) continue;  // bad group: already reported
+      if (in.address == 0) in.address = port->address;  // unicast to the port itself
+      // One received stream may feed several channels only when each takes a different
+      // service from it (an MPTS split into channels by source_service_id).
+      auto& sharers = udp_inputs[std::make_tuple(in.port, in.address, in.udp_port, in.source)];
+      for (const auto& [other_sid, other] : sharers) {
+        if (other_sid == 0 || ch.source_service_id == 0 || other_sid == ch.source_service_id) {
+          p.error_at(body + ".udp_port",
+                     "port " + in.port + " already receives " + ipv4_string(in.address) + ":" +
+                         std::to_string(in.udp_port) +
+                         (in.source != 0 ? " from " + ipv4_string(in.source) : std::string()) + " for " + other +
+                         " (channels may share an input only to take different source_service_ids from it)");
+          break;
+        }
+      }
+      sharers.emplace_back(ch.source_service_id, ipath);
+    }
+
+    for (std::size_t o = 0; o < ch.outputs.size(); ++o) {
+      const OutputConfig& out = ch.outputs[o];
+      const std::string opath = index_path(cpath + ".outputs", o);
+      const std::string body = opath + "." + kind_key(out.kind);
+      check_port(out.port, body + ".port");
+      if (out.address == 0 || out.udp_port == 0) continue;
+      if (auto [it, fresh] = destinations.emplace(std::make_pair(out.address, out.udp_port), opath); !fresh) {
+        const std::string dest = p.where.count(body + ".group") != 0 ? body + ".group" : body + ".address";
+        p.error_at(dest, ipv4_string(out.address) + ":" + std::to_string(out.udp_port) +
+                             " is already the destination of " + it->second);
+      }
+    }
+  }
+}
+
+// Counts the documents of a stream and keeps where the second one's content starts.
+struct DocumentMarks final : YAML::EventHandler {
+  int n_documents = 0;
+  bool have_second = false;
+  YAML::Mark second;
+  void node(const YAML::Mark& mark) {
+    if (n_documents == 2 && !have_second) second = mark, have_second = true;
+  }
+  void OnDocumentStart(const YAML::Mark&) override { ++n_documents; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t, const std::string&) override { node(m); }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(m);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(m);
+  }
+  void OnMapEnd() override {}
+};
+
+}  // namespace
+
+ConfigResult parse_config(std::string_view yaml_text, std::string_view file_name) {
+  ConfigResult result;
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml_text));
+    // A second document would be ignored silently; find it without YAML::LoadAll, which
+    // loops forever on some malformed streams (yaml-cpp 0.7).
+    std::istringstream stream{std::string(yaml_text)};
+    YAML::Parser parser(stream);
+    DocumentMarks marks;
+    if (parser.HandleNextDocument(marks) && parser.HandleNextDocument(marks) && marks.n_documents > 1) {
+      const Pos p = marks.have_second ? Pos{marks.second.line + 1, marks.second.column + 1} : Pos{};
+      result.errors.push_back({"", p.line, p.column,
+                               "a configuration is one YAML document; this is a second one"});
+      return result;
+    }
+  } catch (const YAML::Exception& e) {
+    const int line = e.mark.line >= 0 ? e.mark.line + 1 : 0;
+    const int column = e.mark.column >= 0 ? e.mark.column + 1 : 0;
+    result.errors.push_back({"", line, column, "YAML syntax error: " + e.msg});
+    return result;
+  }
+  Parser parser(fs::path(file_name).parent_path());
+  ApplianceConfig cfg = parser.parse(root);
+  validate(parser, cfg);
+  result.errors = std::move(parser.errors);
+  std::stable_sort(result.errors.begin(), result.errors.end(), [](const ConfigError& a, const ConfigError& b) {
+    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+  });
+  if (result.errors.empty()) result.config = std::move(cfg);
+  return result;
+}
+
+ConfigResult load_config(const std::string& path) {
+  std::error_code ec;
+  const bool is_dir = fs::is_directory(path, ec);
+  std::ifstream is;
+  if (!is_dir) is.open(path, std::ios::binary);
+  if (is_dir || !is) {
+    ConfigResult r;
+    r.errors.push_back({"", 0, 0, "cannot read " + path + ": " + std::strerror(is_dir ? EISDIR : errno)});
+    return r;
+  }
+  std::ostringstream os;
+  os << is.rdbuf();
+  return parse_config(os.str(), path);
+}
+
+std::string format_error(const ConfigError& e, std::string_view file) {
+  std::string s(e.line > 0 ? file : std::string_view());  // no position: the message names the file
+  if (e.line > 0) s += (s.empty() ? "" : ":") + std::to_string(e.line) + ":" + std::to_string(e.column);
+  if (!s.empty()) s += ": ";
+  if (!e.path.empty()) s += e.path + ": ";
+  return s + e.message;
+}
+
+std::string format_errors(const std::vector<ConfigError>& errors, std::string_view file) {
+  std::string out;
+  for (const auto& e : errors) out += format_error(e, file) + "\n";
+  return out;
+}
+
+}  // namespace twincast::control
