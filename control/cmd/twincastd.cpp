@@ -1,18 +1,23 @@
-// twincastd — the appliance. Today: version information and configuration checking
-// (--check FILE); the data plane and the control plane that make it an appliance are
-// built by later issues.
+// twincastd — the appliance: loads and validates the channel map, brings up the DPDK data
+// plane and the SRT ingest, and runs until SIGINT or SIGTERM, logging a status line per
+// port and input every --status-interval seconds.
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <string>
 
+#include "twincast/control/appliance.hpp"
 #include "twincast/control/config.hpp"
 #include "twincast/dataplane/build_info.hpp"
 
 namespace {
 
 constexpr const char* kUsage =
-    "usage: twincastd --version\n"
-    "       twincastd --check FILE   validate a channel map (see config/README.md)\n";
+    "usage: twincastd [--status-interval SECONDS] FILE   run the appliance on a channel map\n"
+    "       twincastd --check FILE                      validate a channel map (see config/README.md)\n"
+    "       twincastd --version\n";
 
 // Prints "FILE: OK (N channels)" and returns 0, or every error on stderr and returns 1.
 int check(const std::string& file) {
@@ -26,6 +31,41 @@ int check(const std::string& file) {
   return 0;
 }
 
+int run(const std::string& file, const char* argv0, unsigned status_interval_s) {
+  const auto result = twincast::control::load_config(file);
+  if (!result.ok()) {
+    std::fputs(twincast::control::format_errors(result.errors, file).c_str(), stderr);
+    return 1;
+  }
+  // Every thread (EAL's, libsrt's) inherits these blocked; only sigwait below sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  try {
+    twincast::control::Appliance appliance(*result.config, argv0);
+    appliance.start();
+    std::fprintf(stderr, "twincastd: running %zu channels from %s\n", result.config->channels.size(), file.c_str());
+    for (;;) {
+      timespec timeout{static_cast<time_t>(status_interval_s), 0};
+      const int sig = sigtimedwait(&signals, nullptr, &timeout);
+      if (sig == SIGINT || sig == SIGTERM) {
+        std::fprintf(stderr, "twincastd: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        break;
+      }
+      std::fputs(appliance.status().c_str(), stderr);
+      std::fflush(stderr);
+    }
+    appliance.stop();
+    std::fputs(appliance.status().c_str(), stderr);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "twincastd: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -34,9 +74,14 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (argc == 3 && std::strcmp(argv[1], "--check") == 0) return check(argv[2]);
+  unsigned interval = 10;
+  int i = 1;
+  if (argc == 4 && std::strcmp(argv[1], "--status-interval") == 0) {
+    interval = static_cast<unsigned>(std::strtoul(argv[2], nullptr, 10));
+    if (interval == 0) interval = 10;
+    i = 3;
+  }
+  if (argc == i + 1 && argv[i][0] != '-') return run(argv[i], argv[0], interval);
   std::fputs(kUsage, stderr);
-  std::fputs("twincastd cannot run channels yet: the data plane is not built. "
-             "Use twincast-ts to analyze and remux files.\n",
-             stderr);
   return 2;
 }

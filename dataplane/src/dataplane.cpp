@@ -8,6 +8,7 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_ring.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -132,6 +133,14 @@ Dataplane::Impl::Impl(const ApplianceConfig& c, PipelineFactory& factory) : conf
         is->input = ii;
         is->rtp = in.kind == InputKind::kRtp;
         const auto flat = static_cast<std::uint32_t>(inputs.size());
+        if (in.kind == InputKind::kSrt) {
+          const std::string ring_name = "tc_srt_" + std::to_string(flat);
+          is->ring = rte_ring_create(ring_name.c_str(), kExternalRing, static_cast<int>(rte_socket_id()),
+                                     RING_F_SP_ENQ | RING_F_SC_DEQ);
+          if (is->ring == nullptr) throw std::runtime_error("channel " + ch.id + " input " + in.name + ": cannot create its ring");
+          is->aligner = std::make_unique<mpegts::PacketAligner>();
+          external_inputs.push_back(is.get());
+        }
         inputs.push_back(std::move(is));
         if (in.kind == InputKind::kSrt) continue;
         PortState& p = *ports[port_index(in.port, "channel " + ch.id)];
@@ -170,6 +179,13 @@ Dataplane::Impl::Impl(const ApplianceConfig& c, PipelineFactory& factory) : conf
       if (!cs.pipeline) throw std::invalid_argument("channel " + ch.id + ": no pipeline");
       channels.push_back(std::move(cs));
     }
+    if (!external_inputs.empty()) {
+      // Enough mbufs to fill every ring, plus what the worker holds while draining.
+      const auto n = static_cast<unsigned>(external_inputs.size() * kExternalRing + 2 * kBurst);
+      external_pool = rte_pktmbuf_pool_create("tc_srt_pool", n, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                              static_cast<int>(rte_socket_id()));
+      if (external_pool == nullptr) throw std::runtime_error("cannot create the SRT mbuf pool");
+    }
     worker_lcore = rte_get_next_lcore(static_cast<unsigned>(-1), 1, 0);
   } catch (...) {
     release();  // the destructor will not run: release the ports, then rethrow
@@ -201,6 +217,18 @@ void Dataplane::Impl::release() {
     }
   }
   ports.clear();
+  for (auto& in : inputs) {
+    if (in == nullptr || in->ring == nullptr) continue;
+    rte_mbuf* m = nullptr;
+    while (rte_ring_dequeue(in->ring, reinterpret_cast<void**>(&m)) == 0) rte_pktmbuf_free(m);
+    rte_ring_free(in->ring);
+    in->ring = nullptr;
+  }
+  external_inputs.clear();
+  if (external_pool != nullptr) {
+    rte_mempool_free(external_pool);
+    external_pool = nullptr;
+  }
 }
 
 Dataplane::Dataplane(const ApplianceConfig& config, PipelineFactory factory)
@@ -233,6 +261,33 @@ Mac Dataplane::port_mac(std::size_t port) const { return impl_->ports.at(port)->
 std::uint16_t Dataplane::port_id(std::size_t port) const { return impl_->ports.at(port)->port_id; }
 rte_mempool* Dataplane::mempool(std::size_t port) const { return impl_->ports.at(port)->pool; }
 ChannelPipeline& Dataplane::pipeline(std::size_t channel) { return *impl_->channels.at(channel).pipeline; }
+
+bool Dataplane::feed_external(std::size_t channel, std::size_t input, std::span<const std::uint8_t> bytes) {
+  const ChannelState& cs = impl_->channels.at(channel);
+  if (input >= impl_->config.channels.at(channel).inputs.size()) throw std::out_of_range("input");
+  InputState& in = *impl_->inputs[cs.first_input + input];
+  if (in.ring == nullptr) throw std::out_of_range("not an SRT input");
+  rte_mbuf* m = rte_pktmbuf_alloc(impl_->external_pool);
+  if (m == nullptr) {
+    bump(in.counters.external_drops);
+    return false;
+  }
+  if (bytes.size() > rte_pktmbuf_tailroom(m)) bytes = bytes.first(rte_pktmbuf_tailroom(m));
+  auto* dst = static_cast<std::uint8_t*>(static_cast<void*>(rte_pktmbuf_append(m, static_cast<std::uint16_t>(bytes.size()))));
+  std::memcpy(dst, bytes.data(), bytes.size());
+  if (rte_ring_enqueue(in.ring, m) != 0) {
+    rte_pktmbuf_free(m);
+    bump(in.counters.external_drops);
+    return false;
+  }
+  return true;
+}
+
+std::uint64_t Dataplane::external_drops(std::size_t channel, std::size_t input) const {
+  const ChannelState& cs = impl_->channels.at(channel);
+  if (input >= impl_->config.channels.at(channel).inputs.size()) throw std::out_of_range("input");
+  return impl_->inputs[cs.first_input + input]->counters.external_drops.load(std::memory_order_relaxed);
+}
 
 PortStats Dataplane::port_stats(std::size_t port) const {
   const PortCounters& c = impl_->ports.at(port)->counters;

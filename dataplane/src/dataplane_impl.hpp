@@ -10,8 +10,10 @@
 #include "twincast/dataplane/classifier.hpp"
 #include "twincast/dataplane/dataplane.hpp"
 #include "twincast/dataplane/net.hpp"
+#include "twincast/mpegts/aligner.hpp"
 
 struct rte_device;
+struct rte_ring;
 
 namespace twincast::dataplane {
 
@@ -20,6 +22,7 @@ inline constexpr std::size_t kPrefetchAhead = 3;
 inline constexpr std::size_t kMaxTsPerDatagram = 64;  // jumbo frames: 9000 / 188 = 47
 inline constexpr std::uint64_t kIgmpRefreshNs = 60'000'000'000ULL;
 inline constexpr std::uint64_t kStatsRefreshNs = 1'000'000'000ULL;
+inline constexpr unsigned kExternalRing = 1024;  // SRT messages queued per input (~1.4 MB)
 
 using Counter = std::atomic<std::uint64_t>;
 // One writer: a plain load + store, no locked instruction; readers load relaxed.
@@ -43,6 +46,7 @@ struct alignas(64) PortCounters {
 };
 
 struct alignas(64) InputCounters {
+  Counter external_drops{0};  // SRT bytes refused at the ring (full, or no mbuf): written by the producer
   Counter datagrams{0};
   Counter packets{0};
   Counter rtp_out_of_order{0};
@@ -80,6 +84,10 @@ struct InputState {
   std::uint16_t last_seq = 0;
   std::uint32_t ssrc = 0;
   std::uint64_t seen = 0;
+  // SRT (and any input received off the data plane): bytes arrive from a control thread
+  // in mbufs through a single-producer/single-consumer ring; the worker aligns them.
+  rte_ring* ring = nullptr;
+  std::unique_ptr<mpegts::PacketAligner> aligner;
   InputCounters counters;
 };
 
@@ -116,6 +124,7 @@ struct Dataplane::Impl {
   void enqueue_tx(PortState& port, rte_mbuf* m);
   void flush_tx(PortState& port);
   void poll_channels(std::uint64_t now_ns);
+  void drain_external(std::uint64_t now_ns);
   void refresh_eth_stats(PortState& port);
   void loop_once(std::uint64_t now_ns);
   static int worker_main(void* arg);
@@ -125,6 +134,8 @@ struct Dataplane::Impl {
   std::vector<std::unique_ptr<PortState>> ports;
   std::vector<std::unique_ptr<InputState>> inputs;
   std::vector<ChannelState> channels;
+  rte_mempool* external_pool = nullptr;  // mbufs for the SRT rings (multi-producer safe)
+  std::vector<InputState*> external_inputs;
   std::atomic<bool> stop_requested{false};
   bool running = false;
   unsigned worker_lcore = 0;

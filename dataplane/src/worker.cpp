@@ -3,6 +3,7 @@
 // by the function that received it.
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_ring.h>
 #include <rte_prefetch.h>
 
 #include <array>
@@ -325,6 +326,33 @@ void Dataplane::Impl::refresh_eth_stats(PortState& port) {
   }
 }
 
+// SRT inputs: mbufs from the control side's ring, realigned into TS packets (SRT
+// messages need not hold whole packets) and pushed to the channel in one batch per mbuf.
+void Dataplane::Impl::drain_external(std::uint64_t now_ns) {
+  for (InputState* in : external_inputs) {
+    rte_mbuf* ms[kBurst];
+    const unsigned n = rte_ring_dequeue_burst(in->ring, reinterpret_cast<void**>(ms), kBurst, nullptr);
+    for (unsigned i = 0; i < n; ++i) {
+      std::array<mpegts::TsPacket, kMaxTsPerDatagram> batch;
+      std::size_t k = 0;
+      ChannelPipeline& pipe = *channels[in->channel].pipeline;
+      auto sink = [&](const mpegts::TsPacket& p) {
+        batch[k++] = p;
+        if (k == batch.size()) {
+          pipe.push(in->input, std::span<const mpegts::TsPacket>(batch.data(), k), now_ns);
+          k = 0;
+        }
+      };
+      const std::uint64_t before = in->aligner->stats().packets;
+      in->aligner->push(std::span(rte_pktmbuf_mtod(ms[i], const std::uint8_t*), rte_pktmbuf_data_len(ms[i])), sink);
+      if (k != 0) pipe.push(in->input, std::span<const mpegts::TsPacket>(batch.data(), k), now_ns);
+      bump(in->counters.datagrams);
+      bump(in->counters.packets, in->aligner->stats().packets - before);
+    }
+    if (n != 0) rte_pktmbuf_free_bulk(ms, n);
+  }
+}
+
 void Dataplane::Impl::loop_once(std::uint64_t now_ns) {
   for (auto& pp : ports) {
     PortState& p = *pp;
@@ -340,6 +368,7 @@ void Dataplane::Impl::loop_once(std::uint64_t now_ns) {
     for (auto& p : ports) refresh_eth_stats(*p);
     next_stats_ns = now_ns + kStatsRefreshNs;
   }
+  drain_external(now_ns);
   poll_channels(now_ns);  // flushes every port's TX
 }
 

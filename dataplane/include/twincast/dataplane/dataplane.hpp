@@ -136,6 +136,14 @@ class Dataplane {
   [[nodiscard]] InputStats input_stats(std::size_t channel, std::size_t input) const;
   [[nodiscard]] ChannelPipeline& pipeline(std::size_t channel);
 
+  // Hands bytes of an SRT input (channel, input index within the channel) to the worker:
+  // copied into an mbuf and queued on that input's ring. Any thread, but one producer per
+  // input at a time. Returns false (and counts it) when the ring is full or no mbuf is
+  // free; throws std::out_of_range for an input that is not SRT.
+  bool feed_external(std::size_t channel, std::size_t input, std::span<const std::uint8_t> bytes);
+  // SRT bytes refused by feed_external().
+  [[nodiscard]] std::uint64_t external_drops(std::size_t channel, std::size_t input) const;
+
   // Test hooks, only while not running(): run the worker's code on frames the caller
   // allocated from mempool(port) (they are consumed), and one poll turn with TX flush.
   void process_burst(std::size_t port, rte_mbuf** frames, std::uint16_t n, std::uint64_t now_ns);
