@@ -69,6 +69,14 @@ std::string Appliance::status() const {
   }
   std::size_t srt_index = 0;
   for (std::size_t c = 0; c < cfg.channels.size(); ++c) {
+    const auto cs = impl_->dp->pipeline(c).stats();
+    std::snprintf(line, sizeof line,
+                  "channel=%s active_input=%s switches=%llu packets_in=%llu packets_out=%llu datagrams_out=%llu queue_drops=%llu\n",
+                  cfg.channels[c].id.c_str(), cfg.channels[c].inputs.at(cs.active_input).name.c_str(),
+                  static_cast<unsigned long long>(cs.switches), static_cast<unsigned long long>(cs.packets_in),
+                  static_cast<unsigned long long>(cs.packets_out), static_cast<unsigned long long>(cs.datagrams_out),
+                  static_cast<unsigned long long>(cs.dropped_queue_full));
+    out += line;
     for (std::size_t i = 0; i < cfg.channels[c].inputs.size(); ++i) {
       const auto& in = cfg.channels[c].inputs[i];
       const auto s = impl_->dp->input_stats(c, i);

@@ -13,6 +13,7 @@ constexpr const char* kUsage =
     "usage: twincast-ts COMMAND [options]\n"
     "  analyze [--json] FILE     services, PIDs, codecs, bitrates, TR 101 290 counts, MDI\n"
     "  remux -o OUT [opts] IN... select a service, merge files into an MPTS, remap PIDs\n"
+    "  record GROUP:PORT OUT     write what a receiver gets from a multicast group, unremuxed\n"
     "  --version\n"
     "Run `twincast-ts COMMAND --help` for a command's options.\n";
 }  // namespace
@@ -39,6 +40,7 @@ int ts_tool_main(const std::vector<std::string>& args) {
   try {
     if (args[0] == "analyze") return analyze_command(rest);
     if (args[0] == "remux") return remux_command(rest);
+    if (args[0] == "record") return record_command(rest);
     if (args[0] == "--version") {
       std::printf("twincast-ts %s\n", TWINCAST_VERSION);
       return 0;

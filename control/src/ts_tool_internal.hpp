@@ -22,5 +22,6 @@ std::uint64_t parse_number(const std::string& s, const char* what, std::uint64_t
 
 int analyze_command(const std::vector<std::string>& args);
 int remux_command(const std::vector<std::string>& args);
+int record_command(const std::vector<std::string>& args);
 
 }  // namespace twincast::control

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <stdexcept>
 #include <vector>
 
@@ -22,6 +23,14 @@ constexpr std::uint64_t kLateReanchorNs = 100 * kMs;     // schedule this far be
 constexpr std::uint64_t kEarlyReanchorNs = 1000 * kMs;   // schedule this far ahead: re-anchor
 constexpr std::uint64_t kPartialFlushNs = 20 * kMs;      // a partial datagram waits at most this long
 constexpr std::uint64_t kSelectorTickNs = 10 * kMs;
+
+// A counter with one writer: a plain load and store, no locked instruction.
+template <class T>
+void bump(std::atomic<T>& c, T n = 1) {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+inline void bump(std::atomic<std::uint64_t>& c, std::size_t n) { bump<std::uint64_t>(c, n); }
+inline void bump(std::atomic<std::uint64_t>& c) { bump<std::uint64_t>(c, 1); }
 
 struct Slot {
   TsPacket packet;
@@ -142,8 +151,8 @@ struct Channel::Impl {
   void switch_to(std::size_t i) {
     if (i == active) return;
     active = i;
-    ++stats.switches;
-    stats.active_input = i;
+    bump(counters.switches);
+    counters.active_input.store(i, std::memory_order_relaxed);
     remux.switch_source(0);
     reanchor = true;  // the new input's PCRs are another clock
   }
@@ -154,7 +163,7 @@ struct Channel::Impl {
 
   void enqueue(const TsPacket& p, std::uint64_t now) {
     if (queued() == kQueuePackets) {
-      ++stats.dropped_queue_full;
+      bump(counters.dropped_queue_full);
       return;
     }
     Slot& s = at(tail++);
@@ -211,8 +220,8 @@ struct Channel::Impl {
     for (std::uint64_t k = 0; k < count; ++k) dg[k] = at(head + k).packet;
     for (std::size_t o = 0; o < config.outputs.size(); ++o) sink.send(o, std::span(dg.data(), count));
     head += count;
-    stats.packets_out += count;
-    ++stats.datagrams_out;
+    bump(counters.packets_out, count);
+    bump(counters.datagrams_out);
   }
 
   void poll(std::uint64_t now, DatagramSink& sink) {
@@ -257,14 +266,14 @@ struct Channel::Impl {
       for (std::size_t k = 0; k < n; ++k) {
         if (head < scheduled) {
           dg[k] = at(head++).packet;
-          ++stats.packets_out;
+          bump(counters.packets_out);
         } else {
           dg[k] = null_packet;
           dg[k].set_cc(0);
         }
       }
       for (std::size_t o = 0; o < config.outputs.size(); ++o) sink.send(o, std::span(dg.data(), n));
-      ++stats.datagrams_out;
+      bump(counters.datagrams_out);
       next_slot_x1000 += slot_ns_x1000 * per_datagram;
     }
   }
@@ -274,9 +283,9 @@ struct Channel::Impl {
     in.seen = true;
     in.last_packet_ns = now;
     in.analyzer->push(packets, now);
-    stats.packets_in += packets.size();
+    bump(counters.packets_in, packets.size());
     if (input != active) {
-      stats.dropped_inactive += packets.size();
+      bump(counters.dropped_inactive, packets.size());
       select(now);
       return;
     }
@@ -311,7 +320,16 @@ struct Channel::Impl {
   std::uint64_t anchors = 0;
   std::uint64_t next_slot_x1000 = 0;
   TsPacket null_packet = mpegts::make_null_packet();
-  ChannelStats stats;
+  // One writer (the lcore that owns the channel); stats() may read from any thread.
+  struct alignas(64) Counters {
+    std::atomic<std::uint64_t> packets_in{0};
+    std::atomic<std::uint64_t> packets_out{0};
+    std::atomic<std::uint64_t> datagrams_out{0};
+    std::atomic<std::uint64_t> dropped_inactive{0};
+    std::atomic<std::uint64_t> dropped_queue_full{0};
+    std::atomic<std::uint64_t> switches{0};
+    std::atomic<std::size_t> active_input{0};
+  } counters;
 };
 
 Channel::Channel(const ChannelConfig& config) : impl_(std::make_unique<Impl>(config)) {}
@@ -326,7 +344,19 @@ void Channel::force_input(std::size_t input, std::uint64_t) {
   impl_->switch_to(input);
   impl_->manual = true;
 }
-const ChannelStats& Channel::stats() const { return impl_->stats; }
+ChannelStats Channel::stats() const {
+  const auto& c = impl_->counters;
+  constexpr auto r = std::memory_order_relaxed;
+  ChannelStats s;
+  s.packets_in = c.packets_in.load(r);
+  s.packets_out = c.packets_out.load(r);
+  s.datagrams_out = c.datagrams_out.load(r);
+  s.dropped_inactive = c.dropped_inactive.load(r);
+  s.dropped_queue_full = c.dropped_queue_full.load(r);
+  s.switches = c.switches.load(r);
+  s.active_input = c.active_input.load(r);
+  return s;
+}
 const ChannelConfig& Channel::config() const { return impl_->config; }
 const mpegts::Analyzer& Channel::input_analyzer(std::size_t input) const { return *impl_->inputs.at(input).analyzer; }
 

@@ -12,6 +12,7 @@ class ChannelAdapter final : public ChannelPipeline {
     channel_.push(input, packets, now_ns);
   }
   void poll(std::uint64_t now_ns, DatagramSink& sink) override { channel_.poll(now_ns, sink); }
+  [[nodiscard]] ChannelStats stats() const override { return channel_.stats(); }
 
  private:
   Channel channel_;

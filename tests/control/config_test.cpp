@@ -68,7 +68,7 @@ TEST(Config, DemoParsesIntoItsValues) {
   EXPECT_EQ(c.eal.file_prefix, "twincast-demo");
   ASSERT_EQ(c.ports.size(), 1U);
   EXPECT_EQ(c.ports[0].name, "core");
-  EXPECT_EQ(c.ports[0].device, "net_af_packet0,iface=veth1");
+  EXPECT_EQ(c.ports[0].device, "net_af_packet0,iface=tcdemo1");
   EXPECT_EQ(c.ports[0].address, ip(10, 0, 0, 2));
   EXPECT_EQ(c.ports[0].prefix_len, 24);
   ASSERT_EQ(c.channels.size(), 2U);
@@ -93,7 +93,7 @@ TEST(Config, DemoParsesIntoItsValues) {
   EXPECT_EQ(srt.streamid, "news");
   ASSERT_EQ(news.outputs.size(), 1U);
   EXPECT_EQ(news.outputs[0].address, ip(239, 10, 0, 1));
-  EXPECT_EQ(news.outputs[0].udp_port, 5000);
+  EXPECT_EQ(news.outputs[0].udp_port, 5001);
 
   const ChannelConfig& sport = c.channels[1];
   ASSERT_EQ(sport.inputs.size(), 1U);

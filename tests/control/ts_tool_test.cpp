@@ -5,6 +5,11 @@
 #include <boost/json.hpp>
 #include <filesystem>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "tests_common.hpp"
 
 namespace fs = std::filesystem;
@@ -176,4 +181,40 @@ TEST_F(TsTool, ClearErrorsForBadUse) {
   EXPECT_NE(r.out.find("no PAT/PMT"), std::string::npos) << r.out;
   r = run(ts_tool() + " analyze " + shell_quote((dir_ / "junk.bin").string()));
   EXPECT_EQ(r.exit_code, 0) << r.out;
+}
+
+TEST_F(TsTool, RecordWritesDatagramsUnchangedAndUnwrapsRtp) {
+  // A kernel UDP sender on loopback: plain TS datagrams, then RTP-wrapped ones.
+  const auto pkts = twincast::test::read_packets(fixture("h264_aac.ts"));
+  const fs::path out = dir_ / "rec.ts";
+  const int port = 20000 + static_cast<int>(::getpid() % 20000);
+  const std::string cmd = ts_tool() + " record --seconds 3 127.0.0.1:" + std::to_string(port) + " " + shell_quote(out.string());
+  FILE* rec = ::popen((cmd + " 2>&1").c_str(), "r");
+  ASSERT_NE(rec, nullptr);
+  ::usleep(500'000);
+  const int s = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<std::uint16_t>(port));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::size_t sent = 0;
+  for (std::size_t i = 0; i + 7 <= 700; i += 7, sent += 7) {
+    std::vector<std::uint8_t> d;
+    if (i >= 350) {  // RTP: V=2, PT=33, sequence, timestamp, SSRC
+      const std::uint8_t rtp[12] = {0x80, 33, 0, static_cast<std::uint8_t>(i), 0, 0, 0, 0, 1, 2, 3, 4};
+      d.insert(d.end(), rtp, rtp + 12);
+    }
+    for (std::size_t k = 0; k < 7; ++k) d.insert(d.end(), pkts[i + k].bytes.begin(), pkts[i + k].bytes.end());
+    ASSERT_EQ(::sendto(s, d.data(), d.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to), static_cast<ssize_t>(d.size()));
+    ::usleep(1000);
+  }
+  ::close(s);
+  std::string log;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, rec) != nullptr) log += buf;
+  EXPECT_EQ(::pclose(rec), 0) << log;
+  EXPECT_NE(log.find("100 datagrams (50 RTP"), std::string::npos) << log;
+  const auto got = twincast::test::read_packets(out);
+  ASSERT_EQ(got.size(), sent);
+  for (std::size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i].bytes, pkts[i].bytes) << "packet " << i;
 }

@@ -53,7 +53,8 @@ class Channel {
   // Operator command: make `input` the active one now.
   void force_input(std::size_t input, std::uint64_t now_ns);
 
-  [[nodiscard]] const ChannelStats& stats() const;
+  // A snapshot; safe to call from any thread while the owning lcore runs the channel.
+  [[nodiscard]] ChannelStats stats() const;
   [[nodiscard]] const ChannelConfig& config() const;
   // TR 101 290, MDI and bitrates of one input (active or not).
   [[nodiscard]] const mpegts::Analyzer& input_analyzer(std::size_t input) const;

@@ -94,6 +94,8 @@ class ChannelPipeline {
   virtual ~ChannelPipeline() = default;
   virtual void push(std::size_t input, std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns) = 0;
   virtual void poll(std::uint64_t now_ns, DatagramSink& sink) = 0;
+  // Counters, readable from any thread (stand-ins may leave them zero).
+  [[nodiscard]] virtual ChannelStats stats() const { return {}; }
 };
 using PipelineFactory = std::function<std::unique_ptr<ChannelPipeline>(const ChannelConfig&)>;
 // Wraps dataplane::Channel.
