@@ -1,0 +1,347 @@
+// TS throughput of the whole data plane on one worker core, with DPDK virtual devices:
+//
+//   net_pcap (rx_pcap=FILE, infinite_rx=1) -> Dataplane worker loop (RX burst, parse,
+//   classify, copy, channel pipeline, TX build) -> net_null (no-rx=1)
+//
+// The pcap holds UDP datagrams of 7 TS packets (1316 bytes of payload) addressed to the
+// channel's input (239.1.1.1:5000), built from --input=FILE.ts (or a synthetic stream).
+// The channel's output uses passthrough pacing, so nothing waits for a PCR: the rate is
+// what the worker core sustains. Each repetition builds a Dataplane, starts the worker,
+// lets it warm up, then reads the port and input counters over a fixed time.
+//
+//   dataplane_bench [--input=FILE.ts] [--pcap=OUT.pcap] [--seconds=2] [--warmup=0.5]
+//                   [--max-datagrams=8192] [Google Benchmark flags]
+//
+// Benchmarks:
+//   BM_Dataplane/channel  the production pipeline (dataplane::Channel: selector, analyzer,
+//                         remux, passthrough pacer)
+//   BM_Dataplane/relay    a stand-in pipeline that sends every datagram on as it came: the
+//                         worker's own RX/TX cost without the channel
+// The difference of the two is what the channel costs; bench/compare_testpmd adds
+// dpdk-testpmd (io forwarding on the same vdevs) for what the PMDs alone cost.
+#include <benchmark/benchmark.h>
+#include <rte_eal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "twincast/dataplane/dataplane.hpp"
+#include "twincast/dataplane/net.hpp"
+#include "twincast/mpegts/aligner.hpp"
+#include "twincast/mpegts/psi_tables.hpp"
+
+namespace twincast::dataplane {
+namespace {
+
+using mpegts::TsPacket;
+
+constexpr Ipv4 kPeerIp = net::ipv4(10, 9, 0, 1);
+constexpr Ipv4 kOurIp = net::ipv4(10, 9, 0, 2);
+constexpr Ipv4 kGroupIn = net::ipv4(239, 1, 1, 1);
+constexpr Ipv4 kGroupOut = net::ipv4(239, 2, 2, 2);
+constexpr std::uint16_t kUdpPort = 5000;
+constexpr std::size_t kTsPerDatagram = 7;
+constexpr Mac kPeerMac = {0x02, 0x74, 0x63, 0x00, 0x00, 0x01};
+
+struct Options {
+  std::string input;
+  std::string pcap;
+  double seconds = 2.0;
+  double warmup = 0.5;
+  std::size_t max_datagrams = 8192;
+};
+Options g_options;
+std::size_t g_frames = 0;  // datagrams in the pcap
+
+std::vector<TsPacket> load_ts(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) {
+    std::fprintf(stderr, "dataplane_bench: cannot read %s\n", path.c_str());
+    std::exit(2);
+  }
+  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::vector<TsPacket> packets;
+  mpegts::PacketAligner a;
+  auto sink = [&](const TsPacket& p) { packets.push_back(p); };
+  a.push(bytes, sink);
+  a.flush(sink);
+  return packets;
+}
+
+// One service (PMT 0x1000, video 0x100 with a PCR every 20 packets, audio 0x101), PAT and
+// PMT every ~100 ms at 8 Mbit/s: enough for the remux to pass everything on.
+std::vector<TsPacket> synthesize(std::size_t n_packets) {
+  mpegts::Service svc;
+  svc.service_id = 1;
+  svc.pmt_pid = 0x1000;
+  svc.pcr_pid = 0x100;
+  svc.streams = {{.pid = 0x100, .stream_type = 0x1B, .codec = mpegts::Codec::kH264},
+                 {.pid = 0x101, .stream_type = 0x0F, .codec = mpegts::Codec::kAac}};
+  mpegts::TableCarousel pat(mpegts::kPatPid), pmt(0x1000);
+  pat.update([&](std::uint8_t v) { return mpegts::build_pat(1, {{1, 0x1000}}, v); });
+  pmt.update([&](std::uint8_t v) { return mpegts::build_pmt(svc, v); });
+  std::vector<TsPacket> out;
+  std::vector<TsPacket> tables(8);
+  std::uint8_t cc_v = 0;
+  std::uint8_t cc_a = 0;
+  std::uint64_t pcr = 0;
+  for (std::size_t i = 0; out.size() < n_packets; ++i) {
+    if (i % 530 == 0) {
+      std::size_t n = pat.packetize(tables);
+      n += pmt.packetize(std::span(tables).subspan(n));
+      out.insert(out.end(), tables.begin(), tables.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+    TsPacket p = mpegts::make_null_packet();
+    const bool audio = i % 10 == 9;
+    p.set_pid(audio ? 0x101 : 0x100);
+    p.set_cc(audio ? cc_a++ : cc_v++);
+    p.set_payload_unit_start(i % 50 == 0);
+    if (!audio && i % 20 == 0) {
+      p.bytes[3] = static_cast<std::uint8_t>(0x30 | p.cc());
+      p.bytes[4] = 7;
+      p.bytes[5] = 0x10;
+      pcr += 27'000'000ULL * 188 * 8 * 20 / 8'000'000;
+      p.set_pcr(pcr);
+    }
+    out.push_back(p);
+  }
+  return out;
+}
+
+void put32(std::ofstream& f, std::uint32_t v) { f.write(reinterpret_cast<const char*>(&v), sizeof v); }
+
+// A classic pcap (microseconds, Ethernet) of UDP datagrams of 7 TS packets to the input.
+std::size_t write_pcap(const std::vector<TsPacket>& packets, const std::string& path, std::size_t max_datagrams) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  if (!f) {
+    std::fprintf(stderr, "dataplane_bench: cannot write %s\n", path.c_str());
+    std::exit(2);
+  }
+  for (std::uint32_t v : {0xa1b2c3d4u, 0x00040002u, 0u, 0u, 65535u, 1u}) put32(f, v);
+  net::UdpFrame uf;
+  uf.dst_mac = net::multicast_mac(kGroupIn);
+  uf.src_mac = kPeerMac;
+  uf.src_ip = kPeerIp;
+  uf.dst_ip = kGroupIn;
+  uf.src_port = 40000;
+  uf.dst_port = kUdpPort;
+  uf.ttl = 8;
+  constexpr std::size_t kPayload = kTsPerDatagram * mpegts::kPacketSize;
+  std::vector<std::uint8_t> frame(net::udp_headers_size(0) + kPayload);
+  std::size_t n = 0;
+  for (std::size_t at = 0; at + kTsPerDatagram <= packets.size() && n < max_datagrams; at += kTsPerDatagram, ++n) {
+    uf.identification = static_cast<std::uint16_t>(n);
+    const std::size_t h = net::write_udp_headers(frame, uf, kPayload);
+    std::memcpy(frame.data() + h, packets.data() + at, kPayload);
+    put32(f, static_cast<std::uint32_t>(n / 1000));           // seconds
+    put32(f, static_cast<std::uint32_t>((n % 1000) * 1000));  // microseconds
+    put32(f, static_cast<std::uint32_t>(frame.size()));
+    put32(f, static_cast<std::uint32_t>(frame.size()));
+    f.write(reinterpret_cast<const char*>(frame.data()), static_cast<std::streamsize>(frame.size()));
+  }
+  return n;
+}
+
+// The stand-in: every pushed datagram is sent on at the next poll, unchanged. Holds one RX
+// burst's worth (the worker pushes a whole burst, then polls).
+class Relay final : public ChannelPipeline {
+ public:
+  void push(std::size_t, std::span<const TsPacket> packets, std::uint64_t) override {
+    if (n_ == held_.size()) return;
+    Held& h = held_[n_++];
+    h.n = std::min(packets.size(), h.packets.size());
+    std::copy_n(packets.begin(), h.n, h.packets.begin());
+  }
+  void poll(std::uint64_t, DatagramSink& sink) override {
+    for (std::size_t i = 0; i < n_; ++i) sink.send(0, std::span<const TsPacket>(held_[i].packets.data(), held_[i].n));
+    n_ = 0;
+  }
+
+ private:
+  struct Held {
+    std::array<TsPacket, kTsPerDatagram> packets;
+    std::size_t n = 0;
+  };
+  std::array<Held, 64> held_{};
+  std::size_t n_ = 0;
+};
+
+enum class Mode { kChannel, kRelay };
+
+struct Snapshot {
+  PortStats in;
+  PortStats out;
+  InputStats input;
+  ChannelStats channel;
+  std::chrono::steady_clock::time_point at;
+};
+
+struct RunResult {
+  double seconds = 0;
+  double datagrams = 0;      // UDP datagrams of TS received and classified to the input
+  double ts_in = 0;          // TS packets handed to the channel
+  double ts_out = 0;         // TS packets in the transmitted datagrams
+  double tx_frames = 0;
+  double lost = 0;           // no mbuf, TX refused, channel queue full
+  double rx_nombuf = 0;
+};
+
+std::uint32_t pool_size_for(std::size_t frames) {
+  // The pcap PMD keeps every frame of the file in an mbuf of the RX pool (infinite_rx);
+  // the worker needs a few bursts more.
+  std::uint32_t n = 1;
+  while (n < frames + 8192) n <<= 1;
+  return n - 1;
+}
+
+Snapshot snapshot(Dataplane& dp) {
+  return Snapshot{dp.port_stats(0), dp.port_stats(1), dp.input_stats(0, 0), dp.pipeline(0).stats(),
+                  std::chrono::steady_clock::now()};
+}
+
+RunResult run_dataplane(Mode mode) {
+  static int instance = 0;
+  const int n = instance++;
+  ApplianceConfig config;
+  PortConfig in;
+  in.name = "in";
+  in.device = "net_pcap" + std::to_string(n) + ",rx_pcap=" + g_options.pcap + ",infinite_rx=1";
+  in.address = kOurIp;
+  in.mbufs = pool_size_for(g_frames);
+  PortConfig out;
+  out.name = "out";
+  out.device = "net_null" + std::to_string(n) + ",no-rx=1";
+  out.address = kOurIp;
+  config.ports = {in, out};
+  ChannelConfig ch;
+  ch.id = "bench";
+  ch.name = "bench";
+  InputConfig input;
+  input.name = "udp";
+  input.port = "in";
+  input.address = kGroupIn;
+  input.udp_port = kUdpPort;
+  ch.inputs = {input};
+  OutputConfig output;
+  output.port = "out";
+  output.address = kGroupOut;
+  output.udp_port = kUdpPort;
+  output.pacing = PacingMode::kPassthrough;
+  ch.outputs = {output};
+  config.channels = {ch};
+
+  PipelineFactory factory = make_channel_pipeline;
+  if (mode == Mode::kRelay) factory = [](const ChannelConfig&) { return std::make_unique<Relay>(); };
+  Dataplane dp(config, factory);
+  dp.start();
+  std::this_thread::sleep_for(std::chrono::duration<double>(g_options.warmup));
+  const Snapshot a = snapshot(dp);
+  std::this_thread::sleep_for(std::chrono::duration<double>(g_options.seconds));
+  const Snapshot b = snapshot(dp);
+  dp.stop();
+
+  auto d = [](std::uint64_t x1, std::uint64_t x0) { return static_cast<double>(x1 - x0); };
+  RunResult r;
+  r.seconds = std::chrono::duration<double>(b.at - a.at).count();
+  r.datagrams = d(b.input.datagrams, a.input.datagrams);
+  r.ts_in = d(b.input.packets, a.input.packets);
+  r.tx_frames = d(b.out.tx_packets, a.out.tx_packets);
+  const double header = static_cast<double>(net::udp_headers_size(0));
+  r.ts_out = (d(b.out.tx_bytes, a.out.tx_bytes) - header * r.tx_frames) / mpegts::kPacketSize;
+  r.lost = d(b.out.drop(DropReason::kTxNoMbuf), a.out.drop(DropReason::kTxNoMbuf)) +
+           d(b.out.drop(DropReason::kTxRefused), a.out.drop(DropReason::kTxRefused)) +
+           d(b.channel.dropped_queue_full, a.channel.dropped_queue_full);
+  r.rx_nombuf = d(b.in.rx_nombuf, a.in.rx_nombuf);
+  std::uint64_t other_drops = 0;
+  for (std::size_t i = 0; i < kDropReasonCount; ++i) other_drops += b.in.drops[i] - a.in.drops[i];
+  if (other_drops != 0) std::fprintf(stderr, "dataplane_bench: %llu input frames dropped\n",
+                                     static_cast<unsigned long long>(other_drops));
+  return r;
+}
+
+void BM_Dataplane(benchmark::State& state, Mode mode) {
+  RunResult r;
+  for (auto _ : state) {
+    r = run_dataplane(mode);
+    state.SetIterationTime(r.seconds);
+  }
+  const double s = r.seconds;
+  state.counters["dgram_per_s"] = r.datagrams / s;
+  state.counters["ts_in_per_s"] = r.ts_in / s;
+  state.counters["ts_out_per_s"] = r.ts_out / s;
+  state.counters["tx_frames_per_s"] = r.tx_frames / s;
+  state.counters["gbit_ts_in"] = r.ts_in * mpegts::kPacketSize * 8 / s / 1e9;
+  state.counters["gbit_ts_out"] = r.ts_out * mpegts::kPacketSize * 8 / s / 1e9;
+  state.counters["ns_per_dgram"] = r.datagrams > 0 ? s * 1e9 / r.datagrams : 0;
+  state.counters["lost"] = r.lost;
+  state.counters["rx_nombuf"] = r.rx_nombuf;
+}
+
+}  // namespace
+}  // namespace twincast::dataplane
+
+using twincast::dataplane::BM_Dataplane;
+using twincast::dataplane::Mode;
+BENCHMARK_CAPTURE(BM_Dataplane, channel, Mode::kChannel)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Dataplane, relay, Mode::kRelay)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+int main(int argc, char** argv) {
+  namespace dp = twincast::dataplane;
+  dp::Options& o = dp::g_options;
+  std::vector<char*> rest{argv[0]};
+  bool repetitions = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](const char* key) { return a.substr(std::strlen(key)); };
+    if (a.rfind("--input=", 0) == 0) o.input = value("--input=");
+    else if (a.rfind("--pcap=", 0) == 0) o.pcap = value("--pcap=");
+    else if (a.rfind("--seconds=", 0) == 0) o.seconds = std::stod(value("--seconds="));
+    else if (a.rfind("--warmup=", 0) == 0) o.warmup = std::stod(value("--warmup="));
+    else if (a.rfind("--max-datagrams=", 0) == 0) o.max_datagrams = std::stoul(value("--max-datagrams="));
+    else {
+      if (a.rfind("--benchmark_repetitions", 0) == 0) repetitions = true;
+      rest.push_back(argv[i]);
+    }
+  }
+  // Medians of 5 unless told otherwise.
+  static char reps[] = "--benchmark_repetitions=5";
+  static char aggregates[] = "--benchmark_report_aggregates_only=true";
+  if (!repetitions) {
+    rest.push_back(reps);
+    rest.push_back(aggregates);
+  }
+  if (o.pcap.empty()) o.pcap = "/tmp/dataplane_bench_" + std::to_string(getpid()) + ".pcap";
+  const auto packets = o.input.empty() ? dp::synthesize(o.max_datagrams * dp::kTsPerDatagram) : dp::load_ts(o.input);
+  dp::g_frames = dp::write_pcap(packets, o.pcap, o.max_datagrams);
+  if (dp::g_frames == 0) {
+    std::fprintf(stderr, "dataplane_bench: no datagrams to send\n");
+    return 2;
+  }
+  std::fprintf(stderr, "dataplane_bench: %zu datagrams of 7 TS packets in %s (%s)\n", dp::g_frames, o.pcap.c_str(),
+               o.input.empty() ? "synthetic stream" : o.input.c_str());
+
+  dp::ApplianceConfig eal;
+  eal.eal.lcores = "0,1";
+  eal.eal.memory_mb = 1024;
+  eal.eal.file_prefix = "tcbench_" + std::to_string(getpid());
+  dp::init_eal(eal, "dataplane_bench");
+
+  int n = static_cast<int>(rest.size());
+  benchmark::Initialize(&n, rest.data());
+  if (benchmark::ReportUnrecognizedArguments(n, rest.data())) return 2;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  rte_eal_cleanup();
+  return 0;
+}
