@@ -4,6 +4,7 @@
 #include "twincast/mpegts/psi_decoder.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <array>
 #include <cstddef>
 #include <map>
@@ -106,6 +107,31 @@ struct PsiDecoder::Impl {
 
   std::array<std::uint8_t, kPidCount> flags{};
 
+  // Table repetitions: a PSI packet that holds whole sections and is byte for byte the
+  // one before on its PID carries nothing new, so libdvbpsi (which allocates and checks
+  // the CRC for every section) does not see it. libdvbpsi is shown its own continuity
+  // counter, advanced by one per packet it is given and by two where the stream itself
+  // lost packets, so a skipped repetition never looks like a loss to it.
+  struct Repeat {
+    std::uint16_t pid = kNullPid;
+    std::uint8_t last_cc = 0xFF;      // the stream's CC of the last packet on this PID
+    std::uint8_t fed_cc = 0;          // the CC libdvbpsi saw last
+    bool have_last = false;           // `last` holds a self-contained PUSI payload
+    std::uint8_t last_len = 0;
+    std::array<std::uint8_t, kPacketSize - 4> last{};
+  };
+  static constexpr std::size_t kRepeatSlots = 64;
+  std::array<Repeat, kRepeatSlots> repeats{};
+  Repeat* repeat_slot(std::uint16_t pid) {
+    Repeat* empty = nullptr;
+    for (auto& r : repeats) {
+      if (r.pid == pid) return &r;
+      if (r.pid == kNullPid && empty == nullptr) empty = &r;
+    }
+    if (empty != nullptr) empty->pid = pid;
+    return empty;  // nullptr when full: such PIDs are always fed
+  }
+
   dvbpsi_t* pat = nullptr;
   dvbpsi_t* cat = nullptr;
   dvbpsi_t* nit = nullptr;
@@ -199,6 +225,7 @@ void PsiDecoder::Impl::open() {
     throw std::bad_alloc();
   }
   flags.fill(0);
+  repeats.fill(Repeat{});
   flags[kPatPid] |= kFlagPat;
   flags[kCatPid] |= kFlagCat;
   flags[kNitPid] |= kFlagNit;
@@ -438,6 +465,36 @@ bool PsiDecoder::Impl::push(const TsPacket& packet, std::uint16_t pid, std::uint
 
   // libdvbpsi takes a non-const pointer; give it a copy.
   std::array<std::uint8_t, kPacketSize> bytes = packet.bytes;
+  // Not EIT: libdvbpsi 1.3 reports a one-section EIT only when it arrives a second time.
+  if (Repeat* r = (f & kFlagEit) == 0 ? repeat_slot(pid) : nullptr; r != nullptr) {
+    const bool continuous = r->last_cc == 0xFF || packet.cc() == ((r->last_cc + 1) & 0x0F);
+    const bool duplicate = packet.cc() == r->last_cc;
+    r->last_cc = packet.cc();
+    // Self-contained: pointer_field 0, then whole sections, then only stuffing.
+    bool whole = packet.payload_unit_start() && payload[0] == 0;
+    if (whole) {
+      std::size_t at = 1;
+      while (at + 3 <= payload.size() && payload[at] != 0xFF) {
+        const std::size_t len = 3 + (((std::size_t{payload[at + 1]} & 0x0F) << 8) | payload[at + 2]);
+        at += len;
+      }
+      whole = at <= payload.size();
+    }
+    const bool same = whole && r->have_last && r->last_len == payload.size() &&
+                      std::memcmp(r->last.data(), payload.data(), payload.size()) == 0;
+    if (same && (continuous || duplicate)) {
+      ++stats.repeats_skipped;
+      return false;
+    }
+    if (duplicate) return false;  // a repeated packet (13818-1 2.4.3.3): libdvbpsi has it already
+    r->have_last = whole;
+    if (whole) {
+      r->last_len = static_cast<std::uint8_t>(payload.size());
+      std::memcpy(r->last.data(), payload.data(), payload.size());
+    }
+    r->fed_cc = static_cast<std::uint8_t>((r->fed_cc + (continuous ? 1 : 2)) & 0x0F);
+    bytes[3] = static_cast<std::uint8_t>((bytes[3] & 0xF0) | r->fed_cc);
+  }
   if ((f & kFlagPat) != 0) dvbpsi_packet_push(pat, bytes.data());
   if ((f & kFlagCat) != 0) dvbpsi_packet_push(cat, bytes.data());
   if ((f & kFlagNit) != 0) dvbpsi_packet_push(nit, bytes.data());

@@ -349,3 +349,37 @@ TEST(PsiDecoder, RandomPackets) {
   }
   EXPECT_LE(d.model().services.size(), 65535U);
 }
+
+TEST(PsiDecoder, TableRepetitionsDoNotReachLibdvbpsi) {
+  // A steady stream repeats PAT, PMT and SDT unchanged: after the first copy of each,
+  // every repetition is recognised and skipped (no allocation, no CRC), and the model is
+  // the one the first copies gave.
+  const auto pkts = twincast::test::read_packets(twincast::test::fixture("h264_aac.ts"));
+  PsiDecoder d;
+  std::size_t psi_packets = 0;
+  for (const auto& p : pkts) {
+    if (d.is_psi_pid(p.pid())) ++psi_packets;
+    d.push(p);
+  }
+  ASSERT_EQ(d.model().services.size(), 1u);
+  EXPECT_EQ(d.model().services[0].name, "Test One");
+  EXPECT_GT(psi_packets, 100u);
+  EXPECT_GE(d.stats().repeats_skipped, psi_packets - 10) << "only the first copy of each table is decoded";
+  // A changed table is still seen among the repetitions: the same stream with the PMT's
+  // version moved on (and its CRC redone) from halfway.
+  auto changed = pkts;
+  for (std::size_t i = changed.size() / 2; i < changed.size(); ++i) {
+    auto& p = changed[i];
+    if (p.pid() != 0x1000 || !p.payload_unit_start()) continue;
+    auto pl = p.payload();
+    const std::size_t at = 1 + pl[0];
+    const std::size_t len = 3 + (((std::size_t{pl[at + 1]} & 0x0F) << 8) | pl[at + 2]);
+    pl[at + 5] = static_cast<std::uint8_t>((pl[at + 5] & 0xC1) | (((((pl[at + 5] >> 1) & 0x1F) + 1) & 0x1F) << 1));
+    const std::uint32_t crc = twincast::mpegts::crc32_mpeg(pl.subspan(at, len - 4));
+    for (int k = 0; k < 4; ++k) pl[at + len - 4 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(crc >> (24 - 8 * k));
+  }
+  PsiDecoder e;
+  for (const auto& p : changed) e.push(p);
+  ASSERT_EQ(e.model().services.size(), 1u);
+  EXPECT_EQ(e.model().services[0].pmt_version, (d.model().services[0].pmt_version + 1) & 0x1F);
+}

@@ -4,8 +4,10 @@
 // and detached when the program leaves the PAT. CAT (PID 1), SDT actual (PID 0x11, table
 // 0x42), NIT actual (PID 0x10, table 0x40; LCNs from the logical_channel_descriptor 0x83)
 // and EIT (PID 0x12) are decoded too; EIT is only counted (it passes through untouched).
-// Allocation happens when libdvbpsi completes a section or a table changes, never for
-// the media packets, which the caller need not even push (see is_psi_pid()).
+// Table repetitions that fit in one packet (the usual PAT, PMT and SDT) are recognised
+// byte for byte and not handed to libdvbpsi, so a steady stream costs a compare per PSI
+// packet and no allocation; libdvbpsi allocates only when a table changes or spans
+// packets. Media packets are ignored (the caller need not even push them, see is_psi_pid()).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +29,7 @@ class PsiDecoder {
     std::uint64_t eit = 0;
     std::uint64_t version_changes = 0;  // a table arrived with a version other than the one held
     std::uint64_t model_changes = 0;    // times model() changed
+    std::uint64_t repeats_skipped = 0;  // table repetitions not handed to libdvbpsi (nothing new in them)
   };
 
   PsiDecoder();
