@@ -95,6 +95,16 @@ std::string Appliance::status() const {
       out += "\n";
     }
   }
+  for (std::size_t m = 0; m < cfg.multiplexes.size() && m < impl_->dp->multiplex_count(); ++m) {
+    const auto ms = impl_->dp->multiplex_stats(m);
+    std::snprintf(line, sizeof line,
+                  "multiplex=%s channels=%zu packets_in=%llu packets_out=%llu datagrams_out=%llu queue_drops=%llu\n",
+                  cfg.multiplexes[m].id.c_str(), cfg.multiplexes[m].channels.size(),
+                  static_cast<unsigned long long>(ms.packets_in), static_cast<unsigned long long>(ms.packets_out),
+                  static_cast<unsigned long long>(ms.datagrams_out),
+                  static_cast<unsigned long long>(ms.dropped_queue_full));
+    out += line;
+  }
   return out;
 }
 

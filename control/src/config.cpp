@@ -38,6 +38,7 @@ using dataplane::InputConfig;
 using dataplane::InputKind;
 using dataplane::Ipv4;
 using dataplane::Mac;
+using dataplane::MultiplexConfig;
 using dataplane::OutputConfig;
 using dataplane::OutputKind;
 using dataplane::PacingMode;
@@ -240,6 +241,8 @@ class Parser {
   std::vector<ConfigError> errors;
   std::unordered_map<std::string, Pos> where;  // YAML path -> position of its value
   bool ports_broken = false;                   // "ports" is not a list: references cannot be checked
+  bool channels_broken = false;                // "channels" is not a list: references cannot be checked
+  std::vector<bool> outputs_mistyped;          // per channel: "outputs" is there but not a list
 
   void error(Pos p, std::string path, std::string message) {
     errors.push_back({std::move(path), p.line, p.column, std::move(message)});
@@ -286,6 +289,7 @@ class Parser {
   void parse_dataplane(const YAML::Node& n, EalConfig& eal);
   PortConfig parse_port(const YAML::Node& n, const std::string& path);
   ChannelConfig parse_channel(const YAML::Node& n, const std::string& path);
+  MultiplexConfig parse_multiplex(const YAML::Node& n, const std::string& path);
   InputConfig parse_input(const YAML::Node& n, const std::string& path, std::size_t index);
   void parse_udp_input(const YAML::Node& n, const std::string& path, InputConfig& in);
   void parse_srt_input(const YAML::Node& n, const std::string& path, InputConfig& in);
@@ -294,6 +298,7 @@ class Parser {
   mpegts::PidRule parse_pid_rule(const YAML::Node& n, const std::string& path);
 
   fs::path base_dir_;
+  std::size_t channel_index_ = 0;
 };
 
 Fields::Fields(Parser& p, const YAML::Node& node, std::string path, std::initializer_list<std::string_view> keys)
@@ -495,7 +500,7 @@ ApplianceConfig Parser::parse(const YAML::Node& root) {
     error({1, 1}, "", "the file is empty (expected dataplane, ports and channels)");
     return cfg;
   }
-  Fields f(*this, root, "", {"dataplane", "ports", "channels"});
+  Fields f(*this, root, "", {"dataplane", "ports", "channels", "multiplexes"});
   if (!f.ok()) return cfg;
   if (const YAML::Node* n = f.find("dataplane")) parse_dataplane(*n, cfg.eal);
   if (f.has("ports") && !read_list(f, "ports", [&](const YAML::Node& n, const std::string& path, std::size_t) {
@@ -503,10 +508,16 @@ ApplianceConfig Parser::parse(const YAML::Node& root) {
       }))
     ports_broken = true;
   if (required(f, "channels")) {
-    read_list(f, "channels", [&](const YAML::Node& n, const std::string& path, std::size_t) {
-      cfg.channels.push_back(parse_channel(n, path));
-    });
+    if (!read_list(f, "channels", [&](const YAML::Node& n, const std::string& path, std::size_t) {
+          cfg.channels.push_back(parse_channel(n, path));
+        }))
+      channels_broken = true;
+  } else {
+    channels_broken = true;
   }
+  read_list(f, "multiplexes", [&](const YAML::Node& n, const std::string& path, std::size_t) {
+    cfg.multiplexes.push_back(parse_multiplex(n, path));
+  });
   return cfg;
 }
 
@@ -559,6 +570,8 @@ PortConfig Parser::parse_port(const YAML::Node& n, const std::string& path) {
 
 ChannelConfig Parser::parse_channel(const YAML::Node& n, const std::string& path) {
   ChannelConfig ch;
+  channel_index_ = outputs_mistyped.size();
+  outputs_mistyped.push_back(false);
   Fields f(*this, n, path,
            {"id", "name", "provider", "service_id", "source_service_id", "lcn", "pmt_pid", "pids", "inputs",
             "failover", "outputs", "hls", "priority"});
@@ -591,12 +604,44 @@ ChannelConfig Parser::parse_channel(const YAML::Node& n, const std::string& path
   });
   read_bool(f, "hls", ch.hls);
   read_int(f, "priority", ch.priority, 0, 255);
+  // Whether the channel goes anywhere is the validator's question (a multiplex may carry
+  // it); it needs to know whether "outputs" was there and not a list (reported already).
   const YAML::Node* outs = f.find("outputs");
-  const bool outputs_mistyped = outs != nullptr && !outs->IsSequence() && !outs->IsNull();
-  if (ch.outputs.empty() && !ch.hls && !outputs_mistyped)
-    error(outs != nullptr ? at(f.child("outputs")) : f.pos(), f.child("outputs"),
-          "the channel goes nowhere: no outputs and hls is off");
+  outputs_mistyped[channel_index_] = outs != nullptr && !outs->IsSequence() && !outs->IsNull();
   return ch;
+}
+
+MultiplexConfig Parser::parse_multiplex(const YAML::Node& n, const std::string& path) {
+  MultiplexConfig m;
+  Fields f(*this, n, path,
+           {"id", "transport_stream_id", "original_network_id", "network_id", "network_name", "channels", "outputs"});
+  if (!f.ok()) return m;
+  if (required(f, "id")) read_name(f, "id", m.id, 64);
+  read_int(f, "transport_stream_id", m.transport_stream_id, 0, 65535);
+  read_int(f, "original_network_id", m.original_network_id, 1, 65535);
+  read_int(f, "network_id", m.network_id, 1, 65535);
+  if (read_string(f, "network_name", m.network_name) && m.network_name.size() > kMaxSdtNames)
+    error_at(f.child("network_name"), "is " + std::to_string(m.network_name.size()) +
+                                          " bytes; a network_name_descriptor holds " + std::to_string(kMaxSdtNames));
+  if (!f.has("channels")) {
+    error(f.pos(), f.child("channels"), "a multiplex needs at least one channel");
+  } else if (read_list(f, "channels", [&](const YAML::Node& item, const std::string& p, std::size_t) {
+               if (item.IsScalar()) m.channels.push_back(item.Scalar());
+               else error(pos_of(item), p, "expected a channel id, got " + describe(item));
+             }) &&
+             m.channels.empty()) {
+    error_at(f.child("channels"), "a multiplex needs at least one channel");
+  }
+  const YAML::Node* outs = f.find("outputs");
+  if (outs == nullptr) {
+    error(f.pos(), f.child("outputs"), "a multiplex needs at least one output");
+  } else if (read_list(f, "outputs", [&](const YAML::Node& item, const std::string& p, std::size_t) {
+               m.outputs.push_back(parse_output(item, p));
+             }) &&
+             m.outputs.empty()) {
+    error_at(f.child("outputs"), "a multiplex needs at least one output");
+  }
+  return m;
 }
 
 mpegts::PidRule Parser::parse_pid_rule(const YAML::Node& n, const std::string& path) {
@@ -885,6 +930,75 @@ void validate(Parser& p, ApplianceConfig& cfg) {
                              " is already the destination of " + it->second);
       }
     }
+  }
+
+  // Multiplexes: members are channels by id, each at most once per multiplex (a channel
+  // may be in several multiplexes). A member needs its own service_id: two sources may
+  // well both be program 1. service_ids and LCNs are unique over all channels already,
+  // so they are unique inside a multiplex; pmt_pids (free per channel) must be too.
+  std::map<std::string, std::size_t> channel_index;
+  for (std::size_t c = 0; c < cfg.channels.size(); ++c) channel_index.emplace(cfg.channels[c].id, c);
+  const bool channels_incomplete =
+      p.channels_broken ||
+      std::any_of(cfg.channels.begin(), cfg.channels.end(), [](const auto& ch) { return ch.id.empty(); });
+  std::vector<bool> carried(cfg.channels.size(), false);
+  std::map<std::string, std::string> mux_ids;
+  for (std::size_t m = 0; m < cfg.multiplexes.size(); ++m) {
+    const MultiplexConfig& mux = cfg.multiplexes[m];
+    const std::string mpath = index_path("multiplexes", m);
+    if (!mux.id.empty() && !mux_ids.emplace(mux.id, mpath).second)
+      p.error_at(mpath + ".id", "duplicate multiplex id " + in_quotes(mux.id) + " (also " + mux_ids[mux.id] + ")");
+    std::map<std::string, std::size_t> members;
+    std::map<std::uint16_t, std::string> pmt_pids;
+    for (std::size_t k = 0; k < mux.channels.size(); ++k) {
+      const std::string& id = mux.channels[k];
+      const std::string kpath = index_path(mpath + ".channels", k);
+      const auto it = channel_index.find(id);
+      if (it == channel_index.end()) {
+        if (!channels_incomplete) p.error_at(kpath, "channel " + in_quotes(id) + " is not defined in channels");
+        continue;
+      }
+      if (!members.emplace(id, k).second) {
+        p.error_at(kpath, "channel " + in_quotes(id) + " is already in this multiplex (channels[" +
+                              std::to_string(members[id]) + "])");
+        continue;
+      }
+      carried[it->second] = true;
+      const ChannelConfig& ch = cfg.channels[it->second];
+      const std::string cpath = index_path("channels", it->second);
+      if (ch.service_id == 0)
+        p.error_at(kpath, "channel " + in_quotes(id) + " needs a service_id to be in a multiplex (" + cpath +
+                              " keeps its source's, which may collide)");
+      if (ch.pmt_pid != 0) {
+        if (auto [pit, fresh] = pmt_pids.emplace(ch.pmt_pid, id); !fresh)
+        {
+          std::ostringstream pid;
+          pid << "0x" << std::uppercase << std::hex << ch.pmt_pid;
+          p.error_at(kpath, "channel " + in_quotes(id) + " has pmt_pid " + pid.str() + ", like channel " +
+                                in_quotes(pit->second) + " in this multiplex");
+        }
+      }
+    }
+    for (std::size_t o = 0; o < mux.outputs.size(); ++o) {
+      const OutputConfig& out = mux.outputs[o];
+      const std::string opath = index_path(mpath + ".outputs", o);
+      const std::string body = opath + "." + kind_key(out.kind);
+      check_port(out.port, body + ".port");
+      if (out.address == 0 || out.udp_port == 0) continue;
+      if (auto [it, fresh] = destinations.emplace(std::make_pair(out.address, out.udp_port), opath); !fresh) {
+        const std::string dest = p.where.count(body + ".group") != 0 ? body + ".group" : body + ".address";
+        p.error_at(dest, ipv4_string(out.address) + ":" + std::to_string(out.udp_port) +
+                             " is already the destination of " + it->second);
+      }
+    }
+  }
+
+  for (std::size_t c = 0; c < cfg.channels.size(); ++c) {
+    const ChannelConfig& ch = cfg.channels[c];
+    const bool mistyped = c < p.outputs_mistyped.size() && p.outputs_mistyped[c];
+    if (ch.outputs.empty() && !ch.hls && !carried[c] && !mistyped)
+      p.error_at(index_path("channels", c) + ".outputs",
+                 "the channel goes nowhere: no outputs, hls is off and no multiplex carries it");
   }
 }
 

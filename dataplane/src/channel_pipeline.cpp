@@ -13,6 +13,7 @@ class ChannelAdapter final : public ChannelPipeline {
   }
   void poll(std::uint64_t now_ns, DatagramSink& sink) override { channel_.poll(now_ns, sink); }
   [[nodiscard]] ChannelStats stats() const override { return channel_.stats(); }
+  void add_tap(PacketTap* tap, std::size_t slot) override { channel_.add_tap(tap, slot); }
 
  private:
   Channel channel_;

@@ -113,6 +113,24 @@ Dataplane::Impl::Impl(const ApplianceConfig& c, PipelineFactory& factory) : conf
       }
       throw std::invalid_argument(what + ": unknown port \"" + name + "\"");
     };
+    auto make_output = [&](const OutputConfig& out, const std::string& who, const std::string& ssrc_key, std::size_t oi) {
+      OutputState os;
+      os.port = port_index(out.port, who + " output");
+      const PortState& p = *ports[os.port];
+      os.rtp = out.kind == OutputKind::kRtp;
+      os.resolved = net::is_multicast(out.address);
+      os.frame.dst_mac = net::multicast_mac(out.address);
+      os.frame.src_mac = p.mac;
+      os.frame.vlan = out.vlan != 0 ? out.vlan : p.config.vlan;
+      os.frame.src_ip = out.source != 0 ? out.source : p.config.address;
+      os.frame.dst_ip = out.address;
+      os.frame.src_port = out.source_port != 0 ? out.source_port : out.udp_port;
+      os.frame.dst_port = out.udp_port;
+      os.frame.ttl = out.ttl;
+      os.frame.dscp = out.dscp;
+      os.ssrc = output_ssrc(ssrc_key, oi);
+      return os;
+    };
     // Size each port's classifier, then fill it.
     std::vector<std::size_t> n_flows(ports.size(), 0);
     for (const ChannelConfig& ch : c.channels) {
@@ -156,28 +174,20 @@ Dataplane::Impl::Impl(const ApplianceConfig& c, PipelineFactory& factory) : conf
           }
         }
       }
-      for (std::size_t oi = 0; oi < ch.outputs.size(); ++oi) {
-        const OutputConfig& out = ch.outputs[oi];
-        OutputState os;
-        os.port = port_index(out.port, "channel " + ch.id + " output");
-        const PortState& p = *ports[os.port];
-        os.rtp = out.kind == OutputKind::kRtp;
-        os.resolved = net::is_multicast(out.address);
-        os.frame.dst_mac = net::multicast_mac(out.address);
-        os.frame.src_mac = p.mac;
-        os.frame.vlan = out.vlan != 0 ? out.vlan : p.config.vlan;
-        os.frame.src_ip = out.source != 0 ? out.source : p.config.address;
-        os.frame.dst_ip = out.address;
-        os.frame.src_port = out.source_port != 0 ? out.source_port : out.udp_port;
-        os.frame.dst_port = out.udp_port;
-        os.frame.ttl = out.ttl;
-        os.frame.dscp = out.dscp;
-        os.ssrc = output_ssrc(ch.id, oi);
-        cs.outputs.push_back(os);
-      }
+      for (std::size_t oi = 0; oi < ch.outputs.size(); ++oi)
+        cs.outputs.push_back(make_output(ch.outputs[oi], "channel " + ch.id, ch.id, oi));
       cs.pipeline = factory(ch);
       if (!cs.pipeline) throw std::invalid_argument("channel " + ch.id + ": no pipeline");
       channels.push_back(std::move(cs));
+    }
+    for (const MultiplexConfig& mc : c.multiplexes) {
+      MultiplexState ms;
+      ms.multiplex = std::make_unique<Multiplex>(mc, c.channels);
+      for (std::size_t oi = 0; oi < mc.outputs.size(); ++oi)
+        ms.outputs.push_back(make_output(mc.outputs[oi], "multiplex " + mc.id, "multiplex/" + mc.id, oi));
+      for (std::size_t slot = 0; slot < ms.multiplex->member_count(); ++slot)
+        channels[ms.multiplex->member_channel(slot)].pipeline->add_tap(ms.multiplex.get(), slot);
+      multiplexes.push_back(std::move(ms));
     }
     if (!external_inputs.empty()) {
       // Enough mbufs to fill every ring, plus what the worker holds while draining.
@@ -261,6 +271,10 @@ Mac Dataplane::port_mac(std::size_t port) const { return impl_->ports.at(port)->
 std::uint16_t Dataplane::port_id(std::size_t port) const { return impl_->ports.at(port)->port_id; }
 rte_mempool* Dataplane::mempool(std::size_t port) const { return impl_->ports.at(port)->pool; }
 ChannelPipeline& Dataplane::pipeline(std::size_t channel) { return *impl_->channels.at(channel).pipeline; }
+std::size_t Dataplane::multiplex_count() const { return impl_->multiplexes.size(); }
+MultiplexStats Dataplane::multiplex_stats(std::size_t multiplex) const {
+  return impl_->multiplexes.at(multiplex).multiplex->stats();
+}
 
 bool Dataplane::feed_external(std::size_t channel, std::size_t input, std::span<const std::uint8_t> bytes) {
   const ChannelState& cs = impl_->channels.at(channel);

@@ -106,6 +106,11 @@ struct ChannelState {
   std::size_t first_input = 0;  // index into Impl::inputs
 };
 
+struct MultiplexState {
+  std::unique_ptr<Multiplex> multiplex;  // fed by its members' taps, polled like a channel
+  std::vector<OutputState> outputs;
+};
+
 struct Dataplane::Impl {
   // ---- set-up (dataplane.cpp) ----
   Impl(const ApplianceConfig& config, PipelineFactory& factory);
@@ -118,8 +123,8 @@ struct Dataplane::Impl {
   void handle_igmp(PortState& port, net::Bytes message);
   void handle_udp(PortState& port, rte_mbuf* m, const net::Ipv4Header& ip, net::Bytes segment,
                   std::uint64_t now_ns);
-  void send_datagram(std::size_t channel, std::size_t output, std::span<const mpegts::TsPacket> packets,
-                     std::uint64_t now_ns);
+  void send_datagram(std::vector<OutputState>& outputs, std::size_t output,
+                     std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns);
   void send_reports(PortState& port, net::IgmpEvent event, Ipv4 only_group);
   void enqueue_tx(PortState& port, rte_mbuf* m);
   void flush_tx(PortState& port);
@@ -134,6 +139,7 @@ struct Dataplane::Impl {
   std::vector<std::unique_ptr<PortState>> ports;
   std::vector<std::unique_ptr<InputState>> inputs;
   std::vector<ChannelState> channels;
+  std::vector<MultiplexState> multiplexes;
   rte_mempool* external_pool = nullptr;  // mbufs for the SRT rings (multi-producer safe)
   std::vector<InputState*> external_inputs;
   std::atomic<bool> stop_requested{false};

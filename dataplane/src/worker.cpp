@@ -16,16 +16,18 @@ namespace {
 
 static_assert(sizeof(mpegts::TsPacket) == mpegts::kPacketSize, "TS packets are copied as 188-byte blocks");
 
+// The outputs of one channel or multiplex.
 class TxSink final : public DatagramSink {
  public:
-  TxSink(Dataplane::Impl& d, std::size_t channel, std::uint64_t now_ns) : d_(d), channel_(channel), now_ns_(now_ns) {}
+  TxSink(Dataplane::Impl& d, std::vector<OutputState>& outputs, std::uint64_t now_ns)
+      : d_(d), outputs_(outputs), now_ns_(now_ns) {}
   void send(std::size_t output, std::span<const mpegts::TsPacket> packets) override {
-    d_.send_datagram(channel_, output, packets, now_ns_);
+    d_.send_datagram(outputs_, output, packets, now_ns_);
   }
 
  private:
   Dataplane::Impl& d_;
-  std::size_t channel_;
+  std::vector<OutputState>& outputs_;
   std::uint64_t now_ns_;
 };
 
@@ -255,11 +257,10 @@ void Dataplane::Impl::send_reports(PortState& port, net::IgmpEvent event, Ipv4 o
   emit();
 }
 
-void Dataplane::Impl::send_datagram(std::size_t channel, std::size_t output, std::span<const mpegts::TsPacket> packets,
-                                    std::uint64_t now_ns) {
-  ChannelState& cs = channels[channel];
-  if (output >= cs.outputs.size() || packets.empty()) return;
-  OutputState& o = cs.outputs[output];
+void Dataplane::Impl::send_datagram(std::vector<OutputState>& outputs, std::size_t output,
+                                    std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns) {
+  if (output >= outputs.size() || packets.empty()) return;
+  OutputState& o = outputs[output];
   PortState& port = *ports[o.port];
   if (!o.resolved) {
     drop(port, DropReason::kTxNoRoute);
@@ -311,9 +312,13 @@ void Dataplane::Impl::flush_tx(PortState& port) {
 }
 
 void Dataplane::Impl::poll_channels(std::uint64_t now_ns) {
-  for (std::size_t c = 0; c < channels.size(); ++c) {
-    TxSink sink(*this, c, now_ns);
-    channels[c].pipeline->poll(now_ns, sink);
+  for (ChannelState& c : channels) {
+    TxSink sink(*this, c.outputs, now_ns);
+    c.pipeline->poll(now_ns, sink);
+  }
+  for (MultiplexState& m : multiplexes) {
+    TxSink sink(*this, m.outputs, now_ns);
+    m.multiplex->poll(now_ns, sink);
   }
   for (auto& p : ports) flush_tx(*p);
 }

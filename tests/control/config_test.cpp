@@ -157,6 +157,105 @@ TEST(Config, LineupHasTwentyDistinctChannels) {
   }
 }
 
+TEST(Config, LineupMultiplexesFiveChannelsIntoOneCbrMpts) {
+  const auto r = load_config((source_dir() / "config/lineup-20.yaml").string());
+  ASSERT_TRUE(r.ok()) << format_errors(r.errors, "lineup-20.yaml");
+  ASSERT_EQ(r.config->multiplexes.size(), 1U);
+  const MultiplexConfig& m = r.config->multiplexes[0];
+  EXPECT_EQ(m.id, "cable-mux-1");
+  EXPECT_EQ(m.transport_stream_id, 101);
+  EXPECT_EQ(m.original_network_id, 0x2000);
+  EXPECT_EQ(m.network_id, 0x3001);
+  EXPECT_EQ(m.network_name, "Example Cable");
+  EXPECT_EQ(m.channels, (std::vector<std::string>{"news-1", "news-2", "business", "sport-1", "sport-2"}));
+  ASSERT_EQ(m.outputs.size(), 1U);
+  EXPECT_EQ(m.outputs[0].pacing, PacingMode::kCbr);
+  EXPECT_EQ(m.outputs[0].cbr_bps, 38'000'000U);
+  EXPECT_EQ(m.outputs[0].address, ip(239, 210, 0, 1));
+  EXPECT_EQ(m.outputs[0].ttl, 8);
+}
+
+// A channel in a multiplex needs no output of its own, may be in several multiplexes,
+// and the multiplex's defaults apply to what is absent.
+TEST(Config, MultiplexMembersNeedNoOutputsAndMayBeShared) {
+  const auto r = parse_config(R"(ports:
+  - { name: core, device: net_tap0, address: 10.0.0.2/24 }
+channels:
+  - id: a
+    service_id: 10
+    inputs: [ { udp: { port: core, group: 239.1.1.1, udp_port: 5000 } } ]
+  - id: b
+    service_id: 11
+    lcn: 7
+    inputs: [ { udp: { port: core, group: 239.1.1.2, udp_port: 5000 } } ]
+multiplexes:
+  - id: east
+    channels: [b, a]
+    outputs: [ { udp: { port: core, group: 239.20.0.1, udp_port: 5000, pacing: cbr, cbr_bps: 8000000 } } ]
+  - id: west
+    channels: [a]
+    outputs: [ { rtp: { port: core, group: 239.20.0.2, udp_port: 5004 } } ]
+)");
+  ASSERT_TRUE(r.ok()) << format_errors(r.errors, "");
+  ASSERT_EQ(r.config->multiplexes.size(), 2U);
+  const MultiplexConfig defaults;
+  const MultiplexConfig& east = r.config->multiplexes[0];
+  EXPECT_EQ(east.channels, (std::vector<std::string>{"b", "a"}));
+  EXPECT_EQ(east.transport_stream_id, defaults.transport_stream_id);
+  EXPECT_EQ(east.network_name, defaults.network_name);
+  EXPECT_EQ(east.outputs[0].cbr_bps, 8'000'000U);
+  const MultiplexConfig& west = r.config->multiplexes[1];
+  EXPECT_EQ(west.outputs[0].kind, OutputKind::kRtp);
+  EXPECT_EQ(west.outputs[0].pacing, PacingMode::kPcr);
+  EXPECT_TRUE(r.config->channels[0].outputs.empty());
+
+  // Without the multiplexes, both channels go nowhere.
+  const std::string text = R"(ports:
+  - { name: core, device: net_tap0, address: 10.0.0.2/24 }
+channels:
+  - id: a
+    service_id: 10
+    inputs: [ { udp: { port: core, group: 239.1.1.1, udp_port: 5000 } } ]
+multiplexes: []
+)";
+  const auto none = parse_config(text);
+  ASSERT_EQ(none.errors.size(), 1U) << format_errors(none.errors, "");
+  EXPECT_EQ(none.errors[0].path, "channels[0].outputs");
+}
+
+// The multiplex rules that span objects all report at once, in file order.
+TEST(Config, MultiplexErrorsReportTogether) {
+  const auto r = parse_config(R"(ports:
+  - { name: core, device: net_tap0, address: 10.0.0.2/24 }
+channels:
+  - id: a
+    inputs: [ { udp: { port: core, group: 239.1.1.1, udp_port: 5000 } } ]
+    outputs: [ { udp: { port: core, group: 239.10.0.1, udp_port: 5000 } } ]
+multiplexes:
+  - id: m
+    transport_stream_id: 70000
+    channels: [a, zz, a]
+    outputs: [ { udp: { port: nowhere, group: 239.10.0.1, udp_port: 5000 } } ]
+  - id: m
+    channels: a
+    outputs: []
+)");
+  const std::vector<std::string> expected = {
+      "9:26: multiplexes[0].transport_stream_id: 70000 is out of range (0..65535)",
+      "10:16: multiplexes[0].channels[0]: channel \"a\" needs a service_id to be in a multiplex (channels[0] keeps "
+      "its source's, which may collide)",
+      "10:19: multiplexes[0].channels[1]: channel \"zz\" is not defined in channels",
+      "10:23: multiplexes[0].channels[2]: channel \"a\" is already in this multiplex (channels[0])",
+      "11:31: multiplexes[0].outputs[0].udp.port: port \"nowhere\" is not defined in ports (defined: core)",
+      "11:47: multiplexes[0].outputs[0].udp.group: 239.10.0.1:5000 is already the destination of "
+      "channels[0].outputs[0]",
+      "12:9: multiplexes[1].id: duplicate multiplex id \"m\" (also multiplexes[0])",
+      "13:15: multiplexes[1].channels: expected a list, got \"a\"",
+      "14:14: multiplexes[1].outputs: a multiplex needs at least one output",
+  };
+  EXPECT_EQ(formatted(r), expected);
+}
+
 TEST(Config, DefaultsApplyToWhatIsAbsent) {
   const auto r = parse_config(kMinimal);
   ASSERT_TRUE(r.ok()) << format_errors(r.errors, "");

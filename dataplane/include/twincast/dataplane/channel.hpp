@@ -4,8 +4,10 @@
 // The worker lcore that owns the channel calls push() with the TS packets each input
 // delivered (from a UDP/RTP datagram or the SRT ring) and poll() on every loop turn;
 // poll() hands every datagram whose departure time has come to the DatagramSink, once
-// per configured output. Nothing here allocates, locks, throws or logs after
-// construction.
+// per configured output. The remuxed SPTS (after the selector and the remux engine,
+// before the pacer) also goes to every PacketTap added with add_tap(): the multiplexes
+// the channel belongs to, later the HLS packager. A channel with taps may have no
+// outputs of its own. Nothing here allocates, locks, throws or logs after construction.
 #pragma once
 
 #include <cstddef>
@@ -28,6 +30,17 @@ class DatagramSink {
   ~DatagramSink() = default;
 };
 
+// Receives a channel's remuxed packets as they leave the remux engine, on the lcore that
+// pushes into the channel. `packets` is valid only during the call. Must not allocate,
+// lock, throw or log.
+class PacketTap {
+ public:
+  virtual void on_packets(std::size_t slot, std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns) = 0;
+
+ protected:
+  ~PacketTap() = default;
+};
+
 struct ChannelStats {
   std::uint64_t packets_in = 0;
   std::uint64_t packets_out = 0;
@@ -40,7 +53,9 @@ struct ChannelStats {
 
 class Channel {
  public:
-  // Throws std::invalid_argument for a configuration the pipeline cannot run.
+  // Throws std::invalid_argument for a configuration the pipeline cannot run (no inputs,
+  // packets_per_datagram outside 1..7, cbr without cbr_bps). No outputs is allowed: the
+  // channel then only feeds its taps.
   explicit Channel(const ChannelConfig& config);
   ~Channel();
   Channel(const Channel&) = delete;
@@ -50,6 +65,9 @@ class Channel {
   void push(std::size_t input, std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns);
   // Sends every datagram due at `now_ns` to `sink`, for each output.
   void poll(std::uint64_t now_ns, DatagramSink& sink);
+  // Also hands the remuxed packets to `tap`, tagged with `slot` (the tap's own index for
+  // this channel). Set-up only: before the first push(); the tap must outlive the channel.
+  void add_tap(PacketTap* tap, std::size_t slot);
   // Operator command: make `input` the active one now.
   void force_input(std::size_t input, std::uint64_t now_ns);
 

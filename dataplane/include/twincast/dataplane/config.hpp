@@ -101,10 +101,25 @@ struct ChannelConfig {
   std::uint8_t priority = 100;          // higher is more important (QoS shedding)
 };
 
+// An MPTS of several channels: each member's remuxed SPTS (after its selector, before its
+// own pacer) becomes one service of the multiplex, with the member's service_id, name,
+// provider, LCN and pmt_pid; PAT, PMTs, SDT and NIT are regenerated for the multiplex.
+// A channel may belong to several multiplexes; it needs no outputs of its own then.
+struct MultiplexConfig {
+  std::string id;                         // stable identifier (metrics, status)
+  std::uint16_t transport_stream_id = 1;
+  std::uint16_t original_network_id = 1;
+  std::uint16_t network_id = 1;
+  std::string network_name = "twincast";
+  std::vector<std::string> channels;      // ChannelConfig::id, in program order
+  std::vector<OutputConfig> outputs;      // pacing cbr is the usual choice for an MPTS
+};
+
 struct ApplianceConfig {
   EalConfig eal;
   std::vector<PortConfig> ports;
   std::vector<ChannelConfig> channels;
+  std::vector<MultiplexConfig> multiplexes;
 };
 
 }  // namespace twincast::dataplane

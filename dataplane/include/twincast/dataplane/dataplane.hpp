@@ -6,6 +6,7 @@
 //                                    -> IPv4/UDP -> FlowClassifier -> [RTP strip, dup drop]
 //                                       -> 188-byte packets -> ChannelPipeline::push()
 //   every channel: poll(now, sink) -> one mbuf per datagram per output -> TX burst
+//   every multiplex (fed by its member channels' taps): the same
 //
 // Nothing in the loop allocates from the heap, locks, throws or logs. Counters have one
 // writer (the worker) and are read by the control side with relaxed atomic loads.
@@ -22,6 +23,7 @@
 
 #include "twincast/dataplane/channel.hpp"
 #include "twincast/dataplane/config.hpp"
+#include "twincast/dataplane/multiplex.hpp"
 #include "twincast/mpegts/packet.hpp"
 
 struct rte_mbuf;
@@ -96,6 +98,9 @@ class ChannelPipeline {
   virtual void poll(std::uint64_t now_ns, DatagramSink& sink) = 0;
   // Counters, readable from any thread (stand-ins may leave them zero).
   [[nodiscard]] virtual ChannelStats stats() const { return {}; }
+  // Also hand the remuxed packets to `tap` (Channel::add_tap); set-up only. Stand-ins
+  // without a remuxed stream may ignore it.
+  virtual void add_tap(PacketTap* /*tap*/, std::size_t /*slot*/) {}
 };
 using PipelineFactory = std::function<std::unique_ptr<ChannelPipeline>(const ChannelConfig&)>;
 // Wraps dataplane::Channel.
@@ -115,8 +120,8 @@ void init_eal(const ApplianceConfig& config, const std::string& argv0);
 class Dataplane {
  public:
   // Sets up every port (mempool, queues, MAC, promiscuous + allmulticast, started), the
-  // classifier from the channels' UDP/RTP inputs and one pipeline per channel. EAL must be
-  // up. Throws std::runtime_error / std::invalid_argument with a message on failure.
+  // classifier from the channels' UDP/RTP inputs, one pipeline per channel and one
+  // Multiplex per multiplex, tapped onto its member channels' pipelines. EAL must be up. Throws std::runtime_error / std::invalid_argument with a message on failure.
   explicit Dataplane(const ApplianceConfig& config, PipelineFactory factory = make_channel_pipeline);
   ~Dataplane();  // stop(), then the ports are stopped and closed
   Dataplane(const Dataplane&) = delete;
@@ -137,6 +142,9 @@ class Dataplane {
   // (SRT inputs included so the numbering is stable; they stay zero here).
   [[nodiscard]] InputStats input_stats(std::size_t channel, std::size_t input) const;
   [[nodiscard]] ChannelPipeline& pipeline(std::size_t channel);
+  // Multiplexes in config order.
+  [[nodiscard]] std::size_t multiplex_count() const;
+  [[nodiscard]] MultiplexStats multiplex_stats(std::size_t multiplex) const;
 
   // Hands bytes of an SRT input (channel, input index within the channel) to the worker:
   // copied into an mbuf and queued on that input's ring. Any thread, but one producer per

@@ -1,0 +1,115 @@
+#include "twincast/dataplane/multiplex.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <stdexcept>
+
+#include "pacer.hpp"
+#include "twincast/mpegts/remux.hpp"
+
+namespace twincast::dataplane {
+
+namespace {
+
+using mpegts::TsPacket;
+
+std::vector<std::size_t> resolve_members(const MultiplexConfig& m, const std::vector<ChannelConfig>& channels) {
+  const std::string who = "multiplex " + m.id;
+  if (m.channels.empty()) throw std::invalid_argument(who + ": no channels");
+  if (m.outputs.empty()) throw std::invalid_argument(who + ": no outputs");
+  std::vector<std::size_t> members;
+  for (const std::string& id : m.channels) {
+    const auto it = std::find_if(channels.begin(), channels.end(), [&](const ChannelConfig& c) { return c.id == id; });
+    if (it == channels.end()) throw std::invalid_argument(who + ": unknown channel \"" + id + "\"");
+    const auto index = static_cast<std::size_t>(it - channels.begin());
+    if (std::find(members.begin(), members.end(), index) != members.end())
+      throw std::invalid_argument(who + ": channel \"" + id + "\" is listed twice");
+    members.push_back(index);
+  }
+  return members;
+}
+
+mpegts::RemuxConfig make_remux_config(const MultiplexConfig& m, const std::vector<ChannelConfig>& channels,
+                                      const std::vector<std::size_t>& members) {
+  mpegts::RemuxConfig rc;
+  rc.n_inputs = members.size();
+  rc.transport_stream_id = m.transport_stream_id;
+  rc.original_network_id = m.original_network_id;
+  rc.network_id = m.network_id;
+  rc.network_name = m.network_name;
+  rc.sdt = true;
+  rc.nit = true;
+  for (std::size_t slot = 0; slot < members.size(); ++slot) {
+    const ChannelConfig& c = channels[members[slot]];
+    mpegts::RemuxServiceConfig s;
+    s.input = slot;
+    s.source_service_id = 0;  // a channel's SPTS holds one service
+    s.service_id = c.service_id;
+    s.pmt_pid = c.pmt_pid;
+    s.lcn = c.lcn;
+    s.name = c.name;
+    s.provider = c.provider;
+    // The channel's PID rules were applied by the channel: none here.
+    rc.services.push_back(std::move(s));
+  }
+  return rc;
+}
+
+}  // namespace
+
+struct Multiplex::Impl {
+  Impl(const MultiplexConfig& m, const std::vector<ChannelConfig>& channels)
+      : config(m),
+        members(resolve_members(m, channels)),
+        remux(make_remux_config(m, channels, members)),
+        pacer(m.outputs, "multiplex " + m.id) {
+    remux_out.resize(remux.max_output_per_push());
+  }
+
+  void push(std::size_t slot, std::span<const TsPacket> packets, std::uint64_t now) {
+    if (slot >= members.size()) return;
+    bump_counter(packets_in, packets.size());
+    for (const TsPacket& p : packets) {
+      const std::size_t n = remux.push(slot, p, now, remux_out);
+      if (n == 0) continue;
+      // Pacing PCRs: the first member's service (output_model() may change in push()).
+      const auto& services = remux.output_model().services;
+      const std::uint16_t pcr_pid = services.empty() ? mpegts::kNullPid : services[0].pcr_pid;
+      for (std::size_t k = 0; k < n; ++k) {
+        const TsPacket& q = remux_out[k];
+        pacer.enqueue(q, q.has_pcr() && q.pid() == pcr_pid, now);
+      }
+    }
+  }
+
+  MultiplexConfig config;
+  std::vector<std::size_t> members;
+  mpegts::Remuxer remux;
+  std::vector<TsPacket> remux_out;
+  Pacer pacer;
+  alignas(64) std::atomic<std::uint64_t> packets_in{0};
+};
+
+Multiplex::Multiplex(const MultiplexConfig& config, const std::vector<ChannelConfig>& channels)
+    : impl_(std::make_unique<Impl>(config, channels)) {}
+Multiplex::~Multiplex() = default;
+
+void Multiplex::on_packets(std::size_t slot, std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns) {
+  impl_->push(slot, packets, now_ns);
+}
+void Multiplex::poll(std::uint64_t now_ns, DatagramSink& sink) { impl_->pacer.poll(now_ns, sink); }
+std::size_t Multiplex::member_channel(std::size_t slot) const { return impl_->members.at(slot); }
+std::size_t Multiplex::member_count() const { return impl_->members.size(); }
+const MultiplexConfig& Multiplex::config() const { return impl_->config; }
+const mpegts::ProgramModel& Multiplex::output_model() const { return impl_->remux.output_model(); }
+
+MultiplexStats Multiplex::stats() const {
+  MultiplexStats s;
+  s.packets_in = impl_->packets_in.load(std::memory_order_relaxed);
+  s.packets_out = impl_->pacer.packets_out();
+  s.datagrams_out = impl_->pacer.datagrams_out();
+  s.dropped_queue_full = impl_->pacer.dropped_queue_full();
+  return s;
+}
+
+}  // namespace twincast::dataplane

@@ -1,0 +1,155 @@
+#include "pacer.hpp"
+
+#include <algorithm>
+#include <array>
+#include <stdexcept>
+
+namespace twincast::dataplane {
+
+namespace {
+
+using mpegts::TsPacket;
+
+constexpr std::uint64_t kMs = 1'000'000;
+constexpr std::uint64_t kPcrDelayNs = 100 * kMs;         // a PCR leaves this long after it arrived (> PCR interval + jitter)
+constexpr std::uint64_t kMaxUnscheduledNs = 150 * kMs;   // no PCR for this long: send as they came
+constexpr std::uint64_t kLateReanchorNs = 100 * kMs;     // schedule this far behind: re-anchor
+constexpr std::uint64_t kEarlyReanchorNs = 1000 * kMs;   // schedule this far ahead: re-anchor
+constexpr std::uint64_t kPartialFlushNs = 20 * kMs;      // a partial datagram waits at most this long
+constexpr std::uint64_t kPacketBits = mpegts::kPacketSize * 8;
+
+}  // namespace
+
+Pacer::Pacer(const std::vector<OutputConfig>& outputs, const std::string& who) : n_outputs_(outputs.size()) {
+  for (const auto& o : outputs) {
+    if (o.packets_per_datagram < 1 || o.packets_per_datagram > 7)
+      throw std::invalid_argument(who + ": packets_per_datagram must be 1..7");
+    if (o.pacing == PacingMode::kCbr && o.cbr_bps == 0) throw std::invalid_argument(who + ": cbr pacing needs cbr_bps");
+  }
+  if (outputs.empty()) return;
+  per_datagram_ = outputs[0].packets_per_datagram;
+  pacing_ = outputs[0].pacing;
+  cbr_bps_ = outputs[0].cbr_bps;
+  queue_.resize(kQueuePackets);
+}
+
+void Pacer::enqueue(const TsPacket& p, bool pcr, std::uint64_t now) {
+  if (n_outputs_ == 0) return;
+  if (queued() == kQueuePackets) {
+    bump_counter(counters_.dropped_queue_full);
+    return;
+  }
+  Slot& s = at(tail_++);
+  s.packet = p;
+  s.due_ns = now;  // provisional: the arrival time
+  s.pcr = pcr;
+  if (pacing_ == PacingMode::kPcr) schedule_pcr(s.packet, now);
+  else scheduled_ = tail_;
+}
+
+// PCR pacing: a packet with a PCR of the pacing PID fixes its own departure time (PCR
+// mapped onto the local clock); the packets since the previous PCR are spread evenly
+// between the two.
+void Pacer::schedule_pcr(const TsPacket& p, std::uint64_t now) {
+  if (!at(tail_ - 1).pcr) {
+    // Without PCRs for too long, send packets as they arrived.
+    if (tail_ - scheduled_ > 1 && now - at(scheduled_).due_ns > kMaxUnscheduledNs) {
+      scheduled_ = tail_;
+      have_anchor_ = false;
+    }
+    return;
+  }
+  std::uint64_t due = 0;
+  bool anchor_now = !have_anchor_ || reanchor_ || p.discontinuity();
+  if (!anchor_now) {
+    const std::uint64_t delta_ticks = mpegts::pcr_delta(last_pcr_, p.pcr());
+    if (delta_ticks > mpegts::kPcrWrap / 2 || delta_ticks * 1000 / 27 > 1000 * kMs) {
+      anchor_now = true;  // a jump: the stream's timeline restarted
+    } else {
+      due = last_pcr_due_ + delta_ticks * 1000 / 27;
+      if (due + kLateReanchorNs < now || due > now + kEarlyReanchorNs) anchor_now = true;  // drifted away
+    }
+  }
+  if (anchor_now) {
+    due = now + kPcrDelayNs;
+    have_anchor_ = true;
+    reanchor_ = false;
+  }
+  // Spread the packets since the previous PCR between its departure and this one
+  // (after a new anchor: between now and this one).
+  const std::uint64_t n = tail_ - scheduled_;  // includes this packet
+  const std::uint64_t from = std::min(prev_due_valid_ && !anchor_now ? last_pcr_due_ : now, due);
+  for (std::uint64_t k = 0; k < n; ++k) at(scheduled_ + k).due_ns = from + (due - from) * (k + 1) / n;
+  scheduled_ = tail_;
+  last_pcr_ = p.pcr();
+  last_pcr_due_ = due;
+  prev_due_valid_ = true;
+}
+
+void Pacer::send_datagram(std::uint64_t count, DatagramSink& sink) {
+  std::array<TsPacket, 7> dg;
+  count = std::min<std::uint64_t>(count, dg.size());
+  for (std::uint64_t k = 0; k < count; ++k) dg[k] = at(head_ + k).packet;
+  for (std::size_t o = 0; o < n_outputs_; ++o) sink.send(o, std::span(dg.data(), count));
+  head_ += count;
+  bump_counter(counters_.packets_out, count);
+  bump_counter(counters_.datagrams_out);
+}
+
+void Pacer::poll(std::uint64_t now, DatagramSink& sink) {
+  if (n_outputs_ == 0) return;
+  // The input stopped (or carries no PCR): what waited too long for a PCR goes as it came.
+  if (tail_ > scheduled_ && now - at(scheduled_).due_ns > kMaxUnscheduledNs) {
+    scheduled_ = tail_;
+    have_anchor_ = false;
+  }
+  if (pacing_ == PacingMode::kCbr) {
+    poll_cbr(now, sink);
+    return;
+  }
+  // A datagram is up to per_datagram packets and ends early at a PCR packet, so every
+  // PCR leaves exactly on its schedule; it leaves when its last packet is due. A short
+  // one goes only when nothing more is coming for a while.
+  for (;;) {
+    const std::uint64_t ready = scheduled_ - head_;
+    if (ready == 0) break;
+    std::uint64_t count = std::min<std::uint64_t>(per_datagram_, ready);
+    for (std::uint64_t k = 0; k < count; ++k) {
+      if (at(head_ + k).pcr) {
+        count = k + 1;
+        break;
+      }
+    }
+    const Slot& last = at(head_ + count - 1);
+    if (last.due_ns > now) break;
+    const bool complete = count == per_datagram_ || last.pcr;
+    if (!complete && (tail_ != scheduled_ || last.due_ns + kPartialFlushNs > now)) break;
+    send_datagram(count, sink);
+  }
+}
+
+// Constant bitrate: one packet slot every 188*8/cbr_bps; empty slots carry null packets.
+void Pacer::poll_cbr(std::uint64_t now, DatagramSink& sink) {
+  const std::uint64_t slot_ns_x1000 = kPacketBits * 1'000'000'000'000ull / cbr_bps_;  // ns * 1000
+  if (next_slot_x1000_ == 0 || next_slot_x1000_ / 1000 + kLateReanchorNs < now) next_slot_x1000_ = now * 1000;
+  while (next_slot_x1000_ / 1000 <= now) {
+    std::array<TsPacket, 7> dg;
+    const std::size_t n = std::min(per_datagram_, dg.size());
+    std::uint64_t media = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+      if (head_ < scheduled_) {
+        dg[k] = at(head_++).packet;
+        ++media;
+      } else {
+        dg[k] = null_packet_;
+        dg[k].set_cc(0);
+      }
+    }
+    for (std::size_t o = 0; o < n_outputs_; ++o) sink.send(o, std::span(dg.data(), n));
+    bump_counter(counters_.packets_out, media);
+    bump_counter(counters_.datagrams_out);
+    next_slot_x1000_ += slot_ns_x1000 * per_datagram_;
+  }
+}
+
+}  // namespace twincast::dataplane

@@ -1,0 +1,92 @@
+// The output queue and pacer shared by dataplane::Channel and dataplane::Multiplex:
+// remuxed packets in, datagrams of up to 7 packets out at their departure time, handed to
+// a DatagramSink once per output.
+//
+//  - kPcr: a packet carrying a PCR of the pacing PID (the caller says which) departs at
+//    its PCR mapped onto the local clock (anchored kPcrDelayNs after arrival); packets
+//    between two PCRs are spread evenly. A datagram ends early at a PCR packet so every
+//    PCR leaves on time. Without PCRs for kMaxUnscheduledNs packets go as they came.
+//  - kCbr: one packet slot every 188*8/cbr_bps; empty slots carry null packets.
+//  - kPassthrough: packets leave as they arrived, in full datagrams.
+//
+// Sized at construction; enqueue() and poll() never allocate, lock, throw or log.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "twincast/dataplane/channel.hpp"
+#include "twincast/dataplane/config.hpp"
+#include "twincast/mpegts/packet.hpp"
+
+namespace twincast::dataplane {
+
+// A counter with one writer: a plain load and store, no locked instruction.
+inline void bump_counter(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+class Pacer {
+ public:
+  static constexpr std::size_t kQueuePackets = 16384;  // ~1.2 s at 20 Mbit/s
+
+  // Throws std::invalid_argument (prefixed with `who`) for packets_per_datagram outside
+  // 1..7 or cbr without a rate. The first output decides the schedule: all outputs carry
+  // the same datagrams. No outputs: nothing is queued, poll() sends nothing.
+  Pacer(const std::vector<OutputConfig>& outputs, const std::string& who);
+
+  // One packet in at `now`; `pcr`: it carries a PCR of the pacing PID. Counts a drop
+  // when the queue is full.
+  void enqueue(const mpegts::TsPacket& p, bool pcr, std::uint64_t now);
+  // Sends every datagram due at `now`.
+  void poll(std::uint64_t now, DatagramSink& sink);
+  // The pacing PID's timeline changed (an input switch): anchor on its next PCR.
+  void reanchor() { reanchor_ = true; }
+
+  [[nodiscard]] bool active() const { return n_outputs_ != 0; }
+  [[nodiscard]] std::uint64_t packets_out() const { return counters_.packets_out.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::uint64_t datagrams_out() const { return counters_.datagrams_out.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::uint64_t dropped_queue_full() const {
+    return counters_.dropped_queue_full.load(std::memory_order_relaxed);
+  }
+
+ private:
+  struct Slot {
+    mpegts::TsPacket packet;
+    std::uint64_t due_ns;
+    bool pcr;
+  };
+
+  [[nodiscard]] std::uint64_t queued() const { return tail_ - head_; }
+  Slot& at(std::uint64_t i) { return queue_[i % kQueuePackets]; }
+  void schedule_pcr(const mpegts::TsPacket& p, std::uint64_t now);
+  void send_datagram(std::uint64_t count, DatagramSink& sink);
+  void poll_cbr(std::uint64_t now, DatagramSink& sink);
+
+  std::size_t n_outputs_ = 0;
+  std::size_t per_datagram_ = 7;
+  PacingMode pacing_ = PacingMode::kPcr;
+  std::uint64_t cbr_bps_ = 0;
+  std::vector<Slot> queue_;
+  std::uint64_t head_ = 0;       // next packet to send
+  std::uint64_t scheduled_ = 0;  // packets before this have their departure time
+  std::uint64_t tail_ = 0;       // next free slot
+  bool have_anchor_ = false;
+  bool reanchor_ = false;
+  bool prev_due_valid_ = false;
+  std::uint64_t last_pcr_ = 0;
+  std::uint64_t last_pcr_due_ = 0;
+  std::uint64_t next_slot_x1000_ = 0;
+  mpegts::TsPacket null_packet_ = mpegts::make_null_packet();
+  // One writer (the owning lcore); the getters may read from any thread.
+  struct alignas(64) Counters {
+    std::atomic<std::uint64_t> packets_out{0};
+    std::atomic<std::uint64_t> datagrams_out{0};
+    std::atomic<std::uint64_t> dropped_queue_full{0};
+  } counters_;
+};
+
+}  // namespace twincast::dataplane

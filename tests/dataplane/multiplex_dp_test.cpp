@@ -1,0 +1,236 @@
+// A multiplex through the whole data plane without root: EAL with --no-huge, a net_pcap
+// port whose TX goes to a pcap file, three channels receiving real ffmpeg streams as UDP
+// multicast frames (Dataplane::process_burst), their SPTS tapped into one CBR multiplex
+// output; the pcap's datagrams to the multiplex group are checked for three programs,
+// every member's media, continuity, the mempool and the status counters.
+#include <gtest/gtest.h>
+#include <rte_eal.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+
+#include "tests_common.hpp"
+#include "twincast/dataplane/dataplane.hpp"
+#include "twincast/dataplane/net.hpp"
+#include "twincast/mpegts/file_times.hpp"
+#include "twincast/mpegts/psi_decoder.hpp"
+
+namespace twincast::dataplane {
+namespace {
+
+using mpegts::TsPacket;
+using net::ipv4;
+using ByteVec = std::vector<std::uint8_t>;
+
+constexpr Ipv4 kOurIp = ipv4(10, 9, 1, 2);
+constexpr Ipv4 kPeerIp = ipv4(10, 9, 1, 1);
+constexpr Ipv4 kMuxGroup = ipv4(239, 3, 3, 3);
+constexpr Ipv4 kOwnGroup = ipv4(239, 3, 3, 4);
+constexpr Mac kOurMac = {0x02, 0x74, 0x63, 0x00, 0x01, 0x02};
+constexpr Mac kPeerMac = {0x02, 0x74, 0x63, 0x00, 0x01, 0x01};
+constexpr std::uint64_t kMs = 1'000'000;
+constexpr std::uint64_t kCbr = 6'000'000;
+
+class EalEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    ApplianceConfig c;
+    c.eal.lcores = "0,1";
+    c.eal.memory_mb = 256;
+    c.eal.file_prefix = "tcdp_mux_" + std::to_string(getpid());
+    init_eal(c, "dataplane_multiplex_dp_test");
+  }
+  void TearDown() override { rte_eal_cleanup(); }
+};
+const auto* const g_env = ::testing::AddGlobalTestEnvironment(new EalEnvironment);
+
+ByteVec udp_frame(Ipv4 dst, std::uint16_t dport, std::span<const TsPacket> packets) {
+  net::UdpFrame f;
+  f.dst_mac = net::multicast_mac(dst);
+  f.src_mac = kPeerMac;
+  f.src_ip = kPeerIp;
+  f.dst_ip = dst;
+  f.src_port = 40000;
+  f.dst_port = dport;
+  f.ttl = 8;
+  const std::size_t payload = packets.size() * mpegts::kPacketSize;
+  ByteVec frame(net::udp_headers_size(0) + payload);
+  EXPECT_GT(net::write_udp_headers(frame, f, payload), 0u);
+  std::memcpy(frame.data() + net::udp_headers_size(0), packets.data(), payload);
+  return frame;
+}
+
+std::vector<ByteVec> read_pcap(const std::filesystem::path& p) {
+  const ByteVec b = test::read_file(p);
+  std::vector<ByteVec> frames;
+  for (std::size_t at = 24; at + 16 <= b.size();) {
+    std::uint32_t incl = 0;
+    std::memcpy(&incl, &b[at + 8], 4);
+    at += 16;
+    if (at + incl > b.size()) break;
+    frames.emplace_back(b.begin() + static_cast<std::ptrdiff_t>(at), b.begin() + static_cast<std::ptrdiff_t>(at + incl));
+    at += incl;
+  }
+  return frames;
+}
+
+// TS packets of the UDP datagrams sent to (group, port), in order.
+std::vector<TsPacket> ts_to(const std::vector<ByteVec>& frames, Ipv4 group, std::uint16_t port, std::size_t* n_dgrams) {
+  std::vector<TsPacket> out;
+  *n_dgrams = 0;
+  for (const auto& f : frames) {
+    const auto e = net::parse_ethernet(f);
+    if (!e || e->ether_type != net::kEtherTypeIpv4) continue;
+    net::Bytes l4;
+    const auto ip = net::parse_ipv4(net::Bytes(f).subspan(e->header_size), &l4);
+    if (!ip || ip->protocol != net::kProtoUdp || ip->dst != group) continue;
+    net::Bytes payload;
+    const auto u = net::parse_udp(l4, &payload);
+    if (!u || u->dst_port != port || payload.size() % mpegts::kPacketSize != 0) continue;
+    ++*n_dgrams;
+    for (std::size_t at = 0; at < payload.size(); at += mpegts::kPacketSize) {
+      TsPacket p;
+      std::memcpy(p.bytes.data(), payload.data() + at, mpegts::kPacketSize);
+      out.push_back(p);
+    }
+  }
+  return out;
+}
+
+TEST(MultiplexDataplane, ChannelsFromTheWireLeaveAsOneMpts) {
+  const auto dir = test::temp_dir("dp_mux");
+  {
+    const std::uint32_t hdr[6] = {0xa1b2c3d4, 0x00040002, 0, 0, 65535, 1};
+    std::ofstream(dir / "empty.pcap", std::ios::binary).write(reinterpret_cast<const char*>(hdr), sizeof hdr);
+  }
+  const auto tx_pcap = dir / "tx.pcap";
+  ApplianceConfig cfg;
+  PortConfig port;
+  port.name = "p0";
+  port.device = "net_pcap_mux0,rx_pcap=" + (dir / "empty.pcap").string() + ",tx_pcap=" + tx_pcap.string();
+  port.address = kOurIp;
+  port.mac = kOurMac;
+  port.mbufs = 4095;
+  cfg.ports.push_back(port);
+  const std::vector<std::string> files = {"h264_aac.ts", "hevc_aac.ts", "mpeg2_mp2.ts"};
+  for (std::size_t k = 0; k < files.size(); ++k) {
+    ChannelConfig ch;
+    ch.id = "ch" + std::to_string(k);
+    ch.name = "Channel " + std::to_string(k);
+    ch.service_id = static_cast<std::uint16_t>(301 + k);
+    ch.lcn = static_cast<std::uint16_t>(21 + k);
+    InputConfig in;
+    in.port = "p0";
+    in.address = ipv4(239, 1, 9, static_cast<std::uint8_t>(k + 1));
+    in.udp_port = 5000;
+    ch.inputs.push_back(in);
+    if (k == 0) {  // the first also keeps an SPTS output of its own
+      OutputConfig own;
+      own.port = "p0";
+      own.address = kOwnGroup;
+      own.udp_port = 5000;
+      ch.outputs.push_back(own);
+    }
+    cfg.channels.push_back(ch);
+  }
+  MultiplexConfig mux;
+  mux.id = "m";
+  mux.transport_stream_id = 9;
+  mux.channels = {"ch0", "ch1", "ch2"};
+  OutputConfig o;
+  o.port = "p0";
+  o.address = kMuxGroup;
+  o.udp_port = 6000;
+  o.pacing = PacingMode::kCbr;
+  o.cbr_bps = kCbr;
+  mux.outputs.push_back(o);
+  cfg.multiplexes.push_back(mux);
+
+  auto dp = std::make_unique<Dataplane>(cfg);
+  ASSERT_EQ(dp->multiplex_count(), 1u);
+  rte_mempool* pool = dp->mempool(0);
+  const unsigned base_in_use = rte_mempool_in_use_count(pool);
+
+  struct Src {
+    std::vector<TsPacket> packets;
+    std::vector<std::uint64_t> times;
+    std::size_t next = 0;
+  };
+  std::vector<Src> srcs;
+  for (const auto& f : files) {
+    Src s;
+    s.packets = test::read_packets(test::fixture(f));
+    s.times = mpegts::file_times(s.packets).ns;
+    srcs.push_back(std::move(s));
+  }
+  constexpr std::uint64_t kEnd = 3000 * kMs;  // the first 3 s of each file
+  for (std::uint64_t now = kMs; now <= kEnd + 300 * kMs; now += kMs) {
+    std::vector<rte_mbuf*> burst;
+    for (std::size_t k = 0; k < srcs.size(); ++k) {
+      Src& s = srcs[k];
+      while (s.next < s.packets.size() && s.times[s.next] < std::min(now, kEnd)) {
+        const std::size_t n = std::min<std::size_t>(7, s.packets.size() - s.next);
+        const ByteVec frame = udp_frame(cfg.channels[k].inputs[0].address, 5000, std::span(s.packets.data() + s.next, n));
+        rte_mbuf* m = rte_pktmbuf_alloc(pool);
+        ASSERT_NE(m, nullptr);
+        std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(frame.size())), frame.data(), frame.size());
+        burst.push_back(m);
+        s.next += n;
+      }
+    }
+    if (!burst.empty()) dp->process_burst(0, burst.data(), static_cast<std::uint16_t>(burst.size()), now);
+    dp->poll_once(now);
+    ASSERT_EQ(rte_mempool_in_use_count(pool), base_in_use) << "an mbuf leaked at " << now;
+  }
+  const MultiplexStats st = dp->multiplex_stats(0);
+  EXPECT_GT(st.packets_in, 0u);
+  EXPECT_EQ(st.dropped_queue_full, 0u);
+  const PortStats ps = dp->port_stats(0);
+  EXPECT_EQ(ps.drop(DropReason::kUnknownFlow), 0u);
+  EXPECT_EQ(ps.drop(DropReason::kTxNoMbuf), 0u);
+  dp.reset();  // closes the port: the pcap is complete
+
+  const auto frames = read_pcap(tx_pcap);
+  std::size_t n_dgrams = 0;
+  const auto out = ts_to(frames, kMuxGroup, 6000, &n_dgrams);
+  EXPECT_EQ(n_dgrams, st.datagrams_out);
+  mpegts::PsiDecoder psi;
+  for (const auto& p : out) psi.push(p);
+  const auto& model = psi.model();
+  EXPECT_EQ(model.transport_stream_id, 9);
+  ASSERT_EQ(model.services.size(), 3u);
+  for (std::size_t k = 0; k < 3; ++k) {
+    const mpegts::Service* s = model.find_service(static_cast<std::uint16_t>(301 + k));
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->name, "Channel " + std::to_string(k));
+    EXPECT_EQ(s->lcn, 21 + k);
+    ASSERT_EQ(s->streams.size(), 2u);
+    std::size_t media = 0;
+    for (const auto& p : out) media += p.pid() == s->streams[0].pid || p.pid() == s->streams[1].pid;
+    std::size_t media_in = 0;  // the sources' ES are 0x100 and 0x101
+    for (std::size_t i = 0; i < srcs[k].next; ++i) media_in += srcs[k].packets[i].pid() == 0x100 || srcs[k].packets[i].pid() == 0x101;
+    EXPECT_EQ(media, media_in) << files[k];
+  }
+  std::map<std::uint16_t, int> last;
+  std::size_t cc_errors = 0;
+  for (const auto& p : out) {
+    if (p.pid() == mpegts::kNullPid || !p.has_payload()) continue;
+    if (auto it = last.find(p.pid()); it != last.end() && p.cc() != ((it->second + 1) & 0xF)) ++cc_errors;
+    last[p.pid()] = p.cc();
+  }
+  EXPECT_EQ(cc_errors, 0u);
+  // The first channel's own SPTS output still goes out, with its one service.
+  const auto own = ts_to(frames, kOwnGroup, 5000, &n_dgrams);
+  mpegts::PsiDecoder own_psi;
+  for (const auto& p : own) own_psi.push(p);
+  ASSERT_EQ(own_psi.model().services.size(), 1u);
+  EXPECT_EQ(own_psi.model().services[0].service_id, 301);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace twincast::dataplane

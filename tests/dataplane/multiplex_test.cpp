@@ -1,0 +1,374 @@
+// MPTS multiplex outputs without DPDK: three channels fed from real ffmpeg streams (H.264,
+// HEVC, MPEG-2; all on the same PIDs, so the multiplex must remap), their remuxed SPTS
+// tapped into one Multiplex; the output is checked with ffprobe (three programs with the
+// configured ids and names), with our own PSI decoder (LCNs from the NIT, network name,
+// transport_stream_id), for continuity, for completeness of every member's media, and
+// for its constant rate.
+#include "twincast/dataplane/multiplex.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "tests_common.hpp"
+#include "twincast/dataplane/channel.hpp"
+#include "twincast/mpegts/file_times.hpp"
+#include "twincast/mpegts/psi_decoder.hpp"
+
+using namespace twincast;
+using namespace twincast::dataplane;
+using mpegts::TsPacket;
+using twincast::test::fixture;
+using twincast::test::read_packets;
+
+namespace {
+
+constexpr std::uint64_t kMs = 1'000'000;
+constexpr std::uint64_t kCbr = 6'000'000;
+
+struct Sent {
+  std::uint64_t t;
+  std::size_t output;
+  std::vector<TsPacket> packets;
+};
+
+struct Recorder final : DatagramSink {
+  std::uint64_t now = 0;
+  std::vector<Sent> sent;
+  void send(std::size_t output, std::span<const TsPacket> packets) override {
+    sent.push_back({now, output, {packets.begin(), packets.end()}});
+  }
+  std::vector<TsPacket> packets(std::size_t output = 0) const {
+    std::vector<TsPacket> out;
+    for (const auto& s : sent)
+      if (s.output == output) out.insert(out.end(), s.packets.begin(), s.packets.end());
+    return out;
+  }
+};
+
+// Counts what a tap receives (a second tap on a channel, next to the multiplex).
+struct CountingTap final : PacketTap {
+  std::map<std::size_t, std::size_t> per_slot;
+  void on_packets(std::size_t slot, std::span<const TsPacket> packets, std::uint64_t) override {
+    per_slot[slot] += packets.size();
+  }
+};
+
+struct Source {
+  std::vector<TsPacket> packets;
+  std::vector<std::uint64_t> times;
+  std::size_t next = 0;
+};
+
+Source source(const std::string& name) {
+  Source s;
+  s.packets = read_packets(fixture(name));
+  s.times = mpegts::file_times(s.packets).ns;
+  return s;
+}
+
+// Packets of the elementary streams of the first service in `pkts`, per stream type
+// order (video first, then audio, as the PMT lists them).
+std::vector<std::size_t> media_counts(const std::vector<TsPacket>& pkts, const mpegts::Service& svc) {
+  std::vector<std::size_t> n(svc.streams.size(), 0);
+  for (const auto& p : pkts)
+    for (std::size_t k = 0; k < svc.streams.size(); ++k) n[k] += p.pid() == svc.streams[k].pid;
+  return n;
+}
+
+mpegts::ProgramModel decode_psi(const std::vector<TsPacket>& pkts) {
+  mpegts::PsiDecoder psi;
+  for (const auto& p : pkts) psi.push(p);
+  return psi.model();
+}
+
+std::size_t cc_errors(const std::vector<TsPacket>& pkts) {
+  std::map<std::uint16_t, int> last;
+  std::size_t errors = 0;
+  for (const auto& p : pkts) {
+    if (p.pid() == mpegts::kNullPid || !p.has_payload()) continue;
+    auto it = last.find(p.pid());
+    if (it != last.end() && !p.discontinuity() && p.cc() != ((it->second + 1) & 0xF) && p.cc() != it->second) ++errors;
+    last[p.pid()] = p.cc();
+  }
+  return errors;
+}
+
+ChannelConfig member(const std::string& id, const std::string& name, std::uint16_t sid, std::uint16_t lcn,
+                     bool own_output = false) {
+  ChannelConfig c;
+  c.id = id;
+  c.name = name;
+  c.provider = "Twincast Test";
+  c.service_id = sid;
+  c.lcn = lcn;
+  c.inputs.push_back(InputConfig{});
+  if (own_output) c.outputs.push_back(OutputConfig{});
+  return c;
+}
+
+MultiplexConfig mux_config(PacingMode pacing = PacingMode::kCbr) {
+  MultiplexConfig m;
+  m.id = "mux1";
+  m.transport_stream_id = 77;
+  m.original_network_id = 8888;
+  m.network_id = 4444;
+  m.network_name = "Test Network";
+  m.channels = {"one", "two", "three"};
+  OutputConfig o;
+  o.pacing = pacing;
+  o.cbr_bps = pacing == PacingMode::kCbr ? kCbr : 0;
+  m.outputs.push_back(o);
+  return m;
+}
+
+std::vector<ChannelConfig> three_channels(bool first_has_output = false) {
+  return {member("one", "Alpha One", 201, 11, first_has_output), member("two", "Bravo Two", 202, 12),
+          member("three", "Charlie Three", 203, 13)};
+}
+
+const std::vector<std::string> kFiles = {"h264_aac.ts", "hevc_aac.ts", "mpeg2_mp2.ts"};
+
+struct Session {
+  std::vector<Source> sources;
+  Recorder mux_out;
+  Recorder own_out;  // the channels' own outputs
+};
+
+// Feeds each file into its channel in bursts of `burst` from 0 to end_ns; every 100 us the
+// channels and then the multiplex are polled.
+void run(std::vector<std::unique_ptr<Channel>>& channels, Multiplex& mux, Session& r, std::uint64_t end_ns,
+         std::size_t burst) {
+  for (const auto& f : kFiles) r.sources.push_back(source(f));
+  for (std::uint64_t now = 0; now <= end_ns; now += 100'000) {
+    for (std::size_t i = 0; i < r.sources.size(); ++i) {
+      Source& s = r.sources[i];
+      while (s.next < s.packets.size() && s.times[s.next] <= now) {
+        const std::size_t n = std::min(burst, s.packets.size() - s.next);
+        channels[i]->push(0, std::span(s.packets.data() + s.next, n), now);
+        s.next += n;
+      }
+    }
+    r.own_out.now = now;
+    r.mux_out.now = now;
+    for (auto& ch : channels) ch->poll(now, r.own_out);
+    mux.poll(now, r.mux_out);
+  }
+}
+
+std::vector<std::unique_ptr<Channel>> make_channels(const std::vector<ChannelConfig>& cfgs, Multiplex& mux) {
+  std::vector<std::unique_ptr<Channel>> out;
+  for (std::size_t slot = 0; slot < mux.member_count(); ++slot) {
+    out.push_back(std::make_unique<Channel>(cfgs[mux.member_channel(slot)]));
+    out.back()->add_tap(&mux, slot);
+  }
+  return out;
+}
+
+std::string ffprobe_programs(const std::vector<TsPacket>& pkts) {
+  const auto dir = twincast::test::temp_dir("multiplex");
+  const auto file = dir / "mux.ts";
+  twincast::test::write_packets(file, pkts);
+  const auto r = twincast::test::run("ffprobe -v error -show_entries program=program_num:program_tags=service_name "
+                                     "-show_entries stream=codec_name -of compact " +
+                                     twincast::test::shell_quote(file.string()));
+  std::filesystem::remove_all(dir);
+  return r.out;
+}
+
+std::string decode_errors(const std::vector<TsPacket>& pkts) {
+  const auto dir = twincast::test::temp_dir("multiplex");
+  const auto file = dir / "mux.ts";
+  twincast::test::write_packets(file, pkts);
+  const auto r = twincast::test::run("ffmpeg -nostdin -v error -i " + twincast::test::shell_quote(file.string()) +
+                                     " -map 0 -f null -");
+  std::filesystem::remove_all(dir);
+  return r.exit_code == 0 ? r.out : "exit " + std::to_string(r.exit_code) + ": " + r.out;
+}
+
+}  // namespace
+
+class MultiplexBursts : public ::testing::TestWithParam<std::size_t> {};
+
+TEST_P(MultiplexBursts, ThreeChannelsMakeOneCbrMptsWithTheirServices) {
+  const auto cfgs = three_channels();
+  Multiplex mux(mux_config(), cfgs);
+  auto channels = make_channels(cfgs, mux);
+  Session r;
+  run(channels, mux, r, 7000 * kMs, GetParam());
+  const auto out = r.mux_out.packets();
+  ASSERT_FALSE(out.empty());
+
+  // Our own PSI decoder: three services with the configured ids, names, providers and
+  // LCNs (from the NIT), on the multiplex's network.
+  const mpegts::ProgramModel model = decode_psi(out);
+  EXPECT_EQ(model.transport_stream_id, 77);
+  EXPECT_EQ(model.original_network_id, 8888);
+  EXPECT_EQ(model.network_id, 4444);
+  EXPECT_EQ(model.network_name, "Test Network");
+  ASSERT_EQ(model.services.size(), 3u);
+  std::map<std::uint16_t, const mpegts::Service*> by_id;
+  for (const auto& s : model.services) by_id[s.service_id] = &s;
+  ASSERT_EQ(by_id.size(), 3u);
+  for (std::size_t k = 0; k < 3; ++k) {
+    const auto sid = static_cast<std::uint16_t>(201 + k);
+    ASSERT_TRUE(by_id.count(sid)) << sid;
+    EXPECT_EQ(by_id[sid]->name, cfgs[k].name);
+    EXPECT_EQ(by_id[sid]->provider, "Twincast Test");
+    EXPECT_EQ(by_id[sid]->lcn, 11 + k);
+    EXPECT_EQ(by_id[sid]->streams.size(), 2u);
+  }
+  // The three sources all use PMT 0x1000 and ES 0x100/0x101: every output PID is distinct.
+  std::set<std::uint16_t> pids;
+  for (const auto& s : model.services) {
+    EXPECT_TRUE(pids.insert(s.pmt_pid).second) << "PMT PID " << s.pmt_pid;
+    for (const auto& es : s.streams) EXPECT_TRUE(pids.insert(es.pid).second) << "ES PID " << es.pid;
+  }
+
+  // Every member's media packets are there, none lost on the way (the channel and the
+  // multiplex only regenerate tables and drop the sources' null packets).
+  for (std::size_t k = 0; k < 3; ++k) {
+    const mpegts::ProgramModel src = decode_psi(r.sources[k].packets);
+    ASSERT_EQ(src.services.size(), 1u);
+    const auto in = media_counts(r.sources[k].packets, src.services[0]);
+    const auto got = media_counts(out, *by_id[static_cast<std::uint16_t>(201 + k)]);
+    EXPECT_EQ(got, in) << kFiles[k];
+  }
+  EXPECT_EQ(cc_errors(out), 0u);
+  const MultiplexStats st = mux.stats();
+  EXPECT_EQ(st.dropped_queue_full, 0u);
+  EXPECT_GT(st.packets_in, 0u);
+  EXPECT_EQ(st.datagrams_out, r.mux_out.sent.size());
+  EXPECT_TRUE(r.own_out.sent.empty()) << "the members have no outputs of their own";
+
+  // Constant rate: over 1..6 s, datagrams of 7 packets at cbr_bps within 1%.
+  std::uint64_t bits = 0;
+  for (const auto& s : r.mux_out.sent)
+    if (s.t >= 1000 * kMs && s.t < 6000 * kMs) bits += s.packets.size() * mpegts::kPacketSize * 8;
+  const double rate = static_cast<double>(bits) / 5.0;
+  EXPECT_NEAR(rate, static_cast<double>(kCbr), 0.01 * static_cast<double>(kCbr));
+  for (const auto& s : r.mux_out.sent) ASSERT_EQ(s.packets.size(), 7u);
+
+  // A real peer: ffprobe sees three programs with our ids and names, and all six streams.
+  const std::string probe = ffprobe_programs(out);
+  for (std::size_t k = 0; k < 3; ++k) {
+    EXPECT_NE(probe.find("program_num=" + std::to_string(201 + k) + "|"), std::string::npos) << probe;
+    EXPECT_NE(probe.find("service_name=" + cfgs[k].name), std::string::npos) << probe;
+  }
+  for (const char* codec : {"codec_name=h264", "codec_name=hevc", "codec_name=mpeg2video", "codec_name=aac",
+                            "codec_name=mp2"})
+    EXPECT_NE(probe.find(codec), std::string::npos) << codec << "\n" << probe;
+}
+
+INSTANTIATE_TEST_SUITE_P(Bursts, MultiplexBursts, ::testing::Values(1u, 7u, 33u));
+
+TEST(Multiplex, OutputDecodesWithFfmpeg) {
+  const auto cfgs = three_channels();
+  Multiplex mux(mux_config(), cfgs);
+  auto channels = make_channels(cfgs, mux);
+  Session r;
+  run(channels, mux, r, 7000 * kMs, 7);
+  std::vector<TsPacket> without_nulls;
+  for (const auto& p : r.mux_out.packets())
+    if (p.pid() != mpegts::kNullPid) without_nulls.push_back(p);
+  EXPECT_EQ(decode_errors(without_nulls), "");
+}
+
+// A member keeps its own SPTS output; a second tap on the same channel sees the same
+// remuxed packets as the multiplex.
+TEST(Multiplex, MemberKeepsItsOwnOutputAndTapsSeeEveryRemuxedPacket) {
+  const auto cfgs = three_channels(/*first_has_output=*/true);
+  Multiplex mux(mux_config(), cfgs);
+  auto channels = make_channels(cfgs, mux);
+  CountingTap counter;
+  channels[0]->add_tap(&counter, 5);
+  Session r;
+  run(channels, mux, r, 7000 * kMs, 7);
+  const auto own = r.own_out.packets();
+  const mpegts::ProgramModel m = decode_psi(own);
+  ASSERT_EQ(m.services.size(), 1u);
+  EXPECT_EQ(m.services[0].service_id, 201);
+  EXPECT_EQ(cc_errors(own), 0u);
+  ASSERT_EQ(counter.per_slot.size(), 1u);
+  EXPECT_EQ(counter.per_slot.begin()->first, 5u);
+  // The pacer sent everything the remux engine produced: exactly what the tap saw.
+  EXPECT_EQ(counter.per_slot[5], own.size());
+  EXPECT_EQ(channels[0]->stats().packets_out, own.size());
+}
+
+TEST(Multiplex, PcrPacedFollowsTheFirstServiceAndLosesNothing) {
+  const auto cfgs = three_channels();
+  Multiplex mux(mux_config(PacingMode::kPcr), cfgs);
+  auto channels = make_channels(cfgs, mux);
+  Session r;
+  run(channels, mux, r, 7000 * kMs, 7);
+  const auto out = r.mux_out.packets();
+  const mpegts::ProgramModel model = decode_psi(out);
+  ASSERT_EQ(model.services.size(), 3u);
+  EXPECT_EQ(cc_errors(out), 0u);
+  for (const auto& p : out) ASSERT_NE(p.pid(), mpegts::kNullPid) << "pcr pacing does not stuff";
+  // Datagrams are full, or end early with a PCR of the first service (it paces).
+  const std::uint16_t pacing_pid = model.services[0].pcr_pid;
+  for (std::size_t i = 0; i + 1 < r.mux_out.sent.size(); ++i) {
+    const auto& d = r.mux_out.sent[i].packets;
+    ASSERT_TRUE(d.size() == 7u || (d.back().has_pcr() && d.back().pid() == pacing_pid)) << "datagram " << i;
+  }
+  for (std::size_t k = 0; k < 3; ++k) {
+    const mpegts::ProgramModel src = decode_psi(r.sources[k].packets);
+    const mpegts::Service* svc = model.find_service(static_cast<std::uint16_t>(201 + k));
+    ASSERT_NE(svc, nullptr);
+    EXPECT_EQ(media_counts(out, *svc), media_counts(r.sources[k].packets, src.services[0])) << kFiles[k];
+  }
+}
+
+TEST(Multiplex, RejectsWhatItCannotRun) {
+  auto cfgs = three_channels();
+  auto m = mux_config();
+  m.channels = {"one", "nope"};
+  EXPECT_THROW(Multiplex(m, cfgs), std::invalid_argument);
+  m.channels = {"one", "two", "one"};
+  EXPECT_THROW(Multiplex(m, cfgs), std::invalid_argument);
+  m = mux_config();
+  m.channels.clear();
+  EXPECT_THROW(Multiplex(m, cfgs), std::invalid_argument);
+  m = mux_config();
+  m.outputs.clear();
+  EXPECT_THROW(Multiplex(m, cfgs), std::invalid_argument);
+  m = mux_config();
+  m.outputs[0].cbr_bps = 0;
+  EXPECT_THROW(Multiplex(m, cfgs), std::invalid_argument);
+  m = mux_config();
+  cfgs[1].pmt_pid = 0x500;
+  cfgs[2].pmt_pid = 0x500;
+  EXPECT_THROW(Multiplex(m, cfgs), std::invalid_argument);
+  cfgs = three_channels();
+  cfgs[2].service_id = 201;
+  EXPECT_THROW(Multiplex(m, cfgs), std::invalid_argument);
+}
+
+// Garbage and truncated packets pushed straight into the tap never crash the multiplex,
+// and the tables it makes stay well-formed.
+TEST(Multiplex, SurvivesRandomBytesOnItsInputs) {
+  const auto cfgs = three_channels();
+  Multiplex mux(mux_config(), cfgs);
+  std::uint32_t x = 12345;
+  auto rnd = [&] { return x = x * 1664525u + 1013904223u; };
+  Recorder rec;
+  std::vector<TsPacket> batch(9);
+  for (std::uint64_t now = 0; now < 2000 * kMs; now += kMs) {
+    for (auto& p : batch) {
+      for (auto& b : p.bytes) b = static_cast<std::uint8_t>(rnd() >> 24);
+      p.bytes[0] = mpegts::kSyncByte;
+      if ((rnd() & 3) == 0) p.set_pid(static_cast<std::uint16_t>(rnd() & 0x1F));  // PSI PIDs too
+    }
+    mux.on_packets(rnd() % 4, batch, now);  // slot 3 does not exist: ignored
+    rec.now = now;
+    mux.poll(now, rec);
+  }
+  EXPECT_FALSE(rec.sent.empty());
+  for (const auto& s : rec.sent)
+    for (const auto& p : s.packets) ASSERT_EQ(p.bytes[0], mpegts::kSyncByte);
+}
