@@ -49,6 +49,7 @@ struct Channel::Impl {
     mpegts::RemuxConfig rc;
     rc.n_inputs = 1;  // the active input feeds input 0; a switch is switch_source(0)
     rc.sdt = true;
+    rc.nit = c.lcn != 0;  // set-top boxes read the logical channel number from the NIT
     mpegts::RemuxServiceConfig s;
     s.input = 0;
     s.source_service_id = c.source_service_id;

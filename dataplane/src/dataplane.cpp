@@ -150,6 +150,7 @@ Dataplane::Impl::Impl(const ApplianceConfig& c, PipelineFactory& factory) : conf
         is->channel = ci;
         is->input = ii;
         is->rtp = in.kind == InputKind::kRtp;
+        if (is->rtp) rtp_inputs.push_back(is.get());
         const auto flat = static_cast<std::uint32_t>(inputs.size());
         if (in.kind == InputKind::kSrt) {
           const std::string ring_name = "tc_srt_" + std::to_string(flat);
@@ -162,9 +163,24 @@ Dataplane::Impl::Impl(const ApplianceConfig& c, PipelineFactory& factory) : conf
         inputs.push_back(std::move(is));
         if (in.kind == InputKind::kSrt) continue;
         PortState& p = *ports[port_index(in.port, "channel " + ch.id)];
+        inputs.back()->port = &p;
         if (!p.classifier.add(in.address, in.udp_port, in.source, flat)) {
-          throw std::invalid_argument("channel " + ch.id + " input " + in.name +
-                                      ": the same group, port and source is already an input");
+          // The same flow feeds several channels (an MPTS split by source_service_id, which
+          // the config validator allows): chain this input behind the one that owns it.
+          const std::uint32_t owner = p.classifier.lookup(in.address, in.udp_port, in.source);
+          InputState* head = owner < inputs.size() ? inputs[owner].get() : nullptr;
+          if (head == nullptr || head->rtp != inputs.back()->rtp) {
+            throw std::invalid_argument("channel " + ch.id + " input " + in.name +
+                                        ": the same group, port and source is already an input of another kind");
+          }
+          for (InputState* i = head; i != nullptr; i = i->share_next) {
+            if (i->channel == ci) {
+              throw std::invalid_argument("channel " + ch.id + " input " + in.name +
+                                          ": the same group, port and source is already an input of this channel");
+            }
+            head = i;
+          }
+          head->share_next = inputs.back().get();
         }
         if (net::is_multicast(in.address)) {
           const GroupJoin j{in.address, in.source};
@@ -206,6 +222,14 @@ Dataplane::Impl::Impl(const ApplianceConfig& c, PipelineFactory& factory) : conf
 Dataplane::Impl::~Impl() { release(); }
 
 void Dataplane::Impl::release() {
+  for (InputState* in : rtp_inputs) {
+    for (auto& slot : in->window) {
+      if (slot.m != nullptr) rte_pktmbuf_free(slot.m);
+      slot = {};
+    }
+    in->held = 0;
+  }
+  rtp_inputs.clear();
   for (auto& p : ports) {
     if (p == nullptr) continue;
     if (p->n_tx != 0) rte_pktmbuf_free_bulk(p->tx, p->n_tx);

@@ -23,6 +23,10 @@ inline constexpr std::size_t kMaxTsPerDatagram = 64;  // jumbo frames: 9000 / 18
 inline constexpr std::uint64_t kIgmpRefreshNs = 60'000'000'000ULL;
 inline constexpr std::uint64_t kStatsRefreshNs = 1'000'000'000ULL;
 inline constexpr unsigned kExternalRing = 1024;  // SRT messages queued per input (~1.4 MB)
+// RTP reordering: datagrams that arrive ahead of a gap wait in a window of this many
+// sequence numbers, at most kRtpHoldNs, for the missing ones.
+inline constexpr std::uint16_t kRtpWindow = 32;
+inline constexpr std::uint64_t kRtpHoldNs = 20'000'000;
 
 using Counter = std::atomic<std::uint64_t>;
 // One writer: a plain load + store, no locked instruction; readers load relaxed.
@@ -79,11 +83,21 @@ struct InputState {
   std::size_t channel = 0;
   std::size_t input = 0;     // index within the channel
   bool rtp = false;
-  // RTP sequence window: bit i set = last_seq - i was seen.
+  // RTP reordering window: slot seq % kRtpWindow holds a datagram that came before the
+  // one expected next (the window owns those mbufs until they are delivered or dropped).
+  struct RtpSlot {
+    rte_mbuf* m = nullptr;
+    std::uint16_t offset = 0;  // TS payload inside the mbuf
+    std::uint16_t length = 0;
+  };
   bool have_seq = false;
-  std::uint16_t last_seq = 0;
+  std::uint16_t expected_seq = 0;  // the next sequence number to deliver
   std::uint32_t ssrc = 0;
-  std::uint64_t seen = 0;
+  std::uint32_t held = 0;          // datagrams waiting in the window
+  std::uint64_t held_since_ns = 0; // when the oldest of them arrived
+  std::array<RtpSlot, kRtpWindow> window{};
+  PortState* port = nullptr;       // where drops are counted
+  InputState* share_next = nullptr;  // further channels fed by the same flow (MPTS split)
   // SRT (and any input received off the data plane): bytes arrive from a control thread
   // in mbufs through a single-producer/single-consumer ring; the worker aligns them.
   rte_ring* ring = nullptr;
@@ -123,6 +137,11 @@ struct Dataplane::Impl {
   void handle_igmp(PortState& port, net::Bytes message);
   void handle_udp(PortState& port, rte_mbuf* m, const net::Ipv4Header& ip, net::Bytes segment,
                   std::uint64_t now_ns);
+  // TS payload of one datagram (inside mbuf m, which this consumes) to the channel.
+  void deliver(InputState& in, rte_mbuf* m, net::Bytes payload, std::uint64_t now_ns);
+  void receive_rtp(InputState& in, rte_mbuf* m, const net::Rtp& rtp, net::Bytes payload, std::uint64_t now_ns);
+  void flush_rtp(InputState& in, bool all, std::uint64_t now_ns);  // deliver what the window holds
+  void expire_rtp(std::uint64_t now_ns);
   void send_datagram(std::vector<OutputState>& outputs, std::size_t output,
                      std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns);
   void send_reports(PortState& port, net::IgmpEvent event, Ipv4 only_group);
@@ -142,6 +161,7 @@ struct Dataplane::Impl {
   std::vector<MultiplexState> multiplexes;
   rte_mempool* external_pool = nullptr;  // mbufs for the SRT rings (multi-producer safe)
   std::vector<InputState*> external_inputs;
+  std::vector<InputState*> rtp_inputs;
   std::atomic<bool> stop_requested{false};
   bool running = false;
   unsigned worker_lcore = 0;

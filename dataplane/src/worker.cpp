@@ -33,43 +33,6 @@ class TxSink final : public DatagramSink {
 
 std::uint8_t* data_of(rte_mbuf* m) { return rte_pktmbuf_mtod(m, std::uint8_t*); }
 
-// Duplicate detection and reordering statistics over a window of 64 sequence numbers.
-// Returns false for a duplicate.
-bool accept_rtp(InputState& in, const net::Rtp& r) {
-  if (!in.have_seq || r.ssrc != in.ssrc) {
-    in.have_seq = true;
-    in.ssrc = r.ssrc;
-    in.last_seq = r.sequence;
-    in.seen = 1;
-    return true;
-  }
-  const auto d = static_cast<std::int16_t>(static_cast<std::uint16_t>(r.sequence - in.last_seq));
-  if (d > 0) {
-    if (d > 1) bump(in.counters.rtp_lost, static_cast<std::uint64_t>(d - 1));
-    in.seen = d >= 64 ? 1 : (in.seen << d) | 1;
-    in.last_seq = r.sequence;
-    return true;
-  }
-  if (d == 0) {
-    bump(in.counters.rtp_duplicates);
-    return false;
-  }
-  const auto back = static_cast<unsigned>(-d);
-  bump(in.counters.rtp_out_of_order);
-  if (back >= 64) {  // far behind: the sender restarted; follow it
-    in.last_seq = r.sequence;
-    in.seen = 1;
-    return true;
-  }
-  const std::uint64_t bit = std::uint64_t{1} << back;
-  if ((in.seen & bit) != 0) {
-    bump(in.counters.rtp_duplicates);
-    return false;
-  }
-  in.seen |= bit;
-  return true;
-}
-
 }  // namespace
 
 void Dataplane::Impl::rx_burst(PortState& port, rte_mbuf** frames, std::uint16_t n, std::uint64_t now_ns) {
@@ -175,33 +138,122 @@ void Dataplane::Impl::handle_udp(PortState& port, rte_mbuf* m, const net::Ipv4He
         why = DropReason::kBadRtp;
         break;
       }
-      if (!accept_rtp(in, *rtp)) {
-        why = DropReason::kRtpDuplicate;
-        break;
-      }
-      payload = ts;
+      receive_rtp(in, m, *rtp, ts, now_ns);
+      return;
     }
-    const std::size_t n = payload.size() / mpegts::kPacketSize;
-    if (n == 0 || n > kMaxTsPerDatagram || payload.size() % mpegts::kPacketSize != 0) {
-      why = DropReason::kTsSize;
-      break;
-    }
-    bool sync = true;
-    for (std::size_t i = 0; i < n; ++i) sync = sync && payload[i * mpegts::kPacketSize] == mpegts::kSyncByte;
-    if (!sync) {
-      why = DropReason::kTsSync;
-      break;
-    }
-    std::array<mpegts::TsPacket, kMaxTsPerDatagram> packets;  // not zeroed: filled below
-    std::memcpy(packets.data(), payload.data(), payload.size());
-    rte_pktmbuf_free(m);
-    bump(in.counters.datagrams);
-    bump(in.counters.packets, n);
-    channels[in.channel].pipeline->push(in.input, std::span<const mpegts::TsPacket>(packets.data(), n), now_ns);
+    deliver(in, m, payload, now_ns);
     return;
   } while (false);
   drop(port, why);
   rte_pktmbuf_free(m);
+}
+
+void Dataplane::Impl::deliver(InputState& in, rte_mbuf* m, net::Bytes payload, std::uint64_t now_ns) {
+  const std::size_t n = payload.size() / mpegts::kPacketSize;
+  DropReason why = DropReason::kTsSize;
+  if (n != 0 && n <= kMaxTsPerDatagram && payload.size() % mpegts::kPacketSize == 0) {
+    bool sync = true;
+    for (std::size_t i = 0; i < n; ++i) sync = sync && payload[i * mpegts::kPacketSize] == mpegts::kSyncByte;
+    if (sync) {
+      std::array<mpegts::TsPacket, kMaxTsPerDatagram> packets;  // not zeroed: filled below
+      std::memcpy(packets.data(), payload.data(), payload.size());
+      rte_pktmbuf_free(m);
+      for (InputState* i = &in; i != nullptr; i = i->share_next) {
+        bump(i->counters.datagrams);
+        bump(i->counters.packets, n);
+        channels[i->channel].pipeline->push(i->input, std::span<const mpegts::TsPacket>(packets.data(), n), now_ns);
+      }
+      return;
+    }
+    why = DropReason::kTsSync;
+  }
+  drop(*in.port, why);
+  rte_pktmbuf_free(m);
+}
+
+// RTP: deliver in sequence order. A datagram ahead of a gap waits in the window (up to
+// kRtpWindow sequence numbers, kRtpHoldNs) for the missing ones; a repeat of one already
+// delivered or held is a duplicate; one from behind the window is late and dropped.
+void Dataplane::Impl::receive_rtp(InputState& in, rte_mbuf* m, const net::Rtp& rtp, net::Bytes payload,
+                                  std::uint64_t now_ns) {
+  if (!in.have_seq || rtp.ssrc != in.ssrc) {
+    flush_rtp(in, true, now_ns);  // a new sender: what the old one left goes first
+    in.have_seq = true;
+    in.ssrc = rtp.ssrc;
+    in.expected_seq = rtp.sequence;
+  }
+  const auto d = static_cast<std::int16_t>(static_cast<std::uint16_t>(rtp.sequence - in.expected_seq));
+  if (d < 0) {
+    if (-d < 2 * kRtpWindow) {
+      // Behind: already delivered (a duplicate) or given up for lost (late).
+      bump(in.counters.rtp_duplicates);
+      drop(*in.port, DropReason::kRtpDuplicate);
+      rte_pktmbuf_free(m);
+      return;
+    }
+    // Far behind: the sender restarted its numbering; follow it.
+    flush_rtp(in, true, now_ns);
+    in.expected_seq = rtp.sequence;
+  } else if (d >= static_cast<std::int16_t>(kRtpWindow)) {
+    // Far ahead: give up on the gap, deliver what is held, continue from here.
+    flush_rtp(in, true, now_ns);
+    bump(in.counters.rtp_lost, static_cast<std::uint16_t>(rtp.sequence - in.expected_seq));
+    in.expected_seq = rtp.sequence;
+  } else if (d > 0) {
+    InputState::RtpSlot& slot = in.window[rtp.sequence % kRtpWindow];
+    if (slot.m != nullptr) {
+      bump(in.counters.rtp_duplicates);
+      drop(*in.port, DropReason::kRtpDuplicate);
+      rte_pktmbuf_free(m);
+      return;
+    }
+    slot.m = m;
+    slot.offset = static_cast<std::uint16_t>(payload.data() - data_of(m));
+    slot.length = static_cast<std::uint16_t>(payload.size());
+    if (in.held++ == 0) in.held_since_ns = now_ns;
+    return;
+  }
+  // The one expected: deliver it and whatever it unblocks.
+  if (in.held != 0) bump(in.counters.rtp_out_of_order);
+  deliver(in, m, payload, now_ns);
+  in.expected_seq = static_cast<std::uint16_t>(in.expected_seq + 1);
+  flush_rtp(in, false, now_ns);
+}
+
+// Delivers the consecutive run of held datagrams from expected_seq on; with `all`, also
+// skips the gaps (counting them lost) until the window is empty.
+void Dataplane::Impl::flush_rtp(InputState& in, bool all, std::uint64_t now_ns) {
+  for (std::uint16_t k = 0; in.held != 0 && k < kRtpWindow; ++k) {
+    InputState::RtpSlot& slot = in.window[in.expected_seq % kRtpWindow];
+    if (slot.m == nullptr) {
+      if (!all) return;
+      bump(in.counters.rtp_lost);
+    } else {
+      rte_mbuf* m = slot.m;
+      const net::Bytes payload(data_of(m) + slot.offset, slot.length);
+      slot = {};
+      --in.held;
+      deliver(in, m, payload, now_ns);
+    }
+    in.expected_seq = static_cast<std::uint16_t>(in.expected_seq + 1);
+  }
+  if (in.held == 0) in.held_since_ns = 0;
+}
+
+// A gap that stayed open for kRtpHoldNs is a loss: skip it.
+void Dataplane::Impl::expire_rtp(std::uint64_t now_ns) {
+  for (InputState* in : rtp_inputs) {
+    while (in->held != 0 && now_ns - in->held_since_ns >= kRtpHoldNs) {
+      while (in->window[in->expected_seq % kRtpWindow].m == nullptr) {
+        bump(in->counters.rtp_lost);
+        in->expected_seq = static_cast<std::uint16_t>(in->expected_seq + 1);
+      }
+      bump(in->counters.rtp_out_of_order);
+      const std::uint32_t before = in->held;
+      flush_rtp(*in, false, now_ns);
+      if (in->held != 0 && in->held != before) in->held_since_ns = now_ns;  // the rest waits anew
+    }
+  }
 }
 
 void Dataplane::Impl::handle_igmp(PortState& port, net::Bytes message) {
@@ -374,6 +426,7 @@ void Dataplane::Impl::loop_once(std::uint64_t now_ns) {
     next_stats_ns = now_ns + kStatsRefreshNs;
   }
   drain_external(now_ns);
+  if (!rtp_inputs.empty()) expire_rtp(now_ns);
   poll_channels(now_ns);  // flushes every port's TX
 }
 

@@ -1,0 +1,147 @@
+// The management REST API (/api/v1/...) and the Prometheus /metrics endpoint, over an
+// abstract data source (ApiBackend) that the appliance implements.
+//
+//   GET  /api/v1/health                 {"status":"ok","channels":N,"channels_alarmed":K}
+//   GET  /api/v1/channels               every channel: state, active input, bitrates, alarms
+//   GET  /api/v1/channels/{id}          one channel: inputs (TR 101 290, MDI, SRT), outputs, HLS
+//   POST /api/v1/channels/{id}/switch   body {"input":"<input id>"}          (bearer token)
+//   POST /api/v1/reload                 re-read the configuration            (bearer token)
+//   GET  /metrics                       Prometheus text format 0.0.4 (its own listen address)
+//
+// Errors are {"error":"..."}: 400 bad body, 401 no/wrong token, 404 unknown channel,
+// 405 wrong method, 409 the backend refused, 413 body too large, 500 handler failure.
+// Secrets: the token is never echoed, and every response body has the token and the
+// backend's secrets() replaced by "***" (in case an error message carries one).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "twincast/control/http_server.hpp"
+#include "twincast/control/metrics.hpp"
+#include "twincast/mpegts/analyzer.hpp"
+
+namespace twincast::control {
+
+struct ApiSrtView {
+  bool connected = false;
+  double rtt_ms = 0;
+  std::uint64_t lost = 0;           // packets the receiver found missing
+  std::uint64_t retransmitted = 0;  // retransmitted packets received
+  std::uint64_t recovered = 0;      // losses repaired in time
+  std::uint64_t dropped = 0;        // never delivered (too late)
+};
+
+struct ApiInputView {
+  std::string id;    // input name, unique in its channel
+  std::string kind;  // "udp", "rtp", "srt"
+  bool active = false;
+  std::string state;  // e.g. "ok", "down" (backend's words)
+  std::uint64_t packets = 0;
+  std::uint64_t bytes = 0;
+  double bitrate_bps = 0;
+  std::array<std::uint64_t, mpegts::kCheckCount> tr101290{};  // by mpegts::Check
+  bool mdi_valid = false;
+  double mdi_df_ms = 0;
+  double mdi_mlr = 0;  // packets lost per second
+  std::optional<double> last_packet_age_s;  // nullopt: nothing received yet
+  std::optional<ApiSrtView> srt;            // SRT inputs only
+};
+
+// Pacing lateness: how late datagrams left compared to their due time. Upper bounds in
+// seconds; a backend fills per-bucket counts (not cumulative), the last one +Inf.
+inline constexpr std::array<double, 8> kPacingLatenessBuckets = {10e-6,  50e-6, 100e-6, 250e-6,
+                                                                 500e-6, 1e-3,  5e-3,   20e-3};
+
+struct ApiOutputView {
+  std::string id;           // "group:port", e.g. "239.1.1.1:5000"
+  std::uint64_t datagrams = 0;
+  std::uint64_t packets = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t dropped = 0;  // datagrams dropped (queue full, TX refused)
+  std::optional<std::array<std::uint64_t, kPacingLatenessBuckets.size() + 1>> pacing_lateness;
+  double pacing_lateness_sum_s = 0;
+};
+
+struct ApiHlsView {
+  bool enabled = false;
+  std::string state;  // backend's words, e.g. "serving", "stalled"
+  std::uint64_t segments = 0;
+  double last_segment_age_s = 0;
+};
+
+struct ApiChannelView {
+  std::string id;
+  std::string name;
+  std::string state;         // backend's words: "ok", "degraded", "down"...
+  std::string active_input;  // input id, "" when none
+  double bitrate_bps = 0;    // output bitrate
+  std::uint64_t packets_in = 0;
+  std::uint64_t packets_out = 0;
+  std::uint64_t switches = 0;
+  std::vector<std::string> alarms;
+  std::vector<ApiInputView> inputs;
+  std::vector<ApiOutputView> outputs;
+  ApiHlsView hls;
+};
+
+struct ApiPortView {
+  std::string id;
+  std::uint64_t rx_packets = 0;
+  std::uint64_t tx_packets = 0;
+  std::uint64_t rx_bytes = 0;
+  std::uint64_t tx_bytes = 0;
+  std::uint64_t rx_missed = 0;   // imissed: the NIC had no room
+  std::uint64_t rx_nombuf = 0;   // rx_nombuf: no mbuf for a received packet
+  std::uint64_t ring_drops = 0;  // packets lost to full software rings
+};
+
+// What the API reads and commands. Called on the HTTP servers' threads: the API server's
+// and the metrics server's may call at the same time, so every method must be thread-safe
+// (snapshots of one-writer counters, commands handed to their owners).
+class ApiBackend {
+ public:
+  virtual ~ApiBackend() = default;
+  virtual std::vector<ApiChannelView> channels() = 0;
+  virtual std::vector<ApiPortView> ports() = 0;
+  // Makes `input` the active input of `channel`; an error message or nullopt.
+  virtual std::optional<std::string> switch_input(const std::string& channel, const std::string& input) = 0;
+  // Re-reads the configuration; an error message or nullopt.
+  virtual std::optional<std::string> reload() = 0;
+  // Values that must never appear in a response (SRT passphrases, keys).
+  virtual std::vector<std::string> secrets() { return {}; }
+};
+
+struct ApiOptions {
+  // The bearer token for POSTs, read at each mutating request (so it can be rotated); its
+  // content up to trailing whitespace. Missing, empty or shorter than 16 characters:
+  // mutating calls answer 401.
+  std::filesystem::path token_file;
+};
+
+class Api {
+ public:
+  // Registers the twincast_* metric families in `registry` and a collector that refreshes
+  // them from `backend` before each render. `backend` and `registry` outlive the Api.
+  Api(ApiBackend& backend, metrics::Registry& registry, ApiOptions options);
+  ~Api();  // removes the collector
+  Api(const Api&) = delete;
+  Api& operator=(const Api&) = delete;
+
+  // The /api/v1 routes.
+  void add_routes(HttpServer& server);
+  // GET /metrics.
+  void add_metrics_route(HttpServer& server);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace twincast::control

@@ -1,0 +1,94 @@
+// A small HTTP/1.1 server over Boost.Beast for the REST API and /metrics: its own
+// io_context thread(s), IPv4/IPv6 listen addresses, keep-alive, a router (method + path
+// pattern with {name} segments), HEAD for every GET route, and limits so that slow or
+// greedy clients cannot starve the others (header and body size, a deadline per request,
+// a connection cap). Errors are JSON: {"error": "..."} with the matching status code.
+//
+// Handlers run on the server's thread(s) and must not block for long: with the default
+// single thread, a handler that takes 100 ms delays every other request by as much.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace twincast::control {
+
+struct HttpRequest {
+  std::string method;                         // "GET", "POST", ... (HEAD arrives as "HEAD")
+  std::string target;                         // as sent: path and query
+  std::string path;                           // percent-decoded path
+  std::string query;                          // after '?', not decoded
+  std::map<std::string, std::string> params;  // {name} segments of the route pattern
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string remote;                         // peer address:port
+
+  // The first header with this name (case-insensitive), or "".
+  [[nodiscard]] std::string header(std::string_view name) const;
+};
+
+struct HttpResponse {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+};
+
+// {"error": message} with `status`.
+[[nodiscard]] HttpResponse json_error(unsigned status, std::string_view message);
+
+struct HttpServerLimits {
+  std::size_t max_header_bytes = 8 * 1024;
+  std::size_t max_body_bytes = 64 * 1024;
+  // A connection must deliver each whole request within this time, counted from the end
+  // of the previous response (so it also closes idle keep-alive connections).
+  std::chrono::milliseconds request_timeout{10'000};
+  // Writing one response (a client that does not read is dropped after this).
+  std::chrono::milliseconds write_timeout{10'000};
+  // Connections above this are answered 503 and closed at once.
+  std::size_t max_connections = 512;
+  std::size_t threads = 1;
+};
+
+class HttpServer {
+ public:
+  using Handler = std::function<HttpResponse(const HttpRequest&)>;
+
+  explicit HttpServer(HttpServerLimits limits = {});
+  ~HttpServer();  // stops
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Routes are added before start(). `pattern` is an absolute path whose segments are
+  // literal or {name} (matches one non-empty segment, percent-decoded, into params).
+  // A GET route also answers HEAD. A path that matches with another method is a 405.
+  void route(std::string method, std::string pattern, Handler handler);
+
+  // Binds "host:port": "127.0.0.1:8080", "[::1]:0", "0.0.0.0:9100", "[::]:80",
+  // "localhost:8080". Port 0 picks a free port (see ports()). Throws std::invalid_argument
+  // for a malformed address and std::runtime_error when binding fails.
+  void listen(const std::string& address);
+  // The bound ports, in the order of listen().
+  [[nodiscard]] std::vector<std::uint16_t> ports() const;
+
+  void start();
+  // Closes the listeners and every connection, joins the threads. Idempotent.
+  void stop();
+
+  // Connections open now (for tests and the status line).
+  [[nodiscard]] std::size_t connections() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace twincast::control

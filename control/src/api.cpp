@@ -1,0 +1,608 @@
+#include "twincast/control/api.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <boost/json.hpp>
+
+namespace twincast::control {
+
+namespace json = boost::json;
+using metrics::Counter;
+using metrics::Family;
+using metrics::Gauge;
+using metrics::Histogram;
+using metrics::Labels;
+
+namespace {
+
+constexpr std::size_t kMinTokenLength = 16;
+
+json::value number(double v) {
+  if (!std::isfinite(v)) return nullptr;
+  return v;
+}
+
+std::string to_body(const json::value& v) { return json::serialize(v) + "\n"; }
+
+HttpResponse json_ok(const json::value& v, unsigned status = 200) {
+  return HttpResponse{.status = status, .content_type = "application/json", .body = to_body(v)};
+}
+
+// Replaces every occurrence of `secret` in `body` (raw and JSON-escaped) by "***".
+// Secrets shorter than 4 characters are not redacted (they would shred the body).
+void redact(std::string& body, const std::string& secret) {
+  if (secret.size() < 4) return;
+  std::string escaped = json::serialize(json::string(secret));
+  escaped = escaped.substr(1, escaped.size() - 2);
+  for (const std::string* s : std::array<const std::string*, 2>{&secret, &escaped}) {
+    std::size_t pos = 0;
+    while ((pos = body.find(*s, pos)) != std::string::npos) {
+      body.replace(pos, s->size(), "***");
+      pos += 3;
+    }
+  }
+}
+
+std::array<unsigned char, 32> sha256(std::string_view s) {
+  std::array<unsigned char, 32> d{};
+  unsigned int n = 0;
+  EVP_Digest(s.data(), s.size(), d.data(), &n, EVP_sha256(), nullptr);
+  return d;
+}
+
+json::object input_summary(const ApiInputView& in) {
+  json::object o;
+  o["id"] = in.id;
+  o["kind"] = in.kind;
+  o["active"] = in.active;
+  o["state"] = in.state;
+  o["bitrate_bps"] = number(in.bitrate_bps);
+  return o;
+}
+
+json::object channel_summary(const ApiChannelView& c) {
+  json::object o;
+  o["id"] = c.id;
+  o["name"] = c.name;
+  o["state"] = c.state;
+  o["active_input"] = c.active_input;
+  o["bitrate_bps"] = number(c.bitrate_bps);
+  o["packets_in"] = c.packets_in;
+  o["packets_out"] = c.packets_out;
+  o["switches"] = c.switches;
+  json::array alarms;
+  for (const auto& a : c.alarms) alarms.emplace_back(a);
+  o["alarms"] = std::move(alarms);
+  json::array inputs;
+  for (const auto& in : c.inputs) inputs.emplace_back(input_summary(in));
+  o["inputs"] = std::move(inputs);
+  return o;
+}
+
+json::object channel_detail(const ApiChannelView& c) {
+  json::object o = channel_summary(c);
+  json::array inputs;
+  for (const auto& in : c.inputs) {
+    json::object i = input_summary(in);
+    i["packets"] = in.packets;
+    i["bytes"] = in.bytes;
+    json::object checks;
+    for (std::size_t k = 0; k < mpegts::kCheckCount; ++k) {
+      checks[mpegts::check_name(static_cast<mpegts::Check>(k))] = in.tr101290[k];
+    }
+    i["tr101290"] = std::move(checks);
+    json::object mdi;
+    mdi["valid"] = in.mdi_valid;
+    mdi["df_ms"] = number(in.mdi_df_ms);
+    mdi["mlr"] = number(in.mdi_mlr);
+    i["mdi"] = std::move(mdi);
+    i["last_packet_age_s"] = in.last_packet_age_s ? number(*in.last_packet_age_s) : json::value(nullptr);
+    if (in.srt) {
+      json::object s;
+      s["connected"] = in.srt->connected;
+      s["rtt_ms"] = number(in.srt->rtt_ms);
+      s["lost"] = in.srt->lost;
+      s["retransmitted"] = in.srt->retransmitted;
+      s["recovered"] = in.srt->recovered;
+      s["dropped"] = in.srt->dropped;
+      i["srt"] = std::move(s);
+    } else {
+      i["srt"] = nullptr;
+    }
+    inputs.emplace_back(std::move(i));
+  }
+  o["inputs"] = std::move(inputs);
+  json::array outputs;
+  for (const auto& out : c.outputs) {
+    json::object x;
+    x["id"] = out.id;
+    x["datagrams"] = out.datagrams;
+    x["packets"] = out.packets;
+    x["bytes"] = out.bytes;
+    x["dropped"] = out.dropped;
+    if (out.pacing_lateness) {
+      json::array buckets;
+      for (std::size_t b = 0; b < out.pacing_lateness->size(); ++b) {
+        json::object bucket;
+        bucket["le_s"] = b < kPacingLatenessBuckets.size() ? json::value(kPacingLatenessBuckets[b]) : json::value("+Inf");
+        bucket["count"] = (*out.pacing_lateness)[b];
+        buckets.emplace_back(std::move(bucket));
+      }
+      json::object pl;
+      pl["buckets"] = std::move(buckets);
+      pl["sum_s"] = number(out.pacing_lateness_sum_s);
+      x["pacing_lateness"] = std::move(pl);
+    }
+    outputs.emplace_back(std::move(x));
+  }
+  o["outputs"] = std::move(outputs);
+  json::object hls;
+  hls["enabled"] = c.hls.enabled;
+  hls["state"] = c.hls.state;
+  hls["segments"] = c.hls.segments;
+  hls["last_segment_age_s"] = number(c.hls.last_segment_age_s);
+  o["hls"] = std::move(hls);
+  return o;
+}
+
+double as_double(std::uint64_t v) { return static_cast<double>(v); }
+
+}  // namespace
+
+namespace api_internal {
+
+// The twincast_* families; the collector rebuilds their metrics from a fresh snapshot at
+// each render (channels come and go with reloads, and Clear + Add drops the gone ones).
+struct MetricFamilies {
+  explicit MetricFamilies(metrics::Registry& r)
+      : channel_state(metrics::BuildGauge()
+                          .Name("twincast_channel_state")
+                          .Help("1 for the channel's current state (label state)")
+                          .Register(r)),
+        channel_bitrate(metrics::BuildGauge()
+                            .Name("twincast_channel_bitrate_bps")
+                            .Help("Output bitrate of the channel in bits per second")
+                            .Register(r)),
+        channel_packets_in(metrics::BuildCounter()
+                               .Name("twincast_channel_packets_in_total")
+                               .Help("TS packets received by the channel from all inputs")
+                               .Register(r)),
+        channel_packets_out(metrics::BuildCounter()
+                                .Name("twincast_channel_packets_out_total")
+                                .Help("TS packets sent by the channel")
+                                .Register(r)),
+        channel_switches(metrics::BuildCounter()
+                             .Name("twincast_channel_input_switches_total")
+                             .Help("Changes of the channel's active input")
+                             .Register(r)),
+        channel_alarms(metrics::BuildGauge()
+                           .Name("twincast_channel_alarms")
+                           .Help("Alarms raised on the channel now")
+                           .Register(r)),
+        channel_hls_segments(metrics::BuildCounter()
+                                 .Name("twincast_channel_hls_segments_total")
+                                 .Help("HLS segments written for the channel")
+                                 .Register(r)),
+        input_info(metrics::BuildGauge()
+                       .Name("twincast_input_info")
+                       .Help("1 for each input, with its kind (udp, rtp, srt)")
+                       .Register(r)),
+        input_active(metrics::BuildGauge()
+                         .Name("twincast_input_active")
+                         .Help("1 when the input is the channel's active input, else 0")
+                         .Register(r)),
+        input_packets(metrics::BuildCounter()
+                          .Name("twincast_input_packets_total")
+                          .Help("TS packets received on the input")
+                          .Register(r)),
+        input_bytes(metrics::BuildCounter()
+                        .Name("twincast_input_bytes_total")
+                        .Help("TS bytes received on the input")
+                        .Register(r)),
+        input_bitrate(metrics::BuildGauge()
+                          .Name("twincast_input_bitrate_bps")
+                          .Help("Input bitrate in bits per second")
+                          .Register(r)),
+        input_cc_errors(metrics::BuildCounter()
+                            .Name("twincast_input_cc_errors_total")
+                            .Help("Continuity counter errors on the input")
+                            .Register(r)),
+        input_tr101290(metrics::BuildCounter()
+                           .Name("twincast_input_tr101290_errors_total")
+                           .Help("ETSI TR 101 290 errors on the input, by check")
+                           .Register(r)),
+        input_mdi_df(metrics::BuildGauge()
+                         .Name("twincast_input_mdi_df_seconds")
+                         .Help("MDI delay factor (RFC 4445) of the last interval")
+                         .Register(r)),
+        input_mdi_mlr(metrics::BuildGauge()
+                          .Name("twincast_input_mdi_mlr")
+                          .Help("MDI media loss rate (RFC 4445): packets lost per second, last interval")
+                          .Register(r)),
+        input_last_packet_age(metrics::BuildGauge()
+                                  .Name("twincast_input_last_packet_age_seconds")
+                                  .Help("Time since the input's last packet")
+                                  .Register(r)),
+        srt_connected(metrics::BuildGauge()
+                          .Name("twincast_input_srt_connected")
+                          .Help("1 when the SRT input has a connection")
+                          .Register(r)),
+        srt_rtt(metrics::BuildGauge()
+                    .Name("twincast_input_srt_rtt_seconds")
+                    .Help("SRT round-trip time")
+                    .Register(r)),
+        srt_lost(metrics::BuildCounter()
+                     .Name("twincast_input_srt_lost_packets_total")
+                     .Help("SRT packets the receiver found missing")
+                     .Register(r)),
+        srt_retransmitted(metrics::BuildCounter()
+                              .Name("twincast_input_srt_retransmitted_packets_total")
+                              .Help("SRT retransmitted packets received")
+                              .Register(r)),
+        srt_recovered(metrics::BuildCounter()
+                          .Name("twincast_input_srt_recovered_packets_total")
+                          .Help("SRT losses repaired in time")
+                          .Register(r)),
+        srt_dropped(metrics::BuildCounter()
+                        .Name("twincast_input_srt_dropped_packets_total")
+                        .Help("SRT packets never delivered (too late to play)")
+                        .Register(r)),
+        output_datagrams(metrics::BuildCounter()
+                             .Name("twincast_output_datagrams_total")
+                             .Help("Datagrams sent on the output")
+                             .Register(r)),
+        output_packets(metrics::BuildCounter()
+                           .Name("twincast_output_packets_total")
+                           .Help("TS packets sent on the output")
+                           .Register(r)),
+        output_bytes(metrics::BuildCounter()
+                         .Name("twincast_output_bytes_total")
+                         .Help("UDP payload bytes sent on the output")
+                         .Register(r)),
+        output_dropped(metrics::BuildCounter()
+                           .Name("twincast_output_dropped_datagrams_total")
+                           .Help("Datagrams dropped on the output (queue full, transmit refused)")
+                           .Register(r)),
+        output_lateness(metrics::BuildHistogram()
+                            .Name("twincast_output_pacing_lateness_seconds")
+                            .Help("How late datagrams left compared to their due time")
+                            .Register(r)),
+        port_rx_packets(metrics::BuildCounter()
+                            .Name("twincast_port_rx_packets_total")
+                            .Help("Packets received on the port")
+                            .Register(r)),
+        port_tx_packets(metrics::BuildCounter()
+                            .Name("twincast_port_tx_packets_total")
+                            .Help("Packets sent on the port")
+                            .Register(r)),
+        port_rx_bytes(metrics::BuildCounter()
+                          .Name("twincast_port_rx_bytes_total")
+                          .Help("Bytes received on the port")
+                          .Register(r)),
+        port_tx_bytes(metrics::BuildCounter()
+                          .Name("twincast_port_tx_bytes_total")
+                          .Help("Bytes sent on the port")
+                          .Register(r)),
+        port_rx_missed(metrics::BuildCounter()
+                           .Name("twincast_port_rx_missed_total")
+                           .Help("Packets the NIC dropped for lack of room (imissed)")
+                           .Register(r)),
+        port_rx_nombuf(metrics::BuildCounter()
+                           .Name("twincast_port_rx_nombuf_total")
+                           .Help("Received packets dropped for lack of an mbuf")
+                           .Register(r)),
+        port_ring_drops(metrics::BuildCounter()
+                            .Name("twincast_port_ring_drops_total")
+                            .Help("Packets dropped on full software rings")
+                            .Register(r)),
+        collect_seconds(metrics::BuildGauge()
+                            .Name("twincast_metrics_collect_seconds")
+                            .Help("Time the last metrics collection took (snapshot and copy)")
+                            .Register(r)) {}
+
+  void clear() {
+    channel_state.Clear();
+    channel_bitrate.Clear();
+    channel_packets_in.Clear();
+    channel_packets_out.Clear();
+    channel_switches.Clear();
+    channel_alarms.Clear();
+    channel_hls_segments.Clear();
+    input_info.Clear();
+    input_active.Clear();
+    input_packets.Clear();
+    input_bytes.Clear();
+    input_bitrate.Clear();
+    input_cc_errors.Clear();
+    input_tr101290.Clear();
+    input_mdi_df.Clear();
+    input_mdi_mlr.Clear();
+    input_last_packet_age.Clear();
+    srt_connected.Clear();
+    srt_rtt.Clear();
+    srt_lost.Clear();
+    srt_retransmitted.Clear();
+    srt_recovered.Clear();
+    srt_dropped.Clear();
+    output_datagrams.Clear();
+    output_packets.Clear();
+    output_bytes.Clear();
+    output_dropped.Clear();
+    output_lateness.Clear();
+    port_rx_packets.Clear();
+    port_tx_packets.Clear();
+    port_rx_bytes.Clear();
+    port_tx_bytes.Clear();
+    port_rx_missed.Clear();
+    port_rx_nombuf.Clear();
+    port_ring_drops.Clear();
+  }
+
+  void collect(ApiBackend& backend) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<ApiChannelView> channels = backend.channels();
+    std::vector<ApiPortView> ports = backend.ports();
+    clear();
+    for (const auto& c : channels) {
+      const Labels cl{{"channel", c.id}};
+      channel_state.Add({{"channel", c.id}, {"state", c.state}}).Set(1);
+      channel_bitrate.Add(cl).Set(c.bitrate_bps);
+      channel_packets_in.Add(cl).Set(as_double(c.packets_in));
+      channel_packets_out.Add(cl).Set(as_double(c.packets_out));
+      channel_switches.Add(cl).Set(as_double(c.switches));
+      channel_alarms.Add(cl).Set(static_cast<double>(c.alarms.size()));
+      if (c.hls.enabled) channel_hls_segments.Add(cl).Set(as_double(c.hls.segments));
+      for (const auto& in : c.inputs) {
+        const Labels il{{"channel", c.id}, {"input", in.id}};
+        input_info.Add({{"channel", c.id}, {"input", in.id}, {"kind", in.kind}}).Set(1);
+        input_active.Add(il).Set(in.active ? 1 : 0);
+        input_packets.Add(il).Set(as_double(in.packets));
+        input_bytes.Add(il).Set(as_double(in.bytes));
+        input_bitrate.Add(il).Set(in.bitrate_bps);
+        input_cc_errors.Add(il).Set(
+            as_double(in.tr101290[static_cast<std::size_t>(mpegts::Check::kContinuityCountError)]));
+        for (std::size_t k = 0; k < mpegts::kCheckCount; ++k) {
+          input_tr101290
+              .Add({{"channel", c.id},
+                    {"input", in.id},
+                    {"check", std::string(mpegts::check_name(static_cast<mpegts::Check>(k)))}})
+              .Set(as_double(in.tr101290[k]));
+        }
+        if (in.mdi_valid) {
+          input_mdi_df.Add(il).Set(in.mdi_df_ms / 1000.0);
+          input_mdi_mlr.Add(il).Set(in.mdi_mlr);
+        }
+        if (in.last_packet_age_s) input_last_packet_age.Add(il).Set(*in.last_packet_age_s);
+        if (in.srt) {
+          srt_connected.Add(il).Set(in.srt->connected ? 1 : 0);
+          srt_rtt.Add(il).Set(in.srt->rtt_ms / 1000.0);
+          srt_lost.Add(il).Set(as_double(in.srt->lost));
+          srt_retransmitted.Add(il).Set(as_double(in.srt->retransmitted));
+          srt_recovered.Add(il).Set(as_double(in.srt->recovered));
+          srt_dropped.Add(il).Set(as_double(in.srt->dropped));
+        }
+      }
+      for (const auto& out : c.outputs) {
+        const Labels ol{{"channel", c.id}, {"output", out.id}};
+        output_datagrams.Add(ol).Set(as_double(out.datagrams));
+        output_packets.Add(ol).Set(as_double(out.packets));
+        output_bytes.Add(ol).Set(as_double(out.bytes));
+        output_dropped.Add(ol).Set(as_double(out.dropped));
+        if (out.pacing_lateness) {
+          output_lateness
+              .Add(ol, metrics::BucketBoundaries(kPacingLatenessBuckets.begin(), kPacingLatenessBuckets.end()))
+              .Set(*out.pacing_lateness, out.pacing_lateness_sum_s);
+        }
+      }
+    }
+    for (const auto& p : ports) {
+      const Labels pl{{"port", p.id}};
+      port_rx_packets.Add(pl).Set(as_double(p.rx_packets));
+      port_tx_packets.Add(pl).Set(as_double(p.tx_packets));
+      port_rx_bytes.Add(pl).Set(as_double(p.rx_bytes));
+      port_tx_bytes.Add(pl).Set(as_double(p.tx_bytes));
+      port_rx_missed.Add(pl).Set(as_double(p.rx_missed));
+      port_rx_nombuf.Add(pl).Set(as_double(p.rx_nombuf));
+      port_ring_drops.Add(pl).Set(as_double(p.ring_drops));
+    }
+    collect_seconds.Add({}).Set(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+
+  Family<Gauge>& channel_state;
+  Family<Gauge>& channel_bitrate;
+  Family<Counter>& channel_packets_in;
+  Family<Counter>& channel_packets_out;
+  Family<Counter>& channel_switches;
+  Family<Gauge>& channel_alarms;
+  Family<Counter>& channel_hls_segments;
+  Family<Gauge>& input_info;
+  Family<Gauge>& input_active;
+  Family<Counter>& input_packets;
+  Family<Counter>& input_bytes;
+  Family<Gauge>& input_bitrate;
+  Family<Counter>& input_cc_errors;
+  Family<Counter>& input_tr101290;
+  Family<Gauge>& input_mdi_df;
+  Family<Gauge>& input_mdi_mlr;
+  Family<Gauge>& input_last_packet_age;
+  Family<Gauge>& srt_connected;
+  Family<Gauge>& srt_rtt;
+  Family<Counter>& srt_lost;
+  Family<Counter>& srt_retransmitted;
+  Family<Counter>& srt_recovered;
+  Family<Counter>& srt_dropped;
+  Family<Counter>& output_datagrams;
+  Family<Counter>& output_packets;
+  Family<Counter>& output_bytes;
+  Family<Counter>& output_dropped;
+  Family<Histogram>& output_lateness;
+  Family<Counter>& port_rx_packets;
+  Family<Counter>& port_tx_packets;
+  Family<Counter>& port_rx_bytes;
+  Family<Counter>& port_tx_bytes;
+  Family<Counter>& port_rx_missed;
+  Family<Counter>& port_rx_nombuf;
+  Family<Counter>& port_ring_drops;
+  Family<Gauge>& collect_seconds;
+};
+
+}  // namespace api_internal
+
+struct Api::Impl {
+  Impl(ApiBackend& b, metrics::Registry& r, ApiOptions o) : backend(b), registry(r), options(std::move(o)), families(r) {}
+
+  // The token file's content up to trailing whitespace; "" when missing or unreadable.
+  [[nodiscard]] std::string read_token() const {
+    std::ifstream f(options.token_file, std::ios::binary);
+    if (!f) return {};
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    std::string t = ss.str();
+    while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ' || t.back() == '\t')) t.pop_back();
+    return t;
+  }
+
+  // nullopt when the request carries the right bearer token, else the 401 to send.
+  [[nodiscard]] std::optional<HttpResponse> check_token(const HttpRequest& req) const {
+    auto unauthorized = [](std::string_view message) {
+      HttpResponse r = json_error(401, message);
+      r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"twincast\"");
+      return r;
+    };
+    std::string expected = read_token();
+    if (expected.empty()) {
+      return unauthorized("mutating calls are disabled: no API token configured (token file missing or empty)");
+    }
+    if (expected.size() < kMinTokenLength) {
+      return unauthorized("mutating calls are disabled: the configured API token is shorter than 16 characters");
+    }
+    std::string auth = req.header("Authorization");
+    constexpr std::string_view kScheme = "bearer ";
+    if (auth.size() <= kScheme.size()) return unauthorized("missing bearer token (Authorization: Bearer <token>)");
+    for (std::size_t i = 0; i < kScheme.size(); ++i) {
+      char c = auth[i];
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      if (c != kScheme[i]) return unauthorized("missing bearer token (Authorization: Bearer <token>)");
+    }
+    std::string_view given = std::string_view(auth).substr(kScheme.size());
+    // Constant time: compare digests, so neither the content nor the length leaks.
+    auto a = sha256(given);
+    auto b = sha256(expected);
+    if (CRYPTO_memcmp(a.data(), b.data(), a.size()) != 0) return unauthorized("invalid bearer token");
+    return std::nullopt;
+  }
+
+  // Removes every secret from a response about to leave.
+  HttpResponse scrub(HttpResponse r) const {
+    redact(r.body, read_token());
+    for (const auto& s : backend.secrets()) redact(r.body, s);
+    return r;
+  }
+
+  HttpResponse health() {
+    auto channels = backend.channels();
+    std::size_t alarmed = 0;
+    for (const auto& c : channels) alarmed += c.alarms.empty() ? 0U : 1U;
+    json::object o;
+    o["status"] = "ok";
+    o["channels"] = channels.size();
+    o["channels_alarmed"] = alarmed;
+    return json_ok(o);
+  }
+
+  HttpResponse list_channels() {
+    json::array a;
+    for (const auto& c : backend.channels()) a.emplace_back(channel_summary(c));
+    json::object o;
+    o["channels"] = std::move(a);
+    return json_ok(o);
+  }
+
+  HttpResponse get_channel(const HttpRequest& req) {
+    const std::string& id = req.params.at("id");
+    for (const auto& c : backend.channels()) {
+      if (c.id == id) return json_ok(channel_detail(c));
+    }
+    return json_error(404, "no channel '" + id + "'");
+  }
+
+  HttpResponse switch_input(const HttpRequest& req) {
+    if (auto denied = check_token(req)) return *denied;
+    const std::string& id = req.params.at("id");
+    boost::system::error_code ec;
+    json::value body = json::parse(req.body, ec);
+    if (ec || !body.is_object()) return json_error(400, "body must be a JSON object: {\"input\": \"<input id>\"}");
+    const json::value* input_value = body.as_object().if_contains("input");
+    if (input_value == nullptr || !input_value->is_string() || input_value->as_string().empty()) {
+      return json_error(400, "body must name the input: {\"input\": \"<input id>\"}");
+    }
+    std::string input(input_value->as_string().c_str(), input_value->as_string().size());
+    const ApiChannelView* channel = nullptr;
+    auto channels = backend.channels();
+    for (const auto& c : channels) {
+      if (c.id == id) channel = &c;
+    }
+    if (channel == nullptr) return json_error(404, "no channel '" + id + "'");
+    bool known = false;
+    for (const auto& in : channel->inputs) known = known || in.id == input;
+    if (!known) return json_error(400, "channel '" + id + "' has no input '" + input + "'");
+    if (auto err = backend.switch_input(id, input)) return json_error(409, "switch refused: " + *err);
+    json::object o;
+    o["channel"] = id;
+    o["active_input"] = input;
+    return json_ok(o);
+  }
+
+  HttpResponse reload(const HttpRequest& req) {
+    if (auto denied = check_token(req)) return *denied;
+    if (auto err = backend.reload()) return json_error(409, "reload refused, the running configuration stays: " + *err);
+    json::object o;
+    o["status"] = "reloaded";
+    return json_ok(o);
+  }
+
+  HttpResponse metrics_text() {
+    HttpResponse r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = registry.render();
+    return r;
+  }
+
+  ApiBackend& backend;
+  metrics::Registry& registry;
+  ApiOptions options;
+  api_internal::MetricFamilies families;
+  std::size_t collector_id = 0;
+};
+
+Api::Api(ApiBackend& backend, metrics::Registry& registry, ApiOptions options)
+    : impl_(std::make_unique<Impl>(backend, registry, std::move(options))) {
+  Impl* impl = impl_.get();
+  impl_->collector_id = registry.add_collector([impl] { impl->families.collect(impl->backend); });
+}
+
+Api::~Api() { impl_->registry.remove_collector(impl_->collector_id); }
+
+void Api::add_routes(HttpServer& server) {
+  Impl* impl = impl_.get();
+  server.route("GET", "/api/v1/health", [impl](const HttpRequest&) { return impl->scrub(impl->health()); });
+  server.route("GET", "/api/v1/channels", [impl](const HttpRequest&) { return impl->scrub(impl->list_channels()); });
+  server.route("GET", "/api/v1/channels/{id}",
+               [impl](const HttpRequest& req) { return impl->scrub(impl->get_channel(req)); });
+  server.route("POST", "/api/v1/channels/{id}/switch",
+               [impl](const HttpRequest& req) { return impl->scrub(impl->switch_input(req)); });
+  server.route("POST", "/api/v1/reload", [impl](const HttpRequest& req) { return impl->scrub(impl->reload(req)); });
+}
+
+void Api::add_metrics_route(HttpServer& server) {
+  Impl* impl = impl_.get();
+  server.route("GET", "/metrics", [impl](const HttpRequest&) { return impl->scrub(impl->metrics_text()); });
+}
+
+}  // namespace twincast::control

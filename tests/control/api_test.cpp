@@ -1,0 +1,858 @@
+// The HTTP server, the REST API and /metrics over a fake backend, with a real Beast
+// client; and (integration) a real Prometheus server scraping /metrics on loopback.
+#include "twincast/control/api.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+
+#include "tests_common.hpp"
+#include "twincast/control/http_server.hpp"
+#include "twincast/control/metrics.hpp"
+
+namespace tc = twincast::control;
+namespace tt = twincast::test;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using tcp = boost::asio::ip::tcp;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* kToken = "s3cr3t-t0ken-0123456789abcdef";
+constexpr const char* kPassphrase = "srt-passphrase-DO-NOT-LEAK";
+
+// ---------------------------------------------------------------------------------------
+// A small blocking HTTP client.
+
+struct Reply {
+  unsigned status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+  bool keep_alive = false;
+};
+
+class Client {
+ public:
+  explicit Client(std::uint16_t port, const std::string& host = "127.0.0.1") : stream_(ioc_) {
+    stream_.expires_after(5s);
+    stream_.connect(tcp::endpoint(asio::ip::make_address(host), port));
+  }
+
+  Reply send(http::verb method, const std::string& target, const std::string& body = "",
+             const std::vector<std::pair<std::string, std::string>>& headers = {}, bool keep_alive = true) {
+    http::request<http::string_body> req{method, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    for (const auto& [k, v] : headers) req.set(k, v);
+    if (!body.empty() || method == http::verb::post) {
+      req.body() = body;
+      req.set(http::field::content_type, "application/json");
+    }
+    req.keep_alive(keep_alive);
+    req.prepare_payload();
+    stream_.expires_after(5s);
+    http::write(stream_, req);
+    return read(method == http::verb::head);
+  }
+
+  Reply read(bool head = false) {
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64 * 1024 * 1024);
+    parser.skip(head);
+    stream_.expires_after(5s);
+    http::read(stream_, buffer_, parser);
+    auto& res = parser.get();
+    Reply r;
+    r.status = res.result_int();
+    r.body = res.body();
+    r.keep_alive = res.keep_alive();
+    for (const auto& f : res) {
+      std::string name(f.name_string());
+      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+      r.headers[name] = std::string(f.value());
+    }
+    return r;
+  }
+
+  tcp::socket& socket() { return stream_.socket(); }
+
+ private:
+  asio::io_context ioc_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+};
+
+Reply request(std::uint16_t port, http::verb method, const std::string& target, const std::string& body = "",
+              const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+  Client c(port);
+  return c.send(method, target, body, headers, false);
+}
+
+std::vector<std::pair<std::string, std::string>> bearer(const std::string& token) {
+  return {{"Authorization", "Bearer " + token}};
+}
+
+json::value parse(const std::string& body) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  EXPECT_FALSE(ec) << "not JSON: " << body;
+  return v;
+}
+
+std::string error_of(const Reply& r) {
+  json::value v = parse(r.body);
+  if (!v.is_object() || !v.as_object().contains("error") || !v.at("error").is_string()) return "<no error field>";
+  return std::string(v.at("error").as_string());
+}
+
+// Sends raw bytes on a fresh connection and reads until the server closes (or 3 s).
+// The sending side is half-closed after the bytes, so a partial request ends in EOF.
+std::string raw_exchange(std::uint16_t port, const std::string& bytes) {
+  asio::io_context ioc;
+  tcp::socket s(ioc);
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  boost::system::error_code ec;
+  asio::write(s, asio::buffer(bytes), ec);  // the server may have answered and closed already
+  s.shutdown(tcp::socket::shutdown_send, ec);
+  std::string out;
+  std::array<char, 4096> buf{};
+  timeval tv{3, 0};
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  while (true) {
+    std::size_t n = s.read_some(asio::buffer(buf), ec);
+    if (ec) break;
+    out.append(buf.data(), n);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// A backend with two channels and one port.
+
+class FakeBackend : public tc::ApiBackend {
+ public:
+  FakeBackend() {
+    tc::ApiChannelView news;
+    news.id = "news";
+    news.name = "News HD";
+    news.state = "ok";
+    news.active_input = "main";
+    news.bitrate_bps = 4'500'000;
+    news.packets_in = 1000;
+    news.packets_out = 990;
+    news.switches = 3;
+    news.alarms = {"backup: SRT auth failed (passphrase " + std::string(kPassphrase) + ")"};
+    tc::ApiInputView main;
+    main.id = "main";
+    main.kind = "udp";
+    main.active = true;
+    main.state = "ok";
+    main.packets = 600;
+    main.bytes = 600 * 188;
+    main.bitrate_bps = 4'400'000;
+    main.tr101290[static_cast<std::size_t>(twincast::mpegts::Check::kContinuityCountError)] = 7;
+    main.tr101290[static_cast<std::size_t>(twincast::mpegts::Check::kPcrAccuracyError)] = 2;
+    main.mdi_valid = true;
+    main.mdi_df_ms = 12.5;
+    main.mdi_mlr = 0.5;
+    main.last_packet_age_s = 0.002;
+    tc::ApiInputView backup;
+    backup.id = "backup";
+    backup.kind = "srt";
+    backup.state = "down";
+    backup.srt = tc::ApiSrtView{.connected = true, .rtt_ms = 35, .lost = 10, .retransmitted = 9, .recovered = 8, .dropped = 1};
+    news.inputs = {main, backup};
+    tc::ApiOutputView out;
+    out.id = "239.1.1.1:5000";
+    out.datagrams = 140;
+    out.packets = 980;
+    out.bytes = 980 * 188;
+    out.dropped = 2;
+    out.pacing_lateness = std::array<std::uint64_t, tc::kPacingLatenessBuckets.size() + 1>{100, 20, 10, 5, 3, 1, 1, 0, 0};
+    out.pacing_lateness_sum_s = 0.0123;
+    news.outputs = {out};
+    news.hls = tc::ApiHlsView{.enabled = true, .state = "serving", .segments = 42, .last_segment_age_s = 1.5};
+
+    tc::ApiChannelView sport;
+    sport.id = "sport";
+    sport.name = "Sport \"Live\"";
+    sport.state = "down";
+    tc::ApiInputView s1;
+    s1.id = "primary";
+    s1.kind = "rtp";
+    sport.inputs = {s1};
+    channels_ = {news, sport};
+
+    tc::ApiPortView port;
+    port.id = "0000:00:04.0";
+    port.rx_packets = 12345;
+    port.tx_packets = 2345;
+    port.rx_missed = 4;
+    port.rx_nombuf = 1;
+    port.ring_drops = 6;
+    ports_ = {port};
+  }
+
+  std::vector<tc::ApiChannelView> channels() override {
+    std::lock_guard lock(mutex_);
+    return channels_;
+  }
+  std::vector<tc::ApiPortView> ports() override {
+    std::lock_guard lock(mutex_);
+    return ports_;
+  }
+  std::optional<std::string> switch_input(const std::string& channel, const std::string& input) override {
+    std::lock_guard lock(mutex_);
+    switches_.emplace_back(channel, input);
+    if (refuse_switch_) return "input " + input + " has no signal";
+    for (auto& c : channels_) {
+      if (c.id != channel) continue;
+      c.active_input = input;
+      for (auto& in : c.inputs) in.active = in.id == input;
+    }
+    return std::nullopt;
+  }
+  std::optional<std::string> reload() override {
+    std::lock_guard lock(mutex_);
+    ++reloads_;
+    return reload_error_;
+  }
+  std::vector<std::string> secrets() override { return {kPassphrase}; }
+
+  std::mutex mutex_;
+  std::vector<tc::ApiChannelView> channels_;
+  std::vector<tc::ApiPortView> ports_;
+  std::vector<std::pair<std::string, std::string>> switches_;
+  bool refuse_switch_ = false;
+  int reloads_ = 0;
+  std::optional<std::string> reload_error_;
+};
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = tt::temp_dir("api");
+    token_file_ = dir_ / "token";
+    std::ofstream(token_file_) << kToken << "\n";
+    api_ = std::make_unique<tc::Api>(backend_, registry_, tc::ApiOptions{.token_file = token_file_});
+    api_->add_routes(server_);
+    api_->add_metrics_route(metrics_server_);
+    server_.listen("127.0.0.1:0");
+    metrics_server_.listen("127.0.0.1:0");
+    server_.start();
+    metrics_server_.start();
+    port_ = server_.ports().at(0);
+    metrics_port_ = metrics_server_.ports().at(0);
+  }
+  void TearDown() override {
+    server_.stop();
+    metrics_server_.stop();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Every response body must be free of the token and the backend's secrets.
+  static void expect_no_secret(const Reply& r) {
+    EXPECT_EQ(r.body.find(kToken), std::string::npos) << r.body;
+    EXPECT_EQ(r.body.find(kPassphrase), std::string::npos) << r.body;
+    for (const auto& [k, v] : r.headers) {
+      EXPECT_EQ(v.find(kToken), std::string::npos);
+      EXPECT_EQ(v.find(kPassphrase), std::string::npos);
+    }
+  }
+
+  std::filesystem::path dir_;
+  std::filesystem::path token_file_;
+  FakeBackend backend_;
+  tc::metrics::Registry registry_;
+  std::unique_ptr<tc::Api> api_;
+  tc::HttpServer server_;
+  tc::HttpServer metrics_server_;
+  std::uint16_t port_ = 0;
+  std::uint16_t metrics_port_ = 0;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// Reads
+
+TEST_F(ApiTest, Health) {
+  Reply r = request(port_, http::verb::get, "/api/v1/health");
+  EXPECT_EQ(r.status, 200U);
+  EXPECT_EQ(r.headers["content-type"], "application/json");
+  json::value v = parse(r.body);
+  EXPECT_EQ(v.at("status").as_string(), "ok");
+  EXPECT_EQ(v.at("channels").to_number<int>(), 2);
+  EXPECT_EQ(v.at("channels_alarmed").to_number<int>(), 1);
+}
+
+TEST_F(ApiTest, ChannelList) {
+  Reply r = request(port_, http::verb::get, "/api/v1/channels");
+  ASSERT_EQ(r.status, 200U);
+  json::value v = parse(r.body);
+  const auto& channels = v.at("channels").as_array();
+  ASSERT_EQ(channels.size(), 2U);
+  const auto& news = channels[0];
+  EXPECT_EQ(news.at("id").as_string(), "news");
+  EXPECT_EQ(news.at("state").as_string(), "ok");
+  EXPECT_EQ(news.at("active_input").as_string(), "main");
+  EXPECT_EQ(news.at("bitrate_bps").to_number<double>(), 4'500'000);
+  EXPECT_EQ(news.at("switches").to_number<int>(), 3);
+  EXPECT_EQ(news.at("inputs").as_array().size(), 2U);
+  EXPECT_EQ(news.at("inputs").as_array()[1].at("bitrate_bps").to_number<double>(), 0);
+  // The alarm text had the SRT passphrase in it: redacted.
+  ASSERT_EQ(news.at("alarms").as_array().size(), 1U);
+  EXPECT_EQ(news.at("alarms").as_array()[0].as_string(), "backup: SRT auth failed (passphrase ***)");
+  EXPECT_EQ(channels[1].at("name").as_string(), "Sport \"Live\"");
+  expect_no_secret(r);
+}
+
+TEST_F(ApiTest, ChannelDetail) {
+  Reply r = request(port_, http::verb::get, "/api/v1/channels/news");
+  ASSERT_EQ(r.status, 200U) << r.body;
+  json::value v = parse(r.body);
+  const auto& main = v.at("inputs").as_array()[0];
+  EXPECT_EQ(main.at("kind").as_string(), "udp");
+  EXPECT_EQ(main.at("packets").to_number<int>(), 600);
+  const auto& checks = main.at("tr101290").as_object();
+  EXPECT_EQ(checks.size(), twincast::mpegts::kCheckCount);
+  EXPECT_EQ(checks.at("Continuity_count_error").to_number<int>(), 7);
+  EXPECT_EQ(checks.at("PCR_accuracy_error").to_number<int>(), 2);
+  EXPECT_EQ(checks.at("TS_sync_loss").to_number<int>(), 0);
+  EXPECT_EQ(main.at("mdi").at("df_ms").to_number<double>(), 12.5);
+  EXPECT_EQ(main.at("mdi").at("mlr").to_number<double>(), 0.5);
+  EXPECT_EQ(main.at("last_packet_age_s").to_number<double>(), 0.002);
+  EXPECT_TRUE(main.at("srt").is_null());
+  const auto& backup = v.at("inputs").as_array()[1];
+  EXPECT_TRUE(backup.at("last_packet_age_s").is_null());
+  EXPECT_EQ(backup.at("srt").at("rtt_ms").to_number<double>(), 35);
+  EXPECT_EQ(backup.at("srt").at("retransmitted").to_number<int>(), 9);
+  const auto& out = v.at("outputs").as_array()[0];
+  EXPECT_EQ(out.at("id").as_string(), "239.1.1.1:5000");
+  EXPECT_EQ(out.at("dropped").to_number<int>(), 2);
+  EXPECT_EQ(out.at("pacing_lateness").at("buckets").as_array().size(), tc::kPacingLatenessBuckets.size() + 1);
+  EXPECT_EQ(v.at("hls").at("state").as_string(), "serving");
+  EXPECT_EQ(v.at("hls").at("segments").to_number<int>(), 42);
+  expect_no_secret(r);
+
+  Reply missing = request(port_, http::verb::get, "/api/v1/channels/nope");
+  EXPECT_EQ(missing.status, 404U);
+  EXPECT_EQ(error_of(missing), "no channel 'nope'");
+  // Percent-decoding of the {id} segment; an empty segment does not match {id}.
+  EXPECT_EQ(request(port_, http::verb::get, "/api/v1/channels/%6Eews").status, 200U);
+  EXPECT_EQ(request(port_, http::verb::get, "/api/v1/channels/").status, 404U);
+  EXPECT_EQ(request(port_, http::verb::get, "/api/v1/channels/%zz").status, 400U);
+  EXPECT_EQ(request(port_, http::verb::get, "/api/v1/channels/a%00b").status, 400U);
+  // A query string does not disturb routing.
+  EXPECT_EQ(request(port_, http::verb::get, "/api/v1/channels/news?verbose=1").status, 200U);
+}
+
+TEST_F(ApiTest, HeadAnswersLikeGetWithoutBody) {
+  Client c(port_);
+  Reply get = c.send(http::verb::get, "/api/v1/channels");
+  Reply head = c.send(http::verb::head, "/api/v1/channels");
+  EXPECT_EQ(head.status, 200U);
+  EXPECT_TRUE(head.body.empty());
+  EXPECT_EQ(head.headers["content-length"], std::to_string(get.body.size()));
+  // The connection is still in step after the HEAD.
+  EXPECT_EQ(c.send(http::verb::get, "/api/v1/health").status, 200U);
+}
+
+TEST_F(ApiTest, NotFoundAndMethodNotAllowed) {
+  Reply r = request(port_, http::verb::get, "/api/v2/nothing");
+  EXPECT_EQ(r.status, 404U);
+  EXPECT_EQ(error_of(r), "no such resource");
+
+  Reply del = request(port_, http::verb::delete_, "/api/v1/channels");
+  EXPECT_EQ(del.status, 405U);
+  EXPECT_EQ(del.headers["allow"], "GET, HEAD");
+  Reply get_reload = request(port_, http::verb::get, "/api/v1/reload");
+  EXPECT_EQ(get_reload.status, 405U);
+  EXPECT_EQ(get_reload.headers["allow"], "POST");
+  EXPECT_NE(error_of(get_reload).find("not allowed"), std::string::npos);
+  // /metrics lives on its own listener, not on the API's.
+  EXPECT_EQ(request(port_, http::verb::get, "/metrics").status, 404U);
+  EXPECT_EQ(request(metrics_port_, http::verb::get, "/api/v1/health").status, 404U);
+}
+
+TEST_F(ApiTest, MalformedRequestsAre400AndClose) {
+  std::string reply = raw_exchange(port_, "GARBAGE\x01 / HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0U) << reply;
+  EXPECT_NE(reply.find("\"error\""), std::string::npos);
+  reply = raw_exchange(port_, "GET /api/v1/health HTTP/1.1\r\nHost: x\r\nContent-Length: banana\r\n\r\n");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0U) << reply;
+  reply = raw_exchange(port_, "GET relative HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0U) << reply;
+  // Random bytes never crash the server, and it keeps serving.
+  std::mt19937 rng(7);
+  for (int i = 0; i < 20; ++i) {
+    std::string junk(1 + rng() % 300, '\0');
+    for (auto& ch : junk) ch = static_cast<char>(rng() % 256);
+    junk += "\r\n\r\n";
+    raw_exchange(port_, junk);
+  }
+  EXPECT_EQ(request(port_, http::verb::get, "/api/v1/health").status, 200U);
+}
+
+TEST_F(ApiTest, KeepAliveServesManyRequestsOnOneConnection) {
+  Client c(port_);
+  for (int i = 0; i < 5; ++i) {
+    Reply r = c.send(http::verb::get, i % 2 ? "/api/v1/health" : "/api/v1/channels/news");
+    EXPECT_EQ(r.status, 200U);
+    EXPECT_TRUE(r.keep_alive);
+  }
+  // Errors that leave the stream in step keep the connection too.
+  EXPECT_EQ(c.send(http::verb::get, "/missing").status, 404U);
+  EXPECT_EQ(c.send(http::verb::get, "/api/v1/health").status, 200U);
+  EXPECT_EQ(server_.connections(), 1U);
+  // Connection: close is honoured.
+  Reply last = c.send(http::verb::get, "/api/v1/health", "", {}, false);
+  EXPECT_FALSE(last.keep_alive);
+}
+
+// ---------------------------------------------------------------------------------------
+// Mutating calls and the token
+
+TEST_F(ApiTest, SwitchNeedsTheBearerToken) {
+  const std::string body = R"({"input":"backup"})";
+  Reply none = request(port_, http::verb::post, "/api/v1/channels/news/switch", body);
+  EXPECT_EQ(none.status, 401U);
+  EXPECT_EQ(none.headers["www-authenticate"], "Bearer realm=\"twincast\"");
+  EXPECT_NE(error_of(none).find("missing bearer token"), std::string::npos);
+  Reply wrong = request(port_, http::verb::post, "/api/v1/channels/news/switch", body, bearer("nope"));
+  EXPECT_EQ(wrong.status, 401U);
+  EXPECT_EQ(error_of(wrong), "invalid bearer token");
+  // A prefix of the token, the token plus a byte, the wrong scheme: all refused.
+  std::string t = kToken;
+  EXPECT_EQ(request(port_, http::verb::post, "/api/v1/channels/news/switch", body, bearer(t.substr(0, t.size() - 1))).status,
+            401U);
+  EXPECT_EQ(request(port_, http::verb::post, "/api/v1/channels/news/switch", body, bearer(t + "x")).status, 401U);
+  EXPECT_EQ(request(port_, http::verb::post, "/api/v1/channels/news/switch", body, {{"Authorization", "Basic " + t}})
+                .status,
+            401U);
+  // Unauthenticated callers learn nothing about channels: 401 before 404.
+  EXPECT_EQ(request(port_, http::verb::post, "/api/v1/channels/nope/switch", body).status, 401U);
+  EXPECT_TRUE(backend_.switches_.empty());
+  expect_no_secret(wrong);
+
+  Reply ok = request(port_, http::verb::post, "/api/v1/channels/news/switch", body, bearer(kToken));
+  ASSERT_EQ(ok.status, 200U) << ok.body;
+  EXPECT_EQ(parse(ok.body).at("active_input").as_string(), "backup");
+  ASSERT_EQ(backend_.switches_.size(), 1U);
+  EXPECT_EQ(backend_.switches_[0], (std::pair<std::string, std::string>{"news", "backup"}));
+  EXPECT_EQ(parse(request(port_, http::verb::get, "/api/v1/channels/news").body).at("active_input").as_string(),
+            "backup");
+  // The scheme is case-insensitive.
+  EXPECT_EQ(request(port_, http::verb::post, "/api/v1/channels/news/switch", body,
+                    {{"Authorization", std::string("bearer ") + kToken}})
+                .status,
+            200U);
+  expect_no_secret(ok);
+}
+
+TEST_F(ApiTest, SwitchValidatesItsBody) {
+  auto post = [&](const std::string& target, const std::string& body) {
+    return request(port_, http::verb::post, target, body, bearer(kToken));
+  };
+  Reply r = post("/api/v1/channels/news/switch", "{not json");
+  EXPECT_EQ(r.status, 400U);
+  EXPECT_NE(error_of(r).find("JSON object"), std::string::npos);
+  EXPECT_EQ(post("/api/v1/channels/news/switch", "[1,2]").status, 400U);
+  EXPECT_EQ(post("/api/v1/channels/news/switch", R"({"input":5})").status, 400U);
+  EXPECT_EQ(post("/api/v1/channels/news/switch", R"({"input":""})").status, 400U);
+  r = post("/api/v1/channels/news/switch", R"({"input":"nope"})");
+  EXPECT_EQ(r.status, 400U);
+  EXPECT_EQ(error_of(r), "channel 'news' has no input 'nope'");
+  r = post("/api/v1/channels/nope/switch", R"({"input":"main"})");
+  EXPECT_EQ(r.status, 404U);
+  EXPECT_TRUE(backend_.switches_.empty());
+  backend_.refuse_switch_ = true;
+  r = post("/api/v1/channels/news/switch", R"({"input":"backup"})");
+  EXPECT_EQ(r.status, 409U);
+  EXPECT_EQ(error_of(r), "switch refused: input backup has no signal");
+}
+
+TEST_F(ApiTest, ReloadAndSecretsInErrors) {
+  Reply ok = request(port_, http::verb::post, "/api/v1/reload", "", bearer(kToken));
+  EXPECT_EQ(ok.status, 200U) << ok.body;
+  EXPECT_EQ(backend_.reloads_, 1);
+  // A backend error that quotes a passphrase and the token (as a careless config error might).
+  backend_.reload_error_ = std::string("line 12: passphrase '") + kPassphrase + "' token " + kToken;
+  Reply refused = request(port_, http::verb::post, "/api/v1/reload", "", bearer(kToken));
+  EXPECT_EQ(refused.status, 409U);
+  EXPECT_NE(error_of(refused).find("line 12: passphrase '***' token ***"), std::string::npos) << refused.body;
+  expect_no_secret(refused);
+  EXPECT_EQ(backend_.reloads_, 2);
+}
+
+TEST_F(ApiTest, NoTokenFileOrShortTokenDisablesMutations) {
+  std::filesystem::remove(token_file_);
+  Reply r = request(port_, http::verb::post, "/api/v1/reload", "", bearer(kToken));
+  EXPECT_EQ(r.status, 401U);
+  EXPECT_NE(error_of(r).find("no API token configured"), std::string::npos);
+  std::ofstream(token_file_) << "\n";
+  r = request(port_, http::verb::post, "/api/v1/reload", "", bearer(""));
+  EXPECT_EQ(r.status, 401U);
+  EXPECT_NE(error_of(r).find("no API token configured"), std::string::npos);
+  std::ofstream(token_file_) << "tooshort1\n";
+  r = request(port_, http::verb::post, "/api/v1/reload", "", bearer("tooshort1"));
+  EXPECT_EQ(r.status, 401U);
+  EXPECT_NE(error_of(r).find("shorter than 16"), std::string::npos);
+  EXPECT_EQ(backend_.reloads_, 0);
+  // Rotation: the file is read at each call.
+  std::ofstream(token_file_) << "another-token-0123456789\r\n";
+  EXPECT_EQ(request(port_, http::verb::post, "/api/v1/reload", "", bearer(kToken)).status, 401U);
+  EXPECT_EQ(request(port_, http::verb::post, "/api/v1/reload", "", bearer("another-token-0123456789")).status, 200U);
+}
+
+// ---------------------------------------------------------------------------------------
+// Limits
+
+TEST_F(ApiTest, BodyTooLargeIs413AndHeaderTooLargeIs431) {
+  std::string big(100 * 1024, 'x');
+  Reply r = request(port_, http::verb::post, "/api/v1/reload", big, bearer(kToken));
+  EXPECT_EQ(r.status, 413U);
+  EXPECT_NE(error_of(r).find("too large"), std::string::npos);
+  EXPECT_EQ(backend_.reloads_, 0);
+  // Just under the limit is read (and then refused for its content, not its size).
+  std::string fits = R"({"input":")" + std::string(60 * 1024, 'a') + "\"}";
+  EXPECT_EQ(request(port_, http::verb::post, "/api/v1/channels/news/switch", fits, bearer(kToken)).status, 400U);
+  // Chunked bodies are limited as well.
+  std::string chunked = "POST /api/v1/reload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (int i = 0; i < 20; ++i) chunked += "1000\r\n" + std::string(0x1000, 'y') + "\r\n";
+  chunked += "0\r\n\r\n";
+  std::string reply = raw_exchange(port_, chunked);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 413", 0), 0U) << reply.substr(0, 200);
+
+  Reply h = request(port_, http::verb::get, "/api/v1/health", "", {{"X-Padding", std::string(10 * 1024, 'p')}});
+  EXPECT_EQ(h.status, 431U);
+  EXPECT_EQ(request(port_, http::verb::get, "/api/v1/health").status, 200U);
+}
+
+TEST(HttpServer, SlowClientsDoNotStarveOthersAndAreTimedOut) {
+  tc::HttpServer server(tc::HttpServerLimits{.request_timeout = 1500ms});
+  server.route("GET", "/ping", [](const tc::HttpRequest&) { return tc::HttpResponse{.body = "{}"}; });
+  server.listen("127.0.0.1:0");
+  server.start();
+  const std::uint16_t port = server.ports().at(0);
+
+  // 200 connections that start a request and never finish it.
+  asio::io_context ioc;
+  std::vector<tcp::socket> slow;
+  for (int i = 0; i < 200; ++i) {
+    slow.emplace_back(ioc);
+    slow.back().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    asio::write(slow.back(), asio::buffer(std::string("GET /ping HTTP/1.1\r\nHost: slow\r\nX-Drip: ")));
+  }
+  for (int i = 0; i < 100 && server.connections() < 200; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(server.connections(), 200U);
+
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20; ++i) {
+    Reply r = request(port, http::verb::get, "/ping");
+    EXPECT_EQ(r.status, 200U);
+  }
+  auto elapsed = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(elapsed, 1s) << "20 requests beside 200 slow connections took "
+                         << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() << " ms";
+
+  // The request deadline closes the slow ones.
+  for (int i = 0; i < 300 && server.connections() > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(server.connections(), 0U);
+  std::array<char, 16> buf{};
+  boost::system::error_code ec;
+  slow[0].read_some(asio::buffer(buf), ec);
+  EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
+  server.stop();
+}
+
+TEST(HttpServer, ConnectionCapAnswers503) {
+  tc::HttpServer server(tc::HttpServerLimits{.max_connections = 4});
+  server.route("GET", "/ping", [](const tc::HttpRequest&) { return tc::HttpResponse{.body = "{}"}; });
+  server.listen("127.0.0.1:0");
+  server.start();
+  const std::uint16_t port = server.ports().at(0);
+  std::vector<std::unique_ptr<Client>> held;
+  for (int i = 0; i < 4; ++i) {
+    held.push_back(std::make_unique<Client>(port));
+    EXPECT_EQ(held.back()->send(http::verb::get, "/ping").status, 200U);
+  }
+  std::string reply = raw_exchange(port, "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 503", 0), 0U) << reply;
+  held.pop_back();
+  for (int i = 0; i < 100 && server.connections() >= 4; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(request(port, http::verb::get, "/ping").status, 200U);
+}
+
+TEST(HttpServer, StopClosesOpenConnections) {
+  tc::HttpServer server;
+  server.route("GET", "/ping", [](const tc::HttpRequest&) { return tc::HttpResponse{.body = "{}"}; });
+  server.listen("127.0.0.1:0");
+  server.start();
+  Client c(server.ports().at(0));
+  EXPECT_EQ(c.send(http::verb::get, "/ping").status, 200U);
+  server.stop();
+  EXPECT_THROW(c.read(), boost::system::system_error);  // EOF, not a hang (the client waits 5 s at most)
+  server.stop();  // idempotent
+}
+
+TEST(HttpServer, ListenAddresses) {
+  tc::HttpServer server;
+  EXPECT_THROW(server.listen("nonsense"), std::invalid_argument);
+  EXPECT_THROW(server.listen("127.0.0.1"), std::invalid_argument);
+  EXPECT_THROW(server.listen("127.0.0.1:"), std::invalid_argument);
+  EXPECT_THROW(server.listen("127.0.0.1:99999"), std::invalid_argument);
+  EXPECT_THROW(server.listen("127.0.0.1:80x"), std::invalid_argument);
+  EXPECT_THROW(server.listen("::1:80"), std::invalid_argument);
+  EXPECT_THROW(server.listen("[::1:80"), std::invalid_argument);
+  EXPECT_THROW(server.listen("no-such-host.invalid:80"), std::invalid_argument);
+  server.route("GET", "/ping", [](const tc::HttpRequest& req) {
+    return tc::HttpResponse{.body = "{\"remote\":\"" + req.remote + "\"}"};
+  });
+  server.listen("127.0.0.1:0");
+  // Binding the same port twice fails with a message.
+  EXPECT_THROW(server.listen("127.0.0.1:" + std::to_string(server.ports().at(0))), std::runtime_error);
+  bool v6 = true;
+  try {
+    server.listen("[::1]:0");
+  } catch (const std::runtime_error&) {
+    v6 = false;  // no IPv6 loopback in this sandbox
+  }
+  server.start();
+  EXPECT_EQ(request(server.ports().at(0), http::verb::get, "/ping").status, 200U);
+  if (v6) {
+    Client c(server.ports().at(1), "::1");
+    Reply r = c.send(http::verb::get, "/ping");
+    EXPECT_EQ(r.status, 200U);
+    EXPECT_EQ(parse(r.body).at("remote").as_string().subview().substr(0, 5), "[::1]");
+  }
+}
+
+TEST(HttpServer, HandlerExceptionsAre500WithoutTheMessage) {
+  tc::HttpServer server;
+  server.route("GET", "/boom", [](const tc::HttpRequest&) -> tc::HttpResponse {
+    throw std::runtime_error("secret detail /etc/twincast/token");
+  });
+  server.listen("127.0.0.1:0");
+  server.start();
+  Reply r = request(server.ports().at(0), http::verb::get, "/boom");
+  EXPECT_EQ(r.status, 500U);
+  EXPECT_EQ(error_of(r), "internal error");
+}
+
+// ---------------------------------------------------------------------------------------
+// /metrics
+
+TEST_F(ApiTest, MetricsExposition) {
+  Reply r = request(metrics_port_, http::verb::get, "/metrics");
+  ASSERT_EQ(r.status, 200U);
+  EXPECT_EQ(r.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& t = r.body;
+  auto has = [&](const std::string& line) {
+    EXPECT_NE(t.find(line + "\n"), std::string::npos) << "missing: " << line;
+  };
+  has("twincast_channel_bitrate_bps{channel=\"news\"} 4500000");
+  has("twincast_channel_state{channel=\"sport\",state=\"down\"} 1");
+  has("twincast_channel_input_switches_total{channel=\"news\"} 3");
+  has("twincast_channel_alarms{channel=\"news\"} 1");
+  has("twincast_input_active{channel=\"news\",input=\"main\"} 1");
+  has("twincast_input_active{channel=\"news\",input=\"backup\"} 0");
+  has("twincast_input_info{channel=\"news\",input=\"backup\",kind=\"srt\"} 1");
+  has("twincast_input_packets_total{channel=\"news\",input=\"main\"} 600");
+  has("twincast_input_cc_errors_total{channel=\"news\",input=\"main\"} 7");
+  has("twincast_input_mdi_df_seconds{channel=\"news\",input=\"main\"} 0.0125");
+  has("twincast_input_mdi_mlr{channel=\"news\",input=\"main\"} 0.5");
+  has("twincast_input_srt_rtt_seconds{channel=\"news\",input=\"backup\"} 0.035");
+  has("twincast_input_srt_retransmitted_packets_total{channel=\"news\",input=\"backup\"} 9");
+  has("twincast_output_datagrams_total{channel=\"news\",output=\"239.1.1.1:5000\"} 140");
+  has("twincast_output_dropped_datagrams_total{channel=\"news\",output=\"239.1.1.1:5000\"} 2");
+  has("twincast_output_pacing_lateness_seconds_bucket{channel=\"news\",output=\"239.1.1.1:5000\",le=\"1e-05\"} 100");
+  has("twincast_output_pacing_lateness_seconds_bucket{channel=\"news\",output=\"239.1.1.1:5000\",le=\"+Inf\"} 140");
+  has("twincast_output_pacing_lateness_seconds_count{channel=\"news\",output=\"239.1.1.1:5000\"} 140");
+  has("twincast_port_rx_missed_total{port=\"0000:00:04.0\"} 4");
+  has("twincast_port_ring_drops_total{port=\"0000:00:04.0\"} 6");
+  // Every TR 101 290 check, for every input.
+  for (std::size_t k = 0; k < twincast::mpegts::kCheckCount; ++k) {
+    std::string name(twincast::mpegts::check_name(static_cast<twincast::mpegts::Check>(k)));
+    EXPECT_NE(t.find("twincast_input_tr101290_errors_total{channel=\"sport\",check=\"" + name + "\",input=\"primary\"} 0"),
+              std::string::npos)
+        << name;
+  }
+  has("twincast_input_tr101290_errors_total{channel=\"news\",check=\"PCR_accuracy_error\",input=\"main\"} 2");
+  // No MDI series for an input without a valid interval, no SRT series for a UDP input.
+  EXPECT_EQ(t.find("twincast_input_mdi_df_seconds{channel=\"sport\""), std::string::npos);
+  EXPECT_EQ(t.find("twincast_input_srt_rtt_seconds{channel=\"news\",input=\"main\"}"), std::string::npos);
+  expect_no_secret(r);
+
+  if (tt::run("command -v promtool").exit_code == 0) {
+    auto file = dir_ / "metrics.txt";
+    std::ofstream(file, std::ios::binary) << t;
+    auto res = tt::run("promtool check metrics < " + tt::shell_quote(file.string()));
+    EXPECT_EQ(res.exit_code, 0) << res.out;
+  }
+
+  // Values follow the backend; a channel that goes away takes its series with it.
+  {
+    std::lock_guard lock(backend_.mutex_);
+    backend_.channels_[0].bitrate_bps = 5'000'000;
+    backend_.channels_.pop_back();
+  }
+  std::string t2 = request(metrics_port_, http::verb::get, "/metrics").body;
+  EXPECT_NE(t2.find("twincast_channel_bitrate_bps{channel=\"news\"} 5000000\n"), std::string::npos);
+  EXPECT_EQ(t2.find("channel=\"sport\""), std::string::npos);
+}
+
+TEST(MetricsCost, RenderFiveHundredChannels) {
+  // 500 channels x (2 inputs, 2 outputs): the cost of one scrape.
+  FakeBackend backend;
+  {
+    auto proto = backend.channels_[0];
+    backend.channels_.clear();
+    for (int i = 0; i < 500; ++i) {
+      auto c = proto;
+      c.id = "ch" + std::to_string(i);
+      c.outputs.push_back(c.outputs[0]);
+      c.outputs[1].id = "239.2.0." + std::to_string(i % 250) + ":5000";
+      backend.channels_.push_back(c);
+    }
+  }
+  tc::metrics::Registry registry;
+  tc::Api api(backend, registry, tc::ApiOptions{});
+  std::vector<double> ms;
+  std::size_t bytes = 0;
+  std::size_t samples = 0;
+  double collect_ms = 0;
+  for (int i = 0; i < 7; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::string text = registry.render();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    bytes = text.size();
+    auto pos = text.find("\ntwincast_metrics_collect_seconds ");
+    if (pos != std::string::npos) collect_ms = 1000 * std::stod(text.substr(pos + 34));
+    samples = static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+  }
+  std::sort(ms.begin(), ms.end());
+  std::cout << "render 500 channels: median " << ms[ms.size() / 2] << " ms (of which collection " << collect_ms << " ms), " << bytes
+            << " bytes, ~" << samples << " lines\n";
+  EXPECT_GT(samples, 500U * 40U);
+  EXPECT_LT(ms[ms.size() / 2], 5000.0);  // generous: Sanitize builds on a shared 2-core machine are slow
+}
+
+// ---------------------------------------------------------------------------------------
+// Integration (label "integration" in spirit; the control tests share one ctest label):
+// a real Prometheus server on loopback scrapes /metrics every second, and a query
+// through its HTTP API returns the fake backend's value.
+
+namespace {
+
+std::uint16_t free_port() {
+  asio::io_context ioc;
+  tcp::acceptor a(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return a.local_endpoint().port();
+}
+
+class ChildProcess {
+ public:
+  ChildProcess(const std::vector<std::string>& argv, const std::filesystem::path& log) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      FILE* f = std::freopen(log.c_str(), "w", stdout);
+      (void)f;
+      ::dup2(::fileno(stdout), 2);
+      std::vector<char*> args;
+      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      ::execvp(args[0], args.data());
+      std::_Exit(127);
+    }
+  }
+  ~ChildProcess() { stop(); }
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 100; ++i) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return;
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  [[nodiscard]] bool running() const {
+    return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+}  // namespace
+
+TEST_F(ApiTest, PrometheusScrapesAndAnswersAQuery) {
+  if (tt::run("command -v prometheus").exit_code != 0) {
+    GTEST_SKIP() << "prometheus not installed (scripts/setup installs it)";
+  }
+  auto pdir = dir_ / "prometheus";
+  std::filesystem::create_directories(pdir / "data");
+  auto config = pdir / "prometheus.yml";
+  std::ofstream(config) << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                           "scrape_configs:\n  - job_name: twincast\n    static_configs:\n"
+                           "      - targets: ['127.0.0.1:"
+                        << metrics_port_ << "']\n";
+  const std::uint16_t web_port = free_port();
+  ChildProcess prom({"prometheus", "--config.file=" + config.string(), "--storage.tsdb.path=" + (pdir / "data").string(),
+                     "--web.listen-address=127.0.0.1:" + std::to_string(web_port), "--log.level=warn"},
+                    pdir / "prometheus.log");
+
+  const std::string query = "/api/v1/query?query=twincast_channel_bitrate_bps%7Bchannel%3D%22news%22%7D";
+  std::string value;
+  std::string last_body;
+  auto deadline = std::chrono::steady_clock::now() + 25s;
+  while (std::chrono::steady_clock::now() < deadline && value.empty()) {
+    std::this_thread::sleep_for(250ms);
+    ASSERT_TRUE(prom.running()) << "prometheus exited: " << tt::run("cat " + tt::shell_quote((pdir / "prometheus.log").string())).out;
+    try {
+      Reply r = request(web_port, http::verb::get, query);
+      last_body = r.body;
+      if (r.status != 200) continue;
+      json::value v = parse(r.body);
+      const auto& result = v.at("data").at("result").as_array();
+      if (result.empty()) continue;
+      value = std::string(result[0].at("value").as_array()[1].as_string());
+    } catch (const std::exception&) {
+      // not listening yet
+    }
+  }
+  EXPECT_EQ(value, "4500000") << "last answer: " << last_body;
+
+  // Prometheus saw the target healthy.
+  Reply targets = request(web_port, http::verb::get, "/api/v1/targets");
+  EXPECT_NE(targets.body.find("\"health\":\"up\""), std::string::npos) << targets.body;
+  prom.stop();
+  std::filesystem::remove_all(pdir);
+}
