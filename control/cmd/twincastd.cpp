@@ -1,7 +1,10 @@
 // twincastd — the appliance: loads and validates the channel map, brings up the DPDK data
 // plane and the SRT ingest, and runs until SIGINT or SIGTERM, logging a status line per
 // port and input every --status-interval seconds.
+#include <algorithm>
+#include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +14,13 @@
 #include "twincast/control/appliance.hpp"
 #include "twincast/control/config.hpp"
 #include "twincast/dataplane/build_info.hpp"
+
+#ifdef TWINCAST_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#else
+static int sd_notify(int, const char*) { return 0; }
+static int sd_watchdog_enabled(int, std::uint64_t*) { return 0; }
+#endif
 
 namespace {
 
@@ -37,26 +47,54 @@ int run(const std::string& file, const char* argv0, unsigned status_interval_s) 
     std::fputs(twincast::control::format_errors(result.errors, file).c_str(), stderr);
     return 1;
   }
-  // Every thread (EAL's, libsrt's) inherits these blocked; only sigwait below sees them.
+  // Every thread (EAL's, libsrt's) inherits these blocked; only sigtimedwait below sees them.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   try {
     twincast::control::Appliance appliance(*result.config, argv0);
     appliance.start();
-    std::fprintf(stderr, "twincastd: running %zu channels from %s\n", result.config->channels.size(), file.c_str());
+    const auto& control = result.config->control;
+    std::fprintf(stderr, "twincastd: running %zu channels from %s; API on %s, metrics on %s\n",
+                 result.config->channels.size(), file.c_str(), control.api_listen.c_str(), control.metrics_listen.c_str());
+    const std::string ready = "READY=1\nSTATUS=" + std::to_string(result.config->channels.size()) + " channels";
+    sd_notify(0, ready.c_str());
+    // Under systemd's watchdog, wake at half its interval to say we are alive.
+    std::uint64_t watchdog_us = 0;
+    const bool watchdog = sd_watchdog_enabled(0, &watchdog_us) > 0 && watchdog_us > 0;
+    auto next_status = std::chrono::steady_clock::now() + std::chrono::seconds(status_interval_s);
     for (;;) {
-      timespec timeout{static_cast<time_t>(status_interval_s), 0};
+      auto wait = std::chrono::duration_cast<std::chrono::microseconds>(next_status - std::chrono::steady_clock::now());
+      if (watchdog) wait = std::min(wait, std::chrono::microseconds(watchdog_us / 2));
+      if (wait.count() < 0) wait = std::chrono::microseconds(0);
+      timespec timeout{static_cast<time_t>(wait.count() / 1'000'000), static_cast<long>(wait.count() % 1'000'000) * 1000};
       const int sig = sigtimedwait(&signals, nullptr, &timeout);
       if (sig == SIGINT || sig == SIGTERM) {
         std::fprintf(stderr, "twincastd: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
         break;
       }
-      std::fputs(appliance.status().c_str(), stderr);
-      std::fflush(stderr);
+      if (sig == SIGHUP) {
+        // Hot reload is not built yet: say what the new file would do, change nothing.
+        const auto again = twincast::control::load_config(file);
+        if (!again.ok()) {
+          std::fprintf(stderr, "twincastd: SIGHUP: %s has errors; the running configuration stays:\n%s", file.c_str(),
+                       twincast::control::format_errors(again.errors, file).c_str());
+        } else {
+          std::fprintf(stderr, "twincastd: SIGHUP: %s is valid, but hot reload is not available yet: "
+                               "restart twincastd to apply it\n", file.c_str());
+        }
+      }
+      if (watchdog) sd_notify(0, "WATCHDOG=1");
+      if (std::chrono::steady_clock::now() >= next_status) {
+        std::fputs(appliance.status().c_str(), stderr);
+        std::fflush(stderr);
+        next_status = std::chrono::steady_clock::now() + std::chrono::seconds(status_interval_s);
+      }
     }
+    sd_notify(0, "STOPPING=1");
     appliance.stop();
     std::fputs(appliance.status().c_str(), stderr);
   } catch (const std::exception& e) {

@@ -5,17 +5,194 @@
 #include <utility>
 #include <vector>
 
+#include <chrono>
+#include <map>
+#include <mutex>
+
+#include "twincast/control/api.hpp"
+#include "twincast/control/http_server.hpp"
+#include "twincast/control/metrics.hpp"
 #include "twincast/control/srt_ingest.hpp"
 #include "twincast/dataplane/dataplane.hpp"
 
 namespace twincast::control {
 
-struct Appliance::Impl {
+namespace {
+
+const char* kind_name(dataplane::InputKind k) {
+  switch (k) {
+    case dataplane::InputKind::kUdp:
+      return "udp";
+    case dataplane::InputKind::kRtp:
+      return "rtp";
+    case dataplane::InputKind::kSrt:
+      return "srt";
+  }
+  return "unknown";
+}
+
+std::string ipv4_text(dataplane::Ipv4 a) {
+  return std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 0xFF) + "." + std::to_string((a >> 8) & 0xFF) + "." +
+         std::to_string(a & 0xFF);
+}
+
+// Rates from counters the data plane keeps: the control side remembers the last reading
+// of each and derives bits per second over at least one second.
+class RateMeter {
+ public:
+  double bps(const std::string& key, std::uint64_t bytes) {
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& e = entries_[key];
+    if (e.when.time_since_epoch().count() == 0) {
+      e = {bytes, now, 0};
+      return 0;
+    }
+    const double dt = std::chrono::duration<double>(now - e.when).count();
+    if (dt >= 1.0) {
+      e.rate = bytes >= e.bytes ? static_cast<double>(bytes - e.bytes) * 8 / dt : 0;
+      e.bytes = bytes;
+      e.when = now;
+    }
+    return e.rate;
+  }
+
+ private:
+  struct Entry {
+    std::uint64_t bytes = 0;
+    std::chrono::steady_clock::time_point when{};
+    double rate = 0;
+  };
+  std::mutex mu_;
+  std::map<std::string, Entry> entries_;
+};
+
+}  // namespace
+
+struct Appliance::Impl final : ApiBackend {
   dataplane::ApplianceConfig config;
   std::unique_ptr<dataplane::Dataplane> dp;
   std::unique_ptr<SrtIngest> srt;
   std::vector<std::pair<std::size_t, std::size_t>> srt_route;  // SRT input -> (channel, input)
+  std::vector<std::size_t> srt_index_of;                       // flat input -> SRT input (or npos)
+  RateMeter rates;
+  metrics::Registry registry;
+  std::unique_ptr<Api> api;
+  std::unique_ptr<HttpServer> api_server;
+  std::unique_ptr<HttpServer> metrics_server;
+
+  std::vector<ApiChannelView> channels() override;
+  std::vector<ApiPortView> ports() override;
+  std::optional<std::string> switch_input(const std::string& channel, const std::string& input) override;
+  std::optional<std::string> reload() override { return "reload is not available yet: restart twincastd"; }
+  std::vector<std::string> secrets() override {
+    std::vector<std::string> out;
+    for (const auto& ch : config.channels)
+      for (const auto& in : ch.inputs)
+        if (!in.passphrase.empty()) out.push_back(in.passphrase);
+    return out;
+  }
 };
+
+std::vector<ApiChannelView> Appliance::Impl::channels() {
+  std::vector<ApiChannelView> out;
+  std::size_t flat = 0;
+  for (std::size_t c = 0; c < config.channels.size(); ++c) {
+    const auto& cc = config.channels[c];
+    const auto cs = dp->pipeline(c).stats();
+    ApiChannelView v;
+    v.id = cc.id;
+    v.name = cc.name;
+    v.active_input = cs.active_input < cc.inputs.size() ? cc.inputs[cs.active_input].name : "";
+    v.packets_in = cs.packets_in;
+    v.packets_out = cs.packets_out;
+    v.switches = cs.switches;
+    v.bitrate_bps = rates.bps("channel/" + cc.id, cs.packets_out * mpegts::kPacketSize);
+    const std::uint64_t now = dataplane::Dataplane::now_ns();
+    for (std::size_t i = 0; i < cc.inputs.size(); ++i, ++flat) {
+      const auto& ic = cc.inputs[i];
+      const auto snap = dp->input_snapshot(c, i);
+      ApiInputView iv;
+      iv.id = ic.name;
+      iv.kind = kind_name(ic.kind);
+      iv.active = i == cs.active_input;
+      iv.packets = snap.packets;
+      iv.bytes = snap.bytes;
+      iv.bitrate_bps = snap.bitrate_bps;
+      iv.tr101290 = snap.tr101290;
+      iv.mdi_valid = snap.mdi_valid;
+      iv.mdi_df_ms = snap.mdi_df_ms;
+      iv.mdi_mlr = snap.mdi_mlr;
+      if (snap.seen) iv.last_packet_age_s = static_cast<double>(now > snap.last_packet_ns ? now - snap.last_packet_ns : 0) / 1e9;
+      iv.state = !snap.seen ? "no signal" : snap.healthy ? "ok" : "down";
+      if (ic.kind == dataplane::InputKind::kSrt && srt && srt_index_of[flat] != static_cast<std::size_t>(-1)) {
+        const auto st = srt->stats(srt_index_of[flat]);
+        ApiSrtView sv;
+        sv.connected = st.connected;
+        sv.rtt_ms = st.rtt_ms;
+        sv.lost = st.lost;
+        sv.retransmitted = st.retransmitted;
+        sv.recovered = st.recovered;
+        sv.dropped = st.dropped;
+        iv.srt = sv;
+      }
+      if (iv.state != "ok") v.alarms.push_back("input " + ic.name + (iv.active ? " (active) " : " ") + iv.state);
+      v.inputs.push_back(std::move(iv));
+    }
+    const auto lateness = dp->pacing_lateness(c);
+    for (std::size_t o = 0; o < cc.outputs.size(); ++o) {
+      const auto& oc = cc.outputs[o];
+      const auto os = dp->output_stats(c, o);
+      ApiOutputView ov;
+      ov.id = ipv4_text(oc.address) + ":" + std::to_string(oc.udp_port);
+      ov.datagrams = os.datagrams;
+      ov.packets = os.packets;
+      ov.bytes = os.bytes;
+      ov.dropped = os.dropped_datagrams;
+      ov.pacing_lateness = lateness.buckets;  // one schedule serves all of a channel's outputs
+      ov.pacing_lateness_sum_s = lateness.sum_seconds();
+      v.outputs.push_back(std::move(ov));
+    }
+    v.state = dataplane::channel_health_name(cs.state);
+    v.hls.enabled = cc.hls;
+    v.hls.state = cc.hls ? "not packaging yet" : "off";
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+std::vector<ApiPortView> Appliance::Impl::ports() {
+  std::vector<ApiPortView> out;
+  for (std::size_t p = 0; p < config.ports.size(); ++p) {
+    const auto s = dp->port_stats(p);
+    ApiPortView v;
+    v.id = config.ports[p].name;
+    v.rx_packets = s.rx_packets;
+    v.tx_packets = s.tx_packets;
+    v.rx_bytes = s.rx_bytes;
+    v.tx_bytes = s.tx_bytes;
+    v.rx_missed = s.rx_missed;
+    v.rx_nombuf = s.rx_nombuf;
+    for (std::size_t c = 0; c < config.channels.size(); ++c)
+      for (std::size_t i = 0; i < config.channels[c].inputs.size(); ++i)
+        if (config.channels[c].inputs[i].kind == dataplane::InputKind::kSrt) v.ring_drops += dp->external_drops(c, i);
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+std::optional<std::string> Appliance::Impl::switch_input(const std::string& channel, const std::string& input) {
+  for (std::size_t c = 0; c < config.channels.size(); ++c) {
+    if (config.channels[c].id != channel) continue;
+    for (std::size_t i = 0; i < config.channels[c].inputs.size(); ++i) {
+      if (config.channels[c].inputs[i].name != input) continue;
+      if (!dp->request_switch(c, i)) return "the channel's pipeline cannot be switched";
+      return std::nullopt;
+    }
+    return "channel " + channel + " has no input " + input;
+  }
+  return "no channel " + channel;
+}
 
 Appliance::Appliance(const dataplane::ApplianceConfig& config, const std::string& argv0)
     : impl_(std::make_unique<Impl>()) {
@@ -28,6 +205,14 @@ Appliance::Appliance(const dataplane::ApplianceConfig& config, const std::string
       if (config.channels[c].inputs[i].kind != dataplane::InputKind::kSrt) continue;
       srt_inputs.push_back(config.channels[c].inputs[i]);
       impl_->srt_route.emplace_back(c, i);
+    }
+  }
+  for (std::size_t c = 0; c < config.channels.size(); ++c) {
+    for (std::size_t i = 0; i < config.channels[c].inputs.size(); ++i) {
+      std::size_t k = static_cast<std::size_t>(-1);
+      for (std::size_t r = 0; r < impl_->srt_route.size(); ++r)
+        if (impl_->srt_route[r] == std::make_pair(c, i)) k = r;
+      impl_->srt_index_of.push_back(k);
     }
   }
   if (!srt_inputs.empty()) {
@@ -45,9 +230,23 @@ Appliance::~Appliance() { stop(); }
 void Appliance::start() {
   impl_->dp->start();
   if (impl_->srt) impl_->srt->start();
+  // The REST API and /metrics, each on its own listener.
+  ApiOptions options;
+  options.token_file = impl_->config.control.token_file;
+  impl_->api = std::make_unique<Api>(*impl_, impl_->registry, options);
+  impl_->api_server = std::make_unique<HttpServer>();
+  impl_->api->add_routes(*impl_->api_server);
+  impl_->api_server->listen(impl_->config.control.api_listen);
+  impl_->metrics_server = std::make_unique<HttpServer>();
+  impl_->api->add_metrics_route(*impl_->metrics_server);
+  impl_->metrics_server->listen(impl_->config.control.metrics_listen);
+  impl_->api_server->start();
+  impl_->metrics_server->start();
 }
 
 void Appliance::stop() {
+  if (impl_->api_server) impl_->api_server->stop();
+  if (impl_->metrics_server) impl_->metrics_server->stop();
   if (impl_->srt) impl_->srt->stop();  // no producer may outlive the rings
   if (impl_->dp) impl_->dp->stop();
 }

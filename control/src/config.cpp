@@ -287,6 +287,7 @@ class Parser {
   bool read_list(const Fields& f, std::string_view key, Fn each);
 
   void parse_dataplane(const YAML::Node& n, EalConfig& eal);
+  void parse_control(const YAML::Node& n, dataplane::ControlConfig& control);
   PortConfig parse_port(const YAML::Node& n, const std::string& path);
   ChannelConfig parse_channel(const YAML::Node& n, const std::string& path);
   MultiplexConfig parse_multiplex(const YAML::Node& n, const std::string& path);
@@ -500,8 +501,9 @@ ApplianceConfig Parser::parse(const YAML::Node& root) {
     error({1, 1}, "", "the file is empty (expected dataplane, ports and channels)");
     return cfg;
   }
-  Fields f(*this, root, "", {"dataplane", "ports", "channels", "multiplexes"});
+  Fields f(*this, root, "", {"control", "dataplane", "ports", "channels", "multiplexes"});
   if (!f.ok()) return cfg;
+  if (const YAML::Node* n = f.find("control")) parse_control(*n, cfg.control);
   if (const YAML::Node* n = f.find("dataplane")) parse_dataplane(*n, cfg.eal);
   if (f.has("ports") && !read_list(f, "ports", [&](const YAML::Node& n, const std::string& path, std::size_t) {
         cfg.ports.push_back(parse_port(n, path));
@@ -519,6 +521,39 @@ ApplianceConfig Parser::parse(const YAML::Node& root) {
     cfg.multiplexes.push_back(parse_multiplex(n, path));
   });
   return cfg;
+}
+
+// host:port or [v6]:port with a port in 1..65535.
+static bool is_listen_address(const std::string& s) {
+  const std::size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= s.size()) return false;
+  const std::string host = s.substr(0, colon);
+  if (host.front() == '[' && host.back() != ']') return false;
+  std::int64_t port = 0;
+  return parse_integer(s.substr(colon + 1), port) == IntParse::kOk && port >= 1 && port <= 65535;
+}
+
+void Parser::parse_control(const YAML::Node& n, dataplane::ControlConfig& control) {
+  Fields f(*this, n, "control", {"api_listen", "metrics_listen", "token_file"});
+  if (!f.ok()) return;
+  for (const char* key : {"api_listen", "metrics_listen"}) {
+    std::string s;
+    if (!read_string(f, key, s)) continue;
+    if (!is_listen_address(s)) {
+      error_at(f.child(key), in_quotes(s) + " is not a listen address (host:port, like 127.0.0.1:8080 or [::1]:8080)");
+      continue;
+    }
+    (std::string_view(key) == "api_listen" ? control.api_listen : control.metrics_listen) = s;
+  }
+  if (f.has("api_listen") && f.has("metrics_listen") && control.api_listen == control.metrics_listen)
+    error_at(f.child("metrics_listen"), "metrics_listen must differ from api_listen (/metrics has its own listener)");
+  if (std::string file; read_string(f, "token_file", file)) {
+    fs::path p(file);
+    if (p.is_relative()) p = base_dir_ / p;
+    std::ifstream is(p, std::ios::binary);
+    if (!is) error_at(f.child("token_file"), "cannot read " + file + ": " + std::strerror(errno));
+    else control.token_file = p.string();
+  }
 }
 
 void Parser::parse_dataplane(const YAML::Node& n, EalConfig& eal) {

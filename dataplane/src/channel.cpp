@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "pacer.hpp"
@@ -33,6 +34,25 @@ struct InputState {
   std::uint64_t second_start_ns = 0;
 };
 
+// One input's published snapshot: a sequence lock with one writer (the owning lcore).
+// Every field is an atomic accessed relaxed, so a reader racing the writer sees old or new
+// values, never torn ones; the sequence number (odd while a publication is under way)
+// lets it retry until the set is from one publication. The writer never waits.
+struct alignas(64) PublishedInput {
+  enum : std::uint8_t { kPublished = 1, kSeen = 2, kHealthy = 4, kActive = 8, kMdiValid = 16 };
+  std::atomic<std::uint64_t> seq{0};
+  std::atomic<std::uint64_t> published_ns{0};
+  std::atomic<std::uint64_t> last_packet_ns{0};
+  std::atomic<std::uint64_t> packets{0};
+  std::atomic<double> bitrate_bps{0};
+  std::atomic<double> mdi_df_ms{0};
+  std::atomic<double> mdi_mlr{0};
+  std::atomic<std::uint8_t> flags{0};
+  std::array<std::atomic<std::uint64_t>, mpegts::kCheckCount> checks{};
+};
+static_assert(std::atomic<double>::is_always_lock_free && std::atomic<std::uint64_t>::is_always_lock_free,
+              "snapshots must not take a lock");
+
 }  // namespace
 
 struct Channel::Impl {
@@ -41,6 +61,7 @@ struct Channel::Impl {
     if (c.inputs.empty()) throw std::invalid_argument("channel " + c.id + ": no inputs");
     inputs.resize(c.inputs.size());
     for (auto& in : inputs) in.analyzer = std::make_unique<mpegts::Analyzer>();
+    published = std::make_unique<PublishedInput[]>(c.inputs.size());
     // A batch for the taps, plus room for one push's worth of remux output past it.
     remux_out.resize(kTapBatch + remux.max_output_per_push());
   }
@@ -100,6 +121,81 @@ struct Channel::Impl {
     if (now < next_select_ns) return;
     next_select_ns = now + kSelectorTickNs;
     update_health(now);
+    choose(now);
+    if (now >= next_publish_ns) {
+      publish(now);
+      next_publish_ns = now + kSnapshotIntervalNs;
+    }
+  }
+
+  // A few relaxed stores per input every kSnapshotIntervalNs; no allocation (the analyzer's
+  // cheap getters, not report()).
+  void publish(std::uint64_t now) {
+    constexpr auto r = std::memory_order_relaxed;
+    bool active_ok = false;
+    bool standby_ok = true;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      const InputState& in = inputs[i];
+      const mpegts::Analyzer& a = *in.analyzer;
+      const bool ok = in.healthy_since_ns != 0;
+      if (i == active) active_ok = ok;
+      else standby_ok = standby_ok && ok;
+      const mpegts::Mdi& mdi = a.mdi_last();
+      std::uint8_t flags = PublishedInput::kPublished;
+      if (in.seen) flags |= PublishedInput::kSeen;
+      if (ok) flags |= PublishedInput::kHealthy;
+      if (i == active) flags |= PublishedInput::kActive;
+      if (mdi.valid) flags |= PublishedInput::kMdiValid;
+
+      PublishedInput& p = published[i];
+      const std::uint64_t seq = p.seq.load(r);
+      p.seq.store(seq + 1, r);
+      std::atomic_thread_fence(std::memory_order_release);
+      p.published_ns.store(now, r);
+      p.last_packet_ns.store(in.last_packet_ns, r);
+      p.packets.store(a.packets(), r);
+      p.bitrate_bps.store(a.bitrate_bps(), r);
+      p.mdi_df_ms.store(mdi.df_ms, r);
+      p.mdi_mlr.store(mdi.mlr, r);
+      p.flags.store(flags, r);
+      for (std::size_t c = 0; c < mpegts::kCheckCount; ++c) p.checks[c].store(a.count(static_cast<mpegts::Check>(c)), r);
+      p.seq.store(seq + 2, std::memory_order_release);
+    }
+    const ChannelHealth st = !active_ok ? ChannelHealth::kDown : standby_ok ? ChannelHealth::kOk : ChannelHealth::kDegraded;
+    counters.state.store(static_cast<std::uint8_t>(st), r);
+  }
+
+  InputSnapshot snapshot(std::size_t input) const {
+    constexpr auto r = std::memory_order_relaxed;
+    const PublishedInput& p = published[input];
+    InputSnapshot s;
+    std::uint8_t flags = 0;
+    // A publication takes well under a microsecond; after many tries (the writer thread
+    // was preempted mid-way) take what was read: every value valid, maybe not one set.
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+      const std::uint64_t before = p.seq.load(std::memory_order_acquire);
+      s.published_ns = p.published_ns.load(r);
+      s.last_packet_ns = p.last_packet_ns.load(r);
+      s.packets = p.packets.load(r);
+      s.bitrate_bps = p.bitrate_bps.load(r);
+      s.mdi_df_ms = p.mdi_df_ms.load(r);
+      s.mdi_mlr = p.mdi_mlr.load(r);
+      flags = p.flags.load(r);
+      for (std::size_t c = 0; c < mpegts::kCheckCount; ++c) s.tr101290[c] = p.checks[c].load(r);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if ((before & 1) == 0 && p.seq.load(r) == before) break;
+      if (attempt >= 16) std::this_thread::yield();
+    }
+    s.bytes = s.packets * mpegts::kPacketSize;
+    s.published = (flags & PublishedInput::kPublished) != 0;
+    s.seen = (flags & PublishedInput::kSeen) != 0;
+    s.healthy = (flags & PublishedInput::kHealthy) != 0;
+    s.active = (flags & PublishedInput::kActive) != 0;
+    s.mdi_valid = (flags & PublishedInput::kMdiValid) != 0;
+    return s;
+  }
+
+  void choose(std::uint64_t now) {
     const bool active_ok = inputs[active].healthy_since_ns != 0;
     if (!active_ok) {
       manual = false;
@@ -176,6 +272,8 @@ struct Channel::Impl {
   std::size_t active = 0;
   bool manual = false;
   std::uint64_t next_select_ns = 0;
+  std::uint64_t next_publish_ns = 0;
+  std::unique_ptr<PublishedInput[]> published;  // one per input
 
   Pacer pacer;
   std::vector<std::pair<PacketTap*, std::size_t>> taps;
@@ -185,6 +283,7 @@ struct Channel::Impl {
     std::atomic<std::uint64_t> dropped_inactive{0};
     std::atomic<std::uint64_t> switches{0};
     std::atomic<std::size_t> active_input{0};
+    std::atomic<std::uint8_t> state{static_cast<std::uint8_t>(ChannelHealth::kDown)};  // nothing received yet
   } counters;
 };
 
@@ -214,9 +313,15 @@ ChannelStats Channel::stats() const {
   s.dropped_queue_full = impl_->pacer.dropped_queue_full();
   s.switches = c.switches.load(r);
   s.active_input = c.active_input.load(r);
+  s.state = static_cast<ChannelHealth>(c.state.load(r));
+  s.alarm = s.state != ChannelHealth::kOk;
   return s;
 }
 const ChannelConfig& Channel::config() const { return impl_->config; }
 const mpegts::Analyzer& Channel::input_analyzer(std::size_t input) const { return *impl_->inputs.at(input).analyzer; }
+InputSnapshot Channel::input_snapshot(std::size_t input) const {
+  return input < impl_->inputs.size() ? impl_->snapshot(input) : InputSnapshot{};
+}
+PacingHistogram Channel::pacing_lateness() const { return impl_->pacer.lateness(); }
 
 }  // namespace twincast::dataplane

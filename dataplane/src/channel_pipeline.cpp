@@ -1,4 +1,6 @@
 // The production ChannelPipeline: dataplane::Channel (selector + remux + pacer).
+#include <atomic>
+
 #include "twincast/dataplane/channel.hpp"
 #include "twincast/dataplane/dataplane.hpp"
 
@@ -11,12 +13,26 @@ class ChannelAdapter final : public ChannelPipeline {
   void push(std::size_t input, std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns) override {
     channel_.push(input, packets, now_ns);
   }
-  void poll(std::uint64_t now_ns, DatagramSink& sink) override { channel_.poll(now_ns, sink); }
+  void poll(std::uint64_t now_ns, DatagramSink& sink) override {
+    // An operator's switch, handed over from a control thread: applied here, on the
+    // lcore that owns the channel.
+    const int want = requested_.exchange(-1, std::memory_order_acquire);
+    if (want >= 0) channel_.force_input(static_cast<std::size_t>(want), now_ns);
+    channel_.poll(now_ns, sink);
+  }
+  bool request_switch(std::size_t input) override {
+    if (input >= channel_.config().inputs.size()) return false;
+    requested_.store(static_cast<int>(input), std::memory_order_release);
+    return true;
+  }
   [[nodiscard]] ChannelStats stats() const override { return channel_.stats(); }
+  [[nodiscard]] InputSnapshot input_snapshot(std::size_t input) const override { return channel_.input_snapshot(input); }
+  [[nodiscard]] PacingHistogram pacing_lateness() const override { return channel_.pacing_lateness(); }
   void add_tap(PacketTap* tap, std::size_t slot) override { channel_.add_tap(tap, slot); }
 
  private:
   Channel channel_;
+  std::atomic<int> requested_{-1};
 };
 
 }  // namespace

@@ -300,6 +300,31 @@ MultiplexStats Dataplane::multiplex_stats(std::size_t multiplex) const {
   return impl_->multiplexes.at(multiplex).multiplex->stats();
 }
 
+namespace {
+OutputStats output_stats_of(const std::vector<OutputState>& outputs, std::size_t output) {
+  const OutputCounters& c = *outputs.at(output).counters;
+  constexpr auto r = std::memory_order_relaxed;
+  return OutputStats{c.datagrams.load(r), c.packets.load(r), c.bytes.load(r), c.dropped_datagrams.load(r),
+                     c.dropped_packets.load(r)};
+}
+}  // namespace
+
+OutputStats Dataplane::output_stats(std::size_t channel, std::size_t output) const {
+  return output_stats_of(impl_->channels.at(channel).outputs, output);
+}
+OutputStats Dataplane::multiplex_output_stats(std::size_t multiplex, std::size_t output) const {
+  return output_stats_of(impl_->multiplexes.at(multiplex).outputs, output);
+}
+InputSnapshot Dataplane::input_snapshot(std::size_t channel, std::size_t input) const {
+  return impl_->channels.at(channel).pipeline->input_snapshot(input);
+}
+PacingHistogram Dataplane::pacing_lateness(std::size_t channel) const {
+  return impl_->channels.at(channel).pipeline->pacing_lateness();
+}
+PacingHistogram Dataplane::multiplex_pacing_lateness(std::size_t multiplex) const {
+  return impl_->multiplexes.at(multiplex).multiplex->pacing_lateness();
+}
+
 bool Dataplane::feed_external(std::size_t channel, std::size_t input, std::span<const std::uint8_t> bytes) {
   const ChannelState& cs = impl_->channels.at(channel);
   if (input >= impl_->config.channels.at(channel).inputs.size()) throw std::out_of_range("input");

@@ -58,6 +58,15 @@ struct alignas(64) InputCounters {
   Counter rtp_duplicates{0};
 };
 
+// One output's counters: written by the worker only (send_datagram, flush_tx).
+struct alignas(64) OutputCounters {
+  Counter datagrams{0};
+  Counter packets{0};
+  Counter bytes{0};
+  Counter dropped_datagrams{0};
+  Counter dropped_packets{0};
+};
+
 struct GroupJoin {
   Ipv4 group = 0;
   Ipv4 source = 0;
@@ -75,6 +84,10 @@ struct PortState {
   std::uint16_t ip_id = 0;
   // TX waiting for the next burst (worker only).
   alignas(64) rte_mbuf* tx[kBurst] = {};
+  // Whose datagram each queued frame is (nullptr: ARP, IGMP) and its TS packets, so the
+  // output's counters follow what the TX burst took.
+  OutputCounters* tx_owner[kBurst] = {};
+  std::uint8_t tx_ts_packets[kBurst] = {};
   std::uint16_t n_tx = 0;
   PortCounters counters;
 };
@@ -112,6 +125,8 @@ struct OutputState {
   bool resolved = true;       // false: unicast, no MAC known
   std::uint16_t rtp_seq = 0;
   std::uint32_t ssrc = 0;
+  // Behind a pointer so OutputState stays movable while set up; the worker is its one writer.
+  std::unique_ptr<OutputCounters> counters = std::make_unique<OutputCounters>();
 };
 
 struct ChannelState {
@@ -145,7 +160,7 @@ struct Dataplane::Impl {
   void send_datagram(std::vector<OutputState>& outputs, std::size_t output,
                      std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns);
   void send_reports(PortState& port, net::IgmpEvent event, Ipv4 only_group);
-  void enqueue_tx(PortState& port, rte_mbuf* m);
+  void enqueue_tx(PortState& port, rte_mbuf* m, OutputCounters* owner = nullptr, std::size_t ts_packets = 0);
   void flush_tx(PortState& port);
   void poll_channels(std::uint64_t now_ns);
   void drain_external(std::uint64_t now_ns);

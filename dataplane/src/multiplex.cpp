@@ -103,6 +103,8 @@ std::size_t Multiplex::member_count() const { return impl_->members.size(); }
 const MultiplexConfig& Multiplex::config() const { return impl_->config; }
 const mpegts::ProgramModel& Multiplex::output_model() const { return impl_->remux.output_model(); }
 
+PacingHistogram Multiplex::pacing_lateness() const { return impl_->pacer.lateness(); }
+
 MultiplexStats Multiplex::stats() const {
   MultiplexStats s;
   s.packets_in = impl_->packets_in.load(std::memory_order_relaxed);

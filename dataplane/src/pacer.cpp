@@ -86,7 +86,20 @@ void Pacer::schedule_pcr(const TsPacket& p, std::uint64_t now) {
   prev_due_valid_ = true;
 }
 
-void Pacer::send_datagram(std::uint64_t count, DatagramSink& sink) {
+void Pacer::count_lateness(std::uint64_t due, std::uint64_t now) {
+  const std::uint64_t late = now > due ? now - due : 0;
+  bump_counter(lateness_.buckets[pacing_lateness_bucket(late)]);
+  bump_counter(lateness_.sum_ns, late);
+}
+
+PacingHistogram Pacer::lateness() const {
+  PacingHistogram h;
+  for (std::size_t b = 0; b < h.buckets.size(); ++b) h.buckets[b] = lateness_.buckets[b].load(std::memory_order_relaxed);
+  h.sum_ns = lateness_.sum_ns.load(std::memory_order_relaxed);
+  return h;
+}
+
+void Pacer::send_datagram(std::uint64_t count, std::uint64_t due, std::uint64_t now, DatagramSink& sink) {
   std::array<TsPacket, 7> dg;
   count = std::min<std::uint64_t>(count, dg.size());
   for (std::uint64_t k = 0; k < count; ++k) dg[k] = at(head_ + k).packet;
@@ -94,6 +107,7 @@ void Pacer::send_datagram(std::uint64_t count, DatagramSink& sink) {
   head_ += count;
   bump_counter(counters_.packets_out, count);
   bump_counter(counters_.datagrams_out);
+  count_lateness(due, now);
 }
 
 void Pacer::poll(std::uint64_t now, DatagramSink& sink) {
@@ -124,7 +138,9 @@ void Pacer::poll(std::uint64_t now, DatagramSink& sink) {
     if (last.due_ns > now) break;
     const bool complete = count == per_datagram_ || last.pcr;
     if (!complete && (tail_ != scheduled_ || last.due_ns + kPartialFlushNs > now)) break;
-    send_datagram(count, sink);
+    // A full datagram is due when its last packet is; a short one waits kPartialFlushNs
+    // on purpose, so that is its due time.
+    send_datagram(count, complete ? last.due_ns : last.due_ns + kPartialFlushNs, now, sink);
   }
 }
 
@@ -148,6 +164,7 @@ void Pacer::poll_cbr(std::uint64_t now, DatagramSink& sink) {
     for (std::size_t o = 0; o < n_outputs_; ++o) sink.send(o, std::span(dg.data(), n));
     bump_counter(counters_.packets_out, media);
     bump_counter(counters_.datagrams_out);
+    count_lateness(next_slot_x1000_ / 1000, now);
     next_slot_x1000_ += slot_ns_x1000 * per_datagram_;
   }
 }

@@ -9,9 +9,13 @@
 //  - kCbr: one packet slot every 188*8/cbr_bps; empty slots carry null packets.
 //  - kPassthrough: packets leave as they arrived, in full datagrams.
 //
+// Every datagram sent also counts its lateness (the poll's `now` minus its due time) in a
+// histogram on kPacingLatenessBoundsNs.
+//
 // Sized at construction; enqueue() and poll() never allocate, lock, throw or log.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +24,7 @@
 
 #include "twincast/dataplane/channel.hpp"
 #include "twincast/dataplane/config.hpp"
+#include "twincast/dataplane/pacing.hpp"
 #include "twincast/mpegts/packet.hpp"
 
 namespace twincast::dataplane {
@@ -52,6 +57,8 @@ class Pacer {
   [[nodiscard]] std::uint64_t dropped_queue_full() const {
     return counters_.dropped_queue_full.load(std::memory_order_relaxed);
   }
+  // A snapshot, from any thread: each bucket is exact, the set may be one datagram apart.
+  [[nodiscard]] PacingHistogram lateness() const;
 
  private:
   struct Slot {
@@ -63,7 +70,8 @@ class Pacer {
   [[nodiscard]] std::uint64_t queued() const { return tail_ - head_; }
   Slot& at(std::uint64_t i) { return queue_[i % kQueuePackets]; }
   void schedule_pcr(const mpegts::TsPacket& p, std::uint64_t now);
-  void send_datagram(std::uint64_t count, DatagramSink& sink);
+  void send_datagram(std::uint64_t count, std::uint64_t due, std::uint64_t now, DatagramSink& sink);
+  void count_lateness(std::uint64_t due, std::uint64_t now);
   void poll_cbr(std::uint64_t now, DatagramSink& sink);
 
   std::size_t n_outputs_ = 0;
@@ -87,6 +95,10 @@ class Pacer {
     std::atomic<std::uint64_t> datagrams_out{0};
     std::atomic<std::uint64_t> dropped_queue_full{0};
   } counters_;
+  struct alignas(64) Lateness {
+    std::array<std::atomic<std::uint64_t>, kPacingLatenessBucketCount> buckets{};
+    std::atomic<std::uint64_t> sum_ns{0};
+  } lateness_;
 };
 
 }  // namespace twincast::dataplane

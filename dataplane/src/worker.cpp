@@ -314,20 +314,26 @@ void Dataplane::Impl::send_datagram(std::vector<OutputState>& outputs, std::size
   if (output >= outputs.size() || packets.empty()) return;
   OutputState& o = outputs[output];
   PortState& port = *ports[o.port];
+  OutputCounters& oc = *o.counters;
+  auto drop_datagram = [&](DropReason r) {
+    drop(port, r);
+    bump(oc.dropped_datagrams);
+    bump(oc.dropped_packets, packets.size());
+  };
   if (!o.resolved) {
-    drop(port, DropReason::kTxNoRoute);
+    drop_datagram(DropReason::kTxNoRoute);
     return;
   }
   const std::size_t payload = (o.rtp ? net::kRtpHeaderSize : 0) + packets.size() * mpegts::kPacketSize;
   const std::size_t total = net::udp_headers_size(o.frame.vlan) + payload;
   rte_mbuf* m = rte_pktmbuf_alloc(port.pool);
   if (m == nullptr) {
-    drop(port, DropReason::kTxNoMbuf);
+    drop_datagram(DropReason::kTxNoMbuf);
     return;
   }
   if (total > rte_pktmbuf_tailroom(m)) {
     rte_pktmbuf_free(m);
-    drop(port, DropReason::kTxTooBig);
+    drop_datagram(DropReason::kTxTooBig);
     return;
   }
   auto* d = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, static_cast<std::uint16_t>(total)));
@@ -339,10 +345,12 @@ void Dataplane::Impl::send_datagram(std::vector<OutputState>& outputs, std::size
     at += net::write_rtp(out.subspan(at), net::Rtp{net::kRtpPayloadTypeMp2t, false, o.rtp_seq++, ts90k, o.ssrc});
   }
   std::memcpy(d + at, packets.data(), packets.size() * mpegts::kPacketSize);
-  enqueue_tx(port, m);
+  enqueue_tx(port, m, &oc, packets.size());
 }
 
-void Dataplane::Impl::enqueue_tx(PortState& port, rte_mbuf* m) {
+void Dataplane::Impl::enqueue_tx(PortState& port, rte_mbuf* m, OutputCounters* owner, std::size_t ts_packets) {
+  port.tx_owner[port.n_tx] = owner;
+  port.tx_ts_packets[port.n_tx] = static_cast<std::uint8_t>(ts_packets);  // <= kMaxTsPerDatagram
   port.tx[port.n_tx++] = m;
   if (port.n_tx == kBurst) flush_tx(port);
 }
@@ -350,11 +358,28 @@ void Dataplane::Impl::enqueue_tx(PortState& port, rte_mbuf* m) {
 void Dataplane::Impl::flush_tx(PortState& port) {
   const std::uint16_t n = port.n_tx;
   if (n == 0) return;
+  // Lengths first: after the burst the sent mbufs belong to the driver.
   std::uint64_t bytes = 0;
-  for (std::uint16_t i = 0; i < n; ++i) bytes += port.tx[i]->pkt_len;
+  std::uint32_t len[kBurst];
+  for (std::uint16_t i = 0; i < n; ++i) {
+    len[i] = port.tx[i]->pkt_len;
+    bytes += len[i];
+  }
   const std::uint16_t sent = rte_eth_tx_burst(port.port_id, 0, port.tx, n);
+  for (std::uint16_t i = 0; i < n; ++i) {
+    OutputCounters* oc = port.tx_owner[i];
+    if (oc == nullptr) continue;
+    if (i < sent) {
+      bump(oc->datagrams);
+      bump(oc->packets, port.tx_ts_packets[i]);
+      bump(oc->bytes, len[i]);
+    } else {
+      bump(oc->dropped_datagrams);
+      bump(oc->dropped_packets, port.tx_ts_packets[i]);
+    }
+  }
   if (sent < n) {
-    for (std::uint16_t i = sent; i < n; ++i) bytes -= port.tx[i]->pkt_len;
+    for (std::uint16_t i = sent; i < n; ++i) bytes -= len[i];
     bump(port.counters.drops[static_cast<std::size_t>(DropReason::kTxRefused)], n - sent);
     rte_pktmbuf_free_bulk(port.tx + sent, static_cast<unsigned>(n - sent));
   }

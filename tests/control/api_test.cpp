@@ -22,6 +22,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 
+#include "control/fake_backend.hpp"
 #include "tests_common.hpp"
 #include "twincast/control/http_server.hpp"
 #include "twincast/control/metrics.hpp"
@@ -38,7 +39,8 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr const char* kToken = "s3cr3t-t0ken-0123456789abcdef";
-constexpr const char* kPassphrase = "srt-passphrase-DO-NOT-LEAK";
+constexpr const char* kPassphrase = tt::kFakePassphrase;
+using tt::FakeBackend;
 
 // ---------------------------------------------------------------------------------------
 // A small blocking HTTP client.
@@ -143,108 +145,6 @@ std::string raw_exchange(std::uint16_t port, const std::string& bytes) {
   }
   return out;
 }
-
-// ---------------------------------------------------------------------------------------
-// A backend with two channels and one port.
-
-class FakeBackend : public tc::ApiBackend {
- public:
-  FakeBackend() {
-    tc::ApiChannelView news;
-    news.id = "news";
-    news.name = "News HD";
-    news.state = "ok";
-    news.active_input = "main";
-    news.bitrate_bps = 4'500'000;
-    news.packets_in = 1000;
-    news.packets_out = 990;
-    news.switches = 3;
-    news.alarms = {"backup: SRT auth failed (passphrase " + std::string(kPassphrase) + ")"};
-    tc::ApiInputView main;
-    main.id = "main";
-    main.kind = "udp";
-    main.active = true;
-    main.state = "ok";
-    main.packets = 600;
-    main.bytes = 600 * 188;
-    main.bitrate_bps = 4'400'000;
-    main.tr101290[static_cast<std::size_t>(twincast::mpegts::Check::kContinuityCountError)] = 7;
-    main.tr101290[static_cast<std::size_t>(twincast::mpegts::Check::kPcrAccuracyError)] = 2;
-    main.mdi_valid = true;
-    main.mdi_df_ms = 12.5;
-    main.mdi_mlr = 0.5;
-    main.last_packet_age_s = 0.002;
-    tc::ApiInputView backup;
-    backup.id = "backup";
-    backup.kind = "srt";
-    backup.state = "down";
-    backup.srt = tc::ApiSrtView{.connected = true, .rtt_ms = 35, .lost = 10, .retransmitted = 9, .recovered = 8, .dropped = 1};
-    news.inputs = {main, backup};
-    tc::ApiOutputView out;
-    out.id = "239.1.1.1:5000";
-    out.datagrams = 140;
-    out.packets = 980;
-    out.bytes = 980 * 188;
-    out.dropped = 2;
-    out.pacing_lateness = std::array<std::uint64_t, tc::kPacingLatenessBuckets.size() + 1>{100, 20, 10, 5, 3, 1, 1, 0, 0};
-    out.pacing_lateness_sum_s = 0.0123;
-    news.outputs = {out};
-    news.hls = tc::ApiHlsView{.enabled = true, .state = "serving", .segments = 42, .last_segment_age_s = 1.5};
-
-    tc::ApiChannelView sport;
-    sport.id = "sport";
-    sport.name = "Sport \"Live\"";
-    sport.state = "down";
-    tc::ApiInputView s1;
-    s1.id = "primary";
-    s1.kind = "rtp";
-    sport.inputs = {s1};
-    channels_ = {news, sport};
-
-    tc::ApiPortView port;
-    port.id = "0000:00:04.0";
-    port.rx_packets = 12345;
-    port.tx_packets = 2345;
-    port.rx_missed = 4;
-    port.rx_nombuf = 1;
-    port.ring_drops = 6;
-    ports_ = {port};
-  }
-
-  std::vector<tc::ApiChannelView> channels() override {
-    std::lock_guard lock(mutex_);
-    return channels_;
-  }
-  std::vector<tc::ApiPortView> ports() override {
-    std::lock_guard lock(mutex_);
-    return ports_;
-  }
-  std::optional<std::string> switch_input(const std::string& channel, const std::string& input) override {
-    std::lock_guard lock(mutex_);
-    switches_.emplace_back(channel, input);
-    if (refuse_switch_) return "input " + input + " has no signal";
-    for (auto& c : channels_) {
-      if (c.id != channel) continue;
-      c.active_input = input;
-      for (auto& in : c.inputs) in.active = in.id == input;
-    }
-    return std::nullopt;
-  }
-  std::optional<std::string> reload() override {
-    std::lock_guard lock(mutex_);
-    ++reloads_;
-    return reload_error_;
-  }
-  std::vector<std::string> secrets() override { return {kPassphrase}; }
-
-  std::mutex mutex_;
-  std::vector<tc::ApiChannelView> channels_;
-  std::vector<tc::ApiPortView> ports_;
-  std::vector<std::pair<std::string, std::string>> switches_;
-  bool refuse_switch_ = false;
-  int reloads_ = 0;
-  std::optional<std::string> reload_error_;
-};
 
 class ApiTest : public ::testing::Test {
  protected:

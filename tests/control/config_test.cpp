@@ -349,8 +349,8 @@ TEST(Config, SecondYamlDocumentIsAnError) {
   EXPECT_EQ(r.errors[0].line, 10);  // "channels: []" after the "---" on line 9
 }
 
-// The annotated schema in config/README.md is a real configuration: its only error is
-// the passphrase file, which exists on an appliance and not here.
+// The annotated schema in config/README.md is a real configuration: its only errors are
+// the token and passphrase files, which exist on an appliance and not here.
 TEST(Config, ReadmeSchemaExampleValidates) {
   const std::string readme = slurp(source_dir() / "config/README.md");
   const auto begin = readme.find("```yaml\n");
@@ -358,9 +358,11 @@ TEST(Config, ReadmeSchemaExampleValidates) {
   const auto end = readme.find("```", begin + 8);
   ASSERT_NE(end, std::string::npos);
   const auto r = parse_config(std::string_view(readme).substr(begin + 8, end - begin - 8));
-  ASSERT_EQ(r.errors.size(), 1U) << format_errors(r.errors, "README.md");
-  EXPECT_EQ(r.errors[0].path, "channels[0].inputs[1].srt.passphrase_file");
-  EXPECT_NE(r.errors[0].message.find("cannot read /etc/twincast/news.key"), std::string::npos);
+  ASSERT_EQ(r.errors.size(), 2U) << format_errors(r.errors, "README.md");
+  EXPECT_EQ(r.errors[0].path, "control.token_file");
+  EXPECT_NE(r.errors[0].message.find("cannot read /etc/twincast/api.token"), std::string::npos);
+  EXPECT_EQ(r.errors[1].path, "channels[0].inputs[1].srt.passphrase_file");
+  EXPECT_NE(r.errors[1].message.find("cannot read /etc/twincast/news.key"), std::string::npos);
 }
 
 TEST(Config, MptsInputMayFeedChannelsTakingDifferentServices) {

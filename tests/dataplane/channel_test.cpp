@@ -5,9 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <sstream>
+#include <string>
+#include <thread>
 
 #include "tests_common.hpp"
 #include "twincast/mpegts/file_times.hpp"
@@ -261,4 +266,255 @@ TEST(Channel, RejectsWhatItCannotRun) {
   cfg = one_channel(1);
   cfg.outputs[0].packets_per_datagram = 8;
   EXPECT_THROW(Channel{cfg}, std::invalid_argument);
+}
+
+// --- snapshots for the control plane ---------------------------------------------------
+
+namespace {
+
+// The snapshot says what the analyzer says, field by field.
+void expect_snapshot_matches(const InputSnapshot& s, const mpegts::Analyzer& a) {
+  const mpegts::Report r = a.report();
+  EXPECT_TRUE(s.published);
+  EXPECT_EQ(s.packets, r.packets);
+  EXPECT_EQ(s.bytes, r.bytes);
+  EXPECT_DOUBLE_EQ(s.bitrate_bps, r.bitrate_bps);
+  for (std::size_t c = 0; c < mpegts::kCheckCount; ++c)
+    EXPECT_EQ(s.tr101290[c], r.checks[c].count) << mpegts::check_name(static_cast<mpegts::Check>(c));
+  EXPECT_EQ(s.mdi_valid, r.mdi_last.valid);
+  EXPECT_DOUBLE_EQ(s.mdi_df_ms, r.mdi_last.df_ms);
+  EXPECT_DOUBLE_EQ(s.mdi_mlr, r.mdi_last.mlr);
+}
+
+}  // namespace
+
+TEST(ChannelSnapshot, MatchesTheAnalyzerAndShowsInjectedCcErrors) {
+  Channel ch(one_channel(2));
+  Source a = source("h264_aac.ts");
+  Source b = source("h264_aac_vbr.ts");
+  // Lose every 200th video packet of input 0: a CC error each, nothing else.
+  std::size_t dropped = 0;
+  {
+    std::vector<TsPacket> kept;
+    std::vector<std::uint64_t> times;
+    std::size_t video = 0;
+    for (std::size_t i = 0; i < a.packets.size(); ++i) {
+      const TsPacket& p = a.packets[i];
+      if (p.pid() == 0x100 && p.has_payload() && ++video % 200 == 0 && a.times[i] < 4000 * kMs) {
+        ++dropped;
+        continue;
+      }
+      kept.push_back(a.packets[i]);
+      times.push_back(a.times[i]);
+    }
+    a.packets = std::move(kept);
+    a.times = std::move(times);
+  }
+  ASSERT_GT(dropped, 5u);
+  EXPECT_FALSE(ch.input_snapshot(0).published) << "nothing published before the first poll";
+  Recorder rec;
+  constexpr std::uint64_t kEnd = 4500 * kMs;
+  std::uint64_t last_push = 0;
+  run(ch, {&a, &b}, rec, kEnd, 7, [&](std::uint64_t now) {
+    if (a.next < a.packets.size() && a.times[a.next] <= now) last_push = now;
+    // While running, a snapshot is at most kSnapshotIntervalNs (+ a selector tick) old.
+    const InputSnapshot s = ch.input_snapshot(0);
+    if (now > 200 * kMs) {
+      ASSERT_TRUE(s.published);
+      ASSERT_LE(now - s.published_ns, Channel::kSnapshotIntervalNs + 10 * kMs + 100'000);
+      ASSERT_LE(s.packets, ch.input_analyzer(0).packets());
+    }
+  });
+  // One more poll so the last publication follows the last push.
+  rec.now = kEnd + Channel::kSnapshotIntervalNs;
+  ch.poll(rec.now, rec);
+  for (std::size_t i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    expect_snapshot_matches(ch.input_snapshot(i), ch.input_analyzer(i));
+  }
+  const InputSnapshot s = ch.input_snapshot(0);
+  EXPECT_EQ(s.published_ns, rec.now);
+  EXPECT_EQ(s.count(mpegts::Check::kContinuityCountError), dropped);
+  EXPECT_EQ(ch.input_snapshot(1).count(mpegts::Check::kContinuityCountError), 0u);
+  EXPECT_GT(s.bitrate_bps, 1'000'000.0);
+  EXPECT_LT(s.bitrate_bps, 2'000'000.0);
+  EXPECT_TRUE(s.mdi_valid);
+  EXPECT_GT(s.mdi_mlr, 0.0) << "packets lost in the last MDI interval";
+  EXPECT_TRUE(s.seen);
+  EXPECT_EQ(s.last_packet_ns, last_push);
+  EXPECT_TRUE(s.healthy);
+  EXPECT_TRUE(s.active);
+  EXPECT_FALSE(ch.input_snapshot(1).active);
+  EXPECT_FALSE(ch.input_snapshot(2).published) << "no such input";
+}
+
+TEST(ChannelSnapshot, HealthAndStateFollowTheInputs) {
+  auto cfg = one_channel(2);
+  cfg.failover.revert = false;
+  Channel ch(cfg);
+  EXPECT_EQ(ch.stats().state, ChannelHealth::kDown) << "nothing received yet";
+  EXPECT_TRUE(ch.stats().alarm);
+  Source a = source("h264_aac.ts");
+  Source b = source("h264_aac_vbr.ts");
+  Recorder rec;
+  int checked = 0;
+  run(ch, {&a, &b}, rec, 4200 * kMs, 7, [&](std::uint64_t now) {
+    if (now == 1500 * kMs) {
+      EXPECT_TRUE(ch.input_snapshot(0).healthy);
+      EXPECT_TRUE(ch.input_snapshot(1).healthy);
+      EXPECT_EQ(ch.stats().state, ChannelHealth::kOk);
+      EXPECT_FALSE(ch.stats().alarm);
+      ++checked;
+    }
+    if (now == 2000 * kMs) b.enabled = false;  // the standby dies
+    if (now == 2800 * kMs) {                   // timeout 500 ms + publication interval
+      EXPECT_TRUE(ch.input_snapshot(0).healthy);
+      EXPECT_FALSE(ch.input_snapshot(1).healthy);
+      EXPECT_TRUE(ch.input_snapshot(1).seen);
+      EXPECT_EQ(ch.stats().state, ChannelHealth::kDegraded);
+      EXPECT_TRUE(ch.stats().alarm);
+      EXPECT_STREQ(channel_health_name(ch.stats().state), "degraded");
+      ++checked;
+    }
+    if (now == 3000 * kMs) a.enabled = false;  // and now the active one
+    if (now == 3800 * kMs) {
+      EXPECT_FALSE(ch.input_snapshot(0).healthy);
+      EXPECT_FALSE(ch.input_snapshot(1).healthy);
+      EXPECT_TRUE(ch.input_snapshot(0).active) << "nothing better to switch to";
+      EXPECT_EQ(ch.stats().state, ChannelHealth::kDown);
+      EXPECT_STREQ(channel_health_name(ch.stats().state), "down");
+      ++checked;
+    }
+  });
+  EXPECT_EQ(checked, 3);
+  EXPECT_EQ(ch.stats().switches, 0u);
+}
+
+TEST(ChannelSnapshot, StandbyLossIsDegradedAfterAFailoverToo) {
+  Channel ch(one_channel(2));
+  Source a = source("h264_aac.ts");
+  Source b = source("h264_aac_vbr.ts");
+  Recorder rec;
+  run(ch, {&a, &b}, rec, 3000 * kMs, 7, [&](std::uint64_t now) {
+    if (now == 1000 * kMs) a.enabled = false;  // the primary dies: failover to input 1
+  });
+  EXPECT_EQ(ch.stats().active_input, 1u);
+  EXPECT_TRUE(ch.input_snapshot(1).active);
+  EXPECT_FALSE(ch.input_snapshot(0).active);
+  EXPECT_EQ(ch.stats().state, ChannelHealth::kDegraded) << "running on the backup, the primary is gone";
+}
+
+TEST(PacingLateness, BucketBounds) {
+  EXPECT_EQ(pacing_lateness_bucket(0), 0u);
+  EXPECT_EQ(pacing_lateness_bucket(10'000), 0u);
+  EXPECT_EQ(pacing_lateness_bucket(10'001), 1u);
+  EXPECT_EQ(pacing_lateness_bucket(100'000), 2u);
+  EXPECT_EQ(pacing_lateness_bucket(150'000), 3u);
+  EXPECT_EQ(pacing_lateness_bucket(20'000'000), 7u);
+  EXPECT_EQ(pacing_lateness_bucket(20'000'001), 8u);
+  EXPECT_EQ(kPacingLatenessBucketCount, 9u);
+  EXPECT_DOUBLE_EQ(kPacingLatenessBoundsSeconds[0], 10e-6);
+  EXPECT_DOUBLE_EQ(kPacingLatenessBoundsSeconds[7], 20e-3);
+}
+
+class ChannelLateness : public ::testing::TestWithParam<PacingMode> {};
+
+TEST_P(ChannelLateness, CountsEveryDatagramAndStaysWithinThePollStep) {
+  auto cfg = one_channel(1, GetParam());
+  cfg.outputs[0].cbr_bps = 2'000'000;
+  cfg.outputs.push_back(cfg.outputs[0]);  // two outputs share one schedule: counted once
+  Channel ch(cfg);
+  EXPECT_EQ(ch.pacing_lateness().count(), 0u);
+  Source a = source("h264_aac.ts");
+  Recorder rec;
+  constexpr std::uint64_t kStep = 100'000;
+  run(ch, {&a}, rec, 5000 * kMs, 7, [](std::uint64_t) {}, kStep);
+  const PacingHistogram h = ch.pacing_lateness();
+  const ChannelStats st = ch.stats();
+  ASSERT_GT(st.datagrams_out, 500u);
+  EXPECT_EQ(h.count(), st.datagrams_out);
+  EXPECT_EQ(h.count() * 2, rec.sent.size());
+  // The pacer runs every 100 us, so no full datagram leaves later than one step after
+  // its due time: buckets <= 100 us only (a short datagram flushed at the end aside).
+  const std::uint64_t low = h.buckets[0] + h.buckets[1] + h.buckets[2];
+  EXPECT_GE(low + 1, h.count());
+  EXPECT_GT(h.buckets[0] + h.buckets[1], 0u);
+  EXPECT_LE(h.sum_ns, h.count() * kStep + 20 * kMs);
+  EXPECT_DOUBLE_EQ(h.sum_seconds(), static_cast<double>(h.sum_ns) / 1e9);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, ChannelLateness,
+                         ::testing::Values(PacingMode::kPcr, PacingMode::kCbr, PacingMode::kPassthrough));
+
+TEST(ChannelLateness, CoarsePollingShowsUpInHigherBuckets) {
+  Channel ch(one_channel(1));
+  Source a = source("h264_aac.ts");
+  Recorder rec;
+  run(ch, {&a}, rec, 4000 * kMs, 7, [](std::uint64_t) {}, 2 * kMs);  // a 2 ms loop
+  const PacingHistogram h = ch.pacing_lateness();
+  ASSERT_EQ(h.count(), ch.stats().datagrams_out);
+  // 1.5 Mbit/s: ~one datagram per 7 ms, due anywhere within the 2 ms step.
+  std::uint64_t up_to_1ms = 0;
+  for (std::size_t b = 0; b <= 5; ++b) up_to_1ms += h.buckets[b];
+  EXPECT_GT(h.buckets[6], h.count() / 4) << "1..5 ms";
+  EXPECT_GT(up_to_1ms, 0u);
+  EXPECT_EQ(h.buckets[7] + h.buckets[8], 0u);
+  EXPECT_GT(h.sum_ns, h.count() * 500'000) << "~1 ms on average";
+}
+
+// A control thread reads snapshots while the lcore (here: this thread) runs the channel.
+// Each snapshot must be one publication (bytes == packets * 188 is written in one go) and
+// nothing may go backwards.
+TEST(ChannelSnapshot, ConcurrentReaderSeesConsistentMonotonicValues) {
+  Channel ch(one_channel(2));
+  Source a = source("h264_aac.ts");
+  Source b = source("h264_aac_vbr.ts");
+  Recorder rec;
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> reads{0};  // updated on every round
+  std::string failure;
+  std::thread reader([&] {
+    std::array<InputSnapshot, 2> prev{};
+    std::uint64_t prev_lateness = 0;
+    std::uint64_t prev_out = 0;
+    std::uint64_t n = 0;
+    auto fail = [&](const std::string& why) {
+      if (failure.empty()) failure = why;
+    };
+    while (!done.load(std::memory_order_acquire)) {
+      for (std::size_t i = 0; i < 2; ++i) {
+        const InputSnapshot s = ch.input_snapshot(i);
+        if (s.bytes != s.packets * mpegts::kPacketSize) fail("bytes/packets torn");
+        if (s.published_ns < prev[i].published_ns) fail("published_ns went back");
+        if (s.packets < prev[i].packets) fail("packets went back");
+        if (s.seen && s.last_packet_ns > s.published_ns) fail("last packet after the publication");
+        if (s.published && s.packets != 0 && !s.seen) fail("packets without seen");
+        for (std::size_t c = 0; c < mpegts::kCheckCount; ++c)
+          if (s.tr101290[c] < prev[i].tr101290[c]) fail("a TR 101 290 count went back");
+        prev[i] = s;
+      }
+      const std::uint64_t late = ch.pacing_lateness().count();
+      const ChannelStats st = ch.stats();
+      if (late < prev_lateness || st.packets_out < prev_out) fail("pacer counters went back");
+      prev_lateness = late;
+      prev_out = st.packets_out;
+      reads.store(++n, std::memory_order_release);
+    }
+  });
+  run(ch, {&a, &b}, rec, 3000 * kMs, 7, [&](std::uint64_t now) {
+    if (now == 1500 * kMs) a.enabled = false;
+    // The simulation is much faster than real time: every 20 ms of it, let the reader
+    // finish a round, so both threads really run side by side all along.
+    if (now % (20 * kMs) == 0) {
+      const std::uint64_t seen = reads.load(std::memory_order_acquire);
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (reads.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < give_up)
+        std::this_thread::yield();
+    }
+  });
+  done.store(true, std::memory_order_release);
+  reader.join();
+  EXPECT_EQ(failure, "");
+  EXPECT_GT(reads.load(), 150u);
+  EXPECT_TRUE(ch.input_snapshot(1).active);
 }

@@ -575,6 +575,65 @@ TEST_F(Worker, MeasureCostPerDatagram) {
               static_cast<double>(busy_ns) / kRounds);
 }
 
+// Per-output counters: what each output's TX burst took (datagrams, TS packets, frame
+// bytes), checked against the frames in the pcap; a unicast output without an ARP
+// resolution counts every datagram as dropped.
+TEST_F(Worker, OutputCountersMatchWhatWasTransmitted) {
+  OutputConfig unicast = config_.channels[0].outputs[0];
+  unicast.address = ipv4(10, 9, 0, 77);
+  unicast.udp_port = 7000;
+  config_.channels[0].outputs.push_back(unicast);
+  make(3);
+  for (std::size_t o = 0; o < 3; ++o) {
+    const OutputStats s = dp_->output_stats(0, o);
+    EXPECT_EQ(s.datagrams + s.packets + s.bytes + s.dropped_datagrams + s.dropped_packets, 0u);
+  }
+  // Datagrams of 5 packets in: the stand-in regroups them into 7s (and a short tail).
+  std::uint32_t next = 0;
+  std::uint64_t expect_datagrams = 0;
+  for (const std::size_t burst : {1u, 3u, 4u, 32u, 33u}) {
+    std::vector<ByteVec> frames;
+    for (std::size_t i = 0; i < burst; ++i, next += 5) frames.push_back(udp_frame(kGroupIn, 5000, ts_payload(next, 5)));
+    feed(frames);
+    expect_datagrams += (burst * 5 + 6) / 7;  // the stand-in flushes a short one at each poll
+  }
+  const OutputStats udp = dp_->output_stats(0, 0);
+  const OutputStats rtp = dp_->output_stats(0, 1);
+  const OutputStats lost = dp_->output_stats(0, 2);
+  EXPECT_THROW((void)dp_->output_stats(0, 3), std::out_of_range);
+  EXPECT_THROW((void)dp_->output_stats(1, 0), std::out_of_range);
+  EXPECT_EQ(udp.packets, next);
+  EXPECT_EQ(rtp.packets, next);
+  EXPECT_EQ(udp.dropped_datagrams + rtp.dropped_datagrams, 0u);
+  EXPECT_EQ(lost.datagrams, 0u);
+  EXPECT_EQ(lost.dropped_datagrams, udp.datagrams);
+  EXPECT_EQ(lost.dropped_packets, udp.packets);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kTxNoRoute), lost.dropped_datagrams);
+  EXPECT_EQ(dp_->port_stats(0).tx_bytes, udp.bytes + rtp.bytes);
+  // A stand-in has no input snapshots or pacer.
+  EXPECT_FALSE(dp_->input_snapshot(0, 0).published);
+  EXPECT_EQ(dp_->pacing_lateness(0).count(), 0u);
+
+  const auto frames = transmitted();
+  std::array<std::uint64_t, 2> datagrams{}, packets{}, bytes{};
+  for (const ByteVec& f : frames) {
+    const auto p = parse_udp_frame(f);
+    ASSERT_TRUE(p);
+    ASSERT_NE(p->ip.dst, ipv4(10, 9, 0, 77));
+    const std::size_t o = p->udp.dst_port == 5000 ? 0 : 1;
+    ++datagrams[o];
+    packets[o] += (p->payload.size() - (o == 1 ? net::kRtpHeaderSize : 0)) / mpegts::kPacketSize;
+    bytes[o] += f.size();
+  }
+  EXPECT_EQ(udp.datagrams, datagrams[0]);
+  EXPECT_EQ(udp.packets, packets[0]);
+  EXPECT_EQ(udp.bytes, bytes[0]);
+  EXPECT_EQ(rtp.datagrams, datagrams[1]);
+  EXPECT_EQ(rtp.packets, packets[1]);
+  EXPECT_EQ(rtp.bytes, bytes[1]);
+  EXPECT_EQ(udp.datagrams, expect_datagrams);
+}
+
 TEST_F(Worker, BadConfigIsAnError) {
   config_.channels[0].outputs[0].port = "nope";
   EXPECT_THROW(make(), std::invalid_argument);

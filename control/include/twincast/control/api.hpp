@@ -25,6 +25,7 @@
 
 #include "twincast/control/http_server.hpp"
 #include "twincast/control/metrics.hpp"
+#include "twincast/dataplane/pacing.hpp"
 #include "twincast/mpegts/analyzer.hpp"
 
 namespace twincast::control {
@@ -56,8 +57,7 @@ struct ApiInputView {
 
 // Pacing lateness: how late datagrams left compared to their due time. Upper bounds in
 // seconds; a backend fills per-bucket counts (not cumulative), the last one +Inf.
-inline constexpr std::array<double, 8> kPacingLatenessBuckets = {10e-6,  50e-6, 100e-6, 250e-6,
-                                                                 500e-6, 1e-3,  5e-3,   20e-3};
+inline constexpr std::array<double, 8> kPacingLatenessBuckets = dataplane::kPacingLatenessBoundsSeconds;
 
 struct ApiOutputView {
   std::string id;           // "group:port", e.g. "239.1.1.1:5000"

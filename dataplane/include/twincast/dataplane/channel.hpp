@@ -10,12 +10,14 @@
 // outputs of its own. Nothing here allocates, locks, throws or logs after construction.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
 
 #include "twincast/dataplane/config.hpp"
+#include "twincast/dataplane/pacing.hpp"
 #include "twincast/mpegts/analyzer.hpp"
 #include "twincast/mpegts/packet.hpp"
 
@@ -41,6 +43,49 @@ class PacketTap {
   ~PacketTap() = default;
 };
 
+// A channel's health as its selector sees it. X-macro: enum value, name (API state).
+#define TWINCAST_CHANNEL_HEALTH(X)                                              \
+  X(kOk, "ok")             /* the active input is healthy, and so are the others */ \
+  X(kDegraded, "degraded") /* the active input is healthy, a standby one is not */  \
+  X(kDown, "down")         /* the active input is unhealthy (the output pauses) */
+
+enum class ChannelHealth : std::uint8_t {
+#define TWINCAST_X(e, s) e,
+  TWINCAST_CHANNEL_HEALTH(TWINCAST_X)
+#undef TWINCAST_X
+};
+[[nodiscard]] constexpr const char* channel_health_name(ChannelHealth state) {
+  switch (state) {
+#define TWINCAST_X(e, s) \
+  case ChannelHealth::e: \
+    return s;
+    TWINCAST_CHANNEL_HEALTH(TWINCAST_X)
+#undef TWINCAST_X
+  }
+  return "unknown";
+}
+
+// A snapshot of one input's analysis (mpegts::Analyzer) and health, published by the
+// owning lcore at most every Channel::kSnapshotIntervalNs and read from any thread. The
+// fields of one snapshot are consistent with each other (one publication).
+struct InputSnapshot {
+  bool published = false;            // false: nothing published yet (or no such input)
+  std::uint64_t published_ns = 0;    // the lcore's now_ns of the publication
+  bool seen = false;                 // a packet arrived
+  std::uint64_t last_packet_ns = 0;  // its arrival time (valid when seen)
+  bool healthy = false;              // the selector considers it usable
+  bool active = false;               // the selector's active input
+  std::uint64_t packets = 0;         // TS packets analysed since start
+  std::uint64_t bytes = 0;
+  double bitrate_bps = 0;            // over the analyzer's last complete window (1 s)
+  std::array<std::uint64_t, mpegts::kCheckCount> tr101290{};  // counts, by mpegts::Check
+  bool mdi_valid = false;            // the last MDI interval
+  double mdi_df_ms = 0;
+  double mdi_mlr = 0;                // packets lost per second
+
+  [[nodiscard]] std::uint64_t count(mpegts::Check c) const { return tr101290[static_cast<std::size_t>(c)]; }
+};
+
 struct ChannelStats {
   std::uint64_t packets_in = 0;
   std::uint64_t packets_out = 0;
@@ -49,6 +94,10 @@ struct ChannelStats {
   std::uint64_t dropped_queue_full = 0; // the output queue overflowed (the pacer fell behind)
   std::uint64_t switches = 0;
   std::size_t active_input = 0;
+  // As of the last input snapshot: kDown when the active input is unhealthy, kDegraded
+  // when a standby one is, else kOk; alarm == (state != kOk). Stand-ins leave kOk.
+  ChannelHealth state = ChannelHealth::kOk;
+  bool alarm = false;
 };
 
 class Channel {
@@ -74,8 +123,16 @@ class Channel {
   // A snapshot; safe to call from any thread while the owning lcore runs the channel.
   [[nodiscard]] ChannelStats stats() const;
   [[nodiscard]] const ChannelConfig& config() const;
-  // TR 101 290, MDI and bitrates of one input (active or not).
+  // TR 101 290, MDI and bitrates of one input (active or not). Only on the owning lcore
+  // (or while it is stopped): from other threads use input_snapshot().
   [[nodiscard]] const mpegts::Analyzer& input_analyzer(std::size_t input) const;
+  // Input snapshots are published (on the lcore, from push()/poll()) this often at most.
+  static constexpr std::uint64_t kSnapshotIntervalNs = 100'000'000;
+  // The last published snapshot of `input`; safe from any thread. Unknown input: {}.
+  [[nodiscard]] InputSnapshot input_snapshot(std::size_t input) const;
+  // How late datagrams left against the pacer's schedule (all outputs share it); safe from
+  // any thread.
+  [[nodiscard]] PacingHistogram pacing_lateness() const;
 
  private:
   struct Impl;

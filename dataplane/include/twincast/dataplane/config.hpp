@@ -115,7 +115,15 @@ struct MultiplexConfig {
   std::vector<OutputConfig> outputs;      // pacing cbr is the usual choice for an MPTS
 };
 
+// The control plane's listeners (read by control/, not by the data plane).
+struct ControlConfig {
+  std::string api_listen = "127.0.0.1:8080";      // REST API (host:port, [v6]:port)
+  std::string metrics_listen = "127.0.0.1:9100";  // Prometheus /metrics, its own listener
+  std::string token_file;                          // bearer token for mutating API calls; empty: refused
+};
+
 struct ApplianceConfig {
+  ControlConfig control;
   EalConfig eal;
   std::vector<PortConfig> ports;
   std::vector<ChannelConfig> channels;

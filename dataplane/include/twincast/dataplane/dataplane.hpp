@@ -24,6 +24,7 @@
 #include "twincast/dataplane/channel.hpp"
 #include "twincast/dataplane/config.hpp"
 #include "twincast/dataplane/multiplex.hpp"
+#include "twincast/dataplane/pacing.hpp"
 #include "twincast/mpegts/packet.hpp"
 
 struct rte_mbuf;
@@ -89,6 +90,18 @@ struct InputStats {
   std::uint64_t rtp_duplicates = 0;
 };
 
+// A snapshot of one output's counters (a channel's or a multiplex's). A datagram counts as
+// sent once the port's TX burst took it; dropped ones never reached the port (no mbuf,
+// too big, unicast without ARP resolution, refused by rte_eth_tx_burst). The pacer's own
+// drops (queue full) are per channel: ChannelStats / MultiplexStats dropped_queue_full.
+struct OutputStats {
+  std::uint64_t datagrams = 0;
+  std::uint64_t packets = 0;  // TS packets in them
+  std::uint64_t bytes = 0;    // Ethernet frame bytes (without FCS), as the port's tx_bytes
+  std::uint64_t dropped_datagrams = 0;
+  std::uint64_t dropped_packets = 0;
+};
+
 // What the worker drives for each channel: dataplane::Channel in production
 // (make_channel_pipeline), a stand-in in tests.
 class ChannelPipeline {
@@ -98,9 +111,16 @@ class ChannelPipeline {
   virtual void poll(std::uint64_t now_ns, DatagramSink& sink) = 0;
   // Counters, readable from any thread (stand-ins may leave them zero).
   [[nodiscard]] virtual ChannelStats stats() const { return {}; }
+  // Channel::input_snapshot() / pacing_lateness(), readable from any thread (stand-ins:
+  // an unpublished snapshot, an empty histogram).
+  [[nodiscard]] virtual InputSnapshot input_snapshot(std::size_t /*input*/) const { return {}; }
+  [[nodiscard]] virtual PacingHistogram pacing_lateness() const { return {}; }
   // Also hand the remuxed packets to `tap` (Channel::add_tap); set-up only. Stand-ins
   // without a remuxed stream may ignore it.
   virtual void add_tap(PacketTap* /*tap*/, std::size_t /*slot*/) {}
+  // Any thread: asks the owning lcore to make `input` active at its next poll (an
+  // operator's switch). False when the pipeline cannot be switched.
+  virtual bool request_switch(std::size_t /*input*/) { return false; }
 };
 using PipelineFactory = std::function<std::unique_ptr<ChannelPipeline>(const ChannelConfig&)>;
 // Wraps dataplane::Channel.
@@ -142,9 +162,20 @@ class Dataplane {
   // (SRT inputs included so the numbering is stable; they stay zero here).
   [[nodiscard]] InputStats input_stats(std::size_t channel, std::size_t input) const;
   [[nodiscard]] ChannelPipeline& pipeline(std::size_t channel);
+  // Any thread: an operator's switch of `channel` to `input`, applied by the worker.
+  bool request_switch(std::size_t channel, std::size_t input) { return pipeline(channel).request_switch(input); }
   // Multiplexes in config order.
   [[nodiscard]] std::size_t multiplex_count() const;
   [[nodiscard]] MultiplexStats multiplex_stats(std::size_t multiplex) const;
+  // Per-output counters, outputs in config order. Any thread; std::out_of_range for an
+  // unknown channel, multiplex or output.
+  [[nodiscard]] OutputStats output_stats(std::size_t channel, std::size_t output) const;
+  [[nodiscard]] OutputStats multiplex_output_stats(std::size_t multiplex, std::size_t output) const;
+  // The pipeline's input snapshot / pacing lateness (ChannelPipeline), and a multiplex's
+  // pacing lateness. Any thread; std::out_of_range for an unknown channel or multiplex.
+  [[nodiscard]] InputSnapshot input_snapshot(std::size_t channel, std::size_t input) const;
+  [[nodiscard]] PacingHistogram pacing_lateness(std::size_t channel) const;
+  [[nodiscard]] PacingHistogram multiplex_pacing_lateness(std::size_t multiplex) const;
 
   // Hands bytes of an SRT input (channel, input index within the channel) to the worker:
   // copied into an mbuf and queued on that input's ring. Any thread, but one producer per

@@ -180,6 +180,15 @@ class Analyzer final : private SectionHandler {
   [[nodiscard]] const ProgramModel& programs() const { return psi_.model(); }
   [[nodiscard]] std::uint64_t count(Check c) const { return checks_[static_cast<std::size_t>(c)].count; }
   [[nodiscard]] const Config& config() const { return config_; }
+  // Cheap reads of what report() gives, without allocating (for periodic snapshots on the
+  // owning thread): packets since start, bitrate over the last complete window, last MDI.
+  [[nodiscard]] std::uint64_t packets() const { return packets_; }
+  [[nodiscard]] double bitrate_bps() const {
+    if (last_window_ns_ == 0) return 0;
+    return static_cast<double>(last_window_packets_) * static_cast<double>(kPacketSize * 8) /
+           (static_cast<double>(last_window_ns_) * 1e-9);
+  }
+  [[nodiscard]] const Mdi& mdi_last() const { return mdi_last_; }
 
  private:
   struct PidHot;
