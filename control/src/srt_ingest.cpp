@@ -638,7 +638,7 @@ void SrtIngest::Impl::accept_callers(Listener& l, int eid, std::vector<Conn>& co
       srt_close(old->sock);
       conns.erase(old);
     }
-    const int events = SRT_EPOLL_IN | SRT_EPOLL_ERR;
+    const int events = static_cast<int>(SRT_EPOLL_IN | SRT_EPOLL_ERR);
     if (srt_epoll_add_usock(eid, s, &events) == SRT_ERROR) {
       log_input(*input, "cannot watch the new connection: " + srt_error_text());
       srt_close(s);
@@ -654,7 +654,7 @@ void SrtIngest::Impl::run_listener(Listener& l) {
   std::vector<Conn> conns;
   conns.reserve(l.inputs.size() + 1);
   const int eid = srt_epoll_create();
-  const int events = SRT_EPOLL_IN | SRT_EPOLL_ERR;
+  const int events = static_cast<int>(SRT_EPOLL_IN | SRT_EPOLL_ERR);
   if (eid < 0 || srt_epoll_add_usock(eid, l.sock, &events) == SRT_ERROR) {
     log_line("port " + std::to_string(l.port) + ": cannot create epoll: " + srt_error_text());
   } else {
@@ -711,7 +711,7 @@ void SrtIngest::Impl::run_caller(std::size_t i) {
   while (!stopping()) {
     const SRTSOCKET s = srt_create_socket();
     const int eid = srt_epoll_create();
-    const int connect_events = SRT_EPOLL_OUT | SRT_EPOLL_ERR;
+    const int connect_events = static_cast<int>(SRT_EPOLL_OUT | SRT_EPOLL_ERR);
     bool ok = s != SRT_INVALID_SOCK && eid >= 0 && set_base_options(s) && set_input_options(s, c, true) &&
               (c.streamid.empty() || set_string(s, SRTO_STREAMID, c.streamid)) &&
               (!rendezvous || set_bool(s, SRTO_RENDEZVOUS, true)) &&
@@ -739,7 +739,7 @@ void SrtIngest::Impl::run_caller(std::size_t i) {
     }
 
     if (up) {
-      const int receive_events = SRT_EPOLL_IN | SRT_EPOLL_ERR;
+      const int receive_events = static_cast<int>(SRT_EPOLL_IN | SRT_EPOLL_ERR);
       srt_epoll_update_usock(eid, s, &receive_events);
       connected(i, remote_text);
       auto last_stats = Clock::now();
