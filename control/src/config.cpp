@@ -581,7 +581,7 @@ void Parser::parse_dataplane(const YAML::Node& n, EalConfig& eal) {
 PortConfig Parser::parse_port(const YAML::Node& n, const std::string& path) {
   PortConfig port;
   Fields f(*this, n, path,
-           {"name", "device", "address", "vlan", "mac", "rx_descriptors", "tx_descriptors", "mbufs"});
+           {"name", "device", "address", "gateway", "vlan", "mac", "rx_descriptors", "tx_descriptors", "mbufs"});
   if (!f.ok()) return port;
   if (required(f, "name")) read_name(f, "name", port.name, 32);
   if (required(f, "device") && read_string(f, "device", port.device) && port.device.empty())
@@ -589,6 +589,13 @@ PortConfig Parser::parse_port(const YAML::Node& n, const std::string& path) {
   if (required(f, "address") && read_ipv4(f, "address", port.address, &port.prefix_len)) {
     if (port.address == 0 || is_multicast(port.address) || port.address == 0xFFFFFFFF)
       error_at(f.child("address"), ipv4_string(port.address) + " is not a unicast address");
+  }
+  if (read_ipv4(f, "gateway", port.gateway) && port.address != 0) {
+    const Ipv4 mask = port.prefix_len >= 32 ? 0xFFFFFFFFu : ~(0xFFFFFFFFu >> port.prefix_len);
+    const bool edge = port.prefix_len < 31 && ((port.gateway & ~mask) == 0 || (port.gateway | mask) == 0xFFFFFFFFu);
+    if (port.gateway == port.address || (port.gateway & mask) != (port.address & mask) || edge)
+      error_at(f.child("gateway"), ipv4_string(port.gateway) + " is not a host in the port's subnet " +
+                                       ipv4_string(port.address & mask) + "/" + std::to_string(port.prefix_len));
   }
   read_int(f, "vlan", port.vlan, 0, 4094);
   if (std::string s; read_string(f, "mac", s)) {

@@ -113,6 +113,33 @@ Dataplane::Impl::Impl(const ApplianceConfig& c, PipelineFactory& factory) : conf
       }
       throw std::invalid_argument(what + ": unknown port \"" + name + "\"");
     };
+    // A unicast destination's next hop: itself inside the port's subnet, else the
+    // gateway (0: none, never resolved).
+    auto next_hop = [](const PortConfig& pc, Ipv4 dst) -> Ipv4 {
+      if (pc.address == 0) return 0;
+      const Ipv4 mask = pc.prefix_len >= 32 ? 0xFFFFFFFFu : ~(0xFFFFFFFFu >> pc.prefix_len);
+      return (dst & mask) == (pc.address & mask) ? dst : pc.gateway;
+    };
+    // Each port's neighbor table, sized once from every unicast output (never grows in the loop).
+    {
+      std::vector<std::vector<Ipv4>> hops(ports.size());
+      auto collect = [&](const OutputConfig& out) {
+        if (net::is_multicast(out.address)) return;
+        for (std::size_t i = 0; i < ports.size(); ++i) {
+          if (ports[i]->config.name != out.port) continue;
+          const Ipv4 hop = next_hop(ports[i]->config, out.address);
+          if (hop != 0 && std::find(hops[i].begin(), hops[i].end(), hop) == hops[i].end()) hops[i].push_back(hop);
+        }
+      };
+      for (const ChannelConfig& ch : c.channels)
+        for (const OutputConfig& out : ch.outputs) collect(out);
+      for (const MultiplexConfig& mc : c.multiplexes)
+        for (const OutputConfig& out : mc.outputs) collect(out);
+      for (std::size_t i = 0; i < ports.size(); ++i) {
+        ports[i]->neighbors.resize(hops[i].size());
+        for (std::size_t k = 0; k < hops[i].size(); ++k) ports[i]->neighbors[k].ip = hops[i][k];
+      }
+    }
     auto make_output = [&](const OutputConfig& out, const std::string& who, const std::string& ssrc_key, std::size_t oi) {
       OutputState os;
       os.port = port_index(out.port, who + " output");
@@ -120,6 +147,13 @@ Dataplane::Impl::Impl(const ApplianceConfig& c, PipelineFactory& factory) : conf
       os.rtp = out.kind == OutputKind::kRtp;
       os.resolved = net::is_multicast(out.address);
       os.frame.dst_mac = net::multicast_mac(out.address);
+      if (!os.resolved) {
+        const Ipv4 hop = next_hop(p.config, out.address);
+        for (std::size_t k = 0; k < p.neighbors.size(); ++k) {
+          if (hop != 0 && p.neighbors[k].ip == hop) os.neighbor = static_cast<std::uint32_t>(k);
+        }
+        os.frame.dst_mac = Mac{};
+      }
       os.frame.src_mac = p.mac;
       os.frame.vlan = out.vlan != 0 ? out.vlan : p.config.vlan;
       os.frame.src_ip = out.source != 0 ? out.source : p.config.address;
@@ -364,6 +398,9 @@ PortStats Dataplane::port_stats(std::size_t port) const {
   s.rx_nombuf = c.rx_nombuf.load(r);
   s.arp_replies = c.arp_replies.load(r);
   s.arp_other = c.arp_other.load(r);
+  s.arp_requests_sent = c.arp_requests_sent.load(r);
+  s.arp_learnt = c.arp_learnt.load(r);
+  s.arp_expired = c.arp_expired.load(r);
   s.igmp_queries = c.igmp_queries.load(r);
   s.igmp_reports_sent = c.igmp_reports_sent.load(r);
   s.igmp_other = c.igmp_other.load(r);
@@ -391,7 +428,10 @@ void Dataplane::process_burst(std::size_t port, rte_mbuf** frames, std::uint16_t
   impl_->flush_tx(p);
 }
 
-void Dataplane::poll_once(std::uint64_t now_ns) { impl_->poll_channels(now_ns); }
+void Dataplane::poll_once(std::uint64_t now_ns) {
+  impl_->arp_tick(now_ns);
+  impl_->poll_channels(now_ns);
+}
 
 void Dataplane::send_igmp_reports(bool join) {
   for (auto& p : impl_->ports) {

@@ -22,6 +22,15 @@ inline constexpr std::size_t kPrefetchAhead = 3;
 inline constexpr std::size_t kMaxTsPerDatagram = 64;  // jumbo frames: 9000 / 188 = 47
 inline constexpr std::uint64_t kIgmpRefreshNs = 60'000'000'000ULL;
 inline constexpr std::uint64_t kStatsRefreshNs = 1'000'000'000ULL;
+// ARP for unicast outputs' next hops: a request at most every kArpRetryNs while a next
+// hop is unresolved (or being refreshed), a refresh kArpRefreshNs after the last answer
+// (the old MAC stays in use meanwhile), forgotten when nothing confirmed it for
+// kArpRefreshNs + kArpGiveUpNs. The loop looks at the table every kArpTickNs.
+inline constexpr std::uint64_t kArpRetryNs = 1'000'000'000ULL;
+inline constexpr std::uint64_t kArpRefreshNs = 60'000'000'000ULL;
+inline constexpr std::uint64_t kArpGiveUpNs = 30'000'000'000ULL;
+inline constexpr std::uint64_t kArpTickNs = 10'000'000ULL;
+inline constexpr std::uint32_t kNoNeighbor = 0xFFFFFFFFu;
 inline constexpr unsigned kExternalRing = 1024;  // SRT messages queued per input (~1.4 MB)
 // RTP reordering: datagrams that arrive ahead of a gap wait in a window of this many
 // sequence numbers, at most kRtpHoldNs, for the missing ones.
@@ -43,6 +52,9 @@ struct alignas(64) PortCounters {
   Counter rx_nombuf{0};
   Counter arp_replies{0};
   Counter arp_other{0};
+  Counter arp_requests_sent{0};
+  Counter arp_learnt{0};
+  Counter arp_expired{0};
   Counter igmp_queries{0};
   Counter igmp_reports_sent{0};
   Counter igmp_other{0};
@@ -72,6 +84,15 @@ struct GroupJoin {
   Ipv4 source = 0;
 };
 
+// A unicast output's next hop on its port (the destination, or the port's gateway).
+struct Neighbor {
+  Ipv4 ip = 0;
+  Mac mac{};
+  bool resolved = false;
+  std::uint64_t confirmed_ns = 0;     // when an ARP reply/request from it was last seen
+  std::uint64_t next_request_ns = 0;  // rate limit of our requests (0: at the first tick)
+};
+
 struct PortState {
   PortConfig config;
   std::uint16_t port_id = 0;
@@ -80,6 +101,7 @@ struct PortState {
   rte_device* vdev = nullptr;      // a virtual device, removed with the port (so it can be probed again)
   Mac mac{};
   std::vector<GroupJoin> groups;   // multicast inputs received on this port
+  std::vector<Neighbor> neighbors; // distinct next hops of the unicast outputs: sized at set-up
   FlowClassifier classifier{1};    // -> index into Impl::inputs
   std::uint16_t ip_id = 0;
   // TX waiting for the next burst (worker only).
@@ -122,7 +144,8 @@ struct OutputState {
   std::size_t port = 0;
   net::UdpFrame frame;
   bool rtp = false;
-  bool resolved = true;       // false: unicast, no MAC known
+  bool resolved = true;       // multicast: always; unicast: its next hop's MAC is known (frame.dst_mac)
+  std::uint32_t neighbor = kNoNeighbor;  // unicast: index into its port's neighbors; none: no route
   std::uint16_t rtp_seq = 0;
   std::uint32_t ssrc = 0;
   // Behind a pointer so OutputState stays movable while set up; the worker is its one writer.
@@ -160,6 +183,12 @@ struct Dataplane::Impl {
   void send_datagram(std::vector<OutputState>& outputs, std::size_t output,
                      std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns);
   void send_reports(PortState& port, net::IgmpEvent event, Ipv4 only_group);
+  // ARP for the next hops: requests due (and expiry) on every port; what a frame from
+  // `ip` at `mac` teaches (updates the outputs behind that neighbor).
+  void arp_tick(std::uint64_t now_ns);
+  void send_arp_request(PortState& port, Neighbor& n, std::uint64_t now_ns);
+  void learn_neighbor(PortState& port, Ipv4 ip, const Mac& mac, std::uint64_t now_ns);
+  void update_outputs(const PortState& port, std::size_t neighbor);
   void enqueue_tx(PortState& port, rte_mbuf* m, OutputCounters* owner = nullptr, std::size_t ts_packets = 0);
   void flush_tx(PortState& port);
   void poll_channels(std::uint64_t now_ns);
@@ -182,6 +211,7 @@ struct Dataplane::Impl {
   unsigned worker_lcore = 0;
   std::uint64_t next_igmp_ns = 0;
   std::uint64_t next_stats_ns = 0;
+  std::uint64_t next_arp_ns = 0;
 };
 
 }  // namespace twincast::dataplane

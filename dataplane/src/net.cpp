@@ -125,6 +125,21 @@ std::size_t build_arp_reply(MutableBytes out, const Arp& request, const Mac& our
   return n;
 }
 
+std::size_t build_arp_request(MutableBytes out, const Mac& our_mac, Ipv4 our_ip, Ipv4 target_ip, std::uint16_t vlan,
+                              const Mac& dst_mac) {
+  const std::size_t eth = write_ethernet(out, dst_mac, our_mac, vlan, kEtherTypeArp);
+  if (eth == 0) return 0;
+  const Arp request{kArpRequest, our_mac, our_ip, Mac{}, target_ip};
+  const std::size_t arp = write_arp(out.subspan(eth), request);
+  if (arp == 0) return 0;
+  std::size_t n = eth + arp;
+  if (out.size() >= 60 && n < 60) {
+    std::fill(out.begin() + static_cast<std::ptrdiff_t>(n), out.begin() + 60, std::uint8_t{0});
+    n = 60;
+  }
+  return n;
+}
+
 // ---- IPv4 ----
 std::optional<Ipv4Header> parse_ipv4(Bytes p, Bytes* payload) {
   if (p.size() < kIpv4HeaderSize) return std::nullopt;

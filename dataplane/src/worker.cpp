@@ -65,6 +65,11 @@ void Dataplane::Impl::rx_frame(PortState& port, rte_mbuf* m, std::uint64_t now_n
     if (eth->ether_type == net::kEtherTypeArp) {
       const auto arp = net::parse_arp(l3);
       if (!arp) break;
+      // A reply to us, or a request for our address, tells its sender's MAC.
+      if (port.config.address != 0 && arp->target_ip == port.config.address && !port.neighbors.empty() &&
+          (arp->op == net::kArpReply || arp->op == net::kArpRequest)) {
+        learn_neighbor(port, arp->sender_ip, arp->sender_mac, now_ns);
+      }
       if (arp->op != net::kArpRequest || port.config.address == 0 || arp->target_ip != port.config.address) {
         bump(port.counters.arp_other);
         rte_pktmbuf_free(m);
@@ -309,6 +314,76 @@ void Dataplane::Impl::send_reports(PortState& port, net::IgmpEvent event, Ipv4 o
   emit();
 }
 
+void Dataplane::Impl::send_arp_request(PortState& port, Neighbor& n, std::uint64_t now_ns) {
+  n.next_request_ns = now_ns + kArpRetryNs;
+  rte_mbuf* m = rte_pktmbuf_alloc(port.pool);
+  if (m == nullptr) {
+    drop(port, DropReason::kTxNoMbuf);
+    return;
+  }
+  constexpr std::uint16_t kMax = 64;
+  auto* d = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, kMax));
+  // A refresh goes to the MAC in use (as a Linux probe does), a first request to all.
+  const std::size_t len =
+      d == nullptr ? 0
+                   : net::build_arp_request({d, kMax}, port.mac, port.config.address, n.ip, port.config.vlan,
+                                            n.resolved ? n.mac : net::kBroadcastMac);
+  if (len == 0) {
+    rte_pktmbuf_free(m);
+    drop(port, DropReason::kTxTooBig);
+    return;
+  }
+  rte_pktmbuf_trim(m, static_cast<std::uint16_t>(kMax - len));
+  bump(port.counters.arp_requests_sent);
+  enqueue_tx(port, m);
+}
+
+void Dataplane::Impl::arp_tick(std::uint64_t now_ns) {
+  for (auto& pp : ports) {
+    PortState& port = *pp;
+    for (std::size_t k = 0; k < port.neighbors.size(); ++k) {
+      Neighbor& n = port.neighbors[k];
+      if (n.resolved && now_ns >= n.confirmed_ns + kArpRefreshNs + kArpGiveUpNs) {
+        n.resolved = false;  // the refreshes went unanswered: stop sending to a MAC that may be gone
+        bump(port.counters.arp_expired);
+        update_outputs(port, k);
+      }
+      const bool due = !n.resolved || now_ns >= n.confirmed_ns + kArpRefreshNs;
+      if (due && now_ns >= n.next_request_ns) send_arp_request(port, n, now_ns);
+    }
+  }
+}
+
+void Dataplane::Impl::learn_neighbor(PortState& port, Ipv4 ip, const Mac& mac, std::uint64_t now_ns) {
+  if ((mac[0] & 1) != 0 || mac == Mac{}) return;  // not a station's address
+  for (std::size_t k = 0; k < port.neighbors.size(); ++k) {
+    Neighbor& n = port.neighbors[k];
+    if (n.ip != ip) continue;
+    n.confirmed_ns = now_ns;
+    n.next_request_ns = 0;
+    if (n.resolved && n.mac == mac) return;
+    n.mac = mac;
+    n.resolved = true;
+    bump(port.counters.arp_learnt);
+    update_outputs(port, k);
+    return;
+  }
+}
+
+// Every output (channels' and multiplexes') behind port's neighbor k follows it.
+void Dataplane::Impl::update_outputs(const PortState& port, std::size_t neighbor) {
+  const Neighbor& n = port.neighbors[neighbor];
+  auto update = [&](std::vector<OutputState>& outputs) {
+    for (OutputState& o : outputs) {
+      if (o.neighbor != neighbor || ports[o.port].get() != &port) continue;
+      o.frame.dst_mac = n.mac;
+      o.resolved = n.resolved;
+    }
+  };
+  for (ChannelState& c : channels) update(c.outputs);
+  for (MultiplexState& m : multiplexes) update(m.outputs);
+}
+
 void Dataplane::Impl::send_datagram(std::vector<OutputState>& outputs, std::size_t output,
                                     std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns) {
   if (output >= outputs.size() || packets.empty()) return;
@@ -450,6 +525,10 @@ void Dataplane::Impl::loop_once(std::uint64_t now_ns) {
     for (auto& p : ports) refresh_eth_stats(*p);
     next_stats_ns = now_ns + kStatsRefreshNs;
   }
+  if (now_ns >= next_arp_ns) {
+    arp_tick(now_ns);  // queued for the TX flush in poll_channels
+    next_arp_ns = now_ns + kArpTickNs;
+  }
   drain_external(now_ns);
   if (!rtp_inputs.empty()) expire_rtp(now_ns);
   poll_channels(now_ns);  // flushes every port's TX
@@ -458,10 +537,9 @@ void Dataplane::Impl::loop_once(std::uint64_t now_ns) {
 int Dataplane::Impl::worker_main(void* arg) {
   Impl& d = *static_cast<Impl*>(arg);
   const std::uint64_t start = Dataplane::now_ns();
-  for (auto& p : d.ports) {
-    d.send_reports(*p, net::IgmpEvent::kJoin, 0);
-    d.flush_tx(*p);
-  }
+  for (auto& p : d.ports) d.send_reports(*p, net::IgmpEvent::kJoin, 0);
+  d.arp_tick(start);  // the next hops of unicast outputs: asked at once
+  for (auto& p : d.ports) d.flush_tx(*p);
   d.next_igmp_ns = start + 1'000'000'000ULL;  // a second (current-state) report soon, then every 60 s
   d.next_stats_ns = start;
   while (!d.stop_requested.load(std::memory_order_acquire)) d.loop_once(Dataplane::now_ns());

@@ -110,6 +110,37 @@ TEST(NetArp, ParsesRequestAndBuildsReply) {
   EXPECT_EQ(build_arp_reply(std::span<std::uint8_t>(frame).first(30), *arp, ours, 1, 0), 0u);
 }
 
+TEST(NetArp, BuildRequest) {
+  const Mac ours = {0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee};
+  ByteVec frame(64, 0x55);
+  const std::size_t n = build_arp_request(frame, ours, ipv4(10, 0, 0, 2), ipv4(10, 0, 0, 9), 0);
+  ASSERT_EQ(n, 60u);  // padded to the Ethernet minimum
+  const ByteVec expect = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee,
+                          0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x02, 0xaa,
+                          0xbb, 0xcc, 0xdd, 0xee, 10,   0,    0,    2,    0,    0,    0,    0,
+                          0,    0,    10,   0,    0,    9};
+  EXPECT_EQ(ByteVec(frame.begin(), frame.begin() + 42), expect);
+  for (std::size_t i = 42; i < 60; ++i) EXPECT_EQ(frame[i], 0);
+  EXPECT_EQ(frame[60], 0x55);
+  const auto arp = parse_arp(Bytes(frame).subspan(14));
+  ASSERT_TRUE(arp);
+  EXPECT_EQ(arp->op, kArpRequest);
+  EXPECT_EQ(arp->target_ip, ipv4(10, 0, 0, 9));
+  // Unicast (a refresh) and tagged.
+  const Mac peer = {0x02, 0, 0, 0, 0, 9};
+  EXPECT_EQ(build_arp_request(frame, ours, ipv4(10, 0, 0, 2), ipv4(10, 0, 0, 9), 7, peer), 60u);
+  const auto e = parse_ethernet(frame);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->vlan, 7);
+  EXPECT_EQ(e->dst, peer);
+  EXPECT_EQ(e->ether_type, kEtherTypeArp);
+  // Too small: nothing written.
+  EXPECT_EQ(build_arp_request(std::span<std::uint8_t>(frame).first(41), ours, 1, 2, 0), 0u);
+  EXPECT_EQ(build_arp_request(std::span<std::uint8_t>(frame).first(10), ours, 1, 2, 0), 0u);
+  // Without room for padding: the bare 42 bytes.
+  EXPECT_EQ(build_arp_request(std::span<std::uint8_t>(frame).first(42), ours, 1, 2, 0), 42u);
+}
+
 TEST(NetIpv4, BuildParseRoundTrip) {
   Ipv4Header h;
   h.src = ipv4(10, 1, 2, 3);

@@ -247,7 +247,7 @@ class Worker : public ::testing::Test {
   }
   Recorder& recorder() { return dynamic_cast<Recorder&>(dp_->pipeline(0)); }
 
-  void feed(const std::vector<ByteVec>& frames) {
+  void feed(const std::vector<ByteVec>& frames, std::uint64_t rx_ns = 1'000'000, std::uint64_t poll_ns = 2'000'000) {
     std::vector<rte_mbuf*> m(frames.size());
     for (std::size_t i = 0; i < frames.size(); ++i) {
       m[i] = rte_pktmbuf_alloc(pool_);
@@ -256,8 +256,8 @@ class Worker : public ::testing::Test {
       ASSERT_NE(d, nullptr);
       std::memcpy(d, frames[i].data(), frames[i].size());
     }
-    dp_->process_burst(0, m.data(), static_cast<std::uint16_t>(m.size()), 1'000'000);
-    dp_->poll_once(2'000'000);
+    dp_->process_burst(0, m.data(), static_cast<std::uint16_t>(m.size()), rx_ns);
+    dp_->poll_once(poll_ns);
     EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_) << "an mbuf leaked or was freed twice";
   }
   std::vector<ByteVec> transmitted() {
@@ -609,7 +609,8 @@ TEST_F(Worker, OutputCountersMatchWhatWasTransmitted) {
   EXPECT_EQ(lost.dropped_datagrams, udp.datagrams);
   EXPECT_EQ(lost.dropped_packets, udp.packets);
   EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kTxNoRoute), lost.dropped_datagrams);
-  EXPECT_EQ(dp_->port_stats(0).tx_bytes, udp.bytes + rtp.bytes);
+  EXPECT_EQ(dp_->port_stats(0).arp_requests_sent, 1u);  // for 10.9.0.77, once within the second
+  EXPECT_EQ(dp_->port_stats(0).tx_bytes, udp.bytes + rtp.bytes + 60);
   // A stand-in has no input snapshots or pacer.
   EXPECT_FALSE(dp_->input_snapshot(0, 0).published);
   EXPECT_EQ(dp_->pacing_lateness(0).count(), 0u);
@@ -617,6 +618,7 @@ TEST_F(Worker, OutputCountersMatchWhatWasTransmitted) {
   const auto frames = transmitted();
   std::array<std::uint64_t, 2> datagrams{}, packets{}, bytes{};
   for (const ByteVec& f : frames) {
+    if (net::parse_ethernet(f)->ether_type == net::kEtherTypeArp) continue;  // asking for 10.9.0.77
     const auto p = parse_udp_frame(f);
     ASSERT_TRUE(p);
     ASSERT_NE(p->ip.dst, ipv4(10, 9, 0, 77));
@@ -632,6 +634,187 @@ TEST_F(Worker, OutputCountersMatchWhatWasTransmitted) {
   EXPECT_EQ(rtp.packets, packets[1]);
   EXPECT_EQ(rtp.bytes, bytes[1]);
   EXPECT_EQ(udp.datagrams, expect_datagrams);
+}
+
+ByteVec arp_frame(std::uint16_t op, const Mac& sender_mac, Ipv4 sender_ip, Ipv4 target_ip,
+                  const Mac& dst = kOurMac) {
+  ByteVec f(60, 0);
+  net::write_ethernet(f, dst, sender_mac, 0, net::kEtherTypeArp);
+  net::write_arp(std::span<std::uint8_t>(f).subspan(14),
+                 net::Arp{op, sender_mac, sender_ip, op == net::kArpReply ? kOurMac : Mac{}, target_ip});
+  return f;
+}
+
+// An ARP request of ours for `target` (broadcast unless `dst`), or a failure message.
+::testing::AssertionResult is_arp_request_for(const ByteVec& f, Ipv4 target, const Mac& dst = net::kBroadcastMac) {
+  const auto e = net::parse_ethernet(f);
+  if (!e || e->ether_type != net::kEtherTypeArp) return ::testing::AssertionFailure() << "not ARP";
+  if (e->dst != dst || e->src != kOurMac) return ::testing::AssertionFailure() << "Ethernet addresses";
+  if (f.size() != 60) return ::testing::AssertionFailure() << "size " << f.size();
+  const auto a = net::parse_arp(net::Bytes(f).subspan(14));
+  if (!a || a->op != net::kArpRequest) return ::testing::AssertionFailure() << "not a request";
+  if (a->sender_mac != kOurMac || a->sender_ip != kOurIp || a->target_mac != Mac{} || a->target_ip != target)
+    return ::testing::AssertionFailure() << "ARP fields, target " << a->target_ip;
+  return ::testing::AssertionSuccess();
+}
+
+constexpr Mac kPeerMac2 = {0x02, 0x74, 0x63, 0x00, 0x00, 0x11};
+constexpr std::uint64_t kSecond = 1'000'000'000ULL;
+
+// A unicast output inside the port's subnet: dropped (tx_no_route) and asked for by ARP
+// (once a second) until a reply teaches the MAC; then sent to that MAC. A request from
+// the host to us teaches a new MAC; refreshed after 60 s, forgotten after 90 s unanswered.
+TEST_F(Worker, UnicastOutputResolvesItsNextHopByArp) {
+  config_.channels[0].outputs[0].address = kPeerIp;
+  config_.channels[0].outputs[0].udp_port = 7000;
+  make(1);
+  EXPECT_EQ(dp_->port_stats(0).arp_requests_sent, 0u);
+  feed({udp_frame(kGroupIn, 5000, ts_payload(0, 7))});  // poll at 2 ms: a request, the datagram dropped
+  EXPECT_EQ(dp_->port_stats(0).arp_requests_sent, 1u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kTxNoRoute), 1u);
+  EXPECT_EQ(dp_->output_stats(0, 0).dropped_datagrams, 1u);
+  feed({udp_frame(kGroupIn, 5000, ts_payload(7, 7))}, 500'000'000, 900'000'000);  // within the second: no new request
+  EXPECT_EQ(dp_->port_stats(0).arp_requests_sent, 1u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kTxNoRoute), 2u);
+  dp_->poll_once(kSecond + 2'000'000);  // a second later: asked again
+  EXPECT_EQ(dp_->port_stats(0).arp_requests_sent, 2u);
+  // Replies that teach nothing: from a host that is no next hop, to another address.
+  feed({arp_frame(net::kArpReply, kPeerMac2, ipv4(10, 9, 0, 50), kOurIp),
+        arp_frame(net::kArpReply, kPeerMac2, kPeerIp, ipv4(10, 9, 0, 3))},
+       kSecond + 3'000'000, kSecond + 4'000'000);
+  EXPECT_EQ(dp_->port_stats(0).arp_learnt, 0u);
+  EXPECT_EQ(dp_->output_stats(0, 0).datagrams, 0u);
+  // The reply: learnt, and the next datagram goes out to that MAC.
+  feed({arp_frame(net::kArpReply, kPeerMac, kPeerIp, kOurIp), udp_frame(kGroupIn, 5000, ts_payload(14, 7))},
+       2 * kSecond, 2 * kSecond + 1);
+  EXPECT_EQ(dp_->port_stats(0).arp_learnt, 1u);
+  EXPECT_EQ(dp_->output_stats(0, 0).datagrams, 1u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kTxNoRoute), 2u);
+  // Resolved: no further requests for a minute.
+  dp_->poll_once(30 * kSecond);
+  EXPECT_EQ(dp_->port_stats(0).arp_requests_sent, 2u);
+  // The host asks for us from a new MAC: answered, and its new MAC used.
+  feed({arp_frame(net::kArpRequest, kPeerMac2, kPeerIp, kOurIp, net::kBroadcastMac),
+        udp_frame(kGroupIn, 5000, ts_payload(21, 7))},
+       40 * kSecond, 40 * kSecond + 1);
+  EXPECT_EQ(dp_->port_stats(0).arp_learnt, 2u);
+  EXPECT_EQ(dp_->port_stats(0).arp_replies, 1u);
+  EXPECT_EQ(dp_->output_stats(0, 0).datagrams, 2u);
+  // 60 s after the last word from it: a refresh (unicast), the MAC still in use meanwhile.
+  feed({udp_frame(kGroupIn, 5000, ts_payload(28, 7))}, 100 * kSecond, 100 * kSecond + 1);
+  EXPECT_EQ(dp_->port_stats(0).arp_requests_sent, 3u);
+  EXPECT_EQ(dp_->output_stats(0, 0).datagrams, 3u);
+  dp_->poll_once(100 * kSecond + 2);  // still within the retry second
+  EXPECT_EQ(dp_->port_stats(0).arp_requests_sent, 3u);
+  // Unanswered for 90 s: forgotten, dropped again, asked by broadcast.
+  feed({udp_frame(kGroupIn, 5000, ts_payload(35, 7))}, 130 * kSecond, 130 * kSecond + 1);
+  EXPECT_EQ(dp_->port_stats(0).arp_expired, 1u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kTxNoRoute), 3u);
+  EXPECT_EQ(dp_->output_stats(0, 0).datagrams, 3u);
+  EXPECT_EQ(dp_->output_stats(0, 0).dropped_datagrams, 3u);
+  const std::uint64_t requests = dp_->port_stats(0).arp_requests_sent;
+  EXPECT_EQ(requests, 4u);
+
+  const auto frames = transmitted();
+  // request, request, [reply to the host's request], datagrams and the refresh in order.
+  ASSERT_EQ(frames.size(), 4u + 1 + 3);
+  EXPECT_TRUE(is_arp_request_for(frames[0], kPeerIp));
+  EXPECT_TRUE(is_arp_request_for(frames[1], kPeerIp));
+  std::vector<Mac> datagram_macs;
+  std::size_t refreshes = 0, broadcasts = 0, replies = 0;
+  for (std::size_t i = 2; i < frames.size(); ++i) {
+    const auto e = net::parse_ethernet(frames[i]);
+    ASSERT_TRUE(e);
+    if (e->ether_type == net::kEtherTypeArp) {
+      const auto a = net::parse_arp(net::Bytes(frames[i]).subspan(14));
+      ASSERT_TRUE(a);
+      if (a->op == net::kArpReply) {
+        ++replies;
+        EXPECT_EQ(e->dst, kPeerMac2);
+      } else if (e->dst == net::kBroadcastMac) {
+        ++broadcasts;
+        EXPECT_TRUE(is_arp_request_for(frames[i], kPeerIp));
+      } else {
+        ++refreshes;
+        EXPECT_TRUE(is_arp_request_for(frames[i], kPeerIp, kPeerMac2));
+      }
+      continue;
+    }
+    const auto p = parse_udp_frame(frames[i]);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->eth.src, kOurMac);
+    EXPECT_EQ(p->ip.dst, kPeerIp);
+    EXPECT_EQ(p->ip.src, kOurIp);
+    EXPECT_EQ(p->udp.dst_port, 7000);
+    datagram_macs.push_back(p->eth.dst);
+  }
+  EXPECT_EQ(replies, 1u);
+  EXPECT_EQ(refreshes, 1u);
+  EXPECT_EQ(broadcasts, 1u);
+  EXPECT_EQ(datagram_macs, (std::vector<Mac>{kPeerMac, kPeerMac2, kPeerMac2}));
+}
+
+// Destinations outside the subnet go through the gateway: one ARP entry for all of them,
+// the IP destination unchanged. Without a gateway they have no route and nothing is asked.
+TEST_F(Worker, OffSubnetOutputsGoThroughTheGateway) {
+  constexpr Ipv4 kGateway = ipv4(10, 9, 0, 254);
+  constexpr Mac kGatewayMac = {0x02, 0x74, 0x63, 0x00, 0x00, 0xfe};
+  config_.ports[0].gateway = kGateway;
+  OutputConfig far = config_.channels[0].outputs[0];
+  far.address = ipv4(192, 168, 5, 5);
+  OutputConfig far2 = far;
+  far2.address = ipv4(192, 168, 6, 6);
+  OutputConfig near = far;
+  near.address = ipv4(10, 9, 0, 40);
+  config_.channels[0].outputs = {far, far2, near};
+  make(3);
+  feed({udp_frame(kGroupIn, 5000, ts_payload(0, 7))});
+  EXPECT_EQ(dp_->port_stats(0).arp_requests_sent, 2u);  // the gateway and 10.9.0.40, once each
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kTxNoRoute), 3u);
+  feed({arp_frame(net::kArpReply, kGatewayMac, kGateway, kOurIp), udp_frame(kGroupIn, 5000, ts_payload(7, 7))},
+       3'000'000, 4'000'000);
+  EXPECT_EQ(dp_->output_stats(0, 0).datagrams, 1u);
+  EXPECT_EQ(dp_->output_stats(0, 1).datagrams, 1u);
+  EXPECT_EQ(dp_->output_stats(0, 2).datagrams, 0u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kTxNoRoute), 4u);
+  const auto frames = transmitted();
+  ASSERT_EQ(frames.size(), 4u);
+  EXPECT_TRUE(is_arp_request_for(frames[0], kGateway));
+  EXPECT_TRUE(is_arp_request_for(frames[1], ipv4(10, 9, 0, 40)));
+  const Ipv4 want[] = {ipv4(192, 168, 5, 5), ipv4(192, 168, 6, 6)};
+  for (std::size_t i = 0; i < 2; ++i) {
+    const auto p = parse_udp_frame(frames[2 + i]);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->eth.dst, kGatewayMac);
+    EXPECT_EQ(p->ip.dst, want[i]);
+  }
+}
+
+TEST_F(Worker, OffSubnetOutputWithoutGatewayHasNoRoute) {
+  config_.channels[0].outputs[0].address = ipv4(192, 168, 5, 5);
+  make(1);
+  feed({udp_frame(kGroupIn, 5000, ts_payload(0, 7))});
+  feed({arp_frame(net::kArpReply, kPeerMac, ipv4(192, 168, 5, 5), kOurIp), udp_frame(kGroupIn, 5000, ts_payload(7, 7))},
+       5 * kSecond, 5 * kSecond + 1);
+  EXPECT_EQ(dp_->port_stats(0).arp_requests_sent, 0u);
+  EXPECT_EQ(dp_->port_stats(0).arp_learnt, 0u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kTxNoRoute), 2u);
+  EXPECT_TRUE(transmitted().empty());
+}
+
+// The running worker asks at start (and not again within the second).
+TEST_F(Worker, StartAsksForUnicastNextHops) {
+  config_.channels[0].outputs[0].address = kPeerIp;
+  make(1);
+  dp_->start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  dp_->stop();
+  EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_);
+  EXPECT_EQ(dp_->port_stats(0).arp_requests_sent, 1u);
+  const auto frames = transmitted();
+  std::size_t requests = 0;
+  for (const ByteVec& f : frames) requests += is_arp_request_for(f, kPeerIp) ? 1u : 0u;
+  EXPECT_EQ(requests, 1u);
 }
 
 TEST_F(Worker, BadConfigIsAnError) {

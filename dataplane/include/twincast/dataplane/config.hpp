@@ -29,6 +29,8 @@ struct PortConfig {
   std::string device;                   // PCI address, or a vdev: "net_af_packet0,iface=veth0"
   Ipv4 address = 0;
   std::uint8_t prefix_len = 24;
+  Ipv4 gateway = 0;                     // next hop for unicast outputs outside address/prefix_len; 0: none
+                                        // (those outputs then stay unresolved: dropped as tx_no_route)
   std::uint16_t vlan = 0;               // 0: untagged
   std::optional<Mac> mac;               // default: the device's own
   std::uint32_t rx_descriptors = 1024;

@@ -1,7 +1,8 @@
 // DPDK bring-up and the worker: EAL arguments from the config, ports (one RX and one TX
 // queue each, a mempool per port), and one worker lcore that runs the poll loop:
 //
-//   RX burst (32) -> Ethernet [VLAN] -> ARP request for us: reply (the same mbuf)
+//   RX burst (32) -> Ethernet [VLAN] -> ARP request for us: reply (the same mbuf);
+//                                       ARP reply/request to us from a next hop: learn its MAC
 //                                    -> IGMP query: reports for our groups
 //                                    -> IPv4/UDP -> FlowClassifier -> [RTP strip, dup drop]
 //                                       -> 188-byte packets -> ChannelPipeline::push()
@@ -73,7 +74,10 @@ struct PortStats {
   std::uint64_t rx_missed = 0;   // rte_eth_stats imissed (the NIC had no descriptor)
   std::uint64_t rx_nombuf = 0;   // rte_eth_stats rx_nombuf
   std::uint64_t arp_replies = 0;
-  std::uint64_t arp_other = 0;   // ARP not asking for our address
+  std::uint64_t arp_other = 0;   // ARP not asking for our address (replies included)
+  std::uint64_t arp_requests_sent = 0;  // for unicast outputs' next hops
+  std::uint64_t arp_learnt = 0;  // a next hop's MAC learnt or changed (from a reply or a request to us)
+  std::uint64_t arp_expired = 0; // a next hop forgotten: no answer to the refreshes
   std::uint64_t igmp_queries = 0;
   std::uint64_t igmp_reports_sent = 0;
   std::uint64_t igmp_other = 0;  // reports of other hosts, malformed IGMP
@@ -186,7 +190,8 @@ class Dataplane {
   [[nodiscard]] std::uint64_t external_drops(std::size_t channel, std::size_t input) const;
 
   // Test hooks, only while not running(): run the worker's code on frames the caller
-  // allocated from mempool(port) (they are consumed), and one poll turn with TX flush.
+  // allocated from mempool(port) (they are consumed), and one poll turn with TX flush
+  // (ARP requests that are due included).
   void process_burst(std::size_t port, rte_mbuf** frames, std::uint16_t n, std::uint64_t now_ns);
   void poll_once(std::uint64_t now_ns);
   void send_igmp_reports(bool join);  // what start() does first

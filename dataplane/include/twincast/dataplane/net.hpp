@@ -76,6 +76,10 @@ std::size_t write_arp(MutableBytes out, const Arp& arp);
 // A whole Ethernet frame answering `request` for `our_ip` at `our_mac`.
 std::size_t build_arp_reply(MutableBytes out, const Arp& request, const Mac& our_mac, Ipv4 our_ip,
                             std::uint16_t vlan);
+// A whole Ethernet frame (padded to 60 bytes) asking who has `target_ip`, from
+// `our_mac`/`our_ip`, sent to `dst_mac` (broadcast, or the known MAC when refreshing).
+std::size_t build_arp_request(MutableBytes out, const Mac& our_mac, Ipv4 our_ip, Ipv4 target_ip, std::uint16_t vlan,
+                              const Mac& dst_mac = kBroadcastMac);
 
 // ---- IPv4 ----
 struct Ipv4Header {
