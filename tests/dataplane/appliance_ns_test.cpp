@@ -33,10 +33,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -152,8 +154,9 @@ class Receiver {
     ByteVec bytes;
   };
 
-  Receiver(std::string ns, std::string group, std::uint16_t port)
-      : ns_(std::move(ns)), group_(std::move(group)), port_(port) {
+  // `iface`: the local address to join on (stb's by default).
+  Receiver(std::string ns, std::string group, std::uint16_t port, std::string iface = kStbIp)
+      : ns_(std::move(ns)), group_(std::move(group)), iface_(std::move(iface)), port_(port) {
     thread_ = std::thread([this] { loop(); });
     for (int i = 0; i < 200 && !ready_ && !failed_; ++i) std::this_thread::sleep_for(10ms);
   }
@@ -192,7 +195,7 @@ class Receiver {
     inet_pton(AF_INET, group_.c_str(), &a.sin_addr);
     ip_mreq m{};
     inet_pton(AF_INET, group_.c_str(), &m.imr_multiaddr);
-    inet_pton(AF_INET, kStbIp, &m.imr_interface);
+    inet_pton(AF_INET, iface_.c_str(), &m.imr_interface);
     if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
         ::setsockopt(s, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof m) != 0) {
       ::close(s);
@@ -228,7 +231,7 @@ class Receiver {
     ::close(s);
   }
 
-  std::string ns_, group_;
+  std::string ns_, group_, iface_;
   std::uint16_t port_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
@@ -1039,5 +1042,371 @@ TEST_F(ApplianceNs, GarbageAndFloodsAreDroppedAndTheChannelGoesOn) {
   EXPECT_GE(r.frames, 75u);
 }
 
+
+// The REST API of twincastd in head, on head's loopback, with a bearer token in `token_file`.
+std::string control_section(const std::filesystem::path& token_file) {
+  return "control:\n  api_listen: 127.0.0.1:8080\n  metrics_listen: 127.0.0.1:9100\n  token_file: " + token_file.string() + "\n";
+}
+
+// The value of a JSON string member `"key":"..."` (the first one), or "".
+std::string json_string(const std::string& text, const std::string& key) {
+  const std::string open = "\"" + key + "\":\"";
+  const std::size_t at = text.find(open);
+  if (at == std::string::npos) return "";
+  const std::size_t end = text.find('"', at + open.size());
+  return end == std::string::npos ? "" : text.substr(at + open.size(), end - at - open.size());
+}
+
+// 7. A forced switch through the API (twincastctl), to the backup and back, while both
+// feeds are live: the receiver sees no continuity error and no silence over the whole run,
+// the capture decodes across both switches, and the API reports the input and two switches.
+TEST_F(ApplianceNs, ForcedSwitchIsCleanAtTheReceiver) {
+  const auto token = dir_ / "api.token";
+  std::ofstream(token) << "forced-switch-token-0123456789abcdef\n";
+  ::chmod(token.c_str(), 0600);
+  const pid_t app = start_appliance("  - id: fs\n    inputs:\n" + udp_input("primary", "239.1.1.50", 5000) +
+                                    udp_input("backup", "239.1.1.51", 5000) +
+                                    "    failover: { timeout_ms: 1000, revert: false, revert_holdoff_ms: 1000 }\n    outputs:\n" +
+                                    output("udp", "239.2.7.1", 5000) + control_section(token));
+  ASSERT_GT(app, 0);
+  ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.50", 5000), "primary"), 0);
+  ASSERT_TRUE(wait_status([](const std::string& l) { return status_value(l, "channel=fs input=primary ", "ts_packets").value_or(0) > 0; }, 5s))
+      << appliance_log();
+  ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.51", 5000), "backup"), 0);
+  ASSERT_TRUE(wait_status([](const std::string& l) { return status_value(l, "channel=fs input=backup ", "ts_packets").value_or(0) > 0; }, 5s))
+      << appliance_log();
+
+  const std::string ctl = ns_exec(head_) + shell_quote(tool("twincastctl").string()) + " --api 127.0.0.1:8080 --token-file " +
+                          shell_quote(token.string()) + " ";
+  auto channel = [&] { return run(ctl + "--json channel fs"); };
+  // The API listener may come up a moment after the data plane.
+  RunResult before = channel();
+  for (int i = 0; i < 30 && json_string(before.out, "active_input").empty(); ++i) {
+    std::this_thread::sleep_for(100ms);
+    before = channel();
+  }
+  ASSERT_EQ(json_string(before.out, "active_input"), "primary") << before.out << appliance_log();
+  const std::uint64_t switches_before = json_number(before.out, "switches");
+  ASSERT_NE(switches_before, ~std::uint64_t{0}) << before.out;
+
+  Receiver& rx = receive("239.2.7.1", 5000);
+  std::this_thread::sleep_for(1500ms);
+  const RunResult to_backup = run(ctl + "switch fs backup");
+  EXPECT_EQ(to_backup.exit_code, 0) << to_backup.out;
+  std::this_thread::sleep_for(300ms);
+  const RunResult on_backup = channel();
+  EXPECT_EQ(json_string(on_backup.out, "active_input"), "backup") << on_backup.out;
+  std::this_thread::sleep_for(1700ms);
+  const RunResult to_primary = run(ctl + "switch fs primary");
+  EXPECT_EQ(to_primary.exit_code, 0) << to_primary.out;
+  std::this_thread::sleep_for(2500ms);
+  const RunResult after = run(ctl + "--json status");
+  rx.stop();
+  const std::string log = appliance_log();
+  stop_appliance(app);
+
+  // `status --json` prints the channel list; ours is the only channel.
+  EXPECT_EQ(json_string(after.out, "active_input"), "primary") << after.out;
+  EXPECT_EQ(json_number(after.out, "switches"), switches_before + 2) << "before: " << before.out << "\nafter: " << after.out;
+  RecordProperty("switches_before", static_cast<int>(switches_before));
+  const Stream s = assemble(rx.datagrams(), false);
+  ASSERT_GT(s.ts.size(), 188u * 1000) << log;
+  EXPECT_EQ(s.bad_datagrams, 0u);
+  EXPECT_LT(s.max_gap, 1000ms);
+  const OutputReport r = check_output(s, dir_, "forced", 0x100);
+  EXPECT_GE(r.frames, 75u);  // ~6.5 s at 25 fps less the partial GOPs at both ends and at the switches
+}
+
+// The PCR schedule of a capture: for every datagram that carries a PCR of the PCR PID (the
+// PID with the most PCRs), its due time is that PCR's, moved to the datagram's last packet
+// at the stream's packet rate (the appliance ends each datagram at a PCR packet, so there it
+// is the PCR's own time; a source's PCR may sit anywhere in a datagram). The kernel arrival
+// time minus the due time, less its median over the run, is the deviation. Datagrams in
+// the first `skip` of the capture do not count.
+struct PacingStats {
+  std::size_t samples = 0;
+  std::size_t segments = 0;  // PCR timelines (a discontinuity starts a new one)
+  std::uint16_t pcr_pid = 0x1FFF;
+  double p50_us = 0, p99_us = 0, max_us = 0;  // against one t0 per timeline (the median offset)
+  // Against the median offset of the PCRs within +-0.5 s instead: what the pacer does
+  // between two re-anchors, without the steps of a re-anchor (a source whose PCR runs
+  // ahead of its sending by more than the pacer's delay makes it re-anchor).
+  double local_p50_us = 0, local_p99_us = 0, local_max_us = 0;
+  std::size_t steps = 0;  // jumps of the local median offset by more than 10 ms
+  // The offset's least-squares slope over the PCR clock (the sender's clock against the
+  // receiver's kernel clock, in parts per million), and the deviation from that line.
+  double drift_ppm = 0;
+  double line_p50_us = 0, line_p99_us = 0, line_max_us = 0;
+};
+
+std::optional<std::uint64_t> pcr_of(const std::uint8_t* p) {
+  if ((p[3] & 0x20) == 0 || p[4] < 7 || (p[5] & 0x10) == 0) return std::nullopt;
+  const std::uint64_t base = (std::uint64_t{p[6]} << 25) | (std::uint64_t{p[7]} << 17) | (std::uint64_t{p[8]} << 9) |
+                             (std::uint64_t{p[9]} << 1) | (std::uint64_t{p[10]} >> 7);
+  const std::uint64_t ext = (std::uint64_t{p[10] & 0x01u} << 8) | p[11];
+  return base * 300 + ext;
+}
+
+PacingStats pcr_pacing(const std::vector<Receiver::Datagram>& ds, std::chrono::nanoseconds skip) {
+  PacingStats st;
+  std::map<std::uint16_t, std::size_t> pcrs;
+  for (const auto& d : ds) {
+    for (std::size_t i = 0; i + 188 <= d.bytes.size(); i += 188) {
+      if (d.bytes[i] == 0x47 && pcr_of(&d.bytes[i])) ++pcrs[pid_of(&d.bytes[i])];
+    }
+  }
+  if (pcrs.empty()) return st;
+  st.pcr_pid = std::max_element(pcrs.begin(), pcrs.end(), [](const auto& a, const auto& b) { return a.second < b.second; })->first;
+
+  struct Sample {
+    std::int64_t arrival_ns;
+    std::int64_t pcr_ns;        // on this segment's unwrapped timeline
+    std::uint64_t packet;       // index of the PCR packet in the capture
+    std::uint64_t after;        // packets after it in its datagram
+  };
+  constexpr std::uint64_t kWrap = (std::uint64_t{1} << 33) * 300;
+  std::vector<std::vector<Sample>> segments;
+  std::uint64_t packet = 0;
+  std::uint64_t last_pcr = 0;
+  std::int64_t last_pcr_ns = 0, last_arrival = 0;
+  for (const auto& d : ds) {
+    const std::size_t n = d.bytes.size() / 188;
+    std::optional<std::size_t> at;
+    std::uint64_t pcr = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+      const std::uint8_t* p = &d.bytes[k * 188];
+      if (p[0] != 0x47 || pid_of(p) != st.pcr_pid) continue;
+      if (const auto v = pcr_of(p)) {
+        at = k;
+        pcr = *v;
+      }
+    }
+    if (at && d.kernel_ns - ds.front().kernel_ns >= skip.count()) {
+      const std::uint64_t delta = (pcr + kWrap - last_pcr) % kWrap;
+      const auto delta_ns = static_cast<std::int64_t>(delta * 1000 / 27);
+      const std::int64_t arrived = d.kernel_ns - last_arrival;
+      if (segments.empty() || delta > kWrap / 2 || std::llabs(delta_ns - arrived) > 500'000'000) {
+        segments.emplace_back();  // the first PCR, or a discontinuity
+        last_pcr_ns = 0;
+      } else {
+        last_pcr_ns += delta_ns;
+      }
+      last_pcr = pcr;
+      last_arrival = d.kernel_ns;
+      segments.back().push_back(Sample{d.kernel_ns, last_pcr_ns, packet + *at, n - 1 - *at});
+    }
+    packet += n;
+  }
+  std::vector<std::int64_t> deviations, local, line;
+  for (const auto& seg : segments) {
+    if (seg.size() < 10) continue;  // too short to have a schedule
+    ++st.segments;
+    const double ns_per_packet = static_cast<double>(seg.back().pcr_ns - seg.front().pcr_ns) /
+                                 static_cast<double>(std::max<std::uint64_t>(1, seg.back().packet - seg.front().packet));
+    std::vector<std::int64_t> offsets;
+    for (const auto& x : seg) {
+      const auto due = x.pcr_ns + static_cast<std::int64_t>(ns_per_packet * static_cast<double>(x.after));
+      offsets.push_back(x.arrival_ns - due);
+    }
+    std::vector<std::int64_t> sorted = offsets;
+    std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(sorted.size() / 2), sorted.end());
+    const std::int64_t t0 = sorted[sorted.size() / 2];
+    for (const std::int64_t o : offsets) deviations.push_back(std::llabs(o - t0));
+    {
+      double sx = 0, sy = 0, sxx = 0, sxy = 0;
+      const auto m = static_cast<double>(seg.size());
+      for (std::size_t i = 0; i < seg.size(); ++i) {
+        const double x = static_cast<double>(seg[i].pcr_ns - seg.front().pcr_ns), y = static_cast<double>(offsets[i] - t0);
+        sx += x, sy += y, sxx += x * x, sxy += x * y;
+      }
+      const double den = m * sxx - sx * sx;
+      const double slope = den != 0 ? (m * sxy - sx * sy) / den : 0;
+      const double icpt = (sy - slope * sx) / m;
+      st.drift_ppm = slope * 1e6;  // the last (in practice the only) timeline's
+      for (std::size_t i = 0; i < seg.size(); ++i) {
+        const double fit = icpt + slope * static_cast<double>(seg[i].pcr_ns - seg.front().pcr_ns);
+        line.push_back(std::llabs(static_cast<std::int64_t>(static_cast<double>(offsets[i] - t0) - fit)));
+      }
+    }
+    std::optional<std::int64_t> last_median;
+    for (std::size_t i = 0; i < seg.size(); ++i) {
+      std::vector<std::int64_t> window;
+      for (std::size_t j = i; j-- > 0 && seg[i].arrival_ns - seg[j].arrival_ns < 500'000'000;) window.push_back(offsets[j]);
+      for (std::size_t j = i; j < seg.size() && seg[j].arrival_ns - seg[i].arrival_ns < 500'000'000; ++j) window.push_back(offsets[j]);
+      std::nth_element(window.begin(), window.begin() + static_cast<std::ptrdiff_t>(window.size() / 2), window.end());
+      const std::int64_t median = window[window.size() / 2];
+      if (last_median && std::llabs(median - *last_median) > 10'000'000) ++st.steps;
+      last_median = median;
+      local.push_back(std::llabs(offsets[i] - median));
+    }
+  }
+  if (deviations.empty()) return st;
+  std::sort(deviations.begin(), deviations.end());
+  st.samples = deviations.size();
+  auto us = [](std::int64_t ns) { return static_cast<double>(ns) / 1000.0; };
+  st.p50_us = us(deviations[deviations.size() / 2]);
+  st.p99_us = us(deviations[std::min(deviations.size() - 1, deviations.size() * 99 / 100)]);
+  st.max_us = us(deviations.back());
+  std::sort(local.begin(), local.end());
+  st.local_p50_us = us(local[local.size() / 2]);
+  st.local_p99_us = us(local[std::min(local.size() - 1, local.size() * 99 / 100)]);
+  st.local_max_us = us(local.back());
+  std::sort(line.begin(), line.end());
+  st.line_p50_us = us(line[line.size() / 2]);
+  st.line_p99_us = us(line[std::min(line.size() - 1, line.size() * 99 / 100)]);
+  st.line_max_us = us(line.back());
+  return st;
+}
+
+// A source with exact timing: a CBR TS file sent once from src, 7 packets a datagram, each
+// datagram at its first packet's time on the file's own PCR clock (the packet rate between
+// its first and last PCR). Beside ffmpeg -re, whose sending leads or lags its PCRs by up to
+// ~100 ms, it shows what the pacer does with a source that keeps time.
+class PcrTimedSender {
+ public:
+  PcrTimedSender(std::string ns, std::string group, std::uint16_t port, ByteVec ts, std::uint16_t pcr_pid)
+      : ns_(std::move(ns)), group_(std::move(group)), port_(port), ts_(std::move(ts)) {
+    std::optional<std::pair<std::size_t, std::uint64_t>> first, last;
+    for (std::size_t i = 0; i + 1 <= ts_.size() / 188; ++i) {
+      const std::uint8_t* p = &ts_[i * 188];
+      if (pid_of(p) != pcr_pid) continue;
+      if ((p[3] & 0x20) == 0 || p[4] < 7 || (p[5] & 0x10) == 0) continue;
+      const std::uint64_t base = (std::uint64_t{p[6]} << 25) | (std::uint64_t{p[7]} << 17) | (std::uint64_t{p[8]} << 9) |
+                                 (std::uint64_t{p[9]} << 1) | (std::uint64_t{p[10]} >> 7);
+      const std::uint64_t pcr = base * 300 + ((std::uint64_t{p[10] & 0x01u} << 8) | p[11]);
+      if (!first) first = std::make_pair(i, pcr);
+      last = std::make_pair(i, pcr);
+    }
+    if (first && last && last->first > first->first) {
+      ns_per_packet_ = static_cast<double>(last->second - first->second) * 1000.0 / 27.0 /
+                       static_cast<double>(last->first - first->first);
+    }
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~PcrTimedSender() { stop(); }
+  PcrTimedSender(const PcrTimedSender&) = delete;
+  PcrTimedSender& operator=(const PcrTimedSender&) = delete;
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  [[nodiscard]] double ns_per_packet() const { return ns_per_packet_; }
+
+ private:
+  void loop() {
+    if (ns_per_packet_ <= 0 || !enter_netns(ns_)) return;
+    const int s = ::socket(AF_INET, SOCK_DGRAM, 0);
+    in_addr ifaddr{};
+    inet_pton(AF_INET, kSrcIp, &ifaddr);
+    ::setsockopt(s, IPPROTO_IP, IP_MULTICAST_IF, &ifaddr, sizeof ifaddr);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port_);
+    inet_pton(AF_INET, group_.c_str(), &a.sin_addr);
+    const auto start = Clock::now();
+    const std::size_t packets = ts_.size() / 188;
+    for (std::size_t i = 0; i < packets && !stop_; i += 7) {
+      std::this_thread::sleep_until(start + std::chrono::nanoseconds(static_cast<std::int64_t>(ns_per_packet_ * static_cast<double>(i))));
+      const std::size_t n = std::min<std::size_t>(7, packets - i);
+      (void)::sendto(s, &ts_[i * 188], n * 188, 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    }
+    ::close(s);
+  }
+
+  std::string ns_, group_;
+  std::uint16_t port_;
+  ByteVec ts_;
+  double ns_per_packet_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+};
+
+// 8. PCR pacing at the receiver: two channels with the default (PCR) pacing, each fed by a
+// CBR source from src: "paced" by ffmpeg -re (muxrate 2000k: at 1500k ffmpeg's remux of
+// the fixture does not fit, and its PCR runs ~1.5 % ahead of its sending), "timed" by the
+// fixture itself sent on its own PCR clock (PcrTimedSender). Each PCR datagram's kernel
+// arrival time in stb against its PCR schedule; the figures are measured and reported
+// (the target is p99 <= 200 µs), the test asserts only loose bounds so that a loaded
+// machine does not fail it. The same statistic of each source's own output (looped back
+// to a receiver in src) is reported next to it.
+TEST_F(ApplianceNs, PacingP99AtTheReceiver) {
+  const pid_t app = start_appliance("  - id: paced\n    inputs:\n" + udp_input("rx", "239.1.1.60", 5000) + "    outputs:\n" +
+                                    output("udp", "239.2.8.1", 5000) + "  - id: timed\n    inputs:\n" +
+                                    udp_input("rx", "239.1.1.61", 5000) + "    outputs:\n" + output("udp", "239.2.8.2", 5000));
+  ASSERT_GT(app, 0);
+  Receiver& ffmpeg_out = receive("239.2.8.1", 5000);
+  Receiver& timed_out = receive("239.2.8.2", 5000);
+  receivers_.push_back(std::make_unique<Receiver>(src_, "239.1.1.60", 5000, kSrcIp));
+  Receiver& ffmpeg_in = *receivers_.back();
+  receivers_.push_back(std::make_unique<Receiver>(src_, "239.1.1.61", 5000, kSrcIp));
+  Receiver& timed_in = *receivers_.back();
+  ASSERT_TRUE(ffmpeg_in.ready() && timed_in.ready()) << "cannot join the input groups in " << src_;
+  // Both sources from the fixture's start, for less than its 6 s: no loop in the capture.
+  ASSERT_GT(start_child({"ip", "netns", "exec", src_, "ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop",
+                         "-1", "-i", fixture("h264_aac.ts").string(), "-map", "0", "-c", "copy", "-f", "mpegts",
+                         "-muxrate", "2000k", udp_url("239.1.1.60", 5000)},
+                        "sender"),
+            0);
+  PcrTimedSender timed(src_, "239.1.1.61", 5000, read_file(fixture("h264_aac.ts")), 0x100);
+  ASSERT_GT(timed.ns_per_packet(), 0.0) << "no PCRs on PID 0x100 in the fixture";
+  std::this_thread::sleep_for(5800ms);
+  for (Receiver* r : {&ffmpeg_out, &timed_out, &ffmpeg_in, &timed_in}) r->stop();
+  timed.stop();
+  const std::string log = appliance_log();
+  stop_appliance(app);
+
+  auto show = [](const PacingStats& p) {
+    std::ostringstream o;
+    o.setf(std::ios::fixed);
+    o.precision(1);
+    o << "PCR PID " << p.pcr_pid << ", " << p.samples << " PCR datagrams in " << p.segments << " timeline(s): p50 "
+      << p.p50_us << " us, p99 " << p.p99_us << " us, max " << p.max_us << " us; local (+-0.5 s median): p50 "
+      << p.local_p50_us << " us, p99 " << p.local_p99_us << " us, max " << p.local_max_us << " us; " << p.steps
+      << " step(s); drift " << p.drift_ppm << " ppm, off that line: p50 " << p.line_p50_us << " us, p99 "
+      << p.line_p99_us << " us, max " << p.line_max_us << " us";
+    return o.str();
+  };
+  // The first 500 ms of each output go before the pacer's first anchor settles.
+  const PacingStats paced = pcr_pacing(ffmpeg_out.datagrams(), 500ms);
+  const PacingStats paced_src = pcr_pacing(ffmpeg_in.datagrams(), 500ms);
+  const PacingStats timed_stats = pcr_pacing(timed_out.datagrams(), 500ms);
+  const PacingStats timed_src = pcr_pacing(timed_in.datagrams(), 500ms);
+  std::cout << "[ pacing   ] ffmpeg -re source (src):  " << show(paced_src) << "\n"
+            << "[ pacing   ] its output (stb):         " << show(paced) << "\n"
+            << "[ pacing   ] PCR-timed source (src):   " << show(timed_src) << "\n"
+            << "[ pacing   ] its output (stb):         " << show(timed_stats) << std::endl;
+  auto record = [&](const std::string& tag, const PacingStats& p) {
+    RecordProperty(tag + "_samples", static_cast<int>(p.samples));
+    RecordProperty(tag + "_p50_us", static_cast<int>(p.p50_us));
+    RecordProperty(tag + "_p99_us", static_cast<int>(p.p99_us));
+    RecordProperty(tag + "_max_us", static_cast<int>(p.max_us));
+    RecordProperty(tag + "_local_p99_us", static_cast<int>(p.local_p99_us));
+    RecordProperty(tag + "_steps", static_cast<int>(p.steps));
+    RecordProperty(tag + "_drift_ppm", static_cast<int>(p.drift_ppm));
+    RecordProperty(tag + "_line_p99_us", static_cast<int>(p.line_p99_us));
+  };
+  record("ffmpeg_src", paced_src);
+  record("ffmpeg_out", paced);
+  record("timed_src", timed_src);
+  record("timed_out", timed_stats);
+
+  for (Receiver* r : {&ffmpeg_out, &timed_out}) {
+    const Stream s = assemble(r->datagrams(), false);
+    EXPECT_GT(s.ts.size(), 188u * 1500) << log << read_text(dir_ / "sender.err");  // null packets are not forwarded
+    EXPECT_EQ(s.bad_datagrams, 0u);
+  }
+  // ~5 s of PCRs (one every ~20 ms) on the video PID, one timeline each.
+  for (const PacingStats* p : {&paced, &timed_stats}) {
+    EXPECT_EQ(p->pcr_pid, 0x100) << show(*p);
+    EXPECT_GE(p->samples, 150u) << show(*p);
+    EXPECT_EQ(p->segments, 1u) << show(*p);
+  }
+  // Loose bounds. With the source that keeps time, over the whole run. With ffmpeg only the
+  // median: its sending leads or lags its PCRs by up to ~100 ms (see its source line), more
+  // than the pacer's 100 ms delay, so the pacer waits for late data now and then, and
+  // re-anchors (a step of that size); the run-wide figures are reported, not asserted.
+  EXPECT_LT(timed_stats.p99_us, 5000.0) << show(timed_stats);
+  EXPECT_LT(paced.local_p50_us, 5000.0) << show(paced);
+}
 }  // namespace
 }  // namespace twincast::test

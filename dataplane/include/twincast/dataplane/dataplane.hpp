@@ -197,7 +197,7 @@ class Dataplane {
   void send_igmp_reports(bool join);  // what start() does first
   [[nodiscard]] rte_mempool* mempool(std::size_t port) const;
 
-  // Nanoseconds of the TSC clock the worker uses for push()/poll().
+  // Nanoseconds of the clock the worker uses for push()/poll() (CLOCK_MONOTONIC).
   [[nodiscard]] static std::uint64_t now_ns();
 
   struct Impl;
