@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "dataplane/pipeline_harness.hpp"
 #include "tests_common.hpp"
 #include "twincast/mpegts/file_times.hpp"
 #include "twincast/mpegts/psi_decoder.hpp"
@@ -23,30 +24,12 @@ using namespace twincast::dataplane;
 using mpegts::TsPacket;
 using twincast::test::fixture;
 using twincast::test::read_packets;
+using twincast::test::cc_errors;
+using twincast::test::Recorder;
 
 namespace {
 
 constexpr std::uint64_t kMs = 1'000'000;
-
-struct Sent {
-  std::uint64_t t;
-  std::size_t output;
-  std::vector<TsPacket> packets;
-};
-
-struct Recorder final : DatagramSink {
-  std::uint64_t now = 0;
-  std::vector<Sent> sent;
-  void send(std::size_t output, std::span<const TsPacket> packets) override {
-    sent.push_back({now, output, {packets.begin(), packets.end()}});
-  }
-  std::vector<TsPacket> packets(std::size_t output = 0) const {
-    std::vector<TsPacket> out;
-    for (const auto& s : sent)
-      if (s.output == output) out.insert(out.end(), s.packets.begin(), s.packets.end());
-    return out;
-  }
-};
 
 // A source: a file's packets with their times, delivered as datagrams of `burst` packets.
 struct Source {
@@ -85,18 +68,6 @@ void run(Channel& ch, std::vector<Source*> sources, Recorder& rec, std::uint64_t
   }
 }
 
-std::size_t cc_errors(const std::vector<TsPacket>& pkts) {
-  std::map<std::uint16_t, int> last;
-  std::size_t errors = 0;
-  for (const auto& p : pkts) {
-    if (p.pid() == mpegts::kNullPid || !p.has_payload()) continue;
-    auto it = last.find(p.pid());
-    if (it != last.end() && !p.discontinuity() && p.cc() != ((it->second + 1) & 0xF) && p.cc() != it->second) ++errors;
-    last[p.pid()] = p.cc();
-  }
-  return errors;
-}
-
 ChannelConfig one_channel(std::size_t n_inputs, PacingMode pacing = PacingMode::kPcr) {
   ChannelConfig c;
   c.id = "test";
@@ -113,15 +84,6 @@ ChannelConfig one_channel(std::size_t n_inputs, PacingMode pacing = PacingMode::
   c.outputs.push_back(o);
   c.failover.revert_holdoff_ms = 1000;
   return c;
-}
-
-std::string decode_errors(const std::vector<TsPacket>& pkts) {
-  const auto dir = twincast::test::temp_dir("channel");
-  const auto file = dir / "out.ts";
-  twincast::test::write_packets(file, pkts);
-  const auto r = twincast::test::run("ffmpeg -nostdin -v error -i " + twincast::test::shell_quote(file.string()) + " -map 0 -f null -");
-  std::filesystem::remove_all(dir);
-  return r.exit_code == 0 ? r.out : "exit " + std::to_string(r.exit_code) + ": " + r.out;
 }
 
 }  // namespace
@@ -151,7 +113,7 @@ TEST_P(ChannelBursts, PcrPacedOutputIsCompleteContinuousAndDecodes) {
   ASSERT_EQ(psi.model().services.size(), 1u);
   EXPECT_EQ(psi.model().services[0].service_id, 5);
   EXPECT_EQ(psi.model().services[0].name, "Test");
-  EXPECT_EQ(decode_errors(out), "");
+  EXPECT_EQ(twincast::test::decode_errors(out, "channel", "out.ts"), "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Bursts, ChannelBursts, ::testing::Values(1u, 3u, 4u, 7u, 32u, 33u));
@@ -212,7 +174,7 @@ TEST(Channel, FailsOverWhenThePrimaryStopsAndRevertsAfterTheHoldOff) {
   // one damaged frame per switch; anything more is a fault of ours.
   std::string errors;
   std::size_t damaged = 0;
-  std::istringstream lines(decode_errors(out));
+  std::istringstream lines(twincast::test::decode_errors(out, "channel", "out.ts"));
   for (std::string line; std::getline(lines, line);) {
     if (line.find("non monotonically increasing dts") != std::string::npos) continue;
     if (line.find("error while decoding MB") != std::string::npos) {

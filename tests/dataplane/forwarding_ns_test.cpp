@@ -31,9 +31,8 @@
 #include <sstream>
 #include <thread>
 
+#include "dataplane/netns.hpp"
 #include "tests_common.hpp"
-
-extern char** environ;
 
 namespace twincast::test {
 namespace {
@@ -43,58 +42,12 @@ using ByteVec = std::vector<std::uint8_t>;
 
 const char* const kOurMac = "02:74:63:01:00:02";
 
-std::string read_text(const std::filesystem::path& p) {
-  std::ifstream f(p);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-// Moves the calling thread into a named network namespace.
-bool enter_netns(const std::string& ns) {
-  const int fd = ::open(("/var/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  const bool ok = ::setns(fd, CLONE_NEWNET) == 0;
-  ::close(fd);
-  return ok;
-}
-
-pid_t spawn(const std::vector<std::string>& args, const std::filesystem::path& out, const std::filesystem::path& err) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  std::vector<char*> argv;
-  std::vector<std::string> copy = args;
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  return rc == 0 ? pid : -1;
-}
-
-// Waits up to `timeout` for the child; true when it exited (its status in *status).
-bool wait_for(pid_t pid, std::chrono::milliseconds timeout, int* status) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    if (::waitpid(pid, status, WNOHANG) == pid) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
-}
-
 class DataplaneNs : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces)";
-    if (run("ip -V").exit_code != 0) GTEST_SKIP() << "iproute2 'ip' missing";
-    if (run("ffmpeg -version").exit_code != 0 || run("ffprobe -version").exit_code != 0) GTEST_SKIP() << "ffmpeg missing";
+    if (const std::string why = netns_skip_reason(); !why.empty()) GTEST_SKIP() << why;
     std::random_device rd;
-    char sfx[8];
-    std::snprintf(sfx, sizeof sfx, "%05x", rd() & 0xFFFFF);
-    sfx_ = sfx;
+    sfx_ = random_suffix(rd);
     net_ = static_cast<int>(100 + rd() % 100);
     src_ = "tcsrc" + sfx_;
     head_ = "tchead" + sfx_;
@@ -120,22 +73,17 @@ class DataplaneNs : public ::testing::Test {
         "ip -n " + stb_ + " route add 224.0.0.0/4 dev " + veth_stb_,
         "ip -n " + head_ + " link set " + veth_h1_ + " up", "ip -n " + head_ + " link set " + veth_h2_ + " up",
         "ip -n " + head_ + " link set lo up"};
-    for (const auto& c : cmds) {
-      const RunResult r = run(c);
-      ASSERT_EQ(r.exit_code, 0) << c << ": " << r.out;
-    }
+    ASSERT_NO_FATAL_FAILURE(run_setup_commands(cmds));
   }
 
   void TearDown() override {
     stop_capture();
-    for (pid_t p : children_) {
+    for (pid_t p : children_.pids()) {
       ::kill(p, SIGKILL);
       int st = 0;
       ::waitpid(p, &st, 0);
     }
-    for (const auto& ns : {src_, head_, stb_}) {
-      if (!ns.empty()) (void)run("ip netns del " + ns);  // the veths go with them
-    }
+    delete_netns({src_, head_, stb_});
     if (!dir_.empty() && !HasFailure()) std::filesystem::remove_all(dir_);
   }
 
@@ -144,20 +92,13 @@ class DataplaneNs : public ::testing::Test {
   }
 
   pid_t start_child(const std::vector<std::string>& args, const std::string& tag) {
-    const pid_t pid = spawn(args, dir_ / (tag + ".out"), dir_ / (tag + ".err"));
-    if (pid > 0) children_.push_back(pid);
-    return pid;
+    return children_.start(args, dir_, tag);
   }
   // SIGTERM, wait, forget; false when it had to be killed.
   bool end_child(pid_t pid, std::chrono::milliseconds grace) {
-    ::kill(pid, SIGTERM);
     int st = 0;
-    bool ok = wait_for(pid, grace, &st);
-    if (!ok) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &st, 0);
-    }
-    children_.erase(std::remove(children_.begin(), children_.end(), pid), children_.end());
+    const bool ok = terminate_child(pid, grace, SIGTERM, &st);
+    children_.forget(pid);
     return ok;
   }
 
@@ -274,7 +215,7 @@ class DataplaneNs : public ::testing::Test {
   std::string src_, head_, stb_, veth_src_, veth_h1_, veth_h2_, veth_stb_;
   std::string src_ip_, in_ip_, out_ip_, stb_ip_;
   std::filesystem::path dir_;
-  std::vector<pid_t> children_;
+  Children children_;
   std::thread capture_;
   std::atomic<bool> capture_stop_{false};
   std::atomic<bool> capture_ready_{false};

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <thread>
 
+#include "dataplane/eal_harness.hpp"
 #include "tests_common.hpp"
 #include "twincast/dataplane/net.hpp"
 
@@ -39,18 +40,8 @@ constexpr Mac kPeerMac = {0x02, 0x74, 0x63, 0x00, 0x00, 0x01};
 constexpr std::uint64_t kMs = 1'000'000;
 constexpr std::size_t kBursts[] = {1, 3, 4, 32, 33};
 
-class EalEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    ApplianceConfig c;
-    c.eal.lcores = "0,1";
-    c.eal.memory_mb = 256;
-    c.eal.file_prefix = "tcdp_leak_" + std::to_string(getpid());
-    init_eal(c, "dataplane_leak_test");
-  }
-  void TearDown() override { rte_eal_cleanup(); }
-};
-const auto* const g_env = ::testing::AddGlobalTestEnvironment(new EalEnvironment);
+const auto* const g_env =
+    ::testing::AddGlobalTestEnvironment(new test::EalEnvironment("tcdp_leak_", "dataplane_leak_test"));
 
 ByteVec udp_frame(Ipv4 dst, std::uint16_t dport, const ByteVec& payload) {
   net::UdpFrame f;

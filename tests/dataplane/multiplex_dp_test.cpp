@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 
+#include "dataplane/eal_harness.hpp"
 #include "tests_common.hpp"
 #include "twincast/dataplane/dataplane.hpp"
 #include "twincast/dataplane/net.hpp"
@@ -25,6 +26,7 @@ namespace {
 using mpegts::TsPacket;
 using net::ipv4;
 using ByteVec = std::vector<std::uint8_t>;
+using test::read_pcap;
 
 constexpr Ipv4 kOurIp = ipv4(10, 9, 1, 2);
 constexpr Ipv4 kPeerIp = ipv4(10, 9, 1, 1);
@@ -35,18 +37,8 @@ constexpr Mac kPeerMac = {0x02, 0x74, 0x63, 0x00, 0x01, 0x01};
 constexpr std::uint64_t kMs = 1'000'000;
 constexpr std::uint64_t kCbr = 6'000'000;
 
-class EalEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    ApplianceConfig c;
-    c.eal.lcores = "0,1";
-    c.eal.memory_mb = 256;
-    c.eal.file_prefix = "tcdp_mux_" + std::to_string(getpid());
-    init_eal(c, "dataplane_multiplex_dp_test");
-  }
-  void TearDown() override { rte_eal_cleanup(); }
-};
-const auto* const g_env = ::testing::AddGlobalTestEnvironment(new EalEnvironment);
+const auto* const g_env =
+    ::testing::AddGlobalTestEnvironment(new test::EalEnvironment("tcdp_mux_", "dataplane_multiplex_dp_test"));
 
 ByteVec udp_frame(Ipv4 dst, std::uint16_t dport, std::span<const TsPacket> packets) {
   net::UdpFrame f;
@@ -62,20 +54,6 @@ ByteVec udp_frame(Ipv4 dst, std::uint16_t dport, std::span<const TsPacket> packe
   EXPECT_GT(net::write_udp_headers(frame, f, payload), 0u);
   std::memcpy(frame.data() + net::udp_headers_size(0), packets.data(), payload);
   return frame;
-}
-
-std::vector<ByteVec> read_pcap(const std::filesystem::path& p) {
-  const ByteVec b = test::read_file(p);
-  std::vector<ByteVec> frames;
-  for (std::size_t at = 24; at + 16 <= b.size();) {
-    std::uint32_t incl = 0;
-    std::memcpy(&incl, &b[at + 8], 4);
-    at += 16;
-    if (at + incl > b.size()) break;
-    frames.emplace_back(b.begin() + static_cast<std::ptrdiff_t>(at), b.begin() + static_cast<std::ptrdiff_t>(at + incl));
-    at += incl;
-  }
-  return frames;
 }
 
 // TS packets of the UDP datagrams sent to (group, port), in order.

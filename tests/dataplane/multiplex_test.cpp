@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "dataplane/pipeline_harness.hpp"
 #include "tests_common.hpp"
 #include "twincast/dataplane/channel.hpp"
 #include "twincast/mpegts/file_times.hpp"
@@ -23,31 +24,13 @@ using namespace twincast::dataplane;
 using mpegts::TsPacket;
 using twincast::test::fixture;
 using twincast::test::read_packets;
+using twincast::test::cc_errors;
+using twincast::test::Recorder;
 
 namespace {
 
 constexpr std::uint64_t kMs = 1'000'000;
 constexpr std::uint64_t kCbr = 6'000'000;
-
-struct Sent {
-  std::uint64_t t;
-  std::size_t output;
-  std::vector<TsPacket> packets;
-};
-
-struct Recorder final : DatagramSink {
-  std::uint64_t now = 0;
-  std::vector<Sent> sent;
-  void send(std::size_t output, std::span<const TsPacket> packets) override {
-    sent.push_back({now, output, {packets.begin(), packets.end()}});
-  }
-  std::vector<TsPacket> packets(std::size_t output = 0) const {
-    std::vector<TsPacket> out;
-    for (const auto& s : sent)
-      if (s.output == output) out.insert(out.end(), s.packets.begin(), s.packets.end());
-    return out;
-  }
-};
 
 // Counts what a tap receives (a second tap on a channel, next to the multiplex).
 struct CountingTap final : PacketTap {
@@ -83,18 +66,6 @@ mpegts::ProgramModel decode_psi(const std::vector<TsPacket>& pkts) {
   mpegts::PsiDecoder psi;
   for (const auto& p : pkts) psi.push(p);
   return psi.model();
-}
-
-std::size_t cc_errors(const std::vector<TsPacket>& pkts) {
-  std::map<std::uint16_t, int> last;
-  std::size_t errors = 0;
-  for (const auto& p : pkts) {
-    if (p.pid() == mpegts::kNullPid || !p.has_payload()) continue;
-    auto it = last.find(p.pid());
-    if (it != last.end() && !p.discontinuity() && p.cc() != ((it->second + 1) & 0xF) && p.cc() != it->second) ++errors;
-    last[p.pid()] = p.cc();
-  }
-  return errors;
 }
 
 ChannelConfig member(const std::string& id, const std::string& name, std::uint16_t sid, std::uint16_t lcn,
@@ -177,16 +148,6 @@ std::string ffprobe_programs(const std::vector<TsPacket>& pkts) {
                                      twincast::test::shell_quote(file.string()));
   std::filesystem::remove_all(dir);
   return r.out;
-}
-
-std::string decode_errors(const std::vector<TsPacket>& pkts) {
-  const auto dir = twincast::test::temp_dir("multiplex");
-  const auto file = dir / "mux.ts";
-  twincast::test::write_packets(file, pkts);
-  const auto r = twincast::test::run("ffmpeg -nostdin -v error -i " + twincast::test::shell_quote(file.string()) +
-                                     " -map 0 -f null -");
-  std::filesystem::remove_all(dir);
-  return r.exit_code == 0 ? r.out : "exit " + std::to_string(r.exit_code) + ": " + r.out;
 }
 
 }  // namespace
@@ -274,7 +235,7 @@ TEST(Multiplex, OutputDecodesWithFfmpeg) {
   std::vector<TsPacket> without_nulls;
   for (const auto& p : r.mux_out.packets())
     if (p.pid() != mpegts::kNullPid) without_nulls.push_back(p);
-  EXPECT_EQ(decode_errors(without_nulls), "");
+  EXPECT_EQ(twincast::test::decode_errors(without_nulls, "multiplex", "mux.ts"), "");
 }
 
 // A member keeps its own SPTS output; a second tap on the same channel sees the same

@@ -18,6 +18,7 @@
 #include <random>
 #include <thread>
 
+#include "dataplane/eal_harness.hpp"
 #include "tests_common.hpp"
 #include "twincast/dataplane/net.hpp"
 
@@ -27,6 +28,7 @@ namespace {
 using mpegts::TsPacket;
 using net::ipv4;
 using ByteVec = std::vector<std::uint8_t>;
+using test::read_pcap;
 
 constexpr Ipv4 kOurIp = ipv4(10, 9, 0, 2);
 constexpr Ipv4 kPeerIp = ipv4(10, 9, 0, 1);
@@ -37,18 +39,8 @@ constexpr Ipv4 kGroupOut = ipv4(239, 2, 2, 2);
 constexpr Mac kOurMac = {0x02, 0x74, 0x63, 0x00, 0x00, 0x02};
 constexpr Mac kPeerMac = {0x02, 0x74, 0x63, 0x00, 0x00, 0x01};
 
-class EalEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    ApplianceConfig c;
-    c.eal.lcores = "0,1";
-    c.eal.memory_mb = 256;
-    c.eal.file_prefix = "tcdp_worker_" + std::to_string(getpid());
-    init_eal(c, "dataplane_worker_test");
-  }
-  void TearDown() override { rte_eal_cleanup(); }
-};
-const auto* const g_env = ::testing::AddGlobalTestEnvironment(new EalEnvironment);
+const auto* const g_env =
+    ::testing::AddGlobalTestEnvironment(new test::EalEnvironment("tcdp_worker_", "dataplane_worker_test"));
 
 // The stand-in pipeline: records what the worker pushes; poll() sends everything pushed
 // so far in datagrams of 7 packets to every output.
@@ -142,21 +134,6 @@ ByteVec igmp_query(Ipv4 group) {
   net::write_ipv4(std::span<std::uint8_t>(f).subspan(14), h, msg.size(), net::Bytes(ra, 4));
   std::copy(msg.begin(), msg.end(), f.begin() + 38);
   return f;
-}
-
-std::vector<ByteVec> read_pcap(const std::filesystem::path& p) {
-  const ByteVec b = test::read_file(p);
-  std::vector<ByteVec> frames;
-  if (b.size() < 24) return frames;
-  for (std::size_t at = 24; at + 16 <= b.size();) {
-    std::uint32_t incl = 0;
-    std::memcpy(&incl, &b[at + 8], 4);
-    at += 16;
-    if (at + incl > b.size()) break;
-    frames.emplace_back(b.begin() + static_cast<std::ptrdiff_t>(at), b.begin() + static_cast<std::ptrdiff_t>(at + incl));
-    at += incl;
-  }
-  return frames;
 }
 
 void write_empty_pcap(const std::filesystem::path& p) {

@@ -1,0 +1,68 @@
+// Shared by the DPDK-free pipeline tests (channel_test, multiplex_test): a sink that records
+// every datagram with its time, a continuity check and an ffmpeg decode check. Header-only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tests_common.hpp"
+#include "twincast/dataplane/channel.hpp"
+#include "twincast/mpegts/packet.hpp"
+
+namespace twincast::test {
+
+// One datagram a Recorder received: when, for which output, its packets.
+struct Sent {
+  std::uint64_t t;
+  std::size_t output;
+  std::vector<mpegts::TsPacket> packets;
+};
+
+// A DatagramSink that keeps everything, stamped with `now` (set by the test before a poll).
+struct Recorder final : dataplane::DatagramSink {
+  std::uint64_t now = 0;
+  std::vector<Sent> sent;
+  void send(std::size_t output, std::span<const mpegts::TsPacket> packets) override {
+    sent.push_back({now, output, {packets.begin(), packets.end()}});
+  }
+  // Every packet sent to `output`, in order.
+  std::vector<mpegts::TsPacket> packets(std::size_t output = 0) const {
+    std::vector<mpegts::TsPacket> out;
+    for (const auto& s : sent)
+      if (s.output == output) out.insert(out.end(), s.packets.begin(), s.packets.end());
+    return out;
+  }
+};
+
+// Continuity counter errors over `pkts` (null packets and packets without payload skipped;
+// a repeated counter and a discontinuity flag are not errors).
+inline std::size_t cc_errors(const std::vector<mpegts::TsPacket>& pkts) {
+  std::map<std::uint16_t, int> last;
+  std::size_t errors = 0;
+  for (const auto& p : pkts) {
+    if (p.pid() == mpegts::kNullPid || !p.has_payload()) continue;
+    auto it = last.find(p.pid());
+    if (it != last.end() && !p.discontinuity() && p.cc() != ((it->second + 1) & 0xF) && p.cc() != it->second) ++errors;
+    last[p.pid()] = p.cc();
+  }
+  return errors;
+}
+
+// What ffmpeg says decoding `pkts` (written to `<temp_dir(tag)>/<file_name>`): "" when clean,
+// "exit N: ..." when it failed.
+inline std::string decode_errors(const std::vector<mpegts::TsPacket>& pkts, const std::string& tag,
+                                 const std::string& file_name) {
+  const auto dir = temp_dir(tag);
+  const auto file = dir / file_name;
+  write_packets(file, pkts);
+  const auto r = run("ffmpeg -nostdin -v error -i " + shell_quote(file.string()) + " -map 0 -f null -");
+  std::filesystem::remove_all(dir);
+  return r.exit_code == 0 ? r.out : "exit " + std::to_string(r.exit_code) + ": " + r.out;
+}
+
+}  // namespace twincast::test
