@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -524,6 +525,33 @@ struct Api::Impl {
     return json_ok(o);
   }
 
+  // The multicast lineup for middleware and players: one entry per channel, its first
+  // output, in LCN order (channels without an LCN last, in configuration order).
+  HttpResponse iptv_lineup() {
+    auto channels = backend.channels();
+    std::stable_sort(channels.begin(), channels.end(), [](const ApiChannelView& a, const ApiChannelView& b) {
+      return (a.lcn == 0 ? 0x10000u : a.lcn) < (b.lcn == 0 ? 0x10000u : b.lcn);
+    });
+    auto clean = [](std::string v, char quote) {
+      for (char& ch : v)
+        if (ch == '\n' || ch == '\r' || ch == quote) ch = ch == quote ? '\'' : ' ';
+      return v;
+    };
+    std::string body = "#EXTM3U\n";
+    for (const auto& c : channels) {
+      if (c.outputs.empty()) continue;
+      body += "#EXTINF:-1 tvg-id=\"" + clean(c.id, '"') + "\"";
+      if (c.lcn != 0) body += " tvg-chno=\"" + std::to_string(c.lcn) + "\"";
+      body += " tvg-name=\"" + clean(c.name, '"') + "\"," + clean(c.name, '\n') + "\n";
+      body += "udp://@" + c.outputs.front().id + "\n";
+    }
+    HttpResponse r;
+    r.status = 200;
+    r.content_type = "audio/x-mpegurl";
+    r.body = std::move(body);
+    return r;
+  }
+
   HttpResponse get_channel(const HttpRequest& req) {
     const std::string& id = req.params.at("id");
     for (const auto& c : backend.channels()) {
@@ -598,6 +626,7 @@ void Api::add_routes(HttpServer& server) {
   server.route("POST", "/api/v1/channels/{id}/switch",
                [impl](const HttpRequest& req) { return impl->scrub(impl->switch_input(req)); });
   server.route("POST", "/api/v1/reload", [impl](const HttpRequest& req) { return impl->scrub(impl->reload(req)); });
+  server.route("GET", "/lineup/iptv.m3u", [impl](const HttpRequest&) { return impl->scrub(impl->iptv_lineup()); });
 }
 
 void Api::add_metrics_route(HttpServer& server) {

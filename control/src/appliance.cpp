@@ -103,6 +103,7 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
     ApiChannelView v;
     v.id = cc.id;
     v.name = cc.name;
+    v.lcn = cc.lcn;
     v.active_input = cs.active_input < cc.inputs.size() ? cc.inputs[cs.active_input].name : "";
     v.packets_in = cs.packets_in;
     v.packets_out = cs.packets_out;

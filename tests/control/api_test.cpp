@@ -204,6 +204,17 @@ TEST_F(ApiTest, Health) {
   EXPECT_EQ(v.at("channels_alarmed").to_number<int>(), 1);
 }
 
+TEST_F(ApiTest, IptvLineupListsEachChannelsMulticastOutput) {
+  Reply r = request(port_, http::verb::get, "/lineup/iptv.m3u");
+  ASSERT_EQ(r.status, 200U);
+  EXPECT_EQ(r.headers["content-type"], "audio/x-mpegurl");
+  // news has an LCN and an output; sport has no output, so it is not in the lineup.
+  EXPECT_EQ(r.body,
+            "#EXTM3U\n"
+            "#EXTINF:-1 tvg-id=\"news\" tvg-chno=\"5\" tvg-name=\"News HD\",News HD\n"
+            "udp://@239.1.1.1:5000\n");
+}
+
 TEST_F(ApiTest, ChannelList) {
   Reply r = request(port_, http::verb::get, "/api/v1/channels");
   ASSERT_EQ(r.status, 200U);

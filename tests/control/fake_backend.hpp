@@ -30,6 +30,7 @@ class FakeBackend : public control::ApiBackend {
     control::ApiChannelView news;
     news.id = "news";
     news.name = "News HD";
+    news.lcn = 5;
     news.state = "ok";
     news.active_input = "main";
     news.bitrate_bps = 4'500'000;

@@ -79,6 +79,7 @@ struct ApiHlsView {
 struct ApiChannelView {
   std::string id;
   std::string name;
+  std::uint16_t lcn = 0;     // logical channel number, 0 = none
   std::string state;         // backend's words: "ok", "degraded", "down"...
   std::string active_input;  // input id, "" when none
   double bitrate_bps = 0;    // output bitrate
