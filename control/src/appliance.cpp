@@ -14,6 +14,7 @@
 #include "twincast/control/metrics.hpp"
 #include "twincast/control/srt_ingest.hpp"
 #include "twincast/dataplane/dataplane.hpp"
+#include "twincast/dataplane/net.hpp"
 
 namespace twincast::control {
 
@@ -29,11 +30,6 @@ const char* kind_name(dataplane::InputKind k) {
       return "srt";
   }
   return "unknown";
-}
-
-std::string ipv4_text(dataplane::Ipv4 a) {
-  return std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 0xFF) + "." + std::to_string((a >> 8) & 0xFF) + "." +
-         std::to_string(a & 0xFF);
 }
 
 // Rates from counters the data plane keeps: the control side remembers the last reading
@@ -145,7 +141,7 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
       const auto& oc = cc.outputs[o];
       const auto os = dp->output_stats(c, o);
       ApiOutputView ov;
-      ov.id = ipv4_text(oc.address) + ":" + std::to_string(oc.udp_port);
+      ov.id = dataplane::net::ipv4_text(oc.address) + ":" + std::to_string(oc.udp_port);
       ov.datagrams = os.datagrams;
       ov.packets = os.packets;
       ov.bytes = os.bytes;

@@ -8,6 +8,7 @@
 // Nothing stops at the first error; the result carries a configuration only when the
 // error list is empty.
 #include "twincast/control/config.hpp"
+#include "twincast/dataplane/net.hpp"
 
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -146,10 +147,7 @@ std::optional<Ipv4> parse_ipv4(std::string_view s) {
   return addr;
 }
 
-std::string ipv4_string(Ipv4 a) {
-  return std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 0xFF) + "." + std::to_string((a >> 8) & 0xFF) +
-         "." + std::to_string(a & 0xFF);
-}
+std::string ipv4_string(Ipv4 a) { return dataplane::net::ipv4_text(a); }
 
 bool is_multicast(Ipv4 a) { return (a >> 28) == 0xE; }
 bool is_link_local_multicast(Ipv4 a) { return (a >> 8) == 0xE00000; }  // 224.0.0.0/24
@@ -890,6 +888,21 @@ void validate(Parser& p, ApplianceConfig& cfg) {
       udp_inputs;  // (port, address, udp_port, source) -> (source_service_id, path)
   std::map<std::uint16_t, std::vector<std::pair<std::string, std::string>>> srt_listeners;  // port -> (streamid, path)
   std::map<std::pair<Ipv4, std::uint16_t>, std::string> destinations;
+  // Every output (of a channel or a multiplex) names a port and a destination of its own.
+  const auto check_outputs = [&](const std::vector<OutputConfig>& outputs, const std::string& owner) {
+    for (std::size_t o = 0; o < outputs.size(); ++o) {
+      const OutputConfig& out = outputs[o];
+      const std::string opath = index_path(owner + ".outputs", o);
+      const std::string body = opath + "." + kind_key(out.kind);
+      check_port(out.port, body + ".port");
+      if (out.address == 0 || out.udp_port == 0) continue;
+      if (auto [it, fresh] = destinations.emplace(std::make_pair(out.address, out.udp_port), opath); !fresh) {
+        const std::string dest = p.where.count(body + ".group") != 0 ? body + ".group" : body + ".address";
+        p.error_at(dest, ipv4_string(out.address) + ":" + std::to_string(out.udp_port) +
+                             " is already the destination of " + it->second);
+      }
+    }
+  };
 
   for (std::size_t c = 0; c < cfg.channels.size(); ++c) {
     ChannelConfig& ch = cfg.channels[c];
@@ -960,18 +973,7 @@ void validate(Parser& p, ApplianceConfig& cfg) {
       sharers.emplace_back(ch.source_service_id, ipath);
     }
 
-    for (std::size_t o = 0; o < ch.outputs.size(); ++o) {
-      const OutputConfig& out = ch.outputs[o];
-      const std::string opath = index_path(cpath + ".outputs", o);
-      const std::string body = opath + "." + kind_key(out.kind);
-      check_port(out.port, body + ".port");
-      if (out.address == 0 || out.udp_port == 0) continue;
-      if (auto [it, fresh] = destinations.emplace(std::make_pair(out.address, out.udp_port), opath); !fresh) {
-        const std::string dest = p.where.count(body + ".group") != 0 ? body + ".group" : body + ".address";
-        p.error_at(dest, ipv4_string(out.address) + ":" + std::to_string(out.udp_port) +
-                             " is already the destination of " + it->second);
-      }
-    }
+    check_outputs(ch.outputs, cpath);
   }
 
   // Multiplexes: members are channels by id, each at most once per multiplex (a channel
@@ -1021,18 +1023,7 @@ void validate(Parser& p, ApplianceConfig& cfg) {
         }
       }
     }
-    for (std::size_t o = 0; o < mux.outputs.size(); ++o) {
-      const OutputConfig& out = mux.outputs[o];
-      const std::string opath = index_path(mpath + ".outputs", o);
-      const std::string body = opath + "." + kind_key(out.kind);
-      check_port(out.port, body + ".port");
-      if (out.address == 0 || out.udp_port == 0) continue;
-      if (auto [it, fresh] = destinations.emplace(std::make_pair(out.address, out.udp_port), opath); !fresh) {
-        const std::string dest = p.where.count(body + ".group") != 0 ? body + ".group" : body + ".address";
-        p.error_at(dest, ipv4_string(out.address) + ":" + std::to_string(out.udp_port) +
-                             " is already the destination of " + it->second);
-      }
-    }
+    check_outputs(mux.outputs, mpath);
   }
 
   for (std::size_t c = 0; c < cfg.channels.size(); ++c) {

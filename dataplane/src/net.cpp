@@ -4,6 +4,11 @@
 #include <cstring>
 
 namespace twincast::dataplane::net {
+
+std::string ipv4_text(Ipv4 a) {
+  return std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 0xFF) + "." + std::to_string((a >> 8) & 0xFF) +
+         "." + std::to_string(a & 0xFF);
+}
 namespace {
 
 std::uint16_t get16(Bytes b, std::size_t at) {

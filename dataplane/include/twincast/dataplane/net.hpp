@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 
 #include "twincast/dataplane/config.hpp"
 
@@ -33,6 +34,9 @@ inline constexpr std::uint8_t kRtpPayloadTypeMp2t = 33;
 inline constexpr Ipv4 kIgmpv3ReportGroup = 0xE0000016;  // 224.0.0.22
 inline constexpr Ipv4 kAllHostsGroup = 0xE0000001;      // 224.0.0.1
 inline constexpr Mac kBroadcastMac = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+
+// Dotted-quad text of a host-order address ("239.1.1.1").
+[[nodiscard]] std::string ipv4_text(Ipv4 a);
 
 [[nodiscard]] constexpr Ipv4 ipv4(std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d) {
   return (Ipv4{a} << 24) | (Ipv4{b} << 16) | (Ipv4{c} << 8) | Ipv4{d};
