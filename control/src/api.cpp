@@ -148,6 +148,8 @@ json::object channel_detail(const ApiChannelView& c) {
   hls["state"] = c.hls.state;
   hls["segments"] = c.hls.segments;
   hls["last_segment_age_s"] = number(c.hls.last_segment_age_s);
+  hls["feed_packets"] = c.hls.feed_packets;
+  hls["feed_dropped_packets"] = c.hls.feed_dropped_packets;
   o["hls"] = std::move(hls);
   return o;
 }
@@ -190,6 +192,14 @@ struct MetricFamilies {
                                  .Name("twincast_channel_hls_segments_total")
                                  .Help("HLS segments written for the channel")
                                  .Register(r)),
+        channel_ott_feed_packets(metrics::BuildCounter()
+                                     .Name("twincast_channel_ott_feed_packets_total")
+                                     .Help("TS packets the data plane queued for the channel's HLS packager")
+                                     .Register(r)),
+        channel_ott_feed_dropped(metrics::BuildCounter()
+                                     .Name("twincast_channel_ott_feed_dropped_packets_total")
+                                     .Help("TS packets lost on the way to the HLS packager (its ring was full)")
+                                     .Register(r)),
         input_info(metrics::BuildGauge()
                        .Name("twincast_input_info")
                        .Help("1 for each input, with its kind (udp, rtp, srt)")
@@ -315,6 +325,8 @@ struct MetricFamilies {
     channel_switches.Clear();
     channel_alarms.Clear();
     channel_hls_segments.Clear();
+    channel_ott_feed_packets.Clear();
+    channel_ott_feed_dropped.Clear();
     input_info.Clear();
     input_active.Clear();
     input_packets.Clear();
@@ -358,7 +370,11 @@ struct MetricFamilies {
       channel_packets_out.Add(cl).Set(as_double(c.packets_out));
       channel_switches.Add(cl).Set(as_double(c.switches));
       channel_alarms.Add(cl).Set(static_cast<double>(c.alarms.size()));
-      if (c.hls.enabled) channel_hls_segments.Add(cl).Set(as_double(c.hls.segments));
+      if (c.hls.enabled) {
+        channel_hls_segments.Add(cl).Set(as_double(c.hls.segments));
+        channel_ott_feed_packets.Add(cl).Set(as_double(c.hls.feed_packets));
+        channel_ott_feed_dropped.Add(cl).Set(as_double(c.hls.feed_dropped_packets));
+      }
       for (const auto& in : c.inputs) {
         const Labels il{{"channel", c.id}, {"input", in.id}};
         input_info.Add({{"channel", c.id}, {"input", in.id}, {"kind", in.kind}}).Set(1);
@@ -422,6 +438,8 @@ struct MetricFamilies {
   Family<Counter>& channel_switches;
   Family<Gauge>& channel_alarms;
   Family<Counter>& channel_hls_segments;
+  Family<Counter>& channel_ott_feed_packets;
+  Family<Counter>& channel_ott_feed_dropped;
   Family<Gauge>& input_info;
   Family<Gauge>& input_active;
   Family<Counter>& input_packets;

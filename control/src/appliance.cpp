@@ -153,6 +153,11 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
     v.state = dataplane::channel_health_name(cs.state);
     v.hls.enabled = cc.hls;
     v.hls.state = cc.hls ? "not packaging yet" : "off";
+    if (const dataplane::OttFeed* feed = dp->ott_feed(c)) {
+      const auto fs = feed->stats();
+      v.hls.feed_packets = fs.packets;
+      v.hls.feed_dropped_packets = fs.dropped_packets;
+    }
     out.push_back(std::move(v));
   }
   return out;

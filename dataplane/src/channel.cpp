@@ -223,6 +223,7 @@ struct Channel::Impl {
     counters.active_input.store(i, std::memory_order_relaxed);
     remux.switch_source(0);
     pacer.reanchor();  // the new input's PCRs are another clock
+    for (const auto& [tap, slot] : taps) tap->on_discontinuity(slot);
   }
 
   // --- remuxed packets: the pacer, then the taps ---

@@ -247,6 +247,25 @@ Dataplane::Impl::Impl(const ApplianceConfig& c, PipelineFactory& factory) : conf
                                               static_cast<int>(rte_socket_id()));
       if (external_pool == nullptr) throw std::runtime_error("cannot create the SRT mbuf pool");
     }
+    const auto n_hls = static_cast<unsigned>(std::count_if(c.channels.begin(), c.channels.end(),
+                                                            [](const ChannelConfig& ch) { return ch.hls; }));
+    ott_feeds.resize(c.channels.size());
+    if (n_hls != 0) {
+      // Every ring full, plus what the worker's mempool cache may hold.
+      constexpr unsigned kOttCache = 64;
+      const unsigned n = n_hls * kOttRing + 2 * kOttCache;
+      const std::string pool_name = "tc_ott_" + std::to_string(instance);
+      ott_pool = rte_pktmbuf_pool_create(pool_name.c_str(), n, kOttCache, 0,
+                                         static_cast<std::uint16_t>(RTE_PKTMBUF_HEADROOM + OttFeed::kChunkBytes),
+                                         static_cast<int>(rte_socket_id()));
+      if (ott_pool == nullptr) throw std::runtime_error("cannot create the OTT mbuf pool: " + std::string(rte_strerror(rte_errno)));
+      for (std::size_t ci = 0; ci < c.channels.size(); ++ci) {
+        if (!c.channels[ci].hls) continue;
+        ott_feeds[ci] = std::make_unique<OttFeed>("tc_ott_" + std::to_string(instance) + "_" + std::to_string(ci),
+                                                  kOttRing, ott_pool);
+        channels[ci].pipeline->add_tap(ott_feeds[ci].get(), 0);
+      }
+    }
     worker_lcore = rte_get_next_lcore(static_cast<unsigned>(-1), 1, 0);
   } catch (...) {
     release();  // the destructor will not run: release the ports, then rethrow
@@ -294,6 +313,11 @@ void Dataplane::Impl::release() {
     in->ring = nullptr;
   }
   external_inputs.clear();
+  ott_feeds.clear();  // their queued chunks go back to the pool first
+  if (ott_pool != nullptr) {
+    rte_mempool_free(ott_pool);
+    ott_pool = nullptr;
+  }
   if (external_pool != nullptr) {
     rte_mempool_free(external_pool);
     external_pool = nullptr;
@@ -380,6 +404,8 @@ bool Dataplane::feed_external(std::size_t channel, std::size_t input, std::span<
   }
   return true;
 }
+
+OttFeed* Dataplane::ott_feed(std::size_t channel) const { return impl_->ott_feeds.at(channel).get(); }
 
 std::uint64_t Dataplane::external_drops(std::size_t channel, std::size_t input) const {
   const ChannelState& cs = impl_->channels.at(channel);

@@ -9,6 +9,7 @@
 
 #include "twincast/dataplane/classifier.hpp"
 #include "twincast/dataplane/dataplane.hpp"
+#include "twincast/dataplane/ott_feed.hpp"
 #include "twincast/dataplane/net.hpp"
 #include "twincast/mpegts/aligner.hpp"
 
@@ -32,6 +33,7 @@ inline constexpr std::uint64_t kArpGiveUpNs = 30'000'000'000ULL;
 inline constexpr std::uint64_t kArpTickNs = 10'000'000ULL;
 inline constexpr std::uint32_t kNoNeighbor = 0xFFFFFFFFu;
 inline constexpr unsigned kExternalRing = 1024;  // SRT messages queued per input (~1.4 MB)
+inline constexpr unsigned kOttRing = 1024;       // OTT chunks (<= 7 packets) queued per HLS channel (~1.6 MB)
 // RTP reordering: datagrams that arrive ahead of a gap wait in a window of this many
 // sequence numbers, at most kRtpHoldNs, for the missing ones.
 inline constexpr std::uint16_t kRtpWindow = 32;
@@ -204,6 +206,10 @@ struct Dataplane::Impl {
   std::vector<ChannelState> channels;
   std::vector<MultiplexState> multiplexes;
   rte_mempool* external_pool = nullptr;  // mbufs for the SRT rings (multi-producer safe)
+  // The OTT feeds of the channels with HLS (nullptr for the others), by channel, and the
+  // pool their chunks come from (freed after them).
+  std::vector<std::unique_ptr<OttFeed>> ott_feeds;
+  rte_mempool* ott_pool = nullptr;
   std::vector<InputState*> external_inputs;
   std::vector<InputState*> rtp_inputs;
   std::atomic<bool> stop_requested{false};

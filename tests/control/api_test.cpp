@@ -262,6 +262,8 @@ TEST_F(ApiTest, ChannelDetail) {
   EXPECT_EQ(out.at("pacing_lateness").at("buckets").as_array().size(), tc::kPacingLatenessBuckets.size() + 1);
   EXPECT_EQ(v.at("hls").at("state").as_string(), "serving");
   EXPECT_EQ(v.at("hls").at("segments").to_number<int>(), 42);
+  EXPECT_EQ(v.at("hls").at("feed_packets").to_number<int>(), 70000);
+  EXPECT_EQ(v.at("hls").at("feed_dropped_packets").to_number<int>(), 14);
   expect_no_secret(r);
 
   Reply missing = request(port_, http::verb::get, "/api/v1/channels/nope");
@@ -584,6 +586,8 @@ TEST_F(ApiTest, MetricsExposition) {
   has("twincast_channel_state{channel=\"sport\",state=\"down\"} 1");
   has("twincast_channel_input_switches_total{channel=\"news\"} 3");
   has("twincast_channel_alarms{channel=\"news\"} 1");
+  has("twincast_channel_ott_feed_packets_total{channel=\"news\"} 70000");
+  has("twincast_channel_ott_feed_dropped_packets_total{channel=\"news\"} 14");
   has("twincast_input_active{channel=\"news\",input=\"main\"} 1");
   has("twincast_input_active{channel=\"news\",input=\"backup\"} 0");
   has("twincast_input_info{channel=\"news\",input=\"backup\",kind=\"srt\"} 1");

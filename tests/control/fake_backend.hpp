@@ -67,7 +67,8 @@ class FakeBackend : public control::ApiBackend {
     out.pacing_lateness = std::array<std::uint64_t, control::kPacingLatenessBuckets.size() + 1>{100, 20, 10, 5, 3, 1, 1, 0, 0};
     out.pacing_lateness_sum_s = 0.0123;
     news.outputs = {out};
-    news.hls = control::ApiHlsView{.enabled = true, .state = "serving", .segments = 42, .last_segment_age_s = 1.5};
+    news.hls = control::ApiHlsView{.enabled = true, .state = "serving", .segments = 42, .last_segment_age_s = 1.5,
+                                   .feed_packets = 70000, .feed_dropped_packets = 14};
 
     control::ApiChannelView sport;
     sport.id = "sport";

@@ -74,6 +74,9 @@ struct ApiHlsView {
   std::string state;  // backend's words, e.g. "serving", "stalled"
   std::uint64_t segments = 0;
   double last_segment_age_s = 0;
+  // The data plane's OTT feed (the ring from the channel to the packager).
+  std::uint64_t feed_packets = 0;          // TS packets queued for the packager
+  std::uint64_t feed_dropped_packets = 0;  // lost because the ring was full (packager behind)
 };
 
 struct ApiChannelView {

@@ -6,7 +6,7 @@
 // poll() hands every datagram whose departure time has come to the DatagramSink, once
 // per configured output. The remuxed SPTS (after the selector and the remux engine,
 // before the pacer) also goes to every PacketTap added with add_tap(): the multiplexes
-// the channel belongs to, later the HLS packager. A channel with taps may have no
+// the channel belongs to and the OTT feed (ott_feed.hpp) of a channel with HLS. A channel with taps may have no
 // outputs of its own. Nothing here allocates, locks, throws or logs after construction.
 #pragma once
 
@@ -38,6 +38,9 @@ class DatagramSink {
 class PacketTap {
  public:
   virtual void on_packets(std::size_t slot, std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns) = 0;
+  // The channel switched inputs (failover, revert or an operator's command): what follows
+  // is another source's timeline, starting at a random access point.
+  virtual void on_discontinuity(std::size_t /*slot*/) {}
 
  protected:
   ~PacketTap() = default;

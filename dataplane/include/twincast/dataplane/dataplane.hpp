@@ -8,6 +8,7 @@
 //                                       -> 188-byte packets -> ChannelPipeline::push()
 //   every channel: poll(now, sink) -> one mbuf per datagram per output -> TX burst
 //   every multiplex (fed by its member channels' taps): the same
+//   every channel with HLS: its remuxed SPTS also into its OttFeed ring (for the packager)
 //
 // Nothing in the loop allocates from the heap, locks, throws or logs. Counters have one
 // writer (the worker) and are read by the control side with relaxed atomic loads.
@@ -25,6 +26,7 @@
 #include "twincast/dataplane/channel.hpp"
 #include "twincast/dataplane/config.hpp"
 #include "twincast/dataplane/multiplex.hpp"
+#include "twincast/dataplane/ott_feed.hpp"
 #include "twincast/dataplane/pacing.hpp"
 #include "twincast/mpegts/packet.hpp"
 
@@ -188,6 +190,11 @@ class Dataplane {
   bool feed_external(std::size_t channel, std::size_t input, std::span<const std::uint8_t> bytes);
   // SRT bytes refused by feed_external().
   [[nodiscard]] std::uint64_t external_drops(std::size_t channel, std::size_t input) const;
+
+  // The OTT feed of a channel with `hls: true` (its remuxed SPTS for the packager, read by
+  // one consumer thread), nullptr for the others. Lives as long as the Dataplane;
+  // std::out_of_range for an unknown channel.
+  [[nodiscard]] OttFeed* ott_feed(std::size_t channel) const;
 
   // Test hooks, only while not running(): run the worker's code on frames the caller
   // allocated from mempool(port) (they are consumed), and one poll turn with TX flush
