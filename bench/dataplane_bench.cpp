@@ -29,6 +29,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -185,7 +186,25 @@ struct Snapshot {
   InputStats input;
   ChannelStats channel;
   std::chrono::steady_clock::time_point at;
+  std::uint64_t worker_cpu_ns = 0;
 };
+
+// The CPU time the worker thread (rte-worker-1) got so far, from the scheduler
+// (/proc/self/task/TID/schedstat, first field): the machine is shared, and a worker that
+// lost its core for a while shows it as cpu_share < 1. 0 when unknown.
+std::uint64_t worker_cpu_ns() {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name != "rte-worker-1") continue;
+    std::ifstream sched(task.path() / "schedstat");
+    std::uint64_t ns = 0;
+    sched >> ns;
+    return ns;
+  }
+  return 0;
+}
 
 struct RunResult {
   double seconds = 0;
@@ -195,6 +214,7 @@ struct RunResult {
   double tx_frames = 0;
   double lost = 0;           // no mbuf, TX refused, channel queue full
   double rx_nombuf = 0;
+  double worker_cpu_seconds = 0;  // 0: unknown
 };
 
 std::uint32_t pool_size_for(std::size_t frames) {
@@ -207,7 +227,7 @@ std::uint32_t pool_size_for(std::size_t frames) {
 
 Snapshot snapshot(Dataplane& dp) {
   return Snapshot{dp.port_stats(0), dp.port_stats(1), dp.input_stats(0, 0), dp.pipeline(0).stats(),
-                  std::chrono::steady_clock::now()};
+                  std::chrono::steady_clock::now(), worker_cpu_ns()};
 }
 
 RunResult run_dataplane(Mode mode) {
@@ -263,6 +283,7 @@ RunResult run_dataplane(Mode mode) {
            d(b.out.drop(DropReason::kTxRefused), a.out.drop(DropReason::kTxRefused)) +
            d(b.channel.dropped_queue_full, a.channel.dropped_queue_full);
   r.rx_nombuf = d(b.in.rx_nombuf, a.in.rx_nombuf);
+  if (a.worker_cpu_ns != 0 && b.worker_cpu_ns > a.worker_cpu_ns) r.worker_cpu_seconds = d(b.worker_cpu_ns, a.worker_cpu_ns) * 1e-9;
   std::uint64_t other_drops = 0;
   for (std::size_t i = 0; i < kDropReasonCount; ++i) other_drops += b.in.drops[i] - a.in.drops[i];
   if (other_drops != 0) std::fprintf(stderr, "dataplane_bench: %llu input frames dropped\n",
@@ -286,6 +307,9 @@ void BM_Dataplane(benchmark::State& state, Mode mode) {
   state.counters["ns_per_dgram"] = r.datagrams > 0 ? s * 1e9 / r.datagrams : 0;
   state.counters["lost"] = r.lost;
   state.counters["rx_nombuf"] = r.rx_nombuf;
+  // Per second of the worker's CPU time: steadier than per wall second on a shared machine.
+  state.counters["cpu_share"] = r.worker_cpu_seconds / s;
+  state.counters["dgram_per_cpu_s"] = r.worker_cpu_seconds > 0 ? r.datagrams / r.worker_cpu_seconds : 0;
 }
 
 }  // namespace

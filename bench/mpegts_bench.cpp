@@ -8,6 +8,7 @@
 // 100 ms) so the binary also runs on its own.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -113,6 +114,21 @@ void BM_Analyze(benchmark::State& state) {
   set_counters(state);
 }
 
+// As the data plane pushes: datagrams of 7 packets, each at the time of its first packet.
+void BM_AnalyzeDatagrams(benchmark::State& state) {
+  const auto& s = stream();
+  constexpr std::size_t kPerDatagram = 7;
+  for (auto _ : state) {
+    auto an = std::make_unique<Analyzer>();
+    for (std::size_t i = 0; i < s.packets.size(); i += kPerDatagram) {
+      const std::size_t n = std::min(kPerDatagram, s.packets.size() - i);
+      an->push(std::span<const TsPacket>(s.packets.data() + i, n), s.times[i]);
+    }
+    benchmark::DoNotOptimize(an->count(Check::kContinuityCountError));
+  }
+  set_counters(state);
+}
+
 void BM_Remux(benchmark::State& state) {
   const auto& s = stream();
   std::vector<TsPacket> out;
@@ -163,6 +179,7 @@ void BM_Align(benchmark::State& state) {
 
 BENCHMARK(BM_Align)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Analyze)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AnalyzeDatagrams)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Remux)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AnalyzeAndRemux)->Unit(benchmark::kMillisecond);
 

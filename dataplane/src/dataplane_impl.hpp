@@ -150,6 +150,12 @@ struct OutputState {
   std::uint32_t neighbor = kNoNeighbor;  // unicast: index into its port's neighbors; none: no route
   std::uint16_t rtp_seq = 0;
   std::uint32_t ssrc = 0;
+  // frame's headers for a UDP payload of header_payload bytes with identification 0, built
+  // by the worker at the first datagram of that size (0: none yet; update_outputs() clears
+  // it when the frame changes). A datagram copies them and patches identification and
+  // checksum instead of writing every field again.
+  std::array<std::uint8_t, net::udp_headers_size(1)> header{};
+  std::size_t header_payload = 0;
   // Behind a pointer so OutputState stays movable while set up; the worker is its one writer.
   std::unique_ptr<OutputCounters> counters = std::make_unique<OutputCounters>();
 };
@@ -191,6 +197,13 @@ struct Dataplane::Impl {
   void send_arp_request(PortState& port, Neighbor& n, std::uint64_t now_ns);
   void learn_neighbor(PortState& port, Ipv4 ip, const Mac& mac, std::uint64_t now_ns);
   void update_outputs(const PortState& port, std::size_t neighbor);
+  // A delivered RX mbuf, freed with the others of its burst by free_retired() (one bulk
+  // put into the mempool instead of one per datagram).
+  void retire(rte_mbuf* m) {
+    if (n_retired == kRetireMax) free_retired();
+    retired[n_retired++] = m;
+  }
+  void free_retired();
   void enqueue_tx(PortState& port, rte_mbuf* m, OutputCounters* owner = nullptr, std::size_t ts_packets = 0);
   void flush_tx(PortState& port);
   void poll_channels(std::uint64_t now_ns);
@@ -212,6 +225,9 @@ struct Dataplane::Impl {
   rte_mempool* ott_pool = nullptr;
   std::vector<InputState*> external_inputs;
   std::vector<InputState*> rtp_inputs;
+  static constexpr std::size_t kRetireMax = 2 * kBurst;
+  rte_mbuf* retired[kRetireMax] = {};  // worker only: see retire()
+  std::size_t n_retired = 0;
   std::atomic<bool> stop_requested{false};
   bool running = false;
   unsigned worker_lcore = 0;

@@ -30,30 +30,17 @@ Pacer::Pacer(const std::vector<OutputConfig>& outputs, const std::string& who) :
   per_datagram_ = outputs[0].packets_per_datagram;
   pacing_ = outputs[0].pacing;
   cbr_bps_ = outputs[0].cbr_bps;
-  queue_.resize(kQueuePackets);
-}
-
-void Pacer::enqueue(const TsPacket& p, bool pcr, std::uint64_t now) {
-  if (n_outputs_ == 0) return;
-  if (queued() == kQueuePackets) {
-    bump_counter(counters_.dropped_queue_full);
-    return;
-  }
-  Slot& s = at(tail_++);
-  s.packet = p;
-  s.due_ns = now;  // provisional: the arrival time
-  s.pcr = pcr;
-  if (pacing_ == PacingMode::kPcr) schedule_pcr(s.packet, now);
-  else scheduled_ = tail_;
+  packets_ = std::make_unique<TsPacket[]>(kQueuePackets);
+  meta_ = std::make_unique<Meta[]>(kQueuePackets);
 }
 
 // PCR pacing: a packet with a PCR of the pacing PID fixes its own departure time (PCR
 // mapped onto the local clock); the packets since the previous PCR are spread evenly
 // between the two.
 void Pacer::schedule_pcr(const TsPacket& p, std::uint64_t now) {
-  if (!at(tail_ - 1).pcr) {
+  if (!meta(tail_ - 1).pcr) {
     // Without PCRs for too long, send packets as they arrived.
-    if (tail_ - scheduled_ > 1 && now - at(scheduled_).due_ns > kMaxUnscheduledNs) {
+    if (tail_ - scheduled_ > 1 && now - meta(scheduled_).due_ns > kMaxUnscheduledNs) {
       scheduled_ = tail_;
       have_anchor_ = false;
     }
@@ -79,7 +66,7 @@ void Pacer::schedule_pcr(const TsPacket& p, std::uint64_t now) {
   // (after a new anchor: between now and this one).
   const std::uint64_t n = tail_ - scheduled_;  // includes this packet
   const std::uint64_t from = std::min(prev_due_valid_ && !anchor_now ? last_pcr_due_ : now, due);
-  for (std::uint64_t k = 0; k < n; ++k) at(scheduled_ + k).due_ns = from + (due - from) * (k + 1) / n;
+  for (std::uint64_t k = 0; k < n; ++k) meta(scheduled_ + k).due_ns = from + (due - from) * (k + 1) / n;
   scheduled_ = tail_;
   last_pcr_ = p.pcr();
   last_pcr_due_ = due;
@@ -102,8 +89,13 @@ PacingHistogram Pacer::lateness() const {
 void Pacer::send_datagram(std::uint64_t count, std::uint64_t due, std::uint64_t now, DatagramSink& sink) {
   std::array<TsPacket, 7> dg;
   count = std::min<std::uint64_t>(count, dg.size());
-  for (std::uint64_t k = 0; k < count; ++k) dg[k] = at(head_ + k).packet;
-  for (std::size_t o = 0; o < n_outputs_; ++o) sink.send(o, std::span(dg.data(), count));
+  const std::size_t first = index(head_);
+  std::span<const TsPacket> packets(packets_.get() + first, count);
+  if (first + count > kQueuePackets) {  // wraps: copied together
+    for (std::uint64_t k = 0; k < count; ++k) dg[k] = packets_[index(head_ + k)];
+    packets = std::span<const TsPacket>(dg.data(), count);
+  }
+  for (std::size_t o = 0; o < n_outputs_; ++o) sink.send(o, packets);
   head_ += count;
   bump_counter(counters_.packets_out, count);
   bump_counter(counters_.datagrams_out);
@@ -113,7 +105,7 @@ void Pacer::send_datagram(std::uint64_t count, std::uint64_t due, std::uint64_t 
 void Pacer::poll(std::uint64_t now, DatagramSink& sink) {
   if (n_outputs_ == 0) return;
   // The input stopped (or carries no PCR): what waited too long for a PCR goes as it came.
-  if (tail_ > scheduled_ && now - at(scheduled_).due_ns > kMaxUnscheduledNs) {
+  if (tail_ > scheduled_ && now - meta(scheduled_).due_ns > kMaxUnscheduledNs) {
     scheduled_ = tail_;
     have_anchor_ = false;
   }
@@ -129,12 +121,12 @@ void Pacer::poll(std::uint64_t now, DatagramSink& sink) {
     if (ready == 0) break;
     std::uint64_t count = std::min<std::uint64_t>(per_datagram_, ready);
     for (std::uint64_t k = 0; k < count; ++k) {
-      if (at(head_ + k).pcr) {
+      if (meta(head_ + k).pcr) {
         count = k + 1;
         break;
       }
     }
-    const Slot& last = at(head_ + count - 1);
+    const Meta& last = meta(head_ + count - 1);
     if (last.due_ns > now) break;
     const bool complete = count == per_datagram_ || last.pcr;
     if (!complete && (tail_ != scheduled_ || last.due_ns + kPartialFlushNs > now)) break;
@@ -142,6 +134,28 @@ void Pacer::poll(std::uint64_t now, DatagramSink& sink) {
     // on purpose, so that is its due time.
     send_datagram(count, complete ? last.due_ns : last.due_ns + kPartialFlushNs, now, sink);
   }
+  compact();
+}
+
+// With little queued (passthrough pacing, cbr keeping up), the rest moves back to the
+// start of the rings, so they stay a few cache-hot kilobytes instead of cycling through
+// all kQueuePackets slots (3 MB: every enqueue a cache miss). Counters move with them:
+// only their differences matter.
+void Pacer::compact() {
+  constexpr std::size_t kCompactFrom = 256;  // slots, ~48 KB of packets
+  constexpr std::size_t kCompactMax = 64;    // queued packets moved at most
+  static_assert(kCompactMax <= kCompactFrom, "moved slots never overlap their new place");
+  const std::uint64_t q = queued();
+  const std::size_t first = index(head_);
+  if (first < kCompactFrom || q > kCompactMax || first + q > kQueuePackets) return;
+  for (std::size_t k = 0; k < q; ++k) {
+    packets_[k] = packets_[first + k];
+    meta_[k] = meta_[first + k];
+  }
+  const std::uint64_t shift = kQueuePackets - first;  // index(head_ + shift) == 0
+  head_ += shift;
+  scheduled_ += shift;
+  tail_ += shift;
 }
 
 // Constant bitrate: one packet slot every 188*8/cbr_bps; empty slots carry null packets.
@@ -154,7 +168,7 @@ void Pacer::poll_cbr(std::uint64_t now, DatagramSink& sink) {
     std::uint64_t media = 0;
     for (std::size_t k = 0; k < n; ++k) {
       if (head_ < scheduled_) {
-        dg[k] = at(head_++).packet;
+        dg[k] = packets_[index(head_++)];
         ++media;
       } else {
         dg[k] = null_packet_;
@@ -167,6 +181,7 @@ void Pacer::poll_cbr(std::uint64_t now, DatagramSink& sink) {
     count_lateness(next_slot_x1000_ / 1000, now);
     next_slot_x1000_ += slot_ns_x1000 * per_datagram_;
   }
+  compact();
 }
 
 }  // namespace twincast::dataplane

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,8 +45,19 @@ class Pacer {
   Pacer(const std::vector<OutputConfig>& outputs, const std::string& who);
 
   // One packet in at `now`; `pcr`: it carries a PCR of the pacing PID. Counts a drop
-  // when the queue is full.
-  void enqueue(const mpegts::TsPacket& p, bool pcr, std::uint64_t now);
+  // when the queue is full. Inline: the remux output loops call it per packet.
+  void enqueue(const mpegts::TsPacket& p, bool pcr, std::uint64_t now) {
+    if (n_outputs_ == 0) return;
+    if (queued() == kQueuePackets) [[unlikely]] {
+      bump_counter(counters_.dropped_queue_full);
+      return;
+    }
+    const std::size_t i = index(tail_++);
+    packets_[i] = p;
+    meta_[i] = Meta{now, pcr};  // due_ns provisional: the arrival time
+    if (pacing_ == PacingMode::kPcr) schedule_pcr(packets_[i], now);
+    else scheduled_ = tail_;
+  }
   // Sends every datagram due at `now`.
   void poll(std::uint64_t now, DatagramSink& sink);
   // The pacing PID's timeline changed (an input switch): anchor on its next PCR.
@@ -61,24 +73,30 @@ class Pacer {
   [[nodiscard]] PacingHistogram lateness() const;
 
  private:
-  struct Slot {
-    mpegts::TsPacket packet;
+  static_assert((kQueuePackets & (kQueuePackets - 1)) == 0, "the queue index is a mask");
+  // The queue is a ring of packets (contiguous, so a datagram that does not wrap goes to
+  // the sink straight from it) beside a ring of their schedules. head_, scheduled_ and
+  // tail_ count up; index() maps them onto the rings.
+  struct Meta {
     std::uint64_t due_ns;
     bool pcr;
   };
 
   [[nodiscard]] std::uint64_t queued() const { return tail_ - head_; }
-  Slot& at(std::uint64_t i) { return queue_[i % kQueuePackets]; }
+  [[nodiscard]] static std::size_t index(std::uint64_t i) { return static_cast<std::size_t>(i & (kQueuePackets - 1)); }
+  Meta& meta(std::uint64_t i) { return meta_[index(i)]; }
   void schedule_pcr(const mpegts::TsPacket& p, std::uint64_t now);
   void send_datagram(std::uint64_t count, std::uint64_t due, std::uint64_t now, DatagramSink& sink);
   void count_lateness(std::uint64_t due, std::uint64_t now);
   void poll_cbr(std::uint64_t now, DatagramSink& sink);
+  void compact();
 
   std::size_t n_outputs_ = 0;
   std::size_t per_datagram_ = 7;
   PacingMode pacing_ = PacingMode::kPcr;
   std::uint64_t cbr_bps_ = 0;
-  std::vector<Slot> queue_;
+  std::unique_ptr<mpegts::TsPacket[]> packets_;  // kQueuePackets (none without outputs)
+  std::unique_ptr<Meta[]> meta_;
   std::uint64_t head_ = 0;       // next packet to send
   std::uint64_t scheduled_ = 0;  // packets before this have their departure time
   std::uint64_t tail_ = 0;       // next free slot

@@ -43,6 +43,7 @@ void Dataplane::Impl::rx_burst(PortState& port, rte_mbuf** frames, std::uint16_t
     rx_frame(port, frames[i], now_ns);
   }
   for (; i < n; ++i) rx_frame(port, frames[i], now_ns);
+  free_retired();
 }
 
 // RX to TX for a 7-packet UDP datagram, pushed and sent on by a trivial pipeline, with
@@ -160,14 +161,16 @@ void Dataplane::Impl::deliver(InputState& in, rte_mbuf* m, net::Bytes payload, s
     bool sync = true;
     for (std::size_t i = 0; i < n; ++i) sync = sync && payload[i * mpegts::kPacketSize] == mpegts::kSyncByte;
     if (sync) {
-      std::array<mpegts::TsPacket, kMaxTsPerDatagram> packets;  // not zeroed: filled below
-      std::memcpy(packets.data(), payload.data(), payload.size());
-      rte_pktmbuf_free(m);
+      // The pipelines read the packets where they lie in the mbuf (TsPacket is 188 raw
+      // bytes, alignment 1) and copy what they keep; the mbuf is freed with the rest of
+      // the burst's afterwards.
+      const auto* packets = reinterpret_cast<const mpegts::TsPacket*>(payload.data());
       for (InputState* i = &in; i != nullptr; i = i->share_next) {
         bump(i->counters.datagrams);
         bump(i->counters.packets, n);
-        channels[i->channel].pipeline->push(i->input, std::span<const mpegts::TsPacket>(packets.data(), n), now_ns);
+        channels[i->channel].pipeline->push(i->input, std::span<const mpegts::TsPacket>(packets, n), now_ns);
       }
+      retire(m);
       return;
     }
     why = DropReason::kTsSync;
@@ -378,6 +381,7 @@ void Dataplane::Impl::update_outputs(const PortState& port, std::size_t neighbor
       if (o.neighbor != neighbor || ports[o.port].get() != &port) continue;
       o.frame.dst_mac = n.mac;
       o.resolved = n.resolved;
+      o.header_payload = 0;
     }
   };
   for (ChannelState& c : channels) update(c.outputs);
@@ -413,14 +417,38 @@ void Dataplane::Impl::send_datagram(std::vector<OutputState>& outputs, std::size
   }
   auto* d = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, static_cast<std::uint16_t>(total)));
   const net::MutableBytes out(d, total);
-  o.frame.identification = port.ip_id++;
-  std::size_t at = net::write_udp_headers(out, o.frame, payload);
+  if (o.header_payload != payload) [[unlikely]] {
+    o.frame.identification = 0;
+    (void)net::write_udp_headers(o.header, o.frame, payload);
+    o.header_payload = payload;
+  }
+  std::size_t at = net::udp_headers_size(o.frame.vlan);
+  std::memcpy(d, o.header.data(), at);
+  {
+    // Identification, and the header checksum updated for it (RFC 1624: the header's sum
+    // was taken with identification 0, so the new one is that sum plus the identification).
+    std::uint8_t* ip = d + at - net::kUdpHeaderSize - net::kIpv4HeaderSize;
+    const std::uint16_t id = port.ip_id++;
+    std::uint32_t sum = static_cast<std::uint16_t>(~((ip[10] << 8) | ip[11])) + std::uint32_t{id};
+    sum = (sum & 0xFFFF) + (sum >> 16);
+    const auto checksum = static_cast<std::uint16_t>(~sum);
+    ip[4] = static_cast<std::uint8_t>(id >> 8);
+    ip[5] = static_cast<std::uint8_t>(id);
+    ip[10] = static_cast<std::uint8_t>(checksum >> 8);
+    ip[11] = static_cast<std::uint8_t>(checksum);
+  }
   if (o.rtp) {
     const auto ts90k = static_cast<std::uint32_t>(now_ns / 100'000 * 9 + (now_ns % 100'000) * 9 / 100'000);
     at += net::write_rtp(out.subspan(at), net::Rtp{net::kRtpPayloadTypeMp2t, false, o.rtp_seq++, ts90k, o.ssrc});
   }
   std::memcpy(d + at, packets.data(), packets.size() * mpegts::kPacketSize);
   enqueue_tx(port, m, &oc, packets.size());
+}
+
+void Dataplane::Impl::free_retired() {
+  if (n_retired == 0) return;
+  rte_pktmbuf_free_bulk(retired, static_cast<unsigned>(n_retired));
+  n_retired = 0;
 }
 
 void Dataplane::Impl::enqueue_tx(PortState& port, rte_mbuf* m, OutputCounters* owner, std::size_t ts_packets) {
@@ -530,7 +558,10 @@ void Dataplane::Impl::loop_once(std::uint64_t now_ns) {
     next_arp_ns = now_ns + kArpTickNs;
   }
   drain_external(now_ns);
-  if (!rtp_inputs.empty()) expire_rtp(now_ns);
+  if (!rtp_inputs.empty()) {
+    expire_rtp(now_ns);
+    free_retired();
+  }
   poll_channels(now_ns);  // flushes every port's TX
 }
 
@@ -543,6 +574,7 @@ int Dataplane::Impl::worker_main(void* arg) {
   d.next_igmp_ns = start + 1'000'000'000ULL;  // a second (current-state) report soon, then every 60 s
   d.next_stats_ns = start;
   while (!d.stop_requested.load(std::memory_order_acquire)) d.loop_once(Dataplane::now_ns());
+  d.free_retired();
   for (auto& p : d.ports) d.refresh_eth_stats(*p);
   return 0;
 }

@@ -189,22 +189,28 @@ void Analyzer::free_section_slot(std::uint16_t pid) {
 
 // --- packet path ---------------------------------------------------------------------------
 
-void Analyzer::push(const TsPacket& p, std::uint64_t now) {
+// n packets arrive at `now`: the clock, the timed checks and the MDI virtual buffer
+// (RFC 4445 4.1) before and after each of them. The buffer only grows within a burst, so
+// its minimum is before the first packet and its maximum after the last: the same values
+// as packet by packet. Returns the (never backwards) time.
+inline std::uint64_t Analyzer::arrive(std::size_t n, std::uint64_t now) {
   if (now < last_ns_) now = last_ns_;  // never backwards
   last_ns_ = now;
   if (now >= next_tick_ns_) [[unlikely]] {
     if (!started_) start(now);
     tick(now);
   }
-  ++packets_;
-  ++window_packets_;
-
-  // MDI virtual buffer, before and after this packet (RFC 4445 4.1).
-  const double vb = static_cast<double>(mdi_bits_) - static_cast<double>(now - mdi_start_ns_) * mdi_rate_bits_per_ns_;
-  vb_min_ = std::min(vb_min_, vb);
-  vb_max_ = std::max(vb_max_, vb + kPacketBits);
+  packets_ += n;
+  window_packets_ += n;
+  const double drained = static_cast<double>(now - mdi_start_ns_) * mdi_rate_bits_per_ns_;
+  vb_min_ = std::min(vb_min_, static_cast<double>(mdi_bits_) - drained);
+  mdi_bits_ += (n - 1) * kPacketSize * 8;
+  vb_max_ = std::max(vb_max_, static_cast<double>(mdi_bits_) - drained + kPacketBits);
   mdi_bits_ += kPacketSize * 8;
+  return now;
+}
 
+inline void Analyzer::check_packet(const TsPacket& p, std::uint64_t now) {
   if (!p.has_sync()) [[unlikely]] {
     bad_sync(now);
     return;
@@ -240,6 +246,14 @@ void Analyzer::push(const TsPacket& p, std::uint64_t now) {
 
   if (h.role != 0) [[unlikely]]
     role_packet(p, pid, h.role, now);
+}
+
+void Analyzer::push(const TsPacket& p, std::uint64_t now) { check_packet(p, arrive(1, now)); }
+
+void Analyzer::push(std::span<const TsPacket> burst, std::uint64_t now) {
+  if (burst.empty()) return;
+  now = arrive(burst.size(), now);
+  for (const TsPacket& p : burst) check_packet(p, now);
 }
 
 void Analyzer::on_aligner_sync_loss() {

@@ -80,6 +80,7 @@ Remuxer::Remuxer(RemuxConfig config) : config_(std::move(config)) {
     in->psi = std::make_unique<PsiDecoder>();
     in->map.fill(kUnmapped);
     in->last_cc.fill(0x10);
+    copy_psi_pids(*in);
     inputs_.push_back(std::move(in));
   }
   pmts_.reserve(config_.services.size());
@@ -91,6 +92,10 @@ Remuxer::Remuxer(RemuxConfig config) : config_(std::move(config)) {
 }
 
 Remuxer::~Remuxer() = default;
+
+void Remuxer::copy_psi_pids(Input& in) {
+  for (std::uint16_t pid = 0; pid < kPidCount; ++pid) in.psi_pids[pid] = in.psi->is_psi_pid(pid);
+}
 
 std::uint16_t Remuxer::output_pid(std::size_t input, std::uint16_t source_pid) const {
   const std::uint16_t o = inputs_.at(input)->map[source_pid & 0x1FFF];
@@ -232,6 +237,14 @@ std::size_t Remuxer::emit_tables(std::uint64_t now_ns, std::span<TsPacket> out) 
   }
   tables_due_ = false;
   stats_.psi_packets_out += n;
+  // Nothing is due before the next deadline, nor after the clock went back past one.
+  auto below = [](std::uint64_t next, std::uint64_t interval) { return next > interval ? next - interval : 0; };
+  quiet_until_ns_ = next_psi_ns_;
+  quiet_from_ns_ = below(next_psi_ns_, config_.psi_interval_ns);
+  if (config_.sdt || config_.nit) {
+    quiet_until_ns_ = std::min(quiet_until_ns_, next_si_ns_);
+    quiet_from_ns_ = std::max(quiet_from_ns_, below(next_si_ns_, config_.si_interval_ns));
+  }
   return n;
 }
 
@@ -240,15 +253,20 @@ std::size_t Remuxer::push(std::size_t input, const TsPacket& packet, std::uint64
   ++stats_.packets_in;
   Input& in = *inputs_[input];
   const std::uint16_t pid = packet.pid();
-  if (in.psi->is_psi_pid(pid)) {
+  if (in.psi_pids[pid]) [[unlikely]] {
     in.psi->push(packet);
-    if (in.psi->generation() != in.seen_generation) rebuild();
+    if (in.psi->generation() != in.seen_generation) {
+      copy_psi_pids(in);  // a new PAT may have moved the PMT PIDs
+      rebuild();
+    }
   }
-  if (!tables_ready_) {
+  if (!tables_ready_) [[unlikely]] {
     ++stats_.dropped_unmapped;
     return 0;
   }
-  std::size_t n = emit_tables(now_ns, out);
+  std::size_t n = 0;
+  if (tables_due_ || now_ns < quiet_from_ns_ || now_ns >= quiet_until_ns_) [[unlikely]]
+    n = emit_tables(now_ns, out);
   const std::uint16_t o = in.map[pid];
   if (o == kUnmapped) {
     ++stats_.dropped_unmapped;
@@ -309,6 +327,7 @@ void Remuxer::switch_source(std::size_t input) {
   in.last_cc.fill(0x10);
   in.psi->reset();
   in.seen_generation = in.psi->generation();
+  copy_psi_pids(in);
 }
 
 }  // namespace twincast::mpegts

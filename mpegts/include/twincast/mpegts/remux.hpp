@@ -19,6 +19,7 @@
 #pragma once
 
 #include <array>
+#include <bitset>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -113,6 +114,9 @@ class Remuxer {
     std::uint64_t seen_generation = ~std::uint64_t{0};
     std::array<std::uint16_t, kPidCount> map{};       // source PID -> output PID / kUnmapped
     std::array<std::uint8_t, kPidCount> last_cc{};    // 0x10 = nothing seen yet
+    // psi->is_psi_pid() of every PID, copied when the PSI changes (generation) or resets,
+    // so a media packet costs a bit test rather than a call into the decoder.
+    std::bitset<kPidCount> psi_pids;
   };
   struct OutPid {
     std::uint8_t cc = 0x0F;        // last CC written (so the first is 0)
@@ -125,6 +129,7 @@ class Remuxer {
 
   void rebuild();
   std::size_t emit_tables(std::uint64_t now_ns, std::span<TsPacket> out);
+  static void copy_psi_pids(Input& in);
 
   RemuxConfig config_;
   std::vector<std::unique_ptr<Input>> inputs_;
@@ -137,6 +142,10 @@ class Remuxer {
   TableCarousel nit_{kNitPid};
   std::uint64_t next_psi_ns_ = 0;
   std::uint64_t next_si_ns_ = 0;
+  // emit_tables() has nothing to send while now is in [quiet_from_ns_, quiet_until_ns_)
+  // and no table changed (recomputed by every emit_tables()).
+  std::uint64_t quiet_from_ns_ = 0;
+  std::uint64_t quiet_until_ns_ = 0;
   bool tables_ready_ = false;
   bool tables_due_ = false;  // tables changed: send them before the next media packet
   std::size_t max_out_ = 1;
