@@ -10,9 +10,12 @@
 #include <cstring>
 #include <exception>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "twincast/control/appliance.hpp"
 #include "twincast/control/config.hpp"
+#include "twincast/control/log.hpp"
 #include "twincast/dataplane/build_info.hpp"
 
 #ifdef TWINCAST_HAVE_SYSTEMD
@@ -23,6 +26,8 @@ static int sd_watchdog_enabled(int, std::uint64_t*) { return 0; }
 #endif
 
 namespace {
+
+namespace log = twincast::control::log;
 
 constexpr const char* kUsage =
     "usage: twincastd [--status-interval SECONDS] FILE   run the appliance on a channel map\n"
@@ -41,10 +46,22 @@ int check(const std::string& file) {
   return 0;
 }
 
+// A summary line, then every error of a configuration, one structured line each; not
+// rate-limited (a report that drops errors is worse than none).
+void log_config_errors(const std::vector<twincast::control::ConfigError>& errors, const std::string& file,
+                       std::string_view cause, const std::string& summary) {
+  static log::Logger report(log::Options{.interval = std::chrono::seconds(0)});
+  report.write(log::Level::kError, cause, {{"file", file}, {"errors", errors.size()}}, summary);
+  for (const auto& e : errors) {
+    report.write(log::Level::kError, cause,
+                 {{"file", file}, {"line", e.line}, {"column", e.column}, {"path", e.path}}, e.message);
+  }
+}
+
 int run(const std::string& file, const char* argv0, unsigned status_interval_s) {
   const auto result = twincast::control::load_config(file);
   if (!result.ok()) {
-    std::fputs(twincast::control::format_errors(result.errors, file).c_str(), stderr);
+    log_config_errors(result.errors, file, "config_invalid", "twincastd: " + file + " has errors; not starting");
     return 1;
   }
   // Every thread (EAL's, libsrt's) inherits these blocked; only sigtimedwait below sees them.
@@ -58,8 +75,11 @@ int run(const std::string& file, const char* argv0, unsigned status_interval_s) 
     twincast::control::Appliance appliance(*result.config, argv0);
     appliance.start();
     const auto& control = result.config->control;
-    std::fprintf(stderr, "twincastd: running %zu channels from %s; API on %s, metrics on %s\n",
-                 result.config->channels.size(), file.c_str(), control.api_listen.c_str(), control.metrics_listen.c_str());
+    const std::size_t n_channels = result.config->channels.size();
+    log::info("start",
+              {{"channels", n_channels}, {"file", file}, {"api", control.api_listen}, {"metrics", control.metrics_listen}},
+              "twincastd: running " + std::to_string(n_channels) + " channels from " + file + "; API on " +
+                  control.api_listen + ", metrics on " + control.metrics_listen);
     const std::string ready = "READY=1\nSTATUS=" + std::to_string(result.config->channels.size()) + " channels";
     sd_notify(0, ready.c_str());
     // Under systemd's watchdog, wake at half its interval to say we are alive.
@@ -73,18 +93,20 @@ int run(const std::string& file, const char* argv0, unsigned status_interval_s) 
       timespec timeout{static_cast<time_t>(wait.count() / 1'000'000), static_cast<long>(wait.count() % 1'000'000) * 1000};
       const int sig = sigtimedwait(&signals, nullptr, &timeout);
       if (sig == SIGINT || sig == SIGTERM) {
-        std::fprintf(stderr, "twincastd: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        const char* name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+        log::info("stop", {{"signal", name}}, std::string("twincastd: ") + name + ", stopping");
         break;
       }
       if (sig == SIGHUP) {
         // Hot reload is not built yet: say what the new file would do, change nothing.
         const auto again = twincast::control::load_config(file);
         if (!again.ok()) {
-          std::fprintf(stderr, "twincastd: SIGHUP: %s has errors; the running configuration stays:\n%s", file.c_str(),
-                       twincast::control::format_errors(again.errors, file).c_str());
+          log_config_errors(again.errors, file, "reload_invalid",
+                            "twincastd: SIGHUP: " + file + " has errors; the running configuration stays");
         } else {
-          std::fprintf(stderr, "twincastd: SIGHUP: %s is valid, but hot reload is not available yet: "
-                               "restart twincastd to apply it\n", file.c_str());
+          log::notice("reload_unavailable", {{"file", file}},
+                      "twincastd: SIGHUP: " + file + " is valid, but hot reload is not available yet: "
+                      "restart twincastd to apply it");
         }
       }
       if (watchdog) sd_notify(0, "WATCHDOG=1");
@@ -98,7 +120,7 @@ int run(const std::string& file, const char* argv0, unsigned status_interval_s) 
     appliance.stop();
     std::fputs(appliance.status().c_str(), stderr);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "twincastd: %s\n", e.what());
+    log::error("fatal", {}, std::string("twincastd: ") + e.what());
     return 1;
   }
   return 0;

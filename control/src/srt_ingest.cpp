@@ -14,7 +14,6 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstdio>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -22,6 +21,8 @@
 #include <stdexcept>
 #include <thread>
 #include <utility>
+
+#include "twincast/control/log.hpp"
 
 namespace twincast::control {
 
@@ -34,7 +35,7 @@ using dataplane::SrtMode;
 
 constexpr std::int64_t kPollMs = 100;                          // stop() reaction time
 constexpr auto kReconnectBackoff = std::chrono::seconds(1);    // caller/rendezvous retry
-constexpr auto kLogInterval = std::chrono::seconds(10);        // per input, for rejections
+constexpr auto kLogInterval = std::chrono::seconds(10);        // per input and cause (log::Logger)
 constexpr auto kStatsInterval = std::chrono::milliseconds(500);
 constexpr auto kHandshakeVerdict = std::chrono::milliseconds(1000);  // see sweep_pending()
 constexpr auto kPendingGiveUp = std::chrono::seconds(10);
@@ -142,8 +143,6 @@ std::string printable(std::string_view s, std::size_t max = 64) {
   return out;
 }
 
-void log_line(const std::string& line) { std::fprintf(stderr, "twincast srt: %s\n", line.c_str()); }
-
 std::string srt_error_text() {
   const char* e = srt_getlasterror_str();
   return e != nullptr ? e : "unknown error";
@@ -211,8 +210,6 @@ struct SrtIngest::Impl {
     std::atomic<std::uint64_t> packets{0};
     mutable std::mutex mu;   // guards the fields below
     InputStats stats;        // bytes/packets/recovered are filled in by snapshot()
-    Clock::time_point last_log{};
-    bool logged = false;
   };
 
   // A caller that passed the listen callback and is expected from srt_accept.
@@ -229,10 +226,8 @@ struct SrtIngest::Impl {
     std::uint16_t port = 0;
     std::vector<std::size_t> inputs;
     SRTSOCKET sock = SRT_INVALID_SOCK;
-    std::mutex mu;                 // guards pending and the unrouted log limiter
+    std::mutex mu;                 // guards pending
     std::vector<Pending> pending;
-    Clock::time_point last_log{};
-    bool logged = false;
   };
 
   struct Conn {
@@ -248,8 +243,9 @@ struct SrtIngest::Impl {
   void stop();
 
   bool stopping() const { return stop_.load(std::memory_order_acquire); }
-  bool should_log(Clock::time_point& last, bool& logged);
-  void log_input(std::size_t i, const std::string& what);
+  // One line per input and cause per kLogInterval (this ingest's own limiter, so one
+  // SrtIngest's trouble never hides another's).
+  void log_input(log::Level level, std::size_t i, std::string_view cause, const std::string& what);
 
   // I/O-thread helpers.
   bool receive(SRTSOCKET s, std::size_t input);
@@ -276,6 +272,7 @@ struct SrtIngest::Impl {
   std::atomic<bool> stop_{false};
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
+  log::Logger log_{log::Options{.interval = kLogInterval}};
 };
 
 namespace {
@@ -434,22 +431,10 @@ void SrtIngest::Impl::stop() {
   }
 }
 
-bool SrtIngest::Impl::should_log(Clock::time_point& last, bool& logged) {
-  const auto now = Clock::now();
-  if (logged && now - last < kLogInterval) return false;
-  last = now;
-  logged = true;
-  return true;
-}
-
-void SrtIngest::Impl::log_input(std::size_t i, const std::string& what) {
-  InputState& st = *inputs_[i];
-  bool emit = false;
-  {
-    const std::lock_guard lock(st.mu);
-    emit = should_log(st.last_log, st.logged);
-  }
-  if (emit) log_line(input_label(i, st.cfg) + ": " + what);
+void SrtIngest::Impl::log_input(log::Level level, std::size_t i, std::string_view cause, const std::string& what) {
+  // The input's name is the configuration's (validated: [a-z0-9_-]); srt_input is its
+  // index in this ingest, which tells apart equal names in different channels.
+  log_.write(level, cause, {{"srt_input", i}, {"input", printable(inputs_[i]->cfg.name)}}, what);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -492,17 +477,25 @@ void SrtIngest::Impl::poll_stats(SRTSOCKET s, std::size_t input) {
 
 void SrtIngest::Impl::connected(std::size_t input, const std::string& peer) {
   InputState& st = *inputs_[input];
-  const std::lock_guard lock(st.mu);
-  st.stats.connected = true;
-  st.stats.peer = peer;
-  ++st.stats.connections;
+  {
+    const std::lock_guard lock(st.mu);
+    st.stats.connected = true;
+    st.stats.peer = peer;
+    ++st.stats.connections;
+  }
+  log_input(log::Level::kInfo, input, "srt_connected", "connected to " + peer);
 }
 
 void SrtIngest::Impl::disconnected(SRTSOCKET s, std::size_t input) {
   poll_stats(s, input);
   InputState& st = *inputs_[input];
-  const std::lock_guard lock(st.mu);
-  st.stats.connected = false;
+  std::string peer;
+  {
+    const std::lock_guard lock(st.mu);
+    st.stats.connected = false;
+    peer = st.stats.peer;
+  }
+  log_input(log::Level::kNotice, input, "srt_disconnected", "connection with " + peer + " ended");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -543,20 +536,13 @@ int SrtIngest::Impl::route_caller(Listener& l, SRTSOCKET ns, const sockaddr* pee
       const std::lock_guard lock(inputs_[i]->mu);
       ++inputs_[i]->stats.rejected_callers;
     }
-    bool emit = false;
-    {
-      const std::lock_guard lock(l.mu);
-      emit = should_log(l.last_log, l.logged);
-    }
-    if (emit) {
-      log_line("port " + std::to_string(l.port) + ": rejected caller " + who +
-               ": unknown streamid '" + printable(resource) + "'");
-    }
+    log_.write(log::Level::kWarn, "srt_unknown_streamid", {{"port", l.port}, {"peer", who}},
+               "rejected caller " + who + ": unknown streamid '" + printable(resource) + "'");
     srt_setrejectreason(ns, SRT_REJX_NOTFOUND);
     return -1;
   }
   if (!set_input_options(ns, inputs_[*target]->cfg, false)) {
-    log_input(*target, "cannot set options for caller " + who + ": " + srt_error_text());
+    log_input(log::Level::kError, *target, "srt_socket_options", "cannot set options for caller " + who + ": " + srt_error_text());
     srt_setrejectreason(ns, SRT_REJX_ISE);
     return -1;
   }
@@ -605,7 +591,7 @@ void SrtIngest::Impl::sweep_pending(Listener& l) {
     } else if (reason > SRT_REJ_UNKNOWN) {
       why = "handshake failed: " + reject_text(reason);
     }
-    log_input(p.input, "rejected caller " + p.peer + ": " + why);
+    log_input(log::Level::kWarn, p.input, "srt_reject", "rejected caller " + p.peer + ": " + why);
   }
 }
 
@@ -640,7 +626,7 @@ void SrtIngest::Impl::accept_callers(Listener& l, int eid, std::vector<Conn>& co
     }
     const int events = static_cast<int>(SRT_EPOLL_IN | SRT_EPOLL_ERR);
     if (srt_epoll_add_usock(eid, s, &events) == SRT_ERROR) {
-      log_input(*input, "cannot watch the new connection: " + srt_error_text());
+      log_input(log::Level::kError, *input, "srt_epoll", "cannot watch the new connection: " + srt_error_text());
       srt_close(s);
       continue;
     }
@@ -656,7 +642,8 @@ void SrtIngest::Impl::run_listener(Listener& l) {
   const int eid = srt_epoll_create();
   const int events = static_cast<int>(SRT_EPOLL_IN | SRT_EPOLL_ERR);
   if (eid < 0 || srt_epoll_add_usock(eid, l.sock, &events) == SRT_ERROR) {
-    log_line("port " + std::to_string(l.port) + ": cannot create epoll: " + srt_error_text());
+    log_.write(log::Level::kError, "srt_epoll", {{"port", l.port}}, "cannot create epoll: " + srt_error_text() +
+                                                                         "; this port's callers are not served");
   } else {
     std::array<SRT_EPOLL_EVENT, kMaxEvents> ready{};
     while (!stopping()) {
@@ -720,7 +707,7 @@ void SrtIngest::Impl::run_caller(std::size_t i) {
       ok = (rendezvous ? srt_rendezvous(s, local.get(), local.len, remote.get(), remote.len)
                        : srt_connect(s, remote.get(), remote.len)) != SRT_ERROR;
     }
-    if (!ok) log_input(i, "cannot connect to " + remote_text + ": " + srt_error_text());
+    if (!ok) log_input(log::Level::kWarn, i, "srt_connect_failed", "cannot connect to " + remote_text + ": " + srt_error_text());
 
     // Wait for the handshake.
     bool up = false;
@@ -732,8 +719,8 @@ void SrtIngest::Impl::run_caller(std::size_t i) {
         break;
       }
       if (state != SRTS_CONNECTING && state != SRTS_OPENED && state != SRTS_INIT) {
-        log_input(i, "connection to " + remote_text + " failed: " +
-                         reject_text(srt_getrejectreason(s)));
+        log_input(log::Level::kWarn, i, "srt_connect_failed",
+                  "connection to " + remote_text + " failed: " + reject_text(srt_getrejectreason(s)));
         break;
       }
     }
