@@ -1,6 +1,7 @@
 // twincastd — the appliance: loads and validates the channel map, brings up the DPDK data
 // plane and the SRT ingest, and runs until SIGINT or SIGTERM, logging a status line per
-// port and input every --status-interval seconds.
+// port and input every --status-interval seconds. SIGHUP re-reads the file and applies
+// the difference (Appliance::reload), as POST /api/v1/reload does.
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -55,7 +56,7 @@ int run(const std::string& file, const char* argv0, unsigned status_interval_s) 
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   try {
-    twincast::control::Appliance appliance(*result.config, argv0);
+    twincast::control::Appliance appliance(*result.config, argv0, file);
     appliance.start();
     const auto& control = result.config->control;
     std::fprintf(stderr, "twincastd: running %zu channels from %s; API on %s, metrics on %s\n",
@@ -77,15 +78,19 @@ int run(const std::string& file, const char* argv0, unsigned status_interval_s) 
         break;
       }
       if (sig == SIGHUP) {
-        // Hot reload is not built yet: say what the new file would do, change nothing.
-        const auto again = twincast::control::load_config(file);
-        if (!again.ok()) {
-          std::fprintf(stderr, "twincastd: SIGHUP: %s has errors; the running configuration stays:\n%s", file.c_str(),
-                       twincast::control::format_errors(again.errors, file).c_str());
+        sd_notify(0, "RELOADING=1");
+        const auto outcome = appliance.reload();
+        if (outcome.error) {
+          std::fprintf(stderr, "twincastd: SIGHUP: reload of %s refused, the running configuration stays:\n%s\n",
+                       file.c_str(), outcome.error->c_str());
         } else {
-          std::fprintf(stderr, "twincastd: SIGHUP: %s is valid, but hot reload is not available yet: "
-                               "restart twincastd to apply it\n", file.c_str());
+          const auto& d = outcome.diff;
+          std::fprintf(stderr,
+                       "twincastd: SIGHUP: reloaded %s: %zu channels added, %zu removed, %zu restarted, %zu unchanged%s\n",
+                       file.c_str(), d.channels_added.size(), d.channels_removed.size(), d.channels_changed.size(),
+                       d.channels_unchanged.size(), outcome.srt_restarted ? " (SRT ingest restarted)" : "");
         }
+        sd_notify(0, "READY=1");
       }
       if (watchdog) sd_notify(0, "WATCHDOG=1");
       if (std::chrono::steady_clock::now() >= next_status) {
