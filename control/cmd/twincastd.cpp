@@ -1,6 +1,7 @@
 // twincastd — the appliance: loads and validates the channel map, brings up the DPDK data
 // plane and the SRT ingest, and runs until SIGINT or SIGTERM, logging a status line per
-// port and input every --status-interval seconds.
+// port and input every --status-interval seconds. SIGHUP re-reads the file and applies
+// the difference (Appliance::reload), as POST /api/v1/reload does.
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -72,7 +73,7 @@ int run(const std::string& file, const char* argv0, unsigned status_interval_s) 
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   try {
-    twincast::control::Appliance appliance(*result.config, argv0);
+    twincast::control::Appliance appliance(*result.config, argv0, file);
     appliance.start();
     const auto& control = result.config->control;
     const std::size_t n_channels = result.config->channels.size();
@@ -98,16 +99,25 @@ int run(const std::string& file, const char* argv0, unsigned status_interval_s) 
         break;
       }
       if (sig == SIGHUP) {
-        // Hot reload is not built yet: say what the new file would do, change nothing.
-        const auto again = twincast::control::load_config(file);
-        if (!again.ok()) {
-          log_config_errors(again.errors, file, "reload_invalid",
-                            "twincastd: SIGHUP: " + file + " has errors; the running configuration stays");
+        sd_notify(0, "RELOADING=1");
+        const auto outcome = appliance.reload();
+        // Every reload is an operator's action: its outcome is never rate-limited away.
+        static log::Logger reloads(log::Options{.interval = std::chrono::seconds(0)});
+        if (outcome.error) {
+          reloads.write(log::Level::kError, "reload_refused", {{"file", file}},
+                     "twincastd: SIGHUP: reload of " + file + " refused, the running configuration stays: " + *outcome.error);
         } else {
-          log::notice("reload_unavailable", {{"file", file}},
-                      "twincastd: SIGHUP: " + file + " is valid, but hot reload is not available yet: "
-                      "restart twincastd to apply it");
+          const auto& d = outcome.diff;
+          reloads.write(log::Level::kNotice, "reload",
+                      {{"file", file},
+                       {"added", std::to_string(d.channels_added.size())},
+                       {"removed", std::to_string(d.channels_removed.size())},
+                       {"restarted", std::to_string(d.channels_changed.size())},
+                       {"unchanged", std::to_string(d.channels_unchanged.size())},
+                       {"srt_restarted", outcome.srt_restarted ? "1" : "0"}},
+                      "twincastd: SIGHUP: reloaded " + file);
         }
+        sd_notify(0, "READY=1");
       }
       if (watchdog) sd_notify(0, "WATCHDOG=1");
       if (std::chrono::steady_clock::now() >= next_status) {

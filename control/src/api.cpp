@@ -607,9 +607,21 @@ struct Api::Impl {
 
   HttpResponse reload(const HttpRequest& req) {
     if (auto denied = check_token(req)) return *denied;
-    if (auto err = backend.reload()) return json_error(409, "reload refused, the running configuration stays: " + *err);
+    const ApiReloadResult result = backend.reload();
+    if (result.error) return json_error(409, "reload refused, the running configuration stays: " + *result.error);
+    auto ids = [](const std::vector<std::string>& v) {
+      json::array a;
+      for (const auto& id : v) a.emplace_back(id);
+      return a;
+    };
+    json::object channels;
+    channels["added"] = ids(result.added);
+    channels["removed"] = ids(result.removed);
+    channels["restarted"] = ids(result.restarted);
+    channels["unchanged"] = ids(result.unchanged);
     json::object o;
     o["status"] = "reloaded";
+    o["channels"] = std::move(channels);
     return json_ok(o);
   }
 

@@ -1,5 +1,6 @@
 #include "twincast/control/appliance.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -10,6 +11,7 @@
 #include <mutex>
 
 #include "twincast/control/api.hpp"
+#include "twincast/control/config.hpp"
 #include "twincast/control/http_server.hpp"
 #include "twincast/control/metrics.hpp"
 #include "twincast/control/srt_ingest.hpp"
@@ -66,11 +68,15 @@ class RateMeter {
 }  // namespace
 
 struct Appliance::Impl final : ApiBackend {
-  dataplane::ApplianceConfig config;
+  // Guards everything below against the HTTP threads, the status line and reload().
+  mutable std::mutex mu;
+  std::string config_file;
+  dataplane::ApplianceConfig config;  // the running one
   std::unique_ptr<dataplane::Dataplane> dp;
   std::unique_ptr<SrtIngest> srt;
-  std::vector<std::pair<std::size_t, std::size_t>> srt_route;  // SRT input -> (channel, input)
-  std::vector<std::size_t> srt_index_of;                       // flat input -> SRT input (or npos)
+  std::vector<dataplane::ExternalInput*> srt_route;  // SRT input -> its data-plane ring
+  std::vector<std::size_t> srt_index_of;             // flat input -> SRT input (or npos)
+  bool started = false;
   RateMeter rates;
   metrics::Registry registry;
   std::unique_ptr<Api> api;
@@ -80,8 +86,29 @@ struct Appliance::Impl final : ApiBackend {
   std::vector<ApiChannelView> channels() override;
   std::vector<ApiPortView> ports() override;
   std::optional<std::string> switch_input(const std::string& channel, const std::string& input) override;
-  std::optional<std::string> reload() override { return "reload is not available yet: restart twincastd"; }
+  ApiReloadResult reload() override {
+    const ReloadOutcome r = reload_file();
+    ApiReloadResult a;
+    a.error = r.error;
+    a.added = r.diff.channels_added;
+    a.removed = r.diff.channels_removed;
+    a.restarted = r.diff.channels_changed;
+    a.unchanged = r.diff.channels_unchanged;
+    return a;
+  }
+  ReloadOutcome reload_file();
+  // SRT inputs of `config` in order (channel id, input): for deciding whether to keep the ingest.
+  static std::vector<std::pair<std::string, dataplane::InputConfig>> srt_inputs_of(const dataplane::ApplianceConfig& c) {
+    std::vector<std::pair<std::string, dataplane::InputConfig>> out;
+    for (const auto& ch : c.channels)
+      for (const auto& in : ch.inputs)
+        if (in.kind == dataplane::InputKind::kSrt) out.emplace_back(ch.id, in);
+    return out;
+  }
+  // The SRT ingest for `config` (nullptr without SRT inputs), feeding the data plane's rings.
+  void build_srt();
   std::vector<std::string> secrets() override {
+    std::lock_guard lock(mu);
     std::vector<std::string> out;
     for (const auto& ch : config.channels)
       for (const auto& in : ch.inputs)
@@ -91,6 +118,7 @@ struct Appliance::Impl final : ApiBackend {
 };
 
 std::vector<ApiChannelView> Appliance::Impl::channels() {
+  std::lock_guard lock(mu);
   std::vector<ApiChannelView> out;
   std::size_t flat = 0;
   for (std::size_t c = 0; c < config.channels.size(); ++c) {
@@ -164,6 +192,7 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
 }
 
 std::vector<ApiPortView> Appliance::Impl::ports() {
+  std::lock_guard lock(mu);
   std::vector<ApiPortView> out;
   for (std::size_t p = 0; p < config.ports.size(); ++p) {
     const auto s = dp->port_stats(p);
@@ -184,6 +213,7 @@ std::vector<ApiPortView> Appliance::Impl::ports() {
 }
 
 std::optional<std::string> Appliance::Impl::switch_input(const std::string& channel, const std::string& input) {
+  std::lock_guard lock(mu);
   for (std::size_t c = 0; c < config.channels.size(); ++c) {
     if (config.channels[c].id != channel) continue;
     for (std::size_t i = 0; i < config.channels[c].inputs.size(); ++i) {
@@ -196,42 +226,116 @@ std::optional<std::string> Appliance::Impl::switch_input(const std::string& chan
   return "no channel " + channel;
 }
 
-Appliance::Appliance(const dataplane::ApplianceConfig& config, const std::string& argv0)
-    : impl_(std::make_unique<Impl>()) {
-  impl_->config = config;
-  dataplane::init_eal(config, argv0);
-  impl_->dp = std::make_unique<dataplane::Dataplane>(config);
+void Appliance::Impl::build_srt() {
+  srt.reset();
+  srt_route.clear();
+  srt_index_of.clear();
   std::vector<dataplane::InputConfig> srt_inputs;
   for (std::size_t c = 0; c < config.channels.size(); ++c) {
     for (std::size_t i = 0; i < config.channels[c].inputs.size(); ++i) {
-      if (config.channels[c].inputs[i].kind != dataplane::InputKind::kSrt) continue;
+      if (config.channels[c].inputs[i].kind != dataplane::InputKind::kSrt) {
+        srt_index_of.push_back(static_cast<std::size_t>(-1));
+        continue;
+      }
+      srt_index_of.push_back(srt_inputs.size());
       srt_inputs.push_back(config.channels[c].inputs[i]);
-      impl_->srt_route.emplace_back(c, i);
+      srt_route.push_back(dp->external_input(c, i));
     }
   }
-  for (std::size_t c = 0; c < config.channels.size(); ++c) {
-    for (std::size_t i = 0; i < config.channels[c].inputs.size(); ++i) {
-      std::size_t k = static_cast<std::size_t>(-1);
-      for (std::size_t r = 0; r < impl_->srt_route.size(); ++r)
-        if (impl_->srt_route[r] == std::make_pair(c, i)) k = r;
-      impl_->srt_index_of.push_back(k);
-    }
-  }
-  if (!srt_inputs.empty()) {
-    dataplane::Dataplane* dp = impl_->dp.get();
-    const auto* route = &impl_->srt_route;
-    impl_->srt = std::make_unique<SrtIngest>(std::move(srt_inputs), [dp, route](std::size_t input, std::span<const std::uint8_t> bytes) {
-      const auto [c, i] = (*route)[input];
-      (void)dp->feed_external(c, i, bytes);  // refusals are counted by the data plane
-    });
-  }
+  if (srt_inputs.empty()) return;
+  const auto* route = &srt_route;  // fixed while this ingest exists (rebuilt with it)
+  srt = std::make_unique<SrtIngest>(std::move(srt_inputs), [route](std::size_t input, std::span<const std::uint8_t> bytes) {
+    (void)dataplane::Dataplane::feed_external((*route)[input], bytes);  // refusals are counted by the data plane
+  });
 }
+
+ReloadOutcome Appliance::Impl::reload_file() {
+  std::lock_guard lock(mu);
+  ReloadOutcome out;
+  if (config_file.empty()) {
+    out.error = "twincastd was started without a configuration file to re-read";
+    return out;
+  }
+  const ConfigResult loaded = load_config(config_file);
+  if (!loaded.ok()) {
+    out.error = format_errors(loaded.errors, config_file);
+    if (!out.error->empty() && out.error->back() == '\n') out.error->pop_back();
+    return out;
+  }
+  const dataplane::ApplianceConfig& next = *loaded.config;
+  out.diff = dataplane::diff_configs(config, next);
+  if (!out.diff.live()) {
+    std::string why;
+    for (const auto& r : out.diff.restart_reasons) why += (why.empty() ? "" : "; ") + r;
+    out.error = why + ": restart twincastd to apply";
+    return out;
+  }
+  if (out.diff.empty()) {
+    config = next;  // e.g. a new token_file: read at each request
+    return out;
+  }
+  // The SRT ingest stays when its inputs and their channels stay: its handles point into
+  // channels the reload keeps.
+  bool keep_srt = srt_inputs_of(config) == srt_inputs_of(next);
+  for (const auto& [channel, in] : srt_inputs_of(config)) {
+    const auto& changed = out.diff.channels_changed;
+    keep_srt = keep_srt && std::find(changed.begin(), changed.end(), channel) == changed.end();
+  }
+  if (!keep_srt && srt) srt->stop();  // no producer may feed a ring the reload frees
+  try {
+    dp->apply(next);
+  } catch (const std::exception& e) {
+    out.error = e.what();
+    if (!keep_srt && srt) {
+      // The running plan is untouched: bring the same ingest back.
+      build_srt();
+      if (srt && started) srt->start();
+    }
+    out.diff = {};
+    return out;
+  }
+  config = next;
+  if (keep_srt) {
+    // Same SRT inputs, maybe at other positions: only the index for the views changes.
+    std::vector<std::size_t> index;
+    std::size_t k = 0;
+    for (const auto& ch : config.channels)
+      for (const auto& in : ch.inputs) index.push_back(in.kind == dataplane::InputKind::kSrt ? k++ : static_cast<std::size_t>(-1));
+    srt_index_of = std::move(index);
+  } else {
+    out.srt_restarted = true;
+    build_srt();
+    if (srt && started) {
+      try {
+        srt->start();
+      } catch (const std::exception& e) {
+        out.error = std::string("applied, but the SRT ingest did not start: ") + e.what();
+      }
+    }
+  }
+  return out;
+}
+
+Appliance::Appliance(const dataplane::ApplianceConfig& config, const std::string& argv0, std::string config_file)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->config = config;
+  impl_->config_file = std::move(config_file);
+  dataplane::init_eal(config, argv0);
+  impl_->dp = std::make_unique<dataplane::Dataplane>(config);
+  impl_->build_srt();
+}
+
+ReloadOutcome Appliance::reload() { return impl_->reload_file(); }
 
 Appliance::~Appliance() { stop(); }
 
 void Appliance::start() {
-  impl_->dp->start();
-  if (impl_->srt) impl_->srt->start();
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->dp->start();
+    if (impl_->srt) impl_->srt->start();
+    impl_->started = true;
+  }
   // The REST API and /metrics, each on its own listener.
   ApiOptions options;
   options.token_file = impl_->config.control.token_file;
@@ -249,11 +353,14 @@ void Appliance::start() {
 void Appliance::stop() {
   if (impl_->api_server) impl_->api_server->stop();
   if (impl_->metrics_server) impl_->metrics_server->stop();
+  std::lock_guard lock(impl_->mu);
+  impl_->started = false;
   if (impl_->srt) impl_->srt->stop();  // no producer may outlive the rings
   if (impl_->dp) impl_->dp->stop();
 }
 
 std::string Appliance::status() const {
+  std::lock_guard lock(impl_->mu);
   std::string out;
   char line[512];
   const auto& cfg = impl_->config;
@@ -268,7 +375,7 @@ std::string Appliance::status() const {
                   static_cast<unsigned long long>(s.arp_replies), static_cast<unsigned long long>(s.igmp_reports_sent));
     out += line;
   }
-  std::size_t srt_index = 0;
+  std::size_t flat = 0;
   for (std::size_t c = 0; c < cfg.channels.size(); ++c) {
     const auto cs = impl_->dp->pipeline(c).stats();
     std::snprintf(line, sizeof line,
@@ -278,7 +385,7 @@ std::string Appliance::status() const {
                   static_cast<unsigned long long>(cs.packets_out), static_cast<unsigned long long>(cs.datagrams_out),
                   static_cast<unsigned long long>(cs.dropped_queue_full));
     out += line;
-    for (std::size_t i = 0; i < cfg.channels[c].inputs.size(); ++i) {
+    for (std::size_t i = 0; i < cfg.channels[c].inputs.size(); ++i, ++flat) {
       const auto& in = cfg.channels[c].inputs[i];
       const auto s = impl_->dp->input_stats(c, i);
       std::snprintf(line, sizeof line, "channel=%s input=%s ts_packets=%llu datagrams=%llu",
@@ -286,7 +393,7 @@ std::string Appliance::status() const {
                     static_cast<unsigned long long>(s.datagrams));
       out += line;
       if (in.kind == dataplane::InputKind::kSrt && impl_->srt) {
-        const auto st = impl_->srt->stats(srt_index++);
+        const auto st = impl_->srt->stats(impl_->srt_index_of[flat]);
         std::snprintf(line, sizeof line, " srt_connected=%d srt_rtt_ms=%.1f srt_lost=%llu srt_rejected=%llu ring_drops=%llu",
                       st.connected ? 1 : 0, st.rtt_ms, static_cast<unsigned long long>(st.lost),
                       static_cast<unsigned long long>(st.rejected_callers),

@@ -856,7 +856,30 @@ class Ctl {
     if (o_.json) {
       p_.out(a->body);
     } else {
-      p_.out("configuration reloaded\n");
+      std::string line = "configuration reloaded";
+      boost::system::error_code ec;
+      const json::value v = json::parse(a->body, ec);
+      if (!ec && v.is_object() && v.as_object().contains("channels") && v.as_object().at("channels").is_object()) {
+        const auto& ch = v.as_object().at("channels").as_object();
+        auto list = [&](const char* key) {
+          std::string out;
+          const auto* arr = ch.if_contains(key);
+          if (arr == nullptr || !arr->is_array()) return out;
+          for (const auto& id : arr->as_array())
+            if (id.is_string()) out += (out.empty() ? "" : ",") + printable(std::string(id.as_string()));
+          return out;
+        };
+        const auto count = [&](const char* key) {
+          const auto* arr = ch.if_contains(key);
+          return arr != nullptr && arr->is_array() ? arr->as_array().size() : 0;
+        };
+        line += ": " + std::to_string(count("added")) + " added, " + std::to_string(count("removed")) + " removed, " +
+                std::to_string(count("restarted")) + " restarted, " + std::to_string(count("unchanged")) + " unchanged";
+        for (const char* key : {"added", "removed", "restarted"}) {
+          if (count(key) != 0) line += "\n  " + std::string(key) + ": " + list(key);
+        }
+      }
+      p_.out(line + "\n");
     }
     return code(CtlExit::kOk);
   }

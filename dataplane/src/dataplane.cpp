@@ -1,4 +1,5 @@
-// Dataplane set-up and the control side: ports, classifier, pipelines, start/stop, stats.
+// Dataplane set-up and the control side: ports, plans (channels, flows, groups), reload,
+// start/stop, stats.
 #include <rte_cycles.h>
 #include <rte_dev.h>
 #include <rte_eal.h>
@@ -8,6 +9,9 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_malloc.h>
+#include <rte_pause.h>
+#include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
 #include <algorithm>
@@ -47,13 +51,36 @@ std::uint32_t output_ssrc(const std::string& channel, std::size_t output) {
 
 }  // namespace
 
-Dataplane::Impl::Impl(const ApplianceConfig& c, PipelineFactory& factory) : config(c) {
+InputState::~InputState() {
+  for (auto& slot : window) {
+    if (slot.m != nullptr) rte_pktmbuf_free(slot.m);
+    slot = {};
+  }
+  if (ring != nullptr) {
+    rte_mbuf* m = nullptr;
+    while (rte_ring_dequeue(ring, reinterpret_cast<void**>(&m)) == 0) rte_pktmbuf_free(m);
+    rte_ring_free(ring);
+  }
+  if (ring_pool != nullptr) rte_mempool_free(ring_pool);
+}
+
+ChannelState::~ChannelState() {
+  pipeline.reset();
+  ott.reset();  // its queued chunks go back to the pool first
+  if (ott_pool != nullptr) rte_mempool_free(ott_pool);
+}
+
+Dataplane::Impl::Impl(const ApplianceConfig& c, PipelineFactory& f) : config(c), factory(f) {
   try {
-    const unsigned instance = g_instances.fetch_add(1);
+    instance = g_instances.fetch_add(1);
+    const std::size_t qsbr_size = rte_rcu_qsbr_get_memsize(1);
+    qsbr = static_cast<rte_rcu_qsbr*>(rte_zmalloc("tc_qsbr", qsbr_size, RTE_CACHE_LINE_SIZE));
+    if (qsbr == nullptr || rte_rcu_qsbr_init(qsbr, 1) != 0) throw std::runtime_error("cannot set up the RCU state");
     for (std::size_t i = 0; i < c.ports.size(); ++i) {
       const PortConfig& pc = c.ports[i];
       auto ps = std::make_unique<PortState>();
       ps->config = pc;
+      ps->index = i;
       const std::string dev = pc.device.substr(0, pc.device.find(','));
       if (rte_eth_dev_get_port_by_name(dev.c_str(), &ps->port_id) != 0 && !is_pci_address(pc.device)) {
         // A virtual device not on the EAL command line (or closed by an earlier instance): hot-plug it.
@@ -107,165 +134,10 @@ Dataplane::Impl::Impl(const ApplianceConfig& c, PipelineFactory& factory) : conf
       std::copy(std::begin(a.addr_bytes), std::end(a.addr_bytes), p.mac.begin());
       if (pc.mac) p.mac = *pc.mac;  // PMDs without MAC setting (af_packet) still answer as configured
     }
-
-    auto port_index = [&](const std::string& name, const std::string& what) {
-      for (std::size_t i = 0; i < ports.size(); ++i) {
-        if (ports[i]->config.name == name) return i;
-      }
-      throw std::invalid_argument(what + ": unknown port \"" + name + "\"");
-    };
-    // A unicast destination's next hop: itself inside the port's subnet, else the
-    // gateway (0: none, never resolved).
-    auto next_hop = [](const PortConfig& pc, Ipv4 dst) -> Ipv4 {
-      if (pc.address == 0) return 0;
-      const Ipv4 mask = pc.prefix_len >= 32 ? 0xFFFFFFFFu : ~(0xFFFFFFFFu >> pc.prefix_len);
-      return (dst & mask) == (pc.address & mask) ? dst : pc.gateway;
-    };
-    // Each port's neighbor table, sized once from every unicast output (never grows in the loop).
-    {
-      std::vector<std::vector<Ipv4>> hops(ports.size());
-      auto collect = [&](const OutputConfig& out) {
-        if (net::is_multicast(out.address)) return;
-        for (std::size_t i = 0; i < ports.size(); ++i) {
-          if (ports[i]->config.name != out.port) continue;
-          const Ipv4 hop = next_hop(ports[i]->config, out.address);
-          if (hop != 0 && std::find(hops[i].begin(), hops[i].end(), hop) == hops[i].end()) hops[i].push_back(hop);
-        }
-      };
-      for (const ChannelConfig& ch : c.channels)
-        for (const OutputConfig& out : ch.outputs) collect(out);
-      for (const MultiplexConfig& mc : c.multiplexes)
-        for (const OutputConfig& out : mc.outputs) collect(out);
-      for (std::size_t i = 0; i < ports.size(); ++i) {
-        ports[i]->neighbors.resize(hops[i].size());
-        for (std::size_t k = 0; k < hops[i].size(); ++k) ports[i]->neighbors[k].ip = hops[i][k];
-      }
-    }
-    auto make_output = [&](const OutputConfig& out, const std::string& who, const std::string& ssrc_key, std::size_t oi) {
-      OutputState os;
-      os.port = port_index(out.port, who + " output");
-      const PortState& p = *ports[os.port];
-      os.rtp = out.kind == OutputKind::kRtp;
-      os.resolved = net::is_multicast(out.address);
-      os.frame.dst_mac = net::multicast_mac(out.address);
-      if (!os.resolved) {
-        const Ipv4 hop = next_hop(p.config, out.address);
-        for (std::size_t k = 0; k < p.neighbors.size(); ++k) {
-          if (hop != 0 && p.neighbors[k].ip == hop) os.neighbor = static_cast<std::uint32_t>(k);
-        }
-        os.frame.dst_mac = Mac{};
-      }
-      os.frame.src_mac = p.mac;
-      os.frame.vlan = out.vlan != 0 ? out.vlan : p.config.vlan;
-      os.frame.src_ip = out.source != 0 ? out.source : p.config.address;
-      os.frame.dst_ip = out.address;
-      os.frame.src_port = out.source_port != 0 ? out.source_port : out.udp_port;
-      os.frame.dst_port = out.udp_port;
-      os.frame.ttl = out.ttl;
-      os.frame.dscp = out.dscp;
-      os.ssrc = output_ssrc(ssrc_key, oi);
-      return os;
-    };
-    // Size each port's classifier, then fill it.
-    std::vector<std::size_t> n_flows(ports.size(), 0);
-    for (const ChannelConfig& ch : c.channels) {
-      for (const InputConfig& in : ch.inputs) {
-        if (in.kind != InputKind::kSrt) ++n_flows[port_index(in.port, "channel " + ch.id + " input " + in.name)];
-      }
-    }
-    for (std::size_t i = 0; i < ports.size(); ++i) ports[i]->classifier = FlowClassifier(n_flows[i]);
-
-    for (std::size_t ci = 0; ci < c.channels.size(); ++ci) {
-      const ChannelConfig& ch = c.channels[ci];
-      ChannelState cs;
-      cs.first_input = inputs.size();
-      for (std::size_t ii = 0; ii < ch.inputs.size(); ++ii) {
-        const InputConfig& in = ch.inputs[ii];
-        auto is = std::make_unique<InputState>();
-        is->channel = ci;
-        is->input = ii;
-        is->rtp = in.kind == InputKind::kRtp;
-        if (is->rtp) rtp_inputs.push_back(is.get());
-        const auto flat = static_cast<std::uint32_t>(inputs.size());
-        if (in.kind == InputKind::kSrt) {
-          const std::string ring_name = "tc_srt_" + std::to_string(flat);
-          is->ring = rte_ring_create(ring_name.c_str(), kExternalRing, static_cast<int>(rte_socket_id()),
-                                     RING_F_SP_ENQ | RING_F_SC_DEQ);
-          if (is->ring == nullptr) throw std::runtime_error("channel " + ch.id + " input " + in.name + ": cannot create its ring");
-          is->aligner = std::make_unique<mpegts::PacketAligner>();
-          external_inputs.push_back(is.get());
-        }
-        inputs.push_back(std::move(is));
-        if (in.kind == InputKind::kSrt) continue;
-        PortState& p = *ports[port_index(in.port, "channel " + ch.id)];
-        inputs.back()->port = &p;
-        if (!p.classifier.add(in.address, in.udp_port, in.source, flat)) {
-          // The same flow feeds several channels (an MPTS split by source_service_id, which
-          // the config validator allows): chain this input behind the one that owns it.
-          const std::uint32_t owner = p.classifier.lookup(in.address, in.udp_port, in.source);
-          InputState* head = owner < inputs.size() ? inputs[owner].get() : nullptr;
-          if (head == nullptr || head->rtp != inputs.back()->rtp) {
-            throw std::invalid_argument("channel " + ch.id + " input " + in.name +
-                                        ": the same group, port and source is already an input of another kind");
-          }
-          for (InputState* i = head; i != nullptr; i = i->share_next) {
-            if (i->channel == ci) {
-              throw std::invalid_argument("channel " + ch.id + " input " + in.name +
-                                          ": the same group, port and source is already an input of this channel");
-            }
-            head = i;
-          }
-          head->share_next = inputs.back().get();
-        }
-        if (net::is_multicast(in.address)) {
-          const GroupJoin j{in.address, in.source};
-          if (std::none_of(p.groups.begin(), p.groups.end(),
-                           [&](const GroupJoin& g) { return g.group == j.group && g.source == j.source; })) {
-            p.groups.push_back(j);
-          }
-        }
-      }
-      for (std::size_t oi = 0; oi < ch.outputs.size(); ++oi)
-        cs.outputs.push_back(make_output(ch.outputs[oi], "channel " + ch.id, ch.id, oi));
-      cs.pipeline = factory(ch);
-      if (!cs.pipeline) throw std::invalid_argument("channel " + ch.id + ": no pipeline");
-      channels.push_back(std::move(cs));
-    }
-    for (const MultiplexConfig& mc : c.multiplexes) {
-      MultiplexState ms;
-      ms.multiplex = std::make_unique<Multiplex>(mc, c.channels);
-      for (std::size_t oi = 0; oi < mc.outputs.size(); ++oi)
-        ms.outputs.push_back(make_output(mc.outputs[oi], "multiplex " + mc.id, "multiplex/" + mc.id, oi));
-      for (std::size_t slot = 0; slot < ms.multiplex->member_count(); ++slot)
-        channels[ms.multiplex->member_channel(slot)].pipeline->add_tap(ms.multiplex.get(), slot);
-      multiplexes.push_back(std::move(ms));
-    }
-    if (!external_inputs.empty()) {
-      // Enough mbufs to fill every ring, plus what the worker holds while draining.
-      const auto n = static_cast<unsigned>(external_inputs.size() * kExternalRing + 2 * kBurst);
-      external_pool = rte_pktmbuf_pool_create("tc_srt_pool", n, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                              static_cast<int>(rte_socket_id()));
-      if (external_pool == nullptr) throw std::runtime_error("cannot create the SRT mbuf pool");
-    }
-    const auto n_hls = static_cast<unsigned>(std::count_if(c.channels.begin(), c.channels.end(),
-                                                            [](const ChannelConfig& ch) { return ch.hls; }));
-    ott_feeds.resize(c.channels.size());
-    if (n_hls != 0) {
-      // Every ring full, plus what the worker's mempool cache may hold.
-      constexpr unsigned kOttCache = 64;
-      const unsigned n = n_hls * kOttRing + 2 * kOttCache;
-      const std::string pool_name = "tc_ott_" + std::to_string(instance);
-      ott_pool = rte_pktmbuf_pool_create(pool_name.c_str(), n, kOttCache, 0,
-                                         static_cast<std::uint16_t>(RTE_PKTMBUF_HEADROOM + OttFeed::kChunkBytes),
-                                         static_cast<int>(rte_socket_id()));
-      if (ott_pool == nullptr) throw std::runtime_error("cannot create the OTT mbuf pool: " + std::string(rte_strerror(rte_errno)));
-      for (std::size_t ci = 0; ci < c.channels.size(); ++ci) {
-        if (!c.channels[ci].hls) continue;
-        ott_feeds[ci] = std::make_unique<OttFeed>("tc_ott_" + std::to_string(instance) + "_" + std::to_string(ci),
-                                                  kOttRing, ott_pool);
-        channels[ci].pipeline->add_tap(ott_feeds[ci].get(), 0);
-      }
-    }
+    owned = build_plan(c, nullptr, diff_configs(ApplianceConfig{}, c));
+    owned->generation = 1;
+    current = owned.get();
+    published.store(owned.get(), std::memory_order_release);
     worker_lcore = rte_get_next_lcore(static_cast<unsigned>(-1), 1, 0);
   } catch (...) {
     release();  // the destructor will not run: release the ports, then rethrow
@@ -273,17 +145,248 @@ Dataplane::Impl::Impl(const ApplianceConfig& c, PipelineFactory& factory) : conf
   }
 }
 
+std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, const Plan* from, const ConfigDiff& diff) {
+  auto plan = std::make_unique<Plan>();
+  plan->config = c;
+  plan->ports.resize(ports.size());
+  auto port_index = [&](const std::string& name, const std::string& what) {
+    for (std::size_t i = 0; i < ports.size(); ++i) {
+      if (ports[i]->config.name == name) return i;
+    }
+    throw std::invalid_argument(what + ": unknown port \"" + name + "\"");
+  };
+  auto listed = [](const std::vector<std::string>& v, const std::string& id) {
+    return std::find(v.begin(), v.end(), id) != v.end();
+  };
+  // A unicast destination's next hop: itself inside the port's subnet, else the gateway
+  // (0: none, never resolved).
+  auto next_hop = [](const PortConfig& pc, Ipv4 dst) -> Ipv4 {
+    if (pc.address == 0) return 0;
+    const Ipv4 mask = pc.prefix_len >= 32 ? 0xFFFFFFFFu : ~(0xFFFFFFFFu >> pc.prefix_len);
+    return (dst & mask) == (pc.address & mask) ? dst : pc.gateway;
+  };
+  // Next hops this plan needs beyond those the ports know: appended (after the plan is
+  // built, so a failed build changes nothing), never removed, so that outputs of
+  // unchanged channels keep their index.
+  std::vector<std::vector<Ipv4>> new_hops(ports.size());
+  auto hop_index = [&](std::size_t port, Ipv4 hop) -> std::uint32_t {
+    if (hop == 0) return kNoNeighbor;
+    const PortState& p = *ports[port];
+    const std::uint32_t known = p.n_neighbors.load(std::memory_order_acquire);
+    for (std::uint32_t k = 0; k < known; ++k)
+      if (p.neighbors[k].ip == hop) return k;
+    auto& add = new_hops[port];
+    const auto it = std::find(add.begin(), add.end(), hop);
+    const auto k = static_cast<std::uint32_t>(known + static_cast<std::uint32_t>(it - add.begin()));
+    if (it == add.end()) {
+      if (k >= kMaxNeighbors)
+        throw std::invalid_argument("port " + p.config.name + ": more than " + std::to_string(kMaxNeighbors) +
+                                    " unicast next hops (restart twincastd to forget old ones)");
+      add.push_back(hop);
+    }
+    return k;
+  };
+  auto make_output = [&](const OutputConfig& out, const std::string& who, const std::string& ssrc_key, std::size_t oi) {
+    OutputState os;
+    os.port = port_index(out.port, who + " output");
+    const PortState& p = *ports[os.port];
+    os.rtp = out.kind == OutputKind::kRtp;
+    os.resolved = net::is_multicast(out.address);
+    os.frame.dst_mac = net::multicast_mac(out.address);
+    if (!os.resolved) {
+      os.neighbor = hop_index(os.port, next_hop(p.config, out.address));
+      os.frame.dst_mac = Mac{};  // the worker fills it in when it takes the plan over (adopt)
+    }
+    os.frame.src_mac = p.mac;
+    os.frame.vlan = out.vlan != 0 ? out.vlan : p.config.vlan;
+    os.frame.src_ip = out.source != 0 ? out.source : p.config.address;
+    os.frame.dst_ip = out.address;
+    os.frame.src_port = out.source_port != 0 ? out.source_port : out.udp_port;
+    os.frame.dst_port = out.udp_port;
+    os.frame.ttl = out.ttl;
+    os.frame.dscp = out.dscp;
+    os.ssrc = output_ssrc(ssrc_key, oi);
+    return os;
+  };
+  auto find_old = [&](const std::string& id) -> std::shared_ptr<ChannelState> {
+    if (from == nullptr) return nullptr;
+    for (std::size_t i = 0; i < from->config.channels.size(); ++i)
+      if (from->config.channels[i].id == id) return from->channels[i];
+    return nullptr;
+  };
+
+  // Channels: the unchanged ones are taken over as they are; the others are built anew.
+  for (const ChannelConfig& ch : c.channels) {
+    if (listed(diff.channels_unchanged, ch.id)) {
+      std::shared_ptr<ChannelState> old = find_old(ch.id);
+      if (!old) throw std::logic_error("channel " + ch.id + ": unchanged but not running");
+      plan->channels.push_back(std::move(old));
+      continue;
+    }
+    auto cs = std::make_shared<ChannelState>();
+    cs->pipeline = factory(ch);
+    if (!cs->pipeline) throw std::invalid_argument("channel " + ch.id + ": no pipeline");
+    for (std::size_t ii = 0; ii < ch.inputs.size(); ++ii) {
+      const InputConfig& in = ch.inputs[ii];
+      auto is = std::make_unique<InputState>();
+      is->pipeline = cs->pipeline.get();
+      is->input = ii;
+      is->rtp = in.kind == InputKind::kRtp;
+      if (in.kind == InputKind::kSrt) {
+        const std::string name = "tc_srt_" + std::to_string(instance) + "_" + std::to_string(next_object++);
+        is->ring = rte_ring_create(name.c_str(), kExternalRing, static_cast<int>(rte_socket_id()),
+                                   RING_F_SP_ENQ | RING_F_SC_DEQ);
+        if (is->ring == nullptr) throw std::runtime_error("channel " + ch.id + " input " + in.name + ": cannot create its ring");
+        // Enough mbufs to fill the ring, plus what the worker holds while draining.
+        is->ring_pool = rte_pktmbuf_pool_create((name + "p").c_str(), kExternalRing + 2 * kBurst, 0, 0,
+                                                RTE_MBUF_DEFAULT_BUF_SIZE, static_cast<int>(rte_socket_id()));
+        if (is->ring_pool == nullptr)
+          throw std::runtime_error("channel " + ch.id + " input " + in.name + ": cannot create its mbuf pool");
+        is->aligner = std::make_unique<mpegts::PacketAligner>();
+      } else {
+        is->port = ports[port_index(in.port, "channel " + ch.id)].get();
+      }
+      cs->inputs.push_back(std::move(is));
+    }
+    for (std::size_t oi = 0; oi < ch.outputs.size(); ++oi)
+      cs->outputs.push_back(make_output(ch.outputs[oi], "channel " + ch.id, ch.id, oi));
+    if (ch.hls) {
+      const std::string name = "tc_ott_" + std::to_string(instance) + "_" + std::to_string(next_object++);
+      // The ring full, plus what the worker's mempool cache may hold.
+      constexpr unsigned kOttCache = 32;
+      cs->ott_pool = rte_pktmbuf_pool_create((name + "p").c_str(), kOttRing + 2 * kOttCache, kOttCache, 0,
+                                             static_cast<std::uint16_t>(RTE_PKTMBUF_HEADROOM + OttFeed::kChunkBytes),
+                                             static_cast<int>(rte_socket_id()));
+      if (cs->ott_pool == nullptr)
+        throw std::runtime_error("channel " + ch.id + ": cannot create the OTT mbuf pool: " + rte_strerror(rte_errno));
+      cs->ott = std::make_unique<OttFeed>(name, kOttRing, cs->ott_pool);
+      cs->pipeline->add_tap(cs->ott.get(), 0);
+    }
+    plan->channels.push_back(std::move(cs));
+  }
+
+  // Flows: every UDP/RTP input of every channel, through each port's classifier.
+  std::vector<std::size_t> n_flows(ports.size(), 0);
+  for (const ChannelConfig& ch : c.channels)
+    for (const InputConfig& in : ch.inputs)
+      if (in.kind != InputKind::kSrt) ++n_flows[port_index(in.port, "channel " + ch.id + " input " + in.name)];
+  for (std::size_t i = 0; i < ports.size(); ++i) plan->ports[i].classifier = FlowClassifier(n_flows[i]);
+  for (std::size_t ci = 0; ci < c.channels.size(); ++ci) {
+    const ChannelConfig& ch = c.channels[ci];
+    ChannelState& cs = *plan->channels[ci];
+    for (std::size_t ii = 0; ii < ch.inputs.size(); ++ii) {
+      const InputConfig& in = ch.inputs[ii];
+      InputState* is = cs.inputs[ii].get();
+      if (in.kind == InputKind::kSrt) {
+        plan->external_inputs.push_back(is);
+        continue;
+      }
+      const std::size_t pi = port_index(in.port, "channel " + ch.id);
+      PortPlan& pp = plan->ports[pi];
+      const auto id = static_cast<std::uint32_t>(plan->flows.size());
+      if (pp.classifier.add(in.address, in.udp_port, in.source, id)) {
+        plan->flows.push_back(Flow{{is}});
+        if (is->rtp) plan->rtp_flows.push_back(id);
+      } else {
+        // The same flow feeds several channels (an MPTS split by source_service_id, which
+        // the config validator allows).
+        Flow& f = plan->flows.at(pp.classifier.lookup(in.address, in.udp_port, in.source));
+        if (f.members.front()->rtp != is->rtp) {
+          throw std::invalid_argument("channel " + ch.id + " input " + in.name +
+                                      ": the same group, port and source is already an input of another kind");
+        }
+        for (const InputState* m : f.members) {
+          if (m->pipeline == is->pipeline) {
+            throw std::invalid_argument("channel " + ch.id + " input " + in.name +
+                                        ": the same group, port and source is already an input of this channel");
+          }
+        }
+        f.members.push_back(is);
+      }
+      if (net::is_multicast(in.address)) {
+        const GroupJoin j{in.address, in.source};
+        if (std::none_of(pp.groups.begin(), pp.groups.end(), [&](const GroupJoin& g) { return g == j; }))
+          pp.groups.push_back(j);
+      }
+    }
+  }
+  // Group changes against the plan before.
+  for (std::size_t i = 0; i < ports.size(); ++i) {
+    PortPlan& pp = plan->ports[i];
+    const std::vector<GroupJoin> none;
+    const std::vector<GroupJoin>& before = from != nullptr ? from->ports[i].groups : none;
+    for (const GroupJoin& g : before)
+      if (std::find(pp.groups.begin(), pp.groups.end(), g) == pp.groups.end()) pp.leave.push_back(g);
+    for (const GroupJoin& g : pp.groups)
+      if (std::find(before.begin(), before.end(), g) == before.end()) pp.join.push_back(g);
+  }
+
+  // Multiplexes: unchanged ones are taken over; the others are built on their members'
+  // (new) pipelines, which diff_configs() restarted with them.
+  for (const MultiplexConfig& mc : c.multiplexes) {
+    const bool rebuilt = listed(diff.multiplexes_added, mc.id) || listed(diff.multiplexes_changed, mc.id);
+    if (!rebuilt && from != nullptr) {
+      bool found = false;
+      for (std::size_t m = 0; m < from->config.multiplexes.size() && !found; ++m) {
+        if (from->config.multiplexes[m].id != mc.id) continue;
+        plan->multiplexes.push_back(from->multiplexes[m]);
+        found = true;
+      }
+      if (found) continue;
+    }
+    auto ms = std::make_shared<MultiplexState>();
+    ms->multiplex = std::make_unique<Multiplex>(mc, c.channels);
+    for (std::size_t oi = 0; oi < mc.outputs.size(); ++oi)
+      ms->outputs.push_back(make_output(mc.outputs[oi], "multiplex " + mc.id, "multiplex/" + mc.id, oi));
+    for (std::size_t slot = 0; slot < ms->multiplex->member_count(); ++slot) {
+      const std::size_t member = ms->multiplex->member_channel(slot);
+      if (listed(diff.channels_unchanged, c.channels[member].id))
+        throw std::logic_error("multiplex " + mc.id + ": member " + c.channels[member].id + " was not restarted");
+      plan->channels[member]->pipeline->add_tap(ms->multiplex.get(), slot);
+    }
+    plan->multiplexes.push_back(std::move(ms));
+  }
+
+  // The plan is complete: the next hops it needs join their ports' tables (unresolved;
+  // the worker asks for them at its next ARP tick).
+  for (std::size_t i = 0; i < ports.size(); ++i) {
+    PortState& p = *ports[i];
+    std::uint32_t n = p.n_neighbors.load(std::memory_order_relaxed);
+    for (const Ipv4 hop : new_hops[i]) {
+      p.neighbors[n] = Neighbor{};
+      p.neighbors[n].ip = hop;
+      ++n;
+    }
+    p.n_neighbors.store(n, std::memory_order_release);
+  }
+  return plan;
+}
+
+std::unique_ptr<Plan> Dataplane::Impl::publish(std::unique_ptr<Plan> next) {
+  next->generation = owned->generation + 1;
+  std::unique_ptr<Plan> old = std::move(owned);
+  owned = std::move(next);
+  published.store(owned.get(), std::memory_order_release);
+  if (running) {
+    // The worker takes the plan over at the start of a loop turn (and sends its group
+    // changes then); once it has, and has finished the turn, the old plan is unused.
+    while (adopted_generation.load(std::memory_order_acquire) < owned->generation) rte_pause();
+    rte_rcu_qsbr_synchronize(qsbr, RTE_QSBR_THRID_INVALID);
+  } else {
+    current = owned.get();
+    adopt(*owned);  // the group changes, sent now (as stop() sends leaves)
+    for (auto& p : ports) flush_tx(*p);
+  }
+  return old;
+}
+
 Dataplane::Impl::~Impl() { release(); }
 
 void Dataplane::Impl::release() {
-  for (InputState* in : rtp_inputs) {
-    for (auto& slot : in->window) {
-      if (slot.m != nullptr) rte_pktmbuf_free(slot.m);
-      slot = {};
-    }
-    in->held = 0;
-  }
-  rtp_inputs.clear();
+  // The plans first: their rings, windows and OTT feeds hold mbufs of the pools below.
+  published.store(nullptr, std::memory_order_release);
+  current = nullptr;
+  owned.reset();
   for (auto& p : ports) {
     if (p == nullptr) continue;
     if (p->n_tx != 0) rte_pktmbuf_free_bulk(p->tx, p->n_tx);
@@ -305,22 +408,9 @@ void Dataplane::Impl::release() {
     }
   }
   ports.clear();
-  for (auto& in : inputs) {
-    if (in == nullptr || in->ring == nullptr) continue;
-    rte_mbuf* m = nullptr;
-    while (rte_ring_dequeue(in->ring, reinterpret_cast<void**>(&m)) == 0) rte_pktmbuf_free(m);
-    rte_ring_free(in->ring);
-    in->ring = nullptr;
-  }
-  external_inputs.clear();
-  ott_feeds.clear();  // their queued chunks go back to the pool first
-  if (ott_pool != nullptr) {
-    rte_mempool_free(ott_pool);
-    ott_pool = nullptr;
-  }
-  if (external_pool != nullptr) {
-    rte_mempool_free(external_pool);
-    external_pool = nullptr;
+  if (qsbr != nullptr) {
+    rte_free(qsbr);
+    qsbr = nullptr;
   }
 }
 
@@ -345,18 +435,37 @@ void Dataplane::stop() {
   impl_->stop_requested.store(true, std::memory_order_release);
   (void)rte_eal_wait_lcore(impl_->worker_lcore);
   impl_->running = false;
+  impl_->current = impl_->owned.get();
   send_igmp_reports(false);
 }
+
+ConfigDiff Dataplane::apply(const ApplianceConfig& next) {
+  Impl& d = *impl_;
+  ConfigDiff diff = diff_configs(d.plan().config, next);
+  if (!diff.live()) {
+    std::string why;
+    for (const auto& r : diff.restart_reasons) why += (why.empty() ? "" : "; ") + r;
+    throw std::invalid_argument(why + ": restart twincastd to apply");
+  }
+  if (diff.empty()) return diff;
+  // Built completely before anything changes: a failure leaves the running plan as it is.
+  std::unique_ptr<Plan> plan = d.build_plan(next, &d.plan(), diff);
+  std::unique_ptr<Plan> old = d.publish(std::move(plan));
+  old.reset();  // removed and restarted channels stop here (on this thread)
+  return diff;
+}
+
+const ApplianceConfig& Dataplane::config() const { return impl_->plan().config; }
 
 bool Dataplane::running() const { return impl_->running; }
 std::size_t Dataplane::port_count() const { return impl_->ports.size(); }
 Mac Dataplane::port_mac(std::size_t port) const { return impl_->ports.at(port)->mac; }
 std::uint16_t Dataplane::port_id(std::size_t port) const { return impl_->ports.at(port)->port_id; }
 rte_mempool* Dataplane::mempool(std::size_t port) const { return impl_->ports.at(port)->pool; }
-ChannelPipeline& Dataplane::pipeline(std::size_t channel) { return *impl_->channels.at(channel).pipeline; }
-std::size_t Dataplane::multiplex_count() const { return impl_->multiplexes.size(); }
+ChannelPipeline& Dataplane::pipeline(std::size_t channel) { return *impl_->plan().channels.at(channel)->pipeline; }
+std::size_t Dataplane::multiplex_count() const { return impl_->plan().multiplexes.size(); }
 MultiplexStats Dataplane::multiplex_stats(std::size_t multiplex) const {
-  return impl_->multiplexes.at(multiplex).multiplex->stats();
+  return impl_->plan().multiplexes.at(multiplex)->multiplex->stats();
 }
 
 namespace {
@@ -369,27 +478,30 @@ OutputStats output_stats_of(const std::vector<OutputState>& outputs, std::size_t
 }  // namespace
 
 OutputStats Dataplane::output_stats(std::size_t channel, std::size_t output) const {
-  return output_stats_of(impl_->channels.at(channel).outputs, output);
+  return output_stats_of(impl_->plan().channels.at(channel)->outputs, output);
 }
 OutputStats Dataplane::multiplex_output_stats(std::size_t multiplex, std::size_t output) const {
-  return output_stats_of(impl_->multiplexes.at(multiplex).outputs, output);
+  return output_stats_of(impl_->plan().multiplexes.at(multiplex)->outputs, output);
 }
 InputSnapshot Dataplane::input_snapshot(std::size_t channel, std::size_t input) const {
-  return impl_->channels.at(channel).pipeline->input_snapshot(input);
+  return impl_->plan().channels.at(channel)->pipeline->input_snapshot(input);
 }
 PacingHistogram Dataplane::pacing_lateness(std::size_t channel) const {
-  return impl_->channels.at(channel).pipeline->pacing_lateness();
+  return impl_->plan().channels.at(channel)->pipeline->pacing_lateness();
 }
 PacingHistogram Dataplane::multiplex_pacing_lateness(std::size_t multiplex) const {
-  return impl_->multiplexes.at(multiplex).multiplex->pacing_lateness();
+  return impl_->plan().multiplexes.at(multiplex)->multiplex->pacing_lateness();
 }
 
-bool Dataplane::feed_external(std::size_t channel, std::size_t input, std::span<const std::uint8_t> bytes) {
-  const ChannelState& cs = impl_->channels.at(channel);
-  if (input >= impl_->config.channels.at(channel).inputs.size()) throw std::out_of_range("input");
-  InputState& in = *impl_->inputs[cs.first_input + input];
+ExternalInput* Dataplane::external_input(std::size_t channel, std::size_t input) const {
+  InputState& in = *impl_->plan().channels.at(channel)->inputs.at(input);
   if (in.ring == nullptr) throw std::out_of_range("not an SRT input");
-  rte_mbuf* m = rte_pktmbuf_alloc(impl_->external_pool);
+  return reinterpret_cast<ExternalInput*>(&in);
+}
+
+bool Dataplane::feed_external(ExternalInput* handle, std::span<const std::uint8_t> bytes) {
+  InputState& in = *reinterpret_cast<InputState*>(handle);
+  rte_mbuf* m = rte_pktmbuf_alloc(in.ring_pool);
   if (m == nullptr) {
     bump(in.counters.external_drops);
     return false;
@@ -405,12 +517,14 @@ bool Dataplane::feed_external(std::size_t channel, std::size_t input, std::span<
   return true;
 }
 
-OttFeed* Dataplane::ott_feed(std::size_t channel) const { return impl_->ott_feeds.at(channel).get(); }
+bool Dataplane::feed_external(std::size_t channel, std::size_t input, std::span<const std::uint8_t> bytes) {
+  return feed_external(external_input(channel, input), bytes);
+}
+
+OttFeed* Dataplane::ott_feed(std::size_t channel) const { return impl_->plan().channels.at(channel)->ott.get(); }
 
 std::uint64_t Dataplane::external_drops(std::size_t channel, std::size_t input) const {
-  const ChannelState& cs = impl_->channels.at(channel);
-  if (input >= impl_->config.channels.at(channel).inputs.size()) throw std::out_of_range("input");
-  return impl_->inputs[cs.first_input + input]->counters.external_drops.load(std::memory_order_relaxed);
+  return impl_->plan().channels.at(channel)->inputs.at(input)->counters.external_drops.load(std::memory_order_relaxed);
 }
 
 PortStats Dataplane::port_stats(std::size_t port) const {
@@ -436,9 +550,7 @@ PortStats Dataplane::port_stats(std::size_t port) const {
 }
 
 InputStats Dataplane::input_stats(std::size_t channel, std::size_t input) const {
-  const ChannelState& cs = impl_->channels.at(channel);
-  if (input >= impl_->config.channels.at(channel).inputs.size()) throw std::out_of_range("input");
-  const InputCounters& c = impl_->inputs.at(cs.first_input + input)->counters;
+  const InputCounters& c = impl_->plan().channels.at(channel)->inputs.at(input)->counters;
   constexpr auto r = std::memory_order_relaxed;
   return InputStats{c.datagrams.load(r), c.packets.load(r), c.rtp_out_of_order.load(r), c.rtp_lost.load(r),
                     c.rtp_duplicates.load(r)};
@@ -446,6 +558,7 @@ InputStats Dataplane::input_stats(std::size_t channel, std::size_t input) const 
 
 void Dataplane::process_burst(std::size_t port, rte_mbuf** frames, std::uint16_t n, std::uint64_t now_ns) {
   PortState& p = *impl_->ports.at(port);
+  impl_->current = impl_->owned.get();
   while (n > 0) {
     const std::uint16_t k = std::min(n, kBurst);
     impl_->rx_burst(p, frames, k, now_ns);
@@ -456,14 +569,16 @@ void Dataplane::process_burst(std::size_t port, rte_mbuf** frames, std::uint16_t
 }
 
 void Dataplane::poll_once(std::uint64_t now_ns) {
+  impl_->current = impl_->owned.get();
   impl_->arp_tick(now_ns);
   impl_->poll_channels(now_ns);
 }
 
 void Dataplane::send_igmp_reports(bool join) {
-  for (auto& p : impl_->ports) {
-    impl_->send_reports(*p, join ? net::IgmpEvent::kJoin : net::IgmpEvent::kLeave, 0);
-    impl_->flush_tx(*p);
+  for (std::size_t i = 0; i < impl_->ports.size(); ++i) {
+    PortState& p = *impl_->ports[i];
+    impl_->send_reports(p, impl_->plan().ports[i].groups, join ? net::IgmpEvent::kJoin : net::IgmpEvent::kLeave, 0);
+    impl_->flush_tx(p);
   }
 }
 

@@ -1,10 +1,20 @@
-// Dataplane's internals, shared by dataplane.cpp (set-up, control side) and worker.cpp
-// (the poll loop). Everything the loop touches is sized at construction.
+// Dataplane's internals, shared by dataplane.cpp (set-up, reload, control side) and
+// worker.cpp (the poll loop).
+//
+// What the loop runs is a Plan: the channels, multiplexes, inputs, per-port flow tables and
+// group lists of one configuration, built on the control side and published to the worker
+// through one atomic pointer. The worker reads the pointer at the start of each loop turn
+// and reports a quiescent state (rte_rcu_qsbr) at its end, so after a reload publishes a
+// new plan and rte_rcu_qsbr_synchronize() returns, nothing of the old plan is in use: the
+// objects only it held (removed or restarted channels) are freed then, on the control
+// side. Unchanged channels are the same objects in both plans and never stop. Everything
+// the loop touches is sized before it is published.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "twincast/dataplane/classifier.hpp"
@@ -15,6 +25,7 @@
 
 struct rte_device;
 struct rte_ring;
+struct rte_rcu_qsbr;
 
 namespace twincast::dataplane {
 
@@ -32,6 +43,7 @@ inline constexpr std::uint64_t kArpRefreshNs = 60'000'000'000ULL;
 inline constexpr std::uint64_t kArpGiveUpNs = 30'000'000'000ULL;
 inline constexpr std::uint64_t kArpTickNs = 10'000'000ULL;
 inline constexpr std::uint32_t kNoNeighbor = 0xFFFFFFFFu;
+inline constexpr std::uint32_t kMaxNeighbors = 64;  // unicast next hops per port
 inline constexpr unsigned kExternalRing = 1024;  // SRT messages queued per input (~1.4 MB)
 inline constexpr unsigned kOttRing = 1024;       // OTT chunks (<= 7 packets) queued per HLS channel (~1.6 MB)
 // RTP reordering: datagrams that arrive ahead of a gap wait in a window of this many
@@ -84,6 +96,7 @@ struct alignas(64) OutputCounters {
 struct GroupJoin {
   Ipv4 group = 0;
   Ipv4 source = 0;
+  friend bool operator==(const GroupJoin&, const GroupJoin&) = default;
 };
 
 // A unicast output's next hop on its port (the destination, or the port's gateway).
@@ -97,14 +110,17 @@ struct Neighbor {
 
 struct PortState {
   PortConfig config;
+  std::size_t index = 0;  // in Impl::ports (and Plan::ports)
   std::uint16_t port_id = 0;
   rte_mempool* pool = nullptr;
   bool started = false;
   rte_device* vdev = nullptr;      // a virtual device, removed with the port (so it can be probed again)
   Mac mac{};
-  std::vector<GroupJoin> groups;   // multicast inputs received on this port
-  std::vector<Neighbor> neighbors; // distinct next hops of the unicast outputs: sized at set-up
-  FlowClassifier classifier{1};    // -> index into Impl::inputs
+  // Distinct next hops of unicast outputs: a fixed array the worker owns, to which a reload
+  // appends (entries never move, so outputs keep their index); the worker reads up to
+  // n_neighbors (acquire).
+  std::unique_ptr<Neighbor[]> neighbors = std::make_unique<Neighbor[]>(kMaxNeighbors);
+  std::atomic<std::uint32_t> n_neighbors{0};
   std::uint16_t ip_id = 0;
   // TX waiting for the next burst (worker only).
   alignas(64) rte_mbuf* tx[kBurst] = {};
@@ -116,8 +132,14 @@ struct PortState {
   PortCounters counters;
 };
 
+// One input of a channel (owned by its ChannelState). UDP/RTP inputs are reached through
+// their plan's Flow; SRT inputs through their ring.
 struct InputState {
-  std::size_t channel = 0;
+  InputState() = default;
+  ~InputState();  // frees what the RTP window and the ring hold, the ring and its pool
+  InputState(const InputState&) = delete;
+  InputState& operator=(const InputState&) = delete;
+  ChannelPipeline* pipeline = nullptr;  // the channel's
   std::size_t input = 0;     // index within the channel
   bool rtp = false;
   // RTP reordering window: slot seq % kRtpWindow holds a datagram that came before the
@@ -134,10 +156,11 @@ struct InputState {
   std::uint64_t held_since_ns = 0; // when the oldest of them arrived
   std::array<RtpSlot, kRtpWindow> window{};
   PortState* port = nullptr;       // where drops are counted
-  InputState* share_next = nullptr;  // further channels fed by the same flow (MPTS split)
   // SRT (and any input received off the data plane): bytes arrive from a control thread
-  // in mbufs through a single-producer/single-consumer ring; the worker aligns them.
+  // in mbufs of its own pool through a single-producer/single-consumer ring; the worker
+  // aligns them.
   rte_ring* ring = nullptr;
+  rte_mempool* ring_pool = nullptr;
   std::unique_ptr<mpegts::PacketAligner> aligner;
   InputCounters counters;
 };
@@ -161,14 +184,47 @@ struct OutputState {
 };
 
 struct ChannelState {
+  ChannelState() = default;
+  ~ChannelState();  // the OTT feed before its pool
+  ChannelState(const ChannelState&) = delete;
+  ChannelState& operator=(const ChannelState&) = delete;
   std::unique_ptr<ChannelPipeline> pipeline;
   std::vector<OutputState> outputs;
-  std::size_t first_input = 0;  // index into Impl::inputs
+  std::vector<std::unique_ptr<InputState>> inputs;  // config order
+  std::unique_ptr<OttFeed> ott;                     // hls: true only
+  rte_mempool* ott_pool = nullptr;
 };
 
 struct MultiplexState {
   std::unique_ptr<Multiplex> multiplex;  // fed by its members' taps, polled like a channel
   std::vector<OutputState> outputs;
+};
+
+// The inputs one UDP/RTP flow (destination, port, source) feeds: usually one; several
+// channels when an MPTS is split by service. The first holds the RTP reordering state.
+struct Flow {
+  std::vector<InputState*> members;
+};
+
+struct PortPlan {
+  FlowClassifier classifier{1};  // -> index into Plan::flows
+  std::vector<GroupJoin> groups; // multicast inputs received on this port
+  // What the worker sends when it takes this plan over from the one before.
+  std::vector<GroupJoin> leave;
+  std::vector<GroupJoin> join;
+};
+
+// One configuration as the worker runs it. Immutable once published, except the state the
+// worker owns inside the objects (pipelines, windows, output counters).
+struct Plan {
+  std::uint64_t generation = 0;
+  ApplianceConfig config;
+  std::vector<std::shared_ptr<ChannelState>> channels;  // config order
+  std::vector<std::shared_ptr<MultiplexState>> multiplexes;
+  std::vector<Flow> flows;
+  std::vector<PortPlan> ports;                // by port index
+  std::vector<InputState*> external_inputs;   // SRT
+  std::vector<std::uint32_t> rtp_flows;       // flows whose head is RTP
 };
 
 struct Dataplane::Impl {
@@ -180,17 +236,19 @@ struct Dataplane::Impl {
   // ---- the loop (worker.cpp) ----
   void rx_frame(PortState& port, rte_mbuf* m, std::uint64_t now_ns);
   void rx_burst(PortState& port, rte_mbuf** frames, std::uint16_t n, std::uint64_t now_ns);
-  void handle_igmp(PortState& port, net::Bytes message);
+  void handle_igmp(PortState& port, const PortPlan& pp, net::Bytes message);
   void handle_udp(PortState& port, rte_mbuf* m, const net::Ipv4Header& ip, net::Bytes segment,
                   std::uint64_t now_ns);
-  // TS payload of one datagram (inside mbuf m, which this consumes) to the channel.
-  void deliver(InputState& in, rte_mbuf* m, net::Bytes payload, std::uint64_t now_ns);
-  void receive_rtp(InputState& in, rte_mbuf* m, const net::Rtp& rtp, net::Bytes payload, std::uint64_t now_ns);
-  void flush_rtp(InputState& in, bool all, std::uint64_t now_ns);  // deliver what the window holds
+  // TS payload of one datagram (inside mbuf m, which this consumes) to the flow's channels.
+  void deliver(const Flow& flow, rte_mbuf* m, net::Bytes payload, std::uint64_t now_ns);
+  void receive_rtp(const Flow& flow, rte_mbuf* m, const net::Rtp& rtp, net::Bytes payload, std::uint64_t now_ns);
+  void flush_rtp(const Flow& flow, bool all, std::uint64_t now_ns);  // deliver what the window holds
   void expire_rtp(std::uint64_t now_ns);
   void send_datagram(std::vector<OutputState>& outputs, std::size_t output,
                      std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns);
-  void send_reports(PortState& port, net::IgmpEvent event, Ipv4 only_group);
+  void send_reports(PortState& port, std::span<const GroupJoin> groups, net::IgmpEvent event, Ipv4 only_group);
+  // The worker takes `next` over: leaves and joins of its ports' group changes.
+  void adopt(const Plan& next);
   // ARP for the next hops: requests due (and expiry) on every port; what a frame from
   // `ip` at `mac` teaches (updates the outputs behind that neighbor).
   void arp_tick(std::uint64_t now_ns);
@@ -213,18 +271,27 @@ struct Dataplane::Impl {
   static int worker_main(void* arg);
   static void drop(PortState& port, DropReason r) { bump(port.counters.drops[static_cast<std::size_t>(r)]); }
 
-  ApplianceConfig config;
+  // ---- plans (dataplane.cpp) ----
+  // A plan for `config`, taking over from `from` (nullptr at start) the channels and
+  // multiplexes `diff` leaves unchanged; appends next hops to the ports. Control side.
+  std::unique_ptr<Plan> build_plan(const ApplianceConfig& config, const Plan* from, const ConfigDiff& diff);
+  // Publishes `next` and waits until the worker no longer uses the old plan, which it
+  // returns (to be freed by the caller). Control side, one at a time.
+  std::unique_ptr<Plan> publish(std::unique_ptr<Plan> next);
+  // The published plan, for the control side (set-up, reads, test hooks).
+  [[nodiscard]] Plan& plan() const { return *owned; }
+
+  ApplianceConfig config;  // the ports and EAL (fixed while the ports exist)
+  PipelineFactory factory;
+  unsigned instance = 0;   // names of pools and rings
+  std::uint64_t next_object = 0;  // their serial numbers
   std::vector<std::unique_ptr<PortState>> ports;
-  std::vector<std::unique_ptr<InputState>> inputs;
-  std::vector<ChannelState> channels;
-  std::vector<MultiplexState> multiplexes;
-  rte_mempool* external_pool = nullptr;  // mbufs for the SRT rings (multi-producer safe)
-  // The OTT feeds of the channels with HLS (nullptr for the others), by channel, and the
-  // pool their chunks come from (freed after them).
-  std::vector<std::unique_ptr<OttFeed>> ott_feeds;
-  rte_mempool* ott_pool = nullptr;
-  std::vector<InputState*> external_inputs;
-  std::vector<InputState*> rtp_inputs;
+  std::unique_ptr<Plan> owned;           // the published plan (control side owns it)
+  std::atomic<Plan*> published{nullptr}; // what the worker loads each turn
+  Plan* current = nullptr;               // worker: the plan of this turn (control: owned)
+  std::uint64_t worker_generation = 0;   // worker: the generation it took over last
+  std::atomic<std::uint64_t> adopted_generation{0};  // worker -> control
+  rte_rcu_qsbr* qsbr = nullptr;
   static constexpr std::size_t kRetireMax = 2 * kBurst;
   rte_mbuf* retired[kRetireMax] = {};  // worker only: see retire()
   std::size_t n_retired = 0;

@@ -3,6 +3,7 @@
 // by the function that received it.
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 #include <rte_prefetch.h>
 
@@ -67,7 +68,7 @@ void Dataplane::Impl::rx_frame(PortState& port, rte_mbuf* m, std::uint64_t now_n
       const auto arp = net::parse_arp(l3);
       if (!arp) break;
       // A reply to us, or a request for our address, tells its sender's MAC.
-      if (port.config.address != 0 && arp->target_ip == port.config.address && !port.neighbors.empty() &&
+      if (port.config.address != 0 && arp->target_ip == port.config.address && port.n_neighbors.load(std::memory_order_relaxed) != 0 &&
           (arp->op == net::kArpReply || arp->op == net::kArpRequest)) {
         learn_neighbor(port, arp->sender_ip, arp->sender_mac, now_ns);
       }
@@ -105,7 +106,7 @@ void Dataplane::Impl::rx_frame(PortState& port, rte_mbuf* m, std::uint64_t now_n
       break;
     }
     if (ip->protocol == net::kProtoIgmp) {
-      handle_igmp(port, ip_payload);
+      handle_igmp(port, current->ports[port.index], ip_payload);
       rte_pktmbuf_free(m);
       return;
     }
@@ -131,30 +132,30 @@ void Dataplane::Impl::handle_udp(PortState& port, rte_mbuf* m, const net::Ipv4He
     net::Bytes payload;
     const auto udp = net::parse_udp(segment, &payload);
     if (!udp) break;
-    const std::uint32_t id = port.classifier.lookup(ip.dst, udp->dst_port, ip.src);
+    const std::uint32_t id = current->ports[port.index].classifier.lookup(ip.dst, udp->dst_port, ip.src);
     if (id == FlowClassifier::kNoInput) {
       why = DropReason::kUnknownFlow;
       break;
     }
-    InputState& in = *inputs[id];
-    if (in.rtp) {
+    const Flow& flow = current->flows[id];
+    if (flow.members.front()->rtp) {
       net::Bytes ts;
       const auto rtp = net::parse_rtp(payload, &ts);
       if (!rtp) {
         why = DropReason::kBadRtp;
         break;
       }
-      receive_rtp(in, m, *rtp, ts, now_ns);
+      receive_rtp(flow, m, *rtp, ts, now_ns);
       return;
     }
-    deliver(in, m, payload, now_ns);
+    deliver(flow, m, payload, now_ns);
     return;
   } while (false);
   drop(port, why);
   rte_pktmbuf_free(m);
 }
 
-void Dataplane::Impl::deliver(InputState& in, rte_mbuf* m, net::Bytes payload, std::uint64_t now_ns) {
+void Dataplane::Impl::deliver(const Flow& flow, rte_mbuf* m, net::Bytes payload, std::uint64_t now_ns) {
   const std::size_t n = payload.size() / mpegts::kPacketSize;
   DropReason why = DropReason::kTsSize;
   if (n != 0 && n <= kMaxTsPerDatagram && payload.size() % mpegts::kPacketSize == 0) {
@@ -165,27 +166,28 @@ void Dataplane::Impl::deliver(InputState& in, rte_mbuf* m, net::Bytes payload, s
       // bytes, alignment 1) and copy what they keep; the mbuf is freed with the rest of
       // the burst's afterwards.
       const auto* packets = reinterpret_cast<const mpegts::TsPacket*>(payload.data());
-      for (InputState* i = &in; i != nullptr; i = i->share_next) {
+      for (InputState* i : flow.members) {
         bump(i->counters.datagrams);
         bump(i->counters.packets, n);
-        channels[i->channel].pipeline->push(i->input, std::span<const mpegts::TsPacket>(packets, n), now_ns);
+        i->pipeline->push(i->input, std::span<const mpegts::TsPacket>(packets, n), now_ns);
       }
       retire(m);
       return;
     }
     why = DropReason::kTsSync;
   }
-  drop(*in.port, why);
+  drop(*flow.members.front()->port, why);
   rte_pktmbuf_free(m);
 }
 
 // RTP: deliver in sequence order. A datagram ahead of a gap waits in the window (up to
 // kRtpWindow sequence numbers, kRtpHoldNs) for the missing ones; a repeat of one already
 // delivered or held is a duplicate; one from behind the window is late and dropped.
-void Dataplane::Impl::receive_rtp(InputState& in, rte_mbuf* m, const net::Rtp& rtp, net::Bytes payload,
+void Dataplane::Impl::receive_rtp(const Flow& flow, rte_mbuf* m, const net::Rtp& rtp, net::Bytes payload,
                                   std::uint64_t now_ns) {
+  InputState& in = *flow.members.front();
   if (!in.have_seq || rtp.ssrc != in.ssrc) {
-    flush_rtp(in, true, now_ns);  // a new sender: what the old one left goes first
+    flush_rtp(flow, true, now_ns);  // a new sender: what the old one left goes first
     in.have_seq = true;
     in.ssrc = rtp.ssrc;
     in.expected_seq = rtp.sequence;
@@ -200,11 +202,11 @@ void Dataplane::Impl::receive_rtp(InputState& in, rte_mbuf* m, const net::Rtp& r
       return;
     }
     // Far behind: the sender restarted its numbering; follow it.
-    flush_rtp(in, true, now_ns);
+    flush_rtp(flow, true, now_ns);
     in.expected_seq = rtp.sequence;
   } else if (d >= static_cast<std::int16_t>(kRtpWindow)) {
     // Far ahead: give up on the gap, deliver what is held, continue from here.
-    flush_rtp(in, true, now_ns);
+    flush_rtp(flow, true, now_ns);
     bump(in.counters.rtp_lost, static_cast<std::uint16_t>(rtp.sequence - in.expected_seq));
     in.expected_seq = rtp.sequence;
   } else if (d > 0) {
@@ -223,14 +225,15 @@ void Dataplane::Impl::receive_rtp(InputState& in, rte_mbuf* m, const net::Rtp& r
   }
   // The one expected: deliver it and whatever it unblocks.
   if (in.held != 0) bump(in.counters.rtp_out_of_order);
-  deliver(in, m, payload, now_ns);
+  deliver(flow, m, payload, now_ns);
   in.expected_seq = static_cast<std::uint16_t>(in.expected_seq + 1);
-  flush_rtp(in, false, now_ns);
+  flush_rtp(flow, false, now_ns);
 }
 
 // Delivers the consecutive run of held datagrams from expected_seq on; with `all`, also
 // skips the gaps (counting them lost) until the window is empty.
-void Dataplane::Impl::flush_rtp(InputState& in, bool all, std::uint64_t now_ns) {
+void Dataplane::Impl::flush_rtp(const Flow& flow, bool all, std::uint64_t now_ns) {
+  InputState& in = *flow.members.front();
   for (std::uint16_t k = 0; in.held != 0 && k < kRtpWindow; ++k) {
     InputState::RtpSlot& slot = in.window[in.expected_seq % kRtpWindow];
     if (slot.m == nullptr) {
@@ -241,7 +244,7 @@ void Dataplane::Impl::flush_rtp(InputState& in, bool all, std::uint64_t now_ns) 
       const net::Bytes payload(data_of(m) + slot.offset, slot.length);
       slot = {};
       --in.held;
-      deliver(in, m, payload, now_ns);
+      deliver(flow, m, payload, now_ns);
     }
     in.expected_seq = static_cast<std::uint16_t>(in.expected_seq + 1);
   }
@@ -250,7 +253,9 @@ void Dataplane::Impl::flush_rtp(InputState& in, bool all, std::uint64_t now_ns) 
 
 // A gap that stayed open for kRtpHoldNs is a loss: skip it.
 void Dataplane::Impl::expire_rtp(std::uint64_t now_ns) {
-  for (InputState* in : rtp_inputs) {
+  for (const std::uint32_t id : current->rtp_flows) {
+    const Flow& flow = current->flows[id];
+    InputState* in = flow.members.front();
     while (in->held != 0 && now_ns - in->held_since_ns >= kRtpHoldNs) {
       while (in->window[in->expected_seq % kRtpWindow].m == nullptr) {
         bump(in->counters.rtp_lost);
@@ -258,13 +263,13 @@ void Dataplane::Impl::expire_rtp(std::uint64_t now_ns) {
       }
       bump(in->counters.rtp_out_of_order);
       const std::uint32_t before = in->held;
-      flush_rtp(*in, false, now_ns);
+      flush_rtp(flow, false, now_ns);
       if (in->held != 0 && in->held != before) in->held_since_ns = now_ns;  // the rest waits anew
     }
   }
 }
 
-void Dataplane::Impl::handle_igmp(PortState& port, net::Bytes message) {
+void Dataplane::Impl::handle_igmp(PortState& port, const PortPlan& pp, net::Bytes message) {
   const auto q = net::parse_igmp_query(message);
   if (!q) {
     bump(port.counters.igmp_other);
@@ -273,15 +278,16 @@ void Dataplane::Impl::handle_igmp(PortState& port, net::Bytes message) {
   bump(port.counters.igmp_queries);
   if (q->group != 0) {
     bool joined = false;
-    for (const GroupJoin& g : port.groups) joined = joined || g.group == q->group;
+    for (const GroupJoin& g : pp.groups) joined = joined || g.group == q->group;
     if (!joined) return;
   }
   // Answered at once rather than after a random delay up to max_response_ds: with one
   // box per segment there is no report suppression to gain from waiting.
-  send_reports(port, net::IgmpEvent::kQueryResponse, q->group);
+  send_reports(port, pp.groups, net::IgmpEvent::kQueryResponse, q->group);
 }
 
-void Dataplane::Impl::send_reports(PortState& port, net::IgmpEvent event, Ipv4 only_group) {
+void Dataplane::Impl::send_reports(PortState& port, std::span<const GroupJoin> groups, net::IgmpEvent event,
+                                   Ipv4 only_group) {
   constexpr std::size_t kPerFrame = 64;
   std::array<net::IgmpRecord, kPerFrame> records;
   std::size_t n = 0;
@@ -309,7 +315,7 @@ void Dataplane::Impl::send_reports(PortState& port, net::IgmpEvent event, Ipv4 o
     bump(port.counters.igmp_reports_sent);
     enqueue_tx(port, m);
   };
-  for (const GroupJoin& g : port.groups) {
+  for (const GroupJoin& g : groups) {
     if (only_group != 0 && g.group != only_group) continue;
     records[n++] = net::IgmpRecord{net::igmp_record_type(event, g.source != 0), g.group, g.source};
     if (n == kPerFrame) emit();
@@ -344,7 +350,8 @@ void Dataplane::Impl::send_arp_request(PortState& port, Neighbor& n, std::uint64
 void Dataplane::Impl::arp_tick(std::uint64_t now_ns) {
   for (auto& pp : ports) {
     PortState& port = *pp;
-    for (std::size_t k = 0; k < port.neighbors.size(); ++k) {
+    const std::uint32_t n_neighbors = port.n_neighbors.load(std::memory_order_acquire);
+    for (std::size_t k = 0; k < n_neighbors; ++k) {
       Neighbor& n = port.neighbors[k];
       if (n.resolved && now_ns >= n.confirmed_ns + kArpRefreshNs + kArpGiveUpNs) {
         n.resolved = false;  // the refreshes went unanswered: stop sending to a MAC that may be gone
@@ -359,7 +366,8 @@ void Dataplane::Impl::arp_tick(std::uint64_t now_ns) {
 
 void Dataplane::Impl::learn_neighbor(PortState& port, Ipv4 ip, const Mac& mac, std::uint64_t now_ns) {
   if ((mac[0] & 1) != 0 || mac == Mac{}) return;  // not a station's address
-  for (std::size_t k = 0; k < port.neighbors.size(); ++k) {
+  const std::uint32_t n_neighbors = port.n_neighbors.load(std::memory_order_acquire);
+  for (std::size_t k = 0; k < n_neighbors; ++k) {
     Neighbor& n = port.neighbors[k];
     if (n.ip != ip) continue;
     n.confirmed_ns = now_ns;
@@ -384,8 +392,8 @@ void Dataplane::Impl::update_outputs(const PortState& port, std::size_t neighbor
       o.header_payload = 0;
     }
   };
-  for (ChannelState& c : channels) update(c.outputs);
-  for (MultiplexState& m : multiplexes) update(m.outputs);
+  for (const auto& c : current->channels) update(c->outputs);
+  for (const auto& m : current->multiplexes) update(m->outputs);
 }
 
 void Dataplane::Impl::send_datagram(std::vector<OutputState>& outputs, std::size_t output,
@@ -492,13 +500,13 @@ void Dataplane::Impl::flush_tx(PortState& port) {
 }
 
 void Dataplane::Impl::poll_channels(std::uint64_t now_ns) {
-  for (ChannelState& c : channels) {
-    TxSink sink(*this, c.outputs, now_ns);
-    c.pipeline->poll(now_ns, sink);
+  for (const auto& c : current->channels) {
+    TxSink sink(*this, c->outputs, now_ns);
+    c->pipeline->poll(now_ns, sink);
   }
-  for (MultiplexState& m : multiplexes) {
-    TxSink sink(*this, m.outputs, now_ns);
-    m.multiplex->poll(now_ns, sink);
+  for (const auto& m : current->multiplexes) {
+    TxSink sink(*this, m->outputs, now_ns);
+    m->multiplex->poll(now_ns, sink);
   }
   for (auto& p : ports) flush_tx(*p);
 }
@@ -514,13 +522,13 @@ void Dataplane::Impl::refresh_eth_stats(PortState& port) {
 // SRT inputs: mbufs from the control side's ring, realigned into TS packets (SRT
 // messages need not hold whole packets) and pushed to the channel in one batch per mbuf.
 void Dataplane::Impl::drain_external(std::uint64_t now_ns) {
-  for (InputState* in : external_inputs) {
+  for (InputState* in : current->external_inputs) {
     rte_mbuf* ms[kBurst];
     const unsigned n = rte_ring_dequeue_burst(in->ring, reinterpret_cast<void**>(ms), kBurst, nullptr);
     for (unsigned i = 0; i < n; ++i) {
       std::array<mpegts::TsPacket, kMaxTsPerDatagram> batch;
       std::size_t k = 0;
-      ChannelPipeline& pipe = *channels[in->channel].pipeline;
+      ChannelPipeline& pipe = *in->pipeline;
       auto sink = [&](const mpegts::TsPacket& p) {
         batch[k++] = p;
         if (k == batch.size()) {
@@ -538,7 +546,25 @@ void Dataplane::Impl::drain_external(std::uint64_t now_ns) {
   }
 }
 
+// A new plan (a reload) is taken over between two turns; a turn uses one plan throughout.
+void Dataplane::Impl::adopt(const Plan& next) {
+  for (auto& p : ports) {
+    const PortPlan& pp = next.ports[p->index];
+    send_reports(*p, pp.leave, net::IgmpEvent::kLeave, 0);
+    send_reports(*p, pp.join, net::IgmpEvent::kJoin, 0);
+    // New unicast outputs behind next hops already resolved get their MAC now.
+    const std::uint32_t n_neighbors = p->n_neighbors.load(std::memory_order_acquire);
+    for (std::size_t k = 0; k < n_neighbors; ++k) update_outputs(*p, k);
+  }
+  worker_generation = next.generation;
+}
+
 void Dataplane::Impl::loop_once(std::uint64_t now_ns) {
+  current = published.load(std::memory_order_acquire);
+  if (current->generation != worker_generation) {
+    adopt(*current);
+    adopted_generation.store(current->generation, std::memory_order_release);
+  }
   for (auto& pp : ports) {
     PortState& p = *pp;
     rte_mbuf* frames[kBurst];
@@ -546,7 +572,7 @@ void Dataplane::Impl::loop_once(std::uint64_t now_ns) {
     if (n != 0) rx_burst(p, frames, n, now_ns);
   }
   if (now_ns >= next_igmp_ns) {
-    for (auto& p : ports) send_reports(*p, net::IgmpEvent::kQueryResponse, 0);
+    for (auto& p : ports) send_reports(*p, current->ports[p->index].groups, net::IgmpEvent::kQueryResponse, 0);
     next_igmp_ns = now_ns + kIgmpRefreshNs;
   }
   if (now_ns >= next_stats_ns) {
@@ -558,23 +584,32 @@ void Dataplane::Impl::loop_once(std::uint64_t now_ns) {
     next_arp_ns = now_ns + kArpTickNs;
   }
   drain_external(now_ns);
-  if (!rtp_inputs.empty()) {
+  if (!current->rtp_flows.empty()) {
     expire_rtp(now_ns);
     free_retired();
   }
   poll_channels(now_ns);  // flushes every port's TX
+  // Nothing of this turn's plan is held past here (a reload may free it now).
+  rte_rcu_qsbr_quiescent(qsbr, 0);
 }
 
 int Dataplane::Impl::worker_main(void* arg) {
   Impl& d = *static_cast<Impl*>(arg);
   const std::uint64_t start = Dataplane::now_ns();
-  for (auto& p : d.ports) d.send_reports(*p, net::IgmpEvent::kJoin, 0);
+  (void)rte_rcu_qsbr_thread_register(d.qsbr, 0);
+  rte_rcu_qsbr_thread_online(d.qsbr, 0);
+  d.current = d.published.load(std::memory_order_acquire);
+  d.worker_generation = d.current->generation;
+  d.adopted_generation.store(d.worker_generation, std::memory_order_release);
+  for (auto& p : d.ports) d.send_reports(*p, d.current->ports[p->index].groups, net::IgmpEvent::kJoin, 0);
   d.arp_tick(start);  // the next hops of unicast outputs: asked at once
   for (auto& p : d.ports) d.flush_tx(*p);
   d.next_igmp_ns = start + 1'000'000'000ULL;  // a second (current-state) report soon, then every 60 s
   d.next_stats_ns = start;
   while (!d.stop_requested.load(std::memory_order_acquire)) d.loop_once(Dataplane::now_ns());
   d.free_retired();
+  rte_rcu_qsbr_thread_offline(d.qsbr, 0);
+  (void)rte_rcu_qsbr_thread_unregister(d.qsbr, 0);
   for (auto& p : d.ports) d.refresh_eth_stats(*p);
   return 0;
 }

@@ -407,6 +407,13 @@ TEST_F(ApiTest, ReloadAndSecretsInErrors) {
   Reply ok = request(port_, http::verb::post, "/api/v1/reload", "", bearer(kToken));
   EXPECT_EQ(ok.status, 200U) << ok.body;
   EXPECT_EQ(backend_.reloads_, 1);
+  const auto done = boost::json::parse(ok.body).as_object();
+  EXPECT_EQ(done.at("status").as_string(), "reloaded");
+  const auto& ch = done.at("channels").as_object();
+  EXPECT_EQ(ch.at("added").as_array().at(0).as_string(), "kids");
+  EXPECT_EQ(ch.at("removed").as_array().at(0).as_string(), "old");
+  EXPECT_EQ(ch.at("restarted").as_array().at(0).as_string(), "sport");
+  EXPECT_EQ(ch.at("unchanged").as_array().at(0).as_string(), "news");
   // A backend error that quotes a passphrase and the token (as a careless config error might).
   backend_.reload_error_ = std::string("line 12: passphrase '") + kPassphrase + "' token " + kToken;
   Reply refused = request(port_, http::verb::post, "/api/v1/reload", "", bearer(kToken));

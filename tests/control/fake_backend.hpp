@@ -109,10 +109,11 @@ class FakeBackend : public control::ApiBackend {
     }
     return std::nullopt;
   }
-  std::optional<std::string> reload() override {
+  control::ApiReloadResult reload() override {
     std::lock_guard lock(mutex_);
     ++reloads_;
-    return reload_error_;
+    if (reload_error_) return control::ApiReloadResult{.error = reload_error_};
+    return control::ApiReloadResult{.added = {"kids"}, .removed = {"old"}, .restarted = {"sport"}, .unchanged = {"news"}};
   }
   std::vector<std::string> secrets() override { return {kFakePassphrase}; }
 

@@ -106,6 +106,16 @@ struct ApiPortView {
   std::uint64_t ring_drops = 0;  // packets lost to full software rings
 };
 
+// What a reload did: refused (error set; the running configuration stays) or applied,
+// with the channels by what happened to them.
+struct ApiReloadResult {
+  std::optional<std::string> error;
+  std::vector<std::string> added;
+  std::vector<std::string> removed;
+  std::vector<std::string> restarted;  // changed (or members of a changed multiplex)
+  std::vector<std::string> unchanged;
+};
+
 // What the API reads and commands. Called on the HTTP servers' threads: the API server's
 // and the metrics server's may call at the same time, so every method must be thread-safe
 // (snapshots of one-writer counters, commands handed to their owners).
@@ -116,8 +126,8 @@ class ApiBackend {
   virtual std::vector<ApiPortView> ports() = 0;
   // Makes `input` the active input of `channel`; an error message or nullopt.
   virtual std::optional<std::string> switch_input(const std::string& channel, const std::string& input) = 0;
-  // Re-reads the configuration; an error message or nullopt.
-  virtual std::optional<std::string> reload() = 0;
+  // Re-reads the configuration and applies the difference.
+  virtual ApiReloadResult reload() = 0;
   // Values that must never appear in a response (SRT passphrases, keys).
   virtual std::vector<std::string> secrets() { return {}; }
 };

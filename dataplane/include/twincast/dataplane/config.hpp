@@ -22,6 +22,7 @@ struct EalConfig {
   bool hugepages = false;               // false: --no-huge --no-shconf (development, tests)
   std::string file_prefix;              // --file-prefix, so several instances can run
   std::vector<std::string> extra_args;  // anything else, passed through
+  friend bool operator==(const EalConfig&, const EalConfig&) = default;
 };
 
 struct PortConfig {
@@ -36,6 +37,7 @@ struct PortConfig {
   std::uint32_t rx_descriptors = 1024;
   std::uint32_t tx_descriptors = 1024;
   std::uint32_t mbufs = 8191;           // mempool size for this port
+  friend bool operator==(const PortConfig&, const PortConfig&) = default;
 };
 
 enum class InputKind : std::uint8_t { kUdp, kRtp, kSrt };
@@ -59,6 +61,7 @@ struct InputConfig {
   std::uint32_t latency_ms = 120;
   std::string streamid;                 // listener: routes callers with this streamid here
   std::uint64_t max_bitrate_bps = 0;    // alarm ceiling, 0 = none
+  friend bool operator==(const InputConfig&, const InputConfig&) = default;
 };
 
 enum class OutputKind : std::uint8_t { kUdp, kRtp };
@@ -77,6 +80,7 @@ struct OutputConfig {
   std::uint8_t packets_per_datagram = 7;
   PacingMode pacing = PacingMode::kPcr;
   std::uint64_t cbr_bps = 0;            // kCbr: the constant rate, stuffed with null packets
+  friend bool operator==(const OutputConfig&, const OutputConfig&) = default;
 };
 
 struct FailoverConfig {
@@ -85,6 +89,7 @@ struct FailoverConfig {
   bool require_psi = true;              // PAT/PMT missing (TR 101 290 PAT/PMT errors) is down
   bool revert = true;                   // go back to a better input once it is healthy...
   std::uint32_t revert_holdoff_ms = 5000;  // ...for this long
+  friend bool operator==(const FailoverConfig&, const FailoverConfig&) = default;
 };
 
 struct ChannelConfig {
@@ -101,6 +106,7 @@ struct ChannelConfig {
   std::vector<OutputConfig> outputs;
   bool hls = false;
   std::uint8_t priority = 100;          // higher is more important (QoS shedding)
+  friend bool operator==(const ChannelConfig&, const ChannelConfig&) = default;
 };
 
 // An MPTS of several channels: each member's remuxed SPTS (after its selector, before its
@@ -115,6 +121,7 @@ struct MultiplexConfig {
   std::string network_name = "twincast";
   std::vector<std::string> channels;      // ChannelConfig::id, in program order
   std::vector<OutputConfig> outputs;      // pacing cbr is the usual choice for an MPTS
+  friend bool operator==(const MultiplexConfig&, const MultiplexConfig&) = default;
 };
 
 // The control plane's listeners (read by control/, not by the data plane).
@@ -122,6 +129,7 @@ struct ControlConfig {
   std::string api_listen = "127.0.0.1:8080";      // REST API (host:port, [v6]:port)
   std::string metrics_listen = "127.0.0.1:9100";  // Prometheus /metrics, its own listener
   std::string token_file;                          // bearer token for mutating API calls; empty: refused
+  friend bool operator==(const ControlConfig&, const ControlConfig&) = default;
 };
 
 struct ApplianceConfig {
@@ -130,6 +138,30 @@ struct ApplianceConfig {
   std::vector<PortConfig> ports;
   std::vector<ChannelConfig> channels;
   std::vector<MultiplexConfig> multiplexes;
+  friend bool operator==(const ApplianceConfig&, const ApplianceConfig&) = default;
 };
+
+// What a reload changes. Channels and multiplexes are matched by id; a channel is
+// "changed" when its own configuration differs, and is also restarted (listed in
+// channels_changed) when a multiplex it belongs to is added, changed or removed, since a
+// multiplex is fed by taps set up with its members. Ports, EAL and the control listeners
+// cannot change while running: restart_reasons says why a restart is needed instead.
+struct ConfigDiff {
+  std::vector<std::string> channels_added;
+  std::vector<std::string> channels_removed;
+  std::vector<std::string> channels_changed;
+  std::vector<std::string> channels_unchanged;
+  std::vector<std::string> multiplexes_added;
+  std::vector<std::string> multiplexes_removed;
+  std::vector<std::string> multiplexes_changed;
+  std::vector<std::string> restart_reasons;  // non-empty: the difference cannot be applied live
+  [[nodiscard]] bool live() const { return restart_reasons.empty(); }
+  [[nodiscard]] bool empty() const {
+    return channels_added.empty() && channels_removed.empty() && channels_changed.empty() &&
+           multiplexes_added.empty() && multiplexes_removed.empty() && multiplexes_changed.empty() &&
+           restart_reasons.empty();
+  }
+};
+[[nodiscard]] ConfigDiff diff_configs(const ApplianceConfig& running, const ApplianceConfig& next);
 
 }  // namespace twincast::dataplane

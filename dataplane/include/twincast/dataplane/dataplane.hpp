@@ -34,6 +34,11 @@ struct rte_mbuf;
 struct rte_mempool;
 
 namespace twincast::dataplane {
+// An SRT input's way into the worker (Dataplane::external_input).
+struct ExternalInput;
+}  // namespace twincast::dataplane
+
+namespace twincast::dataplane {
 
 // Why the data plane dropped a frame or a datagram: the enum, its name and the metric label.
 #define TWINCAST_DATAPLANE_DROP_REASONS(X)                                        \
@@ -160,6 +165,20 @@ class Dataplane {
   void stop();
   [[nodiscard]] bool running() const;
 
+  // Hot reload: runs `next` (a validated configuration with the same ports and EAL)
+  // instead of the running one, applying only the difference (diff_configs): added
+  // channels and multiplexes start, removed ones stop and their groups are left, changed
+  // ones (and the members of a changed multiplex) restart alone, unchanged ones are the
+  // same objects and never pause. The new plan is built completely first (a failure
+  // throws and changes nothing), published to the worker with one pointer, and the old
+  // one freed once the worker reported a quiescent state (rte_rcu_qsbr). Throws
+  // std::invalid_argument when ports, EAL or listeners differ (a restart is needed).
+  // Returns what changed. Control side: not concurrently with the accessors below, and a
+  // removed or restarted channel's ExternalInput must have no producer left.
+  ConfigDiff apply(const ApplianceConfig& next);
+  // The configuration running now (the last apply()'s, or the constructor's).
+  [[nodiscard]] const ApplianceConfig& config() const;
+
   [[nodiscard]] std::size_t port_count() const;
   [[nodiscard]] Mac port_mac(std::size_t port) const;
   [[nodiscard]] std::uint16_t port_id(std::size_t port) const;  // the DPDK port id
@@ -183,10 +202,13 @@ class Dataplane {
   [[nodiscard]] PacingHistogram pacing_lateness(std::size_t channel) const;
   [[nodiscard]] PacingHistogram multiplex_pacing_lateness(std::size_t multiplex) const;
 
-  // Hands bytes of an SRT input (channel, input index within the channel) to the worker:
-  // copied into an mbuf and queued on that input's ring. Any thread, but one producer per
-  // input at a time. Returns false (and counts it) when the ring is full or no mbuf is
-  // free; throws std::out_of_range for an input that is not SRT.
+  // An SRT input's handle (channel, input index within the channel); std::out_of_range
+  // for an input that is not SRT. Valid until an apply() removes or restarts its channel.
+  [[nodiscard]] ExternalInput* external_input(std::size_t channel, std::size_t input) const;
+  // Hands bytes of an SRT input to the worker: copied into an mbuf and queued on that
+  // input's ring. Any thread, but one producer per input at a time. Returns false (and
+  // counts it) when the ring is full or no mbuf is free.
+  static bool feed_external(ExternalInput* input, std::span<const std::uint8_t> bytes);
   bool feed_external(std::size_t channel, std::size_t input, std::span<const std::uint8_t> bytes);
   // SRT bytes refused by feed_external().
   [[nodiscard]] std::uint64_t external_drops(std::size_t channel, std::size_t input) const;

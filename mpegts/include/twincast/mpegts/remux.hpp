@@ -39,6 +39,7 @@ struct PidRule {
   std::uint16_t from = 0;   // source PID
   bool drop = false;        // drop it, or...
   std::uint16_t to = 0;     // ...carry it on this output PID
+  friend bool operator==(const PidRule&, const PidRule&) = default;
 };
 
 struct RemuxServiceConfig {

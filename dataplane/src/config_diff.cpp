@@ -1,0 +1,67 @@
+// diff_configs(): what a reload changes (no DPDK here).
+#include <algorithm>
+#include <set>
+
+#include "twincast/dataplane/config.hpp"
+
+namespace twincast::dataplane {
+
+namespace {
+
+template <class T>
+const T* find_id(const std::vector<T>& v, const std::string& id) {
+  const auto it = std::find_if(v.begin(), v.end(), [&](const T& x) { return x.id == id; });
+  return it == v.end() ? nullptr : &*it;
+}
+
+}  // namespace
+
+ConfigDiff diff_configs(const ApplianceConfig& running, const ApplianceConfig& next) {
+  ConfigDiff d;
+  if (running.eal != next.eal) d.restart_reasons.emplace_back("dataplane.eal changed");
+  if (running.ports != next.ports) d.restart_reasons.emplace_back("dataplane.ports changed");
+  if (running.control.api_listen != next.control.api_listen)
+    d.restart_reasons.emplace_back("control.api_listen changed");
+  if (running.control.metrics_listen != next.control.metrics_listen)
+    d.restart_reasons.emplace_back("control.metrics_listen changed");
+
+  // Multiplexes first: a rebuilt one restarts its members (old and new).
+  std::set<std::string> dragged;
+  for (const MultiplexConfig& m : next.multiplexes) {
+    const MultiplexConfig* old = find_id(running.multiplexes, m.id);
+    bool rebuilt = old == nullptr || *old != m;
+    // A member whose own configuration changed gets a new pipeline: the multiplex is
+    // rebuilt on the new one.
+    for (const std::string& c : m.channels) {
+      const ChannelConfig* a = find_id(running.channels, c);
+      const ChannelConfig* b = find_id(next.channels, c);
+      rebuilt = rebuilt || a == nullptr || b == nullptr || *a != *b;
+    }
+    if (!rebuilt) continue;
+    (old == nullptr ? d.multiplexes_added : d.multiplexes_changed).push_back(m.id);
+    dragged.insert(m.channels.begin(), m.channels.end());
+    if (old != nullptr) dragged.insert(old->channels.begin(), old->channels.end());
+  }
+  for (const MultiplexConfig& m : running.multiplexes) {
+    if (find_id(next.multiplexes, m.id) != nullptr) continue;
+    d.multiplexes_removed.push_back(m.id);
+    dragged.insert(m.channels.begin(), m.channels.end());
+  }
+
+  for (const ChannelConfig& c : next.channels) {
+    const ChannelConfig* old = find_id(running.channels, c.id);
+    if (old == nullptr) {
+      d.channels_added.push_back(c.id);
+    } else if (*old != c || dragged.count(c.id) != 0) {
+      d.channels_changed.push_back(c.id);
+    } else {
+      d.channels_unchanged.push_back(c.id);
+    }
+  }
+  for (const ChannelConfig& c : running.channels) {
+    if (find_id(next.channels, c.id) == nullptr) d.channels_removed.push_back(c.id);
+  }
+  return d;
+}
+
+}  // namespace twincast::dataplane

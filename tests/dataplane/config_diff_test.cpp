@@ -1,0 +1,117 @@
+// diff_configs(): what a reload adds, removes, restarts and leaves alone.
+#include <gtest/gtest.h>
+
+#include "twincast/dataplane/config.hpp"
+
+namespace twincast::dataplane {
+namespace {
+
+using V = std::vector<std::string>;
+
+ChannelConfig channel(const std::string& id, std::uint8_t last_octet) {
+  ChannelConfig c;
+  c.id = id;
+  c.name = id;
+  InputConfig in;
+  in.name = "main";
+  in.port = "p0";
+  in.address = 0xEF010100u | last_octet;
+  in.udp_port = 5000;
+  c.inputs.push_back(in);
+  OutputConfig out;
+  out.port = "p0";
+  out.address = 0xEF0A0000u | last_octet;
+  out.udp_port = 5000;
+  c.outputs.push_back(out);
+  return c;
+}
+
+ApplianceConfig base() {
+  ApplianceConfig a;
+  PortConfig p;
+  p.name = "p0";
+  p.device = "net_null0";
+  a.ports.push_back(p);
+  a.channels = {channel("a", 1), channel("b", 2), channel("c", 3)};
+  return a;
+}
+
+TEST(ConfigDiff, IdenticalIsEmpty) {
+  const ConfigDiff d = diff_configs(base(), base());
+  EXPECT_TRUE(d.empty());
+  EXPECT_TRUE(d.live());
+  EXPECT_EQ(d.channels_unchanged, (V{"a", "b", "c"}));
+}
+
+TEST(ConfigDiff, AddedRemovedChangedAndUnchangedByIdNotByPosition) {
+  ApplianceConfig next = base();
+  next.channels.erase(next.channels.begin());       // a removed: b and c move up
+  next.channels[1].outputs[0].ttl = 3;               // c changed
+  next.channels.push_back(channel("d", 4));          // d added
+  const ConfigDiff d = diff_configs(base(), next);
+  EXPECT_EQ(d.channels_removed, V{"a"});
+  EXPECT_EQ(d.channels_changed, V{"c"});
+  EXPECT_EQ(d.channels_added, V{"d"});
+  EXPECT_EQ(d.channels_unchanged, V{"b"});
+  EXPECT_TRUE(d.live());
+  EXPECT_FALSE(d.empty());
+}
+
+TEST(ConfigDiff, EveryFieldCounts) {
+  ApplianceConfig next = base();
+  next.channels[0].failover.revert_holdoff_ms += 1;
+  next.channels[1].pid_rules.push_back(mpegts::PidRule{0x100, false, 0x200});
+  next.channels[2].inputs[0].passphrase = "0123456789";
+  const ConfigDiff d = diff_configs(base(), next);
+  EXPECT_EQ(d.channels_changed, (V{"a", "b", "c"}));
+  ApplianceConfig same = next;
+  EXPECT_TRUE(diff_configs(next, same).empty());
+}
+
+TEST(ConfigDiff, PortsEalAndListenersNeedARestartButTheTokenFileDoesNot) {
+  ApplianceConfig next = base();
+  next.ports[0].vlan = 10;
+  next.eal.memory_mb = 1024;
+  next.control.api_listen = "127.0.0.1:8081";
+  next.control.token_file = "/etc/twincast/token";
+  const ConfigDiff d = diff_configs(base(), next);
+  EXPECT_FALSE(d.live());
+  EXPECT_EQ(d.restart_reasons, (V{"dataplane.eal changed", "dataplane.ports changed", "control.api_listen changed"}));
+}
+
+TEST(ConfigDiff, AMultiplexChangeRestartsItsMembersOnly) {
+  ApplianceConfig run = base();
+  MultiplexConfig m;
+  m.id = "mux";
+  m.channels = {"a", "b"};
+  run.multiplexes.push_back(m);
+  EXPECT_TRUE(diff_configs(run, run).empty());
+
+  ApplianceConfig next = run;
+  next.multiplexes[0].network_name = "other";
+  ConfigDiff d = diff_configs(run, next);
+  EXPECT_EQ(d.multiplexes_changed, V{"mux"});
+  EXPECT_EQ(d.channels_changed, (V{"a", "b"}));
+  EXPECT_EQ(d.channels_unchanged, V{"c"});
+
+  // A member's own change rebuilds the multiplex (and with it the other member).
+  next = run;
+  next.channels[1].name = "B";
+  d = diff_configs(run, next);
+  EXPECT_EQ(d.multiplexes_changed, V{"mux"});
+  EXPECT_EQ(d.channels_changed, (V{"a", "b"}));
+
+  // Removing the multiplex restarts its former members; adding one restarts the new ones.
+  next = run;
+  next.multiplexes.clear();
+  d = diff_configs(run, next);
+  EXPECT_EQ(d.multiplexes_removed, V{"mux"});
+  EXPECT_EQ(d.channels_changed, (V{"a", "b"}));
+  d = diff_configs(next, run);
+  EXPECT_EQ(d.multiplexes_added, V{"mux"});
+  EXPECT_EQ(d.channels_changed, (V{"a", "b"}));
+  EXPECT_EQ(d.channels_unchanged, V{"c"});
+}
+
+}  // namespace
+}  // namespace twincast::dataplane
