@@ -64,6 +64,10 @@ json::object input_summary(const ApiInputView& in) {
   o["active"] = in.active;
   o["state"] = in.state;
   o["bitrate_bps"] = number(in.bitrate_bps);
+  if (in.bitrate_ceiling_bps != 0) {
+    o["bitrate_ceiling_bps"] = in.bitrate_ceiling_bps;
+    o["over_ceiling"] = in.over_ceiling;
+  }
   return o;
 }
 
@@ -216,6 +220,11 @@ struct MetricFamilies {
                         .Name("twincast_input_bytes_total")
                         .Help("TS bytes received on the input")
                         .Register(r)),
+        input_over_ceiling(metrics::BuildGauge()
+                               .Name("twincast_input_over_bitrate_ceiling")
+                               .Help("1 while the input's bitrate is above its configured max_bitrate_bps, else 0 "
+                                     "(only inputs with a ceiling)")
+                               .Register(r)),
         input_bitrate(metrics::BuildGauge()
                           .Name("twincast_input_bitrate_bps")
                           .Help("Input bitrate in bits per second")
@@ -332,6 +341,7 @@ struct MetricFamilies {
     input_packets.Clear();
     input_bytes.Clear();
     input_bitrate.Clear();
+    input_over_ceiling.Clear();
     input_cc_errors.Clear();
     input_tr101290.Clear();
     input_mdi_df.Clear();
@@ -382,6 +392,7 @@ struct MetricFamilies {
         input_packets.Add(il).Set(as_double(in.packets));
         input_bytes.Add(il).Set(as_double(in.bytes));
         input_bitrate.Add(il).Set(in.bitrate_bps);
+        if (in.bitrate_ceiling_bps != 0) input_over_ceiling.Add(il).Set(in.over_ceiling ? 1 : 0);
         input_cc_errors.Add(il).Set(
             as_double(in.tr101290[static_cast<std::size_t>(mpegts::Check::kContinuityCountError)]));
         for (std::size_t k = 0; k < mpegts::kCheckCount; ++k) {
@@ -444,6 +455,7 @@ struct MetricFamilies {
   Family<Gauge>& input_active;
   Family<Counter>& input_packets;
   Family<Counter>& input_bytes;
+  Family<Gauge>& input_over_ceiling;
   Family<Gauge>& input_bitrate;
   Family<Counter>& input_cc_errors;
   Family<Counter>& input_tr101290;

@@ -144,6 +144,8 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
       iv.packets = snap.packets;
       iv.bytes = snap.bytes;
       iv.bitrate_bps = snap.bitrate_bps;
+      iv.bitrate_ceiling_bps = ic.max_bitrate_bps;
+      iv.over_ceiling = ic.max_bitrate_bps != 0 && snap.bitrate_bps > static_cast<double>(ic.max_bitrate_bps);
       iv.tr101290 = snap.tr101290;
       iv.mdi_valid = snap.mdi_valid;
       iv.mdi_df_ms = snap.mdi_df_ms;
@@ -162,6 +164,12 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
         iv.srt = sv;
       }
       if (iv.state != "ok") v.alarms.push_back("input " + ic.name + (iv.active ? " (active) " : " ") + iv.state);
+      if (iv.over_ceiling) {
+        char rate[96];
+        std::snprintf(rate, sizeof rate, "%.2f Mbit/s > %.2f Mbit/s", snap.bitrate_bps / 1e6,
+                      static_cast<double>(ic.max_bitrate_bps) / 1e6);
+        v.alarms.push_back("input " + ic.name + " over its bitrate ceiling: " + rate);
+      }
       v.inputs.push_back(std::move(iv));
     }
     const auto lateness = dp->pacing_lateness(c);

@@ -229,6 +229,9 @@ TEST_F(ApiTest, ChannelList) {
   EXPECT_EQ(news.at("switches").to_number<int>(), 3);
   EXPECT_EQ(news.at("inputs").as_array().size(), 2U);
   EXPECT_EQ(news.at("inputs").as_array()[1].at("bitrate_bps").to_number<double>(), 0);
+  EXPECT_EQ(news.at("inputs").as_array()[0].at("bitrate_ceiling_bps").to_number<double>(), 4'000'000);
+  EXPECT_TRUE(news.at("inputs").as_array()[0].at("over_ceiling").as_bool());
+  EXPECT_FALSE(news.at("inputs").as_array()[1].as_object().contains("over_ceiling")) << "no ceiling configured";
   // The alarm text had the SRT passphrase in it: redacted.
   ASSERT_EQ(news.at("alarms").as_array().size(), 1U);
   EXPECT_EQ(news.at("alarms").as_array()[0].as_string(), "backup: SRT auth failed (passphrase ***)");
@@ -594,6 +597,7 @@ TEST_F(ApiTest, MetricsExposition) {
   has("twincast_channel_input_switches_total{channel=\"news\"} 3");
   has("twincast_channel_alarms{channel=\"news\"} 1");
   has("twincast_channel_ott_feed_packets_total{channel=\"news\"} 70000");
+  has("twincast_input_over_bitrate_ceiling{channel=\"news\",input=\"main\"} 1");
   has("twincast_channel_ott_feed_dropped_packets_total{channel=\"news\"} 14");
   has("twincast_input_active{channel=\"news\",input=\"main\"} 1");
   has("twincast_input_active{channel=\"news\",input=\"backup\"} 0");

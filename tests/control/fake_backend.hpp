@@ -46,6 +46,8 @@ class FakeBackend : public control::ApiBackend {
     main.packets = 600;
     main.bytes = 600 * 188;
     main.bitrate_bps = 4'400'000;
+    main.bitrate_ceiling_bps = 4'000'000;
+    main.over_ceiling = true;
     main.tr101290[static_cast<std::size_t>(twincast::mpegts::Check::kContinuityCountError)] = 7;
     main.tr101290[static_cast<std::size_t>(twincast::mpegts::Check::kPcrAccuracyError)] = 2;
     main.mdi_valid = true;

@@ -1371,8 +1371,11 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   const auto token = dir_ / "api.token";
   std::ofstream(token) << "reload-test-token-0123456789abcdef\n";
   ::chmod(token.c_str(), 0600);
-  const std::string news = "  - id: news\n    inputs:\n" + udp_input("rx", "239.1.1.60", 5000) + "    outputs:\n" +
-                           output("udp", "239.2.8.1", 5000);
+  // news also has a bitrate ceiling below what it carries (~0.75 Mbit/s: ffmpeg -c copy drops
+  // the fixture's null packets): an alarm, nothing else.
+  const std::string news = "  - id: news\n    inputs:\n"
+                           "      - { name: rx, max_bitrate_bps: 500000, udp: { port: in, group: 239.1.1.60, udp_port: 5000 } }\n"
+                           "    outputs:\n" + output("udp", "239.2.8.1", 5000);
   auto extra = [&](int ttl) {
     return "  - id: extra\n    inputs:\n" + udp_input("rx", "239.1.1.61", 5002) + "    outputs:\n" +
            "      - { udp: { port: out, group: 239.2.8.2, udp_port: 5002, ttl: " + std::to_string(ttl) + " } }\n";
@@ -1442,6 +1445,7 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   std::this_thread::sleep_for(1500ms);
   EXPECT_GT(kids_rx.count(), 0u);
   const RunResult status = run(ctl + "--json status");
+  const RunResult news_detail = run(ctl + "--json channel news");
   rx.stop();
   kids_rx.stop();
   extra_rx.stop();
@@ -1451,6 +1455,8 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   EXPECT_EQ(by_signal + by_api, static_cast<std::size_t>(n_reloads));
   EXPECT_EQ(reloads_logged(), by_signal) << log;
   EXPECT_NE(status.out.find("\"id\":\"kids\""), std::string::npos) << status.out;
+  EXPECT_NE(news_detail.out.find("\"over_ceiling\":true"), std::string::npos) << news_detail.out;
+  EXPECT_NE(news_detail.out.find("over its bitrate ceiling"), std::string::npos) << news_detail.out;
   const Stream s = assemble(rx.datagrams(), false);
   ASSERT_GT(s.ts.size(), 188u * 1000) << log;
   EXPECT_EQ(s.bad_datagrams, 0u);

@@ -47,6 +47,8 @@ struct ApiInputView {
   std::uint64_t packets = 0;
   std::uint64_t bytes = 0;
   double bitrate_bps = 0;
+  std::uint64_t bitrate_ceiling_bps = 0;  // the configured alarm ceiling (max_bitrate_bps), 0 = none
+  bool over_ceiling = false;              // bitrate_bps is above it (an alarm)
   std::array<std::uint64_t, mpegts::kCheckCount> tr101290{};  // by mpegts::Check
   bool mdi_valid = false;
   double mdi_df_ms = 0;
