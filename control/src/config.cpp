@@ -286,6 +286,7 @@ class Parser {
 
   void parse_dataplane(const YAML::Node& n, EalConfig& eal);
   void parse_control(const YAML::Node& n, dataplane::ControlConfig& control);
+  void parse_ott(const YAML::Node& n, dataplane::OttConfig& ott);
   PortConfig parse_port(const YAML::Node& n, const std::string& path);
   ChannelConfig parse_channel(const YAML::Node& n, const std::string& path);
   MultiplexConfig parse_multiplex(const YAML::Node& n, const std::string& path);
@@ -499,9 +500,16 @@ ApplianceConfig Parser::parse(const YAML::Node& root) {
     error({1, 1}, "", "the file is empty (expected dataplane, ports and channels)");
     return cfg;
   }
-  Fields f(*this, root, "", {"control", "dataplane", "ports", "channels", "multiplexes"});
+  Fields f(*this, root, "", {"control", "ott", "dataplane", "ports", "channels", "multiplexes"});
   if (!f.ok()) return cfg;
   if (const YAML::Node* n = f.find("control")) parse_control(*n, cfg.control);
+  if (const YAML::Node* n = f.find("ott")) parse_ott(*n, cfg.ott);
+  for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"api_listen", &cfg.control.api_listen},
+                                   {"metrics_listen", &cfg.control.metrics_listen}}) {
+    if (*value != cfg.ott.listen) continue;
+    const std::string section = f.has("ott") ? "ott" : "control";
+    error_at(section, "ott.listen and control." + std::string(key) + " are both " + *value + " (each has its own listener)");
+  }
   if (const YAML::Node* n = f.find("dataplane")) parse_dataplane(*n, cfg.eal);
   if (f.has("ports") && !read_list(f, "ports", [&](const YAML::Node& n, const std::string& path, std::size_t) {
         cfg.ports.push_back(parse_port(n, path));
@@ -551,6 +559,27 @@ void Parser::parse_control(const YAML::Node& n, dataplane::ControlConfig& contro
     std::ifstream is(p, std::ios::binary);
     if (!is) error_at(f.child("token_file"), "cannot read " + file + ": " + std::strerror(errno));
     else control.token_file = p.string();
+  }
+}
+
+void Parser::parse_ott(const YAML::Node& n, dataplane::OttConfig& ott) {
+  Fields f(*this, n, "ott", {"listen", "segment_seconds", "window_segments", "memory_mb", "static_dir"});
+  if (!f.ok()) return;
+  if (std::string s; read_string(f, "listen", s)) {
+    if (!is_listen_address(s))
+      error_at(f.child("listen"), in_quotes(s) + " is not a listen address (host:port, like 127.0.0.1:8090 or [::1]:8090)");
+    else
+      ott.listen = s;
+  }
+  read_int(f, "segment_seconds", ott.segment_seconds, 1, 10);
+  read_int(f, "window_segments", ott.window_segments, 3, 100);
+  read_int(f, "memory_mb", ott.memory_mb, 16, 1'048'576);
+  if (std::string dir; read_string(f, "static_dir", dir)) {
+    fs::path p(dir);
+    if (p.is_relative()) p = base_dir_ / p;
+    std::error_code ec;
+    if (!fs::is_directory(p, ec)) error_at(f.child("static_dir"), "not a directory: " + dir);
+    else ott.static_dir = p.string();
   }
 }
 

@@ -24,6 +24,7 @@ ConfigDiff diff_configs(const ApplianceConfig& running, const ApplianceConfig& n
     d.restart_reasons.emplace_back("control.api_listen changed");
   if (running.control.metrics_listen != next.control.metrics_listen)
     d.restart_reasons.emplace_back("control.metrics_listen changed");
+  if (running.ott != next.ott) d.restart_reasons.emplace_back("ott changed");
 
   // Multiplexes first: a rebuilt one restarts its members (old and new).
   std::set<std::string> dragged;

@@ -132,8 +132,19 @@ struct ControlConfig {
   friend bool operator==(const ControlConfig&, const ControlConfig&) = default;
 };
 
+// The OTT side (read by control/): the HLS packager and its origin.
+struct OttConfig {
+  std::string listen = "127.0.0.1:8090";  // HLS origin and the web page (host:port, [v6]:port)
+  std::uint32_t segment_seconds = 2;      // target segment duration, 1..10
+  std::uint32_t window_segments = 6;      // segments in a live playlist, 3..100
+  std::uint32_t memory_mb = 512;          // budget for every channel's segments together
+  std::string static_dir;                 // the web page and hls.js; empty: next to the binary (../web)
+  friend bool operator==(const OttConfig&, const OttConfig&) = default;
+};
+
 struct ApplianceConfig {
   ControlConfig control;
+  OttConfig ott;
   EalConfig eal;
   std::vector<PortConfig> ports;
   std::vector<ChannelConfig> channels;
