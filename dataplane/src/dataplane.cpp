@@ -545,6 +545,9 @@ PortStats Dataplane::port_stats(std::size_t port) const {
   s.igmp_queries = c.igmp_queries.load(r);
   s.igmp_reports_sent = c.igmp_reports_sent.load(r);
   s.igmp_other = c.igmp_other.load(r);
+  s.igmp_compat_reports = c.igmp_compat_reports.load(r);
+  s.igmp_ssm_as_asm = c.igmp_ssm_as_asm.load(r);
+  s.igmp_version = c.igmp_version.load(r);
   for (std::size_t i = 0; i < kDropReasonCount; ++i) s.drops[i] = c.drops[i].load(r);
   return s;
 }

@@ -33,6 +33,10 @@ inline constexpr std::uint16_t kBurst = 32;
 inline constexpr std::size_t kPrefetchAhead = 3;
 inline constexpr std::size_t kMaxTsPerDatagram = 64;  // jumbo frames: 9000 / 188 = 47
 inline constexpr std::uint64_t kIgmpRefreshNs = 60'000'000'000ULL;
+// RFC 3376 8.12 Older Version Querier Present Timeout, less the Query Response Interval
+// that is added from the query itself: Robustness Variable (2) x Query Interval (125 s),
+// the defaults, since an IGMPv1/v2 querier does not tell its own.
+inline constexpr std::uint64_t kIgmpOlderQuerierNs = 2 * 125'000'000'000ULL;
 inline constexpr std::uint64_t kStatsRefreshNs = 1'000'000'000ULL;
 // ARP for unicast outputs' next hops: a request at most every kArpRetryNs while a next
 // hop is unresolved (or being refreshed), a refresh kArpRefreshNs after the last answer
@@ -72,6 +76,9 @@ struct alignas(64) PortCounters {
   Counter igmp_queries{0};
   Counter igmp_reports_sent{0};
   Counter igmp_other{0};
+  Counter igmp_compat_reports{0};  // IGMPv1/v2 reports and leaves (also in igmp_reports_sent)
+  Counter igmp_ssm_as_asm{0};      // SSM joins reported as their whole group in v1/v2 messages
+  std::atomic<std::uint8_t> igmp_version{3};  // the host compatibility mode in use
   std::array<Counter, kDropReasonCount> drops{};
 };
 
@@ -122,6 +129,19 @@ struct PortState {
   std::unique_ptr<Neighbor[]> neighbors = std::make_unique<Neighbor[]>(kMaxNeighbors);
   std::atomic<std::uint32_t> n_neighbors{0};
   std::uint16_t ip_id = 0;
+  // IGMP host compatibility mode (RFC 3376 7.2.1), worker only: until these times an
+  // IGMPv1 / IGMPv2 querier was heard on the port, and reports are sent in the oldest
+  // version heard (1, 2, or 3 when both have passed). update_igmp_version() moves the
+  // mode on with the clock; counters.igmp_version shows it.
+  std::uint64_t igmp_v1_querier_until_ns = 0;
+  std::uint64_t igmp_v2_querier_until_ns = 0;
+  std::uint8_t igmp_version = 3;
+  void update_igmp_version(std::uint64_t now_ns) {
+    const std::uint8_t v = now_ns < igmp_v1_querier_until_ns ? 1 : now_ns < igmp_v2_querier_until_ns ? 2 : 3;
+    if (v == igmp_version) return;
+    igmp_version = v;
+    counters.igmp_version.store(v, std::memory_order_relaxed);
+  }
   // TX waiting for the next burst (worker only).
   alignas(64) rte_mbuf* tx[kBurst] = {};
   // Whose datagram each queued frame is (nullptr: ARP, IGMP) and its TS packets, so the
@@ -236,7 +256,7 @@ struct Dataplane::Impl {
   // ---- the loop (worker.cpp) ----
   void rx_frame(PortState& port, rte_mbuf* m, std::uint64_t now_ns);
   void rx_burst(PortState& port, rte_mbuf** frames, std::uint16_t n, std::uint64_t now_ns);
-  void handle_igmp(PortState& port, const PortPlan& pp, net::Bytes message);
+  void handle_igmp(PortState& port, const PortPlan& pp, net::Bytes message, std::uint64_t now_ns);
   void handle_udp(PortState& port, rte_mbuf* m, const net::Ipv4Header& ip, net::Bytes segment,
                   std::uint64_t now_ns);
   // TS payload of one datagram (inside mbuf m, which this consumes) to the flow's channels.
@@ -246,7 +266,11 @@ struct Dataplane::Impl {
   void expire_rtp(std::uint64_t now_ns);
   void send_datagram(std::vector<OutputState>& outputs, std::size_t output,
                      std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns);
-  void send_reports(PortState& port, std::span<const GroupJoin> groups, net::IgmpEvent event, Ipv4 only_group);
+  // IGMP reports for `groups` (only `only_group`'s when not 0) in the port's compatibility
+  // mode. IGMPv1/v2 name groups, not sources: a group is reported once, and not left while
+  // `still_joined` (the port's groups after a leave) holds it with another source.
+  void send_reports(PortState& port, std::span<const GroupJoin> groups, net::IgmpEvent event, Ipv4 only_group,
+                    std::span<const GroupJoin> still_joined = {});
   // The worker takes `next` over: leaves and joins of its ports' group changes.
   void adopt(const Plan& next);
   // ARP for the next hops: requests due (and expiry) on every port; what a frame from

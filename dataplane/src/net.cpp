@@ -321,6 +321,52 @@ std::size_t build_igmpv3_report(MutableBytes out, const Mac& src_mac, Ipv4 src_i
   return eth + ip_size + igmp;
 }
 
+std::optional<IgmpOlderMessage> igmp_older_message(std::uint8_t version, IgmpEvent event) {
+  if (version == 1) {
+    if (event == IgmpEvent::kLeave) return std::nullopt;
+    return IgmpOlderMessage::kV1Report;
+  }
+  if (version == 2) return event == IgmpEvent::kLeave ? IgmpOlderMessage::kV2Leave : IgmpOlderMessage::kV2Report;
+  return std::nullopt;
+}
+
+std::size_t write_igmp_older_message(MutableBytes out, IgmpOlderMessage type, Ipv4 group) {
+  if (out.size() < kIgmpOlderMessageSize) return 0;
+  out[0] = static_cast<std::uint8_t>(type);
+  out[1] = 0;  // max resp time: unused in reports and leaves
+  put16(out, 2, 0);
+  put32(out, 4, group);
+  put16(out, 2, internet_checksum(out.first(kIgmpOlderMessageSize)));
+  return kIgmpOlderMessageSize;
+}
+
+std::size_t build_igmp_older_message(MutableBytes out, IgmpOlderMessage type, const Mac& src_mac, Ipv4 src_ip,
+                                     std::uint16_t vlan, std::uint16_t identification, Ipv4 group) {
+  const Ipv4 dst = type == IgmpOlderMessage::kV2Leave ? kAllRoutersGroup : group;
+  const std::size_t eth = write_ethernet(out, multicast_mac(dst), src_mac, vlan, kEtherTypeIpv4);
+  if (eth == 0) return 0;
+  static constexpr std::uint8_t kRouterAlert[4] = {0x94, 0x04, 0x00, 0x00};
+  const Bytes options = type == IgmpOlderMessage::kV1Report ? Bytes{} : Bytes(kRouterAlert, sizeof kRouterAlert);
+  const std::size_t ip_size = kIpv4HeaderSize + options.size();
+  if (out.size() < eth + ip_size + kIgmpOlderMessageSize) return 0;
+  if (write_igmp_older_message(out.subspan(eth + ip_size), type, group) == 0) return 0;
+  Ipv4Header h;
+  h.src = src_ip;
+  h.dst = dst;
+  h.protocol = kProtoIgmp;
+  h.ttl = 1;
+  h.dscp = kDscpCs6;
+  h.identification = identification;
+  h.dont_fragment = true;
+  if (write_ipv4(out.subspan(eth), h, kIgmpOlderMessageSize, options) != ip_size) return 0;
+  std::size_t n = eth + ip_size + kIgmpOlderMessageSize;
+  if (out.size() >= 60 && n < 60) {
+    std::fill(out.begin() + static_cast<std::ptrdiff_t>(n), out.begin() + 60, std::uint8_t{0});
+    n = 60;
+  }
+  return n;
+}
+
 std::optional<IgmpQuery> parse_igmp_query(Bytes m) {
   if (m.size() < 8 || m[0] != kIgmpQuery) return std::nullopt;
   if (internet_checksum(m) != 0) return std::nullopt;

@@ -7,6 +7,7 @@
 #include <rte_ring.h>
 #include <rte_prefetch.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -106,7 +107,7 @@ void Dataplane::Impl::rx_frame(PortState& port, rte_mbuf* m, std::uint64_t now_n
       break;
     }
     if (ip->protocol == net::kProtoIgmp) {
-      handle_igmp(port, current->ports[port.index], ip_payload);
+      handle_igmp(port, current->ports[port.index], ip_payload, now_ns);
       rte_pktmbuf_free(m);
       return;
     }
@@ -269,25 +270,75 @@ void Dataplane::Impl::expire_rtp(std::uint64_t now_ns) {
   }
 }
 
-void Dataplane::Impl::handle_igmp(PortState& port, const PortPlan& pp, net::Bytes message) {
+void Dataplane::Impl::handle_igmp(PortState& port, const PortPlan& pp, net::Bytes message, std::uint64_t now_ns) {
   const auto q = net::parse_igmp_query(message);
   if (!q) {
     bump(port.counters.igmp_other);
     return;
   }
   bump(port.counters.igmp_queries);
+  // An IGMPv1 or v2 querier on the segment (RFC 3376 7.2.1): it would ignore IGMPv3
+  // reports (7 there), so the port speaks its version for the Older Version Querier
+  // Present Timeout (8.12), restarted by each of its queries. An IGMPv3 query changes
+  // nothing: while an older querier is present the older version is what gets through.
+  if (q->version < 3) {
+    const std::uint64_t until = now_ns + kIgmpOlderQuerierNs + std::uint64_t{q->max_response_ds} * 100'000'000ULL;
+    std::uint64_t& timer = q->version == 1 ? port.igmp_v1_querier_until_ns : port.igmp_v2_querier_until_ns;
+    timer = std::max(timer, until);
+  }
+  port.update_igmp_version(now_ns);
   if (q->group != 0) {
     bool joined = false;
     for (const GroupJoin& g : pp.groups) joined = joined || g.group == q->group;
     if (!joined) return;
   }
   // Answered at once rather than after a random delay up to max_response_ds: with one
-  // box per segment there is no report suppression to gain from waiting.
+  // box per segment there is no report suppression (RFC 2236 3, RFC 3376 5.2) to gain
+  // from waiting, and no other member's report to cancel ours.
   send_reports(port, pp.groups, net::IgmpEvent::kQueryResponse, q->group);
 }
 
 void Dataplane::Impl::send_reports(PortState& port, std::span<const GroupJoin> groups, net::IgmpEvent event,
-                                   Ipv4 only_group) {
+                                   Ipv4 only_group, std::span<const GroupJoin> still_joined) {
+  if (port.igmp_version < 3) {
+    // One 8-byte message per group (IGMPv1/v2), none for a v1 leave.
+    const auto type = net::igmp_older_message(port.igmp_version, event);
+    if (!type) return;
+    for (std::size_t i = 0; i < groups.size(); ++i) {
+      const GroupJoin& g = groups[i];
+      if (only_group != 0 && g.group != only_group) continue;
+      if (g.source != 0) bump(port.counters.igmp_ssm_as_asm);
+      // A group of several SSM joins is one v1/v2 membership: reported once, left last.
+      // Quadratic in the port's joins (tens to hundreds), once per query: no table needed.
+      bool done = false;
+      for (std::size_t k = 0; k < i && !done; ++k) done = groups[k].group == g.group;
+      if (event == net::IgmpEvent::kLeave) {
+        for (const GroupJoin& s : still_joined) done = done || s.group == g.group;
+      }
+      if (done) continue;
+      rte_mbuf* m = rte_pktmbuf_alloc(port.pool);
+      if (m == nullptr) {
+        drop(port, DropReason::kTxNoMbuf);
+        continue;
+      }
+      constexpr auto kMax = static_cast<std::uint16_t>(net::kIgmpOlderFrameMax);
+      auto* d = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, kMax));
+      const std::size_t len = d == nullptr ? 0
+                                           : net::build_igmp_older_message({d, kMax}, *type, port.mac,
+                                                                           port.config.address, port.config.vlan,
+                                                                           port.ip_id++, g.group);
+      if (len == 0) {
+        rte_pktmbuf_free(m);
+        drop(port, DropReason::kTxTooBig);
+        continue;
+      }
+      rte_pktmbuf_trim(m, static_cast<std::uint16_t>(kMax - len));
+      bump(port.counters.igmp_reports_sent);
+      bump(port.counters.igmp_compat_reports);
+      enqueue_tx(port, m);
+    }
+    return;
+  }
   constexpr std::size_t kPerFrame = 64;
   std::array<net::IgmpRecord, kPerFrame> records;
   std::size_t n = 0;
@@ -550,7 +601,7 @@ void Dataplane::Impl::drain_external(std::uint64_t now_ns) {
 void Dataplane::Impl::adopt(const Plan& next) {
   for (auto& p : ports) {
     const PortPlan& pp = next.ports[p->index];
-    send_reports(*p, pp.leave, net::IgmpEvent::kLeave, 0);
+    send_reports(*p, pp.leave, net::IgmpEvent::kLeave, 0, pp.groups);
     send_reports(*p, pp.join, net::IgmpEvent::kJoin, 0);
     // New unicast outputs behind next hops already resolved get their MAC now.
     const std::uint32_t n_neighbors = p->n_neighbors.load(std::memory_order_acquire);
@@ -561,6 +612,7 @@ void Dataplane::Impl::adopt(const Plan& next) {
 
 void Dataplane::Impl::loop_once(std::uint64_t now_ns) {
   current = published.load(std::memory_order_acquire);
+  for (auto& p : ports) p->update_igmp_version(now_ns);  // an older querier's time may be up
   if (current->generation != worker_generation) {
     adopt(*current);
     adopted_generation.store(current->generation, std::memory_order_release);

@@ -370,6 +370,122 @@ TEST(NetIgmp, QueryParse) {
   EXPECT_FALSE(parse_igmp_query(with_checksum({0x22, 0, 0, 0, 0, 0, 0, 0})));  // a report
 }
 
+TEST(NetIgmp, QueryVersionsPerRfc3376Section7_1) {
+  // v1: 8 bytes, max resp code 0 (RFC 1112 has none: 10 s is implied, RFC 2236 4).
+  auto q = parse_igmp_query(with_checksum({0x11, 0, 0, 0, 0, 0, 0, 0}));
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->version, 1);
+  EXPECT_EQ(q->max_response_ds, 100u);
+  EXPECT_EQ(q->group, 0u);
+  // v2 group-specific: 8 bytes, max resp time in tenths of a second, never exponential.
+  q = parse_igmp_query(with_checksum({0x11, 0xC8, 0, 0, 239, 1, 1, 2}));
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->version, 2);
+  EXPECT_EQ(q->group, ipv4(239, 1, 1, 2));
+  EXPECT_EQ(q->max_response_ds, 200u);
+  // v3: 12 bytes or more, even with a max resp code of 0.
+  q = parse_igmp_query(with_checksum({0x11, 0, 0, 0, 0, 0, 0, 0, 0x02, 125, 0, 0}));
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->version, 3);
+}
+
+TEST(NetIgmp, OlderMessagesByVersionAndEvent) {
+  EXPECT_EQ(igmp_older_message(2, IgmpEvent::kJoin), IgmpOlderMessage::kV2Report);
+  EXPECT_EQ(igmp_older_message(2, IgmpEvent::kQueryResponse), IgmpOlderMessage::kV2Report);
+  EXPECT_EQ(igmp_older_message(2, IgmpEvent::kLeave), IgmpOlderMessage::kV2Leave);
+  EXPECT_EQ(igmp_older_message(1, IgmpEvent::kJoin), IgmpOlderMessage::kV1Report);
+  EXPECT_EQ(igmp_older_message(1, IgmpEvent::kQueryResponse), IgmpOlderMessage::kV1Report);
+  EXPECT_FALSE(igmp_older_message(1, IgmpEvent::kLeave));  // IGMPv1 has no leave
+  EXPECT_FALSE(igmp_older_message(3, IgmpEvent::kJoin));
+}
+
+// Whole frames byte for byte. The IGMP and IPv4 checksums were computed apart from
+// net.cpp (a few lines of python summing 16-bit words): v2 report of 239.1.1.1 0xf9fc,
+// v2 leave 0xf8fc, v1 report 0xfdfc; IPv4 headers from 10.0.0.2 with id 77, DF, TTL 1,
+// protocol 2, TOS 0xc0: to 239.1.1.1 with Router Alert 0xe9c6, to 224.0.0.2 with Router
+// Alert 0xf9c6, to 239.1.1.1 without 0x7ecf.
+TEST(NetIgmp, OlderMessageFramesPerRfc2236AndRfc1112) {
+  const Mac mac{2, 0, 0, 0, 0, 7};
+  const Ipv4 group = ipv4(239, 1, 1, 1);
+  const ByteVec eth_src = {2, 0, 0, 0, 0, 7, 0x08, 0x00};
+  struct Case {
+    IgmpOlderMessage type;
+    ByteVec dst_mac;
+    ByteVec ip;
+    ByteVec igmp;
+  };
+  const Case cases[] = {
+      {IgmpOlderMessage::kV2Report,
+       {0x01, 0x00, 0x5e, 0x01, 0x01, 0x01},
+       {0x46, 0xc0, 0x00, 0x20, 0x00, 0x4d, 0x40, 0x00, 0x01, 0x02, 0xe9, 0xc6, 10, 0, 0, 2, 239, 1, 1, 1,
+        0x94, 0x04, 0x00, 0x00},
+       {0x16, 0x00, 0xf9, 0xfc, 239, 1, 1, 1}},
+      {IgmpOlderMessage::kV2Leave,
+       {0x01, 0x00, 0x5e, 0x00, 0x00, 0x02},
+       {0x46, 0xc0, 0x00, 0x20, 0x00, 0x4d, 0x40, 0x00, 0x01, 0x02, 0xf9, 0xc6, 10, 0, 0, 2, 224, 0, 0, 2,
+        0x94, 0x04, 0x00, 0x00},
+       {0x17, 0x00, 0xf8, 0xfc, 239, 1, 1, 1}},
+      {IgmpOlderMessage::kV1Report,
+       {0x01, 0x00, 0x5e, 0x01, 0x01, 0x01},
+       {0x45, 0xc0, 0x00, 0x1c, 0x00, 0x4d, 0x40, 0x00, 0x01, 0x02, 0x7e, 0xcf, 10, 0, 0, 2, 239, 1, 1, 1},
+       {0x12, 0x00, 0xfd, 0xfc, 239, 1, 1, 1}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(static_cast<int>(c.type));
+    ByteVec msg(8);
+    ASSERT_EQ(write_igmp_older_message(msg, c.type, group), 8u);
+    EXPECT_EQ(msg, c.igmp);
+    EXPECT_EQ(internet_checksum(msg), 0);
+
+    ByteVec want = c.dst_mac;
+    want.insert(want.end(), eth_src.begin(), eth_src.end());
+    want.insert(want.end(), c.ip.begin(), c.ip.end());
+    want.insert(want.end(), c.igmp.begin(), c.igmp.end());
+    want.resize(60, 0);  // padded to the Ethernet minimum
+    ByteVec frame(kIgmpOlderFrameMax, 0xAA);
+    const std::size_t n = build_igmp_older_message(frame, c.type, mac, ipv4(10, 0, 0, 2), 0, 77, group);
+    ASSERT_EQ(n, 60u);
+    frame.resize(n);
+    EXPECT_EQ(frame, want);
+    // And what the parsers make of it: the padding is not part of the IP packet.
+    Bytes igmp;
+    const auto ip = parse_ipv4(Bytes(frame).subspan(14), &igmp);
+    ASSERT_TRUE(ip);
+    EXPECT_EQ(ip->total_size, c.ip.size() + 8);
+    EXPECT_EQ(ByteVec(igmp.begin(), igmp.end()), c.igmp);
+    EXPECT_FALSE(parse_igmp_query(igmp));  // a report or leave is not a query
+  }
+  ByteVec seven(7);
+  EXPECT_EQ(write_igmp_older_message(seven, IgmpOlderMessage::kV2Report, group), 0u);
+}
+
+TEST(NetIgmp, OlderMessageFrameWithVlanAndTightBuffers) {
+  const Mac mac{2, 0, 0, 0, 0, 7};
+  const Ipv4 group = ipv4(232, 5, 5, 5);
+  ByteVec frame(kIgmpOlderFrameMax);
+  const std::size_t n = build_igmp_older_message(frame, IgmpOlderMessage::kV2Report, mac, ipv4(10, 0, 0, 2), 42, 1, group);
+  ASSERT_EQ(n, 60u);  // 18 + 24 + 8 = 50, padded
+  const auto e = parse_ethernet(Bytes(frame).first(n));
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->vlan, 42);
+  EXPECT_EQ(e->dst, multicast_mac(group));
+  Bytes igmp;
+  const auto ip = parse_ipv4(Bytes(frame).subspan(18, n - 18), &igmp);
+  ASSERT_TRUE(ip);
+  EXPECT_EQ(ip->dst, group);
+  EXPECT_EQ(ip->ttl, 1);
+  EXPECT_EQ(ip->header_size, 24u);
+  ASSERT_EQ(igmp.size(), 8u);
+  EXPECT_EQ(internet_checksum(igmp), 0);
+  // Exactly the unpadded size fits and is not padded; one byte less does not.
+  ByteVec tight(50);
+  EXPECT_EQ(build_igmp_older_message(tight, IgmpOlderMessage::kV2Report, mac, 1, 42, 1, group), 50u);
+  ByteVec short_buf(49);
+  EXPECT_EQ(build_igmp_older_message(short_buf, IgmpOlderMessage::kV2Report, mac, 1, 42, 1, group), 0u);
+  ByteVec v1(42);  // v1: no Router Alert, 14 + 20 + 8
+  EXPECT_EQ(build_igmp_older_message(v1, IgmpOlderMessage::kV1Report, mac, 1, 0, 1, group), 42u);
+}
+
 // Every parser on every prefix of valid frames and on random bytes, each in a buffer of
 // exactly that size so ASan (Sanitize build) catches any read past the end.
 void parse_everything(const ByteVec& b) {

@@ -114,8 +114,12 @@ ByteVec arp_request(Ipv4 target) {
   return f;
 }
 
-ByteVec igmp_query(Ipv4 group) {
-  ByteVec msg = {0x11, 100, 0, 0, 0, 0, 0, 0, 0x02, 125, 0, 0};
+// A membership query of `version` (RFC 3376 7.1: v1 and v2 are 8 bytes, v1 with max
+// resp code 0; v3 12 bytes) for `group` (0: general).
+ByteVec igmp_query(Ipv4 group, int version = 3, std::uint8_t max_resp = 100) {
+  ByteVec msg = {0x11, max_resp, 0, 0, 0, 0, 0, 0, 0x02, 125, 0, 0};
+  if (version < 3) msg.resize(8);
+  if (version == 1) msg[1] = 0;
   msg[4] = static_cast<std::uint8_t>(group >> 24);
   msg[5] = static_cast<std::uint8_t>(group >> 16);
   msg[6] = static_cast<std::uint8_t>(group >> 8);
@@ -423,6 +427,170 @@ TEST_F(Worker, AnswersIgmpQueriesForItsGroups) {
   ASSERT_TRUE(ip2);
   EXPECT_EQ(igmp[7], 1);
   EXPECT_EQ(igmp[15], 2);  // 239.1.1.2
+}
+
+// An IGMP frame as the port sent it: Ethernet, IPv4 (checksum checked by the parser) and
+// the IGMP message (its own checksum checked here).
+struct IgmpFrame {
+  net::Ethernet eth;
+  net::Ipv4Header ip;
+  ByteVec igmp;
+  bool router_alert = false;
+};
+std::optional<IgmpFrame> parse_igmp_frame(const ByteVec& f) {
+  const auto e = net::parse_ethernet(f);
+  if (!e || e->ether_type != net::kEtherTypeIpv4) return std::nullopt;
+  net::Bytes l4;
+  const auto ip = net::parse_ipv4(net::Bytes(f).subspan(e->header_size), &l4);
+  if (!ip || ip->protocol != net::kProtoIgmp || net::internet_checksum(l4) != 0) return std::nullopt;
+  IgmpFrame r{*e, *ip, ByteVec(l4.begin(), l4.end())};
+  const std::size_t o = e->header_size + net::kIpv4HeaderSize;
+  r.router_alert = ip->header_size >= 24 && f[o] == 0x94 && f[o + 1] == 0x04 && f[o + 2] == 0 && f[o + 3] == 0;
+  return r;
+}
+Ipv4 igmp_group(const IgmpFrame& f) { return net::ipv4(f.igmp[4], f.igmp[5], f.igmp[6], f.igmp[7]); }
+
+// What an IGMPv1/v2 membership message must look like (RFC 2236 2, RFC 1112 appendix I):
+// 8 bytes of `type` for `group`, sent to the group itself (a leave: to 224.0.0.2) at its
+// multicast MAC, from us, with TTL 1 and (v2) the Router Alert option.
+void expect_older_message(const ByteVec& frame, std::uint8_t type, Ipv4 group) {
+  SCOPED_TRACE(::testing::Message() << "type 0x" << std::hex << int{type} << " group " << net::ipv4_text(group));
+  const auto f = parse_igmp_frame(frame);
+  ASSERT_TRUE(f) << "not IGMP, or a bad checksum";
+  EXPECT_EQ(frame.size(), 60u);
+  ASSERT_EQ(f->igmp.size(), 8u);
+  EXPECT_EQ(f->igmp[0], type);
+  EXPECT_EQ(f->igmp[1], 0);
+  EXPECT_EQ(igmp_group(*f), group);
+  const Ipv4 dst = type == 0x17 ? net::kAllRoutersGroup : group;
+  EXPECT_EQ(f->ip.dst, dst);
+  EXPECT_EQ(f->eth.dst, net::multicast_mac(dst));
+  EXPECT_EQ(f->eth.src, kOurMac);
+  EXPECT_EQ(f->ip.src, kOurIp);
+  EXPECT_EQ(f->ip.ttl, 1);
+  EXPECT_EQ(f->router_alert, type != 0x12);
+}
+
+TEST_F(Worker, AnswersIgmpv2QueriesWithV2ReportsPerGroup) {
+  make(1);
+  feed({igmp_query(0, 2)});
+  PortStats s = dp_->port_stats(0);
+  EXPECT_EQ(s.igmp_queries, 1u);
+  EXPECT_EQ(s.igmp_version, 2);
+  EXPECT_EQ(s.igmp_reports_sent, 3u);    // one per group
+  EXPECT_EQ(s.igmp_compat_reports, 3u);
+  EXPECT_EQ(s.igmp_ssm_as_asm, 1u);      // 232.5.5.5 from 10.9.0.1, reported as the group
+  // Group-specific: that group only; not ours: nothing.
+  feed({igmp_query(kGroupRtp, 2), igmp_query(ipv4(239, 9, 9, 9), 2)});
+  // Leaving (stop()) in v2: a leave per group to 224.0.0.2.
+  dp_->send_igmp_reports(false);
+  s = dp_->port_stats(0);
+  EXPECT_EQ(s.igmp_reports_sent, 3u + 1 + 3);
+  EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_);
+  const auto frames = transmitted();
+  ASSERT_EQ(frames.size(), 7u);
+  expect_older_message(frames[0], 0x16, kGroupIn);
+  expect_older_message(frames[1], 0x16, kGroupRtp);
+  expect_older_message(frames[2], 0x16, kSsmGroup);
+  expect_older_message(frames[3], 0x16, kGroupRtp);
+  expect_older_message(frames[4], 0x17, kGroupIn);
+  expect_older_message(frames[5], 0x17, kGroupRtp);
+  expect_older_message(frames[6], 0x17, kSsmGroup);
+}
+
+TEST_F(Worker, AnswersIgmpv1QueriesWithV1ReportsAndNeverLeaves) {
+  make(1);
+  feed({igmp_query(0, 1)});
+  EXPECT_EQ(dp_->port_stats(0).igmp_version, 1);
+  // A v2 query meanwhile does not lift the v1 mode (RFC 3376 7.2.1: the oldest present wins).
+  feed({igmp_query(kGroupIn, 2)});
+  EXPECT_EQ(dp_->port_stats(0).igmp_version, 1);
+  dp_->send_igmp_reports(false);  // IGMPv1 has no leave message
+  EXPECT_EQ(dp_->port_stats(0).igmp_reports_sent, 4u);
+  const auto frames = transmitted();
+  ASSERT_EQ(frames.size(), 4u);
+  expect_older_message(frames[0], 0x12, kGroupIn);
+  expect_older_message(frames[1], 0x12, kGroupRtp);
+  expect_older_message(frames[2], 0x12, kSsmGroup);
+  expect_older_message(frames[3], 0x12, kGroupIn);
+}
+
+TEST_F(Worker, Igmpv3QueryKeepsV3Reports) {
+  make(1);
+  feed({igmp_query(0, 3)});
+  const PortStats s = dp_->port_stats(0);
+  EXPECT_EQ(s.igmp_version, 3);
+  EXPECT_EQ(s.igmp_compat_reports, 0u);
+  const auto frames = transmitted();
+  ASSERT_EQ(frames.size(), 1u);
+  const auto f = parse_igmp_frame(frames[0]);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->igmp[0], 0x22);
+  EXPECT_EQ(f->ip.dst, net::kIgmpv3ReportGroup);
+  EXPECT_EQ(f->igmp[7], 3);  // records
+}
+
+// RFC 3376 8.12: the older querier is forgotten 2 x 125 s + its query's response time
+// (10 s here) after its last query; v3 queries meanwhile are answered in v2.
+TEST_F(Worker, CompatibilityModeExpiresBackToV3) {
+  make(1);
+  constexpr std::uint64_t kS = 1'000'000'000ULL;
+  constexpr std::uint64_t t0 = 5 * kS;
+  feed({igmp_query(0, 2)}, t0, t0);                        // v2 x3
+  feed({igmp_query(kGroupIn, 3)}, t0 + 200 * kS, t0 + 200 * kS);    // still v2: x1
+  EXPECT_EQ(dp_->port_stats(0).igmp_version, 2);
+  feed({igmp_query(kGroupIn, 2)}, t0 + 250 * kS, t0 + 250 * kS);    // restarts the timer: v2 x1
+  feed({igmp_query(kGroupIn, 3)}, t0 + 509 * kS, t0 + 509 * kS);    // 259 s after it: v2 x1
+  EXPECT_EQ(dp_->port_stats(0).igmp_version, 2);
+  feed({igmp_query(kGroupIn, 3)}, t0 + 510 * kS + 1, t0 + 511 * kS); // 260 s: v3
+  EXPECT_EQ(dp_->port_stats(0).igmp_version, 3);
+  dp_->send_igmp_reports(false);                                      // v3 leave
+  EXPECT_EQ(dp_->port_stats(0).igmp_compat_reports, 6u);
+  const auto frames = transmitted();
+  ASSERT_EQ(frames.size(), 8u);
+  for (std::size_t i = 0; i < 6; ++i) {
+    const auto f = parse_igmp_frame(frames[i]);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->igmp[0], 0x16) << i;
+  }
+  for (std::size_t i = 6; i < 8; ++i) {
+    const auto f = parse_igmp_frame(frames[i]);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->igmp[0], 0x22) << i;
+    EXPECT_EQ(f->ip.dst, net::kIgmpv3ReportGroup);
+  }
+  const auto leave = parse_igmp_frame(frames[7]);
+  EXPECT_EQ(leave->igmp[8], static_cast<std::uint8_t>(net::IgmpRecordType::kChangeToInclude));
+}
+
+// A reload that drops one of two SSM sources of a group: IGMPv3 blocks that source; IGMPv2
+// cannot name it and must not leave the group the other source still needs.
+TEST_F(Worker, Igmpv2DoesNotLeaveAGroupStillJoinedWithAnotherSource) {
+  InputConfig ssm2 = config_.channels[0].inputs[2];
+  ssm2.name = "ssm2";
+  ssm2.source = ipv4(10, 9, 0, 77);
+  config_.channels[0].inputs.push_back(ssm2);
+  make(1);
+  feed({igmp_query(0, 2)});
+  EXPECT_EQ(dp_->port_stats(0).igmp_reports_sent, 3u);  // 232.5.5.5 once for both sources
+  EXPECT_EQ(dp_->port_stats(0).igmp_ssm_as_asm, 2u);
+  ApplianceConfig next = dp_->config();
+  next.channels[0].inputs.pop_back();
+  dp_->apply(next);
+  const std::uint64_t after_reload = dp_->port_stats(0).igmp_reports_sent;
+  next.channels[0].inputs.erase(next.channels[0].inputs.begin() + 2);  // the last source
+  dp_->apply(next);
+  EXPECT_EQ(dp_->port_stats(0).igmp_reports_sent, after_reload + 1);
+  EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_);
+  const auto frames = transmitted();
+  ASSERT_GE(frames.size(), 4u);
+  for (std::size_t i = 3; i < frames.size(); ++i) {
+    const auto f = parse_igmp_frame(frames[i]);
+    ASSERT_TRUE(f);
+    EXPECT_FALSE(f->igmp[0] == 0x17 && igmp_group(*f) == kSsmGroup && i + 1 < frames.size())
+        << "left 232.5.5.5 while 10.9.0.1 still needed it";
+  }
+  expect_older_message(frames.back(), 0x17, kSsmGroup);
 }
 
 TEST_F(Worker, DropsWithReasonsAndNeverLeaks) {

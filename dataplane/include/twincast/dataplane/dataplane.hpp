@@ -88,6 +88,9 @@ struct PortStats {
   std::uint64_t igmp_queries = 0;
   std::uint64_t igmp_reports_sent = 0;
   std::uint64_t igmp_other = 0;  // reports of other hosts, malformed IGMP
+  std::uint64_t igmp_compat_reports = 0;  // IGMPv1/v2 reports and leaves (an older querier is present)
+  std::uint64_t igmp_ssm_as_asm = 0;      // SSM joins that v1/v2 could only report as their whole group
+  std::uint8_t igmp_version = 3;          // the IGMP version the port speaks now (RFC 3376 7.2.1)
   std::array<std::uint64_t, kDropReasonCount> drops{};
   [[nodiscard]] std::uint64_t drop(DropReason r) const { return drops[static_cast<std::size_t>(r)]; }
 };

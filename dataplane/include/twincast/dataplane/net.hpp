@@ -1,4 +1,4 @@
-// Ethernet (+802.1Q), ARP, IPv4, UDP, RTP and IGMPv3 headers: building and parsing on
+// Ethernet (+802.1Q), ARP, IPv4, UDP, RTP and IGMP (v1, v2, v3) headers: building and parsing on
 // plain byte spans, no DPDK. Parsers never read outside the span they are given and
 // return std::nullopt for anything truncated or malformed; builders write into a span
 // and return the number of bytes written, or 0 when the span is too small.
@@ -33,6 +33,7 @@ inline constexpr std::size_t kArpSize = 28;
 inline constexpr std::uint8_t kRtpPayloadTypeMp2t = 33;
 inline constexpr Ipv4 kIgmpv3ReportGroup = 0xE0000016;  // 224.0.0.22
 inline constexpr Ipv4 kAllHostsGroup = 0xE0000001;      // 224.0.0.1
+inline constexpr Ipv4 kAllRoutersGroup = 0xE0000002;    // 224.0.0.2: IGMPv2 leaves go there
 inline constexpr Mac kBroadcastMac = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 
 // Dotted-quad text of a host-order address ("239.1.1.1").
@@ -163,6 +164,29 @@ std::size_t build_igmpv3_report(MutableBytes out, const Mac& src_mac, Ipv4 src_i
                                 std::uint16_t identification, std::span<const IgmpRecord> records);
 // How many records fit in one frame of `mtu` bytes of IP.
 [[nodiscard]] std::size_t igmpv3_records_per_frame(std::size_t mtu = 1500);
+
+// IGMPv1 (RFC 1112) and IGMPv2 (RFC 2236) messages, what a host sends in the compatibility
+// mode of RFC 3376 7.2.1 while an older querier is present: one 8-byte message per group.
+enum class IgmpOlderMessage : std::uint8_t {
+  kV1Report = 0x12,
+  kV2Report = 0x16,
+  kV2Leave = 0x17,
+};
+inline constexpr std::size_t kIgmpOlderMessageSize = 8;
+// What a host in compatibility mode `version` (1 or 2) sends for `event` (an SSM join is
+// reported as its whole group: v1/v2 cannot name a source); nullopt: nothing (IGMPv1 has
+// no leave; version 3 is not a compatibility mode).
+[[nodiscard]] std::optional<IgmpOlderMessage> igmp_older_message(std::uint8_t version, IgmpEvent event);
+// The 8-byte message: type, max resp time 0, checksum, group.
+std::size_t write_igmp_older_message(MutableBytes out, IgmpOlderMessage type, Ipv4 group);
+// The whole frame: Ethernet [+VLAN] to the destination's multicast MAC, IPv4 with TTL 1 and
+// DSCP CS6 to the group itself (reports) or 224.0.0.2 (a leave), the Router Alert option
+// for IGMPv2 (RFC 2236 2; none for v1, RFC 1112 predates it), then the message; padded
+// with zeros to the 60-byte Ethernet minimum when `out` has room.
+std::size_t build_igmp_older_message(MutableBytes out, IgmpOlderMessage type, const Mac& src_mac, Ipv4 src_ip,
+                                     std::uint16_t vlan, std::uint16_t identification, Ipv4 group);
+// Room enough for build_igmp_older_message(): its frames are 60 bytes (50 with a VLAN tag, padded).
+inline constexpr std::size_t kIgmpOlderFrameMax = 64;
 
 struct IgmpQuery {
   std::uint8_t version = 0;          // 1, 2 or 3 (RFC 3376 7.1)
