@@ -107,6 +107,8 @@ void print_stats(dp::Dataplane& d) {
     o << (p ? "," : "") << "{\"rx_packets\":" << s.rx_packets << ",\"tx_packets\":" << s.tx_packets
       << ",\"rx_missed\":" << s.rx_missed << ",\"arp_replies\":" << s.arp_replies
       << ",\"igmp_queries\":" << s.igmp_queries << ",\"igmp_reports_sent\":" << s.igmp_reports_sent
+      << ",\"igmp_other\":" << s.igmp_other << ",\"igmp_compat_reports\":" << s.igmp_compat_reports
+      << ",\"igmp_ssm_as_asm\":" << s.igmp_ssm_as_asm << ",\"igmp_version\":" << unsigned{s.igmp_version}
       << ",\"drops\":{";
     for (std::size_t r = 0; r < dp::kDropReasonCount; ++r) {
       o << (r ? "," : "") << '"' << dp::drop_reason_name(static_cast<dp::DropReason>(r)) << "\":" << s.drops[r];
