@@ -2,6 +2,7 @@
 
 #include <array>
 #include <atomic>
+#include <ctime>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -102,6 +103,134 @@ bool match(const Route& route, const std::vector<std::string>& segments, std::ma
   return true;
 }
 
+// A response body that is a slice of a shared immutable string: a segment held by the
+// store is written to the socket from where it lies, and a 206 sends only its slice.
+struct SharedSliceBody {
+  struct value_type {
+    std::shared_ptr<const std::string> data;
+    std::size_t offset = 0;
+    std::size_t length = 0;  // 0: nothing is written (HEAD, 304...)
+  };
+  static std::uint64_t size(const value_type& v) { return v.length; }
+
+  class writer {
+   public:
+    using const_buffers_type = asio::const_buffer;
+    template <bool kIsRequest, class Fields>
+    writer(const http::header<kIsRequest, Fields>&, const value_type& v) : v_(v) {}
+    void init(beast::error_code& ec) { ec = {}; }
+    boost::optional<std::pair<const_buffers_type, bool>> get(beast::error_code& ec) {
+      ec = {};
+      if (sent_ || v_.length == 0 || !v_.data) return boost::none;
+      sent_ = true;
+      return std::make_pair(const_buffers_type(v_.data->data() + v_.offset, v_.length), false);
+    }
+
+   private:
+    const value_type& v_;
+    bool sent_ = false;
+  };
+};
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// "W/\"x\"" and "\"x\"" compare equal (weak comparison, RFC 9110 8.8.3.2).
+std::string_view opaque_tag(std::string_view etag) {
+  if (etag.size() >= 2 && etag[0] == 'W' && etag[1] == '/') etag.remove_prefix(2);
+  return etag;
+}
+
+// If-None-Match: "*" or a comma-separated list of entity tags (which may hold commas).
+bool if_none_match(std::string_view header, std::string_view etag) {
+  std::string_view ours = opaque_tag(etag);
+  std::size_t i = 0;
+  while (i < header.size()) {
+    char c = header[i];
+    if (c == ' ' || c == '\t' || c == ',') {
+      ++i;
+      continue;
+    }
+    if (c == '*') return true;
+    std::size_t start = i;
+    if (c == 'W' && i + 1 < header.size() && header[i + 1] == '/') i += 2;
+    if (i >= header.size() || header[i] != '"') return false;  // malformed: no match
+    std::size_t close = header.find('"', i + 1);
+    if (close == std::string_view::npos) return false;
+    if (opaque_tag(header.substr(start, close + 1 - start)) == ours) return true;
+    i = close + 1;
+  }
+  return false;
+}
+
+// Digits to a number; nullopt when empty, not all digits or above 2^62.
+std::optional<std::uint64_t> parse_u64(std::string_view s) {
+  if (s.empty() || s.size() > 18) return std::nullopt;
+  std::uint64_t v = 0;
+  for (char c : s) {
+    if (!is_digit(c)) return std::nullopt;
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return v;
+}
+
+enum class RangeKind { kNone, kPartial, kUnsatisfiable };
+struct ByteRange {
+  RangeKind kind = RangeKind::kNone;
+  std::size_t offset = 0;
+  std::size_t length = 0;
+};
+
+// One "bytes=" range of a body of `total` bytes. kNone for anything malformed or for
+// several ranges (answered with the whole body).
+ByteRange parse_range(std::string_view header, std::size_t total) {
+  header = trim(header);
+  constexpr std::string_view kUnit = "bytes=";
+  if (header.size() < kUnit.size() || !iequals(header.substr(0, kUnit.size()), kUnit)) return {};
+  std::string_view spec = trim(header.substr(kUnit.size()));
+  if (spec.find(',') != std::string_view::npos) return {};
+  std::size_t dash = spec.find('-');
+  if (dash == std::string_view::npos) return {};
+  std::string_view first_text = trim(spec.substr(0, dash));
+  std::string_view last_text = trim(spec.substr(dash + 1));
+  const auto n = static_cast<std::uint64_t>(total);
+  if (first_text.empty()) {  // -n: the last n bytes
+    auto suffix = parse_u64(last_text);
+    if (!suffix) return {};
+    if (*suffix == 0 || n == 0) return {.kind = RangeKind::kUnsatisfiable};
+    std::uint64_t len = std::min(*suffix, n);
+    return {.kind = RangeKind::kPartial,
+            .offset = static_cast<std::size_t>(n - len),
+            .length = static_cast<std::size_t>(len)};
+  }
+  auto first = parse_u64(first_text);
+  if (!first) return {};
+  std::uint64_t last = n == 0 ? 0 : n - 1;
+  if (!last_text.empty()) {
+    auto l = parse_u64(last_text);
+    if (!l || *l < *first) return {};
+    last = std::min(*l, last);
+  }
+  if (*first >= n) return {.kind = RangeKind::kUnsatisfiable};
+  return {.kind = RangeKind::kPartial, .offset = static_cast<std::size_t>(*first),
+          .length = static_cast<std::size_t>(last - *first + 1)};
+}
+
+// An IMF-fixdate for the Date header.
+std::string http_date() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::array<char, 40> buf{};
+  std::size_t n = std::strftime(buf.data(), buf.size(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return std::string(buf.data(), n);
+}
+
 std::string canned_503() {
   HttpResponse r = json_error(503, "too many connections");
   return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
@@ -140,6 +269,7 @@ struct Core {
   // still reach these.
   HttpServerLimits limits;
   std::vector<Route> routes;
+  std::vector<std::pair<std::string, std::string>> default_headers;
   std::atomic<std::size_t> n_connections{0};
   std::mutex sessions_mutex;                  // sessions, for stop()
   std::unordered_set<Session*> sessions;
@@ -242,26 +372,68 @@ class Session : public std::enable_shared_from_this<Session> {
     unsigned version = msg.version();
 
     HttpResponse res = server_.dispatch(req);
-    write(std::move(res), keep_alive, head, version);
+    write(std::move(res), &req, keep_alive, head, version);
   }
 
   void respond_error(unsigned status, const std::string& message) {
-    write(json_error(status, message), false, false, 11);
+    write(json_error(status, message), nullptr, false, false, 11);
   }
 
-  void write(HttpResponse r, bool keep_alive, bool head, unsigned version) {
+  // `req` is null for errors found while reading (no conditional handling then).
+  void write(HttpResponse r, const HttpRequest* req, bool keep_alive, bool head, unsigned version) {
+    std::shared_ptr<const std::string> data =
+        r.shared_body ? std::move(r.shared_body) : std::make_shared<const std::string>(std::move(r.body));
+    const std::size_t total = data->size();
+    std::size_t offset = 0;
+    std::size_t length = total;
+    unsigned status = r.status;
+    std::string content_range;
+    const bool get_like = req != nullptr && (req->method == "GET" || req->method == "HEAD");
+    if (get_like && status == 200) {
+      if (!r.etag.empty() && !req->header("If-None-Match").empty() &&
+          if_none_match(req->header("If-None-Match"), r.etag)) {
+        status = 304;
+      } else if (r.ranges && !req->header("Range").empty()) {
+        std::string if_range = req->header("If-Range");
+        if (if_range.empty() || (!r.etag.empty() && trim(if_range) == r.etag && r.etag.rfind("W/", 0) != 0)) {
+          ByteRange range = parse_range(req->header("Range"), total);
+          if (range.kind == RangeKind::kPartial) {
+            status = 206;
+            offset = range.offset;
+            length = range.length;
+            content_range = "bytes " + std::to_string(offset) + "-" + std::to_string(offset + length - 1) + "/" +
+                            std::to_string(total);
+          } else if (range.kind == RangeKind::kUnsatisfiable) {
+            HttpResponse e = json_error(416, "range not satisfiable");
+            status = 416;
+            r.content_type = e.content_type;
+            r.headers.emplace_back("Cache-Control", "no-store");
+            data = std::make_shared<const std::string>(std::move(e.body));
+            length = data->size();
+            content_range = "bytes */" + std::to_string(total);
+          }
+        }
+      }
+    }
+    const bool no_body = status == 304 || status == 204 || status < 200;
+
     res_ = {};
     res_.version(version == 10 ? 10 : 11);
-    res_.result(r.status);
-    res_.set(http::field::content_type, r.content_type);
+    res_.result(status);
+    res_.set(http::field::date, http_date());
+    for (const auto& [k, v] : server_.default_headers) res_.set(k, v);
+    if (!r.content_type.empty() && status != 304) res_.set(http::field::content_type, r.content_type);
     for (const auto& [k, v] : r.headers) res_.set(k, v);
+    if (!r.etag.empty()) res_.set(http::field::etag, r.etag);
+    if (r.ranges && get_like) res_.set(http::field::accept_ranges, "bytes");
+    if (!content_range.empty()) res_.set(http::field::content_range, content_range);
     res_.keep_alive(keep_alive);
-    std::size_t length = r.body.size();
-    if (head) {
-      res_.content_length(length);  // HEAD: the GET's length, no body
+    if (no_body) {
+      res_.body() = {};
     } else {
-      res_.body() = std::move(r.body);
-      res_.prepare_payload();
+      res_.content_length(length);  // HEAD: the GET's length, no body
+      if (head) length = 0;
+      res_.body() = SharedSliceBody::value_type{.data = std::move(data), .offset = offset, .length = length};
     }
     close_after_ = !keep_alive;
     stream_.expires_after(server_.limits.write_timeout);
@@ -311,7 +483,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  http::response<http::string_body> res_;
+  http::response<SharedSliceBody> res_;
   bool close_after_ = false;
   std::string remote_;
   std::array<char, 4096> drain_buf_{};
@@ -431,6 +603,11 @@ HttpServer::HttpServer(HttpServerLimits limits) : impl_(std::make_unique<Impl>(l
 }
 
 HttpServer::~HttpServer() { stop(); }
+
+void HttpServer::add_default_header(std::string name, std::string value) {
+  if (impl_->started) throw std::logic_error("HttpServer: default headers must be added before start()");
+  impl_->default_headers.emplace_back(std::move(name), std::move(value));
+}
 
 void HttpServer::route(std::string method, std::string pattern, Handler handler) {
   if (impl_->started) throw std::logic_error("HttpServer: routes must be added before start()");

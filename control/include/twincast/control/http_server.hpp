@@ -6,6 +6,11 @@
 //
 // Handlers run on the server's thread(s) and must not block for long: with the default
 // single thread, a handler that takes 100 ms delays every other request by as much.
+//
+// Generic HTTP semantics a handler opts into through its HttpResponse (the HLS origin uses
+// them; the API does not): a shared immutable body sent without copying, a strong ETag with
+// If-None-Match -> 304, single byte ranges (Range / If-Range -> 206, 416). Every response
+// carries a Date header and the server's default headers (add_default_header, e.g. CORS).
 #pragma once
 
 #include <chrono>
@@ -37,9 +42,20 @@ struct HttpRequest {
 
 struct HttpResponse {
   unsigned status = 200;
-  std::string content_type = "application/json";
+  std::string content_type = "application/json";  // "": no Content-Type header
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+  // When set, sent instead of `body`, without a copy (HLS segments shared with the store).
+  std::shared_ptr<const std::string> shared_body;
+  // A strong validator, quoted ("\"s42-1a2b\""): sent as ETag; for a 200 answer to GET or
+  // HEAD whose If-None-Match matches it (weak comparison, or "*"), the server answers 304
+  // with the headers and no body.
+  std::string etag;
+  // For a 200 answer to GET or HEAD: Accept-Ranges: bytes, and a single byte range in Range
+  // (bytes=a-b, a-, -n; honoured only when If-Range is absent or equals `etag`) is answered
+  // 206 with Content-Range, an unsatisfiable one 416 with Content-Range: bytes */size.
+  // Several ranges, or a malformed Range, get the whole body (200), as RFC 9110 allows.
+  bool ranges = false;
 };
 
 // {"error": message} with `status`.
@@ -71,6 +87,10 @@ class HttpServer {
   // literal or {name} (matches one non-empty segment, percent-decoded, into params).
   // A GET route also answers HEAD. A path that matches with another method is a 405.
   void route(std::string method, std::string pattern, Handler handler);
+
+  // A header sent on every response, errors included (before start()). A handler's header
+  // of the same name replaces it.
+  void add_default_header(std::string name, std::string value);
 
   // Binds "host:port": "127.0.0.1:8080", "[::1]:0", "0.0.0.0:9100", "[::]:80",
   // "localhost:8080". Port 0 picks a free port (see ports()). Throws std::invalid_argument
