@@ -150,10 +150,12 @@ json::object channel_detail(const ApiChannelView& c) {
   json::object hls;
   hls["enabled"] = c.hls.enabled;
   hls["state"] = c.hls.state;
+  if (!c.hls.url.empty()) hls["url"] = c.hls.url;
   hls["segments"] = c.hls.segments;
   hls["last_segment_age_s"] = number(c.hls.last_segment_age_s);
   hls["feed_packets"] = c.hls.feed_packets;
   hls["feed_dropped_packets"] = c.hls.feed_dropped_packets;
+  hls["shed"] = c.hls.shed;
   o["hls"] = std::move(hls);
   return o;
 }
@@ -200,6 +202,11 @@ struct MetricFamilies {
                                      .Name("twincast_channel_ott_feed_packets_total")
                                      .Help("TS packets the data plane queued for the channel's HLS packager")
                                      .Register(r)),
+        channel_ott_shed(metrics::BuildGauge()
+                             .Name("twincast_channel_ott_shed")
+                             .Help("1 while overload protection sheds the channel's HLS packaging (lowest priorities "
+                                   "first; multicast is never shed)")
+                             .Register(r)),
         channel_ott_feed_dropped(metrics::BuildCounter()
                                      .Name("twincast_channel_ott_feed_dropped_packets_total")
                                      .Help("TS packets lost on the way to the HLS packager (its ring was full)")
@@ -336,6 +343,7 @@ struct MetricFamilies {
     channel_hls_segments.Clear();
     channel_ott_feed_packets.Clear();
     channel_ott_feed_dropped.Clear();
+    channel_ott_shed.Clear();
     input_info.Clear();
     input_active.Clear();
     input_packets.Clear();
@@ -384,6 +392,7 @@ struct MetricFamilies {
         channel_hls_segments.Add(cl).Set(as_double(c.hls.segments));
         channel_ott_feed_packets.Add(cl).Set(as_double(c.hls.feed_packets));
         channel_ott_feed_dropped.Add(cl).Set(as_double(c.hls.feed_dropped_packets));
+        channel_ott_shed.Add(cl).Set(c.hls.shed ? 1 : 0);
       }
       for (const auto& in : c.inputs) {
         const Labels il{{"channel", c.id}, {"input", in.id}};
@@ -450,6 +459,7 @@ struct MetricFamilies {
   Family<Gauge>& channel_alarms;
   Family<Counter>& channel_hls_segments;
   Family<Counter>& channel_ott_feed_packets;
+  Family<Gauge>& channel_ott_shed;
   Family<Counter>& channel_ott_feed_dropped;
   Family<Gauge>& input_info;
   Family<Gauge>& input_active;
@@ -562,24 +572,46 @@ struct Api::Impl {
     std::stable_sort(channels.begin(), channels.end(), [](const ApiChannelView& a, const ApiChannelView& b) {
       return (a.lcn == 0 ? 0x10000u : a.lcn) < (b.lcn == 0 ? 0x10000u : b.lcn);
     });
-    auto clean = [](std::string v, char quote) {
-      for (char& ch : v)
-        if (ch == '\n' || ch == '\r' || ch == quote) ch = ch == quote ? '\'' : ' ';
-      return v;
-    };
     std::string body = "#EXTM3U\n";
     for (const auto& c : channels) {
       if (c.outputs.empty()) continue;
-      body += "#EXTINF:-1 tvg-id=\"" + clean(c.id, '"') + "\"";
-      if (c.lcn != 0) body += " tvg-chno=\"" + std::to_string(c.lcn) + "\"";
-      body += " tvg-name=\"" + clean(c.name, '"') + "\"," + clean(c.name, '\n') + "\n";
-      body += "udp://@" + c.outputs.front().id + "\n";
+      body += lineup_entry(c) + "udp://@" + c.outputs.front().id + "\n";
     }
     HttpResponse r;
     r.status = 200;
     r.content_type = "audio/x-mpegurl";
     r.body = std::move(body);
     return r;
+  }
+
+  // The OTT lineup: the same for the HLS channels, their master playlists' URLs.
+  HttpResponse ott_lineup() {
+    auto channels = backend.channels();
+    std::stable_sort(channels.begin(), channels.end(), [](const ApiChannelView& a, const ApiChannelView& b) {
+      return (a.lcn == 0 ? 0x10000u : a.lcn) < (b.lcn == 0 ? 0x10000u : b.lcn);
+    });
+    std::string body = "#EXTM3U\n";
+    for (const auto& c : channels) {
+      if (!c.hls.enabled || c.hls.url.empty()) continue;
+      body += lineup_entry(c) + c.hls.url + "\n";
+    }
+    HttpResponse r;
+    r.content_type = "audio/x-mpegurl";
+    r.body = std::move(body);
+    return r;
+  }
+
+  // "#EXTINF:-1 tvg-id=... tvg-chno=... tvg-name=...,Name\n" of one channel.
+  static std::string lineup_entry(const ApiChannelView& c) {
+    auto clean = [](std::string v, char quote) {
+      for (char& ch : v)
+        if (ch == '\n' || ch == '\r' || ch == quote) ch = ch == quote ? '\'' : ' ';
+      return v;
+    };
+    std::string e = "#EXTINF:-1 tvg-id=\"" + clean(c.id, '"') + "\"";
+    if (c.lcn != 0) e += " tvg-chno=\"" + std::to_string(c.lcn) + "\"";
+    e += " tvg-name=\"" + clean(c.name, '"') + "\"," + clean(c.name, '\n') + "\n";
+    return e;
   }
 
   HttpResponse get_channel(const HttpRequest& req) {
@@ -669,6 +701,7 @@ void Api::add_routes(HttpServer& server) {
                [impl](const HttpRequest& req) { return impl->scrub(impl->switch_input(req)); });
   server.route("POST", "/api/v1/reload", [impl](const HttpRequest& req) { return impl->scrub(impl->reload(req)); });
   server.route("GET", "/lineup/iptv.m3u", [impl](const HttpRequest&) { return impl->scrub(impl->iptv_lineup()); });
+  server.route("GET", "/lineup/ott.m3u", [impl](const HttpRequest&) { return impl->scrub(impl->ott_lineup()); });
 }
 
 void Api::add_metrics_route(HttpServer& server) {

@@ -12,6 +12,8 @@
 
 #include "twincast/control/api.hpp"
 #include "twincast/control/config.hpp"
+#include "twincast/control/hls_origin.hpp"
+#include "twincast/control/hls_packager.hpp"
 #include "twincast/control/http_server.hpp"
 #include "twincast/control/metrics.hpp"
 #include "twincast/control/srt_ingest.hpp"
@@ -74,6 +76,8 @@ struct Appliance::Impl final : ApiBackend {
   dataplane::ApplianceConfig config;  // the running one
   std::unique_ptr<dataplane::Dataplane> dp;
   std::unique_ptr<SrtIngest> srt;
+  std::unique_ptr<HlsPackager> packager;  // the HLS channels' feeds -> segments -> origin
+  std::unique_ptr<HlsOrigin> origin;
   std::vector<dataplane::ExternalInput*> srt_route;  // SRT input -> its data-plane ring
   std::vector<std::size_t> srt_index_of;             // flat input -> SRT input (or npos)
   bool started = false;
@@ -97,6 +101,15 @@ struct Appliance::Impl final : ApiBackend {
     return a;
   }
   ReloadOutcome reload_file();
+  // The HLS channels of `config` with their data-plane feeds, for the packager.
+  std::vector<PackagedChannel> hls_channels() const {
+    std::vector<PackagedChannel> out;
+    for (std::size_t c = 0; c < config.channels.size(); ++c) {
+      const auto& ch = config.channels[c];
+      if (ch.hls) out.push_back(PackagedChannel{ch.id, ch.name, dp->ott_feed(c)});
+    }
+    return out;
+  }
   // SRT inputs of `config` in order (channel id, input): for deciding whether to keep the ingest.
   static std::vector<std::pair<std::string, dataplane::InputConfig>> srt_inputs_of(const dataplane::ApplianceConfig& c) {
     std::vector<std::pair<std::string, dataplane::InputConfig>> out;
@@ -188,11 +201,23 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
     }
     v.state = dataplane::channel_health_name(cs.state);
     v.hls.enabled = cc.hls;
-    v.hls.state = cc.hls ? "not packaging yet" : "off";
+    v.hls.state = "off";
+    if (cc.hls) {
+      const auto& ott = config.ott;
+      v.hls.url = (ott.public_url.empty() ? "http://" + ott.listen : ott.public_url) + "/hls/" + cc.id + "/index.m3u8";
+    }
+    if (const auto hs = cc.hls ? packager->channel_stats(cc.id) : std::nullopt) {
+      v.hls.state = hs->state;
+      v.hls.segments = hs->segments;
+      v.hls.last_segment_age_s = hs->last_segment_age_s;
+      if (hs->state == "stalled") v.alarms.push_back("HLS stalled: no segment for " + std::to_string(static_cast<int>(hs->last_segment_age_s)) + " s");
+    }
     if (const dataplane::OttFeed* feed = dp->ott_feed(c)) {
       const auto fs = feed->stats();
       v.hls.feed_packets = fs.packets;
       v.hls.feed_dropped_packets = fs.dropped_packets;
+      v.hls.shed = fs.shed;
+      if (fs.shed) v.alarms.push_back("HLS shed: the data plane is overloaded and this channel's priority is among the lowest");
     }
     out.push_back(std::move(v));
   }
@@ -290,6 +315,10 @@ ReloadOutcome Appliance::Impl::reload_file() {
     keep_srt = keep_srt && std::find(changed.begin(), changed.end(), channel) == changed.end();
   }
   if (!keep_srt && srt) srt->stop();  // no producer may feed a ring the reload frees
+  // Nor may the packager read an OTT feed the reload frees.
+  std::vector<std::string> going = out.diff.channels_removed;
+  going.insert(going.end(), out.diff.channels_changed.begin(), out.diff.channels_changed.end());
+  packager->detach(going);
   try {
     dp->apply(next);
   } catch (const std::exception& e) {
@@ -300,9 +329,11 @@ ReloadOutcome Appliance::Impl::reload_file() {
       if (srt && started) srt->start();
     }
     out.diff = {};
+    packager->set_channels(hls_channels());  // the running plan's feeds again
     return out;
   }
   config = next;
+  packager->set_channels(hls_channels());
   if (keep_srt) {
     // Same SRT inputs, maybe at other positions: only the index for the views changes.
     std::vector<std::size_t> index;
@@ -324,6 +355,15 @@ ReloadOutcome Appliance::Impl::reload_file() {
   return out;
 }
 
+std::filesystem::path web_dir(const dataplane::OttConfig& ott) {
+  if (!ott.static_dir.empty()) return ott.static_dir;
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return {};
+  const auto dir = exe.parent_path().parent_path() / "web";
+  return std::filesystem::is_directory(dir, ec) ? dir : std::filesystem::path{};
+}
+
 Appliance::Appliance(const dataplane::ApplianceConfig& config, const std::string& argv0, std::string config_file)
     : impl_(std::make_unique<Impl>()) {
   impl_->config = config;
@@ -331,6 +371,8 @@ Appliance::Appliance(const dataplane::ApplianceConfig& config, const std::string
   dataplane::init_eal(config, argv0);
   impl_->dp = std::make_unique<dataplane::Dataplane>(config);
   impl_->build_srt();
+  impl_->packager = std::make_unique<HlsPackager>(config.ott);
+  impl_->packager->set_channels(impl_->hls_channels());
 }
 
 ReloadOutcome Appliance::reload() { return impl_->reload_file(); }
@@ -342,8 +384,15 @@ void Appliance::start() {
     std::lock_guard lock(impl_->mu);
     impl_->dp->start();
     if (impl_->srt) impl_->srt->start();
+    impl_->packager->start();
     impl_->started = true;
   }
+  // The HLS origin and the web page.
+  HlsOriginOptions hls_options;
+  hls_options.static_dir = web_dir(impl_->config.ott);
+  impl_->origin = std::make_unique<HlsOrigin>(*impl_->packager, hls_options);
+  impl_->origin->listen(impl_->config.ott.listen);
+  impl_->origin->start();
   // The REST API and /metrics, each on its own listener.
   ApiOptions options;
   options.token_file = impl_->config.control.token_file;
@@ -359,6 +408,8 @@ void Appliance::start() {
 }
 
 void Appliance::stop() {
+  if (impl_->origin) impl_->origin->stop();
+  if (impl_->packager) impl_->packager->stop();  // before the data plane's feeds go
   if (impl_->api_server) impl_->api_server->stop();
   if (impl_->metrics_server) impl_->metrics_server->stop();
   std::lock_guard lock(impl_->mu);

@@ -563,13 +563,20 @@ void Parser::parse_control(const YAML::Node& n, dataplane::ControlConfig& contro
 }
 
 void Parser::parse_ott(const YAML::Node& n, dataplane::OttConfig& ott) {
-  Fields f(*this, n, "ott", {"listen", "segment_seconds", "window_segments", "memory_mb", "static_dir"});
+  Fields f(*this, n, "ott", {"listen", "segment_seconds", "window_segments", "memory_mb", "static_dir", "public_url"});
   if (!f.ok()) return;
   if (std::string s; read_string(f, "listen", s)) {
     if (!is_listen_address(s))
       error_at(f.child("listen"), in_quotes(s) + " is not a listen address (host:port, like 127.0.0.1:8090 or [::1]:8090)");
     else
       ott.listen = s;
+  }
+  if (std::string url; read_string(f, "public_url", url)) {
+    const bool scheme = url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0;
+    if (!scheme || url.find_first_of(" \t\r\n\"") != std::string::npos || url.size() > 512)
+      error_at(f.child("public_url"), in_quotes(url) + " is not an http:// or https:// base URL");
+    else
+      ott.public_url = url.back() == '/' ? url.substr(0, url.size() - 1) : url;
   }
   read_int(f, "segment_seconds", ott.segment_seconds, 1, 10);
   read_int(f, "window_segments", ott.window_segments, 3, 100);

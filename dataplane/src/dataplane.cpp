@@ -347,6 +347,17 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
     plan->multiplexes.push_back(std::move(ms));
   }
 
+  // QoS tiers of the HLS channels: distinct priorities, lowest first.
+  std::vector<std::uint8_t> prios;
+  for (const ChannelConfig& ch : c.channels)
+    if (ch.hls && std::find(prios.begin(), prios.end(), ch.priority) == prios.end()) prios.push_back(ch.priority);
+  std::sort(prios.begin(), prios.end());
+  plan->ott_tiers = static_cast<std::uint8_t>(std::min<std::size_t>(prios.size(), 255));
+  for (const ChannelConfig& ch : c.channels) {
+    const auto it = std::find(prios.begin(), prios.end(), ch.priority);
+    plan->ott_tier.push_back(ch.hls ? static_cast<std::uint8_t>(std::min<std::ptrdiff_t>(it - prios.begin(), 254)) : 255);
+  }
+
   // The plan is complete: the next hops it needs join their ports' tables (unresolved;
   // the worker asks for them at its next ARP tick).
   for (std::size_t i = 0; i < ports.size(); ++i) {
@@ -456,6 +467,11 @@ ConfigDiff Dataplane::apply(const ApplianceConfig& next) {
 }
 
 const ApplianceConfig& Dataplane::config() const { return impl_->plan().config; }
+
+QosStats Dataplane::qos_stats() const {
+  constexpr auto r = std::memory_order_relaxed;
+  return QosStats{impl_->qos.shed_published.load(r), impl_->plan().ott_tiers, impl_->qos.overload_windows.load(r)};
+}
 
 bool Dataplane::running() const { return impl_->running; }
 std::size_t Dataplane::port_count() const { return impl_->ports.size(); }
@@ -573,6 +589,7 @@ void Dataplane::process_burst(std::size_t port, rte_mbuf** frames, std::uint16_t
 
 void Dataplane::poll_once(std::uint64_t now_ns) {
   impl_->current = impl_->owned.get();
+  impl_->qos_tick(now_ns);
   impl_->arp_tick(now_ns);
   impl_->poll_channels(now_ns);
 }

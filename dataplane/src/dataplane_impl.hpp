@@ -245,6 +245,27 @@ struct Plan {
   std::vector<PortPlan> ports;                // by port index
   std::vector<InputState*> external_inputs;   // SRT
   std::vector<std::uint32_t> rtp_flows;       // flows whose head is RTP
+  // QoS: each channel's OTT tier (its rank among the distinct priorities of the HLS
+  // channels, lowest priority first; by channel), and how many tiers there are.
+  std::vector<std::uint8_t> ott_tier;
+  std::uint8_t ott_tiers = 0;
+};
+
+// Overload and shedding (worker only, but shed_tiers is read by the control side). Over
+// each kQosWindowNs the worker counts RX bursts and full ones (kBurst frames: a backlog
+// is waiting); a window with more than half full is an overload and sheds the OTT feeds
+// of one more tier, lowest priority first; kQosRestoreNs without overload brings one tier
+// back. Multicast outputs are never shed.
+inline constexpr std::uint64_t kQosWindowNs = 100'000'000;
+inline constexpr std::uint64_t kQosRestoreNs = 5'000'000'000ULL;
+struct QosState {
+  std::uint64_t window_start_ns = 0;
+  std::uint32_t bursts = 0;
+  std::uint32_t full_bursts = 0;
+  std::uint64_t calm_since_ns = 0;
+  std::uint8_t shed = 0;  // tiers shed now
+  std::atomic<std::uint8_t> shed_published{0};
+  std::atomic<std::uint64_t> overload_windows{0};
 };
 
 struct Dataplane::Impl {
@@ -325,6 +346,9 @@ struct Dataplane::Impl {
   std::uint64_t next_igmp_ns = 0;
   std::uint64_t next_stats_ns = 0;
   std::uint64_t next_arp_ns = 0;
+  QosState qos;
+  void qos_tick(std::uint64_t now_ns);
+  void apply_shedding();  // sets each OTT feed's shed state from qos.shed (worker)
 };
 
 }  // namespace twincast::dataplane

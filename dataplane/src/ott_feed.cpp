@@ -46,7 +46,18 @@ void OttFeed::on_discontinuity(std::size_t) {
   bump_counter(counters_.discontinuities);
 }
 
+void OttFeed::set_shed(bool shed) {
+  if (shed == shed_) return;
+  shed_ = shed;
+  counters_.shed.store(shed, std::memory_order_relaxed);
+  if (!shed) pending_discontinuity_ = true;
+}
+
 void OttFeed::on_packets(std::size_t, std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns) {
+  if (shed_) {
+    bump_counter(counters_.shed_packets, packets.size());
+    return;
+  }
   while (!packets.empty()) {
     const std::size_t n = std::min(packets.size(), kChunkPackets);
     enqueue(packets.first(n), now_ns);
@@ -117,8 +128,10 @@ std::size_t OttFeed::queued() const { return rte_ring_count(ring_); }
 
 OttFeedStats OttFeed::stats() const {
   constexpr auto r = std::memory_order_relaxed;
-  return OttFeedStats{counters_.chunks.load(r), counters_.packets.load(r), counters_.dropped_chunks.load(r),
-                      counters_.dropped_packets.load(r), counters_.discontinuities.load(r)};
+  return OttFeedStats{counters_.chunks.load(r),          counters_.packets.load(r),
+                      counters_.dropped_chunks.load(r),  counters_.dropped_packets.load(r),
+                      counters_.discontinuities.load(r), counters_.shed_packets.load(r),
+                      counters_.shed.load(r)};
 }
 
 }  // namespace twincast::dataplane

@@ -38,6 +38,8 @@ std::uint8_t* data_of(rte_mbuf* m) { return rte_pktmbuf_mtod(m, std::uint8_t*); 
 }  // namespace
 
 void Dataplane::Impl::rx_burst(PortState& port, rte_mbuf** frames, std::uint16_t n, std::uint64_t now_ns) {
+  ++qos.bursts;
+  if (n == kBurst) ++qos.full_bursts;
   std::size_t i = 0;
   for (; i < kPrefetchAhead && i < n; ++i) rte_prefetch0(data_of(frames[i]));
   for (i = 0; i + kPrefetchAhead < n; ++i) {
@@ -610,11 +612,38 @@ void Dataplane::Impl::adopt(const Plan& next) {
   worker_generation = next.generation;
 }
 
+void Dataplane::Impl::apply_shedding() {
+  for (std::size_t c = 0; c < current->channels.size(); ++c) {
+    OttFeed* feed = current->channels[c]->ott.get();
+    if (feed != nullptr) feed->set_shed(current->ott_tier[c] < qos.shed);
+  }
+}
+
+void Dataplane::Impl::qos_tick(std::uint64_t now_ns) {
+  if (qos.window_start_ns == 0) qos.window_start_ns = qos.calm_since_ns = now_ns;
+  if (now_ns - qos.window_start_ns < kQosWindowNs) return;
+  const bool overloaded = qos.bursts != 0 && qos.full_bursts * 2 > qos.bursts;
+  qos.bursts = qos.full_bursts = 0;
+  qos.window_start_ns = now_ns;
+  if (overloaded) {
+    bump(qos.overload_windows);
+    qos.calm_since_ns = now_ns;
+    if (qos.shed < current->ott_tiers) ++qos.shed;
+  } else if (qos.shed > 0 && now_ns - qos.calm_since_ns >= kQosRestoreNs) {
+    --qos.shed;
+    qos.calm_since_ns = now_ns;
+  }
+  qos.shed = std::min(qos.shed, current->ott_tiers);  // a reload may have removed tiers
+  apply_shedding();
+  qos.shed_published.store(qos.shed, std::memory_order_relaxed);
+}
+
 void Dataplane::Impl::loop_once(std::uint64_t now_ns) {
   current = published.load(std::memory_order_acquire);
   for (auto& p : ports) p->update_igmp_version(now_ns);  // an older querier's time may be up
   if (current->generation != worker_generation) {
     adopt(*current);
+    apply_shedding();  // new feeds follow the shedding in force
     adopted_generation.store(current->generation, std::memory_order_release);
   }
   for (auto& pp : ports) {
@@ -635,6 +664,7 @@ void Dataplane::Impl::loop_once(std::uint64_t now_ns) {
     arp_tick(now_ns);  // queued for the TX flush in poll_channels
     next_arp_ns = now_ns + kArpTickNs;
   }
+  qos_tick(now_ns);
   drain_external(now_ns);
   if (!current->rtp_flows.empty()) {
     expire_rtp(now_ns);

@@ -215,6 +215,17 @@ TEST_F(ApiTest, IptvLineupListsEachChannelsMulticastOutput) {
             "udp://@239.1.1.1:5000\n");
 }
 
+TEST_F(ApiTest, OttLineupListsEachHlsChannelsPlaylist) {
+  Reply r = request(port_, http::verb::get, "/lineup/ott.m3u");
+  ASSERT_EQ(r.status, 200U);
+  EXPECT_EQ(r.headers["content-type"], "audio/x-mpegurl");
+  // Only news has HLS.
+  EXPECT_EQ(r.body,
+            "#EXTM3U\n"
+            "#EXTINF:-1 tvg-id=\"news\" tvg-chno=\"5\" tvg-name=\"News HD\",News HD\n"
+            "https://cdn.example.net/hls/news/index.m3u8\n");
+}
+
 TEST_F(ApiTest, ChannelList) {
   Reply r = request(port_, http::verb::get, "/api/v1/channels");
   ASSERT_EQ(r.status, 200U);
@@ -267,6 +278,7 @@ TEST_F(ApiTest, ChannelDetail) {
   EXPECT_EQ(v.at("hls").at("segments").to_number<int>(), 42);
   EXPECT_EQ(v.at("hls").at("feed_packets").to_number<int>(), 70000);
   EXPECT_EQ(v.at("hls").at("feed_dropped_packets").to_number<int>(), 14);
+  EXPECT_TRUE(v.at("hls").at("shed").as_bool());
   expect_no_secret(r);
 
   Reply missing = request(port_, http::verb::get, "/api/v1/channels/nope");
@@ -598,6 +610,7 @@ TEST_F(ApiTest, MetricsExposition) {
   has("twincast_channel_alarms{channel=\"news\"} 1");
   has("twincast_channel_ott_feed_packets_total{channel=\"news\"} 70000");
   has("twincast_input_over_bitrate_ceiling{channel=\"news\",input=\"main\"} 1");
+  has("twincast_channel_ott_shed{channel=\"news\"} 1");
   has("twincast_channel_ott_feed_dropped_packets_total{channel=\"news\"} 14");
   has("twincast_input_active{channel=\"news\",input=\"main\"} 1");
   has("twincast_input_active{channel=\"news\",input=\"backup\"} 0");

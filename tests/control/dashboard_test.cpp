@@ -42,6 +42,7 @@ const std::map<std::string, std::string> kNotOnDashboard = {
     {"twincast_output_packets_total", "the output panels use datagrams and bytes"},
     {"twincast_channel_ott_feed_packets_total", "the HLS panel shows the feed's drops, not its volume"},
     {"twincast_input_over_bitrate_ceiling", "an alarm: counted in twincast_channel_alarms (alarms panel)"},
+    {"twincast_channel_ott_shed", "an alarm: counted in twincast_channel_alarms (alarms panel)"},
 };
 
 // Labels Prometheus adds at scrape time.

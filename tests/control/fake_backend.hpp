@@ -69,8 +69,10 @@ class FakeBackend : public control::ApiBackend {
     out.pacing_lateness = std::array<std::uint64_t, control::kPacingLatenessBuckets.size() + 1>{100, 20, 10, 5, 3, 1, 1, 0, 0};
     out.pacing_lateness_sum_s = 0.0123;
     news.outputs = {out};
-    news.hls = control::ApiHlsView{.enabled = true, .state = "serving", .segments = 42, .last_segment_age_s = 1.5,
-                                   .feed_packets = 70000, .feed_dropped_packets = 14};
+    news.hls = control::ApiHlsView{.enabled = true, .state = "serving",
+                                   .url = "https://cdn.example.net/hls/news/index.m3u8", .segments = 42,
+                                   .last_segment_age_s = 1.5,
+                                   .feed_packets = 70000, .feed_dropped_packets = 14, .shed = true};
 
     control::ApiChannelView sport;
     sport.id = "sport";

@@ -1495,3 +1495,105 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
 
 }  // namespace
 }  // namespace twincast::test
+
+namespace twincast::test {
+namespace {
+
+// HLS from the same timeline: a channel with hls: true, fed by ffmpeg over UDP multicast,
+// is packaged and served by twincastd's origin; ffmpeg plays the master playlist over HTTP
+// without an error, the media playlist follows RFC 8216 (PROGRAM-DATE-TIME on every
+// segment, EXTINF within the target duration, MEDIA-SEQUENCE growing), each segment
+// decodes alone from a key frame, and the multicast output goes on as before.
+TEST_F(ApplianceNs, HlsOfAChannelPlaysOverHttp) {
+  const pid_t app = start_appliance("  - id: news\n    name: News\n    hls: true\n    inputs:\n" +
+                                    udp_input("rx", "239.1.1.70", 5000) + "    outputs:\n" + output("udp", "239.2.9.1", 5000) +
+                                    "ott:\n  listen: 127.0.0.1:8090\n  segment_seconds: 2\n  window_segments: 3\n");
+  ASSERT_GT(app, 0);
+  ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.70", 5000), "sender"), 0);
+  Receiver& rx = receive("239.2.9.1", 5000);
+  const std::string base = "http://127.0.0.1:8090/hls/news/";
+  auto fetch = [&](const std::string& name, const std::filesystem::path& to) {
+    return run(ns_exec(head_) + "curl -sS -f -o " + shell_quote(to.string()) + " " + base + name);
+  };
+  // Segments of 2 s: the third is there after ~6-7 s.
+  bool ready = false;
+  for (int i = 0; i < 150 && !ready; ++i) {
+    std::this_thread::sleep_for(100ms);
+    if (fetch("live.m3u8", dir_ / "live1.m3u8").exit_code != 0) continue;
+    const std::string text = read_text(dir_ / "live1.m3u8");
+    ready = std::count(text.begin(), text.end(), '\n') >= 12;  // header lines + 2 segments
+  }
+  ASSERT_TRUE(ready) << read_text(dir_ / "live1.m3u8") << appliance_log();
+  const std::string live1 = read_text(dir_ / "live1.m3u8");
+  ASSERT_EQ(fetch("index.m3u8", dir_ / "index.m3u8").exit_code, 0);
+  const std::string master = read_text(dir_ / "index.m3u8");
+  EXPECT_NE(master.find("#EXT-X-STREAM-INF:BANDWIDTH="), std::string::npos) << master;
+  EXPECT_NE(master.find("CODECS=\"avc1."), std::string::npos) << master;
+  EXPECT_NE(master.find("RESOLUTION=320x240"), std::string::npos) << master;
+  EXPECT_NE(master.find("live.m3u8"), std::string::npos) << master;
+
+  // The media playlist, line by line.
+  std::istringstream lines(live1);
+  std::size_t pdt = 0, extinf = 0, uris = 0;
+  double target = 0;
+  std::vector<std::string> segs;
+  for (std::string l; std::getline(lines, l);) {
+    if (l.rfind("#EXT-X-TARGETDURATION:", 0) == 0) target = std::stod(l.substr(22));
+    if (l.rfind("#EXT-X-PROGRAM-DATE-TIME:", 0) == 0) ++pdt;
+    if (l.rfind("#EXTINF:", 0) == 0) {
+      ++extinf;
+      EXPECT_LE(std::lround(std::stod(l.substr(8))), std::lround(target)) << l;
+    }
+    if (!l.empty() && l[0] != '#') {
+      ++uris;
+      segs.push_back(l);
+    }
+  }
+  EXPECT_EQ(target, 2);
+  EXPECT_GE(extinf, 2u);
+  EXPECT_EQ(pdt, extinf) << live1;
+  EXPECT_EQ(uris, extinf);
+  EXPECT_NE(live1.find("#EXT-X-MEDIA-SEQUENCE:"), std::string::npos);
+  EXPECT_NE(live1.find("#EXT-X-DISCONTINUITY-SEQUENCE:"), std::string::npos);
+  // Each segment decodes alone from a key frame.
+  for (const auto& seg : segs) {
+    const auto file = dir_ / seg;
+    ASSERT_EQ(fetch(seg, file).exit_code, 0) << seg;
+    const RunResult dec = run("ffmpeg -nostdin -v error -i " + shell_quote(file.string()) + " -f null - 2>&1");
+    EXPECT_EQ(dec.exit_code, 0) << seg << ": " << dec.out;
+    EXPECT_EQ(dec.out, "") << seg;
+    const RunResult key = run("ffprobe -v error -select_streams v:0 -show_entries frame=key_frame -of csv=p=0 -read_intervals %+#1 " +
+                              shell_quote(file.string()));
+    EXPECT_EQ(key.out.substr(0, 1), "1") << seg << " does not start with a key frame";
+  }
+  // A real player: ffmpeg follows the master playlist live for 6 s and decodes it all.
+  const RunResult play = run(ns_exec(head_) + "timeout 30 ffmpeg -nostdin -v error -i " + base + "index.m3u8 -t 6 -f null - 2>&1");
+  EXPECT_EQ(play.exit_code, 0) << play.out;
+  EXPECT_EQ(play.out, "") << play.out;
+  // The live window slides: 3 segments listed; once 7 were made (MEDIA-SEQUENCE 4) the
+  // first has left memory too (the window and as many again are kept).
+  auto media_sequence = [](const std::string& text) {
+    const auto at = text.find("#EXT-X-MEDIA-SEQUENCE:");
+    return at == std::string::npos ? -1 : std::stol(text.substr(at + 22));
+  };
+  std::string live2;
+  for (int i = 0; i < 200 && media_sequence(live2) < 4; ++i) {
+    std::this_thread::sleep_for(100ms);
+    if (fetch("live.m3u8", dir_ / "live2.m3u8").exit_code == 0) live2 = read_text(dir_ / "live2.m3u8");
+  }
+  EXPECT_GE(media_sequence(live2), 4) << live2;
+  EXPECT_EQ(std::count(live2.begin(), live2.end(), '\n') - 6, 3 * 3) << "3 segments listed: " << live2;
+  // Unknown names and evicted segments are 404s.
+  EXPECT_NE(fetch("seg-999999.ts", dir_ / "none.ts").exit_code, 0);
+  const RunResult status = run(ns_exec(head_) + "curl -sS -o /dev/null -w '%{http_code}' " + base + "seg-0.ts");
+  EXPECT_EQ(status.out, "404") << "seg-0 should have been evicted (3 listed, 6 kept)";
+  rx.stop();
+  const std::string log = appliance_log();
+  stop_appliance(app);
+  const Stream s = assemble(rx.datagrams(), false);
+  ASSERT_GT(s.ts.size(), 188u * 1000) << log;
+  (void)check_output(s, dir_, "hls_multicast", 0x100);
+}
+
+}  // namespace
+}  // namespace twincast::test

@@ -48,9 +48,13 @@ inline bool enter_netns(const std::string& ns) {
 }
 
 // Starts `args` (argv[0] looked up in PATH) with stdin from /dev/null and stdout/stderr to
-// `out`/`err`; its pid, or -1.
-inline pid_t spawn(const std::vector<std::string>& args, const std::filesystem::path& out,
+// `out`/`err`; its pid, or -1. The child gets SIGKILL if the test process dies first
+// (setpriv --pdeathsig, kept across `ip netns exec`, which execs without forking), so a
+// crashed test leaves no twincastd or ffmpeg running behind it.
+inline pid_t spawn(const std::vector<std::string>& command, const std::filesystem::path& out,
                    const std::filesystem::path& err) {
+  std::vector<std::string> args = {"setpriv", "--pdeathsig", "KILL", "--"};
+  args.insert(args.end(), command.begin(), command.end());
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);

@@ -372,3 +372,107 @@ TEST(OttFeedDataplane, CarriesTheMulticastTimelineAndMarksAnOperatorSwitch) {
 
 }  // namespace
 }  // namespace twincast::dataplane
+
+namespace twincast::dataplane {
+namespace {
+
+// QoS: when the worker falls behind (RX bursts come back full), the OTT feeds of the
+// lowest-priority HLS channels are shed first, then the next tier; the multicast outputs
+// of every channel go on. Calm brings the tiers back one by one, each restored feed
+// marking a discontinuity for its packager.
+TEST(OttFeedQos, OverloadShedsTheLowestPriorityOttFirstAndNeverMulticast) {
+  constexpr std::size_t kBurstFrames = 32;  // the worker's RX burst (kBurst): a full one means a backlog
+  ApplianceConfig cfg;
+  PortConfig port;
+  port.name = "p0";
+  port.device = "net_null_qos0,no-rx=1";
+  port.address = kOurIp;
+  port.mbufs = 8191;
+  cfg.ports.push_back(port);
+  const std::uint8_t priorities[3] = {10, 200, 10};
+  const Ipv4 groups[3] = {ipv4(239, 1, 7, 1), ipv4(239, 1, 7, 2), ipv4(239, 1, 7, 3)};
+  for (int k = 0; k < 3; ++k) {
+    ChannelConfig ch;
+    ch.id = "ch" + std::to_string(k);
+    ch.hls = k < 2;  // ch2: multicast only
+    ch.priority = priorities[k];
+    InputConfig in;
+    in.port = "p0";
+    in.address = groups[k];
+    in.udp_port = 5000;
+    ch.inputs.push_back(in);
+    OutputConfig out;
+    out.port = "p0";
+    out.address = ipv4(239, 9, 7, static_cast<std::uint8_t>(k + 1));
+    out.udp_port = 5000;
+    out.pacing = PacingMode::kPassthrough;
+    ch.outputs.push_back(out);
+    cfg.channels.push_back(ch);
+  }
+  auto dp = std::make_unique<Dataplane>(cfg);
+  EXPECT_EQ(dp->qos_stats().tiers, 2u);
+  OttFeed& low = *dp->ott_feed(0);
+  OttFeed& high = *dp->ott_feed(1);
+  rte_mempool* pool = dp->mempool(0);
+  const auto packets = test::read_packets(test::fixture("h264_aac.ts"));
+  std::size_t at = 0;
+  int low_marks = 0;
+  int high_marks = 0;
+  std::size_t frame_no = 0;  // round robin over the three channels
+  // `frames` datagrams spread over the three channels at `now`, then one poll.
+  auto turn = [&](std::size_t frames, std::uint64_t now) {
+    std::vector<rte_mbuf*> burst;
+    for (std::size_t i = 0; i < frames; ++i) {
+      if (at + 7 > packets.size()) at = 0;
+      const ByteVec f = udp_frame(groups[frame_no++ % 3], std::span(packets.data() + at, 7));
+      at += 7;
+      rte_mbuf* m = rte_pktmbuf_alloc(pool);
+      ASSERT_NE(m, nullptr);
+      std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(f.size())), f.data(), f.size());
+      burst.push_back(m);
+    }
+    if (!burst.empty()) dp->process_burst(0, burst.data(), static_cast<std::uint16_t>(burst.size()), now);
+    dp->poll_once(now);
+    // The packagers keep up; count the discontinuity marks they see.
+    (void)low.read([&](const OttChunk& c) { low_marks += c.discontinuity; });
+    (void)high.read([&](const OttChunk& c) { high_marks += c.discontinuity; });
+  };
+  std::uint64_t now = kMs;
+  for (; now < 101 * kMs; now += kMs) turn(3, now);  // calm: nothing shed (windows of 100 ms)
+  EXPECT_EQ(dp->qos_stats().shed_tiers, 0u);
+  EXPECT_FALSE(low.stats().shed);
+  for (; now < 202 * kMs; now += kMs) turn(kBurstFrames, now);  // full bursts: one window of overload
+  EXPECT_EQ(dp->qos_stats().shed_tiers, 1u);
+  EXPECT_TRUE(low.stats().shed) << "the lowest priority's OTT goes first";
+  EXPECT_FALSE(high.stats().shed);
+  const std::uint64_t high_before = high.stats().packets;
+  for (; now < 302 * kMs; now += kMs) turn(kBurstFrames, now);  // still behind: the next tier
+  EXPECT_EQ(dp->qos_stats().shed_tiers, 2u);
+  EXPECT_TRUE(high.stats().shed);
+  EXPECT_GT(high.stats().packets, high_before);
+  EXPECT_GT(low.stats().shed_packets, 0u);
+  // Multicast never stopped, for any channel, and nothing was dropped on the way out.
+  for (std::size_t c = 0; c < 3; ++c) {
+    const OutputStats o = dp->output_stats(c, 0);
+    EXPECT_GT(o.datagrams, 80u) << "channel " << c;
+    EXPECT_EQ(o.dropped_datagrams, 0u) << "channel " << c;
+  }
+  // Calm again: 5 s later the higher tier comes back, 5 s after that the lower one, each
+  // restored feed marking its first chunk as a discontinuity.
+  const std::uint64_t calm_from = now;
+  for (; now < calm_from + 5100 * kMs; now += kMs) turn(1, now);
+  EXPECT_EQ(dp->qos_stats().shed_tiers, 1u);
+  EXPECT_FALSE(high.stats().shed);
+  EXPECT_TRUE(low.stats().shed);
+  EXPECT_EQ(high_marks, 1) << "the restored feed starts a new timeline";
+  EXPECT_EQ(low_marks, 0);
+  for (; now < calm_from + 10'200 * kMs; now += kMs) turn(1, now);
+  EXPECT_EQ(dp->qos_stats().shed_tiers, 0u);
+  EXPECT_FALSE(low.stats().shed);
+  EXPECT_EQ(low_marks, 1);
+  EXPECT_GE(dp->qos_stats().overload_windows, 2u);
+  dp.reset();
+}
+
+}  // namespace
+}  // namespace twincast::dataplane

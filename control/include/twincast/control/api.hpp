@@ -6,6 +6,8 @@
 //   GET  /api/v1/channels/{id}          one channel: inputs (TR 101 290, MDI, SRT), outputs, HLS
 //   POST /api/v1/channels/{id}/switch   body {"input":"<input id>"}          (bearer token)
 //   POST /api/v1/reload                 re-read the configuration            (bearer token)
+//   GET  /lineup/iptv.m3u               the multicast lineup (udp://@group:port), LCN order
+//   GET  /lineup/ott.m3u                the HLS lineup (master playlist URLs), LCN order
 //   GET  /metrics                       Prometheus text format 0.0.4 (its own listen address)
 //
 // Errors are {"error":"..."}: 400 bad body, 401 no/wrong token, 404 unknown channel,
@@ -74,11 +76,13 @@ struct ApiOutputView {
 struct ApiHlsView {
   bool enabled = false;
   std::string state;  // backend's words, e.g. "serving", "stalled"
+  std::string url;    // the master playlist's public URL (lineups, players)
   std::uint64_t segments = 0;
   double last_segment_age_s = 0;
   // The data plane's OTT feed (the ring from the channel to the packager).
   std::uint64_t feed_packets = 0;          // TS packets queued for the packager
   std::uint64_t feed_dropped_packets = 0;  // lost because the ring was full (packager behind)
+  bool shed = false;                       // the data plane shed this channel's OTT (overload, low priority)
 };
 
 struct ApiChannelView {

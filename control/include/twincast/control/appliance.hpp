@@ -2,6 +2,7 @@
 // from one validated configuration.
 #pragma once
 
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +19,10 @@ struct ReloadOutcome {
   dataplane::ConfigDiff diff;
   bool srt_restarted = false;  // the SRT ingest was rebuilt (its callers reconnect)
 };
+
+// The web page's files: ott.static_dir, else <binary's dir>/../web when it exists, else
+// empty (no page).
+[[nodiscard]] std::filesystem::path web_dir(const dataplane::OttConfig& ott);
 
 class Appliance {
  public:

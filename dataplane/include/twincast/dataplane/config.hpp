@@ -139,6 +139,7 @@ struct OttConfig {
   std::uint32_t window_segments = 6;      // segments in a live playlist, 3..100
   std::uint32_t memory_mb = 512;          // budget for every channel's segments together
   std::string static_dir;                 // the web page and hls.js; empty: next to the binary (../web)
+  std::string public_url;                 // base of the HLS URLs in lineups (a CDN); empty: http://<listen>
   friend bool operator==(const OttConfig&, const OttConfig&) = default;
 };
 

@@ -151,6 +151,14 @@ using PipelineFactory = std::function<std::unique_ptr<ChannelPipeline>(const Cha
 // rte_eal_init with eal_arguments(). Once per process; throws std::runtime_error.
 void init_eal(const ApplianceConfig& config, const std::string& argv0);
 
+// Overload protection: what the worker sheds (the OTT feeds of the lowest-priority HLS
+// channels first; multicast never).
+struct QosStats {
+  std::uint8_t shed_tiers = 0;        // priority tiers whose OTT feeds are shed now
+  std::uint8_t tiers = 0;             // distinct priorities among the HLS channels
+  std::uint64_t overload_windows = 0; // 100 ms windows the worker found itself behind
+};
+
 class Dataplane {
  public:
   // Sets up every port (mempool, queues, MAC, promiscuous + allmulticast, started), the
@@ -181,6 +189,8 @@ class Dataplane {
   ConfigDiff apply(const ApplianceConfig& next);
   // The configuration running now (the last apply()'s, or the constructor's).
   [[nodiscard]] const ApplianceConfig& config() const;
+  // Any thread.
+  [[nodiscard]] QosStats qos_stats() const;
 
   [[nodiscard]] std::size_t port_count() const;
   [[nodiscard]] Mac port_mac(std::size_t port) const;

@@ -44,6 +44,8 @@ struct OttFeedStats {
   std::uint64_t dropped_chunks = 0;   // ring full or no mbuf
   std::uint64_t dropped_packets = 0;
   std::uint64_t discontinuities = 0;  // input switches signalled
+  std::uint64_t shed_packets = 0;     // not queued because the data plane shed this feed (overload)
+  bool shed = false;                  // shed now
 };
 
 class OttFeed final : public PacketTap {
@@ -63,6 +65,10 @@ class OttFeed final : public PacketTap {
   // Producer side (the worker lcore, through Channel): no allocation, lock or wait.
   void on_packets(std::size_t slot, std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns) override;
   void on_discontinuity(std::size_t slot) override;
+  // QoS (the producer's thread): while shed, packets are counted and not queued; when the
+  // feed comes back, its first chunk is marked as a discontinuity (the packager starts a
+  // new segment: the timeline has a hole).
+  void set_shed(bool shed);
 
   // Consumer side (one thread at a time): calls `fn` for the queued chunks in order, at
   // most `max` of them, and returns how many it called it for.
@@ -80,12 +86,15 @@ class OttFeed final : public PacketTap {
   rte_mempool* pool_ = nullptr;
   std::uint32_t discontinuity_seq_ = 0;  // producer only
   bool pending_discontinuity_ = false;   // producer only
+  bool shed_ = false;                    // producer only
   struct alignas(64) Counters {          // one writer: the producer
     std::atomic<std::uint64_t> chunks{0};
     std::atomic<std::uint64_t> packets{0};
     std::atomic<std::uint64_t> dropped_chunks{0};
     std::atomic<std::uint64_t> dropped_packets{0};
     std::atomic<std::uint64_t> discontinuities{0};
+    std::atomic<std::uint64_t> shed_packets{0};
+    std::atomic<bool> shed{false};
   } counters_;
 };
 
