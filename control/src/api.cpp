@@ -156,6 +156,10 @@ json::object channel_detail(const ApiChannelView& c) {
   hls["feed_packets"] = c.hls.feed_packets;
   hls["feed_dropped_packets"] = c.hls.feed_dropped_packets;
   hls["shed"] = c.hls.shed;
+  hls["playlist_requests"] = c.hls.playlist_requests;
+  hls["segment_requests"] = c.hls.segment_requests;
+  hls["bytes_served"] = c.hls.bytes_served;
+  hls["viewers"] = c.hls.viewers;
   o["hls"] = std::move(hls);
   return o;
 }
@@ -202,6 +206,18 @@ struct MetricFamilies {
                                      .Name("twincast_channel_ott_feed_packets_total")
                                      .Help("TS packets the data plane queued for the channel's HLS packager")
                                      .Register(r)),
+        hls_requests(metrics::BuildCounter()
+                         .Name("twincast_hls_requests_total")
+                         .Help("HLS requests the origin answered from the channel's store, by kind (playlist, segment)")
+                         .Register(r)),
+        hls_bytes(metrics::BuildCounter()
+                      .Name("twincast_hls_bytes_total")
+                      .Help("Bytes of the HLS resources the origin answered for the channel")
+                      .Register(r)),
+        hls_viewers(metrics::BuildGauge()
+                        .Name("twincast_hls_viewers")
+                        .Help("Client addresses that fetched the channel's HLS in the last 30 s (behind a CDN: its edges)")
+                        .Register(r)),
         channel_ott_shed(metrics::BuildGauge()
                              .Name("twincast_channel_ott_shed")
                              .Help("1 while overload protection sheds the channel's HLS packaging (lowest priorities "
@@ -344,6 +360,9 @@ struct MetricFamilies {
     channel_ott_feed_packets.Clear();
     channel_ott_feed_dropped.Clear();
     channel_ott_shed.Clear();
+    hls_requests.Clear();
+    hls_bytes.Clear();
+    hls_viewers.Clear();
     input_info.Clear();
     input_active.Clear();
     input_packets.Clear();
@@ -393,6 +412,10 @@ struct MetricFamilies {
         channel_ott_feed_packets.Add(cl).Set(as_double(c.hls.feed_packets));
         channel_ott_feed_dropped.Add(cl).Set(as_double(c.hls.feed_dropped_packets));
         channel_ott_shed.Add(cl).Set(c.hls.shed ? 1 : 0);
+        hls_requests.Add({{"channel", c.id}, {"kind", "playlist"}}).Set(as_double(c.hls.playlist_requests));
+        hls_requests.Add({{"channel", c.id}, {"kind", "segment"}}).Set(as_double(c.hls.segment_requests));
+        hls_bytes.Add(cl).Set(as_double(c.hls.bytes_served));
+        hls_viewers.Add(cl).Set(as_double(c.hls.viewers));
       }
       for (const auto& in : c.inputs) {
         const Labels il{{"channel", c.id}, {"input", in.id}};
@@ -459,6 +482,9 @@ struct MetricFamilies {
   Family<Gauge>& channel_alarms;
   Family<Counter>& channel_hls_segments;
   Family<Counter>& channel_ott_feed_packets;
+  Family<Counter>& hls_requests;
+  Family<Counter>& hls_bytes;
+  Family<Gauge>& hls_viewers;
   Family<Gauge>& channel_ott_shed;
   Family<Counter>& channel_ott_feed_dropped;
   Family<Gauge>& input_info;

@@ -210,6 +210,15 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
       v.hls.state = hs->state;
       v.hls.segments = hs->segments;
       v.hls.last_segment_age_s = hs->last_segment_age_s;
+      if (origin) {
+        const auto traffic = origin->channel_traffic();
+        if (const auto it = traffic.find(cc.id); it != traffic.end()) {
+          v.hls.playlist_requests = it->second.playlists;
+          v.hls.segment_requests = it->second.segments;
+          v.hls.bytes_served = it->second.bytes;
+          v.hls.viewers = it->second.viewers;
+        }
+      }
       if (hs->state == "stalled") v.alarms.push_back("HLS stalled: no segment for " + std::to_string(static_cast<int>(hs->last_segment_age_s)) + " s");
     }
     if (const dataplane::OttFeed* feed = dp->ott_feed(c)) {

@@ -1,6 +1,7 @@
 #include "twincast/control/hls_origin.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <array>
 #include <cmath>
 #include <fstream>
@@ -110,6 +111,14 @@ struct HlsOrigin::Impl {
   HlsSource& source;
   HlsOriginOptions options;
   HlsOriginStats stats;
+  // Per-channel traffic and the viewers' last requests (pruned as it goes).
+  struct Traffic {
+    HlsChannelTraffic counts;
+    std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> last_seen;  // by client address
+  };
+  void account(const std::string& channel, HlsResource::Kind kind, std::size_t bytes, const std::string& remote);
+  mutable std::mutex traffic_mutex;
+  std::map<std::string, Traffic, std::less<>> traffic;
   std::mutex static_mutex;  // static_cache
   std::map<std::string, CachedFile, std::less<>> static_cache;
   HttpServer server;  // last: stopped (and its threads joined) before the rest goes
@@ -147,6 +156,7 @@ HttpResponse HlsOrigin::Impl::hls(const HttpRequest& req) {
                       std::to_string(max_age_seconds(res->max_age_s > 0 ? res->max_age_s : options.key_max_age_s));
       break;
   }
+  account(channel, res->kind, res->body->size(), req.remote);
   HttpResponse r;
   r.content_type = res->content_type.empty() ? "application/octet-stream" : std::move(res->content_type);
   r.headers.emplace_back("Cache-Control", std::move(cache_control));
@@ -154,6 +164,31 @@ HttpResponse HlsOrigin::Impl::hls(const HttpRequest& req) {
   r.shared_body = std::move(res->body);
   r.ranges = true;
   return r;
+}
+
+void HlsOrigin::Impl::account(const std::string& channel, HlsResource::Kind kind, std::size_t bytes,
+                              const std::string& remote) {
+  // "address:port" or "[v6]:port": the viewer is the address.
+  const std::size_t colon = remote.rfind(':');
+  std::string client = colon == std::string::npos ? remote : remote.substr(0, colon);
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(traffic_mutex);
+  Traffic& t = traffic[channel];
+  switch (kind) {
+    case HlsResource::Kind::kPlaylist:
+      ++t.counts.playlists;
+      break;
+    case HlsResource::Kind::kSegment:
+      ++t.counts.segments;
+      break;
+    case HlsResource::Kind::kKey:
+      ++t.counts.keys;
+      break;
+  }
+  t.counts.bytes += bytes;
+  t.last_seen[std::move(client)] = now;
+  const auto window = std::chrono::duration<double>(HlsOrigin::kViewerWindowS);
+  for (auto it = t.last_seen.begin(); it != t.last_seen.end();) it = now - it->second > window ? t.last_seen.erase(it) : std::next(it);
 }
 
 HttpResponse HlsOrigin::Impl::channels() {
@@ -245,5 +280,19 @@ void HlsOrigin::start() { impl_->server.start(); }
 void HlsOrigin::stop() { impl_->server.stop(); }
 std::size_t HlsOrigin::connections() const { return impl_->server.connections(); }
 const HlsOriginStats& HlsOrigin::stats() const { return impl_->stats; }
+
+std::map<std::string, HlsChannelTraffic> HlsOrigin::channel_traffic() const {
+  const auto now = std::chrono::steady_clock::now();
+  const auto window = std::chrono::duration<double>(kViewerWindowS);
+  std::lock_guard lock(impl_->traffic_mutex);
+  std::map<std::string, HlsChannelTraffic> out;
+  for (const auto& [channel, t] : impl_->traffic) {
+    HlsChannelTraffic c = t.counts;
+    c.viewers = static_cast<std::uint64_t>(
+        std::count_if(t.last_seen.begin(), t.last_seen.end(), [&](const auto& v) { return now - v.second <= window; }));
+    out.emplace(channel, c);
+  }
+  return out;
+}
 
 }  // namespace twincast::control

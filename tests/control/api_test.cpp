@@ -611,6 +611,9 @@ TEST_F(ApiTest, MetricsExposition) {
   has("twincast_channel_ott_feed_packets_total{channel=\"news\"} 70000");
   has("twincast_input_over_bitrate_ceiling{channel=\"news\",input=\"main\"} 1");
   has("twincast_channel_ott_shed{channel=\"news\"} 1");
+  has("twincast_hls_requests_total{channel=\"news\",kind=\"segment\"} 150");
+  has("twincast_hls_bytes_total{channel=\"news\"} 90000000");
+  has("twincast_hls_viewers{channel=\"news\"} 3");
   has("twincast_channel_ott_feed_dropped_packets_total{channel=\"news\"} 14");
   has("twincast_input_active{channel=\"news\",input=\"main\"} 1");
   has("twincast_input_active{channel=\"news\",input=\"backup\"} 0");

@@ -72,7 +72,9 @@ class FakeBackend : public control::ApiBackend {
     news.hls = control::ApiHlsView{.enabled = true, .state = "serving",
                                    .url = "https://cdn.example.net/hls/news/index.m3u8", .segments = 42,
                                    .last_segment_age_s = 1.5,
-                                   .feed_packets = 70000, .feed_dropped_packets = 14, .shed = true};
+                                   .feed_packets = 70000, .feed_dropped_packets = 14, .shed = true,
+                                   .playlist_requests = 300, .segment_requests = 150, .bytes_served = 90000000,
+                                   .viewers = 3};
 
     control::ApiChannelView sport;
     sport.id = "sport";

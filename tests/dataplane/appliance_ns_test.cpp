@@ -1583,6 +1583,19 @@ TEST_F(ApplianceNs, HlsOfAChannelPlaysOverHttp) {
   }
   EXPECT_GE(media_sequence(live2), 4) << live2;
   EXPECT_EQ(std::count(live2.begin(), live2.end(), '\n') - 6, 3 * 3) << "3 segments listed: " << live2;
+  // The API and /metrics see the HLS side: serving, requests, a viewer (this namespace's
+  // loopback address), the public URL; the OTT lineup lists it.
+  const RunResult detail = run(ns_exec(head_) + shell_quote(tool("twincastctl").string()) + " --api 127.0.0.1:8080 --json channel news");
+  EXPECT_NE(detail.out.find("\"state\":\"serving\""), std::string::npos) << detail.out;
+  EXPECT_NE(detail.out.find("\"viewers\":1"), std::string::npos) << detail.out;
+  EXPECT_NE(detail.out.find("\"url\":\"http://127.0.0.1:8090/hls/news/index.m3u8\""), std::string::npos) << detail.out;
+  EXPECT_EQ(detail.out.find("\"segment_requests\":0"), std::string::npos) << detail.out;
+  const RunResult lineup = run(ns_exec(head_) + "curl -sS http://127.0.0.1:8080/lineup/ott.m3u");
+  EXPECT_NE(lineup.out.find("tvg-id=\"news\""), std::string::npos) << lineup.out;
+  EXPECT_NE(lineup.out.find("\nhttp://127.0.0.1:8090/hls/news/index.m3u8\n"), std::string::npos) << lineup.out;
+  const RunResult metrics = run(ns_exec(head_) + "curl -sS http://127.0.0.1:9100/metrics");
+  EXPECT_NE(metrics.out.find("twincast_hls_viewers{channel=\"news\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.out.find("twincast_channel_hls_segments_total{channel=\"news\"}"), std::string::npos);
   // Unknown names and evicted segments are 404s.
   EXPECT_NE(fetch("seg-999999.ts", dir_ / "none.ts").exit_code, 0);
   const RunResult status = run(ns_exec(head_) + "curl -sS -o /dev/null -w '%{http_code}' " + base + "seg-0.ts");

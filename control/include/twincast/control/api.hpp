@@ -83,6 +83,11 @@ struct ApiHlsView {
   std::uint64_t feed_packets = 0;          // TS packets queued for the packager
   std::uint64_t feed_dropped_packets = 0;  // lost because the ring was full (packager behind)
   bool shed = false;                       // the data plane shed this channel's OTT (overload, low priority)
+  // The origin's traffic for the channel (HlsChannelTraffic).
+  std::uint64_t playlist_requests = 0;
+  std::uint64_t segment_requests = 0;
+  std::uint64_t bytes_served = 0;
+  std::uint64_t viewers = 0;
 };
 
 struct ApiChannelView {

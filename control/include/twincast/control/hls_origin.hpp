@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -92,6 +93,18 @@ struct HlsOriginStats {
   std::atomic<std::uint64_t> static_files{0};
 };
 
+// One channel's traffic at the origin (for /metrics). Bytes are the resources' whole sizes
+// as answered (a range or a 304 counts the whole body). A viewer is a client address that
+// fetched the channel's playlists or segments within the last viewer_window_s; behind a
+// CDN these are the CDN's edges.
+struct HlsChannelTraffic {
+  std::uint64_t playlists = 0;
+  std::uint64_t segments = 0;
+  std::uint64_t keys = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t viewers = 0;
+};
+
 // A channel id or file name the origin passes to its source: 1..128 of [A-Za-z0-9._-],
 // not "." or "..", no "..", not starting with '.'.
 [[nodiscard]] bool valid_hls_name(std::string_view name);
@@ -110,6 +123,9 @@ class HlsOrigin {
   void stop();  // idempotent
   [[nodiscard]] std::size_t connections() const;
   [[nodiscard]] const HlsOriginStats& stats() const;
+  // Per channel (those requested since start). Any thread.
+  [[nodiscard]] std::map<std::string, HlsChannelTraffic> channel_traffic() const;
+  static constexpr double kViewerWindowS = 30;
 
  private:
   struct Impl;
