@@ -1,0 +1,234 @@
+// Integration (root): a real browser plays a live channel from the appliance's web page
+// (issue #5).
+//
+//   [src: ffmpeg] veth 10.51.0.1 ─── veth [head: twincastd, DPDK af_packet "in" 10.51.0.2]
+//                                         [head's loopback: the HLS origin and web page, 127.0.0.1:8090]
+//
+// ffmpeg in src loops h264_aac.ts to a multicast group; twincastd in head has one channel,
+// hls: true (no multicast output), and serves the page, hls.min.js and the playlists on
+// ott.listen. Once live.m3u8 lists its window (three segments), tests/browser/play_hls.mjs
+// runs in head: Debian's Chromium (headless, through playwright-core) opens the page, clicks
+// the channel's Play button and samples the <video> for 12 s. It must have played >= 10 s with no hls.js
+// fatal error and a picture of the fixture's size (see play_hls.mjs for what it checks).
+// A second test stops the source first: the same check must then fail, and say why.
+//
+// Skipped without root/iproute2/ffmpeg, chromium or node; scripts/setup installs them and
+// playwright-core (npm ci in tests/browser), so CI runs it. Namespaces get a random suffix
+// and are deleted in TearDown, where every child is stopped too.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "dataplane/netns.hpp"
+#include "tests_common.hpp"
+
+namespace twincast::test {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+constexpr const char* kSrcIp = "10.51.0.1";
+constexpr const char* kInIp = "10.51.0.2";
+constexpr const char* kGroup = "239.1.1.80";
+constexpr const char* kPage = "http://127.0.0.1:8090/";
+
+// tests/browser: from TWINCAST_SOURCE_DIR (set by ctest), else next to this source file.
+fs::path browser_dir() {
+  if (const char* src = std::getenv("TWINCAST_SOURCE_DIR")) return fs::path(src) / "tests" / "browser";
+  return fs::path(__FILE__).parent_path().parent_path() / "browser";
+}
+
+// The number after `"key":` in one line of JSON (NaN when absent or not a number).
+double json_value(const std::string& json, const std::string& key) {
+  const auto at = json.find("\"" + key + "\":");
+  if (at == std::string::npos) return std::nan("");
+  const std::string rest = json.substr(at + key.size() + 3);
+  try {
+    return std::stod(rest);
+  } catch (...) {
+    return std::nan("");
+  }
+}
+
+class BrowserNs : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (const std::string why = netns_skip_reason(); !why.empty()) GTEST_SKIP() << why;
+    if (run("chromium --version").exit_code != 0) GTEST_SKIP() << "chromium missing (scripts/setup installs it)";
+    if (run("node --version").exit_code != 0) GTEST_SKIP() << "node missing (scripts/setup installs it)";
+    ASSERT_TRUE(fs::exists(browser_dir() / "node_modules" / "playwright-core" / "package.json"))
+        << "playwright-core is not installed in " << browser_dir() << ": run scripts/setup (npm ci there)";
+    std::random_device rd;
+    sfx_ = random_suffix(rd);
+    src_ = "tbsrc" + sfx_;
+    head_ = "tbhead" + sfx_;
+    veth_src_ = "tbs" + sfx_;
+    veth_in_ = "tbi" + sfx_;
+    dir_ = temp_dir("browser_ns");
+    const std::string s = "ip -n " + src_ + " ", h = "ip -n " + head_ + " ";
+    ASSERT_NO_FATAL_FAILURE(run_setup_commands({
+        "ip netns add " + src_, "ip netns add " + head_,
+        "ip link add " + veth_src_ + " netns " + src_ + " type veth peer name " + veth_in_ + " netns " + head_,
+        s + "addr add " + kSrcIp + "/24 dev " + veth_src_, s + "link set " + veth_src_ + " up", s + "link set lo up",
+        s + "route add 224.0.0.0/4 dev " + veth_src_, h + "link set " + veth_in_ + " up", h + "link set lo up"}));
+  }
+
+  void TearDown() override {
+    for (pid_t p : children_.pids()) ::kill(p, SIGTERM);
+    for (pid_t p : children_.pids()) {
+      int st = 0;
+      if (!wait_for(p, 5000ms, &st)) {
+        ::kill(p, SIGKILL);
+        ::waitpid(p, &st, 0);
+      }
+    }
+    children_.clear();
+    delete_netns({src_, head_});
+    if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
+  }
+
+  std::string appliance_log() const { return read_text(dir_ / "twincastd.err"); }
+
+  // twincastd in head with one HLS-only channel fed from kGroup; waits until it runs.
+  pid_t start_appliance() {
+    const std::string yaml = "dataplane:\n  lcores: \"0,1\"\n  memory_mb: 512\n  hugepages: false\n  file_prefix: tb" + sfx_ +
+                             "\nports:\n"
+                             "  - { name: in, device: \"net_af_packet0,iface=" + veth_in_ + "\", address: " + kInIp + "/24 }\n"
+                             "channels:\n"
+                             "  - id: news\n    name: News\n    hls: true\n    inputs:\n"
+                             "      - { name: rx, udp: { port: in, group: " + std::string(kGroup) + ", udp_port: 5000 } }\n"
+                             "ott:\n  listen: 127.0.0.1:8090\n  segment_seconds: 2\n  window_segments: 3\n";
+    std::ofstream(dir_ / "channels.yaml") << yaml;
+    const RunResult check = run(shell_quote(tool("twincastd").string()) + " --check " + shell_quote((dir_ / "channels.yaml").string()));
+    EXPECT_EQ(check.exit_code, 0) << check.out << yaml;
+    const pid_t pid = children_.start({"ip", "netns", "exec", head_, tool("twincastd").string(), "--status-interval", "1",
+                                       (dir_ / "channels.yaml").string()},
+                                      dir_, "twincastd");
+    for (int i = 0; i < 300 && pid > 0; ++i) {
+      if (appliance_log().find("twincastd: running") != std::string::npos) return pid;
+      int st = 0;
+      if (::waitpid(pid, &st, WNOHANG) == pid) {
+        children_.forget(pid);
+        break;
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    ADD_FAILURE() << "twincastd did not start: " << appliance_log();
+    return -1;
+  }
+
+  // ffmpeg in src looping the fixture in real time to the channel's group.
+  pid_t start_sender() {
+    return children_.start({"ip", "netns", "exec", src_, "ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
+                            "-i", fixture("h264_aac.ts").string(), "-map", "0", "-c", "copy", "-f", "mpegts",
+                            "udp://" + std::string(kGroup) + ":5000?pkt_size=1316&ttl=4&localaddr=" + kSrcIp},
+                           dir_, "sender");
+  }
+
+  // Polls live.m3u8 (curl in head) until it lists `segments` segments; its last text.
+  std::string wait_for_segments(std::size_t segments, std::chrono::milliseconds timeout) {
+    const auto file = dir_ / "live.m3u8";
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    std::string text;
+    while (std::chrono::steady_clock::now() < until) {
+      if (run("ip netns exec " + head_ + " curl -sS -f -o " + shell_quote(file.string()) + " " + kPage + "hls/news/live.m3u8")
+              .exit_code == 0) {
+        text = read_text(file);
+        std::size_t n = 0;
+        for (std::size_t at = 0; (at = text.find("#EXTINF:", at)) != std::string::npos; ++at) ++n;
+        if (n >= segments) return text;
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+    ADD_FAILURE() << "live.m3u8 did not list " << segments << " segments: " << text << appliance_log();
+    return text;
+  }
+
+  // play_hls.mjs in head against the page, stdout (the JSON summary) and stderr apart; a
+  // screenshot of the page in <dir>/<tag>.png (kept when the test fails).
+  struct Play {
+    int exit_code = -1;
+    std::string summary, err;
+  };
+  Play play(const std::string& channel, const std::string& tag, const std::string& options = "") {
+    const auto out = dir_ / (tag + ".out"), err = dir_ / (tag + ".err");
+    // In ( ): run() sends the command's stderr to its stdout, after our redirections.
+    const std::string script = shell_quote((browser_dir() / "play_hls.mjs").string());
+    const std::string png = shell_quote((dir_ / (tag + ".png")).string());
+    const RunResult r = run("(ip netns exec " + head_ + " timeout 150 node " + script + " " + kPage + " " + channel +
+                            " --screenshot " + png + options + " >" + shell_quote(out.string()) + " 2>" +
+                            shell_quote(err.string()) + ")");
+    Play p;
+    p.exit_code = r.exit_code;
+    p.summary = read_text(out);
+    p.err = read_text(err);
+    return p;
+  }
+
+  std::string sfx_, src_, head_, veth_src_, veth_in_;
+  fs::path dir_;
+  Children children_;
+};
+
+TEST_F(BrowserNs, ChromiumPlaysALiveChannelFromTheWebPage) {
+  ASSERT_GT(start_appliance(), 0);
+  ASSERT_GT(start_sender(), 0);
+  // The whole window (3 segments): hls.js starts 3 target durations behind the live edge,
+  // so it begins with ~6 s buffered, not the ~2-4 s of a younger playlist.
+  (void)wait_for_segments(3, 20s);
+  ASSERT_FALSE(HasFailure());
+
+  const auto t0 = std::chrono::steady_clock::now();
+  const Play p = play("news", "play");
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cout << "play_hls (" << took << " s): " << p.summary;
+  ASSERT_EQ(p.exit_code, 0) << p.err << p.summary << read_text(dir_ / "sender.err");
+  EXPECT_NE(p.summary.find("\"ok\":true"), std::string::npos) << p.summary;
+  EXPECT_GE(json_value(p.summary, "advanced"), 10.0) << p.summary;
+  EXPECT_GE(json_value(p.summary, "sampledSeconds"), 12.0) << p.summary;
+  // h264_aac.ts is 320x240; hls.js 1.x played it through Media Source Extensions.
+  EXPECT_EQ(json_value(p.summary, "videoWidth"), 320.0) << p.summary;
+  EXPECT_EQ(json_value(p.summary, "videoHeight"), 240.0) << p.summary;
+  EXPECT_GT(json_value(p.summary, "frames"), 100.0) << p.summary;  // 25 fps for >= 10 s
+  EXPECT_NE(p.summary.find("\"hlsjs\":\"1."), std::string::npos) << p.summary;
+  EXPECT_EQ(p.summary.find("\"fatal\":true"), std::string::npos) << p.summary;
+}
+
+// The same page once the source is gone: the live window (3 segments of 2 s) still plays,
+// then nothing comes; the browser check must fail and say why.
+TEST_F(BrowserNs, AStoppedSourceFailsTheBrowserCheck) {
+  ASSERT_GT(start_appliance(), 0);
+  const pid_t sender = start_sender();
+  ASSERT_GT(sender, 0);
+  (void)wait_for_segments(3, 20s);
+  ASSERT_FALSE(HasFailure());
+  int st = 0;
+  (void)terminate_child(sender, 5000ms, SIGTERM, &st);
+  children_.forget(sender);
+
+  // The window is 12 s, not up to 20 s (the default): the buffer holds ~6 s, so it fails alike.
+  const Play p = play("news", "stopped", " --max-seconds 12");
+  std::cout << "play_hls, source stopped: " << p.summary << p.err;
+  EXPECT_EQ(p.exit_code, 1) << p.err << p.summary;
+  EXPECT_NE(p.summary.find("\"ok\":false"), std::string::npos) << p.summary;
+  // Either it never started or it ran dry: both name the playback, not a crash of the script.
+  const bool says_why = p.err.find("play_hls: FAIL: playback advanced") != std::string::npos ||
+                        p.err.find("play_hls: FAIL: the video did not start playing") != std::string::npos;
+  EXPECT_TRUE(says_why) << p.err;
+  EXPECT_LT(json_value(p.summary, "advanced"), 10.0) << p.summary;
+}
+
+}  // namespace
+}  // namespace twincast::test
