@@ -369,8 +369,12 @@ std::filesystem::path web_dir(const dataplane::OttConfig& ott) {
   std::error_code ec;
   const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (ec) return {};
-  const auto dir = exe.parent_path().parent_path() / "web";
-  return std::filesystem::is_directory(dir, ec) ? dir : std::filesystem::path{};
+  // The build tree (build/<type>/bin/twincastd -> build/<type>/web), then an installed
+  // prefix (<prefix>/bin/twincastd -> <prefix>/share/twincast/web).
+  for (const auto& dir : {exe.parent_path().parent_path() / "web", exe.parent_path().parent_path() / "share/twincast/web"}) {
+    if (std::filesystem::is_directory(dir, ec)) return dir;
+  }
+  return {};
 }
 
 Appliance::Appliance(const dataplane::ApplianceConfig& config, const std::string& argv0, std::string config_file)

@@ -20,8 +20,8 @@ struct ReloadOutcome {
   bool srt_restarted = false;  // the SRT ingest was rebuilt (its callers reconnect)
 };
 
-// The web page's files: ott.static_dir, else <binary's dir>/../web when it exists, else
-// empty (no page).
+// The web page's files: ott.static_dir, else <binary's dir>/../web (a build tree) or
+// <binary's dir>/../share/twincast/web (an install) when it exists, else empty (no page).
 [[nodiscard]] std::filesystem::path web_dir(const dataplane::OttConfig& ott);
 
 class Appliance {
