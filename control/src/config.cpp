@@ -563,7 +563,8 @@ void Parser::parse_control(const YAML::Node& n, dataplane::ControlConfig& contro
 }
 
 void Parser::parse_ott(const YAML::Node& n, dataplane::OttConfig& ott) {
-  Fields f(*this, n, "ott", {"listen", "segment_seconds", "window_segments", "memory_mb", "static_dir", "public_url"});
+  Fields f(*this, n, "ott", {"listen", "segment_seconds", "window_segments", "memory_mb", "dvr_hours",
+                             "static_dir", "public_url"});
   if (!f.ok()) return;
   if (std::string s; read_string(f, "listen", s)) {
     if (!is_listen_address(s))
@@ -581,6 +582,7 @@ void Parser::parse_ott(const YAML::Node& n, dataplane::OttConfig& ott) {
   read_int(f, "segment_seconds", ott.segment_seconds, 1, 10);
   read_int(f, "window_segments", ott.window_segments, 3, 100);
   read_int(f, "memory_mb", ott.memory_mb, 16, 1'048'576);
+  read_int(f, "dvr_hours", ott.dvr_hours, 0, 72);
   if (std::string dir; read_string(f, "static_dir", dir)) {
     fs::path p(dir);
     if (p.is_relative()) p = base_dir_ / p;

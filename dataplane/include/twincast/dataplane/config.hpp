@@ -138,6 +138,7 @@ struct OttConfig {
   std::uint32_t segment_seconds = 2;      // target segment duration, 1..10
   std::uint32_t window_segments = 6;      // segments in a live playlist, 3..100
   std::uint32_t memory_mb = 512;          // budget for every channel's segments together
+  std::uint32_t dvr_hours = 0;            // time kept per channel for timeshift/catch-up, 0..72 (0: live window only)
   std::string static_dir;                 // the web page and hls.js; empty: next to the binary (../web)
   std::string public_url;                 // base of the HLS URLs in lineups (a CDN); empty: http://<listen>
   friend bool operator==(const OttConfig&, const OttConfig&) = default;

@@ -1,0 +1,501 @@
+// The HLS packager's store: live window, DVR window by time and by memory budget,
+// time-range (catch-up) VOD/EVENT playlists, event.m3u8, restarts.
+//
+// Real TS (the h264_aac.ts fixture, 6 s, GOP 1 s) goes through a real OttFeed (its own
+// pool, the EAL --no-huge) into the packager, driven by poll_once() with injected clocks:
+// the feed's clock is the test's, and the wall clock is kT0 + that, so a segment's
+// PROGRAM-DATE-TIME is kT0 + the time of its first chunk (whole milliseconds). Copies of
+// the file are chained with their clocks shifted, so the timeline is continuous. ffmpeg
+// decodes a time-range playlist fetched through get().
+#include <gtest/gtest.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dataplane/eal_harness.hpp"
+#include "tests_common.hpp"
+#include "twincast/control/hls_packager.hpp"
+#include "twincast/dataplane/ott_feed.hpp"
+#include "twincast/mpegts/file_times.hpp"
+#include "twincast/mpegts/hls.hpp"
+#include "twincast/mpegts/pes.hpp"
+
+namespace twincast::control {
+namespace {
+
+namespace fs = std::filesystem;
+namespace tt = twincast::test;
+using mpegts::TsPacket;
+
+const auto* const g_env =
+    ::testing::AddGlobalTestEnvironment(new tt::EalEnvironment("tchls_pk_", "control_hls_packager_test"));
+
+constexpr std::int64_t kT0 = 1'795'642'800'000;  // 2026-11-25T21:40:00Z
+constexpr std::int64_t kCopyMs = 6'100;           // each copy of the 6 s file starts 6.1 s after the last
+
+// --- input: chained copies of the fixture ---
+
+void write_ts(std::uint8_t* b, std::uint8_t prefix, std::uint64_t t) {
+  b[0] = static_cast<std::uint8_t>((std::uint64_t{prefix} << 4) | ((t >> 29) & 0x0E) | 1);
+  b[1] = static_cast<std::uint8_t>(t >> 22);
+  b[2] = static_cast<std::uint8_t>(((t >> 14) & 0xFE) | 1);
+  b[3] = static_cast<std::uint8_t>(t >> 7);
+  b[4] = static_cast<std::uint8_t>(((t << 1) & 0xFE) | 1);
+}
+
+// PCR, PTS and DTS moved forward by `ms`.
+std::vector<TsPacket> shifted(std::vector<TsPacket> pkts, std::int64_t ms) {
+  const auto ticks = static_cast<std::uint64_t>(ms) * 90;
+  for (auto& p : pkts) {
+    if (p.has_pcr()) p.set_pcr(p.pcr() + ticks * 300);
+    if (!p.payload_unit_start() || p.pid() < 0x100 || p.pid() >= 0x1000) continue;
+    auto pl = p.payload();
+    const auto h = mpegts::parse_pes_header(pl);
+    if (!h || !h->has_pts) continue;
+    write_ts(pl.data() + 9, h->has_dts ? 3 : 2, (h->pts + ticks) % mpegts::kPtsWrap);
+    if (h->has_dts) write_ts(pl.data() + 14, 1, (h->dts + ticks) % mpegts::kPtsWrap);
+  }
+  return pkts;
+}
+
+struct Source {
+  std::vector<TsPacket> packets = tt::read_packets(tt::fixture("h264_aac.ts"));
+  std::vector<std::uint64_t> ms;  // per packet, from the file's PCR
+  Source() {
+    const auto t = mpegts::file_times(packets);
+    for (auto ns : t.ns) ms.push_back(ns / 1'000'000);
+  }
+};
+const Source& source() {
+  static const Source s;
+  return s;
+}
+
+struct Clock {
+  std::uint64_t mono_ns = 0;
+};
+
+HlsPackagerOptions options_for(Clock& c) {
+  HlsPackagerOptions o;
+  o.mono_ns = [&c] { return c.mono_ns; };
+  o.wall_ms = [&c] { return kT0 + static_cast<std::int64_t>(c.mono_ns / 1'000'000); };
+  return o;
+}
+
+class Packager : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static int n = 0;
+    pool_ = rte_pktmbuf_pool_create(("tc_hlspk" + std::to_string(n++)).c_str(), 1023, 0, 0,
+                                    static_cast<std::uint16_t>(RTE_PKTMBUF_HEADROOM + dataplane::OttFeed::kChunkBytes),
+                                    SOCKET_ID_ANY);
+    ASSERT_NE(pool_, nullptr);
+  }
+  void TearDown() override {
+    feeds_.clear();
+    packager_.reset();
+    if (pool_ != nullptr) {
+      EXPECT_EQ(rte_mempool_in_use_count(pool_), 0u);
+      rte_mempool_free(pool_);
+    }
+  }
+
+  dataplane::OttFeed* new_feed() {
+    static int n = 0;
+    feeds_.push_back(std::make_unique<dataplane::OttFeed>("tc_hlspk_f" + std::to_string(n++), 1024, pool_));
+    return feeds_.back().get();
+  }
+
+  void make(std::uint32_t window, std::uint32_t dvr_hours, std::uint32_t memory_mb, std::uint32_t segment_s = 2) {
+    config_.segment_seconds = segment_s;
+    config_.window_segments = window;
+    config_.dvr_hours = dvr_hours;
+    config_.memory_mb = memory_mb;
+    packager_ = std::make_unique<HlsPackager>(config_, options_for(clock_));
+    feed_ = new_feed();
+    packager_->set_channels({PackagedChannel{"news", "News", feed_}});
+  }
+
+  // Copies [from, to) of the file on the chained timeline: copy k at k * kCopyMs, each
+  // millisecond of it stretched to `scale` ms of wall clock. `each_poll` runs after every
+  // poll_once().
+  template <typename Fn>
+  void feed_copies(int from, int to, std::uint64_t scale, Fn each_poll) {
+    const Source& src = source();
+    std::size_t chunks = 0;
+    for (int k = from; k < to; ++k) {
+      const auto pkts = shifted(src.packets, k * kCopyMs);
+      for (std::size_t i = 0; i < pkts.size(); i += dataplane::OttFeed::kChunkPackets) {
+        const std::size_t n = std::min(dataplane::OttFeed::kChunkPackets, pkts.size() - i);
+        const std::uint64_t ms = (static_cast<std::uint64_t>(k * kCopyMs) + src.ms[i]) * scale;
+        clock_.mono_ns = std::max(clock_.mono_ns, ms * 1'000'000);
+        feed_->on_packets(0, std::span<const TsPacket>(pkts.data() + i, n), ms * 1'000'000);
+        if (++chunks % 256 == 0) {
+          packager_->poll_once();
+          each_poll();
+        }
+      }
+    }
+    packager_->poll_once();
+    each_poll();
+    ASSERT_EQ(feed_->stats().dropped_chunks, 0u);
+  }
+  void feed_copies(int from, int to, std::uint64_t scale = 1) {
+    feed_copies(from, to, scale, [] {});
+  }
+
+  std::optional<std::string> get(const std::string& name, const std::string& query = "") {
+    const auto r = packager_->get("news", name, query);
+    if (!r) return std::nullopt;
+    return *r->body;
+  }
+
+  rte_mempool* pool_ = nullptr;
+  std::vector<std::unique_ptr<dataplane::OttFeed>> feeds_;
+  dataplane::OttConfig config_;
+  Clock clock_;
+  std::unique_ptr<HlsPackager> packager_;
+  dataplane::OttFeed* feed_ = nullptr;
+};
+
+// --- playlist reading ---
+
+struct Entry {
+  std::uint64_t sequence = 0;
+  std::int64_t pdt_ms = 0;
+  double duration_s = 0;
+  bool discontinuity = false;
+};
+
+struct Parsed {
+  std::optional<std::uint64_t> media_sequence;
+  std::optional<std::uint64_t> discontinuity_sequence;
+  std::string type;  // PLAYLIST-TYPE or ""
+  bool end_list = false;
+  std::vector<Entry> entries;
+};
+
+std::int64_t iso_ms(const std::string& s) {  // "2026-11-25T21:40:00.123Z" or "...:00Z"
+  std::tm tm{};
+  tm.tm_year = std::stoi(s.substr(0, 4)) - 1900;
+  tm.tm_mon = std::stoi(s.substr(5, 2)) - 1;
+  tm.tm_mday = std::stoi(s.substr(8, 2));
+  tm.tm_hour = std::stoi(s.substr(11, 2));
+  tm.tm_min = std::stoi(s.substr(14, 2));
+  tm.tm_sec = std::stoi(s.substr(17, 2));
+  return static_cast<std::int64_t>(timegm(&tm)) * 1000 + (s.size() >= 23 && s[19] == '.' ? std::stoi(s.substr(20, 3)) : 0);
+}
+
+Parsed parse(const std::string& text) {
+  Parsed p;
+  std::istringstream in(text);
+  Entry e;
+  bool first = true;
+  for (std::string l; std::getline(in, l);) {
+    if (first) {
+      EXPECT_EQ(l, "#EXTM3U");
+    }
+    first = false;
+    auto value = [&](std::string_view tag) { return l.substr(tag.size()); };
+    if (l.rfind("#EXT-X-MEDIA-SEQUENCE:", 0) == 0) p.media_sequence = std::stoull(value("#EXT-X-MEDIA-SEQUENCE:"));
+    else if (l.rfind("#EXT-X-DISCONTINUITY-SEQUENCE:", 0) == 0)
+      p.discontinuity_sequence = std::stoull(value("#EXT-X-DISCONTINUITY-SEQUENCE:"));
+    else if (l.rfind("#EXT-X-PLAYLIST-TYPE:", 0) == 0) p.type = value("#EXT-X-PLAYLIST-TYPE:");
+    else if (l == "#EXT-X-ENDLIST") p.end_list = true;
+    else if (l == "#EXT-X-DISCONTINUITY") e.discontinuity = true;
+    else if (l.rfind("#EXT-X-PROGRAM-DATE-TIME:", 0) == 0) e.pdt_ms = iso_ms(value("#EXT-X-PROGRAM-DATE-TIME:"));
+    else if (l.rfind("#EXTINF:", 0) == 0) e.duration_s = std::stod(value("#EXTINF:"));
+    else if (l.rfind("seg-", 0) == 0) {
+      e.sequence = std::stoull(l.substr(4, l.size() - 7));
+      p.entries.push_back(e);
+      e = Entry{};
+    }
+  }
+  return p;
+}
+
+// Every listed segment in order, consecutive from MEDIA-SEQUENCE, each fetchable.
+void expect_consistent(const Parsed& p, HlsPackager& pk) {
+  ASSERT_TRUE(p.media_sequence.has_value());
+  ASSERT_FALSE(p.entries.empty());
+  for (std::size_t i = 0; i < p.entries.size(); ++i) {
+    EXPECT_EQ(p.entries[i].sequence, *p.media_sequence + i);
+    if (i > 0) {
+      EXPECT_GT(p.entries[i].pdt_ms, p.entries[i - 1].pdt_ms);
+    }
+    EXPECT_TRUE(pk.get("news", "seg-" + std::to_string(p.entries[i].sequence) + ".ts", "").has_value())
+        << p.entries[i].sequence;
+  }
+}
+
+std::string epoch_s(std::int64_t ms) {  // "1795642812.345"
+  char b[32];
+  std::snprintf(b, sizeof b, "%lld.%03lld", static_cast<long long>(ms / 1000), static_cast<long long>(ms % 1000));
+  return b;
+}
+
+// --- tests ---
+
+TEST_F(Packager, LiveWindowSlidesAndKeepsTwiceTheWindowForLateFetches) {
+  make(3, 0, 512);
+  feed_copies(0, 4);  // ~24 s: 11 segments delivered (the 12th is still open)
+  const auto st = packager_->channel_stats("news");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->segments, 11u);
+  EXPECT_EQ(st->held_segments, 6u);
+  EXPECT_EQ(st->evicted, 5u);
+  const Parsed live = parse(*get("live.m3u8"));
+  ASSERT_EQ(live.entries.size(), 3u);
+  EXPECT_EQ(*live.media_sequence, 8u);
+  EXPECT_EQ(live.type, "");
+  EXPECT_FALSE(live.end_list);
+  expect_consistent(live, *packager_);
+  EXPECT_TRUE(get("seg-5.ts").has_value()) << "slid out of the playlist, still held";
+  EXPECT_FALSE(get("seg-4.ts").has_value()) << "evicted";
+  // Unknown query parameters change nothing.
+  EXPECT_EQ(*get("live.m3u8", "foo=1&bar"), *get("live.m3u8"));
+
+  // event.m3u8: everything held, EVENT, no ENDLIST.
+  const Parsed ev = parse(*get("event.m3u8"));
+  EXPECT_EQ(ev.type, "EVENT");
+  EXPECT_FALSE(ev.end_list);
+  ASSERT_EQ(ev.entries.size(), 6u);
+  EXPECT_EQ(*ev.media_sequence, 5u);
+  expect_consistent(ev, *packager_);
+  // PDT: kT0 + the time of the segment's first packet on the chained timeline.
+  for (const Entry& e : ev.entries) {
+    EXPECT_GE(e.pdt_ms, kT0 + 9'900);
+    EXPECT_LT(e.pdt_ms, kT0 + 4 * kCopyMs);
+  }
+  // Sliding: one more copy, three more segments, the window moves by three.
+  feed_copies(4, 5);
+  EXPECT_EQ(*parse(*get("live.m3u8")).media_sequence, 11u);
+  EXPECT_EQ(*parse(*get("event.m3u8")).media_sequence, 8u);
+}
+
+TEST_F(Packager, DvrKeepsTheConfiguredHoursByProgramDateTime) {
+  make(3, 1, 512);
+  // Each 2 s segment spans 200 s of wall clock: 1 h is 18 segments, 10 copies make 29.
+  feed_copies(0, 10, 100);
+  const Parsed ev = parse(*get("event.m3u8"));
+  ASSERT_GT(ev.entries.size(), 6u) << "more than the live window's 2 x 3";
+  expect_consistent(ev, *packager_);
+  const Entry& newest = ev.entries.back();
+  const std::int64_t horizon = newest.pdt_ms + static_cast<std::int64_t>(newest.duration_s * 1000 + 0.5) - 3'600'000;
+  EXPECT_GE(ev.entries.front().pdt_ms, horizon) << "an older segment is held";
+  // The one before the oldest held started before the horizon (else it would still be held).
+  const std::int64_t step = ev.entries[1].pdt_ms - ev.entries[0].pdt_ms;
+  EXPECT_LT(ev.entries.front().pdt_ms - step, horizon);
+  const auto st = packager_->channel_stats("news");
+  EXPECT_EQ(st->held_segments, ev.entries.size());
+  EXPECT_EQ(st->segments, 29u);
+  EXPECT_EQ(st->evicted, 29u - ev.entries.size());
+  EXPECT_LE(st->held_seconds, 3600.0 + 250);
+  EXPECT_FALSE(get("seg-" + std::to_string(*ev.media_sequence - 1) + ".ts").has_value());
+  // The live playlist is still the last 3.
+  EXPECT_EQ(parse(*get("live.m3u8")).entries.size(), 3u);
+}
+
+TEST_F(Packager, MemoryBudgetWinsOverTheDvrHours) {
+  make(3, 72, 1, 1);  // 1 MiB, 1 s segments of ~190 kB
+  const std::uint64_t budget = 1u << 20;
+  std::uint64_t peak = 0;
+  feed_copies(0, 8, 1, [&] {
+    const auto st = packager_->channel_stats("news");
+    peak = std::max(peak, st->window_bytes);
+  });
+  const auto st = packager_->channel_stats("news");
+  EXPECT_GT(st->window_bytes, budget / 2);
+  EXPECT_LE(peak, budget) << "held bytes above the channel's share";
+  EXPECT_GT(st->evicted, 30u);
+  EXPECT_EQ(st->held_segments + st->evicted, st->segments);
+  // What is held is all listed and fetchable; what went first is gone.
+  const Parsed ev = parse(*get("event.m3u8"));
+  EXPECT_EQ(ev.entries.size(), st->held_segments);
+  expect_consistent(ev, *packager_);
+  EXPECT_FALSE(get("seg-0.ts").has_value());
+
+  // Two channels share the budget: each gets half.
+  auto* second = new_feed();
+  packager_->set_channels({PackagedChannel{"news", "News", feed_}, PackagedChannel{"sport", "Sport", second}});
+  peak = 0;
+  feed_copies(8, 12, 1, [&] { peak = std::max(peak, packager_->channel_stats("news")->window_bytes); });
+  EXPECT_LE(peak, budget) << "the shrink happens at the next segment";
+  EXPECT_LE(packager_->channel_stats("news")->window_bytes, budget / 2);
+}
+
+TEST_F(Packager, TimeRangesGiveVodOncePastAndEventWhileOpen) {
+  make(3, 1, 512);
+  feed_copies(0, 5);  // ~30.5 s: 14 segments delivered, all held (1 h)
+  const Parsed all = parse(*get("event.m3u8"));
+  ASSERT_EQ(all.entries.size(), 14u);
+  const auto pdt = [&](std::size_t i) { return all.entries.at(i).pdt_ms; };
+
+  // [pdt 3, pdt 7): segments 3..6, over (segment 7 exists): VOD with ENDLIST. The same in
+  // every time syntax, with ':' sent as is or as %3A.
+  const std::string iso3 = mpegts::hls::format_date_time(pdt(3)), iso7 = mpegts::hls::format_date_time(pdt(7));
+  std::string enc3 = iso3;
+  for (std::size_t at; (at = enc3.find(':')) != std::string::npos;) enc3.replace(at, 1, "%3A");
+  const std::string whole3 = iso3.substr(0, 19) + "Z";  // whole seconds: just before pdt 3
+  ASSERT_LT(iso_ms(whole3), pdt(3));
+  ASSERT_GT(iso_ms(whole3), pdt(2)) << "the fixture's segments are 2 s apart";
+  for (const std::string& q : {"start=" + iso3 + "&end=" + iso7, "start=" + enc3 + "&end=" + iso7,
+                              "start=" + epoch_s(pdt(3)) + "&end=" + epoch_s(pdt(7)),
+                              "start=" + std::to_string(pdt(3) / 1000) + "&end=" + epoch_s(pdt(7)),
+                              "x=1&start=" + iso3.substr(0, 19) + "+00:00&end=" + iso7, "end=" + iso7 + "&start=" + whole3}) {
+    SCOPED_TRACE(q);
+    const auto text = get("live.m3u8", q);
+    ASSERT_TRUE(text);
+    const Parsed p = parse(*text);
+    EXPECT_EQ(p.type, "VOD");
+    EXPECT_TRUE(p.end_list);
+    ASSERT_EQ(p.entries.size(), 4u);
+    EXPECT_EQ(*p.media_sequence, 3u);
+    EXPECT_EQ(*p.discontinuity_sequence, 0u);
+    EXPECT_EQ(p.entries.front().pdt_ms, pdt(3));
+    EXPECT_EQ(p.entries.back().pdt_ms, pdt(6));
+    expect_consistent(p, *packager_);
+  }
+  // End one ms after pdt 7 takes segment 7 too; start one ms after pdt 3 leaves segment 3 out.
+  EXPECT_EQ(parse(*get("live.m3u8", "start=" + epoch_s(pdt(3) + 1) + "&end=" + epoch_s(pdt(7) + 1))).entries.size(), 4u);
+  EXPECT_EQ(*parse(*get("live.m3u8", "start=" + epoch_s(pdt(3) + 1) + "&end=" + epoch_s(pdt(7) + 1))).media_sequence, 4u);
+  // No start: from the oldest held.
+  EXPECT_EQ(*parse(*get("live.m3u8", "end=" + iso7)).media_sequence, 0u);
+
+  // The master with the query points at that playlist.
+  const auto master = get("index.m3u8", "start=" + enc3 + "&end=" + epoch_s(pdt(7)));
+  ASSERT_TRUE(master);
+  const std::string uri = "live.m3u8?start=" + iso3 + "&end=" + iso7;
+  EXPECT_NE(master->find("\n" + uri + "\n"), std::string::npos) << *master;
+  EXPECT_NE(master->find("#EXT-X-STREAM-INF:BANDWIDTH="), std::string::npos) << *master;
+  EXPECT_EQ(*get("live.m3u8", uri.substr(10)), *get("live.m3u8", "start=" + iso3 + "&end=" + iso7));
+  EXPECT_NE(get("index.m3u8")->find("\nlive.m3u8\n"), std::string::npos);
+
+  // An open range (end in the future): EVENT from start, growing, no ENDLIST until it is over.
+  const std::int64_t end = kT0 + 38'000;
+  const std::string open_q = "start=" + epoch_s(pdt(10)) + "&end=" + epoch_s(end);
+  Parsed open = parse(*get("live.m3u8", open_q));
+  EXPECT_EQ(open.type, "EVENT");
+  EXPECT_FALSE(open.end_list);
+  EXPECT_EQ(*open.media_sequence, 10u);
+  EXPECT_EQ(open.entries.size(), 4u);
+  const Parsed no_end = parse(*get("live.m3u8", "start=" + epoch_s(pdt(10))));
+  EXPECT_EQ(no_end.type, "EVENT");
+  EXPECT_EQ(no_end.entries.size(), 4u);
+  feed_copies(5, 6);  // to ~36.6 s: still open
+  open = parse(*get("live.m3u8", open_q));
+  EXPECT_EQ(open.type, "EVENT");
+  EXPECT_EQ(open.entries.size(), 7u);
+  feed_copies(6, 8);  // to ~48.8 s: a segment starts past 38 s
+  open = parse(*get("live.m3u8", open_q));
+  EXPECT_EQ(open.type, "VOD");
+  EXPECT_TRUE(open.end_list);
+  EXPECT_EQ(*open.media_sequence, 10u);
+  EXPECT_LT(open.entries.back().pdt_ms, end);
+  EXPECT_GE(open.entries.back().pdt_ms + 2'000, end - 1);
+  expect_consistent(open, *packager_);
+}
+
+TEST_F(Packager, BadOrEmptyRangesAre404) {
+  make(3, 1, 512);
+  feed_copies(0, 3);
+  const Parsed all = parse(*get("event.m3u8"));
+  ASSERT_GE(all.entries.size(), 5u);
+  const std::string s = epoch_s(all.entries[1].pdt_ms), e = epoch_s(all.entries[4].pdt_ms);
+  ASSERT_TRUE(get("live.m3u8", "start=" + s + "&end=" + e));
+  for (const std::string& q : std::vector<std::string>{"start=" + e + "&end=" + s, "start=" + s + "&end=" + s, "start=", "start", "start=abc", "start=12a",
+        "start=1795642800.", "start=1795642800.1234567890", "start=-5", "start=2026-13-01T00:00:00Z",
+        "start=2026-02-29T00:00:00Z", "start=2026-11-25T24:00:00Z", "start=2026-11-25T21:40:00",
+        "start=2026-11-25T21:40:00+01:00", "start=2026-11-25 21:40:00Z", "start=2026-11-25T21:40:00Z%",
+        "start=%ZZ", "start=" + s + "&end=nope",
+        // Nothing held in the range: before the first segment, after the newest.
+        "start=1000&end=2000", "start=" + epoch_s(kT0 + 3'600'000)}) {
+    EXPECT_FALSE(get("live.m3u8", q)) << q;
+    EXPECT_FALSE(get("index.m3u8", q)) << q;
+  }
+  // A valid ISO time with a fraction and a leap day.
+  EXPECT_FALSE(get("live.m3u8", "start=2028-02-29T00:00:00.5Z")) << "valid, but nothing held then";
+  EXPECT_TRUE(get("live.m3u8", "start=2026-11-25T21:39:59.5Z&end=" + e));
+}
+
+TEST_F(Packager, ARestartedChannelContinuesTheSequenceAfterADiscontinuity) {
+  make(3, 1, 512);
+  feed_copies(0, 2);  // 5 segments delivered (0..4), the 6th lost with the old segmenter
+  ASSERT_EQ(packager_->channel_stats("news")->segments, 5u);
+  // A reload restarts the channel: a new feed for the same id.
+  packager_->detach({"news"});
+  feed_ = new_feed();
+  packager_->set_channels({PackagedChannel{"news", "News", feed_}});
+  feed_copies(3, 5);  // its own timeline again (a jump of 6 s: the restart's gap)
+  const Parsed all = parse(*get("event.m3u8"));
+  expect_consistent(all, *packager_);
+  ASSERT_GE(all.entries.size(), 9u);
+  EXPECT_EQ(*all.media_sequence, 0u);
+  EXPECT_EQ(*all.discontinuity_sequence, 0u);
+  for (std::size_t i = 0; i < all.entries.size(); ++i) EXPECT_EQ(all.entries[i].discontinuity, i == 5) << i;
+  EXPECT_EQ(all.entries[5].sequence, 5u) << "numbers go on";
+  // A range from the restart's segment: DISCONTINUITY-SEQUENCE 0 and the tag on its first
+  // entry; one from the segment after it: 1 (RFC 8216 6.2.2).
+  const Parsed at = parse(*get("live.m3u8", "start=" + epoch_s(all.entries[5].pdt_ms)));
+  EXPECT_EQ(*at.media_sequence, 5u);
+  EXPECT_EQ(*at.discontinuity_sequence, 0u);
+  EXPECT_TRUE(at.entries.front().discontinuity);
+  const Parsed after = parse(*get("live.m3u8", "start=" + epoch_s(all.entries[6].pdt_ms)));
+  EXPECT_EQ(*after.media_sequence, 6u);
+  EXPECT_EQ(*after.discontinuity_sequence, 1u);
+  EXPECT_FALSE(after.entries.front().discontinuity);
+  const Parsed before = parse(*get("live.m3u8", "start=" + epoch_s(all.entries[1].pdt_ms) + "&end=" +
+                                                     epoch_s(all.entries[4].pdt_ms + 1)));
+  EXPECT_EQ(before.type, "VOD");
+  EXPECT_EQ(*before.discontinuity_sequence, 0u);
+  EXPECT_EQ(before.entries.size(), 4u);
+  for (const Entry& e : before.entries) EXPECT_FALSE(e.discontinuity);
+  // The live playlist carries the tag too while it is listed.
+  const Parsed live = parse(*get("live.m3u8"));
+  EXPECT_EQ(packager_->channel_stats("news")->discontinuities, 1u);
+  EXPECT_EQ(live.entries.size(), 3u);
+}
+
+TEST_F(Packager, FfmpegDecodesATimeRangeFetchedThroughGet) {
+  make(3, 1, 512);
+  feed_copies(0, 4);
+  const Parsed all = parse(*get("event.m3u8"));
+  ASSERT_GE(all.entries.size(), 10u);
+  const std::string q = "start=" + epoch_s(all.entries[2].pdt_ms) + "&end=" + epoch_s(all.entries[9].pdt_ms);
+  const auto text = get("live.m3u8", q);
+  ASSERT_TRUE(text);
+  const Parsed p = parse(*text);
+  ASSERT_EQ(p.type, "VOD");
+  ASSERT_EQ(p.entries.size(), 7u);  // across two joins of the copies
+  const fs::path dir = tt::temp_dir("hls_packager_range");
+  tt::write_file(dir / "range.m3u8", std::vector<std::uint8_t>(text->begin(), text->end()));
+  for (const Entry& e : p.entries) {
+    const std::string name = "seg-" + std::to_string(e.sequence) + ".ts";
+    const auto seg = packager_->get("news", name, "");
+    ASSERT_TRUE(seg);
+    EXPECT_EQ(seg->kind, HlsResource::Kind::kSegment);
+    tt::write_file(dir / name, std::vector<std::uint8_t>(seg->body->begin(), seg->body->end()));
+  }
+  const auto dec = tt::run("ffmpeg -nostdin -v error -i " + tt::shell_quote((dir / "range.m3u8").string()) + " -f null - 2>&1");
+  EXPECT_EQ(dec.exit_code, 0) << dec.out;
+  EXPECT_EQ(dec.out, "");
+  // Every video frame of the 7 segments comes back (2 s each at 25 fps).
+  const auto frames = tt::run("ffprobe -v error -select_streams v:0 -count_frames -show_entries stream=nb_read_frames "
+                              "-of csv=p=0 " + tt::shell_quote((dir / "range.m3u8").string()) + " 2>&1");
+  EXPECT_EQ(frames.out.substr(0, 4), "350\n") << frames.out;
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace twincast::control
