@@ -14,6 +14,7 @@
 #include <map>
 
 #include "dataplane/eal_harness.hpp"
+#include "dataplane/ts_frames.hpp"
 #include "tests_common.hpp"
 #include "twincast/dataplane/dataplane.hpp"
 #include "twincast/dataplane/net.hpp"
@@ -41,43 +42,9 @@ const auto* const g_env =
     ::testing::AddGlobalTestEnvironment(new test::EalEnvironment("tcdp_mux_", "dataplane_multiplex_dp_test"));
 
 ByteVec udp_frame(Ipv4 dst, std::uint16_t dport, std::span<const TsPacket> packets) {
-  net::UdpFrame f;
-  f.dst_mac = net::multicast_mac(dst);
-  f.src_mac = kPeerMac;
-  f.src_ip = kPeerIp;
-  f.dst_ip = dst;
-  f.src_port = 40000;
-  f.dst_port = dport;
-  f.ttl = 8;
-  const std::size_t payload = packets.size() * mpegts::kPacketSize;
-  ByteVec frame(net::udp_headers_size(0) + payload);
-  EXPECT_GT(net::write_udp_headers(frame, f, payload), 0u);
-  std::memcpy(frame.data() + net::udp_headers_size(0), packets.data(), payload);
-  return frame;
+  return test::ts_udp_frame(dst, dport, packets, kPeerIp, kPeerMac);
 }
-
-// TS packets of the UDP datagrams sent to (group, port), in order.
-std::vector<TsPacket> ts_to(const std::vector<ByteVec>& frames, Ipv4 group, std::uint16_t port, std::size_t* n_dgrams) {
-  std::vector<TsPacket> out;
-  *n_dgrams = 0;
-  for (const auto& f : frames) {
-    const auto e = net::parse_ethernet(f);
-    if (!e || e->ether_type != net::kEtherTypeIpv4) continue;
-    net::Bytes l4;
-    const auto ip = net::parse_ipv4(net::Bytes(f).subspan(e->header_size), &l4);
-    if (!ip || ip->protocol != net::kProtoUdp || ip->dst != group) continue;
-    net::Bytes payload;
-    const auto u = net::parse_udp(l4, &payload);
-    if (!u || u->dst_port != port || payload.size() % mpegts::kPacketSize != 0) continue;
-    ++*n_dgrams;
-    for (std::size_t at = 0; at < payload.size(); at += mpegts::kPacketSize) {
-      TsPacket p;
-      std::memcpy(p.bytes.data(), payload.data() + at, mpegts::kPacketSize);
-      out.push_back(p);
-    }
-  }
-  return out;
-}
+using test::ts_to;
 
 TEST(MultiplexDataplane, ChannelsFromTheWireLeaveAsOneMpts) {
   const auto dir = test::temp_dir("dp_mux");
@@ -153,9 +120,8 @@ TEST(MultiplexDataplane, ChannelsFromTheWireLeaveAsOneMpts) {
       while (s.next < s.packets.size() && s.times[s.next] < std::min(now, kEnd)) {
         const std::size_t n = std::min<std::size_t>(7, s.packets.size() - s.next);
         const ByteVec frame = udp_frame(cfg.channels[k].inputs[0].address, 5000, std::span(s.packets.data() + s.next, n));
-        rte_mbuf* m = rte_pktmbuf_alloc(pool);
+        rte_mbuf* m = test::mbuf_of(pool, frame);
         ASSERT_NE(m, nullptr);
-        std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(frame.size())), frame.data(), frame.size());
         burst.push_back(m);
         s.next += n;
       }

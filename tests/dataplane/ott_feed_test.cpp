@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "dataplane/eal_harness.hpp"
+#include "dataplane/ts_frames.hpp"
 #include "tests_common.hpp"
 #include "twincast/dataplane/dataplane.hpp"
 #include "twincast/dataplane/net.hpp"
@@ -149,40 +150,7 @@ TEST_F(OttFeedUnit, AThrowingConsumerLosesNoMbuf) {
 }
 
 ByteVec udp_frame(Ipv4 dst, std::span<const TsPacket> packets) {
-  net::UdpFrame f;
-  f.dst_mac = net::multicast_mac(dst);
-  f.src_mac = kPeerMac;
-  f.src_ip = kPeerIp;
-  f.dst_ip = dst;
-  f.src_port = 40000;
-  f.dst_port = 5000;
-  f.ttl = 8;
-  const std::size_t payload = packets.size() * mpegts::kPacketSize;
-  ByteVec frame(net::udp_headers_size(0) + payload);
-  EXPECT_GT(net::write_udp_headers(frame, f, payload), 0u);
-  std::memcpy(frame.data() + net::udp_headers_size(0), packets.data(), payload);
-  return frame;
-}
-
-// TS packets of the UDP datagrams to (group, 5000) in a pcap.
-std::vector<TsPacket> ts_to(const std::vector<ByteVec>& frames, Ipv4 group) {
-  std::vector<TsPacket> out;
-  for (const auto& f : frames) {
-    const auto e = net::parse_ethernet(f);
-    if (!e || e->ether_type != net::kEtherTypeIpv4) continue;
-    net::Bytes l4;
-    const auto ip = net::parse_ipv4(net::Bytes(f).subspan(e->header_size), &l4);
-    if (!ip || ip->protocol != net::kProtoUdp || ip->dst != group) continue;
-    net::Bytes payload;
-    const auto u = net::parse_udp(l4, &payload);
-    if (!u || u->dst_port != 5000) continue;
-    for (std::size_t at = 0; at + mpegts::kPacketSize <= payload.size(); at += mpegts::kPacketSize) {
-      TsPacket p;
-      std::memcpy(p.bytes.data(), payload.data() + at, mpegts::kPacketSize);
-      out.push_back(p);
-    }
-  }
-  return out;
+  return test::ts_udp_frame(dst, 5000, packets, kPeerIp, kPeerMac);
 }
 
 // ffmpeg decodes `file` without a message; the first video frame's key_frame flag.
@@ -269,9 +237,8 @@ TEST(OttFeedDataplane, CarriesTheMulticastTimelineAndMarksAnOperatorSwitch) {
       while (s.next < s.packets.size() && s.times[s.next] < now) {
         const std::size_t n = std::min<std::size_t>(7, s.packets.size() - s.next);
         const ByteVec frame = udp_frame(s.group, std::span(s.packets.data() + s.next, n));
-        rte_mbuf* m = rte_pktmbuf_alloc(pool);
+        rte_mbuf* m = test::mbuf_of(pool, frame);
         ASSERT_NE(m, nullptr);
-        std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(frame.size())), frame.data(), frame.size());
         burst.push_back(m);
         s.next += n;
       }
@@ -325,7 +292,7 @@ TEST(OttFeedDataplane, CarriesTheMulticastTimelineAndMarksAnOperatorSwitch) {
   }
   // The OTT side gets the multicast output's timeline: the datagrams sent are the same
   // packets, in the same order (the pacer may still hold the last few).
-  const auto multicast = ts_to(test::read_pcap(tx_pcap), kGroupOut);
+  const auto multicast = test::ts_to(test::read_pcap(tx_pcap), kGroupOut, 5000);
   std::vector<TsPacket> all = before;
   all.insert(all.end(), after.begin(), after.end());
   ASSERT_GT(multicast.size(), all.size() * 9 / 10);
@@ -426,9 +393,8 @@ TEST(OttFeedQos, OverloadShedsTheLowestPriorityOttFirstAndNeverMulticast) {
       if (at + 7 > packets.size()) at = 0;
       const ByteVec f = udp_frame(groups[frame_no++ % 3], std::span(packets.data() + at, 7));
       at += 7;
-      rte_mbuf* m = rte_pktmbuf_alloc(pool);
+      rte_mbuf* m = test::mbuf_of(pool, f);
       ASSERT_NE(m, nullptr);
-      std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(f.size())), f.data(), f.size());
       burst.push_back(m);
     }
     if (!burst.empty()) dp->process_burst(0, burst.data(), static_cast<std::uint16_t>(burst.size()), now);
