@@ -36,37 +36,6 @@ const char* kind_name(dataplane::InputKind k) {
   return "unknown";
 }
 
-// Rates from counters the data plane keeps: the control side remembers the last reading
-// of each and derives bits per second over at least one second.
-class RateMeter {
- public:
-  double bps(const std::string& key, std::uint64_t bytes) {
-    const auto now = std::chrono::steady_clock::now();
-    std::lock_guard<std::mutex> lock(mu_);
-    Entry& e = entries_[key];
-    if (e.when.time_since_epoch().count() == 0) {
-      e = {bytes, now, 0};
-      return 0;
-    }
-    const double dt = std::chrono::duration<double>(now - e.when).count();
-    if (dt >= 1.0) {
-      e.rate = bytes >= e.bytes ? static_cast<double>(bytes - e.bytes) * 8 / dt : 0;
-      e.bytes = bytes;
-      e.when = now;
-    }
-    return e.rate;
-  }
-
- private:
-  struct Entry {
-    std::uint64_t bytes = 0;
-    std::chrono::steady_clock::time_point when{};
-    double rate = 0;
-  };
-  std::mutex mu_;
-  std::map<std::string, Entry> entries_;
-};
-
 }  // namespace
 
 struct Appliance::Impl final : ApiBackend {
@@ -81,7 +50,6 @@ struct Appliance::Impl final : ApiBackend {
   std::vector<dataplane::ExternalInput*> srt_route;  // SRT input -> its data-plane ring
   std::vector<std::size_t> srt_index_of;             // flat input -> SRT input (or npos)
   bool started = false;
-  RateMeter rates;
   metrics::Registry registry;
   std::unique_ptr<Api> api;
   std::unique_ptr<HttpServer> api_server;
@@ -145,7 +113,7 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
     v.packets_in = cs.packets_in;
     v.packets_out = cs.packets_out;
     v.switches = cs.switches;
-    v.bitrate_bps = rates.bps("channel/" + cc.id, cs.packets_out * mpegts::kPacketSize);
+    v.bitrate_bps = cs.bitrate_bps;  // measured by the data plane: right from the first call
     const std::uint64_t now = dataplane::Dataplane::now_ns();
     for (std::size_t i = 0; i < cc.inputs.size(); ++i, ++flat) {
       const auto& ic = cc.inputs[i];

@@ -163,6 +163,16 @@ struct Channel::Impl {
     }
     const ChannelHealth st = !active_ok ? ChannelHealth::kDown : standby_ok ? ChannelHealth::kOk : ChannelHealth::kDegraded;
     counters.state.store(static_cast<std::uint8_t>(st), r);
+    // The output bitrate over the last whole second (what left the remux).
+    if (rate_window_start_ns == 0) {
+      rate_window_start_ns = now;
+      rate_window_packets = remuxed_packets;
+    } else if (now - rate_window_start_ns >= kRateWindowNs) {
+      const double seconds = static_cast<double>(now - rate_window_start_ns) / 1e9;
+      counters.bitrate_bps.store(static_cast<double>(remuxed_packets - rate_window_packets) * mpegts::kPacketSize * 8 / seconds, r);
+      rate_window_start_ns = now;
+      rate_window_packets = remuxed_packets;
+    }
   }
 
   InputSnapshot snapshot(std::size_t input) const {
@@ -237,6 +247,7 @@ struct Channel::Impl {
       }
     }
     for (const auto& [tap, slot] : taps) tap->on_packets(slot, std::span<const TsPacket>(remux_out.data(), n), now);
+    remuxed_packets += n;
   }
 
   void push(std::size_t input, std::span<const TsPacket> packets, std::uint64_t now) {
@@ -274,6 +285,10 @@ struct Channel::Impl {
   bool manual = false;
   std::uint64_t next_select_ns = 0;
   std::uint64_t next_publish_ns = 0;
+  static constexpr std::uint64_t kRateWindowNs = 1'000'000'000;
+  std::uint64_t remuxed_packets = 0;  // lcore only
+  std::uint64_t rate_window_start_ns = 0;
+  std::uint64_t rate_window_packets = 0;
   std::unique_ptr<PublishedInput[]> published;  // one per input
 
   Pacer pacer;
@@ -285,6 +300,7 @@ struct Channel::Impl {
     std::atomic<std::uint64_t> switches{0};
     std::atomic<std::size_t> active_input{0};
     std::atomic<std::uint8_t> state{static_cast<std::uint8_t>(ChannelHealth::kDown)};  // nothing received yet
+    std::atomic<double> bitrate_bps{0};
   } counters;
 };
 
@@ -316,6 +332,7 @@ ChannelStats Channel::stats() const {
   s.active_input = c.active_input.load(r);
   s.state = static_cast<ChannelHealth>(c.state.load(r));
   s.alarm = s.state != ChannelHealth::kOk;
+  s.bitrate_bps = c.bitrate_bps.load(r);
   return s;
 }
 const ChannelConfig& Channel::config() const { return impl_->config; }

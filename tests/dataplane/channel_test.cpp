@@ -310,6 +310,25 @@ TEST(ChannelSnapshot, MatchesTheAnalyzerAndShowsInjectedCcErrors) {
   EXPECT_FALSE(ch.input_snapshot(2).published) << "no such input";
 }
 
+// The channel's output bitrate is measured on the lcore over whole seconds: 0 during the
+// first, then what left the remux, from the first reading on (no second reading needed).
+TEST(ChannelSnapshot, OutputBitrateOverTheLastSecond) {
+  Channel ch(one_channel(1));
+  Source a = source("h264_aac.ts");
+  Recorder rec;
+  double at_half_second = -1;
+  run(ch, {&a}, rec, 3500 * kMs, 7, [&](std::uint64_t now) {
+    if (now == 500 * kMs) at_half_second = ch.stats().bitrate_bps;
+  });
+  EXPECT_EQ(at_half_second, 0.0) << "no whole second yet";
+  const ChannelStats st = ch.stats();
+  // What the channel sent, per second of the run: the fixture is CBR, so every second is
+  // about the same.
+  const double mean_bps = static_cast<double>(st.packets_out) * mpegts::kPacketSize * 8 / 3.5;
+  EXPECT_GT(st.bitrate_bps, 0.8 * mean_bps) << st.bitrate_bps << " vs " << mean_bps;
+  EXPECT_LT(st.bitrate_bps, 1.25 * mean_bps) << st.bitrate_bps << " vs " << mean_bps;
+}
+
 TEST(ChannelSnapshot, HealthAndStateFollowTheInputs) {
   auto cfg = one_channel(2);
   cfg.failover.revert = false;

@@ -101,6 +101,9 @@ struct ChannelStats {
   // when a standby one is, else kOk; alarm == (state != kOk). Stand-ins leave kOk.
   ChannelHealth state = ChannelHealth::kOk;
   bool alarm = false;
+  // The remuxed stream's bitrate over the last whole second (as of the last snapshot;
+  // 0 in the first second). Stand-ins leave 0.
+  double bitrate_bps = 0;
 };
 
 class Channel {
