@@ -101,6 +101,8 @@ struct Appliance::Impl final : ApiBackend {
 std::vector<ApiChannelView> Appliance::Impl::channels() {
   std::lock_guard lock(mu);
   std::vector<ApiChannelView> out;
+  // The origin's traffic of every channel, read once (not once per channel).
+  const auto traffic = origin ? origin->channel_traffic() : std::map<std::string, HlsChannelTraffic>{};
   std::size_t flat = 0;
   for (std::size_t c = 0; c < config.channels.size(); ++c) {
     const auto& cc = config.channels[c];
@@ -178,14 +180,11 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
       v.hls.state = hs->state;
       v.hls.segments = hs->segments;
       v.hls.last_segment_age_s = hs->last_segment_age_s;
-      if (origin) {
-        const auto traffic = origin->channel_traffic();
-        if (const auto it = traffic.find(cc.id); it != traffic.end()) {
-          v.hls.playlist_requests = it->second.playlists;
-          v.hls.segment_requests = it->second.segments;
-          v.hls.bytes_served = it->second.bytes;
-          v.hls.viewers = it->second.viewers;
-        }
+      if (const auto it = traffic.find(cc.id); it != traffic.end()) {
+        v.hls.playlist_requests = it->second.playlists;
+        v.hls.segment_requests = it->second.segments;
+        v.hls.bytes_served = it->second.bytes;
+        v.hls.viewers = it->second.viewers;
       }
       if (hs->state == "stalled") v.alarms.push_back("HLS stalled: no segment for " + std::to_string(static_cast<int>(hs->last_segment_age_s)) + " s");
     }
