@@ -23,6 +23,7 @@
 #include <boost/json.hpp>
 
 #include "control/fake_backend.hpp"
+#include "control/http_reply.hpp"
 #include "tests_common.hpp"
 #include "twincast/control/http_server.hpp"
 #include "twincast/control/metrics.hpp"
@@ -45,12 +46,7 @@ using tt::FakeBackend;
 // ---------------------------------------------------------------------------------------
 // A small blocking HTTP client.
 
-struct Reply {
-  unsigned status = 0;
-  std::string body;
-  std::map<std::string, std::string> headers;  // lower-case names
-  bool keep_alive = false;
-};
+using Reply = twincast::test::HttpReply;
 
 class Client {
  public:
@@ -76,22 +72,8 @@ class Client {
   }
 
   Reply read(bool head = false) {
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(64 * 1024 * 1024);
-    parser.skip(head);
     stream_.expires_after(5s);
-    http::read(stream_, buffer_, parser);
-    auto& res = parser.get();
-    Reply r;
-    r.status = res.result_int();
-    r.body = res.body();
-    r.keep_alive = res.keep_alive();
-    for (const auto& f : res) {
-      std::string name(f.name_string());
-      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-      r.headers[name] = std::string(f.value());
-    }
-    return r;
+    return tt::read_reply(stream_, buffer_, head);
   }
 
   tcp::socket& socket() { return stream_.socket(); }

@@ -36,6 +36,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "control/http_reply.hpp"
 #include "tests_common.hpp"
 #include "twincast/control/hls_origin.hpp"
 #include "twincast/mpegts/hls.hpp"
@@ -175,17 +176,9 @@ class LiveSource : public tc::HlsSource {
 // ---------------------------------------------------------------------------------------
 // A blocking HTTP/1.1 client (one connection per request).
 
-struct Reply {
-  unsigned status = 0;
-  std::string body;
-  std::map<std::string, std::string> headers;  // lower-case names
-  [[nodiscard]] std::string header(const std::string& name) const {
-    auto it = headers.find(name);
-    return it == headers.end() ? std::string("<absent>") : it->second;
-  }
-};
+using Reply = twincast::test::HttpReply;
 
-using Headers = std::vector<std::pair<std::string, std::string>>;
+using Headers = twincast::test::HttpHeaders;
 
 Reply request(std::uint16_t port, http::verb method, const std::string& target, const Headers& headers = {}) {
   asio::io_context ioc;
@@ -198,20 +191,7 @@ Reply request(std::uint16_t port, http::verb method, const std::string& target, 
   req.keep_alive(false);
   http::write(stream, req);
   beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(64 * 1024 * 1024);
-  parser.skip(method == http::verb::head);
-  http::read(stream, buffer, parser);
-  const auto& res = parser.get();
-  Reply r;
-  r.status = res.result_int();
-  r.body = res.body();
-  for (const auto& f : res) {
-    std::string name(f.name_string());
-    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-    r.headers[name] = std::string(f.value());
-  }
-  return r;
+  return twincast::test::read_reply(stream, buffer, method == http::verb::head);
 }
 
 Reply get(std::uint16_t port, const std::string& target, const Headers& headers = {}) {

@@ -23,6 +23,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 
+#include "control/http_reply.hpp"
 #include "tests_common.hpp"
 
 namespace tc = twincast::control;
@@ -117,18 +118,9 @@ class FakeSource : public tc::HlsSource {
 // ---------------------------------------------------------------------------------------
 // A small blocking HTTP client.
 
-struct Reply {
-  unsigned status = 0;
-  std::string body;
-  std::map<std::string, std::string> headers;  // lower-case names
-  bool keep_alive = false;
-  std::string header(const std::string& name) const {
-    auto it = headers.find(name);
-    return it == headers.end() ? std::string("<absent>") : it->second;
-  }
-};
+using Reply = twincast::test::HttpReply;
 
-using Headers = std::vector<std::pair<std::string, std::string>>;
+using Headers = twincast::test::HttpHeaders;
 
 class Client {
  public:
@@ -145,21 +137,7 @@ class Client {
     req.prepare_payload();
     stream_.expires_after(5s);
     http::write(stream_, req);
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(64 * 1024 * 1024);
-    parser.skip(method == http::verb::head);
-    http::read(stream_, buffer_, parser);
-    auto& res = parser.get();
-    Reply r;
-    r.status = res.result_int();
-    r.body = res.body();
-    r.keep_alive = res.keep_alive();
-    for (const auto& f : res) {
-      std::string name(f.name_string());
-      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-      r.headers[name] = std::string(f.value());
-    }
-    return r;
+    return twincast::test::read_reply(stream_, buffer_, method == http::verb::head);
   }
 
  private:
