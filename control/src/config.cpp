@@ -35,6 +35,8 @@ using dataplane::ApplianceConfig;
 using dataplane::ChannelConfig;
 using dataplane::EalConfig;
 using dataplane::FailoverConfig;
+using dataplane::HlsOptions;
+using dataplane::HlsRendition;
 using dataplane::InputConfig;
 using dataplane::InputKind;
 using dataplane::Ipv4;
@@ -287,6 +289,8 @@ class Parser {
   void parse_dataplane(const YAML::Node& n, EalConfig& eal);
   void parse_control(const YAML::Node& n, dataplane::ControlConfig& control);
   void parse_ott(const YAML::Node& n, dataplane::OttConfig& ott);
+  void parse_hls(const YAML::Node& n, const std::string& path, ChannelConfig& ch);
+  HlsRendition parse_rendition(const YAML::Node& n, const std::string& path);
   PortConfig parse_port(const YAML::Node& n, const std::string& path);
   ChannelConfig parse_channel(const YAML::Node& n, const std::string& path);
   MultiplexConfig parse_multiplex(const YAML::Node& n, const std::string& path);
@@ -564,7 +568,7 @@ void Parser::parse_control(const YAML::Node& n, dataplane::ControlConfig& contro
 
 void Parser::parse_ott(const YAML::Node& n, dataplane::OttConfig& ott) {
   Fields f(*this, n, "ott", {"listen", "segment_seconds", "window_segments", "memory_mb", "dvr_hours",
-                             "static_dir", "public_url"});
+                             "static_dir", "public_url", "secret_file", "transcode_threads", "transcode_preset"});
   if (!f.ok()) return;
   if (std::string s; read_string(f, "listen", s)) {
     if (!is_listen_address(s))
@@ -590,6 +594,75 @@ void Parser::parse_ott(const YAML::Node& n, dataplane::OttConfig& ott) {
     if (!fs::is_directory(p, ec)) error_at(f.child("static_dir"), "not a directory: " + dir);
     else ott.static_dir = p.string();
   }
+  if (std::string file; read_string(f, "secret_file", file)) {
+    fs::path p(file);
+    if (p.is_relative()) p = base_dir_ / p;
+    std::ifstream is(p, std::ios::binary);
+    std::string secret((std::istreambuf_iterator<char>(is)), std::istreambuf_iterator<char>());
+    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+    if (!is && secret.empty()) error_at(f.child("secret_file"), "cannot read " + file + ": " + std::strerror(errno));
+    else if (secret.size() < 16)
+      error_at(f.child("secret_file"), file + " holds " + std::to_string(secret.size()) +
+                                           " bytes; a signing secret needs at least 16");
+    else ott.secret_file = p.string();
+  }
+  read_int(f, "transcode_threads", ott.transcode_threads, 1, 64);
+  read_enum(f, "transcode_preset", ott.transcode_preset,
+            {{"ultrafast", "ultrafast"}, {"superfast", "superfast"}, {"veryfast", "veryfast"},
+             {"faster", "faster"}, {"fast", "fast"}, {"medium", "medium"}, {"slow", "slow"},
+             {"slower", "slower"}, {"veryslow", "veryslow"}});
+}
+
+void Parser::parse_hls(const YAML::Node& n, const std::string& path, ChannelConfig& ch) {
+  Fields f(*this, n, path, {"signed_urls", "bind_client", "encrypt", "key_rotation_segments", "renditions"});
+  if (!f.ok()) return;
+  ch.hls = true;
+  HlsOptions& o = ch.hls_options;
+  read_bool(f, "signed_urls", o.signed_urls);
+  read_bool(f, "bind_client", o.bind_client);
+  read_bool(f, "encrypt", o.encrypt);
+  read_int(f, "key_rotation_segments", o.key_rotation_segments, 0, 1'000'000);
+  if (o.bind_client && !o.signed_urls) error_at(f.child("bind_client"), "bind_client applies to signed_urls: true");
+  if (o.key_rotation_segments != 0 && !o.encrypt)
+    error_at(f.child("key_rotation_segments"), "key rotation applies to encrypt: true");
+  read_list(f, "renditions", [&](const YAML::Node& item, const std::string& p, std::size_t) {
+    o.renditions.push_back(parse_rendition(item, p));
+  });
+  std::map<std::string, std::size_t> names;
+  for (std::size_t r = 0; r < o.renditions.size(); ++r) {
+    const std::string& name = o.renditions[r].name;
+    if (!name.empty() && !names.emplace(name, r).second)
+      error_at(index_path(f.child("renditions"), r) + ".name",
+               "duplicate rendition name " + in_quotes(name) + " (also renditions[" + std::to_string(names[name]) + "])");
+  }
+}
+
+HlsRendition Parser::parse_rendition(const YAML::Node& n, const std::string& path) {
+  HlsRendition r;
+  Fields f(*this, n, path, {"name", "inputs", "height", "video_kbps"});
+  if (!f.ok()) return r;
+  if (required(f, "name")) read_name(f, "name", r.name, 32);
+  read_list(f, "inputs", [&](const YAML::Node& item, const std::string& p, std::size_t i) {
+    r.inputs.push_back(parse_input(item, p, i));
+  });
+  const bool received = f.has("inputs");
+  if (received && (f.has("height") || f.has("video_kbps"))) {
+    error_at(f.child(f.has("height") ? "height" : "video_kbps"),
+             "a rendition is either received (inputs) or transcoded (height, video_kbps), not both");
+    return r;
+  }
+  if (received) {
+    if (r.inputs.empty() && f.find("inputs")->IsSequence()) error_at(f.child("inputs"), "a received rendition needs at least one input");
+    return r;
+  }
+  if (!f.has("height") || !f.has("video_kbps")) {
+    error(f.pos(), path, "a rendition needs inputs (received) or height and video_kbps (transcoded)");
+    return r;
+  }
+  if (read_int(f, "height", r.height, 144, 2160) && r.height % 2 != 0)
+    error_at(f.child("height"), std::to_string(r.height) + " is odd; H.264 4:2:0 needs an even height");
+  read_int(f, "video_kbps", r.video_kbps, 100, 50'000);
+  return r;
 }
 
 void Parser::parse_dataplane(const YAML::Node& n, EalConfig& eal) {
@@ -680,7 +753,10 @@ ChannelConfig Parser::parse_channel(const YAML::Node& n, const std::string& path
   read_list(f, "outputs", [&](const YAML::Node& item, const std::string& p, std::size_t) {
     ch.outputs.push_back(parse_output(item, p));
   });
-  read_bool(f, "hls", ch.hls);
+  if (const YAML::Node* h = f.find("hls")) {
+    if (h->IsMap()) parse_hls(*h, f.child("hls"), ch);
+    else read_bool(f, "hls", ch.hls);
+  }
   read_int(f, "priority", ch.priority, 0, 255);
   // Whether the channel goes anywhere is the validator's question (a multiplex may carry
   // it); it needs to know whether "outputs" was there and not a list (reported already).
@@ -970,10 +1046,12 @@ void validate(Parser& p, ApplianceConfig& cfg) {
       }
     }
 
+    // The channel's inputs, then each received rendition's (a data-plane channel of its own).
+    const auto check_inputs = [&](std::vector<InputConfig>& inputs, const std::string& owner) {
     std::map<std::string, std::size_t> input_names;
-    for (std::size_t i = 0; i < ch.inputs.size(); ++i) {
-      InputConfig& in = ch.inputs[i];
-      const std::string ipath = index_path(cpath + ".inputs", i);
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      InputConfig& in = inputs[i];
+      const std::string ipath = index_path(owner + ".inputs", i);
       if (!input_names.emplace(in.name, i).second)
         p.error_at(ipath + ".name", "duplicate input name " + in_quotes(in.name) + " (also inputs[" +
                                         std::to_string(input_names[in.name]) + "])");
@@ -1010,6 +1088,14 @@ void validate(Parser& p, ApplianceConfig& cfg) {
       }
       sharers.emplace_back(ch.source_service_id, ipath);
     }
+    };
+    check_inputs(ch.inputs, cpath);
+    const HlsOptions& hls = ch.hls_options;
+    for (std::size_t r = 0; r < hls.renditions.size(); ++r)
+      if (!hls.renditions[r].transcoded())
+        check_inputs(ch.hls_options.renditions[r].inputs, index_path(cpath + ".hls.renditions", r));
+    if (hls.signed_urls && cfg.ott.secret_file.empty())
+      p.error_at(cpath + ".hls.signed_urls", "signed URLs need ott.secret_file (the HMAC-SHA256 key)");
 
     check_outputs(ch.outputs, cpath);
   }

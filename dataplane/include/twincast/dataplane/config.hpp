@@ -92,6 +92,29 @@ struct FailoverConfig {
   friend bool operator==(const FailoverConfig&, const FailoverConfig&) = default;
 };
 
+// One rung of a channel's ABR ladder (the OTT side; the data plane sees received
+// renditions as channels of their own, see control/README.md).
+struct HlsRendition {
+  std::string name;                   // [a-z0-9_-]{1,32}, unique in the channel; part of its URLs
+  // Received: the same content from an upstream encoder's ladder, inputs in priority order.
+  std::vector<InputConfig> inputs;
+  // Transcoded from the channel's own output when `inputs` is empty (libavcodec/libx264).
+  std::uint16_t height = 0;           // lines, even, 144..2160; the width keeps the aspect ratio
+  std::uint32_t video_kbps = 0;       // H.264 video bitrate, 100..50000
+  [[nodiscard]] bool transcoded() const { return inputs.empty(); }
+  friend bool operator==(const HlsRendition&, const HlsRendition&) = default;
+};
+
+// A channel's HLS options (meaningful when ChannelConfig::hls is on).
+struct HlsOptions {
+  bool signed_urls = false;           // playlists, segments and keys need a valid token (ott.secret_file)
+  bool bind_client = false;           // ...that also names the client's address
+  bool encrypt = false;               // AES-128 (CBC, whole segments), keys served by the origin
+  std::uint32_t key_rotation_segments = 0;  // a new key every N segments; 0: one key per channel start
+  std::vector<HlsRendition> renditions;     // besides the channel's own output (the first variant)
+  friend bool operator==(const HlsOptions&, const HlsOptions&) = default;
+};
+
 struct ChannelConfig {
   std::string id;                       // stable identifier (URLs, metrics)
   std::string name;
@@ -105,6 +128,7 @@ struct ChannelConfig {
   FailoverConfig failover;
   std::vector<OutputConfig> outputs;
   bool hls = false;
+  HlsOptions hls_options;
   std::uint8_t priority = 100;          // higher is more important (QoS shedding)
   friend bool operator==(const ChannelConfig&, const ChannelConfig&) = default;
 };
@@ -141,6 +165,9 @@ struct OttConfig {
   std::uint32_t dvr_hours = 0;            // time kept per channel for timeshift/catch-up, 0..72 (0: live window only)
   std::string static_dir;                 // the web page and hls.js; empty: next to the binary (../web)
   std::string public_url;                 // base of the HLS URLs in lineups (a CDN); empty: http://<listen>
+  std::string secret_file;                // HMAC-SHA256 key for signed URLs (absolute path after parsing)
+  std::uint32_t transcode_threads = 1;    // CPU budget of all transcoding: encoder threads, 1..64
+  std::string transcode_preset = "veryfast";  // libx264 preset (ultrafast..veryslow)
   friend bool operator==(const OttConfig&, const OttConfig&) = default;
 };
 
