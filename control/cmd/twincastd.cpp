@@ -35,15 +35,14 @@ constexpr const char* kUsage =
     "       twincastd --check FILE                      validate a channel map (see config/README.md)\n"
     "       twincastd --version\n";
 
-// Prints "FILE: OK (N channels)" and returns 0, or every error on stderr and returns 1.
+// Prints "FILE: OK (<config_summary>)" and returns 0, or every error on stderr and returns 1.
 int check(const std::string& file) {
   const auto result = twincast::control::load_config(file);
   if (!result.ok()) {
     std::fputs(twincast::control::format_errors(result.errors, file).c_str(), stderr);
     return 1;
   }
-  const std::size_t n = result.config->channels.size();
-  std::printf("%s: OK (%zu channels)\n", file.c_str(), n);
+  std::printf("%s: OK (%s)\n", file.c_str(), twincast::control::config_summary(*result.config).c_str());
   return 0;
 }
 

@@ -1246,4 +1246,16 @@ std::string format_errors(const std::vector<ConfigError>& errors, std::string_vi
   return out;
 }
 
+std::string config_summary(const ApplianceConfig& config) {
+  const auto count = [](std::size_t n, const char* one, const char* many) {
+    return std::to_string(n) + " " + (n == 1 ? one : many);
+  };
+  std::string s = count(config.channels.size(), "channel", "channels");
+  const auto hls = static_cast<std::size_t>(
+      std::count_if(config.channels.begin(), config.channels.end(), [](const ChannelConfig& ch) { return ch.hls; }));
+  if (hls != 0) s += ", " + std::to_string(hls) + " on HLS";
+  if (!config.multiplexes.empty()) s += ", " + count(config.multiplexes.size(), "multiplex", "multiplexes");
+  return s;
+}
+
 }  // namespace twincast::control

@@ -892,7 +892,7 @@ class Ctl {
       std::fwrite(errors.data(), 1, errors.size(), stderr);
       return code(CtlExit::kRefused);
     }
-    p_.out(file + ": OK (" + std::to_string(result.config->channels.size()) + " channels)\n");
+    p_.out(file + ": OK (" + config_summary(*result.config) + ")\n");
     return code(CtlExit::kOk);
   }
 

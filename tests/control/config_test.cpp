@@ -489,7 +489,7 @@ TEST(Config, TwincastdCheck) {
   const std::string demo = (source_dir() / "config/demo.yaml").string();
   auto r = twincast::test::run(twincastd + " --check " + twincast::test::shell_quote(demo));
   EXPECT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_EQ(r.out, demo + ": OK (2 channels)\n");
+  EXPECT_EQ(r.out, demo + ": OK (2 channels, 1 on HLS)\n");
 
   const std::string bad = (source_dir() / "tests/config/invalid/multiple_errors.yaml").string();
   r = twincast::test::run("(" + twincastd + " --check " + twincast::test::shell_quote(bad) + " 2>/dev/null)");

@@ -610,7 +610,7 @@ TEST_F(CtlTest, CheckValidatesLikeTwincastd) {
   ASSERT_TRUE(demo_result.ok()) << tc::format_errors(demo_result.errors, demo);
   CtlRun r = ctl({"check", demo});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, demo + ": OK (" + std::to_string(demo_result.config->channels.size()) + " channels)\n");
+  EXPECT_EQ(r.out, demo + ": OK (" + twincast::control::config_summary(*demo_result.config) + ")\n");
   EXPECT_TRUE(r.err.empty()) << r.err;
 
   const std::string bad = (source_dir() / "tests/config/invalid/multiple_errors.yaml").string();

@@ -40,4 +40,8 @@ std::string format_error(const ConfigError& error, std::string_view file);
 // One formatted error per line, each ending in '\n'.
 std::string format_errors(const std::vector<ConfigError>& errors, std::string_view file);
 
+// What a valid map holds, for `--check` and `twincastctl check`: "2 channels, 1 on HLS,
+// 1 multiplex" (the HLS and multiplex parts only when there are some; "1 channel").
+std::string config_summary(const dataplane::ApplianceConfig& config);
+
 }  // namespace twincast::control
