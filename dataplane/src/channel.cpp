@@ -314,6 +314,10 @@ void Channel::poll(std::uint64_t now_ns, DatagramSink& sink) { impl_->poll(now_n
 void Channel::add_tap(PacketTap* tap, std::size_t slot) {
   if (tap != nullptr) impl_->taps.emplace_back(tap, slot);
 }
+void Channel::continue_from(const Channel& previous) {
+  const auto unsent = previous.impl_->pacer.unsent();
+  impl_->remux.continue_from(previous.impl_->remux, unsent[0], unsent[1]);
+}
 void Channel::force_input(std::size_t input, std::uint64_t) {
   if (input >= impl_->inputs.size()) return;
   impl_->switch_to(input);

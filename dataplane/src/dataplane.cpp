@@ -221,8 +221,10 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
       std::shared_ptr<ChannelState> old = find_old(ch.id);
       if (!old) throw std::logic_error("channel " + ch.id + ": unchanged but not running");
       plan->channels.push_back(std::move(old));
+      plan->predecessors.push_back(nullptr);
       continue;
     }
+    plan->predecessors.push_back(find_old(ch.id).get());
     auto cs = std::make_shared<ChannelState>();
     cs->pipeline = factory(ch);
     if (!cs->pipeline) throw std::invalid_argument("channel " + ch.id + ": no pipeline");

@@ -240,6 +240,11 @@ struct Plan {
   std::uint64_t generation = 0;
   ApplianceConfig config;
   std::vector<std::shared_ptr<ChannelState>> channels;  // config order
+  // By channel: the state a changed channel replaces (same id in the plan before), for the
+  // worker to carry its output's continuity over when it adopts this plan (adopt()); only
+  // valid until then (the plan before is freed after the adoption), so adopt() clears it
+  // (mutable: the only field that changes once published). nullptr: new or unchanged.
+  mutable std::vector<const ChannelState*> predecessors;
   std::vector<std::shared_ptr<MultiplexState>> multiplexes;
   std::vector<Flow> flows;
   std::vector<PortPlan> ports;                // by port index

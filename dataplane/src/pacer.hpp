@@ -15,11 +15,13 @@
 // Sized at construction; enqueue() and poll() never allocate, lock, throw or log.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -64,6 +66,16 @@ class Pacer {
   void reanchor() { reanchor_ = true; }
 
   [[nodiscard]] bool active() const { return n_outputs_ != 0; }
+  // The packets queued and not sent yet, oldest first, in two parts (the ring wraps). On
+  // the owning lcore; valid until the next enqueue() or poll().
+  [[nodiscard]] std::array<std::span<const mpegts::TsPacket>, 2> unsent() const {
+    if (n_outputs_ == 0) return {};
+    const std::size_t h = index(head_);
+    const std::size_t n = static_cast<std::size_t>(queued());
+    const std::size_t first = std::min(n, kQueuePackets - h);
+    return {std::span<const mpegts::TsPacket>(packets_.get() + h, first),
+            std::span<const mpegts::TsPacket>(packets_.get(), n - first)};
+  }
   [[nodiscard]] std::uint64_t packets_out() const { return counters_.packets_out.load(std::memory_order_relaxed); }
   [[nodiscard]] std::uint64_t datagrams_out() const { return counters_.datagrams_out.load(std::memory_order_relaxed); }
   [[nodiscard]] std::uint64_t dropped_queue_full() const {

@@ -601,6 +601,21 @@ void Dataplane::Impl::drain_external(std::uint64_t now_ns) {
 
 // A new plan (a reload) is taken over between two turns; a turn uses one plan throughout.
 void Dataplane::Impl::adopt(const Plan& next) {
+  // Changed channels go on where their predecessors left their receivers: continuity
+  // counters, table versions, RTP sequence numbers of the outputs that stayed the same.
+  for (std::size_t c = 0; c < next.predecessors.size(); ++c) {
+    const ChannelState* before = next.predecessors[c];
+    if (before == nullptr) continue;
+    ChannelState& now = *next.channels[c];
+    now.pipeline->continue_from(*before->pipeline);
+    for (std::size_t o = 0; o < now.outputs.size() && o < before->outputs.size(); ++o) {
+      const net::UdpFrame& a = now.outputs[o].frame;
+      const net::UdpFrame& b = before->outputs[o].frame;
+      if (a.dst_ip == b.dst_ip && a.dst_port == b.dst_port && now.outputs[o].ssrc == before->outputs[o].ssrc)
+        now.outputs[o].rtp_seq = before->outputs[o].rtp_seq;
+    }
+  }
+  next.predecessors.clear();  // keeps its capacity: no free on the worker
   for (auto& p : ports) {
     const PortPlan& pp = next.ports[p->index];
     send_reports(*p, pp.leave, net::IgmpEvent::kLeave, 0, pp.groups);

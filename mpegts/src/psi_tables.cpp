@@ -238,6 +238,12 @@ bool same_content(const std::vector<Section>& a, const std::vector<Section>& b) 
 TableCarousel::TableCarousel(std::uint16_t pid, std::uint8_t first_version)
     : pid_(static_cast<std::uint16_t>(pid & 0x1FFF)), version_(static_cast<std::uint8_t>(first_version & 0x1F)) {}
 
+void TableCarousel::resume(std::uint8_t last_version, std::uint8_t cc) {
+  if (versioned_) return;
+  version_ = static_cast<std::uint8_t>((last_version + 1) & 0x1F);
+  cc_ = static_cast<std::uint8_t>(cc & 0x0F);
+}
+
 bool TableCarousel::update(const std::function<std::vector<Section>(std::uint8_t version)>& build) {
   std::vector<Section> built = build(version_);
   if (versioned_) {

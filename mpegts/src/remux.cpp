@@ -74,6 +74,7 @@ Remuxer::Remuxer(RemuxConfig config) : config_(std::move(config)) {
         throw std::invalid_argument(where + "rule target PID " + std::to_string(r.to) + " is reserved");
     }
   }
+  inherited_tables_.reserve(2 * config_.services.size() + 6);
   inputs_.reserve(config_.n_inputs);
   for (std::size_t i = 0; i < config_.n_inputs; ++i) {
     auto in = std::make_unique<Input>();
@@ -199,6 +200,7 @@ void Remuxer::rebuild() {
       const std::uint8_t next = pmts_[sk].has_content() ? static_cast<std::uint8_t>((pmts_[sk].version() + 1) & 0x1F) : 0;
       pmts_[sk] = TableCarousel(s.pmt_pid, next);
     }
+    resume_table(pmts_[sk]);
     changed |= pmts_[sk].update([&](std::uint8_t v) { return build_pmt(s, v); });
   }
   if (config_.sdt)
@@ -328,6 +330,66 @@ void Remuxer::switch_source(std::size_t input) {
   in.psi->reset();
   in.seen_generation = in.psi->generation();
   copy_psi_pids(in);
+}
+
+void Remuxer::resume_table(TableCarousel& table) const {
+  if (table.has_content()) return;
+  for (const InheritedTable& t : inherited_tables_)
+    if (t.pid == table.pid()) table.resume(t.version, t.cc);
+}
+
+void Remuxer::continue_from(const Remuxer& previous, std::span<const TsPacket> unsent,
+                            std::span<const TsPacket> unsent_more) {
+  // `previous` may itself have taken over from an engine and not sent anything yet (reloads
+  // faster than it learnt its input): what it inherited and did not use yet goes on too.
+  for (std::uint32_t pid = 0; pid < kPidCount; ++pid) {
+    out_[pid].cc = previous.out_[pid].cc;
+    out_[pid].wait_unit_start = previous.out_[pid].wait_unit_start;
+    out_[pid].mark_discontinuity = previous.out_[pid].mark_discontinuity;
+  }
+  for (const auto& in : previous.inputs_) {
+    for (std::uint32_t pid = 0; pid < kPidCount; ++pid) {
+      const std::uint16_t o = in->map[pid];
+      if (o == kUnmapped || o == kDropByRule) continue;
+      out_[o].wait_unit_start = true;
+      out_[o].wait_since_ns = 0;
+      out_[o].mark_discontinuity = true;
+    }
+  }
+  inherited_tables_.clear();
+  const auto inherit = [&](const TableCarousel& t) {
+    if (t.has_content() && inherited_tables_.size() < inherited_tables_.capacity())
+      inherited_tables_.push_back(InheritedTable{t.pid(), t.version(), t.cc()});
+  };
+  inherit(previous.pat_);
+  inherit(previous.sdt_);
+  inherit(previous.nit_);
+  for (const TableCarousel& pmt : previous.pmts_) inherit(pmt);
+  for (const InheritedTable& t : previous.inherited_tables_) {
+    const bool known = std::any_of(inherited_tables_.begin(), inherited_tables_.end(),
+                                   [&](const InheritedTable& k) { return k.pid == t.pid; });
+    if (!known && inherited_tables_.size() < inherited_tables_.capacity()) inherited_tables_.push_back(t);
+  }
+  // What was written but will not be sent: each PID goes on from before its first such packet.
+  std::bitset<kPidCount> seen;
+  for (const std::span<const TsPacket> part : {unsent, unsent_more}) {
+    for (const TsPacket& p : part) {
+      const std::uint16_t pid = p.pid();
+      if (pid >= kNullPid || seen[pid]) continue;
+      seen[pid] = true;
+      bool table = false;
+      for (InheritedTable& t : inherited_tables_) {
+        if (t.pid != pid) continue;
+        t.cc = p.cc();  // a carousel's counter is the next one it writes
+        table = true;
+      }
+      if (!table) out_[pid].cc = static_cast<std::uint8_t>(p.has_payload() ? (p.cc() - 1) & 0x0F : p.cc());
+    }
+  }
+  resume_table(pat_);
+  resume_table(sdt_);
+  resume_table(nit_);
+  for (TableCarousel& pmt : pmts_) resume_table(pmt);  // configured PMT PIDs already in place
 }
 
 }  // namespace twincast::mpegts

@@ -125,6 +125,11 @@ class Channel {
   void add_tap(PacketTap* tap, std::size_t slot);
   // Operator command: make `input` the active one now.
   void force_input(std::size_t input, std::uint64_t now_ns);
+  // This channel replaces `previous` at the same receivers (a reload changed its
+  // configuration): its output goes on with previous's continuity counters and table
+  // versions (mpegts::Remuxer::continue_from), so they see a discontinuity_indicator, not
+  // a CC error. On the owning lcore, before the first push(); no allocation.
+  void continue_from(const Channel& previous);
 
   // A snapshot; safe to call from any thread while the owning lcore runs the channel.
   [[nodiscard]] ChannelStats stats() const;

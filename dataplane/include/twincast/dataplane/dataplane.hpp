@@ -135,6 +135,10 @@ class ChannelPipeline {
   // Any thread: asks the owning lcore to make `input` active at its next poll (an
   // operator's switch). False when the pipeline cannot be switched.
   virtual bool request_switch(std::size_t /*input*/) { return false; }
+  // On the worker, before the first push(): this pipeline replaces `previous` (same
+  // channel id, configuration changed by a reload) at the same receivers; see
+  // Channel::continue_from. Stand-ins and pipelines of another type may ignore it.
+  virtual void continue_from(const ChannelPipeline& /*previous*/) {}
 };
 using PipelineFactory = std::function<std::unique_ptr<ChannelPipeline>(const ChannelConfig&)>;
 // Wraps dataplane::Channel.

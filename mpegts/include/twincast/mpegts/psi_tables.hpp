@@ -59,7 +59,14 @@ class TableCarousel {
   // to back; the last packet is stuffed with 0xFF. No allocation.
   std::size_t packetize(std::span<TsPacket> out);
 
+  // Takes over from a carousel that another engine ran on the same PID (a channel rebuilt
+  // by a reload): the continuity counter goes on from `cc` and the first content gets
+  // version `last_version + 1`, so receivers read it again even when it is the same.
+  // Only before the first content; no allocation.
+  void resume(std::uint8_t last_version, std::uint8_t cc);
+
   [[nodiscard]] std::size_t packet_count() const { return packets_.size(); }
+  [[nodiscard]] std::uint8_t cc() const { return cc_; }
   [[nodiscard]] std::uint8_t version() const { return version_; }
   [[nodiscard]] std::uint16_t pid() const { return pid_; }
   [[nodiscard]] bool has_content() const { return !packets_.empty(); }

@@ -102,6 +102,18 @@ class Remuxer {
   // learning for that input, resume each PID at a unit start, mark the discontinuity.
   void switch_source(std::size_t input);
 
+  // Takes over the output of `previous`, an engine that fed the same receivers until now
+  // (a channel rebuilt by a reload): every output PID's continuity counter goes on from
+  // where `previous` left it, the PIDs it carried resume at a unit start (video at a
+  // random access point) with the discontinuity_indicator, as after switch_source(),
+  // and the tables it sent (PAT, PMTs by PID, SDT, NIT) continue their counters with the
+  // next version number. `unsent` (two parts, in order): packets `previous` wrote that
+  // will never reach the receivers (still in a queue that is dropped); the counters go on
+  // from before the first of them on each PID instead. Call before the first push(); no
+  // allocation (room for the table states is reserved at construction).
+  void continue_from(const Remuxer& previous, std::span<const TsPacket> unsent = {},
+                     std::span<const TsPacket> unsent_more = {});
+
   // The output program model (what the generated tables say).
   [[nodiscard]] const ProgramModel& output_model() const { return out_model_; }
   // Output PID for a source PID of an input, or kUnmapped.
@@ -132,7 +144,17 @@ class Remuxer {
   std::size_t emit_tables(std::uint64_t now_ns, std::span<TsPacket> out);
   static void copy_psi_pids(Input& in);
 
+  struct InheritedTable {
+    std::uint16_t pid = 0;
+    std::uint8_t version = 0;
+    std::uint8_t cc = 0;
+  };
+
   RemuxConfig config_;
+  // continue_from(): PAT, SDT, NIT and PMT states, applied to a carousel on that PID when
+  // it gets its first content (the PMTs' PIDs are known only once the PSI is learnt).
+  std::vector<InheritedTable> inherited_tables_;
+  void resume_table(TableCarousel& table) const;
   std::vector<std::unique_ptr<Input>> inputs_;
   std::array<OutPid, kPidCount> out_{};
   ProgramModel out_model_;
