@@ -334,8 +334,15 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
         plan->multiplexes.push_back(from->multiplexes[m]);
         found = true;
       }
-      if (found) continue;
+      if (found) {
+        plan->multiplex_predecessors.push_back(nullptr);
+        continue;
+      }
     }
+    const MultiplexState* before = nullptr;
+    for (std::size_t m = 0; from != nullptr && m < from->config.multiplexes.size(); ++m)
+      if (from->config.multiplexes[m].id == mc.id) before = from->multiplexes[m].get();
+    plan->multiplex_predecessors.push_back(before);
     auto ms = std::make_shared<MultiplexState>();
     ms->multiplex = std::make_unique<Multiplex>(mc, c.channels);
     for (std::size_t oi = 0; oi < mc.outputs.size(); ++oi)

@@ -245,6 +245,7 @@ struct Plan {
   // valid until then (the plan before is freed after the adoption), so adopt() clears it
   // (mutable: the only field that changes once published). nullptr: new or unchanged.
   mutable std::vector<const ChannelState*> predecessors;
+  mutable std::vector<const MultiplexState*> multiplex_predecessors;  // the same, by multiplex
   std::vector<std::shared_ptr<MultiplexState>> multiplexes;
   std::vector<Flow> flows;
   std::vector<PortPlan> ports;                // by port index

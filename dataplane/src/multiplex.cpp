@@ -98,6 +98,10 @@ void Multiplex::on_packets(std::size_t slot, std::span<const mpegts::TsPacket> p
   impl_->push(slot, packets, now_ns);
 }
 void Multiplex::poll(std::uint64_t now_ns, DatagramSink& sink) { impl_->pacer.poll(now_ns, sink); }
+void Multiplex::continue_from(const Multiplex& previous) {
+  const auto unsent = previous.impl_->pacer.unsent();
+  impl_->remux.continue_from(previous.impl_->remux, unsent[0], unsent[1]);
+}
 std::size_t Multiplex::member_channel(std::size_t slot) const { return impl_->members.at(slot); }
 std::size_t Multiplex::member_count() const { return impl_->members.size(); }
 const MultiplexConfig& Multiplex::config() const { return impl_->config; }

@@ -600,6 +600,18 @@ void Dataplane::Impl::drain_external(std::uint64_t now_ns) {
 }
 
 // A new plan (a reload) is taken over between two turns; a turn uses one plan throughout.
+namespace {
+// RTP sequence numbers go on for the outputs that kept their place and destination.
+void carry_rtp(std::vector<OutputState>& now, const std::vector<OutputState>& before) {
+  for (std::size_t o = 0; o < now.size() && o < before.size(); ++o) {
+    const net::UdpFrame& a = now[o].frame;
+    const net::UdpFrame& b = before[o].frame;
+    if (a.dst_ip == b.dst_ip && a.dst_port == b.dst_port && now[o].ssrc == before[o].ssrc)
+      now[o].rtp_seq = before[o].rtp_seq;
+  }
+}
+}  // namespace
+
 void Dataplane::Impl::adopt(const Plan& next) {
   // Changed channels go on where their predecessors left their receivers: continuity
   // counters, table versions, RTP sequence numbers of the outputs that stayed the same.
@@ -608,14 +620,17 @@ void Dataplane::Impl::adopt(const Plan& next) {
     if (before == nullptr) continue;
     ChannelState& now = *next.channels[c];
     now.pipeline->continue_from(*before->pipeline);
-    for (std::size_t o = 0; o < now.outputs.size() && o < before->outputs.size(); ++o) {
-      const net::UdpFrame& a = now.outputs[o].frame;
-      const net::UdpFrame& b = before->outputs[o].frame;
-      if (a.dst_ip == b.dst_ip && a.dst_port == b.dst_port && now.outputs[o].ssrc == before->outputs[o].ssrc)
-        now.outputs[o].rtp_seq = before->outputs[o].rtp_seq;
-    }
+    carry_rtp(now.outputs, before->outputs);
+  }
+  for (std::size_t m = 0; m < next.multiplex_predecessors.size(); ++m) {
+    const MultiplexState* before = next.multiplex_predecessors[m];
+    if (before == nullptr) continue;
+    MultiplexState& now = *next.multiplexes[m];
+    now.multiplex->continue_from(*before->multiplex);
+    carry_rtp(now.outputs, before->outputs);
   }
   next.predecessors.clear();  // keeps its capacity: no free on the worker
+  next.multiplex_predecessors.clear();
   for (auto& p : ports) {
     const PortPlan& pp = next.ports[p->index];
     send_reports(*p, pp.leave, net::IgmpEvent::kLeave, 0, pp.groups);

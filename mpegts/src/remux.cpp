@@ -192,7 +192,21 @@ void Remuxer::rebuild() {
   for (const auto& s : model.services) pat.push_back({s.service_id, s.pmt_pid});
   if (config_.nit) pat.insert(pat.begin(), PatEntry{0, kNitPid});
   changed |= pat_.update([&](std::uint8_t v) { return build_pat(model.transport_stream_id, pat, v); });
+  // A PMT that moves to another PID (PIDs are assigned as services are learnt) leaves its
+  // PID's counter and version to whichever table takes that PID next, so no PID shows a CC
+  // error; all are noted before any is rebuilt, for services that swap PIDs.
   std::size_t k = 0;
+  for (std::size_t sk = 0; sk < config_.services.size(); ++sk) {
+    if (!snapshots_[sk]) continue;
+    const Service& s = model.services[k++];
+    if (pmts_[sk].pid() == s.pmt_pid || !pmts_[sk].has_content()) continue;
+    const InheritedTable left{pmts_[sk].pid(), pmts_[sk].version(), pmts_[sk].cc()};
+    const auto it = std::find_if(inherited_tables_.begin(), inherited_tables_.end(),
+                                 [&](const InheritedTable& t) { return t.pid == left.pid; });
+    if (it != inherited_tables_.end()) *it = left;
+    else inherited_tables_.push_back(left);
+  }
+  k = 0;
   for (std::size_t sk = 0; sk < config_.services.size(); ++sk) {
     if (!snapshots_[sk]) continue;
     const Service& s = model.services[k++];

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 
 #include "dataplane/eal_harness.hpp"
 #include "dataplane/ts_frames.hpp"
@@ -173,6 +174,156 @@ TEST(MultiplexDataplane, ChannelsFromTheWireLeaveAsOneMpts) {
   for (const auto& p : own) own_psi.push(p);
   ASSERT_EQ(own_psi.model().services.size(), 1u);
   EXPECT_EQ(own_psi.model().services[0].service_id, 301);
+  std::filesystem::remove_all(dir);
+}
+
+// Continuity counted strictly: every payload packet +1 on its PID (discontinuity_indicator
+// excuses nothing).
+std::size_t strict_cc_errors(const std::vector<TsPacket>& out) {
+  std::map<std::uint16_t, int> last;
+  std::size_t errors = 0;
+  for (const auto& p : out) {
+    if (p.pid() == mpegts::kNullPid || !p.has_payload()) continue;
+    if (auto it = last.find(p.pid()); it != last.end() && p.cc() != ((it->second + 1) & 0xF)) {
+      ++errors;
+      ADD_FAILURE() << "PID " << p.pid() << ": CC " << p.cc() << " after " << it->second;
+    }
+    last[p.pid()] = p.cc();
+  }
+  return errors;
+}
+
+// The TS packets of the RTP datagrams sent to (group, port), and how many RTP sequence
+// numbers were skipped or repeated between consecutive datagrams.
+std::vector<TsPacket> rtp_ts_to(const std::vector<ByteVec>& frames, Ipv4 group, std::uint16_t port,
+                                std::size_t* seq_errors) {
+  std::vector<TsPacket> out;
+  std::optional<std::uint16_t> last;
+  *seq_errors = 0;
+  for (const auto& f : frames) {
+    const auto e = net::parse_ethernet(f);
+    if (!e || e->ether_type != net::kEtherTypeIpv4) continue;
+    net::Bytes l4;
+    const auto ip = net::parse_ipv4(net::Bytes(f).subspan(e->header_size), &l4);
+    if (!ip || ip->protocol != net::kProtoUdp || ip->dst != group) continue;
+    net::Bytes udp_payload;
+    const auto u = net::parse_udp(l4, &udp_payload);
+    if (!u || u->dst_port != port) continue;
+    net::Bytes payload;
+    const auto rtp = net::parse_rtp(udp_payload, &payload);
+    if (!rtp || payload.size() % mpegts::kPacketSize != 0) continue;
+    if (last && rtp->sequence != static_cast<std::uint16_t>(*last + 1)) ++*seq_errors;
+    last = rtp->sequence;
+    for (std::size_t at = 0; at < payload.size(); at += mpegts::kPacketSize) {
+      TsPacket p;
+      std::memcpy(p.bytes.data(), payload.data() + at, mpegts::kPacketSize);
+      out.push_back(p);
+    }
+  }
+  return out;
+}
+
+// A reload renames a member: the member and the multiplex are rebuilt, and the receivers of
+// both the MPTS and the member's own SPTS go on without a CC error; the new name is there.
+TEST(MultiplexDataplane, AReloadThatRebuildsTheMultiplexKeepsItsReceiversContinuity) {
+  const auto dir = test::temp_dir("dp_mux_reload");
+  {
+    const std::uint32_t hdr[6] = {0xa1b2c3d4, 0x00040002, 0, 0, 65535, 1};
+    std::ofstream(dir / "empty.pcap", std::ios::binary).write(reinterpret_cast<const char*>(hdr), sizeof hdr);
+  }
+  const auto tx_pcap = dir / "tx.pcap";
+  ApplianceConfig cfg;
+  PortConfig port;
+  port.name = "p0";
+  port.device = "net_pcap_muxr0,rx_pcap=" + (dir / "empty.pcap").string() + ",tx_pcap=" + tx_pcap.string();
+  port.address = kOurIp;
+  port.mac = kOurMac;
+  port.mbufs = 4095;
+  cfg.ports.push_back(port);
+  const std::vector<std::string> files = {"h264_aac.ts", "hevc_aac.ts"};
+  for (std::size_t k = 0; k < files.size(); ++k) {
+    ChannelConfig ch;
+    ch.id = "ch" + std::to_string(k);
+    ch.name = "Channel " + std::to_string(k);
+    ch.service_id = static_cast<std::uint16_t>(301 + k);
+    InputConfig in;
+    in.port = "p0";
+    in.address = ipv4(239, 1, 9, static_cast<std::uint8_t>(k + 1));
+    in.udp_port = 5000;
+    ch.inputs.push_back(in);
+    OutputConfig own;
+    own.port = "p0";
+    own.address = ipv4(239, 3, 4, static_cast<std::uint8_t>(k + 1));
+    own.udp_port = 5000;
+    own.kind = OutputKind::kRtp;
+    ch.outputs.push_back(own);
+    cfg.channels.push_back(ch);
+  }
+  MultiplexConfig mux;
+  mux.id = "m";
+  mux.channels = {"ch0", "ch1"};
+  OutputConfig o;
+  o.port = "p0";
+  o.address = kMuxGroup;
+  o.udp_port = 6000;
+  o.pacing = PacingMode::kCbr;
+  o.cbr_bps = kCbr;
+  mux.outputs.push_back(o);
+  cfg.multiplexes.push_back(mux);
+
+  auto dp = std::make_unique<Dataplane>(cfg);
+  rte_mempool* pool = dp->mempool(0);
+  std::vector<std::vector<TsPacket>> packets;
+  std::vector<std::vector<std::uint64_t>> times;
+  std::vector<std::size_t> next(files.size(), 0);
+  for (const auto& f : files) {
+    packets.push_back(test::read_packets(test::fixture(f)));
+    times.push_back(mpegts::file_times(packets.back()).ns);
+  }
+  constexpr std::uint64_t kReloadAt = 1500 * kMs;
+  constexpr std::uint64_t kEnd = 4000 * kMs;
+  bool reloaded = false;
+  for (std::uint64_t now = kMs; now <= kEnd + 300 * kMs; now += kMs) {
+    if (!reloaded && now >= kReloadAt) {
+      ApplianceConfig renamed = cfg;
+      renamed.channels[1].name = "Renamed";
+      const ConfigDiff diff = dp->apply(renamed);
+      EXPECT_EQ(diff.channels_changed.size(), 2u);  // ch1 itself, ch0 with the multiplex
+      EXPECT_EQ(diff.multiplexes_changed, std::vector<std::string>{"m"});
+      reloaded = true;
+    }
+    std::vector<rte_mbuf*> burst;
+    for (std::size_t k = 0; k < files.size(); ++k) {
+      while (next[k] < packets[k].size() && times[k][next[k]] < std::min(now, kEnd)) {
+        const std::size_t n = std::min<std::size_t>(7, packets[k].size() - next[k]);
+        const ByteVec frame = udp_frame(cfg.channels[k].inputs[0].address, 5000, std::span(packets[k].data() + next[k], n));
+        rte_mbuf* m = test::mbuf_of(pool, frame);
+        ASSERT_NE(m, nullptr);
+        burst.push_back(m);
+        next[k] += n;
+      }
+    }
+    if (!burst.empty()) dp->process_burst(0, burst.data(), static_cast<std::uint16_t>(burst.size()), now);
+    dp->poll_once(now);
+  }
+  dp.reset();
+  const auto frames = read_pcap(tx_pcap);
+  std::size_t n_dgrams = 0;
+  const auto out = ts_to(frames, kMuxGroup, 6000, &n_dgrams);
+  ASSERT_GT(out.size(), 2000u);
+  EXPECT_EQ(strict_cc_errors(out), 0u);
+  mpegts::PsiDecoder psi;
+  for (const auto& p : out) psi.push(p);
+  const mpegts::Service* renamed = psi.model().find_service(302);
+  ASSERT_NE(renamed, nullptr);
+  EXPECT_EQ(renamed->name, "Renamed");
+  for (std::size_t k = 0; k < files.size(); ++k) {
+    std::size_t seq_errors = 0;
+    const auto own = rtp_ts_to(frames, ipv4(239, 3, 4, static_cast<std::uint8_t>(k + 1)), 5000, &seq_errors);
+    ASSERT_GT(own.size(), 1000u) << files[k];
+    EXPECT_EQ(strict_cc_errors(own), 0u) << files[k];
+    EXPECT_EQ(seq_errors, 0u) << files[k] << ": RTP sequence numbers must go on across the reload";
+  }
   std::filesystem::remove_all(dir);
 }
 

@@ -49,6 +49,9 @@ class Multiplex final : public PacketTap {
   void on_packets(std::size_t slot, std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns) override;
   // Sends every datagram due at `now_ns` to `sink`, for each output.
   void poll(std::uint64_t now_ns, DatagramSink& sink);
+  // This multiplex replaces `previous` (same id, rebuilt by a reload) at the same
+  // receivers: as Channel::continue_from. On the owning lcore, before the first packet.
+  void continue_from(const Multiplex& previous);
 
   // Index into the `channels` given to the constructor of member `slot`.
   [[nodiscard]] std::size_t member_channel(std::size_t slot) const;
