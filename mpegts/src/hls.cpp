@@ -11,6 +11,7 @@
 
 #include "twincast/mpegts/access_unit.hpp"
 #include "twincast/mpegts/psi_decoder.hpp"
+#include "twincast/mpegts/section.hpp"
 
 namespace twincast::mpegts::hls {
 
@@ -22,6 +23,7 @@ constexpr std::uint64_t kJumpPtsTicks = 10 * kPtsHz;       // DTS jump: backward
 constexpr std::uint64_t kJumpPcrTicks = 10 * kPcrHz;
 constexpr std::uint64_t kCutToleranceTicks = kPtsHz / 100;  // a RAP 10 ms short of the target still cuts
 constexpr std::size_t kRateRing = 32;                       // segments kept for the peak bitrate
+constexpr std::uint64_t kHalfPtsWrap = kPtsWrap / 2;        // pts_delta() above this: behind, not ahead
 
 // The packets of the latest complete PSI section run on one PID (a PAT or a PMT), kept
 // as they came so a segment can start with them. Runs longer than kMax packets are not kept.
@@ -88,6 +90,29 @@ struct Es {
   Es(std::uint16_t p, Codec c, std::string lang) : pid(p), codec(c), kind(codec_kind(c)), language(std::move(lang)), scanner(c) {}
 };
 
+// A cue waiting for the segment that holds its splice point.
+struct PendingCue {
+  Cue cue;
+  bool has_pts = false;           // false: immediate, and no anchor PTS known yet
+  std::int64_t arrival_wall_ms = 0;
+};
+
+struct ScteInput {
+  std::uint16_t pid = 0;
+  SectionAssembler assembler;
+};
+
+// An out cue delivered, for the START-DATE / DURATION of its in.
+struct OutSeen {
+  std::string id;
+  std::int64_t wall_ms = 0;
+};
+
+std::string hex2(std::uint8_t v) {
+  static constexpr char kDigits[] = "0123456789ABCDEF";
+  return {kDigits[v >> 4], kDigits[v & 0x0F]};
+}
+
 const Service* find_program(const ProgramModel& m, std::uint16_t service_id) {
   if (service_id != 0) return m.find_service(service_id);
   for (const auto& s : m.services)
@@ -100,6 +125,8 @@ const Service* find_program(const ProgramModel& m, std::uint16_t service_id) {
 struct Segmenter::Impl {
   Impl(SegmenterConfig c, Sink s) : config(c), sink(std::move(s)) {
     pid_index.fill(kNoIndex);
+    scte_index.fill(kNoIndex);
+    cue_handler.impl = this;
     next_sequence = config.first_sequence;
     disc_seq = config.first_discontinuity_sequence;
     target_ticks = static_cast<std::uint64_t>(std::llround(config.target_duration_s * kPtsHz));
@@ -118,6 +145,7 @@ struct Segmenter::Impl {
     bool keyframe = true;
     bool has_max_pts = false;
     std::uint64_t max_pts_off = 0;  // largest anchor PTS - first_pts seen in the segment
+    std::uint64_t cut_ticks = 0;    // closes at a RAP this far from first_pts (align_to_pts: the next multiple)
   };
 
   SegmenterConfig config;
@@ -137,6 +165,20 @@ struct Segmenter::Impl {
   std::array<std::uint8_t, kPidCount> pid_index{};
   std::size_t anchor = kNoOffset;  // index in es
   bool anchor_video = false;
+
+  // SCTE-35: the program's stream_type 0x86 PIDs and the cues waiting for their segment.
+  struct CueHandler final : SectionHandler {
+    Impl* impl = nullptr;
+    void on_section(std::uint16_t, std::span<const std::uint8_t> section, bool) override { impl->on_scte35(section); }
+  };
+  CueHandler cue_handler;
+  std::vector<ScteInput> scte;
+  std::array<std::uint8_t, kPidCount> scte_index{};
+  std::vector<PendingCue> pending_cues;  // in arrival order
+  std::vector<OutSeen> outs;             // newest last, at most Segmenter::kMaxPendingCues
+  bool have_last_pts = false;            // the anchor's latest PES PTS (for immediate cues)
+  std::uint64_t last_pts = 0;
+  std::int64_t scte_wall_ms = 0;         // wall clock of the packet being assembled
 
   // Clocks.
   bool have_pcr = false;
@@ -228,6 +270,7 @@ struct Segmenter::Impl {
 
     es = std::move(next);
     for (std::size_t i = 0; i < es.size(); ++i) pid_index[es[i].pid] = static_cast<std::uint8_t>(i);
+    learn_scte35_pids(ready ? s : nullptr);
     anchor = new_anchor;
     anchor_video = new_anchor_video;
     has_program = ready;
@@ -243,12 +286,183 @@ struct Segmenter::Impl {
     }
   }
 
+  // The SCTE-35 PIDs of the followed program; assemblers of PIDs that stay are kept.
+  void learn_scte35_pids(const Service* s) {
+    std::vector<ScteInput> next;
+    if (s != nullptr) {
+      for (const auto& e : s->streams) {
+        if (e.stream_type != scte35::kStreamType || next.size() >= kNoIndex) continue;
+        const std::uint8_t old = scte_index[e.pid];
+        if (old != kNoIndex && scte[old].pid == e.pid) {
+          next.push_back(std::move(scte[old]));
+          scte[old].pid = kNullPid;
+        } else {
+          next.push_back(ScteInput{e.pid, {}});
+        }
+      }
+    }
+    for (const auto& x : scte)
+      if (x.pid < kNullPid) scte_index[x.pid] = kNoIndex;
+    for (const auto& x : next) scte_index[x.pid] = kNoIndex;
+    scte = std::move(next);
+    for (std::size_t i = 0; i < scte.size(); ++i) scte_index[scte[i].pid] = static_cast<std::uint8_t>(i);
+  }
+
+  // --- SCTE-35 cues ---
+  void on_scte35(std::span<const std::uint8_t> section) {
+    ++stats.scte35_sections;
+    scte35::SpliceInfo si;
+    const scte35::Error err = scte35::parse_splice_info(section, si);
+    if (err != scte35::Error::kOk) {
+      ++stats.scte35_refused;
+      ++stats.scte35_errors[static_cast<std::size_t>(err)];
+      return;
+    }
+    if (si.command_type == static_cast<std::uint8_t>(scte35::CommandType::kSpliceInsert)) {
+      const scte35::SpliceInsert& in = si.insert;
+      std::string id = "splice-" + std::to_string(in.event_id);
+      if (in.cancel) {
+        cancel(in.event_id, false);
+        return;
+      }
+      Cue c;
+      c.kind = in.out_of_network ? CueKind::kOut : CueKind::kIn;
+      c.id = std::move(id);
+      c.event_id = in.event_id;
+      c.immediate = in.immediate || !in.time.specified;
+      c.pts = c.immediate ? 0 : scte35::adjusted_pts(in.time.pts, si.pts_adjustment);
+      if (c.kind == CueKind::kOut && in.duration.present)
+        c.planned_duration_s = static_cast<double>(in.duration.duration) / kPtsHz;
+      c.section.assign(section.begin(), section.end());
+      add_pending(std::move(c));
+      return;
+    }
+    if (si.command_type == static_cast<std::uint8_t>(scte35::CommandType::kTimeSignal)) {
+      bool any = false;
+      for (const auto& d : si.segmentation) {
+        if (d.cancel) {
+          cancel(d.event_id, true);
+          any = true;
+          continue;
+        }
+        const scte35::Direction dir = scte35::segmentation_direction(d.type_id);
+        if (dir == scte35::Direction::kNone) continue;
+        any = true;
+        // An end type is its start type + 1 (scte35.hpp), so a start and its end share the ID.
+        const auto start_type = static_cast<std::uint8_t>(dir == scte35::Direction::kOut ? d.type_id : d.type_id - 1);
+        Cue c;
+        c.kind = dir == scte35::Direction::kOut ? CueKind::kOut : CueKind::kIn;
+        c.id = "seg-" + std::to_string(d.event_id) + "-" + hex2(start_type);
+        c.event_id = d.event_id;
+        c.segmentation_type = d.type_id;
+        c.immediate = !si.time_signal.specified;
+        c.pts = c.immediate ? 0 : scte35::adjusted_pts(si.time_signal.pts, si.pts_adjustment);
+        if (c.kind == CueKind::kOut && d.has_duration) c.planned_duration_s = static_cast<double>(d.duration) / kPtsHz;
+        c.section.assign(section.begin(), section.end());
+        add_pending(std::move(c));
+      }
+      if (!any) ++stats.scte35_ignored;
+      return;
+    }
+    ++stats.scte35_ignored;  // splice_null, splice_schedule, bandwidth_reservation, private, reserved
+  }
+
+  // Removes pending cues of a splice_insert (segmentation = false) or segmentation event.
+  void cancel(std::uint32_t event_id, bool segmentation) {
+    const auto n = std::erase_if(pending_cues, [&](const PendingCue& p) {
+      return p.cue.event_id == event_id && (p.cue.segmentation_type != 0) == segmentation;
+    });
+    stats.cues_cancelled += n;
+  }
+
+  void add_pending(Cue&& c) {
+    PendingCue p;
+    p.arrival_wall_ms = scte_wall_ms;
+    p.has_pts = !c.immediate || have_last_pts;
+    if (c.immediate && have_last_pts) c.pts = last_pts;  // the current point in the stream
+    p.cue = std::move(c);
+    if (pending_cues.size() >= Segmenter::kMaxPendingCues) {
+      pending_cues.erase(pending_cues.begin());
+      ++stats.cues_dropped;
+    }
+    pending_cues.push_back(std::move(p));
+  }
+
+  // True when a pending cue's splice point is within the cut tolerance of `rap_pts` and
+  // after the open segment's start: cutting there makes the cue start a segment.
+  [[nodiscard]] bool splice_point_at(std::uint64_t rap_pts) const {
+    if (!seg.has_first_pts) return false;
+    for (const auto& p : pending_cues) {
+      if (!p.has_pts || p.cue.immediate) continue;
+      const std::uint64_t into = pts_delta(seg.first_pts, p.cue.pts);
+      if (into <= kCutToleranceTicks || into >= kHalfPtsWrap) continue;
+      const std::uint64_t d = std::min(pts_delta(p.cue.pts, rap_pts), pts_delta(rap_pts, p.cue.pts));
+      if (d <= kCutToleranceTicks) return true;
+    }
+    return false;
+  }
+
+  // Moves the pending cues whose splice point falls in `s` (lasting `dur`) into s.cues.
+  void attach_cues(Segment& s, double dur) {
+    if (pending_cues.empty()) return;
+    const std::int64_t dur_ms = std::llround(std::max(0.0, dur) * 1000.0);
+    const auto end_ticks = static_cast<std::uint64_t>(std::llround(std::max(0.0, dur) * kPtsHz));
+    std::vector<std::pair<std::uint64_t, Cue>> taken;  // offset into the segment (90 kHz), cue
+    for (auto it = pending_cues.begin(); it != pending_cues.end();) {
+      bool take = false;
+      std::int64_t wall = s.program_date_time_ms;
+      std::uint64_t off = 0;
+      if (!it->has_pts) {
+        take = true;
+        wall = std::clamp(it->arrival_wall_ms, s.program_date_time_ms, s.program_date_time_ms + dur_ms);
+        off = static_cast<std::uint64_t>(wall - s.program_date_time_ms) * (kPtsHz / 1000);
+      } else if (s.has_first_pts) {
+        const std::uint64_t ahead = pts_delta(s.first_pts, it->cue.pts);
+        if (ahead >= kHalfPtsWrap) {
+          take = true;  // behind the segment's start: late, it takes effect here
+        } else if (ahead + kCutToleranceTicks < end_ticks) {
+          take = true;
+          off = ahead;
+          wall = s.program_date_time_ms + static_cast<std::int64_t>((ahead + kPtsHz / 2000) / (kPtsHz / 1000));
+        }
+      }
+      if (!take) {
+        ++it;
+        continue;
+      }
+      it->cue.wall_ms = wall;
+      taken.emplace_back(off, std::move(it->cue));
+      it = pending_cues.erase(it);
+    }
+    std::stable_sort(taken.begin(), taken.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& entry : taken) {
+      Cue& c = entry.second;
+      if (c.kind == CueKind::kOut) {
+        std::erase_if(outs, [&](const OutSeen& o) { return o.id == c.id; });
+        if (outs.size() >= Segmenter::kMaxPendingCues) outs.erase(outs.begin());
+        outs.push_back(OutSeen{c.id, c.wall_ms});
+      } else {
+        const auto o = std::find_if(outs.begin(), outs.end(), [&](const OutSeen& x) { return x.id == c.id; });
+        if (o != outs.end()) {
+          c.has_out = true;
+          c.out_wall_ms = o->wall_ms;
+          outs.erase(o);
+        }
+      }
+      ++stats.cues;
+      s.cues.push_back(std::move(c));
+    }
+  }
+
   // --- discontinuities ---
   // Closes the open segment where it stands; the next one carries the discontinuity.
   void discontinuity_now() {
     if (open) close_open();
     else drop_pending();
     if (had_segment) pending_discontinuity = true;
+    stats.cues_dropped += pending_cues.size();  // splice points on the old timeline
+    pending_cues.clear();
+    have_last_pts = false;
     have_dts = false;
     have_pcr = false;
     dts_step = 0;
@@ -275,6 +489,13 @@ struct Segmenter::Impl {
     seg.pdt_ms = pes_wall_ms;
     seg.has_first_pts = has_pts;
     seg.first_pts = pts;
+    seg.cut_ticks = target_ticks;
+    if (config.align_to_pts && has_pts) {
+      // Up to the next multiple of the target after this RAP (one within the tolerance
+      // short of a multiple counts as on it, as the cut test below allows).
+      const std::uint64_t slot_end = ((pts + kCutToleranceTicks) / target_ticks + 1) * target_ticks;
+      seg.cut_ticks = slot_end - pts;
+    }
     seg.has_start_pcr = pes_has_pcr;
     seg.start_pcr = pes_pcr;
     seg.keyframe = keyframe;
@@ -345,6 +566,7 @@ struct Segmenter::Impl {
     s.starts_with_keyframe = seg.keyframe;
     s.bytes = std::move(buf);
     buf = {};
+    attach_cues(s, dur);
     last_size = s.bytes.size();
     ++stats.segments;
     stats.segment_bytes += s.bytes.size();
@@ -397,6 +619,10 @@ struct Segmenter::Impl {
       if (pid == kPatPid) pat.push(p);
       if (pid == pmt_pid && pmt_pid != 0) pmt.push(p);
     }
+    if (const std::uint8_t si = scte_index[pid]; si != kNoIndex) {
+      scte_wall_ms = wall_ms;
+      scte[si].assembler.push(p, cue_handler);
+    }
     if (pid == pcr_pid && p.has_pcr()) {
       const std::uint64_t pcr = p.pcr();
       if (have_pcr && pcr_delta(last_pcr, pcr) > kJumpPcrTicks) {
@@ -431,6 +657,8 @@ struct Segmenter::Impl {
       }
       have_dts = true;
       last_dts = info.dts;
+      have_last_pts = true;
+      last_pts = info.pts;
       if (open && seg.has_first_pts) {
         const std::uint64_t off = pts_delta(seg.first_pts, info.pts);
         if (off < kJumpPtsTicks && (!seg.has_max_pts || off > seg.max_pts_off)) {
@@ -456,8 +684,12 @@ struct Segmenter::Impl {
       if (!open) {
         if (psi_ready()) open_from_pending(rap_has_pts, rap_pts);
       } else if (pes_off != own_off) {
-        if (elapsed_ticks(rap_has_pts, rap_pts) + kCutToleranceTicks >= target_ticks)
+        if (elapsed_ticks(rap_has_pts, rap_pts) + kCutToleranceTicks >= seg.cut_ticks) {
           cut(true, rap_has_pts, rap_pts);
+        } else if (rap_has_pts && !pending_cues.empty() && splice_point_at(rap_pts)) {
+          ++stats.splice_cuts;
+          cut(true, rap_has_pts, rap_pts);
+        }
       }
     } else if (info.pes_start && open && pes_off != own_off &&
                elapsed_ticks(info.has_pts, info.pts) >= max_ticks) {
@@ -494,6 +726,7 @@ struct Segmenter::Impl {
       ++stats.flagged_discontinuities;
       discontinuity_now();
       for (auto& e : es) e.scanner.reset();
+      for (auto& x : scte) x.assembler.reset();
     }
     for (const auto& p : packets) on_packet(p, wall_ms);
   }
@@ -599,6 +832,53 @@ void append_ms(std::string& out, std::int64_t ms) {
   out += b;
 }
 
+void append_hex(std::string& out, std::span<const std::uint8_t> bytes) {
+  static constexpr char kDigits[] = "0123456789ABCDEF";
+  out += "0x";
+  for (const std::uint8_t b : bytes) {
+    out += kDigits[b >> 4];
+    out += kDigits[b & 0x0F];
+  }
+}
+
+void append_cue(std::string& out, const Cue& c) {
+  out += "#EXT-X-DATERANGE:ID=";
+  out += quoted(c.id);
+  const bool out_cue = c.kind == CueKind::kOut;
+  // RFC 8216 4.3.2.7: tags with one ID must agree on every attribute they share, so an in
+  // repeats its out's START-DATE and ends with END-DATE and DURATION (4.3.2.7.1).
+  // END-DATE may not precede START-DATE: an in dated before its out (program dates are
+  // arrival times, which can run slow or fast against the media clock) closes it at once.
+  const bool closes = !out_cue && c.has_out;
+  out += ",START-DATE=";
+  out += quoted(format_date_time(closes ? c.out_wall_ms : c.wall_ms));
+  if (closes) {
+    const std::int64_t end = std::max(c.wall_ms, c.out_wall_ms);
+    out += ",END-DATE=";
+    out += quoted(format_date_time(end));
+    out += ",DURATION=";
+    append_ms(out, end - c.out_wall_ms);
+  }
+  const std::int64_t planned_ms = duration_ms(c.planned_duration_s);
+  if (out_cue && planned_ms > 0) {
+    out += ",PLANNED-DURATION=";
+    append_ms(out, planned_ms);
+  }
+  out += out_cue ? ",SCTE35-OUT=" : ",SCTE35-IN=";
+  append_hex(out, c.section);
+  out += '\n';
+  if (out_cue) {
+    out += "#EXT-X-CUE-OUT";
+    if (planned_ms > 0) {
+      out += ":DURATION=";
+      append_ms(out, planned_ms);
+    }
+    out += '\n';
+  } else {
+    out += "#EXT-X-CUE-IN\n";
+  }
+}
+
 }  // namespace
 
 std::string format_date_time(std::int64_t ms) {
@@ -648,11 +928,18 @@ std::string media_playlist(const MediaPlaylist& p) {
     out += '\n';
   }
   if (p.independent_segments) out += "#EXT-X-INDEPENDENT-SEGMENTS\n";
+  const std::string* key_uri = nullptr;  // of the previous entry
   for (const auto& e : p.entries) {
     if (e.discontinuity) out += "#EXT-X-DISCONTINUITY\n";
+    if (key_uri == nullptr ? !e.key_uri.empty() : *key_uri != e.key_uri) {
+      out += e.key_uri.empty() ? "#EXT-X-KEY:METHOD=NONE\n" : "#EXT-X-KEY:METHOD=AES-128,URI=" + quoted(e.key_uri) + "\n";
+    }
+    key_uri = &e.key_uri;
     out += "#EXT-X-PROGRAM-DATE-TIME:";
     out += format_date_time(e.program_date_time_ms);
-    out += "\n#EXTINF:";
+    out += '\n';
+    for (const auto& c : e.cues) append_cue(out, c);
+    out += "#EXTINF:";
     append_ms(out, duration_ms(e.duration_s));
     out += ",\n";
     out += e.uri;

@@ -33,6 +33,32 @@
 // delivery included). Once constructed it throws nothing of its own (std::bad_alloc and
 // the sink's exceptions pass through).
 //
+// SCTE-35 (see scte35.hpp for what is decoded): the Segmenter follows every PMT stream of
+// stream_type 0x86 of its program, reassembles its splice_info_sections and turns
+//   * splice_insert with out_of_network_indicator 1 / 0 into an out / in cue
+//     (DATERANGE ID "splice-<splice_event_id>"),
+//   * time_signal whose segmentation_descriptor(s) have a break start / end
+//     segmentation_type_id (scte35::segmentation_direction) into one out / in cue per
+//     descriptor (ID "seg-<segmentation_event_id>-<start type id, 2 hex digits>", so a
+//     start and its end share it);
+// cancels remove a pending cue with the same ID; splice_null, splice_schedule, other
+// commands and time_signals without a break descriptor are counted and ignored; sections
+// with a bad CRC, encrypted or malformed ones are counted and ignored.
+//   A cue's splice point is its splice_time + pts_adjustment (90 kHz, on the PTS clock of
+// the stream), or, for splice_immediate / a time_signal without a time, the PTS of the
+// anchor's latest PES when the section arrived. Cues wait (at most kMaxPendingCues) until
+// the segment holding their splice point is delivered: a segment starting at first_pts F
+// lasting D gets the cues whose point is before F + D - 10 ms (a point already behind F:
+// the cue arrived late, or just before a cut on its point; it goes to that segment at F).
+// The cue's wall time is the segment's program_date_time_ms + (point - F) / 90 kHz, so a
+// point inside a segment keeps its exact time in START-DATE while the tags precede that
+// segment's URI. When the anchor has a RAP within 10 ms of a pending cue's point (an
+// encoder conditioned for splicing, SCTE 172), the segment is cut there even before the
+// target duration, so the cue starts a segment (SegmenterStats::splice_cuts). Cues still
+// pending at a discontinuity belong to the old timeline and are dropped (counted).
+// The SCTE-35 PID's packets stay in the segments, as the PMT copied at their start lists
+// the PID (players ignore a stream_type 0x86 stream; tools can still read the cues).
+//
 // Playlist functions write RFC 8216 text; they throw nothing and validate nothing beyond
 // what the format requires (quoted strings lose CR, LF and '"', which RFC 8216 4.2 forbids
 // inside them and has no escape for).
@@ -50,6 +76,7 @@
 
 #include "twincast/mpegts/packet.hpp"
 #include "twincast/mpegts/program.hpp"
+#include "twincast/mpegts/scte35.hpp"
 
 namespace twincast::mpegts::hls {
 
@@ -64,6 +91,33 @@ struct SegmenterConfig {
   std::uint16_t service_id = 0;       // program to follow; 0 = the first one in the PAT
   double max_duration_s = 0;          // force a cut without a RAP after this; 0 = 4 x target (>= target)
   std::size_t max_segment_bytes = 64u << 20;  // close a segment that grows past this (>= 64 KiB)
+  // Aligned cuts (ABR renditions): close at the first RAP whose PTS reaches the next
+  // multiple of the target duration on the 90 kHz PTS timeline (10 ms tolerance), rather
+  // than the target from the segment's own start; renditions with key frames at the same
+  // PTS then cut at the same PTS whenever each started. The first segment may be short.
+  bool align_to_pts = false;
+};
+
+// One SCTE-35 splice point, as the Segmenter attaches it to a segment and
+// media_playlist() renders it (EXT-X-DATERANGE per RFC 8216 4.3.2.7.1, plus the de-facto
+// EXT-X-CUE-OUT / EXT-X-CUE-IN).
+enum class CueKind : std::uint8_t { kOut, kIn };
+
+struct Cue {
+  CueKind kind = CueKind::kOut;
+  std::string id;                     // DATERANGE ID: the same for an out and its in
+  std::uint32_t event_id = 0;         // splice_event_id / segmentation_event_id
+  std::uint8_t segmentation_type = 0; // segmentation_type_id; 0 for a splice_insert
+  bool immediate = false;             // no splice_time: where the section arrived
+  std::uint64_t pts = 0;              // splice point, 90 kHz, pts_adjustment applied
+  std::int64_t wall_ms = 0;           // program time of the splice point (ms since the Unix epoch)
+  // kIn: wall_ms of the matching out when this segmenter saw it (has_out), for the
+  // DATERANGE's START-DATE and DURATION; otherwise START-DATE is wall_ms.
+  bool has_out = false;
+  std::int64_t out_wall_ms = 0;
+  double planned_duration_s = 0;      // kOut: break_duration / segmentation_duration, 0 = none
+  std::vector<std::uint8_t> section;  // the whole splice_info_section (SCTE35-OUT / -IN)
+  friend bool operator==(const Cue&, const Cue&) = default;
 };
 
 struct Segment {
@@ -80,6 +134,7 @@ struct Segment {
   std::uint64_t first_pts = 0;               // 90 kHz, of its first RAP (video or audio anchor)
   bool starts_with_keyframe = false;         // false only for forced cuts (see max_duration_s)
   std::vector<std::uint8_t> bytes;           // whole TS packets, PAT + PMT first
+  std::vector<Cue> cues{};                   // SCTE-35 splice points in it, in time order
 };
 
 struct AudioTrack {
@@ -146,13 +201,25 @@ struct SegmenterStats {
   std::uint64_t clock_jumps = 0;        // DTS or PCR jumps taken as discontinuities
   std::uint64_t program_changes = 0;    // PMT changes of the anchor PID / codec
   std::uint64_t forced_cuts = 0;        // cuts without a RAP (max_duration_s)
+  std::uint64_t splice_cuts = 0;        // cuts before the target at a RAP on a cue's splice point
+  // SCTE-35
+  std::uint64_t scte35_sections = 0;    // complete sections on the program's 0x86 PIDs
+  std::uint64_t scte35_refused = 0;     // bad CRC, encrypted, malformed (by reason below)
+  std::array<std::uint64_t, static_cast<std::size_t>(scte35::Error::kCount)> scte35_errors{};
+  std::uint64_t scte35_ignored = 0;     // splice_null, schedule, other commands, time_signal without a break
+  std::uint64_t cues = 0;               // cues attached to delivered segments
+  std::uint64_t cues_cancelled = 0;     // pending cues removed by a cancel
+  std::uint64_t cues_dropped = 0;       // pending cues dropped (discontinuity, too many pending)
   std::array<std::uint64_t, static_cast<std::size_t>(Drop::kCount)> dropped{};  // packets, by Drop
   [[nodiscard]] std::uint64_t drops(Drop d) const { return dropped[static_cast<std::size_t>(d)]; }
+  [[nodiscard]] std::uint64_t scte35_error(scte35::Error e) const { return scte35_errors[static_cast<std::size_t>(e)]; }
 };
 
 class Segmenter {
  public:
   using Sink = std::function<void(Segment&&)>;
+  // Cues waiting for their segment; more are dropped (oldest first) and counted.
+  static constexpr std::size_t kMaxPendingCues = 32;
 
   // Throws std::invalid_argument for a config out of range or an empty sink.
   Segmenter(SegmenterConfig config, Sink sink);
@@ -203,6 +270,10 @@ struct MediaEntry {
   double duration_s = 0;
   bool discontinuity = false;
   std::int64_t program_date_time_ms = 0;  // ms since the Unix epoch
+  std::vector<Cue> cues{};                 // rendered before the segment (see media_playlist)
+  // AES-128 key URI of this segment ("" : not encrypted); the IV is the segment's media
+  // sequence number (RFC 8216 5.2 default, no IV attribute).
+  std::string key_uri{};
 };
 
 struct MediaPlaylist {
@@ -222,7 +293,15 @@ struct MediaPlaylist {
 // #EXTM3U, #EXT-X-VERSION:3 (decimal EXTINF; the other tags used need version 1),
 // TARGETDURATION, MEDIA-SEQUENCE, DISCONTINUITY-SEQUENCE, PLAYLIST-TYPE when set,
 // INDEPENDENT-SEGMENTS when set, then per segment [#EXT-X-DISCONTINUITY],
-// #EXT-X-PROGRAM-DATE-TIME:<ISO 8601 UTC, ms>, #EXTINF:<d.ddd>, and the URI; ENDLIST when set.
+// #EXT-X-PROGRAM-DATE-TIME:<ISO 8601 UTC, ms>, the segment's cues, #EXTINF:<d.ddd>, and
+// the URI; ENDLIST when set. #EXT-X-KEY:METHOD=AES-128,URI="<key_uri>" goes before the
+// first entry with a key_uri and whenever it changes (METHOD=NONE when it becomes empty),
+// after the entry's DISCONTINUITY. Per cue (RFC 8216 4.3.2.7 / 4.3.2.7.1):
+//   out: #EXT-X-DATERANGE:ID="<id>",START-DATE="<wall>"[,PLANNED-DURATION=<d.ddd>],SCTE35-OUT=0x<HEX>
+//        #EXT-X-CUE-OUT:DURATION=<d.ddd>   (#EXT-X-CUE-OUT without a planned duration)
+//   in:  #EXT-X-DATERANGE:ID="<id>",START-DATE="<out wall>",END-DATE="<wall>",DURATION=<d.ddd>,SCTE35-IN=0x<HEX>
+//        (without a known out: ID, START-DATE="<wall>" and SCTE35-IN only)
+//        #EXT-X-CUE-IN
 // Lines end in "\n".
 [[nodiscard]] std::string media_playlist(const MediaPlaylist& p);
 

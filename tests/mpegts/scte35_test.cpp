@@ -1,0 +1,887 @@
+// SCTE-35: the splice_info_section parser, the Segmenter's cues (DATERANGE / CUE tags on
+// the right segment, read back by ffmpeg) and the remux pass-through.
+#include "twincast/mpegts/scte35.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests_common.hpp"
+#include "twincast/mpegts/access_unit.hpp"
+#include "twincast/mpegts/crc32.hpp"
+#include "twincast/mpegts/hls.hpp"
+#include "twincast/mpegts/psi_decoder.hpp"
+#include "twincast/mpegts/psi_tables.hpp"
+#include "twincast/mpegts/remux.hpp"
+#include "twincast/mpegts/section.hpp"
+
+using namespace twincast::mpegts;
+namespace hls = twincast::mpegts::hls;
+namespace s35 = twincast::mpegts::scte35;
+namespace tt = twincast::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+using Bytes = std::vector<std::uint8_t>;
+
+// --- a splice_info_section writer (the test's own, written from SCTE 35 9.6 - 10.3.3) ---
+
+void put(Bytes& b, std::uint64_t v, std::size_t n) {
+  for (std::size_t i = n; i-- > 0;) b.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+}
+
+// splice_time(): time_specified_flag, 6 reserved bits (1s), pts_time; or 7 reserved bits.
+void put_splice_time(Bytes& b, bool specified, std::uint64_t pts) {
+  if (!specified) {
+    b.push_back(0x7F);
+    return;
+  }
+  b.push_back(static_cast<std::uint8_t>(0xFE | ((pts >> 32) & 1)));
+  put(b, pts & 0xFFFFFFFF, 4);
+}
+
+struct InsertSpec {
+  std::uint32_t event_id = 1;
+  bool cancel = false;
+  bool out = true;
+  bool program_splice = true;
+  bool immediate = false;
+  std::uint64_t pts = 0;
+  std::vector<std::pair<std::uint8_t, std::uint64_t>> components;  // component mode
+  bool has_duration = false;
+  bool auto_return = false;
+  std::uint64_t duration = 0;
+  std::uint16_t unique_program_id = 0;
+  std::uint8_t avail_num = 0;
+  std::uint8_t avails_expected = 0;
+};
+
+Bytes splice_insert(const InsertSpec& s) {
+  Bytes b;
+  put(b, s.event_id, 4);
+  b.push_back(s.cancel ? 0xFF : 0x7F);
+  if (s.cancel) return b;
+  b.push_back(static_cast<std::uint8_t>((s.out ? 0x80 : 0) | (s.program_splice ? 0x40 : 0) | (s.has_duration ? 0x20 : 0) |
+                                        (s.immediate ? 0x10 : 0) | 0x0F));
+  if (s.program_splice && !s.immediate) put_splice_time(b, true, s.pts);
+  if (!s.program_splice) {
+    b.push_back(static_cast<std::uint8_t>(s.components.size()));
+    for (const auto& [tag, pts] : s.components) {
+      b.push_back(tag);
+      if (!s.immediate) put_splice_time(b, true, pts);
+    }
+  }
+  if (s.has_duration) {
+    b.push_back(static_cast<std::uint8_t>((s.auto_return ? 0x80 : 0) | 0x7E | ((s.duration >> 32) & 1)));
+    put(b, s.duration & 0xFFFFFFFF, 4);
+  }
+  put(b, s.unique_program_id, 2);
+  b.push_back(s.avail_num);
+  b.push_back(s.avails_expected);
+  return b;
+}
+
+struct SegSpec {
+  std::uint32_t event_id = 1;
+  bool cancel = false;
+  bool has_duration = false;
+  std::uint64_t duration = 0;
+  std::uint8_t upid_type = 0x0C;
+  Bytes upid = {'t', 'w', 'c'};
+  std::uint8_t type_id = 0x34;
+  std::uint8_t segment_num = 1;
+  std::uint8_t segments_expected = 1;
+  bool sub_segments = false;
+};
+
+Bytes segmentation_descriptor(const SegSpec& s) {
+  Bytes body{s35::kSegmentationDescriptorTag, 0};  // descriptor_length below
+  put(body, s35::kCueIdentifier, 4);
+  put(body, s.event_id, 4);
+  body.push_back(s.cancel ? 0xFF : 0x7F);
+  if (!s.cancel) {
+    body.push_back(static_cast<std::uint8_t>(0x80 | (s.has_duration ? 0x40 : 0) | 0x20 | 0x1F));
+    if (s.has_duration) put(body, s.duration, 5);
+    body.push_back(s.upid_type);
+    body.push_back(static_cast<std::uint8_t>(s.upid.size()));
+    body.insert(body.end(), s.upid.begin(), s.upid.end());
+    body.push_back(s.type_id);
+    body.push_back(s.segment_num);
+    body.push_back(s.segments_expected);
+    if (s.sub_segments) {
+      body.push_back(2);
+      body.push_back(3);
+    }
+  }
+  body[1] = static_cast<std::uint8_t>(body.size() - 2);
+  return body;
+}
+
+struct SectionSpec {
+  std::uint8_t command_type = 0x05;
+  Bytes command;
+  Bytes descriptors;
+  std::uint64_t pts_adjustment = 0;
+  bool encrypted = false;
+  bool unknown_command_length = false;  // splice_command_length 0xFFF
+};
+
+Bytes section(const SectionSpec& s) {
+  Bytes b{s35::kTableId, 0, 0};  // section_length below
+  b.push_back(0);                // protocol_version
+  b.push_back(static_cast<std::uint8_t>((s.encrypted ? 0x80 : 0) | ((s.pts_adjustment >> 32) & 1)));
+  put(b, s.pts_adjustment & 0xFFFFFFFF, 4);
+  b.push_back(0);  // cw_index
+  const std::uint32_t tier = 0xFFF;
+  const std::uint32_t cmd_len = s.unknown_command_length ? 0xFFF : static_cast<std::uint32_t>(s.command.size());
+  put(b, (tier << 12) | cmd_len, 3);
+  b.push_back(s.command_type);
+  b.insert(b.end(), s.command.begin(), s.command.end());
+  put(b, s.descriptors.size(), 2);
+  b.insert(b.end(), s.descriptors.begin(), s.descriptors.end());
+  const std::size_t length = b.size() - 3 + 4;
+  b[1] = static_cast<std::uint8_t>(0x30 | (length >> 8));  // ssi 0, private 0, sap_type 3
+  b[2] = static_cast<std::uint8_t>(length & 0xFF);
+  put(b, crc32_mpeg(b), 4);
+  return b;
+}
+
+Bytes insert_section(const InsertSpec& i, std::uint64_t adjustment = 0) {
+  return section({.command_type = 0x05, .command = splice_insert(i), .pts_adjustment = adjustment});
+}
+
+Bytes time_signal_section(bool specified, std::uint64_t pts, const std::vector<SegSpec>& segs,
+                          std::uint64_t adjustment = 0) {
+  Bytes cmd;
+  put_splice_time(cmd, specified, pts);
+  Bytes desc;
+  for (const auto& s : segs) {
+    const Bytes d = segmentation_descriptor(s);
+    desc.insert(desc.end(), d.begin(), d.end());
+  }
+  return section({.command_type = 0x06, .command = cmd, .descriptors = desc, .pts_adjustment = adjustment});
+}
+
+void fix_crc(Bytes& b) {
+  const std::uint32_t c = crc32_mpeg(std::span<const std::uint8_t>(b.data(), b.size() - 4));
+  for (std::size_t i = 0; i < 4; ++i) b[b.size() - 4 + i] = static_cast<std::uint8_t>(c >> (24 - 8 * i));
+}
+
+Bytes from_hex(std::string_view h) {
+  Bytes b;
+  for (std::size_t i = 0; i + 1 < h.size(); i += 2) b.push_back(static_cast<std::uint8_t>(std::stoi(std::string(h.substr(i, 2)), nullptr, 16)));
+  return b;
+}
+
+std::string to_hex(const Bytes& b) {
+  static constexpr char kDigits[] = "0123456789ABCDEF";
+  std::string s = "0x";
+  for (const auto v : b) {
+    s += kDigits[v >> 4];
+    s += kDigits[v & 0xF];
+  }
+  return s;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// Parser
+// ---------------------------------------------------------------------------------------
+
+// The two worked examples of SCTE 35 (14.1 time_signal - Placement Opportunity Start,
+// 14.2 splice_insert), as published: bytes from an encoder, not from our writer.
+TEST(Scte35Parse, SpecSamples) {
+  s35::SpliceInfo si;
+  const Bytes ts = from_hex(
+      "fc3034000000000000fffff00506fe72bd0050001e021c435545494800008e7fcf0001a599b00808000000002ca0a18a3402009ac9d17e");
+  ASSERT_EQ(s35::parse_splice_info(ts, si), s35::Error::kOk);
+  EXPECT_EQ(si.command_type, 0x06);
+  EXPECT_EQ(si.sap_type, 3);
+  EXPECT_EQ(si.tier, 0xFFF);
+  EXPECT_TRUE(si.time_signal.specified);
+  EXPECT_EQ(si.time_signal.pts, 0x072BD0050u);  // 21388.766756 s
+  ASSERT_EQ(si.segmentation.size(), 1u);
+  const auto& d = si.segmentation[0];
+  EXPECT_EQ(d.event_id, 0x4800008Eu);
+  EXPECT_FALSE(d.cancel);
+  EXPECT_TRUE(d.has_duration);
+  EXPECT_EQ(d.duration, 27'630'000u);  // 307 s
+  EXPECT_FALSE(d.delivery_not_restricted);
+  EXPECT_EQ(d.upid_type, 0x08);  // AiringID
+  EXPECT_EQ(d.upid, from_hex("000000002ca0a18a"));
+  EXPECT_EQ(d.type_id, 0x34);
+  EXPECT_EQ(d.segment_num, 2);
+  EXPECT_EQ(d.segments_expected, 0);
+  EXPECT_FALSE(d.has_sub_segments);  // the 2013-era descriptor ends before them
+  EXPECT_EQ(s35::segmentation_direction(d.type_id), s35::Direction::kOut);
+
+  const Bytes ins = from_hex(
+      "fc302f000000000000fffff014054800008f7feffe7369c02efe0052ccf500000000000a0008435545490000013562dba30a");
+  ASSERT_EQ(s35::parse_splice_info(ins, si), s35::Error::kOk);
+  EXPECT_EQ(si.command_type, 0x05);
+  EXPECT_EQ(si.insert.event_id, 0x4800008Fu);
+  EXPECT_FALSE(si.insert.cancel);
+  EXPECT_TRUE(si.insert.out_of_network);
+  EXPECT_TRUE(si.insert.program_splice);
+  EXPECT_FALSE(si.insert.immediate);
+  EXPECT_TRUE(si.insert.event_id_compliance);
+  EXPECT_TRUE(si.insert.time.specified);
+  EXPECT_EQ(si.insert.time.pts, 0x07369C02Eu);
+  EXPECT_TRUE(si.insert.duration.present);
+  EXPECT_TRUE(si.insert.duration.auto_return);
+  EXPECT_EQ(si.insert.duration.duration, 0x00052CCF5u);  // 60.293566 s
+  EXPECT_EQ(si.other_descriptors, 1u);                    // an avail_descriptor
+  EXPECT_TRUE(si.segmentation.empty());
+}
+
+TEST(Scte35Parse, SpliceInsertRoundTrip) {
+  const std::uint64_t adj = (std::uint64_t{1} << 33) - 900;  // wraps: pts 1000 + adj = 100
+  InsertSpec i{.event_id = 0xDEADBEEF, .out = true, .pts = 0x1'2345'6789, .has_duration = true, .auto_return = true,
+               .duration = 30 * 90'000, .unique_program_id = 0xBEEF, .avail_num = 1, .avails_expected = 2};
+  s35::SpliceInfo si;
+  ASSERT_EQ(s35::parse_splice_info(insert_section(i, adj), si), s35::Error::kOk);
+  EXPECT_EQ(si.pts_adjustment, adj);
+  EXPECT_EQ(si.insert.event_id, 0xDEADBEEFu);
+  EXPECT_TRUE(si.insert.out_of_network);
+  EXPECT_EQ(si.insert.time.pts, 0x1'2345'6789u);
+  EXPECT_TRUE(si.insert.duration.auto_return);
+  EXPECT_EQ(si.insert.duration.duration, 30u * 90'000);
+  EXPECT_EQ(si.insert.unique_program_id, 0xBEEF);
+  EXPECT_EQ(si.insert.avail_num, 1);
+  EXPECT_EQ(si.insert.avails_expected, 2);
+  EXPECT_EQ(s35::adjusted_pts(1000, adj), 100u);
+
+  // In, immediate, no duration.
+  ASSERT_EQ(s35::parse_splice_info(insert_section({.event_id = 5, .out = false, .immediate = true}), si), s35::Error::kOk);
+  EXPECT_FALSE(si.insert.out_of_network);
+  EXPECT_TRUE(si.insert.immediate);
+  EXPECT_FALSE(si.insert.time.specified);
+  EXPECT_FALSE(si.insert.duration.present);
+
+  // Cancel: nothing after the indicator.
+  ASSERT_EQ(s35::parse_splice_info(insert_section({.event_id = 6, .cancel = true}), si), s35::Error::kOk);
+  EXPECT_TRUE(si.insert.cancel);
+  EXPECT_EQ(si.insert.event_id, 6u);
+
+  // Component mode: the first component's time.
+  ASSERT_EQ(s35::parse_splice_info(
+                insert_section({.event_id = 7, .program_splice = false, .components = {{0x01, 4242}, {0x02, 4343}}}), si),
+            s35::Error::kOk);
+  EXPECT_FALSE(si.insert.program_splice);
+  EXPECT_EQ(si.insert.component_count, 2);
+  EXPECT_EQ(si.insert.time.pts, 4242u);
+
+  // Legacy splice_command_length 0xFFF: the length follows from the syntax.
+  SectionSpec legacy{.command_type = 0x05, .command = splice_insert(i), .unknown_command_length = true};
+  ASSERT_EQ(s35::parse_splice_info(section(legacy), si), s35::Error::kOk);
+  EXPECT_EQ(si.insert.time.pts, 0x1'2345'6789u);
+  legacy.command_type = 0x04;  // splice_schedule cannot be skipped without a length
+  EXPECT_EQ(s35::parse_splice_info(section(legacy), si), s35::Error::kBadCommand);
+}
+
+TEST(Scte35Parse, TimeSignalWithSegmentationDescriptors) {
+  const Bytes sec = time_signal_section(
+      true, 123456,
+      {{.event_id = 10, .has_duration = true, .duration = 90'000 * 15, .type_id = 0x34, .sub_segments = true},
+       {.event_id = 11, .type_id = 0x31},
+       {.event_id = 12, .cancel = true}},
+      77);
+  s35::SpliceInfo si;
+  ASSERT_EQ(s35::parse_splice_info(sec, si), s35::Error::kOk);
+  EXPECT_EQ(si.time_signal.pts, 123456u);
+  EXPECT_EQ(si.pts_adjustment, 77u);
+  ASSERT_EQ(si.segmentation.size(), 3u);
+  EXPECT_EQ(si.segmentation[0].type_id, 0x34);
+  EXPECT_EQ(si.segmentation[0].duration, 90'000u * 15);
+  EXPECT_TRUE(si.segmentation[0].has_sub_segments);
+  EXPECT_EQ(si.segmentation[0].sub_segment_num, 2);
+  EXPECT_EQ(si.segmentation[0].sub_segments_expected, 3);
+  EXPECT_EQ(si.segmentation[0].upid, (Bytes{'t', 'w', 'c'}));
+  EXPECT_EQ(si.segmentation[1].type_id, 0x31);
+  EXPECT_FALSE(si.segmentation[1].has_sub_segments);
+  EXPECT_TRUE(si.segmentation[2].cancel);
+  EXPECT_EQ(si.segmentation[2].event_id, 12u);
+
+  // A tag-2 descriptor of another identifier is not a segmentation descriptor.
+  Bytes other = segmentation_descriptor({.event_id = 1});
+  other[2] = 'X';
+  s35::SpliceInfo o;
+  ASSERT_EQ(s35::parse_splice_info(section({.command_type = 0x06, .command = {0x7F}, .descriptors = other}), o),
+            s35::Error::kOk);
+  EXPECT_TRUE(o.segmentation.empty());
+  EXPECT_EQ(o.other_descriptors, 1u);
+  EXPECT_FALSE(o.time_signal.specified);
+
+  // splice_null and reserved command types: parsed, type only.
+  ASSERT_EQ(s35::parse_splice_info(section({.command_type = 0x00}), o), s35::Error::kOk);
+  EXPECT_EQ(o.command_type, 0x00);
+  ASSERT_EQ(s35::parse_splice_info(section({.command_type = 0x42, .command = {1, 2, 3}}), o), s35::Error::kOk);
+  EXPECT_EQ(o.command_type, 0x42);
+}
+
+TEST(Scte35Parse, DirectionTable) {
+  const std::vector<std::uint8_t> outs = {0x22, 0x30, 0x32, 0x34, 0x36, 0x38, 0x3A, 0x3C, 0x3E, 0x44, 0x46};
+  for (int t = 0; t < 256; ++t) {
+    const auto id = static_cast<std::uint8_t>(t);
+    const bool is_out = std::find(outs.begin(), outs.end(), id) != outs.end();
+    const bool is_in = id > 0 && std::find(outs.begin(), outs.end(), static_cast<std::uint8_t>(id - 1)) != outs.end();
+    const s35::Direction expect = is_out ? s35::Direction::kOut : is_in ? s35::Direction::kIn : s35::Direction::kNone;
+    EXPECT_EQ(s35::segmentation_direction(id), expect) << "type 0x" << std::hex << t;
+  }
+}
+
+TEST(Scte35Parse, RefusesBadSections) {
+  const Bytes good = insert_section({.event_id = 1, .pts = 1000, .has_duration = true, .duration = 9000});
+  s35::SpliceInfo si;
+  ASSERT_EQ(s35::parse_splice_info(good, si), s35::Error::kOk);
+
+  // Every byte flipped: the CRC catches it (or the header check before it).
+  for (std::size_t i = 0; i < good.size(); ++i) {
+    Bytes b = good;
+    b[i] ^= 0x01;
+    EXPECT_NE(s35::parse_splice_info(b, si), s35::Error::kOk) << "byte " << i;
+  }
+  Bytes bad_crc = good;
+  bad_crc.back() ^= 0xFF;
+  EXPECT_EQ(s35::parse_splice_info(bad_crc, si), s35::Error::kBadCrc);
+
+  // Truncated anywhere.
+  for (std::size_t n = 0; n < good.size(); ++n)
+    EXPECT_NE(s35::parse_splice_info(std::span<const std::uint8_t>(good.data(), n), si), s35::Error::kOk) << n;
+  EXPECT_EQ(s35::parse_splice_info(std::span<const std::uint8_t>(good.data(), good.size() - 1), si),
+            s35::Error::kTruncated);
+  EXPECT_EQ(s35::parse_splice_info(std::span<const std::uint8_t>(good.data(), 2), si), s35::Error::kTruncated);
+
+  Bytes table = good;
+  table[0] = 0xFD;
+  fix_crc(table);
+  EXPECT_EQ(s35::parse_splice_info(table, si), s35::Error::kBadTableId);
+
+  Bytes longer = good;
+  longer.push_back(0xFF);
+  EXPECT_EQ(s35::parse_splice_info(longer, si), s35::Error::kBadLength);
+
+  Bytes enc = good;
+  enc[4] |= 0x80;
+  fix_crc(enc);
+  EXPECT_EQ(s35::parse_splice_info(enc, si), s35::Error::kEncrypted);
+  EXPECT_TRUE(si.encrypted);
+
+  // splice_command_length larger than the section.
+  Bytes cmd_len = good;
+  cmd_len[12] = 0xF0;
+  fix_crc(cmd_len);
+  EXPECT_EQ(s35::parse_splice_info(cmd_len, si), s35::Error::kBadLength);
+
+  // A command shorter than its syntax (splice_insert cut after the flags).
+  EXPECT_EQ(s35::parse_splice_info(section({.command_type = 0x05, .command = {0, 0, 0, 1, 0x7F, 0xFF}}), si),
+            s35::Error::kBadCommand);
+
+  // A descriptor loop running past the CRC, and a descriptor longer than the loop.
+  Bytes loop = section({.command_type = 0x00, .descriptors = segmentation_descriptor({})});
+  loop[14] = 0x00;
+  loop[15] = 0xF0;
+  fix_crc(loop);
+  EXPECT_EQ(s35::parse_splice_info(loop, si), s35::Error::kBadDescriptor);
+  Bytes desc = section({.command_type = 0x00, .descriptors = segmentation_descriptor({})});
+  desc[17] = static_cast<std::uint8_t>(desc[17] + 1);  // descriptor_length
+  fix_crc(desc);
+  EXPECT_EQ(s35::parse_splice_info(desc, si), s35::Error::kBadDescriptor);
+  // A segmentation descriptor cut inside its UPID.
+  Bytes upid = segmentation_descriptor({.upid = Bytes(20, 0xAB)});
+  upid[1] = static_cast<std::uint8_t>(upid[1] - 10);
+  upid.resize(upid.size() - 10);
+  EXPECT_EQ(s35::parse_splice_info(section({.command_type = 0x06, .command = {0x7F}, .descriptors = upid}), si),
+            s35::Error::kBadDescriptor);
+}
+
+// Valid sections with random bytes changed (CRC fixed, so the body parsers run): any
+// result but a crash or a read outside the span (the Sanitize build checks that), and the
+// same result twice.
+TEST(Scte35Parse, MutatedSectionsNeverCrash) {
+  const std::vector<Bytes> bases = {
+      insert_section({.event_id = 1, .pts = 1000, .has_duration = true, .duration = 9000}),
+      insert_section({.event_id = 2, .program_splice = false, .components = {{1, 5}, {2, 6}, {3, 7}}}),
+      time_signal_section(true, 5, {{.event_id = 3, .has_duration = true, .duration = 90, .sub_segments = true},
+                                    {.event_id = 4, .type_id = 0x35},
+                                    {.event_id = 5, .cancel = true}})};
+  std::mt19937 rng(35);
+  std::size_t ok = 0;
+  std::size_t refused = 0;
+  for (int round = 0; round < 30000; ++round) {
+    Bytes b = bases[static_cast<std::size_t>(round) % bases.size()];
+    const int n = 1 + static_cast<int>(rng() % 3);
+    for (int k = 0; k < n; ++k) b[3 + rng() % (b.size() - 7)] = static_cast<std::uint8_t>(rng());
+    fix_crc(b);
+    s35::SpliceInfo si;
+    const auto e = s35::parse_splice_info(b, si);
+    (e == s35::Error::kOk ? ok : refused) += 1;
+    s35::SpliceInfo again;
+    EXPECT_EQ(s35::parse_splice_info(b, again), e);
+  }
+  EXPECT_GT(ok, 1000u);
+  EXPECT_GT(refused, 1000u);
+}
+
+// ---------------------------------------------------------------------------------------
+// Segmenter: cues on a real stream
+// ---------------------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::uint16_t kPmtPid = 0x1000;   // make_fixtures: h264_aac.ts
+constexpr std::uint16_t kVideoPid = 0x100;
+constexpr std::uint16_t kScte35Pid = 0x102;
+constexpr std::int64_t kWall0 = 1'795'642'000'000;
+// The wall clock of packet i arriving at the fixture's mux rate (1500 kbit/s), so program
+// dates follow the media clock as they do live.
+std::int64_t wall_of(std::size_t i) { return kWall0 + static_cast<std::int64_t>(i * kPacketSize * 8 / 1500); }
+
+Descriptor registration_cuei() { return {0x05, {'C', 'U', 'E', 'I'}}; }
+
+// h264_aac.ts with its PMT rewritten (ours, built with build_pmt) to list an SCTE-35 PID,
+// registration "CUEI" at program and stream level.
+std::vector<TsPacket> with_scte35_pmt(const std::vector<TsPacket>& in) {
+  PsiDecoder d;
+  for (const auto& p : in) d.push(p);
+  const Service* src = d.model().find_service(101);
+  EXPECT_NE(src, nullptr);
+  if (src == nullptr) return {};
+  Service s = *src;
+  s.program_descriptors.push_back(registration_cuei());
+  ElementaryStream e;
+  e.pid = kScte35Pid;
+  e.stream_type = s35::kStreamType;
+  e.codec = Codec::kScte35;
+  e.descriptors.push_back(registration_cuei());
+  s.streams.push_back(e);
+  TableCarousel pmt(kPmtPid, 1);
+  pmt.update([&](std::uint8_t v) { return build_pmt(s, v); });
+  EXPECT_EQ(pmt.packet_count(), 1u);
+  std::vector<TsPacket> out;
+  out.reserve(in.size());
+  for (const auto& p : in) {
+    if (p.pid() != kPmtPid) {
+      out.push_back(p);
+      continue;
+    }
+    TsPacket n{};
+    pmt.packetize(std::span<TsPacket>(&n, 1));
+    out.push_back(n);
+  }
+  return out;
+}
+
+// A section as TS packets: PUSI + pointer_field 0, then continuation packets, stuffed with 0xFF.
+std::vector<TsPacket> packetize(const Bytes& sec, std::uint16_t pid, std::uint8_t& cc) {
+  std::vector<TsPacket> out;
+  std::size_t pos = 0;
+  bool first = true;
+  while (pos < sec.size() || first) {
+    TsPacket p;
+    p.bytes.fill(0xFF);
+    p.bytes[0] = kSyncByte;
+    p.bytes[1] = static_cast<std::uint8_t>((first ? 0x40 : 0) | (pid >> 8));
+    p.bytes[2] = static_cast<std::uint8_t>(pid & 0xFF);
+    p.bytes[3] = static_cast<std::uint8_t>(0x10 | (cc & 0x0F));
+    cc = static_cast<std::uint8_t>((cc + 1) & 0x0F);
+    std::size_t off = 4;
+    if (first) p.bytes[off++] = 0;
+    const std::size_t n = std::min(kPacketSize - off, sec.size() - pos);
+    std::memcpy(p.bytes.data() + off, sec.data() + pos, n);
+    pos += n;
+    first = false;
+    out.push_back(p);
+  }
+  return out;
+}
+
+// Video PES starts: (packet index, PTS).
+std::vector<std::pair<std::size_t, std::uint64_t>> video_pes(const std::vector<TsPacket>& pkts) {
+  AccessUnitScanner sc(Codec::kH264);
+  std::vector<std::pair<std::size_t, std::uint64_t>> v;
+  for (std::size_t i = 0; i < pkts.size(); ++i) {
+    if (pkts[i].pid() != kVideoPid) continue;
+    const auto info = sc.push(pkts[i]);
+    if (info.pes_start && info.has_pts) v.emplace_back(i, info.pts);
+  }
+  return v;
+}
+
+struct Insertion {
+  std::size_t before = 0;  // packet index in the source
+  Bytes section;
+};
+
+std::vector<TsPacket> insert_sections(const std::vector<TsPacket>& in, std::vector<Insertion> ins) {
+  std::stable_sort(ins.begin(), ins.end(), [](const auto& a, const auto& b) { return a.before < b.before; });
+  std::vector<TsPacket> out;
+  std::uint8_t cc = 0;
+  std::size_t k = 0;
+  for (std::size_t i = 0; i <= in.size(); ++i) {
+    for (; k < ins.size() && ins[k].before == i; ++k) {
+      const auto p = packetize(ins[k].section, kScte35Pid, cc);
+      out.insert(out.end(), p.begin(), p.end());
+    }
+    if (i < in.size()) out.push_back(in[i]);
+  }
+  return out;
+}
+
+struct CueRun {
+  std::vector<hls::Segment> segments;
+  hls::SegmenterStats stats;
+};
+
+CueRun segment(const std::vector<TsPacket>& pkts) {
+  CueRun r;
+  hls::Segmenter s({}, [&](hls::Segment&& seg) { r.segments.push_back(std::move(seg)); });
+  for (std::size_t i = 0; i < pkts.size(); i += 7)
+    s.push(std::span<const TsPacket>(pkts.data() + i, std::min<std::size_t>(7, pkts.size() - i)), wall_of(i));
+  s.flush();
+  r.stats = s.stats();
+  return r;
+}
+
+hls::MediaPlaylist playlist_of(const std::vector<hls::Segment>& segs) {
+  hls::MediaPlaylist p;
+  p.type = hls::PlaylistType::kVod;
+  p.end_list = true;
+  for (const auto& s : segs)
+    p.entries.push_back(hls::MediaEntry{.uri = "seg" + std::to_string(s.sequence) + ".ts",
+                                        .duration_s = s.duration_s,
+                                        .discontinuity = s.discontinuity,
+                                        .program_date_time_ms = s.program_date_time_ms,
+                                        .cues = s.cues});
+  return p;
+}
+
+std::string seconds(std::int64_t ms) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%lld.%03lld", static_cast<long long>(ms / 1000), static_cast<long long>(ms % 1000));
+  return b;
+}
+
+std::vector<std::string> lines_of(const std::string& s) {
+  std::vector<std::string> v;
+  std::istringstream in(s);
+  for (std::string l; std::getline(in, l);) v.push_back(l);
+  return v;
+}
+
+// The tag lines between the URI before segment `uri` and `uri` itself.
+std::vector<std::string> tags_before(const std::string& playlist, const std::string& uri) {
+  const auto lines = lines_of(playlist);
+  std::vector<std::string> tags;
+  for (const auto& l : lines) {
+    if (l == uri) return tags;
+    if (!l.empty() && l[0] != '#') tags.clear();
+    else if (l.rfind("#EXT-X-DATERANGE", 0) == 0 || l.rfind("#EXT-X-CUE", 0) == 0) tags.push_back(l);
+  }
+  return {};
+}
+
+}  // namespace
+
+// Cues on the ffmpeg fixture (25 fps, an IDR every second, 2 s target): a time_signal
+// Placement Opportunity start/end in the middle of GOPs, a splice_insert out on an IDR
+// (pts_adjustment wrapping), its in mid-GOP, an immediate out, a cancelled event, a
+// splice_null and a section with a bad CRC.
+TEST(Scte35Segmenter, CuesLandOnTheRightSegment) {
+  const auto base = with_scte35_pmt(tt::read_packets(tt::fixture("h264_aac.ts")));
+  ASSERT_FALSE(base.empty());
+  const auto pes = video_pes(base);
+  ASSERT_FALSE(pes.empty());
+  const std::uint64_t f0 = std::min_element(pes.begin(), pes.end(), [](auto& a, auto& b) { return a.second < b.second; })->second;
+  // The first packet whose video PES is at or after f0 + `s` seconds (decode order).
+  const auto at = [&](double s) {
+    const auto t = f0 + static_cast<std::uint64_t>(s * 90'000);
+    for (const auto& [i, pts] : pes)
+      if (pts >= t) return i;
+    return base.size();
+  };
+  const std::uint64_t adj = (std::uint64_t{1} << 33) - 45'000;  // pts_time is 0.5 s ahead, wrapping
+  const auto t = [&](double s) { return (f0 + static_cast<std::uint64_t>(s * 90'000) + 45'000) % (std::uint64_t{1} << 33); };
+
+  const Bytes ppo_out = time_signal_section(true, f0 + 136'800, {{.event_id = 500, .has_duration = true,
+                                                                   .duration = 90'000 * 1, .type_id = 0x34}});  // 1.52 s
+  const Bytes ppo_in = time_signal_section(true, f0 + 226'800, {{.event_id = 500, .type_id = 0x35}});            // 2.52 s
+  const Bytes brk_out = insert_section({.event_id = 7, .out = true, .pts = t(3.0), .has_duration = true,
+                                        .duration = 90'000 * 5 / 2}, adj);                                      // 3.0 s, an IDR
+  const Bytes brk_in = insert_section({.event_id = 7, .out = false, .pts = t(5.5)}, adj);                       // 5.5 s
+  const Bytes imm = insert_section({.event_id = 11, .out = true, .immediate = true});
+  const Bytes cancelled = insert_section({.event_id = 9, .out = true, .pts = f0 + 4 * 90'000});  // an IDR: no cut once cancelled
+  const Bytes cancel = insert_section({.event_id = 9, .cancel = true});
+  const Bytes null_cmd = section({.command_type = 0x00});
+  Bytes bad = insert_section({.event_id = 13, .pts = f0 + 90'000});
+  bad[20] ^= 0x40;
+
+  const std::size_t imm_at = at(0.6);
+  const auto pkts = insert_sections(base, {{at(0.3), ppo_out},
+                                           {at(0.4), cancelled},
+                                           {at(0.5), cancel},
+                                           {imm_at, imm},
+                                           {at(1.0), null_cmd},
+                                           {at(1.2), bad},
+                                           {at(2.0), ppo_in},
+                                           {at(2.2), brk_out},
+                                           {at(5.0), brk_in}});
+  const CueRun r = segment(pkts);
+  // Cuts at 0, 2, 3 (the splice point's IDR, before the target), 5, end.
+  ASSERT_EQ(r.segments.size(), 4u);
+  EXPECT_EQ(r.stats.splice_cuts, 1u);
+  std::vector<std::uint64_t> starts;
+  for (const auto& s : r.segments) starts.push_back(pts_delta(f0, s.first_pts));
+  EXPECT_EQ(starts, (std::vector<std::uint64_t>{0, 180'000, 270'000, 450'000}));
+  EXPECT_EQ(r.stats.scte35_sections, 9u);
+  EXPECT_EQ(r.stats.scte35_refused, 1u);
+  EXPECT_EQ(r.stats.scte35_error(s35::Error::kBadCrc), 1u);
+  EXPECT_EQ(r.stats.scte35_ignored, 1u);  // splice_null
+  EXPECT_EQ(r.stats.cues_cancelled, 1u);
+  EXPECT_EQ(r.stats.cues, 5u);
+  EXPECT_EQ(r.stats.cues_dropped, 0u);
+
+  const auto wall_at = [&](const hls::Segment& s, std::uint64_t pts) {
+    return s.program_date_time_ms + static_cast<std::int64_t>((pts_delta(s.first_pts, pts) + 45) / 90);
+  };
+  // Segment 0: the immediate out (at the latest video PES before it arrived), then the PPO start.
+  const auto& s0 = r.segments[0];
+  ASSERT_EQ(s0.cues.size(), 2u);
+  std::uint64_t imm_pts = 0;
+  for (const auto& [i, pts] : pes)
+    if (i < imm_at) imm_pts = pts;
+  EXPECT_EQ(s0.cues[0].id, "splice-11");
+  EXPECT_TRUE(s0.cues[0].immediate);
+  EXPECT_EQ(s0.cues[0].pts, imm_pts);
+  EXPECT_EQ(s0.cues[0].wall_ms, wall_at(s0, imm_pts));
+  EXPECT_EQ(s0.cues[0].section, imm);
+  EXPECT_EQ(s0.cues[1].kind, hls::CueKind::kOut);
+  EXPECT_EQ(s0.cues[1].id, "seg-500-34");
+  EXPECT_EQ(s0.cues[1].segmentation_type, 0x34);
+  EXPECT_EQ(s0.cues[1].wall_ms, s0.program_date_time_ms + 1520);
+  EXPECT_DOUBLE_EQ(s0.cues[1].planned_duration_s, 1.0);
+  EXPECT_EQ(s0.cues[1].section, ppo_out);
+  // Segment 1: the PPO end, 0.52 s in, closing the out of segment 0.
+  const auto& s1 = r.segments[1];
+  ASSERT_EQ(s1.cues.size(), 1u);
+  EXPECT_EQ(s1.cues[0].kind, hls::CueKind::kIn);
+  EXPECT_EQ(s1.cues[0].id, "seg-500-34");
+  EXPECT_EQ(s1.cues[0].wall_ms, s1.program_date_time_ms + 520);
+  EXPECT_TRUE(s1.cues[0].has_out);
+  EXPECT_EQ(s1.cues[0].out_wall_ms, s0.cues[1].wall_ms);
+  // Segment 2 starts on the break's splice point.
+  const auto& s2 = r.segments[2];
+  ASSERT_EQ(s2.cues.size(), 1u);
+  EXPECT_EQ(s2.cues[0].id, "splice-7");
+  EXPECT_EQ(s2.cues[0].pts, s2.first_pts);  // pts_adjustment applied across the wrap
+  EXPECT_EQ(s2.cues[0].wall_ms, s2.program_date_time_ms);
+  EXPECT_DOUBLE_EQ(s2.cues[0].planned_duration_s, 2.5);
+  EXPECT_EQ(s2.cues[0].section, brk_out);
+  // Segment 3: the break's in, 0.5 s in.
+  const auto& s3 = r.segments[3];
+  ASSERT_EQ(s3.cues.size(), 1u);
+  EXPECT_EQ(s3.cues[0].id, "splice-7");
+  EXPECT_EQ(s3.cues[0].kind, hls::CueKind::kIn);
+  EXPECT_EQ(s3.cues[0].wall_ms, s3.program_date_time_ms + 500);
+  EXPECT_EQ(s3.cues[0].out_wall_ms, s2.program_date_time_ms);
+
+  // The SCTE-35 packets stay in the segments (those before the first keyframe are dropped
+  // with the rest), and every segment's PMT lists the PID.
+  std::size_t scte_packets = 0;
+  for (const auto& s : r.segments)
+    for (std::size_t o = 0; o < s.bytes.size(); o += kPacketSize)
+      if (TsPacket::view(s.bytes.data() + o).pid() == kScte35Pid) ++scte_packets;
+  EXPECT_GE(scte_packets, 5u);
+
+  // The playlist: tags before the right URIs.
+  const std::string pl = hls::media_playlist(playlist_of(r.segments));
+  const auto iso = [](std::int64_t ms) { return hls::format_date_time(ms); };
+  EXPECT_EQ(tags_before(pl, "seg0.ts"),
+            (std::vector<std::string>{
+                "#EXT-X-DATERANGE:ID=\"splice-11\",START-DATE=\"" + iso(s0.cues[0].wall_ms) + "\",SCTE35-OUT=" + to_hex(imm),
+                "#EXT-X-CUE-OUT",
+                "#EXT-X-DATERANGE:ID=\"seg-500-34\",START-DATE=\"" + iso(s0.program_date_time_ms + 1520) +
+                    "\",PLANNED-DURATION=1.000,SCTE35-OUT=" + to_hex(ppo_out),
+                "#EXT-X-CUE-OUT:DURATION=1.000"})) << pl;
+  const std::int64_t ppo_ms = s1.program_date_time_ms + 520 - (s0.program_date_time_ms + 1520);
+  EXPECT_EQ(tags_before(pl, "seg1.ts"),
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"seg-500-34\",START-DATE=\"" + iso(s0.program_date_time_ms + 1520) +
+                                          "\",END-DATE=\"" + iso(s1.program_date_time_ms + 520) + "\",DURATION=" +
+                                          seconds(ppo_ms) + ",SCTE35-IN=" + to_hex(ppo_in),
+                                      "#EXT-X-CUE-IN"})) << pl;
+  EXPECT_EQ(tags_before(pl, "seg2.ts"),
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"splice-7\",START-DATE=\"" + iso(s2.program_date_time_ms) +
+                                          "\",PLANNED-DURATION=2.500,SCTE35-OUT=" + to_hex(brk_out),
+                                      "#EXT-X-CUE-OUT:DURATION=2.500"})) << pl;
+  const auto s3_tags = tags_before(pl, "seg3.ts");
+  ASSERT_EQ(s3_tags.size(), 2u) << pl;
+  EXPECT_EQ(s3_tags[0], "#EXT-X-DATERANGE:ID=\"splice-7\",START-DATE=\"" + iso(s2.program_date_time_ms) +
+                           "\",END-DATE=\"" + iso(s3.program_date_time_ms + 500) + "\",DURATION=" +
+                           seconds(s3.program_date_time_ms + 500 - s2.program_date_time_ms) + ",SCTE35-IN=" + to_hex(brk_in));
+  EXPECT_EQ(s3_tags[1], "#EXT-X-CUE-IN");
+
+  // Real peers read the playlist and its segments: ffmpeg decodes everything without an
+  // error, ffprobe sees the SCTE-35 stream the PMT announces.
+  const fs::path dir = tt::temp_dir("scte35_hls");
+  for (const auto& s : r.segments) tt::write_file(dir / ("seg" + std::to_string(s.sequence) + ".ts"), s.bytes);
+  tt::write_file(dir / "playlist.m3u8", Bytes(pl.begin(), pl.end()));
+  const std::string path = tt::shell_quote((dir / "playlist.m3u8").string());
+  const auto dec = tt::run("ffmpeg -nostdin -v error -i " + path + " -f null - 2>&1");
+  EXPECT_EQ(dec.exit_code, 0) << dec.out;
+  EXPECT_EQ(dec.out, "");
+  const auto frames = tt::run("ffprobe -v error -select_streams v:0 -count_frames -show_entries stream=nb_read_frames "
+                              "-of csv=p=0 " + path + " 2>&1");
+  EXPECT_EQ(frames.exit_code, 0) << frames.out;
+  EXPECT_EQ(frames.out.substr(0, 4), "150\n") << frames.out;
+  const auto streams = tt::run("ffprobe -v error -show_entries stream=codec_name -of csv=p=0 " +
+                               tt::shell_quote((dir / "seg2.ts").string()) + " 2>&1");
+  EXPECT_EQ(streams.exit_code, 0) << streams.out;
+  EXPECT_NE(streams.out.find("scte_35"), std::string::npos) << streams.out;
+  fs::remove_all(dir);
+}
+
+// A discontinuity drops the cues still pending (their splice points are on the old
+// timeline); an in whose out was never seen still renders, with its own START-DATE.
+TEST(Scte35Segmenter, DiscontinuityDropsPendingCuesAndLoneInRenders) {
+  const auto base = with_scte35_pmt(tt::read_packets(tt::fixture("h264_aac.ts")));
+  const auto pes = video_pes(base);
+  ASSERT_FALSE(pes.empty());
+  const std::uint64_t f0 = pes.front().second;
+  const auto pkts = insert_sections(
+      base, {{pes[10].first, insert_section({.event_id = 20, .pts = f0 + 3600 * 90'000})},  // an hour ahead
+             {pes[12].first, insert_section({.event_id = 21, .out = false, .pts = f0 + 90'000 / 2})}});
+  CueRun r;
+  {
+    hls::Segmenter s({}, [&](hls::Segment&& seg) { r.segments.push_back(std::move(seg)); });
+    const std::size_t half = pkts.size() / 2;
+    s.push(std::span<const TsPacket>(pkts.data(), half), wall_of(0));
+    s.push(std::span<const TsPacket>(pkts.data() + half, pkts.size() - half), wall_of(half), true);
+    s.flush();
+    r.stats = s.stats();
+  }
+  EXPECT_EQ(r.stats.cues, 1u);
+  EXPECT_EQ(r.stats.cues_dropped, 1u);
+  ASSERT_FALSE(r.segments.empty());
+  ASSERT_EQ(r.segments[0].cues.size(), 1u);
+  const hls::Cue& c = r.segments[0].cues[0];
+  EXPECT_FALSE(c.has_out);
+  const std::string pl = hls::media_playlist(playlist_of(r.segments));
+  EXPECT_EQ(tags_before(pl, "seg0.ts"),
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"splice-21\",START-DATE=\"" +
+                                          hls::format_date_time(r.segments[0].program_date_time_ms + 500) +
+                                          "\",SCTE35-IN=" + to_hex(c.section),
+                                      "#EXT-X-CUE-IN"}))
+      << pl;
+}
+
+// More cues than kMaxPendingCues waiting: the oldest go, counted.
+TEST(Scte35Segmenter, PendingCuesAreBounded) {
+  const auto base = with_scte35_pmt(tt::read_packets(tt::fixture("h264_aac.ts")));
+  const auto pes = video_pes(base);
+  std::vector<Insertion> ins;
+  for (std::uint32_t k = 0; k < hls::Segmenter::kMaxPendingCues + 8; ++k)
+    ins.push_back({pes[5].first, insert_section({.event_id = k, .pts = pes.front().second + 3600 * 90'000})});
+  const CueRun r = segment(insert_sections(base, ins));
+  EXPECT_EQ(r.stats.cues_dropped, 8u);
+  EXPECT_EQ(r.stats.cues, 0u);
+}
+
+// ---------------------------------------------------------------------------------------
+// Remux: the multicast output carries SCTE-35 untouched
+// ---------------------------------------------------------------------------------------
+
+namespace {
+
+std::vector<TsPacket> remux_all(Remuxer& r, const std::vector<TsPacket>& in) {
+  std::vector<TsPacket> out;
+  std::vector<TsPacket> buf(r.max_output_per_push());
+  std::uint64_t t = 0;
+  for (const auto& p : in) {
+    t += 1'000'000;
+    const std::size_t n = r.push(0, p, t, buf);
+    out.insert(out.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+  return out;
+}
+
+std::vector<Bytes> payloads(const std::vector<TsPacket>& pkts, std::uint16_t pid) {
+  std::vector<Bytes> v;
+  for (const auto& p : pkts)
+    if (p.pid() == pid) v.emplace_back(p.payload().begin(), p.payload().end());
+  return v;
+}
+
+}  // namespace
+
+TEST(Scte35Remux, PassesThroughUntouched) {
+  const auto base = with_scte35_pmt(tt::read_packets(tt::fixture("h264_aac.ts")));
+  const auto pes = video_pes(base);
+  std::vector<Insertion> ins;
+  for (std::uint32_t k = 0; k < 6; ++k)
+    ins.push_back({pes[10 + 20 * k].first,
+                   k % 2 == 0 ? insert_section({.event_id = k, .pts = pes[30 + 20 * k].second, .has_duration = true, .duration = 90'000})
+                              : time_signal_section(true, pes[30 + 20 * k].second, {{.event_id = k, .upid = Bytes(150, 0x5A)}})});  // 2 packets
+  const auto in = insert_sections(base, ins);
+  const auto in_payloads = payloads(in, kScte35Pid);
+  ASSERT_GT(in_payloads.size(), 6u);
+
+  for (const bool move : {false, true}) {
+    RemuxConfig cfg;
+    RemuxServiceConfig sc;
+    if (move) sc.rules.push_back({kScte35Pid, false, 0x1F0});
+    cfg.services.push_back(sc);
+    Remuxer r(cfg);
+    const auto out = remux_all(r, in);
+    const std::uint16_t out_pid = move ? 0x1F0 : kScte35Pid;
+    // Every SCTE-35 packet after the output tables exist, payload byte for byte.
+    const auto out_payloads = payloads(out, out_pid);
+    ASSERT_EQ(out_payloads.size(), in_payloads.size()) << "move=" << move;
+    EXPECT_EQ(out_payloads, in_payloads);
+
+    // The output PMT still lists it as stream_type 0x86 with its descriptors, and the
+    // program-level registration "CUEI".
+    PsiDecoder d;
+    for (const auto& p : out) d.push(p);
+    ASSERT_EQ(d.model().services.size(), 1u);
+    const Service& s = d.model().services[0];
+    const auto es = std::find_if(s.streams.begin(), s.streams.end(), [&](const auto& e) { return e.pid == out_pid; });
+    ASSERT_NE(es, s.streams.end());
+    EXPECT_EQ(es->stream_type, s35::kStreamType);
+    EXPECT_EQ(es->codec, Codec::kScte35);
+    EXPECT_EQ(es->descriptors, std::vector<Descriptor>{registration_cuei()});
+    EXPECT_NE(std::find(s.program_descriptors.begin(), s.program_descriptors.end(), registration_cuei()),
+              s.program_descriptors.end());
+
+    // The sections reassembled from the output parse to the same cues.
+    struct Collect final : SectionHandler {
+      std::vector<Bytes> sections;
+      void on_section(std::uint16_t, std::span<const std::uint8_t> sec, bool) override { sections.emplace_back(sec.begin(), sec.end()); }
+    } collect;
+    SectionAssembler a;
+    for (const auto& p : out)
+      if (p.pid() == out_pid) a.push(p, collect);
+    ASSERT_EQ(collect.sections.size(), ins.size());
+    for (std::size_t k = 0; k < ins.size(); ++k) EXPECT_EQ(collect.sections[k], ins[k].section);
+
+    // ffprobe reads the output's SCTE-35 stream.
+    const fs::path dir = tt::temp_dir("scte35_remux");
+    tt::write_packets(dir / "out.ts", out);
+    const auto probe = tt::run("ffprobe -v error -show_entries stream=codec_name,id -of csv=p=0 " +
+                               tt::shell_quote((dir / "out.ts").string()) + " 2>&1");
+    EXPECT_EQ(probe.exit_code, 0) << probe.out;
+    char want[32];
+    std::snprintf(want, sizeof want, "scte_35,0x%x", out_pid);
+    EXPECT_NE(probe.out.find(want), std::string::npos) << probe.out;
+    fs::remove_all(dir);
+  }
+}
