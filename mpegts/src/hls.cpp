@@ -175,6 +175,7 @@ struct Segmenter::Impl {
   std::vector<ScteInput> scte;
   std::array<std::uint8_t, kPidCount> scte_index{};
   std::vector<PendingCue> pending_cues;  // in arrival order
+  std::vector<PendingCue> switched_cues; // pending at an input switch, until the new input's first anchor PTS
   std::vector<OutSeen> outs;             // newest last, at most Segmenter::kMaxPendingCues
   bool have_last_pts = false;            // the anchor's latest PES PTS (for immediate cues)
   std::uint64_t last_pts = 0;
@@ -454,13 +455,40 @@ struct Segmenter::Impl {
     }
   }
 
+  // The first anchor PTS after an input switch: the cues pending at the switch whose
+  // splice point lies within kJumpPtsTicks of it were on this clock too (a redundant input)
+  // and wait on, before the cues that came since; the others were on the old input's
+  // timeline and are dropped.
+  void keep_switched_cues(std::uint64_t pts) {
+    std::vector<PendingCue> kept;
+    for (auto& p : switched_cues) {
+      if (pts_delta(pts, p.cue.pts) <= kJumpPtsTicks || pts_delta(p.cue.pts, pts) <= kJumpPtsTicks) kept.push_back(std::move(p));
+      else ++stats.cues_dropped;
+    }
+    switched_cues.clear();
+    for (auto& p : pending_cues) kept.push_back(std::move(p));
+    if (kept.size() > Segmenter::kMaxPendingCues) {
+      const std::size_t over = kept.size() - Segmenter::kMaxPendingCues;
+      kept.erase(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(over));
+      stats.cues_dropped += over;
+    }
+    pending_cues = std::move(kept);
+  }
+
   // --- discontinuities ---
   // Closes the open segment where it stands; the next one carries the discontinuity.
-  void discontinuity_now() {
+  // Pending cues are on the old timeline and dropped; at an input switch those with a
+  // splice point wait for the new input's first anchor PTS (keep_switched_cues).
+  void discontinuity_now(bool input_switch = false) {
     if (open) close_open();
     else drop_pending();
     if (had_segment) pending_discontinuity = true;
-    stats.cues_dropped += pending_cues.size();  // splice points on the old timeline
+    stats.cues_dropped += switched_cues.size();
+    switched_cues.clear();
+    for (auto& p : pending_cues) {
+      if (input_switch && p.has_pts) switched_cues.push_back(std::move(p));
+      else ++stats.cues_dropped;
+    }
     pending_cues.clear();
     have_last_pts = false;
     have_dts = false;
@@ -646,6 +674,7 @@ struct Segmenter::Impl {
     }
 
     if (info.pes_start && info.has_pts) {
+      if (!switched_cues.empty()) keep_switched_cues(info.pts);
       if (have_dts) {
         const std::uint64_t step = pts_delta(last_dts, info.dts);
         if (step > kJumpPtsTicks) {
@@ -724,7 +753,7 @@ struct Segmenter::Impl {
     last_wall_ms = wall_ms;
     if (discontinuity) {
       ++stats.flagged_discontinuities;
-      discontinuity_now();
+      discontinuity_now(true);
       for (auto& e : es) e.scanner.reset();
       for (auto& x : scte) x.assembler.reset();
     }

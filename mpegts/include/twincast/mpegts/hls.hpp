@@ -55,7 +55,10 @@
 // segment's URI. When the anchor has a RAP within 10 ms of a pending cue's point (an
 // encoder conditioned for splicing, SCTE 172), the segment is cut there even before the
 // target duration, so the cue starts a segment (SegmenterStats::splice_cuts). Cues still
-// pending at a discontinuity belong to the old timeline and are dropped (counted).
+// pending at a discontinuity belong to the old timeline and are dropped (counted); at an
+// input switch signalled to push(), those whose splice point lies within 10 s of the new
+// input's first anchor PTS wait on (a redundant input on the same clock, the usual
+// failover pair, must not lose a cue announced before the switch).
 // The SCTE-35 PID's packets stay in the segments, as the PMT copied at their start lists
 // the PID (players ignore a stream_type 0x86 stream; tools can still read the cues).
 //
