@@ -601,13 +601,16 @@ void Dataplane::Impl::drain_external(std::uint64_t now_ns) {
 
 // A new plan (a reload) is taken over between two turns; a turn uses one plan throughout.
 namespace {
-// RTP sequence numbers go on for the outputs that kept their place and destination.
+// An output that kept its destination goes on with its RTP stream: the same SSRC and the
+// next sequence number (outputs are matched by destination, not by their place in the list).
 void carry_rtp(std::vector<OutputState>& now, const std::vector<OutputState>& before) {
-  for (std::size_t o = 0; o < now.size() && o < before.size(); ++o) {
-    const net::UdpFrame& a = now[o].frame;
-    const net::UdpFrame& b = before[o].frame;
-    if (a.dst_ip == b.dst_ip && a.dst_port == b.dst_port && now[o].ssrc == before[o].ssrc)
-      now[o].rtp_seq = before[o].rtp_seq;
+  for (OutputState& o : now) {
+    for (const OutputState& b : before) {
+      if (o.frame.dst_ip != b.frame.dst_ip || o.frame.dst_port != b.frame.dst_port) continue;
+      o.rtp_seq = b.rtp_seq;
+      o.ssrc = b.ssrc;
+      break;
+    }
   }
 }
 }  // namespace

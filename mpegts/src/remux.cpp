@@ -1,6 +1,7 @@
 #include "twincast/mpegts/remux.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <bitset>
 #include <optional>
 #include <stdexcept>
@@ -74,7 +75,9 @@ Remuxer::Remuxer(RemuxConfig config) : config_(std::move(config)) {
         throw std::invalid_argument(where + "rule target PID " + std::to_string(r.to) + " is reserved");
     }
   }
-  inherited_tables_.reserve(2 * config_.services.size() + 6);
+  // Room for what continue_from() takes over (it runs on a worker: no allocation then);
+  // an engine before this one may have had more services.
+  inherited_tables_.reserve(std::max<std::size_t>(2 * config_.services.size() + 6, 256));
   inputs_.reserve(config_.n_inputs);
   for (std::size_t i = 0; i < config_.n_inputs; ++i) {
     auto in = std::make_unique<Input>();
@@ -181,6 +184,8 @@ void Remuxer::rebuild() {
     for (const auto& es : s.streams) out_[es.pid].is_video = codec_kind(es.codec) == StreamKind::kVideo;
   }
   for (std::size_t i = 0; i < inputs_.size(); ++i) {
+    for (std::uint32_t pid = 0; pid < kPidCount; ++pid)
+      if (maps[i][pid] < kNullPid) used_out_[maps[i][pid] / 64] |= std::uint64_t{1} << (maps[i][pid] % 64);
     inputs_[i]->map = maps[i];
     inputs_[i]->seen_generation = inputs_[i]->psi->generation();
   }
@@ -355,19 +360,17 @@ void Remuxer::resume_table(TableCarousel& table) const {
 void Remuxer::continue_from(const Remuxer& previous, std::span<const TsPacket> unsent,
                             std::span<const TsPacket> unsent_more) {
   // `previous` may itself have taken over from an engine and not sent anything yet (reloads
-  // faster than it learnt its input): what it inherited and did not use yet goes on too.
-  for (std::uint32_t pid = 0; pid < kPidCount; ++pid) {
-    out_[pid].cc = previous.out_[pid].cc;
-    out_[pid].wait_unit_start = previous.out_[pid].wait_unit_start;
-    out_[pid].mark_discontinuity = previous.out_[pid].mark_discontinuity;
-  }
-  for (const auto& in : previous.inputs_) {
-    for (std::uint32_t pid = 0; pid < kPidCount; ++pid) {
-      const std::uint16_t o = in->map[pid];
-      if (o == kUnmapped || o == kDropByRule) continue;
-      out_[o].wait_unit_start = true;
-      out_[o].wait_since_ns = 0;
-      out_[o].mark_discontinuity = true;
+  // faster than it learnt its input): what it inherited and did not use yet goes on too
+  // (used_out_ includes those PIDs). Only the PIDs ever mapped: a worker runs this for
+  // every changed channel of a reload in one turn.
+  for (std::size_t w = 0; w < used_out_.size(); ++w) {
+    used_out_[w] |= previous.used_out_[w];
+    for (std::uint64_t bits = previous.used_out_[w]; bits != 0; bits &= bits - 1) {
+      const std::size_t pid = w * 64 + static_cast<std::size_t>(std::countr_zero(bits));
+      out_[pid].cc = previous.out_[pid].cc;
+      out_[pid].wait_unit_start = true;
+      out_[pid].wait_since_ns = 0;
+      out_[pid].mark_discontinuity = true;
     }
   }
   inherited_tables_.clear();

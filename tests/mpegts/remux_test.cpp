@@ -261,15 +261,21 @@ TEST(Remux, SwitchingSourcesIsCleanAtTheOutput) {
   EXPECT_TRUE(pcr_marked);
 }
 
-// Continuity errors with no excuse: the discontinuity_indicator does not reset the count.
+// Continuity errors with no excuse: the discontinuity_indicator does not reset the count,
+// and a repeated counter is allowed only for a byte-identical repeat (ISO 13818-1 2.4.3.3).
 std::size_t strict_cc_errors(const std::vector<TsPacket>& pkts) {
-  std::map<std::uint16_t, int> last;
+  std::map<std::uint16_t, const TsPacket*> last;
   std::size_t errors = 0;
   for (const auto& p : pkts) {
     if (p.pid() == kNullPid || !p.has_payload()) continue;
     auto it = last.find(p.pid());
-    if (it != last.end() && p.cc() != ((it->second + 1) & 0xF) && p.cc() != it->second) ++errors;
-    last[p.pid()] = p.cc();
+    if (it != last.end()) {
+      const TsPacket& before = *it->second;
+      const bool next = p.cc() == ((before.cc() + 1) & 0xF);
+      const bool repeat = p.cc() == before.cc() && p.bytes == before.bytes;
+      if (!next && !repeat) ++errors;
+    }
+    last[p.pid()] = &p;
   }
   return errors;
 }

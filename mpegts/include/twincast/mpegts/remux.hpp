@@ -154,6 +154,9 @@ class Remuxer {
   // continue_from(): PAT, SDT, NIT and PMT states, applied to a carousel on that PID when
   // it gets its first content (the PMTs' PIDs are known only once the PSI is learnt).
   std::vector<InheritedTable> inherited_tables_;
+  // Output PIDs any input was ever mapped onto (here or in the engines continue_from()
+  // took over from): what continue_from() carries, without walking all 8192 PIDs.
+  std::array<std::uint64_t, kPidCount / 64> used_out_{};  // bit pid % 64 of word pid / 64
   void resume_table(TableCarousel& table) const;
   std::vector<std::unique_ptr<Input>> inputs_;
   std::array<OutPid, kPidCount> out_{};
