@@ -160,6 +160,11 @@ json::object channel_detail(const ApiChannelView& c) {
   hls["segment_requests"] = c.hls.segment_requests;
   hls["bytes_served"] = c.hls.bytes_served;
   hls["viewers"] = c.hls.viewers;
+  if (!c.hls.refused.empty()) {
+    json::object refused;
+    for (const auto& [reason, n] : c.hls.refused) refused[reason] = n;
+    hls["refused"] = std::move(refused);
+  }
   o["hls"] = std::move(hls);
   return o;
 }
@@ -216,7 +221,13 @@ struct MetricFamilies {
                       .Register(r)),
         hls_viewers(metrics::BuildGauge()
                         .Name("twincast_hls_viewers")
-                        .Help("Client addresses that fetched the channel's HLS in the last 30 s (behind a CDN: its edges)")
+                        .Help("Client addresses that fetched the channel's HLS in the last 30 s (behind a CDN: its edges; "
+                              "signed channels: distinct tokens)")
+                        .Register(r)),
+        hls_refused(metrics::BuildCounter()
+                        .Name("twincast_hls_refused_total")
+                        .Help("HLS requests refused (403) for want of a valid token, by reason (missing, bad, expired, "
+                              "wrong_client)")
                         .Register(r)),
         channel_ott_shed(metrics::BuildGauge()
                              .Name("twincast_channel_ott_shed")
@@ -363,6 +374,7 @@ struct MetricFamilies {
     hls_requests.Clear();
     hls_bytes.Clear();
     hls_viewers.Clear();
+    hls_refused.Clear();
     input_info.Clear();
     input_active.Clear();
     input_packets.Clear();
@@ -416,6 +428,7 @@ struct MetricFamilies {
         hls_requests.Add({{"channel", c.id}, {"kind", "segment"}}).Set(as_double(c.hls.segment_requests));
         hls_bytes.Add(cl).Set(as_double(c.hls.bytes_served));
         hls_viewers.Add(cl).Set(as_double(c.hls.viewers));
+        for (const auto& [reason, n] : c.hls.refused) hls_refused.Add({{"channel", c.id}, {"reason", reason}}).Set(as_double(n));
       }
       for (const auto& in : c.inputs) {
         const Labels il{{"channel", c.id}, {"input", in.id}};
@@ -485,6 +498,7 @@ struct MetricFamilies {
   Family<Counter>& hls_requests;
   Family<Counter>& hls_bytes;
   Family<Gauge>& hls_viewers;
+  Family<Counter>& hls_refused;
   Family<Gauge>& channel_ott_shed;
   Family<Counter>& channel_ott_feed_dropped;
   Family<Gauge>& input_info;
@@ -675,6 +689,59 @@ struct Api::Impl {
     return json_ok(o);
   }
 
+  // POST /api/v1/channels/{id}/hls-url: ttl_s (1 s .. 1 year, default 3600) and client
+  // from a JSON body or the query.
+  HttpResponse hls_url(const HttpRequest& req) {
+    if (auto denied = check_token(req)) return *denied;
+    const std::string& id = req.params.at("id");
+    std::string ttl_text, client;
+    boost::system::error_code ec;
+    if (req.body.find_first_not_of(" \t\r\n") != std::string::npos) {
+      const json::value body = json::parse(req.body, ec);
+      if (ec || !body.is_object()) return json_error(400, "body must be a JSON object: {\"ttl_s\": 3600, \"client\": \"<address>\"}");
+      if (const auto* t = body.as_object().if_contains("ttl_s")) {
+        if (!t->is_int64() && !t->is_uint64()) return json_error(400, "ttl_s must be a whole number of seconds");
+        ttl_text = json::serialize(*t);
+      }
+      if (const auto* c = body.as_object().if_contains("client")) {
+        if (!c->is_string()) return json_error(400, "client must be a string (an IP address)");
+        client = std::string(c->as_string());
+      }
+    }
+    for (std::string_view q = req.query; !q.empty();) {
+      const std::size_t amp = std::min(q.find('&'), q.size());
+      const std::string_view param = q.substr(0, amp);
+      q = amp < q.size() ? q.substr(amp + 1) : std::string_view{};
+      const std::size_t eq = std::min(param.find('='), param.size());
+      const std::string_view value = eq < param.size() ? param.substr(eq + 1) : std::string_view{};
+      if (param.substr(0, eq) == "ttl_s") ttl_text = std::string(value);
+      if (param.substr(0, eq) == "client") client = std::string(value);
+    }
+    std::int64_t ttl = 3600;
+    if (!ttl_text.empty()) {
+      char* end = nullptr;
+      const long long v = std::strtoll(ttl_text.c_str(), &end, 10);
+      if (end == nullptr || *end != '\0' || v < 1 || v > 366LL * 86400) return json_error(400, "ttl_s must be 1..31622400 seconds");
+      ttl = v;
+    }
+    const bool client_ok = client.size() <= 45 && std::all_of(client.begin(), client.end(), [](char c) {
+      return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == '.' || c == ':';
+    });
+    if (!client_ok) return json_error(400, "client must be an IPv4 or IPv6 address");
+    bool known = false;
+    for (const auto& c : backend.channels()) known = known || c.id == id;
+    if (!known) return json_error(404, "no channel '" + id + "'");
+    const ApiHlsUrl u = backend.hls_url(id, ttl, client);
+    if (u.error) return json_error(409, *u.error);
+    json::object o;
+    o["channel"] = id;
+    o["url"] = u.url;
+    o["page_url"] = u.page_url;
+    o["token"] = u.token;
+    o["expires"] = u.expires;
+    return json_ok(o);
+  }
+
   HttpResponse reload(const HttpRequest& req) {
     if (auto denied = check_token(req)) return *denied;
     const ApiReloadResult result = backend.reload();
@@ -726,6 +793,8 @@ void Api::add_routes(HttpServer& server) {
   server.route("POST", "/api/v1/channels/{id}/switch",
                [impl](const HttpRequest& req) { return impl->scrub(impl->switch_input(req)); });
   server.route("POST", "/api/v1/reload", [impl](const HttpRequest& req) { return impl->scrub(impl->reload(req)); });
+  server.route("POST", "/api/v1/channels/{id}/hls-url",
+               [impl](const HttpRequest& req) { return impl->scrub(impl->hls_url(req)); });
   server.route("GET", "/lineup/iptv.m3u", [impl](const HttpRequest&) { return impl->scrub(impl->iptv_lineup()); });
   server.route("GET", "/lineup/ott.m3u", [impl](const HttpRequest&) { return impl->scrub(impl->ott_lineup()); });
 }

@@ -12,6 +12,7 @@
 
 #include "twincast/control/api.hpp"
 #include "twincast/control/config.hpp"
+#include "twincast/control/hls_auth.hpp"
 #include "twincast/control/hls_origin.hpp"
 #include "twincast/control/hls_packager.hpp"
 #include "twincast/control/http_server.hpp"
@@ -43,6 +44,9 @@ struct Appliance::Impl final : ApiBackend {
   mutable std::mutex mu;
   std::string config_file;
   dataplane::ApplianceConfig config;  // the running one
+  // What the data plane runs: `config` plus a hidden channel per received rendition
+  // (dataplane_config()); its first channels are config's, at the same indices.
+  dataplane::ApplianceConfig dp_config;
   std::unique_ptr<dataplane::Dataplane> dp;
   std::unique_ptr<SrtIngest> srt;
   std::unique_ptr<HlsPackager> packager;  // the HLS channels' feeds -> segments -> origin
@@ -60,6 +64,7 @@ struct Appliance::Impl final : ApiBackend {
   std::optional<std::string> switch_input(const std::string& channel, const std::string& input) override;
   ApiReloadResult reload() override {
     const ReloadOutcome r = reload_file();
+    update_access();
     ApiReloadResult a;
     a.error = r.error;
     a.added = r.diff.channels_added;
@@ -74,9 +79,26 @@ struct Appliance::Impl final : ApiBackend {
     std::vector<PackagedChannel> out;
     for (std::size_t c = 0; c < config.channels.size(); ++c) {
       const auto& ch = config.channels[c];
-      if (ch.hls) out.push_back(PackagedChannel{ch.id, ch.name, dp->ott_feed(c)});
+      if (!ch.hls) continue;
+      out.push_back(PackagedChannel{ch.id, ch.name, dp->ott_feed(c)});
+      // ABR: a received rendition's feed is its hidden channel's; a transcoded one has none.
+      for (const auto& r : ch.hls_options.renditions) {
+        PackagedRendition pr{r.name, nullptr, r.height, r.video_kbps};
+        const std::string hidden = rendition_channel_id(ch.id, r.name);
+        for (std::size_t h = config.channels.size(); h < dp_config.channels.size() && !r.transcoded(); ++h)
+          if (dp_config.channels[h].id == hidden) pr.feed = dp->ott_feed(h);
+        out.back().renditions.push_back(std::move(pr));
+      }
     }
+    for (auto& p : out)  // AES-128 (hls_auth)
+      for (const auto& ch : config.channels)
+        if (ch.id == p.id) p.encrypt = ch.hls_options.encrypt, p.key_rotation_segments = ch.hls_options.key_rotation_segments;
     return out;
+  }
+  // The origin's signed-URL policy from the running configuration (start, each reload).
+  void update_access() {
+    std::lock_guard lock(mu);
+    if (origin) origin->set_access(hls_access_policy(config));
   }
   // SRT inputs of `config` in order (channel id, input): for deciding whether to keep the ingest.
   static std::vector<std::pair<std::string, dataplane::InputConfig>> srt_inputs_of(const dataplane::ApplianceConfig& c) {
@@ -88,10 +110,28 @@ struct Appliance::Impl final : ApiBackend {
   }
   // The SRT ingest for `config` (nullptr without SRT inputs), feeding the data plane's rings.
   void build_srt();
+  ApiHlsUrl hls_url(const std::string& channel, std::int64_t ttl_s, const std::string& client) override {
+    std::lock_guard lock(mu);
+    const auto it = std::find_if(config.channels.begin(), config.channels.end(), [&](const auto& c) { return c.id == channel; });
+    if (it == config.channels.end() || !it->hls) return ApiHlsUrl{.error = "channel '" + channel + "' has no HLS"};
+    if (!it->hls_options.signed_urls) return ApiHlsUrl{.error = "channel '" + channel + "' does not sign its HLS URLs (hls.signed_urls)"};
+    ApiHlsUrl u;
+    try {
+      const std::string secret = read_hls_secret(config.ott.secret_file);
+      u.expires = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() + ttl_s;
+      u.token = hls_sign(secret, channel, u.expires, client.empty() ? client : hls_client_address(client));
+    } catch (const std::exception& e) {
+      return ApiHlsUrl{.error = e.what()};
+    }
+    const std::string base = config.ott.public_url.empty() ? "http://" + config.ott.listen : config.ott.public_url;
+    u.url = base + "/hls/" + channel + "/index.m3u8?token=" + u.token;
+    u.page_url = base + "/?channel=" + channel + "&token=" + u.token;
+    return u;
+  }
   std::vector<std::string> secrets() override {
     std::lock_guard lock(mu);
     std::vector<std::string> out;
-    for (const auto& ch : config.channels)
+    for (const auto& ch : dp_config.channels)  // the renditions' inputs too
       for (const auto& in : ch.inputs)
         if (!in.passphrase.empty()) out.push_back(in.passphrase);
     return out;
@@ -185,6 +225,9 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
         v.hls.segment_requests = it->second.segments;
         v.hls.bytes_served = it->second.bytes;
         v.hls.viewers = it->second.viewers;
+        if (cc.hls_options.signed_urls)
+          for (std::size_t d = 0; d < kHlsDenialCount; ++d)
+            v.hls.refused.emplace_back(hls_denial_name(static_cast<HlsDenial>(d)), it->second.refused[d]);
       }
       if (hs->state == "stalled") v.alarms.push_back("HLS stalled: no segment for " + std::to_string(static_cast<int>(hs->last_segment_age_s)) + " s");
     }
@@ -240,14 +283,16 @@ void Appliance::Impl::build_srt() {
   srt_route.clear();
   srt_index_of.clear();
   std::vector<dataplane::InputConfig> srt_inputs;
-  for (std::size_t c = 0; c < config.channels.size(); ++c) {
-    for (std::size_t i = 0; i < config.channels[c].inputs.size(); ++i) {
-      if (config.channels[c].inputs[i].kind != dataplane::InputKind::kSrt) {
+  // Over the data plane's channels: a received rendition's inputs may be SRT too (their
+  // flat indices come after those of config's channels, which the views use).
+  for (std::size_t c = 0; c < dp_config.channels.size(); ++c) {
+    for (std::size_t i = 0; i < dp_config.channels[c].inputs.size(); ++i) {
+      if (dp_config.channels[c].inputs[i].kind != dataplane::InputKind::kSrt) {
         srt_index_of.push_back(static_cast<std::size_t>(-1));
         continue;
       }
       srt_index_of.push_back(srt_inputs.size());
-      srt_inputs.push_back(config.channels[c].inputs[i]);
+      srt_inputs.push_back(dp_config.channels[c].inputs[i]);
       srt_route.push_back(dp->external_input(c, i));
     }
   }
@@ -272,7 +317,8 @@ ReloadOutcome Appliance::Impl::reload_file() {
     return out;
   }
   const dataplane::ApplianceConfig& next = *loaded.config;
-  out.diff = dataplane::diff_configs(config, next);
+  const dataplane::ApplianceConfig next_dp = dataplane_config(next);  // with the renditions' hidden channels
+  out.diff = dataplane::diff_configs(dp_config, next_dp);
   if (!out.diff.live()) {
     std::string why;
     for (const auto& r : out.diff.restart_reasons) why += (why.empty() ? "" : "; ") + r;
@@ -281,12 +327,13 @@ ReloadOutcome Appliance::Impl::reload_file() {
   }
   if (out.diff.empty()) {
     config = next;  // e.g. a new token_file: read at each request
+    dp_config = next_dp;
     return out;
   }
   // The SRT ingest stays when its inputs and their channels stay: its handles point into
   // channels the reload keeps.
-  bool keep_srt = srt_inputs_of(config) == srt_inputs_of(next);
-  for (const auto& [channel, in] : srt_inputs_of(config)) {
+  bool keep_srt = srt_inputs_of(dp_config) == srt_inputs_of(next_dp);
+  for (const auto& [channel, in] : srt_inputs_of(dp_config)) {
     const auto& changed = out.diff.channels_changed;
     keep_srt = keep_srt && std::find(changed.begin(), changed.end(), channel) == changed.end();
   }
@@ -296,7 +343,7 @@ ReloadOutcome Appliance::Impl::reload_file() {
   going.insert(going.end(), out.diff.channels_changed.begin(), out.diff.channels_changed.end());
   packager->detach(going);
   try {
-    dp->apply(next);
+    dp->apply(next_dp);
   } catch (const std::exception& e) {
     out.error = e.what();
     if (!keep_srt && srt) {
@@ -309,12 +356,13 @@ ReloadOutcome Appliance::Impl::reload_file() {
     return out;
   }
   config = next;
+  dp_config = next_dp;
   packager->set_channels(hls_channels());
   if (keep_srt) {
     // Same SRT inputs, maybe at other positions: only the index for the views changes.
     std::vector<std::size_t> index;
     std::size_t k = 0;
-    for (const auto& ch : config.channels)
+    for (const auto& ch : dp_config.channels)
       for (const auto& in : ch.inputs) index.push_back(in.kind == dataplane::InputKind::kSrt ? k++ : static_cast<std::size_t>(-1));
     srt_index_of = std::move(index);
   } else {
@@ -326,6 +374,30 @@ ReloadOutcome Appliance::Impl::reload_file() {
       } catch (const std::exception& e) {
         out.error = std::string("applied, but the SRT ingest did not start: ") + e.what();
       }
+    }
+  }
+  return out;
+}
+
+dataplane::ApplianceConfig dataplane_config(const dataplane::ApplianceConfig& config) {
+  dataplane::ApplianceConfig out = config;
+  for (const auto& ch : config.channels) {
+    if (!ch.hls) continue;
+    for (const auto& r : ch.hls_options.renditions) {
+      if (r.transcoded()) continue;
+      dataplane::ChannelConfig h;
+      h.id = rendition_channel_id(ch.id, r.name);
+      h.name = ch.name.empty() ? h.id : ch.name + " (" + r.name + ")";
+      h.provider = ch.provider;
+      h.service_id = ch.service_id;
+      h.source_service_id = ch.source_service_id;
+      h.pmt_pid = ch.pmt_pid;
+      h.pid_rules = ch.pid_rules;
+      h.inputs = r.inputs;
+      h.failover = ch.failover;
+      h.priority = ch.priority;
+      h.hls = true;  // its OTT feed only: no outputs, no multiplex, no HLS options of its own
+      out.channels.push_back(std::move(h));
     }
   }
   return out;
@@ -347,15 +419,20 @@ std::filesystem::path web_dir(const dataplane::OttConfig& ott) {
 Appliance::Appliance(const dataplane::ApplianceConfig& config, const std::string& argv0, std::string config_file)
     : impl_(std::make_unique<Impl>()) {
   impl_->config = config;
+  impl_->dp_config = dataplane_config(config);
   impl_->config_file = std::move(config_file);
-  dataplane::init_eal(config, argv0);
-  impl_->dp = std::make_unique<dataplane::Dataplane>(config);
+  dataplane::init_eal(impl_->dp_config, argv0);
+  impl_->dp = std::make_unique<dataplane::Dataplane>(impl_->dp_config);
   impl_->build_srt();
   impl_->packager = std::make_unique<HlsPackager>(config.ott);
   impl_->packager->set_channels(impl_->hls_channels());
 }
 
-ReloadOutcome Appliance::reload() { return impl_->reload_file(); }
+ReloadOutcome Appliance::reload() {
+  ReloadOutcome r = impl_->reload_file();
+  impl_->update_access();
+  return r;
+}
 
 Appliance::~Appliance() { stop(); }
 
@@ -371,6 +448,7 @@ void Appliance::start() {
   HlsOriginOptions hls_options;
   hls_options.static_dir = web_dir(impl_->config.ott);
   impl_->origin = std::make_unique<HlsOrigin>(*impl_->packager, hls_options);
+  impl_->update_access();
   impl_->origin->listen(impl_->config.ott.listen);
   impl_->origin->start();
   // The REST API and /metrics, each on its own listener.
@@ -402,7 +480,7 @@ std::string Appliance::status() const {
   std::lock_guard lock(impl_->mu);
   std::string out;
   char line[512];
-  const auto& cfg = impl_->config;
+  const auto& cfg = impl_->dp_config;  // the renditions' hidden channels "<c>.<r>" too
   for (std::size_t p = 0; p < cfg.ports.size(); ++p) {
     const auto s = impl_->dp->port_stats(p);
     std::uint64_t drops = 0;

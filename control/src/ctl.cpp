@@ -74,6 +74,10 @@ std::string help_text() {
       "       twincastctl [OPTIONS] channel ID          one channel: inputs (TR 101 290, MDI, SRT), outputs, HLS\n"
       "       twincastctl [OPTIONS] switch ID INPUT     make INPUT the active input of channel ID (needs the token)\n"
       "       twincastctl [OPTIONS] reload              make twincastd re-read its configuration (needs the token)\n"
+      "       twincastctl [OPTIONS] hls-url ID [--ttl S] [--client ADDR] [--page]\n"
+      "                                                 a signed HLS URL of channel ID (needs the token), valid\n"
+      "                                                 S seconds (default 3600), only for ADDR if given; --page:\n"
+      "                                                 the web page's URL that plays it\n"
       "       twincastctl check FILE                    validate a channel map locally (as twincastd --check)\n"
       "       twincastctl --version | --help\n"
       "\n"
@@ -210,6 +214,9 @@ struct Options {
   bool help = false;
   bool version = false;
   std::vector<std::string> words;  // command and its arguments
+  std::optional<std::string> ttl;     // hls-url
+  std::optional<std::string> client;  // hls-url
+  bool page = false;                  // hls-url
 };
 
 // Parses the command line; nullopt after printing a usage error.
@@ -262,6 +269,12 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, const
     }
     if (name == "--json") {
       o.json = true;
+    } else if (name == "--page") {
+      o.page = true;
+    } else if (name == "--ttl" || name == "--client") {
+      auto v = value();
+      if (!v) return std::nullopt;
+      (name == "--ttl" ? o.ttl : o.client) = *v;
     } else if (name == "--help" || name == "-h") {
       o.help = true;
     } else if (name == "--version" || name == "-V") {
@@ -583,10 +596,15 @@ class Ctl {
       return code(CtlExit::kOk);
     }
     if (cmd == "check") return arity(1, "check FILE") ? check(w[1]) : code(CtlExit::kUsage);
-    if (cmd != "status" && cmd != "channel" && cmd != "switch" && cmd != "reload") {
-      p_.err("unknown command '" + printable(cmd) + "' (commands: status, channel, switch, reload, check; see --help)");
+    if (cmd != "status" && cmd != "channel" && cmd != "switch" && cmd != "reload" && cmd != "hls-url") {
+      p_.err("unknown command '" + printable(cmd) + "' (commands: status, channel, switch, reload, hls-url, check; see --help)");
       return code(CtlExit::kUsage);
     }
+    if (cmd != "hls-url" && (o_.ttl || o_.client || o_.page)) {
+      p_.err("--ttl, --client and --page go with hls-url");
+      return code(CtlExit::kUsage);
+    }
+    if (cmd == "hls-url" && !arity(1, "[OPTIONS] hls-url ID [--ttl S] [--client ADDR] [--page]")) return code(CtlExit::kUsage);
     if (cmd == "status" && !arity(0, "[OPTIONS] status")) return code(CtlExit::kUsage);
     if (cmd == "channel" && !arity(1, "[OPTIONS] channel ID")) return code(CtlExit::kUsage);
     if (cmd == "switch" && !arity(2, "[OPTIONS] switch ID INPUT")) return code(CtlExit::kUsage);
@@ -607,6 +625,7 @@ class Ctl {
     if (cmd == "status") return status();
     if (cmd == "channel") return channel(w[1]);
     if (cmd == "switch") return switch_input(w[1], w[2]);
+    if (cmd == "hls-url") return hls_url(w[1]);
     return reload();
   }
 
@@ -844,6 +863,39 @@ class Ctl {
     } else {
       p_.out("channel " + printable(id) + ": active input is now " + printable(input) + "\n");
     }
+    return code(CtlExit::kOk);
+  }
+
+  int hls_url(const std::string& id) {
+    json::object body;
+    if (o_.ttl) {
+      char* end = nullptr;
+      const long long ttl = std::strtoll(o_.ttl->c_str(), &end, 10);
+      if (o_.ttl->empty() || end == nullptr || *end != '\0' || ttl < 1) {
+        p_.err("--ttl takes a whole number of seconds, not '" + printable(*o_.ttl) + "'");
+        return code(CtlExit::kUsage);
+      }
+      body["ttl_s"] = ttl;
+    }
+    if (o_.client) body["client"] = *o_.client;
+    int exit = 0;
+    auto t = token("hls-url", exit);
+    if (!t) return exit;
+    auto a = call(http::verb::post, "/api/v1/channels/" + encode_segment(id) + "/hls-url", json::serialize(body), t,
+                  "hls-url " + printable(id), exit);
+    if (!a) return exit;
+    if (o_.json) {
+      p_.out(a->body);
+      return code(CtlExit::kOk);
+    }
+    boost::system::error_code ec;
+    const json::value v = json::parse(a->body, ec);
+    const auto* field = !ec && v.is_object() ? v.as_object().if_contains(o_.page ? "page_url" : "url") : nullptr;
+    if (field == nullptr || !field->is_string()) {
+      p_.err("hls-url: the API's answer has no URL");
+      return code(CtlExit::kUnreachable);
+    }
+    p_.out(printable(std::string(field->as_string())) + "\n");
     return code(CtlExit::kOk);
   }
 

@@ -1,4 +1,7 @@
 #include "twincast/control/hls_origin.hpp"
+#include "twincast/control/log.hpp"
+
+#include <boost/json.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -49,6 +52,16 @@ std::string hash_etag(std::string_view body) { return "\"h" + hex(fnv1a(body)) +
 // Whole seconds for max-age, at least 1 for a positive value.
 long long max_age_seconds(double s) { return std::max(1LL, std::llround(s)); }
 
+HttpResponse forbidden(HlsDenial d) {
+  HttpResponse r = json_error(403, "token " + std::string(hls_denial_name(d)));
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
+std::int64_t unix_now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 HttpResponse not_found(std::string_view message) {
   HttpResponse r = json_error(404, message);
   r.headers.emplace_back("Cache-Control", "no-cache");
@@ -86,6 +99,27 @@ std::string_view static_type(std::string_view name) {
 
 }  // namespace
 
+HlsAccessPolicy hls_access_policy(const dataplane::ApplianceConfig& config) {
+  HlsAccessPolicy p;
+  bool signs = false;
+  for (const auto& ch : config.channels) {
+    if (!ch.hls) continue;
+    const auto& o = ch.hls_options;
+    if (!o.signed_urls && !o.encrypt) continue;
+    p.channels[ch.id] = HlsChannelAccess{.signed_urls = o.signed_urls, .bind_client = o.bind_client, .encrypted = o.encrypt};
+    signs = signs || o.signed_urls;
+  }
+  if (signs && !config.ott.secret_file.empty()) {
+    try {
+      p.secret = read_hls_secret(config.ott.secret_file);
+    } catch (const std::exception& e) {
+      log::error("hls_secret", {{"file", config.ott.secret_file}},
+                 std::string("signed HLS channels refuse every request: ") + e.what());
+    }
+  }
+  return p;
+}
+
 bool valid_hls_name(std::string_view name) {
   if (name.empty() || name.size() > kMaxNameBytes || name.front() == '.') return false;
   if (name.find("..") != std::string_view::npos) return false;
@@ -116,7 +150,15 @@ struct HlsOrigin::Impl {
     HlsChannelTraffic counts;
     std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> last_seen;  // by client address
   };
-  void account(const std::string& channel, HlsResource::Kind kind, std::size_t bytes, const std::string& remote);
+  // `viewer`: the client address, or the token of a protected channel.
+  void account(const std::string& channel, HlsResource::Kind kind, std::size_t bytes, std::string viewer);
+  void refuse(const std::string& channel, HlsDenial d);
+  std::shared_ptr<const HlsAccessPolicy> access() const {
+    std::lock_guard lock(access_mutex);
+    return access_policy;
+  }
+  mutable std::mutex access_mutex;
+  std::shared_ptr<const HlsAccessPolicy> access_policy = std::make_shared<const HlsAccessPolicy>();
   mutable std::mutex traffic_mutex;
   std::map<std::string, Traffic, std::less<>> traffic;
   std::mutex static_mutex;  // static_cache
@@ -131,6 +173,24 @@ HttpResponse HlsOrigin::Impl::hls(const HttpRequest& req) {
     stats.bad_names.fetch_add(1, std::memory_order_relaxed);
     return json_error(400, "bad channel or file name");
   }
+  // Access control before the source sees the request.
+  std::optional<std::string> token;
+  {
+    const auto policy = access();
+    const auto it = policy->channels.find(channel);
+    if (it != policy->channels.end() && it->second.signed_urls) {
+      token = hls_query_token(req.query);
+      const auto denial = hls_verify(policy->secret, channel, token.value_or(std::string{}),
+                                     options.now_s ? options.now_s() : unix_now_s(), hls_client_address(req.remote),
+                                     it->second.bind_client);
+      if (denial) {
+        refuse(channel, *denial);
+        return forbidden(*denial);
+      }
+    }
+  }
+  const bool guarded = token.has_value();
+  const char* const scope = guarded ? "private" : "public";
   std::optional<HlsResource> res = source.get(channel, name, req.query);
   if (!res || !res->body) {
     stats.not_found.fetch_add(1, std::memory_order_relaxed);
@@ -140,13 +200,14 @@ HttpResponse HlsOrigin::Impl::hls(const HttpRequest& req) {
   switch (res->kind) {
     case HlsResource::Kind::kPlaylist:
       stats.playlists.fetch_add(1, std::memory_order_relaxed);
-      cache_control =
-          res->max_age_s > 0 ? "public, max-age=" + std::to_string(max_age_seconds(res->max_age_s)) : "no-cache";
+      cache_control = res->max_age_s > 0
+                          ? std::string(scope) + ", max-age=" + std::to_string(max_age_seconds(res->max_age_s))
+                          : "no-cache";
       break;
     case HlsResource::Kind::kSegment:
       stats.segments.fetch_add(1, std::memory_order_relaxed);
       cache_control =
-          "public, max-age=" +
+          std::string(scope) + ", max-age=" +
           std::to_string(max_age_seconds(res->max_age_s > 0 ? res->max_age_s : options.segment_max_age_s)) +
           ", immutable";
       break;
@@ -156,21 +217,32 @@ HttpResponse HlsOrigin::Impl::hls(const HttpRequest& req) {
                       std::to_string(max_age_seconds(res->max_age_s > 0 ? res->max_age_s : options.key_max_age_s));
       break;
   }
-  account(channel, res->kind, res->body->size(), req.remote);
+  std::string etag = res->etag.empty() ? hash_etag(*res->body) : std::move(res->etag);
+  if (guarded && res->kind == HlsResource::Kind::kPlaylist) {
+    // Per viewer: the token in every URI, and an ETag that differs per token.
+    res->body = std::make_shared<const std::string>(hls_tokenize_playlist(*res->body, *token));
+    if (etag.size() >= 2 && etag.back() == '"') etag.pop_back();
+    etag += "-t" + hex(fnv1a(*token)) + "\"";
+  }
+  account(channel, res->kind, res->body->size(), guarded ? "t:" + *token : hls_client_address(req.remote));
   HttpResponse r;
   r.content_type = res->content_type.empty() ? "application/octet-stream" : std::move(res->content_type);
   r.headers.emplace_back("Cache-Control", std::move(cache_control));
-  r.etag = res->etag.empty() ? hash_etag(*res->body) : std::move(res->etag);
+  r.etag = std::move(etag);
   r.shared_body = std::move(res->body);
   r.ranges = true;
   return r;
 }
 
+void HlsOrigin::Impl::refuse(const std::string& channel, HlsDenial d) {
+  const auto i = static_cast<std::size_t>(d);
+  stats.refused[i].fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard lock(traffic_mutex);
+  ++traffic[channel].counts.refused[i];
+}
+
 void HlsOrigin::Impl::account(const std::string& channel, HlsResource::Kind kind, std::size_t bytes,
-                              const std::string& remote) {
-  // "address:port" or "[v6]:port": the viewer is the address.
-  const std::size_t colon = remote.rfind(':');
-  std::string client = colon == std::string::npos ? remote : remote.substr(0, colon);
+                              std::string client) {
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(traffic_mutex);
   Traffic& t = traffic[channel];
@@ -194,6 +266,24 @@ void HlsOrigin::Impl::account(const std::string& channel, HlsResource::Kind kind
 HttpResponse HlsOrigin::Impl::channels() {
   HttpResponse r;
   r.body = source.channels_json();
+  const auto policy = access();
+  if (!policy->channels.empty()) {
+    // Mark the protected channels for the page (it needs a token to play them).
+    boost::system::error_code ec;
+    boost::json::value v = boost::json::parse(r.body, ec);
+    if (!ec && v.is_array()) {
+      for (auto& item : v.as_array()) {
+        auto* o = item.if_object();
+        const auto* id = o != nullptr ? o->if_contains("id") : nullptr;
+        if (id == nullptr || !id->is_string()) continue;
+        const auto it = policy->channels.find(std::string(id->as_string()));
+        if (it == policy->channels.end()) continue;
+        if (it->second.signed_urls) (*o)["signed"] = true;
+        if (it->second.encrypted) (*o)["encrypted"] = true;
+      }
+      r.body = boost::json::serialize(v);
+    }
+  }
   r.etag = hash_etag(r.body);
   r.headers.emplace_back("Cache-Control", "no-cache");
   return r;
@@ -280,6 +370,12 @@ void HlsOrigin::start() { impl_->server.start(); }
 void HlsOrigin::stop() { impl_->server.stop(); }
 std::size_t HlsOrigin::connections() const { return impl_->server.connections(); }
 const HlsOriginStats& HlsOrigin::stats() const { return impl_->stats; }
+
+void HlsOrigin::set_access(HlsAccessPolicy policy) {
+  auto next = std::make_shared<const HlsAccessPolicy>(std::move(policy));
+  std::lock_guard lock(impl_->access_mutex);
+  impl_->access_policy = std::move(next);
+}
 
 std::map<std::string, HlsChannelTraffic> HlsOrigin::channel_traffic() const {
   const auto now = std::chrono::steady_clock::now();

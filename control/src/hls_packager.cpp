@@ -5,16 +5,23 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <limits>
 #include <mutex>
 #include <thread>
+#include <utility>
 
+#include "twincast/control/hls_auth.hpp"
+#include "twincast/control/transcoder.hpp"
 #include "twincast/dataplane/dataplane.hpp"
 #include "twincast/dataplane/ott_feed.hpp"
 #include "twincast/mpegts/hls.hpp"
+#include "twincast/mpegts/psi_decoder.hpp"
+#include "twincast/mpegts/psi_tables.hpp"
 
 namespace twincast::control {
 
@@ -27,6 +34,7 @@ constexpr const char* kMediaName = "live.m3u8";
 constexpr const char* kMasterName = "index.m3u8";
 
 constexpr const char* kEventName = "event.m3u8";
+constexpr const char* kAudioGroup = "aud";
 constexpr std::int64_t kNoTime = std::numeric_limits<std::int64_t>::min();
 constexpr std::int64_t kForever = std::numeric_limits<std::int64_t>::max();
 
@@ -153,16 +161,17 @@ struct StoredSegment {
   std::int64_t program_date_time_ms = 0;
   bool starts_with_keyframe = true;
   std::shared_ptr<const std::string> bytes;
+  std::shared_ptr<const HlsKey> key;  // AES-128: `bytes` is the ciphertext (encrypting channels)
+  std::vector<hls::Cue> cues{};       // SCTE-35 splice points (rendered before the segment)
 };
 
-// The segment's sequence number from "seg-<n>.ts", or nullopt.
-std::optional<std::uint64_t> segment_sequence(std::string_view name) {
-  constexpr std::string_view kPrefix = "seg-";
+// The sequence number from "<prefix><n>.ts", or nullopt.
+std::optional<std::uint64_t> segment_sequence(std::string_view name, std::string_view prefix) {
   constexpr std::string_view kSuffix = ".ts";
-  if (name.size() <= kPrefix.size() + kSuffix.size() || name.substr(0, kPrefix.size()) != kPrefix ||
+  if (name.size() <= prefix.size() + kSuffix.size() || name.substr(0, prefix.size()) != prefix ||
       name.substr(name.size() - kSuffix.size()) != kSuffix)
     return std::nullopt;
-  const std::string_view digits = name.substr(kPrefix.size(), name.size() - kPrefix.size() - kSuffix.size());
+  const std::string_view digits = name.substr(prefix.size(), name.size() - prefix.size() - kSuffix.size());
   if (digits.size() > 19) return std::nullopt;
   std::uint64_t v = 0;
   for (char c : digits) {
@@ -172,21 +181,64 @@ std::optional<std::uint64_t> segment_sequence(std::string_view name) {
   return v;
 }
 
+// "avc1.64001f,mp4a.40.2" + "ac-3" -> "avc1.64001f,mp4a.40.2,ac-3" (no duplicates).
+void merge_codecs(std::string& into, std::string_view more) {
+  while (!more.empty()) {
+    const std::size_t comma = std::min(more.find(','), more.size());
+    const std::string_view c = more.substr(0, comma);
+    more = comma < more.size() ? more.substr(comma + 1) : std::string_view{};
+    if (c.empty()) continue;
+    bool have = false;
+    std::string_view rest = into;
+    while (!rest.empty() && !have) {
+      const std::size_t k = std::min(rest.find(','), rest.size());
+      have = rest.substr(0, k) == c;
+      rest = k < rest.size() ? rest.substr(k + 1) : std::string_view{};
+    }
+    if (have) continue;
+    if (!into.empty()) into += ',';
+    into += c;
+  }
+}
+
+// What a track is: the channel's own output, a received or transcoded rendition, or an
+// alternate audio track cut from the channel's own segments.
+enum class TrackKind : std::uint8_t { kPrimary, kReceived, kTranscoded, kAudio };
+
+constexpr std::uint64_t kKeySpace = std::uint64_t{1} << 32;  // key ids per track (unique across a channel's tracks)
+
 }  // namespace
 
-struct ChannelStore {
-  std::string id;
-  std::string name;
-  dataplane::OttFeed* feed = nullptr;             // guarded by Impl::feeds_mu
-  std::unique_ptr<hls::Segmenter> segmenter;      // the packager thread (under feeds_mu)
+struct HlsChannelStore;
 
-  mutable std::mutex mu;  // everything below
+// One media playlist of a channel and its segments.
+struct HlsTrack {
+  TrackKind kind = TrackKind::kPrimary;
+  std::string rendition;       // "" (primary), the rendition's name, "audio-<pid>"
+  std::uint16_t audio_pid = 0; // kAudio
+  std::string media_name;      // live.m3u8, live-<r>.m3u8, audio-<pid>.m3u8
+  std::string event_name;      // event.m3u8, event-<r>.m3u8, audio-<pid>-event.m3u8
+  std::string seg_prefix;      // seg-, seg-<r>-, audio-<pid>-
+  PackagedRendition wanted;    // kReceived / kTranscoded: as configured
+  HlsChannelStore* channel = nullptr;
+
+  // The packager thread (under Impl::feeds_mu).
+  dataplane::OttFeed* feed = nullptr;
+  std::unique_ptr<hls::Segmenter> segmenter;  // all but kAudio
+  std::unique_ptr<HlsKeySchedule> keys;       // encrypting channels
+  bool continued = false;      // restarted over an old window: its first segment is a discontinuity
+  bool first = true;
+  bool cut_once = false;       // aligned: the segmenter's first (partial) segment went by
+  std::uint64_t partial_dropped = 0;
+  bool has_next = false;       // aligned numbering (channels with renditions)
+  std::uint64_t next_sequence = 0;
+  std::unique_ptr<mpegts::TableCarousel> pat, pmt;  // kAudio: the regenerated PSI
+
+  // Under HlsChannelStore::mu.
   std::deque<StoredSegment> window;               // oldest first; the playlist lists the newest
   std::uint64_t window_bytes = 0;
   std::shared_ptr<const std::string> media;       // rendered once per segment
-  std::shared_ptr<const std::string> master;
-  hls::Variant variant;                           // of `master`, for the time-range masters
-  std::shared_ptr<const std::string> event;       // event.m3u8, rendered on demand
+  std::shared_ptr<const std::string> event;       // rendered on demand
   std::uint64_t event_first = 0, event_last = 0;  // the sequences it lists
   std::uint64_t newest_sequence = 0;
   std::chrono::steady_clock::time_point last_segment{};
@@ -194,8 +246,52 @@ struct ChannelStore {
   std::uint64_t evicted = 0;
   std::uint64_t discontinuities = 0;
   std::uint64_t dropped_packets = 0;
-  std::uint64_t bandwidth_bps = 0;
+  hls::StreamInfo info;                           // at its newest segment (kAudio: bandwidths only)
+  std::string audio_language;                     // kAudio
+  std::string audio_codecs;                       // kAudio: RFC 6381
+  std::uint8_t audio_channels = 0;
 };
+
+struct HlsChannelStore {
+  std::string id;
+  std::string name;
+  bool aligned = false;          // has renditions: PTS-aligned cuts and sequence numbers
+  bool encrypt = false;
+  std::uint32_t key_rotation_segments = 0;
+
+  // [0] the primary, then the renditions in config order, then audio tracks as found.
+  // Changed under both Impl::feeds_mu and `mu`; the packager thread reads it under
+  // feeds_mu, the origin's threads under mu.
+  std::vector<std::unique_ptr<HlsTrack>> tracks;
+  // The packager thread: the slot -> sequence anchor (newest segment of any track), the
+  // PSI of the primary's segments (for the audio tracks), key spaces handed out.
+  bool has_anchor = false;
+  std::uint64_t anchor_grid = 0;   // 90 kHz, a multiple of the target
+  std::uint64_t anchor_sequence = 0;
+  std::unique_ptr<mpegts::PsiDecoder> psi = std::make_unique<mpegts::PsiDecoder>();
+  std::uint64_t key_spaces = 0;
+  // Transcoded renditions: the primary's feed goes in, rung r's output to rung_tracks[r]'s
+  // segmenter (the packager thread; its own threads inside).
+  // Set under both feeds_mu and mu (channels_json copies it under mu for stats()).
+  std::shared_ptr<Transcoder> transcoder;
+  std::vector<HlsTrack*> rung_tracks;
+  std::string transcode_error;  // the Transcoder could not be made (libx264 missing...); as `transcoder`
+
+  mutable std::mutex mu;  // the tracks' windows and everything below
+  std::shared_ptr<const std::string> master;
+  hls::MasterPlaylist master_model;  // of `master`, for the time-range masters
+  std::uint64_t generation = 0;      // segments stored (the master's ETag)
+
+  [[nodiscard]] HlsTrack* find_track(std::string_view rendition) const {
+    for (const auto& t : tracks)
+      if (t && t->rendition == rendition) return t.get();  // null: moved out by set_channels
+    return nullptr;
+  }
+};
+
+std::string rendition_channel_id(const std::string& channel, const std::string& rendition) {
+  return channel + "." + rendition;
+}
 
 struct HlsPackager::Impl {
   Impl(const dataplane::OttConfig& c, HlsPackagerOptions o) : config(c), options(std::move(o)) {
@@ -203,8 +299,71 @@ struct HlsPackager::Impl {
     if (!options.mono_ns) options.mono_ns = [] { return dataplane::Dataplane::now_ns(); };
   }
 
-  // Segment `s` of `ch` is complete (packager thread, inside Segmenter::push).
-  void store(ChannelStore& ch, hls::Segment&& s, const hls::StreamInfo& info, std::uint64_t budget) {
+  [[nodiscard]] std::uint64_t target_ticks() const { return std::uint64_t{config.segment_seconds} * 90'000; }
+
+  // The segment's number in a channel with renditions: a track's first segment takes the
+  // number of its PTS slot (relative to the channel's newest numbered segment, or the
+  // absolute slot PTS / target when there is none), so renditions that start at different
+  // times still number the same time slot alike; after that the track counts on by one
+  // (a playlist's numbers must be consecutive), which stays in step as long as the
+  // renditions cut at the same PTS.
+  std::uint64_t aligned_sequence(HlsChannelStore& ch, HlsTrack& t, const hls::Segment& s) {
+    constexpr std::uint64_t kTolerance = 900;  // 10 ms, as the Segmenter's cut
+    const std::uint64_t target = target_ticks();
+    std::uint64_t seq = s.sequence;
+    const std::uint64_t grid = s.has_first_pts ? (s.first_pts + kTolerance) / target * target : 0;
+    if (t.has_next) {
+      seq = t.next_sequence;
+    } else if (s.has_first_pts) {
+      if (ch.has_anchor) {
+        auto diff = static_cast<std::int64_t>(grid) - static_cast<std::int64_t>(ch.anchor_grid);
+        constexpr auto kHalf = static_cast<std::int64_t>(mpegts::kPtsWrap / 2);
+        if (diff > kHalf) diff -= static_cast<std::int64_t>(mpegts::kPtsWrap);
+        if (diff < -kHalf) diff += static_cast<std::int64_t>(mpegts::kPtsWrap);
+        const std::int64_t slots = std::llround(static_cast<double>(diff) / static_cast<double>(target));
+        seq = static_cast<std::uint64_t>(std::max<std::int64_t>(0, static_cast<std::int64_t>(ch.anchor_sequence) + slots));
+      } else {
+        seq = grid / target;
+      }
+    }
+    t.has_next = true;
+    t.next_sequence = seq + 1;
+    if (s.has_first_pts) {
+      ch.has_anchor = true;
+      ch.anchor_grid = grid;
+      ch.anchor_sequence = seq;
+    }
+    return seq;
+  }
+
+  // The channel's share of the memory budget for one of its tracks.
+  [[nodiscard]] std::uint64_t budget(const HlsChannelStore& ch) const {
+    const std::uint64_t n_channels = std::max<std::size_t>(1, channels.size());
+    const std::uint64_t n_tracks = std::max<std::size_t>(1, ch.tracks.size());
+    return std::uint64_t{config.memory_mb} * 1024 * 1024 / n_channels / n_tracks;
+  }
+
+  // A segment of `t` is complete (packager thread, inside Segmenter::push).
+  void on_segment(HlsChannelStore& ch, HlsTrack& t, hls::Segment&& s) {
+    if (ch.aligned && !t.cut_once) {
+      // A segmenter's first segment runs from the first key frame it saw to the first
+      // aligned boundary: mostly part of a slot, which another rendition holds whole under
+      // the same number. Not published (counted); the next one starts on a boundary.
+      t.cut_once = true;
+      ++t.partial_dropped;
+      return;
+    }
+    if (t.continued) {
+      // A new timeline after the restart: the first segment carries the tag, the ones
+      // after it count it (RFC 8216 4.3.3.3).
+      if (t.first) {
+        s.discontinuity = true;
+      } else {
+        ++s.discontinuity_sequence;
+      }
+    }
+    t.first = false;
+    if (ch.aligned) s.sequence = aligned_sequence(ch, t, s);
     StoredSegment st;
     st.sequence = s.sequence;
     st.duration_s = s.duration_s;
@@ -212,70 +371,234 @@ struct HlsPackager::Impl {
     st.discontinuity_sequence = s.discontinuity_sequence;
     st.program_date_time_ms = s.program_date_time_ms;
     st.starts_with_keyframe = s.starts_with_keyframe;
+    st.cues = std::move(s.cues);
     st.bytes = std::make_shared<const std::string>(reinterpret_cast<const char*>(s.bytes.data()), s.bytes.size());
+    if (t.kind == TrackKind::kTranscoded) {
+      // Its wall time is the packager's at the transcoder's output, late by the encoder's
+      // delay: the primary's segment of the same slot (same number) has the right one.
+      std::lock_guard lock(ch.mu);
+      for (auto it = ch.tracks.front()->window.rbegin(); it != ch.tracks.front()->window.rend(); ++it) {
+        if (it->sequence < st.sequence) break;
+        if (it->sequence == st.sequence) st.program_date_time_ms = it->program_date_time_ms;
+      }
+    }
+    const hls::StreamInfo info = t.segmenter->stream_info();
+    if (t.kind == TrackKind::kPrimary) split_audio(ch, st, info);
+    store(ch, t, std::move(st), &info);
+  }
+
+  // The alternate audio tracks of the primary's segment `st` (plain bytes): for each audio
+  // PID after the first of the followed program, PAT + a PMT of that PID alone + its
+  // packets, with the segment's number, times and cues (packager thread).
+  void split_audio(HlsChannelStore& ch, const StoredSegment& st, const hls::StreamInfo& info) {
+    if (info.audio.size() < 2) return;
+    const std::string& b = *st.bytes;
+    const std::size_t n = b.size() / mpegts::kPacketSize;
+    mpegts::TsPacket p;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::memcpy(p.bytes.data(), b.data() + i * mpegts::kPacketSize, mpegts::kPacketSize);
+      if (ch.psi->is_psi_pid(p.pid())) (void)ch.psi->push(p);
+    }
+    const mpegts::Service* svc = ch.psi->model().find_service(info.service_id);
+    if (svc == nullptr) return;
+    std::size_t n_audio = 0;
+    for (const auto& es : svc->streams) {
+      if (mpegts::codec_kind(es.codec) != mpegts::StreamKind::kAudio) continue;
+      if (n_audio++ == 0) continue;  // the first audio stays muxed in the variant
+      const std::string rendition = "audio-" + std::to_string(es.pid);
+      HlsTrack* t = ch.find_track(rendition);
+      if (t == nullptr) {
+        auto nt = std::make_unique<HlsTrack>();
+        nt->kind = TrackKind::kAudio;
+        nt->rendition = rendition;
+        nt->audio_pid = es.pid;
+        nt->media_name = rendition + ".m3u8";
+        nt->event_name = rendition + "-event.m3u8";
+        nt->seg_prefix = rendition + "-";
+        nt->channel = &ch;
+        nt->pat = std::make_unique<mpegts::TableCarousel>(mpegts::kPatPid);
+        nt->pmt = std::make_unique<mpegts::TableCarousel>(svc->pmt_pid);
+        if (ch.encrypt) nt->keys = std::make_unique<HlsKeySchedule>(ch.key_rotation_segments, ++ch.key_spaces * kKeySpace);
+        t = nt.get();
+        std::lock_guard lock(ch.mu);
+        ch.tracks.push_back(std::move(nt));
+      }
+      if (t->pmt->pid() != svc->pmt_pid) t->pmt = std::make_unique<mpegts::TableCarousel>(svc->pmt_pid);
+      mpegts::Service one;
+      one.service_id = svc->service_id;
+      one.pmt_pid = svc->pmt_pid;
+      one.pcr_pid = mpegts::kNullPid;  // no PCR: the PES timestamps are the timeline
+      one.has_pmt = true;
+      one.streams.push_back(es);
+      const std::uint16_t tsid = ch.psi->model().transport_stream_id;
+      const std::vector<mpegts::PatEntry> programs{{svc->service_id, svc->pmt_pid}};
+      (void)t->pat->update([&](std::uint8_t v) { return mpegts::build_pat(tsid, programs, v); });
+      (void)t->pmt->update([&](std::uint8_t v) { return mpegts::build_pmt(one, v); });
+      std::string out;
+      out.reserve(b.size() / 4);
+      std::array<mpegts::TsPacket, 8> psi_packets;
+      for (auto* c : {t->pat.get(), t->pmt.get()}) {
+        const std::size_t k = c->packetize(psi_packets);
+        for (std::size_t j = 0; j < k; ++j)
+          out.append(reinterpret_cast<const char*>(psi_packets[j].bytes.data()), mpegts::kPacketSize);
+      }
+      for (std::size_t i = 0; i < n; ++i) {
+        const char* q = b.data() + i * mpegts::kPacketSize;
+        const auto pid = static_cast<std::uint16_t>(((static_cast<unsigned>(q[1]) & 0x1F) << 8) | static_cast<std::uint8_t>(q[2]));
+        if (pid == es.pid) out.append(q, mpegts::kPacketSize);
+      }
+      for (const auto& a : info.audio) {
+        if (a.pid != es.pid) continue;
+        t->audio_codecs = a.codec_string;
+        t->audio_channels = a.channels;
+      }
+      t->audio_language = es.language;
+      StoredSegment as = st;
+      as.key = nullptr;
+      as.bytes = std::make_shared<const std::string>(std::move(out));
+      store(ch, *t, std::move(as), nullptr);
+    }
+  }
+
+  // Stores a segment of `t` (packager thread): encrypts it, evicts, renders (`info`: what
+  // the track's segmenter knows; nullptr for an audio track, whose rates are measured here).
+  void store(HlsChannelStore& ch, HlsTrack& t, StoredSegment&& st, const hls::StreamInfo* info) {
+    if (t.keys) {  // AES-128, once here: the origin serves the ciphertext as it is
+      st.key = t.keys->next();
+      st.bytes = std::make_shared<const std::string>(hls_encrypt(*st.key, st.sequence, *st.bytes));
+    }
+    const std::uint64_t share = budget(ch);
     std::lock_guard lock(ch.mu);
-    ch.window_bytes += st.bytes->size();
-    ch.window.push_back(std::move(st));
-    ++ch.segments;
-    if (s.discontinuity) ++ch.discontinuities;
-    ch.newest_sequence = s.sequence;
-    ch.last_segment = std::chrono::steady_clock::now();
+    const bool disc = st.discontinuity;
+    t.window_bytes += st.bytes->size();
+    t.window.push_back(std::move(st));
+    ++t.segments;
+    ++ch.generation;
+    if (disc) ++t.discontinuities;
+    t.newest_sequence = t.window.back().sequence;
+    t.last_segment = std::chrono::steady_clock::now();
     // Kept: the playlist's window and as many again for clients that still fetch what
     // slid out of it, and what started within dvr_hours of the newest segment's end; the
-    // channel's share of the memory budget first (oldest out first).
+    // track's share of the memory budget first (oldest out first).
     const std::size_t keep = 2 * static_cast<std::size_t>(config.window_segments);
-    const StoredSegment& newest = ch.window.back();
+    const StoredSegment& newest = t.window.back();
     const std::int64_t horizon =
         config.dvr_hours == 0 ? kForever
                               : newest.program_date_time_ms + std::llround(newest.duration_s * 1000) -
                                     std::int64_t{config.dvr_hours} * 3'600'000;
-    while (ch.window.size() > 1 &&
-           (ch.window_bytes > budget || (ch.window.size() > keep && ch.window.front().program_date_time_ms < horizon))) {
-      ch.window_bytes -= ch.window.front().bytes->size();
-      ch.window.pop_front();
-      ++ch.evicted;
+    while (t.window.size() > 1 &&
+           (t.window_bytes > share || (t.window.size() > keep && t.window.front().program_date_time_ms < horizon))) {
+      t.window_bytes -= t.window.front().bytes->size();
+      t.window.pop_front();
+      ++t.evicted;
     }
-    render(ch, info);
+    if (info != nullptr) {
+      t.info = *info;
+    } else {
+      // Measured on the held segments: the mean and the largest single segment's rate.
+      double bits = 0, secs = 0, peak = 0;
+      for (const auto& s : t.window) {
+        bits += static_cast<double>(s.bytes->size()) * 8;
+        secs += s.duration_s;
+        if (s.duration_s > 0) peak = std::max(peak, static_cast<double>(s.bytes->size()) * 8 / s.duration_s);
+      }
+      t.info.average_bandwidth_bps = secs > 0 ? static_cast<std::uint64_t>(std::llround(bits / secs)) : 0;
+      t.info.peak_bandwidth_bps = std::max(t.info.average_bandwidth_bps, static_cast<std::uint64_t>(std::llround(peak)));
+    }
+    render(t);
+    render_master(ch);
   }
 
-  // The playlists of `ch` from its window (under ch.mu).
-  void render(ChannelStore& ch, const hls::StreamInfo& info) {
+  [[nodiscard]] static hls::MediaEntry entry(const HlsTrack& t, const StoredSegment& s) {
+    hls::MediaEntry e{t.seg_prefix + std::to_string(s.sequence) + ".ts", s.duration_s, s.discontinuity,
+                      s.program_date_time_ms, s.cues};
+    if (s.key) e.key_uri = hls_key_name(s.key->id);
+    return e;
+  }
+
+  // The media playlist of `t` from its window (under ch.mu).
+  void render(HlsTrack& t) const {
     hls::MediaPlaylist p;
     p.target_duration_s = config.segment_seconds;
-    const std::size_t n = std::min<std::size_t>(ch.window.size(), config.window_segments);
-    const std::size_t first = ch.window.size() - n;
-    p.media_sequence = ch.window[first].sequence;
-    p.discontinuity_sequence = ch.window[first].discontinuity_sequence;
+    const std::size_t n = std::min<std::size_t>(t.window.size(), config.window_segments);
+    const std::size_t first = t.window.size() - n;
+    p.media_sequence = t.window[first].sequence;
+    p.discontinuity_sequence = t.window[first].discontinuity_sequence;
     p.independent_segments = true;  // unless a forced cut (a GOP far longer than the target) is listed
-    for (std::size_t i = first; i < ch.window.size(); ++i) {
-      const StoredSegment& s = ch.window[i];
+    for (std::size_t i = first; i < t.window.size(); ++i) {
+      const StoredSegment& s = t.window[i];
       p.independent_segments = p.independent_segments && s.starts_with_keyframe;
-      p.entries.push_back(hls::MediaEntry{"seg-" + std::to_string(s.sequence) + ".ts", s.duration_s,
-                                          s.discontinuity, s.program_date_time_ms});
+      p.entries.push_back(entry(t, s));
     }
-    ch.media = std::make_shared<const std::string>(hls::media_playlist(p));
-    hls::MasterPlaylist m;
-    hls::Variant v;
-    v.uri = kMediaName;
-    v.bandwidth_bps = std::max(info.peak_bandwidth_bps, info.average_bandwidth_bps);
-    v.average_bandwidth_bps = info.average_bandwidth_bps;
-    v.codecs = info.codecs;
-    v.width = info.width;
-    v.height = info.height;
-    v.frame_rate = info.frame_rate;
-    m.variants.push_back(v);
-    ch.master = std::make_shared<const std::string>(hls::master_playlist(m));
-    ch.bandwidth_bps = v.bandwidth_bps;
-    ch.variant = std::move(v);
+    t.media = std::make_shared<const std::string>(hls::media_playlist(p));
   }
 
-  // The held segments of `ch` whose PDT is in [r.start, r.end), as a VOD playlist when the
+  // The master playlist (under ch.mu): every video track with segments, by bandwidth
+  // (lowest first); the alternate audio tracks that are current (their newest segment is
+  // the primary's) as EXT-X-MEDIA with a URI, the primary's first audio as the group's
+  // default muxed in the variants (EXT-X-MEDIA without URI, RFC 8216 4.3.4.2.1).
+  static hls::MasterPlaylist master_of(const HlsChannelStore& ch) {
+    hls::MasterPlaylist m;
+    const HlsTrack& primary = *ch.tracks.front();
+    std::vector<const HlsTrack*> alts;
+    for (const auto& t : ch.tracks)
+      if (t->kind == TrackKind::kAudio && !t->window.empty() && !primary.window.empty() &&
+          t->newest_sequence == primary.newest_sequence)
+        alts.push_back(t.get());
+    std::uint64_t alt_peak = 0, alt_average = 0;
+    std::string alt_codecs;
+    if (!alts.empty() && !primary.info.audio.empty()) {
+      const hls::AudioTrack& main = primary.info.audio.front();
+      hls::AudioRendition a;
+      a.group_id = kAudioGroup;
+      a.language = main.language;
+      a.name = main.language.empty() ? "main" : main.language;
+      a.is_default = true;
+      a.channels = main.channels;
+      m.audio.push_back(std::move(a));
+      for (const HlsTrack* t : alts) {
+        hls::AudioRendition r;
+        r.group_id = kAudioGroup;
+        r.language = t->audio_language;
+        r.name = (t->audio_language.empty() ? "audio" : t->audio_language) + " (" + std::to_string(t->audio_pid) + ")";
+        r.is_default = false;
+        r.autoselect = true;
+        r.channels = t->audio_channels;
+        r.uri = t->media_name;
+        m.audio.push_back(std::move(r));
+        alt_peak = std::max(alt_peak, t->info.peak_bandwidth_bps);
+        alt_average = std::max(alt_average, t->info.average_bandwidth_bps);
+        merge_codecs(alt_codecs, t->audio_codecs);
+      }
+    } else {
+      alts.clear();
+    }
+    for (const auto& t : ch.tracks) {
+      if (t->kind == TrackKind::kAudio || t->window.empty()) continue;
+      hls::Variant v = hls::variant_from(t->info, t->media_name, alts.empty() ? std::string{} : std::string(kAudioGroup));
+      // A variant's rate counts the alternate it may play with (RFC 8216 4.3.4.2).
+      v.bandwidth_bps += alt_peak;
+      if (v.average_bandwidth_bps > 0) v.average_bandwidth_bps += alt_average;
+      merge_codecs(v.codecs, alt_codecs);
+      m.variants.push_back(std::move(v));
+    }
+    std::stable_sort(m.variants.begin(), m.variants.end(),
+                     [](const hls::Variant& a, const hls::Variant& b) { return a.bandwidth_bps < b.bandwidth_bps; });
+    return m;
+  }
+
+  void render_master(HlsChannelStore& ch) const {
+    ch.master_model = master_of(ch);
+    ch.master = ch.master_model.variants.empty() ? nullptr : std::make_shared<const std::string>(hls::master_playlist(ch.master_model));
+  }
+
+  // The held segments of `t` whose PDT is in [r.start, r.end), as a VOD playlist when the
   // range is over and an EVENT one otherwise (under ch.mu); no entries when none.
-  hls::MediaPlaylist select(const ChannelStore& ch, const TimeRange& r, std::int64_t now_ms) const {
+  hls::MediaPlaylist select(const HlsTrack& t, const TimeRange& r, std::int64_t now_ms) const {
     hls::MediaPlaylist p;
     p.target_duration_s = config.segment_seconds;
-    const auto& w = ch.window;
-    const auto before = [](std::int64_t t) { return [t](const StoredSegment& s) { return s.program_date_time_ms < t; }; };
+    const auto& w = t.window;
+    const auto before = [](std::int64_t x) { return [x](const StoredSegment& s) { return s.program_date_time_ms < x; }; };
     const auto first = std::partition_point(w.begin(), w.end(), before(r.start));
     const auto last = std::partition_point(first, w.end(), before(r.end));
     if (first == last) return p;
@@ -284,8 +607,7 @@ struct HlsPackager::Impl {
     p.entries.reserve(static_cast<std::size_t>(last - first));
     for (auto it = first; it != last; ++it) {
       p.independent_segments = p.independent_segments && it->starts_with_keyframe;
-      p.entries.push_back(hls::MediaEntry{"seg-" + std::to_string(it->sequence) + ".ts", it->duration_s,
-                                          it->discontinuity, it->program_date_time_ms});
+      p.entries.push_back(entry(t, *it));
     }
     // Over: a held segment starts at or after the end (nothing more can fall in the range),
     // or the end is long past (a stalled channel).
@@ -298,7 +620,7 @@ struct HlsPackager::Impl {
 
   void poll_once() {
     std::lock_guard feeds(feeds_mu);
-    std::vector<std::shared_ptr<ChannelStore>> list;
+    std::vector<std::shared_ptr<HlsChannelStore>> list;
     {
       std::lock_guard lock(channels_mu);
       list = channels;
@@ -307,34 +629,92 @@ struct HlsPackager::Impl {
     const std::uint64_t mono_now = options.mono_ns();
     const std::int64_t wall_now = options.wall_ms();
     for (const auto& chp : list) {
-      ChannelStore& ch = *chp;
-      if (ch.feed == nullptr || !ch.segmenter) continue;
-      (void)ch.feed->read([&](const dataplane::OttChunk& c) {
-        const auto age_ms = static_cast<std::int64_t>(mono_now > c.ns ? (mono_now - c.ns) / 1'000'000 : 0);
-        ch.segmenter->push(c.packets, wall_now - age_ms, c.discontinuity);
-      });
-      const auto& st = ch.segmenter->stats();
-      std::uint64_t dropped = 0;
-      for (const auto d : st.dropped) dropped += d;
-      std::lock_guard lock(ch.mu);
-      ch.dropped_packets = dropped;
+      HlsChannelStore& ch = *chp;
+      // By index: a primary segment may add an audio track to the list.
+      for (std::size_t k = 0; k < ch.tracks.size(); ++k) {
+        HlsTrack& t = *ch.tracks[k];
+        if (t.feed == nullptr || !t.segmenter) continue;
+        Transcoder* tc = t.kind == TrackKind::kPrimary ? ch.transcoder.get() : nullptr;  // set under feeds_mu
+        (void)t.feed->read([&](const dataplane::OttChunk& c) {
+          const auto age_ms = static_cast<std::int64_t>(mono_now > c.ns ? (mono_now - c.ns) / 1'000'000 : 0);
+          t.segmenter->push(c.packets, wall_now - age_ms, c.discontinuity);
+          if (tc != nullptr)  // copies into its bounded queue, never waits (drops are counted)
+            tc->push({reinterpret_cast<const std::uint8_t*>(c.packets.data()), c.packets.size() * mpegts::kPacketSize},
+                     c.discontinuity);
+        });
+        const auto& st = t.segmenter->stats();
+        std::uint64_t dropped = 0;
+        for (const auto d : st.dropped) dropped += d;
+        std::lock_guard lock(ch.mu);
+        t.dropped_packets = dropped;
+      }
+      if (ch.transcoder) {
+        // The rungs' output; their segments take the primary's PROGRAM-DATE-TIME for the
+        // same slot (on_segment), so the encoder's delay does not shift them.
+        while (ch.transcoder->pop(chunk)) {
+          if (chunk.rung >= ch.rung_tracks.size()) continue;
+          HlsTrack& t = *ch.rung_tracks[chunk.rung];
+          if (t.segmenter) t.segmenter->push_bytes(chunk.ts, wall_now, chunk.discontinuity);
+        }
+      }
     }
   }
 
-  std::shared_ptr<ChannelStore> find(std::string_view id) const {
+  std::shared_ptr<HlsChannelStore> find(std::string_view id) const {
     std::lock_guard lock(channels_mu);
     for (const auto& c : channels)
       if (c->id == id) return c;
     return nullptr;
   }
 
+  // A new segmenter for `t` (under feeds_mu); `old` is the track it replaces (its window
+  // goes on), or nullptr.
+  void start_track(HlsChannelStore& ch, HlsTrack& t, HlsTrack* old) {
+    hls::SegmenterConfig sc;
+    sc.target_duration_s = static_cast<double>(config.segment_seconds);
+    sc.align_to_pts = ch.aligned;
+    if (old != nullptr) {
+      // The same track restarted (a reload changed it): its sequence numbers go on, so
+      // players and caches never see a number reused; the timeline jump is a discontinuity.
+      std::lock_guard lock(ch.mu);
+      sc.first_sequence = old->window.empty() ? old->newest_sequence : old->newest_sequence + 1;
+      t.window = old->window;
+      t.window_bytes = old->window_bytes;
+      t.media = old->media;
+      t.info = old->info;
+      t.newest_sequence = old->newest_sequence;
+      t.last_segment = old->last_segment;
+      if (!old->window.empty()) {
+        // The count before the newest old segment, plus its own tag if it has one.
+        const StoredSegment& last = old->window.back();
+        sc.first_discontinuity_sequence = last.discontinuity_sequence + (last.discontinuity ? 1 : 0);
+        t.has_next = true;
+        t.next_sequence = old->newest_sequence + 1;
+      }
+    }
+    if (ch.encrypt) {
+      // Key ids go on after a restart, like the sequence numbers (the old window's keys
+      // stay served while its segments are held); each track has its own id space.
+      const std::uint64_t first_key = old != nullptr && old->keys ? old->keys->next_id() : ++ch.key_spaces * kKeySpace;
+      t.keys = std::make_unique<HlsKeySchedule>(ch.key_rotation_segments, t.kind == TrackKind::kPrimary && old == nullptr ? 0 : first_key);
+    }
+    t.continued = old != nullptr && !t.window.empty();
+    t.first = true;
+    t.cut_once = false;
+    HlsTrack* raw = &t;
+    Impl* impl = this;
+    t.segmenter = std::make_unique<hls::Segmenter>(
+        sc, [impl, raw](hls::Segment&& s) { impl->on_segment(*raw->channel, *raw, std::move(s)); });
+  }
+
   dataplane::OttConfig config;
   HlsPackagerOptions options;
-  std::mutex feeds_mu;            // feed pointers and segmenters; held for a whole poll pass
+  std::mutex feeds_mu;            // feed pointers, segmenters, track lists; held for a whole poll pass
   mutable std::mutex channels_mu; // the list
-  std::vector<std::shared_ptr<ChannelStore>> channels;
+  std::vector<std::shared_ptr<HlsChannelStore>> channels;
   std::thread thread;
   std::atomic<bool> stopping{false};
+  TranscodedChunk chunk;  // the packager thread's, reused
 };
 
 HlsPackager::HlsPackager(const dataplane::OttConfig& config, HlsPackagerOptions options)
@@ -344,56 +724,126 @@ HlsPackager::~HlsPackager() { stop(); }
 void HlsPackager::set_channels(std::vector<PackagedChannel> wanted) {
   Impl& d = *impl_;
   std::lock_guard feeds(d.feeds_mu);
-  std::vector<std::shared_ptr<ChannelStore>> next;
+  std::vector<std::shared_ptr<HlsChannelStore>> next;
+  unsigned transcoding = 0;  // channels with transcoded rungs (they share the CPU budget)
+  for (const PackagedChannel& w : wanted)
+    transcoding += std::any_of(w.renditions.begin(), w.renditions.end(), [](const PackagedRendition& r) { return r.feed == nullptr; }) ? 1u : 0u;
   for (const PackagedChannel& w : wanted) {
-    std::shared_ptr<ChannelStore> old = d.find(w.id);
-    if (old && old->feed == w.feed && w.feed != nullptr) {
-      old->name = w.name;
-      next.push_back(std::move(old));
-      continue;
+    std::shared_ptr<HlsChannelStore> ch = d.find(w.id);
+    const bool aligned = !w.renditions.empty();
+    if (ch && (ch->aligned != aligned || ch->encrypt != w.encrypt || ch->key_rotation_segments != w.key_rotation_segments)) {
+      // Cutting or encryption changes: every track starts anew over its old window.
+      for (auto& t : ch->tracks) t->feed = nullptr;
     }
-    auto ch = std::make_shared<ChannelStore>();
-    ch->id = w.id;
-    ch->name = w.name;
-    ch->feed = w.feed;
-    hls::SegmenterConfig sc;
-    sc.target_duration_s = static_cast<double>(d.config.segment_seconds);
-    if (old) {
-      // The same channel restarted (a reload changed it): its sequence numbers go on, so
-      // players and caches never see a number reused; the timeline jump is a discontinuity.
-      std::lock_guard lock(old->mu);
-      sc.first_sequence = old->window.empty() ? old->newest_sequence : old->newest_sequence + 1;
-      ch->window = old->window;
-      ch->window_bytes = old->window_bytes;
-      ch->media = old->media;
-      ch->master = old->master;
-      ch->variant = old->variant;
-      ch->newest_sequence = old->newest_sequence;
-      ch->last_segment = old->last_segment;
-      if (!old->window.empty()) {
-        // The count before the newest old segment, plus its own tag if it has one.
-        const StoredSegment& last = old->window.back();
-        sc.first_discontinuity_sequence = last.discontinuity_sequence + (last.discontinuity ? 1 : 0);
+    if (!ch) {
+      ch = std::make_shared<HlsChannelStore>();
+      ch->id = w.id;
+    }
+    {
+      std::lock_guard lock(ch->mu);
+      ch->name = w.name;
+    }
+    ch->aligned = aligned;  // read by the packager thread only (feeds_mu)
+    ch->encrypt = w.encrypt;
+    ch->key_rotation_segments = w.key_rotation_segments;
+    // The wanted tracks: the primary, then each rendition; a track whose feed is unchanged
+    // keeps its segmenter, window and numbers (`kept`); others start anew over the old
+    // window (`made`). ch->tracks changes only below, under ch->mu (the origin reads it).
+    struct Slot {
+      HlsTrack* kept = nullptr;
+      std::unique_ptr<HlsTrack> made;
+    };
+    std::vector<Slot> plan;
+    const auto want = [&](TrackKind kind, const std::string& rendition, dataplane::OttFeed* feed, const PackagedRendition& r) {
+      HlsTrack* old = ch->find_track(rendition);
+      const bool same = old != nullptr && old->kind == kind && old->wanted == r && old->segmenter != nullptr &&
+                        (kind == TrackKind::kTranscoded ? true : old->feed == feed && feed != nullptr);
+      if (same) {
+        plan.push_back(Slot{old, nullptr});
+        return;
       }
+      auto t = std::make_unique<HlsTrack>();
+      t->kind = kind;
+      t->rendition = rendition;
+      t->wanted = r;
+      t->channel = ch.get();
+      t->feed = feed;
+      if (kind == TrackKind::kPrimary) {
+        t->media_name = kMediaName;
+        t->event_name = kEventName;
+        t->seg_prefix = "seg-";
+      } else {
+        t->media_name = "live-" + rendition + ".m3u8";
+        t->event_name = "event-" + rendition + ".m3u8";
+        t->seg_prefix = "seg-" + rendition + "-";
+      }
+      // A transcoded rung has no feed of its own: the channel's Transcoder's output for it
+      // goes to its segmenter (poll_once).
+      d.start_track(*ch, *t, old != nullptr && old->kind == kind ? old : nullptr);
+      plan.push_back(Slot{nullptr, std::move(t)});
+    };
+    want(TrackKind::kPrimary, "", w.feed, PackagedRendition{});
+    for (const auto& r : w.renditions)
+      want(r.feed != nullptr ? TrackKind::kReceived : TrackKind::kTranscoded, r.name, r.feed, r);
+    const bool primary_kept = plan.front().kept != nullptr;
+    std::vector<std::unique_ptr<HlsTrack>> tracks;
+    {
+      std::lock_guard lock(ch->mu);
+      for (Slot& slot : plan) {
+        if (!slot.kept) {
+          tracks.push_back(std::move(slot.made));
+          continue;
+        }
+        for (auto& t : ch->tracks)
+          if (t.get() == slot.kept) tracks.push_back(std::move(t));
+      }
+      // The audio tracks follow the primary (a restarted primary goes on with their numbers).
+      for (auto& t : ch->tracks)
+        if (t && t->kind == TrackKind::kAudio) tracks.push_back(std::move(t));
+      ch->tracks = std::move(tracks);  // the others go (their windows with them)
+      d.render_master(*ch);
     }
-    ChannelStore* raw = ch.get();
-    Impl* impl = &d;
-    const bool continued = old != nullptr && !ch->window.empty();
-    ch->segmenter = std::make_unique<hls::Segmenter>(sc, [impl, raw, continued, first = true](hls::Segment&& s) mutable {
-      if (continued) {
-        // A new timeline after the restart: the first segment carries the tag, the ones
-        // after it count it (RFC 8216 4.3.3.3).
-        if (first) {
-          s.discontinuity = true;
-        } else {
-          ++s.discontinuity_sequence;
+    // Transcoded rungs: one Transcoder per channel, rebuilt when the primary restarted or
+    // the ladder changed; its CPU budget is ott.transcode_threads shared by such channels.
+    std::vector<TranscodeRung> rungs;
+    std::vector<HlsTrack*> rung_tracks;
+    for (const auto& t : ch->tracks) {
+      if (t->kind != TrackKind::kTranscoded) continue;
+      rungs.push_back(TranscodeRung{t->rendition, t->wanted.height, t->wanted.video_kbps});
+      rung_tracks.push_back(t.get());
+    }
+    const auto same_rungs = [&](const TranscoderConfig& c) {
+      if (c.rungs.size() != rungs.size()) return false;
+      for (std::size_t i = 0; i < rungs.size(); ++i)
+        if (c.rungs[i].name != rungs[i].name || c.rungs[i].height != rungs[i].height || c.rungs[i].video_kbps != rungs[i].video_kbps)
+          return false;
+      return true;
+    };
+    if (rungs.empty() || !primary_kept || !ch->transcoder || !same_rungs(ch->transcoder->config())) {
+      std::shared_ptr<Transcoder> made;
+      std::string error;
+      if (!rungs.empty()) {
+        TranscoderConfig tc;
+        tc.rungs = rungs;
+        tc.threads = std::max(1u, d.config.transcode_threads / std::max(1u, transcoding));
+        tc.preset = d.config.transcode_preset;
+        try {
+          made = std::make_shared<Transcoder>(std::move(tc));
+          made->start();
+        } catch (const std::exception& e) {
+          made.reset();
+          error = e.what();  // the rungs stay "waiting"; channels.json says why
         }
       }
-      first = false;
-      const std::uint64_t budget = static_cast<std::uint64_t>(impl->config.memory_mb) * 1024 * 1024 /
-                                   std::max<std::size_t>(1, impl->channels.size());
-      impl->store(*raw, std::move(s), raw->segmenter->stream_info(), budget);
-    });
+      std::shared_ptr<Transcoder> old;
+      {
+        std::lock_guard lock(ch->mu);
+        old = std::exchange(ch->transcoder, std::move(made));
+        ch->transcode_error = std::move(error);
+      }
+      old.reset();  // stops its threads (unless channels_json holds it a moment longer)
+    }
+    ch->rung_tracks = std::move(rung_tracks);
     next.push_back(std::move(ch));
   }
   std::lock_guard lock(d.channels_mu);
@@ -403,7 +853,11 @@ void HlsPackager::set_channels(std::vector<PackagedChannel> wanted) {
 void HlsPackager::detach(const std::vector<std::string>& ids) {
   std::lock_guard feeds(impl_->feeds_mu);
   for (const auto& id : ids) {
-    if (auto ch = impl_->find(id)) ch->feed = nullptr;
+    const std::size_t dot = id.find('.');
+    const auto ch = impl_->find(id.substr(0, dot));
+    if (!ch) continue;
+    HlsTrack* t = ch->find_track(dot == std::string::npos ? std::string{} : id.substr(dot + 1));
+    if (t != nullptr) t->feed = nullptr;
   }
 }
 
@@ -426,28 +880,40 @@ void HlsPackager::stop() {
 
 void HlsPackager::poll_once() { impl_->poll_once(); }
 
-std::optional<HlsChannelStats> HlsPackager::channel_stats(const std::string& id) const {
+namespace {
+
+HlsChannelStats stats_of(const HlsTrack& t, std::uint32_t segment_seconds) {
+  HlsChannelStats s;
+  s.segments = t.segments;
+  s.window_bytes = t.window_bytes;
+  s.evicted = t.evicted;
+  s.discontinuities = t.discontinuities;
+  s.dropped_packets = t.dropped_packets;
+  s.bandwidth_bps = std::max(t.info.peak_bandwidth_bps, t.info.average_bandwidth_bps);
+  s.held_segments = t.window.size();
+  if (!t.window.empty())
+    s.held_seconds = static_cast<double>(t.window.back().program_date_time_ms - t.window.front().program_date_time_ms) / 1000 +
+                     t.window.back().duration_s;
+  if (t.window.empty()) {
+    s.state = "waiting";
+  } else {
+    s.last_segment_age_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t.last_segment).count();
+    s.state = s.last_segment_age_s < 3.0 * segment_seconds + 1 ? "serving" : "stalled";
+  }
+  return s;
+}
+
+}  // namespace
+
+std::optional<HlsChannelStats> HlsPackager::channel_stats(const std::string& id) const { return rendition_stats(id, {}); }
+
+std::optional<HlsChannelStats> HlsPackager::rendition_stats(const std::string& id, const std::string& rendition) const {
   const auto ch = impl_->find(id);
   if (!ch) return std::nullopt;
   std::lock_guard lock(ch->mu);
-  HlsChannelStats s;
-  s.segments = ch->segments;
-  s.window_bytes = ch->window_bytes;
-  s.evicted = ch->evicted;
-  s.discontinuities = ch->discontinuities;
-  s.dropped_packets = ch->dropped_packets;
-  s.bandwidth_bps = ch->bandwidth_bps;
-  s.held_segments = ch->window.size();
-  if (!ch->window.empty())
-    s.held_seconds = static_cast<double>(ch->window.back().program_date_time_ms - ch->window.front().program_date_time_ms) / 1000 +
-                     ch->window.back().duration_s;
-  if (ch->window.empty()) {
-    s.state = "waiting";
-  } else {
-    s.last_segment_age_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - ch->last_segment).count();
-    s.state = s.last_segment_age_s < 3.0 * impl_->config.segment_seconds + 1 ? "serving" : "stalled";
-  }
-  return s;
+  const HlsTrack* t = ch->find_track(rendition);
+  if (t == nullptr) return std::nullopt;
+  return stats_of(*t, impl_->config.segment_seconds);
 }
 
 std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::string_view name, std::string_view query) {
@@ -457,84 +923,134 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
   r.kind = HlsResource::Kind::kPlaylist;
   r.content_type = "application/vnd.apple.mpegurl";
   const double half_segment = static_cast<double>(impl_->config.segment_seconds) / 2;
-  const bool media = name == kMediaName;
   const bool master = name == kMasterName;
+  std::unique_lock lock(ch->mu);
+  const HlsTrack* media = nullptr;   // the track whose media playlist is asked for
+  const HlsTrack* event = nullptr;   // ... event playlist
+  for (const auto& t : ch->tracks) {
+    if (name == t->media_name) media = t.get();
+    if (name == t->event_name) event = t.get();
+  }
   TimeRange range;
-  const RangeQuery rq = media || master ? parse_range(query, range) : RangeQuery::kNone;
+  const RangeQuery rq = media != nullptr || master ? parse_range(query, range) : RangeQuery::kNone;
   if (rq == RangeQuery::kInvalid) return std::nullopt;
   if (rq == RangeQuery::kValid) {
     // Catch-up / timeshift: the metadata is copied under the lock, the text made outside it.
+    const std::int64_t now_ms = impl_->options.wall_ms();
     hls::MediaPlaylist p;
-    hls::Variant v;
-    {
-      std::lock_guard lock(ch->mu);
-      p = impl_->select(*ch, range, impl_->options.wall_ms());
-      if (master) v = ch->variant;
+    hls::MasterPlaylist m;
+    if (master) {
+      // Each playlist of the master with the range; those with nothing in it left out.
+      m = ch->master_model;
+      std::string q = "?";
+      if (range.start != kNoTime) q += "start=" + hls::format_date_time(range.start);
+      if (range.end != kForever) q += std::string(range.start != kNoTime ? "&" : "") + "end=" + hls::format_date_time(range.end);
+      const auto has_range = [&](const std::string& uri) {
+        for (const auto& t : ch->tracks)
+          if (t->media_name == uri) return !impl_->select(*t, range, now_ms).entries.empty();
+        return false;
+      };
+      std::erase_if(m.variants, [&](const hls::Variant& v) { return !has_range(v.uri); });
+      std::erase_if(m.audio, [&](const hls::AudioRendition& a) { return !a.uri.empty() && !has_range(a.uri); });
+      if (m.audio.size() == 1) {  // only the muxed default is left: no group
+        m.audio.clear();
+        for (auto& v : m.variants) v.audio_group.clear();
+      }
+      for (auto& v : m.variants) v.uri += q;
+      for (auto& a : m.audio)
+        if (!a.uri.empty()) a.uri += q;
+      // Its tag: the selection of the primary, else of the first rendition with one.
+      for (const auto& t : ch->tracks) {
+        if (t->kind == TrackKind::kAudio) continue;
+        p = impl_->select(*t, range, now_ms);
+        if (!p.entries.empty()) break;
+      }
+    } else {
+      p = impl_->select(*media, range, now_ms);
     }
-    if (p.entries.empty()) return std::nullopt;
+    lock.unlock();
+    if (p.entries.empty() || (master && m.variants.empty())) return std::nullopt;
     const bool vod = p.type == hls::PlaylistType::kVod;
     const std::string tag = std::to_string(p.media_sequence) + "-" + std::to_string(p.media_sequence + p.entries.size() - 1) +
                             (vod ? "v" : "e");
     r.max_age_s = vod ? 60 : half_segment;
     if (master) {
-      std::string uri = std::string(kMediaName) + "?";
-      if (range.start != kNoTime) uri += "start=" + hls::format_date_time(range.start);
-      if (range.end != kForever) uri += std::string(range.start != kNoTime ? "&" : "") + "end=" + hls::format_date_time(range.end);
-      v.uri = std::move(uri);
-      hls::MasterPlaylist m;
-      m.variants.push_back(std::move(v));
       r.body = std::make_shared<const std::string>(hls::master_playlist(m));
       r.etag = "\"j" + tag + "\"";
     } else {
       r.body = std::make_shared<const std::string>(hls::media_playlist(p));
-      r.etag = "\"r" + tag + "\"";
+      r.etag = "\"r" + (media->rendition.empty() ? std::string{} : media->rendition + "-") + tag + "\"";
     }
     return r;
   }
-  if (name == kEventName) {
-    hls::MediaPlaylist p;
-    {
-      std::lock_guard lock(ch->mu);
-      if (ch->window.empty()) return std::nullopt;
-      const std::uint64_t first = ch->window.front().sequence, last = ch->window.back().sequence;
-      r.etag = "\"e" + std::to_string(first) + "-" + std::to_string(last) + "\"";
-      r.max_age_s = half_segment;
-      if (ch->event && ch->event_first == first && ch->event_last == last) {
-        r.body = ch->event;
-        return r;
-      }
-      p = impl_->select(*ch, TimeRange{}, impl_->options.wall_ms());
+  if (event != nullptr) {
+    HlsTrack& t = *ch->find_track(event->rendition);
+    if (t.window.empty()) return std::nullopt;
+    const std::uint64_t first = t.window.front().sequence, last = t.window.back().sequence;
+    r.etag = "\"e" + (t.rendition.empty() ? std::string{} : t.rendition + "-") + std::to_string(first) + "-" + std::to_string(last) + "\"";
+    r.max_age_s = half_segment;
+    if (t.event && t.event_first == first && t.event_last == last) {
+      r.body = t.event;
+      return r;
     }
+    hls::MediaPlaylist p = impl_->select(t, TimeRange{}, impl_->options.wall_ms());
+    const std::string rendition = t.rendition;
+    lock.unlock();
     p.type = hls::PlaylistType::kEvent;
     p.end_list = false;
     r.body = std::make_shared<const std::string>(hls::media_playlist(p));
-    std::lock_guard lock(ch->mu);
-    ch->event = r.body;
-    ch->event_first = p.media_sequence;
-    ch->event_last = p.media_sequence + p.entries.size() - 1;
+    lock.lock();
+    if (HlsTrack* again = ch->find_track(rendition)) {
+      again->event = r.body;
+      again->event_first = p.media_sequence;
+      again->event_last = p.media_sequence + p.entries.size() - 1;
+    }
     return r;
   }
-  std::lock_guard lock(ch->mu);
-  if (media || master) {
-    const auto& body = media ? ch->media : ch->master;
-    if (!body) return std::nullopt;
-    r.body = body;
-    r.etag = "\"" + std::string(media ? "m" : "i") + std::to_string(ch->newest_sequence) + "\"";
+  if (master) {
+    if (!ch->master) return std::nullopt;
+    r.body = ch->master;
+    r.etag = "\"i" + std::to_string(ch->generation) + "\"";
     r.max_age_s = half_segment;
     return r;
   }
-  const auto seq = segment_sequence(name);
-  if (!seq) return std::nullopt;
-  // The held sequences are consecutive and in order (eviction takes the oldest).
-  const auto& w = ch->window;
-  const auto it = std::partition_point(w.begin(), w.end(), [&](const StoredSegment& s) { return s.sequence < *seq; });
-  if (it == w.end() || it->sequence != *seq) return std::nullopt;
-  r.body = it->bytes;
-  r.kind = HlsResource::Kind::kSegment;
-  r.content_type = "video/mp2t";
-  r.etag = "\"s" + std::to_string(it->sequence) + "-" + std::to_string(it->program_date_time_ms) + "\"";
-  r.max_age_s = 0;
-  return r;
+  if (media != nullptr) {
+    if (!media->media) return std::nullopt;
+    r.body = media->media;
+    r.etag = "\"m" + (media->rendition.empty() ? std::string{} : media->rendition + "-") + std::to_string(media->newest_sequence) + "\"";
+    r.max_age_s = half_segment;
+    return r;
+  }
+  if (const auto key_id = hls_key_id(name)) {  // AES-128 key: while a held segment uses it
+    for (const auto& t : ch->tracks) {
+      for (const StoredSegment& s : t->window) {
+        if (!s.key || s.key->id != *key_id) continue;
+        r.body = std::make_shared<const std::string>(reinterpret_cast<const char*>(s.key->bytes.data()), s.key->bytes.size());
+        r.kind = HlsResource::Kind::kKey;
+        r.content_type = "application/octet-stream";
+        r.etag = "\"k" + std::to_string(*key_id) + "\"";
+        r.max_age_s = 0;
+        return r;
+      }
+    }
+    return std::nullopt;
+  }
+  for (const auto& t : ch->tracks) {
+    const auto seq = segment_sequence(name, t->seg_prefix);
+    if (!seq) continue;
+    // The held sequences are consecutive and in order (eviction takes the oldest).
+    const auto& w = t->window;
+    const auto it = std::partition_point(w.begin(), w.end(), [&](const StoredSegment& s) { return s.sequence < *seq; });
+    if (it == w.end() || it->sequence != *seq) return std::nullopt;
+    r.body = it->bytes;
+    r.kind = HlsResource::Kind::kSegment;
+    r.content_type = "video/mp2t";
+    r.etag = "\"s" + (t->rendition.empty() ? std::string{} : t->rendition + "-") + std::to_string(it->sequence) + "-" +
+             std::to_string(it->program_date_time_ms) + "\"";
+    r.max_age_s = 0;
+    return r;
+  }
+  return std::nullopt;
 }
 
 std::vector<std::string> HlsPackager::channel_ids() {
@@ -545,23 +1061,56 @@ std::vector<std::string> HlsPackager::channel_ids() {
 }
 
 std::string HlsPackager::channels_json() {
-  std::vector<std::pair<std::string, std::string>> ids;
+  std::vector<std::shared_ptr<HlsChannelStore>> list;
   {
     std::lock_guard lock(impl_->channels_mu);
-    for (const auto& c : impl_->channels) ids.emplace_back(c->id, c->name);
+    list = impl_->channels;
   }
   boost::json::array a;
-  for (const auto& [id, name] : ids) {
-    const auto st = channel_stats(id);
-    if (!st) continue;
+  for (const auto& ch : list) {
     boost::json::object o;
-    o["id"] = id;
-    o["name"] = name.empty() ? id : name;
-    o["state"] = st->state;
-    o["url"] = "/hls/" + id + "/" + kMasterName;
-    o["segments"] = st->segments;
-    o["bandwidth_bps"] = st->bandwidth_bps;
-    o["last_segment_age_s"] = std::round(st->last_segment_age_s * 10) / 10;
+    boost::json::array renditions;
+    {
+      std::lock_guard lock(ch->mu);
+      const HlsChannelStats st = stats_of(*ch->tracks.front(), impl_->config.segment_seconds);
+      o["id"] = ch->id;
+      o["name"] = ch->name.empty() ? ch->id : ch->name;
+      o["state"] = st.state;
+      o["url"] = "/hls/" + ch->id + "/" + kMasterName;
+      o["segments"] = st.segments;
+      o["bandwidth_bps"] = st.bandwidth_bps;
+      o["last_segment_age_s"] = std::round(st.last_segment_age_s * 10) / 10;
+      for (const auto& t : ch->tracks) {
+        if (t->kind == TrackKind::kPrimary) continue;
+        boost::json::object ro;
+        ro["name"] = t->rendition;
+        ro["kind"] = t->kind == TrackKind::kAudio ? "audio" : t->kind == TrackKind::kReceived ? "received" : "transcoded";
+        ro["segments"] = t->segments;
+        ro["bandwidth_bps"] = std::max(t->info.peak_bandwidth_bps, t->info.average_bandwidth_bps);
+        if (t->info.height > 0) ro["height"] = t->info.height;
+        renditions.push_back(std::move(ro));
+      }
+    }
+    if (!renditions.empty()) o["renditions"] = std::move(renditions);
+    std::shared_ptr<Transcoder> tc;
+    {
+      std::lock_guard lock(ch->mu);
+      if (!ch->transcode_error.empty()) o["transcode_error"] = ch->transcode_error;
+      tc = ch->transcoder;
+    }
+    {
+      if (tc) {
+        const TranscoderStats ts = tc->stats();  // thread-safe
+        std::uint64_t errors = 0;
+        for (const auto e : ts.errors) errors += e;
+        boost::json::object t;
+        t["input_bytes"] = ts.input_bytes;
+        t["input_bytes_dropped"] = ts.input_bytes_dropped;
+        t["frames_decoded"] = ts.frames_decoded;
+        t["errors"] = errors;
+        o["transcoder"] = std::move(t);
+      }
+    }
     a.push_back(std::move(o));
   }
   return boost::json::serialize(a);

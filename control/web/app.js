@@ -1,11 +1,22 @@
 // The channel page: lists /channels.json every 2 s, one card per channel with its live
 // state and a player (hls.js where Media Source Extensions exist, native HLS on Safari).
 // No framework, no external URL: the appliance may have no internet.
+//
+// Signed channels ("signed": true in channels.json) need a token: the page plays one when
+// it was opened as /?channel=<id>&token=<token> (twincastctl hls-url <id> --page prints
+// that URL); the token goes on the playlist's URL and the origin carries it into every URI
+// it answers. Without it the card says so, and Play shows the origin's refusal.
 'use strict';
 
 (function () {
   const kRefreshMs = 2000;
-  const kKnown = new Set(['id', 'name', 'state', 'url']);
+  const kKnown = new Set(['id', 'name', 'state', 'url', 'signed', 'encrypted']);
+  // The token this page was opened with, for its channel.
+  const tokens = new Map();
+  try {
+    const q = new URLSearchParams((window.location && window.location.search) || '');
+    if (q.get('channel') && q.get('token')) tokens.set(q.get('channel'), q.get('token'));
+  } catch (e) { /* no location (tests): no token */ }
   const cards = new Map();  // id -> {root, state, fields, video, button, hls}
   const list = document.getElementById('channels');
   const status = document.getElementById('status');
@@ -25,7 +36,17 @@
   }
 
   function playlistUrl(ch) {
-    return ch.url || ('/hls/' + encodeURIComponent(ch.id) + '/index.m3u8');
+    const url = ch.url || ('/hls/' + encodeURIComponent(ch.id) + '/index.m3u8');
+    const token = ch.signed ? tokens.get(String(ch.id)) : undefined;
+    if (!token) return url;
+    return url + (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token);
+  }
+
+  function accessText(ch) {
+    const parts = [];
+    if (ch.signed) parts.push(tokens.has(String(ch.id)) ? 'signed URL (token given)' : 'signed URL: open this page with ?channel=' + ch.id + '&token=…');
+    if (ch.encrypted) parts.push('AES-128');
+    return parts.join(' · ');
   }
 
   function stop(card) {
@@ -46,7 +67,10 @@
     if (window.Hls && window.Hls.isSupported()) {
       const hls = new window.Hls({ liveDurationInfinity: true });
       hls.on(window.Hls.Events.ERROR, function (_event, data) {
-        if (data.fatal) card.error.textContent = 'player: ' + data.type + ' ' + data.details;
+        if (!data.fatal) return;
+        const code = data.response && data.response.code ? ' (HTTP ' + data.response.code + ')' : '';
+        card.error.textContent = 'player: ' + data.type + ' ' + data.details + code +
+          (data.response && data.response.code === 403 ? ': refused, the token is missing, wrong or expired' : '');
       });
       hls.loadSource(url);
       hls.attachMedia(video);
@@ -73,12 +97,13 @@
     const button = el('button', { type: 'button' }, 'Play');
     const link = el('a', { href: playlistUrl(ch) }, 'playlist');
     const error = el('div', { class: 'error' });
+    const access = el('div', { class: 'access muted' });
     const fields = el('dl');
     const controls = el('div');
     controls.append(button, ' ', link);
-    root.append(title, video, controls, error, fields);
+    root.append(title, video, controls, access, error, fields);
     const card = {
-      root, name, state, fields, video, button, link, error, hls: null, playing: false, url: playlistUrl(ch),
+      root, name, state, fields, video, button, link, error, access, hls: null, playing: false, url: playlistUrl(ch),
     };
     button.addEventListener('click', function () { card.playing ? stop(card) : play(card); });
     return card;
@@ -89,6 +114,7 @@
     const state = show(ch.state);
     card.state.textContent = state;
     card.state.className = 'state ' + state.toLowerCase().replace(/[^a-z0-9_-]/g, '');
+    card.access.textContent = accessText(ch);
     const url = playlistUrl(ch);
     if (url !== card.url) {
       card.url = url;

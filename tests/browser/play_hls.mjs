@@ -2,7 +2,8 @@
 // A real browser plays a live channel from the appliance's web page (issue #5).
 //
 //   node tests/browser/play_hls.mjs <page-url> <channel-id> [--seconds N] [--min-advance N]
-//                                   [--max-seconds N] [--screenshot FILE]
+//                                   [--max-seconds N] [--screenshot FILE] [--token T]
+//                                   [--expect-refused]
 //
 // Debian's Chromium (/usr/bin/chromium, or $CHROMIUM), headless, driven by playwright-core
 // (tests/browser/package.json; scripts/setup runs npm ci here). The script opens the page
@@ -12,6 +13,11 @@
 // longer, up to --max-seconds (20), while playback has not yet advanced --min-advance (a
 // hiccup of a loaded machine is not a failure; a source that stopped still is).
 // --screenshot: a PNG of the page at the end, pass or fail.
+// --token: the channel is signed; the page is opened as <page-url>?channel=<id>&token=<T>,
+// as `twincastctl hls-url <id> --page` prints it.
+// --expect-refused: the opposite check, for a wrong or expired token: it passes only when
+// the origin answered 403 for the channel's HLS, hls.js raised a fatal error, the page
+// shows an error for the card and playback did not advance.
 //
 // It passes (exit 0) only when, over that window:
 //   - playback advanced >= --min-advance (10) seconds: the sum of the forward steps of
@@ -42,7 +48,8 @@ function usage(msg) {
 }
 
 function parseArgs(argv) {
-  const out = { url: null, channel: null, seconds: 12, minAdvance: 10, maxSeconds: 20, screenshot: null };
+  const out = { url: null, channel: null, seconds: 12, minAdvance: 10, maxSeconds: 20, screenshot: null, token: null,
+                expectRefused: false };
   const pos = [];
   for (let i = 0; i < argv.length; ++i) {
     const a = argv[i];
@@ -52,6 +59,11 @@ function parseArgs(argv) {
       if (a === '--seconds') out.seconds = v;
       else if (a === '--min-advance') out.minAdvance = v;
       else out.maxSeconds = v;
+    } else if (a === '--token') {
+      out.token = argv[++i];
+      if (!out.token) usage('--token wants a token');
+    } else if (a === '--expect-refused') {
+      out.expectRefused = true;
     } else if (a === '--screenshot') {
       out.screenshot = argv[++i];
       if (!out.screenshot) usage('--screenshot wants a file');
@@ -63,6 +75,10 @@ function parseArgs(argv) {
   }
   if (pos.length !== 2) usage();
   [out.url, out.channel] = pos;
+  if (out.token !== null) {
+    out.url += (out.url.includes('?') ? '&' : '?') + 'channel=' + encodeURIComponent(out.channel) + '&token=' +
+               encodeURIComponent(out.token);
+  }
   out.maxSeconds = Math.max(out.maxSeconds, out.seconds);
   return out;
 }
@@ -160,6 +176,25 @@ async function main() {
       if (!s.paused && s.t > t0 && s.readyState >= 3) break;
       await page.waitForTimeout(100);
     }
+    if (opt.expectRefused) {
+      // Give hls.js time to give up (it may retry), then judge the refusal.
+      while (Date.now() - clicked < kStartTimeoutMs && !(s.hls && s.hls.errors.some((e) => e.fatal) && s.pageError)) {
+        await page.waitForTimeout(100);
+        s = await page.evaluate(sampleVideo, opt.channel);
+      }
+      await page.waitForTimeout(2000);
+      s = await page.evaluate(sampleVideo, opt.channel);
+      summary.errors = s.hls ? s.hls.errors : [];
+      summary.currentTime = { start: t0, end: s.t };
+      summary.advanced = Math.max(0, s.t - t0);
+      summary.refusedBy = summary.httpErrors.filter((e) => e.startsWith('403 ') && e.includes('/hls/' + opt.channel + '/'));
+      summary.pageError = s.pageError;
+      if (!summary.refusedBy.length) failures.push('the origin answered no 403 for /hls/' + opt.channel + '/');
+      if (!summary.errors.some((e) => e.fatal)) failures.push('hls.js raised no fatal error');
+      if (!s.pageError) failures.push('the page shows no error for the channel');
+      if (summary.advanced > 0.5) failures.push('playback advanced ' + summary.advanced + ' s although refused');
+      throw { refusedDone: true };
+    }
     if (s.paused || s.t <= t0) {
       failures.push('the video did not start playing within ' + kStartTimeoutMs / 1000 + ' s of the click ' +
                     '(paused=' + s.paused + ' readyState=' + s.readyState + ' currentTime=' + s.t + ')');
@@ -212,7 +247,7 @@ async function main() {
     if (!(s.w > 0)) failures.push('the video has no picture (videoWidth 0)');
     if (s.frames !== null && !(s.frames > 0)) failures.push('no video frame decoded (getVideoPlaybackQuality)');
   } catch (e) {
-    failures.push(String(e && e.message ? e.message.split('\n')[0] : e));
+    if (!(e && e.refusedDone)) failures.push(String(e && e.message ? e.message.split('\n')[0] : e));
   }
   if (opt.screenshot && page) await page.screenshot({ path: opt.screenshot }).catch(() => {});
   clearTimeout(hard);

@@ -1,6 +1,8 @@
 // The HLS origin over a fake source, with a Beast client, raw sockets, curl and ffprobe:
 // headers (types, caching, CORS, ETag, ranges), conditional and ranged GETs with exact
-// bytes, HEAD, 404s, traversal attempts, keep-alive, slow clients, the web page.
+// bytes, HEAD, 404s, traversal attempts, keep-alive, slow clients, the web page; signed
+// URLs (403 by reason, tokens carried into playlists, private caching, per-token ETags and
+// viewers, ffprobe following a tokenised playlist) and the policy from a configuration.
 #include "twincast/control/hls_origin.hpp"
 
 #include <gtest/gtest.h>
@@ -861,4 +863,220 @@ TEST(HlsOriginLimits, ConnectionCapAnswers503AndDefaultsUseTwoThreads) {
   held.pop_back();
   for (int i = 0; i < 100 && origin.connections() >= 3; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(get(port, "/hls/news/index.m3u8").status, 200U);
+}
+
+// ---------------------------------------------------------------------------------------
+// Signed URLs (set_access): 403 reasons before the source, tokens carried into playlists,
+// per-token ETags and private caching, viewers by token.
+
+namespace {
+constexpr std::int64_t kAuthNow = 1'795'556'400;
+constexpr const char* kAuthSecret = "origin-test-secret-0123456789";
+
+class SignedOriginTest : public HlsOriginTest {
+ protected:
+  void SetUp() override {
+    HlsOriginTest::SetUp();
+    source_.put("open", "index.m3u8",
+                {.body = std::make_shared<const std::string>(kPlaylist),
+                 .content_type = "application/vnd.apple.mpegurl",
+                 .etag = "\"o1\"",
+                 .kind = tc::HlsResource::Kind::kPlaylist,
+                 .max_age_s = 1.0});
+    source_.put("news", "live.m3u8",
+                {.body = std::make_shared<const std::string>(
+                     "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"en\",URI=\"live-audio.m3u8\"\n"
+                     "#EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"a\"\nlive-720p.m3u8?start=2026-11-25T21:40:00.000Z\n"),
+                 .content_type = "application/vnd.apple.mpegurl",
+                 .etag = "\"l1\"",
+                 .kind = tc::HlsResource::Kind::kPlaylist,
+                 .max_age_s = 1.0});
+    policy(false);
+  }
+  tc::HlsOriginOptions options() override {
+    tc::HlsOriginOptions o{.static_dir = static_dir_};
+    o.now_s = [] { return kAuthNow; };
+    return o;
+  }
+  void policy(bool bind) {
+    tc::HlsAccessPolicy p;
+    p.secret = kAuthSecret;
+    p.channels["news"] = tc::HlsChannelAccess{.signed_urls = true, .bind_client = bind, .encrypted = true};
+    origin_->set_access(std::move(p));
+  }
+  static std::string token(std::int64_t ttl = 60, const std::string& client = "") {
+    return tc::hls_sign(kAuthSecret, "news", kAuthNow + ttl, client);
+  }
+  std::uint64_t refused(tc::HlsDenial d) const { return origin_->stats().refused[static_cast<std::size_t>(d)].load(); }
+};
+}  // namespace
+
+TEST_F(SignedOriginTest, RefusalsAre403WithTheirReasonAndNeverReachTheSource) {
+  const std::string other = tc::hls_sign(kAuthSecret, "sport", kAuthNow + 60);
+  const std::string forged = tc::hls_sign("another-secret-0123456789", "news", kAuthNow + 60);
+  struct Case {
+    std::string target;
+    std::string reason;
+  };
+  const std::vector<Case> cases = {
+      {"/hls/news/index.m3u8", "missing"},
+      {"/hls/news/seg-42.ts?start=1", "missing"},
+      {"/hls/news/key-1.key?token=", "missing"},
+      {"/hls/news/index.m3u8?token=" + other, "bad"},
+      {"/hls/news/seg-42.ts?token=" + forged, "bad"},
+      {"/hls/news/key-1.key?token=garbage", "bad"},
+      {"/hls/news/index.m3u8?token=" + token(0), "expired"},
+      {"/hls/news/seg-42.ts?token=" + token(-3600), "expired"},
+      {"/hls/news/key-1.key?token=" + token(60, "10.9.9.9"), "wrong_client"},
+  };
+  for (const auto& c : cases) {
+    for (const auto verb : {http::verb::get, http::verb::head}) {
+      Client client(port_);
+      Reply r = client.send(verb, c.target);
+      EXPECT_EQ(r.status, 403U) << c.target;
+      if (verb == http::verb::get) {
+        EXPECT_EQ(r.body, "{\"error\":\"token " + c.reason + "\"}\n") << c.target;
+      }
+      EXPECT_EQ(r.header("cache-control"), "no-store") << c.target;
+    }
+  }
+  EXPECT_TRUE(source_.asked().empty());
+  EXPECT_EQ(refused(tc::HlsDenial::kMissing), 6U);
+  EXPECT_EQ(refused(tc::HlsDenial::kBad), 6U);
+  EXPECT_EQ(refused(tc::HlsDenial::kExpired), 4U);
+  EXPECT_EQ(refused(tc::HlsDenial::kWrongClient), 2U);
+  const auto traffic = origin_->channel_traffic().at("news");
+  EXPECT_EQ(traffic.refused[static_cast<std::size_t>(tc::HlsDenial::kBad)], 6U);
+  EXPECT_EQ(traffic.playlists + traffic.segments + traffic.keys, 0U);
+
+  // Binding: a token bound to this client (127.0.0.1) passes, an unbound one does not.
+  policy(true);
+  EXPECT_EQ(get(port_, "/hls/news/key-1.key?token=" + token(60, "127.0.0.1")).status, 200U);
+  Reply unbound = get(port_, "/hls/news/key-1.key?token=" + token());
+  EXPECT_EQ(unbound.status, 403U);
+  EXPECT_EQ(unbound.body, "{\"error\":\"token wrong_client\"}\n");
+  // An open channel needs nothing; without a policy entry nothing is checked.
+  EXPECT_EQ(get(port_, "/hls/open/index.m3u8").status, 200U);
+  origin_->set_access({});
+  EXPECT_EQ(get(port_, "/hls/news/index.m3u8").status, 200U);
+}
+
+TEST_F(SignedOriginTest, PlaylistsCarryTheTokenAndAreCachedPrivatelyPerToken) {
+  const std::string t1 = token(), t2 = token(120);
+  Reply p = get(port_, "/hls/news/index.m3u8?token=" + t1);
+  ASSERT_EQ(p.status, 200U);
+  EXPECT_EQ(p.body, "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:42\n"
+                    "#EXT-X-KEY:METHOD=AES-128,URI=\"key-1.key?token=" + t1 + "\"\n#EXTINF:2.000,\nseg-42.ts?token=" + t1 + "\n");
+  EXPECT_EQ(p.header("cache-control"), "private, max-age=1");
+  EXPECT_EQ(p.header("content-length"), std::to_string(p.body.size()));
+  // The source's query (here with the token) still reaches it: the DVR's start/end stay.
+  EXPECT_EQ(source_.queries().back(), "token=" + t1);
+
+  Reply m = get(port_, "/hls/news/live.m3u8?start=1&token=" + t1);
+  ASSERT_EQ(m.status, 200U);
+  EXPECT_NE(m.body.find("URI=\"live-audio.m3u8?token=" + t1 + "\""), std::string::npos) << m.body;
+  EXPECT_NE(m.body.find("\nlive-720p.m3u8?start=2026-11-25T21:40:00.000Z&token=" + t1 + "\n"), std::string::npos) << m.body;
+
+  // Another token: another body and ETag; each ETag revalidates only its own token's text.
+  Reply p2 = get(port_, "/hls/news/index.m3u8?token=" + t2);
+  ASSERT_EQ(p2.status, 200U);
+  EXPECT_NE(p2.body, p.body);
+  EXPECT_NE(p2.header("etag"), p.header("etag"));
+  EXPECT_NE(p.header("etag"), "\"p42-1\"");
+  EXPECT_EQ(p.header("etag").rfind("\"p42-1-t", 0), 0U) << p.header("etag");
+  EXPECT_EQ(get(port_, "/hls/news/index.m3u8?token=" + t1, {{"If-None-Match", p.header("etag")}}).status, 304U);
+  EXPECT_EQ(get(port_, "/hls/news/index.m3u8?token=" + t2, {{"If-None-Match", p.header("etag")}}).status, 200U);
+
+  // Segments and keys: the same bytes, private.
+  Reply s = get(port_, "/hls/news/seg-42.ts?token=" + t1);
+  ASSERT_EQ(s.status, 200U);
+  EXPECT_TRUE(s.body == *source_.body("news", "seg-42.ts"));
+  EXPECT_EQ(s.header("cache-control"), "private, max-age=86400, immutable");
+  EXPECT_EQ(s.header("etag"), "\"s42-1a2b\"");
+  Reply k = get(port_, "/hls/news/key-1.key?token=" + t1);
+  EXPECT_EQ(k.status, 200U);
+  EXPECT_EQ(k.header("cache-control"), "private, max-age=86400");
+  // A percent-encoded token is the same token.
+  std::string encoded = t1;
+  encoded.replace(encoded.find('.'), 1, "%2E");
+  EXPECT_EQ(get(port_, "/hls/news/key-1.key?token=" + encoded).status, 200U);
+
+  // Viewers of a protected channel are tokens: two from one address count twice.
+  EXPECT_EQ(origin_->channel_traffic().at("news").viewers, 2U);
+  // The open channel stays public and untouched.
+  Reply o = get(port_, "/hls/open/index.m3u8?token=" + t1);
+  EXPECT_EQ(o.body, kPlaylist);
+  EXPECT_EQ(o.header("cache-control"), "public, max-age=1");
+  EXPECT_EQ(origin_->channel_traffic().at("open").viewers, 1U);
+
+  // The page learns which channels need a token.
+  const auto j = json::parse(get(port_, "/channels.json").body).as_array();
+  ASSERT_EQ(j.size(), 1U);
+  EXPECT_EQ(j[0].as_object().at("signed"), true);
+  EXPECT_EQ(j[0].as_object().at("encrypted"), true);
+}
+
+TEST_F(SignedOriginTest, FfprobeFollowsTheTokenizedPlaylist) {
+  if (std::system("command -v ffprobe > /dev/null 2>&1") != 0) GTEST_SKIP() << "ffprobe not installed";
+  // A real TS segment behind a plain playlist: ffprobe needs the token only in the URL it
+  // is given; the segment's URI in the answer carries it on.
+  const auto ts = tt::read_file(tt::fixture("h264_aac.ts"));
+  source_.put("news", "plain.m3u8",
+              {.body = std::make_shared<const std::string>(
+                   "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:0\n"
+                   "#EXTINF:6.000,\nfixture.ts\n#EXT-X-ENDLIST\n"),
+               .content_type = "application/vnd.apple.mpegurl",
+               .etag = "",
+               .kind = tc::HlsResource::Kind::kPlaylist,
+               .max_age_s = 1.0});
+  source_.put("news", "fixture.ts",
+              {.body = std::make_shared<const std::string>(ts.begin(), ts.end()),
+               .content_type = "video/mp2t",
+               .etag = "",
+               .kind = tc::HlsResource::Kind::kSegment,
+               .max_age_s = 0});
+  const std::string base = "http://127.0.0.1:" + std::to_string(port_) + "/hls/news/plain.m3u8";
+  auto r = tt::run("ffprobe -v error -show_entries stream=codec_name -of csv=p=0 " +
+                   tt::shell_quote(base + "?token=" + token()) + " 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("h264"), std::string::npos) << r.out;
+  r = tt::run("ffprobe -v error -show_entries stream=codec_name -of csv=p=0 " + tt::shell_quote(base) + " 2>&1");
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("403"), std::string::npos) << r.out;
+  bool fetched_segment = false;
+  for (const auto& [channel, name] : source_.asked()) fetched_segment = fetched_segment || name == "fixture.ts";
+  EXPECT_TRUE(fetched_segment);
+}
+
+TEST(HlsAccessPolicy, FromTheConfigurationWithTheSecretFile) {
+  const auto dir = tt::temp_dir("hls-access-policy");
+  std::ofstream(dir / "secret") << "policy-secret-0123456789\r\n";
+  twincast::dataplane::ApplianceConfig c;
+  c.ott.secret_file = (dir / "secret").string();
+  auto channel = [](const std::string& id, bool hls, bool sign, bool bind, bool encrypt) {
+    twincast::dataplane::ChannelConfig ch;
+    ch.id = id;
+    ch.hls = hls;
+    ch.hls_options.signed_urls = sign;
+    ch.hls_options.bind_client = bind;
+    ch.hls_options.encrypt = encrypt;
+    return ch;
+  };
+  c.channels = {channel("open", true, false, false, false), channel("news", true, true, true, true),
+                channel("enc", true, false, false, true), channel("mcast", false, true, false, false)};
+  auto p = tc::hls_access_policy(c);
+  EXPECT_EQ(p.secret, "policy-secret-0123456789");
+  ASSERT_EQ(p.channels.size(), 2U);
+  EXPECT_TRUE(p.channels.at("news").signed_urls);
+  EXPECT_TRUE(p.channels.at("news").bind_client);
+  EXPECT_TRUE(p.channels.at("news").encrypted);
+  EXPECT_FALSE(p.channels.at("enc").signed_urls);
+  EXPECT_TRUE(p.channels.at("enc").encrypted);
+  // Gone or too short since the configuration was checked: no secret, so it fails closed.
+  std::ofstream(dir / "secret") << "short\n";
+  p = tc::hls_access_policy(c);
+  EXPECT_EQ(p.secret, "");
+  EXPECT_EQ(tc::hls_verify(p.secret, "news", tc::hls_sign("policy-secret-0123456789", "news", 4'000'000'000), 0, "", false),
+            tc::HlsDenial::kBad);
+  std::filesystem::remove_all(dir);
 }

@@ -11,6 +11,10 @@
 // the channel's Play button and samples the <video> for 12 s. It must have played >= 10 s with no hls.js
 // fatal error and a picture of the fixture's size (see play_hls.mjs for what it checks).
 // A second test stops the source first: the same check must then fail, and say why.
+// A third makes the channel signed and AES-128 encrypted (key rotation every 3 segments):
+// twincastctl hls-url mints a token through the REST API; Chromium plays the page opened
+// with it (>= 10 s, no fatal error); a tampered token and an expired one are refused (403,
+// hls.js fatal error, the page shows it), and curl without a token gets 403.
 //
 // Skipped without root/iproute2/ffmpeg, chromium or node; scripts/setup installs them and
 // playwright-core (npm ci in tests/browser), so CI runs it. Namespaces get a random suffix
@@ -102,14 +106,23 @@ class BrowserNs : public ::testing::Test {
   std::string appliance_log() const { return read_text(dir_ / "twincastd.err"); }
 
   // twincastd in head with one HLS-only channel fed from kGroup; waits until it runs.
-  pid_t start_appliance() {
+  // `protect`: signed URLs and AES-128 (the secret and the API token in dir_).
+  pid_t start_appliance(bool protect = false) {
+    std::string hls = "true", ott_extra, control;
+    if (protect) {
+      std::ofstream(dir_ / "hls.secret") << "browser-test-hls-secret-" << sfx_ << "\n";
+      std::ofstream(dir_ / "api.token") << "browser-test-api-token-" << sfx_ << "\n";
+      hls = "{ signed_urls: true, encrypt: true, key_rotation_segments: 3 }";
+      ott_extra = "  secret_file: " + (dir_ / "hls.secret").string() + "\n";
+      control = "control:\n  api_listen: 127.0.0.1:8080\n  token_file: " + (dir_ / "api.token").string() + "\n";
+    }
     const std::string yaml = "dataplane:\n  lcores: \"0,1\"\n  memory_mb: 512\n  hugepages: false\n  file_prefix: tb" + sfx_ +
-                             "\nports:\n"
+                             "\n" + control + "ports:\n"
                              "  - { name: in, device: \"net_af_packet0,iface=" + veth_in_ + "\", address: " + kInIp + "/24 }\n"
                              "channels:\n"
-                             "  - id: news\n    name: News\n    hls: true\n    inputs:\n"
+                             "  - id: news\n    name: News\n    hls: " + hls + "\n    inputs:\n"
                              "      - { name: rx, udp: { port: in, group: " + std::string(kGroup) + ", udp_port: 5000 } }\n"
-                             "ott:\n  listen: 127.0.0.1:8090\n  segment_seconds: 2\n  window_segments: 3\n";
+                             "ott:\n  listen: 127.0.0.1:8090\n  segment_seconds: 2\n  window_segments: 3\n" + ott_extra;
     std::ofstream(dir_ / "channels.yaml") << yaml;
     const RunResult check = run(shell_quote(tool("twincastd").string()) + " --check " + shell_quote((dir_ / "channels.yaml").string()));
     EXPECT_EQ(check.exit_code, 0) << check.out << yaml;
@@ -138,12 +151,12 @@ class BrowserNs : public ::testing::Test {
   }
 
   // Polls live.m3u8 (curl in head) until it lists `segments` segments; its last text.
-  std::string wait_for_segments(std::size_t segments, std::chrono::milliseconds timeout) {
+  std::string wait_for_segments(std::size_t segments, std::chrono::milliseconds timeout, const std::string& query = "") {
     const auto file = dir_ / "live.m3u8";
     const auto until = std::chrono::steady_clock::now() + timeout;
     std::string text;
     while (std::chrono::steady_clock::now() < until) {
-      if (run("ip netns exec " + head_ + " curl -sS -f -o " + shell_quote(file.string()) + " " + kPage + "hls/news/live.m3u8")
+      if (run("ip netns exec " + head_ + " curl -sS -f -o " + shell_quote(file.string()) + " " + shell_quote(std::string(kPage) + "hls/news/live.m3u8" + query))
               .exit_code == 0) {
         text = read_text(file);
         std::size_t n = 0;
@@ -228,6 +241,68 @@ TEST_F(BrowserNs, AStoppedSourceFailsTheBrowserCheck) {
                         p.err.find("play_hls: FAIL: the video did not start playing") != std::string::npos;
   EXPECT_TRUE(says_why) << p.err;
   EXPECT_LT(json_value(p.summary, "advanced"), 10.0) << p.summary;
+}
+
+// A signed, encrypted channel: a token from twincastctl plays; a wrong and an expired one
+// are refused by the origin and the page says so.
+TEST_F(BrowserNs, ChromiumPlaysASignedEncryptedChannelAndWrongOrExpiredTokensAreRefused) {
+  ASSERT_GT(start_appliance(true), 0);
+  ASSERT_GT(start_sender(), 0);
+  const std::string ctl = "ip netns exec " + head_ + " " + shell_quote(tool("twincastctl").string()) +
+                          " --api 127.0.0.1:8080 --token-file " + shell_quote((dir_ / "api.token").string()) + " ";
+  RunResult minted = run(ctl + "--json hls-url news --ttl 600");
+  ASSERT_EQ(minted.exit_code, 0) << minted.out << appliance_log();
+  const auto field = [](const std::string& json, const std::string& key) {
+    const auto at = json.find("\"" + key + "\":\"");
+    if (at == std::string::npos) return std::string();
+    const auto from = at + key.size() + 4;
+    return json.substr(from, json.find('"', from) - from);
+  };
+  const std::string token = field(minted.out, "token");
+  ASSERT_FALSE(token.empty()) << minted.out;
+  EXPECT_EQ(field(minted.out, "url"), std::string(kPage) + "hls/news/index.m3u8?token=" + token) << minted.out;
+  const RunResult page_url = run(ctl + "hls-url news --ttl 600 --page");
+  EXPECT_EQ(page_url.exit_code, 0) << page_url.out;
+  EXPECT_EQ(page_url.out.rfind(std::string(kPage) + "?channel=news&token=", 0), 0U) << page_url.out;
+
+  const std::string text = wait_for_segments(3, 20s, "?token=" + token);
+  ASSERT_FALSE(HasFailure());
+  EXPECT_NE(text.find("#EXT-X-KEY:METHOD=AES-128,URI=\"key-"), std::string::npos) << text;
+  EXPECT_NE(text.find(".key?token=" + token + "\""), std::string::npos) << text;
+  EXPECT_NE(text.find(".ts?token=" + token + "\n"), std::string::npos) << text;
+  const RunResult bare = run("ip netns exec " + head_ + " curl -sS -o /dev/null -w '%{http_code}' " + kPage + "hls/news/live.m3u8");
+  EXPECT_EQ(bare.out, "403") << bare.out;
+
+  const Play p = play("news", "signed", " --token " + token);
+  std::cout << "play_hls, signed + AES-128: " << p.summary;
+  ASSERT_EQ(p.exit_code, 0) << p.err << p.summary << read_text(dir_ / "sender.err");
+  EXPECT_GE(json_value(p.summary, "advanced"), 10.0) << p.summary;
+  EXPECT_EQ(json_value(p.summary, "videoWidth"), 320.0) << p.summary;
+  EXPECT_EQ(p.summary.find("\"fatal\":true"), std::string::npos) << p.summary;
+
+  // A tampered token (its last MAC character changed), then an expired one.
+  std::string wrong = token;
+  wrong.back() = wrong.back() == 'A' ? 'B' : 'A';
+  const Play w = play("news", "wrong", " --token " + wrong + " --expect-refused");
+  std::cout << "play_hls, wrong token: " << w.summary;
+  EXPECT_EQ(w.exit_code, 0) << w.err << w.summary;
+  EXPECT_NE(w.summary.find("\"fatal\":true"), std::string::npos) << w.summary;
+  EXPECT_NE(w.summary.find("HTTP 403"), std::string::npos) << w.summary;
+
+  minted = run(ctl + "--json hls-url news --ttl 1");
+  ASSERT_EQ(minted.exit_code, 0) << minted.out;
+  const std::string expired = field(minted.out, "token");
+  std::this_thread::sleep_for(2100ms);
+  const Play e = play("news", "expired", " --token " + expired + " --expect-refused");
+  std::cout << "play_hls, expired token: " << e.summary;
+  EXPECT_EQ(e.exit_code, 0) << e.err << e.summary;
+  EXPECT_NE(e.summary.find("HTTP 403"), std::string::npos) << e.summary;
+
+  // The refusals by reason reach the channel's API view.
+  const RunResult view = run(ctl + "--json channel news");
+  EXPECT_NE(view.out.find("\"refused\":{"), std::string::npos) << view.out;
+  EXPECT_EQ(view.out.find("\"bad\":0"), std::string::npos) << view.out;
+  EXPECT_EQ(view.out.find("\"expired\":0"), std::string::npos) << view.out;
 }
 
 }  // namespace

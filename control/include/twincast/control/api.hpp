@@ -6,6 +6,9 @@
 //   GET  /api/v1/channels/{id}          one channel: inputs (TR 101 290, MDI, SRT), outputs, HLS
 //   POST /api/v1/channels/{id}/switch   body {"input":"<input id>"}          (bearer token)
 //   POST /api/v1/reload                 re-read the configuration            (bearer token)
+//   POST /api/v1/channels/{id}/hls-url  a signed HLS URL: body {"ttl_s":3600,"client":"10.0.0.7"}
+//                                       (both optional; or ?ttl_s=&client=)   (bearer token)
+//                                       -> {"channel","url","page_url","token","expires"}
 //   GET  /lineup/iptv.m3u               the multicast lineup (udp://@group:port), LCN order
 //   GET  /lineup/ott.m3u                the HLS lineup (master playlist URLs), LCN order
 //   GET  /metrics                       Prometheus text format 0.0.4 (its own listen address)
@@ -88,6 +91,8 @@ struct ApiHlsView {
   std::uint64_t segment_requests = 0;
   std::uint64_t bytes_served = 0;
   std::uint64_t viewers = 0;
+  // Requests refused for want of a valid token (signed URLs), by reason (hls_denial_name).
+  std::vector<std::pair<std::string, std::uint64_t>> refused;
 };
 
 struct ApiChannelView {
@@ -117,6 +122,15 @@ struct ApiPortView {
   std::uint64_t ring_drops = 0;  // packets lost to full software rings
 };
 
+// A signed HLS URL (hls_auth.hpp), or why there is none.
+struct ApiHlsUrl {
+  std::optional<std::string> error;  // e.g. the channel's HLS is not signed (409)
+  std::string url;                   // <public base>/hls/<id>/index.m3u8?token=<token>
+  std::string page_url;              // <public base>/?channel=<id>&token=<token> (the web page)
+  std::string token;
+  std::int64_t expires = 0;          // Unix seconds
+};
+
 // What a reload did: refused (error set; the running configuration stays) or applied,
 // with the channels by what happened to them.
 struct ApiReloadResult {
@@ -141,6 +155,12 @@ class ApiBackend {
   virtual ApiReloadResult reload() = 0;
   // Values that must never appear in a response (SRT passphrases, keys).
   virtual std::vector<std::string> secrets() { return {}; }
+  // A signed URL of `channel` (known to channels()) valid for `ttl_s` seconds, bound to
+  // `client` when not empty.
+  virtual ApiHlsUrl hls_url(const std::string& channel, std::int64_t ttl_s, const std::string& client) {
+    (void)channel, (void)ttl_s, (void)client;
+    return ApiHlsUrl{.error = "signed HLS URLs are not supported here"};
+  }
 };
 
 struct ApiOptions {

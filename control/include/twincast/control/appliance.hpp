@@ -24,6 +24,14 @@ struct ReloadOutcome {
 // <binary's dir>/../share/twincast/web (an install) when it exists, else empty (no page).
 [[nodiscard]] std::filesystem::path web_dir(const dataplane::OttConfig& ott);
 
+// The configuration the data plane runs: `config`, then for each received ABR rendition r
+// of an HLS channel c a hidden channel "c.r" (rendition_channel_id) with r's inputs, c's
+// service selection (source_service_id, pid_rules, pmt_pid, service_id), failover and
+// priority, no outputs and hls on: its OTT feed is the packager's rendition r of c. The
+// data plane knows nothing of ABR; the API, metrics and twincastctl show config's channels
+// only (a reload's diff names the hidden ones it adds, removes or restarts).
+[[nodiscard]] dataplane::ApplianceConfig dataplane_config(const dataplane::ApplianceConfig& config);
+
 class Appliance {
  public:
   // Brings up EAL (once per process), the ports, the channels and the SRT listeners and

@@ -4,6 +4,8 @@
 //   twincastctl [OPTIONS] channel ID          inputs (TR 101 290, MDI, SRT), outputs, HLS
 //   twincastctl [OPTIONS] switch ID INPUT     make INPUT the active input of channel ID (token)
 //   twincastctl [OPTIONS] reload              re-read the configuration (token)
+//   twincastctl [OPTIONS] hls-url ID [--ttl S] [--client ADDR] [--page]
+//                                             a signed HLS URL (or the web page's) (token)
 //   twincastctl check FILE                    validate a channel map locally (as twincastd --check)
 //
 // Data goes to stdout, messages to stderr; the exit code tells scripts what happened

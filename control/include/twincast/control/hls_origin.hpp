@@ -18,12 +18,32 @@
 //
 // The source's get() runs on the server's threads: it must be thread-safe and quick (a
 // lookup and a shared_ptr copy, no waiting).
+//
+// Access control (set_access; see hls_auth.hpp for the token). A channel with signed_urls
+// answers every /hls/<id>/ request (GET and HEAD: playlists, segments, keys) only with a
+// valid token=<value> in the query; otherwise 403 {"error":"token <reason>"} with
+// Cache-Control: no-store, counted by reason (missing, bad, expired, wrong_client) in the
+// stats and the channel's traffic. The source never sees refused requests. Playlists of such
+// a channel are rewritten per request: every URI in them (segment and variant lines, the
+// URI="..." of EXT-X-KEY, EXT-X-MEDIA, EXT-X-MAP, EXT-X-I-FRAME-STREAM-INF...) gets
+// token=<value> appended to its query (an existing query such as ?start=&end= stays;
+// absolute URIs to other hosts are left alone). Caching of a protected channel's answers:
+// everything is "private" (playlists "private, max-age=<the source's>", segments "private,
+// max-age=86400, immutable") so no shared cache hands one viewer's tokenised playlist, or
+// any resource, to a request without a valid token; a CDN in front of protected channels
+// must validate the tokens itself or pass requests through. A tokenised playlist's ETag is
+// the source's with a hash of the token appended, so a 304 never confirms another viewer's
+// text. Viewers of a protected channel are distinct tokens (one per viewer as minted),
+// not client addresses, which also counts viewers behind one NAT or CDN edge apart.
+// /channels.json gains "signed": true and "encrypted": true for such channels.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -31,7 +51,9 @@
 #include <string_view>
 #include <vector>
 
+#include "twincast/control/hls_auth.hpp"
 #include "twincast/control/http_server.hpp"
+#include "twincast/dataplane/config.hpp"
 
 namespace twincast::control {
 
@@ -81,6 +103,19 @@ struct HlsOriginOptions {
   double key_max_age_s = 86400;
   // Static files above this size are refused (404), so the cache stays small.
   std::size_t max_static_bytes = 16 * 1024 * 1024;
+  // Unix seconds for token expiry (tests); empty: the system clock.
+  std::function<std::int64_t()> now_s;
+};
+
+// Who may fetch a channel's HLS (HlsOrigin::set_access).
+struct HlsChannelAccess {
+  bool signed_urls = false;  // a valid token is required
+  bool bind_client = false;  // ...bound to the requesting client's address
+  bool encrypted = false;    // shown on the web page only (the source encrypts)
+};
+struct HlsAccessPolicy {
+  std::string secret;                                // the HMAC key; empty: protected channels refuse all
+  std::map<std::string, HlsChannelAccess> channels;  // absent: open
 };
 
 // Counters (one writer per request; read with relaxed loads), for /metrics.
@@ -91,6 +126,7 @@ struct HlsOriginStats {
   std::atomic<std::uint64_t> not_found{0};  // the source's nullopt
   std::atomic<std::uint64_t> bad_names{0};  // refused before the source
   std::atomic<std::uint64_t> static_files{0};
+  std::array<std::atomic<std::uint64_t>, kHlsDenialCount> refused{};  // 403s by HlsDenial
 };
 
 // One channel's traffic at the origin (for /metrics). Bytes are the resources' whole sizes
@@ -102,8 +138,14 @@ struct HlsChannelTraffic {
   std::uint64_t segments = 0;
   std::uint64_t keys = 0;
   std::uint64_t bytes = 0;
-  std::uint64_t viewers = 0;
+  std::uint64_t viewers = 0;  // protected channels: distinct valid tokens in the window
+  std::array<std::uint64_t, kHlsDenialCount> refused{};  // 403s by HlsDenial
 };
+
+// The access policy of a configuration's HLS channels, the secret read from
+// ott.secret_file (when a channel signs URLs). An unreadable secret leaves it empty: the
+// protected channels then refuse every request (fail closed) and an error is logged.
+[[nodiscard]] HlsAccessPolicy hls_access_policy(const dataplane::ApplianceConfig& config);
 
 // A channel id or file name the origin passes to its source: 1..128 of [A-Za-z0-9._-],
 // not "." or "..", no "..", not starting with '.'.
@@ -125,6 +167,9 @@ class HlsOrigin {
   [[nodiscard]] const HlsOriginStats& stats() const;
   // Per channel (those requested since start). Any thread.
   [[nodiscard]] std::map<std::string, HlsChannelTraffic> channel_traffic() const;
+  // Replaces the access policy (at start and after each reload). Any thread; requests in
+  // flight finish under the policy they started with.
+  void set_access(HlsAccessPolicy policy);
   static constexpr double kViewerWindowS = 30;
 
  private:

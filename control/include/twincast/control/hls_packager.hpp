@@ -6,15 +6,49 @@
 // playlists are rendered once per new segment and served as they are. The store is the
 // origin's HlsSource:
 //
-//   /hls/<id>/index.m3u8   master playlist: the channel's one rendition with BANDWIDTH and
-//                          AVERAGE-BANDWIDTH measured on its segments, CODECS, RESOLUTION,
-//                          FRAME-RATE (404 until the first segment)
+//   /hls/<id>/index.m3u8   master playlist: every rendition with segments (see ABR), each
+//                          with BANDWIDTH and AVERAGE-BANDWIDTH measured on its segments,
+//                          CODECS, RESOLUTION, FRAME-RATE, lowest bandwidth first (404 until
+//                          the first segment)
 //   /hls/<id>/live.m3u8    media playlist: the last window_segments segments, a
 //                          PROGRAM-DATE-TIME on each, EXT-X-DISCONTINUITY after an input
 //                          switch (the feed's mark) or a timestamp jump
 //   /hls/<id>/event.m3u8   EVENT playlist of every segment the store holds (the DVR window),
 //                          no ENDLIST; rendered at most once per new segment
 //   /hls/<id>/seg-<n>.ts   a segment: PAT, PMT, then from a key frame (decodes alone)
+//
+// ABR (PackagedChannel::renditions; each rendition a "track" with its own segmenter and
+// store, the channel's own output the primary track):
+//   /hls/<id>/live-<r>.m3u8, event-<r>.m3u8, seg-<r>-<n>.ts     rendition r (received: the
+//                          feed of its hidden data-plane channel "<id>.<r>"; transcoded: the
+//                          channel's Transcoder, fed the primary's bytes, one per channel,
+//                          its CPU budget ott.transcode_threads shared by such channels)
+//   /hls/<id>/audio-<pid>.m3u8, audio-<pid>-event.m3u8, audio-<pid>-<n>.ts   alternate audio:
+//                          each audio PID of the primary's program after the first, cut from
+//                          the primary's segments (PAT, a regenerated PMT of that PID alone
+//                          without PCR, the PID's packets as they were), so it has the
+//                          primary's numbers, durations and wall times.
+// The master lists the alternates as EXT-X-MEDIA TYPE=AUDIO GROUP-ID="aud" with their ISO 639
+// language and URI, DEFAULT=NO, AUTOSELECT=YES; the primary's first audio is the group's
+// DEFAULT=YES entry without URI (muxed in every variant, RFC 8216 4.3.4.1), every variant
+// carries AUDIO="aud", its CODECS gain the alternates' codecs and its bandwidths the largest
+// alternate's (RFC 8216 4.3.4.2: a variant's rate includes the renditions it plays with).
+// An alternate is listed while its newest segment is the primary's.
+//   Alignment: a channel with renditions cuts every track with SegmenterConfig::align_to_pts
+// (at the first key frame at or after each multiple of the target on the PTS timeline), so
+// renditions with key frames at the same PTS cut at the same PTS. Sequence numbers: a
+// track's first segment takes the number of its PTS slot (slot = PTS / target, counted from
+// the channel's newest numbered segment of any track; the absolute slot for the channel's
+// first), then the track counts on by one, so the same time slot has the same number in
+// every rendition however late one started. Each segmenter's first segment (from its first
+// key frame to the first boundary: part of a slot another rendition holds whole) is not
+// published. A transcoded segment takes the PROGRAM-DATE-TIME of the primary's segment of
+// the same number (the encoder's delay would shift it otherwise). Limits: a rendition that
+// loses a slot without a discontinuity (no key frame in it) stays one number behind until
+// it restarts; after a discontinuity a track counts on by one as well.
+//   Time ranges work on every media playlist; index.m3u8?start=&end= points each variant and
+// alternate at its own playlist with the range and leaves out those with nothing in it.
+// Memory: the channel's share of ott.memory_mb is split evenly among its tracks.
 //
 // Time ranges (catch-up, timeshift): live.m3u8?start=<t>&end=<t> lists the held segments
 // whose PROGRAM-DATE-TIME is in [start, end); <t> is ISO 8601 UTC
@@ -61,11 +95,32 @@ class OttFeed;
 
 namespace twincast::control {
 
+// One more rendition of a channel (ABR), besides the channel's own output.
+struct PackagedRendition {
+  std::string name;                    // [a-z0-9_-]{1,32}: live-<name>.m3u8, seg-<name>-<n>.ts
+  // Received: the feed of its hidden data-plane channel "<channel>.<name>" (owned by the
+  // data plane; see HlsPackager::detach). nullptr: transcoded from the channel's feed.
+  dataplane::OttFeed* feed = nullptr;
+  std::uint16_t height = 0;            // transcoded: lines
+  std::uint32_t video_kbps = 0;        // transcoded: H.264 bitrate
+  friend bool operator==(const PackagedRendition&, const PackagedRendition&) = default;
+};
+
 struct PackagedChannel {
   std::string id;
   std::string name;
   dataplane::OttFeed* feed = nullptr;  // owned by the data plane; see HlsPackager::detach
+  std::vector<PackagedRendition> renditions{};  // config order; empty: no ABR
+  // AES-128 (hls_auth.hpp): segments encrypted once when stored, keys served as
+  // key-<n>.key while a held segment uses them, a new key every key_rotation_segments
+  // segments (0: one per channel start).
+  bool encrypt = false;
+  std::uint32_t key_rotation_segments = 0;
 };
+
+// The id of rendition `rendition` of channel `channel` as a data-plane channel (and in
+// HlsPackager::detach): "<channel>.<rendition>" ('.' is in no channel id).
+[[nodiscard]] std::string rendition_channel_id(const std::string& channel, const std::string& rendition);
 
 struct HlsChannelStats {
   std::string state;                 // "waiting" (no segment yet), "serving", "stalled"
@@ -97,7 +152,8 @@ class HlsPackager final : public HlsSource {
   // segmenter, window and sequence numbers; others start anew; missing ones are dropped.
   void set_channels(std::vector<PackagedChannel> channels);
   // Stops reading these channels' feeds before the data plane frees them (a reload that
-  // removes or restarts them); their windows stay until set_channels().
+  // removes or restarts them); their windows stay until set_channels(). An id
+  // "<channel>.<rendition>" (rendition_channel_id) detaches that rendition's feed only.
   void detach(const std::vector<std::string>& ids);
 
   void start();  // the packager thread
@@ -107,7 +163,10 @@ class HlsPackager final : public HlsSource {
   // that drive the packager without its thread.
   void poll_once();
 
+  // The channel's primary rendition (its own output), or with `rendition` that rendition's
+  // ("audio-<pid>" for an alternate audio track).
   [[nodiscard]] std::optional<HlsChannelStats> channel_stats(const std::string& id) const;
+  [[nodiscard]] std::optional<HlsChannelStats> rendition_stats(const std::string& id, const std::string& rendition) const;
 
   // HlsSource (the origin's threads).
   std::optional<HlsResource> get(std::string_view channel, std::string_view name, std::string_view query) override;

@@ -1,0 +1,544 @@
+// ABR in the HLS packager: received renditions, PTS-aligned segment boundaries and numbers,
+// the master playlist, alternate audio, and real players (ffmpeg, ffprobe) over HTTP.
+//
+// One ffmpeg run makes two renditions of the same content (so the same timestamps and key
+// frames at the same PTS, every second): "hi" 640x360 with two audio tracks (eng AAC,
+// deu AC-3) is the channel's own output, "lo" 320x180 with one audio a received rendition.
+// They go through real OttFeeds (the EAL --no-huge) into the packager, interleaved by their
+// file times, "lo" joining a few seconds late (as a rendition that starts after the others).
+#include <gtest/gtest.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <functional>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <span>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dataplane/eal_harness.hpp"
+#include "tests_common.hpp"
+#include "twincast/control/hls_auth.hpp"
+#include "twincast/control/hls_origin.hpp"
+#include "twincast/control/hls_packager.hpp"
+#include "twincast/dataplane/ott_feed.hpp"
+#include "twincast/mpegts/file_times.hpp"
+#include "twincast/mpegts/pes.hpp"
+
+namespace twincast::control {
+namespace {
+
+namespace fs = std::filesystem;
+namespace tt = twincast::test;
+using mpegts::TsPacket;
+
+const auto* const g_env =
+    ::testing::AddGlobalTestEnvironment(new tt::EalEnvironment("tchls_abr_", "control_hls_abr_test"));
+
+constexpr std::int64_t kT0 = 1'795'642'800'000;  // 2026-11-25T21:40:00Z
+
+struct Ladder {
+  fs::path dir = tt::temp_dir("hls_abr");
+  std::vector<TsPacket> hi, lo;
+  std::vector<std::uint64_t> hi_ms, lo_ms;
+  Ladder() {
+    // Key frames forced every second in both encodes (and -g 25 without scene cuts).
+    const std::string x264 =
+        "-c:v libx264 -preset veryfast -g 25 -keyint_min 25 -sc_threshold 0 -force_key_frames 'expr:gte(t,n_forced)' "
+        "-pix_fmt yuv420p";
+    const std::string cmd =
+        "ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=640x360:rate=25:duration=14 "
+        "-f lavfi -i sine=frequency=440:sample_rate=48000:duration=14 "
+        "-f lavfi -i sine=frequency=660:sample_rate=48000:duration=14 "
+        "-filter_complex '[0:v]split=2[hi][x];[x]scale=320:180[lo]' "
+        "-map '[hi]' -map 1:a -map 2:a " + x264 + " -b:v 900k -c:a:0 aac -b:a:0 96k -c:a:1 ac3 -b:a:1 128k "
+        "-metadata:s:a:0 language=eng -metadata:s:a:1 language=deu -mpegts_start_pid 0x100 -f mpegts " +
+        tt::shell_quote((dir / "hi.ts").string()) + " -map '[lo]' -map 1:a " + x264 +
+        " -b:v 250k -c:a aac -b:a 64k -metadata:s:a:0 language=eng -mpegts_start_pid 0x100 -f mpegts " +
+        tt::shell_quote((dir / "lo.ts").string()) + " 2>&1";
+    const auto r = tt::run(cmd);
+    if (r.exit_code != 0) throw std::runtime_error("ffmpeg: " + r.out);
+    hi = tt::read_packets(dir / "hi.ts");
+    lo = tt::read_packets(dir / "lo.ts");
+    for (auto ns : mpegts::file_times(hi).ns) hi_ms.push_back(ns / 1'000'000);
+    for (auto ns : mpegts::file_times(lo).ns) lo_ms.push_back(ns / 1'000'000);
+  }
+};
+const Ladder& ladder() {
+  static const Ladder l;
+  return l;
+}
+
+struct Clock {
+  std::uint64_t mono_ns = 0;
+};
+
+// --- reading what the packager serves ---
+
+struct VariantLine {
+  std::map<std::string, std::string> attrs;
+  std::string uri;
+};
+
+std::map<std::string, std::string> attributes(const std::string& list) {
+  std::map<std::string, std::string> out;
+  static const std::regex kAttr(R"re(([A-Z0-9-]+)=("[^"]*"|[^,]*))re");
+  for (auto it = std::sregex_iterator(list.begin(), list.end(), kAttr); it != std::sregex_iterator(); ++it) {
+    std::string v = (*it)[2];
+    if (v.size() >= 2 && v.front() == '"') v = v.substr(1, v.size() - 2);
+    out[(*it)[1]] = v;
+  }
+  return out;
+}
+
+struct Master {
+  std::vector<VariantLine> variants;
+  std::vector<std::map<std::string, std::string>> media;
+};
+
+Master parse_master(const std::string& text) {
+  Master m;
+  std::istringstream in(text);
+  std::string l;
+  while (std::getline(in, l)) {
+    if (l.rfind("#EXT-X-STREAM-INF:", 0) == 0) {
+      VariantLine v;
+      v.attrs = attributes(l.substr(18));
+      std::getline(in, v.uri);
+      m.variants.push_back(std::move(v));
+    } else if (l.rfind("#EXT-X-MEDIA:", 0) == 0) {
+      m.media.push_back(attributes(l.substr(13)));
+    }
+  }
+  return m;
+}
+
+struct MediaSeg {
+  std::uint64_t sequence = 0;
+  double duration_s = 0;
+  std::int64_t pdt_ms = 0;
+  std::string uri;
+};
+
+struct Media {
+  std::uint64_t media_sequence = 0;
+  bool end_list = false;
+  std::vector<MediaSeg> segs;
+};
+
+std::int64_t iso_ms(const std::string& s) {  // "2026-11-25T21:40:00.123Z"
+  std::tm tm{};
+  tm.tm_year = std::stoi(s.substr(0, 4)) - 1900;
+  tm.tm_mon = std::stoi(s.substr(5, 2)) - 1;
+  tm.tm_mday = std::stoi(s.substr(8, 2));
+  tm.tm_hour = std::stoi(s.substr(11, 2));
+  tm.tm_min = std::stoi(s.substr(14, 2));
+  tm.tm_sec = std::stoi(s.substr(17, 2));
+  return static_cast<std::int64_t>(timegm(&tm)) * 1000 + (s.size() >= 23 && s[19] == '.' ? std::stoi(s.substr(20, 3)) : 0);
+}
+
+Media parse_media(const std::string& text) {
+  Media p;
+  std::istringstream in(text);
+  MediaSeg e;
+  for (std::string l; std::getline(in, l);) {
+    if (l.rfind("#EXT-X-MEDIA-SEQUENCE:", 0) == 0) p.media_sequence = std::stoull(l.substr(22));
+    else if (l == "#EXT-X-ENDLIST") p.end_list = true;
+    else if (l.rfind("#EXT-X-PROGRAM-DATE-TIME:", 0) == 0) e.pdt_ms = iso_ms(l.substr(25));
+    else if (l.rfind("#EXTINF:", 0) == 0) e.duration_s = std::stod(l.substr(8));
+    else if (!l.empty() && l[0] != '#') {
+      e.uri = l;
+      e.sequence = p.media_sequence + p.segs.size();
+      p.segs.push_back(e);
+      e = MediaSeg{};
+    }
+  }
+  return p;
+}
+
+// PTS of the first video PES of a segment.
+std::optional<std::uint64_t> first_video_pts(const std::string& bytes) {
+  for (std::size_t at = 0; at + mpegts::kPacketSize <= bytes.size(); at += mpegts::kPacketSize) {
+    TsPacket p;
+    std::memcpy(p.bytes.data(), bytes.data() + at, mpegts::kPacketSize);
+    if (!p.payload_unit_start() || p.pid() < 0x20) continue;
+    const auto h = mpegts::parse_pes_header(p.payload());
+    if (h && h->has_pts && (h->stream_id & 0xF0) == 0xE0) return h->pts;
+  }
+  return std::nullopt;
+}
+
+class Abr : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static int n = 0;
+    pool_ = rte_pktmbuf_pool_create(("tc_hlsabr" + std::to_string(n++)).c_str(), 2047, 0, 0,
+                                    static_cast<std::uint16_t>(RTE_PKTMBUF_HEADROOM + dataplane::OttFeed::kChunkBytes),
+                                    SOCKET_ID_ANY);
+    ASSERT_NE(pool_, nullptr);
+    config_.segment_seconds = 2;
+    config_.window_segments = 10;
+    config_.memory_mb = 64;
+    HlsPackagerOptions o;
+    o.mono_ns = [this] { return clock_.mono_ns; };
+    o.wall_ms = [this] { return kT0 + static_cast<std::int64_t>(clock_.mono_ns / 1'000'000); };
+    packager_ = std::make_unique<HlsPackager>(config_, o);
+    static int f = 0;
+    hi_feed_ = std::make_unique<dataplane::OttFeed>("tc_hlsabr_f" + std::to_string(f++), 1024, pool_);
+    lo_feed_ = std::make_unique<dataplane::OttFeed>("tc_hlsabr_f" + std::to_string(f++), 1024, pool_);
+    packager_->set_channels({PackagedChannel{"news", "News", hi_feed_.get(), {PackagedRendition{"lo", lo_feed_.get()}}}});
+  }
+  void TearDown() override {
+    origin_.reset();
+    packager_.reset();
+    hi_feed_.reset();
+    lo_feed_.reset();
+    if (pool_ != nullptr) {
+      EXPECT_EQ(rte_mempool_in_use_count(pool_), 0u);
+      rte_mempool_free(pool_);
+    }
+  }
+
+  // Both files in time order, "lo" from `lo_from_ms` of file time on (none: kNoLo).
+  static constexpr std::uint64_t kNoLo = ~std::uint64_t{0};
+  void feed(std::uint64_t lo_from_ms) {
+    const Ladder& l = ladder();
+    constexpr std::size_t kN = dataplane::OttFeed::kChunkPackets;
+    std::size_t hi_at = 0, lo_at = 0, chunks = 0;
+    while (lo_at < l.lo.size() && (lo_from_ms == kNoLo || l.lo_ms[lo_at] < lo_from_ms)) ++lo_at;
+    while (hi_at < l.hi.size() || lo_at < l.lo.size()) {
+      const bool take_hi = lo_at >= l.lo.size() || (hi_at < l.hi.size() && l.hi_ms[hi_at] <= l.lo_ms[lo_at]);
+      const auto& pk = take_hi ? l.hi : l.lo;
+      const auto& ms = take_hi ? l.hi_ms : l.lo_ms;
+      std::size_t& at = take_hi ? hi_at : lo_at;
+      const std::size_t n = std::min(kN, pk.size() - at);
+      const std::uint64_t ns = ms[at] * 1'000'000;
+      clock_.mono_ns = std::max(clock_.mono_ns, ns);
+      (take_hi ? hi_feed_ : lo_feed_)->on_packets(0, std::span<const TsPacket>(pk.data() + at, n), ns);
+      at += n;
+      if (++chunks % 64 == 0) packager_->poll_once();
+    }
+    packager_->poll_once();
+    ASSERT_EQ(hi_feed_->stats().dropped_chunks, 0u);
+    ASSERT_EQ(lo_feed_->stats().dropped_chunks, 0u);
+  }
+
+  std::string get(const std::string& name, const std::string& query = "") {
+    const auto r = packager_->get("news", name, query);
+    if (!r) return {};
+    return *r->body;
+  }
+
+  std::uint16_t serve() {
+    origin_ = std::make_unique<HlsOrigin>(*packager_);
+    origin_->listen("127.0.0.1:0");
+    origin_->start();
+    return origin_->ports().at(0);
+  }
+
+  rte_mempool* pool_ = nullptr;
+  dataplane::OttConfig config_;
+  Clock clock_;
+  std::unique_ptr<HlsPackager> packager_;
+  std::unique_ptr<dataplane::OttFeed> hi_feed_, lo_feed_;
+  std::unique_ptr<HlsOrigin> origin_;
+};
+
+// Average rate of a media playlist's segments: their bytes over their EXTINF.
+double measured_bps(Abr* t, const Media& m, const std::function<std::string(const std::string&)>& fetch) {
+  (void)t;
+  double bits = 0, secs = 0;
+  for (const auto& s : m.segs) {
+    bits += static_cast<double>(fetch(s.uri).size()) * 8;
+    secs += s.duration_s;
+  }
+  return bits / secs;
+}
+
+TEST_F(Abr, MasterListsRenditionsWithMeasuredRatesAndAlternateAudio) {
+  feed(3'300);
+  const std::string text = get("index.m3u8");
+  SCOPED_TRACE(text);
+  RecordProperty("master", text);  // --gtest_output=xml shows it
+  const Master m = parse_master(text);
+  ASSERT_EQ(m.variants.size(), 2u);
+  // Lowest bandwidth first.
+  EXPECT_EQ(m.variants[0].uri, "live-lo.m3u8");
+  EXPECT_EQ(m.variants[1].uri, "live.m3u8");
+  EXPECT_EQ(m.variants[0].attrs.at("RESOLUTION"), "320x180");
+  EXPECT_EQ(m.variants[1].attrs.at("RESOLUTION"), "640x360");
+  for (const auto& v : m.variants) {
+    EXPECT_EQ(v.attrs.at("FRAME-RATE"), "25.000");
+    EXPECT_EQ(v.attrs.at("AUDIO"), "aud");
+    const std::string codecs = v.attrs.at("CODECS");
+    EXPECT_NE(codecs.find("avc1.64"), std::string::npos) << codecs;  // High profile, from the SPS
+    EXPECT_NE(codecs.find("mp4a.40.2"), std::string::npos) << codecs;
+    EXPECT_NE(codecs.find("ac-3"), std::string::npos) << codecs;       // the alternate's codec too
+    EXPECT_GE(std::stoull(v.attrs.at("BANDWIDTH")), std::stoull(v.attrs.at("AVERAGE-BANDWIDTH")));
+  }
+  // Alternate audio: the muxed default (no URI) and the second PID with its language.
+  ASSERT_EQ(m.media.size(), 2u);
+  EXPECT_EQ(m.media[0].at("LANGUAGE"), "eng");
+  EXPECT_EQ(m.media[0].at("DEFAULT"), "YES");
+  EXPECT_EQ(m.media[0].count("URI"), 0u);
+  EXPECT_EQ(m.media[1].at("TYPE"), "AUDIO");
+  EXPECT_EQ(m.media[1].at("GROUP-ID"), "aud");
+  EXPECT_EQ(m.media[1].at("LANGUAGE"), "deu");
+  EXPECT_EQ(m.media[1].at("DEFAULT"), "NO");
+  EXPECT_EQ(m.media[1].at("AUTOSELECT"), "YES");
+  const std::string audio_uri = m.media[1].at("URI");
+  EXPECT_TRUE(std::regex_match(audio_uri, std::regex(R"(audio-[0-9]+\.m3u8)"))) << audio_uri;
+
+  // AVERAGE-BANDWIDTH is measured: the variant's segments (all held: 10-segment window) plus
+  // the alternate's, bytes over EXTINF.
+  const auto fetch = [this](const std::string& uri) { return get(uri); };
+  const Media audio = parse_media(get(audio_uri));
+  ASSERT_GE(audio.segs.size(), 4u);
+  const double audio_bps = measured_bps(this, audio, fetch);
+  EXPECT_GT(audio_bps, 100e3);  // AC-3 at 128k plus its TS overhead
+  EXPECT_LT(audio_bps, 200e3);
+  for (const auto& v : m.variants) {
+    const Media media = parse_media(get(v.uri));
+    const double bps = measured_bps(this, media, fetch) + audio_bps;
+    const double avg = std::stod(v.attrs.at("AVERAGE-BANDWIDTH"));
+    EXPECT_NEAR(avg / bps, 1.0, 0.03) << v.uri << " " << avg << " vs " << bps;
+  }
+  EXPECT_GT(std::stod(m.variants[1].attrs.at("AVERAGE-BANDWIDTH")),
+            2 * std::stod(m.variants[0].attrs.at("AVERAGE-BANDWIDTH")) - audio_bps);
+
+  // Stats per rendition.
+  const auto hi = packager_->channel_stats("news");
+  const auto lo = packager_->rendition_stats("news", "lo");
+  ASSERT_TRUE(hi && lo);
+  EXPECT_EQ(hi->state, "serving");
+  EXPECT_EQ(lo->state, "serving");
+  EXPECT_LT(lo->segments, hi->segments);  // it joined late
+  EXPECT_FALSE(packager_->rendition_stats("news", "nope").has_value());
+}
+
+TEST_F(Abr, RenditionsShareBoundariesAndSequenceNumbersThoughOneStartedLate) {
+  feed(3'300);
+  const Media hi = parse_media(get("live.m3u8"));
+  const Media lo = parse_media(get("live-lo.m3u8"));
+  ASSERT_GE(hi.segs.size(), 5u);
+  ASSERT_GE(lo.segs.size(), 4u);
+  EXPECT_GT(lo.media_sequence, hi.media_sequence);  // lo starts later ...
+  std::map<std::uint64_t, std::uint64_t> hi_pts;
+  for (const auto& s : hi.segs) {
+    EXPECT_EQ(s.uri, "seg-" + std::to_string(s.sequence) + ".ts");
+    const auto pts = first_video_pts(get(s.uri));
+    ASSERT_TRUE(pts.has_value()) << s.uri;
+    hi_pts[s.sequence] = *pts;
+  }
+  std::size_t common = 0;
+  for (std::size_t i = 0; i < lo.segs.size(); ++i) {
+    const auto& s = lo.segs[i];
+    EXPECT_EQ(s.uri, "seg-lo-" + std::to_string(s.sequence) + ".ts");
+    const auto pts = first_video_pts(get(s.uri));
+    ASSERT_TRUE(pts.has_value()) << s.uri;
+    const auto it = hi_pts.find(s.sequence);
+    ASSERT_NE(it, hi_pts.end()) << s.uri;  // ... on a slot hi has too, with hi's number
+    EXPECT_EQ(*pts, it->second) << s.uri;   // and the same first PTS
+    // Segments after the first cut on the 2 s PTS grid: at the first key frame (1 s GOP)
+    // at or after a multiple of 180000.
+    if (i > 0) {
+      EXPECT_LT(*pts % 180'000, 90'000u) << *pts;
+    }
+    ++common;
+  }
+  EXPECT_GE(common, 4u);
+}
+
+TEST_F(Abr, AudioOnlySegmentsHoldOneStreamAndPlaylistsPlayInFfmpeg) {
+  feed(3'300);
+  const Master m = parse_master(get("index.m3u8"));
+  ASSERT_EQ(m.media.size(), 2u);
+  const std::string audio_uri = m.media[1].at("URI");
+  const Media audio = parse_media(get(audio_uri));
+  const Media hi = parse_media(get("live.m3u8"));
+  ASSERT_FALSE(audio.segs.empty());
+  // The audio track has the primary's numbers and durations.
+  EXPECT_EQ(audio.media_sequence, hi.media_sequence);
+  ASSERT_EQ(audio.segs.size(), hi.segs.size());
+  for (std::size_t i = 0; i < audio.segs.size(); ++i) EXPECT_DOUBLE_EQ(audio.segs[i].duration_s, hi.segs[i].duration_s);
+
+  const fs::path dir = tt::temp_dir("hls_abr_audio");
+  const std::string seg = get(audio.segs[1].uri);
+  ASSERT_FALSE(seg.empty());
+  ASSERT_EQ(seg.size() % 188, 0u);
+  tt::write_file(dir / "a.ts", std::vector<std::uint8_t>(seg.begin(), seg.end()));
+  const std::string file = tt::shell_quote((dir / "a.ts").string());
+  const auto count = tt::run("ffprobe -v error -show_entries format=nb_streams,nb_programs -of default=nw=1 " + file + " 2>&1");
+  EXPECT_EQ(count.out, "nb_streams=1\nnb_programs=1\n");
+  const auto probe = tt::run("ffprobe -v error -select_streams 0 -show_entries stream=codec_type,codec_name:stream_tags=language "
+                             "-of default=nw=1 " + file + " 2>&1");
+  EXPECT_EQ(probe.exit_code, 0) << probe.out;
+  EXPECT_NE(probe.out.find("codec_name=ac3\ncodec_type=audio\n"), std::string::npos) << probe.out;
+  EXPECT_NE(probe.out.find("TAG:language=deu\n"), std::string::npos) << probe.out;
+
+  // Through the real origin: the master with a time range ending before the newest
+  // segment is VOD everywhere, so ffmpeg reads every variant and the alternate to the end.
+  const std::uint16_t port = serve();
+  // End: half a second before the newest primary segment's start, so every playlist of
+  // the range is over (VOD).
+  const std::int64_t end = hi.segs.back().pdt_ms - 500;
+  const std::string query = "end=" + std::to_string(end / 1000) + "." + std::to_string(end % 1000 + 1000).substr(1);
+  const std::string ranged = get("index.m3u8", query);
+  SCOPED_TRACE(ranged);
+  const Master rm = parse_master(ranged);
+  ASSERT_EQ(rm.variants.size(), 2u);
+  ASSERT_EQ(rm.media.size(), 2u);
+  for (const auto& v : rm.variants) {
+    const auto q = v.uri.find('?');
+    ASSERT_NE(q, std::string::npos) << v.uri;
+    const Media vm = parse_media(get(v.uri.substr(0, q), v.uri.substr(q + 1)));
+    EXPECT_TRUE(vm.end_list) << v.uri;
+    EXPECT_GE(vm.segs.size(), 2u) << v.uri;
+  }
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/hls/news/index.m3u8?" + query;
+  const auto play = tt::run("timeout 120 ffmpeg -hide_banner -nostdin -v error -i " + tt::shell_quote(url) +
+                            " -map 0 -f null - 2>&1");
+  EXPECT_EQ(play.exit_code, 0) << play.out;
+  EXPECT_EQ(play.out, "") << play.out;
+  const auto streams = tt::run("timeout 60 ffprobe -v error -show_entries stream=codec_type,codec_name,height -of csv=p=0 " +
+                               tt::shell_quote(url) + " 2>&1");
+  EXPECT_EQ(streams.exit_code, 0) << streams.out;
+  for (const char* want : {"h264,video,180", "h264,video,360", "aac,audio", "ac3,audio"})
+    EXPECT_NE(streams.out.find(want), std::string::npos) << want << "\n" << streams.out;
+}
+
+TEST_F(Abr, DvrRangesWorkForEveryRendition) {
+  feed(3'300);
+  const Media lo = parse_media(get("live-lo.m3u8"));
+  ASSERT_GE(lo.segs.size(), 4u);
+  // From the start of the feed to 7 s in: VOD (a held segment starts after the end).
+  const std::string q = "start=" + std::to_string(kT0 / 1000) + "&end=" + std::to_string(kT0 / 1000 + 7);
+  for (const char* name : {"live.m3u8", "live-lo.m3u8"}) {
+    const std::string text = get(name, q);
+    ASSERT_FALSE(text.empty()) << name;
+    const Media m = parse_media(text);
+    EXPECT_TRUE(m.end_list) << name;
+    EXPECT_FALSE(m.segs.empty()) << name;
+  }
+  const Master rm = parse_master(get("index.m3u8", q));
+  EXPECT_EQ(rm.variants.size(), 2u);
+  for (const auto& v : rm.variants) EXPECT_NE(v.uri.find("?start="), std::string::npos) << v.uri;
+  // Event playlists per rendition.
+  EXPECT_FALSE(get("event-lo.m3u8").empty());
+  EXPECT_TRUE(get("event-nope.m3u8").empty());
+  EXPECT_TRUE(get("seg-nope-1.ts").empty());
+}
+
+TEST_F(Abr, TranscodedRungIsAlignedWithTheSourceAndPlays) {
+  // The channel fed one rendition, configured with a transcoded rung (libx264 180p).
+  packager_->set_channels({PackagedChannel{"news", "News", hi_feed_.get(), {PackagedRendition{"t180", nullptr, 180, 300}}}});
+  feed(kNoLo);
+  // The transcoder works on its own threads: poll until the rung has segments.
+  for (int i = 0; i < 600; ++i) {
+    packager_->poll_once();
+    const auto st = packager_->rendition_stats("news", "t180");
+    ASSERT_TRUE(st);
+    if (st->segments >= 4) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const auto st = packager_->rendition_stats("news", "t180");
+  ASSERT_GE(st->segments, 4u) << packager_->channels_json();
+  const std::string text = get("index.m3u8");
+  SCOPED_TRACE(text);
+  const Master m = parse_master(text);
+  ASSERT_EQ(m.variants.size(), 2u);
+  EXPECT_EQ(m.variants[0].uri, "live-t180.m3u8");
+  EXPECT_EQ(m.variants[0].attrs.at("RESOLUTION"), "320x180");
+  EXPECT_NE(m.variants[0].attrs.at("CODECS").find("avc1."), std::string::npos);
+  EXPECT_LT(std::stoull(m.variants[0].attrs.at("AVERAGE-BANDWIDTH")), std::stoull(m.variants[1].attrs.at("AVERAGE-BANDWIDTH")));
+
+  const Media hi = parse_media(get("live.m3u8"));
+  const Media t = parse_media(get("live-t180.m3u8"));
+  std::map<std::uint64_t, std::pair<std::uint64_t, std::int64_t>> hi_seg;  // sequence -> first PTS, PDT
+  for (const auto& s : hi.segs) hi_seg[s.sequence] = {*first_video_pts(get(s.uri)), s.pdt_ms};
+  std::size_t common = 0;
+  for (const auto& s : t.segs) {
+    const auto pts = first_video_pts(get(s.uri));
+    ASSERT_TRUE(pts.has_value()) << s.uri;
+    const auto it = hi_seg.find(s.sequence);
+    ASSERT_NE(it, hi_seg.end()) << s.uri;
+    EXPECT_EQ(*pts, it->second.first) << s.uri;   // cut at the same key frame
+    EXPECT_EQ(s.pdt_ms, it->second.second) << s.uri;  // the source's wall time, not the encoder's
+    ++common;
+  }
+  EXPECT_GE(common, 4u);
+  const std::uint16_t port = serve();
+  const std::int64_t end = t.segs.back().pdt_ms - 500;  // t180's newest segment starts after: every playlist is over
+  const std::string query = "end=" + std::to_string(end / 1000) + "." + std::to_string(end % 1000 + 1000).substr(1);
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/hls/news/index.m3u8?" + query;
+  const auto play = tt::run("timeout 120 ffmpeg -hide_banner -nostdin -v error -i " + tt::shell_quote(url) + " -map 0 -f null - 2>&1");
+  EXPECT_EQ(play.exit_code, 0) << play.out;
+  EXPECT_EQ(play.out, "") << play.out;
+}
+
+TEST_F(Abr, ReloadOfOneRenditionLeavesTheOthersAlone) {
+  feed(3'300);
+  const auto hi_before = packager_->get("news", "live.m3u8", "");
+  const std::string lo_before = get("live-lo.m3u8");
+  ASSERT_TRUE(hi_before && !lo_before.empty());
+  // A reload restarts the hidden channel "news.lo" only: its feed is detached, then a new one given.
+  packager_->detach({rendition_channel_id("news", "lo")});
+  auto lo2 = std::make_unique<dataplane::OttFeed>("tc_hlsabr_re", 64, pool_);
+  packager_->set_channels({PackagedChannel{"news", "News", hi_feed_.get(), {PackagedRendition{"lo", lo2.get()}}}});
+  const auto hi_after = packager_->get("news", "live.m3u8", "");
+  ASSERT_TRUE(hi_after);
+  EXPECT_EQ(hi_after->body, hi_before->body);  // the same rendered text: nothing restarted
+  EXPECT_EQ(get("live-lo.m3u8"), lo_before);   // the window stays until new segments come
+  EXPECT_EQ(packager_->rendition_stats("news", "lo")->segments, 0u);  // a new segmenter
+  EXPECT_EQ(packager_->rendition_stats("news", "lo")->held_segments, parse_media(lo_before).segs.size());
+  // Dropping the rendition drops its playlists; the master lists the primary alone.
+  packager_->set_channels({PackagedChannel{"news", "News", hi_feed_.get()}});
+  EXPECT_TRUE(get("live-lo.m3u8").empty());
+  EXPECT_EQ(parse_master(get("index.m3u8")).variants.size(), 1u);
+  EXPECT_FALSE(get("live.m3u8").empty());
+  packager_.reset();
+  lo2.reset();
+}
+
+TEST_F(Abr, EncryptedRenditionsHaveTheirOwnKeys) {
+  PackagedChannel c{"news", "News", hi_feed_.get(), {PackagedRendition{"lo", lo_feed_.get()}}};
+  c.encrypt = true;
+  packager_->set_channels({c});
+  feed(0);
+  std::map<std::string, std::string> key_of;  // playlist -> its first key URI
+  for (const char* name : {"live.m3u8", "live-lo.m3u8"}) {
+    const std::string text = get(name);
+    const std::string tag = "#EXT-X-KEY:METHOD=AES-128,URI=\"";
+    const auto at = text.find(tag);
+    ASSERT_NE(at, std::string::npos) << text;
+    const auto from = at + tag.size();
+    key_of[name] = text.substr(from, text.find('"', from) - from);
+    const Media m = parse_media(text);
+    ASSERT_FALSE(m.segs.empty());
+    const auto key = packager_->get("news", key_of[name], "");
+    ASSERT_TRUE(key) << key_of[name];
+    HlsKey k;
+    ASSERT_EQ(key->body->size(), 16u);
+    std::memcpy(k.bytes.data(), key->body->data(), 16);
+    const auto plain = hls_decrypt(k, m.segs[0].sequence, get(m.segs[0].uri));
+    ASSERT_TRUE(plain.has_value()) << name;
+    EXPECT_EQ(static_cast<unsigned char>((*plain)[0]), 0x47u) << name;
+    EXPECT_TRUE(first_video_pts(*plain).has_value()) << name;
+  }
+  EXPECT_NE(key_of["live.m3u8"], key_of["live-lo.m3u8"]);
+}
+
+}  // namespace
+}  // namespace twincast::control

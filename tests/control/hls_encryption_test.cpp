@@ -1,0 +1,344 @@
+// End to end: a signed, AES-128 encrypted channel through the real packager (a real
+// OttFeed fed with the h264_aac.ts fixture, its key rotating every 2 segments) and the real
+// origin over HTTP. ffmpeg plays index.m3u8?start=&end=&token= (master -> media -> keys ->
+// segments, all with the token the origin copied into the URIs); the openssl CLI decrypts a
+// segment with the key the origin served; a raw segment is not a transport stream; without
+// a token ffmpeg is refused; a key goes (404) once no held segment uses it.
+#include <gtest/gtest.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <regex>
+#include <set>
+#include <span>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "control/http_reply.hpp"
+#include "dataplane/eal_harness.hpp"
+#include "tests_common.hpp"
+#include "twincast/control/hls_auth.hpp"
+#include "twincast/control/hls_origin.hpp"
+#include "twincast/control/hls_packager.hpp"
+#include "twincast/dataplane/ott_feed.hpp"
+#include "twincast/mpegts/file_times.hpp"
+#include "twincast/mpegts/hls.hpp"
+#include "twincast/mpegts/pes.hpp"
+
+namespace twincast::control {
+namespace {
+
+namespace fs = std::filesystem;
+namespace tt = twincast::test;
+namespace http = boost::beast::http;
+using mpegts::TsPacket;
+using tcp = boost::asio::ip::tcp;
+
+const auto* const g_env =
+    ::testing::AddGlobalTestEnvironment(new tt::EalEnvironment("tchls_enc_", "control_hls_encryption_test"));
+
+constexpr std::int64_t kT0 = 1'795'642'800'000;  // 2026-11-25T21:40:00Z (the playlists' wall clock)
+constexpr std::int64_t kCopyMs = 6'100;
+constexpr const char* kSecret = "encryption-test-secret-0123456789";
+
+void write_ts(std::uint8_t* b, std::uint8_t prefix, std::uint64_t t) {
+  b[0] = static_cast<std::uint8_t>((std::uint64_t{prefix} << 4) | ((t >> 29) & 0x0E) | 1);
+  b[1] = static_cast<std::uint8_t>(t >> 22);
+  b[2] = static_cast<std::uint8_t>(((t >> 14) & 0xFE) | 1);
+  b[3] = static_cast<std::uint8_t>(t >> 7);
+  b[4] = static_cast<std::uint8_t>(((t << 1) & 0xFE) | 1);
+}
+
+// PCR, PTS and DTS moved forward by `ms` (copies of the file chained into one timeline).
+std::vector<TsPacket> shifted(std::vector<TsPacket> pkts, std::int64_t ms) {
+  const auto ticks = static_cast<std::uint64_t>(ms) * 90;
+  for (auto& p : pkts) {
+    if (p.has_pcr()) p.set_pcr(p.pcr() + ticks * 300);
+    if (!p.payload_unit_start() || p.pid() < 0x100 || p.pid() >= 0x1000) continue;
+    auto pl = p.payload();
+    const auto h = mpegts::parse_pes_header(pl);
+    if (!h || !h->has_pts) continue;
+    write_ts(pl.data() + 9, h->has_dts ? 3 : 2, (h->pts + ticks) % mpegts::kPtsWrap);
+    if (h->has_dts) write_ts(pl.data() + 14, 1, (h->dts + ticks) % mpegts::kPtsWrap);
+  }
+  return pkts;
+}
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+tt::HttpReply fetch(std::uint16_t port, const std::string& target) {
+  boost::asio::io_context ioc;
+  boost::beast::tcp_stream s(ioc);
+  s.expires_after(std::chrono::seconds(5));
+  s.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port));
+  http::request<http::empty_body> req{http::verb::get, target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  req.keep_alive(false);
+  http::write(s, req);
+  boost::beast::flat_buffer buf;
+  return tt::read_reply(s, buf, false);
+}
+
+struct Listed {
+  std::uint64_t sequence = 0;
+  std::int64_t pdt_ms = 0;
+  std::string key;  // the EXT-X-KEY URI in force
+};
+
+// The entries of a media playlist with the key in force for each.
+std::vector<Listed> entries(const std::string& text) {
+  std::vector<Listed> out;
+  std::istringstream in(text);
+  std::string key;
+  Listed e;
+  const std::regex key_re(R"re(#EXT-X-KEY:METHOD=AES-128,URI="([^"]+)")re");
+  for (std::string l; std::getline(in, l);) {
+    std::smatch m;
+    if (std::regex_match(l, m, key_re)) key = m[1];
+    if (l.rfind("#EXT-X-PROGRAM-DATE-TIME:", 0) == 0) {
+      // Only ordering matters here: ms since kT0's day from "...THH:MM:SS.mmmZ".
+      const std::string value = l.substr(l.find(':') + 1);  // "2026-11-25T21:40:00.000Z"
+      const std::string t = value.substr(value.find('T') + 1);
+      e.pdt_ms = ((std::stoll(t.substr(0, 2)) * 60 + std::stoll(t.substr(3, 2))) * 60 + std::stoll(t.substr(6, 2))) * 1000 +
+                 std::stoll(t.substr(9, 3));
+    }
+    if (l.rfind("seg-", 0) == 0) {
+      e.sequence = std::stoull(l.substr(4));
+      e.key = key;
+      out.push_back(e);
+      e = Listed{};
+    }
+  }
+  return out;
+}
+
+std::string hex(const std::string& bytes) {
+  std::string out;
+  char b[3];
+  for (char c : bytes) {
+    std::snprintf(b, sizeof b, "%02x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+    out += b;
+  }
+  return out;
+}
+
+class Encryption : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pool_ = rte_pktmbuf_pool_create("tc_hlsenc", 1023, 0, 0,
+                                    static_cast<std::uint16_t>(RTE_PKTMBUF_HEADROOM + dataplane::OttFeed::kChunkBytes),
+                                    SOCKET_ID_ANY);
+    ASSERT_NE(pool_, nullptr);
+    feed_ = std::make_unique<dataplane::OttFeed>("tc_hlsenc_f", 1024, pool_);
+    dataplane::OttConfig config;
+    config.segment_seconds = 2;
+    config.window_segments = 3;  // 6 segments held: the oldest keys go as the feed goes on
+    config.dvr_hours = 0;
+    HlsPackagerOptions o;
+    o.mono_ns = [this] { return mono_ns_; };
+    o.wall_ms = [this] { return kT0 + static_cast<std::int64_t>(mono_ns_ / 1'000'000); };
+    packager_ = std::make_unique<HlsPackager>(config, o);
+    PackagedChannel ch{"news", "News", feed_.get()};
+    ch.encrypt = true;
+    ch.key_rotation_segments = 2;
+    packager_->set_channels({ch});
+    origin_ = std::make_unique<HlsOrigin>(*packager_);
+    origin_->listen("127.0.0.1:0");
+    origin_->start();
+    port_ = origin_->ports().at(0);
+    HlsAccessPolicy p;
+    p.secret = kSecret;
+    p.channels["news"] = HlsChannelAccess{.signed_urls = true, .bind_client = false, .encrypted = true};
+    origin_->set_access(p);
+    token_ = hls_sign(kSecret, "news", unix_now() + 600);
+  }
+  void TearDown() override {
+    origin_.reset();
+    packager_.reset();
+    feed_.reset();
+    if (pool_ != nullptr) {
+      EXPECT_EQ(rte_mempool_in_use_count(pool_), 0u);
+      rte_mempool_free(pool_);
+    }
+  }
+
+  // Copies [from, to) of the fixture on one timeline, in real time order (not paced).
+  void feed(int from, int to) {
+    static const std::vector<TsPacket> packets = tt::read_packets(tt::fixture("h264_aac.ts"));
+    static const std::vector<std::uint64_t> ms = [] {
+      std::vector<std::uint64_t> v;
+      for (auto ns : mpegts::file_times(packets).ns) v.push_back(ns / 1'000'000);
+      return v;
+    }();
+    std::size_t chunks = 0;
+    for (int k = from; k < to; ++k) {
+      const auto pkts = shifted(packets, k * kCopyMs);
+      for (std::size_t i = 0; i < pkts.size(); i += dataplane::OttFeed::kChunkPackets) {
+        const std::size_t n = std::min(dataplane::OttFeed::kChunkPackets, pkts.size() - i);
+        const std::uint64_t t = static_cast<std::uint64_t>(k * kCopyMs) + ms[i];
+        mono_ns_ = std::max(mono_ns_, t * 1'000'000);
+        feed_->on_packets(0, std::span<const TsPacket>(pkts.data() + i, n), t * 1'000'000);
+        if (++chunks % 256 == 0) packager_->poll_once();
+      }
+    }
+    packager_->poll_once();
+    ASSERT_EQ(feed_->stats().dropped_chunks, 0u);
+  }
+
+  std::string url(const std::string& name, const std::string& query = "") const {
+    return "http://127.0.0.1:" + std::to_string(port_) + "/hls/news/" + name + (query.empty() ? "" : "?" + query);
+  }
+
+  rte_mempool* pool_ = nullptr;
+  std::unique_ptr<dataplane::OttFeed> feed_;
+  std::uint64_t mono_ns_ = 0;
+  std::unique_ptr<HlsPackager> packager_;
+  std::unique_ptr<HlsOrigin> origin_;
+  std::uint16_t port_ = 0;
+  std::string token_;
+};
+
+TEST_F(Encryption, PlaylistKeysRotateAndSegmentsAreCiphertextThatOpensslDecrypts) {
+  feed(0, 3);
+  const auto live = fetch(port_, "/hls/news/live.m3u8?token=" + token_);
+  ASSERT_EQ(live.status, 200U) << live.body;
+  const auto listed = entries(live.body);
+  ASSERT_EQ(listed.size(), 3U) << live.body;
+  // One EXT-X-KEY per key change, each before the first segment it covers; a new key every
+  // 2 segments by sequence order (the channel's first segment had key 0).
+  for (const auto& e : listed) {
+    EXPECT_EQ(e.key, "key-" + std::to_string(e.sequence / 2) + ".key?token=" + token_) << live.body;
+  }
+  std::set<std::string> keys;
+  for (const auto& e : listed) keys.insert(e.key);
+  std::size_t key_tags = 0;
+  for (std::size_t at = 0; (at = live.body.find("#EXT-X-KEY:", at)) != std::string::npos; ++at) ++key_tags;
+  EXPECT_EQ(key_tags, keys.size()) << live.body;
+  EXPECT_EQ(live.body.find("IV="), std::string::npos);
+
+  const fs::path dir = tt::temp_dir("hls-encryption");
+  // Two listed segments under one key (rotation 2: there is a pair among 3).
+  std::size_t pair = 1;
+  while (pair + 1 < listed.size() && listed[pair].key != listed[pair - 1].key) ++pair;
+  const Listed& e = listed[pair];
+  const auto seg = fetch(port_, "/hls/news/seg-" + std::to_string(e.sequence) + ".ts?token=" + token_);
+  ASSERT_EQ(seg.status, 200U);
+  EXPECT_EQ(seg.body.size() % 16, 0U);
+  const auto key = fetch(port_, "/hls/news/" + e.key);
+  ASSERT_EQ(key.status, 200U);
+  ASSERT_EQ(key.body.size(), 16U);
+  EXPECT_EQ(key.header("cache-control"), "private, max-age=86400");
+  tt::write_file(dir / "raw.ts", std::vector<std::uint8_t>(seg.body.begin(), seg.body.end()));
+  // The raw segment is no transport stream: no sync bytes, nothing ffprobe can read.
+  std::size_t syncs = 0;
+  for (std::size_t i = 0; i < seg.body.size(); i += 188) syncs += seg.body[i] == 0x47 ? 1U : 0U;
+  EXPECT_LT(syncs, seg.body.size() / 188 / 10);
+  auto r = tt::run("ffprobe -v error -show_entries stream=codec_name -of csv=p=0 " + (dir / "raw.ts").string() + " 2>&1");
+  EXPECT_EQ(r.out.find("h264"), std::string::npos) << r.out;
+  // openssl with the served key and IV = the sequence number: a TS with H.264 and AAC.
+  char iv[33];
+  std::snprintf(iv, sizeof iv, "%032llx", static_cast<unsigned long long>(e.sequence));
+  r = tt::run("openssl enc -aes-128-cbc -d -K " + hex(key.body) + " -iv " + iv + " -in " + (dir / "raw.ts").string() +
+              " -out " + (dir / "plain.ts").string() + " 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto plain = tt::read_file(dir / "plain.ts");
+  ASSERT_EQ(plain.size() % 188, 0U);
+  for (std::size_t i = 0; i < plain.size(); i += 188) ASSERT_EQ(plain[i], 0x47) << i;
+  r = tt::run("ffprobe -v error -show_entries stream=codec_name -of csv=p=0 " + (dir / "plain.ts").string() + " 2>&1");
+  EXPECT_NE(r.out.find("h264"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("aac"), std::string::npos) << r.out;
+  // The segment before, under the same key, has its own IV (its sequence number): with it,
+  // a TS; with this segment's IV only the first block differs (CBC), so the IV matters.
+  const Listed& prev = listed[pair - 1];
+  if (prev.key == e.key) {
+    const auto s2 = fetch(port_, "/hls/news/seg-" + std::to_string(prev.sequence) + ".ts?token=" + token_);
+    tt::write_file(dir / "raw2.ts", std::vector<std::uint8_t>(s2.body.begin(), s2.body.end()));
+    char iv2[33];
+    std::snprintf(iv2, sizeof iv2, "%032llx", static_cast<unsigned long long>(prev.sequence));
+    for (const auto& [v, out] : {std::pair{std::string(iv2), "right.ts"}, std::pair{std::string(iv), "wrong.ts"}}) {
+      r = tt::run("openssl enc -aes-128-cbc -d -K " + hex(key.body) + " -iv " + v + " -in " + (dir / "raw2.ts").string() +
+                  " -out " + (dir / out).string() + " 2>&1");
+      ASSERT_EQ(r.exit_code, 0) << r.out;
+    }
+    const auto right = tt::read_file(dir / "right.ts"), wrong = tt::read_file(dir / "wrong.ts");
+    ASSERT_EQ(right.size() % 188, 0U);
+    for (std::size_t i = 0; i < right.size(); i += 188) ASSERT_EQ(right[i], 0x47) << i;
+    ASSERT_EQ(wrong.size(), right.size());
+    EXPECT_FALSE(std::equal(right.begin(), right.begin() + 16, wrong.begin()));
+    EXPECT_TRUE(std::equal(right.begin() + 16, right.end(), wrong.begin() + 16));
+  } else {
+    ADD_FAILURE() << "the last two listed segments should share a key (rotation 2): " << live.body;
+  }
+  fs::remove_all(dir);
+}
+
+TEST_F(Encryption, FfmpegPlaysTheSignedEncryptedChannelAndIsRefusedWithoutAToken) {
+  feed(0, 4);
+  const auto event = packager_->get("news", "event.m3u8", "");
+  ASSERT_TRUE(event);
+  const auto all = entries(*event->body);
+  ASSERT_GE(all.size(), 6U);
+  // A finished range of the last 5 held segments (VOD): ffmpeg reads it to the end.
+  const auto first = all[all.size() - 6], last = all[all.size() - 1];
+  const auto epoch = [](std::int64_t day_ms) {
+    // Back from ms-of-day to Unix seconds on kT0's day.
+    const std::int64_t day0 = kT0 - kT0 % 86'400'000;
+    char b[32];
+    std::snprintf(b, sizeof b, "%lld.%03lld", static_cast<long long>((day0 + day_ms) / 1000),
+                  static_cast<long long>((day0 + day_ms) % 1000));
+    return std::string(b);
+  };
+  const std::string range = "start=" + epoch(first.pdt_ms) + "&end=" + epoch(last.pdt_ms);
+  const std::string master = url("index.m3u8", range + "&token=" + token_);
+  auto r = tt::run("ffmpeg -nostdin -v error -i " + tt::shell_quote(master) + " -f null - 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, "");
+  // Every frame of the 5 segments (2 s at 25 fps) decodes.
+  r = tt::run("ffprobe -v error -select_streams v:0 -count_frames -show_entries stream=nb_read_frames -of csv=p=0 " +
+              tt::shell_quote(master) + " 2>&1");
+  EXPECT_EQ(r.out.substr(0, 4), "250\n") << r.out;  // per program and stream: "250\n\n250\n"
+  const auto traffic = origin_->channel_traffic().at("news");
+  EXPECT_GE(traffic.keys, 1U);
+  EXPECT_GE(traffic.segments, 5U);
+
+  r = tt::run("ffmpeg -nostdin -v error -i " + tt::shell_quote(url("index.m3u8", range)) + " -f null - 2>&1");
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("403"), std::string::npos) << r.out;
+  const std::string expired = hls_sign(kSecret, "news", unix_now() - 1);
+  r = tt::run("ffmpeg -nostdin -v error -i " + tt::shell_quote(url("index.m3u8", range + "&token=" + expired)) +
+              " -f null - 2>&1");
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_GE(origin_->stats().refused[static_cast<std::size_t>(HlsDenial::kExpired)].load(), 1U);
+}
+
+TEST_F(Encryption, AKeyIsServedWhileAHeldSegmentUsesIt) {
+  feed(0, 2);
+  const auto early = entries(*packager_->get("news", "event.m3u8", "")->body);
+  ASSERT_FALSE(early.empty());
+  const std::string first_key = "key-" + std::to_string(early.front().sequence / 2) + ".key";
+  EXPECT_EQ(fetch(port_, "/hls/news/" + first_key + "?token=" + token_).status, 200U);
+  feed(2, 5);  // 30 s: the first segments are evicted (6 held)
+  const auto later = entries(*packager_->get("news", "event.m3u8", "")->body);
+  ASSERT_EQ(later.size(), 6U);
+  ASSERT_GT(later.front().sequence / 2, early.front().sequence / 2);
+  EXPECT_EQ(fetch(port_, "/hls/news/" + first_key + "?token=" + token_).status, 404U);
+  EXPECT_EQ(fetch(port_, "/hls/news/key-" + std::to_string(later.front().sequence / 2) + ".key?token=" + token_).status,
+            200U);
+  EXPECT_EQ(fetch(port_, "/hls/news/key-999.key?token=" + token_).status, 404U);
+}
+
+}  // namespace
+}  // namespace twincast::control

@@ -1,0 +1,235 @@
+// Integration (root): ABR renditions through the real twincastd, between network namespaces.
+//
+//   [src: one ffmpeg, two encodes] veth 10.51.0.1 ─── veth [head: twincastd, DPDK af_packet "in" 10.51.0.2]
+//
+// One ffmpeg in src encodes one live test source twice (640x360 with two audio tracks, eng
+// AAC and deu AC-3, on 239.1.1.80; 320x180 with one audio on 239.1.1.81), key frames forced
+// every second, so both renditions carry the same timestamps and key frames at the same PTS,
+// as an upstream encoder ladder sends them. twincastd receives the first as the channel's
+// input and the second as its received rendition "lo" (a hidden data-plane channel
+// "news.lo"); its origin serves the master with both variants and the alternate audio;
+// ffmpeg plays the master (every variant and the alternate) without an error, and the two
+// renditions' segments of the same number start at the same PTS.
+//
+// Namespaces get a random suffix and are deleted in TearDown with every child stopped.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dataplane/netns.hpp"
+#include "tests_common.hpp"
+#include "twincast/mpegts/packet.hpp"
+#include "twincast/mpegts/pes.hpp"
+
+namespace twincast::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* kSrcIp = "10.51.0.1";
+constexpr const char* kInIp = "10.51.0.2";
+
+// Media sequence and segment URIs of a media playlist.
+struct Listed {
+  std::uint64_t media_sequence = 0;
+  std::vector<std::string> uris;
+};
+Listed parse_media(const std::string& text) {
+  Listed l;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("#EXT-X-MEDIA-SEQUENCE:", 0) == 0) l.media_sequence = std::stoull(line.substr(22));
+    else if (!line.empty() && line[0] != '#') l.uris.push_back(line);
+  }
+  return l;
+}
+
+std::optional<std::uint64_t> first_video_pts(const std::vector<std::uint8_t>& b) {
+  for (std::size_t at = 0; at + mpegts::kPacketSize <= b.size(); at += mpegts::kPacketSize) {
+    mpegts::TsPacket p;
+    std::memcpy(p.bytes.data(), b.data() + at, mpegts::kPacketSize);
+    if (!p.payload_unit_start() || p.pid() < 0x20) continue;
+    const auto h = mpegts::parse_pes_header(p.payload());
+    if (h && h->has_pts && (h->stream_id & 0xF0) == 0xE0) return h->pts;
+  }
+  return std::nullopt;
+}
+
+class AbrNs : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (const std::string why = netns_skip_reason(); !why.empty()) GTEST_SKIP() << why;
+    std::random_device rd;
+    sfx_ = random_suffix(rd);
+    src_ = "tbsrc" + sfx_;
+    head_ = "tbhead" + sfx_;
+    veth_src_ = "tbs" + sfx_;
+    veth_in_ = "tbi" + sfx_;
+    dir_ = temp_dir("abr_ns");
+    const std::string s = "ip -n " + src_ + " ", h = "ip -n " + head_ + " ";
+    ASSERT_NO_FATAL_FAILURE(run_setup_commands({
+        "ip netns add " + src_, "ip netns add " + head_,
+        "ip link add " + veth_src_ + " netns " + src_ + " type veth peer name " + veth_in_ + " netns " + head_,
+        s + "addr add " + kSrcIp + "/24 dev " + veth_src_, s + "link set " + veth_src_ + " up", s + "link set lo up",
+        s + "route add 224.0.0.0/4 dev " + veth_src_, h + "link set " + veth_in_ + " up", h + "link set lo up"}));
+  }
+
+  void TearDown() override {
+    for (pid_t p : children_.pids()) ::kill(p, SIGTERM);
+    for (pid_t p : children_.pids()) {
+      int st = 0;
+      if (!wait_for(p, 5000ms, &st)) {
+        ::kill(p, SIGKILL);
+        ::waitpid(p, &st, 0);
+      }
+    }
+    children_.clear();
+    delete_netns({src_, head_});
+    if (!dir_.empty() && !HasFailure()) std::filesystem::remove_all(dir_);
+  }
+
+  std::string appliance_log() { return read_text(dir_ / "twincastd.err"); }
+
+  pid_t start_appliance(const std::string& rest) {
+    const std::string yaml = "dataplane:\n  lcores: \"0,1\"\n  memory_mb: 512\n  hugepages: false\n  file_prefix: tb" + sfx_ +
+                             "\nports:\n  - { name: in, device: \"net_af_packet0,iface=" + veth_in_ + "\", address: " + kInIp +
+                             "/24 }\n" + rest;
+    std::ofstream(dir_ / "channels.yaml") << yaml;
+    const RunResult check = run(shell_quote(tool("twincastd").string()) + " --check " + shell_quote((dir_ / "channels.yaml").string()));
+    EXPECT_EQ(check.exit_code, 0) << check.out << yaml;
+    const pid_t pid = children_.start({"ip", "netns", "exec", head_, tool("twincastd").string(), "--status-interval", "1",
+                                       (dir_ / "channels.yaml").string()},
+                                      dir_, "twincastd");
+    for (int i = 0; i < 300 && pid > 0; ++i) {
+      if (appliance_log().find("twincastd: running") != std::string::npos) return pid;
+      std::this_thread::sleep_for(50ms);
+    }
+    ADD_FAILURE() << "twincastd did not start: " << appliance_log();
+    return -1;
+  }
+
+  RunResult fetch(const std::string& name, const std::filesystem::path& to) {
+    return run("ip netns exec " + head_ + " curl -sS -f -o " + shell_quote(to.string()) + " http://127.0.0.1:8090/hls/news/" + name);
+  }
+
+  std::string sfx_, src_, head_, veth_src_, veth_in_;
+  std::filesystem::path dir_;
+  Children children_;
+};
+
+TEST_F(AbrNs, ReceivedRenditionAndAlternateAudioPlayThroughTwincastd) {
+  const pid_t app = start_appliance(
+      "channels:\n"
+      "  - id: news\n    name: News\n    inputs:\n"
+      "      - { name: rx, udp: { port: in, group: 239.1.1.80, udp_port: 5000 } }\n"
+      "    hls:\n      renditions:\n        - name: lo\n          inputs:\n"
+      "            - { name: rx-lo, udp: { port: in, group: 239.1.1.81, udp_port: 5000 } }\n"
+      "ott:\n  listen: 127.0.0.1:8090\n  segment_seconds: 2\n  window_segments: 5\n");
+  ASSERT_GT(app, 0);
+  const std::string x264 = "-c:v libx264 -preset ultrafast -tune zerolatency -g 25 -keyint_min 25 -sc_threshold 0 "
+                           "-force_key_frames expr:gte(t,n_forced) -pix_fmt yuv420p";
+  auto url = [](const std::string& group) {
+    return "udp://" + group + ":5000?pkt_size=1316&ttl=4&localaddr=" + std::string(kSrcIp);
+  };
+  std::vector<std::string> args = {"ip", "netns", "exec", src_, "ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi",
+                                   "-i", "testsrc2=size=640x360:rate=25", "-re", "-f", "lavfi", "-i",
+                                   "sine=frequency=440:sample_rate=48000", "-re", "-f", "lavfi", "-i",
+                                   "sine=frequency=660:sample_rate=48000", "-filter_complex",
+                                   "[0:v]split=2[hi][x];[x]scale=320:180[lo]", "-map", "[hi]", "-map", "1:a", "-map", "2:a"};
+  std::istringstream xs(x264);
+  std::vector<std::string> x264_args;
+  for (std::string a; xs >> a;) x264_args.push_back(a);
+  args.insert(args.end(), x264_args.begin(), x264_args.end());
+  for (const char* a : {"-b:v", "900k", "-c:a:0", "aac", "-b:a:0", "96k", "-c:a:1", "ac3", "-b:a:1", "128k",
+                        "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=deu", "-f", "mpegts"})
+    args.emplace_back(a);
+  args.push_back(url("239.1.1.80"));
+  for (const char* a : {"-map", "[lo]", "-map", "1:a"}) args.emplace_back(a);
+  args.insert(args.end(), x264_args.begin(), x264_args.end());
+  for (const char* a : {"-b:v", "250k", "-c:a", "aac", "-b:a", "64k", "-metadata:s:a:0", "language=eng", "-f", "mpegts"})
+    args.emplace_back(a);
+  args.push_back(url("239.1.1.81"));
+  ASSERT_GT(children_.start(args, dir_, "sender"), 0);
+
+  // The master lists both variants and the alternate once each has segments.
+  std::string master;
+  for (int i = 0; i < 300; ++i) {
+    std::this_thread::sleep_for(100ms);
+    if (fetch("index.m3u8", dir_ / "index.m3u8").exit_code != 0) continue;
+    master = read_text(dir_ / "index.m3u8");
+    if (master.find("live-lo.m3u8") != std::string::npos && master.find("URI=\"audio-") != std::string::npos) break;
+  }
+  ASSERT_NE(master.find("live-lo.m3u8"), std::string::npos) << master << appliance_log() << read_text(dir_ / "sender.err");
+  EXPECT_NE(master.find("RESOLUTION=320x180"), std::string::npos) << master;
+  EXPECT_NE(master.find("RESOLUTION=640x360"), std::string::npos) << master;
+  EXPECT_LT(master.find("live-lo.m3u8"), master.find("live.m3u8")) << "lowest bandwidth first: " << master;
+  EXPECT_NE(master.find("LANGUAGE=\"deu\""), std::string::npos) << master;
+  EXPECT_NE(master.find("AUDIO=\"aud\""), std::string::npos) << master;
+
+  // Wait for a few more segments, then compare the renditions' segments of the same number.
+  std::this_thread::sleep_for(6s);
+  ASSERT_EQ(fetch("live.m3u8", dir_ / "live.m3u8").exit_code, 0);
+  ASSERT_EQ(fetch("live-lo.m3u8", dir_ / "live-lo.m3u8").exit_code, 0);
+  const Listed hi = parse_media(read_text(dir_ / "live.m3u8"));
+  const Listed lo = parse_media(read_text(dir_ / "live-lo.m3u8"));
+  std::size_t compared = 0;
+  for (std::size_t i = 0; i < hi.uris.size(); ++i) {
+    const std::uint64_t seq = hi.media_sequence + i;
+    if (seq < lo.media_sequence || seq >= lo.media_sequence + lo.uris.size()) continue;
+    const std::string lo_uri = lo.uris[seq - lo.media_sequence];
+    EXPECT_EQ(lo_uri, "seg-lo-" + std::to_string(seq) + ".ts");
+    ASSERT_EQ(fetch(hi.uris[i], dir_ / hi.uris[i]).exit_code, 0);
+    ASSERT_EQ(fetch(lo_uri, dir_ / lo_uri).exit_code, 0);
+    const auto a = first_video_pts(read_file(dir_ / hi.uris[i]));
+    const auto b = first_video_pts(read_file(dir_ / lo_uri));
+    ASSERT_TRUE(a && b) << seq;
+    EXPECT_EQ(*a, *b) << "segment " << seq << " starts at different PTS in the two renditions";
+    ++compared;
+  }
+  EXPECT_GE(compared, 3u) << read_text(dir_ / "live.m3u8") << read_text(dir_ / "live-lo.m3u8");
+
+  // The alternate audio's segments hold that one stream.
+  const std::size_t uri_at = master.find("URI=\"audio-");
+  ASSERT_NE(uri_at, std::string::npos);
+  const std::string audio_uri = master.substr(uri_at + 5, master.find('"', uri_at + 5) - uri_at - 5);
+  ASSERT_EQ(fetch(audio_uri, dir_ / "audio.m3u8").exit_code, 0);
+  const Listed audio = parse_media(read_text(dir_ / "audio.m3u8"));
+  ASSERT_FALSE(audio.uris.empty());
+  ASSERT_EQ(fetch(audio.uris.back(), dir_ / "audio.ts").exit_code, 0);
+  const RunResult probe = run("ffprobe -v error -show_entries format=nb_streams -of default=nw=1 " +
+                              shell_quote((dir_ / "audio.ts").string()) + " 2>&1");
+  EXPECT_EQ(probe.out, "nb_streams=1\n");
+
+  // A real player follows the live master, every variant and the alternate (-map 0).
+  const RunResult play = run("ip netns exec " + head_ +
+                             " timeout 60 ffmpeg -nostdin -v error -i http://127.0.0.1:8090/hls/news/index.m3u8 -map 0 -t 6 -f null - 2>&1");
+  EXPECT_EQ(play.exit_code, 0) << play.out;
+  EXPECT_EQ(play.out, "") << play.out;
+
+  // The hidden channel runs in the data plane (status lines) but is not an API channel.
+  const std::string log = appliance_log();
+  EXPECT_NE(log.find("channel=news.lo "), std::string::npos) << log;
+  const RunResult api = run("ip netns exec " + head_ + " " + shell_quote(tool("twincastctl").string()) + " --api 127.0.0.1:8080 --json status");
+  EXPECT_NE(api.out.find("\"news\""), std::string::npos) << api.out;
+  EXPECT_EQ(api.out.find("news.lo"), std::string::npos) << api.out;
+
+  int st = -1;
+  EXPECT_TRUE(terminate_child(app, 10000ms, SIGTERM, &st));
+  children_.forget(app);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "status " << st << ": " << appliance_log();
+}
+
+}  // namespace
+}  // namespace twincast::test
