@@ -134,6 +134,13 @@ struct Appliance::Impl final : ApiBackend {
     for (const auto& ch : dp_config.channels)  // the renditions' inputs too
       for (const auto& in : ch.inputs)
         if (!in.passphrase.empty()) out.push_back(in.passphrase);
+    if (!config.ott.secret_file.empty()) {  // the HLS signing key never shows either
+      try {
+        out.push_back(read_hls_secret(config.ott.secret_file));
+      } catch (const std::exception&) {
+        // unreadable now: nothing of it to hide
+      }
+    }
     return out;
   }
 };
@@ -337,6 +344,9 @@ ReloadOutcome Appliance::Impl::reload_file() {
     const auto& changed = out.diff.channels_changed;
     keep_srt = keep_srt && std::find(changed.begin(), changed.end(), channel) == changed.end();
   }
+  // The new signed-URL policy before anything of the new map is served (a channel the
+  // reload makes signed is never open); the callers set the running map's again after.
+  if (origin) origin->set_access(hls_access_policy(next));
   if (!keep_srt && srt) srt->stop();  // no producer may feed a ring the reload frees
   // Nor may the packager read an OTT feed the reload frees.
   std::vector<std::string> going = out.diff.channels_removed;
