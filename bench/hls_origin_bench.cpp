@@ -3,9 +3,10 @@
 // playlist (live.m3u8, Cache-Control max-age=1) and a 2 MB segment (seg-1.ts, max-age=86400,
 // immutable), on 127.0.0.1:PORT until SIGINT or SIGTERM.
 //
-//   hls_origin_bench [--port=N] [--dir=DIR]
+//   hls_origin_bench [--port=N] [--dir=DIR] [--threads=N]
 //
-// --port=0 (the default) picks a free port. --dir=DIR also writes the same two files as
+// --port=0 (the default) picks a free port. --threads: the server's threads (default: the
+// origin's default, 2). --dir=DIR also writes the same two files as
 // DIR/hls/news/live.m3u8 and DIR/hls/news/seg-1.ts, so a peer (nginx) serves identical bytes.
 // Prints "port N" on stdout once it accepts connections; on exit, the origin's counters.
 #include <signal.h>
@@ -118,14 +119,17 @@ void write(const std::filesystem::path& p, const std::string& bytes) {
 int main(int argc, char** argv) {
   unsigned long port = 0;
   std::filesystem::path dir;
+  tc::HlsOriginOptions options;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     if (a.rfind("--port=", 0) == 0) {
       port = std::strtoul(argv[i] + 7, nullptr, 10);
     } else if (a.rfind("--dir=", 0) == 0) {
       dir = std::string(a.substr(6));
+    } else if (a.rfind("--threads=", 0) == 0) {
+      options.limits.threads = std::strtoul(argv[i] + 10, nullptr, 10);
     } else {
-      std::fprintf(stderr, "usage: hls_origin_bench [--port=N] [--dir=DIR]\n");
+      std::fprintf(stderr, "usage: hls_origin_bench [--port=N] [--dir=DIR] [--threads=N]\n");
       return 2;
     }
   }
@@ -144,7 +148,7 @@ int main(int argc, char** argv) {
     write(channel_dir / "live.m3u8", source.playlist());
     write(channel_dir / "seg-1.ts", source.segment());
   }
-  tc::HlsOrigin origin(source);
+  tc::HlsOrigin origin(source, options);
   origin.listen("127.0.0.1:" + std::to_string(port));
   origin.start();
   std::printf("port %u\n", static_cast<unsigned>(origin.ports().at(0)));

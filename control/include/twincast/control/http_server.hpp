@@ -5,7 +5,14 @@
 // a connection cap). Errors are JSON: {"error": "..."} with the matching status code.
 //
 // Handlers run on the server's thread(s) and must not block for long: with the default
-// single thread, a handler that takes 100 ms delays every other request by as much.
+// single thread, a handler that takes 100 ms delays every other request by as much. With
+// several threads (HttpServerLimits::threads), each runs its own io_context and a connection
+// stays on the thread it was given at accept (round-robin): handlers run concurrently for
+// different connections, in order for one connection.
+//
+// Responses are rendered by hand (status line and headers into a buffer the connection
+// reuses) and written with the body in one gathered write; Beast only parses requests
+// (pipelined requests are answered in order).
 //
 // Generic HTTP semantics a handler opts into through its HttpResponse (the HLS origin uses
 // them; the API does not): a shared immutable body sent without copying, a strong ETag with
@@ -71,7 +78,7 @@ struct HttpServerLimits {
   std::chrono::milliseconds write_timeout{10'000};
   // Connections above this are answered 503 and closed at once.
   std::size_t max_connections = 512;
-  std::size_t threads = 1;
+  std::size_t threads = 1;  // 0 is taken as 1
 };
 
 class HttpServer {

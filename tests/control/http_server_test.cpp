@@ -1,0 +1,198 @@
+// HttpServer's own response path (its headers are rendered by hand and sent with the body
+// in one gathered write; one io_context per thread): pipelined requests answered in order,
+// large shared bodies intact, a handler's headers replacing the defaults without breaking
+// the framing, HTTP/1.0 keep-alive, and several threads serving many connections.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+
+#include "http_reply.hpp"
+#include "twincast/control/http_server.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace tc = twincast::control;
+namespace tt = twincast::test;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+std::shared_ptr<const std::string> big_body() {
+  std::string s(3 * 1024 * 1024 + 17, '\0');
+  for (std::size_t i = 0; i < s.size(); ++i) s[i] = static_cast<char>((i * 2654435761U) >> 13);
+  return std::make_shared<const std::string>(std::move(s));
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<tc::HttpServer>(tc::HttpServerLimits{.threads = 3});
+    server_->add_default_header("X-Default", "one");
+    server_->add_default_header("Access-Control-Allow-Origin", "*");
+    server_->route("GET", "/small/{n}", [](const tc::HttpRequest& r) {
+      return tc::HttpResponse{.content_type = "text/plain", .body = "small " + r.params.at("n") + " " + r.query};
+    });
+    server_->route("GET", "/big", [this](const tc::HttpRequest&) {
+      tc::HttpResponse r{.content_type = "video/mp2t"};
+      r.shared_body = big_;
+      r.etag = "\"big\"";
+      r.ranges = true;
+      return r;
+    });
+    server_->route("GET", "/headers", [](const tc::HttpRequest&) {
+      tc::HttpResponse r{.content_type = "text/plain", .body = "hello"};
+      r.headers = {{"x-default", "two"},          // replaces the default
+                   {"Content-Type", "text/html"},  // replaces content_type
+                   {"X-Twice", "first"},
+                   {"X-Twice", "second"},          // the later one wins
+                   {"Content-Length", "999"},      // framing is the server's
+                   {"Connection", "close"},
+                   {"Cache-Control", "no-cache"}};
+      return r;
+    });
+    server_->listen("127.0.0.1:0");
+    server_->start();
+    port_ = server_->ports().at(0);
+  }
+
+  tcp::socket connect() {
+    tcp::socket s(ioc_);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+    return s;
+  }
+
+  asio::io_context ioc_;
+  std::shared_ptr<const std::string> big_ = big_body();
+  std::unique_ptr<tc::HttpServer> server_;
+  std::uint16_t port_ = 0;
+};
+
+TEST_F(ServerTest, PipelinedRequestsAreAnsweredInOrder) {
+  tcp::socket s = connect();
+  const std::string requests =
+      "GET /small/1?a=b HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
+      "HEAD /big HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /big HTTP/1.1\r\nHost: x\r\nRange: bytes=10-19\r\n\r\n"
+      "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /small/2 HTTP/1.1\r\nHost: x\r\n\r\n";
+  asio::write(s, asio::buffer(requests));
+  beast::flat_buffer buf;
+  tt::HttpReply a = tt::read_reply(s, buf, false);
+  EXPECT_EQ(a.status, 200U);
+  EXPECT_EQ(a.body, "small 1 a=b");
+  EXPECT_EQ(a.header("content-length"), "11");
+  EXPECT_EQ(a.header("x-default"), "one");
+  EXPECT_NE(a.header("date"), "<absent>");
+  tt::HttpReply b = tt::read_reply(s, buf, false);
+  EXPECT_EQ(b.status, 200U);
+  EXPECT_TRUE(b.body == *big_) << "the 3 MB body differs (" << b.body.size() << " bytes)";
+  EXPECT_EQ(b.header("etag"), "\"big\"");
+  EXPECT_EQ(b.header("accept-ranges"), "bytes");
+  tt::HttpReply c = tt::read_reply(s, buf, true);
+  EXPECT_EQ(c.status, 200U);
+  EXPECT_EQ(c.header("content-length"), std::to_string(big_->size()));
+  EXPECT_TRUE(c.body.empty());
+  tt::HttpReply d = tt::read_reply(s, buf, false);
+  EXPECT_EQ(d.status, 206U);
+  EXPECT_EQ(d.body, big_->substr(10, 10));
+  EXPECT_EQ(d.header("content-range"), "bytes 10-19/" + std::to_string(big_->size()));
+  tt::HttpReply e = tt::read_reply(s, buf, false);
+  EXPECT_EQ(e.status, 404U);
+  EXPECT_EQ(e.header("content-type"), "application/json");
+  tt::HttpReply f = tt::read_reply(s, buf, false);
+  EXPECT_EQ(f.status, 200U);
+  EXPECT_EQ(f.body, "small 2 ");
+  EXPECT_TRUE(f.keep_alive);
+}
+
+TEST_F(ServerTest, HandlerHeadersReplaceDefaultsButNotTheFraming) {
+  tcp::socket s = connect();
+  asio::write(s, asio::buffer(std::string("GET /headers HTTP/1.1\r\nHost: x\r\n\r\nGET /small/3 HTTP/1.1\r\nHost: x\r\n\r\n")));
+  beast::flat_buffer buf;
+  tt::HttpReply a = tt::read_reply(s, buf, false);
+  EXPECT_EQ(a.status, 200U);
+  EXPECT_EQ(a.body, "hello");
+  EXPECT_EQ(a.header("content-length"), "5");
+  EXPECT_EQ(a.header("x-default"), "two");
+  EXPECT_EQ(a.header("content-type"), "text/html");
+  EXPECT_EQ(a.header("x-twice"), "second");
+  EXPECT_EQ(a.header("cache-control"), "no-cache");
+  EXPECT_EQ(a.header("access-control-allow-origin"), "*");
+  EXPECT_TRUE(a.keep_alive);  // the handler's "Connection: close" is not sent
+  tt::HttpReply b = tt::read_reply(s, buf, false);  // so the connection still serves
+  EXPECT_EQ(b.body, "small 3 ");
+
+  // The raw header block: each name once, in the order the server writes them.
+  tcp::socket raw = connect();
+  asio::write(raw, asio::buffer(std::string("GET /headers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")));
+  std::string text;
+  boost::system::error_code ec;
+  std::array<char, 4096> chunk{};
+  while (!ec) {
+    const std::size_t n = raw.read_some(asio::buffer(chunk), ec);
+    text.append(chunk.data(), n);
+  }
+  EXPECT_EQ(text.rfind("HTTP/1.1 200 OK\r\nDate: ", 0), 0U) << text;
+  EXPECT_EQ(text.find("X-Twice: first"), std::string::npos) << text;
+  EXPECT_EQ(text.find("X-Default: one"), std::string::npos) << text;
+  EXPECT_EQ(text.find("999"), std::string::npos) << text;
+  EXPECT_NE(text.find("\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello"), std::string::npos) << text;
+}
+
+TEST_F(ServerTest, Http10KeepAliveOnlyWhenAsked) {
+  {
+    tcp::socket s = connect();
+    asio::write(s, asio::buffer(std::string("GET /small/4 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")));
+    beast::flat_buffer buf;
+    tt::HttpReply a = tt::read_reply(s, buf, false);
+    EXPECT_EQ(a.body, "small 4 ");
+    EXPECT_EQ(a.header("connection"), "keep-alive");
+    asio::write(s, asio::buffer(std::string("GET /small/5 HTTP/1.0\r\n\r\n")));
+    tt::HttpReply b = tt::read_reply(s, buf, false);
+    EXPECT_EQ(b.body, "small 5 ");
+    EXPECT_FALSE(b.keep_alive);
+    std::array<char, 16> c{};
+    boost::system::error_code ec;
+    s.read_some(asio::buffer(c), ec);  // closed by the server
+    EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
+  }
+}
+
+TEST_F(ServerTest, ThreeThreadsServeManyConnections) {
+  constexpr int kClients = 24;
+  constexpr int kRequests = 30;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      asio::io_context ioc;
+      tcp::socket s(ioc);
+      s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+      beast::flat_buffer buf;
+      for (int i = 0; i < kRequests; ++i) {
+        const std::string path = i % 10 == 9 ? "/big" : "/small/" + std::to_string(c * 1000 + i);
+        asio::write(s, asio::buffer("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+        tt::HttpReply r = tt::read_reply(s, buf, false);
+        const bool good = r.status == 200 && (path == "/big" ? r.body.size() == big_->size()
+                                                             : r.body == "small " + std::to_string(c * 1000 + i) + " ");
+        if (good) ok.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok.load(), kClients * kRequests);
+  for (int i = 0; i < 200 && server_->connections() > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(server_->connections(), 0U);
+}
+
+}  // namespace
