@@ -477,10 +477,12 @@ struct HlsPackager::Impl {
     if (disc) ++t.discontinuities;
     t.newest_sequence = t.window.back().sequence;
     t.last_segment = std::chrono::steady_clock::now();
-    // Kept: the playlist's window and as many again for clients that still fetch what
-    // slid out of it, and what started within dvr_hours of the newest segment's end; the
+    // Kept: the playlist's window and, for clients that still fetch what slid out of it,
+    // as many again plus one (RFC 8216 6.2.2: a removed segment stays available for its
+    // own duration plus the playlist's, W + 1 segments' time after it left a W-segment
+    // playlist), and what started within dvr_hours of the newest segment's end; the
     // track's share of the memory budget first (oldest out first).
-    const std::size_t keep = 2 * static_cast<std::size_t>(config.window_segments);
+    const std::size_t keep = 2 * static_cast<std::size_t>(config.window_segments) + 1;
     const StoredSegment& newest = t.window.back();
     const std::int64_t horizon =
         config.dvr_hours == 0 ? kForever

@@ -247,22 +247,22 @@ std::string epoch_s(std::int64_t ms) {  // "1795642812.345"
 
 // --- tests ---
 
-TEST_F(Packager, LiveWindowSlidesAndKeepsTwiceTheWindowForLateFetches) {
+TEST_F(Packager, LiveWindowSlidesAndKeepsTwiceTheWindowPlusOneForLateFetches) {
   make(3, 0, 512);
   feed_copies(0, 4);  // ~24 s: 11 segments delivered (the 12th is still open)
   const auto st = packager_->channel_stats("news");
   ASSERT_TRUE(st);
   EXPECT_EQ(st->segments, 11u);
-  EXPECT_EQ(st->held_segments, 6u);
-  EXPECT_EQ(st->evicted, 5u);
+  EXPECT_EQ(st->held_segments, 7u);  // RFC 8216 6.2.2: 3 listed + 3 + 1
+  EXPECT_EQ(st->evicted, 4u);
   const Parsed live = parse(*get("live.m3u8"));
   ASSERT_EQ(live.entries.size(), 3u);
   EXPECT_EQ(*live.media_sequence, 8u);
   EXPECT_EQ(live.type, "");
   EXPECT_FALSE(live.end_list);
   expect_consistent(live, *packager_);
-  EXPECT_TRUE(get("seg-5.ts").has_value()) << "slid out of the playlist, still held";
-  EXPECT_FALSE(get("seg-4.ts").has_value()) << "evicted";
+  EXPECT_TRUE(get("seg-4.ts").has_value()) << "slid out of the playlist, still held";
+  EXPECT_FALSE(get("seg-3.ts").has_value()) << "evicted";
   // Unknown query parameters change nothing.
   EXPECT_EQ(*get("live.m3u8", "foo=1&bar"), *get("live.m3u8"));
 
@@ -270,8 +270,8 @@ TEST_F(Packager, LiveWindowSlidesAndKeepsTwiceTheWindowForLateFetches) {
   const Parsed ev = parse(*get("event.m3u8"));
   EXPECT_EQ(ev.type, "EVENT");
   EXPECT_FALSE(ev.end_list);
-  ASSERT_EQ(ev.entries.size(), 6u);
-  EXPECT_EQ(*ev.media_sequence, 5u);
+  ASSERT_EQ(ev.entries.size(), 7u);
+  EXPECT_EQ(*ev.media_sequence, 4u);
   expect_consistent(ev, *packager_);
   // PDT: kT0 + the time of the segment's first packet on the chained timeline.
   for (const Entry& e : ev.entries) {

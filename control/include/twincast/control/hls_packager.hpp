@@ -65,8 +65,8 @@
 // query points its variant at that playlist (live.m3u8?start=...&end=..., the times
 // rewritten as ISO 8601 with milliseconds), and is 404 when the playlist would be.
 //
-// What is held: at least 2 x window_segments segments (RFC 8216 6.2.2: a client may still
-// fetch what slid out of the live playlist) and, with ott.dvr_hours > 0, every segment that
+// What is held: at least 2 x window_segments + 1 segments (RFC 8216 6.2.2: a segment that
+// slid out of the live playlist stays available for its duration plus the playlist's) and, with ott.dvr_hours > 0, every segment that
 // starts within dvr_hours of the newest segment's end; older ones are evicted (404). The
 // channel's share of ott.memory_mb (memory_mb / channels) bounds it whichever is smaller:
 // the oldest segments go first, so the held bytes never exceed the share (a single segment
