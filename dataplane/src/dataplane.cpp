@@ -587,6 +587,7 @@ InputStats Dataplane::input_stats(std::size_t channel, std::size_t input) const 
 void Dataplane::process_burst(std::size_t port, rte_mbuf** frames, std::uint16_t n, std::uint64_t now_ns) {
   PortState& p = *impl_->ports.at(port);
   impl_->current = impl_->owned.get();
+  if (n == 0) p.full_run = 0;  // an empty burst: the port is drained (QoS)
   while (n > 0) {
     const std::uint16_t k = std::min(n, kBurst);
     impl_->rx_burst(p, frames, k, now_ns);

@@ -117,6 +117,7 @@ struct Neighbor {
 
 struct PortState {
   PortConfig config;
+  std::uint32_t full_run = 0;  // worker: RX bursts in a row that came back full (QoS)
   std::size_t index = 0;  // in Impl::ports (and Plan::ports)
   std::uint16_t port_id = 0;
   rte_mempool* pool = nullptr;
@@ -257,17 +258,20 @@ struct Plan {
   std::uint8_t ott_tiers = 0;
 };
 
-// Overload and shedding (worker only, but shed_tiers is read by the control side). Over
-// each kQosWindowNs the worker counts RX bursts and full ones (kBurst frames: a backlog
-// is waiting); a window with more than half full is an overload and sheds the OTT feeds
-// of one more tier, lowest priority first; kQosRestoreNs without overload brings one tier
-// back. Multicast outputs are never shed.
+// Overload and shedding (worker only, but shed_tiers is read by the control side). A
+// worker that keeps up drains its RX queues: an RX burst comes back full (kBurst frames)
+// only while a backlog waits, and a bursty sender (an encoder writing a key frame, ffmpeg
+// -re) makes a few full bursts in a row at most. A worker that falls behind gets full
+// bursts on every poll of a port. So a kQosWindowNs window in which some port returned
+// kQosFullRun full bursts in a row (a backlog of half a default RX ring, and growing) is an
+// overload: the OTT feeds of one more tier are shed, lowest priority first; kQosRestoreNs
+// without overload brings one tier back. Multicast outputs are never shed.
 inline constexpr std::uint64_t kQosWindowNs = 100'000'000;
 inline constexpr std::uint64_t kQosRestoreNs = 5'000'000'000ULL;
+inline constexpr std::uint32_t kQosFullRun = 16;
 struct QosState {
   std::uint64_t window_start_ns = 0;
-  std::uint32_t bursts = 0;
-  std::uint32_t full_bursts = 0;
+  std::uint32_t longest_run = 0;  // consecutive full RX bursts of one port, in this window
   std::uint64_t calm_since_ns = 0;
   std::uint8_t shed = 0;  // tiers shed now
   std::atomic<std::uint8_t> shed_published{0};

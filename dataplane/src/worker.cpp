@@ -38,8 +38,11 @@ std::uint8_t* data_of(rte_mbuf* m) { return rte_pktmbuf_mtod(m, std::uint8_t*); 
 }  // namespace
 
 void Dataplane::Impl::rx_burst(PortState& port, rte_mbuf** frames, std::uint16_t n, std::uint64_t now_ns) {
-  ++qos.bursts;
-  if (n == kBurst) ++qos.full_bursts;
+  if (n == kBurst) {
+    qos.longest_run = std::max(qos.longest_run, ++port.full_run);
+  } else {
+    port.full_run = 0;
+  }
   std::size_t i = 0;
   for (; i < kPrefetchAhead && i < n; ++i) rte_prefetch0(data_of(frames[i]));
   for (i = 0; i + kPrefetchAhead < n; ++i) {
@@ -655,8 +658,8 @@ void Dataplane::Impl::apply_shedding() {
 void Dataplane::Impl::qos_tick(std::uint64_t now_ns) {
   if (qos.window_start_ns == 0) qos.window_start_ns = qos.calm_since_ns = now_ns;
   if (now_ns - qos.window_start_ns < kQosWindowNs) return;
-  const bool overloaded = qos.bursts != 0 && qos.full_bursts * 2 > qos.bursts;
-  qos.bursts = qos.full_bursts = 0;
+  const bool overloaded = qos.longest_run >= kQosFullRun;
+  qos.longest_run = 0;
   qos.window_start_ns = now_ns;
   if (overloaded) {
     bump(qos.overload_windows);
@@ -684,6 +687,7 @@ void Dataplane::Impl::loop_once(std::uint64_t now_ns) {
     rte_mbuf* frames[kBurst];
     const std::uint16_t n = rte_eth_rx_burst(p.port_id, 0, frames, kBurst);
     if (n != 0) rx_burst(p, frames, n, now_ns);
+    else p.full_run = 0;  // drained
   }
   if (now_ns >= next_igmp_ns) {
     for (auto& p : ports) send_reports(*p, current->ports[p->index].groups, net::IgmpEvent::kQueryResponse, 0);
