@@ -116,7 +116,10 @@ CodecPtr open_x264(const std::string& preset, int width, int height, AVRational 
   av_opt_set(enc->priv_data, "forced-idr", "1", 0);
   // Key frames only where the source has them (forced per frame): none of x264's own.
   // log=1: x264 warnings and errors reach av_log, not its per-encoder info lines.
-  av_opt_set(enc->priv_data, "x264-params", "keyint=infinite:scenecut=0:open-gop=0:log=1", 0);
+  // force-cfr=1: the SPS's VUI timing says `frame_rate` (fixed_frame_rate_flag=1); without
+  // it x264 writes the 90 kHz time base there (time_scale 180000: "90000 fps" to a reader
+  // such as the HLS master's FRAME-RATE). Timestamps are passed through all the same.
+  av_opt_set(enc->priv_data, "x264-params", "keyint=infinite:scenecut=0:open-gop=0:force-cfr=1:log=1", 0);
   if (const int r = avcodec_open2(enc.get(), codec, nullptr); r < 0) {
     *error = "libx264 (preset " + preset + "): " + av_error_text(r);
     return nullptr;
