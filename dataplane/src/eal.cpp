@@ -1,6 +1,10 @@
-// EAL bring-up: the command line from the config, then rte_eal_init once per process.
+// EAL bring-up: the command line from the config, then rte_eal_init once per process, and
+// the calling (control) thread's affinity widened to the CPUs no worker polls.
+#include <pthread.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
+#include <rte_lcore.h>
+#include <sched.h>
 
 #include <cctype>
 #include <stdexcept>
@@ -65,9 +69,23 @@ void init_eal(const ApplianceConfig& config, const std::string& argv0) {
   std::vector<char*> argv;
   for (std::string& s : args) argv.push_back(s.data());
   argv.push_back(nullptr);
+  // The CPUs this process may use, before the EAL pins the calling thread to the main lcore.
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  const bool have_allowed = sched_getaffinity(0, sizeof allowed, &allowed) == 0;
   if (rte_eal_init(static_cast<int>(args.size()), argv.data()) < 0) {
     throw std::runtime_error(std::string("DPDK EAL initialisation failed: ") + rte_strerror(rte_errno));
   }
+  // The control plane's threads (HTTP servers, packager, transcoder, SRT) are started from
+  // this thread and inherit its affinity: give it every allowed CPU that no worker lcore
+  // busy-polls, not just the main lcore's one.
+  if (!have_allowed) return;
+  for (unsigned l = rte_get_next_lcore(static_cast<unsigned>(-1), 1, 0); l < RTE_MAX_LCORE;
+       l = rte_get_next_lcore(l, 1, 0)) {
+    const int cpu = rte_lcore_to_cpu_id(static_cast<int>(l));
+    if (cpu >= 0 && cpu < CPU_SETSIZE) CPU_CLR(static_cast<std::size_t>(cpu), &allowed);
+  }
+  if (CPU_COUNT(&allowed) > 0) (void)pthread_setaffinity_np(pthread_self(), sizeof allowed, &allowed);
 }
 
 }  // namespace twincast::dataplane
