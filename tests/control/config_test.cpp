@@ -104,7 +104,17 @@ TEST(Config, DemoParsesIntoItsValues) {
   ASSERT_EQ(sport.pid_rules.size(), 1U);
   EXPECT_EQ(sport.pid_rules[0].from, 0x102);
   EXPECT_TRUE(sport.pid_rules[0].drop);
-  EXPECT_FALSE(sport.hls);
+  EXPECT_TRUE(sport.hls);
+  EXPECT_TRUE(sport.hls_options.signed_urls);
+  EXPECT_TRUE(sport.hls_options.encrypt);
+  EXPECT_EQ(sport.hls_options.key_rotation_segments, 15U);
+  ASSERT_EQ(news.hls_options.renditions.size(), 1U);
+  EXPECT_EQ(news.hls_options.renditions[0].name, "360p");
+  EXPECT_TRUE(news.hls_options.renditions[0].transcoded());
+  EXPECT_EQ(news.hls_options.renditions[0].height, 360U);
+  EXPECT_EQ(news.hls_options.renditions[0].video_kbps, 700U);
+  EXPECT_EQ(c.ott.transcode_threads, 1U);
+  EXPECT_NE(c.ott.secret_file.find("demo-hls.secret"), std::string::npos);
 }
 
 TEST(Config, RedundantParsesIntoItsValues) {
@@ -489,7 +499,7 @@ TEST(Config, TwincastdCheck) {
   const std::string demo = (source_dir() / "config/demo.yaml").string();
   auto r = twincast::test::run(twincastd + " --check " + twincast::test::shell_quote(demo));
   EXPECT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_EQ(r.out, demo + ": OK (2 channels, 1 on HLS)\n");
+  EXPECT_EQ(r.out, demo + ": OK (2 channels, 2 on HLS)\n");
 
   const std::string bad = (source_dir() / "tests/config/invalid/multiple_errors.yaml").string();
   r = twincast::test::run("(" + twincastd + " --check " + twincast::test::shell_quote(bad) + " 2>/dev/null)");
