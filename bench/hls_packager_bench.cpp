@@ -2,7 +2,7 @@
 // --no-huge, its own mempool) and the real HlsPackager with its own thread, as in twincastd.
 //
 //   hls_packager_bench --mode=latency --input=FILE.ts [--speed=1] [--segments=N] [--poll-us=100]
-//   hls_packager_bench --mode=memory  --input=FILE.ts [--channels=8] [--seconds=40]
+//   hls_packager_bench --mode=memory  --input=FILE.ts [--channels=8] [--seconds=40] [--dvr-dir=DIR] [--dvr-hours=0]
 // both: [--segment-seconds=2] [--window=6] (ott.segment_seconds, ott.window_segments)
 //
 // latency: FILE's TS is cut into the feed's chunks (7 packets, as the worker makes them) and
@@ -21,7 +21,10 @@
 // memory_mb large enough not to bind). After the last chunk and the packager's last pass:
 // the store's held bytes and segments per channel (channel_stats), and the growth of the
 // heap in use (mallinfo2: arena + mmapped) and of VmRSS since before the channels existed,
-// per channel.
+// per channel. --dvr-dir: ott.dvr_dir (segments out of the live window go to DIR/<channel>/,
+// emptied at start; the packager deletes its files when done); --dvr-hours: ott.dvr_hours
+// (0: the live window and RFC 8216 6.2.2's 2 x window + 1). With them, the store's bytes and
+// segments on disk too; the page cache they fill is the kernel's, not in VmRSS.
 #include <malloc.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
@@ -68,6 +71,8 @@ struct Options {
   double seconds = 40;
   std::uint32_t segment_seconds = 2;
   std::uint32_t window = 6;
+  std::string dvr_dir;            // memory mode: ott.dvr_dir ("" = memory only)
+  std::uint32_t dvr_hours = 0;    // memory mode: ott.dvr_hours
 };
 
 std::vector<ts::TsPacket> load(const std::string& path) {
@@ -87,8 +92,10 @@ dp::OttConfig ott_config(const Options& o, std::size_t channels) {
   dp::OttConfig c;
   c.segment_seconds = o.segment_seconds;
   c.window_segments = o.window;
-  c.dvr_hours = 0;
-  c.memory_mb = static_cast<std::uint32_t>(64 * channels);  // 64 MB each: never binds here
+  c.dvr_hours = o.dvr_hours;
+  c.dvr_dir = o.dvr_dir;
+  // 64 MB each: never binds here (but for hours of DVR in memory).
+  c.memory_mb = static_cast<std::uint32_t>(64 * channels);
   return c;
 }
 
@@ -254,12 +261,15 @@ int memory(const Options& o, const std::vector<ts::TsPacket>& all, rte_mempool* 
   packager.stop();
   const Usage after = usage();
 
-  std::uint64_t held_bytes = 0, held_segments = 0, dropped = 0;
+  std::uint64_t held_bytes = 0, held_segments = 0, dropped = 0, disk_bytes = 0, disk_segments = 0, disk_errors = 0;
   for (const auto& w : wanted) {
     const auto s = packager.channel_stats(w.id);
     if (!s) continue;
-    held_bytes += s->window_bytes;
-    held_segments += s->held_segments;
+    held_bytes += s->window_bytes;  // in memory
+    held_segments += s->held_segments - s->disk_segments;
+    disk_bytes += s->disk_bytes;
+    disk_segments += s->disk_segments;
+    disk_errors += s->disk_errors;
   }
   for (const auto& f : feeds) dropped += f->stats().dropped_chunks;
   const auto cs = packager.channel_stats("ch0");
@@ -268,19 +278,23 @@ int memory(const Options& o, const std::vector<ts::TsPacket>& all, rte_mempool* 
   std::printf("input: %.2f Mbit/s of TS over the file (%zu packets in %.0f s)\n", times.rate_bps / 1e6, packets.size(),
               o.seconds);
   if (cs) {
-    std::printf("per channel: %llu segments made, %.1f held, %.2f MB of segments held (%.3f MB per held segment), "
+    std::printf("per channel: %llu segments made, %.1f held in memory, %.2f MB of segments in memory (%.3f MB each), "
                 "peak bandwidth %.2f Mbit/s\n",
                 static_cast<unsigned long long>(cs->segments), static_cast<double>(held_segments) / n,
                 static_cast<double>(held_bytes) / n / mb,
                 static_cast<double>(held_bytes) / static_cast<double>(std::max<std::uint64_t>(1, held_segments)) / mb,
                 static_cast<double>(cs->bandwidth_bps) / 1e6);
   }
+  if (!o.dvr_dir.empty())
+    std::printf("on disk (%s): %.1f segments, %.2f MB per channel; %llu write errors\n", o.dvr_dir.c_str(),
+                static_cast<double>(disk_segments) / n, static_cast<double>(disk_bytes) / n / mb,
+                static_cast<unsigned long long>(disk_errors));
   std::printf("heap in use: +%.2f MB per channel (%.2f MB over the held segments); VmRSS: +%.2f MB per channel\n",
               (static_cast<double>(after.heap) - static_cast<double>(before.heap)) / n / mb,
               (static_cast<double>(after.heap) - static_cast<double>(before.heap) - static_cast<double>(held_bytes)) / n / mb,
               (static_cast<double>(after.rss) - static_cast<double>(before.rss)) / n / mb);
   std::printf("feed drops: %llu chunks\n", static_cast<unsigned long long>(dropped));
-  return dropped == 0 ? 0 : 1;
+  return dropped == 0 && disk_errors == 0 ? 0 : 1;
 }
 
 }  // namespace
@@ -310,6 +324,10 @@ int main(int argc, char** argv) {
       o.segment_seconds = static_cast<std::uint32_t>(std::strtoul(v8, nullptr, 10));
     } else if (const char* v9 = value("--window=")) {
       o.window = static_cast<std::uint32_t>(std::strtoul(v9, nullptr, 10));
+    } else if (const char* v10 = value("--dvr-dir=")) {
+      o.dvr_dir = v10;
+    } else if (const char* v11 = value("--dvr-hours=")) {
+      o.dvr_hours = static_cast<std::uint32_t>(std::strtoul(v11, nullptr, 10));
     } else {
       o.mode.clear();
       break;
@@ -318,7 +336,8 @@ int main(int argc, char** argv) {
   if ((o.mode != "latency" && o.mode != "memory") || o.input.empty() || o.speed <= 0) {
     std::fprintf(stderr,
                  "usage: hls_packager_bench --mode=latency --input=FILE.ts [--speed=1] [--segments=N] [--poll-us=100]\n"
-                 "       hls_packager_bench --mode=memory --input=FILE.ts [--channels=8] [--seconds=40]\n"
+                 "       hls_packager_bench --mode=memory --input=FILE.ts [--channels=8] [--seconds=40] [--dvr-dir=DIR]\n"
+                 "                          [--dvr-hours=0]\n"
                  "  both: [--segment-seconds=2] [--window=6]\n");
     return 2;
   }

@@ -13,6 +13,8 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -568,7 +570,8 @@ void Parser::parse_control(const YAML::Node& n, dataplane::ControlConfig& contro
 
 void Parser::parse_ott(const YAML::Node& n, dataplane::OttConfig& ott) {
   Fields f(*this, n, "ott", {"listen", "segment_seconds", "window_segments", "memory_mb", "dvr_hours",
-                             "static_dir", "public_url", "secret_file", "transcode_threads", "transcode_preset"});
+                             "dvr_dir", "dvr_disk_mb", "static_dir", "public_url", "secret_file", "transcode_threads",
+                             "transcode_preset"});
   if (!f.ok()) return;
   if (std::string s; read_string(f, "listen", s)) {
     if (!is_listen_address(s))
@@ -587,6 +590,17 @@ void Parser::parse_ott(const YAML::Node& n, dataplane::OttConfig& ott) {
   read_int(f, "window_segments", ott.window_segments, 3, 100);
   read_int(f, "memory_mb", ott.memory_mb, 16, 1'048'576);
   read_int(f, "dvr_hours", ott.dvr_hours, 0, 72);
+  read_int(f, "dvr_disk_mb", ott.dvr_disk_mb, 0, 1'048'576'000);
+  if (std::string dir; read_string(f, "dvr_dir", dir)) {
+    fs::path p(dir);
+    if (p.is_relative()) p = base_dir_ / p;
+    std::error_code ec;
+    if (dir.empty() || !fs::is_directory(p, ec)) error_at(f.child("dvr_dir"), "not a directory: " + dir);
+    else if (::access(p.c_str(), W_OK | X_OK) != 0)
+      error_at(f.child("dvr_dir"), "cannot write in " + dir + ": " + std::strerror(errno));
+    else ott.dvr_dir = p.lexically_normal().string();
+  }
+  if (ott.dvr_disk_mb != 0 && !f.has("dvr_dir")) error_at(f.child("dvr_disk_mb"), "dvr_disk_mb applies to dvr_dir");
   if (std::string dir; read_string(f, "static_dir", dir)) {
     fs::path p(dir);
     if (p.is_relative()) p = base_dir_ / p;

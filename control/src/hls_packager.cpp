@@ -1,6 +1,9 @@
 #include "twincast/control/hls_packager.hpp"
 
 #include <boost/json.hpp>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -10,12 +13,14 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <limits>
 #include <mutex>
 #include <thread>
 #include <utility>
 
 #include "twincast/control/hls_auth.hpp"
+#include "twincast/control/log.hpp"
 #include "twincast/control/transcoder.hpp"
 #include "twincast/dataplane/dataplane.hpp"
 #include "twincast/dataplane/ott_feed.hpp"
@@ -153,6 +158,96 @@ RangeQuery parse_range(std::string_view query, TimeRange& r) {
   return r.start < r.end ? RangeQuery::kValid : RangeQuery::kInvalid;
 }
 
+namespace fs = std::filesystem;
+
+// A segment written to ott.dvr_dir. The last owner (eviction, a dropped track or channel,
+// a get() still reading it) deletes the file, unless the name now holds another file
+// (another inode: the directory was emptied and refilled since).
+struct DiskSegment {
+  std::string path;
+  std::uint64_t size = 0;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  DiskSegment() = default;
+  DiskSegment(const DiskSegment&) = delete;
+  DiskSegment& operator=(const DiskSegment&) = delete;
+  ~DiskSegment() {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) (void)::unlink(path.c_str());
+  }
+};
+
+// Writes `bytes` to `path` through "<path>.tmp" and a rename; the file, or nullptr with
+// `error` set to the errno.
+std::shared_ptr<const DiskSegment> write_segment_file(const std::string& path, const std::string& bytes, int& error) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    error = errno;
+    return nullptr;
+  }
+  std::size_t done = 0;
+  error = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      error = n < 0 ? errno : ENOSPC;
+      break;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  struct stat st {};
+  if (error == 0 && ::fstat(fd, &st) != 0) error = errno;
+  if (::close(fd) != 0 && error == 0) error = errno;
+  if (error == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) error = errno;
+  if (error != 0) {
+    (void)::unlink(tmp.c_str());
+    return nullptr;
+  }
+  auto f = std::make_shared<DiskSegment>();
+  f->path = path;
+  f->size = bytes.size();
+  f->dev = st.st_dev;
+  f->ino = st.st_ino;
+  return f;
+}
+
+// The file of `f` read back (the origin's threads), or nullptr when it vanished or is not
+// the one written (size or inode differ). Reads at most f.size bytes.
+std::shared_ptr<const std::string> read_segment_file(const DiskSegment& f) {
+  const int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  struct stat st {};
+  std::shared_ptr<std::string> out;
+  if (::fstat(fd, &st) == 0 && st.st_dev == f.dev && st.st_ino == f.ino && static_cast<std::uint64_t>(st.st_size) == f.size) {
+    auto b = std::make_shared<std::string>(f.size, '\0');
+    std::size_t done = 0;
+    while (done < f.size) {
+      const ssize_t n = ::pread(fd, b->data() + done, f.size - done, static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    if (done == f.size) out = std::move(b);
+  }
+  ::close(fd);
+  return out;
+}
+
+// Removes what the packager writes in a channel's directory (segments, temporary files),
+// then the directory if that left it empty. Anything else there stays.
+void clear_channel_dir(const fs::path& dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const bool ours = name.ends_with(".ts") || name.ends_with(".ts.tmp");
+    std::error_code rm;
+    if (ours && !it->is_directory(rm)) fs::remove(it->path(), rm);
+  }
+  if (fs::is_directory(dir, ec)) fs::remove(dir, ec);  // only when empty
+}
+
 struct StoredSegment {
   std::uint64_t sequence = 0;
   double duration_s = 0;
@@ -160,8 +255,11 @@ struct StoredSegment {
   std::uint32_t discontinuity_sequence = 0;
   std::int64_t program_date_time_ms = 0;
   bool starts_with_keyframe = true;
-  std::shared_ptr<const std::string> bytes;
-  std::shared_ptr<const HlsKey> key;  // AES-128: `bytes` is the ciphertext (encrypting channels)
+  std::uint64_t size = 0;                   // bytes of the segment (in memory or on disk)
+  std::shared_ptr<const std::string> bytes; // in memory; null when on disk
+  std::shared_ptr<const DiskSegment> file;  // on disk (ott.dvr_dir)
+  bool disk_failed = false;                 // its write failed: it stays in memory
+  std::shared_ptr<const HlsKey> key;  // AES-128: the bytes are the ciphertext (encrypting channels)
   std::vector<hls::Cue> cues{};       // SCTE-35 splice points (rendered before the segment)
 };
 
@@ -236,7 +334,8 @@ struct HlsTrack {
 
   // Under HlsChannelStore::mu.
   std::deque<StoredSegment> window;               // oldest first; the playlist lists the newest
-  std::uint64_t window_bytes = 0;
+  std::uint64_t window_bytes = 0;                 // of the segments in memory
+  std::uint64_t disk_bytes = 0, disk_segments = 0, disk_errors = 0;  // ott.dvr_dir
   std::shared_ptr<const std::string> media;       // rendered once per segment
   std::shared_ptr<const std::string> event;       // rendered on demand
   std::uint64_t event_first = 0, event_last = 0;  // the sequences it lists
@@ -270,6 +369,8 @@ struct HlsChannelStore {
   std::uint64_t anchor_sequence = 0;
   std::unique_ptr<mpegts::PsiDecoder> psi = std::make_unique<mpegts::PsiDecoder>();
   std::uint64_t key_spaces = 0;
+  fs::path dvr_path;            // <ott.dvr_dir>/<id>; empty: segments stay in memory
+  int dvr_logged_error = 0;     // the errno last logged for a failed write (0: none since a success)
   // Transcoded renditions: the primary's feed goes in, rung r's output to rung_tracks[r]'s
   // segmenter (the packager thread; its own threads inside).
   // Set under both feeds_mu and mu (channels_json copies it under mu for stats()).
@@ -297,6 +398,37 @@ struct HlsPackager::Impl {
   Impl(const dataplane::OttConfig& c, HlsPackagerOptions o) : config(c), options(std::move(o)) {
     if (!options.wall_ms) options.wall_ms = wall_ms_now;
     if (!options.mono_ns) options.mono_ns = [] { return dataplane::Dataplane::now_ns(); };
+    if (!config.dvr_dir.empty()) {
+      // No DVR survives a restart: what a previous run left in the channels' directories goes.
+      std::error_code ec;
+      for (fs::directory_iterator it(config.dvr_dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::error_code e;
+        if (it->is_directory(e)) clear_channel_dir(it->path());
+      }
+    }
+  }
+  ~Impl() {
+    // The segments' files go with their stores; then their emptied directories.
+    std::vector<fs::path> dirs;
+    for (const auto& c : channels)
+      if (!c->dvr_path.empty()) dirs.push_back(c->dvr_path);
+    channels.clear();
+    for (const auto& d : dirs) clear_channel_dir(d);
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  // A new channel's DVR directory, emptied (packager's files only), or "" when disabled.
+  [[nodiscard]] fs::path open_channel_dir(const std::string& id) const {
+    if (config.dvr_dir.empty()) return {};
+    const fs::path dir = fs::path(config.dvr_dir) / id;
+    clear_channel_dir(dir);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec)  // its writes fail and are counted (disk_errors); the segments stay in memory
+      log::warn("hls_dvr_dir", {{"channel", id}, {"dir", dir.string()}, {"reason", ec.message()}},
+                "cannot create the channel's DVR directory");
+    return dir;
   }
 
   [[nodiscard]] std::uint64_t target_ticks() const { return std::uint64_t{config.segment_seconds} * 90'000; }
@@ -341,6 +473,13 @@ struct HlsPackager::Impl {
     const std::uint64_t n_channels = std::max<std::size_t>(1, channels.size());
     const std::uint64_t n_tracks = std::max<std::size_t>(1, ch.tracks.size());
     return std::uint64_t{config.memory_mb} * 1024 * 1024 / n_channels / n_tracks;
+  }
+  // ... of the disk budget (ott.dvr_disk_mb; no limit when 0).
+  [[nodiscard]] std::uint64_t disk_budget(const HlsChannelStore& ch) const {
+    if (config.dvr_disk_mb == 0) return std::numeric_limits<std::uint64_t>::max();
+    const std::uint64_t n_channels = std::max<std::size_t>(1, channels.size());
+    const std::uint64_t n_tracks = std::max<std::size_t>(1, ch.tracks.size());
+    return std::uint64_t{config.dvr_disk_mb} * 1024 * 1024 / n_channels / n_tracks;
   }
 
   // A segment of `t` is complete (packager thread, inside Segmenter::push).
@@ -460,55 +599,136 @@ struct HlsPackager::Impl {
     }
   }
 
-  // Stores a segment of `t` (packager thread): encrypts it, evicts, renders (`info`: what
-  // the track's segmenter knows; nullptr for an audio track, whose rates are measured here).
+  // Stores a segment of `t` (packager thread): encrypts it, moves what left the live
+  // window to disk (ott.dvr_dir), evicts, renders (`info`: what the track's segmenter
+  // knows; nullptr for an audio track, whose rates are measured here).
   void store(HlsChannelStore& ch, HlsTrack& t, StoredSegment&& st, const hls::StreamInfo* info) {
     if (t.keys) {  // AES-128, once here: the origin serves the ciphertext as it is
       st.key = t.keys->next();
       st.bytes = std::make_shared<const std::string>(hls_encrypt(*st.key, st.sequence, *st.bytes));
     }
+    st.size = st.bytes->size();
     const std::uint64_t share = budget(ch);
+    std::vector<StoredSegment> gone;  // evicted: destroyed (files deleted) after the lock
+    std::vector<std::pair<std::uint64_t, std::shared_ptr<const std::string>>> spill;  // sequence, bytes
+    {
+      std::lock_guard lock(ch.mu);
+      const bool disc = st.discontinuity;
+      t.window_bytes += st.size;
+      t.window.push_back(std::move(st));
+      ++t.segments;
+      ++ch.generation;
+      if (disc) ++t.discontinuities;
+      t.newest_sequence = t.window.back().sequence;
+      t.last_segment = std::chrono::steady_clock::now();
+      if (!ch.dvr_path.empty()) {
+        // To disk: what left the live window, and older in-memory ones while the memory
+        // share is exceeded (never the newest); each is tried once.
+        std::uint64_t in_memory = t.window_bytes;
+        const std::size_t live_from = t.window.size() - std::min<std::size_t>(t.window.size(), config.window_segments);
+        for (std::size_t i = 0; i + 1 < t.window.size(); ++i) {
+          const StoredSegment& s = t.window[i];
+          if (!s.bytes || s.disk_failed) continue;
+          if (i >= live_from && in_memory <= share) break;
+          spill.emplace_back(s.sequence, s.bytes);
+          in_memory -= s.size;
+        }
+      }
+      if (!spill.empty()) {
+        // The new segment is listed before the writes (~1 ms for a 1.5 MB segment into the
+        // page cache): they change no playlist. Eviction may re-render below.
+        measure(t, info);
+        render(t);
+        render_master(ch);
+      }
+    }
+    const bool rendered = !spill.empty();
+    // The writes, outside the lock (the origin keeps serving the channel from memory);
+    // only this thread changes the window, so the segments are still there after it.
+    std::vector<std::pair<std::uint64_t, std::shared_ptr<const DiskSegment>>> written;
+    int error = 0;
+    std::string failed_path;
+    for (const auto& [sequence, bytes] : spill) {
+      const std::string path = (ch.dvr_path / (t.seg_prefix + std::to_string(sequence) + ".ts")).string();
+      int e = 0;
+      written.emplace_back(sequence, write_segment_file(path, *bytes, e));
+      if (e != 0) {
+        error = e;
+        failed_path = path;
+      }
+    }
+    spill.clear();
+    if (error != 0 && ch.dvr_logged_error != error) {
+      ch.dvr_logged_error = error;
+      log::warn("hls_dvr_write", {{"channel", ch.id}, {"file", failed_path}, {"reason", std::strerror(error)}},
+                "cannot write a DVR segment to disk: kept in memory within the memory budget (logged once per cause)");
+    } else if (error == 0 && !written.empty()) {
+      ch.dvr_logged_error = 0;
+    }
     std::lock_guard lock(ch.mu);
-    const bool disc = st.discontinuity;
-    t.window_bytes += st.bytes->size();
-    t.window.push_back(std::move(st));
-    ++t.segments;
-    ++ch.generation;
-    if (disc) ++t.discontinuities;
-    t.newest_sequence = t.window.back().sequence;
-    t.last_segment = std::chrono::steady_clock::now();
+    for (auto& [sequence, file] : written) {
+      const auto it = std::partition_point(t.window.begin(), t.window.end(),
+                                           [&](const StoredSegment& s) { return s.sequence < sequence; });
+      if (it == t.window.end() || it->sequence != sequence || !it->bytes) continue;  // cannot happen (this thread)
+      if (!file) {
+        it->disk_failed = true;
+        ++t.disk_errors;
+        continue;
+      }
+      it->file = std::move(file);
+      it->bytes.reset();
+      t.window_bytes -= it->size;
+      t.disk_bytes += it->size;
+      ++t.disk_segments;
+    }
     // Kept: the playlist's window and, for clients that still fetch what slid out of it,
     // as many again plus one (RFC 8216 6.2.2: a removed segment stays available for its
     // own duration plus the playlist's, W + 1 segments' time after it left a W-segment
     // playlist), and what started within dvr_hours of the newest segment's end; the
-    // track's share of the memory budget first (oldest out first).
+    // track's shares of the memory budget and of the disk budget first (oldest out first).
     const std::size_t keep = 2 * static_cast<std::size_t>(config.window_segments) + 1;
+    const std::uint64_t disk_share = disk_budget(ch);
     const StoredSegment& newest = t.window.back();
     const std::int64_t horizon =
         config.dvr_hours == 0 ? kForever
                               : newest.program_date_time_ms + std::llround(newest.duration_s * 1000) -
                                     std::int64_t{config.dvr_hours} * 3'600'000;
-    while (t.window.size() > 1 &&
-           (t.window_bytes > share || (t.window.size() > keep && t.window.front().program_date_time_ms < horizon))) {
-      t.window_bytes -= t.window.front().bytes->size();
+    const std::size_t held = t.window.size();
+    while (t.window.size() > 1 && (t.window_bytes > share || t.disk_bytes > disk_share ||
+                                   (t.window.size() > keep && t.window.front().program_date_time_ms < horizon))) {
+      StoredSegment& front = t.window.front();
+      if (front.file) {
+        t.disk_bytes -= front.size;
+        --t.disk_segments;
+      } else {
+        t.window_bytes -= front.size;
+      }
+      gone.push_back(std::move(front));
       t.window.pop_front();
       ++t.evicted;
     }
-    if (info != nullptr) {
-      t.info = *info;
-    } else {
-      // Measured on the held segments: the mean and the largest single segment's rate.
-      double bits = 0, secs = 0, peak = 0;
-      for (const auto& s : t.window) {
-        bits += static_cast<double>(s.bytes->size()) * 8;
-        secs += s.duration_s;
-        if (s.duration_s > 0) peak = std::max(peak, static_cast<double>(s.bytes->size()) * 8 / s.duration_s);
-      }
-      t.info.average_bandwidth_bps = secs > 0 ? static_cast<std::uint64_t>(std::llround(bits / secs)) : 0;
-      t.info.peak_bandwidth_bps = std::max(t.info.average_bandwidth_bps, static_cast<std::uint64_t>(std::llround(peak)));
-    }
+    if (rendered && t.window.size() == held) return;
+    measure(t, info);
     render(t);
     render_master(ch);
+  }
+
+  // The track's stream info at its newest segment (under ch.mu): the segmenter's, or for an
+  // audio track (`info` nullptr) measured on the held segments: the mean and the largest
+  // single segment's rate.
+  static void measure(HlsTrack& t, const hls::StreamInfo* info) {
+    if (info != nullptr) {
+      t.info = *info;
+      return;
+    }
+    double bits = 0, secs = 0, peak = 0;
+    for (const auto& s : t.window) {
+      bits += static_cast<double>(s.size) * 8;
+      secs += s.duration_s;
+      if (s.duration_s > 0) peak = std::max(peak, static_cast<double>(s.size) * 8 / s.duration_s);
+    }
+    t.info.average_bandwidth_bps = secs > 0 ? static_cast<std::uint64_t>(std::llround(bits / secs)) : 0;
+    t.info.peak_bandwidth_bps = std::max(t.info.average_bandwidth_bps, static_cast<std::uint64_t>(std::llround(peak)));
   }
 
   [[nodiscard]] static hls::MediaEntry entry(const HlsTrack& t, const StoredSegment& s) {
@@ -682,6 +902,9 @@ struct HlsPackager::Impl {
       sc.first_sequence = old->window.empty() ? old->newest_sequence : old->newest_sequence + 1;
       t.window = old->window;
       t.window_bytes = old->window_bytes;
+      t.disk_bytes = old->disk_bytes;
+      t.disk_segments = old->disk_segments;
+      t.disk_errors = old->disk_errors;
       t.media = old->media;
       t.info = old->info;
       t.newest_sequence = old->newest_sequence;
@@ -740,6 +963,7 @@ void HlsPackager::set_channels(std::vector<PackagedChannel> wanted) {
     if (!ch) {
       ch = std::make_shared<HlsChannelStore>();
       ch->id = w.id;
+      ch->dvr_path = d.open_channel_dir(w.id);
     }
     {
       std::lock_guard lock(ch->mu);
@@ -848,8 +1072,17 @@ void HlsPackager::set_channels(std::vector<PackagedChannel> wanted) {
     ch->rung_tracks = std::move(rung_tracks);
     next.push_back(std::move(ch));
   }
-  std::lock_guard lock(d.channels_mu);
-  d.channels = std::move(next);
+  std::vector<std::shared_ptr<HlsChannelStore>> dropped;
+  {
+    std::lock_guard lock(d.channels_mu);
+    for (const auto& c : d.channels)
+      if (std::find(next.begin(), next.end(), c) == next.end()) dropped.push_back(c);
+    d.channels = std::move(next);
+  }
+  // A dropped channel's files go now (a get() still reading one gets a 404), not only
+  // when its last reader lets the store go.
+  for (const auto& c : dropped)
+    if (!c->dvr_path.empty()) clear_channel_dir(c->dvr_path);
 }
 
 void HlsPackager::detach(const std::vector<std::string>& ids) {
@@ -888,6 +1121,9 @@ HlsChannelStats stats_of(const HlsTrack& t, std::uint32_t segment_seconds) {
   HlsChannelStats s;
   s.segments = t.segments;
   s.window_bytes = t.window_bytes;
+  s.disk_bytes = t.disk_bytes;
+  s.disk_segments = t.disk_segments;
+  s.disk_errors = t.disk_errors;
   s.evicted = t.evicted;
   s.discontinuities = t.discontinuities;
   s.dropped_packets = t.dropped_packets;
@@ -1050,6 +1286,15 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
     r.etag = "\"s" + (t->rendition.empty() ? std::string{} : t->rendition + "-") + std::to_string(it->sequence) + "-" +
              std::to_string(it->program_date_time_ms) + "\"";
     r.max_age_s = 0;
+    if (!r.body) {
+      // On disk: read outside the lock (from the page cache, usually), exactly the bytes
+      // written; 404 when the file vanished (its directory removed under us...).
+      const std::shared_ptr<const DiskSegment> file = it->file;
+      lock.unlock();
+      if (!file) return std::nullopt;
+      r.body = read_segment_file(*file);
+      if (!r.body) return std::nullopt;
+    }
     return r;
   }
   return std::nullopt;

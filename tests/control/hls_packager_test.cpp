@@ -7,11 +7,23 @@
 // PROGRAM-DATE-TIME is kT0 + the time of its first chunk (whole milliseconds). Copies of
 // the file are chained with their clocks shifted, so the timeline is continuous. ffmpeg
 // decodes a time-range playlist fetched through get().
+//
+// DVR on disk (ott.dvr_dir, a temp dir): memory holds the live window only, the rest is in
+// <dir>/news/seg-<n>.ts (ciphertext when encrypting); ffmpeg plays event.m3u8 and a time
+// range of on-disk segments through the real HlsOrigin over HTTP; eviction (hours, disk
+// budget) deletes files; a channel directory removed or replaced mid-run, and writes
+// refused (RLIMIT_FSIZE: EFBIG, as a full disk would refuse them, even for root) are
+// counted, keep memory within the budget and crash nothing; reads racing eviction never
+// serve a torn file; a rendition keeps its own window in memory and its own files.
 #include <gtest/gtest.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <sys/resource.h>
+
+#include <csignal>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
@@ -21,10 +33,13 @@
 #include <span>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dataplane/eal_harness.hpp"
 #include "tests_common.hpp"
+#include "twincast/control/hls_auth.hpp"
+#include "twincast/control/hls_origin.hpp"
 #include "twincast/control/hls_packager.hpp"
 #include "twincast/dataplane/ott_feed.hpp"
 #include "twincast/mpegts/file_times.hpp"
@@ -117,14 +132,17 @@ class Packager : public ::testing::Test {
     return feeds_.back().get();
   }
 
-  void make(std::uint32_t window, std::uint32_t dvr_hours, std::uint32_t memory_mb, std::uint32_t segment_s = 2) {
+  void make(std::uint32_t window, std::uint32_t dvr_hours, std::uint32_t memory_mb, std::uint32_t segment_s = 2,
+            bool encrypt = false) {
     config_.segment_seconds = segment_s;
     config_.window_segments = window;
     config_.dvr_hours = dvr_hours;
     config_.memory_mb = memory_mb;
     packager_ = std::make_unique<HlsPackager>(config_, options_for(clock_));
     feed_ = new_feed();
-    packager_->set_channels({PackagedChannel{"news", "News", feed_}});
+    PackagedChannel c{"news", "News", feed_};
+    c.encrypt = encrypt;
+    packager_->set_channels({c});
   }
 
   // Copies [from, to) of the file on the chained timeline: copy k at k * kCopyMs, each
@@ -141,6 +159,7 @@ class Packager : public ::testing::Test {
         const std::uint64_t ms = (static_cast<std::uint64_t>(k * kCopyMs) + src.ms[i]) * scale;
         clock_.mono_ns = std::max(clock_.mono_ns, ms * 1'000'000);
         feed_->on_packets(0, std::span<const TsPacket>(pkts.data() + i, n), ms * 1'000'000);
+        for (auto* f : also_) f->on_packets(0, std::span<const TsPacket>(pkts.data() + i, n), ms * 1'000'000);
         if (++chunks % 256 == 0) {
           packager_->poll_once();
           each_poll();
@@ -167,6 +186,7 @@ class Packager : public ::testing::Test {
   Clock clock_;
   std::unique_ptr<HlsPackager> packager_;
   dataplane::OttFeed* feed_ = nullptr;
+  std::vector<dataplane::OttFeed*> also_;  // fed the same chunks as feed_ (renditions)
 };
 
 // --- playlist reading ---
@@ -275,13 +295,13 @@ TEST_F(Packager, LiveWindowSlidesAndKeepsTwiceTheWindowPlusOneForLateFetches) {
   expect_consistent(ev, *packager_);
   // PDT: kT0 + the time of the segment's first packet on the chained timeline.
   for (const Entry& e : ev.entries) {
-    EXPECT_GE(e.pdt_ms, kT0 + 9'900);
+    EXPECT_GE(e.pdt_ms, kT0 + 7'900);  // segment 4: the second of copy 1 (6.1 s + 2 s)
     EXPECT_LT(e.pdt_ms, kT0 + 4 * kCopyMs);
   }
   // Sliding: one more copy, three more segments, the window moves by three.
   feed_copies(4, 5);
   EXPECT_EQ(*parse(*get("live.m3u8")).media_sequence, 11u);
-  EXPECT_EQ(*parse(*get("event.m3u8")).media_sequence, 8u);
+  EXPECT_EQ(*parse(*get("event.m3u8")).media_sequence, 7u);  // 14 made, 7 held
 }
 
 TEST_F(Packager, DvrKeepsTheConfiguredHoursByProgramDateTime) {
@@ -495,6 +515,382 @@ TEST_F(Packager, FfmpegDecodesATimeRangeFetchedThroughGet) {
                               "-of csv=p=0 " + tt::shell_quote((dir / "range.m3u8").string()) + " 2>&1");
   EXPECT_EQ(frames.out.substr(0, 4), "350\n") << frames.out;
   fs::remove_all(dir);
+}
+
+// --- DVR on disk (ott.dvr_dir) ---
+
+struct DiskFiles {
+  std::uint64_t bytes = 0;
+  std::vector<std::uint64_t> sequences;  // of the seg-<n>.ts files, sorted
+  std::vector<std::string> others;       // anything else (a .tmp left over...)
+};
+
+DiskFiles files_in(const fs::path& dir) {
+  DiskFiles f;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind("seg-", 0) != 0 || !name.ends_with(".ts") || name.find(".tmp") != std::string::npos) {
+      f.others.push_back(name);
+      continue;
+    }
+    std::error_code e;
+    f.bytes += fs::file_size(it->path(), e);
+    f.sequences.push_back(std::stoull(name.substr(4)));
+  }
+  std::sort(f.sequences.begin(), f.sequences.end());
+  return f;
+}
+
+std::string file_text(const fs::path& p) {
+  const auto b = tt::read_file(p);
+  return {b.begin(), b.end()};
+}
+
+// Every packet of `b` starts with the sync byte.
+bool is_ts(const std::string& b) {
+  if (b.empty() || b.size() % 188 != 0) return false;
+  for (std::size_t i = 0; i < b.size(); i += 188)
+    if (static_cast<std::uint8_t>(b[i]) != 0x47) return false;
+  return true;
+}
+
+class DvrDisk : public Packager {
+ protected:
+  void SetUp() override {
+    Packager::SetUp();
+    dir_ = tt::temp_dir("hls_dvr_disk");
+    config_.dvr_dir = dir_.string();
+  }
+  void TearDown() override {
+    Packager::TearDown();
+    if (dir_.empty()) return;
+    // The packager's files and channel directories went with it.
+    std::error_code ec;
+    EXPECT_TRUE(fs::is_empty(dir_, ec)) << "files left in " << dir_;
+    fs::remove_all(dir_, ec);
+  }
+  [[nodiscard]] fs::path channel_dir() const { return dir_ / "news"; }
+
+  // The segment through get(), or "" when 404.
+  std::string segment(std::uint64_t sequence) {
+    const auto r = packager_->get("news", "seg-" + std::to_string(sequence) + ".ts", "");
+    return r ? *r->body : std::string{};
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(DvrDisk, MemoryHoldsTheLiveWindowAndDiskTheRest) {
+  // Left over by a "previous run": the packager's kind of file goes, anything else stays.
+  fs::create_directories(dir_ / "old");
+  tt::write_file(dir_ / "old" / "seg-7.ts", {0x47});
+  tt::write_file(dir_ / "news-notes.txt", {'x'});
+  make(3, 1, 512);
+  EXPECT_FALSE(fs::exists(dir_ / "old")) << "emptied at start";
+  EXPECT_TRUE(fs::exists(dir_ / "news-notes.txt")) << "not the packager's";
+  fs::remove(dir_ / "news-notes.txt");
+  EXPECT_TRUE(fs::is_directory(channel_dir()));
+  std::uint64_t polls = 0;
+  feed_copies(0, 5, 1, [&] {
+    const auto st = packager_->channel_stats("news");
+    ASSERT_TRUE(st);
+    ++polls;
+    // Memory: the live window's segments, no more (the open one is in the segmenter).
+    const std::uint64_t in_memory = st->held_segments - st->disk_segments;
+    EXPECT_LE(in_memory, 3u);
+    EXPECT_EQ(st->disk_segments, st->held_segments - std::min<std::uint64_t>(st->held_segments, 3));
+    EXPECT_EQ(st->disk_errors, 0u);
+    const DiskFiles f = files_in(channel_dir());
+    EXPECT_EQ(f.sequences.size(), st->disk_segments);
+    EXPECT_EQ(f.bytes, st->disk_bytes);
+    EXPECT_TRUE(f.others.empty()) << f.others.front();
+    if (st->held_segments > 0) {
+      // window_bytes is exactly the live playlist's segments.
+      const Parsed live = parse(*get("live.m3u8"));
+      std::uint64_t live_bytes = 0;
+      for (const Entry& e : live.entries) live_bytes += segment(e.sequence).size();
+      EXPECT_EQ(st->window_bytes, live_bytes);
+    }
+  });
+  ASSERT_GT(polls, 10u);
+  const auto st = packager_->channel_stats("news");
+  EXPECT_EQ(st->segments, 14u);
+  EXPECT_EQ(st->held_segments, 14u) << "1 h of DVR: all held";
+  EXPECT_EQ(st->disk_segments, 11u);
+  EXPECT_GT(st->disk_bytes, 11u * 100'000);
+  // Everything held is listed and served, on disk or not; a served on-disk segment is the
+  // file's bytes, a whole TS.
+  const Parsed ev = parse(*get("event.m3u8"));
+  ASSERT_EQ(ev.entries.size(), 14u);
+  expect_consistent(ev, *packager_);
+  const DiskFiles f = files_in(channel_dir());
+  ASSERT_EQ(f.sequences.size(), 11u);
+  for (std::uint64_t k = 0; k < 11; ++k) {
+    EXPECT_EQ(f.sequences[k], k);
+    const std::string body = segment(k);
+    EXPECT_TRUE(is_ts(body)) << k;
+    EXPECT_EQ(body, file_text(channel_dir() / ("seg-" + std::to_string(k) + ".ts"))) << k;
+  }
+  // A time range over on-disk segments.
+  const Parsed range = parse(*get("live.m3u8", "start=" + epoch_s(ev.entries[1].pdt_ms) + "&end=" + epoch_s(ev.entries[5].pdt_ms)));
+  EXPECT_EQ(range.type, "VOD");
+  EXPECT_EQ(range.entries.size(), 4u);
+  expect_consistent(range, *packager_);
+  // A file that vanished is a 404, not a crash; the rest are still served.
+  fs::remove(channel_dir() / "seg-3.ts");
+  EXPECT_FALSE(packager_->get("news", "seg-3.ts", ""));
+  EXPECT_TRUE(packager_->get("news", "seg-4.ts", ""));
+  // ... and so is one whose bytes changed size behind the packager's back.
+  tt::write_file(channel_dir() / "seg-4.ts", {0x47, 0, 0});
+  EXPECT_FALSE(packager_->get("news", "seg-4.ts", ""));
+
+  // Dropping the channel deletes its files and its directory.
+  packager_->set_channels({});
+  EXPECT_FALSE(fs::exists(channel_dir()));
+  // Added again: an empty directory, numbers from scratch.
+  feed_ = new_feed();
+  packager_->set_channels({PackagedChannel{"news", "News", feed_}});
+  EXPECT_TRUE(fs::is_directory(channel_dir()));
+  EXPECT_TRUE(files_in(channel_dir()).sequences.empty());
+}
+
+TEST_F(DvrDisk, EvictionDeletesTheFiles) {
+  make(3, 0, 512);    // no DVR hours: 2 x 3 + 1 held, 3 of them in memory
+  feed_copies(0, 4);  // 11 segments: 4..10 held, 4..7 on disk
+  auto st = packager_->channel_stats("news");
+  EXPECT_EQ(st->held_segments, 7u);
+  EXPECT_EQ(st->disk_segments, 4u);
+  EXPECT_EQ(st->evicted, 4u);
+  EXPECT_EQ(files_in(channel_dir()).sequences, (std::vector<std::uint64_t>{4, 5, 6, 7}));
+  EXPECT_FALSE(packager_->get("news", "seg-3.ts", ""));
+  feed_copies(4, 6);  // 17 segments: 10..16 held, 10..13 on disk
+  EXPECT_EQ(files_in(channel_dir()).sequences, (std::vector<std::uint64_t>{10, 11, 12, 13}));
+}
+
+TEST_F(DvrDisk, DiskBudgetBoundsWhatIsOnDisk) {
+  config_.dvr_disk_mb = 1;
+  make(3, 72, 512, 1);  // 1 s segments of ~190 kB; 72 h would hold them all
+  const std::uint64_t budget = 1u << 20;
+  std::uint64_t peak = 0;
+  feed_copies(0, 6, 1, [&] {
+    const auto st = packager_->channel_stats("news");
+    peak = std::max(peak, st->disk_bytes);
+    EXPECT_LE(files_in(channel_dir()).bytes, budget);
+    EXPECT_LE(st->held_segments - st->disk_segments, 3u);
+  });
+  const auto st = packager_->channel_stats("news");
+  EXPECT_LE(peak, budget);
+  EXPECT_GT(st->disk_bytes, budget / 2);
+  EXPECT_GT(st->evicted, 10u);
+  EXPECT_EQ(st->held_segments + st->evicted, st->segments);
+  const DiskFiles f = files_in(channel_dir());
+  EXPECT_EQ(f.sequences.size(), st->disk_segments);
+  EXPECT_EQ(f.bytes, st->disk_bytes);
+  expect_consistent(parse(*get("event.m3u8")), *packager_);
+}
+
+TEST_F(DvrDisk, FfmpegPlaysOnDiskSegmentsThroughTheOrigin) {
+  make(3, 1, 512);
+  feed_copies(0, 5);  // 14 segments: 0..10 on disk, 11..13 in memory
+  ASSERT_EQ(packager_->channel_stats("news")->disk_segments, 11u);
+  HlsOrigin origin(*packager_);
+  origin.listen("127.0.0.1:0");
+  origin.start();
+  const std::string base = "http://127.0.0.1:" + std::to_string(origin.ports().at(0)) + "/hls/news/";
+  const Parsed all = parse(*get("event.m3u8"));
+  ASSERT_EQ(all.entries.size(), 14u);
+  // A finished time range of on-disk segments (2..8): VOD, every frame decoded.
+  const std::string range = base + "live.m3u8?start=" + epoch_s(all.entries[2].pdt_ms) + "&end=" + epoch_s(all.entries[9].pdt_ms);
+  auto r = tt::run("timeout 120 ffmpeg -nostdin -v error -i " + tt::shell_quote(range) + " -f null - 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, "");
+  const std::uint64_t served = origin.stats().segments.load();
+  EXPECT_GE(served, 7u);
+  r = tt::run("timeout 120 ffprobe -v error -select_streams v:0 -count_frames -show_entries stream=nb_read_frames -of csv=p=0 " +
+              tt::shell_quote(range) + " 2>&1");
+  EXPECT_EQ(r.out.substr(0, 4), "350\n") << r.out;  // 7 segments x 2 s x 25 fps
+  // event.m3u8 (EVENT, no ENDLIST) from its first segment, 10 s of it: on-disk segments.
+  r = tt::run("timeout 120 ffmpeg -nostdin -v error -live_start_index 0 -i " + tt::shell_quote(base + "event.m3u8") +
+              " -t 10 -f null - 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, "");
+  EXPECT_GE(origin.stats().segments.load(), served + 5);
+  origin.stop();
+}
+
+TEST_F(DvrDisk, AnEncryptedChannelsFilesAreTheCiphertext) {
+  make(3, 1, 512, 2, true);
+  feed_copies(0, 3);  // 8 segments: 0..4 on disk
+  ASSERT_EQ(packager_->channel_stats("news")->disk_segments, 5u);
+  const std::string text = *get("event.m3u8");
+  const std::size_t at = text.find("URI=\"");
+  ASSERT_NE(at, std::string::npos) << text;
+  const std::string key_name = text.substr(at + 5, text.find('"', at + 5) - at - 5);
+  const auto key_body = packager_->get("news", key_name, "");
+  ASSERT_TRUE(key_body);
+  HlsKey key;
+  key.id = *hls_key_id(key_name);
+  ASSERT_EQ(key_body->body->size(), 16u);
+  std::copy(key_body->body->begin(), key_body->body->end(), reinterpret_cast<char*>(key.bytes.data()));
+  for (std::uint64_t k = 0; k < 5; ++k) {
+    const std::string file = file_text(channel_dir() / ("seg-" + std::to_string(k) + ".ts"));
+    EXPECT_EQ(file, segment(k)) << "served as stored";
+    EXPECT_FALSE(is_ts(file)) << "plain TS on disk";
+    const auto plain = hls_decrypt(key, k, file);
+    ASSERT_TRUE(plain) << k;
+    EXPECT_TRUE(is_ts(*plain)) << k;
+  }
+}
+
+TEST_F(DvrDisk, WriteFailuresAreCountedAndKeptInTheMemoryBudget) {
+  make(3, 72, 1, 1);  // 1 MiB of memory, 1 s segments of ~190 kB
+  const std::uint64_t budget = 1u << 20;
+  std::uint64_t peak = 0;
+  const auto watch = [&] {
+    const auto st = packager_->channel_stats("news");
+    peak = std::max(peak, st->window_bytes);
+    // What is listed is numbered right (consecutive), and each in-memory one is served.
+    const Parsed ev = parse(*get("event.m3u8"));
+    for (std::size_t i = 0; i < ev.entries.size(); ++i) EXPECT_EQ(ev.entries[i].sequence, *ev.media_sequence + i);
+  };
+  feed_copies(0, 2, 1, watch);
+  auto st = packager_->channel_stats("news");
+  ASSERT_GT(st->disk_segments, 3u);
+  EXPECT_EQ(st->disk_errors, 0u);
+
+  // The channel's directory removed mid-run: its files are 404, new writes fail (ENOENT).
+  const std::uint64_t oldest = *parse(*get("event.m3u8")).media_sequence;
+  fs::remove_all(channel_dir());
+  EXPECT_FALSE(packager_->get("news", "seg-" + std::to_string(oldest) + ".ts", ""));
+  EXPECT_TRUE(packager_->get("news", "seg-" + std::to_string(st->segments - 1) + ".ts", "")) << "in memory";
+  feed_copies(2, 4, 1, watch);
+  st = packager_->channel_stats("news");
+  const std::uint64_t enoent = st->disk_errors;
+  EXPECT_GE(enoent, 8u);
+  EXPECT_EQ(st->disk_segments, 0u) << "the vanished ones were evicted by the memory budget";
+  EXPECT_EQ(st->disk_bytes, 0u);
+  EXPECT_LE(peak, budget);
+  EXPECT_GT(st->window_bytes, budget / 2) << "failed writes stay in memory";
+  expect_consistent(parse(*get("event.m3u8")), *packager_);
+
+  // A file where the directory was (ENOTDIR): still counted, still no crash.
+  tt::write_file(channel_dir(), {'x'});
+  feed_copies(4, 5, 1, watch);
+  EXPECT_GT(packager_->channel_stats("news")->disk_errors, enoent);
+  fs::remove(channel_dir());
+
+  // The directory back: writes succeed again.
+  fs::create_directory(channel_dir());
+  feed_copies(5, 6, 1, watch);
+  st = packager_->channel_stats("news");
+  const std::uint64_t errors = st->disk_errors;
+  EXPECT_GE(st->disk_segments, 4u);
+  EXPECT_EQ(files_in(channel_dir()).sequences.size(), st->disk_segments);
+
+  // Writes refused for size (RLIMIT_FSIZE: EFBIG, as a full disk refuses them; root too).
+  if (::geteuid() != 0) {
+    fs::permissions(channel_dir(), fs::perms::owner_read | fs::perms::owner_exec);
+    feed_copies(6, 7, 1, watch);
+    EXPECT_GT(packager_->channel_stats("news")->disk_errors, errors) << "read-only directory";
+    fs::permissions(channel_dir(), fs::perms::owner_all);
+  }
+  const std::uint64_t before_fsize = packager_->channel_stats("news")->disk_errors;
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = old;
+  small.rlim_cur = 64 * 1024;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  feed_copies(7, 8, 1, watch);
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old), 0);
+  std::signal(SIGXFSZ, old_handler);
+  st = packager_->channel_stats("news");
+  EXPECT_GE(st->disk_errors, before_fsize + 4);
+  EXPECT_LE(peak, budget);
+  const DiskFiles f = files_in(channel_dir());
+  EXPECT_TRUE(f.others.empty()) << "a partial .tmp left: " << f.others.front();
+  EXPECT_EQ(f.sequences.size(), st->disk_segments);
+  EXPECT_EQ(f.bytes, st->disk_bytes);
+  expect_consistent(parse(*get("event.m3u8")), *packager_);
+}
+
+TEST_F(DvrDisk, ReadsRaceEvictionSafely) {
+  make(3, 0, 512, 1);  // 1 s segments, 7 held: a file deleted every segment
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> served{0}, missing{0}, bad{0};
+  std::thread reader([&] {
+    while (!done.load()) {
+      const auto st = packager_->channel_stats("news");
+      const std::uint64_t made = st ? st->segments : 0;
+      // The oldest held and the ones just evicted: on disk, or gone under the reader.
+      for (std::uint64_t k = made > 12 ? made - 12 : 0; k < made; ++k) {
+        const auto r = packager_->get("news", "seg-" + std::to_string(k) + ".ts", "");
+        if (!r) {
+          ++missing;
+        } else if (is_ts(*r->body)) {
+          ++served;
+        } else {
+          ++bad;
+        }
+      }
+    }
+  });
+  feed_copies(0, 8);
+  done = true;
+  reader.join();
+  EXPECT_EQ(bad.load(), 0u) << "a torn or foreign file was served";
+  EXPECT_GT(served.load(), 0u);
+  EXPECT_GT(missing.load(), 0u) << "the evicted ones";
+  const auto st = packager_->channel_stats("news");
+  EXPECT_EQ(st->disk_errors, 0u);
+  EXPECT_EQ(files_in(channel_dir()).sequences.size(), st->disk_segments);
+}
+
+TEST_F(DvrDisk, EachRenditionKeepsItsLiveWindowInMemoryAndItsOwnFiles) {
+  make(3, 1, 512);
+  auto* lo = new_feed();
+  also_.push_back(lo);
+  PackagedChannel c{"news", "News", feed_};
+  c.renditions.push_back(PackagedRendition{"lo", lo});
+  packager_->set_channels({c});
+  feed_copies(0, 4, 1, [&] {
+    for (const std::string r : {"", "lo"}) {
+      const auto st = packager_->rendition_stats("news", r);
+      ASSERT_TRUE(st) << r;
+      EXPECT_LE(st->held_segments - st->disk_segments, 3u) << r;
+    }
+  });
+  const auto primary = packager_->rendition_stats("news", "");
+  const auto low = packager_->rendition_stats("news", "lo");
+  ASSERT_GT(low->disk_segments, 3u);
+  EXPECT_EQ(low->disk_errors, 0u);
+  std::uint64_t n_main = 0, n_lo = 0, lo_bytes = 0;
+  for (const auto& e : fs::directory_iterator(channel_dir())) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("seg-lo-", 0) == 0) {
+      ++n_lo;
+      lo_bytes += fs::file_size(e.path());
+      const std::string body = *packager_->get("news", name, "")->body;
+      EXPECT_EQ(body, file_text(e.path())) << name;
+      EXPECT_TRUE(is_ts(body)) << name;
+    } else {
+      ++n_main;
+    }
+  }
+  EXPECT_EQ(n_lo, low->disk_segments);
+  EXPECT_EQ(lo_bytes, low->disk_bytes);
+  EXPECT_EQ(n_main, primary->disk_segments);
+  // The rendition's playlist lists its on-disk segments, each served.
+  const std::string text = *get("event-lo.m3u8");
+  std::istringstream in(text);
+  std::size_t listed = 0;
+  for (std::string l; std::getline(in, l);) {
+    if (l.rfind("seg-lo-", 0) != 0) continue;
+    ++listed;
+    EXPECT_TRUE(packager_->get("news", l, "")) << l;
+  }
+  EXPECT_EQ(listed, low->held_segments);
 }
 
 }  // namespace

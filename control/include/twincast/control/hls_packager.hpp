@@ -71,7 +71,29 @@
 // channel's share of ott.memory_mb (memory_mb / channels) bounds it whichever is smaller:
 // the oldest segments go first, so the held bytes never exceed the share (a single segment
 // larger than the share is kept alone). Segment metadata (~100 bytes each) is not counted.
-// In memory only: nothing is written to disk, a restart of twincastd loses the DVR.
+// Without ott.dvr_dir all of it is in memory.
+//
+// On disk (ott.dvr_dir set): only the newest window_segments segments of each track (and
+// the one its segmenter is making) stay in memory. A segment that leaves the live window
+// is written once, by the packager thread outside the channel's mutex, to
+// <dvr_dir>/<channel>/<seg name>.ts (seg-<n>.ts, seg-<r>-<n>.ts, audio-<pid>-<n>.ts: the
+// names the origin serves; the ciphertext for encrypting channels) through a ".tmp" name
+// and a rename, then its memory is freed; it stays listed and servable: get() reads the
+// file back on the origin's thread, outside the mutex, exactly the bytes written (a file
+// that vanished or was replaced is a 404; one segment-sized buffer per request in flight,
+// which the origin's threads bound; a cold page cache makes that thread wait for the disk).
+// memory_mb then bounds only what is in memory (older in-memory segments go to disk early
+// when the share is exceeded) and ott.dvr_disk_mb (0: no limit) what is on disk, shared
+// as memory_mb is; eviction
+// (dvr_hours, either budget, oldest first as above) deletes the file. A failed write
+// (disk full, permissions, directory removed) keeps that segment in memory, where the
+// memory share evicts the oldest segments as without a disk; it is counted
+// (HlsChannelStats::disk_errors) and logged once per cause and channel (cause
+// hls_dvr_write; again after a successful write). No persistence: a restart of twincastd
+// loses the DVR. The packager's files (*.ts, *.ts.tmp) in every subdirectory of dvr_dir
+// are deleted when it is made, a channel's when set_channels adds or drops it, and every
+// file goes with the packager. A track restarted by set_channels goes on over its old
+// window, files included (its numbers go on, so no name is reused).
 //
 // Threads: the packager thread (feeds, segmenters, the store's writes), the origin's
 // threads (get(), channels_json()), the control side (set_channels, detach, stats). One
@@ -126,12 +148,15 @@ struct HlsChannelStats {
   std::string state;                 // "waiting" (no segment yet), "serving", "stalled"
   std::uint64_t segments = 0;        // made since the channel started
   double last_segment_age_s = 0;     // since the newest segment was made (0 when none)
-  std::uint64_t window_bytes = 0;    // segment bytes held in memory for the channel
-  std::uint64_t evicted = 0;         // segments dropped from memory
+  std::uint64_t window_bytes = 0;    // segment bytes held in memory for the channel (not on disk)
+  std::uint64_t evicted = 0;         // segments dropped from the store (memory or disk)
   std::uint64_t discontinuities = 0; // EXT-X-DISCONTINUITY tags written
   std::uint64_t dropped_packets = 0; // the segmenter's drops (before the first key frame...)
   std::uint64_t bandwidth_bps = 0;   // peak, as in the master playlist
-  std::uint64_t held_segments = 0;   // in memory now (live window + DVR)
+  std::uint64_t held_segments = 0;   // held now, in memory and on disk (live window + DVR)
+  std::uint64_t disk_bytes = 0;      // ott.dvr_dir: segment bytes on disk for the channel
+  std::uint64_t disk_segments = 0;   // ... segments on disk (held_segments - disk_segments in memory)
+  std::uint64_t disk_errors = 0;     // segments whose write failed (kept in memory)
   double held_seconds = 0;           // from the oldest held segment's start to the newest's end
 };
 

@@ -163,6 +163,8 @@ struct OttConfig {
   std::uint32_t window_segments = 6;      // segments in a live playlist, 3..100
   std::uint32_t memory_mb = 512;          // budget for every channel's segments together
   std::uint32_t dvr_hours = 0;            // time kept per channel for timeshift/catch-up, 0..72 (0: live window only)
+  std::string dvr_dir;                    // segments out of the live window go here (absolute after parsing); empty: memory only
+  std::uint32_t dvr_disk_mb = 0;          // disk budget of every channel's DVR together (dvr_dir); 0: dvr_hours alone
   std::string static_dir;                 // the web page and hls.js; empty: next to the binary (../web)
   std::string public_url;                 // base of the HLS URLs in lineups (a CDN); empty: http://<listen>
   std::string secret_file;                // HMAC-SHA256 key for signed URLs (absolute path after parsing)
