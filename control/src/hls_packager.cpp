@@ -1045,13 +1045,17 @@ void HlsPackager::set_channels(std::vector<PackagedChannel> wanted) {
           return false;
       return true;
     };
-    if (rungs.empty() || !primary_kept || !ch->transcoder || !same_rungs(ch->transcoder->config())) {
+    // The budget's share changes when channels that transcode come or go: a transcoder
+    // made for another share is rebuilt too (at least one thread each, whatever the budget).
+    const unsigned share = std::max(1u, d.config.transcode_threads / std::max(1u, transcoding));
+    if (rungs.empty() || !primary_kept || !ch->transcoder || !same_rungs(ch->transcoder->config()) ||
+        ch->transcoder->config().threads != share) {
       std::shared_ptr<Transcoder> made;
       std::string error;
       if (!rungs.empty()) {
         TranscoderConfig tc;
         tc.rungs = rungs;
-        tc.threads = std::max(1u, d.config.transcode_threads / std::max(1u, transcoding));
+        tc.threads = share;
         tc.preset = d.config.transcode_preset;
         try {
           made = std::make_shared<Transcoder>(std::move(tc));
