@@ -160,6 +160,10 @@ json::object channel_detail(const ApiChannelView& c) {
   hls["segment_requests"] = c.hls.segment_requests;
   hls["bytes_served"] = c.hls.bytes_served;
   hls["viewers"] = c.hls.viewers;
+  hls["memory_bytes"] = c.hls.memory_bytes;
+  hls["disk_bytes"] = c.hls.disk_bytes;
+  hls["dvr_write_errors"] = c.hls.dvr_write_errors;
+  hls["held_seconds"] = number(c.hls.held_seconds);
   if (!c.hls.refused.empty()) {
     json::object refused;
     for (const auto& [reason, n] : c.hls.refused) refused[reason] = n;
@@ -224,6 +228,19 @@ struct MetricFamilies {
                         .Help("Client addresses that fetched the channel's HLS in the last 30 s (behind a CDN: its edges; "
                               "signed channels: distinct tokens)")
                         .Register(r)),
+        hls_store_bytes(metrics::BuildGauge()
+                            .Name("twincast_hls_store_bytes")
+                            .Help("Segment bytes the packager holds for the channel's playlists, by where (memory, "
+                                  "disk: ott.dvr_dir)")
+                            .Register(r)),
+        hls_held_seconds(metrics::BuildGauge()
+                             .Name("twincast_hls_held_seconds")
+                             .Help("Time the channel's held segments span (live window, RFC 8216 grace and DVR)")
+                             .Register(r)),
+        hls_dvr_write_errors(metrics::BuildCounter()
+                                 .Name("twincast_hls_dvr_write_errors_total")
+                                 .Help("Segments of the channel that could not be written to ott.dvr_dir (kept in memory)")
+                                 .Register(r)),
         hls_refused(metrics::BuildCounter()
                         .Name("twincast_hls_refused_total")
                         .Help("HLS requests refused (403) for want of a valid token, by reason (missing, bad, expired, "
@@ -375,6 +392,9 @@ struct MetricFamilies {
     hls_bytes.Clear();
     hls_viewers.Clear();
     hls_refused.Clear();
+    hls_store_bytes.Clear();
+    hls_held_seconds.Clear();
+    hls_dvr_write_errors.Clear();
     input_info.Clear();
     input_active.Clear();
     input_packets.Clear();
@@ -429,6 +449,10 @@ struct MetricFamilies {
         hls_bytes.Add(cl).Set(as_double(c.hls.bytes_served));
         hls_viewers.Add(cl).Set(as_double(c.hls.viewers));
         for (const auto& [reason, n] : c.hls.refused) hls_refused.Add({{"channel", c.id}, {"reason", reason}}).Set(as_double(n));
+        hls_store_bytes.Add({{"channel", c.id}, {"where", "memory"}}).Set(as_double(c.hls.memory_bytes));
+        hls_store_bytes.Add({{"channel", c.id}, {"where", "disk"}}).Set(as_double(c.hls.disk_bytes));
+        hls_held_seconds.Add(cl).Set(c.hls.held_seconds);
+        hls_dvr_write_errors.Add(cl).Set(as_double(c.hls.dvr_write_errors));
       }
       for (const auto& in : c.inputs) {
         const Labels il{{"channel", c.id}, {"input", in.id}};
@@ -498,6 +522,9 @@ struct MetricFamilies {
   Family<Counter>& hls_requests;
   Family<Counter>& hls_bytes;
   Family<Gauge>& hls_viewers;
+  Family<Gauge>& hls_store_bytes;
+  Family<Gauge>& hls_held_seconds;
+  Family<Counter>& hls_dvr_write_errors;
   Family<Counter>& hls_refused;
   Family<Gauge>& channel_ott_shed;
   Family<Counter>& channel_ott_feed_dropped;

@@ -227,6 +227,10 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
       v.hls.state = hs->state;
       v.hls.segments = hs->segments;
       v.hls.last_segment_age_s = hs->last_segment_age_s;
+      v.hls.memory_bytes = hs->window_bytes;
+      v.hls.disk_bytes = hs->disk_bytes;
+      v.hls.dvr_write_errors = hs->disk_errors;
+      v.hls.held_seconds = hs->held_seconds;
       if (const auto it = traffic.find(cc.id); it != traffic.end()) {
         v.hls.playlist_requests = it->second.playlists;
         v.hls.segment_requests = it->second.segments;

@@ -91,6 +91,12 @@ struct ApiHlsView {
   std::uint64_t segment_requests = 0;
   std::uint64_t bytes_served = 0;
   std::uint64_t viewers = 0;
+  // The packager's store (HlsChannelStats): segment bytes in memory and, with ott.dvr_dir, on
+  // disk; writes to dvr_dir that failed; time from the oldest held segment to the newest.
+  std::uint64_t memory_bytes = 0;
+  std::uint64_t disk_bytes = 0;
+  std::uint64_t dvr_write_errors = 0;
+  double held_seconds = 0;
   // Requests refused for want of a valid token (signed URLs), by reason (hls_denial_name).
   std::vector<std::pair<std::string, std::uint64_t>> refused;
 };
