@@ -4,6 +4,10 @@
 // segments, all with the token the origin copied into the URIs); the openssl CLI decrypts a
 // segment with the key the origin served; a raw segment is not a transport stream; without
 // a token ffmpeg is refused; a key goes (404) once no held segment uses it.
+// GCC 12 at -O1 with the sanitizers warns falsely inside <regex> (maybe-uninitialized in
+// the std::function moves of its NFA states), as in dashboard_test.cpp.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include <gtest/gtest.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
