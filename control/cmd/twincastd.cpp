@@ -3,6 +3,7 @@
 // port and input every --status-interval seconds. SIGHUP re-reads the file and applies
 // the difference (Appliance::reload), as POST /api/v1/reload does.
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -18,6 +19,8 @@
 #include "twincast/control/config.hpp"
 #include "twincast/control/log.hpp"
 #include "twincast/dataplane/build_info.hpp"
+
+#include <sys/resource.h>
 
 #ifdef TWINCAST_HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
@@ -58,7 +61,21 @@ void log_config_errors(const std::vector<twincast::control::ConfigError>& errors
   }
 }
 
+// The soft RLIMIT_NOFILE raised to the hard limit: the HLS origin's connections (1024 by
+// default) and the API's (512) exceed the usual soft limit of 1024 descriptors.
+void raise_fd_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max) return;
+  const rlim_t before = lim.rlim_cur;
+  lim.rlim_cur = lim.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    log::warn("fd_limit", {{"soft", static_cast<std::uint64_t>(before)}},
+              std::string("twincastd: cannot raise RLIMIT_NOFILE: ") + std::strerror(errno));
+  }
+}
+
 int run(const std::string& file, const char* argv0, unsigned status_interval_s) {
+  raise_fd_limit();
   const auto result = twincast::control::load_config(file);
   if (!result.ok()) {
     log_config_errors(result.errors, file, "config_invalid", "twincastd: " + file + " has errors; not starting");

@@ -5,6 +5,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <boost/asio/ip/address.hpp>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -94,13 +96,24 @@ std::string hls_token_scope(std::string_view channel) { return "/hls/" + std::st
 
 std::string hls_sign(std::string_view secret, std::string_view channel, std::int64_t expiry_s, std::string_view client) {
   if (secret.empty()) throw std::invalid_argument("hls_sign: empty secret");
+  if (expiry_s < 0 || std::to_string(expiry_s).size() > kMaxExpiryDigits)
+    throw std::invalid_argument("hls_sign: expiry " + std::to_string(expiry_s) + " is not 0..999999999999");
+  std::string bound;
+  if (!client.empty()) {
+    boost::system::error_code ec;
+    (void)boost::asio::ip::make_address(std::string(client), ec);
+    if (ec) throw std::invalid_argument("client '" + std::string(client) + "' is not an IPv4 or IPv6 address");
+    bound = hls_client_address(client);
+    if (bound.size() > kMaxClientChars || !std::all_of(bound.begin(), bound.end(), client_char))
+      throw std::invalid_argument("client '" + std::string(client) + "' cannot be bound (an IPv6 zone id?)");
+  }
   std::string out = std::to_string(expiry_s);
   out += '.';
-  if (!client.empty()) {
-    out += client;
+  if (!bound.empty()) {
+    out += bound;
     out += '.';
   }
-  out += mac_of(secret, channel, expiry_s, client);
+  out += mac_of(secret, channel, expiry_s, bound);
   return out;
 }
 
@@ -117,6 +130,7 @@ std::optional<HlsDenial> hls_verify(std::string_view secret, std::string_view ch
   if (mac.size() != kMacChars || (first != last && bound.empty()) || bound.size() > kMaxClientChars ||
       !std::all_of(bound.begin(), bound.end(), client_char))
     return HlsDenial::kBad;
+  if (expiry_text.size() > 1 && expiry_text.front() == '0') return HlsDenial::kBad;  // one spelling per expiry
   std::int64_t expiry = 0;
   for (char c : expiry_text) {
     if (c < '0' || c > '9') return HlsDenial::kBad;
@@ -229,11 +243,16 @@ std::string hls_client_address(std::string_view remote) {
     host = host.substr(0, host.find(':'));  // IPv4 "a.b.c.d:port"
   }
   std::string out(host);
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(out, ec);
+  if (!ec) {
+    // One spelling per address: "fd00:0:0::7" and "FD00::7" are "fd00::7".
+    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+      return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, address.to_v6()).to_string();
+    }
+    return address.to_string();
+  }
   std::transform(out.begin(), out.end(), out.begin(), [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
-  constexpr std::string_view kMapped = "::ffff:";
-  if (out.size() > kMapped.size() && out.compare(0, kMapped.size(), kMapped) == 0 &&
-      out.find('.') != std::string::npos)
-    out.erase(0, kMapped.size());
   return out;
 }
 

@@ -218,7 +218,22 @@ void append_number(std::string& out, std::uint64_t v) {
   out.append(buf.data(), end);
 }
 
+// RFC 9110 5.6.2 tchar.
+bool token_char(char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+// A header the server may send: a token for a name, a value without CR, LF or NUL (so a
+// handler's value cannot end the header and start another, or end the head).
+bool valid_header(std::string_view name, std::string_view value) {
+  if (name.empty() || !std::all_of(name.begin(), name.end(), token_char)) return false;
+  return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+// Appends "name: value\r\n"; a header that is not valid_header() is dropped.
 void append_header(std::string& out, std::string_view name, std::string_view value) {
+  if (!valid_header(name, value)) return;
   out += name;
   out += ": ";
   out += value;
@@ -293,6 +308,9 @@ struct Core {
   std::vector<std::unique_ptr<asio::io_context>> iocs;
   std::size_t next_ioc = 0;  // the acceptors' thread only
   std::vector<std::unique_ptr<Acceptor>> acceptors;
+  // One per acceptor: after a failed accept (EMFILE...) the next waits on it (kAcceptRetry).
+  std::vector<std::unique_ptr<Timer>> accept_timers;
+  std::atomic<std::uint64_t> accept_errors{0};  // written by the acceptors' thread only
   std::vector<std::thread> threads;
   bool started = false;
   bool stopped = false;
@@ -680,20 +698,31 @@ class Rejecter : public std::enable_shared_from_this<Rejecter> {
   std::array<char, 1024> buf_{};
 };
 
-void do_accept(http_internal::Core& server, Acceptor& acceptor) {
+// The pause after a failed accept. Accept errors (EMFILE, ENFILE, ENOBUFS...) are
+// transient but retrying at once fails at once again (the pending connection stays queued),
+// spinning the acceptors' thread, which also serves connections: wait, then accept again.
+constexpr std::chrono::milliseconds kAcceptRetry{100};
+
+void do_accept(http_internal::Core& server, Acceptor& acceptor, Timer& retry) {
   asio::io_context& target = *server.iocs[server.next_ioc];
-  acceptor.async_accept(target, [&server, &acceptor](beast::error_code ec, Socket socket) {
+  acceptor.async_accept(target, [&server, &acceptor, &retry](beast::error_code ec, Socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-    if (!ec) {
-      server.next_ioc = (server.next_ioc + 1) % server.iocs.size();
-      if (server.n_connections.load(std::memory_order_relaxed) >= server.limits.max_connections) {
-        std::make_shared<Rejecter>(std::move(socket))->run();
-      } else {
-        std::make_shared<http_internal::Session>(server, std::move(socket))->run();
-      }
+    if (ec) {
+      server.accept_errors.fetch_add(1, std::memory_order_relaxed);
+      retry.expires_after(kAcceptRetry);
+      retry.async_wait([&server, &acceptor, &retry](beast::error_code wait_ec) {
+        if (wait_ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+        do_accept(server, acceptor, retry);
+      });
+      return;
     }
-    // Accept errors (EMFILE...) are transient: keep accepting.
-    do_accept(server, acceptor);
+    server.next_ioc = (server.next_ioc + 1) % server.iocs.size();
+    if (server.n_connections.load(std::memory_order_relaxed) >= server.limits.max_connections) {
+      std::make_shared<Rejecter>(std::move(socket))->run();
+    } else {
+      std::make_shared<http_internal::Session>(server, std::move(socket))->run();
+    }
+    do_accept(server, acceptor, retry);
   });
 }
 
@@ -757,6 +786,9 @@ HttpServer::~HttpServer() { stop(); }
 
 void HttpServer::add_default_header(std::string name, std::string value) {
   if (impl_->started) throw std::logic_error("HttpServer: default headers must be added before start()");
+  if (!valid_header(name, value)) {
+    throw std::invalid_argument("default header '" + name + "': the name must be a token and the value hold no CR, LF or NUL");
+  }
   impl_->default_headers.emplace_back(std::move(name), std::move(value));
 }
 
@@ -806,6 +838,7 @@ void HttpServer::listen(const std::string& address) {
   if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) throw std::runtime_error("listen " + address + ": " + ec.message());
   impl_->bound_ports.push_back(acceptor->local_endpoint().port());
+  impl_->accept_timers.push_back(std::make_unique<Timer>(ioc.get_executor()));
   impl_->acceptors.push_back(std::move(acceptor));
 }
 
@@ -815,7 +848,7 @@ void HttpServer::start() {
   if (impl_->started) return;
   impl_->started = true;
   for (const auto& [k, v] : impl_->default_headers) append_header(impl_->default_block, k, v);
-  for (auto& acceptor : impl_->acceptors) do_accept(*impl_, *acceptor);
+  for (std::size_t i = 0; i < impl_->acceptors.size(); ++i) do_accept(*impl_, *impl_->acceptors[i], *impl_->accept_timers[i]);
   for (auto& ioc : impl_->iocs) {
     impl_->threads.emplace_back([&ioc] {
       auto guard = asio::make_work_guard(*ioc);  // a thread with no connection yet keeps running
@@ -832,11 +865,14 @@ void HttpServer::stop() {
   impl_->threads.clear();
   beast::error_code ec;
   for (auto& acceptor : impl_->acceptors) acceptor->close(ec);
+  for (auto& timer : impl_->accept_timers) timer->cancel();
   // No thread runs the io_contexts now: close every connection from here.
   std::lock_guard lock(impl_->sessions_mutex);
   for (auto* session : impl_->sessions) session->close();
 }
 
 std::size_t HttpServer::connections() const { return impl_->n_connections.load(std::memory_order_relaxed); }
+
+std::uint64_t HttpServer::accept_errors() const { return impl_->accept_errors.load(std::memory_order_relaxed); }
 
 }  // namespace twincast::control

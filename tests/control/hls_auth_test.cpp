@@ -14,6 +14,7 @@
 #include <random>
 #include <regex>
 #include <set>
+#include <stdexcept>
 #include <string>
 
 #include "tests_common.hpp"
@@ -127,6 +128,57 @@ TEST(HlsToken, QueryAndClientAddress) {
   EXPECT_EQ(tc::hls_client_address("[FD00::7]:4711"), "fd00::7");
   EXPECT_EQ(tc::hls_client_address("[::ffff:10.0.0.7]:4711"), "10.0.0.7");
   EXPECT_EQ(tc::hls_client_address("[::1]:80"), "::1");
+}
+
+TEST(HlsToken, ExpiryHasOneSpelling) {
+  using D = tc::HlsDenial;
+  // The MAC covers the expiry's value, so "0" + token carried the same MAC and was admitted.
+  const std::string t = tc::hls_sign(kSecret, "news", kNow + 60);
+  ASSERT_EQ(tc::hls_verify(kSecret, "news", t, kNow, "10.0.0.7", false), std::nullopt);
+  EXPECT_EQ(tc::hls_verify(kSecret, "news", "0" + t, kNow, "10.0.0.7", false), D::kBad);
+  EXPECT_EQ(tc::hls_verify(kSecret, "news", "00" + t, kNow, "10.0.0.7", false), D::kBad);
+  const std::string b = tc::hls_sign(kSecret, "news", kNow + 60, "10.0.0.7");
+  EXPECT_EQ(tc::hls_verify(kSecret, "news", "0" + b, kNow, "10.0.0.7", true), D::kBad);
+  // "0" itself is a spelling: a well-formed token that has expired.
+  const std::string zero = tc::hls_sign(kSecret, "news", 0);
+  EXPECT_EQ(zero.rfind("0.", 0), 0U) << zero;
+  EXPECT_EQ(tc::hls_verify(kSecret, "news", zero, kNow, "10.0.0.7", false), D::kExpired);
+  EXPECT_THROW((void)tc::hls_sign(kSecret, "news", -1), std::invalid_argument);
+  EXPECT_THROW((void)tc::hls_sign(kSecret, "news", 1'000'000'000'000), std::invalid_argument);
+}
+
+TEST(HlsToken, ClientAddressesAreCanonical) {
+  EXPECT_EQ(tc::hls_client_address("fd00:0:0::7"), "fd00::7");
+  EXPECT_EQ(tc::hls_client_address("FD00:0000::0007"), "fd00::7");
+  EXPECT_EQ(tc::hls_client_address("[fd00:0:0:0:0:0:0:7]:4711"), "fd00::7");
+  EXPECT_EQ(tc::hls_client_address("2001:db8:0:0:1:0:0:1"), "2001:db8::1:0:0:1");  // RFC 5952 4.2.3
+  EXPECT_EQ(tc::hls_client_address("::ffff:10.0.0.7"), "10.0.0.7");
+  EXPECT_EQ(tc::hls_client_address("10.0.0.7"), "10.0.0.7");
+
+  // Spelled differently by the API caller, the same client for the token and the origin.
+  const std::string a = tc::hls_sign(kSecret, "news", kNow + 60, "fd00:0:0::7");
+  const std::string b = tc::hls_sign(kSecret, "news", kNow + 60, "fd00::7");
+  const std::string c = tc::hls_sign(kSecret, "news", kNow + 60, "FD00::0:7");
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a, c);
+  EXPECT_NE(a.find(".fd00::7."), std::string::npos) << a;
+  EXPECT_EQ(tc::hls_verify(kSecret, "news", a, kNow, tc::hls_client_address("[fd00::7]:5000"), true), std::nullopt);
+  EXPECT_EQ(tc::hls_verify(kSecret, "news", a, kNow, tc::hls_client_address("[fd00:0::7]:5000"), true), std::nullopt);
+  EXPECT_EQ(tc::hls_verify(kSecret, "news", a, kNow, tc::hls_client_address("[fd00::8]:5000"), true),
+            tc::HlsDenial::kWrongClient);
+  const std::string mapped = tc::hls_sign(kSecret, "news", kNow + 60, "::ffff:10.0.0.7");
+  EXPECT_EQ(mapped, tc::hls_sign(kSecret, "news", kNow + 60, "10.0.0.7"));
+  EXPECT_EQ(tc::hls_verify(kSecret, "news", mapped, kNow, tc::hls_client_address("10.0.0.7:80"), true), std::nullopt);
+
+  // Not an address: refused, saying why.
+  for (const char* bad : {"10.0.0.256", "10.0.0", "fd00::7::1", "evil", "10.0.0.7:80", "[fd00::7]", "fe80::1%1"}) {
+    try {
+      (void)tc::hls_sign(kSecret, "news", kNow + 60, bad);
+      ADD_FAILURE() << bad << " was signed";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(HlsToken, PlaylistUrisCarryTheToken) {

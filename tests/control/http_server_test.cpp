@@ -1,12 +1,23 @@
 // HttpServer's own response path (its headers are rendered by hand and sent with the body
 // in one gathered write; one io_context per thread): pipelined requests answered in order,
 // large shared bodies intact, a handler's headers replacing the defaults without breaking
-// the framing, HTTP/1.0 keep-alive, and several threads serving many connections.
+// the framing, HTTP/1.0 keep-alive, several threads serving many connections, no header
+// injection through a handler's values, and no busy loop when accept() fails (EMFILE).
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,6 +68,17 @@ class ServerTest : public ::testing::Test {
                    {"Content-Length", "999"},      // framing is the server's
                    {"Connection", "close"},
                    {"Cache-Control", "no-cache"}};
+      return r;
+    });
+    server_->route("GET", "/evil", [](const tc::HttpRequest&) {
+      tc::HttpResponse r{.content_type = "text/plain", .body = "evil"};
+      r.headers = {{"X-Note", "ok\r\nX-Evil: 1"},
+                   {"X-Lf", "a\nX-Evil: 2"},
+                   {"X-Evil: 3\r\nX-Name", "v"},
+                   {"Bad Name", "v"},
+                   {"", "v"},
+                   {"X-Fine", "yes"}};
+      r.etag = "\"e\"\r\nX-Evil: 4";
       return r;
     });
     server_->listen("127.0.0.1:0");
@@ -147,6 +169,147 @@ TEST_F(ServerTest, HandlerHeadersReplaceDefaultsButNotTheFraming) {
   EXPECT_EQ(text.find("X-Default: one"), std::string::npos) << text;
   EXPECT_EQ(text.find("999"), std::string::npos) << text;
   EXPECT_NE(text.find("\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello"), std::string::npos) << text;
+}
+
+// Read until the server closes.
+std::string read_all(tcp::socket& s) {
+  std::string text;
+  boost::system::error_code ec;
+  std::array<char, 4096> chunk{};
+  while (!ec) {
+    const std::size_t n = s.read_some(asio::buffer(chunk), ec);
+    text.append(chunk.data(), n);
+  }
+  return text;
+}
+
+TEST_F(ServerTest, HandlerHeadersCannotInjectHeaders) {
+  tcp::socket raw = connect();
+  asio::write(raw, asio::buffer(std::string("GET /evil HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")));
+  const std::string text = read_all(raw);
+  EXPECT_EQ(text.rfind("HTTP/1.1 200 OK\r\n", 0), 0U) << text;
+  EXPECT_EQ(text.find("X-Evil"), std::string::npos) << text;
+  EXPECT_EQ(text.find("Bad Name"), std::string::npos) << text;
+  EXPECT_EQ(text.find("X-Note"), std::string::npos) << text;  // dropped, not truncated
+  EXPECT_NE(text.find("\r\nX-Fine: yes\r\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\r\nContent-Length: 4\r\n\r\nevil"), std::string::npos) << text;
+  // Every header line is "Name: value" with a token name (no line break smuggled in).
+  const std::string head = text.substr(0, text.find("\r\n\r\n"));
+  std::size_t pos = head.find("\r\n") + 2;
+  while (pos < head.size()) {
+    const std::size_t end = std::min(head.find("\r\n", pos), head.size());
+    const std::string line = head.substr(pos, end - pos);
+    EXPECT_EQ(line.find('\n'), std::string::npos) << line;
+    EXPECT_EQ(line.find('\r'), std::string::npos) << line;
+    EXPECT_NE(line.find(": "), std::string::npos) << line;
+    pos = end + 2;
+  }
+  // And a client's parser sees the same.
+  tcp::socket s = connect();
+  asio::write(s, asio::buffer(std::string("GET /evil HTTP/1.1\r\nHost: x\r\n\r\n")));
+  beast::flat_buffer buf;
+  tt::HttpReply r = tt::read_reply(s, buf, false);
+  EXPECT_EQ(r.status, 200U);
+  EXPECT_EQ(r.body, "evil");
+  EXPECT_EQ(r.header("x-evil"), "<absent>");
+  EXPECT_EQ(r.header("etag"), "<absent>");
+  EXPECT_EQ(r.header("x-fine"), "yes");
+
+  tc::HttpServer other;
+  EXPECT_THROW(other.add_default_header("X-A", "1\r\nX-Evil: 1"), std::invalid_argument);
+  EXPECT_THROW(other.add_default_header("X A", "1"), std::invalid_argument);
+  EXPECT_NO_THROW(other.add_default_header("X-A", "1, 2; q=\"x\""));
+}
+
+double process_cpu_s() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  const auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return s(u.ru_utime) + s(u.ru_stime);
+}
+
+// With every descriptor taken, accept() fails with EMFILE and the connection stays queued.
+// The server must not retry in a busy loop (it did: a core at 100 %, on the thread that also
+// serves connections) and must serve the queued clients once descriptors are free.
+TEST(HttpServerAccept, DescriptorExhaustionDoesNotSpinAndRecovers) {
+  tc::HttpServer server(tc::HttpServerLimits{.threads = 1});
+  server.route("GET", "/small/{n}", [](const tc::HttpRequest& r) {
+    return tc::HttpResponse{.content_type = "text/plain", .body = "small " + r.params.at("n")};
+  });
+  server.listen("127.0.0.1:0");
+  server.start();
+  const std::uint16_t port = server.ports().at(0);
+
+  // The clients' descriptors first (and their io_context's reactor), then a lower limit,
+  // then every free descriptor under it taken.
+  asio::io_context ioc;
+  constexpr int kClients = 3;
+  std::vector<tcp::socket> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back(ioc);
+    clients.back().open(tcp::v4());
+  }
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = std::min<rlim_t>(saved.rlim_cur, 256);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> fillers;
+  while (true) {
+    const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      EXPECT_EQ(errno, EMFILE);
+      break;
+    }
+    fillers.push_back(fd);
+  }
+  const auto release = [&] {
+    for (int fd : fillers) ::close(fd);
+    fillers.clear();
+    setrlimit(RLIMIT_NOFILE, &saved);
+  };
+
+  for (int i = 0; i < kClients; ++i) {
+    boost::system::error_code ec;
+    clients[static_cast<std::size_t>(i)].connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+    if (ec) {
+      release();
+      FAIL() << "connect: " << ec.message();
+    }
+    asio::write(clients[static_cast<std::size_t>(i)],
+                asio::buffer("GET /small/" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n"), ec);
+  }
+  std::this_thread::sleep_for(100ms);  // the first accept has failed by now
+  const std::uint64_t errors_before = server.accept_errors();
+  const double cpu_before = process_cpu_s();
+  const auto wall_before = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(1s);
+  const double cpu = process_cpu_s() - cpu_before;
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_before).count();
+  const std::uint64_t errors = server.accept_errors() - errors_before;
+  const std::size_t connections_while_full = server.connections();
+  release();
+
+  EXPECT_GE(errors_before, 1U) << "accept() did not fail: the descriptor table was not full";
+  // A retry every 100 ms: ~10 in a second (fewer on a loaded machine), not thousands.
+  EXPECT_GE(errors, 2U);
+  EXPECT_LE(errors, 30U);
+  // The busy loop burnt a whole core (cpu ~ wall); waiting costs next to nothing.
+  EXPECT_LT(cpu, 0.2 * wall) << "process CPU " << cpu << " s in " << wall << " s";
+  EXPECT_EQ(connections_while_full, 0U);
+  std::printf("EMFILE: %llu failed accepts, %.3f s CPU in %.3f s\n", static_cast<unsigned long long>(errors), cpu, wall);
+
+  // Descriptors free again: every queued client is served.
+  for (int i = 0; i < kClients; ++i) {
+    auto& c = clients[static_cast<std::size_t>(i)];
+    pollfd p{.fd = c.native_handle(), .events = POLLIN, .revents = 0};
+    ASSERT_EQ(::poll(&p, 1, 5000), 1) << "client " << i << " not served within 5 s";
+    beast::flat_buffer buf;
+    tt::HttpReply r = tt::read_reply(c, buf, false);
+    EXPECT_EQ(r.status, 200U);
+    EXPECT_EQ(r.body, "small " + std::to_string(i));
+  }
+  server.stop();
 }
 
 TEST_F(ServerTest, Http10KeepAliveOnlyWhenAsked) {

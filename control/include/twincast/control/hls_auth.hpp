@@ -7,7 +7,7 @@
 // URI of the playlists it answers. The value is URL-safe ([0-9A-Za-z._:-]):
 //   unbound: <expiry>.<mac>            "1795556400.q3Jx...43 chars"
 //   bound:   <expiry>.<client>.<mac>   "1795556400.10.0.0.7.q3Jx..." (IPv6: "fd00::7")
-// <expiry> is Unix seconds (decimal, 1..12 digits); <mac> is base64url without padding of
+// <expiry> is Unix seconds (decimal, 1..12 digits, no leading zero); <mac> is base64url without padding of
 //   HMAC-SHA256(secret, "twincast-hls-v1\n/hls/<id>/\n<expiry>\n<client>")
 // where <client> is "" for an unbound token. The client address is the peer address the
 // origin sees, normalised by hls_client_address() (behind a CDN or proxy that is the edge's
@@ -56,8 +56,11 @@ inline constexpr std::size_t kHlsDenialCount = 0
 // The path prefix a token covers: "/hls/<channel>/".
 [[nodiscard]] std::string hls_token_scope(std::string_view channel);
 
-// The token value for `channel` valid until `expiry_s` (Unix seconds), bound to `client`
-// when not empty (an address as hls_client_address() gives it). `secret` must not be empty.
+// The token value for `channel` valid until `expiry_s` (Unix seconds, 0..10^12-1), bound to
+// `client` when not empty: an IPv4 or IPv6 address, canonicalised as hls_client_address()
+// does ("fd00:0:0::7" and "FD00::7" bind "fd00::7"). Throws std::invalid_argument for an
+// empty secret, an expiry out of range, or a client that is not an address (or has an IPv6
+// zone id).
 [[nodiscard]] std::string hls_sign(std::string_view secret, std::string_view channel, std::int64_t expiry_s,
                                    std::string_view client = {});
 
@@ -81,8 +84,11 @@ inline constexpr std::size_t kHlsDenialCount = 0
 // playlist, ~80 us for 1800 entries (an hour of DVR), per request of a signed channel.
 [[nodiscard]] std::string hls_tokenize_playlist(std::string_view playlist, std::string_view token);
 
-// The client address of a peer as the origin sees it: "10.0.0.7:4711" -> "10.0.0.7",
-// "[fd00::7]:4711" -> "fd00::7", "[::ffff:10.0.0.7]:4711" -> "10.0.0.7" (lower case).
+// The client address of a peer as the origin sees it, in one canonical spelling (RFC 5952
+// for IPv6, as boost::asio::ip::address::to_string writes it): "10.0.0.7:4711" -> "10.0.0.7",
+// "[fd00:0:0::7]:4711" -> "fd00::7", "[::ffff:10.0.0.7]:4711" -> "10.0.0.7"; also takes a
+// bare address ("FD00:0::7" -> "fd00::7"). Something that is not an address comes back
+// lower-cased (never throws: it runs per request).
 [[nodiscard]] std::string hls_client_address(std::string_view remote);
 
 // The secret in `path`: its bytes without trailing CR/LF. Throws std::runtime_error when

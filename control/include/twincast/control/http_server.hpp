@@ -51,7 +51,10 @@ struct HttpResponse {
   unsigned status = 200;
   std::string content_type = "application/json";  // "": no Content-Type header
   std::string body;
-  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+  // Extra headers. One whose name is not an RFC 9110 token, or whose value holds CR, LF or
+  // NUL, is not sent (so a value cannot inject a header); the same holds for content_type
+  // and etag.
+  std::vector<std::pair<std::string, std::string>> headers;
   // When set, sent instead of `body`, without a copy (HLS segments shared with the store).
   std::shared_ptr<const std::string> shared_body;
   // A strong validator, quoted ("\"s42-1a2b\""): sent as ETag; for a 200 answer to GET or
@@ -96,7 +99,8 @@ class HttpServer {
   void route(std::string method, std::string pattern, Handler handler);
 
   // A header sent on every response, errors included (before start()). A handler's header
-  // of the same name replaces it.
+  // of the same name replaces it. Throws std::invalid_argument when the name is not a token
+  // or the value holds CR, LF or NUL.
   void add_default_header(std::string name, std::string value);
 
   // Binds "host:port": "127.0.0.1:8080", "[::1]:0", "0.0.0.0:9100", "[::]:80",
@@ -112,6 +116,10 @@ class HttpServer {
 
   // Connections open now (for tests and the status line).
   [[nodiscard]] std::size_t connections() const;
+  // Failed accepts so far (EMFILE, ENFILE...). After one, the listener waits 100 ms before
+  // accepting again (retrying at once would fail at once and spin a thread): at most ~10 a
+  // second per listener while descriptors are exhausted.
+  [[nodiscard]] std::uint64_t accept_errors() const;
 
  private:
   struct Impl;
