@@ -102,6 +102,21 @@ struct ScteInput {
   SectionAssembler assembler;
 };
 
+// What makes two cues the same splice event (an encoder repeats a section several times
+// before its splice point): ID, direction and splice point as signalled (0 for immediate).
+struct CueIdentity {
+  std::string id;  // empty: an unused slot
+  CueKind kind = CueKind::kOut;
+  bool immediate = false;
+  std::uint64_t pts = 0;
+};
+
+CueIdentity identity_of(const Cue& c) { return CueIdentity{c.id, c.kind, c.immediate, c.immediate ? 0 : c.pts}; }
+
+bool same_event(const Cue& a, const Cue& b) {
+  return a.kind == b.kind && a.immediate == b.immediate && (a.immediate || a.pts == b.pts) && a.id == b.id;
+}
+
 // An out cue delivered, for the START-DATE / DURATION of its in.
 struct OutSeen {
   std::string id;
@@ -177,6 +192,8 @@ struct Segmenter::Impl {
   std::vector<PendingCue> pending_cues;  // in arrival order
   std::vector<PendingCue> switched_cues; // pending at an input switch, until the new input's first anchor PTS
   std::vector<OutSeen> outs;             // newest last, at most Segmenter::kMaxPendingCues
+  std::array<CueIdentity, Segmenter::kRecentCues> recent_cues{};  // attached lately, a ring
+  std::size_t recent_next = 0;           // next slot of recent_cues to overwrite
   bool have_last_pts = false;            // the anchor's latest PES PTS (for immediate cues)
   std::uint64_t last_pts = 0;
   std::int64_t scte_wall_ms = 0;         // wall clock of the packet being assembled
@@ -376,7 +393,23 @@ struct Segmenter::Impl {
     stats.cues_cancelled += n;
   }
 
+  // True when the same event (identity_of) is pending, waiting at an input switch, or
+  // was attached lately: a repeat of a section the encoder sends several times.
+  [[nodiscard]] bool is_repeat(const Cue& c) const {
+    const auto same = [&](const PendingCue& p) { return same_event(p.cue, c); };
+    const auto seen = [&](const CueIdentity& k) {
+      return k.kind == c.kind && k.immediate == c.immediate && (c.immediate || k.pts == c.pts) && k.id == c.id;
+    };
+    return std::any_of(pending_cues.begin(), pending_cues.end(), same) ||
+           std::any_of(switched_cues.begin(), switched_cues.end(), same) ||
+           std::any_of(recent_cues.begin(), recent_cues.end(), seen);
+  }
+
   void add_pending(Cue&& c) {
+    if (is_repeat(c)) {
+      ++stats.cues_repeated;
+      return;
+    }
     PendingCue p;
     p.arrival_wall_ms = scte_wall_ms;
     p.has_pts = !c.immediate || have_last_pts;
@@ -438,6 +471,8 @@ struct Segmenter::Impl {
     std::stable_sort(taken.begin(), taken.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     for (auto& entry : taken) {
       Cue& c = entry.second;
+      recent_cues[recent_next] = identity_of(c);
+      recent_next = (recent_next + 1) % recent_cues.size();
       if (c.kind == CueKind::kOut) {
         std::erase_if(outs, [&](const OutSeen& o) { return o.id == c.id; });
         if (outs.size() >= Segmenter::kMaxPendingCues) outs.erase(outs.begin());

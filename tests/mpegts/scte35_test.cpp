@@ -501,6 +501,91 @@ TEST(Scte35Segmenter, DiscontinuityDropsPendingCuesAndLoneInRenders) {
       << pl;
 }
 
+// Encoders repeat a section several times before its splice point: each event gives one
+// cue (one DATERANGE, one CUE-OUT / CUE-IN), the copies are counted as repeats, whether
+// they arrive while the cue is pending or after it was attached. The same event ID with
+// another splice point is a new cue.
+TEST(Scte35Segmenter, RepeatedSectionsGiveOneCue) {
+  const auto base = with_scte35_pmt(tt::read_packets(tt::fixture("h264_aac.ts")));
+  const auto pes = video_pes(base);
+  ASSERT_FALSE(pes.empty());
+  const std::uint64_t f0 = std::min_element(pes.begin(), pes.end(), [](auto& a, auto& b) { return a.second < b.second; })->second;
+  const auto at = [&](double s) {
+    const auto t = f0 + static_cast<std::uint64_t>(s * 90'000);
+    for (const auto& [i, pts] : pes)
+      if (pts >= t) return i;
+    return base.size();
+  };
+  const auto pts_at = [&](double s) { return f0 + static_cast<std::uint64_t>(s * 90'000); };
+  const Bytes ppo_out = time_signal_section(true, pts_at(1.52), {{.event_id = 500, .has_duration = true,
+                                                                   .duration = 90'000, .type_id = 0x34}});
+  const Bytes ppo_in = time_signal_section(true, pts_at(2.52), {{.event_id = 500, .type_id = 0x35}});
+  const Bytes brk_out = insert_section({.event_id = 7, .out = true, .pts = pts_at(3.0), .has_duration = true,
+                                        .duration = 90'000 * 5 / 2});
+  const Bytes brk_in = insert_section({.event_id = 7, .out = false, .pts = pts_at(5.5)});
+  const Bytes next_out = insert_section({.event_id = 7, .out = true, .pts = pts_at(5.8)});  // a new event, same ID
+  const auto pkts = insert_sections(base, {{at(0.3), ppo_out},
+                                           {at(0.9), ppo_out},
+                                           {at(1.4), ppo_out},
+                                           {at(2.0), ppo_in},
+                                           {at(2.3), ppo_in},
+                                           {at(1.0), brk_out},
+                                           {at(1.8), brk_out},
+                                           {at(2.6), brk_out},
+                                           {at(3.4), brk_out},  // late: attached already
+                                           {at(4.6), brk_in},
+                                           {at(5.2), brk_in},
+                                           {at(5.6), next_out}});
+  const CueRun r = segment(pkts);
+  ASSERT_EQ(r.segments.size(), 4u);  // cuts at 0, 2, 3 (the break's splice point), 5
+  EXPECT_EQ(r.stats.scte35_sections, 12u);
+  EXPECT_EQ(r.stats.cues, 5u);
+  EXPECT_EQ(r.stats.cues_repeated, 7u);
+  EXPECT_EQ(r.stats.cues_dropped, 0u);
+  EXPECT_EQ(r.stats.splice_cuts, 1u);
+  const auto ids = [&](std::size_t i) {
+    std::vector<std::string> v;
+    for (const auto& c : r.segments[i].cues) v.push_back(c.id + (c.kind == hls::CueKind::kOut ? "/out" : "/in"));
+    return v;
+  };
+  EXPECT_EQ(ids(0), (std::vector<std::string>{"seg-500-34/out"}));
+  EXPECT_EQ(ids(1), (std::vector<std::string>{"seg-500-34/in"}));
+  EXPECT_EQ(ids(2), (std::vector<std::string>{"splice-7/out"}));
+  EXPECT_EQ(ids(3), (std::vector<std::string>{"splice-7/in", "splice-7/out"}));
+  ASSERT_EQ(r.segments[3].cues.size(), 2u);
+  EXPECT_EQ(r.segments[3].cues[1].pts, pts_at(5.8));
+
+  const std::string pl = hls::media_playlist(playlist_of(r.segments));
+  const auto iso = [](std::int64_t ms) { return hls::format_date_time(ms); };
+  const auto& s0 = r.segments[0];
+  const auto& s1 = r.segments[1];
+  const auto& s2 = r.segments[2];
+  const auto& s3 = r.segments[3];
+  EXPECT_EQ(tags_before(pl, "seg0.ts"),
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"seg-500-34\",START-DATE=\"" + iso(s0.program_date_time_ms + 1520) +
+                                          "\",PLANNED-DURATION=1.000,SCTE35-OUT=" + to_hex(ppo_out),
+                                      "#EXT-X-CUE-OUT:DURATION=1.000"})) << pl;
+  EXPECT_EQ(tags_before(pl, "seg1.ts"),
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"seg-500-34\",START-DATE=\"" + iso(s0.program_date_time_ms + 1520) +
+                                          "\",END-DATE=\"" + iso(s1.program_date_time_ms + 520) + "\",DURATION=" +
+                                          seconds(s1.program_date_time_ms + 520 - (s0.program_date_time_ms + 1520)) +
+                                          ",SCTE35-IN=" + to_hex(ppo_in),
+                                      "#EXT-X-CUE-IN"})) << pl;
+  EXPECT_EQ(tags_before(pl, "seg2.ts"),
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"splice-7\",START-DATE=\"" + iso(s2.program_date_time_ms) +
+                                          "\",PLANNED-DURATION=2.500,SCTE35-OUT=" + to_hex(brk_out),
+                                      "#EXT-X-CUE-OUT:DURATION=2.500"})) << pl;
+  const auto s3_tags = tags_before(pl, "seg3.ts");
+  ASSERT_EQ(s3_tags.size(), 4u) << pl;
+  EXPECT_EQ(s3_tags[0], "#EXT-X-DATERANGE:ID=\"splice-7\",START-DATE=\"" + iso(s2.program_date_time_ms) +
+                           "\",END-DATE=\"" + iso(s3.program_date_time_ms + 500) + "\",DURATION=" +
+                           seconds(s3.program_date_time_ms + 500 - s2.program_date_time_ms) + ",SCTE35-IN=" + to_hex(brk_in));
+  EXPECT_EQ(s3_tags[1], "#EXT-X-CUE-IN");
+  EXPECT_EQ(s3_tags[2], "#EXT-X-DATERANGE:ID=\"splice-7\",START-DATE=\"" + iso(s3.program_date_time_ms + 800) +
+                           "\",SCTE35-OUT=" + to_hex(next_out));
+  EXPECT_EQ(s3_tags[3], "#EXT-X-CUE-OUT");
+}
+
 // More cues than kMaxPendingCues waiting: the oldest go, counted.
 TEST(Scte35Segmenter, PendingCuesAreBounded) {
   const auto base = with_scte35_pmt(tt::read_packets(tt::fixture("h264_aac.ts")));

@@ -41,6 +41,11 @@
 //     segmentation_type_id (scte35::segmentation_direction) into one out / in cue per
 //     descriptor (ID "seg-<segmentation_event_id>-<start type id, 2 hex digits>", so a
 //     start and its end share it);
+// a section repeating a cue already pending or among the last kRecentCues attached (same
+// ID, out / in, and splice point as signalled; for an immediate cue, ID and out / in only)
+// is ignored and counted (SegmenterStats::cues_repeated): encoders send a splice_insert /
+// time_signal several times before its splice point, and one event must give one
+// DATERANGE (RFC 8216 4.3.2.7); the same event ID with another splice point is a new cue;
 // cancels remove a pending cue with the same ID; splice_null, splice_schedule, other
 // commands and time_signals without a break descriptor are counted and ignored; sections
 // with a bad CRC, encrypted or malformed ones are counted and ignored.
@@ -213,6 +218,7 @@ struct SegmenterStats {
   std::uint64_t cues = 0;               // cues attached to delivered segments
   std::uint64_t cues_cancelled = 0;     // pending cues removed by a cancel
   std::uint64_t cues_dropped = 0;       // pending cues dropped (discontinuity, too many pending)
+  std::uint64_t cues_repeated = 0;      // cues of an event already pending or attached lately, ignored
   std::array<std::uint64_t, static_cast<std::size_t>(Drop::kCount)> dropped{};  // packets, by Drop
   [[nodiscard]] std::uint64_t drops(Drop d) const { return dropped[static_cast<std::size_t>(d)]; }
   [[nodiscard]] std::uint64_t scte35_error(scte35::Error e) const { return scte35_errors[static_cast<std::size_t>(e)]; }
@@ -223,6 +229,8 @@ class Segmenter {
   using Sink = std::function<void(Segment&&)>;
   // Cues waiting for their segment; more are dropped (oldest first) and counted.
   static constexpr std::size_t kMaxPendingCues = 32;
+  // Identities of the latest attached cues remembered to recognise repeats (ring).
+  static constexpr std::size_t kRecentCues = 16;
 
   // Throws std::invalid_argument for a config out of range or an empty sink.
   Segmenter(SegmenterConfig config, Sink sink);
