@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <limits>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <utility>
 
@@ -168,6 +169,10 @@ struct DiskSegment {
   std::uint64_t size = 0;
   dev_t dev = 0;
   ino_t ino = 0;
+  // The bytes read back while a reader still holds them (get()): concurrent readers of the
+  // segment share one buffer. `read_mu` serializes the read so they wait for it, not redo it.
+  mutable std::mutex read_mu;
+  mutable std::weak_ptr<const std::string> read;
   DiskSegment() = default;
   DiskSegment(const DiskSegment&) = delete;
   DiskSegment& operator=(const DiskSegment&) = delete;
@@ -213,39 +218,102 @@ std::shared_ptr<const DiskSegment> write_segment_file(const std::string& path, c
   return f;
 }
 
+// The bytes read back from disk and still referenced (by get()'s callers: the origin's
+// writes), for the whole packager; shared with the buffers' deleters, which may outlive it.
+struct DiskReadBudget {
+  std::uint64_t cap = 0;
+  std::atomic<std::uint64_t> bytes{0};
+  // Reserves `n` bytes; false when that would exceed the cap.
+  bool take(std::uint64_t n) {
+    std::uint64_t cur = bytes.load(std::memory_order_relaxed);
+    do {
+      if (n > cap || cur > cap - n) return false;
+    } while (!bytes.compare_exchange_weak(cur, cur + n, std::memory_order_relaxed));
+    return true;
+  }
+  void give(std::uint64_t n) { bytes.fetch_sub(n, std::memory_order_relaxed); }
+};
+
+enum class DiskRead : std::uint8_t { kOk, kGone, kRefused };
+
 // The file of `f` read back (the origin's threads), or nullptr when it vanished or is not
-// the one written (size or inode differ). Reads at most f.size bytes.
-std::shared_ptr<const std::string> read_segment_file(const DiskSegment& f) {
+// the one written (size or inode differ: kGone) or the budget's cap would be exceeded
+// (kRefused). A buffer still held by another reader is shared, not read again. Reads at
+// most f.size bytes.
+std::shared_ptr<const std::string> read_segment_file(const DiskSegment& f, const std::shared_ptr<DiskReadBudget>& budget,
+                                                     DiskRead& result) {
+  std::lock_guard lock(f.read_mu);
+  if (auto held = f.read.lock()) {
+    result = DiskRead::kOk;
+    return held;
+  }
+  result = DiskRead::kGone;
   const int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return nullptr;
   struct stat st {};
-  std::shared_ptr<std::string> out;
+  std::shared_ptr<const std::string> out;
   if (::fstat(fd, &st) == 0 && st.st_dev == f.dev && st.st_ino == f.ino && static_cast<std::uint64_t>(st.st_size) == f.size) {
-    auto b = std::make_shared<std::string>(f.size, '\0');
-    std::size_t done = 0;
-    while (done < f.size) {
-      const ssize_t n = ::pread(fd, b->data() + done, f.size - done, static_cast<off_t>(done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<std::size_t>(n);
+    if (!budget->take(f.size)) {
+      result = DiskRead::kRefused;
+    } else {
+      const std::uint64_t size = f.size;
+      // Released when the last reader lets the buffer go.
+      std::shared_ptr<std::string> b(new std::string(size, '\0'), [budget, size](std::string* p) {
+        delete p;
+        budget->give(size);
+      });
+      std::size_t done = 0;
+      while (done < size) {
+        const ssize_t n = ::pread(fd, b->data() + done, size - done, static_cast<off_t>(done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += static_cast<std::size_t>(n);
+      }
+      if (done == size) {
+        out = std::move(b);
+        f.read = out;
+        result = DiskRead::kOk;
+      }
     }
-    if (done == f.size) out = std::move(b);
   }
   ::close(fd);
   return out;
 }
 
-// Removes what the packager writes in a channel's directory (segments, temporary files),
-// then the directory if that left it empty. Anything else there stays.
+bool all_digits(std::string_view s) {
+  return !s.empty() && s.size() <= 20 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// A name the packager writes: seg-<n>.ts, seg-<rendition>-<n>.ts, audio-<pid>-<n>.ts, or
+// one of them + ".tmp".
+bool is_packager_file(std::string_view name) {
+  if (name.ends_with(".tmp")) name.remove_suffix(4);
+  if (!name.ends_with(".ts")) return false;
+  name.remove_suffix(3);
+  const std::size_t dash = name.rfind('-');
+  if (dash == std::string_view::npos || !all_digits(name.substr(dash + 1))) return false;
+  const std::string_view head = name.substr(0, dash);  // "seg", "seg-<r>", "audio-<pid>"
+  if (head == "seg") return true;
+  if (head.starts_with("audio-")) return all_digits(head.substr(6));
+  if (!head.starts_with("seg-")) return false;
+  const std::string_view r = head.substr(4);  // a rendition name, [a-z0-9_-]{1,32}
+  return !r.empty() && r.size() <= 32 &&
+         std::all_of(r.begin(), r.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'; });
+}
+
+// Removes what the packager writes in a channel's directory (regular files with its names,
+// is_packager_file), then the directory if that left it empty. Anything else there stays;
+// no symlink is followed (a channel directory that is a symlink is left alone) and no
+// subdirectory entered.
 void clear_channel_dir(const fs::path& dir) {
   std::error_code ec;
+  if (!fs::is_directory(fs::symlink_status(dir, ec))) return;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    const bool ours = name.ends_with(".ts") || name.ends_with(".ts.tmp");
-    std::error_code rm;
-    if (ours && !it->is_directory(rm)) fs::remove(it->path(), rm);
+    std::error_code e;
+    if (!is_packager_file(it->path().filename().string()) || !fs::is_regular_file(it->symlink_status(e))) continue;
+    fs::remove(it->path(), e);
   }
-  if (fs::is_directory(dir, ec)) fs::remove(dir, ec);  // only when empty
+  fs::remove(dir, ec);  // only when empty
 }
 
 struct StoredSegment {
@@ -258,7 +326,7 @@ struct StoredSegment {
   std::uint64_t size = 0;                   // bytes of the segment (in memory or on disk)
   std::shared_ptr<const std::string> bytes; // in memory; null when on disk
   std::shared_ptr<const DiskSegment> file;  // on disk (ott.dvr_dir)
-  bool disk_failed = false;                 // its write failed: it stays in memory
+  bool disk_failed = false;                 // its write failed: it stays in memory (retried)
   std::shared_ptr<const HlsKey> key;  // AES-128: the bytes are the ciphertext (encrypting channels)
   std::vector<hls::Cue> cues{};       // SCTE-35 splice points (rendered before the segment)
 };
@@ -303,7 +371,22 @@ void merge_codecs(std::string& into, std::string_view more) {
 // alternate audio track cut from the channel's own segments.
 enum class TrackKind : std::uint8_t { kPrimary, kReceived, kTranscoded, kAudio };
 
-constexpr std::uint64_t kKeySpace = std::uint64_t{1} << 32;  // key ids per track (unique across a channel's tracks)
+// AES-128 key ids: <epoch:20><space:11><key:32> (below 2^63: hls_key_id reads 19 digits).
+// The epoch is random per packager, so a restart never serves other bytes under a key URL
+// a player may have cached (1 in 2^20 - 1 that two starts draw the same); each track of a
+// channel has its own space (a channel's 2048th space reuses its first).
+constexpr std::uint64_t kKeySpace = std::uint64_t{1} << 32;  // key ids per track
+constexpr std::uint64_t kKeySpaces = std::uint64_t{1} << 11;
+constexpr unsigned kKeyEpochShift = 43;
+
+// An ETag of a key's bytes (FNV-1a), so a reused URL never validates other bytes.
+std::string key_etag(const HlsKey& k) {
+  std::uint64_t h = 14695981039346656037ull;
+  for (const std::uint8_t b : k.bytes) h = (h ^ b) * 1099511628211ull;
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "\"k%016llx\"", static_cast<unsigned long long>(h));
+  return buf;
+}
 
 }  // namespace
 
@@ -336,6 +419,8 @@ struct HlsTrack {
   std::deque<StoredSegment> window;               // oldest first; the playlist lists the newest
   std::uint64_t window_bytes = 0;                 // of the segments in memory
   std::uint64_t disk_bytes = 0, disk_segments = 0, disk_errors = 0;  // ott.dvr_dir
+  std::uint64_t failed_bytes = 0;                 // of window_bytes: segments whose write failed
+  std::uint64_t disk_reads_refused = 0;           // get()s refused by the disk-read cap
   std::shared_ptr<const std::string> media;       // rendered once per segment
   std::shared_ptr<const std::string> event;       // rendered on demand
   std::uint64_t event_first = 0, event_last = 0;  // the sequences it lists
@@ -398,14 +483,16 @@ struct HlsPackager::Impl {
   Impl(const dataplane::OttConfig& c, HlsPackagerOptions o) : config(c), options(std::move(o)) {
     if (!options.wall_ms) options.wall_ms = wall_ms_now;
     if (!options.mono_ns) options.mono_ns = [] { return dataplane::Dataplane::now_ns(); };
-    if (!config.dvr_dir.empty()) {
-      // No DVR survives a restart: what a previous run left in the channels' directories goes.
-      std::error_code ec;
-      for (fs::directory_iterator it(config.dvr_dir, ec), end; !ec && it != end; it.increment(ec)) {
-        std::error_code e;
-        if (it->is_directory(e)) clear_channel_dir(it->path());
-      }
-    }
+    // No DVR survives a restart: what a previous run left in a channel's directory goes
+    // when set_channels adds the channel (open_channel_dir), nothing else in dvr_dir.
+    disk_reads->cap = options.disk_read_cap_bytes != 0
+                          ? options.disk_read_cap_bytes
+                          : std::max<std::uint64_t>(std::uint64_t{64} << 20, (std::uint64_t{config.memory_mb} << 20) / 4);
+    std::random_device rd;
+    constexpr std::uint64_t kEpochMask = (std::uint64_t{1} << (63 - kKeyEpochShift)) - 1;
+    std::uint64_t epoch = 0;
+    while (epoch == 0) epoch = static_cast<std::uint64_t>(rd()) & kEpochMask;  // 0: the ids of old builds
+    key_epoch = epoch << kKeyEpochShift;
   }
   ~Impl() {
     // The segments' files go with their stores; then their emptied directories.
@@ -466,6 +553,12 @@ struct HlsPackager::Impl {
       ch.anchor_sequence = seq;
     }
     return seq;
+  }
+
+  // The first key id of a new track's space (see kKeySpace); the primary's first track has
+  // space 0.
+  std::uint64_t next_key_space(HlsChannelStore& ch) const {
+    return key_epoch | (++ch.key_spaces % kKeySpaces) * kKeySpace;
   }
 
   // The channel's share of the memory budget for one of its tracks.
@@ -557,7 +650,7 @@ struct HlsPackager::Impl {
         nt->channel = &ch;
         nt->pat = std::make_unique<mpegts::TableCarousel>(mpegts::kPatPid);
         nt->pmt = std::make_unique<mpegts::TableCarousel>(svc->pmt_pid);
-        if (ch.encrypt) nt->keys = std::make_unique<HlsKeySchedule>(ch.key_rotation_segments, ++ch.key_spaces * kKeySpace);
+        if (ch.encrypt) nt->keys = std::make_unique<HlsKeySchedule>(ch.key_rotation_segments, next_key_space(ch));
         t = nt.get();
         std::lock_guard lock(ch.mu);
         ch.tracks.push_back(std::move(nt));
@@ -623,13 +716,20 @@ struct HlsPackager::Impl {
       t.last_segment = std::chrono::steady_clock::now();
       if (!ch.dvr_path.empty()) {
         // To disk: what left the live window, and older in-memory ones while the memory
-        // share is exceeded (never the newest); each is tried once.
+        // share is exceeded (never the newest). A failed write is retried, the oldest one
+        // per new segment (a full disk costs one more try per segment, not one per held one).
         std::uint64_t in_memory = t.window_bytes;
+        bool retried = false;
         const std::size_t live_from = t.window.size() - std::min<std::size_t>(t.window.size(), config.window_segments);
         for (std::size_t i = 0; i + 1 < t.window.size(); ++i) {
           const StoredSegment& s = t.window[i];
-          if (!s.bytes || s.disk_failed) continue;
-          if (i >= live_from && in_memory <= share) break;
+          if (!s.bytes) continue;
+          if (s.disk_failed) {
+            if (retried) continue;
+            retried = true;
+          } else if (i >= live_from && in_memory <= share) {
+            break;
+          }
           spill.emplace_back(s.sequence, s.bytes);
           in_memory -= s.size;
         }
@@ -671,9 +771,16 @@ struct HlsPackager::Impl {
                                            [&](const StoredSegment& s) { return s.sequence < sequence; });
       if (it == t.window.end() || it->sequence != sequence || !it->bytes) continue;  // cannot happen (this thread)
       if (!file) {
-        it->disk_failed = true;
-        ++t.disk_errors;
+        if (!it->disk_failed) {  // counted once, however often retried
+          it->disk_failed = true;
+          t.failed_bytes += it->size;
+          ++t.disk_errors;
+        }
         continue;
+      }
+      if (it->disk_failed) {
+        it->disk_failed = false;
+        t.failed_bytes -= it->size;
       }
       it->file = std::move(file);
       it->bytes.reset();
@@ -693,8 +800,15 @@ struct HlsPackager::Impl {
         config.dvr_hours == 0 ? kForever
                               : newest.program_date_time_ms + std::llround(newest.duration_s * 1000) -
                                     std::int64_t{config.dvr_hours} * 3'600'000;
+    // With dvr_dir the memory share evicts only to free the memory of failed writes: while
+    // the front is in memory or a failed write still is (behind on-disk ones, which go
+    // first: the held numbers stay consecutive). Memory over the share for the newest
+    // segment alone (the others went to disk above) deletes nothing from disk.
     const std::size_t held = t.window.size();
-    while (t.window.size() > 1 && (t.window_bytes > share || t.disk_bytes > disk_share ||
+    const auto over_memory = [&] {
+      return t.window_bytes > share && (ch.dvr_path.empty() || !t.window.front().file || t.failed_bytes > 0);
+    };
+    while (t.window.size() > 1 && (over_memory() || t.disk_bytes > disk_share ||
                                    (t.window.size() > keep && t.window.front().program_date_time_ms < horizon))) {
       StoredSegment& front = t.window.front();
       if (front.file) {
@@ -702,6 +816,7 @@ struct HlsPackager::Impl {
         --t.disk_segments;
       } else {
         t.window_bytes -= front.size;
+        if (front.disk_failed) t.failed_bytes -= front.size;
       }
       gone.push_back(std::move(front));
       t.window.pop_front();
@@ -905,6 +1020,8 @@ struct HlsPackager::Impl {
       t.disk_bytes = old->disk_bytes;
       t.disk_segments = old->disk_segments;
       t.disk_errors = old->disk_errors;
+      t.failed_bytes = old->failed_bytes;
+      t.disk_reads_refused = old->disk_reads_refused;
       t.media = old->media;
       t.info = old->info;
       t.newest_sequence = old->newest_sequence;
@@ -920,8 +1037,10 @@ struct HlsPackager::Impl {
     if (ch.encrypt) {
       // Key ids go on after a restart, like the sequence numbers (the old window's keys
       // stay served while its segments are held); each track has its own id space.
-      const std::uint64_t first_key = old != nullptr && old->keys ? old->keys->next_id() : ++ch.key_spaces * kKeySpace;
-      t.keys = std::make_unique<HlsKeySchedule>(ch.key_rotation_segments, t.kind == TrackKind::kPrimary && old == nullptr ? 0 : first_key);
+      const std::uint64_t first_key = old != nullptr && old->keys        ? old->keys->next_id()
+                                      : t.kind == TrackKind::kPrimary && old == nullptr ? key_epoch
+                                                                                        : next_key_space(ch);
+      t.keys = std::make_unique<HlsKeySchedule>(ch.key_rotation_segments, first_key);
     }
     t.continued = old != nullptr && !t.window.empty();
     t.first = true;
@@ -940,6 +1059,8 @@ struct HlsPackager::Impl {
   std::thread thread;
   std::atomic<bool> stopping{false};
   TranscodedChunk chunk;  // the packager thread's, reused
+  std::shared_ptr<DiskReadBudget> disk_reads = std::make_shared<DiskReadBudget>();
+  std::uint64_t key_epoch = 0;  // this packager's key ids: <epoch> << kKeyEpochShift
 };
 
 HlsPackager::HlsPackager(const dataplane::OttConfig& config, HlsPackagerOptions options)
@@ -1128,6 +1249,7 @@ HlsChannelStats stats_of(const HlsTrack& t, std::uint32_t segment_seconds) {
   s.disk_bytes = t.disk_bytes;
   s.disk_segments = t.disk_segments;
   s.disk_errors = t.disk_errors;
+  s.disk_reads_refused = t.disk_reads_refused;
   s.evicted = t.evicted;
   s.discontinuities = t.discontinuities;
   s.dropped_packets = t.dropped_packets;
@@ -1270,7 +1392,7 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
         r.body = std::make_shared<const std::string>(reinterpret_cast<const char*>(s.key->bytes.data()), s.key->bytes.size());
         r.kind = HlsResource::Kind::kKey;
         r.content_type = "application/octet-stream";
-        r.etag = "\"k" + std::to_string(*key_id) + "\"";
+        r.etag = key_etag(*s.key);
         r.max_age_s = 0;
         return r;
       }
@@ -1292,11 +1414,18 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
     r.max_age_s = 0;
     if (!r.body) {
       // On disk: read outside the lock (from the page cache, usually), exactly the bytes
-      // written; 404 when the file vanished (its directory removed under us...).
+      // written, the buffer shared with the other readers of the segment; 404 when the
+      // file vanished (its directory removed under us...) or over the disk-read cap.
       const std::shared_ptr<const DiskSegment> file = it->file;
+      const std::string rendition = t->rendition;
       lock.unlock();
       if (!file) return std::nullopt;
-      r.body = read_segment_file(*file);
+      DiskRead result = DiskRead::kOk;
+      r.body = read_segment_file(*file, impl_->disk_reads, result);
+      if (result == DiskRead::kRefused) {
+        lock.lock();
+        if (HlsTrack* again = ch->find_track(rendition)) ++again->disk_reads_refused;
+      }
       if (!r.body) return std::nullopt;
     }
     return r;

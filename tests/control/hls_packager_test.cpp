@@ -14,7 +14,12 @@
 // budget) deletes files; a channel directory removed or replaced mid-run, and writes
 // refused (RLIMIT_FSIZE: EFBIG, as a full disk would refuse them, even for root) are
 // counted, keep memory within the budget and crash nothing; reads racing eviction never
-// serve a torn file; a rendition keeps its own window in memory and its own files.
+// serve a torn file; a rendition keeps its own window in memory and its own files. Failed
+// writes are retried with later segments; a memory share smaller than one segment deletes
+// nothing from disk; concurrent get()s of an on-disk segment share one buffer and reads
+// over the disk-read cap are 404 and counted; a start deletes only the packager's own file
+// names in a configured channel's directory, following no symlink. Key URLs and ETags
+// differ after a restart (a new packager).
 #include <gtest/gtest.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
@@ -138,7 +143,9 @@ class Packager : public ::testing::Test {
     config_.window_segments = window;
     config_.dvr_hours = dvr_hours;
     config_.memory_mb = memory_mb;
-    packager_ = std::make_unique<HlsPackager>(config_, options_for(clock_));
+    HlsPackagerOptions o = options_for(clock_);
+    o.disk_read_cap_bytes = read_cap_;
+    packager_ = std::make_unique<HlsPackager>(config_, std::move(o));
     feed_ = new_feed();
     PackagedChannel c{"news", "News", feed_};
     c.encrypt = encrypt;
@@ -187,6 +194,7 @@ class Packager : public ::testing::Test {
   std::unique_ptr<HlsPackager> packager_;
   dataplane::OttFeed* feed_ = nullptr;
   std::vector<dataplane::OttFeed*> also_;  // fed the same chunks as feed_ (renditions)
+  std::uint64_t read_cap_ = 0;             // HlsPackagerOptions::disk_read_cap_bytes
 };
 
 // --- playlist reading ---
@@ -582,14 +590,11 @@ class DvrDisk : public Packager {
 };
 
 TEST_F(DvrDisk, MemoryHoldsTheLiveWindowAndDiskTheRest) {
-  // Left over by a "previous run": the packager's kind of file goes, anything else stays.
-  fs::create_directories(dir_ / "old");
-  tt::write_file(dir_ / "old" / "seg-7.ts", {0x47});
-  tt::write_file(dir_ / "news-notes.txt", {'x'});
+  // Left over by a "previous run" in the channel's directory: its segments go.
+  fs::create_directories(channel_dir());
+  tt::write_file(channel_dir() / "seg-7.ts", {0x47});
   make(3, 1, 512);
-  EXPECT_FALSE(fs::exists(dir_ / "old")) << "emptied at start";
-  EXPECT_TRUE(fs::exists(dir_ / "news-notes.txt")) << "not the packager's";
-  fs::remove(dir_ / "news-notes.txt");
+  EXPECT_FALSE(fs::exists(channel_dir() / "seg-7.ts")) << "emptied at start";
   EXPECT_TRUE(fs::is_directory(channel_dir()));
   std::uint64_t polls = 0;
   feed_copies(0, 5, 1, [&] {
@@ -653,6 +658,172 @@ TEST_F(DvrDisk, MemoryHoldsTheLiveWindowAndDiskTheRest) {
   packager_->set_channels({PackagedChannel{"news", "News", feed_}});
   EXPECT_TRUE(fs::is_directory(channel_dir()));
   EXPECT_TRUE(files_in(channel_dir()).sequences.empty());
+}
+
+TEST_F(DvrDisk, StartupDeletesOnlyThePackagersOwnFilesAndFollowsNoSymlink) {
+  const fs::path outside = tt::temp_dir("hls_dvr_outside");
+  tt::write_file(outside / "seg-1.ts", {0x47});
+  tt::write_file(outside / "seg-2.ts.tmp", {0x47});
+  tt::write_file(outside / "movie.ts", {0x47});
+  // A previous run's files in the channel's directory, and others' files next to them.
+  fs::create_directories(channel_dir() / "sub");
+  const std::vector<std::string> ours{"seg-7.ts", "seg-lo-3.ts.tmp", "seg-hd_1-12.ts", "audio-257-2.ts", "seg-8.ts.tmp"};
+  const std::vector<std::string> theirs{"notes.ts", "seg-x.ts", "seg-7.ts.bak", "audio-x-2.ts", "seg-Lo-3.ts", "recording.ts.tmp"};
+  for (const auto& n : ours) tt::write_file(channel_dir() / n, {0x47});
+  for (const auto& n : theirs) tt::write_file(channel_dir() / n, {'x'});
+  tt::write_file(channel_dir() / "sub" / "seg-1.ts", {0x47});                 // no recursion
+  fs::create_symlink(outside / "seg-1.ts", channel_dir() / "seg-9.ts");        // a symlink with our name
+  fs::create_directories(dir_ / "old");
+  tt::write_file(dir_ / "old" / "seg-7.ts", {0x47});                          // no configured channel "old"
+  fs::create_directory_symlink(outside, dir_ / "linked");                     // channel "linked": a symlink
+  const auto check = [&](const char* when) {
+    for (const auto& n : theirs) EXPECT_TRUE(fs::exists(channel_dir() / n)) << n << " " << when;
+    EXPECT_TRUE(fs::exists(channel_dir() / "sub" / "seg-1.ts")) << when;
+    EXPECT_TRUE(fs::is_symlink(channel_dir() / "seg-9.ts")) << when;
+    EXPECT_TRUE(fs::exists(dir_ / "old" / "seg-7.ts")) << when;
+    EXPECT_TRUE(fs::is_symlink(dir_ / "linked")) << when;
+    for (const char* n : {"seg-1.ts", "seg-2.ts.tmp", "movie.ts"}) EXPECT_TRUE(fs::exists(outside / n)) << n << " " << when;
+  };
+  make(3, 1, 512);
+  for (const auto& n : ours) EXPECT_FALSE(fs::exists(channel_dir() / n)) << n;
+  check("at start");
+  packager_->set_channels({PackagedChannel{"news", "News", feed_}, PackagedChannel{"linked", "Linked", new_feed()}});
+  check("with the symlinked channel");
+  packager_->set_channels({PackagedChannel{"news", "News", feed_}});
+  check("after dropping it");
+  feed_copies(0, 2);
+  EXPECT_GT(packager_->channel_stats("news")->disk_segments, 0u);
+  packager_.reset();
+  check("after the packager");
+  // Its own files went: what is left is exactly what it did not write.
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(channel_dir())) left.push_back(e.path().filename().string());
+  std::vector<std::string> expected = theirs;
+  expected.insert(expected.end(), {"sub", "seg-9.ts"});
+  std::sort(left.begin(), left.end());
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(left, expected);
+  std::error_code ec;
+  fs::remove_all(channel_dir(), ec);
+  fs::remove_all(dir_ / "old", ec);
+  fs::remove(dir_ / "linked", ec);
+  fs::remove_all(outside, ec);
+}
+
+TEST_F(DvrDisk, TheMemoryBudgetDeletesNoOnDiskSegmentForTheLiveWindow) {
+  // 1 MiB for 3 tracks: 341 KiB each, less than one 6 s segment (~640 kB), so the newest
+  // segment alone is over the share; the DVR on disk (1 h) stays whole all the same.
+  make(3, 1, 1, 6);
+  std::vector<dataplane::OttFeed*> lows;
+  PackagedChannel c{"news", "News", feed_};
+  const std::vector<std::string> names{"a", "b"};
+  for (const auto& r : names) {
+    lows.push_back(new_feed());
+    also_.push_back(lows.back());
+    c.renditions.push_back(PackagedRendition{r, lows.back()});
+  }
+  packager_->set_channels({c});
+  feed_copies(0, 8);
+  std::vector<std::string> all{""};
+  all.insert(all.end(), names.begin(), names.end());
+  for (const std::string& r : all) {
+    const auto st = packager_->rendition_stats("news", r);
+    ASSERT_TRUE(st) << r;
+    EXPECT_GT(st->window_bytes, (1u << 20) / 3) << r << ": the newest alone is over the share";
+    EXPECT_EQ(st->evicted, 0u) << r;
+    EXPECT_EQ(st->disk_errors, 0u) << r;
+    EXPECT_GE(st->held_segments, 6u) << r;
+    EXPECT_EQ(st->held_segments, st->segments) << r;
+    EXPECT_EQ(st->disk_segments, st->held_segments - 1) << r << ": all but the newest on disk";
+  }
+  std::size_t files = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(channel_dir())) ++files;
+  EXPECT_EQ(files, 3 * (packager_->channel_stats("news")->held_segments - 1));
+  expect_consistent(parse(*get("event.m3u8")), *packager_);
+}
+
+TEST_F(DvrDisk, ConcurrentReadersShareOneBufferAndReadsOverTheCapAreRefused) {
+  make(3, 1, 512, 1);
+  feed_copies(0, 2);  // 1 s segments: 0..8 on disk
+  ASSERT_GE(packager_->channel_stats("news")->disk_segments, 5u);
+  const std::string file0 = file_text(channel_dir() / "seg-0.ts");
+  const std::string file1 = file_text(channel_dir() / "seg-1.ts");
+  ASSERT_FALSE(file0.empty());
+  {
+    constexpr int kReaders = 16;
+    std::vector<std::optional<HlsResource>> got(kReaders);
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kReaders; ++i)
+      threads.emplace_back([&, i] {
+        ready.fetch_add(1);
+        while (ready.load() < kReaders) std::this_thread::yield();
+        got[static_cast<std::size_t>(i)] = packager_->get("news", "seg-0.ts", "");
+      });
+    for (auto& t : threads) t.join();
+    for (const auto& r : got) {
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->body->data(), got.front()->body->data()) << "one buffer for all readers";
+      EXPECT_EQ(*r->body, file0);
+    }
+    // Held: a later reader shares it too; another segment has its own.
+    EXPECT_EQ(packager_->get("news", "seg-0.ts", "")->body.get(), got.front()->body.get());
+    EXPECT_EQ(*packager_->get("news", "seg-1.ts", "")->body, file1);
+  }
+  EXPECT_EQ(*packager_->get("news", "seg-0.ts", "")->body, file0) << "read again once let go";
+  EXPECT_EQ(packager_->channel_stats("news")->disk_reads_refused, 0u);
+
+  // Again with a cap that holds seg-0 but not seg-0 and seg-1 at once.
+  packager_.reset();
+  clock_ = {};
+  read_cap_ = file0.size() + file1.size() / 2;
+  make(3, 1, 512, 1);
+  feed_copies(0, 2);
+  ASSERT_EQ(file_text(channel_dir() / "seg-0.ts"), file0) << "the same input makes the same segments";
+  ASSERT_EQ(file_text(channel_dir() / "seg-1.ts"), file1);
+  auto a = packager_->get("news", "seg-0.ts", "");
+  ASSERT_TRUE(a);
+  EXPECT_FALSE(packager_->get("news", "seg-1.ts", "")) << "over the cap: 404";
+  EXPECT_FALSE(packager_->get("news", "seg-1.ts", ""));
+  EXPECT_EQ(packager_->channel_stats("news")->disk_reads_refused, 2u);
+  const std::uint64_t newest = packager_->channel_stats("news")->segments - 1;
+  EXPECT_TRUE(packager_->get("news", "seg-" + std::to_string(newest) + ".ts", "")) << "in memory: not capped";
+  auto b = packager_->get("news", "seg-0.ts", "");
+  ASSERT_TRUE(b) << "shared: no more bytes";
+  EXPECT_EQ(b->body.get(), a->body.get());
+  a.reset();
+  EXPECT_FALSE(packager_->get("news", "seg-1.ts", "")) << "still held by b";
+  b.reset();
+  const auto c = packager_->get("news", "seg-1.ts", "");
+  ASSERT_TRUE(c) << "released by the last reader";
+  EXPECT_EQ(*c->body, file1);
+  EXPECT_EQ(packager_->channel_stats("news")->disk_reads_refused, 3u);
+}
+
+TEST_F(Packager, KeyUrlsAreNewAfterARestartAndTheirEtagIsOfTheirBytes) {
+  const auto first_key = [&] {
+    make(3, 1, 512, 2, true);
+    feed_copies(0, 1);
+    const std::string text = *get("live.m3u8");
+    const std::size_t at = text.find("URI=\"");
+    EXPECT_NE(at, std::string::npos) << text;
+    const std::string name = text.substr(at + 5, text.find('"', at + 5) - at - 5);
+    const auto k = packager_->get("news", name, "");
+    EXPECT_TRUE(k) << name;
+    const auto again = packager_->get("news", name, "");
+    EXPECT_EQ(again->etag, k->etag) << "stable";
+    std::pair<std::string, HlsResource> out{name, *k};
+    packager_.reset();
+    clock_ = {};
+    return out;
+  };
+  const auto [name1, key1] = first_key();
+  const auto [name2, key2] = first_key();  // a restart: new keys
+  ASSERT_TRUE(hls_key_id(name1) && hls_key_id(name2)) << name1 << " " << name2;
+  EXPECT_NE(name1, name2) << "a restart reuses the first key's URL";
+  EXPECT_NE(*key1.body, *key2.body);
+  EXPECT_NE(key1.etag, key2.etag);
+  EXPECT_NE(key1.etag, "\"k0\"");
 }
 
 TEST_F(DvrDisk, EvictionDeletesTheFiles) {
@@ -813,6 +984,37 @@ TEST_F(DvrDisk, WriteFailuresAreCountedAndKeptInTheMemoryBudget) {
   EXPECT_EQ(f.sequences.size(), st->disk_segments);
   EXPECT_EQ(f.bytes, st->disk_bytes);
   expect_consistent(parse(*get("event.m3u8")), *packager_);
+}
+
+TEST_F(DvrDisk, FailedWritesAreRetriedWithLaterSegments) {
+  make(3, 1, 512, 1);  // 512 MiB: nothing is evicted, so only a retry moves them to disk
+  fs::remove_all(channel_dir());
+  feed_copies(0, 2);  // 12 segments: those leaving the live window fail (ENOENT)
+  auto st = packager_->channel_stats("news");
+  const std::uint64_t errors = st->disk_errors;
+  ASSERT_GE(errors, 8u);
+  EXPECT_EQ(st->disk_segments, 0u);
+  EXPECT_GE(st->held_segments - st->disk_segments, 3 + errors) << "kept in memory";
+  fs::create_directory(channel_dir());
+  feed_copies(2, 4);  // 12 more segments: one retry each
+  st = packager_->channel_stats("news");
+  EXPECT_EQ(st->disk_errors, errors) << "a segment is counted once";
+  EXPECT_EQ(st->evicted, 0u);
+  EXPECT_EQ(st->held_segments - st->disk_segments, 3u) << "the failed ones were written on a retry";
+  const DiskFiles f = files_in(channel_dir());
+  EXPECT_TRUE(f.others.empty());
+  EXPECT_EQ(f.sequences.size(), st->disk_segments);
+  EXPECT_EQ(f.bytes, st->disk_bytes);
+  // Each retried one is served from its file, whole.
+  const Parsed ev = parse(*get("event.m3u8"));
+  for (const Entry& e : ev.entries) {
+    const std::string path = (channel_dir() / ("seg-" + std::to_string(e.sequence) + ".ts")).string();
+    const std::string body = segment(e.sequence);
+    EXPECT_TRUE(is_ts(body)) << e.sequence;
+    if (fs::exists(path)) {
+      EXPECT_EQ(body, file_text(path)) << e.sequence;
+    }
+  }
 }
 
 TEST_F(DvrDisk, ReadsRaceEvictionSafely) {

@@ -80,20 +80,38 @@
 // names the origin serves; the ciphertext for encrypting channels) through a ".tmp" name
 // and a rename, then its memory is freed; it stays listed and servable: get() reads the
 // file back on the origin's thread, outside the mutex, exactly the bytes written (a file
-// that vanished or was replaced is a 404; one segment-sized buffer per request in flight,
-// which the origin's threads bound; a cold page cache makes that thread wait for the disk).
-// memory_mb then bounds only what is in memory (older in-memory segments go to disk early
-// when the share is exceeded) and ott.dvr_disk_mb (0: no limit) what is on disk, shared
-// as memory_mb is; eviction
-// (dvr_hours, either budget, oldest first as above) deletes the file. A failed write
-// (disk full, permissions, directory removed) keeps that segment in memory, where the
-// memory share evicts the oldest segments as without a disk; it is counted
+// that vanished or was replaced is a 404; a cold page cache makes that thread wait for the
+// disk). Concurrent readers of a segment share one buffer (read once while any holds it;
+// a response holds it until its write ends), and the bytes read from disk and still held,
+// for the whole packager, are capped at max(64 MiB, memory_mb / 4)
+// (HlsPackagerOptions::disk_read_cap_bytes): a read over the cap is a 404, counted
+// (HlsChannelStats::disk_reads_refused). Neither the origin's threads nor its connection
+// limit bound those bytes; the cap does.
+// memory_mb then bounds only what is in memory: older in-memory segments, live ones too,
+// go to disk early while the share is exceeded, but the newest always stays in memory
+// (above the share if it alone is larger) and the share never evicts an on-disk segment
+// to make room for the live window. ott.dvr_disk_mb (0: no limit) bounds what is on
+// disk, shared as memory_mb is; eviction (dvr_hours, the disk budget, the memory budget
+// for failed writes, oldest first as above) deletes the file. A failed write (disk full,
+// permissions, directory removed) keeps that segment in memory, counted once
 // (HlsChannelStats::disk_errors) and logged once per cause and channel (cause
-// hls_dvr_write; again after a successful write). No persistence: a restart of twincastd
-// loses the DVR. The packager's files (*.ts, *.ts.tmp) in every subdirectory of dvr_dir
-// are deleted when it is made, a channel's when set_channels adds or drops it, and every
-// file goes with the packager. A track restarted by set_channels goes on over its old
-// window, files included (its numbers go on, so no name is reused).
+// hls_dvr_write; again after a successful write); the oldest such segment is written
+// again with each new segment of the track (one retry per segment, so a full disk costs
+// little). While one is in memory the memory share evicts the oldest segments, on disk
+// or not, as without a disk (the held numbers stay consecutive), so memory stays bounded.
+// No persistence: a restart of twincastd loses the DVR. What the packager writes (regular
+// files named seg-<n>.ts, seg-<r>-<n>.ts, audio-<pid>-<n>.ts, or those + ".tmp") is deleted
+// from <dvr_dir>/<id> when set_channels adds channel <id> (a previous run's) or drops it,
+// and every file goes with the packager; nothing else is deleted: no other name, no
+// symlink followed (a channel directory that is a symlink is not emptied), no
+// subdirectory entered, no directory of an id not configured. A track restarted by
+// set_channels goes on over its old window, files included (its numbers go on, so no name
+// is reused).
+//
+// AES-128 key ids (key-<id>.key) hold a random epoch drawn per packager (the upper bits),
+// so a restart, whose keys are new, never reuses the URL of a key a player may have cached
+// (keys are served "private, max-age=86400" by the origin); the ETag is a hash of the
+// key's bytes.
 //
 // Threads: the packager thread (feeds, segmenters, the store's writes), the origin's
 // threads (get(), channels_json()), the control side (set_channels, detach, stats). One
@@ -156,7 +174,8 @@ struct HlsChannelStats {
   std::uint64_t held_segments = 0;   // held now, in memory and on disk (live window + DVR)
   std::uint64_t disk_bytes = 0;      // ott.dvr_dir: segment bytes on disk for the channel
   std::uint64_t disk_segments = 0;   // ... segments on disk (held_segments - disk_segments in memory)
-  std::uint64_t disk_errors = 0;     // segments whose write failed (kept in memory)
+  std::uint64_t disk_errors = 0;     // segments whose write failed (kept in memory, retried)
+  std::uint64_t disk_reads_refused = 0;  // get()s of on-disk segments refused (404) by the disk-read cap
   double held_seconds = 0;           // from the oldest held segment's start to the newest's end
 };
 
@@ -164,6 +183,9 @@ struct HlsChannelStats {
 struct HlsPackagerOptions {
   std::function<std::int64_t()> wall_ms;   // UTC, ms since the Unix epoch (system_clock)
   std::function<std::uint64_t()> mono_ns;  // the feed's clock (dataplane::Dataplane::now_ns)
+  // Bytes read back from ott.dvr_dir and still referenced, for the whole packager; 0:
+  // max(64 MiB, memory_mb / 4).
+  std::uint64_t disk_read_cap_bytes = 0;
 };
 
 class HlsPackager final : public HlsSource {
