@@ -163,6 +163,7 @@ json::object channel_detail(const ApiChannelView& c) {
   hls["memory_bytes"] = c.hls.memory_bytes;
   hls["disk_bytes"] = c.hls.disk_bytes;
   hls["dvr_write_errors"] = c.hls.dvr_write_errors;
+  hls["dvr_reads_refused"] = c.hls.dvr_reads_refused;
   hls["held_seconds"] = number(c.hls.held_seconds);
   if (!c.hls.refused.empty()) {
     json::object refused;
@@ -241,6 +242,11 @@ struct MetricFamilies {
                                  .Name("twincast_hls_dvr_write_errors_total")
                                  .Help("Segments of the channel that could not be written to ott.dvr_dir (kept in memory)")
                                  .Register(r)),
+        hls_dvr_reads_refused(metrics::BuildCounter()
+                                  .Name("twincast_hls_dvr_reads_refused_total")
+                                  .Help("Requests for the channel's on-disk segments refused (404) because the bytes "
+                                        "read from disk and still being sent were over their cap")
+                                  .Register(r)),
         hls_refused(metrics::BuildCounter()
                         .Name("twincast_hls_refused_total")
                         .Help("HLS requests refused (403) for want of a valid token, by reason (missing, bad, expired, "
@@ -395,6 +401,7 @@ struct MetricFamilies {
     hls_store_bytes.Clear();
     hls_held_seconds.Clear();
     hls_dvr_write_errors.Clear();
+    hls_dvr_reads_refused.Clear();
     input_info.Clear();
     input_active.Clear();
     input_packets.Clear();
@@ -453,6 +460,7 @@ struct MetricFamilies {
         hls_store_bytes.Add({{"channel", c.id}, {"where", "disk"}}).Set(as_double(c.hls.disk_bytes));
         hls_held_seconds.Add(cl).Set(c.hls.held_seconds);
         hls_dvr_write_errors.Add(cl).Set(as_double(c.hls.dvr_write_errors));
+        hls_dvr_reads_refused.Add(cl).Set(as_double(c.hls.dvr_reads_refused));
       }
       for (const auto& in : c.inputs) {
         const Labels il{{"channel", c.id}, {"input", in.id}};
@@ -525,6 +533,7 @@ struct MetricFamilies {
   Family<Gauge>& hls_store_bytes;
   Family<Gauge>& hls_held_seconds;
   Family<Counter>& hls_dvr_write_errors;
+  Family<Counter>& hls_dvr_reads_refused;
   Family<Counter>& hls_refused;
   Family<Gauge>& channel_ott_shed;
   Family<Counter>& channel_ott_feed_dropped;

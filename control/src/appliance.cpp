@@ -230,6 +230,7 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
       v.hls.memory_bytes = hs->window_bytes;
       v.hls.disk_bytes = hs->disk_bytes;
       v.hls.dvr_write_errors = hs->disk_errors;
+      v.hls.dvr_reads_refused = hs->disk_reads_refused;
       v.hls.held_seconds = hs->held_seconds;
       if (const auto it = traffic.find(cc.id); it != traffic.end()) {
         v.hls.playlist_requests = it->second.playlists;

@@ -96,6 +96,7 @@ struct ApiHlsView {
   std::uint64_t memory_bytes = 0;
   std::uint64_t disk_bytes = 0;
   std::uint64_t dvr_write_errors = 0;
+  std::uint64_t dvr_reads_refused = 0;  // on-disk segments refused (404): disk read bytes over their cap
   double held_seconds = 0;
   // Requests refused for want of a valid token (signed URLs), by reason (hls_denial_name).
   std::vector<std::pair<std::string, std::uint64_t>> refused;
