@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -42,6 +43,12 @@ constexpr int kOutputIoBytes = static_cast<int>(kTsPacket) * 32;  // whole packe
 constexpr std::int64_t kMaxInterleaveUs = 2'000'000;  // a silent audio PID stalls video <= 2 s
 constexpr std::size_t kMaxEarlyAudio = 256;             // audio held before a rung's first frame
 constexpr unsigned kMaxThreads = 64;
+// MPEG-TS timestamps: 33 bits at 90 kHz. The demuxer's own wrap correction works once only
+// (it adds 2^33 below a point 60 s before the first timestamp, so 26.5 h later timestamps drop
+// by 2^33 again); it is switched off and run_stream() unwraps into continuing 64-bit values.
+constexpr std::int64_t kTsWrap = std::int64_t{1} << 33;
+constexpr std::int64_t kMaxPtsJump = 10 * 90'000;  // video DTS further forward: a new stream
+constexpr std::size_t kMaxHeldAudio = 128;          // audio of a new time base seen before video
 
 struct FrameFree {
   void operator()(AVFrame* f) const { av_frame_free(&f); }
@@ -329,7 +336,67 @@ struct Transcoder::Impl {
     AVCodecContext* dec = nullptr;
     bool seen_key = false;
     std::int64_t last_pts = AV_NOPTS_VALUE;
+    std::int64_t video_ref = AV_NOPTS_VALUE;  // last video DTS, unwrapped (64-bit, 90 kHz)
+    std::int64_t audio_ref = AV_NOPTS_VALUE;  // last audio DTS, unwrapped, before any video
+    std::deque<PacketPtr> held_audio;         // raw audio far from video_ref (see run_stream)
   };
+
+  // The 64-bit value of the 33-bit timestamp `raw` nearest to `ref` (within +-2^32).
+  static std::int64_t unwrap_ts(std::int64_t raw, std::int64_t ref) {
+    if (raw == AV_NOPTS_VALUE || ref == AV_NOPTS_VALUE) return raw;
+    std::int64_t d = (raw - ref) % kTsWrap;
+    if (d >= kTsWrap / 2) {
+      d -= kTsWrap;
+    } else if (d < -kTsWrap / 2) {
+      d += kTsWrap;
+    }
+    return ref + d;
+  }
+
+  // Rewrites a packet's 33-bit PTS/DTS as 64-bit values continuing from `ref`; returns its
+  // DTS (else PTS), or AV_NOPTS_VALUE.
+  static std::int64_t unwrap_packet(AVPacket& p, std::int64_t ref) {
+    if (p.dts != AV_NOPTS_VALUE) {
+      p.dts = unwrap_ts(p.dts, ref);
+      p.pts = unwrap_ts(p.pts, p.dts);
+      return p.dts;
+    }
+    p.pts = unwrap_ts(p.pts, ref);
+    return p.pts;
+  }
+
+  // A time-base break in the source (its encoder reset its clock, or a splice without a
+  // switch marker): the current stream ends as on a discontinuity (the decoder and every
+  // encoder are drained, the muxers finish) and a new one begins with the same streams; the
+  // decoder is flushed, so the outputs restart at the next source key frame.
+  bool restart_stream(StreamState& s, const std::shared_ptr<const StreamInfo>& info, AVFrame& frame) {
+    bool ok = decode(s, nullptr, frame);
+    avcodec_flush_buffers(s.dec);
+    s.seen_key = false;
+    s.last_pts = AV_NOPTS_VALUE;
+    s.audio_ref = AV_NOPTS_VALUE;
+    if (ok) ok = dispatch(WorkItem::Kind::kEnd, nullptr, nullptr, false, nullptr);
+    if (ok) {
+      streams.fetch_add(1, std::memory_order_relaxed);
+      ok = dispatch(WorkItem::Kind::kBegin, info, nullptr, false, nullptr);
+    }
+    return ok;
+  }
+
+  // Audio held while video still ran on the old time base: what belongs to the new one
+  // (within kMaxPtsJump of video_ref) goes on, the rest is dropped.
+  bool release_held_audio(StreamState& s) {
+    bool ok = true;
+    while (ok && !s.held_audio.empty()) {
+      PacketPtr p = std::move(s.held_audio.front());
+      s.held_audio.pop_front();
+      const std::int64_t at = unwrap_packet(*p, s.video_ref);
+      if (at != AV_NOPTS_VALUE && std::abs(at - s.video_ref) <= kMaxPtsJump) {
+        ok = dispatch(WorkItem::Kind::kAudio, nullptr, nullptr, false, p.get());
+      }
+    }
+    return ok;
+  }
 
   // Sends one packet (nullptr: drain) to the decoder and dispatches the frames it returns.
   // decode_ns counts the decoder's time only, not the waits in dispatch().
@@ -380,6 +447,7 @@ struct Transcoder::Impl {
     fmt->pb = io;
     fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
     fmt->interrupt_callback = AVIOInterruptCB{&interrupt_cb, this};
+    fmt->correct_ts_overflow = 0;  // raw 33-bit timestamps: unwrapped below, for ever
     StreamState s;
     CodecPtr dec;  // null unless the stream opened with a video decoder
     int video = -1;
@@ -435,18 +503,42 @@ struct Transcoder::Impl {
       }
       s.dec = dec.get();
       bool ok = dispatch(WorkItem::Kind::kBegin, info, nullptr, false, nullptr);
+      // Timestamps: every packet is unwrapped against the last video DTS (audio before the
+      // first video packet against the last audio DTS). A video DTS that goes backwards or
+      // more than kMaxPtsJump forwards is a time-base break: restart_stream(). Audio further
+      // than kMaxPtsJump from the video is held (the new time base often reaches the audio
+      // first) until the video breaks too; a bounded queue, oldest dropped.
       while (ok) {
         const int r = av_read_frame(fmt, &pkt);
         if (r == AVERROR(EAGAIN)) continue;
         if (r < 0) break;
         if (pkt.stream_index == video) {
-          ok = decode(s, &pkt, frame);
+          const std::int64_t at = unwrap_packet(pkt, s.video_ref);
+          if (at != AV_NOPTS_VALUE) {
+            if (s.video_ref != AV_NOPTS_VALUE && (at < s.video_ref || at > s.video_ref + kMaxPtsJump)) {
+              ok = restart_stream(s, info, frame);
+              s.video_ref = at;
+              if (ok) ok = release_held_audio(s);
+            }
+            s.video_ref = at;
+          }
+          if (ok) ok = decode(s, &pkt, frame);
         } else if (pkt.stream_index == audio) {
-          ok = dispatch(WorkItem::Kind::kAudio, nullptr, nullptr, false, &pkt);
+          const std::int64_t ref = s.video_ref != AV_NOPTS_VALUE ? s.video_ref : s.audio_ref;
+          if (s.video_ref != AV_NOPTS_VALUE && pkt.dts != AV_NOPTS_VALUE &&
+              std::abs(unwrap_ts(pkt.dts, ref) - ref) > kMaxPtsJump) {
+            if (s.held_audio.size() == kMaxHeldAudio) s.held_audio.pop_front();
+            s.held_audio.emplace_back(av_packet_clone(&pkt));  // raw: unwrapped on release
+          } else {
+            const std::int64_t at = unwrap_packet(pkt, ref);
+            if (at != AV_NOPTS_VALUE && s.video_ref == AV_NOPTS_VALUE) s.audio_ref = at;
+            ok = dispatch(WorkItem::Kind::kAudio, nullptr, nullptr, false, &pkt);
+          }
         }
         av_packet_unref(&pkt);
       }
       av_packet_unref(&pkt);
+      s.held_audio.clear();
       if (ok && !stopping.load()) ok = decode(s, nullptr, frame);  // drain the decoder
       if (ok && !stopping.load()) dispatch(WorkItem::Kind::kEnd, nullptr, nullptr, false, nullptr);
     }

@@ -560,3 +560,162 @@ TEST_F(TranscoderTest, StopMidStreamReturnsPromptly) {
   drain(t, o);  // what came out before stays poppable
   EXPECT_GT(o.chunks, 0u);
 }
+
+namespace {
+
+constexpr std::int64_t kWrap = std::int64_t{1} << 33;
+
+std::int64_t mod33(std::int64_t v) { return ((v % kWrap) + kWrap) % kWrap; }
+
+std::vector<std::int64_t> mod33(std::vector<std::int64_t> v) {
+  for (auto& x : v) x = mod33(x);
+  return v;
+}
+
+// 10 s of 320x240 H.264 (1 s GOP, B-frames) + AAC whose PTS starts `offset_s` seconds in.
+fs::path source_small(const std::string& name, double offset_s) {
+  return cached_source(
+      name,
+      "-f lavfi -i testsrc2=size=320x240:rate=25:duration=10 "
+      "-f lavfi -i sine=frequency=440:sample_rate=48000:duration=10 "
+      "-c:v libx264 -preset ultrafast -bf 2 -g 25 -keyint_min 25 -sc_threshold 0 -pix_fmt yuv420p "
+      "-b:v 400k -c:a aac -b:a 64k -output_ts_offset " + std::to_string(offset_s));
+}
+
+// Two TS files back to back, continuity counters renumbered so the join is clean at the
+// packet level: only the timestamps jump, as when an upstream encoder resets its clock.
+Bytes splice(const Bytes& a, const Bytes& b) {
+  Bytes out = a;
+  out.insert(out.end(), b.begin(), b.end());
+  std::vector<int> next(8192, -1);
+  for (std::size_t off = 0; off + 188 <= out.size(); off += 188) {
+    std::uint8_t* p = out.data() + off;
+    const std::size_t pid = (static_cast<std::size_t>(p[1] & 0x1f) << 8) | p[2];
+    const bool payload = (p[3] & 0x10) != 0;
+    if (next[pid] < 0) next[pid] = p[3] & 0x0f;
+    const int cc = payload ? next[pid] : (next[pid] + 15) & 15;
+    p[3] = static_cast<std::uint8_t>((p[3] & 0xf0) | cc);
+    if (payload) next[pid] = (cc + 1) & 15;
+  }
+  return out;
+}
+
+TranscoderConfig small_ladder() {
+  TranscoderConfig c;
+  c.rungs = {{"180p", 180, 300}, {"120p", 120, 200}};
+  c.threads = 2;
+  c.preset = "ultrafast";
+  return c;
+}
+
+}  // namespace
+
+// The 33-bit PTS wraps mid-file (starts 5.7 s before 2^33 / 90 kHz): every frame comes out, in
+// one stream, the key frames at the source's (modulo 2^33), and the outputs decode cleanly.
+TEST_F(TranscoderTest, PtsWrapMidStreamKeepsEveryFrameAndKeyFrame) {
+  const fs::path src = source_small("transcode_wrap_240p.ts", 95438.0);
+  const Bytes bytes = twincast::test::read_file(src);
+  const auto src_keys = mod33(key_frame_pts(src));
+  const auto src_frames = video_frames(src);
+  ASSERT_EQ(src_frames, 250);
+  ASSERT_GE(src_keys.size(), 10u);
+  // The fixture really wraps: its key frames' raw PTS go down once.
+  std::size_t drops = 0;
+  for (std::size_t i = 1; i < src_keys.size(); ++i) drops += src_keys[i] < src_keys[i - 1] ? 1u : 0u;
+  ASSERT_EQ(drops, 1u);
+
+  Transcoder t(small_ladder());
+  t.start();
+  push_file(t, bytes, false);
+  t.flush();
+  Outputs o;
+  ASSERT_TRUE(pump_until(t, o, [](const TranscoderStats& s) { return all_rungs_finished(s, 1); },
+                         std::chrono::seconds(120)));
+  const auto s = t.stats();
+  EXPECT_EQ(s.streams, 1u);
+  EXPECT_EQ(total_errors(s), 0u);
+  EXPECT_EQ(s.frames_decoded, 250u);
+  EXPECT_EQ(s.frames_skipped, 0u);
+  ASSERT_EQ(o.rungs.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(o.discontinuities[i], 0u);
+    ASSERT_EQ(o.rungs[i].size(), 1u);
+    EXPECT_EQ(s.rungs[i].frames_encoded, 250u);
+    const fs::path out = write("wrap" + std::to_string(i) + ".ts", o.rungs[i][0]);
+    EXPECT_EQ(decode_errors(out), "");
+    EXPECT_EQ(mod33(key_frame_pts(out)), src_keys);
+    EXPECT_EQ(video_frames(out), src_frames);
+    EXPECT_GE(audio_packets(out).size(), audio_packets(src).size() * 9 / 10);
+  }
+}
+
+namespace {
+
+// The source's clock jumps without an input switch (an upstream encoder restart: back to a
+// small PTS; or a splice far ahead): each rung ends its stream and starts a new one at the
+// second part's first key frame (discontinuity = true), and keeps producing every frame.
+void expect_restart_on_pts_jump(const fs::path& a, const fs::path& b,
+                                const std::function<fs::path(const std::string&, const Bytes&)>& write) {
+  const Bytes bytes = splice(twincast::test::read_file(a), twincast::test::read_file(b));
+  const auto keys_a = mod33(key_frame_pts(a));
+  const auto keys_b = mod33(key_frame_pts(b));
+  const auto frames_a = video_frames(a);
+  const auto frames_b = video_frames(b);
+  Transcoder t(small_ladder());
+  t.start();
+  push_file(t, bytes, false);
+  t.flush();
+  Outputs o;
+  ASSERT_TRUE(pump_until(t, o, [](const TranscoderStats& s) { return all_rungs_finished(s, 2); },
+                         std::chrono::seconds(120)))
+      << "frames skipped " << t.stats().frames_skipped;
+  const auto s = t.stats();
+  EXPECT_EQ(s.streams, 2u);
+  EXPECT_EQ(total_errors(s), 0u);
+  EXPECT_EQ(s.frames_decoded, static_cast<std::uint64_t>(frames_a + frames_b));
+  EXPECT_EQ(s.frames_skipped, 0u);
+  ASSERT_EQ(o.rungs.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(o.discontinuities[i], 1u);
+    ASSERT_EQ(o.rungs[i].size(), 2u);
+    EXPECT_EQ(s.rungs[i].frames_encoded, static_cast<std::uint64_t>(frames_a + frames_b));
+    const std::vector<std::int64_t>* keys[] = {&keys_a, &keys_b};
+    const std::int64_t frames[] = {frames_a, frames_b};
+    const fs::path srcs[] = {a, b};
+    for (std::size_t k = 0; k < 2; ++k) {
+      SCOPED_TRACE(k);
+      const fs::path out = write("jump" + std::to_string(i) + "_" + std::to_string(k) + ".ts", o.rungs[i][k]);
+      EXPECT_EQ(decode_errors(out), "");
+      EXPECT_EQ(mod33(key_frame_pts(out)), *keys[k]);
+      EXPECT_EQ(video_frames(out), frames[k]);
+      EXPECT_GE(audio_packets(out).size(), audio_packets(srcs[k]).size() * 9 / 10);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_F(TranscoderTest, PtsResetMidStreamRestartsEveryRung) {
+  // 10 s starting at 1000 s, then the clock restarts at 0 (+ ffmpeg's 1.4 s).
+  expect_restart_on_pts_jump(source_small("transcode_at1000_240p.ts", 1000.0),
+                             source_small("transcode_at0_240p.ts", 0.0),
+                             [this](const std::string& n, const Bytes& b) { return write(n, b); });
+}
+
+TEST_F(TranscoderTest, PtsJumpForwardMidStreamRestartsEveryRung) {
+  // 10 s from 0, then the clock jumps ~990 s ahead.
+  expect_restart_on_pts_jump(source_small("transcode_at0_240p.ts", 0.0),
+                             source_small("transcode_at1000_240p.ts", 1000.0),
+                             [this](const std::string& n, const Bytes& b) { return write(n, b); });
+}
+
+TEST_F(TranscoderTest, PtsWrapThenClockStepsBackRestartsEveryRung) {
+  // 10 s wrapping past 2^33, then the clock steps back to 95380 s (68 s before the wrap point):
+  // libavformat's one-off correction maps those PTS 2^33 below the rest (as it does to every
+  // PTS 26.5 h into a stream), which made every later frame look late before the fix.
+  expect_restart_on_pts_jump(source_small("transcode_wrap_240p.ts", 95438.0),
+                             source_small("transcode_at95380_240p.ts", 95380.0),
+                             [this](const std::string& n, const Bytes& b) { return write(n, b); });
+}

@@ -31,6 +31,11 @@
 //     (keyint=infinite, scenecut=0). Decoded frames before the first key frame of a stream are
 //     skipped (counted), so each output starts with an IDR at a source key frame's PTS.
 //   - audio packets are copied with their PTS/DTS untouched.
+//   - the 33-bit PTS/DTS are unwrapped here (libavformat's one-time wrap correction is off:
+//     it stopped every frame ~26.5 h into a stream), so a 24/7 stream runs through its wraps;
+//     the muxer writes the low 33 bits, so outputs wrap where the source does. A video DTS
+//     that goes backwards or jumps more than 10 s forwards (an encoder reset) ends the stream
+//     as a discontinuity does (below).
 //
 // Rate control: ABR at the rung's video_kbps with VBV maxrate 1.2x and bufsize 2x that rate.
 // Width = height x source display aspect ratio, rounded to an even number; square pixels out.
