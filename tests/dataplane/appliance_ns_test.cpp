@@ -48,6 +48,7 @@
 #include <sstream>
 #include <thread>
 
+#include "dataplane/multicast_receiver.hpp"
 #include "dataplane/netns.hpp"
 #include "tests_common.hpp"
 
@@ -102,101 +103,10 @@ std::string status_line(const std::string& log, const std::string& line_start) {
   return line;
 }
 
-// One multicast group received by a kernel socket in stb, on its own thread, until stop().
-class Receiver {
- public:
-  struct Datagram {
-    Clock::time_point at;      // when this thread read it
-    std::int64_t kernel_ns;    // when the kernel received it (SO_TIMESTAMPNS): immune to this
-                               // thread being scheduled late on a busy machine
-    ByteVec bytes;
-  };
-
-  // `iface`: the local address to join on (stb's by default).
+// stb's set-top box: a MulticastReceiver that joins on stb's address unless told otherwise.
+struct Receiver : MulticastReceiver {
   Receiver(std::string ns, std::string group, std::uint16_t port, std::string iface = kStbIp)
-      : ns_(std::move(ns)), group_(std::move(group)), iface_(std::move(iface)), port_(port) {
-    thread_ = std::thread([this] { loop(); });
-    for (int i = 0; i < 200 && !ready_ && !failed_; ++i) std::this_thread::sleep_for(10ms);
-  }
-  ~Receiver() { stop(); }
-  Receiver(const Receiver&) = delete;
-  Receiver& operator=(const Receiver&) = delete;
-
-  [[nodiscard]] bool ready() const { return ready_; }
-  void stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-  [[nodiscard]] std::vector<Datagram> datagrams() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return got_;
-  }
-  [[nodiscard]] std::size_t count() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return got_.size();
-  }
-
- private:
-  void loop() {
-    if (!enter_netns(ns_)) {
-      failed_ = true;
-      return;
-    }
-    const int s = ::socket(AF_INET, SOCK_DGRAM, 0);
-    int one = 1;
-    ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    int rcvbuf = 4 << 20;
-    ::setsockopt(s, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port_);
-    inet_pton(AF_INET, group_.c_str(), &a.sin_addr);
-    ip_mreq m{};
-    inet_pton(AF_INET, group_.c_str(), &m.imr_multiaddr);
-    inet_pton(AF_INET, iface_.c_str(), &m.imr_interface);
-    if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::setsockopt(s, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof m) != 0) {
-      ::close(s);
-      failed_ = true;
-      return;
-    }
-    timeval tv{0, 50000};
-    ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(s, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
-    ready_ = true;
-    std::vector<std::uint8_t> buf(65536);
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
-    while (!stop_) {
-      iovec iov{buf.data(), buf.size()};
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
-      const ssize_t n = ::recvmsg(s, &msg, 0);
-      if (n <= 0) continue;
-      std::int64_t kernel_ns = 0;
-      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
-          timespec ts{};
-          std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
-          kernel_ns = static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-        }
-      }
-      std::lock_guard<std::mutex> lock(mu_);
-      got_.push_back(Datagram{Clock::now(), kernel_ns, ByteVec(buf.begin(), buf.begin() + n)});
-    }
-    ::close(s);
-  }
-
-  std::string ns_, group_, iface_;
-  std::uint16_t port_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> ready_{false};
-  std::atomic<bool> failed_{false};
-  std::mutex mu_;
-  std::vector<Datagram> got_;
+      : MulticastReceiver(std::move(ns), std::move(group), port, std::move(iface)) {}
 };
 
 // Sends UDP datagrams from src on a thread: `make` builds each payload, `rate` per second.
@@ -398,49 +308,6 @@ Stream assemble(const std::vector<Receiver::Datagram>& ds, bool rtp) {
 
 std::uint16_t pid_of(const std::uint8_t* p) { return static_cast<std::uint16_t>(((p[1] & 0x1F) << 8) | p[2]); }
 
-// Whole GOPs only, for the decode check: the first PAT and PMT, then every packet from the
-// first video random-access point (ffmpeg's muxer flags each key frame with the
-// random_access_indicator) up to, not including, the last one. A capture that starts
-// mid-GOP makes the decoder report missing references until the next key frame, and one
-// that ends mid-frame reports a truncated picture; neither is the appliance's doing.
-ByteVec whole_gops(const ByteVec& ts, std::uint16_t video_pid) {
-  const std::size_t n = ts.size() / 188;
-  std::optional<std::uint16_t> pmt_pid;
-  std::optional<std::size_t> pat_at, pmt_at, first_key, last_key;
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::uint8_t* p = &ts[i * 188];
-    const std::uint16_t pid = pid_of(p);
-    const bool pusi = (p[1] & 0x40) != 0;
-    const bool af = (p[3] & 0x20) != 0;
-    if (pid == 0 && pusi && !pat_at && (p[3] & 0x30) == 0x10) {
-      // PAT: pointer field, then the section; the first program with a non-zero number.
-      const std::size_t sec = 5 + p[4];
-      if (sec + 12 > 188) continue;  // a PAT that does not fit its first packet: take the next
-      const std::size_t len = static_cast<std::size_t>(((p[sec + 1] & 0x0F) << 8) | p[sec + 2]);
-      for (std::size_t at = sec + 8; at + 4 <= sec + 3 + len - 4 && at + 4 <= 188; at += 4) {
-        if (((p[at] << 8) | p[at + 1]) != 0) {
-          pmt_pid = static_cast<std::uint16_t>(((p[at + 2] & 0x1F) << 8) | p[at + 3]);
-          pat_at = i;
-          break;
-        }
-      }
-    }
-    if (pmt_pid && pid == *pmt_pid && pusi && !pmt_at) pmt_at = i;
-    if (pid == video_pid && af && p[4] > 0 && (p[5] & 0x40) != 0 && pusi) {
-      if (!first_key && pmt_at) first_key = i;
-      last_key = i;
-    }
-  }
-  ByteVec out;
-  if (!pat_at || !pmt_at || !first_key || *last_key <= *first_key) return out;
-  out.insert(out.end(), ts.begin() + static_cast<std::ptrdiff_t>(*pat_at * 188),
-             ts.begin() + static_cast<std::ptrdiff_t>(*pat_at * 188 + 188));
-  out.insert(out.end(), ts.begin() + static_cast<std::ptrdiff_t>(*pmt_at * 188),
-             ts.begin() + static_cast<std::ptrdiff_t>(*pmt_at * 188 + 188));
-  out.insert(out.end(), ts.begin() + static_cast<std::ptrdiff_t>(*first_key * 188),
-             ts.begin() + static_cast<std::ptrdiff_t>(*last_key * 188));
-  return out;
-}
 
 // What every output check wants: the analyzer's report of the raw capture (zero
 // continuity errors, the service), and a clean decode of its whole GOPs.

@@ -51,6 +51,7 @@
 #include <utility>
 #include <vector>
 
+#include "dataplane/multicast_receiver.hpp"
 #include "dataplane/netns.hpp"
 #include "tests_common.hpp"
 
@@ -173,119 +174,7 @@ std::uint64_t json_number(const std::string& text, const std::string& key) {
   return std::stoull(text.substr(at + key.size() + 3));
 }
 
-// One multicast group received by a kernel socket in stb, on its own thread, until stop().
-class Receiver {
- public:
-  Receiver(std::string ns, std::string group, std::uint16_t port) : ns_(std::move(ns)), group_(std::move(group)), port_(port) {
-    thread_ = std::thread([this] { loop(); });
-    for (int i = 0; i < 200 && !ready_ && !failed_; ++i) std::this_thread::sleep_for(10ms);
-  }
-  ~Receiver() { stop(); }
-  Receiver(const Receiver&) = delete;
-  Receiver& operator=(const Receiver&) = delete;
-  [[nodiscard]] bool ready() const { return ready_; }
-  void stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-  // The TS bytes received (whole datagrams of 1..7 packets; others counted in *bad).
-  ByteVec ts(std::size_t* bad) {
-    std::lock_guard<std::mutex> lock(mu_);
-    *bad = bad_;
-    return ts_;
-  }
 
- private:
-  void loop() {
-    if (!enter_netns(ns_)) {
-      failed_ = true;
-      return;
-    }
-    const int s = ::socket(AF_INET, SOCK_DGRAM, 0);
-    int one = 1;
-    ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    int rcvbuf = 4 << 20;
-    ::setsockopt(s, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port_);
-    inet_pton(AF_INET, group_.c_str(), &a.sin_addr);
-    ip_mreq m{};
-    inet_pton(AF_INET, group_.c_str(), &m.imr_multiaddr);
-    inet_pton(AF_INET, kStbIp, &m.imr_interface);
-    if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::setsockopt(s, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof m) != 0) {
-      ::close(s);
-      failed_ = true;
-      return;
-    }
-    timeval tv{0, 50000};
-    ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ready_ = true;
-    ByteVec buf(65536);
-    while (!stop_) {
-      const ssize_t n = ::recv(s, buf.data(), buf.size(), 0);
-      if (n <= 0) continue;
-      const auto size = static_cast<std::size_t>(n);
-      std::lock_guard<std::mutex> lock(mu_);
-      if (size % 188 != 0 || size > 7 * 188) {
-        ++bad_;
-        continue;
-      }
-      ts_.insert(ts_.end(), buf.begin(), buf.begin() + n);
-    }
-    ::close(s);
-  }
-
-  std::string ns_, group_;
-  std::uint16_t port_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> ready_{false};
-  std::atomic<bool> failed_{false};
-  std::mutex mu_;
-  ByteVec ts_;
-  std::size_t bad_ = 0;
-};
-
-std::uint16_t pid_of(const std::uint8_t* p) { return static_cast<std::uint16_t>(((p[1] & 0x1F) << 8) | p[2]); }
-
-// For the decode check of a capture (as appliance_ns_test): the first PAT and PMT, then
-// every packet from the first video random-access point up to, not including, the last one,
-// so that neither a capture starting mid-GOP nor one ending mid-frame makes the decoder talk.
-ByteVec whole_gops(const ByteVec& ts, std::uint16_t video_pid) {
-  const std::size_t n = ts.size() / 188;
-  std::optional<std::uint16_t> pmt_pid;
-  std::optional<std::size_t> pat_at, pmt_at, first_key, last_key;
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::uint8_t* p = &ts[i * 188];
-    const std::uint16_t pid = pid_of(p);
-    const bool pusi = (p[1] & 0x40) != 0;
-    if (pid == 0 && pusi && !pat_at && (p[3] & 0x30) == 0x10) {
-      const std::size_t sec = 5 + p[4];
-      if (sec + 12 > 188) continue;
-      const std::size_t len = static_cast<std::size_t>(((p[sec + 1] & 0x0F) << 8) | p[sec + 2]);
-      for (std::size_t at = sec + 8; at + 4 <= sec + 3 + len - 4 && at + 4 <= 188; at += 4) {
-        if (((p[at] << 8) | p[at + 1]) != 0) {
-          pmt_pid = static_cast<std::uint16_t>(((p[at + 2] & 0x1F) << 8) | p[at + 3]);
-          pat_at = i;
-          break;
-        }
-      }
-    }
-    if (pmt_pid && pid == *pmt_pid && pusi && !pmt_at) pmt_at = i;
-    if (pid == video_pid && pusi && (p[3] & 0x20) != 0 && p[4] > 0 && (p[5] & 0x40) != 0) {
-      if (!first_key && pmt_at) first_key = i;
-      last_key = i;
-    }
-  }
-  if (!pat_at || !pmt_at || !first_key || *last_key <= *first_key) return {};
-  ByteVec out((2 + *last_key - *first_key) * 188);
-  std::memcpy(out.data(), &ts[*pat_at * 188], 188);
-  std::memcpy(out.data() + 188, &ts[*pmt_at * 188], 188);
-  std::memcpy(out.data() + 376, &ts[*first_key * 188], (*last_key - *first_key) * 188);
-  return out;
-}
 
 // What ffprobe says of a segment's first video packet and its stream.
 struct SegmentProbe {
@@ -419,7 +308,7 @@ class TranscodeNs : public ::testing::Test {
   std::string sfx_, src_, head_, stb_, veth_src_, veth_in_, veth_out_, veth_stb_;
   fs::path dir_;
   Children children_;
-  std::unique_ptr<Receiver> receiver_;
+  std::unique_ptr<MulticastReceiver> receiver_;
 };
 
 TEST_F(TranscodeNs, TranscodedLadderPlaysAlignedBesideTheMulticastOutput) {
@@ -437,7 +326,7 @@ TEST_F(TranscodeNs, TranscodedLadderPlaysAlignedBesideTheMulticastOutput) {
       "ott:\n  listen: 127.0.0.1:8090\n  segment_seconds: 2\n  window_segments: 5\n"
       "  transcode_threads: 2\n  transcode_preset: ultrafast\n");
   ASSERT_GT(app, 0);
-  receiver_ = std::make_unique<Receiver>(stb_, kOutGroup, kPort);
+  receiver_ = std::make_unique<MulticastReceiver>(stb_, kOutGroup, kPort, kStbIp);
   ASSERT_TRUE(receiver_->ready()) << "cannot join " << kOutGroup << " in " << stb_;
   // Paced like an encoder's CBR output (udp bitrate=: at most ~3.5 Mbit/s, so a key frame's
   // ~21 datagrams leave over ~60 ms). Unpaced, ffmpeg -re writes each burst of the muxer's
