@@ -71,8 +71,8 @@ std::string make_segment() {
 class BenchSource : public tc::HlsSource {
  public:
   BenchSource()
-      : playlist_(std::make_shared<const std::string>(make_playlist())),
-        segment_(std::make_shared<const std::string>(make_segment())) {}
+      : playlist_(tc::SharedBytes::heap(make_playlist())),
+        segment_(tc::SharedBytes::in_memfd(make_segment(), "seg-1.ts")) {}  // as the packager stores it
 
   std::optional<tc::HlsResource> get(std::string_view channel, std::string_view name, std::string_view) override {
     if (channel != "news") return std::nullopt;
@@ -97,15 +97,15 @@ class BenchSource : public tc::HlsSource {
     return R"([{"id":"news","name":"News","state":"serving","url":"/hls/news/index.m3u8"}])";
   }
 
-  [[nodiscard]] const std::string& playlist() const { return *playlist_; }
-  [[nodiscard]] const std::string& segment() const { return *segment_; }
+  [[nodiscard]] std::string_view playlist() const { return playlist_->view(); }
+  [[nodiscard]] std::string_view segment() const { return segment_->view(); }
 
  private:
-  std::shared_ptr<const std::string> playlist_;
-  std::shared_ptr<const std::string> segment_;
+  std::shared_ptr<const tc::SharedBytes> playlist_;
+  std::shared_ptr<const tc::SharedBytes> segment_;
 };
 
-void write(const std::filesystem::path& p, const std::string& bytes) {
+void write(const std::filesystem::path& p, std::string_view bytes) {
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   if (!out) {

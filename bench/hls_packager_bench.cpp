@@ -28,11 +28,13 @@
 #include <malloc.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -148,7 +150,7 @@ int latency(const Options& o, const std::vector<ts::TsPacket>& packets, rte_memp
       while (true) {
         const std::int64_t start = t0[s].load(std::memory_order_acquire);
         const auto r = packager.get("hd", "live.m3u8", "");
-        const bool listed = r && r->body && r->body->find(uri) != std::string::npos;
+        const bool listed = r && r->body && r->body->view().find(uri) != std::string_view::npos;
         if (listed) {
           const std::int64_t now = since_base();
           if (start < 0) {
@@ -202,7 +204,8 @@ int latency(const Options& o, const std::vector<ts::TsPacket>& packets, rte_memp
 }
 
 struct Usage {
-  std::uint64_t heap = 0;  // malloc'd bytes in use: arenas + mmapped chunks
+  std::uint64_t heap = 0;   // malloc'd bytes in use: arenas + mmapped chunks
+  std::uint64_t memfd = 0;  // bytes in the process's memfds (the segments the store holds)
   std::uint64_t rss = 0;
 };
 
@@ -210,6 +213,14 @@ Usage usage() {
   Usage u;
   const struct mallinfo2 mi = mallinfo2();
   u.heap = mi.uordblks + mi.hblkhd;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    std::error_code e2;
+    const auto target = std::filesystem::read_symlink(e.path(), e2).string();
+    if (e2 || target.rfind("/memfd:", 0) != 0) continue;
+    struct stat st {};
+    if (::stat(e.path().c_str(), &st) == 0) u.memfd += static_cast<std::uint64_t>(st.st_size);
+  }
   std::ifstream status("/proc/self/status");
   std::string line;
   while (std::getline(status, line)) {
@@ -289,9 +300,13 @@ int memory(const Options& o, const std::vector<ts::TsPacket>& all, rte_mempool* 
     std::printf("on disk (%s): %.1f segments, %.2f MB per channel; %llu write errors\n", o.dvr_dir.c_str(),
                 static_cast<double>(disk_segments) / n, static_cast<double>(disk_bytes) / n / mb,
                 static_cast<unsigned long long>(disk_errors));
-  std::printf("heap in use: +%.2f MB per channel (%.2f MB over the held segments); VmRSS: +%.2f MB per channel\n",
-              (static_cast<double>(after.heap) - static_cast<double>(before.heap)) / n / mb,
-              (static_cast<double>(after.heap) - static_cast<double>(before.heap) - static_cast<double>(held_bytes)) / n / mb,
+  // The held segments live in memfds (sendfile), the rest on the heap: the memory a
+  // channel costs is both.
+  const double heap_mb = (static_cast<double>(after.heap) - static_cast<double>(before.heap)) / n / mb;
+  const double memfd_mb = (static_cast<double>(after.memfd) - static_cast<double>(before.memfd)) / n / mb;
+  std::printf("memory: +%.2f MB per channel = heap +%.2f MB + memfds +%.2f MB (%.2f MB over the held segments); "
+              "VmRSS: +%.2f MB per channel\n",
+              heap_mb + memfd_mb, heap_mb, memfd_mb, heap_mb + memfd_mb - static_cast<double>(held_bytes) / n / mb,
               (static_cast<double>(after.rss) - static_cast<double>(before.rss)) / n / mb);
   std::printf("feed drops: %llu chunks\n", static_cast<unsigned long long>(dropped));
   return dropped == 0 && disk_errors == 0 ? 0 : 1;

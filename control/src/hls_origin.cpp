@@ -138,7 +138,7 @@ struct HlsOrigin::Impl {
   struct CachedFile {
     std::filesystem::file_time_type mtime;
     std::uintmax_t size = 0;
-    std::shared_ptr<const std::string> body;
+    std::shared_ptr<const SharedBytes> body;
     std::string etag;
   };
 
@@ -217,10 +217,10 @@ HttpResponse HlsOrigin::Impl::hls(const HttpRequest& req) {
                       std::to_string(max_age_seconds(res->max_age_s > 0 ? res->max_age_s : options.key_max_age_s));
       break;
   }
-  std::string etag = res->etag.empty() ? hash_etag(*res->body) : std::move(res->etag);
+  std::string etag = res->etag.empty() ? hash_etag(res->body->view()) : std::move(res->etag);
   if (guarded && res->kind == HlsResource::Kind::kPlaylist) {
     // Per viewer: the token in every URI, and an ETag that differs per token.
-    res->body = std::make_shared<const std::string>(hls_tokenize_playlist(*res->body, *token));
+    res->body = SharedBytes::heap(hls_tokenize_playlist(res->body->view(), *token));
     if (etag.size() >= 2 && etag.back() == '"') etag.pop_back();
     etag += "-t" + hex(fnv1a(*token)) + "\"";
   }
@@ -322,7 +322,7 @@ HttpResponse HlsOrigin::Impl::static_file(std::string_view name) {
   std::ostringstream text;
   text << in.rdbuf();
   if (!in.good() && !in.eof()) return not_found("no such file");
-  auto body = std::make_shared<const std::string>(std::move(text).str());
+  auto body = SharedBytes::heap(std::move(text).str());
   std::string etag = "\"f" + hex(static_cast<std::uint64_t>(mtime.time_since_epoch().count())) + "-" +
                      hex(body->size()) + "\"";
   {

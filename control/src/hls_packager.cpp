@@ -172,7 +172,7 @@ struct DiskSegment {
   // The bytes read back while a reader still holds them (get()): concurrent readers of the
   // segment share one buffer. `read_mu` serializes the read so they wait for it, not redo it.
   mutable std::mutex read_mu;
-  mutable std::weak_ptr<const std::string> read;
+  mutable std::weak_ptr<const SharedBytes> read;
   DiskSegment() = default;
   DiskSegment(const DiskSegment&) = delete;
   DiskSegment& operator=(const DiskSegment&) = delete;
@@ -184,7 +184,7 @@ struct DiskSegment {
 
 // Writes `bytes` to `path` through "<path>.tmp" and a rename; the file, or nullptr with
 // `error` set to the errno.
-std::shared_ptr<const DiskSegment> write_segment_file(const std::string& path, const std::string& bytes, int& error) {
+std::shared_ptr<const DiskSegment> write_segment_file(const std::string& path, std::string_view bytes, int& error) {
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
@@ -240,7 +240,7 @@ enum class DiskRead : std::uint8_t { kOk, kGone, kRefused };
 // the one written (size or inode differ: kGone) or the budget's cap would be exceeded
 // (kRefused). A buffer still held by another reader is shared, not read again. Reads at
 // most f.size bytes.
-std::shared_ptr<const std::string> read_segment_file(const DiskSegment& f, const std::shared_ptr<DiskReadBudget>& budget,
+std::shared_ptr<const SharedBytes> read_segment_file(const DiskSegment& f, const std::shared_ptr<DiskReadBudget>& budget,
                                                      DiskRead& result) {
   std::lock_guard lock(f.read_mu);
   if (auto held = f.read.lock()) {
@@ -251,28 +251,32 @@ std::shared_ptr<const std::string> read_segment_file(const DiskSegment& f, const
   const int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return nullptr;
   struct stat st {};
-  std::shared_ptr<const std::string> out;
+  std::shared_ptr<const SharedBytes> out;
   if (::fstat(fd, &st) == 0 && st.st_dev == f.dev && st.st_ino == f.ino && static_cast<std::uint64_t>(st.st_size) == f.size) {
     if (!budget->take(f.size)) {
       result = DiskRead::kRefused;
     } else {
       const std::uint64_t size = f.size;
-      // Released when the last reader lets the buffer go.
-      std::shared_ptr<std::string> b(new std::string(size, '\0'), [budget, size](std::string* p) {
-        delete p;
-        budget->give(size);
-      });
+      std::string b(size, '\0');
       std::size_t done = 0;
       while (done < size) {
-        const ssize_t n = ::pread(fd, b->data() + done, size - done, static_cast<off_t>(done));
+        const ssize_t n = ::pread(fd, b.data() + done, size - done, static_cast<off_t>(done));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         done += static_cast<std::size_t>(n);
       }
       if (done == size) {
-        out = std::move(b);
+        // Released (and given back to the budget) when the last reader lets it go.
+        std::shared_ptr<const SharedBytes> owned = SharedBytes::heap(std::move(b));
+        const SharedBytes* p = owned.get();
+        out = std::shared_ptr<const SharedBytes>(p, [owned = std::move(owned), budget, size](const SharedBytes*) mutable {
+          owned.reset();
+          budget->give(size);
+        });
         f.read = out;
         result = DiskRead::kOk;
+      } else {
+        budget->give(size);
       }
     }
   }
@@ -324,7 +328,7 @@ struct StoredSegment {
   std::int64_t program_date_time_ms = 0;
   bool starts_with_keyframe = true;
   std::uint64_t size = 0;                   // bytes of the segment (in memory or on disk)
-  std::shared_ptr<const std::string> bytes; // in memory; null when on disk
+  std::shared_ptr<const SharedBytes> bytes; // in memory (a memfd once stored); null when on disk
   std::shared_ptr<const DiskSegment> file;  // on disk (ott.dvr_dir)
   bool disk_failed = false;                 // its write failed: it stays in memory (retried)
   std::shared_ptr<const HlsKey> key;  // AES-128: the bytes are the ciphertext (encrypting channels)
@@ -421,8 +425,8 @@ struct HlsTrack {
   std::uint64_t disk_bytes = 0, disk_segments = 0, disk_errors = 0;  // ott.dvr_dir
   std::uint64_t failed_bytes = 0;                 // of window_bytes: segments whose write failed
   std::uint64_t disk_reads_refused = 0;           // get()s refused by the disk-read cap
-  std::shared_ptr<const std::string> media;       // rendered once per segment
-  std::shared_ptr<const std::string> event;       // rendered on demand
+  std::shared_ptr<const SharedBytes> media;       // rendered once per segment
+  std::shared_ptr<const SharedBytes> event;       // rendered on demand
   std::uint64_t event_first = 0, event_last = 0;  // the sequences it lists
   std::uint64_t newest_sequence = 0;
   std::chrono::steady_clock::time_point last_segment{};
@@ -464,7 +468,7 @@ struct HlsChannelStore {
   std::string transcode_error;  // the Transcoder could not be made (libx264 missing...); as `transcoder`
 
   mutable std::mutex mu;  // the tracks' windows and everything below
-  std::shared_ptr<const std::string> master;
+  std::shared_ptr<const SharedBytes> master;
   hls::MasterPlaylist master_model;  // of `master`, for the time-range masters
   std::uint64_t generation = 0;      // segments stored (the master's ETag)
 
@@ -604,7 +608,7 @@ struct HlsPackager::Impl {
     st.program_date_time_ms = s.program_date_time_ms;
     st.starts_with_keyframe = s.starts_with_keyframe;
     st.cues = std::move(s.cues);
-    st.bytes = std::make_shared<const std::string>(reinterpret_cast<const char*>(s.bytes.data()), s.bytes.size());
+    st.bytes = SharedBytes::heap(std::string(reinterpret_cast<const char*>(s.bytes.data()), s.bytes.size()));
     if (t.kind == TrackKind::kTranscoded) {
       // Its wall time is the packager's at the transcoder's output, late by the encoder's
       // delay: the primary's segment of the same slot (same number) has the right one.
@@ -624,7 +628,7 @@ struct HlsPackager::Impl {
   // packets, with the segment's number, times and cues (packager thread).
   void split_audio(HlsChannelStore& ch, const StoredSegment& st, const hls::StreamInfo& info) {
     if (info.audio.size() < 2) return;
-    const std::string& b = *st.bytes;
+    const std::string_view b = st.bytes->view();
     const std::size_t n = b.size() / mpegts::kPacketSize;
     mpegts::TsPacket p;
     for (std::size_t i = 0; i < n; ++i) {
@@ -687,7 +691,7 @@ struct HlsPackager::Impl {
       t->audio_language = es.language;
       StoredSegment as = st;
       as.key = nullptr;
-      as.bytes = std::make_shared<const std::string>(std::move(out));
+      as.bytes = SharedBytes::heap(std::move(out));
       store(ch, *t, std::move(as), nullptr);
     }
   }
@@ -696,14 +700,19 @@ struct HlsPackager::Impl {
   // window to disk (ott.dvr_dir), evicts, renders (`info`: what the track's segmenter
   // knows; nullptr for an audio track, whose rates are measured here).
   void store(HlsChannelStore& ch, HlsTrack& t, StoredSegment&& st, const hls::StreamInfo* info) {
-    if (t.keys) {  // AES-128, once here: the origin serves the ciphertext as it is
+    // Into a memfd (the origin sends it with sendfile); AES-128 once here: the origin
+    // serves the ciphertext as it is.
+    const std::string memfd_name = t.seg_prefix + std::to_string(st.sequence) + ".ts";
+    if (t.keys) {
       st.key = t.keys->next();
-      st.bytes = std::make_shared<const std::string>(hls_encrypt(*st.key, st.sequence, *st.bytes));
+      st.bytes = SharedBytes::in_memfd(hls_encrypt(*st.key, st.sequence, st.bytes->view()), memfd_name.c_str());
+    } else {
+      st.bytes = SharedBytes::in_memfd(st.bytes->view(), memfd_name.c_str());
     }
     st.size = st.bytes->size();
     const std::uint64_t share = budget(ch);
     std::vector<StoredSegment> gone;  // evicted: destroyed (files deleted) after the lock
-    std::vector<std::pair<std::uint64_t, std::shared_ptr<const std::string>>> spill;  // sequence, bytes
+    std::vector<std::pair<std::uint64_t, std::shared_ptr<const SharedBytes>>> spill;  // sequence, bytes
     {
       std::lock_guard lock(ch.mu);
       const bool disc = st.discontinuity;
@@ -751,7 +760,7 @@ struct HlsPackager::Impl {
     for (const auto& [sequence, bytes] : spill) {
       const std::string path = (ch.dvr_path / (t.seg_prefix + std::to_string(sequence) + ".ts")).string();
       int e = 0;
-      written.emplace_back(sequence, write_segment_file(path, *bytes, e));
+      written.emplace_back(sequence, write_segment_file(path, bytes->view(), e));
       if (e != 0) {
         error = e;
         failed_path = path;
@@ -867,7 +876,7 @@ struct HlsPackager::Impl {
       p.independent_segments = p.independent_segments && s.starts_with_keyframe;
       p.entries.push_back(entry(t, s));
     }
-    t.media = std::make_shared<const std::string>(hls::media_playlist(p));
+    t.media = SharedBytes::heap(hls::media_playlist(p));
   }
 
   // The master playlist (under ch.mu): every video track with segments, by bandwidth
@@ -926,7 +935,7 @@ struct HlsPackager::Impl {
 
   void render_master(HlsChannelStore& ch) const {
     ch.master_model = master_of(ch);
-    ch.master = ch.master_model.variants.empty() ? nullptr : std::make_shared<const std::string>(hls::master_playlist(ch.master_model));
+    ch.master = ch.master_model.variants.empty() ? nullptr : SharedBytes::heap(hls::master_playlist(ch.master_model));
   }
 
   // The held segments of `t` whose PDT is in [r.start, r.end), as a VOD playlist when the
@@ -1339,10 +1348,10 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
                             (vod ? "v" : "e");
     r.max_age_s = vod ? 60 : half_segment;
     if (master) {
-      r.body = std::make_shared<const std::string>(hls::master_playlist(m));
+      r.body = SharedBytes::heap(hls::master_playlist(m));
       r.etag = "\"j" + tag + "\"";
     } else {
-      r.body = std::make_shared<const std::string>(hls::media_playlist(p));
+      r.body = SharedBytes::heap(hls::media_playlist(p));
       r.etag = "\"r" + (media->rendition.empty() ? std::string{} : media->rendition + "-") + tag + "\"";
     }
     return r;
@@ -1362,7 +1371,7 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
     lock.unlock();
     p.type = hls::PlaylistType::kEvent;
     p.end_list = false;
-    r.body = std::make_shared<const std::string>(hls::media_playlist(p));
+    r.body = SharedBytes::heap(hls::media_playlist(p));
     lock.lock();
     if (HlsTrack* again = ch->find_track(rendition)) {
       again->event = r.body;
@@ -1389,7 +1398,7 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
     for (const auto& t : ch->tracks) {
       for (const StoredSegment& s : t->window) {
         if (!s.key || s.key->id != *key_id) continue;
-        r.body = std::make_shared<const std::string>(reinterpret_cast<const char*>(s.key->bytes.data()), s.key->bytes.size());
+        r.body = SharedBytes::heap(std::string(reinterpret_cast<const char*>(s.key->bytes.data()), s.key->bytes.size()));
         r.kind = HlsResource::Kind::kKey;
         r.content_type = "application/octet-stream";
         r.etag = key_etag(*s.key);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <ctime>
 #include <limits>
@@ -11,6 +12,9 @@
 #include <stdexcept>
 #include <thread>
 #include <unordered_set>
+
+#include <sys/sendfile.h>
+#include <sys/socket.h>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -475,8 +479,8 @@ class Session : public std::enable_shared_from_this<Session> {
       own_body_ = std::move(r.body);
       shared_body_.reset();
     }
-    const std::string* data = shared_body_ ? shared_body_.get() : &own_body_;
-    const std::size_t total = data->size();
+    std::string_view data = shared_body_ ? shared_body_->view() : std::string_view(own_body_);
+    const std::size_t total = data.size();
     std::size_t offset = 0;
     std::size_t length = total;
     unsigned status = r.status;
@@ -503,7 +507,7 @@ class Session : public std::enable_shared_from_this<Session> {
             r.headers.emplace_back("Cache-Control", "no-store");
             shared_body_.reset();
             own_body_ = std::move(e.body);
-            data = &own_body_;
+            data = own_body_;
             offset = 0;
             length = own_body_.size();
           }
@@ -580,7 +584,15 @@ class Session : public std::enable_shared_from_this<Session> {
 
     close_after_ = !keep_alive;
     set_deadline(server_.limits.write_timeout);
-    const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(data->data() + offset, length)};
+    if (length != 0 && shared_body_ && shared_body_->fd() >= 0) {
+      // From the memfd: the header (MSG_MORE), then sendfile(2) of the range.
+      head_sent_ = 0;
+      file_offset_ = static_cast<off_t>(offset);
+      file_left_ = length;
+      send_file();
+      return;
+    }
+    const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(data.data() + offset, length)};
     // Each sendmsg() offered everything left, not asio's default 64 KiB slices (a 2 MB
     // segment would take 32 syscalls and as many wake-ups).
     const auto everything = [](const beast::error_code& ec, std::size_t) -> std::size_t {
@@ -588,6 +600,58 @@ class Session : public std::enable_shared_from_this<Session> {
     };
     asio::async_write(socket_, buffers, everything, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_write(ec);
+    });
+  }
+
+  // Sends what is left of head_ and then of the memfd range, as far as the socket takes
+  // it without blocking; waits for the socket to become writable and goes on. The socket
+  // is non-blocking (asio's async operations set O_NONBLOCK as well).
+  void send_file() {
+    if (closed_) {
+      on_write(asio::error::operation_aborted);
+      return;
+    }
+    beast::error_code ec;
+    socket_.native_non_blocking(true, ec);
+    if (ec) {
+      on_write(ec);
+      return;
+    }
+    const int sock = socket_.native_handle();
+    while (head_sent_ < head_.size()) {
+      const ssize_t n = ::send(sock, head_.data() + head_sent_, head_.size() - head_sent_, MSG_NOSIGNAL | MSG_MORE);
+      if (n > 0) {
+        head_sent_ += static_cast<std::size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else {
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait_writable();
+        on_write(beast::error_code(n < 0 ? errno : EPIPE, beast::system_category()));
+        return;
+      }
+    }
+    while (file_left_ > 0) {
+      const ssize_t n = ::sendfile(sock, shared_body_->fd(), &file_offset_, file_left_);
+      if (n > 0) {
+        file_left_ -= static_cast<std::size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else {
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait_writable();
+        on_write(beast::error_code(n < 0 ? errno : EPIPE, beast::system_category()));
+        return;
+      }
+    }
+    on_write({});
+  }
+
+  void wait_writable() {
+    socket_.async_wait(tcp::socket::wait_write, [self = shared_from_this()](beast::error_code ec) {
+      if (ec) {
+        self->on_write(ec);
+        return;
+      }
+      self->send_file();
     });
   }
 
@@ -641,8 +705,11 @@ class Session : public std::enable_shared_from_this<Session> {
   HttpRequest req_;
   std::vector<std::string> segments_;  // dispatch's scratch
   std::string head_;                   // the response's status line and headers
-  std::shared_ptr<const std::string> shared_body_;
+  std::shared_ptr<const SharedBytes> shared_body_;
   std::string own_body_;
+  std::size_t head_sent_ = 0;  // send_file(): of head_
+  off_t file_offset_ = 0;      // send_file(): next byte of the memfd, and how many are left
+  std::size_t file_left_ = 0;
   bool close_after_ = false;
   std::array<char, 4096> drain_buf_{};
   std::size_t drained_ = 0;

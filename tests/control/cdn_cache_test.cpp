@@ -75,14 +75,14 @@ class LiveSource : public tc::HlsSource {
     const auto pkts = tt::read_packets(tt::fixture("h264_aac.ts"));
     hls::Segmenter seg(hls::SegmenterConfig{.target_duration_s = 2.0}, [this](hls::Segment&& s) {
       durations_.push_back(s.duration_s);
-      segments_.push_back(std::make_shared<const std::string>(s.bytes.begin(), s.bytes.end()));
+      segments_.push_back(tc::SharedBytes::in_memfd(std::string_view(reinterpret_cast<const char*>(s.bytes.data()), s.bytes.size())));
     });
     seg.push(pkts, 0);
     seg.flush();
     if (segments_.size() < 2) throw std::runtime_error("h264_aac.ts cut into fewer than 2 segments");
     hls::MasterPlaylist master;
     master.variants.push_back(hls::variant_from(seg.stream_info(), "live.m3u8"));
-    master_ = std::make_shared<const std::string>(hls::master_playlist(master));
+    master_ = tc::SharedBytes::heap(hls::master_playlist(master));
   }
 
   // The media sequence the source publishes at `t` (the first segment of its playlist).
@@ -92,7 +92,7 @@ class LiveSource : public tc::HlsSource {
   }
   [[nodiscard]] std::uint64_t sequence_now() const { return sequence_at(Clock::now()); }
   [[nodiscard]] std::string segment_name(std::uint64_t seq) const { return "seg-" + std::to_string(seq) + ".ts"; }
-  [[nodiscard]] const std::string& segment_body(std::uint64_t seq) const { return *segments_[seq % segments_.size()]; }
+  [[nodiscard]] std::string segment_body(std::uint64_t seq) const { return std::string(segments_[seq % segments_.size()]->view()); }
   // Waits until the window starts a new segment, so the next ~1 s has no boundary.
   void wait_for_fresh_tick() const {
     const std::uint64_t now = sequence_now();
@@ -121,7 +121,7 @@ class LiveSource : public tc::HlsSource {
         r.body = master_;
         r.etag = "\"i1\"";
       } else {
-        r.body = std::make_shared<const std::string>(media_playlist(m));
+        r.body = tc::SharedBytes::heap(media_playlist(m));
         r.etag = "\"m" + std::to_string(m) + "\"";
       }
       return r;
@@ -166,9 +166,9 @@ class LiveSource : public tc::HlsSource {
   }
 
   const Clock::time_point start_;
-  std::vector<std::shared_ptr<const std::string>> segments_;
+  std::vector<std::shared_ptr<const tc::SharedBytes>> segments_;  // in memfds: sent with sendfile
   std::vector<double> durations_;
-  std::shared_ptr<const std::string> master_;
+  std::shared_ptr<const tc::SharedBytes> master_;
   std::mutex mutex_;
   std::map<std::string, int> counts_;
 };

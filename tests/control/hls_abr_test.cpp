@@ -242,7 +242,7 @@ class Abr : public ::testing::Test {
   std::string get(const std::string& name, const std::string& query = "") {
     const auto r = packager_->get("news", name, query);
     if (!r) return {};
-    return *r->body;
+    return r->body->str();
   }
 
   std::uint16_t serve() {

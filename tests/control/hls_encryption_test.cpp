@@ -299,7 +299,7 @@ TEST_F(Encryption, FfmpegPlaysTheSignedEncryptedChannelAndIsRefusedWithoutAToken
   feed(0, 4);
   const auto event = packager_->get("news", "event.m3u8", "");
   ASSERT_TRUE(event);
-  const auto all = entries(*event->body);
+  const auto all = entries(event->body->str());
   ASSERT_GE(all.size(), 6U);
   // A finished range of the last 5 held segments (VOD): ffmpeg reads it to the end.
   const auto first = all[all.size() - 6], last = all[all.size() - 1];
@@ -336,13 +336,13 @@ TEST_F(Encryption, FfmpegPlaysTheSignedEncryptedChannelAndIsRefusedWithoutAToken
 
 TEST_F(Encryption, AKeyIsServedWhileAHeldSegmentUsesIt) {
   feed(0, 2);
-  const auto early = entries(*packager_->get("news", "event.m3u8", "")->body);
+  const auto early = entries(packager_->get("news", "event.m3u8", "")->body->str());
   ASSERT_FALSE(early.empty());
   const std::string first_key = early.front().key.substr(0, early.front().key.find('?'));
   const std::uint64_t base = *hls_key_id(first_key) - early.front().sequence / 2;
   EXPECT_EQ(fetch(port_, "/hls/news/" + first_key + "?token=" + token_).status, 200U);
   feed(2, 5);  // 30 s: the first segments are evicted (7 held: 2 x 3 + 1)
-  const auto later = entries(*packager_->get("news", "event.m3u8", "")->body);
+  const auto later = entries(packager_->get("news", "event.m3u8", "")->body->str());
   ASSERT_EQ(later.size(), 7U);
   ASSERT_GT(later.front().sequence / 2, early.front().sequence / 2);
   EXPECT_EQ(fetch(port_, "/hls/news/" + first_key + "?token=" + token_).status, 404U);

@@ -55,19 +55,19 @@ class FakeSource : public tc::HlsSource {
     std::string seg(kSegmentBytes, '\0');
     for (auto& c : seg) c = static_cast<char>(rng() & 0xFF);
     put("news", "index.m3u8",
-        {.body = std::make_shared<const std::string>(kPlaylist),
+        {.body = tc::SharedBytes::heap(std::string(kPlaylist)),
          .content_type = "application/vnd.apple.mpegurl",
          .etag = "\"p42-1\"",
          .kind = tc::HlsResource::Kind::kPlaylist,
          .max_age_s = 1.0});
     put("news", "seg-42.ts",
-        {.body = std::make_shared<const std::string>(std::move(seg)),
+        {.body = tc::SharedBytes::in_memfd(seg, "seg-42.ts"),  // sent with sendfile
          .content_type = "video/mp2t",
          .etag = "\"s42-1a2b\"",
          .kind = tc::HlsResource::Kind::kSegment,
          .max_age_s = 0});
     put("news", "key-1.key",
-        {.body = std::make_shared<const std::string>("0123456789abcdef"),
+        {.body = tc::SharedBytes::heap(std::string("0123456789abcdef")),
          .content_type = "application/octet-stream",
          .etag = "",  // the origin hashes it
          .kind = tc::HlsResource::Kind::kKey,
@@ -82,7 +82,7 @@ class FakeSource : public tc::HlsSource {
     std::lock_guard lock(mutex_);
     resources_.erase(channel + "/" + name);
   }
-  std::shared_ptr<const std::string> body(const std::string& channel, const std::string& name) {
+  std::shared_ptr<const tc::SharedBytes> body(const std::string& channel, const std::string& name) {
     std::lock_guard lock(mutex_);
     return resources_.at(channel + "/" + name).body;
   }
@@ -274,7 +274,7 @@ TEST_F(HlsOriginTest, PlaylistSegmentAndKeyHeaders) {
 
   // A playlist without max-age from the source is revalidated each time.
   source_.put("news", "live.m3u8",
-              {.body = std::make_shared<const std::string>("#EXTM3U\n"),
+              {.body = tc::SharedBytes::heap(std::string("#EXTM3U\n")),
                .content_type = "application/vnd.apple.mpegurl",
                .etag = "\"l\"",
                .kind = tc::HlsResource::Kind::kPlaylist,
@@ -324,7 +324,7 @@ TEST_F(HlsOriginTest, IfNoneMatchGives304) {
 }
 
 TEST_F(HlsOriginTest, ByteRanges) {
-  const std::string& seg = *source_.body("news", "seg-42.ts");
+  const std::string seg = source_.body("news", "seg-42.ts")->str();
   const std::string total = std::to_string(kSegmentBytes);
   Client c(port_);
   struct Case {
@@ -722,7 +722,7 @@ TEST_F(SlowOriginTest, SlowClientsDoNotStarvePlaylistRequests) {
   // socket buffers hold, so the server's writes really stall).
   constexpr std::size_t kBig = 32 * 1024 * 1024;
   source_.put("news", "big.ts",
-              {.body = std::make_shared<const std::string>(kBig, 'x'),
+              {.body = tc::SharedBytes::in_memfd(std::string(kBig, 'x'), "big.ts"),
                .content_type = "video/mp2t",
                .etag = "\"big\"",
                .kind = tc::HlsResource::Kind::kSegment,
@@ -787,7 +787,7 @@ TEST_F(HlsOriginTest, CurlRangeKeepAliveAndConditional) {
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(r.out, "206 1000");
   auto bytes = tt::read_file(out);
-  EXPECT_TRUE(std::string(bytes.begin(), bytes.end()) == source_.body("news", "seg-42.ts")->substr(1000, 1000));
+  EXPECT_TRUE(std::string(bytes.begin(), bytes.end()) == source_.body("news", "seg-42.ts")->view().substr(1000, 1000));
   // Two URLs on one command line share the connection.
   r = tt::run("curl -sS -v --http1.1 -o /dev/null -o /dev/null " + base + "/hls/news/index.m3u8 " + base +
               "/hls/news/seg-42.ts 2>&1");
@@ -795,7 +795,7 @@ TEST_F(HlsOriginTest, CurlRangeKeepAliveAndConditional) {
   EXPECT_NE(r.out.find("Re-using existing connection"), std::string::npos) << r.out;
   EXPECT_EQ(origin_->stats().segments.load(), 2U);
   // A resumed download (-C -) is a ranged request curl stitches together.
-  std::string seg = *source_.body("news", "seg-42.ts");
+  std::string seg = source_.body("news", "seg-42.ts")->str();
   tt::write_file(out, std::vector<std::uint8_t>(seg.begin(), seg.begin() + 123456));
   r = tt::run("curl -sS --http1.1 -C - -o " + tt::shell_quote(out.string()) + " -w '%{http_code}' " + base +
               "/hls/news/seg-42.ts");
@@ -816,15 +816,15 @@ TEST_F(HlsOriginTest, FfprobeReadsAPlaylistAndItsSegment) {
   if (std::system("command -v ffprobe > /dev/null 2>&1") != 0) GTEST_SKIP() << "ffprobe not installed";
   auto ts = tt::read_file(tt::fixture("h264_aac.ts"));
   source_.put("vod", "seg-0.ts",
-              {.body = std::make_shared<const std::string>(ts.begin(), ts.end()),
+              {.body = tc::SharedBytes::in_memfd(std::string(ts.begin(), ts.end()), "fixture.ts"),
                .content_type = "video/mp2t",
                .etag = "\"vod-0\"",
                .kind = tc::HlsResource::Kind::kSegment,
                .max_age_s = 0});
   source_.put("vod", "index.m3u8",
-              {.body = std::make_shared<const std::string>(
+              {.body = tc::SharedBytes::heap(std::string(
                    "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:7\n#EXT-X-PLAYLIST-TYPE:VOD\n"
-                   "#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:6.021,\nseg-0.ts\n#EXT-X-ENDLIST\n"),
+                   "#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:6.021,\nseg-0.ts\n#EXT-X-ENDLIST\n")),
                .content_type = "application/vnd.apple.mpegurl",
                .etag = "\"vod-p\"",
                .kind = tc::HlsResource::Kind::kPlaylist,
@@ -878,15 +878,15 @@ class SignedOriginTest : public HlsOriginTest {
   void SetUp() override {
     HlsOriginTest::SetUp();
     source_.put("open", "index.m3u8",
-                {.body = std::make_shared<const std::string>(kPlaylist),
+                {.body = tc::SharedBytes::heap(std::string(kPlaylist)),
                  .content_type = "application/vnd.apple.mpegurl",
                  .etag = "\"o1\"",
                  .kind = tc::HlsResource::Kind::kPlaylist,
                  .max_age_s = 1.0});
     source_.put("news", "live.m3u8",
-                {.body = std::make_shared<const std::string>(
+                {.body = tc::SharedBytes::heap(std::string(
                      "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"en\",URI=\"live-audio.m3u8\"\n"
-                     "#EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"a\"\nlive-720p.m3u8?start=2026-11-25T21:40:00.000Z\n"),
+                     "#EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"a\"\nlive-720p.m3u8?start=2026-11-25T21:40:00.000Z\n")),
                  .content_type = "application/vnd.apple.mpegurl",
                  .etag = "\"l1\"",
                  .kind = tc::HlsResource::Kind::kPlaylist,
@@ -1022,15 +1022,15 @@ TEST_F(SignedOriginTest, FfprobeFollowsTheTokenizedPlaylist) {
   // is given; the segment's URI in the answer carries it on.
   const auto ts = tt::read_file(tt::fixture("h264_aac.ts"));
   source_.put("news", "plain.m3u8",
-              {.body = std::make_shared<const std::string>(
+              {.body = tc::SharedBytes::heap(std::string(
                    "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:0\n"
-                   "#EXTINF:6.000,\nfixture.ts\n#EXT-X-ENDLIST\n"),
+                   "#EXTINF:6.000,\nfixture.ts\n#EXT-X-ENDLIST\n")),
                .content_type = "application/vnd.apple.mpegurl",
                .etag = "",
                .kind = tc::HlsResource::Kind::kPlaylist,
                .max_age_s = 1.0});
   source_.put("news", "fixture.ts",
-              {.body = std::make_shared<const std::string>(ts.begin(), ts.end()),
+              {.body = tc::SharedBytes::in_memfd(std::string(ts.begin(), ts.end()), "fixture.ts"),
                .content_type = "video/mp2t",
                .etag = "",
                .kind = tc::HlsResource::Kind::kSegment,

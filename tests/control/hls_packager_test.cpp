@@ -184,7 +184,7 @@ class Packager : public ::testing::Test {
   std::optional<std::string> get(const std::string& name, const std::string& query = "") {
     const auto r = packager_->get("news", name, query);
     if (!r) return std::nullopt;
-    return *r->body;
+    return r->body->str();
   }
 
   rte_mempool* pool_ = nullptr;
@@ -583,7 +583,7 @@ class DvrDisk : public Packager {
   // The segment through get(), or "" when 404.
   std::string segment(std::uint64_t sequence) {
     const auto r = packager_->get("news", "seg-" + std::to_string(sequence) + ".ts", "");
-    return r ? *r->body : std::string{};
+    return r ? r->body->str() : std::string{};
   }
 
   fs::path dir_;
@@ -1030,7 +1030,7 @@ TEST_F(DvrDisk, ReadsRaceEvictionSafely) {
         const auto r = packager_->get("news", "seg-" + std::to_string(k) + ".ts", "");
         if (!r) {
           ++missing;
-        } else if (is_ts(*r->body)) {
+        } else if (is_ts(r->body->str())) {
           ++served;
         } else {
           ++bad;
@@ -1073,7 +1073,7 @@ TEST_F(DvrDisk, EachRenditionKeepsItsLiveWindowInMemoryAndItsOwnFiles) {
     if (name.rfind("seg-lo-", 0) == 0) {
       ++n_lo;
       lo_bytes += fs::file_size(e.path());
-      const std::string body = *packager_->get("news", name, "")->body;
+      const std::string body = packager_->get("news", name, "")->body->str();
       EXPECT_EQ(body, file_text(e.path())) << name;
       EXPECT_TRUE(is_ts(body)) << name;
     } else {

@@ -27,6 +27,7 @@
 
 #include "http_reply.hpp"
 #include "twincast/control/http_server.hpp"
+#include "twincast/control/shared_bytes.hpp"
 
 namespace {
 
@@ -37,10 +38,10 @@ namespace tt = twincast::test;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
-std::shared_ptr<const std::string> big_body() {
+std::string big_bytes() {
   std::string s(3 * 1024 * 1024 + 17, '\0');
   for (std::size_t i = 0; i < s.size(); ++i) s[i] = static_cast<char>((i * 2654435761U) >> 13);
-  return std::make_shared<const std::string>(std::move(s));
+  return s;
 }
 
 class ServerTest : public ::testing::Test {
@@ -52,13 +53,16 @@ class ServerTest : public ::testing::Test {
     server_->route("GET", "/small/{n}", [](const tc::HttpRequest& r) {
       return tc::HttpResponse{.content_type = "text/plain", .body = "small " + r.params.at("n") + " " + r.query};
     });
-    server_->route("GET", "/big", [this](const tc::HttpRequest&) {
-      tc::HttpResponse r{.content_type = "video/mp2t"};
-      r.shared_body = big_;
-      r.etag = "\"big\"";
-      r.ranges = true;
-      return r;
-    });
+    // The same 3 MB from the heap (one gathered write) and from a memfd (sendfile).
+    for (const auto& [path, member] : {std::pair{"/big", &ServerTest::big_}, std::pair{"/bigfd", &ServerTest::big_fd_}}) {
+      server_->route("GET", path, [this, member](const tc::HttpRequest&) {
+        tc::HttpResponse r{.content_type = "video/mp2t"};
+        r.shared_body = this->*member;
+        r.etag = "\"big\"";
+        r.ranges = true;
+        return r;
+      });
+    }
     server_->route("GET", "/headers", [](const tc::HttpRequest&) {
       tc::HttpResponse r{.content_type = "text/plain", .body = "hello"};
       r.headers = {{"x-default", "two"},          // replaces the default
@@ -93,48 +97,124 @@ class ServerTest : public ::testing::Test {
   }
 
   asio::io_context ioc_;
-  std::shared_ptr<const std::string> big_ = big_body();
+  std::string big_bytes_ = big_bytes();
+  std::shared_ptr<const tc::SharedBytes> big_ = tc::SharedBytes::heap(big_bytes_);
+  std::shared_ptr<const tc::SharedBytes> big_fd_ = tc::SharedBytes::in_memfd(big_bytes_, "big");
   std::unique_ptr<tc::HttpServer> server_;
   std::uint16_t port_ = 0;
 };
 
 TEST_F(ServerTest, PipelinedRequestsAreAnsweredInOrder) {
-  tcp::socket s = connect();
-  const std::string requests =
-      "GET /small/1?a=b HTTP/1.1\r\nHost: x\r\n\r\n"
-      "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
-      "HEAD /big HTTP/1.1\r\nHost: x\r\n\r\n"
-      "GET /big HTTP/1.1\r\nHost: x\r\nRange: bytes=10-19\r\n\r\n"
-      "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n"
-      "GET /small/2 HTTP/1.1\r\nHost: x\r\n\r\n";
-  asio::write(s, asio::buffer(requests));
+  ASSERT_LT(big_->fd(), 0);
+  ASSERT_GE(big_fd_->fd(), 0) << "memfd_create failed: the sendfile path is not tested";
+  for (const std::string big : {"/big", "/bigfd"}) {
+    SCOPED_TRACE(big);
+    tcp::socket s = connect();
+    const std::string requests =
+        "GET /small/1?a=b HTTP/1.1\r\nHost: x\r\n\r\n"
+        "GET " + big + " HTTP/1.1\r\nHost: x\r\n\r\n"
+        "HEAD " + big + " HTTP/1.1\r\nHost: x\r\n\r\n"
+        "GET " + big + " HTTP/1.1\r\nHost: x\r\nRange: bytes=10-19\r\n\r\n"
+        "GET " + big + " HTTP/1.1\r\nHost: x\r\nRange: bytes=-5\r\n\r\n"
+        "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n"
+        "GET /small/2 HTTP/1.1\r\nHost: x\r\n\r\n";
+    asio::write(s, asio::buffer(requests));
+    beast::flat_buffer buf;
+    tt::HttpReply a = tt::read_reply(s, buf, false);
+    EXPECT_EQ(a.status, 200U);
+    EXPECT_EQ(a.body, "small 1 a=b");
+    EXPECT_EQ(a.header("content-length"), "11");
+    EXPECT_EQ(a.header("x-default"), "one");
+    EXPECT_NE(a.header("date"), "<absent>");
+    tt::HttpReply b = tt::read_reply(s, buf, false);
+    EXPECT_EQ(b.status, 200U);
+    EXPECT_TRUE(b.body == big_bytes_) << "the 3 MB body differs (" << b.body.size() << " bytes)";
+    EXPECT_EQ(b.header("etag"), "\"big\"");
+    EXPECT_EQ(b.header("accept-ranges"), "bytes");
+    EXPECT_EQ(b.header("content-type"), "video/mp2t");
+    tt::HttpReply c = tt::read_reply(s, buf, true);
+    EXPECT_EQ(c.status, 200U);
+    EXPECT_EQ(c.header("content-length"), std::to_string(big_bytes_.size()));
+    EXPECT_TRUE(c.body.empty());
+    tt::HttpReply d = tt::read_reply(s, buf, false);
+    EXPECT_EQ(d.status, 206U);
+    EXPECT_EQ(d.body, big_bytes_.substr(10, 10));
+    EXPECT_EQ(d.header("content-range"), "bytes 10-19/" + std::to_string(big_bytes_.size()));
+    tt::HttpReply d2 = tt::read_reply(s, buf, false);
+    EXPECT_EQ(d2.status, 206U);
+    EXPECT_EQ(d2.body, big_bytes_.substr(big_bytes_.size() - 5));
+    tt::HttpReply e = tt::read_reply(s, buf, false);
+    EXPECT_EQ(e.status, 404U);
+    EXPECT_EQ(e.header("content-type"), "application/json");
+    tt::HttpReply f = tt::read_reply(s, buf, false);
+    EXPECT_EQ(f.status, 200U);
+    EXPECT_EQ(f.body, "small 2 ");
+    EXPECT_TRUE(f.keep_alive);
+  }
+}
+
+// A client that reads a memfd body slowly (a small receive buffer, pauses between reads)
+// gets every byte: the server's sendfile stops at a full socket and resumes when it drains.
+TEST_F(ServerTest, SlowReaderOfAMemfdBodyGetsEveryByte) {
+  tcp::socket s(ioc_);
+  s.open(tcp::v4());
+  s.set_option(asio::socket_base::receive_buffer_size(4096));
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+  asio::write(s, asio::buffer(std::string("GET /bigfd HTTP/1.1\r\nHost: x\r\n\r\nGET /small/3 HTTP/1.1\r\nHost: x\r\n\r\n")));
+  std::string got;
+  std::array<char, 65536> chunk{};
+  const std::size_t want_at_least = big_bytes_.size();
+  int pauses = 0;
+  while (got.size() < want_at_least) {
+    const std::size_t n = s.read_some(asio::buffer(chunk));
+    got.append(chunk.data(), n);
+    if (pauses < 40 && got.size() > static_cast<std::size_t>(pauses) * 64 * 1024) {
+      ++pauses;
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+  EXPECT_EQ(pauses, 40) << "the client did not read slowly";
+  const std::size_t head_end = got.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos);
   beast::flat_buffer buf;
-  tt::HttpReply a = tt::read_reply(s, buf, false);
-  EXPECT_EQ(a.status, 200U);
-  EXPECT_EQ(a.body, "small 1 a=b");
-  EXPECT_EQ(a.header("content-length"), "11");
-  EXPECT_EQ(a.header("x-default"), "one");
-  EXPECT_NE(a.header("date"), "<absent>");
-  tt::HttpReply b = tt::read_reply(s, buf, false);
-  EXPECT_EQ(b.status, 200U);
-  EXPECT_TRUE(b.body == *big_) << "the 3 MB body differs (" << b.body.size() << " bytes)";
-  EXPECT_EQ(b.header("etag"), "\"big\"");
-  EXPECT_EQ(b.header("accept-ranges"), "bytes");
-  tt::HttpReply c = tt::read_reply(s, buf, true);
-  EXPECT_EQ(c.status, 200U);
-  EXPECT_EQ(c.header("content-length"), std::to_string(big_->size()));
-  EXPECT_TRUE(c.body.empty());
-  tt::HttpReply d = tt::read_reply(s, buf, false);
-  EXPECT_EQ(d.status, 206U);
-  EXPECT_EQ(d.body, big_->substr(10, 10));
-  EXPECT_EQ(d.header("content-range"), "bytes 10-19/" + std::to_string(big_->size()));
-  tt::HttpReply e = tt::read_reply(s, buf, false);
-  EXPECT_EQ(e.status, 404U);
-  EXPECT_EQ(e.header("content-type"), "application/json");
-  tt::HttpReply f = tt::read_reply(s, buf, false);
-  EXPECT_EQ(f.status, 200U);
-  EXPECT_EQ(f.body, "small 2 ");
-  EXPECT_TRUE(f.keep_alive);
+  // Whatever of the next answer came with the last read.
+  while (got.size() < head_end + 4 + big_bytes_.size()) {
+    const std::size_t n = s.read_some(asio::buffer(chunk));
+    got.append(chunk.data(), n);
+  }
+  EXPECT_TRUE(got.compare(head_end + 4, big_bytes_.size(), big_bytes_) == 0) << "the memfd body arrived altered";
+  const std::string rest = got.substr(head_end + 4 + big_bytes_.size());
+  buf.commit(asio::buffer_copy(buf.prepare(rest.size()), asio::buffer(rest)));
+  tt::HttpReply next = tt::read_reply(s, buf, false);
+  EXPECT_EQ(next.status, 200U);
+  EXPECT_EQ(next.body, "small 3 ");
+}
+
+// The store may drop the body while it is on its way: the response holds its own
+// reference, the bytes arrive whole, and the memfd is closed once the answer is sent.
+TEST_F(ServerTest, MemfdBodyOutlivesTheStoresReference) {
+  const int fd = big_fd_->fd();
+  ASSERT_GE(fd, 0);
+  tcp::socket s(ioc_);
+  s.open(tcp::v4());
+  s.set_option(asio::socket_base::receive_buffer_size(4096));
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+  asio::write(s, asio::buffer(std::string("GET /bigfd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")));
+  std::array<char, 4096> first{};
+  const std::size_t n = s.read_some(asio::buffer(first));  // the server is sending
+  std::this_thread::sleep_for(20ms);                       // ... and waits for a full socket
+  EXPECT_EQ(::fcntl(fd, F_GETFD) == -1, false) << "closed while still being sent";
+  big_fd_.reset();  // the store lets go (evicted)
+  beast::flat_buffer buf;
+  buf.commit(asio::buffer_copy(buf.prepare(n), asio::buffer(first.data(), n)));
+  tt::HttpReply r = tt::read_reply(s, buf, false);
+  EXPECT_EQ(r.status, 200U);
+  EXPECT_TRUE(r.body == big_bytes_) << "the body arrived altered (" << r.body.size() << " bytes)";
+  for (int i = 0; i < 200 && server_->connections() > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(server_->connections(), 0U);
+  errno = 0;
+  EXPECT_EQ(::fcntl(fd, F_GETFD), -1) << "the memfd leaked";
+  EXPECT_EQ(errno, EBADF);
 }
 
 TEST_F(ServerTest, HandlerHeadersReplaceDefaultsButNotTheFraming) {
@@ -343,10 +423,10 @@ TEST_F(ServerTest, ThreeThreadsServeManyConnections) {
       s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
       beast::flat_buffer buf;
       for (int i = 0; i < kRequests; ++i) {
-        const std::string path = i % 10 == 9 ? "/big" : "/small/" + std::to_string(c * 1000 + i);
+        const std::string path = i % 10 == 9 ? (c % 2 == 0 ? "/big" : "/bigfd") : "/small/" + std::to_string(c * 1000 + i);
         asio::write(s, asio::buffer("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n"));
         tt::HttpReply r = tt::read_reply(s, buf, false);
-        const bool good = r.status == 200 && (path == "/big" ? r.body.size() == big_->size()
+        const bool good = r.status == 200 && (path.starts_with("/big") ? r.body == big_bytes_
                                                              : r.body == "small " + std::to_string(c * 1000 + i) + " ");
         if (good) ok.fetch_add(1);
       }

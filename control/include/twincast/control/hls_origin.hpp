@@ -61,7 +61,7 @@ namespace twincast::control {
 struct HlsResource {
   enum class Kind { kPlaylist, kSegment, kKey };
 
-  std::shared_ptr<const std::string> body;
+  std::shared_ptr<const SharedBytes> body;  // segments in a memfd (sent with sendfile)
   std::string content_type;  // application/vnd.apple.mpegurl, video/mp2t, application/octet-stream
   std::string etag;          // strong, quoted: "\"s42-1a2b\""; "": the origin hashes the body
   Kind kind = Kind::kSegment;

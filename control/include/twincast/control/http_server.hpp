@@ -15,7 +15,8 @@
 // (pipelined requests are answered in order).
 //
 // Generic HTTP semantics a handler opts into through its HttpResponse (the HLS origin uses
-// them; the API does not): a shared immutable body sent without copying, a strong ETag with
+// them; the API does not): a shared immutable body sent without copying (from a memfd with
+// sendfile(2): the kernel passes its pages to the socket), a strong ETag with
 // If-None-Match -> 304, single byte ranges (Range / If-Range -> 206, 416). Every response
 // carries a Date header and the server's default headers (add_default_header, e.g. CORS).
 #pragma once
@@ -30,6 +31,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "twincast/control/shared_bytes.hpp"
 
 namespace twincast::control {
 
@@ -55,8 +58,9 @@ struct HttpResponse {
   // NUL, is not sent (so a value cannot inject a header); the same holds for content_type
   // and etag.
   std::vector<std::pair<std::string, std::string>> headers;
-  // When set, sent instead of `body`, without a copy (HLS segments shared with the store).
-  std::shared_ptr<const std::string> shared_body;
+  // When set, sent instead of `body`, without a copy (HLS segments shared with the store);
+  // bytes in a memfd (SharedBytes::fd()) go out with sendfile(2), header first.
+  std::shared_ptr<const SharedBytes> shared_body;
   // A strong validator, quoted ("\"s42-1a2b\""): sent as ETag; for a 200 answer to GET or
   // HEAD whose If-None-Match matches it (weak comparison, or "*"), the server answers 304
   // with the headers and no body.
