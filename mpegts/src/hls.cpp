@@ -90,9 +90,31 @@ struct Es {
   Es(std::uint16_t p, Codec c, std::string lang) : pid(p), codec(c), kind(codec_kind(c)), language(std::move(lang)), scanner(c) {}
 };
 
+// What makes two sections the same splice event (an encoder repeats a section several
+// times before its splice point): the event key, the direction and the splice point as
+// signalled. An immediate cue has no point of its own: a copy repeats it only while the
+// copies keep coming, each within Segmenter::kImmediateRepeatMs of the one before.
+struct CueIdentity {
+  std::string key;          // "splice-<event id>" / "seg-<event id>-<start type>"; empty: an unused slot
+  std::string id;           // the DATERANGE ID it was given (attached cues only)
+  CueKind kind = CueKind::kOut;
+  bool immediate = false;
+  std::uint64_t pts = 0;    // as signalled, pts_adjustment applied; 0 when immediate
+  std::int64_t seen_ms = 0; // wall clock of the latest copy
+};
+
+[[nodiscard]] bool repeats(const CueIdentity& earlier, const CueIdentity& copy) {
+  if (earlier.key.empty() || earlier.kind != copy.kind || earlier.immediate != copy.immediate || earlier.key != copy.key)
+    return false;
+  if (!copy.immediate) return earlier.pts == copy.pts;
+  const std::int64_t gap = copy.seen_ms - earlier.seen_ms;
+  return gap >= -Segmenter::kImmediateRepeatMs && gap <= Segmenter::kImmediateRepeatMs;
+}
+
 // A cue waiting for the segment that holds its splice point.
 struct PendingCue {
   Cue cue;
+  CueIdentity identity;
   bool has_pts = false;           // false: immediate, and no anchor PTS known yet
   std::int64_t arrival_wall_ms = 0;
 };
@@ -102,23 +124,9 @@ struct ScteInput {
   SectionAssembler assembler;
 };
 
-// What makes two cues the same splice event (an encoder repeats a section several times
-// before its splice point): ID, direction and splice point as signalled (0 for immediate).
-struct CueIdentity {
-  std::string id;  // empty: an unused slot
-  CueKind kind = CueKind::kOut;
-  bool immediate = false;
-  std::uint64_t pts = 0;
-};
-
-CueIdentity identity_of(const Cue& c) { return CueIdentity{c.id, c.kind, c.immediate, c.immediate ? 0 : c.pts}; }
-
-bool same_event(const Cue& a, const Cue& b) {
-  return a.kind == b.kind && a.immediate == b.immediate && (a.immediate || a.pts == b.pts) && a.id == b.id;
-}
-
-// An out cue delivered, for the START-DATE / DURATION of its in.
+// An out cue delivered and not closed yet, for the ID, START-DATE and DURATION of its in.
 struct OutSeen {
+  std::string key;
   std::string id;
   std::int64_t wall_ms = 0;
 };
@@ -338,21 +346,19 @@ struct Segmenter::Impl {
     }
     if (si.command_type == static_cast<std::uint8_t>(scte35::CommandType::kSpliceInsert)) {
       const scte35::SpliceInsert& in = si.insert;
-      std::string id = "splice-" + std::to_string(in.event_id);
       if (in.cancel) {
         cancel(in.event_id, false);
         return;
       }
       Cue c;
       c.kind = in.out_of_network ? CueKind::kOut : CueKind::kIn;
-      c.id = std::move(id);
       c.event_id = in.event_id;
       c.immediate = in.immediate || !in.time.specified;
       c.pts = c.immediate ? 0 : scte35::adjusted_pts(in.time.pts, si.pts_adjustment);
       if (c.kind == CueKind::kOut && in.duration.present)
         c.planned_duration_s = static_cast<double>(in.duration.duration) / kPtsHz;
       c.section.assign(section.begin(), section.end());
-      add_pending(std::move(c));
+      add_pending(std::move(c), "splice-" + std::to_string(in.event_id));
       return;
     }
     if (si.command_type == static_cast<std::uint8_t>(scte35::CommandType::kTimeSignal)) {
@@ -366,18 +372,17 @@ struct Segmenter::Impl {
         const scte35::Direction dir = scte35::segmentation_direction(d.type_id);
         if (dir == scte35::Direction::kNone) continue;
         any = true;
-        // An end type is its start type + 1 (scte35.hpp), so a start and its end share the ID.
+        // An end type is its start type + 1 (scte35.hpp), so a start and its end share the key.
         const auto start_type = static_cast<std::uint8_t>(dir == scte35::Direction::kOut ? d.type_id : d.type_id - 1);
         Cue c;
         c.kind = dir == scte35::Direction::kOut ? CueKind::kOut : CueKind::kIn;
-        c.id = "seg-" + std::to_string(d.event_id) + "-" + hex2(start_type);
         c.event_id = d.event_id;
         c.segmentation_type = d.type_id;
         c.immediate = !si.time_signal.specified;
         c.pts = c.immediate ? 0 : scte35::adjusted_pts(si.time_signal.pts, si.pts_adjustment);
         if (c.kind == CueKind::kOut && d.has_duration) c.planned_duration_s = static_cast<double>(d.duration) / kPtsHz;
         c.section.assign(section.begin(), section.end());
-        add_pending(std::move(c));
+        add_pending(std::move(c), "seg-" + std::to_string(d.event_id) + "-" + hex2(start_type));
       }
       if (!any) ++stats.scte35_ignored;
       return;
@@ -393,24 +398,29 @@ struct Segmenter::Impl {
     stats.cues_cancelled += n;
   }
 
-  // True when the same event (identity_of) is pending, waiting at an input switch, or
-  // was attached lately: a repeat of a section the encoder sends several times.
-  [[nodiscard]] bool is_repeat(const Cue& c) const {
-    const auto same = [&](const PendingCue& p) { return same_event(p.cue, c); };
-    const auto seen = [&](const CueIdentity& k) {
-      return k.kind == c.kind && k.immediate == c.immediate && (c.immediate || k.pts == c.pts) && k.id == c.id;
+  // True when `copy` repeats an event pending, waiting at an input switch, or attached
+  // lately (an encoder sends a section several times); that event's copy time is updated.
+  bool note_repeat(const CueIdentity& copy) {
+    const auto seen = [&](CueIdentity& k) {
+      if (!repeats(k, copy)) return false;
+      k.seen_ms = std::max(k.seen_ms, copy.seen_ms);
+      return true;
     };
-    return std::any_of(pending_cues.begin(), pending_cues.end(), same) ||
-           std::any_of(switched_cues.begin(), switched_cues.end(), same) ||
-           std::any_of(recent_cues.begin(), recent_cues.end(), seen);
+    for (auto& p : pending_cues)
+      if (seen(p.identity)) return true;
+    for (auto& p : switched_cues)
+      if (seen(p.identity)) return true;
+    return std::any_of(recent_cues.begin(), recent_cues.end(), seen);
   }
 
-  void add_pending(Cue&& c) {
-    if (is_repeat(c)) {
+  // `key` names the event: "splice-<splice_event_id>" or "seg-<segmentation_event_id>-<start type>".
+  void add_pending(Cue&& c, std::string key) {
+    PendingCue p;
+    p.identity = CueIdentity{std::move(key), {}, c.kind, c.immediate, c.immediate ? 0 : c.pts, scte_wall_ms};
+    if (note_repeat(p.identity)) {
       ++stats.cues_repeated;
       return;
     }
-    PendingCue p;
     p.arrival_wall_ms = scte_wall_ms;
     p.has_pts = !c.immediate || have_last_pts;
     if (c.immediate && have_last_pts) c.pts = last_pts;  // the current point in the stream
@@ -420,6 +430,21 @@ struct Segmenter::Impl {
       ++stats.cues_dropped;
     }
     pending_cues.push_back(std::move(p));
+  }
+
+  // A DATERANGE ID for a new range of event `key` starting at `wall_ms`: "<key>-<wall_ms>",
+  // so an event ID an encoder reuses gives one ID per occurrence (RFC 8216 4.3.2.7: tags
+  // with one ID must agree on START-DATE). Should one still be in use (two ranges of the
+  // event dated in the same millisecond), "-2", "-3"... follow.
+  [[nodiscard]] std::string new_cue_id(const std::string& key, std::int64_t wall_ms) const {
+    const std::string base = key + "-" + std::to_string(wall_ms);
+    const auto in_use = [&](const std::string& id) {
+      return std::any_of(outs.begin(), outs.end(), [&](const OutSeen& o) { return o.id == id; }) ||
+             std::any_of(recent_cues.begin(), recent_cues.end(), [&](const CueIdentity& k) { return k.id == id; });
+    };
+    std::string id = base;
+    for (std::size_t n = 2; in_use(id); ++n) id = base + "-" + std::to_string(n);  // ends: outs and recent_cues are bounded
+    return id;
   }
 
   // True when a pending cue's splice point is within the cut tolerance of `rap_pts` and
@@ -441,7 +466,7 @@ struct Segmenter::Impl {
     if (pending_cues.empty()) return;
     const std::int64_t dur_ms = std::llround(std::max(0.0, dur) * 1000.0);
     const auto end_ticks = static_cast<std::uint64_t>(std::llround(std::max(0.0, dur) * kPtsHz));
-    std::vector<std::pair<std::uint64_t, Cue>> taken;  // offset into the segment (90 kHz), cue
+    std::vector<std::pair<std::uint64_t, PendingCue>> taken;  // offset into the segment (90 kHz), cue
     for (auto it = pending_cues.begin(); it != pending_cues.end();) {
       bool take = false;
       std::int64_t wall = s.program_date_time_ms;
@@ -465,26 +490,34 @@ struct Segmenter::Impl {
         continue;
       }
       it->cue.wall_ms = wall;
-      taken.emplace_back(off, std::move(it->cue));
+      taken.emplace_back(off, std::move(*it));
       it = pending_cues.erase(it);
     }
     std::stable_sort(taken.begin(), taken.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     for (auto& entry : taken) {
-      Cue& c = entry.second;
-      recent_cues[recent_next] = identity_of(c);
-      recent_next = (recent_next + 1) % recent_cues.size();
+      Cue& c = entry.second.cue;
+      CueIdentity& k = entry.second.identity;
+      // An out opens a range named after its START-DATE; the in that follows closes that
+      // range (same ID); an in without a known out opens and closes its own.
       if (c.kind == CueKind::kOut) {
-        std::erase_if(outs, [&](const OutSeen& o) { return o.id == c.id; });
+        c.id = new_cue_id(k.key, c.wall_ms);
+        std::erase_if(outs, [&](const OutSeen& o) { return o.key == k.key; });
         if (outs.size() >= Segmenter::kMaxPendingCues) outs.erase(outs.begin());
-        outs.push_back(OutSeen{c.id, c.wall_ms});
+        outs.push_back(OutSeen{k.key, c.id, c.wall_ms});
       } else {
-        const auto o = std::find_if(outs.begin(), outs.end(), [&](const OutSeen& x) { return x.id == c.id; });
+        const auto o = std::find_if(outs.begin(), outs.end(), [&](const OutSeen& x) { return x.key == k.key; });
         if (o != outs.end()) {
+          c.id = o->id;
           c.has_out = true;
           c.out_wall_ms = o->wall_ms;
           outs.erase(o);
+        } else {
+          c.id = new_cue_id(k.key, c.wall_ms);
         }
       }
+      k.id = c.id;
+      recent_cues[recent_next] = std::move(k);
+      recent_next = (recent_next + 1) % recent_cues.size();
       ++stats.cues;
       s.cues.push_back(std::move(c));
     }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -318,6 +319,57 @@ inline std::vector<std::string> tags_before(const std::string& playlist, const s
     else if (l.rfind("#EXT-X-DATERANGE", 0) == 0 || l.rfind("#EXT-X-CUE", 0) == 0) tags.push_back(l);
   }
   return {};
+}
+
+// The DATERANGE ID the Segmenter gives a range of event `key` ("splice-7", "seg-500-34")
+// starting at `start_ms` (its START-DATE, ms since the Unix epoch).
+inline std::string cue_id(std::string_view key, std::int64_t start_ms) {
+  return std::string(key) + "-" + std::to_string(start_ms);
+}
+
+// The attributes of an attribute-list (RFC 8216 4.2), values as written (quotes kept).
+inline std::map<std::string, std::string> attributes(std::string_view list) {
+  std::map<std::string, std::string> a;
+  std::size_t i = 0;
+  while (i < list.size()) {
+    const std::size_t eq = list.find('=', i);
+    if (eq == std::string_view::npos) break;
+    std::size_t end = eq + 1;
+    if (end < list.size() && list[end] == '"') end = list.find('"', end + 1) + 1;
+    end = std::min(list.find(',', end == 0 ? list.size() : end), list.size());
+    a[std::string(list.substr(i, eq - i))] = std::string(list.substr(eq + 1, end - eq - 1));
+    i = end + 1;
+  }
+  return a;
+}
+
+// Every EXT-X-DATERANGE of a playlist, in order: its attributes.
+inline std::vector<std::map<std::string, std::string>> dateranges(const std::string& playlist) {
+  static constexpr std::string_view kTag = "#EXT-X-DATERANGE:";
+  std::vector<std::map<std::string, std::string>> v;
+  for (const auto& l : lines_of(playlist))
+    if (l.rfind(kTag, 0) == 0) v.push_back(attributes(std::string_view(l).substr(kTag.size())));
+  return v;
+}
+
+// RFC 8216 4.3.2.7: DATERANGE tags with one ID must have the same value for every
+// attribute they both carry. One line per violation ("ID: ATTR a != b"); empty when none.
+inline std::vector<std::string> daterange_conflicts(const std::string& playlist) {
+  std::vector<std::string> bad;
+  std::map<std::string, std::map<std::string, std::string>> by_id;
+  for (const auto& a : dateranges(playlist)) {
+    const auto id = a.find("ID");
+    if (id == a.end()) {
+      bad.push_back("a DATERANGE without an ID");
+      continue;
+    }
+    auto& seen = by_id[id->second];
+    for (const auto& [name, value] : a) {
+      const auto [it, fresh] = seen.emplace(name, value);
+      if (!fresh && it->second != value) bad.push_back(id->second + ": " + name + " " + it->second + " != " + value);
+    }
+  }
+  return bad;
 }
 
 }  // namespace twincast::test::scte35_writer

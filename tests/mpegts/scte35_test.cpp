@@ -5,11 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -377,13 +381,13 @@ TEST(Scte35Segmenter, CuesLandOnTheRightSegment) {
   std::uint64_t imm_pts = 0;
   for (const auto& [i, pts] : pes)
     if (i < imm_at) imm_pts = pts;
-  EXPECT_EQ(s0.cues[0].id, "splice-11");
+  EXPECT_EQ(s0.cues[0].id, cue_id("splice-11", s0.cues[0].wall_ms));
   EXPECT_TRUE(s0.cues[0].immediate);
   EXPECT_EQ(s0.cues[0].pts, imm_pts);
   EXPECT_EQ(s0.cues[0].wall_ms, wall_at(s0, imm_pts));
   EXPECT_EQ(s0.cues[0].section, imm);
   EXPECT_EQ(s0.cues[1].kind, hls::CueKind::kOut);
-  EXPECT_EQ(s0.cues[1].id, "seg-500-34");
+  EXPECT_EQ(s0.cues[1].id, cue_id("seg-500-34", s0.program_date_time_ms + 1520));
   EXPECT_EQ(s0.cues[1].segmentation_type, 0x34);
   EXPECT_EQ(s0.cues[1].wall_ms, s0.program_date_time_ms + 1520);
   EXPECT_DOUBLE_EQ(s0.cues[1].planned_duration_s, 1.0);
@@ -392,14 +396,14 @@ TEST(Scte35Segmenter, CuesLandOnTheRightSegment) {
   const auto& s1 = r.segments[1];
   ASSERT_EQ(s1.cues.size(), 1u);
   EXPECT_EQ(s1.cues[0].kind, hls::CueKind::kIn);
-  EXPECT_EQ(s1.cues[0].id, "seg-500-34");
+  EXPECT_EQ(s1.cues[0].id, s0.cues[1].id) << "the in closes the out's range";
   EXPECT_EQ(s1.cues[0].wall_ms, s1.program_date_time_ms + 520);
   EXPECT_TRUE(s1.cues[0].has_out);
   EXPECT_EQ(s1.cues[0].out_wall_ms, s0.cues[1].wall_ms);
   // Segment 2 starts on the break's splice point.
   const auto& s2 = r.segments[2];
   ASSERT_EQ(s2.cues.size(), 1u);
-  EXPECT_EQ(s2.cues[0].id, "splice-7");
+  EXPECT_EQ(s2.cues[0].id, cue_id("splice-7", s2.program_date_time_ms));
   EXPECT_EQ(s2.cues[0].pts, s2.first_pts);  // pts_adjustment applied across the wrap
   EXPECT_EQ(s2.cues[0].wall_ms, s2.program_date_time_ms);
   EXPECT_DOUBLE_EQ(s2.cues[0].planned_duration_s, 2.5);
@@ -407,7 +411,7 @@ TEST(Scte35Segmenter, CuesLandOnTheRightSegment) {
   // Segment 3: the break's in, 0.5 s in.
   const auto& s3 = r.segments[3];
   ASSERT_EQ(s3.cues.size(), 1u);
-  EXPECT_EQ(s3.cues[0].id, "splice-7");
+  EXPECT_EQ(s3.cues[0].id, s2.cues[0].id);
   EXPECT_EQ(s3.cues[0].kind, hls::CueKind::kIn);
   EXPECT_EQ(s3.cues[0].wall_ms, s3.program_date_time_ms + 500);
   EXPECT_EQ(s3.cues[0].out_wall_ms, s2.program_date_time_ms);
@@ -421,31 +425,35 @@ TEST(Scte35Segmenter, CuesLandOnTheRightSegment) {
   EXPECT_GE(scte_packets, 5u);
 
   // The playlist: tags before the right URIs.
+  const std::string imm_id = cue_id("splice-11", s0.cues[0].wall_ms);
+  const std::string ppo_id = cue_id("seg-500-34", s0.program_date_time_ms + 1520);
+  const std::string brk_id = cue_id("splice-7", s2.program_date_time_ms);
   const std::string pl = hls::media_playlist(playlist_of(r.segments));
   const auto iso = [](std::int64_t ms) { return hls::format_date_time(ms); };
   EXPECT_EQ(tags_before(pl, "seg0.ts"),
             (std::vector<std::string>{
-                "#EXT-X-DATERANGE:ID=\"splice-11\",START-DATE=\"" + iso(s0.cues[0].wall_ms) + "\",SCTE35-OUT=" + to_hex(imm),
+                "#EXT-X-DATERANGE:ID=\"" + imm_id + "\",START-DATE=\"" + iso(s0.cues[0].wall_ms) + "\",SCTE35-OUT=" + to_hex(imm),
                 "#EXT-X-CUE-OUT",
-                "#EXT-X-DATERANGE:ID=\"seg-500-34\",START-DATE=\"" + iso(s0.program_date_time_ms + 1520) +
+                "#EXT-X-DATERANGE:ID=\"" + ppo_id + "\",START-DATE=\"" + iso(s0.program_date_time_ms + 1520) +
                     "\",PLANNED-DURATION=1.000,SCTE35-OUT=" + to_hex(ppo_out),
                 "#EXT-X-CUE-OUT:DURATION=1.000"})) << pl;
   const std::int64_t ppo_ms = s1.program_date_time_ms + 520 - (s0.program_date_time_ms + 1520);
   EXPECT_EQ(tags_before(pl, "seg1.ts"),
-            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"seg-500-34\",START-DATE=\"" + iso(s0.program_date_time_ms + 1520) +
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"" + ppo_id + "\",START-DATE=\"" + iso(s0.program_date_time_ms + 1520) +
                                           "\",END-DATE=\"" + iso(s1.program_date_time_ms + 520) + "\",DURATION=" +
                                           seconds(ppo_ms) + ",SCTE35-IN=" + to_hex(ppo_in),
                                       "#EXT-X-CUE-IN"})) << pl;
   EXPECT_EQ(tags_before(pl, "seg2.ts"),
-            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"splice-7\",START-DATE=\"" + iso(s2.program_date_time_ms) +
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"" + brk_id + "\",START-DATE=\"" + iso(s2.program_date_time_ms) +
                                           "\",PLANNED-DURATION=2.500,SCTE35-OUT=" + to_hex(brk_out),
                                       "#EXT-X-CUE-OUT:DURATION=2.500"})) << pl;
   const auto s3_tags = tags_before(pl, "seg3.ts");
   ASSERT_EQ(s3_tags.size(), 2u) << pl;
-  EXPECT_EQ(s3_tags[0], "#EXT-X-DATERANGE:ID=\"splice-7\",START-DATE=\"" + iso(s2.program_date_time_ms) +
+  EXPECT_EQ(s3_tags[0], "#EXT-X-DATERANGE:ID=\"" + brk_id + "\",START-DATE=\"" + iso(s2.program_date_time_ms) +
                            "\",END-DATE=\"" + iso(s3.program_date_time_ms + 500) + "\",DURATION=" +
                            seconds(s3.program_date_time_ms + 500 - s2.program_date_time_ms) + ",SCTE35-IN=" + to_hex(brk_in));
   EXPECT_EQ(s3_tags[1], "#EXT-X-CUE-IN");
+  EXPECT_EQ(daterange_conflicts(pl), std::vector<std::string>{}) << pl;
 
   // Real peers read the playlist and its segments: ffmpeg decodes everything without an
   // error, ffprobe sees the SCTE-35 stream the PMT announces.
@@ -468,7 +476,8 @@ TEST(Scte35Segmenter, CuesLandOnTheRightSegment) {
 }
 
 // A discontinuity drops the cues still pending (their splice points are on the old
-// timeline); an in whose out was never seen still renders, with its own START-DATE.
+// timeline); an in whose out was never seen still renders, with its own START-DATE (and
+// an ID made from it).
 TEST(Scte35Segmenter, DiscontinuityDropsPendingCuesAndLoneInRenders) {
   const auto base = with_scte35_pmt(tt::read_packets(tt::fixture("h264_aac.ts")));
   const auto pes = video_pes(base);
@@ -494,7 +503,8 @@ TEST(Scte35Segmenter, DiscontinuityDropsPendingCuesAndLoneInRenders) {
   EXPECT_FALSE(c.has_out);
   const std::string pl = hls::media_playlist(playlist_of(r.segments));
   EXPECT_EQ(tags_before(pl, "seg0.ts"),
-            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"splice-21\",START-DATE=\"" +
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"" + cue_id("splice-21", r.segments[0].program_date_time_ms + 500) +
+                                          "\",START-DATE=\"" +
                                           hls::format_date_time(r.segments[0].program_date_time_ms + 500) +
                                           "\",SCTE35-IN=" + to_hex(c.section),
                                       "#EXT-X-CUE-IN"}))
@@ -504,7 +514,7 @@ TEST(Scte35Segmenter, DiscontinuityDropsPendingCuesAndLoneInRenders) {
 // Encoders repeat a section several times before its splice point: each event gives one
 // cue (one DATERANGE, one CUE-OUT / CUE-IN), the copies are counted as repeats, whether
 // they arrive while the cue is pending or after it was attached. The same event ID with
-// another splice point is a new cue.
+// another splice point is a new cue, with a DATERANGE ID of its own.
 TEST(Scte35Segmenter, RepeatedSectionsGiveOneCue) {
   const auto base = with_scte35_pmt(tt::read_packets(tt::fixture("h264_aac.ts")));
   const auto pes = video_pes(base);
@@ -548,10 +558,14 @@ TEST(Scte35Segmenter, RepeatedSectionsGiveOneCue) {
     for (const auto& c : r.segments[i].cues) v.push_back(c.id + (c.kind == hls::CueKind::kOut ? "/out" : "/in"));
     return v;
   };
-  EXPECT_EQ(ids(0), (std::vector<std::string>{"seg-500-34/out"}));
-  EXPECT_EQ(ids(1), (std::vector<std::string>{"seg-500-34/in"}));
-  EXPECT_EQ(ids(2), (std::vector<std::string>{"splice-7/out"}));
-  EXPECT_EQ(ids(3), (std::vector<std::string>{"splice-7/in", "splice-7/out"}));
+  const std::string ppo_id = cue_id("seg-500-34", r.segments[0].program_date_time_ms + 1520);
+  const std::string brk_id = cue_id("splice-7", r.segments[2].program_date_time_ms);
+  const std::string next_id = cue_id("splice-7", r.segments[3].program_date_time_ms + 800);
+  EXPECT_NE(brk_id, next_id) << "event 7 again: another range";
+  EXPECT_EQ(ids(0), (std::vector<std::string>{ppo_id + "/out"}));
+  EXPECT_EQ(ids(1), (std::vector<std::string>{ppo_id + "/in"}));
+  EXPECT_EQ(ids(2), (std::vector<std::string>{brk_id + "/out"}));
+  EXPECT_EQ(ids(3), (std::vector<std::string>{brk_id + "/in", next_id + "/out"}));
   ASSERT_EQ(r.segments[3].cues.size(), 2u);
   EXPECT_EQ(r.segments[3].cues[1].pts, pts_at(5.8));
 
@@ -562,28 +576,276 @@ TEST(Scte35Segmenter, RepeatedSectionsGiveOneCue) {
   const auto& s2 = r.segments[2];
   const auto& s3 = r.segments[3];
   EXPECT_EQ(tags_before(pl, "seg0.ts"),
-            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"seg-500-34\",START-DATE=\"" + iso(s0.program_date_time_ms + 1520) +
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"" + ppo_id + "\",START-DATE=\"" + iso(s0.program_date_time_ms + 1520) +
                                           "\",PLANNED-DURATION=1.000,SCTE35-OUT=" + to_hex(ppo_out),
                                       "#EXT-X-CUE-OUT:DURATION=1.000"})) << pl;
   EXPECT_EQ(tags_before(pl, "seg1.ts"),
-            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"seg-500-34\",START-DATE=\"" + iso(s0.program_date_time_ms + 1520) +
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"" + ppo_id + "\",START-DATE=\"" + iso(s0.program_date_time_ms + 1520) +
                                           "\",END-DATE=\"" + iso(s1.program_date_time_ms + 520) + "\",DURATION=" +
                                           seconds(s1.program_date_time_ms + 520 - (s0.program_date_time_ms + 1520)) +
                                           ",SCTE35-IN=" + to_hex(ppo_in),
                                       "#EXT-X-CUE-IN"})) << pl;
   EXPECT_EQ(tags_before(pl, "seg2.ts"),
-            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"splice-7\",START-DATE=\"" + iso(s2.program_date_time_ms) +
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"" + brk_id + "\",START-DATE=\"" + iso(s2.program_date_time_ms) +
                                           "\",PLANNED-DURATION=2.500,SCTE35-OUT=" + to_hex(brk_out),
                                       "#EXT-X-CUE-OUT:DURATION=2.500"})) << pl;
   const auto s3_tags = tags_before(pl, "seg3.ts");
   ASSERT_EQ(s3_tags.size(), 4u) << pl;
-  EXPECT_EQ(s3_tags[0], "#EXT-X-DATERANGE:ID=\"splice-7\",START-DATE=\"" + iso(s2.program_date_time_ms) +
+  EXPECT_EQ(s3_tags[0], "#EXT-X-DATERANGE:ID=\"" + brk_id + "\",START-DATE=\"" + iso(s2.program_date_time_ms) +
                            "\",END-DATE=\"" + iso(s3.program_date_time_ms + 500) + "\",DURATION=" +
                            seconds(s3.program_date_time_ms + 500 - s2.program_date_time_ms) + ",SCTE35-IN=" + to_hex(brk_in));
   EXPECT_EQ(s3_tags[1], "#EXT-X-CUE-IN");
-  EXPECT_EQ(s3_tags[2], "#EXT-X-DATERANGE:ID=\"splice-7\",START-DATE=\"" + iso(s3.program_date_time_ms + 800) +
+  EXPECT_EQ(s3_tags[2], "#EXT-X-DATERANGE:ID=\"" + next_id + "\",START-DATE=\"" + iso(s3.program_date_time_ms + 800) +
                            "\",SCTE35-OUT=" + to_hex(next_out));
   EXPECT_EQ(s3_tags[3], "#EXT-X-CUE-OUT");
+  EXPECT_EQ(daterange_conflicts(pl), std::vector<std::string>{}) << pl;
+}
+
+// Two ranges of one event dated in the same millisecond (two outs of event 30, both late,
+// land on one segment's start) keep distinct IDs; the in closes the latest.
+TEST(Scte35Segmenter, SameMillisecondRangesKeepDistinctIds) {
+  const auto base = with_scte35_pmt(tt::read_packets(tt::fixture("h264_aac.ts")));
+  const auto pes = video_pes(base);
+  ASSERT_FALSE(pes.empty());
+  const std::uint64_t f0 = std::min_element(pes.begin(), pes.end(), [](auto& a, auto& b) { return a.second < b.second; })->second;
+  const auto at = [&](double s) {
+    const auto t = f0 + static_cast<std::uint64_t>(s * 90'000);
+    for (const auto& [i, pts] : pes)
+      if (pts >= t) return i;
+    return base.size();
+  };
+  const Bytes out_a = insert_section({.event_id = 30, .pts = f0 + 90'000});        // 1.0 s, sent at 2.5 s
+  const Bytes out_b = insert_section({.event_id = 30, .pts = f0 + 90'000 * 3 / 2});  // 1.5 s, sent at 2.6 s
+  const Bytes in = insert_section({.event_id = 30, .out = false, .pts = f0 + 90'000 * 7 / 2});
+  const CueRun r = segment(insert_sections(base, {{at(2.5), out_a}, {at(2.6), out_b}, {at(3.2), in}}));
+  ASSERT_GE(r.segments.size(), 2u);
+  const auto& s1 = r.segments[1];
+  ASSERT_EQ(s1.cues.size(), 3u);
+  EXPECT_EQ(s1.cues[0].wall_ms, s1.program_date_time_ms);
+  EXPECT_EQ(s1.cues[1].wall_ms, s1.program_date_time_ms);
+  EXPECT_EQ(s1.cues[0].id, cue_id("splice-30", s1.program_date_time_ms));
+  EXPECT_EQ(s1.cues[1].id, cue_id("splice-30", s1.program_date_time_ms) + "-2");
+  EXPECT_EQ(s1.cues[1].section, out_b);
+  EXPECT_EQ(s1.cues[2].kind, hls::CueKind::kIn);
+  EXPECT_EQ(s1.cues[2].id, s1.cues[1].id) << "the in closes the latest out";
+  const std::string pl = hls::media_playlist(playlist_of(r.segments));
+  EXPECT_EQ(daterange_conflicts(pl), std::vector<std::string>{}) << pl;
+}
+
+namespace {
+
+// The 33-bit PES timestamp (PTS / DTS) at p, moved `by` ticks; prefix and marker bits kept.
+void shift_timestamp(std::uint8_t* p, std::uint64_t by) {
+  const std::uint64_t v = ((std::uint64_t{p[0]} >> 1 & 7) << 30) | (std::uint64_t{p[1]} << 22) |
+                          (std::uint64_t{p[2]} >> 1 << 15) | (std::uint64_t{p[3]} << 7) | (std::uint64_t{p[4]} >> 1);
+  const std::uint64_t n = (v + by) % kPtsWrap;
+  p[0] = static_cast<std::uint8_t>((p[0] & 0xF0) | ((n >> 29) & 0x0E) | 1);
+  p[1] = static_cast<std::uint8_t>(n >> 22);
+  p[2] = static_cast<std::uint8_t>(((n >> 14) & 0xFE) | 1);
+  p[3] = static_cast<std::uint8_t>(n >> 7);
+  p[4] = static_cast<std::uint8_t>(((n << 1) & 0xFE) | 1);
+}
+
+// `base` played `n` times in a row, each pass's PCR, PTS and DTS one `period` after the
+// previous pass's, continuity counters running on: a stream n times as long whose clocks
+// never jump (the Segmenter sees no discontinuity).
+std::vector<TsPacket> looped(const std::vector<TsPacket>& base, std::size_t n, std::uint64_t period) {
+  std::vector<TsPacket> out;
+  out.reserve(base.size() * n);
+  std::array<std::uint8_t, kPidCount> cc{};
+  for (std::size_t k = 0; k < n; ++k) {
+    const std::uint64_t by = period * k;
+    for (TsPacket p : base) {
+      if (p.has_pcr()) p.set_pcr((p.pcr() + by * 300) % kPcrWrap);
+      if (p.has_payload()) {
+        p.set_cc(cc[p.pid()]);
+        cc[p.pid()] = static_cast<std::uint8_t>((cc[p.pid()] + 1) & 0x0F);
+      }
+      const auto pl = p.payload();
+      if (p.payload_unit_start() && p.pid() != kPatPid && p.pid() != kPmtPid && pl.size() >= 19 && pl[0] == 0 &&
+          pl[1] == 0 && pl[2] == 1) {
+        const unsigned flags = pl[7] >> 6;  // PTS_DTS_flags
+        if (flags & 2) shift_timestamp(pl.data() + 9, by);
+        if (flags == 3) shift_timestamp(pl.data() + 14, by);
+      }
+      out.push_back(p);
+    }
+  }
+  return out;
+}
+
+// One pass's length for looped(): past the last video frame and the last PCR, whole frames.
+std::uint64_t loop_period(const std::vector<TsPacket>& base) {
+  const auto pes = video_pes(base);
+  std::uint64_t lo = UINT64_MAX;
+  std::uint64_t hi = 0;
+  for (const auto& [i, pts] : pes) {
+    lo = std::min(lo, pts);
+    hi = std::max(hi, pts);
+  }
+  std::uint64_t first_pcr = 0;
+  std::uint64_t last_pcr = 0;
+  bool any = false;
+  for (const auto& p : base) {
+    if (!p.has_pcr()) continue;
+    if (!any) first_pcr = p.pcr();
+    last_pcr = p.pcr();
+    any = true;
+  }
+  constexpr std::uint64_t kFrame = 3600;  // 25 fps
+  const std::uint64_t span = std::max(hi - lo, (last_pcr - first_pcr) / 300) + kFrame;
+  return (span + kFrame - 1) / kFrame * kFrame;
+}
+
+// Real encoders reuse event IDs. A continuous stream of 25 passes of the fixture (~150 s)
+// carries each of three events twice, two minutes apart: splice_insert event 7 (out / in),
+// a Placement Opportunity of segmentation_event_id 500 (time_signal 0x34 / 0x35) and an
+// immediate splice_insert event 11; every section is sent several times, some copies late.
+struct ReusedIds {
+  std::vector<hls::Segment> segments;
+  hls::SegmenterStats stats;
+  std::size_t sections = 0;
+  std::string playlist;
+};
+
+const ReusedIds& reused_ids_run() {
+  static const ReusedIds run = [] {
+    ReusedIds r;
+    const auto one = with_scte35_pmt(tt::read_packets(tt::fixture("h264_aac.ts")));
+    const auto base = looped(one, 25, loop_period(one));
+    const auto pes = video_pes(base);
+    EXPECT_FALSE(pes.empty());
+    if (pes.empty()) return r;
+    const std::uint64_t f0 = std::min_element(pes.begin(), pes.end(), [](auto& a, auto& b) { return a.second < b.second; })->second;
+    const auto at = [&](double s) {
+      const auto t = f0 + static_cast<std::uint64_t>(s * 90'000);
+      for (const auto& [i, pts] : pes)
+        if (pts_delta(t, pts) < kPtsWrap / 2) return i;  // at or after t
+      return base.size();
+    };
+    const auto pts_at = [&](double s) { return (f0 + static_cast<std::uint64_t>(s * 90'000)) % kPtsWrap; };
+    std::vector<Insertion> ins;
+    const auto send = [&](const Bytes& sec, std::initializer_list<double> when) {
+      for (const double w : when) ins.push_back({at(w), sec});
+    };
+    for (const double t0 : {0.0, 120.0}) {
+      send(insert_section({.event_id = 7, .pts = pts_at(t0 + 12), .has_duration = true, .duration = 90'000 * 30}),
+           {t0 + 8, t0 + 10, t0 + 11.5, t0 + 12.5});  // the last one late
+      send(insert_section({.event_id = 7, .out = false, .pts = pts_at(t0 + 22)}), {t0 + 20, t0 + 21.5});
+      send(time_signal_section(true, pts_at(t0 + 14.5), {{.event_id = 500, .type_id = 0x34}}), {t0 + 13, t0 + 14});
+      send(time_signal_section(true, pts_at(t0 + 17.5), {{.event_id = 500, .type_id = 0x35}}), {t0 + 16, t0 + 17, t0 + 18});
+      send(insert_section({.event_id = 11, .immediate = true}), {t0 + 24, t0 + 24.5, t0 + 25});
+      send(insert_section({.event_id = 11, .out = false, .immediate = true}), {t0 + 27, t0 + 27.4});
+    }
+    r.sections = ins.size();
+    const CueRun c = segment(insert_sections(base, std::move(ins)));
+    r.segments = c.segments;
+    r.stats = c.stats;
+    hls::MediaPlaylist p = playlist_of(r.segments);
+    p.type = hls::PlaylistType::kEvent;  // a DVR playlist: every cue of the run in one text
+    r.playlist = hls::media_playlist(p);
+    return r;
+  }();
+  return run;
+}
+
+}  // namespace
+
+TEST(Scte35Segmenter, ReusedEventIdsGiveOneRangePerOccurrence) {
+  const ReusedIds& r = reused_ids_run();
+  ASSERT_FALSE(r.segments.empty());
+  EXPECT_EQ(r.stats.scte35_sections, r.sections);
+  EXPECT_EQ(r.stats.cues, 12u) << r.playlist;
+  EXPECT_EQ(r.stats.cues_repeated, r.sections - 12) << r.playlist;
+  EXPECT_EQ(r.stats.cues_dropped, 0u);
+  EXPECT_EQ(r.stats.clock_jumps, 0u) << "the looped stream's clocks run on";
+
+  // Per event, in time order: out, in, out, in; each in closes the out before it.
+  std::map<std::string, std::vector<const hls::Cue*>> by_event;
+  for (const auto& s : r.segments)
+    for (const auto& c : s.cues)
+      by_event[(c.segmentation_type != 0 ? "seg-" : "splice-") + std::to_string(c.event_id)].push_back(&c);
+  ASSERT_EQ(by_event.size(), 3u) << r.playlist;
+  for (const auto& [event, cues] : by_event) {
+    SCOPED_TRACE(event);
+    ASSERT_EQ(cues.size(), 4u) << r.playlist;
+    const std::string key = event == "seg-500" ? "seg-500-34" : event;
+    for (std::size_t k = 0; k < 4; k += 2) {
+      const hls::Cue& out = *cues[k];
+      const hls::Cue& in = *cues[k + 1];
+      EXPECT_EQ(out.kind, hls::CueKind::kOut);
+      EXPECT_EQ(in.kind, hls::CueKind::kIn);
+      EXPECT_EQ(out.id, cue_id(key, out.wall_ms));
+      EXPECT_EQ(in.id, out.id) << "an in shares its out's ID";
+      EXPECT_TRUE(in.has_out);
+      EXPECT_EQ(in.out_wall_ms, out.wall_ms);
+    }
+    EXPECT_NE(cues[0]->id, cues[2]->id) << "the event's second occurrence is another range";
+    // 120 s of PTS apart; program dates follow the mux rate (wall_of), within a second of it.
+    const std::int64_t apart = cues[2]->wall_ms - cues[0]->wall_ms;
+    EXPECT_GT(apart, 118'000);
+    EXPECT_LT(apart, 122'000);
+  }
+  EXPECT_TRUE(by_event["splice-11"][0]->immediate);
+  EXPECT_TRUE(by_event["splice-11"][2]->immediate) << "an immediate cue minutes later is not a repeat";
+
+  // The playlist text: 12 DATERANGE tags, 6 IDs, each on one out and one in, and no ID
+  // with two START-DATEs (nor any other attribute that differs, RFC 8216 4.3.2.7).
+  const auto tags = dateranges(r.playlist);
+  ASSERT_EQ(tags.size(), 12u) << r.playlist;
+  std::map<std::string, std::set<std::string>> starts;
+  std::map<std::string, int> uses;
+  for (const auto& a : tags) {
+    ASSERT_TRUE(a.count("ID") && a.count("START-DATE")) << r.playlist;
+    starts[a.at("ID")].insert(a.at("START-DATE"));
+    ++uses[a.at("ID")];
+  }
+  EXPECT_EQ(starts.size(), 6u) << r.playlist;
+  for (const auto& [id, dates] : starts) {
+    EXPECT_EQ(dates.size(), 1u) << id << " has " << dates.size() << " START-DATEs\n" << r.playlist;
+    EXPECT_EQ(uses[id], 2) << id;
+    EXPECT_LE(id.size(), 35u);
+    EXPECT_EQ(id.find_first_not_of("\"abcdefghijklmnopqrstuvwxyz0123456789-"), std::string::npos) << id;
+  }
+  EXPECT_EQ(daterange_conflicts(r.playlist), std::vector<std::string>{}) << r.playlist;
+}
+
+// A real player's parser: hls.js (control/web's, installed by scripts/setup) drops a
+// DATERANGE whose attributes disagree with an earlier tag of the same ID, so with one ID
+// per event the second break would vanish. It must keep all six ranges, closed, with our dates.
+TEST(Scte35Segmenter, HlsJsKeepsEveryRangeOfAReusedEventId) {
+  const char* src = std::getenv("TWINCAST_SOURCE_DIR");
+  const fs::path hlsjs = fs::path(src != nullptr ? src : "") / "control/web/node_modules/hls.js/dist/hls.mjs";
+  if (std::system("command -v node > /dev/null 2>&1") != 0) GTEST_SKIP() << "node not installed";
+  if (src == nullptr || !fs::exists(hlsjs)) GTEST_SKIP() << "hls.js not installed (scripts/setup: npm ci in control/web)";
+  const ReusedIds& r = reused_ids_run();
+  ASSERT_FALSE(r.segments.empty());
+  const fs::path dir = tt::temp_dir("scte35_hlsjs");
+  tt::write_file(dir / "event.m3u8", Bytes(r.playlist.begin(), r.playlist.end()));
+  const std::string script =
+      "globalThis.self = globalThis;\n"
+      "const fs = await import('node:fs');\n"
+      "const { M3U8Parser } = await import(process.argv[2]);\n"
+      "const d = M3U8Parser.parseLevelPlaylist(fs.readFileSync(process.argv[3], 'utf8'), 'http://o/event.m3u8', 0, 'main', 0, null);\n"
+      "for (const [id, x] of Object.entries(d.dateRanges))\n"
+      "  console.log([id, x.isValid, x.startDate.toISOString(), x.endDate ? x.endDate.toISOString() : '-'].join(' '));\n";
+  tt::write_file(dir / "dateranges.mjs", Bytes(script.begin(), script.end()));
+  const auto res = tt::run("node " + tt::shell_quote((dir / "dateranges.mjs").string()) + " " +
+                           tt::shell_quote("file://" + hlsjs.string()) + " " + tt::shell_quote((dir / "event.m3u8").string()) +
+                           " 2>&1");
+  ASSERT_EQ(res.exit_code, 0) << res.out;
+  std::vector<std::string> want;
+  for (const auto& s : r.segments)
+    for (const auto& c : s.cues)
+      if (c.kind == hls::CueKind::kIn)
+        want.push_back(c.id + " true " + hls::format_date_time(c.out_wall_ms) + " " +
+                       hls::format_date_time(std::max(c.wall_ms, c.out_wall_ms)));
+  std::vector<std::string> got = lines_of(res.out);
+  std::sort(want.begin(), want.end());
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(want.size(), 6u);
+  EXPECT_EQ(got, want) << r.playlist;
+  fs::remove_all(dir);
 }
 
 // More cues than kMaxPendingCues waiting: the oldest go, counted.

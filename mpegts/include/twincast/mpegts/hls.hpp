@@ -35,20 +35,31 @@
 //
 // SCTE-35 (see scte35.hpp for what is decoded): the Segmenter follows every PMT stream of
 // stream_type 0x86 of its program, reassembles its splice_info_sections and turns
-//   * splice_insert with out_of_network_indicator 1 / 0 into an out / in cue
-//     (DATERANGE ID "splice-<splice_event_id>"),
+//   * splice_insert with out_of_network_indicator 1 / 0 into an out / in cue of event
+//     key "splice-<splice_event_id>",
 //   * time_signal whose segmentation_descriptor(s) have a break start / end
 //     segmentation_type_id (scte35::segmentation_direction) into one out / in cue per
-//     descriptor (ID "seg-<segmentation_event_id>-<start type id, 2 hex digits>", so a
+//     descriptor, of key "seg-<segmentation_event_id>-<start type id, 2 hex digits>" (a
 //     start and its end share it);
 // a section repeating a cue already pending or among the last kRecentCues attached (same
-// ID, out / in, and splice point as signalled; for an immediate cue, ID and out / in only)
-// is ignored and counted (SegmenterStats::cues_repeated): encoders send a splice_insert /
-// time_signal several times before its splice point, and one event must give one
-// DATERANGE (RFC 8216 4.3.2.7); the same event ID with another splice point is a new cue;
-// cancels remove a pending cue with the same ID; splice_null, splice_schedule, other
+// key, out / in, and splice point as signalled; for an immediate cue, key and out / in,
+// arriving within kImmediateRepeatMs of the previous copy) is ignored and counted
+// (SegmenterStats::cues_repeated): encoders send a splice_insert / time_signal several
+// times before its splice point, and one event must give one DATERANGE (RFC 8216
+// 4.3.2.7); the same key with another splice point (or an immediate one later) is a new
+// cue; cancels remove the pending cues of the event; splice_null, splice_schedule, other
 // commands and time_signals without a break descriptor are counted and ignored; sections
 // with a bad CRC, encrypted or malformed ones are counted and ignored.
+//   Encoders reuse event IDs (a small counter cycling, or one ID for every break), and
+// RFC 8216 4.3.2.7 requires two DATERANGE tags with one ID to agree on every attribute, so
+// the DATERANGE ID is the key plus the range's START-DATE in ms since the Unix epoch:
+// "<key>-<ms>" (e.g. "splice-7-1795642003000"), given when the cue is attached. An out
+// opens a range; the next in of the same key closes it and carries its ID (START-DATE =
+// the out's); an in whose out was not seen (or already closed) gets an ID of its own from
+// its own time. A second range of one key dated in the same millisecond while the first
+// is still remembered (open, or among the last kRecentCues) gets "-2", "-3"... appended.
+// IDs are ASCII letters, digits and '-' (RFC 8216 quoted-string safe), 31 characters at most
+// for dates before the year 2287, plus the "-<n>" above when there is one.
 //   A cue's splice point is its splice_time + pts_adjustment (90 kHz, on the PTS clock of
 // the stream), or, for splice_immediate / a time_signal without a time, the PTS of the
 // anchor's latest PES when the section arrived. Cues wait (at most kMaxPendingCues) until
@@ -113,7 +124,9 @@ enum class CueKind : std::uint8_t { kOut, kIn };
 
 struct Cue {
   CueKind kind = CueKind::kOut;
-  std::string id;                     // DATERANGE ID: the same for an out and its in
+  // DATERANGE ID "<event key>-<START-DATE, ms since the Unix epoch>" (see Segmenter): one
+  // per occurrence of an event, the same for an out and the in that closes it.
+  std::string id;
   std::uint32_t event_id = 0;         // splice_event_id / segmentation_event_id
   std::uint8_t segmentation_type = 0; // segmentation_type_id; 0 for a splice_insert
   bool immediate = false;             // no splice_time: where the section arrived
@@ -231,6 +244,9 @@ class Segmenter {
   static constexpr std::size_t kMaxPendingCues = 32;
   // Identities of the latest attached cues remembered to recognise repeats (ring).
   static constexpr std::size_t kRecentCues = 16;
+  // An immediate cue (no splice time) repeats one of the same event and direction only if
+  // it arrives (wall clock) within this of that one's latest copy; later, it is a new break.
+  static constexpr std::int64_t kImmediateRepeatMs = 10'000;
 
   // Throws std::invalid_argument for a config out of range or an empty sink.
   Segmenter(SegmenterConfig config, Sink sink);
