@@ -11,24 +11,20 @@
 // ffmpeg plays the master (every variant and the alternate) without an error, and the two
 // renditions' segments of the same number start at the same PTS.
 //
-// Namespaces get a random suffix and are deleted in TearDown with every child stopped.
+// The namespaces, twincastd and its origin come from NsApplianceTest (ns_appliance.hpp):
+// they get a random suffix and are deleted in TearDown with every child stopped.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <optional>
-#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "dataplane/netns.hpp"
+#include "dataplane/ns_appliance.hpp"
 #include "tests_common.hpp"
 #include "twincast/mpegts/packet.hpp"
 #include "twincast/mpegts/pes.hpp"
@@ -67,70 +63,16 @@ std::optional<std::uint64_t> first_video_pts(const std::vector<std::uint8_t>& b)
   return std::nullopt;
 }
 
-class AbrNs : public ::testing::Test {
+class AbrNs : public NsApplianceTest {
  protected:
   void SetUp() override {
     if (const std::string why = netns_skip_reason(); !why.empty()) GTEST_SKIP() << why;
-    std::random_device rd;
-    sfx_ = random_suffix(rd);
-    src_ = "tbsrc" + sfx_;
-    head_ = "tbhead" + sfx_;
-    veth_src_ = "tbs" + sfx_;
-    veth_in_ = "tbi" + sfx_;
-    dir_ = temp_dir("abr_ns");
-    const std::string s = "ip -n " + src_ + " ", h = "ip -n " + head_ + " ";
-    ASSERT_NO_FATAL_FAILURE(run_setup_commands({
-        "ip netns add " + src_, "ip netns add " + head_,
-        "ip link add " + veth_src_ + " netns " + src_ + " type veth peer name " + veth_in_ + " netns " + head_,
-        s + "addr add " + kSrcIp + "/24 dev " + veth_src_, s + "link set " + veth_src_ + " up", s + "link set lo up",
-        s + "route add 224.0.0.0/4 dev " + veth_src_, h + "link set " + veth_in_ + " up", h + "link set lo up"}));
+    ASSERT_NO_FATAL_FAILURE(create_testbed({.prefix = "tb", .dir_name = "abr_ns", .src_ip = kSrcIp, .in_ip = kInIp}));
   }
-
-  void TearDown() override {
-    for (pid_t p : children_.pids()) ::kill(p, SIGTERM);
-    for (pid_t p : children_.pids()) {
-      int st = 0;
-      if (!wait_for(p, 5000ms, &st)) {
-        ::kill(p, SIGKILL);
-        ::waitpid(p, &st, 0);
-      }
-    }
-    children_.clear();
-    delete_netns({src_, head_});
-    if (!dir_.empty() && !HasFailure()) std::filesystem::remove_all(dir_);
-  }
-
-  std::string appliance_log() { return read_text(dir_ / "twincastd.err"); }
-
-  pid_t start_appliance(const std::string& rest) {
-    const std::string yaml = "dataplane:\n  lcores: \"0,1\"\n  memory_mb: 512\n  hugepages: false\n  file_prefix: tb" + sfx_ +
-                             "\nports:\n  - { name: in, device: \"net_af_packet0,iface=" + veth_in_ + "\", address: " + kInIp +
-                             "/24 }\n" + rest;
-    std::ofstream(dir_ / "channels.yaml") << yaml;
-    const RunResult check = run(shell_quote(tool("twincastd").string()) + " --check " + shell_quote((dir_ / "channels.yaml").string()));
-    EXPECT_EQ(check.exit_code, 0) << check.out << yaml;
-    const pid_t pid = children_.start({"ip", "netns", "exec", head_, tool("twincastd").string(), "--status-interval", "1",
-                                       (dir_ / "channels.yaml").string()},
-                                      dir_, "twincastd");
-    for (int i = 0; i < 300 && pid > 0; ++i) {
-      if (appliance_log().find("twincastd: running") != std::string::npos) return pid;
-      std::this_thread::sleep_for(50ms);
-    }
-    ADD_FAILURE() << "twincastd did not start: " << appliance_log();
-    return -1;
-  }
-
-  RunResult fetch(const std::string& name, const std::filesystem::path& to) {
-    return run("ip netns exec " + head_ + " curl -sS -f -o " + shell_quote(to.string()) + " http://127.0.0.1:8090/hls/news/" + name);
-  }
-
-  std::string sfx_, src_, head_, veth_src_, veth_in_;
-  std::filesystem::path dir_;
-  Children children_;
 };
 
 TEST_F(AbrNs, ReceivedRenditionAndAlternateAudioPlayThroughTwincastd) {
-  const pid_t app = start_appliance(
+  const pid_t app = start_twincastd(
       "channels:\n"
       "  - id: news\n    name: News\n    inputs:\n"
       "      - { name: rx, udp: { port: in, group: 239.1.1.80, udp_port: 5000 } }\n"
@@ -161,16 +103,15 @@ TEST_F(AbrNs, ReceivedRenditionAndAlternateAudioPlayThroughTwincastd) {
   for (const char* a : {"-b:v", "250k", "-c:a", "aac", "-b:a", "64k", "-metadata:s:a:0", "language=eng", "-f", "mpegts"})
     args.emplace_back(a);
   args.push_back(url("239.1.1.81"));
-  ASSERT_GT(children_.start(args, dir_, "sender"), 0);
+  ASSERT_GT(start_child(args, "sender"), 0);
 
   // The master lists both variants and the alternate once each has segments.
   std::string master;
-  for (int i = 0; i < 300; ++i) {
-    std::this_thread::sleep_for(100ms);
-    if (fetch("index.m3u8", dir_ / "index.m3u8").exit_code != 0) continue;
+  (void)poll_until(30s, [&] {
+    if (fetch("index.m3u8", dir_ / "index.m3u8").exit_code != 0) return false;
     master = read_text(dir_ / "index.m3u8");
-    if (master.find("live-lo.m3u8") != std::string::npos && master.find("URI=\"audio-") != std::string::npos) break;
-  }
+    return master.find("live-lo.m3u8") != std::string::npos && master.find("URI=\"audio-") != std::string::npos;
+  });
   ASSERT_NE(master.find("live-lo.m3u8"), std::string::npos) << master << appliance_log() << read_text(dir_ / "sender.err");
   EXPECT_NE(master.find("RESOLUTION=320x180"), std::string::npos) << master;
   EXPECT_NE(master.find("RESOLUTION=640x360"), std::string::npos) << master;
@@ -213,8 +154,7 @@ TEST_F(AbrNs, ReceivedRenditionAndAlternateAudioPlayThroughTwincastd) {
   EXPECT_EQ(probe.out, "nb_streams=1\n");
 
   // A real player follows the live master, every variant and the alternate (-map 0).
-  const RunResult play = run("ip netns exec " + head_ +
-                             " timeout 60 ffmpeg -nostdin -v error -i http://127.0.0.1:8090/hls/news/index.m3u8 -map 0 -t 6 -f null - 2>&1");
+  const RunResult play = play_master(60, "-map 0");
   EXPECT_EQ(play.exit_code, 0) << play.out;
   EXPECT_EQ(play.out, "") << play.out;
 
@@ -225,10 +165,7 @@ TEST_F(AbrNs, ReceivedRenditionAndAlternateAudioPlayThroughTwincastd) {
   EXPECT_NE(api.out.find("\"news\""), std::string::npos) << api.out;
   EXPECT_EQ(api.out.find("news.lo"), std::string::npos) << api.out;
 
-  int st = -1;
-  EXPECT_TRUE(terminate_child(app, 10000ms, SIGTERM, &st));
-  children_.forget(app);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "status " << st << ": " << appliance_log();
+  stop_twincastd(app);
 }
 
 }  // namespace

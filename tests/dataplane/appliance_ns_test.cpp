@@ -49,7 +49,7 @@
 #include <thread>
 
 #include "dataplane/multicast_receiver.hpp"
-#include "dataplane/netns.hpp"
+#include "dataplane/ns_appliance.hpp"
 #include "tests_common.hpp"
 
 namespace twincast::test {
@@ -66,12 +66,6 @@ constexpr const char* kStbIp = "10.60.0.1";
 constexpr const char* kSrtSrcIp = "10.70.0.1";
 constexpr const char* kSrtHeadIp = "10.70.0.2";
 constexpr const char* kPassphrase = "appliance-ns-secret-7";
-
-std::uint64_t json_number(const std::string& text, const std::string& key) {
-  const std::size_t at = text.find("\"" + key + "\":");
-  if (at == std::string::npos) return ~std::uint64_t{0};
-  return std::stoull(text.substr(at + key.size() + 3));
-}
 
 // `key=N` on the last status line that starts with `line_start` ("port=in ", "channel=x input=y ").
 std::optional<std::uint64_t> status_value(const std::string& log, const std::string& line_start, const std::string& key) {
@@ -347,112 +341,31 @@ OutputReport check_output(const Stream& s, const std::filesystem::path& dir, con
   return r;
 }
 
-class ApplianceNs : public ::testing::Test {
+class ApplianceNs : public NsApplianceTest {
  protected:
   void SetUp() override {
     if (const std::string why = netns_skip_reason(); !why.empty()) GTEST_SKIP() << why;
-    std::random_device rd;
-    sfx_ = random_suffix(rd);
-    src_ = "tasrc" + sfx_;
-    head_ = "tahead" + sfx_;
-    stb_ = "tastb" + sfx_;
-    veth_src_ = "tas" + sfx_;
-    veth_in_ = "tai" + sfx_;
-    veth_out_ = "tao" + sfx_;
-    veth_stb_ = "tab" + sfx_;
+    ASSERT_NO_FATAL_FAILURE(create_testbed({.prefix = "ta", .dir_name = "appliance_ns", .src_ip = kSrcIp, .in_ip = kInIp,
+                                            .out_ip = kOutIp, .stb_ip = kStbIp}));
+    // The SRT link: a third veth pair between src and head, kernel addresses on both ends.
     veth_srt_src_ = "tar" + sfx_;
     veth_srt_head_ = "tah" + sfx_;
-    dir_ = temp_dir("appliance_ns");
-    const std::string s = "ip -n " + src_ + " ", h = "ip -n " + head_ + " ", b = "ip -n " + stb_ + " ";
-    const std::vector<std::string> cmds = {
-        "ip netns add " + src_, "ip netns add " + head_, "ip netns add " + stb_,
-        "ip link add " + veth_src_ + " netns " + src_ + " type veth peer name " + veth_in_ + " netns " + head_,
-        "ip link add " + veth_stb_ + " netns " + stb_ + " type veth peer name " + veth_out_ + " netns " + head_,
+    const std::string s = "ip -n " + src_ + " ", h = "ip -n " + head_ + " ";
+    ASSERT_NO_FATAL_FAILURE(run_setup_commands({
         "ip link add " + veth_srt_src_ + " netns " + src_ + " type veth peer name " + veth_srt_head_ + " netns " + head_,
-        s + "addr add " + kSrcIp + "/24 dev " + veth_src_, s + "link set " + veth_src_ + " up",
         s + "addr add " + kSrtSrcIp + "/24 dev " + veth_srt_src_, s + "link set " + veth_srt_src_ + " up",
-        s + "link set lo up", s + "route add 224.0.0.0/4 dev " + veth_src_,
-        b + "addr add " + kStbIp + "/24 dev " + veth_stb_, b + "link set " + veth_stb_ + " up",
-        b + "link set lo up", b + "route add 224.0.0.0/4 dev " + veth_stb_,
-        h + "link set " + veth_in_ + " up", h + "link set " + veth_out_ + " up",
-        h + "addr add " + kSrtHeadIp + "/24 dev " + veth_srt_head_, h + "link set " + veth_srt_head_ + " up",
-        h + "link set lo up"};
-    ASSERT_NO_FATAL_FAILURE(run_setup_commands(cmds));
+        h + "addr add " + kSrtHeadIp + "/24 dev " + veth_srt_head_, h + "link set " + veth_srt_head_ + " up"}));
     std::ofstream(dir_ / "srt.key") << kPassphrase << "\n";
     ::chmod((dir_ / "srt.key").c_str(), 0600);
   }
 
   void TearDown() override {
     receivers_.clear();
-    // SIGTERM to every child at once, then up to 5 s each to leave before SIGKILL.
-    for (pid_t p : children_.pids()) ::kill(p, SIGTERM);
-    for (pid_t p : children_.pids()) {
-      int st = 0;
-      if (!wait_for(p, 5000ms, &st)) {
-        ::kill(p, SIGKILL);
-        ::waitpid(p, &st, 0);
-      }
-    }
-    children_.clear();
-    delete_netns({src_, head_, stb_});
-    if (!dir_.empty() && !HasFailure()) std::filesystem::remove_all(dir_);
+    NsApplianceTest::TearDown();
   }
 
-  pid_t start_child(const std::vector<std::string>& args, const std::string& tag) {
-    return children_.start(args, dir_, tag);
-  }
-  // SIGTERM (or `sig`), wait, forget; false when it had to be killed.
-  bool end_child(pid_t pid, std::chrono::milliseconds grace, int* status = nullptr, int sig = SIGTERM) {
-    if (pid <= 0) return false;
-    if (const auto gone = exited_.find(pid); gone != exited_.end()) {  // reaped by alive(): never signal it
-      if (status != nullptr) *status = gone->second;
-      return true;
-    }
-    int st = 0;
-    const bool ok = terminate_child(pid, grace, sig, &st);
-    if (status != nullptr) *status = st;
-    children_.forget(pid);
-    return ok;
-  }
-  // False once it exited; it is reaped then, and forgotten as a child (its pid may be reused).
-  bool alive(pid_t pid) {
-    if (exited_.count(pid) != 0) return false;
-    int st = 0;
-    if (::waitpid(pid, &st, WNOHANG) == 0) return true;
-    exited_[pid] = st;
-    children_.forget(pid);
-    return false;
-  }
-
-  // Writes the channel map (EAL and the two data-plane ports, then `channels`) and starts
-  // twincastd in head with a status line every second; waits until it runs.
-  pid_t start_appliance(const std::string& channels) {
-    const std::string yaml = "dataplane:\n  lcores: \"0,1\"\n  memory_mb: 512\n  hugepages: false\n  file_prefix: ta" + sfx_ +
-                             "\nports:\n"
-                             "  - { name: in, device: \"net_af_packet0,iface=" + veth_in_ + "\", address: " + kInIp + "/24 }\n"
-                             "  - { name: out, device: \"net_af_packet1,iface=" + veth_out_ + "\", address: " + kOutIp + "/24 }\n"
-                             "channels:\n" + channels;
-    std::ofstream(dir_ / "channels.yaml") << yaml;
-    const RunResult check = run(shell_quote(tool("twincastd").string()) + " --check " + shell_quote((dir_ / "channels.yaml").string()));
-    EXPECT_EQ(check.exit_code, 0) << check.out << yaml;
-    const pid_t pid = start_child({"ip", "netns", "exec", head_, tool("twincastd").string(), "--status-interval", "1",
-                                   (dir_ / "channels.yaml").string()},
-                                  "twincastd");
-    for (int i = 0; i < 300 && pid > 0; ++i) {
-      if (appliance_log().find("twincastd: running") != std::string::npos) return pid;
-      if (!alive(pid)) break;
-      std::this_thread::sleep_for(50ms);
-    }
-    ADD_FAILURE() << "twincastd did not start: " << appliance_log();
-    return -1;
-  }
-  // SIGTERM; it must leave within 10 s with status 0.
-  void stop_appliance(pid_t pid) {
-    int st = -1;
-    EXPECT_TRUE(end_child(pid, 10000ms, &st)) << "twincastd did not stop on SIGTERM";
-    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "status " << st << ": " << appliance_log();
-  }
-  std::string appliance_log() { return read_text(dir_ / "twincastd.err"); }
+  // The channel map with `channels` (list items) under "channels:"; twincastd running.
+  pid_t start_appliance(const std::string& channels) { return start_twincastd("channels:\n" + channels); }
 
   // ffmpeg in src looping a fixture in real time to `url` (format mpegts or rtp_mpegts).
   pid_t start_ffmpeg_sender(const std::string& fixture_name, const std::string& format, const std::string& url,
@@ -480,8 +393,6 @@ class ApplianceNs : public ::testing::Test {
     }
     return pred(appliance_log());
   }
-
-  std::string ns_exec(const std::string& ns) const { return "ip netns exec " + ns + " "; }
 
   // 3. (see the tests) An MPTS of three programs split into three SPTS channels by
   // source_service_id; `shared`: one received flow feeds the three channels, otherwise each
@@ -515,7 +426,7 @@ class ApplianceNs : public ::testing::Test {
     std::this_thread::sleep_for(5s);
     for (Receiver* r : rx) r->stop();
     const std::string log = appliance_log();
-    stop_appliance(app);
+    stop_twincastd(app);
     for (int p = 0; p < 3; ++p) {
       SCOPED_TRACE(names[p]);
       const Stream s = assemble(rx[p]->datagrams(), false);
@@ -533,11 +444,7 @@ class ApplianceNs : public ::testing::Test {
     }
   }
 
-  std::string sfx_;
-  std::string src_, head_, stb_, veth_src_, veth_in_, veth_out_, veth_stb_, veth_srt_src_, veth_srt_head_;
-  std::filesystem::path dir_;
-  Children children_;
-  std::map<pid_t, int> exited_;  // children reaped by alive(), with their wait status
+  std::string veth_srt_src_, veth_srt_head_;
   std::vector<std::unique_ptr<Receiver>> receivers_;
 };
 
@@ -563,7 +470,7 @@ TEST_F(ApplianceNs, UdpSptsInSptsOutWithTheConfiguredService) {
                               "-show_entries stream=codec_name -of compact "
                               "'udp://@239.2.2.1:5000?localaddr=" + kStbIp + "&timeout=5000000'");
   const std::string log = appliance_log();
-  stop_appliance(app);
+  stop_twincastd(app);
 
   EXPECT_EQ(probe.exit_code, 0) << probe.out;
   EXPECT_NE(probe.out.find("program_id=301"), std::string::npos) << probe.out;
@@ -597,7 +504,7 @@ TEST_F(ApplianceNs, ConfiguredLcnReachesTheNit) {
   Receiver& rx = receive("239.2.2.1", 5000);
   std::this_thread::sleep_for(3s);
   rx.stop();
-  stop_appliance(app);
+  stop_twincastd(app);
   const Stream s = assemble(rx.datagrams(), false);
   ASSERT_GT(s.ts.size(), 188u * 200);
   const auto raw = dir_ / "lcn.ts";
@@ -622,7 +529,7 @@ TEST_F(ApplianceNs, RtpInRtpOutReceivedByFfmpeg) {
                             "&timeout=5000000' -t 4 -map 0 -c copy -y " + shell_quote(peer.string()));
   rx.stop();
   const std::string log = appliance_log();
-  stop_appliance(app);
+  stop_twincastd(app);
 
   EXPECT_EQ(rec.exit_code, 0) << rec.out;
   const RunResult probe = run("ffprobe -v error -show_entries stream=codec_name -show_entries format=duration -of compact " +
@@ -686,7 +593,7 @@ TEST_F(ApplianceNs, SrtListenerRejectsAWrongPassphraseWhileTheGoodCallerFlows) {
   rx.stop();
   end_child(bad, 2000ms);
   const std::string log = appliance_log();
-  stop_appliance(app);
+  stop_twincastd(app);
 
   EXPECT_TRUE(rejected) << log << read_text(dir_ / "bad.err");
   EXPECT_EQ(status_value(log, line, "srt_connected").value_or(0), 1u) << log;
@@ -717,7 +624,7 @@ TEST_F(ApplianceNs, SrtRecoversFromALossyContributionLink) {
   rx.stop();
   std::this_thread::sleep_for(1100ms);  // one more status line
   const std::string log = appliance_log();
-  stop_appliance(app);
+  stop_twincastd(app);
   link.stop();
 
   // The link did lose packets, SRT saw the gaps, and filled them.
@@ -766,7 +673,7 @@ TEST_F(ApplianceNs, FailoverToTheBackupWhenThePrimaryDies) {
   std::this_thread::sleep_for(3s);
   rx.stop();
   const std::string log = appliance_log();
-  stop_appliance(app);
+  stop_twincastd(app);
 
   ASSERT_TRUE(primary_after_kill && backup_after_kill) << log;
   EXPECT_EQ(status_value(log, "channel=fo input=primary ", "ts_packets"), primary_after_kill) << log;
@@ -836,7 +743,7 @@ TEST_F(ApplianceNs, GarbageAndFloodsAreDroppedAndTheChannelGoesOn) {
   rx.stop();
   const std::string log = appliance_log();
   EXPECT_TRUE(alive(app)) << log;
-  stop_appliance(app);
+  stop_twincastd(app);
 
   const std::uint64_t drops_after = status_value(log, "port=in ", "drops").value_or(0);
   EXPECT_GT(sent, 15000u);
@@ -912,7 +819,7 @@ TEST_F(ApplianceNs, ForcedSwitchIsCleanAtTheReceiver) {
   const RunResult after = run(ctl + "--json status");
   rx.stop();
   const std::string log = appliance_log();
-  stop_appliance(app);
+  stop_twincastd(app);
 
   // `status --json` prints the channel list; ours is the only channel.
   EXPECT_EQ(json_string(after.out, "active_input"), "primary") << after.out;
@@ -1162,7 +1069,7 @@ TEST_F(ApplianceNs, PacingP99AtTheReceiver) {
   for (Receiver* r : {&ffmpeg_out, &timed_out, &ffmpeg_in, &timed_in}) r->stop();
   timed.stop();
   const std::string log = appliance_log();
-  stop_appliance(app);
+  stop_twincastd(app);
 
   auto show = [](const PacingStats& p) {
     std::ostringstream o;
@@ -1321,7 +1228,7 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   kids_rx.stop();
   extra_rx.stop();
   const std::string log = appliance_log();
-  stop_appliance(app);
+  stop_twincastd(app);
 
   EXPECT_EQ(by_signal + by_api, static_cast<std::size_t>(n_reloads));
   RecordProperty("slowest_api_reload_ms", static_cast<int>(slowest_api_reload.count()));
@@ -1400,10 +1307,7 @@ TEST_F(ApplianceNs, HlsOfAChannelPlaysOverHttp) {
   ASSERT_GT(app, 0);
   ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.70", 5000), "sender"), 0);
   Receiver& rx = receive("239.2.9.1", 5000);
-  const std::string base = "http://127.0.0.1:8090/hls/news/";
-  auto fetch = [&](const std::string& name, const std::filesystem::path& to) {
-    return run(ns_exec(head_) + "curl -sS -f -o " + shell_quote(to.string()) + " " + base + name);
-  };
+  const std::string base = std::string(kOrigin) + "hls/news/";
   // Segments of 2 s: the third is there after ~6-7 s.
   bool ready = false;
   for (int i = 0; i < 150 && !ready; ++i) {
@@ -1456,7 +1360,7 @@ TEST_F(ApplianceNs, HlsOfAChannelPlaysOverHttp) {
     EXPECT_EQ(key.out.substr(0, 1), "1") << seg << " does not start with a key frame";
   }
   // A real player: ffmpeg follows the master playlist live for 6 s and decodes it all.
-  const RunResult play = run(ns_exec(head_) + "timeout 30 ffmpeg -nostdin -v error -i " + base + "index.m3u8 -t 6 -f null - 2>&1");
+  const RunResult play = play_master(30);
   EXPECT_EQ(play.exit_code, 0) << play.out;
   EXPECT_EQ(play.out, "") << play.out;
   // The live window slides: 3 segments listed; once 7 were made (MEDIA-SEQUENCE 4) the
@@ -1492,7 +1396,7 @@ TEST_F(ApplianceNs, HlsOfAChannelPlaysOverHttp) {
   EXPECT_EQ(status.out, "404") << "seg-0 should have been evicted (3 listed, 7 kept)";
   rx.stop();
   const std::string log = appliance_log();
-  stop_appliance(app);
+  stop_twincastd(app);
   const Stream s = assemble(rx.datagrams(), false);
   ASSERT_GT(s.ts.size(), 188u * 1000) << log;
   (void)check_output(s, dir_, "hls_multicast", 0x100);

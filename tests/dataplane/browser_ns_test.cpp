@@ -20,8 +20,6 @@
 // playwright-core (npm ci in tests/browser), so CI runs it. Namespaces get a random suffix
 // and are deleted in TearDown, where every child is stopped too.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <chrono>
@@ -30,11 +28,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <random>
 #include <string>
 #include <thread>
 
-#include "dataplane/netns.hpp"
+#include "dataplane/ns_appliance.hpp"
 #include "tests_common.hpp"
 
 namespace twincast::test {
@@ -66,7 +63,7 @@ double json_value(const std::string& json, const std::string& key) {
   }
 }
 
-class BrowserNs : public ::testing::Test {
+class BrowserNs : public NsApplianceTest {
  protected:
   void SetUp() override {
     if (const std::string why = netns_skip_reason(); !why.empty()) GTEST_SKIP() << why;
@@ -74,36 +71,8 @@ class BrowserNs : public ::testing::Test {
     if (run("node --version").exit_code != 0) GTEST_SKIP() << "node missing (scripts/setup installs it)";
     ASSERT_TRUE(fs::exists(browser_dir() / "node_modules" / "playwright-core" / "package.json"))
         << "playwright-core is not installed in " << browser_dir() << ": run scripts/setup (npm ci there)";
-    std::random_device rd;
-    sfx_ = random_suffix(rd);
-    src_ = "tbsrc" + sfx_;
-    head_ = "tbhead" + sfx_;
-    veth_src_ = "tbs" + sfx_;
-    veth_in_ = "tbi" + sfx_;
-    dir_ = temp_dir("browser_ns");
-    const std::string s = "ip -n " + src_ + " ", h = "ip -n " + head_ + " ";
-    ASSERT_NO_FATAL_FAILURE(run_setup_commands({
-        "ip netns add " + src_, "ip netns add " + head_,
-        "ip link add " + veth_src_ + " netns " + src_ + " type veth peer name " + veth_in_ + " netns " + head_,
-        s + "addr add " + kSrcIp + "/24 dev " + veth_src_, s + "link set " + veth_src_ + " up", s + "link set lo up",
-        s + "route add 224.0.0.0/4 dev " + veth_src_, h + "link set " + veth_in_ + " up", h + "link set lo up"}));
+    ASSERT_NO_FATAL_FAILURE(create_testbed({.prefix = "tb", .dir_name = "browser_ns", .src_ip = kSrcIp, .in_ip = kInIp}));
   }
-
-  void TearDown() override {
-    for (pid_t p : children_.pids()) ::kill(p, SIGTERM);
-    for (pid_t p : children_.pids()) {
-      int st = 0;
-      if (!wait_for(p, 5000ms, &st)) {
-        ::kill(p, SIGKILL);
-        ::waitpid(p, &st, 0);
-      }
-    }
-    children_.clear();
-    delete_netns({src_, head_});
-    if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
-  }
-
-  std::string appliance_log() const { return read_text(dir_ / "twincastd.err"); }
 
   // twincastd in head with one HLS-only channel fed from kGroup; waits until it runs.
   // `protect`: signed URLs and AES-128 (the secret and the API token in dir_).
@@ -116,38 +85,18 @@ class BrowserNs : public ::testing::Test {
       ott_extra = "  secret_file: " + (dir_ / "hls.secret").string() + "\n";
       control = "control:\n  api_listen: 127.0.0.1:8080\n  token_file: " + (dir_ / "api.token").string() + "\n";
     }
-    const std::string yaml = "dataplane:\n  lcores: \"0,1\"\n  memory_mb: 512\n  hugepages: false\n  file_prefix: tb" + sfx_ +
-                             "\n" + control + "ports:\n"
-                             "  - { name: in, device: \"net_af_packet0,iface=" + veth_in_ + "\", address: " + kInIp + "/24 }\n"
-                             "channels:\n"
-                             "  - id: news\n    name: News\n    hls: " + hls + "\n    inputs:\n"
-                             "      - { name: rx, udp: { port: in, group: " + std::string(kGroup) + ", udp_port: 5000 } }\n"
-                             "ott:\n  listen: 127.0.0.1:8090\n  segment_seconds: 2\n  window_segments: 3\n" + ott_extra;
-    std::ofstream(dir_ / "channels.yaml") << yaml;
-    const RunResult check = run(shell_quote(tool("twincastd").string()) + " --check " + shell_quote((dir_ / "channels.yaml").string()));
-    EXPECT_EQ(check.exit_code, 0) << check.out << yaml;
-    const pid_t pid = children_.start({"ip", "netns", "exec", head_, tool("twincastd").string(), "--status-interval", "1",
-                                       (dir_ / "channels.yaml").string()},
-                                      dir_, "twincastd");
-    for (int i = 0; i < 300 && pid > 0; ++i) {
-      if (appliance_log().find("twincastd: running") != std::string::npos) return pid;
-      int st = 0;
-      if (::waitpid(pid, &st, WNOHANG) == pid) {
-        children_.forget(pid);
-        break;
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    ADD_FAILURE() << "twincastd did not start: " << appliance_log();
-    return -1;
+    return start_twincastd(control + "channels:\n"
+                           "  - id: news\n    name: News\n    hls: " + hls + "\n    inputs:\n"
+                           "      - { name: rx, udp: { port: in, group: " + std::string(kGroup) + ", udp_port: 5000 } }\n"
+                           "ott:\n  listen: 127.0.0.1:8090\n  segment_seconds: 2\n  window_segments: 3\n" + ott_extra);
   }
 
   // ffmpeg in src looping the fixture in real time to the channel's group.
   pid_t start_sender() {
-    return children_.start({"ip", "netns", "exec", src_, "ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
-                            "-i", fixture("h264_aac.ts").string(), "-map", "0", "-c", "copy", "-f", "mpegts",
-                            "udp://" + std::string(kGroup) + ":5000?pkt_size=1316&ttl=4&localaddr=" + kSrcIp},
-                           dir_, "sender");
+    return start_child({"ip", "netns", "exec", src_, "ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
+                        "-i", fixture("h264_aac.ts").string(), "-map", "0", "-c", "copy", "-f", "mpegts",
+                        "udp://" + std::string(kGroup) + ":5000?pkt_size=1316&ttl=4&localaddr=" + kSrcIp},
+                       "sender");
   }
 
   // Polls live.m3u8 (curl in head) until it lists `segments` segments; its last text.
@@ -156,8 +105,7 @@ class BrowserNs : public ::testing::Test {
     const auto until = std::chrono::steady_clock::now() + timeout;
     std::string text;
     while (std::chrono::steady_clock::now() < until) {
-      if (run("ip netns exec " + head_ + " curl -sS -f -o " + shell_quote(file.string()) + " " + shell_quote(std::string(kPage) + "hls/news/live.m3u8" + query))
-              .exit_code == 0) {
+      if (fetch("live.m3u8" + query, file).exit_code == 0) {
         text = read_text(file);
         std::size_t n = 0;
         for (std::size_t at = 0; (at = text.find("#EXTINF:", at)) != std::string::npos; ++at) ++n;
@@ -189,10 +137,6 @@ class BrowserNs : public ::testing::Test {
     p.err = read_text(err);
     return p;
   }
-
-  std::string sfx_, src_, head_, veth_src_, veth_in_;
-  fs::path dir_;
-  Children children_;
 };
 
 TEST_F(BrowserNs, ChromiumPlaysALiveChannelFromTheWebPage) {
@@ -227,9 +171,7 @@ TEST_F(BrowserNs, AStoppedSourceFailsTheBrowserCheck) {
   ASSERT_GT(sender, 0);
   (void)wait_for_segments(3, 20s);
   ASSERT_FALSE(HasFailure());
-  int st = 0;
-  (void)terminate_child(sender, 5000ms, SIGTERM, &st);
-  children_.forget(sender);
+  (void)end_child(sender, 5000ms);
 
   // The window is 12 s, not up to 20 s (the default): the buffer holds ~6 s, so it fails alike.
   const Play p = play("news", "stopped", " --max-seconds 12");

@@ -54,82 +54,36 @@ using ByteVec = std::vector<std::uint8_t>;
 
 const char* const kOurMac = "02:74:63:01:00:02";
 
-class DataplaneNs : public ::testing::Test {
+class DataplaneNs : public NsTestbed {
  protected:
   void SetUp() override {
     if (const std::string why = netns_skip_reason(); !why.empty()) GTEST_SKIP() << why;
     std::random_device rd;
-    sfx_ = random_suffix(rd);
     net_ = static_cast<int>(100 + rd() % 100);
-    src_ = "tcsrc" + sfx_;
-    head_ = "tchead" + sfx_;
-    stb_ = "tcstb" + sfx_;
-    veth_src_ = "tcs" + sfx_;
-    veth_h1_ = "tch1" + sfx_;
-    veth_h2_ = "tch2" + sfx_;
-    veth_stb_ = "tcb" + sfx_;
     src_ip_ = addr(1, 1);
     in_ip_ = addr(1, 2);
     out_ip_ = addr(2, 2);
     stb_ip_ = addr(2, 3);
-    dir_ = temp_dir("dp_ns");
-    const std::vector<std::string> cmds = {
-        "ip netns add " + src_, "ip netns add " + head_, "ip netns add " + stb_,
-        "ip link add " + veth_src_ + " netns " + src_ + " type veth peer name " + veth_h1_ + " netns " + head_,
-        "ip link add " + veth_stb_ + " netns " + stb_ + " type veth peer name " + veth_h2_ + " netns " + head_,
-        "ip -n " + src_ + " addr add " + src_ip_ + "/24 dev " + veth_src_,
-        "ip -n " + src_ + " link set " + veth_src_ + " up", "ip -n " + src_ + " link set lo up",
-        "ip -n " + src_ + " route add 224.0.0.0/4 dev " + veth_src_,
-        "ip -n " + stb_ + " addr add " + stb_ip_ + "/24 dev " + veth_stb_,
-        "ip -n " + stb_ + " link set " + veth_stb_ + " up", "ip -n " + stb_ + " link set lo up",
-        "ip -n " + stb_ + " route add 224.0.0.0/4 dev " + veth_stb_,
-        "ip -n " + head_ + " link set " + veth_h1_ + " up", "ip -n " + head_ + " link set " + veth_h2_ + " up",
-        "ip -n " + head_ + " link set lo up"};
-    ASSERT_NO_FATAL_FAILURE(run_setup_commands(cmds));
+    ASSERT_NO_FATAL_FAILURE(create_testbed({.prefix = "tc", .dir_name = "dp_ns", .src_ip = src_ip_, .in_ip = in_ip_,
+                                            .out_ip = out_ip_, .stb_ip = stb_ip_}));
   }
 
   void TearDown() override {
     stop_capture();
-    for (pid_t p : children_.pids()) {
-      ::kill(p, SIGKILL);
-      int st = 0;
-      ::waitpid(p, &st, 0);
-    }
-    delete_netns({src_, head_, stb_});
-    if (!dir_.empty() && !HasFailure()) std::filesystem::remove_all(dir_);
+    children_.kill_all();
+    NsTestbed::TearDown();
   }
 
   std::string addr(int subnet, int host) const {
     return "10." + std::to_string(net_) + "." + std::to_string(subnet) + "." + std::to_string(host);
   }
 
-  pid_t start_child(const std::vector<std::string>& args, const std::string& tag) {
-    return children_.start(args, dir_, tag);
-  }
-  // SIGTERM, wait, forget; false when it had to be killed.
-  bool end_child(pid_t pid, std::chrono::milliseconds grace) {
-    int st = 0;
-    const bool ok = terminate_child(pid, grace, SIGTERM, &st);
-    children_.forget(pid);
-    return ok;
-  }
-
   // Captures ARP and IGMP frames on src's veth (a packet socket in src's namespace).
   void start_capture() {
     capture_ = std::thread([this] {
       if (!enter_netns(src_)) return;
-      const int s = ::socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+      const int s = packet_socket(veth_src_, 100ms);
       if (s < 0) return;
-      sockaddr_ll sll{};
-      sll.sll_family = AF_PACKET;
-      sll.sll_protocol = htons(ETH_P_ALL);
-      sll.sll_ifindex = static_cast<int>(if_nametoindex(veth_src_.c_str()));
-      timeval tv{0, 100000};
-      ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-      if (::bind(s, reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0) {
-        ::close(s);
-        return;
-      }
       capture_ready_ = true;
       std::uint8_t buf[2048];
       while (!capture_stop_) {
@@ -199,8 +153,8 @@ class DataplaneNs : public ::testing::Test {
 
   pid_t start_forwarder(const std::string& input, const std::string& output, const std::string& pipeline) {
     const pid_t pid = start_child(
-        {"ip", "netns", "exec", head_, tool("dp_forwarder").string(), "--in-dev", "net_af_packet0,iface=" + veth_h1_,
-         "--in-ip", in_ip_, "--in-mac", kOurMac, "--out-dev", "net_af_packet1,iface=" + veth_h2_, "--out-ip", out_ip_,
+        {"ip", "netns", "exec", head_, tool("dp_forwarder").string(), "--in-dev", "net_af_packet0,iface=" + veth_in_,
+         "--in-ip", in_ip_, "--in-mac", kOurMac, "--out-dev", "net_af_packet1,iface=" + veth_out_, "--out-ip", out_ip_,
          "--input", input, "--output", output, "--ttl", "4", "--pipeline", pipeline, "--file-prefix", "tcdp" + sfx_},
         "forwarder");
     for (int i = 0; i < 200; ++i) {
@@ -222,12 +176,8 @@ class DataplaneNs : public ::testing::Test {
     return r;
   }
 
-  std::string sfx_;
   int net_ = 0;
-  std::string src_, head_, stb_, veth_src_, veth_h1_, veth_h2_, veth_stb_;
   std::string src_ip_, in_ip_, out_ip_, stb_ip_;
-  std::filesystem::path dir_;
-  Children children_;
   std::thread capture_;
   std::atomic<bool> capture_stop_{false};
   std::atomic<bool> capture_ready_{false};
@@ -463,11 +413,7 @@ class IgmpQuerierNs : public ::testing::Test {
 
   void TearDown() override {
     stop_capture();
-    for (pid_t p : children_.pids()) {
-      ::kill(p, SIGKILL);
-      int st = 0;
-      ::waitpid(p, &st, 0);
-    }
+    children_.kill_all();
     delete_netns({sw_, head_});
     if (!dir_.empty() && !HasFailure()) std::filesystem::remove_all(dir_);
   }
@@ -499,18 +445,8 @@ class IgmpQuerierNs : public ::testing::Test {
   void start_capture() {
     capture_ = std::thread([this] {
       if (!enter_netns(sw_)) return;
-      const int s = ::socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+      const int s = packet_socket(port_, 50ms);
       if (s < 0) return;
-      sockaddr_ll sll{};
-      sll.sll_family = AF_PACKET;
-      sll.sll_protocol = htons(ETH_P_ALL);
-      sll.sll_ifindex = static_cast<int>(if_nametoindex(port_.c_str()));
-      timeval tv{0, 50000};
-      ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-      if (::bind(s, reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0) {
-        ::close(s);
-        return;
-      }
       capture_ready_ = true;
       std::uint8_t buf[2048];
       while (!capture_stop_) {

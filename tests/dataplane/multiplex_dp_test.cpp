@@ -10,11 +10,11 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <optional>
 
 #include "dataplane/eal_harness.hpp"
+#include "dataplane/pcap_port.hpp"
 #include "dataplane/ts_frames.hpp"
 #include "tests_common.hpp"
 #include "twincast/dataplane/dataplane.hpp"
@@ -47,46 +47,29 @@ ByteVec udp_frame(Ipv4 dst, std::uint16_t dport, std::span<const TsPacket> packe
 }
 using test::ts_to;
 
-TEST(MultiplexDataplane, ChannelsFromTheWireLeaveAsOneMpts) {
-  const auto dir = test::temp_dir("dp_mux");
-  {
-    const std::uint32_t hdr[6] = {0xa1b2c3d4, 0x00040002, 0, 0, 65535, 1};
-    std::ofstream(dir / "empty.pcap", std::ios::binary).write(reinterpret_cast<const char*>(hdr), sizeof hdr);
-  }
-  const auto tx_pcap = dir / "tx.pcap";
+// The configuration both cases start from: the pcap port on the vdev `name` (TX to
+// `tx_pcap`), one channel per source k ("ch<k>", "Channel <k>", service 301 + k) receiving
+// 239.1.9.<k+1>:5000, and the multiplex "m" of them all with one CBR output to kMuxGroup:6000.
+ApplianceConfig mux_config(const std::string& name, const std::filesystem::path& dir, const std::filesystem::path& tx_pcap,
+                           std::size_t n_channels) {
   ApplianceConfig cfg;
-  PortConfig port;
-  port.name = "p0";
-  port.device = "net_pcap_mux0,rx_pcap=" + (dir / "empty.pcap").string() + ",tx_pcap=" + tx_pcap.string();
-  port.address = kOurIp;
-  port.mac = kOurMac;
-  port.mbufs = 4095;
-  cfg.ports.push_back(port);
-  const std::vector<std::string> files = {"h264_aac.ts", "hevc_aac.ts", "mpeg2_mp2.ts"};
-  for (std::size_t k = 0; k < files.size(); ++k) {
+  cfg.ports.push_back(test::pcap_port(name, dir, tx_pcap, kOurIp));
+  cfg.ports.back().mac = kOurMac;
+  MultiplexConfig mux;
+  mux.id = "m";
+  for (std::size_t k = 0; k < n_channels; ++k) {
     ChannelConfig ch;
     ch.id = "ch" + std::to_string(k);
     ch.name = "Channel " + std::to_string(k);
     ch.service_id = static_cast<std::uint16_t>(301 + k);
-    ch.lcn = static_cast<std::uint16_t>(21 + k);
     InputConfig in;
     in.port = "p0";
     in.address = ipv4(239, 1, 9, static_cast<std::uint8_t>(k + 1));
     in.udp_port = 5000;
     ch.inputs.push_back(in);
-    if (k == 0) {  // the first also keeps an SPTS output of its own
-      OutputConfig own;
-      own.port = "p0";
-      own.address = kOwnGroup;
-      own.udp_port = 5000;
-      ch.outputs.push_back(own);
-    }
     cfg.channels.push_back(ch);
+    mux.channels.push_back(ch.id);
   }
-  MultiplexConfig mux;
-  mux.id = "m";
-  mux.transport_stream_id = 9;
-  mux.channels = {"ch0", "ch1", "ch2"};
   OutputConfig o;
   o.port = "p0";
   o.address = kMuxGroup;
@@ -95,6 +78,21 @@ TEST(MultiplexDataplane, ChannelsFromTheWireLeaveAsOneMpts) {
   o.cbr_bps = kCbr;
   mux.outputs.push_back(o);
   cfg.multiplexes.push_back(mux);
+  return cfg;
+}
+
+TEST(MultiplexDataplane, ChannelsFromTheWireLeaveAsOneMpts) {
+  const auto dir = test::temp_dir("dp_mux");
+  const auto tx_pcap = dir / "tx.pcap";
+  const std::vector<std::string> files = {"h264_aac.ts", "hevc_aac.ts", "mpeg2_mp2.ts"};
+  ApplianceConfig cfg = mux_config("net_pcap_mux0", dir, tx_pcap, files.size());
+  for (std::size_t k = 0; k < files.size(); ++k) cfg.channels[k].lcn = static_cast<std::uint16_t>(21 + k);
+  OutputConfig own_spts;  // the first also keeps an SPTS output of its own
+  own_spts.port = "p0";
+  own_spts.address = kOwnGroup;
+  own_spts.udp_port = 5000;
+  cfg.channels[0].outputs.push_back(own_spts);
+  cfg.multiplexes[0].transport_stream_id = 9;
 
   auto dp = std::make_unique<Dataplane>(cfg);
   ASSERT_EQ(dp->multiplex_count(), 1u);
@@ -227,49 +225,17 @@ std::vector<TsPacket> rtp_ts_to(const std::vector<ByteVec>& frames, Ipv4 group, 
 // both the MPTS and the member's own SPTS go on without a CC error; the new name is there.
 TEST(MultiplexDataplane, AReloadThatRebuildsTheMultiplexKeepsItsReceiversContinuity) {
   const auto dir = test::temp_dir("dp_mux_reload");
-  {
-    const std::uint32_t hdr[6] = {0xa1b2c3d4, 0x00040002, 0, 0, 65535, 1};
-    std::ofstream(dir / "empty.pcap", std::ios::binary).write(reinterpret_cast<const char*>(hdr), sizeof hdr);
-  }
   const auto tx_pcap = dir / "tx.pcap";
-  ApplianceConfig cfg;
-  PortConfig port;
-  port.name = "p0";
-  port.device = "net_pcap_muxr0,rx_pcap=" + (dir / "empty.pcap").string() + ",tx_pcap=" + tx_pcap.string();
-  port.address = kOurIp;
-  port.mac = kOurMac;
-  port.mbufs = 4095;
-  cfg.ports.push_back(port);
   const std::vector<std::string> files = {"h264_aac.ts", "hevc_aac.ts"};
-  for (std::size_t k = 0; k < files.size(); ++k) {
-    ChannelConfig ch;
-    ch.id = "ch" + std::to_string(k);
-    ch.name = "Channel " + std::to_string(k);
-    ch.service_id = static_cast<std::uint16_t>(301 + k);
-    InputConfig in;
-    in.port = "p0";
-    in.address = ipv4(239, 1, 9, static_cast<std::uint8_t>(k + 1));
-    in.udp_port = 5000;
-    ch.inputs.push_back(in);
+  ApplianceConfig cfg = mux_config("net_pcap_muxr0", dir, tx_pcap, files.size());
+  for (std::size_t k = 0; k < files.size(); ++k) {  // each keeps an RTP output of its own
     OutputConfig own;
     own.port = "p0";
     own.address = ipv4(239, 3, 4, static_cast<std::uint8_t>(k + 1));
     own.udp_port = 5000;
     own.kind = OutputKind::kRtp;
-    ch.outputs.push_back(own);
-    cfg.channels.push_back(ch);
+    cfg.channels[k].outputs.push_back(own);
   }
-  MultiplexConfig mux;
-  mux.id = "m";
-  mux.channels = {"ch0", "ch1"};
-  OutputConfig o;
-  o.port = "p0";
-  o.address = kMuxGroup;
-  o.udp_port = 6000;
-  o.pacing = PacingMode::kCbr;
-  o.cbr_bps = kCbr;
-  mux.outputs.push_back(o);
-  cfg.multiplexes.push_back(mux);
 
   auto dp = std::make_unique<Dataplane>(cfg);
   rte_mempool* pool = dp->mempool(0);

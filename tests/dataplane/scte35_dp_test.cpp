@@ -17,11 +17,11 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "dataplane/eal_harness.hpp"
+#include "dataplane/pcap_port.hpp"
 #include "dataplane/ts_frames.hpp"
 #include "mpegts/scte35_sections.hpp"
 #include "tests_common.hpp"
@@ -105,18 +105,9 @@ struct ChannelRun {
 ChannelRun run_channel(const std::string& name, const std::vector<TsPacket>& stream, bool backup, std::uint64_t main_stops_ns) {
   ChannelRun r;
   const auto dir = test::temp_dir("dp_scte35_" + name);
-  {
-    const std::uint32_t hdr[6] = {0xa1b2c3d4, 0x00040002, 0, 0, 65535, 1};
-    std::ofstream(dir / "empty.pcap", std::ios::binary).write(reinterpret_cast<const char*>(hdr), sizeof hdr);
-  }
   const auto tx_pcap = dir / "tx.pcap";
   ApplianceConfig cfg;
-  PortConfig port;
-  port.name = "p0";
-  port.device = "net_pcap_" + name + ",rx_pcap=" + (dir / "empty.pcap").string() + ",tx_pcap=" + tx_pcap.string();
-  port.address = kOurIp;
-  port.mbufs = 4095;
-  cfg.ports.push_back(port);
+  cfg.ports.push_back(test::pcap_port("net_pcap_" + name, dir, tx_pcap, kOurIp));
   ChannelConfig ch;
   ch.id = "ads";
   ch.name = "Ads";
@@ -309,11 +300,11 @@ TEST(Scte35Dataplane, PassesThroughTheMulticastOutputAndBecomesPlaylistCues) {
   ASSERT_EQ(s_brk_out->cues.size(), 1u);
   const hls::Cue& out = s_brk_out->cues[0];
   EXPECT_EQ(out.kind, hls::CueKind::kOut);
-  EXPECT_EQ(out.id, "splice-7");
+  EXPECT_EQ(out.id, sw::cue_id("splice-7", out.wall_ms));
   EXPECT_EQ(out.section, brk_out);
   EXPECT_EQ(out.wall_ms, s_brk_out->program_date_time_ms);
   EXPECT_EQ(sw::tags_before(h.playlist, uri_of(*s_brk_out)),
-            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"splice-7\",START-DATE=\"" + iso(out.wall_ms) +
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"" + out.id + "\",START-DATE=\"" + iso(out.wall_ms) +
                                           "\",PLANNED-DURATION=2.500,SCTE35-OUT=" + sw::to_hex(brk_out),
                                       "#EXT-X-CUE-OUT:DURATION=2.500"}))
       << h.playlist;
@@ -324,14 +315,14 @@ TEST(Scte35Dataplane, PassesThroughTheMulticastOutputAndBecomesPlaylistCues) {
   EXPECT_EQ(in.wall_ms, s_brk_in->program_date_time_ms +
                             static_cast<std::int64_t>((mpegts::pts_delta(s_brk_in->first_pts, f0 + 11 * kPts1s / 2) + 45) / 90));
   EXPECT_EQ(sw::tags_before(h.playlist, uri_of(*s_brk_in)),
-            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"splice-7\",START-DATE=\"" + iso(out.wall_ms) + "\",END-DATE=\"" +
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"" + out.id + "\",START-DATE=\"" + iso(out.wall_ms) + "\",END-DATE=\"" +
                                           iso(in.wall_ms) + "\",DURATION=" + sw::seconds(in.wall_ms - out.wall_ms) +
                                           ",SCTE35-IN=" + sw::to_hex(brk_in),
                                       "#EXT-X-CUE-IN"}))
       << h.playlist;
   // The Placement Opportunity: out and in on their segments, with the two-packet section whole.
   const auto ppo = [](const hls::Segment& s, hls::CueKind k) {
-    return std::count_if(s.cues.begin(), s.cues.end(), [&](const hls::Cue& c) { return c.id == "seg-500-34" && c.kind == k; });
+    return std::count_if(s.cues.begin(), s.cues.end(), [&](const hls::Cue& c) { return c.id.starts_with("seg-500-34-") && c.kind == k; });
   };
   EXPECT_EQ(ppo(*s_ppo_out, hls::CueKind::kOut), 1);
   EXPECT_EQ(ppo(*s_ppo_in, hls::CueKind::kIn), 1);
@@ -407,10 +398,10 @@ TEST(Scte35Dataplane, AFailoverBetweenACueAndItsSplicePointNeitherLosesNorRepeat
   EXPECT_EQ(in.out_wall_ms, out.wall_ms);
   EXPECT_EQ(in.wall_ms, out.wall_ms + 1500);
   EXPECT_EQ(sw::tags_before(h.playlist, uri_of(*s_brk_out)),
-            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"splice-8\",START-DATE=\"" + iso(out.wall_ms) +
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"" + sw::cue_id("splice-8", out.wall_ms) + "\",START-DATE=\"" + iso(out.wall_ms) +
                                           "\",PLANNED-DURATION=1.500,SCTE35-OUT=" + sw::to_hex(brk_out),
                                       "#EXT-X-CUE-OUT:DURATION=1.500",
-                                      "#EXT-X-DATERANGE:ID=\"splice-8\",START-DATE=\"" + iso(out.wall_ms) + "\",END-DATE=\"" +
+                                      "#EXT-X-DATERANGE:ID=\"" + sw::cue_id("splice-8", out.wall_ms) + "\",START-DATE=\"" + iso(out.wall_ms) + "\",END-DATE=\"" +
                                           iso(in.wall_ms) + "\",DURATION=1.500,SCTE35-IN=" + sw::to_hex(brk_in),
                                       "#EXT-X-CUE-IN"}))
       << h.playlist;

@@ -21,8 +21,9 @@
 // the transcoder reports no error and no dropped input (channels.json), and the multicast
 // output of the same channel keeps zero continuity errors and decodes.
 //
-// Waits are polls with deadlines (the machine may be loaded), never fixed sleeps. Namespaces
-// get a random suffix and are deleted in TearDown with every child stopped.
+// Waits are polls with deadlines (the machine may be loaded), never fixed sleeps. The
+// namespaces, twincastd and its origin come from NsApplianceTest (ns_appliance.hpp): they get
+// a random suffix and are deleted in TearDown with every child stopped.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -52,7 +53,7 @@
 #include <vector>
 
 #include "dataplane/multicast_receiver.hpp"
-#include "dataplane/netns.hpp"
+#include "dataplane/ns_appliance.hpp"
 #include "tests_common.hpp"
 
 namespace twincast::test {
@@ -168,12 +169,6 @@ std::string attribute(const std::string& list, const std::string& name) {
   return "";
 }
 
-std::uint64_t json_number(const std::string& text, const std::string& key) {
-  const std::size_t at = text.find("\"" + key + "\":");
-  if (at == std::string::npos) return ~std::uint64_t{0};
-  return std::stoull(text.substr(at + key.size() + 3));
-}
-
 
 
 // What ffprobe says of a segment's first video packet and its stream.
@@ -200,87 +195,25 @@ SegmentProbe probe_segment(const fs::path& file) {
   return p;
 }
 
-class TranscodeNs : public ::testing::Test {
+class TranscodeNs : public NsApplianceTest {
  protected:
   void SetUp() override {
     if (const std::string why = netns_skip_reason(); !why.empty()) GTEST_SKIP() << why;
-    std::random_device rd;
-    sfx_ = random_suffix(rd);
-    src_ = "txsrc" + sfx_;
-    head_ = "txhead" + sfx_;
-    stb_ = "txstb" + sfx_;
-    veth_src_ = "txs" + sfx_;
-    veth_in_ = "txi" + sfx_;
-    veth_out_ = "txo" + sfx_;
-    veth_stb_ = "txb" + sfx_;
-    dir_ = temp_dir("transcode_ns");
-    const std::string s = "ip -n " + src_ + " ", h = "ip -n " + head_ + " ", b = "ip -n " + stb_ + " ";
-    ASSERT_NO_FATAL_FAILURE(run_setup_commands({
-        "ip netns add " + src_, "ip netns add " + head_, "ip netns add " + stb_,
-        "ip link add " + veth_src_ + " netns " + src_ + " type veth peer name " + veth_in_ + " netns " + head_,
-        "ip link add " + veth_stb_ + " netns " + stb_ + " type veth peer name " + veth_out_ + " netns " + head_,
-        s + "addr add " + kSrcIp + "/24 dev " + veth_src_, s + "link set " + veth_src_ + " up", s + "link set lo up",
-        s + "route add 224.0.0.0/4 dev " + veth_src_,
-        b + "addr add " + kStbIp + "/24 dev " + veth_stb_, b + "link set " + veth_stb_ + " up", b + "link set lo up",
-        b + "route add 224.0.0.0/4 dev " + veth_stb_,
-        h + "link set " + veth_in_ + " up", h + "link set " + veth_out_ + " up", h + "link set lo up"}));
+    ASSERT_NO_FATAL_FAILURE(create_testbed({.prefix = "tx", .dir_name = "transcode_ns", .src_ip = kSrcIp, .in_ip = kInIp,
+                                            .out_ip = kOutIp, .stb_ip = kStbIp}));
   }
 
   void TearDown() override {
     receiver_.reset();
-    for (pid_t p : children_.pids()) ::kill(p, SIGTERM);
-    for (pid_t p : children_.pids()) {
-      int st = 0;
-      if (!wait_for(p, 5000ms, &st)) {
-        ::kill(p, SIGKILL);
-        ::waitpid(p, &st, 0);
-      }
-    }
-    children_.clear();
-    delete_netns({src_, head_, stb_});
-    if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
+    NsApplianceTest::TearDown();
   }
 
-  std::string appliance_log() { return read_text(dir_ / "twincastd.err"); }
-
-  pid_t start_appliance(const std::string& rest) {
-    const std::string yaml = "dataplane:\n  lcores: \"0,1\"\n  memory_mb: 512\n  hugepages: false\n  file_prefix: tx" + sfx_ +
-                             "\nports:\n"
-                             "  - { name: in, device: \"net_af_packet0,iface=" + veth_in_ + "\", address: " + kInIp + "/24 }\n"
-                             "  - { name: out, device: \"net_af_packet1,iface=" + veth_out_ + "\", address: " + kOutIp + "/24 }\n" +
-                             rest;
-    std::ofstream(dir_ / "channels.yaml") << yaml;
-    const RunResult check = run(shell_quote(tool("twincastd").string()) + " --check " + shell_quote((dir_ / "channels.yaml").string()));
-    EXPECT_EQ(check.exit_code, 0) << check.out << yaml;
-    const pid_t pid = children_.start({"ip", "netns", "exec", head_, tool("twincastd").string(), "--status-interval", "1",
-                                       (dir_ / "channels.yaml").string()},
-                                      dir_, "twincastd");
-    const auto until = Clock::now() + 15s;
-    while (pid > 0 && Clock::now() < until) {
-      if (appliance_log().find("twincastd: running") != std::string::npos) return pid;
-      int st = 0;
-      if (::waitpid(pid, &st, WNOHANG) == pid) {
-        children_.forget(pid);
-        break;
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    ADD_FAILURE() << "twincastd did not start: " << appliance_log();
-    return -1;
-  }
-
-  // GET http://<ott.listen>/<path> into `to`, in head.
-  RunResult get(const std::string& path, const fs::path& to) {
-    return run("ip netns exec " + head_ + " curl -sS -f --max-time 10 -o " + shell_quote(to.string()) +
-               " http://127.0.0.1:8090/" + path + " 2>&1");
-  }
-  RunResult fetch(const std::string& name, const fs::path& to) { return get("hls/news/" + name, to); }
   std::string fetch_text(const std::string& name) {
     const fs::path to = dir_ / ("text-" + name);
     return fetch(name, to).exit_code == 0 ? read_text(to) : std::string{};
   }
   std::string channels_json() {
-    return get("channels.json", dir_ / "channels.json").exit_code == 0 ? read_text(dir_ / "channels.json") : std::string{};
+    return origin_get("channels.json", dir_ / "channels.json").exit_code == 0 ? read_text(dir_ / "channels.json") : std::string{};
   }
 
   // Why HLS may have stalled on a loaded machine: the data plane's overload protection
@@ -295,19 +228,6 @@ class TranscodeNs : public ::testing::Test {
     return out + "\n";
   }
 
-  // Polls `done` every 200 ms until it holds or `timeout` passes; its last answer.
-  static bool poll_until(std::chrono::milliseconds timeout, const std::function<bool()>& done) {
-    const auto until = Clock::now() + timeout;
-    while (Clock::now() < until) {
-      if (done()) return true;
-      std::this_thread::sleep_for(200ms);
-    }
-    return done();
-  }
-
-  std::string sfx_, src_, head_, stb_, veth_src_, veth_in_, veth_out_, veth_stb_;
-  fs::path dir_;
-  Children children_;
   std::unique_ptr<MulticastReceiver> receiver_;
 };
 
@@ -315,7 +235,7 @@ TEST_F(TranscodeNs, TranscodedLadderPlaysAlignedBesideTheMulticastOutput) {
   const auto started = Clock::now();
   const fs::path source = source_720p();
   ASSERT_FALSE(source.empty());
-  const pid_t app = start_appliance(
+  const pid_t app = start_twincastd(
       "channels:\n"
       "  - id: news\n    name: News\n    inputs:\n"
       "      - { name: rx, udp: { port: in, group: " + std::string(kInGroup) + ", udp_port: 5000 } }\n"
@@ -334,10 +254,10 @@ TEST_F(TranscodeNs, TranscodedLadderPlaysAlignedBesideTheMulticastOutput) {
   // window's RX bursts full) takes that for overload and sheds the channel's OTT feed (seen
   // here: 27-37% of the packets reached the packager, with or without transcoding). That
   // is a data-plane matter, reported, not tested here.
-  ASSERT_GT(children_.start({"ip", "netns", "exec", src_, "ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i",
-                             source.string(), "-map", "0", "-c", "copy", "-f", "mpegts",
-                             "udp://" + std::string(kInGroup) + ":5000?pkt_size=1316&ttl=4&bitrate=3500000&localaddr=" + kSrcIp},
-                            dir_, "sender"),
+  ASSERT_GT(start_child({"ip", "netns", "exec", src_, "ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", source.string(),
+                         "-map", "0", "-c", "copy", "-f", "mpegts",
+                         "udp://" + std::string(kInGroup) + ":5000?pkt_size=1316&ttl=4&bitrate=3500000&localaddr=" + kSrcIp},
+                        "sender"),
             0);
 
   // 1. The master lists the three variants once each has a published segment.
@@ -461,8 +381,7 @@ TEST_F(TranscodeNs, TranscodedLadderPlaysAlignedBesideTheMulticastOutput) {
   }
 
   // 4. A real player reads the whole master live, every variant (-map 0), without a word.
-  const RunResult play = run("ip netns exec " + head_ +
-                             " timeout 60 ffmpeg -nostdin -v error -i http://127.0.0.1:8090/hls/news/index.m3u8 -map 0 -t 6 -f null - 2>&1");
+  const RunResult play = play_master(60, "-map 0");
   EXPECT_EQ(play.exit_code, 0) << play.out;
   EXPECT_EQ(play.out, "") << play.out;
 
@@ -490,10 +409,7 @@ TEST_F(TranscodeNs, TranscodedLadderPlaysAlignedBesideTheMulticastOutput) {
   EXPECT_EQ(dec.exit_code, 0) << dec.out;
   EXPECT_EQ(dec.out, "") << dec.out;
 
-  int st = -1;
-  EXPECT_TRUE(terminate_child(app, 10000ms, SIGTERM, &st)) << "twincastd did not stop on SIGTERM";
-  children_.forget(app);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "status " << st << ": " << appliance_log();
+  stop_twincastd(app);
   const double total_s = std::chrono::duration<double>(Clock::now() - started).count();
   std::cout << "[ measure  ] three variants listed after " << ready_s << " s; whole test " << total_s << " s\n";
   RecordProperty("variants_listed_ms", static_cast<int>(ready_s * 1000));
