@@ -13,6 +13,8 @@
 #include <thread>
 #include <unordered_set>
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 
@@ -918,6 +920,12 @@ void HttpServer::start() {
   for (std::size_t i = 0; i < impl_->acceptors.size(); ++i) do_accept(*impl_, *impl_->acceptors[i], *impl_->accept_timers[i]);
   for (auto& ioc : impl_->iocs) {
     impl_->threads.emplace_back([&ioc] {
+      // sendfile(2) to a socket the peer has closed raises SIGPIPE (it has no MSG_NOSIGNAL),
+      // which would end the process: blocked on this thread, the call fails with EPIPE.
+      sigset_t pipe;
+      sigemptyset(&pipe);
+      sigaddset(&pipe, SIGPIPE);
+      pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
       auto guard = asio::make_work_guard(*ioc);  // a thread with no connection yet keeps running
       ioc->run();
     });

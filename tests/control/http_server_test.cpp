@@ -217,6 +217,29 @@ TEST_F(ServerTest, MemfdBodyOutlivesTheStoresReference) {
   EXPECT_EQ(errno, EBADF);
 }
 
+// Viewers hang up in the middle of a segment all the time: sendfile(2) to a closed socket
+// raises SIGPIPE, which must not end the process (it would end this test) nor the server.
+TEST_F(ServerTest, ClientsClosingDuringAMemfdBodyDoNotHurtTheServer) {
+  for (int i = 0; i < 20; ++i) {
+    tcp::socket s(ioc_);
+    s.open(tcp::v4());
+    s.set_option(asio::socket_base::receive_buffer_size(4096));
+    s.set_option(asio::socket_base::linger(true, 0));  // close with a reset
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+    asio::write(s, asio::buffer(std::string("GET /bigfd HTTP/1.1\r\nHost: x\r\n\r\n")));
+    std::array<char, 1024> first{};
+    (void)s.read_some(asio::buffer(first));
+    s.close();
+    std::this_thread::sleep_for(10ms);
+  }
+  tcp::socket s = connect();
+  asio::write(s, asio::buffer(std::string("GET /bigfd HTTP/1.1\r\nHost: x\r\n\r\n")));
+  beast::flat_buffer buf;
+  tt::HttpReply r = tt::read_reply(s, buf, false);
+  EXPECT_EQ(r.status, 200U);
+  EXPECT_TRUE(r.body == big_bytes_);
+}
+
 TEST_F(ServerTest, HandlerHeadersReplaceDefaultsButNotTheFraming) {
   tcp::socket s = connect();
   asio::write(s, asio::buffer(std::string("GET /headers HTTP/1.1\r\nHost: x\r\n\r\nGET /small/3 HTTP/1.1\r\nHost: x\r\n\r\n")));
