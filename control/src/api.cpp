@@ -1,3 +1,4 @@
+#include "twincast/control/shared_bytes.hpp"
 #include "twincast/control/api.hpp"
 
 #include <openssl/crypto.h>
@@ -247,6 +248,15 @@ struct MetricFamilies {
                                   .Help("Requests for the channel's on-disk segments refused (404) because the bytes "
                                         "read from disk and still being sent were over their cap")
                                   .Register(r)),
+        hls_memfds(metrics::BuildGauge()
+                       .Name("twincast_hls_memfds")
+                       .Help("Segments held in sealed memfds, which the origin sends with sendfile (no copy)")
+                       .Register(r)),
+        hls_memfd_fallbacks(metrics::BuildCounter()
+                                .Name("twincast_hls_memfd_fallbacks_total")
+                                .Help("Segments kept on the heap instead of a memfd (descriptor budget of half "
+                                      "RLIMIT_NOFILE reached, or memfd_create failed): sent with a copy")
+                                .Register(r)),
         hls_refused(metrics::BuildCounter()
                         .Name("twincast_hls_refused_total")
                         .Help("HLS requests refused (403) for want of a valid token, by reason (missing, bad, expired, "
@@ -516,6 +526,8 @@ struct MetricFamilies {
       port_rx_nombuf.Add(pl).Set(as_double(p.rx_nombuf));
       port_ring_drops.Add(pl).Set(as_double(p.ring_drops));
     }
+    hls_memfds.Add({}).Set(as_double(SharedBytes::memfds()));
+    hls_memfd_fallbacks.Add({}).Set(as_double(SharedBytes::heap_fallbacks()));
     collect_seconds.Add({}).Set(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
 
@@ -534,6 +546,8 @@ struct MetricFamilies {
   Family<Gauge>& hls_held_seconds;
   Family<Counter>& hls_dvr_write_errors;
   Family<Counter>& hls_dvr_reads_refused;
+  Family<Gauge>& hls_memfds;
+  Family<Counter>& hls_memfd_fallbacks;
   Family<Counter>& hls_refused;
   Family<Gauge>& channel_ott_shed;
   Family<Counter>& channel_ott_feed_dropped;

@@ -1390,6 +1390,13 @@ TEST_F(ApplianceNs, HlsOfAChannelPlaysOverHttp) {
   const RunResult metrics = run(ns_exec(head_) + "curl -sS http://127.0.0.1:9100/metrics");
   EXPECT_NE(metrics.out.find("twincast_hls_viewers{channel=\"news\"} 1"), std::string::npos);
   EXPECT_NE(metrics.out.find("twincast_channel_hls_segments_total{channel=\"news\"}"), std::string::npos);
+  // The held segments are in memfds (the origin sends them with sendfile), none on the heap.
+  const auto sample = [&](const std::string& name) {
+    const std::size_t at = metrics.out.find("\n" + name + " ");
+    return at == std::string::npos ? -1.0 : std::stod(metrics.out.substr(at + name.size() + 2));
+  };
+  EXPECT_GE(sample("twincast_hls_memfds"), 3.0) << metrics.out;  // at least the 3 listed
+  EXPECT_EQ(sample("twincast_hls_memfd_fallbacks_total"), 0.0) << metrics.out;
   // Unknown names and evicted segments are 404s.
   EXPECT_NE(fetch("seg-999999.ts", dir_ / "none.ts").exit_code, 0);
   const RunResult status = run(ns_exec(head_) + "curl -sS -o /dev/null -w '%{http_code}' " + base + "seg-0.ts");
