@@ -132,7 +132,9 @@ int latency(const Options& o, const std::vector<ts::TsPacket>& packets, rte_memp
                n_chunks, completing.size(), n_segments, o.speed);
 
   dp::OttFeed feed("tcb_lat", 4096, pool);
-  tc::HlsPackager packager(ott_config(o, 1));
+  tc::HlsPackagerOptions po;
+  po.first_sequence = 0;  // the watcher looks for seg-0.ts, seg-1.ts... (twincastd numbers from the clock's ms)
+  tc::HlsPackager packager(ott_config(o, 1), po);
   packager.set_channels({tc::PackagedChannel{"hd", "HD", &feed}});
   packager.start();
 

@@ -327,14 +327,4 @@ std::optional<std::string> hls_decrypt(const HlsKey& key, std::uint64_t sequence
   return out;
 }
 
-std::shared_ptr<const HlsKey> HlsKeySchedule::next() {
-  if (!current_ || (rotation_ != 0 && used_ >= rotation_)) {
-    current_ = std::make_shared<const HlsKey>(make_hls_key(next_id_++));
-    ++made_;
-    used_ = 0;
-  }
-  ++used_;
-  return current_;
-}
-
 }  // namespace twincast::control

@@ -15,8 +15,8 @@
 #include <deque>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <mutex>
-#include <random>
 #include <thread>
 #include <utility>
 
@@ -375,13 +375,14 @@ void merge_codecs(std::string& into, std::string_view more) {
 // alternate audio track cut from the channel's own segments.
 enum class TrackKind : std::uint8_t { kPrimary, kReceived, kTranscoded, kAudio };
 
-// AES-128 key ids: <epoch:20><space:11><key:32> (below 2^63: hls_key_id reads 19 digits).
-// The epoch is random per packager, so a restart never serves other bytes under a key URL
-// a player may have cached (1 in 2^20 - 1 that two starts draw the same); each track of a
-// channel has its own space (a channel's 2048th space reuses its first).
-constexpr std::uint64_t kKeySpace = std::uint64_t{1} << 32;  // key ids per track
-constexpr std::uint64_t kKeySpaces = std::uint64_t{1} << 11;
-constexpr unsigned kKeyEpochShift = 43;
+// A channel's first sequence number and first key id: the wall clock in ms when it is made
+// (clamped to [0, 2^52]: hls.js reads integers up to 2^53), or above every number the
+// packager issued if that is higher. Numbers then grow by one per segment (per key) of
+// the channel, far slower than the clock (at most one per ms is what it takes), so a
+// channel made later, in this process or after a restart, starts above every number an
+// earlier one issued, as long as the clock does not go back. The key ids and segment
+// numbers of older builds (small numbers; random epochs from 2^43 up) are out of the way.
+constexpr std::int64_t kMaxFirstNumber = std::int64_t{1} << 52;
 
 // An ETag of a key's bytes (FNV-1a), so a reused URL never validates other bytes.
 std::string key_etag(const HlsKey& k) {
@@ -410,7 +411,8 @@ struct HlsTrack {
   // The packager thread (under Impl::feeds_mu).
   dataplane::OttFeed* feed = nullptr;
   std::unique_ptr<hls::Segmenter> segmenter;  // all but kAudio
-  std::unique_ptr<HlsKeySchedule> keys;       // encrypting channels
+  std::shared_ptr<const HlsKey> key;          // encrypting channels: the key in use
+  std::uint32_t key_uses = 0;                 // segments under `key`
   bool continued = false;      // restarted over an old window: its first segment is a discontinuity
   bool first = true;
   bool cut_once = false;       // aligned: the segmenter's first (partial) segment went by
@@ -452,12 +454,18 @@ struct HlsChannelStore {
   // feeds_mu, the origin's threads under mu.
   std::vector<std::unique_ptr<HlsTrack>> tracks;
   // The packager thread: the slot -> sequence anchor (newest segment of any track), the
-  // PSI of the primary's segments (for the audio tracks), key spaces handed out.
+  // PSI of the primary's segments (for the audio tracks).
   bool has_anchor = false;
   std::uint64_t anchor_grid = 0;   // 90 kHz, a multiple of the target
   std::uint64_t anchor_sequence = 0;
   std::unique_ptr<mpegts::PsiDecoder> psi = std::make_unique<mpegts::PsiDecoder>();
-  std::uint64_t key_spaces = 0;
+  // Numbering (see kMaxFirstNumber): the first sequence number, above every sequence number
+  // issued, per track name (a rendition dropped and added again goes on above its old
+  // numbers), the next key id of any track.
+  std::uint64_t first_number = 0;
+  std::uint64_t next_number = 0;
+  std::map<std::string, std::uint64_t, std::less<>> next_by_name;
+  std::uint64_t next_key_id = 0;
   fs::path dvr_path;            // <ott.dvr_dir>/<id>; empty: segments stay in memory
   int dvr_logged_error = 0;     // the errno last logged for a failed write (0: none since a success)
   // Transcoded renditions: the primary's feed goes in, rung r's output to rung_tracks[r]'s
@@ -470,7 +478,7 @@ struct HlsChannelStore {
   mutable std::mutex mu;  // the tracks' windows and everything below
   std::shared_ptr<const SharedBytes> master;
   hls::MasterPlaylist master_model;  // of `master`, for the time-range masters
-  std::uint64_t generation = 0;      // segments stored (the master's ETag)
+  std::uint64_t generation = 0;      // segments stored (the master's ETag, with first_number)
 
   [[nodiscard]] HlsTrack* find_track(std::string_view rendition) const {
     for (const auto& t : tracks)
@@ -492,11 +500,6 @@ struct HlsPackager::Impl {
     disk_reads->cap = options.disk_read_cap_bytes != 0
                           ? options.disk_read_cap_bytes
                           : std::max<std::uint64_t>(std::uint64_t{64} << 20, (std::uint64_t{config.memory_mb} << 20) / 4);
-    std::random_device rd;
-    constexpr std::uint64_t kEpochMask = (std::uint64_t{1} << (63 - kKeyEpochShift)) - 1;
-    std::uint64_t epoch = 0;
-    while (epoch == 0) epoch = static_cast<std::uint64_t>(rd()) & kEpochMask;  // 0: the ids of old builds
-    key_epoch = epoch << kKeyEpochShift;
   }
   ~Impl() {
     // The segments' files go with their stores; then their emptied directories.
@@ -524,30 +527,58 @@ struct HlsPackager::Impl {
 
   [[nodiscard]] std::uint64_t target_ticks() const { return std::uint64_t{config.segment_seconds} * 90'000; }
 
+  // A new channel's first number (under feeds_mu): see kMaxFirstNumber.
+  [[nodiscard]] std::uint64_t first_number() const {
+    const std::uint64_t first = options.first_sequence
+                                    ? *options.first_sequence
+                                    : static_cast<std::uint64_t>(std::clamp<std::int64_t>(options.wall_ms(), 0, kMaxFirstNumber));
+    return std::max(first, issued);
+  }
+
+  // The lowest number a new track `name` of `ch` may take: none it or an earlier channel
+  // with the id used.
+  [[nodiscard]] static std::uint64_t floor_of(const HlsChannelStore& ch, std::string_view name) {
+    const auto it = ch.next_by_name.find(name);
+    return std::max(ch.first_number, it == ch.next_by_name.end() ? 0 : it->second);
+  }
+
+  // `seq` was given to a segment of `t` (packager thread).
+  void issue(HlsChannelStore& ch, const HlsTrack& t, std::uint64_t seq) {
+    ch.next_number = std::max(ch.next_number, seq + 1);
+    issued = std::max(issued, seq + 1);
+    std::uint64_t& next = ch.next_by_name[t.rendition];
+    next = std::max(next, seq + 1);
+  }
+
   // The segment's number in a channel with renditions: a track's first segment takes the
-  // number of its PTS slot (relative to the channel's newest numbered segment, or the
-  // absolute slot PTS / target when there is none), so renditions that start at different
-  // times still number the same time slot alike; after that the track counts on by one
-  // (a playlist's numbers must be consecutive), which stays in step as long as the
-  // renditions cut at the same PTS.
+  // number of its PTS slot relative to the channel's newest numbered segment (the anchor),
+  // so renditions that start at different times still number the same time slot alike;
+  // after that the track counts on by one (a playlist's numbers must be consecutive), which
+  // stays in step as long as the renditions cut at the same PTS. The channel's first
+  // segment (no anchor yet) takes the channel's next number (its first: the clock's ms),
+  // not its absolute PTS slot, which a restart or a source that restarts its PTS repeats.
+  // A first number is never below the channel's first number or the track name's earlier
+  // numbers, nor above the clock's ms (a PTS jump makes no leap that a later start could
+  // repeat; the anchor's slots never outrun the clock otherwise).
   std::uint64_t aligned_sequence(HlsChannelStore& ch, HlsTrack& t, const hls::Segment& s) {
     constexpr std::uint64_t kTolerance = 900;  // 10 ms, as the Segmenter's cut
     const std::uint64_t target = target_ticks();
-    std::uint64_t seq = s.sequence;
+    std::uint64_t seq = ch.next_number;
     const std::uint64_t grid = s.has_first_pts ? (s.first_pts + kTolerance) / target * target : 0;
     if (t.has_next) {
       seq = t.next_sequence;
-    } else if (s.has_first_pts) {
-      if (ch.has_anchor) {
+    } else {
+      if (s.has_first_pts && ch.has_anchor) {
         auto diff = static_cast<std::int64_t>(grid) - static_cast<std::int64_t>(ch.anchor_grid);
         constexpr auto kHalf = static_cast<std::int64_t>(mpegts::kPtsWrap / 2);
         if (diff > kHalf) diff -= static_cast<std::int64_t>(mpegts::kPtsWrap);
         if (diff < -kHalf) diff += static_cast<std::int64_t>(mpegts::kPtsWrap);
         const std::int64_t slots = std::llround(static_cast<double>(diff) / static_cast<double>(target));
-        seq = static_cast<std::uint64_t>(std::max<std::int64_t>(0, static_cast<std::int64_t>(ch.anchor_sequence) + slots));
-      } else {
-        seq = grid / target;
+        const auto ceiling = std::max(ch.next_number, static_cast<std::uint64_t>(std::max<std::int64_t>(0, options.wall_ms())));
+        seq = static_cast<std::uint64_t>(std::clamp(static_cast<std::int64_t>(ch.anchor_sequence) + slots, std::int64_t{0},
+                                                    static_cast<std::int64_t>(ceiling)));
       }
+      seq = std::max(seq, floor_of(ch, t.rendition));
     }
     t.has_next = true;
     t.next_sequence = seq + 1;
@@ -559,10 +590,17 @@ struct HlsPackager::Impl {
     return seq;
   }
 
-  // The first key id of a new track's space (see kKeySpace); the primary's first track has
-  // space 0.
-  std::uint64_t next_key_space(HlsChannelStore& ch) const {
-    return key_epoch | (++ch.key_spaces % kKeySpaces) * kKeySpace;
+  // The key of the next segment of `t` (encrypting channels): a new one for the track's
+  // first segment, then every key_rotation_segments segments (0: never again); its id from
+  // the channel's counter, so no two tracks and no two channel starts share one.
+  std::shared_ptr<const HlsKey> next_key(HlsChannelStore& ch, HlsTrack& t) {
+    if (!t.key || (ch.key_rotation_segments != 0 && t.key_uses >= ch.key_rotation_segments)) {
+      t.key = std::make_shared<const HlsKey>(make_hls_key(ch.next_key_id++));
+      t.key_uses = 0;
+      issued = std::max(issued, ch.next_key_id);
+    }
+    ++t.key_uses;
+    return t.key;
   }
 
   // The channel's share of the memory budget for one of its tracks.
@@ -600,6 +638,7 @@ struct HlsPackager::Impl {
     }
     t.first = false;
     if (ch.aligned) s.sequence = aligned_sequence(ch, t, s);
+    issue(ch, t, s.sequence);
     StoredSegment st;
     st.sequence = s.sequence;
     st.duration_s = s.duration_s;
@@ -654,7 +693,6 @@ struct HlsPackager::Impl {
         nt->channel = &ch;
         nt->pat = std::make_unique<mpegts::TableCarousel>(mpegts::kPatPid);
         nt->pmt = std::make_unique<mpegts::TableCarousel>(svc->pmt_pid);
-        if (ch.encrypt) nt->keys = std::make_unique<HlsKeySchedule>(ch.key_rotation_segments, next_key_space(ch));
         t = nt.get();
         std::lock_guard lock(ch.mu);
         ch.tracks.push_back(std::move(nt));
@@ -692,6 +730,7 @@ struct HlsPackager::Impl {
       StoredSegment as = st;
       as.key = nullptr;
       as.bytes = SharedBytes::heap(std::move(out));
+      issue(ch, *t, as.sequence);
       store(ch, *t, std::move(as), nullptr);
     }
   }
@@ -703,8 +742,8 @@ struct HlsPackager::Impl {
     // Into a memfd (the origin sends it with sendfile); AES-128 once here: the origin
     // serves the ciphertext as it is.
     const std::string memfd_name = t.seg_prefix + std::to_string(st.sequence) + ".ts";
-    if (t.keys) {
-      st.key = t.keys->next();
+    if (ch.encrypt) {
+      st.key = next_key(ch, t);
       st.bytes = SharedBytes::in_memfd(hls_encrypt(*st.key, st.sequence, st.bytes->view()), memfd_name.c_str());
     } else {
       st.bytes = SharedBytes::in_memfd(st.bytes->view(), memfd_name.c_str());
@@ -1019,11 +1058,12 @@ struct HlsPackager::Impl {
     hls::SegmenterConfig sc;
     sc.target_duration_s = static_cast<double>(config.segment_seconds);
     sc.align_to_pts = ch.aligned;
+    sc.first_sequence = floor_of(ch, t.rendition);  // a plain channel's new track (aligned: aligned_sequence)
     if (old != nullptr) {
       // The same track restarted (a reload changed it): its sequence numbers go on, so
       // players and caches never see a number reused; the timeline jump is a discontinuity.
       std::lock_guard lock(ch.mu);
-      sc.first_sequence = old->window.empty() ? old->newest_sequence : old->newest_sequence + 1;
+      if (!old->window.empty()) sc.first_sequence = std::max(sc.first_sequence, old->newest_sequence + 1);
       t.window = old->window;
       t.window_bytes = old->window_bytes;
       t.disk_bytes = old->disk_bytes;
@@ -1043,14 +1083,10 @@ struct HlsPackager::Impl {
         t.next_sequence = old->newest_sequence + 1;
       }
     }
-    if (ch.encrypt) {
-      // Key ids go on after a restart, like the sequence numbers (the old window's keys
-      // stay served while its segments are held); each track has its own id space.
-      const std::uint64_t first_key = old != nullptr && old->keys        ? old->keys->next_id()
-                                      : t.kind == TrackKind::kPrimary && old == nullptr ? key_epoch
-                                                                                        : next_key_space(ch);
-      t.keys = std::make_unique<HlsKeySchedule>(ch.key_rotation_segments, first_key);
-    }
+    // Encrypting: a new key for its first segment, its id from the channel's counter (the
+    // old window's keys stay served while its segments are held).
+    t.key = nullptr;
+    t.key_uses = 0;
     t.continued = old != nullptr && !t.window.empty();
     t.first = true;
     t.cut_once = false;
@@ -1069,7 +1105,9 @@ struct HlsPackager::Impl {
   std::atomic<bool> stopping{false};
   TranscodedChunk chunk;  // the packager thread's, reused
   std::shared_ptr<DiskReadBudget> disk_reads = std::make_shared<DiskReadBudget>();
-  std::uint64_t key_epoch = 0;  // this packager's key ids: <epoch> << kKeyEpochShift
+  // Above every sequence number and key id this packager issued (feeds_mu): a channel
+  // made again starts above them even when the clock stood still.
+  std::uint64_t issued = 0;
 };
 
 HlsPackager::HlsPackager(const dataplane::OttConfig& config, HlsPackagerOptions options)
@@ -1094,6 +1132,9 @@ void HlsPackager::set_channels(std::vector<PackagedChannel> wanted) {
       ch = std::make_shared<HlsChannelStore>();
       ch->id = w.id;
       ch->dvr_path = d.open_channel_dir(w.id);
+      ch->first_number = d.first_number();
+      ch->next_number = ch->first_number;
+      ch->next_key_id = ch->first_number;
     }
     {
       std::lock_guard lock(ch->mu);
@@ -1383,7 +1424,7 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
   if (master) {
     if (!ch->master) return std::nullopt;
     r.body = ch->master;
-    r.etag = "\"i" + std::to_string(ch->generation) + "\"";
+    r.etag = "\"i" + std::to_string(ch->first_number) + "-" + std::to_string(ch->generation) + "\"";
     r.max_age_s = half_segment;
     return r;
   }

@@ -6,6 +6,8 @@
 // deu AC-3) is the channel's own output, "lo" 320x180 with one audio a received rendition.
 // They go through real OttFeeds (the EAL --no-huge) into the packager, interleaved by their
 // file times, "lo" joining a few seconds late (as a rendition that starts after the others).
+// A restart (a new packager, the clock 1 ms on, the same PTS again) numbers every track
+// above the last run, still aligned, and serves none of its segment URLs.
 // GCC 12 at -O1 with the sanitizers warns falsely inside <regex> (maybe-uninitialized in
 // the std::function moves of its NFA states), as in dashboard_test.cpp.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -32,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "control/packager_fixture.hpp"
 #include "dataplane/eal_harness.hpp"
 #include "tests_common.hpp"
 #include "twincast/control/hls_auth.hpp"
@@ -47,11 +50,10 @@ namespace {
 namespace fs = std::filesystem;
 namespace tt = twincast::test;
 using mpegts::TsPacket;
+using namespace packager_test;
 
 const auto* const g_env =
     ::testing::AddGlobalTestEnvironment(new tt::EalEnvironment("tchls_abr_", "control_hls_abr_test"));
-
-constexpr std::int64_t kT0 = 1'795'642'800'000;  // 2026-11-25T21:40:00Z
 
 struct Ladder {
   fs::path dir = tt::temp_dir("hls_abr");
@@ -84,10 +86,6 @@ const Ladder& ladder() {
   static const Ladder l;
   return l;
 }
-
-struct Clock {
-  std::uint64_t mono_ns = 0;
-};
 
 // --- reading what the packager serves ---
 
@@ -129,49 +127,6 @@ Master parse_master(const std::string& text) {
   return m;
 }
 
-struct MediaSeg {
-  std::uint64_t sequence = 0;
-  double duration_s = 0;
-  std::int64_t pdt_ms = 0;
-  std::string uri;
-};
-
-struct Media {
-  std::uint64_t media_sequence = 0;
-  bool end_list = false;
-  std::vector<MediaSeg> segs;
-};
-
-std::int64_t iso_ms(const std::string& s) {  // "2026-11-25T21:40:00.123Z"
-  std::tm tm{};
-  tm.tm_year = std::stoi(s.substr(0, 4)) - 1900;
-  tm.tm_mon = std::stoi(s.substr(5, 2)) - 1;
-  tm.tm_mday = std::stoi(s.substr(8, 2));
-  tm.tm_hour = std::stoi(s.substr(11, 2));
-  tm.tm_min = std::stoi(s.substr(14, 2));
-  tm.tm_sec = std::stoi(s.substr(17, 2));
-  return static_cast<std::int64_t>(timegm(&tm)) * 1000 + (s.size() >= 23 && s[19] == '.' ? std::stoi(s.substr(20, 3)) : 0);
-}
-
-Media parse_media(const std::string& text) {
-  Media p;
-  std::istringstream in(text);
-  MediaSeg e;
-  for (std::string l; std::getline(in, l);) {
-    if (l.rfind("#EXT-X-MEDIA-SEQUENCE:", 0) == 0) p.media_sequence = std::stoull(l.substr(22));
-    else if (l == "#EXT-X-ENDLIST") p.end_list = true;
-    else if (l.rfind("#EXT-X-PROGRAM-DATE-TIME:", 0) == 0) e.pdt_ms = iso_ms(l.substr(25));
-    else if (l.rfind("#EXTINF:", 0) == 0) e.duration_s = std::stod(l.substr(8));
-    else if (!l.empty() && l[0] != '#') {
-      e.uri = l;
-      e.sequence = p.media_sequence + p.segs.size();
-      p.segs.push_back(e);
-      e = MediaSeg{};
-    }
-  }
-  return p;
-}
-
 // PTS of the first video PES of a segment.
 std::optional<std::uint64_t> first_video_pts(const std::string& bytes) {
   for (std::size_t at = 0; at + mpegts::kPacketSize <= bytes.size(); at += mpegts::kPacketSize) {
@@ -184,35 +139,24 @@ std::optional<std::uint64_t> first_video_pts(const std::string& bytes) {
   return std::nullopt;
 }
 
-class Abr : public ::testing::Test {
+class Abr : public PackagerTest {
  protected:
+  Abr() : PackagerTest(2047) {}
   void SetUp() override {
-    static int n = 0;
-    pool_ = rte_pktmbuf_pool_create(("tc_hlsabr" + std::to_string(n++)).c_str(), 2047, 0, 0,
-                                    static_cast<std::uint16_t>(RTE_PKTMBUF_HEADROOM + dataplane::OttFeed::kChunkBytes),
-                                    SOCKET_ID_ANY);
-    ASSERT_NE(pool_, nullptr);
+    PackagerTest::SetUp();
     config_.segment_seconds = 2;
     config_.window_segments = 10;
     config_.memory_mb = 64;
-    HlsPackagerOptions o;
-    o.mono_ns = [this] { return clock_.mono_ns; };
-    o.wall_ms = [this] { return kT0 + static_cast<std::int64_t>(clock_.mono_ns / 1'000'000); };
-    packager_ = std::make_unique<HlsPackager>(config_, o);
-    static int f = 0;
-    hi_feed_ = std::make_unique<dataplane::OttFeed>("tc_hlsabr_f" + std::to_string(f++), 1024, pool_);
-    lo_feed_ = std::make_unique<dataplane::OttFeed>("tc_hlsabr_f" + std::to_string(f++), 1024, pool_);
-    packager_->set_channels({PackagedChannel{"news", "News", hi_feed_.get(), {PackagedRendition{"lo", lo_feed_.get()}}}});
+    hi_feed_ = new_feed();
+    lo_feed_ = new_feed();
+    start_packager();
   }
-  void TearDown() override {
-    origin_.reset();
-    packager_.reset();
-    hi_feed_.reset();
-    lo_feed_.reset();
-    if (pool_ != nullptr) {
-      EXPECT_EQ(rte_mempool_in_use_count(pool_), 0u);
-      rte_mempool_free(pool_);
-    }
+
+  // A packager (a new one: twincastd started again) with the channel "news", "lo" a
+  // received rendition.
+  void start_packager() {
+    packager_ = std::make_unique<HlsPackager>(config_, options());
+    packager_->set_channels({PackagedChannel{"news", "News", hi_feed_, {PackagedRendition{"lo", lo_feed_}}}});
   }
 
   // Both files in time order, "lo" from `lo_from_ms` of file time on (none: kNoLo).
@@ -229,7 +173,7 @@ class Abr : public ::testing::Test {
       std::size_t& at = take_hi ? hi_at : lo_at;
       const std::size_t n = std::min(kN, pk.size() - at);
       const std::uint64_t ns = ms[at] * 1'000'000;
-      clock_.mono_ns = std::max(clock_.mono_ns, ns);
+      mono_ns_ = std::max(mono_ns_, ns);
       (take_hi ? hi_feed_ : lo_feed_)->on_packets(0, std::span<const TsPacket>(pk.data() + at, n), ns);
       at += n;
       if (++chunks % 64 == 0) packager_->poll_once();
@@ -252,19 +196,16 @@ class Abr : public ::testing::Test {
     return origin_->ports().at(0);
   }
 
-  rte_mempool* pool_ = nullptr;
   dataplane::OttConfig config_;
-  Clock clock_;
-  std::unique_ptr<HlsPackager> packager_;
-  std::unique_ptr<dataplane::OttFeed> hi_feed_, lo_feed_;
-  std::unique_ptr<HlsOrigin> origin_;
+  dataplane::OttFeed* hi_feed_ = nullptr;
+  dataplane::OttFeed* lo_feed_ = nullptr;
 };
 
 // Average rate of a media playlist's segments: their bytes over their EXTINF.
-double measured_bps(Abr* t, const Media& m, const std::function<std::string(const std::string&)>& fetch) {
+double measured_bps(Abr* t, const Playlist& m, const std::function<std::string(const std::string&)>& fetch) {
   (void)t;
   double bits = 0, secs = 0;
-  for (const auto& s : m.segs) {
+  for (const auto& s : m.entries) {
     bits += static_cast<double>(fetch(s.uri).size()) * 8;
     secs += s.duration_s;
   }
@@ -308,13 +249,13 @@ TEST_F(Abr, MasterListsRenditionsWithMeasuredRatesAndAlternateAudio) {
   // AVERAGE-BANDWIDTH is measured: the variant's segments (all held: 10-segment window) plus
   // the alternate's, bytes over EXTINF.
   const auto fetch = [this](const std::string& uri) { return get(uri); };
-  const Media audio = parse_media(get(audio_uri));
-  ASSERT_GE(audio.segs.size(), 4u);
+  const Playlist audio = parse_playlist(get(audio_uri));
+  ASSERT_GE(audio.entries.size(), 4u);
   const double audio_bps = measured_bps(this, audio, fetch);
   EXPECT_GT(audio_bps, 100e3);  // AC-3 at 128k plus its TS overhead
   EXPECT_LT(audio_bps, 200e3);
   for (const auto& v : m.variants) {
-    const Media media = parse_media(get(v.uri));
+    const Playlist media = parse_playlist(get(v.uri));
     const double bps = measured_bps(this, media, fetch) + audio_bps;
     const double avg = std::stod(v.attrs.at("AVERAGE-BANDWIDTH"));
     EXPECT_NEAR(avg / bps, 1.0, 0.03) << v.uri << " " << avg << " vs " << bps;
@@ -334,25 +275,25 @@ TEST_F(Abr, MasterListsRenditionsWithMeasuredRatesAndAlternateAudio) {
 
 TEST_F(Abr, RenditionsShareBoundariesAndSequenceNumbersThoughOneStartedLate) {
   feed(3'300);
-  const Media hi = parse_media(get("live.m3u8"));
-  const Media lo = parse_media(get("live-lo.m3u8"));
-  ASSERT_GE(hi.segs.size(), 5u);
-  ASSERT_GE(lo.segs.size(), 4u);
-  EXPECT_GT(lo.media_sequence, hi.media_sequence);  // lo starts later ...
+  const Playlist hi = parse_playlist(get("live.m3u8"));
+  const Playlist lo = parse_playlist(get("live-lo.m3u8"));
+  ASSERT_GE(hi.entries.size(), 5u);
+  ASSERT_GE(lo.entries.size(), 4u);
+  EXPECT_GT(*lo.media_sequence, *hi.media_sequence);  // lo starts later ...
   std::map<std::uint64_t, std::uint64_t> hi_pts;
-  for (const auto& s : hi.segs) {
-    EXPECT_EQ(s.uri, "seg-" + std::to_string(s.sequence) + ".ts");
+  for (const auto& s : hi.entries) {
+    EXPECT_EQ(s.uri, "seg-" + std::to_string(s.position) + ".ts");
     const auto pts = first_video_pts(get(s.uri));
     ASSERT_TRUE(pts.has_value()) << s.uri;
-    hi_pts[s.sequence] = *pts;
+    hi_pts[s.position] = *pts;
   }
   std::size_t common = 0;
-  for (std::size_t i = 0; i < lo.segs.size(); ++i) {
-    const auto& s = lo.segs[i];
-    EXPECT_EQ(s.uri, "seg-lo-" + std::to_string(s.sequence) + ".ts");
+  for (std::size_t i = 0; i < lo.entries.size(); ++i) {
+    const auto& s = lo.entries[i];
+    EXPECT_EQ(s.uri, "seg-lo-" + std::to_string(s.position) + ".ts");
     const auto pts = first_video_pts(get(s.uri));
     ASSERT_TRUE(pts.has_value()) << s.uri;
-    const auto it = hi_pts.find(s.sequence);
+    const auto it = hi_pts.find(s.position);
     ASSERT_NE(it, hi_pts.end()) << s.uri;  // ... on a slot hi has too, with hi's number
     EXPECT_EQ(*pts, it->second) << s.uri;   // and the same first PTS
     // Segments after the first cut on the 2 s PTS grid: at the first key frame (1 s GOP)
@@ -370,16 +311,16 @@ TEST_F(Abr, AudioOnlySegmentsHoldOneStreamAndPlaylistsPlayInFfmpeg) {
   const Master m = parse_master(get("index.m3u8"));
   ASSERT_EQ(m.media.size(), 2u);
   const std::string audio_uri = m.media[1].at("URI");
-  const Media audio = parse_media(get(audio_uri));
-  const Media hi = parse_media(get("live.m3u8"));
-  ASSERT_FALSE(audio.segs.empty());
+  const Playlist audio = parse_playlist(get(audio_uri));
+  const Playlist hi = parse_playlist(get("live.m3u8"));
+  ASSERT_FALSE(audio.entries.empty());
   // The audio track has the primary's numbers and durations.
-  EXPECT_EQ(audio.media_sequence, hi.media_sequence);
-  ASSERT_EQ(audio.segs.size(), hi.segs.size());
-  for (std::size_t i = 0; i < audio.segs.size(); ++i) EXPECT_DOUBLE_EQ(audio.segs[i].duration_s, hi.segs[i].duration_s);
+  EXPECT_EQ(*audio.media_sequence, *hi.media_sequence);
+  ASSERT_EQ(audio.entries.size(), hi.entries.size());
+  for (std::size_t i = 0; i < audio.entries.size(); ++i) EXPECT_DOUBLE_EQ(audio.entries[i].duration_s, hi.entries[i].duration_s);
 
   const fs::path dir = tt::temp_dir("hls_abr_audio");
-  const std::string seg = get(audio.segs[1].uri);
+  const std::string seg = get(audio.entries[1].uri);
   ASSERT_FALSE(seg.empty());
   ASSERT_EQ(seg.size() % 188, 0u);
   tt::write_file(dir / "a.ts", std::vector<std::uint8_t>(seg.begin(), seg.end()));
@@ -397,7 +338,7 @@ TEST_F(Abr, AudioOnlySegmentsHoldOneStreamAndPlaylistsPlayInFfmpeg) {
   const std::uint16_t port = serve();
   // End: half a second before the newest primary segment's start, so every playlist of
   // the range is over (VOD).
-  const std::int64_t end = hi.segs.back().pdt_ms - 500;
+  const std::int64_t end = hi.entries.back().pdt_ms - 500;
   const std::string query = "end=" + std::to_string(end / 1000) + "." + std::to_string(end % 1000 + 1000).substr(1);
   const std::string ranged = get("index.m3u8", query);
   SCOPED_TRACE(ranged);
@@ -407,9 +348,9 @@ TEST_F(Abr, AudioOnlySegmentsHoldOneStreamAndPlaylistsPlayInFfmpeg) {
   for (const auto& v : rm.variants) {
     const auto q = v.uri.find('?');
     ASSERT_NE(q, std::string::npos) << v.uri;
-    const Media vm = parse_media(get(v.uri.substr(0, q), v.uri.substr(q + 1)));
+    const Playlist vm = parse_playlist(get(v.uri.substr(0, q), v.uri.substr(q + 1)));
     EXPECT_TRUE(vm.end_list) << v.uri;
-    EXPECT_GE(vm.segs.size(), 2u) << v.uri;
+    EXPECT_GE(vm.entries.size(), 2u) << v.uri;
   }
   const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/hls/news/index.m3u8?" + query;
   const auto play = tt::run("timeout 120 ffmpeg -hide_banner -nostdin -v error -i " + tt::shell_quote(url) +
@@ -425,16 +366,16 @@ TEST_F(Abr, AudioOnlySegmentsHoldOneStreamAndPlaylistsPlayInFfmpeg) {
 
 TEST_F(Abr, DvrRangesWorkForEveryRendition) {
   feed(3'300);
-  const Media lo = parse_media(get("live-lo.m3u8"));
-  ASSERT_GE(lo.segs.size(), 4u);
+  const Playlist lo = parse_playlist(get("live-lo.m3u8"));
+  ASSERT_GE(lo.entries.size(), 4u);
   // From the start of the feed to 7 s in: VOD (a held segment starts after the end).
   const std::string q = "start=" + std::to_string(kT0 / 1000) + "&end=" + std::to_string(kT0 / 1000 + 7);
   for (const char* name : {"live.m3u8", "live-lo.m3u8"}) {
     const std::string text = get(name, q);
     ASSERT_FALSE(text.empty()) << name;
-    const Media m = parse_media(text);
+    const Playlist m = parse_playlist(text);
     EXPECT_TRUE(m.end_list) << name;
-    EXPECT_FALSE(m.segs.empty()) << name;
+    EXPECT_FALSE(m.entries.empty()) << name;
   }
   const Master rm = parse_master(get("index.m3u8", q));
   EXPECT_EQ(rm.variants.size(), 2u);
@@ -447,7 +388,7 @@ TEST_F(Abr, DvrRangesWorkForEveryRendition) {
 
 TEST_F(Abr, TranscodedRungIsAlignedWithTheSourceAndPlays) {
   // The channel fed one rendition, configured with a transcoded rung (libx264 180p).
-  packager_->set_channels({PackagedChannel{"news", "News", hi_feed_.get(), {PackagedRendition{"t180", nullptr, 180, 300}}}});
+  packager_->set_channels({PackagedChannel{"news", "News", hi_feed_, {PackagedRendition{"t180", nullptr, 180, 300}}}});
   feed(kNoLo);
   // The transcoder works on its own threads: poll until the rung has segments.
   for (int i = 0; i < 600; ++i) {
@@ -468,15 +409,15 @@ TEST_F(Abr, TranscodedRungIsAlignedWithTheSourceAndPlays) {
   EXPECT_NE(m.variants[0].attrs.at("CODECS").find("avc1."), std::string::npos);
   EXPECT_LT(std::stoull(m.variants[0].attrs.at("AVERAGE-BANDWIDTH")), std::stoull(m.variants[1].attrs.at("AVERAGE-BANDWIDTH")));
 
-  const Media hi = parse_media(get("live.m3u8"));
-  const Media t = parse_media(get("live-t180.m3u8"));
+  const Playlist hi = parse_playlist(get("live.m3u8"));
+  const Playlist t = parse_playlist(get("live-t180.m3u8"));
   std::map<std::uint64_t, std::pair<std::uint64_t, std::int64_t>> hi_seg;  // sequence -> first PTS, PDT
-  for (const auto& s : hi.segs) hi_seg[s.sequence] = {*first_video_pts(get(s.uri)), s.pdt_ms};
+  for (const auto& s : hi.entries) hi_seg[s.position] = {*first_video_pts(get(s.uri)), s.pdt_ms};
   std::size_t common = 0;
-  for (const auto& s : t.segs) {
+  for (const auto& s : t.entries) {
     const auto pts = first_video_pts(get(s.uri));
     ASSERT_TRUE(pts.has_value()) << s.uri;
-    const auto it = hi_seg.find(s.sequence);
+    const auto it = hi_seg.find(s.position);
     ASSERT_NE(it, hi_seg.end()) << s.uri;
     EXPECT_EQ(*pts, it->second.first) << s.uri;   // cut at the same key frame
     EXPECT_EQ(s.pdt_ms, it->second.second) << s.uri;  // the source's wall time, not the encoder's
@@ -484,7 +425,7 @@ TEST_F(Abr, TranscodedRungIsAlignedWithTheSourceAndPlays) {
   }
   EXPECT_GE(common, 4u);
   const std::uint16_t port = serve();
-  const std::int64_t end = t.segs.back().pdt_ms - 500;  // t180's newest segment starts after: every playlist is over
+  const std::int64_t end = t.entries.back().pdt_ms - 500;  // t180's newest segment starts after: every playlist is over
   const std::string query = "end=" + std::to_string(end / 1000) + "." + std::to_string(end % 1000 + 1000).substr(1);
   const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/hls/news/index.m3u8?" + query;
   const auto play = tt::run("timeout 120 ffmpeg -hide_banner -nostdin -v error -i " + tt::shell_quote(url) + " -map 0 -f null - 2>&1");
@@ -499,25 +440,23 @@ TEST_F(Abr, ReloadOfOneRenditionLeavesTheOthersAlone) {
   ASSERT_TRUE(hi_before && !lo_before.empty());
   // A reload restarts the hidden channel "news.lo" only: its feed is detached, then a new one given.
   packager_->detach({rendition_channel_id("news", "lo")});
-  auto lo2 = std::make_unique<dataplane::OttFeed>("tc_hlsabr_re", 64, pool_);
-  packager_->set_channels({PackagedChannel{"news", "News", hi_feed_.get(), {PackagedRendition{"lo", lo2.get()}}}});
+  auto* lo2 = new_feed(64);
+  packager_->set_channels({PackagedChannel{"news", "News", hi_feed_, {PackagedRendition{"lo", lo2}}}});
   const auto hi_after = packager_->get("news", "live.m3u8", "");
   ASSERT_TRUE(hi_after);
   EXPECT_EQ(hi_after->body, hi_before->body);  // the same rendered text: nothing restarted
   EXPECT_EQ(get("live-lo.m3u8"), lo_before);   // the window stays until new segments come
   EXPECT_EQ(packager_->rendition_stats("news", "lo")->segments, 0u);  // a new segmenter
-  EXPECT_EQ(packager_->rendition_stats("news", "lo")->held_segments, parse_media(lo_before).segs.size());
+  EXPECT_EQ(packager_->rendition_stats("news", "lo")->held_segments, parse_playlist(lo_before).entries.size());
   // Dropping the rendition drops its playlists; the master lists the primary alone.
-  packager_->set_channels({PackagedChannel{"news", "News", hi_feed_.get()}});
+  packager_->set_channels({PackagedChannel{"news", "News", hi_feed_}});
   EXPECT_TRUE(get("live-lo.m3u8").empty());
   EXPECT_EQ(parse_master(get("index.m3u8")).variants.size(), 1u);
   EXPECT_FALSE(get("live.m3u8").empty());
-  packager_.reset();
-  lo2.reset();
 }
 
 TEST_F(Abr, EncryptedRenditionsHaveTheirOwnKeys) {
-  PackagedChannel c{"news", "News", hi_feed_.get(), {PackagedRendition{"lo", lo_feed_.get()}}};
+  PackagedChannel c{"news", "News", hi_feed_, {PackagedRendition{"lo", lo_feed_}}};
   c.encrypt = true;
   packager_->set_channels({c});
   feed(0);
@@ -529,19 +468,93 @@ TEST_F(Abr, EncryptedRenditionsHaveTheirOwnKeys) {
     ASSERT_NE(at, std::string::npos) << text;
     const auto from = at + tag.size();
     key_of[name] = text.substr(from, text.find('"', from) - from);
-    const Media m = parse_media(text);
-    ASSERT_FALSE(m.segs.empty());
+    const Playlist m = parse_playlist(text);
+    ASSERT_FALSE(m.entries.empty());
     const auto key = packager_->get("news", key_of[name], "");
     ASSERT_TRUE(key) << key_of[name];
     HlsKey k;
     ASSERT_EQ(key->body->size(), 16u);
     std::memcpy(k.bytes.data(), key->body->data(), 16);
-    const auto plain = hls_decrypt(k, m.segs[0].sequence, get(m.segs[0].uri));
+    const auto plain = hls_decrypt(k, m.entries[0].position, get(m.entries[0].uri));
     ASSERT_TRUE(plain.has_value()) << name;
     EXPECT_EQ(static_cast<unsigned char>((*plain)[0]), 0x47u) << name;
     EXPECT_TRUE(first_video_pts(*plain).has_value()) << name;
   }
   EXPECT_NE(key_of["live.m3u8"], key_of["live-lo.m3u8"]);
+}
+
+TEST_F(Abr, ARestartNumbersAboveTheLastRunThoughThePtsRepeat) {
+  // Each media playlist and every segment it lists: name -> (ETag, bytes); and its numbers.
+  struct Run {
+    std::map<std::string, std::pair<std::string, std::string>> served;
+    std::map<std::string, Playlist> lists;
+  };
+  const auto snapshot = [this] {
+    Run r;
+    const Master m = parse_master(get("index.m3u8"));
+    std::vector<std::string> names;
+    for (const auto& v : m.variants) names.push_back(v.uri);
+    for (const auto& a : m.media)
+      if (a.count("URI") != 0) names.push_back(a.at("URI"));
+    EXPECT_EQ(names.size(), 3u) << "hi, lo and the alternate audio";
+    for (const auto& name : names) {
+      const auto list = packager_->get("news", name, "");
+      EXPECT_TRUE(list) << name;
+      if (!list) continue;
+      r.served[name] = {list->etag, list->body->str()};
+      r.lists[name] = parse_playlist(list->body->str());
+      for (const Entry& e : r.lists[name].entries) {
+        const auto seg = packager_->get("news", e.uri, "");
+        EXPECT_TRUE(seg) << e.uri;
+        if (seg) r.served[e.uri] = {seg->etag, seg->body->str()};
+      }
+    }
+    return r;
+  };
+  feed(3'300);
+  const Run run1 = snapshot();
+  // The channel's first segment took the clock's ms when the channel was made, not its PTS
+  // slot (which the same source gives again after a restart).
+  const Playlist ev = parse_playlist(get("event.m3u8"));
+  EXPECT_EQ(*ev.media_sequence, static_cast<std::uint64_t>(kT0));
+  std::uint64_t last1 = 0;
+  for (const auto& [name, list] : run1.lists)
+    for (const Entry& e : list.entries) last1 = std::max(last1, e.sequence);
+
+  // twincastd restarts 1 ms later and the source sends the same PTS again.
+  packager_.reset();
+  mono_ns_ += 1'000'000;
+  start_packager();
+  feed(3'300);
+  const Run run2 = snapshot();
+  ASSERT_EQ(run2.lists.size(), 3u);
+  for (const auto& [name, list] : run2.lists) {
+    ASSERT_FALSE(list.entries.empty()) << name;
+    EXPECT_GT(list.entries.front().sequence, last1) << name << ": a number of the last run again";
+    for (const Entry& e : list.entries) EXPECT_EQ(e.sequence, e.position) << e.uri;
+  }
+  for (const auto& [name, got] : run2.served) {
+    const auto it = run1.served.find(name);
+    if (it == run1.served.end()) continue;
+    if (name.ends_with(".m3u8")) {
+      if (it->second.first == got.first) {
+        EXPECT_EQ(it->second.second, got.second) << name << ": the same ETag for other bytes";
+      }
+    } else {
+      ADD_FAILURE() << name << " served by both runs";
+    }
+  }
+  // Still aligned: lo's numbers are hi's for the same first PTS.
+  std::map<std::uint64_t, std::uint64_t> hi_pts;
+  for (const Entry& e : run2.lists.at("live.m3u8").entries) hi_pts[e.sequence] = *first_video_pts(get(e.uri));
+  std::size_t common = 0;
+  for (const Entry& e : run2.lists.at("live-lo.m3u8").entries) {
+    const auto it = hi_pts.find(e.sequence);
+    ASSERT_NE(it, hi_pts.end()) << e.uri;
+    EXPECT_EQ(first_video_pts(get(e.uri)), std::optional<std::uint64_t>(it->second)) << e.uri;
+    ++common;
+  }
+  EXPECT_GE(common, 4u);
 }
 
 }  // namespace

@@ -30,6 +30,7 @@
 #include <boost/beast/http.hpp>
 
 #include "control/http_reply.hpp"
+#include "control/packager_fixture.hpp"
 #include "dataplane/eal_harness.hpp"
 #include "tests_common.hpp"
 #include "twincast/control/hls_auth.hpp"
@@ -46,38 +47,13 @@ namespace {
 namespace fs = std::filesystem;
 namespace tt = twincast::test;
 namespace http = boost::beast::http;
-using mpegts::TsPacket;
 using tcp = boost::asio::ip::tcp;
+using namespace packager_test;
 
 const auto* const g_env =
     ::testing::AddGlobalTestEnvironment(new tt::EalEnvironment("tchls_enc_", "control_hls_encryption_test"));
 
-constexpr std::int64_t kT0 = 1'795'642'800'000;  // 2026-11-25T21:40:00Z (the playlists' wall clock)
-constexpr std::int64_t kCopyMs = 6'100;
 constexpr const char* kSecret = "encryption-test-secret-0123456789";
-
-void write_ts(std::uint8_t* b, std::uint8_t prefix, std::uint64_t t) {
-  b[0] = static_cast<std::uint8_t>((std::uint64_t{prefix} << 4) | ((t >> 29) & 0x0E) | 1);
-  b[1] = static_cast<std::uint8_t>(t >> 22);
-  b[2] = static_cast<std::uint8_t>(((t >> 14) & 0xFE) | 1);
-  b[3] = static_cast<std::uint8_t>(t >> 7);
-  b[4] = static_cast<std::uint8_t>(((t << 1) & 0xFE) | 1);
-}
-
-// PCR, PTS and DTS moved forward by `ms` (copies of the file chained into one timeline).
-std::vector<TsPacket> shifted(std::vector<TsPacket> pkts, std::int64_t ms) {
-  const auto ticks = static_cast<std::uint64_t>(ms) * 90;
-  for (auto& p : pkts) {
-    if (p.has_pcr()) p.set_pcr(p.pcr() + ticks * 300);
-    if (!p.payload_unit_start() || p.pid() < 0x100 || p.pid() >= 0x1000) continue;
-    auto pl = p.payload();
-    const auto h = mpegts::parse_pes_header(pl);
-    if (!h || !h->has_pts) continue;
-    write_ts(pl.data() + 9, h->has_dts ? 3 : 2, (h->pts + ticks) % mpegts::kPtsWrap);
-    if (h->has_dts) write_ts(pl.data() + 14, 1, (h->dts + ticks) % mpegts::kPtsWrap);
-  }
-  return pkts;
-}
 
 std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -96,39 +72,6 @@ tt::HttpReply fetch(std::uint16_t port, const std::string& target) {
   return tt::read_reply(s, buf, false);
 }
 
-struct Listed {
-  std::uint64_t sequence = 0;
-  std::int64_t pdt_ms = 0;
-  std::string key;  // the EXT-X-KEY URI in force
-};
-
-// The entries of a media playlist with the key in force for each.
-std::vector<Listed> entries(const std::string& text) {
-  std::vector<Listed> out;
-  std::istringstream in(text);
-  std::string key;
-  Listed e;
-  const std::regex key_re(R"re(#EXT-X-KEY:METHOD=AES-128,URI="([^"]+)")re");
-  for (std::string l; std::getline(in, l);) {
-    std::smatch m;
-    if (std::regex_match(l, m, key_re)) key = m[1];
-    if (l.rfind("#EXT-X-PROGRAM-DATE-TIME:", 0) == 0) {
-      // Only ordering matters here: ms since kT0's day from "...THH:MM:SS.mmmZ".
-      const std::string value = l.substr(l.find(':') + 1);  // "2026-11-25T21:40:00.000Z"
-      const std::string t = value.substr(value.find('T') + 1);
-      e.pdt_ms = ((std::stoll(t.substr(0, 2)) * 60 + std::stoll(t.substr(3, 2))) * 60 + std::stoll(t.substr(6, 2))) * 1000 +
-                 std::stoll(t.substr(9, 3));
-    }
-    if (l.rfind("seg-", 0) == 0) {
-      e.sequence = std::stoull(l.substr(4));
-      e.key = key;
-      out.push_back(e);
-      e = Listed{};
-    }
-  }
-  return out;
-}
-
 std::string hex(const std::string& bytes) {
   std::string out;
   char b[3];
@@ -139,23 +82,17 @@ std::string hex(const std::string& bytes) {
   return out;
 }
 
-class Encryption : public ::testing::Test {
+class Encryption : public PackagerTest {
  protected:
   void SetUp() override {
-    pool_ = rte_pktmbuf_pool_create("tc_hlsenc", 1023, 0, 0,
-                                    static_cast<std::uint16_t>(RTE_PKTMBUF_HEADROOM + dataplane::OttFeed::kChunkBytes),
-                                    SOCKET_ID_ANY);
-    ASSERT_NE(pool_, nullptr);
-    feed_ = std::make_unique<dataplane::OttFeed>("tc_hlsenc_f", 1024, pool_);
+    PackagerTest::SetUp();
+    feed_ = new_feed();
     dataplane::OttConfig config;
     config.segment_seconds = 2;
     config.window_segments = 3;  // 6 segments held: the oldest keys go as the feed goes on
     config.dvr_hours = 0;
-    HlsPackagerOptions o;
-    o.mono_ns = [this] { return mono_ns_; };
-    o.wall_ms = [this] { return kT0 + static_cast<std::int64_t>(mono_ns_ / 1'000'000); };
-    packager_ = std::make_unique<HlsPackager>(config, o);
-    PackagedChannel ch{"news", "News", feed_.get()};
+    packager_ = std::make_unique<HlsPackager>(config, options());
+    PackagedChannel ch{"news", "News", feed_};
     ch.encrypt = true;
     ch.key_rotation_segments = 2;
     packager_->set_channels({ch});
@@ -169,68 +106,32 @@ class Encryption : public ::testing::Test {
     origin_->set_access(p);
     token_ = hls_sign(kSecret, "news", unix_now() + 600);
   }
-  void TearDown() override {
-    origin_.reset();
-    packager_.reset();
-    feed_.reset();
-    if (pool_ != nullptr) {
-      EXPECT_EQ(rte_mempool_in_use_count(pool_), 0u);
-      rte_mempool_free(pool_);
-    }
-  }
 
-  // Copies [from, to) of the fixture on one timeline, in real time order (not paced).
-  void feed(int from, int to) {
-    static const std::vector<TsPacket> packets = tt::read_packets(tt::fixture("h264_aac.ts"));
-    static const std::vector<std::uint64_t> ms = [] {
-      std::vector<std::uint64_t> v;
-      for (auto ns : mpegts::file_times(packets).ns) v.push_back(ns / 1'000'000);
-      return v;
-    }();
-    std::size_t chunks = 0;
-    for (int k = from; k < to; ++k) {
-      const auto pkts = shifted(packets, k * kCopyMs);
-      for (std::size_t i = 0; i < pkts.size(); i += dataplane::OttFeed::kChunkPackets) {
-        const std::size_t n = std::min(dataplane::OttFeed::kChunkPackets, pkts.size() - i);
-        const std::uint64_t t = static_cast<std::uint64_t>(k * kCopyMs) + ms[i];
-        mono_ns_ = std::max(mono_ns_, t * 1'000'000);
-        feed_->on_packets(0, std::span<const TsPacket>(pkts.data() + i, n), t * 1'000'000);
-        if (++chunks % 256 == 0) packager_->poll_once();
-      }
-    }
-    packager_->poll_once();
-    ASSERT_EQ(feed_->stats().dropped_chunks, 0u);
+  // The key of segment `sequence`: the channel was made at kT0, so its first segment and
+  // its first key id are kT0 (the clock's ms), and a new key comes every 2 segments.
+  static std::string key_of(std::uint64_t sequence) {
+    return "key-" + std::to_string(static_cast<std::uint64_t>(kT0) + (sequence - static_cast<std::uint64_t>(kT0)) / 2) + ".key";
   }
 
   std::string url(const std::string& name, const std::string& query = "") const {
     return "http://127.0.0.1:" + std::to_string(port_) + "/hls/news/" + name + (query.empty() ? "" : "?" + query);
   }
 
-  rte_mempool* pool_ = nullptr;
-  std::unique_ptr<dataplane::OttFeed> feed_;
-  std::uint64_t mono_ns_ = 0;
-  std::unique_ptr<HlsPackager> packager_;
-  std::unique_ptr<HlsOrigin> origin_;
   std::uint16_t port_ = 0;
   std::string token_;
 };
 
 TEST_F(Encryption, PlaylistKeysRotateAndSegmentsAreCiphertextThatOpensslDecrypts) {
-  feed(0, 3);
+  feed_copies(0, 3);
   const auto live = fetch(port_, "/hls/news/live.m3u8?token=" + token_);
   ASSERT_EQ(live.status, 200U) << live.body;
-  const auto listed = entries(live.body);
+  const auto listed = parse_playlist(live.body).entries;
   ASSERT_EQ(listed.size(), 3U) << live.body;
   // One EXT-X-KEY per key change, each before the first segment it covers; a new key every
-  // 2 segments by sequence order (the channel's first segment had the packager's first id,
-  // random per start: never key-0).
-  const std::string first_name = listed.front().key.substr(0, listed.front().key.find('?'));
-  const auto first_id = hls_key_id(first_name);
-  ASSERT_TRUE(first_id) << live.body;
-  const std::uint64_t base = *first_id - listed.front().sequence / 2;
-  EXPECT_NE(base, 0u) << "key ids start at a random epoch";
+  // 2 segments by sequence order (the channel's first segment and first key id are the
+  // clock's ms when it was made: never key-0, never a number of an earlier run).
   for (const auto& e : listed) {
-    EXPECT_EQ(e.key, "key-" + std::to_string(base + e.sequence / 2) + ".key?token=" + token_) << live.body;
+    EXPECT_EQ(e.key, key_of(e.sequence) + "?token=" + token_) << live.body;
   }
   std::set<std::string> keys;
   for (const auto& e : listed) keys.insert(e.key);
@@ -243,7 +144,7 @@ TEST_F(Encryption, PlaylistKeysRotateAndSegmentsAreCiphertextThatOpensslDecrypts
   // Two listed segments under one key (rotation 2: there is a pair among 3).
   std::size_t pair = 1;
   while (pair + 1 < listed.size() && listed[pair].key != listed[pair - 1].key) ++pair;
-  const Listed& e = listed[pair];
+  const Entry& e = listed[pair];
   const auto seg = fetch(port_, "/hls/news/seg-" + std::to_string(e.sequence) + ".ts?token=" + token_);
   ASSERT_EQ(seg.status, 200U);
   EXPECT_EQ(seg.body.size() % 16, 0U);
@@ -272,7 +173,7 @@ TEST_F(Encryption, PlaylistKeysRotateAndSegmentsAreCiphertextThatOpensslDecrypts
   EXPECT_NE(r.out.find("aac"), std::string::npos) << r.out;
   // The segment before, under the same key, has its own IV (its sequence number): with it,
   // a TS; with this segment's IV only the first block differs (CBC), so the IV matters.
-  const Listed& prev = listed[pair - 1];
+  const Entry& prev = listed[pair - 1];
   if (prev.key == e.key) {
     const auto s2 = fetch(port_, "/hls/news/seg-" + std::to_string(prev.sequence) + ".ts?token=" + token_);
     tt::write_file(dir / "raw2.ts", std::vector<std::uint8_t>(s2.body.begin(), s2.body.end()));
@@ -296,22 +197,14 @@ TEST_F(Encryption, PlaylistKeysRotateAndSegmentsAreCiphertextThatOpensslDecrypts
 }
 
 TEST_F(Encryption, FfmpegPlaysTheSignedEncryptedChannelAndIsRefusedWithoutAToken) {
-  feed(0, 4);
+  feed_copies(0, 4);
   const auto event = packager_->get("news", "event.m3u8", "");
   ASSERT_TRUE(event);
-  const auto all = entries(event->body->str());
+  const auto all = parse_playlist(event->body->str()).entries;
   ASSERT_GE(all.size(), 6U);
   // A finished range of the last 5 held segments (VOD): ffmpeg reads it to the end.
   const auto first = all[all.size() - 6], last = all[all.size() - 1];
-  const auto epoch = [](std::int64_t day_ms) {
-    // Back from ms-of-day to Unix seconds on kT0's day.
-    const std::int64_t day0 = kT0 - kT0 % 86'400'000;
-    char b[32];
-    std::snprintf(b, sizeof b, "%lld.%03lld", static_cast<long long>((day0 + day_ms) / 1000),
-                  static_cast<long long>((day0 + day_ms) % 1000));
-    return std::string(b);
-  };
-  const std::string range = "start=" + epoch(first.pdt_ms) + "&end=" + epoch(last.pdt_ms);
+  const std::string range = "start=" + epoch_s(first.pdt_ms) + "&end=" + epoch_s(last.pdt_ms);
   const std::string master = url("index.m3u8", range + "&token=" + token_);
   auto r = tt::run("ffmpeg -nostdin -v error -i " + tt::shell_quote(master) + " -f null - 2>&1");
   EXPECT_EQ(r.exit_code, 0) << r.out;
@@ -335,19 +228,18 @@ TEST_F(Encryption, FfmpegPlaysTheSignedEncryptedChannelAndIsRefusedWithoutAToken
 }
 
 TEST_F(Encryption, AKeyIsServedWhileAHeldSegmentUsesIt) {
-  feed(0, 2);
-  const auto early = entries(packager_->get("news", "event.m3u8", "")->body->str());
+  feed_copies(0, 2);
+  const auto early = parse_playlist(packager_->get("news", "event.m3u8", "")->body->str()).entries;
   ASSERT_FALSE(early.empty());
   const std::string first_key = early.front().key.substr(0, early.front().key.find('?'));
-  const std::uint64_t base = *hls_key_id(first_key) - early.front().sequence / 2;
+  EXPECT_EQ(first_key, key_of(early.front().sequence));
   EXPECT_EQ(fetch(port_, "/hls/news/" + first_key + "?token=" + token_).status, 200U);
-  feed(2, 5);  // 30 s: the first segments are evicted (7 held: 2 x 3 + 1)
-  const auto later = entries(packager_->get("news", "event.m3u8", "")->body->str());
+  feed_copies(2, 5);  // 30 s: the first segments are evicted (7 held: 2 x 3 + 1)
+  const auto later = parse_playlist(packager_->get("news", "event.m3u8", "")->body->str()).entries;
   ASSERT_EQ(later.size(), 7U);
-  ASSERT_GT(later.front().sequence / 2, early.front().sequence / 2);
+  ASSERT_NE(key_of(later.front().sequence), first_key);
   EXPECT_EQ(fetch(port_, "/hls/news/" + first_key + "?token=" + token_).status, 404U);
-  EXPECT_EQ(fetch(port_, "/hls/news/key-" + std::to_string(base + later.front().sequence / 2) + ".key?token=" + token_).status,
-            200U);
+  EXPECT_EQ(fetch(port_, "/hls/news/" + key_of(later.front().sequence) + "?token=" + token_).status, 200U);
   EXPECT_EQ(fetch(port_, "/hls/news/key-999.key?token=" + token_).status, 404U);
 }
 

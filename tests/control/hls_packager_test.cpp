@@ -18,10 +18,14 @@
 // writes are retried with later segments; a memory share smaller than one segment deletes
 // nothing from disk; concurrent get()s of an on-disk segment share one buffer and reads
 // over the disk-read cap are 404 and counted; a start deletes only the packager's own file
-// names in a configured channel's directory, following no symlink. Key URLs and ETags
-// differ after a restart (a new packager).
+// names in a configured channel's directory, following no symlink.
+//
+// Numbers: a channel's first sequence number and key id are the wall clock's ms when it is
+// made (kT0 + the fake clock here; seg(k) is its k-th segment). A restart (a new packager,
+// the clock 1 ms on) numbers above the last run and serves none of its segment or key URLs
+// and no ETag of it for other bytes; a channel dropped and added again numbers above its
+// old segments even with the clock set back; HlsPackagerOptions::first_sequence fixes them.
 #include <gtest/gtest.h>
-#include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <sys/resource.h>
 
@@ -30,231 +34,65 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstdio>
-#include <ctime>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
-#include <span>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "control/packager_fixture.hpp"
 #include "dataplane/eal_harness.hpp"
 #include "tests_common.hpp"
 #include "twincast/control/hls_auth.hpp"
 #include "twincast/control/hls_origin.hpp"
 #include "twincast/control/hls_packager.hpp"
-#include "twincast/dataplane/ott_feed.hpp"
-#include "twincast/mpegts/file_times.hpp"
 #include "twincast/mpegts/hls.hpp"
-#include "twincast/mpegts/pes.hpp"
 
 namespace twincast::control {
 namespace {
 
 namespace fs = std::filesystem;
 namespace tt = twincast::test;
-using mpegts::TsPacket;
+using namespace packager_test;
 
 const auto* const g_env =
     ::testing::AddGlobalTestEnvironment(new tt::EalEnvironment("tchls_pk_", "control_hls_packager_test"));
 
-constexpr std::int64_t kT0 = 1'795'642'800'000;  // 2026-11-25T21:40:00Z
-constexpr std::int64_t kCopyMs = 6'100;           // each copy of the 6 s file starts 6.1 s after the last
-
-// --- input: chained copies of the fixture ---
-
-void write_ts(std::uint8_t* b, std::uint8_t prefix, std::uint64_t t) {
-  b[0] = static_cast<std::uint8_t>((std::uint64_t{prefix} << 4) | ((t >> 29) & 0x0E) | 1);
-  b[1] = static_cast<std::uint8_t>(t >> 22);
-  b[2] = static_cast<std::uint8_t>(((t >> 14) & 0xFE) | 1);
-  b[3] = static_cast<std::uint8_t>(t >> 7);
-  b[4] = static_cast<std::uint8_t>(((t << 1) & 0xFE) | 1);
-}
-
-// PCR, PTS and DTS moved forward by `ms`.
-std::vector<TsPacket> shifted(std::vector<TsPacket> pkts, std::int64_t ms) {
-  const auto ticks = static_cast<std::uint64_t>(ms) * 90;
-  for (auto& p : pkts) {
-    if (p.has_pcr()) p.set_pcr(p.pcr() + ticks * 300);
-    if (!p.payload_unit_start() || p.pid() < 0x100 || p.pid() >= 0x1000) continue;
-    auto pl = p.payload();
-    const auto h = mpegts::parse_pes_header(pl);
-    if (!h || !h->has_pts) continue;
-    write_ts(pl.data() + 9, h->has_dts ? 3 : 2, (h->pts + ticks) % mpegts::kPtsWrap);
-    if (h->has_dts) write_ts(pl.data() + 14, 1, (h->dts + ticks) % mpegts::kPtsWrap);
-  }
-  return pkts;
-}
-
-struct Source {
-  std::vector<TsPacket> packets = tt::read_packets(tt::fixture("h264_aac.ts"));
-  std::vector<std::uint64_t> ms;  // per packet, from the file's PCR
-  Source() {
-    const auto t = mpegts::file_times(packets);
-    for (auto ns : t.ns) ms.push_back(ns / 1'000'000);
-  }
-};
-const Source& source() {
-  static const Source s;
-  return s;
-}
-
-struct Clock {
-  std::uint64_t mono_ns = 0;
-};
-
-HlsPackagerOptions options_for(Clock& c) {
-  HlsPackagerOptions o;
-  o.mono_ns = [&c] { return c.mono_ns; };
-  o.wall_ms = [&c] { return kT0 + static_cast<std::int64_t>(c.mono_ns / 1'000'000); };
-  return o;
-}
-
-class Packager : public ::testing::Test {
+class Packager : public PackagerTest {
  protected:
-  void SetUp() override {
-    static int n = 0;
-    pool_ = rte_pktmbuf_pool_create(("tc_hlspk" + std::to_string(n++)).c_str(), 1023, 0, 0,
-                                    static_cast<std::uint16_t>(RTE_PKTMBUF_HEADROOM + dataplane::OttFeed::kChunkBytes),
-                                    SOCKET_ID_ANY);
-    ASSERT_NE(pool_, nullptr);
-  }
-  void TearDown() override {
-    feeds_.clear();
-    packager_.reset();
-    if (pool_ != nullptr) {
-      EXPECT_EQ(rte_mempool_in_use_count(pool_), 0u);
-      rte_mempool_free(pool_);
-    }
-  }
-
-  dataplane::OttFeed* new_feed() {
-    static int n = 0;
-    feeds_.push_back(std::make_unique<dataplane::OttFeed>("tc_hlspk_f" + std::to_string(n++), 1024, pool_));
-    return feeds_.back().get();
-  }
-
   void make(std::uint32_t window, std::uint32_t dvr_hours, std::uint32_t memory_mb, std::uint32_t segment_s = 2,
             bool encrypt = false) {
     config_.segment_seconds = segment_s;
     config_.window_segments = window;
     config_.dvr_hours = dvr_hours;
     config_.memory_mb = memory_mb;
-    HlsPackagerOptions o = options_for(clock_);
+    HlsPackagerOptions o = options();
     o.disk_read_cap_bytes = read_cap_;
     packager_ = std::make_unique<HlsPackager>(config_, std::move(o));
     feed_ = new_feed();
     PackagedChannel c{"news", "News", feed_};
     c.encrypt = encrypt;
+    // The channel's numbers start at the wall clock's ms when it is made.
+    first_ = static_cast<std::uint64_t>(kT0) + mono_ns_ / 1'000'000;
     packager_->set_channels({c});
   }
 
-  // Copies [from, to) of the file on the chained timeline: copy k at k * kCopyMs, each
-  // millisecond of it stretched to `scale` ms of wall clock. `each_poll` runs after every
-  // poll_once().
-  template <typename Fn>
-  void feed_copies(int from, int to, std::uint64_t scale, Fn each_poll) {
-    const Source& src = source();
-    std::size_t chunks = 0;
-    for (int k = from; k < to; ++k) {
-      const auto pkts = shifted(src.packets, k * kCopyMs);
-      for (std::size_t i = 0; i < pkts.size(); i += dataplane::OttFeed::kChunkPackets) {
-        const std::size_t n = std::min(dataplane::OttFeed::kChunkPackets, pkts.size() - i);
-        const std::uint64_t ms = (static_cast<std::uint64_t>(k * kCopyMs) + src.ms[i]) * scale;
-        clock_.mono_ns = std::max(clock_.mono_ns, ms * 1'000'000);
-        feed_->on_packets(0, std::span<const TsPacket>(pkts.data() + i, n), ms * 1'000'000);
-        for (auto* f : also_) f->on_packets(0, std::span<const TsPacket>(pkts.data() + i, n), ms * 1'000'000);
-        if (++chunks % 256 == 0) {
-          packager_->poll_once();
-          each_poll();
-        }
-      }
-    }
-    packager_->poll_once();
-    each_poll();
-    ASSERT_EQ(feed_->stats().dropped_chunks, 0u);
-  }
-  void feed_copies(int from, int to, std::uint64_t scale = 1) {
-    feed_copies(from, to, scale, [] {});
-  }
+  std::optional<std::string> get(const std::string& name, const std::string& query = "") { return body(name, query); }
 
-  std::optional<std::string> get(const std::string& name, const std::string& query = "") {
-    const auto r = packager_->get("news", name, query);
-    if (!r) return std::nullopt;
-    return r->body->str();
-  }
+  // The name of the channel's segment `k` (counted from its first).
+  [[nodiscard]] std::string seg(std::uint64_t k) const { return "seg-" + std::to_string(first_ + k) + ".ts"; }
 
-  rte_mempool* pool_ = nullptr;
-  std::vector<std::unique_ptr<dataplane::OttFeed>> feeds_;
   dataplane::OttConfig config_;
-  Clock clock_;
-  std::unique_ptr<HlsPackager> packager_;
-  dataplane::OttFeed* feed_ = nullptr;
-  std::vector<dataplane::OttFeed*> also_;  // fed the same chunks as feed_ (renditions)
-  std::uint64_t read_cap_ = 0;             // HlsPackagerOptions::disk_read_cap_bytes
+  std::uint64_t read_cap_ = 0;  // HlsPackagerOptions::disk_read_cap_bytes
+  std::uint64_t first_ = 0;     // the channel's first sequence number
 };
-
-// --- playlist reading ---
-
-struct Entry {
-  std::uint64_t sequence = 0;
-  std::int64_t pdt_ms = 0;
-  double duration_s = 0;
-  bool discontinuity = false;
-};
-
-struct Parsed {
-  std::optional<std::uint64_t> media_sequence;
-  std::optional<std::uint64_t> discontinuity_sequence;
-  std::string type;  // PLAYLIST-TYPE or ""
-  bool end_list = false;
-  std::vector<Entry> entries;
-};
-
-std::int64_t iso_ms(const std::string& s) {  // "2026-11-25T21:40:00.123Z" or "...:00Z"
-  std::tm tm{};
-  tm.tm_year = std::stoi(s.substr(0, 4)) - 1900;
-  tm.tm_mon = std::stoi(s.substr(5, 2)) - 1;
-  tm.tm_mday = std::stoi(s.substr(8, 2));
-  tm.tm_hour = std::stoi(s.substr(11, 2));
-  tm.tm_min = std::stoi(s.substr(14, 2));
-  tm.tm_sec = std::stoi(s.substr(17, 2));
-  return static_cast<std::int64_t>(timegm(&tm)) * 1000 + (s.size() >= 23 && s[19] == '.' ? std::stoi(s.substr(20, 3)) : 0);
-}
-
-Parsed parse(const std::string& text) {
-  Parsed p;
-  std::istringstream in(text);
-  Entry e;
-  bool first = true;
-  for (std::string l; std::getline(in, l);) {
-    if (first) {
-      EXPECT_EQ(l, "#EXTM3U");
-    }
-    first = false;
-    auto value = [&](std::string_view tag) { return l.substr(tag.size()); };
-    if (l.rfind("#EXT-X-MEDIA-SEQUENCE:", 0) == 0) p.media_sequence = std::stoull(value("#EXT-X-MEDIA-SEQUENCE:"));
-    else if (l.rfind("#EXT-X-DISCONTINUITY-SEQUENCE:", 0) == 0)
-      p.discontinuity_sequence = std::stoull(value("#EXT-X-DISCONTINUITY-SEQUENCE:"));
-    else if (l.rfind("#EXT-X-PLAYLIST-TYPE:", 0) == 0) p.type = value("#EXT-X-PLAYLIST-TYPE:");
-    else if (l == "#EXT-X-ENDLIST") p.end_list = true;
-    else if (l == "#EXT-X-DISCONTINUITY") e.discontinuity = true;
-    else if (l.rfind("#EXT-X-PROGRAM-DATE-TIME:", 0) == 0) e.pdt_ms = iso_ms(value("#EXT-X-PROGRAM-DATE-TIME:"));
-    else if (l.rfind("#EXTINF:", 0) == 0) e.duration_s = std::stod(value("#EXTINF:"));
-    else if (l.rfind("seg-", 0) == 0) {
-      e.sequence = std::stoull(l.substr(4, l.size() - 7));
-      p.entries.push_back(e);
-      e = Entry{};
-    }
-  }
-  return p;
-}
 
 // Every listed segment in order, consecutive from MEDIA-SEQUENCE, each fetchable.
-void expect_consistent(const Parsed& p, HlsPackager& pk) {
+void expect_consistent(const Playlist& p, HlsPackager& pk) {
   ASSERT_TRUE(p.media_sequence.has_value());
   ASSERT_FALSE(p.entries.empty());
   for (std::size_t i = 0; i < p.entries.size(); ++i) {
@@ -267,12 +105,6 @@ void expect_consistent(const Parsed& p, HlsPackager& pk) {
   }
 }
 
-std::string epoch_s(std::int64_t ms) {  // "1795642812.345"
-  char b[32];
-  std::snprintf(b, sizeof b, "%lld.%03lld", static_cast<long long>(ms / 1000), static_cast<long long>(ms % 1000));
-  return b;
-}
-
 // --- tests ---
 
 TEST_F(Packager, LiveWindowSlidesAndKeepsTwiceTheWindowPlusOneForLateFetches) {
@@ -283,23 +115,23 @@ TEST_F(Packager, LiveWindowSlidesAndKeepsTwiceTheWindowPlusOneForLateFetches) {
   EXPECT_EQ(st->segments, 11u);
   EXPECT_EQ(st->held_segments, 7u);  // RFC 8216 6.2.2: 3 listed + 3 + 1
   EXPECT_EQ(st->evicted, 4u);
-  const Parsed live = parse(*get("live.m3u8"));
+  const Playlist live = parse_playlist(*get("live.m3u8"));
   ASSERT_EQ(live.entries.size(), 3u);
-  EXPECT_EQ(*live.media_sequence, 8u);
+  EXPECT_EQ(*live.media_sequence, first_ + 8);
   EXPECT_EQ(live.type, "");
   EXPECT_FALSE(live.end_list);
   expect_consistent(live, *packager_);
-  EXPECT_TRUE(get("seg-4.ts").has_value()) << "slid out of the playlist, still held";
-  EXPECT_FALSE(get("seg-3.ts").has_value()) << "evicted";
+  EXPECT_TRUE(get(seg(4)).has_value()) << "slid out of the playlist, still held";
+  EXPECT_FALSE(get(seg(3)).has_value()) << "evicted";
   // Unknown query parameters change nothing.
   EXPECT_EQ(*get("live.m3u8", "foo=1&bar"), *get("live.m3u8"));
 
   // event.m3u8: everything held, EVENT, no ENDLIST.
-  const Parsed ev = parse(*get("event.m3u8"));
+  const Playlist ev = parse_playlist(*get("event.m3u8"));
   EXPECT_EQ(ev.type, "EVENT");
   EXPECT_FALSE(ev.end_list);
   ASSERT_EQ(ev.entries.size(), 7u);
-  EXPECT_EQ(*ev.media_sequence, 4u);
+  EXPECT_EQ(*ev.media_sequence, first_ + 4);
   expect_consistent(ev, *packager_);
   // PDT: kT0 + the time of the segment's first packet on the chained timeline.
   for (const Entry& e : ev.entries) {
@@ -308,15 +140,15 @@ TEST_F(Packager, LiveWindowSlidesAndKeepsTwiceTheWindowPlusOneForLateFetches) {
   }
   // Sliding: one more copy, three more segments, the window moves by three.
   feed_copies(4, 5);
-  EXPECT_EQ(*parse(*get("live.m3u8")).media_sequence, 11u);
-  EXPECT_EQ(*parse(*get("event.m3u8")).media_sequence, 7u);  // 14 made, 7 held
+  EXPECT_EQ(*parse_playlist(*get("live.m3u8")).media_sequence, first_ + 11);
+  EXPECT_EQ(*parse_playlist(*get("event.m3u8")).media_sequence, first_ + 7);  // 14 made, 7 held
 }
 
 TEST_F(Packager, DvrKeepsTheConfiguredHoursByProgramDateTime) {
   make(3, 1, 512);
   // Each 2 s segment spans 200 s of wall clock: 1 h is 18 segments, 10 copies make 29.
   feed_copies(0, 10, 100);
-  const Parsed ev = parse(*get("event.m3u8"));
+  const Playlist ev = parse_playlist(*get("event.m3u8"));
   ASSERT_GT(ev.entries.size(), 6u) << "more than the live window's 2 x 3";
   expect_consistent(ev, *packager_);
   const Entry& newest = ev.entries.back();
@@ -332,7 +164,7 @@ TEST_F(Packager, DvrKeepsTheConfiguredHoursByProgramDateTime) {
   EXPECT_LE(st->held_seconds, 3600.0 + 250);
   EXPECT_FALSE(get("seg-" + std::to_string(*ev.media_sequence - 1) + ".ts").has_value());
   // The live playlist is still the last 3.
-  EXPECT_EQ(parse(*get("live.m3u8")).entries.size(), 3u);
+  EXPECT_EQ(parse_playlist(*get("live.m3u8")).entries.size(), 3u);
 }
 
 TEST_F(Packager, MemoryBudgetWinsOverTheDvrHours) {
@@ -349,10 +181,10 @@ TEST_F(Packager, MemoryBudgetWinsOverTheDvrHours) {
   EXPECT_GT(st->evicted, 30u);
   EXPECT_EQ(st->held_segments + st->evicted, st->segments);
   // What is held is all listed and fetchable; what went first is gone.
-  const Parsed ev = parse(*get("event.m3u8"));
+  const Playlist ev = parse_playlist(*get("event.m3u8"));
   EXPECT_EQ(ev.entries.size(), st->held_segments);
   expect_consistent(ev, *packager_);
-  EXPECT_FALSE(get("seg-0.ts").has_value());
+  EXPECT_FALSE(get(seg(0)).has_value());
 
   // Two channels share the budget: each gets half.
   auto* second = new_feed();
@@ -366,7 +198,7 @@ TEST_F(Packager, MemoryBudgetWinsOverTheDvrHours) {
 TEST_F(Packager, TimeRangesGiveVodOncePastAndEventWhileOpen) {
   make(3, 1, 512);
   feed_copies(0, 5);  // ~30.5 s: 14 segments delivered, all held (1 h)
-  const Parsed all = parse(*get("event.m3u8"));
+  const Playlist all = parse_playlist(*get("event.m3u8"));
   ASSERT_EQ(all.entries.size(), 14u);
   const auto pdt = [&](std::size_t i) { return all.entries.at(i).pdt_ms; };
 
@@ -385,21 +217,21 @@ TEST_F(Packager, TimeRangesGiveVodOncePastAndEventWhileOpen) {
     SCOPED_TRACE(q);
     const auto text = get("live.m3u8", q);
     ASSERT_TRUE(text);
-    const Parsed p = parse(*text);
+    const Playlist p = parse_playlist(*text);
     EXPECT_EQ(p.type, "VOD");
     EXPECT_TRUE(p.end_list);
     ASSERT_EQ(p.entries.size(), 4u);
-    EXPECT_EQ(*p.media_sequence, 3u);
+    EXPECT_EQ(*p.media_sequence, first_ + 3);
     EXPECT_EQ(*p.discontinuity_sequence, 0u);
     EXPECT_EQ(p.entries.front().pdt_ms, pdt(3));
     EXPECT_EQ(p.entries.back().pdt_ms, pdt(6));
     expect_consistent(p, *packager_);
   }
   // End one ms after pdt 7 takes segment 7 too; start one ms after pdt 3 leaves segment 3 out.
-  EXPECT_EQ(parse(*get("live.m3u8", "start=" + epoch_s(pdt(3) + 1) + "&end=" + epoch_s(pdt(7) + 1))).entries.size(), 4u);
-  EXPECT_EQ(*parse(*get("live.m3u8", "start=" + epoch_s(pdt(3) + 1) + "&end=" + epoch_s(pdt(7) + 1))).media_sequence, 4u);
+  EXPECT_EQ(parse_playlist(*get("live.m3u8", "start=" + epoch_s(pdt(3) + 1) + "&end=" + epoch_s(pdt(7) + 1))).entries.size(), 4u);
+  EXPECT_EQ(*parse_playlist(*get("live.m3u8", "start=" + epoch_s(pdt(3) + 1) + "&end=" + epoch_s(pdt(7) + 1))).media_sequence, first_ + 4);
   // No start: from the oldest held.
-  EXPECT_EQ(*parse(*get("live.m3u8", "end=" + iso7)).media_sequence, 0u);
+  EXPECT_EQ(*parse_playlist(*get("live.m3u8", "end=" + iso7)).media_sequence, first_);
 
   // The master with the query points at that playlist.
   const auto master = get("index.m3u8", "start=" + enc3 + "&end=" + epoch_s(pdt(7)));
@@ -413,23 +245,23 @@ TEST_F(Packager, TimeRangesGiveVodOncePastAndEventWhileOpen) {
   // An open range (end in the future): EVENT from start, growing, no ENDLIST until it is over.
   const std::int64_t end = kT0 + 38'000;
   const std::string open_q = "start=" + epoch_s(pdt(10)) + "&end=" + epoch_s(end);
-  Parsed open = parse(*get("live.m3u8", open_q));
+  Playlist open = parse_playlist(*get("live.m3u8", open_q));
   EXPECT_EQ(open.type, "EVENT");
   EXPECT_FALSE(open.end_list);
-  EXPECT_EQ(*open.media_sequence, 10u);
+  EXPECT_EQ(*open.media_sequence, first_ + 10);
   EXPECT_EQ(open.entries.size(), 4u);
-  const Parsed no_end = parse(*get("live.m3u8", "start=" + epoch_s(pdt(10))));
+  const Playlist no_end = parse_playlist(*get("live.m3u8", "start=" + epoch_s(pdt(10))));
   EXPECT_EQ(no_end.type, "EVENT");
   EXPECT_EQ(no_end.entries.size(), 4u);
   feed_copies(5, 6);  // to ~36.6 s: still open
-  open = parse(*get("live.m3u8", open_q));
+  open = parse_playlist(*get("live.m3u8", open_q));
   EXPECT_EQ(open.type, "EVENT");
   EXPECT_EQ(open.entries.size(), 7u);
   feed_copies(6, 8);  // to ~48.8 s: a segment starts past 38 s
-  open = parse(*get("live.m3u8", open_q));
+  open = parse_playlist(*get("live.m3u8", open_q));
   EXPECT_EQ(open.type, "VOD");
   EXPECT_TRUE(open.end_list);
-  EXPECT_EQ(*open.media_sequence, 10u);
+  EXPECT_EQ(*open.media_sequence, first_ + 10);
   EXPECT_LT(open.entries.back().pdt_ms, end);
   EXPECT_GE(open.entries.back().pdt_ms + 2'000, end - 1);
   expect_consistent(open, *packager_);
@@ -438,7 +270,7 @@ TEST_F(Packager, TimeRangesGiveVodOncePastAndEventWhileOpen) {
 TEST_F(Packager, BadOrEmptyRangesAre404) {
   make(3, 1, 512);
   feed_copies(0, 3);
-  const Parsed all = parse(*get("event.m3u8"));
+  const Playlist all = parse_playlist(*get("event.m3u8"));
   ASSERT_GE(all.entries.size(), 5u);
   const std::string s = epoch_s(all.entries[1].pdt_ms), e = epoch_s(all.entries[4].pdt_ms);
   ASSERT_TRUE(get("live.m3u8", "start=" + s + "&end=" + e));
@@ -466,31 +298,31 @@ TEST_F(Packager, ARestartedChannelContinuesTheSequenceAfterADiscontinuity) {
   feed_ = new_feed();
   packager_->set_channels({PackagedChannel{"news", "News", feed_}});
   feed_copies(3, 5);  // its own timeline again (a jump of 6 s: the restart's gap)
-  const Parsed all = parse(*get("event.m3u8"));
+  const Playlist all = parse_playlist(*get("event.m3u8"));
   expect_consistent(all, *packager_);
   ASSERT_GE(all.entries.size(), 9u);
-  EXPECT_EQ(*all.media_sequence, 0u);
+  EXPECT_EQ(*all.media_sequence, first_);
   EXPECT_EQ(*all.discontinuity_sequence, 0u);
   for (std::size_t i = 0; i < all.entries.size(); ++i) EXPECT_EQ(all.entries[i].discontinuity, i == 5) << i;
-  EXPECT_EQ(all.entries[5].sequence, 5u) << "numbers go on";
+  EXPECT_EQ(all.entries[5].sequence, first_ + 5) << "numbers go on";
   // A range from the restart's segment: DISCONTINUITY-SEQUENCE 0 and the tag on its first
   // entry; one from the segment after it: 1 (RFC 8216 6.2.2).
-  const Parsed at = parse(*get("live.m3u8", "start=" + epoch_s(all.entries[5].pdt_ms)));
-  EXPECT_EQ(*at.media_sequence, 5u);
+  const Playlist at = parse_playlist(*get("live.m3u8", "start=" + epoch_s(all.entries[5].pdt_ms)));
+  EXPECT_EQ(*at.media_sequence, first_ + 5);
   EXPECT_EQ(*at.discontinuity_sequence, 0u);
   EXPECT_TRUE(at.entries.front().discontinuity);
-  const Parsed after = parse(*get("live.m3u8", "start=" + epoch_s(all.entries[6].pdt_ms)));
-  EXPECT_EQ(*after.media_sequence, 6u);
+  const Playlist after = parse_playlist(*get("live.m3u8", "start=" + epoch_s(all.entries[6].pdt_ms)));
+  EXPECT_EQ(*after.media_sequence, first_ + 6);
   EXPECT_EQ(*after.discontinuity_sequence, 1u);
   EXPECT_FALSE(after.entries.front().discontinuity);
-  const Parsed before = parse(*get("live.m3u8", "start=" + epoch_s(all.entries[1].pdt_ms) + "&end=" +
+  const Playlist before = parse_playlist(*get("live.m3u8", "start=" + epoch_s(all.entries[1].pdt_ms) + "&end=" +
                                                      epoch_s(all.entries[4].pdt_ms + 1)));
   EXPECT_EQ(before.type, "VOD");
   EXPECT_EQ(*before.discontinuity_sequence, 0u);
   EXPECT_EQ(before.entries.size(), 4u);
   for (const Entry& e : before.entries) EXPECT_FALSE(e.discontinuity);
   // The live playlist carries the tag too while it is listed.
-  const Parsed live = parse(*get("live.m3u8"));
+  const Playlist live = parse_playlist(*get("live.m3u8"));
   EXPECT_EQ(packager_->channel_stats("news")->discontinuities, 1u);
   EXPECT_EQ(live.entries.size(), 3u);
 }
@@ -498,12 +330,12 @@ TEST_F(Packager, ARestartedChannelContinuesTheSequenceAfterADiscontinuity) {
 TEST_F(Packager, FfmpegDecodesATimeRangeFetchedThroughGet) {
   make(3, 1, 512);
   feed_copies(0, 4);
-  const Parsed all = parse(*get("event.m3u8"));
+  const Playlist all = parse_playlist(*get("event.m3u8"));
   ASSERT_GE(all.entries.size(), 10u);
   const std::string q = "start=" + epoch_s(all.entries[2].pdt_ms) + "&end=" + epoch_s(all.entries[9].pdt_ms);
   const auto text = get("live.m3u8", q);
   ASSERT_TRUE(text);
-  const Parsed p = parse(*text);
+  const Playlist p = parse_playlist(*text);
   ASSERT_EQ(p.type, "VOD");
   ASSERT_EQ(p.entries.size(), 7u);  // across two joins of the copies
   const fs::path dir = tt::temp_dir("hls_packager_range");
@@ -612,7 +444,7 @@ TEST_F(DvrDisk, MemoryHoldsTheLiveWindowAndDiskTheRest) {
     EXPECT_TRUE(f.others.empty()) << f.others.front();
     if (st->held_segments > 0) {
       // window_bytes is exactly the live playlist's segments.
-      const Parsed live = parse(*get("live.m3u8"));
+      const Playlist live = parse_playlist(*get("live.m3u8"));
       std::uint64_t live_bytes = 0;
       for (const Entry& e : live.entries) live_bytes += segment(e.sequence).size();
       EXPECT_EQ(st->window_bytes, live_bytes);
@@ -626,34 +458,34 @@ TEST_F(DvrDisk, MemoryHoldsTheLiveWindowAndDiskTheRest) {
   EXPECT_GT(st->disk_bytes, 11u * 100'000);
   // Everything held is listed and served, on disk or not; a served on-disk segment is the
   // file's bytes, a whole TS.
-  const Parsed ev = parse(*get("event.m3u8"));
+  const Playlist ev = parse_playlist(*get("event.m3u8"));
   ASSERT_EQ(ev.entries.size(), 14u);
   expect_consistent(ev, *packager_);
   const DiskFiles f = files_in(channel_dir());
   ASSERT_EQ(f.sequences.size(), 11u);
   for (std::uint64_t k = 0; k < 11; ++k) {
-    EXPECT_EQ(f.sequences[k], k);
-    const std::string body = segment(k);
+    EXPECT_EQ(f.sequences[k], first_ + k);
+    const std::string body = segment(first_ + k);
     EXPECT_TRUE(is_ts(body)) << k;
-    EXPECT_EQ(body, file_text(channel_dir() / ("seg-" + std::to_string(k) + ".ts"))) << k;
+    EXPECT_EQ(body, file_text(channel_dir() / seg(k))) << k;
   }
   // A time range over on-disk segments.
-  const Parsed range = parse(*get("live.m3u8", "start=" + epoch_s(ev.entries[1].pdt_ms) + "&end=" + epoch_s(ev.entries[5].pdt_ms)));
+  const Playlist range = parse_playlist(*get("live.m3u8", "start=" + epoch_s(ev.entries[1].pdt_ms) + "&end=" + epoch_s(ev.entries[5].pdt_ms)));
   EXPECT_EQ(range.type, "VOD");
   EXPECT_EQ(range.entries.size(), 4u);
   expect_consistent(range, *packager_);
   // A file that vanished is a 404, not a crash; the rest are still served.
-  fs::remove(channel_dir() / "seg-3.ts");
-  EXPECT_FALSE(packager_->get("news", "seg-3.ts", ""));
-  EXPECT_TRUE(packager_->get("news", "seg-4.ts", ""));
+  fs::remove(channel_dir() / seg(3));
+  EXPECT_FALSE(packager_->get("news", seg(3), ""));
+  EXPECT_TRUE(packager_->get("news", seg(4), ""));
   // ... and so is one whose bytes changed size behind the packager's back.
-  tt::write_file(channel_dir() / "seg-4.ts", {0x47, 0, 0});
-  EXPECT_FALSE(packager_->get("news", "seg-4.ts", ""));
+  tt::write_file(channel_dir() / seg(4), {0x47, 0, 0});
+  EXPECT_FALSE(packager_->get("news", seg(4), ""));
 
   // Dropping the channel deletes its files and its directory.
   packager_->set_channels({});
   EXPECT_FALSE(fs::exists(channel_dir()));
-  // Added again: an empty directory, numbers from scratch.
+  // Added again: an empty directory.
   feed_ = new_feed();
   packager_->set_channels({PackagedChannel{"news", "News", feed_}});
   EXPECT_TRUE(fs::is_directory(channel_dir()));
@@ -739,15 +571,15 @@ TEST_F(DvrDisk, TheMemoryBudgetDeletesNoOnDiskSegmentForTheLiveWindow) {
   std::size_t files = 0;
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(channel_dir())) ++files;
   EXPECT_EQ(files, 3 * (packager_->channel_stats("news")->held_segments - 1));
-  expect_consistent(parse(*get("event.m3u8")), *packager_);
+  expect_consistent(parse_playlist(*get("event.m3u8")), *packager_);
 }
 
 TEST_F(DvrDisk, ConcurrentReadersShareOneBufferAndReadsOverTheCapAreRefused) {
   make(3, 1, 512, 1);
   feed_copies(0, 2);  // 1 s segments: 0..8 on disk
   ASSERT_GE(packager_->channel_stats("news")->disk_segments, 5u);
-  const std::string file0 = file_text(channel_dir() / "seg-0.ts");
-  const std::string file1 = file_text(channel_dir() / "seg-1.ts");
+  const std::string file0 = file_text(channel_dir() / seg(0));
+  const std::string file1 = file_text(channel_dir() / seg(1));
   ASSERT_FALSE(file0.empty());
   {
     constexpr int kReaders = 16;
@@ -758,7 +590,7 @@ TEST_F(DvrDisk, ConcurrentReadersShareOneBufferAndReadsOverTheCapAreRefused) {
       threads.emplace_back([&, i] {
         ready.fetch_add(1);
         while (ready.load() < kReaders) std::this_thread::yield();
-        got[static_cast<std::size_t>(i)] = packager_->get("news", "seg-0.ts", "");
+        got[static_cast<std::size_t>(i)] = packager_->get("news", seg(0), "");
       });
     for (auto& t : threads) t.join();
     for (const auto& r : got) {
@@ -767,43 +599,46 @@ TEST_F(DvrDisk, ConcurrentReadersShareOneBufferAndReadsOverTheCapAreRefused) {
       EXPECT_EQ(*r->body, file0);
     }
     // Held: a later reader shares it too; another segment has its own.
-    EXPECT_EQ(packager_->get("news", "seg-0.ts", "")->body.get(), got.front()->body.get());
-    EXPECT_EQ(*packager_->get("news", "seg-1.ts", "")->body, file1);
+    EXPECT_EQ(packager_->get("news", seg(0), "")->body.get(), got.front()->body.get());
+    EXPECT_EQ(*packager_->get("news", seg(1), "")->body, file1);
   }
-  EXPECT_EQ(*packager_->get("news", "seg-0.ts", "")->body, file0) << "read again once let go";
+  EXPECT_EQ(*packager_->get("news", seg(0), "")->body, file0) << "read again once let go";
   EXPECT_EQ(packager_->channel_stats("news")->disk_reads_refused, 0u);
 
   // Again with a cap that holds seg-0 but not seg-0 and seg-1 at once.
   packager_.reset();
-  clock_ = {};
+  mono_ns_ = 0;  // the clock set back: the same numbers again
   read_cap_ = file0.size() + file1.size() / 2;
   make(3, 1, 512, 1);
   feed_copies(0, 2);
-  ASSERT_EQ(file_text(channel_dir() / "seg-0.ts"), file0) << "the same input makes the same segments";
-  ASSERT_EQ(file_text(channel_dir() / "seg-1.ts"), file1);
-  auto a = packager_->get("news", "seg-0.ts", "");
+  ASSERT_EQ(file_text(channel_dir() / seg(0)), file0) << "the same input makes the same segments";
+  ASSERT_EQ(file_text(channel_dir() / seg(1)), file1);
+  auto a = packager_->get("news", seg(0), "");
   ASSERT_TRUE(a);
-  EXPECT_FALSE(packager_->get("news", "seg-1.ts", "")) << "over the cap: 404";
-  EXPECT_FALSE(packager_->get("news", "seg-1.ts", ""));
+  EXPECT_FALSE(packager_->get("news", seg(1), "")) << "over the cap: 404";
+  EXPECT_FALSE(packager_->get("news", seg(1), ""));
   EXPECT_EQ(packager_->channel_stats("news")->disk_reads_refused, 2u);
   const std::uint64_t newest = packager_->channel_stats("news")->segments - 1;
-  EXPECT_TRUE(packager_->get("news", "seg-" + std::to_string(newest) + ".ts", "")) << "in memory: not capped";
-  auto b = packager_->get("news", "seg-0.ts", "");
+  EXPECT_TRUE(packager_->get("news", seg(newest), "")) << "in memory: not capped";
+  auto b = packager_->get("news", seg(0), "");
   ASSERT_TRUE(b) << "shared: no more bytes";
   EXPECT_EQ(b->body.get(), a->body.get());
   a.reset();
-  EXPECT_FALSE(packager_->get("news", "seg-1.ts", "")) << "still held by b";
+  EXPECT_FALSE(packager_->get("news", seg(1), "")) << "still held by b";
   b.reset();
-  const auto c = packager_->get("news", "seg-1.ts", "");
+  const auto c = packager_->get("news", seg(1), "");
   ASSERT_TRUE(c) << "released by the last reader";
   EXPECT_EQ(*c->body, file1);
   EXPECT_EQ(packager_->channel_stats("news")->disk_reads_refused, 3u);
 }
 
 TEST_F(Packager, KeyUrlsAreNewAfterARestartAndTheirEtagIsOfTheirBytes) {
+  // Two runs one after the other, the clock going on (each run its own copy of the input).
+  int run = 0;
   const auto first_key = [&] {
     make(3, 1, 512, 2, true);
-    feed_copies(0, 1);
+    feed_copies(run, run + 1);
+    ++run;
     const std::string text = *get("live.m3u8");
     const std::size_t at = text.find("URI=\"");
     EXPECT_NE(at, std::string::npos) << text;
@@ -812,18 +647,128 @@ TEST_F(Packager, KeyUrlsAreNewAfterARestartAndTheirEtagIsOfTheirBytes) {
     EXPECT_TRUE(k) << name;
     const auto again = packager_->get("news", name, "");
     EXPECT_EQ(again->etag, k->etag) << "stable";
+    EXPECT_EQ(hls_key_id(name), std::optional<std::uint64_t>(first_)) << "the channel's first key id: the clock's ms";
     std::pair<std::string, HlsResource> out{name, *k};
     packager_.reset();
-    clock_ = {};
+    mono_ns_ += 1'000'000;  // the restart takes a millisecond
     return out;
   };
   const auto [name1, key1] = first_key();
   const auto [name2, key2] = first_key();  // a restart: new keys
   ASSERT_TRUE(hls_key_id(name1) && hls_key_id(name2)) << name1 << " " << name2;
-  EXPECT_NE(name1, name2) << "a restart reuses the first key's URL";
+  EXPECT_GT(*hls_key_id(name2), *hls_key_id(name1)) << "a restart reuses the first key's URL";
   EXPECT_NE(*key1.body, *key2.body);
   EXPECT_NE(key1.etag, key2.etag);
   EXPECT_NE(key1.etag, "\"k0\"");
+}
+
+// Every segment, key and playlist a run serves: name -> (ETag, bytes).
+std::map<std::string, std::pair<std::string, std::string>> served(HlsPackager& pk, const std::vector<std::string>& playlists) {
+  std::map<std::string, std::pair<std::string, std::string>> out;
+  const auto take = [&](const std::string& name) {
+    const auto r = pk.get("news", name, "");
+    EXPECT_TRUE(r) << name;
+    if (r) out[name] = {r->etag, r->body->str()};
+  };
+  for (const auto& p : playlists) {
+    take(p);
+    if (!p.starts_with("event")) continue;
+    for (const Entry& e : parse_playlist(out[p].second).entries) {
+      take(e.uri);
+      if (!e.key.empty()) take(e.key);
+    }
+  }
+  return out;
+}
+
+// A URL of the first run that the second serves too names the same bytes, and an ETag the
+// two give the same name stands for the same bytes.
+void expect_no_url_reused(const std::map<std::string, std::pair<std::string, std::string>>& a,
+                          const std::map<std::string, std::pair<std::string, std::string>>& b) {
+  for (const auto& [name, got] : b) {
+    const auto it = a.find(name);
+    if (it == a.end()) continue;
+    if (name.ends_with(".m3u8")) {
+      if (it->second.first == got.first) {
+        EXPECT_EQ(it->second.second, got.second) << name << ": the same ETag " << got.first << " for other bytes";
+      }
+    } else {
+      EXPECT_EQ(it->second.second, got.second) << name << " names other bytes after the restart";
+      ADD_FAILURE() << name << " served by both runs";  // segments and keys: never, even with the same bytes
+    }
+  }
+}
+
+TEST_F(Packager, ARestartNumbersAboveTheLastRunAndReusesNoUrl) {
+  // Run 1: numbers from the wall clock's ms when the channel was made (kT0).
+  make(3, 1, 512, 2, true);
+  ASSERT_EQ(first_, static_cast<std::uint64_t>(kT0));
+  feed_copies(0, 2);
+  const Playlist ev1 = parse_playlist(*get("event.m3u8"));
+  ASSERT_EQ(ev1.entries.size(), 5u);
+  EXPECT_EQ(*ev1.media_sequence, static_cast<std::uint64_t>(kT0)) << "the first number: the clock's ms";
+  expect_consistent(ev1, *packager_);
+  const auto run1 = served(*packager_, {"index.m3u8", "live.m3u8", "event.m3u8"});
+  // twincastd restarts a moment later (1 ms) and its input goes on: other bytes.
+  packager_.reset();
+  mono_ns_ += 1'000'000;
+  make(3, 1, 512, 2, true);
+  feed_copies(2, 4);
+  const Playlist ev2 = parse_playlist(*get("event.m3u8"));
+  ASSERT_GE(ev2.entries.size(), 5u);
+  expect_consistent(ev2, *packager_);
+  EXPECT_GT(*ev2.media_sequence, ev1.entries.back().sequence) << "numbers below the last run's";
+  EXPECT_EQ(*ev2.media_sequence, first_);
+  EXPECT_LT(first_, std::uint64_t{1} << 53) << "hls.js reads integers up to 2^53";
+  const auto run2 = served(*packager_, {"index.m3u8", "live.m3u8", "event.m3u8"});
+  EXPECT_GE(run2.size(), 9u);  // 3 playlists, >= 5 segments, a key
+  expect_no_url_reused(run1, run2);
+  // The key ids too: above the last run's.
+  std::uint64_t last_key = 0, first_key = ~std::uint64_t{0};
+  for (const Entry& e : ev1.entries) last_key = std::max(last_key, *hls_key_id(e.key));
+  for (const Entry& e : ev2.entries) first_key = std::min(first_key, *hls_key_id(e.key));
+  EXPECT_GT(first_key, last_key);
+}
+
+TEST_F(Packager, AChannelAddedAgainNumbersAboveItsOldSegmentsThoughTheClockWentBack) {
+  make(3, 1, 512);
+  feed_copies(0, 2);
+  const Playlist ev1 = parse_playlist(*get("event.m3u8"));
+  ASSERT_EQ(ev1.entries.size(), 5u);
+  const auto run1 = served(*packager_, {"index.m3u8", "live.m3u8", "event.m3u8"});
+  // Dropped, then added again with the wall clock set back to kT0 (an NTP step): the
+  // packager still numbers above what it issued.
+  packager_->set_channels({});
+  EXPECT_FALSE(get("live.m3u8"));
+  mono_ns_ = 0;
+  feed_ = new_feed();
+  packager_->set_channels({PackagedChannel{"news", "News", feed_}});
+  feed_copies(0, 2);
+  const Playlist ev2 = parse_playlist(*get("event.m3u8"));
+  ASSERT_EQ(ev2.entries.size(), 5u);
+  EXPECT_EQ(*ev2.media_sequence, ev1.entries.back().sequence + 1);
+  expect_no_url_reused(run1, served(*packager_, {"index.m3u8", "live.m3u8", "event.m3u8"}));
+}
+
+TEST_F(Packager, AFixedFirstSequenceIsForTestsAndBenchmarks) {
+  config_.segment_seconds = 2;
+  config_.window_segments = 3;
+  config_.dvr_hours = 1;
+  config_.memory_mb = 512;
+  HlsPackagerOptions o = options();
+  o.first_sequence = 0;
+  packager_ = std::make_unique<HlsPackager>(config_, std::move(o));
+  feed_ = new_feed();
+  PackagedChannel c{"news", "News", feed_};
+  c.encrypt = true;
+  packager_->set_channels({c});
+  feed_copies(0, 2);
+  const Playlist ev = parse_playlist(*get("event.m3u8"));
+  ASSERT_EQ(ev.entries.size(), 5u);
+  EXPECT_EQ(*ev.media_sequence, 0u);
+  EXPECT_EQ(ev.entries.front().uri, "seg-0.ts");
+  EXPECT_EQ(ev.entries.front().key, "key-0.key");
+  expect_consistent(ev, *packager_);
 }
 
 TEST_F(DvrDisk, EvictionDeletesTheFiles) {
@@ -833,10 +778,10 @@ TEST_F(DvrDisk, EvictionDeletesTheFiles) {
   EXPECT_EQ(st->held_segments, 7u);
   EXPECT_EQ(st->disk_segments, 4u);
   EXPECT_EQ(st->evicted, 4u);
-  EXPECT_EQ(files_in(channel_dir()).sequences, (std::vector<std::uint64_t>{4, 5, 6, 7}));
-  EXPECT_FALSE(packager_->get("news", "seg-3.ts", ""));
+  EXPECT_EQ(files_in(channel_dir()).sequences, (std::vector<std::uint64_t>{first_ + 4, first_ + 5, first_ + 6, first_ + 7}));
+  EXPECT_FALSE(packager_->get("news", seg(3), ""));
   feed_copies(4, 6);  // 17 segments: 10..16 held, 10..13 on disk
-  EXPECT_EQ(files_in(channel_dir()).sequences, (std::vector<std::uint64_t>{10, 11, 12, 13}));
+  EXPECT_EQ(files_in(channel_dir()).sequences, (std::vector<std::uint64_t>{first_ + 10, first_ + 11, first_ + 12, first_ + 13}));
 }
 
 TEST_F(DvrDisk, DiskBudgetBoundsWhatIsOnDisk) {
@@ -858,7 +803,7 @@ TEST_F(DvrDisk, DiskBudgetBoundsWhatIsOnDisk) {
   const DiskFiles f = files_in(channel_dir());
   EXPECT_EQ(f.sequences.size(), st->disk_segments);
   EXPECT_EQ(f.bytes, st->disk_bytes);
-  expect_consistent(parse(*get("event.m3u8")), *packager_);
+  expect_consistent(parse_playlist(*get("event.m3u8")), *packager_);
 }
 
 TEST_F(DvrDisk, FfmpegPlaysOnDiskSegmentsThroughTheOrigin) {
@@ -869,7 +814,7 @@ TEST_F(DvrDisk, FfmpegPlaysOnDiskSegmentsThroughTheOrigin) {
   origin.listen("127.0.0.1:0");
   origin.start();
   const std::string base = "http://127.0.0.1:" + std::to_string(origin.ports().at(0)) + "/hls/news/";
-  const Parsed all = parse(*get("event.m3u8"));
+  const Playlist all = parse_playlist(*get("event.m3u8"));
   ASSERT_EQ(all.entries.size(), 14u);
   // A finished time range of on-disk segments (2..8): VOD, every frame decoded.
   const std::string range = base + "live.m3u8?start=" + epoch_s(all.entries[2].pdt_ms) + "&end=" + epoch_s(all.entries[9].pdt_ms);
@@ -905,10 +850,10 @@ TEST_F(DvrDisk, AnEncryptedChannelsFilesAreTheCiphertext) {
   ASSERT_EQ(key_body->body->size(), 16u);
   std::copy(key_body->body->begin(), key_body->body->end(), reinterpret_cast<char*>(key.bytes.data()));
   for (std::uint64_t k = 0; k < 5; ++k) {
-    const std::string file = file_text(channel_dir() / ("seg-" + std::to_string(k) + ".ts"));
-    EXPECT_EQ(file, segment(k)) << "served as stored";
+    const std::string file = file_text(channel_dir() / seg(k));
+    EXPECT_EQ(file, segment(first_ + k)) << "served as stored";
     EXPECT_FALSE(is_ts(file)) << "plain TS on disk";
-    const auto plain = hls_decrypt(key, k, file);
+    const auto plain = hls_decrypt(key, first_ + k, file);
     ASSERT_TRUE(plain) << k;
     EXPECT_TRUE(is_ts(*plain)) << k;
   }
@@ -922,7 +867,7 @@ TEST_F(DvrDisk, WriteFailuresAreCountedAndKeptInTheMemoryBudget) {
     const auto st = packager_->channel_stats("news");
     peak = std::max(peak, st->window_bytes);
     // What is listed is numbered right (consecutive), and each in-memory one is served.
-    const Parsed ev = parse(*get("event.m3u8"));
+    const Playlist ev = parse_playlist(*get("event.m3u8"));
     for (std::size_t i = 0; i < ev.entries.size(); ++i) EXPECT_EQ(ev.entries[i].sequence, *ev.media_sequence + i);
   };
   feed_copies(0, 2, 1, watch);
@@ -931,10 +876,10 @@ TEST_F(DvrDisk, WriteFailuresAreCountedAndKeptInTheMemoryBudget) {
   EXPECT_EQ(st->disk_errors, 0u);
 
   // The channel's directory removed mid-run: its files are 404, new writes fail (ENOENT).
-  const std::uint64_t oldest = *parse(*get("event.m3u8")).media_sequence;
+  const std::uint64_t oldest = *parse_playlist(*get("event.m3u8")).media_sequence;
   fs::remove_all(channel_dir());
   EXPECT_FALSE(packager_->get("news", "seg-" + std::to_string(oldest) + ".ts", ""));
-  EXPECT_TRUE(packager_->get("news", "seg-" + std::to_string(st->segments - 1) + ".ts", "")) << "in memory";
+  EXPECT_TRUE(packager_->get("news", seg(st->segments - 1), "")) << "in memory";
   feed_copies(2, 4, 1, watch);
   st = packager_->channel_stats("news");
   const std::uint64_t enoent = st->disk_errors;
@@ -943,7 +888,7 @@ TEST_F(DvrDisk, WriteFailuresAreCountedAndKeptInTheMemoryBudget) {
   EXPECT_EQ(st->disk_bytes, 0u);
   EXPECT_LE(peak, budget);
   EXPECT_GT(st->window_bytes, budget / 2) << "failed writes stay in memory";
-  expect_consistent(parse(*get("event.m3u8")), *packager_);
+  expect_consistent(parse_playlist(*get("event.m3u8")), *packager_);
 
   // A file where the directory was (ENOTDIR): still counted, still no crash.
   tt::write_file(channel_dir(), {'x'});
@@ -983,7 +928,7 @@ TEST_F(DvrDisk, WriteFailuresAreCountedAndKeptInTheMemoryBudget) {
   EXPECT_TRUE(f.others.empty()) << "a partial .tmp left: " << f.others.front();
   EXPECT_EQ(f.sequences.size(), st->disk_segments);
   EXPECT_EQ(f.bytes, st->disk_bytes);
-  expect_consistent(parse(*get("event.m3u8")), *packager_);
+  expect_consistent(parse_playlist(*get("event.m3u8")), *packager_);
 }
 
 TEST_F(DvrDisk, FailedWritesAreRetriedWithLaterSegments) {
@@ -1006,7 +951,7 @@ TEST_F(DvrDisk, FailedWritesAreRetriedWithLaterSegments) {
   EXPECT_EQ(f.sequences.size(), st->disk_segments);
   EXPECT_EQ(f.bytes, st->disk_bytes);
   // Each retried one is served from its file, whole.
-  const Parsed ev = parse(*get("event.m3u8"));
+  const Playlist ev = parse_playlist(*get("event.m3u8"));
   for (const Entry& e : ev.entries) {
     const std::string path = (channel_dir() / ("seg-" + std::to_string(e.sequence) + ".ts")).string();
     const std::string body = segment(e.sequence);
@@ -1027,7 +972,7 @@ TEST_F(DvrDisk, ReadsRaceEvictionSafely) {
       const std::uint64_t made = st ? st->segments : 0;
       // The oldest held and the ones just evicted: on disk, or gone under the reader.
       for (std::uint64_t k = made > 12 ? made - 12 : 0; k < made; ++k) {
-        const auto r = packager_->get("news", "seg-" + std::to_string(k) + ".ts", "");
+        const auto r = packager_->get("news", seg(k), "");
         if (!r) {
           ++missing;
         } else if (is_ts(r->body->str())) {

@@ -1363,19 +1363,24 @@ TEST_F(ApplianceNs, HlsOfAChannelPlaysOverHttp) {
   const RunResult play = play_master(30);
   EXPECT_EQ(play.exit_code, 0) << play.out;
   EXPECT_EQ(play.out, "") << play.out;
-  // The live window slides: 3 segments listed; once 7 were made (MEDIA-SEQUENCE 4) the
-  // first has left memory too (the window and as many again are kept).
+  // The live window slides: 3 segments listed; once 7 were made (MEDIA-SEQUENCE first + 4)
+  // the first has left memory too (the window and as many again are kept).
   auto media_sequence = [](const std::string& text) {
     const auto at = text.find("#EXT-X-MEDIA-SEQUENCE:");
     return at == std::string::npos ? -1 : std::stol(text.substr(at + 22));
   };
+  // The channel's first number: the wall clock's ms when twincastd made it (live1 lists
+  // its first 2 or 3 segments).
+  const long first = media_sequence(live1);
+  EXPECT_GT(first, 1'700'000'000'000L) << live1;
   std::string live2;
-  // Media sequence 5 lists 5..7: seg-0 is then out of the 2 x 3 + 1 = 7 held (RFC 8216 6.2.2).
-  for (int i = 0; i < 250 && media_sequence(live2) < 5; ++i) {
+  // Media sequence first + 5 lists first + 5..7: the first segment is then out of the
+  // 2 x 3 + 1 = 7 held (RFC 8216 6.2.2).
+  for (int i = 0; i < 250 && media_sequence(live2) < first + 5; ++i) {
     std::this_thread::sleep_for(100ms);
     if (fetch("live.m3u8", dir_ / "live2.m3u8").exit_code == 0) live2 = read_text(dir_ / "live2.m3u8");
   }
-  EXPECT_GE(media_sequence(live2), 5) << live2;
+  EXPECT_GE(media_sequence(live2), first + 5) << live2;
   EXPECT_EQ(std::count(live2.begin(), live2.end(), '\n') - 6, 3 * 3) << "3 segments listed: " << live2;
   // The API and /metrics see the HLS side: serving, requests, a viewer (this namespace's
   // loopback address), the public URL; the OTT lineup lists it.
@@ -1399,8 +1404,9 @@ TEST_F(ApplianceNs, HlsOfAChannelPlaysOverHttp) {
   EXPECT_EQ(sample("twincast_hls_memfd_fallbacks_total"), 0.0) << metrics.out;
   // Unknown names and evicted segments are 404s.
   EXPECT_NE(fetch("seg-999999.ts", dir_ / "none.ts").exit_code, 0);
-  const RunResult status = run(ns_exec(head_) + "curl -sS -o /dev/null -w '%{http_code}' " + base + "seg-0.ts");
-  EXPECT_EQ(status.out, "404") << "seg-0 should have been evicted (3 listed, 7 kept)";
+  const RunResult status =
+      run(ns_exec(head_) + "curl -sS -o /dev/null -w '%{http_code}' " + base + "seg-" + std::to_string(first) + ".ts");
+  EXPECT_EQ(status.out, "404") << "seg-" << first << " should have been evicted (3 listed, 7 kept)";
   rx.stop();
   const std::string log = appliance_log();
   stop_twincastd(app);

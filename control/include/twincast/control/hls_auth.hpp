@@ -21,7 +21,7 @@
 // Encryption. AES-128-CBC with PKCS#7 padding over the whole segment (RFC 8216 5.2); the IV
 // is the segment's media sequence number as a 128-bit big-endian integer (the RFC's default,
 // so EXT-X-KEY carries no IV attribute). Keys are 16 bytes from RAND_bytes, numbered per
-// channel; HlsKeySchedule hands a new one every N segments (N = 0: one key per channel start).
+// channel (the packager makes a new one every N segments; N = 0: one key per channel start).
 #pragma once
 
 #include <array>
@@ -119,25 +119,5 @@ struct HlsKey {
 // The inverse (tests); nullopt when the padding is wrong.
 [[nodiscard]] std::optional<std::string> hls_decrypt(const HlsKey& key, std::uint64_t sequence,
                                                      std::string_view cipher);
-
-// Which key each new segment of a channel uses: a new one for the first segment and then
-// every `rotation_segments` segments (0: never again). Ids count up from `first_id`, so a
-// restarted channel continuing its sequence numbers also continues its key ids.
-class HlsKeySchedule {
- public:
-  explicit HlsKeySchedule(std::uint32_t rotation_segments, std::uint64_t first_id = 0)
-      : rotation_(rotation_segments), next_id_(first_id) {}
-  // The key of the next segment.
-  std::shared_ptr<const HlsKey> next();
-  [[nodiscard]] std::uint64_t keys_made() const { return made_; }
-  [[nodiscard]] std::uint64_t next_id() const { return next_id_; }
-
- private:
-  std::uint32_t rotation_;
-  std::uint64_t next_id_;
-  std::uint64_t made_ = 0;
-  std::uint32_t used_ = 0;  // segments under current_
-  std::shared_ptr<const HlsKey> current_;
-};
 
 }  // namespace twincast::control

@@ -38,11 +38,11 @@
 // (at the first key frame at or after each multiple of the target on the PTS timeline), so
 // renditions with key frames at the same PTS cut at the same PTS. Sequence numbers: a
 // track's first segment takes the number of its PTS slot (slot = PTS / target, counted from
-// the channel's newest numbered segment of any track; the absolute slot for the channel's
-// first), then the track counts on by one, so the same time slot has the same number in
-// every rendition however late one started. Each segmenter's first segment (from its first
-// key frame to the first boundary: part of a slot another rendition holds whole) is not
-// published. A transcoded segment takes the PROGRAM-DATE-TIME of the primary's segment of
+// the channel's newest numbered segment of any track; the channel's first segment takes the
+// channel's first number, see Numbers), then the track counts on by one, so the same time
+// slot has the same number in every rendition however late one started. Each segmenter's
+// first segment (from its first key frame to the first boundary: part of a slot another
+// rendition holds whole) is not published. A transcoded segment takes the PROGRAM-DATE-TIME of the primary's segment of
 // the same number (the encoder's delay would shift it otherwise). Limits: a rendition that
 // loses a slot without a discontinuity (no key frame in it) stays one number behind until
 // it restarts; after a discontinuity a track counts on by one as well.
@@ -108,10 +108,21 @@
 // set_channels goes on over its old window, files included (its numbers go on, so no name
 // is reused).
 //
-// AES-128 key ids (key-<id>.key) hold a random epoch drawn per packager (the upper bits),
-// so a restart, whose keys are new, never reuses the URL of a key a player may have cached
-// (keys are served "private, max-age=86400" by the origin); the ETag is a hash of the
-// key's bytes.
+// Numbers: segments are served "immutable, max-age=86400" and keys "private,
+// max-age=86400", so no URL may name other bytes after a restart. A channel made by
+// set_channels (at twincastd's start, or added again) takes as its first number the wall
+// clock in ms (HlsPackagerOptions::wall_ms; ~1.8e12, below hls.js's 2^53), or one above
+// every number this packager issued when that is higher: its first segment (the channel's
+// first PTS slot for ABR, which every rendition's numbers follow) and its first AES-128 key
+// id (key-<id>.key; each key of any of its tracks takes the next id) start there, and only
+// grow within the run (RFC 8216 6.2.1). Segments and keys come far slower than one per ms,
+// so a later start begins above every number an earlier run issued as long as the clock
+// does not go back; the DVR file names (the sequence), the segments' ETags (sequence and
+// PROGRAM-DATE-TIME), the playlists' ETags (sequences) and the master's (first number and
+// a count) follow. A track restarted by set_channels goes on with its numbers; a rendition
+// dropped and added again goes on above its old ones; an ABR track's first number is never
+// above the clock's ms (a PTS jump makes no leap that a later start could repeat). The
+// DISCONTINUITY-SEQUENCE starts at 0 each run. A key's ETag is a hash of its bytes.
 //
 // Threads: the packager thread (feeds, segmenters, the store's writes), the origin's
 // threads (get(), channels_json()), the control side (set_channels, detach, stats). One
@@ -153,7 +164,7 @@ struct PackagedChannel {
   std::vector<PackagedRendition> renditions{};  // config order; empty: no ABR
   // AES-128 (hls_auth.hpp): segments encrypted once when stored, keys served as
   // key-<n>.key while a held segment uses them, a new key every key_rotation_segments
-  // segments (0: one per channel start).
+  // segments (0: one per track start).
   bool encrypt = false;
   std::uint32_t key_rotation_segments = 0;
 };
@@ -181,8 +192,14 @@ struct HlsChannelStats {
 
 // Clocks, injectable for tests; empty: the real ones.
 struct HlsPackagerOptions {
-  std::function<std::int64_t()> wall_ms;   // UTC, ms since the Unix epoch (system_clock)
+  // UTC, ms since the Unix epoch (system_clock): PROGRAM-DATE-TIME, and a new channel's
+  // first sequence number and key id (see Numbers above).
+  std::function<std::int64_t()> wall_ms;
   std::function<std::uint64_t()> mono_ns;  // the feed's clock (dataplane::Dataplane::now_ns)
+  // Benchmarks and tests that want fixed names: a new channel's first number (sequence and
+  // key id) instead of wall_ms()'s (still above what the packager issued). Empty
+  // (twincastd): the clock's, which a restart never repeats; with this set it would.
+  std::optional<std::uint64_t> first_sequence;
   // Bytes read back from ott.dvr_dir and still referenced, for the whole packager; 0:
   // max(64 MiB, memory_mb / 4).
   std::uint64_t disk_read_cap_bytes = 0;
