@@ -169,8 +169,8 @@ struct DiskSegment {
   std::uint64_t size = 0;
   dev_t dev = 0;
   ino_t ino = 0;
-  // The bytes read back while a reader still holds them (get()): concurrent readers of the
-  // segment share one buffer. `read_mu` serializes the read so they wait for it, not redo it.
+  // The file opened while a reader still holds it (get()): concurrent readers of the
+  // segment share one descriptor and mapping. `read_mu` serializes the open.
   mutable std::mutex read_mu;
   mutable std::weak_ptr<const SharedBytes> read;
   DiskSegment() = default;
@@ -218,8 +218,8 @@ std::shared_ptr<const DiskSegment> write_segment_file(const std::string& path, s
   return f;
 }
 
-// The bytes read back from disk and still referenced (by get()'s callers: the origin's
-// writes), for the whole packager; shared with the buffers' deleters, which may outlive it.
+// The bytes of the files opened for readers and still referenced (by get()'s callers: the
+// origin's writes), for the whole packager; shared with their deleters, which may outlive it.
 struct DiskReadBudget {
   std::uint64_t cap = 0;
   std::atomic<std::uint64_t> bytes{0};
@@ -236,10 +236,9 @@ struct DiskReadBudget {
 
 enum class DiskRead : std::uint8_t { kOk, kGone, kRefused };
 
-// The file of `f` read back (the origin's threads), or nullptr when it vanished or is not
-// the one written (size or inode differ: kGone) or the budget's cap would be exceeded
-// (kRefused). A buffer still held by another reader is shared, not read again. Reads at
-// most f.size bytes.
+// The file of `f` opened and mapped (the origin's threads; sent with sendfile), or nullptr
+// when it vanished or is not the one written (size or inode differ: kGone) or the budget's
+// cap would be exceeded (kRefused). One still held by another reader is shared.
 std::shared_ptr<const SharedBytes> read_segment_file(const DiskSegment& f, const std::shared_ptr<DiskReadBudget>& budget,
                                                      DiskRead& result) {
   std::lock_guard lock(f.read_mu);
@@ -251,36 +250,30 @@ std::shared_ptr<const SharedBytes> read_segment_file(const DiskSegment& f, const
   const int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return nullptr;
   struct stat st {};
-  std::shared_ptr<const SharedBytes> out;
-  if (::fstat(fd, &st) == 0 && st.st_dev == f.dev && st.st_ino == f.ino && static_cast<std::uint64_t>(st.st_size) == f.size) {
-    if (!budget->take(f.size)) {
-      result = DiskRead::kRefused;
-    } else {
-      const std::uint64_t size = f.size;
-      std::string b(size, '\0');
-      std::size_t done = 0;
-      while (done < size) {
-        const ssize_t n = ::pread(fd, b.data() + done, size - done, static_cast<off_t>(done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        done += static_cast<std::size_t>(n);
-      }
-      if (done == size) {
-        // Released (and given back to the budget) when the last reader lets it go.
-        std::shared_ptr<const SharedBytes> owned = SharedBytes::heap(std::move(b));
-        const SharedBytes* p = owned.get();
-        out = std::shared_ptr<const SharedBytes>(p, [owned = std::move(owned), budget, size](const SharedBytes*) mutable {
-          owned.reset();
-          budget->give(size);
-        });
-        f.read = out;
-        result = DiskRead::kOk;
-      } else {
-        budget->give(size);
-      }
-    }
+  if (::fstat(fd, &st) != 0 || st.st_dev != f.dev || st.st_ino != f.ino || static_cast<std::uint64_t>(st.st_size) != f.size) {
+    ::close(fd);
+    return nullptr;
   }
-  ::close(fd);
+  if (!budget->take(f.size)) {
+    ::close(fd);
+    result = DiskRead::kRefused;
+    return nullptr;
+  }
+  const std::uint64_t size = f.size;
+  std::shared_ptr<const SharedBytes> opened = SharedBytes::of_file(fd, size);  // takes fd
+  if (!opened) {
+    budget->give(size);
+    return nullptr;
+  }
+  // Given back to the budget when the last reader lets it go (the file's pages stay in the
+  // page cache; the origin sends them with sendfile).
+  const SharedBytes* p = opened.get();
+  std::shared_ptr<const SharedBytes> out(p, [opened = std::move(opened), budget, size](const SharedBytes*) mutable {
+    opened.reset();
+    budget->give(size);
+  });
+  f.read = out;
+  result = DiskRead::kOk;
   return out;
 }
 
@@ -1463,9 +1456,9 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
              std::to_string(it->program_date_time_ms) + "\"";
     r.max_age_s = 0;
     if (!r.body) {
-      // On disk: read outside the lock (from the page cache, usually), exactly the bytes
-      // written, the buffer shared with the other readers of the segment; 404 when the
-      // file vanished (its directory removed under us...) or over the disk-read cap.
+      // On disk: opened outside the lock, shared with the other readers of the segment and
+      // sent with sendfile; 404 when the file vanished (its directory removed under us...)
+      // or over the disk-read cap.
       const std::shared_ptr<const DiskSegment> file = it->file;
       const std::string rendition = t->rendition;
       lock.unlock();

@@ -86,9 +86,28 @@ std::shared_ptr<const SharedBytes> SharedBytes::in_memfd(std::string_view bytes,
   }
   std::shared_ptr<SharedBytes> b(new SharedBytes());
   b->fd_ = fd;
+  b->memfd_ = true;
   b->map_ = map;
   b->data_ = static_cast<const char*>(map);
   b->size_ = bytes.size();
+  return b;
+}
+
+std::shared_ptr<const SharedBytes> SharedBytes::of_file(int fd, std::size_t size) {
+  if (size == 0) {
+    ::close(fd);
+    return heap({});
+  }
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED) {
+    ::close(fd);
+    return nullptr;
+  }
+  std::shared_ptr<SharedBytes> b(new SharedBytes());
+  b->fd_ = fd;
+  b->map_ = map;
+  b->data_ = static_cast<const char*>(map);
+  b->size_ = size;
   return b;
 }
 
@@ -96,7 +115,7 @@ SharedBytes::~SharedBytes() {
   if (map_ != nullptr) ::munmap(map_, size_);
   if (fd_ >= 0) {
     ::close(fd_);
-    release();
+    if (memfd_) release();
   }
 }
 

@@ -574,7 +574,7 @@ TEST_F(DvrDisk, TheMemoryBudgetDeletesNoOnDiskSegmentForTheLiveWindow) {
   expect_consistent(parse_playlist(*get("event.m3u8")), *packager_);
 }
 
-TEST_F(DvrDisk, ConcurrentReadersShareOneBufferAndReadsOverTheCapAreRefused) {
+TEST_F(DvrDisk, ConcurrentReadersShareOneOpenedFileAndOpensOverTheCapAreRefused) {
   make(3, 1, 512, 1);
   feed_copies(0, 2);  // 1 s segments: 0..8 on disk
   ASSERT_GE(packager_->channel_stats("news")->disk_segments, 5u);
@@ -598,6 +598,7 @@ TEST_F(DvrDisk, ConcurrentReadersShareOneBufferAndReadsOverTheCapAreRefused) {
       EXPECT_EQ(r->body->data(), got.front()->body->data()) << "one buffer for all readers";
       EXPECT_EQ(*r->body, file0);
     }
+    EXPECT_GE(got.front()->body->fd(), 0) << "the file itself, for sendfile: no copy on the heap";
     // Held: a later reader shares it too; another segment has its own.
     EXPECT_EQ(packager_->get("news", seg(0), "")->body.get(), got.front()->body.get());
     EXPECT_EQ(*packager_->get("news", seg(1), "")->body, file1);

@@ -78,15 +78,16 @@
 // is written once, by the packager thread outside the channel's mutex, to
 // <dvr_dir>/<channel>/<seg name>.ts (seg-<n>.ts, seg-<r>-<n>.ts, audio-<pid>-<n>.ts: the
 // names the origin serves; the ciphertext for encrypting channels) through a ".tmp" name
-// and a rename, then its memory is freed; it stays listed and servable: get() reads the
-// file back on the origin's thread, outside the mutex, exactly the bytes written (a file
-// that vanished or was replaced is a 404; a cold page cache makes that thread wait for the
-// disk). Concurrent readers of a segment share one buffer (read once while any holds it;
-// a response holds it until its write ends), and the bytes read from disk and still held,
+// and a rename, then its memory is freed; it stays listed and servable: get() opens the
+// file on the origin's thread, outside the mutex, checks it is the one written (a file
+// that vanished or was replaced is a 404) and maps it read-only; the origin sends it with
+// sendfile from the page cache (a cold page cache makes that thread wait for the disk).
+// Concurrent readers of a segment share one opened file (opened once while any holds it;
+// a response holds it until its write ends), and the bytes of opened files still held,
 // for the whole packager, are capped at max(64 MiB, memory_mb / 4)
-// (HlsPackagerOptions::disk_read_cap_bytes): a read over the cap is a 404, counted
+// (HlsPackagerOptions::disk_read_cap_bytes): an open over the cap is a 404, counted
 // (HlsChannelStats::disk_reads_refused). Neither the origin's threads nor its connection
-// limit bound those bytes; the cap does.
+// limit bound those descriptors and mappings; the cap does.
 // memory_mb then bounds only what is in memory: older in-memory segments, live ones too,
 // go to disk early while the share is exceeded, but the newest always stays in memory
 // (above the share if it alone is larger) and the share never evicts an on-disk segment
@@ -200,7 +201,7 @@ struct HlsPackagerOptions {
   // key id) instead of wall_ms()'s (still above what the packager issued). Empty
   // (twincastd): the clock's, which a restart never repeats; with this set it would.
   std::optional<std::uint64_t> first_sequence;
-  // Bytes read back from ott.dvr_dir and still referenced, for the whole packager; 0:
+  // Bytes of ott.dvr_dir files opened for readers and still referenced, for the whole packager; 0:
   // max(64 MiB, memory_mb / 4).
   std::uint64_t disk_read_cap_bytes = 0;
 };

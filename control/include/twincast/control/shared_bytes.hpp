@@ -32,6 +32,12 @@ class SharedBytes {
   // when that is not possible (see above). Empty bytes stay on the heap.
   [[nodiscard]] static std::shared_ptr<const SharedBytes> in_memfd(std::string_view bytes, const char* name = "bytes");
 
+  // The first `size` bytes of an open regular file that nobody truncates (a DVR segment
+  // written once): takes `fd` (closed with the object, or at once on failure), maps it
+  // read-only; sent with sendfile like a memfd. nullptr when mmap fails. Not in the memfd
+  // budget: the caller bounds how many it holds.
+  [[nodiscard]] static std::shared_ptr<const SharedBytes> of_file(int fd, std::size_t size);
+
   ~SharedBytes();
   SharedBytes(const SharedBytes&) = delete;
   SharedBytes& operator=(const SharedBytes&) = delete;
@@ -43,7 +49,7 @@ class SharedBytes {
   [[nodiscard]] const char* begin() const noexcept { return data_; }
   [[nodiscard]] const char* end() const noexcept { return data_ + size_; }
   [[nodiscard]] std::string str() const { return std::string(view()); }
-  // The sealed memfd holding the bytes (offset 0, size() long), or -1 on the heap.
+  // The sealed memfd or file holding the bytes (offset 0, size() long), or -1 on the heap.
   [[nodiscard]] int fd() const noexcept { return fd_; }
 
   friend bool operator==(const SharedBytes& a, std::string_view b) noexcept { return a.view() == b; }
@@ -61,6 +67,7 @@ class SharedBytes {
   SharedBytes() = default;
   std::string heap_;
   int fd_ = -1;
+  bool memfd_ = false;  // fd_ counts in the memfd budget
   void* map_ = nullptr;
   const char* data_ = nullptr;
   std::size_t size_ = 0;
