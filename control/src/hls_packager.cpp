@@ -324,6 +324,7 @@ struct StoredSegment {
   std::shared_ptr<const SharedBytes> bytes; // in memory (a memfd once stored); null when on disk
   std::shared_ptr<const DiskSegment> file;  // on disk (ott.dvr_dir)
   bool disk_failed = false;                 // its write failed: it stays in memory (retried)
+  bool final_bytes = false;                 // `bytes` are what is served (in a memfd if one was free)
   std::shared_ptr<const HlsKey> key;  // AES-128: the bytes are the ciphertext (encrypting channels)
   std::vector<hls::Cue> cues{};       // SCTE-35 splice points (rendered before the segment)
 };
@@ -640,7 +641,15 @@ struct HlsPackager::Impl {
     st.program_date_time_ms = s.program_date_time_ms;
     st.starts_with_keyframe = s.starts_with_keyframe;
     st.cues = std::move(s.cues);
-    st.bytes = SharedBytes::heap(std::string(reinterpret_cast<const char*>(s.bytes.data()), s.bytes.size()));
+    const std::string_view made(reinterpret_cast<const char*>(s.bytes.data()), s.bytes.size());
+    if (ch.encrypt) {
+      st.bytes = SharedBytes::heap(std::string(made));  // encrypted into a memfd by store()
+    } else {
+      // Straight into its memfd (one copy, not two).
+      const std::string memfd_name = t.seg_prefix + std::to_string(st.sequence) + ".ts";
+      st.bytes = SharedBytes::in_memfd(made, memfd_name.c_str());
+      st.final_bytes = true;
+    }
     if (t.kind == TrackKind::kTranscoded) {
       // Its wall time is the packager's at the transcoder's output, late by the encoder's
       // delay: the primary's segment of the same slot (same number) has the right one.
@@ -723,6 +732,7 @@ struct HlsPackager::Impl {
       StoredSegment as = st;
       as.key = nullptr;
       as.bytes = SharedBytes::heap(std::move(out));
+      as.final_bytes = false;  // into a memfd by store()
       issue(ch, *t, as.sequence);
       store(ch, *t, std::move(as), nullptr);
     }
@@ -738,9 +748,10 @@ struct HlsPackager::Impl {
     if (ch.encrypt) {
       st.key = next_key(ch, t);
       st.bytes = SharedBytes::in_memfd(hls_encrypt(*st.key, st.sequence, st.bytes->view()), memfd_name.c_str());
-    } else {
+    } else if (!st.final_bytes) {
       st.bytes = SharedBytes::in_memfd(st.bytes->view(), memfd_name.c_str());
     }
+    st.final_bytes = true;
     st.size = st.bytes->size();
     const std::uint64_t share = budget(ch);
     std::vector<StoredSegment> gone;  // evicted: destroyed (files deleted) after the lock

@@ -251,6 +251,14 @@ TEST_F(Abr, MasterListsRenditionsWithMeasuredRatesAndAlternateAudio) {
   const auto fetch = [this](const std::string& uri) { return get(uri); };
   const Playlist audio = parse_playlist(get(audio_uri));
   ASSERT_GE(audio.entries.size(), 4u);
+  // Every track's segments are in memfds, sent with sendfile (the audio ones made from the
+  // primary's, the variants' straight from their segmenters).
+  for (const std::string& uri : {audio.entries.back().uri, parse_playlist(get(m.variants[0].uri)).entries.back().uri,
+                                 parse_playlist(get(m.variants[1].uri)).entries.back().uri}) {
+    const auto seg = packager_->get("news", uri, "");
+    ASSERT_TRUE(seg) << uri;
+    EXPECT_GE(seg->body->fd(), 0) << uri;
+  }
   const double audio_bps = measured_bps(this, audio, fetch);
   EXPECT_GT(audio_bps, 100e3);  // AC-3 at 128k plus its TS overhead
   EXPECT_LT(audio_bps, 200e3);
