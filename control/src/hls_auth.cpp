@@ -267,13 +267,10 @@ std::string read_hls_secret(const std::string& path) {
 
 std::string hls_key_name(std::uint64_t id) { return "key-" + std::to_string(id) + ".key"; }
 
-std::optional<std::uint64_t> hls_key_id(std::string_view name) {
-  constexpr std::string_view kPrefix = "key-";
-  constexpr std::string_view kSuffix = ".key";
-  if (name.size() <= kPrefix.size() + kSuffix.size() || name.substr(0, kPrefix.size()) != kPrefix ||
-      name.substr(name.size() - kSuffix.size()) != kSuffix)
+std::optional<std::uint64_t> hls_name_number(std::string_view name, std::string_view prefix, std::string_view suffix) {
+  if (name.size() <= prefix.size() + suffix.size() || !name.starts_with(prefix) || !name.ends_with(suffix))
     return std::nullopt;
-  const std::string_view digits = name.substr(kPrefix.size(), name.size() - kPrefix.size() - kSuffix.size());
+  const std::string_view digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
   if (digits.size() > 19) return std::nullopt;
   std::uint64_t v = 0;
   for (char c : digits) {
@@ -282,6 +279,8 @@ std::optional<std::uint64_t> hls_key_id(std::string_view name) {
   }
   return v;
 }
+
+std::optional<std::uint64_t> hls_key_id(std::string_view name) { return hls_name_number(name, "key-", ".key"); }
 
 HlsKey make_hls_key(std::uint64_t id) {
   HlsKey k;

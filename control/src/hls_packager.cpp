@@ -331,18 +331,7 @@ struct StoredSegment {
 
 // The sequence number from "<prefix><n>.ts", or nullopt.
 std::optional<std::uint64_t> segment_sequence(std::string_view name, std::string_view prefix) {
-  constexpr std::string_view kSuffix = ".ts";
-  if (name.size() <= prefix.size() + kSuffix.size() || name.substr(0, prefix.size()) != prefix ||
-      name.substr(name.size() - kSuffix.size()) != kSuffix)
-    return std::nullopt;
-  const std::string_view digits = name.substr(prefix.size(), name.size() - prefix.size() - kSuffix.size());
-  if (digits.size() > 19) return std::nullopt;
-  std::uint64_t v = 0;
-  for (char c : digits) {
-    if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  return v;
+  return hls_name_number(name, prefix, ".ts");
 }
 
 // "avc1.64001f,mp4a.40.2" + "ac-3" -> "avc1.64001f,mp4a.40.2,ac-3" (no duplicates).

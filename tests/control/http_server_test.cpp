@@ -96,6 +96,16 @@ class ServerTest : public ::testing::Test {
     return s;
   }
 
+  // A client with a 4 KB receive buffer: the server's socket fills long before a 3 MB body
+  // is sent, so its sendfile stops and resumes.
+  tcp::socket connect_small_window() {
+    tcp::socket s(ioc_);
+    s.open(tcp::v4());
+    s.set_option(asio::socket_base::receive_buffer_size(4096));
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+    return s;
+  }
+
   asio::io_context ioc_;
   std::string big_bytes_ = big_bytes();
   std::shared_ptr<const tc::SharedBytes> big_ = tc::SharedBytes::heap(big_bytes_);
@@ -156,10 +166,7 @@ TEST_F(ServerTest, PipelinedRequestsAreAnsweredInOrder) {
 // A client that reads a memfd body slowly (a small receive buffer, pauses between reads)
 // gets every byte: the server's sendfile stops at a full socket and resumes when it drains.
 TEST_F(ServerTest, SlowReaderOfAMemfdBodyGetsEveryByte) {
-  tcp::socket s(ioc_);
-  s.open(tcp::v4());
-  s.set_option(asio::socket_base::receive_buffer_size(4096));
-  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+  tcp::socket s = connect_small_window();
   asio::write(s, asio::buffer(std::string("GET /bigfd HTTP/1.1\r\nHost: x\r\n\r\nGET /small/3 HTTP/1.1\r\nHost: x\r\n\r\n")));
   std::string got;
   std::array<char, 65536> chunk{};
@@ -195,10 +202,7 @@ TEST_F(ServerTest, SlowReaderOfAMemfdBodyGetsEveryByte) {
 TEST_F(ServerTest, MemfdBodyOutlivesTheStoresReference) {
   const int fd = big_fd_->fd();
   ASSERT_GE(fd, 0);
-  tcp::socket s(ioc_);
-  s.open(tcp::v4());
-  s.set_option(asio::socket_base::receive_buffer_size(4096));
-  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+  tcp::socket s = connect_small_window();
   asio::write(s, asio::buffer(std::string("GET /bigfd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")));
   std::array<char, 4096> first{};
   const std::size_t n = s.read_some(asio::buffer(first));  // the server is sending
@@ -221,11 +225,8 @@ TEST_F(ServerTest, MemfdBodyOutlivesTheStoresReference) {
 // raises SIGPIPE, which must not end the process (it would end this test) nor the server.
 TEST_F(ServerTest, ClientsClosingDuringAMemfdBodyDoNotHurtTheServer) {
   for (int i = 0; i < 20; ++i) {
-    tcp::socket s(ioc_);
-    s.open(tcp::v4());
-    s.set_option(asio::socket_base::receive_buffer_size(4096));
+    tcp::socket s = connect_small_window();
     s.set_option(asio::socket_base::linger(true, 0));  // close with a reset
-    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
     asio::write(s, asio::buffer(std::string("GET /bigfd HTTP/1.1\r\nHost: x\r\n\r\n")));
     std::array<char, 1024> first{};
     (void)s.read_some(asio::buffer(first));

@@ -105,6 +105,10 @@ struct HlsKey {
 // "key-<id>.key", and its inverse (nullopt for other names).
 [[nodiscard]] std::string hls_key_name(std::uint64_t id);
 [[nodiscard]] std::optional<std::uint64_t> hls_key_id(std::string_view name);
+// The n of "<prefix><n><suffix>" (decimal digits only, at most 19), or nullopt: how key and
+// segment file names are read back.
+[[nodiscard]] std::optional<std::uint64_t> hls_name_number(std::string_view name, std::string_view prefix,
+                                                           std::string_view suffix);
 
 // A fresh random key (RAND_bytes); throws std::runtime_error if the RNG fails.
 [[nodiscard]] HlsKey make_hls_key(std::uint64_t id);
