@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "dataplane/eal_harness.hpp"
+#include "dataplane/pcap_port.hpp"
 #include "dataplane/ts_frames.hpp"
 #include "tests_common.hpp"
 #include "twincast/dataplane/dataplane.hpp"
@@ -167,18 +168,9 @@ void expect_decodes_from_a_key_frame(const std::filesystem::path& file) {
 
 TEST(OttFeedDataplane, CarriesTheMulticastTimelineAndMarksAnOperatorSwitch) {
   const auto dir = test::temp_dir("dp_ott");
-  {
-    const std::uint32_t hdr[6] = {0xa1b2c3d4, 0x00040002, 0, 0, 65535, 1};
-    std::ofstream(dir / "empty.pcap", std::ios::binary).write(reinterpret_cast<const char*>(hdr), sizeof hdr);
-  }
   const auto tx_pcap = dir / "tx.pcap";
   ApplianceConfig cfg;
-  PortConfig port;
-  port.name = "p0";
-  port.device = "net_pcap_ott0,rx_pcap=" + (dir / "empty.pcap").string() + ",tx_pcap=" + tx_pcap.string();
-  port.address = kOurIp;
-  port.mbufs = 4095;
-  cfg.ports.push_back(port);
+  cfg.ports.push_back(test::pcap_port("net_pcap_ott0", dir, tx_pcap, kOurIp));
   ChannelConfig ch;
   ch.id = "tv";
   ch.name = "TV";

@@ -1,4 +1,4 @@
-// A data-plane port without a NIC for the in-process tests (multiplex_dp_test,
+// A data-plane port without a NIC for the in-process tests (multiplex_dp_test, ott_feed_test,
 // scte35_dp_test): DPDK's net_pcap reading an empty capture and writing what the port sends
 // to a pcap file (read it back with read_pcap, eal_harness.hpp). Header-only.
 #pragma once
