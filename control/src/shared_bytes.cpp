@@ -27,9 +27,7 @@ std::size_t budget() {
       const rlim_t soft = rl.rlim_cur == RLIM_INFINITY ? static_cast<rlim_t>(1) << 20 : rl.rlim_cur;
       b = static_cast<std::size_t>(soft / 2);
     }
-    // set_memfd_budget() before the first use wins.
-    std::size_t expected = 0;
-    g_budget.compare_exchange_strong(expected, b);
+    g_budget.store(b, std::memory_order_relaxed);
   });
   return g_budget.load(std::memory_order_relaxed);
 }

@@ -241,6 +241,36 @@ TEST_F(ServerTest, ClientsClosingDuringAMemfdBodyDoNotHurtTheServer) {
   EXPECT_TRUE(r.body == big_bytes_);
 }
 
+// The memfd budget: past it the bytes stay on the heap (counted) and are served the same.
+TEST_F(ServerTest, PastTheMemfdBudgetBodiesStayOnTheHeapAndAreServed) {
+  const std::size_t budget = tc::SharedBytes::memfd_budget();
+  ASSERT_GT(budget, 16U) << "half of RLIMIT_NOFILE";
+  const std::size_t before = tc::SharedBytes::memfds();
+  ASSERT_GE(before, 1U) << "the fixture's big_fd_";
+  const std::uint64_t fallbacks = tc::SharedBytes::heap_fallbacks();
+  tc::SharedBytes::set_memfd_budget(before + 1);
+  auto one = tc::SharedBytes::in_memfd("one", "one");
+  auto two = tc::SharedBytes::in_memfd(big_bytes_, "two");  // over the budget
+  EXPECT_GE(one->fd(), 0);
+  EXPECT_LT(two->fd(), 0);
+  EXPECT_EQ(tc::SharedBytes::memfds(), before + 1);
+  EXPECT_EQ(tc::SharedBytes::heap_fallbacks(), fallbacks + 1);
+  EXPECT_EQ(*one, "one");
+  EXPECT_TRUE(*two == big_bytes_);
+  one.reset();  // its descriptor goes back to the budget
+  EXPECT_EQ(tc::SharedBytes::memfds(), before);
+  EXPECT_GE(tc::SharedBytes::in_memfd("three", "three")->fd(), 0);
+  tc::SharedBytes::set_memfd_budget(budget);
+  // A heap body where a memfd was expected is served the same way.
+  big_fd_ = two;
+  tcp::socket s = connect();
+  asio::write(s, asio::buffer(std::string("GET /bigfd HTTP/1.1\r\nHost: x\r\nRange: bytes=100-\r\n\r\n")));
+  beast::flat_buffer buf;
+  tt::HttpReply r = tt::read_reply(s, buf, false);
+  EXPECT_EQ(r.status, 206U);
+  EXPECT_TRUE(r.body == big_bytes_.substr(100));
+}
+
 TEST_F(ServerTest, HandlerHeadersReplaceDefaultsButNotTheFraming) {
   tcp::socket s = connect();
   asio::write(s, asio::buffer(std::string("GET /headers HTTP/1.1\r\nHost: x\r\n\r\nGET /small/3 HTTP/1.1\r\nHost: x\r\n\r\n")));
