@@ -324,7 +324,6 @@ struct StoredSegment {
   std::shared_ptr<const SharedBytes> bytes; // in memory (a memfd once stored); null when on disk
   std::shared_ptr<const DiskSegment> file;  // on disk (ott.dvr_dir)
   bool disk_failed = false;                 // its write failed: it stays in memory (retried)
-  bool final_bytes = false;                 // `bytes` are what is served (in a memfd if one was free)
   std::shared_ptr<const HlsKey> key;  // AES-128: the bytes are the ciphertext (encrypting channels)
   std::vector<hls::Cue> cues{};       // SCTE-35 splice points (rendered before the segment)
 };
@@ -630,15 +629,8 @@ struct HlsPackager::Impl {
     st.program_date_time_ms = s.program_date_time_ms;
     st.starts_with_keyframe = s.starts_with_keyframe;
     st.cues = std::move(s.cues);
-    const std::string_view made(reinterpret_cast<const char*>(s.bytes.data()), s.bytes.size());
-    if (ch.encrypt) {
-      st.bytes = SharedBytes::heap(std::string(made));  // encrypted into a memfd by store()
-    } else {
-      // Straight into its memfd (one copy, not two).
-      const std::string memfd_name = t.seg_prefix + std::to_string(st.sequence) + ".ts";
-      st.bytes = SharedBytes::in_memfd(made, memfd_name.c_str());
-      st.final_bytes = true;
-    }
+    st.bytes = new_segment_bytes(ch, t, st.sequence,
+                                 std::string_view(reinterpret_cast<const char*>(s.bytes.data()), s.bytes.size()));
     if (t.kind == TrackKind::kTranscoded) {
       // Its wall time is the packager's at the transcoder's output, late by the encoder's
       // delay: the primary's segment of the same slot (same number) has the right one.
@@ -720,27 +712,34 @@ struct HlsPackager::Impl {
       t->audio_language = es.language;
       StoredSegment as = st;
       as.key = nullptr;
-      as.bytes = SharedBytes::heap(std::move(out));
-      as.final_bytes = false;  // into a memfd by store()
+      as.bytes = new_segment_bytes(ch, *t, as.sequence, out);
       issue(ch, *t, as.sequence);
       store(ch, *t, std::move(as), nullptr);
     }
+  }
+
+  // "<seg_prefix><sequence>.ts": the segment's URI, DVR file and memfd name.
+  static std::string segment_file_name(const HlsTrack& t, std::uint64_t sequence) {
+    return t.seg_prefix + std::to_string(sequence) + ".ts";
+  }
+
+  // The bytes of a new segment of `t`: straight into its memfd (the origin sends it with
+  // sendfile), or on the heap for an encrypting channel, whose ciphertext store() puts there.
+  static std::shared_ptr<const SharedBytes> new_segment_bytes(const HlsChannelStore& ch, const HlsTrack& t,
+                                                              std::uint64_t sequence, std::string_view bytes) {
+    if (ch.encrypt) return SharedBytes::heap(std::string(bytes));
+    return SharedBytes::in_memfd(bytes, segment_file_name(t, sequence).c_str());
   }
 
   // Stores a segment of `t` (packager thread): encrypts it, moves what left the live
   // window to disk (ott.dvr_dir), evicts, renders (`info`: what the track's segmenter
   // knows; nullptr for an audio track, whose rates are measured here).
   void store(HlsChannelStore& ch, HlsTrack& t, StoredSegment&& st, const hls::StreamInfo* info) {
-    // Into a memfd (the origin sends it with sendfile); AES-128 once here: the origin
-    // serves the ciphertext as it is.
-    const std::string memfd_name = t.seg_prefix + std::to_string(st.sequence) + ".ts";
-    if (ch.encrypt) {
+    if (ch.encrypt) {  // AES-128 once here: the origin serves the ciphertext as it is
       st.key = next_key(ch, t);
-      st.bytes = SharedBytes::in_memfd(hls_encrypt(*st.key, st.sequence, st.bytes->view()), memfd_name.c_str());
-    } else if (!st.final_bytes) {
-      st.bytes = SharedBytes::in_memfd(st.bytes->view(), memfd_name.c_str());
+      st.bytes = SharedBytes::in_memfd(hls_encrypt(*st.key, st.sequence, st.bytes->view()),
+                                       segment_file_name(t, st.sequence).c_str());
     }
-    st.final_bytes = true;
     st.size = st.bytes->size();
     const std::uint64_t share = budget(ch);
     std::vector<StoredSegment> gone;  // evicted: destroyed (files deleted) after the lock
@@ -790,7 +789,7 @@ struct HlsPackager::Impl {
     int error = 0;
     std::string failed_path;
     for (const auto& [sequence, bytes] : spill) {
-      const std::string path = (ch.dvr_path / (t.seg_prefix + std::to_string(sequence) + ".ts")).string();
+      const std::string path = (ch.dvr_path / segment_file_name(t, sequence)).string();
       int e = 0;
       written.emplace_back(sequence, write_segment_file(path, bytes->view(), e));
       if (e != 0) {
@@ -888,7 +887,7 @@ struct HlsPackager::Impl {
   }
 
   [[nodiscard]] static hls::MediaEntry entry(const HlsTrack& t, const StoredSegment& s) {
-    hls::MediaEntry e{t.seg_prefix + std::to_string(s.sequence) + ".ts", s.duration_s, s.discontinuity,
+    hls::MediaEntry e{segment_file_name(t, s.sequence), s.duration_s, s.discontinuity,
                       s.program_date_time_ms, s.cues};
     if (s.key) e.key_uri = hls_key_name(s.key->id);
     return e;

@@ -620,15 +620,22 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     const int sock = socket_.native_handle();
+    // After a send() / sendfile() that moved nothing: false when the connection waits for
+    // the socket to drain or has failed (it is dealt with), true to try again (EINTR).
+    const auto retry = [this](ssize_t n) {
+      if (n < 0 && errno == EINTR) return true;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        wait_writable();
+      } else {
+        on_write(beast::error_code(n < 0 ? errno : EPIPE, beast::system_category()));
+      }
+      return false;
+    };
     while (head_sent_ < head_.size()) {
       const ssize_t n = ::send(sock, head_.data() + head_sent_, head_.size() - head_sent_, MSG_NOSIGNAL | MSG_MORE);
       if (n > 0) {
         head_sent_ += static_cast<std::size_t>(n);
-      } else if (n < 0 && errno == EINTR) {
-        continue;
-      } else {
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait_writable();
-        on_write(beast::error_code(n < 0 ? errno : EPIPE, beast::system_category()));
+      } else if (!retry(n)) {
         return;
       }
     }
@@ -636,11 +643,7 @@ class Session : public std::enable_shared_from_this<Session> {
       const ssize_t n = ::sendfile(sock, shared_body_->fd(), &file_offset_, file_left_);
       if (n > 0) {
         file_left_ -= static_cast<std::size_t>(n);
-      } else if (n < 0 && errno == EINTR) {
-        continue;
-      } else {
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait_writable();
-        on_write(beast::error_code(n < 0 ? errno : EPIPE, beast::system_category()));
+      } else if (!retry(n)) {
         return;
       }
     }

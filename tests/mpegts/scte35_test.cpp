@@ -312,6 +312,37 @@ CueRun segment(const std::vector<TsPacket>& pkts) {
   return r;
 }
 
+// The tags both two-break streams below put before seg1.ts .. seg3.ts: the placement
+// opportunity's in (its out 1.52 s into seg0, its in 0.52 s into seg1), the break's out at
+// seg2's start (2.5 s planned) and its in 0.5 s into seg3 (the first two of seg3's tags,
+// which are returned).
+std::vector<std::string> expect_ppo_in_and_break(const std::string& pl, const std::vector<hls::Segment>& segs,
+                                                 const std::string& ppo_id, const std::string& brk_id, const Bytes& ppo_in,
+                                                 const Bytes& brk_out, const Bytes& brk_in) {
+  const auto iso = [](std::int64_t ms) { return hls::format_date_time(ms); };
+  const std::int64_t ppo_start = segs[0].program_date_time_ms + 1520, ppo_end = segs[1].program_date_time_ms + 520;
+  const std::int64_t brk_start = segs[2].program_date_time_ms, brk_end = segs[3].program_date_time_ms + 500;
+  EXPECT_EQ(tags_before(pl, "seg1.ts"),
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"" + ppo_id + "\",START-DATE=\"" + iso(ppo_start) +
+                                          "\",END-DATE=\"" + iso(ppo_end) + "\",DURATION=" + seconds(ppo_end - ppo_start) +
+                                          ",SCTE35-IN=" + to_hex(ppo_in),
+                                      "#EXT-X-CUE-IN"})) << pl;
+  EXPECT_EQ(tags_before(pl, "seg2.ts"),
+            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"" + brk_id + "\",START-DATE=\"" + iso(brk_start) +
+                                          "\",PLANNED-DURATION=2.500,SCTE35-OUT=" + to_hex(brk_out),
+                                      "#EXT-X-CUE-OUT:DURATION=2.500"})) << pl;
+  const auto s3_tags = tags_before(pl, "seg3.ts");
+  if (s3_tags.size() < 2) {
+    ADD_FAILURE() << "seg3.ts has fewer than 2 tags\n" << pl;
+    return s3_tags;
+  }
+  EXPECT_EQ(s3_tags[0], "#EXT-X-DATERANGE:ID=\"" + brk_id + "\",START-DATE=\"" + iso(brk_start) + "\",END-DATE=\"" +
+                           iso(brk_end) + "\",DURATION=" + seconds(brk_end - brk_start) + ",SCTE35-IN=" + to_hex(brk_in));
+  EXPECT_EQ(s3_tags[1], "#EXT-X-CUE-IN");
+  return s3_tags;
+}
+
+
 }  // namespace
 
 // Cues on the ffmpeg fixture (25 fps, an IDR every second, 2 s target): a time_signal
@@ -437,22 +468,7 @@ TEST(Scte35Segmenter, CuesLandOnTheRightSegment) {
                 "#EXT-X-DATERANGE:ID=\"" + ppo_id + "\",START-DATE=\"" + iso(s0.program_date_time_ms + 1520) +
                     "\",PLANNED-DURATION=1.000,SCTE35-OUT=" + to_hex(ppo_out),
                 "#EXT-X-CUE-OUT:DURATION=1.000"})) << pl;
-  const std::int64_t ppo_ms = s1.program_date_time_ms + 520 - (s0.program_date_time_ms + 1520);
-  EXPECT_EQ(tags_before(pl, "seg1.ts"),
-            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"" + ppo_id + "\",START-DATE=\"" + iso(s0.program_date_time_ms + 1520) +
-                                          "\",END-DATE=\"" + iso(s1.program_date_time_ms + 520) + "\",DURATION=" +
-                                          seconds(ppo_ms) + ",SCTE35-IN=" + to_hex(ppo_in),
-                                      "#EXT-X-CUE-IN"})) << pl;
-  EXPECT_EQ(tags_before(pl, "seg2.ts"),
-            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"" + brk_id + "\",START-DATE=\"" + iso(s2.program_date_time_ms) +
-                                          "\",PLANNED-DURATION=2.500,SCTE35-OUT=" + to_hex(brk_out),
-                                      "#EXT-X-CUE-OUT:DURATION=2.500"})) << pl;
-  const auto s3_tags = tags_before(pl, "seg3.ts");
-  ASSERT_EQ(s3_tags.size(), 2u) << pl;
-  EXPECT_EQ(s3_tags[0], "#EXT-X-DATERANGE:ID=\"" + brk_id + "\",START-DATE=\"" + iso(s2.program_date_time_ms) +
-                           "\",END-DATE=\"" + iso(s3.program_date_time_ms + 500) + "\",DURATION=" +
-                           seconds(s3.program_date_time_ms + 500 - s2.program_date_time_ms) + ",SCTE35-IN=" + to_hex(brk_in));
-  EXPECT_EQ(s3_tags[1], "#EXT-X-CUE-IN");
+  EXPECT_EQ(expect_ppo_in_and_break(pl, r.segments, ppo_id, brk_id, ppo_in, brk_out, brk_in).size(), 2u) << pl;
   EXPECT_EQ(daterange_conflicts(pl), std::vector<std::string>{}) << pl;
 
   // Real peers read the playlist and its segments: ffmpeg decodes everything without an
@@ -572,29 +588,13 @@ TEST(Scte35Segmenter, RepeatedSectionsGiveOneCue) {
   const std::string pl = hls::media_playlist(playlist_of(r.segments));
   const auto iso = [](std::int64_t ms) { return hls::format_date_time(ms); };
   const auto& s0 = r.segments[0];
-  const auto& s1 = r.segments[1];
-  const auto& s2 = r.segments[2];
   const auto& s3 = r.segments[3];
   EXPECT_EQ(tags_before(pl, "seg0.ts"),
             (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"" + ppo_id + "\",START-DATE=\"" + iso(s0.program_date_time_ms + 1520) +
                                           "\",PLANNED-DURATION=1.000,SCTE35-OUT=" + to_hex(ppo_out),
                                       "#EXT-X-CUE-OUT:DURATION=1.000"})) << pl;
-  EXPECT_EQ(tags_before(pl, "seg1.ts"),
-            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"" + ppo_id + "\",START-DATE=\"" + iso(s0.program_date_time_ms + 1520) +
-                                          "\",END-DATE=\"" + iso(s1.program_date_time_ms + 520) + "\",DURATION=" +
-                                          seconds(s1.program_date_time_ms + 520 - (s0.program_date_time_ms + 1520)) +
-                                          ",SCTE35-IN=" + to_hex(ppo_in),
-                                      "#EXT-X-CUE-IN"})) << pl;
-  EXPECT_EQ(tags_before(pl, "seg2.ts"),
-            (std::vector<std::string>{"#EXT-X-DATERANGE:ID=\"" + brk_id + "\",START-DATE=\"" + iso(s2.program_date_time_ms) +
-                                          "\",PLANNED-DURATION=2.500,SCTE35-OUT=" + to_hex(brk_out),
-                                      "#EXT-X-CUE-OUT:DURATION=2.500"})) << pl;
-  const auto s3_tags = tags_before(pl, "seg3.ts");
+  const auto s3_tags = expect_ppo_in_and_break(pl, r.segments, ppo_id, brk_id, ppo_in, brk_out, brk_in);
   ASSERT_EQ(s3_tags.size(), 4u) << pl;
-  EXPECT_EQ(s3_tags[0], "#EXT-X-DATERANGE:ID=\"" + brk_id + "\",START-DATE=\"" + iso(s2.program_date_time_ms) +
-                           "\",END-DATE=\"" + iso(s3.program_date_time_ms + 500) + "\",DURATION=" +
-                           seconds(s3.program_date_time_ms + 500 - s2.program_date_time_ms) + ",SCTE35-IN=" + to_hex(brk_in));
-  EXPECT_EQ(s3_tags[1], "#EXT-X-CUE-IN");
   EXPECT_EQ(s3_tags[2], "#EXT-X-DATERANGE:ID=\"" + next_id + "\",START-DATE=\"" + iso(s3.program_date_time_ms + 800) +
                            "\",SCTE35-OUT=" + to_hex(next_out));
   EXPECT_EQ(s3_tags[3], "#EXT-X-CUE-OUT");
