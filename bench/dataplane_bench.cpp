@@ -10,13 +10,18 @@
 // lets it warm up, then reads the port and input counters over a fixed time.
 //
 //   dataplane_bench [--input=FILE.ts] [--pcap=OUT.pcap] [--seconds=2] [--warmup=0.5]
-//                   [--max-datagrams=8192] [Google Benchmark flags]
+//                   [--max-datagrams=8192] [--hugepages] [Google Benchmark flags]
+//
+// --hugepages: EAL memory from hugetlbfs (2 MB pages, as in production; needs free
+// hugepages) instead of --no-huge.
 //
 // Benchmarks:
 //   BM_Dataplane/channel  the production pipeline (dataplane::Channel: selector, analyzer,
 //                         remux, passthrough pacer)
 //   BM_Dataplane/relay    a stand-in pipeline that sends every datagram on as it came: the
 //                         worker's own RX/TX cost without the channel
+//   BM_Dataplane/drop     a stand-in pipeline that only counts: the RX side alone (PMD RX,
+//                         parse, classify, mbufs freed)
 // The difference of the two is what the channel costs; bench/compare_testpmd adds
 // dpdk-testpmd (io forwarding on the same vdevs) for what the PMDs alone cost.
 #include <benchmark/benchmark.h>
@@ -61,6 +66,7 @@ struct Options {
   double seconds = 2.0;
   double warmup = 0.5;
   std::size_t max_datagrams = 8192;
+  bool hugepages = false;  // --hugepages: EAL memory in 2 MB pages (hugetlbfs), as in production
 };
 Options g_options;
 std::size_t g_frames = 0;  // datagrams in the pcap
@@ -178,7 +184,17 @@ class Relay final : public ChannelPipeline {
   std::size_t n_ = 0;
 };
 
-enum class Mode { kChannel, kRelay };
+// The floor: every pushed datagram is only counted, nothing is sent. What is left is the
+// RX side alone: the PMD's RX, Ethernet/IPv4/UDP parse, classify, mbufs freed.
+class Drop final : public ChannelPipeline {
+ public:
+  void push(std::size_t, std::span<const TsPacket> packets, std::uint64_t) override { packets_ += packets.size(); }
+  void poll(std::uint64_t, DatagramSink&) override {}
+
+ private:
+  std::size_t packets_ = 0;
+};
+enum class Mode { kChannel, kRelay, kDrop };
 
 struct Snapshot {
   PortStats in;
@@ -263,6 +279,7 @@ RunResult run_dataplane(Mode mode) {
 
   PipelineFactory factory = make_channel_pipeline;
   if (mode == Mode::kRelay) factory = [](const ChannelConfig&) { return std::make_unique<Relay>(); };
+  if (mode == Mode::kDrop) factory = [](const ChannelConfig&) { return std::make_unique<Drop>(); };
   Dataplane dp(config, factory);
   dp.start();
   std::this_thread::sleep_for(std::chrono::duration<double>(g_options.warmup));
@@ -318,6 +335,7 @@ void BM_Dataplane(benchmark::State& state, Mode mode) {
 using twincast::dataplane::BM_Dataplane;
 using twincast::dataplane::Mode;
 BENCHMARK_CAPTURE(BM_Dataplane, channel, Mode::kChannel)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Dataplane, drop, Mode::kDrop)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Dataplane, relay, Mode::kRelay)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
@@ -333,6 +351,7 @@ int main(int argc, char** argv) {
     else if (a.rfind("--seconds=", 0) == 0) o.seconds = std::stod(value("--seconds="));
     else if (a.rfind("--warmup=", 0) == 0) o.warmup = std::stod(value("--warmup="));
     else if (a.rfind("--max-datagrams=", 0) == 0) o.max_datagrams = std::stoul(value("--max-datagrams="));
+    else if (a == "--hugepages") o.hugepages = true;
     else {
       if (a.rfind("--benchmark_repetitions", 0) == 0) repetitions = true;
       rest.push_back(argv[i]);
@@ -358,6 +377,7 @@ int main(int argc, char** argv) {
   dp::ApplianceConfig eal;
   eal.eal.lcores = "0,1";
   eal.eal.memory_mb = 1024;
+  eal.eal.hugepages = o.hugepages;
   eal.eal.file_prefix = "tcbench_" + std::to_string(getpid());
   dp::init_eal(eal, "dataplane_bench");
 

@@ -239,8 +239,7 @@ struct Channel::Impl {
   // --- remuxed packets: the pacer, then the taps ---
   void deliver(std::size_t n, std::uint64_t now) {
     if (pacer.active()) {
-      const auto& services = remux.output_model().services;
-      const std::uint16_t pcr_pid = services.empty() ? mpegts::kNullPid : services[0].pcr_pid;
+      const std::uint16_t pcr_pid = pacing_pcr_pid(remux.output_model());
       for (std::size_t k = 0; k < n; ++k) {
         const TsPacket& p = remux_out[k];
         pacer.enqueue(p, p.has_pcr() && p.pid() == pcr_pid, now);
@@ -259,6 +258,15 @@ struct Channel::Impl {
     if (input != active) {
       bump(counters.dropped_inactive, packets.size());
       select(now);
+      return;
+    }
+    // Usually the remux writes straight into the pacer's queue and the taps read the
+    // packets there: no copy between them.
+    if (const std::span<TsPacket> room = pacer.tail_room(packets.size() * remux.max_output_per_push()); !room.empty()) {
+      const std::size_t n = remux.push(0, packets, now, room);
+      for (const auto& [tap, slot] : taps) tap->on_packets(slot, room.first(n), now);
+      pacer.commit(n, pacing_pcr_pid(remux.output_model()), now);
+      remuxed_packets += n;
       return;
     }
     std::size_t n = 0;

@@ -69,12 +69,16 @@ struct Multiplex::Impl {
   void push(std::size_t slot, std::span<const TsPacket> packets, std::uint64_t now) {
     if (slot >= members.size()) return;
     bump_counter(packets_in, packets.size());
+    // Usually straight into the pacer's queue (see Channel::Impl::push).
+    if (const std::span<TsPacket> room = pacer.tail_room(packets.size() * remux.max_output_per_push()); !room.empty()) {
+      const std::size_t n = remux.push(slot, packets, now, room);
+      pacer.commit(n, pacing_pcr_pid(remux.output_model()), now);
+      return;
+    }
     for (const TsPacket& p : packets) {
       const std::size_t n = remux.push(slot, p, now, remux_out);
       if (n == 0) continue;
-      // Pacing PCRs: the first member's service (output_model() may change in push()).
-      const auto& services = remux.output_model().services;
-      const std::uint16_t pcr_pid = services.empty() ? mpegts::kNullPid : services[0].pcr_pid;
+      const std::uint16_t pcr_pid = pacing_pcr_pid(remux.output_model());
       for (std::size_t k = 0; k < n; ++k) {
         const TsPacket& q = remux_out[k];
         pacer.enqueue(q, q.has_pcr() && q.pid() == pcr_pid, now);

@@ -29,12 +29,19 @@
 #include "twincast/dataplane/config.hpp"
 #include "twincast/dataplane/pacing.hpp"
 #include "twincast/mpegts/packet.hpp"
+#include "twincast/mpegts/program.hpp"
 
 namespace twincast::dataplane {
 
 // A counter with one writer: a plain load and store, no locked instruction.
 inline void bump_counter(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+// The PID whose PCRs pace an output: the PCR PID of its first service (none yet: the
+// null PID, which never carries one).
+inline std::uint16_t pacing_pcr_pid(const mpegts::ProgramModel& model) {
+  return model.services.empty() ? mpegts::kNullPid : model.services[0].pcr_pid;
 }
 
 class Pacer {
@@ -59,6 +66,25 @@ class Pacer {
     meta_[i] = Meta{now, pcr};  // due_ns provisional: the arrival time
     if (pacing_ == PacingMode::kPcr) schedule_pcr(packets_[i], now);
     else scheduled_ = tail_;
+  }
+  // In place: room for `max` packets at the queue's tail, one contiguous span, for a
+  // producer to write into (the remux); empty when the queue has no such room (too full,
+  // or its end is near): then enqueue() them. Nothing is queued until commit().
+  [[nodiscard]] std::span<mpegts::TsPacket> tail_room(std::size_t max) {
+    const std::size_t i = index(tail_);
+    if (n_outputs_ == 0 || kQueuePackets - queued() < max || i + max > kQueuePackets) return {};
+    return {packets_.get() + i, max};
+  }
+  // The first `n` packets of tail_room() join the queue at `now`, as n enqueue() calls
+  // would; a packet carrying a PCR on `pcr_pid` is a pacing PCR.
+  void commit(std::size_t n, std::uint16_t pcr_pid, std::uint64_t now) {
+    for (std::size_t k = 0; k < n; ++k) {
+      const std::size_t i = index(tail_++);
+      const mpegts::TsPacket& p = packets_[i];
+      meta_[i] = Meta{now, p.has_pcr() && p.pid() == pcr_pid};
+      if (pacing_ == PacingMode::kPcr) schedule_pcr(p, now);
+    }
+    if (pacing_ != PacingMode::kPcr) scheduled_ = tail_;
   }
   // Sends every datagram due at `now`.
   void poll(std::uint64_t now, DatagramSink& sink);

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <map>
 #include <set>
 
@@ -259,6 +260,55 @@ TEST(Remux, SwitchingSourcesIsCleanAtTheOutput) {
     }
   }
   EXPECT_TRUE(pcr_marked);
+}
+
+// The batch push (how the data plane feeds a datagram's packets) writes exactly what one
+// push per packet writes: same packets, same tables at the same points, same counters,
+// across a source switch and with the MPTS's other services dropped.
+TEST(Remux, BatchPushEqualsOnePushPerPacket) {
+  const auto a = read_packets(fixture("mpts3.ts"));
+  const auto b = read_packets(fixture("h264_aac_vbr.ts"));
+  RemuxConfig cfg;
+  cfg.psi_interval_ns = 50'000'000;  // tables often, so batches carry them
+  cfg.sdt = true;
+  cfg.nit = true;
+  cfg.services.push_back({.input = 0, .service_id = 7, .pmt_pid = 0x1000, .lcn = 3, .name = "Seven"});
+  Remuxer single(cfg);
+  Remuxer batched(cfg);
+  std::vector<TsPacket> out_single;
+  std::vector<TsPacket> out_batched;
+  std::vector<TsPacket> buf(7 * single.max_output_per_push());
+  std::uint64_t t = 0;
+  auto run = [&](const std::vector<TsPacket>& in, std::size_t from) {
+    for (std::size_t i = from; i < in.size(); i += 7) {
+      t += 7'018'666;  // 7 packets at 1.5 Mbit/s: a datagram's worth, one arrival time
+      const std::span<const TsPacket> dgram(in.data() + i, std::min<std::size_t>(7, in.size() - i));
+      for (const TsPacket& p : dgram) {
+        const std::size_t n = single.push(0, p, t, std::span<TsPacket>(buf).first(single.max_output_per_push()));
+        out_single.insert(out_single.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+      }
+      const std::size_t n = batched.push(0, dgram, t, buf);
+      ASSERT_LE(n, buf.size());
+      out_batched.insert(out_batched.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+  };
+  run(a, 0);
+  single.switch_source(0);
+  batched.switch_source(0);
+  run(b, 500);
+  ASSERT_GT(out_single.size(), 1000u);
+  ASSERT_EQ(out_single.size(), out_batched.size());
+  for (std::size_t i = 0; i < out_single.size(); ++i)
+    ASSERT_EQ(std::memcmp(out_single[i].bytes.data(), out_batched[i].bytes.data(), kPacketSize), 0) << "packet " << i;
+  const auto s = single.stats();
+  const auto q = batched.stats();
+  EXPECT_EQ(s.packets_in, q.packets_in);
+  EXPECT_EQ(s.packets_out, q.packets_out);
+  EXPECT_EQ(s.dropped_unmapped, q.dropped_unmapped);
+  EXPECT_EQ(s.dropped_resync, q.dropped_resync);
+  EXPECT_EQ(s.discontinuities_marked, q.discontinuities_marked);
+  EXPECT_GT(s.dropped_unmapped, 0u) << "the MPTS's other services are dropped";
+  EXPECT_EQ(cc_errors(out_batched), 0u);
 }
 
 // Continuity errors with no excuse: the discontinuity_indicator does not reset the count,

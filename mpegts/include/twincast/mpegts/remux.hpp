@@ -97,6 +97,9 @@ class Remuxer {
   // Takes one packet of input `input` at time `now_ns` and writes 0..max_output_per_push()
   // packets into `out`, which must have room for max_output_per_push(). Returns the count.
   std::size_t push(std::size_t input, const TsPacket& packet, std::uint64_t now_ns, std::span<TsPacket> out);
+  // The same for several packets arriving together, in order: `out` must have room for
+  // packets.size() * max_output_per_push(). One call instead of one per packet.
+  std::size_t push(std::size_t input, std::span<const TsPacket> packets, std::uint64_t now_ns, std::span<TsPacket> out);
 
   // The service(s) fed by `input` switch to a new source (failover): restart PSI
   // learning for that input, resume each PID at a unit start, mark the discontinuity.
@@ -122,6 +125,7 @@ class Remuxer {
   [[nodiscard]] const PsiDecoder& input_psi(std::size_t input) const { return *inputs_[input]->psi; }
 
  private:
+  [[gnu::always_inline]] inline std::size_t push_one(std::size_t input, const TsPacket& packet, std::uint64_t now_ns, TsPacket* out);
   struct Input {
     std::unique_ptr<PsiDecoder> psi;
     std::uint64_t seen_generation = ~std::uint64_t{0};
