@@ -11,13 +11,9 @@ std::string ipv4_text(Ipv4 a) {
 }
 namespace {
 
-std::uint16_t get16(Bytes b, std::size_t at) {
-  return static_cast<std::uint16_t>((b[at] << 8) | b[at + 1]);
-}
-std::uint32_t get32(Bytes b, std::size_t at) {
-  return (std::uint32_t{b[at]} << 24) | (std::uint32_t{b[at + 1]} << 16) |
-         (std::uint32_t{b[at + 2]} << 8) | std::uint32_t{b[at + 3]};
-}
+using detail::get16;
+using detail::get32;
+using detail::get_mac;
 void put16(MutableBytes b, std::size_t at, std::uint16_t v) {
   b[at] = static_cast<std::uint8_t>(v >> 8);
   b[at + 1] = static_cast<std::uint8_t>(v & 0xFF);
@@ -27,11 +23,6 @@ void put32(MutableBytes b, std::size_t at, std::uint32_t v) {
   b[at + 1] = static_cast<std::uint8_t>((v >> 16) & 0xFF);
   b[at + 2] = static_cast<std::uint8_t>((v >> 8) & 0xFF);
   b[at + 3] = static_cast<std::uint8_t>(v & 0xFF);
-}
-Mac get_mac(Bytes b, std::size_t at) {
-  Mac m{};
-  std::copy_n(b.begin() + static_cast<std::ptrdiff_t>(at), 6, m.begin());
-  return m;
 }
 void put_mac(MutableBytes b, std::size_t at, const Mac& m) {
   std::copy(m.begin(), m.end(), b.begin() + static_cast<std::ptrdiff_t>(at));
@@ -44,32 +35,8 @@ constexpr std::uint8_t kDscpCs6 = 48;
 
 }  // namespace
 
-std::uint16_t internet_checksum(Bytes bytes, std::uint32_t initial) {
-  std::uint64_t sum = initial;
-  std::size_t i = 0;
-  for (; i + 1 < bytes.size(); i += 2) sum += get16(bytes, i);
-  if (i < bytes.size()) sum += std::uint32_t{bytes[i]} << 8;
-  while ((sum >> 16) != 0) sum = (sum & 0xFFFF) + (sum >> 16);
-  return static_cast<std::uint16_t>(~sum & 0xFFFF);
-}
 
 // ---- Ethernet ----
-std::optional<Ethernet> parse_ethernet(Bytes frame) {
-  if (frame.size() < kEthernetHeaderSize) return std::nullopt;
-  Ethernet e;
-  e.dst = get_mac(frame, 0);
-  e.src = get_mac(frame, 6);
-  e.ether_type = get16(frame, 12);
-  e.header_size = kEthernetHeaderSize;
-  if (e.ether_type == kEtherTypeVlan) {
-    if (frame.size() < kEthernetHeaderSize + kVlanTagSize) return std::nullopt;
-    e.vlan = get16(frame, 14) & 0x0FFF;
-    e.ether_type = get16(frame, 16);
-    e.header_size += kVlanTagSize;
-    if (e.ether_type == kEtherTypeVlan) return std::nullopt;  // QinQ: not ours
-  }
-  return e;
-}
 
 std::size_t write_ethernet(MutableBytes out, const Mac& dst, const Mac& src, std::uint16_t vlan,
                            std::uint16_t ether_type) {
@@ -146,31 +113,6 @@ std::size_t build_arp_request(MutableBytes out, const Mac& our_mac, Ipv4 our_ip,
 }
 
 // ---- IPv4 ----
-std::optional<Ipv4Header> parse_ipv4(Bytes p, Bytes* payload) {
-  if (p.size() < kIpv4HeaderSize) return std::nullopt;
-  if ((p[0] >> 4) != 4) return std::nullopt;
-  const std::size_t ihl = std::size_t{p[0] & 0x0Fu} * 4;
-  if (ihl < kIpv4HeaderSize || ihl > p.size()) return std::nullopt;
-  const std::size_t total = get16(p, 2);
-  if (total < ihl || total > p.size()) return std::nullopt;
-  if (internet_checksum(p.first(ihl)) != 0) return std::nullopt;
-  Ipv4Header h;
-  h.dscp = static_cast<std::uint8_t>(p[1] >> 2);
-  h.ecn = static_cast<std::uint8_t>(p[1] & 0x3);
-  h.identification = get16(p, 4);
-  const std::uint16_t frag = get16(p, 6);
-  h.dont_fragment = (frag & 0x4000) != 0;
-  h.more_fragments = (frag & 0x2000) != 0;
-  h.fragment_offset = frag & 0x1FFF;
-  h.ttl = p[8];
-  h.protocol = p[9];
-  h.src = get32(p, 12);
-  h.dst = get32(p, 16);
-  h.header_size = ihl;
-  h.total_size = total;
-  if (payload != nullptr) *payload = p.subspan(ihl, total - ihl);
-  return h;
-}
 
 std::size_t write_ipv4(MutableBytes out, const Ipv4Header& h, std::size_t payload_size, Bytes options) {
   if (options.size() % 4 != 0 || options.size() > 40) return 0;
@@ -192,14 +134,6 @@ std::size_t write_ipv4(MutableBytes out, const Ipv4Header& h, std::size_t payloa
 }
 
 // ---- UDP ----
-std::optional<Udp> parse_udp(Bytes s, Bytes* payload) {
-  if (s.size() < kUdpHeaderSize) return std::nullopt;
-  const std::size_t len = get16(s, 4);
-  if (len < kUdpHeaderSize || len > s.size()) return std::nullopt;
-  Udp u{get16(s, 0), get16(s, 2), get16(s, 6)};
-  if (payload != nullptr) *payload = s.subspan(kUdpHeaderSize, len - kUdpHeaderSize);
-  return u;
-}
 
 std::size_t write_udp(MutableBytes out, std::uint16_t src_port, std::uint16_t dst_port,
                       std::size_t payload_size) {

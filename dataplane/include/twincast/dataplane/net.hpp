@@ -6,6 +6,7 @@
 // All addresses and numbers are host byte order in the structs; the wire is big endian.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -49,9 +50,30 @@ inline constexpr Mac kBroadcastMac = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
           static_cast<std::uint8_t>((group >> 8) & 0xFF), static_cast<std::uint8_t>(group & 0xFF)};
 }
 
+// Big-endian reads (the parsers below are inline: the worker runs them on every frame).
+namespace detail {
+inline std::uint16_t get16(Bytes b, std::size_t at) { return static_cast<std::uint16_t>((b[at] << 8) | b[at + 1]); }
+inline std::uint32_t get32(Bytes b, std::size_t at) {
+  return (std::uint32_t{b[at]} << 24) | (std::uint32_t{b[at + 1]} << 16) | (std::uint32_t{b[at + 2]} << 8) |
+         std::uint32_t{b[at + 3]};
+}
+inline Mac get_mac(Bytes b, std::size_t at) {
+  Mac m{};
+  std::copy_n(b.begin() + static_cast<std::ptrdiff_t>(at), 6, m.begin());
+  return m;
+}
+}  // namespace detail
+
 // RFC 1071 ones' complement sum folded and complemented. `initial` carries a partial sum
 // (a pseudo-header) in host order.
-[[nodiscard]] std::uint16_t internet_checksum(Bytes bytes, std::uint32_t initial = 0);
+[[nodiscard]] inline std::uint16_t internet_checksum(Bytes bytes, std::uint32_t initial = 0) {
+  std::uint64_t sum = initial;
+  std::size_t i = 0;
+  for (; i + 1 < bytes.size(); i += 2) sum += detail::get16(bytes, i);
+  if (i < bytes.size()) sum += std::uint32_t{bytes[i]} << 8;
+  while ((sum >> 16) != 0) sum = (sum & 0xFFFF) + (sum >> 16);
+  return static_cast<std::uint16_t>(~sum & 0xFFFF);
+}
 
 // ---- Ethernet ----
 struct Ethernet {
@@ -61,7 +83,22 @@ struct Ethernet {
   std::uint16_t ether_type = 0;    // of the payload (after the tag)
   std::size_t header_size = 0;     // 14 or 18
 };
-[[nodiscard]] std::optional<Ethernet> parse_ethernet(Bytes frame);
+[[nodiscard]] inline std::optional<Ethernet> parse_ethernet(Bytes frame) {
+  if (frame.size() < kEthernetHeaderSize) return std::nullopt;
+  Ethernet e;
+  e.dst = detail::get_mac(frame, 0);
+  e.src = detail::get_mac(frame, 6);
+  e.ether_type = detail::get16(frame, 12);
+  e.header_size = kEthernetHeaderSize;
+  if (e.ether_type == kEtherTypeVlan) {
+    if (frame.size() < kEthernetHeaderSize + kVlanTagSize) return std::nullopt;
+    e.vlan = detail::get16(frame, 14) & 0x0FFF;
+    e.ether_type = detail::get16(frame, 16);
+    e.header_size += kVlanTagSize;
+    if (e.ether_type == kEtherTypeVlan) return std::nullopt;  // QinQ: not ours
+  }
+  return e;
+}
 // 14 bytes, or 18 with a tag when vlan != 0.
 std::size_t write_ethernet(MutableBytes out, const Mac& dst, const Mac& src, std::uint16_t vlan,
                            std::uint16_t ether_type);
@@ -104,7 +141,31 @@ struct Ipv4Header {
 };
 // Checks version, IHL, total length against the span and the header checksum.
 // `payload` receives the bytes after the header up to the total length.
-[[nodiscard]] std::optional<Ipv4Header> parse_ipv4(Bytes packet, Bytes* payload = nullptr);
+[[nodiscard]] inline std::optional<Ipv4Header> parse_ipv4(Bytes p, Bytes* payload = nullptr) {
+  if (p.size() < kIpv4HeaderSize) return std::nullopt;
+  if ((p[0] >> 4) != 4) return std::nullopt;
+  const std::size_t ihl = std::size_t{p[0] & 0x0Fu} * 4;
+  if (ihl < kIpv4HeaderSize || ihl > p.size()) return std::nullopt;
+  const std::size_t total = detail::get16(p, 2);
+  if (total < ihl || total > p.size()) return std::nullopt;
+  if (internet_checksum(p.first(ihl)) != 0) return std::nullopt;
+  Ipv4Header h;
+  h.dscp = static_cast<std::uint8_t>(p[1] >> 2);
+  h.ecn = static_cast<std::uint8_t>(p[1] & 0x3);
+  h.identification = detail::get16(p, 4);
+  const std::uint16_t frag = detail::get16(p, 6);
+  h.dont_fragment = (frag & 0x4000) != 0;
+  h.more_fragments = (frag & 0x2000) != 0;
+  h.fragment_offset = frag & 0x1FFF;
+  h.ttl = p[8];
+  h.protocol = p[9];
+  h.src = detail::get32(p, 12);
+  h.dst = detail::get32(p, 16);
+  h.header_size = ihl;
+  h.total_size = total;
+  if (payload != nullptr) *payload = p.subspan(ihl, total - ihl);
+  return h;
+}
 // A header with the fields of `h` (src, dst, protocol, ttl, dscp, identification,
 // dont_fragment), `options` (a multiple of 4 bytes, at most 40) and the checksum, for a
 // payload of `payload_size` bytes. Returns 20 + options.size().
@@ -118,7 +179,14 @@ struct Udp {
   std::uint16_t checksum = 0;
 };
 // Checks the length field against the span; `payload` receives the datagram's payload.
-[[nodiscard]] std::optional<Udp> parse_udp(Bytes segment, Bytes* payload = nullptr);
+[[nodiscard]] inline std::optional<Udp> parse_udp(Bytes s, Bytes* payload = nullptr) {
+  if (s.size() < kUdpHeaderSize) return std::nullopt;
+  const std::size_t len = detail::get16(s, 4);
+  if (len < kUdpHeaderSize || len > s.size()) return std::nullopt;
+  Udp u{detail::get16(s, 0), detail::get16(s, 2), detail::get16(s, 6)};
+  if (payload != nullptr) *payload = s.subspan(kUdpHeaderSize, len - kUdpHeaderSize);
+  return u;
+}
 // The 8-byte header; checksum 0 (allowed for IPv4, RFC 768).
 std::size_t write_udp(MutableBytes out, std::uint16_t src_port, std::uint16_t dst_port,
                       std::size_t payload_size);
