@@ -378,6 +378,7 @@ int main(int argc, char** argv) {
   eal.eal.lcores = "0,1";
   eal.eal.memory_mb = 1024;
   eal.eal.hugepages = o.hugepages;
+  if (o.hugepages) eal.eal.extra_args.emplace_back("--huge-unlink");  // leave no files in hugetlbfs
   eal.eal.file_prefix = "tcbench_" + std::to_string(getpid());
   dp::init_eal(eal, "dataplane_bench");
 
