@@ -63,14 +63,14 @@ void Dataplane::Impl::rx_frame(PortState& port, rte_mbuf* m, std::uint64_t now_n
   do {
     if (m->nb_segs != 1) break;
     const net::Bytes frame(data_of(m), m->data_len);
-    const auto eth = net::parse_ethernet(frame);
-    if (!eth) break;
-    if (eth->vlan != port.config.vlan) {
+    const net::EthernetType eth = net::parse_ethernet_type(frame);
+    if (eth.header_size == 0) break;
+    if (eth.vlan != port.config.vlan) {
       why = DropReason::kWrongVlan;
       break;
     }
-    const net::Bytes l3 = frame.subspan(eth->header_size);
-    if (eth->ether_type == net::kEtherTypeArp) {
+    const net::Bytes l3 = frame.subspan(eth.header_size);
+    if (eth.ether_type == net::kEtherTypeArp) {
       const auto arp = net::parse_arp(l3);
       if (!arp) break;
       // A reply to us, or a request for our address, tells its sender's MAC.
@@ -97,7 +97,7 @@ void Dataplane::Impl::rx_frame(PortState& port, rte_mbuf* m, std::uint64_t now_n
       enqueue_tx(port, m);
       return;
     }
-    if (eth->ether_type != net::kEtherTypeIpv4) {
+    if (eth.ether_type != net::kEtherTypeIpv4) {
       why = DropReason::kOtherEtherType;
       break;
     }
