@@ -24,6 +24,7 @@ bool FlowClassifier::add(Ipv4 dst, std::uint16_t port, Ipv4 source, std::uint32_
     if (!e.used) {
       e = Entry{dst, source, port, true, input_id};
       ++n_entries_;
+      if (source != 0) ++n_ssm_;
       return true;
     }
     if (e.dst == dst && e.port == port && e.source == source) return false;
@@ -41,7 +42,7 @@ std::uint32_t FlowClassifier::find(Ipv4 dst, std::uint16_t port, Ipv4 source) co
 
 std::uint32_t FlowClassifier::lookup(Ipv4 dst, std::uint16_t port, Ipv4 source) const noexcept {
   if (n_entries_ == 0) return kNoInput;
-  if (source != 0) {
+  if (source != 0 && n_ssm_ != 0) {
     const std::uint32_t ssm = find(dst, port, source);
     if (ssm != kNoInput) return ssm;
   }

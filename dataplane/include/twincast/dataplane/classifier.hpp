@@ -24,7 +24,8 @@ class FlowClassifier {
   // False when the table is full or the same (dst, port, source) is already there.
   bool add(Ipv4 dst, std::uint16_t port, Ipv4 source, std::uint32_t input_id);
   // The input for a received datagram, or kNoInput: at most two probe sequences (SSM, then
-  // ASM), each ending at the first empty slot.
+  // ASM; the first only when the table holds an SSM entry), each ending at the first empty
+  // slot.
   [[nodiscard]] std::uint32_t lookup(Ipv4 dst, std::uint16_t port, Ipv4 source) const noexcept;
 
   [[nodiscard]] std::size_t size() const { return n_entries_; }
@@ -45,6 +46,7 @@ class FlowClassifier {
   std::size_t mask_ = 0;
   std::size_t max_flows_ = 0;
   std::size_t n_entries_ = 0;
+  std::size_t n_ssm_ = 0;  // entries with a source
 };
 
 }  // namespace twincast::dataplane
