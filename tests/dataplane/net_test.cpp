@@ -77,6 +77,30 @@ TEST(NetEthernet, RoundTripWithAndWithoutVlan) {
   EXPECT_EQ(write_ethernet(small, a, b, 0, 1), 14u);
 }
 
+// What the worker reads per frame: tag, type and header size, 0 for what is not ours.
+TEST(NetEthernet, TypeOnlyParse) {
+  const Mac a{1, 2, 3, 4, 5, 6};
+  ByteVec f(64);
+  ASSERT_EQ(write_ethernet(f, a, a, 0, kEtherTypeIpv4), 14u);
+  EthernetType t = parse_ethernet_type(f);
+  EXPECT_EQ(t.vlan, 0);
+  EXPECT_EQ(t.ether_type, kEtherTypeIpv4);
+  EXPECT_EQ(t.header_size, 14);
+  ASSERT_EQ(write_ethernet(f, a, a, 0xFFF, kEtherTypeArp), 18u);
+  t = parse_ethernet_type(f);
+  EXPECT_EQ(t.vlan, 0xFFF);
+  EXPECT_EQ(t.ether_type, kEtherTypeArp);
+  EXPECT_EQ(t.header_size, 18);
+  f[14] |= 0xF0;  // priority and DEI bits are not part of the VLAN id
+  EXPECT_EQ(parse_ethernet_type(f).vlan, 0xFFF);
+  EXPECT_EQ(parse_ethernet_type(ByteVec(f.begin(), f.begin() + 17)).header_size, 0);  // tag cut short
+  EXPECT_EQ(parse_ethernet_type(ByteVec(f.begin(), f.begin() + 13)).header_size, 0);
+  f[16] = 0x81;  // QinQ: a second tag
+  f[17] = 0x00;
+  EXPECT_EQ(parse_ethernet_type(f).header_size, 0);
+  EXPECT_FALSE(parse_ethernet(f));
+}
+
 TEST(NetArp, ParsesRequestAndBuildsReply) {
   // Who has 10.0.0.2? Tell 10.0.0.1 (from 02:00:00:00:00:01).
   const ByteVec req = {0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00,
