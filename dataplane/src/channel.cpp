@@ -240,10 +240,7 @@ struct Channel::Impl {
   void deliver(std::size_t n, std::uint64_t now) {
     if (pacer.active()) {
       const std::uint16_t pcr_pid = pacing_pcr_pid(remux.output_model());
-      for (std::size_t k = 0; k < n; ++k) {
-        const TsPacket& p = remux_out[k];
-        pacer.enqueue(p, p.has_pcr() && p.pid() == pcr_pid, now);
-      }
+      for (std::size_t k = 0; k < n; ++k) pacer.enqueue(remux_out[k], pcr_pid, now);
     }
     for (const auto& [tap, slot] : taps) tap->on_packets(slot, std::span<const TsPacket>(remux_out.data(), n), now);
     remuxed_packets += n;

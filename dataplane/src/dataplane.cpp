@@ -287,13 +287,13 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
       PortPlan& pp = plan->ports[pi];
       const auto id = static_cast<std::uint32_t>(plan->flows.size());
       if (pp.classifier.add(in.address, in.udp_port, in.source, id)) {
-        plan->flows.push_back(Flow{{is}, is->rtp});
+        plan->flows.push_back(Flow{{is}});
         if (is->rtp) plan->rtp_flows.push_back(id);
       } else {
         // The same flow feeds several channels (an MPTS split by source_service_id, which
         // the config validator allows).
         Flow& f = plan->flows.at(pp.classifier.lookup(in.address, in.udp_port, in.source));
-        if (f.rtp != is->rtp) {
+        if (f.members.front()->rtp != is->rtp) {
           throw std::invalid_argument("channel " + ch.id + " input " + in.name +
                                       ": the same group, port and source is already an input of another kind");
         }

@@ -225,7 +225,6 @@ struct MultiplexState {
 // channels when an MPTS is split by service. The first holds the RTP reordering state.
 struct Flow {
   std::vector<InputState*> members;
-  bool rtp = false;  // members' kind (all the same), read per datagram without a pointer chase
 };
 
 struct PortPlan {

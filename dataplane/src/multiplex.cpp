@@ -79,10 +79,7 @@ struct Multiplex::Impl {
       const std::size_t n = remux.push(slot, p, now, remux_out);
       if (n == 0) continue;
       const std::uint16_t pcr_pid = pacing_pcr_pid(remux.output_model());
-      for (std::size_t k = 0; k < n; ++k) {
-        const TsPacket& q = remux_out[k];
-        pacer.enqueue(q, q.has_pcr() && q.pid() == pcr_pid, now);
-      }
+      for (std::size_t k = 0; k < n; ++k) pacer.enqueue(remux_out[k], pcr_pid, now);
     }
   }
 

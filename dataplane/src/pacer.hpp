@@ -53,19 +53,17 @@ class Pacer {
   // the same datagrams. No outputs: nothing is queued, poll() sends nothing.
   Pacer(const std::vector<OutputConfig>& outputs, const std::string& who);
 
-  // One packet in at `now`; `pcr`: it carries a PCR of the pacing PID. Counts a drop
-  // when the queue is full. Inline: the remux output loops call it per packet.
-  void enqueue(const mpegts::TsPacket& p, bool pcr, std::uint64_t now) {
+  // One packet in at `now`, copied to the tail (a packet carrying a PCR on `pcr_pid` is a
+  // pacing PCR). Counts a drop when the queue is full. Inline: the remux output loops call
+  // it per packet when they cannot write in place (tail_room()).
+  void enqueue(const mpegts::TsPacket& p, std::uint16_t pcr_pid, std::uint64_t now) {
     if (n_outputs_ == 0) return;
     if (queued() == kQueuePackets) [[unlikely]] {
       bump_counter(counters_.dropped_queue_full);
       return;
     }
-    const std::size_t i = index(tail_++);
-    packets_[i] = p;
-    meta_[i] = Meta{now, pcr};  // due_ns provisional: the arrival time
-    if (pacing_ == PacingMode::kPcr) schedule_pcr(packets_[i], now);
-    else scheduled_ = tail_;
+    packets_[index(tail_)] = p;
+    commit(1, pcr_pid, now);
   }
   // In place: room for `max` packets at the queue's tail, one contiguous span, for a
   // producer to write into (the remux); empty when the queue has no such room (too full,
@@ -75,13 +73,13 @@ class Pacer {
     if (n_outputs_ == 0 || kQueuePackets - queued() < max || i + max > kQueuePackets) return {};
     return {packets_.get() + i, max};
   }
-  // The first `n` packets of tail_room() join the queue at `now`, as n enqueue() calls
-  // would; a packet carrying a PCR on `pcr_pid` is a pacing PCR.
+  // The first `n` packets written at the tail (tail_room(), or enqueue()'s one) join the
+  // queue at `now`; a packet carrying a PCR on `pcr_pid` is a pacing PCR.
   void commit(std::size_t n, std::uint16_t pcr_pid, std::uint64_t now) {
     for (std::size_t k = 0; k < n; ++k) {
       const std::size_t i = index(tail_++);
       const mpegts::TsPacket& p = packets_[i];
-      meta_[i] = Meta{now, p.has_pcr() && p.pid() == pcr_pid};
+      meta_[i] = Meta{now, p.has_pcr() && p.pid() == pcr_pid};  // due_ns provisional: the arrival time
       if (pacing_ == PacingMode::kPcr) schedule_pcr(p, now);
     }
     if (pacing_ != PacingMode::kPcr) scheduled_ = tail_;

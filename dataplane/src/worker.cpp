@@ -144,7 +144,7 @@ void Dataplane::Impl::handle_udp(PortState& port, rte_mbuf* m, const net::Ipv4He
       break;
     }
     const Flow& flow = current->flows[id];
-    if (flow.rtp) {
+    if (flow.members.front()->rtp) {
       net::Bytes ts;
       const auto rtp = net::parse_rtp(payload, &ts);
       if (!rtp) {

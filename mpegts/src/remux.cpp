@@ -272,7 +272,7 @@ std::size_t Remuxer::emit_tables(std::uint64_t now_ns, std::span<TsPacket> out) 
 
 // One packet in; `out` has room for max_output_per_push() packets. Both push() overloads
 // call it, so the batch one runs it inline, without a call per packet.
-std::size_t Remuxer::push_one(std::size_t input, const TsPacket& packet, std::uint64_t now_ns, TsPacket* out) {
+std::size_t Remuxer::push_one(std::size_t input, const TsPacket& packet, std::uint64_t now_ns, std::span<TsPacket> out) {
   ++stats_.packets_in;
   Input& in = *inputs_[input];
   const std::uint16_t pid = packet.pid();
@@ -289,7 +289,7 @@ std::size_t Remuxer::push_one(std::size_t input, const TsPacket& packet, std::ui
   }
   std::size_t n = 0;
   if (tables_due_ || now_ns < quiet_from_ns_ || now_ns >= quiet_until_ns_) [[unlikely]]
-    n = emit_tables(now_ns, std::span<TsPacket>(out, max_out_));
+    n = emit_tables(now_ns, out);
   const std::uint16_t o = in.map[pid];
   if (o == kUnmapped) {
     ++stats_.dropped_unmapped;
@@ -339,14 +339,14 @@ std::size_t Remuxer::push_one(std::size_t input, const TsPacket& packet, std::ui
 }
 
 std::size_t Remuxer::push(std::size_t input, const TsPacket& packet, std::uint64_t now_ns, std::span<TsPacket> out) {
-  return push_one(input, packet, now_ns, out.data());
+  return push_one(input, packet, now_ns, out);
 }
 
 std::size_t Remuxer::push(std::size_t input, std::span<const TsPacket> packets, std::uint64_t now_ns,
                           std::span<TsPacket> out) {
   assert(out.size() >= packets.size() * max_out_);
   std::size_t n = 0;
-  for (const TsPacket& p : packets) n += push_one(input, p, now_ns, out.data() + n);
+  for (const TsPacket& p : packets) n += push_one(input, p, now_ns, out.subspan(n));
   return n;
 }
 

@@ -125,7 +125,8 @@ class Remuxer {
   [[nodiscard]] const PsiDecoder& input_psi(std::size_t input) const { return *inputs_[input]->psi; }
 
  private:
-  [[gnu::always_inline]] inline std::size_t push_one(std::size_t input, const TsPacket& packet, std::uint64_t now_ns, TsPacket* out);
+  [[gnu::always_inline]] inline std::size_t push_one(std::size_t input, const TsPacket& packet, std::uint64_t now_ns,
+                                                     std::span<TsPacket> out);
   struct Input {
     std::unique_ptr<PsiDecoder> psi;
     std::uint64_t seen_generation = ~std::uint64_t{0};
