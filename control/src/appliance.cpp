@@ -16,6 +16,7 @@
 #include "twincast/control/hls_origin.hpp"
 #include "twincast/control/hls_packager.hpp"
 #include "twincast/control/http_server.hpp"
+#include "twincast/control/log.hpp"
 #include "twincast/control/metrics.hpp"
 #include "twincast/control/srt_ingest.hpp"
 #include "twincast/dataplane/dataplane.hpp"
@@ -438,6 +439,13 @@ Appliance::Appliance(const dataplane::ApplianceConfig& config, const std::string
   impl_->config_file = std::move(config_file);
   dataplane::init_eal(impl_->dp_config, argv0);
   impl_->dp = std::make_unique<dataplane::Dataplane>(impl_->dp_config);
+  if (const unsigned idle = impl_->dp->idle_lcores(); idle != 0) {
+    log::warn("idle_lcores",
+              {{"lcores", impl_->dp_config.eal.lcores}, {"worker_lcore", impl_->dp->worker_lcore()}, {"idle", idle}},
+              "dataplane.lcores \"" + impl_->dp_config.eal.lcores + "\": one packet worker (lcore " +
+                  std::to_string(impl_->dp->worker_lcore()) + ") runs every channel and multiplex; " +
+                  std::to_string(idle) + " more lcore(s) stay idle");
+  }
   impl_->build_srt();
   impl_->packager = std::make_unique<HlsPackager>(config.ott);
   impl_->packager->set_channels(impl_->hls_channels());

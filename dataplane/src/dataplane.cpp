@@ -450,6 +450,13 @@ void Dataplane::start() {
   impl_->running = true;
 }
 
+unsigned Dataplane::worker_lcore() const { return impl_->worker_lcore; }
+
+unsigned Dataplane::idle_lcores() const {
+  const unsigned n = rte_lcore_count();  // the main lcore, the worker, the rest
+  return n > 2 ? n - 2 : 0;
+}
+
 void Dataplane::stop() {
   if (!impl_->running) return;
   impl_->stop_requested.store(true, std::memory_order_release);

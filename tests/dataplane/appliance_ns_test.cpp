@@ -552,10 +552,8 @@ TEST_F(ApplianceNs, RtpInRtpOutReceivedByFfmpeg) {
 TEST_F(ApplianceNs, MptsSplitIntoThreeSpts) { run_split(false); }
 
 // The same with ONE received flow shared by the three channels, as config/README.md and
-// config/lineup-20.yaml describe. Disabled while the data plane refuses a second input on
-// the same (port, group, udp_port, source): twincastd exits with "channel prog2 input rx:
-// the same group, port and source is already an input" (dataplane/src/dataplane.cpp),
-// although `twincastd --check` accepts the file.
+// config/lineup-20.yaml describe: the classifier hands each datagram of the flow to the
+// three channels' inputs.
 TEST_F(ApplianceNs, OneMptsFlowSharedByThreeChannels) { run_split(true); }
 
 // The channel map of an SRT listener channel on head's kernel side of the SRT link.

@@ -655,6 +655,9 @@ TEST_F(Worker, DropsWithReasonsAndNeverLeaks) {
 
 TEST_F(Worker, StartJoinsStopLeaves) {
   make(1);
+  // EAL lcores "0,1": the main lcore and the one worker, none idle.
+  EXPECT_EQ(dp_->worker_lcore(), 1u);
+  EXPECT_EQ(dp_->idle_lcores(), 0u);
   dp_->start();
   EXPECT_TRUE(dp_->running());
   std::this_thread::sleep_for(std::chrono::milliseconds(200));

@@ -176,6 +176,11 @@ class Dataplane {
   // Launches the poll loop on the first worker lcore (the second in EalConfig::lcores).
   // It joins the multicast groups (IGMPv3) first and refreshes them every 60 s.
   void start();
+  // The lcore that runs the poll loop (RTE_MAX_LCORE: the EAL has none besides the main
+  // one), and how many further EAL lcores run nothing: one worker carries every channel
+  // and multiplex, so an lcore list longer than two leaves the rest idle.
+  [[nodiscard]] unsigned worker_lcore() const;
+  [[nodiscard]] unsigned idle_lcores() const;
   // Stops the loop, waits for it and sends IGMP leaves. Idempotent.
   void stop();
   [[nodiscard]] bool running() const;
