@@ -317,7 +317,7 @@ struct StoredSegment {
   std::uint64_t sequence = 0;
   double duration_s = 0;
   bool discontinuity = false;
-  std::uint32_t discontinuity_sequence = 0;
+  std::uint64_t discontinuity_sequence = 0;
   std::int64_t program_date_time_ms = 0;
   bool starts_with_keyframe = true;
   std::uint64_t size = 0;                   // bytes of the segment (in memory or on disk)
@@ -1051,6 +1051,10 @@ struct HlsPackager::Impl {
     sc.target_duration_s = static_cast<double>(config.segment_seconds);
     sc.align_to_pts = ch.aligned;
     sc.first_sequence = floor_of(ch, t.rendition);  // a plain channel's new track (aligned: aligned_sequence)
+    // DISCONTINUITY-SEQUENCE may only grow (RFC 8216 6.2.1), across restarts too: a new
+    // track counts from the channel's first number, which is above everything an earlier
+    // run issued (kMaxFirstNumber), and every one of its discontinuities sits on a segment.
+    sc.first_discontinuity_sequence = ch.first_number;
     if (old != nullptr) {
       // The same track restarted (a reload changed it): its sequence numbers go on, so
       // players and caches never see a number reused; the timeline jump is a discontinuity.

@@ -159,7 +159,7 @@ struct Segmenter::Impl {
   // Per open segment (or the one being waited for).
   struct Open {
     bool discontinuity = false;
-    std::uint32_t disc_seq = 0;
+    std::uint64_t disc_seq = 0;
     std::int64_t pdt_ms = 0;
     bool has_first_pts = false;
     std::uint64_t first_pts = 0;
@@ -224,7 +224,7 @@ struct Segmenter::Impl {
   Open seg;
   bool pending_discontinuity = false;
   bool had_segment = false;  // a segment has been opened since the start
-  std::uint32_t disc_seq = 0;
+  std::uint64_t disc_seq = 0;
   std::uint64_t next_sequence = 0;
   std::size_t last_size = 0;
   std::int64_t last_wall_ms = 0;

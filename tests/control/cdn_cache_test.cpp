@@ -155,7 +155,7 @@ class LiveSource : public tc::HlsSource {
     p.media_sequence = m;
     // Discontinuities before m (the Segmenter's convention: a segment with the tag has
     // the same discontinuity sequence as the one before it).
-    p.discontinuity_sequence = static_cast<std::uint32_t>(m == 0 ? 0 : (m - 1) / n);
+    p.discontinuity_sequence = m == 0 ? 0 : (m - 1) / n;
     for (std::uint64_t s = m; s < m + kWindow; ++s) {
       p.entries.push_back(hls::MediaEntry{.uri = segment_name(s),
                                           .duration_s = durations_[s % n],

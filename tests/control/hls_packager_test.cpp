@@ -222,7 +222,7 @@ TEST_F(Packager, TimeRangesGiveVodOncePastAndEventWhileOpen) {
     EXPECT_TRUE(p.end_list);
     ASSERT_EQ(p.entries.size(), 4u);
     EXPECT_EQ(*p.media_sequence, first_ + 3);
-    EXPECT_EQ(*p.discontinuity_sequence, 0u);
+    EXPECT_EQ(*p.discontinuity_sequence, first_) << "counted from the channel's first number";
     EXPECT_EQ(p.entries.front().pdt_ms, pdt(3));
     EXPECT_EQ(p.entries.back().pdt_ms, pdt(6));
     expect_consistent(p, *packager_);
@@ -302,23 +302,23 @@ TEST_F(Packager, ARestartedChannelContinuesTheSequenceAfterADiscontinuity) {
   expect_consistent(all, *packager_);
   ASSERT_GE(all.entries.size(), 9u);
   EXPECT_EQ(*all.media_sequence, first_);
-  EXPECT_EQ(*all.discontinuity_sequence, 0u);
+  EXPECT_EQ(*all.discontinuity_sequence, first_);
   for (std::size_t i = 0; i < all.entries.size(); ++i) EXPECT_EQ(all.entries[i].discontinuity, i == 5) << i;
   EXPECT_EQ(all.entries[5].sequence, first_ + 5) << "numbers go on";
-  // A range from the restart's segment: DISCONTINUITY-SEQUENCE 0 and the tag on its first
-  // entry; one from the segment after it: 1 (RFC 8216 6.2.2).
+  // A range from the restart's segment: the channel's DISCONTINUITY-SEQUENCE and the tag on
+  // its first entry; one from the segment after it: one more (RFC 8216 6.2.2).
   const Playlist at = parse_playlist(*get("live.m3u8", "start=" + epoch_s(all.entries[5].pdt_ms)));
   EXPECT_EQ(*at.media_sequence, first_ + 5);
-  EXPECT_EQ(*at.discontinuity_sequence, 0u);
+  EXPECT_EQ(*at.discontinuity_sequence, first_);
   EXPECT_TRUE(at.entries.front().discontinuity);
   const Playlist after = parse_playlist(*get("live.m3u8", "start=" + epoch_s(all.entries[6].pdt_ms)));
   EXPECT_EQ(*after.media_sequence, first_ + 6);
-  EXPECT_EQ(*after.discontinuity_sequence, 1u);
+  EXPECT_EQ(*after.discontinuity_sequence, first_ + 1);
   EXPECT_FALSE(after.entries.front().discontinuity);
   const Playlist before = parse_playlist(*get("live.m3u8", "start=" + epoch_s(all.entries[1].pdt_ms) + "&end=" +
                                                      epoch_s(all.entries[4].pdt_ms + 1)));
   EXPECT_EQ(before.type, "VOD");
-  EXPECT_EQ(*before.discontinuity_sequence, 0u);
+  EXPECT_EQ(*before.discontinuity_sequence, first_);
   EXPECT_EQ(before.entries.size(), 4u);
   for (const Entry& e : before.entries) EXPECT_FALSE(e.discontinuity);
   // The live playlist carries the tag too while it is listed.
@@ -720,6 +720,10 @@ TEST_F(Packager, ARestartNumbersAboveTheLastRunAndReusesNoUrl) {
   expect_consistent(ev2, *packager_);
   EXPECT_GT(*ev2.media_sequence, ev1.entries.back().sequence) << "numbers below the last run's";
   EXPECT_EQ(*ev2.media_sequence, first_);
+  // DISCONTINUITY-SEQUENCE never goes back either (RFC 8216 6.2.1): a player that reloads
+  // the playlist across the restart sees it grow.
+  EXPECT_GT(*ev2.discontinuity_sequence, last_discontinuity_sequence(ev1));
+  EXPECT_EQ(*ev2.discontinuity_sequence, first_);
   EXPECT_LT(first_, std::uint64_t{1} << 53) << "hls.js reads integers up to 2^53";
   const auto run2 = served(*packager_, {"index.m3u8", "live.m3u8", "event.m3u8"});
   EXPECT_GE(run2.size(), 9u);  // 3 playlists, >= 5 segments, a key
@@ -748,6 +752,7 @@ TEST_F(Packager, AChannelAddedAgainNumbersAboveItsOldSegmentsThoughTheClockWentB
   const Playlist ev2 = parse_playlist(*get("event.m3u8"));
   ASSERT_EQ(ev2.entries.size(), 5u);
   EXPECT_EQ(*ev2.media_sequence, ev1.entries.back().sequence + 1);
+  EXPECT_GT(*ev2.discontinuity_sequence, last_discontinuity_sequence(ev1)) << "the clock went back, the count does not";
   expect_no_url_reused(run1, served(*packager_, {"index.m3u8", "live.m3u8", "event.m3u8"}));
 }
 

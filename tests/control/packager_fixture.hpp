@@ -154,6 +154,14 @@ inline Playlist parse_playlist(const std::string& text) {
   return p;
 }
 
+// The discontinuity sequence number of a playlist's last entry (RFC 8216 6.2.2): the
+// playlist's DISCONTINUITY-SEQUENCE plus the tags on its entries.
+inline std::uint64_t last_discontinuity_sequence(const Playlist& p) {
+  std::uint64_t n = p.discontinuity_sequence.value_or(0);
+  for (const Entry& e : p.entries) n += e.discontinuity ? 1 : 0;
+  return n;
+}
+
 // --- the fixture ---
 
 class PackagerTest : public ::testing::Test {

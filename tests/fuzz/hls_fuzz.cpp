@@ -31,7 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   cfg.max_segment_bytes = 64u << 10;
 
   std::uint64_t expect_seq = cfg.first_sequence;
-  std::uint32_t disc_seq = 0;
+  std::uint64_t disc_seq = 0;
   std::uint64_t seg_packets = 0;
   hls::Segmenter seg(cfg, [&](hls::Segment&& s) {
     if (s.bytes.size() % kPacketSize != 0 || s.bytes.size() < 2 * kPacketSize) __builtin_trap();

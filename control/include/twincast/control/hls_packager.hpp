@@ -123,7 +123,9 @@
 // a count) follow. A track restarted by set_channels goes on with its numbers; a rendition
 // dropped and added again goes on above its old ones; an ABR track's first number is never
 // above the clock's ms (a PTS jump makes no leap that a later start could repeat). The
-// DISCONTINUITY-SEQUENCE starts at 0 each run. A key's ETag is a hash of its bytes.
+// DISCONTINUITY-SEQUENCE starts at the channel's first number too and grows by one per
+// discontinuity (fewer than its segments), so it never goes back across a restart either.
+// A key's ETag is a hash of its bytes.
 //
 // Threads: the packager thread (feeds, segmenters, the store's writes), the origin's
 // threads (get(), channels_json()), the control side (set_channels, detach, stats). One

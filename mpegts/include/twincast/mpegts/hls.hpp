@@ -106,7 +106,7 @@ namespace twincast::mpegts::hls {
 struct SegmenterConfig {
   double target_duration_s = 2.0;     // 1..10 (constructor throws std::invalid_argument otherwise)
   std::uint64_t first_sequence = 0;   // sequence number of the first segment
-  std::uint32_t first_discontinuity_sequence = 0;  // discontinuity sequence before any discontinuity
+  std::uint64_t first_discontinuity_sequence = 0;  // discontinuity sequence before any discontinuity
   std::uint16_t service_id = 0;       // program to follow; 0 = the first one in the PAT
   double max_duration_s = 0;          // force a cut without a RAP after this; 0 = 4 x target (>= target)
   std::size_t max_segment_bytes = 64u << 20;  // close a segment that grows past this (>= 64 KiB)
@@ -149,7 +149,7 @@ struct Segment {
   // discontinuity tags on the segments before it (plus config first_discontinuity_sequence).
   // A segment with `discontinuity` has the same value as the one before it; the one after
   // it has one more.
-  std::uint32_t discontinuity_sequence = 0;
+  std::uint64_t discontinuity_sequence = 0;
   std::int64_t program_date_time_ms = 0;     // wall clock (ms since the Unix epoch) at its first packet
   bool has_first_pts = false;
   std::uint64_t first_pts = 0;               // 90 kHz, of its first RAP (video or audio anchor)
@@ -309,7 +309,7 @@ struct MediaPlaylist {
   std::uint32_t target_duration_s = 2;
   std::uint64_t media_sequence = 0;          // of entries.front()
   // RFC 8216 4.3.3.3: entries.front()'s Segment::discontinuity_sequence, as it is.
-  std::uint32_t discontinuity_sequence = 0;
+  std::uint64_t discontinuity_sequence = 0;
   PlaylistType type = PlaylistType::kNone;
   // Every listed segment starts with a keyframe (Segment::starts_with_keyframe).
   bool independent_segments = true;
