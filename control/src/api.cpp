@@ -388,6 +388,24 @@ struct MetricFamilies {
                             .Name("twincast_port_ring_drops_total")
                             .Help("Packets dropped on full software rings")
                             .Register(r)),
+        worker_poll_seconds(metrics::BuildCounter()
+                                .Name("twincast_worker_poll_seconds_total")
+                                .Help("Time the packet worker spent in its poll loop")
+                                .Register(r)),
+        worker_busy_seconds(metrics::BuildCounter()
+                                .Name("twincast_worker_busy_seconds_total")
+                                .Help("Of the poll loop's time, the turns that received, took from an SRT ring or sent a "
+                                      "packet (its rate over the poll time's: the share of the core the traffic takes)")
+                                .Register(r)),
+        worker_overload_windows(metrics::BuildCounter()
+                                    .Name("twincast_worker_overload_windows_total")
+                                    .Help("100 ms windows in which the worker found an RX queue full burst after burst "
+                                          "(overload protection sheds HLS packaging then)")
+                                    .Register(r)),
+        ott_shed_tiers(metrics::BuildGauge()
+                           .Name("twincast_ott_shed_tiers")
+                           .Help("HLS priority tiers whose packaging overload protection sheds now (0: none)")
+                           .Register(r)),
         collect_seconds(metrics::BuildGauge()
                             .Name("twincast_metrics_collect_seconds")
                             .Help("Time the last metrics collection took (snapshot and copy)")
@@ -441,12 +459,17 @@ struct MetricFamilies {
     port_rx_missed.Clear();
     port_rx_nombuf.Clear();
     port_ring_drops.Clear();
+    worker_poll_seconds.Clear();
+    worker_busy_seconds.Clear();
+    worker_overload_windows.Clear();
+    ott_shed_tiers.Clear();
   }
 
   void collect(ApiBackend& backend) {
     auto t0 = std::chrono::steady_clock::now();
     std::vector<ApiChannelView> channels = backend.channels();
     std::vector<ApiPortView> ports = backend.ports();
+    std::vector<ApiWorkerView> workers = backend.workers();
     clear();
     for (const auto& c : channels) {
       const Labels cl{{"channel", c.id}};
@@ -526,6 +549,13 @@ struct MetricFamilies {
       port_rx_nombuf.Add(pl).Set(as_double(p.rx_nombuf));
       port_ring_drops.Add(pl).Set(as_double(p.ring_drops));
     }
+    for (const auto& w : workers) {
+      const Labels wl{{"lcore", std::to_string(w.lcore)}};
+      worker_poll_seconds.Add(wl).Set(w.poll_seconds);
+      worker_busy_seconds.Add(wl).Set(w.busy_seconds);
+      worker_overload_windows.Add(wl).Set(as_double(w.overload_windows));
+      ott_shed_tiers.Add(wl).Set(static_cast<double>(w.ott_shed_tiers));
+    }
     hls_memfds.Add({}).Set(as_double(SharedBytes::memfds()));
     hls_memfd_fallbacks.Add({}).Set(as_double(SharedBytes::heap_fallbacks()));
     collect_seconds.Add({}).Set(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -580,6 +610,10 @@ struct MetricFamilies {
   Family<Counter>& port_rx_missed;
   Family<Counter>& port_rx_nombuf;
   Family<Counter>& port_ring_drops;
+  Family<Counter>& worker_poll_seconds;
+  Family<Counter>& worker_busy_seconds;
+  Family<Counter>& worker_overload_windows;
+  Family<Gauge>& ott_shed_tiers;
   Family<Gauge>& collect_seconds;
 };
 

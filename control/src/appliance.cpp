@@ -62,6 +62,7 @@ struct Appliance::Impl final : ApiBackend {
 
   std::vector<ApiChannelView> channels() override;
   std::vector<ApiPortView> ports() override;
+  std::vector<ApiWorkerView> workers() override;
   std::optional<std::string> switch_input(const std::string& channel, const std::string& input) override;
   ApiReloadResult reload() override {
     const ReloadOutcome r = reload_file();
@@ -275,6 +276,17 @@ std::vector<ApiPortView> Appliance::Impl::ports() {
     out.push_back(std::move(v));
   }
   return out;
+}
+
+std::vector<ApiWorkerView> Appliance::Impl::workers() {
+  std::lock_guard lock(mu);
+  const dataplane::WorkerStats w = dp->worker_stats();
+  const dataplane::QosStats q = dp->qos_stats();
+  return {ApiWorkerView{.lcore = w.lcore,
+                        .poll_seconds = static_cast<double>(w.poll_ns) * 1e-9,
+                        .busy_seconds = static_cast<double>(w.busy_ns) * 1e-9,
+                        .overload_windows = q.overload_windows,
+                        .ott_shed_tiers = q.shed_tiers}};
 }
 
 std::optional<std::string> Appliance::Impl::switch_input(const std::string& channel, const std::string& input) {

@@ -484,6 +484,12 @@ ConfigDiff Dataplane::apply(const ApplianceConfig& next) {
 
 const ApplianceConfig& Dataplane::config() const { return impl_->plan().config; }
 
+WorkerStats Dataplane::worker_stats() const {
+  constexpr auto r = std::memory_order_relaxed;
+  const WorkerCounters& c = impl_->worker_counters;
+  return WorkerStats{impl_->worker_lcore, c.poll_ns.load(r), c.busy_ns.load(r), c.turns.load(r), c.busy_turns.load(r)};
+}
+
 QosStats Dataplane::qos_stats() const {
   constexpr auto r = std::memory_order_relaxed;
   return QosStats{impl_->qos.shed_published.load(r), impl_->plan().ott_tiers, impl_->qos.overload_windows.load(r)};

@@ -278,6 +278,14 @@ struct QosState {
   std::atomic<std::uint64_t> overload_windows{0};
 };
 
+// One writer (the worker), read by the control side: see WorkerStats.
+struct alignas(64) WorkerCounters {
+  std::atomic<std::uint64_t> poll_ns{0};
+  std::atomic<std::uint64_t> busy_ns{0};
+  std::atomic<std::uint64_t> turns{0};
+  std::atomic<std::uint64_t> busy_turns{0};
+};
+
 struct Dataplane::Impl {
   // ---- set-up (dataplane.cpp) ----
   Impl(const ApplianceConfig& config, PipelineFactory& factory);
@@ -322,7 +330,8 @@ struct Dataplane::Impl {
   void poll_channels(std::uint64_t now_ns);
   void drain_external(std::uint64_t now_ns);
   void refresh_eth_stats(PortState& port);
-  void loop_once(std::uint64_t now_ns);
+  // One turn of the poll loop; true when it moved a packet (see WorkerStats).
+  bool loop_once(std::uint64_t now_ns);
   static int worker_main(void* arg);
   static void drop(PortState& port, DropReason r) { bump(port.counters.drops[static_cast<std::size_t>(r)]); }
 
@@ -357,6 +366,8 @@ struct Dataplane::Impl {
   std::uint64_t next_stats_ns = 0;
   std::uint64_t next_arp_ns = 0;
   QosState qos;
+  std::uint64_t moved = 0;  // worker: frames received, SRT mbufs taken, frames sent (a turn's work)
+  WorkerCounters worker_counters;
   void qos_tick(std::uint64_t now_ns);
   void apply_shedding();  // sets each OTT feed's shed state from qos.shed (worker)
 };

@@ -38,6 +38,7 @@ std::uint8_t* data_of(rte_mbuf* m) { return rte_pktmbuf_mtod(m, std::uint8_t*); 
 }  // namespace
 
 void Dataplane::Impl::rx_burst(PortState& port, rte_mbuf** frames, std::uint16_t n, std::uint64_t now_ns) {
+  moved += n;
   if (n == kBurst) {
     qos.longest_run = std::max(qos.longest_run, ++port.full_run);
   } else {
@@ -552,6 +553,7 @@ void Dataplane::Impl::flush_tx(PortState& port) {
   }
   bump(port.counters.tx_packets, sent);
   bump(port.counters.tx_bytes, bytes);
+  moved += sent;
   port.n_tx = 0;
 }
 
@@ -599,6 +601,7 @@ void Dataplane::Impl::drain_external(std::uint64_t now_ns) {
       bump(in->counters.packets, in->aligner->stats().packets - before);
     }
     if (n != 0) rte_pktmbuf_free_bulk(ms, n);
+    moved += n;
   }
 }
 
@@ -674,7 +677,8 @@ void Dataplane::Impl::qos_tick(std::uint64_t now_ns) {
   qos.shed_published.store(qos.shed, std::memory_order_relaxed);
 }
 
-void Dataplane::Impl::loop_once(std::uint64_t now_ns) {
+bool Dataplane::Impl::loop_once(std::uint64_t now_ns) {
+  const std::uint64_t moved_before = moved;
   current = published.load(std::memory_order_acquire);
   for (auto& p : ports) p->update_igmp_version(now_ns);  // an older querier's time may be up
   if (current->generation != worker_generation) {
@@ -710,6 +714,7 @@ void Dataplane::Impl::loop_once(std::uint64_t now_ns) {
   poll_channels(now_ns);  // flushes every port's TX
   // Nothing of this turn's plan is held past here (a reload may free it now).
   rte_rcu_qsbr_quiescent(qsbr, 0);
+  return moved != moved_before;
 }
 
 int Dataplane::Impl::worker_main(void* arg) {
@@ -725,7 +730,20 @@ int Dataplane::Impl::worker_main(void* arg) {
   for (auto& p : d.ports) d.flush_tx(*p);
   d.next_igmp_ns = start + 1'000'000'000ULL;  // a second (current-state) report soon, then every 60 s
   d.next_stats_ns = start;
-  while (!d.stop_requested.load(std::memory_order_acquire)) d.loop_once(Dataplane::now_ns());
+  // Each turn's time (from its start to the next one's) counts as busy when it moved a packet.
+  std::uint64_t turn_start = Dataplane::now_ns();
+  while (!d.stop_requested.load(std::memory_order_acquire)) {
+    const bool busy = d.loop_once(turn_start);
+    const std::uint64_t end = Dataplane::now_ns();
+    WorkerCounters& wc = d.worker_counters;
+    bump(wc.poll_ns, end - turn_start);
+    bump(wc.turns);
+    if (busy) {
+      bump(wc.busy_ns, end - turn_start);
+      bump(wc.busy_turns);
+    }
+    turn_start = end;
+  }
   d.free_retired();
   rte_rcu_qsbr_thread_offline(d.qsbr, 0);
   (void)rte_rcu_qsbr_thread_unregister(d.qsbr, 0);

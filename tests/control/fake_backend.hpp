@@ -94,6 +94,8 @@ class FakeBackend : public control::ApiBackend {
     port.rx_nombuf = 1;
     port.ring_drops = 6;
     ports_ = {port};
+    workers_ = {control::ApiWorkerView{.lcore = 1, .poll_seconds = 120.5, .busy_seconds = 30.25, .overload_windows = 3,
+                                       .ott_shed_tiers = 1}};
   }
 
   std::vector<control::ApiChannelView> channels() override {
@@ -103,6 +105,10 @@ class FakeBackend : public control::ApiBackend {
   std::vector<control::ApiPortView> ports() override {
     std::lock_guard lock(mutex_);
     return ports_;
+  }
+  std::vector<control::ApiWorkerView> workers() override {
+    std::lock_guard lock(mutex_);
+    return workers_;
   }
   std::optional<std::string> switch_input(const std::string& channel, const std::string& input) override {
     std::lock_guard lock(mutex_);
@@ -126,6 +132,7 @@ class FakeBackend : public control::ApiBackend {
   std::mutex mutex_;
   std::vector<control::ApiChannelView> channels_;
   std::vector<control::ApiPortView> ports_;
+  std::vector<control::ApiWorkerView> workers_;
   std::vector<std::pair<std::string, std::string>> switches_;
   bool refuse_switch_ = false;
   int reloads_ = 0;

@@ -312,6 +312,15 @@ TEST(Leak, RealWorkerStopStartCycles) {
   EXPECT_EQ(dp.port_stats(0).rx_packets, fed);
   EXPECT_GT(dp.port_stats(1).tx_packets, 0u);
   EXPECT_GE(dp.pipeline(0).stats().switches, 1u);
+  // The worker's load: the turns that received or sent were busy, most were not (the test
+  // sleeps 25 ms after each burst); every turn's time is in poll_ns, the busy ones' also
+  // in busy_ns.
+  const WorkerStats w = dp.worker_stats();
+  EXPECT_EQ(w.lcore, 1u);
+  EXPECT_GT(w.busy_turns, 0u);
+  EXPECT_LT(w.busy_turns * 4, w.turns);
+  EXPECT_GT(w.busy_ns, 0u);
+  EXPECT_LT(w.busy_ns, w.poll_ns);
 }
 
 }  // namespace

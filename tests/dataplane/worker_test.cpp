@@ -663,6 +663,12 @@ TEST_F(Worker, StartJoinsStopLeaves) {
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   dp_->stop();
   EXPECT_FALSE(dp_->running());
+  // No traffic: the loop turned, none of its turns moved a packet (the join went before
+  // the first turn; at most the 1-s report refresh, should the machine stall that long).
+  const WorkerStats w = dp_->worker_stats();
+  EXPECT_GT(w.turns, 0u);
+  EXPECT_GT(w.poll_ns, 0u);
+  EXPECT_LE(w.busy_turns, 1u);
   EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_);
   const PortStats s = dp_->port_stats(0);
   EXPECT_EQ(s.igmp_reports_sent, 2u);  // join at start, leave at stop

@@ -129,6 +129,15 @@ struct ApiPortView {
   std::uint64_t ring_drops = 0;  // packets lost to full software rings
 };
 
+// The packet worker (dataplane::WorkerStats, QosStats).
+struct ApiWorkerView {
+  unsigned lcore = 0;
+  double poll_seconds = 0;     // in its poll loop since start
+  double busy_seconds = 0;     // of which in turns that moved a packet
+  std::uint64_t overload_windows = 0;  // 100 ms windows it found itself behind
+  unsigned ott_shed_tiers = 0;         // HLS priority tiers shed now
+};
+
 // A signed HLS URL (hls_auth.hpp), or why there is none.
 struct ApiHlsUrl {
   std::optional<std::string> error;  // e.g. the channel's HLS is not signed (409)
@@ -156,6 +165,8 @@ class ApiBackend {
   virtual ~ApiBackend() = default;
   virtual std::vector<ApiChannelView> channels() = 0;
   virtual std::vector<ApiPortView> ports() = 0;
+  // The packet workers (none: no data plane behind this backend).
+  virtual std::vector<ApiWorkerView> workers() { return {}; }
   // Makes `input` the active input of `channel`; an error message or nullopt.
   virtual std::optional<std::string> switch_input(const std::string& channel, const std::string& input) = 0;
   // Re-reads the configuration and applies the difference.

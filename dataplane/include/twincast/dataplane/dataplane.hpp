@@ -163,6 +163,18 @@ struct QosStats {
   std::uint64_t overload_windows = 0; // 100 ms windows the worker found itself behind
 };
 
+// How busy the packet worker is. It polls without pause, so its CPU time says nothing; what
+// it did with that time does: a turn of the poll loop that moved a packet (received one,
+// took one from an SRT ring, or transmitted one) is busy, its time counts in busy_ns.
+// busy_ns / poll_ns over an interval is the share of the core the traffic takes.
+struct WorkerStats {
+  unsigned lcore = 0;
+  std::uint64_t poll_ns = 0;     // time in the poll loop since start()
+  std::uint64_t busy_ns = 0;     // of which in busy turns
+  std::uint64_t turns = 0;
+  std::uint64_t busy_turns = 0;
+};
+
 class Dataplane {
  public:
   // Sets up every port (mempool, queues, MAC, promiscuous + allmulticast, started), the
@@ -200,6 +212,7 @@ class Dataplane {
   [[nodiscard]] const ApplianceConfig& config() const;
   // Any thread.
   [[nodiscard]] QosStats qos_stats() const;
+  [[nodiscard]] WorkerStats worker_stats() const;
 
   [[nodiscard]] std::size_t port_count() const;
   [[nodiscard]] Mac port_mac(std::size_t port) const;
