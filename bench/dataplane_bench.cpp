@@ -200,6 +200,7 @@ struct Snapshot {
   ChannelStats channel;
   std::chrono::steady_clock::time_point at;
   std::uint64_t worker_cpu_ns = 0;
+  WorkerStats worker;
 };
 
 // The CPU time the worker thread (rte-worker-1) got so far, from the scheduler
@@ -228,6 +229,7 @@ struct RunResult {
   double lost = 0;           // no mbuf, TX refused, channel queue full
   double rx_nombuf = 0;
   double worker_cpu_seconds = 0;  // 0: unknown
+  double worker_busy_share = 0;   // what twincast_worker_busy/poll_seconds_total say over the run
 };
 
 std::uint32_t pool_size_for(std::size_t frames) {
@@ -240,7 +242,7 @@ std::uint32_t pool_size_for(std::size_t frames) {
 
 Snapshot snapshot(Dataplane& dp) {
   return Snapshot{dp.port_stats(0), dp.port_stats(1), dp.input_stats(0, 0), dp.pipeline(0).stats(),
-                  std::chrono::steady_clock::now(), worker_cpu_ns()};
+                  std::chrono::steady_clock::now(), worker_cpu_ns(), dp.worker_stats()};
 }
 
 RunResult run_dataplane(Mode mode) {
@@ -298,6 +300,8 @@ RunResult run_dataplane(Mode mode) {
            d(b.channel.dropped_queue_full, a.channel.dropped_queue_full);
   r.rx_nombuf = d(b.in.rx_nombuf, a.in.rx_nombuf);
   if (a.worker_cpu_ns != 0 && b.worker_cpu_ns > a.worker_cpu_ns) r.worker_cpu_seconds = d(b.worker_cpu_ns, a.worker_cpu_ns) * 1e-9;
+  if (b.worker.poll_ns > a.worker.poll_ns)
+    r.worker_busy_share = d(b.worker.busy_ns, a.worker.busy_ns) / d(b.worker.poll_ns, a.worker.poll_ns);
   std::uint64_t other_drops = 0;
   for (std::size_t i = 0; i < kDropReasonCount; ++i) other_drops += b.in.drops[i] - a.in.drops[i];
   if (other_drops != 0) std::fprintf(stderr, "dataplane_bench: %llu input frames dropped\n",
@@ -324,6 +328,9 @@ void BM_Dataplane(benchmark::State& state, Mode mode) {
   // Per second of the worker's CPU time: steadier than per wall second on a shared machine.
   state.counters["cpu_share"] = r.worker_cpu_seconds / s;
   state.counters["dgram_per_cpu_s"] = r.worker_cpu_seconds > 0 ? r.datagrams / r.worker_cpu_seconds : 0;
+  // The worker's own load meter (/metrics twincast_worker_busy_seconds_total over
+  // ..._poll_seconds_total): ~1 here, where the pcap PMD never runs dry.
+  state.counters["busy_share"] = r.worker_busy_share;
 }
 
 }  // namespace
