@@ -527,6 +527,14 @@ std::string Appliance::status() const {
                   static_cast<unsigned long long>(s.arp_replies), static_cast<unsigned long long>(s.igmp_reports_sent));
     out += line;
   }
+  {
+    const dataplane::WorkerStats w = impl_->dp->worker_stats();
+    const dataplane::QosStats q = impl_->dp->qos_stats();
+    std::snprintf(line, sizeof line, "worker lcore=%u poll_ms=%llu busy_ms=%llu overload_windows=%llu ott_shed_tiers=%u\n", w.lcore,
+                  static_cast<unsigned long long>(w.poll_ns / 1'000'000), static_cast<unsigned long long>(w.busy_ns / 1'000'000),
+                  static_cast<unsigned long long>(q.overload_windows), static_cast<unsigned>(q.shed_tiers));
+    out += line;
+  }
   std::size_t flat = 0;
   for (std::size_t c = 0; c < cfg.channels.size(); ++c) {
     const auto cs = impl_->dp->pipeline(c).stats();

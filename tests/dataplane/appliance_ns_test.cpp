@@ -1430,6 +1430,8 @@ TEST_F(ApplianceNs, HlsOfAChannelPlaysOverHttp) {
   EXPECT_GT(busy, 0.0) << metrics.out;
   EXPECT_LT(busy, 0.5 * poll) << metrics.out;
   EXPECT_EQ(sample("twincast_ott_shed_tiers{lcore=\"1\"}"), 0.0) << metrics.out;
+  // The status lines carry the same meter.
+  EXPECT_GT(status_value(appliance_log(), "worker lcore=1 ", "poll_ms").value_or(0), 1000u) << appliance_log();
   // Unknown names and evicted segments are 404s.
   EXPECT_NE(fetch("seg-999999.ts", dir_ / "none.ts").exit_code, 0);
   const RunResult status =
