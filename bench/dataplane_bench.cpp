@@ -22,7 +22,9 @@
 //                         worker's own RX/TX cost without the channel
 //   BM_Dataplane/drop     a stand-in pipeline that drops everything: the RX side alone (PMD RX,
 //                         parse, classify, mbufs freed)
-// The difference of the two is what the channel costs; bench/compare_testpmd adds
+//   BM_Dataplane/analyze  the channel's analyzer and remux alone, nothing queued, copied or
+//                         sent: the floor of any channel design without copies
+// channel minus relay is what the channel costs beyond forwarding; bench/compare_testpmd adds
 // dpdk-testpmd (io forwarding on the same vdevs) for what the PMDs alone cost.
 #include <benchmark/benchmark.h>
 #include <rte_eal.h>
@@ -45,7 +47,9 @@
 #include "twincast/dataplane/dataplane.hpp"
 #include "twincast/dataplane/net.hpp"
 #include "twincast/mpegts/aligner.hpp"
+#include "twincast/mpegts/analyzer.hpp"
 #include "twincast/mpegts/psi_tables.hpp"
+#include "twincast/mpegts/remux.hpp"
 
 namespace twincast::dataplane {
 namespace {
@@ -191,7 +195,33 @@ class Drop final : public ChannelPipeline {
   void push(std::size_t, std::span<const TsPacket>, std::uint64_t) override {}
   void poll(std::uint64_t, DatagramSink&) override {}
 };
-enum class Mode { kChannel, kRelay, kDrop };
+// The channel's per-packet work and nothing else: the TR 101 290 analyzer and the remux
+// (configured as dataplane::Channel configures it for this channel) run on every pushed
+// datagram, the remux writing into a small buffer that stays in L1; nothing is queued,
+// paced, copied into a TX mbuf or sent. No channel design can cost less than this, so
+// its rate bounds what removing copies and the pacer's work could ever reach.
+class Analyze final : public ChannelPipeline {
+ public:
+  Analyze() : remux_(config()), out_(kTsPerDatagram * remux_.max_output_per_push()) {}
+  void push(std::size_t, std::span<const TsPacket> packets, std::uint64_t now) override {
+    analyzer_.push(packets, now);
+    remux_.push(0, packets, now, out_);
+  }
+  void poll(std::uint64_t, DatagramSink&) override {}
+
+ private:
+  static mpegts::RemuxConfig config() {
+    mpegts::RemuxConfig c;
+    c.sdt = true;
+    c.services.push_back(mpegts::RemuxServiceConfig{.name = "bench"});
+    return c;
+  }
+  mpegts::Analyzer analyzer_;
+  mpegts::Remuxer remux_;
+  std::vector<TsPacket> out_;
+};
+
+enum class Mode { kChannel, kRelay, kDrop, kAnalyze };
 
 struct Snapshot {
   PortStats in;
@@ -279,6 +309,7 @@ RunResult run_dataplane(Mode mode) {
   PipelineFactory factory = make_channel_pipeline;
   if (mode == Mode::kRelay) factory = [](const ChannelConfig&) { return std::make_unique<Relay>(); };
   if (mode == Mode::kDrop) factory = [](const ChannelConfig&) { return std::make_unique<Drop>(); };
+  if (mode == Mode::kAnalyze) factory = [](const ChannelConfig&) { return std::make_unique<Analyze>(); };
   Dataplane dp(config, factory);
   dp.start();
   std::this_thread::sleep_for(std::chrono::duration<double>(g_options.warmup));
@@ -341,6 +372,7 @@ using twincast::dataplane::Mode;
 BENCHMARK_CAPTURE(BM_Dataplane, channel, Mode::kChannel)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Dataplane, drop, Mode::kDrop)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Dataplane, relay, Mode::kRelay)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Dataplane, analyze, Mode::kAnalyze)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   namespace dp = twincast::dataplane;
