@@ -22,8 +22,12 @@
 //                         worker's own RX/TX cost without the channel
 //   BM_Dataplane/drop     a stand-in pipeline that drops everything: the RX side alone (PMD RX,
 //                         parse, classify, mbufs freed)
-//   BM_Dataplane/analyze  the channel's analyzer and remux alone, nothing queued, copied or
-//                         sent: the floor of any channel design without copies
+//   BM_Dataplane/analyze  the channel's analyzer and remux alone, nothing queued, paced or
+//                         sent (the remux still copies each kept packet into its output):
+//                         the floor of any channel design that keeps the remux's copy
+//   BM_Dataplane/inplace  the analyzer and the remux's header work (continuity counter,
+//                         PID) done in place in the RX mbuf, nothing copied, queued or sent:
+//                         the floor of a channel that copies nothing
 // channel minus relay is what the channel costs beyond forwarding; bench/compare_testpmd adds
 // dpdk-testpmd (io forwarding on the same vdevs) for what the PMDs alone cost.
 #include <benchmark/benchmark.h>
@@ -198,8 +202,8 @@ class Drop final : public ChannelPipeline {
 // The channel's per-packet work and nothing else: the TR 101 290 analyzer and the remux
 // (configured as dataplane::Channel configures it for this channel) run on every pushed
 // datagram, the remux writing into a small buffer that stays in L1; nothing is queued,
-// paced, copied into a TX mbuf or sent. No channel design can cost less than this, so
-// its rate bounds what removing copies and the pacer's work could ever reach.
+// paced, copied into a TX mbuf or sent. A channel that keeps the remux as it is (reading
+// every kept packet and writing it out) cannot cost less than this.
 class Analyze final : public ChannelPipeline {
  public:
   Analyze() : remux_(config()), out_(kTsPerDatagram * remux_.max_output_per_push()) {}
@@ -221,7 +225,44 @@ class Analyze final : public ChannelPipeline {
   std::vector<TsPacket> out_;
 };
 
-enum class Mode { kChannel, kRelay, kDrop, kAnalyze };
+// The bound for a channel that never copies its packets: the same analyzer, then the
+// remux's header work done in place in the RX mbuf: every packet but the null ones keeps
+// its PID (a table lookup, as a PID remap would be) and gets the output's continuity
+// counter. Nothing is copied, queued, paced or sent, and no PSI is regenerated. A
+// zero-copy channel would add to this at least the send of the received mbuf (new
+// Ethernet/IPv4/UDP headers, TX burst), the compaction of the datagrams that held null
+// packets, and a pacer that queues mbufs; so it could not run faster than this.
+class InPlace final : public ChannelPipeline {
+ public:
+  InPlace() {
+    for (std::uint16_t pid = 0; pid < mpegts::kPidCount; ++pid) map_[pid] = pid;
+    map_[mpegts::kNullPid] = kDropped;
+  }
+  void push(std::size_t, std::span<const TsPacket> packets, std::uint64_t now) override {
+    analyzer_.push(packets, now);
+    // The worker hands the packets over as const: they are the RX mbuf's, which this
+    // stand-in owns until the worker frees it after the burst.
+    for (const TsPacket& in : packets) {
+      auto& p = const_cast<TsPacket&>(in);
+      const std::uint16_t to = map_[p.pid()];
+      if (to == kDropped) continue;
+      std::uint8_t& cc = cc_[to];
+      if ((p.bytes[3] & 0x10) != 0) cc = static_cast<std::uint8_t>((cc + 1) & 0x0F);
+      p.bytes[1] = static_cast<std::uint8_t>((p.bytes[1] & 0xE0) | (to >> 8));
+      p.bytes[2] = static_cast<std::uint8_t>(to & 0xFF);
+      p.bytes[3] = static_cast<std::uint8_t>((p.bytes[3] & 0xF0) | cc);
+    }
+  }
+  void poll(std::uint64_t, DatagramSink&) override {}
+
+ private:
+  static constexpr std::uint16_t kDropped = 0xFFFF;
+  mpegts::Analyzer analyzer_;
+  std::array<std::uint16_t, mpegts::kPidCount> map_{};
+  std::array<std::uint8_t, mpegts::kPidCount> cc_{};
+};
+
+enum class Mode { kChannel, kRelay, kDrop, kAnalyze, kInPlace };
 
 struct Snapshot {
   PortStats in;
@@ -309,6 +350,7 @@ RunResult run_dataplane(Mode mode) {
   PipelineFactory factory = make_channel_pipeline;
   if (mode == Mode::kRelay) factory = [](const ChannelConfig&) { return std::make_unique<Relay>(); };
   if (mode == Mode::kDrop) factory = [](const ChannelConfig&) { return std::make_unique<Drop>(); };
+  if (mode == Mode::kInPlace) factory = [](const ChannelConfig&) { return std::make_unique<InPlace>(); };
   if (mode == Mode::kAnalyze) factory = [](const ChannelConfig&) { return std::make_unique<Analyze>(); };
   Dataplane dp(config, factory);
   dp.start();
@@ -373,6 +415,7 @@ BENCHMARK_CAPTURE(BM_Dataplane, channel, Mode::kChannel)->Iterations(1)->UseManu
 BENCHMARK_CAPTURE(BM_Dataplane, drop, Mode::kDrop)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Dataplane, relay, Mode::kRelay)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Dataplane, analyze, Mode::kAnalyze)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Dataplane, inplace, Mode::kInPlace)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   namespace dp = twincast::dataplane;
