@@ -388,6 +388,13 @@ struct MetricFamilies {
                             .Name("twincast_port_ring_drops_total")
                             .Help("Packets dropped on full software rings")
                             .Register(r)),
+        port_drops(metrics::BuildCounter()
+                       .Name("twincast_port_drops_total")
+                       .Help("Frames the data plane dropped on the port, by reason: received and not usable "
+                             "(malformed, wrong_vlan, other_ethertype, bad_ipv4, fragment, not_for_us, other_protocol, "
+                             "bad_udp, unknown_flow, bad_rtp, rtp_duplicate, ts_size, ts_sync) or not sent (tx_no_mbuf, "
+                             "tx_too_big, tx_no_route, tx_refused)")
+                       .Register(r)),
         worker_poll_seconds(metrics::BuildCounter()
                                 .Name("twincast_worker_poll_seconds_total")
                                 .Help("Time the packet worker spent in its poll loop")
@@ -459,6 +466,7 @@ struct MetricFamilies {
     port_rx_missed.Clear();
     port_rx_nombuf.Clear();
     port_ring_drops.Clear();
+    port_drops.Clear();
     worker_poll_seconds.Clear();
     worker_busy_seconds.Clear();
     worker_overload_windows.Clear();
@@ -548,6 +556,7 @@ struct MetricFamilies {
       port_rx_missed.Add(pl).Set(as_double(p.rx_missed));
       port_rx_nombuf.Add(pl).Set(as_double(p.rx_nombuf));
       port_ring_drops.Add(pl).Set(as_double(p.ring_drops));
+      for (const auto& [reason, n] : p.drops) port_drops.Add({{"port", p.id}, {"reason", reason}}).Set(as_double(n));
     }
     for (const auto& w : workers) {
       const Labels wl{{"lcore", std::to_string(w.lcore)}};
@@ -610,6 +619,7 @@ struct MetricFamilies {
   Family<Counter>& port_rx_missed;
   Family<Counter>& port_rx_nombuf;
   Family<Counter>& port_ring_drops;
+  Family<Counter>& port_drops;
   Family<Counter>& worker_poll_seconds;
   Family<Counter>& worker_busy_seconds;
   Family<Counter>& worker_overload_windows;

@@ -273,6 +273,8 @@ std::vector<ApiPortView> Appliance::Impl::ports() {
     for (std::size_t c = 0; c < config.channels.size(); ++c)
       for (std::size_t i = 0; i < config.channels[c].inputs.size(); ++i)
         if (config.channels[c].inputs[i].kind == dataplane::InputKind::kSrt) v.ring_drops += dp->external_drops(c, i);
+    for (std::size_t r = 0; r < dataplane::kDropReasonCount; ++r)
+      v.drops.emplace_back(dataplane::drop_reason_name(static_cast<dataplane::DropReason>(r)), s.drops[r]);
     out.push_back(std::move(v));
   }
   return out;
@@ -526,6 +528,22 @@ std::string Appliance::status() const {
                   static_cast<unsigned long long>(s.rx_nombuf), static_cast<unsigned long long>(drops),
                   static_cast<unsigned long long>(s.arp_replies), static_cast<unsigned long long>(s.igmp_reports_sent));
     out += line;
+    if (drops != 0) {
+      // Which reasons make up `drops` (the same names as twincast_port_drops_total's
+      // reason label), on the same line: "drop_reasons=other_ethertype:11,unknown_flow:2".
+      out.pop_back();
+      out += " drop_reasons=";
+      const char* sep = "";
+      for (std::size_t r = 0; r < dataplane::kDropReasonCount; ++r) {
+        if (s.drops[r] == 0) continue;
+        out += sep;
+        out += dataplane::drop_reason_name(static_cast<dataplane::DropReason>(r));
+        out += ':';
+        out += std::to_string(s.drops[r]);
+        sep = ",";
+      }
+      out += '\n';
+    }
   }
   {
     const dataplane::WorkerStats w = impl_->dp->worker_stats();

@@ -613,6 +613,9 @@ TEST_F(ApiTest, MetricsExposition) {
   has("twincast_output_pacing_lateness_seconds_count{channel=\"news\",output=\"239.1.1.1:5000\"} 140");
   has("twincast_port_rx_missed_total{port=\"0000:00:04.0\"} 4");
   has("twincast_port_ring_drops_total{port=\"0000:00:04.0\"} 6");
+  has("twincast_port_drops_total{port=\"0000:00:04.0\",reason=\"unknown_flow\"} 21");
+  has("twincast_port_drops_total{port=\"0000:00:04.0\",reason=\"ts_size\"} 5");
+  has("twincast_port_drops_total{port=\"0000:00:04.0\",reason=\"malformed\"} 0");
   has("twincast_worker_poll_seconds_total{lcore=\"1\"} 120.5");
   has("twincast_worker_busy_seconds_total{lcore=\"1\"} 30.25");
   has("twincast_worker_overload_windows_total{lcore=\"1\"} 3");

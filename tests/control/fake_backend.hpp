@@ -93,6 +93,7 @@ class FakeBackend : public control::ApiBackend {
     port.rx_missed = 4;
     port.rx_nombuf = 1;
     port.ring_drops = 6;
+    port.drops = {{"malformed", 0}, {"unknown_flow", 21}, {"ts_size", 5}};
     ports_ = {port};
     workers_ = {control::ApiWorkerView{.lcore = 1, .poll_seconds = 120.5, .busy_seconds = 30.25, .overload_windows = 3,
                                        .ott_shed_tiers = 1}};

@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "twincast/control/http_server.hpp"
@@ -127,6 +128,10 @@ struct ApiPortView {
   std::uint64_t rx_missed = 0;   // imissed: the NIC had no room
   std::uint64_t rx_nombuf = 0;   // rx_nombuf: no mbuf for a received packet
   std::uint64_t ring_drops = 0;  // packets lost to full software rings
+  // Frames the data plane dropped on the port, by reason (dataplane::drop_reason_name:
+  // malformed ... ts_sync for what it received, tx_* for what it could not send); every
+  // reason, zero or not, in the data plane's order.
+  std::vector<std::pair<std::string, std::uint64_t>> drops;
 };
 
 // The packet worker (dataplane::WorkerStats, QosStats).
