@@ -390,10 +390,9 @@ struct MetricFamilies {
                             .Register(r)),
         port_drops(metrics::BuildCounter()
                        .Name("twincast_port_drops_total")
-                       .Help("Frames the data plane dropped on the port, by reason: received and not usable "
-                             "(malformed, wrong_vlan, other_ethertype, bad_ipv4, fragment, not_for_us, other_protocol, "
-                             "bad_udp, unknown_flow, bad_rtp, rtp_duplicate, ts_size, ts_sync) or not sent (tx_no_mbuf, "
-                             "tx_too_big, tx_no_route, tx_refused)")
+                       .Help("Frames the data plane dropped on the port, by reason: received frames it could not use "
+                             "(unknown_flow: no input for that group, port and source; ts_size, ts_sync: not MPEG-TS; ...) "
+                             "and frames it could not send (tx_*)")
                        .Register(r)),
         worker_poll_seconds(metrics::BuildCounter()
                                 .Name("twincast_worker_poll_seconds_total")
