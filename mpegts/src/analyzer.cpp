@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "twincast/mpegts/file_times.hpp"
 #include "twincast/mpegts/pes.hpp"
 
 namespace twincast::mpegts {
@@ -37,6 +38,11 @@ constexpr double kPcrTrendSeconds = 10.0;
 // many seconds). After kPcrRestarts restarts the fit is judged anyway (a jittery network).
 constexpr std::uint32_t kPcrWarmup = 5;
 constexpr std::uint32_t kPcrRestarts = 3;
+// PCR accuracy is judged only on a constant-rate stream (TR 101 290 defines PCR_AC
+// against the byte position at a constant rate): once this many PCR intervals in a row
+// had a rate within kCbrTolerance of the run's mean. A variable-rate stream (a remux
+// output without stuffing, most VBR encoders) never gets there.
+constexpr std::uint32_t kCbrIntervals = 8;
 
 constexpr std::uint64_t elapsed(std::uint64_t now, std::uint64_t ref) { return now > ref ? now - ref : 0; }
 
@@ -63,17 +69,12 @@ struct Analyzer::PidCold {
   std::uint64_t pts_ref_ns = 0;  // last PTS (or PTS_error)
 };
 
-struct Analyzer::PcrState {
-  std::uint16_t pid = kNullPid;
-  bool have_pcr = false;
-  bool discontinuity_pending = false;
-  std::uint64_t last_pcr = 0;
-  std::uint64_t last_arrival_ns = 0;
-  std::uint64_t rep_ref_ns = 0;  // last PCR (or PCR_repetition_error)
-  std::uint64_t pcrs = 0;
-  std::uint64_t max_interval_ns = 0;
-  double max_jitter_ns = 0;
-  // Trend: offset = (PCR elapsed - arrival elapsed) in ns against t = arrival elapsed in s.
+namespace {
+
+// A line fitted to (x, PCR elapsed - x) with exponential forgetting in x, so that a slow
+// drift between the PCR clock and x is a trend, not jitter; x is the arrival time (PCR
+// overall jitter) or the byte position at the stream's rate (PCR accuracy).
+struct PcrTrend {
   std::uint64_t base_ns = 0;
   double pcr_elapsed_ns = 0;
   std::uint32_t samples = 0;
@@ -81,12 +82,12 @@ struct Analyzer::PcrState {
   double last_t = 0;
   double s0 = 0, st = 0, so = 0, stt = 0, sto = 0;
 
-  void rebase(std::uint64_t now) {
+  void rebase(std::uint64_t x) {
     restarts = 0;
-    restart(now);
+    restart(x);
   }
-  void restart(std::uint64_t now) {
-    base_ns = now;
+  void restart(std::uint64_t x) {
+    base_ns = x;
     pcr_elapsed_ns = 0;
     samples = 1;
     last_t = 0;
@@ -94,10 +95,10 @@ struct Analyzer::PcrState {
     st = so = stt = sto = 0;
   }
   // Returns PCR - expected in ns, or NaN while warming up.
-  double sample(std::uint64_t now, std::uint64_t delta27, double accuracy_ns) {
+  double sample(std::uint64_t x, std::uint64_t delta27, double accuracy_ns) {
     pcr_elapsed_ns += static_cast<double>(delta27) * (1000.0 / 27.0);
-    const double t = static_cast<double>(elapsed(now, base_ns)) * 1e-9;
-    const double offset = pcr_elapsed_ns - static_cast<double>(elapsed(now, base_ns));
+    const double t = static_cast<double>(elapsed(x, base_ns)) * 1e-9;
+    const double offset = pcr_elapsed_ns - static_cast<double>(elapsed(x, base_ns));
     const double det = s0 * stt - st * st;
     double predicted = so / s0;
     if (samples >= 2 && det > 1e-12 * s0 * s0) {
@@ -109,7 +110,7 @@ struct Analyzer::PcrState {
     if (samples < kPcrWarmup) {
       if (std::fabs(jitter) > accuracy_ns && restarts < kPcrRestarts) {
         ++restarts;
-        restart(now);
+        restart(x);
         return std::numeric_limits<double>::quiet_NaN();
       }
       jitter = std::numeric_limits<double>::quiet_NaN();
@@ -123,6 +124,38 @@ struct Analyzer::PcrState {
     last_t = t;
     ++samples;
     return jitter;
+  }
+};
+
+}  // namespace
+
+struct Analyzer::PcrState {
+  std::uint16_t pid = kNullPid;
+  bool have_pcr = false;
+  bool discontinuity_pending = false;
+  std::uint64_t last_pcr = 0;
+  std::uint64_t last_arrival_ns = 0;
+  std::uint64_t last_index = 0;  // stream packet index of the last PCR
+  std::uint64_t rep_ref_ns = 0;  // last PCR (or PCR_repetition_error)
+  std::uint64_t pcrs = 0;
+  std::uint64_t max_interval_ns = 0;
+  double max_jitter_ns = 0;
+  double max_accuracy_ns = 0;
+  // PCR overall jitter: the PCR against its arrival time (network jitter included).
+  PcrTrend arrival;
+  // PCR accuracy (TR 101 290 PCR_AC): the PCR against its byte position, on a run of PCR
+  // intervals whose rates agree within kCbrTolerance (a constant-rate stream). x is the
+  // byte position in ns at the run's first rate.
+  PcrTrend position;
+  bool run = false;
+  std::uint64_t run_index = 0;       // packet index at the start of the run
+  double run_ns_per_packet = 0;      // the run's first interval's rate (fixes x)
+  double run_pcr_ns = 0;             // PCR time since the start of the run
+  std::uint32_t run_intervals = 0;
+
+  void rebase(std::uint64_t now) {
+    arrival.rebase(now);
+    run = false;
   }
 };
 
@@ -248,10 +281,16 @@ inline void Analyzer::check_packet(const TsPacket& p, std::uint64_t now) {
     role_packet(p, pid, h.role, now);
 }
 
-void Analyzer::push(const TsPacket& p, std::uint64_t now) { check_packet(p, arrive(1, now)); }
+void Analyzer::push(const TsPacket& p, std::uint64_t now) {
+  burst_begin_ = &p;
+  burst_index_ = packets_;
+  check_packet(p, arrive(1, now));
+}
 
 void Analyzer::push(std::span<const TsPacket> burst, std::uint64_t now) {
   if (burst.empty()) return;
+  burst_begin_ = burst.data();
+  burst_index_ = packets_;
   now = arrive(burst.size(), now);
   for (const TsPacket& p : burst) check_packet(p, now);
 }
@@ -361,6 +400,7 @@ void Analyzer::pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t no
   s.rep_ref_ns = now;
   s.last_arrival_ns = now;
 
+  const std::uint64_t index = burst_index_ + static_cast<std::uint64_t>(&p - burst_begin_);
   if (!s.have_pcr || disc || s.discontinuity_pending) {
     s.rebase(now);
   } else {
@@ -369,17 +409,52 @@ void Analyzer::pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t no
       count_error(Check::kPcrDiscontinuityIndicatorError, pid, now);
       s.rebase(now);
     } else {
-      const double jitter = s.sample(now, delta, static_cast<double>(config_.pcr_accuracy_ns));
-      if (!std::isnan(jitter)) {
-        const double a = std::fabs(jitter);
-        s.max_jitter_ns = std::max(s.max_jitter_ns, a);
-        if (a > static_cast<double>(config_.pcr_accuracy_ns)) count_error(Check::kPcrAccuracyError, pid, now);
-      }
+      const double accuracy = static_cast<double>(config_.pcr_accuracy_ns);
+      // Overall jitter: measured and reported, never an error by itself (on a network
+      // input it is mostly the network's, and TR 101 290's PCR_accuracy_error is not).
+      const double jitter = s.arrival.sample(now, delta, accuracy);
+      if (!std::isnan(jitter)) s.max_jitter_ns = std::max(s.max_jitter_ns, std::fabs(jitter));
+      pcr_accuracy(s, pid, index, delta, now);
     }
   }
   s.have_pcr = true;
   s.discontinuity_pending = false;
   s.last_pcr = pcr;
+  s.last_index = index;
+}
+
+// PCR_AC: each PCR against where its byte position puts it on a constant-rate stream.
+void Analyzer::pcr_accuracy(PcrState& s, std::uint16_t pid, std::uint64_t index, std::uint64_t delta27,
+                            std::uint64_t now) {
+  if (index <= s.last_index || delta27 == 0) {
+    s.run = false;
+    return;
+  }
+  const double delta_ns = static_cast<double>(delta27) * (1000.0 / 27.0);
+  const double ns_per_packet = delta_ns / static_cast<double>(index - s.last_index);
+  if (s.run) {
+    // The interval's rate against the run's mean so far; outside the tolerance the stream
+    // is not (or no longer) constant-rate here: a new run starts with this interval.
+    const double mean = s.run_pcr_ns / static_cast<double>(s.last_index - s.run_index);
+    if (std::fabs(ns_per_packet - mean) > kCbrTolerance * mean) s.run = false;
+  }
+  if (!s.run) {
+    s.run = true;
+    s.run_index = s.last_index;
+    s.run_ns_per_packet = ns_per_packet;
+    s.run_pcr_ns = 0;
+    s.run_intervals = 0;
+    s.position.rebase(0);
+  }
+  s.run_pcr_ns += delta_ns;
+  ++s.run_intervals;
+  const auto x = static_cast<std::uint64_t>(static_cast<double>(index - s.run_index) * s.run_ns_per_packet);
+  const double accuracy = static_cast<double>(config_.pcr_accuracy_ns);
+  const double error = s.position.sample(x, delta27, accuracy);
+  if (s.run_intervals < kCbrIntervals || std::isnan(error)) return;
+  const double a = std::fabs(error);
+  s.max_accuracy_ns = std::max(s.max_accuracy_ns, a);
+  if (a > accuracy) count_error(Check::kPcrAccuracyError, pid, now);
 }
 
 void Analyzer::pes_start(const TsPacket& p, std::uint16_t pid, std::uint64_t now) {
@@ -644,7 +719,8 @@ Report Analyzer::report() const {
   }
   for (std::size_t i = 0; i < n_pcr_; ++i) {
     const PcrState& s = pcr_[i];
-    r.pcr.push_back(PcrReport{s.pid, s.pcrs, s.max_jitter_ns, s.max_interval_ns});
+    r.pcr.push_back(PcrReport{s.pid, s.pcrs, s.max_jitter_ns, s.max_interval_ns, s.max_accuracy_ns,
+                              s.run && s.run_intervals >= kCbrIntervals});
   }
   r.mdi_last = mdi_last_;
   r.mdi_max = mdi_max_;

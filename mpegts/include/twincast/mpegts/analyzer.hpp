@@ -87,7 +87,10 @@ struct AnalyzerConfig {
   std::uint64_t pid_max_absence_ns = 5'000'000'000;  // PID_error: an ES PID of a PMT absent this long
   std::uint64_t pcr_max_interval_ns = 40'000'000;    // PCR_repetition_error: > 40 ms between PCRs
   std::uint64_t pcr_max_jump_ns = 100'000'000;       // PCR_discontinuity_indicator_error: outside 0..100 ms
-  std::uint64_t pcr_accuracy_ns = 500;               // PCR_accuracy_error: |PCR_OJ| > 500 ns
+  std::uint64_t pcr_accuracy_ns = 500;               // PCR_accuracy_error: |PCR_AC| > 500 ns, PCR_AC
+                                                     // measured from byte positions on a
+                                                     // constant-rate stream (never from arrival
+                                                     // times: that is PCR_OJ, network jitter)
   std::uint64_t pts_max_interval_ns = 700'000'000;   // PTS_error: > 700 ms between PTS (video, audio)
   std::uint64_t mdi_interval_ns = 1'000'000'000;     // MDI measurement interval
   std::uint64_t bitrate_window_ns = 1'000'000'000;   // bitrate window ("last full second")
@@ -123,8 +126,11 @@ struct PidReport {
 struct PcrReport {
   std::uint16_t pid = 0;
   std::uint64_t pcrs = 0;
-  double max_jitter_ns = 0;         // largest |PCR - expected| seen (PCR_OJ style)
+  double max_jitter_ns = 0;         // largest |PCR - expected from its arrival time| (PCR_OJ)
   std::uint64_t max_interval_ns = 0;  // largest arrival gap between PCRs
+  double max_accuracy_ns = 0;       // largest |PCR - expected from its byte position| (PCR_AC),
+                                    // on constant-rate stretches only
+  bool constant_rate = false;       // the PCR intervals' rates agree now: PCR_AC is measured
 };
 
 struct Report {
@@ -208,6 +214,7 @@ class Analyzer final : private SectionHandler {
   void scrambled(std::uint16_t pid, std::uint64_t now);
   void role_packet(const TsPacket& p, std::uint16_t pid, std::uint8_t role, std::uint64_t now);
   void pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t now);
+  void pcr_accuracy(PcrState& s, std::uint16_t pid, std::uint64_t index, std::uint64_t delta27, std::uint64_t now);
   void pes_start(const TsPacket& p, std::uint16_t pid, std::uint64_t now);
   void rebuild(std::uint64_t now);
   void roll_bitrate(std::uint64_t now);
@@ -248,6 +255,11 @@ class Analyzer final : private SectionHandler {
   bool in_sync_ = true;
   std::uint32_t bad_run_ = 0;
   std::uint32_t good_run_ = 0;
+
+  // The burst being pushed: a packet's index in the stream is burst_index_ plus its
+  // place in the burst (PCR accuracy needs byte positions; nothing per packet).
+  const TsPacket* burst_begin_ = nullptr;
+  std::uint64_t burst_index_ = 0;
 
   // Counters.
   std::uint64_t packets_ = 0;
