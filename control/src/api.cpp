@@ -108,6 +108,10 @@ json::object channel_detail(const ApiChannelView& c) {
     mdi["df_ms"] = number(in.mdi_df_ms);
     mdi["mlr"] = number(in.mdi_mlr);
     i["mdi"] = std::move(mdi);
+    json::object pcr;
+    pcr["jitter_ms"] = in.pcr_jitter_s ? number(*in.pcr_jitter_s * 1e3) : json::value(nullptr);
+    pcr["accuracy_ns"] = in.pcr_accuracy_s ? number(*in.pcr_accuracy_s * 1e9) : json::value(nullptr);
+    i["pcr"] = std::move(pcr);
     i["last_packet_age_s"] = in.last_packet_age_s ? number(*in.last_packet_age_s) : json::value(nullptr);
     if (in.srt) {
       json::object s;
@@ -312,6 +316,17 @@ struct MetricFamilies {
                           .Name("twincast_input_mdi_mlr")
                           .Help("MDI media loss rate (RFC 4445): packets lost per second, last interval")
                           .Register(r)),
+        input_pcr_jitter(metrics::BuildGauge()
+                             .Name("twincast_input_pcr_jitter_seconds")
+                             .Help("Largest PCR overall jitter (PCR_OJ: the PCR against its arrival time, network "
+                                   "jitter included) over the last MDI interval")
+                             .Register(r)),
+        input_pcr_accuracy(metrics::BuildGauge()
+                               .Name("twincast_input_pcr_accuracy_seconds")
+                               .Help("Largest PCR accuracy error (PCR_AC: the PCR against its byte position at the "
+                                     "stream's constant rate) over the last MDI interval; absent on variable-rate "
+                                     "streams")
+                               .Register(r)),
         input_last_packet_age(metrics::BuildGauge()
                                   .Name("twincast_input_last_packet_age_seconds")
                                   .Help("Time since the input's last packet")
@@ -446,6 +461,8 @@ struct MetricFamilies {
     input_tr101290.Clear();
     input_mdi_df.Clear();
     input_mdi_mlr.Clear();
+    input_pcr_jitter.Clear();
+    input_pcr_accuracy.Clear();
     input_last_packet_age.Clear();
     srt_connected.Clear();
     srt_rtt.Clear();
@@ -523,6 +540,8 @@ struct MetricFamilies {
           input_mdi_df.Add(il).Set(in.mdi_df_ms / 1000.0);
           input_mdi_mlr.Add(il).Set(in.mdi_mlr);
         }
+        if (in.pcr_jitter_s) input_pcr_jitter.Add(il).Set(*in.pcr_jitter_s);
+        if (in.pcr_accuracy_s) input_pcr_accuracy.Add(il).Set(*in.pcr_accuracy_s);
         if (in.last_packet_age_s) input_last_packet_age.Add(il).Set(*in.last_packet_age_s);
         if (in.srt) {
           srt_connected.Add(il).Set(in.srt->connected ? 1 : 0);
@@ -599,6 +618,8 @@ struct MetricFamilies {
   Family<Counter>& input_tr101290;
   Family<Gauge>& input_mdi_df;
   Family<Gauge>& input_mdi_mlr;
+  Family<Gauge>& input_pcr_jitter;
+  Family<Gauge>& input_pcr_accuracy;
   Family<Gauge>& input_last_packet_age;
   Family<Gauge>& srt_connected;
   Family<Gauge>& srt_rtt;

@@ -182,6 +182,8 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
       iv.mdi_valid = snap.mdi_valid;
       iv.mdi_df_ms = snap.mdi_df_ms;
       iv.mdi_mlr = snap.mdi_mlr;
+      if (snap.pcr_valid) iv.pcr_jitter_s = snap.pcr_jitter_ns * 1e-9;
+      if (snap.pcr_accuracy_measured) iv.pcr_accuracy_s = snap.pcr_accuracy_ns * 1e-9;
       if (snap.seen) iv.last_packet_age_s = static_cast<double>(now > snap.last_packet_ns ? now - snap.last_packet_ns : 0) / 1e9;
       iv.state = !snap.seen ? "no signal" : snap.healthy ? "ok" : "down";
       if (ic.kind == dataplane::InputKind::kSrt && srt && srt_index_of[flat] != static_cast<std::size_t>(-1)) {

@@ -789,6 +789,17 @@ class Ctl {
             s += kv("MDI", "not measured yet");
           }
         }
+        if (const json::value* pcr = field(in, "pcr"); pcr != nullptr && pcr->is_object()) {
+          // The last MDI interval: overall jitter (arrival) and accuracy (byte position).
+          const auto jitter = num(*pcr, "jitter_ms");
+          const auto accuracy = num(*pcr, "accuracy_ns");
+          if (jitter) {
+            s += kv("PCR", "jitter " + fixed(*jitter, 2) + " ms, accuracy " +
+                               (accuracy ? fixed(*accuracy, 0) + " ns" : std::string("not measured (variable rate)")));
+          } else {
+            s += kv("PCR", "not measured yet");
+          }
+        }
         if (const json::value* srt = field(in, "srt"); srt != nullptr && srt->is_object()) {
           const auto rtt = num(*srt, "rtt_ms");
           s += kv("SRT", std::string(flag(*srt, "connected") ? "connected" : "not connected") + ", rtt " +

@@ -39,7 +39,8 @@ struct InputState {
 // values, never torn ones; the sequence number (odd while a publication is under way)
 // lets it retry until the set is from one publication. The writer never waits.
 struct alignas(64) PublishedInput {
-  enum : std::uint8_t { kPublished = 1, kSeen = 2, kHealthy = 4, kActive = 8, kMdiValid = 16 };
+  enum : std::uint8_t { kPublished = 1, kSeen = 2, kHealthy = 4, kActive = 8, kMdiValid = 16, kPcrValid = 32,
+                        kPcrAccuracy = 64 };
   std::atomic<std::uint64_t> seq{0};
   std::atomic<std::uint64_t> published_ns{0};
   std::atomic<std::uint64_t> last_packet_ns{0};
@@ -47,6 +48,8 @@ struct alignas(64) PublishedInput {
   std::atomic<double> bitrate_bps{0};
   std::atomic<double> mdi_df_ms{0};
   std::atomic<double> mdi_mlr{0};
+  std::atomic<double> pcr_jitter_ns{0};
+  std::atomic<double> pcr_accuracy_ns{0};
   std::atomic<std::uint8_t> flags{0};
   std::array<std::atomic<std::uint64_t>, mpegts::kCheckCount> checks{};
 };
@@ -146,6 +149,9 @@ struct Channel::Impl {
       if (ok) flags |= PublishedInput::kHealthy;
       if (i == active) flags |= PublishedInput::kActive;
       if (mdi.valid) flags |= PublishedInput::kMdiValid;
+      const mpegts::PcrInterval& pcr = a.pcr_last();
+      if (pcr.valid) flags |= PublishedInput::kPcrValid;
+      if (pcr.accuracy_measured) flags |= PublishedInput::kPcrAccuracy;
 
       PublishedInput& p = published[i];
       const std::uint64_t seq = p.seq.load(r);
@@ -157,6 +163,8 @@ struct Channel::Impl {
       p.bitrate_bps.store(a.bitrate_bps(), r);
       p.mdi_df_ms.store(mdi.df_ms, r);
       p.mdi_mlr.store(mdi.mlr, r);
+      p.pcr_jitter_ns.store(pcr.jitter_ns, r);
+      p.pcr_accuracy_ns.store(pcr.accuracy_ns, r);
       p.flags.store(flags, r);
       for (std::size_t c = 0; c < mpegts::kCheckCount; ++c) p.checks[c].store(a.count(static_cast<mpegts::Check>(c)), r);
       p.seq.store(seq + 2, std::memory_order_release);
@@ -190,6 +198,8 @@ struct Channel::Impl {
       s.bitrate_bps = p.bitrate_bps.load(r);
       s.mdi_df_ms = p.mdi_df_ms.load(r);
       s.mdi_mlr = p.mdi_mlr.load(r);
+      s.pcr_jitter_ns = p.pcr_jitter_ns.load(r);
+      s.pcr_accuracy_ns = p.pcr_accuracy_ns.load(r);
       flags = p.flags.load(r);
       for (std::size_t c = 0; c < mpegts::kCheckCount; ++c) s.tr101290[c] = p.checks[c].load(r);
       std::atomic_thread_fence(std::memory_order_acquire);
@@ -202,6 +212,8 @@ struct Channel::Impl {
     s.healthy = (flags & PublishedInput::kHealthy) != 0;
     s.active = (flags & PublishedInput::kActive) != 0;
     s.mdi_valid = (flags & PublishedInput::kMdiValid) != 0;
+    s.pcr_valid = (flags & PublishedInput::kPcrValid) != 0;
+    s.pcr_accuracy_measured = (flags & PublishedInput::kPcrAccuracy) != 0;
     return s;
   }
 

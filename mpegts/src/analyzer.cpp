@@ -413,7 +413,11 @@ void Analyzer::pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t no
       // Overall jitter: measured and reported, never an error by itself (on a network
       // input it is mostly the network's, and TR 101 290's PCR_accuracy_error is not).
       const double jitter = s.arrival.sample(now, delta, accuracy);
-      if (!std::isnan(jitter)) s.max_jitter_ns = std::max(s.max_jitter_ns, std::fabs(jitter));
+      if (!std::isnan(jitter)) {
+        s.max_jitter_ns = std::max(s.max_jitter_ns, std::fabs(jitter));
+        pcr_window_.valid = true;
+        pcr_window_.jitter_ns = std::max(pcr_window_.jitter_ns, std::fabs(jitter));
+      }
       pcr_accuracy(s, pid, index, delta, now);
     }
   }
@@ -454,6 +458,8 @@ void Analyzer::pcr_accuracy(PcrState& s, std::uint16_t pid, std::uint64_t index,
   if (s.run_intervals < kCbrIntervals || std::isnan(error)) return;
   const double a = std::fabs(error);
   s.max_accuracy_ns = std::max(s.max_accuracy_ns, a);
+  pcr_window_.accuracy_measured = true;
+  pcr_window_.accuracy_ns = std::max(pcr_window_.accuracy_ns, a);
   if (a > accuracy) count_error(Check::kPcrAccuracyError, pid, now);
 }
 
@@ -575,6 +581,8 @@ void Analyzer::roll_mdi(std::uint64_t now) {
     mdi_max_.mlr = std::max(mdi_max_.mlr, m.mlr);
     mdi_max_.lost = std::max(mdi_max_.lost, m.lost);
   }
+  pcr_last_ = pcr_window_;
+  pcr_window_ = PcrInterval{};
   mdi_rate_bits_per_ns_ = config_.media_rate_bps != 0 ? static_cast<double>(config_.media_rate_bps) * 1e-9
                                                       : static_cast<double>(mdi_bits_) / static_cast<double>(duration);
   mdi_start_ns_ = now;

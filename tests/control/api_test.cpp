@@ -246,10 +246,14 @@ TEST_F(ApiTest, ChannelDetail) {
   EXPECT_EQ(checks.at("TS_sync_loss").to_number<int>(), 0);
   EXPECT_EQ(main.at("mdi").at("df_ms").to_number<double>(), 12.5);
   EXPECT_EQ(main.at("mdi").at("mlr").to_number<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(main.at("pcr").at("jitter_ms").to_number<double>(), 2.5);
+  EXPECT_DOUBLE_EQ(main.at("pcr").at("accuracy_ns").to_number<double>(), 250.0);
   EXPECT_EQ(main.at("last_packet_age_s").to_number<double>(), 0.002);
   EXPECT_TRUE(main.at("srt").is_null());
   const auto& backup = v.at("inputs").as_array()[1];
   EXPECT_TRUE(backup.at("last_packet_age_s").is_null());
+  EXPECT_DOUBLE_EQ(backup.at("pcr").at("jitter_ms").to_number<double>(), 0.4);
+  EXPECT_TRUE(backup.at("pcr").at("accuracy_ns").is_null());
   EXPECT_EQ(backup.at("srt").at("rtt_ms").to_number<double>(), 35);
   EXPECT_EQ(backup.at("srt").at("retransmitted").to_number<int>(), 9);
   const auto& out = v.at("outputs").as_array()[0];
@@ -604,6 +608,8 @@ TEST_F(ApiTest, MetricsExposition) {
   has("twincast_input_cc_errors_total{channel=\"news\",input=\"main\"} 7");
   has("twincast_input_mdi_df_seconds{channel=\"news\",input=\"main\"} 0.0125");
   has("twincast_input_mdi_mlr{channel=\"news\",input=\"main\"} 0.5");
+  has("twincast_input_pcr_jitter_seconds{channel=\"news\",input=\"main\"} 0.0025");
+  has("twincast_input_pcr_jitter_seconds{channel=\"news\",input=\"backup\"} 4e-04");
   has("twincast_input_srt_rtt_seconds{channel=\"news\",input=\"backup\"} 0.035");
   has("twincast_input_srt_retransmitted_packets_total{channel=\"news\",input=\"backup\"} 9");
   has("twincast_output_datagrams_total{channel=\"news\",output=\"239.1.1.1:5000\"} 140");
@@ -630,6 +636,11 @@ TEST_F(ApiTest, MetricsExposition) {
   has("twincast_input_tr101290_errors_total{channel=\"news\",check=\"PCR_accuracy_error\",input=\"main\"} 2");
   // No MDI series for an input without a valid interval, no SRT series for a UDP input.
   EXPECT_EQ(t.find("twincast_input_mdi_df_seconds{channel=\"sport\""), std::string::npos);
+  // PCR accuracy only where it was measured (a constant-rate stream), jitter only where PCRs came.
+  EXPECT_NE(t.find("twincast_input_pcr_accuracy_seconds{channel=\"news\",input=\"main\"} 2.5e-07"), std::string::npos)
+      << t;
+  EXPECT_EQ(t.find("twincast_input_pcr_accuracy_seconds{channel=\"news\",input=\"backup\"}"), std::string::npos);
+  EXPECT_EQ(t.find("twincast_input_pcr_jitter_seconds{channel=\"sport\""), std::string::npos);
   EXPECT_EQ(t.find("twincast_input_srt_rtt_seconds{channel=\"news\",input=\"main\"}"), std::string::npos);
   expect_no_secret(r);
 

@@ -318,6 +318,8 @@ TEST_F(CtlTest, ChannelDetail) {
   EXPECT_EQ(tr[0].find("TS_sync_loss"), std::string::npos) << tr[0];
   EXPECT_NE(tr[1].find("no errors"), std::string::npos) << tr[1];
   EXPECT_NE(o.find("MDI           DF 12.5 ms, MLR 0.50 packets/s"), std::string::npos) << o;
+  EXPECT_NE(o.find("PCR           jitter 2.50 ms, accuracy 250 ns"), std::string::npos) << o;
+  EXPECT_NE(o.find("PCR           jitter 0.40 ms, accuracy not measured (variable rate)"), std::string::npos) << o;
   EXPECT_NE(o.find("input backup (srt), standby, down\n"), std::string::npos) << o;
   EXPECT_NE(o.find("0 packets, 0 bit/s, nothing received yet"), std::string::npos) << o;
   EXPECT_NE(o.find("SRT           connected, rtt 35.0 ms, lost 10, retransmitted 9, recovered 8, dropped 1"),
@@ -335,6 +337,7 @@ TEST_F(CtlTest, ChannelDetail) {
   r = api({"channel", "sport"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.out.find("MDI           not measured yet"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("PCR           not measured yet"), std::string::npos) << r.out;
   EXPECT_TRUE(lines_with(r.out, "SRT").empty()) << r.out;
   EXPECT_TRUE(lines_with(r.out, "output").empty()) << r.out;
   EXPECT_NE(r.out.find("hls disabled"), std::string::npos) << r.out;

@@ -53,11 +53,14 @@ class FakeBackend : public control::ApiBackend {
     main.mdi_valid = true;
     main.mdi_df_ms = 12.5;
     main.mdi_mlr = 0.5;
+    main.pcr_jitter_s = 0.0025;
+    main.pcr_accuracy_s = 0.00000025;
     main.last_packet_age_s = 0.002;
     control::ApiInputView backup;
     backup.id = "backup";
     backup.kind = "srt";
     backup.state = "down";
+    backup.pcr_jitter_s = 0.0004;  // a variable-rate stream: no accuracy
     backup.srt = control::ApiSrtView{.connected = true, .rtt_ms = 35, .lost = 10, .retransmitted = 9, .recovered = 8, .dropped = 1};
     news.inputs = {main, backup};
     control::ApiOutputView out;

@@ -866,6 +866,7 @@ TEST_F(ApplianceNs, ForcedSwitchIsCleanAtTheReceiver) {
   EXPECT_EQ(to_primary.exit_code, 0) << to_primary.out;
   std::this_thread::sleep_for(2500ms);
   const RunResult after = run(ctl + "--json status");
+  const RunResult detail = channel();
   rx.stop();
   const std::string log = appliance_log();
   stop_twincastd(app);
@@ -873,6 +874,19 @@ TEST_F(ApplianceNs, ForcedSwitchIsCleanAtTheReceiver) {
   // `status --json` prints the channel list; ours is the only channel.
   EXPECT_EQ(json_string(after.out, "active_input"), "primary") << after.out;
   EXPECT_EQ(json_number(after.out, "switches"), switches_before + 2) << "before: " << before.out << "\nafter: " << after.out;
+  // Both inputs are ffmpeg -re re-muxes (variable rate, sent a frame at a time): the PCR
+  // overall jitter of the last second is measured (arrival times), PCR accuracy is not
+  // judged on a variable-rate stream, and no PCR_accuracy_error is counted (it used to be,
+  // from the arrival jitter, on every such input).
+  auto occurrences = [](const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(occurrences(detail.out, "\"PCR_accuracy_error\":0,"), 2u) << detail.out;
+  EXPECT_EQ(occurrences(detail.out, "\"pcr\":{\"jitter_ms\":"), 2u) << detail.out;
+  EXPECT_EQ(occurrences(detail.out, "\"pcr\":{\"jitter_ms\":null"), 0u) << detail.out;
+  EXPECT_EQ(occurrences(detail.out, "\"accuracy_ns\":null"), 2u) << detail.out;
   RecordProperty("switches_before", static_cast<int>(switches_before));
   const Stream s = assemble(rx.datagrams(), false);
   ASSERT_GT(s.ts.size(), 188u * 1000) << log;

@@ -371,6 +371,11 @@ TEST_F(AnalyzerFixture, ArrivalJitterIsOverallJitterNotAnAccuracyError) {
   EXPECT_NEAR(r.pcr.at(0).max_jitter_ns, 2000.0, 200.0);
   EXPECT_TRUE(r.pcr.at(0).constant_rate);
   EXPECT_LT(r.pcr.at(0).max_accuracy_ns, 100.0);
+  // The last MDI interval (1 s) had shifted PCRs too: what the API and /metrics show.
+  EXPECT_TRUE(a.pcr_last().valid);
+  EXPECT_NEAR(a.pcr_last().jitter_ns, 2000.0, 300.0);  // the fit has taken in 10 % of +2 us by now
+  EXPECT_TRUE(a.pcr_last().accuracy_measured);
+  EXPECT_LT(a.pcr_last().accuracy_ns, 100.0);
   // A constant 20 ppm drift between the clocks is a trend, not jitter.
   Analyzer b;
   for (std::size_t i = 0; i < pkts.size(); ++i)
@@ -411,6 +416,8 @@ TEST_F(AnalyzerFixture, PcrAccuracyFromBytePositions) {
     EXPECT_NEAR(r.pcr.at(0).max_accuracy_ns, 2000.0, 200.0);
     EXPECT_TRUE(r.pcr.at(0).constant_rate);
     EXPECT_EQ(r.count(Check::kPcrDiscontinuityIndicatorError), 0u);
+    EXPECT_TRUE(a.pcr_last().accuracy_measured);
+    EXPECT_NEAR(a.pcr_last().accuracy_ns, 2000.0, 300.0);  // the fit has taken in 10 % of +2 us by now
   }
   // 400 ns off is within TR 101 290's +-500 ns.
   auto slight = cbr();
@@ -423,9 +430,14 @@ TEST(Analyzer, PcrAccuracyIsNotJudgedOnAVariableRateStream) {
   // there is no constant-rate line to measure PCR_AC against; moved PCRs change nothing.
   auto pkts = read_packets(fixture("h264_aac_vbr.ts"));
   ASSERT_GE(shift_pcrs(pkts, kVideo, 2000), 5u);
-  const Report r = analyze(pkts);
+  const auto t = pcr_times(pkts);
+  Analyzer a;
+  for (std::size_t i = 0; i < pkts.size(); ++i) a.push(pkts[i], t[i]);
+  const Report r = a.report();
   EXPECT_EQ(r.count(Check::kPcrAccuracyError), 0u) << summary(r);
   EXPECT_FALSE(r.pcr.at(0).constant_rate);
+  EXPECT_TRUE(a.pcr_last().valid);
+  EXPECT_FALSE(a.pcr_last().accuracy_measured);
 }
 
 TEST_F(AnalyzerFixture, TransportErrorIndicator) {

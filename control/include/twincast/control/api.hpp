@@ -59,6 +59,10 @@ struct ApiInputView {
   bool mdi_valid = false;
   double mdi_df_ms = 0;
   double mdi_mlr = 0;  // packets lost per second
+  // PCR timing over the last MDI interval: overall jitter (PCR_OJ, against arrival times),
+  // and accuracy (PCR_AC, against byte positions) when the stream is constant-rate.
+  std::optional<double> pcr_jitter_s;
+  std::optional<double> pcr_accuracy_s;
   std::optional<double> last_packet_age_s;  // nullopt: nothing received yet
   std::optional<ApiSrtView> srt;            // SRT inputs only
 };

@@ -85,6 +85,12 @@ struct InputSnapshot {
   bool mdi_valid = false;            // the last MDI interval
   double mdi_df_ms = 0;
   double mdi_mlr = 0;                // packets lost per second
+  // PCR timing over the same interval (mpegts::PcrInterval): the worst PCR overall jitter
+  // (arrival times) and, on a constant-rate stream, the worst PCR accuracy (byte positions).
+  bool pcr_valid = false;
+  double pcr_jitter_ns = 0;
+  bool pcr_accuracy_measured = false;
+  double pcr_accuracy_ns = 0;
 
   [[nodiscard]] std::uint64_t count(mpegts::Check c) const { return tr101290[static_cast<std::size_t>(c)]; }
 };

@@ -108,6 +108,14 @@ struct Mdi {
   std::uint64_t lost = 0;      // packets lost in the interval
 };
 
+// PCR timing over one MDI interval (the same interval as Mdi), the worst of every PCR PID.
+struct PcrInterval {
+  bool valid = false;               // a PCR was measured in the interval
+  double jitter_ns = 0;             // largest |PCR_OJ|: against arrival times (network jitter in)
+  bool accuracy_measured = false;   // a PCR on a constant-rate stretch was judged
+  double accuracy_ns = 0;           // largest |PCR_AC|: against byte positions
+};
+
 struct CheckStats {
   std::uint64_t count = 0;
   std::uint64_t first_ns = 0;  // arrival time of the first and the last occurrence (valid when count > 0)
@@ -196,6 +204,7 @@ class Analyzer final : private SectionHandler {
            (static_cast<double>(last_window_ns_) * 1e-9);
   }
   [[nodiscard]] const Mdi& mdi_last() const { return mdi_last_; }
+  [[nodiscard]] const PcrInterval& pcr_last() const { return pcr_last_; }
 
  private:
   struct PidHot;
@@ -285,6 +294,9 @@ class Analyzer final : private SectionHandler {
   double vb_max_ = 0;
   Mdi mdi_last_;
   Mdi mdi_max_;
+  // PCR timing: the current MDI interval and the last complete one.
+  PcrInterval pcr_window_;
+  PcrInterval pcr_last_;
 };
 
 // A clock for file input: the time of each packet from the PCRs of the first PID that
