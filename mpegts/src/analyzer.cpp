@@ -452,7 +452,12 @@ void Analyzer::pcr_accuracy(PcrState& s, std::uint16_t pid, std::uint64_t index,
   }
   s.run_pcr_ns += delta_ns;
   ++s.run_intervals;
-  const auto x = static_cast<std::uint64_t>(static_cast<double>(index - s.run_index) * s.run_ns_per_packet);
+  const double x_ns = static_cast<double>(index - s.run_index) * s.run_ns_per_packet;
+  if (x_ns > 1e18) {  // ~32 years of run: start again rather than overflow the conversion
+    s.run = false;
+    return;
+  }
+  const auto x = static_cast<std::uint64_t>(x_ns);
   const double accuracy = static_cast<double>(config_.pcr_accuracy_ns);
   const double error = s.position.sample(x, delta27, accuracy);
   if (s.run_intervals < kCbrIntervals || std::isnan(error)) return;

@@ -6,6 +6,7 @@
 // control byte of exactly 0x80 also reports an aligner sync loss. Two analyzers run: one
 // on these times with short timeouts, one on PcrClock times with the defaults.
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -24,6 +25,13 @@ void check(const Analyzer& a, std::uint64_t packets) {
   }
   if (per_pid + r.count(Check::kSyncByteError) != packets) __builtin_trap();
   if (r.mdi_last.df_ms < 0 || r.mdi_max.df_ms < r.mdi_last.df_ms) __builtin_trap();
+  // PCR jitter and accuracy: finite and not negative, per PID and over the last interval.
+  for (const auto& p : r.pcr)
+    if (!(p.max_jitter_ns >= 0 && std::isfinite(p.max_jitter_ns) && p.max_accuracy_ns >= 0 && std::isfinite(p.max_accuracy_ns)))
+      __builtin_trap();
+  const PcrInterval& last = a.pcr_last();
+  if (!(last.jitter_ns >= 0 && std::isfinite(last.jitter_ns) && last.accuracy_ns >= 0 && std::isfinite(last.accuracy_ns)))
+    __builtin_trap();
 }
 }  // namespace
 

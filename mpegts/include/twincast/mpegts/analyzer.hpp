@@ -110,7 +110,7 @@ struct Mdi {
 
 // PCR timing over one MDI interval (the same interval as Mdi), the worst of every PCR PID.
 struct PcrInterval {
-  bool valid = false;               // a PCR was measured in the interval
+  bool valid = false;               // a PCR's overall jitter was measured in the interval
   double jitter_ns = 0;             // largest |PCR_OJ|: against arrival times (network jitter in)
   bool accuracy_measured = false;   // a PCR on a constant-rate stretch was judged
   double accuracy_ns = 0;           // largest |PCR_AC|: against byte positions
