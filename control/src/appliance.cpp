@@ -524,7 +524,7 @@ std::string Appliance::status() const {
     const auto s = impl_->dp->port_stats(p);
     std::uint64_t drops = 0;
     for (auto d : s.drops) drops += d;
-    std::snprintf(line, sizeof line, "port=%s rx=%llu tx=%llu missed=%llu nombuf=%llu drops=%llu arp_replies=%llu igmp_reports=%llu\n",
+    std::snprintf(line, sizeof line, "port=%s rx=%llu tx=%llu missed=%llu nombuf=%llu drops=%llu arp_replies=%llu igmp_reports=%llu",
                   cfg.ports[p].name.c_str(), static_cast<unsigned long long>(s.rx_packets),
                   static_cast<unsigned long long>(s.tx_packets), static_cast<unsigned long long>(s.rx_missed),
                   static_cast<unsigned long long>(s.rx_nombuf), static_cast<unsigned long long>(drops),
@@ -533,7 +533,6 @@ std::string Appliance::status() const {
     if (drops != 0) {
       // Which reasons make up `drops` (the same names as twincast_port_drops_total's
       // reason label), on the same line: "drop_reasons=other_ethertype:11,unknown_flow:2".
-      out.pop_back();
       out += " drop_reasons=";
       const char* sep = "";
       for (std::size_t r = 0; r < dataplane::kDropReasonCount; ++r) {
@@ -544,8 +543,8 @@ std::string Appliance::status() const {
         out += std::to_string(s.drops[r]);
         sep = ",";
       }
-      out += '\n';
     }
+    out += '\n';
   }
   {
     const dataplane::WorkerStats w = impl_->dp->worker_stats();

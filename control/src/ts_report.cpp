@@ -153,7 +153,7 @@ std::string to_text(const StreamAnalysis& a) {
   } else {
     std::snprintf(line, sizeof line, "timing: PCR of PID %s, %s rate %s%s\n", hex_pid(a.clock_pid).c_str(),
                   a.constant_rate ? "constant" : "variable", rate_text(a.clock_rate_bps).c_str(),
-                  a.constant_rate ? "" : " (PCR accuracy cannot be measured on a variable-rate file)");
+                  a.constant_rate ? "" : " (PCR accuracy is judged only where the rate is constant)");
     out += line;
   }
   if (r.programs.services.empty()) out += "no services: no PAT/PMT found\n";

@@ -20,9 +20,9 @@ namespace {
 constexpr const char* kAnalyzeUsage =
     "usage: twincast-ts analyze [--json] FILE.ts   ('-' reads standard input)\n"
     "Prints services, PIDs, codecs, bitrates, ETSI TR 101 290 priority 1 and 2 counts and\n"
-    "MDI (RFC 4445). Packet times come from the PCRs of the first PCR PID: on a constant-rate\n"
-    "file PCR accuracy is measured against the constant rate; on a variable-rate file it\n"
-    "cannot be measured and each PCR is taken as on time.\n";
+    "MDI (RFC 4445). Packet times come from the PCRs of the first PCR PID. PCR accuracy is\n"
+    "measured from byte positions where the PCR intervals keep a constant rate (within 1 %);\n"
+    "a variable-rate stream has no such stretch and its PCR accuracy is not judged.\n";
 
 // Codec parameters for every elementary stream the PMTs announce.
 class ParamsCollector {

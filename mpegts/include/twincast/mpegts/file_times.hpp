@@ -3,10 +3,12 @@
 // A file has no arrival times; the best stand-in is its own clock. file_times() takes
 // the PCRs of the first PID that carries them and:
 //  - when the stream is constant-rate (every PCR interval within kCbrTolerance of the
-//    overall rate), places every packet on that constant-rate line, so the analyzer's
-//    PCR accuracy check measures how far each PCR is from where a CBR stream puts it;
+//    overall rate), places every packet on that constant-rate line, so the PCR overall
+//    jitter the analyzer reports is each PCR's distance from where a CBR stream puts it;
 //  - otherwise interpolates linearly between consecutive PCRs by byte position, which
-//    makes each PCR exactly on time (PCR accuracy cannot be measured from a VBR file).
+//    makes each PCR exactly on time.
+// (The analyzer's PCR_accuracy_error does not depend on these times: it measures PCR_AC
+// from byte positions itself, on constant-rate stretches; see mpegts/README.md.)
 // Discontinuities (flagged, backwards, or more than kMaxPcrGap ahead) start a new
 // segment that continues the time without a jump. Packets before the first PCR and
 // after the last one are placed with the nearest segment's rate.
