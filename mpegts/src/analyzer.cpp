@@ -136,9 +136,11 @@ struct Analyzer::PcrState {
   std::uint64_t last_pcr = 0;
   std::uint64_t last_arrival_ns = 0;
   std::uint64_t last_index = 0;  // stream packet index of the last PCR
-  std::uint64_t rep_ref_ns = 0;  // last PCR (or PCR_repetition_error)
+  std::uint64_t rep_ref_ns = 0;  // last PCR (or silence PCR_repetition_error), arrival time
+  bool silence_counted = false;  // a PCR_repetition_error was counted for silence since the last PCR
   std::uint64_t pcrs = 0;
   std::uint64_t max_interval_ns = 0;
+  std::uint64_t max_pcr_interval_ns = 0;
   double max_jitter_ns = 0;
   double max_accuracy_ns = 0;
   // PCR overall jitter: the PCR against its arrival time (network jitter included).
@@ -395,7 +397,12 @@ void Analyzer::pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t no
   }
   const std::uint64_t pcr = p.pcr();
   ++s.pcrs;
-  if (elapsed(now, s.rep_ref_ns) > config_.pcr_max_interval_ns) count_error(Check::kPcrRepetitionError, pid, now);
+  // PCR_repetition_error is judged on the interval between PCR values (stream time), not
+  // between arrivals: a network input that delivers a compliant stream in bursts (a
+  // sender pacing per frame, SRT) has arrival gaps over 40 ms that are delivery jitter
+  // (MDI DF, PCR_OJ), not a mux breaking the rule. Silence is caught in tick().
+  const bool silence_counted = s.silence_counted;
+  s.silence_counted = false;
   if (s.have_pcr) s.max_interval_ns = std::max(s.max_interval_ns, elapsed(now, s.last_arrival_ns));
   s.rep_ref_ns = now;
   s.last_arrival_ns = now;
@@ -409,6 +416,9 @@ void Analyzer::pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t no
       count_error(Check::kPcrDiscontinuityIndicatorError, pid, now);
       s.rebase(now);
     } else {
+      const std::uint64_t interval_ns = delta * 1000 / 27;
+      s.max_pcr_interval_ns = std::max(s.max_pcr_interval_ns, interval_ns);
+      if (interval_ns > config_.pcr_max_interval_ns && !silence_counted) count_error(Check::kPcrRepetitionError, pid, now);
       const double accuracy = static_cast<double>(config_.pcr_accuracy_ns);
       // Overall jitter: measured and reported, never an error by itself (on a network
       // input it is mostly the network's, and TR 101 290's PCR_accuracy_error is not).
@@ -530,10 +540,15 @@ void Analyzer::tick(std::uint64_t now) {
     }
   }
   for (std::size_t i = 0; i < n_pcr_; ++i) {
+    // No PCR for a while by arrival time: counted now, without waiting for the next PCR
+    // (which may never come). The first one only after the slack, so that delivery jitter
+    // is not taken for silence; then one per pcr_max_interval_ns.
     PcrState& s = pcr_[i];
-    if (elapsed(now, s.rep_ref_ns) > config_.pcr_max_interval_ns) {
+    const std::uint64_t limit = config_.pcr_max_interval_ns + (s.silence_counted ? 0 : config_.pcr_silence_slack_ns);
+    if (elapsed(now, s.rep_ref_ns) > limit) {
       count_error(Check::kPcrRepetitionError, s.pid, now);
       s.rep_ref_ns = now;
+      s.silence_counted = true;
     }
   }
   if (scrambled_without_cat_ && elapsed(now, cat_error_ref_ns_) > config_.pat_max_interval_ns) {
@@ -732,8 +747,8 @@ Report Analyzer::report() const {
   }
   for (std::size_t i = 0; i < n_pcr_; ++i) {
     const PcrState& s = pcr_[i];
-    r.pcr.push_back(PcrReport{s.pid, s.pcrs, s.max_jitter_ns, s.max_interval_ns, s.max_accuracy_ns,
-                              s.run && s.run_intervals >= kCbrIntervals});
+    r.pcr.push_back(PcrReport{s.pid, s.pcrs, s.max_jitter_ns, s.max_interval_ns, s.max_pcr_interval_ns,
+                              s.max_accuracy_ns, s.run && s.run_intervals >= kCbrIntervals});
   }
   r.mdi_last = mdi_last_;
   r.mdi_max = mdi_max_;

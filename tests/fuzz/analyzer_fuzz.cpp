@@ -29,6 +29,10 @@ void check(const Analyzer& a, std::uint64_t packets) {
   for (const auto& p : r.pcr)
     if (!(p.max_jitter_ns >= 0 && std::isfinite(p.max_jitter_ns) && p.max_accuracy_ns >= 0 && std::isfinite(p.max_accuracy_ns)))
       __builtin_trap();
+  // A repetition interval is measured only between PCR values no further apart than a
+  // jump (beyond that it is a discontinuity).
+  for (const auto& p : r.pcr)
+    if (p.max_pcr_interval_ns > a.config().pcr_max_jump_ns) __builtin_trap();
   const PcrInterval& last = a.pcr_last();
   if (!(last.jitter_ns >= 0 && std::isfinite(last.jitter_ns) && last.accuracy_ns >= 0 && std::isfinite(last.accuracy_ns)))
     __builtin_trap();

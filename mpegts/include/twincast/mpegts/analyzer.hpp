@@ -85,7 +85,12 @@ struct AnalyzerConfig {
   std::uint64_t pat_max_interval_ns = 500'000'000;   // PAT_error_2: table_id 0x00 at least every 0.5 s
   std::uint64_t pmt_max_interval_ns = 500'000'000;   // PMT_error_2: table_id 0x02 at least every 0.5 s
   std::uint64_t pid_max_absence_ns = 5'000'000'000;  // PID_error: an ES PID of a PMT absent this long
-  std::uint64_t pcr_max_interval_ns = 40'000'000;    // PCR_repetition_error: > 40 ms between PCRs
+  std::uint64_t pcr_max_interval_ns = 40'000'000;    // PCR_repetition_error: > 40 ms between PCRs,
+                                                     // in stream time (their PCR values)
+  std::uint64_t pcr_silence_slack_ns = 100'000'000;  // ...and a PCR PID silent for
+                                                     // pcr_max_interval_ns + this of arrival time
+                                                     // (then one per pcr_max_interval_ns): the
+                                                     // slack absorbs delivery jitter
   std::uint64_t pcr_max_jump_ns = 100'000'000;       // PCR_discontinuity_indicator_error: outside 0..100 ms
   std::uint64_t pcr_accuracy_ns = 500;               // PCR_accuracy_error: |PCR_AC| > 500 ns, PCR_AC
                                                      // measured from byte positions on a
@@ -136,6 +141,8 @@ struct PcrReport {
   std::uint64_t pcrs = 0;
   double max_jitter_ns = 0;         // largest |PCR - expected from its arrival time| (PCR_OJ)
   std::uint64_t max_interval_ns = 0;  // largest arrival gap between PCRs
+  std::uint64_t max_pcr_interval_ns = 0;  // largest gap between consecutive PCR values (stream
+                                          // time; discontinuities and jumps left out)
   double max_accuracy_ns = 0;       // largest |PCR - expected from its byte position| (PCR_AC),
                                     // on constant-rate stretches only
   bool constant_rate = false;       // the PCR intervals' rates agree now: PCR_AC is measured
