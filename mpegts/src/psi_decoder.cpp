@@ -10,6 +10,7 @@
 #include <map>
 #include <new>
 #include <string>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -23,7 +24,8 @@
 #include <dvbpsi/cat.h>
 #include <dvbpsi/sdt.h>
 #include <dvbpsi/nit.h>
-#include <dvbpsi/eit.h>
+
+#include "twincast/mpegts/section.hpp"
 
 namespace twincast::mpegts {
 
@@ -31,7 +33,6 @@ namespace {
 
 // Caps that keep hostile input from growing memory without bound.
 constexpr std::size_t kMaxPmtDecoders = 512;  // PMT decoders (one per program)
-constexpr int kMaxEitSubtables = 128;          // EIT (table_id, service_id) subdecoders
 
 enum PidFlag : std::uint8_t {
   kFlagPat = 1U << 0,
@@ -75,6 +76,24 @@ std::string iso639_language(const std::vector<Descriptor>& ds) {
   return {};
 }
 
+// FNV-1a over a packet's payload (its length included): the fingerprint of a table
+// repetition's packet.
+std::uint64_t payload_hash(std::span<const std::uint8_t> payload) {
+  std::uint64_t h = 0xcbf29ce484222325ULL ^ payload.size();
+  for (const std::uint8_t b : payload) h = (h ^ b) * 0x100000001b3ULL;
+  return h;
+}
+
+// Which section a run starts with (its payload starts with pointer_field 0): table_id,
+// and for long-form sections the table_id_extension and section_number.
+std::uint32_t section_key(std::span<const std::uint8_t> payload) {
+  if (payload.size() < 2) return 0;
+  std::uint32_t key = std::uint32_t{payload[1]} << 24;
+  if (payload.size() >= 8 && (payload[2] & 0x80) != 0)
+    key |= (std::uint32_t{payload[4]} << 16) | (std::uint32_t{payload[5]} << 8) | payload[7];
+  return key;
+}
+
 struct PatEntryRaw {
   std::uint16_t program_number = 0;
   std::uint16_t pid = 0;
@@ -107,21 +126,52 @@ struct PsiDecoder::Impl {
 
   std::array<std::uint8_t, kPidCount> flags{};
 
-  // Table repetitions: a PSI packet that holds whole sections and is byte for byte the
-  // one before on its PID carries nothing new, so libdvbpsi (which allocates and checks
-  // the CRC for every section) does not see it. libdvbpsi is shown its own continuity
-  // counter, advanced by one per packet it is given and by two where the stream itself
-  // lost packets, so a skipped repetition never looks like a loss to it.
+  // Table repetitions. A muxer repeats each table as a run of packets: one whose payload
+  // starts with a section (payload_unit_start, pointer_field 0) and the packets that
+  // continue it, up to the next such packet. A run byte for byte like one libdvbpsi was
+  // already shown carries nothing new, and libdvbpsi allocates (and checks the CRC of)
+  // every section it is given, so it does not see such a run. Each PID remembers its last
+  // kRunsPerPid runs (several tables may take turns on one PID: SDT actual and other, BAT)
+  // as hashes of their packets' payloads, up to kRunPackets packets; longer runs are
+  // always fed. A run's first packet picks a remembered run, and its packets are skipped
+  // as long as each matches; the first that does not is fed, and that remembered run is
+  // forgotten, so the next repetition is fed whole. A changed table changes the run's
+  // first packet (every section header holds the version_number), so a change is
+  // normally fed at once. Only the newest run of each section (table_id, extension,
+  // section_number of the run's first section) is remembered: a table that goes back to
+  // an older version's bytes (a wrapped version_number, two muxers taking turns) is fed
+  // again, as libdvbpsi would take it.
+  //
+  // libdvbpsi is shown its own continuity counter: one more per packet it is given, two
+  // where the stream lost packets since the last packet it was given, unless that
+  // packet starts a run or follows a skipped one (libdvbpsi holds no partial section
+  // then). A discontinuity makes libdvbpsi decode and deliver the next table again even
+  // when it is the same, which is what skipping is there to avoid; so a CC error on a PSI
+  // PID, or an input that loops, costs nothing once its tables are known.
+  static constexpr std::size_t kRunPackets = 8;
+  static constexpr std::size_t kRunsPerPid = 4;
+  struct Run {
+    std::uint8_t n = 0;  // packets; 0: nothing remembered
+    std::uint32_t section = 0;  // the first section's table_id, extension, section_number
+    std::array<std::uint64_t, kRunPackets> hash{};
+  };
   struct Repeat {
+    enum class Mode : std::uint8_t { kFeed, kRecord, kSkip };
     std::uint16_t pid = kNullPid;
-    std::uint8_t last_cc = 0xFF;      // the stream's CC of the last packet on this PID
-    std::uint8_t fed_cc = 0;          // the CC libdvbpsi saw last
-    bool have_last = false;           // `last` holds a self-contained PUSI payload
-    std::uint8_t last_len = 0;
-    std::array<std::uint8_t, kPacketSize - 4> last{};
+    std::uint8_t last_cc = 0xFF;  // the stream's CC of the last packet on this PID
+    std::uint8_t fed_cc = 0;      // the CC libdvbpsi saw last
+    Mode mode = Mode::kFeed;      // what the current run does
+    bool skipped_last = false;    // the last packet on this PID was skipped
+    std::uint8_t run = 0;         // the remembered run being recorded or followed
+    std::uint8_t at = 0;          // packets of the current run so far
+    std::uint8_t next_run = 0;    // the remembered run the next recording replaces
+    std::array<Run, kRunsPerPid> runs{};
   };
   static constexpr std::size_t kRepeatSlots = 64;
   std::array<Repeat, kRepeatSlots> repeats{};
+  // Decides whether the packet goes to libdvbpsi; when it does, sets its CC in `bytes`.
+  bool feed_repeat(Repeat& r, const TsPacket& packet, std::span<const std::uint8_t> payload,
+                   std::array<std::uint8_t, kPacketSize>& bytes);
   Repeat* repeat_slot(std::uint16_t pid) {
     Repeat* empty = nullptr;
     for (auto& r : repeats) {
@@ -136,7 +186,16 @@ struct PsiDecoder::Impl {
   dvbpsi_t* cat = nullptr;
   dvbpsi_t* nit = nullptr;
   dvbpsi_t* sdt = nullptr;
-  dvbpsi_t* eit = nullptr;
+  // EIT is counted, not decoded: nothing here uses its content, and libdvbpsi would
+  // allocate for every EIT section (a broadcast multiplex carries many a second).
+  struct EitCounter final : SectionHandler {
+    std::uint64_t* sections = nullptr;
+    void on_section(std::uint16_t, std::span<const std::uint8_t> section, bool crc_ok) override {
+      if (crc_ok && !section.empty() && section[0] >= 0x4E && section[0] <= 0x6F) ++*sections;
+    }
+  };
+  SectionAssembler eit_assembler;
+  EitCounter eit_counter;
   std::vector<std::unique_ptr<PmtSlot>> pmts;
 
   // What the tables said.
@@ -161,13 +220,15 @@ struct PsiDecoder::Impl {
   std::string network_name;
   std::vector<NitTs> nit_ts;
 
-  int eit_subtables = 0;
   bool dirty = false;
   ProgramModel model;
   std::uint64_t generation = 0;
   Stats stats;
 
-  Impl() { open(); }
+  Impl() {
+    eit_counter.sections = &stats.eit;
+    open();
+  }
   ~Impl() { close(); }
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
@@ -184,9 +245,7 @@ struct PsiDecoder::Impl {
   static void on_cat(void* data, dvbpsi_cat_t* cat);
   static void on_sdt(void* data, dvbpsi_sdt_t* sdt);
   static void on_nit(void* data, dvbpsi_nit_t* nit);
-  static void on_eit(void* data, dvbpsi_eit_t* eit);
   static void on_new_si_table(dvbpsi_t* handle, std::uint8_t table_id, std::uint16_t extension, void* data);
-  static void on_new_eit_table(dvbpsi_t* handle, std::uint8_t table_id, std::uint16_t extension, void* data);
 
   bool sdt_attached = false;
   std::uint16_t sdt_attached_ext = 0;
@@ -216,11 +275,9 @@ void PsiDecoder::Impl::open() {
   cat = new_handle();
   nit = new_handle();
   sdt = new_handle();
-  eit = new_handle();
   if (!dvbpsi_pat_attach(pat, &Impl::on_pat, this) || !dvbpsi_cat_attach(cat, &Impl::on_cat, this) ||
       !dvbpsi_AttachDemux(nit, &Impl::on_new_si_table, this) ||
-      !dvbpsi_AttachDemux(sdt, &Impl::on_new_si_table, this) ||
-      !dvbpsi_AttachDemux(eit, &Impl::on_new_eit_table, this)) {
+      !dvbpsi_AttachDemux(sdt, &Impl::on_new_si_table, this)) {
     close();
     throw std::bad_alloc();
   }
@@ -251,10 +308,9 @@ void PsiDecoder::Impl::close() {
   }
   delete_demux_handle(nit);
   delete_demux_handle(sdt);
-  delete_demux_handle(eit);
   sdt_attached = false;
   nit_attached = false;
-  eit_subtables = 0;
+  eit_assembler.reset();
 }
 
 // --- libdvbpsi callbacks (they own the table they receive) ---
@@ -422,12 +478,6 @@ void PsiDecoder::Impl::on_nit(void* data, dvbpsi_nit_t* p) {
   self->dirty = true;
 }
 
-void PsiDecoder::Impl::on_eit(void* data, dvbpsi_eit_t* p) {
-  auto* self = static_cast<Impl*>(data);
-  ++self->stats.eit;
-  dvbpsi_eit_delete(p);
-}
-
 // A subtable appeared on the NIT or SDT PID. One decoder per table is kept: a new
 // extension (another network_id or transport_stream_id) replaces the previous one.
 void PsiDecoder::Impl::on_new_si_table(dvbpsi_t* handle, std::uint8_t table_id, std::uint16_t extension,
@@ -444,14 +494,67 @@ void PsiDecoder::Impl::on_new_si_table(dvbpsi_t* handle, std::uint8_t table_id, 
   }
 }
 
-void PsiDecoder::Impl::on_new_eit_table(dvbpsi_t* handle, std::uint8_t table_id, std::uint16_t extension,
-                                        void* data) {
-  auto* self = static_cast<Impl*>(data);
-  if (table_id < 0x4E || table_id > 0x6F || self->eit_subtables >= kMaxEitSubtables) return;
-  if (dvbpsi_eit_attach(handle, table_id, extension, &Impl::on_eit, self)) ++self->eit_subtables;
-}
-
 // --- packets ---
+
+bool PsiDecoder::Impl::feed_repeat(Repeat& r, const TsPacket& packet, std::span<const std::uint8_t> payload,
+                                   std::array<std::uint8_t, kPacketSize>& bytes) {
+  const std::uint8_t cc = packet.cc();
+  const bool continuous = r.last_cc == 0xFF || cc == ((r.last_cc + 1) & 0x0F);
+  const bool duplicate = cc == r.last_cc;
+  r.last_cc = cc;
+  if (duplicate) return false;  // a repeated packet (13818-1 2.4.3.3): libdvbpsi had it or skipped it
+  const bool starts = packet.payload_unit_start() && payload[0] == 0;
+  const std::uint64_t h = payload_hash(payload);
+  bool feed = true;
+  if (starts) {
+    if (r.mode == Repeat::Mode::kRecord) r.runs[r.run].n = r.at;  // the recorded run is complete
+    r.mode = Repeat::Mode::kRecord;
+    for (std::uint8_t k = 0; k < kRunsPerPid; ++k) {
+      if (r.runs[k].n != 0 && r.runs[k].hash[0] == h) {
+        r.mode = Repeat::Mode::kSkip;
+        r.run = k;
+        feed = false;
+        break;
+      }
+    }
+    if (r.mode == Repeat::Mode::kRecord) {
+      const std::uint32_t section = section_key(payload);
+      for (Run& old : r.runs)
+        if (old.section == section) old.n = 0;  // an older version of this section
+      r.run = r.next_run;
+      r.next_run = static_cast<std::uint8_t>((r.next_run + 1) % kRunsPerPid);
+      r.runs[r.run].n = 0;  // filled in when the run is complete
+      r.runs[r.run].section = section;
+      r.runs[r.run].hash[0] = h;
+    }
+    r.at = 1;
+  } else if (r.mode == Repeat::Mode::kSkip) {
+    Run& run = r.runs[r.run];
+    if (continuous && r.at < run.n && run.hash[r.at] == h) {
+      ++r.at;
+      feed = false;
+    } else {
+      run.n = 0;  // not what it was: forget it, so the next repetition is fed whole
+      r.mode = Repeat::Mode::kFeed;
+    }
+  } else if (r.mode == Repeat::Mode::kRecord) {
+    if (continuous && r.at < kRunPackets) {
+      r.runs[r.run].hash[r.at++] = h;
+    } else {
+      r.mode = Repeat::Mode::kFeed;  // a loss inside the run, or a run too long to remember
+    }
+  }
+  if (!feed) {
+    ++stats.repeats_skipped;
+    r.skipped_last = true;
+    return false;
+  }
+  const bool clean = continuous || starts || r.skipped_last;
+  r.skipped_last = false;
+  r.fed_cc = static_cast<std::uint8_t>((r.fed_cc + (clean ? 1 : 2)) & 0x0F);
+  bytes[3] = static_cast<std::uint8_t>((bytes[3] & 0xF0) | r.fed_cc);
+  return true;
+}
 
 bool PsiDecoder::Impl::push(const TsPacket& packet, std::uint16_t pid, std::uint8_t f) {
   // libdvbpsi trusts the adaptation_field_length and the pointer_field; check them here so
@@ -463,43 +566,17 @@ bool PsiDecoder::Impl::push(const TsPacket& packet, std::uint16_t pid, std::uint
   if (payload.empty()) return false;
   if (packet.payload_unit_start() && std::size_t{payload[0]} + 1 > payload.size()) return false;
 
+  if ((f & kFlagEit) != 0) {
+    eit_assembler.push(packet, eit_counter);
+    if ((f & ~kFlagEit) == 0) return false;
+  }
   // libdvbpsi takes a non-const pointer; give it a copy.
   std::array<std::uint8_t, kPacketSize> bytes = packet.bytes;
-  // Not EIT: libdvbpsi 1.3 reports a one-section EIT only when it arrives a second time.
-  if (Repeat* r = (f & kFlagEit) == 0 ? repeat_slot(pid) : nullptr; r != nullptr) {
-    const bool continuous = r->last_cc == 0xFF || packet.cc() == ((r->last_cc + 1) & 0x0F);
-    const bool duplicate = packet.cc() == r->last_cc;
-    r->last_cc = packet.cc();
-    // Self-contained: pointer_field 0, then whole sections, then only stuffing.
-    bool whole = packet.payload_unit_start() && payload[0] == 0;
-    if (whole) {
-      std::size_t at = 1;
-      while (at + 3 <= payload.size() && payload[at] != 0xFF) {
-        const std::size_t len = 3 + (((std::size_t{payload[at + 1]} & 0x0F) << 8) | payload[at + 2]);
-        at += len;
-      }
-      whole = at <= payload.size();
-    }
-    const bool same = whole && r->have_last && r->last_len == payload.size() &&
-                      std::memcmp(r->last.data(), payload.data(), payload.size()) == 0;
-    if (same && (continuous || duplicate)) {
-      ++stats.repeats_skipped;
-      return false;
-    }
-    if (duplicate) return false;  // a repeated packet (13818-1 2.4.3.3): libdvbpsi has it already
-    r->have_last = whole;
-    if (whole) {
-      r->last_len = static_cast<std::uint8_t>(payload.size());
-      std::memcpy(r->last.data(), payload.data(), payload.size());
-    }
-    r->fed_cc = static_cast<std::uint8_t>((r->fed_cc + (continuous ? 1 : 2)) & 0x0F);
-    bytes[3] = static_cast<std::uint8_t>((bytes[3] & 0xF0) | r->fed_cc);
-  }
+  if (Repeat* r = repeat_slot(pid); r != nullptr && !feed_repeat(*r, packet, payload, bytes)) return false;
   if ((f & kFlagPat) != 0) dvbpsi_packet_push(pat, bytes.data());
   if ((f & kFlagCat) != 0) dvbpsi_packet_push(cat, bytes.data());
   if ((f & kFlagNit) != 0) dvbpsi_packet_push(nit, bytes.data());
   if ((f & kFlagSdt) != 0) dvbpsi_packet_push(sdt, bytes.data());
-  if ((f & kFlagEit) != 0) dvbpsi_packet_push(eit, bytes.data());
   // The PAT may just have changed the PMT PIDs: look at the flags again.
   if ((flags[pid] & kFlagPmt) != 0) {
     for (const auto& slot : pmts)

@@ -277,9 +277,13 @@ TEST(PsiDecoder, CatNitEit) {
   // EIT present/following for service 1: only counted.
   const Section eit = raw_section(0x4E, 1, 0, {0x00, 0x05, 0x20, 0x00, 0x00, 0x4E});
   cc = 0;
-  // libdvbpsi 1.3 completes a one-section EIT when it sees the section a second time.
+  // Counted as sections with a good CRC; not decoded (nothing uses the content).
   for (int i = 0; i < 4; ++i) feed(d, packets_for(kEitPid, {eit}, cc));
-  EXPECT_GE(d.stats().eit, 1U);
+  EXPECT_EQ(d.stats().eit, 4U);
+  Section bad = eit;
+  bad[9] ^= 0x01;
+  feed(d, packets_for(kEitPid, {bad}, cc));
+  EXPECT_EQ(d.stats().eit, 4U);
   EXPECT_FALSE(d.model().services.empty());  // EIT leaves the model alone
 }
 
@@ -382,4 +386,105 @@ TEST(PsiDecoder, TableRepetitionsDoNotReachLibdvbpsi) {
   for (const auto& p : changed) e.push(p);
   ASSERT_EQ(e.model().services.size(), 1u);
   EXPECT_EQ(e.model().services[0].pmt_version, (d.model().services[0].pmt_version + 1) & 0x1F);
+}
+
+namespace {
+
+// Services 1..n with names long enough that the SDT and NIT span several packets.
+std::vector<Service> many_services(std::uint16_t n, const std::string& suffix = "") {
+  std::vector<Service> out;
+  for (std::uint16_t i = 1; i <= n; ++i) {
+    Service s = simple_service(i, static_cast<std::uint16_t>(0x100 + i), static_cast<std::uint16_t>(0x1000 + i));
+    s.name = "Channel number " + std::to_string(i) + suffix;
+    s.provider = "Provider " + std::to_string(i % 3);
+    s.lcn = i;
+    out.push_back(s);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(PsiDecoder, MultiPacketRepetitionsDoNotReachLibdvbpsi) {
+  // A multiplex's SDT and NIT span several packets; another table (an SDT "other", table
+  // 0x46) takes turns with the SDT actual on PID 0x11. 200 repetitions, with losses
+  // between some of them (a CC error on a PSI PID, or an input that loops): each table is
+  // decoded once, every later repetition is skipped whole.
+  const auto svcs = many_services(30);
+  const auto sdt = build_sdt(7, 0x2000, svcs, 0);
+  const auto nit = build_nit(0x3001, "TwinNet", 7, 0x2000, svcs, 0);
+  const Section other = raw_section(0x46, 8, 0, {0x20, 0x01, 0xFF});  // ONID 0x2001, no services
+  std::uint8_t pat_cc = 0, sdt_cc = 0, nit_cc = 0;
+  const auto pat_pkts = packets_for(kPatPid, build_pat(7, {{0, kNitPid}}, 0), pat_cc);
+  std::size_t sdt_packets = packets_for(kSdtPid, sdt, sdt_cc).size();
+  std::size_t nit_packets = packets_for(kNitPid, nit, nit_cc).size();
+  ASSERT_GE(sdt_packets, 3u);
+  ASSERT_GE(nit_packets, 2u);
+  PsiDecoder d;
+  feed(d, pat_pkts);
+  std::size_t fed = 0;
+  for (int rep = 0; rep < 200; ++rep) {
+    if (rep % 20 == 19) {  // three packets of each PID lost
+      sdt_cc = static_cast<std::uint8_t>((sdt_cc + 3) & 0x0F);
+      nit_cc = static_cast<std::uint8_t>((nit_cc + 3) & 0x0F);
+    }
+    const auto a = packets_for(kSdtPid, sdt, sdt_cc);
+    const auto o = packets_for(kSdtPid, {other}, sdt_cc);
+    const auto n = packets_for(kNitPid, nit, nit_cc);
+    feed(d, a);
+    feed(d, o);
+    feed(d, n);
+    fed += a.size() + o.size() + n.size();
+  }
+  EXPECT_EQ(d.stats().sdt, 1u);
+  EXPECT_EQ(d.stats().nit, 1u);
+  // Only the first copy of each of the three runs reached libdvbpsi.
+  EXPECT_EQ(d.stats().repeats_skipped, fed - sdt_packets - nit_packets - 1);
+  const ProgramModel& m = d.model();
+  EXPECT_EQ(m.network_name, "TwinNet");
+
+  // A new SDT version (a service renamed) is seen at its first repetition.
+  const auto renamed = many_services(30, " HD");
+  const auto sdt1 = build_sdt(7, 0x2000, renamed, 1);
+  feed(d, packets_for(kSdtPid, sdt1, sdt_cc));
+  EXPECT_EQ(d.stats().sdt, 2u);
+  // And back to the old bytes (a version_number that wrapped, two muxers taking turns):
+  // libdvbpsi takes it as a change, so it is fed again.
+  feed(d, packets_for(kSdtPid, sdt, sdt_cc));
+  EXPECT_EQ(d.stats().sdt, 3u);
+}
+
+TEST(PsiDecoder, LossInsideTheFirstRepetitionIsMadeGoodByTheNext) {
+  // The second packet of the first SDT repetition is lost: libdvbpsi drops that section,
+  // and the next repetition (first packet the same) must not be skipped.
+  const auto sdt = build_sdt(7, 0x2000, many_services(30), 0);
+  std::uint8_t cc = 0;
+  PsiDecoder d;
+  auto first = packets_for(kSdtPid, sdt, cc);
+  ASSERT_GE(first.size(), 3u);
+  first.erase(first.begin() + 1);
+  feed(d, first);
+  EXPECT_EQ(d.stats().sdt, 0u);
+  feed(d, packets_for(kSdtPid, sdt, cc));
+  EXPECT_EQ(d.stats().sdt, 1u);
+  // A repetition that differs only after its first packet (not a legal change, but seen
+  // from broken muxers) is decoded at the latest by the repetition after it.
+  auto odd = build_sdt(7, 0x2000, many_services(30), 0);
+  odd[0][odd[0].size() - 40] ^= 0x20;  // a byte of a late service name, CRC redone below
+  {
+    Section& sec = odd[0];
+    const std::uint32_t c = crc32_mpeg(std::span(sec).first(sec.size() - 4));
+    for (int k = 0; k < 4; ++k) sec[sec.size() - 4 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(c >> (24 - 8 * k));
+  }
+  const std::size_t n = packets_for(kSdtPid, odd, cc).size();
+  auto skipped_by = [&](const std::vector<Section>& table) {
+    const auto before = d.stats().repeats_skipped;
+    feed(d, packets_for(kSdtPid, table, cc));
+    return d.stats().repeats_skipped - before;
+  };
+  const auto first_odd = skipped_by(odd);
+  EXPECT_GE(first_odd, 1u);  // its first packet matched the remembered run...
+  EXPECT_LT(first_odd, n);   // ...a later one did not
+  EXPECT_EQ(skipped_by(odd), 0u);  // so the next repetition reaches libdvbpsi whole
+  EXPECT_EQ(skipped_by(odd), n);   // and is remembered from then on
 }

@@ -2,12 +2,16 @@
 //
 // PAT (PID 0) gives the programs and their PMT PIDs; a PMT decoder is attached for each
 // and detached when the program leaves the PAT. CAT (PID 1), SDT actual (PID 0x11, table
-// 0x42), NIT actual (PID 0x10, table 0x40; LCNs from the logical_channel_descriptor 0x83)
-// and EIT (PID 0x12) are decoded too; EIT is only counted (it passes through untouched).
-// Table repetitions that fit in one packet (the usual PAT, PMT and SDT) are recognised
-// byte for byte and not handed to libdvbpsi, so a steady stream costs a compare per PSI
-// packet and no allocation; libdvbpsi allocates only when a table changes or spans
-// packets. Media packets are ignored (the caller need not even push them, see is_psi_pid()).
+// 0x42) and NIT actual (PID 0x10, table 0x40; LCNs from the logical_channel_descriptor
+// 0x83) are decoded too. EIT sections (PID 0x12) are only counted, with their CRC
+// checked, and never handed to libdvbpsi (it passes through untouched).
+// Table repetitions (a table's run of packets, up to 8 of them, byte for byte like one
+// already decoded: the usual PAT, PMT, SDT and NIT, also several tables taking turns on a
+// PID, and also after a CC error or an input that loops) are recognised from a hash of
+// each packet's payload and not handed to libdvbpsi, so a steady stream costs a hash per
+// PSI packet and no allocation; libdvbpsi allocates only when a table changes or its run
+// is longer than 8 packets. Media packets are ignored (the caller need not even push
+// them, see is_psi_pid()).
 #pragma once
 
 #include <cstdint>
@@ -26,7 +30,7 @@ class PsiDecoder {
     std::uint64_t cat = 0;
     std::uint64_t sdt = 0;
     std::uint64_t nit = 0;
-    std::uint64_t eit = 0;
+    std::uint64_t eit = 0;  // EIT sections with a good CRC (counted, not decoded)
     std::uint64_t version_changes = 0;  // a table arrived with a version other than the one held
     std::uint64_t model_changes = 0;    // times model() changed
     std::uint64_t repeats_skipped = 0;  // table repetitions not handed to libdvbpsi (nothing new in them)
