@@ -1,24 +1,41 @@
-// A channel's per-packet path (analyzer, selector, remux, pacer) allocates nothing once
-// its input's tables are known, with the PSI/SI a broadcast multiplex carries: an SDT and
-// a NIT of several packets each, an SDT "other" taking turns with the SDT actual on its
-// PID, EIT present/following, and an input that loops (a CC jump on every PID). Counted
-// by wrapping malloc, calloc and realloc for this test program (operator new and
-// libdvbpsi come through them). A table change still allocates (libdvbpsi decodes it,
-// the model is rebuilt): the test checks that too, so the counter is known to work.
+// Nothing allocates on the packet path once an input's tables are known, with the PSI/SI
+// a broadcast multiplex carries: an SDT and a NIT of several packets each, an SDT "other"
+// taking turns with the SDT actual on its PID, EIT present/following, and an input that
+// loops (a CC jump on every PID). Counted by wrapping malloc, calloc and realloc for this
+// test program (operator new and libdvbpsi come through them).
+//
+// SteadyState: a Channel (analyzer, selector, remux, pacer) driven by the test. A table
+// change still allocates (libdvbpsi decodes it, the model is rebuilt): checked too, so
+// the counter is known to work.
+// WorkerLoop: the whole Dataplane worker lcore (RX burst, parse, classify, channel, OTT
+// feed, TX build, TX burst) at full speed on net_pcap (the stream replayed forever) to
+// net_null, its allocations counted for one second on the worker's thread only.
 //
 // Not under AddressSanitizer, which owns malloc itself (the test is skipped there).
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <rte_launch.h>
 
 #include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <functional>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "dataplane/eal_harness.hpp"
 #include "tests_common.hpp"
 #include "twincast/dataplane/channel.hpp"
+#include "twincast/dataplane/dataplane.hpp"
+#include "twincast/dataplane/net.hpp"
+#include "twincast/dataplane/ott_feed.hpp"
 #include "twincast/mpegts/crc32.hpp"
 #include "twincast/mpegts/file_times.hpp"
 #include "twincast/mpegts/psi_tables.hpp"
@@ -32,6 +49,14 @@
 namespace {
 std::atomic<bool> g_counting{false};
 std::atomic<std::uint64_t> g_allocations{0};
+std::atomic<bool> g_one_thread{false};  // count only on g_thread
+std::atomic<pthread_t> g_thread{};
+
+inline void count_allocation() {
+  if (!g_counting.load(std::memory_order_relaxed)) return;
+  if (g_one_thread.load(std::memory_order_relaxed) && pthread_self() != g_thread.load(std::memory_order_relaxed)) return;
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+}
 }  // namespace
 
 #if TWINCAST_COUNTS_ALLOCATIONS
@@ -41,15 +66,15 @@ void* __libc_calloc(std::size_t n, std::size_t size);
 void* __libc_realloc(void* p, std::size_t size);
 
 void* malloc(std::size_t size) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+  count_allocation();
   return __libc_malloc(size);
 }
 void* calloc(std::size_t n, std::size_t size) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+  count_allocation();
   return __libc_calloc(n, size);
 }
 void* realloc(void* p, std::size_t size) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+  count_allocation();
   return __libc_realloc(p, size);
 }
 }
@@ -62,6 +87,9 @@ using mpegts::TsPacket;
 namespace {
 
 constexpr std::uint64_t kMs = 1'000'000;
+
+const auto* const g_env =
+    ::testing::AddGlobalTestEnvironment(new test::EalEnvironment("tcdp_alloc_", "dataplane_steady_alloc_test"));
 
 // Discards datagrams, counting them; allocates nothing.
 struct CountingSink final : DatagramSink {
@@ -244,3 +272,106 @@ TEST_P(SteadyState, ChannelAllocatesNothingOnceTheTablesAreKnown) {
 
 INSTANTIATE_TEST_SUITE_P(Pacing, SteadyState, ::testing::Values(PacingMode::kPcr, PacingMode::kPassthrough),
                          [](const auto& p) { return p.param == PacingMode::kPcr ? "pcr" : "passthrough"; });
+
+namespace {
+
+constexpr Ipv4 kGroupIn = net::ipv4(239, 1, 1, 1);
+constexpr std::uint16_t kPortIn = 5000;
+
+void put32(std::ofstream& f, std::uint32_t v) { f.write(reinterpret_cast<const char*>(&v), sizeof v); }
+
+// The stream as UDP datagrams of 7 packets to kGroupIn:kPortIn, in a classic pcap.
+std::size_t write_pcap(const Stream& s, const std::filesystem::path& path) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  for (std::uint32_t v : {0xa1b2c3d4u, 0x00040002u, 0u, 0u, 65535u, 1u}) put32(f, v);
+  net::UdpFrame uf;
+  uf.dst_mac = net::multicast_mac(kGroupIn);
+  uf.src_mac = {0x02, 0x74, 0x63, 0x00, 0x00, 0x01};
+  uf.src_ip = net::ipv4(10, 9, 0, 1);
+  uf.dst_ip = kGroupIn;
+  uf.src_port = 40000;
+  uf.dst_port = kPortIn;
+  uf.ttl = 8;
+  constexpr std::size_t kPayload = 7 * mpegts::kPacketSize;
+  std::vector<std::uint8_t> frame(net::udp_headers_size(0) + kPayload);
+  std::size_t n = 0;
+  for (std::size_t at = 0; at + 7 <= s.packets.size(); at += 7, ++n) {
+    uf.identification = static_cast<std::uint16_t>(n);
+    const std::size_t h = net::write_udp_headers(frame, uf, kPayload);
+    std::memcpy(frame.data() + h, s.packets.data() + at, kPayload);
+    put32(f, static_cast<std::uint32_t>(n / 1000));
+    put32(f, static_cast<std::uint32_t>((n % 1000) * 1000));
+    put32(f, static_cast<std::uint32_t>(frame.size()));
+    put32(f, static_cast<std::uint32_t>(frame.size()));
+    f.write(reinterpret_cast<const char*>(frame.data()), static_cast<std::streamsize>(frame.size()));
+  }
+  return n;
+}
+
+int note_thread(void*) {
+  g_thread.store(pthread_self());
+  return 0;
+}
+
+}  // namespace
+
+TEST(WorkerLoop, AllocatesNothingAtFullSpeed) {
+  if (!TWINCAST_COUNTS_ALLOCATIONS) GTEST_SKIP() << "AddressSanitizer owns malloc";
+  const auto dir = test::temp_dir("steady_alloc");
+  const Stream s = broadcast_stream("", 0);
+  const std::size_t frames = write_pcap(s, dir / "in.pcap");
+  ASSERT_GT(frames, 500u);
+
+  ApplianceConfig config;
+  PortConfig in;
+  in.name = "in";
+  in.device = "net_pcap_alloc,rx_pcap=" + (dir / "in.pcap").string() + ",infinite_rx=1";
+  in.address = net::ipv4(10, 9, 0, 2);
+  in.mbufs = 8191;  // the pcap PMD keeps every frame in one (infinite_rx), plus bursts
+  PortConfig out;
+  out.name = "out";
+  out.device = "net_null_alloc,no-rx=1";
+  out.address = net::ipv4(10, 9, 0, 2);
+  config.ports = {in, out};
+  ChannelConfig ch = channel_config(PacingMode::kPassthrough);
+  ch.inputs[0].port = "in";
+  ch.inputs[0].address = kGroupIn;
+  ch.inputs[0].udp_port = kPortIn;
+  ch.outputs[0].port = "out";
+  ch.outputs[0].address = net::ipv4(239, 2, 2, 2);
+  ch.outputs[0].udp_port = 5000;
+  ch.hls = true;  // the OTT feed too (drained below)
+  config.channels = {ch};
+
+  // The worker lcore's thread, as the Dataplane will run on it.
+  ASSERT_EQ(rte_eal_remote_launch(note_thread, nullptr, 1), 0);
+  ASSERT_EQ(rte_eal_wait_lcore(1), 0);
+  Dataplane dp(config);
+  dp.start();
+  std::size_t chunks = 0;
+  auto drain = [&] { dp.ott_feed(0)->read([&](const OttChunk&) { ++chunks; }); };
+  const auto spin = [&](std::chrono::milliseconds d) {
+    const auto until = std::chrono::steady_clock::now() + d;
+    while (std::chrono::steady_clock::now() < until) {
+      drain();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  };
+  spin(std::chrono::milliseconds(500));  // tables learnt, every path warm
+  const InputStats before = dp.input_stats(0, 0);
+  g_allocations.store(0);
+  g_one_thread.store(true);
+  g_counting.store(true);
+  spin(std::chrono::milliseconds(1000));
+  g_counting.store(false);
+  g_one_thread.store(false);
+  const InputStats after = dp.input_stats(0, 0);
+  dp.stop();
+  const std::uint64_t datagrams = after.datagrams - before.datagrams;
+  std::printf("worker: %llu datagrams in 1 s, %llu allocations on its thread, %zu OTT chunks read\n",
+              static_cast<unsigned long long>(datagrams), static_cast<unsigned long long>(g_allocations.load()), chunks);
+  EXPECT_EQ(g_allocations.load(), 0u) << "in " << datagrams << " datagrams";
+  EXPECT_GT(datagrams, 10 * frames) << "the input looped many times";
+  EXPECT_GT(chunks, 1000u) << "the OTT feed ran";
+  std::filesystem::remove_all(dir);
+}
