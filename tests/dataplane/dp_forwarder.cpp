@@ -7,7 +7,7 @@
 //                --input udp://239.1.1.1:5000[@source] --output udp://239.2.2.2:5000
 //                [--ttl 4] [--pipeline channel|passthrough] [--seconds N] [--file-prefix P]
 //
-// The dataplane_ns integration test launches it inside a network namespace.
+// The forwarding_ns_test integration test launches it inside a network namespace.
 #include <rte_eal.h>
 
 #include <arpa/inet.h>

@@ -1,4 +1,4 @@
-// Shared by the in-process DPDK tests (worker_test, leak_test, multiplex_dp_test): the EAL
+// Shared by the in-process DPDK tests (worker_test, leak_test, multiplex_dp_test and others): the EAL
 // as a GoogleTest environment (--no-huge, 256 MB, lcores 0,1) and a pcap file reader.
 // Header-only.
 #pragma once

@@ -10,7 +10,9 @@
 //   every multiplex (fed by its member channels' taps): the same
 //   every channel with HLS: its remuxed SPTS also into its OttFeed ring (for the packager)
 //
-// Nothing in the loop allocates from the heap, locks, throws or logs. Counters have one
+// Nothing in the loop allocates from the heap, locks, throws or logs, once an input's
+// PSI/SI is known (a new or changed table is decoded by libdvbpsi, which allocates;
+// tests/dataplane/steady_alloc_test.cpp counts the rest at zero). Counters have one
 // writer (the worker) and are read by the control side with relaxed atomic loads.
 #pragma once
 
@@ -100,7 +102,7 @@ struct InputStats {
   std::uint64_t datagrams = 0;
   std::uint64_t packets = 0;         // TS packets handed to the channel
   std::uint64_t rtp_out_of_order = 0;
-  std::uint64_t rtp_lost = 0;        // sequence gaps (later filled by out-of-order ones are not subtracted)
+  std::uint64_t rtp_lost = 0;        // datagrams given up for lost (a gap the reordering window did not fill)
   std::uint64_t rtp_duplicates = 0;
 };
 
