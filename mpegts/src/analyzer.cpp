@@ -400,20 +400,28 @@ void Analyzer::pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t no
   // PCR_repetition_error is judged on the interval between PCR values (stream time), not
   // between arrivals: a network input that delivers a compliant stream in bursts (a
   // sender pacing per frame, SRT) has arrival gaps over 40 ms that are delivery jitter
-  // (MDI DF, PCR_OJ), not a mux breaking the rule. Silence is caught in tick().
+  // (MDI DF, PCR_OJ), not a mux breaking the rule. Silence is caught in tick(). Where the
+  // values say nothing about the interval (a discontinuity, a jump), the arrival gap is
+  // judged instead.
   const bool silence_counted = s.silence_counted;
   s.silence_counted = false;
-  if (s.have_pcr) s.max_interval_ns = std::max(s.max_interval_ns, elapsed(now, s.last_arrival_ns));
+  const std::uint64_t arrival_gap = s.have_pcr ? elapsed(now, s.last_arrival_ns) : 0;
+  s.max_interval_ns = std::max(s.max_interval_ns, arrival_gap);
   s.rep_ref_ns = now;
   s.last_arrival_ns = now;
+  const auto judge_arrival = [&] {
+    if (!silence_counted && arrival_gap > config_.pcr_max_interval_ns) count_error(Check::kPcrRepetitionError, pid, now);
+  };
 
   const std::uint64_t index = burst_index_ + static_cast<std::uint64_t>(&p - burst_begin_);
   if (!s.have_pcr || disc || s.discontinuity_pending) {
+    judge_arrival();
     s.rebase(now);
   } else {
     const std::uint64_t delta = pcr_delta(s.last_pcr, pcr);
     if (delta > config_.pcr_max_jump_ns * 27 / 1000) {
       count_error(Check::kPcrDiscontinuityIndicatorError, pid, now);
+      judge_arrival();
       s.rebase(now);
     } else {
       const std::uint64_t interval_ns = delta * 1000 / 27;

@@ -85,12 +85,19 @@ std::uint64_t payload_hash(std::span<const std::uint8_t> payload) {
 }
 
 // Which section a run starts with (its payload starts with pointer_field 0): table_id,
-// and for long-form sections the table_id_extension and section_number.
+// and for long-form sections the section_number and, where one decoder per
+// table_id_extension is kept (PMT: one per program), the extension. PAT, CAT, NIT actual
+// and SDT actual have one decoder each: a table with another extension (another
+// transport stream or network) replaces the one held, so it is the same key.
 std::uint32_t section_key(std::span<const std::uint8_t> payload) {
   if (payload.size() < 2) return 0;
-  std::uint32_t key = std::uint32_t{payload[1]} << 24;
-  if (payload.size() >= 8 && (payload[2] & 0x80) != 0)
-    key |= (std::uint32_t{payload[4]} << 16) | (std::uint32_t{payload[5]} << 8) | payload[7];
+  const std::uint8_t table_id = payload[1];
+  std::uint32_t key = std::uint32_t{table_id} << 24;
+  if (payload.size() >= 8 && (payload[2] & 0x80) != 0) {
+    const bool one_decoder = table_id == 0x00 || table_id == 0x01 || table_id == 0x40 || table_id == 0x42;
+    if (!one_decoder) key |= (std::uint32_t{payload[4]} << 16) | (std::uint32_t{payload[5]} << 8);
+    key |= payload[7];
+  }
   return key;
 }
 
@@ -142,12 +149,14 @@ struct PsiDecoder::Impl {
   // an older version's bytes (a wrapped version_number, two muxers taking turns) is fed
   // again, as libdvbpsi would take it.
   //
-  // libdvbpsi is shown its own continuity counter: one more per packet it is given, two
-  // where the stream lost packets since the last packet it was given, unless that
-  // packet starts a run or follows a skipped one (libdvbpsi holds no partial section
-  // then). A discontinuity makes libdvbpsi decode and deliver the next table again even
-  // when it is the same, which is what skipping is there to avoid; so a CC error on a PSI
-  // PID, or an input that loops, costs nothing once its tables are known.
+  // libdvbpsi is shown its own continuity counter: one more per packet it is given, so
+  // skipped packets never look like a loss to it, and two where the stream lost packets
+  // since the last packet it was given. That discontinuity makes libdvbpsi drop what it
+  // had collected of the table (a partial section, the other sections of a table of
+  // several), so then every remembered run of the PID is forgotten too: all of the table
+  // is fed again. As long as nothing is fed, a loss costs nothing: a CC error on a PSI PID,
+  // or an input that loops, is free once its tables are known. A new PMT decoder (a
+  // program joins the PAT) forgets its PID's runs as well: it has seen none of them.
   static constexpr std::size_t kRunPackets = 8;
   static constexpr std::size_t kRunsPerPid = 4;
   struct Run {
@@ -161,7 +170,7 @@ struct PsiDecoder::Impl {
     std::uint8_t last_cc = 0xFF;  // the stream's CC of the last packet on this PID
     std::uint8_t fed_cc = 0;      // the CC libdvbpsi saw last
     Mode mode = Mode::kFeed;      // what the current run does
-    bool skipped_last = false;    // the last packet on this PID was skipped
+    bool gap = false;             // the stream lost packets since the last one fed
     std::uint8_t run = 0;         // the remembered run being recorded or followed
     std::uint8_t at = 0;          // packets of the current run so far
     std::uint8_t next_run = 0;    // the remembered run the next recording replaces
@@ -361,6 +370,12 @@ void PsiDecoder::Impl::sync_pmt_decoders() {
       dvbpsi_delete(slot->handle);
       break;
     }
+    // The new decoder has seen none of what the PID repeats: feed it all again.
+    for (Repeat& r : repeats) {
+      if (r.pid != e.pid) continue;
+      for (Run& run : r.runs) run.n = 0;
+      r.mode = Repeat::Mode::kFeed;
+    }
     pmts.push_back(std::move(slot));
   }
   refresh_pmt_flags();
@@ -369,6 +384,9 @@ void PsiDecoder::Impl::sync_pmt_decoders() {
 void PsiDecoder::Impl::refresh_pmt_flags() {
   for (auto& f : flags) f = static_cast<std::uint8_t>(f & ~kFlagPmt);
   for (const auto& slot : pmts) flags[slot->pid] |= kFlagPmt;
+  // PIDs that carry no PSI any more give their repetition slot back.
+  for (Repeat& r : repeats)
+    if (r.pid != kNullPid && flags[r.pid] == 0) r = Repeat{};
 }
 
 void PsiDecoder::Impl::on_pmt(void* data, dvbpsi_pmt_t* p) {
@@ -503,6 +521,7 @@ bool PsiDecoder::Impl::feed_repeat(Repeat& r, const TsPacket& packet, std::span<
   const bool duplicate = cc == r.last_cc;
   r.last_cc = cc;
   if (duplicate) return false;  // a repeated packet (13818-1 2.4.3.3): libdvbpsi had it or skipped it
+  if (!continuous) r.gap = true;
   const bool starts = packet.payload_unit_start() && payload[0] == 0;
   const std::uint64_t h = payload_hash(payload);
   bool feed = true;
@@ -546,12 +565,14 @@ bool PsiDecoder::Impl::feed_repeat(Repeat& r, const TsPacket& packet, std::span<
   }
   if (!feed) {
     ++stats.repeats_skipped;
-    r.skipped_last = true;
     return false;
   }
-  const bool clean = continuous || starts || r.skipped_last;
-  r.skipped_last = false;
-  r.fed_cc = static_cast<std::uint8_t>((r.fed_cc + (clean ? 1 : 2)) & 0x0F);
+  if (r.gap) {
+    for (std::uint8_t k = 0; k < kRunsPerPid; ++k)
+      if (r.mode != Repeat::Mode::kRecord || k != r.run) r.runs[k].n = 0;
+  }
+  r.fed_cc = static_cast<std::uint8_t>((r.fed_cc + (r.gap ? 2 : 1)) & 0x0F);
+  r.gap = false;
   bytes[3] = static_cast<std::uint8_t>((bytes[3] & 0xF0) | r.fed_cc);
   return true;
 }

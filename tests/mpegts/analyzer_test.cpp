@@ -9,6 +9,7 @@
 #include <random>
 
 #include "tests_common.hpp"
+#include "twincast/mpegts/psi_tables.hpp"
 
 using namespace twincast::mpegts;
 using twincast::test::fixture;
@@ -381,6 +382,73 @@ TEST_F(AnalyzerFixture, SparsePcrsAreRepetitionErrorsHoweverDelivered) {
     EXPECT_EQ(r.pcr.at(0).max_pcr_interval_ns, longest);
     EXPECT_EQ(r.count(Check::kPcrDiscontinuityIndicatorError), 0u);
   }
+}
+
+namespace {
+
+// A synthetic service arriving on time: one video packet per ms for `seconds` (stream
+// time = arrival time), PAT and PMT every 50 ms, a PCR every `interval_ms` carrying
+// `first_pcr` + its time; with `indicate`, every PCR but the first has the
+// discontinuity_indicator set.
+Report spaced_pcrs(std::uint64_t interval_ms, bool indicate, std::uint64_t first_pcr = 0, std::uint64_t seconds = 3) {
+  constexpr std::uint16_t kPcrPid = 0x101, kPmtPid = 0x100;
+  Service svc;
+  svc.service_id = 1;
+  svc.pmt_pid = kPmtPid;
+  svc.pcr_pid = kPcrPid;
+  svc.streams = {{.pid = kPcrPid, .stream_type = 0x1B, .codec = Codec::kH264}};
+  TableCarousel pat(kPatPid), pmt(kPmtPid);
+  pat.update([](std::uint8_t v) { return build_pat(1, {{1, kPmtPid}}, v); });
+  pmt.update([&](std::uint8_t v) { return build_pmt(svc, v); });
+  Analyzer a;
+  std::vector<TsPacket> tables(4);
+  std::uint8_t cc = 0;
+  for (std::uint64_t ms = 0; ms < seconds * 1000; ++ms) {
+    const std::uint64_t now = ms * kMs;
+    if (ms % 50 == 0) {
+      for (TableCarousel* c : {&pat, &pmt}) {
+        const std::size_t n = c->packetize(tables);
+        for (std::size_t i = 0; i < n; ++i) a.push(tables[i], now);
+      }
+    }
+    TsPacket p = make_null_packet();
+    p.set_pid(kPcrPid);
+    p.set_cc(cc);
+    cc = static_cast<std::uint8_t>((cc + 1) & 0x0F);
+    if (ms % interval_ms == 0) {
+      p.bytes[3] = static_cast<std::uint8_t>(0x30 | p.cc());
+      p.bytes[4] = 7;
+      p.bytes[5] = 0x10;
+      p.set_pcr((first_pcr + ms * 27'000) % kPcrWrap);
+      if (indicate && ms > 0) {
+        EXPECT_TRUE(p.set_discontinuity(true));
+      }
+    }
+    a.push(p, now);
+  }
+  return a.report();
+}
+
+}  // namespace
+
+TEST(AnalyzerPcrRepetition, OneErrorPerLongIntervalWhateverTheValuesSay) {
+  // Up to 100 ms the PCR values give the interval; beyond (a PCR_discontinuity_indicator_
+  // error as well) and across a discontinuity_indicator they cannot, and the arrival gap
+  // is judged. Each interval over 40 ms is one error, below the silence check's 140 ms.
+  for (const std::uint64_t interval : {20u, 40u, 60u, 90u, 110u, 120u, 135u}) {
+    for (const bool indicate : {false, true}) {
+      const Report r = spaced_pcrs(interval, indicate);
+      SCOPED_TRACE("PCR every " + std::to_string(interval) + " ms" + (indicate ? ", discontinuity_indicator" : "") +
+                   ": " + summary(r));
+      const std::uint64_t intervals = (3000 + interval - 1) / interval - 1;
+      EXPECT_EQ(r.count(Check::kPcrRepetitionError), interval > 40 ? intervals : 0u);
+      EXPECT_EQ(r.count(Check::kPcrDiscontinuityIndicatorError), interval > 100 && !indicate ? intervals : 0u);
+    }
+  }
+  // Across the 33-bit wrap: nothing.
+  const Report w = spaced_pcrs(20, false, kPcrWrap - 27'000ULL * 1500);
+  EXPECT_EQ(w.count(Check::kPcrRepetitionError), 0u) << summary(w);
+  EXPECT_EQ(w.count(Check::kPcrDiscontinuityIndicatorError), 0u);
 }
 
 TEST_F(AnalyzerFixture, PcrJumpWithAndWithoutDiscontinuityIndicator) {

@@ -4,6 +4,7 @@
 
 #include <random>
 #include <sstream>
+#include <string>
 
 #include "tests_common.hpp"
 #include "twincast/mpegts/crc32.hpp"
@@ -487,4 +488,173 @@ TEST(PsiDecoder, LossInsideTheFirstRepetitionIsMadeGoodByTheNext) {
   EXPECT_LT(first_odd, n);   // ...a later one did not
   EXPECT_EQ(skipped_by(odd), 0u);  // so the next repetition reaches libdvbpsi whole
   EXPECT_EQ(skipped_by(odd), n);   // and is remembered from then on
+}
+
+// Table repetitions against what libdvbpsi does with losses and changes (found in review of
+// the run mechanism): a table of two sections changed with a loss in its first repetition,
+// a lost tail before the next section starts, a program that leaves the PAT and comes back
+// (its new PMT decoder must be fed), a PAT that goes back to another transport stream.
+namespace {
+
+// SDT actual section `num` of `last` (services first..first+count-1), version v.
+Section sdt_section(std::uint8_t num, std::uint8_t last, std::uint16_t first, int count, std::uint8_t v,
+                    const std::string& suffix) {
+  Section s{0x42, 0, 0, 0x00, 0x07, static_cast<std::uint8_t>(0xC1 | ((v & 0x1F) << 1)), num, last, 0x20, 0x00, 0xFF};
+  for (int i = 0; i < count; ++i) {
+    const std::uint16_t sid = static_cast<std::uint16_t>(first + i);
+    const std::string prov = "Provider";
+    const std::string name = "Channel number " + std::to_string(sid) + suffix;
+    Bytes d{0x48, 0, 0x01, static_cast<std::uint8_t>(prov.size())};
+    d.insert(d.end(), prov.begin(), prov.end());
+    d.push_back(static_cast<std::uint8_t>(name.size()));
+    d.insert(d.end(), name.begin(), name.end());
+    d[1] = static_cast<std::uint8_t>(d.size() - 2);
+    s.push_back(static_cast<std::uint8_t>(sid >> 8));
+    s.push_back(static_cast<std::uint8_t>(sid));
+    s.push_back(0xFC);
+    s.push_back(static_cast<std::uint8_t>(0x80 | (d.size() >> 8)));
+    s.push_back(static_cast<std::uint8_t>(d.size()));
+    s.insert(s.end(), d.begin(), d.end());
+  }
+  const std::size_t len = s.size() + 4 - 3;
+  s[1] = static_cast<std::uint8_t>(0xF0 | (len >> 8));
+  s[2] = static_cast<std::uint8_t>(len & 0xFF);
+  const std::uint32_t c = crc32_mpeg(s);
+  for (int sh = 24; sh >= 0; sh -= 8) s.push_back(static_cast<std::uint8_t>(c >> sh));
+  return s;
+}
+
+std::vector<PatEntry> pat_entries() {
+  std::vector<PatEntry> e;
+  for (std::uint16_t i = 1; i <= 40; ++i) e.push_back({i, static_cast<std::uint16_t>(0x100 + i)});
+  return e;
+}
+
+std::string name_of(const PsiDecoder& d, std::uint16_t sid) {
+  for (const auto& s : d.model().services)
+    if (s.service_id == sid) return s.name;
+  return "<none>";
+}
+
+}  // namespace
+
+// A: two-section SDT, each section its own run (a new packet with pointer_field 0).
+// Version 1 arrives; one packet inside section 1's first v1 repetition is lost.
+TEST(PsiDecoderRepetitions, LossInANewVersionsSecondSection) {
+  std::uint8_t pat_cc = 0, cc = 0;
+  PsiDecoder d;
+  feed(d, packets_for(kPatPid, build_pat(7, pat_entries(), 0), pat_cc));
+  const Section s0v0 = sdt_section(0, 1, 1, 10, 0, ""), s1v0 = sdt_section(1, 1, 11, 10, 0, "");
+  const Section s0v1 = sdt_section(0, 1, 1, 10, 1, " HD"), s1v1 = sdt_section(1, 1, 11, 10, 1, " HD");
+  for (int rep = 0; rep < 5; ++rep) {
+    feed(d, packets_for(kSdtPid, {s0v0}, cc));
+    feed(d, packets_for(kSdtPid, {s1v0}, cc));
+  }
+  EXPECT_EQ(d.stats().sdt, 1u);
+  EXPECT_EQ(name_of(d, 15), "Channel number 15");
+  // v1: section 0 whole; section 1 with its second packet lost.
+  feed(d, packets_for(kSdtPid, {s0v1}, cc));
+  auto s1 = packets_for(kSdtPid, {s1v1}, cc);
+  s1.erase(s1.begin() + 1);
+  feed(d, s1);
+  for (int rep = 0; rep < 50; ++rep) {
+    feed(d, packets_for(kSdtPid, {s0v1}, cc));
+    feed(d, packets_for(kSdtPid, {s1v1}, cc));
+  }
+  EXPECT_EQ(d.stats().sdt, 2u);
+  EXPECT_EQ(name_of(d, 15), "Channel number 15 HD");
+
+  // Control: a fresh decoder fed the same v1 repetitions without the loss.
+  PsiDecoder e;
+  std::uint8_t pc = 0, c2 = 0;
+  feed(e, packets_for(kPatPid, build_pat(7, pat_entries(), 0), pc));
+  for (int rep = 0; rep < 5; ++rep) {
+    feed(e, packets_for(kSdtPid, {s0v1}, c2));
+    feed(e, packets_for(kSdtPid, {s1v1}, c2));
+  }
+  EXPECT_EQ(name_of(e, 15), "Channel number 15 HD");
+}
+
+// B: the tail of section 0's first v1 repetition (its last two packets) is lost, right
+// before section 1 starts (pointer_field 0): the CC gap is not shown to libdvbpsi.
+TEST(PsiDecoderRepetitions, LostTailBeforeTheNextSection) {
+  std::uint8_t pat_cc = 0, cc = 0;
+  PsiDecoder d;
+  feed(d, packets_for(kPatPid, build_pat(7, pat_entries(), 0), pat_cc));
+  const Section s0v0 = sdt_section(0, 1, 1, 20, 0, ""), s1v0 = sdt_section(1, 1, 21, 10, 0, "");
+  const Section s0v1 = sdt_section(0, 1, 1, 20, 1, " HD"), s1v1 = sdt_section(1, 1, 21, 10, 1, " HD");
+  for (int rep = 0; rep < 5; ++rep) {
+    feed(d, packets_for(kSdtPid, {s0v0}, cc));
+    feed(d, packets_for(kSdtPid, {s1v0}, cc));
+  }
+  EXPECT_EQ(d.stats().sdt, 1u);
+  auto s0 = packets_for(kSdtPid, {s0v1}, cc);
+  ASSERT_GE(s0.size(), 4u);
+  s0.resize(s0.size() - 2);
+  feed(d, s0);
+  for (int rep = 0; rep < 50; ++rep) {
+    feed(d, packets_for(kSdtPid, {s1v1}, cc));
+    feed(d, packets_for(kSdtPid, {s0v1}, cc));
+  }
+  EXPECT_EQ(d.stats().sdt, 2u);
+  EXPECT_EQ(name_of(d, 25), "Channel number 25 HD");
+}
+
+namespace {
+Service plain_service(std::uint16_t id, std::uint16_t pmt_pid, std::uint16_t es) {
+  Service s;
+  s.service_id = id;
+  s.pmt_pid = pmt_pid;
+  s.pcr_pid = es;
+  ElementaryStream v;
+  v.pid = es;
+  v.stream_type = 0x1B;
+  v.codec = Codec::kH264;
+  s.streams.push_back(v);
+  return s;
+}
+const Service* find_service(const PsiDecoder& d, std::uint16_t sid) {
+  for (const auto& s : d.model().services)
+    if (s.service_id == sid) return &s;
+  return nullptr;
+}
+}  // namespace
+
+// C: program 2 leaves the PAT and comes back (same PMT PID, same PMT): its new PMT
+// decoder never sees the PMT, whose run is still remembered for the PID.
+TEST(PsiDecoderRepetitions, ProgramLeavesThePatAndComesBack) {
+  std::uint8_t pat_cc = 0, c1 = 0, c2 = 0;
+  PsiDecoder d;
+  const auto pmt1 = build_pmt(plain_service(1, 0x100, 0x101), 0);
+  const auto pmt2 = build_pmt(plain_service(2, 0x200, 0x201), 0);
+  auto round = [&](std::uint8_t pat_version, bool with2) {
+    std::vector<PatEntry> e{{1, 0x100}};
+    if (with2) e.push_back({2, 0x200});
+    feed(d, packets_for(kPatPid, build_pat(7, e, pat_version), pat_cc));
+    feed(d, packets_for(0x100, pmt1, c1));
+    feed(d, packets_for(0x200, pmt2, c2));
+  };
+  for (int i = 0; i < 5; ++i) round(0, true);
+  ASSERT_NE(find_service(d, 2), nullptr);
+  EXPECT_TRUE(find_service(d, 2)->has_pmt);
+  for (int i = 0; i < 5; ++i) round(1, false);
+  EXPECT_EQ(find_service(d, 2), nullptr);
+  for (int i = 0; i < 50; ++i) round(2, true);
+  ASSERT_NE(find_service(d, 2), nullptr);
+  EXPECT_TRUE(find_service(d, 2)->has_pmt);
+}
+
+// D: the PAT goes back to an earlier table with another transport_stream_id (two sources
+// taking turns): A (ts 7, v0, program 1), B (ts 8, v1, program 2), A again.
+TEST(PsiDecoderRepetitions, PatBackToAnotherTransportStream) {
+  std::uint8_t pat_cc = 0;
+  PsiDecoder d;
+  const auto a = build_pat(7, {{1, 0x100}}, 0);
+  const auto b = build_pat(8, {{2, 0x200}}, 1);
+  for (int i = 0; i < 3; ++i) feed(d, packets_for(kPatPid, a, pat_cc));
+  EXPECT_NE(find_service(d, 1), nullptr);
+  for (int i = 0; i < 3; ++i) feed(d, packets_for(kPatPid, b, pat_cc));
+  EXPECT_NE(find_service(d, 2), nullptr);
+  for (int i = 0; i < 20; ++i) feed(d, packets_for(kPatPid, a, pat_cc));
+  EXPECT_NE(find_service(d, 1), nullptr);
 }
