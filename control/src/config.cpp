@@ -1023,27 +1023,6 @@ void validate(Parser& p, ApplianceConfig& cfg) {
       const std::string opath = index_path(owner + ".outputs", o);
       const std::string body = opath + "." + kind_key(out.kind);
       check_port(out.port, body + ".port");
-      // One pacer forms the datagrams of all of an owner's outputs: they share its
-      // schedule, so these must agree with the first output's.
-      if (o > 0) {
-        const OutputConfig& first = outputs[0];
-        const auto differs = [&](const char* key, const std::string& mine, const std::string& firsts) {
-          const std::string at = p.where.count(body + "." + key) != 0 ? body + "." + key : body;
-          p.error_at(at, std::string(key) + " is " + mine + " here and " + firsts + " in " +
-                             index_path(owner + ".outputs", 0) + ": the outputs of one " +
-                             (owner.rfind("multiplexes", 0) == 0 ? "multiplex" : "channel") +
-                             " leave on one schedule, so they must agree");
-        };
-        const auto pacing_name = [](PacingMode m) {
-          return std::string(m == PacingMode::kPcr ? "pcr" : m == PacingMode::kCbr ? "cbr" : "passthrough");
-        };
-        if (out.packets_per_datagram != first.packets_per_datagram)
-          differs("packets_per_datagram", std::to_string(out.packets_per_datagram), std::to_string(first.packets_per_datagram));
-        else if (out.pacing != first.pacing)
-          differs("pacing", pacing_name(out.pacing), pacing_name(first.pacing));
-        else if (out.pacing == PacingMode::kCbr && out.cbr_bps != first.cbr_bps)
-          differs("cbr_bps", std::to_string(out.cbr_bps), std::to_string(first.cbr_bps));
-      }
       if (out.address == 0 || out.udp_port == 0) continue;
       if (auto [it, fresh] = destinations.emplace(std::make_pair(out.address, out.udp_port), opath); !fresh) {
         const std::string dest = p.where.count(body + ".group") != 0 ? body + ".group" : body + ".address";

@@ -308,7 +308,7 @@ struct Channel::Impl {
   std::uint64_t rate_window_packets = 0;
   std::unique_ptr<PublishedInput[]> published;  // one per input
 
-  Pacer pacer;
+  Pacers pacer;
   std::vector<std::pair<PacketTap*, std::size_t>> taps;
   // One writer (the lcore that owns the channel); stats() may read from any thread.
   struct alignas(64) Counters {

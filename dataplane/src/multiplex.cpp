@@ -87,7 +87,7 @@ struct Multiplex::Impl {
   std::vector<std::size_t> members;
   mpegts::Remuxer remux;
   std::vector<TsPacket> remux_out;
-  Pacer pacer;
+  Pacers pacer;
   alignas(64) std::atomic<std::uint64_t> packets_in{0};
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <stdexcept>
+#include <utility>
 
 namespace twincast::dataplane {
 
@@ -20,7 +21,12 @@ constexpr std::uint64_t kPacketBits = mpegts::kPacketSize * 8;
 
 }  // namespace
 
-Pacer::Pacer(const std::vector<OutputConfig>& outputs, const std::string& who) : n_outputs_(outputs.size()) {
+Pacer::Pacer(const std::vector<OutputConfig>& outputs, const std::string& who, std::vector<std::size_t> ids)
+    : n_outputs_(outputs.size()), ids_(std::move(ids)) {
+  if (ids_.size() != n_outputs_) {
+    ids_.resize(n_outputs_);
+    for (std::size_t o = 0; o < n_outputs_; ++o) ids_[o] = o;
+  }
   for (const auto& o : outputs) {
     if (o.packets_per_datagram < 1 || o.packets_per_datagram > 7)
       throw std::invalid_argument(who + ": packets_per_datagram must be 1..7");
@@ -95,7 +101,7 @@ void Pacer::send_datagram(std::uint64_t count, std::uint64_t due, std::uint64_t 
     for (std::uint64_t k = 0; k < count; ++k) dg[k] = packets_[index(head_ + k)];
     packets = std::span<const TsPacket>(dg.data(), count);
   }
-  for (std::size_t o = 0; o < n_outputs_; ++o) sink.send(o, packets);
+  for (std::size_t o = 0; o < n_outputs_; ++o) sink.send(ids_[o], packets);
   head_ += count;
   bump_counter(counters_.packets_out, count);
   bump_counter(counters_.datagrams_out);
@@ -175,13 +181,64 @@ void Pacer::poll_cbr(std::uint64_t now, DatagramSink& sink) {
         dg[k].set_cc(0);
       }
     }
-    for (std::size_t o = 0; o < n_outputs_; ++o) sink.send(o, std::span(dg.data(), n));
+    for (std::size_t o = 0; o < n_outputs_; ++o) sink.send(ids_[o], std::span(dg.data(), n));
     bump_counter(counters_.packets_out, media);
     bump_counter(counters_.datagrams_out);
     count_lateness(next_slot_x1000_ / 1000, now);
     next_slot_x1000_ += slot_ns_x1000 * per_datagram_;
   }
   compact();
+}
+
+// --- Pacers ---
+
+Pacers::Pacers(const std::vector<OutputConfig>& outputs, const std::string& who) {
+  // Outputs grouped by schedule, in the order of their first output.
+  std::vector<std::vector<std::size_t>> groups;
+  const auto same_schedule = [](const OutputConfig& a, const OutputConfig& b) {
+    return a.packets_per_datagram == b.packets_per_datagram && a.pacing == b.pacing &&
+           (a.pacing != PacingMode::kCbr || a.cbr_bps == b.cbr_bps);
+  };
+  for (std::size_t o = 0; o < outputs.size(); ++o) {
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [&](const std::vector<std::size_t>& g) { return same_schedule(outputs[g[0]], outputs[o]); });
+    if (it == groups.end()) groups.push_back({o});
+    else it->push_back(o);
+  }
+  if (groups.empty()) {
+    pacers_.push_back(std::make_unique<Pacer>(outputs, who));
+    return;
+  }
+  for (const auto& g : groups) {
+    std::vector<OutputConfig> mine;
+    for (const std::size_t o : g) mine.push_back(outputs[o]);
+    pacers_.push_back(std::make_unique<Pacer>(mine, who, g));
+  }
+}
+
+void Pacers::copy_in(Pacer& to, std::span<const mpegts::TsPacket> packets, std::uint16_t pcr_pid, std::uint64_t now) {
+  if (const std::span<mpegts::TsPacket> room = to.tail_room(packets.size()); !room.empty()) {
+    std::copy(packets.begin(), packets.end(), room.begin());
+    to.commit(packets.size(), pcr_pid, now);
+    return;
+  }
+  for (const mpegts::TsPacket& p : packets) to.enqueue(p, pcr_pid, now);
+}
+
+std::uint64_t Pacers::dropped_queue_full() const {
+  std::uint64_t n = 0;
+  for (const auto& p : pacers_) n += p->dropped_queue_full();
+  return n;
+}
+
+PacingHistogram Pacers::lateness() const {
+  PacingHistogram h;
+  for (const auto& p : pacers_) {
+    const PacingHistogram one = p->lateness();
+    for (std::size_t b = 0; b < h.buckets.size(); ++b) h.buckets[b] += one.buckets[b];
+    h.sum_ns += one.sum_ns;
+  }
+  return h;
 }
 
 }  // namespace twincast::dataplane

@@ -12,6 +12,9 @@
 // Every datagram sent also counts its lateness (the poll's `now` minus its due time) in a
 // histogram on kPacingLatenessBoundsNs.
 //
+// Pacers: the pacers of one channel or multiplex, one per distinct schedule among its
+// outputs (packets_per_datagram, pacing, cbr_bps), each sending to its own outputs.
+//
 // Sized at construction; enqueue() and poll() never allocate, lock, throw or log.
 #pragma once
 
@@ -50,8 +53,10 @@ class Pacer {
 
   // Throws std::invalid_argument (prefixed with `who`) for packets_per_datagram outside
   // 1..7 or cbr without a rate. The first output decides the schedule: all outputs carry
-  // the same datagrams. No outputs: nothing is queued, poll() sends nothing.
-  Pacer(const std::vector<OutputConfig>& outputs, const std::string& who);
+  // the same datagrams (Pacers gives each schedule its own Pacer). `ids`: the outputs'
+  // numbers for the DatagramSink (default 0, 1, ...). No outputs: nothing is queued,
+  // poll() sends nothing.
+  Pacer(const std::vector<OutputConfig>& outputs, const std::string& who, std::vector<std::size_t> ids = {});
 
   // One packet in at `now`, copied to the tail (a packet carrying a PCR on `pcr_pid` is a
   // pacing PCR). Counts a drop when the queue is full. Inline: the remux output loops call
@@ -128,6 +133,7 @@ class Pacer {
   void compact();
 
   std::size_t n_outputs_ = 0;
+  std::vector<std::size_t> ids_;  // the sink's number of each output
   std::size_t per_datagram_ = 7;
   PacingMode pacing_ = PacingMode::kPcr;
   std::uint64_t cbr_bps_ = 0;
@@ -153,6 +159,51 @@ class Pacer {
     std::array<std::atomic<std::uint64_t>, kPacingLatenessBucketCount> buckets{};
     std::atomic<std::uint64_t> sum_ns{0};
   } lateness_;
+};
+
+}  // namespace twincast::dataplane
+
+namespace twincast::dataplane {
+
+// The output side of a channel or multiplex: a Pacer per distinct schedule among its
+// outputs (most have one). The producer writes into the first pacer's queue (tail_room,
+// commit, as with one Pacer); the others get a copy of what is committed. unsent() and the
+// packet and datagram counts are the first pacer's (the first output's schedule); queue
+// drops and the lateness histogram are summed over all of them.
+class Pacers {
+ public:
+  Pacers(const std::vector<OutputConfig>& outputs, const std::string& who);
+
+  [[nodiscard]] std::span<mpegts::TsPacket> tail_room(std::size_t max) {
+    room_ = pacers_[0]->tail_room(max);
+    return room_;
+  }
+  void commit(std::size_t n, std::uint16_t pcr_pid, std::uint64_t now) {
+    pacers_[0]->commit(n, pcr_pid, now);
+    for (std::size_t i = 1; i < pacers_.size(); ++i) copy_in(*pacers_[i], room_.first(n), pcr_pid, now);
+  }
+  void enqueue(const mpegts::TsPacket& p, std::uint16_t pcr_pid, std::uint64_t now) {
+    for (const auto& pacer : pacers_) pacer->enqueue(p, pcr_pid, now);
+  }
+  void poll(std::uint64_t now, DatagramSink& sink) {
+    for (const auto& pacer : pacers_) pacer->poll(now, sink);
+  }
+  void reanchor() {
+    for (const auto& pacer : pacers_) pacer->reanchor();
+  }
+  [[nodiscard]] bool active() const { return pacers_[0]->active(); }
+  [[nodiscard]] std::array<std::span<const mpegts::TsPacket>, 2> unsent() const { return pacers_[0]->unsent(); }
+  [[nodiscard]] std::uint64_t packets_out() const { return pacers_[0]->packets_out(); }
+  [[nodiscard]] std::uint64_t datagrams_out() const { return pacers_[0]->datagrams_out(); }
+  [[nodiscard]] std::uint64_t dropped_queue_full() const;
+  [[nodiscard]] PacingHistogram lateness() const;
+  [[nodiscard]] std::size_t schedules() const { return pacers_.size(); }
+
+ private:
+  static void copy_in(Pacer& to, std::span<const mpegts::TsPacket> packets, std::uint16_t pcr_pid, std::uint64_t now);
+
+  std::vector<std::unique_ptr<Pacer>> pacers_;  // at least one
+  std::span<mpegts::TsPacket> room_;            // the first pacer's last tail_room()
 };
 
 }  // namespace twincast::dataplane

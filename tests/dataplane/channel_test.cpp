@@ -262,6 +262,55 @@ TEST(Channel, ConstantBitrateStuffsWithNullPackets) {
   EXPECT_EQ(cc_errors(without_nulls), 0u);
 }
 
+TEST(Channel, EachOutputKeepsItsOwnSchedule) {
+  // Output 0: CBR at 2 Mbit/s, 7 packets per datagram (a QAM edge); output 1: PCR-paced,
+  // 4 per datagram (an encoder farm); output 2: the same schedule as output 0 (it shares
+  // its pacer, so it gets the very same datagrams).
+  auto cfg = one_channel(1, PacingMode::kCbr);
+  cfg.outputs[0].cbr_bps = 2'000'000;
+  OutputConfig pcr;
+  pcr.pacing = PacingMode::kPcr;
+  pcr.packets_per_datagram = 4;
+  cfg.outputs.push_back(pcr);
+  cfg.outputs.push_back(cfg.outputs[0]);
+  Channel ch(cfg);
+  Source a = source("h264_aac.ts");
+  Recorder rec;
+  run(ch, {&a}, rec, 5000 * kMs, 7, [](std::uint64_t) {});
+  const auto cbr = rec.packets(0);
+  const auto paced = rec.packets(1);
+  std::size_t cbr_datagrams = 0, paced_datagrams = 0, in_window = 0;
+  for (const auto& d : rec.sent) {
+    if (d.output == 0) {
+      ++cbr_datagrams;
+      EXPECT_EQ(d.packets.size(), 7u);
+      in_window += d.t >= 1000 * kMs && d.t < 4000 * kMs;
+    } else if (d.output == 1) {
+      ++paced_datagrams;
+      EXPECT_LE(d.packets.size(), 4u);
+    }
+  }
+  EXPECT_NEAR(static_cast<double>(in_window), 3.0 / 0.005264, 2.0);  // 2 Mbit/s
+  EXPECT_GE(paced_datagrams * 4, paced.size());
+  EXPECT_GT(cbr_datagrams, 0u);
+  std::vector<TsPacket> cbr_media;
+  for (const auto& p : cbr)
+    if (p.pid() != mpegts::kNullPid) cbr_media.push_back(p);
+  EXPECT_LT(cbr_media.size(), cbr.size());  // stuffed
+  for (const auto& p : paced) EXPECT_NE(p.pid(), mpegts::kNullPid);  // not stuffed
+  // The same packets, each on its own timeline: the PCR-paced output's are the CBR one's
+  // without the stuffing (up to where the shorter one ends).
+  const std::size_t n = std::min(cbr_media.size(), paced.size());
+  ASSERT_GT(n, 1000u);
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(cbr_media[i].bytes, paced[i].bytes) << i;
+  EXPECT_EQ(cc_errors(cbr_media), 0u);
+  EXPECT_EQ(cc_errors(paced), 0u);
+  EXPECT_EQ(rec.packets(2).size(), cbr.size());
+  EXPECT_EQ(test::decode_errors(paced, "own_schedule", "paced.ts"), "");
+  EXPECT_EQ(test::decode_errors(cbr, "own_schedule", "cbr.ts"), "");
+  EXPECT_EQ(ch.stats().dropped_queue_full, 0u);
+}
+
 TEST(Channel, RejectsWhatItCannotRun) {
   auto cfg = one_channel(0);
   EXPECT_THROW(Channel{cfg}, std::invalid_argument);
