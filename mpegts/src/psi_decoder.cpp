@@ -138,9 +138,9 @@ struct PsiDecoder::Impl {
   // continue it, up to the next such packet. A run byte for byte like one libdvbpsi was
   // already shown carries nothing new, and libdvbpsi allocates (and checks the CRC of)
   // every section it is given, so it does not see such a run. Each PID remembers its last
-  // kRunsPerPid runs (several tables may take turns on one PID: SDT actual and other, BAT)
-  // as hashes of their packets' payloads, up to kRunPackets packets; longer runs are
-  // always fed. A run's first packet picks a remembered run, and its packets are skipped
+  // kRunsPerPid runs (several tables may take turns on one PID: SDT actual and other, BAT;
+  // the least recently matched is replaced) as hashes of their packets' payloads, up to
+  // kRunPackets packets; longer runs are always fed. A run's first packet picks a remembered run, and its packets are skipped
   // as long as each matches; the first that does not is fed, and that remembered run is
   // forgotten, so the next repetition is fed whole. A changed table changes the run's
   // first packet (every section header holds the version_number), so a change is
@@ -155,13 +155,18 @@ struct PsiDecoder::Impl {
   // had collected of the table (a partial section, the other sections of a table of
   // several), so then every remembered run of the PID is forgotten too: all of the table
   // is fed again. As long as nothing is fed, a loss costs nothing: a CC error on a PSI PID,
-  // or an input that loops, is free once its tables are known. A new PMT decoder (a
-  // program joins the PAT) forgets its PID's runs as well: it has seen none of them.
+  // or an input that loops, is free once its tables are known. After a loss, packets that
+  // start no section are not fed until one that does (libdvbpsi would drop them), so an
+  // input that loops in the middle of a table does not make it feed everything again. A
+  // packet with the CC of the one before is a duplicate only with the same payload;
+  // otherwise it is a loss (a stuck counter). A new PMT decoder (a program joins the PAT)
+  // forgets its PID's runs as well: it has seen none of them.
   static constexpr std::size_t kRunPackets = 8;
-  static constexpr std::size_t kRunsPerPid = 4;
+  static constexpr std::size_t kRunsPerPid = 8;
   struct Run {
     std::uint8_t n = 0;  // packets; 0: nothing remembered
     std::uint32_t section = 0;  // the first section's table_id, extension, section_number
+    std::uint32_t used = 0;     // when it was last recorded or matched (Repeat::clock)
     std::array<std::uint64_t, kRunPackets> hash{};
   };
   struct Repeat {
@@ -173,7 +178,8 @@ struct PsiDecoder::Impl {
     bool gap = false;             // the stream lost packets since the last one fed
     std::uint8_t run = 0;         // the remembered run being recorded or followed
     std::uint8_t at = 0;          // packets of the current run so far
-    std::uint8_t next_run = 0;    // the remembered run the next recording replaces
+    std::uint32_t clock = 0;      // counts run starts (for Run::used)
+    std::uint64_t last_hash = 0;  // payload hash of the last packet on this PID
     std::array<Run, kRunsPerPid> runs{};
   };
   static constexpr std::size_t kRepeatSlots = 64;
@@ -517,39 +523,49 @@ void PsiDecoder::Impl::on_new_si_table(dvbpsi_t* handle, std::uint8_t table_id, 
 bool PsiDecoder::Impl::feed_repeat(Repeat& r, const TsPacket& packet, std::span<const std::uint8_t> payload,
                                    std::array<std::uint8_t, kPacketSize>& bytes) {
   const std::uint8_t cc = packet.cc();
-  const bool continuous = r.last_cc == 0xFF || cc == ((r.last_cc + 1) & 0x0F);
-  const bool duplicate = cc == r.last_cc;
+  const std::uint64_t h = payload_hash(payload);
+  const bool seen_before = r.last_cc != 0xFF;
+  const bool duplicate = seen_before && cc == r.last_cc && h == r.last_hash;
+  const bool continuous = !seen_before || cc == ((r.last_cc + 1) & 0x0F);
   r.last_cc = cc;
+  r.last_hash = h;
   if (duplicate) return false;  // a repeated packet (13818-1 2.4.3.3): libdvbpsi had it or skipped it
   if (!continuous) r.gap = true;
   const bool starts = packet.payload_unit_start() && payload[0] == 0;
-  const std::uint64_t h = payload_hash(payload);
   bool feed = true;
   if (starts) {
     if (r.mode == Repeat::Mode::kRecord) r.runs[r.run].n = r.at;  // the recorded run is complete
     r.mode = Repeat::Mode::kRecord;
+    ++r.clock;
     for (std::uint8_t k = 0; k < kRunsPerPid; ++k) {
       if (r.runs[k].n != 0 && r.runs[k].hash[0] == h) {
         r.mode = Repeat::Mode::kSkip;
         r.run = k;
+        r.runs[k].used = r.clock;
         feed = false;
         break;
       }
     }
     if (r.mode == Repeat::Mode::kRecord) {
       const std::uint32_t section = section_key(payload);
-      for (Run& old : r.runs)
+      std::uint8_t victim = 0;
+      for (std::uint8_t k = 0; k < kRunsPerPid; ++k) {
+        Run& old = r.runs[k];
         if (old.section == section) old.n = 0;  // an older version of this section
-      r.run = r.next_run;
-      r.next_run = static_cast<std::uint8_t>((r.next_run + 1) % kRunsPerPid);
+        if (old.n == 0 || (r.runs[victim].n != 0 && old.used < r.runs[victim].used)) victim = k;
+      }
+      r.run = victim;
       r.runs[r.run].n = 0;  // filled in when the run is complete
       r.runs[r.run].section = section;
+      r.runs[r.run].used = r.clock;
       r.runs[r.run].hash[0] = h;
     }
     r.at = 1;
   } else if (r.mode == Repeat::Mode::kSkip) {
     Run& run = r.runs[r.run];
-    if (continuous && r.at < run.n && run.hash[r.at] == h) {
+    if (!continuous) {
+      r.mode = Repeat::Mode::kFeed;  // lost our place in the run (not a sign it changed)
+    } else if (r.at < run.n && run.hash[r.at] == h) {
       ++r.at;
       feed = false;
     } else {
@@ -565,6 +581,11 @@ bool PsiDecoder::Impl::feed_repeat(Repeat& r, const TsPacket& packet, std::span<
   }
   if (!feed) {
     ++stats.repeats_skipped;
+    return false;
+  }
+  if (r.gap && !packet.payload_unit_start()) {
+    // After a loss: the rest of a section that libdvbpsi could not complete anyway.
+    if (r.mode == Repeat::Mode::kRecord) r.mode = Repeat::Mode::kFeed;
     return false;
   }
   if (r.gap) {

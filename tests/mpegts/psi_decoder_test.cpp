@@ -477,7 +477,8 @@ TEST(PsiDecoder, LossInsideTheFirstRepetitionIsMadeGoodByTheNext) {
     const std::uint32_t c = crc32_mpeg(std::span(sec).first(sec.size() - 4));
     for (int k = 0; k < 4; ++k) sec[sec.size() - 4 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(c >> (24 - 8 * k));
   }
-  const std::size_t n = packets_for(kSdtPid, odd, cc).size();
+  std::uint8_t scratch_cc = 0;
+  const std::size_t n = packets_for(kSdtPid, odd, scratch_cc).size();
   auto skipped_by = [&](const std::vector<Section>& table) {
     const auto before = d.stats().repeats_skipped;
     feed(d, packets_for(kSdtPid, table, cc));
@@ -657,4 +658,65 @@ TEST(PsiDecoderRepetitions, PatBackToAnotherTransportStream) {
   EXPECT_NE(find_service(d, 2), nullptr);
   for (int i = 0; i < 20; ++i) feed(d, packets_for(kPatPid, a, pat_cc));
   EXPECT_NE(find_service(d, 1), nullptr);
+}
+
+TEST(PsiDecoderRepetitions, StuckContinuityCounterIsALossNotADuplicate) {
+  // Every PAT packet with CC 0 (a broken muxer): a new PAT is not a duplicate of the old
+  // one just because its counter did not move.
+  PsiDecoder d;
+  for (int i = 0; i < 3; ++i) {
+    std::uint8_t cc = 0;
+    feed(d, packets_for(kPatPid, build_pat(7, {{1, 0x100}}, 0), cc));
+  }
+  ASSERT_NE(find_service(d, 1), nullptr);
+  for (int i = 0; i < 3; ++i) {
+    std::uint8_t cc = 0;
+    feed(d, packets_for(kPatPid, build_pat(7, {{2, 0x200}}, 1), cc));
+  }
+  EXPECT_EQ(find_service(d, 1), nullptr);
+  EXPECT_NE(find_service(d, 2), nullptr);
+}
+
+TEST(PsiDecoderRepetitions, ManyTablesTakingTurnsOnOnePid) {
+  // SDT actual and SDT other for six other transport streams on PID 0x11 (a satellite
+  // transponder's SI): seven runs in turn, each remembered.
+  std::vector<Section> others;
+  for (std::uint16_t ts = 10; ts < 16; ++ts) others.push_back(raw_section(0x46, ts, 0, {0x20, 0x01, 0xFF}));
+  const auto actual = build_sdt(7, 0x2000, many_services(10), 0);
+  PsiDecoder d;
+  std::uint8_t cc = 0;
+  std::size_t first_round = 0, fed = 0;
+  for (int rep = 0; rep < 20; ++rep) {
+    const auto before = d.stats().repeats_skipped;
+    std::size_t packets = 0;
+    for (const auto& p : packets_for(kSdtPid, actual, cc)) d.push(p), ++packets;
+    for (const auto& o : others)
+      for (const auto& p : packets_for(kSdtPid, {o}, cc)) d.push(p), ++packets;
+    const auto skipped = d.stats().repeats_skipped - before;
+    if (rep == 0) first_round = packets - skipped;
+    else fed += packets - skipped;
+  }
+  EXPECT_EQ(first_round, 1 + packets_for(kSdtPid, actual, cc).size() + others.size() - 1);  // all of it, once
+  EXPECT_EQ(fed, 0u);  // nothing after the first round
+  EXPECT_EQ(d.stats().sdt, 1u);
+}
+
+TEST(PsiDecoderRepetitions, InputLoopingInsideATableCostsNothing) {
+  // A capture that loops in the middle of a multi-packet SDT: at each loop the stream
+  // jumps (a CC gap) into the table's second packet. Decoded once, never again.
+  const auto sdt = build_sdt(7, 0x2000, many_services(30), 0);
+  std::uint8_t cc = 0;
+  const auto one = packets_for(kSdtPid, sdt, cc);
+  ASSERT_GE(one.size(), 3u);
+  PsiDecoder d;
+  for (int loop = 0; loop < 20; ++loop) {
+    // The loop: the last packets of a repetition, then whole repetitions.
+    std::uint8_t lcc = static_cast<std::uint8_t>(loop * 5);
+    auto tail = packets_for(kSdtPid, sdt, lcc);
+    tail.erase(tail.begin());
+    feed(d, tail);
+    for (int rep = 0; rep < 3; ++rep) feed(d, packets_for(kSdtPid, sdt, lcc));
+  }
+  EXPECT_EQ(d.stats().sdt, 1u);
+  EXPECT_GE(d.stats().repeats_skipped, 19u * 3u * one.size());
 }
