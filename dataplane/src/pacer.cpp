@@ -79,6 +79,24 @@ void Pacer::schedule_pcr(const TsPacket& p, std::uint64_t now) {
   prev_due_valid_ = true;
 }
 
+void Pacer::take_over(const Pacer& old) {
+  if (n_outputs_ == 0 || old.n_outputs_ == 0) return;
+  const std::uint64_t n = old.queued();
+  for (std::uint64_t k = 0; k < n; ++k) {
+    packets_[k] = old.packets_[index(old.head_ + k)];
+    meta_[k] = old.meta_[index(old.head_ + k)];
+  }
+  head_ = 0;
+  scheduled_ = old.scheduled_ - old.head_;
+  tail_ = n;
+  have_anchor_ = old.have_anchor_;
+  reanchor_ = old.reanchor_;
+  prev_due_valid_ = old.prev_due_valid_;
+  last_pcr_ = old.last_pcr_;
+  last_pcr_due_ = old.last_pcr_due_;
+  next_slot_x1000_ = old.next_slot_x1000_;
+}
+
 void Pacer::count_lateness(std::uint64_t due, std::uint64_t now) {
   const std::uint64_t late = now > due ? now - due : 0;
   bump_counter(lateness_.buckets[pacing_lateness_bucket(late)]);
@@ -223,6 +241,14 @@ void Pacers::copy_in(Pacer& to, std::span<const mpegts::TsPacket> packets, std::
     return;
   }
   for (const mpegts::TsPacket& p : packets) to.enqueue(p, pcr_pid, now);
+}
+
+bool Pacers::take_over(const Pacers& old) {
+  if (old.pacers_.size() != pacers_.size()) return false;
+  for (std::size_t i = 0; i < pacers_.size(); ++i)
+    if (!pacers_[i]->same_schedule(*old.pacers_[i])) return false;
+  for (std::size_t i = 0; i < pacers_.size(); ++i) pacers_[i]->take_over(*old.pacers_[i]);
+  return true;
 }
 
 std::uint64_t Pacers::dropped_queue_full() const {

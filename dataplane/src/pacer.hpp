@@ -93,6 +93,15 @@ class Pacer {
   void poll(std::uint64_t now, DatagramSink& sink);
   // The pacing PID's timeline changed (an input switch): anchor on its next PCR.
   void reanchor() { reanchor_ = true; }
+  // Same schedule (packets_per_datagram, pacing, cbr_bps)?
+  [[nodiscard]] bool same_schedule(const Pacer& other) const {
+    return per_datagram_ == other.per_datagram_ && pacing_ == other.pacing_ && cbr_bps_ == other.cbr_bps_ &&
+           (n_outputs_ == 0) == (other.n_outputs_ == 0);
+  }
+  // Takes over `old`'s queue and timing (a reload rebuilt the owner with the same
+  // schedule): what `old` had not sent yet leaves from here, on `old`'s schedule. Before
+  // the first enqueue; no allocation (copies at most kQueuePackets packets).
+  void take_over(const Pacer& old);
 
   [[nodiscard]] bool active() const { return n_outputs_ != 0; }
   // The packets queued and not sent yet, oldest first, in two parts (the ring wraps). On
@@ -192,6 +201,10 @@ class Pacers {
     for (const auto& pacer : pacers_) pacer->reanchor();
   }
   [[nodiscard]] bool active() const { return pacers_[0]->active(); }
+  // A reload rebuilt the owner: when every schedule is what it was, each pacer takes over
+  // its predecessor's queue and timing and this returns true (nothing unsent is lost, every
+  // output goes on without a gap); otherwise nothing is taken and it returns false.
+  bool take_over(const Pacers& old);
   [[nodiscard]] std::array<std::span<const mpegts::TsPacket>, 2> unsent() const { return pacers_[0]->unsent(); }
   [[nodiscard]] std::uint64_t packets_out() const { return pacers_[0]->packets_out(); }
   [[nodiscard]] std::uint64_t datagrams_out() const { return pacers_[0]->datagrams_out(); }

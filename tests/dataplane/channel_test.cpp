@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -54,8 +55,8 @@ Source source(const std::string& name, std::uint64_t offset = 0) {
 // then the channel is polled. `at` is called once per step (to kill or revive sources).
 template <class At>
 void run(Channel& ch, std::vector<Source*> sources, Recorder& rec, std::uint64_t end_ns, std::size_t burst, At&& at,
-         std::uint64_t step_ns = 100'000) {
-  for (std::uint64_t now = 0; now <= end_ns; now += step_ns) {
+         std::uint64_t step_ns = 100'000, std::uint64_t start_ns = 0) {
+  for (std::uint64_t now = start_ns; now <= end_ns; now += step_ns) {
     at(now);
     for (std::size_t i = 0; i < sources.size(); ++i) {
       Source& s = *sources[i];
@@ -310,6 +311,78 @@ TEST(Channel, EachOutputKeepsItsOwnSchedule) {
   EXPECT_EQ(test::decode_errors(cbr, "own_schedule", "cbr.ts"), "");
   EXPECT_EQ(ch.stats().dropped_queue_full, 0u);
 }
+
+namespace {
+
+// Continuity as a receiver judges it: per PID, each payload packet's CC is the previous
+// one's + 1, or the same with the same bytes (a duplicate), or it carries the
+// discontinuity_indicator. Returns how many packets break that.
+std::size_t strict_cc_breaks(const std::vector<TsPacket>& pkts) {
+  std::map<std::uint16_t, const TsPacket*> last;
+  std::size_t breaks = 0;
+  for (const auto& p : pkts) {
+    if (p.pid() == mpegts::kNullPid || !p.has_payload()) continue;
+    const auto it = last.find(p.pid());
+    if (it != last.end() && !p.discontinuity()) {
+      const TsPacket& q = *it->second;
+      const bool next = p.cc() == ((q.cc() + 1) & 0x0F);
+      const bool duplicate = p.cc() == q.cc() && p.bytes == q.bytes;
+      if (!next && !duplicate) ++breaks;
+    }
+    last[p.pid()] = &p;
+  }
+  return breaks;
+}
+
+}  // namespace
+
+class ChannelReload : public ::testing::TestWithParam<std::vector<std::pair<PacingMode, std::size_t>>> {};
+
+TEST_P(ChannelReload, EveryOutputGoesOnWithoutABreak) {
+  // A reload rebuilds the channel (same outputs) 3 s in: the new one takes over the old
+  // one's queues, so every output, on whatever schedule, goes on with no CC break and
+  // carries the same packets. (The new remux still starts each PID at its next unit start,
+  // flagged with the discontinuity_indicator: a reload of a changed channel cuts the frame
+  // in flight, on every output alike.)
+  auto cfg = one_channel(1);
+  cfg.outputs.clear();
+  for (const auto& [pacing, per_datagram] : GetParam()) {
+    OutputConfig o;
+    o.pacing = pacing;
+    o.packets_per_datagram = static_cast<std::uint8_t>(per_datagram);
+    if (pacing == PacingMode::kCbr) o.cbr_bps = 2'000'000;
+    cfg.outputs.push_back(o);
+  }
+  Source a = source("h264_aac.ts");
+  Recorder rec;
+  auto before = std::make_unique<Channel>(cfg);
+  run(*before, {&a}, rec, 3000 * kMs, 7, [](std::uint64_t) {});
+  Channel after(cfg);
+  after.continue_from(*before);
+  before.reset();
+  // On to past the file's end, so every queue has drained.
+  run(after, {&a}, rec, 7000 * kMs, 7, [](std::uint64_t) {}, 100'000, 3000 * kMs + 100'000);
+  std::vector<std::vector<TsPacket>> media(cfg.outputs.size());
+  for (std::size_t o = 0; o < cfg.outputs.size(); ++o) {
+    const auto pkts = rec.packets(o);
+    ASSERT_GT(pkts.size(), 1000u) << "output " << o;
+    EXPECT_EQ(strict_cc_breaks(pkts), 0u) << "output " << o;
+    for (const auto& p : pkts)
+      if (p.pid() != mpegts::kNullPid) media[o].push_back(p);
+  }
+  // Every output carried the same packets: none lost what another sent.
+  for (std::size_t o = 1; o < media.size(); ++o) {
+    ASSERT_EQ(media[o].size(), media[0].size()) << "output " << o;
+    for (std::size_t i = 0; i < media[0].size(); ++i) ASSERT_EQ(media[o][i].bytes, media[0][i].bytes) << o << " " << i;
+  }
+  EXPECT_EQ(after.stats().dropped_queue_full, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Outputs, ChannelReload,
+    ::testing::Values(std::vector<std::pair<PacingMode, std::size_t>>{{PacingMode::kPcr, 7}},
+                      std::vector<std::pair<PacingMode, std::size_t>>{{PacingMode::kPcr, 7}, {PacingMode::kPassthrough, 7}},
+                      std::vector<std::pair<PacingMode, std::size_t>>{{PacingMode::kCbr, 7}, {PacingMode::kPcr, 4}}));
 
 TEST(Channel, RejectsWhatItCannotRun) {
   auto cfg = one_channel(0);
