@@ -206,8 +206,8 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
       }
       v.inputs.push_back(std::move(iv));
     }
-    const auto lateness = dp->pacing_lateness(c);
     for (std::size_t o = 0; o < cc.outputs.size(); ++o) {
+      const auto lateness = dp->pacing_lateness(c, o);  // its own schedule's datagrams
       const auto& oc = cc.outputs[o];
       const auto os = dp->output_stats(c, o);
       ApiOutputView ov;
@@ -216,7 +216,7 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
       ov.packets = os.packets;
       ov.bytes = os.bytes;
       ov.dropped = os.dropped_datagrams;
-      ov.pacing_lateness = lateness.buckets;  // one schedule serves all of a channel's outputs
+      ov.pacing_lateness = lateness.buckets;
       ov.pacing_lateness_sum_s = lateness.sum_seconds();
       v.outputs.push_back(std::move(ov));
     }

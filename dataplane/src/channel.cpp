@@ -369,6 +369,6 @@ const mpegts::Analyzer& Channel::input_analyzer(std::size_t input) const { retur
 InputSnapshot Channel::input_snapshot(std::size_t input) const {
   return input < impl_->inputs.size() ? impl_->snapshot(input) : InputSnapshot{};
 }
-PacingHistogram Channel::pacing_lateness() const { return impl_->pacer.lateness(); }
+PacingHistogram Channel::pacing_lateness(std::size_t output) const { return impl_->pacer.lateness(output); }
 
 }  // namespace twincast::dataplane

@@ -27,7 +27,9 @@ class ChannelAdapter final : public ChannelPipeline {
   }
   [[nodiscard]] ChannelStats stats() const override { return channel_.stats(); }
   [[nodiscard]] InputSnapshot input_snapshot(std::size_t input) const override { return channel_.input_snapshot(input); }
-  [[nodiscard]] PacingHistogram pacing_lateness() const override { return channel_.pacing_lateness(); }
+  [[nodiscard]] PacingHistogram pacing_lateness(std::size_t output) const override {
+    return channel_.pacing_lateness(output);
+  }
   void add_tap(PacketTap* tap, std::size_t slot) override { channel_.add_tap(tap, slot); }
   void continue_from(const ChannelPipeline& previous) override {
     if (const auto* p = dynamic_cast<const ChannelAdapter*>(&previous)) channel_.continue_from(p->channel_);

@@ -524,8 +524,8 @@ OutputStats Dataplane::multiplex_output_stats(std::size_t multiplex, std::size_t
 InputSnapshot Dataplane::input_snapshot(std::size_t channel, std::size_t input) const {
   return impl_->plan().channels.at(channel)->pipeline->input_snapshot(input);
 }
-PacingHistogram Dataplane::pacing_lateness(std::size_t channel) const {
-  return impl_->plan().channels.at(channel)->pipeline->pacing_lateness();
+PacingHistogram Dataplane::pacing_lateness(std::size_t channel, std::size_t output) const {
+  return impl_->plan().channels.at(channel)->pipeline->pacing_lateness(output);
 }
 PacingHistogram Dataplane::multiplex_pacing_lateness(std::size_t multiplex) const {
   return impl_->plan().multiplexes.at(multiplex)->multiplex->pacing_lateness();

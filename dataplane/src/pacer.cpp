@@ -257,9 +257,10 @@ std::uint64_t Pacers::dropped_queue_full() const {
   return n;
 }
 
-PacingHistogram Pacers::lateness() const {
+PacingHistogram Pacers::lateness(std::size_t output) const {
   PacingHistogram h;
   for (const auto& p : pacers_) {
+    if (output != kAllOutputs && !p->serves(output)) continue;
     const PacingHistogram one = p->lateness();
     for (std::size_t b = 0; b < h.buckets.size(); ++b) h.buckets[b] += one.buckets[b];
     h.sum_ns += one.sum_ns;

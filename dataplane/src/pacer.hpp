@@ -104,6 +104,8 @@ class Pacer {
   void take_over(const Pacer& old);
 
   [[nodiscard]] bool active() const { return n_outputs_ != 0; }
+  // Sends to the output the sink knows as `id`?
+  [[nodiscard]] bool serves(std::size_t id) const { return std::find(ids_.begin(), ids_.end(), id) != ids_.end(); }
   // The packets queued and not sent yet, oldest first, in two parts (the ring wraps). On
   // the owning lcore; valid until the next enqueue() or poll().
   [[nodiscard]] std::array<std::span<const mpegts::TsPacket>, 2> unsent() const {
@@ -209,7 +211,8 @@ class Pacers {
   [[nodiscard]] std::uint64_t packets_out() const { return pacers_[0]->packets_out(); }
   [[nodiscard]] std::uint64_t datagrams_out() const { return pacers_[0]->datagrams_out(); }
   [[nodiscard]] std::uint64_t dropped_queue_full() const;
-  [[nodiscard]] PacingHistogram lateness() const;
+  // The lateness of the datagrams of `output`'s schedule (kAllOutputs: of every schedule).
+  [[nodiscard]] PacingHistogram lateness(std::size_t output = kAllOutputs) const;
   [[nodiscard]] std::size_t schedules() const { return pacers_.size(); }
 
  private:

@@ -307,6 +307,11 @@ TEST(Channel, EachOutputKeepsItsOwnSchedule) {
   EXPECT_EQ(cc_errors(cbr_media), 0u);
   EXPECT_EQ(cc_errors(paced), 0u);
   EXPECT_EQ(rec.packets(2).size(), cbr.size());
+  // Pacing lateness per schedule: each output's histogram counts its own datagrams.
+  EXPECT_EQ(ch.pacing_lateness(0).count(), cbr_datagrams);
+  EXPECT_EQ(ch.pacing_lateness(1).count(), paced_datagrams);
+  EXPECT_EQ(ch.pacing_lateness(2).count(), cbr_datagrams);
+  EXPECT_EQ(ch.pacing_lateness().count(), cbr_datagrams + paced_datagrams);
   EXPECT_EQ(test::decode_errors(paced, "own_schedule", "paced.ts"), "");
   EXPECT_EQ(test::decode_errors(cbr, "own_schedule", "cbr.ts"), "");
   EXPECT_EQ(ch.stats().dropped_queue_full, 0u);

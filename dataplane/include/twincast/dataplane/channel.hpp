@@ -149,9 +149,10 @@ class Channel {
   static constexpr std::uint64_t kSnapshotIntervalNs = 100'000'000;
   // The last published snapshot of `input`; safe from any thread. Unknown input: {}.
   [[nodiscard]] InputSnapshot input_snapshot(std::size_t input) const;
-  // How late datagrams left against the pacer's schedule (all outputs share it); safe from
-  // any thread.
-  [[nodiscard]] PacingHistogram pacing_lateness() const;
+  // How late datagrams left against their schedule: `output`'s (outputs with the same
+  // packets_per_datagram, pacing and cbr_bps share one), or every schedule's with
+  // kAllOutputs; safe from any thread.
+  [[nodiscard]] PacingHistogram pacing_lateness(std::size_t output = kAllOutputs) const;
 
  private:
   struct Impl;

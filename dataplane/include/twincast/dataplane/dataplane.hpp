@@ -130,7 +130,7 @@ class ChannelPipeline {
   // Channel::input_snapshot() / pacing_lateness(), readable from any thread (stand-ins:
   // an unpublished snapshot, an empty histogram).
   [[nodiscard]] virtual InputSnapshot input_snapshot(std::size_t /*input*/) const { return {}; }
-  [[nodiscard]] virtual PacingHistogram pacing_lateness() const { return {}; }
+  [[nodiscard]] virtual PacingHistogram pacing_lateness(std::size_t /*output: or kAllOutputs*/) const { return {}; }
   // Also hand the remuxed packets to `tap` (Channel::add_tap); set-up only. Stand-ins
   // without a remuxed stream may ignore it.
   virtual void add_tap(PacketTap* /*tap*/, std::size_t /*slot*/) {}
@@ -236,7 +236,8 @@ class Dataplane {
   // The pipeline's input snapshot / pacing lateness (ChannelPipeline), and a multiplex's
   // pacing lateness. Any thread; std::out_of_range for an unknown channel or multiplex.
   [[nodiscard]] InputSnapshot input_snapshot(std::size_t channel, std::size_t input) const;
-  [[nodiscard]] PacingHistogram pacing_lateness(std::size_t channel) const;
+  // Of `output`'s schedule (an output index of the channel), or of all of them.
+  [[nodiscard]] PacingHistogram pacing_lateness(std::size_t channel, std::size_t output = kAllOutputs) const;
   [[nodiscard]] PacingHistogram multiplex_pacing_lateness(std::size_t multiplex) const;
 
   // An SRT input's handle (channel, input index within the channel); std::out_of_range
