@@ -525,6 +525,12 @@ Section sdt_section(std::uint8_t num, std::uint8_t last, std::uint16_t first, in
   return s;
 }
 
+// `reps` repetitions of `sections` on the SDT PID, each section in its own run.
+void repeat_sdt(PsiDecoder& d, const std::vector<Section>& sections, int reps, std::uint8_t& cc) {
+  for (int rep = 0; rep < reps; ++rep)
+    for (const Section& sec : sections) feed(d, packets_for(kSdtPid, {sec}, cc));
+}
+
 std::vector<PatEntry> pat_entries() {
   std::vector<PatEntry> e;
   for (std::uint16_t i = 1; i <= 40; ++i) e.push_back({i, static_cast<std::uint16_t>(0x100 + i)});
@@ -547,10 +553,7 @@ TEST(PsiDecoderRepetitions, LossInANewVersionsSecondSection) {
   feed(d, packets_for(kPatPid, build_pat(7, pat_entries(), 0), pat_cc));
   const Section s0v0 = sdt_section(0, 1, 1, 10, 0, ""), s1v0 = sdt_section(1, 1, 11, 10, 0, "");
   const Section s0v1 = sdt_section(0, 1, 1, 10, 1, " HD"), s1v1 = sdt_section(1, 1, 11, 10, 1, " HD");
-  for (int rep = 0; rep < 5; ++rep) {
-    feed(d, packets_for(kSdtPid, {s0v0}, cc));
-    feed(d, packets_for(kSdtPid, {s1v0}, cc));
-  }
+  repeat_sdt(d, {s0v0, s1v0}, 5, cc);
   EXPECT_EQ(d.stats().sdt, 1u);
   EXPECT_EQ(name_of(d, 15), "Channel number 15");
   // v1: section 0 whole; section 1 with its second packet lost.
@@ -558,10 +561,7 @@ TEST(PsiDecoderRepetitions, LossInANewVersionsSecondSection) {
   auto s1 = packets_for(kSdtPid, {s1v1}, cc);
   s1.erase(s1.begin() + 1);
   feed(d, s1);
-  for (int rep = 0; rep < 50; ++rep) {
-    feed(d, packets_for(kSdtPid, {s0v1}, cc));
-    feed(d, packets_for(kSdtPid, {s1v1}, cc));
-  }
+  repeat_sdt(d, {s0v1, s1v1}, 50, cc);
   EXPECT_EQ(d.stats().sdt, 2u);
   EXPECT_EQ(name_of(d, 15), "Channel number 15 HD");
 
@@ -569,10 +569,7 @@ TEST(PsiDecoderRepetitions, LossInANewVersionsSecondSection) {
   PsiDecoder e;
   std::uint8_t pc = 0, c2 = 0;
   feed(e, packets_for(kPatPid, build_pat(7, pat_entries(), 0), pc));
-  for (int rep = 0; rep < 5; ++rep) {
-    feed(e, packets_for(kSdtPid, {s0v1}, c2));
-    feed(e, packets_for(kSdtPid, {s1v1}, c2));
-  }
+  repeat_sdt(e, {s0v1, s1v1}, 5, c2);
   EXPECT_EQ(name_of(e, 15), "Channel number 15 HD");
 }
 
@@ -584,36 +581,18 @@ TEST(PsiDecoderRepetitions, LostTailBeforeTheNextSection) {
   feed(d, packets_for(kPatPid, build_pat(7, pat_entries(), 0), pat_cc));
   const Section s0v0 = sdt_section(0, 1, 1, 20, 0, ""), s1v0 = sdt_section(1, 1, 21, 10, 0, "");
   const Section s0v1 = sdt_section(0, 1, 1, 20, 1, " HD"), s1v1 = sdt_section(1, 1, 21, 10, 1, " HD");
-  for (int rep = 0; rep < 5; ++rep) {
-    feed(d, packets_for(kSdtPid, {s0v0}, cc));
-    feed(d, packets_for(kSdtPid, {s1v0}, cc));
-  }
+  repeat_sdt(d, {s0v0, s1v0}, 5, cc);
   EXPECT_EQ(d.stats().sdt, 1u);
   auto s0 = packets_for(kSdtPid, {s0v1}, cc);
   ASSERT_GE(s0.size(), 4u);
   s0.resize(s0.size() - 2);
   feed(d, s0);
-  for (int rep = 0; rep < 50; ++rep) {
-    feed(d, packets_for(kSdtPid, {s1v1}, cc));
-    feed(d, packets_for(kSdtPid, {s0v1}, cc));
-  }
+  repeat_sdt(d, {s1v1, s0v1}, 50, cc);
   EXPECT_EQ(d.stats().sdt, 2u);
   EXPECT_EQ(name_of(d, 25), "Channel number 25 HD");
 }
 
 namespace {
-Service plain_service(std::uint16_t id, std::uint16_t pmt_pid, std::uint16_t es) {
-  Service s;
-  s.service_id = id;
-  s.pmt_pid = pmt_pid;
-  s.pcr_pid = es;
-  ElementaryStream v;
-  v.pid = es;
-  v.stream_type = 0x1B;
-  v.codec = Codec::kH264;
-  s.streams.push_back(v);
-  return s;
-}
 const Service* find_service(const PsiDecoder& d, std::uint16_t sid) {
   for (const auto& s : d.model().services)
     if (s.service_id == sid) return &s;
@@ -626,8 +605,8 @@ const Service* find_service(const PsiDecoder& d, std::uint16_t sid) {
 TEST(PsiDecoderRepetitions, ProgramLeavesThePatAndComesBack) {
   std::uint8_t pat_cc = 0, c1 = 0, c2 = 0;
   PsiDecoder d;
-  const auto pmt1 = build_pmt(plain_service(1, 0x100, 0x101), 0);
-  const auto pmt2 = build_pmt(plain_service(2, 0x200, 0x201), 0);
+  const auto pmt1 = build_pmt(simple_service(1, 0x100, 0x101), 0);
+  const auto pmt2 = build_pmt(simple_service(2, 0x200, 0x201), 0);
   auto round = [&](std::uint8_t pat_version, bool with2) {
     std::vector<PatEntry> e{{1, 0x100}};
     if (with2) e.push_back({2, 0x200});
