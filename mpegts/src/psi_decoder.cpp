@@ -182,19 +182,24 @@ struct PsiDecoder::Impl {
     std::uint64_t last_hash = 0;  // payload hash of the last packet on this PID
     std::array<Run, kRunsPerPid> runs{};
   };
+  // One slot per PSI PID: 64 to start with, more when the PAT names more PMT PIDs (grown
+  // where the PMT decoders are made, which allocates anyway); repeat_of[pid] finds it.
   static constexpr std::size_t kRepeatSlots = 64;
-  std::array<Repeat, kRepeatSlots> repeats{};
+  static constexpr std::uint16_t kNoRepeat = 0xFFFF;
+  std::vector<Repeat> repeats;
+  std::array<std::uint16_t, kPidCount> repeat_of{};
   // Decides whether the packet goes to libdvbpsi; when it does, sets its CC in `bytes`.
   bool feed_repeat(Repeat& r, const TsPacket& packet, std::span<const std::uint8_t> payload,
                    std::array<std::uint8_t, kPacketSize>& bytes);
   Repeat* repeat_slot(std::uint16_t pid) {
-    Repeat* empty = nullptr;
-    for (auto& r : repeats) {
-      if (r.pid == pid) return &r;
-      if (r.pid == kNullPid && empty == nullptr) empty = &r;
+    if (const std::uint16_t i = repeat_of[pid]; i != kNoRepeat) return &repeats[i];
+    for (std::size_t i = 0; i < repeats.size(); ++i) {
+      if (repeats[i].pid != kNullPid) continue;
+      repeats[i].pid = pid;
+      repeat_of[pid] = static_cast<std::uint16_t>(i);
+      return &repeats[i];
     }
-    if (empty != nullptr) empty->pid = pid;
-    return empty;  // nullptr when full: such PIDs are always fed
+    return nullptr;  // all taken: such PIDs are always fed
   }
 
   dvbpsi_t* pat = nullptr;
@@ -297,7 +302,8 @@ void PsiDecoder::Impl::open() {
     throw std::bad_alloc();
   }
   flags.fill(0);
-  repeats.fill(Repeat{});
+  repeats.assign(std::max(repeats.size(), kRepeatSlots), Repeat{});
+  repeat_of.fill(kNoRepeat);
   flags[kPatPid] |= kFlagPat;
   flags[kCatPid] |= kFlagCat;
   flags[kNitPid] |= kFlagNit;
@@ -377,13 +383,14 @@ void PsiDecoder::Impl::sync_pmt_decoders() {
       break;
     }
     // The new decoder has seen none of what the PID repeats: feed it all again.
-    for (Repeat& r : repeats) {
-      if (r.pid != e.pid) continue;
-      for (Run& run : r.runs) run.n = 0;
-      r.mode = Repeat::Mode::kFeed;
+    if (const std::uint16_t i = repeat_of[e.pid]; i != kNoRepeat) {
+      for (Run& run : repeats[i].runs) run.n = 0;
+      repeats[i].mode = Repeat::Mode::kFeed;
     }
     pmts.push_back(std::move(slot));
   }
+  // A slot for every PSI PID: the fixed ones and each PMT PID (a few spare).
+  if (const std::size_t want = 8 + pmts.size(); repeats.size() < want) repeats.resize(want);
   refresh_pmt_flags();
 }
 
@@ -391,8 +398,11 @@ void PsiDecoder::Impl::refresh_pmt_flags() {
   for (auto& f : flags) f = static_cast<std::uint8_t>(f & ~kFlagPmt);
   for (const auto& slot : pmts) flags[slot->pid] |= kFlagPmt;
   // PIDs that carry no PSI any more give their repetition slot back.
-  for (Repeat& r : repeats)
-    if (r.pid != kNullPid && flags[r.pid] == 0) r = Repeat{};
+  for (Repeat& r : repeats) {
+    if (r.pid == kNullPid || flags[r.pid] != 0) continue;
+    repeat_of[r.pid] = kNoRepeat;
+    r = Repeat{};
+  }
 }
 
 void PsiDecoder::Impl::on_pmt(void* data, dvbpsi_pmt_t* p) {

@@ -699,3 +699,33 @@ TEST(PsiDecoderRepetitions, InputLoopingInsideATableCostsNothing) {
   EXPECT_EQ(d.stats().sdt, 1u);
   EXPECT_GE(d.stats().repeats_skipped, 19u * 3u * one.size());
 }
+
+TEST(PsiDecoderRepetitions, AMultiplexOfManyPrograms) {
+  // A PAT of 100 programs, each PMT on its own PID, repeated: every PMT is decoded once,
+  // then every repetition of every table is skipped.
+  std::vector<PatEntry> programs;
+  for (std::uint16_t i = 1; i <= 100; ++i) programs.push_back({i, static_cast<std::uint16_t>(0x100 + i)});
+  const auto pat = build_pat(7, programs, 0);
+  std::vector<std::vector<Section>> pmts;
+  for (const auto& e : programs)
+    pmts.push_back(build_pmt(simple_service(e.program_number, e.pid, static_cast<std::uint16_t>(0x1000 + e.program_number)), 0));
+  PsiDecoder d;
+  std::uint8_t pat_cc = 0;
+  std::vector<std::uint8_t> pmt_cc(programs.size());
+  std::size_t total = 0, first = 0;
+  for (int rep = 0; rep < 10; ++rep) {
+    const auto p = packets_for(kPatPid, pat, pat_cc);
+    feed(d, p);
+    total += p.size();
+    for (std::size_t k = 0; k < pmts.size(); ++k) {
+      const auto q = packets_for(programs[k].pid, pmts[k], pmt_cc[k]);
+      feed(d, q);
+      total += q.size();
+    }
+    if (rep == 0) first = total;
+  }
+  EXPECT_EQ(d.stats().pmt, 100u);
+  ASSERT_EQ(d.model().services.size(), 100u);
+  for (const auto& s : d.model().services) EXPECT_TRUE(s.has_pmt) << s.service_id;
+  EXPECT_EQ(d.stats().repeats_skipped, total - first);
+}
