@@ -332,16 +332,7 @@ void Channel::add_tap(PacketTap* tap, std::size_t slot) {
   if (tap != nullptr) impl_->taps.emplace_back(tap, slot);
 }
 void Channel::continue_from(const Channel& previous) {
-  // The same schedules: the new pacers send what the old ones had queued, so the remux
-  // goes on from the last packet it wrote. Otherwise what was queued is dropped and it goes
-  // on from the last packet the first output sent (outputs on other schedules may then
-  // see their continuity counters jump, flagged by the discontinuity_indicator on media).
-  if (impl_->pacer.take_over(previous.impl_->pacer)) {
-    impl_->remux.continue_from(previous.impl_->remux, {}, {});
-    return;
-  }
-  const auto unsent = previous.impl_->pacer.unsent();
-  impl_->remux.continue_from(previous.impl_->remux, unsent[0], unsent[1]);
+  continue_output(impl_->remux, impl_->pacer, previous.impl_->remux, previous.impl_->pacer);
 }
 void Channel::force_input(std::size_t input, std::uint64_t) {
   if (input >= impl_->inputs.size()) return;

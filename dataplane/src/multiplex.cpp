@@ -100,16 +100,7 @@ void Multiplex::on_packets(std::size_t slot, std::span<const mpegts::TsPacket> p
 }
 void Multiplex::poll(std::uint64_t now_ns, DatagramSink& sink) { impl_->pacer.poll(now_ns, sink); }
 void Multiplex::continue_from(const Multiplex& previous) {
-  // The same schedules: the new pacers send what the old ones had queued, so the remux
-  // goes on from the last packet it wrote. Otherwise what was queued is dropped and it goes
-  // on from the last packet the first output sent (outputs on other schedules may then
-  // see their continuity counters jump, flagged by the discontinuity_indicator on media).
-  if (impl_->pacer.take_over(previous.impl_->pacer)) {
-    impl_->remux.continue_from(previous.impl_->remux, {}, {});
-    return;
-  }
-  const auto unsent = previous.impl_->pacer.unsent();
-  impl_->remux.continue_from(previous.impl_->remux, unsent[0], unsent[1]);
+  continue_output(impl_->remux, impl_->pacer, previous.impl_->remux, previous.impl_->pacer);
 }
 std::size_t Multiplex::member_channel(std::size_t slot) const { return impl_->members.at(slot); }
 std::size_t Multiplex::member_count() const { return impl_->members.size(); }

@@ -1,5 +1,7 @@
 #include "pacer.hpp"
 
+#include "twincast/mpegts/remux.hpp"
+
 #include <algorithm>
 #include <array>
 #include <stdexcept>
@@ -266,6 +268,16 @@ PacingHistogram Pacers::lateness(std::size_t output) const {
     h.sum_ns += one.sum_ns;
   }
   return h;
+}
+
+void continue_output(mpegts::Remuxer& remux, Pacers& pacers, const mpegts::Remuxer& old_remux,
+                     const Pacers& old_pacers) {
+  if (pacers.take_over(old_pacers)) {
+    remux.continue_from(old_remux, {}, {});
+    return;
+  }
+  const auto unsent = old_pacers.unsent();
+  remux.continue_from(old_remux, unsent[0], unsent[1]);
 }
 
 }  // namespace twincast::dataplane

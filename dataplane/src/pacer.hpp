@@ -34,6 +34,10 @@
 #include "twincast/mpegts/packet.hpp"
 #include "twincast/mpegts/program.hpp"
 
+namespace twincast::mpegts {
+class Remuxer;
+}
+
 namespace twincast::dataplane {
 
 // A counter with one writer: a plain load and store, no locked instruction.
@@ -221,5 +225,14 @@ class Pacers {
   std::vector<std::unique_ptr<Pacer>> pacers_;  // at least one
   std::span<mpegts::TsPacket> room_;            // the first pacer's last tail_room()
 };
+
+// A reload rebuilt a channel or multiplex (its remux `remux` and pacers `pacers`) in place
+// of `old_remux` / `old_pacers`. With the same schedules the new pacers take over what the
+// old ones had queued, so the remux goes on from the last packet it wrote. Otherwise what
+// was queued is dropped and it goes on from the last packet the first output sent
+// (outputs on other schedules may then see their continuity counters jump, flagged by the
+// discontinuity_indicator on media). On the owning lcore; no allocation.
+void continue_output(mpegts::Remuxer& remux, Pacers& pacers, const mpegts::Remuxer& old_remux,
+                     const Pacers& old_pacers);
 
 }  // namespace twincast::dataplane

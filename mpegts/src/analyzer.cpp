@@ -409,24 +409,25 @@ void Analyzer::pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t no
   s.max_interval_ns = std::max(s.max_interval_ns, arrival_gap);
   s.rep_ref_ns = now;
   s.last_arrival_ns = now;
-  const auto judge_arrival = [&] {
-    if (!silence_counted && arrival_gap > config_.pcr_max_interval_ns) count_error(Check::kPcrRepetitionError, pid, now);
+  // One error per interval over the limit, unless tick() already counted it as silence.
+  const auto repetition = [&](std::uint64_t interval_ns) {
+    if (!silence_counted && interval_ns > config_.pcr_max_interval_ns) count_error(Check::kPcrRepetitionError, pid, now);
   };
 
   const std::uint64_t index = burst_index_ + static_cast<std::uint64_t>(&p - burst_begin_);
   if (!s.have_pcr || disc || s.discontinuity_pending) {
-    judge_arrival();
+    repetition(arrival_gap);
     s.rebase(now);
   } else {
     const std::uint64_t delta = pcr_delta(s.last_pcr, pcr);
     if (delta > config_.pcr_max_jump_ns * 27 / 1000) {
       count_error(Check::kPcrDiscontinuityIndicatorError, pid, now);
-      judge_arrival();
+      repetition(arrival_gap);
       s.rebase(now);
     } else {
       const std::uint64_t interval_ns = delta * 1000 / 27;
       s.max_pcr_interval_ns = std::max(s.max_pcr_interval_ns, interval_ns);
-      if (interval_ns > config_.pcr_max_interval_ns && !silence_counted) count_error(Check::kPcrRepetitionError, pid, now);
+      repetition(interval_ns);
       const double accuracy = static_cast<double>(config_.pcr_accuracy_ns);
       // Overall jitter: measured and reported, never an error by itself (on a network
       // input it is mostly the network's, and TR 101 290's PCR_accuracy_error is not).

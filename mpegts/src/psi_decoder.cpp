@@ -4,7 +4,6 @@
 #include "twincast/mpegts/psi_decoder.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <array>
 #include <cstddef>
 #include <map>
@@ -140,9 +139,10 @@ struct PsiDecoder::Impl {
   // every section it is given, so it does not see such a run. Each PID remembers its last
   // kRunsPerPid runs (several tables may take turns on one PID: SDT actual and other, BAT;
   // the least recently matched is replaced) as hashes of their packets' payloads, up to
-  // kRunPackets packets; longer runs are always fed. A run's first packet picks a remembered run, and its packets are skipped
-  // as long as each matches; the first that does not is fed, and that remembered run is
-  // forgotten, so the next repetition is fed whole. A changed table changes the run's
+  // kRunPackets packets; longer runs are always fed. A run's first packet picks a
+  // remembered run, and its packets are skipped as long as each matches; the first that
+  // does not is fed, and that remembered run is forgotten, so the next repetition is fed
+  // whole. A changed table changes the run's
   // first packet (every section header holds the version_number), so a change is
   // normally fed at once. Only the newest run of each section (table_id, extension,
   // section_number of the run's first section) is remembered: a table that goes back to

@@ -32,11 +32,11 @@ static_assert(kPacingLatenessBoundsSeconds[0] == 10e-6 && kPacingLatenessBoundsS
   return b;
 }
 
-// A snapshot of a lateness histogram. Counts per bucket (not cumulative), by
-// kPacingLatenessBoundsNs, the last one +Inf.
 // pacing_lateness(output): every output's datagrams together.
 inline constexpr std::size_t kAllOutputs = static_cast<std::size_t>(-1);
 
+// A snapshot of a lateness histogram. Counts per bucket (not cumulative), by
+// kPacingLatenessBoundsNs, the last one +Inf.
 struct PacingHistogram {
   std::array<std::uint64_t, kPacingLatenessBucketCount> buckets{};
   std::uint64_t sum_ns = 0;  // total lateness of the datagrams counted
