@@ -89,8 +89,14 @@ void Pacer::take_over(const Pacer& old) {
     meta_[k] = old.meta_[index(old.head_ + k)];
   }
   head_ = 0;
-  scheduled_ = old.scheduled_ - old.head_;
   tail_ = n;
+  if (pacing_ != old.pacing_) {
+    // Another kind of pacing: what was queued leaves by the times `old` gave it (arrival
+    // times where it had none yet), and PCR pacing anchors on the next PCR.
+    scheduled_ = n;
+    return;
+  }
+  scheduled_ = old.scheduled_ - old.head_;
   have_anchor_ = old.have_anchor_;
   reanchor_ = old.reanchor_;
   prev_due_valid_ = old.prev_due_valid_;
@@ -245,12 +251,21 @@ void Pacers::copy_in(Pacer& to, std::span<const mpegts::TsPacket> packets, std::
   for (const mpegts::TsPacket& p : packets) to.enqueue(p, pcr_pid, now);
 }
 
-bool Pacers::take_over(const Pacers& old) {
-  if (old.pacers_.size() != pacers_.size()) return false;
-  for (std::size_t i = 0; i < pacers_.size(); ++i)
-    if (!pacers_[i]->same_schedule(*old.pacers_[i])) return false;
-  for (std::size_t i = 0; i < pacers_.size(); ++i) pacers_[i]->take_over(*old.pacers_[i]);
-  return true;
+void Pacers::take_over(const Pacers& old) {
+  for (const auto& p : pacers_) {
+    // The old pacer of this one's first output, on the same schedule if it can be; then
+    // any on the same schedule; then the first.
+    const Pacer* from = old.pacers_[0].get();
+    int best = -1;
+    for (const auto& q : old.pacers_) {
+      const int score = (p->active() && q->serves(p->first_output()) ? 2 : 0) + (p->same_schedule(*q) ? 1 : 0);
+      if (score > best) {
+        best = score;
+        from = q.get();
+      }
+    }
+    p->take_over(*from);
+  }
 }
 
 std::uint64_t Pacers::dropped_queue_full() const {
@@ -272,12 +287,8 @@ PacingHistogram Pacers::lateness(std::size_t output) const {
 
 void continue_output(mpegts::Remuxer& remux, Pacers& pacers, const mpegts::Remuxer& old_remux,
                      const Pacers& old_pacers) {
-  if (pacers.take_over(old_pacers)) {
-    remux.continue_from(old_remux, {}, {});
-    return;
-  }
-  const auto unsent = old_pacers.unsent();
-  remux.continue_from(old_remux, unsent[0], unsent[1]);
+  pacers.take_over(old_pacers);
+  remux.continue_from(old_remux, {}, {});
 }
 
 }  // namespace twincast::dataplane

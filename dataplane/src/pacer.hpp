@@ -102,24 +102,17 @@ class Pacer {
     return per_datagram_ == other.per_datagram_ && pacing_ == other.pacing_ && cbr_bps_ == other.cbr_bps_ &&
            (n_outputs_ == 0) == (other.n_outputs_ == 0);
   }
-  // Takes over `old`'s queue and timing (a reload rebuilt the owner with the same
-  // schedule): what `old` had not sent yet leaves from here, on `old`'s schedule. Before
-  // the first enqueue; no allocation (copies at most kQueuePackets packets).
+  // Takes over `old`'s queue (a reload rebuilt the owner): what `old` had not sent yet
+  // leaves from here, on `old`'s timing when the pacing is of the same kind (PCR, CBR,
+  // passthrough), else at once. Before the first enqueue; no allocation (copies at most
+  // kQueuePackets packets).
   void take_over(const Pacer& old);
 
   [[nodiscard]] bool active() const { return n_outputs_ != 0; }
   // Sends to the output the sink knows as `id`?
   [[nodiscard]] bool serves(std::size_t id) const { return std::find(ids_.begin(), ids_.end(), id) != ids_.end(); }
-  // The packets queued and not sent yet, oldest first, in two parts (the ring wraps). On
-  // the owning lcore; valid until the next enqueue() or poll().
-  [[nodiscard]] std::array<std::span<const mpegts::TsPacket>, 2> unsent() const {
-    if (n_outputs_ == 0) return {};
-    const std::size_t h = index(head_);
-    const std::size_t n = static_cast<std::size_t>(queued());
-    const std::size_t first = std::min(n, kQueuePackets - h);
-    return {std::span<const mpegts::TsPacket>(packets_.get() + h, first),
-            std::span<const mpegts::TsPacket>(packets_.get(), n - first)};
-  }
+  // The sink's number of its first output (with outputs only).
+  [[nodiscard]] std::size_t first_output() const { return ids_.front(); }
   [[nodiscard]] std::uint64_t packets_out() const { return counters_.packets_out.load(std::memory_order_relaxed); }
   [[nodiscard]] std::uint64_t datagrams_out() const { return counters_.datagrams_out.load(std::memory_order_relaxed); }
   [[nodiscard]] std::uint64_t dropped_queue_full() const {
@@ -182,7 +175,7 @@ namespace twincast::dataplane {
 
 // The output side of a channel or multiplex: a Pacer per distinct schedule among its
 // outputs (most have one). The producer writes into the first pacer's queue (tail_room,
-// commit, as with one Pacer); the others get a copy of what is committed. unsent() and the
+// commit, as with one Pacer); the others get a copy of what is committed. The
 // packet and datagram counts are the first pacer's (the first output's schedule); queue
 // drops and the lateness histogram are summed over all of them.
 class Pacers {
@@ -207,11 +200,12 @@ class Pacers {
     for (const auto& pacer : pacers_) pacer->reanchor();
   }
   [[nodiscard]] bool active() const { return pacers_[0]->active(); }
-  // A reload rebuilt the owner: when every schedule is what it was, each pacer takes over
-  // its predecessor's queue and timing and this returns true (nothing unsent is lost, every
-  // output goes on without a gap); otherwise nothing is taken and it returns false.
-  bool take_over(const Pacers& old);
-  [[nodiscard]] std::array<std::span<const mpegts::TsPacket>, 2> unsent() const { return pacers_[0]->unsent(); }
+  // A reload rebuilt the owner: each pacer takes over the queue of the old pacer that
+  // served its first output (by the outputs' numbers), on the same schedule where there is
+  // one, with its timing when the pacing is of the same kind. So every output that keeps
+  // its number goes on without a gap, whatever its schedule became, unless it now shares a
+  // schedule with an output that was further ahead or behind (it then goes on from there).
+  void take_over(const Pacers& old);
   [[nodiscard]] std::uint64_t packets_out() const { return pacers_[0]->packets_out(); }
   [[nodiscard]] std::uint64_t datagrams_out() const { return pacers_[0]->datagrams_out(); }
   [[nodiscard]] std::uint64_t dropped_queue_full() const;
@@ -227,11 +221,9 @@ class Pacers {
 };
 
 // A reload rebuilt a channel or multiplex (its remux `remux` and pacers `pacers`) in place
-// of `old_remux` / `old_pacers`. With the same schedules the new pacers take over what the
-// old ones had queued, so the remux goes on from the last packet it wrote. Otherwise what
-// was queued is dropped and it goes on from the last packet the first output sent
-// (outputs on other schedules may then see their continuity counters jump, flagged by the
-// discontinuity_indicator on media). On the owning lcore; no allocation.
+// of `old_remux` / `old_pacers`: the new pacers take over what the old ones had queued
+// (Pacers::take_over), so the remux goes on from the last packet it wrote. On the owning
+// lcore; no allocation.
 void continue_output(mpegts::Remuxer& remux, Pacers& pacers, const mpegts::Remuxer& old_remux,
                      const Pacers& old_pacers);
 

@@ -389,6 +389,81 @@ INSTANTIATE_TEST_SUITE_P(
                       std::vector<std::pair<PacingMode, std::size_t>>{{PacingMode::kPcr, 7}, {PacingMode::kPassthrough, 7}},
                       std::vector<std::pair<PacingMode, std::size_t>>{{PacingMode::kCbr, 7}, {PacingMode::kPcr, 4}}));
 
+namespace {
+
+using Schedules = std::vector<std::pair<PacingMode, std::size_t>>;
+
+std::vector<OutputConfig> outputs_of(const Schedules& schedules) {
+  std::vector<OutputConfig> outputs;
+  for (const auto& [pacing, per_datagram] : schedules) {
+    OutputConfig o;
+    o.pacing = pacing;
+    o.packets_per_datagram = static_cast<std::uint8_t>(per_datagram);
+    if (pacing == PacingMode::kCbr) o.cbr_bps = 2'000'000;
+    outputs.push_back(o);
+  }
+  return outputs;
+}
+
+struct ScheduleChange {
+  Schedules before;
+  Schedules after;
+  std::size_t whole;  // outputs 0..whole-1 must carry every packet with no break
+};
+
+}  // namespace
+
+class ChannelScheduleChange : public ::testing::TestWithParam<ScheduleChange> {};
+
+TEST_P(ChannelScheduleChange, OutputsGoOnWithoutABreak) {
+  // A reload 3 s in changes some outputs' schedules (pacing, packets per datagram). Each
+  // new schedule takes over what its outputs' old one had queued, so those outputs go on
+  // with no CC break, and carry the same packets as the others. Outputs that were on one
+  // schedule and are now on two, or the other way round, included; an output that joins a
+  // schedule of outputs further ahead or behind cannot be whole, so `whole` says which to
+  // check.
+  const ScheduleChange& change = GetParam();
+  auto cfg = one_channel(1);
+  cfg.outputs = outputs_of(change.before);
+  Source a = source("h264_aac.ts");
+  Recorder rec;
+  auto before = std::make_unique<Channel>(cfg);
+  run(*before, {&a}, rec, 3000 * kMs, 7, [](std::uint64_t) {});
+  cfg.outputs = outputs_of(change.after);
+  Channel after(cfg);
+  after.continue_from(*before);
+  before.reset();
+  run(after, {&a}, rec, 7000 * kMs, 7, [](std::uint64_t) {}, 100'000, 3000 * kMs + 100'000);
+  std::vector<std::vector<TsPacket>> media(change.whole);
+  for (std::size_t o = 0; o < change.whole; ++o) {
+    const auto pkts = rec.packets(o);
+    ASSERT_GT(pkts.size(), 1000u) << "output " << o;
+    EXPECT_EQ(strict_cc_breaks(pkts), 0u) << "output " << o;
+    for (const auto& p : pkts)
+      if (p.pid() != mpegts::kNullPid) media[o].push_back(p);
+  }
+  for (std::size_t o = 1; o < media.size(); ++o) {
+    ASSERT_EQ(media[o].size(), media[0].size()) << "output " << o;
+    for (std::size_t i = 0; i < media[0].size(); ++i) ASSERT_EQ(media[o][i].bytes, media[0][i].bytes) << o << " " << i;
+  }
+  EXPECT_EQ(after.stats().dropped_queue_full, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Outputs, ChannelScheduleChange,
+    ::testing::Values(
+        // Output 1 from CBR to passthrough; output 0 keeps PCR pacing.
+        ScheduleChange{{{PacingMode::kPcr, 7}, {PacingMode::kCbr, 7}}, {{PacingMode::kPcr, 7}, {PacingMode::kPassthrough, 7}}, 2},
+        // Output 1 from 7 to 4 packets per datagram, output 0 from PCR to CBR.
+        ScheduleChange{{{PacingMode::kPcr, 7}, {PacingMode::kPcr, 7}}, {{PacingMode::kCbr, 7}, {PacingMode::kPcr, 4}}, 2},
+        // Output 0 from CBR to PCR pacing; output 1 stays.
+        ScheduleChange{{{PacingMode::kCbr, 7}, {PacingMode::kPcr, 4}}, {{PacingMode::kPcr, 7}, {PacingMode::kPcr, 4}}, 2},
+        // Two schedules become one: output 0 goes on; output 1 joins it where it is.
+        ScheduleChange{{{PacingMode::kCbr, 7}, {PacingMode::kPcr, 4}}, {{PacingMode::kCbr, 7}, {PacingMode::kCbr, 7}}, 1},
+        // Output 1 added, on a schedule of its own; then removed again.
+        ScheduleChange{{{PacingMode::kPcr, 7}}, {{PacingMode::kPcr, 7}, {PacingMode::kCbr, 4}}, 1},
+        ScheduleChange{{{PacingMode::kPcr, 7}, {PacingMode::kCbr, 4}}, {{PacingMode::kPcr, 7}}, 1}));
+
 TEST(Channel, RejectsWhatItCannotRun) {
   auto cfg = one_channel(0);
   EXPECT_THROW(Channel{cfg}, std::invalid_argument);
