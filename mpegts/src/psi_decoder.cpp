@@ -75,12 +75,13 @@ std::string iso639_language(const std::vector<Descriptor>& ds) {
   return {};
 }
 
-// FNV-1a over a packet's payload (its length included): the fingerprint of a table
-// repetition's packet.
+// The fingerprint of a table repetition's packet: its payload (length included) through
+// the standard library's string hash (libstdc++: 64-bit MurmurHash, 8 bytes a step; a
+// byte-wise FNV-1a here made feed_repeat 2.8 % of the worker's samples in dataplane_bench
+// /channel under perf; with this, 0.3 % together).
 std::uint64_t payload_hash(std::span<const std::uint8_t> payload) {
-  std::uint64_t h = 0xcbf29ce484222325ULL ^ payload.size();
-  for (const std::uint8_t b : payload) h = (h ^ b) * 0x100000001b3ULL;
-  return h;
+  return std::hash<std::string_view>{}(
+      std::string_view(reinterpret_cast<const char*>(payload.data()), payload.size()));
 }
 
 // Which section a run starts with (its payload starts with pointer_field 0): table_id,
