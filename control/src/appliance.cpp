@@ -72,6 +72,7 @@ struct Appliance::Impl final : ApiBackend {
     a.added = r.diff.channels_added;
     a.removed = r.diff.channels_removed;
     a.restarted = r.diff.channels_changed;
+    a.readdressed = r.diff.channels_readdressed;
     a.unchanged = r.diff.channels_unchanged;
     return a;
   }

@@ -937,8 +937,10 @@ class Ctl {
           return arr != nullptr && arr->is_array() ? arr->as_array().size() : 0;
         };
         line += ": " + std::to_string(count("added")) + " added, " + std::to_string(count("removed")) + " removed, " +
-                std::to_string(count("restarted")) + " restarted, " + std::to_string(count("unchanged")) + " unchanged";
-        for (const char* key : {"added", "removed", "restarted"}) {
+                std::to_string(count("restarted")) + " restarted, " +
+                (count("readdressed") != 0 ? std::to_string(count("readdressed")) + " readdressed, " : std::string()) +
+                std::to_string(count("unchanged")) + " unchanged";
+        for (const char* key : {"added", "removed", "restarted", "readdressed"}) {
           if (count(key) != 0) line += "\n  " + std::string(key) + ": " + list(key);
         }
       }

@@ -16,6 +16,18 @@ const T* find_id(const std::vector<T>& v, const std::string& id) {
 
 }  // namespace
 
+bool readdressed(const ChannelConfig& a, const ChannelConfig& b) {
+  if (a.outputs.size() != b.outputs.size()) return false;
+  for (std::size_t o = 0; o < a.outputs.size(); ++o) {
+    const OutputConfig& x = a.outputs[o];
+    const OutputConfig& y = b.outputs[o];
+    if (x.packets_per_datagram != y.packets_per_datagram || x.pacing != y.pacing || x.cbr_bps != y.cbr_bps) return false;
+  }
+  ChannelConfig rest = a;
+  rest.outputs = b.outputs;
+  return rest == b;
+}
+
 ConfigDiff diff_configs(const ApplianceConfig& running, const ApplianceConfig& next) {
   ConfigDiff d;
   if (running.eal != next.eal) d.restart_reasons.emplace_back("dataplane.eal changed");
@@ -36,7 +48,7 @@ ConfigDiff diff_configs(const ApplianceConfig& running, const ApplianceConfig& n
     for (const std::string& c : m.channels) {
       const ChannelConfig* a = find_id(running.channels, c);
       const ChannelConfig* b = find_id(next.channels, c);
-      rebuilt = rebuilt || a == nullptr || b == nullptr || *a != *b;
+      rebuilt = rebuilt || a == nullptr || b == nullptr || (*a != *b && !readdressed(*a, *b));
     }
     if (!rebuilt) continue;
     (old == nullptr ? d.multiplexes_added : d.multiplexes_changed).push_back(m.id);
@@ -53,8 +65,10 @@ ConfigDiff diff_configs(const ApplianceConfig& running, const ApplianceConfig& n
     const ChannelConfig* old = find_id(running.channels, c.id);
     if (old == nullptr) {
       d.channels_added.push_back(c.id);
-    } else if (*old != c || dragged.count(c.id) != 0) {
+    } else if (dragged.count(c.id) != 0 || (*old != c && !readdressed(*old, c))) {
       d.channels_changed.push_back(c.id);
+    } else if (*old != c) {
+      d.channels_readdressed.push_back(c.id);
     } else {
       d.channels_unchanged.push_back(c.id);
     }

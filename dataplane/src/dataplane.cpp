@@ -64,7 +64,7 @@ InputState::~InputState() {
   if (ring_pool != nullptr) rte_mempool_free(ring_pool);
 }
 
-ChannelState::~ChannelState() {
+ChannelCore::~ChannelCore() {
   pipeline.reset();
   ott.reset();  // its queued chunks go back to the pool first
   if (ott_pool != nullptr) rte_mempool_free(ott_pool);
@@ -215,7 +215,8 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
     return nullptr;
   };
 
-  // Channels: the unchanged ones are taken over as they are; the others are built anew.
+  // Channels: the unchanged ones are taken over as they are, the readdressed ones get new
+  // outputs around their core; the others are built anew.
   for (const ChannelConfig& ch : c.channels) {
     if (listed(diff.channels_unchanged, ch.id)) {
       std::shared_ptr<ChannelState> old = find_old(ch.id);
@@ -224,14 +225,25 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
       plan->predecessors.push_back(nullptr);
       continue;
     }
-    plan->predecessors.push_back(find_old(ch.id).get());
+    const std::shared_ptr<ChannelState> old = find_old(ch.id);
+    plan->predecessors.push_back(old.get());
     auto cs = std::make_shared<ChannelState>();
-    cs->pipeline = factory(ch);
-    if (!cs->pipeline) throw std::invalid_argument("channel " + ch.id + ": no pipeline");
+    for (std::size_t oi = 0; oi < ch.outputs.size(); ++oi)
+      cs->outputs.push_back(make_output(ch.outputs[oi], "channel " + ch.id, ch.id, oi));
+    if (listed(diff.channels_readdressed, ch.id)) {
+      if (!old) throw std::logic_error("channel " + ch.id + ": readdressed but not running");
+      cs->core = old->core;
+      plan->channels.push_back(std::move(cs));
+      continue;
+    }
+    cs->core = std::make_shared<ChannelCore>();
+    ChannelCore& core = *cs->core;
+    core.pipeline = factory(ch);
+    if (!core.pipeline) throw std::invalid_argument("channel " + ch.id + ": no pipeline");
     for (std::size_t ii = 0; ii < ch.inputs.size(); ++ii) {
       const InputConfig& in = ch.inputs[ii];
       auto is = std::make_unique<InputState>();
-      is->pipeline = cs->pipeline.get();
+      is->pipeline = core.pipeline.get();
       is->input = ii;
       is->rtp = in.kind == InputKind::kRtp;
       if (in.kind == InputKind::kSrt) {
@@ -248,21 +260,19 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
       } else {
         is->port = ports[port_index(in.port, "channel " + ch.id)].get();
       }
-      cs->inputs.push_back(std::move(is));
+      core.inputs.push_back(std::move(is));
     }
-    for (std::size_t oi = 0; oi < ch.outputs.size(); ++oi)
-      cs->outputs.push_back(make_output(ch.outputs[oi], "channel " + ch.id, ch.id, oi));
     if (ch.hls) {
       const std::string name = "tc_ott_" + std::to_string(instance) + "_" + std::to_string(next_object++);
       // The ring full, plus what the worker's mempool cache may hold.
       constexpr unsigned kOttCache = 32;
-      cs->ott_pool = rte_pktmbuf_pool_create((name + "p").c_str(), kOttRing + 2 * kOttCache, kOttCache, 0,
+      core.ott_pool = rte_pktmbuf_pool_create((name + "p").c_str(), kOttRing + 2 * kOttCache, kOttCache, 0,
                                              static_cast<std::uint16_t>(RTE_PKTMBUF_HEADROOM + OttFeed::kChunkBytes),
                                              static_cast<int>(rte_socket_id()));
-      if (cs->ott_pool == nullptr)
+      if (core.ott_pool == nullptr)
         throw std::runtime_error("channel " + ch.id + ": cannot create the OTT mbuf pool: " + rte_strerror(rte_errno));
-      cs->ott = std::make_unique<OttFeed>(name, kOttRing, cs->ott_pool);
-      cs->pipeline->add_tap(cs->ott.get(), 0);
+      core.ott = std::make_unique<OttFeed>(name, kOttRing, core.ott_pool);
+      core.pipeline->add_tap(core.ott.get(), 0);
     }
     plan->channels.push_back(std::move(cs));
   }
@@ -275,10 +285,10 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
   for (std::size_t i = 0; i < ports.size(); ++i) plan->ports[i].classifier = FlowClassifier(n_flows[i]);
   for (std::size_t ci = 0; ci < c.channels.size(); ++ci) {
     const ChannelConfig& ch = c.channels[ci];
-    ChannelState& cs = *plan->channels[ci];
+    ChannelCore& core = *plan->channels[ci]->core;
     for (std::size_t ii = 0; ii < ch.inputs.size(); ++ii) {
       const InputConfig& in = ch.inputs[ii];
-      InputState* is = cs.inputs[ii].get();
+      InputState* is = core.inputs[ii].get();
       if (in.kind == InputKind::kSrt) {
         plan->external_inputs.push_back(is);
         continue;
@@ -349,9 +359,9 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
       ms->outputs.push_back(make_output(mc.outputs[oi], "multiplex " + mc.id, "multiplex/" + mc.id, oi));
     for (std::size_t slot = 0; slot < ms->multiplex->member_count(); ++slot) {
       const std::size_t member = ms->multiplex->member_channel(slot);
-      if (listed(diff.channels_unchanged, c.channels[member].id))
+      if (listed(diff.channels_unchanged, c.channels[member].id) || listed(diff.channels_readdressed, c.channels[member].id))
         throw std::logic_error("multiplex " + mc.id + ": member " + c.channels[member].id + " was not restarted");
-      plan->channels[member]->pipeline->add_tap(ms->multiplex.get(), slot);
+      plan->channels[member]->core->pipeline->add_tap(ms->multiplex.get(), slot);
     }
     plan->multiplexes.push_back(std::move(ms));
   }
@@ -500,7 +510,7 @@ std::size_t Dataplane::port_count() const { return impl_->ports.size(); }
 Mac Dataplane::port_mac(std::size_t port) const { return impl_->ports.at(port)->mac; }
 std::uint16_t Dataplane::port_id(std::size_t port) const { return impl_->ports.at(port)->port_id; }
 rte_mempool* Dataplane::mempool(std::size_t port) const { return impl_->ports.at(port)->pool; }
-ChannelPipeline& Dataplane::pipeline(std::size_t channel) { return *impl_->plan().channels.at(channel)->pipeline; }
+ChannelPipeline& Dataplane::pipeline(std::size_t channel) { return *impl_->plan().channels.at(channel)->core->pipeline; }
 std::size_t Dataplane::multiplex_count() const { return impl_->plan().multiplexes.size(); }
 MultiplexStats Dataplane::multiplex_stats(std::size_t multiplex) const {
   return impl_->plan().multiplexes.at(multiplex)->multiplex->stats();
@@ -522,17 +532,17 @@ OutputStats Dataplane::multiplex_output_stats(std::size_t multiplex, std::size_t
   return output_stats_of(impl_->plan().multiplexes.at(multiplex)->outputs, output);
 }
 InputSnapshot Dataplane::input_snapshot(std::size_t channel, std::size_t input) const {
-  return impl_->plan().channels.at(channel)->pipeline->input_snapshot(input);
+  return impl_->plan().channels.at(channel)->core->pipeline->input_snapshot(input);
 }
 PacingHistogram Dataplane::pacing_lateness(std::size_t channel, std::size_t output) const {
-  return impl_->plan().channels.at(channel)->pipeline->pacing_lateness(output);
+  return impl_->plan().channels.at(channel)->core->pipeline->pacing_lateness(output);
 }
 PacingHistogram Dataplane::multiplex_pacing_lateness(std::size_t multiplex) const {
   return impl_->plan().multiplexes.at(multiplex)->multiplex->pacing_lateness();
 }
 
 ExternalInput* Dataplane::external_input(std::size_t channel, std::size_t input) const {
-  InputState& in = *impl_->plan().channels.at(channel)->inputs.at(input);
+  InputState& in = *impl_->plan().channels.at(channel)->core->inputs.at(input);
   if (in.ring == nullptr) throw std::out_of_range("not an SRT input");
   return reinterpret_cast<ExternalInput*>(&in);
 }
@@ -559,10 +569,10 @@ bool Dataplane::feed_external(std::size_t channel, std::size_t input, std::span<
   return feed_external(external_input(channel, input), bytes);
 }
 
-OttFeed* Dataplane::ott_feed(std::size_t channel) const { return impl_->plan().channels.at(channel)->ott.get(); }
+OttFeed* Dataplane::ott_feed(std::size_t channel) const { return impl_->plan().channels.at(channel)->core->ott.get(); }
 
 std::uint64_t Dataplane::external_drops(std::size_t channel, std::size_t input) const {
-  return impl_->plan().channels.at(channel)->inputs.at(input)->counters.external_drops.load(std::memory_order_relaxed);
+  return impl_->plan().channels.at(channel)->core->inputs.at(input)->counters.external_drops.load(std::memory_order_relaxed);
 }
 
 PortStats Dataplane::port_stats(std::size_t port) const {
@@ -591,7 +601,7 @@ PortStats Dataplane::port_stats(std::size_t port) const {
 }
 
 InputStats Dataplane::input_stats(std::size_t channel, std::size_t input) const {
-  const InputCounters& c = impl_->plan().channels.at(channel)->inputs.at(input)->counters;
+  const InputCounters& c = impl_->plan().channels.at(channel)->core->inputs.at(input)->counters;
   constexpr auto r = std::memory_order_relaxed;
   return InputStats{c.datagrams.load(r), c.packets.load(r), c.rtp_out_of_order.load(r), c.rtp_lost.load(r),
                     c.rtp_duplicates.load(r)};

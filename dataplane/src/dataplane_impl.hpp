@@ -204,16 +204,23 @@ struct OutputState {
   std::unique_ptr<OutputCounters> counters = std::make_unique<OutputCounters>();
 };
 
-struct ChannelState {
-  ChannelState() = default;
-  ~ChannelState();  // the OTT feed before its pool
-  ChannelState(const ChannelState&) = delete;
-  ChannelState& operator=(const ChannelState&) = delete;
+// What a channel is apart from its outputs' addresses: a reload that changes only those
+// (ConfigDiff::channels_readdressed) gives the channel new OutputStates around the same
+// core, so its pipeline, inputs and OTT feed go on untouched.
+struct ChannelCore {
+  ChannelCore() = default;
+  ~ChannelCore();  // the OTT feed before its pool
+  ChannelCore(const ChannelCore&) = delete;
+  ChannelCore& operator=(const ChannelCore&) = delete;
   std::unique_ptr<ChannelPipeline> pipeline;
-  std::vector<OutputState> outputs;
   std::vector<std::unique_ptr<InputState>> inputs;  // config order
   std::unique_ptr<OttFeed> ott;                     // hls: true only
   rte_mempool* ott_pool = nullptr;
+};
+
+struct ChannelState {
+  std::shared_ptr<ChannelCore> core;  // shared with the plan before when only outputs were readdressed
+  std::vector<OutputState> outputs;
 };
 
 struct MultiplexState {
@@ -244,7 +251,8 @@ struct Plan {
   // By channel: the state a changed channel replaces (same id in the plan before), for the
   // worker to carry its output's continuity over when it adopts this plan (adopt()); only
   // valid until then (the plan before is freed after the adoption), so adopt() clears it
-  // (mutable: the only field that changes once published). nullptr: new or unchanged.
+  // (mutable: the only field that changes once published). nullptr: new or unchanged. A
+  // readdressed channel has one too, with the same core: only its RTP streams carry over.
   mutable std::vector<const ChannelState*> predecessors;
   mutable std::vector<const MultiplexState*> multiplex_predecessors;  // the same, by multiplex
   std::vector<std::shared_ptr<MultiplexState>> multiplexes;

@@ -560,7 +560,7 @@ void Dataplane::Impl::flush_tx(PortState& port) {
 void Dataplane::Impl::poll_channels(std::uint64_t now_ns) {
   for (const auto& c : current->channels) {
     TxSink sink(*this, c->outputs, now_ns);
-    c->pipeline->poll(now_ns, sink);
+    c->core->pipeline->poll(now_ns, sink);
   }
   for (const auto& m : current->multiplexes) {
     TxSink sink(*this, m->outputs, now_ns);
@@ -628,7 +628,7 @@ void Dataplane::Impl::adopt(const Plan& next) {
     const ChannelState* before = next.predecessors[c];
     if (before == nullptr) continue;
     ChannelState& now = *next.channels[c];
-    now.pipeline->continue_from(*before->pipeline);
+    if (now.core != before->core) now.core->pipeline->continue_from(*before->core->pipeline);
     carry_rtp(now.outputs, before->outputs);
   }
   for (std::size_t m = 0; m < next.multiplex_predecessors.size(); ++m) {
@@ -653,7 +653,7 @@ void Dataplane::Impl::adopt(const Plan& next) {
 
 void Dataplane::Impl::apply_shedding() {
   for (std::size_t c = 0; c < current->channels.size(); ++c) {
-    OttFeed* feed = current->channels[c]->ott.get();
+    OttFeed* feed = current->channels[c]->core->ott.get();
     if (feed != nullptr) feed->set_shed(current->ott_tier[c] < qos.shed);
   }
 }

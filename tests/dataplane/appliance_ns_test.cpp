@@ -1213,14 +1213,21 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   const std::string news = "  - id: news\n    inputs:\n"
                            "      - { name: rx, max_bitrate_bps: 500000, udp: { port: in, group: 239.1.1.60, udp_port: 5000 } }\n"
                            "    outputs:\n" + output("udp", "239.2.8.1", 5000);
-  auto extra = [&](int ttl) {
-    return "  - id: extra\n    inputs:\n" + udp_input("rx", "239.1.1.61", 5002) + "    outputs:\n" +
-           "      - { udp: { port: out, group: 239.2.8.2, udp_port: 5002, ttl: " + std::to_string(ttl) + " } }\n";
+  // extra is renamed by every reload (a restart); moved has its output's TTL and DSCP
+  // changed by every reload (readdressed: no restart, no pause).
+  auto extra = [&](int n) {
+    return "  - id: extra\n    name: Extra " + std::to_string(n) + "\n    inputs:\n" + udp_input("rx", "239.1.1.61", 5002) +
+           "    outputs:\n" + output("udp", "239.2.8.2", 5002);
+  };
+  auto moved = [&](int ttl) {
+    return "  - id: moved\n    inputs:\n" + udp_input("rx", "239.1.1.63", 5006) + "    outputs:\n" +
+           "      - { udp: { port: out, group: 239.2.8.4, udp_port: 5006, ttl: " + std::to_string(ttl) +
+           ", dscp: " + std::to_string(ttl == 4 ? 34 : 46) + " } }\n";
   };
   const std::string kids = "  - id: kids\n    inputs:\n" + udp_input("rx", "239.1.1.62", 5004) + "    outputs:\n" +
                            output("udp", "239.2.8.3", 5004);
   const std::string control = control_section(token);
-  const pid_t app = start_appliance(news + extra(4) + kids + control);
+  const pid_t app = start_appliance(news + extra(4) + moved(4) + kids + control);
   ASSERT_GT(app, 0);
   const std::string head_yaml = read_text(dir_ / "channels.yaml").substr(0, read_text(dir_ / "channels.yaml").find("channels:\n") + 10);
   auto write_config = [&](const std::string& channels) {
@@ -1231,6 +1238,7 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.60", 5000), "news"), 0);
   ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.61", 5002), "extra"), 0);
   ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.62", 5004), "kids"), 0);
+  ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.63", 5006), "moved"), 0);
   ASSERT_TRUE(wait_status([](const std::string& l) { return status_value(l, "channel=news input=rx ", "ts_packets").value_or(0) > 0; }, 5s))
       << appliance_log();
   const std::string ctl = ns_exec(head_) + shell_quote(tool("twincastctl").string()) + " --api 127.0.0.1:8080 --token-file " +
@@ -1238,6 +1246,7 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   Receiver& rx = receive("239.2.8.1", 5000);
   Receiver& kids_rx = receive("239.2.8.3", 5004);
   Receiver& extra_rx = receive("239.2.8.2", 5002);  // restarted by every reload: the control
+  Receiver& moved_rx = receive("239.2.8.4", 5006);  // readdressed by every reload
   std::this_thread::sleep_for(1500ms);
   ASSERT_GT(kids_rx.count(), 0u) << appliance_log();
 
@@ -1254,8 +1263,9 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   const auto reload_start = Clock::now();
   const int n_reloads = std::getenv("TC_RELOADS") != nullptr ? std::atoi(std::getenv("TC_RELOADS")) : 100;
   for (int i = 1; i <= n_reloads; ++i) {
-    // Odd: kids removed, extra restarted; even: kids back, extra restarted again.
-    write_config(news + extra(i % 2 == 1 ? 5 : 4) + (i % 2 == 1 ? "" : kids) + control);
+    // Odd: kids removed, extra restarted, moved readdressed; even: kids back, extra
+    // restarted and moved readdressed again.
+    write_config(news + extra(i % 2 == 1 ? 5 : 4) + moved(i % 2 == 1 ? 5 : 4) + (i % 2 == 1 ? "" : kids) + control);
     if (i % 2 == 1) {
       ++by_signal;
       ASSERT_EQ(::kill(app, SIGHUP), 0);
@@ -1268,7 +1278,7 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
       const RunResult r = run(ctl + "--timeout 30 reload");
       slowest_api_reload = std::max(slowest_api_reload, std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0));
       ASSERT_EQ(r.exit_code, 0) << "reload " << i << ": " << r.out;
-      ASSERT_NE(r.out.find("1 added, 0 removed, 1 restarted, 1 unchanged"), std::string::npos) << r.out;
+      ASSERT_NE(r.out.find("1 added, 0 removed, 1 restarted, 1 readdressed, 1 unchanged"), std::string::npos) << r.out;
     }
     if (i == 51) {
       // Kids was just removed: its group is left, its receiver hears nothing more.
@@ -1290,6 +1300,7 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   rx.stop();
   kids_rx.stop();
   extra_rx.stop();
+  moved_rx.stop();
   const std::string log = appliance_log();
   stop_twincastd(app);
 
@@ -1350,6 +1361,14 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   RecordProperty("max_gap_ms", static_cast<int>(s.max_gap.count()));
   const OutputReport r = check_output(s, dir_, "reload_news", 0x100);  // zero CC errors, decodes
   EXPECT_GE(r.frames, 50u);
+  // The readdressed channel kept its pipeline: no restart's pause, no CC error, and its
+  // output decodes like the unchanged one's.
+  const Stream mv = assemble(moved_rx.datagrams(), false);
+  ASSERT_GT(mv.ts.size(), 188u * 1000) << log;
+  EXPECT_LT(mv.max_gap, 300ms) << "the readdressed channel paused: was it restarted?";
+  RecordProperty("readdressed_channel_max_gap_ms", static_cast<int>(mv.max_gap.count()));
+  const OutputReport mr = check_output(mv, dir_, "reload_moved", 0x100);
+  EXPECT_GE(mr.frames, 50u);
 }
 
 }  // namespace

@@ -46,7 +46,7 @@ TEST(ConfigDiff, IdenticalIsEmpty) {
 TEST(ConfigDiff, AddedRemovedChangedAndUnchangedByIdNotByPosition) {
   ApplianceConfig next = base();
   next.channels.erase(next.channels.begin());       // a removed: b and c move up
-  next.channels[1].outputs[0].ttl = 3;               // c changed
+  next.channels[1].provider = "other";               // c changed
   next.channels.push_back(channel("d", 4));          // d added
   const ConfigDiff d = diff_configs(base(), next);
   EXPECT_EQ(d.channels_removed, V{"a"});
@@ -66,6 +66,58 @@ TEST(ConfigDiff, EveryFieldCounts) {
   EXPECT_EQ(d.channels_changed, (V{"a", "b", "c"}));
   ApplianceConfig same = next;
   EXPECT_TRUE(diff_configs(next, same).empty());
+}
+
+TEST(ConfigDiff, OutputsThatOnlyMoveReaddressTheChannel) {
+  ApplianceConfig next = base();
+  next.channels[0].outputs[0].ttl = 3;
+  next.channels[0].outputs[0].dscp = 46;
+  next.channels[1].outputs[0].address = 0xEF0B0001u;
+  next.channels[1].outputs[0].udp_port = 6000;
+  next.channels[1].outputs[0].source_port = 6001;
+  next.channels[1].outputs[0].kind = OutputKind::kRtp;
+  next.channels[2].outputs[0].vlan = 12;
+  next.channels[2].outputs[0].source = 0x0A000001u;
+  next.channels[2].outputs[0].port = "p1";
+  ConfigDiff d = diff_configs(base(), next);
+  EXPECT_EQ(d.channels_readdressed, (V{"a", "b", "c"}));
+  EXPECT_TRUE(d.channels_changed.empty());
+  EXPECT_FALSE(d.empty());
+  EXPECT_TRUE(readdressed(base().channels[0], next.channels[0]));
+
+  // The schedule, the number of outputs, or anything besides the outputs: a restart.
+  next = base();
+  next.channels[0].outputs[0].packets_per_datagram = 4;
+  next.channels[1].outputs[0].pacing = PacingMode::kCbr;
+  next.channels[1].outputs[0].cbr_bps = 2'000'000;
+  next.channels[2].outputs.push_back(next.channels[2].outputs[0]);
+  d = diff_configs(base(), next);
+  EXPECT_EQ(d.channels_changed, (V{"a", "b", "c"}));
+  EXPECT_TRUE(d.channels_readdressed.empty());
+  next = base();
+  next.channels[0].outputs[0].ttl = 3;
+  next.channels[0].name = "A";
+  d = diff_configs(base(), next);
+  EXPECT_EQ(d.channels_changed, V{"a"});
+
+  // A member of a multiplex that only moves its own output leaves the multiplex alone; a
+  // multiplex change still restarts a member that was moved.
+  ApplianceConfig run = base();
+  MultiplexConfig m;
+  m.id = "mux";
+  m.channels = {"a", "b"};
+  run.multiplexes.push_back(m);
+  next = run;
+  next.channels[0].outputs[0].ttl = 3;
+  d = diff_configs(run, next);
+  EXPECT_TRUE(d.multiplexes_changed.empty());
+  EXPECT_EQ(d.channels_readdressed, V{"a"});
+  EXPECT_EQ(d.channels_unchanged, (V{"b", "c"}));
+  next.multiplexes[0].network_name = "other";
+  d = diff_configs(run, next);
+  EXPECT_EQ(d.multiplexes_changed, V{"mux"});
+  EXPECT_EQ(d.channels_changed, (V{"a", "b"}));
+  EXPECT_TRUE(d.channels_readdressed.empty());
 }
 
 TEST(ConfigDiff, PortsEalAndListenersNeedARestartButTheTokenFileDoesNot) {

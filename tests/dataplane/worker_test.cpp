@@ -593,6 +593,59 @@ TEST_F(Worker, Igmpv2DoesNotLeaveAGroupStillJoinedWithAnotherSource) {
   expect_older_message(frames.back(), 0x17, kSsmGroup);
 }
 
+// A reload that only moves a channel's output (destination, port, TTL, DSCP) keeps the
+// channel's pipeline and inputs: the same pipeline object gets the next datagrams, the
+// input's counters go on, and the frames after the reload carry the new headers. A reload
+// that changes the output's pacing restarts the channel (a new pipeline).
+TEST_F(Worker, AReloadThatOnlyMovesAnOutputKeepsThePipeline) {
+  make(1);
+  std::uint32_t next = 0;
+  std::vector<ByteVec> frames;
+  for (int i = 0; i < 3; ++i, next += 7) frames.push_back(udp_frame(kGroupIn, 5000, ts_payload(next, 7)));
+  feed(frames);
+  const ChannelPipeline* before = &dp_->pipeline(0);
+  const Ipv4 moved_to = ipv4(239, 9, 9, 9);
+  ApplianceConfig moved = dp_->config();
+  moved.channels[0].outputs[0].address = moved_to;
+  moved.channels[0].outputs[0].udp_port = 5010;
+  moved.channels[0].outputs[0].ttl = 9;
+  moved.channels[0].outputs[0].dscp = 46;
+  const ConfigDiff d = dp_->apply(moved);
+  EXPECT_EQ(d.channels_readdressed, std::vector<std::string>{"one"});
+  EXPECT_TRUE(d.channels_changed.empty());
+  frames.clear();
+  for (int i = 0; i < 2; ++i, next += 7) frames.push_back(udp_frame(kGroupIn, 5000, ts_payload(next, 7)));
+  feed(frames);
+  EXPECT_EQ(&dp_->pipeline(0), before) << "the pipeline was rebuilt";
+  EXPECT_EQ(recorder().pushed.size(), 5u * 7);
+  EXPECT_EQ(dp_->input_stats(0, 0).datagrams, 5u) << "the input's counters started again";
+
+  ApplianceConfig repaced = moved;
+  repaced.channels[0].outputs[0].pacing = PacingMode::kPassthrough;
+  const ConfigDiff r = dp_->apply(repaced);
+  EXPECT_EQ(r.channels_changed, std::vector<std::string>{"one"});
+  feed({udp_frame(kGroupIn, 5000, ts_payload(next, 7))});
+  EXPECT_NE(&dp_->pipeline(0), before) << "a pacing change must restart the channel";
+  EXPECT_EQ(recorder().pushed.size(), 7u);
+
+  const auto sent = transmitted();
+  std::vector<Parsed> out;
+  for (const ByteVec& f : sent)
+    if (auto p = parse_udp_frame(f)) out.push_back(*p);
+  ASSERT_EQ(out.size(), 6u);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    SCOPED_TRACE(i);
+    const bool after = i >= 3;
+    EXPECT_EQ(out[i].ip.dst, after ? moved_to : kGroupOut);
+    EXPECT_EQ(out[i].eth.dst, net::multicast_mac(after ? moved_to : kGroupOut));
+    EXPECT_EQ(out[i].udp.dst_port, after ? 5010 : 5000);
+    EXPECT_EQ(out[i].ip.ttl, after ? 9 : 5);
+    EXPECT_EQ(out[i].ip.dscp, after ? 46 : 34);
+    const ByteVec want = ts_payload(static_cast<std::uint32_t>(i * 7), 7);
+    EXPECT_TRUE(std::equal(want.begin(), want.end(), out[i].payload.begin()));
+  }
+}
+
 TEST_F(Worker, DropsWithReasonsAndNeverLeaks) {
   make(1);
   ByteVec bad_csum = udp_frame(kGroupIn, 5000, ts_payload(0, 7));

@@ -186,12 +186,16 @@ struct ApplianceConfig {
 // What a reload changes. Channels and multiplexes are matched by id; a channel is
 // "changed" when its own configuration differs, and is also restarted (listed in
 // channels_changed) when a multiplex it belongs to is added, changed or removed, since a
-// multiplex is fed by taps set up with its members. Ports, EAL and the control listeners
-// cannot change while running: restart_reasons says why a restart is needed instead.
+// multiplex is fed by taps set up with its members. A channel whose outputs only moved
+// (readdressed(): the same outputs in number and schedule, other addresses, ports, TTL,
+// DSCP, VLAN or UDP/RTP) is "readdressed": it is not restarted, only its outputs are
+// rebuilt, so its receivers see no pause. Ports, EAL and the control listeners cannot
+// change while running: restart_reasons says why a restart is needed instead.
 struct ConfigDiff {
   std::vector<std::string> channels_added;
   std::vector<std::string> channels_removed;
   std::vector<std::string> channels_changed;
+  std::vector<std::string> channels_readdressed;
   std::vector<std::string> channels_unchanged;
   std::vector<std::string> multiplexes_added;
   std::vector<std::string> multiplexes_removed;
@@ -200,10 +204,14 @@ struct ConfigDiff {
   [[nodiscard]] bool live() const { return restart_reasons.empty(); }
   [[nodiscard]] bool empty() const {
     return channels_added.empty() && channels_removed.empty() && channels_changed.empty() &&
-           multiplexes_added.empty() && multiplexes_removed.empty() && multiplexes_changed.empty() &&
+           channels_readdressed.empty() && multiplexes_added.empty() && multiplexes_removed.empty() && multiplexes_changed.empty() &&
            restart_reasons.empty();
   }
 };
 [[nodiscard]] ConfigDiff diff_configs(const ApplianceConfig& running, const ApplianceConfig& next);
+// `b` is `a` with only its outputs' destinations changed: everything else equal, as many
+// outputs, each with the same schedule (packets_per_datagram, pacing, cbr_bps); address,
+// UDP ports, source, port, TTL, DSCP, VLAN and kind (UDP/RTP) may differ.
+[[nodiscard]] bool readdressed(const ChannelConfig& a, const ChannelConfig& b);
 
 }  // namespace twincast::dataplane
