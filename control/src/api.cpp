@@ -72,6 +72,47 @@ json::object input_summary(const ApiInputView& in) {
   return o;
 }
 
+json::array outputs_json(const std::vector<ApiOutputView>& outs) {
+  json::array outputs;
+  for (const auto& out : outs) {
+    json::object x;
+    x["id"] = out.id;
+    x["datagrams"] = out.datagrams;
+    x["packets"] = out.packets;
+    x["bytes"] = out.bytes;
+    x["dropped"] = out.dropped;
+    if (out.pacing_lateness) {
+      json::array buckets;
+      for (std::size_t b = 0; b < out.pacing_lateness->size(); ++b) {
+        json::object bucket;
+        bucket["le_s"] = b < kPacingLatenessBuckets.size() ? json::value(kPacingLatenessBuckets[b]) : json::value("+Inf");
+        bucket["count"] = (*out.pacing_lateness)[b];
+        buckets.emplace_back(std::move(bucket));
+      }
+      json::object pl;
+      pl["buckets"] = std::move(buckets);
+      pl["sum_s"] = number(out.pacing_lateness_sum_s);
+      x["pacing_lateness"] = std::move(pl);
+    }
+    outputs.emplace_back(std::move(x));
+  }
+  return outputs;
+}
+
+json::object multiplex_json(const ApiMultiplexView& m) {
+  json::object o;
+  o["id"] = m.id;
+  json::array channels;
+  for (const auto& c : m.channels) channels.emplace_back(c);
+  o["channels"] = std::move(channels);
+  o["packets_in"] = m.packets_in;
+  o["packets_out"] = m.packets_out;
+  o["datagrams_out"] = m.datagrams_out;
+  o["queue_drops"] = m.queue_drops;
+  o["outputs"] = outputs_json(m.outputs);
+  return o;
+}
+
 json::object channel_summary(const ApiChannelView& c) {
   json::object o;
   o["id"] = c.id;
@@ -128,30 +169,7 @@ json::object channel_detail(const ApiChannelView& c) {
     inputs.emplace_back(std::move(i));
   }
   o["inputs"] = std::move(inputs);
-  json::array outputs;
-  for (const auto& out : c.outputs) {
-    json::object x;
-    x["id"] = out.id;
-    x["datagrams"] = out.datagrams;
-    x["packets"] = out.packets;
-    x["bytes"] = out.bytes;
-    x["dropped"] = out.dropped;
-    if (out.pacing_lateness) {
-      json::array buckets;
-      for (std::size_t b = 0; b < out.pacing_lateness->size(); ++b) {
-        json::object bucket;
-        bucket["le_s"] = b < kPacingLatenessBuckets.size() ? json::value(kPacingLatenessBuckets[b]) : json::value("+Inf");
-        bucket["count"] = (*out.pacing_lateness)[b];
-        buckets.emplace_back(std::move(bucket));
-      }
-      json::object pl;
-      pl["buckets"] = std::move(buckets);
-      pl["sum_s"] = number(out.pacing_lateness_sum_s);
-      x["pacing_lateness"] = std::move(pl);
-    }
-    outputs.emplace_back(std::move(x));
-  }
-  o["outputs"] = std::move(outputs);
+  o["outputs"] = outputs_json(c.outputs);
   json::object hls;
   hls["enabled"] = c.hls.enabled;
   hls["state"] = c.hls.state;
@@ -205,6 +223,22 @@ struct MetricFamilies {
                                 .Name("twincast_channel_packets_out_total")
                                 .Help("TS packets sent by the channel")
                                 .Register(r)),
+        multiplex_member(metrics::BuildGauge()
+                             .Name("twincast_multiplex_member")
+                             .Help("1 for each member channel of the multiplex (MPTS)")
+                             .Register(r)),
+        multiplex_packets_in(metrics::BuildCounter()
+                                 .Name("twincast_multiplex_packets_in_total")
+                                 .Help("Remuxed TS packets of the member channels taken in by the multiplex")
+                                 .Register(r)),
+        multiplex_packets_out(metrics::BuildCounter()
+                                  .Name("twincast_multiplex_packets_out_total")
+                                  .Help("Media and PSI TS packets sent by the multiplex (null stuffing not counted)")
+                                  .Register(r)),
+        multiplex_queue_dropped(metrics::BuildCounter()
+                                    .Name("twincast_multiplex_queue_dropped_packets_total")
+                                    .Help("TS packets lost to the multiplex's full output queue (cbr_bps below the members' total?)")
+                                    .Register(r)),
         channel_switches(metrics::BuildCounter()
                              .Name("twincast_channel_input_switches_total")
                              .Help("Changes of the channel's active input")
@@ -437,6 +471,10 @@ struct MetricFamilies {
     channel_bitrate.Clear();
     channel_packets_in.Clear();
     channel_packets_out.Clear();
+    multiplex_member.Clear();
+    multiplex_packets_in.Clear();
+    multiplex_packets_out.Clear();
+    multiplex_queue_dropped.Clear();
     channel_switches.Clear();
     channel_alarms.Clear();
     channel_hls_segments.Clear();
@@ -494,7 +532,19 @@ struct MetricFamilies {
     std::vector<ApiChannelView> channels = backend.channels();
     std::vector<ApiPortView> ports = backend.ports();
     std::vector<ApiWorkerView> workers = backend.workers();
+    std::vector<ApiMultiplexView> multiplexes = backend.multiplexes();
     clear();
+    // An output of a channel or of a multiplex (labels: channel or multiplex, and output).
+    const auto add_output = [&](Labels ol, const ApiOutputView& out) {
+      output_datagrams.Add(ol).Set(as_double(out.datagrams));
+      output_packets.Add(ol).Set(as_double(out.packets));
+      output_bytes.Add(ol).Set(as_double(out.bytes));
+      output_dropped.Add(ol).Set(as_double(out.dropped));
+      if (out.pacing_lateness) {
+        output_lateness.Add(ol, metrics::BucketBoundaries(kPacingLatenessBuckets.begin(), kPacingLatenessBuckets.end()))
+            .Set(*out.pacing_lateness, out.pacing_lateness_sum_s);
+      }
+    };
     for (const auto& c : channels) {
       const Labels cl{{"channel", c.id}};
       channel_state.Add({{"channel", c.id}, {"state", c.state}}).Set(1);
@@ -552,18 +602,15 @@ struct MetricFamilies {
           srt_dropped.Add(il).Set(as_double(in.srt->dropped));
         }
       }
-      for (const auto& out : c.outputs) {
-        const Labels ol{{"channel", c.id}, {"output", out.id}};
-        output_datagrams.Add(ol).Set(as_double(out.datagrams));
-        output_packets.Add(ol).Set(as_double(out.packets));
-        output_bytes.Add(ol).Set(as_double(out.bytes));
-        output_dropped.Add(ol).Set(as_double(out.dropped));
-        if (out.pacing_lateness) {
-          output_lateness
-              .Add(ol, metrics::BucketBoundaries(kPacingLatenessBuckets.begin(), kPacingLatenessBuckets.end()))
-              .Set(*out.pacing_lateness, out.pacing_lateness_sum_s);
-        }
-      }
+      for (const auto& out : c.outputs) add_output({{"channel", c.id}, {"output", out.id}}, out);
+    }
+    for (const auto& m : multiplexes) {
+      const Labels ml{{"multiplex", m.id}};
+      for (const auto& member : m.channels) multiplex_member.Add({{"multiplex", m.id}, {"channel", member}}).Set(1);
+      multiplex_packets_in.Add(ml).Set(as_double(m.packets_in));
+      multiplex_packets_out.Add(ml).Set(as_double(m.packets_out));
+      multiplex_queue_dropped.Add(ml).Set(as_double(m.queue_drops));
+      for (const auto& out : m.outputs) add_output({{"multiplex", m.id}, {"output", out.id}}, out);
     }
     for (const auto& p : ports) {
       const Labels pl{{"port", p.id}};
@@ -592,6 +639,10 @@ struct MetricFamilies {
   Family<Gauge>& channel_bitrate;
   Family<Counter>& channel_packets_in;
   Family<Counter>& channel_packets_out;
+  Family<Gauge>& multiplex_member;
+  Family<Counter>& multiplex_packets_in;
+  Family<Counter>& multiplex_packets_out;
+  Family<Counter>& multiplex_queue_dropped;
   Family<Counter>& channel_switches;
   Family<Gauge>& channel_alarms;
   Family<Counter>& channel_hls_segments;
@@ -716,6 +767,14 @@ struct Api::Impl {
     for (const auto& c : backend.channels()) a.emplace_back(channel_summary(c));
     json::object o;
     o["channels"] = std::move(a);
+    return json_ok(o);
+  }
+
+  HttpResponse list_multiplexes() {
+    json::array a;
+    for (const auto& m : backend.multiplexes()) a.emplace_back(multiplex_json(m));
+    json::object o;
+    o["multiplexes"] = std::move(a);
     return json_ok(o);
   }
 
@@ -907,6 +966,7 @@ void Api::add_routes(HttpServer& server) {
                [impl](const HttpRequest& req) { return impl->scrub(impl->get_channel(req)); });
   server.route("POST", "/api/v1/channels/{id}/switch",
                [impl](const HttpRequest& req) { return impl->scrub(impl->switch_input(req)); });
+  server.route("GET", "/api/v1/multiplexes", [impl](const HttpRequest&) { return impl->scrub(impl->list_multiplexes()); });
   server.route("POST", "/api/v1/reload", [impl](const HttpRequest& req) { return impl->scrub(impl->reload(req)); });
   server.route("POST", "/api/v1/channels/{id}/hls-url",
                [impl](const HttpRequest& req) { return impl->scrub(impl->hls_url(req)); });

@@ -62,6 +62,7 @@ struct Appliance::Impl final : ApiBackend {
 
   std::vector<ApiChannelView> channels() override;
   std::vector<ApiPortView> ports() override;
+  std::vector<ApiMultiplexView> multiplexes() override;
   std::vector<ApiWorkerView> workers() override;
   std::optional<std::string> switch_input(const std::string& channel, const std::string& input) override;
   ApiReloadResult reload() override {
@@ -148,6 +149,41 @@ struct Appliance::Impl final : ApiBackend {
   }
 };
 
+namespace {
+ApiOutputView output_view(const dataplane::OutputConfig& oc, const dataplane::OutputStats& os,
+                          const dataplane::PacingHistogram& lateness) {
+  ApiOutputView ov;
+  ov.id = dataplane::net::ipv4_text(oc.address) + ":" + std::to_string(oc.udp_port);
+  ov.datagrams = os.datagrams;
+  ov.packets = os.packets;
+  ov.bytes = os.bytes;
+  ov.dropped = os.dropped_datagrams;
+  ov.pacing_lateness = lateness.buckets;
+  ov.pacing_lateness_sum_s = lateness.sum_seconds();
+  return ov;
+}
+}  // namespace
+
+std::vector<ApiMultiplexView> Appliance::Impl::multiplexes() {
+  std::lock_guard lock(mu);
+  std::vector<ApiMultiplexView> out;
+  for (std::size_t m = 0; m < config.multiplexes.size() && m < dp->multiplex_count(); ++m) {
+    const auto& mc = config.multiplexes[m];
+    const auto ms = dp->multiplex_stats(m);
+    ApiMultiplexView v;
+    v.id = mc.id;
+    v.channels = mc.channels;
+    v.packets_in = ms.packets_in;
+    v.packets_out = ms.packets_out;
+    v.datagrams_out = ms.datagrams_out;
+    v.queue_drops = ms.dropped_queue_full;
+    for (std::size_t o = 0; o < mc.outputs.size(); ++o)
+      v.outputs.push_back(output_view(mc.outputs[o], dp->multiplex_output_stats(m, o), dp->multiplex_pacing_lateness(m, o)));
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
 std::vector<ApiChannelView> Appliance::Impl::channels() {
   std::lock_guard lock(mu);
   std::vector<ApiChannelView> out;
@@ -207,20 +243,8 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
       }
       v.inputs.push_back(std::move(iv));
     }
-    for (std::size_t o = 0; o < cc.outputs.size(); ++o) {
-      const auto lateness = dp->pacing_lateness(c, o);  // its own schedule's datagrams
-      const auto& oc = cc.outputs[o];
-      const auto os = dp->output_stats(c, o);
-      ApiOutputView ov;
-      ov.id = dataplane::net::ipv4_text(oc.address) + ":" + std::to_string(oc.udp_port);
-      ov.datagrams = os.datagrams;
-      ov.packets = os.packets;
-      ov.bytes = os.bytes;
-      ov.dropped = os.dropped_datagrams;
-      ov.pacing_lateness = lateness.buckets;
-      ov.pacing_lateness_sum_s = lateness.sum_seconds();
-      v.outputs.push_back(std::move(ov));
-    }
+    for (std::size_t o = 0; o < cc.outputs.size(); ++o)  // lateness: its own schedule's datagrams
+      v.outputs.push_back(output_view(cc.outputs[o], dp->output_stats(c, o), dp->pacing_lateness(c, o)));
     v.state = dataplane::channel_health_name(cs.state);
     v.hls.enabled = cc.hls;
     v.hls.state = "off";

@@ -72,6 +72,7 @@ std::string help_text() {
   std::string h =
       "usage: twincastctl [OPTIONS] status              every channel: state, active input, bitrate, alarms\n"
       "       twincastctl [OPTIONS] channel ID          one channel: inputs (TR 101 290, MDI, SRT), outputs, HLS\n"
+      "       twincastctl [OPTIONS] multiplexes         every multiplex (MPTS): members, packets, queue drops, outputs\n"
       "       twincastctl [OPTIONS] switch ID INPUT     make INPUT the active input of channel ID (needs the token)\n"
       "       twincastctl [OPTIONS] reload              make twincastd re-read its configuration (needs the token)\n"
       "       twincastctl [OPTIONS] hls-url ID [--ttl S] [--client ADDR] [--page]\n"
@@ -89,7 +90,8 @@ std::string help_text() {
       "  --timeout SECONDS   give up on the API after this long (default 5)\n"
       "\n"
       "Data goes to stdout, messages to stderr. A channel is healthy when its state is \"ok\" and it\n"
-      "has no alarm; `status` and `channel` exit 1 when a channel they show is not.\n"
+      "has no alarm; `status` and `channel` exit 1 when a channel they show is not, `multiplexes` when\n"
+      "a multiplex has lost packets to a full output queue (its cbr_bps below its members' total?).\n"
       "\n"
       "exit codes:\n";
   for (CtlExit e : {
@@ -596,8 +598,10 @@ class Ctl {
       return code(CtlExit::kOk);
     }
     if (cmd == "check") return arity(1, "check FILE") ? check(w[1]) : code(CtlExit::kUsage);
-    if (cmd != "status" && cmd != "channel" && cmd != "switch" && cmd != "reload" && cmd != "hls-url") {
-      p_.err("unknown command '" + printable(cmd) + "' (commands: status, channel, switch, reload, hls-url, check; see --help)");
+    if (cmd != "status" && cmd != "channel" && cmd != "multiplexes" && cmd != "switch" && cmd != "reload" &&
+        cmd != "hls-url") {
+      p_.err("unknown command '" + printable(cmd) +
+             "' (commands: status, channel, multiplexes, switch, reload, hls-url, check; see --help)");
       return code(CtlExit::kUsage);
     }
     if (cmd != "hls-url" && (o_.ttl || o_.client || o_.page)) {
@@ -606,6 +610,7 @@ class Ctl {
     }
     if (cmd == "hls-url" && !arity(1, "[OPTIONS] hls-url ID [--ttl S] [--client ADDR] [--page]")) return code(CtlExit::kUsage);
     if (cmd == "status" && !arity(0, "[OPTIONS] status")) return code(CtlExit::kUsage);
+    if (cmd == "multiplexes" && !arity(0, "[OPTIONS] multiplexes")) return code(CtlExit::kUsage);
     if (cmd == "channel" && !arity(1, "[OPTIONS] channel ID")) return code(CtlExit::kUsage);
     if (cmd == "switch" && !arity(2, "[OPTIONS] switch ID INPUT")) return code(CtlExit::kUsage);
     if (cmd == "reload" && !arity(0, "[OPTIONS] reload")) return code(CtlExit::kUsage);
@@ -623,6 +628,7 @@ class Ctl {
     }
     api_ = *api;
     if (cmd == "status") return status();
+    if (cmd == "multiplexes") return multiplexes();
     if (cmd == "channel") return channel(w[1]);
     if (cmd == "switch") return switch_input(w[1], w[2]);
     if (cmd == "hls-url") return hls_url(w[1]);
@@ -708,6 +714,51 @@ class Ctl {
     if (!unhealthy.empty()) {
       p_.err(std::to_string(unhealthy.size()) + " of " + std::to_string(channels->size()) +
              " channels need attention: " + join(unhealthy, ", "));
+      return code(CtlExit::kRefused);
+    }
+    return code(CtlExit::kOk);
+  }
+
+  int multiplexes() {
+    int exit = 0;
+    auto a = call(http::verb::get, "/api/v1/multiplexes", "", std::nullopt, "multiplexes", exit);
+    if (!a) return exit;
+    auto v = parse_answer(*a, exit);
+    if (!v) return exit;
+    const json::array* list = arr(*v, "multiplexes");
+    if (list == nullptr) {
+      p_.err("the answer from " + api_.text() + " has no multiplex list");
+      return code(CtlExit::kUnreachable);
+    }
+    std::vector<std::string> dropping;
+    std::vector<std::vector<std::string>> rows{{"ID", "CHANNELS", "PACKETS_OUT", "QUEUE_DROPS", "OUTPUTS"}};
+    auto count_text = [](const std::optional<double>& n) {
+      return n ? std::to_string(static_cast<std::uint64_t>(*n)) : std::string("-");
+    };
+    for (const auto& m : *list) {
+      const std::string id = str(m, "id", "?");
+      std::vector<std::string> members;
+      if (const json::array* c = arr(m, "channels"))
+        for (const auto& x : *c)
+          if (x.is_string()) members.emplace_back(x.as_string());
+      std::vector<std::string> outputs;
+      if (const json::array* o = arr(m, "outputs"))
+        for (const auto& x : *o) outputs.push_back(str(x, "id", "?") + " (" + count_text(num(x, "datagrams")) + " datagrams)");
+      const auto drops = num(m, "queue_drops");
+      rows.push_back({id, members.empty() ? "-" : join(members, ","), count_text(num(m, "packets_out")), count_text(drops),
+                      outputs.empty() ? "-" : join(outputs, ", ")});
+      if (drops && *drops > 0) dropping.push_back(id + " (" + count_text(drops) + " packets)");
+    }
+    if (o_.json) {
+      p_.out(a->body);
+    } else if (list->empty()) {
+      p_.err("no multiplexes configured");
+    } else {
+      p_.out(table(rows, {false, false, true, true, false}));
+    }
+    if (!dropping.empty()) {
+      p_.err(std::to_string(dropping.size()) + " of " + std::to_string(list->size()) +
+             " multiplexes lost packets to a full output queue (cbr_bps below the members' total?): " + join(dropping, ", "));
       return code(CtlExit::kRefused);
     }
     return code(CtlExit::kOk);

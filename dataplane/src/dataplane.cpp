@@ -537,8 +537,8 @@ InputSnapshot Dataplane::input_snapshot(std::size_t channel, std::size_t input) 
 PacingHistogram Dataplane::pacing_lateness(std::size_t channel, std::size_t output) const {
   return impl_->plan().channels.at(channel)->core->pipeline->pacing_lateness(output);
 }
-PacingHistogram Dataplane::multiplex_pacing_lateness(std::size_t multiplex) const {
-  return impl_->plan().multiplexes.at(multiplex)->multiplex->pacing_lateness();
+PacingHistogram Dataplane::multiplex_pacing_lateness(std::size_t multiplex, std::size_t output) const {
+  return impl_->plan().multiplexes.at(multiplex)->multiplex->pacing_lateness(output);
 }
 
 ExternalInput* Dataplane::external_input(std::size_t channel, std::size_t input) const {

@@ -107,7 +107,7 @@ std::size_t Multiplex::member_count() const { return impl_->members.size(); }
 const MultiplexConfig& Multiplex::config() const { return impl_->config; }
 const mpegts::ProgramModel& Multiplex::output_model() const { return impl_->remux.output_model(); }
 
-PacingHistogram Multiplex::pacing_lateness() const { return impl_->pacer.lateness(); }
+PacingHistogram Multiplex::pacing_lateness(std::size_t output) const { return impl_->pacer.lateness(output); }
 
 MultiplexStats Multiplex::stats() const {
   MultiplexStats s;

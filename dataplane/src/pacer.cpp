@@ -219,6 +219,7 @@ void Pacer::poll_cbr(std::uint64_t now, DatagramSink& sink) {
 // --- Pacers ---
 
 Pacers::Pacers(const std::vector<OutputConfig>& outputs, const std::string& who) {
+  for (const OutputConfig& o : outputs) keys_.push_back(OutputKey{o.port, o.address, o.udp_port});
   // Outputs grouped by schedule, in the order of their first output.
   std::vector<std::vector<std::size_t>> groups;
   const auto same_schedule = [](const OutputConfig& a, const OutputConfig& b) {
@@ -253,18 +254,21 @@ void Pacers::copy_in(Pacer& to, std::span<const mpegts::TsPacket> packets, std::
 
 void Pacers::take_over(const Pacers& old) {
   for (const auto& p : pacers_) {
-    // The old pacer of this one's first output, on the same schedule if it can be; then
-    // any on the same schedule; then the first.
-    const Pacer* from = old.pacers_[0].get();
-    int best = -1;
-    for (const auto& q : old.pacers_) {
-      const int score = (p->active() && q->serves(p->first_output()) ? 2 : 0) + (p->same_schedule(*q) ? 1 : 0);
-      if (score > best) {
-        best = score;
-        from = q.get();
-      }
+    // The old pacer of one of this one's outputs; for outputs that are all new, one on the
+    // same schedule, else the first.
+    const Pacer* from = nullptr;
+    for (std::size_t k = 0; k < p->outputs().size() && from == nullptr; ++k) {
+      const std::size_t id = p->outputs()[k];
+      const OutputKey& key = keys_[id];
+      // The same output at the same place first (two outputs may name the same group).
+      std::size_t j = id < old.keys_.size() && old.keys_[id] == key ? id : 0;
+      while (j < old.keys_.size() && !(old.keys_[j] == key)) ++j;
+      for (const auto& q : old.pacers_)
+        if (j < old.keys_.size() && q->serves(j)) from = q.get();
     }
-    p->take_over(*from);
+    for (std::size_t q = 0; q < old.pacers_.size() && from == nullptr; ++q)
+      if (p->same_schedule(*old.pacers_[q])) from = old.pacers_[q].get();
+    p->take_over(from != nullptr ? *from : *old.pacers_[0]);
   }
 }
 

@@ -111,8 +111,8 @@ class Pacer {
   [[nodiscard]] bool active() const { return n_outputs_ != 0; }
   // Sends to the output the sink knows as `id`?
   [[nodiscard]] bool serves(std::size_t id) const { return std::find(ids_.begin(), ids_.end(), id) != ids_.end(); }
-  // The sink's number of its first output (with outputs only).
-  [[nodiscard]] std::size_t first_output() const { return ids_.front(); }
+  // The sink's numbers of its outputs.
+  [[nodiscard]] const std::vector<std::size_t>& outputs() const { return ids_; }
   [[nodiscard]] std::uint64_t packets_out() const { return counters_.packets_out.load(std::memory_order_relaxed); }
   [[nodiscard]] std::uint64_t datagrams_out() const { return counters_.datagrams_out.load(std::memory_order_relaxed); }
   [[nodiscard]] std::uint64_t dropped_queue_full() const {
@@ -201,10 +201,12 @@ class Pacers {
   }
   [[nodiscard]] bool active() const { return pacers_[0]->active(); }
   // A reload rebuilt the owner: each pacer takes over the queue of the old pacer that
-  // served its first output (by the outputs' numbers), on the same schedule where there is
-  // one, with its timing when the pacing is of the same kind. So every output that keeps
-  // its number goes on without a gap, whatever its schedule became, unless it now shares a
-  // schedule with an output that was further ahead or behind (it then goes on from there).
+  // served one of its outputs before (outputs matched by port, address and UDP port, not by
+  // their place in the list), with its timing when the pacing is of the same kind; a pacer
+  // of outputs that are all new takes the queue of an old one on its schedule, else the
+  // first. So every output that stays goes on without a gap, whatever its schedule or place
+  // became, unless it now shares a schedule with an output that was further ahead or
+  // behind (it then goes on from there).
   void take_over(const Pacers& old);
   [[nodiscard]] std::uint64_t packets_out() const { return pacers_[0]->packets_out(); }
   [[nodiscard]] std::uint64_t datagrams_out() const { return pacers_[0]->datagrams_out(); }
@@ -216,6 +218,13 @@ class Pacers {
  private:
   static void copy_in(Pacer& to, std::span<const mpegts::TsPacket> packets, std::uint16_t pcr_pid, std::uint64_t now);
 
+  struct OutputKey {
+    std::string port;
+    Ipv4 address = 0;
+    std::uint16_t udp_port = 0;
+    friend bool operator==(const OutputKey&, const OutputKey&) = default;
+  };
+  std::vector<OutputKey> keys_;                 // by output number
   std::vector<std::unique_ptr<Pacer>> pacers_;  // at least one
   std::span<mpegts::TsPacket> room_;            // the first pacer's last tail_room()
 };

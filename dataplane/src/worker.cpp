@@ -609,6 +609,13 @@ void Dataplane::Impl::drain_external(std::uint64_t now_ns) {
 namespace {
 // An output that kept its destination goes on with its RTP stream: the same SSRC and the
 // next sequence number (outputs are matched by destination, not by their place in the list).
+void carry_counters(OutputCounters& now, const OutputCounters& before) {
+  for (auto [to, from] : {std::pair{&now.datagrams, &before.datagrams}, std::pair{&now.packets, &before.packets},
+                          std::pair{&now.bytes, &before.bytes},
+                          std::pair{&now.dropped_datagrams, &before.dropped_datagrams},
+                          std::pair{&now.dropped_packets, &before.dropped_packets}})
+    to->store(from->load(std::memory_order_relaxed), std::memory_order_relaxed);
+}
 void carry_rtp(std::vector<OutputState>& now, const std::vector<OutputState>& before) {
   for (OutputState& o : now) {
     for (const OutputState& b : before) {
@@ -628,7 +635,13 @@ void Dataplane::Impl::adopt(const Plan& next) {
     const ChannelState* before = next.predecessors[c];
     if (before == nullptr) continue;
     ChannelState& now = *next.channels[c];
-    if (now.core != before->core) now.core->pipeline->continue_from(*before->core->pipeline);
+    if (now.core != before->core) {
+      now.core->pipeline->continue_from(*before->core->pipeline);
+    } else {
+      // Readdressed: the same outputs, moved; their counters go on (as the pacers' do).
+      for (std::size_t o = 0; o < now.outputs.size() && o < before->outputs.size(); ++o)
+        carry_counters(*now.outputs[o].counters, *before->outputs[o].counters);
+    }
     carry_rtp(now.outputs, before->outputs);
   }
   for (std::size_t m = 0; m < next.multiplex_predecessors.size(); ++m) {

@@ -279,6 +279,26 @@ TEST_F(ApiTest, ChannelDetail) {
   EXPECT_EQ(request(port_, http::verb::get, "/api/v1/channels/news?verbose=1").status, 200U);
 }
 
+TEST_F(ApiTest, Multiplexes) {
+  Reply r = request(port_, http::verb::get, "/api/v1/multiplexes");
+  ASSERT_EQ(r.status, 200U) << r.body;
+  json::value v = parse(r.body);
+  const auto& list = v.at("multiplexes").as_array();
+  ASSERT_EQ(list.size(), 1u);
+  const auto& m = list[0];
+  EXPECT_EQ(m.at("id").as_string(), "mux1");
+  ASSERT_EQ(m.at("channels").as_array().size(), 2u);
+  EXPECT_EQ(m.at("channels").as_array()[1].as_string(), "sport");
+  EXPECT_EQ(m.at("packets_in").to_number<int>(), 2000);
+  EXPECT_EQ(m.at("packets_out").to_number<int>(), 1900);
+  EXPECT_EQ(m.at("datagrams_out").to_number<int>(), 300);
+  EXPECT_EQ(m.at("queue_drops").to_number<int>(), 0);
+  const auto& out = m.at("outputs").as_array().at(0);
+  EXPECT_EQ(out.at("id").as_string(), "239.3.3.3:5000");
+  EXPECT_EQ(out.at("datagrams").to_number<int>(), 300);
+  EXPECT_EQ(out.at("pacing_lateness").at("buckets").as_array().at(0).at("count").to_number<int>(), 290);
+}
+
 TEST_F(ApiTest, HeadAnswersLikeGetWithoutBody) {
   Client c(port_);
   Reply get = c.send(http::verb::get, "/api/v1/channels");
@@ -414,6 +434,7 @@ TEST_F(ApiTest, ReloadAndSecretsInErrors) {
   EXPECT_EQ(ch.at("added").as_array().at(0).as_string(), "kids");
   EXPECT_EQ(ch.at("removed").as_array().at(0).as_string(), "old");
   EXPECT_EQ(ch.at("restarted").as_array().at(0).as_string(), "sport");
+  EXPECT_EQ(ch.at("readdressed").as_array().at(0).as_string(), "weather");
   EXPECT_EQ(ch.at("unchanged").as_array().at(0).as_string(), "news");
   // A backend error that quotes a passphrase and the token (as a careless config error might).
   backend_.reload_error_ = std::string("line 12: passphrase '") + kPassphrase + "' token " + kToken;
@@ -617,6 +638,16 @@ TEST_F(ApiTest, MetricsExposition) {
   has("twincast_output_pacing_lateness_seconds_bucket{channel=\"news\",output=\"239.1.1.1:5000\",le=\"1e-05\"} 100");
   has("twincast_output_pacing_lateness_seconds_bucket{channel=\"news\",output=\"239.1.1.1:5000\",le=\"+Inf\"} 140");
   has("twincast_output_pacing_lateness_seconds_count{channel=\"news\",output=\"239.1.1.1:5000\"} 140");
+  // A multiplex: its members, counters, and its outputs in the output families, labelled
+  // by multiplex instead of channel.
+  has("twincast_multiplex_member{channel=\"news\",multiplex=\"mux1\"} 1");
+  has("twincast_multiplex_member{channel=\"sport\",multiplex=\"mux1\"} 1");
+  has("twincast_multiplex_packets_in_total{multiplex=\"mux1\"} 2000");
+  has("twincast_multiplex_packets_out_total{multiplex=\"mux1\"} 1900");
+  has("twincast_multiplex_queue_dropped_packets_total{multiplex=\"mux1\"} 0");
+  has("twincast_output_datagrams_total{multiplex=\"mux1\",output=\"239.3.3.3:5000\"} 300");
+  has("twincast_output_pacing_lateness_seconds_bucket{multiplex=\"mux1\",output=\"239.3.3.3:5000\",le=\"1e-05\"} 290");
+  has("twincast_output_pacing_lateness_seconds_count{multiplex=\"mux1\",output=\"239.3.3.3:5000\"} 300");
   has("twincast_port_rx_missed_total{port=\"0000:00:04.0\"} 4");
   has("twincast_port_ring_drops_total{port=\"0000:00:04.0\"} 6");
   has("twincast_port_drops_total{port=\"0000:00:04.0\",reason=\"unknown_flow\"} 21");
@@ -656,10 +687,12 @@ TEST_F(ApiTest, MetricsExposition) {
     std::lock_guard lock(backend_.mutex_);
     backend_.channels_[0].bitrate_bps = 5'000'000;
     backend_.channels_.pop_back();
+    backend_.multiplexes_.clear();  // sport was a member: the multiplex went with it
   }
   std::string t2 = request(metrics_port_, http::verb::get, "/metrics").body;
   EXPECT_NE(t2.find("twincast_channel_bitrate_bps{channel=\"news\"} 5000000\n"), std::string::npos);
   EXPECT_EQ(t2.find("channel=\"sport\""), std::string::npos);
+  EXPECT_EQ(t2.find("multiplex=\"mux1\""), std::string::npos);
 }
 
 TEST(MetricsCost, RenderFiveHundredChannels) {

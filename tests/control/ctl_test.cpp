@@ -437,8 +437,8 @@ TEST_F(CtlTest, Reload) {
   CtlRun r = api({"--token-file", token_file_.string(), "reload"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "configuration reloaded: 1 added, 1 removed, 1 restarted, 1 unchanged\n"
-            "  added: kids\n  removed: old\n  restarted: sport\n");
+            "configuration reloaded: 1 added, 1 removed, 1 restarted, 1 readdressed, 1 unchanged\n"
+            "  added: kids\n  removed: old\n  restarted: sport\n  readdressed: weather\n");
   EXPECT_EQ(backend_.reloads_, 1);
   // Refused, with an error that quotes the token (the API redacts it, and so does the CLI).
   backend_.reload_error_ = std::string("line 3: bad value; token ") + kToken;
@@ -453,6 +453,35 @@ TEST_F(CtlTest, Reload) {
   r = api({"--token-file", wrong_token_file_.string(), "reload"});
   EXPECT_EQ(r.exit_code, 4);
   EXPECT_EQ(backend_.reloads_, 2);
+}
+
+TEST_F(CtlTest, Multiplexes) {
+  CtlRun r = api({"multiplexes"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "ID    CHANNELS    PACKETS_OUT  QUEUE_DROPS  OUTPUTS\n"
+            "mux1  news,sport         1900            0  239.3.3.3:5000 (300 datagrams)\n");
+  // Packets lost to a full queue: exit 1 and say so.
+  {
+    std::lock_guard lock(backend_.mutex_);
+    backend_.multiplexes_[0].queue_drops = 12;
+  }
+  r = api({"multiplexes"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("1 of 1 multiplexes lost packets to a full output queue (cbr_bps below the members' total?): mux1 (12 packets)"),
+            std::string::npos)
+      << r.err;
+  r = api({"--json", "multiplexes"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("\"queue_drops\":12"), std::string::npos) << r.out;
+  {
+    std::lock_guard lock(backend_.mutex_);
+    backend_.multiplexes_.clear();
+  }
+  r = api({"multiplexes"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.err.find("no multiplexes configured"), std::string::npos) << r.err;
+  EXPECT_EQ(api({"multiplexes", "extra"}).exit_code, 2);
 }
 
 TEST_F(CtlTest, TheTokenIsNeverTakenOnTheCommandLine) {

@@ -98,6 +98,21 @@ class FakeBackend : public control::ApiBackend {
     port.ring_drops = 6;
     port.drops = {{"malformed", 0}, {"unknown_flow", 21}, {"ts_size", 5}};
     ports_ = {port};
+    control::ApiMultiplexView mux;
+    mux.id = "mux1";
+    mux.channels = {"news", "sport"};
+    mux.packets_in = 2000;
+    mux.packets_out = 1900;
+    mux.datagrams_out = 300;
+    control::ApiOutputView mux_out;
+    mux_out.id = "239.3.3.3:5000";
+    mux_out.datagrams = 300;
+    mux_out.packets = 2100;
+    mux_out.bytes = 300 * 1358;
+    mux_out.pacing_lateness = std::array<std::uint64_t, control::kPacingLatenessBuckets.size() + 1>{290, 10, 0, 0, 0, 0, 0, 0, 0};
+    mux_out.pacing_lateness_sum_s = 0.0004;
+    mux.outputs = {mux_out};
+    multiplexes_ = {mux};
     workers_ = {control::ApiWorkerView{.lcore = 1, .poll_seconds = 120.5, .busy_seconds = 30.25, .overload_windows = 3,
                                        .ott_shed_tiers = 1}};
   }
@@ -109,6 +124,10 @@ class FakeBackend : public control::ApiBackend {
   std::vector<control::ApiPortView> ports() override {
     std::lock_guard lock(mutex_);
     return ports_;
+  }
+  std::vector<control::ApiMultiplexView> multiplexes() override {
+    std::lock_guard lock(mutex_);
+    return multiplexes_;
   }
   std::vector<control::ApiWorkerView> workers() override {
     std::lock_guard lock(mutex_);
@@ -129,7 +148,8 @@ class FakeBackend : public control::ApiBackend {
     std::lock_guard lock(mutex_);
     ++reloads_;
     if (reload_error_) return control::ApiReloadResult{.error = reload_error_};
-    return control::ApiReloadResult{.added = {"kids"}, .removed = {"old"}, .restarted = {"sport"}, .unchanged = {"news"}};
+    return control::ApiReloadResult{.added = {"kids"}, .removed = {"old"}, .restarted = {"sport"}, .readdressed = {"weather"},
+                                     .unchanged = {"news"}};
   }
   std::vector<std::string> secrets() override { return {kFakePassphrase}; }
 
@@ -137,6 +157,7 @@ class FakeBackend : public control::ApiBackend {
   std::vector<control::ApiChannelView> channels_;
   std::vector<control::ApiPortView> ports_;
   std::vector<control::ApiWorkerView> workers_;
+  std::vector<control::ApiMultiplexView> multiplexes_;
   std::vector<std::pair<std::string, std::string>> switches_;
   bool refuse_switch_ = false;
   int reloads_ = 0;

@@ -391,24 +391,32 @@ INSTANTIATE_TEST_SUITE_P(
 
 namespace {
 
-using Schedules = std::vector<std::pair<PacingMode, std::size_t>>;
+// An output for a reload test: its schedule, and which output it is (`who` picks its group
+// 239.0.0.who, so outputs keep their identity when they move in the list).
+struct Out {
+  PacingMode pacing;
+  std::size_t per_datagram;
+  char who;
+};
 
-std::vector<OutputConfig> outputs_of(const Schedules& schedules) {
+std::vector<OutputConfig> outputs_of(const std::vector<Out>& outs) {
   std::vector<OutputConfig> outputs;
-  for (const auto& [pacing, per_datagram] : schedules) {
+  for (const Out& x : outs) {
     OutputConfig o;
-    o.pacing = pacing;
-    o.packets_per_datagram = static_cast<std::uint8_t>(per_datagram);
-    if (pacing == PacingMode::kCbr) o.cbr_bps = 2'000'000;
+    o.pacing = x.pacing;
+    o.packets_per_datagram = static_cast<std::uint8_t>(x.per_datagram);
+    if (x.pacing == PacingMode::kCbr) o.cbr_bps = 2'000'000;
+    o.address = 0xEF000000u | static_cast<std::uint8_t>(x.who);
+    o.udp_port = 5000;
     outputs.push_back(o);
   }
   return outputs;
 }
 
 struct ScheduleChange {
-  Schedules before;
-  Schedules after;
-  std::size_t whole;  // outputs 0..whole-1 must carry every packet with no break
+  std::vector<Out> before;
+  std::vector<Out> after;
+  std::string whole;  // the outputs (by `who`) that must carry every packet with no break
 };
 
 }  // namespace
@@ -416,53 +424,76 @@ struct ScheduleChange {
 class ChannelScheduleChange : public ::testing::TestWithParam<ScheduleChange> {};
 
 TEST_P(ChannelScheduleChange, OutputsGoOnWithoutABreak) {
-  // A reload 3 s in changes some outputs' schedules (pacing, packets per datagram). Each
-  // new schedule takes over what its outputs' old one had queued, so those outputs go on
-  // with no CC break, and carry the same packets as the others. Outputs that were on one
-  // schedule and are now on two, or the other way round, included; an output that joins a
-  // schedule of outputs further ahead or behind cannot be whole, so `whole` says which to
-  // check.
+  // A reload 3 s in changes outputs' schedules (pacing, packets per datagram), their order,
+  // or which outputs there are. Each new schedule takes over what its outputs' old one had
+  // queued (outputs known by their group and port), so every output that stays goes on
+  // with no CC break and carries the same packets as the others. An output that joins a
+  // schedule of outputs further ahead or behind cannot be whole, so `whole` says which
+  // outputs to check.
   const ScheduleChange& change = GetParam();
+  constexpr std::uint64_t kReloadNs = 3000 * kMs;
   auto cfg = one_channel(1);
   cfg.outputs = outputs_of(change.before);
   Source a = source("h264_aac.ts");
   Recorder rec;
   auto before = std::make_unique<Channel>(cfg);
-  run(*before, {&a}, rec, 3000 * kMs, 7, [](std::uint64_t) {});
+  run(*before, {&a}, rec, kReloadNs, 7, [](std::uint64_t) {});
   cfg.outputs = outputs_of(change.after);
   Channel after(cfg);
   after.continue_from(*before);
   before.reset();
-  run(after, {&a}, rec, 7000 * kMs, 7, [](std::uint64_t) {}, 100'000, 3000 * kMs + 100'000);
-  std::vector<std::vector<TsPacket>> media(change.whole);
-  for (std::size_t o = 0; o < change.whole; ++o) {
-    const auto pkts = rec.packets(o);
-    ASSERT_GT(pkts.size(), 1000u) << "output " << o;
-    EXPECT_EQ(strict_cc_breaks(pkts), 0u) << "output " << o;
+  run(after, {&a}, rec, 7000 * kMs, 7, [](std::uint64_t) {}, 100'000, kReloadNs + 100'000);
+  const auto index_of = [](const std::vector<Out>& outs, char who) {
+    for (std::size_t i = 0; i < outs.size(); ++i)
+      if (outs[i].who == who) return i;
+    return outs.size();
+  };
+  std::vector<std::vector<TsPacket>> media;
+  for (const char who : change.whole) {
+    SCOPED_TRACE(std::string("output ") + who);
+    const std::size_t b = index_of(change.before, who);
+    const std::size_t n = index_of(change.after, who);
+    ASSERT_LT(b, change.before.size());
+    ASSERT_LT(n, change.after.size());
+    std::vector<TsPacket> pkts;  // what its receiver got: from its place before, then after
+    for (const auto& sent : rec.sent)
+      if (sent.output == (sent.t <= kReloadNs ? b : n)) pkts.insert(pkts.end(), sent.packets.begin(), sent.packets.end());
+    ASSERT_GT(pkts.size(), 1000u);
+    EXPECT_EQ(strict_cc_breaks(pkts), 0u);
+    media.emplace_back();
     for (const auto& p : pkts)
-      if (p.pid() != mpegts::kNullPid) media[o].push_back(p);
+      if (p.pid() != mpegts::kNullPid) media.back().push_back(p);
   }
   for (std::size_t o = 1; o < media.size(); ++o) {
-    ASSERT_EQ(media[o].size(), media[0].size()) << "output " << o;
-    for (std::size_t i = 0; i < media[0].size(); ++i) ASSERT_EQ(media[o][i].bytes, media[0][i].bytes) << o << " " << i;
+    ASSERT_EQ(media[o].size(), media[0].size()) << "output " << change.whole[o];
+    for (std::size_t i = 0; i < media[0].size(); ++i)
+      ASSERT_EQ(media[o][i].bytes, media[0][i].bytes) << change.whole[o] << " " << i;
   }
   EXPECT_EQ(after.stats().dropped_queue_full, 0u);
 }
 
+constexpr PacingMode kPcr = PacingMode::kPcr;
+constexpr PacingMode kCbr = PacingMode::kCbr;
+constexpr PacingMode kPass = PacingMode::kPassthrough;
+
 INSTANTIATE_TEST_SUITE_P(
     Outputs, ChannelScheduleChange,
     ::testing::Values(
-        // Output 1 from CBR to passthrough; output 0 keeps PCR pacing.
-        ScheduleChange{{{PacingMode::kPcr, 7}, {PacingMode::kCbr, 7}}, {{PacingMode::kPcr, 7}, {PacingMode::kPassthrough, 7}}, 2},
-        // Output 1 from 7 to 4 packets per datagram, output 0 from PCR to CBR.
-        ScheduleChange{{{PacingMode::kPcr, 7}, {PacingMode::kPcr, 7}}, {{PacingMode::kCbr, 7}, {PacingMode::kPcr, 4}}, 2},
-        // Output 0 from CBR to PCR pacing; output 1 stays.
-        ScheduleChange{{{PacingMode::kCbr, 7}, {PacingMode::kPcr, 4}}, {{PacingMode::kPcr, 7}, {PacingMode::kPcr, 4}}, 2},
-        // Two schedules become one: output 0 goes on; output 1 joins it where it is.
-        ScheduleChange{{{PacingMode::kCbr, 7}, {PacingMode::kPcr, 4}}, {{PacingMode::kCbr, 7}, {PacingMode::kCbr, 7}}, 1},
-        // Output 1 added, on a schedule of its own; then removed again.
-        ScheduleChange{{{PacingMode::kPcr, 7}}, {{PacingMode::kPcr, 7}, {PacingMode::kCbr, 4}}, 1},
-        ScheduleChange{{{PacingMode::kPcr, 7}, {PacingMode::kCbr, 4}}, {{PacingMode::kPcr, 7}}, 1}));
+        // B from CBR to passthrough; A keeps PCR pacing.
+        ScheduleChange{{{kPcr, 7, 'A'}, {kCbr, 7, 'B'}}, {{kPcr, 7, 'A'}, {kPass, 7, 'B'}}, "AB"},
+        // One schedule becomes two: A to CBR, B to 4 packets per datagram.
+        ScheduleChange{{{kPcr, 7, 'A'}, {kPcr, 7, 'B'}}, {{kCbr, 7, 'A'}, {kPcr, 4, 'B'}}, "AB"},
+        // A from CBR to PCR pacing; B stays.
+        ScheduleChange{{{kCbr, 7, 'A'}, {kPcr, 4, 'B'}}, {{kPcr, 7, 'A'}, {kPcr, 4, 'B'}}, "AB"},
+        // Two schedules become one: A goes on; B joins it where it is.
+        ScheduleChange{{{kCbr, 7, 'A'}, {kPcr, 4, 'B'}}, {{kCbr, 7, 'A'}, {kCbr, 7, 'B'}}, "A"},
+        // C added on a schedule of its own; then removed again.
+        ScheduleChange{{{kPcr, 7, 'A'}}, {{kPcr, 7, 'A'}, {kCbr, 4, 'C'}}, "A"},
+        ScheduleChange{{{kPcr, 7, 'A'}, {kCbr, 4, 'C'}}, {{kPcr, 7, 'A'}}, "A"},
+        // The outputs swap places, with and without a schedule change; the first one goes.
+        ScheduleChange{{{kPcr, 7, 'A'}, {kCbr, 7, 'B'}}, {{kCbr, 7, 'B'}, {kPcr, 7, 'A'}}, "AB"},
+        ScheduleChange{{{kPcr, 7, 'A'}, {kCbr, 7, 'B'}}, {{kPass, 7, 'B'}, {kPcr, 4, 'A'}}, "AB"},
+        ScheduleChange{{{kPcr, 7, 'A'}, {kCbr, 7, 'B'}}, {{kCbr, 7, 'B'}}, "B"}));
 
 TEST(Channel, RejectsWhatItCannotRun) {
   auto cfg = one_channel(0);

@@ -221,6 +221,43 @@ std::vector<TsPacket> rtp_ts_to(const std::vector<ByteVec>& frames, Ipv4 group, 
   return out;
 }
 
+// Feeds each of `files` to the input of the channel of the same index, in real time
+// (datagrams of 7 packets, polled every ms) from 1 ms to 4 s, then polls 300 ms more;
+// `reload` runs once at 1.5 s.
+template <class Reload>
+void drive(Dataplane& dp, const ApplianceConfig& cfg, const std::vector<std::string>& files, Reload&& reload) {
+  rte_mempool* pool = dp.mempool(0);
+  std::vector<std::vector<TsPacket>> packets;
+  std::vector<std::vector<std::uint64_t>> times;
+  std::vector<std::size_t> next(files.size(), 0);
+  for (const auto& f : files) {
+    packets.push_back(test::read_packets(test::fixture(f)));
+    times.push_back(mpegts::file_times(packets.back()).ns);
+  }
+  constexpr std::uint64_t kReloadAt = 1500 * kMs;
+  constexpr std::uint64_t kEnd = 4000 * kMs;
+  bool reloaded = false;
+  for (std::uint64_t now = kMs; now <= kEnd + 300 * kMs; now += kMs) {
+    if (!reloaded && now >= kReloadAt) {
+      reload();
+      reloaded = true;
+    }
+    std::vector<rte_mbuf*> burst;
+    for (std::size_t k = 0; k < files.size(); ++k) {
+      while (next[k] < packets[k].size() && times[k][next[k]] < std::min(now, kEnd)) {
+        const std::size_t n = std::min<std::size_t>(7, packets[k].size() - next[k]);
+        const ByteVec frame = udp_frame(cfg.channels[k].inputs[0].address, 5000, std::span(packets[k].data() + next[k], n));
+        rte_mbuf* m = test::mbuf_of(pool, frame);
+        ASSERT_NE(m, nullptr);
+        burst.push_back(m);
+        next[k] += n;
+      }
+    }
+    if (!burst.empty()) dp.process_burst(0, burst.data(), static_cast<std::uint16_t>(burst.size()), now);
+    dp.poll_once(now);
+  }
+}
+
 // A reload renames a member: the member and the multiplex are rebuilt, and the receivers of
 // both the MPTS and the member's own SPTS go on without a CC error; the new name is there.
 TEST(MultiplexDataplane, AReloadThatRebuildsTheMultiplexKeepsItsReceiversContinuity) {
@@ -238,40 +275,13 @@ TEST(MultiplexDataplane, AReloadThatRebuildsTheMultiplexKeepsItsReceiversContinu
   }
 
   auto dp = std::make_unique<Dataplane>(cfg);
-  rte_mempool* pool = dp->mempool(0);
-  std::vector<std::vector<TsPacket>> packets;
-  std::vector<std::vector<std::uint64_t>> times;
-  std::vector<std::size_t> next(files.size(), 0);
-  for (const auto& f : files) {
-    packets.push_back(test::read_packets(test::fixture(f)));
-    times.push_back(mpegts::file_times(packets.back()).ns);
-  }
-  constexpr std::uint64_t kReloadAt = 1500 * kMs;
-  constexpr std::uint64_t kEnd = 4000 * kMs;
-  bool reloaded = false;
-  for (std::uint64_t now = kMs; now <= kEnd + 300 * kMs; now += kMs) {
-    if (!reloaded && now >= kReloadAt) {
-      ApplianceConfig renamed = cfg;
-      renamed.channels[1].name = "Renamed";
-      const ConfigDiff diff = dp->apply(renamed);
-      EXPECT_EQ(diff.channels_changed.size(), 2u);  // ch1 itself, ch0 with the multiplex
-      EXPECT_EQ(diff.multiplexes_changed, std::vector<std::string>{"m"});
-      reloaded = true;
-    }
-    std::vector<rte_mbuf*> burst;
-    for (std::size_t k = 0; k < files.size(); ++k) {
-      while (next[k] < packets[k].size() && times[k][next[k]] < std::min(now, kEnd)) {
-        const std::size_t n = std::min<std::size_t>(7, packets[k].size() - next[k]);
-        const ByteVec frame = udp_frame(cfg.channels[k].inputs[0].address, 5000, std::span(packets[k].data() + next[k], n));
-        rte_mbuf* m = test::mbuf_of(pool, frame);
-        ASSERT_NE(m, nullptr);
-        burst.push_back(m);
-        next[k] += n;
-      }
-    }
-    if (!burst.empty()) dp->process_burst(0, burst.data(), static_cast<std::uint16_t>(burst.size()), now);
-    dp->poll_once(now);
-  }
+  drive(*dp, cfg, files, [&] {
+    ApplianceConfig renamed = cfg;
+    renamed.channels[1].name = "Renamed";
+    const ConfigDiff diff = dp->apply(renamed);
+    EXPECT_EQ(diff.channels_changed.size(), 2u);  // ch1 itself, ch0 with the multiplex
+    EXPECT_EQ(diff.multiplexes_changed, std::vector<std::string>{"m"});
+  });
   dp.reset();
   const auto frames = read_pcap(tx_pcap);
   std::size_t n_dgrams = 0;
@@ -290,6 +300,66 @@ TEST(MultiplexDataplane, AReloadThatRebuildsTheMultiplexKeepsItsReceiversContinu
     EXPECT_EQ(strict_cc_errors(own), 0u) << files[k];
     EXPECT_EQ(seq_errors, 0u) << files[k] << ": RTP sequence numbers must go on across the reload";
   }
+  std::filesystem::remove_all(dir);
+}
+
+// A reload moves a member's own output to another group (and TTL): the member is
+// readdressed, not restarted, and the multiplex is left alone. The MPTS goes on without a
+// CC error and its counters go on; the member's SPTS moves to the new group; each
+// multiplex output's pacing lateness counts its own datagrams.
+TEST(MultiplexDataplane, AReloadThatMovesAMembersOutputLeavesTheMultiplexAlone) {
+  const auto dir = test::temp_dir("dp_mux_readdress");
+  const auto tx_pcap = dir / "tx.pcap";
+  const std::vector<std::string> files = {"h264_aac.ts", "hevc_aac.ts"};
+  ApplianceConfig cfg = mux_config("net_pcap_muxa0", dir, tx_pcap, files.size());
+  OutputConfig own;
+  own.port = "p0";
+  own.address = ipv4(239, 3, 5, 1);
+  own.udp_port = 5000;
+  own.kind = OutputKind::kRtp;
+  cfg.channels[1].outputs.push_back(own);
+  OutputConfig second = cfg.multiplexes[0].outputs[0];  // the MPTS also PCR-paced, 4 per datagram
+  second.address = ipv4(239, 3, 6, 1);
+  second.pacing = PacingMode::kPcr;
+  second.packets_per_datagram = 4;
+  cfg.multiplexes[0].outputs.push_back(second);
+  const Ipv4 moved_to = ipv4(239, 3, 5, 2);
+
+  auto dp = std::make_unique<Dataplane>(cfg);
+  MultiplexStats before{};
+  drive(*dp, cfg, files, [&] {
+    before = dp->multiplex_stats(0);
+    ASSERT_GT(before.packets_out, 0u);
+    ApplianceConfig moved = cfg;
+    moved.channels[1].outputs[0].address = moved_to;
+    moved.channels[1].outputs[0].ttl = 9;
+    const ConfigDiff diff = dp->apply(moved);
+    EXPECT_EQ(diff.channels_readdressed, std::vector<std::string>{cfg.channels[1].id});
+    EXPECT_TRUE(diff.channels_changed.empty());
+    EXPECT_TRUE(diff.multiplexes_changed.empty());
+  });
+  const MultiplexStats after = dp->multiplex_stats(0);
+  EXPECT_GT(after.packets_out, before.packets_out) << "the multiplex's counters started again: was it rebuilt?";
+  std::vector<std::uint64_t> counted(2, 0);
+  for (std::size_t o = 0; o < 2; ++o) {
+    for (const std::uint64_t b : dp->multiplex_pacing_lateness(0, o).buckets) counted[o] += b;
+    EXPECT_EQ(counted[o], dp->multiplex_output_stats(0, o).datagrams) << "output " << o;
+  }
+  EXPECT_NE(counted[0], counted[1]) << "two schedules, the same lateness: not per output";
+  dp.reset();
+  const auto frames = read_pcap(tx_pcap);
+  std::size_t n_dgrams = 0;
+  const auto out = ts_to(frames, kMuxGroup, 6000, &n_dgrams);
+  ASSERT_GT(out.size(), 2000u);
+  EXPECT_EQ(strict_cc_errors(out), 0u);
+  std::size_t seq_errors = 0;
+  const auto old_group = rtp_ts_to(frames, ipv4(239, 3, 5, 1), 5000, &seq_errors);
+  const auto new_group = rtp_ts_to(frames, moved_to, 5000, &seq_errors);
+  EXPECT_GT(old_group.size(), 200u);
+  EXPECT_GT(new_group.size(), 200u);
+  std::vector<TsPacket> joined = old_group;
+  joined.insert(joined.end(), new_group.begin(), new_group.end());
+  EXPECT_EQ(strict_cc_errors(joined), 0u) << "the member's SPTS broke where it moved";
   std::filesystem::remove_all(dir);
 }
 

@@ -619,6 +619,8 @@ TEST_F(Worker, AReloadThatOnlyMovesAnOutputKeepsThePipeline) {
   EXPECT_EQ(&dp_->pipeline(0), before) << "the pipeline was rebuilt";
   EXPECT_EQ(recorder().pushed.size(), 5u * 7);
   EXPECT_EQ(dp_->input_stats(0, 0).datagrams, 5u) << "the input's counters started again";
+  EXPECT_EQ(dp_->output_stats(0, 0).datagrams, 5u) << "the moved output's counters started again";
+  EXPECT_EQ(dp_->output_stats(0, 0).packets, 5u * 7);
 
   ApplianceConfig repaced = moved;
   repaced.channels[0].outputs[0].pacing = PacingMode::kPassthrough;
@@ -627,6 +629,7 @@ TEST_F(Worker, AReloadThatOnlyMovesAnOutputKeepsThePipeline) {
   feed({udp_frame(kGroupIn, 5000, ts_payload(next, 7))});
   EXPECT_NE(&dp_->pipeline(0), before) << "a pacing change must restart the channel";
   EXPECT_EQ(recorder().pushed.size(), 7u);
+  EXPECT_EQ(dp_->output_stats(0, 0).datagrams, 1u) << "a restarted channel's outputs count afresh";
 
   const auto sent = transmitted();
   std::vector<Parsed> out;

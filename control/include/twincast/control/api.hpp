@@ -123,6 +123,17 @@ struct ApiChannelView {
   ApiHlsView hls;
 };
 
+// A multiplex: an MPTS made of member channels, with outputs of its own.
+struct ApiMultiplexView {
+  std::string id;
+  std::vector<std::string> channels;  // member channel ids, in program order
+  std::uint64_t packets_in = 0;       // remuxed packets of the members
+  std::uint64_t packets_out = 0;      // media and PSI packets sent (null stuffing not counted)
+  std::uint64_t datagrams_out = 0;
+  std::uint64_t queue_drops = 0;      // packets lost to a full output queue (cbr_bps too low?)
+  std::vector<ApiOutputView> outputs;
+};
+
 struct ApiPortView {
   std::string id;
   std::uint64_t rx_packets = 0;
@@ -175,6 +186,8 @@ class ApiBackend {
   virtual ~ApiBackend() = default;
   virtual std::vector<ApiChannelView> channels() = 0;
   virtual std::vector<ApiPortView> ports() = 0;
+  // The multiplexes (none by default: a backend without any).
+  virtual std::vector<ApiMultiplexView> multiplexes() { return {}; }
   // The packet workers (none: no data plane behind this backend).
   virtual std::vector<ApiWorkerView> workers() { return {}; }
   // Makes `input` the active input of `channel`; an error message or nullopt.

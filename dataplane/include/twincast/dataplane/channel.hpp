@@ -135,10 +135,10 @@ class Channel {
   // configuration): its output goes on with previous's continuity counters and table
   // versions (mpegts::Remuxer::continue_from), so they see a discontinuity_indicator, not
   // a CC error. It also sends what previous had queued and not sent yet, each output what
-  // its own schedule had queued (Pacers::take_over), so no output loses those packets,
-  // also when its pacing or packets per datagram changed (unless it now shares a schedule
-  // with an output that was further ahead or behind). On the owning lcore, before the
-  // first push(); no allocation.
+  // its own schedule had queued (Pacers::take_over; outputs known by port, group and UDP
+  // port), so no output loses those packets, also when its pacing, packets per datagram or
+  // place in the list changed (unless it now shares a schedule with an output that was
+  // further ahead or behind). On the owning lcore, before the first push(); no allocation.
   void continue_from(const Channel& previous);
 
   // A snapshot; safe to call from any thread while the owning lcore runs the channel.

@@ -238,7 +238,7 @@ class Dataplane {
   [[nodiscard]] InputSnapshot input_snapshot(std::size_t channel, std::size_t input) const;
   // Of `output`'s schedule (an output index of the channel), or of all of them.
   [[nodiscard]] PacingHistogram pacing_lateness(std::size_t channel, std::size_t output = kAllOutputs) const;
-  [[nodiscard]] PacingHistogram multiplex_pacing_lateness(std::size_t multiplex) const;
+  [[nodiscard]] PacingHistogram multiplex_pacing_lateness(std::size_t multiplex, std::size_t output = kAllOutputs) const;
 
   // An SRT input's handle (channel, input index within the channel); std::out_of_range
   // for an input that is not SRT. Valid until an apply() removes or restarts its channel.

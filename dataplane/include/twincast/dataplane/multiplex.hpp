@@ -59,8 +59,9 @@ class Multiplex final : public PacketTap {
   [[nodiscard]] const MultiplexConfig& config() const;
   // A snapshot; safe to call from any thread while the owning lcore runs the multiplex.
   [[nodiscard]] MultiplexStats stats() const;
-  // How late datagrams left against the pacer's schedule; safe from any thread.
-  [[nodiscard]] PacingHistogram pacing_lateness() const;
+  // How late datagrams left against their schedule: of `output`'s schedule (an output
+  // index), or of all of them. Safe from any thread.
+  [[nodiscard]] PacingHistogram pacing_lateness(std::size_t output = kAllOutputs) const;
   // What the generated tables say. Only on the owning lcore (or while it is stopped).
   [[nodiscard]] const mpegts::ProgramModel& output_model() const;
 
