@@ -38,6 +38,7 @@ namespace {
 // Families deliberately left off the dashboard, with the reason.
 const std::map<std::string, std::string> kNotOnDashboard = {
     {"twincast_input_info", "inventory (input kind), for joins in ad-hoc queries"},
+    {"twincast_multiplex_member", "inventory (which channels a multiplex carries), for joins in ad-hoc queries"},
     {"twincast_input_packets_total", "the bitrate panels use the bytes counter"},
     {"twincast_output_packets_total", "the output panels use datagrams and bytes"},
     {"twincast_channel_ott_feed_packets_total", "the HLS panel shows the feed's drops, not its volume"},
