@@ -237,7 +237,7 @@ struct MetricFamilies {
                                   .Register(r)),
         multiplex_queue_dropped(metrics::BuildCounter()
                                     .Name("twincast_multiplex_queue_dropped_packets_total")
-                                    .Help("TS packets lost to the multiplex's full output queue (cbr_bps below the members' total?)")
+                                    .Help("TS packets dropped at the multiplex's full output queues, counted per output schedule (cbr_bps below the members' total?)")
                                     .Register(r)),
         channel_switches(metrics::BuildCounter()
                              .Name("twincast_channel_input_switches_total")

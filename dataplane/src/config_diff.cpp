@@ -18,10 +18,17 @@ const T* find_id(const std::vector<T>& v, const std::string& id) {
 
 bool readdressed(const ChannelConfig& a, const ChannelConfig& b) {
   if (a.outputs.size() != b.outputs.size()) return false;
+  const auto same_schedule = [](const OutputConfig& x, const OutputConfig& y) {
+    return x.packets_per_datagram == y.packets_per_datagram && x.pacing == y.pacing && x.cbr_bps == y.cbr_bps;
+  };
   for (std::size_t o = 0; o < a.outputs.size(); ++o) {
-    const OutputConfig& x = a.outputs[o];
-    const OutputConfig& y = b.outputs[o];
-    if (x.packets_per_datagram != y.packets_per_datagram || x.pacing != y.pacing || x.cbr_bps != y.cbr_bps) return false;
+    if (!same_schedule(a.outputs[o], b.outputs[o])) return false;
+    // An output that stays (same port, group and UDP port) but moves in the list must keep
+    // its schedule: the kept pacers feed outputs by their place.
+    for (const OutputConfig& x : a.outputs)
+      if (x.port == b.outputs[o].port && x.address == b.outputs[o].address && x.udp_port == b.outputs[o].udp_port &&
+          !same_schedule(x, b.outputs[o]))
+        return false;
   }
   ChannelConfig rest = a;
   rest.outputs = b.outputs;

@@ -254,18 +254,25 @@ void Pacers::copy_in(Pacer& to, std::span<const mpegts::TsPacket> packets, std::
 
 void Pacers::take_over(const Pacers& old) {
   for (const auto& p : pacers_) {
-    // The old pacer of one of this one's outputs; for outputs that are all new, one on the
-    // same schedule, else the first.
+    // The old pacer of one of this one's outputs, on this one's schedule if one of them
+    // was (so an output whose schedule did not change is the one kept whole when outputs
+    // merge onto it); for outputs that are all new, one on the same schedule, else the first.
     const Pacer* from = nullptr;
+    const Pacer* served = nullptr;  // served one of p's outputs, on another schedule
     for (std::size_t k = 0; k < p->outputs().size() && from == nullptr; ++k) {
       const std::size_t id = p->outputs()[k];
       const OutputKey& key = keys_[id];
       // The same output at the same place first (two outputs may name the same group).
       std::size_t j = id < old.keys_.size() && old.keys_[id] == key ? id : 0;
       while (j < old.keys_.size() && !(old.keys_[j] == key)) ++j;
-      for (const auto& q : old.pacers_)
-        if (j < old.keys_.size() && q->serves(j)) from = q.get();
+      if (j == old.keys_.size()) continue;
+      for (const auto& q : old.pacers_) {
+        if (!q->serves(j)) continue;
+        if (p->same_schedule(*q)) from = q.get();
+        else if (served == nullptr) served = q.get();
+      }
     }
+    if (from == nullptr) from = served;
     for (std::size_t q = 0; q < old.pacers_.size() && from == nullptr; ++q)
       if (p->same_schedule(*old.pacers_[q])) from = old.pacers_[q].get();
     p->take_over(from != nullptr ? *from : *old.pacers_[0]);

@@ -616,6 +616,23 @@ void carry_counters(OutputCounters& now, const OutputCounters& before) {
                           std::pair{&now.dropped_packets, &before.dropped_packets}})
     to->store(from->load(std::memory_order_relaxed), std::memory_order_relaxed);
 }
+bool same_destination(const OutputState& a, const OutputState& b) {
+  return a.port == b.port && a.frame.dst_ip == b.frame.dst_ip && a.frame.dst_port == b.frame.dst_port;
+}
+// A readdressed channel's outputs keep their counters (as its pacers do): an output that
+// stayed where it sends takes its own; one that moved takes those of the output at its
+// place in the list before, unless that one still sends too.
+void carry_output_counters(std::vector<OutputState>& now, const std::vector<OutputState>& before) {
+  for (std::size_t o = 0; o < now.size(); ++o) {
+    const OutputState* from = nullptr;
+    for (const OutputState& b : before)
+      if (same_destination(now[o], b)) from = &b;
+    if (from == nullptr && o < before.size() &&
+        std::none_of(now.begin(), now.end(), [&](const OutputState& n) { return same_destination(n, before[o]); }))
+      from = &before[o];
+    if (from != nullptr) carry_counters(*now[o].counters, *from->counters);
+  }
+}
 void carry_rtp(std::vector<OutputState>& now, const std::vector<OutputState>& before) {
   for (OutputState& o : now) {
     for (const OutputState& b : before) {
@@ -638,9 +655,7 @@ void Dataplane::Impl::adopt(const Plan& next) {
     if (now.core != before->core) {
       now.core->pipeline->continue_from(*before->core->pipeline);
     } else {
-      // Readdressed: the same outputs, moved; their counters go on (as the pacers' do).
-      for (std::size_t o = 0; o < now.outputs.size() && o < before->outputs.size(); ++o)
-        carry_counters(*now.outputs[o].counters, *before->outputs[o].counters);
+      carry_output_counters(now.outputs, before->outputs);
     }
     carry_rtp(now.outputs, before->outputs);
   }

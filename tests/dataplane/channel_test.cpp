@@ -485,8 +485,11 @@ INSTANTIATE_TEST_SUITE_P(
         ScheduleChange{{{kPcr, 7, 'A'}, {kPcr, 7, 'B'}}, {{kCbr, 7, 'A'}, {kPcr, 4, 'B'}}, "AB"},
         // A from CBR to PCR pacing; B stays.
         ScheduleChange{{{kCbr, 7, 'A'}, {kPcr, 4, 'B'}}, {{kPcr, 7, 'A'}, {kPcr, 4, 'B'}}, "AB"},
-        // Two schedules become one: A goes on; B joins it where it is.
+        // Two schedules become one: the output that kept its schedule goes on, whichever is
+        // listed first; the other joins it where it is.
         ScheduleChange{{{kCbr, 7, 'A'}, {kPcr, 4, 'B'}}, {{kCbr, 7, 'A'}, {kCbr, 7, 'B'}}, "A"},
+        ScheduleChange{{{kPcr, 7, 'A'}, {kCbr, 7, 'B'}}, {{kCbr, 7, 'A'}, {kCbr, 7, 'B'}}, "B"},
+        ScheduleChange{{{kPcr, 7, 'A'}, {kCbr, 7, 'B'}}, {{kCbr, 7, 'B'}, {kCbr, 7, 'A'}}, "B"},
         // C added on a schedule of its own; then removed again.
         ScheduleChange{{{kPcr, 7, 'A'}}, {{kPcr, 7, 'A'}, {kCbr, 4, 'C'}}, "A"},
         ScheduleChange{{{kPcr, 7, 'A'}, {kCbr, 4, 'C'}}, {{kPcr, 7, 'A'}}, "A"},

@@ -85,6 +85,19 @@ TEST(ConfigDiff, OutputsThatOnlyMoveReaddressTheChannel) {
   EXPECT_FALSE(d.empty());
   EXPECT_TRUE(readdressed(base().channels[0], next.channels[0]));
 
+  // Outputs on one schedule may swap places; on two schedules, a swap restarts the channel
+  // (the kept pacers feed outputs by their place).
+  ApplianceConfig two = base();
+  two.channels[0].outputs.push_back(two.channels[0].outputs[0]);
+  two.channels[0].outputs[1].udp_port = 5002;
+  next = two;
+  std::swap(next.channels[0].outputs[0], next.channels[0].outputs[1]);
+  EXPECT_EQ(diff_configs(two, next).channels_readdressed, V{"a"});
+  two.channels[0].outputs[1].packets_per_datagram = 4;
+  next = two;
+  std::swap(next.channels[0].outputs[0], next.channels[0].outputs[1]);
+  EXPECT_EQ(diff_configs(two, next).channels_changed, V{"a"});
+
   // The schedule, the number of outputs, or anything besides the outputs: a restart.
   next = base();
   next.channels[0].outputs[0].packets_per_datagram = 4;

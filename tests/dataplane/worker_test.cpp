@@ -649,6 +649,27 @@ TEST_F(Worker, AReloadThatOnlyMovesAnOutputKeepsThePipeline) {
   }
 }
 
+// Two outputs on one schedule swap places (a readdress): each keeps its own counters, as
+// the API names them (by destination), not those of the output now at its place.
+TEST_F(Worker, SwappedOutputsKeepTheirOwnCounters) {
+  make(2);
+  std::vector<ByteVec> frames;
+  for (std::uint32_t i = 0; i < 3; ++i) frames.push_back(udp_frame(kGroupIn, 5000, ts_payload(i * 7, 7)));
+  feed(frames);
+  const OutputStats udp = dp_->output_stats(0, 0);
+  const OutputStats rtp = dp_->output_stats(0, 1);
+  ASSERT_EQ(udp.datagrams, 3u);
+  ASSERT_NE(udp.bytes, rtp.bytes);  // the RTP header
+  ApplianceConfig swapped = dp_->config();
+  std::swap(swapped.channels[0].outputs[0], swapped.channels[0].outputs[1]);
+  const ConfigDiff d = dp_->apply(swapped);
+  EXPECT_EQ(d.channels_readdressed, std::vector<std::string>{"one"});
+  feed({});
+  EXPECT_EQ(dp_->output_stats(0, 1).bytes, udp.bytes);
+  EXPECT_EQ(dp_->output_stats(0, 0).bytes, rtp.bytes);
+  EXPECT_EQ(dp_->output_stats(0, 1).datagrams, 3u);
+}
+
 TEST_F(Worker, DropsWithReasonsAndNeverLeaks) {
   make(1);
   ByteVec bad_csum = udp_frame(kGroupIn, 5000, ts_payload(0, 7));

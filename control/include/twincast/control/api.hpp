@@ -130,7 +130,7 @@ struct ApiMultiplexView {
   std::uint64_t packets_in = 0;       // remuxed packets of the members
   std::uint64_t packets_out = 0;      // media and PSI packets sent (null stuffing not counted)
   std::uint64_t datagrams_out = 0;
-  std::uint64_t queue_drops = 0;      // packets lost to a full output queue (cbr_bps too low?)
+  std::uint64_t queue_drops = 0;      // packets dropped at full output queues, per schedule (cbr_bps too low?)
   std::vector<ApiOutputView> outputs;
 };
 

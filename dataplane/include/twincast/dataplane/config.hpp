@@ -210,8 +210,10 @@ struct ConfigDiff {
 };
 [[nodiscard]] ConfigDiff diff_configs(const ApplianceConfig& running, const ApplianceConfig& next);
 // `b` is `a` with only its outputs' destinations changed: everything else equal, as many
-// outputs, each with the same schedule (packets_per_datagram, pacing, cbr_bps); address,
-// UDP ports, source, port, TTL, DSCP, VLAN and kind (UDP/RTP) may differ.
+// outputs, each with the same schedule (packets_per_datagram, pacing, cbr_bps) at its
+// place, and an output of both (same port, address and UDP port) on the same schedule in
+// both; address, UDP ports, source, port, TTL, DSCP, VLAN, kind (UDP/RTP) and the order of
+// outputs on one schedule may differ.
 [[nodiscard]] bool readdressed(const ChannelConfig& a, const ChannelConfig& b);
 
 }  // namespace twincast::dataplane
