@@ -607,8 +607,6 @@ void Dataplane::Impl::drain_external(std::uint64_t now_ns) {
 
 // A new plan (a reload) is taken over between two turns; a turn uses one plan throughout.
 namespace {
-// An output that kept its destination goes on with its RTP stream: the same SSRC and the
-// next sequence number (outputs are matched by destination, not by their place in the list).
 void carry_counters(OutputCounters& now, const OutputCounters& before) {
   for (auto [to, from] : {std::pair{&now.datagrams, &before.datagrams}, std::pair{&now.packets, &before.packets},
                           std::pair{&now.bytes, &before.bytes},
@@ -633,6 +631,8 @@ void carry_output_counters(std::vector<OutputState>& now, const std::vector<Outp
     if (from != nullptr) carry_counters(*now[o].counters, *from->counters);
   }
 }
+// An output that kept its destination goes on with its RTP stream: the same SSRC and the
+// next sequence number (outputs are matched by destination, not by their place in the list).
 void carry_rtp(std::vector<OutputState>& now, const std::vector<OutputState>& before) {
   for (OutputState& o : now) {
     for (const OutputState& b : before) {
