@@ -299,7 +299,7 @@ PacingHistogram Pacers::lateness(std::size_t output) const {
 void continue_output(mpegts::Remuxer& remux, Pacers& pacers, const mpegts::Remuxer& old_remux,
                      const Pacers& old_pacers) {
   pacers.take_over(old_pacers);
-  remux.continue_from(old_remux, {}, {});
+  remux.continue_from(old_remux);
 }
 
 }  // namespace twincast::dataplane

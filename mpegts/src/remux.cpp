@@ -371,8 +371,7 @@ void Remuxer::resume_table(TableCarousel& table) const {
     if (t.pid == table.pid()) table.resume(t.version, t.cc);
 }
 
-void Remuxer::continue_from(const Remuxer& previous, std::span<const TsPacket> unsent,
-                            std::span<const TsPacket> unsent_more) {
+void Remuxer::continue_from(const Remuxer& previous) {
   // `previous` may itself have taken over from an engine and not sent anything yet (reloads
   // faster than it learnt its input): what it inherited and did not use yet goes on too
   // (used_out_ includes those PIDs). Only the PIDs ever mapped: a worker runs this for
@@ -400,22 +399,6 @@ void Remuxer::continue_from(const Remuxer& previous, std::span<const TsPacket> u
     const bool known = std::any_of(inherited_tables_.begin(), inherited_tables_.end(),
                                    [&](const InheritedTable& k) { return k.pid == t.pid; });
     if (!known && inherited_tables_.size() < inherited_tables_.capacity()) inherited_tables_.push_back(t);
-  }
-  // What was written but will not be sent: each PID goes on from before its first such packet.
-  std::bitset<kPidCount> seen;
-  for (const std::span<const TsPacket> part : {unsent, unsent_more}) {
-    for (const TsPacket& p : part) {
-      const std::uint16_t pid = p.pid();
-      if (pid >= kNullPid || seen[pid]) continue;
-      seen[pid] = true;
-      bool table = false;
-      for (InheritedTable& t : inherited_tables_) {
-        if (t.pid != pid) continue;
-        t.cc = p.cc();  // a carousel's counter is the next one it writes
-        table = true;
-      }
-      if (!table) out_[pid].cc = static_cast<std::uint8_t>(p.has_payload() ? (p.cc() - 1) & 0x0F : p.cc());
-    }
   }
   resume_table(pat_);
   resume_table(sdt_);

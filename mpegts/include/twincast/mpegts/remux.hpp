@@ -110,12 +110,10 @@ class Remuxer {
   // where `previous` left it, the PIDs it carried resume at a unit start (video at a
   // random access point) with the discontinuity_indicator, as after switch_source(),
   // and the tables it sent (PAT, PMTs by PID, SDT, NIT) continue their counters with the
-  // next version number. `unsent` (two parts, in order): packets `previous` wrote that
-  // will never reach the receivers (still in a queue that is dropped); the counters go on
-  // from before the first of them on each PID instead. Call before the first push(); no
-  // allocation (room for the table states is reserved at construction).
-  void continue_from(const Remuxer& previous, std::span<const TsPacket> unsent = {},
-                     std::span<const TsPacket> unsent_more = {});
+  // next version number. Everything `previous` wrote is taken to reach the receivers (the
+  // data plane's new pacers send what the old ones still held). Call before the first
+  // push(); no allocation (room for the table states is reserved at construction).
+  void continue_from(const Remuxer& previous);
 
   // The output program model (what the generated tables say).
   [[nodiscard]] const ProgramModel& output_model() const { return out_model_; }
