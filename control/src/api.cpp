@@ -81,6 +81,7 @@ json::array outputs_json(const std::vector<ApiOutputView>& outs) {
     x["packets"] = out.packets;
     x["bytes"] = out.bytes;
     x["dropped"] = out.dropped;
+    x["queue_drops"] = out.queue_drops;
     if (out.pacing_lateness) {
       json::array buckets;
       for (std::size_t b = 0; b < out.pacing_lateness->size(); ++b) {
@@ -237,7 +238,8 @@ struct MetricFamilies {
                                   .Register(r)),
         multiplex_queue_dropped(metrics::BuildCounter()
                                     .Name("twincast_multiplex_queue_dropped_packets_total")
-                                    .Help("TS packets dropped at the multiplex's full output queues, counted per output schedule (cbr_bps below the members' total?)")
+                                    .Help("TS packets lost at the multiplex's full output queues, each once whichever "
+                                          "schedules lost it (cbr_bps below the members' total?)")
                                     .Register(r)),
         channel_switches(metrics::BuildCounter()
                              .Name("twincast_channel_input_switches_total")
@@ -399,12 +401,18 @@ struct MetricFamilies {
                            .Register(r)),
         output_bytes(metrics::BuildCounter()
                          .Name("twincast_output_bytes_total")
-                         .Help("UDP payload bytes sent on the output")
+                         .Help("Ethernet frame bytes sent on the output (without FCS)")
                          .Register(r)),
         output_dropped(metrics::BuildCounter()
                            .Name("twincast_output_dropped_datagrams_total")
-                           .Help("Datagrams dropped on the output (queue full, transmit refused)")
+                           .Help("Datagrams dropped on the way to the port (no mbuf, too big, no ARP answer, "
+                                 "transmit refused)")
                            .Register(r)),
+        output_queue_dropped(metrics::BuildCounter()
+                                 .Name("twincast_output_queue_dropped_packets_total")
+                                 .Help("TS packets lost at the output's full queue before pacing (its schedule fell "
+                                       "behind; outputs on one schedule share the queue)")
+                                 .Register(r)),
         output_lateness(metrics::BuildHistogram()
                             .Name("twincast_output_pacing_lateness_seconds")
                             .Help("How late datagrams left compared to their due time")
@@ -512,6 +520,7 @@ struct MetricFamilies {
     output_packets.Clear();
     output_bytes.Clear();
     output_dropped.Clear();
+    output_queue_dropped.Clear();
     output_lateness.Clear();
     port_rx_packets.Clear();
     port_tx_packets.Clear();
@@ -540,6 +549,7 @@ struct MetricFamilies {
       output_packets.Add(ol).Set(as_double(out.packets));
       output_bytes.Add(ol).Set(as_double(out.bytes));
       output_dropped.Add(ol).Set(as_double(out.dropped));
+      output_queue_dropped.Add(ol).Set(as_double(out.queue_drops));
       if (out.pacing_lateness) {
         output_lateness.Add(ol, metrics::BucketBoundaries(kPacingLatenessBuckets.begin(), kPacingLatenessBuckets.end()))
             .Set(*out.pacing_lateness, out.pacing_lateness_sum_s);
@@ -682,6 +692,7 @@ struct MetricFamilies {
   Family<Counter>& output_packets;
   Family<Counter>& output_bytes;
   Family<Counter>& output_dropped;
+  Family<Counter>& output_queue_dropped;
   Family<Histogram>& output_lateness;
   Family<Counter>& port_rx_packets;
   Family<Counter>& port_tx_packets;

@@ -158,6 +158,7 @@ ApiOutputView output_view(const dataplane::OutputConfig& oc, const dataplane::Ou
   ov.packets = os.packets;
   ov.bytes = os.bytes;
   ov.dropped = os.dropped_datagrams;
+  ov.queue_drops = os.queue_dropped_packets;
   ov.pacing_lateness = lateness.buckets;
   ov.pacing_lateness_sum_s = lateness.sum_seconds();
   return ov;

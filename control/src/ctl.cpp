@@ -868,6 +868,7 @@ class Ctl {
         s += "output " + str(out, "id", "?") + "\n";
         s += kv("sent", count(out, "datagrams") + " datagrams, " + count(out, "packets") + " packets, " +
                             count(out, "bytes") + " bytes, " + count(out, "dropped") + " dropped");
+        if (num(out, "queue_drops").value_or(0) != 0) s += kv("queue drops", count(out, "queue_drops") + " packets (the pacer fell behind)");
         if (const json::value* pl = field(out, "pacing_lateness"); pl != nullptr && pl->is_object()) {
           s += kv("pacing", pacing_summary(*pl));
         }

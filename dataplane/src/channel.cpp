@@ -361,5 +361,8 @@ InputSnapshot Channel::input_snapshot(std::size_t input) const {
   return input < impl_->inputs.size() ? impl_->snapshot(input) : InputSnapshot{};
 }
 PacingHistogram Channel::pacing_lateness(std::size_t output) const { return impl_->pacer.lateness(output); }
+std::uint64_t Channel::queue_dropped_packets(std::size_t output) const {
+  return impl_->pacer.dropped_queue_full(output);
+}
 
 }  // namespace twincast::dataplane

@@ -30,6 +30,9 @@ class ChannelAdapter final : public ChannelPipeline {
   [[nodiscard]] PacingHistogram pacing_lateness(std::size_t output) const override {
     return channel_.pacing_lateness(output);
   }
+  [[nodiscard]] std::uint64_t queue_dropped_packets(std::size_t output) const override {
+    return channel_.queue_dropped_packets(output);
+  }
   void add_tap(PacketTap* tap, std::size_t slot) override { channel_.add_tap(tap, slot); }
   void continue_from(const ChannelPipeline& previous) override {
     if (const auto* p = dynamic_cast<const ChannelAdapter*>(&previous)) channel_.continue_from(p->channel_);

@@ -526,10 +526,16 @@ OutputStats output_stats_of(const std::vector<OutputState>& outputs, std::size_t
 }  // namespace
 
 OutputStats Dataplane::output_stats(std::size_t channel, std::size_t output) const {
-  return output_stats_of(impl_->plan().channels.at(channel)->outputs, output);
+  const ChannelState& c = *impl_->plan().channels.at(channel);
+  OutputStats s = output_stats_of(c.outputs, output);
+  s.queue_dropped_packets = c.core->pipeline->queue_dropped_packets(output);
+  return s;
 }
 OutputStats Dataplane::multiplex_output_stats(std::size_t multiplex, std::size_t output) const {
-  return output_stats_of(impl_->plan().multiplexes.at(multiplex)->outputs, output);
+  const MultiplexState& m = *impl_->plan().multiplexes.at(multiplex);
+  OutputStats s = output_stats_of(m.outputs, output);
+  s.queue_dropped_packets = m.multiplex->queue_dropped_packets(output);
+  return s;
 }
 InputSnapshot Dataplane::input_snapshot(std::size_t channel, std::size_t input) const {
   return impl_->plan().channels.at(channel)->core->pipeline->input_snapshot(input);

@@ -108,6 +108,9 @@ const MultiplexConfig& Multiplex::config() const { return impl_->config; }
 const mpegts::ProgramModel& Multiplex::output_model() const { return impl_->remux.output_model(); }
 
 PacingHistogram Multiplex::pacing_lateness(std::size_t output) const { return impl_->pacer.lateness(output); }
+std::uint64_t Multiplex::queue_dropped_packets(std::size_t output) const {
+  return impl_->pacer.dropped_queue_full(output);
+}
 
 MultiplexStats Multiplex::stats() const {
   MultiplexStats s;

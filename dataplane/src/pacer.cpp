@@ -243,13 +243,16 @@ Pacers::Pacers(const std::vector<OutputConfig>& outputs, const std::string& who)
   }
 }
 
-void Pacers::copy_in(Pacer& to, std::span<const mpegts::TsPacket> packets, std::uint16_t pcr_pid, std::uint64_t now) {
+std::size_t Pacers::copy_in(Pacer& to, std::span<const mpegts::TsPacket> packets, std::uint16_t pcr_pid,
+                            std::uint64_t now) {
   if (const std::span<mpegts::TsPacket> room = to.tail_room(packets.size()); !room.empty()) {
     std::copy(packets.begin(), packets.end(), room.begin());
     to.commit(packets.size(), pcr_pid, now);
-    return;
+    return 0;
   }
-  for (const mpegts::TsPacket& p : packets) to.enqueue(p, pcr_pid, now);
+  std::size_t lost = 0;
+  for (const mpegts::TsPacket& p : packets) lost += to.enqueue(p, pcr_pid, now) ? 0U : 1U;
+  return lost;
 }
 
 void Pacers::take_over(const Pacers& old) {
@@ -279,10 +282,12 @@ void Pacers::take_over(const Pacers& old) {
   }
 }
 
-std::uint64_t Pacers::dropped_queue_full() const {
-  std::uint64_t n = 0;
-  for (const auto& p : pacers_) n += p->dropped_queue_full();
-  return n;
+std::uint64_t Pacers::dropped_queue_full(std::size_t output) const {
+  if (output == kAllOutputs)
+    return pacers_.size() == 1 ? pacers_[0]->dropped_queue_full() : dropped_any_.load(std::memory_order_relaxed);
+  for (const auto& p : pacers_)
+    if (p->serves(output)) return p->dropped_queue_full();
+  return 0;
 }
 
 PacingHistogram Pacers::lateness(std::size_t output) const {

@@ -63,16 +63,17 @@ class Pacer {
   Pacer(const std::vector<OutputConfig>& outputs, const std::string& who, std::vector<std::size_t> ids = {});
 
   // One packet in at `now`, copied to the tail (a packet carrying a PCR on `pcr_pid` is a
-  // pacing PCR). Counts a drop when the queue is full. Inline: the remux output loops call
-  // it per packet when they cannot write in place (tail_room()).
-  void enqueue(const mpegts::TsPacket& p, std::uint16_t pcr_pid, std::uint64_t now) {
-    if (n_outputs_ == 0) return;
+  // pacing PCR). False, and a drop counted, when the queue is full. Inline: the remux
+  // output loops call it per packet when they cannot write in place (tail_room()).
+  bool enqueue(const mpegts::TsPacket& p, std::uint16_t pcr_pid, std::uint64_t now) {
+    if (n_outputs_ == 0) return true;
     if (queued() == kQueuePackets) [[unlikely]] {
       bump_counter(counters_.dropped_queue_full);
-      return;
+      return false;
     }
     packets_[index(tail_)] = p;
     commit(1, pcr_pid, now);
+    return true;
   }
   // In place: room for `max` packets at the queue's tail, one contiguous span, for a
   // producer to write into (the remux); empty when the queue has no such room (too full,
@@ -188,10 +189,19 @@ class Pacers {
   }
   void commit(std::size_t n, std::uint16_t pcr_pid, std::uint64_t now) {
     pacers_[0]->commit(n, pcr_pid, now);
-    for (std::size_t i = 1; i < pacers_.size(); ++i) copy_in(*pacers_[i], room_.first(n), pcr_pid, now);
+    // A full queue drops the batch's tail, so the packets lost to some schedule are the
+    // longest of those tails.
+    std::size_t lost = 0;
+    for (std::size_t i = 1; i < pacers_.size(); ++i)
+      lost = std::max(lost, copy_in(*pacers_[i], room_.first(n), pcr_pid, now));
+    if (lost != 0) [[unlikely]]
+      bump_counter(dropped_any_, lost);
   }
   void enqueue(const mpegts::TsPacket& p, std::uint16_t pcr_pid, std::uint64_t now) {
-    for (const auto& pacer : pacers_) pacer->enqueue(p, pcr_pid, now);
+    bool lost = false;
+    for (const auto& pacer : pacers_) lost |= !pacer->enqueue(p, pcr_pid, now);
+    if (lost) [[unlikely]]
+      bump_counter(dropped_any_);
   }
   void poll(std::uint64_t now, DatagramSink& sink) {
     for (const auto& pacer : pacers_) pacer->poll(now, sink);
@@ -208,15 +218,21 @@ class Pacers {
   // became, unless it now shares a schedule with an output that was further ahead or
   // behind (it then goes on from there).
   void take_over(const Pacers& old);
+  // The first output's schedule's: every schedule carries the same packets, in datagrams of
+  // its own size, at its own times (each output's counters are the worker's OutputStats).
   [[nodiscard]] std::uint64_t packets_out() const { return pacers_[0]->packets_out(); }
   [[nodiscard]] std::uint64_t datagrams_out() const { return pacers_[0]->datagrams_out(); }
-  [[nodiscard]] std::uint64_t dropped_queue_full() const;
+  // Packets lost at a full queue: with kAllOutputs, each packet once, whichever schedules
+  // lost it; else those lost by `output`'s schedule.
+  [[nodiscard]] std::uint64_t dropped_queue_full(std::size_t output = kAllOutputs) const;
   // The lateness of the datagrams of `output`'s schedule (kAllOutputs: of every schedule).
   [[nodiscard]] PacingHistogram lateness(std::size_t output = kAllOutputs) const;
   [[nodiscard]] std::size_t schedules() const { return pacers_.size(); }
 
  private:
-  static void copy_in(Pacer& to, std::span<const mpegts::TsPacket> packets, std::uint16_t pcr_pid, std::uint64_t now);
+  // The packets lost at `to`'s full queue.
+  static std::size_t copy_in(Pacer& to, std::span<const mpegts::TsPacket> packets, std::uint16_t pcr_pid,
+                             std::uint64_t now);
 
   struct OutputKey {
     std::string port;
@@ -227,6 +243,7 @@ class Pacers {
   std::vector<OutputKey> keys_;                 // by output number
   std::vector<std::unique_ptr<Pacer>> pacers_;  // at least one
   std::span<mpegts::TsPacket> room_;            // the first pacer's last tail_room()
+  std::atomic<std::uint64_t> dropped_any_{0};   // lost by at least one schedule (one writer)
 };
 
 // A reload rebuilt a channel or multiplex (its remux `remux` and pacers `pacers`) in place

@@ -259,6 +259,7 @@ TEST_F(ApiTest, ChannelDetail) {
   const auto& out = v.at("outputs").as_array()[0];
   EXPECT_EQ(out.at("id").as_string(), "239.1.1.1:5000");
   EXPECT_EQ(out.at("dropped").to_number<int>(), 2);
+  EXPECT_EQ(out.at("queue_drops").to_number<int>(), 7);
   EXPECT_EQ(out.at("pacing_lateness").at("buckets").as_array().size(), tc::kPacingLatenessBuckets.size() + 1);
   EXPECT_EQ(v.at("hls").at("state").as_string(), "serving");
   EXPECT_EQ(v.at("hls").at("segments").to_number<int>(), 42);
@@ -635,6 +636,8 @@ TEST_F(ApiTest, MetricsExposition) {
   has("twincast_input_srt_retransmitted_packets_total{channel=\"news\",input=\"backup\"} 9");
   has("twincast_output_datagrams_total{channel=\"news\",output=\"239.1.1.1:5000\"} 140");
   has("twincast_output_dropped_datagrams_total{channel=\"news\",output=\"239.1.1.1:5000\"} 2");
+  has("twincast_output_queue_dropped_packets_total{channel=\"news\",output=\"239.1.1.1:5000\"} 7");
+  has("twincast_output_queue_dropped_packets_total{multiplex=\"mux1\",output=\"239.3.3.3:5000\"} 0");
   has("twincast_output_pacing_lateness_seconds_bucket{channel=\"news\",output=\"239.1.1.1:5000\",le=\"1e-05\"} 100");
   has("twincast_output_pacing_lateness_seconds_bucket{channel=\"news\",output=\"239.1.1.1:5000\",le=\"+Inf\"} 140");
   has("twincast_output_pacing_lateness_seconds_count{channel=\"news\",output=\"239.1.1.1:5000\"} 140");

@@ -327,7 +327,9 @@ TEST_F(CtlTest, ChannelDetail) {
       << o;
   // Outputs and HLS.
   EXPECT_NE(o.find("output 239.1.1.1:5000\n"), std::string::npos) << o;
-  EXPECT_NE(o.find("140 datagrams, 980 packets, 184240 bytes, 2 dropped"), std::string::npos) << o;
+  EXPECT_NE(o.find("140 datagrams, 980 packets, 184240 bytes, 2 dropped\n  queue drops   7 packets (the pacer fell behind)\n"),
+            std::string::npos)
+      << o;
   // 140 timed, sum 12.3 ms -> mean 88 us; 138 of 140 (98.6%) within 500 us, 139 (99.3%) within 1 ms.
   EXPECT_NE(o.find("pacing        140 datagrams timed, mean 88 us late, 99% within 1.0 ms"), std::string::npos) << o;
   EXPECT_NE(o.find("hls serving, 42 segments, last segment 1.5 s ago\n"), std::string::npos) << o;

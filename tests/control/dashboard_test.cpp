@@ -38,7 +38,6 @@ namespace {
 // Families deliberately left off the dashboard, with the reason.
 const std::map<std::string, std::string> kNotOnDashboard = {
     {"twincast_input_info", "inventory (input kind), for joins in ad-hoc queries"},
-    {"twincast_multiplex_member", "inventory (which channels a multiplex carries), for joins in ad-hoc queries"},
     {"twincast_input_packets_total", "the bitrate panels use the bytes counter"},
     {"twincast_output_packets_total", "the output panels use datagrams and bytes"},
     {"twincast_channel_ott_feed_packets_total", "the HLS panel shows the feed's drops, not its volume"},
@@ -154,7 +153,7 @@ Dashboard load_dashboard() {
 std::string substitute(std::string expr) {
   const std::vector<std::pair<std::string, std::string>> vars = {
       {"$__rate_interval", "5m"}, {"$__range", "1h"}, {"$__interval", "1m"},
-      {"$instance", ".*"},        {"$channel", ".*"}, {"$port", ".*"}};
+      {"$instance", ".*"},        {"$channel", ".*"}, {"$multiplex", ".*"}, {"$port", ".*"}};
   for (const auto& [from, to] : vars) {
     for (std::size_t at = expr.find(from); at != std::string::npos; at = expr.find(from, at + to.size())) {
       expr.replace(at, from.size(), to);
@@ -260,7 +259,8 @@ TEST(Dashboard, EveryMetricLabelAndValueExistsInTheRealExposition) {
         if (kTargetLabels.count(label) != 0) continue;
         const auto lv = sample->second.find(label);
         EXPECT_NE(lv, sample->second.end()) << metric << " has no label " << label;
-        if (lv == sample->second.end() || value.find('$') != std::string::npos) continue;
+        // label="": the series without it (a channel's outputs have no multiplex label).
+        if (lv == sample->second.end() || value.empty() || value.find('$') != std::string::npos) continue;
         if (value.find_first_of(".*+?[](){}^\\") != std::string::npos) continue;  // a real regex
         for (const std::string& alt : split(value, '|')) {
           EXPECT_EQ(lv->second.count(alt), 1U) << metric << "{" << label << "} never has the value " << alt;
@@ -302,6 +302,50 @@ TEST(Dashboard, EveryMetricLabelAndValueExistsInTheRealExposition) {
   for (const auto& [family, why] : kNotOnDashboard) {
     EXPECT_EQ(e.types.count(family), 1U) << family << " in kNotOnDashboard is no longer exposed";
   }
+}
+
+// Output series carry either a channel or a multiplex label. Every output query takes one
+// kind: a channel's outputs by the Channel variable, a multiplex's by the Multiplex variable
+// (so choosing one channel does not hide the multiplexes), and a multiplex is named "mux ..."
+// in the legend (a multiplex may have a channel's id). Each panel shows both kinds.
+TEST(Dashboard, OutputPanelsShowChannelAndMultiplexOutputsApart) {
+  const Dashboard d = load_dashboard();
+  const std::string channel_sel = R"(channel=~"$channel", multiplex="")";
+  const std::string multiplex_sel = R"(multiplex=~"$multiplex", channel="")";
+  int panels = 0;
+  for (const json::object* p : d.panels) {
+    const auto* targets = p->if_contains("targets");
+    if (targets == nullptr) continue;
+    int channel_queries = 0;
+    int multiplex_queries = 0;
+    for (const auto& tv : targets->as_array()) {
+      const std::string expr(tv.at("expr").as_string());
+      const std::string legend(tv.at("legendFormat").as_string());
+      if (expr.find("twincast_output_") == std::string::npos) continue;
+      SCOPED_TRACE(std::string(p->at("title").as_string()) + ": " + expr);
+      const bool by_channel = expr.find(channel_sel) != std::string::npos;
+      const bool by_multiplex = expr.find(multiplex_sel) != std::string::npos;
+      EXPECT_NE(by_channel, by_multiplex);
+      if (by_channel) {
+        ++channel_queries;
+        EXPECT_EQ(legend.find("multiplex"), std::string::npos) << legend;
+        EXPECT_EQ(legend.rfind("{{channel}}", 0), 0U) << legend;
+      }
+      if (by_multiplex) {
+        ++multiplex_queries;
+        EXPECT_EQ(expr.find("$channel"), std::string::npos);
+        EXPECT_EQ(legend.rfind("mux {{multiplex}}", 0), 0U) << legend;
+      }
+    }
+    if (channel_queries + multiplex_queries == 0) continue;
+    ++panels;
+    EXPECT_EQ(channel_queries, multiplex_queries) << p->at("title");
+  }
+  EXPECT_GE(panels, 3);
+  bool variable = false;
+  for (const auto& v : d.root.at("templating").at("list").as_array())
+    variable = variable || (v.at("name") == "multiplex" && v.at("includeAll").as_bool());
+  EXPECT_TRUE(variable) << "no Multiplex variable with an All option";
 }
 
 TEST(Dashboard, TheTwoTr101290PanelsCoverEveryCheckByPriority) {

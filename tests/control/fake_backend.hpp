@@ -69,6 +69,7 @@ class FakeBackend : public control::ApiBackend {
     out.packets = 980;
     out.bytes = 980 * 188;
     out.dropped = 2;
+    out.queue_drops = 7;
     out.pacing_lateness = std::array<std::uint64_t, control::kPacingLatenessBuckets.size() + 1>{100, 20, 10, 5, 3, 1, 1, 0, 0};
     out.pacing_lateness_sum_s = 0.0123;
     news.outputs = {out};

@@ -777,3 +777,52 @@ TEST(ChannelSnapshot, ConcurrentReaderSeesConsistentMonotonicValues) {
   EXPECT_GT(reads.load(), 150u);
   EXPECT_TRUE(ch.input_snapshot(1).active);
 }
+
+// A full queue. Two outputs on two schedules: a passthrough one, drained at every poll, and
+// a CBR one at 300 kbit/s, far below the stream's rate, whose queue fills and then loses
+// packets. Each output counts the losses of its own schedule; the channel counts each lost
+// packet once, whichever schedules lost it. With no poll at all both queues lose the same
+// packets: the channel's count is one schedule's, not the sum of both.
+TEST(ChannelQueueFull, EachOutputCountsItsSchedulesLossesAndTheChannelEachPacketOnce) {
+  const std::vector<TsPacket> file = read_packets(fixture("h264_aac.ts"));
+  ASSERT_GT(file.size(), 1000u);
+  for (const bool poll : {true, false}) {
+    SCOPED_TRACE(poll ? "polled" : "never polled");
+    ChannelConfig cfg = one_channel(1, PacingMode::kPassthrough);
+    OutputConfig slow;
+    slow.pacing = PacingMode::kCbr;
+    slow.cbr_bps = 300'000;
+    slow.address = 0xEF000002u;
+    cfg.outputs.push_back(slow);
+    cfg.outputs[0].address = 0xEF000001u;
+    Channel ch(cfg);
+    Recorder rec;
+    // 49,000 packets in 0.7 s of the channel's clock (the remux keeps about 26,000 of them:
+    // the file's null packets go), more than a queue holds (16,384); the CBR schedule sends
+    // ~200 packets a second.
+    std::uint64_t now = 0;
+    std::size_t pushed = 0;
+    for (std::size_t k = 0; pushed < 49'000; k = (k + 7) % (file.size() - 7)) {
+      ch.push(0, std::span(file.data() + k, 7), now);
+      pushed += 7;
+      now += 100'000;
+      if (poll && pushed % 70 == 0) {
+        rec.now = now;
+        ch.poll(now, rec);
+      }
+    }
+    const std::uint64_t fast = ch.queue_dropped_packets(0);
+    const std::uint64_t slow_lost = ch.queue_dropped_packets(1);
+    EXPECT_GT(slow_lost, 5'000u);
+    if (poll) {
+      EXPECT_EQ(fast, 0u);
+      EXPECT_GT(rec.packets(0).size(), 20'000u);
+      EXPECT_LT(rec.packets(1).size(), 500u);
+    } else {
+      EXPECT_EQ(fast, slow_lost);
+      EXPECT_TRUE(rec.sent.empty());
+    }
+    EXPECT_EQ(ch.stats().dropped_queue_full, slow_lost);
+    EXPECT_EQ(ch.queue_dropped_packets(), slow_lost);
+  }
+}

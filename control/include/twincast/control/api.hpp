@@ -76,7 +76,8 @@ struct ApiOutputView {
   std::uint64_t datagrams = 0;
   std::uint64_t packets = 0;
   std::uint64_t bytes = 0;
-  std::uint64_t dropped = 0;  // datagrams dropped (queue full, TX refused)
+  std::uint64_t dropped = 0;      // datagrams dropped on the way to the port (no mbuf, no ARP answer, TX refused)
+  std::uint64_t queue_drops = 0;  // packets lost at its schedule's full queue (the pacer fell behind)
   std::optional<std::array<std::uint64_t, kPacingLatenessBuckets.size() + 1>> pacing_lateness;
   double pacing_lateness_sum_s = 0;
 };
@@ -130,7 +131,7 @@ struct ApiMultiplexView {
   std::uint64_t packets_in = 0;       // remuxed packets of the members
   std::uint64_t packets_out = 0;      // media and PSI packets sent (null stuffing not counted)
   std::uint64_t datagrams_out = 0;
-  std::uint64_t queue_drops = 0;      // packets dropped at full output queues, per schedule (cbr_bps too low?)
+  std::uint64_t queue_drops = 0;      // packets lost at full output queues, each once (cbr_bps too low?)
   std::vector<ApiOutputView> outputs;
 };
 

@@ -100,7 +100,9 @@ struct ChannelStats {
   std::uint64_t packets_out = 0;
   std::uint64_t datagrams_out = 0;
   std::uint64_t dropped_inactive = 0;   // packets of inputs that are not the active one
-  std::uint64_t dropped_queue_full = 0; // the output queue overflowed (the pacer fell behind)
+  // packets_out and datagrams_out: the first output's schedule's (every schedule carries the
+  // same packets; each output's own counters are Dataplane::output_stats).
+  std::uint64_t dropped_queue_full = 0; // lost at a full output queue (each packet once, whichever schedules lost it)
   std::uint64_t switches = 0;
   std::size_t active_input = 0;
   // As of the last input snapshot: kDown when the active input is unhealthy, kDegraded
@@ -155,6 +157,9 @@ class Channel {
   // packets_per_datagram, pacing and cbr_bps share one), or every schedule's with
   // kAllOutputs; safe from any thread.
   [[nodiscard]] PacingHistogram pacing_lateness(std::size_t output = kAllOutputs) const;
+  // Packets lost at `output`'s schedule's full queue; with kAllOutputs each lost packet
+  // once (ChannelStats::dropped_queue_full). Safe from any thread.
+  [[nodiscard]] std::uint64_t queue_dropped_packets(std::size_t output = kAllOutputs) const;
 
  private:
   struct Impl;

@@ -108,14 +108,16 @@ struct InputStats {
 
 // A snapshot of one output's counters (a channel's or a multiplex's). A datagram counts as
 // sent once the port's TX burst took it; dropped ones never reached the port (no mbuf,
-// too big, unicast without ARP resolution, refused by rte_eth_tx_burst). The pacer's own
-// drops (queue full) are per channel: ChannelStats / MultiplexStats dropped_queue_full.
+// too big, unicast without ARP resolution, refused by rte_eth_tx_burst). Before that, the
+// output's schedule may lose packets at its full queue (the pacer fell behind):
+// queue_dropped_packets, shared by the outputs of one schedule.
 struct OutputStats {
   std::uint64_t datagrams = 0;
   std::uint64_t packets = 0;  // TS packets in them
   std::uint64_t bytes = 0;    // Ethernet frame bytes (without FCS), as the port's tx_bytes
   std::uint64_t dropped_datagrams = 0;
   std::uint64_t dropped_packets = 0;
+  std::uint64_t queue_dropped_packets = 0;
 };
 
 // What the worker drives for each channel: dataplane::Channel in production
@@ -131,6 +133,8 @@ class ChannelPipeline {
   // an unpublished snapshot, an empty histogram).
   [[nodiscard]] virtual InputSnapshot input_snapshot(std::size_t /*input*/) const { return {}; }
   [[nodiscard]] virtual PacingHistogram pacing_lateness(std::size_t /*output: or kAllOutputs*/) const { return {}; }
+  // Channel::queue_dropped_packets (stand-ins: 0).
+  [[nodiscard]] virtual std::uint64_t queue_dropped_packets(std::size_t /*output*/) const { return 0; }
   // Also hand the remuxed packets to `tap` (Channel::add_tap); set-up only. Stand-ins
   // without a remuxed stream may ignore it.
   virtual void add_tap(PacketTap* /*tap*/, std::size_t /*slot*/) {}

@@ -31,7 +31,7 @@ struct MultiplexStats {
   std::uint64_t packets_in = 0;          // remuxed packets of the member channels
   std::uint64_t packets_out = 0;         // media and PSI packets sent (null stuffing not counted)
   std::uint64_t datagrams_out = 0;
-  std::uint64_t dropped_queue_full = 0;  // the output queue overflowed (cbr_bps below the members' total?)
+  std::uint64_t dropped_queue_full = 0;  // lost at a full output queue, each packet once (cbr_bps below the members' total?)
 };
 
 class Multiplex final : public PacketTap {
@@ -62,6 +62,9 @@ class Multiplex final : public PacketTap {
   // How late datagrams left against their schedule: of `output`'s schedule (an output
   // index), or of all of them. Safe from any thread.
   [[nodiscard]] PacingHistogram pacing_lateness(std::size_t output = kAllOutputs) const;
+  // Packets lost at `output`'s schedule's full queue, or (kAllOutputs) at any, each once.
+  // Safe from any thread.
+  [[nodiscard]] std::uint64_t queue_dropped_packets(std::size_t output = kAllOutputs) const;
   // What the generated tables say. Only on the owning lcore (or while it is stopped).
   [[nodiscard]] const mpegts::ProgramModel& output_model() const;
 
