@@ -67,9 +67,9 @@ std::uint16_t free_port() {
 
 // The channel map: two ports (contribution in, IPTV out); channel i (0-based) receives
 // 239.1.<i/250>.<i%250+1>:5000 and sends 239.200.<i/250>.<i%250+1>:5000, with service_id
-// 1001+i and LCN i+1. `variant` renames channel changed_channel() ("Channel N" becomes
-// "Channel N b"): the one change a reload applies, one that restarts the channel (a change
-// of only its outputs' TTL would readdress it, which costs less). With traffic, the contribution port replays g_pcap
+// 1001+i and LCN i+1. `variant` gives channel changed_channel() service_id 40001+i: the one
+// change a reload applies, one that restarts the channel (a rename or a change of only its
+// outputs' TTL would update it in place, which costs less). With traffic, the contribution port replays g_pcap
 // (datagrams to ch-1's group) and ch-1's output is passthrough, so that it sends what it
 // receives at whatever rate the worker runs (PCR pacing would drop the excess of a replay
 // running faster than real time, which is not what is measured here).
@@ -96,12 +96,12 @@ std::string make_yaml(int channels, bool variant = false) {
   for (int i = 0; i < channels; ++i) {
     const std::string n = std::to_string(i + 1);
     const std::string tail = std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
-    const std::string suffix = (variant && i == changed_channel()) ? " b" : "";
+    const int service_id = (variant && i == changed_channel() ? 40001 : 1001) + i;
     const std::string pacing = (g_traffic && i == 0) ? ", pacing: passthrough" : "";
     y += "  - id: ch-" + n + "\n";
-    y += "    name: \"Channel " + n + suffix + "\"\n";
+    y += "    name: \"Channel " + n + "\"\n";
     y += "    provider: \"twincast bench\"\n";
-    y += "    service_id: " + std::to_string(1001 + i) + "\n";
+    y += "    service_id: " + std::to_string(service_id) + "\n";
     y += "    lcn: " + n + "\n";
     y += "    inputs:\n      - { name: rx, udp: { port: contribution, group: 239.1." + tail + ", udp_port: 5000 } }\n";
     y += "    outputs:\n      - { udp: { port: iptv, group: 239.200." + tail + ", udp_port: 5000, ttl: 8, dscp: 34" + pacing +

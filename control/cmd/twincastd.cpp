@@ -129,7 +129,7 @@ int run(const std::string& file, const char* argv0, unsigned status_interval_s) 
                        {"added", std::to_string(d.channels_added.size())},
                        {"removed", std::to_string(d.channels_removed.size())},
                        {"restarted", std::to_string(d.channels_changed.size())},
-                       {"readdressed", std::to_string(d.channels_readdressed.size())},
+                       {"updated", std::to_string(d.channels_updated.size())},
                        {"unchanged", std::to_string(d.channels_unchanged.size())},
                        {"srt_restarted", outcome.srt_restarted ? "1" : "0"}},
                       "twincastd: SIGHUP: reloaded " + file);

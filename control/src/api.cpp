@@ -939,7 +939,7 @@ struct Api::Impl {
     channels["added"] = ids(result.added);
     channels["removed"] = ids(result.removed);
     channels["restarted"] = ids(result.restarted);
-    channels["readdressed"] = ids(result.readdressed);
+    channels["updated"] = ids(result.updated);
     channels["unchanged"] = ids(result.unchanged);
     json::object o;
     o["status"] = "reloaded";

@@ -73,7 +73,7 @@ struct Appliance::Impl final : ApiBackend {
     a.added = r.diff.channels_added;
     a.removed = r.diff.channels_removed;
     a.restarted = r.diff.channels_changed;
-    a.readdressed = r.diff.channels_readdressed;
+    a.updated = r.diff.channels_updated;
     a.unchanged = r.diff.channels_unchanged;
     return a;
   }

@@ -992,9 +992,9 @@ class Ctl {
         };
         line += ": " + std::to_string(count("added")) + " added, " + std::to_string(count("removed")) + " removed, " +
                 std::to_string(count("restarted")) + " restarted, " +
-                (count("readdressed") != 0 ? std::to_string(count("readdressed")) + " readdressed, " : std::string()) +
+                (count("updated") != 0 ? std::to_string(count("updated")) + " updated in place, " : std::string()) +
                 std::to_string(count("unchanged")) + " unchanged";
-        for (const char* key : {"added", "removed", "restarted", "readdressed"}) {
+        for (const char* key : {"added", "removed", "restarted", "updated"}) {
           if (count(key) != 0) line += "\n  " + std::string(key) + ": " + list(key);
         }
       }

@@ -16,7 +16,7 @@ const T* find_id(const std::vector<T>& v, const std::string& id) {
 
 }  // namespace
 
-bool readdressed(const ChannelConfig& a, const ChannelConfig& b) {
+bool updated_in_place(const ChannelConfig& a, const ChannelConfig& b) {
   if (a.outputs.size() != b.outputs.size()) return false;
   const auto same_schedule = [](const OutputConfig& x, const OutputConfig& y) {
     return x.packets_per_datagram == y.packets_per_datagram && x.pacing == y.pacing && x.cbr_bps == y.cbr_bps;
@@ -32,6 +32,10 @@ bool readdressed(const ChannelConfig& a, const ChannelConfig& b) {
   }
   ChannelConfig rest = a;
   rest.outputs = b.outputs;
+  rest.name = b.name;
+  rest.provider = b.provider;
+  rest.lcn = b.lcn;
+  rest.priority = b.priority;
   return rest == b;
 }
 
@@ -55,7 +59,7 @@ ConfigDiff diff_configs(const ApplianceConfig& running, const ApplianceConfig& n
     for (const std::string& c : m.channels) {
       const ChannelConfig* a = find_id(running.channels, c);
       const ChannelConfig* b = find_id(next.channels, c);
-      rebuilt = rebuilt || a == nullptr || b == nullptr || (*a != *b && !readdressed(*a, *b));
+      rebuilt = rebuilt || a == nullptr || b == nullptr || (*a != *b && !updated_in_place(*a, *b));
     }
     if (!rebuilt) continue;
     (old == nullptr ? d.multiplexes_added : d.multiplexes_changed).push_back(m.id);
@@ -72,10 +76,10 @@ ConfigDiff diff_configs(const ApplianceConfig& running, const ApplianceConfig& n
     const ChannelConfig* old = find_id(running.channels, c.id);
     if (old == nullptr) {
       d.channels_added.push_back(c.id);
-    } else if (dragged.count(c.id) != 0 || (*old != c && !readdressed(*old, c))) {
+    } else if (dragged.count(c.id) != 0 || (*old != c && !updated_in_place(*old, c))) {
       d.channels_changed.push_back(c.id);
     } else if (*old != c) {
-      d.channels_readdressed.push_back(c.id);
+      d.channels_updated.push_back(c.id);
     } else {
       d.channels_unchanged.push_back(c.id);
     }

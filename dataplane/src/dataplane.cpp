@@ -214,9 +214,19 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
       if (from->config.channels[i].id == id) return from->channels[i];
     return nullptr;
   };
+  auto old_config = [&](const std::string& id) -> const ChannelConfig* {
+    if (from == nullptr) return nullptr;
+    for (const ChannelConfig& ch : from->config.channels)
+      if (ch.id == id) return &ch;
+    return nullptr;
+  };
+  // The service's description (what Remuxer::describe changes) differs?
+  auto renamed = [](const ChannelConfig& a, const ChannelConfig& b) {
+    return a.name != b.name || a.provider != b.provider || a.lcn != b.lcn;
+  };
 
-  // Channels: the unchanged ones are taken over as they are, the readdressed ones get new
-  // outputs around their core; the others are built anew.
+  // Channels: the unchanged ones are taken over as they are, the updated ones get new
+  // outputs around their core (and are renamed by the worker); the others are built anew.
   for (const ChannelConfig& ch : c.channels) {
     if (listed(diff.channels_unchanged, ch.id)) {
       std::shared_ptr<ChannelState> old = find_old(ch.id);
@@ -230,9 +240,13 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
     auto cs = std::make_shared<ChannelState>();
     for (std::size_t oi = 0; oi < ch.outputs.size(); ++oi)
       cs->outputs.push_back(make_output(ch.outputs[oi], "channel " + ch.id, ch.id, oi));
-    if (listed(diff.channels_readdressed, ch.id)) {
-      if (!old) throw std::logic_error("channel " + ch.id + ": readdressed but not running");
+    if (listed(diff.channels_updated, ch.id)) {
+      const ChannelConfig* before = old_config(ch.id);
+      if (!old || before == nullptr) throw std::logic_error("channel " + ch.id + ": updated but not running");
       cs->core = old->core;
+      if (renamed(*before, ch))
+        plan->renames.push_back({cs->core->pipeline.get(), nullptr, 0,
+                                 &plan->config.channels[static_cast<std::size_t>(&ch - c.channels.data())]});
       plan->channels.push_back(std::move(cs));
       continue;
     }
@@ -343,6 +357,17 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
         if (from->config.multiplexes[m].id != mc.id) continue;
         plan->multiplexes.push_back(from->multiplexes[m]);
         found = true;
+        // Members updated in place and renamed: the multiplex's tables follow. (Slots are
+        // the places in the member list, which a kept multiplex did not change; the members'
+        // indices among the channels may have.)
+        for (std::size_t slot = 0; slot < mc.channels.size(); ++slot) {
+          const ChannelConfig* before = old_config(mc.channels[slot]);
+          const auto now = std::find_if(plan->config.channels.begin(), plan->config.channels.end(),
+                                        [&](const ChannelConfig& x) { return x.id == mc.channels[slot]; });
+          if (before == nullptr || now == plan->config.channels.end())
+            throw std::logic_error("multiplex " + mc.id + ": a member of the kept multiplex is gone");
+          if (renamed(*before, *now)) plan->renames.push_back({nullptr, from->multiplexes[m]->multiplex.get(), slot, &*now});
+        }
       }
       if (found) {
         plan->multiplex_predecessors.push_back(nullptr);
@@ -359,7 +384,7 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
       ms->outputs.push_back(make_output(mc.outputs[oi], "multiplex " + mc.id, "multiplex/" + mc.id, oi));
     for (std::size_t slot = 0; slot < ms->multiplex->member_count(); ++slot) {
       const std::size_t member = ms->multiplex->member_channel(slot);
-      if (listed(diff.channels_unchanged, c.channels[member].id) || listed(diff.channels_readdressed, c.channels[member].id))
+      if (listed(diff.channels_unchanged, c.channels[member].id) || listed(diff.channels_updated, c.channels[member].id))
         throw std::logic_error("multiplex " + mc.id + ": member " + c.channels[member].id + " was not restarted");
       plan->channels[member]->core->pipeline->add_tap(ms->multiplex.get(), slot);
     }

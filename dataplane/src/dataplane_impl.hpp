@@ -204,9 +204,9 @@ struct OutputState {
   std::unique_ptr<OutputCounters> counters = std::make_unique<OutputCounters>();
 };
 
-// What a channel is apart from its outputs' addresses: a reload that changes only those
-// (ConfigDiff::channels_readdressed) gives the channel new OutputStates around the same
-// core, so its pipeline, inputs and OTT feed go on untouched.
+// What a channel is apart from its outputs' addresses: a reload that changes only those, or
+// renames the channel (ConfigDiff::channels_updated), gives the channel new OutputStates
+// around the same core, so its pipeline, inputs and OTT feed go on untouched.
 struct ChannelCore {
   ChannelCore() = default;
   ~ChannelCore();  // the OTT feed before its pool
@@ -219,7 +219,7 @@ struct ChannelCore {
 };
 
 struct ChannelState {
-  std::shared_ptr<ChannelCore> core;  // shared with the plan before when only outputs were readdressed
+  std::shared_ptr<ChannelCore> core;  // shared with the plan before when the channel was updated in place
   std::vector<OutputState> outputs;
 };
 
@@ -252,9 +252,19 @@ struct Plan {
   // worker to carry its output's continuity over when it adopts this plan (adopt()); only
   // valid until then (the plan before is freed after the adoption), so adopt() clears it
   // (mutable: the only field that changes once published). nullptr: new or unchanged. A
-  // readdressed channel has one too, with the same core: only its RTP streams carry over.
+  // channel updated in place has one too, with the same core: its output counters and RTP
+  // streams carry over.
   mutable std::vector<const ChannelState*> predecessors;
   mutable std::vector<const MultiplexState*> multiplex_predecessors;  // the same, by multiplex
+  // Services renamed by this reload in pipelines that go on (a channel updated in place, a
+  // member of a multiplex kept as it was): adopt() describes them on the worker, once.
+  struct Rename {
+    ChannelPipeline* pipeline = nullptr;  // a channel's, or
+    Multiplex* multiplex = nullptr;       // a multiplex's member
+    std::size_t slot = 0;
+    const ChannelConfig* config = nullptr;  // in this plan's config
+  };
+  std::vector<Rename> renames;
   std::vector<std::shared_ptr<MultiplexState>> multiplexes;
   std::vector<Flow> flows;
   std::vector<PortPlan> ports;                // by port index

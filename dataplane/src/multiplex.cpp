@@ -102,6 +102,9 @@ void Multiplex::poll(std::uint64_t now_ns, DatagramSink& sink) { impl_->pacer.po
 void Multiplex::continue_from(const Multiplex& previous) {
   continue_output(impl_->remux, impl_->pacer, previous.impl_->remux, previous.impl_->pacer);
 }
+void Multiplex::describe_member(std::size_t slot, const ChannelConfig& member) {
+  if (slot < impl_->members.size()) impl_->remux.describe(slot, member.name, member.provider, member.lcn);
+}
 std::size_t Multiplex::member_channel(std::size_t slot) const { return impl_->members.at(slot); }
 std::size_t Multiplex::member_count() const { return impl_->members.size(); }
 const MultiplexConfig& Multiplex::config() const { return impl_->config; }

@@ -617,7 +617,7 @@ void carry_counters(OutputCounters& now, const OutputCounters& before) {
 bool same_destination(const OutputState& a, const OutputState& b) {
   return a.port == b.port && a.frame.dst_ip == b.frame.dst_ip && a.frame.dst_port == b.frame.dst_port;
 }
-// A readdressed channel's outputs keep their counters (as its pacers do): an output that
+// A channel updated in place keeps its outputs' counters (as its pacers do): an output that
 // stayed where it sends takes its own; one that moved takes those of the output at its
 // place in the list before, unless that one still sends too.
 void carry_output_counters(std::vector<OutputState>& now, const std::vector<OutputState>& before) {
@@ -665,6 +665,12 @@ void Dataplane::Impl::adopt(const Plan& next) {
     MultiplexState& now = *next.multiplexes[m];
     now.multiplex->continue_from(*before->multiplex);
     carry_rtp(now.outputs, before->outputs);
+  }
+  // Renamed services of pipelines that go on: their tables change now (Remuxer::describe
+  // rebuilds them, which allocates, as a change of an input's tables does; once per reload).
+  for (const Plan::Rename& r : next.renames) {
+    if (r.pipeline != nullptr) r.pipeline->describe(*r.config);
+    if (r.multiplex != nullptr) r.multiplex->describe_member(r.slot, *r.config);
   }
   next.predecessors.clear();  // keeps its capacity: no free on the worker
   next.multiplex_predecessors.clear();

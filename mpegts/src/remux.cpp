@@ -350,6 +350,17 @@ std::size_t Remuxer::push(std::size_t input, std::span<const TsPacket> packets, 
   return n;
 }
 
+void Remuxer::describe(std::size_t service, const std::string& name, const std::string& provider, std::uint16_t lcn,
+                       std::optional<bool> nit) {
+  RemuxServiceConfig& s = config_.services.at(service);
+  s.name = name;
+  s.provider = provider;
+  s.lcn = lcn;
+  if (nit) config_.nit = *nit;
+  // Before any service is learnt there are no tables: the first rebuild() uses these.
+  if (std::any_of(snapshots_.begin(), snapshots_.end(), [](const auto& snap) { return snap.has_value(); })) rebuild();
+}
+
 void Remuxer::switch_source(std::size_t input) {
   Input& in = *inputs_.at(input);
   for (std::uint32_t pid = 0; pid < kPidCount; ++pid) {

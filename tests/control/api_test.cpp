@@ -435,7 +435,7 @@ TEST_F(ApiTest, ReloadAndSecretsInErrors) {
   EXPECT_EQ(ch.at("added").as_array().at(0).as_string(), "kids");
   EXPECT_EQ(ch.at("removed").as_array().at(0).as_string(), "old");
   EXPECT_EQ(ch.at("restarted").as_array().at(0).as_string(), "sport");
-  EXPECT_EQ(ch.at("readdressed").as_array().at(0).as_string(), "weather");
+  EXPECT_EQ(ch.at("updated").as_array().at(0).as_string(), "weather");
   EXPECT_EQ(ch.at("unchanged").as_array().at(0).as_string(), "news");
   // A backend error that quotes a passphrase and the token (as a careless config error might).
   backend_.reload_error_ = std::string("line 12: passphrase '") + kPassphrase + "' token " + kToken;

@@ -439,8 +439,8 @@ TEST_F(CtlTest, Reload) {
   CtlRun r = api({"--token-file", token_file_.string(), "reload"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "configuration reloaded: 1 added, 1 removed, 1 restarted, 1 readdressed, 1 unchanged\n"
-            "  added: kids\n  removed: old\n  restarted: sport\n  readdressed: weather\n");
+            "configuration reloaded: 1 added, 1 removed, 1 restarted, 1 updated in place, 1 unchanged\n"
+            "  added: kids\n  removed: old\n  restarted: sport\n  updated: weather\n");
   EXPECT_EQ(backend_.reloads_, 1);
   // Refused, with an error that quotes the token (the API redacts it, and so does the CLI).
   backend_.reload_error_ = std::string("line 3: bad value; token ") + kToken;

@@ -149,7 +149,7 @@ class FakeBackend : public control::ApiBackend {
     std::lock_guard lock(mutex_);
     ++reloads_;
     if (reload_error_) return control::ApiReloadResult{.error = reload_error_};
-    return control::ApiReloadResult{.added = {"kids"}, .removed = {"old"}, .restarted = {"sport"}, .readdressed = {"weather"},
+    return control::ApiReloadResult{.added = {"kids"}, .removed = {"old"}, .restarted = {"sport"}, .updated = {"weather"},
                                      .unchanged = {"news"}};
   }
   std::vector<std::string> secrets() override { return {kFakePassphrase}; }

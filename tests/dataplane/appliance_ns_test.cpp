@@ -45,10 +45,12 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
 #include "dataplane/multicast_receiver.hpp"
+#include "twincast/mpegts/psi_decoder.hpp"
 #include "dataplane/ns_appliance.hpp"
 #include "tests_common.hpp"
 
@@ -1213,14 +1215,16 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   const std::string news = "  - id: news\n    inputs:\n"
                            "      - { name: rx, max_bitrate_bps: 500000, udp: { port: in, group: 239.1.1.60, udp_port: 5000 } }\n"
                            "    outputs:\n" + output("udp", "239.2.8.1", 5000);
-  // extra is renamed by every reload (a restart); moved has its output's TTL and DSCP
-  // changed by every reload (readdressed: no restart, no pause).
+  // extra gets another service_id from every reload (a restart); moved has its output's
+  // TTL and DSCP, its name and its LCN changed by every reload (updated in place: no
+  // restart, no pause; its LCN comes and goes, and its NIT with it).
   auto extra = [&](int n) {
-    return "  - id: extra\n    name: Extra " + std::to_string(n) + "\n    inputs:\n" + udp_input("rx", "239.1.1.61", 5002) +
-           "    outputs:\n" + output("udp", "239.2.8.2", 5002);
+    return "  - id: extra\n    service_id: " + std::to_string(200 + n) + "\n    inputs:\n" +
+           udp_input("rx", "239.1.1.61", 5002) + "    outputs:\n" + output("udp", "239.2.8.2", 5002);
   };
   auto moved = [&](int ttl) {
-    return "  - id: moved\n    inputs:\n" + udp_input("rx", "239.1.1.63", 5006) + "    outputs:\n" +
+    return "  - id: moved\n    name: Moved " + std::to_string(ttl) + (ttl == 4 ? "" : "\n    lcn: 7") +
+           "\n    inputs:\n" + udp_input("rx", "239.1.1.63", 5006) + "    outputs:\n" +
            "      - { udp: { port: out, group: 239.2.8.4, udp_port: 5006, ttl: " + std::to_string(ttl) +
            ", dscp: " + std::to_string(ttl == 4 ? 34 : 46) + " } }\n";
   };
@@ -1246,7 +1250,7 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   Receiver& rx = receive("239.2.8.1", 5000);
   Receiver& kids_rx = receive("239.2.8.3", 5004);
   Receiver& extra_rx = receive("239.2.8.2", 5002);  // restarted by every reload: the control
-  Receiver& moved_rx = receive("239.2.8.4", 5006);  // readdressed by every reload
+  Receiver& moved_rx = receive("239.2.8.4", 5006);  // updated in place by every reload
   std::this_thread::sleep_for(1500ms);
   ASSERT_GT(kids_rx.count(), 0u) << appliance_log();
 
@@ -1263,8 +1267,8 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   const auto reload_start = Clock::now();
   const int n_reloads = std::getenv("TC_RELOADS") != nullptr ? std::atoi(std::getenv("TC_RELOADS")) : 100;
   for (int i = 1; i <= n_reloads; ++i) {
-    // Odd: kids removed, extra restarted, moved readdressed; even: kids back, extra
-    // restarted and moved readdressed again.
+    // Odd: kids removed, extra restarted, moved updated; even: kids back, extra
+    // restarted and moved updated again.
     write_config(news + extra(i % 2 == 1 ? 5 : 4) + moved(i % 2 == 1 ? 5 : 4) + (i % 2 == 1 ? "" : kids) + control);
     if (i % 2 == 1) {
       ++by_signal;
@@ -1278,7 +1282,7 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
       const RunResult r = run(ctl + "--timeout 30 reload");
       slowest_api_reload = std::max(slowest_api_reload, std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0));
       ASSERT_EQ(r.exit_code, 0) << "reload " << i << ": " << r.out;
-      ASSERT_NE(r.out.find("1 added, 0 removed, 1 restarted, 1 readdressed, 1 unchanged"), std::string::npos) << r.out;
+      ASSERT_NE(r.out.find("1 added, 0 removed, 1 restarted, 1 updated in place, 1 unchanged"), std::string::npos) << r.out;
     }
     if (i == 51) {
       // Kids was just removed: its group is left, its receiver hears nothing more.
@@ -1361,14 +1365,34 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   RecordProperty("max_gap_ms", static_cast<int>(s.max_gap.count()));
   const OutputReport r = check_output(s, dir_, "reload_news", 0x100);  // zero CC errors, decodes
   EXPECT_GE(r.frames, 50u);
-  // The readdressed channel kept its pipeline: no restart's pause, no CC error, and its
-  // output decodes like the unchanged one's.
+  // The channel updated in place kept its pipeline: no restart's pause, no CC error, and
+  // its output decodes like the unchanged one's; its receivers read the new names and
+  // LCNs in its SDT and NIT as the reloads made them.
   const Stream mv = assemble(moved_rx.datagrams(), false);
   ASSERT_GT(mv.ts.size(), 188u * 1000) << log;
-  EXPECT_LT(mv.max_gap, 300ms) << "the readdressed channel paused: was it restarted?";
-  RecordProperty("readdressed_channel_max_gap_ms", static_cast<int>(mv.max_gap.count()));
+  EXPECT_LT(mv.max_gap, 300ms) << "the updated channel paused: was it restarted?";
+  RecordProperty("updated_channel_max_gap_ms", static_cast<int>(mv.max_gap.count()));
   const OutputReport mr = check_output(mv, dir_, "reload_moved", 0x100);
   EXPECT_GE(mr.frames, 50u);
+  if (n_reloads >= 2) {
+    mpegts::PsiDecoder psi;
+    // (name, LCN) as a receiver's tables said them; a receiver keeps the last NIT's LCN
+    // when the NIT stops, so only the LCN's arrival is checked.
+    std::set<std::pair<std::string, int>> described;
+    std::string last_name;
+    for (std::size_t at = 0; at + 188 <= mv.ts.size(); at += 188) {
+      mpegts::TsPacket p;
+      std::memcpy(p.bytes.data(), mv.ts.data() + at, 188);
+      psi.push(p);
+      const mpegts::ProgramModel& m = psi.model();
+      if (m.services.size() != 1 || m.services[0].name.empty()) continue;
+      described.emplace(m.services[0].name, m.services[0].lcn);
+      last_name = m.services[0].name;
+    }
+    EXPECT_EQ(described.count({"Moved 4", 0}), 1u);
+    EXPECT_EQ(described.count({"Moved 5", 7}), 1u);
+    EXPECT_EQ(last_name, n_reloads % 2 == 0 ? "Moved 4" : "Moved 5");
+  }
 }
 
 }  // namespace

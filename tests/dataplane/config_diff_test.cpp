@@ -1,4 +1,4 @@
-// diff_configs(): what a reload adds, removes, restarts and leaves alone.
+// diff_configs(): what a reload adds, removes, restarts, updates in place and leaves alone.
 #include <gtest/gtest.h>
 
 #include "twincast/dataplane/config.hpp"
@@ -46,7 +46,7 @@ TEST(ConfigDiff, IdenticalIsEmpty) {
 TEST(ConfigDiff, AddedRemovedChangedAndUnchangedByIdNotByPosition) {
   ApplianceConfig next = base();
   next.channels.erase(next.channels.begin());       // a removed: b and c move up
-  next.channels[1].provider = "other";               // c changed
+  next.channels[1].source_service_id = 7;            // c changed
   next.channels.push_back(channel("d", 4));          // d added
   const ConfigDiff d = diff_configs(base(), next);
   EXPECT_EQ(d.channels_removed, V{"a"});
@@ -68,7 +68,7 @@ TEST(ConfigDiff, EveryFieldCounts) {
   EXPECT_TRUE(diff_configs(next, same).empty());
 }
 
-TEST(ConfigDiff, OutputsThatOnlyMoveReaddressTheChannel) {
+TEST(ConfigDiff, OutputsThatOnlyMoveUpdateTheChannelInPlace) {
   ApplianceConfig next = base();
   next.channels[0].outputs[0].ttl = 3;
   next.channels[0].outputs[0].dscp = 46;
@@ -80,10 +80,10 @@ TEST(ConfigDiff, OutputsThatOnlyMoveReaddressTheChannel) {
   next.channels[2].outputs[0].source = 0x0A000001u;
   next.channels[2].outputs[0].port = "p1";
   ConfigDiff d = diff_configs(base(), next);
-  EXPECT_EQ(d.channels_readdressed, (V{"a", "b", "c"}));
+  EXPECT_EQ(d.channels_updated, (V{"a", "b", "c"}));
   EXPECT_TRUE(d.channels_changed.empty());
   EXPECT_FALSE(d.empty());
-  EXPECT_TRUE(readdressed(base().channels[0], next.channels[0]));
+  EXPECT_TRUE(updated_in_place(base().channels[0], next.channels[0]));
 
   // Outputs on one schedule may swap places; on two schedules, a swap restarts the channel
   // (the kept pacers feed outputs by their place).
@@ -92,7 +92,7 @@ TEST(ConfigDiff, OutputsThatOnlyMoveReaddressTheChannel) {
   two.channels[0].outputs[1].udp_port = 5002;
   next = two;
   std::swap(next.channels[0].outputs[0], next.channels[0].outputs[1]);
-  EXPECT_EQ(diff_configs(two, next).channels_readdressed, V{"a"});
+  EXPECT_EQ(diff_configs(two, next).channels_updated, V{"a"});
   two.channels[0].outputs[1].packets_per_datagram = 4;
   next = two;
   std::swap(next.channels[0].outputs[0], next.channels[0].outputs[1]);
@@ -106,10 +106,10 @@ TEST(ConfigDiff, OutputsThatOnlyMoveReaddressTheChannel) {
   next.channels[2].outputs.push_back(next.channels[2].outputs[0]);
   d = diff_configs(base(), next);
   EXPECT_EQ(d.channels_changed, (V{"a", "b", "c"}));
-  EXPECT_TRUE(d.channels_readdressed.empty());
+  EXPECT_TRUE(d.channels_updated.empty());
   next = base();
   next.channels[0].outputs[0].ttl = 3;
-  next.channels[0].name = "A";
+  next.channels[0].service_id = 9;
   d = diff_configs(base(), next);
   EXPECT_EQ(d.channels_changed, V{"a"});
 
@@ -124,13 +124,51 @@ TEST(ConfigDiff, OutputsThatOnlyMoveReaddressTheChannel) {
   next.channels[0].outputs[0].ttl = 3;
   d = diff_configs(run, next);
   EXPECT_TRUE(d.multiplexes_changed.empty());
-  EXPECT_EQ(d.channels_readdressed, V{"a"});
+  EXPECT_EQ(d.channels_updated, V{"a"});
   EXPECT_EQ(d.channels_unchanged, (V{"b", "c"}));
   next.multiplexes[0].network_name = "other";
   d = diff_configs(run, next);
   EXPECT_EQ(d.multiplexes_changed, V{"mux"});
   EXPECT_EQ(d.channels_changed, (V{"a", "b"}));
-  EXPECT_TRUE(d.channels_readdressed.empty());
+  EXPECT_TRUE(d.channels_updated.empty());
+}
+
+// A new name, provider, LCN or priority (alone, together, or with outputs that move) keeps
+// the channel running: its tables are renamed, its OTT tier recomputed. The service id, PMT
+// PID, HLS and anything else restart it.
+TEST(ConfigDiff, ARenameUpdatesTheChannelInPlace) {
+  ApplianceConfig next = base();
+  next.channels[0].name = "A";
+  next.channels[0].provider = "Provider";
+  next.channels[1].lcn = 12;
+  next.channels[1].outputs[0].ttl = 9;
+  next.channels[2].priority = 7;
+  ConfigDiff d = diff_configs(base(), next);
+  EXPECT_EQ(d.channels_updated, (V{"a", "b", "c"}));
+  EXPECT_TRUE(d.channels_changed.empty());
+  for (std::size_t c = 0; c < 3; ++c) EXPECT_TRUE(updated_in_place(base().channels[c], next.channels[c])) << c;
+  next = base();
+  next.channels[0].name = "A";
+  next.channels[0].service_id = 3;
+  next.channels[1].pmt_pid = 0x1010;
+  next.channels[2].hls = true;
+  d = diff_configs(base(), next);
+  EXPECT_EQ(d.channels_changed, (V{"a", "b", "c"}));
+  EXPECT_TRUE(d.channels_updated.empty());
+
+  // A renamed member leaves its multiplex running (the worker renames its service there).
+  ApplianceConfig run = base();
+  MultiplexConfig m;
+  m.id = "mux";
+  m.channels = {"a", "b"};
+  run.multiplexes.push_back(m);
+  next = run;
+  next.channels[1].name = "B";
+  next.channels[1].lcn = 3;
+  d = diff_configs(run, next);
+  EXPECT_TRUE(d.multiplexes_changed.empty());
+  EXPECT_EQ(d.channels_updated, V{"b"});
+  EXPECT_EQ(d.channels_unchanged, (V{"a", "c"}));
 }
 
 TEST(ConfigDiff, PortsEalAndListenersNeedARestartButTheTokenFileDoesNot) {
@@ -159,9 +197,10 @@ TEST(ConfigDiff, AMultiplexChangeRestartsItsMembersOnly) {
   EXPECT_EQ(d.channels_changed, (V{"a", "b"}));
   EXPECT_EQ(d.channels_unchanged, V{"c"});
 
-  // A member's own change rebuilds the multiplex (and with it the other member).
+  // A member's own change (other than moving outputs or a rename) rebuilds the multiplex
+  // (and with it the other member).
   next = run;
-  next.channels[1].name = "B";
+  next.channels[1].failover.timeout_ms = 900;
   d = diff_configs(run, next);
   EXPECT_EQ(d.multiplexes_changed, V{"mux"});
   EXPECT_EQ(d.channels_changed, (V{"a", "b"}));

@@ -258,8 +258,9 @@ void drive(Dataplane& dp, const ApplianceConfig& cfg, const std::vector<std::str
   }
 }
 
-// A reload renames a member: the member and the multiplex are rebuilt, and the receivers of
-// both the MPTS and the member's own SPTS go on without a CC error; the new name is there.
+// A reload renumbers and renames a member (a new service_id restarts it): the member and the
+// multiplex are rebuilt, and the receivers of both the MPTS and the member's own SPTS go on
+// without a CC error; the new number and name are there.
 TEST(MultiplexDataplane, AReloadThatRebuildsTheMultiplexKeepsItsReceiversContinuity) {
   const auto dir = test::temp_dir("dp_mux_reload");
   const auto tx_pcap = dir / "tx.pcap";
@@ -278,6 +279,7 @@ TEST(MultiplexDataplane, AReloadThatRebuildsTheMultiplexKeepsItsReceiversContinu
   drive(*dp, cfg, files, [&] {
     ApplianceConfig renamed = cfg;
     renamed.channels[1].name = "Renamed";
+    renamed.channels[1].service_id = 312;
     const ConfigDiff diff = dp->apply(renamed);
     EXPECT_EQ(diff.channels_changed.size(), 2u);  // ch1 itself, ch0 with the multiplex
     EXPECT_EQ(diff.multiplexes_changed, std::vector<std::string>{"m"});
@@ -290,7 +292,7 @@ TEST(MultiplexDataplane, AReloadThatRebuildsTheMultiplexKeepsItsReceiversContinu
   EXPECT_EQ(strict_cc_errors(out), 0u);
   mpegts::PsiDecoder psi;
   for (const auto& p : out) psi.push(p);
-  const mpegts::Service* renamed = psi.model().find_service(302);
+  const mpegts::Service* renamed = psi.model().find_service(312);
   ASSERT_NE(renamed, nullptr);
   EXPECT_EQ(renamed->name, "Renamed");
   for (std::size_t k = 0; k < files.size(); ++k) {
@@ -303,10 +305,11 @@ TEST(MultiplexDataplane, AReloadThatRebuildsTheMultiplexKeepsItsReceiversContinu
   std::filesystem::remove_all(dir);
 }
 
-// A reload moves a member's own output to another group (and TTL): the member is
-// readdressed, not restarted, and the multiplex is left alone. The MPTS goes on without a
-// CC error and its counters go on; the member's SPTS moves to the new group; each
-// multiplex output's pacing lateness counts its own datagrams.
+// A reload moves a member's own output to another group (and TTL) and renames it (name and
+// LCN): the member is updated in place, not restarted, and the multiplex is not rebuilt.
+// The MPTS goes on without a CC error and its counters go on, its SDT and NIT give the
+// member's new name and LCN, as the member's own SPTS does; the SPTS moves to the new
+// group; each multiplex output's pacing lateness counts its own datagrams.
 TEST(MultiplexDataplane, AReloadThatMovesAMembersOutputLeavesTheMultiplexAlone) {
   const auto dir = test::temp_dir("dp_mux_readdress");
   const auto tx_pcap = dir / "tx.pcap";
@@ -333,8 +336,10 @@ TEST(MultiplexDataplane, AReloadThatMovesAMembersOutputLeavesTheMultiplexAlone) 
     ApplianceConfig moved = cfg;
     moved.channels[1].outputs[0].address = moved_to;
     moved.channels[1].outputs[0].ttl = 9;
+    moved.channels[1].name = "Moved Member";
+    moved.channels[1].lcn = 9;
     const ConfigDiff diff = dp->apply(moved);
-    EXPECT_EQ(diff.channels_readdressed, std::vector<std::string>{cfg.channels[1].id});
+    EXPECT_EQ(diff.channels_updated, std::vector<std::string>{cfg.channels[1].id});
     EXPECT_TRUE(diff.channels_changed.empty());
     EXPECT_TRUE(diff.multiplexes_changed.empty());
   });
@@ -365,6 +370,18 @@ TEST(MultiplexDataplane, AReloadThatMovesAMembersOutputLeavesTheMultiplexAlone) 
   std::vector<TsPacket> joined = old_group;
   joined.insert(joined.end(), new_group.begin(), new_group.end());
   EXPECT_EQ(strict_cc_errors(joined), 0u) << "the member's SPTS broke where it moved";
+  // The names: before the reload in the old group's SPTS, after it in the new one's and in
+  // the MPTS (whose tables the reload renamed without rebuilding it).
+  const auto described = [](const std::vector<TsPacket>& pkts, std::uint16_t service_id) {
+    mpegts::PsiDecoder psi;
+    for (const auto& p : pkts) psi.push(p);
+    const mpegts::Service* s = psi.model().find_service(service_id);
+    return s == nullptr ? std::string("none") : s->name + "/" + std::to_string(s->lcn);
+  };
+  EXPECT_EQ(described(old_group, 302), "Channel 1/0");
+  EXPECT_EQ(described(new_group, 302), "Moved Member/9");
+  EXPECT_EQ(described(out, 302), "Moved Member/9");
+  EXPECT_EQ(described(out, 301), "Channel 0/0");
   std::filesystem::remove_all(dir);
 }
 

@@ -57,7 +57,13 @@ class Recorder final : public ChannelPipeline {
       for (std::size_t o = 0; o < n_outputs_; ++o) sink.send(o, d);
     }
   }
+  void describe(const ChannelConfig& next) override {
+    described.push_back(next.name + "/" + next.provider + "/" + std::to_string(next.lcn));
+    pushed_when_described.push_back(pushed.size());
+  }
   std::vector<std::pair<std::size_t, TsPacket>> pushed;
+  std::vector<std::string> described;               // "name/provider/lcn", by describe() call
+  std::vector<std::size_t> pushed_when_described;   // pushed.size() at each call
 
  private:
   std::size_t n_outputs_;
@@ -611,7 +617,7 @@ TEST_F(Worker, AReloadThatOnlyMovesAnOutputKeepsThePipeline) {
   moved.channels[0].outputs[0].ttl = 9;
   moved.channels[0].outputs[0].dscp = 46;
   const ConfigDiff d = dp_->apply(moved);
-  EXPECT_EQ(d.channels_readdressed, std::vector<std::string>{"one"});
+  EXPECT_EQ(d.channels_updated, std::vector<std::string>{"one"});
   EXPECT_TRUE(d.channels_changed.empty());
   frames.clear();
   for (int i = 0; i < 2; ++i, next += 7) frames.push_back(udp_frame(kGroupIn, 5000, ts_payload(next, 7)));
@@ -649,6 +655,42 @@ TEST_F(Worker, AReloadThatOnlyMovesAnOutputKeepsThePipeline) {
   }
 }
 
+// A reload that renames a channel (name, provider, LCN), also moving its output, keeps its
+// pipeline: the worker describes the new names to it once, before the next packet, and the
+// packets go on. A reload of only the priority keeps it too, with nothing to describe.
+TEST_F(Worker, AReloadThatRenamesAChannelKeepsItRunning) {
+  make(1);
+  std::uint32_t next = 0;
+  feed({udp_frame(kGroupIn, 5000, ts_payload(next, 7))});
+  next += 7;
+  const ChannelPipeline* before = &dp_->pipeline(0);
+  ApplianceConfig renamed = dp_->config();
+  renamed.channels[0].name = "Renamed";
+  renamed.channels[0].provider = "Operator";
+  renamed.channels[0].lcn = 5;
+  renamed.channels[0].outputs[0].ttl = 9;
+  const ConfigDiff d = dp_->apply(renamed);
+  EXPECT_EQ(d.channels_updated, std::vector<std::string>{"one"});
+  EXPECT_TRUE(d.channels_changed.empty());
+  feed({udp_frame(kGroupIn, 5000, ts_payload(next, 7))});
+  next += 7;
+  ASSERT_EQ(&dp_->pipeline(0), before) << "the pipeline was rebuilt";
+  EXPECT_EQ(recorder().described, std::vector<std::string>{"Renamed/Operator/5"});
+  EXPECT_EQ(recorder().pushed_when_described, std::vector<std::size_t>{7});
+  EXPECT_EQ(recorder().pushed.size(), 14u);
+  EXPECT_EQ(dp_->config().channels[0].name, "Renamed");
+
+  ApplianceConfig reprioritised = renamed;
+  reprioritised.channels[0].priority = 3;
+  const ConfigDiff p = dp_->apply(reprioritised);
+  EXPECT_EQ(p.channels_updated, std::vector<std::string>{"one"});
+  feed({udp_frame(kGroupIn, 5000, ts_payload(next, 7))});
+  EXPECT_EQ(&dp_->pipeline(0), before);
+  EXPECT_EQ(recorder().described.size(), 1u) << "nothing to rename";
+  EXPECT_EQ(recorder().pushed.size(), 21u);
+  EXPECT_EQ(dp_->output_stats(0, 0).datagrams, 3u);
+}
+
 // Two outputs on one schedule swap places (a readdress): each keeps its own counters, as
 // the API names them (by destination), not those of the output now at its place.
 TEST_F(Worker, SwappedOutputsKeepTheirOwnCounters) {
@@ -663,7 +705,7 @@ TEST_F(Worker, SwappedOutputsKeepTheirOwnCounters) {
   ApplianceConfig swapped = dp_->config();
   std::swap(swapped.channels[0].outputs[0], swapped.channels[0].outputs[1]);
   const ConfigDiff d = dp_->apply(swapped);
-  EXPECT_EQ(d.channels_readdressed, std::vector<std::string>{"one"});
+  EXPECT_EQ(d.channels_updated, std::vector<std::string>{"one"});
   feed({});
   EXPECT_EQ(dp_->output_stats(0, 1).bytes, udp.bytes);
   EXPECT_EQ(dp_->output_stats(0, 0).bytes, rtp.bytes);

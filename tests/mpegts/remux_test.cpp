@@ -384,6 +384,71 @@ TEST(Remux, ANewEngineContinuesWhereTheOldOneLeftTheReceivers) {
   EXPECT_TRUE(pcr_marked);
 }
 
+// A reload that renames a service (name, provider, LCN) keeps its engine: the SDT, and the
+// NIT that an LCN brings with it (listed in the PAT), change at once with new versions,
+// while every stream goes on packet for packet, with no discontinuity and no CC error.
+TEST(Remux, RenamingAServiceChangesItsTablesAndNothingElse) {
+  const auto in = read_packets(fixture("h264_aac.ts"));
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .service_id = 5, .pmt_pid = 0x1000, .name = "Channel"});
+  Remuxer r(cfg);
+  Output before;
+  std::uint64_t t = 0;
+  const std::size_t half = in.size() / 2;
+  feed(r, 0, in, before, t, 0, half);
+  const ProgramModel old_model = decode(before.packets);
+  ASSERT_EQ(old_model.services.size(), 1u);
+  EXPECT_EQ(old_model.services[0].name, "Channel");
+  EXPECT_EQ(old_model.services[0].lcn, 0);
+  EXPECT_EQ(pid_counts(before.packets).count(kNitPid), 0u) << "no LCN, no NIT";
+  const std::uint64_t rebuilds = r.stats().table_rebuilds;
+
+  r.describe(0, "Renamed", "New Provider", 42, true);
+  EXPECT_EQ(r.stats().table_rebuilds, rebuilds + 1);
+  Output after;
+  feed(r, 0, in, after, t, half);
+  // The changed tables lead the first push's output, before its media packet.
+  ASSERT_GE(after.packets.size(), 4u);
+  std::set<std::uint16_t> first_pids;
+  for (std::size_t k = 0; k < after.packets.size() && after.packets[k].pid() != 0x100 && after.packets[k].pid() != 0x101;
+       ++k)
+    first_pids.insert(after.packets[k].pid());
+  EXPECT_EQ(first_pids.count(kPatPid), 1u);
+  EXPECT_EQ(first_pids.count(kSdtPid), 1u);
+  EXPECT_EQ(first_pids.count(kNitPid), 1u);
+  const ProgramModel new_model = decode(after.packets);
+  ASSERT_EQ(new_model.services.size(), 1u);
+  EXPECT_EQ(new_model.services[0].name, "Renamed");
+  EXPECT_EQ(new_model.services[0].provider, "New Provider");
+  EXPECT_EQ(new_model.services[0].lcn, 42);
+  EXPECT_EQ(new_model.services[0].service_id, 5);
+  EXPECT_NE(new_model.pat_version, old_model.pat_version) << "the PAT lists the NIT now";
+  EXPECT_EQ(new_model.services[0].pmt_version, old_model.services[0].pmt_version) << "the PMT did not change";
+
+  // Every media packet goes on, none flagged, none waiting for a unit start.
+  std::vector<TsPacket> joined = before.packets;
+  joined.insert(joined.end(), after.packets.begin(), after.packets.end());
+  EXPECT_EQ(strict_cc_errors(joined), 0u);
+  const auto media = [](const std::vector<TsPacket>& pkts, std::size_t from, std::size_t to) {
+    std::size_t n = 0;
+    for (std::size_t i = from; i < std::min(to, pkts.size()); ++i) n += pkts[i].pid() == 0x100 || pkts[i].pid() == 0x101;
+    return n;
+  };
+  EXPECT_EQ(media(after.packets, 0, after.packets.size()), media(in, half, in.size()));
+  for (const auto& p : after.packets) EXPECT_FALSE(p.pid() >= 0x20 && p.discontinuity()) << "PID " << p.pid();
+  EXPECT_EQ(r.stats().dropped_resync, 0u);
+
+  // And back: no name (the source's SDT name), no LCN, no NIT.
+  r.describe(0, "", "", 0, false);
+  Output last;
+  std::uint64_t t3 = t;
+  feed(r, 0, in, last, t3, 0, half);
+  const ProgramModel back = decode(last.packets);
+  ASSERT_EQ(back.services.size(), 1u);
+  EXPECT_EQ(back.services[0].name, "Test One") << "no configured name: the source's";
+  EXPECT_EQ(pid_counts(last.packets).count(kNitPid), 0u);
+}
+
 // Reloads faster than an engine learns its input: the one in between sent nothing, and the
 // next still goes on from what the receivers last saw.
 TEST(Remux, TakingOverFromAnEngineThatSentNothingYet) {

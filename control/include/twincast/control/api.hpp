@@ -175,7 +175,7 @@ struct ApiReloadResult {
   std::vector<std::string> added;
   std::vector<std::string> removed;
   std::vector<std::string> restarted;  // changed (or members of a changed multiplex)
-  std::vector<std::string> readdressed;  // only outputs' destinations changed: not restarted
+  std::vector<std::string> updated;    // outputs moved or renamed: kept running, not restarted
   std::vector<std::string> unchanged;
 };
 

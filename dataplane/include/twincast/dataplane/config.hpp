@@ -186,16 +186,16 @@ struct ApplianceConfig {
 // What a reload changes. Channels and multiplexes are matched by id; a channel is
 // "changed" when its own configuration differs, and is also restarted (listed in
 // channels_changed) when a multiplex it belongs to is added, changed or removed, since a
-// multiplex is fed by taps set up with its members. A channel whose outputs only moved
-// (readdressed(): the same outputs in number and schedule, other addresses, ports, TTL,
-// DSCP, VLAN or UDP/RTP) is "readdressed": it is not restarted, only its outputs are
-// rebuilt, so its receivers see no pause. Ports, EAL and the control listeners cannot
+// multiplex is fed by taps set up with its members. A channel whose outputs only moved or
+// that was only renamed (updated_in_place()) is "updated": it is not restarted, only its
+// outputs are rebuilt and its tables renamed, so its receivers see no pause; a multiplex
+// it belongs to is not rebuilt either (it renames the member's service too). Ports, EAL and the control listeners cannot
 // change while running: restart_reasons says why a restart is needed instead.
 struct ConfigDiff {
   std::vector<std::string> channels_added;
   std::vector<std::string> channels_removed;
   std::vector<std::string> channels_changed;
-  std::vector<std::string> channels_readdressed;
+  std::vector<std::string> channels_updated;  // kept running: updated_in_place()
   std::vector<std::string> channels_unchanged;
   std::vector<std::string> multiplexes_added;
   std::vector<std::string> multiplexes_removed;
@@ -204,16 +204,18 @@ struct ConfigDiff {
   [[nodiscard]] bool live() const { return restart_reasons.empty(); }
   [[nodiscard]] bool empty() const {
     return channels_added.empty() && channels_removed.empty() && channels_changed.empty() &&
-           channels_readdressed.empty() && multiplexes_added.empty() && multiplexes_removed.empty() && multiplexes_changed.empty() &&
+           channels_updated.empty() && multiplexes_added.empty() && multiplexes_removed.empty() && multiplexes_changed.empty() &&
            restart_reasons.empty();
   }
 };
 [[nodiscard]] ConfigDiff diff_configs(const ApplianceConfig& running, const ApplianceConfig& next);
-// `b` is `a` with only its outputs' destinations changed: everything else equal, as many
-// outputs, each with the same schedule (packets_per_datagram, pacing, cbr_bps) at its
-// place, and an output of both (same port, address and UDP port) on the same schedule in
-// both; address, UDP ports, source, port, TTL, DSCP, VLAN, kind (UDP/RTP) and the order of
-// outputs on one schedule may differ.
-[[nodiscard]] bool readdressed(const ChannelConfig& a, const ChannelConfig& b);
+// `b` is `a` with only its outputs' destinations and its description changed, so the
+// channel can go on running: everything else equal, as many outputs, each with the same
+// schedule (packets_per_datagram, pacing, cbr_bps) at its place, and an output of both
+// (same port, address and UDP port) on the same schedule in both. Address, UDP ports,
+// source, port, TTL, DSCP, VLAN, kind (UDP/RTP) and the order of outputs on one schedule
+// may differ, and so may the name, provider, LCN (the tables say so) and priority (the OTT
+// shedding tier).
+[[nodiscard]] bool updated_in_place(const ChannelConfig& a, const ChannelConfig& b);
 
 }  // namespace twincast::dataplane

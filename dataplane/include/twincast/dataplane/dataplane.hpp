@@ -145,6 +145,9 @@ class ChannelPipeline {
   // channel id, configuration changed by a reload) at the same receivers; see
   // Channel::continue_from. Stand-ins and pipelines of another type may ignore it.
   virtual void continue_from(const ChannelPipeline& /*previous*/) {}
+  // On the worker: a reload renamed the channel (name, provider, LCN); see
+  // Channel::describe. Stand-ins may ignore it.
+  virtual void describe(const ChannelConfig& /*next*/) {}
 };
 using PipelineFactory = std::function<std::unique_ptr<ChannelPipeline>(const ChannelConfig&)>;
 // Wraps dataplane::Channel.

@@ -52,6 +52,10 @@ class Multiplex final : public PacketTap {
   // This multiplex replaces `previous` (same id, rebuilt by a reload) at the same
   // receivers: as Channel::continue_from. On the owning lcore, before the first packet.
   void continue_from(const Multiplex& previous);
+  // A reload renamed member `slot` (ConfigDiff::channels_updated): its service's name,
+  // provider and LCN in the multiplex's SDT and NIT become `member`'s. On the owning lcore,
+  // between pushes.
+  void describe_member(std::size_t slot, const ChannelConfig& member);
 
   // Index into the `channels` given to the constructor of member `slot`.
   [[nodiscard]] std::size_t member_channel(std::size_t slot) const;

@@ -115,6 +115,16 @@ class Remuxer {
   // push(); no allocation (room for the table states is reserved at construction).
   void continue_from(const Remuxer& previous);
 
+  // Output service `service` (its place in RemuxConfig::services) is renamed: its SDT name
+  // and provider and its NIT logical channel number become these (empty: the source's, as
+  // in the configuration), and with `nit` the NIT is sent or not from now on. The tables
+  // whose content changes go out before the next media packet with their next version;
+  // the streams, their PIDs and continuity counters go on untouched. Between pushes, on the
+  // owning thread; it rebuilds the tables (allocates, as a change of an input's tables
+  // does).
+  void describe(std::size_t service, const std::string& name, const std::string& provider, std::uint16_t lcn,
+                std::optional<bool> nit = std::nullopt);
+
   // The output program model (what the generated tables say).
   [[nodiscard]] const ProgramModel& output_model() const { return out_model_; }
   // Output PID for a source PID of an input, or kUnmapped.
