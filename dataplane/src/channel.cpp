@@ -335,12 +335,8 @@ void Channel::continue_from(const Channel& previous) {
   continue_output(impl_->remux, impl_->pacer, previous.impl_->remux, previous.impl_->pacer);
 }
 void Channel::describe(const ChannelConfig& next) {
-  ChannelConfig& c = impl_->config;
-  c.name = next.name;
-  c.provider = next.provider;
-  c.lcn = next.lcn;
-  c.priority = next.priority;
-  impl_->remux.describe(0, c.name, c.provider, c.lcn, c.lcn != 0);  // as make_remux_config()
+  // Only the remux: config() may be read from other threads (it stays as constructed).
+  impl_->remux.describe(0, next.name, next.provider, next.lcn, next.lcn != 0);  // as make_remux_config()
 }
 void Channel::force_input(std::size_t input, std::uint64_t) {
   if (input >= impl_->inputs.size()) return;

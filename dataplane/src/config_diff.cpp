@@ -49,27 +49,39 @@ ConfigDiff diff_configs(const ApplianceConfig& running, const ApplianceConfig& n
     d.restart_reasons.emplace_back("control.metrics_listen changed");
   if (running.ott != next.ott) d.restart_reasons.emplace_back("ott changed");
 
-  // Multiplexes first: a rebuilt one restarts its members (old and new).
+  // Multiplexes first: a rebuilt one restarts its members (old and new). A multiplex is fed
+  // by taps on its members' pipelines, so one with a member that gets a new pipeline (its
+  // own change, or another multiplex it belongs to was rebuilt or removed) is rebuilt on the
+  // new one, and restarts its other members in turn: repeated until nothing more moves.
   std::set<std::string> dragged;
-  for (const MultiplexConfig& m : next.multiplexes) {
-    const MultiplexConfig* old = find_id(running.multiplexes, m.id);
-    bool rebuilt = old == nullptr || *old != m;
-    // A member whose own configuration changed gets a new pipeline: the multiplex is
-    // rebuilt on the new one.
-    for (const std::string& c : m.channels) {
-      const ChannelConfig* a = find_id(running.channels, c);
-      const ChannelConfig* b = find_id(next.channels, c);
-      rebuilt = rebuilt || a == nullptr || b == nullptr || (*a != *b && !updated_in_place(*a, *b));
-    }
-    if (!rebuilt) continue;
-    (old == nullptr ? d.multiplexes_added : d.multiplexes_changed).push_back(m.id);
-    dragged.insert(m.channels.begin(), m.channels.end());
-    if (old != nullptr) dragged.insert(old->channels.begin(), old->channels.end());
-  }
   for (const MultiplexConfig& m : running.multiplexes) {
     if (find_id(next.multiplexes, m.id) != nullptr) continue;
     d.multiplexes_removed.push_back(m.id);
     dragged.insert(m.channels.begin(), m.channels.end());
+  }
+  std::vector<bool> rebuilt(next.multiplexes.size(), false);
+  for (bool more = true; more;) {
+    more = false;
+    for (std::size_t k = 0; k < next.multiplexes.size(); ++k) {
+      if (rebuilt[k]) continue;
+      const MultiplexConfig& m = next.multiplexes[k];
+      const MultiplexConfig* old = find_id(running.multiplexes, m.id);
+      bool rebuild = old == nullptr || *old != m;
+      for (const std::string& c : m.channels) {
+        const ChannelConfig* a = find_id(running.channels, c);
+        const ChannelConfig* b = find_id(next.channels, c);
+        rebuild = rebuild || a == nullptr || b == nullptr || dragged.count(c) != 0 || (*a != *b && !updated_in_place(*a, *b));
+      }
+      if (!rebuild) continue;
+      rebuilt[k] = more = true;
+      dragged.insert(m.channels.begin(), m.channels.end());
+      if (old != nullptr) dragged.insert(old->channels.begin(), old->channels.end());
+    }
+  }
+  for (std::size_t k = 0; k < next.multiplexes.size(); ++k) {
+    if (!rebuilt[k]) continue;
+    const std::string& id = next.multiplexes[k].id;
+    (find_id(running.multiplexes, id) == nullptr ? d.multiplexes_added : d.multiplexes_changed).push_back(id);
   }
 
   for (const ChannelConfig& c : next.channels) {

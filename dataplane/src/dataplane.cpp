@@ -366,6 +366,9 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
                                         [&](const ChannelConfig& x) { return x.id == mc.channels[slot]; });
           if (before == nullptr || now == plan->config.channels.end())
             throw std::logic_error("multiplex " + mc.id + ": a member of the kept multiplex is gone");
+          // Its taps are on the members' pipelines: they must go on (diff_configs()).
+          if (!listed(diff.channels_unchanged, now->id) && !listed(diff.channels_updated, now->id))
+            throw std::logic_error("multiplex " + mc.id + ": kept, but its member " + now->id + " was restarted");
           if (renamed(*before, *now)) plan->renames.push_back({nullptr, from->multiplexes[m]->multiplex.get(), slot, &*now});
         }
       }

@@ -356,7 +356,7 @@ void Remuxer::describe(std::size_t service, const std::string& name, const std::
   s.name = name;
   s.provider = provider;
   s.lcn = lcn;
-  if (nit) config_.nit = *nit;
+  if (nit) config_.nit = *nit || nit_.has_content();
   // Before any service is learnt there are no tables: the first rebuild() uses these.
   if (std::any_of(snapshots_.begin(), snapshots_.end(), [](const auto& snap) { return snap.has_value(); })) rebuild();
 }
@@ -397,6 +397,9 @@ void Remuxer::continue_from(const Remuxer& previous) {
       out_[pid].mark_discontinuity = true;
     }
   }
+  // Receivers that saw a NIT keep what it said until a new version tells them otherwise: a
+  // NIT the previous engine sent goes on, even when this one has no LCN to give.
+  if (previous.config_.nit && previous.nit_.has_content()) config_.nit = true;
   inherited_tables_.clear();
   const auto inherit = [&](const TableCarousel& t) {
     if (t.has_content() && inherited_tables_.size() < inherited_tables_.capacity())

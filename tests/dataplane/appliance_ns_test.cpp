@@ -1217,7 +1217,7 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
                            "    outputs:\n" + output("udp", "239.2.8.1", 5000);
   // extra gets another service_id from every reload (a restart); moved has its output's
   // TTL and DSCP, its name and its LCN changed by every reload (updated in place: no
-  // restart, no pause; its LCN comes and goes, and its NIT with it).
+  // restart, no pause; its LCN comes and goes).
   auto extra = [&](int n) {
     return "  - id: extra\n    service_id: " + std::to_string(200 + n) + "\n    inputs:\n" +
            udp_input("rx", "239.1.1.61", 5002) + "    outputs:\n" + output("udp", "239.2.8.2", 5002);
@@ -1376,22 +1376,37 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   EXPECT_GE(mr.frames, 50u);
   if (n_reloads >= 2) {
     mpegts::PsiDecoder psi;
-    // (name, LCN) as a receiver's tables said them; a receiver keeps the last NIT's LCN
-    // when the NIT stops, so only the LCN's arrival is checked.
-    std::set<std::pair<std::string, int>> described;
-    std::string last_name;
+    // (name, LCN) as the receiver's tables said them, each time they changed: from
+    // ("Moved 4", 0) to ("Moved 5", 7) and back (the NIT stays once an LCN was sent, and
+    // says when there is none any more). Not at every reload: the renamed tables leave with
+    // the channel's next packet, and ffmpeg -re sends in bursts, so a reload that follows
+    // the one before within a silence of the source replaces its tables before they left.
+    using Described = std::pair<std::string, int>;
+    std::vector<Described> seen;
     for (std::size_t at = 0; at + 188 <= mv.ts.size(); at += 188) {
       mpegts::TsPacket p;
       std::memcpy(p.bytes.data(), mv.ts.data() + at, 188);
       psi.push(p);
       const mpegts::ProgramModel& m = psi.model();
       if (m.services.size() != 1 || m.services[0].name.empty()) continue;
-      described.emplace(m.services[0].name, m.services[0].lcn);
-      last_name = m.services[0].name;
+      const Described now{m.services[0].name, m.services[0].lcn};
+      if (seen.empty() || seen.back() != now) seen.push_back(now);
     }
-    EXPECT_EQ(described.count({"Moved 4", 0}), 1u);
-    EXPECT_EQ(described.count({"Moved 5", 7}), 1u);
-    EXPECT_EQ(last_name, n_reloads % 2 == 0 ? "Moved 4" : "Moved 5");
+    const Described four{"Moved 4", 0};
+    const Described five{"Moved 5", 7};
+    std::size_t to_five = 0;
+    std::size_t back_to_four = 0;
+    for (std::size_t k = 0; k < seen.size(); ++k) {
+      to_five += seen[k] == five ? 1U : 0U;
+      back_to_four += seen[k] == four && to_five > 0 ? 1U : 0U;
+    }
+    std::string trail;
+    for (const Described& x : seen) trail += " " + x.first + "/" + std::to_string(x.second);
+    EXPECT_GE(to_five, 1u) << "the receiver never saw the rename:" << trail;
+    EXPECT_GE(back_to_four, 1u) << "the LCN was never taken back:" << trail;
+    ASSERT_FALSE(seen.empty());
+    EXPECT_EQ(seen.back(), n_reloads % 2 == 0 ? four : five);
+    RecordProperty("updated_channel_renames_seen", static_cast<int>(to_five + back_to_four));
   }
 }
 

@@ -217,5 +217,43 @@ TEST(ConfigDiff, AMultiplexChangeRestartsItsMembersOnly) {
   EXPECT_EQ(d.channels_unchanged, V{"c"});
 }
 
+// A channel in two multiplexes: when one of them is rebuilt the channel gets a new
+// pipeline, so the other, fed by taps on it, is rebuilt too, and so on along the chain
+// (m1 {a, b}, m2 {b, c}, m3 {c}); an unrelated multiplex stays. A renamed channel shared by
+// two kept multiplexes keeps them both.
+TEST(ConfigDiff, AChannelRestartedByOneMultiplexRebuildsEveryMultiplexItFeeds) {
+  ApplianceConfig run = base();
+  run.channels.push_back(channel("d", 4));
+  MultiplexConfig m1;
+  m1.id = "m1";
+  m1.channels = {"a", "b"};
+  MultiplexConfig m2 = m1;
+  m2.id = "m2";
+  m2.channels = {"b", "c"};
+  MultiplexConfig m3 = m1;
+  m3.id = "m3";
+  m3.channels = {"c"};
+  MultiplexConfig m4 = m1;
+  m4.id = "m4";
+  m4.channels = {"d"};
+  run.multiplexes = {m1, m2, m3, m4};
+  for (const bool removed : {false, true}) {
+    SCOPED_TRACE(removed ? "m3 removed" : "m3 changed");
+    ApplianceConfig next = run;
+    if (removed) next.multiplexes.erase(next.multiplexes.begin() + 2);
+    else next.multiplexes[2].network_name = "other";
+    const ConfigDiff d = diff_configs(run, next);
+    EXPECT_EQ(d.channels_changed, (V{"a", "b", "c"}));
+    EXPECT_EQ(d.channels_unchanged, V{"d"});
+    EXPECT_EQ(d.multiplexes_changed, removed ? (V{"m1", "m2"}) : (V{"m1", "m2", "m3"}));
+    EXPECT_EQ(d.multiplexes_removed, removed ? V{"m3"} : V{});
+  }
+  ApplianceConfig next = run;
+  next.channels[1].name = "B";
+  const ConfigDiff d = diff_configs(run, next);
+  EXPECT_TRUE(d.multiplexes_changed.empty());
+  EXPECT_EQ(d.channels_updated, V{"b"});
+}
+
 }  // namespace
 }  // namespace twincast::dataplane

@@ -385,5 +385,93 @@ TEST(MultiplexDataplane, AReloadThatMovesAMembersOutputLeavesTheMultiplexAlone) 
   std::filesystem::remove_all(dir);
 }
 
+// A channel in two multiplexes, m {ch0, ch1} and n {ch1, ch2}: a reload changes n (and
+// renames ch1), so n's members restart and ch1 gets a new pipeline. m is rebuilt on it too,
+// and keeps carrying ch1's media under its new name (a kept m would have gone on tapping
+// the old, freed pipeline: its tables without media).
+TEST(MultiplexDataplane, AMemberSharedWithARebuiltMultiplexStillFeedsTheOther) {
+  const auto dir = test::temp_dir("dp_mux_shared");
+  const auto tx_pcap = dir / "tx.pcap";
+  const std::vector<std::string> files = {"h264_aac.ts", "hevc_aac.ts", "mpeg2_mp2.ts"};
+  ApplianceConfig cfg = mux_config("net_pcap_muxs0", dir, tx_pcap, files.size());
+  cfg.multiplexes[0].channels = {cfg.channels[0].id, cfg.channels[1].id};
+  MultiplexConfig n = cfg.multiplexes[0];
+  n.id = "n";
+  n.channels = {cfg.channels[1].id, cfg.channels[2].id};
+  n.outputs[0].address = ipv4(239, 3, 3, 9);
+  cfg.multiplexes.push_back(n);
+  auto dp = std::make_unique<Dataplane>(cfg);
+  MultiplexStats m_before{};
+  drive(*dp, cfg, files, [&] {
+    m_before = dp->multiplex_stats(0);
+    ApplianceConfig next = cfg;
+    next.multiplexes[1].network_name = "other";
+    next.channels[1].name = "Renamed";
+    const ConfigDiff diff = dp->apply(next);
+    EXPECT_EQ(diff.multiplexes_changed, (std::vector<std::string>{cfg.multiplexes[0].id, "n"}));
+  });
+  dp.reset();
+  const auto frames = read_pcap(tx_pcap);
+  std::size_t n_dgrams = 0;
+  const auto out = ts_to(frames, kMuxGroup, 6000, &n_dgrams);
+  EXPECT_EQ(strict_cc_errors(out), 0u);
+  mpegts::PsiDecoder psi;
+  for (const auto& p : out) psi.push(p);
+  const mpegts::Service* s = psi.model().find_service(302);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->name, "Renamed");
+  ASSERT_EQ(s->streams.size(), 2u);
+  // ch1's media in m's MPTS before the reload (1.5 s) and after it (2.5 s).
+  std::size_t media_before = 0;
+  std::size_t media_after = 0;
+  std::uint64_t sent = 0;
+  for (const auto& p : out) {
+    if (p.pid() != mpegts::kNullPid) ++sent;
+    const bool media = p.pid() == s->streams[0].pid || p.pid() == s->streams[1].pid;
+    (sent <= m_before.packets_out ? media_before : media_after) += media ? 1 : 0;
+  }
+  EXPECT_GT(media_before, 100u);
+  EXPECT_GT(media_after, media_before) << "ch1 is gone from m after the reload";
+  std::filesystem::remove_all(dir);
+}
+
+// A channel added in front of the members (their places among the channels move) while a
+// member is renamed, in one reload: the kept multiplex renames that member's service and no
+// other (members are known by their place in the multiplex's list).
+TEST(MultiplexDataplane, ARenamedMemberWhosePlaceAmongTheChannelsMoved) {
+  const auto dir = test::temp_dir("dp_mux_place");
+  const auto tx_pcap = dir / "tx.pcap";
+  const std::vector<std::string> files = {"h264_aac.ts", "hevc_aac.ts"};
+  ApplianceConfig cfg = mux_config("net_pcap_muxi0", dir, tx_pcap, files.size());
+  auto dp = std::make_unique<Dataplane>(cfg);
+  drive(*dp, cfg, files, [&] {
+    ApplianceConfig next = cfg;
+    ChannelConfig x = cfg.channels[0];
+    x.id = "x";
+    x.name = "X";
+    x.service_id = 399;
+    x.inputs[0].address = ipv4(239, 1, 9, 77);
+    next.channels.insert(next.channels.begin(), x);
+    next.channels[2].name = "Renamed";
+    next.channels[2].lcn = 12;
+    const ConfigDiff diff = dp->apply(next);
+    EXPECT_TRUE(diff.multiplexes_changed.empty());
+    EXPECT_EQ(diff.channels_updated, std::vector<std::string>{cfg.channels[1].id});
+  });
+  dp.reset();
+  const auto frames = read_pcap(tx_pcap);
+  std::size_t n_dgrams = 0;
+  const auto out = ts_to(frames, kMuxGroup, 6000, &n_dgrams);
+  EXPECT_EQ(strict_cc_errors(out), 0u);
+  mpegts::PsiDecoder psi;
+  for (const auto& p : out) psi.push(p);
+  ASSERT_NE(psi.model().find_service(302), nullptr);
+  ASSERT_NE(psi.model().find_service(301), nullptr);
+  EXPECT_EQ(psi.model().find_service(302)->name, "Renamed");
+  EXPECT_EQ(psi.model().find_service(302)->lcn, 12);
+  EXPECT_EQ(psi.model().find_service(301)->name, "Channel 0");
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace twincast::dataplane

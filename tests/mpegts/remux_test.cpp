@@ -438,15 +438,31 @@ TEST(Remux, RenamingAServiceChangesItsTablesAndNothingElse) {
   for (const auto& p : after.packets) EXPECT_FALSE(p.pid() >= 0x20 && p.discontinuity()) << "PID " << p.pid();
   EXPECT_EQ(r.stats().dropped_resync, 0u);
 
-  // And back: no name (the source's SDT name), no LCN, no NIT.
+  // And back: no name (the source's SDT name), no LCN. A receiver tuned all along drops the
+  // number: the NIT goes on without it, with a new version (were it just to stop, the
+  // receiver would keep the last one it saw).
+  PsiDecoder stb;
+  for (const auto& p : before.packets) stb.push(p);
+  for (const auto& p : after.packets) stb.push(p);
+  ASSERT_EQ(stb.model().services.at(0).lcn, 42);
   r.describe(0, "", "", 0, false);
   Output last;
   std::uint64_t t3 = t;
   feed(r, 0, in, last, t3, 0, half);
-  const ProgramModel back = decode(last.packets);
-  ASSERT_EQ(back.services.size(), 1u);
-  EXPECT_EQ(back.services[0].name, "Test One") << "no configured name: the source's";
-  EXPECT_EQ(pid_counts(last.packets).count(kNitPid), 0u);
+  for (const auto& p : last.packets) stb.push(p);
+  ASSERT_EQ(stb.model().services.size(), 1u);
+  EXPECT_EQ(stb.model().services[0].name, "Test One") << "no configured name: the source's";
+  EXPECT_EQ(stb.model().services[0].lcn, 0) << "the receiver still lists the service at its old number";
+  EXPECT_GT(pid_counts(last.packets).count(kNitPid), 0u);
+  EXPECT_EQ(strict_cc_errors(last.packets), 0u);
+
+  // An engine that takes over from one that sent a NIT sends it too, though its own
+  // configuration has no LCN: a restart withdraws the number the same way.
+  Remuxer next_engine(cfg);
+  next_engine.continue_from(r);
+  Output restarted;
+  feed(next_engine, 0, in, restarted, t3, half);
+  EXPECT_GT(pid_counts(restarted.packets).count(kNitPid), 0u);
 }
 
 // Reloads faster than an engine learns its input: the one in between sent nothing, and the

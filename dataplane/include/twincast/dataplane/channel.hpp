@@ -143,9 +143,9 @@ class Channel {
   // further ahead or behind). On the owning lcore, before the first push(); no allocation.
   void continue_from(const Channel& previous);
   // A reload renamed the channel (ConfigDiff::channels_updated): the service's name,
-  // provider and LCN become `next`'s; its SDT and NIT (sent only with an LCN) change at
-  // once with new versions, the streams go on untouched (mpegts::Remuxer::describe). On
-  // the owning lcore, between pushes.
+  // provider and LCN become `next`'s; its SDT and NIT (sent from the first LCN on) change
+  // at once with new versions, the streams go on untouched (mpegts::Remuxer::describe).
+  // config() stays as constructed. On the owning lcore, between pushes.
   void describe(const ChannelConfig& next);
 
   // A snapshot; safe to call from any thread while the owning lcore runs the channel.

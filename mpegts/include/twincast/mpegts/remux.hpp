@@ -110,18 +110,19 @@ class Remuxer {
   // where `previous` left it, the PIDs it carried resume at a unit start (video at a
   // random access point) with the discontinuity_indicator, as after switch_source(),
   // and the tables it sent (PAT, PMTs by PID, SDT, NIT) continue their counters with the
-  // next version number. Everything `previous` wrote is taken to reach the receivers (the
+  // next version number (a NIT it sent goes on, even if this configuration has none). Everything `previous` wrote is taken to reach the receivers (the
   // data plane's new pacers send what the old ones still held). Call before the first
   // push(); no allocation (room for the table states is reserved at construction).
   void continue_from(const Remuxer& previous);
 
   // Output service `service` (its place in RemuxConfig::services) is renamed: its SDT name
   // and provider and its NIT logical channel number become these (empty: the source's, as
-  // in the configuration), and with `nit` the NIT is sent or not from now on. The tables
-  // whose content changes go out before the next media packet with their next version;
-  // the streams, their PIDs and continuity counters go on untouched. Between pushes, on the
-  // owning thread; it rebuilds the tables (allocates, as a change of an input's tables
-  // does).
+  // in the configuration), and with `nit` the NIT is sent or not from now on, except that a
+  // NIT once sent goes on (without the number, so receivers that saw it drop it). The
+  // tables whose content changes go out before the next media packet with their next
+  // version; the streams, their PIDs and continuity counters go on untouched. Between
+  // pushes, on the owning thread; it rebuilds the tables (allocates, as a change of an
+  // input's tables does).
   void describe(std::size_t service, const std::string& name, const std::string& provider, std::uint16_t lcn,
                 std::optional<bool> nit = std::nullopt);
 
