@@ -255,7 +255,11 @@ std::size_t Remuxer::emit_tables(std::uint64_t now_ns, std::span<TsPacket> out) 
   }
   if ((config_.sdt || config_.nit) && due(next_si_ns_, config_.si_interval_ns)) {
     if (config_.sdt) n += sdt_.packetize(out.subspan(n));
-    if (config_.nit) n += nit_.packetize(out.subspan(n));
+    if (config_.nit) {
+      const std::size_t k = nit_.packetize(out.subspan(n));
+      nit_on_air_ = nit_on_air_ || k != 0;
+      n += k;
+    }
   }
   tables_due_ = false;
   stats_.psi_packets_out += n;
@@ -356,7 +360,7 @@ void Remuxer::describe(std::size_t service, const std::string& name, const std::
   s.name = name;
   s.provider = provider;
   s.lcn = lcn;
-  if (nit) config_.nit = *nit || nit_.has_content();
+  if (nit) config_.nit = *nit || nit_on_air_;
   // Before any service is learnt there are no tables: the first rebuild() uses these.
   if (std::any_of(snapshots_.begin(), snapshots_.end(), [](const auto& snap) { return snap.has_value(); })) rebuild();
 }
@@ -398,8 +402,9 @@ void Remuxer::continue_from(const Remuxer& previous) {
     }
   }
   // Receivers that saw a NIT keep what it said until a new version tells them otherwise: a
-  // NIT the previous engine sent goes on, even when this one has no LCN to give.
-  if (previous.config_.nit && previous.nit_.has_content()) config_.nit = true;
+  // NIT the previous engine sent (or one before it: it may have sent nothing) goes on, even
+  // when this one has no LCN to give.
+  if (previous.nit_on_air_) nit_on_air_ = config_.nit = true;
   inherited_tables_.clear();
   const auto inherit = [&](const TableCarousel& t) {
     if (t.has_content() && inherited_tables_.size() < inherited_tables_.capacity())

@@ -456,6 +456,10 @@ TEST(Remux, RenamingAServiceChangesItsTablesAndNothingElse) {
   EXPECT_GT(pid_counts(last.packets).count(kNitPid), 0u);
   EXPECT_EQ(strict_cc_errors(last.packets), 0u);
 
+  std::vector<TsPacket> all = joined;
+  all.insert(all.end(), last.packets.begin(), last.packets.end());
+  EXPECT_EQ(strict_cc_errors(all), 0u) << "continuity across both renames";
+
   // An engine that takes over from one that sent a NIT sends it too, though its own
   // configuration has no LCN: a restart withdraws the number the same way.
   Remuxer next_engine(cfg);
@@ -463,6 +467,52 @@ TEST(Remux, RenamingAServiceChangesItsTablesAndNothingElse) {
   Output restarted;
   feed(next_engine, 0, in, restarted, t3, half);
   EXPECT_GT(pid_counts(restarted.packets).count(kNitPid), 0u);
+}
+
+// The NIT stays on air across engines that sent nothing themselves: a rename that removes
+// the LCN right after a restart, before the new engine learnt its input, and two restarts in
+// a row (the one between never learnt its input). Either way the receiver that saw the
+// number is told it is gone.
+TEST(Remux, TheLcnIsWithdrawnThroughEnginesThatSentNothing) {
+  const auto in = read_packets(fixture("h264_aac.ts"));
+  RemuxConfig with_lcn;
+  with_lcn.nit = true;  // as a channel with an LCN configures it
+  with_lcn.services.push_back({.input = 0, .service_id = 5, .pmt_pid = 0x1000, .lcn = 42, .name = "Channel"});
+  RemuxConfig without = with_lcn;
+  without.nit = false;
+  without.services[0].lcn = 0;
+  const std::size_t half = in.size() / 2;
+  for (const bool rename : {true, false}) {
+    SCOPED_TRACE(rename ? "restart, then a rename before any packet" : "two restarts in a row");
+    Remuxer first(with_lcn);
+    Output out;
+    std::uint64_t t = 0;
+    feed(first, 0, in, out, t, 0, half);
+    PsiDecoder stb;
+    for (const auto& p : out.packets) stb.push(p);
+    ASSERT_EQ(stb.model().services.at(0).lcn, 42);
+    Remuxer between(rename ? with_lcn : without);
+    between.continue_from(first);
+    Output nothing;
+    feed(between, 0, in, nothing, t, half, half + 3);
+    ASSERT_TRUE(nothing.packets.empty()) << "the engine between must not have learnt its input";
+    Remuxer last(without);
+    Remuxer* tail = &between;
+    if (rename) {
+      between.describe(0, "Channel", "", 0, false);  // as Channel::describe with lcn 0
+    } else {
+      last.continue_from(between);
+      tail = &last;
+    }
+    Output next;
+    feed(*tail, 0, in, next, t, half + 3);
+    for (const auto& p : next.packets) stb.push(p);
+    EXPECT_GT(pid_counts(next.packets).count(kNitPid), 0u) << "no NIT any more";
+    EXPECT_EQ(stb.model().services.at(0).lcn, 0) << "the receiver still lists the service at its old number";
+    std::vector<TsPacket> joined = out.packets;
+    joined.insert(joined.end(), next.packets.begin(), next.packets.end());
+    EXPECT_EQ(cc_errors(joined), 0u);
+  }
 }
 
 // Reloads faster than an engine learns its input: the one in between sent nothing, and the

@@ -187,6 +187,7 @@ class Remuxer {
   std::uint64_t quiet_from_ns_ = 0;
   std::uint64_t quiet_until_ns_ = 0;
   bool tables_ready_ = false;
+  bool nit_on_air_ = false;  // receivers saw a NIT (from here or an engine continue_from() took over from)
   bool tables_due_ = false;  // tables changed: send them before the next media packet
   std::size_t max_out_ = 1;
   Stats stats_;
