@@ -110,9 +110,10 @@ class Remuxer {
   // where `previous` left it, the PIDs it carried resume at a unit start (video at a
   // random access point) with the discontinuity_indicator, as after switch_source(),
   // and the tables it sent (PAT, PMTs by PID, SDT, NIT) continue their counters with the
-  // next version number (a NIT it sent goes on, even if this configuration has none). Everything `previous` wrote is taken to reach the receivers (the
-  // data plane's new pacers send what the old ones still held). Call before the first
-  // push(); no allocation (room for the table states is reserved at construction).
+  // next version number (a NIT it sent goes on, even if this configuration has none).
+  // Everything `previous` wrote is taken to reach the receivers (the data plane's new
+  // pacers send what the old ones still held). Call before the first push(); no
+  // allocation (room for the table states is reserved at construction).
   void continue_from(const Remuxer& previous);
 
   // Output service `service` (its place in RemuxConfig::services) is renamed: its SDT name
