@@ -97,11 +97,11 @@ struct InputSnapshot {
 
 struct ChannelStats {
   std::uint64_t packets_in = 0;
+  // packets_out and datagrams_out: the first output's schedule's (every schedule carries the
+  // same packets; each output's own counters are Dataplane::output_stats).
   std::uint64_t packets_out = 0;
   std::uint64_t datagrams_out = 0;
   std::uint64_t dropped_inactive = 0;   // packets of inputs that are not the active one
-  // packets_out and datagrams_out: the first output's schedule's (every schedule carries the
-  // same packets; each output's own counters are Dataplane::output_stats).
   std::uint64_t dropped_queue_full = 0; // lost at a full output queue (each packet once, whichever schedules lost it)
   std::uint64_t switches = 0;
   std::size_t active_input = 0;

@@ -189,8 +189,10 @@ struct ApplianceConfig {
 // multiplex is fed by taps set up with its members. A channel whose outputs only moved or
 // that was only renamed (updated_in_place()) is "updated": it is not restarted, only its
 // outputs are rebuilt and its tables renamed, so its receivers see no pause; a multiplex
-// it belongs to is not rebuilt either (it renames the member's service too). Ports, EAL and the control listeners cannot
-// change while running: restart_reasons says why a restart is needed instead.
+// it belongs to is not rebuilt either (it renames the member's service too). A multiplex
+// with a member restarted for any reason is rebuilt, restarting its other members in turn.
+// Ports, EAL and the control listeners cannot change while running: restart_reasons says
+// why a restart is needed instead.
 struct ConfigDiff {
   std::vector<std::string> channels_added;
   std::vector<std::string> channels_removed;
