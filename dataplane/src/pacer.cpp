@@ -47,10 +47,11 @@ Pacer::Pacer(const std::vector<OutputConfig>& outputs, const std::string& who, s
 // between the two.
 void Pacer::schedule_pcr(const TsPacket& p, std::uint64_t now) {
   if (!meta(tail_ - 1).pcr) {
-    // Without PCRs for too long, send packets as they arrived.
-    if (tail_ - scheduled_ > 1 && now - meta(scheduled_).due_ns > kMaxUnscheduledNs) {
+    // Without PCRs for too long, send packets as they arrived (until the next PCR).
+    if (unpaced_ || (tail_ - scheduled_ > 1 && now - meta(scheduled_).due_ns > kMaxUnscheduledNs)) {
       scheduled_ = tail_;
       have_anchor_ = false;
+      unpaced_ = true;
     }
     return;
   }
@@ -69,6 +70,7 @@ void Pacer::schedule_pcr(const TsPacket& p, std::uint64_t now) {
     due = now + kPcrDelayNs;
     have_anchor_ = true;
     reanchor_ = false;
+    unpaced_ = false;
   }
   // Spread the packets since the previous PCR between its departure and this one
   // (after a new anchor: between now and this one).
@@ -99,10 +101,12 @@ void Pacer::take_over(const Pacer& old) {
   scheduled_ = old.scheduled_ - old.head_;
   have_anchor_ = old.have_anchor_;
   reanchor_ = old.reanchor_;
+  unpaced_ = old.unpaced_;
   prev_due_valid_ = old.prev_due_valid_;
   last_pcr_ = old.last_pcr_;
   last_pcr_due_ = old.last_pcr_due_;
-  next_slot_x1000_ = old.next_slot_x1000_;
+  next_slot_ns_ = old.next_slot_ns_;
+  next_slot_frac_ = old.next_slot_frac_;
 }
 
 void Pacer::count_lateness(std::uint64_t due, std::uint64_t now) {
@@ -136,10 +140,12 @@ void Pacer::send_datagram(std::uint64_t count, std::uint64_t due, std::uint64_t 
 
 void Pacer::poll(std::uint64_t now, DatagramSink& sink) {
   if (n_outputs_ == 0) return;
-  // The input stopped (or carries no PCR): what waited too long for a PCR goes as it came.
+  // The input stopped (or carries no PCR): what waited too long for a PCR goes as it came,
+  // and so does what follows until a PCR comes (an input switch, reanchor(), waits again).
   if (tail_ > scheduled_ && now - meta(scheduled_).due_ns > kMaxUnscheduledNs) {
     scheduled_ = tail_;
     have_anchor_ = false;
+    unpaced_ = pacing_ == PacingMode::kPcr;
   }
   if (pacing_ == PacingMode::kCbr) {
     poll_cbr(now, sink);
@@ -193,8 +199,11 @@ void Pacer::compact() {
 // Constant bitrate: one packet slot every 188*8/cbr_bps; empty slots carry null packets.
 void Pacer::poll_cbr(std::uint64_t now, DatagramSink& sink) {
   const std::uint64_t slot_ns_x1000 = kPacketBits * 1'000'000'000'000ull / cbr_bps_;  // ns * 1000
-  if (next_slot_x1000_ == 0 || next_slot_x1000_ / 1000 + kLateReanchorNs < now) next_slot_x1000_ = now * 1000;
-  while (next_slot_x1000_ / 1000 <= now) {
+  if (next_slot_ns_ == 0 || next_slot_ns_ + kLateReanchorNs < now) {
+    next_slot_ns_ = now;
+    next_slot_frac_ = 0;
+  }
+  while (next_slot_ns_ <= now) {
     std::array<TsPacket, 7> dg;
     const std::size_t n = std::min(per_datagram_, dg.size());
     std::uint64_t media = 0;
@@ -210,8 +219,10 @@ void Pacer::poll_cbr(std::uint64_t now, DatagramSink& sink) {
     for (std::size_t o = 0; o < n_outputs_; ++o) sink.send(ids_[o], std::span(dg.data(), n));
     bump_counter(counters_.packets_out, media);
     bump_counter(counters_.datagrams_out);
-    count_lateness(next_slot_x1000_ / 1000, now);
-    next_slot_x1000_ += slot_ns_x1000 * per_datagram_;
+    count_lateness(next_slot_ns_, now);
+    const std::uint64_t advance_x1000 = next_slot_frac_ + slot_ns_x1000 * per_datagram_;
+    next_slot_ns_ += advance_x1000 / 1000;
+    next_slot_frac_ = advance_x1000 % 1000;
   }
   compact();
 }

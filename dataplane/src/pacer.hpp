@@ -5,9 +5,11 @@
 //  - kPcr: a packet carrying a PCR of the pacing PID (the caller says which) departs at
 //    its PCR mapped onto the local clock (anchored kPcrDelayNs after arrival); packets
 //    between two PCRs are spread evenly. A datagram ends early at a PCR packet so every
-//    PCR leaves on time. Without PCRs for kMaxUnscheduledNs packets go as they came.
+//    PCR leaves on time. Without PCRs for kMaxUnscheduledNs packets go as they come
+//    until the next PCR anchors the schedule again.
 //  - kCbr: one packet slot every 188*8/cbr_bps; empty slots carry null packets.
-//  - kPassthrough: packets leave as they arrived, in full datagrams.
+//  - kPassthrough: packets leave as they arrived, in datagrams of up to 7 that also end
+//    at a PCR packet (a PCR never waits for the packets behind it).
 //
 // Every datagram sent also counts its lateness (the poll's `now` minus its due time) in a
 // histogram on kPacingLatenessBoundsNs.
@@ -96,8 +98,12 @@ class Pacer {
   }
   // Sends every datagram due at `now`.
   void poll(std::uint64_t now, DatagramSink& sink);
-  // The pacing PID's timeline changed (an input switch): anchor on its next PCR.
-  void reanchor() { reanchor_ = true; }
+  // The pacing PID's timeline changed (an input switch): anchor on its next PCR, and until
+  // then spread what comes (the new input's PCRs are expected, not missing).
+  void reanchor() {
+    reanchor_ = true;
+    unpaced_ = false;
+  }
   // Same schedule (packets_per_datagram, pacing, cbr_bps)?
   [[nodiscard]] bool same_schedule(const Pacer& other) const {
     return per_datagram_ == other.per_datagram_ && pacing_ == other.pacing_ && cbr_bps_ == other.cbr_bps_ &&
@@ -156,7 +162,9 @@ class Pacer {
   bool prev_due_valid_ = false;
   std::uint64_t last_pcr_ = 0;
   std::uint64_t last_pcr_due_ = 0;
-  std::uint64_t next_slot_x1000_ = 0;
+  bool unpaced_ = false;              // kPcr: no PCR for kMaxUnscheduledNs, packets go as they come
+  std::uint64_t next_slot_ns_ = 0;    // kCbr: the next slot (0: none yet)...
+  std::uint64_t next_slot_frac_ = 0;  // ...and its thousandths of a ns
   mpegts::TsPacket null_packet_ = mpegts::make_null_packet();
   // One writer (the owning lcore); the getters may read from any thread.
   struct alignas(64) Counters {

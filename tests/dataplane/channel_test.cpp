@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -261,6 +262,83 @@ TEST(Channel, ConstantBitrateStuffsWithNullPackets) {
   for (const auto& p : rec.packets())
     if (p.pid() != mpegts::kNullPid) without_nulls.push_back(p);
   EXPECT_EQ(cc_errors(without_nulls), 0u);
+}
+
+// The data plane's clock counts from boot. After 2^64 / 1000 ns (213.5 days) a CBR
+// schedule kept in thousandths of a ns overflowed: every slot was due at once and poll()
+// never returned. An appliance runs longer than that.
+TEST(Channel, ConstantBitrateKeepsItsRateLongAfterBoot) {
+  struct Counting final : DatagramSink {
+    std::size_t datagrams = 0;
+    void send(std::size_t, std::span<const TsPacket>) override {
+      if (++datagrams > 100'000) throw std::runtime_error("the pacer does not stop sending");
+    }
+  };
+  constexpr std::uint64_t kDay = 86'400'000 * kMs;
+  for (const std::uint64_t days : {100ULL, 214ULL, 10'000ULL}) {
+    auto cfg = one_channel(1, PacingMode::kCbr);
+    cfg.outputs[0].cbr_bps = 2'000'000;
+    Channel ch(cfg);
+    const std::uint64_t t0 = days * kDay;
+    Source a = source("h264_aac.ts", t0);
+    Counting sink;
+    std::size_t in_window = 0;
+    try {
+      for (std::uint64_t now = t0; now <= t0 + 3000 * kMs; now += 100'000) {
+        while (a.next < a.packets.size() && a.times[a.next] + a.offset <= now) {
+          const std::size_t n = std::min<std::size_t>(7, a.packets.size() - a.next);
+          ch.push(0, std::span(a.packets.data() + a.next, n), now);
+          a.next += n;
+        }
+        const std::size_t before = sink.datagrams;
+        ch.poll(now, sink);
+        if (now >= t0 + 1000 * kMs) in_window += sink.datagrams - before;
+      }
+    } catch (const std::exception& e) {
+      FAIL() << days << " days after boot: " << e.what();
+    }
+    // 7 packets = 10528 bits every 5.264 ms, over the last 2 s.
+    EXPECT_NEAR(static_cast<double>(in_window), 2.0 / 0.005264, 2.0) << days << " days after boot";
+  }
+}
+
+// A service whose PCR PID carries no PCR: after kMaxUnscheduledNs without one the packets
+// go as they come. They did once, then the pacer waited for a PCR again: 150 ms of stream
+// held, then sent in one burst, every 150 ms.
+TEST(Channel, PcrPacingWithoutPcrsSendsPacketsAsTheyCome) {
+  Channel ch(one_channel(1));
+  Source a = source("h264_aac.ts");
+  std::size_t cleared = 0;
+  for (TsPacket& p : a.packets) {
+    if (!p.has_pcr()) continue;
+    p.bytes[5] = static_cast<std::uint8_t>(p.bytes[5] & ~0x10);  // PCR_flag off ...
+    std::fill(p.bytes.begin() + 6, p.bytes.begin() + 12, std::uint8_t{0xFF});  // ... its bytes stuffing
+    ++cleared;
+  }
+  ASSERT_GT(cleared, 100u);
+  Recorder rec;
+  run(ch, {&a}, rec, 7000 * kMs, 1, [](std::uint64_t) {});
+  // Media packets keep their order: the n-th one out is the n-th one in.
+  const auto media = [](const TsPacket& p) { return p.pid() == 0x100 || p.pid() == 0x101; };
+  std::vector<std::uint64_t> in_t, out_t;
+  for (std::size_t i = 0; i < a.packets.size(); ++i)
+    if (media(a.packets[i])) in_t.push_back(a.times[i]);
+  for (const auto& s : rec.sent)
+    for (const auto& p : s.packets)
+      if (media(p)) out_t.push_back(s.t);
+  ASSERT_EQ(out_t.size(), in_t.size());
+  // After the first second: a packet waits for its datagram to fill (~7 ms at 1.5 Mbit/s)
+  // or for the 20 ms partial flush; not for 150 ms.
+  std::uint64_t worst = 0;
+  for (std::size_t i = 0; i < out_t.size(); ++i)
+    if (in_t[i] >= 1000 * kMs) worst = std::max(worst, out_t[i] - in_t[i]);
+  EXPECT_LT(worst, 40 * kMs) << "the longest a packet waited";
+  std::map<std::uint64_t, int> per_step;
+  for (const auto& s : rec.sent)
+    if (s.t >= 1000 * kMs) ++per_step[s.t];
+  int most = 0;
+  for (const auto& [t, n] : per_step) most = std::max(most, n);
+  EXPECT_LE(most, 2) << "datagrams in one 100 us step";
 }
 
 TEST(Channel, EachOutputKeepsItsOwnSchedule) {
