@@ -169,6 +169,7 @@ struct InputState {
     rte_mbuf* m = nullptr;
     std::uint16_t offset = 0;  // TS payload inside the mbuf
     std::uint16_t length = 0;
+    std::uint64_t arrived_ns = 0;  // when it was received (held_since_ns: the oldest of these)
   };
   bool have_seq = false;
   std::uint16_t expected_seq = 0;  // the next sequence number to deliver

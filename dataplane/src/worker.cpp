@@ -227,6 +227,7 @@ void Dataplane::Impl::receive_rtp(const Flow& flow, rte_mbuf* m, const net::Rtp&
     slot.m = m;
     slot.offset = static_cast<std::uint16_t>(payload.data() - data_of(m));
     slot.length = static_cast<std::uint16_t>(payload.size());
+    slot.arrived_ns = now_ns;
     if (in.held++ == 0) in.held_since_ns = now_ns;
     return;
   }
@@ -241,16 +242,27 @@ void Dataplane::Impl::receive_rtp(const Flow& flow, rte_mbuf* m, const net::Rtp&
 // skips the gaps (counting them lost) until the window is empty.
 void Dataplane::Impl::flush_rtp(const Flow& flow, bool all, std::uint64_t now_ns) {
   InputState& in = *flow.members.front();
+  bool delivered = false;
   for (std::uint16_t k = 0; in.held != 0 && k < kRtpWindow; ++k) {
     InputState::RtpSlot& slot = in.window[in.expected_seq % kRtpWindow];
     if (slot.m == nullptr) {
-      if (!all) return;
+      if (!all) {
+        // The rest waits from when the oldest of it arrived, not from when the ones just
+        // delivered did.
+        if (delivered) {
+          in.held_since_ns = ~std::uint64_t{0};
+          for (const InputState::RtpSlot& s : in.window)
+            if (s.m != nullptr) in.held_since_ns = std::min(in.held_since_ns, s.arrived_ns);
+        }
+        return;
+      }
       bump(in.counters.rtp_lost);
     } else {
       rte_mbuf* m = slot.m;
       const net::Bytes payload(data_of(m) + slot.offset, slot.length);
       slot = {};
       --in.held;
+      delivered = true;
       deliver(flow, m, payload, now_ns);
     }
     in.expected_seq = static_cast<std::uint16_t>(in.expected_seq + 1);
@@ -671,6 +683,33 @@ void Dataplane::Impl::adopt(const Plan& next) {
   for (const Plan::Rename& r : next.renames) {
     if (r.pipeline != nullptr) r.pipeline->describe(*r.config);
     if (r.multiplex != nullptr) r.multiplex->describe_member(r.slot, *r.config);
+  }
+  // An RTP flow's reordering state lives in its first member, and a reload can change
+  // which member that is (a channel sharing the flow listed before it, or the first one
+  // removed): the state moves to the new head, so what the old head's window holds is
+  // not stranded there and its sequence number does not go stale.
+  for (const std::uint32_t id : next.rtp_flows) {
+    const Flow& f = next.flows[id];
+    InputState& head = *f.members.front();
+    for (std::size_t k = 1; k < f.members.size(); ++k) {
+      InputState& o = *f.members[k];
+      if (!o.have_seq) continue;
+      if (!head.have_seq) {
+        head.have_seq = true;
+        head.expected_seq = o.expected_seq;
+        head.ssrc = o.ssrc;
+        head.held = o.held;
+        head.held_since_ns = o.held_since_ns;
+        head.window = o.window;
+      } else {
+        for (InputState::RtpSlot& slot : o.window)
+          if (slot.m != nullptr) rte_pktmbuf_free(slot.m);
+      }
+      o.have_seq = false;
+      o.held = 0;
+      o.held_since_ns = 0;
+      o.window = {};
+    }
   }
   next.predecessors.clear();  // keeps its capacity: no free on the worker
   next.multiplex_predecessors.clear();

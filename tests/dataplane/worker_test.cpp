@@ -234,7 +234,9 @@ class Worker : public ::testing::Test {
   }
   Recorder& recorder() { return dynamic_cast<Recorder&>(dp_->pipeline(0)); }
 
-  void feed(const std::vector<ByteVec>& frames, std::uint64_t rx_ns = 1'000'000, std::uint64_t poll_ns = 2'000'000) {
+  // `held`: mbufs legitimately still in use afterwards (RTP datagrams waiting in a window).
+  void feed(const std::vector<ByteVec>& frames, std::uint64_t rx_ns = 1'000'000, std::uint64_t poll_ns = 2'000'000,
+            std::size_t held = 0) {
     std::vector<rte_mbuf*> m(frames.size());
     for (std::size_t i = 0; i < frames.size(); ++i) {
       m[i] = rte_pktmbuf_alloc(pool_);
@@ -245,7 +247,7 @@ class Worker : public ::testing::Test {
     }
     dp_->process_burst(0, m.data(), static_cast<std::uint16_t>(m.size()), rx_ns);
     dp_->poll_once(poll_ns);
-    EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_) << "an mbuf leaked or was freed twice";
+    EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_ + held) << "an mbuf leaked or was freed twice";
   }
   std::vector<ByteVec> transmitted() {
     dp_.reset();  // closes the port: the pcap is complete
@@ -375,6 +377,82 @@ TEST_F(Worker, RtpInputStripsHeaderDropsDuplicatesAndRtpOutputIsSequenced) {
     last_seq = rtp->sequence;
   }
   EXPECT_TRUE(last_seq.has_value());
+}
+
+// A channel sharing channel "one"'s RTP flow (an MPTS split by service), listed first.
+ApplianceConfig with_sharing_channel_first(const ApplianceConfig& c) {
+  ApplianceConfig next = c;
+  ChannelConfig zero;
+  zero.id = "zero";
+  zero.source_service_id = 2;
+  zero.inputs = {c.channels[0].inputs[1]};  // the RTP input: kGroupRtp:5000
+  zero.outputs = {c.channels[0].outputs[0]};
+  zero.outputs[0].address = ipv4(239, 2, 2, 3);
+  next.channels.insert(next.channels.begin(), zero);
+  return next;
+}
+
+// An RTP flow's reorder window lives in its first member. A reload that lists a channel
+// sharing the flow before "one" (unchanged: the same input state) makes the new channel
+// the first member: 12, held in "one"'s window for 11, must still follow 11.
+TEST_F(Worker, RtpHeldDatagramSurvivesAReloadThatAddsASharingChannelFirst) {
+  make(1);
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(10, 0, 7)), udp_frame(kGroupRtp, 5000, rtp_payload(12, 0, 7))},
+       1'000'000, 2'000'000, 1);
+  const ConfigDiff d = dp_->apply(with_sharing_channel_first(dp_->config()));
+  ASSERT_EQ(d.channels_unchanged, std::vector<std::string>{"one"});
+  auto& one = dynamic_cast<Recorder&>(dp_->pipeline(1));
+  ASSERT_EQ(one.pushed.size(), 7u);  // 10
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(11, 0, 7)), udp_frame(kGroupRtp, 5000, rtp_payload(13, 0, 7))});
+  EXPECT_EQ(one.pushed.size(), 4u * 7) << "10, 11, 12, 13";
+  EXPECT_EQ(dp_->input_stats(1, 1).datagrams, 4u);
+  EXPECT_EQ(dp_->input_stats(1, 1).rtp_lost, 0u);
+}
+
+// The sharing channel removed again: "one" heads the flow once more, and must not take up
+// the sequence number it had before the first reload (11 while the stream is at 1010: ~1000
+// datagrams counted lost that all arrived).
+TEST_F(Worker, RtpFlowHeadedAgainByAFormerHeadKeepsTheCurrentSequence) {
+  make(1);
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(10, 0, 7))});
+  const ApplianceConfig base = dp_->config();
+  (void)dp_->apply(with_sharing_channel_first(base));
+  for (std::uint16_t s = 11; s < 1010; s += 30) {
+    std::vector<ByteVec> frames;
+    for (std::uint16_t k = s; k < s + 30 && k < 1010; ++k) frames.push_back(udp_frame(kGroupRtp, 5000, rtp_payload(k, 0, 1)));
+    feed(frames);
+  }
+  (void)dp_->apply(base);  // "zero" removed: "one" heads the flow again
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(1010, 0, 1))});
+  const InputStats in = dp_->input_stats(0, 1);
+  EXPECT_EQ(in.datagrams, 1001u);
+  EXPECT_EQ(in.rtp_lost, 0u) << "every sequence number 10..1010 arrived, in order";
+}
+
+// A gap waits kRtpHoldNs (20 ms) from when the oldest datagram still held arrived. 12 held
+// at 1 ms (11 missing), 14 at 15 ms (13 missing); 11 at 16 ms delivers 11 and 12. At 22 ms
+// 14 has waited 7 ms, so 13 at 23 ms is in time. The window kept 12's arrival as the
+// hold's start: it gave 13 up at 22 ms and dropped it as a duplicate at 23 ms.
+TEST_F(Worker, RtpHoldTimeStartsAtTheOldestDatagramStillHeld) {
+  make(1);
+  constexpr std::uint64_t ms = 1'000'000;
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(10, 0, 7)), udp_frame(kGroupRtp, 5000, rtp_payload(12, 0, 7))}, 1 * ms,
+       1 * ms, 1);
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(14, 0, 7))}, 15 * ms, 15 * ms, 2);
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(11, 0, 7))}, 16 * ms, 16 * ms, 1);
+  ASSERT_EQ(dp_->input_stats(0, 1).datagrams, 3u);  // 10, 11, 12
+  feed({}, 22 * ms, 22 * ms, 1);                      // a loop turn: 14 still waits
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(13, 0, 7))}, 23 * ms, 23 * ms);
+  const InputStats in = dp_->input_stats(0, 1);
+  EXPECT_EQ(in.rtp_lost, 0u);
+  EXPECT_EQ(in.rtp_duplicates, 0u);
+  EXPECT_EQ(in.datagrams, 5u);
+  // And a gap that waits its full 20 ms is given up: 16 held at 30 ms, 15 never comes.
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(16, 0, 7))}, 30 * ms, 30 * ms, 1);
+  feed({}, 49 * ms, 49 * ms, 1);
+  feed({}, 51 * ms, 51 * ms);
+  EXPECT_EQ(dp_->input_stats(0, 1).rtp_lost, 1u);
+  EXPECT_EQ(dp_->input_stats(0, 1).datagrams, 6u);
 }
 
 TEST_F(Worker, SsmAndUnicastInputs) {

@@ -265,7 +265,7 @@ class Dataplane {
 
   // Test hooks, only while not running(): run the worker's code on frames the caller
   // allocated from mempool(port) (they are consumed), and one poll turn with TX flush
-  // (ARP requests that are due included).
+  // (ARP requests that are due and RTP gaps that waited too long included).
   void process_burst(std::size_t port, rte_mbuf** frames, std::uint16_t n, std::uint64_t now_ns);
   void poll_once(std::uint64_t now_ns);
   void send_igmp_reports(bool join);  // what start() does first
