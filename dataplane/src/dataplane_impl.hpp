@@ -326,7 +326,9 @@ struct Dataplane::Impl {
                      std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns);
   // IGMP reports for `groups` (only `only_group`'s when not 0) in the port's compatibility
   // mode. IGMPv1/v2 name groups, not sources: a group is reported once, and not left while
-  // `still_joined` (the port's groups after a leave) holds it with another source.
+  // `still_joined` (the port's groups after a leave) holds it with another source. IGMPv3
+  // leaves report the group's state after them: none while `still_joined` has the group
+  // any-source, its remaining sources when an any-source join is left.
   void send_reports(PortState& port, std::span<const GroupJoin> groups, net::IgmpEvent event, Ipv4 only_group,
                     std::span<const GroupJoin> still_joined = {});
   // The worker takes `next` over: leaves and joins of its ports' group changes.

@@ -384,10 +384,32 @@ void Dataplane::Impl::send_reports(PortState& port, std::span<const GroupJoin> g
     bump(port.counters.igmp_reports_sent);
     enqueue_tx(port, m);
   };
+  auto add = [&](net::IgmpRecordType type, Ipv4 group, Ipv4 source) {
+    records[n++] = net::IgmpRecord{type, group, source};
+    if (n == kPerFrame) emit();
+  };
   for (const GroupJoin& g : groups) {
     if (only_group != 0 && g.group != only_group) continue;
-    records[n++] = net::IgmpRecord{net::igmp_record_type(event, g.source != 0), g.group, g.source};
-    if (n == kPerFrame) emit();
+    if (event == net::IgmpEvent::kLeave) {
+      // What a leave reports is the group's state after it (RFC 3376 5.1, 5.2): nothing
+      // changes while an any-source join of the group stays; an any-source join left while
+      // sources of the group stay joined changes to those sources, one TO_IN record each
+      // (an empty TO_IN would leave the group they still need).
+      bool any_source_stays = false;
+      bool sources_stay = false;
+      for (const GroupJoin& s : still_joined) {
+        if (s.group != g.group) continue;
+        any_source_stays = any_source_stays || s.source == 0;
+        sources_stay = sources_stay || s.source != 0;
+      }
+      if (any_source_stays) continue;
+      if (g.source == 0 && sources_stay) {
+        for (const GroupJoin& s : still_joined)
+          if (s.group == g.group && s.source != 0) add(net::IgmpRecordType::kChangeToInclude, g.group, s.source);
+        continue;
+      }
+    }
+    add(net::igmp_record_type(event, g.source != 0), g.group, g.source);
   }
   emit();
 }

@@ -677,6 +677,49 @@ TEST_F(Worker, Igmpv2DoesNotLeaveAGroupStillJoinedWithAnotherSource) {
   expect_older_message(frames.back(), 0x17, kSsmGroup);
 }
 
+// IGMPv3 with a source-specific and an any-source join of one group (inputs on 239.7.7.7,
+// port 5002 from 10.9.0.1 and port 5003 from anyone). Leaving the any-source join changes
+// the group to the source still joined: TO_IN({10.9.0.1}); an empty TO_IN would tell the
+// router to stop the group the other input still needs. Leaving the source while the
+// any-source join stays changes nothing: no report.
+TEST_F(Worker, Igmpv3LeavingOneJoinOfAGroupKeepsTheOther) {
+  constexpr Ipv4 kMixed = ipv4(239, 7, 7, 7);
+  InputConfig from_peer = config_.channels[0].inputs[2];
+  from_peer.name = "from_peer";
+  from_peer.address = kMixed;
+  from_peer.udp_port = 5002;
+  InputConfig any = from_peer;
+  any.name = "any";
+  any.source = 0;
+  any.udp_port = 5003;
+  config_.channels[0].inputs.push_back(from_peer);
+  config_.channels[0].inputs.push_back(any);
+  make(1);
+  const ApplianceConfig both = dp_->config();
+  ApplianceConfig only_source = both;
+  only_source.channels[0].inputs.pop_back();
+  dp_->apply(only_source);
+  EXPECT_EQ(dp_->port_stats(0).igmp_reports_sent, 1u);
+  dp_->apply(both);  // the any-source join again: TO_EX({})
+  EXPECT_EQ(dp_->port_stats(0).igmp_reports_sent, 2u);
+  ApplianceConfig only_any = both;
+  only_any.channels[0].inputs.erase(only_any.channels[0].inputs.end() - 2);
+  dp_->apply(only_any);
+  EXPECT_EQ(dp_->port_stats(0).igmp_reports_sent, 2u) << "the source left while the group stays joined from any";
+  const auto frames = transmitted();
+  ASSERT_EQ(frames.size(), 2u);
+  const auto leave = parse_igmp_frame(frames[0]);
+  ASSERT_TRUE(leave);
+  ASSERT_EQ(leave->igmp[7], 1);  // one record
+  EXPECT_EQ(leave->igmp[8], static_cast<std::uint8_t>(net::IgmpRecordType::kChangeToInclude));
+  ASSERT_EQ(leave->igmp[11], 1) << "TO_IN with the source still joined, not an empty one";
+  EXPECT_EQ(net::ipv4(leave->igmp[12], leave->igmp[13], leave->igmp[14], leave->igmp[15]), kMixed);
+  EXPECT_EQ(net::ipv4(leave->igmp[16], leave->igmp[17], leave->igmp[18], leave->igmp[19]), kPeerIp);
+  const auto join = parse_igmp_frame(frames[1]);
+  ASSERT_TRUE(join);
+  EXPECT_EQ(join->igmp[8], static_cast<std::uint8_t>(net::IgmpRecordType::kChangeToExclude));
+}
+
 // A reload that only moves a channel's output (destination, port, TTL, DSCP) keeps the
 // channel's pipeline and inputs: the same pipeline object gets the next datagrams, the
 // input's counters go on, and the frames after the reload carry the new headers. A reload
