@@ -422,6 +422,7 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
 
 std::unique_ptr<Plan> Dataplane::Impl::publish(std::unique_ptr<Plan> next) {
   next->generation = owned->generation + 1;
+  next->before = owned.get();
   std::unique_ptr<Plan> old = std::move(owned);
   owned = std::move(next);
   published.store(owned.get(), std::memory_order_release);

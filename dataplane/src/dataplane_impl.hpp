@@ -257,6 +257,7 @@ struct Plan {
   // streams carry over.
   mutable std::vector<const ChannelState*> predecessors;
   mutable std::vector<const MultiplexState*> multiplex_predecessors;  // the same, by multiplex
+  mutable const Plan* before = nullptr;  // the plan this one replaces, valid (and set) until adopt()
   // Services renamed by this reload in pipelines that go on (a channel updated in place, a
   // member of a multiplex kept as it was): adopt() describes them on the worker, once.
   struct Rename {

@@ -706,33 +706,40 @@ void Dataplane::Impl::adopt(const Plan& next) {
     if (r.pipeline != nullptr) r.pipeline->describe(*r.config);
     if (r.multiplex != nullptr) r.multiplex->describe_member(r.slot, *r.config);
   }
-  // An RTP flow's reordering state lives in its first member, and a reload can change
-  // which member that is (a channel sharing the flow listed before it, or the first one
-  // removed): the state moves to the new head, so what the old head's window holds is
-  // not stranded there and its sequence number does not go stale.
-  for (const std::uint32_t id : next.rtp_flows) {
-    const Flow& f = next.flows[id];
-    InputState& head = *f.members.front();
-    for (std::size_t k = 1; k < f.members.size(); ++k) {
-      InputState& o = *f.members[k];
-      if (!o.have_seq) continue;
-      if (!head.have_seq) {
-        head.have_seq = true;
-        head.expected_seq = o.expected_seq;
-        head.ssrc = o.ssrc;
-        head.held = o.held;
-        head.held_since_ns = o.held_since_ns;
-        head.window = o.window;
-      } else {
-        for (InputState::RtpSlot& slot : o.window)
+  // An RTP flow's reordering state (sequence, window) lives in its first member, and a
+  // reload can change which member that is: a channel sharing the flow listed before it,
+  // the first one removed or restarted. The state moves to the new first member, so what
+  // the window holds is not stranded (or freed with a removed channel) and no sequence
+  // number goes stale in a member that may head the flow again later. A flow is the same
+  // flow across the reload when they share a member (an input that went on).
+  if (next.before != nullptr) {
+    for (const std::uint32_t id : next.rtp_flows) {
+      const Flow& f = next.flows[id];
+      InputState& head = *f.members.front();
+      for (const std::uint32_t was : next.before->rtp_flows) {
+        const Flow& g = next.before->flows[was];
+        InputState& old_head = *g.members.front();
+        if (&old_head == &head || !old_head.have_seq) continue;
+        const bool same_flow = std::any_of(f.members.begin(), f.members.end(), [&](const InputState* m) {
+          return std::find(g.members.begin(), g.members.end(), m) != g.members.end();
+        });
+        if (!same_flow) continue;
+        for (InputState::RtpSlot& slot : head.window)
           if (slot.m != nullptr) rte_pktmbuf_free(slot.m);
+        head.have_seq = true;
+        head.expected_seq = old_head.expected_seq;
+        head.ssrc = old_head.ssrc;
+        head.held = old_head.held;
+        head.held_since_ns = old_head.held_since_ns;
+        head.window = old_head.window;
+        old_head.have_seq = false;
+        old_head.held = 0;
+        old_head.held_since_ns = 0;
+        old_head.window = {};
       }
-      o.have_seq = false;
-      o.held = 0;
-      o.held_since_ns = 0;
-      o.window = {};
     }
   }
+  next.before = nullptr;
   next.predecessors.clear();  // keeps its capacity: no free on the worker
   next.multiplex_predecessors.clear();
   for (auto& p : ports) {

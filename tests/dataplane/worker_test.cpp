@@ -409,6 +409,25 @@ TEST_F(Worker, RtpHeldDatagramSurvivesAReloadThatAddsASharingChannelFirst) {
   EXPECT_EQ(dp_->input_stats(1, 1).rtp_lost, 0u);
 }
 
+// The other way: the channel that headed the flow (its window holding 12) is removed;
+// "one" goes on and must still get 12 after 11.
+TEST_F(Worker, RtpHeldDatagramSurvivesAReloadThatRemovesTheFlowsFirstChannel) {
+  make(1);
+  const ApplianceConfig base = dp_->config();
+  dp_->apply(with_sharing_channel_first(base));
+  auto& one = dynamic_cast<Recorder&>(dp_->pipeline(1));
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(10, 0, 7)), udp_frame(kGroupRtp, 5000, rtp_payload(12, 0, 7))},
+       1'000'000, 2'000'000, 1);
+  ASSERT_EQ(one.pushed.size(), 7u);  // 10
+  const ConfigDiff d = dp_->apply(base);
+  ASSERT_EQ(d.channels_removed, std::vector<std::string>{"zero"});
+  ASSERT_EQ(&dp_->pipeline(0), &one);
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(11, 0, 7)), udp_frame(kGroupRtp, 5000, rtp_payload(13, 0, 7))});
+  EXPECT_EQ(one.pushed.size(), 4u * 7) << "10, 11, 12, 13";
+  EXPECT_EQ(dp_->input_stats(0, 1).rtp_lost, 0u);
+  EXPECT_EQ(dp_->input_stats(0, 1).rtp_out_of_order, 1u);
+}
+
 // The sharing channel removed again: "one" heads the flow once more, and must not take up
 // the sequence number it had before the first reload (11 while the stream is at 1010: ~1000
 // datagrams counted lost that all arrived).
