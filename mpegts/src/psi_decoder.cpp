@@ -495,7 +495,15 @@ void PsiDecoder::Impl::on_nit(void* data, dvbpsi_nit_t* p) {
   }
   self->nit_ts.clear();
   for (const dvbpsi_nit_ts_t* ts = p->p_first_ts; ts != nullptr; ts = ts->p_next) {
-    NitTs t;
+    // A transport stream described over several sections appears once per section: one entry.
+    auto same = std::find_if(self->nit_ts.begin(), self->nit_ts.end(), [&](const NitTs& e) {
+      return e.ts_id == ts->i_ts_id && e.original_network_id == ts->i_orig_network_id;
+    });
+    if (same == self->nit_ts.end()) {
+      self->nit_ts.emplace_back();
+      same = std::prev(self->nit_ts.end());
+    }
+    NitTs& t = *same;
     t.ts_id = ts->i_ts_id;
     t.original_network_id = ts->i_orig_network_id;
     for (const dvbpsi_descriptor_t* d = ts->p_first_descriptor; d != nullptr; d = d->p_next) {
@@ -507,7 +515,6 @@ void PsiDecoder::Impl::on_nit(void* data, dvbpsi_nit_t* p) {
         t.lcn.insert_or_assign(sid, lcn);
       }
     }
-    self->nit_ts.push_back(std::move(t));
   }
   dvbpsi_nit_delete(p);
   self->dirty = true;

@@ -82,6 +82,24 @@ std::vector<std::uint8_t> dvb_text(const std::string& s) {
   return out;
 }
 
+// What one generated section may hold, kept below the 1024 bytes where libdvbpsi's
+// generators start a new section: they then drop what does not fit (SDT services lose
+// their descriptors, NIT transport streams lose descriptors) instead of moving it.
+constexpr std::size_t kSectionBudget = 1000;
+
+// Sections generated one table part at a time become one table: section_number,
+// last_section_number and CRC_32 rewritten.
+void number_sections(std::vector<Section>& sections) {
+  const auto last = static_cast<std::uint8_t>(sections.size() - 1);
+  for (std::size_t i = 0; i < sections.size(); ++i) {
+    Section& s = sections[i];
+    s[6] = static_cast<std::uint8_t>(i);
+    s[7] = last;
+    const std::uint32_t crc = crc32_mpeg(std::span<const std::uint8_t>(s.data(), s.size() - 4));
+    for (std::size_t k = 0; k < 4; ++k) s[s.size() - 4 + k] = static_cast<std::uint8_t>(crc >> (24 - 8 * k));
+  }
+}
+
 }  // namespace
 
 std::vector<Section> build_pat(std::uint16_t transport_stream_id, const std::vector<PatEntry>& programs,
@@ -138,20 +156,13 @@ std::vector<Section> build_pmt(const Service& service, std::uint8_t version) {
 
 std::vector<Section> build_sdt(std::uint16_t transport_stream_id, std::uint16_t original_network_id,
                                const std::vector<Service>& services, std::uint8_t version) {
-  Handle h;
-  dvbpsi_sdt_t sdt;
-  dvbpsi_sdt_init(&sdt, 0x42, transport_stream_id, static_cast<std::uint8_t>(version & 0x1F), true,
-                  original_network_id);
+  // service_descriptor body per service: service_type, provider length + text, name
+  // length + text: at most 255 bytes in all.
+  std::vector<std::vector<std::uint8_t>> bodies;
+  bodies.reserve(services.size());
   for (const auto& s : services) {
-    // running_status 4 (running), not scrambled, no EIT.
-    dvbpsi_sdt_service_t* srv = dvbpsi_sdt_service_add(&sdt, s.service_id, false, false, 4, false);
-    if (srv == nullptr) {
-      dvbpsi_sdt_empty(&sdt);
-      throw std::bad_alloc();
-    }
     std::vector<std::uint8_t> provider = dvb_text(s.provider);
     std::vector<std::uint8_t> name = dvb_text(s.name);
-    // service_type, provider length + text, name length + text: at most 255 bytes in all.
     provider.resize(std::min<std::size_t>(provider.size(), 126));
     name.resize(std::min<std::size_t>(name.size(), kMaxDescriptorBody - 3 - provider.size()));
     std::vector<std::uint8_t> d;
@@ -160,36 +171,54 @@ std::vector<Section> build_sdt(std::uint16_t transport_stream_id, std::uint16_t 
     d.insert(d.end(), provider.begin(), provider.end());
     d.push_back(static_cast<std::uint8_t>(name.size()));
     d.insert(d.end(), name.begin(), name.end());
-    dvbpsi_sdt_service_descriptor_add(srv, 0x48, static_cast<std::uint8_t>(d.size()), d.data());
+    bodies.push_back(std::move(d));
   }
-  dvbpsi_psi_section_t* chain = dvbpsi_sdt_sections_generate(h.get(), &sdt);
-  dvbpsi_sdt_empty(&sdt);
-  return take_sections(chain, "SDT");
+  std::vector<Section> out;
+  std::size_t i = 0;
+  do {
+    // One section's worth of services: header 11 bytes, CRC 4, each service 5 + descriptor.
+    std::size_t end = i;
+    std::size_t size = 11 + 4;
+    while (end < services.size() && (end == i || size + 5 + 2 + bodies[end].size() <= kSectionBudget))
+      size += 5 + 2 + bodies[end++].size();
+    Handle h;
+    dvbpsi_sdt_t sdt;
+    dvbpsi_sdt_init(&sdt, 0x42, transport_stream_id, static_cast<std::uint8_t>(version & 0x1F), true,
+                    original_network_id);
+    for (std::size_t k = i; k < end; ++k) {
+      // running_status 4 (running), not scrambled, no EIT.
+      dvbpsi_sdt_service_t* srv = dvbpsi_sdt_service_add(&sdt, services[k].service_id, false, false, 4, false);
+      if (srv == nullptr) {
+        dvbpsi_sdt_empty(&sdt);
+        throw std::bad_alloc();
+      }
+      dvbpsi_sdt_service_descriptor_add(srv, 0x48, static_cast<std::uint8_t>(bodies[k].size()), bodies[k].data());
+    }
+    dvbpsi_psi_section_t* chain = dvbpsi_sdt_sections_generate(h.get(), &sdt);
+    dvbpsi_sdt_empty(&sdt);
+    for (auto& sec : take_sections(chain, "SDT")) out.push_back(std::move(sec));
+    i = end;
+  } while (i < services.size());
+  if (out.size() > 256) throw std::length_error("cannot generate SDT: content too large");
+  number_sections(out);
+  return out;
 }
 
 std::vector<Section> build_nit(std::uint16_t network_id, const std::string& network_name,
                                std::uint16_t transport_stream_id, std::uint16_t original_network_id,
                                const std::vector<Service>& services, std::uint8_t version) {
-  Handle h;
-  dvbpsi_nit_t nit;
-  dvbpsi_nit_init(&nit, 0x40, network_id, network_id, static_cast<std::uint8_t>(version & 0x1F), true);
   std::vector<std::uint8_t> name = dvb_text(network_name);
   name.resize(std::min(name.size(), kMaxDescriptorBody));
-  if (!name.empty()) dvbpsi_nit_descriptor_add(&nit, 0x40, static_cast<std::uint8_t>(name.size()), name.data());
 
-  dvbpsi_nit_ts_t* ts = dvbpsi_nit_ts_add(&nit, transport_stream_id, original_network_id);
-  if (ts == nullptr) {
-    dvbpsi_nit_empty(&nit);
-    throw std::bad_alloc();
-  }
-  // Both descriptors are loops of fixed-size entries; split them at 255 bytes.
-  const auto add_entries = [ts](std::uint8_t tag, const std::vector<std::uint8_t>& entries, std::size_t entry) {
+  // The transport stream's descriptors. Both are loops of fixed-size entries; split them
+  // at 255 bytes.
+  std::vector<Descriptor> descriptors;
+  const auto add_entries = [&](std::uint8_t tag, const std::vector<std::uint8_t>& entries, std::size_t entry) {
     const std::size_t per = kMaxDescriptorBody / entry * entry;
     for (std::size_t i = 0; i < entries.size(); i += per) {
       const std::size_t n = std::min(per, entries.size() - i);
-      std::vector<std::uint8_t> chunk(entries.begin() + static_cast<std::ptrdiff_t>(i),
-                                      entries.begin() + static_cast<std::ptrdiff_t>(i + n));
-      dvbpsi_nit_ts_descriptor_add(ts, tag, static_cast<std::uint8_t>(n), chunk.data());
+      descriptors.push_back(Descriptor{tag, std::vector<std::uint8_t>(entries.begin() + static_cast<std::ptrdiff_t>(i),
+                                                                      entries.begin() + static_cast<std::ptrdiff_t>(i + n))});
     }
   };
   std::vector<std::uint8_t> list;  // service_list_descriptor: service_id 16, service_type 8
@@ -207,9 +236,39 @@ std::vector<Section> build_nit(std::uint16_t network_id, const std::string& netw
   }
   add_entries(0x41, list, 3);
   add_entries(0x83, lcns, 4);
-  dvbpsi_psi_section_t* chain = dvbpsi_nit_sections_generate(h.get(), &nit, 0x40);
-  dvbpsi_nit_empty(&nit);
-  return take_sections(chain, "NIT");
+
+  // Sections: the network name in the first, the transport stream in each with the
+  // descriptors that fit (EN 300 468 lets a transport stream's description span sections).
+  std::vector<Section> out;
+  std::size_t i = 0;
+  do {
+    const bool first = out.empty();
+    // Header 10, network descriptors, ts loop length 2, ts entry 6, CRC 4.
+    std::size_t size = 10 + (first && !name.empty() ? 2 + name.size() : 0) + 2 + 6 + 4;
+    std::size_t end = i;
+    while (end < descriptors.size() && (end == i || size + 2 + descriptors[end].data.size() <= kSectionBudget))
+      size += 2 + descriptors[end++].data.size();
+    Handle h;
+    dvbpsi_nit_t nit;
+    dvbpsi_nit_init(&nit, 0x40, network_id, network_id, static_cast<std::uint8_t>(version & 0x1F), true);
+    if (first && !name.empty())
+      dvbpsi_nit_descriptor_add(&nit, 0x40, static_cast<std::uint8_t>(name.size()), name.data());
+    dvbpsi_nit_ts_t* ts = dvbpsi_nit_ts_add(&nit, transport_stream_id, original_network_id);
+    if (ts == nullptr) {
+      dvbpsi_nit_empty(&nit);
+      throw std::bad_alloc();
+    }
+    for (std::size_t k = i; k < end; ++k)
+      dvbpsi_nit_ts_descriptor_add(ts, descriptors[k].tag, static_cast<std::uint8_t>(descriptors[k].data.size()),
+                                   body(descriptors[k].data));
+    dvbpsi_psi_section_t* chain = dvbpsi_nit_sections_generate(h.get(), &nit, 0x40);
+    dvbpsi_nit_empty(&nit);
+    for (auto& sec : take_sections(chain, "NIT")) out.push_back(std::move(sec));
+    i = end;
+  } while (i < descriptors.size());
+  if (out.size() > 256) throw std::length_error("cannot generate NIT: content too large");
+  number_sections(out);
+  return out;
 }
 
 // --- TableCarousel ---

@@ -37,6 +37,12 @@ class PidAllocator {
     }
     throw std::runtime_error("remux: no free output PID left");
   }
+  // Takes exactly `pid` when it is free.
+  bool take_exact(std::uint16_t pid) {
+    if (is_reserved_pid(pid) || used_[pid]) return false;
+    used_[pid] = true;
+    return true;
+  }
 
  private:
   std::bitset<kPidCount> used_;
@@ -91,6 +97,7 @@ Remuxer::Remuxer(RemuxConfig config) : config_(std::move(config)) {
   pmts_.reserve(config_.services.size());
   for (std::size_t k = 0; k < config_.services.size(); ++k) pmts_.emplace_back(kNullPid);
   snapshots_.resize(config_.services.size());
+  last_sid_.resize(config_.services.size(), 0);
   // One packet, plus a full round of tables: PAT and each PMT fit in 1024-byte sections
   // (at most 6 packets each); SDT and NIT get 4 sections' worth each.
   max_out_ = 1 + 6 * (1 + config_.services.size()) + 2 * 4 * 6;
@@ -126,25 +133,60 @@ void Remuxer::rebuild() {
   for (const auto& sc : config_.services)
     if (sc.pmt_pid != 0) (void)pids.take(sc.pmt_pid, kFirstPmtPid);
 
-  std::uint64_t remapped = 0;
+  // Keep the last complete picture of the source while its PSI is being relearnt
+  // (after a switch), so the output tables do not flap.
+  for (std::size_t k = 0; k < config_.services.size(); ++k) {
+    const auto& sc = config_.services[k];
+    const Service* src = find_source(inputs_[sc.input]->psi->model(), sc.source_service_id);
+    if (src != nullptr && src->has_pmt) snapshots_[k] = *src;
+  }
+  // What is on air keeps its service id, PMT PID and stream PIDs: only what is new
+  // (a service just learnt, a stream just added) moves when it collides.
+  std::vector<std::uint16_t> kept_pmt(config_.services.size(), 0);
+  std::vector<std::uint16_t> kept_sid(config_.services.size(), 0);
+  for (std::size_t k = 0; k < config_.services.size(); ++k) {
+    const auto& sc = config_.services[k];
+    if (!snapshots_[k]) continue;
+    if (sc.service_id == 0 && last_sid_[k] != 0 && !ids[last_sid_[k]]) {
+      ids[last_sid_[k]] = true;
+      kept_sid[k] = last_sid_[k];
+    }
+    if (sc.pmt_pid == 0 && pmts_[k].has_content() && pids.take_exact(pmts_[k].pid())) kept_pmt[k] = pmts_[k].pid();
+    const auto& prev = inputs_[sc.input]->map;
+    auto& map = maps[sc.input];
+    auto keep = [&](std::uint16_t src_pid) {
+      if (src_pid >= kNullPid || map[src_pid] != kUnmapped) return;
+      if (const std::uint16_t o = prev[src_pid]; o < kNullPid && pids.take_exact(o)) map[src_pid] = o;
+    };
+    auto keep_ca = [&](const std::vector<Descriptor>& ds) {
+      for (const auto& d : ds)
+        if (d.tag == 0x09 && d.data.size() >= 4) keep(static_cast<std::uint16_t>(((d.data[2] & 0x1F) << 8) | d.data[3]));
+    };
+    keep_ca(snapshots_[k]->program_descriptors);
+    for (const auto& es : snapshots_[k]->streams) {
+      keep(es.pid);
+      keep_ca(es.descriptors);
+    }
+    keep(snapshots_[k]->pcr_pid);
+  }
+
   for (std::size_t k = 0; k < config_.services.size(); ++k) {
     const auto& sc = config_.services[k];
     auto& map = maps[sc.input];
-    // Keep the last complete picture of the source while its PSI is being relearnt
-    // (after a switch), so the output tables do not flap.
-    const Service* src = find_source(inputs_[sc.input]->psi->model(), sc.source_service_id);
-    if (src != nullptr && src->has_pmt) snapshots_[k] = *src;
     if (!snapshots_[k]) continue;
     const Service& source = *snapshots_[k];
 
     Service out = source;
     if (sc.service_id != 0) {
       out.service_id = sc.service_id;
+    } else if (kept_sid[k] != 0) {
+      out.service_id = kept_sid[k];
     } else {
       while (out.service_id == 0 || ids[out.service_id]) ++out.service_id;
       ids[out.service_id] = true;
     }
-    out.pmt_pid = sc.pmt_pid != 0 ? sc.pmt_pid : pids.take(source.pmt_pid, kFirstPmtPid);
+    last_sid_[k] = out.service_id;
+    out.pmt_pid = sc.pmt_pid != 0 ? sc.pmt_pid : kept_pmt[k] != 0 ? kept_pmt[k] : pids.take(source.pmt_pid, kFirstPmtPid);
     if (!sc.name.empty()) out.name = sc.name;
     if (!sc.provider.empty()) out.provider = sc.provider;
     if (out.name.empty()) out.name = "Service " + std::to_string(out.service_id);
@@ -159,16 +201,30 @@ void Remuxer::rebuild() {
         if (r.drop) return map[src_pid] = kDropByRule;
         wanted = r.to;
       }
-      const std::uint16_t o = pids.take(wanted, kFirstDynamicPid);
-      if (o != src_pid) ++remapped;
-      return map[src_pid] = o;
+      return map[src_pid] = pids.take(wanted, kFirstDynamicPid);
     };
+    // CA_descriptors (0x09) name the service's ECM PIDs: those are carried too, and the
+    // descriptor names their output PID (a dropped ECM PID drops its descriptor).
+    auto map_ca = [&](std::vector<Descriptor>& ds) {
+      std::erase_if(ds, [&](Descriptor& d) {
+        if (d.tag != 0x09 || d.data.size() < 4) return false;
+        const auto ecm = static_cast<std::uint16_t>(((d.data[2] & 0x1F) << 8) | d.data[3]);
+        if (ecm >= kNullPid) return false;
+        const std::uint16_t o = map_pid(ecm);
+        if (o == kDropByRule) return true;
+        d.data[2] = static_cast<std::uint8_t>((d.data[2] & 0xE0) | (o >> 8));
+        d.data[3] = static_cast<std::uint8_t>(o & 0xFF);
+        return false;
+      });
+    };
+    map_ca(out.program_descriptors);
     for (const auto& es : source.streams) {
       if (es.pid >= kNullPid) continue;
       const std::uint16_t o = map_pid(es.pid);
       if (o == kDropByRule) continue;
       ElementaryStream e = es;
       e.pid = o;
+      map_ca(e.descriptors);
       out.streams.push_back(std::move(e));
     }
     if (source.pcr_pid < kNullPid) {
@@ -184,7 +240,10 @@ void Remuxer::rebuild() {
     if (s.pcr_pid < kNullPid) out_[s.pcr_pid].carries_pcr = true;
     for (const auto& es : s.streams) out_[es.pid].is_video = codec_kind(es.codec) == StreamKind::kVideo;
   }
+  std::uint64_t remapped = 0;
   for (std::size_t i = 0; i < inputs_.size(); ++i) {
+    for (std::uint32_t pid = 0; pid < kPidCount; ++pid)
+      if (maps[i][pid] < kNullPid && maps[i][pid] != pid) ++remapped;
     for (std::uint32_t pid = 0; pid < kPidCount; ++pid)
       if (maps[i][pid] < kNullPid) used_out_[maps[i][pid] / 64] |= std::uint64_t{1} << (maps[i][pid] % 64);
     inputs_[i]->map = maps[i];

@@ -683,7 +683,9 @@ TEST(PsiDecoderRepetitions, ManyTablesTakingTurnsOnOnePid) {
 TEST(PsiDecoderRepetitions, InputLoopingInsideATableCostsNothing) {
   // A capture that loops in the middle of a multi-packet SDT: at each loop the stream
   // jumps (a CC gap) into the table's second packet. Decoded once, never again.
-  const auto sdt = build_sdt(7, 0x2000, many_services(30), 0);
+  // (One section of several packets: 20 services fit, 30 take two sections.)
+  const auto sdt = build_sdt(7, 0x2000, many_services(20), 0);
+  ASSERT_EQ(sdt.size(), 1u);
   std::uint8_t cc = 0;
   const auto one = packets_for(kSdtPid, sdt, cc);
   ASSERT_GE(one.size(), 3u);

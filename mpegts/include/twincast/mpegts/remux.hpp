@@ -179,6 +179,7 @@ class Remuxer {
   TableCarousel pat_{kPatPid};
   std::vector<TableCarousel> pmts_;                    // one per configured service
   std::vector<std::optional<Service>> snapshots_;      // last complete source service, per configured service
+  std::vector<std::uint16_t> last_sid_;                // output service id given last, per configured service (0: none)
   TableCarousel sdt_{kSdtPid};
   TableCarousel nit_{kNitPid};
   std::uint64_t next_psi_ns_ = 0;

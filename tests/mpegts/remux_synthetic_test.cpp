@@ -1,0 +1,296 @@
+// The remux engine on synthetic inputs whose PSI is built here, so each
+// test controls PIDs, descriptors and table changes exactly.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+#include <utility>
+
+#include "twincast/mpegts/psi_decoder.hpp"
+#include "twincast/mpegts/psi_tables.hpp"
+#include "twincast/mpegts/remux.hpp"
+
+using namespace twincast::mpegts;
+
+namespace {
+
+// One synthetic input: a PAT, one PMT per service, ES packets tagged with
+// (input, source PID) in their payload so the output can be traced back.
+struct Source {
+  std::uint8_t tag = 0;
+  std::uint16_t tsid = 1;
+  std::vector<Service> services;
+  TableCarousel pat{kPatPid};
+  std::map<std::uint16_t, TableCarousel> pmts;
+  std::map<std::uint16_t, std::uint8_t> cc;
+
+  std::vector<TsPacket> tables() {
+    std::vector<PatEntry> entries;
+    for (const auto& s : services) entries.push_back({s.service_id, s.pmt_pid});
+    pat.update([&](std::uint8_t v) { return build_pat(tsid, entries, v); });
+    std::vector<TsPacket> out(2048);
+    std::size_t n = pat.packetize(out);
+    for (const auto& s : services) {
+      auto it = pmts.try_emplace(s.pmt_pid, s.pmt_pid).first;
+      it->second.update([&](std::uint8_t v) { return build_pmt(s, v); });
+      n += it->second.packetize(std::span<TsPacket>(out).subspan(n));
+    }
+    out.resize(n);
+    return out;
+  }
+
+  TsPacket es(std::uint16_t pid, bool unit_start = true, bool rai = true, std::optional<std::uint64_t> pcr = {}) {
+    TsPacket p{};
+    p.bytes.fill(0xFF);
+    p.bytes[0] = kSyncByte;
+    p.set_pid(pid);
+    p.set_payload_unit_start(unit_start);
+    std::size_t at = 4;
+    if (rai || pcr) {
+      p.bytes[3] = 0x30;
+      p.bytes[4] = pcr ? 7 : 1;
+      p.bytes[5] = static_cast<std::uint8_t>((rai ? 0x40 : 0) | (pcr ? 0x10 : 0));
+      if (pcr) p.set_pcr(*pcr);
+      at = 5 + p.bytes[4];
+    } else {
+      p.bytes[3] = 0x10;
+    }
+    p.bytes[at] = 0x00;
+    p.bytes[at + 1] = 0x00;
+    p.bytes[at + 2] = 0x01;
+    p.bytes[at + 3] = 0xE0;
+    p.bytes[at + 4] = tag;
+    p.bytes[at + 5] = static_cast<std::uint8_t>(pid >> 8);
+    p.bytes[at + 6] = static_cast<std::uint8_t>(pid & 0xFF);
+    auto& c = cc.try_emplace(pid, 0x0F).first->second;
+    c = static_cast<std::uint8_t>((c + 1) & 0x0F);
+    p.set_cc(c);
+    return p;
+  }
+};
+
+// (tag, source PID) an output media packet came from (written by Source::es).
+std::pair<int, int> origin(const TsPacket& p) {
+  const auto pl = p.payload();
+  if (pl.size() < 7 || pl[0] != 0 || pl[1] != 0 || pl[2] != 1) return {-1, -1};
+  return {pl[4], (pl[5] << 8) | pl[6]};
+}
+
+Service spts_service(std::uint16_t sid, std::uint16_t pmt, std::vector<std::pair<std::uint16_t, std::uint8_t>> es,
+                     std::uint16_t pcr) {
+  Service s;
+  s.service_id = sid;
+  s.pmt_pid = pmt;
+  s.pcr_pid = pcr;
+  for (const auto& [pid, type] : es) {
+    ElementaryStream e;
+    e.pid = pid;
+    e.stream_type = type;
+    s.streams.push_back(e);
+  }
+  return s;
+}
+
+struct Harness {
+  Remuxer r;
+  std::vector<TsPacket> out;
+  std::uint64_t t = 0;
+  explicit Harness(RemuxConfig c) : r(std::move(c)) {}
+  void push(std::size_t input, const TsPacket& p) {
+    std::vector<TsPacket> buf(r.max_output_per_push());
+    t += 1'000'000;
+    const std::size_t n = r.push(input, p, t, buf);
+    out.insert(out.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+  void push(std::size_t input, const std::vector<TsPacket>& ps) {
+    for (const auto& p : ps) push(input, p);
+  }
+};
+
+ProgramModel decode(const std::vector<TsPacket>& pkts) {
+  PsiDecoder d;
+  for (const auto& p : pkts) d.push(p);
+  return d.model();
+}
+
+}  // namespace
+
+// Two SPTS with the same PIDs (ffmpeg's defaults) merged into an MPTS. When the first
+// member's PMT gains a stream, the second member's live PIDs must not move: they did not
+// collide with anything new. (An engine that allocates every PID afresh in configuration
+// order at each rebuild gives the newcomer the PID of the second member's video and shifts
+// that member's streams, its video onto the PID that carried its audio, with no
+// discontinuity for a receiver to notice.)
+TEST(RemuxSynthetic, AMembersNewStreamDoesNotMoveAnotherMembersPids) {
+  RemuxConfig cfg;
+  cfg.n_inputs = 2;
+  cfg.services.push_back({.input = 0, .service_id = 10});
+  cfg.services.push_back({.input = 1, .service_id = 20});
+  Harness h(cfg);
+  Source a{.tag = 0}, b{.tag = 1};
+  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}, {0x101, 0x0F}}, 0x100));
+  b.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}, {0x101, 0x0F}}, 0x100));
+  h.push(0, a.tables());
+  h.push(1, b.tables());
+  for (int i = 0; i < 20; ++i) {
+    h.push(0, a.es(0x100));
+    h.push(0, a.es(0x101));
+    h.push(1, b.es(0x100));
+    h.push(1, b.es(0x101));
+  }
+  const std::uint16_t b_video = h.r.output_pid(1, 0x100);
+  const std::uint16_t b_audio = h.r.output_pid(1, 0x101);
+  ASSERT_NE(b_video, Remuxer::kUnmapped);
+  ASSERT_NE(b_audio, Remuxer::kUnmapped);
+
+  // Member A adds a second audio on 0x102.
+  ElementaryStream extra;
+  extra.pid = 0x102;
+  extra.stream_type = 0x0F;
+  a.services[0].streams.push_back(extra);
+  h.push(0, a.tables());
+  for (int i = 0; i < 20; ++i) {
+    h.push(0, a.es(0x100));
+    h.push(0, a.es(0x101));
+    h.push(0, a.es(0x102));
+    h.push(1, b.es(0x100));
+    h.push(1, b.es(0x101));
+  }
+  EXPECT_EQ(h.r.output_pid(1, 0x100), b_video) << "member B's video moved";
+  EXPECT_EQ(h.r.output_pid(1, 0x101), b_audio) << "member B's audio moved";
+
+  // Each output PID carries one source stream for the whole run.
+  std::map<std::uint16_t, std::set<std::pair<int, int>>> carried;
+  for (const auto& p : h.out) {
+    const auto o = origin(p);
+    if (o.first >= 0) carried[p.pid()].insert(o);
+  }
+  for (const auto& [pid, origins] : carried) EXPECT_EQ(origins.size(), 1u) << "output PID " << pid << " changed content";
+}
+
+// The same root cause at start-up: member B's tables arrive first, then A's. B has been
+// on air with its own PIDs and service; learning A must not move them.
+TEST(RemuxSynthetic, LearningASecondMemberDoesNotMoveTheFirstOnesPids) {
+  RemuxConfig cfg;
+  cfg.n_inputs = 2;
+  cfg.services.push_back({.input = 0});  // service id: the source's
+  cfg.services.push_back({.input = 1});
+  Harness h(cfg);
+  Source a{.tag = 0}, b{.tag = 1};
+  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}, {0x101, 0x0F}}, 0x100));
+  b.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}, {0x101, 0x0F}}, 0x100));
+  h.push(1, b.tables());
+  for (int i = 0; i < 10; ++i) {
+    h.push(1, b.es(0x100));
+    h.push(1, b.es(0x101));
+  }
+  ASSERT_EQ(h.r.output_model().services.size(), 1u);
+  const Service before = h.r.output_model().services[0];
+  h.push(0, a.tables());
+  for (int i = 0; i < 10; ++i) {
+    h.push(0, a.es(0x100));
+    h.push(1, b.es(0x100));
+  }
+  ASSERT_EQ(h.r.output_model().services.size(), 2u);
+  const Service& after = h.r.output_model().services[1];  // B, in configuration order
+  EXPECT_EQ(after.service_id, before.service_id);
+  EXPECT_EQ(after.pmt_pid, before.pmt_pid);
+  EXPECT_EQ(h.r.output_pid(1, 0x100), before.streams[0].pid);
+  std::map<std::uint16_t, std::set<std::pair<int, int>>> carried;
+  for (const auto& p : h.out) {
+    const auto o = origin(p);
+    if (o.first >= 0) carried[p.pid()].insert(o);
+  }
+  for (const auto& [pid, origins] : carried) EXPECT_EQ(origins.size(), 1u) << "output PID " << pid << " changed content";
+}
+
+// An MPTS of many services, each with a name and a logical channel number: every service
+// must be in the regenerated SDT (with its name) and in the NIT (service list and LCN),
+// split over several sections where one 1021-byte section is not enough.
+TEST(RemuxSynthetic, ManyServicesAllKeepTheirNameAndLcn) {
+  constexpr std::uint16_t kServices = 160;
+  Source src{.tag = 0};
+  RemuxConfig cfg;
+  cfg.nit = true;
+  for (std::uint16_t i = 0; i < kServices; ++i) {
+    src.services.push_back(spts_service(static_cast<std::uint16_t>(i + 1), static_cast<std::uint16_t>(0x1000 + i),
+                                        {{static_cast<std::uint16_t>(0x100 + i), 0x1B}},
+                                        static_cast<std::uint16_t>(0x100 + i)));
+    cfg.services.push_back({.input = 0,
+                            .source_service_id = static_cast<std::uint16_t>(i + 1),
+                            .lcn = static_cast<std::uint16_t>(100 + i),
+                            .name = "Channel number " + std::to_string(i + 1)});
+  }
+  Harness h(cfg);
+  h.push(0, src.tables());
+  ASSERT_EQ(h.r.output_model().services.size(), kServices);
+  // A receiver that tunes in once the service list is complete: it sees the tables of
+  // the last few seconds.
+  h.out.clear();
+  for (int round = 0; round < 20; ++round)
+    for (std::uint16_t i = 0; i < kServices; ++i) h.push(0, src.es(static_cast<std::uint16_t>(0x100 + i)));
+
+  const ProgramModel m = decode(h.out);
+  ASSERT_EQ(m.services.size(), kServices);
+  std::size_t named = 0, numbered = 0;
+  for (const auto& s : m.services) {
+    named += s.name == "Channel number " + std::to_string(s.service_id);
+    numbered += s.lcn == 99 + s.service_id;
+  }
+  EXPECT_EQ(named, kServices) << "services with their SDT name";
+  EXPECT_EQ(numbered, kServices) << "services with their LCN in the NIT";
+}
+
+// The table builders the engine uses: every service of an SDT that needs two sections
+// keeps its service_descriptor (libdvbpsi drops those of the services at the end of a
+// full section and still writes the service, with an empty loop).
+TEST(RemuxSynthetic, SdtOfTwoSectionsKeepsEveryServiceDescriptor) {
+  std::vector<Service> services;
+  for (std::uint16_t i = 1; i <= 30; ++i) {
+    Service s;
+    s.service_id = i;
+    s.name = "Channel number " + std::to_string(i);
+    s.provider = "Provider " + std::to_string(i % 3);
+    services.push_back(s);
+  }
+  std::size_t described = 0, listed = 0;
+  for (const auto& s : build_sdt(7, 0x2000, services, 0)) {
+    ASSERT_LE(s.size(), 1024u);
+    for (std::size_t q = 11; q + 4 < s.size();) {
+      const std::size_t loop = static_cast<std::size_t>(((s[q + 3] & 0x0F) << 8) | s[q + 4]);
+      ++listed;
+      described += loop > 0;
+      q += 5 + loop;
+    }
+  }
+  EXPECT_EQ(listed, 30u);
+  EXPECT_EQ(described, 30u) << "services listed without their service_descriptor";
+}
+
+// A scrambled service taken out of an MPTS: its PMT's CA_descriptor names the ECM PID.
+// The output PMT keeps the descriptor, so the ECM PID it names must be carried (and
+// follow a remap), not only the ES and PCR PIDs.
+TEST(RemuxSynthetic, EcmPidOfACaDescriptorIsCarried) {
+  Source src{.tag = 0};
+  Service s = spts_service(5, 0x1000, {{0x100, 0x1B}, {0x101, 0x0F}}, 0x100);
+  // CA_descriptor: CA_system_id 0x0B00, CA_PID 0x1F0.
+  s.program_descriptors.push_back(Descriptor{0x09, {0x0B, 0x00, 0xE1, 0xF0}});
+  src.services.push_back(s);
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .source_service_id = 5});
+  Harness h(cfg);
+  h.push(0, src.tables());
+  for (int i = 0; i < 10; ++i) {
+    h.push(0, src.es(0x100));
+    h.push(0, src.es(0x1F0));  // ECM
+  }
+  const ProgramModel m = decode(h.out);
+  ASSERT_EQ(m.services.size(), 1u);
+  ASSERT_EQ(m.services[0].program_descriptors.size(), 1u);
+  const auto& ca = m.services[0].program_descriptors[0].data;
+  ASSERT_EQ(ca.size(), 4u);
+  const auto ecm = static_cast<std::uint16_t>(((ca[2] & 0x1F) << 8) | ca[3]);
+  std::size_t ecm_packets = 0;
+  for (const auto& p : h.out) ecm_packets += p.pid() == ecm;
+  EXPECT_EQ(ecm_packets, 10u) << "ECM packets on the PID the output PMT names";
+}
