@@ -8,6 +8,7 @@
 // Nothing stops at the first error; the result carries a configuration only when the
 // error list is empty.
 #include "twincast/control/config.hpp"
+#include "twincast/control/srt_ingest.hpp"  // srt_streamid_resource: how callers are routed
 #include "twincast/dataplane/net.hpp"
 
 #include <yaml-cpp/eventhandler.h>
@@ -30,6 +31,13 @@
 #include <utility>
 
 namespace twincast::control {
+
+bool is_host_name(std::string_view s) {
+  return !s.empty() && s.size() <= 253 && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
+  });
+}
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -195,12 +203,6 @@ bool is_lcore_list(std::string_view s) {  // "0,1", "0-3", "0,2-5"
     }
   }
   return !s.empty() && !digit_expected;
-}
-
-bool is_host_name(std::string_view s) {
-  return !s.empty() && s.size() <= 253 && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
-  });
 }
 
 std::string trim(std::string s) {
@@ -1073,8 +1075,11 @@ void validate(Parser& p, ApplianceConfig& cfg) {
       if (in.kind == InputKind::kSrt) {
         if (in.srt_mode != SrtMode::kListener || in.srt_port == 0) continue;
         auto& same_port = srt_listeners[in.srt_port];
+        // Compared as the ingest routes callers: by the streamid's resource name.
+        const std::string_view resource = srt_streamid_resource(in.streamid);
         for (const auto& [streamid, other] : same_port) {
-          if (streamid.empty() || in.streamid.empty() || streamid == in.streamid) {
+          const std::string_view theirs = srt_streamid_resource(streamid);
+          if (theirs.empty() || resource.empty() || theirs == resource) {
             p.error_at(body + ".port", "SRT port " + std::to_string(in.srt_port) + " is also listened on by " + other +
                                            "; listeners sharing a port need distinct streamids");
             break;

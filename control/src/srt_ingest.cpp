@@ -1,7 +1,10 @@
 // SRT ingest on libsrt: see srt_ingest.hpp for the model (threads, routing, rejection).
 #include "twincast/control/srt_ingest.hpp"
 
+#include "twincast/control/config.hpp"  // is_host_name
+
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <srt/access_control.h>
@@ -95,6 +98,29 @@ std::optional<SockAddr> parse_address(const std::string& host, std::uint16_t por
     return a;
   }
   return std::nullopt;
+}
+
+// A caller/rendezvous peer: a numeric address, else a host name resolved now (IPv4 first).
+std::optional<SockAddr> resolve_address(const std::string& host, std::uint16_t port) {
+  if (auto a = parse_address(host, port)) return a;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr) return std::nullopt;
+  std::optional<SockAddr> out;
+  for (const addrinfo* p = res; p != nullptr; p = p->ai_next) {
+    if ((p->ai_family != AF_INET && p->ai_family != AF_INET6) || p->ai_addrlen > sizeof(sockaddr_storage)) continue;
+    if (out && !(p->ai_family == AF_INET && out->storage.ss_family == AF_INET6)) continue;
+    SockAddr a;
+    std::memcpy(&a.storage, p->ai_addr, p->ai_addrlen);
+    a.len = static_cast<int>(p->ai_addrlen);
+    if (p->ai_family == AF_INET) reinterpret_cast<sockaddr_in*>(&a.storage)->sin_port = htons(port);
+    else reinterpret_cast<sockaddr_in6*>(&a.storage)->sin6_port = htons(port);
+    out = a;
+  }
+  freeaddrinfo(res);
+  return out;
 }
 
 bool is_unspecified(const SockAddr& a) {
@@ -298,7 +324,9 @@ void validate(const std::vector<InputConfig>& inputs) {
     }
     if (c.srt_port == 0) errors.push_back(label + ": srt_port is required");
     const auto addr = parse_address(c.srt_address, c.srt_port);
-    if (!addr) {
+    if (!addr && c.srt_mode != SrtMode::kListener && is_host_name(c.srt_address)) {
+      // A host name: resolved at each connection attempt.
+    } else if (!addr) {
       errors.push_back(label + ": srt_address '" + printable(c.srt_address) +
                        "' is not a numeric IPv4/IPv6 address");
     } else if (c.srt_mode != SrtMode::kListener && is_unspecified(*addr)) {
@@ -690,12 +718,19 @@ void SrtIngest::Impl::run_caller(std::size_t i) {
   name_thread("srt-caller");
   const InputConfig& c = inputs_[i]->cfg;
   const bool rendezvous = c.srt_mode == SrtMode::kRendezvous;
-  const SockAddr remote = *parse_address(c.srt_address, c.srt_port);
-  const SockAddr local = any_address(remote, c.srt_local_port != 0 ? c.srt_local_port : c.srt_port);
-  const std::string remote_text = peer_string(remote.get());
   std::array<SRT_EPOLL_EVENT, 2> ready{};
 
   while (!stopping()) {
+    const std::optional<SockAddr> resolved = resolve_address(c.srt_address, c.srt_port);
+    if (!resolved) {
+      log_input(log::Level::kWarn, i, "srt_resolve_failed", "cannot resolve '" + printable(c.srt_address) + "'");
+      std::unique_lock lock(stop_mu_);
+      stop_cv_.wait_for(lock, kReconnectBackoff, [this] { return stopping(); });
+      continue;
+    }
+    const SockAddr remote = *resolved;
+    const SockAddr local = any_address(remote, c.srt_local_port != 0 ? c.srt_local_port : c.srt_port);
+    const std::string remote_text = peer_string(remote.get());
     const SRTSOCKET s = srt_create_socket();
     const int eid = srt_epoll_create();
     const int connect_events = static_cast<int>(SRT_EPOLL_OUT | SRT_EPOLL_ERR);

@@ -11,6 +11,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "tests_common.hpp"
+#include "twincast/control/config.hpp"
 
 namespace {
 
@@ -481,6 +484,93 @@ TEST(SrtIngest, StartFailsCleanlyWhenThePortIsTaken) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find(std::to_string(port)), std::string::npos) << e.what();
   }
+}
+
+// Configurations the validator accepts must run.
+
+// config/README.md: "caller/rendezvous: required, the remote host name or address", and the
+// shipped config/redundant.yaml calls srt-gw.site2.example.net. A caller configured with a
+// host name must construct and connect (localhost: 127.0.0.1 from /etc/hosts).
+TEST(SrtIngest, CallerAcceptsAHostName) {
+  const auto file = test::fixture("h264_aac.ts");
+  const std::uint16_t port = free_port();
+  auto cfg = srt_input("byname", SrtMode::kCaller, port);
+  cfg.srt_address = "localhost";  // /etc/hosts: 127.0.0.1
+  Collector col(1);
+  std::unique_ptr<SrtIngest> ingest;
+  try {
+    ingest = std::make_unique<SrtIngest>(std::vector<InputConfig>{cfg}, col.sink());
+  } catch (const std::exception& e) {
+    FAIL() << "a host name the configuration accepts is refused: " << e.what();
+  }
+  ingest->start();
+  Peer peer(push_file(file, "srt://127.0.0.1:" + std::to_string(port) + "?mode=listener", "2"));
+  EXPECT_TRUE(wait_until([&] { return col.size(0) > 100000; }, 12s)) << col.size(0);
+  EXPECT_TRUE(ingest->stats(0).connected);
+}
+
+TEST(SrtIngest, ShippedRedundantConfigBuildsItsIngest) {
+  const char* src = std::getenv("TWINCAST_SOURCE_DIR");
+  ASSERT_NE(src, nullptr);
+  const auto r = twincast::control::load_config(std::string(src) + "/config/redundant.yaml");
+  ASSERT_TRUE(r.ok());
+  std::vector<InputConfig> srt;
+  for (const auto& ch : r.config->channels)
+    for (const auto& in : ch.inputs)
+      if (in.kind == InputKind::kSrt) srt.push_back(in);
+  ASSERT_FALSE(srt.empty());
+  Collector col(srt.size());
+  EXPECT_NO_THROW(SrtIngest(srt, col.sink()));
+}
+
+// Listeners on one port are told apart by the streamid's resource name ("chan1" and
+// "#!::r=chan1,m=publish" are the same); the configuration validator compares raw strings,
+// a validator comparing the raw strings would accept a configuration whose ingest cannot be
+// built (twincastd would then fail to start, or a reload half-way).
+TEST(SrtIngest, ConfigValidatorAndIngestAgreeOnStreamids) {
+  const auto two = [](const std::string& a, const std::string& b) {
+    return "channels:\n"
+           "  - id: a\n"
+           "    inputs: [ { srt: { port: 9000, streamid: \"" + a + "\" } } ]\n"
+           "    hls: true\n"
+           "  - id: b\n"
+           "    inputs: [ { srt: { port: 9000, streamid: \"" + b + "\" } } ]\n"
+           "    hls: true\n";
+  };
+  for (const auto& [a, b] : {std::pair<std::string, std::string>{"chan1", "#!::r=chan1,m=publish"},
+                             {"#!::m=publish,u=joe", "#!::m=publish,u=ann"}}) {
+    const auto r = twincast::control::parse_config(two(a, b));
+    if (!r.ok()) continue;  // refused up front: consistent
+    std::vector<InputConfig> srt;
+    for (const auto& ch : r.config->channels) srt.push_back(ch.inputs.at(0));
+    Collector col(2);
+    EXPECT_NO_THROW(SrtIngest(srt, col.sink())) << a << " / " << b << ": the validator accepted it";
+  }
+}
+
+// A rendezvous input whose peer restarts connects again (as a caller does).
+TEST(SrtIngest, RendezvousReconnectsWhenThePeerRestarts) {
+  const auto file = test::fixture("h264_aac.ts");
+  const std::uint16_t ours = free_port();
+  std::uint16_t theirs = free_port();
+  while (theirs == ours) theirs = free_port();
+  auto cfg = srt_input("rdv", SrtMode::kRendezvous, theirs);
+  cfg.srt_local_port = ours;
+  Collector col(1);
+  SrtIngest ingest({cfg}, col.sink());
+  ingest.start();
+  const std::string uri = "srt://127.0.0.1:" + std::to_string(ours) + "?mode=rendezvous&port=" + std::to_string(theirs);
+  std::size_t first = 0;
+  {
+    Peer peer(push_file(file, uri));
+    ASSERT_TRUE(wait_until([&] { return col.size(0) > 100000; }, 10s)) << col.size(0);
+    peer.stop();
+    ASSERT_TRUE(wait_until([&] { return !ingest.stats(0).connected; }, 8s));
+    first = col.size(0);
+  }
+  Peer peer(push_file(file, uri));
+  EXPECT_TRUE(wait_until([&] { return col.size(0) > first + 100000; }, 15s)) << col.size(0);
+  EXPECT_EQ(ingest.stats(0).connections, 2U);
 }
 
 }  // namespace

@@ -30,6 +30,10 @@ struct ConfigResult {
 // the resolution of relative passphrase_file paths (relative to the file's directory).
 ConfigResult parse_config(std::string_view yaml_text, std::string_view file_name = "<config>");
 
+// A host name as the configuration accepts one: letters, digits, '.' and '-', at most
+// 253 characters (an IPv4 address is one too).
+bool is_host_name(std::string_view s);
+
 // Reads and parses a file; an unreadable file is a ConfigError ("cannot read FILE: reason").
 ConfigResult load_config(const std::string& path);
 

@@ -64,7 +64,8 @@ class SrtIngest {
 
   // Validates every input (collecting all errors) and throws std::invalid_argument listing
   // them: kind must be kSrt, srt_port set, srt_address a numeric IPv4/IPv6 address
-  // (caller/rendezvous: not unspecified), passphrase empty or 10..79 characters, key_length
+  // (caller/rendezvous: not unspecified, or a host name resolved at each connection
+  // attempt), passphrase empty or 10..79 characters, key_length
   // 16/24/32, streamid at most 512 bytes, listeners on one port share one bind address and
   // have distinct streamids. libsrt is started here (refcounted per process).
   SrtIngest(std::vector<dataplane::InputConfig> inputs, Sink sink);
