@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "twincast/mpegts/crc32.hpp"
 #include "twincast/mpegts/file_times.hpp"
 #include "twincast/mpegts/pes.hpp"
 
@@ -154,6 +155,7 @@ struct Analyzer::PcrState {
   double run_ns_per_packet = 0;      // the run's first interval's rate (fixes x)
   double run_pcr_ns = 0;             // PCR time since the start of the run
   std::uint32_t run_intervals = 0;
+  std::uint64_t lost_at_pcr = 0;     // Analyzer::lost_ at the last PCR
 
   void rebase(std::uint64_t now) {
     arrival.rebase(now);
@@ -369,9 +371,11 @@ void Analyzer::role_packet(const TsPacket& p, std::uint16_t pid, std::uint8_t ro
 
 void Analyzer::on_section(std::uint16_t pid, std::span<const std::uint8_t> section, bool crc_ok) {
   const std::uint64_t now = section_now_ns_;
-  if (!crc_ok) count_error(Check::kCrcError, pid, now);
   if (section.empty()) return;
   const std::uint8_t table_id = section[0];
+  // The TOT (EN 300 468) carries a CRC_32 although its section_syntax_indicator is 0.
+  if (pid == kTotPid && table_id == 0x73) crc_ok = section_crc_ok(section);
+  if (!crc_ok) count_error(Check::kCrcError, pid, now);
   if (pid == kPatPid) {
     if (table_id == 0x00)
       pat_ref_ns_ = now;
@@ -437,9 +441,15 @@ void Analyzer::pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t no
         pcr_window_.valid = true;
         pcr_window_.jitter_ns = std::max(pcr_window_.jitter_ns, std::fabs(jitter));
       }
-      pcr_accuracy(s, pid, index, delta, now);
+      // Packets lost since the last PCR (CC gaps): the byte positions between the two
+      // PCRs are not the ones sent, so this interval says nothing about PCR_AC.
+      if (lost_ != s.lost_at_pcr)
+        s.run = false;
+      else
+        pcr_accuracy(s, pid, index, delta, now);
     }
   }
+  s.lost_at_pcr = lost_;
   s.have_pcr = true;
   s.discontinuity_pending = false;
   s.last_pcr = pcr;
@@ -612,8 +622,13 @@ void Analyzer::roll_mdi(std::uint64_t now) {
   }
   pcr_last_ = pcr_window_;
   pcr_window_ = PcrInterval{};
-  mdi_rate_bits_per_ns_ = config_.media_rate_bps != 0 ? static_cast<double>(config_.media_rate_bps) * 1e-9
-                                                      : static_cast<double>(mdi_bits_) / static_cast<double>(duration);
+  // Measured rate: not over an interval that spans an input outage (no packet, hence no
+  // tick, for more than an interval), which would be a fraction of the stream's rate and
+  // turn the next, clean, interval's DF into the length of the outage.
+  if (config_.media_rate_bps != 0)
+    mdi_rate_bits_per_ns_ = static_cast<double>(config_.media_rate_bps) * 1e-9;
+  else if (duration <= 2 * config_.mdi_interval_ns || mdi_rate_bits_per_ns_ == 0)
+    mdi_rate_bits_per_ns_ = static_cast<double>(mdi_bits_) / static_cast<double>(duration);
   mdi_start_ns_ = now;
   mdi_bits_ = 0;
   mdi_lost_ = 0;

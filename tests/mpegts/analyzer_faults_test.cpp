@@ -1,0 +1,148 @@
+// The TR 101 290 / MDI analyzer on faults other tests do not make: a corrupt TOT, an input
+// outage, one packet lost in a constant-rate mux.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "twincast/mpegts/analyzer.hpp"
+#include "twincast/mpegts/crc32.hpp"
+#include "twincast/mpegts/psi_tables.hpp"
+
+using namespace twincast::mpegts;
+
+namespace {
+
+constexpr std::uint64_t kMs = 1'000'000;
+
+// A payload-only packet on `pid` carrying one section from offset 5 (pointer_field 0),
+// 0xFF stuffing after it.
+TsPacket section_packet(std::uint16_t pid, std::uint8_t cc, const std::vector<std::uint8_t>& section) {
+  TsPacket p = make_null_packet();
+  p.set_pid(pid);
+  p.set_payload_unit_start(true);
+  p.bytes[3] = static_cast<std::uint8_t>(0x10 | (cc & 0x0F));
+  p.bytes[4] = 0x00;  // pointer_field
+  std::copy(section.begin(), section.end(), p.bytes.begin() + 5);
+  return p;
+}
+
+// A TOT (EN 300 468 5.2.6): table_id 0x73, section_syntax_indicator 0, but with a CRC_32.
+std::vector<std::uint8_t> make_tot() {
+  std::vector<std::uint8_t> s{0x73, 0x70, 0x00,                  // length patched below
+                              0xE7, 0x4C, 0x12, 0x34, 0x56,     // UTC_time
+                              0xF0, 0x00};                      // descriptors_loop_length 0
+  s.resize(s.size() + 4);
+  const std::size_t len = s.size() - 3;
+  s[1] = static_cast<std::uint8_t>(0x70 | (len >> 8));
+  s[2] = static_cast<std::uint8_t>(len & 0xFF);
+  const std::uint32_t crc = crc32_mpeg(std::span(s.data(), s.size() - 4));
+  s[s.size() - 4] = static_cast<std::uint8_t>(crc >> 24);
+  s[s.size() - 3] = static_cast<std::uint8_t>(crc >> 16);
+  s[s.size() - 2] = static_cast<std::uint8_t>(crc >> 8);
+  s[s.size() - 1] = static_cast<std::uint8_t>(crc);
+  return s;
+}
+
+}  // namespace
+
+// TR 101 290 CRC_error covers "CAT, PAT, PMT, NIT, EIT, BAT, SDT or TOT". The TOT carries a
+// CRC_32 although its section_syntax_indicator is 0; a corrupt TOT must be a CRC_error.
+TEST(AnalyzerFaults, CorruptTotIsACrcError) {
+  const auto good = make_tot();
+  ASSERT_TRUE(section_crc_ok(good));
+  auto bad = good;
+  bad[5] ^= 0x01;  // UTC_time changed, CRC not updated
+  Analyzer a;
+  std::uint64_t t = 0;
+  a.push(section_packet(0x14, 0, good), t += kMs);
+  EXPECT_EQ(a.count(Check::kCrcError), 0u);
+  a.push(section_packet(0x14, 1, bad), t += kMs);
+  EXPECT_EQ(a.count(Check::kCrcError), 1u);
+}
+
+// RFC 4445 DF after an outage: 3 s of a perfectly regular 1 packet/ms stream, 10 s of
+// nothing, then the same regular stream again. The intervals after the outage are as
+// clean as those before (DF ~1 packet time); they must not be measured against a drain
+// rate averaged over the outage.
+TEST(AnalyzerFaults, MdiDelayFactorAfterAnOutage) {
+  Analyzer a;
+  const TsPacket p = make_null_packet();
+  for (std::uint64_t ms = 0; ms < 3000; ++ms) a.push(p, ms * kMs);
+  ASSERT_TRUE(a.mdi_last().valid);
+  const double before = a.mdi_last().df_ms;
+  EXPECT_LT(before, 3.0);
+  // The outage: 10 s without packets. Then 1.5 s of the same stream: the interval
+  // [13 s, 14 s) completes.
+  for (std::uint64_t ms = 13000; ms < 14500; ++ms) a.push(p, ms * kMs);
+  const Mdi& m = a.mdi_last();
+  ASSERT_TRUE(m.valid);
+  EXPECT_NEAR(m.media_rate_bps, 1'504'000.0, 0.05 * 1'504'000.0);
+  EXPECT_LT(m.df_ms, 3.0) << "a clean interval after an outage reported DF " << m.df_ms << " ms";
+}
+
+namespace {
+
+// A constant-rate service at 10 packets/ms (15 Mbit/s), every packet arriving exactly on
+// time: slot i at i * 100 us. PAT and PMT every 100 ms, a PCR on the video PID every
+// 30 ms with the value of its slot's time (a perfect mux: PCR_AC 0). Slots in `drop`
+// are lost on the way (not pushed).
+Analyzer& cbr_15mbps(Analyzer& a, std::uint64_t slots, const std::vector<std::uint64_t>& drop) {
+  constexpr std::uint16_t kVid = 0x100, kPmtPid = 0x1000;
+  Service svc;
+  svc.service_id = 1;
+  svc.pmt_pid = kPmtPid;
+  svc.pcr_pid = kVid;
+  svc.streams = {{.pid = kVid, .stream_type = 0x1B, .codec = Codec::kH264}};
+  TableCarousel pat(kPatPid), pmt(kPmtPid);
+  pat.update([](std::uint8_t v) { return build_pat(1, {{1, kPmtPid}}, v); });
+  pmt.update([&](std::uint8_t v) { return build_pmt(svc, v); });
+  std::vector<TsPacket> table(4);
+  std::uint8_t cc = 0;
+  for (std::uint64_t i = 0; i < slots; ++i) {
+    TsPacket p = make_null_packet();
+    if (i % 1000 == 0 || i % 1000 == 1) {
+      const std::size_t n = (i % 1000 == 0 ? pat : pmt).packetize(table);
+      EXPECT_EQ(n, 1u);
+      p = table[0];
+    } else {
+      p.set_pid(kVid);
+      if (i % 300 == 5) {
+        p.bytes[3] = 0x30;
+        p.bytes[4] = 7;
+        p.bytes[5] = 0x10;
+        p.set_pcr(i * 2700);  // 100 us per slot
+      }
+      p.set_cc(cc);
+      cc = static_cast<std::uint8_t>((cc + 1) & 0x0F);
+    }
+    if (std::find(drop.begin(), drop.end(), i) != drop.end()) continue;
+    a.push(p, i * 100'000);
+  }
+  return a;
+}
+
+}  // namespace
+
+// One video packet lost on the network (a CC error, one packet lost) in a perfect
+// constant-rate mux. TR 101 290's PCR_AC is the mux's PCR against its byte position; the
+// lost packet shifts every later byte position by one packet (100 us here) while the
+// interval's rate moves by only 1/300 (inside the 1 % constant-rate tolerance), so every
+// later PCR is judged ~100 us "inaccurate" until the fit forgets: one lost packet becomes
+// hundreds of PCR_accuracy_errors on a mux whose PCRs are exact.
+TEST(AnalyzerFaults, OneLostPacketIsNotAStormOfPcrAccuracyErrors) {
+  {
+    Analyzer clean;
+    cbr_15mbps(clean, 60'000, {});
+    const Report r = clean.report();
+    ASSERT_EQ(r.priority_errors(1), 0u);
+    ASSERT_EQ(r.count(Check::kPcrAccuracyError), 0u);
+    ASSERT_TRUE(r.pcr.at(0).constant_rate);
+  }
+  Analyzer a;
+  cbr_15mbps(a, 60'000, {30'002});  // a video payload packet at 3 s
+  const Report r = a.report();
+  EXPECT_EQ(r.count(Check::kContinuityCountError), 1u);
+  EXPECT_EQ(r.lost_packets, 1u);
+  EXPECT_EQ(r.count(Check::kPcrAccuracyError), 0u) << "max PCR_AC " << r.pcr.at(0).max_accuracy_ns << " ns";
+}
