@@ -62,7 +62,8 @@ struct Multiplex::Impl {
       : config(m),
         members(resolve_members(m, channels)),
         remux(make_remux_config(m, channels, members)),
-        pacer(m.outputs, "multiplex " + m.id) {
+        pacer(m.outputs, "multiplex " + m.id),
+        previous_slot(members.size(), mpegts::Remuxer::kNoPreviousInput) {
     remux_out.resize(remux.max_output_per_push());
   }
 
@@ -88,6 +89,7 @@ struct Multiplex::Impl {
   mpegts::Remuxer remux;
   std::vector<TsPacket> remux_out;
   Pacers pacer;
+  std::vector<std::size_t> previous_slot;  // continue_from(): each member's slot in the multiplex before
   alignas(64) std::atomic<std::uint64_t> packets_in{0};
 };
 
@@ -100,7 +102,15 @@ void Multiplex::on_packets(std::size_t slot, std::span<const mpegts::TsPacket> p
 }
 void Multiplex::poll(std::uint64_t now_ns, DatagramSink& sink) { impl_->pacer.poll(now_ns, sink); }
 void Multiplex::continue_from(const Multiplex& previous) {
-  continue_output(impl_->remux, impl_->pacer, previous.impl_->remux, previous.impl_->pacer);
+  // Members are known by channel id: one that was in the multiplex before keeps its PIDs,
+  // PMT PID and service id wherever it now sits.
+  const std::vector<std::string>& before = previous.impl_->config.channels;
+  for (std::size_t slot = 0; slot < impl_->previous_slot.size(); ++slot) {
+    const auto it = std::find(before.begin(), before.end(), impl_->config.channels[slot]);
+    impl_->previous_slot[slot] =
+        it == before.end() ? mpegts::Remuxer::kNoPreviousInput : static_cast<std::size_t>(it - before.begin());
+  }
+  continue_output(impl_->remux, impl_->pacer, previous.impl_->remux, previous.impl_->pacer, impl_->previous_slot);
 }
 void Multiplex::describe_member(std::size_t slot, const ChannelConfig& member) {
   if (slot < impl_->members.size()) impl_->remux.describe(slot, member.name, member.provider, member.lcn);

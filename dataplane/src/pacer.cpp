@@ -313,9 +313,9 @@ PacingHistogram Pacers::lateness(std::size_t output) const {
 }
 
 void continue_output(mpegts::Remuxer& remux, Pacers& pacers, const mpegts::Remuxer& old_remux,
-                     const Pacers& old_pacers) {
+                     const Pacers& old_pacers, std::span<const std::size_t> previous_input) {
   pacers.take_over(old_pacers);
-  remux.continue_from(old_remux);
+  remux.continue_from(old_remux, previous_input);
 }
 
 }  // namespace twincast::dataplane

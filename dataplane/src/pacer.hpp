@@ -259,6 +259,6 @@ class Pacers {
 // (Pacers::take_over), so the remux goes on from the last packet it wrote. On the owning
 // lcore; no allocation.
 void continue_output(mpegts::Remuxer& remux, Pacers& pacers, const mpegts::Remuxer& old_remux,
-                     const Pacers& old_pacers);
+                     const Pacers& old_pacers, std::span<const std::size_t> previous_input = {});
 
 }  // namespace twincast::dataplane

@@ -90,6 +90,7 @@ Remuxer::Remuxer(RemuxConfig config) : config_(std::move(config)) {
     auto in = std::make_unique<Input>();
     in->psi = std::make_unique<PsiDecoder>();
     in->map.fill(kUnmapped);
+    in->inherited_map.fill(kUnmapped);
     in->last_cc.fill(0x10);
     copy_psi_pids(*in);
     inputs_.push_back(std::move(in));
@@ -98,6 +99,7 @@ Remuxer::Remuxer(RemuxConfig config) : config_(std::move(config)) {
   for (std::size_t k = 0; k < config_.services.size(); ++k) pmts_.emplace_back(kNullPid);
   snapshots_.resize(config_.services.size());
   last_sid_.resize(config_.services.size(), 0);
+  inherited_pmt_.resize(config_.services.size(), 0);
   // One packet, plus a full round of tables: PAT and each PMT fit in 1024-byte sections
   // (at most 6 packets each); SDT and NIT get 4 sections' worth each.
   max_out_ = 1 + 6 * (1 + config_.services.size()) + 2 * 4 * 6;
@@ -132,6 +134,11 @@ void Remuxer::rebuild() {
   // Explicit PMT PIDs first, so automatic ones never take them.
   for (const auto& sc : config_.services)
     if (sc.pmt_pid != 0) (void)pids.take(sc.pmt_pid, kFirstPmtPid);
+  // Then the targets of PID rules: what is on air (kept below) never sits on them.
+  std::bitset<kPidCount> rule_targets, rule_claimed;
+  for (const auto& sc : config_.services)
+    for (const auto& r : sc.rules)
+      if (!r.drop && pids.take_exact(r.to)) rule_targets[r.to] = true;
 
   // Keep the last complete picture of the source while its PSI is being relearnt
   // (after a switch), so the output tables do not flap.
@@ -146,17 +153,33 @@ void Remuxer::rebuild() {
   std::vector<std::uint16_t> kept_sid(config_.services.size(), 0);
   for (std::size_t k = 0; k < config_.services.size(); ++k) {
     const auto& sc = config_.services[k];
-    if (!snapshots_[k]) continue;
+    if (!snapshots_[k]) {
+      // Not learnt yet: what the engine continue_from() took over from had on air for it
+      // stays reserved until it is (so a member learnt earlier cannot take it).
+      if (sc.service_id == 0 && last_sid_[k] != 0) ids[last_sid_[k]] = true;
+      if (sc.pmt_pid == 0 && inherited_pmt_[k] != 0) (void)pids.take_exact(inherited_pmt_[k]);
+      for (const std::uint16_t o : inputs_[sc.input]->inherited_map)
+        if (o < kNullPid) (void)pids.take_exact(o);
+      continue;
+    }
     if (sc.service_id == 0 && last_sid_[k] != 0 && !ids[last_sid_[k]]) {
       ids[last_sid_[k]] = true;
       kept_sid[k] = last_sid_[k];
     }
-    if (sc.pmt_pid == 0 && pmts_[k].has_content() && pids.take_exact(pmts_[k].pid())) kept_pmt[k] = pmts_[k].pid();
+    // A service not on air yet keeps what the engine continue_from() took over from gave it.
+    const bool on_air = pmts_[k].has_content();
+    const std::uint16_t last_pmt = on_air ? pmts_[k].pid() : inherited_pmt_[k];
+    if (sc.pmt_pid == 0 && last_pmt != 0 && pids.take_exact(last_pmt)) kept_pmt[k] = last_pmt;
     const auto& prev = inputs_[sc.input]->map;
+    const auto& inherited = inputs_[sc.input]->inherited_map;
     auto& map = maps[sc.input];
     auto keep = [&](std::uint16_t src_pid) {
       if (src_pid >= kNullPid || map[src_pid] != kUnmapped) return;
-      if (const std::uint16_t o = prev[src_pid]; o < kNullPid && pids.take_exact(o)) map[src_pid] = o;
+      std::uint16_t o = prev[src_pid];
+      if (o == kUnmapped && !on_air &&
+          std::none_of(sc.rules.begin(), sc.rules.end(), [&](const PidRule& r) { return r.from == src_pid; }))
+        o = inherited[src_pid];
+      if (o < kNullPid && pids.take_exact(o)) map[src_pid] = o;
     };
     auto keep_ca = [&](const std::vector<Descriptor>& ds) {
       for (const auto& d : ds)
@@ -200,6 +223,10 @@ void Remuxer::rebuild() {
         if (r.from != src_pid) continue;
         if (r.drop) return map[src_pid] = kDropByRule;
         wanted = r.to;
+        if (rule_targets[wanted] && !rule_claimed[wanted]) {
+          rule_claimed[wanted] = true;
+          return map[src_pid] = wanted;
+        }
       }
       return map[src_pid] = pids.take(wanted, kFirstDynamicPid);
     };
@@ -445,7 +472,7 @@ void Remuxer::resume_table(TableCarousel& table) const {
     if (t.pid == table.pid()) table.resume(t.version, t.cc);
 }
 
-void Remuxer::continue_from(const Remuxer& previous) {
+void Remuxer::continue_from(const Remuxer& previous, std::span<const std::size_t> previous_input) {
   // `previous` may itself have taken over from an engine and not sent anything yet (reloads
   // faster than it learnt its input): what it inherited and did not use yet goes on too
   // (used_out_ includes those PIDs). Only the PIDs ever mapped: a worker runs this for
@@ -464,6 +491,42 @@ void Remuxer::continue_from(const Remuxer& previous) {
   // NIT the previous engine sent (or one before it: it may have sent nothing) goes on, even
   // when this one has no LCN to give.
   if (previous.nit_on_air_) nit_on_air_ = config_.nit = true;
+  // What the previous engine's services had on air (the same source service of the same
+  // source): kept by the services here as they are learnt, as within one engine.
+  const auto previous_of = [&](std::size_t input) {
+    const std::size_t j = previous_input.empty() ? input
+                          : input < previous_input.size() ? previous_input[input]
+                                                          : kNoPreviousInput;
+    return j < previous.inputs_.size() ? j : kNoPreviousInput;
+  };
+  for (std::size_t i = 0; i < inputs_.size(); ++i) {
+    const std::size_t j = previous_of(i);
+    if (j == kNoPreviousInput)
+      inputs_[i]->inherited_map.fill(kUnmapped);
+    else
+      inputs_[i]->inherited_map = previous.inputs_[j]->map;
+  }
+  // Only what the engine before chose itself: an output PID its PID rules named, a
+  // configured service id or PMT PID, were the configuration's, which may have changed.
+  for (std::size_t i = 0; i < inputs_.size(); ++i) {
+    const std::size_t j = previous_of(i);
+    for (const auto& pc : previous.config_.services)
+      if (j != kNoPreviousInput && pc.input == j)
+        for (const auto& r : pc.rules) inputs_[i]->inherited_map[r.from & 0x1FFF] = kUnmapped;
+  }
+  for (std::size_t k = 0; k < config_.services.size(); ++k) {
+    const auto& sc = config_.services[k];
+    const std::size_t j = previous_of(sc.input);
+    last_sid_[k] = 0;
+    inherited_pmt_[k] = 0;
+    for (std::size_t p = 0; j != kNoPreviousInput && p < previous.config_.services.size(); ++p) {
+      const auto& pc = previous.config_.services[p];
+      if (pc.input != j || pc.source_service_id != sc.source_service_id) continue;
+      if (pc.service_id == 0) last_sid_[k] = previous.last_sid_[p];
+      if (pc.pmt_pid == 0 && previous.pmts_[p].has_content()) inherited_pmt_[k] = previous.pmts_[p].pid();
+      break;
+    }
+  }
   inherited_tables_.clear();
   const auto inherit = [&](const TableCarousel& t) {
     if (t.has_content() && inherited_tables_.size() < inherited_tables_.capacity())

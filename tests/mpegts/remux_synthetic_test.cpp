@@ -294,3 +294,118 @@ TEST(RemuxSynthetic, EcmPidOfACaDescriptorIsCarried) {
   for (const auto& p : h.out) ecm_packets += p.pid() == ecm;
   EXPECT_EQ(ecm_packets, 10u) << "ECM packets on the PID the output PMT names";
 }
+
+// A PID rule names the output PID a source PID must be carried on. Whether the rule holds
+// must not depend on which input's tables arrive first: the other member's stream, learnt
+// first on the rule's target PID, must not keep it as "on air" (nor be moved off it later).
+TEST(RemuxSynthetic, PidRuleTargetHoldsWhateverInputIsLearntFirst) {
+  RemuxConfig cfg;
+  cfg.n_inputs = 2;
+  cfg.services.push_back({.input = 0, .service_id = 10, .rules = {PidRule{.from = 0x100, .to = 0x300}}});
+  cfg.services.push_back({.input = 1, .service_id = 20});
+  Harness h(cfg);
+  Source a{.tag = 0}, b{.tag = 1};
+  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  b.services.push_back(spts_service(1, 0x1001, {{0x300, 0x1B}}, 0x300));
+  h.push(1, b.tables());  // member B first
+  for (int i = 0; i < 5; ++i) h.push(1, b.es(0x300));
+  h.push(0, a.tables());
+  for (int i = 0; i < 5; ++i) {
+    h.push(0, a.es(0x100));
+    h.push(1, b.es(0x300));
+  }
+  EXPECT_EQ(h.r.output_pid(0, 0x100), 0x300) << "rule 0x100 -> 0x300 not applied";
+  std::map<std::uint16_t, std::set<std::pair<int, int>>> carried;
+  for (const auto& p : h.out) {
+    const auto o = origin(p);
+    if (o.first >= 0) carried[p.pid()].insert(o);
+  }
+  for (const auto& [pid, origins] : carried) EXPECT_EQ(origins.size(), 1u) << "output PID " << pid << " changed content";
+}
+
+// A reload that rebuilds a multiplex (a member added) hands the output over with
+// continue_from(). The members already on air keep their PIDs, PMT PIDs and service ids,
+// although the new engine learns its inputs in another order than the old one did.
+namespace {
+
+// The reload case: an engine of members A (input 0) and B (input 1) learnt B first; the
+// engine after the reload has `next_inputs` inputs, the members at `slot_a`/`slot_b` (the
+// new one C at the remaining slot), learns them in input order, and takes over with
+// `previous_input`. A and B must keep what they had on air.
+void expect_members_keep_their_layout(std::size_t slot_a, std::size_t slot_b, std::size_t slot_c,
+                                      std::vector<std::size_t> previous_input) {
+  RemuxConfig cfg;
+  cfg.n_inputs = 2;
+  cfg.services.push_back({.input = 0});
+  cfg.services.push_back({.input = 1});
+  Source a{.tag = 0}, b{.tag = 1}, c{.tag = 2};
+  for (Source* s : {&a, &b, &c})
+    s->services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}, {0x101, 0x0F}}, 0x100));
+  Harness old(cfg);
+  old.push(1, b.tables());
+  old.push(0, a.tables());
+  for (int i = 0; i < 5; ++i) {
+    old.push(0, a.es(0x100));
+    old.push(1, b.es(0x100));
+  }
+  ASSERT_EQ(old.r.output_model().services.size(), 2u);
+  const ProgramModel before = old.r.output_model();
+  const std::uint16_t a_video = old.r.output_pid(0, 0x100), b_video = old.r.output_pid(1, 0x100);
+
+  RemuxConfig next;
+  next.n_inputs = 3;
+  for (std::size_t slot = 0; slot < 3; ++slot) next.services.push_back({.input = slot});
+  Harness now(next);
+  now.r.continue_from(old.r, previous_input);
+  Source* by_slot[3];
+  by_slot[slot_a] = &a;
+  by_slot[slot_b] = &b;
+  by_slot[slot_c] = &c;
+  for (std::size_t slot = 0; slot < 3; ++slot) now.push(slot, by_slot[slot]->tables());
+  for (int i = 0; i < 5; ++i)
+    for (std::size_t slot = 0; slot < 3; ++slot) now.push(slot, by_slot[slot]->es(0x100));
+  ASSERT_EQ(now.r.output_model().services.size(), 3u);
+  EXPECT_EQ(now.r.output_pid(slot_a, 0x100), a_video) << "member A's video moved across the reload";
+  EXPECT_EQ(now.r.output_pid(slot_b, 0x100), b_video) << "member B's video moved across the reload";
+  const std::size_t slots[2] = {slot_a, slot_b};
+  for (std::size_t k = 0; k < 2; ++k) {
+    EXPECT_EQ(now.r.output_model().services[slots[k]].service_id, before.services[k].service_id) << "member " << k;
+    EXPECT_EQ(now.r.output_model().services[slots[k]].pmt_pid, before.services[k].pmt_pid) << "member " << k;
+  }
+}
+
+}  // namespace
+
+TEST(RemuxSynthetic, ReloadKeepsWhatIsOnAirWhenInputsArriveInAnotherOrder) {
+  expect_members_keep_their_layout(0, 1, 2, {});  // C added at the end: input i was input i
+}
+
+// The same with C listed first: A and B move to inputs 1 and 2, and continue_from() is told
+// where they were.
+TEST(RemuxSynthetic, ReloadKeepsWhatIsOnAirWhenMembersMoveToOtherInputs) {
+  expect_members_keep_their_layout(1, 2, 0, {Remuxer::kNoPreviousInput, 0, 1});
+}
+
+// What the engine before was configured to do is not inherited: a PID rule and a service
+// id the reload removed give way to the source's own PID and service id.
+TEST(RemuxSynthetic, AReloadDropsWhatTheOldConfigurationChose) {
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .service_id = 5, .rules = {PidRule{.from = 0x100, .to = 0x300}}});
+  Source a{.tag = 0};
+  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}, {0x101, 0x0F}}, 0x100));
+  Harness old(cfg);
+  old.push(0, a.tables());
+  for (int i = 0; i < 5; ++i) old.push(0, a.es(0x100));
+  ASSERT_EQ(old.r.output_pid(0, 0x100), 0x300);
+  ASSERT_EQ(old.r.output_model().services.at(0).service_id, 5);
+
+  RemuxConfig next;
+  next.services.push_back({.input = 0});
+  Harness now(next);
+  now.r.continue_from(old.r);
+  now.push(0, a.tables());
+  for (int i = 0; i < 5; ++i) now.push(0, a.es(0x100));
+  EXPECT_EQ(now.r.output_pid(0, 0x100), 0x100) << "the removed rule still applies";
+  EXPECT_EQ(now.r.output_pid(0, 0x101), old.r.output_pid(0, 0x101)) << "what the engine chose itself stays";
+  EXPECT_EQ(now.r.output_model().services.at(0).service_id, 1) << "the removed service id still applies";
+}

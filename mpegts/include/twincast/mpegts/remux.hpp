@@ -114,7 +114,12 @@ class Remuxer {
   // Everything `previous` wrote is taken to reach the receivers (the data plane's new
   // pacers send what the old ones still held). Call before the first push(); no
   // allocation (room for the table states is reserved at construction).
-  void continue_from(const Remuxer& previous);
+  // The services here that `previous` had on air keep their output PIDs, PMT PID and
+  // service id as they are learnt (whatever order the inputs arrive in): `previous_input`
+  // gives, for each input here, the input of `previous` fed by the same source
+  // (kNoPreviousInput: none); empty: input i was previous's input i.
+  static constexpr std::size_t kNoPreviousInput = ~std::size_t{0};
+  void continue_from(const Remuxer& previous, std::span<const std::size_t> previous_input = {});
 
   // Output service `service` (its place in RemuxConfig::services) is renamed: its SDT name
   // and provider and its NIT logical channel number become these (empty: the source's, as
@@ -141,6 +146,9 @@ class Remuxer {
     std::unique_ptr<PsiDecoder> psi;
     std::uint64_t seen_generation = ~std::uint64_t{0};
     std::array<std::uint16_t, kPidCount> map{};       // source PID -> output PID / kUnmapped
+    // The map of the engine continue_from() took over from: what its services had on air,
+    // kept by a service learnt here for the first time.
+    std::array<std::uint16_t, kPidCount> inherited_map{};
     std::array<std::uint8_t, kPidCount> last_cc{};    // 0x10 = nothing seen yet
     // psi->is_psi_pid() of every PID, copied when the PSI changes (generation) or resets,
     // so a media packet costs a bit test rather than a call into the decoder.
@@ -180,6 +188,7 @@ class Remuxer {
   std::vector<TableCarousel> pmts_;                    // one per configured service
   std::vector<std::optional<Service>> snapshots_;      // last complete source service, per configured service
   std::vector<std::uint16_t> last_sid_;                // output service id given last, per configured service (0: none)
+  std::vector<std::uint16_t> inherited_pmt_;           // PMT PID the previous engine gave the service (0: none)
   TableCarousel sdt_{kSdtPid};
   TableCarousel nit_{kNitPid};
   std::uint64_t next_psi_ns_ = 0;
