@@ -204,22 +204,42 @@ IgmpRecordType igmp_record_type(IgmpEvent event, bool ssm) {
 }
 
 std::size_t write_igmpv3_report(MutableBytes out, std::span<const IgmpRecord> records) {
+  // Records of one type and group that follow each other, each with a source, go out as
+  // one record listing those sources: a router tracking hosts takes a record's source list
+  // as the whole of it (two TO_IN({S}) records would leave only the second source).
+  const auto continues = [&](std::size_t i) {
+    return i > 0 && records[i].source != 0 && records[i - 1].source != 0 && records[i].type == records[i - 1].type &&
+           records[i].group == records[i - 1].group;
+  };
   std::size_t need = kIgmpv3ReportHeader;
-  for (const IgmpRecord& r : records) need += 8 + (r.source != 0 ? 4 : 0);
-  if (out.size() < need || records.size() > 0xFFFF) return 0;
+  std::size_t n_records = 0;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    if (!continues(i)) {
+      need += 8;
+      ++n_records;
+    }
+    if (records[i].source != 0) need += 4;
+  }
+  if (out.size() < need || n_records > 0xFFFF) return 0;
   out[0] = kIgmpv3Report;
   out[1] = 0;
   put16(out, 2, 0);
   put16(out, 4, 0);
-  put16(out, 6, static_cast<std::uint16_t>(records.size()));
+  put16(out, 6, static_cast<std::uint16_t>(n_records));
   std::size_t at = kIgmpv3ReportHeader;
-  for (const IgmpRecord& r : records) {
-    out[at] = static_cast<std::uint8_t>(r.type);
-    out[at + 1] = 0;  // aux data len
-    put16(out, at + 2, r.source != 0 ? 1 : 0);
-    put32(out, at + 4, r.group);
-    at += 8;
+  std::size_t record = 0;  // where the current record's header is
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const IgmpRecord& r = records[i];
+    if (!continues(i)) {
+      record = at;
+      out[at] = static_cast<std::uint8_t>(r.type);
+      out[at + 1] = 0;  // aux data len
+      put16(out, at + 2, 0);
+      put32(out, at + 4, r.group);
+      at += 8;
+    }
     if (r.source != 0) {
+      put16(out, record + 2, static_cast<std::uint16_t>(((out[record + 2] << 8) | out[record + 3]) + 1));
       put32(out, at, r.source);
       at += 4;
     }

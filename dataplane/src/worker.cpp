@@ -281,9 +281,9 @@ void Dataplane::Impl::expire_rtp(std::uint64_t now_ns) {
         in->expected_seq = static_cast<std::uint16_t>(in->expected_seq + 1);
       }
       bump(in->counters.rtp_out_of_order);
-      const std::uint32_t before = in->held;
+      // flush_rtp() delivers at least the datagram after the gap; the rest waits from when
+      // the oldest of it arrived (flush_rtp() sets held_since_ns so).
       flush_rtp(flow, false, now_ns);
-      if (in->held != 0 && in->held != before) in->held_since_ns = now_ns;  // the rest waits anew
     }
   }
 }
@@ -393,8 +393,8 @@ void Dataplane::Impl::send_reports(PortState& port, std::span<const GroupJoin> g
     if (event == net::IgmpEvent::kLeave) {
       // What a leave reports is the group's state after it (RFC 3376 5.1, 5.2): nothing
       // changes while an any-source join of the group stays; an any-source join left while
-      // sources of the group stay joined changes to those sources, one TO_IN record each
-      // (an empty TO_IN would leave the group they still need).
+      // sources of the group stay joined changes to those sources: TO_IN of them, in one
+      // record (write_igmpv3_report merges them; an empty TO_IN would leave the group).
       bool any_source_stays = false;
       bool sources_stay = false;
       for (const GroupJoin& s : still_joined) {

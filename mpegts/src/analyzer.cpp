@@ -156,6 +156,10 @@ struct Analyzer::PcrState {
   double run_pcr_ns = 0;             // PCR time since the start of the run
   std::uint32_t run_intervals = 0;
   std::uint64_t lost_at_pcr = 0;     // Analyzer::lost_ at the last PCR
+  // The last PCR's PCR_AC, counted at the next PCR unless a loss is seen by then (a lost
+  // packet shows at the next packet of its PID, which may come after the PCR). NaN: none.
+  double pending_accuracy_ns = std::numeric_limits<double>::quiet_NaN();
+  std::uint64_t pending_ns = 0;
 
   void rebase(std::uint64_t now) {
     arrival.rebase(now);
@@ -419,6 +423,16 @@ void Analyzer::pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t no
   };
 
   const std::uint64_t index = burst_index_ + static_cast<std::uint64_t>(&p - burst_begin_);
+  if (!std::isnan(s.pending_accuracy_ns)) {
+    if (lost_ == s.lost_at_pcr) {
+      const double a = s.pending_accuracy_ns;
+      s.max_accuracy_ns = std::max(s.max_accuracy_ns, a);
+      pcr_window_.accuracy_measured = true;
+      pcr_window_.accuracy_ns = std::max(pcr_window_.accuracy_ns, a);
+      if (a > static_cast<double>(config_.pcr_accuracy_ns)) count_error(Check::kPcrAccuracyError, pid, s.pending_ns);
+    }
+    s.pending_accuracy_ns = std::numeric_limits<double>::quiet_NaN();
+  }
   if (!s.have_pcr || disc || s.discontinuity_pending) {
     repetition(arrival_gap);
     s.rebase(now);
@@ -490,11 +504,9 @@ void Analyzer::pcr_accuracy(PcrState& s, std::uint16_t pid, std::uint64_t index,
   const double accuracy = static_cast<double>(config_.pcr_accuracy_ns);
   const double error = s.position.sample(x, delta27, accuracy);
   if (s.run_intervals < kCbrIntervals || std::isnan(error)) return;
-  const double a = std::fabs(error);
-  s.max_accuracy_ns = std::max(s.max_accuracy_ns, a);
-  pcr_window_.accuracy_measured = true;
-  pcr_window_.accuracy_ns = std::max(pcr_window_.accuracy_ns, a);
-  if (a > accuracy) count_error(Check::kPcrAccuracyError, pid, now);
+  (void)pid;
+  s.pending_accuracy_ns = std::fabs(error);  // judged at the next PCR (pcr_packet)
+  s.pending_ns = now;
 }
 
 void Analyzer::pes_start(const TsPacket& p, std::uint16_t pid, std::uint64_t now) {
@@ -627,7 +639,7 @@ void Analyzer::roll_mdi(std::uint64_t now) {
   // turn the next, clean, interval's DF into the length of the outage.
   if (config_.media_rate_bps != 0)
     mdi_rate_bits_per_ns_ = static_cast<double>(config_.media_rate_bps) * 1e-9;
-  else if (duration <= 2 * config_.mdi_interval_ns || mdi_rate_bits_per_ns_ == 0)
+  else if (duration <= 2 * config_.mdi_interval_ns)
     mdi_rate_bits_per_ns_ = static_cast<double>(mdi_bits_) / static_cast<double>(duration);
   mdi_start_ns_ = now;
   mdi_bits_ = 0;

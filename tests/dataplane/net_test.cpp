@@ -320,6 +320,25 @@ TEST(NetIgmp, RecordTypesFollowRfc3376) {
   EXPECT_EQ(igmp_record_type(IgmpEvent::kLeave, true), IgmpRecordType::kBlockOldSources);
 }
 
+// Sources of one group and record type that follow each other are one record: a router
+// that tracks hosts takes each record's source list as the host's whole state.
+TEST(NetIgmp, ConsecutiveSourcesOfAGroupShareOneRecord) {
+  const IgmpRecord recs[] = {{IgmpRecordType::kChangeToInclude, ipv4(239, 7, 7, 7), ipv4(10, 0, 0, 1)},
+                             {IgmpRecordType::kChangeToInclude, ipv4(239, 7, 7, 7), ipv4(10, 0, 0, 2)},
+                             {IgmpRecordType::kBlockOldSources, ipv4(239, 7, 7, 7), ipv4(10, 0, 0, 3)},
+                             {IgmpRecordType::kChangeToInclude, ipv4(239, 8, 8, 8), 0}};
+  ByteVec m(64);
+  ASSERT_EQ(write_igmpv3_report(m, recs), 8u + (8 + 8) + (8 + 4) + 8);
+  const ByteVec expect_wo_csum = {0x22, 0, 0, 0, 0, 0, 0, 3,                            //
+                                  3, 0, 0, 2, 239, 7, 7, 7, 10, 0, 0, 1, 10, 0, 0, 2,  //
+                                  6, 0, 0, 1, 239, 7, 7, 7, 10, 0, 0, 3,               //
+                                  3, 0, 0, 0, 239, 8, 8, 8};
+  ByteVec got(m.begin(), m.begin() + 44);
+  EXPECT_EQ(internet_checksum(got), 0);
+  got[2] = got[3] = 0;
+  EXPECT_EQ(got, expect_wo_csum);
+}
+
 TEST(NetIgmp, ReportBytes) {
   const IgmpRecord recs[] = {{IgmpRecordType::kChangeToExclude, ipv4(239, 1, 1, 1), 0},
                              {IgmpRecordType::kAllowNewSources, ipv4(232, 1, 1, 1), ipv4(10, 0, 0, 1)}};

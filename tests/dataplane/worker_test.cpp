@@ -474,6 +474,25 @@ TEST_F(Worker, RtpHoldTimeStartsAtTheOldestDatagramStillHeld) {
   EXPECT_EQ(dp_->input_stats(0, 1).datagrams, 6u);
 }
 
+// A gap given up by the hold timer leaves the next gap waiting from the oldest
+// datagram still held (README: "a gap given up 20 ms after the oldest datagram still
+// waiting arrived"), not a fresh 20 ms from the expiry. 12 held at 1 ms (11 missing), 14
+// held at 5 ms (13 missing). At 21 ms 11 is given up and 12 delivered; 14 has then waited
+// 16 ms. At 26 ms it has waited 21 ms: 13 is given up and 14 delivered.
+TEST_F(Worker, RtpHoldTimeAfterAnExpiredGapStartsAtTheOldestDatagramStillHeld) {
+  make(1);
+  constexpr std::uint64_t ms = 1'000'000;
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(10, 0, 7)), udp_frame(kGroupRtp, 5000, rtp_payload(12, 0, 7))}, 1 * ms,
+       1 * ms, 1);
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(14, 0, 7))}, 5 * ms, 5 * ms, 2);
+  feed({}, 21 * ms, 21 * ms, 1);  // 11 given up, 12 delivered, 14 waits
+  ASSERT_EQ(dp_->input_stats(0, 1).datagrams, 2u);  // 10, 12
+  ASSERT_EQ(dp_->input_stats(0, 1).rtp_lost, 1u);
+  feed({}, 26 * ms, 26 * ms, 0);  // 14 arrived 21 ms ago
+  EXPECT_EQ(dp_->input_stats(0, 1).rtp_lost, 2u) << "13 given up 20 ms after 14 arrived";
+  EXPECT_EQ(dp_->input_stats(0, 1).datagrams, 3u) << "10, 12, 14";
+}
+
 TEST_F(Worker, SsmAndUnicastInputs) {
   make(1);
   feed({udp_frame(kSsmGroup, 5000, ts_payload(0, 7)),                      // from the SSM source: input 2

@@ -146,3 +146,81 @@ TEST(AnalyzerFaults, OneLostPacketIsNotAStormOfPcrAccuracyErrors) {
   EXPECT_EQ(r.lost_packets, 1u);
   EXPECT_EQ(r.count(Check::kPcrAccuracyError), 0u) << "max PCR_AC " << r.pcr.at(0).max_accuracy_ns << " ns";
 }
+
+// The first MDI interval is the one that spans the outage (50 ms of stream, then 3 s of
+// nothing). No drain rate is known yet; the outage interval's rate (a 60th of the
+// stream's) must not become the drain rate of the next, clean, interval (its DF would be
+// tens of seconds). A clean interval must report a small DF (or none while no rate is known).
+TEST(AnalyzerFaults, MdiDelayFactorAfterAnOutageInTheFirstInterval) {
+  Analyzer a;
+  const TsPacket p = make_null_packet();
+  for (std::uint64_t ms = 0; ms < 50; ++ms) a.push(p, ms * kMs);
+  // The outage, then the same regular stream: the interval [3 s, 4 s) completes.
+  for (std::uint64_t ms = 3000; ms < 4500; ++ms) a.push(p, ms * kMs);
+  const Mdi& m = a.mdi_last();
+  if (m.valid) {
+    EXPECT_LT(m.df_ms, 3.0) << "a clean interval after an outage reported DF " << m.df_ms << " ms";
+  }
+  // And once a rate is known, the clean stream's intervals are clean.
+  for (std::uint64_t ms = 4500; ms < 6500; ++ms) a.push(p, ms * kMs);
+  ASSERT_TRUE(a.mdi_last().valid);
+  EXPECT_LT(a.mdi_last().df_ms, 3.0);
+  EXPECT_NEAR(a.mdi_last().media_rate_bps, 1'504'000.0, 0.05 * 1'504'000.0);
+}
+
+// PCR_AC is not judged over an interval with lost packets. A lost packet is only
+// seen (a CC gap) at the next packet of its PID, which may come after the next PCR: here
+// an audio packet (PID 0x101, every 10th slot) lost 2 slots before a PCR of the video PID,
+// its gap seen 8 slots after that PCR. The interval ending at that PCR has lost a packet
+// all the same, and a perfect mux must not get a PCR_accuracy_error for it.
+TEST(AnalyzerFaults, LostPacketOfAnotherPidSeenAfterThePcrIsNotAPcrAccuracyError) {
+  constexpr std::uint16_t kVid = 0x100, kAud = 0x101, kPmtPid = 0x1000;
+  Service svc;
+  svc.service_id = 1;
+  svc.pmt_pid = kPmtPid;
+  svc.pcr_pid = kVid;
+  svc.streams = {{.pid = kVid, .stream_type = 0x1B, .codec = Codec::kH264},
+                 {.pid = kAud, .stream_type = 0x0F, .codec = Codec::kAac}};
+  TableCarousel pat(kPatPid), pmt(kPmtPid);
+  pat.update([](std::uint8_t v) { return build_pat(1, {{1, kPmtPid}}, v); });
+  pmt.update([&](std::uint8_t v) { return build_pmt(svc, v); });
+  std::vector<TsPacket> table(4);
+  const auto run = [&](Analyzer& a, std::uint64_t lost_slot) {
+    std::uint8_t cc_v = 0, cc_a = 0;
+    for (std::uint64_t i = 0; i < 60'000; ++i) {
+      TsPacket p = make_null_packet();
+      if (i % 1000 == 0 || i % 1000 == 1) {
+        EXPECT_EQ((i % 1000 == 0 ? pat : pmt).packetize(table), 1u);
+        p = table[0];
+      } else if (i % 10 == 3) {
+        p.set_pid(kAud);
+        p.set_cc(cc_a);
+        cc_a = static_cast<std::uint8_t>((cc_a + 1) & 0x0F);
+      } else {
+        p.set_pid(kVid);
+        if (i % 300 == 5) {
+          p.bytes[3] = 0x30;
+          p.bytes[4] = 7;
+          p.bytes[5] = 0x10;
+          p.set_pcr(i * 2700);  // 100 us per slot
+        }
+        p.set_cc(cc_v);
+        cc_v = static_cast<std::uint8_t>((cc_v + 1) & 0x0F);
+      }
+      if (i == lost_slot) continue;
+      a.push(p, i * 100'000);
+    }
+  };
+  {
+    Analyzer clean;
+    run(clean, ~std::uint64_t{0});
+    ASSERT_EQ(clean.report().count(Check::kPcrAccuracyError), 0u);
+    ASSERT_EQ(clean.report().count(Check::kContinuityCountError), 0u);
+  }
+  Analyzer a;
+  run(a, 30'003);  // audio, 2 slots before the PCR in slot 30'005; the next audio is slot 30'013
+  const Report r = a.report();
+  EXPECT_EQ(r.count(Check::kContinuityCountError), 1u);
+  EXPECT_EQ(r.lost_packets, 1u);
+  EXPECT_EQ(r.count(Check::kPcrAccuracyError), 0u) << "max PCR_AC " << r.pcr.at(0).max_accuracy_ns << " ns";
+}

@@ -239,7 +239,8 @@ struct IgmpRecord {
   Ipv4 group = 0;
   Ipv4 source = 0;  // one source for SSM, 0: none
 };
-// The IGMPv3 report message (type 0x22) with its checksum.
+// The IGMPv3 report message (type 0x22) with its checksum. Records of one type and group
+// that follow each other, each with a source, become one record listing those sources.
 std::size_t write_igmpv3_report(MutableBytes out, std::span<const IgmpRecord> records);
 // The whole frame: Ethernet [+VLAN] to 01:00:5e:00:00:16, IPv4 to 224.0.0.22 with TTL 1,
 // DSCP CS6 and the Router Alert option, then the report.
