@@ -897,9 +897,11 @@ struct Api::Impl {
       const std::string_view param = q.substr(0, amp);
       q = amp < q.size() ? q.substr(amp + 1) : std::string_view{};
       const std::size_t eq = std::min(param.find('='), param.size());
-      const std::string_view value = eq < param.size() ? param.substr(eq + 1) : std::string_view{};
-      if (param.substr(0, eq) == "ttl_s") ttl_text = std::string(value);
-      if (param.substr(0, eq) == "client") client = std::string(value);
+      const std::string_view raw = eq < param.size() ? param.substr(eq + 1) : std::string_view{};
+      std::string value;  // percent-decoded, as clients encode a query (':' as %3A)
+      if (!percent_decode(raw, value)) return json_error(400, "malformed percent-encoding in the query");
+      if (param.substr(0, eq) == "ttl_s") ttl_text = value;
+      if (param.substr(0, eq) == "client") client = value;
     }
     std::int64_t ttl = 3600;
     if (!ttl_text.empty()) {

@@ -465,7 +465,13 @@ std::string error_text(const Answer& a) {
   json::value v = json::parse(a.body, ec);
   if (!ec && v.is_object()) {
     if (const json::value* e = v.as_object().if_contains("error"); e != nullptr && e->is_string()) {
-      return printable(e->as_string());
+      // One line per line of the message (a refused reload lists its config errors).
+      std::string_view rest = e->as_string();
+      std::string text;
+      for (std::size_t nl; (nl = rest.find('\n')) != std::string_view::npos; rest.remove_prefix(nl + 1)) {
+        text += printable(rest.substr(0, nl)) + "\n  ";
+      }
+      return text + printable(rest);
     }
   }
   std::string b = printable(a.body.substr(0, 200));

@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "twincast/control/hls_auth.hpp"
+#include "twincast/control/http_server.hpp"  // percent_decode
 #include "twincast/control/log.hpp"
 #include "twincast/control/transcoder.hpp"
 #include "twincast/dataplane/dataplane.hpp"
@@ -108,28 +109,6 @@ std::optional<std::int64_t> parse_time_ms(std::string_view s) {
   return ((days * 24 + h) * 60 + mi) * 60'000 + std::int64_t{sec} * 1000 + ms;
 }
 
-// %XX decoded ('+' stays: it is the zone's sign in "+00:00" as often as a space).
-std::optional<std::string> percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out += s[i];
-      continue;
-    }
-    if (i + 2 >= s.size()) return std::nullopt;
-    int v = 0;
-    for (std::size_t k = i + 1; k <= i + 2; ++k) {
-      const char c = s[k];
-      const int x = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-      if (x < 0) return std::nullopt;
-      v = v * 16 + x;
-    }
-    out += static_cast<char>(v);
-    i += 2;
-  }
-  return out;
-}
-
 // [start, end) from a query string; start kNoTime / end kForever when absent.
 struct TimeRange {
   std::int64_t start = kNoTime;
@@ -148,9 +127,10 @@ RangeQuery parse_range(std::string_view query, TimeRange& r) {
     const std::string_view key = param.substr(0, eq);
     if (key != "start" && key != "end") continue;
     if (eq == std::string_view::npos) return RangeQuery::kInvalid;
-    const auto value = percent_decode(param.substr(eq + 1));
-    if (!value) return RangeQuery::kInvalid;
-    const auto t = parse_time_ms(*value);
+    // '+' stays '+': it is the zone's sign in "+00:00" as often as a space.
+    std::string value;
+    if (!percent_decode(param.substr(eq + 1), value)) return RangeQuery::kInvalid;
+    const auto t = parse_time_ms(value);
     if (!t) return RangeQuery::kInvalid;
     (key == "start" ? r.start : r.end) = *t;
     any = true;

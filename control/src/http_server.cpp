@@ -49,27 +49,6 @@ int hex_value(char c) {
   return -1;
 }
 
-// Percent-decodes one path segment into `out` (its capacity reused); false for a malformed
-// escape or a NUL.
-bool percent_decode(std::string_view s, std::string& out) {
-  out.clear();
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out += s[i];
-      continue;
-    }
-    if (i + 2 >= s.size()) return false;
-    int hi = hex_value(s[i + 1]);
-    int lo = hex_value(s[i + 2]);
-    if (hi < 0 || lo < 0) return false;
-    char c = static_cast<char>(hi * 16 + lo);
-    if (c == '\0') return false;
-    out += c;
-    i += 2;
-  }
-  return true;
-}
-
 std::vector<std::string_view> split_path(std::string_view path) {
   std::vector<std::string_view> segments;
   // path starts with '/'
@@ -275,11 +254,57 @@ using Acceptor = asio::basic_socket_acceptor<tcp, Executor>;
 
 }  // namespace
 
+bool percent_decode(std::string_view s, std::string& out) {
+  out.clear();
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (i + 2 >= s.size()) return false;
+    int hi = hex_value(s[i + 1]);
+    int lo = hex_value(s[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    char c = static_cast<char>(hi * 16 + lo);
+    if (c == '\0') return false;
+    out += c;
+    i += 2;
+  }
+  return true;
+}
+
 std::string HttpRequest::header(std::string_view name) const { return std::string(find_header(*this, name)); }
+
+namespace {
+// `s` with every byte that is not part of a well-formed UTF-8 sequence replaced by U+FFFD:
+// a message may echo a percent-decoded path, and JSON must be UTF-8.
+std::string valid_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    std::size_t n = b < 0x80 ? 1 : (b >= 0xC2 && b <= 0xDF) ? 2 : (b >= 0xE0 && b <= 0xEF) ? 3 : (b >= 0xF0 && b <= 0xF4) ? 4 : 0;
+    bool ok = n != 0 && i + n <= s.size();
+    for (std::size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0U) == 0x80U;
+    if (ok && n >= 3) {
+      const auto b1 = static_cast<unsigned char>(s[i + 1]);
+      ok = !(b == 0xE0 && b1 < 0xA0) && !(b == 0xED && b1 > 0x9F) && !(b == 0xF0 && b1 < 0x90) && !(b == 0xF4 && b1 > 0x8F);
+    }
+    if (ok) {
+      out.append(s.substr(i, n));
+      i += n;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+}  // namespace
 
 HttpResponse json_error(unsigned status, std::string_view message) {
   boost::json::object o;
-  o["error"] = message;
+  o["error"] = valid_utf8(message);
   return HttpResponse{.status = status, .content_type = "application/json", .body = boost::json::serialize(o) + "\n"};
 }
 

@@ -834,3 +834,61 @@ TEST_F(ApiTest, PrometheusScrapesAndAnswersAQuery) {
   prom.stop();
   std::filesystem::remove_all(pdir);
 }
+
+// Query values and error bodies as real clients send and read them.
+
+namespace {
+
+// The fake backend, signing like the appliance (the client it was asked for is recorded).
+class RecordingSigningBackend : public FakeBackend {
+ public:
+  tc::ApiHlsUrl hls_url(const std::string& channel, std::int64_t ttl_s, const std::string& client) override {
+    asked_ttl = ttl_s;
+    asked_client = client;
+    return tc::ApiHlsUrl{.url = "http://origin/hls/" + channel + "/index.m3u8?token=t", .page_url = "p", .token = "t",
+                         .expires = 1};
+  }
+  std::int64_t asked_ttl = 0;
+  std::string asked_client;
+};
+
+}  // namespace
+
+// A query string is percent-encoded by every HTTP client library (Python's urlencode,
+// curl --data-urlencode, JavaScript's URLSearchParams all write ':' as %3A): an IPv6
+// client address must reach the backend decoded, not be refused as "not an address".
+TEST(Api, HlsUrlQueryParametersArePercentDecoded) {
+  auto dir = tt::temp_dir("api-query");
+  std::ofstream(dir / "token") << kToken << "\n";
+  RecordingSigningBackend backend;
+  tc::metrics::Registry registry;
+  tc::Api api(backend, registry, tc::ApiOptions{.token_file = dir / "token"});
+  tc::HttpServer server;
+  api.add_routes(server);
+  server.listen("127.0.0.1:0");
+  server.start();
+  Reply r = request(server.ports().at(0), http::verb::post, "/api/v1/channels/news/hls-url?ttl_s=120&client=fd00%3A%3A7",
+                    "", bearer(kToken));
+  EXPECT_EQ(r.status, 200U) << r.body;
+  EXPECT_EQ(backend.asked_client, "fd00::7");
+  EXPECT_EQ(backend.asked_ttl, 120);
+  server.stop();
+  std::filesystem::remove_all(dir);
+}
+
+// An error that echoes a path segment must still be JSON: a percent-decoded segment that is
+// not UTF-8 (a Latin-1 terminal's "café" is caf%E9) may not be copied raw into the body.
+TEST_F(ApiTest, ErrorBodyIsValidJsonForANonUtf8ChannelId) {
+  for (const char* target : {"/api/v1/channels/caf%E9", "/api/v1/channels/%FF%FE"}) {
+    Reply r = request(port_, http::verb::get, target);
+    EXPECT_EQ(r.status, 404U);
+    boost::system::error_code ec;
+    json::value v = json::parse(r.body, ec);
+    EXPECT_FALSE(ec) << target << ": the 404 body is not JSON (" << ec.message() << "): " << r.body;
+  }
+  Reply s = request(port_, http::verb::post, "/api/v1/channels/caf%E9/switch", R"({"input":"main"})", bearer(kToken));
+  EXPECT_EQ(s.status, 404U);
+  boost::system::error_code ec;
+  (void)json::parse(s.body, ec);
+  EXPECT_FALSE(ec) << "the switch 404 body is not JSON: " << s.body;
+}

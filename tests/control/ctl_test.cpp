@@ -737,3 +737,19 @@ TEST_F(CtlTest, HelpAndVersion) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("usage: twincastctl"), std::string::npos);
 }
+
+// A refused reload carries the configuration's errors one per line (format_errors, as the
+// appliance's reload answers them); the operator must see them as lines, not glued together
+// by '?' (printable() turning each newline into a '?').
+TEST_F(CtlTest, RefusedReloadShowsEachConfigErrorOnItsOwnLine) {
+  backend_.reload_error_ = std::string(
+      "/etc/twincast/channels.yaml:3:5: channels[0].id: \"News\" is not a valid id\n"
+      "/etc/twincast/channels.yaml:9:7: channels[1].outputs[0].udp.group: 239.1.1.1:5000 is already the destination "
+      "of channels[0].outputs[0]");
+  CtlRun r = api({"--token-file", token_file_.string(), "reload"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.find("valid id?/etc"), std::string::npos) << r.err;
+  EXPECT_EQ(lines_with(r.err, "channels.yaml:3:5").size(), 1U) << r.err;
+  EXPECT_EQ(lines_with(r.err, "channels.yaml:9:7").size(), 1U) << r.err;
+  EXPECT_EQ(lines_with(r.err, "channels.yaml:").size(), 2U) << "both errors on one line: " << r.err;
+}

@@ -75,6 +75,10 @@ struct HttpResponse {
 // {"error": message} with `status`.
 [[nodiscard]] HttpResponse json_error(unsigned status, std::string_view message);
 
+// Percent-decodes a path segment or query value into `out` (its capacity reused); false
+// for a malformed escape or a NUL. '+' stays '+'.
+[[nodiscard]] bool percent_decode(std::string_view s, std::string& out);
+
 struct HttpServerLimits {
   std::size_t max_header_bytes = 8 * 1024;
   std::size_t max_body_bytes = 64 * 1024;
