@@ -163,6 +163,7 @@ json::object channel_detail(const ApiChannelView& c) {
       s["retransmitted"] = in.srt->retransmitted;
       s["recovered"] = in.srt->recovered;
       s["dropped"] = in.srt->dropped;
+      s["ring_drops"] = in.srt->ring_drops;
       i["srt"] = std::move(s);
     } else {
       i["srt"] = nullptr;
@@ -391,6 +392,11 @@ struct MetricFamilies {
                         .Name("twincast_input_srt_dropped_packets_total")
                         .Help("SRT packets never delivered (too late to play)")
                         .Register(r)),
+        srt_ring_drops(metrics::BuildCounter()
+                           .Name("twincast_input_srt_ring_drops_total")
+                           .Help("SRT messages (up to 7 TS packets each) received but lost before the channel: "
+                                 "the data plane's input ring had no room")
+                           .Register(r)),
         output_datagrams(metrics::BuildCounter()
                              .Name("twincast_output_datagrams_total")
                              .Help("Datagrams sent on the output")
@@ -441,10 +447,6 @@ struct MetricFamilies {
                            .Name("twincast_port_rx_nombuf_total")
                            .Help("Received packets dropped for lack of an mbuf")
                            .Register(r)),
-        port_ring_drops(metrics::BuildCounter()
-                            .Name("twincast_port_ring_drops_total")
-                            .Help("Packets dropped on full software rings")
-                            .Register(r)),
         port_drops(metrics::BuildCounter()
                        .Name("twincast_port_drops_total")
                        .Help("Frames the data plane dropped on the port, by reason: received frames it could not use "
@@ -516,6 +518,7 @@ struct MetricFamilies {
     srt_retransmitted.Clear();
     srt_recovered.Clear();
     srt_dropped.Clear();
+    srt_ring_drops.Clear();
     output_datagrams.Clear();
     output_packets.Clear();
     output_bytes.Clear();
@@ -528,7 +531,6 @@ struct MetricFamilies {
     port_tx_bytes.Clear();
     port_rx_missed.Clear();
     port_rx_nombuf.Clear();
-    port_ring_drops.Clear();
     port_drops.Clear();
     worker_poll_seconds.Clear();
     worker_busy_seconds.Clear();
@@ -610,6 +612,7 @@ struct MetricFamilies {
           srt_retransmitted.Add(il).Set(as_double(in.srt->retransmitted));
           srt_recovered.Add(il).Set(as_double(in.srt->recovered));
           srt_dropped.Add(il).Set(as_double(in.srt->dropped));
+          srt_ring_drops.Add(il).Set(as_double(in.srt->ring_drops));
         }
       }
       for (const auto& out : c.outputs) add_output({{"channel", c.id}, {"output", out.id}}, out);
@@ -630,7 +633,6 @@ struct MetricFamilies {
       port_tx_bytes.Add(pl).Set(as_double(p.tx_bytes));
       port_rx_missed.Add(pl).Set(as_double(p.rx_missed));
       port_rx_nombuf.Add(pl).Set(as_double(p.rx_nombuf));
-      port_ring_drops.Add(pl).Set(as_double(p.ring_drops));
       for (const auto& [reason, n] : p.drops) port_drops.Add({{"port", p.id}, {"reason", reason}}).Set(as_double(n));
     }
     for (const auto& w : workers) {
@@ -688,6 +690,7 @@ struct MetricFamilies {
   Family<Counter>& srt_retransmitted;
   Family<Counter>& srt_recovered;
   Family<Counter>& srt_dropped;
+  Family<Counter>& srt_ring_drops;
   Family<Counter>& output_datagrams;
   Family<Counter>& output_packets;
   Family<Counter>& output_bytes;
@@ -700,7 +703,6 @@ struct MetricFamilies {
   Family<Counter>& port_tx_bytes;
   Family<Counter>& port_rx_missed;
   Family<Counter>& port_rx_nombuf;
-  Family<Counter>& port_ring_drops;
   Family<Counter>& port_drops;
   Family<Counter>& worker_poll_seconds;
   Family<Counter>& worker_busy_seconds;

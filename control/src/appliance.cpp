@@ -233,6 +233,7 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
         sv.retransmitted = st.retransmitted;
         sv.recovered = st.recovered;
         sv.dropped = st.dropped;
+        sv.ring_drops = dp->external_drops(c, i);
         iv.srt = sv;
       }
       if (iv.state != "ok") v.alarms.push_back("input " + ic.name + (iv.active ? " (active) " : " ") + iv.state);
@@ -298,9 +299,6 @@ std::vector<ApiPortView> Appliance::Impl::ports() {
     v.tx_bytes = s.tx_bytes;
     v.rx_missed = s.rx_missed;
     v.rx_nombuf = s.rx_nombuf;
-    for (std::size_t c = 0; c < config.channels.size(); ++c)
-      for (std::size_t i = 0; i < config.channels[c].inputs.size(); ++i)
-        if (config.channels[c].inputs[i].kind == dataplane::InputKind::kSrt) v.ring_drops += dp->external_drops(c, i);
     for (std::size_t r = 0; r < dataplane::kDropReasonCount; ++r)
       v.drops.emplace_back(dataplane::drop_reason_name(static_cast<dataplane::DropReason>(r)), s.drops[r]);
     out.push_back(std::move(v));

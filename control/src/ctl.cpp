@@ -864,7 +864,7 @@ class Ctl {
           s += kv("SRT", std::string(flag(*srt, "connected") ? "connected" : "not connected") + ", rtt " +
                              (rtt ? fixed(*rtt, 1) + " ms" : "-") + ", lost " + count(*srt, "lost") + ", retransmitted " +
                              count(*srt, "retransmitted") + ", recovered " + count(*srt, "recovered") + ", dropped " +
-                             count(*srt, "dropped"));
+                             count(*srt, "dropped") + ", ring drops " + count(*srt, "ring_drops"));
         }
       }
     }

@@ -256,6 +256,7 @@ TEST_F(ApiTest, ChannelDetail) {
   EXPECT_TRUE(backup.at("pcr").at("accuracy_ns").is_null());
   EXPECT_EQ(backup.at("srt").at("rtt_ms").to_number<double>(), 35);
   EXPECT_EQ(backup.at("srt").at("retransmitted").to_number<int>(), 9);
+  EXPECT_EQ(backup.at("srt").at("ring_drops").to_number<int>(), 6);
   const auto& out = v.at("outputs").as_array()[0];
   EXPECT_EQ(out.at("id").as_string(), "239.1.1.1:5000");
   EXPECT_EQ(out.at("dropped").to_number<int>(), 2);
@@ -634,6 +635,8 @@ TEST_F(ApiTest, MetricsExposition) {
   has("twincast_input_pcr_jitter_seconds{channel=\"news\",input=\"backup\"} 4e-04");
   has("twincast_input_srt_rtt_seconds{channel=\"news\",input=\"backup\"} 0.035");
   has("twincast_input_srt_retransmitted_packets_total{channel=\"news\",input=\"backup\"} 9");
+  has("twincast_input_srt_ring_drops_total{channel=\"news\",input=\"backup\"} 6");
+  EXPECT_EQ(t.find("twincast_port_ring_drops_total"), std::string::npos) << "SRT inputs are on no port";
   has("twincast_output_datagrams_total{channel=\"news\",output=\"239.1.1.1:5000\"} 140");
   has("twincast_output_dropped_datagrams_total{channel=\"news\",output=\"239.1.1.1:5000\"} 2");
   has("twincast_output_queue_dropped_packets_total{channel=\"news\",output=\"239.1.1.1:5000\"} 7");
@@ -652,7 +655,6 @@ TEST_F(ApiTest, MetricsExposition) {
   has("twincast_output_pacing_lateness_seconds_bucket{multiplex=\"mux1\",output=\"239.3.3.3:5000\",le=\"1e-05\"} 290");
   has("twincast_output_pacing_lateness_seconds_count{multiplex=\"mux1\",output=\"239.3.3.3:5000\"} 300");
   has("twincast_port_rx_missed_total{port=\"0000:00:04.0\"} 4");
-  has("twincast_port_ring_drops_total{port=\"0000:00:04.0\"} 6");
   has("twincast_port_drops_total{port=\"0000:00:04.0\",reason=\"unknown_flow\"} 21");
   has("twincast_port_drops_total{port=\"0000:00:04.0\",reason=\"ts_size\"} 5");
   has("twincast_port_drops_total{port=\"0000:00:04.0\",reason=\"malformed\"} 0");

@@ -322,7 +322,7 @@ TEST_F(CtlTest, ChannelDetail) {
   EXPECT_NE(o.find("PCR           jitter 0.40 ms, accuracy not measured (variable rate)"), std::string::npos) << o;
   EXPECT_NE(o.find("input backup (srt), standby, down\n"), std::string::npos) << o;
   EXPECT_NE(o.find("0 packets, 0 bit/s, nothing received yet"), std::string::npos) << o;
-  EXPECT_NE(o.find("SRT           connected, rtt 35.0 ms, lost 10, retransmitted 9, recovered 8, dropped 1"),
+  EXPECT_NE(o.find("SRT           connected, rtt 35.0 ms, lost 10, retransmitted 9, recovered 8, dropped 1, ring drops 6"),
             std::string::npos)
       << o;
   // Outputs and HLS.

@@ -61,7 +61,8 @@ class FakeBackend : public control::ApiBackend {
     backup.kind = "srt";
     backup.state = "down";
     backup.pcr_jitter_s = 0.0004;  // a variable-rate stream: no accuracy
-    backup.srt = control::ApiSrtView{.connected = true, .rtt_ms = 35, .lost = 10, .retransmitted = 9, .recovered = 8, .dropped = 1};
+    backup.srt = control::ApiSrtView{
+        .connected = true, .rtt_ms = 35, .lost = 10, .retransmitted = 9, .recovered = 8, .dropped = 1, .ring_drops = 6};
     news.inputs = {main, backup};
     control::ApiOutputView out;
     out.id = "239.1.1.1:5000";
@@ -96,7 +97,6 @@ class FakeBackend : public control::ApiBackend {
     port.tx_packets = 2345;
     port.rx_missed = 4;
     port.rx_nombuf = 1;
-    port.ring_drops = 6;
     port.drops = {{"malformed", 0}, {"unknown_flow", 21}, {"ts_size", 5}};
     ports_ = {port};
     control::ApiMultiplexView mux;

@@ -43,6 +43,7 @@ struct ApiSrtView {
   std::uint64_t retransmitted = 0;  // retransmitted packets received
   std::uint64_t recovered = 0;      // losses repaired in time
   std::uint64_t dropped = 0;        // never delivered (too late)
+  std::uint64_t ring_drops = 0;     // SRT messages the data plane's input ring had no room for
 };
 
 struct ApiInputView {
@@ -143,7 +144,6 @@ struct ApiPortView {
   std::uint64_t tx_bytes = 0;
   std::uint64_t rx_missed = 0;   // imissed: the NIC had no room
   std::uint64_t rx_nombuf = 0;   // rx_nombuf: no mbuf for a received packet
-  std::uint64_t ring_drops = 0;  // packets lost to full software rings
   // Frames the data plane dropped on the port, by reason (dataplane::drop_reason_name:
   // malformed ... ts_sync for what it received, tx_* for what it could not send); every
   // reason, zero or not, in the data plane's order.
