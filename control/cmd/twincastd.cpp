@@ -133,6 +133,9 @@ int run(const std::string& file, const char* argv0, unsigned status_interval_s) 
                        {"unchanged", std::to_string(d.channels_unchanged.size())},
                        {"srt_restarted", outcome.srt_restarted ? "1" : "0"}},
                       "twincastd: SIGHUP: reloaded " + file);
+          if (outcome.warning)
+            reloads.write(log::Level::kError, "reload_incomplete", {{"file", file}},
+                          "twincastd: SIGHUP: reloaded " + file + ", but " + *outcome.warning);
         }
         sd_notify(0, "READY=1");
       }

@@ -948,6 +948,7 @@ struct Api::Impl {
     json::object o;
     o["status"] = "reloaded";
     o["channels"] = std::move(channels);
+    if (result.warning) o["warning"] = *result.warning;
     return json_ok(o);
   }
 

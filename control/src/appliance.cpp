@@ -70,6 +70,7 @@ struct Appliance::Impl final : ApiBackend {
     update_access();
     ApiReloadResult a;
     a.error = r.error;
+    a.warning = r.warning;
     a.added = r.diff.channels_added;
     a.removed = r.diff.channels_removed;
     a.restarted = r.diff.channels_changed;
@@ -428,7 +429,7 @@ ReloadOutcome Appliance::Impl::reload_file() {
       try {
         srt->start();
       } catch (const std::exception& e) {
-        out.error = std::string("applied, but the SRT ingest did not start: ") + e.what();
+        out.warning = std::string("the SRT ingest did not start: ") + e.what();
       }
     }
   }

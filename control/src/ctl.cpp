@@ -1003,6 +1003,12 @@ class Ctl {
         for (const char* key : {"added", "removed", "restarted", "updated"}) {
           if (count(key) != 0) line += "\n  " + std::string(key) + ": " + list(key);
         }
+        // Applied, but something did not follow: said, and not a success for a script.
+        if (const json::value* w = v.as_object().if_contains("warning"); w != nullptr && w->is_string()) {
+          p_.out(line + "\n");
+          p_.err("reload: warning: " + printable(std::string(w->as_string())));
+          return code(CtlExit::kRefused);
+        }
       }
       p_.out(line + "\n");
     }

@@ -741,6 +741,20 @@ TEST_F(CtlTest, HelpAndVersion) {
 // A refused reload carries the configuration's errors one per line (format_errors, as the
 // appliance's reload answers them); the operator must see them as lines, not glued together
 // by '?' (printable() turning each newline into a '?').
+// Applied, but the SRT ingest did not start: the new configuration runs (not "refused"),
+// the operator is told, and a script sees a failure.
+TEST_F(CtlTest, AReloadAppliedWithAWarningSaysSoAndFails) {
+  backend_.reload_warning_ = "the SRT ingest did not start: port 9000 is in use";
+  CtlRun r = api({"--token-file", token_file_.string(), "reload"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("configuration reloaded: 1 added"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("reload: warning: the SRT ingest did not start: port 9000 is in use"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("refused"), std::string::npos) << r.err;
+  r = api({"--token-file", token_file_.string(), "--json", "reload"});
+  EXPECT_NE(r.out.find("\"status\":\"reloaded\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"warning\":\"the SRT ingest did not start: port 9000 is in use\""), std::string::npos) << r.out;
+}
+
 TEST_F(CtlTest, RefusedReloadShowsEachConfigErrorOnItsOwnLine) {
   backend_.reload_error_ = std::string(
       "/etc/twincast/channels.yaml:3:5: channels[0].id: \"News\" is not a valid id\n"

@@ -149,8 +149,8 @@ class FakeBackend : public control::ApiBackend {
     std::lock_guard lock(mutex_);
     ++reloads_;
     if (reload_error_) return control::ApiReloadResult{.error = reload_error_};
-    return control::ApiReloadResult{.added = {"kids"}, .removed = {"old"}, .restarted = {"sport"}, .updated = {"weather"},
-                                     .unchanged = {"news"}};
+    return control::ApiReloadResult{.warning = reload_warning_, .added = {"kids"}, .removed = {"old"},
+                                     .restarted = {"sport"}, .updated = {"weather"}, .unchanged = {"news"}};
   }
   std::vector<std::string> secrets() override { return {kFakePassphrase}; }
 
@@ -163,6 +163,7 @@ class FakeBackend : public control::ApiBackend {
   bool refuse_switch_ = false;
   int reloads_ = 0;
   std::optional<std::string> reload_error_;
+  std::optional<std::string> reload_warning_;  // applied, but e.g. the SRT ingest did not start
 };
 
 }  // namespace twincast::test

@@ -172,6 +172,7 @@ struct ApiHlsUrl {
 // with the channels by what happened to them.
 struct ApiReloadResult {
   std::optional<std::string> error;
+  std::optional<std::string> warning;  // applied, but something did not follow (JSON "warning")
   std::vector<std::string> added;
   std::vector<std::string> removed;
   std::vector<std::string> restarted;  // changed (or members of a changed multiplex)

@@ -18,6 +18,9 @@ struct ReloadOutcome {
   std::optional<std::string> error;
   dataplane::ConfigDiff diff;
   bool srt_restarted = false;  // the SRT ingest was rebuilt (its callers reconnect)
+  // Applied, but not everything followed: the new SRT ingest did not start (the new
+  // configuration runs, its SRT inputs receive nothing).
+  std::optional<std::string> warning;
 };
 
 // The web page's files: ott.static_dir, else <binary's dir>/../web (a build tree) or
