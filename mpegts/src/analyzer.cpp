@@ -460,7 +460,7 @@ void Analyzer::pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t no
       if (lost_ != s.lost_at_pcr)
         s.run = false;
       else
-        pcr_accuracy(s, pid, index, delta, now);
+        pcr_accuracy(s, index, delta, now);
     }
   }
   s.lost_at_pcr = lost_;
@@ -471,7 +471,7 @@ void Analyzer::pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t no
 }
 
 // PCR_AC: each PCR against where its byte position puts it on a constant-rate stream.
-void Analyzer::pcr_accuracy(PcrState& s, std::uint16_t pid, std::uint64_t index, std::uint64_t delta27,
+void Analyzer::pcr_accuracy(PcrState& s, std::uint64_t index, std::uint64_t delta27,
                             std::uint64_t now) {
   if (index <= s.last_index || delta27 == 0) {
     s.run = false;
@@ -504,7 +504,6 @@ void Analyzer::pcr_accuracy(PcrState& s, std::uint16_t pid, std::uint64_t index,
   const double accuracy = static_cast<double>(config_.pcr_accuracy_ns);
   const double error = s.position.sample(x, delta27, accuracy);
   if (s.run_intervals < kCbrIntervals || std::isnan(error)) return;
-  (void)pid;
   s.pending_accuracy_ns = std::fabs(error);  // judged at the next PCR (pcr_packet)
   s.pending_ns = now;
 }

@@ -85,26 +85,31 @@ namespace {
 
 // A constant-rate service at 10 packets/ms (15 Mbit/s), every packet arriving exactly on
 // time: slot i at i * 100 us. PAT and PMT every 100 ms, a PCR on the video PID every
-// 30 ms with the value of its slot's time (a perfect mux: PCR_AC 0). Slots in `drop`
-// are lost on the way (not pushed).
-Analyzer& cbr_15mbps(Analyzer& a, std::uint64_t slots, const std::vector<std::uint64_t>& drop) {
-  constexpr std::uint16_t kVid = 0x100, kPmtPid = 0x1000;
+// 30 ms with the value of its slot's time (a perfect mux: PCR_AC 0); with `audio`, every
+// 10th slot (i % 10 == 3) carries an audio PID. Slots in `drop` are lost on the way (not
+// pushed).
+Analyzer& cbr_15mbps(Analyzer& a, std::uint64_t slots, const std::vector<std::uint64_t>& drop, bool audio = false) {
+  constexpr std::uint16_t kVid = 0x100, kAud = 0x101, kPmtPid = 0x1000;
   Service svc;
   svc.service_id = 1;
   svc.pmt_pid = kPmtPid;
   svc.pcr_pid = kVid;
   svc.streams = {{.pid = kVid, .stream_type = 0x1B, .codec = Codec::kH264}};
+  if (audio) svc.streams.push_back({.pid = kAud, .stream_type = 0x0F, .codec = Codec::kAac});
   TableCarousel pat(kPatPid), pmt(kPmtPid);
   pat.update([](std::uint8_t v) { return build_pat(1, {{1, kPmtPid}}, v); });
   pmt.update([&](std::uint8_t v) { return build_pmt(svc, v); });
   std::vector<TsPacket> table(4);
-  std::uint8_t cc = 0;
+  std::uint8_t cc_v = 0, cc_a = 0;
   for (std::uint64_t i = 0; i < slots; ++i) {
     TsPacket p = make_null_packet();
     if (i % 1000 == 0 || i % 1000 == 1) {
-      const std::size_t n = (i % 1000 == 0 ? pat : pmt).packetize(table);
-      EXPECT_EQ(n, 1u);
+      EXPECT_EQ((i % 1000 == 0 ? pat : pmt).packetize(table), 1u);
       p = table[0];
+    } else if (audio && i % 10 == 3) {
+      p.set_pid(kAud);
+      p.set_cc(cc_a);
+      cc_a = static_cast<std::uint8_t>((cc_a + 1) & 0x0F);
     } else {
       p.set_pid(kVid);
       if (i % 300 == 5) {
@@ -113,8 +118,8 @@ Analyzer& cbr_15mbps(Analyzer& a, std::uint64_t slots, const std::vector<std::ui
         p.bytes[5] = 0x10;
         p.set_pcr(i * 2700);  // 100 us per slot
       }
-      p.set_cc(cc);
-      cc = static_cast<std::uint8_t>((cc + 1) & 0x0F);
+      p.set_cc(cc_v);
+      cc_v = static_cast<std::uint8_t>((cc_v + 1) & 0x0F);
     }
     if (std::find(drop.begin(), drop.end(), i) != drop.end()) continue;
     a.push(p, i * 100'000);
@@ -174,51 +179,14 @@ TEST(AnalyzerFaults, MdiDelayFactorAfterAnOutageInTheFirstInterval) {
 // its gap seen 8 slots after that PCR. The interval ending at that PCR has lost a packet
 // all the same, and a perfect mux must not get a PCR_accuracy_error for it.
 TEST(AnalyzerFaults, LostPacketOfAnotherPidSeenAfterThePcrIsNotAPcrAccuracyError) {
-  constexpr std::uint16_t kVid = 0x100, kAud = 0x101, kPmtPid = 0x1000;
-  Service svc;
-  svc.service_id = 1;
-  svc.pmt_pid = kPmtPid;
-  svc.pcr_pid = kVid;
-  svc.streams = {{.pid = kVid, .stream_type = 0x1B, .codec = Codec::kH264},
-                 {.pid = kAud, .stream_type = 0x0F, .codec = Codec::kAac}};
-  TableCarousel pat(kPatPid), pmt(kPmtPid);
-  pat.update([](std::uint8_t v) { return build_pat(1, {{1, kPmtPid}}, v); });
-  pmt.update([&](std::uint8_t v) { return build_pmt(svc, v); });
-  std::vector<TsPacket> table(4);
-  const auto run = [&](Analyzer& a, std::uint64_t lost_slot) {
-    std::uint8_t cc_v = 0, cc_a = 0;
-    for (std::uint64_t i = 0; i < 60'000; ++i) {
-      TsPacket p = make_null_packet();
-      if (i % 1000 == 0 || i % 1000 == 1) {
-        EXPECT_EQ((i % 1000 == 0 ? pat : pmt).packetize(table), 1u);
-        p = table[0];
-      } else if (i % 10 == 3) {
-        p.set_pid(kAud);
-        p.set_cc(cc_a);
-        cc_a = static_cast<std::uint8_t>((cc_a + 1) & 0x0F);
-      } else {
-        p.set_pid(kVid);
-        if (i % 300 == 5) {
-          p.bytes[3] = 0x30;
-          p.bytes[4] = 7;
-          p.bytes[5] = 0x10;
-          p.set_pcr(i * 2700);  // 100 us per slot
-        }
-        p.set_cc(cc_v);
-        cc_v = static_cast<std::uint8_t>((cc_v + 1) & 0x0F);
-      }
-      if (i == lost_slot) continue;
-      a.push(p, i * 100'000);
-    }
-  };
   {
     Analyzer clean;
-    run(clean, ~std::uint64_t{0});
+    cbr_15mbps(clean, 60'000, {}, true);
     ASSERT_EQ(clean.report().count(Check::kPcrAccuracyError), 0u);
     ASSERT_EQ(clean.report().count(Check::kContinuityCountError), 0u);
   }
   Analyzer a;
-  run(a, 30'003);  // audio, 2 slots before the PCR in slot 30'005; the next audio is slot 30'013
+  cbr_15mbps(a, 60'000, {30'003}, true);  // audio, 2 slots before the PCR in slot 30'005; the next audio is slot 30'013
   const Report r = a.report();
   EXPECT_EQ(r.count(Check::kContinuityCountError), 1u);
   EXPECT_EQ(r.lost_packets, 1u);

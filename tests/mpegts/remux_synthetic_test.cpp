@@ -76,6 +76,16 @@ std::pair<int, int> origin(const TsPacket& p) {
   return {pl[4], (pl[5] << 8) | pl[6]};
 }
 
+// Each output PID carried one source stream (tag, source PID) for the whole run.
+void expect_each_output_pid_carries_one_source(const std::vector<TsPacket>& out) {
+  std::map<std::uint16_t, std::set<std::pair<int, int>>> carried;
+  for (const auto& p : out) {
+    const auto o = origin(p);
+    if (o.first >= 0) carried[p.pid()].insert(o);
+  }
+  for (const auto& [pid, origins] : carried) EXPECT_EQ(origins.size(), 1u) << "output PID " << pid << " changed content";
+}
+
 Service spts_service(std::uint16_t sid, std::uint16_t pmt, std::vector<std::pair<std::uint16_t, std::uint8_t>> es,
                      std::uint16_t pcr) {
   Service s;
@@ -160,12 +170,7 @@ TEST(RemuxSynthetic, AMembersNewStreamDoesNotMoveAnotherMembersPids) {
   EXPECT_EQ(h.r.output_pid(1, 0x101), b_audio) << "member B's audio moved";
 
   // Each output PID carries one source stream for the whole run.
-  std::map<std::uint16_t, std::set<std::pair<int, int>>> carried;
-  for (const auto& p : h.out) {
-    const auto o = origin(p);
-    if (o.first >= 0) carried[p.pid()].insert(o);
-  }
-  for (const auto& [pid, origins] : carried) EXPECT_EQ(origins.size(), 1u) << "output PID " << pid << " changed content";
+  expect_each_output_pid_carries_one_source(h.out);
 }
 
 // The same root cause at start-up: member B's tables arrive first, then A's. B has been
@@ -196,12 +201,7 @@ TEST(RemuxSynthetic, LearningASecondMemberDoesNotMoveTheFirstOnesPids) {
   EXPECT_EQ(after.service_id, before.service_id);
   EXPECT_EQ(after.pmt_pid, before.pmt_pid);
   EXPECT_EQ(h.r.output_pid(1, 0x100), before.streams[0].pid);
-  std::map<std::uint16_t, std::set<std::pair<int, int>>> carried;
-  for (const auto& p : h.out) {
-    const auto o = origin(p);
-    if (o.first >= 0) carried[p.pid()].insert(o);
-  }
-  for (const auto& [pid, origins] : carried) EXPECT_EQ(origins.size(), 1u) << "output PID " << pid << " changed content";
+  expect_each_output_pid_carries_one_source(h.out);
 }
 
 // An MPTS of many services, each with a name and a logical channel number: every service
@@ -315,12 +315,7 @@ TEST(RemuxSynthetic, PidRuleTargetHoldsWhateverInputIsLearntFirst) {
     h.push(1, b.es(0x300));
   }
   EXPECT_EQ(h.r.output_pid(0, 0x100), 0x300) << "rule 0x100 -> 0x300 not applied";
-  std::map<std::uint16_t, std::set<std::pair<int, int>>> carried;
-  for (const auto& p : h.out) {
-    const auto o = origin(p);
-    if (o.first >= 0) carried[p.pid()].insert(o);
-  }
-  for (const auto& [pid, origins] : carried) EXPECT_EQ(origins.size(), 1u) << "output PID " << pid << " changed content";
+  expect_each_output_pid_carries_one_source(h.out);
 }
 
 // A reload that rebuilds a multiplex (a member added) hands the output over with

@@ -230,7 +230,7 @@ class Analyzer final : private SectionHandler {
   void scrambled(std::uint16_t pid, std::uint64_t now);
   void role_packet(const TsPacket& p, std::uint16_t pid, std::uint8_t role, std::uint64_t now);
   void pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t now);
-  void pcr_accuracy(PcrState& s, std::uint16_t pid, std::uint64_t index, std::uint64_t delta27, std::uint64_t now);
+  void pcr_accuracy(PcrState& s, std::uint64_t index, std::uint64_t delta27, std::uint64_t now);
   void pes_start(const TsPacket& p, std::uint16_t pid, std::uint64_t now);
   void rebuild(std::uint64_t now);
   void roll_bitrate(std::uint64_t now);
