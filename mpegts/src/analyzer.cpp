@@ -285,8 +285,15 @@ inline void Analyzer::check_packet(const TsPacket& p, std::uint64_t now) {
     h.cc_state = 0;  // the next payload packet may carry any CC
   }
 
-  if (h.role != 0) [[unlikely]]
-    role_packet(p, pid, h.role, now);
+  // Most packets of an ES PID (no adaptation field, no unit start) have nothing for
+  // role_packet(): they stay on the fast path.
+  const std::uint8_t role = h.role;
+  if (role != 0) [[unlikely]] {
+    const bool psi = (role & kRolePsi) != 0;
+    const bool pcr = (role & kRolePcr) != 0 && (b3 & 0x20) != 0;
+    const bool pes = (role & kRolePes) != 0 && p.payload_unit_start();
+    if (psi || pcr || pes) role_packet(p, pid, role, now);
+  }
 }
 
 void Analyzer::push(const TsPacket& p, std::uint64_t now) {

@@ -4,6 +4,7 @@
 #include <cassert>
 #include <bit>
 #include <bitset>
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -361,11 +362,14 @@ std::size_t Remuxer::emit_tables(std::uint64_t now_ns, std::span<TsPacket> out) 
 }
 
 // One packet in; `out` has room for max_output_per_push() packets. Both push() overloads
-// call it, so the batch one runs it inline, without a call per packet.
-std::size_t Remuxer::push_one(std::size_t input, const TsPacket& packet, std::uint64_t now_ns, std::span<TsPacket> out) {
-  ++stats_.packets_in;
-  Input& in = *inputs_[input];
-  const std::uint16_t pid = packet.pid();
+// call it, so the batch one runs it inline, without a call per packet. The header is read
+// once into registers and the output's written once: the packets are bytes, which may
+// alias anything, so every store into one makes the compiler reload what it read before.
+// The caller counts packets in and out.
+std::size_t Remuxer::push_one(Input& in, const TsPacket& packet, std::uint64_t now_ns, std::span<TsPacket> out) {
+  const std::uint8_t b1 = packet.bytes[1];
+  const std::uint8_t b3 = packet.bytes[3];
+  const auto pid = static_cast<std::uint16_t>(((b1 & 0x1F) << 8) | packet.bytes[2]);
   if (in.psi_pids[pid]) [[unlikely]] {
     in.psi->push(packet);
     if (in.psi->generation() != in.seen_generation) {
@@ -381,42 +385,43 @@ std::size_t Remuxer::push_one(std::size_t input, const TsPacket& packet, std::ui
   if (tables_due_ || now_ns < quiet_from_ns_ || now_ns >= quiet_until_ns_) [[unlikely]]
     n = emit_tables(now_ns, out);
   const std::uint16_t o = in.map[pid];
-  if (o == kUnmapped) {
-    ++stats_.dropped_unmapped;
-    stats_.packets_out += n;
+  if (o >= kDropByRule) [[unlikely]] {
+    if (o == kUnmapped)
+      ++stats_.dropped_unmapped;
+    else
+      ++stats_.dropped_rule;
     return n;
   }
-  if (o == kDropByRule) {
-    ++stats_.dropped_rule;
-    stats_.packets_out += n;
-    return n;
-  }
-  const bool payload = packet.has_payload();
+  const bool payload = (b3 & 0x10) != 0;
+  const std::uint8_t cc_in = b3 & 0x0F;
   bool duplicate = false;
   if (payload) {
-    duplicate = in.last_cc[pid] == packet.cc();  // a legal single repeat stays a repeat
-    in.last_cc[pid] = packet.cc();
+    duplicate = in.last_cc[pid] == cc_in;  // a legal single repeat stays a repeat
+    in.last_cc[pid] = cc_in;
   }
   OutPid& op = out_[o];
-  if (op.wait_unit_start && payload) {
+  if (op.wait_unit_start && payload) [[unlikely]] {
     // Resume at a unit start; video at a random access point (the encoder's
     // random_access_indicator), or at any unit start once kMaxKeyframeWaitNs has passed
     // for streams that do not flag them.
     if (op.wait_since_ns == 0) op.wait_since_ns = now_ns | 1;
     const bool keyframe_ok = !op.is_video || packet.random_access() || now_ns - op.wait_since_ns >= kMaxKeyframeWaitNs;
-    if (!packet.payload_unit_start() || !keyframe_ok) {
+    if ((b1 & 0x40) == 0 || !keyframe_ok) {
       ++stats_.dropped_resync;
-      stats_.packets_out += n;
       return n;
     }
     op.wait_unit_start = false;
   }
+  std::uint8_t cc = op.cc;
+  if (payload && !duplicate) cc = static_cast<std::uint8_t>((cc + 1) & 0x0F);
+  op.cc = cc;
+  const bool mark = op.mark_discontinuity;
   TsPacket& w = out[n++];
-  w = packet;
-  w.set_pid(o);
-  if (payload && !duplicate) op.cc = static_cast<std::uint8_t>((op.cc + 1) & 0x0F);
-  w.set_cc(op.cc);
-  if (op.mark_discontinuity) {
+  std::memcpy(w.bytes.data(), packet.bytes.data(), kPacketSize);
+  w.bytes[1] = static_cast<std::uint8_t>((b1 & 0xE0) | (o >> 8));
+  w.bytes[2] = static_cast<std::uint8_t>(o);
+  w.bytes[3] = static_cast<std::uint8_t>((b3 & 0xF0) | cc);
+  if (mark) [[unlikely]] {
     // The PCR PID announces the new timeline on its first PCR; other PIDs on their first
     // packet after the switch when it has an adaptation field to carry the flag.
     if (!op.carries_pcr || w.has_pcr()) {
@@ -424,19 +429,25 @@ std::size_t Remuxer::push_one(std::size_t input, const TsPacket& packet, std::ui
       op.mark_discontinuity = false;
     }
   }
-  stats_.packets_out += n;
   return n;
 }
 
 std::size_t Remuxer::push(std::size_t input, const TsPacket& packet, std::uint64_t now_ns, std::span<TsPacket> out) {
-  return push_one(input, packet, now_ns, out);
+  const std::size_t n = push_one(*inputs_[input], packet, now_ns, out);
+  ++stats_.packets_in;
+  stats_.packets_out += n;
+  return n;
 }
 
 std::size_t Remuxer::push(std::size_t input, std::span<const TsPacket> packets, std::uint64_t now_ns,
                           std::span<TsPacket> out) {
   assert(out.size() >= packets.size() * max_out_);
+  Input& in = *inputs_[input];
+  TsPacket* const to = out.data();
   std::size_t n = 0;
-  for (const TsPacket& p : packets) n += push_one(input, p, now_ns, out.subspan(n));
+  for (const TsPacket& p : packets) n += push_one(in, p, now_ns, std::span<TsPacket>(to + n, max_out_));
+  stats_.packets_in += packets.size();
+  stats_.packets_out += n;
   return n;
 }
 

@@ -140,7 +140,8 @@ class Remuxer {
   [[nodiscard]] const PsiDecoder& input_psi(std::size_t input) const { return *inputs_[input]->psi; }
 
  private:
-  [[gnu::always_inline]] inline std::size_t push_one(std::size_t input, const TsPacket& packet, std::uint64_t now_ns,
+  struct Input;
+  [[gnu::always_inline]] inline std::size_t push_one(Input& in, const TsPacket& packet, std::uint64_t now_ns,
                                                      std::span<TsPacket> out);
   struct Input {
     std::unique_ptr<PsiDecoder> psi;
