@@ -14,6 +14,7 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,9 +34,29 @@
 namespace twincast::control {
 
 bool is_host_name(std::string_view s) {
-  return !s.empty() && s.size() <= 253 && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
-  });
+  const bool fqdn = !s.empty() && s.back() == '.';  // a fully qualified "example.org."
+  if (fqdn) s.remove_suffix(1);
+  if (s.empty() || s.size() > 253) return false;
+  // Labels of 1..63 letters, digits and hyphens, not starting or ending with a hyphen.
+  for (std::size_t from = 0; from <= s.size();) {
+    const std::size_t dot = std::min(s.find('.', from), s.size());
+    const std::string_view label = s.substr(from, dot - from);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
+    if (!std::all_of(label.begin(), label.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+        }))
+      return false;
+    from = dot + 1;
+  }
+  // What the resolver reads as a number ("0", "127.1", "0x7f.1": inet_aton's forms), or
+  // what ends in a numeric label (no top-level domain is one), is an address only as four
+  // decimal parts: "0" is refused as "0.0.0.0" is, not looked up.
+  const std::string text(s);
+  const std::string_view last = s.substr(s.rfind('.') == std::string_view::npos ? 0 : s.rfind('.') + 1);
+  in_addr a{};
+  const bool numeric = inet_aton(text.c_str(), &a) != 0 ||
+                       std::all_of(last.begin(), last.end(), [](char c) { return c >= '0' && c <= '9'; });
+  return !numeric || (!fqdn && inet_pton(AF_INET, text.c_str(), &a) == 1);
 }
 
 namespace {

@@ -21,6 +21,7 @@ using twincast::control::ConfigError;
 using twincast::control::ConfigResult;
 using twincast::control::format_error;
 using twincast::control::format_errors;
+using twincast::control::is_host_name;
 using twincast::control::load_config;
 using twincast::control::parse_config;
 using namespace twincast::dataplane;
@@ -519,6 +520,34 @@ TEST(Config, TwincastdCheck) {
   EXPECT_EQ(r.out.rfind("twincastd ", 0), 0U) << r.out;
   r = twincast::test::run(twincastd + " --check");
   EXPECT_EQ(r.exit_code, 2);
+}
+
+
+// A caller's address is a host name or an IPv4 address. getaddrinfo reads "0", "127.1" and
+// "0x7f.1" as numbers (0.0.0.0, 127.0.0.1), so they must meet the rules for addresses, not
+// pass as names: "0" was accepted while "0.0.0.0" was refused.
+TEST(Config, CallerAddressIsANameOrFourDecimalParts) {
+  EXPECT_TRUE(is_host_name("encoder-1.example.org"));
+  EXPECT_TRUE(is_host_name("example.org."));
+  EXPECT_TRUE(is_host_name("localhost"));
+  EXPECT_TRUE(is_host_name("192.0.2.7"));
+  EXPECT_TRUE(is_host_name("1e100.net"));
+  for (const char* bad : {"0", "127.1", "0x7f.1", "0x7f000001", "1.2.3.4.5", "192.0.2.7.", "a..b", ".a", "-a.org",
+                          "a-.org", "a_b.org", ""})
+    EXPECT_FALSE(is_host_name(bad)) << bad;
+  const auto caller = [](const std::string& address) {
+    return parse_config("channels:\n"
+                        "  - id: a\n"
+                        "    inputs: [ { srt: { mode: caller, address: '" + address + "', port: 9000 } } ]\n"
+                        "    hls: true\n");
+  };
+  EXPECT_TRUE(caller("encoder.example.org").ok());
+  for (const char* bad : {"0", "127.1"}) {
+    const auto r = caller(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(format_errors(r.errors, "").find("is not a host name or IPv4 address"), std::string::npos)
+        << format_errors(r.errors, "");
+  }
 }
 
 }  // namespace

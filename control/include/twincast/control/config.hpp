@@ -30,8 +30,10 @@ struct ConfigResult {
 // the resolution of relative passphrase_file paths (relative to the file's directory).
 ConfigResult parse_config(std::string_view yaml_text, std::string_view file_name = "<config>");
 
-// A host name as the configuration accepts one: letters, digits, '.' and '-', at most
-// 253 characters (an IPv4 address is one too).
+// A host name as the configuration accepts one: labels of letters, digits and '-' (not at
+// a label's ends) separated by '.', at most 253 characters, or an IPv4 address in four
+// decimal parts. Numeric forms the resolver would also read as an address ("0", "127.1",
+// "0x7f.1") and names ending in a numeric label are not host names.
 bool is_host_name(std::string_view s);
 
 // Reads and parses a file; an unreadable file is a ConfigError ("cannot read FILE: reason").
