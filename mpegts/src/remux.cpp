@@ -14,6 +14,7 @@ namespace twincast::mpegts {
 namespace {
 
 constexpr std::uint16_t kDropByRule = 0xFFFE;
+constexpr std::uint64_t kPcrJumpTicks = 100 * 27'000;  // 100 ms of 27 MHz: TR 101 290's PCR discontinuity limit
 constexpr std::uint16_t kFirstDynamicPid = 0x0100;
 constexpr std::uint16_t kFirstPmtPid = 0x1000;
 
@@ -428,6 +429,18 @@ std::size_t Remuxer::push_one(Input& in, const TsPacket& packet, std::uint64_t n
       if (w.set_discontinuity(true)) ++stats_.discontinuities_marked;
       op.mark_discontinuity = false;
     }
+  }
+  if (op.carries_pcr && (b3 & 0x20) != 0 && w.has_pcr()) {
+    // A timeline jump the source did not flag (an encoder restarted behind the same
+    // input, its clock stepped, an outage longer than the limit): the PCR is flagged here,
+    // so receivers re-lock instead of counting a PCR_discontinuity_indicator_error
+    // (TR 101 290 2.3: consecutive PCRs more than 100 ms apart, or going back, unflagged).
+    const std::uint64_t pcr = w.pcr();
+    if (op.have_pcr && !w.discontinuity() && pcr_delta(op.last_pcr, pcr) > kPcrJumpTicks) [[unlikely]] {
+      if (w.set_discontinuity(true)) ++stats_.discontinuities_marked;
+    }
+    op.last_pcr = pcr;
+    op.have_pcr = true;
   }
   return n;
 }

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -148,13 +149,24 @@ TEST_P(ChannelQueuePaths, EveryPacketLeavesOnceInOrder) {
   for (const auto& p : out)
     if (p.pid() == 0x100 || p.pid() == 0x101) media_out.push_back(p);
   ASSERT_EQ(media_out.size(), media_in.size());
+  std::optional<std::uint64_t> last_pcr;
+  std::size_t jumps_flagged = 0;
   for (std::size_t i = 0; i < media_in.size(); ++i) {
-    // The remux rewrites only the continuity counter (and marks nothing here): the rest
-    // of each packet is the input's, in the input's order.
+    // The remux rewrites only the continuity counter, and flags the discontinuity on the
+    // PCR where each loop of the file takes its timeline back to the start: the rest of
+    // each packet is the input's, in the input's order.
     TsPacket expect = media_in[i];
     expect.set_cc(media_out[i].cc());
+    if (expect.pid() == 0x100 && expect.has_pcr()) {
+      if (last_pcr && expect.pcr() < *last_pcr) {
+        ASSERT_TRUE(expect.set_discontinuity(true));
+        ++jumps_flagged;
+      }
+      last_pcr = expect.pcr();
+    }
     ASSERT_EQ(std::memcmp(expect.bytes.data(), media_out[i].bytes.data(), mpegts::kPacketSize), 0) << "media packet " << i;
   }
+  EXPECT_EQ(jumps_flagged, 7u);
   EXPECT_EQ(cc_errors(out), 0u);
   EXPECT_EQ(ch.stats().dropped_queue_full, 0u);
   EXPECT_EQ(ch.stats().packets_out, out.size());

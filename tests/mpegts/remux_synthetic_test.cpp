@@ -404,3 +404,48 @@ TEST(RemuxSynthetic, AReloadDropsWhatTheOldConfigurationChose) {
   EXPECT_EQ(now.r.output_pid(0, 0x101), old.r.output_pid(0, 0x101)) << "what the engine chose itself stays";
   EXPECT_EQ(now.r.output_model().services.at(0).service_id, 1) << "the removed service id still applies";
 }
+
+// An encoder restarting behind the same input (an SRT caller reconnecting, a UDP source
+// restarted) starts a new timeline without flagging it. The output flags it on the jump's
+// PCR, so a receiver re-locks instead of counting a PCR_discontinuity_indicator_error
+// (TR 101 290 2.3: consecutive PCRs more than 100 ms apart or going back). Regular PCRs,
+// small irregularities and the 2^33 wrap stay unflagged; a jump the source flagged is
+// passed as it is.
+TEST(RemuxSynthetic, UnflaggedPcrJumpsAreFlaggedAtTheOutput) {
+  Source src{.tag = 0};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .source_service_id = 1});
+  Harness h(cfg);
+  h.push(0, src.tables());
+  constexpr std::uint64_t kMsTicks = 27'000;
+  constexpr std::uint64_t kWrap = (std::uint64_t{1} << 33) * 300;
+  // PCR values (27 MHz) in order, and whether the output must flag each.
+  const std::vector<std::pair<std::uint64_t, bool>> pcrs = {
+      {1'000 * kMsTicks, false},
+      {1'040 * kMsTicks, false},
+      {1'120 * kMsTicks, false},    // 80 ms: irregular, not a jump
+      {0, true},                    // the encoder restarted: back to 0
+      {40 * kMsTicks, false},
+      {5'040 * kMsTicks, true},     // 5 s forward
+      {kWrap - 20 * kMsTicks, true},  // back by more than half the range: a jump
+      {20 * kMsTicks, false},       // 40 ms on through the wrap
+  };
+  std::size_t first_out = h.out.size();
+  for (const auto& [pcr, _] : pcrs) h.push(0, src.es(0x100, true, true, pcr));
+  std::vector<bool> flagged;
+  for (std::size_t i = first_out; i < h.out.size(); ++i)
+    if (h.out[i].has_pcr()) flagged.push_back(h.out[i].discontinuity());
+  ASSERT_EQ(flagged.size(), pcrs.size());
+  for (std::size_t i = 0; i < pcrs.size(); ++i) EXPECT_EQ(flagged[i], pcrs[i].second) << "PCR #" << i;
+  EXPECT_EQ(h.r.stats().discontinuities_marked, 3u);
+
+  // A jump the source flagged itself stays flagged once, not counted as ours.
+  TsPacket flagged_jump = src.es(0x100, true, true, 900 * kMsTicks);
+  ASSERT_TRUE(flagged_jump.set_discontinuity(true));
+  first_out = h.out.size();
+  h.push(0, flagged_jump);
+  ASSERT_EQ(h.out.size(), first_out + 1);
+  EXPECT_TRUE(h.out.back().discontinuity());
+  EXPECT_EQ(h.r.stats().discontinuities_marked, 3u);
+}

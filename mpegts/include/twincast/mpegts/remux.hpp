@@ -81,7 +81,7 @@ class Remuxer {
     std::uint64_t dropped_resync = 0;     // waiting for a unit start after a switch
     std::uint64_t remapped_pids = 0;      // output PIDs that differ from their source PID (current maps)
     std::uint64_t table_rebuilds = 0;
-    std::uint64_t discontinuities_marked = 0;
+    std::uint64_t discontinuities_marked = 0;  // after a switch or reload, and timeline jumps the source did not flag
   };
 
   // Throws std::invalid_argument when the configuration is inconsistent (an input index
@@ -161,7 +161,9 @@ class Remuxer {
     bool mark_discontinuity = false;
     bool carries_pcr = false;      // the PCR PID of an output service
     bool is_video = false;         // resumes at a random access point after a switch
+    bool have_pcr = false;         // carries_pcr: last_pcr holds the last PCR sent
     std::uint64_t wait_since_ns = 0;
+    std::uint64_t last_pcr = 0;
   };
 
   void rebuild();
