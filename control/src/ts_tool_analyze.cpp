@@ -82,7 +82,6 @@ int analyze_command(const std::vector<std::string>& args) {
     params.push(packets[i], analyzer->programs());
   }
   for (std::uint64_t i = 0; i < st.aligner.sync_losses; ++i) analyzer->on_aligner_sync_loss();
-  analyzer->finish();  // the end of the file
 
   StreamAnalysis a;
   a.source = path;

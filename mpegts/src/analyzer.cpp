@@ -401,23 +401,6 @@ void Analyzer::on_section(std::uint16_t pid, std::span<const std::uint8_t> secti
   if ((hot_[pid].role & kRolePmt) != 0 && table_id == 0x02) cold_[pid].pmt_ref_ns = now;
 }
 
-// The last PCR's PCR_AC, unless a packet was lost since it.
-void Analyzer::judge_pending_accuracy(PcrState& s, std::uint16_t pid) {
-  if (std::isnan(s.pending_accuracy_ns)) return;
-  if (lost_ == s.lost_at_pcr) {
-    const double a = s.pending_accuracy_ns;
-    s.max_accuracy_ns = std::max(s.max_accuracy_ns, a);
-    pcr_window_.accuracy_measured = true;
-    pcr_window_.accuracy_ns = std::max(pcr_window_.accuracy_ns, a);
-    if (a > static_cast<double>(config_.pcr_accuracy_ns)) count_error(Check::kPcrAccuracyError, pid, s.pending_ns);
-  }
-  s.pending_accuracy_ns = std::numeric_limits<double>::quiet_NaN();
-}
-
-void Analyzer::finish() {
-  for (std::size_t i = 0; i < n_pcr_; ++i) judge_pending_accuracy(pcr_[i], pcr_pids_[i]);
-}
-
 void Analyzer::pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t now) {
   const std::uint16_t slot = cold_[pid].pcr_slot;
   if (slot == kNoSlot) return;
@@ -447,7 +430,16 @@ void Analyzer::pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t no
   };
 
   const std::uint64_t index = burst_index_ + static_cast<std::uint64_t>(&p - burst_begin_);
-  judge_pending_accuracy(s, pid);
+  if (!std::isnan(s.pending_accuracy_ns)) {
+    if (lost_ == s.lost_at_pcr) {
+      const double a = s.pending_accuracy_ns;
+      s.max_accuracy_ns = std::max(s.max_accuracy_ns, a);
+      pcr_window_.accuracy_measured = true;
+      pcr_window_.accuracy_ns = std::max(pcr_window_.accuracy_ns, a);
+      if (a > static_cast<double>(config_.pcr_accuracy_ns)) count_error(Check::kPcrAccuracyError, pid, s.pending_ns);
+    }
+    s.pending_accuracy_ns = std::numeric_limits<double>::quiet_NaN();
+  }
   if (!s.have_pcr || disc || s.discontinuity_pending) {
     repetition(arrival_gap);
     s.rebase(now);

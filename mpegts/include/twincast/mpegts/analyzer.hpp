@@ -197,10 +197,6 @@ class Analyzer final : private SectionHandler {
   void push(std::span<const TsPacket> burst, std::uint64_t now_ns);
   // A byte-stream reader (PacketAligner) lost sync: counts TS_sync_loss.
   void on_aligner_sync_loss();
-  // The end of the stream (a file): what waits for later packets is judged now. A PCR's
-  // PCR_accuracy_error is counted at the next PCR of its PID, once no packet was lost in
-  // between; the last PCR of each PID is judged here on the losses seen so far.
-  void finish();
 
   [[nodiscard]] Report report() const;
   [[nodiscard]] const ProgramModel& programs() const { return psi_.model(); }
@@ -234,7 +230,6 @@ class Analyzer final : private SectionHandler {
   void scrambled(std::uint16_t pid, std::uint64_t now);
   void role_packet(const TsPacket& p, std::uint16_t pid, std::uint8_t role, std::uint64_t now);
   void pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t now);
-  void judge_pending_accuracy(PcrState& s, std::uint16_t pid);
   void pcr_accuracy(PcrState& s, std::uint64_t index, std::uint64_t delta27, std::uint64_t now);
   void pes_start(const TsPacket& p, std::uint16_t pid, std::uint64_t now);
   void rebuild(std::uint64_t now);
