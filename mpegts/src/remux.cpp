@@ -14,6 +14,16 @@ namespace twincast::mpegts {
 namespace {
 
 constexpr std::uint16_t kDropByRule = 0xFFFE;
+// Three 8-byte words of a packet beyond its header, adaptation field flags and PCR (bytes
+// 4..11), the last one at its end, where the payload is: equal for a duplicate, whose PCR
+// may be re-stamped, and for another packet only by chance.
+inline std::uint64_t fingerprint(const TsPacket& p) {
+  std::uint64_t a = 0, b = 0, c = 0;
+  std::memcpy(&a, p.bytes.data() + 20, 8);
+  std::memcpy(&b, p.bytes.data() + 100, 8);
+  std::memcpy(&c, p.bytes.data() + kPacketSize - 8, 8);
+  return a ^ std::rotl(b, 21) ^ std::rotl(c, 42);
+}
 constexpr std::uint64_t kPcrJumpTicks = 100 * 27'000;  // 100 ms of 27 MHz: TR 101 290's PCR discontinuity limit
 constexpr std::uint16_t kFirstDynamicPid = 0x0100;
 constexpr std::uint16_t kFirstPmtPid = 0x1000;
@@ -397,8 +407,14 @@ std::size_t Remuxer::push_one(Input& in, const TsPacket& packet, std::uint64_t n
   const std::uint8_t cc_in = b3 & 0x0F;
   bool duplicate = false;
   if (payload) {
-    duplicate = in.last_cc[pid] == cc_in;  // a legal single repeat stays a repeat
+    // A legal single repeat (ISO 13818-1 2.4.3.3: every byte again, the PCR excepted)
+    // stays a repeat. The same counter on another packet is not one: the source restarted
+    // (an encoder behind the same input) and its packet must get the next counter, or a
+    // receiver drops it as a duplicate (the first packet of a PES, often of a key frame).
+    const std::uint64_t fp = fingerprint(packet);
+    duplicate = in.last_cc[pid] == cc_in && in.last_fp[pid] == fp;
     in.last_cc[pid] = cc_in;
+    in.last_fp[pid] = fp;
   }
   OutPid& op = out_[o];
   if (op.wait_unit_start && payload) [[unlikely]] {

@@ -449,3 +449,36 @@ TEST(RemuxSynthetic, UnflaggedPcrJumpsAreFlaggedAtTheOutput) {
   EXPECT_TRUE(h.out.back().discontinuity());
   EXPECT_EQ(h.r.stats().discontinuities_marked, 3u);
 }
+
+// ISO 13818-1 2.4.3.3: a duplicate repeats every byte of the packet (a PCR may be
+// re-stamped) with the same continuity_counter, and keeps that counter at the output. A
+// packet that only shares the counter (the source restarted behind the same input, its
+// counters starting again) is new: it must get the next counter, or a receiver drops it as
+// a duplicate, often the first packet of a key frame's PES.
+TEST(RemuxSynthetic, ARepeatedCounterIsADuplicateOnlyWhenThePacketRepeats) {
+  Source src{.tag = 0};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .source_service_id = 1});
+  Harness h(cfg);
+  h.push(0, src.tables());
+  const auto with_data = [](TsPacket p, std::uint8_t v) {
+    for (std::size_t k = 20; k < kPacketSize; ++k) p.bytes[k] = static_cast<std::uint8_t>(v + k);
+    return p;
+  };
+  const TsPacket a = with_data(src.es(0x100, true, true, 27'000'000), 1);
+  TsPacket a_again = a;  // a duplicate with its PCR re-stamped
+  a_again.set_pcr(27'000'100);
+  TsPacket restarted = with_data(src.es(0x100, true, true, 900), 2);  // same counter, another packet
+  restarted.set_cc(a.cc());
+  const TsPacket next = with_data(src.es(0x100, true, true, 1'000), 3);
+  const std::size_t first = h.out.size();
+  for (const TsPacket& p : {a, a_again, restarted, next}) h.push(0, p);
+  std::vector<std::uint8_t> ccs;
+  for (std::size_t i = first; i < h.out.size(); ++i)
+    if (origin(h.out[i]).first == 0) ccs.push_back(h.out[i].cc());
+  ASSERT_EQ(ccs.size(), 4u);
+  EXPECT_EQ(ccs[1], ccs[0]) << "a duplicate keeps its counter";
+  EXPECT_EQ(ccs[2], (ccs[1] + 1) & 0x0F) << "a new packet with a repeated source counter is not a duplicate";
+  EXPECT_EQ(ccs[3], (ccs[2] + 1) & 0x0F);
+}
