@@ -113,8 +113,10 @@ Remuxer::Remuxer(RemuxConfig config) : config_(std::move(config)) {
   last_sid_.resize(config_.services.size(), 0);
   inherited_pmt_.resize(config_.services.size(), 0);
   // One packet, plus a full round of tables: PAT and each PMT fit in 1024-byte sections
-  // (at most 6 packets each); SDT and NIT get 4 sections' worth each.
-  max_out_ = 1 + 6 * (1 + config_.services.size()) + 2 * 4 * 6;
+  // (at most 6 packets each); SDT and NIT sections hold at most kSectionBudget bytes
+  // (6 packets) and at least one service each, so one per service and one more at most.
+  const std::size_t services = config_.services.size();
+  max_out_ = 1 + 6 * (1 + services) + 2 * 6 * (1 + services);
 }
 
 Remuxer::~Remuxer() = default;
@@ -474,7 +476,7 @@ std::size_t Remuxer::push(std::size_t input, std::span<const TsPacket> packets, 
   Input& in = *inputs_[input];
   TsPacket* const to = out.data();
   std::size_t n = 0;
-  for (const TsPacket& p : packets) n += push_one(in, p, now_ns, std::span<TsPacket>(to + n, max_out_));
+  for (const TsPacket& p : packets) n += push_one(in, p, now_ns, std::span<TsPacket>(to + n, out.size() - n));
   stats_.packets_in += packets.size();
   stats_.packets_out += n;
   return n;

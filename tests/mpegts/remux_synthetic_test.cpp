@@ -4,7 +4,9 @@
 
 #include <map>
 #include <set>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "twincast/mpegts/psi_decoder.hpp"
 #include "twincast/mpegts/psi_tables.hpp"
@@ -481,4 +483,48 @@ TEST(RemuxSynthetic, ARepeatedCounterIsADuplicateOnlyWhenThePacketRepeats) {
   EXPECT_EQ(ccs[1], ccs[0]) << "a duplicate keeps its counter";
   EXPECT_EQ(ccs[2], (ccs[1] + 1) & 0x0F) << "a new packet with a repeated source counter is not a duplicate";
   EXPECT_EQ(ccs[3], (ccs[2] + 1) & 0x0F);
+}
+
+// A full round of tables must fit what a push may write (max_output_per_push()): with 40
+// services of ~1 KB PMTs and 250-character names the SDT needs ~11 sections, more than a
+// fixed 4, and a table that does not fit is not sent at all. Both push() overloads.
+TEST(RemuxSynthetic, AFullRoundOfTablesOfManyServicesGoesOut) {
+  constexpr int kServices = 40;
+  RemuxConfig cfg;
+  cfg.sdt = true;
+  cfg.psi_interval_ns = 100'000'000;
+  cfg.si_interval_ns = 1'000'000'000;
+  Source src{.tag = 0};
+  for (int k = 0; k < kServices; ++k) {
+    const auto pid = static_cast<std::uint16_t>(0x100 + k);
+    Service s = spts_service(static_cast<std::uint16_t>(k + 1), static_cast<std::uint16_t>(0x1000 + k), {{pid, 0x1B}}, pid);
+    for (int d = 0; d < 4; ++d)  // ~970 bytes of ES descriptors: a PMT of 6 packets
+      s.streams[0].descriptors.push_back(Descriptor{0xF0, std::vector<std::uint8_t>(240, static_cast<std::uint8_t>(d))});
+    src.services.push_back(s);
+    RemuxServiceConfig sc;
+    sc.source_service_id = static_cast<std::uint16_t>(k + 1);
+    sc.name = std::string(250, static_cast<char>('A' + k % 26));
+    cfg.services.push_back(sc);
+  }
+  for (const bool batch : {false, true}) {
+    Remuxer r(cfg);
+    std::vector<TsPacket> out(3 * r.max_output_per_push());
+    std::uint64_t t = 1'000'000'000;
+    for (const TsPacket& p : src.tables()) r.push(0, p, t, out);  // learn the tables
+    ASSERT_EQ(r.output_model().services.size(), static_cast<std::size_t>(kServices));
+    t += 2'000'000'000;  // everything due
+    const std::vector<TsPacket> media{src.es(0x100), src.es(0x101), src.es(0x102)};
+    const std::size_t n = batch ? r.push(0, media, t, out)
+                                : r.push(0, media[0], t, std::span<TsPacket>(out).first(r.max_output_per_push()));
+    std::size_t sdt = 0, pmt = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      sdt += out[i].pid() == kSdtPid;
+      pmt += out[i].pid() >= 0x1000 && out[i].pid() < 0x1000 + kServices;
+    }
+    EXPECT_GT(sdt, 0u) << (batch ? "batch" : "single") << ": the SDT was due but not sent";
+    EXPECT_EQ(pmt, 6u * kServices) << (batch ? "batch" : "single");
+    std::vector<TsPacket> sent(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
+    const ProgramModel m = decode(sent);
+    EXPECT_EQ(m.services.size(), static_cast<std::size_t>(kServices)) << (batch ? "batch" : "single");
+  }
 }
