@@ -548,6 +548,15 @@ TEST(Config, CallerAddressIsANameOrFourDecimalParts) {
     EXPECT_NE(format_errors(r.errors, "").find("is not a host name or IPv4 address"), std::string::npos)
         << format_errors(r.errors, "");
   }
+  // Four decimal parts that do not name a remote host are refused here too, not only when
+  // the SRT ingest starts.
+  EXPECT_TRUE(caller("192.0.2.7").ok());
+  for (const char* bad : {"0.0.0.0", "255.255.255.255", "239.1.1.1"}) {
+    const auto r = caller(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(format_errors(r.errors, "").find("is not a unicast address"), std::string::npos)
+        << format_errors(r.errors, "");
+  }
 }
 
 }  // namespace
