@@ -14,15 +14,19 @@ namespace twincast::mpegts {
 namespace {
 
 constexpr std::uint16_t kDropByRule = 0xFFFE;
-// Three 8-byte words of a packet beyond its header, adaptation field flags and PCR (bytes
-// 4..11), the last one at its end, where the payload is: equal for a duplicate, whose PCR
-// may be re-stamped, and for another packet only by chance.
+// A fingerprint of a payload packet for telling a duplicate (ISO 13818-1 2.4.3.3: every
+// byte again, the PCR excepted) from another packet with the same counter: the header flags
+// (not the counter), bytes 4..27 where a PES header and its PTS/DTS lie (bytes 6..11 left
+// out when they hold a PCR, which a duplicate may re-stamp), a word in the middle and the
+// last one. Equal for a duplicate, for another packet only by chance.
 inline std::uint64_t fingerprint(const TsPacket& p) {
-  std::uint64_t a = 0, b = 0, c = 0;
-  std::memcpy(&a, p.bytes.data() + 20, 8);
-  std::memcpy(&b, p.bytes.data() + 100, 8);
-  std::memcpy(&c, p.bytes.data() + kPacketSize - 8, 8);
-  return a ^ std::rotl(b, 21) ^ std::rotl(c, 42);
+  std::uint64_t w[5];
+  std::memcpy(&w[0], p.bytes.data() + 4, 24);  // bytes 4..27
+  std::memcpy(&w[3], p.bytes.data() + 100, 8);
+  std::memcpy(&w[4], p.bytes.data() + kPacketSize - 8, 8);
+  if (p.has_pcr()) w[0] &= 0xFFFF;  // bytes 4 and 5 (little-endian load): the PCR's bytes out
+  const std::uint64_t header = (std::uint64_t{p.bytes[1]} << 8) | (p.bytes[3] & 0xF0);
+  return w[0] ^ std::rotl(w[1], 13) ^ std::rotl(w[2], 26) ^ std::rotl(w[3], 39) ^ std::rotl(w[4], 52) ^ (header << 48);
 }
 constexpr std::uint64_t kPcrJumpTicks = 100 * 27'000;  // 100 ms of 27 MHz: TR 101 290's PCR discontinuity limit
 constexpr std::uint16_t kFirstDynamicPid = 0x0100;
@@ -281,6 +285,10 @@ void Remuxer::rebuild() {
     if (s.pcr_pid < kNullPid) out_[s.pcr_pid].carries_pcr = true;
     for (const auto& es : s.streams) out_[es.pid].is_video = codec_kind(es.codec) == StreamKind::kVideo;
   }
+  // A PID's PCRs are followed while it is a PCR PID: one that becomes one again starts
+  // afresh, not from the PCR it last had as one (its clock went on meanwhile).
+  for (auto& o : out_)
+    if (!o.carries_pcr) o.have_pcr = false;
   std::uint64_t remapped = 0;
   for (std::size_t i = 0; i < inputs_.size(); ++i) {
     for (std::uint32_t pid = 0; pid < kPidCount; ++pid)
@@ -448,11 +456,12 @@ std::size_t Remuxer::push_one(Input& in, const TsPacket& packet, std::uint64_t n
       op.mark_discontinuity = false;
     }
   }
-  if (op.carries_pcr && (b3 & 0x20) != 0 && w.has_pcr()) {
+  if (op.carries_pcr && (b3 & 0x20) != 0 && (b1 & 0x80) == 0 && w.has_pcr()) {
     // A timeline jump the source did not flag (an encoder restarted behind the same
     // input, its clock stepped, an outage longer than the limit): the PCR is flagged here,
     // so receivers re-lock instead of counting a PCR_discontinuity_indicator_error
     // (TR 101 290 2.3: consecutive PCRs more than 100 ms apart, or going back, unflagged).
+    // A packet with transport_error_indicator is not believed: its PCR may be corrupt.
     const std::uint64_t pcr = w.pcr();
     if (op.have_pcr && !w.discontinuity() && pcr_delta(op.last_pcr, pcr) > kPcrJumpTicks) [[unlikely]] {
       if (w.set_discontinuity(true)) ++stats_.discontinuities_marked;

@@ -2,6 +2,9 @@
 // test controls PIDs, descriptors and table changes exactly.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
+#include <iterator>
 #include <map>
 #include <set>
 #include <string>
@@ -45,6 +48,7 @@ struct Source {
     TsPacket p{};
     p.bytes.fill(0xFF);
     p.bytes[0] = kSyncByte;
+    p.bytes[1] = 0;  // no transport_error_indicator or priority
     p.set_pid(pid);
     p.set_payload_unit_start(unit_start);
     std::size_t at = 4;
@@ -526,5 +530,121 @@ TEST(RemuxSynthetic, AFullRoundOfTablesOfManyServicesGoesOut) {
     std::vector<TsPacket> sent(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
     const ProgramModel m = decode(sent);
     EXPECT_EQ(m.services.size(), static_cast<std::size_t>(kServices)) << (batch ? "batch" : "single");
+  }
+}
+
+// A PCR PID that moves to another stream of the service and back, on one clock: when the
+// video is the PCR PID again its first PCR is compared with the one it had a second ago
+// as PCR PID, a "jump" of the time it spent as a plain stream. The timeline never broke,
+// so nothing is flagged (a flag makes receivers re-lock and the pacer re-anchor).
+TEST(RemuxSynthetic, APidThatIsThePcrPidAgainIsNotFlaggedOnAContinuousTimeline) {
+  Source src{.tag = 0};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}, {0x101, 0x0F}}, 0x100));
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .source_service_id = 1});
+  Harness h(cfg);
+  h.push(0, src.tables());
+  constexpr std::uint64_t kMsTicks = 27'000;
+  std::uint64_t pcr = 1'000 * kMsTicks;
+  const auto run = [&](int n) {
+    for (int i = 0; i < n; ++i, pcr += 40 * kMsTicks) {
+      h.push(0, src.es(0x100, true, true, pcr));
+      h.push(0, src.es(0x101, true, true, pcr + 1 * kMsTicks));
+    }
+  };
+  run(10);
+  src.services[0].pcr_pid = 0x101;  // the PMT names the audio as PCR PID...
+  h.push(0, src.tables());
+  ASSERT_EQ(h.r.output_model().services.at(0).pcr_pid, 0x101);
+  run(25);                          // ...for a second
+  src.services[0].pcr_pid = 0x100;  // and the video again
+  h.push(0, src.tables());
+  ASSERT_EQ(h.r.output_model().services.at(0).pcr_pid, 0x100);
+  run(10);
+  for (const TsPacket& p : h.out)
+    EXPECT_FALSE(p.has_pcr() && p.discontinuity())
+        << "PID " << p.pid() << ": PCR at " << p.pcr() / kMsTicks << " ms flagged on a continuous timeline";
+  EXPECT_EQ(h.r.stats().discontinuities_marked, 0u);
+}
+
+// A packet with transport_error_indicator (an uncorrectable one a demodulator passes on)
+// may carry a corrupt PCR: the next good PCR, 40 ms after the last good one, is not a jump.
+TEST(RemuxSynthetic, ACorruptedPcrDoesNotGetTheNextGoodPcrFlagged) {
+  Source src{.tag = 0};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .source_service_id = 1});
+  Harness h(cfg);
+  h.push(0, src.tables());
+  constexpr std::uint64_t kMsTicks = 27'000;
+  h.push(0, src.es(0x100, true, true, 1'000 * kMsTicks));
+  h.push(0, src.es(0x100, true, true, 1'040 * kMsTicks));
+  TsPacket corrupt = src.es(0x100, false, false, 1'080 * kMsTicks);
+  corrupt.bytes[1] |= 0x80;  // transport_error_indicator
+  corrupt.bytes[6] ^= 0x5A;  // and its PCR hit
+  h.push(0, corrupt);
+  const std::size_t first_good = h.out.size();
+  h.push(0, src.es(0x100, true, true, 1'120 * kMsTicks));
+  h.push(0, src.es(0x100, true, true, 1'160 * kMsTicks));
+  for (std::size_t i = first_good; i < h.out.size(); ++i) {
+    if (h.out[i].has_pcr()) {
+      EXPECT_FALSE(h.out[i].discontinuity()) << "good PCR at " << h.out[i].pcr() / kMsTicks << " ms flagged";
+    }
+  }
+  EXPECT_EQ(h.r.stats().discontinuities_marked, 0u);
+}
+
+// Two audio PES starts that differ only in their PTS (digital silence after an encoder
+// restart, the same counter by chance) are two packets: the second gets the next counter.
+TEST(RemuxSynthetic, PesStartsThatDifferOnlyInTheirPtsAreNotDuplicates) {
+  Source src{.tag = 0};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}, {0x101, 0x04}}, 0x100));
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .source_service_id = 1});
+  Harness h(cfg);
+  h.push(0, src.tables());
+  const auto audio_pes_start = [](std::uint64_t pts, std::uint8_t cc, bool adaptation) {
+    TsPacket p{};
+    p.bytes.fill(0x00);  // a silent MPEG audio frame: all-zero allocation and samples
+    p.bytes[0] = kSyncByte;
+    p.set_pid(0x101);
+    p.set_payload_unit_start(true);
+    std::size_t at = 4;
+    if (adaptation) {  // a one-byte adaptation field: the PES header two bytes later
+      p.bytes[3] = static_cast<std::uint8_t>(0x30 | cc);
+      p.bytes[4] = 1;
+      p.bytes[5] = 0;
+      at = 6;
+    } else {
+      p.bytes[3] = static_cast<std::uint8_t>(0x10 | cc);
+    }
+    const std::uint8_t pes[] = {0x00, 0x00, 0x01, 0xC0, 0x02, 0x48, 0x80, 0x80, 0x05};
+    std::copy(std::begin(pes), std::end(pes), p.bytes.begin() + static_cast<std::ptrdiff_t>(at));
+    at += sizeof pes;
+    p.bytes[at] = static_cast<std::uint8_t>(0x21 | ((pts >> 29) & 0x0E));
+    p.bytes[at + 1] = static_cast<std::uint8_t>(pts >> 22);
+    p.bytes[at + 2] = static_cast<std::uint8_t>(0x01 | ((pts >> 14) & 0xFE));
+    p.bytes[at + 3] = static_cast<std::uint8_t>(pts >> 7);
+    p.bytes[at + 4] = static_cast<std::uint8_t>(0x01 | ((pts << 1) & 0xFE));
+    const std::uint8_t header[] = {0xFF, 0xFD, 0x94, 0x04};  // MPEG-1 layer II, 192 kbit/s, 48 kHz
+    std::copy(std::begin(header), std::end(header), p.bytes.begin() + static_cast<std::ptrdiff_t>(at + 5));
+    return p;
+  };
+  for (const bool adaptation : {false, true}) {
+    const std::uint8_t cc = adaptation ? 9 : 7;
+    const TsPacket before = audio_pes_start(900'000, cc, adaptation);        // the old source's last
+    const TsPacket after = audio_pes_start(90'000 + 2'160, cc, adaptation);  // the restarted source's, same counter
+    ASSERT_NE(std::memcmp(before.bytes.data(), after.bytes.data(), kPacketSize), 0);
+    const std::size_t first = h.out.size();
+    h.push(0, before);
+    h.push(0, after);
+    h.push(0, after);  // and a true duplicate of it
+    std::vector<std::uint8_t> ccs;
+    const std::uint16_t audio = h.r.output_pid(0, 0x101);
+    for (std::size_t i = first; i < h.out.size(); ++i)
+      if (h.out[i].pid() == audio) ccs.push_back(h.out[i].cc());
+    ASSERT_EQ(ccs.size(), 3u);
+    EXPECT_EQ(ccs[1], (ccs[0] + 1) & 0x0F) << "adaptation " << adaptation << ": a new packet sent as a duplicate";
+    EXPECT_EQ(ccs[2], ccs[1]) << "adaptation " << adaptation << ": the duplicate keeps its counter";
   }
 }
