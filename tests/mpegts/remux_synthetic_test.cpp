@@ -123,6 +123,22 @@ struct Harness {
   }
 };
 
+// One SPTS (service 1, PMT 0x1000, PCR on 0x100, streams `es`) and a remux taking it,
+// its tables learnt.
+struct OneService {
+  Source src{.tag = 0};
+  Harness h{config()};
+  explicit OneService(std::vector<std::pair<std::uint16_t, std::uint8_t>> es) {
+    src.services.push_back(spts_service(1, 0x1000, std::move(es), 0x100));
+    h.push(0, src.tables());
+  }
+  static RemuxConfig config() {
+    RemuxConfig cfg;
+    cfg.services.push_back({.input = 0, .source_service_id = 1});
+    return cfg;
+  }
+};
+
 ProgramModel decode(const std::vector<TsPacket>& pkts) {
   PsiDecoder d;
   for (const auto& p : pkts) d.push(p);
@@ -418,12 +434,9 @@ TEST(RemuxSynthetic, AReloadDropsWhatTheOldConfigurationChose) {
 // small irregularities and the 2^33 wrap stay unflagged; a jump the source flagged is
 // passed as it is.
 TEST(RemuxSynthetic, UnflaggedPcrJumpsAreFlaggedAtTheOutput) {
-  Source src{.tag = 0};
-  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
-  RemuxConfig cfg;
-  cfg.services.push_back({.input = 0, .source_service_id = 1});
-  Harness h(cfg);
-  h.push(0, src.tables());
+  OneService one({{0x100, 0x1B}});
+  Source& src = one.src;
+  Harness& h = one.h;
   constexpr std::uint64_t kMsTicks = 27'000;
   constexpr std::uint64_t kWrap = (std::uint64_t{1} << 33) * 300;
   // PCR values (27 MHz) in order, and whether the output must flag each.
@@ -462,12 +475,9 @@ TEST(RemuxSynthetic, UnflaggedPcrJumpsAreFlaggedAtTheOutput) {
 // counters starting again) is new: it must get the next counter, or a receiver drops it as
 // a duplicate, often the first packet of a key frame's PES.
 TEST(RemuxSynthetic, ARepeatedCounterIsADuplicateOnlyWhenThePacketRepeats) {
-  Source src{.tag = 0};
-  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
-  RemuxConfig cfg;
-  cfg.services.push_back({.input = 0, .source_service_id = 1});
-  Harness h(cfg);
-  h.push(0, src.tables());
+  OneService one({{0x100, 0x1B}});
+  Source& src = one.src;
+  Harness& h = one.h;
   const auto with_data = [](TsPacket p, std::uint8_t v) {
     for (std::size_t k = 20; k < kPacketSize; ++k) p.bytes[k] = static_cast<std::uint8_t>(v + k);
     return p;
@@ -538,12 +548,9 @@ TEST(RemuxSynthetic, AFullRoundOfTablesOfManyServicesGoesOut) {
 // as PCR PID, a "jump" of the time it spent as a plain stream. The timeline never broke,
 // so nothing is flagged (a flag makes receivers re-lock and the pacer re-anchor).
 TEST(RemuxSynthetic, APidThatIsThePcrPidAgainIsNotFlaggedOnAContinuousTimeline) {
-  Source src{.tag = 0};
-  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}, {0x101, 0x0F}}, 0x100));
-  RemuxConfig cfg;
-  cfg.services.push_back({.input = 0, .source_service_id = 1});
-  Harness h(cfg);
-  h.push(0, src.tables());
+  OneService one({{0x100, 0x1B}, {0x101, 0x0F}});
+  Source& src = one.src;
+  Harness& h = one.h;
   constexpr std::uint64_t kMsTicks = 27'000;
   std::uint64_t pcr = 1'000 * kMsTicks;
   const auto run = [&](int n) {
@@ -570,12 +577,9 @@ TEST(RemuxSynthetic, APidThatIsThePcrPidAgainIsNotFlaggedOnAContinuousTimeline) 
 // A packet with transport_error_indicator (an uncorrectable one a demodulator passes on)
 // may carry a corrupt PCR: the next good PCR, 40 ms after the last good one, is not a jump.
 TEST(RemuxSynthetic, ACorruptedPcrDoesNotGetTheNextGoodPcrFlagged) {
-  Source src{.tag = 0};
-  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
-  RemuxConfig cfg;
-  cfg.services.push_back({.input = 0, .source_service_id = 1});
-  Harness h(cfg);
-  h.push(0, src.tables());
+  OneService one({{0x100, 0x1B}});
+  Source& src = one.src;
+  Harness& h = one.h;
   constexpr std::uint64_t kMsTicks = 27'000;
   h.push(0, src.es(0x100, true, true, 1'000 * kMsTicks));
   h.push(0, src.es(0x100, true, true, 1'040 * kMsTicks));
@@ -597,12 +601,8 @@ TEST(RemuxSynthetic, ACorruptedPcrDoesNotGetTheNextGoodPcrFlagged) {
 // Two audio PES starts that differ only in their PTS (digital silence after an encoder
 // restart, the same counter by chance) are two packets: the second gets the next counter.
 TEST(RemuxSynthetic, PesStartsThatDifferOnlyInTheirPtsAreNotDuplicates) {
-  Source src{.tag = 0};
-  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}, {0x101, 0x04}}, 0x100));
-  RemuxConfig cfg;
-  cfg.services.push_back({.input = 0, .source_service_id = 1});
-  Harness h(cfg);
-  h.push(0, src.tables());
+  OneService one({{0x100, 0x1B}, {0x101, 0x04}});
+  Harness& h = one.h;
   const auto audio_pes_start = [](std::uint64_t pts, std::uint8_t cc, bool adaptation) {
     TsPacket p{};
     p.bytes.fill(0x00);  // a silent MPEG audio frame: all-zero allocation and samples
