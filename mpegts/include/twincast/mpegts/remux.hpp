@@ -151,8 +151,9 @@ class Remuxer {
     // kept by a service learnt here for the first time.
     std::array<std::uint16_t, kPidCount> inherited_map{};
     std::array<std::uint8_t, kPidCount> last_cc{};    // 0x10 = nothing seen yet
-    // A fingerprint of the last payload packet of each PID (bytes past any PCR), so a
-    // repeated counter is a duplicate only when the packet repeats too.
+    // A fingerprint of the last payload packet of each PID (all but its counter and any
+    // PCR, sampled: fingerprint() in remux.cpp), so a repeated counter is a duplicate only
+    // when the packet repeats too.
     std::array<std::uint64_t, kPidCount> last_fp{};
     // psi->is_psi_pid() of every PID, copied when the PSI changes (generation) or resets,
     // so a media packet costs a bit test rather than a call into the decoder.
