@@ -901,14 +901,12 @@ void Parser::parse_srt_input(const YAML::Node& n, const std::string& path, Input
       else in.srt_address = ipv4_string(bind);
     }
   } else if (required(f, "address") && read_string(f, "address", in.srt_address)) {
-    in_addr a{};
     if (!is_host_name(in.srt_address)) {
       error_at(f.child("address"), in_quotes(in.srt_address) + " is not a host name or IPv4 address");
-    } else if (inet_pton(AF_INET, in.srt_address.c_str(), &a) == 1) {
+    } else if (const auto remote = parse_ipv4(in.srt_address)) {
       // An address names the remote host: not "any", broadcast or a group.
-      const Ipv4 remote = ntohl(a.s_addr);
-      if (remote == 0 || remote == 0xFFFFFFFF || is_multicast(remote))
-        error_at(f.child("address"), ipv4_string(remote) + " is not a unicast address (the remote host's)");
+      if (*remote == 0 || *remote == 0xFFFFFFFF || is_multicast(*remote))
+        error_at(f.child("address"), ipv4_string(*remote) + " is not a unicast address (the remote host's)");
     }
   }
   if (required(f, "port")) read_int(f, "port", in.srt_port, 1, 65535);
