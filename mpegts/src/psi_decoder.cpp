@@ -228,6 +228,7 @@ struct PsiDecoder::Impl {
   bool has_cat = false;
   std::uint8_t cat_version = 0;
   std::vector<std::uint16_t> ca_pids;
+  std::vector<Descriptor> cat_descriptors;
 
   bool has_sdt = false;
   std::uint8_t sdt_version = 0;
@@ -437,7 +438,10 @@ void PsiDecoder::Impl::on_cat(void* data, dvbpsi_cat_t* p) {
   self->has_cat = true;
   self->cat_version = p->i_version;
   self->ca_pids.clear();
+  self->cat_descriptors.clear();
   for (const dvbpsi_descriptor_t* d = p->p_first_descriptor; d != nullptr; d = d->p_next) {
+    if (d->p_data != nullptr || d->i_length == 0)
+      self->cat_descriptors.push_back(Descriptor{d->i_tag, std::vector<std::uint8_t>(d->p_data, d->p_data + d->i_length)});
     if (d->i_tag != 0x09 || d->i_length < 4 || d->p_data == nullptr) continue;
     const auto pid = static_cast<std::uint16_t>(((d->p_data[2] & 0x1F) << 8) | d->p_data[3]);
     if (std::find(self->ca_pids.begin(), self->ca_pids.end(), pid) == self->ca_pids.end())
@@ -656,6 +660,8 @@ void PsiDecoder::Impl::rebuild_model() {
   m.transport_stream_id = has_pat ? ts_id : sdt_ts_id;
   m.network_id = network_id;
   m.network_name = network_name;
+  m.has_cat = has_cat;
+  m.cat_descriptors = cat_descriptors;
   m.ca_pids = ca_pids;
 
   // The NIT transport stream entry describing this TS, if any.
@@ -726,6 +732,7 @@ void PsiDecoder::reset() {
   d.has_cat = false;
   d.cat_version = 0;
   d.ca_pids.clear();
+  d.cat_descriptors.clear();
   d.has_sdt = false;
   d.sdt_version = 0;
   d.sdt_ts_id = 0;

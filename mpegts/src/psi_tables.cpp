@@ -10,6 +10,7 @@
 #include <dvbpsi/descriptor.h>
 #include <dvbpsi/demux.h>
 #include <dvbpsi/pat.h>
+#include <dvbpsi/cat.h>
 #include <dvbpsi/pmt.h>
 #include <dvbpsi/sdt.h>
 #include <dvbpsi/nit.h>
@@ -151,6 +152,29 @@ std::vector<Section> build_pmt(const Service& service, std::uint8_t version) {
   dvbpsi_pmt_empty(&pmt);
   auto sections = take_sections(chain, "PMT");
   if (sections.size() != 1) throw std::length_error("cannot generate PMT: more than one section");
+  return sections;
+}
+
+std::vector<Section> build_cat(const std::vector<Descriptor>& descriptors, std::uint8_t version) {
+  std::size_t bytes = 0;
+  for (const auto& d : descriptors) {
+    check_descriptor(d);
+    bytes += 2 + d.data.size();
+  }
+  if (bytes > kCatDescriptorBudget) throw std::length_error("cannot generate CAT: more than one section");
+  Handle h;
+  dvbpsi_cat_t cat;
+  dvbpsi_cat_init(&cat, static_cast<std::uint8_t>(version & 0x1F), true);
+  for (const auto& d : descriptors) {
+    if (dvbpsi_cat_descriptor_add(&cat, d.tag, static_cast<std::uint8_t>(d.data.size()), body(d.data)) == nullptr) {
+      dvbpsi_cat_empty(&cat);
+      throw std::bad_alloc();
+    }
+  }
+  dvbpsi_psi_section_t* chain = dvbpsi_cat_sections_generate(h.get(), &cat);
+  dvbpsi_cat_empty(&cat);
+  auto sections = take_sections(chain, "CAT");
+  if (sections.size() != 1) throw std::length_error("cannot generate CAT: more than one section");
   return sections;
 }
 

@@ -116,11 +116,11 @@ Remuxer::Remuxer(RemuxConfig config) : config_(std::move(config)) {
   snapshots_.resize(config_.services.size());
   last_sid_.resize(config_.services.size(), 0);
   inherited_pmt_.resize(config_.services.size(), 0);
-  // One packet, plus a full round of tables: PAT and each PMT fit in 1024-byte sections
-  // (at most 6 packets each); SDT and NIT sections hold at most kSectionBudget bytes
-  // (6 packets) and at least one service each, so one per service and one more at most.
+  // One packet, plus a full round of tables: PAT, CAT and each PMT fit in 1024-byte
+  // sections (at most 6 packets each); SDT and NIT sections hold at most kSectionBudget
+  // bytes (6 packets) and at least one service each, so one per service and one more at most.
   const std::size_t services = config_.services.size();
-  max_out_ = 1 + 6 * (1 + services) + 2 * 6 * (1 + services);
+  max_out_ = 1 + 6 * (2 + services) + 2 * 6 * (1 + services);
 }
 
 Remuxer::~Remuxer() = default;
@@ -159,12 +159,19 @@ void Remuxer::rebuild() {
       if (!r.drop && pids.take_exact(r.to)) rule_targets[r.to] = true;
 
   // Keep the last complete picture of the source while its PSI is being relearnt
-  // (after a switch), so the output tables do not flap.
+  // (after a switch), so the output tables do not flap; its CAT too.
   for (std::size_t k = 0; k < config_.services.size(); ++k) {
     const auto& sc = config_.services[k];
     const Service* src = find_source(inputs_[sc.input]->psi->model(), sc.source_service_id);
     if (src != nullptr && src->has_pmt) snapshots_[k] = *src;
   }
+  for (auto& in : inputs_)
+    if (in->psi->model().has_cat) in->cat = in->psi->model().cat_descriptors;
+  // The configured service that carries an input's EMM PIDs (its PID rules apply to them):
+  // the first learnt one it feeds.
+  std::vector<std::size_t> emm_service(inputs_.size(), config_.services.size());
+  for (std::size_t k = config_.services.size(); k-- > 0;)
+    if (snapshots_[k]) emm_service[config_.services[k].input] = k;
   // What is on air keeps its service id, PMT PID and stream PIDs: only what is new
   // (a service just learnt, a stream just added) moves when it collides.
   std::vector<std::uint16_t> kept_pmt(config_.services.size(), 0);
@@ -209,8 +216,10 @@ void Remuxer::rebuild() {
       keep_ca(es.descriptors);
     }
     keep(snapshots_[k]->pcr_pid);
+    if (emm_service[sc.input] == k && inputs_[sc.input]->cat) keep_ca(*inputs_[sc.input]->cat);
   }
 
+  std::size_t cat_bytes = 0;  // of the output CAT's descriptors
   for (std::size_t k = 0; k < config_.services.size(); ++k) {
     const auto& sc = config_.services[k];
     auto& map = maps[sc.input];
@@ -278,6 +287,26 @@ void Remuxer::rebuild() {
     }
     out.has_pmt = true;
     model.services.push_back(std::move(out));
+    // The input's CAT goes out with its CA_descriptors' EMM PIDs carried (and named by
+    // their output PID, a dropped one dropping its descriptor), as long as the CAT of all
+    // inputs fits one section: what does not fit is not carried.
+    if (emm_service[sc.input] != k || !inputs_[sc.input]->cat) continue;
+    model.has_cat = true;
+    for (const Descriptor& d : *inputs_[sc.input]->cat) {
+      if (cat_bytes + 2 + d.data.size() > kCatDescriptorBudget) break;
+      Descriptor c = d;
+      if (c.tag == 0x09 && c.data.size() >= 4) {
+        const auto emm = static_cast<std::uint16_t>(((c.data[2] & 0x1F) << 8) | c.data[3]);
+        if (emm < kNullPid) {
+          const std::uint16_t o = map_pid(emm);
+          if (o == kDropByRule) continue;
+          c.data[2] = static_cast<std::uint8_t>((c.data[2] & 0xE0) | (o >> 8));
+          c.data[3] = static_cast<std::uint8_t>(o & 0xFF);
+        }
+      }
+      cat_bytes += 2 + c.data.size();
+      model.cat_descriptors.push_back(std::move(c));
+    }
   }
 
   for (auto& o : out_) o.carries_pcr = o.is_video = false;
@@ -306,6 +335,13 @@ void Remuxer::rebuild() {
   for (const auto& s : model.services) pat.push_back({s.service_id, s.pmt_pid});
   if (config_.nit) pat.insert(pat.begin(), PatEntry{0, kNitPid});
   changed |= pat_.update([&](std::uint8_t v) { return build_pat(model.transport_stream_id, pat, v); });
+  // A CAT once on air goes on (empty when no input has one any more), so receivers learn
+  // that the EMM PIDs it named are gone.
+  if (model.has_cat || cat_.has_content()) {
+    resume_table(cat_);
+    changed |= cat_.update([&](std::uint8_t v) { return build_cat(model.cat_descriptors, v); });
+    model.has_cat = true;
+  }
   // A PMT that moves to another PID (PIDs are assigned as services are learnt) leaves its
   // PID's counter and version to whichever table takes that PID next, so no PID shows a CC
   // error; all are noted before any is rebuilt, for services that swap PIDs.
@@ -358,6 +394,7 @@ std::size_t Remuxer::emit_tables(std::uint64_t now_ns, std::span<TsPacket> out) 
   };
   if (due(next_psi_ns_, config_.psi_interval_ns)) {
     n += pat_.packetize(out.subspan(n));
+    if (cat_.has_content()) n += cat_.packetize(out.subspan(n));
     for (auto& pmt : pmts_)
       if (pmt.has_content()) n += pmt.packetize(out.subspan(n));
   }
@@ -584,6 +621,7 @@ void Remuxer::continue_from(const Remuxer& previous, std::span<const std::size_t
       inherited_tables_.push_back(InheritedTable{t.pid(), t.version(), t.cc()});
   };
   inherit(previous.pat_);
+  inherit(previous.cat_);
   inherit(previous.sdt_);
   inherit(previous.nit_);
   for (const TableCarousel& pmt : previous.pmts_) inherit(pmt);
@@ -593,6 +631,7 @@ void Remuxer::continue_from(const Remuxer& previous, std::span<const std::size_t
     if (!known && inherited_tables_.size() < inherited_tables_.capacity()) inherited_tables_.push_back(t);
   }
   resume_table(pat_);
+  resume_table(cat_);
   resume_table(sdt_);
   resume_table(nit_);
   for (TableCarousel& pmt : pmts_) resume_table(pmt);  // configured PMT PIDs already in place

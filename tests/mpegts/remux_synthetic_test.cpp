@@ -6,11 +6,13 @@
 #include <cstring>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "twincast/mpegts/analyzer.hpp"
 #include "twincast/mpegts/psi_decoder.hpp"
 #include "twincast/mpegts/psi_tables.hpp"
 #include "twincast/mpegts/remux.hpp"
@@ -28,6 +30,8 @@ struct Source {
   TableCarousel pat{kPatPid};
   std::map<std::uint16_t, TableCarousel> pmts;
   std::map<std::uint16_t, std::uint8_t> cc;
+  std::optional<std::vector<Descriptor>> cat;  // a CAT with these descriptors after the PAT
+  TableCarousel cat_table{kCatPid};
 
   std::vector<TsPacket> tables() {
     std::vector<PatEntry> entries;
@@ -35,6 +39,10 @@ struct Source {
     pat.update([&](std::uint8_t v) { return build_pat(tsid, entries, v); });
     std::vector<TsPacket> out(2048);
     std::size_t n = pat.packetize(out);
+    if (cat) {
+      cat_table.update([&](std::uint8_t v) { return build_cat(*cat, v); });
+      n += cat_table.packetize(std::span<TsPacket>(out).subspan(n));
+    }
     for (const auto& s : services) {
       auto it = pmts.try_emplace(s.pmt_pid, s.pmt_pid).first;
       it->second.update([&](std::uint8_t v) { return build_pmt(s, v); });
@@ -647,4 +655,162 @@ TEST(RemuxSynthetic, PesStartsThatDifferOnlyInTheirPtsAreNotDuplicates) {
     EXPECT_EQ(ccs[1], (ccs[0] + 1) & 0x0F) << "adaptation " << adaptation << ": a new packet sent as a duplicate";
     EXPECT_EQ(ccs[2], ccs[1]) << "adaptation " << adaptation << ": the duplicate keeps its counter";
   }
+}
+
+namespace {
+
+// A CA_descriptor body: CA_system_id, CA_PID, private bytes.
+std::vector<std::uint8_t> ca_body(std::uint16_t system, std::uint16_t pid, std::vector<std::uint8_t> priv = {}) {
+  priv.insert(priv.begin(), {static_cast<std::uint8_t>(system >> 8), static_cast<std::uint8_t>(system),
+                             static_cast<std::uint8_t>(0xE0 | (pid >> 8)), static_cast<std::uint8_t>(pid)});
+  return priv;
+}
+
+std::uint16_t ca_pid(const Descriptor& d) { return static_cast<std::uint16_t>(((d.data[2] & 0x1F) << 8) | d.data[3]); }
+
+// A scrambled (transport_scrambling_control 10) media packet.
+TsPacket scrambled(Source& src, std::uint16_t pid) {
+  TsPacket p = src.es(pid, false, false);
+  p.bytes[3] = static_cast<std::uint8_t>(p.bytes[3] | 0x80);
+  return p;
+}
+
+// Packets of `pid` in `out`, and whether their counters ran on without a gap.
+std::pair<std::size_t, bool> count_continuous(const std::vector<TsPacket>& out, std::uint16_t pid) {
+  std::size_t n = 0;
+  bool continuous = true;
+  int last = -1;
+  for (const auto& p : out) {
+    if (p.pid() != pid) continue;
+    ++n;
+    if (last >= 0 && p.cc() != ((last + 1) & 0x0F)) continuous = false;
+    last = p.cc();
+  }
+  return {n, continuous};
+}
+
+}  // namespace
+
+// A scrambled service needs the CAT of its transport stream: its CA_descriptors name the
+// EMM PIDs through which receivers get their entitlements (ISO 13818-1 2.4.4.6), and
+// TR 101 290 counts a CAT_error for scrambled packets without one (1.6 of priority 2).
+// The output carries the input's CAT (every descriptor, the private bytes too) and its
+// EMM PIDs, besides the ECM PID the PMT names.
+TEST(RemuxSynthetic, TheInputsCatAndItsEmmPidsAreCarried) {
+  Source src{.tag = 0};
+  Service s = spts_service(5, 0x1000, {{0x100, 0x1B}, {0x101, 0x0F}}, 0x100);
+  s.program_descriptors.push_back(Descriptor{0x09, ca_body(0x0B00, 0x1F0)});  // ECM
+  src.services.push_back(s);
+  const std::vector<Descriptor> cat{Descriptor{0x09, ca_body(0x0B00, 0x1F8, {0x11, 0x22, 0x33})},
+                                    Descriptor{0x09, ca_body(0x0500, 0x1F9)}, Descriptor{0x5F, {0, 0, 0, 2}}};
+  src.cat = cat;
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .source_service_id = 5});
+  Harness h(cfg);
+  for (int round = 0; round < 20; ++round) {
+    h.push(0, src.tables());
+    for (int i = 0; i < 50; ++i) h.push(0, scrambled(src, 0x100));
+    h.push(0, src.es(0x1F0));  // ECM
+    h.push(0, src.es(0x1F8));  // EMM of the first CA system
+    h.push(0, src.es(0x1F9));  // and of the second
+  }
+  const ProgramModel m = decode(h.out);
+  ASSERT_TRUE(m.has_cat) << "no CAT at the output";
+  EXPECT_EQ(m.cat_descriptors, cat) << "no PID collided, so the CAT is the input's";
+  EXPECT_EQ(m.ca_pids, (std::vector<std::uint16_t>{0x1F8, 0x1F9}));
+  for (const std::uint16_t emm : {std::uint16_t{0x1F8}, std::uint16_t{0x1F9}}) {
+    const auto [n, continuous] = count_continuous(h.out, emm);
+    EXPECT_EQ(n, 20u) << "EMM PID " << emm;
+    EXPECT_TRUE(continuous) << "EMM PID " << emm;
+  }
+  const auto [cats, continuous] = count_continuous(h.out, kCatPid);
+  EXPECT_GE(cats, 10u) << "the CAT goes out with the PAT";
+  EXPECT_TRUE(continuous);
+  Analyzer a;
+  std::uint64_t t = 0;
+  for (const auto& p : h.out) a.push(p, t += 1'000'000);
+  EXPECT_EQ(a.count(Check::kCatError), 0u);
+  EXPECT_EQ(a.count(Check::kContinuityCountError), 0u);
+}
+
+// Two scrambled SPTS whose EMM PIDs collide, merged into an MPTS: each input's EMM PID gets
+// its own output PID and the CAT names both; a PID rule that drops one drops its
+// descriptor too; and a source switch to an input with no CAT (yet) keeps the CAT as it was.
+TEST(RemuxSynthetic, EmmPidsOfSeveralInputsAreRemappedAndFollowTheRules) {
+  Source a{.tag = 1};
+  Source b{.tag = 2};
+  Source c{.tag = 3};
+  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  b.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  c.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  a.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8, {0xAA})}};
+  b.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8, {0xBB})}};
+  c.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0500, 0x1F7)}};
+  RemuxConfig cfg;
+  cfg.n_inputs = 3;
+  cfg.services.push_back({.input = 0, .source_service_id = 1});
+  cfg.services.push_back({.input = 1, .source_service_id = 1});
+  cfg.services.push_back({.input = 2, .source_service_id = 1, .rules = {PidRule{.from = 0x1F7, .drop = true}}});
+  Harness h(cfg);
+  for (int round = 0; round < 5; ++round) {
+    h.push(0, a.tables());
+    h.push(1, b.tables());
+    h.push(2, c.tables());
+    h.push(0, a.es(0x1F8));
+    h.push(1, b.es(0x1F8));
+    h.push(2, c.es(0x1F7));
+  }
+  ProgramModel m = decode(h.out);
+  ASSERT_TRUE(m.has_cat);
+  ASSERT_EQ(m.cat_descriptors.size(), 2u) << "the dropped EMM PID's descriptor is gone";
+  const std::uint16_t emm_a = ca_pid(m.cat_descriptors[0]);
+  const std::uint16_t emm_b = ca_pid(m.cat_descriptors[1]);
+  EXPECT_NE(emm_a, emm_b);
+  EXPECT_EQ(m.cat_descriptors[0].data.back(), 0xAA);
+  EXPECT_EQ(m.cat_descriptors[1].data.back(), 0xBB);
+  for (const auto& p : h.out) {
+    if (origin(p).second != 0x1F8 && origin(p).second != 0x1F7) continue;
+    EXPECT_NE(origin(p).first, 3) << "the dropped EMM PID was carried";
+    EXPECT_EQ(p.pid(), origin(p).first == 1 ? emm_a : emm_b);
+  }
+  EXPECT_EQ(count_continuous(h.out, emm_a).first, 5u);
+  EXPECT_EQ(count_continuous(h.out, emm_b).first, 5u);
+
+  // Input 0 switches to a source without a CAT: the output CAT does not change.
+  const std::size_t before = h.out.size();
+  h.r.switch_source(0);
+  Source d{.tag = 4};
+  d.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  for (int round = 0; round < 5; ++round) {
+    h.push(0, d.tables());
+    for (int i = 0; i < 50; ++i) h.push(0, d.es(0x100));
+  }
+  const std::vector<TsPacket> after(h.out.begin() + static_cast<std::ptrdiff_t>(before), h.out.end());
+  m = decode(after);
+  ASSERT_TRUE(m.has_cat);
+  EXPECT_EQ(m.cat_descriptors.size(), 2u);
+  EXPECT_TRUE(count_continuous(h.out, kCatPid).second);
+}
+
+// A channel rebuilt by a reload goes on with the CAT's counter and the next version.
+TEST(RemuxSynthetic, AReloadContinuesTheCat) {
+  Source src{.tag = 0};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  src.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8)}};
+  Harness first(OneService::config());
+  for (int i = 0; i < 3; ++i) first.push(0, src.tables());
+  Harness second(OneService::config());
+  second.r.continue_from(first.r);
+  second.t = first.t;
+  for (int i = 0; i < 3; ++i) second.push(0, src.tables());
+  std::vector<TsPacket> all = first.out;
+  all.insert(all.end(), second.out.begin(), second.out.end());
+  EXPECT_TRUE(count_continuous(all, kCatPid).second) << "the CAT's counter goes on";
+  int first_version = -1, second_version = -1;
+  for (const auto& p : first.out)
+    if (p.pid() == kCatPid && p.payload_unit_start()) first_version = (p.payload()[1 + 5] >> 1) & 0x1F;
+  for (const auto& p : second.out)
+    if (p.pid() == kCatPid && p.payload_unit_start()) second_version = (p.payload()[1 + 5] >> 1) & 0x1F;
+  ASSERT_GE(first_version, 0);
+  EXPECT_EQ(second_version, (first_version + 1) & 0x1F) << "receivers read the CAT again";
 }

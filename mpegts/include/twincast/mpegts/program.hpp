@@ -111,7 +111,9 @@ struct ProgramModel {
   bool has_pat = false;
   std::uint8_t pat_version = 0;
   std::vector<Service> services;  // in PAT order
-  std::vector<std::uint16_t> ca_pids;  // from the CAT
+  bool has_cat = false;                    // a CAT has been received
+  std::vector<Descriptor> cat_descriptors;  // the CAT's descriptors, in order (CA_descriptors name EMM PIDs)
+  std::vector<std::uint16_t> ca_pids;       // the EMM PIDs of its CA_descriptors, each once
 
   [[nodiscard]] const Service* find_service(std::uint16_t service_id) const {
     for (const auto& s : services)

@@ -43,6 +43,11 @@ struct PatEntry {
                                              std::uint16_t transport_stream_id, std::uint16_t original_network_id,
                                              const std::vector<Service>& services, std::uint8_t version);
 
+// CAT: table 0x01 on PID 1, the descriptors as given (CA_descriptors name the EMM PIDs).
+// Throws std::length_error when they do not fit one section (kCatDescriptorBudget bytes).
+inline constexpr std::size_t kCatDescriptorBudget = 1000;
+[[nodiscard]] std::vector<Section> build_cat(const std::vector<Descriptor>& descriptors, std::uint8_t version);
+
 class TableCarousel {
  public:
   // `first_version` is used for the first content.

@@ -6,6 +6,8 @@
 //  - SPTS... -> MPTS: several inputs, one service each; colliding PIDs are remapped,
 //    service ids and logical channel numbers assigned, PAT/PMT/SDT/NIT regenerated.
 //  - Per-service PID rules: drop a PID, or move it to another PID.
+//  - Scrambled services: the ECM PIDs the PMTs name are carried, and the inputs' CATs
+//    become the output CAT, their EMM PIDs carried (remapped on collision like streams).
 //  - Output continuity counters are the engine's own, per output PID: an output never
 //    shows a CC error caused by remapping, by table changes or by an input switch.
 //    After switch_source() a service's PIDs resume only at a payload unit start (video
@@ -158,6 +160,8 @@ class Remuxer {
     // psi->is_psi_pid() of every PID, copied when the PSI changes (generation) or resets,
     // so a media packet costs a bit test rather than a call into the decoder.
     std::bitset<kPidCount> psi_pids;
+    // The last CAT learnt from this input (kept while a switched source is relearnt).
+    std::optional<std::vector<Descriptor>> cat;
   };
   struct OutPid {
     std::uint8_t cc = 0x0F;        // last CC written (so the first is 0)
@@ -192,6 +196,7 @@ class Remuxer {
   std::array<OutPid, kPidCount> out_{};
   ProgramModel out_model_;
   TableCarousel pat_{kPatPid};
+  TableCarousel cat_{kCatPid};
   std::vector<TableCarousel> pmts_;                    // one per configured service
   std::vector<std::optional<Service>> snapshots_;      // last complete source service, per configured service
   std::vector<std::uint16_t> last_sid_;                // output service id given last, per configured service (0: none)
