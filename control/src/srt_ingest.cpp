@@ -512,6 +512,7 @@ void SrtIngest::Impl::connected(std::size_t input, const std::string& peer) {
     ++st.stats.connections;
   }
   log_input(log::Level::kInfo, input, "srt_connected", "connected to " + peer);
+  sink_(input, {});  // a new stream starts
 }
 
 void SrtIngest::Impl::disconnected(SRTSOCKET s, std::size_t input) {

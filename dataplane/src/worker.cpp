@@ -618,6 +618,10 @@ void Dataplane::Impl::drain_external(std::uint64_t now_ns) {
     rte_mbuf* ms[kBurst];
     const unsigned n = rte_ring_dequeue_burst(in->ring, reinterpret_cast<void**>(ms), kBurst, nullptr);
     for (unsigned i = 0; i < n; ++i) {
+      if (rte_pktmbuf_data_len(ms[i]) == 0) {  // feed_external()'s mark: a new stream starts
+        in->aligner->restart();
+        continue;
+      }
       std::array<mpegts::TsPacket, kMaxTsPerDatagram> batch;
       std::size_t k = 0;
       ChannelPipeline& pipe = *in->pipeline;

@@ -93,7 +93,7 @@ class Peer {
 // Collects what the sink receives, per input.
 class Collector {
  public:
-  explicit Collector(std::size_t n) : data_(n) {}
+  explicit Collector(std::size_t n) : data_(n), starts_(n) {}
   SrtIngest::Sink sink() {
     return [this](std::size_t i, std::span<const std::uint8_t> b) {
       const std::lock_guard lock(mu_);
@@ -101,6 +101,7 @@ class Collector {
         bad_index_ = true;
         return;
       }
+      if (b.empty()) ++starts_[i];  // a connection starts
       data_[i].insert(data_[i].end(), b.begin(), b.end());
       if (b.size() > 1500) oversize_ = true;
     };
@@ -113,6 +114,11 @@ class Collector {
     const std::lock_guard lock(mu_);
     return data_[i].size();
   }
+  // Connections announced to the sink (an empty message each).
+  std::size_t starts(std::size_t i) {
+    const std::lock_guard lock(mu_);
+    return starts_[i];
+  }
   bool sane() {
     const std::lock_guard lock(mu_);
     return !bad_index_ && !oversize_;
@@ -121,6 +127,7 @@ class Collector {
  private:
   std::mutex mu_;
   std::vector<std::vector<std::uint8_t>> data_;
+  std::vector<std::size_t> starts_;
   bool bad_index_ = false;
   bool oversize_ = false;
 };
@@ -300,6 +307,7 @@ TEST(SrtIngest, ListenerReceivesTheFileExactlyAndAcceptsAReplacement) {
     ASSERT_TRUE(wait_until([&] { return col.size(0) >= 2 * expected.size(); }, 10s))
         << "received " << col.size(0);
     EXPECT_EQ(ingest.stats(0).connections, 2U);
+    EXPECT_EQ(col.starts(0), 2U) << "each connection's stream is announced to the sink";
     EXPECT_TRUE(ingest.stats(0).connected);
   }
   EXPECT_TRUE(col.sane());
@@ -419,6 +427,7 @@ TEST(SrtIngest, CallerReconnectsWhenThePeerRestarts) {
   ASSERT_TRUE(wait_until([&] { return col.size(0) > first + 100000; }, 12s)) << col.size(0);
   const auto st = ingest.stats(0);
   EXPECT_EQ(st.connections, 2U);
+  EXPECT_EQ(col.starts(0), 2U) << "each connection's stream is announced to the sink";
   EXPECT_TRUE(st.connected);
   EXPECT_GE(st.rtt_ms, 0.0);
   const auto got = col.bytes(0);

@@ -493,6 +493,36 @@ TEST_F(Worker, RtpHoldTimeAfterAnExpiredGapStartsAtTheOldestDatagramStillHeld) {
   EXPECT_EQ(dp_->input_stats(0, 1).datagrams, 3u) << "10, 12, 14";
 }
 
+// An SRT input's peer reconnects while the last TS packet it sent was cut off (an
+// encoder killed mid-write): the new connection's bytes must not complete that packet into
+// one of neither stream. The ingest marks the new stream with an empty feed_external().
+TEST_F(Worker, AnSrtReconnectDoesNotGlueTwoStreamsIntoOnePacket) {
+  InputConfig srt;
+  srt.name = "srt";
+  srt.kind = InputKind::kSrt;
+  config_.channels[0].inputs.push_back(srt);
+  make();
+  const std::size_t in = config_.channels[0].inputs.size() - 1;
+  ByteVec old_stream = ts_payload(0, 7);
+  old_stream.resize(6 * mpegts::kPacketSize + 88);  // the seventh packet cut off
+  ASSERT_TRUE(dp_->feed_external(0, in, old_stream));
+  ASSERT_TRUE(dp_->feed_external(0, in, {}));  // a new connection
+  ASSERT_TRUE(dp_->feed_external(0, in, ts_payload(100, 7)));
+  ASSERT_TRUE(dp_->feed_external(0, in, ts_payload(107, 7)));
+  dp_->poll_once(2'000'000);
+  std::vector<std::uint32_t> got;
+  for (const auto& [input, p] : recorder().pushed) {
+    ASSERT_EQ(input, in);
+    std::uint32_t n = 0;
+    std::memcpy(&n, &p.bytes[4], sizeof n);
+    EXPECT_TRUE(p.bytes == ts_packet(n).bytes) << "packet " << got.size() << " is not one the peers sent";
+    got.push_back(n);
+  }
+  std::vector<std::uint32_t> want{0, 1, 2, 3, 4, 5};
+  for (std::uint32_t n = 100; n < 114; ++n) want.push_back(n);
+  EXPECT_EQ(got, want);
+}
+
 TEST_F(Worker, SsmAndUnicastInputs) {
   make(1);
   feed({udp_frame(kSsmGroup, 5000, ts_payload(0, 7)),                      // from the SSM source: input 2

@@ -42,8 +42,10 @@ std::string_view srt_streamid_resource(std::string_view streamid);
 
 class SrtIngest {
  public:
-  // Called on an SRT thread for every received message (usually 1316 bytes = 7 TS packets).
-  // `input` indexes the vector given to the constructor.
+  // Called on an SRT thread for every received message (usually 1316 bytes = 7 TS packets),
+  // and with no bytes when a connection starts, before its first message (a new stream:
+  // what came before may have ended inside a TS packet). `input` indexes the vector given
+  // to the constructor.
   using Sink = std::function<void(std::size_t input, std::span<const std::uint8_t> ts_bytes)>;
 
   struct InputStats {

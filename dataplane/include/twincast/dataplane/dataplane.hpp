@@ -252,7 +252,9 @@ class Dataplane {
   [[nodiscard]] ExternalInput* external_input(std::size_t channel, std::size_t input) const;
   // Hands bytes of an SRT input to the worker: copied into an mbuf and queued on that
   // input's ring. Any thread, but one producer per input at a time. Returns false (and
-  // counts it) when the ring is full or no mbuf is free.
+  // counts it) when the ring is full or no mbuf is free. No bytes: a new stream starts
+  // here (a new SRT connection), so a TS packet cut off at the end of the old one is not
+  // completed with the new one's bytes.
   static bool feed_external(ExternalInput* input, std::span<const std::uint8_t> bytes);
   bool feed_external(std::size_t channel, std::size_t input, std::span<const std::uint8_t> bytes);
   // SRT bytes refused by feed_external().
@@ -265,7 +267,8 @@ class Dataplane {
 
   // Test hooks, only while not running(): run the worker's code on frames the caller
   // allocated from mempool(port) (they are consumed), and one poll turn with TX flush
-  // (ARP requests that are due and RTP gaps that waited too long included).
+  // (ARP requests that are due, what SRT inputs queued and RTP gaps that waited too long
+  // included).
   void process_burst(std::size_t port, rte_mbuf** frames, std::uint16_t n, std::uint64_t now_ns);
   void poll_once(std::uint64_t now_ns);
   void send_igmp_reports(bool join);  // what start() does first

@@ -79,6 +79,15 @@ class PacketAligner {
     carry_len_ = 0;
   }
 
+  // Another stream starts (an SRT peer reconnected): the bytes carried from before are
+  // dropped (counted as skipped, never completed with the new stream's bytes into a packet
+  // of neither) and the packet size is found again. No allocation.
+  void restart() {
+    stats_.skipped_bytes += carry_len_;
+    carry_len_ = 0;
+    unit_ = 0;
+  }
+
   // 188, 192 or 204 once locked; 0 while searching.
   [[nodiscard]] std::size_t unit_size() const { return unit_; }
   [[nodiscard]] const Stats& stats() const { return stats_; }
