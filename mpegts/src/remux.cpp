@@ -170,11 +170,16 @@ void Remuxer::rebuild() {
   // The configured service that carries an input's EMM PIDs (its PID rules apply to them):
   // the first learnt one it feeds.
   std::vector<std::size_t> emm_service(inputs_.size(), config_.services.size());
-  for (std::size_t k = config_.services.size(); k-- > 0;)
+  std::vector<std::size_t> emm_rules(inputs_.size(), 0);  // the input's first configured service: its rules
+  for (std::size_t k = config_.services.size(); k-- > 0;) {
     if (snapshots_[k]) emm_service[config_.services[k].input] = k;
+    emm_rules[config_.services[k].input] = k;
+  }
   // What is on air keeps its service id, PMT PID and stream PIDs: only what is new
   // (a service just learnt, a stream just added) moves when it collides.
   std::vector<std::uint16_t> kept_pmt(config_.services.size(), 0);
+  std::vector<std::array<std::uint16_t, kPidCount>> emm_kept(inputs_.size());  // EMM PIDs kept, per input
+  for (auto& m : emm_kept) m.fill(kUnmapped);
   std::vector<std::uint16_t> kept_sid(config_.services.size(), 0);
   for (std::size_t k = 0; k < config_.services.size(); ++k) {
     const auto& sc = config_.services[k];
@@ -198,25 +203,40 @@ void Remuxer::rebuild() {
     const auto& prev = inputs_[sc.input]->map;
     const auto& inherited = inputs_[sc.input]->inherited_map;
     auto& map = maps[sc.input];
-    auto keep = [&](std::uint16_t src_pid) {
+    auto keep = [&](std::uint16_t src_pid, bool fresh, const std::vector<PidRule>& rules,
+                    std::array<std::uint16_t, kPidCount>* into = nullptr) {
       if (src_pid >= kNullPid || map[src_pid] != kUnmapped) return;
       std::uint16_t o = prev[src_pid];
-      if (o == kUnmapped && !on_air &&
-          std::none_of(sc.rules.begin(), sc.rules.end(), [&](const PidRule& r) { return r.from == src_pid; }))
+      if (o == kUnmapped && fresh &&
+          std::none_of(rules.begin(), rules.end(), [&](const PidRule& r) { return r.from == src_pid; }))
         o = inherited[src_pid];
-      if (o < kNullPid && pids.take_exact(o)) map[src_pid] = o;
+      if (o < kNullPid && pids.take_exact(o)) (into != nullptr ? *into : map)[src_pid] = o;
     };
-    auto keep_ca = [&](const std::vector<Descriptor>& ds) {
+    auto keep_ca = [&](const std::vector<Descriptor>& ds, bool fresh, const std::vector<PidRule>& rules) {
       for (const auto& d : ds)
-        if (d.tag == 0x09 && d.data.size() >= 4) keep(static_cast<std::uint16_t>(((d.data[2] & 0x1F) << 8) | d.data[3]));
+        if (d.tag == 0x09 && d.data.size() >= 4)
+          keep(static_cast<std::uint16_t>(((d.data[2] & 0x1F) << 8) | d.data[3]), fresh, rules);
     };
-    keep_ca(snapshots_[k]->program_descriptors);
+    keep_ca(snapshots_[k]->program_descriptors, !on_air, sc.rules);
     for (const auto& es : snapshots_[k]->streams) {
-      keep(es.pid);
-      keep_ca(es.descriptors);
+      keep(es.pid, !on_air, sc.rules);
+      keep_ca(es.descriptors, !on_air, sc.rules);
     }
-    keep(snapshots_[k]->pcr_pid);
-    if (emm_service[sc.input] == k && inputs_[sc.input]->cat) keep_ca(*inputs_[sc.input]->cat);
+    keep(snapshots_[k]->pcr_pid, !on_air, sc.rules);
+    if (emm_service[sc.input] == k) {
+      Input& in = *inputs_[sc.input];
+      if (in.cat) {
+        // Reserved only: an EMM PID is mapped when its descriptor fits the CAT (below).
+        for (const auto& d : *in.cat)
+          if (d.tag == 0x09 && d.data.size() >= 4)
+            keep(static_cast<std::uint16_t>(((d.data[2] & 0x1F) << 8) | d.data[3]), !in.emm_on_air,
+                 config_.services[emm_rules[sc.input]].rules, &emm_kept[sc.input]);
+      } else {
+        // The CAT is not learnt yet: the EMM PIDs the previous engine had on air stay reserved.
+        for (std::uint16_t pid = 0; pid < kNullPid; ++pid)
+          if (in.inherited_emm[pid] && inherited[pid] < kNullPid) (void)pids.take_exact(inherited[pid]);
+      }
+    }
   }
 
   std::size_t cat_bytes = 0;  // of the output CAT's descriptors
@@ -243,10 +263,10 @@ void Remuxer::rebuild() {
     out.lcn = sc.lcn;
     out.streams.clear();
 
-    auto map_pid = [&](std::uint16_t src_pid) -> std::uint16_t {
+    auto map_pid_by = [&](std::uint16_t src_pid, const std::vector<PidRule>& rules) -> std::uint16_t {
       if (map[src_pid] != kUnmapped) return map[src_pid];  // shared by two services of one input
       std::uint16_t wanted = src_pid;
-      for (const auto& r : sc.rules) {
+      for (const auto& r : rules) {
         if (r.from != src_pid) continue;
         if (r.drop) return map[src_pid] = kDropByRule;
         wanted = r.to;
@@ -257,6 +277,7 @@ void Remuxer::rebuild() {
       }
       return map[src_pid] = pids.take(wanted, kFirstDynamicPid);
     };
+    auto map_pid = [&](std::uint16_t src_pid) { return map_pid_by(src_pid, sc.rules); };
     // CA_descriptors (0x09) name the service's ECM PIDs: those are carried too, and the
     // descriptor names their output PID (a dropped ECM PID drops its descriptor).
     auto map_ca = [&](std::vector<Descriptor>& ds) {
@@ -292,13 +313,15 @@ void Remuxer::rebuild() {
     // inputs fits one section: what does not fit is not carried.
     if (emm_service[sc.input] != k || !inputs_[sc.input]->cat) continue;
     model.has_cat = true;
+    inputs_[sc.input]->emm_on_air = true;
     for (const Descriptor& d : *inputs_[sc.input]->cat) {
       if (cat_bytes + 2 + d.data.size() > kCatDescriptorBudget) break;
       Descriptor c = d;
       if (c.tag == 0x09 && c.data.size() >= 4) {
         const auto emm = static_cast<std::uint16_t>(((c.data[2] & 0x1F) << 8) | c.data[3]);
         if (emm < kNullPid) {
-          const std::uint16_t o = map_pid(emm);
+          if (map[emm] == kUnmapped) map[emm] = emm_kept[sc.input][emm];
+          const std::uint16_t o = map_pid_by(emm, config_.services[emm_rules[sc.input]].rules);
           if (o == kDropByRule) continue;
           c.data[2] = static_cast<std::uint8_t>((c.data[2] & 0xE0) | (o >> 8));
           c.data[3] = static_cast<std::uint8_t>(o & 0xFF);
@@ -309,6 +332,11 @@ void Remuxer::rebuild() {
     }
   }
 
+  for (const Descriptor& d : model.cat_descriptors) {  // the output model says what its CAT says
+    if (d.tag != 0x09 || d.data.size() < 4) continue;
+    const auto emm = static_cast<std::uint16_t>(((d.data[2] & 0x1F) << 8) | d.data[3]);
+    if (std::find(model.ca_pids.begin(), model.ca_pids.end(), emm) == model.ca_pids.end()) model.ca_pids.push_back(emm);
+  }
   for (auto& o : out_) o.carries_pcr = o.is_video = false;
   for (const auto& s : model.services) {
     if (s.pcr_pid < kNullPid) out_[s.pcr_pid].carries_pcr = true;
@@ -337,7 +365,18 @@ void Remuxer::rebuild() {
   changed |= pat_.update([&](std::uint8_t v) { return build_pat(model.transport_stream_id, pat, v); });
   // A CAT once on air goes on (empty when no input has one any more), so receivers learn
   // that the EMM PIDs it named are gone.
-  if (model.has_cat || cat_.has_content()) {
+  // After a reload, one the previous engine had on air goes on too (empty), once all services
+  // are learnt and none is scrambled (a scrambled one's CAT is still to come).
+  const auto scrambled = [](const Service& s) {
+    const auto ca = [](const std::vector<Descriptor>& ds) {
+      return std::any_of(ds.begin(), ds.end(), [](const Descriptor& d) { return d.tag == 0x09; });
+    };
+    return ca(s.program_descriptors) ||
+           std::any_of(s.streams.begin(), s.streams.end(), [&](const ElementaryStream& e) { return ca(e.descriptors); });
+  };
+  const bool cat_gone = cat_inherited_ && model.services.size() == config_.services.size() &&
+                        std::none_of(model.services.begin(), model.services.end(), scrambled);
+  if (model.has_cat || cat_.has_content() || cat_gone) {
     resume_table(cat_);
     changed |= cat_.update([&](std::uint8_t v) { return build_cat(model.cat_descriptors, v); });
     model.has_cat = true;
@@ -589,10 +628,15 @@ void Remuxer::continue_from(const Remuxer& previous, std::span<const std::size_t
   };
   for (std::size_t i = 0; i < inputs_.size(); ++i) {
     const std::size_t j = previous_of(i);
-    if (j == kNoPreviousInput)
+    inputs_[i]->inherited_emm.reset();
+    if (j == kNoPreviousInput) {
       inputs_[i]->inherited_map.fill(kUnmapped);
-    else
+    } else {
       inputs_[i]->inherited_map = previous.inputs_[j]->map;
+      if (const auto& cat = previous.inputs_[j]->cat)
+        for (const auto& d : *cat)
+          if (d.tag == 0x09 && d.data.size() >= 4) inputs_[i]->inherited_emm[((d.data[2] & 0x1F) << 8) | d.data[3]] = true;
+    }
   }
   // Only what the engine before chose itself: an output PID its PID rules named, a
   // configured service id or PMT PID, were the configuration's, which may have changed.
@@ -630,6 +674,8 @@ void Remuxer::continue_from(const Remuxer& previous, std::span<const std::size_t
                                    [&](const InheritedTable& k) { return k.pid == t.pid; });
     if (!known && inherited_tables_.size() < inherited_tables_.capacity()) inherited_tables_.push_back(t);
   }
+  cat_inherited_ = std::any_of(inherited_tables_.begin(), inherited_tables_.end(),
+                               [](const InheritedTable& t) { return t.pid == kCatPid; });
   resume_table(pat_);
   resume_table(cat_);
   resume_table(sdt_);

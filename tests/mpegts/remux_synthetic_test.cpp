@@ -718,6 +718,8 @@ TEST(RemuxSynthetic, TheInputsCatAndItsEmmPidsAreCarried) {
   ASSERT_TRUE(m.has_cat) << "no CAT at the output";
   EXPECT_EQ(m.cat_descriptors, cat) << "no PID collided, so the CAT is the input's";
   EXPECT_EQ(m.ca_pids, (std::vector<std::uint16_t>{0x1F8, 0x1F9}));
+  EXPECT_EQ(h.r.output_model().cat_descriptors, cat) << "the output model says what the output CAT says";
+  EXPECT_EQ(h.r.output_model().ca_pids, m.ca_pids);
   for (const std::uint16_t emm : {std::uint16_t{0x1F8}, std::uint16_t{0x1F9}}) {
     const auto [n, continuous] = count_continuous(h.out, emm);
     EXPECT_EQ(n, 20u) << "EMM PID " << emm;
@@ -813,4 +815,175 @@ TEST(RemuxSynthetic, AReloadContinuesTheCat) {
     if (p.pid() == kCatPid && p.payload_unit_start()) second_version = (p.payload()[1 + 5] >> 1) & 0x1F;
   ASSERT_GE(first_version, 0);
   EXPECT_EQ(second_version, (first_version + 1) & 0x1F) << "receivers read the CAT again";
+}
+
+// ---- review of d2b9d2a ----
+
+namespace {
+std::vector<TsPacket> only_pid(const std::vector<TsPacket>& ps, std::uint16_t pid, bool keep) {
+  std::vector<TsPacket> out;
+  for (const auto& p : ps)
+    if ((p.pid() == pid) == keep) out.push_back(p);
+  return out;
+}
+}  // namespace
+
+// README: "A CAT once sent goes on, empty if no input has one any more" and the CAT
+// "continues across a reload". A reload to a channel whose source has no CAT (the
+// scrambled service is gone, or now in the clear) must send the CAT on, empty, so
+// receivers drop the EMM PIDs the old one named.
+TEST(RemuxSynthetic, ACatOnAirGoesOnEmptyAfterAReloadToASourceWithoutOne) {
+  Source src{.tag = 0};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  src.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8)}};
+  Harness first(OneService::config());
+  for (int i = 0; i < 3; ++i) first.push(0, src.tables());
+  ASSERT_TRUE(decode(first.out).has_cat);
+
+  Source clear{.tag = 0};
+  clear.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  Harness second(OneService::config());
+  second.r.continue_from(first.r);
+  second.t = first.t;
+  for (int i = 0; i < 3; ++i) {
+    second.push(0, clear.tables());
+    for (int k = 0; k < 150; ++k) second.push(0, clear.es(0x100));
+  }
+  const ProgramModel m = decode(second.out);
+  ASSERT_TRUE(m.has_cat) << "the CAT stopped at the reload: receivers keep naming 0x1F8 an EMM PID";
+  EXPECT_TRUE(m.cat_descriptors.empty());
+  std::vector<TsPacket> all = first.out;
+  all.insert(all.end(), second.out.begin(), second.out.end());
+  EXPECT_TRUE(count_continuous(all, kCatPid).second);
+}
+
+// README: "The output CAT has every descriptor of the CAT of each input that feeds an output
+// service, in input order".
+// The CAT lists each input's descriptors in the order of the output services.
+TEST(RemuxSynthetic, TheCatListsTheInputsInTheOrderOfTheirServices) {
+  Source a{.tag = 1};
+  Source b{.tag = 2};
+  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  b.services.push_back(spts_service(1, 0x1000, {{0x200, 0x1B}}, 0x200));
+  a.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8, {0xAA})}};
+  b.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0500, 0x1F9, {0xBB})}};
+  RemuxConfig cfg;
+  cfg.n_inputs = 2;
+  cfg.services.push_back({.input = 1, .source_service_id = 1, .service_id = 20});  // listed first
+  cfg.services.push_back({.input = 0, .source_service_id = 1, .service_id = 10});
+  Harness h(cfg);
+  for (int round = 0; round < 3; ++round) {
+    h.push(0, a.tables());
+    h.push(1, b.tables());
+  }
+  const ProgramModel m = decode(h.out);
+  ASSERT_EQ(m.cat_descriptors.size(), 2u);
+  EXPECT_EQ(m.cat_descriptors[0].data.back(), 0xBB) << "input 1's service is listed first";
+  EXPECT_EQ(m.cat_descriptors[1].data.back(), 0xAA);
+}
+
+// README: "The PID rules of the input's first output service apply to its EMM PIDs". An MPTS
+// input feeds two services; the first one's rule drops the EMM PID. While the first service's
+// PMT is missing (the service is off air), the second one's rules are used instead and the
+// EMM PID is carried and named in the CAT.
+TEST(RemuxSynthetic, TheFirstServicesRulesApplyToTheEmmPidsEvenBeforeItIsLearnt) {
+  Source src{.tag = 0};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  src.services.push_back(spts_service(2, 0x1100, {{0x200, 0x1B}}, 0x200));
+  src.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8)}};
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .source_service_id = 1, .rules = {PidRule{.from = 0x1F8, .drop = true}}});
+  cfg.services.push_back({.input = 0, .source_service_id = 2});
+  Harness h(cfg);
+  for (int round = 0; round < 5; ++round) {
+    h.push(0, only_pid(src.tables(), 0x1000, false));  // service 1's PMT does not come (yet)
+    h.push(0, src.es(0x200));
+    h.push(0, src.es(0x1F8));
+  }
+  const ProgramModel m = decode(h.out);
+  ASSERT_TRUE(m.has_cat);
+  EXPECT_TRUE(m.cat_descriptors.empty()) << "the EMM PID dropped by service 1's rule is named";
+  EXPECT_EQ(count_continuous(h.out, 0x1F8).first, 0u) << "the EMM PID dropped by service 1's rule is carried";
+}
+
+// A reload keeps what the previous engine had on air (remux.hpp, continue_from: "The services
+// here that previous had on air keep their output PIDs ... as they are learnt (whatever
+// order the inputs arrive in)"). A remapped EMM PID whose CAT arrives after the PMT is not
+// kept: a channel added by the reload takes its output PID, which the receivers' CAT (the
+// previous engine's) still names as B's EMM PID.
+TEST(RemuxSynthetic, AReloadKeepsARemappedEmmPidWhenTheCatComesAfterThePmt) {
+  Source a{.tag = 1};
+  Source b{.tag = 2};
+  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  b.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  a.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8, {0xAA})}};
+  b.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8, {0xBB})}};
+  RemuxConfig cfg;
+  cfg.n_inputs = 2;
+  cfg.services.push_back({.input = 0, .source_service_id = 1, .service_id = 10});
+  cfg.services.push_back({.input = 1, .source_service_id = 1, .service_id = 20});
+  Harness old(cfg);
+  for (int round = 0; round < 3; ++round) {
+    old.push(0, a.tables());
+    old.push(1, b.tables());
+  }
+  const std::uint16_t b_emm = old.r.output_pid(1, 0x1F8);
+  ASSERT_NE(b_emm, Remuxer::kUnmapped);
+  ASSERT_NE(b_emm, 0x1F8);
+
+  // The reload adds a channel C whose video sits on b_emm at its source.
+  Source c{.tag = 3};
+  c.services.push_back(spts_service(1, 0x1000, {{b_emm, 0x1B}}, b_emm));
+  RemuxConfig cfg2 = cfg;
+  cfg2.n_inputs = 3;
+  cfg2.services.push_back({.input = 2, .source_service_id = 1, .service_id = 30});
+  Harness now(cfg2);
+  now.r.continue_from(old.r);
+  now.t = old.t;
+  // B's PAT and PMT arrive before its CAT; then C; then B's CAT.
+  const auto b_tables = b.tables();
+  now.push(1, only_pid(b_tables, kCatPid, false));
+  now.push(2, c.tables());
+  now.push(1, only_pid(b_tables, kCatPid, true));
+  EXPECT_EQ(now.r.output_pid(1, 0x1F8), b_emm) << "B's EMM PID moved";
+  EXPECT_NE(now.r.output_pid(2, b_emm), b_emm) << "C's video took the PID the receivers know as B's EMM PID";
+}
+
+// README: "Descriptors beyond one section (1000 bytes) are not carried", and the code's own
+// comment: "what does not fit is not carried". When input 0's CAT grows so that input 1's
+// descriptor no longer fits, the descriptor leaves the CAT but its EMM PID, kept from the
+// previous rebuild, is still carried: an EMM PID that no table names.
+TEST(RemuxSynthetic, AnEmmPidWhoseDescriptorNoLongerFitsIsNotCarried) {
+  Source a{.tag = 1};
+  Source b{.tag = 2};
+  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  b.services.push_back(spts_service(1, 0x1000, {{0x200, 0x1B}}, 0x200));
+  a.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8)}};
+  b.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0500, 0x1F9)}};
+  RemuxConfig cfg;
+  cfg.n_inputs = 2;
+  cfg.services.push_back({.input = 0, .source_service_id = 1, .service_id = 10});
+  cfg.services.push_back({.input = 1, .source_service_id = 1, .service_id = 20});
+  Harness h(cfg);
+  h.push(0, a.tables());
+  h.push(1, b.tables());
+  ASSERT_EQ(decode(h.out).cat_descriptors.size(), 2u);
+  ASSERT_NE(h.r.output_pid(1, 0x1F9), Remuxer::kUnmapped);
+  // Input 0's CAT grows to 4 descriptors of 248 bytes: 1000 bytes, nothing else fits.
+  a.cat->clear();
+  for (std::uint16_t i = 0; i < 4; ++i) a.cat->push_back(Descriptor{0x09, ca_body(0x0B00, static_cast<std::uint16_t>(0x1F8 + 16 * i), std::vector<std::uint8_t>(244, 0x55))});
+  const std::size_t before = h.out.size();
+  for (int round = 0; round < 3; ++round) {
+    h.push(0, a.tables());
+    h.push(1, b.tables());
+    h.push(1, b.es(0x1F9));
+  }
+  const std::vector<TsPacket> after(h.out.begin() + static_cast<std::ptrdiff_t>(before), h.out.end());
+  const ProgramModel m = decode(after);
+  ASSERT_EQ(m.cat_descriptors.size(), 4u) << "input 1's descriptor does not fit";
+  EXPECT_EQ(h.r.output_pid(1, 0x1F9), Remuxer::kUnmapped) << "input 1's EMM PID is carried, named by no CAT";
+  std::size_t unnamed = 0;
+  for (const auto& p : after)
+    if (origin(p) == std::pair<int, int>{2, 0x1F9}) ++unnamed;
+  EXPECT_EQ(unnamed, 0u);
 }

@@ -162,6 +162,11 @@ class Remuxer {
     std::bitset<kPidCount> psi_pids;
     // The last CAT learnt from this input (kept while a switched source is relearnt).
     std::optional<std::vector<Descriptor>> cat;
+    // This engine has mapped the EMM PIDs of `cat` (until then, those the engine
+    // continue_from() took over from had on air are kept, as for a service not on air yet).
+    bool emm_on_air = false;
+    // Source PIDs that were EMM PIDs of the engine continue_from() took over from.
+    std::bitset<kPidCount> inherited_emm;
   };
   struct OutPid {
     std::uint8_t cc = 0x0F;        // last CC written (so the first is 0)
@@ -211,6 +216,7 @@ class Remuxer {
   std::uint64_t quiet_until_ns_ = 0;
   bool tables_ready_ = false;
   bool nit_on_air_ = false;  // receivers saw a NIT (from here or an engine continue_from() took over from)
+  bool cat_inherited_ = false;  // the engine continue_from() took over from (or one before it) had a CAT on air
   bool tables_due_ = false;  // tables changed: send them before the next media packet
   std::size_t max_out_ = 1;
   Stats stats_;
