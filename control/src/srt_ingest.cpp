@@ -16,6 +16,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -100,14 +101,8 @@ std::optional<SockAddr> parse_address(const std::string& host, std::uint16_t por
   return std::nullopt;
 }
 
-// A caller/rendezvous peer: a numeric address, else a host name resolved now (IPv4 first).
-std::optional<SockAddr> resolve_address(const std::string& host, std::uint16_t port) {
-  if (auto a = parse_address(host, port)) return a;
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_DGRAM;
-  addrinfo* res = nullptr;
-  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr) return std::nullopt;
+// The address to use among getaddrinfo's answers (IPv4 first), with `port`.
+std::optional<SockAddr> pick_address(const addrinfo* res, std::uint16_t port) {
   std::optional<SockAddr> out;
   for (const addrinfo* p = res; p != nullptr; p = p->ai_next) {
     if ((p->ai_family != AF_INET && p->ai_family != AF_INET6) || p->ai_addrlen > sizeof(sockaddr_storage)) continue;
@@ -119,7 +114,65 @@ std::optional<SockAddr> resolve_address(const std::string& host, std::uint16_t p
     else reinterpret_cast<sockaddr_in6*>(&a.storage)->sin6_port = htons(port);
     out = a;
   }
-  freeaddrinfo(res);
+  return out;
+}
+
+// One host name lookup by glibc's getaddrinfo_a, shared by the thread that waits for it and
+// glibc's completion notification: the second of the two to let go frees it. So a thread
+// that stops waiting (stop()) never blocks on a slow resolver, and the lookup it abandons
+// still has its memory until it ends.
+struct Lookup {
+  std::string host;
+  addrinfo hints{};
+  gaicb cb{};
+  std::atomic<int> holders{2};
+
+  static void release(Lookup* l) {
+    if (l->holders.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (l->cb.ar_result != nullptr) freeaddrinfo(l->cb.ar_result);
+    delete l;
+  }
+  static void done(sigval v) { release(static_cast<Lookup*>(v.sival_ptr)); }
+};
+
+// A caller/rendezvous peer: a numeric address, else a host name resolved now (IPv4
+// first). The wait for the resolver ends early, with nothing, once `stopping()` is true
+// (checked every kPollMs).
+template <class Stopping>
+std::optional<SockAddr> resolve_address(const std::string& host, std::uint16_t port, Stopping&& stopping) {
+  if (auto a = parse_address(host, port)) return a;
+  auto* l = new Lookup;
+  l->host = host;
+  l->hints.ai_family = AF_UNSPEC;
+  l->hints.ai_socktype = SOCK_DGRAM;
+  l->cb.ar_name = l->host.c_str();
+  l->cb.ar_request = &l->hints;
+  sigevent notify{};
+  notify.sigev_notify = SIGEV_THREAD;
+  notify.sigev_notify_function = &Lookup::done;
+  notify.sigev_value.sival_ptr = l;
+  gaicb* list[1] = {&l->cb};
+  if (getaddrinfo_a(GAI_NOWAIT, list, 1, &notify) != 0) {
+    Lookup::release(l);  // never queued: no notification will come
+    Lookup::release(l);
+    return std::nullopt;
+  }
+  std::optional<SockAddr> out;
+  for (;;) {
+    const timespec wait{0, kPollMs * 1'000'000};
+    (void)gai_suspend(list, 1, &wait);
+    const int status = gai_error(&l->cb);
+    if (status == EAI_INPROGRESS) {
+      if (!stopping()) continue;
+      // One still queued is dropped (no notification comes for it); one already running
+      // goes on, and its notification lets go of it.
+      if (gai_cancel(&l->cb) == EAI_CANCELED) Lookup::release(l);
+      break;
+    }
+    if (status == 0) out = pick_address(l->cb.ar_result, port);
+    break;
+  }
+  Lookup::release(l);
   return out;
 }
 
@@ -722,7 +775,8 @@ void SrtIngest::Impl::run_caller(std::size_t i) {
   std::array<SRT_EPOLL_EVENT, 2> ready{};
 
   while (!stopping()) {
-    const std::optional<SockAddr> resolved = resolve_address(c.srt_address, c.srt_port);
+    const std::optional<SockAddr> resolved = resolve_address(c.srt_address, c.srt_port, [this] { return stopping(); });
+    if (stopping()) break;
     if (!resolved) {
       log_input(log::Level::kWarn, i, "srt_resolve_failed", "cannot resolve '" + printable(c.srt_address) + "'");
       std::unique_lock lock(stop_mu_);

@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <filesystem>
@@ -516,6 +519,56 @@ TEST(SrtIngest, CallerAcceptsAHostName) {
   Peer peer(push_file(file, "srt://127.0.0.1:" + std::to_string(port) + "?mode=listener", "2"));
   EXPECT_TRUE(wait_until([&] { return col.size(0) > 100000; }, 12s)) << col.size(0);
   EXPECT_TRUE(ingest->stats(0).connected);
+}
+
+// A caller whose peer is a host name, with a resolver that never answers (a DNS outage):
+// stop() must not wait for the lookup (glibc's resolver would take timeout x attempts,
+// here 4 x 2 s, and a reload or shutdown with it). The child process gets its own mount and
+// network namespaces: /etc/resolv.conf names 127.0.0.1, where a UDP socket takes the
+// queries and never answers.
+TEST(SrtIngest, StopDoesNotWaitForASlowResolver) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for the namespaces";
+  const auto dir = test::temp_dir("srt_dns");
+  const std::string conf = (dir / "resolv.conf").string();
+  {
+    std::FILE* f = std::fopen(conf.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("nameserver 127.0.0.1\noptions timeout:4 attempts:2\n", f);
+    std::fclose(f);
+  }
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // 10: setup failed; 0: stop() was quick; 1: it was not.
+    if (unshare(CLONE_NEWNS | CLONE_NEWNET) != 0) _exit(10);
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(10);
+    if (mount(conf.c_str(), "/etc/resolv.conf", nullptr, MS_BIND, nullptr) != 0) _exit(10);
+    if (std::system("ip link set lo up") != 0) _exit(10);
+    const int dns = socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(53);
+    if (dns < 0 || bind(dns, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) _exit(10);
+    auto cfg = srt_input("slowdns", SrtMode::kCaller, 9000);
+    cfg.srt_address = "encoder.headend.example";
+    Collector col(1);
+    SrtIngest ingest({cfg}, col.sink());
+    ingest.start();
+    std::this_thread::sleep_for(500ms);  // the lookup is waiting for its answer
+    const auto t0 = std::chrono::steady_clock::now();
+    ingest.stop();
+    const auto took = std::chrono::steady_clock::now() - t0;
+    std::fprintf(stderr, "stop() took %lld ms\n",
+                 static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+    _exit(took < 1500ms ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_NE(WEXITSTATUS(status), 10) << "could not set up the namespaces";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "stop() waited for the resolver";
 }
 
 TEST(SrtIngest, ShippedRedundantConfigBuildsItsIngest) {
