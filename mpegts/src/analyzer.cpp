@@ -25,7 +25,7 @@ constexpr std::uint8_t kCcDup = 0x02;
 
 constexpr std::uint16_t kNoSlot = 0xFFFF;
 constexpr std::uint16_t kNoPid = kPidCount;  // count_error() for stream-wide checks
-constexpr std::uint16_t kTotPid = 0x0014;
+constexpr std::uint16_t kTotPid = kTdtPid;
 constexpr std::array<std::uint16_t, 6> kFixedPsiPids{kPatPid, kCatPid, kNitPid, kSdtPid, kEitPid, kTotPid};
 
 constexpr double kPacketBits = static_cast<double>(kPacketSize * 8);

@@ -332,6 +332,18 @@ void Remuxer::rebuild() {
     }
   }
 
+  // The time (TDT and TOT, PID 0x14) comes from the input of the first configured service
+  // that is learnt, unless that service's PID rules drop it: set-top boxes set their clock
+  // and time zone from it. One source only, so the output's clock never steps between two.
+  for (std::size_t k = 0; k < config_.services.size(); ++k) {
+    if (!snapshots_[k]) continue;
+    const auto& rules = config_.services[k].rules;
+    const bool dropped =
+        std::any_of(rules.begin(), rules.end(), [](const PidRule& r) { return r.from == kTdtPid && r.drop; });
+    auto& tdt = maps[config_.services[k].input][kTdtPid];
+    if (!dropped && tdt == kUnmapped) tdt = kTdtPid;  // (a stream on PID 0x14 was moved off it)
+    break;
+  }
   for (const Descriptor& d : model.cat_descriptors) {  // the output model says what its CAT says
     if (d.tag != 0x09 || d.data.size() < 4) continue;
     const auto emm = static_cast<std::uint16_t>(((d.data[2] & 0x1F) << 8) | d.data[3]);

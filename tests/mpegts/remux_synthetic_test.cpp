@@ -987,3 +987,55 @@ TEST(RemuxSynthetic, AnEmmPidWhoseDescriptorNoLongerFitsIsNotCarried) {
     if (origin(p) == std::pair<int, int>{2, 0x1F9}) ++unnamed;
   EXPECT_EQ(unnamed, 0u);
 }
+
+namespace {
+
+// A TDT (table 0x70, section_syntax_indicator 0): UTC_time as MJD + BCD time, `seconds`
+// telling packets apart.
+TsPacket tdt_packet(std::uint8_t seconds, std::uint8_t cc) {
+  TsPacket p{};
+  p.bytes.fill(0xFF);
+  p.bytes[0] = kSyncByte;
+  p.set_pid(kTdtPid);
+  p.set_payload_unit_start(true);
+  p.bytes[3] = static_cast<std::uint8_t>(0x10 | (cc & 0x0F));
+  const std::uint8_t section[] = {0x00, 0x70, 0x70, 0x05, 0xEA, 0x5C, 0x12, 0x30, seconds};
+  std::memcpy(p.bytes.data() + 4, section, sizeof section);
+  return p;
+}
+
+}  // namespace
+
+// Set-top boxes set their clock from the TDT (and time zone from the TOT) on PID 0x14. The
+// output carries the time of one input, that of its first configured service, so the clock
+// never steps between two sources; a PID rule of that service can drop it.
+TEST(RemuxSynthetic, TheTimeOfTheFirstServicesInputIsCarried) {
+  Source a{.tag = 1};
+  Source b{.tag = 2};
+  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  b.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  RemuxConfig cfg;
+  cfg.n_inputs = 2;
+  cfg.services.push_back({.input = 0, .source_service_id = 1, .service_id = 10});
+  cfg.services.push_back({.input = 1, .source_service_id = 1, .service_id = 20});
+  Harness h(cfg);
+  for (std::uint8_t s = 0; s < 10; ++s) {
+    h.push(0, a.tables());
+    h.push(1, b.tables());
+    h.push(0, tdt_packet(s, s));                                       // input 0's clock
+    h.push(1, tdt_packet(static_cast<std::uint8_t>(0x50 + s), s));     // input 1's
+  }
+  std::vector<std::uint8_t> seconds;
+  for (const auto& p : h.out)
+    if (p.pid() == kTdtPid) seconds.push_back(p.bytes[4 + 8]);
+  EXPECT_EQ(seconds, (std::vector<std::uint8_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})) << "input 0's TDT, and only it";
+  EXPECT_TRUE(count_continuous(h.out, kTdtPid).second);
+
+  cfg.services[0].rules.push_back(PidRule{.from = kTdtPid, .drop = true});
+  Harness dropped(cfg);
+  for (std::uint8_t s = 0; s < 3; ++s) {
+    dropped.push(0, a.tables());
+    dropped.push(0, tdt_packet(s, s));
+  }
+  EXPECT_EQ(count_continuous(dropped.out, kTdtPid).first, 0u) << "the rule drops it";
+}

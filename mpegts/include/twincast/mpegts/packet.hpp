@@ -24,6 +24,7 @@ inline constexpr std::uint16_t kCatPid = 0x0001;
 inline constexpr std::uint16_t kNitPid = 0x0010;
 inline constexpr std::uint16_t kSdtPid = 0x0011;
 inline constexpr std::uint16_t kEitPid = 0x0012;
+inline constexpr std::uint16_t kTdtPid = 0x0014;  // TDT and TOT (EN 300 468)
 
 // 27 MHz system clock; PCR = base * 300 + extension, base wraps at 2^33.
 inline constexpr std::uint64_t kPcrHz = 27'000'000;
