@@ -584,9 +584,17 @@ ExternalInput* Dataplane::external_input(std::size_t channel, std::size_t input)
 
 bool Dataplane::feed_external(ExternalInput* handle, std::span<const std::uint8_t> bytes) {
   InputState& in = *reinterpret_cast<InputState*>(handle);
+  if (!bytes.empty() && in.restart_pending) {
+    // The new stream's mark found the ring full: it goes before the stream's first bytes.
+    if (!feed_external(handle, {})) {
+      bump(in.counters.external_drops);
+      return false;
+    }
+  }
   rte_mbuf* m = rte_pktmbuf_alloc(in.ring_pool);
   if (m == nullptr) {
-    bump(in.counters.external_drops);
+    in.restart_pending = in.restart_pending || bytes.empty();
+    if (!bytes.empty()) bump(in.counters.external_drops);
     return false;
   }
   if (bytes.size() > rte_pktmbuf_tailroom(m)) bytes = bytes.first(rte_pktmbuf_tailroom(m));
@@ -594,9 +602,11 @@ bool Dataplane::feed_external(ExternalInput* handle, std::span<const std::uint8_
   std::memcpy(dst, bytes.data(), bytes.size());
   if (rte_ring_enqueue(in.ring, m) != 0) {
     rte_pktmbuf_free(m);
-    bump(in.counters.external_drops);
+    in.restart_pending = in.restart_pending || bytes.empty();
+    if (!bytes.empty()) bump(in.counters.external_drops);
     return false;
   }
+  if (bytes.empty()) in.restart_pending = false;
   return true;
 }
 

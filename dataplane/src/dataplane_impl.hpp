@@ -183,6 +183,7 @@ struct InputState {
   // aligns them.
   rte_ring* ring = nullptr;
   rte_mempool* ring_pool = nullptr;
+  bool restart_pending = false;  // a new stream's mark is still to be queued (producer side)
   std::unique_ptr<mpegts::PacketAligner> aligner;
   InputCounters counters;
 };

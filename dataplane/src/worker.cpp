@@ -618,10 +618,6 @@ void Dataplane::Impl::drain_external(std::uint64_t now_ns) {
     rte_mbuf* ms[kBurst];
     const unsigned n = rte_ring_dequeue_burst(in->ring, reinterpret_cast<void**>(ms), kBurst, nullptr);
     for (unsigned i = 0; i < n; ++i) {
-      if (rte_pktmbuf_data_len(ms[i]) == 0) {  // feed_external()'s mark: a new stream starts
-        in->aligner->restart();
-        continue;
-      }
       std::array<mpegts::TsPacket, kMaxTsPerDatagram> batch;
       std::size_t k = 0;
       ChannelPipeline& pipe = *in->pipeline;
@@ -633,9 +629,16 @@ void Dataplane::Impl::drain_external(std::uint64_t now_ns) {
         }
       };
       const std::uint64_t before = in->aligner->stats().packets;
-      in->aligner->push(std::span(rte_pktmbuf_mtod(ms[i], const std::uint8_t*), rte_pktmbuf_data_len(ms[i])), sink);
+      const bool mark = rte_pktmbuf_data_len(ms[i]) == 0;  // feed_external()'s mark: a new stream starts
+      if (mark) {
+        // The old stream ended: its last packet may lack only a trailer (192/204 bytes).
+        in->aligner->flush(sink);
+        in->aligner->restart();
+      } else {
+        in->aligner->push(std::span(rte_pktmbuf_mtod(ms[i], const std::uint8_t*), rte_pktmbuf_data_len(ms[i])), sink);
+      }
       if (k != 0) pipe.push(in->input, std::span<const mpegts::TsPacket>(batch.data(), k), now_ns);
-      bump(in->counters.datagrams);
+      if (!mark) bump(in->counters.datagrams);
       bump(in->counters.packets, in->aligner->stats().packets - before);
     }
     if (n != 0) rte_pktmbuf_free_bulk(ms, n);

@@ -206,6 +206,10 @@ void Remuxer::rebuild() {
     auto keep = [&](std::uint16_t src_pid, bool fresh, const std::vector<PidRule>& rules,
                     std::array<std::uint16_t, kPidCount>* into = nullptr) {
       if (src_pid >= kNullPid || map[src_pid] != kUnmapped) return;
+      if (into == nullptr && emm_kept[sc.input][src_pid] < kNullPid) {  // also an EMM PID: one output PID
+        map[src_pid] = emm_kept[sc.input][src_pid];
+        return;
+      }
       std::uint16_t o = prev[src_pid];
       if (o == kUnmapped && fresh &&
           std::none_of(rules.begin(), rules.end(), [&](const PidRule& r) { return r.from == src_pid; }))
@@ -233,8 +237,11 @@ void Remuxer::rebuild() {
                  config_.services[emm_rules[sc.input]].rules, &emm_kept[sc.input]);
       } else {
         // The CAT is not learnt yet: the EMM PIDs the previous engine had on air stay reserved.
+        // A stream or ECM PID of a later service of this input that is one of them keeps it.
         for (std::uint16_t pid = 0; pid < kNullPid; ++pid)
-          if (in.inherited_emm[pid] && inherited[pid] < kNullPid) (void)pids.take_exact(inherited[pid]);
+          if (in.inherited_emm[pid] && map[pid] == kUnmapped && inherited[pid] < kNullPid &&
+              pids.take_exact(inherited[pid]))
+            emm_kept[sc.input][pid] = inherited[pid];
       }
     }
   }
@@ -314,12 +321,22 @@ void Remuxer::rebuild() {
     if (emm_service[sc.input] != k || !inputs_[sc.input]->cat) continue;
     model.has_cat = true;
     inputs_[sc.input]->emm_on_air = true;
+    // An EMM PID that a service of this input has as a stream is not one (any more: the CAT
+    // kept across a source switch is the old source's): its descriptor is not carried.
+    const auto is_stream = [&](std::uint16_t pid) {
+      for (std::size_t j = 0; j < config_.services.size(); ++j)
+        if (config_.services[j].input == sc.input && snapshots_[j])
+          for (const auto& es : snapshots_[j]->streams)
+            if (es.pid == pid) return true;
+      return false;
+    };
     for (const Descriptor& d : *inputs_[sc.input]->cat) {
       if (cat_bytes + 2 + d.data.size() > kCatDescriptorBudget) break;
       Descriptor c = d;
       if (c.tag == 0x09 && c.data.size() >= 4) {
         const auto emm = static_cast<std::uint16_t>(((c.data[2] & 0x1F) << 8) | c.data[3]);
         if (emm < kNullPid) {
+          if (is_stream(emm)) continue;
           if (map[emm] == kUnmapped) map[emm] = emm_kept[sc.input][emm];
           const std::uint16_t o = map_pid_by(emm, config_.services[emm_rules[sc.input]].rules);
           if (o == kDropByRule) continue;
@@ -644,10 +661,18 @@ void Remuxer::continue_from(const Remuxer& previous, std::span<const std::size_t
     if (j == kNoPreviousInput) {
       inputs_[i]->inherited_map.fill(kUnmapped);
     } else {
-      inputs_[i]->inherited_map = previous.inputs_[j]->map;
-      if (const auto& cat = previous.inputs_[j]->cat)
-        for (const auto& d : *cat)
+      const Input& p = *previous.inputs_[j];
+      inputs_[i]->inherited_map = p.map;
+      if (p.emm_on_air) {
+        for (const auto& d : *p.cat)
           if (d.tag == 0x09 && d.data.size() >= 4) inputs_[i]->inherited_emm[((d.data[2] & 0x1F) << 8) | d.data[3]] = true;
+      } else {
+        // `previous` has not mapped its CAT yet: the EMM PIDs it inherited (and kept reserved) go on.
+        inputs_[i]->inherited_emm = p.inherited_emm;
+        for (std::uint16_t pid = 0; pid < kNullPid; ++pid)
+          if (p.inherited_emm[pid] && inputs_[i]->inherited_map[pid] == kUnmapped)
+            inputs_[i]->inherited_map[pid] = p.inherited_map[pid];
+      }
     }
   }
   // Only what the engine before chose itself: an output PID its PID rules named, a

@@ -523,6 +523,74 @@ TEST_F(Worker, AnSrtReconnectDoesNotGlueTwoStreamsIntoOnePacket) {
   EXPECT_EQ(got, want);
 }
 
+// An M2TS (192-byte) SRT stream that ended cleanly, then a reconnect: the old stream's
+// last packet is whole (only the next unit's 4-byte prefix is missing, which the aligner
+// waits for) and must reach the channel, as flush() would hand it out at the end of a file.
+TEST_F(Worker, AnSrtReconnectKeepsTheLastWholePacketOfA192ByteStream) {
+  InputConfig srt;
+  srt.name = "srt";
+  srt.kind = InputKind::kSrt;
+  config_.channels[0].inputs.push_back(srt);
+  make();
+  const std::size_t in = config_.channels[0].inputs.size() - 1;
+  const auto m2ts = [](std::uint32_t first, std::size_t count) {
+    ByteVec b;
+    for (std::size_t i = 0; i < count; ++i) {
+      b.insert(b.end(), {0x00, 0x01, 0x02, 0x03});  // the 4-byte timestamp prefix
+      const TsPacket p = ts_packet(first + static_cast<std::uint32_t>(i));
+      b.insert(b.end(), p.bytes.begin(), p.bytes.end());
+    }
+    return b;
+  };
+  ASSERT_TRUE(dp_->feed_external(0, in, m2ts(0, 6)));  // a whole stream: 6 units, no cut
+  ASSERT_TRUE(dp_->feed_external(0, in, {}));          // a new connection
+  ASSERT_TRUE(dp_->feed_external(0, in, m2ts(100, 6)));
+  ASSERT_TRUE(dp_->feed_external(0, in, m2ts(106, 6)));
+  dp_->poll_once(2'000'000);
+  std::vector<std::uint32_t> got;
+  for (const auto& [input, p] : recorder().pushed) {
+    std::uint32_t n = 0;
+    std::memcpy(&n, &p.bytes[4], sizeof n);
+    EXPECT_TRUE(p.bytes == ts_packet(n).bytes) << "packet " << got.size() << " is not one the peers sent";
+    got.push_back(n);
+  }
+  std::vector<std::uint32_t> want{0, 1, 2, 3, 4, 5};
+  for (std::uint32_t n = 100; n < 111; ++n) want.push_back(n);  // 111 waits for its trailer
+  EXPECT_EQ(got, want);
+}
+
+// The new connection's mark comes while the input's ring is full (the worker is behind):
+// it must not be lost, or the new stream completes the packet the old one cut off anyway.
+TEST_F(Worker, AnSrtReconnectWhileTheRingIsFullStillRestartsTheStream) {
+  InputConfig srt;
+  srt.name = "srt";
+  srt.kind = InputKind::kSrt;
+  config_.channels[0].inputs.push_back(srt);
+  make();
+  const std::size_t in = config_.channels[0].inputs.size() - 1;
+  const ByteVec whole = ts_payload(0, 7);
+  std::size_t accepted = 0;
+  while (accepted < 100000 && dp_->feed_external(0, in, whole)) ++accepted;
+  ASSERT_GT(accepted, 64u);
+  dp_->poll_once(1'000'000);  // the worker takes one burst (32): room for 32 more
+  for (int k = 0; k < 31; ++k) ASSERT_TRUE(dp_->feed_external(0, in, whole));
+  ByteVec cut = whole;
+  cut.resize(6 * mpegts::kPacketSize + 88);  // the old stream's last message, cut off
+  ASSERT_TRUE(dp_->feed_external(0, in, cut));
+  (void)dp_->feed_external(0, in, {});  // the new connection, while the ring is full
+  for (std::uint64_t k = 0; k < 200; ++k) dp_->poll_once(2'000'000 + k);  // the worker catches up
+  ASSERT_TRUE(dp_->feed_external(0, in, ts_payload(100, 7)));
+  dp_->poll_once(3'000'000);
+  std::vector<std::uint32_t> news;
+  for (const auto& [input, p] : recorder().pushed) {
+    std::uint32_t n = 0;
+    std::memcpy(&n, &p.bytes[4], sizeof n);
+    ASSERT_TRUE(p.bytes == ts_packet(n).bytes) << "a packet glued from both streams";
+    if (n >= 100) news.push_back(n);
+  }
+  EXPECT_EQ(news.size(), 7u);
+}
+
 TEST_F(Worker, SsmAndUnicastInputs) {
   make(1);
   feed({udp_frame(kSsmGroup, 5000, ts_payload(0, 7)),                      // from the SSM source: input 2

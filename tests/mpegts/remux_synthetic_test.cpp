@@ -1039,3 +1039,106 @@ TEST(RemuxSynthetic, TheTimeOfTheFirstServicesInputIsCarried) {
   }
   EXPECT_EQ(count_continuous(dropped.out, kTdtPid).first, 0u) << "the rule drops it";
 }
+
+
+
+// An input whose CA system carries ECMs and EMMs on one PID (the PMT's CA_descriptor and the
+// CAT's name the same PID), feeding two services, the scrambled one configured second. After
+// a reload whose CAT comes after the PMTs, the ECM PID keeps its output PID like any other
+// PID on air.
+TEST(RemuxSynthetic, AReloadKeepsAnEcmPidThatIsAlsoTheEmmPidWhenTheCatComesLate) {
+  Source src{.tag = 0};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  Service s2 = spts_service(2, 0x1100, {{0x200, 0x1B}}, 0x200);
+  s2.program_descriptors.push_back(Descriptor{0x09, ca_body(0x0B00, 0x1F8)});  // ECM on 0x1F8
+  src.services.push_back(s2);
+  src.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8)}};  // EMM on 0x1F8 too
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .source_service_id = 1});
+  cfg.services.push_back({.input = 0, .source_service_id = 2});
+  Harness old(cfg);
+  for (int round = 0; round < 3; ++round) old.push(0, src.tables());
+  const std::uint16_t ca = old.r.output_pid(0, 0x1F8);
+  ASSERT_EQ(ca, 0x1F8);
+
+  Harness now(cfg);
+  now.r.continue_from(old.r);
+  now.t = old.t;
+  now.push(0, only_pid(src.tables(), kCatPid, false));  // PAT and PMTs; the CAT comes later
+  EXPECT_EQ(now.r.output_pid(0, 0x1F8), ca) << "the ECM PID moved at the reload";
+  now.push(0, src.tables());
+  EXPECT_EQ(now.r.output_pid(0, 0x1F8), ca) << "the ECM/EMM PID moved at the reload";
+}
+
+// Two reloads in a row, the second before the engine of the first learnt the CAT (it learnt
+// the PMT): the remapped EMM PID the receivers' CAT names is kept, as after one reload.
+TEST(RemuxSynthetic, TwoReloadsKeepARemappedEmmPidWhenTheCatComesAfterThePmt) {
+  Source a{.tag = 1};
+  Source b{.tag = 2};
+  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  b.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  a.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8, {0xAA})}};
+  b.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8, {0xBB})}};
+  RemuxConfig cfg;
+  cfg.n_inputs = 2;
+  cfg.services.push_back({.input = 0, .source_service_id = 1, .service_id = 10});
+  cfg.services.push_back({.input = 1, .source_service_id = 1, .service_id = 20});
+  Harness old(cfg);
+  for (int round = 0; round < 3; ++round) {
+    old.push(0, a.tables());
+    old.push(1, b.tables());
+  }
+  const std::uint16_t b_emm = old.r.output_pid(1, 0x1F8);
+  ASSERT_NE(b_emm, Remuxer::kUnmapped);
+  ASSERT_NE(b_emm, 0x1F8);
+
+  // First reload: B's PAT and PMT are learnt, its CAT not yet.
+  Harness mid(cfg);
+  mid.r.continue_from(old.r);
+  mid.t = old.t;
+  mid.push(1, only_pid(b.tables(), kCatPid, false));
+  ASSERT_EQ(mid.r.output_model().services.size(), 1u);
+
+  // Second reload adds C, whose video sits on b_emm at its source.
+  Source c{.tag = 3};
+  c.services.push_back(spts_service(1, 0x1000, {{b_emm, 0x1B}}, b_emm));
+  RemuxConfig cfg2 = cfg;
+  cfg2.n_inputs = 3;
+  cfg2.services.push_back({.input = 2, .source_service_id = 1, .service_id = 30});
+  Harness now(cfg2);
+  now.r.continue_from(mid.r);
+  now.t = mid.t;
+  const auto b_tables = b.tables();
+  now.push(1, only_pid(b_tables, kCatPid, false));
+  now.push(2, c.tables());
+  now.push(1, only_pid(b_tables, kCatPid, true));
+  EXPECT_NE(now.r.output_pid(2, b_emm), b_emm) << "C's video took the PID the receivers know as B's EMM PID";
+  EXPECT_EQ(now.r.output_pid(1, 0x1F8), b_emm) << "B's EMM PID moved";
+}
+
+// A source switch keeps the last CAT until the new source sends one. The new source (in the
+// clear, no CAT) has its video on the PID the old one had its EMMs on: the output CAT must not
+// name the video's PID as an EMM PID.
+TEST(RemuxSynthetic, ACatKeptAcrossASwitchDoesNotNameTheNewSourcesVideoAsEmmPid) {
+  Source old_src{.tag = 1};
+  old_src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  old_src.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8)}};
+  Harness h(OneService::config());
+  for (int round = 0; round < 3; ++round) {
+    h.push(0, old_src.tables());
+    h.push(0, old_src.es(0x1F8));
+  }
+  ASSERT_EQ(h.r.output_model().ca_pids, (std::vector<std::uint16_t>{0x1F8}));
+  h.r.switch_source(0);
+  Source backup{.tag = 2};
+  backup.services.push_back(spts_service(1, 0x1000, {{0x1F8, 0x1B}}, 0x1F8));
+  for (int round = 0; round < 3; ++round) {
+    h.push(0, backup.tables());
+    for (int i = 0; i < 50; ++i) h.push(0, backup.es(0x1F8));
+  }
+  const ProgramModel& m = h.r.output_model();
+  ASSERT_EQ(m.services.size(), 1u);
+  ASSERT_EQ(m.services[0].streams.size(), 1u);
+  const std::uint16_t video = m.services[0].streams[0].pid;
+  EXPECT_EQ(std::count(m.ca_pids.begin(), m.ca_pids.end(), video), 0) << "the CAT names the video PID an EMM PID";
+}
