@@ -211,8 +211,11 @@ struct PsiDecoder::Impl {
   // allocate for every EIT section (a broadcast multiplex carries many a second).
   struct EitCounter final : SectionHandler {
     std::uint64_t* sections = nullptr;
-    void on_section(std::uint16_t, std::span<const std::uint8_t> section, bool crc_ok) override {
-      if (crc_ok && !section.empty() && section[0] >= 0x4E && section[0] <= 0x6F) ++*sections;
+    SectionHandler* forward = nullptr;  // set_eit_handler()
+    void on_section(std::uint16_t pid, std::span<const std::uint8_t> section, bool crc_ok) override {
+      if (!crc_ok || section.empty() || section[0] < 0x4E || section[0] > 0x6F) return;
+      ++*sections;
+      if (forward != nullptr) forward->on_section(pid, section, crc_ok);
     }
   };
   SectionAssembler eit_assembler;
@@ -717,6 +720,8 @@ bool PsiDecoder::push(const TsPacket& packet) {
 }
 
 bool PsiDecoder::is_psi_pid(std::uint16_t pid) const { return pid < kPidCount && impl_->flags[pid] != 0; }
+
+void PsiDecoder::set_eit_handler(SectionHandler* handler) { impl_->eit_counter.forward = handler; }
 
 const ProgramModel& PsiDecoder::model() const { return impl_->model; }
 std::uint64_t PsiDecoder::generation() const { return impl_->generation; }

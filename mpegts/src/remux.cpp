@@ -1,5 +1,7 @@
 #include "twincast/mpegts/remux.hpp"
 
+#include "twincast/mpegts/crc32.hpp"
+
 #include <algorithm>
 #include <cassert>
 #include <bit>
@@ -108,19 +110,23 @@ Remuxer::Remuxer(RemuxConfig config) : config_(std::move(config)) {
     in->map.fill(kUnmapped);
     in->inherited_map.fill(kUnmapped);
     in->last_cc.fill(0x10);
+    in->eit_tap.remux = this;
+    in->eit_tap.input = i;
+    in->psi->set_eit_handler(&in->eit_tap);
     copy_psi_pids(*in);
     inputs_.push_back(std::move(in));
   }
   pmts_.reserve(config_.services.size());
   for (std::size_t k = 0; k < config_.services.size(); ++k) pmts_.emplace_back(kNullPid);
   snapshots_.resize(config_.services.size());
+  eit_pf_.resize(config_.services.size(), false);
   last_sid_.resize(config_.services.size(), 0);
   inherited_pmt_.resize(config_.services.size(), 0);
   // One packet, plus a full round of tables: PAT, CAT and each PMT fit in 1024-byte
   // sections (at most 6 packets each); SDT and NIT sections hold at most kSectionBudget
   // bytes (6 packets) and at least one service each, so one per service and one more at most.
   const std::size_t services = config_.services.size();
-  max_out_ = 1 + 6 * (2 + services) + 2 * 6 * (1 + services);
+  max_out_ = 1 + 6 * (2 + services) + 2 * 6 * (1 + services) + kEitPacketsPerPush;
 }
 
 Remuxer::~Remuxer() = default;
@@ -268,6 +274,7 @@ void Remuxer::rebuild() {
     if (!sc.provider.empty()) out.provider = sc.provider;
     if (out.name.empty()) out.name = "Service " + std::to_string(out.service_id);
     out.lcn = sc.lcn;
+    out.eit_present_following = eit_pf_[k];
     out.streams.clear();
 
     auto map_pid_by = [&](std::uint16_t src_pid, const std::vector<PidRule>& rules) -> std::uint16_t {
@@ -487,6 +494,82 @@ std::size_t Remuxer::emit_tables(std::uint64_t now_ns, std::span<TsPacket> out) 
   return n;
 }
 
+void Remuxer::EitTap::on_section(std::uint16_t, std::span<const std::uint8_t> section, bool crc_ok) {
+  if (crc_ok) remux->take_eit(input, section);
+}
+
+void Remuxer::take_eit(std::size_t input, std::span<const std::uint8_t> section) {
+  // EIT actual present/following: table_id 0x4E, service_id (3..4), transport_stream_id
+  // (8..9), original_network_id (10..11), at least one byte of header after, CRC_32.
+  if (section.size() < 18 || section.size() > SectionAssembler::kMaxSection || section[0] != 0x4E) return;
+  const auto source_sid = static_cast<std::uint16_t>((section[3] << 8) | section[4]);
+  constexpr std::size_t kMask = kEitQueueBytes - 1;
+  for (std::size_t k = 0; k < config_.services.size(); ++k) {
+    const RemuxServiceConfig& sc = config_.services[k];
+    if (sc.input != input || !snapshots_[k] || snapshots_[k]->service_id != source_sid || last_sid_[k] == 0) continue;
+    if (std::any_of(sc.rules.begin(), sc.rules.end(), [](const PidRule& r) { return r.from == kEitPid && r.drop; }))
+      continue;
+    if (2 + section.size() > kEitQueueBytes - eit_len_) {
+      ++stats_.eit_dropped;
+      continue;
+    }
+    std::array<std::uint8_t, SectionAssembler::kMaxSection> s;
+    std::copy(section.begin(), section.end(), s.begin());
+    const std::uint16_t sid = last_sid_[k];
+    s[3] = static_cast<std::uint8_t>(sid >> 8);
+    s[4] = static_cast<std::uint8_t>(sid);
+    s[8] = static_cast<std::uint8_t>(config_.transport_stream_id >> 8);
+    s[9] = static_cast<std::uint8_t>(config_.transport_stream_id);
+    s[10] = static_cast<std::uint8_t>(config_.original_network_id >> 8);
+    s[11] = static_cast<std::uint8_t>(config_.original_network_id);
+    const std::size_t body = section.size() - 4;
+    const std::uint32_t crc = crc32_mpeg(std::span<const std::uint8_t>(s.data(), body));
+    for (std::size_t b = 0; b < 4; ++b) s[body + b] = static_cast<std::uint8_t>(crc >> (24 - 8 * b));
+    std::size_t at = eit_head_ + eit_len_;
+    eit_q_[at++ & kMask] = static_cast<std::uint8_t>(section.size() >> 8);
+    eit_q_[at++ & kMask] = static_cast<std::uint8_t>(section.size());
+    for (std::size_t b = 0; b < section.size(); ++b) eit_q_[at++ & kMask] = s[b];
+    eit_len_ += 2 + section.size();
+    if (!eit_pf_[k]) {
+      eit_pf_[k] = true;
+      eit_sdt_due_ = true;
+    }
+  }
+}
+
+std::size_t Remuxer::emit_eit(std::span<TsPacket> out) {
+  constexpr std::size_t kMask = kEitQueueBytes - 1;
+  std::size_t n = 0;
+  OutPid& op = out_[kEitPid];
+  while (eit_len_ != 0 && n < kEitPacketsPerPush && n < out.size()) {
+    const std::size_t len = (std::size_t{eit_q_[eit_head_ & kMask]} << 8) | eit_q_[(eit_head_ + 1) & kMask];
+    TsPacket& p = out[n++];
+    p.bytes.fill(0xFF);
+    p.bytes[0] = kSyncByte;
+    p.bytes[1] = static_cast<std::uint8_t>(kEitPid >> 8);
+    p.bytes[2] = static_cast<std::uint8_t>(kEitPid);
+    op.cc = static_cast<std::uint8_t>((op.cc + 1) & 0x0F);
+    p.bytes[3] = static_cast<std::uint8_t>(0x10 | op.cc);
+    std::size_t at = 4;
+    if (eit_pos_ == 0) {  // a section starts here, right after the pointer_field
+      p.bytes[1] |= 0x40;
+      p.bytes[at++] = 0;
+    }
+    const std::size_t take = std::min(kPacketSize - at, len - eit_pos_);
+    for (std::size_t b = 0; b < take; ++b) p.bytes[at + b] = eit_q_[(eit_head_ + 2 + eit_pos_ + b) & kMask];
+    eit_pos_ += take;
+    if (eit_pos_ == len) {
+      eit_head_ = (eit_head_ + 2 + len) & kMask;
+      eit_len_ -= 2 + len;
+      eit_pos_ = 0;
+      ++stats_.eit_sections_out;
+    }
+  }
+  used_out_[kEitPid / 64] |= std::uint64_t{1} << (kEitPid % 64);
+  stats_.psi_packets_out += n;
+  return n;
+}
+
 // One packet in; `out` has room for max_output_per_push() packets. Both push() overloads
 // call it, so the batch one runs it inline, without a call per packet. The header is read
 // once into registers and the output's written once: the packets are bytes, which may
@@ -497,9 +580,13 @@ std::size_t Remuxer::push_one(Input& in, const TsPacket& packet, std::uint64_t n
   const std::uint8_t b3 = packet.bytes[3];
   const auto pid = static_cast<std::uint16_t>(((b1 & 0x1F) << 8) | packet.bytes[2]);
   if (in.psi_pids[pid]) [[unlikely]] {
-    in.psi->push(packet);
+    in.psi->push(packet);  // EIT sections come back through take_eit()
     if (in.psi->generation() != in.seen_generation) {
       copy_psi_pids(in);  // a new PAT may have moved the PMT PIDs
+      eit_sdt_due_ = false;
+      rebuild();
+    } else if (eit_sdt_due_) {
+      eit_sdt_due_ = false;  // a service's first EIT p/f: the SDT says it has one
       rebuild();
     }
   }
@@ -510,6 +597,8 @@ std::size_t Remuxer::push_one(Input& in, const TsPacket& packet, std::uint64_t n
   std::size_t n = 0;
   if (tables_due_ || now_ns < quiet_from_ns_ || now_ns >= quiet_until_ns_) [[unlikely]]
     n = emit_tables(now_ns, out);
+  if (eit_len_ != 0) [[unlikely]]
+    n += emit_eit(out.subspan(n));
   const std::uint16_t o = in.map[pid];
   if (o >= kDropByRule) [[unlikely]] {
     if (o == kUnmapped)

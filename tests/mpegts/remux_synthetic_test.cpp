@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "twincast/mpegts/analyzer.hpp"
+#include "twincast/mpegts/crc32.hpp"
+#include "twincast/mpegts/section.hpp"
 #include "twincast/mpegts/psi_decoder.hpp"
 #include "twincast/mpegts/psi_tables.hpp"
 #include "twincast/mpegts/remux.hpp"
@@ -1141,4 +1143,137 @@ TEST(RemuxSynthetic, ACatKeptAcrossASwitchDoesNotNameTheNewSourcesVideoAsEmmPid)
   ASSERT_EQ(m.services[0].streams.size(), 1u);
   const std::uint16_t video = m.services[0].streams[0].pid;
   EXPECT_EQ(std::count(m.ca_pids.begin(), m.ca_pids.end(), video), 0) << "the CAT names the video PID an EMM PID";
+}
+
+namespace {
+
+// An EIT present/following actual section (table 0x4E) of `service_id` with one event whose
+// short_event_descriptor has a name of `name_len` bytes (so a section may span packets).
+Section eit_pf(std::uint16_t service_id, std::uint8_t section_number, std::uint8_t version, std::size_t name_len,
+               std::uint16_t tsid = 1, std::uint16_t onid = 1) {
+  Section s{0x4E, 0, 0, static_cast<std::uint8_t>(service_id >> 8), static_cast<std::uint8_t>(service_id),
+            static_cast<std::uint8_t>(0xC1 | (version << 1)), section_number, 1,
+            static_cast<std::uint8_t>(tsid >> 8), static_cast<std::uint8_t>(tsid),
+            static_cast<std::uint8_t>(onid >> 8), static_cast<std::uint8_t>(onid), 1, 0x4E};
+  // event_id, start_time (MJD + BCD), duration (BCD), running_status 4 + descriptors length
+  std::vector<std::uint8_t> d{0x4D, static_cast<std::uint8_t>(3 + 1 + name_len + 1), 'e', 'n', 'g',
+                              static_cast<std::uint8_t>(name_len)};
+  for (std::size_t i = 0; i < name_len; ++i) d.push_back(static_cast<std::uint8_t>('a' + (i + section_number) % 26));
+  d.push_back(0);
+  const std::uint8_t event[] = {0x00, static_cast<std::uint8_t>(1 + section_number), 0xEA, 0x5C, 0x12, 0x00, 0x00,
+                                0x00, 0x30, 0x00, static_cast<std::uint8_t>(0x80 | (d.size() >> 8)),
+                                static_cast<std::uint8_t>(d.size())};
+  s.insert(s.end(), std::begin(event), std::end(event));
+  s.insert(s.end(), d.begin(), d.end());
+  const std::size_t len = s.size() - 3 + 4;
+  s[1] = static_cast<std::uint8_t>(0xF0 | (len >> 8));
+  s[2] = static_cast<std::uint8_t>(len);
+  const std::uint32_t crc = crc32_mpeg(s);
+  for (int b = 0; b < 4; ++b) s.push_back(static_cast<std::uint8_t>(crc >> (24 - 8 * b)));
+  return s;
+}
+
+// The sections of `pid` in `out`, and how many of them had a bad CRC.
+struct Sections final : SectionHandler {
+  std::vector<Section> good;
+  std::size_t bad = 0;
+  void on_section(std::uint16_t, std::span<const std::uint8_t> s, bool crc_ok) override {
+    if (crc_ok) good.emplace_back(s.begin(), s.end());
+    else ++bad;
+  }
+};
+Sections sections_of(const std::vector<TsPacket>& out, std::uint16_t pid) {
+  Sections h;
+  SectionAssembler a;
+  for (const auto& p : out)
+    if (p.pid() == pid) a.push(p, h);
+  return h;
+}
+
+// The EIT_present_following_flag the output's SDT gives `service_id` (-1: not listed).
+int sdt_eit_pf(const std::vector<TsPacket>& out, std::uint16_t service_id) {
+  int flag = -1;
+  for (const Section& s : sections_of(out, kSdtPid).good) {
+    for (std::size_t at = 11; at + 5 <= s.size() - 4;) {
+      const auto sid = static_cast<std::uint16_t>((s[at] << 8) | s[at + 1]);
+      if (sid == service_id) flag = s[at + 2] & 0x01;
+      at += 5 + ((std::size_t{s[at + 3]} & 0x0F) << 8 | s[at + 4]);
+    }
+  }
+  return flag;
+}
+
+}  // namespace
+
+// Set-top boxes show now/next from the EIT present/following of their service. The output
+// carries that of its services, with the output's service id, transport_stream_id and
+// original_network_id (their CRC recomputed), says so in its SDT, and leaves out the EIT of
+// the input's other services. Sections longer than a packet arrive whole.
+TEST(RemuxSynthetic, TheEitPresentFollowingOfTheOutputServicesIsCarried) {
+  Source src{.tag = 0};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  src.services.push_back(spts_service(2, 0x1100, {{0x200, 0x1B}}, 0x200));
+  RemuxConfig cfg;
+  cfg.transport_stream_id = 7;
+  cfg.original_network_id = 9;
+  cfg.services.push_back({.input = 0, .source_service_id = 2, .service_id = 20});
+  Harness h(cfg);
+  TableCarousel eit(kEitPid);
+  eit.update([](std::uint8_t v) {
+    return std::vector<Section>{eit_pf(1, 0, v, 40), eit_pf(1, 1, v, 40), eit_pf(2, 0, v, 600), eit_pf(2, 1, v, 30)};
+  });
+  std::vector<TsPacket> eit_packets(eit.packet_count());
+  for (int round = 0; round < 5; ++round) {
+    h.push(0, src.tables());
+    eit.packetize(eit_packets);
+    h.push(0, eit_packets);
+    for (int i = 0; i < 20; ++i) h.push(0, src.es(0x200));
+  }
+  const Sections got = sections_of(h.out, kEitPid);
+  EXPECT_EQ(got.bad, 0u);
+  ASSERT_EQ(got.good.size(), 10u) << "service 2's two sections, five times; none of service 1";
+  for (std::size_t i = 0; i < got.good.size(); ++i) {
+    const Section& s = got.good[i];
+    const Section want = eit_pf(20, static_cast<std::uint8_t>(i % 2), 0, i % 2 == 0 ? 600 : 30, 7, 9);
+    ASSERT_EQ(s.size(), want.size());
+    EXPECT_EQ(((s[3] << 8) | s[4]), 20) << "the output service id";
+    EXPECT_TRUE(std::equal(s.begin(), s.end() - 4, want.begin())) << "section " << i;
+  }
+  EXPECT_TRUE(count_continuous(h.out, kEitPid).second);
+  EXPECT_EQ(sdt_eit_pf(h.out, 20), 1) << "the SDT says the service has EIT p/f";
+  EXPECT_EQ(h.r.stats().eit_sections_out, 10u);
+  EXPECT_EQ(h.r.stats().eit_dropped, 0u);
+
+  // A drop rule on PID 0x12 keeps it out.
+  cfg.services[0].rules.push_back(PidRule{.from = kEitPid, .drop = true});
+  Harness dropped(cfg);
+  for (int round = 0; round < 3; ++round) {
+    dropped.push(0, src.tables());
+    eit.packetize(eit_packets);
+    dropped.push(0, eit_packets);
+    for (int i = 0; i < 20; ++i) dropped.push(0, src.es(0x200));
+  }
+  EXPECT_EQ(count_continuous(dropped.out, kEitPid).first, 0u);
+  EXPECT_EQ(sdt_eit_pf(dropped.out, 20), 0);
+}
+
+// Small EIT sections packed many to a packet come faster than the two EIT packets a push
+// may send: what does not fit the queue is dropped and counted, and what goes out is whole.
+TEST(RemuxSynthetic, AnEitFloodIsCountedAndWhatGoesOutIsWhole) {
+  OneService one({{0x100, 0x1B}});
+  std::vector<Section> many;
+  for (std::uint8_t k = 0; k < 200; ++k) many.push_back(eit_pf(1, static_cast<std::uint8_t>(k % 2), 0, 1));
+  TableCarousel eit(kEitPid);
+  eit.update([&](std::uint8_t) { return many; });
+  std::vector<TsPacket> eit_packets(eit.packet_count());
+  for (int round = 0; round < 40; ++round) {
+    eit.packetize(eit_packets);
+    one.h.push(0, eit_packets);
+  }
+  for (int i = 0; i < 2000; ++i) one.h.push(0, one.src.es(0x100));
+  EXPECT_GT(one.h.r.stats().eit_dropped, 0u);
+  const Sections got = sections_of(one.h.out, kEitPid);
+  EXPECT_EQ(got.bad, 0u);
+  EXPECT_EQ(got.good.size(), one.h.r.stats().eit_sections_out);
+  EXPECT_TRUE(count_continuous(one.h.out, kEitPid).second);
 }

@@ -19,6 +19,7 @@
 
 #include "twincast/mpegts/packet.hpp"
 #include "twincast/mpegts/program.hpp"
+#include "twincast/mpegts/section.hpp"
 
 namespace twincast::mpegts {
 
@@ -48,6 +49,9 @@ class PsiDecoder {
   // True for PIDs the decoder wants: 0x0000, 0x0001, 0x0010, 0x0011, 0x0012 and the PMT
   // PIDs of the current PAT.
   [[nodiscard]] bool is_psi_pid(std::uint16_t pid) const;
+  // Every EIT section with a good CRC (table_id 0x4E..0x6F) is also handed to `handler`
+  // (nullptr: none), during push(). It survives reset().
+  void set_eit_handler(SectionHandler* handler);
 
   [[nodiscard]] const ProgramModel& model() const;
   // Increments on every change of model(); cheap to poll.

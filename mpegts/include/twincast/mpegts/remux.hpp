@@ -84,6 +84,8 @@ class Remuxer {
     std::uint64_t remapped_pids = 0;      // output PIDs that differ from their source PID (current maps)
     std::uint64_t table_rebuilds = 0;
     std::uint64_t discontinuities_marked = 0;  // after a switch or reload, and timeline jumps the source did not flag
+    std::uint64_t eit_sections_out = 0;        // EIT present/following sections carried
+    std::uint64_t eit_dropped = 0;             // ...and not carried: the EIT queue was full
   };
 
   // Throws std::invalid_argument when the configuration is inconsistent (an input index
@@ -143,6 +145,12 @@ class Remuxer {
 
  private:
   struct Input;
+  // An input's EIT sections (from its PsiDecoder) into the engine.
+  struct EitTap final : SectionHandler {
+    Remuxer* remux = nullptr;
+    std::size_t input = 0;
+    void on_section(std::uint16_t pid, std::span<const std::uint8_t> section, bool crc_ok) override;
+  };
   [[gnu::always_inline]] inline std::size_t push_one(Input& in, const TsPacket& packet, std::uint64_t now_ns,
                                                      std::span<TsPacket> out);
   struct Input {
@@ -167,6 +175,7 @@ class Remuxer {
     bool emm_on_air = false;
     // Source PIDs that were EMM PIDs of the engine continue_from() took over from.
     std::bitset<kPidCount> inherited_emm;
+    EitTap eit_tap;
   };
   struct OutPid {
     std::uint8_t cc = 0x0F;        // last CC written (so the first is 0)
@@ -181,6 +190,13 @@ class Remuxer {
 
   void rebuild();
   std::size_t emit_tables(std::uint64_t now_ns, std::span<TsPacket> out);
+  // EIT present/following (table 0x4E) of an output service's source service: queued with
+  // the output's service id, transport_stream_id and original_network_id, and sent on PID
+  // 0x12 at most kEitPacketsPerPush packets per push.
+  void take_eit(std::size_t input, std::span<const std::uint8_t> section);
+  std::size_t emit_eit(std::span<TsPacket> out);
+  static constexpr std::size_t kEitPacketsPerPush = 2;
+  static constexpr std::size_t kEitQueueBytes = 16384;  // a power of two
   static void copy_psi_pids(Input& in);
 
   struct InheritedTable {
@@ -218,6 +234,14 @@ class Remuxer {
   bool nit_on_air_ = false;  // receivers saw a NIT (from here or an engine continue_from() took over from)
   bool cat_inherited_ = false;  // the engine continue_from() took over from (or one before it) had a CAT on air
   bool tables_due_ = false;  // tables changed: send them before the next media packet
+  // EIT: per configured service, whether its p/f sections were carried (the SDT says so),
+  // and a ring of sections waiting to go out ([2-byte length][section] each).
+  std::vector<bool> eit_pf_;
+  bool eit_sdt_due_ = false;
+  std::array<std::uint8_t, kEitQueueBytes> eit_q_{};
+  std::size_t eit_head_ = 0;  // index of the first queued section's length
+  std::size_t eit_len_ = 0;   // bytes queued
+  std::size_t eit_pos_ = 0;   // bytes of the first section sent already
   std::size_t max_out_ = 1;
   Stats stats_;
 };
