@@ -153,7 +153,9 @@ std::optional<SockAddr> resolve_address(const std::string& host, std::uint16_t p
   notify.sigev_value.sival_ptr = l;
   gaicb* list[1] = {&l->cb};
   if (getaddrinfo_a(GAI_NOWAIT, list, 1, &notify) != 0) {
-    Lookup::release(l);  // never queued: no notification will come
+    // Only this thread's share: glibc notifies even when it queued nothing (getaddrinfo_a.c,
+    // total == 0: __gai_notify_only), and a request it queued before failing (EAI_AGAIN, no
+    // memory for the notification) still runs on `l`. At worst the Lookup leaks.
     Lookup::release(l);
     return std::nullopt;
   }

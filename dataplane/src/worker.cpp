@@ -632,7 +632,8 @@ void Dataplane::Impl::drain_external(std::uint64_t now_ns) {
       const bool mark = rte_pktmbuf_data_len(ms[i]) == 0;  // feed_external()'s mark: a new stream starts
       if (mark) {
         // The old stream ended: its last packet may lack only a trailer (192/204 bytes).
-        in->aligner->flush(sink);
+        // Only while locked: unlocked, flush() would take any 0x47 byte for a packet start.
+        if (in->aligner->unit_size() != 0) in->aligner->flush(sink);
         in->aligner->restart();
       } else {
         in->aligner->push(std::span(rte_pktmbuf_mtod(ms[i], const std::uint8_t*), rte_pktmbuf_data_len(ms[i])), sink);

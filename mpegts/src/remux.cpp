@@ -332,9 +332,11 @@ void Remuxer::rebuild() {
     // kept across a source switch is the old source's): its descriptor is not carried.
     const auto is_stream = [&](std::uint16_t pid) {
       for (std::size_t j = 0; j < config_.services.size(); ++j)
-        if (config_.services[j].input == sc.input && snapshots_[j])
+        if (config_.services[j].input == sc.input && snapshots_[j]) {
+          if (snapshots_[j]->pcr_pid == pid) return true;  // a PCR PID of its own too
           for (const auto& es : snapshots_[j]->streams)
             if (es.pid == pid) return true;
+        }
       return false;
     };
     for (const Descriptor& d : *inputs_[sc.input]->cat) {
@@ -356,17 +358,16 @@ void Remuxer::rebuild() {
     }
   }
 
-  // The time (TDT and TOT, PID 0x14) comes from the input of the first configured service
-  // that is learnt, unless that service's PID rules drop it: set-top boxes set their clock
-  // and time zone from it. One source only, so the output's clock never steps between two.
-  for (std::size_t k = 0; k < config_.services.size(); ++k) {
-    if (!snapshots_[k]) continue;
-    const auto& rules = config_.services[k].rules;
+  // The time (TDT and TOT, PID 0x14) comes from the input of the first configured service,
+  // once it is learnt, unless that service's PID rules drop it: set-top boxes set their clock
+  // and time zone from it. One source only (not whichever service is learnt first), so the
+  // output's clock never steps between two.
+  if (snapshots_[0]) {
+    const auto& rules = config_.services[0].rules;
     const bool dropped =
         std::any_of(rules.begin(), rules.end(), [](const PidRule& r) { return r.from == kTdtPid && r.drop; });
-    auto& tdt = maps[config_.services[k].input][kTdtPid];
+    auto& tdt = maps[config_.services[0].input][kTdtPid];
     if (!dropped && tdt == kUnmapped) tdt = kTdtPid;  // (a stream on PID 0x14 was moved off it)
-    break;
   }
   for (const Descriptor& d : model.cat_descriptors) {  // the output model says what its CAT says
     if (d.tag != 0x09 || d.data.size() < 4) continue;

@@ -591,6 +591,36 @@ TEST_F(Worker, AnSrtReconnectWhileTheRingIsFullStillRestartsTheStream) {
   EXPECT_EQ(news.size(), 7u);
 }
 
+// The old stream lost sync just before its peer went away (a lost SRT message that did not
+// end on a packet boundary: the rest of a packet whose payload holds a 0x47 byte, then two
+// whole packets, too few to lock again). At the reconnect mark the aligner is not locked:
+// flush() must not hand the channel a "packet" that starts at the payload's 0x47.
+TEST_F(Worker, AnSrtReconnectAfterALostSyncDoesNotPushAPacketThePeerNeverSent) {
+  InputConfig srt;
+  srt.name = "srt";
+  srt.kind = InputKind::kSrt;
+  config_.channels[0].inputs.push_back(srt);
+  make();
+  const std::size_t in = config_.channels[0].inputs.size() - 1;
+  ASSERT_TRUE(dp_->feed_external(0, in, ts_payload(0, 7)));  // locked: packets 0..6
+  ByteVec rest(88, 0xFF);                                    // a packet's last 88 bytes...
+  rest[20] = mpegts::kSyncByte;                              // ...whose payload holds a 0x47
+  const ByteVec two = ts_payload(7, 2);
+  rest.insert(rest.end(), two.begin(), two.end());
+  ASSERT_TRUE(dp_->feed_external(0, in, rest));
+  ASSERT_TRUE(dp_->feed_external(0, in, {}));  // a new connection
+  ASSERT_TRUE(dp_->feed_external(0, in, ts_payload(100, 7)));
+  ASSERT_TRUE(dp_->feed_external(0, in, ts_payload(107, 7)));
+  dp_->poll_once(2'000'000);
+  std::size_t foreign = 0;
+  for (const auto& [input, p] : recorder().pushed) {
+    std::uint32_t n = 0;
+    std::memcpy(&n, &p.bytes[4], sizeof n);
+    if (p.bytes != ts_packet(n).bytes) ++foreign;
+  }
+  EXPECT_EQ(foreign, 0u) << "a packet no peer sent reached the channel";
+}
+
 TEST_F(Worker, SsmAndUnicastInputs) {
   make(1);
   feed({udp_frame(kSsmGroup, 5000, ts_payload(0, 7)),                      // from the SSM source: input 2

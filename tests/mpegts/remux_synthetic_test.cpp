@@ -1277,3 +1277,61 @@ TEST(RemuxSynthetic, AnEitFloodIsCountedAndWhatGoesOutIsWhole) {
   EXPECT_EQ(got.good.size(), one.h.r.stats().eit_sections_out);
   EXPECT_TRUE(count_continuous(one.h.out, kEitPid).second);
 }
+
+
+
+// The first configured service is learnt after the second (its input came up later): the
+// output's time must still come from one input only. On HEAD it comes from input 1 until
+// service 1 (input 0) is learnt, then from input 0: the clock steps between two sources.
+TEST(RemuxSynthetic, TheTimeDoesNotStepToAnotherInputWhenTheFirstServiceIsLearntLate) {
+  Source a{.tag = 1};
+  Source b{.tag = 2};
+  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  b.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  RemuxConfig cfg;
+  cfg.n_inputs = 2;
+  cfg.services.push_back({.input = 0, .source_service_id = 1, .service_id = 10});
+  cfg.services.push_back({.input = 1, .source_service_id = 1, .service_id = 20});
+  Harness h(cfg);
+  for (std::uint8_t s = 0; s < 5; ++s) {  // input 0 is not up yet
+    h.push(1, b.tables());
+    h.push(1, tdt_packet(static_cast<std::uint8_t>(0x50 + s), s));
+  }
+  for (std::uint8_t s = 5; s < 10; ++s) {  // now it is
+    h.push(0, a.tables());
+    h.push(1, b.tables());
+    h.push(0, tdt_packet(s, s));
+    h.push(1, tdt_packet(static_cast<std::uint8_t>(0x50 + s), s));
+  }
+  std::set<bool> from_input_1;
+  for (const auto& p : h.out)
+    if (p.pid() == kTdtPid) from_input_1.insert(p.bytes[4 + 8] >= 0x50);
+  EXPECT_EQ(from_input_1.size(), 1u) << "the output's TDT came from both inputs: the clock stepped between two sources";
+}
+
+// A source switch keeps the old CAT until the new source sends one. The new source (in the
+// clear, no CAT) has its PCR on a PID of its own, the old source's EMM PID: the output CAT
+// must not name the PCR PID as an EMM PID (is_stream() looks at the streams only).
+TEST(RemuxSynthetic, ACatKeptAcrossASwitchDoesNotNameTheNewSourcesPcrPidAsEmmPid) {
+  Source old_src{.tag = 1};
+  old_src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  old_src.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8)}};
+  Harness h(OneService::config());
+  for (int round = 0; round < 3; ++round) {
+    h.push(0, old_src.tables());
+    h.push(0, old_src.es(0x1F8));
+  }
+  ASSERT_EQ(h.r.output_model().ca_pids, (std::vector<std::uint16_t>{0x1F8}));
+  h.r.switch_source(0);
+  Source backup{.tag = 2};
+  backup.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x1F8));  // PCR-only PID 0x1F8
+  for (int round = 0; round < 3; ++round) {
+    h.push(0, backup.tables());
+    for (int i = 0; i < 10; ++i) h.push(0, backup.es(0x100));
+    h.push(0, backup.es(0x1F8, false, false, std::uint64_t{27'000'000} * static_cast<std::uint64_t>(round)));
+  }
+  const ProgramModel& m = h.r.output_model();
+  ASSERT_EQ(m.services.size(), 1u);
+  const std::uint16_t pcr = m.services[0].pcr_pid;
+  EXPECT_EQ(std::count(m.ca_pids.begin(), m.ca_pids.end(), pcr), 0) << "the CAT names the PCR PID an EMM PID";
+}
