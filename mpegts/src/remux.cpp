@@ -120,6 +120,9 @@ Remuxer::Remuxer(RemuxConfig config) : config_(std::move(config)) {
   for (std::size_t k = 0; k < config_.services.size(); ++k) pmts_.emplace_back(kNullPid);
   snapshots_.resize(config_.services.size());
   eit_pf_.resize(config_.services.size(), false);
+  eit_out_version_.resize(config_.services.size(), 0xFF);
+  eit_src_version_.resize(config_.services.size(), 0xFF);
+  eit_src_sid_.resize(config_.services.size(), 0);
   last_sid_.resize(config_.services.size(), 0);
   inherited_pmt_.resize(config_.services.size(), 0);
   // One packet, plus a full round of tables: PAT, CAT and each PMT fit in 1024-byte
@@ -523,6 +526,15 @@ void Remuxer::take_eit(std::size_t input, std::span<const std::uint8_t> section)
     s[9] = static_cast<std::uint8_t>(config_.transport_stream_id);
     s[10] = static_cast<std::uint8_t>(config_.original_network_id >> 8);
     s[11] = static_cast<std::uint8_t>(config_.original_network_id);
+    // The source's version moves the output's; another source (a switch, another first
+    // service) moves it too, whatever version that source has.
+    const auto v = static_cast<std::uint8_t>((section[5] >> 1) & 0x1F);
+    if (eit_out_version_[k] > 0x1F) eit_out_version_[k] = v;
+    else if (eit_src_version_[k] != v || eit_src_sid_[k] != source_sid)
+      eit_out_version_[k] = static_cast<std::uint8_t>((eit_out_version_[k] + 1) & 0x1F);
+    eit_src_version_[k] = v;
+    eit_src_sid_[k] = source_sid;
+    s[5] = static_cast<std::uint8_t>((s[5] & 0xC1) | (eit_out_version_[k] << 1));
     const std::size_t body = section.size() - 4;
     const std::uint32_t crc = crc32_mpeg(std::span<const std::uint8_t>(s.data(), body));
     for (std::size_t b = 0; b < 4; ++b) s[body + b] = static_cast<std::uint8_t>(crc >> (24 - 8 * b));
@@ -707,6 +719,8 @@ void Remuxer::switch_source(std::size_t input) {
     out_[o].mark_discontinuity = true;
   }
   in.last_cc.fill(0x10);
+  for (std::size_t k = 0; k < config_.services.size(); ++k)
+    if (config_.services[k].input == input) eit_src_version_[k] = 0xFF;  // the next EIT p/f: a new version
   in.psi->reset();
   in.seen_generation = in.psi->generation();
   copy_psi_pids(in);
@@ -755,7 +769,7 @@ void Remuxer::continue_from(const Remuxer& previous, std::span<const std::size_t
       inputs_[i]->inherited_map = p.map;
       if (p.emm_on_air) {
         for (const auto& d : *p.cat)
-          if (d.tag == 0x09 && d.data.size() >= 4) inputs_[i]->inherited_emm[((d.data[2] & 0x1F) << 8) | d.data[3]] = true;
+          if (d.tag == 0x09 && d.data.size() >= 4) inputs_[i]->inherited_emm[(std::size_t{d.data[2]} & 0x1F) << 8 | d.data[3]] = true;
       } else {
         // `previous` has not mapped its CAT yet: the EMM PIDs it inherited (and kept reserved) go on.
         inputs_[i]->inherited_emm = p.inherited_emm;
@@ -783,6 +797,16 @@ void Remuxer::continue_from(const Remuxer& previous, std::span<const std::size_t
       if (pc.input != j || pc.source_service_id != sc.source_service_id) continue;
       if (pc.service_id == 0) last_sid_[k] = previous.last_sid_[p];
       if (pc.pmt_pid == 0 && previous.pmts_[p].has_content()) inherited_pmt_[k] = previous.pmts_[p].pid();
+      // The SDT's EIT p/f flag and the EIT's versions go on (same output service id: the
+      // previous one's, or one configured here that may differ; then its sub_table is new).
+      const bool same_sid = (sc.service_id == 0 && pc.service_id == 0) || sc.service_id == pc.service_id;
+      if (same_sid && std::none_of(sc.rules.begin(), sc.rules.end(),
+                                   [](const PidRule& r) { return r.from == kEitPid && r.drop; })) {
+        eit_pf_[k] = previous.eit_pf_[p];
+        eit_out_version_[k] = previous.eit_out_version_[p];
+        eit_src_version_[k] = previous.eit_src_version_[p];
+        eit_src_sid_[k] = previous.eit_src_sid_[p];
+      }
       break;
     }
   }

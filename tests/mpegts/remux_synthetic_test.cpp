@@ -1335,3 +1335,124 @@ TEST(RemuxSynthetic, ACatKeptAcrossASwitchDoesNotNameTheNewSourcesPcrPidAsEmmPid
   const std::uint16_t pcr = m.services[0].pcr_pid;
   EXPECT_EQ(std::count(m.ca_pids.begin(), m.ca_pids.end(), pcr), 0) << "the CAT names the PCR PID an EMM PID";
 }
+
+namespace {
+// The EIT_present_following_flag of `service_id` in every SDT section of `out`, in order.
+std::vector<int> sdt_eit_pf_flags(const std::vector<TsPacket>& out, std::uint16_t service_id) {
+  std::vector<int> flags;
+  for (const Section& s : sections_of(out, kSdtPid).good)
+    for (std::size_t at = 11; at + 5 <= s.size() - 4;) {
+      if (((s[at] << 8) | s[at + 1]) == service_id) flags.push_back(s[at + 2] & 0x01);
+      at += 5 + ((std::size_t{s[at + 3]} & 0x0F) << 8 | s[at + 4]);
+    }
+  return flags;
+}
+}  // namespace
+
+// A reload rebuilds the engine while the source's EIT p/f goes on: the SDT the previous
+// engine had on air said the service has EIT p/f. The new engine's SDT must not say it has
+// none until the next EIT section arrives (a flag flap and two SDT versions for nothing;
+// receivers that believe it stop looking at the EIT).
+TEST(RemuxSynthetic, AReloadKeepsTheEitPresentFollowingFlagOfTheSdt) {
+  Source src{.tag = 0};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  TableCarousel eit(kEitPid);
+  eit.update([](std::uint8_t v) { return std::vector<Section>{eit_pf(1, 0, v, 20), eit_pf(1, 1, v, 20)}; });
+  std::vector<TsPacket> eit_packets(eit.packet_count());
+  Harness old(OneService::config());
+  for (int round = 0; round < 3; ++round) {
+    old.push(0, src.tables());
+    eit.packetize(eit_packets);
+    old.push(0, eit_packets);
+    for (int i = 0; i < 10; ++i) old.push(0, src.es(0x100));
+  }
+  ASSERT_EQ(sdt_eit_pf(old.out, 1), 1);
+  Harness now(OneService::config());
+  now.t = old.t;
+  now.r.continue_from(old.r);
+  for (int round = 0; round < 3; ++round) {
+    now.push(0, src.tables());  // the PMT comes before the next EIT p/f (every 2 s at most)
+    for (int i = 0; i < 10; ++i) now.push(0, src.es(0x100));
+    eit.packetize(eit_packets);
+    now.push(0, eit_packets);
+  }
+  const std::vector<int> flags = sdt_eit_pf_flags(now.out, 1);
+  ASSERT_FALSE(flags.empty());
+  EXPECT_EQ(std::count(flags.begin(), flags.end(), 0), 0) << "the new engine's SDT said the service has no EIT p/f";
+  std::vector<TsPacket> both = old.out;
+  both.insert(both.end(), now.out.begin(), now.out.end());
+  EXPECT_TRUE(count_continuous(both, kEitPid).second) << "PID 0x12's counter across the reload";
+}
+
+// After a switch the new source's EIT p/f goes out as the same sub_table (the output's
+// service id, transport_stream_id, original_network_id). Its version_number is the new
+// source's own, which may well be the one the old source's had (both start at 0): receivers
+// that saw that version keep the old source's now/next. One version, one content.
+TEST(RemuxSynthetic, TheEitOfTheNewSourceAfterASwitchGetsANewVersion) {
+  Source a{.tag = 1}, b{.tag = 2};
+  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  b.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  TableCarousel eit_a(kEitPid), eit_b(kEitPid);
+  eit_a.update([](std::uint8_t v) { return std::vector<Section>{eit_pf(1, 0, v, 20), eit_pf(1, 1, v, 20)}; });
+  eit_b.update([](std::uint8_t v) { return std::vector<Section>{eit_pf(1, 0, v, 33), eit_pf(1, 1, v, 33)}; });
+  std::vector<TsPacket> pa(eit_a.packet_count()), pb(eit_b.packet_count());
+  Harness h(OneService::config());
+  for (int round = 0; round < 3; ++round) {
+    h.push(0, a.tables());
+    eit_a.packetize(pa);
+    h.push(0, pa);
+    for (int i = 0; i < 10; ++i) h.push(0, a.es(0x100));
+  }
+  h.r.switch_source(0);
+  for (int round = 0; round < 3; ++round) {
+    h.push(0, b.tables());
+    eit_b.packetize(pb);
+    h.push(0, pb);
+    for (int i = 0; i < 10; ++i) h.push(0, b.es(0x100));
+  }
+  std::map<std::pair<int, int>, Section> by_version;  // (section_number, version) -> content
+  const Sections got = sections_of(h.out, kEitPid);
+  ASSERT_EQ(got.good.size(), 12u);
+  for (const Section& s : got.good) {
+    const auto [it, fresh] = by_version.try_emplace({s[6], (s[5] >> 1) & 0x1F}, s);
+    EXPECT_TRUE(fresh || it->second == s) << "section " << int{s[6]} << " version " << ((s[5] >> 1) & 0x1F)
+                                          << " went out with two contents";
+  }
+}
+
+// The same when the "first service" of the input (source_service_id 0) becomes another
+// source service: its EIT p/f goes out as the output service's, and its version_number
+// (0, as the first one's) must not be the one under which the first one's went out.
+TEST(RemuxSynthetic, TheEitOfAnotherFirstServiceGetsANewVersion) {
+  Source src{.tag = 1};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .source_service_id = 0, .service_id = 10});
+  Harness h(cfg);
+  TableCarousel eit1(kEitPid), eit5(kEitPid);
+  eit1.update([](std::uint8_t v) { return std::vector<Section>{eit_pf(1, 0, v, 20)}; });
+  eit5.update([](std::uint8_t v) { return std::vector<Section>{eit_pf(5, 0, v, 33)}; });
+  std::vector<TsPacket> p1(eit1.packet_count()), p5(eit5.packet_count());
+  for (int round = 0; round < 3; ++round) {
+    h.push(0, src.tables());
+    eit1.packetize(p1);
+    h.push(0, p1);
+    for (int i = 0; i < 10; ++i) h.push(0, src.es(0x100));
+  }
+  src.services[0] = spts_service(5, 0x1000, {{0x100, 0x1B}}, 0x100);  // the PAT now lists service 5 only
+  for (int round = 0; round < 3; ++round) {
+    h.push(0, src.tables());
+    eit5.packetize(p5);
+    h.push(0, p5);
+    for (int i = 0; i < 10; ++i) h.push(0, src.es(0x100));
+  }
+  ASSERT_EQ(h.r.output_model().services.size(), 1u);
+  const Sections got = sections_of(h.out, kEitPid);
+  ASSERT_EQ(got.good.size(), 6u);
+  std::map<int, Section> by_version;
+  for (const Section& s : got.good) {
+    EXPECT_EQ((s[3] << 8) | s[4], 10);
+    const auto [it, fresh] = by_version.try_emplace((s[5] >> 1) & 0x1F, s);
+    EXPECT_TRUE(fresh || it->second == s) << "version " << ((s[5] >> 1) & 0x1F) << " went out with two contents";
+  }
+}

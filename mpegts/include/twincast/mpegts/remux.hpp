@@ -237,6 +237,11 @@ class Remuxer {
   // EIT: per configured service, whether its p/f sections were carried (the SDT says so),
   // and a ring of sections waiting to go out ([2-byte length][section] each).
   std::vector<bool> eit_pf_;
+  // Per configured service: the version_number its EIT p/f goes out with (0xFF: none yet),
+  // and the source's (0xFF: unknown, after a switch) and source service id it came from, so a
+  // new source's sub_table never reuses a version under which other content went out.
+  std::vector<std::uint8_t> eit_out_version_, eit_src_version_;
+  std::vector<std::uint16_t> eit_src_sid_;
   bool eit_sdt_due_ = false;
   std::array<std::uint8_t, kEitQueueBytes> eit_q_{};
   std::size_t eit_head_ = 0;  // index of the first queued section's length
