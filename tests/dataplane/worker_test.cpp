@@ -233,6 +233,27 @@ class Worker : public ::testing::Test {
     base_in_use_ = rte_mempool_in_use_count(pool_);
   }
   Recorder& recorder() { return dynamic_cast<Recorder&>(dp_->pipeline(0)); }
+  // The channel gets an SRT input (last in its list), then make(): that input's index.
+  std::size_t make_with_srt_input() {
+    InputConfig srt;
+    srt.name = "srt";
+    srt.kind = InputKind::kSrt;
+    config_.channels[0].inputs.push_back(srt);
+    make();
+    return config_.channels[0].inputs.size() - 1;
+  }
+  // The numbers ts_packet() wrote into the packets pushed so far, each checked to be a
+  // packet a peer sent (not one glued from two).
+  std::vector<std::uint32_t> pushed_numbers() {
+    std::vector<std::uint32_t> got;
+    for (const auto& pushed : recorder().pushed) {
+      std::uint32_t n = 0;
+      std::memcpy(&n, &pushed.second.bytes[4], sizeof n);
+      EXPECT_TRUE(pushed.second.bytes == ts_packet(n).bytes) << "packet " << got.size() << " is not one the peers sent";
+      got.push_back(n);
+    }
+    return got;
+  }
 
   // `held`: mbufs legitimately still in use afterwards (RTP datagrams waiting in a window).
   void feed(const std::vector<ByteVec>& frames, std::uint64_t rx_ns = 1'000'000, std::uint64_t poll_ns = 2'000'000,
@@ -497,12 +518,7 @@ TEST_F(Worker, RtpHoldTimeAfterAnExpiredGapStartsAtTheOldestDatagramStillHeld) {
 // encoder killed mid-write): the new connection's bytes must not complete that packet into
 // one of neither stream. The ingest marks the new stream with an empty feed_external().
 TEST_F(Worker, AnSrtReconnectDoesNotGlueTwoStreamsIntoOnePacket) {
-  InputConfig srt;
-  srt.name = "srt";
-  srt.kind = InputKind::kSrt;
-  config_.channels[0].inputs.push_back(srt);
-  make();
-  const std::size_t in = config_.channels[0].inputs.size() - 1;
+  const std::size_t in = make_with_srt_input();
   ByteVec old_stream = ts_payload(0, 7);
   old_stream.resize(6 * mpegts::kPacketSize + 88);  // the seventh packet cut off
   ASSERT_TRUE(dp_->feed_external(0, in, old_stream));
@@ -510,14 +526,8 @@ TEST_F(Worker, AnSrtReconnectDoesNotGlueTwoStreamsIntoOnePacket) {
   ASSERT_TRUE(dp_->feed_external(0, in, ts_payload(100, 7)));
   ASSERT_TRUE(dp_->feed_external(0, in, ts_payload(107, 7)));
   dp_->poll_once(2'000'000);
-  std::vector<std::uint32_t> got;
-  for (const auto& [input, p] : recorder().pushed) {
-    ASSERT_EQ(input, in);
-    std::uint32_t n = 0;
-    std::memcpy(&n, &p.bytes[4], sizeof n);
-    EXPECT_TRUE(p.bytes == ts_packet(n).bytes) << "packet " << got.size() << " is not one the peers sent";
-    got.push_back(n);
-  }
+  for (const auto& pushed : recorder().pushed) ASSERT_EQ(pushed.first, in);
+  const std::vector<std::uint32_t> got = pushed_numbers();
   std::vector<std::uint32_t> want{0, 1, 2, 3, 4, 5};
   for (std::uint32_t n = 100; n < 114; ++n) want.push_back(n);
   EXPECT_EQ(got, want);
@@ -527,12 +537,7 @@ TEST_F(Worker, AnSrtReconnectDoesNotGlueTwoStreamsIntoOnePacket) {
 // last packet is whole (only the next unit's 4-byte prefix is missing, which the aligner
 // waits for) and must reach the channel, as flush() would hand it out at the end of a file.
 TEST_F(Worker, AnSrtReconnectKeepsTheLastWholePacketOfA192ByteStream) {
-  InputConfig srt;
-  srt.name = "srt";
-  srt.kind = InputKind::kSrt;
-  config_.channels[0].inputs.push_back(srt);
-  make();
-  const std::size_t in = config_.channels[0].inputs.size() - 1;
+  const std::size_t in = make_with_srt_input();
   const auto m2ts = [](std::uint32_t first, std::size_t count) {
     ByteVec b;
     for (std::size_t i = 0; i < count; ++i) {
@@ -547,13 +552,7 @@ TEST_F(Worker, AnSrtReconnectKeepsTheLastWholePacketOfA192ByteStream) {
   ASSERT_TRUE(dp_->feed_external(0, in, m2ts(100, 6)));
   ASSERT_TRUE(dp_->feed_external(0, in, m2ts(106, 6)));
   dp_->poll_once(2'000'000);
-  std::vector<std::uint32_t> got;
-  for (const auto& [input, p] : recorder().pushed) {
-    std::uint32_t n = 0;
-    std::memcpy(&n, &p.bytes[4], sizeof n);
-    EXPECT_TRUE(p.bytes == ts_packet(n).bytes) << "packet " << got.size() << " is not one the peers sent";
-    got.push_back(n);
-  }
+  const std::vector<std::uint32_t> got = pushed_numbers();
   std::vector<std::uint32_t> want{0, 1, 2, 3, 4, 5};
   for (std::uint32_t n = 100; n < 111; ++n) want.push_back(n);  // 111 waits for its trailer
   EXPECT_EQ(got, want);
@@ -562,12 +561,7 @@ TEST_F(Worker, AnSrtReconnectKeepsTheLastWholePacketOfA192ByteStream) {
 // The new connection's mark comes while the input's ring is full (the worker is behind):
 // it must not be lost, or the new stream completes the packet the old one cut off anyway.
 TEST_F(Worker, AnSrtReconnectWhileTheRingIsFullStillRestartsTheStream) {
-  InputConfig srt;
-  srt.name = "srt";
-  srt.kind = InputKind::kSrt;
-  config_.channels[0].inputs.push_back(srt);
-  make();
-  const std::size_t in = config_.channels[0].inputs.size() - 1;
+  const std::size_t in = make_with_srt_input();
   const ByteVec whole = ts_payload(0, 7);
   std::size_t accepted = 0;
   while (accepted < 100000 && dp_->feed_external(0, in, whole)) ++accepted;
@@ -581,14 +575,8 @@ TEST_F(Worker, AnSrtReconnectWhileTheRingIsFullStillRestartsTheStream) {
   for (std::uint64_t k = 0; k < 200; ++k) dp_->poll_once(2'000'000 + k);  // the worker catches up
   ASSERT_TRUE(dp_->feed_external(0, in, ts_payload(100, 7)));
   dp_->poll_once(3'000'000);
-  std::vector<std::uint32_t> news;
-  for (const auto& [input, p] : recorder().pushed) {
-    std::uint32_t n = 0;
-    std::memcpy(&n, &p.bytes[4], sizeof n);
-    ASSERT_TRUE(p.bytes == ts_packet(n).bytes) << "a packet glued from both streams";
-    if (n >= 100) news.push_back(n);
-  }
-  EXPECT_EQ(news.size(), 7u);
+  const std::vector<std::uint32_t> got = pushed_numbers();  // none glued from both streams
+  EXPECT_EQ(std::count_if(got.begin(), got.end(), [](std::uint32_t n) { return n >= 100; }), 7);
 }
 
 // The old stream lost sync just before its peer went away (a lost SRT message that did not
@@ -596,12 +584,7 @@ TEST_F(Worker, AnSrtReconnectWhileTheRingIsFullStillRestartsTheStream) {
 // whole packets, too few to lock again). At the reconnect mark the aligner is not locked:
 // flush() must not hand the channel a "packet" that starts at the payload's 0x47.
 TEST_F(Worker, AnSrtReconnectAfterALostSyncDoesNotPushAPacketThePeerNeverSent) {
-  InputConfig srt;
-  srt.name = "srt";
-  srt.kind = InputKind::kSrt;
-  config_.channels[0].inputs.push_back(srt);
-  make();
-  const std::size_t in = config_.channels[0].inputs.size() - 1;
+  const std::size_t in = make_with_srt_input();
   ASSERT_TRUE(dp_->feed_external(0, in, ts_payload(0, 7)));  // locked: packets 0..6
   ByteVec rest(88, 0xFF);                                    // a packet's last 88 bytes...
   rest[20] = mpegts::kSyncByte;                              // ...whose payload holds a 0x47
@@ -612,13 +595,8 @@ TEST_F(Worker, AnSrtReconnectAfterALostSyncDoesNotPushAPacketThePeerNeverSent) {
   ASSERT_TRUE(dp_->feed_external(0, in, ts_payload(100, 7)));
   ASSERT_TRUE(dp_->feed_external(0, in, ts_payload(107, 7)));
   dp_->poll_once(2'000'000);
-  std::size_t foreign = 0;
-  for (const auto& [input, p] : recorder().pushed) {
-    std::uint32_t n = 0;
-    std::memcpy(&n, &p.bytes[4], sizeof n);
-    if (p.bytes != ts_packet(n).bytes) ++foreign;
-  }
-  EXPECT_EQ(foreign, 0u) << "a packet no peer sent reached the channel";
+  const std::vector<std::uint32_t> got = pushed_numbers();  // fails for a packet no peer sent
+  EXPECT_EQ(got.back(), 113u);
 }
 
 TEST_F(Worker, SsmAndUnicastInputs) {

@@ -908,47 +908,73 @@ TEST(RemuxSynthetic, TheFirstServicesRulesApplyToTheEmmPidsEvenBeforeItIsLearnt)
   EXPECT_EQ(count_continuous(h.out, 0x1F8).first, 0u) << "the EMM PID dropped by service 1's rule is carried";
 }
 
+namespace {
+
+// An SPTS tagged `tag`: service 1, PMT 0x1000, video and PCR on 0x100.
+Source spts_source(std::uint8_t tag) {
+  Source src{.tag = tag};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  return src;
+}
+// Two such SPTS (inputs 0 and 1) as services 10 and 20 of an MPTS.
+RemuxConfig two_spts_mpts() {
+  RemuxConfig c;
+  c.n_inputs = 2;
+  c.services.push_back({.input = 0, .source_service_id = 1, .service_id = 10});
+  c.services.push_back({.input = 1, .source_service_id = 1, .service_id = 20});
+  return c;
+}
+
+// Two scrambled SPTS with the same EMM PID (0x1F8; CA private byte 0xAA and 0xBB) as
+// services 10 and 20 of an MPTS, learnt by `old`: B's EMM PID is remapped to `b_emm`.
+struct CollidingEmms {
+  Source a = spts_source(1);
+  Source b = spts_source(2);
+  RemuxConfig cfg = two_spts_mpts();
+  Harness old{cfg};
+  std::uint16_t b_emm = 0;
+  CollidingEmms() {
+    a.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8, {0xAA})}};
+    b.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8, {0xBB})}};
+    for (int round = 0; round < 3; ++round) {
+      old.push(0, a.tables());
+      old.push(1, b.tables());
+    }
+    b_emm = old.r.output_pid(1, 0x1F8);
+  }
+  // A reload after `from` that adds a channel C whose video sits on b_emm at its source. B's
+  // PAT and PMT arrive before its CAT, C's tables in between: B's EMM PID must keep b_emm,
+  // which the receivers' CAT names, and C's video must not take it.
+  void reload_adding_c(const Harness& from) {
+    Source c{.tag = 3};
+    c.services.push_back(spts_service(1, 0x1000, {{b_emm, 0x1B}}, b_emm));
+    RemuxConfig cfg2 = cfg;
+    cfg2.n_inputs = 3;
+    cfg2.services.push_back({.input = 2, .source_service_id = 1, .service_id = 30});
+    Harness now(cfg2);
+    now.r.continue_from(from.r);
+    now.t = from.t;
+    const auto b_tables = b.tables();
+    now.push(1, only_pid(b_tables, kCatPid, false));
+    now.push(2, c.tables());
+    now.push(1, only_pid(b_tables, kCatPid, true));
+    EXPECT_EQ(now.r.output_pid(1, 0x1F8), b_emm) << "B's EMM PID moved";
+    EXPECT_NE(now.r.output_pid(2, b_emm), b_emm) << "C's video took the PID the receivers know as B's EMM PID";
+  }
+};
+
+}  // namespace
+
 // A reload keeps what the previous engine had on air (remux.hpp, continue_from: "The services
 // here that previous had on air keep their output PIDs ... as they are learnt (whatever
 // order the inputs arrive in)"). A remapped EMM PID whose CAT arrives after the PMT is not
 // kept: a channel added by the reload takes its output PID, which the receivers' CAT (the
 // previous engine's) still names as B's EMM PID.
 TEST(RemuxSynthetic, AReloadKeepsARemappedEmmPidWhenTheCatComesAfterThePmt) {
-  Source a{.tag = 1};
-  Source b{.tag = 2};
-  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
-  b.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
-  a.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8, {0xAA})}};
-  b.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8, {0xBB})}};
-  RemuxConfig cfg;
-  cfg.n_inputs = 2;
-  cfg.services.push_back({.input = 0, .source_service_id = 1, .service_id = 10});
-  cfg.services.push_back({.input = 1, .source_service_id = 1, .service_id = 20});
-  Harness old(cfg);
-  for (int round = 0; round < 3; ++round) {
-    old.push(0, a.tables());
-    old.push(1, b.tables());
-  }
-  const std::uint16_t b_emm = old.r.output_pid(1, 0x1F8);
-  ASSERT_NE(b_emm, Remuxer::kUnmapped);
-  ASSERT_NE(b_emm, 0x1F8);
-
-  // The reload adds a channel C whose video sits on b_emm at its source.
-  Source c{.tag = 3};
-  c.services.push_back(spts_service(1, 0x1000, {{b_emm, 0x1B}}, b_emm));
-  RemuxConfig cfg2 = cfg;
-  cfg2.n_inputs = 3;
-  cfg2.services.push_back({.input = 2, .source_service_id = 1, .service_id = 30});
-  Harness now(cfg2);
-  now.r.continue_from(old.r);
-  now.t = old.t;
-  // B's PAT and PMT arrive before its CAT; then C; then B's CAT.
-  const auto b_tables = b.tables();
-  now.push(1, only_pid(b_tables, kCatPid, false));
-  now.push(2, c.tables());
-  now.push(1, only_pid(b_tables, kCatPid, true));
-  EXPECT_EQ(now.r.output_pid(1, 0x1F8), b_emm) << "B's EMM PID moved";
-  EXPECT_NE(now.r.output_pid(2, b_emm), b_emm) << "C's video took the PID the receivers know as B's EMM PID";
+  CollidingEmms e;
+  ASSERT_NE(e.b_emm, Remuxer::kUnmapped);
+  ASSERT_NE(e.b_emm, 0x1F8);
+  e.reload_adding_c(e.old);
 }
 
 // README: "Descriptors beyond one section (1000 bytes) are not carried", and the code's own
@@ -1012,14 +1038,9 @@ TsPacket tdt_packet(std::uint8_t seconds, std::uint8_t cc) {
 // output carries the time of one input, that of its first configured service, so the clock
 // never steps between two sources; a PID rule of that service can drop it.
 TEST(RemuxSynthetic, TheTimeOfTheFirstServicesInputIsCarried) {
-  Source a{.tag = 1};
-  Source b{.tag = 2};
-  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
-  b.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
-  RemuxConfig cfg;
-  cfg.n_inputs = 2;
-  cfg.services.push_back({.input = 0, .source_service_id = 1, .service_id = 10});
-  cfg.services.push_back({.input = 1, .source_service_id = 1, .service_id = 20});
+  Source a = spts_source(1);
+  Source b = spts_source(2);
+  RemuxConfig cfg = two_spts_mpts();
   Harness h(cfg);
   for (std::uint8_t s = 0; s < 10; ++s) {
     h.push(0, a.tables());
@@ -1075,24 +1096,12 @@ TEST(RemuxSynthetic, AReloadKeepsAnEcmPidThatIsAlsoTheEmmPidWhenTheCatComesLate)
 // Two reloads in a row, the second before the engine of the first learnt the CAT (it learnt
 // the PMT): the remapped EMM PID the receivers' CAT names is kept, as after one reload.
 TEST(RemuxSynthetic, TwoReloadsKeepARemappedEmmPidWhenTheCatComesAfterThePmt) {
-  Source a{.tag = 1};
-  Source b{.tag = 2};
-  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
-  b.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
-  a.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8, {0xAA})}};
-  b.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8, {0xBB})}};
-  RemuxConfig cfg;
-  cfg.n_inputs = 2;
-  cfg.services.push_back({.input = 0, .source_service_id = 1, .service_id = 10});
-  cfg.services.push_back({.input = 1, .source_service_id = 1, .service_id = 20});
-  Harness old(cfg);
-  for (int round = 0; round < 3; ++round) {
-    old.push(0, a.tables());
-    old.push(1, b.tables());
-  }
-  const std::uint16_t b_emm = old.r.output_pid(1, 0x1F8);
-  ASSERT_NE(b_emm, Remuxer::kUnmapped);
-  ASSERT_NE(b_emm, 0x1F8);
+  CollidingEmms e;
+  Source& b = e.b;
+  const RemuxConfig& cfg = e.cfg;
+  Harness& old = e.old;
+  ASSERT_NE(e.b_emm, Remuxer::kUnmapped);
+  ASSERT_NE(e.b_emm, 0x1F8);
 
   // First reload: B's PAT and PMT are learnt, its CAT not yet.
   Harness mid(cfg);
@@ -1101,37 +1110,30 @@ TEST(RemuxSynthetic, TwoReloadsKeepARemappedEmmPidWhenTheCatComesAfterThePmt) {
   mid.push(1, only_pid(b.tables(), kCatPid, false));
   ASSERT_EQ(mid.r.output_model().services.size(), 1u);
 
-  // Second reload adds C, whose video sits on b_emm at its source.
-  Source c{.tag = 3};
-  c.services.push_back(spts_service(1, 0x1000, {{b_emm, 0x1B}}, b_emm));
-  RemuxConfig cfg2 = cfg;
-  cfg2.n_inputs = 3;
-  cfg2.services.push_back({.input = 2, .source_service_id = 1, .service_id = 30});
-  Harness now(cfg2);
-  now.r.continue_from(mid.r);
-  now.t = mid.t;
-  const auto b_tables = b.tables();
-  now.push(1, only_pid(b_tables, kCatPid, false));
-  now.push(2, c.tables());
-  now.push(1, only_pid(b_tables, kCatPid, true));
-  EXPECT_NE(now.r.output_pid(2, b_emm), b_emm) << "C's video took the PID the receivers know as B's EMM PID";
-  EXPECT_EQ(now.r.output_pid(1, 0x1F8), b_emm) << "B's EMM PID moved";
+  e.reload_adding_c(mid);  // the second reload
 }
 
-// A source switch keeps the last CAT until the new source sends one. The new source (in the
-// clear, no CAT) has its video on the PID the old one had its EMMs on: the output CAT must not
-// name the video's PID as an EMM PID.
-TEST(RemuxSynthetic, ACatKeptAcrossASwitchDoesNotNameTheNewSourcesVideoAsEmmPid) {
+namespace {
+// `h` learns a source whose CAT names EMM PID 0x1F8 (and carries it), then its input switches.
+void learn_a_cat_then_switch(Harness& h) {
   Source old_src{.tag = 1};
   old_src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
   old_src.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8)}};
-  Harness h(OneService::config());
   for (int round = 0; round < 3; ++round) {
     h.push(0, old_src.tables());
     h.push(0, old_src.es(0x1F8));
   }
   ASSERT_EQ(h.r.output_model().ca_pids, (std::vector<std::uint16_t>{0x1F8}));
   h.r.switch_source(0);
+}
+}  // namespace
+
+// A source switch keeps the last CAT until the new source sends one. The new source (in the
+// clear, no CAT) has its video on the PID the old one had its EMMs on: the output CAT must not
+// name the video's PID as an EMM PID.
+TEST(RemuxSynthetic, ACatKeptAcrossASwitchDoesNotNameTheNewSourcesVideoAsEmmPid) {
+  Harness h(OneService::config());
+  learn_a_cat_then_switch(h);
   Source backup{.tag = 2};
   backup.services.push_back(spts_service(1, 0x1000, {{0x1F8, 0x1B}}, 0x1F8));
   for (int round = 0; round < 3; ++round) {
@@ -1190,17 +1192,20 @@ Sections sections_of(const std::vector<TsPacket>& out, std::uint16_t pid) {
   return h;
 }
 
-// The EIT_present_following_flag the output's SDT gives `service_id` (-1: not listed).
-int sdt_eit_pf(const std::vector<TsPacket>& out, std::uint16_t service_id) {
-  int flag = -1;
-  for (const Section& s : sections_of(out, kSdtPid).good) {
+// The EIT_present_following_flag of `service_id` in every SDT section of `out`, in order.
+std::vector<int> sdt_eit_pf_flags(const std::vector<TsPacket>& out, std::uint16_t service_id) {
+  std::vector<int> flags;
+  for (const Section& s : sections_of(out, kSdtPid).good)
     for (std::size_t at = 11; at + 5 <= s.size() - 4;) {
-      const auto sid = static_cast<std::uint16_t>((s[at] << 8) | s[at + 1]);
-      if (sid == service_id) flag = s[at + 2] & 0x01;
+      if (((s[at] << 8) | s[at + 1]) == service_id) flags.push_back(s[at + 2] & 0x01);
       at += 5 + ((std::size_t{s[at + 3]} & 0x0F) << 8 | s[at + 4]);
     }
-  }
-  return flag;
+  return flags;
+}
+// The flag the output's last SDT gives `service_id` (-1: not listed).
+int sdt_eit_pf(const std::vector<TsPacket>& out, std::uint16_t service_id) {
+  const std::vector<int> flags = sdt_eit_pf_flags(out, service_id);
+  return flags.empty() ? -1 : flags.back();
 }
 
 }  // namespace
@@ -1284,14 +1289,9 @@ TEST(RemuxSynthetic, AnEitFloodIsCountedAndWhatGoesOutIsWhole) {
 // output's time must still come from one input only. On HEAD it comes from input 1 until
 // service 1 (input 0) is learnt, then from input 0: the clock steps between two sources.
 TEST(RemuxSynthetic, TheTimeDoesNotStepToAnotherInputWhenTheFirstServiceIsLearntLate) {
-  Source a{.tag = 1};
-  Source b{.tag = 2};
-  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
-  b.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
-  RemuxConfig cfg;
-  cfg.n_inputs = 2;
-  cfg.services.push_back({.input = 0, .source_service_id = 1, .service_id = 10});
-  cfg.services.push_back({.input = 1, .source_service_id = 1, .service_id = 20});
+  Source a = spts_source(1);
+  Source b = spts_source(2);
+  RemuxConfig cfg = two_spts_mpts();
   Harness h(cfg);
   for (std::uint8_t s = 0; s < 5; ++s) {  // input 0 is not up yet
     h.push(1, b.tables());
@@ -1313,16 +1313,8 @@ TEST(RemuxSynthetic, TheTimeDoesNotStepToAnotherInputWhenTheFirstServiceIsLearnt
 // clear, no CAT) has its PCR on a PID of its own, the old source's EMM PID: the output CAT
 // must not name the PCR PID as an EMM PID (is_stream() looks at the streams only).
 TEST(RemuxSynthetic, ACatKeptAcrossASwitchDoesNotNameTheNewSourcesPcrPidAsEmmPid) {
-  Source old_src{.tag = 1};
-  old_src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
-  old_src.cat = std::vector<Descriptor>{Descriptor{0x09, ca_body(0x0B00, 0x1F8)}};
   Harness h(OneService::config());
-  for (int round = 0; round < 3; ++round) {
-    h.push(0, old_src.tables());
-    h.push(0, old_src.es(0x1F8));
-  }
-  ASSERT_EQ(h.r.output_model().ca_pids, (std::vector<std::uint16_t>{0x1F8}));
-  h.r.switch_source(0);
+  learn_a_cat_then_switch(h);
   Source backup{.tag = 2};
   backup.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x1F8));  // PCR-only PID 0x1F8
   for (int round = 0; round < 3; ++round) {
@@ -1335,19 +1327,6 @@ TEST(RemuxSynthetic, ACatKeptAcrossASwitchDoesNotNameTheNewSourcesPcrPidAsEmmPid
   const std::uint16_t pcr = m.services[0].pcr_pid;
   EXPECT_EQ(std::count(m.ca_pids.begin(), m.ca_pids.end(), pcr), 0) << "the CAT names the PCR PID an EMM PID";
 }
-
-namespace {
-// The EIT_present_following_flag of `service_id` in every SDT section of `out`, in order.
-std::vector<int> sdt_eit_pf_flags(const std::vector<TsPacket>& out, std::uint16_t service_id) {
-  std::vector<int> flags;
-  for (const Section& s : sections_of(out, kSdtPid).good)
-    for (std::size_t at = 11; at + 5 <= s.size() - 4;) {
-      if (((s[at] << 8) | s[at + 1]) == service_id) flags.push_back(s[at + 2] & 0x01);
-      at += 5 + ((std::size_t{s[at + 3]} & 0x0F) << 8 | s[at + 4]);
-    }
-  return flags;
-}
-}  // namespace
 
 // A reload rebuilds the engine while the source's EIT p/f goes on: the SDT the previous
 // engine had on air said the service has EIT p/f. The new engine's SDT must not say it has
