@@ -441,10 +441,8 @@ void PsiDecoder::Impl::on_cat(void* data, dvbpsi_cat_t* p) {
   self->has_cat = true;
   self->cat_version = p->i_version;
   self->ca_pids.clear();
-  self->cat_descriptors.clear();
+  self->cat_descriptors = to_descriptors(p->p_first_descriptor);
   for (const dvbpsi_descriptor_t* d = p->p_first_descriptor; d != nullptr; d = d->p_next) {
-    if (d->p_data != nullptr || d->i_length == 0)
-      self->cat_descriptors.push_back(Descriptor{d->i_tag, std::vector<std::uint8_t>(d->p_data, d->p_data + d->i_length)});
     if (d->i_tag != 0x09 || d->i_length < 4 || d->p_data == nullptr) continue;
     const auto pid = static_cast<std::uint16_t>(((d->p_data[2] & 0x1F) << 8) | d->p_data[3]);
     if (std::find(self->ca_pids.begin(), self->ca_pids.end(), pid) == self->ca_pids.end())

@@ -176,8 +176,8 @@ void Remuxer::rebuild() {
   }
   for (auto& in : inputs_)
     if (in->psi->model().has_cat) in->cat = in->psi->model().cat_descriptors;
-  // The configured service that carries an input's EMM PIDs (its PID rules apply to them):
-  // the first learnt one it feeds.
+  // An input's EMM PIDs are placed with the first learnt service it feeds (emm_service) and
+  // follow the PID rules of the first configured one (emm_rules), learnt or not.
   std::vector<std::size_t> emm_service(inputs_.size(), config_.services.size());
   std::vector<std::size_t> emm_rules(inputs_.size(), 0);  // the input's first configured service: its rules
   for (std::size_t k = config_.services.size(); k-- > 0;) {
