@@ -599,7 +599,7 @@ bool Dataplane::feed_external(ExternalInput* handle, std::span<const std::uint8_
   }
   if (bytes.size() > rte_pktmbuf_tailroom(m)) bytes = bytes.first(rte_pktmbuf_tailroom(m));
   auto* dst = static_cast<std::uint8_t*>(static_cast<void*>(rte_pktmbuf_append(m, static_cast<std::uint16_t>(bytes.size()))));
-  std::memcpy(dst, bytes.data(), bytes.size());
+  if (!bytes.empty()) std::memcpy(dst, bytes.data(), bytes.size());  // the mark's span may be null
   if (rte_ring_enqueue(in.ring, m) != 0) {
     rte_pktmbuf_free(m);
     in.restart_pending = in.restart_pending || bytes.empty();
