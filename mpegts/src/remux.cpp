@@ -30,6 +30,16 @@ inline std::uint64_t fingerprint(const TsPacket& p) {
   const std::uint64_t header = (std::uint64_t{p.bytes[1]} << 8) | (p.bytes[3] & 0xF0);
   return w[0] ^ std::rotl(w[1], 13) ^ std::rotl(w[2], 26) ^ std::rotl(w[3], 39) ^ std::rotl(w[4], 52) ^ (header << 48);
 }
+// The PID a CA_descriptor (0x09: CA_system_id, CA_PID) names, or kNullPid for any other
+// descriptor (ECM PIDs in PMTs, EMM PIDs in the CAT).
+std::uint16_t ca_pid(const Descriptor& d) {
+  if (d.tag != 0x09 || d.data.size() < 4) return kNullPid;
+  return static_cast<std::uint16_t>(((d.data[2] & 0x1F) << 8) | d.data[3]);
+}
+// A PID rule drops `pid`.
+bool drops(const std::vector<PidRule>& rules, std::uint16_t pid) {
+  return std::any_of(rules.begin(), rules.end(), [pid](const PidRule& r) { return r.from == pid && r.drop; });
+}
 constexpr std::uint64_t kPcrJumpTicks = 100 * 27'000;  // 100 ms of 27 MHz: TR 101 290's PCR discontinuity limit
 constexpr std::uint16_t kFirstDynamicPid = 0x0100;
 constexpr std::uint16_t kFirstPmtPid = 0x1000;
@@ -226,9 +236,7 @@ void Remuxer::rebuild() {
       if (o < kNullPid && pids.take_exact(o)) (into != nullptr ? *into : map)[src_pid] = o;
     };
     auto keep_ca = [&](const std::vector<Descriptor>& ds, bool fresh, const std::vector<PidRule>& rules) {
-      for (const auto& d : ds)
-        if (d.tag == 0x09 && d.data.size() >= 4)
-          keep(static_cast<std::uint16_t>(((d.data[2] & 0x1F) << 8) | d.data[3]), fresh, rules);
+      for (const auto& d : ds) keep(ca_pid(d), fresh, rules);
     };
     keep_ca(snapshots_[k]->program_descriptors, !on_air, sc.rules);
     for (const auto& es : snapshots_[k]->streams) {
@@ -241,9 +249,7 @@ void Remuxer::rebuild() {
       if (in.cat) {
         // Reserved only: an EMM PID is mapped when its descriptor fits the CAT (below).
         for (const auto& d : *in.cat)
-          if (d.tag == 0x09 && d.data.size() >= 4)
-            keep(static_cast<std::uint16_t>(((d.data[2] & 0x1F) << 8) | d.data[3]), !in.emm_on_air,
-                 config_.services[emm_rules[sc.input]].rules, &emm_kept[sc.input]);
+          keep(ca_pid(d), !in.emm_on_air, config_.services[emm_rules[sc.input]].rules, &emm_kept[sc.input]);
       } else {
         // The CAT is not learnt yet: the EMM PIDs the previous engine had on air stay reserved.
         // A stream or ECM PID of a later service of this input that is one of them keeps it.
@@ -299,8 +305,7 @@ void Remuxer::rebuild() {
     // descriptor names their output PID (a dropped ECM PID drops its descriptor).
     auto map_ca = [&](std::vector<Descriptor>& ds) {
       std::erase_if(ds, [&](Descriptor& d) {
-        if (d.tag != 0x09 || d.data.size() < 4) return false;
-        const auto ecm = static_cast<std::uint16_t>(((d.data[2] & 0x1F) << 8) | d.data[3]);
+        const std::uint16_t ecm = ca_pid(d);
         if (ecm >= kNullPid) return false;
         const std::uint16_t o = map_pid(ecm);
         if (o == kDropByRule) return true;
@@ -345,16 +350,13 @@ void Remuxer::rebuild() {
     for (const Descriptor& d : *inputs_[sc.input]->cat) {
       if (cat_bytes + 2 + d.data.size() > kCatDescriptorBudget) break;
       Descriptor c = d;
-      if (c.tag == 0x09 && c.data.size() >= 4) {
-        const auto emm = static_cast<std::uint16_t>(((c.data[2] & 0x1F) << 8) | c.data[3]);
-        if (emm < kNullPid) {
-          if (is_stream(emm)) continue;
-          if (map[emm] == kUnmapped) map[emm] = emm_kept[sc.input][emm];
-          const std::uint16_t o = map_pid_by(emm, config_.services[emm_rules[sc.input]].rules);
-          if (o == kDropByRule) continue;
-          c.data[2] = static_cast<std::uint8_t>((c.data[2] & 0xE0) | (o >> 8));
-          c.data[3] = static_cast<std::uint8_t>(o & 0xFF);
-        }
+      if (const std::uint16_t emm = ca_pid(c); emm < kNullPid) {
+        if (is_stream(emm)) continue;
+        if (map[emm] == kUnmapped) map[emm] = emm_kept[sc.input][emm];
+        const std::uint16_t o = map_pid_by(emm, config_.services[emm_rules[sc.input]].rules);
+        if (o == kDropByRule) continue;
+        c.data[2] = static_cast<std::uint8_t>((c.data[2] & 0xE0) | (o >> 8));
+        c.data[3] = static_cast<std::uint8_t>(o & 0xFF);
       }
       cat_bytes += 2 + c.data.size();
       model.cat_descriptors.push_back(std::move(c));
@@ -366,16 +368,12 @@ void Remuxer::rebuild() {
   // and time zone from it. One source only (not whichever service is learnt first), so the
   // output's clock never steps between two.
   if (snapshots_[0]) {
-    const auto& rules = config_.services[0].rules;
-    const bool dropped =
-        std::any_of(rules.begin(), rules.end(), [](const PidRule& r) { return r.from == kTdtPid && r.drop; });
     auto& tdt = maps[config_.services[0].input][kTdtPid];
-    if (!dropped && tdt == kUnmapped) tdt = kTdtPid;  // (a stream on PID 0x14 was moved off it)
+    if (!drops(config_.services[0].rules, kTdtPid) && tdt == kUnmapped) tdt = kTdtPid;  // (a stream on PID 0x14 was moved off it)
   }
   for (const Descriptor& d : model.cat_descriptors) {  // the output model says what its CAT says
-    if (d.tag != 0x09 || d.data.size() < 4) continue;
-    const auto emm = static_cast<std::uint16_t>(((d.data[2] & 0x1F) << 8) | d.data[3]);
-    if (std::find(model.ca_pids.begin(), model.ca_pids.end(), emm) == model.ca_pids.end()) model.ca_pids.push_back(emm);
+    const std::uint16_t emm = ca_pid(d);
+    if (emm < kNullPid && std::find(model.ca_pids.begin(), model.ca_pids.end(), emm) == model.ca_pids.end()) model.ca_pids.push_back(emm);
   }
   for (auto& o : out_) o.carries_pcr = o.is_video = false;
   for (const auto& s : model.services) {
@@ -511,8 +509,7 @@ void Remuxer::take_eit(std::size_t input, std::span<const std::uint8_t> section)
   for (std::size_t k = 0; k < config_.services.size(); ++k) {
     const RemuxServiceConfig& sc = config_.services[k];
     if (sc.input != input || !snapshots_[k] || snapshots_[k]->service_id != source_sid || last_sid_[k] == 0) continue;
-    if (std::any_of(sc.rules.begin(), sc.rules.end(), [](const PidRule& r) { return r.from == kEitPid && r.drop; }))
-      continue;
+    if (drops(sc.rules, kEitPid)) continue;
     if (2 + section.size() > kEitQueueBytes - eit_len_) {
       ++stats_.eit_dropped;
       continue;
@@ -769,7 +766,7 @@ void Remuxer::continue_from(const Remuxer& previous, std::span<const std::size_t
       inputs_[i]->inherited_map = p.map;
       if (p.emm_on_air) {
         for (const auto& d : *p.cat)
-          if (d.tag == 0x09 && d.data.size() >= 4) inputs_[i]->inherited_emm[(std::size_t{d.data[2]} & 0x1F) << 8 | d.data[3]] = true;
+          if (const std::uint16_t emm = ca_pid(d); emm < kNullPid) inputs_[i]->inherited_emm[emm] = true;
       } else {
         // `previous` has not mapped its CAT yet: the EMM PIDs it inherited (and kept reserved) go on.
         inputs_[i]->inherited_emm = p.inherited_emm;
@@ -800,8 +797,7 @@ void Remuxer::continue_from(const Remuxer& previous, std::span<const std::size_t
       // The SDT's EIT p/f flag and the EIT's versions go on (same output service id: the
       // previous one's, or one configured here that may differ; then its sub_table is new).
       const bool same_sid = (sc.service_id == 0 && pc.service_id == 0) || sc.service_id == pc.service_id;
-      if (same_sid && std::none_of(sc.rules.begin(), sc.rules.end(),
-                                   [](const PidRule& r) { return r.from == kEitPid && r.drop; })) {
+      if (same_sid && !drops(sc.rules, kEitPid)) {
         eit_pf_[k] = previous.eit_pf_[p];
         eit_out_version_[k] = previous.eit_out_version_[p];
         eit_src_version_[k] = previous.eit_src_version_[p];
