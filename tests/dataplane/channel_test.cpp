@@ -918,3 +918,97 @@ TEST(ChannelQueueFull, EachOutputCountsItsSchedulesLossesAndTheChannelEachPacket
     EXPECT_EQ(ch.queue_dropped_packets(), slow_lost);
   }
 }
+
+// --- the selector's thresholds (issue: "switches when the active input ... breaches
+// thresholds (CC errors per second, PAT/PMT missing)") ---
+
+namespace {
+
+// Runs a primary `a` and a backup on a two-input channel for 6 s and returns each switch's
+// time and the input it went to.
+std::vector<std::pair<std::uint64_t, std::size_t>> switches_of(const ChannelConfig& cfg, Source& a, Recorder& rec) {
+  Channel ch(cfg);
+  Source b = source("h264_aac_vbr.ts");
+  std::vector<std::pair<std::uint64_t, std::size_t>> seen;
+  std::size_t active = 0;
+  run(ch, {&a, &b}, rec, 6000 * kMs, 7, [&](std::uint64_t now) {
+    if (const std::size_t now_active = ch.stats().active_input; now_active != active) {
+      seen.emplace_back(now, now_active);
+      active = now_active;
+    }
+  });
+  EXPECT_EQ(ch.stats().switches, seen.size());
+  return seen;
+}
+
+// The primary's packets on `pid` whose arrival lies in [from, to): every `every`-th gets
+// `change`.
+template <class Change>
+void tamper(Source& s, std::uint16_t pid, std::uint64_t from, std::uint64_t to, std::size_t every, Change&& change) {
+  std::size_t k = 0;
+  for (std::size_t i = 0; i < s.packets.size(); ++i)
+    if (s.packets[i].pid() == pid && s.times[i] >= from && s.times[i] < to && k++ % every == 0) change(s.packets[i]);
+}
+
+}  // namespace
+
+// From 1 s to 2 s the primary's video loses every 10th packet's counter (about 170 CC
+// errors in that second). With a limit of 50 per second the channel goes to the backup when
+// that second is counted, and back to the primary once it has had a clean second and the
+// 1-s hold-off. A limit above the rate, or none (0), keeps the primary.
+TEST(ChannelSelector, SwitchesOnCcErrorsPerSecondAboveTheLimitOnly) {
+  for (const std::uint32_t limit : {50u, 1000u, 0u}) {
+    SCOPED_TRACE("max_cc_errors_per_s " + std::to_string(limit));
+    ChannelConfig cfg = one_channel(2);
+    cfg.failover.max_cc_errors_per_s = limit;
+    Source a = source("h264_aac.ts");
+    tamper(a, 0x100, 1000 * kMs, 2000 * kMs, 10, [](TsPacket& p) { p.set_cc(static_cast<std::uint8_t>((p.cc() + 8) & 0x0F)); });
+    Recorder rec;
+    const auto seen = switches_of(cfg, a, rec);
+    if (limit != 50) {
+      EXPECT_TRUE(seen.empty());
+      continue;
+    }
+    ASSERT_EQ(seen.size(), 2u);
+    EXPECT_EQ(seen[0].second, 1u);
+    EXPECT_GE(seen[0].first, 1000 * kMs);
+    EXPECT_LE(seen[0].first, 3100 * kMs) << "a breach is seen within a second of its window";
+    EXPECT_EQ(seen[1].second, 0u);
+    EXPECT_GE(seen[1].first, seen[0].first + 1000 * kMs) << "back only after the hold-off";
+    EXPECT_EQ(cc_errors(rec.packets()), 0u) << "the input's CC errors and the switches never reach the output";
+  }
+}
+
+// The primary's PAT (PID 0) or PMT (PID 0x1000) stops from 1 s to 2.5 s while its audio
+// and video go on. With require_psi (the default) the channel switches to the backup once
+// the table is 0.5 s late (TR 101 290 PAT_error_2 / PMT_error_2), and returns when the
+// table has been back for a second plus the hold-off; without require_psi it stays.
+TEST(ChannelSelector, SwitchesWhenThePatOrPmtIsMissingIfRequired) {
+  for (const std::uint16_t pid : {std::uint16_t{0}, std::uint16_t{0x1000}}) {
+    for (const bool require : {true, false}) {
+      SCOPED_TRACE((pid == 0 ? std::string("PAT") : std::string("PMT")) + (require ? ", required" : ", not required"));
+      ChannelConfig cfg = one_channel(2);
+      cfg.failover.require_psi = require;
+      Source a = source("h264_aac.ts");
+      std::size_t removed = 0;
+      tamper(a, pid, 1000 * kMs, 2500 * kMs, 1, [&](TsPacket& p) {
+        p.set_pid(mpegts::kNullPid);
+        ++removed;
+      });
+      ASSERT_GT(removed, 5u) << "the fixture repeats its tables several times a second";
+      Recorder rec;
+      const auto seen = switches_of(cfg, a, rec);
+      if (!require) {
+        EXPECT_TRUE(seen.empty());
+        continue;
+      }
+      ASSERT_EQ(seen.size(), 2u);
+      EXPECT_EQ(seen[0].second, 1u);
+      EXPECT_GE(seen[0].first, 1500 * kMs) << "a table is missing once it is 0.5 s late";
+      EXPECT_LE(seen[0].first, 1800 * kMs);
+      EXPECT_EQ(seen[1].second, 0u);
+      EXPECT_GE(seen[1].first, 2500 * kMs + 2000 * kMs) << "a clean second, then the hold-off";
+      EXPECT_EQ(cc_errors(rec.packets()), 0u);
+    }
+  }
+}
