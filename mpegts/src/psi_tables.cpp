@@ -210,9 +210,9 @@ std::vector<Section> build_sdt(std::uint16_t transport_stream_id, std::uint16_t 
     dvbpsi_sdt_init(&sdt, 0x42, transport_stream_id, static_cast<std::uint8_t>(version & 0x1F), true,
                     original_network_id);
     for (std::size_t k = i; k < end; ++k) {
-      // running_status 4 (running), not scrambled, no EIT schedule; EIT p/f as the service says.
-      dvbpsi_sdt_service_t* srv =
-          dvbpsi_sdt_service_add(&sdt, services[k].service_id, false, services[k].eit_present_following, 4, false);
+      // running_status 4 (running), not scrambled; EIT schedule and p/f as the service says.
+      dvbpsi_sdt_service_t* srv = dvbpsi_sdt_service_add(&sdt, services[k].service_id, services[k].eit_schedule,
+                                                         services[k].eit_present_following, 4, false);
       if (srv == nullptr) {
         dvbpsi_sdt_empty(&sdt);
         throw std::bad_alloc();

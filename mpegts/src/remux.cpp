@@ -130,9 +130,12 @@ Remuxer::Remuxer(RemuxConfig config) : config_(std::move(config)) {
   for (std::size_t k = 0; k < config_.services.size(); ++k) pmts_.emplace_back(kNullPid);
   snapshots_.resize(config_.services.size());
   eit_pf_.resize(config_.services.size(), false);
-  eit_out_version_.resize(config_.services.size(), 0xFF);
-  eit_src_version_.resize(config_.services.size(), 0xFF);
-  eit_src_sid_.resize(config_.services.size(), 0);
+  eit_sched_.resize(config_.services.size(), false);
+  EitVersions none;
+  none.fill(0xFF);
+  eit_out_version_.resize(config_.services.size(), none);
+  eit_src_version_.resize(config_.services.size(), none);
+  eit_src_sid_.resize(config_.services.size(), {});
   last_sid_.resize(config_.services.size(), 0);
   inherited_pmt_.resize(config_.services.size(), 0);
   // One packet, plus a full round of tables: PAT, CAT and each PMT fit in 1024-byte
@@ -284,6 +287,7 @@ void Remuxer::rebuild() {
     if (out.name.empty()) out.name = "Service " + std::to_string(out.service_id);
     out.lcn = sc.lcn;
     out.eit_present_following = eit_pf_[k];
+    out.eit_schedule = eit_sched_[k];
     out.streams.clear();
 
     auto map_pid_by = [&](std::uint16_t src_pid, const std::vector<PidRule>& rules) -> std::uint16_t {
@@ -501,16 +505,23 @@ void Remuxer::EitTap::on_section(std::uint16_t, std::span<const std::uint8_t> se
 }
 
 void Remuxer::take_eit(std::size_t input, std::span<const std::uint8_t> section) {
-  // EIT actual present/following: table_id 0x4E, service_id (3..4), transport_stream_id
-  // (8..9), original_network_id (10..11), at least one byte of header after, CRC_32.
-  if (section.size() < 18 || section.size() > SectionAssembler::kMaxSection || section[0] != 0x4E) return;
+  // EIT actual present/following (table_id 0x4E) or schedule (0x50..0x5F): service_id
+  // (3..4), transport_stream_id (8..9), original_network_id (10..11), at least one byte of
+  // header after, CRC_32. Other TS's EIT (0x4F, 0x60..0x6F) describes no output service.
+  if (section.size() < 18 || section.size() > SectionAssembler::kMaxSection) return;
+  const std::uint8_t table_id = section[0];
+  const bool schedule = table_id >= 0x50 && table_id <= 0x5F;
+  if (table_id != 0x4E && !schedule) return;
+  const std::size_t slot = schedule ? 1U + (table_id - 0x50U) : 0U;
+  // Schedule sections may fill half the queue: the rest stays for now/next.
+  const std::size_t room = schedule ? kEitQueueBytes / 2 : kEitQueueBytes;
   const auto source_sid = static_cast<std::uint16_t>((section[3] << 8) | section[4]);
   constexpr std::size_t kMask = kEitQueueBytes - 1;
   for (std::size_t k = 0; k < config_.services.size(); ++k) {
     const RemuxServiceConfig& sc = config_.services[k];
     if (sc.input != input || !snapshots_[k] || snapshots_[k]->service_id != source_sid || last_sid_[k] == 0) continue;
     if (drops(sc.rules, kEitPid)) continue;
-    if (2 + section.size() > kEitQueueBytes - eit_len_) {
+    if (eit_len_ + 2 + section.size() > room) {
       ++stats_.eit_dropped;
       continue;
     }
@@ -526,12 +537,13 @@ void Remuxer::take_eit(std::size_t input, std::span<const std::uint8_t> section)
     // The source's version moves the output's; another source (a switch, another first
     // service) moves it too, whatever version that source has.
     const auto v = static_cast<std::uint8_t>((section[5] >> 1) & 0x1F);
-    if (eit_out_version_[k] > 0x1F) eit_out_version_[k] = v;
-    else if (eit_src_version_[k] != v || eit_src_sid_[k] != source_sid)
-      eit_out_version_[k] = static_cast<std::uint8_t>((eit_out_version_[k] + 1) & 0x1F);
-    eit_src_version_[k] = v;
-    eit_src_sid_[k] = source_sid;
-    s[5] = static_cast<std::uint8_t>((s[5] & 0xC1) | (eit_out_version_[k] << 1));
+    std::uint8_t& out_version = eit_out_version_[k][slot];
+    if (out_version > 0x1F) out_version = v;
+    else if (eit_src_version_[k][slot] != v || eit_src_sid_[k][slot] != source_sid)
+      out_version = static_cast<std::uint8_t>((out_version + 1) & 0x1F);
+    eit_src_version_[k][slot] = v;
+    eit_src_sid_[k][slot] = source_sid;
+    s[5] = static_cast<std::uint8_t>((s[5] & 0xC1) | (out_version << 1));
     const std::size_t body = section.size() - 4;
     const std::uint32_t crc = crc32_mpeg(std::span<const std::uint8_t>(s.data(), body));
     for (std::size_t b = 0; b < 4; ++b) s[body + b] = static_cast<std::uint8_t>(crc >> (24 - 8 * b));
@@ -540,8 +552,9 @@ void Remuxer::take_eit(std::size_t input, std::span<const std::uint8_t> section)
     eit_q_[at++ & kMask] = static_cast<std::uint8_t>(section.size());
     for (std::size_t b = 0; b < section.size(); ++b) eit_q_[at++ & kMask] = s[b];
     eit_len_ += 2 + section.size();
-    if (!eit_pf_[k]) {
-      eit_pf_[k] = true;
+    std::vector<bool>::reference carried = schedule ? eit_sched_[k] : eit_pf_[k];
+    if (!carried) {
+      carried = true;  // the SDT says the service has it from its next version on
       eit_sdt_due_ = true;
     }
   }
@@ -596,7 +609,7 @@ std::size_t Remuxer::push_one(Input& in, const TsPacket& packet, std::uint64_t n
       eit_sdt_due_ = false;
       rebuild();
     } else if (eit_sdt_due_) {
-      eit_sdt_due_ = false;  // a service's first EIT p/f: the SDT says it has one
+      eit_sdt_due_ = false;  // a service's first EIT p/f or schedule: the SDT says it has one
       rebuild();
     }
   }
@@ -717,7 +730,7 @@ void Remuxer::switch_source(std::size_t input) {
   }
   in.last_cc.fill(0x10);
   for (std::size_t k = 0; k < config_.services.size(); ++k)
-    if (config_.services[k].input == input) eit_src_version_[k] = 0xFF;  // the next EIT p/f: a new version
+    if (config_.services[k].input == input) eit_src_version_[k].fill(0xFF);  // each next EIT sub_table: a new version
   in.psi->reset();
   in.seen_generation = in.psi->generation();
   copy_psi_pids(in);
@@ -799,6 +812,7 @@ void Remuxer::continue_from(const Remuxer& previous, std::span<const std::size_t
       const bool same_sid = (sc.service_id == 0 && pc.service_id == 0) || sc.service_id == pc.service_id;
       if (same_sid && !drops(sc.rules, kEitPid)) {
         eit_pf_[k] = previous.eit_pf_[p];
+        eit_sched_[k] = previous.eit_sched_[p];
         eit_out_version_[k] = previous.eit_out_version_[p];
         eit_src_version_[k] = previous.eit_src_version_[p];
         eit_src_sid_[k] = previous.eit_src_sid_[p];

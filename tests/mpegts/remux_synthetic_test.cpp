@@ -1149,14 +1149,14 @@ TEST(RemuxSynthetic, ACatKeptAcrossASwitchDoesNotNameTheNewSourcesVideoAsEmmPid)
 
 namespace {
 
-// An EIT present/following actual section (table 0x4E) of `service_id` with one event whose
-// short_event_descriptor has a name of `name_len` bytes (so a section may span packets).
-Section eit_pf(std::uint16_t service_id, std::uint8_t section_number, std::uint8_t version, std::size_t name_len,
-               std::uint16_t tsid = 1, std::uint16_t onid = 1) {
-  Section s{0x4E, 0, 0, static_cast<std::uint8_t>(service_id >> 8), static_cast<std::uint8_t>(service_id),
+// An EIT section of `table_id` for `service_id` with one event whose short_event_descriptor
+// has a name of `name_len` bytes (so a section may span packets).
+Section eit_section(std::uint8_t table_id, std::uint16_t service_id, std::uint8_t section_number, std::uint8_t version,
+                    std::size_t name_len, std::uint16_t tsid = 1, std::uint16_t onid = 1) {
+  Section s{table_id, 0, 0, static_cast<std::uint8_t>(service_id >> 8), static_cast<std::uint8_t>(service_id),
             static_cast<std::uint8_t>(0xC1 | (version << 1)), section_number, 1,
             static_cast<std::uint8_t>(tsid >> 8), static_cast<std::uint8_t>(tsid),
-            static_cast<std::uint8_t>(onid >> 8), static_cast<std::uint8_t>(onid), 1, 0x4E};
+            static_cast<std::uint8_t>(onid >> 8), static_cast<std::uint8_t>(onid), 1, table_id};
   // event_id, start_time (MJD + BCD), duration (BCD), running_status 4 + descriptors length
   std::vector<std::uint8_t> d{0x4D, static_cast<std::uint8_t>(3 + 1 + name_len + 1), 'e', 'n', 'g',
                               static_cast<std::uint8_t>(name_len)};
@@ -1173,6 +1173,11 @@ Section eit_pf(std::uint16_t service_id, std::uint8_t section_number, std::uint8
   const std::uint32_t crc = crc32_mpeg(s);
   for (int b = 0; b < 4; ++b) s.push_back(static_cast<std::uint8_t>(crc >> (24 - 8 * b)));
   return s;
+}
+// An EIT present/following actual section (table 0x4E).
+Section eit_pf(std::uint16_t service_id, std::uint8_t section_number, std::uint8_t version, std::size_t name_len,
+               std::uint16_t tsid = 1, std::uint16_t onid = 1) {
+  return eit_section(0x4E, service_id, section_number, version, name_len, tsid, onid);
 }
 
 // The sections of `pid` in `out`, and how many of them had a bad CRC.
@@ -1192,12 +1197,13 @@ Sections sections_of(const std::vector<TsPacket>& out, std::uint16_t pid) {
   return h;
 }
 
-// The EIT_present_following_flag of `service_id` in every SDT section of `out`, in order.
-std::vector<int> sdt_eit_pf_flags(const std::vector<TsPacket>& out, std::uint16_t service_id) {
+// The EIT_present_following_flag (or with `bit` 1, the EIT_schedule_flag) of `service_id` in
+// every SDT section of `out`, in order.
+std::vector<int> sdt_eit_pf_flags(const std::vector<TsPacket>& out, std::uint16_t service_id, int bit = 0) {
   std::vector<int> flags;
   for (const Section& s : sections_of(out, kSdtPid).good)
     for (std::size_t at = 11; at + 5 <= s.size() - 4;) {
-      if (((s[at] << 8) | s[at + 1]) == service_id) flags.push_back(s[at + 2] & 0x01);
+      if (((s[at] << 8) | s[at + 1]) == service_id) flags.push_back((s[at + 2] >> bit) & 0x01);
       at += 5 + ((std::size_t{s[at + 3]} & 0x0F) << 8 | s[at + 4]);
     }
   return flags;
@@ -1260,6 +1266,94 @@ TEST(RemuxSynthetic, TheEitPresentFollowingOfTheOutputServicesIsCarried) {
   }
   EXPECT_EQ(count_continuous(dropped.out, kEitPid).first, 0u);
   EXPECT_EQ(sdt_eit_pf(dropped.out, 20), 0);
+}
+
+// Set-top boxes build their programme guide from the EIT schedule (tables 0x50..0x5F). The
+// output carries its services' schedule like their p/f: the output's ids, CRC recomputed,
+// the SDT's EIT_schedule_flag set; other services' schedule and EIT of other transport
+// streams (0x4F, 0x60..0x6F) stay out. Each sub_table keeps its own version: a new version
+// of 0x50 at the source moves 0x50's at the output, not 0x51's.
+TEST(RemuxSynthetic, TheEitScheduleOfTheOutputServicesIsCarried) {
+  Source src{.tag = 0};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  src.services.push_back(spts_service(2, 0x1100, {{0x200, 0x1B}}, 0x200));
+  RemuxConfig cfg;
+  cfg.transport_stream_id = 7;
+  cfg.original_network_id = 9;
+  cfg.services.push_back({.input = 0, .source_service_id = 2, .service_id = 20});
+  Harness h(cfg);
+  std::uint8_t v50 = 3;
+  std::size_t name50 = 300;
+  TableCarousel eit(kEitPid);
+  const auto update = [&] {
+    eit.update([&](std::uint8_t) {
+      return std::vector<Section>{eit_section(0x50, 2, 0, v50, name50), eit_section(0x50, 2, 8, v50, 20),
+                                  eit_section(0x51, 2, 0, 6, 40),    eit_section(0x50, 1, 0, 1, 40),
+                                  eit_section(0x4F, 2, 0, 1, 20),    eit_section(0x60, 2, 0, 1, 20)};
+    });
+  };
+  update();
+  std::vector<TsPacket> eit_packets(eit.packet_count());
+  for (int round = 0; round < 6; ++round) {
+    if (round == 3) {
+      v50 = 4;  // the source's 0x50 sub_table changes
+      name50 = 310;
+      update();
+      eit_packets.resize(eit.packet_count());
+    }
+    h.push(0, src.tables());
+    eit.packetize(eit_packets);
+    h.push(0, eit_packets);
+    for (int i = 0; i < 20; ++i) h.push(0, src.es(0x200));
+  }
+  const Sections got = sections_of(h.out, kEitPid);
+  EXPECT_EQ(got.bad, 0u);
+  ASSERT_EQ(got.good.size(), 18u) << "service 2's three schedule sections, six times; nothing else";
+  for (std::size_t i = 0; i < got.good.size(); ++i) {
+    const Section& s = got.good[i];
+    const std::size_t which = i % 3;
+    const std::uint8_t tid = which == 2 ? 0x51 : 0x50;
+    // 0x50 goes out with the source's first version, then one more; 0x51 with its own.
+    const std::uint8_t version = tid == 0x51 ? 6 : i < 9 ? 3 : 4;
+    const std::size_t name = which == 0 ? (i < 9 ? 300 : 310) : which == 1 ? 20 : 40;
+    const Section want = eit_section(tid, 20, which == 1 ? 8 : 0, version, name, 7, 9);
+    ASSERT_EQ(s.size(), want.size()) << "section " << i;
+    EXPECT_TRUE(std::equal(s.begin(), s.end() - 4, want.begin()))
+        << "section " << i << ": table " << int{s[0]} << " version " << ((s[5] >> 1) & 0x1F);
+  }
+  EXPECT_TRUE(count_continuous(h.out, kEitPid).second);
+  EXPECT_EQ(sdt_eit_pf_flags(h.out, 20, 1).back(), 1) << "the SDT's EIT_schedule_flag";
+  EXPECT_EQ(sdt_eit_pf(h.out, 20), 0) << "no p/f was carried";
+  EXPECT_EQ(h.r.stats().eit_sections_out, 18u);
+}
+
+// A schedule flood (a source repeating its 8-day guide in bursts) fills at most half the EIT
+// queue: the now/next sections arriving among it all go out; only schedule sections are lost.
+TEST(RemuxSynthetic, AnEitScheduleFloodLeavesNowNextAlone) {
+  OneService one({{0x100, 0x1B}});
+  std::vector<Section> sections;
+  // Small sections, several to a packet: each leaves in a packet of its own, so they come
+  // faster than the two EIT packets a push may send.
+  for (std::uint8_t k = 0; k < 180; ++k) {
+    sections.push_back(eit_section(static_cast<std::uint8_t>(0x50 + k % 16), 1, k, 0, 1));
+    if (k % 30 == 0) sections.push_back(eit_pf(1, static_cast<std::uint8_t>(k / 30 % 2), 0, 20));
+  }
+  TableCarousel eit(kEitPid);
+  eit.update([&](std::uint8_t) { return sections; });
+  std::vector<TsPacket> eit_packets(eit.packet_count());
+  const int rounds = 10;
+  for (int round = 0; round < rounds; ++round) {
+    eit.packetize(eit_packets);
+    one.h.push(0, eit_packets);
+  }
+  for (int i = 0; i < 5000; ++i) one.h.push(0, one.src.es(0x100));
+  EXPECT_GT(one.h.r.stats().eit_dropped, 0u) << "the schedule came faster than it can leave";
+  const Sections got = sections_of(one.h.out, kEitPid);
+  EXPECT_EQ(got.bad, 0u);
+  const auto pf = std::count_if(got.good.begin(), got.good.end(), [](const Section& s) { return s[0] == 0x4E; });
+  EXPECT_EQ(pf, 6 * rounds) << "every p/f section went out";
+  EXPECT_GT(got.good.size(), static_cast<std::size_t>(pf)) << "and schedule sections too";
+  EXPECT_TRUE(count_continuous(one.h.out, kEitPid).second);
 }
 
 // Small EIT sections packed many to a packet come faster than the two EIT packets a push

@@ -99,6 +99,7 @@ struct Service {
   std::uint8_t service_type = 0;
   std::uint16_t lcn = 0;         // logical channel number from the NIT, 0 when none
   bool eit_present_following = false;  // generated SDT: EIT_present_following_flag
+  bool eit_schedule = false;           // generated SDT: EIT_schedule_flag
   std::vector<Descriptor> program_descriptors;
   std::vector<ElementaryStream> streams;
   friend bool operator==(const Service&, const Service&) = default;

@@ -84,7 +84,7 @@ class Remuxer {
     std::uint64_t remapped_pids = 0;      // output PIDs that differ from their source PID (current maps)
     std::uint64_t table_rebuilds = 0;
     std::uint64_t discontinuities_marked = 0;  // after a switch or reload, and timeline jumps the source did not flag
-    std::uint64_t eit_sections_out = 0;        // EIT present/following sections carried
+    std::uint64_t eit_sections_out = 0;        // EIT present/following and schedule sections carried
     std::uint64_t eit_dropped = 0;             // ...and not carried: the EIT queue was full
   };
 
@@ -190,13 +190,18 @@ class Remuxer {
 
   void rebuild();
   std::size_t emit_tables(std::uint64_t now_ns, std::span<TsPacket> out);
-  // EIT present/following (table 0x4E) of an output service's source service: queued with
-  // the output's service id, transport_stream_id and original_network_id, and sent on PID
-  // 0x12 at most kEitPacketsPerPush packets per push.
+  // EIT actual present/following (table 0x4E) and schedule (0x50..0x5F) of an output
+  // service's source service: queued with the output's service id, transport_stream_id and
+  // original_network_id, and sent on PID 0x12 at most kEitPacketsPerPush packets per push.
+  // Schedule sections take at most half the queue, so a schedule flood never crowds out
+  // now/next.
   void take_eit(std::size_t input, std::span<const std::uint8_t> section);
   std::size_t emit_eit(std::span<TsPacket> out);
   static constexpr std::size_t kEitPacketsPerPush = 2;
   static constexpr std::size_t kEitQueueBytes = 16384;  // a power of two
+  // The EIT sub_tables of a service carried: p/f (slot 0) and schedule 0x50..0x5F (slots 1..16).
+  static constexpr std::size_t kEitSubTables = 17;
+  using EitVersions = std::array<std::uint8_t, kEitSubTables>;
   static void copy_psi_pids(Input& in);
 
   struct InheritedTable {
@@ -234,14 +239,15 @@ class Remuxer {
   bool nit_on_air_ = false;  // receivers saw a NIT (from here or an engine continue_from() took over from)
   bool cat_inherited_ = false;  // the engine continue_from() took over from (or one before it) had a CAT on air
   bool tables_due_ = false;  // tables changed: send them before the next media packet
-  // EIT: per configured service, whether its p/f sections were carried (the SDT says so),
-  // and a ring of sections waiting to go out ([2-byte length][section] each).
-  std::vector<bool> eit_pf_;
-  // Per configured service: the version_number its EIT p/f goes out with (0xFF: none yet),
-  // and the source's (0xFF: unknown, after a switch) and source service id it came from, so a
-  // new source's sub_table never reuses a version under which other content went out.
-  std::vector<std::uint8_t> eit_out_version_, eit_src_version_;
-  std::vector<std::uint16_t> eit_src_sid_;
+  // EIT: per configured service, whether its p/f and its schedule sections were carried
+  // (the SDT says so), and a ring of sections waiting to go out ([2-byte length][section] each).
+  std::vector<bool> eit_pf_, eit_sched_;
+  // Per configured service and EIT sub_table: the version_number it goes out with (0xFF:
+  // none yet), and the source's (0xFF: unknown, after a switch) and source service id it
+  // came from, so a new source's sub_table never reuses a version under which other content
+  // went out.
+  std::vector<EitVersions> eit_out_version_, eit_src_version_;
+  std::vector<std::array<std::uint16_t, kEitSubTables>> eit_src_sid_;
   bool eit_sdt_due_ = false;
   std::array<std::uint8_t, kEitQueueBytes> eit_q_{};
   std::size_t eit_head_ = 0;  // index of the first queued section's length
