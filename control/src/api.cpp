@@ -172,6 +172,12 @@ json::object channel_detail(const ApiChannelView& c) {
   }
   o["inputs"] = std::move(inputs);
   o["outputs"] = outputs_json(c.outputs);
+  json::object remux;
+  remux["dropped_by_rule"] = c.remux.dropped_by_rule;
+  remux["dropped_resync"] = c.remux.dropped_resync;
+  remux["discontinuities_marked"] = c.remux.discontinuities_marked;
+  remux["eit_dropped"] = c.remux.eit_dropped;
+  o["remux"] = std::move(remux);
   json::object hls;
   hls["enabled"] = c.hls.enabled;
   hls["state"] = c.hls.state;
@@ -246,6 +252,21 @@ struct MetricFamilies {
                              .Name("twincast_channel_input_switches_total")
                              .Help("Changes of the channel's active input")
                              .Register(r)),
+        channel_remux_dropped(metrics::BuildCounter()
+                                  .Name("twincast_channel_remux_dropped_packets_total")
+                                  .Help("TS packets the channel's remux dropped: by the service's PID rules "
+                                        "(reason rule), or while the output waited for a unit start, for video a "
+                                        "random access point, after an input switch (reason resync)")
+                                  .Register(r)),
+        channel_discontinuities(metrics::BuildCounter()
+                                    .Name("twincast_channel_discontinuities_marked_total")
+                                    .Help("discontinuity_indicators the channel's remux set: input switches, "
+                                          "reloads, and timeline jumps the source did not flag")
+                                    .Register(r)),
+        channel_eit_dropped(metrics::BuildCounter()
+                                .Name("twincast_channel_eit_dropped_sections_total")
+                                .Help("EIT sections of the channel's service lost at its full EIT queue")
+                                .Register(r)),
         channel_alarms(metrics::BuildGauge()
                            .Name("twincast_channel_alarms")
                            .Help("Alarms raised on the channel now")
@@ -486,6 +507,9 @@ struct MetricFamilies {
     multiplex_packets_out.Clear();
     multiplex_queue_dropped.Clear();
     channel_switches.Clear();
+    channel_remux_dropped.Clear();
+    channel_discontinuities.Clear();
+    channel_eit_dropped.Clear();
     channel_alarms.Clear();
     channel_hls_segments.Clear();
     channel_ott_feed_packets.Clear();
@@ -564,6 +588,10 @@ struct MetricFamilies {
       channel_packets_in.Add(cl).Set(as_double(c.packets_in));
       channel_packets_out.Add(cl).Set(as_double(c.packets_out));
       channel_switches.Add(cl).Set(as_double(c.switches));
+      channel_remux_dropped.Add({{"channel", c.id}, {"reason", "rule"}}).Set(as_double(c.remux.dropped_by_rule));
+      channel_remux_dropped.Add({{"channel", c.id}, {"reason", "resync"}}).Set(as_double(c.remux.dropped_resync));
+      channel_discontinuities.Add(cl).Set(as_double(c.remux.discontinuities_marked));
+      channel_eit_dropped.Add(cl).Set(as_double(c.remux.eit_dropped));
       channel_alarms.Add(cl).Set(static_cast<double>(c.alarms.size()));
       if (c.hls.enabled) {
         channel_hls_segments.Add(cl).Set(as_double(c.hls.segments));
@@ -656,6 +684,9 @@ struct MetricFamilies {
   Family<Counter>& multiplex_packets_out;
   Family<Counter>& multiplex_queue_dropped;
   Family<Counter>& channel_switches;
+  Family<Counter>& channel_remux_dropped;
+  Family<Counter>& channel_discontinuities;
+  Family<Counter>& channel_eit_dropped;
   Family<Gauge>& channel_alarms;
   Family<Counter>& channel_hls_segments;
   Family<Counter>& channel_ott_feed_packets;

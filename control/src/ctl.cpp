@@ -810,6 +810,12 @@ class Ctl {
     s += kv("bitrate", bitrate ? format_bitrate(*bitrate) : "-");
     s += kv("packets", "in " + count(c, "packets_in") + ", out " + count(c, "packets_out"));
     s += kv("switches", count(c, "switches"));
+    if (const json::value* remux = field(c, "remux")) {
+      s += kv("remux", "dropped by rule " + count(*remux, "dropped_by_rule") + ", at resync " +
+                           count(*remux, "dropped_resync") + "; discontinuities marked " +
+                           count(*remux, "discontinuities_marked") + "; EIT sections lost " +
+                           count(*remux, "eit_dropped"));
+    }
     const auto alarms = alarms_of(c);
     if (alarms.empty()) {
       s += kv("alarms", "none");

@@ -171,6 +171,11 @@ struct Channel::Impl {
     }
     const ChannelHealth st = !active_ok ? ChannelHealth::kDown : standby_ok ? ChannelHealth::kOk : ChannelHealth::kDegraded;
     counters.state.store(static_cast<std::uint8_t>(st), r);
+    const mpegts::Remuxer::Stats& rs = remux.stats();
+    counters.dropped_by_rule.store(rs.dropped_rule, r);
+    counters.dropped_resync.store(rs.dropped_resync, r);
+    counters.discontinuities_marked.store(rs.discontinuities_marked, r);
+    counters.eit_dropped.store(rs.eit_dropped, r);
     // The output bitrate over the last whole second (what left the remux).
     if (rate_window_start_ns == 0) {
       rate_window_start_ns = now;
@@ -318,6 +323,10 @@ struct Channel::Impl {
     std::atomic<std::size_t> active_input{0};
     std::atomic<std::uint8_t> state{static_cast<std::uint8_t>(ChannelHealth::kDown)};  // nothing received yet
     std::atomic<double> bitrate_bps{0};
+    std::atomic<std::uint64_t> dropped_by_rule{0};  // the remux's Stats, copied by publish()
+    std::atomic<std::uint64_t> dropped_resync{0};
+    std::atomic<std::uint64_t> discontinuities_marked{0};
+    std::atomic<std::uint64_t> eit_dropped{0};
   } counters;
 };
 
@@ -357,6 +366,10 @@ ChannelStats Channel::stats() const {
   s.state = static_cast<ChannelHealth>(c.state.load(r));
   s.alarm = s.state != ChannelHealth::kOk;
   s.bitrate_bps = c.bitrate_bps.load(r);
+  s.dropped_by_rule = c.dropped_by_rule.load(r);
+  s.dropped_resync = c.dropped_resync.load(r);
+  s.discontinuities_marked = c.discontinuities_marked.load(r);
+  s.eit_dropped = c.eit_dropped.load(r);
   return s;
 }
 const ChannelConfig& Channel::config() const { return impl_->config; }

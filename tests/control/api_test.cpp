@@ -263,6 +263,11 @@ TEST_F(ApiTest, ChannelDetail) {
   EXPECT_EQ(out.at("queue_drops").to_number<int>(), 7);
   EXPECT_EQ(out.at("pacing_lateness").at("buckets").as_array().size(), tc::kPacingLatenessBuckets.size() + 1);
   EXPECT_EQ(v.at("hls").at("state").as_string(), "serving");
+  const auto& remux = v.at("remux");
+  EXPECT_EQ(remux.at("dropped_by_rule").to_number<int>(), 40);
+  EXPECT_EQ(remux.at("dropped_resync").to_number<int>(), 120);
+  EXPECT_EQ(remux.at("discontinuities_marked").to_number<int>(), 4);
+  EXPECT_EQ(remux.at("eit_dropped").to_number<int>(), 2);
   EXPECT_EQ(v.at("hls").at("segments").to_number<int>(), 42);
   EXPECT_EQ(v.at("hls").at("feed_packets").to_number<int>(), 70000);
   EXPECT_EQ(v.at("hls").at("feed_dropped_packets").to_number<int>(), 14);
@@ -616,6 +621,10 @@ TEST_F(ApiTest, MetricsExposition) {
   has("twincast_channel_bitrate_bps{channel=\"news\"} 4500000");
   has("twincast_channel_state{channel=\"sport\",state=\"down\"} 1");
   has("twincast_channel_input_switches_total{channel=\"news\"} 3");
+  has("twincast_channel_remux_dropped_packets_total{channel=\"news\",reason=\"rule\"} 40");
+  has("twincast_channel_remux_dropped_packets_total{channel=\"news\",reason=\"resync\"} 120");
+  has("twincast_channel_discontinuities_marked_total{channel=\"news\"} 4");
+  has("twincast_channel_eit_dropped_sections_total{channel=\"news\"} 2");
   has("twincast_channel_alarms{channel=\"news\"} 1");
   has("twincast_channel_ott_feed_packets_total{channel=\"news\"} 70000");
   has("twincast_input_over_bitrate_ceiling{channel=\"news\",input=\"main\"} 1");

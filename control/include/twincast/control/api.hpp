@@ -109,6 +109,14 @@ struct ApiHlsView {
   std::vector<std::pair<std::string, std::uint64_t>> refused;
 };
 
+// What the channel's remux dropped or flagged (dataplane::ChannelStats).
+struct ApiRemuxView {
+  std::uint64_t dropped_by_rule = 0;         // packets of PIDs the service's rules drop
+  std::uint64_t dropped_resync = 0;          // packets before the first unit start (video: keyframe) after a switch
+  std::uint64_t discontinuities_marked = 0;  // discontinuity_indicators set: switches, reloads, unflagged jumps
+  std::uint64_t eit_dropped = 0;             // EIT sections lost at a full EIT queue
+};
+
 struct ApiChannelView {
   std::string id;
   std::string name;
@@ -119,6 +127,7 @@ struct ApiChannelView {
   std::uint64_t packets_in = 0;
   std::uint64_t packets_out = 0;
   std::uint64_t switches = 0;
+  ApiRemuxView remux;
   std::vector<std::string> alarms;
   std::vector<ApiInputView> inputs;
   std::vector<ApiOutputView> outputs;
