@@ -176,6 +176,10 @@ struct InputState {
   std::uint32_t ssrc = 0;
   std::uint32_t held = 0;          // datagrams waiting in the window
   std::uint64_t held_since_ns = 0; // when the oldest of them arrived
+  // The datagram just before was far behind the window (restart_seq): late, or the first
+  // of a sender's new numbering. Dropped; this one, closely after it, means the latter.
+  bool restart_armed = false;
+  std::uint16_t restart_seq = 0;
   std::array<RtpSlot, kRtpWindow> window{};
   PortState* port = nullptr;       // where drops are counted
   // SRT (and any input received off the data plane): bytes arrive from a control thread

@@ -199,7 +199,11 @@ void Pacer::compact() {
 // Constant bitrate: one packet slot every 188*8/cbr_bps; empty slots carry null packets.
 void Pacer::poll_cbr(std::uint64_t now, DatagramSink& sink) {
   const std::uint64_t slot_ns_x1000 = kPacketBits * 1'000'000'000'000ull / cbr_bps_;  // ns * 1000
+  // Too far behind (the loop stalled): the slots missed are given up and the schedule goes
+  // on from now, but the datagram sent now still counts as late as the slot it was due in.
+  std::uint64_t missed_slot = 0;
   if (next_slot_ns_ == 0 || next_slot_ns_ + kLateReanchorNs < now) {
+    missed_slot = next_slot_ns_;
     next_slot_ns_ = now;
     next_slot_frac_ = 0;
   }
@@ -219,7 +223,8 @@ void Pacer::poll_cbr(std::uint64_t now, DatagramSink& sink) {
     for (std::size_t o = 0; o < n_outputs_; ++o) sink.send(ids_[o], std::span(dg.data(), n));
     bump_counter(counters_.packets_out, media);
     bump_counter(counters_.datagrams_out);
-    count_lateness(next_slot_ns_, now);
+    count_lateness(missed_slot != 0 ? missed_slot : next_slot_ns_, now);
+    missed_slot = 0;
     const std::uint64_t advance_x1000 = next_slot_frac_ + slot_ns_x1000 * per_datagram_;
     next_slot_ns_ += advance_x1000 / 1000;
     next_slot_frac_ = advance_x1000 % 1000;

@@ -199,24 +199,60 @@ void Dataplane::Impl::receive_rtp(const Flow& flow, rte_mbuf* m, const net::Rtp&
     in.ssrc = rtp.ssrc;
     in.expected_seq = rtp.sequence;
   }
-  const auto d = static_cast<std::int16_t>(static_cast<std::uint16_t>(rtp.sequence - in.expected_seq));
+  const bool armed = in.restart_armed;
+  in.restart_armed = false;
+  auto d = static_cast<std::int16_t>(static_cast<std::uint16_t>(rtp.sequence - in.expected_seq));
   if (d < 0) {
-    if (-d < 2 * kRtpWindow) {
-      // Behind: already delivered (a duplicate) or given up for lost (late).
+    const bool far = -d >= 2 * kRtpWindow;
+    const auto after_far = static_cast<std::uint16_t>(rtp.sequence - in.restart_seq);
+    if (!far || !armed || after_far == 0 || after_far >= kRtpWindow) {
+      // Behind: already delivered (a duplicate) or given up for lost (late). Far behind, it
+      // may also be the first of a sender's new numbering: the next datagram tells.
+      if (far) {
+        in.restart_armed = true;
+        in.restart_seq = rtp.sequence;
+      }
       bump(in.counters.rtp_duplicates);
       drop(*in.port, DropReason::kRtpDuplicate);
       rte_pktmbuf_free(m);
       return;
     }
-    // Far behind: the sender restarted its numbering; follow it.
+    // Far behind right after one far behind, and a little ahead of it: the sender
+    // restarted its numbering; follow it. (Late copies come between ones on time.)
     flush_rtp(flow, true, now_ns);
     in.expected_seq = rtp.sequence;
+    d = 0;
   } else if (d >= static_cast<std::int16_t>(kRtpWindow)) {
-    // Far ahead: give up on the gap, deliver what is held, continue from here.
-    flush_rtp(flow, true, now_ns);
-    bump(in.counters.rtp_lost, static_cast<std::uint16_t>(rtp.sequence - in.expected_seq));
-    in.expected_seq = rtp.sequence;
-  } else if (d > 0) {
+    // Ahead of the window: it moves on just far enough to take this one, giving up the
+    // gaps and delivering what it held on the way; the sequence numbers between the ones
+    // it still holds and this one may yet come. With nothing held, it continues from here.
+    while (in.held != 0 && static_cast<std::uint16_t>(rtp.sequence - in.expected_seq) >= kRtpWindow) {
+      InputState::RtpSlot& slot = in.window[in.expected_seq % kRtpWindow];
+      if (slot.m == nullptr) {
+        bump(in.counters.rtp_lost);
+      } else {
+        rte_mbuf* held = slot.m;
+        const net::Bytes held_payload(data_of(held) + slot.offset, slot.length);
+        slot = {};
+        --in.held;
+        deliver(flow, held, held_payload, now_ns);
+      }
+      in.expected_seq = static_cast<std::uint16_t>(in.expected_seq + 1);
+    }
+    if (in.held == 0) {
+      bump(in.counters.rtp_lost, static_cast<std::uint16_t>(rtp.sequence - in.expected_seq));
+      in.expected_seq = rtp.sequence;
+      in.held_since_ns = 0;
+    } else {
+      flush_rtp(flow, false, now_ns);  // the run the window starts with now
+      in.held_since_ns = ~std::uint64_t{0};
+      for (const InputState::RtpSlot& s : in.window)
+        if (s.m != nullptr) in.held_since_ns = std::min(in.held_since_ns, s.arrived_ns);
+      if (in.held == 0) in.held_since_ns = 0;
+    }
+    d = static_cast<std::int16_t>(static_cast<std::uint16_t>(rtp.sequence - in.expected_seq));
+  }
+  if (d > 0) {
     InputState::RtpSlot& slot = in.window[rtp.sequence % kRtpWindow];
     if (slot.m != nullptr) {
       bump(in.counters.rtp_duplicates);
@@ -740,7 +776,10 @@ void Dataplane::Impl::adopt(const Plan& next) {
         head.held = old_head.held;
         head.held_since_ns = old_head.held_since_ns;
         head.window = old_head.window;
+        head.restart_armed = old_head.restart_armed;
+        head.restart_seq = old_head.restart_seq;
         old_head.have_seq = false;
+        old_head.restart_armed = false;
         old_head.held = 0;
         old_head.held_since_ns = 0;
         old_head.window = {};

@@ -1362,5 +1362,75 @@ TEST_F(Worker, BadConfigIsAnError) {
   EXPECT_THROW(make(), std::invalid_argument);  // the same flow twice
 }
 
+
+// The reorder window spans 32 sequence numbers. 11 is lost and 12..41 wait for it; then
+// 43 comes just before 42 (two neighbours swapped). 43 is 32 past 11: the window must move
+// on to take it, which gives up 11 and nothing else: 42 is within 32 of every datagram
+// received and comes at once, so it goes out before 43. The window jumped to 43 instead,
+// giving 42 up unseen and dropping it as a duplicate when it came.
+TEST_F(Worker, RtpWindowFullSlidesOnlyAsFarAsTheNewDatagramNeeds) {
+  make(1);
+  auto rtp = [](std::uint16_t s) { return udp_frame(kGroupRtp, 5000, rtp_payload(s, s, 1)); };
+  std::vector<ByteVec> frames;
+  frames.push_back(rtp(10));
+  for (std::uint16_t s = 12; s <= 41; ++s) frames.push_back(rtp(s));
+  frames.push_back(rtp(43));
+  frames.push_back(rtp(42));
+  feed(frames);
+  std::vector<std::uint32_t> want = {10};
+  for (std::uint32_t s = 12; s <= 43; ++s) want.push_back(s);
+  EXPECT_EQ(pushed_numbers(), want);
+  const InputStats in = dp_->input_stats(0, 1);
+  EXPECT_EQ(in.datagrams, 33u);
+  EXPECT_EQ(in.rtp_lost, 1u) << "11 only";
+  EXPECT_EQ(in.rtp_duplicates, 0u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kRtpDuplicate), 0u);
+}
+
+// Duplicates that come late by more than the window, as during a multicast route change
+// (PIM moving to the shortest-path tree forwards both copies for a while, one of them ~80
+// datagrams behind): every late copy is dropped. Each was taken for a sender that had
+// restarted its numbering: delivered again (stale TS packets, out of order, into the
+// channel), and the next datagram on time counted ~80 lost.
+TEST_F(Worker, RtpDuplicatesFarBehindTheWindowAreDroppedNotTakenForARestart) {
+  make(1);
+  auto rtp = [](std::uint16_t s) { return udp_frame(kGroupRtp, 5000, rtp_payload(s, s, 1)); };
+  for (std::uint16_t s = 100; s < 200; s += 20) {
+    std::vector<ByteVec> frames;
+    for (std::uint16_t k = s; k < s + 20; ++k) frames.push_back(rtp(k));
+    feed(frames);
+  }
+  std::vector<ByteVec> frames;
+  for (std::uint16_t k = 0; k < 20; ++k) {
+    frames.push_back(rtp(static_cast<std::uint16_t>(200 + k)));  // the new path, on time
+    frames.push_back(rtp(static_cast<std::uint16_t>(120 + k)));  // the old one, 80 behind
+  }
+  feed(frames);
+  std::vector<std::uint32_t> want;
+  for (std::uint32_t s = 100; s < 220; ++s) want.push_back(s);
+  EXPECT_EQ(pushed_numbers(), want);
+  const InputStats in = dp_->input_stats(0, 1);
+  EXPECT_EQ(in.datagrams, 120u);
+  EXPECT_EQ(in.rtp_duplicates, 20u);
+  EXPECT_EQ(in.rtp_lost, 0u);
+}
+
+// A sender that restarts its numbering behind where it was (same SSRC) is followed from
+// its second datagram: only its first is dropped (it might have been a late copy).
+TEST_F(Worker, RtpSenderRestartingItsNumberingBehindIsFollowedFromItsSecondDatagram) {
+  make(1);
+  auto rtp = [](std::uint16_t s) { return udp_frame(kGroupRtp, 5000, rtp_payload(s, s, 1)); };
+  std::vector<ByteVec> frames;
+  for (std::uint16_t s = 1000; s < 1010; ++s) frames.push_back(rtp(s));
+  for (std::uint16_t s = 5; s < 15; ++s) frames.push_back(rtp(s));
+  feed(frames);
+  const InputStats in = dp_->input_stats(0, 1);
+  EXPECT_EQ(in.datagrams, 19u);
+  EXPECT_EQ(in.rtp_lost, 0u);
+  const auto got = pushed_numbers();
+  ASSERT_EQ(got.size(), 19u);
+  for (std::size_t i = 0; i < 9; ++i) EXPECT_EQ(got[got.size() - 9 + i], 6u + i);
+}
+
 }  // namespace
 }  // namespace twincast::dataplane
