@@ -62,12 +62,30 @@ void Pacer::schedule_pcr(const TsPacket& p, std::uint64_t now) {
     if (delta_ticks > mpegts::kPcrWrap / 2 || delta_ticks * 1000 / 27 > 1000 * kMs) {
       anchor_now = true;  // a jump: the stream's timeline restarted
     } else {
-      due = last_pcr_due_ + delta_ticks * 1000 / 27;
-      if (due + kLateReanchorNs < now || due > now + kEarlyReanchorNs) anchor_now = true;  // drifted away
+      const std::uint64_t delta_ns = delta_ticks * 1000 / 27;
+      due = last_pcr_due_ + delta_ns;
+      if (due + kLateReanchorNs < now || due > now + kEarlyReanchorNs) {
+        anchor_now = true;  // drifted away
+      } else {
+        // The encoder's 27 MHz clock and ours differ (MPEG allows 30 ppm), so a schedule on
+        // the PCRs alone drifts away from the arrivals: with a slow encoder clock the margin
+        // runs out (packets late, then a re-anchor leaves a hole), with a fast one the queue
+        // grows to a second. Each PCR's margin (due - now) is averaged (1/64 per PCR) and the
+        // schedule slewed towards kPcrDelayNs by 1/256 of the difference, at most 500 ppm of
+        // the PCR interval: critically damped, ~5 s to settle at 25 PCRs a second, a few ms
+        // off the target at the largest drift.
+        const std::int64_t lead = static_cast<std::int64_t>(due) - static_cast<std::int64_t>(now);
+        lead_avg_ns_ += (lead - lead_avg_ns_) / 64;
+        const auto max_slew = static_cast<std::int64_t>(delta_ns / 2000);
+        const std::int64_t slew =
+            std::clamp((static_cast<std::int64_t>(kPcrDelayNs) - lead_avg_ns_) / 256, -max_slew, max_slew);
+        due = static_cast<std::uint64_t>(static_cast<std::int64_t>(due) + slew);
+      }
     }
   }
   if (anchor_now) {
     due = now + kPcrDelayNs;
+    lead_avg_ns_ = static_cast<std::int64_t>(kPcrDelayNs);
     have_anchor_ = true;
     reanchor_ = false;
     unpaced_ = false;
@@ -105,6 +123,7 @@ void Pacer::take_over(const Pacer& old) {
   prev_due_valid_ = old.prev_due_valid_;
   last_pcr_ = old.last_pcr_;
   last_pcr_due_ = old.last_pcr_due_;
+  lead_avg_ns_ = old.lead_avg_ns_;
   next_slot_ns_ = old.next_slot_ns_;
   next_slot_frac_ = old.next_slot_frac_;
 }

@@ -162,6 +162,7 @@ class Pacer {
   bool prev_due_valid_ = false;
   std::uint64_t last_pcr_ = 0;
   std::uint64_t last_pcr_due_ = 0;
+  std::int64_t lead_avg_ns_ = 0;      // kPcr: the PCRs' average margin before departure (drift servo)
   bool unpaced_ = false;              // kPcr: no PCR for kMaxUnscheduledNs, packets go as they come
   std::uint64_t next_slot_ns_ = 0;    // kCbr: the next slot (0: none yet)...
   std::uint64_t next_slot_frac_ = 0;  // ...and its thousandths of a ns

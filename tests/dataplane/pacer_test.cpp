@@ -401,3 +401,54 @@ TEST(Pacer, EveryScheduleCarriesEveryPacketInOrder) {
     EXPECT_EQ(ch.stats().dropped_queue_full, 0u);
   }
 }
+
+namespace {
+
+// Encoder clock drift: the input's PCRs run `ppm` fast (or, negative, slow) against the
+// arrival clock, for `seconds`. Returns, for each PCR, how long it waited in the pacer
+// (departure - arrival) and the largest step between consecutive departures beyond the
+// PCR interval (a hole in the output).
+struct DriftRun {
+  std::vector<std::int64_t> waits;
+  std::int64_t worst_gap_ns = 0;
+};
+DriftRun run_with_drift(double ppm, std::size_t seconds) {
+  Channel ch(one_channel());
+  Synth s;
+  const std::uint64_t start = 1000 * kMs;
+  const std::size_t intervals = seconds * 25;
+  auto in = stream(s, start, intervals, 4, [ppm](std::size_t i) {
+    return static_cast<std::uint64_t>(static_cast<double>(i) * 40 * 27'000 * (1 + ppm * 1e-6));
+  });
+  Recorder rec;
+  std::size_t next = 0;
+  run(ch, in, next, rec, start, start + (seconds + 1) * 1000 * kMs, kMs, 7);
+  const std::vector<Departure> d = pcr_departures(rec);
+  EXPECT_EQ(d.size(), intervals);
+  DriftRun r;
+  for (std::size_t i = 0; i < d.size(); ++i) {
+    r.waits.push_back(static_cast<std::int64_t>(d[i].t) - static_cast<std::int64_t>(start + i * 40 * kMs));
+    if (i != 0) r.worst_gap_ns = std::max(r.worst_gap_ns, static_cast<std::int64_t>(d[i].t - d[i - 1].t) - 40 * static_cast<std::int64_t>(kMs));
+  }
+  return r;
+}
+
+}  // namespace
+
+// The encoder's 27 MHz clock and the appliance's are never the same (MPEG allows 30 ppm; a
+// drift of 300 ppm here shows in minutes what 30 ppm does in an hour). The PCR schedule
+// follows the input's rate: every PCR keeps waiting about the 100 ms it was anchored with,
+// and the output never has a hole. Before, the schedule ran on the PCRs alone: with a slow
+// clock the margin ran out (at 30 ppm after 55 min; here after 5.5 min), packets went late
+// and a re-anchor left a 100-ms hole; with a fast one the queue grew towards a second.
+TEST(Pacer, PcrScheduleFollowsAnEncoderClockThatDrifts) {
+  for (const double ppm : {-300.0, 300.0, -30.0}) {
+    SCOPED_TRACE(std::to_string(ppm) + " ppm");
+    const DriftRun r = run_with_drift(ppm, ppm == -30.0 ? 60 : 600);
+    ASSERT_FALSE(r.waits.empty());
+    const auto [lo, hi] = std::minmax_element(r.waits.begin(), r.waits.end());
+    EXPECT_GE(*lo, 90 * static_cast<std::int64_t>(kMs)) << "a PCR left with less than 90 ms of its margin";
+    EXPECT_LE(*hi, 110 * static_cast<std::int64_t>(kMs)) << "a PCR waited more than 110 ms: the queue grows";
+    EXPECT_LT(r.worst_gap_ns, 2 * static_cast<std::int64_t>(kMs)) << "a hole in the output";
+  }
+}
