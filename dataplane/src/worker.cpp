@@ -148,7 +148,9 @@ void Dataplane::Impl::handle_udp(PortState& port, rte_mbuf* m, const net::Ipv4He
     if (flow.members.front()->rtp) {
       net::Bytes ts;
       const auto rtp = net::parse_rtp(payload, &ts);
-      if (!rtp) {
+      // Payload types 64..95 are RTCP multiplexed on the RTP port (RFC 5761 4: its packet
+      // types 192..223 read as these): no media, and its SSRC must not restart the window.
+      if (!rtp || (rtp->payload_type >= 64 && rtp->payload_type <= 95)) {
         why = DropReason::kBadRtp;
         break;
       }

@@ -1434,3 +1434,29 @@ TEST_F(Worker, RtpSenderRestartingItsNumberingBehindIsFollowedFromItsSecondDatag
 
 }  // namespace
 }  // namespace twincast::dataplane
+
+namespace twincast::dataplane {
+namespace {
+
+// RTCP multiplexed on the RTP port (RFC 5761; a sender report every few seconds) is not
+// media: dropped as bad_rtp. It used to pass as RTP of another SSRC: the window was flushed
+// for a "new sender" (a datagram held behind a gap delivered, the gap counted lost) and the
+// late datagram filling the gap then went out after the one behind it.
+TEST_F(Worker, RtcpOnTheRtpPortIsDroppedAndDisturbsNoReordering) {
+  make(1);
+  auto rtp = [](std::uint16_t s) { return udp_frame(kGroupRtp, 5000, rtp_payload(s, s, 1)); };
+  ByteVec sender_report(28, 0);
+  sender_report[0] = 0x80;  // version 2, no reception report
+  sender_report[1] = 200;   // SR
+  sender_report[3] = 6;     // length in 32-bit words - 1
+  sender_report[7] = 0x99;  // its SSRC
+  feed({rtp(1), rtp(2), rtp(3), rtp(5), udp_frame(kGroupRtp, 5000, sender_report), rtp(4), rtp(6)});
+  EXPECT_EQ(pushed_numbers(), (std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6}));
+  const InputStats in = dp_->input_stats(0, 1);
+  EXPECT_EQ(in.datagrams, 6u);
+  EXPECT_EQ(in.rtp_lost, 0u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kBadRtp), 1u);
+}
+
+}  // namespace
+}  // namespace twincast::dataplane

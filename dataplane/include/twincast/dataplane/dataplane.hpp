@@ -53,7 +53,7 @@ namespace twincast::dataplane {
   X(kOtherProtocol, "other_protocol")                                             \
   X(kBadUdp, "bad_udp")                                                           \
   X(kUnknownFlow, "unknown_flow")      /* no input for (group, port, source) */   \
-  X(kBadRtp, "bad_rtp")                                                           \
+  X(kBadRtp, "bad_rtp")                /* not RTP v2, or RTCP (RFC 5761) */       \
   X(kRtpDuplicate, "rtp_duplicate")                                               \
   X(kTsSize, "ts_size")                /* payload not a whole number of 188 */    \
   X(kTsSync, "ts_sync")                /* a packet without 0x47 */                \
