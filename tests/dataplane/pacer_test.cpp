@@ -435,16 +435,16 @@ DriftRun run_with_drift(double ppm, std::size_t seconds) {
 
 }  // namespace
 
-// The encoder's 27 MHz clock and the appliance's are never the same (MPEG allows 30 ppm; a
-// drift of 300 ppm here shows in minutes what 30 ppm does in an hour). The PCR schedule
-// follows the input's rate: every PCR keeps waiting about the 100 ms it was anchored with,
-// and the output never has a hole. Before, the schedule ran on the PCRs alone: with a slow
-// clock the margin ran out (at 30 ppm after 55 min; here after 5.5 min), packets went late
-// and a re-anchor left a 100-ms hole; with a fast one the queue grew towards a second.
+// The encoder's 27 MHz clock and the appliance's are never the same (MPEG allows 30 ppm for
+// the encoder; ours, free-running, may be tens of ppm off too). The PCR schedule follows the
+// input's rate: every PCR keeps waiting about the 100 ms it was anchored with, and the
+// output never has a hole. Before, the schedule ran on the PCRs alone: with a slow clock the
+// margin ran out (at 80 ppm after 21 min, at 30 ppm after 55), packets went late and a
+// re-anchor left a 100-ms hole; with a fast one the queue grew towards a second.
 TEST(Pacer, PcrScheduleFollowsAnEncoderClockThatDrifts) {
-  for (const double ppm : {-300.0, 300.0, -30.0}) {
+  for (const double ppm : {-80.0, 80.0}) {
     SCOPED_TRACE(std::to_string(ppm) + " ppm");
-    const DriftRun r = run_with_drift(ppm, ppm == -30.0 ? 60 : 600);
+    const DriftRun r = run_with_drift(ppm, ppm < 0 ? 1500 : 300);
     ASSERT_FALSE(r.waits.empty());
     const auto [lo, hi] = std::minmax_element(r.waits.begin(), r.waits.end());
     EXPECT_GE(*lo, 90 * static_cast<std::int64_t>(kMs)) << "a PCR left with less than 90 ms of its margin";
