@@ -71,16 +71,17 @@ void Pacer::schedule_pcr(const TsPacket& p, std::uint64_t now) {
         // some tens), so a schedule on the PCRs alone drifts away from the arrivals: with a
         // slow encoder clock the margin runs out (packets late, then a re-anchor leaves a
         // hole), with a fast one the queue grows to a second. Each PCR's margin (due - now) is
-        // averaged (1/64 per PCR) and the schedule slewed towards kPcrDelayNs by 1/256 of the
-        // difference, at most 100 ppm of the PCR interval: critically damped, ~5 s to settle
-        // at 25 PCRs a second, at most ~1 ms off the target. A source further off (its
+        // averaged (1/256 per PCR, so arrival jitter hardly moves it) and the schedule slewed
+        // towards kPcrDelayNs by 1/1024 of the difference, at most 100 ppm of the PCR
+        // interval: critically damped, ~20 s to settle at 25 PCRs a second, at most ~4 ms off
+        // the target. A source further off (its
         // sending drifting from its own PCRs) still re-anchors as before; the output never
         // strays from its PCRs by more than those 100 ppm between re-anchors.
         const std::int64_t lead = static_cast<std::int64_t>(due) - static_cast<std::int64_t>(now);
-        lead_avg_ns_ += (lead - lead_avg_ns_) / 64;
+        lead_avg_ns_ += (lead - lead_avg_ns_) / 256;
         const auto max_slew = static_cast<std::int64_t>(delta_ns / 10'000);
         const std::int64_t slew =
-            std::clamp((static_cast<std::int64_t>(kPcrDelayNs) - lead_avg_ns_) / 256, -max_slew, max_slew);
+            std::clamp((static_cast<std::int64_t>(kPcrDelayNs) - lead_avg_ns_) / 1024, -max_slew, max_slew);
         due = static_cast<std::uint64_t>(static_cast<std::int64_t>(due) + slew);
       }
     }
