@@ -807,16 +807,21 @@ void Remuxer::continue_from(const Remuxer& previous, std::span<const std::size_t
       if (pc.input != j || pc.source_service_id != sc.source_service_id) continue;
       if (pc.service_id == 0) last_sid_[k] = previous.last_sid_[p];
       if (pc.pmt_pid == 0 && previous.pmts_[p].has_content()) inherited_pmt_[k] = previous.pmts_[p].pid();
-      // The SDT's EIT p/f flag and the EIT's versions go on (same output service id: the
-      // previous one's, or one configured here that may differ; then its sub_table is new).
-      const bool same_sid = (sc.service_id == 0 && pc.service_id == 0) || sc.service_id == pc.service_id;
-      if (same_sid && !drops(sc.rules, kEitPid)) {
-        eit_pf_[k] = previous.eit_pf_[p];
-        eit_sched_[k] = previous.eit_sched_[p];
-        eit_out_version_[k] = previous.eit_out_version_[p];
-        eit_src_version_[k] = previous.eit_src_version_[p];
-        eit_src_sid_[k] = previous.eit_src_sid_[p];
-      }
+      break;
+    }
+    // The EIT sub_tables of the output service id the previous engine had on air (another
+    // output service id: new sub_tables) go on from their versions, and the SDT's EIT flags
+    // with them, whatever source fed them: the input here may be another source service or
+    // another feed (a changed address; a channel that was on its backup restarts on its
+    // primary), so each sub_table's next section moves its version, as after a switch
+    // (eit_src_version_ stays unknown).
+    const std::uint16_t out_sid = sc.service_id != 0 ? sc.service_id : last_sid_[k];
+    for (std::size_t p = 0; out_sid != 0 && !drops(sc.rules, kEitPid) && p < previous.config_.services.size(); ++p) {
+      const auto& pc = previous.config_.services[p];
+      if ((pc.service_id != 0 ? pc.service_id : previous.last_sid_[p]) != out_sid) continue;
+      eit_pf_[k] = previous.eit_pf_[p];
+      eit_sched_[k] = previous.eit_sched_[p];
+      eit_out_version_[k] = previous.eit_out_version_[p];
       break;
     }
   }

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -21,8 +22,10 @@
 
 #include "dataplane/pipeline_harness.hpp"
 #include "tests_common.hpp"
+#include "twincast/mpegts/crc32.hpp"
 #include "twincast/mpegts/file_times.hpp"
 #include "twincast/mpegts/psi_decoder.hpp"
+#include "twincast/mpegts/section.hpp"
 
 using namespace twincast;
 using namespace twincast::dataplane;
@@ -1037,4 +1040,97 @@ TEST(ChannelStats, ShowWhatTheRemuxDroppedAndMarked) {
   EXPECT_GT(s.dropped_resync, 0u);
   EXPECT_GE(s.discontinuities_marked, 2u) << "at least each switch's first PCR";
   for (const auto& p : rec.packets()) EXPECT_NE(p.pid(), 0x101);
+}
+
+namespace {
+
+// An EIT present/following actual section (table 0x4E) of `service_id`, version 0, section
+// 0, with one event whose short_event_descriptor is named `name`.
+std::vector<std::uint8_t> eit_pf_section(std::uint16_t service_id, const std::string& name) {
+  std::vector<std::uint8_t> s{0x4E, 0, 0, static_cast<std::uint8_t>(service_id >> 8), static_cast<std::uint8_t>(service_id),
+                              0xC1, 0, 1, 0x00, 0x01, 0x00, 0x01, 1, 0x4E};
+  std::vector<std::uint8_t> d{0x4D, static_cast<std::uint8_t>(3 + 1 + name.size() + 1), 'e', 'n', 'g',
+                              static_cast<std::uint8_t>(name.size())};
+  d.insert(d.end(), name.begin(), name.end());
+  d.push_back(0);
+  const std::uint8_t event[] = {0x00, 0x01, 0xEA, 0x5C, 0x12, 0x00, 0x00, 0x00, 0x30, 0x00,
+                                static_cast<std::uint8_t>(0x80 | (d.size() >> 8)), static_cast<std::uint8_t>(d.size())};
+  s.insert(s.end(), std::begin(event), std::end(event));
+  s.insert(s.end(), d.begin(), d.end());
+  const std::size_t len = s.size() - 3 + 4;
+  s[1] = static_cast<std::uint8_t>(0xF0 | (len >> 8));
+  s[2] = static_cast<std::uint8_t>(len);
+  const std::uint32_t crc = mpegts::crc32_mpeg(s);
+  for (int b = 0; b < 4; ++b) s.push_back(static_cast<std::uint8_t>(crc >> (24 - 8 * b)));
+  return s;
+}
+
+// `s` with `section` (one packet's worth) on PID 0x12 every 500 packets.
+void add_eit(Source& s, const std::vector<std::uint8_t>& section) {
+  std::vector<TsPacket> packets;
+  std::vector<std::uint64_t> times;
+  std::uint8_t cc = 0;
+  for (std::size_t i = 0; i < s.packets.size(); ++i) {
+    if (i % 500 == 0) {
+      TsPacket p;
+      p.bytes.fill(0xFF);
+      p.bytes[0] = 0x47;
+      p.bytes[1] = 0x40;
+      p.bytes[2] = 0x12;
+      p.bytes[3] = static_cast<std::uint8_t>(0x10 | (cc++ & 0x0F));
+      p.bytes[4] = 0;
+      std::copy(section.begin(), section.end(), p.bytes.begin() + 5);
+      packets.push_back(p);
+      times.push_back(s.times[i]);
+    }
+    packets.push_back(s.packets[i]);
+    times.push_back(s.times[i]);
+  }
+  s.packets = std::move(packets);
+  s.times = std::move(times);
+}
+
+}  // namespace
+
+// The channel is on its backup (an operator's switch) when a reload restarts it; the new
+// channel starts on its primary. Both feeds carry EIT p/f of their service (the same id)
+// at version 0 with other events. Before the reload the primary's went out, then (the switch) the backup's
+// with the next version; after it the primary's must not go out under the version the
+// backup's had, or set-top boxes keep showing the backup's now/next.
+TEST(ChannelEit, ARestartOnAnotherInputGivesTheEitANewVersion) {
+  ChannelConfig cfg = one_channel(2);
+  Source a = source("h264_aac.ts");  // two encoders set up alike: the same service id (101)
+  Source b = source("h264_aac.ts");
+  add_eit(a, eit_pf_section(101, "primary"));
+  add_eit(b, eit_pf_section(101, "backup event"));
+  Recorder rec;
+  auto before = std::make_unique<Channel>(cfg);
+  run(*before, {&a, &b}, rec, 3000 * kMs, 7, [&](std::uint64_t now) {
+    if (now == 1000 * kMs) before->force_input(1, now);
+  });
+  Channel after(cfg);
+  after.continue_from(*before);
+  before.reset();
+  run(after, {&a, &b}, rec, 6000 * kMs, 7, [](std::uint64_t) {}, 100'000, 3000 * kMs + 100'000);
+  EXPECT_EQ(after.stats().active_input, 0u);
+  struct Collect final : mpegts::SectionHandler {
+    std::vector<std::vector<std::uint8_t>> got;
+    void on_section(std::uint16_t, std::span<const std::uint8_t> s, bool crc_ok) override {
+      if (crc_ok) got.emplace_back(s.begin(), s.end());
+    }
+  } eit;
+  mpegts::SectionAssembler assembler;
+  for (const auto& p : rec.packets())
+    if (p.pid() == 0x12) assembler.push(p, eit);
+  std::map<int, std::vector<std::uint8_t>> by_version;
+  std::set<std::string> names;
+  std::set<int> reused;  // versions that went out with two contents
+  for (const auto& s : eit.got) {
+    ASSERT_EQ((s[3] << 8) | s[4], 5) << "the output service id";
+    names.emplace(s.begin() + 32, s.begin() + 32 + s[31]);
+    const auto [it, fresh] = by_version.try_emplace((s[5] >> 1) & 0x1F, s);
+    if (!fresh && it->second != s) reused.insert((s[5] >> 1) & 0x1F);
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"primary", "backup event"}));
+  EXPECT_TRUE(reused.empty()) << "version " << *reused.begin() << " went out with the backup's events and the primary's";
 }

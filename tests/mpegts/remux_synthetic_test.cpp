@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <iterator>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -1527,5 +1529,122 @@ TEST(RemuxSynthetic, TheEitOfAnotherFirstServiceGetsANewVersion) {
     EXPECT_EQ((s[3] << 8) | s[4], 10);
     const auto [it, fresh] = by_version.try_emplace((s[5] >> 1) & 0x1F, s);
     EXPECT_TRUE(fresh || it->second == s) << "version " << ((s[5] >> 1) & 0x1F) << " went out with two contents";
+  }
+}
+
+namespace {
+// Runs `h` for three rounds of `src`'s tables, `eit`'s sections and media of PID 0x100.
+void run_eit_rounds(Harness& h, Source& src, TableCarousel& eit) {
+  std::vector<TsPacket> pkts(eit.packet_count());
+  for (int round = 0; round < 3; ++round) {
+    h.push(0, src.tables());
+    eit.packetize(pkts);
+    h.push(0, pkts);
+    for (int i = 0; i < 10; ++i) h.push(0, src.es(0x100));
+  }
+}
+// Every (table_id, section_number, version) of the output service's EIT in `out` went out
+// with one content; the message names those that did not.
+std::string eit_versions_reused(const std::vector<TsPacket>& out) {
+  std::map<std::tuple<int, int, int>, Section> seen;
+  std::set<std::tuple<int, int, int>> reused;
+  for (const Section& s : sections_of(out, kEitPid).good) {
+    const auto [it, fresh] = seen.try_emplace({s[0], s[6], (s[5] >> 1) & 0x1F}, s);
+    if (!fresh && it->second != s) reused.insert(it->first);
+  }
+  std::string why;
+  for (const auto& [table, section, version] : reused) {
+    char one[96];
+    std::snprintf(one, sizeof one, "table 0x%02X section %d version %d went out with two contents; ", table, section,
+                  version);
+    why += one;
+  }
+  return why;
+}
+}  // namespace
+
+// A reload points output service 10 at another source service (1 -> 2 of the same input):
+// the output's EIT p/f and schedule sub_tables (service 10) are the same sub_tables, now
+// with the other service's content. Both sources are at version 0: the new engine must not
+// send the new content under the version the old one sent the old content with, or
+// receivers keep the old service's now/next and guide.
+TEST(RemuxSynthetic, AReloadOntoAnotherSourceServiceGivesItsEitANewVersion) {
+  Source src{.tag = 1};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  src.services.push_back(spts_service(2, 0x1100, {{0x200, 0x1B}}, 0x200));
+  TableCarousel eit(kEitPid);
+  eit.update([](std::uint8_t) {
+    return std::vector<Section>{eit_pf(1, 0, 0, 20), eit_section(0x50, 1, 0, 0, 20),
+                                eit_pf(2, 0, 0, 33), eit_section(0x50, 2, 0, 0, 33)};
+  });
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .source_service_id = 1, .service_id = 10});
+  Harness old(cfg);
+  run_eit_rounds(old, src, eit);
+  ASSERT_EQ(sections_of(old.out, kEitPid).good.size(), 6u);
+  cfg.services[0].source_service_id = 2;
+  Harness now(cfg);
+  now.t = old.t;
+  now.r.continue_from(old.r);
+  run_eit_rounds(now, src, eit);
+  ASSERT_EQ(sections_of(now.out, kEitPid).good.size(), 6u);
+  std::vector<TsPacket> both = old.out;
+  both.insert(both.end(), now.out.begin(), now.out.end());
+  EXPECT_EQ(eit_versions_reused(both), "");
+}
+
+// A reload rebuilds the engine, and its input is another feed than the old engine's was
+// (the channel was on its backup and restarts on its primary; or its input's address
+// changed): same service id, same version (0), other events. As after a switch, its EIT
+// must go out with a new version.
+TEST(RemuxSynthetic, AReloadOntoAnotherFeedGivesItsEitANewVersion) {
+  Source a{.tag = 1}, b{.tag = 2};
+  a.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  b.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  TableCarousel eit_a(kEitPid), eit_b(kEitPid);
+  eit_a.update([](std::uint8_t) { return std::vector<Section>{eit_pf(1, 0, 0, 20), eit_section(0x50, 1, 0, 0, 20)}; });
+  eit_b.update([](std::uint8_t) { return std::vector<Section>{eit_pf(1, 0, 0, 33), eit_section(0x50, 1, 0, 0, 33)}; });
+  Harness old(OneService::config());
+  run_eit_rounds(old, a, eit_a);
+  Harness now(OneService::config());
+  now.t = old.t;
+  now.r.continue_from(old.r);
+  run_eit_rounds(now, b, eit_b);
+  ASSERT_EQ(sections_of(now.out, kEitPid).good.size(), 6u);
+  std::vector<TsPacket> both = old.out;
+  both.insert(both.end(), now.out.begin(), now.out.end());
+  EXPECT_EQ(eit_versions_reused(both), "");
+}
+
+// The same reload (output service 10 now from source service 2, which has EIT p/f and
+// schedule too): the SDT the old engine had on air said service 10 has both. The new
+// engine's SDT must not say it has neither until the new source's first EIT section
+// arrives (a flag flap and two SDT versions for nothing, as in
+// AReloadKeepsTheEitPresentFollowingFlagOfTheSdt).
+TEST(RemuxSynthetic, AReloadOntoAnotherSourceServiceKeepsTheSdtEitFlags) {
+  Source src{.tag = 1};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  src.services.push_back(spts_service(2, 0x1100, {{0x200, 0x1B}}, 0x200));
+  TableCarousel eit(kEitPid);
+  eit.update([](std::uint8_t) {
+    return std::vector<Section>{eit_pf(1, 0, 0, 20), eit_section(0x50, 1, 0, 0, 20),
+                                eit_pf(2, 0, 0, 33), eit_section(0x50, 2, 0, 0, 33)};
+  });
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .source_service_id = 1, .service_id = 10});
+  Harness old(cfg);
+  run_eit_rounds(old, src, eit);
+  ASSERT_EQ(sdt_eit_pf_flags(old.out, 10, 0).back(), 1);
+  ASSERT_EQ(sdt_eit_pf_flags(old.out, 10, 1).back(), 1);
+  cfg.services[0].source_service_id = 2;
+  Harness now(cfg);
+  now.t = old.t;
+  now.r.continue_from(old.r);
+  run_eit_rounds(now, src, eit);  // the tables come before the next EIT
+  for (const int bit : {0, 1}) {
+    const std::vector<int> flags = sdt_eit_pf_flags(now.out, 10, bit);
+    ASSERT_FALSE(flags.empty());
+    EXPECT_EQ(std::count(flags.begin(), flags.end(), 0), 0)
+        << "the new engine's SDT said service 10 has no EIT " << (bit == 0 ? "p/f" : "schedule");
   }
 }
