@@ -425,7 +425,14 @@ ReloadOutcome Appliance::Impl::reload_file() {
     srt_index_of = std::move(index);
   } else {
     out.srt_restarted = true;
-    build_srt();
+    try {
+      build_srt();
+    } catch (const std::exception& e) {
+      // The check agrees with the ingest (srt_ingest_test); should they ever differ, the
+      // new map runs without SRT and says why, rather than taking every channel down.
+      srt.reset();
+      out.warning = std::string("the SRT ingest could not be built: ") + e.what();
+    }
     if (srt && started) {
       try {
         srt->start();

@@ -1044,6 +1044,8 @@ void validate(Parser& p, ApplianceConfig& cfg) {
   std::map<std::tuple<std::string, Ipv4, std::uint16_t, Ipv4>, std::vector<std::pair<std::uint16_t, std::string>>>
       udp_inputs;  // (port, address, udp_port, source) -> (source_service_id, path)
   std::map<std::uint16_t, std::vector<std::pair<std::string, std::string>>> srt_listeners;  // port -> (streamid, path)
+  std::map<std::uint16_t, std::pair<std::string, std::string>> srt_listen_addresses;  // port -> (bind address, path)
+  std::vector<std::pair<std::uint16_t, std::string>> srt_rendezvous_ports;  // (local port, path)
   std::map<std::pair<Ipv4, std::uint16_t>, std::string> destinations;
   // Every output (of a channel or a multiplex) names a port and a destination of its own.
   const auto check_outputs = [&](const std::vector<OutputConfig>& outputs, const std::string& owner) {
@@ -1100,7 +1102,15 @@ void validate(Parser& p, ApplianceConfig& cfg) {
                                         std::to_string(input_names[in.name]) + "])");
       const std::string body = ipath + "." + kind_key(in.kind);
       if (in.kind == InputKind::kSrt) {
+        if (in.srt_mode == SrtMode::kRendezvous && in.srt_port != 0)
+          srt_rendezvous_ports.emplace_back(in.srt_local_port != 0 ? in.srt_local_port : in.srt_port, body);
         if (in.srt_mode != SrtMode::kListener || in.srt_port == 0) continue;
+        // One libsrt listener per port: every input on it binds the same address.
+        const auto [bound, fresh] = srt_listen_addresses.try_emplace(in.srt_port, in.srt_address, ipath);
+        if (!fresh && bound->second.first != in.srt_address)
+          p.error_at(body + ".address", "SRT port " + std::to_string(in.srt_port) + " is listened on at " +
+                                            bound->second.first + " by " + bound->second.second +
+                                            "; listeners sharing a port need the same address");
         auto& same_port = srt_listeners[in.srt_port];
         // Compared as the ingest routes callers: by the streamid's resource name.
         const std::string_view resource = srt_streamid_resource(in.streamid);
@@ -1144,6 +1154,12 @@ void validate(Parser& p, ApplianceConfig& cfg) {
       p.error_at(cpath + ".hls.signed_urls", "signed URLs need ott.secret_file (the HMAC-SHA256 key)");
 
     check_outputs(ch.outputs, cpath);
+  }
+  // A rendezvous input binds its local port: not one an SRT listener has.
+  for (const auto& [local, body] : srt_rendezvous_ports) {
+    if (const auto it = srt_listen_addresses.find(local); it != srt_listen_addresses.end())
+      p.error_at(body + ".local_port", "local port " + std::to_string(local) + " is the SRT listener port of " +
+                                           it->second.second);
   }
 
   // Multiplexes: members are channels by id, each at most once per multiplex (a channel
