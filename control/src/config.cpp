@@ -80,9 +80,12 @@ using dataplane::PortConfig;
 using dataplane::SrtMode;
 
 constexpr std::int64_t kMinPid = 0x10;      // 0x00..0x0F are PAT, CAT, NIT, SDT...
+constexpr std::int64_t kMinOwnPid = 0x20;   // 0x10..0x1F are DVB SI (NIT, SDT, EIT...): what the remuxer
+                                            // never gives a service (a PMT PID or a rule's target)
 constexpr std::int64_t kMaxPid = 0x1FFE;    // 0x1FFF is the null PID
 constexpr std::size_t kMaxSdtNames = 252;   // service descriptor: 255 - 3 length/type bytes
 constexpr std::size_t kMaxStreamId = 512;   // SRTO_STREAMID limit
+constexpr std::size_t kMaxNextHops = 64;    // unicast next hops per port (the data plane's kMaxNeighbors)
 
 struct Pos {
   int line = 0;
@@ -205,6 +208,28 @@ bool is_name(std::string_view s) {  // ids and names referenced elsewhere: [a-z0
   });
 }
 
+// How many distinct lcores an lcore list names, counted up to 2 (EAL reads "3-1" as 1-3).
+std::size_t lcore_count_upto_two(std::string_view s) {
+  std::vector<std::int64_t> seen;
+  const auto add = [&](std::int64_t v) {
+    if (std::find(seen.begin(), seen.end(), v) == seen.end()) seen.push_back(v);
+  };
+  for (std::size_t from = 0; from <= s.size() && seen.size() < 2;) {
+    const std::size_t comma = std::min(s.find(',', from), s.size());
+    const std::string_view item = s.substr(from, comma - from);
+    const std::size_t dash = item.find('-');
+    std::int64_t lo = 0;
+    std::int64_t hi = 0;
+    if (parse_integer(item.substr(0, dash), lo) != IntParse::kOk) return 2;  // not ours to judge: EAL will
+    hi = lo;
+    if (dash != std::string_view::npos && parse_integer(item.substr(dash + 1), hi) != IntParse::kOk) return 2;
+    add(std::min(lo, hi));
+    if (lo != hi) add(std::min(lo, hi) + 1);
+    from = comma + 1;
+  }
+  return seen.size();
+}
+
 bool is_lcore_list(std::string_view s) {  // "0,1", "0-3", "0,2-5"
   bool digit_expected = true;
   bool in_range = false;
@@ -298,8 +323,8 @@ class Parser {
   bool read_bool(const Fields& f, std::string_view key, bool& out);
   template <typename T>
   bool read_int(const Fields& f, std::string_view key, T& out, std::int64_t lo, std::int64_t hi, bool hex = false);
-  bool read_pid(const Fields& f, std::string_view key, std::uint16_t& out) {
-    return read_int(f, key, out, kMinPid, kMaxPid, true);
+  bool read_pid(const Fields& f, std::string_view key, std::uint16_t& out, std::int64_t lo = kMinPid) {
+    return read_int(f, key, out, lo, kMaxPid, true);
   }
   bool read_ipv4(const Fields& f, std::string_view key, Ipv4& out, std::uint8_t* prefix_len = nullptr);
   bool read_group(const Fields& f, std::string_view key, Ipv4& out);
@@ -370,7 +395,7 @@ Fields::Fields(Parser& p, const YAML::Node& node, std::string path, std::initial
       continue;
     }
     Pos vp = pos_of(v);
-    if (vp.line == 0) vp = pos_of(k);
+    if (vp.line == 0 || v.IsNull()) vp = pos_of(k);  // "key:" with nothing: its mark is the next token's
     p.where[child_path] = vp;
     entries_.emplace_back(key, v);
   }
@@ -580,8 +605,15 @@ void Parser::parse_control(const YAML::Node& n, dataplane::ControlConfig& contro
     }
     (std::string_view(key) == "api_listen" ? control.api_listen : control.metrics_listen) = s;
   }
-  if (f.has("api_listen") && f.has("metrics_listen") && control.api_listen == control.metrics_listen)
-    error_at(f.child("metrics_listen"), "metrics_listen must differ from api_listen (/metrics has its own listener)");
+  if (control.api_listen == control.metrics_listen) {
+    // One of them may be the other's default: the error names the key that is written.
+    if (f.has("metrics_listen"))
+      error_at(f.child("metrics_listen"), "metrics_listen must differ from api_listen (/metrics has its own listener)");
+    else
+      error_at(f.child("api_listen"), control.api_listen +
+                                          " is metrics_listen's default: set metrics_listen to another address "
+                                          "(/metrics has its own listener)");
+  }
   if (std::string file; read_string(f, "token_file", file)) {
     fs::path p(file);
     if (p.is_relative()) p = base_dir_ / p;
@@ -689,7 +721,10 @@ HlsRendition Parser::parse_rendition(const YAML::Node& n, const std::string& pat
     return r;
   }
   if (received) {
-    if (r.inputs.empty() && f.find("inputs")->IsSequence()) error_at(f.child("inputs"), "a received rendition needs at least one input");
+    // "inputs:" with nothing is an empty list too (not a transcoded rendition of height 0).
+    const YAML::Node& ins = *f.find("inputs");
+    if (r.inputs.empty() && (ins.IsSequence() || ins.IsNull()))
+      error_at(f.child("inputs"), "a received rendition needs at least one input");
     return r;
   }
   if (!f.has("height") || !f.has("video_kbps")) {
@@ -706,8 +741,13 @@ void Parser::parse_dataplane(const YAML::Node& n, EalConfig& eal) {
   Fields f(*this, n, "dataplane", {"lcores", "memory_mb", "hugepages", "file_prefix", "eal_args"});
   if (!f.ok()) return;
   if (std::string s; read_string(f, "lcores", s)) {
-    if (is_lcore_list(s)) eal.lcores = s;
-    else error_at(f.child("lcores"), in_quotes(s) + " is not an lcore list (like \"0,1\" or \"0-3\")");
+    if (!is_lcore_list(s))
+      error_at(f.child("lcores"), in_quotes(s) + " is not an lcore list (like \"0,1\" or \"0-3\")");
+    else if (lcore_count_upto_two(s) < 2)
+      error_at(f.child("lcores"), in_quotes(s) + " names one lcore; twincastd needs two (the main loop, then the "
+                                                 "packet worker), like \"0,1\"");
+    else
+      eal.lcores = s;
   }
   read_int(f, "memory_mb", eal.memory_mb, 64, 1 << 20);
   read_bool(f, "hugepages", eal.hugepages);
@@ -748,6 +788,7 @@ PortConfig Parser::parse_port(const YAML::Node& n, const std::string& path) {
     const auto mac = parse_mac(s);
     if (!mac) error_at(f.child("mac"), in_quotes(s) + " is not a MAC address (like 02:00:00:00:00:01)");
     else if (((*mac)[0] & 1) != 0) error_at(f.child("mac"), in_quotes(s) + " is a multicast MAC address");
+    else if (*mac == Mac{}) error_at(f.child("mac"), in_quotes(s) + " is the all-zero MAC address, no station's");
     else port.mac = mac;
   }
   read_int(f, "rx_descriptors", port.rx_descriptors, 64, 32768);
@@ -774,7 +815,7 @@ ChannelConfig Parser::parse_channel(const YAML::Node& n, const std::string& path
   read_int(f, "service_id", ch.service_id, 1, 65535);
   read_int(f, "source_service_id", ch.source_service_id, 1, 65535);
   read_int(f, "lcn", ch.lcn, 1, 1023);
-  read_pid(f, "pmt_pid", ch.pmt_pid);
+  read_pid(f, "pmt_pid", ch.pmt_pid, kMinOwnPid);
   read_list(f, "pids", [&](const YAML::Node& item, const std::string& p, std::size_t) {
     ch.pid_rules.push_back(parse_pid_rule(item, p));
   });
@@ -840,7 +881,7 @@ mpegts::PidRule Parser::parse_pid_rule(const YAML::Node& n, const std::string& p
   Fields f(*this, n, path, {"from", "to", "drop"});
   if (!f.ok()) return rule;
   if (required(f, "from")) read_pid(f, "from", rule.from);
-  read_pid(f, "to", rule.to);
+  read_pid(f, "to", rule.to, kMinOwnPid);
   read_bool(f, "drop", rule.drop);
   if (rule.drop && f.has("to")) error_at(f.child("to"), "a rule either drops a PID or maps it, not both");
   else if (!rule.drop && !f.has("to")) error(f.pos(), path, "a rule needs to: PID or drop: true");
@@ -940,6 +981,8 @@ void Parser::parse_srt_input(const YAML::Node& n, const std::string& path, Input
     else
       read_int(f, "key_length", in.key_length, 16, 32);
   }
+  if (f.has("key_length") && !f.has("passphrase_file") && !f.has("passphrase"))
+    error_at(f.child("key_length"), "key_length applies to passphrase_file (without one the stream is not encrypted)");
   read_int(f, "latency_ms", in.latency_ms, 20, 8000);
   if (read_string(f, "streamid", in.streamid) && in.streamid.size() > kMaxStreamId)
     error_at(f.child("streamid"), "is " + std::to_string(in.streamid.size()) + " characters; SRT allows " +
@@ -1041,20 +1084,49 @@ void validate(Parser& p, ApplianceConfig& cfg) {
   std::map<std::string, std::string> ids;
   std::map<std::uint16_t, std::string> service_ids;
   std::map<std::uint16_t, std::string> lcns;
-  std::map<std::tuple<std::string, Ipv4, std::uint16_t, Ipv4>, std::vector<std::pair<std::uint16_t, std::string>>>
-      udp_inputs;  // (port, address, udp_port, source) -> (source_service_id, path)
-  std::map<std::uint16_t, std::vector<std::pair<std::string, std::string>>> srt_listeners;  // port -> (streamid, path)
-  std::map<std::uint16_t, std::pair<std::string, std::string>> srt_listen_addresses;  // port -> (bind address, path)
-  std::vector<std::pair<std::uint16_t, std::string>> srt_rendezvous_ports;  // (local port, path)
+  struct Sharer {
+    std::uint16_t source_service_id;
+    InputKind kind;
+    std::string path;
+  };
+  std::map<std::tuple<std::string, Ipv4, std::uint16_t, Ipv4>, std::vector<Sharer>>
+      udp_inputs;  // (port, address, udp_port, source) -> its inputs
+  struct GroupInput {
+    Ipv4 source;
+    std::string owner;  // the channel or received rendition (a data-plane channel of its own)
+    std::string path;
+  };
+  std::map<std::tuple<std::string, Ipv4, std::uint16_t>, std::vector<GroupInput>> group_inputs;  // (port, group, udp_port)
+  struct SrtListener {
+    std::string streamid;
+    std::string address;
+    std::string path;
+  };
+  std::map<std::uint16_t, std::vector<SrtListener>> srt_listeners;  // port -> listeners
+  std::vector<std::pair<std::uint16_t, std::string>> srt_rendezvous;  // (local port, path of the srt body)
   std::map<std::pair<Ipv4, std::uint16_t>, std::string> destinations;
+  std::map<std::string, std::vector<Ipv4>> next_hops;  // port -> unicast next hops its outputs need
   // Every output (of a channel or a multiplex) names a port and a destination of its own.
   const auto check_outputs = [&](const std::vector<OutputConfig>& outputs, const std::string& owner) {
     for (std::size_t o = 0; o < outputs.size(); ++o) {
       const OutputConfig& out = outputs[o];
       const std::string opath = index_path(owner + ".outputs", o);
       const std::string body = opath + "." + kind_key(out.kind);
-      check_port(out.port, body + ".port");
+      const PortConfig* port = check_port(out.port, body + ".port");
       if (out.address == 0 || out.udp_port == 0) continue;
+      if (port != nullptr && port->address != 0 && !is_multicast(out.address)) {
+        // As the data plane resolves it: the destination inside the port's subnet, else the gateway.
+        const Ipv4 mask = port->prefix_len >= 32 ? 0xFFFFFFFFu : ~(0xFFFFFFFFu >> port->prefix_len);
+        const Ipv4 hop = (out.address & mask) == (port->address & mask) ? out.address : port->gateway;
+        auto& hops = next_hops[port->name];
+        if (hop != 0 && std::find(hops.begin(), hops.end(), hop) == hops.end()) {
+          hops.push_back(hop);
+          if (hops.size() == kMaxNextHops + 1)
+            p.error_at(body + ".address", "port " + port->name + " would need " + std::to_string(kMaxNextHops + 1) +
+                                              " unicast next hops (" + ipv4_string(hop) + " is the last); it resolves at most " +
+                                              std::to_string(kMaxNextHops));
+        }
+      }
       if (auto [it, fresh] = destinations.emplace(std::make_pair(out.address, out.udp_port), opath); !fresh) {
         const std::string dest = p.where.count(body + ".group") != 0 ? body + ".group" : body + ".address";
         p.error_at(dest, ipv4_string(out.address) + ":" + std::to_string(out.udp_port) +
@@ -1102,27 +1174,35 @@ void validate(Parser& p, ApplianceConfig& cfg) {
                                         std::to_string(input_names[in.name]) + "])");
       const std::string body = ipath + "." + kind_key(in.kind);
       if (in.kind == InputKind::kSrt) {
-        if (in.srt_mode == SrtMode::kRendezvous && in.srt_port != 0)
-          srt_rendezvous_ports.emplace_back(in.srt_local_port != 0 ? in.srt_local_port : in.srt_port, body);
-        if (in.srt_mode != SrtMode::kListener || in.srt_port == 0) continue;
-        // One libsrt listener per port: every input on it binds the same address.
-        const auto [bound, fresh] = srt_listen_addresses.try_emplace(in.srt_port, in.srt_address, ipath);
-        if (!fresh && bound->second.first != in.srt_address)
-          p.error_at(body + ".address", "SRT port " + std::to_string(in.srt_port) + " is listened on at " +
-                                            bound->second.first + " by " + bound->second.second +
-                                            "; listeners sharing a port need the same address");
+        if (in.srt_port == 0) continue;
+        if (in.srt_mode == SrtMode::kRendezvous) {
+          // It binds its local port: not one the ingest listens on (checked once all are known).
+          srt_rendezvous.emplace_back(in.srt_local_port != 0 ? in.srt_local_port : in.srt_port, body);
+          continue;
+        }
+        if (in.srt_mode != SrtMode::kListener) continue;
         auto& same_port = srt_listeners[in.srt_port];
-        // Compared as the ingest routes callers: by the streamid's resource name.
-        const std::string_view resource = srt_streamid_resource(in.streamid);
-        for (const auto& [streamid, other] : same_port) {
-          const std::string_view theirs = srt_streamid_resource(streamid);
-          if (theirs.empty() || resource.empty() || theirs == resource) {
-            p.error_at(body + ".port", "SRT port " + std::to_string(in.srt_port) + " is also listened on by " + other +
-                                           "; listeners sharing a port need distinct streamids");
+        // The ingest binds one socket per port: one address for all its listeners.
+        for (const auto& other : same_port) {
+          if (other.address != in.srt_address) {
+            const std::string key = p.where.count(body + ".address") != 0 ? ".address" : ".port";
+            p.error_at(body + key, "SRT listeners on port " + std::to_string(in.srt_port) +
+                                       " share one socket: this one binds " + in.srt_address + ", " + other.path +
+                                       " binds " + other.address);
             break;
           }
         }
-        same_port.emplace_back(in.streamid, ipath);
+        // Compared as the ingest routes callers: by the streamid's resource name.
+        const std::string_view resource = srt_streamid_resource(in.streamid);
+        for (const auto& other : same_port) {
+          const std::string_view theirs = srt_streamid_resource(other.streamid);
+          if (theirs.empty() || resource.empty() || theirs == resource) {
+            p.error_at(body + ".port", "SRT port " + std::to_string(in.srt_port) + " is also listened on by " +
+                                           other.path + "; listeners sharing a port need distinct streamids");
+            break;
+          }
+        }
+        same_port.push_back({in.streamid, in.srt_address, ipath});
         continue;
       }
       const PortConfig* port = check_port(in.port, body + ".port");
@@ -1132,7 +1212,20 @@ void validate(Parser& p, ApplianceConfig& cfg) {
       // One received stream may feed several channels only when each takes a different
       // service from it (an MPTS split into channels by source_service_id).
       auto& sharers = udp_inputs[std::make_tuple(in.port, in.address, in.udp_port, in.source)];
-      for (const auto& [other_sid, other] : sharers) {
+      bool shared_badly = false;
+      for (const auto& other : sharers) {
+        if (other.kind != in.kind) {  // the data plane hands a received flow to its inputs as one kind
+          p.error_at(body + ".udp_port",
+                     "port " + in.port + " already receives " + ipv4_string(in.address) + ":" +
+                         std::to_string(in.udp_port) +
+                         (in.source != 0 ? " from " + ipv4_string(in.source) : std::string()) + " as " +
+                         kind_key(other.kind) + " for " + other.path + "; one received stream is either udp or rtp");
+          shared_badly = true;
+          break;
+        }
+      }
+      for (const auto& [other_sid, other_kind, other] : sharers) {
+        if (shared_badly) break;
         if (other_sid == 0 || ch.source_service_id == 0 || other_sid == ch.source_service_id) {
           p.error_at(body + ".udp_port",
                      "port " + in.port + " already receives " + ipv4_string(in.address) + ":" +
@@ -1142,7 +1235,25 @@ void validate(Parser& p, ApplianceConfig& cfg) {
           break;
         }
       }
-      sharers.emplace_back(ch.source_service_id, ipath);
+      sharers.push_back({ch.source_service_id, in.kind, ipath});
+      // A datagram from S goes to the (group, udp_port, S) flow when there is one, else to
+      // the any-source one: split between data-plane channels, the any-source input never
+      // sees S's datagrams. (In one channel, a source-specific primary with an any-source
+      // backup for the other senders is fine.)
+      if (is_multicast(in.address)) {
+        auto& same_group = group_inputs[std::make_tuple(in.port, in.address, in.udp_port)];
+        for (const auto& other : same_group) {
+          if (other.owner == owner || (other.source == 0) == (in.source == 0)) continue;
+          const Ipv4 s = in.source != 0 ? in.source : other.source;
+          p.error_at(body + ".group",
+                     "port " + in.port + " receives " + ipv4_string(in.address) + ":" + std::to_string(in.udp_port) +
+                         " from " + ipv4_string(s) + " only for " + (in.source != 0 ? ipath : other.path) +
+                         " and from any source for " + (in.source != 0 ? other.path : ipath) + ": datagrams from " +
+                         ipv4_string(s) + " go to the source-specific input alone");
+          break;
+        }
+        same_group.push_back({in.source, owner, ipath});
+      }
     }
     };
     check_inputs(ch.inputs, cpath);
@@ -1155,11 +1266,14 @@ void validate(Parser& p, ApplianceConfig& cfg) {
 
     check_outputs(ch.outputs, cpath);
   }
-  // A rendezvous input binds its local port: not one an SRT listener has.
-  for (const auto& [local, body] : srt_rendezvous_ports) {
-    if (const auto it = srt_listen_addresses.find(local); it != srt_listen_addresses.end())
-      p.error_at(body + ".local_port", "local port " + std::to_string(local) + " is the SRT listener port of " +
-                                           it->second.second);
+
+  // A rendezvous input's local port is a UDP port of its own: not an SRT listener's.
+  for (const auto& [local, body] : srt_rendezvous) {
+    const auto it = srt_listeners.find(local);
+    if (it == srt_listeners.end() || it->second.empty()) continue;
+    const std::string key = p.where.count(body + ".local_port") != 0 ? ".local_port" : ".port";
+    p.error_at(body + key, "rendezvous local port " + std::to_string(local) + " is already an SRT listener port (" +
+                               it->second.front().path + ")");
   }
 
   // Multiplexes: members are channels by id, each at most once per multiplex (a channel

@@ -2,6 +2,8 @@
 // defaults apply, every invalid file in tests/config/invalid/ yields exactly the errors
 // its "# expect:" lines name, bad bytes never crash, and `twincastd --check` reports both.
 #include "twincast/control/config.hpp"
+#include "twincast/control/srt_ingest.hpp"
+#include "twincast/mpegts/remux.hpp"
 
 #include <gtest/gtest.h>
 
@@ -557,6 +559,258 @@ TEST(Config, CallerAddressIsANameOrFourDecimalParts) {
     EXPECT_NE(format_errors(r.errors, "").find("is not a unicast address"), std::string::npos)
         << format_errors(r.errors, "");
   }
+}
+
+
+// ---- review: what --check accepts must run ------------------------------------------
+
+std::string errors_of(const ConfigResult& r) { return format_errors(r.errors, ""); }
+
+// PIDs 0x10..0x1F are DVB SI (NIT 0x10, SDT 0x11, EIT 0x12, ...): the remuxer refuses them
+// as a PMT PID or a rule target ("is reserved"), so twincastd would not start (or a reload
+// would be refused with an error naming no line). The config must say so, with the line.
+TEST(Config, PmtPidAndPidRuleTargetsStayOutOfTheDvbSiRange) {
+  const auto with = [](const std::string& extra) {
+    return std::string("ports:\n"
+                       "  - { name: core, device: net_tap0, address: 10.0.0.2/24 }\n"
+                       "channels:\n"
+                       "  - id: a\n") +
+           extra +
+           "    inputs: [ { udp: { port: core, udp_port: 5000 } } ]\n"
+           "    outputs: [ { udp: { port: core, group: 239.10.0.1, udp_port: 5000 } } ]\n";
+  };
+  EXPECT_TRUE(parse_config(with("    pmt_pid: 0x20\n    pids: [ { from: 0x100, to: 0x21 } ]\n")).ok());
+  const auto pmt = parse_config(with("    pmt_pid: 0x11\n"));
+  ASSERT_EQ(pmt.errors.size(), 1U) << errors_of(pmt);
+  EXPECT_EQ(pmt.errors[0].path, "channels[0].pmt_pid");
+  EXPECT_EQ(pmt.errors[0].line, 5);
+  const auto rule = parse_config(with("    pids: [ { from: 0x100, to: 0x12 } ]\n"));
+  ASSERT_EQ(rule.errors.size(), 1U) << errors_of(rule);
+  EXPECT_EQ(rule.errors[0].path, "channels[0].pids[0].to");
+  EXPECT_EQ(rule.errors[0].line, 5);
+}
+
+// The data plane feeds one received flow to several channels only when all take it as the
+// same kind: a UDP input and an RTP input of one (port, group, udp_port, source) make it
+// throw "already an input of another kind" when it builds its plan.
+TEST(Config, OneFlowIsNotBothAUdpAndAnRtpInput) {
+  const auto r = parse_config(
+      "ports:\n"
+      "  - { name: core, device: net_tap0, address: 10.0.0.2/24 }\n"
+      "channels:\n"
+      "  - id: a\n"
+      "    source_service_id: 1\n"
+      "    inputs: [ { udp: { port: core, group: 239.1.1.1, udp_port: 5000 } } ]\n"
+      "    outputs: [ { udp: { port: core, group: 239.10.0.1, udp_port: 5000 } } ]\n"
+      "  - id: b\n"
+      "    source_service_id: 2\n"
+      "    inputs: [ { rtp: { port: core, group: 239.1.1.1, udp_port: 5000 } } ]\n"
+      "    outputs: [ { udp: { port: core, group: 239.10.0.2, udp_port: 5000 } } ]\n");
+  ASSERT_EQ(r.errors.size(), 1U) << errors_of(r);
+  EXPECT_EQ(r.errors[0].path, "channels[1].inputs[0].rtp.udp_port");
+  EXPECT_EQ(r.errors[0].line, 10);
+}
+
+// The classifier gives a datagram from S to the (group, port, S) input when there is one,
+// else to the any-source (group, port) input: an any-source input of another channel never
+// sees S's datagrams, silently (its MPTS split or its own service gets nothing from S).
+TEST(Config, AnySourceAndSourceSpecificInputsOfOneGroupAreNotSplitAcrossChannels) {
+  const auto two = [](const std::string& source_b) {
+    return "ports:\n"
+           "  - { name: core, device: net_tap0, address: 10.0.0.2/24 }\n"
+           "channels:\n"
+           "  - id: a\n"
+           "    source_service_id: 1\n"
+           "    inputs: [ { udp: { port: core, group: 239.1.1.1, udp_port: 5000, source: 10.0.0.9 } } ]\n"
+           "    outputs: [ { udp: { port: core, group: 239.10.0.1, udp_port: 5000 } } ]\n"
+           "  - id: b\n"
+           "    source_service_id: 2\n"
+           "    inputs: [ { udp: { port: core, group: 239.1.1.1, udp_port: 5000" + source_b + " } } ]\n"
+           "    outputs: [ { udp: { port: core, group: 239.10.0.2, udp_port: 5000 } } ]\n";
+  };
+  EXPECT_TRUE(parse_config(two(", source: 10.0.0.9")).ok());  // one flow, shared: fine
+  EXPECT_TRUE(parse_config(two(", source: 10.0.0.10")).ok());  // two sources: two flows
+  const auto r = parse_config(two(""));
+  ASSERT_EQ(r.errors.size(), 1U) << errors_of(r);
+  EXPECT_EQ(r.errors[0].path, "channels[1].inputs[0].udp.group");
+  EXPECT_EQ(r.errors[0].line, 10);
+}
+
+// The SRT ingest binds one socket per listen port: listeners sharing a port must share a
+// bind address, or SrtIngest refuses the whole set ("must share one bind address") when
+// twincastd starts, or when a reload has already applied the new map.
+TEST(Config, SrtListenersSharingAPortShareABindAddress) {
+  const auto r = parse_config(
+      "channels:\n"
+      "  - id: a\n"
+      "    inputs: [ { srt: { port: 9000, streamid: one } } ]\n"
+      "    hls: true\n"
+      "  - id: b\n"
+      "    inputs: [ { srt: { port: 9000, address: 127.0.0.1, streamid: two } } ]\n"
+      "    hls: true\n");
+  ASSERT_EQ(r.errors.size(), 1U) << errors_of(r);
+  EXPECT_EQ(r.errors[0].path, "channels[1].inputs[0].srt.address");
+  EXPECT_EQ(r.errors[0].line, 6);
+}
+
+// A rendezvous input binds its local port (local_port, default port): on a listener's
+// port the SRT ingest refuses the whole set ("is already a listener port").
+TEST(Config, RendezvousLocalPortIsNotAListenerPort) {
+  const auto with = [](const std::string& rendezvous) {
+    return "channels:\n"
+           "  - id: a\n"
+           "    inputs: [ { srt: { port: 9000 } } ]\n"
+           "    hls: true\n"
+           "  - id: b\n"
+           "    inputs: [ { srt: { mode: rendezvous, address: 192.0.2.7, " + rendezvous + " } } ]\n"
+           "    hls: true\n";
+  };
+  EXPECT_TRUE(parse_config(with("port: 9001")).ok());
+  for (const char* bad : {"port: 9000", "port: 9001, local_port: 9000"}) {
+    const auto r = parse_config(with(bad));
+    ASSERT_EQ(r.errors.size(), 1U) << bad << "\n" << errors_of(r);
+    EXPECT_EQ(r.errors[0].line, 6) << bad;
+    EXPECT_NE(r.errors[0].message.find("listener"), std::string::npos) << r.errors[0].message;
+  }
+}
+
+// metrics_listen defaults to 127.0.0.1:9100 and api_listen to 127.0.0.1:8080: setting one
+// to the other's default makes both servers bind the same address, which only fails when
+// twincastd starts.
+TEST(Config, ControlListenersDifferAlsoFromTheOthersDefault) {
+  for (const char* control : {"control: { api_listen: 127.0.0.1:9100 }\n", "control: { metrics_listen: 127.0.0.1:8080 }\n"}) {
+    const auto r = parse_config(std::string(control) + kMinimal);
+    ASSERT_EQ(r.errors.size(), 1U) << control << errors_of(r);
+    EXPECT_EQ(r.errors[0].line, 1) << control;
+  }
+}
+
+// The first lcore runs the main loop, the second the packet worker: with one lcore
+// Dataplane::start throws "no worker lcore" once twincastd runs.
+TEST(Config, LcoresNameAWorker) {
+  for (const char* lcores : {"\"0\"", "\"3\"", "\"2-2\""}) {
+    const auto r = parse_config(std::string("dataplane: { lcores: ") + lcores + " }\n" + kMinimal);
+    ASSERT_EQ(r.errors.size(), 1U) << lcores << "\n" << errors_of(r);
+    EXPECT_EQ(r.errors[0].path, "dataplane.lcores");
+  }
+  EXPECT_TRUE(parse_config(std::string("dataplane: { lcores: \"2-3\" }\n") + kMinimal).ok());
+}
+
+// "inputs:" left empty in a rendition (the operator meant to fill it in) read as an empty
+// list: the rendition was then "transcoded" with height 0 and video_kbps 0, which the
+// config let through and the transcoder refuses when the packager makes it, so the
+// channel's whole transcoded ladder stays "waiting" while --check said OK.
+TEST(Config, ReceivedRenditionWithEmptyInputsIsAnError) {
+  const auto r = parse_config(
+      "channels:\n"
+      "  - id: a\n"
+      "    inputs: [ { srt: { port: 9000 } } ]\n"
+      "    hls:\n"
+      "      renditions:\n"
+      "        - name: 540p\n"
+      "          inputs:\n"
+      "        - { name: 360p, height: 360, video_kbps: 800 }\n");
+  ASSERT_EQ(r.errors.size(), 1U) << errors_of(r);
+  EXPECT_EQ(r.errors[0].path, "channels[0].hls.renditions[0].inputs");
+  EXPECT_EQ(r.errors[0].line, 7);
+}
+
+// key_length without passphrase_file: the operator asked for AES-256 and gets no
+// encryption at all, silently. Like cbr_bps without cbr and local_port outside rendezvous,
+// a key that cannot apply is an error.
+TEST(Config, SrtKeyLengthWithoutPassphraseIsAnError) {
+  const auto r = parse_config(
+      "channels:\n"
+      "  - id: a\n"
+      "    inputs: [ { srt: { port: 9000, key_length: 32 } } ]\n"
+      "    hls: true\n");
+  ASSERT_EQ(r.errors.size(), 1U) << errors_of(r);
+  EXPECT_EQ(r.errors[0].path, "channels[0].inputs[0].srt.key_length");
+  EXPECT_EQ(r.errors[0].line, 3);
+}
+
+// What --check accepts, the parts that run it accept too: the SRT ingest (built from every
+// SRT input when twincastd starts, and again after a reload has applied the new map, where
+// its exception ends twincastd) and each channel's remuxer (built with the channel).
+TEST(Config, WhatCheckAcceptsTheSrtIngestAndTheRemuxerAccept) {
+  const std::vector<std::string> maps = {
+      // two listeners on one port, one bind address each
+      "channels:\n"
+      "  - id: a\n"
+      "    inputs: [ { srt: { port: 9000, streamid: one } } ]\n"
+      "    hls: true\n"
+      "  - id: b\n"
+      "    inputs: [ { srt: { port: 9000, address: 127.0.0.1, streamid: two } } ]\n"
+      "    hls: true\n",
+      // a rendezvous input on a listener's port
+      "channels:\n"
+      "  - id: a\n"
+      "    inputs:\n"
+      "      - srt: { port: 9000 }\n"
+      "      - srt: { mode: rendezvous, address: 192.0.2.7, port: 9000 }\n"
+      "    hls: true\n",
+      // a PMT PID and a rule target in the DVB SI range
+      "channels:\n"
+      "  - id: a\n"
+      "    pmt_pid: 0x10\n"
+      "    pids: [ { from: 0x100, to: 0x11 } ]\n"
+      "    inputs: [ { srt: { port: 9000 } } ]\n"
+      "    hls: true\n",
+  };
+  for (const auto& map : maps) {
+    SCOPED_TRACE(map);
+    const auto r = parse_config(map);
+    if (!r.ok()) continue;  // refused with a line: what the operator needs
+    std::vector<InputConfig> srt;
+    for (const auto& ch : r.config->channels)
+      for (const auto& in : ch.inputs)
+        if (in.kind == InputKind::kSrt) srt.push_back(in);
+    EXPECT_NO_THROW(twincast::control::SrtIngest(srt, [](std::size_t, std::span<const std::uint8_t>) {}));
+    for (const auto& ch : r.config->channels) {
+      twincast::mpegts::RemuxConfig rc;
+      twincast::mpegts::RemuxServiceConfig s;
+      s.pmt_pid = ch.pmt_pid;
+      s.rules = ch.pid_rules;
+      rc.services.push_back(s);
+      EXPECT_NO_THROW(twincast::mpegts::Remuxer{rc});
+    }
+  }
+}
+
+// 00:00:00:00:00:00 is no station's address: rte_eth_dev_default_mac_addr_set refuses it
+// (EINVAL, twincastd does not start) and where the PMD cannot set a MAC (af_packet) frames
+// and ARP answers go out from the zero address.
+TEST(Config, PortMacIsNotAllZero) {
+  const auto r = parse_config(std::string("ports:\n"
+                                          "  - { name: core, device: net_tap0, address: 10.0.0.2/24, mac: \"00:00:00:00:00:00\" }\n") +
+                              std::string(kMinimal).substr(std::string(kMinimal).find("channels:")));
+  ASSERT_EQ(r.errors.size(), 1U) << errors_of(r);
+  EXPECT_EQ(r.errors[0].path, "ports[0].mac");
+  EXPECT_EQ(r.errors[0].line, 2);
+}
+
+// A port resolves at most 64 unicast next hops (the data plane's neighbour table): with
+// more unicast destinations inside the subnet, Dataplane refuses the plan ("more than 64
+// unicast next hops") and twincastd does not start, though --check said OK.
+TEST(Config, UnicastNextHopsPerPortFitTheNeighbourTable) {
+  const auto with = [](int n) {
+    std::string y = "ports:\n"
+                    "  - { name: core, device: net_tap0, address: 10.0.0.2/24, gateway: 10.0.0.1 }\n"
+                    "channels:\n"
+                    "  - id: a\n"
+                    "    inputs: [ { udp: { port: core, udp_port: 5000 } } ]\n"
+                    "    outputs:\n";
+    for (int k = 0; k < n; ++k)
+      y += "      - udp: { port: core, address: 10.0.0." + std::to_string(10 + k) + ", udp_port: 5000 }\n";
+    // outside the subnet: all through the gateway, one next hop more
+    y += "      - udp: { port: core, address: 192.0.2.1, udp_port: 5000 }\n"
+         "      - udp: { port: core, address: 192.0.2.2, udp_port: 5000 }\n";
+    return y;
+  };
+  EXPECT_TRUE(parse_config(with(63)).ok()) << errors_of(parse_config(with(63)));
+  const auto r = parse_config(with(64));
+  ASSERT_EQ(r.errors.size(), 1U) << errors_of(r);
+  EXPECT_EQ(r.errors[0].path, "channels[0].outputs[64].udp.address");
 }
 
 }  // namespace
