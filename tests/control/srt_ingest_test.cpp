@@ -635,35 +635,4 @@ TEST(SrtIngest, RendezvousReconnectsWhenThePeerRestarts) {
   EXPECT_EQ(ingest.stats(0).connections, 2U);
 }
 
-// Listeners sharing a port need one bind address, and a rendezvous input may not bind a
-// listener's port: the ingest refuses both (validate()). A configuration the validator
-// accepts must build its ingest, else twincastd fails to start with it, a SIGHUP reload ends
-// twincastd (the exception leaves reload()), and an API reload leaves no SRT ingest at all.
-TEST(SrtIngest, ConfigValidatorAndIngestAgreeOnBindAddressesAndRendezvousPorts) {
-  const std::string different_addresses =
-      "channels:\n"
-      "  - id: a\n"
-      "    inputs: [ { srt: { port: 9000, streamid: one } } ]\n"
-      "    hls: true\n"
-      "  - id: b\n"
-      "    inputs: [ { srt: { port: 9000, address: 127.0.0.1, streamid: two } } ]\n"
-      "    hls: true\n";
-  const std::string rendezvous_on_listener_port =
-      "channels:\n"
-      "  - id: a\n"
-      "    inputs: [ { srt: { port: 9000, streamid: one } } ]\n"
-      "    hls: true\n"
-      "  - id: b\n"
-      "    inputs: [ { srt: { mode: rendezvous, address: 127.0.0.1, port: 9001, local_port: 9000 } } ]\n"
-      "    hls: true\n";
-  for (const auto& yaml : {different_addresses, rendezvous_on_listener_port}) {
-    const auto r = twincast::control::parse_config(yaml);
-    if (!r.ok()) continue;  // refused up front: consistent
-    std::vector<InputConfig> srt;
-    for (const auto& ch : r.config->channels) srt.push_back(ch.inputs.at(0));
-    Collector col(2);
-    EXPECT_NO_THROW(SrtIngest(srt, col.sink())) << yaml << "the validator accepted it";
-  }
-}
-
 }  // namespace
