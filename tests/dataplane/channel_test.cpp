@@ -34,6 +34,7 @@ using twincast::test::fixture;
 using twincast::test::read_packets;
 using twincast::test::cc_errors;
 using twincast::test::Recorder;
+using twincast::test::one_channel;
 
 namespace {
 
@@ -76,23 +77,6 @@ void run(Channel& ch, std::vector<Source*> sources, Recorder& rec, std::uint64_t
   }
 }
 
-ChannelConfig one_channel(std::size_t n_inputs, PacingMode pacing = PacingMode::kPcr) {
-  ChannelConfig c;
-  c.id = "test";
-  c.name = "Test";
-  c.service_id = 5;
-  c.pmt_pid = 0x1000;
-  for (std::size_t i = 0; i < n_inputs; ++i) {
-    InputConfig in;
-    in.name = "in" + std::to_string(i);
-    c.inputs.push_back(in);
-  }
-  OutputConfig o;
-  o.pacing = pacing;
-  c.outputs.push_back(o);
-  c.failover.revert_holdoff_ms = 1000;
-  return c;
-}
 
 }  // namespace
 

@@ -19,29 +19,13 @@ using namespace twincast;
 using namespace twincast::dataplane;
 using mpegts::TsPacket;
 using twincast::test::Recorder;
+using twincast::test::one_channel;
 
 namespace {
 
 constexpr std::uint64_t kMs = 1'000'000;
 constexpr std::uint16_t kVideo = 0x100;
 
-ChannelConfig one_channel(PacingMode pacing = PacingMode::kPcr, std::size_t n_inputs = 1) {
-  ChannelConfig c;
-  c.id = "pacer";
-  c.name = "Pacer";
-  c.service_id = 5;
-  c.pmt_pid = 0x1000;
-  for (std::size_t i = 0; i < n_inputs; ++i) {
-    InputConfig in;
-    in.name = "in" + std::to_string(i);
-    c.inputs.push_back(in);
-  }
-  OutputConfig o;
-  o.pacing = pacing;
-  c.outputs.push_back(o);
-  c.failover.revert_holdoff_ms = 1000;
-  return c;
-}
 
 // A packet's arrival time and bytes.
 struct Timed {
@@ -196,7 +180,7 @@ std::uint64_t pcr_ns(std::uint64_t pcr) { return pcr * 1000 / 27; }
 // The lateness histogram of a channel run with one output of `pacing`, polled every 1 ms,
 // whose worker stalls (no push, no poll) for `stall` 1 s into the run.
 PacingHistogram lateness_after_stall(PacingMode pacing, std::uint64_t stall) {
-  auto cfg = one_channel(pacing);
+  auto cfg = one_channel(1, pacing);
   if (pacing == PacingMode::kCbr) cfg.outputs[0].cbr_bps = 2'000'000;
   Channel ch(cfg);
   Synth s;
@@ -244,7 +228,7 @@ TEST(Pacer, PcrLatenessShowsAStall) {
 // thousandths of a ns, 213.5 days after boot; fixed in 76aa92d).
 class PacerCbrClock : public ::testing::TestWithParam<std::uint64_t> {};
 TEST_P(PacerCbrClock, CbrRateHoldsWhateverTheClock) {
-  auto cfg = one_channel(PacingMode::kCbr);
+  auto cfg = one_channel(1, PacingMode::kCbr);
   cfg.outputs[0].cbr_bps = 2'000'000;  // 7 packets = 10528 bits every 5.264 ms
   Channel ch(cfg);
   Synth s;
@@ -303,7 +287,7 @@ TEST(Pacer, PcrJumpReanchors) {
 // An operator's switch to a backup on another clock: its first PCR leaves 100 ms after it
 // arrived and the schedule follows the backup's PCRs from there.
 TEST(Pacer, SwitchAnchorsOnTheNewInputsFirstPcr) {
-  Channel ch(one_channel(PacingMode::kPcr, 2));
+  Channel ch(one_channel(2, PacingMode::kPcr));
   Synth s0, s1;
   const std::uint64_t start = 1000 * kMs;
   auto in0 = stream(s0, start, 100, 50, [](std::size_t i) { return std::uint64_t{1000} + i * 40 * 27'000; });

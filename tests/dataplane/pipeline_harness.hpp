@@ -1,4 +1,4 @@
-// Shared by the DPDK-free pipeline tests (channel_test, multiplex_test): a sink that records
+// Shared by the DPDK-free pipeline tests (channel_test, pacer_test, multiplex_test): a test channel's config, a sink that records
 // every datagram with its time, a continuity check and an ffmpeg decode check. Header-only.
 #pragma once
 
@@ -15,6 +15,27 @@
 #include "twincast/mpegts/packet.hpp"
 
 namespace twincast::test {
+
+// A channel "test" (service 5, PMT 0x1000) with `n_inputs` inputs in0, in1, ... and one
+// output paced by `pacing`; revert hold-off 1 s.
+inline dataplane::ChannelConfig one_channel(std::size_t n_inputs = 1,
+                                            dataplane::PacingMode pacing = dataplane::PacingMode::kPcr) {
+  dataplane::ChannelConfig c;
+  c.id = "test";
+  c.name = "Test";
+  c.service_id = 5;
+  c.pmt_pid = 0x1000;
+  for (std::size_t i = 0; i < n_inputs; ++i) {
+    dataplane::InputConfig in;
+    in.name = "in" + std::to_string(i);
+    c.inputs.push_back(in);
+  }
+  dataplane::OutputConfig o;
+  o.pacing = pacing;
+  c.outputs.push_back(o);
+  c.failover.revert_holdoff_ms = 1000;
+  return c;
+}
 
 // One datagram a Recorder received: when, for which output, its packets.
 struct Sent {
