@@ -1563,33 +1563,43 @@ std::string eit_versions_reused(const std::vector<TsPacket>& out) {
 }
 }  // namespace
 
-// A reload points output service 10 at another source service (1 -> 2 of the same input):
-// the output's EIT p/f and schedule sub_tables (service 10) are the same sub_tables, now
-// with the other service's content. Both sources are at version 0: the new engine must not
-// send the new content under the version the old one sent the old content with, or
-// receivers keep the old service's now/next and guide.
+// A reload that points output service 10 from source service 1 to service 2 of the same
+// input, both with EIT p/f and schedule at version 0: what the old engine and the new one
+// (continue_from the old) sent, three rounds each.
+struct ReloadOntoAnotherSourceService {
+  static RemuxConfig config(std::uint16_t source_service_id) {
+    RemuxConfig cfg;
+    cfg.services.push_back({.input = 0, .source_service_id = source_service_id, .service_id = 10});
+    return cfg;
+  }
+  Harness old{config(1)};
+  Harness now{config(2)};
+  ReloadOntoAnotherSourceService() {
+    Source src{.tag = 1};
+    src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+    src.services.push_back(spts_service(2, 0x1100, {{0x200, 0x1B}}, 0x200));
+    TableCarousel eit(kEitPid);
+    eit.update([](std::uint8_t) {
+      return std::vector<Section>{eit_pf(1, 0, 0, 20), eit_section(0x50, 1, 0, 0, 20),
+                                  eit_pf(2, 0, 0, 33), eit_section(0x50, 2, 0, 0, 33)};
+    });
+    run_eit_rounds(old, src, eit);
+    now.t = old.t;
+    now.r.continue_from(old.r);
+    run_eit_rounds(now, src, eit);  // the tables come before the next EIT
+  }
+};
+
+// The output's EIT p/f and schedule sub_tables of service 10 are the same sub_tables after
+// the reload, now with the other service's content: the new engine must not send it under
+// the version the old one sent the old content with, or receivers keep the old service's
+// now/next and guide.
 TEST(RemuxSynthetic, AReloadOntoAnotherSourceServiceGivesItsEitANewVersion) {
-  Source src{.tag = 1};
-  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
-  src.services.push_back(spts_service(2, 0x1100, {{0x200, 0x1B}}, 0x200));
-  TableCarousel eit(kEitPid);
-  eit.update([](std::uint8_t) {
-    return std::vector<Section>{eit_pf(1, 0, 0, 20), eit_section(0x50, 1, 0, 0, 20),
-                                eit_pf(2, 0, 0, 33), eit_section(0x50, 2, 0, 0, 33)};
-  });
-  RemuxConfig cfg;
-  cfg.services.push_back({.input = 0, .source_service_id = 1, .service_id = 10});
-  Harness old(cfg);
-  run_eit_rounds(old, src, eit);
-  ASSERT_EQ(sections_of(old.out, kEitPid).good.size(), 6u);
-  cfg.services[0].source_service_id = 2;
-  Harness now(cfg);
-  now.t = old.t;
-  now.r.continue_from(old.r);
-  run_eit_rounds(now, src, eit);
-  ASSERT_EQ(sections_of(now.out, kEitPid).good.size(), 6u);
-  std::vector<TsPacket> both = old.out;
-  both.insert(both.end(), now.out.begin(), now.out.end());
+  ReloadOntoAnotherSourceService r;
+  ASSERT_EQ(sections_of(r.old.out, kEitPid).good.size(), 6u);
+  ASSERT_EQ(sections_of(r.now.out, kEitPid).good.size(), 6u);
+  std::vector<TsPacket> both = r.old.out;
+  both.insert(both.end(), r.now.out.begin(), r.now.out.end());
   EXPECT_EQ(eit_versions_reused(both), "");
 }
 
@@ -1616,33 +1626,16 @@ TEST(RemuxSynthetic, AReloadOntoAnotherFeedGivesItsEitANewVersion) {
   EXPECT_EQ(eit_versions_reused(both), "");
 }
 
-// The same reload (output service 10 now from source service 2, which has EIT p/f and
-// schedule too): the SDT the old engine had on air said service 10 has both. The new
-// engine's SDT must not say it has neither until the new source's first EIT section
-// arrives (a flag flap and two SDT versions for nothing, as in
+// The same reload: the SDT the old engine had on air said service 10 has EIT p/f and
+// schedule. The new engine's SDT must not say it has neither until the new source's first
+// EIT section arrives (a flag flap and two SDT versions for nothing, as in
 // AReloadKeepsTheEitPresentFollowingFlagOfTheSdt).
 TEST(RemuxSynthetic, AReloadOntoAnotherSourceServiceKeepsTheSdtEitFlags) {
-  Source src{.tag = 1};
-  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
-  src.services.push_back(spts_service(2, 0x1100, {{0x200, 0x1B}}, 0x200));
-  TableCarousel eit(kEitPid);
-  eit.update([](std::uint8_t) {
-    return std::vector<Section>{eit_pf(1, 0, 0, 20), eit_section(0x50, 1, 0, 0, 20),
-                                eit_pf(2, 0, 0, 33), eit_section(0x50, 2, 0, 0, 33)};
-  });
-  RemuxConfig cfg;
-  cfg.services.push_back({.input = 0, .source_service_id = 1, .service_id = 10});
-  Harness old(cfg);
-  run_eit_rounds(old, src, eit);
-  ASSERT_EQ(sdt_eit_pf_flags(old.out, 10, 0).back(), 1);
-  ASSERT_EQ(sdt_eit_pf_flags(old.out, 10, 1).back(), 1);
-  cfg.services[0].source_service_id = 2;
-  Harness now(cfg);
-  now.t = old.t;
-  now.r.continue_from(old.r);
-  run_eit_rounds(now, src, eit);  // the tables come before the next EIT
+  ReloadOntoAnotherSourceService r;
+  ASSERT_EQ(sdt_eit_pf_flags(r.old.out, 10, 0).back(), 1);
+  ASSERT_EQ(sdt_eit_pf_flags(r.old.out, 10, 1).back(), 1);
   for (const int bit : {0, 1}) {
-    const std::vector<int> flags = sdt_eit_pf_flags(now.out, 10, bit);
+    const std::vector<int> flags = sdt_eit_pf_flags(r.now.out, 10, bit);
     ASSERT_FALSE(flags.empty());
     EXPECT_EQ(std::count(flags.begin(), flags.end(), 0), 0)
         << "the new engine's SDT said service 10 has no EIT " << (bit == 0 ? "p/f" : "schedule");
