@@ -1105,6 +1105,13 @@ void validate(Parser& p, ApplianceConfig& cfg) {
   std::map<std::uint16_t, std::vector<SrtListener>> srt_listeners;  // port -> listeners
   std::vector<std::pair<std::uint16_t, std::string>> srt_rendezvous;  // (local port, path of the srt body)
   std::map<std::pair<Ipv4, std::uint16_t>, std::string> destinations;
+  struct Sent {
+    std::string port;
+    Ipv4 address;
+    std::uint16_t udp_port;
+    std::string path;  // of its group or address key
+  };
+  std::vector<Sent> sent;  // every output's destination, checked against the inputs at the end
   std::map<std::string, std::vector<Ipv4>> next_hops;  // port -> unicast next hops its outputs need
   // Every output (of a channel or a multiplex) names a port and a destination of its own.
   const auto check_outputs = [&](const std::vector<OutputConfig>& outputs, const std::string& owner) {
@@ -1127,11 +1134,11 @@ void validate(Parser& p, ApplianceConfig& cfg) {
                                               std::to_string(kMaxNextHops));
         }
       }
-      if (auto [it, fresh] = destinations.emplace(std::make_pair(out.address, out.udp_port), opath); !fresh) {
-        const std::string dest = p.where.count(body + ".group") != 0 ? body + ".group" : body + ".address";
+      const std::string dest = p.where.count(body + ".group") != 0 ? body + ".group" : body + ".address";
+      if (auto [it, fresh] = destinations.emplace(std::make_pair(out.address, out.udp_port), opath); !fresh)
         p.error_at(dest, ipv4_string(out.address) + ":" + std::to_string(out.udp_port) +
                              " is already the destination of " + it->second);
-      }
+      sent.push_back({out.port, out.address, out.udp_port, dest});
     }
   };
 
@@ -1332,6 +1339,17 @@ void validate(Parser& p, ApplianceConfig& cfg) {
     if (ch.outputs.empty() && !ch.hls && !carried[c] && !mistyped)
       p.error_at(index_path("channels", c) + ".outputs",
                  "the channel goes nowhere: no outputs, hls is off and no multiplex carries it");
+  }
+
+  // An output onto a group and UDP port that an input receives on the same port makes two
+  // senders of one stream on that network (and the input may get our own output back).
+  for (const Sent& s : sent) {
+    const auto it = udp_inputs.lower_bound(std::make_tuple(s.port, s.address, s.udp_port, Ipv4{0}));
+    if (it == udp_inputs.end() || std::get<0>(it->first) != s.port || std::get<1>(it->first) != s.address ||
+        std::get<2>(it->first) != s.udp_port || it->second.empty())
+      continue;
+    p.error_at(s.path, ipv4_string(s.address) + ":" + std::to_string(s.udp_port) + " is received on port " + s.port +
+                           " by " + it->second.front().path + "; an output may not send onto an input");
   }
 }
 

@@ -814,3 +814,28 @@ TEST(Config, UnicastNextHopsPerPortFitTheNeighbourTable) {
 }
 
 }  // namespace
+
+// An output sending onto a group and UDP port that a channel receives on the same port (a
+// copy-paste slip: the input's group in the output) puts two senders of one stream on the
+// managed network, and set-top boxes joined to it see both. On another port it is another
+// network: allowed.
+TEST(Config, AnOutputDoesNotSendOntoAnInputsGroup) {
+  const auto with = [](const std::string& out_port) {
+    return "ports:\n"
+           "  - { name: core, device: net_tap0, address: 10.0.0.2/24 }\n"
+           "  - { name: edge, device: net_tap1, address: 10.1.0.2/24 }\n"
+           "channels:\n"
+           "  - id: a\n"
+           "    inputs: [ { udp: { port: core, group: 239.1.1.1, udp_port: 5000, source: 10.0.0.9 } } ]\n"
+           "    outputs: [ { udp: { port: core, group: 239.10.0.1, udp_port: 5000 } } ]\n"
+           "  - id: b\n"
+           "    inputs: [ { udp: { port: core, group: 239.1.1.2, udp_port: 5000 } } ]\n"
+           "    outputs: [ { udp: { port: " + out_port + ", group: 239.1.1.1, udp_port: 5000 } } ]\n";
+  };
+  EXPECT_TRUE(parse_config(with("edge")).ok()) << errors_of(parse_config(with("edge")));
+  const auto r = parse_config(with("core"));
+  ASSERT_EQ(r.errors.size(), 1U) << errors_of(r);
+  EXPECT_EQ(r.errors[0].path, "channels[1].outputs[0].udp.group");
+  EXPECT_EQ(r.errors[0].line, 10);
+  EXPECT_NE(r.errors[0].message.find("channels[0].inputs[0]"), std::string::npos) << r.errors[0].message;
+}
