@@ -74,9 +74,9 @@ void Pacer::schedule_pcr(const TsPacket& p, std::uint64_t now) {
         // averaged (1/256 per PCR, so arrival jitter hardly moves it) and the schedule slewed
         // towards kPcrDelayNs by 1/1024 of the difference, at most 100 ppm of the PCR
         // interval: critically damped, ~20 s to settle at 25 PCRs a second, at most ~4 ms off
-        // the target. A source further off (its
-        // sending drifting from its own PCRs) still re-anchors as before; the output never
-        // strays from its PCRs by more than those 100 ppm between re-anchors.
+        // the target. A source further off (its sending drifting from its own PCRs) still
+        // re-anchors as before; the output never strays from its PCRs by more than those
+        // 100 ppm between re-anchors.
         const std::int64_t lead = static_cast<std::int64_t>(due) - static_cast<std::int64_t>(now);
         lead_avg_ns_ += (lead - lead_avg_ns_) / 256;
         const auto max_slew = static_cast<std::int64_t>(delta_ns / 10'000);
