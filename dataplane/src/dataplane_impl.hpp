@@ -11,6 +11,7 @@
 // the loop touches is sized before it is published.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -176,6 +177,13 @@ struct InputState {
   std::uint32_t ssrc = 0;
   std::uint32_t held = 0;          // datagrams waiting in the window
   std::uint64_t held_since_ns = 0; // when the oldest of them arrived
+  // held_since_ns again, from the datagrams still held (0: none), after some went out.
+  void find_oldest_held() {
+    held_since_ns = ~std::uint64_t{0};
+    for (const RtpSlot& s : window)
+      if (s.m != nullptr) held_since_ns = std::min(held_since_ns, s.arrived_ns);
+    if (held == 0) held_since_ns = 0;
+  }
   // The datagram just before was far behind the window (restart_seq): late, or the first
   // of a sender's new numbering. Dropped; this one, closely after it, means the latter.
   bool restart_armed = false;

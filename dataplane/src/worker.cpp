@@ -247,10 +247,7 @@ void Dataplane::Impl::receive_rtp(const Flow& flow, rte_mbuf* m, const net::Rtp&
       in.held_since_ns = 0;
     } else {
       flush_rtp(flow, false, now_ns);  // the run the window starts with now
-      in.held_since_ns = ~std::uint64_t{0};
-      for (const InputState::RtpSlot& s : in.window)
-        if (s.m != nullptr) in.held_since_ns = std::min(in.held_since_ns, s.arrived_ns);
-      if (in.held == 0) in.held_since_ns = 0;
+      in.find_oldest_held();
     }
     d = static_cast<std::int16_t>(static_cast<std::uint16_t>(rtp.sequence - in.expected_seq));
   }
@@ -287,11 +284,7 @@ void Dataplane::Impl::flush_rtp(const Flow& flow, bool all, std::uint64_t now_ns
       if (!all) {
         // The rest waits from when the oldest of it arrived, not from when the ones just
         // delivered did.
-        if (delivered) {
-          in.held_since_ns = ~std::uint64_t{0};
-          for (const InputState::RtpSlot& s : in.window)
-            if (s.m != nullptr) in.held_since_ns = std::min(in.held_since_ns, s.arrived_ns);
-        }
+        if (delivered) in.find_oldest_held();
         return;
       }
       bump(in.counters.rtp_lost);
