@@ -335,6 +335,7 @@ struct Dataplane::Impl {
   void deliver(const Flow& flow, rte_mbuf* m, net::Bytes payload, std::uint64_t now_ns);
   void receive_rtp(const Flow& flow, rte_mbuf* m, const net::Rtp& rtp, net::Bytes payload, std::uint64_t now_ns);
   void flush_rtp(const Flow& flow, bool all, std::uint64_t now_ns);  // deliver what the window holds
+  bool step_rtp(const Flow& flow, std::uint64_t now_ns);  // the window's front: out or lost, then on by one
   void expire_rtp(std::uint64_t now_ns);
   void send_datagram(std::vector<OutputState>& outputs, std::size_t output,
                      std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns);

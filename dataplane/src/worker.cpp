@@ -228,19 +228,8 @@ void Dataplane::Impl::receive_rtp(const Flow& flow, rte_mbuf* m, const net::Rtp&
     // Ahead of the window: it moves on just far enough to take this one, giving up the
     // gaps and delivering what it held on the way; the sequence numbers between the ones
     // it still holds and this one may yet come. With nothing held, it continues from here.
-    while (in.held != 0 && static_cast<std::uint16_t>(rtp.sequence - in.expected_seq) >= kRtpWindow) {
-      InputState::RtpSlot& slot = in.window[in.expected_seq % kRtpWindow];
-      if (slot.m == nullptr) {
-        bump(in.counters.rtp_lost);
-      } else {
-        rte_mbuf* held = slot.m;
-        const net::Bytes held_payload(data_of(held) + slot.offset, slot.length);
-        slot = {};
-        --in.held;
-        deliver(flow, held, held_payload, now_ns);
-      }
-      in.expected_seq = static_cast<std::uint16_t>(in.expected_seq + 1);
-    }
+    while (in.held != 0 && static_cast<std::uint16_t>(rtp.sequence - in.expected_seq) >= kRtpWindow)
+      step_rtp(flow, now_ns);
     if (in.held == 0) {
       bump(in.counters.rtp_lost, static_cast<std::uint16_t>(rtp.sequence - in.expected_seq));
       in.expected_seq = rtp.sequence;
@@ -273,30 +262,37 @@ void Dataplane::Impl::receive_rtp(const Flow& flow, rte_mbuf* m, const net::Rtp&
   flush_rtp(flow, false, now_ns);
 }
 
+// The window's front moves on by one: the datagram expected there goes out, or, not held,
+// counts as lost. True when one went out.
+bool Dataplane::Impl::step_rtp(const Flow& flow, std::uint64_t now_ns) {
+  InputState& in = *flow.members.front();
+  InputState::RtpSlot& slot = in.window[in.expected_seq % kRtpWindow];
+  rte_mbuf* const m = slot.m;
+  if (m == nullptr) {
+    bump(in.counters.rtp_lost);
+  } else {
+    const net::Bytes payload(data_of(m) + slot.offset, slot.length);
+    slot = {};
+    --in.held;
+    deliver(flow, m, payload, now_ns);
+  }
+  in.expected_seq = static_cast<std::uint16_t>(in.expected_seq + 1);
+  return m != nullptr;
+}
+
 // Delivers the consecutive run of held datagrams from expected_seq on; with `all`, also
 // skips the gaps (counting them lost) until the window is empty.
 void Dataplane::Impl::flush_rtp(const Flow& flow, bool all, std::uint64_t now_ns) {
   InputState& in = *flow.members.front();
   bool delivered = false;
   for (std::uint16_t k = 0; in.held != 0 && k < kRtpWindow; ++k) {
-    InputState::RtpSlot& slot = in.window[in.expected_seq % kRtpWindow];
-    if (slot.m == nullptr) {
-      if (!all) {
-        // The rest waits from when the oldest of it arrived, not from when the ones just
-        // delivered did.
-        if (delivered) in.find_oldest_held();
-        return;
-      }
-      bump(in.counters.rtp_lost);
-    } else {
-      rte_mbuf* m = slot.m;
-      const net::Bytes payload(data_of(m) + slot.offset, slot.length);
-      slot = {};
-      --in.held;
-      delivered = true;
-      deliver(flow, m, payload, now_ns);
+    if (!all && in.window[in.expected_seq % kRtpWindow].m == nullptr) {
+      // The rest waits from when the oldest of it arrived, not from when the ones just
+      // delivered did.
+      if (delivered) in.find_oldest_held();
+      return;
     }
-    in.expected_seq = static_cast<std::uint16_t>(in.expected_seq + 1);
+    delivered |= step_rtp(flow, now_ns);
   }
   if (in.held == 0) in.held_since_ns = 0;
 }
