@@ -1210,6 +1210,18 @@ std::vector<int> sdt_eit_pf_flags(const std::vector<TsPacket>& out, std::uint16_
     }
   return flags;
 }
+// Runs `h` for `rounds` rounds of `src`'s tables, `eit`'s sections and `media` packets of
+// `es_pid`.
+void run_eit_rounds(Harness& h, Source& src, TableCarousel& eit, int rounds = 3, std::uint16_t es_pid = 0x100,
+                    int media = 10) {
+  std::vector<TsPacket> pkts(eit.packet_count());
+  for (int round = 0; round < rounds; ++round) {
+    h.push(0, src.tables());
+    eit.packetize(pkts);
+    h.push(0, pkts);
+    for (int i = 0; i < media; ++i) h.push(0, src.es(es_pid));
+  }
+}
 // The flag the output's last SDT gives `service_id` (-1: not listed).
 int sdt_eit_pf(const std::vector<TsPacket>& out, std::uint16_t service_id) {
   const std::vector<int> flags = sdt_eit_pf_flags(out, service_id);
@@ -1235,13 +1247,7 @@ TEST(RemuxSynthetic, TheEitPresentFollowingOfTheOutputServicesIsCarried) {
   eit.update([](std::uint8_t v) {
     return std::vector<Section>{eit_pf(1, 0, v, 40), eit_pf(1, 1, v, 40), eit_pf(2, 0, v, 600), eit_pf(2, 1, v, 30)};
   });
-  std::vector<TsPacket> eit_packets(eit.packet_count());
-  for (int round = 0; round < 5; ++round) {
-    h.push(0, src.tables());
-    eit.packetize(eit_packets);
-    h.push(0, eit_packets);
-    for (int i = 0; i < 20; ++i) h.push(0, src.es(0x200));
-  }
+  run_eit_rounds(h, src, eit, 5, 0x200, 20);
   const Sections got = sections_of(h.out, kEitPid);
   EXPECT_EQ(got.bad, 0u);
   ASSERT_EQ(got.good.size(), 10u) << "service 2's two sections, five times; none of service 1";
@@ -1260,12 +1266,7 @@ TEST(RemuxSynthetic, TheEitPresentFollowingOfTheOutputServicesIsCarried) {
   // A drop rule on PID 0x12 keeps it out.
   cfg.services[0].rules.push_back(PidRule{.from = kEitPid, .drop = true});
   Harness dropped(cfg);
-  for (int round = 0; round < 3; ++round) {
-    dropped.push(0, src.tables());
-    eit.packetize(eit_packets);
-    dropped.push(0, eit_packets);
-    for (int i = 0; i < 20; ++i) dropped.push(0, src.es(0x200));
-  }
+  run_eit_rounds(dropped, src, eit, 3, 0x200, 20);
   EXPECT_EQ(count_continuous(dropped.out, kEitPid).first, 0u);
   EXPECT_EQ(sdt_eit_pf(dropped.out, 20), 0);
 }
@@ -1295,19 +1296,11 @@ TEST(RemuxSynthetic, TheEitScheduleOfTheOutputServicesIsCarried) {
     });
   };
   update();
-  std::vector<TsPacket> eit_packets(eit.packet_count());
-  for (int round = 0; round < 6; ++round) {
-    if (round == 3) {
-      v50 = 4;  // the source's 0x50 sub_table changes
-      name50 = 310;
-      update();
-      eit_packets.resize(eit.packet_count());
-    }
-    h.push(0, src.tables());
-    eit.packetize(eit_packets);
-    h.push(0, eit_packets);
-    for (int i = 0; i < 20; ++i) h.push(0, src.es(0x200));
-  }
+  run_eit_rounds(h, src, eit, 3, 0x200, 20);
+  v50 = 4;  // the source's 0x50 sub_table changes
+  name50 = 310;
+  update();
+  run_eit_rounds(h, src, eit, 3, 0x200, 20);
   const Sections got = sections_of(h.out, kEitPid);
   EXPECT_EQ(got.bad, 0u);
   ASSERT_EQ(got.good.size(), 18u) << "service 2's three schedule sections, six times; nothing else";
@@ -1533,16 +1526,6 @@ TEST(RemuxSynthetic, TheEitOfAnotherFirstServiceGetsANewVersion) {
 }
 
 namespace {
-// Runs `h` for three rounds of `src`'s tables, `eit`'s sections and media of PID 0x100.
-void run_eit_rounds(Harness& h, Source& src, TableCarousel& eit) {
-  std::vector<TsPacket> pkts(eit.packet_count());
-  for (int round = 0; round < 3; ++round) {
-    h.push(0, src.tables());
-    eit.packetize(pkts);
-    h.push(0, pkts);
-    for (int i = 0; i < 10; ++i) h.push(0, src.es(0x100));
-  }
-}
 // Every (table_id, section_number, version) of the output service's EIT in `out` went out
 // with one content; the message names those that did not.
 std::string eit_versions_reused(const std::vector<TsPacket>& out) {
