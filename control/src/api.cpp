@@ -168,6 +168,15 @@ json::object channel_detail(const ApiChannelView& c) {
     } else {
       i["srt"] = nullptr;
     }
+    if (in.rtp) {
+      json::object r;
+      r["reordered"] = in.rtp->reordered;
+      r["lost"] = in.rtp->lost;
+      r["duplicates"] = in.rtp->duplicates;
+      i["rtp"] = std::move(r);
+    } else {
+      i["rtp"] = nullptr;
+    }
     inputs.emplace_back(std::move(i));
   }
   o["inputs"] = std::move(inputs);
@@ -418,6 +427,18 @@ struct MetricFamilies {
                            .Help("SRT messages (up to 7 TS packets each) received but lost before the channel: "
                                  "the data plane's input ring had no room")
                            .Register(r)),
+        rtp_reordered(metrics::BuildCounter()
+                          .Name("twincast_input_rtp_reordered_datagrams_total")
+                          .Help("RTP datagrams that arrived out of order and were put back in sequence")
+                          .Register(r)),
+        rtp_lost(metrics::BuildCounter()
+                     .Name("twincast_input_rtp_lost_datagrams_total")
+                     .Help("RTP datagrams given up for lost (a sequence gap the reordering window did not fill)")
+                     .Register(r)),
+        rtp_duplicates(metrics::BuildCounter()
+                           .Name("twincast_input_rtp_duplicate_datagrams_total")
+                           .Help("RTP datagrams dropped as already received or too late")
+                           .Register(r)),
         output_datagrams(metrics::BuildCounter()
                              .Name("twincast_output_datagrams_total")
                              .Help("Datagrams sent on the output")
@@ -536,6 +557,9 @@ struct MetricFamilies {
     input_pcr_jitter.Clear();
     input_pcr_accuracy.Clear();
     input_last_packet_age.Clear();
+    rtp_reordered.Clear();
+    rtp_lost.Clear();
+    rtp_duplicates.Clear();
     srt_connected.Clear();
     srt_rtt.Clear();
     srt_lost.Clear();
@@ -642,6 +666,11 @@ struct MetricFamilies {
           srt_dropped.Add(il).Set(as_double(in.srt->dropped));
           srt_ring_drops.Add(il).Set(as_double(in.srt->ring_drops));
         }
+        if (in.rtp) {
+          rtp_reordered.Add(il).Set(as_double(in.rtp->reordered));
+          rtp_lost.Add(il).Set(as_double(in.rtp->lost));
+          rtp_duplicates.Add(il).Set(as_double(in.rtp->duplicates));
+        }
       }
       for (const auto& out : c.outputs) add_output({{"channel", c.id}, {"output", out.id}}, out);
     }
@@ -722,6 +751,9 @@ struct MetricFamilies {
   Family<Counter>& srt_recovered;
   Family<Counter>& srt_dropped;
   Family<Counter>& srt_ring_drops;
+  Family<Counter>& rtp_reordered;
+  Family<Counter>& rtp_lost;
+  Family<Counter>& rtp_duplicates;
   Family<Counter>& output_datagrams;
   Family<Counter>& output_packets;
   Family<Counter>& output_bytes;

@@ -238,6 +238,10 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
         sv.ring_drops = dp->external_drops(c, i);
         iv.srt = sv;
       }
+      if (ic.kind == dataplane::InputKind::kRtp) {
+        const auto st = dp->input_stats(c, i);
+        iv.rtp = ApiRtpView{st.rtp_out_of_order, st.rtp_lost, st.rtp_duplicates};
+      }
       if (iv.state != "ok") v.alarms.push_back("input " + ic.name + (iv.active ? " (active) " : " ") + iv.state);
       if (iv.over_ceiling) {
         char rate[96];
@@ -610,6 +614,12 @@ std::string Appliance::status() const {
                       st.connected ? 1 : 0, st.rtt_ms, static_cast<unsigned long long>(st.lost),
                       static_cast<unsigned long long>(st.rejected_callers),
                       static_cast<unsigned long long>(impl_->dp->external_drops(c, i)));
+        out += line;
+      }
+      if (in.kind == dataplane::InputKind::kRtp) {
+        std::snprintf(line, sizeof line, " rtp_lost=%llu rtp_reordered=%llu rtp_duplicates=%llu",
+                      static_cast<unsigned long long>(s.rtp_lost), static_cast<unsigned long long>(s.rtp_out_of_order),
+                      static_cast<unsigned long long>(s.rtp_duplicates));
         out += line;
       }
       out += "\n";

@@ -872,6 +872,10 @@ class Ctl {
                              count(*srt, "retransmitted") + ", recovered " + count(*srt, "recovered") + ", dropped " +
                              count(*srt, "dropped") + ", ring drops " + count(*srt, "ring_drops"));
         }
+        if (const json::value* rtp = field(in, "rtp"); rtp != nullptr && rtp->is_object()) {
+          s += kv("RTP", "lost " + count(*rtp, "lost") + ", reordered " + count(*rtp, "reordered") + ", duplicates " +
+                             count(*rtp, "duplicates") + " datagrams");
+        }
       }
     }
 

@@ -250,6 +250,7 @@ TEST_F(ApiTest, ChannelDetail) {
   EXPECT_DOUBLE_EQ(main.at("pcr").at("accuracy_ns").to_number<double>(), 250.0);
   EXPECT_EQ(main.at("last_packet_age_s").to_number<double>(), 0.002);
   EXPECT_TRUE(main.at("srt").is_null());
+  EXPECT_TRUE(main.at("rtp").is_null());
   const auto& backup = v.at("inputs").as_array()[1];
   EXPECT_TRUE(backup.at("last_packet_age_s").is_null());
   EXPECT_DOUBLE_EQ(backup.at("pcr").at("jitter_ms").to_number<double>(), 0.4);
@@ -273,6 +274,16 @@ TEST_F(ApiTest, ChannelDetail) {
   EXPECT_EQ(v.at("hls").at("feed_dropped_packets").to_number<int>(), 14);
   EXPECT_TRUE(v.at("hls").at("shed").as_bool());
   expect_no_secret(r);
+  EXPECT_TRUE(backup.at("rtp").is_null());
+  // An RTP input shows its reordering window's counts.
+  Reply sport = request(port_, http::verb::get, "/api/v1/channels/sport");
+  ASSERT_EQ(sport.status, 200U);
+  const json::value sv = parse(sport.body);
+  const auto& primary = sv.at("inputs").as_array()[0];
+  EXPECT_EQ(primary.at("rtp").at("reordered").to_number<int>(), 11);
+  EXPECT_EQ(primary.at("rtp").at("lost").to_number<int>(), 3);
+  EXPECT_EQ(primary.at("rtp").at("duplicates").to_number<int>(), 2);
+  EXPECT_TRUE(primary.at("srt").is_null());
 
   Reply missing = request(port_, http::verb::get, "/api/v1/channels/nope");
   EXPECT_EQ(missing.status, 404U);
@@ -645,6 +656,10 @@ TEST_F(ApiTest, MetricsExposition) {
   has("twincast_input_srt_rtt_seconds{channel=\"news\",input=\"backup\"} 0.035");
   has("twincast_input_srt_retransmitted_packets_total{channel=\"news\",input=\"backup\"} 9");
   has("twincast_input_srt_ring_drops_total{channel=\"news\",input=\"backup\"} 6");
+  has("twincast_input_rtp_reordered_datagrams_total{channel=\"sport\",input=\"primary\"} 11");
+  has("twincast_input_rtp_lost_datagrams_total{channel=\"sport\",input=\"primary\"} 3");
+  has("twincast_input_rtp_duplicate_datagrams_total{channel=\"sport\",input=\"primary\"} 2");
+  EXPECT_EQ(t.find("twincast_input_rtp_lost_datagrams_total{channel=\"news\""), std::string::npos) << "RTP series for non-RTP inputs";
   EXPECT_EQ(t.find("twincast_port_ring_drops_total"), std::string::npos) << "SRT inputs are on no port";
   has("twincast_output_datagrams_total{channel=\"news\",output=\"239.1.1.1:5000\"} 140");
   has("twincast_output_dropped_datagrams_total{channel=\"news\",output=\"239.1.1.1:5000\"} 2");

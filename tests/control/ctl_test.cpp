@@ -348,6 +348,7 @@ TEST_F(CtlTest, ChannelDetail) {
   EXPECT_NE(r.out.find("hls disabled"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.rfind("channel sport (Sport \"Live\")\n", 0), 0U) << r.out;
   EXPECT_NE(r.out.find("input primary (rtp), standby\n"), std::string::npos) << r.out;  // no state given
+  EXPECT_NE(r.out.find("RTP           lost 3, reordered 11, duplicates 2 datagrams"), std::string::npos) << r.out;
   EXPECT_NE(r.err.find("sport needs attention: down"), std::string::npos) << r.err;
 
   make_healthy();

@@ -89,6 +89,7 @@ class FakeBackend : public control::ApiBackend {
     control::ApiInputView s1;
     s1.id = "primary";
     s1.kind = "rtp";
+    s1.rtp = control::ApiRtpView{.reordered = 11, .lost = 3, .duplicates = 2};
     sport.inputs = {s1};
     channels_ = {news, sport};
 

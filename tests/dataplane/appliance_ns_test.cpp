@@ -9,7 +9,8 @@
 // every datagram's bytes and arrival time (the raw output: continuity counters, RTP
 // sequence, gaps), and ffprobe/ffmpeg reading the multicast themselves. The head's two
 // data-plane veths carry no kernel address; the third veth pair is kernel-only, for SRT
-// (tc netem on it models a bad contribution link; without sch_netem, a lossy relay in src).
+// (tc netem on it models a bad contribution link; without sch_netem, a tc classifier drops
+// packets on it and a relay in src delays them).
 //
 // Continuity is judged on the raw capture with `twincast-ts analyze`: a capture that ffmpeg
 // remuxed (-c copy) would carry ffmpeg's own continuity counters, not the appliance's.
@@ -52,6 +53,7 @@
 #include "dataplane/multicast_receiver.hpp"
 #include "twincast/mpegts/psi_decoder.hpp"
 #include "dataplane/ns_appliance.hpp"
+#include "dataplane/tc_loss.hpp"
 #include "tests_common.hpp"
 
 namespace twincast::test {
@@ -550,6 +552,51 @@ TEST_F(ApplianceNs, RtpInRtpOutReceivedByFfmpeg) {
 }
 
 
+// 2b. RTP over a lossy source link: a tc classifier in the kernel drops 2 % of what leaves
+// src on its veth (TcLoss; the same on a kernel with netem). The input counts what it lost
+// (rtp_lost in the status line: more than none, and no more than the link dropped, which
+// also counts ffmpeg's RTCP), the channel stays on its input, and the receiver sees an
+// output that goes on without a continuity error or a silence: the loss is the source's,
+// the counters say so, and the output's numbering is ours.
+TEST_F(ApplianceNs, RtpOverALossySourceLinkCountsTheLossAndTheOutputStaysContinuous) {
+  const pid_t app = start_appliance(
+      "  - id: lossy\n    inputs:\n      - { name: rx, rtp: { port: in, group: 239.1.1.3, udp_port: 5004 } }\n"
+      "    outputs:\n" + output("udp", "239.2.2.3", 5000));
+  ASSERT_GT(app, 0);
+  TcLoss loss(src_, veth_src_, 2.0);
+  ASSERT_TRUE(loss.ok()) << loss.error();
+  ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "rtp_mpegts", "rtp://239.1.1.3:5004?ttl=4&localaddr=" + std::string(kSrcIp),
+                                "sender"), 0);
+  Receiver& rx = receive("239.2.2.3", 5000);
+  std::this_thread::sleep_for(6s);
+  rx.stop();
+  std::this_thread::sleep_for(1100ms);  // one more status line
+  const std::string log = appliance_log();
+  const std::uint64_t dropped = loss.dropped();
+  stop_twincastd(app);
+
+  const std::string line = "channel=lossy input=rx ";
+  const std::uint64_t lost = status_value(log, line, "rtp_lost").value_or(0);
+  std::cout << "[ NOTE     ] the link passed " << loss.passed() << " and dropped " << dropped << " packets; rtp_lost "
+            << lost << ", datagrams " << status_value(log, line, "datagrams").value_or(0) << "\n";
+  EXPECT_GT(dropped, 0u);
+  EXPECT_GT(lost, 0u) << log;
+  EXPECT_LE(lost, dropped) << log;
+  EXPECT_GE(lost * 2, dropped) << "RTCP is a few packets a second; most of what the link lost is RTP: " << log;
+  EXPECT_EQ(status_value(log, line, "rtp_duplicates").value_or(1), 0u) << log;
+  EXPECT_EQ(status_value(log, "channel=lossy ", "switches").value_or(1), 0u) << log;
+  const Stream s = assemble(rx.datagrams(), false);
+  ASSERT_GT(s.ts.size(), 188u * 1000) << log << read_text(dir_ / "sender.err");
+  EXPECT_EQ(s.bad_datagrams, 0u);
+  EXPECT_LT(s.max_gap, 1000ms);
+  const auto raw = dir_ / "rtp_lossy.ts";
+  write_file(raw, s.ts);
+  const RunResult an = run(shell_quote(tool("twincast-ts").string()) + " analyze --json " + shell_quote(raw.string()));
+  EXPECT_EQ(an.exit_code, 0) << an.out;
+  EXPECT_EQ(json_number(an.out, "Continuity_count_error"), 0u) << an.out;
+  EXPECT_EQ(json_number(an.out, "Sync_byte_error"), 0u) << an.out;
+}
+
 // 3. An MPTS of three programs, one copy per channel on its own group -> three SPTS.
 TEST_F(ApplianceNs, MptsSplitIntoThreeSpts) { run_split(false); }
 
@@ -610,22 +657,27 @@ TEST_F(ApplianceNs, SrtListenerRejectsAWrongPassphraseWhileTheGoodCallerFlows) {
 
 // 4b. The SRT link loses 2 % of the caller's packets and delays 20 ms each way: `tc qdisc
 // ... netem` on both ends of the SRT veth, or, in a kernel without sch_netem (this CI
-// machine's), the user-space LossyRelay in src. With 300 ms of SRT latency the
-// retransmissions arrive in time, and the output has no continuity error and decodes.
+// machine's), a tc classifier in the kernel drops 2 % on the same veth (TcLoss) and the
+// user-space LossyRelay in src adds the delay (nothing here can delay in the kernel: no
+// netem, fq or etf). With 300 ms of SRT latency the retransmissions arrive in time, and
+// the output has no continuity error and decodes.
 TEST_F(ApplianceNs, SrtRecoversFromALossyContributionLink) {
   const pid_t app = start_appliance(srt_channel(300));
   ASSERT_GT(app, 0);
   const std::string tc_src = "ip netns exec " + src_ + " tc ", tc_head = "ip netns exec " + head_ + " tc ";
   const RunResult netem = run(tc_src + "qdisc add dev " + veth_srt_src_ + " root netem delay 20ms loss 2% 2>&1");
   std::optional<LossyRelay> relay;
+  std::optional<TcLoss> loss;
   std::string to = std::string(kSrtHeadIp) + ":9000";
   if (netem.exit_code == 0) {
     const RunResult back = run(tc_head + "qdisc add dev " + veth_srt_head_ + " root netem delay 20ms 2>&1");
     ASSERT_EQ(back.exit_code, 0) << back.out;
   } else {
     std::cout << "[ NOTE     ] no sch_netem in this kernel (" << netem.out.substr(0, netem.out.find('\n'))
-              << "): the link is LossyRelay in src\n";
-    relay.emplace(src_, kSrtSrcIp, 9100, kSrtHeadIp, 9000, 2, 20ms);
+              << "): a tc classifier drops 2 % on " << veth_srt_src_ << ", LossyRelay in src delays\n";
+    loss.emplace(src_, veth_srt_src_, 2.0);
+    ASSERT_TRUE(loss->ok()) << loss->error();
+    relay.emplace(src_, kSrtSrcIp, 9100, kSrtHeadIp, 9000, 0, 20ms);
     ASSERT_TRUE(relay->ready());
     to = std::string(kSrtSrcIp) + ":9100";
   }
@@ -641,9 +693,12 @@ TEST_F(ApplianceNs, SrtRecoversFromALossyContributionLink) {
   stop_twincastd(app);
 
   // The link did lose packets, SRT saw the gaps, and filled them.
-  if (relay) {
+  if (loss) {
     relay->stop();
-    EXPECT_GT(relay->dropped(), 0u) << relay->forwarded();
+    EXPECT_GT(loss->dropped(), 0u) << loss->passed();
+    EXPECT_GT(relay->forwarded(), 0u);
+    std::cout << "[ NOTE     ] the link passed " << loss->passed() << " and dropped " << loss->dropped()
+              << " packets; srt_lost " << status_value(log, line, "srt_lost").value_or(0) << "\n";
   } else {
     // netem counts what it loses as dropped: " Sent B bytes P pkt (dropped N, ...".
     const RunResult stats = run(tc_src + "-s qdisc show dev " + veth_srt_src_);

@@ -46,6 +46,13 @@ struct ApiSrtView {
   std::uint64_t ring_drops = 0;     // SRT messages the data plane's input ring had no room for
 };
 
+// An RTP input's reordering window (counted in datagrams).
+struct ApiRtpView {
+  std::uint64_t reordered = 0;   // arrived out of order and put back in place
+  std::uint64_t lost = 0;        // gaps the window gave up on
+  std::uint64_t duplicates = 0;  // dropped as already received (or too late)
+};
+
 struct ApiInputView {
   std::string id;    // input name, unique in its channel
   std::string kind;  // "udp", "rtp", "srt"
@@ -66,6 +73,7 @@ struct ApiInputView {
   std::optional<double> pcr_accuracy_s;
   std::optional<double> last_packet_age_s;  // nullopt: nothing received yet
   std::optional<ApiSrtView> srt;            // SRT inputs only
+  std::optional<ApiRtpView> rtp;            // RTP inputs only
 };
 
 // Pacing lateness: how late datagrams left compared to their due time. Upper bounds in
