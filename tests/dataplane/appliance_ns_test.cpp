@@ -399,6 +399,72 @@ class ApplianceNs : public NsApplianceTest {
     return pred(appliance_log());
   }
 
+  // 2b. (see the tests) UDP or RTP from ffmpeg over a source link that loses 2 % of its
+  // packets (a tc classifier in the kernel, TcLoss; the same on a kernel with netem). The
+  // input sees the loss: continuity errors at the input (/metrics), and for RTP each lost
+  // datagram in rtp_lost (status line and /metrics: more than none, no more than the link
+  // dropped, which also counts ffmpeg's RTCP). The channel stays on its input and the
+  // receiver sees an output that goes on without a continuity error or a silence: the
+  // loss is the source's, the counters say so, the output's numbering is ours.
+  void run_lossy_source(bool rtp) {
+    const std::string kind = rtp ? "rtp" : "udp";
+    const pid_t app = start_appliance("  - id: lossy\n    inputs:\n      - { name: rx, " + kind +
+                                      ": { port: in, group: 239.1.1.30, udp_port: 5004 } }\n    outputs:\n"
+                                      "      - { udp: { port: out, group: 239.2.2.30, udp_port: 5000, ttl: 4 } }\n");
+    ASSERT_GT(app, 0);
+    TcLoss loss(src_, veth_src_, 2.0);
+    ASSERT_TRUE(loss.ok()) << loss.error();
+    ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", rtp ? "rtp_mpegts" : "mpegts",
+                                  rtp ? "rtp://239.1.1.30:5004?ttl=4&localaddr=" + std::string(kSrcIp)
+                                      : udp_url("239.1.1.30", 5004),
+                                  "sender"),
+              0);
+    Receiver& rx = receive("239.2.2.30", 5000);
+    std::this_thread::sleep_for(6s);
+    rx.stop();
+    std::this_thread::sleep_for(1100ms);  // one more status line
+    const std::string log = appliance_log();
+    const RunResult metrics = run(ns_exec(head_) + "curl -sS http://127.0.0.1:9100/metrics");
+    const std::uint64_t dropped = loss.dropped();
+    stop_twincastd(app);
+
+    const std::string line = "channel=lossy input=rx ";
+    auto metric = [&](const std::string& name) {
+      const std::string series = name + "{channel=\"lossy\",input=\"rx\"} ";
+      const auto at = metrics.out.find(series);
+      return at == std::string::npos ? -1.0 : std::strtod(metrics.out.c_str() + at + series.size(), nullptr);
+    };
+    std::cout << "[ NOTE     ] the link passed " << loss.passed() << " and dropped " << dropped << " packets; "
+              << kind << " input: datagrams " << status_value(log, line, "datagrams").value_or(0) << ", CC errors "
+              << metric("twincast_input_cc_errors_total");
+    if (rtp) std::cout << ", rtp_lost " << status_value(log, line, "rtp_lost").value_or(0);
+    std::cout << "\n";
+    EXPECT_GT(dropped, 0u);
+    EXPECT_GT(metric("twincast_input_cc_errors_total"), 0) << metrics.out;
+    if (rtp) {
+      const std::uint64_t lost = status_value(log, line, "rtp_lost").value_or(0);
+      EXPECT_GT(lost, 0u) << log;
+      EXPECT_LE(lost, dropped) << log;
+      EXPECT_GE(lost * 2, dropped) << "RTCP is a few packets a second; most of what the link lost is RTP: " << log;
+      EXPECT_EQ(status_value(log, line, "rtp_duplicates").value_or(1), 0u) << log;
+      EXPECT_GT(metric("twincast_input_rtp_lost_datagrams_total"), 0) << metrics.out;
+    } else {
+      EXPECT_EQ(log.find("rtp_lost"), std::string::npos) << "no RTP counters on a UDP input: " << log;
+      EXPECT_EQ(metric("twincast_input_rtp_lost_datagrams_total"), -1) << metrics.out;
+    }
+    EXPECT_EQ(status_value(log, "channel=lossy ", "switches").value_or(1), 0u) << log;
+    const Stream s = assemble(rx.datagrams(), false);
+    ASSERT_GT(s.ts.size(), 188u * 1000) << log << read_text(dir_ / "sender.err");
+    EXPECT_EQ(s.bad_datagrams, 0u);
+    EXPECT_LT(s.max_gap, 1000ms);
+    const auto raw = dir_ / (kind + "_lossy.ts");
+    write_file(raw, s.ts);
+    const RunResult an = run(shell_quote(tool("twincast-ts").string()) + " analyze --json " + shell_quote(raw.string()));
+    EXPECT_EQ(an.exit_code, 0) << an.out;
+    EXPECT_EQ(json_number(an.out, "Continuity_count_error"), 0u) << an.out;
+    EXPECT_EQ(json_number(an.out, "Sync_byte_error"), 0u) << an.out;
+  }
+
   // 3. (see the tests) An MPTS of three programs split into three SPTS channels by
   // source_service_id; `shared`: one received flow feeds the three channels, otherwise each
   // channel receives its own copy of the MPTS on its own group.
@@ -552,50 +618,10 @@ TEST_F(ApplianceNs, RtpInRtpOutReceivedByFfmpeg) {
 }
 
 
-// 2b. RTP over a lossy source link: a tc classifier in the kernel drops 2 % of what leaves
-// src on its veth (TcLoss; the same on a kernel with netem). The input counts what it lost
-// (rtp_lost in the status line: more than none, and no more than the link dropped, which
-// also counts ffmpeg's RTCP), the channel stays on its input, and the receiver sees an
-// output that goes on without a continuity error or a silence: the loss is the source's,
-// the counters say so, and the output's numbering is ours.
-TEST_F(ApplianceNs, RtpOverALossySourceLinkCountsTheLossAndTheOutputStaysContinuous) {
-  const pid_t app = start_appliance(
-      "  - id: lossy\n    inputs:\n      - { name: rx, rtp: { port: in, group: 239.1.1.3, udp_port: 5004 } }\n"
-      "    outputs:\n" + output("udp", "239.2.2.3", 5000));
-  ASSERT_GT(app, 0);
-  TcLoss loss(src_, veth_src_, 2.0);
-  ASSERT_TRUE(loss.ok()) << loss.error();
-  ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "rtp_mpegts", "rtp://239.1.1.3:5004?ttl=4&localaddr=" + std::string(kSrcIp),
-                                "sender"), 0);
-  Receiver& rx = receive("239.2.2.3", 5000);
-  std::this_thread::sleep_for(6s);
-  rx.stop();
-  std::this_thread::sleep_for(1100ms);  // one more status line
-  const std::string log = appliance_log();
-  const std::uint64_t dropped = loss.dropped();
-  stop_twincastd(app);
-
-  const std::string line = "channel=lossy input=rx ";
-  const std::uint64_t lost = status_value(log, line, "rtp_lost").value_or(0);
-  std::cout << "[ NOTE     ] the link passed " << loss.passed() << " and dropped " << dropped << " packets; rtp_lost "
-            << lost << ", datagrams " << status_value(log, line, "datagrams").value_or(0) << "\n";
-  EXPECT_GT(dropped, 0u);
-  EXPECT_GT(lost, 0u) << log;
-  EXPECT_LE(lost, dropped) << log;
-  EXPECT_GE(lost * 2, dropped) << "RTCP is a few packets a second; most of what the link lost is RTP: " << log;
-  EXPECT_EQ(status_value(log, line, "rtp_duplicates").value_or(1), 0u) << log;
-  EXPECT_EQ(status_value(log, "channel=lossy ", "switches").value_or(1), 0u) << log;
-  const Stream s = assemble(rx.datagrams(), false);
-  ASSERT_GT(s.ts.size(), 188u * 1000) << log << read_text(dir_ / "sender.err");
-  EXPECT_EQ(s.bad_datagrams, 0u);
-  EXPECT_LT(s.max_gap, 1000ms);
-  const auto raw = dir_ / "rtp_lossy.ts";
-  write_file(raw, s.ts);
-  const RunResult an = run(shell_quote(tool("twincast-ts").string()) + " analyze --json " + shell_quote(raw.string()));
-  EXPECT_EQ(an.exit_code, 0) << an.out;
-  EXPECT_EQ(json_number(an.out, "Continuity_count_error"), 0u) << an.out;
-  EXPECT_EQ(json_number(an.out, "Sync_byte_error"), 0u) << an.out;
-}
+// 2b. UDP and RTP over a lossy source link: a tc classifier in the kernel drops 2 % of what
+// leaves src on its veth (TcLoss, run_lossy_source above).
+TEST_F(ApplianceNs, UdpOverALossySourceLinkCountsTheLossAndTheOutputStaysContinuous) { run_lossy_source(false); }
+TEST_F(ApplianceNs, RtpOverALossySourceLinkCountsTheLossAndTheOutputStaysContinuous) { run_lossy_source(true); }
 
 // 3. An MPTS of three programs, one copy per channel on its own group -> three SPTS.
 TEST_F(ApplianceNs, MptsSplitIntoThreeSpts) { run_split(false); }
