@@ -328,6 +328,7 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
           }
         }
         f.members.push_back(is);
+        if (is->rtp) plan->rtp_window_of.emplace_back(is, f.members.front());
       }
       if (net::is_multicast(in.address)) {
         const GroupJoin j{in.address, in.source};
@@ -646,10 +647,18 @@ PortStats Dataplane::port_stats(std::size_t port) const {
 }
 
 InputStats Dataplane::input_stats(std::size_t channel, std::size_t input) const {
-  const InputCounters& c = impl_->plan().channels.at(channel)->core->inputs.at(input)->counters;
+  const Plan& plan = impl_->plan();
+  const InputState* in = plan.channels.at(channel)->core->inputs.at(input).get();
+  const InputCounters& c = in->counters;
+  // A flow shared with an earlier channel's input is reordered once, in that input's
+  // window: its RTP counters are the flow's.
+  const InputState* window = in;
+  for (const auto& [member, head] : plan.rtp_window_of)
+    if (member == in) window = head;
+  const InputCounters& w = window->counters;
   constexpr auto r = std::memory_order_relaxed;
-  return InputStats{c.datagrams.load(r), c.packets.load(r), c.rtp_out_of_order.load(r), c.rtp_lost.load(r),
-                    c.rtp_duplicates.load(r)};
+  return InputStats{c.datagrams.load(r), c.packets.load(r), w.rtp_out_of_order.load(r), w.rtp_lost.load(r),
+                    w.rtp_duplicates.load(r)};
 }
 
 void Dataplane::process_burst(std::size_t port, rte_mbuf** frames, std::uint16_t n, std::uint64_t now_ns) {

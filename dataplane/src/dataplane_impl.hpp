@@ -285,6 +285,9 @@ struct Plan {
   std::vector<PortPlan> ports;                // by port index
   std::vector<InputState*> external_inputs;   // SRT
   std::vector<std::uint32_t> rtp_flows;       // flows whose head is RTP
+  // RTP inputs that share a flow with an input of an earlier channel, and that input: the
+  // flow's one reordering window is the first member's, and so are its counters.
+  std::vector<std::pair<const InputState*, const InputState*>> rtp_window_of;
   // QoS: each channel's OTT tier (its rank among the distinct priorities of the HLS
   // channels, lowest priority first; by channel), and how many tiers there are.
   std::vector<std::uint8_t> ott_tier;

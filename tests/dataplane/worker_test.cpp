@@ -430,6 +430,29 @@ TEST_F(Worker, RtpHeldDatagramSurvivesAReloadThatAddsASharingChannelFirst) {
   EXPECT_EQ(dp_->input_stats(1, 1).rtp_lost, 0u);
 }
 
+// Every channel that shares an RTP flow shows the flow's reordering counts, not only the
+// channel whose input holds the window: an operator reading the second channel of an MPTS
+// split sees the loss its output carries. 11 lost (given up 20 ms after 12 arrived), 14
+// before 13 (reordered), 13 again (a duplicate).
+TEST_F(Worker, RtpCountersOfASharedFlowShowOnEveryChannelItFeeds) {
+  make(1);
+  dp_->apply(with_sharing_channel_first(dp_->config()));  // "zero" (0) heads the flow, "one" (1) shares it
+  constexpr std::uint64_t ms = 1'000'000;
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(10, 0, 7)), udp_frame(kGroupRtp, 5000, rtp_payload(12, 0, 7))}, 1 * ms,
+       1 * ms, 1);
+  feed({}, 22 * ms, 22 * ms);  // 11 given up, 12 delivered
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(14, 0, 7))}, 23 * ms, 23 * ms, 1);
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(13, 0, 7)), udp_frame(kGroupRtp, 5000, rtp_payload(13, 0, 7))}, 24 * ms,
+       24 * ms);
+  for (const auto& [channel, input] : {std::pair<std::size_t, std::size_t>{0, 0}, {1, 1}}) {
+    const InputStats in = dp_->input_stats(channel, input);
+    EXPECT_EQ(in.rtp_lost, 1u) << "channel " << channel;
+    EXPECT_EQ(in.rtp_out_of_order, 2u) << "channel " << channel << ": 12 after the gap, 13 before 14";
+    EXPECT_EQ(in.rtp_duplicates, 1u) << "channel " << channel;
+    EXPECT_EQ(in.datagrams, 4u) << "channel " << channel << ": 10, 12, 13, 14";
+  }
+}
+
 // The other way: the channel that headed the flow (its window holding 12) is removed;
 // "one" goes on and must still get 12 after 11.
 TEST_F(Worker, RtpHeldDatagramSurvivesAReloadThatRemovesTheFlowsFirstChannel) {

@@ -228,7 +228,9 @@ class Dataplane {
   [[nodiscard]] std::uint16_t port_id(std::size_t port) const;  // the DPDK port id
   [[nodiscard]] PortStats port_stats(std::size_t port) const;
   // Inputs are numbered in config order: channel 0's inputs, then channel 1's...
-  // (SRT inputs included so the numbering is stable; they stay zero here).
+  // (SRT inputs included so the numbering is stable; they stay zero here). An RTP flow
+  // that feeds several channels has one reordering window: each of its inputs shows that
+  // window's rtp_* counts.
   [[nodiscard]] InputStats input_stats(std::size_t channel, std::size_t input) const;
   [[nodiscard]] ChannelPipeline& pipeline(std::size_t channel);
   // Any thread: an operator's switch of `channel` to `input`, applied by the worker.
