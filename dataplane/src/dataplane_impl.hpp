@@ -55,6 +55,9 @@ inline constexpr unsigned kOttRing = 1024;       // OTT chunks (<= 7 packets) qu
 // sequence numbers, at most kRtpHoldNs, for the missing ones.
 inline constexpr std::uint16_t kRtpWindow = 32;
 inline constexpr std::uint64_t kRtpHoldNs = 20'000'000;
+// A sequence number this far ahead or more is not a gap but a new numbering (or a stray)
+// until the next datagram confirms it (RFC 3550 A.1's MAX_DROPOUT).
+inline constexpr std::uint16_t kRtpMaxDropout = 3000;
 
 using Counter = std::atomic<std::uint64_t>;
 // One writer: a plain load + store, no locked instruction; readers load relaxed.

@@ -204,26 +204,35 @@ void Dataplane::Impl::receive_rtp(const Flow& flow, rte_mbuf* m, const net::Rtp&
   const bool armed = in.restart_armed;
   in.restart_armed = false;
   auto d = static_cast<std::int16_t>(static_cast<std::uint16_t>(rtp.sequence - in.expected_seq));
-  if (d < 0) {
-    const bool far = -d >= 2 * kRtpWindow;
-    const auto after_far = static_cast<std::uint16_t>(rtp.sequence - in.restart_seq);
-    if (!far || !armed || after_far == 0 || after_far >= kRtpWindow) {
-      // Behind: already delivered (a duplicate) or given up for lost (late). Far behind, it
-      // may also be the first of a sender's new numbering: the next datagram tells.
-      if (far) {
-        in.restart_armed = true;
-        in.restart_seq = rtp.sequence;
-      }
-      bump(in.counters.rtp_duplicates);
-      drop(*in.port, DropReason::kRtpDuplicate);
-      rte_pktmbuf_free(m);
-      return;
-    }
-    // Far behind right after one far behind, and a little ahead of it: the sender
-    // restarted its numbering; follow it. (Late copies come between ones on time.)
+  const bool far_behind = d < 0 && -d >= 2 * kRtpWindow;
+  const bool far_ahead = d >= static_cast<std::int16_t>(kRtpMaxDropout);
+  const auto after_far = static_cast<std::uint16_t>(rtp.sequence - in.restart_seq);
+  if ((far_behind || far_ahead) && armed && after_far != 0 && after_far < kRtpWindow) {
+    // Far from the numbering right after one far from it, and a little ahead of that one:
+    // the sender restarted its numbering (same SSRC); follow it, nothing counted lost.
+    // (Late copies come between ones on time; a stray comes alone.)
     flush_rtp(flow, true, now_ns);
     in.expected_seq = rtp.sequence;
     d = 0;
+  } else if (far_ahead) {
+    // Far ahead (RFC 3550 A.1's MAX_DROPOUT): the first of a sender's new numbering, or a
+    // stray; the next datagram tells. Not a loss of thousands of datagrams either way.
+    in.restart_armed = true;
+    in.restart_seq = rtp.sequence;
+    drop(*in.port, DropReason::kRtpJump);
+    rte_pktmbuf_free(m);
+    return;
+  } else if (d < 0) {
+    // Behind: already delivered (a duplicate) or given up for lost (late). Far behind, it
+    // may also be the first of a sender's new numbering: the next datagram tells.
+    if (far_behind) {
+      in.restart_armed = true;
+      in.restart_seq = rtp.sequence;
+    }
+    bump(in.counters.rtp_duplicates);
+    drop(*in.port, DropReason::kRtpDuplicate);
+    rte_pktmbuf_free(m);
+    return;
   } else if (d >= static_cast<std::int16_t>(kRtpWindow)) {
     // Ahead of the window: it moves on just far enough to take this one, giving up the
     // gaps and delivering what it held on the way; the sequence numbers between the ones

@@ -1455,6 +1455,43 @@ TEST_F(Worker, RtpSenderRestartingItsNumberingBehindIsFollowedFromItsSecondDatag
   for (std::size_t i = 0; i < 9; ++i) EXPECT_EQ(got[got.size() - 9 + i], 6u + i);
 }
 
+// The same ahead: a sender that restarts its numbering thousands ahead (same SSRC) is
+// followed from its second datagram, and nothing is counted lost; it used to count the
+// jump (~30000 datagrams "lost" on a Grafana panel for an encoder restart). Its first is
+// dropped as rtp_jump (it might have been a stray).
+TEST_F(Worker, RtpSenderRestartingItsNumberingFarAheadIsFollowedFromItsSecondDatagram) {
+  make(1);
+  auto rtp = [](std::uint16_t s) { return udp_frame(kGroupRtp, 5000, rtp_payload(s, s, 1)); };
+  std::vector<ByteVec> frames;
+  for (std::uint16_t s = 10; s < 20; ++s) frames.push_back(rtp(s));
+  for (std::uint16_t s = 30000; s < 30010; ++s) frames.push_back(rtp(s));
+  feed(frames);
+  std::vector<std::uint32_t> want;
+  for (std::uint32_t s = 10; s < 20; ++s) want.push_back(s);
+  for (std::uint32_t s = 30001; s < 30010; ++s) want.push_back(s);
+  EXPECT_EQ(pushed_numbers(), want);
+  const InputStats in = dp_->input_stats(0, 1);
+  EXPECT_EQ(in.datagrams, 19u);
+  EXPECT_EQ(in.rtp_lost, 0u);
+  EXPECT_EQ(in.rtp_duplicates, 0u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kRtpJump), 1u);
+}
+
+// A single datagram far ahead between ones in sequence (a stray) is dropped and changes
+// nothing; a real gap below RFC 3550's MAX_DROPOUT (2999 here) is still a loss.
+TEST_F(Worker, RtpStrayFarAheadIsDroppedAndAGapBelowTheDropoutLimitIsALoss) {
+  make(1);
+  auto rtp = [](std::uint16_t s) { return udp_frame(kGroupRtp, 5000, rtp_payload(s, s, 1)); };
+  feed({rtp(10), rtp(11), rtp(9000), rtp(12), rtp(13)});
+  EXPECT_EQ(pushed_numbers(), (std::vector<std::uint32_t>{10, 11, 12, 13}));
+  EXPECT_EQ(dp_->input_stats(0, 1).rtp_lost, 0u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kRtpJump), 1u);
+  feed({rtp(3013), rtp(3014)});  // 14..3012 never came
+  EXPECT_EQ(dp_->input_stats(0, 1).rtp_lost, 2999u);
+  EXPECT_EQ(dp_->input_stats(0, 1).datagrams, 6u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kRtpJump), 1u);
+}
+
 }  // namespace
 }  // namespace twincast::dataplane
 

@@ -55,6 +55,7 @@ namespace twincast::dataplane {
   X(kUnknownFlow, "unknown_flow")      /* no input for (group, port, source) */   \
   X(kBadRtp, "bad_rtp")                /* not RTP v2, or RTCP (RFC 5761) */       \
   X(kRtpDuplicate, "rtp_duplicate")                                               \
+  X(kRtpJump, "rtp_jump")              /* far ahead, not yet confirmed */         \
   X(kTsSize, "ts_size")                /* payload not a whole number of 188 */    \
   X(kTsSync, "ts_sync")                /* a packet without 0x47 */                \
   X(kTxNoMbuf, "tx_no_mbuf")           /* mempool empty when building TX */       \
