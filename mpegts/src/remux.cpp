@@ -131,6 +131,8 @@ Remuxer::Remuxer(RemuxConfig config) : config_(std::move(config)) {
   snapshots_.resize(config_.services.size());
   eit_pf_.resize(config_.services.size(), false);
   eit_sched_.resize(config_.services.size(), false);
+  eit_pf_seen_ns_.resize(config_.services.size(), 0);
+  eit_sched_seen_ns_.resize(config_.services.size(), 0);
   EitVersions none;
   none.fill(0xFF);
   eit_out_version_.resize(config_.services.size(), none);
@@ -480,6 +482,7 @@ std::size_t Remuxer::emit_tables(std::uint64_t now_ns, std::span<TsPacket> out) 
       if (pmt.has_content()) n += pmt.packetize(out.subspan(n));
   }
   if ((config_.sdt || config_.nit) && due(next_si_ns_, config_.si_interval_ns)) {
+    if (config_.sdt && expire_eit_flags(now_ns)) rebuild();  // a new SDT version, sent now
     if (config_.sdt) n += sdt_.packetize(out.subspan(n));
     if (config_.nit) {
       const std::size_t k = nit_.packetize(out.subspan(n));
@@ -498,6 +501,24 @@ std::size_t Remuxer::emit_tables(std::uint64_t now_ns, std::span<TsPacket> out) 
     quiet_from_ns_ = std::max(quiet_from_ns_, below(next_si_ns_, config_.si_interval_ns));
   }
   return n;
+}
+
+bool Remuxer::expire_eit_flags(std::uint64_t now_ns) {
+  bool cleared = false;
+  auto expire = [&](std::vector<bool>& flags, std::vector<std::uint64_t>& seen, std::uint64_t timeout) {
+    for (std::size_t k = 0; k < flags.size(); ++k) {
+      if (!flags[k]) continue;
+      if (seen[k] == 0 || now_ns < seen[k]) {
+        seen[k] = std::max<std::uint64_t>(now_ns, 1);  // carried over, or the clock went back: timed from here
+      } else if (now_ns - seen[k] > timeout) {
+        flags[k] = false;
+        cleared = true;
+      }
+    }
+  };
+  expire(eit_pf_, eit_pf_seen_ns_, kEitPfTimeoutNs);
+  expire(eit_sched_, eit_sched_seen_ns_, kEitScheduleTimeoutNs);
+  return cleared;
 }
 
 void Remuxer::EitTap::on_section(std::uint16_t, std::span<const std::uint8_t> section, bool crc_ok) {
@@ -553,6 +574,7 @@ void Remuxer::take_eit(std::size_t input, std::span<const std::uint8_t> section)
     for (std::size_t b = 0; b < section.size(); ++b) eit_q_[at++ & kMask] = s[b];
     eit_len_ += 2 + section.size();
     std::vector<bool>::reference carried = schedule ? eit_sched_[k] : eit_pf_[k];
+    (schedule ? eit_sched_seen_ns_ : eit_pf_seen_ns_)[k] = std::max<std::uint64_t>(now_ns_, 1);
     if (!carried) {
       carried = true;  // the SDT says the service has it from its next version on
       eit_sdt_due_ = true;
@@ -603,6 +625,7 @@ std::size_t Remuxer::push_one(Input& in, const TsPacket& packet, std::uint64_t n
   const std::uint8_t b3 = packet.bytes[3];
   const auto pid = static_cast<std::uint16_t>(((b1 & 0x1F) << 8) | packet.bytes[2]);
   if (in.psi_pids[pid]) [[unlikely]] {
+    now_ns_ = now_ns;
     in.psi->push(packet);  // EIT sections come back through take_eit()
     if (in.psi->generation() != in.seen_generation) {
       copy_psi_pids(in);  // a new PAT may have moved the PMT PIDs

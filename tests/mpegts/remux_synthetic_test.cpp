@@ -1624,3 +1624,37 @@ TEST(RemuxSynthetic, AReloadOntoAnotherSourceServiceKeepsTheSdtEitFlags) {
         << "the new engine's SDT said service 10 has no EIT " << (bit == 0 ? "p/f" : "schedule");
   }
 }
+
+// An input switch onto a backup that carries no EIT (or an encoder that stops sending it):
+// the SDT goes on saying the service has EIT p/f, and boxes wait for a now/next that never
+// comes. A gap shorter than the timeout (a switch onto a source with EIT, a short outage)
+// changes nothing; after Remuxer::kEitPfTimeoutNs without one the SDT clears the flag, in
+// one new version, and sets it again when EIT comes back.
+TEST(RemuxSynthetic, TheSdtStopsAnnouncingEitThatStoppedComing) {
+  Source src{.tag = 0};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+  TableCarousel eit(kEitPid);
+  eit.update([](std::uint8_t v) { return std::vector<Section>{eit_pf(1, 0, v, 20), eit_pf(1, 1, v, 20)}; });
+  Harness h(OneService::config());
+  auto without_eit = [&](std::uint64_t ms) {  // 1 ms per packet
+    for (std::uint64_t sent = 0; sent < ms; sent += 100) {
+      h.push(0, src.tables());
+      for (int i = 0; i < 100; ++i) h.push(0, src.es(0x100));
+    }
+  };
+  run_eit_rounds(h, src, eit);
+  ASSERT_EQ(sdt_eit_pf(h.out, 1), 1);
+  without_eit(9'000);  // the SDT goes out every second
+  std::vector<int> flags = sdt_eit_pf_flags(h.out, 1);
+  EXPECT_EQ(std::count(flags.begin(), flags.end(), 0), 1) << "cleared within 9 s of the last EIT p/f (the one 0: "
+                                                              "the SDT before the first EIT)";
+  without_eit(3'000);
+  flags = sdt_eit_pf_flags(h.out, 1);
+  EXPECT_EQ(flags.back(), 0) << "12 s without EIT p/f: the SDT still announces it";
+  // One SDT version for the change, not one per repetition.
+  std::set<int> versions;
+  for (const Section& s : sections_of(h.out, kSdtPid).good) versions.insert((s[5] >> 1) & 0x1F);
+  EXPECT_EQ(versions.size(), 3u) << "without EIT, with EIT p/f, without again";
+  run_eit_rounds(h, src, eit);
+  EXPECT_EQ(sdt_eit_pf(h.out, 1), 1) << "EIT p/f came back";
+}

@@ -190,6 +190,9 @@ class Remuxer {
 
   void rebuild();
   std::size_t emit_tables(std::uint64_t now_ns, std::span<TsPacket> out);
+  // The SDT's EIT flags of services whose EIT stopped coming (kEitPfTimeoutNs,
+  // kEitScheduleTimeoutNs) are cleared; true when one was.
+  bool expire_eit_flags(std::uint64_t now_ns);
   // EIT actual present/following (table 0x4E) and schedule (0x50..0x5F) of an output
   // service's source service: queued with the output's service id, transport_stream_id and
   // original_network_id, and sent on PID 0x12 at most kEitPacketsPerPush packets per push.
@@ -201,6 +204,13 @@ class Remuxer {
   static constexpr std::size_t kEitQueueBytes = 16384;  // a power of two
   // The EIT sub_tables of a service carried: p/f (slot 0) and schedule 0x50..0x5F (slots 1..16).
   static constexpr std::size_t kEitSubTables = 17;
+  // A service's EIT p/f that has not come for this long is gone (TR 101 290's EIT_error
+  // limit is 2 s; an input switch or a short outage stays well inside): the SDT stops
+  // announcing it, so set-top boxes stop waiting for a now/next that a backup without EIT
+  // never sends. The schedule's limit is 10 s per section for the next 8 days (ETSI TS 101
+  // 211); beyond 60 s it is gone.
+  static constexpr std::uint64_t kEitPfTimeoutNs = 10'000'000'000;
+  static constexpr std::uint64_t kEitScheduleTimeoutNs = 60'000'000'000;
   using EitVersions = std::array<std::uint8_t, kEitSubTables>;
   static void copy_psi_pids(Input& in);
 
@@ -242,6 +252,10 @@ class Remuxer {
   // EIT: per configured service, whether its p/f and its schedule sections were carried
   // (the SDT says so), and a ring of sections waiting to go out ([2-byte length][section] each).
   std::vector<bool> eit_pf_, eit_sched_;
+  // When each service's p/f and schedule were last carried (0: not yet timed: a flag that
+  // continue_from() carried starts its clock at the next SDT).
+  std::vector<std::uint64_t> eit_pf_seen_ns_, eit_sched_seen_ns_;
+  std::uint64_t now_ns_ = 0;  // the time of the packet being pushed (for take_eit)
   // Per configured service and EIT sub_table: the version_number it goes out with (0xFF:
   // none yet), and the source's (0xFF: unknown, after a switch) and source service id it
   // came from, so a new source's sub_table never reuses a version under which other content
