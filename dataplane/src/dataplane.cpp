@@ -168,21 +168,22 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
   // Next hops this plan needs beyond those the ports know: appended (after the plan is
   // built, so a failed build changes nothing), never removed, so that outputs of
   // unchanged channels keep their index.
-  std::vector<std::vector<Ipv4>> new_hops(ports.size());
-  auto hop_index = [&](std::size_t port, Ipv4 hop) -> std::uint32_t {
+  // A next hop is an address on a VLAN (outputs may tag their own).
+  std::vector<std::vector<std::pair<Ipv4, std::uint16_t>>> new_hops(ports.size());
+  auto hop_index = [&](std::size_t port, Ipv4 hop, std::uint16_t vlan) -> std::uint32_t {
     if (hop == 0) return kNoNeighbor;
     const PortState& p = *ports[port];
     const std::uint32_t known = p.n_neighbors.load(std::memory_order_acquire);
     for (std::uint32_t k = 0; k < known; ++k)
-      if (p.neighbors[k].ip == hop) return k;
+      if (p.neighbors[k].ip == hop && p.neighbors[k].vlan == vlan) return k;
     auto& add = new_hops[port];
-    const auto it = std::find(add.begin(), add.end(), hop);
+    const auto it = std::find(add.begin(), add.end(), std::pair{hop, vlan});
     const auto k = static_cast<std::uint32_t>(known + static_cast<std::uint32_t>(it - add.begin()));
     if (it == add.end()) {
       if (k >= kMaxNeighbors)
         throw std::invalid_argument("port " + p.config.name + ": more than " + std::to_string(kMaxNeighbors) +
                                     " unicast next hops (restart twincastd to forget old ones)");
-      add.push_back(hop);
+      add.emplace_back(hop, vlan);
     }
     return k;
   };
@@ -193,12 +194,12 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
     os.rtp = out.kind == OutputKind::kRtp;
     os.resolved = net::is_multicast(out.address);
     os.frame.dst_mac = net::multicast_mac(out.address);
+    os.frame.vlan = out.vlan != 0 ? out.vlan : p.config.vlan;
     if (!os.resolved) {
-      os.neighbor = hop_index(os.port, next_hop(p.config, out.address));
+      os.neighbor = hop_index(os.port, next_hop(p.config, out.address), os.frame.vlan);
       os.frame.dst_mac = Mac{};  // the worker fills it in when it takes the plan over (adopt)
     }
     os.frame.src_mac = p.mac;
-    os.frame.vlan = out.vlan != 0 ? out.vlan : p.config.vlan;
     os.frame.src_ip = out.source != 0 ? out.source : p.config.address;
     os.frame.dst_ip = out.address;
     os.frame.src_port = out.source_port != 0 ? out.source_port : out.udp_port;
@@ -411,9 +412,10 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
   for (std::size_t i = 0; i < ports.size(); ++i) {
     PortState& p = *ports[i];
     std::uint32_t n = p.n_neighbors.load(std::memory_order_relaxed);
-    for (const Ipv4 hop : new_hops[i]) {
+    for (const auto& [hop, vlan] : new_hops[i]) {
       p.neighbors[n] = Neighbor{};
       p.neighbors[n].ip = hop;
+      p.neighbors[n].vlan = vlan;
       ++n;
     }
     p.n_neighbors.store(n, std::memory_order_release);

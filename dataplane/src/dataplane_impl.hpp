@@ -113,6 +113,7 @@ struct GroupJoin {
 // A unicast output's next hop on its port (the destination, or the port's gateway).
 struct Neighbor {
   Ipv4 ip = 0;
+  std::uint16_t vlan = 0;             // of the outputs behind it: ARP for it is asked and answered there
   Mac mac{};
   bool resolved = false;
   std::uint64_t confirmed_ns = 0;     // when an ARP reply/request from it was last seen
@@ -133,6 +134,13 @@ struct PortState {
   // n_neighbors (acquire).
   std::unique_ptr<Neighbor[]> neighbors = std::make_unique<Neighbor[]>(kMaxNeighbors);
   std::atomic<std::uint32_t> n_neighbors{0};
+  // Whether a next hop is on `vlan` (an output's own VLAN: ARP for it comes tagged so).
+  [[nodiscard]] bool neighbor_on_vlan(std::uint16_t vlan) const {
+    const std::uint32_t n = n_neighbors.load(std::memory_order_acquire);
+    for (std::uint32_t k = 0; k < n; ++k)
+      if (neighbors[k].vlan == vlan) return true;
+    return false;
+  }
   std::uint16_t ip_id = 0;
   // IGMP host compatibility mode (RFC 3376 7.2.1), worker only: until these times an
   // IGMPv1 / IGMPv2 querier was heard on the port, and reports are sent in the oldest
@@ -358,7 +366,7 @@ struct Dataplane::Impl {
   // `ip` at `mac` teaches (updates the outputs behind that neighbor).
   void arp_tick(std::uint64_t now_ns);
   void send_arp_request(PortState& port, Neighbor& n, std::uint64_t now_ns);
-  void learn_neighbor(PortState& port, Ipv4 ip, const Mac& mac, std::uint64_t now_ns);
+  void learn_neighbor(PortState& port, Ipv4 ip, std::uint16_t vlan, const Mac& mac, std::uint64_t now_ns);
   void update_outputs(const PortState& port, std::size_t neighbor);
   // A delivered RX mbuf, freed with the others of its burst by free_retired() (one bulk
   // put into the mempool instead of one per datagram).

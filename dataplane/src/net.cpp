@@ -272,7 +272,13 @@ std::size_t build_igmpv3_report(MutableBytes out, const Mac& src_mac, Ipv4 src_i
   h.identification = identification;
   h.dont_fragment = true;
   if (write_ipv4(out.subspan(eth), h, igmp, Bytes(kRouterAlert, sizeof kRouterAlert)) != ip_size) return 0;
-  return eth + ip_size + igmp;
+  // Pad to the Ethernet minimum (one record: 54 bytes), as ARP and IGMPv1/v2 frames are.
+  std::size_t n = eth + ip_size + igmp;
+  if (out.size() >= 60 && n < 60) {
+    std::fill(out.begin() + static_cast<std::ptrdiff_t>(n), out.begin() + 60, std::uint8_t{0});
+    n = 60;
+  }
+  return n;
 }
 
 std::optional<IgmpOlderMessage> igmp_older_message(std::uint8_t version, IgmpEvent event) {

@@ -66,18 +66,21 @@ void Dataplane::Impl::rx_frame(PortState& port, rte_mbuf* m, std::uint64_t now_n
     const net::Bytes frame(data_of(m), m->data_len);
     const net::EthernetType eth = net::parse_ethernet_type(frame);
     if (eth.header_size == 0) break;
-    if (eth.vlan != port.config.vlan) {
-      why = DropReason::kWrongVlan;
+    if (eth.vlan != port.config.vlan && !(eth.ether_type == net::kEtherTypeArp && port.neighbor_on_vlan(eth.vlan))) {
+      why = DropReason::kWrongVlan;  // (ARP also comes on the VLANs of unicast outputs' next hops)
       break;
     }
     const net::Bytes l3 = frame.subspan(eth.header_size);
     if (eth.ether_type == net::kEtherTypeArp) {
       const auto arp = net::parse_arp(l3);
       if (!arp) break;
-      // A reply to us, or a request for our address, tells its sender's MAC.
-      if (port.config.address != 0 && arp->target_ip == port.config.address && port.n_neighbors.load(std::memory_order_relaxed) != 0 &&
+      // A reply to us, a request for our address, or a gratuitous announcement (RFC 826's
+      // merge: an entry we have follows whatever its address says) tells its sender's MAC.
+      if (port.config.address != 0 &&
+          (arp->target_ip == port.config.address || arp->target_ip == arp->sender_ip) &&
+          port.n_neighbors.load(std::memory_order_relaxed) != 0 &&
           (arp->op == net::kArpReply || arp->op == net::kArpRequest)) {
-        learn_neighbor(port, arp->sender_ip, arp->sender_mac, now_ns);
+        learn_neighbor(port, arp->sender_ip, eth.vlan, arp->sender_mac, now_ns);
       }
       if (arp->op != net::kArpRequest || port.config.address == 0 || arp->target_ip != port.config.address) {
         bump(port.counters.arp_other);
@@ -91,7 +94,7 @@ void Dataplane::Impl::rx_frame(PortState& port, rte_mbuf* m, std::uint64_t now_n
       auto* d = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, kReplyMax));
       const std::size_t len =
           d == nullptr ? 0
-                       : net::build_arp_reply({d, kReplyMax}, request, port.mac, port.config.address, port.config.vlan);
+                       : net::build_arp_reply({d, kReplyMax}, request, port.mac, port.config.address, eth.vlan);
       if (len == 0) break;
       rte_pktmbuf_trim(m, static_cast<std::uint16_t>(kReplyMax - len));
       bump(port.counters.arp_replies);
@@ -462,7 +465,7 @@ void Dataplane::Impl::send_arp_request(PortState& port, Neighbor& n, std::uint64
   // A refresh goes to the MAC in use (as a Linux probe does), a first request to all.
   const std::size_t len =
       d == nullptr ? 0
-                   : net::build_arp_request({d, kMax}, port.mac, port.config.address, n.ip, port.config.vlan,
+                   : net::build_arp_request({d, kMax}, port.mac, port.config.address, n.ip, n.vlan,
                                             n.resolved ? n.mac : net::kBroadcastMac);
   if (len == 0) {
     rte_pktmbuf_free(m);
@@ -491,12 +494,13 @@ void Dataplane::Impl::arp_tick(std::uint64_t now_ns) {
   }
 }
 
-void Dataplane::Impl::learn_neighbor(PortState& port, Ipv4 ip, const Mac& mac, std::uint64_t now_ns) {
+void Dataplane::Impl::learn_neighbor(PortState& port, Ipv4 ip, std::uint16_t vlan, const Mac& mac,
+                                     std::uint64_t now_ns) {
   if ((mac[0] & 1) != 0 || mac == Mac{}) return;  // not a station's address
   const std::uint32_t n_neighbors = port.n_neighbors.load(std::memory_order_acquire);
   for (std::size_t k = 0; k < n_neighbors; ++k) {
     Neighbor& n = port.neighbors[k];
-    if (n.ip != ip) continue;
+    if (n.ip != ip || n.vlan != vlan) continue;
     n.confirmed_ns = now_ns;
     n.next_request_ns = 0;
     if (n.resolved && n.mac == mac) return;

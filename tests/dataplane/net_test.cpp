@@ -374,6 +374,20 @@ TEST(NetIgmp, ReportBytes) {
   EXPECT_GE(igmpv3_records_per_frame(1500), 100u);
 }
 
+// A report of one any-source record is 14 + 24 + 16 = 54 bytes: padded with zeros to the
+// 60-byte Ethernet minimum, as ARP and IGMPv1/v2 frames are, the IP length unchanged.
+TEST(NetIgmp, V3ReportFramePaddedToEthernetMinimum) {
+  const IgmpRecord rec[] = {{IgmpRecordType::kModeIsExclude, ipv4(239, 1, 1, 1), 0}};
+  ByteVec frame(128, 0xAA);
+  const std::size_t n = build_igmpv3_report(frame, Mac{2, 0, 0, 0, 0, 7}, ipv4(10, 0, 0, 2), 0, 1, rec);
+  EXPECT_EQ(n, 60u);
+  Bytes igmp;
+  const auto ip = parse_ipv4(Bytes(frame).subspan(14, n - 14), &igmp);
+  ASSERT_TRUE(ip);
+  EXPECT_EQ(igmp.size(), 16u);
+  for (std::size_t i = 54; i < n; ++i) EXPECT_EQ(frame[i], 0) << i;
+}
+
 ByteVec with_checksum(ByteVec m) {
   m[2] = m[3] = 0;
   const std::uint16_t c = internet_checksum(m);

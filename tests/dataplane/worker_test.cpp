@@ -1520,3 +1520,71 @@ TEST_F(Worker, RtcpOnTheRtpPortIsDroppedAndDisturbsNoReordering) {
 
 }  // namespace
 }  // namespace twincast::dataplane
+
+namespace twincast::dataplane {
+namespace {
+
+// A next hop that announces a new MAC with a gratuitous ARP (RFC 826's merge step; RFC
+// 5227 2.4 announcements; a router failover, a replaced NIC) is sent to at that MAC from
+// the next datagram on, not to the old one until the refresh 60 s later gives up.
+TEST_F(Worker, GratuitousArpFromANextHopMovesItsOutputsToTheNewMac) {
+  config_.channels[0].outputs[0].address = kPeerIp;
+  config_.channels[0].outputs[0].udp_port = 7000;
+  make(1);
+  feed({arp_frame(net::kArpReply, kPeerMac, kPeerIp, kOurIp), udp_frame(kGroupIn, 5000, ts_payload(0, 7))});
+  EXPECT_EQ(dp_->port_stats(0).arp_learnt, 1u);
+  // Gratuitous: a broadcast request from the next hop for its own address.
+  feed({arp_frame(net::kArpRequest, kPeerMac2, kPeerIp, kPeerIp, net::kBroadcastMac),
+        udp_frame(kGroupIn, 5000, ts_payload(7, 7))},
+       2 * kSecond, 2 * kSecond + 1);
+  EXPECT_EQ(dp_->port_stats(0).arp_learnt, 2u);
+  EXPECT_EQ(dp_->port_stats(0).arp_replies, 0u);  // not for our address: no answer
+  std::vector<Mac> macs;
+  for (const ByteVec& f : transmitted())
+    if (const auto p = parse_udp_frame(f)) macs.push_back(p->eth.dst);
+  EXPECT_EQ(macs, (std::vector<Mac>{kPeerMac, kPeerMac2}));
+}
+
+// A unicast output with its own VLAN (the port untagged): its datagrams go out tagged, so
+// its next hop lives on that VLAN, and ARP for it must be asked, and its answer taken, there.
+TEST_F(Worker, UnicastOutputOnItsOwnVlanResolvesItsNextHopOnThatVlan) {
+  config_.channels[0].outputs[0].address = kPeerIp;
+  config_.channels[0].outputs[0].udp_port = 7000;
+  config_.channels[0].outputs[0].vlan = 12;
+  make(1);
+  feed({udp_frame(kGroupIn, 5000, ts_payload(0, 7))});
+  EXPECT_EQ(dp_->port_stats(0).arp_requests_sent, 1u);
+  ByteVec reply = arp_frame(net::kArpReply, kPeerMac, kPeerIp, kOurIp);
+  reply.insert(reply.begin() + 12, {0x81, 0x00, 0x00, 12});
+  feed({reply, udp_frame(kGroupIn, 5000, ts_payload(7, 7))}, 3'000'000, 4'000'000);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kWrongVlan), 0u);
+  EXPECT_EQ(dp_->port_stats(0).arp_learnt, 1u);
+  EXPECT_EQ(dp_->output_stats(0, 0).datagrams, 1u);
+  const auto frames = transmitted();
+  ASSERT_GE(frames.size(), 1u);
+  const auto request = net::parse_ethernet(frames[0]);
+  ASSERT_TRUE(request);
+  EXPECT_EQ(request->ether_type, net::kEtherTypeArp);
+  EXPECT_EQ(request->vlan, 12) << "the ARP request went out on the port's VLAN, not the output's";
+  ASSERT_EQ(frames.size(), 2u);
+  const auto p = parse_udp_frame(frames[1]);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->eth.vlan, 12);
+  EXPECT_EQ(p->eth.dst, kPeerMac);
+}
+
+// Every frame the port sends is at least the Ethernet minimum of 60 bytes (without FCS), as
+// its ARP frames and IGMPv1/v2 messages are: an IGMPv3 report with one group record is 54.
+TEST_F(Worker, Igmpv3ReportsAreAtLeastTheEthernetMinimum) {
+  make(1);
+  feed({igmp_query(kGroupIn, 3)});
+  const auto frames = transmitted();
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_GE(frames[0].size(), 60u);
+  const auto f = parse_igmp_frame(frames[0]);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->igmp.size(), 16u);  // the IP length still covers the report only
+}
+
+}  // namespace
+}  // namespace twincast::dataplane

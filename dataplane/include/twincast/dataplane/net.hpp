@@ -243,7 +243,8 @@ struct IgmpRecord {
 // that follow each other, each with a source, become one record listing those sources.
 std::size_t write_igmpv3_report(MutableBytes out, std::span<const IgmpRecord> records);
 // The whole frame: Ethernet [+VLAN] to 01:00:5e:00:00:16, IPv4 to 224.0.0.22 with TTL 1,
-// DSCP CS6 and the Router Alert option, then the report.
+// DSCP CS6 and the Router Alert option, then the report; padded with zeros to the 60-byte
+// Ethernet minimum when `out` has room.
 std::size_t build_igmpv3_report(MutableBytes out, const Mac& src_mac, Ipv4 src_ip, std::uint16_t vlan,
                                 std::uint16_t identification, std::span<const IgmpRecord> records);
 // How many records fit in one frame of `mtu` bytes of IP.
