@@ -235,8 +235,19 @@ void Pacer::poll_cbr(std::uint64_t now, DatagramSink& sink) {
     std::uint64_t media = 0;
     for (std::size_t k = 0; k < n; ++k) {
       if (head_ < scheduled_) {
+        const std::uint64_t arrived = meta(head_).due_ns;  // kCbr: the arrival time
         dg[k] = packets_[index(head_++)];
         ++media;
+        if (restamp_pcr_ && dg[k].has_pcr()) [[unlikely]] {
+          // The packet leaves at its slot, not when it arrived: its PCR moves by as much
+          // (the time it spent queued), so it matches its byte position in the constant-
+          // rate stream (TR 101 290 PCR_AC) and the receiver's clock recovery sees no jitter.
+          const std::uint64_t slot = next_slot_ns_ + (next_slot_frac_ + slot_ns_x1000 * k) / 1000;
+          const auto queued_27 = (static_cast<std::int64_t>(slot) - static_cast<std::int64_t>(arrived)) * 27 / 1000;
+          const auto wrap = static_cast<std::int64_t>(mpegts::kPcrWrap);
+          dg[k].set_pcr(static_cast<std::uint64_t>(
+              ((static_cast<std::int64_t>(dg[k].pcr()) + queued_27) % wrap + wrap) % wrap));
+        }
       } else {
         dg[k] = null_packet_;
         dg[k].set_cc(0);

@@ -104,6 +104,10 @@ class Pacer {
     reanchor_ = true;
     unpaced_ = false;
   }
+  // kCbr: each PCR is moved by the time its packet waited for its slot, so it matches its
+  // byte position in the constant-rate output (a multiplex: its members' packets wait
+  // behind each other and between null packets).
+  void restamp_pcr() { restamp_pcr_ = true; }
   // Same schedule (packets_per_datagram, pacing, cbr_bps)?
   [[nodiscard]] bool same_schedule(const Pacer& other) const {
     return per_datagram_ == other.per_datagram_ && pacing_ == other.pacing_ && cbr_bps_ == other.cbr_bps_ &&
@@ -164,6 +168,7 @@ class Pacer {
   std::uint64_t last_pcr_due_ = 0;
   std::int64_t lead_avg_ns_ = 0;      // kPcr: the PCRs' average margin before departure (drift servo)
   bool unpaced_ = false;              // kPcr: no PCR for kMaxUnscheduledNs, packets go as they come
+  bool restamp_pcr_ = false;          // kCbr: restamp_pcr()
   std::uint64_t next_slot_ns_ = 0;    // kCbr: the next slot (0: none yet)...
   std::uint64_t next_slot_frac_ = 0;  // ...and its thousandths of a ns
   mpegts::TsPacket null_packet_ = mpegts::make_null_packet();
@@ -217,6 +222,9 @@ class Pacers {
   }
   void reanchor() {
     for (const auto& pacer : pacers_) pacer->reanchor();
+  }
+  void restamp_pcr() {
+    for (const auto& pacer : pacers_) pacer->restamp_pcr();
   }
   [[nodiscard]] bool active() const { return pacers_[0]->active(); }
   // A reload rebuilt the owner: each pacer takes over the queue of the old pacer that

@@ -129,6 +129,8 @@ Remuxer::Remuxer(RemuxConfig config) : config_(std::move(config)) {
   pmts_.reserve(config_.services.size());
   for (std::size_t k = 0; k < config_.services.size(); ++k) pmts_.emplace_back(kNullPid);
   snapshots_.resize(config_.services.size());
+  learnt_.resize(config_.services.size(), false);
+  inherited_snapshots_.resize(config_.services.size());
   eit_pf_.resize(config_.services.size(), false);
   eit_sched_.resize(config_.services.size(), false);
   eit_pf_seen_ns_.resize(config_.services.size(), 0);
@@ -187,8 +189,16 @@ void Remuxer::rebuild() {
   for (std::size_t k = 0; k < config_.services.size(); ++k) {
     const auto& sc = config_.services[k];
     const Service* src = find_source(inputs_[sc.input]->psi->model(), sc.source_service_id);
-    if (src != nullptr && src->has_pmt) snapshots_[k] = *src;
+    if (src != nullptr && src->has_pmt) {
+      snapshots_[k] = *src;
+      learnt_[k] = true;
+    }
   }
+  // After a reload, once a service is learnt here the others the previous engine had on
+  // air stay in the tables as they were until they are learnt too (not one by one).
+  if (std::find(learnt_.begin(), learnt_.end(), true) != learnt_.end())
+    for (std::size_t k = 0; k < config_.services.size(); ++k)
+      if (!snapshots_[k] && inherited_snapshots_[k]) snapshots_[k].swap(inherited_snapshots_[k]);
   for (auto& in : inputs_)
     if (in->psi->model().has_cat) in->cat = in->psi->model().cat_descriptors;
   // An input's EMM PIDs are placed with the first learnt service it feeds (emm_service) and
@@ -222,6 +232,8 @@ void Remuxer::rebuild() {
     }
     // A service not on air yet keeps what the engine continue_from() took over from gave it.
     const bool on_air = pmts_[k].has_content();
+    // Its PIDs come from what the previous engine had on air while this one has not mapped them.
+    const bool from_before = !on_air || inputs_[sc.input]->held;
     const std::uint16_t last_pmt = on_air ? pmts_[k].pid() : inherited_pmt_[k];
     if (sc.pmt_pid == 0 && last_pmt != 0 && pids.take_exact(last_pmt)) kept_pmt[k] = last_pmt;
     const auto& prev = inputs_[sc.input]->map;
@@ -243,12 +255,12 @@ void Remuxer::rebuild() {
     auto keep_ca = [&](const std::vector<Descriptor>& ds, bool fresh, const std::vector<PidRule>& rules) {
       for (const auto& d : ds) keep(ca_pid(d), fresh, rules);
     };
-    keep_ca(snapshots_[k]->program_descriptors, !on_air, sc.rules);
+    keep_ca(snapshots_[k]->program_descriptors, from_before, sc.rules);
     for (const auto& es : snapshots_[k]->streams) {
-      keep(es.pid, !on_air, sc.rules);
-      keep_ca(es.descriptors, !on_air, sc.rules);
+      keep(es.pid, from_before, sc.rules);
+      keep_ca(es.descriptors, from_before, sc.rules);
     }
-    keep(snapshots_[k]->pcr_pid, !on_air, sc.rules);
+    keep(snapshots_[k]->pcr_pid, from_before, sc.rules);
     if (emm_service[sc.input] == k) {
       Input& in = *inputs_[sc.input];
       if (in.cat) {
@@ -396,6 +408,15 @@ void Remuxer::rebuild() {
       if (maps[i][pid] < kNullPid && maps[i][pid] != pid) ++remapped;
     for (std::uint32_t pid = 0; pid < kPidCount; ++pid)
       if (maps[i][pid] < kNullPid) used_out_[maps[i][pid] / 64] |= std::uint64_t{1} << (maps[i][pid] % 64);
+    // An input none of whose services is learnt here yet (only inherited): its packets wait.
+    bool has = false, learnt = false;
+    for (std::size_t k = 0; k < config_.services.size(); ++k)
+      if (config_.services[k].input == i && snapshots_[k]) {
+        has = true;
+        learnt = learnt || learnt_[k];
+      }
+    inputs_[i]->held = has && !learnt;
+    if (inputs_[i]->held) maps[i].fill(kUnmapped);
     inputs_[i]->map = maps[i];
     inputs_[i]->seen_generation = inputs_[i]->psi->generation();
   }
@@ -762,7 +783,14 @@ void Remuxer::switch_source(std::size_t input) {
 void Remuxer::resume_table(TableCarousel& table) const {
   if (table.has_content()) return;
   for (const InheritedTable& t : inherited_tables_)
-    if (t.pid == table.pid()) table.resume(t.version, t.cc);
+    if (t.pid == table.pid()) {
+      table.resume(t.version, t.cc);
+      return;
+    }
+  // A PID a stream had (here or in an engine this one took over from): its counter goes on.
+  const std::uint16_t pid = table.pid();
+  if (pid < kNullPid && ((used_out_[pid / 64] >> (pid % 64)) & 1U) != 0)
+    table.resume(static_cast<std::uint8_t>((table.version() + 0x1F) & 0x1F), static_cast<std::uint8_t>(out_[pid].cc + 1));
 }
 
 void Remuxer::continue_from(const Remuxer& previous, std::span<const std::size_t> previous_input) {
@@ -830,6 +858,7 @@ void Remuxer::continue_from(const Remuxer& previous, std::span<const std::size_t
       if (pc.input != j || pc.source_service_id != sc.source_service_id) continue;
       if (pc.service_id == 0) last_sid_[k] = previous.last_sid_[p];
       if (pc.pmt_pid == 0 && previous.pmts_[p].has_content()) inherited_pmt_[k] = previous.pmts_[p].pid();
+      inherited_snapshots_[k] = previous.snapshots_[p] ? previous.snapshots_[p] : previous.inherited_snapshots_[p];
       break;
     }
     // The EIT sub_tables of the output service id the previous engine had on air (another
@@ -852,6 +881,9 @@ void Remuxer::continue_from(const Remuxer& previous, std::span<const std::size_t
   const auto inherit = [&](const TableCarousel& t) {
     if (t.has_content() && inherited_tables_.size() < inherited_tables_.capacity())
       inherited_tables_.push_back(InheritedTable{t.pid(), t.version(), t.cc()});
+    // A stream that gets the PID of a table `previous` had on air goes on from its counter.
+    // (A carousel's counter is the next one it writes, a stream's the last one written.)
+    if (t.has_content() && t.pid() < kNullPid) out_[t.pid()].cc = static_cast<std::uint8_t>((t.cc() + 0x0F) & 0x0F);
   };
   inherit(previous.pat_);
   inherit(previous.cat_);
@@ -861,7 +893,11 @@ void Remuxer::continue_from(const Remuxer& previous, std::span<const std::size_t
   for (const InheritedTable& t : previous.inherited_tables_) {
     const bool known = std::any_of(inherited_tables_.begin(), inherited_tables_.end(),
                                    [&](const InheritedTable& k) { return k.pid == t.pid; });
-    if (!known && inherited_tables_.size() < inherited_tables_.capacity()) inherited_tables_.push_back(t);
+    if (!known && inherited_tables_.size() < inherited_tables_.capacity()) {
+      inherited_tables_.push_back(t);
+      if (((previous.used_out_[t.pid / 64] >> (t.pid % 64)) & 1U) == 0)
+        out_[t.pid].cc = static_cast<std::uint8_t>((t.cc + 0x0F) & 0x0F);
+    }
   }
   cat_inherited_ = std::any_of(inherited_tables_.begin(), inherited_tables_.end(),
                                [](const InheritedTable& t) { return t.pid == kCatPid; });

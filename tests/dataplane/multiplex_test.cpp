@@ -333,3 +333,122 @@ TEST(Multiplex, SurvivesRandomBytesOnItsInputs) {
   for (const auto& s : rec.sent)
     for (const auto& p : s.packets) ASSERT_EQ(p.bytes[0], mpegts::kSyncByte);
 }
+
+// A reload that rebuilds the multiplex (here its network name changed; a member's input
+// changed or a member added does the same) restarts its members, and the new multiplex
+// learns each member's tables again, one after the other. Every PAT a receiver sees across
+// the reload lists all three services, and the PAT version moves once for the reload, not
+// once per member learnt: a PAT listing only the members learnt so far makes set-top boxes
+// drop the others' services although nothing about them changed.
+TEST(Multiplex, AReloadThatRebuildsItKeepsEveryMemberInThePat) {
+  const auto cfgs = three_channels();
+  auto mux = std::make_unique<Multiplex>(mux_config(), cfgs);
+  auto channels = make_channels(cfgs, *mux);
+  std::vector<Source> sources;
+  for (const auto& f : kFiles) sources.push_back(source(f));
+  Recorder out;
+  auto drive = [&](Multiplex& m, std::vector<std::unique_ptr<Channel>>& chs, std::uint64_t from, std::uint64_t to) {
+    Recorder own;
+    for (std::uint64_t now = from; now < to; now += 100'000) {
+      for (std::size_t i = 0; i < sources.size(); ++i) {
+        Source& s = sources[i];
+        while (s.next < s.packets.size() && s.times[s.next] <= now) {
+          const std::size_t n = std::min<std::size_t>(7, s.packets.size() - s.next);
+          chs[i]->push(0, std::span(s.packets.data() + s.next, n), now);
+          s.next += n;
+        }
+      }
+      out.now = now;
+      for (auto& ch : chs) ch->poll(now, own);
+      m.poll(now, out);
+    }
+  };
+  drive(*mux, channels, 0, 3000 * kMs);
+  const std::size_t at_reload = out.packets().size();
+  MultiplexConfig renamed = mux_config();
+  renamed.network_name = "Renamed Network";
+  auto mux2 = std::make_unique<Multiplex>(renamed, cfgs);
+  auto channels2 = make_channels(cfgs, *mux2);
+  for (std::size_t i = 0; i < channels2.size(); ++i) channels2[i]->continue_from(*channels[i]);
+  mux2->continue_from(*mux);
+  drive(*mux2, channels2, 3000 * kMs, 5000 * kMs);
+
+  const auto all = out.packets();
+  ASSERT_GT(all.size(), at_reload);
+  EXPECT_EQ(cc_errors(all), 0u);
+  std::set<int> versions_after;
+  std::size_t pats_after = 0;
+  for (std::size_t k = at_reload; k < all.size(); ++k) {
+    const TsPacket& p = all[k];
+    if (p.pid() != mpegts::kPatPid || !p.payload_unit_start()) continue;
+    const auto pl = p.payload();
+    const std::size_t at = 1 + pl[0];
+    const std::size_t len = static_cast<std::size_t>(((pl[at + 1] & 0x0F) << 8) | pl[at + 2]);
+    std::size_t programs = 0;
+    for (std::size_t q = at + 8; q + 4 <= at + 3 + len - 4; q += 4) programs += ((pl[q] << 8) | pl[q + 1]) != 0;
+    EXPECT_EQ(programs, 3u) << "PAT #" << pats_after << " after the reload (version " << ((pl[at + 5] >> 1) & 0x1F) << ")";
+    versions_after.insert((pl[at + 5] >> 1) & 0x1F);
+    ++pats_after;
+  }
+  EXPECT_GT(pats_after, 10u);
+  EXPECT_LE(versions_after.size(), 2u) << "the old version (still queued) and the reload's new one";
+  const mpegts::ProgramModel model = decode_psi(std::vector<TsPacket>(all.begin() + static_cast<std::ptrdiff_t>(at_reload), all.end()));
+  EXPECT_EQ(model.services.size(), 3u);
+  EXPECT_EQ(model.network_name, "Renamed Network");
+}
+
+// The MPTS at a constant rate: each PCR must match its byte position at cbr_bps (TR 101 290
+// PCR_accuracy, |PCR_AC| <= 500 ns), as on any constant-rate TS. The members' packets are
+// fed at the exact times their PCRs give (so the inputs are accurate to the nanosecond)
+// and the multiplex is polled as they come; where null packets and queueing move a PCR
+// packet to another slot than its arrival, the PCR must move with it. Without that, the
+// PCRs go out where their packets happened to land, milliseconds off their byte position:
+// a PCR_accuracy_error (and PCR jitter for the set-top box's clock recovery) on nearly
+// every PCR of every service.
+TEST(Multiplex, CbrOutputPcrsMatchTheirBytePosition) {
+  const auto cfgs = three_channels();
+  Multiplex mux(mux_config(), cfgs);
+  auto channels = make_channels(cfgs, mux);
+  std::vector<Source> sources;
+  for (const auto& f : kFiles) sources.push_back(source(f));
+  Recorder out, own;
+  for (;;) {
+    std::uint64_t now = ~std::uint64_t{0};
+    for (const Source& s : sources)
+      if (s.next < s.packets.size()) now = std::min(now, s.times[s.next]);
+    if (now > 5000 * kMs) break;
+    for (std::size_t i = 0; i < sources.size(); ++i) {
+      Source& s = sources[i];
+      while (s.next < s.packets.size() && s.times[s.next] == now) channels[i]->push(0, std::span(&s.packets[s.next++], 1), now);
+    }
+    out.now = now;
+    for (auto& ch : channels) ch->poll(now, own);
+    mux.poll(now, out);
+  }
+  const auto pkts = out.packets();
+  ASSERT_GT(pkts.size(), 10000u);
+  // PCR_AC of each PCR against the one before on its PID: the PCRs' difference against
+  // the bytes between them at cbr_bps.
+  std::map<std::uint16_t, std::pair<std::size_t, std::uint64_t>> last;
+  std::map<std::uint16_t, std::size_t> judged, off;
+  std::map<std::uint16_t, double> worst;
+  for (std::size_t i = 0; i < pkts.size(); ++i) {
+    const TsPacket& p = pkts[i];
+    if (!p.has_pcr() || p.discontinuity()) continue;
+    if (const auto it = last.find(p.pid()); it != last.end()) {
+      const double pcr_ns = static_cast<double>((p.pcr() + mpegts::kPcrWrap - it->second.second) % mpegts::kPcrWrap) * 1000.0 / 27.0;
+      const double bytes_ns = static_cast<double>(i - it->second.first) * mpegts::kPacketSize * 8 * 1e9 / static_cast<double>(kCbr);
+      const double error = pcr_ns > bytes_ns ? pcr_ns - bytes_ns : bytes_ns - pcr_ns;
+      ++judged[p.pid()];
+      off[p.pid()] += error > 500.0 ? 1 : 0;
+      worst[p.pid()] = std::max(worst[p.pid()], error);
+    }
+    last[p.pid()] = {i, p.pcr()};
+  }
+  ASSERT_EQ(judged.size(), 3u) << "a PCR PID per member";
+  for (const auto& [pid, n] : judged) {
+    EXPECT_GT(n, 100u) << "PID " << pid;
+    EXPECT_EQ(off[pid], 0u) << "PID " << pid << ": PCRs more than 500 ns off their byte position, of " << n
+                            << " (worst " << worst[pid] << " ns)";
+  }
+}

@@ -116,8 +116,10 @@ class Remuxer {
   // and the tables it sent (PAT, PMTs by PID, SDT, NIT) continue their counters with the
   // next version number (a NIT it sent goes on, even if this configuration has none).
   // Everything `previous` wrote is taken to reach the receivers (the data plane's new
-  // pacers send what the old ones still held). Call before the first push(); no
-  // allocation (room for the table states is reserved at construction).
+  // pacers send what the old ones still held). Call before the first push(). It copies
+  // the source services `previous` had learnt (allocating, once per reload), so that
+  // while the inputs are learnt again one after the other, the tables keep listing the
+  // services not learnt yet as they were on air (their packets wait until they are).
   // The services here that `previous` had on air keep their output PIDs, PMT PID and
   // service id as they are learnt (whatever order the inputs arrive in): `previous_input`
   // gives, for each input here, the input of `previous` fed by the same source
@@ -175,6 +177,9 @@ class Remuxer {
     bool emm_on_air = false;
     // Source PIDs that were EMM PIDs of the engine continue_from() took over from.
     std::bitset<kPidCount> inherited_emm;
+    // Its services are in the tables as the engine continue_from() took over from had them,
+    // but none is learnt here yet: its packets wait (map unmapped) until one is.
+    bool held = false;
     EitTap eit_tap;
   };
   struct OutPid {
@@ -235,6 +240,10 @@ class Remuxer {
   TableCarousel cat_{kCatPid};
   std::vector<TableCarousel> pmts_;                    // one per configured service
   std::vector<std::optional<Service>> snapshots_;      // last complete source service, per configured service
+  std::vector<bool> learnt_;                           // snapshots_[k] came from this engine's input
+  // continue_from(): the previous engine's source service, per configured service; it joins
+  // snapshots_ (so the tables keep the service) once another service is learnt here.
+  std::vector<std::optional<Service>> inherited_snapshots_;
   std::vector<std::uint16_t> last_sid_;                // output service id given last, per configured service (0: none)
   std::vector<std::uint16_t> inherited_pmt_;           // PMT PID the previous engine gave the service (0: none)
   TableCarousel sdt_{kSdtPid};
