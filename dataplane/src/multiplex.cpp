@@ -65,7 +65,6 @@ struct Multiplex::Impl {
         pacer(m.outputs, "multiplex " + m.id),
         previous_slot(members.size(), mpegts::Remuxer::kNoPreviousInput) {
     remux_out.resize(remux.max_output_per_push());
-    pacer.restamp_pcr();  // cbr: every member's PCRs at their byte position in the MPTS
   }
 
   void push(std::size_t slot, std::span<const TsPacket> packets, std::uint64_t now) {

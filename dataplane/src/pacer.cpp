@@ -238,7 +238,7 @@ void Pacer::poll_cbr(std::uint64_t now, DatagramSink& sink) {
         const std::uint64_t arrived = meta(head_).due_ns;  // kCbr: the arrival time
         dg[k] = packets_[index(head_++)];
         ++media;
-        if (restamp_pcr_ && dg[k].has_pcr()) [[unlikely]] {
+        if (dg[k].has_pcr()) [[unlikely]] {
           // The packet leaves at its slot, not when it arrived: its PCR moves by as much
           // (the time it spent queued), so it matches its byte position in the constant-
           // rate stream (TR 101 290 PCR_AC) and the receiver's clock recovery sees no jitter.

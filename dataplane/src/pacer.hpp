@@ -7,7 +7,9 @@
 //    between two PCRs are spread evenly. A datagram ends early at a PCR packet so every
 //    PCR leaves on time. Without PCRs for kMaxUnscheduledNs packets go as they come
 //    until the next PCR anchors the schedule again.
-//  - kCbr: one packet slot every 188*8/cbr_bps; empty slots carry null packets.
+//  - kCbr: one packet slot every 188*8/cbr_bps; empty slots carry null packets. Each PCR
+//    is moved by the time its packet waited from arrival to its slot, so it matches its
+//    byte position in the constant-rate stream (left: the input's own arrival jitter).
 //  - kPassthrough: packets leave as they arrived, in datagrams of up to 7 that also end
 //    at a PCR packet (a PCR never waits for the packets behind it).
 //
@@ -104,10 +106,6 @@ class Pacer {
     reanchor_ = true;
     unpaced_ = false;
   }
-  // kCbr: each PCR is moved by the time its packet waited for its slot, so it matches its
-  // byte position in the constant-rate output (a multiplex: its members' packets wait
-  // behind each other and between null packets).
-  void restamp_pcr() { restamp_pcr_ = true; }
   // Same schedule (packets_per_datagram, pacing, cbr_bps)?
   [[nodiscard]] bool same_schedule(const Pacer& other) const {
     return per_datagram_ == other.per_datagram_ && pacing_ == other.pacing_ && cbr_bps_ == other.cbr_bps_ &&
@@ -168,7 +166,6 @@ class Pacer {
   std::uint64_t last_pcr_due_ = 0;
   std::int64_t lead_avg_ns_ = 0;      // kPcr: the PCRs' average margin before departure (drift servo)
   bool unpaced_ = false;              // kPcr: no PCR for kMaxUnscheduledNs, packets go as they come
-  bool restamp_pcr_ = false;          // kCbr: restamp_pcr()
   std::uint64_t next_slot_ns_ = 0;    // kCbr: the next slot (0: none yet)...
   std::uint64_t next_slot_frac_ = 0;  // ...and its thousandths of a ns
   mpegts::TsPacket null_packet_ = mpegts::make_null_packet();
@@ -222,9 +219,6 @@ class Pacers {
   }
   void reanchor() {
     for (const auto& pacer : pacers_) pacer->reanchor();
-  }
-  void restamp_pcr() {
-    for (const auto& pacer : pacers_) pacer->restamp_pcr();
   }
   [[nodiscard]] bool active() const { return pacers_[0]->active(); }
   // A reload rebuilt the owner: each pacer takes over the queue of the old pacer that

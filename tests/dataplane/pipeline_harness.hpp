@@ -5,6 +5,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <algorithm>
+#include <array>
+#include <cmath>
 #include <map>
 #include <span>
 #include <string>
@@ -72,6 +75,35 @@ inline std::size_t cc_errors(const std::vector<mpegts::TsPacket>& pkts) {
     last[p.pid()] = p.cc();
   }
   return errors;
+}
+
+// A packet's bytes with its PCR (if it has one) zeroed: cbr outputs restamp PCRs to their
+// slots, so the same packet on another schedule differs there only.
+inline std::array<std::uint8_t, mpegts::kPacketSize> pcr_blind(mpegts::TsPacket p) {
+  if (p.has_pcr()) p.set_pcr(0);
+  return p.bytes;
+}
+
+// The worst difference, in ns, between a PCR of `pid` and its byte position in `pkts` sent
+// at a constant `bps` (TR 101 290 PCR_AC): each PCR against the first one's.
+inline double worst_pcr_position_error_ns(const std::vector<mpegts::TsPacket>& pkts, std::uint16_t pid, double bps) {
+  bool first = true;
+  std::uint64_t pcr0 = 0;
+  std::size_t at0 = 0;
+  double worst = 0;
+  for (std::size_t i = 0; i < pkts.size(); ++i) {
+    if (pkts[i].pid() != pid || !pkts[i].has_pcr()) continue;
+    if (first) {
+      pcr0 = pkts[i].pcr();
+      at0 = i;
+      first = false;
+      continue;
+    }
+    const double pcr_ns = static_cast<double>((pkts[i].pcr() + mpegts::kPcrWrap - pcr0) % mpegts::kPcrWrap) / 27.0 * 1000.0;
+    const double position_ns = static_cast<double>(i - at0) * mpegts::kPacketSize * 8.0 / bps * 1e9;
+    worst = std::max(worst, std::abs(pcr_ns - position_ns));
+  }
+  return worst;
 }
 
 // What ffmpeg says decoding `pkts` (written to `<temp_dir(tag)>/<file_name>`): "" when clean,
