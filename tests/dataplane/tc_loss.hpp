@@ -44,7 +44,8 @@ class TcLoss {
     // A packet is dropped when a random 32-bit number is below the threshold.
     const auto threshold = static_cast<std::uint32_t>(loss_percent / 100.0 * 4294967296.0);
     const auto insns = program(map_fd_, threshold);
-    LIBBPF_OPTS(bpf_prog_load_opts, load_opts);
+    bpf_prog_load_opts load_opts;
+    clear_options(load_opts);
     prog_fd_ = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "tc_loss", "Dual MIT/GPL", insns.data(), insns.size(), &load_opts);
     if (prog_fd_ < 0) {
       error_ = "bpf_prog_load: " + std::string(std::strerror(errno));
@@ -57,13 +58,16 @@ class TcLoss {
         return;
       }
       hook_ifindex_ = static_cast<int>(ifindex);
-      LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = hook_ifindex_, .attach_point = BPF_TC_EGRESS);
+      bpf_tc_hook hook;
+      egress_hook(hook);
       const int created = bpf_tc_hook_create(&hook);  // the clsact qdisc
       if (created != 0 && created != -EEXIST) {
         error_ = "bpf_tc_hook_create: " + std::string(std::strerror(-created));
         return;
       }
-      LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd_);
+      bpf_tc_opts opts;
+      clear_options(opts);
+      opts.prog_fd = prog_fd_;
       const int attached = bpf_tc_attach(&hook, &opts);
       if (attached != 0) {
         error_ = "bpf_tc_attach: " + std::string(std::strerror(-attached));
@@ -75,7 +79,8 @@ class TcLoss {
   ~TcLoss() {
     if (attached_) {
       in_namespace([&] {
-        LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = hook_ifindex_, .attach_point = BPF_TC_EGRESS);
+        bpf_tc_hook hook;
+        egress_hook(hook);
         (void)bpf_tc_hook_destroy(&hook);  // the qdisc and its filter
       });
     }
@@ -91,6 +96,20 @@ class TcLoss {
   [[nodiscard]] std::uint64_t dropped() const { return count(1); }
 
  private:
+  // libbpf's option structs: zeroed, padding too (libbpf checks that what it does not know
+  // is zero), with their size set (LIBBPF_OPTS does this with C extensions clang refuses in
+  // C++).
+  template <typename T>
+  static void clear_options(T& o) {
+    std::memset(&o, 0, sizeof o);
+    o.sz = sizeof o;
+  }
+  void egress_hook(bpf_tc_hook& hook) const {
+    clear_options(hook);
+    hook.ifindex = hook_ifindex_;
+    hook.attach_point = BPF_TC_EGRESS;
+  }
+
   // r0 = random; slot, verdict = (r0 < threshold) ? (1, TC_ACT_SHOT) : (0, TC_ACT_OK);
   // counts[slot] += 1 (atomic); return verdict.
   static std::array<bpf_insn, 19> program(int map_fd, std::uint32_t threshold) {
