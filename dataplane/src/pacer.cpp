@@ -97,7 +97,13 @@ void Pacer::schedule_pcr(const TsPacket& p, std::uint64_t now) {
   // (after a new anchor: between now and this one).
   const std::uint64_t n = tail_ - scheduled_;  // includes this packet
   const std::uint64_t from = std::min(prev_due_valid_ && !anchor_now ? last_pcr_due_ : now, due);
-  for (std::uint64_t k = 0; k < n; ++k) meta(scheduled_ + k).due_ns = from + (due - from) * (k + 1) / n;
+  for (std::uint64_t k = 0; k < n; ++k) {
+    Meta& m = meta(scheduled_ + k);
+    const std::uint64_t arrived = m.due_ns - static_cast<std::uint64_t>(static_cast<std::int64_t>(m.after_arrival_ns));
+    m.due_ns = from + (due - from) * (k + 1) / n;
+    m.after_arrival_ns = static_cast<std::int32_t>(
+        std::clamp<std::int64_t>(static_cast<std::int64_t>(m.due_ns - arrived), INT32_MIN, INT32_MAX));
+  }
   scheduled_ = tail_;
   last_pcr_ = p.pcr();
   last_pcr_due_ = due;
@@ -235,7 +241,8 @@ void Pacer::poll_cbr(std::uint64_t now, DatagramSink& sink) {
     std::uint64_t media = 0;
     for (std::size_t k = 0; k < n; ++k) {
       if (head_ < scheduled_) {
-        const std::uint64_t arrived = meta(head_).due_ns;  // kCbr: the arrival time
+        const Meta& m = meta(head_);
+        const std::uint64_t arrived = m.due_ns - static_cast<std::uint64_t>(static_cast<std::int64_t>(m.after_arrival_ns));
         dg[k] = packets_[index(head_++)];
         ++media;
         if (dg[k].has_pcr()) [[unlikely]] {

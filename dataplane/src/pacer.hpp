@@ -138,6 +138,9 @@ class Pacer {
   struct Meta {
     std::uint64_t due_ns;
     bool pcr;
+    // due_ns minus the arrival time (the PCR schedule moved it; kCbr restamps PCRs by the
+    // wait since arrival, also for packets taken over from a PCR-paced queue).
+    std::int32_t after_arrival_ns = 0;
   };
 
   [[nodiscard]] std::uint64_t queued() const { return tail_ - head_; }

@@ -782,6 +782,14 @@ void Dataplane::Impl::adopt(const Plan& next) {
         head.window = old_head.window;
         head.restart_armed = old_head.restart_armed;
         head.restart_seq = old_head.restart_seq;
+        // The flow's counts are the window's: they move with it (every member shows them).
+        for (Counter InputCounters::*c :
+             {&InputCounters::rtp_out_of_order, &InputCounters::rtp_lost, &InputCounters::rtp_duplicates}) {
+          (head.counters.*c).store((head.counters.*c).load(std::memory_order_relaxed) +
+                                       (old_head.counters.*c).load(std::memory_order_relaxed),
+                                   std::memory_order_relaxed);
+          (old_head.counters.*c).store(0, std::memory_order_relaxed);
+        }
         old_head.have_seq = false;
         old_head.restart_armed = false;
         old_head.held = 0;

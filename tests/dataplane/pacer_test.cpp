@@ -436,3 +436,35 @@ TEST(Pacer, PcrScheduleFollowsAnEncoderClockThatDrifts) {
     EXPECT_LT(r.worst_gap_ns, 2 * static_cast<std::int64_t>(kMs)) << "a hole in the output";
   }
 }
+
+// A reload that changes an output from pcr to cbr pacing: the new cbr pacer takes over
+// the old one's queue, whose PCR packets carry their pcr departure time (~100 ms after
+// arrival), not their arrival. Restamped against that as if it were the arrival, each of
+// them moved ~100 ms back against its byte position, then the PCRs of new packets
+// (restamped against their real arrival) jumped ~100 ms forward.
+TEST(Pacer, PcrToCbrReloadRestampsTheTakenOverPcrsAsTheNewOnes) {
+  auto cfg = one_channel(1, PacingMode::kPcr);
+  auto before = std::make_unique<Channel>(cfg);
+  Synth s;
+  const std::uint64_t start = 1000 * kMs;
+  auto in = stream(s, start, 100, 20, [](std::size_t i) { return 1234 + i * 40 * 27'000; });
+  Recorder rec;
+  std::size_t next = 0;
+  const std::uint64_t reload = start + 1000 * kMs;
+  run(*before, in, next, rec, start, reload);
+  auto cbr = cfg;
+  cbr.outputs[0].pacing = PacingMode::kCbr;
+  cbr.outputs[0].cbr_bps = 2'000'000;
+  Channel after(cbr);
+  after.continue_from(*before);
+  before.reset();
+  const std::size_t sent_before = rec.sent.size();
+  run(after, in, next, rec, reload + 100'000, start + 5000 * kMs);
+  std::vector<TsPacket> out;
+  for (std::size_t k = sent_before; k < rec.sent.size(); ++k)
+    out.insert(out.end(), rec.sent[k].packets.begin(), rec.sent[k].packets.end());
+  ASSERT_GT(std::count_if(out.begin(), out.end(), [](const TsPacket& p) { return p.pid() == kVideo && p.has_pcr(); }),
+            50);
+  const double worst_ns = twincast::test::worst_pcr_position_error_ns(out, kVideo, 2'000'000);
+  EXPECT_LT(worst_ns, 5'000'000) << "a PCR off its byte position after the reload by " << worst_ns / 1e6 << " ms";
+}

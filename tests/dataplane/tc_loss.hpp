@@ -3,7 +3,7 @@
 // it with a given probability and counts what it passed and dropped. It stands in for
 // `tc qdisc ... netem loss N%` on kernels built without sch_netem (this CI machine's:
 // Firecracker's 6.18 kernel has cls_bpf and clsact but no netem, fq or gact). The program
-// is a dozen eBPF instructions, loaded and attached with libbpf (no compiler, no ELF file);
+// is 17 eBPF instructions, loaded and attached with libbpf (no compiler, no ELF file);
 // the counters live in a two-slot array map that the test reads through its fd.
 //
 // Root only (bpf(2), netlink in the namespace). Header-only.
@@ -65,6 +65,7 @@ class TcLoss {
         error_ = "bpf_tc_hook_create: " + std::string(std::strerror(-created));
         return;
       }
+      hooked_ = true;
       bpf_tc_opts opts;
       clear_options(opts);
       opts.prog_fd = prog_fd_;
@@ -77,11 +78,12 @@ class TcLoss {
     });
   }
   ~TcLoss() {
-    if (attached_) {
+    if (hooked_) {
       in_namespace([&] {
         bpf_tc_hook hook;
         egress_hook(hook);
-        (void)bpf_tc_hook_destroy(&hook);  // the qdisc and its filter
+        hook.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
+        (void)bpf_tc_hook_destroy(&hook);  // both points: the clsact qdisc goes, its filter with it
       });
     }
     if (prog_fd_ >= 0) ::close(prog_fd_);
@@ -172,6 +174,7 @@ class TcLoss {
   int map_fd_ = -1;
   int prog_fd_ = -1;
   int hook_ifindex_ = 0;
+  bool hooked_ = false;  // the clsact qdisc is there (maybe ours from before: a test's veth is its own)
   bool attached_ = false;
 };
 

@@ -453,6 +453,32 @@ TEST_F(Worker, RtpCountersOfASharedFlowShowOnEveryChannelItFeeds) {
   }
 }
 
+// A reload that makes another input the flow's first member (a channel sharing the flow
+// listed first) moves the window there: "one", unchanged, must still show the flow's
+// counts (11 lost before the reload), not restart from the new first member's zero; and
+// back again when that channel is removed.
+TEST_F(Worker, RtpCountersOfASharedFlowGoOnAcrossAReloadThatChangesItsFirstMember) {
+  make(1);
+  constexpr std::uint64_t ms = 1'000'000;
+  const ApplianceConfig base = dp_->config();
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(10, 0, 7)), udp_frame(kGroupRtp, 5000, rtp_payload(12, 0, 7))}, 1 * ms,
+       1 * ms, 1);
+  feed({}, 22 * ms, 22 * ms);  // 11 given up
+  ASSERT_EQ(dp_->input_stats(0, 1).rtp_lost, 1u);
+  ASSERT_EQ(dp_->input_stats(0, 1).rtp_out_of_order, 1u);
+  (void)dp_->apply(with_sharing_channel_first(base));
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(13, 0, 7))}, 23 * ms, 23 * ms);
+  EXPECT_EQ(dp_->input_stats(1, 1).rtp_lost, 1u) << "\"one\"'s count went back to the new first member's";
+  EXPECT_EQ(dp_->input_stats(1, 1).rtp_out_of_order, 1u);
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(15, 0, 7))}, 24 * ms, 24 * ms, 1);
+  feed({}, 45 * ms, 45 * ms);  // 14 given up
+  ASSERT_EQ(dp_->input_stats(1, 1).rtp_lost, 2u);
+  (void)dp_->apply(base);  // "zero" removed: "one" heads the flow again
+  feed({udp_frame(kGroupRtp, 5000, rtp_payload(16, 0, 7))}, 46 * ms, 46 * ms);
+  EXPECT_EQ(dp_->input_stats(0, 1).rtp_lost, 2u) << "11 and 14";
+  EXPECT_EQ(dp_->input_stats(0, 1).datagrams, 5u);  // 10, 12, 13, 15, 16
+}
+
 // The other way: the channel that headed the flow (its window holding 12) is removed;
 // "one" goes on and must still get 12 after 11.
 TEST_F(Worker, RtpHeldDatagramSurvivesAReloadThatRemovesTheFlowsFirstChannel) {

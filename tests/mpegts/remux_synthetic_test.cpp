@@ -1759,7 +1759,7 @@ TEST(RemuxSynthetic, TheSdtStopsAnnouncingEitThatStoppedComing) {
   ASSERT_EQ(sdt_eit_pf(h.out, 1), 1);
   without_eit(9'000);  // the SDT goes out every second
   std::vector<int> flags = sdt_eit_pf_flags(h.out, 1);
-  EXPECT_EQ(std::count(flags.begin(), flags.end(), 0), 1) << "cleared within 9 s of the last EIT p/f (the one 0: "
+  EXPECT_EQ(std::count(flags.begin(), flags.end(), 0), 1) << "cleared within 9 s of the last EIT p/f (the only 0 must be "
                                                               "the SDT before the first EIT)";
   without_eit(3'000);
   flags = sdt_eit_pf_flags(h.out, 1);
