@@ -199,6 +199,19 @@ struct InputState {
   // of a sender's new numbering. Dropped; this one, closely after it, means the latter.
   bool restart_armed = false;
   std::uint16_t restart_seq = 0;
+  // When the last datagram came, and the flow's average interval between datagrams (ns x
+  // 256, averaged over ~256 datagrams; each sample at most 100 ms, so an outage barely moves
+  // it): receive_rtp() tells an outage from a new numbering by them.
+  std::uint64_t last_rtp_ns = 0;
+  std::uint64_t rtp_interval_x256 = 0;
+  void note_rtp_interval(std::uint64_t silence, std::uint64_t now_ns) {
+    if (last_rtp_ns != 0) {
+      const auto sample = static_cast<std::int64_t>(std::min<std::uint64_t>(silence, 100'000'000) * 256);
+      const auto avg = static_cast<std::int64_t>(rtp_interval_x256);
+      rtp_interval_x256 = static_cast<std::uint64_t>(avg == 0 ? sample : avg + (sample - avg) / 256);
+    }
+    last_rtp_ns = now_ns;
+  }
   std::array<RtpSlot, kRtpWindow> window{};
   PortState* port = nullptr;       // where drops are counted
   // SRT (and any input received off the data plane): bytes arrive from a control thread

@@ -207,8 +207,19 @@ void Dataplane::Impl::receive_rtp(const Flow& flow, rte_mbuf* m, const net::Rtp&
   const bool armed = in.restart_armed;
   in.restart_armed = false;
   auto d = static_cast<std::int16_t>(static_cast<std::uint16_t>(rtp.sequence - in.expected_seq));
+  // The silence before this datagram, and the flow's average interval before it: a jump
+  // far ahead about as long as the silence (half to twice) is an outage the numbering went
+  // on through (its datagrams are lost), not a new numbering.
+  const std::uint64_t silence = in.last_rtp_ns != 0 && now_ns > in.last_rtp_ns ? now_ns - in.last_rtp_ns : 0;
+  const std::uint64_t interval_x256 = in.rtp_interval_x256;
+  in.note_rtp_interval(silence, now_ns);
   const bool far_behind = d < 0 && -d >= 2 * kRtpWindow;
-  const bool far_ahead = d >= static_cast<std::int16_t>(kRtpMaxDropout);
+  bool far_ahead = d >= static_cast<std::int16_t>(kRtpMaxDropout);
+  if (far_ahead && interval_x256 != 0) [[unlikely]] {
+    const std::uint64_t outage_len = silence * 256 / interval_x256;  // datagrams the silence held
+    const auto jump = static_cast<std::uint64_t>(d);
+    far_ahead = !(jump * 2 >= outage_len && jump <= outage_len * 2);
+  }
   const auto after_far = static_cast<std::uint16_t>(rtp.sequence - in.restart_seq);
   if ((far_behind || far_ahead) && armed && after_far != 0 && after_far < kRtpWindow) {
     // Far from the numbering right after one far from it, and a little ahead of that one:
@@ -218,8 +229,9 @@ void Dataplane::Impl::receive_rtp(const Flow& flow, rte_mbuf* m, const net::Rtp&
     in.expected_seq = rtp.sequence;
     d = 0;
   } else if (far_ahead) {
-    // Far ahead (RFC 3550 A.1's MAX_DROPOUT): the first of a sender's new numbering, or a
-    // stray; the next datagram tells. Not a loss of thousands of datagrams either way.
+    // Far ahead (RFC 3550 A.1's MAX_DROPOUT), after a silence too short for that many: the
+    // first of a sender's new numbering, or a stray; the next datagram tells. Not a loss of
+    // thousands of datagrams either way.
     in.restart_armed = true;
     in.restart_seq = rtp.sequence;
     drop(*in.port, DropReason::kRtpJump);
@@ -782,6 +794,8 @@ void Dataplane::Impl::adopt(const Plan& next) {
         head.window = old_head.window;
         head.restart_armed = old_head.restart_armed;
         head.restart_seq = old_head.restart_seq;
+        head.last_rtp_ns = old_head.last_rtp_ns;
+        head.rtp_interval_x256 = old_head.rtp_interval_x256;
         // The flow's counts are the window's: they move with it (every member shows them).
         for (Counter InputCounters::*c :
              {&InputCounters::rtp_out_of_order, &InputCounters::rtp_lost, &InputCounters::rtp_duplicates}) {

@@ -1503,6 +1503,27 @@ TEST_F(Worker, RtpSenderRestartingItsNumberingFarAheadIsFollowedFromItsSecondDat
   EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kRtpJump), 1u);
 }
 
+// A far jump that is as long as the silence before it is an outage, not a new numbering:
+// a sender at one datagram per ms, then 4 s without any, then the numbering 4000 on
+// (a link down on a high-rate feed). The 3999 datagrams in between are counted lost and the
+// first after the silence is delivered (it used to be dropped as rtp_jump, nothing lost).
+TEST_F(Worker, RtpOutageAsLongAsItsJumpIsCountedLost) {
+  make(1);
+  constexpr std::uint64_t ms = 1'000'000;
+  auto rtp = [](std::uint16_t s) { return udp_frame(kGroupRtp, 5000, rtp_payload(s, s, 1)); };
+  for (std::uint16_t s = 0; s < 300; ++s) feed({rtp(s)}, (1 + s) * ms, (1 + s) * ms);
+  feed({rtp(4299)}, 4300 * ms, 4300 * ms);
+  feed({rtp(4300)}, 4301 * ms, 4301 * ms);
+  const InputStats in = dp_->input_stats(0, 1);
+  EXPECT_EQ(in.rtp_lost, 3999u);
+  EXPECT_EQ(in.datagrams, 302u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kRtpJump), 0u);
+  // The same jump right after the datagram before it is a new numbering, not an outage.
+  feed({rtp(4301), rtp(9000), rtp(9001)}, 4302 * ms, 4302 * ms);
+  EXPECT_EQ(dp_->input_stats(0, 1).rtp_lost, 3999u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kRtpJump), 1u);
+}
+
 // A single datagram far ahead between ones in sequence (a stray) is dropped and changes
 // nothing; a real gap below RFC 3550's MAX_DROPOUT (2999 here) is still a loss.
 TEST_F(Worker, RtpStrayFarAheadIsDroppedAndAGapBelowTheDropoutLimitIsALoss) {
