@@ -55,6 +55,7 @@ struct Appliance::Impl final : ApiBackend {
   std::vector<dataplane::ExternalInput*> srt_route;  // SRT input -> its data-plane ring
   std::vector<std::size_t> srt_index_of;             // flat input -> SRT input (or npos)
   bool started = false;
+  bool srt_down = false;  // the last reload could not build or start the SRT ingest
   metrics::Registry registry;
   std::unique_ptr<Api> api;
   std::unique_ptr<HttpServer> api_server;
@@ -115,6 +116,8 @@ struct Appliance::Impl final : ApiBackend {
   }
   // The SRT ingest for `config` (nullptr without SRT inputs), feeding the data plane's rings.
   void build_srt();
+  // build_srt() and start it if the appliance runs; a failure goes to out.warning (srt_down).
+  void rebuild_srt(ReloadOutcome& out);
   ApiHlsUrl hls_url(const std::string& channel, std::int64_t ttl_s, const std::string& client) override {
     std::lock_guard lock(mu);
     const auto it = std::find_if(config.channels.begin(), config.channels.end(), [&](const auto& c) { return c.id == channel; });
@@ -387,11 +390,16 @@ ReloadOutcome Appliance::Impl::reload_file() {
   if (out.diff.empty()) {
     config = next;  // e.g. a new token_file: read at each request
     dp_config = next_dp;
+    if (srt_down) {  // the same SRT inputs: try again what the last reload could not start
+      if (srt) srt->stop();
+      out.srt_restarted = true;
+      rebuild_srt(out);
+    }
     return out;
   }
   // The SRT ingest stays when its inputs and their channels stay: its handles point into
   // channels the reload keeps.
-  bool keep_srt = srt_inputs_of(dp_config) == srt_inputs_of(next_dp);
+  bool keep_srt = !srt_down && srt_inputs_of(dp_config) == srt_inputs_of(next_dp);
   for (const auto& [channel, in] : srt_inputs_of(dp_config)) {
     const auto& changed = out.diff.channels_changed;
     keep_srt = keep_srt && std::find(changed.begin(), changed.end(), channel) == changed.end();
@@ -429,23 +437,30 @@ ReloadOutcome Appliance::Impl::reload_file() {
     srt_index_of = std::move(index);
   } else {
     out.srt_restarted = true;
-    try {
-      build_srt();
-    } catch (const std::exception& e) {
-      // The check agrees with the ingest (srt_ingest_test); should they ever differ, the
-      // new map runs without SRT and says why, rather than taking every channel down.
-      srt.reset();
-      out.warning = std::string("the SRT ingest could not be built: ") + e.what();
-    }
-    if (srt && started) {
-      try {
-        srt->start();
-      } catch (const std::exception& e) {
-        out.warning = std::string("the SRT ingest did not start: ") + e.what();
-      }
-    }
+    rebuild_srt(out);
   }
   return out;
+}
+
+void Appliance::Impl::rebuild_srt(ReloadOutcome& out) {
+  srt_down = false;
+  try {
+    build_srt();
+  } catch (const std::exception& e) {
+    // The check agrees with the ingest (srt_ingest_test); should they ever differ, the
+    // new map runs without SRT and says why, rather than taking every channel down.
+    srt.reset();
+    srt_down = true;
+    out.warning = std::string("the SRT ingest could not be built: ") + e.what();
+  }
+  if (srt && started) {
+    try {
+      srt->start();
+    } catch (const std::exception& e) {
+      srt_down = true;
+      out.warning = std::string("the SRT ingest did not start: ") + e.what();
+    }
+  }
 }
 
 dataplane::ApplianceConfig dataplane_config(const dataplane::ApplianceConfig& config) {

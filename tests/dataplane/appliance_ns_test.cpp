@@ -1624,5 +1624,49 @@ TEST_F(ApplianceNs, HlsOfAChannelPlaysOverHttp) {
   (void)check_output(s, dir_, "hls_multicast", 0x100);
 }
 
+// config/README.md: a reload whose rebuilt SRT ingest cannot start (a port taken by another
+// program) runs the new configuration and says so. Once the port is free again, reloading
+// the same file must bring the SRT listener up: the operator has no other way short of a
+// restart of twincastd.
+TEST_F(ApplianceNs, SrtIngestThatCouldNotStartStartsOnTheNextReload) {
+  const std::string news = "  - id: news\n    inputs:\n" + udp_input("rx", "239.1.1.70", 5000) + "    outputs:\n" +
+                           output("udp", "239.2.9.1", 5000);
+  const pid_t app = start_appliance(news);
+  ASSERT_GT(app, 0);
+  const std::string yaml = read_text(dir_ / "channels.yaml");
+  const std::string head_yaml = yaml.substr(0, yaml.find("channels:\n") + 10);
+  {
+    const auto tmp = dir_ / "channels.yaml.new";
+    std::ofstream(tmp) << head_yaml << news << srt_channel(200);
+    std::filesystem::rename(tmp, dir_ / "channels.yaml");
+  }
+  // Another program holds the SRT port (no SO_REUSEADDR: libsrt cannot share it).
+  const pid_t squatter = start_child({"ip", "netns", "exec", head_, "/usr/bin/python3", "-c",
+                                      std::string("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                                                  "s.bind(('") + kSrtHeadIp + "',9000))\ntime.sleep(600)\n"},
+                                     "squatter");
+  ASSERT_GT(squatter, 0);
+  std::this_thread::sleep_for(1s);
+  ASSERT_EQ(::kill(app, SIGHUP), 0);
+  ASSERT_TRUE(wait_status([](const std::string& l) { return l.find("reload_incomplete") != std::string::npos; }, 10s))
+      << appliance_log() << read_text(dir_ / "squatter.err");
+  end_child(squatter, 2000ms);
+  std::this_thread::sleep_for(500ms);
+  // The port is free: the same file again.
+  ASSERT_EQ(::kill(app, SIGHUP), 0);
+  const auto reloads = [](const std::string& l) {
+    std::size_t n = 0;
+    for (std::size_t at = l.find("SIGHUP: reloaded"); at != std::string::npos; at = l.find("SIGHUP: reloaded", at + 1)) ++n;
+    return n;
+  };
+  ASSERT_TRUE(wait_status([&](const std::string& l) { return reloads(l) >= 3; }, 10s)) << appliance_log();
+  ASSERT_GT(start_child(srt_caller(src_, kPassphrase, 200), "good"), 0);
+  const std::string line = "channel=contrib input=srt ";
+  const bool up = wait_status([&](const std::string& l) { return status_value(l, line, "srt_connected").value_or(0) == 1; }, 10s);
+  const std::string log = appliance_log();
+  stop_twincastd(app);
+  EXPECT_TRUE(up) << "the SRT listener never came back: " << log << read_text(dir_ / "good.err");
+}
+
 }  // namespace
 }  // namespace twincast::test
