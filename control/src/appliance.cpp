@@ -417,9 +417,9 @@ ReloadOutcome Appliance::Impl::reload_file() {
   } catch (const std::exception& e) {
     out.error = e.what();
     if (!keep_srt && srt) {
-      // The running plan is untouched: bring the same ingest back.
-      build_srt();
-      if (srt && started) srt->start();
+      // The running plan is untouched: bring the same ingest back (a failure to is a
+      // warning beside the error, retried by the next reload; never an exception here).
+      rebuild_srt(out);
     }
     out.diff = {};
     packager->set_channels(hls_channels());  // the running plan's feeds again
