@@ -400,7 +400,8 @@ TEST(Channel, EachOutputKeepsItsOwnSchedule) {
 // within the 100 us steps the test feeds and polls in), instead of being off by the
 // milliseconds the packets wait between null packets. What restamping cannot remove is the
 // input's own arrival jitter: fed in bursts of 7 (a datagram's packets arrive together),
-// a PCR late in its datagram stays up to 6 packets off (EachOutputKeepsItsOwnSchedule).
+// as in EachOutputKeepsItsOwnSchedule, a PCR late in its datagram stays up to 6 of the
+// source's packets off (worst 6.0 ms there, 7.0 ms without restamping).
 TEST(Channel, ConstantBitrateRestampsPcrsToTheirBytePosition) {
   auto cfg = one_channel(1, PacingMode::kCbr);
   cfg.outputs[0].cbr_bps = 2'000'000;
