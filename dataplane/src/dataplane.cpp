@@ -681,6 +681,7 @@ void Dataplane::poll_once(std::uint64_t now_ns) {
   impl_->qos_tick(now_ns);
   impl_->arp_tick(now_ns);
   impl_->drain_external(now_ns);
+  impl_->igmp_repeat_tick(now_ns);
   if (!impl_->current->rtp_flows.empty()) {
     impl_->expire_rtp(now_ns);
     impl_->free_retired();

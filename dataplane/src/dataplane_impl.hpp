@@ -34,6 +34,9 @@ inline constexpr std::uint16_t kBurst = 32;
 inline constexpr std::size_t kPrefetchAhead = 3;
 inline constexpr std::size_t kMaxTsPerDatagram = 64;  // jumbo frames: 9000 / 188 = 47
 inline constexpr std::uint64_t kIgmpRefreshNs = 60'000'000'000ULL;
+// RFC 3376 8.11 Unsolicited Report Interval (the IGMPv3 default): a reload's state-change
+// report is sent again once (Robustness Variable 2, less one) at a random time within it.
+inline constexpr std::uint64_t kIgmpRepeatIntervalNs = 1'000'000'000ULL;
 // RFC 3376 8.12 Older Version Querier Present Timeout, less the Query Response Interval
 // that is added from the query itself: Robustness Variable (2) x Query Interval (125 s),
 // the defaults, since an IGMPv1/v2 querier does not tell its own.
@@ -149,6 +152,10 @@ struct PortState {
   std::uint64_t igmp_v1_querier_until_ns = 0;
   std::uint64_t igmp_v2_querier_until_ns = 0;
   std::uint8_t igmp_version = 3;
+  // Plans with group changes on this port adopted since their reports were last repeated
+  // (2: several), and when the repeat goes (0: not drawn yet; igmp_repeat_tick()).
+  std::uint8_t igmp_changes_pending = 0;
+  std::uint64_t igmp_repeat_ns = 0;
   void update_igmp_version(std::uint64_t now_ns) {
     const std::uint8_t v = now_ns < igmp_v1_querier_until_ns ? 1 : now_ns < igmp_v2_querier_until_ns ? 2 : 3;
     if (v == igmp_version) return;
@@ -378,6 +385,10 @@ struct Dataplane::Impl {
   // ARP for the next hops: requests due (and expiry) on every port; what a frame from
   // `ip` at `mac` teaches (updates the outputs behind that neighbor).
   void arp_tick(std::uint64_t now_ns);
+  // Sends the repeat of the state-change reports of the last reload (RFC 3376 5.1), a random
+  // time within kIgmpRepeatIntervalNs after the first turn that saw them.
+  void igmp_repeat_tick(std::uint64_t now_ns);
+  std::uint64_t igmp_rng = 0x9E3779B97F4A7C15ULL;  // worker: xorshift64 state for the repeat's delay
   void send_arp_request(PortState& port, Neighbor& n, std::uint64_t now_ns);
   void learn_neighbor(PortState& port, Ipv4 ip, std::uint16_t vlan, const Mac& mac, std::uint64_t now_ns);
   void update_outputs(const PortState& port, std::size_t neighbor);

@@ -819,11 +819,44 @@ void Dataplane::Impl::adopt(const Plan& next) {
     const PortPlan& pp = next.ports[p->index];
     send_reports(*p, pp.leave, net::IgmpEvent::kLeave, 0, pp.groups);
     send_reports(*p, pp.join, net::IgmpEvent::kJoin, 0);
+    if (!pp.leave.empty() || !pp.join.empty()) {
+      // Each change sends at once and is repeated once more (igmp_repeat_tick), the delay
+      // drawn afresh from the turn after this change.
+      p->igmp_changes_pending = static_cast<std::uint8_t>(std::min(p->igmp_changes_pending + 1, 2));
+      p->igmp_repeat_ns = 0;
+    }
     // New unicast outputs behind next hops already resolved get their MAC now.
     const std::uint32_t n_neighbors = p->n_neighbors.load(std::memory_order_acquire);
     for (std::size_t k = 0; k < n_neighbors; ++k) update_outputs(*p, k);
   }
   worker_generation = next.generation;
+}
+
+void Dataplane::Impl::igmp_repeat_tick(std::uint64_t now_ns) {
+  for (auto& pp : ports) {
+    PortState& p = *pp;
+    if (p.igmp_changes_pending == 0) continue;
+    if (p.igmp_repeat_ns == 0) {
+      igmp_rng ^= igmp_rng << 13;
+      igmp_rng ^= igmp_rng >> 7;
+      igmp_rng ^= igmp_rng << 17;
+      p.igmp_repeat_ns = now_ns + 1 + igmp_rng % kIgmpRepeatIntervalNs;  // (0, interval]
+      continue;
+    }
+    if (now_ns < p.igmp_repeat_ns) continue;
+    const PortPlan& plan = current->ports[p.index];
+    send_reports(p, plan.leave, net::IgmpEvent::kLeave, 0, plan.groups);
+    if (p.igmp_changes_pending == 1) {
+      send_reports(p, plan.join, net::IgmpEvent::kJoin, 0);
+    } else {
+      // Several reloads before the repeat: the joins of the earlier ones are not in this
+      // plan's list, so every group joined now is reported as it stands (current-state
+      // records, as the answer to a query). Only the last reload's leaves are repeated.
+      send_reports(p, plan.groups, net::IgmpEvent::kQueryResponse, 0);
+    }
+    p.igmp_changes_pending = 0;
+    p.igmp_repeat_ns = 0;
+  }
 }
 
 void Dataplane::Impl::apply_shedding() {
@@ -872,6 +905,7 @@ bool Dataplane::Impl::loop_once(std::uint64_t now_ns) {
     for (auto& p : ports) send_reports(*p, current->ports[p->index].groups, net::IgmpEvent::kQueryResponse, 0);
     next_igmp_ns = now_ns + kIgmpRefreshNs;
   }
+  igmp_repeat_tick(now_ns);
   if (now_ns >= next_stats_ns) {
     for (auto& p : ports) refresh_eth_stats(*p);
     next_stats_ns = now_ns + kStatsRefreshNs;
@@ -903,6 +937,7 @@ int Dataplane::Impl::worker_main(void* arg) {
   for (auto& p : d.ports) d.send_reports(*p, d.current->ports[p->index].groups, net::IgmpEvent::kJoin, 0);
   d.arp_tick(start);  // the next hops of unicast outputs: asked at once
   for (auto& p : d.ports) d.flush_tx(*p);
+  d.igmp_rng = (d.igmp_rng ^ start) | 1;  // never 0; the repeat's delay differs between appliances started together
   d.next_igmp_ns = start + 1'000'000'000ULL;  // a second (current-state) report soon, then every 60 s
   d.next_stats_ns = start;
   // Each turn's time (from its start to the next one's) counts as busy when it moved a packet.

@@ -913,6 +913,80 @@ TEST_F(Worker, Igmpv3LeavingOneJoinOfAGroupKeepsTheOther) {
   EXPECT_EQ(join->igmp[8], static_cast<std::uint8_t>(net::IgmpRecordType::kChangeToExclude));
 }
 
+// A reload's IGMP state change is sent at once and once more a random time within the
+// Unsolicited Report Interval (RFC 3376 5.1: Robustness Variable 2, so one retransmission,
+// 1 s): a router that missed the first report would otherwise not forward a new input's
+// group until its next query or our 60-s report. The repeat carries the same records.
+TEST_F(Worker, ReloadRepeatsItsIgmpStateChangeOnceWithinASecond) {
+  constexpr Ipv4 kMoved = ipv4(239, 1, 1, 9);
+  make(1);
+  ApplianceConfig next = dp_->config();
+  next.channels[0].inputs[0].address = kMoved;  // leaves 239.1.1.1, joins 239.1.1.9
+  dp_->apply(next);
+  const std::uint64_t first = dp_->port_stats(0).igmp_reports_sent;
+  ASSERT_EQ(first, 2u);  // the leave, then the join
+  constexpr std::uint64_t kT = 10'000'000'000ULL;
+  dp_->poll_once(kT);  // the turn after the change draws the repeat's time, in (kT, kT + 1 s]
+  EXPECT_EQ(dp_->port_stats(0).igmp_reports_sent, first);
+  dp_->poll_once(kT + 1'000'000'000ULL);
+  EXPECT_EQ(dp_->port_stats(0).igmp_reports_sent, 2 * first) << "the state change was not repeated";
+  dp_->poll_once(kT + 3'000'000'000ULL);
+  dp_->poll_once(kT + 30'000'000'000ULL);
+  EXPECT_EQ(dp_->port_stats(0).igmp_reports_sent, 2 * first) << "repeated more than once";
+  std::vector<IgmpFrame> reports;
+  for (const auto& f : transmitted())
+    if (auto r = parse_igmp_frame(f)) reports.push_back(std::move(*r));
+  ASSERT_EQ(reports.size(), 4u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(reports[i + 2].igmp, reports[i].igmp) << "report " << i << " repeated with other records";
+    EXPECT_NE(reports[i + 2].ip.identification, reports[i].ip.identification);
+  }
+  ASSERT_GE(reports[1].igmp.size(), 16u);
+  EXPECT_EQ(reports[1].igmp[8], static_cast<std::uint8_t>(net::IgmpRecordType::kChangeToExclude));
+  EXPECT_EQ(net::ipv4(reports[1].igmp[12], reports[1].igmp[13], reports[1].igmp[14], reports[1].igmp[15]), kMoved);
+}
+
+// Two reloads before the repeat: the second's list of joins does not hold the first's, so
+// the repeat reports every group joined as it stands (current-state records) besides the
+// last reload's leave; the first reload's join is not lost with its repeat.
+TEST_F(Worker, IgmpRepeatAfterTwoQuickReloadsCoversTheFirstReloadsJoin) {
+  constexpr Ipv4 kMoved = ipv4(239, 1, 1, 9);
+  make(1);
+  ApplianceConfig next = dp_->config();
+  next.channels[0].inputs[0].address = kMoved;
+  dp_->apply(next);
+  next.channels[0].inputs[1].address = ipv4(239, 1, 1, 8);  // 239.1.1.2 -> 239.1.1.8
+  dp_->apply(next);
+  const std::uint64_t first = dp_->port_stats(0).igmp_reports_sent;
+  ASSERT_EQ(first, 4u);
+  dp_->poll_once(10'000'000'000ULL);
+  dp_->poll_once(11'000'000'000ULL);
+  EXPECT_EQ(dp_->port_stats(0).igmp_reports_sent, first + 2);  // the leave, the current state
+  std::vector<IgmpFrame> reports;
+  for (const auto& f : transmitted())
+    if (auto r = parse_igmp_frame(f)) reports.push_back(std::move(*r));
+  ASSERT_EQ(reports.size(), 6u);
+  EXPECT_EQ(reports[4].igmp, reports[2].igmp) << "the last reload's leave, repeated";
+  const ByteVec& state = reports[5].igmp;
+  ASSERT_GE(state.size(), 8u);
+  // Records from byte 8: type, aux length, source count (2 bytes), group, sources.
+  std::vector<std::pair<std::uint8_t, Ipv4>> records;
+  for (std::size_t at = 8; at + 8 <= state.size();) {
+    const std::size_t sources = (std::size_t{state[at + 2]} << 8) | state[at + 3];
+    records.emplace_back(state[at], net::ipv4(state[at + 4], state[at + 5], state[at + 6], state[at + 7]));
+    at += 8 + 4 * sources;
+  }
+  const auto has = [&](std::uint8_t type, Ipv4 group) {
+    return std::find(records.begin(), records.end(), std::pair{type, group}) != records.end();
+  };
+  constexpr auto kIsEx = static_cast<std::uint8_t>(net::IgmpRecordType::kModeIsExclude);
+  constexpr auto kIsIn = static_cast<std::uint8_t>(net::IgmpRecordType::kModeIsInclude);
+  EXPECT_TRUE(has(kIsEx, kMoved)) << "the first reload's join is not in the repeat";
+  EXPECT_TRUE(has(kIsEx, ipv4(239, 1, 1, 8)));
+  EXPECT_TRUE(has(kIsIn, kSsmGroup));
+  EXPECT_EQ(records.size(), 3u);
+}
+
 // A reload that only moves a channel's output (destination, port, TTL, DSCP) keeps the
 // channel's pipeline and inputs: the same pipeline object gets the next datagrams, the
 // input's counters go on, and the frames after the reload carry the new headers. A reload
