@@ -172,16 +172,10 @@ struct PortState {
   PortCounters counters;
 };
 
-// One input of a channel (owned by its ChannelState). UDP/RTP inputs are reached through
-// their plan's Flow; SRT inputs through their ring.
-struct InputState {
-  InputState() = default;
-  ~InputState();  // frees what the RTP window and the ring hold, the ring and its pool
-  InputState(const InputState&) = delete;
-  InputState& operator=(const InputState&) = delete;
-  ChannelPipeline* pipeline = nullptr;  // the channel's
-  std::size_t input = 0;     // index within the channel
-  bool rtp = false;
+// An RTP flow's receive state: its reordering window and what tells a gap from a new
+// numbering. It lives in the flow's first member (InputState) and moves whole to another
+// member when a reload makes that one the first (adopt()).
+struct RtpReceiveState {
   // RTP reordering window: slot seq % kRtpWindow holds a datagram that came before the
   // one expected next (the window owns those mbufs until they are delivered or dropped).
   struct RtpSlot {
@@ -220,6 +214,18 @@ struct InputState {
     last_rtp_ns = now_ns;
   }
   std::array<RtpSlot, kRtpWindow> window{};
+};
+
+// One input of a channel (owned by its ChannelState). UDP/RTP inputs are reached through
+// their plan's Flow; SRT inputs through their ring.
+struct InputState : RtpReceiveState {
+  InputState() = default;
+  ~InputState();  // frees what the RTP window and the ring hold, the ring and its pool
+  InputState(const InputState&) = delete;
+  InputState& operator=(const InputState&) = delete;
+  ChannelPipeline* pipeline = nullptr;  // the channel's
+  std::size_t input = 0;     // index within the channel
+  bool rtp = false;
   PortState* port = nullptr;       // where drops are counted
   // SRT (and any input received off the data plane): bytes arrive from a control thread
   // in mbufs of its own pool through a single-producer/single-consumer ring; the worker

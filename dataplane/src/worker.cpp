@@ -786,16 +786,10 @@ void Dataplane::Impl::adopt(const Plan& next) {
         if (!same_flow) continue;
         for (InputState::RtpSlot& slot : head.window)
           if (slot.m != nullptr) rte_pktmbuf_free(slot.m);
-        head.have_seq = true;
-        head.expected_seq = old_head.expected_seq;
-        head.ssrc = old_head.ssrc;
-        head.held = old_head.held;
-        head.held_since_ns = old_head.held_since_ns;
-        head.window = old_head.window;
-        head.restart_armed = old_head.restart_armed;
-        head.restart_seq = old_head.restart_seq;
-        head.last_rtp_ns = old_head.last_rtp_ns;
-        head.rtp_interval_x256 = old_head.rtp_interval_x256;
+        // The whole receive state moves (the window's mbufs with it); the old head keeps
+        // nothing, so no mbuf has two owners.
+        static_cast<RtpReceiveState&>(head) = static_cast<const RtpReceiveState&>(old_head);
+        static_cast<RtpReceiveState&>(old_head) = RtpReceiveState{};
         // The flow's counts are the window's: they move with it (every member shows them).
         for (Counter InputCounters::*c :
              {&InputCounters::rtp_out_of_order, &InputCounters::rtp_lost, &InputCounters::rtp_duplicates}) {
@@ -804,11 +798,6 @@ void Dataplane::Impl::adopt(const Plan& next) {
                                    std::memory_order_relaxed);
           (old_head.counters.*c).store(0, std::memory_order_relaxed);
         }
-        old_head.have_seq = false;
-        old_head.restart_armed = false;
-        old_head.held = 0;
-        old_head.held_since_ns = 0;
-        old_head.window = {};
       }
     }
   }
