@@ -20,6 +20,13 @@ constexpr std::uint64_t kLateReanchorNs = 100 * kMs;     // schedule this far be
 constexpr std::uint64_t kEarlyReanchorNs = 1000 * kMs;   // schedule this far ahead: re-anchor
 constexpr std::uint64_t kPartialFlushNs = 20 * kMs;      // a partial datagram waits at most this long
 constexpr std::uint64_t kPacketBits = mpegts::kPacketSize * 8;
+// kCbr's PCR clocks (Pacer::PcrClock): the lower envelope leaks up at 100 ppm (MPEG allows
+// an encoder 30 ppm, our clock some tens more); the offset used slews at 200 ppm, after
+// 2 s of following the envelope directly; an offset 50 ms off the envelope is a jump.
+constexpr std::int64_t kPcrLeakPpm = 100;
+constexpr std::int64_t kPcrSlewPpm = 200;
+constexpr std::uint64_t kPcrAcquireNs = 2000 * kMs;
+constexpr std::int64_t kPcrJumpNs = 50 * static_cast<std::int64_t>(kMs);
 
 }  // namespace
 
@@ -126,6 +133,7 @@ void Pacer::take_over(const Pacer& old) {
     return;
   }
   scheduled_ = old.scheduled_ - old.head_;
+  clocks_ = old.clocks_;
   have_anchor_ = old.have_anchor_;
   reanchor_ = old.reanchor_;
   unpaced_ = old.unpaced_;
@@ -224,6 +232,36 @@ void Pacer::compact() {
   tail_ += shift;
 }
 
+std::uint64_t Pacer::smoothed_arrival(std::uint16_t pid, std::uint64_t pcr, bool discontinuity,
+                                      std::uint64_t arrived_ns) {
+  PcrClock* c = nullptr;
+  for (PcrClock& k : clocks_) {
+    if (k.valid && k.pid == pid) {
+      c = &k;
+      break;
+    }
+    if (!k.valid && c == nullptr) c = &k;  // the first free one, unless pid has one further on
+  }
+  if (c == nullptr) return arrived_ns;  // more PCR PIDs than clocks
+  const auto pcr_ns = static_cast<std::int64_t>(pcr * 1000 / 27);
+  const std::int64_t sample = static_cast<std::int64_t>(arrived_ns) - pcr_ns;
+  if (!c->valid || c->pid != pid || discontinuity || sample - c->offset_ns > kPcrJumpNs ||
+      c->offset_ns - sample > kPcrJumpNs || arrived_ns < c->last_ns) {
+    *c = PcrClock{pid, true, sample, sample, arrived_ns, arrived_ns};
+    return arrived_ns;
+  }
+  const auto dt = static_cast<std::int64_t>(arrived_ns - c->last_ns);
+  c->last_ns = arrived_ns;
+  c->lowest_ns = std::min(c->lowest_ns + dt * kPcrLeakPpm / 1'000'000, sample);
+  if (arrived_ns - c->since_ns < kPcrAcquireNs) {
+    c->offset_ns = c->lowest_ns;
+  } else {
+    const std::int64_t step = dt * kPcrSlewPpm / 1'000'000 + 1;
+    c->offset_ns += std::clamp(c->lowest_ns - c->offset_ns, -step, step);
+  }
+  return static_cast<std::uint64_t>(pcr_ns + c->offset_ns);
+}
+
 // Constant bitrate: one packet slot every 188*8/cbr_bps; empty slots carry null packets.
 void Pacer::poll_cbr(std::uint64_t now, DatagramSink& sink) {
   const std::uint64_t slot_ns_x1000 = kPacketBits * 1'000'000'000'000ull / cbr_bps_;  // ns * 1000
@@ -246,11 +284,12 @@ void Pacer::poll_cbr(std::uint64_t now, DatagramSink& sink) {
         dg[k] = packets_[index(head_++)];
         ++media;
         if (dg[k].has_pcr()) [[unlikely]] {
-          // The packet leaves at its slot, not when it arrived: its PCR moves by as much
-          // (the time it spent queued), so it matches its byte position in the constant-
+          // The packet leaves at its slot, not when it would have arrived on a jitter-free
+          // link: its PCR moves by as much, so it matches its byte position in the constant-
           // rate stream (TR 101 290 PCR_AC) and the receiver's clock recovery sees no jitter.
           const std::uint64_t slot = next_slot_ns_ + (next_slot_frac_ + slot_ns_x1000 * k) / 1000;
-          const auto queued_27 = (static_cast<std::int64_t>(slot) - static_cast<std::int64_t>(arrived)) * 27 / 1000;
+          const std::uint64_t ideal = smoothed_arrival(dg[k].pid(), dg[k].pcr(), dg[k].discontinuity(), arrived);
+          const auto queued_27 = (static_cast<std::int64_t>(slot) - static_cast<std::int64_t>(ideal)) * 27 / 1000;
           const auto wrap = static_cast<std::int64_t>(mpegts::kPcrWrap);
           dg[k].set_pcr(static_cast<std::uint64_t>(
               ((static_cast<std::int64_t>(dg[k].pcr()) + queued_27) % wrap + wrap) % wrap));

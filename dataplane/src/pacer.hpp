@@ -8,8 +8,10 @@
 //    PCR leaves on time. Without PCRs for kMaxUnscheduledNs packets go as they come
 //    until the next PCR anchors the schedule again.
 //  - kCbr: one packet slot every 188*8/cbr_bps; empty slots carry null packets. Each PCR
-//    is moved by the time its packet waited from arrival to its slot, so it matches its
-//    byte position in the constant-rate stream (left: the input's own arrival jitter).
+//    is moved by the time its packet waited for its slot since it would have arrived on a
+//    jitter-free link (PcrClock: per PCR PID, the lower envelope of arrival minus PCR,
+//    slewed), so it matches its byte position in the constant-rate stream and the input's
+//    arrival jitter does not reach the output's PCRs.
 //  - kPassthrough: packets leave as they arrived, in datagrams of up to 7 that also end
 //    at a PCR packet (a PCR never waits for the packets behind it).
 //
@@ -105,6 +107,7 @@ class Pacer {
   void reanchor() {
     reanchor_ = true;
     unpaced_ = false;
+    for (PcrClock& c : clocks_) c = PcrClock{};
   }
   // Same schedule (packets_per_datagram, pacing, cbr_bps)?
   [[nodiscard]] bool same_schedule(const Pacer& other) const {
@@ -143,6 +146,26 @@ class Pacer {
     std::int32_t after_arrival_ns = 0;
   };
 
+  // kCbr: when a PCR of one PID would have arrived on a link without jitter, as arrival
+  // time minus PCR (ns). The lowest such offset seen (a packet that waited for nothing: the
+  // first of a datagram, one not held up in a switch) is the link's; it leaks up at
+  // kPcrLeakPpm of the time passing so it follows an encoder clock slower than ours, and
+  // falls at once to a lower one. The offset used moves towards it by at most kPcrSlewPpm
+  // of the time passing (after kPcrAcquireNs of following it directly), so the PCRs sent
+  // never step. A PCR jump (discontinuity_indicator, a restart, the wrap) starts it again.
+  struct PcrClock {
+    std::uint16_t pid = 0;
+    bool valid = false;
+    std::int64_t lowest_ns = 0;  // the lower envelope of arrival - PCR
+    std::int64_t offset_ns = 0;  // what is used: slewed towards lowest_ns
+    std::uint64_t since_ns = 0;  // arrival of the first PCR since the clock (re)started
+    std::uint64_t last_ns = 0;   // arrival of the last PCR
+  };
+  static constexpr std::size_t kPcrClocks = 16;  // PCR PIDs followed (more: arrival times used as they are)
+  // When the packet carrying PCR `pcr` on `pid`, which arrived at `arrived_ns`, would have
+  // arrived on a jitter-free link.
+  std::uint64_t smoothed_arrival(std::uint16_t pid, std::uint64_t pcr, bool discontinuity, std::uint64_t arrived_ns);
+
   [[nodiscard]] std::uint64_t queued() const { return tail_ - head_; }
   [[nodiscard]] static std::size_t index(std::uint64_t i) { return static_cast<std::size_t>(i & (kQueuePackets - 1)); }
   Meta& meta(std::uint64_t i) { return meta_[index(i)]; }
@@ -171,6 +194,7 @@ class Pacer {
   bool unpaced_ = false;              // kPcr: no PCR for kMaxUnscheduledNs, packets go as they come
   std::uint64_t next_slot_ns_ = 0;    // kCbr: the next slot (0: none yet)...
   std::uint64_t next_slot_frac_ = 0;  // ...and its thousandths of a ns
+  std::array<PcrClock, kPcrClocks> clocks_{};  // kCbr
   mpegts::TsPacket null_packet_ = mpegts::make_null_packet();
   // One writer (the owning lcore); the getters may read from any thread.
   struct alignas(64) Counters {

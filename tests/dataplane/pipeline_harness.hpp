@@ -106,6 +106,44 @@ inline double worst_pcr_position_error_ns(const std::vector<mpegts::TsPacket>& p
   return worst;
 }
 
+// How far the PCRs on `pid` stray from a straight line through them against their byte
+// positions, peak to peak (ns), over the PCRs from `skip_ns` of stream on (at `bps`): what a
+// receiver's clock recovery sees as jitter. The line's slope is fitted, not taken from
+// `bps`: PCRs that follow an encoder clock some ppm off ours are on a line too.
+inline double pcr_position_spread_ns(const std::vector<mpegts::TsPacket>& pkts, std::uint16_t pid, double bps,
+                                     double skip_ns = 0) {
+  const double packet_ns = mpegts::kPacketSize * 8.0 / bps * 1e9;
+  std::vector<std::pair<double, double>> points;  // (byte position, PCR), ns from the first
+  std::uint64_t pcr0 = 0;
+  for (std::size_t i = 0; i < pkts.size(); ++i) {
+    if (pkts[i].pid() != pid || !pkts[i].has_pcr() || static_cast<double>(i) * packet_ns < skip_ns) continue;
+    if (points.empty()) pcr0 = pkts[i].pcr();
+    const double pcr_ns = static_cast<double>((pkts[i].pcr() + mpegts::kPcrWrap - pcr0) % mpegts::kPcrWrap) / 27.0 * 1000.0;
+    points.emplace_back(static_cast<double>(i) * packet_ns, pcr_ns);
+  }
+  if (points.size() < 3) return 0;
+  double mx = 0, my = 0;
+  for (const auto& [x, y] : points) {
+    mx += x;
+    my += y;
+  }
+  mx /= static_cast<double>(points.size());
+  my /= static_cast<double>(points.size());
+  double sxx = 0, sxy = 0;
+  for (const auto& [x, y] : points) {
+    sxx += (x - mx) * (x - mx);
+    sxy += (x - mx) * (y - my);
+  }
+  const double slope = sxy / sxx;
+  double lo = 0, hi = 0;
+  for (const auto& [x, y] : points) {
+    const double r = y - my - slope * (x - mx);
+    lo = std::min(lo, r);
+    hi = std::max(hi, r);
+  }
+  return hi - lo;
+}
+
 // What ffmpeg says decoding `pkts` (written to `<temp_dir(tag)>/<file_name>`): "" when clean,
 // "exit N: ..." when it failed.
 inline std::string decode_errors(const std::vector<mpegts::TsPacket>& pkts, const std::string& tag,
