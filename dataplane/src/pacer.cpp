@@ -21,12 +21,14 @@ constexpr std::uint64_t kEarlyReanchorNs = 1000 * kMs;   // schedule this far ah
 constexpr std::uint64_t kPartialFlushNs = 20 * kMs;      // a partial datagram waits at most this long
 constexpr std::uint64_t kPacketBits = mpegts::kPacketSize * 8;
 // kCbr's PCR clocks (Pacer::PcrClock): the lower envelope leaks up at 100 ppm (MPEG allows
-// an encoder 30 ppm, our clock some tens more); the offset used slews at 200 ppm, after
-// 2 s of following the envelope directly; an offset 50 ms off the envelope is a jump.
+// an encoder 30 ppm, our clock some tens more); the offset used moves 1/32 of the way to it
+// per PCR, at most 200 ppm, after 2 s of following the envelope directly; a PCR 50 ms off
+// the offset is a jump.
 constexpr std::int64_t kPcrLeakPpm = 100;
 constexpr std::int64_t kPcrSlewPpm = 200;
 constexpr std::uint64_t kPcrAcquireNs = 2000 * kMs;
 constexpr std::int64_t kPcrJumpNs = 50 * static_cast<std::int64_t>(kMs);
+constexpr std::int64_t kPcrSmoothing = 32;  // the offset moves 1/32 of the way to the envelope per PCR
 
 }  // namespace
 
@@ -257,7 +259,7 @@ std::uint64_t Pacer::smoothed_arrival(std::uint16_t pid, std::uint64_t pcr, bool
     c->offset_ns = c->lowest_ns;
   } else {
     const std::int64_t step = dt * kPcrSlewPpm / 1'000'000 + 1;
-    c->offset_ns += std::clamp(c->lowest_ns - c->offset_ns, -step, step);
+    c->offset_ns += std::clamp((c->lowest_ns - c->offset_ns) / kPcrSmoothing, -step, step);
   }
   return static_cast<std::uint64_t>(pcr_ns + c->offset_ns);
 }

@@ -150,14 +150,14 @@ class Pacer {
   // time minus PCR (ns). The lowest such offset seen (a packet that waited for nothing: the
   // first of a datagram, one not held up in a switch) is the link's; it leaks up at
   // kPcrLeakPpm of the time passing so it follows an encoder clock slower than ours, and
-  // falls at once to a lower one. The offset used moves towards it by at most kPcrSlewPpm
-  // of the time passing (after kPcrAcquireNs of following it directly), so the PCRs sent
-  // never step. A PCR jump (discontinuity_indicator, a restart, the wrap) starts it again.
+  // falls at once to a lower one. The offset used moves 1/kPcrSmoothing of the way towards
+  // it per PCR and at most kPcrSlewPpm of the time passing (after kPcrAcquireNs of following
+  // it directly), so the PCRs sent never step and the envelope's sawtooth is smoothed out. A PCR jump (discontinuity_indicator, a restart, the wrap) starts it again.
   struct PcrClock {
     std::uint16_t pid = 0;
     bool valid = false;
     std::int64_t lowest_ns = 0;  // the lower envelope of arrival - PCR
-    std::int64_t offset_ns = 0;  // what is used: slewed towards lowest_ns
+    std::int64_t offset_ns = 0;  // what is used: smoothed, slewed towards lowest_ns
     std::uint64_t since_ns = 0;  // arrival of the first PCR since the clock (re)started
     std::uint64_t last_ns = 0;   // arrival of the last PCR
   };
