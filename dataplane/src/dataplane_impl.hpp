@@ -12,6 +12,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -153,14 +154,25 @@ struct PortState {
   std::uint64_t igmp_v2_querier_until_ns = 0;
   std::uint8_t igmp_version = 3;
   // Plans with group changes on this port adopted since their reports were last repeated
-  // (2: several), and when the repeat goes (0: not drawn yet; igmp_repeat_tick()).
+  // (2: several, or a plan adopted since without any, whose join list is not theirs), when
+  // the repeat goes (0: not drawn yet; igmp_repeat_tick()), and the groups they left, less
+  // those joined again since: the repeat leaves them all (RFC 3376 5.1: a further change
+  // does not drop the records of the one before from the retransmission).
+  // (Fixed room: the worker does not allocate; leaves beyond it go once, unrepeated.)
+  static constexpr std::size_t kIgmpLeftMax = 256;
   std::uint8_t igmp_changes_pending = 0;
   std::uint64_t igmp_repeat_ns = 0;
+  std::array<GroupJoin, kIgmpLeftMax> igmp_left{};
+  std::size_t n_igmp_left = 0;
   void update_igmp_version(std::uint64_t now_ns) {
     const std::uint8_t v = now_ns < igmp_v1_querier_until_ns ? 1 : now_ns < igmp_v2_querier_until_ns ? 2 : 3;
     if (v == igmp_version) return;
     igmp_version = v;
     counters.igmp_version.store(v, std::memory_order_relaxed);
+    // A change of mode cancels the retransmissions pending (RFC 3376 7.2.1).
+    igmp_changes_pending = 0;
+    igmp_repeat_ns = 0;
+    n_igmp_left = 0;
   }
   // TX waiting for the next burst (worker only).
   alignas(64) rte_mbuf* tx[kBurst] = {};
@@ -383,9 +395,10 @@ struct Dataplane::Impl {
   // mode. IGMPv1/v2 name groups, not sources: a group is reported once, and not left while
   // `still_joined` (the port's groups after a leave) holds it with another source. IGMPv3
   // leaves report the group's state after them: none while `still_joined` has the group
-  // any-source, its remaining sources when an any-source join is left.
+  // any-source, its remaining sources when an any-source join is left. `queried` (4 bytes
+  // an address): the sources of a group-and-source-specific query that this answers.
   void send_reports(PortState& port, std::span<const GroupJoin> groups, net::IgmpEvent event, Ipv4 only_group,
-                    std::span<const GroupJoin> still_joined = {});
+                    std::span<const GroupJoin> still_joined = {}, net::Bytes queried = {});
   // The worker takes `next` over: leaves and joins of its ports' group changes.
   void adopt(const Plan& next);
   // ARP for the next hops: requests due (and expiry) on every port; what a frame from

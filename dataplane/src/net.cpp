@@ -349,6 +349,7 @@ std::optional<IgmpQuery> parse_igmp_query(Bytes m) {
   }
   q.n_sources = get16(m, 10);
   if (12 + std::size_t{q.n_sources} * 4 > m.size()) return std::nullopt;
+  q.sources = m.subspan(12, std::size_t{q.n_sources} * 4);
   return q;
 }
 

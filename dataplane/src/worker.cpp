@@ -364,11 +364,13 @@ void Dataplane::Impl::handle_igmp(PortState& port, const PortPlan& pp, net::Byte
   // Answered at once rather than after a random delay up to max_response_ds: with one
   // box per segment there is no report suppression (RFC 2236 3, RFC 3376 5.2) to gain
   // from waiting, and no other member's report to cancel ours.
-  send_reports(port, pp.groups, net::IgmpEvent::kQueryResponse, q->group);
+  // A group-and-source-specific query: for its sources only (a general query has none).
+  const net::Bytes queried = q->group != 0 ? q->sources : net::Bytes{};
+  send_reports(port, pp.groups, net::IgmpEvent::kQueryResponse, q->group, {}, queried);
 }
 
 void Dataplane::Impl::send_reports(PortState& port, std::span<const GroupJoin> groups, net::IgmpEvent event,
-                                   Ipv4 only_group, std::span<const GroupJoin> still_joined) {
+                                   Ipv4 only_group, std::span<const GroupJoin> still_joined, net::Bytes queried) {
   if (port.igmp_version < 3) {
     // One 8-byte message per group (IGMPv1/v2), none for a v1 leave.
     const auto type = net::igmp_older_message(port.igmp_version, event);
@@ -408,24 +410,46 @@ void Dataplane::Impl::send_reports(PortState& port, std::span<const GroupJoin> g
     }
     return;
   }
-  constexpr std::size_t kPerFrame = 64;
+  // Reports of up to 1500 bytes of IP (RFC 3376 4.2.16). A record that does not fit in what
+  // is left of one goes whole into the next: only one longer than a whole report is split
+  // (into records of its type with part of its sources each, as the RFC allows for all but
+  // the EXCLUDE types, which have no sources here). Two TO_IN records with part of a group's
+  // sources each would mean the second part only to a router that tracks its hosts.
+  constexpr std::size_t kIpMax = 1500;
+  constexpr std::size_t kHeaders = 24 + 8;                        // IPv4 with Router Alert, the report's
+  constexpr std::size_t kPerFrame = (kIpMax - kHeaders - 8) / 4;  // entries: one record's sources at most
   std::array<net::IgmpRecord, kPerFrame> records;
   std::size_t n = 0;
-  auto emit = [&] {
-    if (n == 0) return;
+  std::size_t record = 0;       // where the last record's entries start
+  std::size_t size = kHeaders;  // of the report so far
+  // Whether `r` after the last entry goes into its record (as write_igmpv3_report merges).
+  const auto merges = [&](const net::IgmpRecord& r) {
+    return n > 0 && r.source != 0 && records[n - 1].source != 0 && records[n - 1].type == r.type &&
+           records[n - 1].group == r.group;
+  };
+  // Sends the first `count` entries (whole records) and keeps the rest.
+  auto emit = [&](std::size_t count) {
+    if (count == 0) return;
+    const auto rest = [&] {
+      std::copy(records.begin() + static_cast<std::ptrdiff_t>(count),
+                records.begin() + static_cast<std::ptrdiff_t>(n), records.begin());
+      n -= count;
+      record = 0;
+      size = kHeaders + (n == 0 ? 0 : 8 + 4 * n);  // what stays is one record of sources
+    };
     rte_mbuf* m = rte_pktmbuf_alloc(port.pool);
     if (m == nullptr) {
       drop(port, DropReason::kTxNoMbuf);
-      n = 0;
+      rest();
       return;
     }
-    constexpr std::uint16_t kMax = 18 + 24 + 8 + 12 * kPerFrame;
+    constexpr std::uint16_t kMax = 18 + kIpMax;
     auto* d = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, kMax));
     const std::size_t len =
         d == nullptr ? 0
                      : net::build_igmpv3_report({d, kMax}, port.mac, port.config.address, port.config.vlan,
-                                                port.ip_id++, std::span<const net::IgmpRecord>(records.data(), n));
-    n = 0;
+                                                port.ip_id++, std::span<const net::IgmpRecord>(records.data(), count));
+    rest();
     if (len == 0) {
       rte_pktmbuf_free(m);
       drop(port, DropReason::kTxTooBig);
@@ -436,11 +460,30 @@ void Dataplane::Impl::send_reports(PortState& port, std::span<const GroupJoin> g
     enqueue_tx(port, m);
   };
   auto add = [&](net::IgmpRecordType type, Ipv4 group, Ipv4 source) {
-    records[n++] = net::IgmpRecord{type, group, source};
-    if (n == kPerFrame) emit();
+    const net::IgmpRecord r{type, group, source};
+    const auto bytes = [&] { return std::size_t{merges(r) ? 0U : 8U} + std::size_t{source != 0 ? 4U : 0U}; };
+    if (size + bytes() > kIpMax && merges(r) && record > 0) emit(record);  // the record moves on whole
+    if (size + bytes() > kIpMax) emit(n);                                   // it alone fills a report
+    if (!merges(r)) record = n;
+    size += bytes();
+    records[n++] = r;
   };
   for (const GroupJoin& g : groups) {
     if (only_group != 0 && g.group != only_group) continue;
+    if (!queried.empty()) {
+      // A group-and-source-specific query (RFC 3376 5.2, rule 3): IS_IN of the queried
+      // sources the group is received from, all of them for an any-source join
+      // (EXCLUDE({}): B-{}), else those that are its sources (INCLUDE(A): A*B); no
+      // record, and no report, when that is none.
+      bool any_source = false;
+      for (const GroupJoin& o : groups) any_source = any_source || (o.group == g.group && o.source == 0);
+      for (std::size_t k = 0; k + 4 <= queried.size(); k += 4) {
+        const Ipv4 s = net::detail::get32(queried, k);
+        if (s != 0 && (g.source == 0 || (!any_source && s == g.source)))
+          add(net::IgmpRecordType::kModeIsInclude, g.group, s);
+      }
+      continue;
+    }
     if (event == net::IgmpEvent::kLeave) {
       // What a leave reports is the group's state after it (RFC 3376 5.1, 5.2): nothing
       // changes while an any-source join of the group stays; an any-source join left while
@@ -462,7 +505,7 @@ void Dataplane::Impl::send_reports(PortState& port, std::span<const GroupJoin> g
     }
     add(net::igmp_record_type(event, g.source != 0), g.group, g.source);
   }
-  emit();
+  emit(n);
 }
 
 void Dataplane::Impl::send_arp_request(PortState& port, Neighbor& n, std::uint64_t now_ns) {
@@ -810,9 +853,19 @@ void Dataplane::Impl::adopt(const Plan& next) {
     send_reports(*p, pp.join, net::IgmpEvent::kJoin, 0);
     if (!pp.leave.empty() || !pp.join.empty()) {
       // Each change sends at once and is repeated once more (igmp_repeat_tick), the delay
-      // drawn afresh from the turn after this change.
+      // drawn afresh from the turn after this change; its leaves join those still to be
+      // repeated, of which a group joined again goes.
+      std::size_t kept = 0;
+      for (std::size_t k = 0; k < p->n_igmp_left; ++k)
+        if (std::find(pp.groups.begin(), pp.groups.end(), p->igmp_left[k]) == pp.groups.end())
+          p->igmp_left[kept++] = p->igmp_left[k];
+      p->n_igmp_left = kept;
+      for (const GroupJoin& g : pp.leave)
+        if (p->n_igmp_left < PortState::kIgmpLeftMax) p->igmp_left[p->n_igmp_left++] = g;
       p->igmp_changes_pending = static_cast<std::uint8_t>(std::min(p->igmp_changes_pending + 1, 2));
       p->igmp_repeat_ns = 0;
+    } else if (p->igmp_changes_pending != 0) {
+      p->igmp_changes_pending = 2;  // this plan's (empty) join list is not the change's
     }
     // New unicast outputs behind next hops already resolved get their MAC now.
     const std::uint32_t n_neighbors = p->n_neighbors.load(std::memory_order_acquire);
@@ -834,17 +887,19 @@ void Dataplane::Impl::igmp_repeat_tick(std::uint64_t now_ns) {
     }
     if (now_ns < p.igmp_repeat_ns) continue;
     const PortPlan& plan = current->ports[p.index];
-    send_reports(p, plan.leave, net::IgmpEvent::kLeave, 0, plan.groups);
+    send_reports(p, std::span<const GroupJoin>(p.igmp_left.data(), p.n_igmp_left), net::IgmpEvent::kLeave, 0,
+                 plan.groups);
     if (p.igmp_changes_pending == 1) {
       send_reports(p, plan.join, net::IgmpEvent::kJoin, 0);
     } else {
       // Several reloads before the repeat: the joins of the earlier ones are not in this
       // plan's list, so every group joined now is reported as it stands (current-state
-      // records, as the answer to a query). Only the last reload's leaves are repeated.
+      // records, as the answer to a query). The leaves are those of every reload since.
       send_reports(p, plan.groups, net::IgmpEvent::kQueryResponse, 0);
     }
     p.igmp_changes_pending = 0;
     p.igmp_repeat_ns = 0;
+    p.n_igmp_left = 0;
   }
 }
 

@@ -278,6 +278,7 @@ struct IgmpQuery {
   Ipv4 group = 0;                    // 0: general query
   std::uint32_t max_response_ds = 0; // tenths of a second (v3 code decoded)
   std::uint16_t n_sources = 0;       // v3 group-and-source-specific queries
+  Bytes sources;                     // their addresses, 4 bytes each (in the message)
 };
 // A membership query (type 0x11) with a valid checksum, or nullopt.
 [[nodiscard]] std::optional<IgmpQuery> parse_igmp_query(Bytes message);
