@@ -19,6 +19,7 @@
 #include <csignal>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -290,7 +291,10 @@ struct SrtIngest::Impl {
     std::atomic<std::uint64_t> bytes{0};
     std::atomic<std::uint64_t> packets{0};
     mutable std::mutex mu;   // guards the fields below
-    InputStats stats;        // bytes/packets/recovered are filled in by snapshot()
+    InputStats stats;        // bytes/packets are filled in by snapshot()
+    // `lost` at each stats poll until its losses are settled (recovered or dropped).
+    std::deque<std::pair<Clock::time_point, std::uint64_t>> lost_polls;
+    std::uint64_t lost_settled = 0;
   };
 
   // A caller that passed the listen callback and is expected from srt_accept.
@@ -556,6 +560,19 @@ void SrtIngest::Impl::poll_stats(SRTSOCKET s, std::size_t input) {
   st.stats.belated += count(perf.pktRcvBelated);
   st.stats.dropped += count(perf.pktRcvDrop);
   st.stats.undecrypted += count(perf.pktRcvUndecrypt);
+  // A loss is repaired or dropped by its play time, a latency after it is seen: recovered is
+  // lost - dropped over the losses seen a latency (and a poll) ago. Never lower than before
+  // (a counter), also when dropped counts packets that were not lost.
+  const auto now = Clock::now();
+  const auto settle = std::chrono::milliseconds(std::max(perf.msRcvTsbPdDelay, 0)) + kStatsInterval;
+  st.lost_polls.emplace_back(now, st.stats.lost);
+  while (now - st.lost_polls.front().first >= settle) {
+    st.lost_settled = st.lost_polls.front().second;
+    st.lost_polls.pop_front();
+  }
+  if (st.lost_settled > st.stats.dropped) {
+    st.stats.recovered = std::max(st.stats.recovered, st.lost_settled - st.stats.dropped);
+  }
 }
 
 void SrtIngest::Impl::connected(std::size_t input, const std::string& peer) {
@@ -851,7 +868,6 @@ SrtIngest::InputStats SrtIngest::Impl::snapshot(std::size_t i) const {
   }
   out.bytes = st.bytes.load(std::memory_order_relaxed);
   out.packets = st.packets.load(std::memory_order_relaxed);
-  out.recovered = out.lost > out.dropped ? out.lost - out.dropped : 0;
   return out;
 }
 

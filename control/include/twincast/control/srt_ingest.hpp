@@ -56,7 +56,8 @@ class SrtIngest {
     double rtt_ms = 0;                  // libsrt's smoothed RTT (msRTT), last sample
     std::uint64_t lost = 0;             // pktRcvLoss: gaps detected by the receiver
     std::uint64_t retransmitted = 0;    // pktRcvRetrans: retransmitted packets received
-    std::uint64_t recovered = 0;        // losses repaired in time: lost - dropped (>= 0)
+    std::uint64_t recovered = 0;        // losses repaired in time: lost - dropped, counted a
+                                        // latency after the loss; never decreases
     std::uint64_t belated = 0;          // pktRcvBelated: arrived after their play time
     std::uint64_t dropped = 0;          // pktRcvDrop: never delivered (too late to play)
     std::uint64_t undecrypted = 0;      // pktRcvUndecrypt
