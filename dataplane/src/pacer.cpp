@@ -23,12 +23,14 @@ constexpr std::uint64_t kPacketBits = mpegts::kPacketSize * 8;
 // kCbr's PCR clocks (Pacer::PcrClock): the lower envelope leaks up at 100 ppm (MPEG allows
 // an encoder 30 ppm, our clock some tens more); the offset used moves 1/32 of the way to it
 // per PCR, at most 200 ppm, after 2 s of following the envelope directly; a PCR 50 ms off
-// the offset is a jump.
+// the offset is a jump; a PID without a PCR for 1 s gives its clock up to another.
 constexpr std::int64_t kPcrLeakPpm = 100;
 constexpr std::int64_t kPcrSlewPpm = 200;
 constexpr std::uint64_t kPcrAcquireNs = 2000 * kMs;
 constexpr std::int64_t kPcrJumpNs = 50 * static_cast<std::int64_t>(kMs);
 constexpr std::int64_t kPcrSmoothing = 32;  // the offset moves 1/32 of the way to the envelope per PCR
+constexpr auto kPcrWrapNs = static_cast<std::int64_t>(mpegts::kPcrWrap * 1000 / 27);
+constexpr std::uint64_t kPcrIdleNs = 1000 * kMs;
 
 }  // namespace
 
@@ -234,26 +236,33 @@ void Pacer::compact() {
   tail_ += shift;
 }
 
-std::uint64_t Pacer::smoothed_arrival(std::uint16_t pid, std::uint64_t pcr, bool discontinuity,
-                                      std::uint64_t arrived_ns) {
+std::uint64_t Pacer::smoothed_arrival(std::uint16_t pid, std::uint64_t pcr, std::uint64_t arrived_ns) {
   PcrClock* c = nullptr;
   for (PcrClock& k : clocks_) {
     if (k.valid && k.pid == pid) {
       c = &k;
       break;
     }
-    if (!k.valid && c == nullptr) c = &k;  // the first free one, unless pid has one further on
+    // The first free one, or one whose PID is gone (a service removed, a PID moved), unless
+    // pid has one further on.
+    if (c == nullptr && (!k.valid || k.last_ns + kPcrIdleNs < arrived_ns)) c = &k;
   }
   if (c == nullptr) return arrived_ns;  // more PCR PIDs than clocks
+  if (c->valid && c->pid == pid && pcr < c->last_pcr && mpegts::pcr_delta(c->last_pcr, pcr) < mpegts::kPcrWrap / 2) {
+    // Past the wrap: the same timeline, its PCRs counted from 0 again (to within a ns).
+    c->lowest_ns += kPcrWrapNs;
+    c->offset_ns += kPcrWrapNs;
+  }
   const auto pcr_ns = static_cast<std::int64_t>(pcr * 1000 / 27);
   const std::int64_t sample = static_cast<std::int64_t>(arrived_ns) - pcr_ns;
-  if (!c->valid || c->pid != pid || discontinuity || sample - c->offset_ns > kPcrJumpNs ||
-      c->offset_ns - sample > kPcrJumpNs || arrived_ns < c->last_ns) {
-    *c = PcrClock{pid, true, sample, sample, arrived_ns, arrived_ns};
+  if (!c->valid || c->pid != pid || sample - c->offset_ns > kPcrJumpNs || c->offset_ns - sample > kPcrJumpNs ||
+      arrived_ns < c->last_ns) {
+    *c = PcrClock{pid, true, sample, sample, arrived_ns, arrived_ns, pcr};
     return arrived_ns;
   }
   const auto dt = static_cast<std::int64_t>(arrived_ns - c->last_ns);
   c->last_ns = arrived_ns;
+  c->last_pcr = pcr;
   c->lowest_ns = std::min(c->lowest_ns + dt * kPcrLeakPpm / 1'000'000, sample);
   if (arrived_ns - c->since_ns < kPcrAcquireNs) {
     c->offset_ns = c->lowest_ns;
@@ -290,7 +299,7 @@ void Pacer::poll_cbr(std::uint64_t now, DatagramSink& sink) {
           // link: its PCR moves by as much, so it matches its byte position in the constant-
           // rate stream (TR 101 290 PCR_AC) and the receiver's clock recovery sees no jitter.
           const std::uint64_t slot = next_slot_ns_ + (next_slot_frac_ + slot_ns_x1000 * k) / 1000;
-          const std::uint64_t ideal = smoothed_arrival(dg[k].pid(), dg[k].pcr(), dg[k].discontinuity(), arrived);
+          const std::uint64_t ideal = smoothed_arrival(dg[k].pid(), dg[k].pcr(), arrived);
           const auto queued_27 = (static_cast<std::int64_t>(slot) - static_cast<std::int64_t>(ideal)) * 27 / 1000;
           const auto wrap = static_cast<std::int64_t>(mpegts::kPcrWrap);
           dg[k].set_pcr(static_cast<std::uint64_t>(

@@ -152,7 +152,10 @@ class Pacer {
   // kPcrLeakPpm of the time passing so it follows an encoder clock slower than ours, and
   // falls at once to a lower one. The offset used moves 1/kPcrSmoothing of the way towards
   // it per PCR and at most kPcrSlewPpm of the time passing (after kPcrAcquireNs of following
-  // it directly), so the PCRs sent never step and the envelope's sawtooth is smoothed out. A PCR jump (discontinuity_indicator, a restart, the wrap) starts it again.
+  // it directly), so the PCRs sent never step and the envelope's sawtooth is smoothed out. A
+  // PCR that does not go on from it (kPcrJumpNs off: a restart, another source; time going
+  // back) starts it again; the wrap does not, nor a discontinuity_indicator on a timeline
+  // that goes on (the remux sets one after an outage of over 100 ms and after a reload).
   struct PcrClock {
     std::uint16_t pid = 0;
     bool valid = false;
@@ -160,11 +163,14 @@ class Pacer {
     std::int64_t offset_ns = 0;  // what is used: smoothed, slewed towards lowest_ns
     std::uint64_t since_ns = 0;  // arrival of the first PCR since the clock (re)started
     std::uint64_t last_ns = 0;   // arrival of the last PCR
+    std::uint64_t last_pcr = 0;  // the last PCR (27 MHz)
   };
-  static constexpr std::size_t kPcrClocks = 16;  // PCR PIDs followed (more: arrival times used as they are)
+  // PCR PIDs followed at once (more: arrival times used as they are); the clock of a PID
+  // without a PCR for a second goes to the next PID that needs one.
+  static constexpr std::size_t kPcrClocks = 16;
   // When the packet carrying PCR `pcr` on `pid`, which arrived at `arrived_ns`, would have
   // arrived on a jitter-free link.
-  std::uint64_t smoothed_arrival(std::uint16_t pid, std::uint64_t pcr, bool discontinuity, std::uint64_t arrived_ns);
+  std::uint64_t smoothed_arrival(std::uint16_t pid, std::uint64_t pcr, std::uint64_t arrived_ns);
 
   [[nodiscard]] std::uint64_t queued() const { return tail_ - head_; }
   [[nodiscard]] static std::size_t index(std::uint64_t i) { return static_cast<std::size_t>(i & (kQueuePackets - 1)); }

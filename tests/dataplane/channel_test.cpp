@@ -469,6 +469,150 @@ TEST(Channel, ConstantBitrateKeepsArrivalJitterOutOfItsPcrs) {
 
 namespace {
 
+// The source of ConstantBitrateKeepsArrivalJitterOutOfItsPcrs (an encoder 60 ppm slow,
+// datagrams of 7 held up by 0-3 ms each), the file `loops` times over on one timeline:
+// each loop's PCRs go on from the loop before's, and every PCR is moved on by `pcr_shift`
+// ticks (modulo the wrap).
+Source jittered_source(std::size_t loops, std::uint64_t pcr_shift = 0) {
+  const Source once = source("h264_aac.ts");
+  const std::uint64_t span = once.times.back() + once.times.back() / (once.times.size() - 1);  // one packet more
+  Source a;
+  for (std::size_t loop = 0; loop < loops; ++loop) {
+    for (std::size_t i = 0; i < once.packets.size(); ++i) {
+      TsPacket p = once.packets[i];
+      if (p.has_pcr()) p.set_pcr((p.pcr() + pcr_shift + loop * span * 27 / 1000) % mpegts::kPcrWrap);
+      a.packets.push_back(p);
+      a.times.push_back(once.times[i] + loop * span);
+    }
+  }
+  std::uint64_t rng = 0x2545F4914F6CDD1DULL;
+  std::uint64_t jitter = 0;
+  for (std::size_t i = 0; i < a.times.size(); ++i) {
+    if (i % 7 == 0) {
+      rng ^= rng << 13;
+      rng ^= rng >> 7;
+      rng ^= rng << 17;
+      jitter = rng % (3 * kMs);
+    }
+    a.times[i] += a.times[i] * 60 / 1'000'000 + jitter;
+  }
+  return a;
+}
+
+// A cbr output with the source of jittered_source() settles in 2.5 s to PCR steps of a few
+// us (the encoder's 60 ppm over a PCR interval, and the restamp's rounding); restamped from
+// the arrival times, steps are as large as the jitter (milliseconds).
+constexpr double kSettledPcrStepNs = 50'000;
+
+}  // namespace
+
+// The PCR wraps (2^33 x 300 ticks, every 26.5 hours) on a timeline that goes on: the PCR
+// clock goes on with it, so the PCRs stay as smooth as before the wrap (not 2 s of the
+// input's arrival jitter again, as after a reset).
+TEST(Channel, ConstantBitrateKeepsArrivalJitterOutOfItsPcrsAcrossThePcrWrap) {
+  auto cfg = one_channel(1, PacingMode::kCbr);
+  cfg.outputs[0].cbr_bps = 2'000'000;
+  Channel ch(cfg);
+  std::uint64_t first_pcr = 0;
+  for (const TsPacket& p : source("h264_aac.ts").packets)
+    if (p.has_pcr()) {
+      first_pcr = p.pcr();
+      break;
+    }
+  Source a = jittered_source(2, mpegts::kPcrWrap - first_pcr - 4000 * kMs * 27 / 1000);  // wraps 4 s in
+  Recorder rec;
+  run(ch, {&a}, rec, 11000 * kMs, 7, [](std::uint64_t) {});
+  const auto out = rec.packets(0);
+  std::size_t wraps = 0;
+  std::optional<std::uint64_t> last;
+  for (const TsPacket& p : out)
+    if (p.pid() == 0x100 && p.has_pcr()) {
+      wraps += last && p.pcr() < *last ? 1U : 0U;
+      last = p.pcr();
+    }
+  ASSERT_EQ(wraps, 1u);
+  const double worst = test::worst_pcr_step_ns(out, 0x100, 2'000'000, 2.5e9);
+  std::cout << "[ NOTE     ] PCR wrap 4 s in: worst PCR step after 2.5 s " << worst / 1000 << " us\n";
+  EXPECT_LT(worst, kSettledPcrStepNs);
+  EXPECT_EQ(cc_errors(out), 0u);
+}
+
+// An outage of 150 ms: the remux flags the next PCR with the discontinuity_indicator (more
+// than 100 ms since the last, TR 101 290), but the timeline went on; so does the PCR
+// clock, and the PCRs after it stay as smooth as before.
+TEST(Channel, ConstantBitrateKeepsArrivalJitterOutOfItsPcrsAfterAnOutage) {
+  auto cfg = one_channel(1, PacingMode::kCbr);
+  cfg.outputs[0].cbr_bps = 2'000'000;
+  Channel ch(cfg);
+  Source a = jittered_source(2);
+  Recorder rec;
+  run(ch, {&a}, rec, 11000 * kMs, 7, [&](std::uint64_t now) { a.enabled = now < 5000 * kMs || now >= 5150 * kMs; });
+  const auto out = rec.packets(0);
+  ASSERT_EQ(std::count_if(out.begin(), out.end(),
+                          [](const TsPacket& p) { return p.pid() == 0x100 && p.has_pcr() && p.discontinuity(); }),
+            1);
+  const double worst = test::worst_pcr_step_ns(out, 0x100, 2'000'000, 2.5e9);
+  std::cout << "[ NOTE     ] 150 ms outage 5 s in: worst PCR step after 2.5 s " << worst / 1000 << " us\n";
+  EXPECT_LT(worst, kSettledPcrStepNs);
+}
+
+// A reload 4 s in: the new channel's cbr pacer takes over the old one's PCR clocks, and
+// the PCRs go on as smooth as before (the new remux flags its first PCR with the
+// discontinuity_indicator, on a timeline that goes on).
+TEST(Channel, ConstantBitrateKeepsArrivalJitterOutOfItsPcrsThroughAReload) {
+  auto cfg = one_channel(1, PacingMode::kCbr);
+  cfg.outputs[0].cbr_bps = 2'000'000;
+  Source a = jittered_source(2);
+  Recorder rec;
+  auto before = std::make_unique<Channel>(cfg);
+  run(*before, {&a}, rec, 4000 * kMs, 7, [](std::uint64_t) {});
+  Channel after(cfg);
+  after.continue_from(*before);
+  before.reset();
+  run(after, {&a}, rec, 11000 * kMs, 7, [](std::uint64_t) {}, 100'000, 4000 * kMs + 100'000);
+  const auto out = rec.packets(0);
+  ASSERT_GT(out.size(), 10000u);
+  const double worst = test::worst_pcr_step_ns(out, 0x100, 2'000'000, 2.5e9);
+  std::cout << "[ NOTE     ] reload 4 s in: worst PCR step after 2.5 s " << worst / 1000 << " us\n";
+  EXPECT_LT(worst, kSettledPcrStepNs);
+  EXPECT_EQ(cc_errors(out), 0u);
+}
+
+// Reloads that move the channel's PCR PID (a PID rule) 17 times, 300 ms apart: each reload's
+// pacer takes over the PCR clocks of the one before, the clocks of PIDs no longer sent
+// among them. The last PID's PCRs get a clock too and are as smooth as the first's once
+// it has settled.
+TEST(Channel, ConstantBitrateKeepsArrivalJitterOutOfItsPcrsAfterManyPcrPidsCameAndWent) {
+  constexpr std::size_t kPids = 17;
+  auto cfg = one_channel(1, PacingMode::kCbr);
+  cfg.outputs[0].cbr_bps = 2'000'000;
+  Source a = jittered_source(2);
+  Recorder rec;
+  std::unique_ptr<Channel> ch;
+  std::uint64_t from = 0;
+  for (std::size_t k = 0; k < kPids; ++k) {
+    cfg.pid_rules = {mpegts::PidRule{.from = 0x100, .to = static_cast<std::uint16_t>(0x200 + k)}};
+    auto next = std::make_unique<Channel>(cfg);
+    if (ch) next->continue_from(*ch);
+    ch = std::move(next);
+    const std::uint64_t to = k + 1 < kPids ? from + 300 * kMs : 11000 * kMs;
+    run(*ch, {&a}, rec, to, 7, [](std::uint64_t) {}, 100'000, from);
+    from = to + 100'000;
+  }
+  const auto out = rec.packets(0);
+  constexpr auto kLastPid = static_cast<std::uint16_t>(0x200 + kPids - 1);
+  // Judged from 2.5 s after the last PID's first PCR.
+  const auto first = std::find_if(out.begin(), out.end(), [&](const TsPacket& p) { return p.pid() == kLastPid && p.has_pcr(); });
+  ASSERT_NE(first, out.end());
+  const std::vector<TsPacket> last(first, out.end());
+  ASSERT_GT(last.size(), 5000u);
+  const double worst = test::worst_pcr_step_ns(last, kLastPid, 2'000'000, 2.5e9);
+  std::cout << "[ NOTE     ] the " << kPids << "th PCR PID: worst PCR step after 2.5 s " << worst / 1000 << " us\n";
+  EXPECT_LT(worst, kSettledPcrStepNs);
+}
+
+namespace {
+
 // Continuity as a receiver judges it: per PID, each payload packet's CC is the previous
 // one's + 1, or the same with the same bytes (a duplicate), or it carries the
 // discontinuity_indicator. Returns how many packets break that.

@@ -144,6 +144,31 @@ inline double pcr_position_spread_ns(const std::vector<mpegts::TsPacket>& pkts, 
   return hi - lo;
 }
 
+// The worst step between consecutive PCRs on `pid` (ns), over the PCRs from `skip_ns` of
+// stream on (at `bps`): each PCR's distance from the one before against the bytes between
+// them, what a receiver's clock recovery sees as a jump. A PCR with the
+// discontinuity_indicator is not judged (a receiver re-locks on it).
+inline double worst_pcr_step_ns(const std::vector<mpegts::TsPacket>& pkts, std::uint16_t pid, double bps,
+                                double skip_ns = 0) {
+  const double packet_ns = mpegts::kPacketSize * 8.0 / bps * 1e9;
+  bool have = false;
+  std::uint64_t last_pcr = 0;
+  std::size_t last_at = 0;
+  double worst = 0;
+  for (std::size_t i = 0; i < pkts.size(); ++i) {
+    if (pkts[i].pid() != pid || !pkts[i].has_pcr()) continue;
+    if (have && !pkts[i].discontinuity() && static_cast<double>(i) * packet_ns >= skip_ns) {
+      auto ticks = static_cast<double>((pkts[i].pcr() + mpegts::kPcrWrap - last_pcr) % mpegts::kPcrWrap);
+      if (ticks > static_cast<double>(mpegts::kPcrWrap / 2)) ticks -= static_cast<double>(mpegts::kPcrWrap);  // went back
+      worst = std::max(worst, std::abs(ticks / 27.0 * 1000.0 - static_cast<double>(i - last_at) * packet_ns));
+    }
+    have = true;
+    last_pcr = pkts[i].pcr();
+    last_at = i;
+  }
+  return worst;
+}
+
 // What ffmpeg says decoding `pkts` (written to `<temp_dir(tag)>/<file_name>`): "" when clean,
 // "exit N: ..." when it failed.
 inline std::string decode_errors(const std::vector<mpegts::TsPacket>& pkts, const std::string& tag,
