@@ -422,58 +422,12 @@ TEST(Channel, ConstantBitrateRestampsPcrsToTheirBytePosition) {
   EXPECT_EQ(test::decode_errors(out, "cbr_restamp", "cbr.ts"), "");
 }
 
-// The input's arrival jitter stays out of a cbr output's PCRs: each PCR is restamped from
-// when it would have arrived on a jitter-free link (the lower envelope of arrival minus
-// PCR, per PCR PID), not from when it arrived. The source here is an encoder whose clock
-// runs 60 ppm slow (then fast) against ours, sending datagrams of 7 packets, each datagram held up by
-// 0-3 ms on its way: the output's PCRs lie on a line against their byte positions (the
-// line's slope is the encoder's clock, as it must be for the PTS) within 250 us peak to
-// peak once the 2 s of acquisition are over (14 and 84 us when this was written);
-// restamped from the arrival times, they were as far off as the jitter (8.7 ms).
-TEST(Channel, ConstantBitrateKeepsArrivalJitterOutOfItsPcrs) {
-  for (const std::int64_t ppm : {60, -60}) {
-    SCOPED_TRACE(::testing::Message() << "encoder clock " << ppm << " ppm slow");
-    auto cfg = one_channel(1, PacingMode::kCbr);
-    cfg.outputs[0].cbr_bps = 2'000'000;
-    Channel ch(cfg);
-    Source a = source("h264_aac.ts");
-    std::uint64_t rng = 0x2545F4914F6CDD1DULL;
-    std::uint64_t jitter = 0;
-    for (std::size_t i = 0; i < a.times.size(); ++i) {
-      if (i % 7 == 0) {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        jitter = rng % (3 * kMs);
-      }
-      const auto t = static_cast<std::int64_t>(a.times[i]);
-      a.times[i] = static_cast<std::uint64_t>(t + t * ppm / 1'000'000) + jitter;
-    }
-    Recorder rec;
-    run(ch, {&a}, rec, 5000 * kMs, 7, [](std::uint64_t) {});
-    const auto out = rec.packets(0);
-    ASSERT_GT(out.size(), 5000u);
-    const double settled = test::pcr_position_spread_ns(out, 0x100, 2'000'000, 2.5e9);
-    std::cout << "[ NOTE     ] encoder " << ppm << " ppm slow: PCRs against their byte positions, peak to peak: "
-              << settled / 1000 << " us after 2.5 s, " << test::pcr_position_spread_ns(out, 0x100, 2'000'000) / 1000
-              << " us in all\n";
-    EXPECT_LT(settled, 250'000);
-    EXPECT_EQ(cc_errors(out), 0u);
-    // Decoded up to the last video frame that is whole (the run ends inside one).
-    std::vector<TsPacket> whole = out;
-    while (!whole.empty() && !(whole.back().pid() == 0x100 && whole.back().payload_unit_start())) whole.pop_back();
-    if (!whole.empty()) whole.pop_back();
-    EXPECT_EQ(test::decode_errors(whole, "cbr_jitter", "cbr.ts"), "");
-  }
-}
-
 namespace {
 
-// The source of ConstantBitrateKeepsArrivalJitterOutOfItsPcrs (an encoder 60 ppm slow,
-// datagrams of 7 held up by 0-3 ms each), the file `loops` times over on one timeline:
-// each loop's PCRs go on from the loop before's, and every PCR is moved on by `pcr_shift`
-// ticks (modulo the wrap).
-Source jittered_source(std::size_t loops, std::uint64_t pcr_shift = 0) {
+// An encoder `ppm` slow against our clock sending datagrams of 7 packets, each held up by
+// 0-3 ms on its way, the file `loops` times over on one timeline: each loop's PCRs go on
+// from the loop before's, and every PCR is moved on by `pcr_shift` ticks (modulo the wrap).
+Source jittered_source(std::size_t loops, std::uint64_t pcr_shift = 0, std::int64_t ppm = 60) {
   const Source once = source("h264_aac.ts");
   const std::uint64_t span = once.times.back() + once.times.back() / (once.times.size() - 1);  // one packet more
   Source a;
@@ -494,10 +448,48 @@ Source jittered_source(std::size_t loops, std::uint64_t pcr_shift = 0) {
       rng ^= rng << 17;
       jitter = rng % (3 * kMs);
     }
-    a.times[i] += a.times[i] * 60 / 1'000'000 + jitter;
+    const auto t = static_cast<std::int64_t>(a.times[i]);
+    a.times[i] = static_cast<std::uint64_t>(t + t * ppm / 1'000'000) + jitter;
   }
   return a;
 }
+
+}  // namespace
+
+// The input's arrival jitter stays out of a cbr output's PCRs: each PCR is restamped from
+// when it would have arrived on a jitter-free link (the lower envelope of arrival minus
+// PCR, per PCR PID), not from when it arrived. The source here is an encoder whose clock
+// runs 60 ppm slow (then fast) against ours (jittered_source): the output's PCRs lie on a
+// line against their byte positions (the line's slope is the encoder's clock, as it must
+// be for the PTS) within 250 us peak to peak once the 2 s of acquisition are over (14 and
+// 84 us when this was written); restamped from the arrival times, they were as far off as
+// the jitter (8.7 ms).
+TEST(Channel, ConstantBitrateKeepsArrivalJitterOutOfItsPcrs) {
+  for (const std::int64_t ppm : {60, -60}) {
+    SCOPED_TRACE(::testing::Message() << "encoder clock " << ppm << " ppm slow");
+    auto cfg = one_channel(1, PacingMode::kCbr);
+    cfg.outputs[0].cbr_bps = 2'000'000;
+    Channel ch(cfg);
+    Source a = jittered_source(1, 0, ppm);
+    Recorder rec;
+    run(ch, {&a}, rec, 5000 * kMs, 7, [](std::uint64_t) {});
+    const auto out = rec.packets(0);
+    ASSERT_GT(out.size(), 5000u);
+    const double settled = test::pcr_position_spread_ns(out, 0x100, 2'000'000, 2.5e9);
+    std::cout << "[ NOTE     ] encoder " << ppm << " ppm slow: PCRs against their byte positions, peak to peak: "
+              << settled / 1000 << " us after 2.5 s, " << test::pcr_position_spread_ns(out, 0x100, 2'000'000) / 1000
+              << " us in all\n";
+    EXPECT_LT(settled, 250'000);
+    EXPECT_EQ(cc_errors(out), 0u);
+    // Decoded up to the last video frame that is whole (the run ends inside one).
+    std::vector<TsPacket> whole = out;
+    while (!whole.empty() && !(whole.back().pid() == 0x100 && whole.back().payload_unit_start())) whole.pop_back();
+    if (!whole.empty()) whole.pop_back();
+    EXPECT_EQ(test::decode_errors(whole, "cbr_jitter", "cbr.ts"), "");
+  }
+}
+
+namespace {
 
 // A cbr output with the source of jittered_source() settles in 2.5 s to PCR steps of a few
 // us (the encoder's 60 ppm over a PCR interval, and the restamp's rounding); restamped from
