@@ -295,6 +295,8 @@ struct SrtIngest::Impl {
     // `lost` at each stats poll until its losses are settled (recovered or dropped).
     std::deque<std::pair<Clock::time_point, std::uint64_t>> lost_polls;
     std::uint64_t lost_settled = 0;
+    // Losses still unsettled when their connection ended: never repaired or dropped now.
+    std::uint64_t lost_abandoned = 0;
   };
 
   // A caller that passed the listen callback and is expected from srt_accept.
@@ -570,8 +572,9 @@ void SrtIngest::Impl::poll_stats(SRTSOCKET s, std::size_t input) {
     st.lost_settled = st.lost_polls.front().second;
     st.lost_polls.pop_front();
   }
-  if (st.lost_settled > st.stats.dropped) {
-    st.stats.recovered = std::max(st.stats.recovered, st.lost_settled - st.stats.dropped);
+  if (st.lost_settled > st.lost_abandoned + st.stats.dropped) {
+    st.stats.recovered =
+        std::max(st.stats.recovered, st.lost_settled - st.lost_abandoned - st.stats.dropped);
   }
 }
 
@@ -595,6 +598,11 @@ void SrtIngest::Impl::disconnected(SRTSOCKET s, std::size_t input) {
     const std::lock_guard lock(st.mu);
     st.stats.connected = false;
     peer = st.stats.peer;
+    // The losses not settled yet never will be (libsrt drops nothing more on this socket):
+    // not counted recovered, as whether a retransmission repaired them is not known.
+    st.lost_abandoned += st.stats.lost - st.lost_settled;
+    st.lost_settled = st.stats.lost;
+    st.lost_polls.clear();
   }
   log_input(log::Level::kNotice, input, "srt_disconnected", "connection with " + peer + " ended");
 }

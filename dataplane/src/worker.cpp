@@ -887,8 +887,12 @@ void Dataplane::Impl::igmp_repeat_tick(std::uint64_t now_ns) {
     }
     if (now_ns < p.igmp_repeat_ns) continue;
     const PortPlan& plan = current->ports[p.index];
-    send_reports(p, std::span<const GroupJoin>(p.igmp_left.data(), p.n_igmp_left), net::IgmpEvent::kLeave, 0,
-                 plan.groups);
+    // One change: its plan's leaves, all of them (igmp_left has only the first kIgmpLeftMax);
+    // several: those gathered from each.
+    const std::span<const GroupJoin> left = p.igmp_changes_pending == 1
+                                                ? std::span<const GroupJoin>(plan.leave)
+                                                : std::span<const GroupJoin>(p.igmp_left.data(), p.n_igmp_left);
+    send_reports(p, left, net::IgmpEvent::kLeave, 0, plan.groups);
     if (p.igmp_changes_pending == 1) {
       send_reports(p, plan.join, net::IgmpEvent::kJoin, 0);
     } else {

@@ -818,4 +818,38 @@ TEST(SrtIngest, RecoveredCountsTheRepairedLosses) {
   EXPECT_EQ(st.packets, 500U);
 }
 
+// A connection that ends within a latency of its last losses: those were never repaired
+// (libsrt had not dropped them yet, and now never will), so the next connection's polls
+// must not settle them as recovered. Nothing is repaired here (every copy is lost).
+TEST(SrtIngest, LossesOfAConnectionThatEndedAreNotCountedRecovered) {
+  const std::uint16_t port = free_port();
+  auto cfg = srt_input("lossy", SrtMode::kListener, port);
+  cfg.latency_ms = 1000;
+  Collector col(1);
+  SrtIngest ingest({cfg}, col.sink());
+  ingest.start();
+  std::vector<std::uint8_t> message(1316, 0x47);
+  {
+    LossyRelay relay(port, 100, true);
+    Caller caller(relay.port(), 1000);
+    ASSERT_TRUE(caller.connected()) << srt_getlasterror_str();
+    for (int k = 0; k < 750; ++k) {  // 1.5 s at 500 messages/s, losses to its end
+      caller.send(message);
+      std::this_thread::sleep_for(2ms);
+    }
+  }  // gone before its last second of losses is dropped
+  ASSERT_TRUE(wait_until([&] { return !ingest.stats(0).connected; }, 8s));
+  const auto first = ingest.stats(0);
+  ASSERT_GT(first.lost, first.dropped) << "every loss was dropped before the end";
+  Caller caller(port, 1000);  // a clean one: no loss
+  ASSERT_TRUE(caller.connected()) << srt_getlasterror_str();
+  for (int k = 0; k < 1250; ++k) {  // 2.5 s: the first connection's losses are all past settling
+    caller.send(message);
+    std::this_thread::sleep_for(2ms);
+  }
+  const auto st = ingest.stats(0);
+  EXPECT_EQ(st.lost, first.lost);
+  EXPECT_EQ(st.recovered, 0U) << "dropped " << st.dropped << ", lost " << st.lost;
+}
+
 }  // namespace

@@ -1911,5 +1911,38 @@ TEST_F(Worker, Igmpv3ReportsAreAtLeastTheEthernetMinimum) {
   EXPECT_EQ(f->igmp.size(), 16u);  // the IP length still covers the report only
 }
 
+// One reload that leaves more groups than the port's fixed room for leaves still to be
+// repeated (256): the repeat of that reload's state change (RFC 3376 5.1) still leaves them
+// all, as the plan it runs holds every one of them (before the room was added, it did).
+TEST_F(Worker, IgmpRepeatOfOneReloadLeavesEveryGroupItLeft) {
+  std::vector<std::string> groups;
+  for (int i = 0; i < 300; ++i) {
+    InputConfig in = config_.channels[0].inputs[0];
+    in.name = std::to_string(1000 + i);  // "g".. trips GCC 12 -Wrestrict here
+    in.address = ipv4(239, 50, static_cast<std::uint8_t>(i / 200), static_cast<std::uint8_t>(1 + i % 200));
+    groups.push_back(net::ipv4_text(in.address));
+    config_.channels[0].inputs.push_back(in);
+  }
+  std::sort(groups.begin(), groups.end());
+  make(1);
+  ApplianceConfig next = dp_->config();
+  next.channels[0].inputs.resize(4);  // leaves the 300
+  dp_->apply(next);
+  const std::uint64_t first = dp_->port_stats(0).igmp_reports_sent;
+  dp_->poll_once(10'000'000'000ULL);
+  dp_->poll_once(11'000'000'000ULL);
+  const auto reports = igmpv3_reports(transmitted());
+  std::vector<std::string> once;
+  std::vector<std::string> again;
+  for (std::size_t i = 0; i < reports.size(); ++i)
+    for (const IgmpGroupRecord& r : reports[i])
+      if (r.type == kRecToIn) (i < first ? once : again).push_back(net::ipv4_text(r.group));
+  std::sort(once.begin(), once.end());
+  std::sort(again.begin(), again.end());
+  EXPECT_EQ(once, groups);
+  EXPECT_EQ(again.size(), groups.size()) << "leaves beyond the port's room were not repeated";
+  EXPECT_EQ(again, groups);
+}
+
 }  // namespace
 }  // namespace twincast::dataplane
