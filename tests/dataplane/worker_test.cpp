@@ -36,6 +36,7 @@ constexpr Ipv4 kGroupIn = ipv4(239, 1, 1, 1);
 constexpr Ipv4 kGroupRtp = ipv4(239, 1, 1, 2);
 constexpr Ipv4 kSsmGroup = ipv4(232, 5, 5, 5);
 constexpr Ipv4 kGroupOut = ipv4(239, 2, 2, 2);
+constexpr Ipv4 kMovedGroup = ipv4(239, 1, 1, 9);  // where move_first_input() moves input 0
 constexpr Mac kOurMac = {0x02, 0x74, 0x63, 0x00, 0x00, 0x02};
 constexpr Mac kPeerMac = {0x02, 0x74, 0x63, 0x00, 0x00, 0x01};
 
@@ -276,6 +277,14 @@ class Worker : public ::testing::Test {
     dp_->process_burst(0, m.data(), static_cast<std::uint16_t>(m.size()), rx_ns);
     dp_->poll_once(poll_ns);
     EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_ + held) << "an mbuf leaked or was freed twice";
+  }
+  // Applies a reload that moves the first input from 239.1.1.1 to kMovedGroup (an IGMP
+  // leave and a join) and returns that configuration.
+  ApplianceConfig move_first_input() {
+    ApplianceConfig next = dp_->config();
+    next.channels[0].inputs[0].address = kMovedGroup;
+    dp_->apply(next);
+    return next;
   }
   std::vector<ByteVec> transmitted() {
     dp_.reset();  // closes the port: the pcap is complete
@@ -967,11 +976,8 @@ TEST_F(Worker, Igmpv3LeavingOneJoinOfAGroupKeepsTheOther) {
 // 1 s): a router that missed the first report would otherwise not forward a new input's
 // group until its next query or our 60-s report. The repeat carries the same records.
 TEST_F(Worker, ReloadRepeatsItsIgmpStateChangeOnceWithinASecond) {
-  constexpr Ipv4 kMoved = ipv4(239, 1, 1, 9);
   make(1);
-  ApplianceConfig next = dp_->config();
-  next.channels[0].inputs[0].address = kMoved;  // leaves 239.1.1.1, joins 239.1.1.9
-  dp_->apply(next);
+  move_first_input();
   const std::uint64_t first = dp_->port_stats(0).igmp_reports_sent;
   ASSERT_EQ(first, 2u);  // the leave, then the join
   constexpr std::uint64_t kT = 10'000'000'000ULL;
@@ -992,18 +998,15 @@ TEST_F(Worker, ReloadRepeatsItsIgmpStateChangeOnceWithinASecond) {
   }
   ASSERT_GE(reports[1].igmp.size(), 16u);
   EXPECT_EQ(reports[1].igmp[8], static_cast<std::uint8_t>(net::IgmpRecordType::kChangeToExclude));
-  EXPECT_EQ(net::ipv4(reports[1].igmp[12], reports[1].igmp[13], reports[1].igmp[14], reports[1].igmp[15]), kMoved);
+  EXPECT_EQ(net::ipv4(reports[1].igmp[12], reports[1].igmp[13], reports[1].igmp[14], reports[1].igmp[15]), kMovedGroup);
 }
 
 // Two reloads before the repeat: the second's list of joins does not hold the first's, so
 // the repeat reports every group joined as it stands (current-state records) besides both
 // reloads' leaves; the first reload's join is not lost with its repeat.
 TEST_F(Worker, IgmpRepeatAfterTwoQuickReloadsCoversTheFirstReloadsJoin) {
-  constexpr Ipv4 kMoved = ipv4(239, 1, 1, 9);
   make(1);
-  ApplianceConfig next = dp_->config();
-  next.channels[0].inputs[0].address = kMoved;
-  dp_->apply(next);
+  ApplianceConfig next = move_first_input();
   next.channels[0].inputs[1].address = ipv4(239, 1, 1, 8);  // 239.1.1.2 -> 239.1.1.8
   dp_->apply(next);
   const std::uint64_t first = dp_->port_stats(0).igmp_reports_sent;
@@ -1017,24 +1020,14 @@ TEST_F(Worker, IgmpRepeatAfterTwoQuickReloadsCoversTheFirstReloadsJoin) {
   ASSERT_EQ(reports.size(), 6u);
   const std::vector<IgmpGroupRecord> leaves = {{kRecToIn, kGroupIn, {}}, {kRecToIn, kGroupRtp, {}}};
   EXPECT_EQ(igmpv3_records(reports[4].igmp), leaves) << "both reloads' leaves, repeated";
-  const ByteVec& state = reports[5].igmp;
-  ASSERT_GE(state.size(), 8u);
-  // Records from byte 8: type, aux length, source count (2 bytes), group, sources.
-  std::vector<std::pair<std::uint8_t, Ipv4>> records;
-  for (std::size_t at = 8; at + 8 <= state.size();) {
-    const std::size_t sources = (std::size_t{state[at + 2]} << 8) | state[at + 3];
-    records.emplace_back(state[at], net::ipv4(state[at + 4], state[at + 5], state[at + 6], state[at + 7]));
-    at += 8 + 4 * sources;
-  }
+  const std::vector<IgmpGroupRecord> state = igmpv3_records(reports[5].igmp);
   const auto has = [&](std::uint8_t type, Ipv4 group) {
-    return std::find(records.begin(), records.end(), std::pair{type, group}) != records.end();
+    return std::any_of(state.begin(), state.end(), [&](const IgmpGroupRecord& r) { return r.type == type && r.group == group; });
   };
-  constexpr auto kIsEx = static_cast<std::uint8_t>(net::IgmpRecordType::kModeIsExclude);
-  constexpr auto kIsIn = static_cast<std::uint8_t>(net::IgmpRecordType::kModeIsInclude);
-  EXPECT_TRUE(has(kIsEx, kMoved)) << "the first reload's join is not in the repeat";
-  EXPECT_TRUE(has(kIsEx, ipv4(239, 1, 1, 8)));
-  EXPECT_TRUE(has(kIsIn, kSsmGroup));
-  EXPECT_EQ(records.size(), 3u);
+  EXPECT_TRUE(has(kRecIsEx, kMovedGroup)) << "the first reload's join is not in the repeat";
+  EXPECT_TRUE(has(kRecIsEx, ipv4(239, 1, 1, 8)));
+  EXPECT_TRUE(has(kRecIsIn, kSsmGroup));
+  EXPECT_EQ(state.size(), 3u);
 }
 
 // A group-and-source-specific query is answered with IS_IN of the queried sources the
@@ -1128,11 +1121,8 @@ TEST_F(Worker, Igmpv3ReportsFillFramesAndSplitOnlyARecordTooLongForOne) {
 // (RFC 3376 7.2.1): an IGMPv2 query between a reload and the repeat of its IGMPv3 state
 // change is answered in v2 (every group), and the change is not repeated after it.
 TEST_F(Worker, IgmpCompatibilityModeChangeCancelsThePendingRepeat) {
-  constexpr Ipv4 kMoved = ipv4(239, 1, 1, 9);
   make(1);
-  ApplianceConfig next = dp_->config();
-  next.channels[0].inputs[0].address = kMoved;  // leaves 239.1.1.1, joins 239.1.1.9
-  dp_->apply(next);
+  ApplianceConfig next = move_first_input();
   ASSERT_EQ(dp_->port_stats(0).igmp_reports_sent, 2u);
   constexpr std::uint64_t kT = 10'000'000'000ULL;
   feed({igmp_query(0, 2)}, kT, kT);  // v2 from now: a report per group
@@ -1143,7 +1133,7 @@ TEST_F(Worker, IgmpCompatibilityModeChangeCancelsThePendingRepeat) {
   EXPECT_EQ(dp_->port_stats(0).igmp_reports_sent, 2u + 3) << "the v3 change was repeated after the switch to v2";
   const auto frames = transmitted();
   ASSERT_EQ(frames.size(), 5u);
-  expect_older_message(frames[2], 0x16, kMoved);
+  expect_older_message(frames[2], 0x16, kMovedGroup);
   expect_older_message(frames[3], 0x16, kGroupRtp);
   expect_older_message(frames[4], 0x16, kSsmGroup);
 }
@@ -1152,11 +1142,8 @@ TEST_F(Worker, IgmpCompatibilityModeChangeCancelsThePendingRepeat) {
 // repeat: the first reload's change is still repeated (RFC 3376 5.1), though the plan now
 // running has no leaves or joins of its own.
 TEST_F(Worker, IgmpRepeatSurvivesAFollowingReloadThatChangesNoGroup) {
-  constexpr Ipv4 kMoved = ipv4(239, 1, 1, 9);
   make(1);
-  ApplianceConfig next = dp_->config();
-  next.channels[0].inputs[0].address = kMoved;  // leaves 239.1.1.1, joins 239.1.1.9
-  dp_->apply(next);
+  ApplianceConfig next = move_first_input();
   next.channels[0].outputs[0].ttl = 9;
   dp_->apply(next);
   ASSERT_EQ(dp_->port_stats(0).igmp_reports_sent, 2u);
@@ -1165,7 +1152,7 @@ TEST_F(Worker, IgmpRepeatSurvivesAFollowingReloadThatChangesNoGroup) {
   const auto reports = igmpv3_reports(transmitted());
   ASSERT_EQ(reports.size(), 4u) << "the state change was not repeated";
   EXPECT_EQ(reports[2], reports[0]) << "the leave, repeated";
-  EXPECT_NE(std::find(reports[3].begin(), reports[3].end(), IgmpGroupRecord{kRecIsEx, kMoved, {}}), reports[3].end())
+  EXPECT_NE(std::find(reports[3].begin(), reports[3].end(), IgmpGroupRecord{kRecIsEx, kMovedGroup, {}}), reports[3].end())
       << "the join is not in the repeat";
 }
 
@@ -1174,9 +1161,7 @@ TEST_F(Worker, IgmpRepeatSurvivesAFollowingReloadThatChangesNoGroup) {
 // drop them); a group left and joined again in between is not left.
 TEST_F(Worker, IgmpRepeatAfterTwoQuickReloadsCoversTheFirstReloadsLeave) {
   make(1);
-  ApplianceConfig next = dp_->config();
-  next.channels[0].inputs[0].address = ipv4(239, 1, 1, 9);  // leaves 239.1.1.1
-  dp_->apply(next);
+  ApplianceConfig next = move_first_input();                 // leaves 239.1.1.1
   next.channels[0].inputs[1].address = ipv4(239, 1, 1, 8);  // leaves 239.1.1.2
   dp_->apply(next);
   ASSERT_EQ(dp_->port_stats(0).igmp_reports_sent, 4u);
