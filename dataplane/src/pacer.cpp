@@ -67,7 +67,9 @@ void Pacer::schedule_pcr(const TsPacket& p, std::uint64_t now) {
     return;
   }
   std::uint64_t due = 0;
-  bool anchor_now = !have_anchor_ || reanchor_ || p.discontinuity();
+  // A PCR of another PID than the last one's (the owner's first service changed: a
+  // multiplex's member 0 learnt after another member) is another encoder's clock.
+  bool anchor_now = !have_anchor_ || reanchor_ || p.discontinuity() || p.pid() != last_pcr_pid_;
   if (!anchor_now) {
     const std::uint64_t delta_ticks = mpegts::pcr_delta(last_pcr_, p.pcr());
     if (delta_ticks > mpegts::kPcrWrap / 2 || delta_ticks * 1000 / 27 > 1000 * kMs) {
@@ -117,6 +119,7 @@ void Pacer::schedule_pcr(const TsPacket& p, std::uint64_t now) {
   }
   scheduled_ = tail_;
   last_pcr_ = p.pcr();
+  last_pcr_pid_ = p.pid();
   last_pcr_due_ = due;
   prev_due_valid_ = true;
 }
@@ -143,6 +146,7 @@ void Pacer::take_over(const Pacer& old) {
   unpaced_ = old.unpaced_;
   prev_due_valid_ = old.prev_due_valid_;
   last_pcr_ = old.last_pcr_;
+  last_pcr_pid_ = old.last_pcr_pid_;
   last_pcr_due_ = old.last_pcr_due_;
   lead_avg_ns_ = old.lead_avg_ns_;
   next_slot_ns_ = old.next_slot_ns_;

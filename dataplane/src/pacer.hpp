@@ -195,6 +195,7 @@ class Pacer {
   bool reanchor_ = false;
   bool prev_due_valid_ = false;
   std::uint64_t last_pcr_ = 0;
+  std::uint16_t last_pcr_pid_ = mpegts::kNullPid;  // the PID of last_pcr_
   std::uint64_t last_pcr_due_ = 0;
   std::int64_t lead_avg_ns_ = 0;      // kPcr: the PCRs' average margin before departure (drift servo)
   bool unpaced_ = false;              // kPcr: no PCR for kMaxUnscheduledNs, packets go as they come

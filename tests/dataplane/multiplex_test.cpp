@@ -452,3 +452,70 @@ TEST(Multiplex, CbrOutputPcrsMatchTheirBytePosition) {
                             << " (worst " << worst[pid] << " ns)";
   }
 }
+
+// pcr pacing follows the first service in the tables: until member 0 is learnt that is the
+// first member learnt, whose PCRs are another encoder's clock. When member 0 is learnt the
+// pacing PID changes and the schedule must start again from now (as after an input switch),
+// not go on from the other member's last PCR by the difference between the two clocks: a
+// member 0 whose clock is 600 ms ahead (nothing unusual between two encoders) would hold
+// the whole MPTS back for 600 ms, every member's packets with it, a stall no set-top box
+// rides out (and the 100 ms PCR repetition limit broken six times over).
+TEST(Multiplex, PcrPacingDoesNotStallWhenTheFirstMemberIsLearntLast) {
+  auto cfgs = three_channels();
+  cfgs.pop_back();
+  MultiplexConfig mc = mux_config(PacingMode::kPcr);
+  mc.channels = {"one", "two"};
+  Multiplex mux(mc, cfgs);
+  auto channels = make_channels(cfgs, mux);
+  std::vector<Source> sources = {source(kFiles[0]), source(kFiles[1])};
+  // Member 1 starts at 0, member 0 at 1 s (so member 1 is learnt first and paces), its PCRs
+  // 600 ms ahead of member 1's at the same instant.
+  constexpr std::uint64_t kLate = 1000 * kMs;
+  constexpr std::uint64_t kAheadTicks = 600 * 27'000;
+  const auto first_pcr = [](const Source& s) {
+    for (std::size_t i = 0; i < s.packets.size(); ++i)
+      if (s.packets[i].has_pcr()) return std::pair<std::uint64_t, std::uint64_t>{s.packets[i].pcr(), s.times[i]};
+    return std::pair<std::uint64_t, std::uint64_t>{0, 0};
+  };
+  const auto [pcr0, t0] = first_pcr(sources[0]);
+  const auto [pcr1, t1] = first_pcr(sources[1]);
+  // Member 1's PCR when member 0's first one arrives, plus 600 ms.
+  const std::uint64_t wanted = pcr1 + (t0 + kLate - t1) * 27 / 1000 + kAheadTicks;
+  for (auto& t : sources[0].times) t += kLate;
+  for (auto& p : sources[0].packets)
+    if (p.has_pcr()) p.set_pcr((p.pcr() + wanted - pcr0) % mpegts::kPcrWrap);
+  Recorder out, own;
+  for (std::uint64_t now = 0; now <= 8000 * kMs; now += 100'000) {
+    for (std::size_t i = 0; i < sources.size(); ++i) {
+      Source& s = sources[i];
+      while (s.next < s.packets.size() && s.times[s.next] <= now) {
+        const std::size_t n = std::min<std::size_t>(7, s.packets.size() - s.next);
+        channels[i]->push(0, std::span(s.packets.data() + s.next, n), now);
+        s.next += n;
+      }
+    }
+    out.now = now;
+    for (auto& ch : channels) ch->poll(now, own);
+    mux.poll(now, out);
+  }
+  ASSERT_EQ(decode_psi(out.packets()).services.size(), 2u);
+  // While both members feed it (0.5..6 s), each member's PCRs (every 20 ms in the sources)
+  // leave every few tens of ms: none waits near 600 ms for the one before.
+  std::map<std::uint16_t, std::uint64_t> last_sent;
+  std::uint64_t worst_gap = 0, worst_at = 0;
+  std::uint16_t worst_pid = 0;
+  for (const auto& d : out.sent)
+    for (const TsPacket& p : d.packets) {
+      if (!p.has_pcr() || d.t < 500 * kMs || d.t > 6000 * kMs) continue;
+      if (const auto it = last_sent.find(p.pid()); it != last_sent.end() && d.t - it->second > worst_gap) {
+        worst_gap = d.t - it->second;
+        worst_at = it->second;
+        worst_pid = p.pid();
+      }
+      last_sent[p.pid()] = d.t;
+    }
+  EXPECT_EQ(last_sent.size(), 2u);
+  EXPECT_LT(worst_gap, 100 * kMs) << "PID " << worst_pid << ": no PCR sent for " << worst_gap / kMs << " ms from "
+                                  << worst_at / kMs << " ms";
+  EXPECT_EQ(cc_errors(out.packets()), 0u);
+}
