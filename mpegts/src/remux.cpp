@@ -188,9 +188,16 @@ void Remuxer::rebuild() {
   // (after a switch), so the output tables do not flap; its CAT too.
   for (std::size_t k = 0; k < config_.services.size(); ++k) {
     const auto& sc = config_.services[k];
-    const Service* src = find_source(inputs_[sc.input]->psi->model(), sc.source_service_id);
+    const Input& in = *inputs_[sc.input];
+    const Service* src = find_source(in.psi->model(), sc.source_service_id);
     if (src != nullptr && src->has_pmt) {
-      snapshots_[k] = *src;
+      Service s = *src;
+      if (snapshots_[k] && in.sdts_at_switch == in.psi->stats().sdt) {  // no SDT since the switch
+        s.name = snapshots_[k]->name;
+        s.provider = snapshots_[k]->provider;
+        s.service_type = snapshots_[k]->service_type;
+      }
+      snapshots_[k] = std::move(s);
       learnt_[k] = true;
     }
   }
@@ -692,8 +699,10 @@ std::size_t Remuxer::push_one(Input& in, const TsPacket& packet, std::uint64_t n
     // Resume at a unit start; video at a random access point (the encoder's
     // random_access_indicator), or at any unit start once kMaxKeyframeWaitNs has passed
     // for streams that do not flag them.
-    if (op.wait_since_ns == 0) op.wait_since_ns = now_ns | 1;
-    const bool keyframe_ok = !op.is_video || packet.random_access() || now_ns - op.wait_since_ns >= kMaxKeyframeWaitNs;
+    // (now_ns | 1 may lie 1 ns ahead of now_ns: no time has passed then, not 2^64 - 1 ns.)
+    if (op.wait_since_ns == 0 || now_ns + 1 < op.wait_since_ns) op.wait_since_ns = now_ns | 1;
+    const bool keyframe_ok = !op.is_video || packet.random_access() ||
+                             (now_ns >= op.wait_since_ns && now_ns - op.wait_since_ns >= kMaxKeyframeWaitNs);
     if ((b1 & 0x40) == 0 || !keyframe_ok) {
       ++stats_.dropped_resync;
       return n;
@@ -776,6 +785,7 @@ void Remuxer::switch_source(std::size_t input) {
   for (std::size_t k = 0; k < config_.services.size(); ++k)
     if (config_.services[k].input == input) eit_src_version_[k].fill(0xFF);  // each next EIT sub_table: a new version
   in.psi->reset();
+  in.sdts_at_switch = in.psi->stats().sdt;
   in.seen_generation = in.psi->generation();
   copy_psi_pids(in);
 }

@@ -1771,3 +1771,71 @@ TEST(RemuxSynthetic, TheSdtStopsAnnouncingEitThatStoppedComing) {
   run_eit_rounds(h, src, eit);
   EXPECT_EQ(sdt_eit_pf(h.out, 1), 1) << "EIT p/f came back";
 }
+
+// A switch to a backup with the same program (the same service, and in its SDT the same
+// name, provider and service_type) changes no table: the output's SDT keeps its version
+// and its content. The new source's PMT comes before its SDT (PMTs repeat every 100 ms, the
+// SDT up to every 2 s): until its SDT is learnt the output keeps the provider and
+// service_type it had, not an SDT without them and then one with them again (two new
+// versions, the service briefly of type 0 and without its provider, for nothing).
+TEST(RemuxSynthetic, ASwitchToTheSameProgramKeepsTheSdt) {
+  RemuxConfig cfg = OneService::config();
+  cfg.services[0].name = "Channel";
+  Harness h(cfg);
+  Source primary{.tag = 0};
+  Source backup{.tag = 2};
+  for (Source* s : {&primary, &backup}) {
+    s->services.push_back(spts_service(1, 0x1000, {{0x100, 0x1B}}, 0x100));
+    s->services[0].name = "Source";
+    s->services[0].provider = "Encoder";
+    s->services[0].service_type = 1;
+  }
+  TableCarousel primary_sdt(kSdtPid), backup_sdt(kSdtPid);
+  const auto sdt = [](Source& s, TableCarousel& t) {
+    t.update([&](std::uint8_t v) { return build_sdt(s.tsid, 1, s.services, v); });
+    std::vector<TsPacket> pkts(t.packet_count());
+    t.packetize(pkts);
+    return pkts;
+  };
+  h.push(0, sdt(primary, primary_sdt));
+  h.push(0, primary.tables());
+  for (int i = 0; i < 20; ++i) h.push(0, primary.es(0x100));
+  h.r.switch_source(0);
+  h.push(0, backup.tables());  // PAT and PMT first
+  for (int i = 0; i < 20; ++i) h.push(0, backup.es(0x100));
+  h.push(0, sdt(backup, backup_sdt));  // then its SDT
+  for (int i = 0; i < 20; ++i) h.push(0, backup.es(0x100));
+
+  const std::vector<Section> sections = sections_of(h.out, kSdtPid).good;
+  ASSERT_FALSE(sections.empty());
+  std::string versions;
+  for (const Section& s : sections) versions += std::to_string((s[5] >> 1) & 0x1F) + " ";
+  for (std::size_t i = 1; i < sections.size(); ++i)
+    EXPECT_EQ(sections[i], sections[0]) << "SDT #" << i << " differs from the first; versions sent: " << versions;
+  const ProgramModel m = decode(h.out);
+  ASSERT_EQ(m.services.size(), 1u);
+  EXPECT_EQ(m.services[0].provider, "Encoder");
+  EXPECT_EQ(m.services[0].service_type, 1);
+}
+
+// After a switch, video resumes at a random access point: a unit start without the
+// random_access_indicator is dropped (until kMaxKeyframeWaitNs has passed), so decoders
+// restart on a keyframe, whatever the clock reads when the first packet comes.
+TEST(RemuxSynthetic, AfterASwitchVideoResumesAtARandomAccessPointWhateverTheClock) {
+  OneService one({{0x100, 0x1B}});
+  Harness& h = one.h;
+  for (int i = 0; i < 5; ++i) h.push(0, one.src.es(0x100));
+  h.r.switch_source(0);
+  Source backup{.tag = 2};
+  ASSERT_EQ(h.t % 2, 0u) << "the harness's clock moves by whole milliseconds";
+  const std::size_t before = h.out.size();
+  h.push(0, backup.es(0x100, /*unit_start=*/true, /*rai=*/false));   // a picture that is no keyframe
+  h.push(0, backup.es(0x100, /*unit_start=*/false, /*rai=*/false));  // ...and its next packet
+  h.push(0, backup.es(0x100, /*unit_start=*/true, /*rai=*/true));    // a keyframe
+  std::vector<TsPacket> video;
+  for (std::size_t i = before; i < h.out.size(); ++i)
+    if (origin(h.out[i]).first == 2) video.push_back(h.out[i]);
+  ASSERT_FALSE(video.empty());
+  EXPECT_TRUE(video[0].random_access()) << "video resumed on a picture that is no keyframe";
+  EXPECT_EQ(video.size(), 1u) << "only the keyframe goes out";
+}

@@ -180,6 +180,11 @@ class Remuxer {
     // Its services are in the tables as the engine continue_from() took over from had them,
     // but none is learnt here yet: its packets wait (map unmapped) until one is.
     bool held = false;
+    // switch_source(): the SDTs its decoder had decoded then. Until it decodes another, the
+    // services it feeds keep the name, provider and type the old source's SDT gave them
+    // (the new source's PMT comes first: an SDT without them, then one with them again,
+    // would be two new versions for the same program).
+    std::optional<std::uint64_t> sdts_at_switch;
     EitTap eit_tap;
   };
   struct OutPid {
