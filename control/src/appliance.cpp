@@ -387,7 +387,10 @@ ReloadOutcome Appliance::Impl::reload_file() {
     out.error = why + ": restart twincastd to apply";
     return out;
   }
-  if (out.diff.empty()) {
+  // Nothing for the data plane to do, unless only the order of channels or multiplexes
+  // changed: it lists them in the new order then (its accessors, and so every view and
+  // counter by position, follow the order of dp_config).
+  if (out.diff.empty() && next_dp == dp_config) {
     config = next;  // e.g. a new token_file: read at each request
     dp_config = next_dp;
     if (srt_down) {  // the same SRT inputs: try again what the last reload could not start

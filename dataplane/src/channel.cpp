@@ -343,6 +343,7 @@ void Channel::add_tap(PacketTap* tap, std::size_t slot) {
 void Channel::continue_from(const Channel& previous) {
   continue_output(impl_->remux, impl_->pacer, previous.impl_->remux, previous.impl_->pacer);
 }
+void Channel::readdress(const std::vector<OutputConfig>& outputs) { impl_->pacer.readdress(outputs); }
 void Channel::describe(const ChannelConfig& next) {
   // Only the remux: config() may be read from other threads (it stays as constructed).
   impl_->remux.describe(0, next.name, next.provider, next.lcn, next.lcn != 0);  // as make_remux_config()

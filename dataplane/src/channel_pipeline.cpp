@@ -35,6 +35,7 @@ class ChannelAdapter final : public ChannelPipeline {
   }
   void add_tap(PacketTap* tap, std::size_t slot) override { channel_.add_tap(tap, slot); }
   void describe(const ChannelConfig& next) override { channel_.describe(next); }
+  void readdress(const std::vector<OutputConfig>& outputs) override { channel_.readdress(outputs); }
   void continue_from(const ChannelPipeline& previous) override {
     if (const auto* p = dynamic_cast<const ChannelAdapter*>(&previous)) channel_.continue_from(p->channel_);
   }

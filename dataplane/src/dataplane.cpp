@@ -516,11 +516,21 @@ ConfigDiff Dataplane::apply(const ApplianceConfig& next) {
     for (const auto& r : diff.restart_reasons) why += (why.empty() ? "" : "; ") + r;
     throw std::invalid_argument(why + ": restart twincastd to apply");
   }
-  if (diff.empty()) return diff;
+  // Nothing to change, unless only the order of channels or multiplexes did: every channel
+  // is taken over as it is, but the new plan lists them in the new order, by which the
+  // accessors (pipeline(c), input_stats(c, i), output_stats(c, o)) know them.
+  if (diff.empty() && next == d.plan().config) return diff;
   // Built completely before anything changes: a failure leaves the running plan as it is.
   std::unique_ptr<Plan> plan = d.build_plan(next, &d.plan(), diff);
   std::unique_ptr<Plan> old = d.publish(std::move(plan));
   old.reset();  // removed and restarted channels stop here (on this thread)
+  // Channels updated in place send elsewhere now: a later restart must know their outputs
+  // by where they send (Channel::readdress). The worker has taken the plan over and reads
+  // these only when a later reload restarts the channel.
+  for (std::size_t c = 0; c < next.channels.size(); ++c)
+    if (std::find(diff.channels_updated.begin(), diff.channels_updated.end(), next.channels[c].id) !=
+        diff.channels_updated.end())
+      d.plan().channels[c]->core->pipeline->readdress(next.channels[c].outputs);
   return diff;
 }
 

@@ -263,6 +263,14 @@ class Pacers {
   // became, unless it now shares a schedule with an output that was further ahead or
   // behind (it then goes on from there).
   void take_over(const Pacers& old);
+  // A reload updated the owner in place (ConfigDiff::channels_updated): its outputs, at the
+  // same places on the same schedules, now send to `outputs`' destinations, by which a
+  // later take_over() knows them. Not on the worker (it may allocate); nothing reads the
+  // keys but take_over().
+  void readdress(const std::vector<OutputConfig>& outputs) {
+    for (std::size_t o = 0; o < outputs.size() && o < keys_.size(); ++o)
+      keys_[o] = OutputKey{outputs[o].port, outputs[o].address, outputs[o].udp_port};
+  }
   // The first output's schedule's: every schedule carries the same packets, in datagrams of
   // its own size, at its own times (each output's counters are the worker's OutputStats).
   [[nodiscard]] std::uint64_t packets_out() const { return pacers_[0]->packets_out(); }

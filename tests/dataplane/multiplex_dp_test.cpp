@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <map>
 #include <optional>
 
@@ -470,6 +471,110 @@ TEST(MultiplexDataplane, ARenamedMemberWhosePlaceAmongTheChannelsMoved) {
   EXPECT_EQ(psi.model().find_service(302)->name, "Renamed");
   EXPECT_EQ(psi.model().find_service(302)->lcn, 12);
   EXPECT_EQ(psi.model().find_service(301)->name, "Channel 0");
+  std::filesystem::remove_all(dir);
+}
+
+// As drive(), with reloads[k] run at at_ms[k].
+void drive_reloads(Dataplane& dp, const ApplianceConfig& cfg, const std::vector<std::string>& files,
+                   const std::vector<std::uint64_t>& at_ms, const std::function<void(std::size_t)>& reload) {
+  rte_mempool* pool = dp.mempool(0);
+  std::vector<std::vector<TsPacket>> packets;
+  std::vector<std::vector<std::uint64_t>> times;
+  std::vector<std::size_t> next(files.size(), 0);
+  for (const auto& f : files) {
+    packets.push_back(test::read_packets(test::fixture(f)));
+    times.push_back(mpegts::file_times(packets.back()).ns);
+  }
+  constexpr std::uint64_t kEnd = 4000 * kMs;
+  std::size_t reloads = 0;
+  for (std::uint64_t now = kMs; now <= kEnd + 300 * kMs; now += kMs) {
+    if (reloads < at_ms.size() && now >= at_ms[reloads] * kMs) reload(reloads++);
+    std::vector<rte_mbuf*> burst;
+    for (std::size_t k = 0; k < files.size(); ++k) {
+      while (next[k] < packets[k].size() && times[k][next[k]] < std::min(now, kEnd)) {
+        const std::size_t n = std::min<std::size_t>(7, packets[k].size() - next[k]);
+        const ByteVec frame = udp_frame(cfg.channels[k].inputs[0].address, 5000, std::span(packets[k].data() + next[k], n));
+        rte_mbuf* m = test::mbuf_of(pool, frame);
+        ASSERT_NE(m, nullptr);
+        burst.push_back(m);
+        next[k] += n;
+      }
+    }
+    if (!burst.empty()) dp.process_burst(0, burst.data(), static_cast<std::uint16_t>(burst.size()), now);
+    dp.poll_once(now);
+  }
+}
+
+// A restarted channel's outputs go on from the schedules that fed them, known by their
+// destinations, which updates in place may have moved since the pipeline was built. A
+// channel with a PCR-paced output to A and a CBR one to B: reload 1 moves the first to Q,
+// reload 2 the second (TTL 9) to A, both in place; reload 3 restarts the channel. A's
+// receivers (the CBR schedule since reload 2) must go on without a CC break: the new CBR
+// schedule takes over the old CBR one, not the PCR-paced one that sent to A when the
+// pipeline was built.
+TEST(MultiplexDataplane, ARestartAfterOutputsMovedInPlaceContinuesEachOutputFromItsOwnSchedule) {
+  const auto dir = test::temp_dir("dp_mux_moved_restart");
+  const auto tx_pcap = dir / "tx.pcap";
+  const std::vector<std::string> files = {"h264_aac.ts"};
+  ApplianceConfig cfg = mux_config("net_pcap_muxm0", dir, tx_pcap, files.size());
+  cfg.multiplexes.clear();
+  const Ipv4 a = ipv4(239, 3, 7, 1);
+  const Ipv4 q = ipv4(239, 3, 7, 3);
+  OutputConfig paced;
+  paced.port = "p0";
+  paced.address = a;
+  paced.udp_port = 5000;
+  OutputConfig cbr = paced;
+  cbr.address = ipv4(239, 3, 7, 2);
+  cbr.pacing = PacingMode::kCbr;
+  cbr.cbr_bps = kCbr;
+  cfg.channels[0].outputs = {paced, cbr};
+
+  auto dp = std::make_unique<Dataplane>(cfg);
+  ApplianceConfig next = cfg;
+  drive_reloads(*dp, cfg, files, {1000, 2000, 3000}, [&](std::size_t k) {
+    if (k == 0) next.channels[0].outputs[0].address = q;
+    if (k == 1) {
+      next.channels[0].outputs[1].address = a;
+      next.channels[0].outputs[1].ttl = 9;
+    }
+    if (k == 2) next.channels[0].service_id = 333;
+    const ConfigDiff diff = dp->apply(next);
+    EXPECT_EQ(diff.channels_updated.size(), k < 2 ? 1u : 0u) << "reload " << k + 1;
+    EXPECT_EQ(diff.channels_changed.size(), k < 2 ? 0u : 1u) << "reload " << k + 1;
+  });
+  dp.reset();
+  // What A's receivers got from the CBR schedule: A's datagrams with TTL 9.
+  std::vector<TsPacket> got;
+  for (const ByteVec& f : read_pcap(tx_pcap)) {
+    const auto e = net::parse_ethernet(f);
+    if (!e || e->ether_type != net::kEtherTypeIpv4) continue;
+    net::Bytes l4;
+    const auto ip = net::parse_ipv4(net::Bytes(f).subspan(e->header_size), &l4);
+    if (!ip || ip->protocol != net::kProtoUdp || ip->dst != a || ip->ttl != 9) continue;
+    net::Bytes payload;
+    if (!net::parse_udp(l4, &payload)) continue;
+    for (std::size_t at = 0; at + mpegts::kPacketSize <= payload.size(); at += mpegts::kPacketSize) {
+      TsPacket p;
+      std::memcpy(p.bytes.data(), payload.data() + at, mpegts::kPacketSize);
+      got.push_back(p);
+    }
+  }
+  ASSERT_GT(got.size(), 2000u);
+  // As a receiver judges it: the next CC, a duplicate of the packet before, or flagged.
+  std::map<std::uint16_t, TsPacket> last;
+  std::size_t breaks = 0;
+  for (const TsPacket& p : got) {
+    if (p.pid() == mpegts::kNullPid || !p.has_payload()) continue;
+    if (const auto it = last.find(p.pid()); it != last.end() && !p.discontinuity()) {
+      const bool next_cc = p.cc() == ((it->second.cc() + 1) & 0xF);
+      const bool duplicate = p.cc() == it->second.cc() && p.bytes == it->second.bytes;
+      if (!next_cc && !duplicate && breaks++ < 5)
+        ADD_FAILURE() << "PID " << p.pid() << ": CC " << int{p.cc()} << " after " << int{it->second.cc()};
+    }
+    last[p.pid()] = p;
+  }
+  EXPECT_EQ(breaks, 0u);
   std::filesystem::remove_all(dir);
 }
 

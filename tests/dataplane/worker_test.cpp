@@ -1288,6 +1288,35 @@ TEST_F(Worker, SwappedOutputsKeepTheirOwnCounters) {
   EXPECT_EQ(dp_->output_stats(0, 1).datagrams, 3u);
 }
 
+// A reload that only lists the channels in another order changes no channel, but the data
+// plane's channels are known by their place in the configuration (input_stats(c, i),
+// output_stats(c, o), pipeline(c)): the reload must take the new order, or every view
+// indexed by it reads another channel's counters ("one"'s datagram shown as "two"'s).
+TEST_F(Worker, AReloadThatOnlyReordersChannelsTakesTheNewOrder) {
+  ChannelConfig two = config_.channels[0];
+  two.id = "two";
+  two.inputs = {config_.channels[0].inputs[0]};
+  two.inputs[0].address = ipv4(239, 1, 1, 3);
+  two.outputs = {config_.channels[0].outputs[0]};
+  two.outputs[0].address = ipv4(239, 2, 2, 3);
+  config_.channels.push_back(two);
+  make(1);
+  feed({udp_frame(kGroupIn, 5000, ts_payload(0, 7))});
+  ASSERT_EQ(dp_->input_stats(0, 0).datagrams, 1u);
+  const ChannelPipeline* one = &dp_->pipeline(0);
+  ApplianceConfig reordered = dp_->config();
+  std::swap(reordered.channels[0], reordered.channels[1]);
+  (void)dp_->apply(reordered);
+  EXPECT_EQ(dp_->config().channels[0].id, "two");
+  EXPECT_EQ(&dp_->pipeline(1), one) << "\"one\" is the second channel now";
+  EXPECT_EQ(dp_->input_stats(1, 0).datagrams, 1u) << "\"one\"'s count";
+  EXPECT_EQ(dp_->input_stats(0, 0).datagrams, 0u) << "\"two\"'s count";
+  feed({udp_frame(kGroupIn, 5000, ts_payload(7, 7))});
+  EXPECT_EQ(dp_->input_stats(1, 0).datagrams, 2u);
+  EXPECT_EQ(dp_->output_stats(1, 0).datagrams, 2u) << "\"one\"'s output";
+  EXPECT_EQ(dp_->output_stats(0, 0).datagrams, 0u) << "\"two\"'s output";
+}
+
 TEST_F(Worker, DropsWithReasonsAndNeverLeaks) {
   make(1);
   ByteVec bad_csum = udp_frame(kGroupIn, 5000, ts_payload(0, 7));

@@ -155,6 +155,11 @@ class Channel {
   // at once with new versions, the streams go on untouched (mpegts::Remuxer::describe).
   // config() stays as constructed. On the owning lcore, between pushes.
   void describe(const ChannelConfig& next);
+  // A reload moved the channel's outputs (ConfigDiff::channels_updated; `outputs`, as many,
+  // on the same schedules): continue_from() in a later restart knows them by their new
+  // destinations (Pacers::readdress). config() stays as constructed. On the control side,
+  // once the worker runs the reload's plan; it may allocate.
+  void readdress(const std::vector<OutputConfig>& outputs);
 
   // A snapshot; safe to call from any thread while the owning lcore runs the channel.
   [[nodiscard]] ChannelStats stats() const;

@@ -149,6 +149,9 @@ class ChannelPipeline {
   // On the worker: a reload renamed the channel (name, provider, LCN); see
   // Channel::describe. Stand-ins may ignore it.
   virtual void describe(const ChannelConfig& /*next*/) {}
+  // On the control side, once the worker runs the plan of a reload that moved the
+  // channel's outputs in place; see Channel::readdress. Stand-ins may ignore it.
+  virtual void readdress(const std::vector<OutputConfig>& /*outputs*/) {}
 };
 using PipelineFactory = std::function<std::unique_ptr<ChannelPipeline>(const ChannelConfig&)>;
 // Wraps dataplane::Channel.
