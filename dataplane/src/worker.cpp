@@ -35,6 +35,23 @@ class TxSink final : public DatagramSink {
 
 std::uint8_t* data_of(rte_mbuf* m) { return rte_pktmbuf_mtod(m, std::uint8_t*); }
 
+// The TS packets a datagram's payload holds (1..kMaxTsPerDatagram whole ones, each starting
+// with a sync byte), or 0 and `why` it holds none.
+std::size_t ts_packets_in(net::Bytes payload, DropReason& why) {
+  const std::size_t n = payload.size() / mpegts::kPacketSize;
+  if (n == 0 || n > kMaxTsPerDatagram || payload.size() % mpegts::kPacketSize != 0) {
+    why = DropReason::kTsSize;
+    return 0;
+  }
+  bool sync = true;
+  for (std::size_t i = 0; i < n; ++i) sync = sync && payload[i * mpegts::kPacketSize] == mpegts::kSyncByte;
+  if (!sync) {
+    why = DropReason::kTsSync;
+    return 0;
+  }
+  return n;
+}
+
 }  // namespace
 
 void Dataplane::Impl::rx_burst(PortState& port, rte_mbuf** frames, std::uint16_t n, std::uint64_t now_ns) {
@@ -168,25 +185,20 @@ void Dataplane::Impl::handle_udp(PortState& port, rte_mbuf* m, const net::Ipv4He
 }
 
 void Dataplane::Impl::deliver(const Flow& flow, rte_mbuf* m, net::Bytes payload, std::uint64_t now_ns) {
-  const std::size_t n = payload.size() / mpegts::kPacketSize;
   DropReason why = DropReason::kTsSize;
-  if (n != 0 && n <= kMaxTsPerDatagram && payload.size() % mpegts::kPacketSize == 0) {
-    bool sync = true;
-    for (std::size_t i = 0; i < n; ++i) sync = sync && payload[i * mpegts::kPacketSize] == mpegts::kSyncByte;
-    if (sync) {
-      // The pipelines read the packets where they lie in the mbuf (TsPacket is 188 raw
-      // bytes, alignment 1) and copy what they keep; the mbuf is freed with the rest of
-      // the burst's afterwards.
-      const auto* packets = reinterpret_cast<const mpegts::TsPacket*>(payload.data());
-      for (InputState* i : flow.members) {
-        bump(i->counters.datagrams);
-        bump(i->counters.packets, n);
-        i->pipeline->push(i->input, std::span<const mpegts::TsPacket>(packets, n), now_ns);
-      }
-      retire(m);
-      return;
+  const std::size_t n = ts_packets_in(payload, why);
+  if (n != 0) {
+    // The pipelines read the packets where they lie in the mbuf (TsPacket is 188 raw
+    // bytes, alignment 1) and copy what they keep; the mbuf is freed with the rest of
+    // the burst's afterwards.
+    const auto* packets = reinterpret_cast<const mpegts::TsPacket*>(payload.data());
+    for (InputState* i : flow.members) {
+      bump(i->counters.datagrams);
+      bump(i->counters.packets, n);
+      i->pipeline->push(i->input, std::span<const mpegts::TsPacket>(packets, n), now_ns);
     }
-    why = DropReason::kTsSync;
+    retire(m);
+    return;
   }
   drop(*flow.members.front()->port, why);
   rte_pktmbuf_free(m);
@@ -199,6 +211,14 @@ void Dataplane::Impl::receive_rtp(const Flow& flow, rte_mbuf* m, const net::Rtp&
                                   std::uint64_t now_ns) {
   InputState& in = *flow.members.front();
   if (!in.have_seq || rtp.ssrc != in.ssrc) {
+    // Only a datagram of TS is a new sender: garbage that reads as RTP of another SSRC is
+    // dropped as deliver() would drop it, and neither flushes the window nor renumbers it.
+    DropReason why = DropReason::kTsSize;
+    if (ts_packets_in(payload, why) == 0) {
+      drop(*in.port, why);
+      rte_pktmbuf_free(m);
+      return;
+    }
     flush_rtp(flow, true, now_ns);  // a new sender: what the old one left goes first
     in.have_seq = true;
     in.ssrc = rtp.ssrc;

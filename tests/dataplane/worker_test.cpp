@@ -664,6 +664,27 @@ TEST_F(Worker, AnSrtReconnectAfterALostSyncDoesNotPushAPacketThePeerNeverSent) {
   EXPECT_EQ(got.back(), 113u);
 }
 
+// An SRT sender whose messages do not end on packet boundaries (1000-byte messages of a
+// 188-byte stream), and one message lost (too late for the latency, dropped by libsrt):
+// the packet cut off by the loss must not be completed with the next message's bytes into
+// a packet the peer never sent; the packets after the gap still come once the aligner has
+// found them again.
+TEST_F(Worker, AnSrtMessageLostMidPacketDoesNotPushAPacketGluedAcrossTheGap) {
+  const std::size_t in = make_with_srt_input();
+  const ByteVec stream = ts_payload(0, 40);
+  for (std::size_t at = 0; at < stream.size(); at += 1000) {
+    if (at == 1000) continue;  // the lost message: packet 5's last 128 bytes to packet 10's first 120
+    const std::size_t end = std::min(stream.size(), at + 1000);
+    ASSERT_TRUE(dp_->feed_external(0, in, ByteVec(stream.begin() + static_cast<std::ptrdiff_t>(at),
+                                                  stream.begin() + static_cast<std::ptrdiff_t>(end))));
+  }
+  dp_->poll_once(2'000'000);
+  const std::vector<std::uint32_t> got = pushed_numbers();  // fails for a packet no peer sent
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.back(), 39u);
+  EXPECT_EQ(std::count(got.begin(), got.end(), 5u), 0) << "packet 5 lost its end with the message";
+}
+
 TEST_F(Worker, SsmAndUnicastInputs) {
   make(1);
   feed({udp_frame(kSsmGroup, 5000, ts_payload(0, 7)),                      // from the SSM source: input 2
@@ -1855,6 +1876,26 @@ TEST_F(Worker, RtcpOnTheRtpPortIsDroppedAndDisturbsNoReordering) {
   EXPECT_EQ(in.datagrams, 6u);
   EXPECT_EQ(in.rtp_lost, 0u);
   EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kBadRtp), 1u);
+}
+
+// Garbage on the RTP port (a stray datagram, another application's RTP of another payload)
+// that happens to read as an RTP header of another SSRC carries no TS: it is dropped as such
+// and disturbs nothing, as RTCP there does not. It used to restart the window for a "new
+// sender": the datagram held behind a gap went out, and the late one filling the gap after
+// it; a copy of one already delivered went out again.
+TEST_F(Worker, NonTsDatagramOnTheRtpPortDisturbsNoReordering) {
+  make(1);
+  auto rtp = [](std::uint16_t s) { return udp_frame(kGroupRtp, 5000, rtp_payload(s, s, 1)); };
+  ByteVec garbage(100, 0x5A);
+  garbage[0] = 0x80;  // reads as version 2, no CSRC, no extension, no padding
+  garbage[1] = 96;    // a dynamic payload type
+  feed({rtp(1), rtp(2), rtp(4), udp_frame(kGroupRtp, 5000, garbage), rtp(3), rtp(4), rtp(5)});
+  EXPECT_EQ(pushed_numbers(), (std::vector<std::uint32_t>{1, 2, 3, 4, 5}));
+  const InputStats in = dp_->input_stats(0, 1);
+  EXPECT_EQ(in.datagrams, 5u);
+  EXPECT_EQ(in.rtp_lost, 0u);
+  EXPECT_EQ(in.rtp_duplicates, 1u);
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kTsSize), 1u);
 }
 
 }  // namespace

@@ -39,11 +39,12 @@ class PacketAligner {
         if (data.empty()) break;
       }
       // Buffered path: searching for sync, or a packet straddles two pushes.
+      const std::size_t seam = carry_len_;  // where this push's bytes start in the carry
       const std::size_t n = std::min(data.size(), kCarry - carry_len_);
       std::memcpy(carry_.data() + carry_len_, data.data(), n);
       carry_len_ += n;
       data = data.subspan(n);
-      drop_front(process(carry_.data(), carry_len_, sink));
+      drop_front(process(carry_.data(), carry_len_, sink, seam));
       if (unit_ != 0 && carry_len_ > 0 && carry_len_ < unit_ && data.size() >= unit_ - carry_len_) {
         // Complete the straddling packet so the next round can take the direct path.
         const std::size_t need = unit_ - carry_len_;
@@ -55,8 +56,8 @@ class PacketAligner {
     }
   }
 
-  // End of stream: emits a last packet that lacks only its trailer (192/204 formats) or,
-  // when too little came to lock, packets that each start with a sync byte; whatever
+  // End of stream: emits a last packet that lacks only its trailer (192/204 formats) or the
+  // next packet's sync byte (see process()) or, when too little came to lock, packets that each start with a sync byte; whatever
   // remains is counted as skipped.
   template <class Sink>
   void flush(Sink&& sink) {
@@ -64,7 +65,7 @@ class PacketAligner {
     if (unit_ != 0) {
       if (carry_len_ >= kPacketSize && carry_[0] == kSyncByte) {
         emit(carry_.data(), sink);
-        pos = kPacketSize;
+        pos = carry_len_ >= unit_ ? unit_ : kPacketSize;  // whole: it waited for the next sync byte
       }
     } else {
       while (pos < carry_len_ && carry_[pos] != kSyncByte) ++pos;
@@ -96,9 +97,13 @@ class PacketAligner {
   static constexpr std::size_t kCarry = 4096;
   static_assert(kCarry >= (kLockPackets + 1) * 204);
 
-  // Processes buf[0, len); returns the bytes consumed (packets emitted or skipped).
+  // Processes buf[0, len); returns the bytes consumed (packets emitted or skipped). Bytes
+  // before `seam` came in an earlier push (an SRT message) than those from it on: bytes may
+  // be missing in between (a lost message), so a packet that reaches the seam goes out only
+  // once the sync byte of the one after it is where it should be, not one glued from the
+  // start of one packet and the bytes of another.
   template <class Sink>
-  std::size_t process(const std::uint8_t* buf, std::size_t len, Sink& sink) {
+  std::size_t process(const std::uint8_t* buf, std::size_t len, Sink& sink, std::size_t seam = 0) {
     std::size_t pos = 0;
     for (;;) {
       while (unit_ == 0) {
@@ -120,7 +125,12 @@ class PacketAligner {
       }
       // Locked: emit while the sync byte is where it should be.
       while (pos + unit_ <= len) {
-        if (buf[pos] != kSyncByte) {
+        bool lost = buf[pos] != kSyncByte;
+        if (!lost && pos < seam && pos + unit_ >= seam) {
+          if (pos + unit_ == len) return pos;  // the next sync byte is still to come
+          lost = buf[pos + unit_] != kSyncByte;
+        }
+        if (lost) {
           unit_ = 0;
           ++stats_.sync_losses;
           break;
