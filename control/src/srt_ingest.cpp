@@ -267,20 +267,28 @@ bool has_error(int events) { return (events & static_cast<int>(SRT_EPOLL_ERR)) !
 
 void name_thread(const char* name) { pthread_setname_np(pthread_self(), name); }
 
-}  // namespace
+constexpr std::string_view kAccessControl = "#!::";
 
-std::string_view srt_streamid_resource(std::string_view streamid) {
-  constexpr std::string_view kAccessControl = "#!::";
-  if (streamid.substr(0, kAccessControl.size()) != kAccessControl) return streamid;
+// The value of `key` in an access-control streamid "#!::k=v,..." (empty when absent, or when
+// the streamid is not of that form).
+std::string_view streamid_value(std::string_view streamid, std::string_view key) {
+  if (streamid.substr(0, kAccessControl.size()) != kAccessControl) return {};
   std::string_view rest = streamid.substr(kAccessControl.size());
   for (;;) {
     const std::size_t comma = rest.find(',');
     const std::string_view item = rest.substr(0, comma);
     const std::size_t eq = item.find('=');
-    if (eq != std::string_view::npos && item.substr(0, eq) == "r") return item.substr(eq + 1);
+    if (eq != std::string_view::npos && item.substr(0, eq) == key) return item.substr(eq + 1);
     if (comma == std::string_view::npos) return {};
     rest = rest.substr(comma + 1);
   }
+}
+
+}  // namespace
+
+std::string_view srt_streamid_resource(std::string_view streamid) {
+  if (streamid.substr(0, kAccessControl.size()) != kAccessControl) return streamid;
+  return streamid_value(streamid, "r");
 }
 
 // =============================================================================================
@@ -295,7 +303,8 @@ struct SrtIngest::Impl {
     // `lost` at each stats poll until its losses are settled (recovered or dropped).
     std::deque<std::pair<Clock::time_point, std::uint64_t>> lost_polls;
     std::uint64_t lost_settled = 0;
-    // Losses still unsettled when their connection ended: never repaired or dropped now.
+    // Losses neither recovered nor dropped when their connection ended (unsettled then, so
+    // never repaired now; or lost but never dropped).
     std::uint64_t lost_abandoned = 0;
   };
 
@@ -599,9 +608,13 @@ void SrtIngest::Impl::disconnected(SRTSOCKET s, std::size_t input) {
     st.stats.connected = false;
     peer = st.stats.peer;
     // The losses not settled yet never will be (libsrt drops nothing more on this socket):
-    // not counted recovered, as whether a retransmission repaired them is not known.
-    st.lost_abandoned += st.stats.lost - st.lost_settled;
+    // not counted recovered, as whether a retransmission repaired them is not known. Those
+    // already dropped are in `dropped`, so not abandoned too: from here, lost_settled -
+    // lost_abandoned - dropped starts again at `recovered`, and the next connection's
+    // repairs add to it.
     st.lost_settled = st.stats.lost;
+    const std::uint64_t accounted = st.stats.dropped + st.stats.recovered;
+    st.lost_abandoned = st.stats.lost > accounted ? st.stats.lost - accounted : 0;
     st.lost_polls.clear();
   }
   log_input(log::Level::kNotice, input, "srt_disconnected", "connection with " + peer + " ended");
@@ -648,6 +661,19 @@ int SrtIngest::Impl::route_caller(Listener& l, SRTSOCKET ns, const sockaddr* pee
     log_.write(log::Level::kWarn, "srt_unknown_streamid", {{"port", l.port}, {"peer", who}},
                "rejected caller " + who + ": unknown streamid '" + printable(resource) + "'");
     srt_setrejectreason(ns, SRT_REJX_NOTFOUND);
+    return -1;
+  }
+  // m=request: the caller wants to receive (a player, a probe), which an ingest cannot serve;
+  // accepted, it would replace the encoder publishing on this streamid. Encoders send
+  // m=publish or no m at all.
+  if (streamid_value(sid, "m") == "request") {
+    {
+      const std::lock_guard lock(inputs_[*target]->mu);
+      ++inputs_[*target]->stats.rejected_callers;
+    }
+    log_input(log::Level::kWarn, *target, "srt_reject",
+              "rejected caller " + who + ": its streamid asks to receive (m=request); this input takes a stream");
+    srt_setrejectreason(ns, SRT_REJX_BAD_MODE);
     return -1;
   }
   if (!set_input_options(ns, inputs_[*target]->cfg, false)) {

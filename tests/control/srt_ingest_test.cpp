@@ -281,9 +281,10 @@ class LossyRelay {
 // destruction.
 class Caller {
  public:
-  Caller(std::uint16_t port, int latency_ms) {
+  Caller(std::uint16_t port, int latency_ms, const std::string& streamid = "") {
     sock_ = srt_create_socket();
     srt_setsockflag(sock_, SRTO_LATENCY, &latency_ms, sizeof latency_ms);
+    if (!streamid.empty()) srt_setsockflag(sock_, SRTO_STREAMID, streamid.data(), static_cast<int>(streamid.size()));
     const sockaddr_in a = loopback(port);
     connected_ = srt_connect(sock_, reinterpret_cast<const sockaddr*>(&a), sizeof a) != SRT_ERROR;
   }
@@ -850,6 +851,90 @@ TEST(SrtIngest, LossesOfAConnectionThatEndedAreNotCountedRecovered) {
   const auto st = ingest.stats(0);
   EXPECT_EQ(st.lost, first.lost);
   EXPECT_EQ(st.recovered, 0U) << "dropped " << st.dropped << ", lost " << st.lost;
+}
+
+// A caller whose streamid asks to receive (m=request, SRT access control: "the caller wants to
+// receive the stream") is a player or a probe, not an encoder: there is nothing to serve it,
+// and it must not take the input from the encoder publishing on that streamid.
+TEST(SrtIngest, ARequestModeCallerDoesNotDisplaceThePublisher) {
+  const std::uint16_t port = free_port();
+  auto cfg = srt_input("pub", SrtMode::kListener, port);
+  cfg.streamid = "chan1";
+  Collector col(1);
+  SrtIngest ingest({cfg}, col.sink());
+  ingest.start();
+  Caller encoder(port, 120, "#!::r=chan1,m=publish");
+  ASSERT_TRUE(encoder.connected()) << srt_getlasterror_str();
+  std::atomic<bool> sending{true};
+  std::thread sender([&] {
+    std::vector<std::uint8_t> message(1316, 0x47);
+    while (sending) {
+      encoder.send(message);
+      std::this_thread::sleep_for(2ms);
+    }
+  });
+  const bool flowing = wait_until([&] { return ingest.stats(0).packets > 50; }, 5s);
+  testing::internal::CaptureStderr();
+  Caller probe(port, 120, "#!::r=chan1,m=request");  // e.g. ffplay watching the encoder
+  std::this_thread::sleep_for(1500ms);  // the ingest accepts, sweeps its pending callers
+  const std::string log = testing::internal::GetCapturedStderr();
+  const auto before = ingest.stats(0).packets;
+  std::this_thread::sleep_for(300ms);
+  const auto st = ingest.stats(0);
+  sending = false;
+  sender.join();
+  ASSERT_TRUE(flowing) << ingest.stats(0).packets;
+  EXPECT_FALSE(probe.connected()) << "a caller asking to receive was accepted";
+  EXPECT_EQ(st.connections, 1U) << "the encoder's connection was replaced";
+  EXPECT_TRUE(st.connected);
+  EXPECT_GT(st.packets, before) << "the encoder's data stopped";
+  EXPECT_EQ(col.starts(0), 1U);
+  EXPECT_EQ(st.rejected_callers, 1U);
+  EXPECT_NE(log.find("rejected caller"), std::string::npos) << log;
+}
+
+// A connection that ends within a latency of its losses, some of them already dropped: the
+// next connection's repaired losses must all be counted recovered. The dropped ones are
+// counted in `dropped`; taking them off again as unsettled ("abandoned") losses undercounts
+// every later repair by as many.
+TEST(SrtIngest, RepairsAfterAConnectionThatEndedWithDropsAreAllCountedRecovered) {
+  const std::uint16_t port = free_port();
+  auto cfg = srt_input("lossy", SrtMode::kListener, port);
+  cfg.latency_ms = 1000;
+  Collector col(1);
+  SrtIngest ingest({cfg}, col.sink());
+  ingest.start();
+  std::vector<std::uint8_t> message(1316, 0x47);
+  {
+    LossyRelay relay(port, 100, true);  // nothing repaired: every loss is dropped in time
+    Caller caller(relay.port(), 1000);
+    ASSERT_TRUE(caller.connected()) << srt_getlasterror_str();
+    for (int k = 0; k < 750; ++k) {  // 1.5 s at 500 messages/s: the first losses are dropped
+      caller.send(message);
+      std::this_thread::sleep_for(2ms);
+    }
+  }  // gone before the losses that were dropped have settled
+  ASSERT_TRUE(wait_until([&] { return !ingest.stats(0).connected; }, 8s));
+  const auto first = ingest.stats(0);
+  ASSERT_GT(first.dropped, 0U) << "nothing was dropped before the end, lost " << first.lost;
+  ASSERT_EQ(first.recovered, 0U);
+  LossyRelay relay(port, 50, false);  // every loss repaired by its retransmission
+  Caller caller(relay.port(), 1000);
+  ASSERT_TRUE(caller.connected()) << srt_getlasterror_str();
+  for (int k = 0; k < 500; ++k) {  // 1 s at 500 messages/s
+    caller.send(message);
+    std::this_thread::sleep_for(2ms);
+  }
+  const auto repaired_all = [&] {
+    const auto st = ingest.stats(0);
+    return st.lost > first.lost + 5 && st.recovered == st.lost - first.lost;
+  };
+  EXPECT_TRUE(wait_until(repaired_all, 5s));
+  const auto st = ingest.stats(0);
+  EXPECT_EQ(st.dropped, first.dropped) << "the second connection dropped packets";
+  EXPECT_EQ(st.recovered, st.lost - first.lost)
+      << "first connection: lost " << first.lost << ", dropped " << first.dropped << "; now lost " << st.lost
+      << ", dropped " << st.dropped;
 }
 
 }  // namespace

@@ -7,20 +7,21 @@
 //
 // Listener routing: several inputs may share a port and are told apart by the streamid the
 // caller sends, matched on its resource name: a plain "name", or the SRT access-control
-// form "#!::r=name,m=publish,u=user" (r= is taken, other keys are ignored). The decision is
-// taken in libsrt's listen callback, before the handshake completes; the callback also sets
-// the input's passphrase and latency on the new socket, so each streamid has its own
-// passphrase. An input with an empty streamid takes every caller when it is the only input on
-// its port; among several it takes the callers that send no streamid. A new caller for an
-// input that already has one replaces it (encoder restart).
+// form "#!::r=name,m=publish,u=user" (r= is taken; a caller with m=request, which wants to
+// receive, is rejected; other keys are ignored). The decision is taken in libsrt's listen
+// callback, before the handshake completes; the callback also sets the input's passphrase
+// and latency on the new socket, so each streamid has its own passphrase. An input with an
+// empty streamid takes every caller when it is the only input on its port; among several it
+// takes the callers that send no streamid. A new caller for an input that already has one
+// replaces it (encoder restart).
 // key_length applies where we initiate (caller, rendezvous); a listener adopts the caller's
 // key length, as SRT specifies for the responder.
 //
-// Rejected callers (unknown streamid, wrong or missing passphrase, any failed handshake after
-// routing) are counted in InputStats::rejected_callers and logged to stderr at most once per
-// 10 s per input. An unknown streamid counts on every input of that port. Secrets never appear
-// in logs or exception messages. libsrt's own log output is limited to fatal messages while an
-// SrtIngest exists.
+// Rejected callers (unknown streamid, m=request, wrong or missing passphrase, any failed
+// handshake after routing) are counted in InputStats::rejected_callers and logged to stderr at
+// most once per 10 s per input. An unknown streamid counts on every input of that port.
+// Secrets never appear in logs or exception messages. libsrt's own log output is limited to
+// fatal messages while an SrtIngest exists.
 #pragma once
 
 #include <cstddef>
