@@ -70,7 +70,10 @@ void OttFeed::enqueue(std::span<const mpegts::TsPacket> packets, std::uint64_t n
   if (m == nullptr) {
     bump_counter(counters_.dropped_chunks);
     bump_counter(counters_.dropped_packets, packets.size());
-    return;  // a discontinuity still pending stays pending: the packager learns of it with the next chunk
+    // A hole in the timeline: the next chunk queued is marked (a discontinuity still
+    // pending stays pending), so the packager never splices across it.
+    pending_discontinuity_ = true;
+    return;
   }
   const std::size_t bytes = sizeof(ChunkHeader) + packets.size() * mpegts::kPacketSize;
   auto* data = rte_pktmbuf_mtod(m, std::uint8_t*);
@@ -84,6 +87,7 @@ void OttFeed::enqueue(std::span<const mpegts::TsPacket> packets, std::uint64_t n
     rte_pktmbuf_free(m);
     bump_counter(counters_.dropped_chunks);
     bump_counter(counters_.dropped_packets, packets.size());
+    pending_discontinuity_ = true;  // as above
     return;
   }
   pending_discontinuity_ = false;

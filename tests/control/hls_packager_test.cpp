@@ -327,6 +327,45 @@ TEST_F(Packager, ARestartedChannelContinuesTheSequenceAfterADiscontinuity) {
   EXPECT_EQ(live.entries.size(), 3u);
 }
 
+// The packager falls behind for a moment: its feed's ring fills and chunks are dropped
+// (never waited for). The segment that would span the hole is closed at it and the next
+// one carries EXT-X-DISCONTINUITY; no segment splices across the missing packets.
+TEST_F(Packager, ChunksDroppedOnAFullFeedAreADiscontinuityNotASplice) {
+  make(50, 1, 512);
+  packager_->detach({"news"});
+  feed_ = new_feed(64);  // 63 chunks
+  packager_->set_channels({PackagedChannel{"news", "News", feed_}});
+  const Source& src = source();
+  std::size_t chunks = 0;
+  std::size_t stall_from = 0;  // 0: not yet
+  for (int k = 0; k < 3; ++k) {
+    const auto pkts = shifted(src.packets, k * kCopyMs);
+    for (std::size_t i = 0; i < pkts.size(); i += dataplane::OttFeed::kChunkPackets) {
+      const std::size_t n = std::min(dataplane::OttFeed::kChunkPackets, pkts.size() - i);
+      const std::uint64_t ms = static_cast<std::uint64_t>(k * kCopyMs) + src.ms[i];
+      mono_ns_ = std::max(mono_ns_, ms * 1'000'000);
+      feed_->on_packets(0, std::span<const mpegts::TsPacket>(pkts.data() + i, n), ms * 1'000'000);
+      ++chunks;
+      // Mid-way through the second copy the packager misses polls for 100 chunks.
+      if (k == 1 && i >= pkts.size() / 2 && stall_from == 0) stall_from = chunks;
+      const bool stalled = stall_from != 0 && chunks < stall_from + 100;
+      if (!stalled && chunks % 16 == 0) packager_->poll_once();
+    }
+  }
+  packager_->poll_once();
+  const auto st = feed_->stats();
+  ASSERT_GT(st.dropped_chunks, 0u);
+  ASSERT_LT(st.dropped_chunks, 100u);
+  EXPECT_EQ(st.discontinuities, 0u);  // no input switch
+  const Playlist all = parse_playlist(*get("event.m3u8"));
+  expect_consistent(all, *packager_);
+  ASSERT_GE(all.entries.size(), 7u);
+  std::size_t tags = 0;
+  for (const Entry& e : all.entries) tags += e.discontinuity ? 1 : 0;
+  EXPECT_EQ(tags, 1u) << st.dropped_chunks << " chunks dropped, spliced over without a discontinuity";
+  EXPECT_EQ(packager_->channel_stats("news")->discontinuities, 1u);
+}
+
 TEST_F(Packager, FfmpegDecodesATimeRangeFetchedThroughGet) {
   make(3, 1, 512);
   feed_copies(0, 4);

@@ -143,6 +143,40 @@ TEST_F(OttFeedUnit, AnEmptyPoolDropsInsteadOfWaiting) {
   EXPECT_EQ(feed.queued(), 1u);  // freed by the destructor
 }
 
+// A chunk dropped with no switch pending (the packager fell behind) still leaves a hole in
+// the timeline: the next chunk queued is marked, or the packager splices across the hole.
+TEST_F(OttFeedUnit, AChunkDroppedOnAFullRingMarksTheNextQueuedChunk) {
+  OttFeed feed("tc_ott_u5", 8, pool_);  // 7 usable slots
+  for (int i = 0; i < 8; ++i) feed.on_packets(0, numbered(7, static_cast<std::uint8_t>(i)), 1);  // the 8th: dropped
+  EXPECT_EQ(feed.stats().dropped_chunks, 1u);
+  auto chunks = drain(feed);
+  ASSERT_EQ(chunks.size(), 7u);
+  for (const auto& c : chunks) EXPECT_FALSE(c.discontinuity);
+  feed.on_packets(0, numbered(7, 8), 2);
+  feed.on_packets(0, numbered(7, 9), 3);
+  chunks = drain(feed);
+  ASSERT_EQ(chunks.size(), 2u);
+  EXPECT_TRUE(chunks[0].discontinuity) << "the chunk after the hole";
+  EXPECT_FALSE(chunks[1].discontinuity);
+  EXPECT_EQ(chunks[0].seq, 0u) << "no input switch";
+  EXPECT_EQ(feed.stats().discontinuities, 0u);
+}
+
+TEST_F(OttFeedUnit, AChunkDroppedForWantOfAnMbufMarksTheNextQueuedChunk) {
+  OttFeed feed("tc_ott_u6", 16, pool_);
+  feed.on_packets(0, numbered(7, 0), 1);
+  std::vector<rte_mbuf*> held;
+  while (rte_mbuf* m = rte_pktmbuf_alloc(pool_)) held.push_back(m);
+  feed.on_packets(0, numbered(7, 7), 2);  // dropped: no mbuf
+  EXPECT_EQ(feed.stats().dropped_chunks, 1u);
+  rte_pktmbuf_free_bulk(held.data(), static_cast<unsigned>(held.size()));
+  feed.on_packets(0, numbered(7, 14), 3);
+  const auto chunks = drain(feed);
+  ASSERT_EQ(chunks.size(), 2u);
+  EXPECT_FALSE(chunks[0].discontinuity);
+  EXPECT_TRUE(chunks[1].discontinuity) << "the chunk after the hole";
+}
+
 TEST_F(OttFeedUnit, AThrowingConsumerLosesNoMbuf) {
   OttFeed feed("tc_ott_u4", 16, pool_);
   for (int i = 0; i < 5; ++i) feed.on_packets(0, numbered(7, 0), 1);

@@ -10,7 +10,8 @@
 //
 // A discontinuity (an input switch, forced or by failover) marks the first chunk after it:
 // the packager closes its segment there and writes EXT-X-DISCONTINUITY. The remux resumes
-// the new input at a random access point, so that chunk starts decodable video.
+// the new input at a random access point, so that chunk starts decodable video. A dropped
+// chunk marks the next one queued the same way (a hole, not an input switch).
 #pragma once
 
 #include <atomic>
@@ -34,7 +35,7 @@ namespace twincast::dataplane {
 struct OttChunk {
   std::uint64_t ns = 0;                 // Dataplane::now_ns() when the packets left the remux
   std::uint32_t discontinuity_seq = 0;  // input switches before this chunk (since start)
-  bool discontinuity = false;           // the first chunk after a switch
+  bool discontinuity = false;           // the first chunk after a switch, shedding or a drop
   std::span<const mpegts::TsPacket> packets;
 };
 
