@@ -27,10 +27,13 @@ struct InputState {
   bool seen = false;
   std::uint64_t last_packet_ns = 0;
   std::uint64_t healthy_since_ns = 0;  // 0: not healthy
-  std::uint64_t cc_at_second_start = 0;
+  std::uint64_t cc_at_second_start = 0;  // CC errors on the channel's program's PIDs
+  std::uint64_t cc_pids_key = 0;         // which PIDs those were (program_pids_key())
   std::uint64_t cc_last_second = 0;
-  std::uint64_t psi_errors_seen = 0;
-  std::uint64_t psi_error_ns = 0;      // last time a PAT/PMT error was counted
+  std::uint64_t pat_errors_seen = 0;
+  std::uint16_t pmt_pid = mpegts::kNullPid;  // the channel's program's PMT PID in this input
+  std::uint64_t pmt_errors_seen = 0;         // PMT_error_2 on it
+  std::uint64_t psi_error_ns = 0;      // last time a PAT error or a PMT error of the program was counted
   std::uint64_t second_start_ns = 0;
 };
 
@@ -88,11 +91,44 @@ struct Channel::Impl {
   }
 
   // --- selector ---
+  // The program this channel takes from an input (as the remux picks it), or nullptr.
+  const mpegts::Service* source_service(const mpegts::Analyzer& a) const {
+    const mpegts::ProgramModel& m = a.programs();
+    if (config.source_service_id != 0) return m.find_service(config.source_service_id);
+    for (const mpegts::Service& s : m.services)
+      if (s.service_id != 0) return &s;
+    return nullptr;
+  }
+
+  // CC errors on the PIDs of the channel's program in an input (its PMT, PCR and
+  // elementary streams): another program's losses are another channel's business.
+  static std::uint64_t program_cc_errors(const mpegts::Analyzer& a, const mpegts::Service* s) {
+    if (s == nullptr) return 0;
+    constexpr auto cc = mpegts::Check::kContinuityCountError;
+    std::uint64_t n = a.count(cc, s->pmt_pid);
+    bool pcr_is_es = false;
+    for (const mpegts::ElementaryStream& e : s->streams) {
+      n += a.count(cc, e.pid);
+      pcr_is_es = pcr_is_es || e.pid == s->pcr_pid;
+    }
+    if (!pcr_is_es && s->pcr_pid != s->pmt_pid) n += a.count(cc, s->pcr_pid);
+    return n;
+  }
+  // Changes when the program's PIDs may have (another program, PMT PID or PMT version).
+  static std::uint64_t program_pids_key(const mpegts::Service* s) {
+    if (s == nullptr) return 0;
+    return (std::uint64_t{1} << 48) | (std::uint64_t{s->service_id} << 24) | (std::uint64_t{s->pmt_pid} << 9) |
+           (s->has_pmt ? 0x100U : 0U) | s->pmt_version;
+  }
+
   bool healthy(const InputState& in, std::uint64_t now) const {
     if (!in.seen || now - in.last_packet_ns > config.failover.timeout_ms * kMs) return false;
     if (config.failover.max_cc_errors_per_s != 0 && in.cc_last_second > config.failover.max_cc_errors_per_s) return false;
     if (config.failover.require_psi) {
-      if (in.analyzer->programs().services.empty()) return false;
+      // The PAT, and the PMT of the channel's program: an MPTS input's other programs are
+      // other channels' business.
+      const mpegts::Service* s = source_service(*in.analyzer);
+      if (s == nullptr || !s->has_pmt) return false;
       if (in.psi_error_ns != 0 && now - in.psi_error_ns < 1000 * kMs) return false;
     }
     return true;
@@ -101,15 +137,26 @@ struct Channel::Impl {
   void update_health(std::uint64_t now) {
     for (auto& in : inputs) {
       const mpegts::Analyzer& a = *in.analyzer;
+      const mpegts::Service* s = source_service(a);
       if (now - in.second_start_ns >= 1000 * kMs) {
-        const std::uint64_t cc = a.count(mpegts::Check::kContinuityCountError);
-        in.cc_last_second = cc - in.cc_at_second_start;
+        const std::uint64_t cc = program_cc_errors(a, s);
+        const std::uint64_t key = program_pids_key(s);
+        // Over other PIDs than a second ago the difference means nothing: a fresh start.
+        in.cc_last_second = key == in.cc_pids_key ? cc - in.cc_at_second_start : 0;
         in.cc_at_second_start = cc;
+        in.cc_pids_key = key;
         in.second_start_ns = now;
       }
-      const std::uint64_t psi = a.count(mpegts::Check::kPatError2) + a.count(mpegts::Check::kPmtError2);
-      if (psi != in.psi_errors_seen) {
-        in.psi_errors_seen = psi;
+      const std::uint64_t pat = a.count(mpegts::Check::kPatError2);
+      const std::uint16_t pmt_pid = s != nullptr ? s->pmt_pid : mpegts::kNullPid;
+      const std::uint64_t pmt = a.count(mpegts::Check::kPmtError2, pmt_pid);
+      if (pmt_pid != in.pmt_pid) {  // the program moved: what its new PID had before is not news
+        in.pmt_pid = pmt_pid;
+        in.pmt_errors_seen = pmt;
+      }
+      if (pat != in.pat_errors_seen || pmt != in.pmt_errors_seen) {
+        in.pat_errors_seen = pat;
+        in.pmt_errors_seen = pmt;
         in.psi_error_ns = now;
       }
       if (healthy(in, now)) {

@@ -310,6 +310,10 @@ void Analyzer::push(std::span<const TsPacket> burst, std::uint64_t now) {
   for (const TsPacket& p : burst) check_packet(p, now);
 }
 
+std::uint64_t Analyzer::count(Check c, std::uint16_t pid) const {
+  return pid < kPidCount ? cold_[pid].errors[static_cast<std::size_t>(c)] : 0;
+}
+
 void Analyzer::on_aligner_sync_loss() {
   if (in_sync_) count_error(Check::kTsSyncLoss, kNoPid, last_ns_);
   in_sync_ = false;

@@ -1122,11 +1122,12 @@ TEST(ChannelQueueFull, EachOutputCountsItsSchedulesLossesAndTheChannelEachPacket
 
 namespace {
 
-// Runs a primary `a` and a backup on a two-input channel for 6 s and returns each switch's
-// time and the input it went to.
-std::vector<std::pair<std::uint64_t, std::size_t>> switches_of(const ChannelConfig& cfg, Source& a, Recorder& rec) {
+// Runs a primary `a` and a backup (`backup`) on a two-input channel for 6 s and returns
+// each switch's time and the input it went to.
+std::vector<std::pair<std::uint64_t, std::size_t>> switches_of(const ChannelConfig& cfg, Source& a, Recorder& rec,
+                                                                const std::string& backup = "h264_aac_vbr.ts") {
   Channel ch(cfg);
-  Source b = source("h264_aac_vbr.ts");
+  Source b = source(backup);
   std::vector<std::pair<std::uint64_t, std::size_t>> seen;
   std::size_t active = 0;
   run(ch, {&a, &b}, rec, 6000 * kMs, 7, [&](std::uint64_t now) {
@@ -1209,6 +1210,77 @@ TEST(ChannelSelector, SwitchesWhenThePatOrPmtIsMissingIfRequired) {
       EXPECT_EQ(cc_errors(rec.packets()), 0u);
     }
   }
+}
+
+// A channel taking program 2 (PMT PID 0x1001) from an MPTS of three: program 1's PMT (PID
+// 0x1000) stops from 1 s to 2.5 s. That is a PMT_error_2 of the input, but not of the
+// service the channel carries, which goes on intact: the channel stays on the primary. Its
+// own PMT stopping is a reason to switch, as for a single-program input.
+TEST(ChannelSelector, AnotherProgramsMissingPmtIsNoReasonToSwitch) {
+  for (const std::uint16_t pid : {std::uint16_t{0x1000}, std::uint16_t{0x1001}}) {
+    SCOPED_TRACE("PMT PID " + std::to_string(pid) + " missing");
+    ChannelConfig cfg = one_channel(2);
+    cfg.source_service_id = 2;
+    Source a = source("mpts3.ts");
+    std::size_t removed = 0;
+    tamper(a, pid, 1000 * kMs, 2500 * kMs, 1, [&](TsPacket& p) {
+      p.set_pid(mpegts::kNullPid);
+      ++removed;
+    });
+    ASSERT_GT(removed, 5u);
+    Recorder rec;
+    const auto seen = switches_of(cfg, a, rec, "mpts3.ts");
+    if (pid == 0x1000) {
+      EXPECT_TRUE(seen.empty()) << "switched to input " << seen.front().second << " at "
+                                << seen.front().first / kMs << " ms";
+    } else {
+      ASSERT_EQ(seen.size(), 2u);
+      EXPECT_EQ(seen[0].second, 1u);
+      EXPECT_GE(seen[0].first, 1400 * kMs) << "0.5 s after the last PMT before the gap";
+    }
+  }
+}
+
+// A channel taking program 2 from an MPTS of three, with a limit of 50 CC errors per
+// second: from 1 s to 2 s every 5th packet of program 1's video (0x100) loses its counter,
+// well over 50 CC errors in that second, all on a PID this channel does not carry: it
+// stays on the primary. The same on its own video (0x102) switches.
+TEST(ChannelSelector, AnotherProgramsCcErrorsAreNoReasonToSwitch) {
+  for (const std::uint16_t pid : {std::uint16_t{0x100}, std::uint16_t{0x102}}) {
+    SCOPED_TRACE("CC errors on PID " + std::to_string(pid));
+    ChannelConfig cfg = one_channel(2);
+    cfg.source_service_id = 2;
+    cfg.failover.max_cc_errors_per_s = 50;
+    Source a = source("mpts3.ts");
+    tamper(a, pid, 1000 * kMs, 2000 * kMs, 5, [](TsPacket& p) { p.set_cc(static_cast<std::uint8_t>((p.cc() + 8) & 0x0F)); });
+    Recorder rec;
+    const auto seen = switches_of(cfg, a, rec, "mpts3.ts");
+    if (pid == 0x100) {
+      EXPECT_TRUE(seen.empty()) << "switched to input " << seen.front().second << " at "
+                                << seen.front().first / kMs << " ms";
+    } else {
+      ASSERT_EQ(seen.size(), 2u);
+      EXPECT_EQ(seen[0].second, 1u);
+    }
+  }
+}
+
+// A channel taking program 2: the primary (a single-program input) does not carry it, the
+// backup (the MPTS) does. The primary's PAT and PMT are fine, but not for this channel,
+// whose output stays empty there: with require_psi the channel goes to the backup and
+// stays.
+TEST(ChannelSelector, AnInputWithoutTheChannelsProgramIsDown) {
+  ChannelConfig cfg = one_channel(2);
+  cfg.source_service_id = 2;
+  Source a = source("h264_aac.ts");
+  Recorder rec;
+  const auto seen = switches_of(cfg, a, rec, "mpts3.ts");
+  EXPECT_EQ(seen.size(), 1u);
+  if (!seen.empty()) {
+    EXPECT_EQ(seen[0].second, 1u);
+    EXPECT_LE(seen[0].first, 1000 * kMs);
+  }
+  EXPECT_GT(rec.packets().size(), 1000u) << "program 2 reaches the output";
 }
 
 // What the remux dropped and flagged reaches ChannelStats (the API, /metrics and twincastctl

@@ -85,8 +85,9 @@ struct OutputConfig {
 
 struct FailoverConfig {
   std::uint32_t timeout_ms = 500;       // an input with no packet for this long is down
-  std::uint32_t max_cc_errors_per_s = 0;  // 0: not a reason to switch
-  bool require_psi = true;              // PAT/PMT missing (TR 101 290 PAT/PMT errors) is down
+  std::uint32_t max_cc_errors_per_s = 0;  // on the channel's program's PIDs; 0: not a reason to switch
+  bool require_psi = true;              // PAT or the channel's program's PMT missing (TR 101 290
+                                        // PAT/PMT errors), or no such program, is down
   bool revert = true;                   // go back to a better input once it is healthy...
   std::uint32_t revert_holdoff_ms = 5000;  // ...for this long
   friend bool operator==(const FailoverConfig&, const FailoverConfig&) = default;

@@ -201,6 +201,8 @@ class Analyzer final : private SectionHandler {
   [[nodiscard]] Report report() const;
   [[nodiscard]] const ProgramModel& programs() const { return psi_.model(); }
   [[nodiscard]] std::uint64_t count(Check c) const { return checks_[static_cast<std::size_t>(c)].count; }
+  // The count of a per-PID check on one PID (PidReport::errors), without allocating.
+  [[nodiscard]] std::uint64_t count(Check c, std::uint16_t pid) const;
   [[nodiscard]] const Config& config() const { return config_; }
   // Cheap reads of what report() gives, without allocating (for periodic snapshots on the
   // owning thread): packets since start, bitrate over the last complete window, last MDI.
