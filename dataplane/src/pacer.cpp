@@ -106,10 +106,14 @@ void Pacer::schedule_pcr(const TsPacket& p, std::uint64_t now) {
     reanchor_ = false;
     unpaced_ = false;
   }
-  // Spread the packets since the previous PCR between its departure and this one
-  // (after a new anchor: between now and this one).
+  // Spread the packets since the previous PCR between its departure and this one (after a
+  // new anchor: between now, or the last packet the old schedule still has queued ahead,
+  // and this one; from now they were due behind that packet and left with it at once).
   const std::uint64_t n = tail_ - scheduled_;  // includes this packet
-  const std::uint64_t from = std::min(prev_due_valid_ && !anchor_now ? last_pcr_due_ : now, due);
+  std::uint64_t from = now;
+  if (prev_due_valid_ && !anchor_now) from = last_pcr_due_;
+  else if (scheduled_ != head_) from = std::max(now, meta(scheduled_ - 1).due_ns);
+  from = std::min(from, due);
   for (std::uint64_t k = 0; k < n; ++k) {
     Meta& m = meta(scheduled_ + k);
     const std::uint64_t arrived = m.due_ns - static_cast<std::uint64_t>(static_cast<std::int64_t>(m.after_arrival_ns));
@@ -122,6 +126,29 @@ void Pacer::schedule_pcr(const TsPacket& p, std::uint64_t now) {
   last_pcr_pid_ = p.pid();
   last_pcr_due_ = due;
   prev_due_valid_ = true;
+}
+
+void Pacer::reanchor() {
+  // The old timeline's packets since its last PCR keep their spacing from there (they
+  // waited for kMaxUnscheduledNs, then left at once: a burst at every switch to an input
+  // whose first random access point, and so its first PCR, is further away).
+  if (pacing_ == PacingMode::kPcr && have_anchor_ && prev_due_valid_ && scheduled_ != tail_) {
+    const std::uint64_t first = meta(scheduled_).due_ns;  // unscheduled: due_ns is the arrival
+    // After that PCR, or what is queued after it (a switch before a PCR came).
+    const std::uint64_t from =
+        scheduled_ != head_ ? std::max(last_pcr_due_, meta(scheduled_ - 1).due_ns) : last_pcr_due_;
+    for (std::uint64_t i = scheduled_; i != tail_; ++i) {
+      Meta& m = meta(i);
+      const std::uint64_t arrived = m.due_ns;
+      m.due_ns = from + (arrived - first);
+      m.after_arrival_ns = static_cast<std::int32_t>(
+          std::clamp<std::int64_t>(static_cast<std::int64_t>(m.due_ns - arrived), INT32_MIN, INT32_MAX));
+    }
+    scheduled_ = tail_;
+  }
+  reanchor_ = true;
+  unpaced_ = false;
+  for (PcrClock& c : clocks_) c = PcrClock{};
 }
 
 void Pacer::take_over(const Pacer& old) {

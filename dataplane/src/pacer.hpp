@@ -103,12 +103,10 @@ class Pacer {
   // Sends every datagram due at `now`.
   void poll(std::uint64_t now, DatagramSink& sink);
   // The pacing PID's timeline changed (an input switch): anchor on its next PCR, and until
-  // then spread what comes (the new input's PCRs are expected, not missing).
-  void reanchor() {
-    reanchor_ = true;
-    unpaced_ = false;
-    for (PcrClock& c : clocks_) c = PcrClock{};
-  }
+  // then spread what comes (the new input's PCRs are expected, not missing). What came
+  // since the old timeline's last PCR gets no PCR of its own any more: it leaves as it came,
+  // after that PCR.
+  void reanchor();
   // Same schedule (packets_per_datagram, pacing, cbr_bps)?
   [[nodiscard]] bool same_schedule(const Pacer& other) const {
     return per_datagram_ == other.per_datagram_ && pacing_ == other.pacing_ && cbr_bps_ == other.cbr_bps_ &&

@@ -284,6 +284,109 @@ TEST(Pacer, PcrJumpReanchors) {
   }
 }
 
+namespace {
+
+// The most datagrams `rec` sent to `output` in one poll (at one instant) before `until`.
+std::size_t worst_burst(const Recorder& rec, std::uint64_t until, std::size_t output = 0) {
+  std::size_t worst = 0, run = 0;
+  std::uint64_t t = 0;
+  for (const auto& s : rec.sent) {
+    if (s.output != output || s.t >= until) continue;
+    run = s.t == t ? run + 1 : 1;
+    t = s.t;
+    worst = std::max(worst, run);
+  }
+  return worst;
+}
+
+}  // namespace
+
+// A re-anchor (here a PCR jump) while the old schedule still has ~60 ms queued ahead: the
+// packets before the new anchor's PCR are spread after what is queued, not from `now` (they
+// were due at once behind the queue and left in one burst when it had gone: 26 datagrams in
+// one poll).
+TEST(Pacer, PcrJumpReanchorsWithoutABurst) {
+  for (const std::int64_t jump_ms : {-700, 2000}) {
+    Channel ch(one_channel());
+    Synth s;
+    const std::uint64_t start = 1000 * kMs;
+    auto in = stream(s, start, 100, 300, [jump_ms](std::size_t i) {  // 7.5 packets a ms
+      const std::int64_t base = std::int64_t{1'000'000'000} + static_cast<std::int64_t>(i) * 40 * 27'000;
+      return static_cast<std::uint64_t>(i >= 50 ? base + jump_ms * 27'000 : base);
+    });
+    Recorder rec;
+    std::size_t next = 0;
+    run(ch, in, next, rec, start, start + 5000 * kMs);
+    EXPECT_EQ(serials(rec, 0).size(), s.serial) << jump_ms;
+    // (Up to the input's end: the packets after its last PCR then go at once, later.)
+    EXPECT_LE(worst_burst(rec, start + 4000 * kMs), 2u)
+        << "jump " << jump_ms << " ms: datagrams sent in one poll (polled every 0.1 ms)";
+  }
+}
+
+namespace {
+
+// Pushes `in0` and `in1` (inputs 0 and 1) at their times in bursts of up to 7, forcing input
+// 1 at `switch_at`, polling every 0.1 ms from `from` to `to`.
+void run_switch(Channel& ch, const std::vector<Timed>& in0, const std::vector<Timed>& in1, Recorder& rec,
+                std::uint64_t from, std::uint64_t switch_at, std::uint64_t to) {
+  std::size_t n0 = 0, n1 = 0;
+  std::vector<TsPacket> batch;
+  for (std::uint64_t now = from; now <= to; now += 100'000) {
+    if (now == switch_at) ch.force_input(1, now);
+    for (auto [in, next, input] : {std::tuple{&in0, &n0, 0u}, std::tuple{&in1, &n1, 1u}}) {
+      while (*next < in->size() && (*in)[*next].t <= now) {
+        batch.clear();
+        while (*next < in->size() && (*in)[*next].t <= now && batch.size() < 7) batch.push_back((*in)[(*next)++].p);
+        ch.push(input, batch, now);
+      }
+    }
+    rec.now = now;
+    ch.poll(now, rec);
+  }
+}
+
+}  // namespace
+
+// A switch to a backup whose first PCR comes 13 ms later: what the old input sent after its
+// last PCR does not leave in one burst once the old schedule's queue has gone (21 datagrams
+// in one poll), nor do the backup's packets before its first PCR.
+TEST(Pacer, SwitchReanchorsWithoutABurst) {
+  Channel ch(one_channel(2, PacingMode::kPcr));
+  Synth s0, s1;
+  const std::uint64_t start = 1000 * kMs;
+  auto in0 = stream(s0, start, 100, 300, [](std::size_t i) { return std::uint64_t{1000} + i * 40 * 27'000; });
+  auto in1 = stream(s1, start + 13 * kMs, 100, 300,
+                    [](std::size_t i) { return std::uint64_t{5'000'000'000} + i * 40 * 27'000; });
+  Recorder rec;
+  run_switch(ch, in0, in1, rec, start, start + 2000 * kMs, start + 3000 * kMs);
+  EXPECT_LE(worst_burst(rec, start + 3000 * kMs), 2u) << "datagrams sent in one poll (polled every 0.1 ms)";
+}
+
+// A switch to a backup whose first random access point (where the remux lets its video, and
+// so its PCRs, through) comes 213 ms later: what the old input sent after its last PCR gets
+// no PCR of its own timeline any more. It leaves as it came, after that PCR; it waited for
+// kMaxUnscheduledNs and then left at once (43 datagrams, 40 ms of the stream, in one poll).
+TEST(Pacer, SwitchToABackupWaitingForAKeyframeSendsTheOldTailWithoutABurst) {
+  Channel ch(one_channel(2, PacingMode::kPcr));
+  Synth s0, s1;
+  const std::uint64_t start = 1000 * kMs;
+  auto in0 = stream(s0, start, 100, 300, [](std::size_t i) { return std::uint64_t{1000} + i * 40 * 27'000; });
+  auto in1 = stream(s1, start + 13 * kMs, 100, 300,
+                    [](std::size_t i) { return std::uint64_t{5'000'000'000} + i * 40 * 27'000; });
+  std::size_t pcrs = 0;
+  for (auto& x : in1)
+    if (x.p.has_pcr() && pcrs++ % 12 != 7) x.p.bytes[5] = 0x10;  // a PCR, no random_access_indicator
+  Recorder rec;
+  run_switch(ch, in0, in1, rec, start, start + 2000 * kMs, start + 3000 * kMs);
+  // The backup's first PCR let through (its first random access point, 2213 ms) anchors.
+  const auto d = pcr_departures(rec);
+  const auto first = std::find_if(d.begin(), d.end(), [](const Departure& x) { return x.pcr >= 5'000'000'000; });
+  ASSERT_NE(first, d.end());
+  EXPECT_EQ(first->t, start + 2213 * kMs + 100 * kMs);
+  EXPECT_LE(worst_burst(rec, start + 3000 * kMs), 2u) << "datagrams sent in one poll (polled every 0.1 ms)";
+}
+
 // An operator's switch to a backup on another clock: its first PCR leaves 100 ms after it
 // arrived and the schedule follows the backup's PCRs from there.
 TEST(Pacer, SwitchAnchorsOnTheNewInputsFirstPcr) {
