@@ -3,9 +3,13 @@
 // changes.
 #include "twincast/mpegts/psi_decoder.hpp"
 
+#include <iconv.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstddef>
+#include <iterator>
 #include <map>
 #include <new>
 #include <string>
@@ -53,16 +57,87 @@ std::vector<Descriptor> to_descriptors(const dvbpsi_descriptor_t* d) {
   return out;
 }
 
-// A DVB text field (EN 300 468 Annex A) without its character-table selector.
+// `n` bytes of text in `charset` (an iconv name) as UTF-8. Bytes that are no character
+// of it are left out; without the converter, only the ASCII ones are kept.
+std::string iconv_utf8(const char* charset, const char* p, std::size_t n) {
+  const iconv_t cd = iconv_open("UTF-8", charset);
+  if (cd == reinterpret_cast<iconv_t>(-1)) {
+    std::string ascii;
+    std::copy_if(p, p + n, std::back_inserter(ascii), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+    return ascii;
+  }
+  std::string out(4 * n + 4, '\0');
+  char* in = const_cast<char*>(p);
+  std::size_t in_left = n;
+  char* to = out.data();
+  std::size_t to_left = out.size();
+  while (in_left > 0 && iconv(cd, &in, &in_left, &to, &to_left) == static_cast<std::size_t>(-1)) {
+    if (errno != EILSEQ && errno != EINVAL) break;
+    ++in;  // not a character of this table (or one cut short): left out
+    --in_left;
+  }
+  iconv_close(cd);
+  out.resize(out.size() - to_left);
+  return out;
+}
+
+// Whole, well-formed UTF-8 sequences only (the lead byte's length, continuation bytes).
+bool valid_utf8(const std::uint8_t* p, std::size_t n) {
+  for (std::size_t i = 0; i < n;) {
+    const std::uint8_t b = p[i];
+    const std::size_t len = b < 0x80 ? 1 : (b >= 0xC2 && b < 0xE0) ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b >= 0xF0 && b < 0xF5) ? 4 : 0;
+    if (len == 0 || i + len > n) return false;
+    for (std::size_t k = 1; k < len; ++k)
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+    i += len;
+  }
+  return true;
+}
+
+// A DVB text field (EN 300 468 Annex A) in UTF-8, from whichever character table its
+// first byte selects (none: the default table, ISO 6937 with the euro sign, unless the
+// text is well-formed UTF-8: sources that write UTF-8 without its selector are common, and
+// default-table text with accents is never that). The control codes 0x80..0x9F of the
+// one-byte tables (emphasis on/off, line break) are left out.
 std::string dvb_text(const std::uint8_t* p, std::size_t n) {
+  if (n > 0 && p[0] >= 0x20 && valid_utf8(p, n)) return std::string(reinterpret_cast<const char*>(p), n);
+  const char* charset = "ISO_6937";
   std::size_t skip = 0;
+  bool one_byte = true;
+  static constexpr std::array<const char*, 16> kIso8859 = {
+      nullptr,      "ISO-8859-1",  "ISO-8859-2",  "ISO-8859-3",  "ISO-8859-4", "ISO-8859-5",
+      "ISO-8859-6", "ISO-8859-7",  "ISO-8859-8",  "ISO-8859-9",  "ISO-8859-10", "ISO-8859-11",
+      nullptr,      "ISO-8859-13", "ISO-8859-14", "ISO-8859-15"};
   if (n > 0 && p[0] < 0x20) {
-    if (p[0] == 0x10) skip = 3;       // 0x10 + 16-bit ISO 8859 part
-    else if (p[0] == 0x1F) skip = 2;  // 0x1F + encoding_type_id
-    else skip = 1;
+    skip = 1;
+    one_byte = false;
+    charset = nullptr;  // reserved or unknown: the bytes as they are
+    if (p[0] >= 0x01 && p[0] <= 0x0B) {
+      charset = kIso8859[p[0] + 4U];
+      one_byte = true;
+    } else if (p[0] == 0x10) {  // 0x10 + 16-bit ISO 8859 part
+      skip = 3;
+      if (n >= 3 && p[1] == 0x00 && p[2] < kIso8859.size()) charset = kIso8859[p[2]];
+      one_byte = true;
+    } else if (p[0] == 0x11) {
+      charset = "UCS-2BE";
+    } else if (p[0] == 0x12) {
+      charset = "EUC-KR";
+    } else if (p[0] == 0x13) {
+      charset = "GB2312";
+    } else if (p[0] == 0x14) {
+      charset = "BIG5";
+    } else if (p[0] == 0x1F) {  // 0x1F + encoding_type_id
+      skip = 2;
+    }
   }
   skip = std::min(skip, n);
-  return std::string(reinterpret_cast<const char*>(p) + skip, n - skip);
+  std::string text(reinterpret_cast<const char*>(p) + skip, n - skip);
+  if (one_byte)
+    std::erase_if(text, [](char c) { return static_cast<unsigned char>(c) >= 0x80 && static_cast<unsigned char>(c) < 0xA0; });
+  const bool ascii = std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  if (charset == nullptr || (one_byte && ascii)) return text;  // ASCII is ASCII in all one-byte tables
+  return iconv_utf8(charset, text.data(), text.size());
 }
 
 std::string iso639_language(const std::vector<Descriptor>& ds) {

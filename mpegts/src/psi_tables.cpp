@@ -83,6 +83,16 @@ std::vector<std::uint8_t> dvb_text(const std::string& s) {
   return out;
 }
 
+// Cuts a dvb_text() field to at most `max` bytes, between two UTF-8 characters when it is
+// UTF-8 (a continuation byte is never the first one dropped).
+void cut_text(std::vector<std::uint8_t>& text, std::size_t max) {
+  if (text.size() <= max) return;
+  std::size_t n = max;
+  if (!text.empty() && text[0] == 0x15)
+    while (n > 1 && (text[n] & 0xC0) == 0x80) --n;
+  text.resize(n);
+}
+
 // What one generated section may hold, kept below the 1024 bytes where libdvbpsi's
 // generators start a new section: they then drop what does not fit (SDT services lose
 // their descriptors, NIT transport streams lose descriptors) instead of moving it.
@@ -187,8 +197,8 @@ std::vector<Section> build_sdt(std::uint16_t transport_stream_id, std::uint16_t 
   for (const auto& s : services) {
     std::vector<std::uint8_t> provider = dvb_text(s.provider);
     std::vector<std::uint8_t> name = dvb_text(s.name);
-    provider.resize(std::min<std::size_t>(provider.size(), 126));
-    name.resize(std::min<std::size_t>(name.size(), kMaxDescriptorBody - 3 - provider.size()));
+    cut_text(provider, 126);
+    cut_text(name, kMaxDescriptorBody - 3 - provider.size());
     std::vector<std::uint8_t> d;
     d.push_back(s.service_type);
     d.push_back(static_cast<std::uint8_t>(provider.size()));
@@ -233,7 +243,7 @@ std::vector<Section> build_nit(std::uint16_t network_id, const std::string& netw
                                std::uint16_t transport_stream_id, std::uint16_t original_network_id,
                                const std::vector<Service>& services, std::uint8_t version) {
   std::vector<std::uint8_t> name = dvb_text(network_name);
-  name.resize(std::min(name.size(), kMaxDescriptorBody));
+  cut_text(name, kMaxDescriptorBody);
 
   // The transport stream's descriptors. Both are loops of fixed-size entries; split them
   // at 255 bytes.

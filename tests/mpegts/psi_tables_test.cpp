@@ -292,3 +292,63 @@ TEST(PsiTables, FfprobeReadsGeneratedTables) {
   EXPECT_NE(r.out.find("\"service_name\": \"Generated One\""), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\"service_provider\": \"twincast\""), std::string::npos) << r.out;
 }
+
+namespace {
+
+// A DVB text field behind the UTF-8 selector (0x15) holds whole UTF-8 characters only.
+bool whole_utf8(std::span<const std::uint8_t> field) {
+  if (field.empty() || field[0] != 0x15) return true;
+  for (std::size_t i = 1; i < field.size();) {
+    const std::uint8_t b = field[i];
+    const std::size_t n = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 0;
+    if (n == 0 || i + n > field.size()) return false;
+    for (std::size_t k = 1; k < n; ++k)
+      if ((field[i + k] & 0xC0) != 0x80) return false;
+    i += n;
+  }
+  return true;
+}
+
+std::string repeat(const std::string& s, std::size_t n) {
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) out += s;
+  return out;
+}
+
+}  // namespace
+
+// Names in UTF-8 that do not fit the service_descriptor (its 255 bytes hold both texts and
+// their 0x15 selectors) are cut between characters, never inside one: a set-top box shows
+// a truncated multi-byte sequence as garbage or drops the name. Both are within what the
+// configuration accepts (name and provider 252 bytes together).
+TEST(PsiTables, SdtNamesAreCutBetweenUtf8Characters) {
+  std::vector<Service> services(2);
+  services[0].service_id = 1;
+  services[0].provider = repeat("\xC3\xA9", 100);  // 200 bytes: over the provider's share
+  services[0].name = "N";
+  services[1].service_id = 2;
+  services[1].provider = "\xC3\x84" "b";  // 3 bytes
+  services[1].name = repeat("\xC3\xA9", 124) + "x";  // 249 bytes: 252 together, 254 with the selectors
+  const auto sections = build_sdt(1, 2, services, 0);
+  ASSERT_EQ(sections.size(), 1U);
+  const Section& s = sections[0];
+  std::size_t checked = 0;
+  for (std::size_t q = 11; q + 4 < s.size();) {
+    const std::size_t loop = static_cast<std::size_t>(((s[q + 3] & 0x0F) << 8) | s[q + 4]);
+    const std::uint16_t sid = static_cast<std::uint16_t>((s[q] << 8) | s[q + 1]);
+    ASSERT_GE(loop, 2U);
+    ASSERT_EQ(s[q + 5], 0x48);
+    const std::uint8_t* d = &s[q + 7];
+    const std::size_t provider_len = d[1];
+    const std::size_t name_len = d[2 + provider_len];
+    ASSERT_EQ(3 + provider_len + name_len, std::size_t{s[q + 6]});
+    const std::span<const std::uint8_t> provider(d + 2, provider_len);
+    const std::span<const std::uint8_t> name(d + 3 + provider_len, name_len);
+    EXPECT_TRUE(whole_utf8(provider)) << "service " << sid << ": provider of " << provider_len
+                                      << " bytes ends inside a character";
+    EXPECT_TRUE(whole_utf8(name)) << "service " << sid << ": name of " << name_len << " bytes ends inside a character";
+    ++checked;
+    q += 5 + loop;
+  }
+  EXPECT_EQ(checked, 2U);
+}

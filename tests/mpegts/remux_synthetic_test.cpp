@@ -1839,3 +1839,70 @@ TEST(RemuxSynthetic, AfterASwitchVideoResumesAtARandomAccessPointWhateverTheCloc
   EXPECT_TRUE(video[0].random_access()) << "video resumed on a picture that is no keyframe";
   EXPECT_EQ(video.size(), 1u) << "only the keyframe goes out";
 }
+
+namespace {
+
+// An SDT actual of one service whose service_descriptor holds `provider` and `name` as
+// they are (their character-table selector, if any, included).
+std::vector<TsPacket> raw_sdt(TableCarousel& t, std::uint16_t tsid, std::uint16_t service_id,
+                              const std::vector<std::uint8_t>& provider, const std::vector<std::uint8_t>& name) {
+  std::vector<std::uint8_t> d{0x48, static_cast<std::uint8_t>(3 + provider.size() + name.size()), 0x01,
+                              static_cast<std::uint8_t>(provider.size())};
+  d.insert(d.end(), provider.begin(), provider.end());
+  d.push_back(static_cast<std::uint8_t>(name.size()));
+  d.insert(d.end(), name.begin(), name.end());
+  t.update([&](std::uint8_t v) {
+    Section s{0x42, 0, 0, static_cast<std::uint8_t>(tsid >> 8), static_cast<std::uint8_t>(tsid),
+              static_cast<std::uint8_t>(0xC1 | (v << 1)), 0, 0, 0x00, 0x01, 0xFF,
+              static_cast<std::uint8_t>(service_id >> 8), static_cast<std::uint8_t>(service_id), 0xFC,
+              static_cast<std::uint8_t>(0x80 | (d.size() >> 8)), static_cast<std::uint8_t>(d.size())};
+    s.insert(s.end(), d.begin(), d.end());
+    const std::size_t length = s.size() - 3 + 4;
+    s[1] = static_cast<std::uint8_t>(0xF0 | (length >> 8));
+    s[2] = static_cast<std::uint8_t>(length);
+    const std::uint32_t crc = crc32_mpeg(s);
+    for (int sh = 24; sh >= 0; sh -= 8) s.push_back(static_cast<std::uint8_t>(crc >> sh));
+    return std::vector<Section>{s};
+  });
+  std::vector<TsPacket> pkts(t.packet_count());
+  t.packetize(pkts);
+  return pkts;
+}
+
+// The service_descriptor texts (provider, name) of `service_id` in the last SDT of `out`.
+std::pair<std::vector<std::uint8_t>, std::vector<std::uint8_t>> sdt_texts(const std::vector<TsPacket>& out,
+                                                                          std::uint16_t service_id) {
+  std::pair<std::vector<std::uint8_t>, std::vector<std::uint8_t>> texts;
+  for (const Section& s : sections_of(out, kSdtPid).good)
+    for (std::size_t at = 11; at + 5 <= s.size() - 4;) {
+      const std::size_t loop = (std::size_t{s[at + 3]} & 0x0F) << 8 | s[at + 4];
+      if (((s[at] << 8) | s[at + 1]) == service_id && loop >= 5 && s[at + 5] == 0x48) {
+        const std::uint8_t* b = &s[at + 7];
+        const std::size_t p = b[1];
+        texts.first.assign(b + 2, b + 2 + p);
+        texts.second.assign(b + 3 + p, b + 3 + p + b[2 + p]);
+      }
+      at += 5 + loop;
+    }
+  return texts;
+}
+
+std::vector<std::uint8_t> bytes(const std::string& s) { return {s.begin(), s.end()}; }
+
+}  // namespace
+
+// A service that keeps its source's name and provider: the source's SDT writes them in
+// another character table than UTF-8 (ISO 8859-9 behind the selector 0x05 for a Turkish
+// name; the default table, ISO 6937, where "ü" is the diacritic 0xC8 and "u", for a German
+// provider). The output SDT must say the same characters: in UTF-8 behind 0x15, not the
+// source's bytes relabelled as UTF-8 (an invalid sequence a set-top box shows as garbage).
+TEST(RemuxSynthetic, TheSourcesNamesInAnotherCharacterTableKeepTheirCharacters) {
+  OneService one({{0x100, 0x1B}});
+  TableCarousel sdt(kSdtPid);
+  one.h.push(0, raw_sdt(sdt, one.src.tsid, 1, bytes("M\xC8unchen TV"), bytes("\x05\xC7" "anakkale")));
+  for (int i = 0; i < 20; ++i) one.h.push(0, one.src.es(0x100));
+  ASSERT_EQ(one.h.r.output_model().services.size(), 1u);
+  const auto [provider, name] = sdt_texts(one.h.out, 1);
+  EXPECT_EQ(name, bytes("\x15\xC3\x87" "anakkale"));  // "Çanakkale"
+  EXPECT_EQ(provider, bytes("\x15M\xC3\xBCnchen TV"));  // "München TV"
+}
