@@ -86,6 +86,7 @@ constexpr std::int64_t kMaxPid = 0x1FFE;    // 0x1FFF is the null PID
 constexpr std::size_t kMaxSdtNames = 252;   // service descriptor: 255 - 3 length/type bytes
 constexpr std::size_t kMaxStreamId = 512;   // SRTO_STREAMID limit
 constexpr std::size_t kMaxNextHops = 64;    // unicast next hops per port (the data plane's kMaxNeighbors)
+constexpr std::int64_t kMaxLcore = 127;     // EAL's lcore ids: 0..RTE_MAX_LCORE-1 (128 in DPDK's default build)
 
 struct Pos {
   int line = 0;
@@ -228,6 +229,19 @@ std::size_t lcore_count_upto_two(std::string_view s) {
     from = comma + 1;
   }
   return seen.size();
+}
+
+// The largest lcore id an lcore list names (INT64_MAX when one is too big to read).
+std::int64_t max_lcore(std::string_view s) {
+  std::int64_t max = 0;
+  for (std::size_t from = 0; from <= s.size();) {
+    const std::size_t end = std::min(s.find_first_of(",-", from), s.size());
+    std::int64_t v = 0;
+    if (parse_integer(s.substr(from, end - from), v) != IntParse::kOk) return INT64_MAX;
+    max = std::max(max, v);
+    from = end + 1;
+  }
+  return max;
 }
 
 bool is_lcore_list(std::string_view s) {  // "0,1", "0-3", "0,2-5"
@@ -743,6 +757,9 @@ void Parser::parse_dataplane(const YAML::Node& n, EalConfig& eal) {
   if (std::string s; read_string(f, "lcores", s)) {
     if (!is_lcore_list(s))
       error_at(f.child("lcores"), in_quotes(s) + " is not an lcore list (like \"0,1\" or \"0-3\")");
+    else if (max_lcore(s) > kMaxLcore)
+      error_at(f.child("lcores"), in_quotes(s) + " names an lcore above " + std::to_string(kMaxLcore) +
+                                      " (EAL's lcore ids are 0.." + std::to_string(kMaxLcore) + ")");
     else if (lcore_count_upto_two(s) < 2)
       error_at(f.child("lcores"), in_quotes(s) + " names one lcore; twincastd needs two (the main loop, then the "
                                                  "packet worker), like \"0,1\"");
@@ -773,8 +790,14 @@ PortConfig Parser::parse_port(const YAML::Node& n, const std::string& path) {
   if (required(f, "device") && read_string(f, "device", port.device) && port.device.empty())
     error_at(f.child("device"), "must not be empty");
   if (required(f, "address") && read_ipv4(f, "address", port.address, &port.prefix_len)) {
+    const Ipv4 mask = port.prefix_len >= 32 ? 0xFFFFFFFFu : ~(0xFFFFFFFFu >> port.prefix_len);
     if (port.address == 0 || is_multicast(port.address) || port.address == 0xFFFFFFFF)
       error_at(f.child("address"), ipv4_string(port.address) + " is not a unicast address");
+    else if (port.prefix_len < 31 && ((port.address & ~mask) == 0 || (port.address | mask) == 0xFFFFFFFFu))
+      error_at(f.child("address"), ipv4_string(port.address) + " is the " +
+                                       ((port.address & ~mask) == 0 ? "network" : "broadcast") + " address of " +
+                                       ipv4_string(port.address & mask) + "/" + std::to_string(port.prefix_len) +
+                                       ", not a host in it");
   }
   if (read_ipv4(f, "gateway", port.gateway) && port.address != 0) {
     const Ipv4 mask = port.prefix_len >= 32 ? 0xFFFFFFFFu : ~(0xFFFFFFFFu >> port.prefix_len);
@@ -1050,15 +1073,20 @@ std::string kind_key(OutputKind k) { return k == OutputKind::kRtp ? "rtp" : "udp
 
 void validate(Parser& p, ApplianceConfig& cfg) {
   std::map<std::string, std::string> port_paths;  // name -> path of its first definition
-  std::map<std::string, std::string> device_paths;
+  std::map<std::string, std::string> device_paths;  // by the device's name: what precedes its first ','
   for (std::size_t i = 0; i < cfg.ports.size(); ++i) {
     const PortConfig& port = cfg.ports[i];
     const std::string path = index_path("ports", i);
     if (!port.name.empty() && !port_paths.emplace(port.name, path).second)
       p.error_at(path + ".name",
                  "duplicate port name " + in_quotes(port.name) + " (also " + port_paths[port.name] + ")");
-    if (!port.device.empty() && !device_paths.emplace(port.device, path).second)
-      p.error_at(path + ".device", "device " + in_quotes(port.device) + " is already " + device_paths[port.device]);
+    // EAL knows one device per name (a second --vdev of that name replaces the first's
+    // arguments), and the data plane looks a port up by it.
+    const std::string device_name = port.device.substr(0, port.device.find(','));
+    if (!port.device.empty() && !device_paths.emplace(device_name, path).second)
+      p.error_at(path + ".device", "device " + in_quotes(port.device) + " is already " + device_paths[device_name] +
+                                       (device_name != port.device ? " (one device per name, " + in_quotes(device_name) + ")"
+                                                                   : std::string()));
   }
   const auto find_port = [&](const std::string& name) -> const PortConfig* {
     for (const auto& port : cfg.ports)

@@ -839,3 +839,55 @@ TEST(Config, AnOutputDoesNotSendOntoAnInputsGroup) {
   EXPECT_EQ(r.errors[0].line, 10);
   EXPECT_NE(r.errors[0].message.find("channels[0].inputs[0]"), std::string::npos) << r.errors[0].message;
 }
+
+// A vdev is known by its name, the part before the first ',': two ports on
+// "net_null0,size=64" and "net_null0,size=128" are one EAL device (the second --vdev
+// replaces the first's arguments), both ports look it up as "net_null0", and the second
+// rte_eth_dev_configure finds it started: twincastd does not start, though --check said OK.
+TEST(Config, TwoPortsAreNotOneDeviceWithOtherArguments) {
+  const auto with = [](const std::string& second) {
+    return "ports:\n"
+           "  - { name: core, device: \"net_null0,size=64\", address: 10.0.0.2/24 }\n"
+           "  - { name: edge, device: \"" + second + "\", address: 10.1.0.2/24 }\n" +
+           std::string(kMinimal).substr(std::string(kMinimal).find("channels:"));
+  };
+  EXPECT_TRUE(parse_config(with("net_null1,size=64")).ok()) << errors_of(parse_config(with("net_null1,size=64")));
+  for (const char* device : {"net_null0,size=128", "net_null0"}) {
+    const auto r = parse_config(with(device));
+    ASSERT_EQ(r.errors.size(), 1U) << device << "\n" << errors_of(r);
+    EXPECT_EQ(r.errors[0].path, "ports[1].device");
+    EXPECT_EQ(r.errors[0].line, 3);
+  }
+}
+
+// A port's address is a host of its subnet, as its gateway must be: the network address
+// or the subnet's broadcast address (10.0.0.255/24) is no station's, and the port would
+// send from it and answer ARP for it. /31 and /32 have no such addresses.
+TEST(Config, PortAddressIsAHostOfItsSubnet) {
+  const auto with = [](const std::string& address) {
+    return "ports:\n"
+           "  - { name: core, device: net_tap0, address: " + address + " }\n" +
+           std::string(kMinimal).substr(std::string(kMinimal).find("channels:"));
+  };
+  for (const char* good : {"10.0.0.1/24", "10.0.0.254/24", "10.0.0.0/31", "10.0.0.1/31", "10.0.0.0/32"})
+    EXPECT_TRUE(parse_config(with(good)).ok()) << good << "\n" << errors_of(parse_config(with(good)));
+  for (const char* bad : {"10.0.0.0/24", "10.0.0.255/24", "10.0.0.0/8", "10.0.3.255/22"}) {
+    const auto r = parse_config(with(bad));
+    ASSERT_EQ(r.errors.size(), 1U) << bad << "\n" << errors_of(r);
+    EXPECT_EQ(r.errors[0].path, "ports[0].address");
+    EXPECT_EQ(r.errors[0].line, 2);
+  }
+}
+
+// EAL numbers lcores 0..RTE_MAX_LCORE-1 (127): "-l 0,128" (or a number too big to read)
+// makes rte_eal_init fail ("invalid core list syntax") and twincastd does not start,
+// though --check said OK.
+TEST(Config, LcoresAreWithinWhatEalNumbers) {
+  EXPECT_TRUE(parse_config(std::string("dataplane: { lcores: \"0,127\" }\n") + kMinimal).ok());
+  for (const char* lcores : {"\"0,128\"", "\"0-200\"", "\"0,99999999999999999999\"", "\"128,129\""}) {
+    const auto r = parse_config(std::string("dataplane: { lcores: ") + lcores + " }\n" + kMinimal);
+    ASSERT_EQ(r.errors.size(), 1U) << lcores << "\n" << errors_of(r);
+    EXPECT_EQ(r.errors[0].path, "dataplane.lcores");
+    EXPECT_EQ(r.errors[0].line, 1);
+  }
+}
