@@ -86,6 +86,11 @@ constexpr std::int64_t kMaxPid = 0x1FFE;    // 0x1FFF is the null PID
 constexpr std::size_t kMaxSdtNames = 252;   // service descriptor: 255 - 3 length/type bytes
 constexpr std::size_t kMaxStreamId = 512;   // SRTO_STREAMID limit
 constexpr std::size_t kMaxNextHops = 64;    // unicast next hops per port (the data plane's kMaxNeighbors)
+// A port's mbufs beyond its RX and TX descriptors (which the RX queue holds for as long as
+// the port runs, and the TX queue until the driver frees what it sent): the mempool caches
+// of the worker and the main lcore (up to 1.5 x 256 each), a TX burst and the worker's
+// retired RX mbufs (3 x 32), and some for RTP windows and datagrams in flight.
+constexpr std::uint32_t kMbufsBeyondDescriptors = 1023;
 constexpr std::int64_t kMaxLcore = 127;     // EAL's lcore ids: 0..RTE_MAX_LCORE-1 (128 in DPDK's default build)
 
 struct Pos {
@@ -814,9 +819,18 @@ PortConfig Parser::parse_port(const YAML::Node& n, const std::string& path) {
     else if (*mac == Mac{}) error_at(f.child("mac"), in_quotes(s) + " is the all-zero MAC address, no station's");
     else port.mac = mac;
   }
-  read_int(f, "rx_descriptors", port.rx_descriptors, 64, 32768);
-  read_int(f, "tx_descriptors", port.tx_descriptors, 64, 32768);
-  read_int(f, "mbufs", port.mbufs, 1023, 1048575);
+  // Each of these valid or absent (an invalid one has its error already).
+  const bool rx = read_int(f, "rx_descriptors", port.rx_descriptors, 64, 32768) || !f.has("rx_descriptors");
+  const bool tx = read_int(f, "tx_descriptors", port.tx_descriptors, 64, 32768) || !f.has("tx_descriptors");
+  const bool mbufs = read_int(f, "mbufs", port.mbufs, 1023, 1048575) || !f.has("mbufs");
+  if (rx && tx && mbufs && port.mbufs < port.rx_descriptors + port.tx_descriptors + kMbufsBeyondDescriptors)
+    error_at(f.child("mbufs"), std::to_string(port.mbufs) + " mbufs leave no room beyond the " +
+                                   std::to_string(port.rx_descriptors) + " RX and " +
+                                   std::to_string(port.tx_descriptors) + " TX descriptors, which hold theirs: " +
+                                   "at least rx_descriptors + tx_descriptors + " +
+                                   std::to_string(kMbufsBeyondDescriptors) + " (" +
+                                   std::to_string(port.rx_descriptors + port.tx_descriptors + kMbufsBeyondDescriptors) +
+                                   ")");
   return port;
 }
 
@@ -1140,7 +1154,9 @@ void validate(Parser& p, ApplianceConfig& cfg) {
     std::string path;  // of its group or address key
   };
   std::vector<Sent> sent;  // every output's destination, checked against the inputs at the end
-  std::map<std::string, std::vector<Ipv4>> next_hops;  // port -> unicast next hops its outputs need
+  // port -> unicast next hops its outputs need, each on a VLAN (as the data plane's
+  // neighbour table holds them: an output on its own VLAN resolves its next hop there)
+  std::map<std::string, std::vector<std::pair<Ipv4, std::uint16_t>>> next_hops;
   // Every output (of a channel or a multiplex) names a port and a destination of its own.
   const auto check_outputs = [&](const std::vector<OutputConfig>& outputs, const std::string& owner) {
     for (std::size_t o = 0; o < outputs.size(); ++o) {
@@ -1153,9 +1169,10 @@ void validate(Parser& p, ApplianceConfig& cfg) {
         // As the data plane resolves it: the destination inside the port's subnet, else the gateway.
         const Ipv4 mask = port->prefix_len >= 32 ? 0xFFFFFFFFu : ~(0xFFFFFFFFu >> port->prefix_len);
         const Ipv4 hop = (out.address & mask) == (port->address & mask) ? out.address : port->gateway;
+        const std::pair<Ipv4, std::uint16_t> on_vlan{hop, out.vlan != 0 ? out.vlan : port->vlan};
         auto& hops = next_hops[port->name];
-        if (hop != 0 && std::find(hops.begin(), hops.end(), hop) == hops.end()) {
-          hops.push_back(hop);
+        if (hop != 0 && std::find(hops.begin(), hops.end(), on_vlan) == hops.end()) {
+          hops.push_back(on_vlan);
           if (hops.size() == kMaxNextHops + 1)
             p.error_at(body + ".address", "port " + port->name + " would need " + std::to_string(kMaxNextHops + 1) +
                                               " unicast next hops (" + ipv4_string(hop) + " is the last); it resolves at most " +

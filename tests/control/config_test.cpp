@@ -813,6 +813,53 @@ TEST(Config, UnicastNextHopsPerPortFitTheNeighbourTable) {
   EXPECT_EQ(r.errors[0].path, "channels[0].outputs[64].udp.address");
 }
 
+// The data plane keys its neighbour table by next hop and VLAN (an output on its own VLAN
+// resolves its next hop there): 65 unicast outputs through the gateway, each on a VLAN of
+// its own, are one next hop to the check above but 65 neighbours to Dataplane, which
+// refuses the plan ("more than 64 unicast next hops") and twincastd does not start,
+// though --check said OK.
+TEST(Config, UnicastNextHopsPerPortAreCountedPerVlan) {
+  const auto with = [](int n) {
+    std::string y = "ports:\n"
+                    "  - { name: core, device: net_tap0, address: 10.0.0.2/24, gateway: 10.0.0.1 }\n"
+                    "channels:\n"
+                    "  - id: a\n"
+                    "    inputs: [ { udp: { port: core, udp_port: 5000 } } ]\n"
+                    "    outputs:\n";
+    for (int k = 0; k < n; ++k)
+      y += "      - udp: { port: core, address: 192.0.2." + std::to_string(1 + k) +
+           ", udp_port: 5000, vlan: " + std::to_string(100 + k) + " }\n";
+    return y;
+  };
+  EXPECT_TRUE(parse_config(with(64)).ok()) << errors_of(parse_config(with(64)));
+  const auto r = parse_config(with(65));
+  ASSERT_EQ(r.errors.size(), 1U) << errors_of(r);
+  EXPECT_EQ(r.errors[0].path, "channels[0].outputs[64].udp.address");
+}
+
+// A port's mempool feeds its RX descriptors, which hold their mbufs for as long as the
+// port runs (net_tap, and NICs: ixgbe, i40e, mlx5), its TX descriptors until the driver
+// frees what it sent, and the mempool caches of the lcores that take from it. mbufs: 1023
+// (the lower bound) with the default 1024 RX descriptors started on net_tap with every
+// mbuf in the RX queue (rte_mempool_avail_count 0): not one datagram, IGMP report or ARP
+// reply could be sent (tx_no_mbuf), and the tap could not replace what it received.
+TEST(Config, PortMbufsLeaveRoomBeyondItsDescriptors) {
+  const auto with = [](const std::string& extra) {
+    return "ports:\n"
+           "  - { name: core, device: net_tap0, address: 10.0.0.2/24" + extra + " }\n" +
+           std::string(kMinimal).substr(std::string(kMinimal).find("channels:"));
+  };
+  for (const char* good : {"", ", mbufs: 3071", ", rx_descriptors: 4096, tx_descriptors: 2048, mbufs: 8191",
+                           ", rx_descriptors: 64, tx_descriptors: 64, mbufs: 1152"})
+    EXPECT_TRUE(parse_config(with(good)).ok()) << good << "\n" << errors_of(parse_config(with(good)));
+  for (const char* bad : {", mbufs: 1023", ", mbufs: 3070", ", rx_descriptors: 8192", ", tx_descriptors: 32768, mbufs: 32768"}) {
+    const auto r = parse_config(with(bad));
+    ASSERT_EQ(r.errors.size(), 1U) << bad << "\n" << errors_of(r);
+    EXPECT_EQ(r.errors[0].path, "ports[0].mbufs");
+    EXPECT_EQ(r.errors[0].line, 2);
+  }
+}
+
 }  // namespace
 
 // An output sending onto a group and UDP port that a channel receives on the same port (a
