@@ -90,18 +90,25 @@ Dataplane::Impl::Impl(const ApplianceConfig& c, PipelineFactory& f) : config(c),
         throw std::runtime_error("port " + pc.name + ": no DPDK device \"" + dev + "\" (EAL arguments?)");
       }
       const std::uint16_t id = ps->port_id;
+      // Not set up twice, nor released twice (the second release would close and remove
+      // a device the first removed).
+      for (const auto& other : ports)
+        if (other->port_id == id)
+          throw std::runtime_error("port " + pc.name + ": DPDK device \"" + dev + "\" is already port " +
+                                   other->config.name);
       if (!is_pci_address(pc.device)) {
         rte_eth_dev_info info;
         if (rte_eth_dev_info_get(id, &info) == 0) ps->vdev = info.device;
       }
+      // Listed before anything can fail: release() closes (and removes) the device.
+      PortState& p = *ps;
+      ports.push_back(std::move(ps));
       const int socket = rte_eth_dev_socket_id(id);
       const std::string pool_name = "tc" + std::to_string(instance) + "_" + std::to_string(i);
       const unsigned cache = std::min(256u, pc.mbufs * 2 / 3);
-      ps->pool = rte_pktmbuf_pool_create(pool_name.c_str(), pc.mbufs, cache, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                         socket < 0 ? static_cast<int>(SOCKET_ID_ANY) : socket);
-      if (ps->pool == nullptr) fail(pc, "mempool of " + std::to_string(pc.mbufs) + " mbufs", rte_errno);
-      PortState& p = *ps;
-      ports.push_back(std::move(ps));
+      p.pool = rte_pktmbuf_pool_create(pool_name.c_str(), pc.mbufs, cache, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                       socket < 0 ? static_cast<int>(SOCKET_ID_ANY) : socket);
+      if (p.pool == nullptr) fail(pc, "mempool of " + std::to_string(pc.mbufs) + " mbufs", rte_errno);
 
       rte_eth_conf conf;
       std::memset(&conf, 0, sizeof conf);

@@ -1022,6 +1022,10 @@ int Dataplane::Impl::worker_main(void* arg) {
     }
     turn_start = end;
   }
+  // What the RTP windows hold goes to the channels now (the gaps before it given up, as
+  // expire_rtp would): no mbuf stays held past stop(), nor comes out stale after a start().
+  const std::uint64_t end = Dataplane::now_ns();
+  for (const std::uint32_t id : d.current->rtp_flows) d.flush_rtp(d.current->flows[id], true, end);
   d.free_retired();
   rte_rcu_qsbr_thread_offline(d.qsbr, 0);
   (void)rte_rcu_qsbr_thread_unregister(d.qsbr, 0);

@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 #include <rte_eal.h>
+#include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>
@@ -321,6 +322,73 @@ TEST(Leak, RealWorkerStopStartCycles) {
   EXPECT_LT(w.busy_turns * 4, w.turns);
   EXPECT_GT(w.busy_ns, 0u);
   EXPECT_LT(w.busy_ns, w.poll_ns);
+}
+
+// An RTP datagram that came after a gap waits in the flow's reordering window; the worker
+// stopping then must not keep it: stop() returns every mbuf to its pool, as RealWorker
+// checks after each stop (the window kept it until the Dataplane went, or delivered it,
+// stale, after the next start()).
+TEST(Leak, RealWorkerStopReturnsWhatAnRtpWindowHeld) {
+  const std::vector<TsPacket> ts = test::read_packets(test::fixture("h264_aac.ts"));
+  ApplianceConfig config;
+  config.ports = {port("in", "net_ring1"), port("out", "net_null22,no-rx=1")};
+  ChannelConfig ch;
+  ch.id = "rtp";
+  ch.inputs = {udp_input("a", kOurIp, 6000, InputKind::kRtp)};
+  ch.outputs = {output(ipv4(239, 2, 2, 9), PacingMode::kPassthrough)};
+  config.channels = {ch};
+
+  Dataplane dp(config);
+  rte_ring* ring = rte_ring_lookup("ETH_RXTX0_net_ring1");
+  ASSERT_NE(ring, nullptr) << "the net_ring PMD's ring name changed";
+  rte_mempool* in_pool = dp.mempool(0);
+  const unsigned in_base = rte_mempool_in_use_count(in_pool);
+  Sender a(ts, kOurIp, 6000, true);
+  dp.start();
+  // Sequence numbers 0 and 2: 1 is missing, 2 waits for it (kRtpHoldNs, 20 ms).
+  rte_mbuf* burst[2] = {to_mbuf(in_pool, a.next(true)), nullptr};
+  (void)a.next();
+  burst[1] = to_mbuf(in_pool, a.next());
+  ASSERT_NE(burst[0], nullptr);
+  ASSERT_NE(burst[1], nullptr);
+  ASSERT_EQ(rte_ring_enqueue_bulk(ring, reinterpret_cast<void**>(burst), 2, nullptr), 2u);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (rte_ring_count(ring) != 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  ASSERT_EQ(rte_ring_count(ring), 0u);
+  dp.stop();
+  EXPECT_EQ(rte_mempool_in_use_count(in_pool), in_base);
+  EXPECT_EQ(dp.input_stats(0, 0).datagrams, 2u);  // both went to the channel
+  EXPECT_EQ(dp.input_stats(0, 0).rtp_lost, 1u);
+}
+
+// A port that cannot be set up after another was: the constructor throws and releases what
+// it set up, the failing port's device included (hot-plugged here, as every port of these
+// tests: it stayed probed, and a later Dataplane got it with its old arguments).
+TEST(Leak, FailedConstructionReleasesTheFailingPortsDevice) {
+  const std::uint16_t devices = rte_eth_dev_count_total();
+  ApplianceConfig config;
+  config.ports = {port("in", "net_null30,no-rx=1"), port("out", "net_null31,no-rx=1")};
+  config.ports[1].mbufs = 0;  // no mempool
+  EXPECT_THROW(Dataplane dp(config), std::runtime_error);
+  EXPECT_EQ(rte_eth_dev_count_total(), devices);
+}
+
+// Two ports on one device (which twincastd --check refuses): the second cannot be set up,
+// and what the constructor releases is the device once. It was released twice, as each
+// port's: closed again and removed again through the rte_device the first removal freed
+// ("EAL: Driver cannot detach the device").
+TEST(Leak, FailedConstructionReleasesASharedDeviceOnce) {
+  const std::uint16_t devices = rte_eth_dev_count_total();
+  ApplianceConfig config;
+  config.ports = {port("in", "net_null32,no-rx=1"), port("out", "net_null32,size=128")};
+  ::testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStderr();
+  EXPECT_THROW(Dataplane dp(config), std::runtime_error);
+  const std::string log = ::testing::internal::GetCapturedStdout() + ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(log.find("cannot detach"), std::string::npos) << log;
+  EXPECT_EQ(log.find("Invalid port_id"), std::string::npos) << log;
+  EXPECT_EQ(rte_eth_dev_count_total(), devices);
 }
 
 }  // namespace
