@@ -332,6 +332,7 @@ std::optional<std::string> Appliance::Impl::switch_input(const std::string& chan
     if (config.channels[c].id != channel) continue;
     for (std::size_t i = 0; i < config.channels[c].inputs.size(); ++i) {
       if (config.channels[c].inputs[i].name != input) continue;
+      if (!dp->input_snapshot(c, i).healthy) return "input " + input + " is down or has no signal";
       if (!dp->request_switch(c, i)) return "the channel's pipeline cannot be switched";
       return std::nullopt;
     }

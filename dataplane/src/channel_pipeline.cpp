@@ -22,6 +22,8 @@ class ChannelAdapter final : public ChannelPipeline {
   }
   bool request_switch(std::size_t input) override {
     if (input >= channel_.config().inputs.size()) return false;
+    // An input that is not healthy would be left again at the selector's next tick.
+    if (!channel_.input_snapshot(input).healthy) return false;
     requested_.store(static_cast<int>(input), std::memory_order_release);
     return true;
   }

@@ -22,6 +22,7 @@
 
 #include "dataplane/pipeline_harness.hpp"
 #include "tests_common.hpp"
+#include "twincast/dataplane/dataplane.hpp"
 #include "twincast/mpegts/crc32.hpp"
 #include "twincast/mpegts/file_times.hpp"
 #include "twincast/mpegts/psi_decoder.hpp"
@@ -241,6 +242,29 @@ TEST(Channel, ForcedSwitchSticks) {
   EXPECT_EQ(ch.stats().active_input, 1u);
   EXPECT_EQ(ch.stats().switches, 1u);
   EXPECT_EQ(cc_errors(rec.packets()), 0u);
+}
+
+// An operator's switch to an input without signal: the selector would leave it again at its
+// next tick (a switch and a resync of the output for nothing), so the request is refused
+// and the caller (the API: 409) can say so, rather than report a switch that does not last.
+TEST(Channel, ASwitchToAnInputWithoutSignalIsRefused) {
+  const std::unique_ptr<ChannelPipeline> p = make_channel_pipeline(one_channel(2));
+  Source a = source("h264_aac.ts");  // input 1 never sends
+  Recorder rec;
+  bool accepted = false;
+  for (std::uint64_t now = 0; now <= 2000 * kMs; now += 100'000) {
+    if (now == 1500 * kMs) accepted = p->request_switch(1);
+    while (a.next < a.packets.size() && a.times[a.next] <= now) {
+      const std::size_t n = std::min<std::size_t>(7, a.packets.size() - a.next);
+      p->push(0, std::span(a.packets.data() + a.next, n), now);
+      a.next += n;
+    }
+    rec.now = now;
+    p->poll(now, rec);
+  }
+  EXPECT_FALSE(accepted) << "input 1 has no signal: the switch cannot be taken";
+  EXPECT_EQ(p->stats().active_input, 0u);
+  EXPECT_EQ(p->stats().switches, 0u) << "a switch to the dead input and back";
 }
 
 TEST(Channel, ConstantBitrateStuffsWithNullPackets) {

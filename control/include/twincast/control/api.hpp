@@ -209,7 +209,8 @@ class ApiBackend {
   virtual std::vector<ApiMultiplexView> multiplexes() { return {}; }
   // The packet workers (none: no data plane behind this backend).
   virtual std::vector<ApiWorkerView> workers() { return {}; }
-  // Makes `input` the active input of `channel`; an error message or nullopt.
+  // Makes `input` the active input of `channel`; an error message or nullopt (refused: an
+  // input that is down or has no signal, which the selector would leave again at once).
   virtual std::optional<std::string> switch_input(const std::string& channel, const std::string& input) = 0;
   // Re-reads the configuration and applies the difference.
   virtual ApiReloadResult reload() = 0;

@@ -140,7 +140,8 @@ class ChannelPipeline {
   // without a remuxed stream may ignore it.
   virtual void add_tap(PacketTap* /*tap*/, std::size_t /*slot*/) {}
   // Any thread: asks the owning lcore to make `input` active at its next poll (an
-  // operator's switch). False when the pipeline cannot be switched.
+  // operator's switch). False when the pipeline cannot be switched, or `input` is not
+  // healthy (its last snapshot): the selector would leave it again at once.
   virtual bool request_switch(std::size_t /*input*/) { return false; }
   // On the worker, before the first push(): this pipeline replaces `previous` (same
   // channel id, configuration changed by a reload) at the same receivers; see
