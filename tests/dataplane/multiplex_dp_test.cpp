@@ -224,9 +224,9 @@ std::vector<TsPacket> rtp_ts_to(const std::vector<ByteVec>& frames, Ipv4 group, 
 
 // Feeds each of `files` to the input of the channel of the same index, in real time
 // (datagrams of 7 packets, polled every ms) from 1 ms to 4 s, then polls 300 ms more;
-// `reload` runs once at 1.5 s.
-template <class Reload>
-void drive(Dataplane& dp, const ApplianceConfig& cfg, const std::vector<std::string>& files, Reload&& reload) {
+// reload(k) runs at at_ms[k].
+void drive_reloads(Dataplane& dp, const ApplianceConfig& cfg, const std::vector<std::string>& files,
+                   const std::vector<std::uint64_t>& at_ms, const std::function<void(std::size_t)>& reload) {
   rte_mempool* pool = dp.mempool(0);
   std::vector<std::vector<TsPacket>> packets;
   std::vector<std::vector<std::uint64_t>> times;
@@ -235,14 +235,10 @@ void drive(Dataplane& dp, const ApplianceConfig& cfg, const std::vector<std::str
     packets.push_back(test::read_packets(test::fixture(f)));
     times.push_back(mpegts::file_times(packets.back()).ns);
   }
-  constexpr std::uint64_t kReloadAt = 1500 * kMs;
   constexpr std::uint64_t kEnd = 4000 * kMs;
-  bool reloaded = false;
+  std::size_t reloads = 0;
   for (std::uint64_t now = kMs; now <= kEnd + 300 * kMs; now += kMs) {
-    if (!reloaded && now >= kReloadAt) {
-      reload();
-      reloaded = true;
-    }
+    if (reloads < at_ms.size() && now >= at_ms[reloads] * kMs) reload(reloads++);
     std::vector<rte_mbuf*> burst;
     for (std::size_t k = 0; k < files.size(); ++k) {
       while (next[k] < packets[k].size() && times[k][next[k]] < std::min(now, kEnd)) {
@@ -257,6 +253,12 @@ void drive(Dataplane& dp, const ApplianceConfig& cfg, const std::vector<std::str
     if (!burst.empty()) dp.process_burst(0, burst.data(), static_cast<std::uint16_t>(burst.size()), now);
     dp.poll_once(now);
   }
+}
+
+// As drive_reloads(), with `reload` run once at 1.5 s.
+template <class Reload>
+void drive(Dataplane& dp, const ApplianceConfig& cfg, const std::vector<std::string>& files, Reload&& reload) {
+  drive_reloads(dp, cfg, files, {1500}, [&](std::size_t) { reload(); });
 }
 
 // A reload renumbers and renames a member (a new service_id restarts it): the member and the
@@ -472,37 +474,6 @@ TEST(MultiplexDataplane, ARenamedMemberWhosePlaceAmongTheChannelsMoved) {
   EXPECT_EQ(psi.model().find_service(302)->lcn, 12);
   EXPECT_EQ(psi.model().find_service(301)->name, "Channel 0");
   std::filesystem::remove_all(dir);
-}
-
-// As drive(), with reloads[k] run at at_ms[k].
-void drive_reloads(Dataplane& dp, const ApplianceConfig& cfg, const std::vector<std::string>& files,
-                   const std::vector<std::uint64_t>& at_ms, const std::function<void(std::size_t)>& reload) {
-  rte_mempool* pool = dp.mempool(0);
-  std::vector<std::vector<TsPacket>> packets;
-  std::vector<std::vector<std::uint64_t>> times;
-  std::vector<std::size_t> next(files.size(), 0);
-  for (const auto& f : files) {
-    packets.push_back(test::read_packets(test::fixture(f)));
-    times.push_back(mpegts::file_times(packets.back()).ns);
-  }
-  constexpr std::uint64_t kEnd = 4000 * kMs;
-  std::size_t reloads = 0;
-  for (std::uint64_t now = kMs; now <= kEnd + 300 * kMs; now += kMs) {
-    if (reloads < at_ms.size() && now >= at_ms[reloads] * kMs) reload(reloads++);
-    std::vector<rte_mbuf*> burst;
-    for (std::size_t k = 0; k < files.size(); ++k) {
-      while (next[k] < packets[k].size() && times[k][next[k]] < std::min(now, kEnd)) {
-        const std::size_t n = std::min<std::size_t>(7, packets[k].size() - next[k]);
-        const ByteVec frame = udp_frame(cfg.channels[k].inputs[0].address, 5000, std::span(packets[k].data() + next[k], n));
-        rte_mbuf* m = test::mbuf_of(pool, frame);
-        ASSERT_NE(m, nullptr);
-        burst.push_back(m);
-        next[k] += n;
-      }
-    }
-    if (!burst.empty()) dp.process_burst(0, burst.data(), static_cast<std::uint16_t>(burst.size()), now);
-    dp.poll_once(now);
-  }
 }
 
 // A restarted channel's outputs go on from the schedules that fed them, known by their
