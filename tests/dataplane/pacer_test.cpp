@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "dataplane/pipeline_harness.hpp"
@@ -326,6 +327,15 @@ TEST(Pacer, PcrJumpReanchorsWithoutABurst) {
 
 namespace {
 
+// 4 s of a 300-packet-per-40-ms stream from `start`, and of another, on another clock, from
+// 13 ms later: the two inputs of the switch tests below.
+std::pair<std::vector<Timed>, std::vector<Timed>> two_clocks(std::uint64_t start) {
+  Synth s0, s1;
+  return {stream(s0, start, 100, 300, [](std::size_t i) { return std::uint64_t{1000} + i * 40 * 27'000; }),
+          stream(s1, start + 13 * kMs, 100, 300,
+                 [](std::size_t i) { return std::uint64_t{5'000'000'000} + i * 40 * 27'000; })};
+}
+
 // Pushes `in0` and `in1` (inputs 0 and 1) at their times in bursts of up to 7, forcing input
 // 1 at `switch_at`, polling every 0.1 ms from `from` to `to`.
 void run_switch(Channel& ch, const std::vector<Timed>& in0, const std::vector<Timed>& in1, Recorder& rec,
@@ -353,11 +363,8 @@ void run_switch(Channel& ch, const std::vector<Timed>& in0, const std::vector<Ti
 // in one poll), nor do the backup's packets before its first PCR.
 TEST(Pacer, SwitchReanchorsWithoutABurst) {
   Channel ch(one_channel(2, PacingMode::kPcr));
-  Synth s0, s1;
   const std::uint64_t start = 1000 * kMs;
-  auto in0 = stream(s0, start, 100, 300, [](std::size_t i) { return std::uint64_t{1000} + i * 40 * 27'000; });
-  auto in1 = stream(s1, start + 13 * kMs, 100, 300,
-                    [](std::size_t i) { return std::uint64_t{5'000'000'000} + i * 40 * 27'000; });
+  auto [in0, in1] = two_clocks(start);
   Recorder rec;
   run_switch(ch, in0, in1, rec, start, start + 2000 * kMs, start + 3000 * kMs);
   EXPECT_LE(worst_burst(rec, start + 3000 * kMs), 2u) << "datagrams sent in one poll (polled every 0.1 ms)";
@@ -369,11 +376,8 @@ TEST(Pacer, SwitchReanchorsWithoutABurst) {
 // kMaxUnscheduledNs and then left at once (43 datagrams, 40 ms of the stream, in one poll).
 TEST(Pacer, SwitchToABackupWaitingForAKeyframeSendsTheOldTailWithoutABurst) {
   Channel ch(one_channel(2, PacingMode::kPcr));
-  Synth s0, s1;
   const std::uint64_t start = 1000 * kMs;
-  auto in0 = stream(s0, start, 100, 300, [](std::size_t i) { return std::uint64_t{1000} + i * 40 * 27'000; });
-  auto in1 = stream(s1, start + 13 * kMs, 100, 300,
-                    [](std::size_t i) { return std::uint64_t{5'000'000'000} + i * 40 * 27'000; });
+  auto [in0, in1] = two_clocks(start);
   std::size_t pcrs = 0;
   for (auto& x : in1)
     if (x.p.has_pcr() && pcrs++ % 12 != 7) x.p.bytes[5] = 0x10;  // a PCR, no random_access_indicator
