@@ -95,7 +95,10 @@ class Pacer {
     for (std::size_t k = 0; k < n; ++k) {
       const std::size_t i = index(tail_++);
       const mpegts::TsPacket& p = packets_[i];
-      meta_[i] = Meta{now, p.has_pcr() && p.pid() == pcr_pid};  // due_ns provisional: the arrival time
+      // passthrough ends a datagram at every PCR (an MPTS's other services' too: none may
+      // wait for the packets behind it); kPcr marks the PCRs it paces by.
+      const bool pcr = p.has_pcr() && (p.pid() == pcr_pid || pacing_ == PacingMode::kPassthrough);
+      meta_[i] = Meta{now, pcr};  // due_ns provisional: the arrival time
       if (pacing_ == PacingMode::kPcr) schedule_pcr(p, now);
     }
     if (pacing_ != PacingMode::kPcr) scheduled_ = tail_;
@@ -138,7 +141,7 @@ class Pacer {
   // tail_ count up; index() maps them onto the rings.
   struct Meta {
     std::uint64_t due_ns;
-    bool pcr;
+    bool pcr;  // a pacing PCR (passthrough: any PCR)
     // due_ns minus the arrival time (the PCR schedule moved it; kCbr restamps PCRs by the
     // wait since arrival, also for packets taken over from a PCR-paced queue).
     std::int32_t after_arrival_ns = 0;
