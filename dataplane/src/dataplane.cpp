@@ -414,6 +414,14 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
     plan->ott_tier.push_back(ch.hls ? static_cast<std::uint8_t>(std::min<std::ptrdiff_t>(it - prios.begin(), 254)) : 255);
   }
 
+  // The next hops its outputs send through (those of channels and multiplexes taken over too).
+  auto mark_used = [&](const std::vector<OutputState>& outputs) {
+    for (const OutputState& o : outputs)
+      if (o.neighbor != kNoNeighbor) plan->ports[o.port].neighbors_used |= std::uint64_t{1} << o.neighbor;
+  };
+  for (const auto& cs : plan->channels) mark_used(cs->outputs);
+  for (const auto& ms : plan->multiplexes) mark_used(ms->outputs);
+
   // The plan is complete: the next hops it needs join their ports' tables (unresolved;
   // the worker asks for them at its next ARP tick).
   for (std::size_t i = 0; i < ports.size(); ++i) {

@@ -303,6 +303,10 @@ struct PortPlan {
   // What the worker sends when it takes this plan over from the one before.
   std::vector<GroupJoin> leave;
   std::vector<GroupJoin> join;
+  // Bit k: an output of this plan sends through the port's neighbor k. The table keeps next
+  // hops no output uses any more (until a restart); ARP asks only for those in use.
+  std::uint64_t neighbors_used = 0;
+  static_assert(kMaxNeighbors <= 64, "one bit per neighbor");
 };
 
 // One configuration as the worker runs it. Immutable once published, except the state the

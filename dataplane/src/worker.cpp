@@ -523,6 +523,24 @@ void Dataplane::Impl::send_reports(PortState& port, std::span<const GroupJoin> g
         continue;
       }
     }
+    if (event == net::IgmpEvent::kQueryResponse) {
+      // A current-state record is the group's whole state (RFC 3376 5.2: one record a group),
+      // sent at its first join: EXCLUDE({}) while any join of it is any-source (3.2), else
+      // INCLUDE of all its sources, listed together (one record). Quadratic in the port's
+      // joins, as the v1/v2 answer above.
+      bool first = true;
+      for (const GroupJoin* o = groups.data(); o != &g && first; ++o) first = o->group != g.group;
+      if (!first) continue;
+      bool any_source = false;
+      for (const GroupJoin& o : groups) any_source = any_source || (o.group == g.group && o.source == 0);
+      if (any_source) {
+        add(net::IgmpRecordType::kModeIsExclude, g.group, 0);
+        continue;
+      }
+      for (const GroupJoin& o : groups)
+        if (o.group == g.group) add(net::IgmpRecordType::kModeIsInclude, g.group, o.source);
+      continue;
+    }
     add(net::igmp_record_type(event, g.source != 0), g.group, g.source);
   }
   emit(n);
@@ -556,6 +574,7 @@ void Dataplane::Impl::arp_tick(std::uint64_t now_ns) {
   for (auto& pp : ports) {
     PortState& port = *pp;
     const std::uint32_t n_neighbors = port.n_neighbors.load(std::memory_order_acquire);
+    const std::uint64_t used = current->ports[port.index].neighbors_used;
     for (std::size_t k = 0; k < n_neighbors; ++k) {
       Neighbor& n = port.neighbors[k];
       if (n.resolved && now_ns >= n.confirmed_ns + kArpRefreshNs + kArpGiveUpNs) {
@@ -563,7 +582,9 @@ void Dataplane::Impl::arp_tick(std::uint64_t now_ns) {
         bump(port.counters.arp_expired);
         update_outputs(port, k);
       }
-      const bool due = !n.resolved || now_ns >= n.confirmed_ns + kArpRefreshNs;
+      // A next hop that a reload left without outputs is neither asked for nor refreshed (it
+      // still expires, so an output that uses it again later does not get a stale MAC).
+      const bool due = ((used >> k) & 1) != 0 && (!n.resolved || now_ns >= n.confirmed_ns + kArpRefreshNs);
       if (due && now_ns >= n.next_request_ns) send_arp_request(port, n, now_ns);
     }
   }

@@ -992,6 +992,40 @@ TEST_F(Worker, Igmpv3LeavingOneJoinOfAGroupKeepsTheOther) {
   EXPECT_EQ(join->igmp[8], static_cast<std::uint8_t>(net::IgmpRecordType::kChangeToExclude));
 }
 
+// The answer to a query holds one current-state record per group (RFC 3376 5.2), of
+// the interface's state for it (3.2): a group joined from any source and from a source is
+// EXCLUDE({}) — IS_EX({}) alone, not IS_EX({}) and IS_IN({source}), two records of one group
+// that contradict each other; a group received from two sources is one IS_IN of both, also
+// when other groups' inputs lie between theirs.
+TEST_F(Worker, Igmpv3QueryAnswerHasOneRecordPerGroup) {
+  constexpr Ipv4 kMixed = ipv4(239, 7, 7, 7);
+  constexpr Ipv4 kOther = ipv4(10, 9, 0, 77);
+  InputConfig from_peer = config_.channels[0].inputs[2];
+  from_peer.name = "from_peer";
+  from_peer.address = kMixed;
+  from_peer.udp_port = 5002;
+  InputConfig any = from_peer;
+  any.name = "any";
+  any.source = 0;
+  any.udp_port = 5003;
+  InputConfig between = config_.channels[0].inputs[0];
+  between.name = "between";
+  between.address = ipv4(239, 1, 1, 3);
+  InputConfig ssm2 = config_.channels[0].inputs[2];
+  ssm2.name = "ssm2";
+  ssm2.source = kOther;
+  for (const InputConfig& in : {from_peer, any, between, ssm2}) config_.channels[0].inputs.push_back(in);
+  make(1);
+  feed({igmp_query(0), igmp_query(kMixed)});  // and a group-specific query: that group's one record
+  const std::vector<std::vector<IgmpGroupRecord>> want = {{{kRecIsEx, kGroupIn, {}},
+                                                           {kRecIsEx, kGroupRtp, {}},
+                                                           {kRecIsIn, kSsmGroup, {kPeerIp, kOther}},
+                                                           {kRecIsEx, kMixed, {}},
+                                                           {kRecIsEx, ipv4(239, 1, 1, 3), {}}},
+                                                          {{kRecIsEx, kMixed, {}}}};
+  EXPECT_EQ(igmpv3_reports(transmitted()), want);
+}
+
 // A reload's IGMP state change is sent at once and once more a random time within the
 // Unsolicited Report Interval (RFC 3376 5.1: Robustness Variable 2, so one retransmission,
 // 1 s): a router that missed the first report would otherwise not forward a new input's
@@ -1714,6 +1748,46 @@ TEST_F(Worker, StartAsksForUnicastNextHops) {
   std::size_t requests = 0;
   for (const ByteVec& f : frames) requests += is_arp_request_for(f, kPeerIp) ? 1u : 0u;
   EXPECT_EQ(requests, 1u);
+}
+
+// A reload that takes a unicast output away (here: back to multicast) stops asking for its
+// next hop: the entry stays in the port's table (kept until a restart), but a host no output
+// sends to is not asked for once a second, forever, nor refreshed. Adding the output back
+// asks again at once.
+TEST_F(Worker, ANextHopNoOutputUsesAnyMoreIsNotAskedFor) {
+  config_.channels[0].outputs[0].address = ipv4(10, 9, 0, 40);  // never answers
+  config_.channels[0].outputs[0].udp_port = 7000;
+  make(1);
+  dp_->poll_once(2'000'000);
+  ASSERT_EQ(dp_->port_stats(0).arp_requests_sent, 1u);
+  const ApplianceConfig unicast = dp_->config();
+  ApplianceConfig multicast = unicast;
+  multicast.channels[0].outputs[0].address = kGroupOut;
+  dp_->apply(multicast);
+  for (std::uint64_t s = 2; s <= 10; ++s) dp_->poll_once(s * kSecond);
+  EXPECT_EQ(dp_->port_stats(0).arp_requests_sent, 1u) << "still asking for a next hop no output uses";
+  dp_->apply(unicast);
+  dp_->poll_once(11 * kSecond);
+  EXPECT_EQ(dp_->port_stats(0).arp_requests_sent, 2u) << "the output is back: its next hop is asked for again";
+  EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_);
+}
+
+// The same for a next hop that was resolved: no refresh 60 s on, and no broadcasts once it
+// is forgotten 30 s later, while no output sends to it.
+TEST_F(Worker, AResolvedNextHopNoOutputUsesAnyMoreIsNeitherRefreshedNorAskedFor) {
+  config_.channels[0].outputs[0].address = kPeerIp;
+  config_.channels[0].outputs[0].udp_port = 7000;
+  make(1);
+  feed({arp_frame(net::kArpReply, kPeerMac, kPeerIp, kOurIp)}, kSecond, kSecond + 1);
+  ASSERT_EQ(dp_->port_stats(0).arp_learnt, 1u);
+  ApplianceConfig next = dp_->config();
+  next.channels[0].outputs[0].address = kGroupOut;
+  dp_->apply(next);
+  const std::uint64_t before = dp_->port_stats(0).arp_requests_sent;
+  for (std::uint64_t s = 2; s <= 120; ++s) dp_->poll_once(s * kSecond);
+  EXPECT_EQ(dp_->port_stats(0).arp_requests_sent, before) << "refreshing or asking for a next hop no output uses";
+  EXPECT_EQ(dp_->port_stats(0).arp_expired, 1u);  // its MAC is not trusted for ever either
+  EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_);
 }
 
 TEST_F(Worker, BadConfigIsAnError) {
