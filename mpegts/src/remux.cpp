@@ -488,17 +488,51 @@ void Remuxer::rebuild() {
                        model.services, v);
     });
   model.pat_version = pat_.version();
+  clock_pid_ = model.services.empty() ? kNullPid : model.services[0].pcr_pid;
   out_model_ = std::move(model);
   tables_ready_ = !out_model_.services.empty();
   if (changed) tables_due_ = true;
+}
+
+// The tables' intervals are kept on the stream's own time, not on arrival: the output is
+// paced on the PCRs, so a burst after a stall, or a backlog sent faster than real time,
+// would otherwise carry one PAT for all the stream time it holds (gaps of 360-480 ms seen
+// on the demo's UDP channel, TR 101 290 PAT_error_2 beyond 500 ms). The clock moves by each
+// PCR of the first service's PCR PID (by its arrival time across a PCR jump, the first
+// PCR, or a discontinuity_indicator), and by arrival time while that PID has had no PCR for
+// kClockPcrTimeoutNs (a stream without PCRs, a multiplex whose first member stopped).
+void Remuxer::tick_table_clock(const TsPacket& packet, std::uint16_t out_pid, std::uint64_t now_ns) {
+  constexpr std::uint64_t kClockPcrTimeoutNs = 150'000'000;
+  constexpr std::uint64_t kClockMaxPcrStep = 27'000'000;  // 1 s of 27 MHz: more is a jump
+  const std::uint64_t since = now_ns > clock_arrival_ns_ ? now_ns - clock_arrival_ns_ : 0;
+  if (clock_arrival_ns_ == 0) [[unlikely]] {
+    clock_ns_ = now_ns;  // starts on arrival time
+    clock_arrival_ns_ = std::max<std::uint64_t>(now_ns, 1);
+  }
+  if (out_pid == clock_pid_ && packet.has_pcr()) [[unlikely]] {
+    const std::uint64_t pcr = packet.pcr();
+    const std::uint64_t step = pcr_delta(clock_pcr_, pcr);
+    clock_ns_ += clock_on_pcr_ && step <= kClockMaxPcrStep && !packet.discontinuity() ? step * 1000 / 27 : since;
+    clock_pcr_ = pcr;
+    clock_pcr_ns_ = now_ns;
+    clock_arrival_ns_ = std::max<std::uint64_t>(now_ns, 1);
+    clock_on_pcr_ = true;
+  } else if (!clock_on_pcr_ || now_ns - clock_pcr_ns_ >= kClockPcrTimeoutNs) [[unlikely]] {
+    clock_ns_ += since;
+    clock_arrival_ns_ = std::max<std::uint64_t>(now_ns, 1);
+    clock_on_pcr_ = false;
+  }
 }
 
 std::size_t Remuxer::emit_tables(std::uint64_t now_ns, std::span<TsPacket> out) {
   std::size_t n = 0;
   auto due = [&](std::uint64_t& next, std::uint64_t interval) {
     // Also when the clock went backwards by more than an interval (a new file, a wrap).
-    if (tables_due_ || now_ns >= next || next - now_ns > interval) {
-      next = now_ns + interval;
+    if (tables_due_ || clock_ns_ >= next || next - clock_ns_ > interval) {
+      // On time, or late by less than an interval (the clock moves by PCR steps): the next one
+      // an interval after this one was due, so the intervals average out to the configured one.
+      const bool on_schedule = !tables_due_ && clock_ns_ >= next && clock_ns_ - next < interval;
+      next = (on_schedule ? next : clock_ns_) + interval;
       return true;
     }
     return false;
@@ -668,12 +702,13 @@ std::size_t Remuxer::push_one(Input& in, const TsPacket& packet, std::uint64_t n
     ++stats_.dropped_unmapped;
     return 0;
   }
+  const std::uint16_t o = in.map[pid];
+  tick_table_clock(packet, o, now_ns);
   std::size_t n = 0;
-  if (tables_due_ || now_ns < quiet_from_ns_ || now_ns >= quiet_until_ns_) [[unlikely]]
+  if (tables_due_ || clock_ns_ < quiet_from_ns_ || clock_ns_ >= quiet_until_ns_) [[unlikely]]
     n = emit_tables(now_ns, out);
   if (eit_len_ != 0) [[unlikely]]
     n += emit_eit(out.subspan(n));
-  const std::uint16_t o = in.map[pid];
   if (o >= kDropByRule) [[unlikely]] {
     if (o == kUnmapped)
       ++stats_.dropped_unmapped;

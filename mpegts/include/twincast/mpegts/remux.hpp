@@ -200,6 +200,7 @@ class Remuxer {
 
   void rebuild();
   std::size_t emit_tables(std::uint64_t now_ns, std::span<TsPacket> out);
+  void tick_table_clock(const TsPacket& packet, std::uint16_t out_pid, std::uint64_t now_ns);
   // The SDT's EIT flags of services whose EIT stopped coming (kEitPfTimeoutNs,
   // kEitScheduleTimeoutNs) are cleared; true when one was.
   bool expire_eit_flags(std::uint64_t now_ns);
@@ -255,7 +256,16 @@ class Remuxer {
   TableCarousel nit_{kNitPid};
   std::uint64_t next_psi_ns_ = 0;
   std::uint64_t next_si_ns_ = 0;
-  // emit_tables() has nothing to send while now is in [quiet_from_ns_, quiet_until_ns_)
+  // The clock the tables' intervals are kept on (tick_table_clock()): the stream's own time
+  // from the PCRs of the first service's PCR PID (clock_pid_, an output PID), arrival time
+  // where there are none.
+  std::uint64_t clock_ns_ = 0;
+  std::uint64_t clock_arrival_ns_ = 0;  // arrival time clock_ns_ last moved at (0: not started)
+  std::uint64_t clock_pcr_ = 0;         // the last PCR it moved on
+  std::uint64_t clock_pcr_ns_ = 0;      // and when that PCR arrived
+  std::uint16_t clock_pid_ = kNullPid;
+  bool clock_on_pcr_ = false;  // following clock_pid_'s PCRs (else arrival time)
+  // emit_tables() has nothing to send while the table clock is in [quiet_from_ns_, quiet_until_ns_)
   // and no table changed (recomputed by every emit_tables()).
   std::uint64_t quiet_from_ns_ = 0;
   std::uint64_t quiet_until_ns_ = 0;
