@@ -30,19 +30,23 @@ json::value number(double v) {
   return v;
 }
 
-std::string to_body(const json::value& v) { return json::serialize(v) + "\n"; }
+// Boost.JSON copies a string's bytes as they are: a name that is not UTF-8 (a channel map
+// saved in Latin-1) would make the whole answer invalid JSON (RFC 8259 8.1).
+std::string to_body(const json::value& v) { return valid_utf8(json::serialize(v)) + "\n"; }
 
 HttpResponse json_ok(const json::value& v, unsigned status = 200) {
   return HttpResponse{.status = status, .content_type = "application/json", .body = to_body(v)};
 }
 
-// Replaces every occurrence of `secret` in `body` (raw and JSON-escaped) by "***".
-// Secrets shorter than 4 characters are not redacted (they would shred the body).
+// Replaces every occurrence of `secret` in `body` (raw, JSON-escaped, and as to_body makes
+// it UTF-8) by "***". Secrets shorter than 4 characters are not redacted (they would shred
+// the body).
 void redact(std::string& body, const std::string& secret) {
   if (secret.size() < 4) return;
   std::string escaped = json::serialize(json::string(secret));
   escaped = escaped.substr(1, escaped.size() - 2);
-  for (const std::string* s : std::array<const std::string*, 2>{&secret, &escaped}) {
+  const std::string utf8 = valid_utf8(escaped);
+  for (const std::string* s : std::array<const std::string*, 3>{&secret, &escaped, &utf8}) {
     std::size_t pos = 0;
     while ((pos = body.find(*s, pos)) != std::string::npos) {
       body.replace(pos, s->size(), "***");
@@ -864,7 +868,8 @@ struct Api::Impl {
     std::string body = "#EXTM3U\n";
     for (const auto& c : channels) {
       if (c.outputs.empty()) continue;
-      body += lineup_entry(c) + "udp://@" + c.outputs.front().id + "\n";
+      const ApiOutputView& out = c.outputs.front();
+      body += lineup_entry(c) + (out.rtp ? "rtp://@" : "udp://@") + out.id + "\n";
     }
     HttpResponse r;
     r.status = 200;

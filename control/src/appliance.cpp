@@ -158,6 +158,7 @@ ApiOutputView output_view(const dataplane::OutputConfig& oc, const dataplane::Ou
                           const dataplane::PacingHistogram& lateness) {
   ApiOutputView ov;
   ov.id = dataplane::net::ipv4_text(oc.address) + ":" + std::to_string(oc.udp_port);
+  ov.rtp = oc.kind == dataplane::OutputKind::kRtp;
   ov.datagrams = os.datagrams;
   ov.packets = os.packets;
   ov.bytes = os.bytes;

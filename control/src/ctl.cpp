@@ -737,9 +737,6 @@ class Ctl {
     }
     std::vector<std::string> dropping;
     std::vector<std::vector<std::string>> rows{{"ID", "CHANNELS", "PACKETS_OUT", "QUEUE_DROPS", "OUTPUTS"}};
-    auto count_text = [](const std::optional<double>& n) {
-      return n ? std::to_string(static_cast<std::uint64_t>(*n)) : std::string("-");
-    };
     for (const auto& m : *list) {
       const std::string id = str(m, "id", "?");
       std::vector<std::string> members;
@@ -748,11 +745,12 @@ class Ctl {
           if (x.is_string()) members.emplace_back(x.as_string());
       std::vector<std::string> outputs;
       if (const json::array* o = arr(m, "outputs"))
-        for (const auto& x : *o) outputs.push_back(str(x, "id", "?") + " (" + count_text(num(x, "datagrams")) + " datagrams)");
+        for (const auto& x : *o) outputs.push_back(str(x, "id", "?") + " (" + count(x, "datagrams") + " datagrams)");
+      // count(), not num(): a double has 53 bits, the API's counters 64.
       const auto drops = num(m, "queue_drops");
-      rows.push_back({id, members.empty() ? "-" : join(members, ","), count_text(num(m, "packets_out")), count_text(drops),
+      rows.push_back({id, members.empty() ? "-" : join(members, ","), count(m, "packets_out"), count(m, "queue_drops"),
                       outputs.empty() ? "-" : join(outputs, ", ")});
-      if (drops && *drops > 0) dropping.push_back(id + " (" + count_text(drops) + " packets)");
+      if (drops && *drops > 0) dropping.push_back(id + " (" + count(m, "queue_drops") + " packets)");
     }
     if (o_.json) {
       p_.out(a->body);
@@ -988,6 +986,13 @@ class Ctl {
     if (!a) return exit;
     if (o_.json) {
       p_.out(a->body);
+      // The same exit code as without --json: applied with a warning is not a success.
+      boost::system::error_code ec;
+      const json::value v = json::parse(a->body, ec);
+      if (const json::value* w = ec ? nullptr : field(v, "warning"); w != nullptr && w->is_string()) {
+        p_.err("reload: warning: " + printable(std::string(w->as_string())));
+        return code(CtlExit::kRefused);
+      }
     } else {
       std::string line = "configuration reloaded";
       boost::system::error_code ec;

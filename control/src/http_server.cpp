@@ -275,9 +275,6 @@ bool percent_decode(std::string_view s, std::string& out) {
 
 std::string HttpRequest::header(std::string_view name) const { return std::string(find_header(*this, name)); }
 
-namespace {
-// `s` with every byte that is not part of a well-formed UTF-8 sequence replaced by U+FFFD:
-// a message may echo a percent-decoded path, and JSON must be UTF-8.
 std::string valid_utf8(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -300,7 +297,6 @@ std::string valid_utf8(std::string_view s) {
   }
   return out;
 }
-}  // namespace
 
 HttpResponse json_error(unsigned status, std::string_view message) {
   boost::json::object o;
@@ -361,7 +357,13 @@ namespace http_internal {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(http_internal::Core& server, Socket socket)
-      : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()) {
+      : server_(server),
+        socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        // The bytes read and not yet parsed: a request's head and body limits are all the
+        // parser ever needs at once (a body is consumed as it arrives). Unbounded, a line it
+        // must see whole (a chunk header with an endless extension) grew until the timeout.
+        buffer_(server.limits.max_header_bytes + server.limits.max_body_bytes) {
     server_.n_connections.fetch_add(1, std::memory_order_relaxed);
     {
       std::lock_guard lock(server_.sessions_mutex);

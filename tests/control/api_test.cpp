@@ -197,6 +197,20 @@ TEST_F(ApiTest, IptvLineupListsEachChannelsMulticastOutput) {
             "udp://@239.1.1.1:5000\n");
 }
 
+// An output with `rtp:` sends RTP datagrams (a 12-byte header before the TS packets): a
+// player or set-top box told udp://@ takes the header for TS and loses sync at every
+// datagram. The lineup names it rtp://@.
+TEST_F(ApiTest, IptvLineupNamesAnRtpOutputRtp) {
+  {
+    std::lock_guard lock(backend_.mutex_);
+    backend_.channels_[0].outputs[0].rtp = true;
+  }
+  Reply r = request(port_, http::verb::get, "/lineup/iptv.m3u");
+  ASSERT_EQ(r.status, 200U);
+  EXPECT_NE(r.body.find("\nrtp://@239.1.1.1:5000\n"), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find("udp://@239.1.1.1:5000"), std::string::npos) << r.body;
+}
+
 TEST_F(ApiTest, OttLineupListsEachHlsChannelsPlaylist) {
   Reply r = request(port_, http::verb::get, "/lineup/ott.m3u");
   ASSERT_EQ(r.status, 200U);
@@ -917,4 +931,24 @@ TEST_F(ApiTest, ErrorBodyIsValidJsonForANonUtf8ChannelId) {
   boost::system::error_code ec;
   (void)json::parse(s.body, ec);
   EXPECT_FALSE(ec) << "the switch 404 body is not JSON: " << s.body;
+}
+
+// A channel name is free text from the YAML file, which yaml-cpp takes byte for byte: a
+// map saved in Latin-1 ("Café" as 43 61 66 E9) gives a name that is not UTF-8. The answers
+// must still be JSON (RFC 8259 8.1: UTF-8), or every client (twincastctl, jq, Python) fails
+// on every channel because of one name.
+TEST_F(ApiTest, AnswersAreUtf8WhenANameIsNot) {
+  {
+    std::lock_guard lock(backend_.mutex_);
+    backend_.channels_[1].name = "Caf\xE9 \xFF\xFE TV";
+  }
+  for (const char* target : {"/api/v1/channels", "/api/v1/channels/sport"}) {
+    Reply r = request(port_, http::verb::get, target);
+    ASSERT_EQ(r.status, 200U);
+    boost::system::error_code ec;
+    json::value v = json::parse(r.body, ec);
+    ASSERT_FALSE(ec) << target << ": not JSON (" << ec.message() << ")";
+    const json::value& sport = v.is_object() && v.as_object().contains("channels") ? v.at("channels").as_array()[1] : v;
+    EXPECT_EQ(sport.at("name").as_string(), "Caf\xEF\xBF\xBD \xEF\xBF\xBD\xEF\xBF\xBD TV") << target;
+  }
 }

@@ -492,6 +492,36 @@ TEST_F(CtlTest, Multiplexes) {
   EXPECT_EQ(api({"multiplexes", "extra"}).exit_code, 2);
 }
 
+// The API sends its counters as exact integers; `multiplexes` printed them through a double,
+// so past 2^53 the last digits were made up (`channel` prints the same kind of count exactly).
+// One channel whose name is not UTF-8 (a channel map saved in Latin-1: "Café" ends in byte
+// E9) must not make `status` give up on every channel as "not the twincast API's JSON".
+TEST_F(CtlTest, StatusShowsAChannelWhoseNameIsNotUtf8) {
+  make_healthy();
+  {
+    std::lock_guard lock(backend_.mutex_);
+    backend_.channels_[1].name = "Caf\xE9 TV";
+  }
+  CtlRun r = api({"status"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("Caf\xEF\xBF\xBD TV"), std::string::npos) << r.out;
+}
+
+TEST_F(CtlTest, MultiplexCountsArePrintedExactly) {
+  {
+    std::lock_guard lock(backend_.mutex_);
+    backend_.multiplexes_[0].packets_out = 9'007'199'254'740'993ULL;  // 2^53 + 1
+    backend_.multiplexes_[0].queue_drops = 9'007'199'254'740'995ULL;
+    backend_.multiplexes_[0].outputs[0].datagrams = 18'014'398'509'481'985ULL;  // 2^54 + 1
+  }
+  CtlRun r = api({"multiplexes"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(" 9007199254740993 "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" 9007199254740995 "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("239.3.3.3:5000 (18014398509481985 datagrams)"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("mux1 (9007199254740995 packets)"), std::string::npos) << r.err;
+}
+
 TEST_F(CtlTest, TheTokenIsNeverTakenOnTheCommandLine) {
   for (const std::vector<std::string>& args : {std::vector<std::string>{"--token", kToken, "reload"},
                                                std::vector<std::string>{"--token=" + std::string(kToken), "reload"},
@@ -757,6 +787,16 @@ TEST_F(CtlTest, AReloadAppliedWithAWarningSaysSoAndFails) {
   r = api({"--token-file", token_file_.string(), "--json", "reload"});
   EXPECT_NE(r.out.find("\"status\":\"reloaded\""), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\"warning\":\"the SRT ingest did not start: port 9000 is in use\""), std::string::npos) << r.out;
+}
+
+// --json changes what is printed, never the exit code (--help, control/README.md): a script
+// that reloads with --json must see the warning's failure as well.
+TEST_F(CtlTest, AReloadAppliedWithAWarningFailsWithJsonToo) {
+  backend_.reload_warning_ = "the SRT ingest did not start: port 9000 is in use";
+  CtlRun r = api({"--token-file", token_file_.string(), "--json", "reload"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(parse(r.out).at("warning").as_string(), "the SRT ingest did not start: port 9000 is in use");
+  EXPECT_NE(r.err.find("reload: warning: the SRT ingest did not start"), std::string::npos) << r.err;
 }
 
 TEST_F(CtlTest, RefusedReloadShowsEachConfigErrorOnItsOwnLine) {

@@ -465,6 +465,41 @@ TEST_F(ServerTest, Http10KeepAliveOnlyWhenAsked) {
   }
 }
 
+// The process's resident memory in KiB (VmRSS).
+long rss_kib() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  long kib = -1;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
+  }
+  std::fclose(f);
+  return kib;
+}
+
+// A chunk header is a line the parser needs whole: one that never ends (a chunk extension
+// streamed forever, on any route, the public HLS origin's too) must be refused once the
+// request is over the server's limits, not buffered until the request timeout (10 s at
+// loopback speed is gigabytes, per connection).
+TEST_F(ServerTest, AnEndlessChunkHeaderIsRefusedNotBuffered) {
+  tcp::socket s = connect();
+  asio::write(s, asio::buffer(std::string("GET /small/1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;x=")));
+  const std::string junk(1 << 20, 'a');
+  constexpr std::size_t kJunk = 64U << 20U;
+  const long before = rss_kib();
+  std::size_t sent = 0;
+  boost::system::error_code ec;
+  while (sent < kJunk) {
+    sent += asio::write(s, asio::buffer(junk), ec);
+    if (ec) break;
+  }
+  std::this_thread::sleep_for(300ms);  // the server reads what is still in flight
+  const long grown = rss_kib() - before;
+  EXPECT_LT(sent, kJunk) << "the server took all " << (kJunk >> 20U) << " MiB of a chunk header";
+  EXPECT_LT(grown, 16 * 1024) << "resident memory grew by " << grown / 1024 << " MiB while a chunk header was streamed";
+}
+
 TEST_F(ServerTest, ThreeThreadsServeManyConnections) {
   constexpr int kClients = 24;
   constexpr int kRequests = 30;

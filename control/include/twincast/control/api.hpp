@@ -9,7 +9,7 @@
 //   POST /api/v1/channels/{id}/hls-url  a signed HLS URL: body {"ttl_s":3600,"client":"10.0.0.7"}
 //                                       (both optional; or ?ttl_s=&client=)   (bearer token)
 //                                       -> {"channel","url","page_url","token","expires"}
-//   GET  /lineup/iptv.m3u               the multicast lineup (udp://@group:port), LCN order
+//   GET  /lineup/iptv.m3u               the multicast lineup (udp://@ or rtp://@group:port), LCN order
 //   GET  /lineup/ott.m3u                the HLS lineup (master playlist URLs), LCN order
 //   GET  /metrics                       Prometheus text format 0.0.4 (its own listen address)
 //
@@ -82,6 +82,7 @@ inline constexpr std::array<double, 8> kPacingLatenessBuckets = dataplane::kPaci
 
 struct ApiOutputView {
   std::string id;           // "group:port", e.g. "239.1.1.1:5000"
+  bool rtp = false;         // TS in RTP (an `rtp:` output): rtp://, not udp://, for players
   std::uint64_t datagrams = 0;
   std::uint64_t packets = 0;
   std::uint64_t bytes = 0;

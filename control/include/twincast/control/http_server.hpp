@@ -75,6 +75,10 @@ struct HttpResponse {
 // {"error": message} with `status`.
 [[nodiscard]] HttpResponse json_error(unsigned status, std::string_view message);
 
+// `s` with every byte that is not part of a well-formed UTF-8 sequence replaced by U+FFFD
+// (JSON must be UTF-8; a message may echo a percent-decoded path, a name may be Latin-1).
+[[nodiscard]] std::string valid_utf8(std::string_view s);
+
 // Percent-decodes a path segment or query value into `out` (its capacity reused); false
 // for a malformed escape or a NUL. '+' stays '+'.
 [[nodiscard]] bool percent_decode(std::string_view s, std::string& out);
