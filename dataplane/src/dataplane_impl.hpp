@@ -199,6 +199,11 @@ struct RtpReceiveState {
   bool have_seq = false;
   std::uint16_t expected_seq = 0;  // the next sequence number to deliver
   std::uint32_t ssrc = 0;
+  // The sender before the last change of SSRC, and the sequence number it was expected to
+  // send next: one of its datagrams a little behind that is late, not that sender back.
+  bool have_previous = false;
+  std::uint32_t previous_ssrc = 0;
+  std::uint16_t previous_expected_seq = 0;
   std::uint32_t held = 0;          // datagrams waiting in the window
   std::uint64_t held_since_ns = 0; // when the oldest of them arrived
   // held_since_ns again, from the datagrams still held (0: none), after some went out.

@@ -219,7 +219,24 @@ void Dataplane::Impl::receive_rtp(const Flow& flow, rte_mbuf* m, const net::Rtp&
       rte_pktmbuf_free(m);
       return;
     }
+    // A datagram of the sender before, reordered behind the new one's first or a copy of
+    // its last, is late: it must not switch back (delivered again, or after the ones that
+    // followed it). That sender back goes on from where it stopped, or far from it.
+    if (in.have_seq && in.have_previous && rtp.ssrc == in.previous_ssrc) {
+      const auto behind = static_cast<std::int16_t>(static_cast<std::uint16_t>(rtp.sequence - in.previous_expected_seq));
+      if (behind < 0 && -behind < 2 * kRtpWindow) {
+        bump(in.counters.rtp_duplicates);
+        drop(*in.port, DropReason::kRtpDuplicate);
+        rte_pktmbuf_free(m);
+        return;
+      }
+    }
     flush_rtp(flow, true, now_ns);  // a new sender: what the old one left goes first
+    if (in.have_seq) {
+      in.have_previous = true;
+      in.previous_ssrc = in.ssrc;
+      in.previous_expected_seq = in.expected_seq;
+    }
     in.have_seq = true;
     in.ssrc = rtp.ssrc;
     in.expected_seq = rtp.sequence;
@@ -271,12 +288,15 @@ void Dataplane::Impl::receive_rtp(const Flow& flow, rte_mbuf* m, const net::Rtp&
   } else if (d >= static_cast<std::int16_t>(kRtpWindow)) {
     // Ahead of the window: it moves on just far enough to take this one, giving up the
     // gaps and delivering what it held on the way; the sequence numbers between the ones
-    // it still holds and this one may yet come. With nothing held, it continues from here.
+    // it still holds and this one may yet come. With nothing held, the same: the ones just
+    // before this one (reordered behind it) may yet come too, whether or not an earlier
+    // gap happened to be open.
     while (in.held != 0 && static_cast<std::uint16_t>(rtp.sequence - in.expected_seq) >= kRtpWindow)
       step_rtp(flow, now_ns);
     if (in.held == 0) {
-      bump(in.counters.rtp_lost, static_cast<std::uint16_t>(rtp.sequence - in.expected_seq));
-      in.expected_seq = rtp.sequence;
+      const auto front = static_cast<std::uint16_t>(rtp.sequence - (kRtpWindow - 1));
+      bump(in.counters.rtp_lost, static_cast<std::uint16_t>(front - in.expected_seq));
+      in.expected_seq = front;
       in.held_since_ns = 0;
     } else {
       flush_rtp(flow, false, now_ns);  // the run the window starts with now

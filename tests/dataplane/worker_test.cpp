@@ -1823,6 +1823,25 @@ TEST_F(Worker, RtpWindowFullSlidesOnlyAsFarAsTheNewDatagramNeeds) {
   EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kRtpDuplicate), 0u);
 }
 
+// The same with nothing held when the datagram beyond the window comes: after a burst loss
+// (11..49 never sent on, a link flap), 51 comes before 50 (reordered). 50 is within the
+// window of 51 and must go out before it, as it would have had an earlier gap happened to
+// be open. The window jumped to 51 instead, giving 50 up at once (lost) and dropping it as a
+// duplicate 1 ms later: a gap given up without its 20 ms.
+TEST_F(Worker, RtpDatagramReorderedBehindTheFirstAfterABurstLossIsAwaited) {
+  make(1);
+  constexpr std::uint64_t ms = 1'000'000;
+  auto rtp = [](std::uint16_t s) { return udp_frame(kGroupRtp, 5000, rtp_payload(s, s, 1)); };
+  feed({rtp(10)}, 1 * ms, 1 * ms);
+  feed({rtp(51)}, 2 * ms, 2 * ms, 1);
+  feed({rtp(50)}, 3 * ms, 3 * ms, 2);
+  feed({}, 23 * ms, 23 * ms);  // 20..49 given up 20 ms after 51 arrived
+  EXPECT_EQ(pushed_numbers(), (std::vector<std::uint32_t>{10, 50, 51}));
+  const InputStats in = dp_->input_stats(0, 1);
+  EXPECT_EQ(in.rtp_lost, 39u) << "11..49";
+  EXPECT_EQ(in.rtp_duplicates, 0u);
+}
+
 // Duplicates that come late by more than the window, as during a multicast route change
 // (PIM moving to the shortest-path tree forwards both copies for a while, one of them ~80
 // datagrams behind): every late copy is dropped. Each was taken for a sender that had
@@ -1899,14 +1918,15 @@ TEST_F(Worker, RtpOutageAsLongAsItsJumpIsCountedLost) {
   constexpr std::uint64_t ms = 1'000'000;
   auto rtp = [](std::uint16_t s) { return udp_frame(kGroupRtp, 5000, rtp_payload(s, s, 1)); };
   for (std::uint16_t s = 0; s < 300; ++s) feed({rtp(s)}, (1 + s) * ms, (1 + s) * ms);
-  feed({rtp(4299)}, 4300 * ms, 4300 * ms);
-  feed({rtp(4300)}, 4301 * ms, 4301 * ms);
+  feed({rtp(4299)}, 4300 * ms, 4300 * ms, 1);  // waits for 4268..4298, the window before it
+  feed({rtp(4300)}, 4301 * ms, 4301 * ms, 2);
+  feed({}, 4321 * ms, 4321 * ms);
   const InputStats in = dp_->input_stats(0, 1);
   EXPECT_EQ(in.rtp_lost, 3999u);
   EXPECT_EQ(in.datagrams, 302u);
   EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kRtpJump), 0u);
   // The same jump right after the datagram before it is a new numbering, not an outage.
-  feed({rtp(4301), rtp(9000), rtp(9001)}, 4302 * ms, 4302 * ms);
+  feed({rtp(4301), rtp(9000), rtp(9001)}, 4322 * ms, 4322 * ms);
   EXPECT_EQ(dp_->input_stats(0, 1).rtp_lost, 3999u);
   EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kRtpJump), 1u);
 }
@@ -1920,7 +1940,8 @@ TEST_F(Worker, RtpStrayFarAheadIsDroppedAndAGapBelowTheDropoutLimitIsALoss) {
   EXPECT_EQ(pushed_numbers(), (std::vector<std::uint32_t>{10, 11, 12, 13}));
   EXPECT_EQ(dp_->input_stats(0, 1).rtp_lost, 0u);
   EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kRtpJump), 1u);
-  feed({rtp(3013), rtp(3014)});  // 14..3012 never came
+  feed({rtp(3013), rtp(3014)}, 1'000'000, 2'000'000, 2);  // 14..3012 never came
+  feed({}, 22'000'000, 22'000'000);  // 2982..3012, the window before 3013, waited 20 ms
   EXPECT_EQ(dp_->input_stats(0, 1).rtp_lost, 2999u);
   EXPECT_EQ(dp_->input_stats(0, 1).datagrams, 6u);
   EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kRtpJump), 1u);
@@ -1970,6 +1991,31 @@ TEST_F(Worker, NonTsDatagramOnTheRtpPortDisturbsNoReordering) {
   EXPECT_EQ(in.rtp_lost, 0u);
   EXPECT_EQ(in.rtp_duplicates, 1u);
   EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kTsSize), 1u);
+}
+
+// An encoder handing over to its backup (a new SSRC): a copy of the old encoder's last
+// datagram, or one of its datagrams reordered behind the new encoder's first, arrives after
+// the switch. It is a late datagram of the sender before, not a sender coming back: it used
+// to flip the window back to the old SSRC, so 10 went into the channel twice and 9 after 10
+// and after the new encoder's 500 (9 counted lost and delivered both).
+TEST_F(Worker, RtpLateDatagramOfThePreviousSsrcIsDroppedNotTakenForItsReturn) {
+  make(1);
+  auto rtp = [](std::uint16_t s, std::uint32_t ssrc) {
+    ByteVec b = rtp_payload(s, s, 1);
+    net::write_rtp(b, net::Rtp{33, false, s, 0, ssrc});
+    return udp_frame(kGroupRtp, 5000, b);
+  };
+  constexpr std::uint32_t kOld = 0xA, kNew = 0xB;
+  feed({rtp(1, kOld), rtp(2, kOld), rtp(3, kOld), rtp(4, kOld), rtp(5, kOld), rtp(6, kOld), rtp(7, kOld), rtp(8, kOld),
+        rtp(10, kOld), rtp(500, kNew), rtp(9, kOld), rtp(10, kOld), rtp(501, kNew), rtp(502, kNew)});
+  EXPECT_EQ(pushed_numbers(), (std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8, 10, 500, 501, 502}));
+  const InputStats in = dp_->input_stats(0, 1);
+  EXPECT_EQ(in.datagrams, 12u);
+  EXPECT_EQ(in.rtp_lost, 1u) << "9, given up when the new encoder took over";
+  EXPECT_EQ(in.rtp_duplicates, 2u) << "9 late, 10 again";
+  // The old encoder coming back later (its numbering gone on) is followed again.
+  feed({rtp(600, kOld), rtp(601, kOld)});
+  EXPECT_EQ(in.datagrams + 2, dp_->input_stats(0, 1).datagrams);
 }
 
 }  // namespace
