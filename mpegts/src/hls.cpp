@@ -390,12 +390,13 @@ struct Segmenter::Impl {
     ++stats.scte35_ignored;  // splice_null, splice_schedule, bandwidth_reservation, private, reserved
   }
 
-  // Removes pending cues of a splice_insert (segmentation = false) or segmentation event.
+  // Removes pending cues of a splice_insert (segmentation = false) or segmentation event,
+  // those waiting at an input switch included (keep_switched_cues would revive them).
   void cancel(std::uint32_t event_id, bool segmentation) {
-    const auto n = std::erase_if(pending_cues, [&](const PendingCue& p) {
+    const auto match = [&](const PendingCue& p) {
       return p.cue.event_id == event_id && (p.cue.segmentation_type != 0) == segmentation;
-    });
-    stats.cues_cancelled += n;
+    };
+    stats.cues_cancelled += std::erase_if(pending_cues, match) + std::erase_if(switched_cues, match);
   }
 
   // True when `copy` repeats an event pending, waiting at an input switch, or attached
@@ -783,7 +784,9 @@ struct Segmenter::Impl {
       } else if (pes_off != own_off) {
         if (elapsed_ticks(rap_has_pts, rap_pts) + kCutToleranceTicks >= seg.cut_ticks) {
           cut(true, rap_has_pts, rap_pts);
-        } else if (rap_has_pts && !pending_cues.empty() && splice_point_at(rap_pts)) {
+        } else if (!config.align_to_pts && rap_has_pts && !pending_cues.empty() && splice_point_at(rap_pts)) {
+          // Not when aligned: a rendition without the cue (a transcoded rung) would not cut
+          // there, and the packager numbers the renditions' segments slot by slot.
           ++stats.splice_cuts;
           cut(true, rap_has_pts, rap_pts);
         }

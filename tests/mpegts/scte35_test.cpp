@@ -527,6 +527,82 @@ TEST(Scte35Segmenter, DiscontinuityDropsPendingCuesAndLoneInRenders) {
       << pl;
 }
 
+// Aligned cuts (ABR): a rendition that carries no SCTE-35 (a transcoded rung) cuts on the
+// PTS grid only, and the packager numbers each rendition's segments one after another, so
+// a rendition with the cue must cut on the same grid: no extra cut at the splice point
+// (the cue still gets its exact START-DATE inside the segment holding it).
+TEST(Scte35Segmenter, AlignedCutsStayOnTheGridWithACue) {
+  const auto base = with_scte35_pmt(tt::read_packets(tt::fixture("h264_aac.ts")));
+  const auto pes = video_pes(base);
+  ASSERT_FALSE(pes.empty());
+  const std::uint64_t f0 = std::min_element(pes.begin(), pes.end(), [](auto& a, auto& b) { return a.second < b.second; })->second;
+  const auto at = [&](double s) {
+    const auto t = f0 + static_cast<std::uint64_t>(s * 90'000);
+    for (const auto& [i, pts] : pes)
+      if (pts >= t) return i;
+    return base.size();
+  };
+  const auto run = [](const std::vector<TsPacket>& pkts) {
+    std::vector<hls::Segment> segs;
+    hls::SegmenterConfig c;
+    c.align_to_pts = true;
+    hls::Segmenter s(c, [&](hls::Segment&& seg) { segs.push_back(std::move(seg)); });
+    for (std::size_t i = 0; i < pkts.size(); i += 7)
+      s.push(std::span<const TsPacket>(pkts.data() + i, std::min<std::size_t>(7, pkts.size() - i)), wall_of(i));
+    s.flush();
+    return segs;
+  };
+  const auto plain = run(base);
+  ASSERT_GE(plain.size(), 3u);
+  // An IDR (one a second) in the middle of the second aligned segment.
+  const std::uint64_t point = plain[1].first_pts + 90'000;
+  const auto cued = insert_sections(base, {{at(static_cast<double>(pts_delta(f0, plain[1].first_pts)) / 90'000.0 - 0.5),
+                                            insert_section({.event_id = 7, .out = true, .pts = point})}});
+  const auto with_cue = run(cued);
+  std::vector<std::uint64_t> plain_starts, cue_starts;
+  for (const auto& s : plain) plain_starts.push_back(s.first_pts);
+  for (const auto& s : with_cue) cue_starts.push_back(s.first_pts);
+  EXPECT_EQ(cue_starts, plain_starts) << "a splice cut left the PTS grid";
+  std::size_t n_cues = 0;
+  for (const auto& s : with_cue) {
+    for (const auto& c : s.cues) {
+      ++n_cues;
+      EXPECT_EQ(c.pts, point);
+      EXPECT_EQ(c.wall_ms, s.program_date_time_ms + static_cast<std::int64_t>(pts_delta(s.first_pts, c.pts) / 90));
+    }
+  }
+  EXPECT_EQ(n_cues, 1u);
+}
+
+// At an input switch the pending cues wait for the new input's first PTS; a cancel that
+// arrives meanwhile (the encoder withdraws the break) removes them there too: no range is
+// opened for a cancelled event.
+TEST(Scte35Segmenter, CancelDuringInputSwitchRemovesTheWaitingCue) {
+  const auto base = with_scte35_pmt(tt::read_packets(tt::fixture("h264_aac.ts")));
+  const auto pes = video_pes(base);
+  ASSERT_GT(pes.size(), 60u);
+  const std::uint64_t f0 = std::min_element(pes.begin(), pes.end(), [](auto& a, auto& b) { return a.second < b.second; })->second;
+  const std::size_t split = pes[50].first;  // ~2 s in; the redundant input carries on with the same clock
+  const std::vector<TsPacket> head(base.begin(), base.begin() + static_cast<std::ptrdiff_t>(split));
+  const std::vector<TsPacket> tail(base.begin() + static_cast<std::ptrdiff_t>(split), base.end());
+  const auto first = insert_sections(head, {{pes[10].first, insert_section({.event_id = 9, .out = true, .pts = f0 + 4 * 90'000})}});
+  const auto second = insert_sections(tail, {{0, insert_section({.event_id = 9, .cancel = true})}});
+  CueRun r;
+  {
+    hls::Segmenter s({}, [&](hls::Segment&& seg) { r.segments.push_back(std::move(seg)); });
+    s.push(first, wall_of(0));
+    s.push(second, wall_of(first.size()), true);  // input switch
+    s.flush();
+    r.stats = s.stats();
+  }
+  ASSERT_FALSE(r.segments.empty());
+  EXPECT_EQ(r.stats.scte35_sections, 2u);
+  EXPECT_EQ(r.stats.cues_cancelled, 1u);
+  EXPECT_EQ(r.stats.cues, 0u);
+  for (const auto& seg : r.segments)
+    for (const auto& c : seg.cues) ADD_FAILURE() << "cancelled event's cue rendered: " << c.id;
+}
+
 // Encoders repeat a section several times before its splice point: each event gives one
 // cue (one DATERANGE, one CUE-OUT / CUE-IN), the copies are counted as repeats, whether
 // they arrive while the cue is pending or after it was attached. The same event ID with

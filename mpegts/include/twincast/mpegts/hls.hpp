@@ -70,7 +70,8 @@
 // point inside a segment keeps its exact time in START-DATE while the tags precede that
 // segment's URI. When the anchor has a RAP within 10 ms of a pending cue's point (an
 // encoder conditioned for splicing, SCTE 172), the segment is cut there even before the
-// target duration, so the cue starts a segment (SegmenterStats::splice_cuts). Cues still
+// target duration, so the cue starts a segment (SegmenterStats::splice_cuts); not with
+// align_to_pts, whose renditions must all cut on the PTS grid alone. Cues still
 // pending at a discontinuity belong to the old timeline and are dropped (counted); at an
 // input switch signalled to push(), those whose splice point lies within 10 s of the new
 // input's first anchor PTS wait on (a redundant input on the same clock, the usual
