@@ -52,6 +52,9 @@ struct Appliance::Impl final : ApiBackend {
   std::unique_ptr<SrtIngest> srt;
   std::unique_ptr<HlsPackager> packager;  // the HLS channels' feeds -> segments -> origin
   std::unique_ptr<HlsOrigin> origin;
+  // The origin's signing secret (ott.secret_file as read at start or the last reload; ""
+  // when unreadable), so the API mints what the origin admits even after the file changed.
+  std::string hls_secret;
   std::vector<dataplane::ExternalInput*> srt_route;  // SRT input -> its data-plane ring
   std::vector<std::size_t> srt_index_of;             // flat input -> SRT input (or npos)
   bool started = false;
@@ -104,7 +107,10 @@ struct Appliance::Impl final : ApiBackend {
   // The origin's signed-URL policy from the running configuration (start, each reload).
   void update_access() {
     std::lock_guard lock(mu);
-    if (origin) origin->set_access(hls_access_policy(config));
+    if (!origin) return;
+    HlsAccessPolicy policy = hls_access_policy(config);
+    hls_secret = policy.secret;
+    origin->set_access(std::move(policy));
   }
   // SRT inputs of `config` in order (channel id, input): for deciding whether to keep the ingest.
   static std::vector<std::pair<std::string, dataplane::InputConfig>> srt_inputs_of(const dataplane::ApplianceConfig& c) {
@@ -124,10 +130,13 @@ struct Appliance::Impl final : ApiBackend {
     if (it == config.channels.end() || !it->hls) return ApiHlsUrl{.error = "channel '" + channel + "' has no HLS"};
     if (!it->hls_options.signed_urls) return ApiHlsUrl{.error = "channel '" + channel + "' does not sign its HLS URLs (hls.signed_urls)"};
     ApiHlsUrl u;
+    // Signed with the secret the origin checks (a new one in the file counts from the reload).
+    if (hls_secret.empty())
+      return ApiHlsUrl{.error = "the HLS secret (ott.secret_file) could not be read at start or the last reload: "
+                                "signed channels refuse every request"};
     try {
-      const std::string secret = read_hls_secret(config.ott.secret_file);
       u.expires = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() + ttl_s;
-      u.token = hls_sign(secret, channel, u.expires, client.empty() ? client : hls_client_address(client));
+      u.token = hls_sign(hls_secret, channel, u.expires, client.empty() ? client : hls_client_address(client));
     } catch (const std::exception& e) {
       return ApiHlsUrl{.error = e.what()};
     }

@@ -180,9 +180,13 @@ HttpResponse HlsOrigin::Impl::hls(const HttpRequest& req) {
     const auto it = policy->channels.find(channel);
     if (it != policy->channels.end() && it->second.signed_urls) {
       token = hls_query_token(req.query);
-      const auto denial = hls_verify(policy->secret, channel, token.value_or(std::string{}),
-                                     options.now_s ? options.now_s() : unix_now_s(), hls_client_address(req.remote),
-                                     it->second.bind_client);
+      // A token parameter that does not decode (broken %XX) is there and malformed: bad,
+      // not missing.
+      const auto denial = !token && query_param(req.query, "token")
+                              ? std::optional<HlsDenial>(HlsDenial::kBad)
+                              : hls_verify(policy->secret, channel, token.value_or(std::string{}),
+                                           options.now_s ? options.now_s() : unix_now_s(),
+                                           hls_client_address(req.remote), it->second.bind_client);
       if (denial) {
         refuse(channel, *denial);
         return forbidden(*denial);

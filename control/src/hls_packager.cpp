@@ -393,6 +393,10 @@ struct HlsTrack {
   std::shared_ptr<const SharedBytes> event;       // rendered on demand
   std::uint64_t event_first = 0, event_last = 0;  // the sequences it lists
   std::uint64_t newest_sequence = 0;
+  // EXT-X-TARGETDURATION of its playlists: segment_seconds, raised to the longest segment it
+  // made (EXTINF rounded, RFC 8216 4.3.3.1) and never lowered: a live playlist may change
+  // only at its ends (6.2.1), so the target stays after that segment left the window.
+  std::uint32_t target_s = 0;
   std::chrono::steady_clock::time_point last_segment{};
   std::uint64_t segments = 0;
   std::uint64_t evicted = 0;
@@ -440,7 +444,7 @@ struct HlsChannelStore {
   mutable std::mutex mu;  // the tracks' windows and everything below
   std::shared_ptr<const SharedBytes> master;
   hls::MasterPlaylist master_model;  // of `master`, for the time-range masters
-  std::uint64_t generation = 0;      // segments stored (the master's ETag, with first_number)
+  std::uint64_t generation = 0;      // segments stored and set_channels() calls (the master's ETag, with first_number)
 
   [[nodiscard]] HlsTrack* find_track(std::string_view rendition) const {
     for (const auto& t : tracks)
@@ -591,8 +595,11 @@ struct HlsPackager::Impl {
     }
     if (t.continued) {
       // A new timeline after the restart: the first segment carries the tag, the ones
-      // after it count it (RFC 8216 4.3.3.3).
+      // after it count it (RFC 8216 4.3.3.3). When the segmenter tagged that segment itself
+      // (a discontinuity in the unpublished first slot of an aligned track), its numbers
+      // after it count the one tag already.
       if (t.first) {
+        if (s.discontinuity) t.continued = false;
         s.discontinuity = true;
       } else {
         ++s.discontinuity_sequence;
@@ -728,6 +735,8 @@ struct HlsPackager::Impl {
       std::lock_guard lock(ch.mu);
       const bool disc = st.discontinuity;
       t.window_bytes += st.size;
+      const auto ms = std::llround(std::max(0.0, st.duration_s) * 1000.0);
+      t.target_s = std::max({t.target_s, config.segment_seconds, static_cast<std::uint32_t>((ms + 500) / 1000)});
       t.window.push_back(std::move(st));
       ++t.segments;
       ++ch.generation;
@@ -759,7 +768,10 @@ struct HlsPackager::Impl {
         // page cache): they change no playlist. Eviction may re-render below.
         measure(t, info);
         render(t);
-        render_master(ch);
+        // Not for an audio track: its segment is stored just before the primary's it was cut
+        // from (split_audio), and a master made in between would leave the alternate out
+        // (its newest segment is not the primary's yet); the primary's store makes it.
+        if (t.kind != TrackKind::kAudio) render_master(ch);
       }
     }
     const bool rendered = !spill.empty();
@@ -828,7 +840,11 @@ struct HlsPackager::Impl {
     const auto over_memory = [&] {
       return t.window_bytes > share && (ch.dvr_path.empty() || !t.window.front().file || t.failed_bytes > 0);
     };
-    while (t.window.size() > 1 && (over_memory() || t.disk_bytes > disk_share ||
+    // A playlist cannot skip numbers: a player numbers its segments MEDIA-SEQUENCE + index,
+    // and that number is an encrypted segment's IV. After a gap (an alternate audio whose
+    // PID left the PMT and came back) what is held before it goes.
+    const auto gap = [&] { return t.window.back().sequence - t.window.front().sequence + 1 != t.window.size(); };
+    while (t.window.size() > 1 && (gap() || over_memory() || t.disk_bytes > disk_share ||
                                    (t.window.size() > keep && t.window.front().program_date_time_ms < horizon))) {
       StoredSegment& front = t.window.front();
       if (front.file) {
@@ -845,7 +861,7 @@ struct HlsPackager::Impl {
     if (rendered && t.window.size() == held) return;
     measure(t, info);
     render(t);
-    render_master(ch);
+    if (t.kind != TrackKind::kAudio) render_master(ch);  // as above
   }
 
   // The track's stream info at its newest segment (under ch.mu): the segmenter's, or for an
@@ -876,7 +892,7 @@ struct HlsPackager::Impl {
   // The media playlist of `t` from its window (under ch.mu).
   void render(HlsTrack& t) const {
     hls::MediaPlaylist p;
-    p.target_duration_s = config.segment_seconds;
+    p.target_duration_s = std::max(t.target_s, config.segment_seconds);
     const std::size_t n = std::min<std::size_t>(t.window.size(), config.window_segments);
     const std::size_t first = t.window.size() - n;
     p.media_sequence = t.window[first].sequence;
@@ -953,7 +969,7 @@ struct HlsPackager::Impl {
   // range is over and an EVENT one otherwise (under ch.mu); no entries when none.
   hls::MediaPlaylist select(const HlsTrack& t, const TimeRange& r, std::int64_t now_ms) const {
     hls::MediaPlaylist p;
-    p.target_duration_s = config.segment_seconds;
+    p.target_duration_s = std::max(t.target_s, config.segment_seconds);
     const auto& w = t.window;
     const auto before = [](std::int64_t x) { return [x](const StoredSegment& s) { return s.program_date_time_ms < x; }; };
     const auto first = std::partition_point(w.begin(), w.end(), before(r.start));
@@ -1050,6 +1066,7 @@ struct HlsPackager::Impl {
       t.media = old->media;
       t.info = old->info;
       t.newest_sequence = old->newest_sequence;
+      t.target_s = old->target_s;
       t.last_segment = old->last_segment;
       if (!old->window.empty()) {
         // The count before the newest old segment, plus its own tag if it has one.
@@ -1174,6 +1191,7 @@ void HlsPackager::set_channels(std::vector<PackagedChannel> wanted) {
       for (auto& t : ch->tracks)
         if (t && t->kind == TrackKind::kAudio) tracks.push_back(std::move(t));
       ch->tracks = std::move(tracks);  // the others go (their windows with them)
+      ++ch->generation;  // the master may have lost or gained a variant: a new ETag
       d.render_master(*ch);
     }
     // Transcoded rungs: one Transcoder per channel, rebuilt when the primary restarted or

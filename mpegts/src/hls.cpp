@@ -759,7 +759,9 @@ struct Segmenter::Impl {
       last_pts = info.pts;
       if (open && seg.has_first_pts) {
         const std::uint64_t off = pts_delta(seg.first_pts, info.pts);
-        if (off < kJumpPtsTicks && (!seg.has_max_pts || off > seg.max_pts_off)) {
+        // Behind the first RAP (reordered) is more than half the wrap ahead; a segment may
+        // span more than kJumpPtsTicks (a long GOP, a hole in the input under the jump limit).
+        if (off < kHalfPtsWrap && (!seg.has_max_pts || off > seg.max_pts_off)) {
           seg.max_pts_off = off;
           seg.has_max_pts = true;
         }
@@ -790,6 +792,11 @@ struct Segmenter::Impl {
           ++stats.splice_cuts;
           cut(true, rap_has_pts, rap_pts);
         }
+      } else {
+        // The segment's own first PES: a cut forced at its start (max_duration_s) before
+        // its key frame's slice came (a packet or more after the PES header) starts with
+        // a key frame after all.
+        seg.keyframe = true;
       }
     } else if (info.pes_start && open && pes_off != own_off &&
                elapsed_ticks(info.has_pts, info.pts) >= max_ticks) {
@@ -802,8 +809,11 @@ struct Segmenter::Impl {
   // Time since the open segment's first RAP, in 90 kHz ticks: PTS, else PCR, else wall clock.
   [[nodiscard]] std::uint64_t elapsed_ticks(bool has_pts, std::uint64_t pts) const {
     if (has_pts && seg.has_first_pts) {
+      // Behind the first RAP (reordered): not elapsed. Only a point more than half the wrap
+      // ahead is behind: the clocks may advance by more than kJumpPtsTicks within one
+      // segment (steps each under it), and that time has elapsed (else no cut would come).
       const std::uint64_t d = pts_delta(seg.first_pts, pts);
-      return d > kJumpPtsTicks ? 0 : d;  // behind the first RAP (reordered): not elapsed
+      return d >= kHalfPtsWrap ? 0 : d;
     }
     if (pes_has_pcr && seg.has_start_pcr) return pcr_delta(seg.start_pcr, pes_pcr) / 300;
     return static_cast<std::uint64_t>(std::max<std::int64_t>(0, pes_wall_ms - seg.pdt_ms)) * (kPtsHz / 1000);

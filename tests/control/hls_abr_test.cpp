@@ -17,6 +17,7 @@
 #include <rte_mempool.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -312,6 +313,35 @@ TEST_F(Abr, RenditionsShareBoundariesAndSequenceNumbersThoughOneStartedLate) {
     ++common;
   }
   EXPECT_GE(common, 4u);
+}
+
+// The alternate audio track's segment is stored just before the primary's it was cut from;
+// a master rendered in between (here while that audio segment's predecessor is written to
+// ott.dvr_dir outside the lock) must not drop the alternate: a player that fetched it then
+// would offer no second language for as long as it plays.
+TEST_F(Abr, TheMasterKeepsTheAlternateAudioWhileASegmentIsStored) {
+  const fs::path dir = tt::temp_dir("hls_abr_master");
+  config_.dvr_dir = dir.string();
+  config_.window_segments = 1;  // every audio segment but the newest goes to disk
+  start_packager();
+  std::atomic<bool> done{false};
+  std::atomic<int> with = 0, without = 0;  // masters served once the alternate was listed
+  std::thread reader([&] {
+    while (!done.load()) {
+      const auto r = packager_->get("news", "index.m3u8", "");
+      if (!r) continue;
+      const bool alt = r->body->str().find("URI=\"audio-") != std::string::npos;
+      if (alt) ++with;
+      else if (with > 0) ++without;
+    }
+  });
+  feed(kNoLo);
+  done = true;
+  reader.join();
+  EXPECT_GT(with.load(), 0);
+  EXPECT_EQ(without.load(), 0) << "masters without the alternate audio, served between its segment and the primary's";
+  packager_.reset();
+  fs::remove_all(dir);
 }
 
 TEST_F(Abr, AudioOnlySegmentsHoldOneStreamAndPlaylistsPlayInFfmpeg) {

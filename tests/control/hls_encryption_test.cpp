@@ -13,9 +13,11 @@
 #include <rte_mempool.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <regex>
@@ -40,6 +42,8 @@
 #include "twincast/mpegts/file_times.hpp"
 #include "twincast/mpegts/hls.hpp"
 #include "twincast/mpegts/pes.hpp"
+#include "twincast/mpegts/psi_decoder.hpp"
+#include "twincast/mpegts/psi_tables.hpp"
 
 namespace twincast::control {
 namespace {
@@ -225,6 +229,84 @@ TEST_F(Encryption, FfmpegPlaysTheSignedEncryptedChannelAndIsRefusedWithoutAToken
               " -f null - 2>&1");
   EXPECT_NE(r.exit_code, 0) << r.out;
   EXPECT_GE(origin_->stats().refused[static_cast<std::size_t>(HlsDenial::kExpired)].load(), 1U);
+}
+
+// A second audio that leaves the PMT for a while and comes back (a language track carried
+// only during some programmes). Its playlist listed the segments from before and after the
+// absence one after the other, so a player numbered the later ones (MEDIA-SEQUENCE + index,
+// RFC 8216 6.3.2) below their real numbers, and decrypted them with those numbers as IVs
+// (no IV attribute): the first block of each came out wrong (the PAT's section broken).
+TEST_F(Encryption, AnAudioTrackThatComesBackListsEachSegmentAtItsOwnNumber) {
+  const auto base = tt::read_packets(tt::fixture("two_audio.ts"));
+  std::vector<std::uint64_t> ms;
+  for (auto ns : mpegts::file_times(base).ns) ms.push_back(ns / 1'000'000);
+  mpegts::PsiDecoder psi;
+  for (const auto& p : base) (void)psi.push(p);
+  ASSERT_EQ(psi.model().services.size(), 1U);
+  const mpegts::Service with = psi.model().services.front();
+  mpegts::Service without = with;
+  std::erase_if(without.streams, [](const mpegts::ElementaryStream& es) { return es.pid == 0x102; });
+  ASSERT_EQ(without.streams.size() + 1, with.streams.size());
+  mpegts::TableCarousel pmt(with.pmt_pid, 1);
+  // Copy 0 as recorded (PMT version 0), copy 1 without the AC-3 (its PMT and packets gone,
+  // version 1), copies 2 and 3 with it again (version 2).
+  std::size_t chunks = 0;
+  for (int k = 0; k < 4; ++k) {
+    std::vector<mpegts::TsPacket> pkts;
+    std::vector<std::uint64_t> at;
+    const auto shifted_copy = shifted(base, k * kCopyMs);
+    for (std::size_t i = 0; i < shifted_copy.size(); ++i) {
+      mpegts::TsPacket p = shifted_copy[i];
+      if (k == 1 && p.pid() == 0x102) continue;
+      if (k > 0 && p.pid() == with.pmt_pid) {
+        (void)pmt.update([&](std::uint8_t v) { return mpegts::build_pmt(k == 1 ? without : with, v); });
+        std::array<mpegts::TsPacket, 4> out;
+        ASSERT_EQ(pmt.packetize(out), 1U);
+        p = out[0];
+      }
+      pkts.push_back(p);
+      at.push_back(ms[i]);
+    }
+    for (std::size_t i = 0; i < pkts.size(); i += dataplane::OttFeed::kChunkPackets) {
+      const std::size_t n = std::min(dataplane::OttFeed::kChunkPackets, pkts.size() - i);
+      const std::uint64_t t = static_cast<std::uint64_t>(k * kCopyMs) + at[i];
+      mono_ns_ = std::max(mono_ns_, t * 1'000'000);
+      feed_->on_packets(0, std::span<const mpegts::TsPacket>(pkts.data() + i, n), t * 1'000'000);
+      if (++chunks % 256 == 0) packager_->poll_once();
+    }
+  }
+  packager_->poll_once();
+  ASSERT_EQ(feed_->stats().dropped_chunks, 0U);
+
+  std::size_t checked = 0;
+  for (const char* name : {"audio-258-event.m3u8", "audio-258.m3u8"}) {
+    const auto list = packager_->get("news", name, "");
+    ASSERT_TRUE(list) << name;
+    const auto entries = parse_playlist(list->body->str()).entries;
+    ASSERT_FALSE(entries.empty()) << name;
+    for (const Entry& e : entries) {
+      EXPECT_EQ(e.position, e.sequence) << name << ": " << e.uri << "\n" << list->body->str();
+      const auto seg = packager_->get("news", e.uri, "");
+      const auto key = packager_->get("news", e.key, "");
+      ASSERT_TRUE(seg && key) << e.uri << " " << e.key;
+      HlsKey k;
+      ASSERT_EQ(key->body->size(), 16U);
+      std::memcpy(k.bytes.data(), key->body->data(), 16);
+      // As a player decrypts it: the IV is its media sequence number in the playlist.
+      const auto plain = hls_decrypt(k, e.position, seg->body->view());
+      ASSERT_TRUE(plain) << e.uri;
+      // Its first packet is the PAT: a wrong IV garbles the block's low bytes (where the
+      // numbers differ), which are the PAT's section, so its CRC fails.
+      ASSERT_GE(plain->size(), mpegts::kPacketSize);
+      mpegts::TsPacket first;
+      std::memcpy(first.bytes.data(), plain->data(), mpegts::kPacketSize);
+      mpegts::PsiDecoder pat;
+      (void)pat.push(first);
+      EXPECT_TRUE(pat.model().has_pat) << name << ": " << e.uri;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 0U);
 }
 
 TEST_F(Encryption, AKeyIsServedWhileAHeldSegmentUsesIt) {

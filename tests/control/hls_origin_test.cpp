@@ -961,6 +961,19 @@ TEST_F(SignedOriginTest, RefusalsAre403WithTheirReasonAndNeverReachTheSource) {
   EXPECT_EQ(get(port_, "/hls/news/index.m3u8").status, 200U);
 }
 
+// A token parameter whose percent-encoding is broken was refused as "missing" (counted
+// with requests that carry no token at all): it is there, and malformed, so "bad".
+TEST_F(SignedOriginTest, AMalformedlyEncodedTokenIsBadNotMissing) {
+  for (const std::string& t : {std::string("%zz"), std::string("%4"), token().substr(0, 5) + "%G1" + token().substr(5)}) {
+    Reply r = get(port_, "/hls/news/index.m3u8?token=" + t);
+    EXPECT_EQ(r.status, 403U) << t;
+    EXPECT_EQ(r.body, "{\"error\":\"token bad\"}\n") << t;
+  }
+  EXPECT_EQ(refused(tc::HlsDenial::kMissing), 0U);
+  EXPECT_EQ(refused(tc::HlsDenial::kBad), 3U);
+  EXPECT_TRUE(source_.asked().empty());
+}
+
 TEST_F(SignedOriginTest, PlaylistsCarryTheTokenAndAreCachedPrivatelyPerToken) {
   const std::string t1 = token(), t2 = token(120);
   Reply p = get(port_, "/hls/news/index.m3u8?token=" + t1);

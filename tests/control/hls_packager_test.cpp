@@ -30,6 +30,7 @@
 #include <sys/resource.h>
 
 #include <csignal>
+#include <cmath>
 
 #include <algorithm>
 #include <atomic>
@@ -82,6 +83,28 @@ class Packager : public PackagerTest {
   }
 
   std::optional<std::string> get(const std::string& name, const std::string& query = "") { return body(name, query); }
+
+  // One copy of the file at `at_ms` on the timeline (copies kCopyMs apart are continuous;
+  // more leaves a hole in the input, the clocks running on), poll_once() every 64 chunks
+  // and at the end, `each_poll` after each.
+  template <typename Fn>
+  void feed_copy_at(std::int64_t at_ms, Fn each_poll) {
+    const Source& src = source();
+    const auto pkts = shifted(src.packets, at_ms);
+    std::size_t chunks = 0;
+    for (std::size_t i = 0; i < pkts.size(); i += dataplane::OttFeed::kChunkPackets) {
+      const std::size_t n = std::min(dataplane::OttFeed::kChunkPackets, pkts.size() - i);
+      const std::uint64_t ms = static_cast<std::uint64_t>(at_ms) + src.ms[i];
+      mono_ns_ = std::max(mono_ns_, ms * 1'000'000);
+      feed_->on_packets(0, std::span<const mpegts::TsPacket>(pkts.data() + i, n), ms * 1'000'000);
+      if (++chunks % 64 == 0) {
+        packager_->poll_once();
+        each_poll();
+      }
+    }
+    packager_->poll_once();
+    each_poll();
+  }
 
   // The name of the channel's segment `k` (counted from its first).
   [[nodiscard]] std::string seg(std::uint64_t k) const { return "seg-" + std::to_string(first_ + k) + ".ts"; }
@@ -364,6 +387,136 @@ TEST_F(Packager, ChunksDroppedOnAFullFeedAreADiscontinuityNotASplice) {
   for (const Entry& e : all.entries) tags += e.discontinuity ? 1 : 0;
   EXPECT_EQ(tags, 1u) << st.dropped_chunks << " chunks dropped, spliced over without a discontinuity";
   EXPECT_EQ(packager_->channel_stats("news")->discontinuities, 1u);
+}
+
+// The input stops for 8.5 s while its encoder runs on (an outage upstream): the clocks
+// step forward by less than the 10 s jump limit, so no discontinuity, and the segment open
+// across the hole spans more than 10 s of PTS. The live playlist must go on after it.
+TEST_F(Packager, AnInputHoleUnderTheJumpLimitDoesNotFreezeTheLivePlaylist) {
+  make(3, 1, 512);
+  std::int64_t at = 0;
+  for (int k = 0; k < 6; ++k) {  // copies 0..2, the hole, copies 3..5 (18.3 s)
+    feed_copy_at(at, [] {});
+    at += kCopyMs + (k == 2 ? 8'500 : 0);
+  }
+  const auto st = packager_->channel_stats("news");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->discontinuities, 0u);
+  EXPECT_GE(st->segments, 15u) << "about 2 s segments before and after the hole";
+  const Playlist live = parse_playlist(*get("live.m3u8"));
+  ASSERT_FALSE(live.entries.empty());
+  // The newest listed segment starts in the last copy (at 3 x 6.1 + 8.5 + 3 x 6.1 s).
+  EXPECT_GE(live.entries.back().pdt_ms, kT0 + 3 * kCopyMs + 8'500 + 2 * kCopyMs) << *get("live.m3u8");
+  expect_consistent(live, *packager_);
+}
+
+// RFC 8216 4.3.3.1 makes EXT-X-TARGETDURATION at least every EXTINF (rounded), and 6.2.1
+// lets a live playlist change only by adding segments at its end and removing them from
+// its start: a target raised for a long segment (here one across a 3 s hole in the input)
+// stays raised after that segment left the window.
+TEST_F(Packager, TheLiveTargetDurationNeverGoesBackDown) {
+  make(3, 1, 512);
+  std::vector<long> targets;  // of each new live.m3u8
+  std::string last;
+  const auto each = [&] {
+    const auto text = get("live.m3u8");
+    if (!text || *text == last) return;
+    last = *text;
+    long target = 0;
+    std::istringstream in(*text);
+    for (std::string l; std::getline(in, l);) {
+      if (l.rfind("#EXT-X-TARGETDURATION:", 0) == 0) target = std::stol(l.substr(22));
+      if (l.rfind("#EXTINF:", 0) == 0) {
+        EXPECT_LE(std::lround(std::stod(l.substr(8))), target) << *text;
+      }
+    }
+    targets.push_back(target);
+  };
+  std::int64_t at = 0;
+  for (int k = 0; k < 6; ++k) {
+    feed_copy_at(at, each);
+    at += kCopyMs + (k == 2 ? 3'000 : 0);
+  }
+  ASSERT_GE(targets.size(), 10u);
+  EXPECT_EQ(targets.front(), 2);
+  EXPECT_EQ(targets.back(), 5) << "the 5.1 s segment across the hole raised it";
+  for (std::size_t i = 1; i < targets.size(); ++i) EXPECT_GE(targets[i], targets[i - 1]) << "playlist " << i;
+  // The DVR playlists of the track agree with it.
+  const auto target_of = [](const std::string& text) {
+    const auto tag = text.find("#EXT-X-TARGETDURATION:");
+    return std::stol(text.substr(tag + 22));
+  };
+  EXPECT_EQ(target_of(*get("event.m3u8")), 5);
+}
+
+// A channel with renditions (aligned cuts) restarted by a reload, whose input switches
+// within the restarted segmenter's first slot (the partial one that is not published):
+// one EXT-X-DISCONTINUITY marks both, and every playlist's DISCONTINUITY-SEQUENCE counts
+// it once (RFC 8216 6.2.2), as a range starting at any held segment shows.
+TEST_F(Packager, ARestartedAbrTrackCountsASwitchInItsFirstSlotOnce) {
+  make(3, 1, 512);
+  auto* lo = new_feed();
+  PackagedChannel c{"news", "News", feed_};
+  c.renditions.push_back(PackagedRendition{"lo", lo});
+  packager_->set_channels({c});
+  feed_copies(0, 2);
+  packager_->detach({"news"});  // a reload restarts the channel's own track
+  feed_ = new_feed();
+  c.feed = feed_;
+  packager_->set_channels({c});
+  // Copy 2 on the new feed with an input switch 0.5 s in, then copies 3 and 4.
+  const Source& src = source();
+  const auto pkts = shifted(src.packets, 2 * kCopyMs);
+  bool switched = false;
+  for (std::size_t i = 0; i < pkts.size(); i += dataplane::OttFeed::kChunkPackets) {
+    const std::size_t n = std::min(dataplane::OttFeed::kChunkPackets, pkts.size() - i);
+    const std::uint64_t ms = static_cast<std::uint64_t>(2 * kCopyMs) + src.ms[i];
+    mono_ns_ = std::max(mono_ns_, ms * 1'000'000);
+    if (!switched && src.ms[i] >= src.ms[0] + 500u) {
+      feed_->on_discontinuity(0);
+      switched = true;
+    }
+    feed_->on_packets(0, std::span<const mpegts::TsPacket>(pkts.data() + i, n), ms * 1'000'000);
+    if (i % (64 * dataplane::OttFeed::kChunkPackets) == 0) packager_->poll_once();
+  }
+  packager_->poll_once();
+  feed_copies(3, 5);
+  const Playlist all = parse_playlist(*get("event.m3u8"));
+  expect_consistent(all, *packager_);
+  ASSERT_GE(all.entries.size(), 8u);
+  std::uint64_t tags = 0;
+  for (std::size_t i = 0; i < all.entries.size(); ++i) {
+    const Playlist from = parse_playlist(*get("live.m3u8", "start=" + epoch_s(all.entries[i].pdt_ms)));
+    ASSERT_EQ(*from.media_sequence, all.entries[i].sequence);
+    EXPECT_EQ(*from.discontinuity_sequence, *all.discontinuity_sequence + tags)
+        << "a playlist starting at entry " << i << " of\n" << *get("event.m3u8");
+    tags += all.entries[i].discontinuity ? 1u : 0u;
+  }
+  EXPECT_GE(tags, 1u);
+  EXPECT_EQ(last_discontinuity_sequence(parse_playlist(*get("live.m3u8"))), *all.discontinuity_sequence + tags);
+}
+
+// A reload that drops a rendition changes the master playlist at once; its ETag must change
+// with it, or a CDN or player revalidating gets a 304 for the old text, whose variant is
+// now 404 (until the next segment; for as long as the channel is stalled).
+TEST_F(Packager, TheMastersEtagChangesWhenAReloadChangesItsVariants) {
+  make(3, 1, 512);
+  auto* lo = new_feed();
+  also_.push_back(lo);
+  PackagedChannel c{"news", "News", feed_};
+  c.renditions.push_back(PackagedRendition{"lo", lo});
+  packager_->set_channels({c});
+  feed_copies(0, 2);
+  const auto before = packager_->get("news", "index.m3u8", "");
+  ASSERT_TRUE(before);
+  ASSERT_NE(before->body->str().find("live-lo.m3u8"), std::string::npos) << before->body->str();
+  packager_->detach({rendition_channel_id("news", "lo")});
+  c.renditions.clear();
+  packager_->set_channels({c});
+  const auto after = packager_->get("news", "index.m3u8", "");
+  ASSERT_TRUE(after);
+  ASSERT_EQ(after->body->str().find("live-lo.m3u8"), std::string::npos) << after->body->str();
+  EXPECT_NE(after->etag, before->etag) << "one strong ETag for two texts";
 }
 
 TEST_F(Packager, FfmpegDecodesATimeRangeFetchedThroughGet) {

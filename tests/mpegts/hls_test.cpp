@@ -620,6 +620,98 @@ TEST(HlsSegmenter, LongGopIsCutWithoutKeyframeAfterMaxDuration) {
   }
 }
 
+// The input stops for a few seconds while its encoder runs on (an SRT or network outage):
+// the clocks step forward by less than the 10 s jump limit, so no discontinuity, but the
+// segment open across the hole spans more than 10 s of PTS. It must still close at the
+// first key frame after the hole, and the ones after it cut as usual.
+TEST(HlsSegmenter, AnInputGapUnderTheJumpLimitDoesNotStopTheCuts) {
+  const auto one = tt::read_packets(tt::fixture("h264_aac.ts"));
+  hls::SegmenterConfig cfg;
+  cfg.target_duration_s = 6;
+  // Copies 6.1 s apart (continuous clocks), a 4.5 s hole before the third.
+  std::vector<TsPacket> pkts;
+  std::uint64_t at = 0;
+  for (int k = 0; k < 5; ++k) {
+    const auto copy = shift_clocks(one, at);
+    pkts.insert(pkts.end(), copy.begin(), copy.end());
+    at += 61 * kPtsHz / 10 + (k == 1 ? 45 * kPtsHz / 10 : 0);
+  }
+  const SegRun r = segment(pkts, cfg);
+  EXPECT_EQ(r.stats.clock_jumps, 0u);
+  EXPECT_EQ(r.stats.discontinuities, 0u);
+  EXPECT_EQ(r.stats.drops(hls::Drop::kOversize), 0u);
+  // [0, 6.1) [6.1, 16.7) across the hole, then [16.7, 22.8) [22.8, 28.9) and the rest.
+  ASSERT_EQ(r.segments.size(), 5u);
+  EXPECT_NEAR(r.segments[0].duration_s, 6.1, 1e-9);
+  EXPECT_NEAR(r.segments[1].duration_s, 10.6, 1e-9) << "closed at the first key frame after the hole";
+  EXPECT_NEAR(r.segments[2].duration_s, 6.1, 1e-9);
+  EXPECT_NEAR(r.segments[3].duration_s, 6.1, 1e-9);
+  for (const auto& s : r.segments) EXPECT_TRUE(s.starts_with_keyframe) << s.sequence;
+  double sum = 0;
+  for (const auto& s : r.segments) sum += s.duration_s;
+  EXPECT_NEAR(sum, 4 * 6.1 + 4.5 + 6.0, 0.05) << "every copy is in the segments, hole included";
+}
+
+// A hole longer than max_duration_s (8 s for a 2 s target): the first PES after it is cut
+// without waiting for a key frame; when that PES holds one (the stream came back with an
+// IDR, its slice a packet or more after the PES start), the segment is one that starts with
+// a key frame.
+TEST(HlsSegmenter, ACutForcedAtAKeyFramesPesStartsWithAKeyFrame) {
+  const auto one = tt::read_packets(tt::fixture("h264_aac.ts"));
+  std::vector<TsPacket> pkts = one;
+  const auto after = shift_clocks(one, 61 * kPtsHz / 10 + 85 * kPtsHz / 10);  // an 8.5 s hole
+  pkts.insert(pkts.end(), after.begin(), after.end());
+  const SegRun r = segment(pkts);
+  EXPECT_EQ(r.stats.clock_jumps, 0u);
+  ASSERT_EQ(r.segments.size(), 6u);
+  EXPECT_NEAR(r.segments[2].duration_s, 2.1 + 8.5, 1e-9);
+  for (const auto& s : r.segments) {
+    EXPECT_TRUE(s.starts_with_keyframe) << s.sequence;
+    expect_starts_decodable(s, Codec::kH264, 0x1000);
+  }
+}
+
+// A GOP longer than 10 s (a target of 3 s: max_duration_s 12 s) is still cut without a
+// key frame once max_duration_s has passed.
+TEST(HlsSegmenter, GopsLongerThanTenSecondsAreCutAtMaxDuration) {
+  const auto one = tt::read_packets(tt::fixture("h264_aac.ts"));
+  // Every key frame but the very first left out of five chained copies (30.5 s).
+  std::vector<TsPacket> pkts;
+  AccessUnitScanner sc(Codec::kH264);
+  bool first_kf_seen = false;
+  for (int k = 0; k < 5; ++k) {
+    const auto copy = shift_clocks(one, static_cast<std::uint64_t>(k) * 61 * kPtsHz / 10);
+    std::vector<TsPacket> pes;  // the video PES being gathered
+    bool pes_kf = false;
+    const auto flush_pes = [&] {
+      if (!pes_kf || !first_kf_seen) pkts.insert(pkts.end(), pes.begin(), pes.end());
+      if (pes_kf) first_kf_seen = true;
+      pes.clear();
+      pes_kf = false;
+    };
+    for (const auto& p : copy) {
+      if (p.pid() != kVideoPid) {
+        pkts.push_back(p);
+        continue;
+      }
+      const auto info = sc.push(p);
+      if (info.pes_start) flush_pes();
+      pes.push_back(p);
+      if (info.keyframe) pes_kf = true;
+    }
+    flush_pes();
+  }
+  hls::SegmenterConfig cfg;
+  cfg.target_duration_s = 3;  // max_duration_s: 12 s
+  const SegRun r = segment(pkts, cfg);
+  EXPECT_GE(r.stats.forced_cuts, 2u);
+  ASSERT_GE(r.segments.size(), 3u);
+  for (std::size_t i = 0; i + 1 < r.segments.size(); ++i) {
+    EXPECT_GE(r.segments[i].duration_s, 12.0 - 1e-9) << i;
+    EXPECT_LE(r.segments[i].duration_s, 12.0 + 0.04 + 1e-9) << i;
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Playlists
 

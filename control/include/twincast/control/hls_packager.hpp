@@ -12,7 +12,9 @@
 //                          the first segment)
 //   /hls/<id>/live.m3u8    media playlist: the last window_segments segments, a
 //                          PROGRAM-DATE-TIME on each, EXT-X-DISCONTINUITY after an input
-//                          switch (the feed's mark) or a timestamp jump
+//                          switch (the feed's mark) or a timestamp jump; TARGETDURATION
+//                          segment_seconds, raised for good by a longer segment (a track's
+//                          playlists all carry its value)
 //   /hls/<id>/event.m3u8   EVENT playlist of every segment the store holds (the DVR window),
 //                          no ENDLIST; rendered at most once per new segment
 //   /hls/<id>/seg-<n>.ts   a segment: PAT, PMT, then from a key frame (decodes alone)

@@ -18,7 +18,9 @@
 //   * packets before the first RAP (of the stream, or after a discontinuity) are dropped and
 //     counted; so are packets without a sync byte;
 //   * no RAP for `max_duration_s` (a stream with very long GOPs) cuts at the next PES start
-//     of the anchor stream; that segment has `starts_with_keyframe = false`. A segment that
+//     of the anchor stream; that segment has `starts_with_keyframe = false` (unless that PES
+//     turns out to hold a RAP). Time runs on across a hole in the input smaller than the
+//     jump above, so a segment may last more than 10 s. A segment that
 //     grows past `max_segment_bytes` is closed where it stands and the next waits for a RAP.
 //
 // Segments leave through the sink given at construction, moved out (the bytes are never
