@@ -108,6 +108,8 @@ TEST(Remux, MptsToSptsKeepsOneServiceAndAllItsPackets) {
   EXPECT_EQ(out.packets[1].pid(), s.pmt_pid);
 }
 
+namespace {
+
 // Where each of `pkts` lies on its stream's own time (ns), interpolated between the PCRs of
 // pcr_pid by packet count, as a PCR-paced output sends them; packets before the first or
 // after the last PCR get that PCR's time.
@@ -148,21 +150,37 @@ std::pair<std::uint64_t, std::size_t> pat_gaps(const std::vector<TsPacket>& pkts
   return {worst, pats};
 }
 
+// One service of input 0, its tables every 100 ms.
+RemuxConfig tables_every_100ms() {
+  RemuxConfig cfg;
+  cfg.psi_interval_ns = 100'000'000;
+  cfg.services.push_back({.input = 0});
+  return cfg;
+}
+
+// `in` through a remux of tables_every_100ms() at feed()'s clock.
+Output remux_fed(const std::vector<TsPacket>& in) {
+  Remuxer r(tables_every_100ms());
+  Output out;
+  std::uint64_t t = 0;
+  feed(r, 0, in, out, t);
+  return out;
+}
+
+// pat_gaps() on the output's own time (its service's PCRs).
+std::pair<std::uint64_t, std::size_t> pat_gaps_on_pcrs(const Output& out) {
+  return pat_gaps(out.packets, stream_times(out.packets, decode(out.packets).services.at(0).pcr_pid));
+}
+
+}  // namespace
+
 // The tables keep their interval on the stream's own time (the PCRs: what a PCR-paced
 // output and a receiver see), whatever the clock the input arrives on (here the feed's 1.5
 // Mbit/s, slower than the stream's own rate): at most one PCR interval (ffmpeg: 20-40 ms)
 // late, and on average the interval.
 TEST(Remux, TablesRepeatAtTheirInterval) {
-  const auto in = read_packets(fixture("h264_aac.ts"));
-  RemuxConfig cfg;
-  cfg.psi_interval_ns = 100'000'000;
-  cfg.services.push_back({.input = 0});
-  Remuxer r(cfg);
-  Output out;
-  std::uint64_t t = 0;
-  feed(r, 0, in, out, t);
-  const std::uint16_t pcr_pid = decode(out.packets).services.at(0).pcr_pid;
-  const auto times = stream_times(out.packets, pcr_pid);
+  const Output out = remux_fed(read_packets(fixture("h264_aac.ts")));
+  const auto times = stream_times(out.packets, decode(out.packets).services.at(0).pcr_pid);
   const auto [worst, pats] = pat_gaps(out.packets, times);
   const std::uint64_t span = times.back() - times.front();
   EXPECT_GT(pats, 50u);
@@ -177,10 +195,7 @@ TEST(Remux, TablesRepeatAtTheirInterval) {
 TEST(Remux, TablesKeepTheirIntervalOnTheStreamsTimeThroughABurst) {
   const auto in = read_packets(fixture("h264_aac.ts"));
   ASSERT_GT(in.size(), 3000u);
-  RemuxConfig cfg;
-  cfg.psi_interval_ns = 100'000'000;
-  cfg.services.push_back({.input = 0});
-  Remuxer r(cfg);
+  Remuxer r(tables_every_100ms());
   Output out;
   std::uint64_t t = 0;
   feed(r, 0, in, out, t, 0, 1000);
@@ -193,8 +208,7 @@ TEST(Remux, TablesKeepTheirIntervalOnTheStreamsTimeThroughABurst) {
   }
   t += 2'000'000;
   feed(r, 0, in, out, t, 2500);
-  const std::uint16_t pcr_pid = decode(out.packets).services.at(0).pcr_pid;
-  const auto [worst, pats] = pat_gaps(out.packets, stream_times(out.packets, pcr_pid));
+  const auto [worst, pats] = pat_gaps_on_pcrs(out);
   EXPECT_GT(pats, 50u);
   EXPECT_LE(worst, 100'000'000u + 41'000'000u);
   EXPECT_EQ(cc_errors(out.packets), 0u);
@@ -205,13 +219,7 @@ TEST(Remux, TablesOfAStreamWithoutPcrsRepeatOnArrivalTime) {
   auto in = read_packets(fixture("h264_aac.ts"));
   for (TsPacket& p : in)
     if (p.has_pcr()) p.bytes[5] &= 0xEF;  // PCR_flag off: the 6 bytes stay, read as stuffing
-  RemuxConfig cfg;
-  cfg.psi_interval_ns = 100'000'000;
-  cfg.services.push_back({.input = 0});
-  Remuxer r(cfg);
-  Output out;
-  std::uint64_t t = 0;
-  feed(r, 0, in, out, t);
+  const Output out = remux_fed(in);
   const auto [worst, pats] = pat_gaps(out.packets, out.times);
   EXPECT_GT(pats, 50u);
   EXPECT_LE(worst, 100'000'000u + 2'000'000u);
