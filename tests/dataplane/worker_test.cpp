@@ -949,6 +949,20 @@ TEST_F(Worker, Igmpv2DoesNotLeaveAGroupStillJoinedWithAnotherSource) {
   expect_older_message(frames.back(), 0x17, kSsmGroup);
 }
 
+// Two inputs of `group` like `source_specific` (an input from a source): "from_peer" on port
+// 5002 from that source, "any" on port 5003 from any source.
+std::pair<InputConfig, InputConfig> mixed_group_inputs(const InputConfig& source_specific, Ipv4 group) {
+  InputConfig from_peer = source_specific;
+  from_peer.name = "from_peer";
+  from_peer.address = group;
+  from_peer.udp_port = 5002;
+  InputConfig any = from_peer;
+  any.name = "any";
+  any.source = 0;
+  any.udp_port = 5003;
+  return {from_peer, any};
+}
+
 // IGMPv3 with a source-specific and an any-source join of one group (inputs on 239.7.7.7,
 // port 5002 from 10.9.0.1 and port 5003 from anyone). Leaving the any-source join changes
 // the group to the source still joined: TO_IN({10.9.0.1}); an empty TO_IN would tell the
@@ -956,14 +970,7 @@ TEST_F(Worker, Igmpv2DoesNotLeaveAGroupStillJoinedWithAnotherSource) {
 // any-source join stays changes nothing: no report.
 TEST_F(Worker, Igmpv3LeavingOneJoinOfAGroupKeepsTheOther) {
   constexpr Ipv4 kMixed = ipv4(239, 7, 7, 7);
-  InputConfig from_peer = config_.channels[0].inputs[2];
-  from_peer.name = "from_peer";
-  from_peer.address = kMixed;
-  from_peer.udp_port = 5002;
-  InputConfig any = from_peer;
-  any.name = "any";
-  any.source = 0;
-  any.udp_port = 5003;
+  const auto [from_peer, any] = mixed_group_inputs(config_.channels[0].inputs[2], kMixed);
   config_.channels[0].inputs.push_back(from_peer);
   config_.channels[0].inputs.push_back(any);
   make(1);
@@ -1000,14 +1007,7 @@ TEST_F(Worker, Igmpv3LeavingOneJoinOfAGroupKeepsTheOther) {
 TEST_F(Worker, Igmpv3QueryAnswerHasOneRecordPerGroup) {
   constexpr Ipv4 kMixed = ipv4(239, 7, 7, 7);
   constexpr Ipv4 kOther = ipv4(10, 9, 0, 77);
-  InputConfig from_peer = config_.channels[0].inputs[2];
-  from_peer.name = "from_peer";
-  from_peer.address = kMixed;
-  from_peer.udp_port = 5002;
-  InputConfig any = from_peer;
-  any.name = "any";
-  any.source = 0;
-  any.udp_port = 5003;
+  const auto [from_peer, any] = mixed_group_inputs(config_.channels[0].inputs[2], kMixed);
   InputConfig between = config_.channels[0].inputs[0];
   between.name = "between";
   between.address = ipv4(239, 1, 1, 3);
