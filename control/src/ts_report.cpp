@@ -171,7 +171,7 @@ std::string to_text(const StreamAnalysis& a) {
       if (const auto* p = params_of(a, es.pid)) {
         if (p->width != 0) detail += std::to_string(p->width) + "x" + std::to_string(p->height);
         if (p->frame_rate_den != 0) {
-          std::snprintf(line, sizeof line, " %.3g fps", static_cast<double>(p->frame_rate_num) / static_cast<double>(p->frame_rate_den));
+          std::snprintf(line, sizeof line, " %.5g fps", static_cast<double>(p->frame_rate_num) / static_cast<double>(p->frame_rate_den));
           detail += line;
         }
         if (p->sample_rate != 0) detail += std::to_string(p->sample_rate) + " Hz " + std::to_string(p->channels) + " ch";

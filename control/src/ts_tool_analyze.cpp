@@ -28,7 +28,9 @@ constexpr const char* kAnalyzeUsage =
 class ParamsCollector {
  public:
   void push(const mpegts::TsPacket& p, const mpegts::ProgramModel& model) {
-    if ((++n_ & 0x3FF) == 1) refresh(model);  // PMTs change rarely: look every 1024 packets
+    // Look again after every PAT or PMT packet (a few % of the packets): the scanner must be
+    // there for the first access unit after the PMT, which often carries the only SPS.
+    if (p.pid() == mpegts::kPatPid || pmt_pid_[p.pid()]) refresh(model);
     const auto slot = slot_[p.pid()];
     if (slot != kNone) scanners_[slot].second.push(p);
   }
@@ -41,6 +43,7 @@ class ParamsCollector {
   static constexpr std::uint16_t kNone = 0xFFFF;
   void refresh(const mpegts::ProgramModel& model) {
     for (const auto& s : model.services) {
+      if (s.pmt_pid < mpegts::kPidCount) pmt_pid_[s.pmt_pid] = true;
       for (const auto& es : s.streams) {
         if (es.pid >= mpegts::kNullPid || slot_[es.pid] != kNone) continue;
         const auto k = mpegts::codec_kind(es.codec);
@@ -50,7 +53,7 @@ class ParamsCollector {
       }
     }
   }
-  std::uint64_t n_ = 0;
+  std::vector<bool> pmt_pid_ = std::vector<bool>(mpegts::kPidCount, false);
   std::vector<std::uint16_t> slot_ = std::vector<std::uint16_t>(mpegts::kPidCount, kNone);
   std::vector<std::pair<std::uint16_t, mpegts::AccessUnitScanner>> scanners_;
 };

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -114,11 +115,13 @@ int record_command(const std::vector<std::string>& args) {
     const ssize_t n = ::recv(s.fd, buf.data(), buf.size(), 0);
     if (n <= 0) continue;
     std::size_t off = 0;
-    const auto len = static_cast<std::size_t>(n);
-    // RTP: version 2, payload type 33 (MP2T); skip the header, CSRCs and extension.
+    auto len = static_cast<std::size_t>(n);
+    // RTP: version 2, payload type 33 (MP2T); skip the header, CSRCs and extension, and the
+    // padding at the end (P bit: the last octet counts the padding octets, RFC 3550 5.1).
     if (len >= 12 && (buf[0] >> 6) == 2 && (buf[1] & 0x7F) == 33 && buf[0] != 0x47) {
       off = 12 + 4u * (buf[0] & 0x0F);
       if ((buf[0] & 0x10) != 0 && len >= off + 4) off += 4 + 4u * ((std::size_t{buf[off + 2]} << 8) | buf[off + 3]);
+      if ((buf[0] & 0x20) != 0) len -= std::min<std::size_t>(buf[len - 1], len);
       ++rtp;
     }
     if (off >= len) continue;
@@ -128,6 +131,8 @@ int record_command(const std::vector<std::string>& args) {
     bytes += len - off;
   }
   f.close();
+  // A full disk must not pass for a recording.
+  if (!f) throw InputError(out_path + ": write failed");
   std::fprintf(stderr, "record: %llu datagrams (%llu RTP, %llu not a multiple of 188 bytes), %llu bytes -> %s\n",
                static_cast<unsigned long long>(datagrams), static_cast<unsigned long long>(rtp),
                static_cast<unsigned long long>(odd), static_cast<unsigned long long>(bytes), out_path.c_str());

@@ -157,6 +157,35 @@ TEST_F(TsTool, TextReportNamesServicesAndCodecs) {
   EXPECT_NE(r.out.find("Continuity_count_error"), std::string::npos) << r.out;
 }
 
+// A short libx264 file: one IDR, so its only SPS comes right after the PMT (85 packets in all).
+TEST_F(TsTool, AnalyzeReadsTheOnlySpsOfAShortFile) {
+  const fs::path in = dir_ / "short.ts";
+  const auto g = run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc=size=320x240:rate=30000/1001 -t 1 -c:v libx264 "
+                     "-g 250 -f mpegts " + shell_quote(in.string()));
+  ASSERT_EQ(g.exit_code, 0) << g.out;
+  const auto r = run(ts_tool() + " analyze --json " + shell_quote(in.string()) + " 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto v = json::parse(r.out);
+  const auto& services = v.at("services").as_array();
+  ASSERT_EQ(services.size(), 1u);
+  EXPECT_EQ(services[0].at("hls_codecs").as_string().subview().substr(0, 5), "avc1.") << r.out;
+  const auto& es = services[0].at("streams").as_array().at(0).as_object();
+  ASSERT_TRUE(es.contains("width")) << r.out;
+  EXPECT_EQ(es.at("width").as_int64(), 320);
+  EXPECT_EQ(es.at("height").as_int64(), 240);
+}
+
+// NTSC rates are not whole numbers: the text report must not round 29.97 fps to 30.
+TEST_F(TsTool, TextReportKeepsFractionalFrameRates) {
+  const fs::path in = dir_ / "ntsc.ts";
+  const auto g = run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc=size=320x240:rate=30000/1001 -t 10 -c:v libx264 "
+                     "-b:v 800k -g 12 -f mpegts " + shell_quote(in.string()));
+  ASSERT_EQ(g.exit_code, 0) << g.out;
+  const auto r = run(ts_tool() + " analyze " + shell_quote(in.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("320x240 29.97 fps"), std::string::npos) << r.out;
+}
+
 TEST_F(TsTool, ClearErrorsForBadUse) {
   auto r = run(ts_tool() + " analyze /nonexistent/file.ts");
   EXPECT_EQ(r.exit_code, 2);
@@ -217,4 +246,67 @@ TEST_F(TsTool, RecordWritesDatagramsUnchangedAndUnwrapsRtp) {
   const auto got = twincast::test::read_packets(out);
   ASSERT_EQ(got.size(), sent);
   for (std::size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i].bytes, pkts[i].bytes) << "packet " << i;
+}
+
+// RFC 3550 5.1: with the P bit set, the last octet counts padding octets at the end of the
+// payload. They are not TS and must not reach the file.
+TEST_F(TsTool, RecordDropsRtpPadding) {
+  const auto pkts = twincast::test::read_packets(fixture("h264_aac.ts"));
+  const fs::path out = dir_ / "padded.ts";
+  const int port = 20000 + static_cast<int>((::getpid() + 7) % 20000);
+  const std::string cmd = ts_tool() + " record --seconds 2 127.0.0.1:" + std::to_string(port) + " " + shell_quote(out.string());
+  FILE* rec = ::popen((cmd + " 2>&1").c_str(), "r");
+  ASSERT_NE(rec, nullptr);
+  ::usleep(500'000);
+  const int s = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<std::uint16_t>(port));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::size_t sent = 0;
+  for (std::size_t i = 0; i + 7 <= 70; i += 7, sent += 7) {
+    const std::uint8_t rtp[12] = {0xA0, 33, 0, static_cast<std::uint8_t>(i), 0, 0, 0, 0, 1, 2, 3, 4};  // V=2, P=1
+    std::vector<std::uint8_t> d(rtp, rtp + 12);
+    for (std::size_t k = 0; k < 7; ++k) d.insert(d.end(), pkts[i + k].bytes.begin(), pkts[i + k].bytes.end());
+    d.insert(d.end(), {0, 0, 0, 4});  // 4 octets of padding
+    ASSERT_EQ(::sendto(s, d.data(), d.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to), static_cast<ssize_t>(d.size()));
+    ::usleep(1000);
+  }
+  ::close(s);
+  std::string log;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, rec) != nullptr) log += buf;
+  EXPECT_EQ(::pclose(rec), 0) << log;
+  EXPECT_NE(log.find("10 datagrams (10 RTP, 0 not a multiple of 188 bytes)"), std::string::npos) << log;
+  const auto bytes = twincast::test::read_file(out);
+  ASSERT_EQ(bytes.size(), sent * 188) << log;
+  const auto got = twincast::test::read_packets(out);
+  for (std::size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i].bytes, pkts[i].bytes) << "packet " << i;
+}
+
+// A recording that could not be written (disk full) is a failure, not "N datagrams -> file".
+TEST_F(TsTool, RecordFailsWhenTheFileCannotBeWritten) {
+  const auto pkts = twincast::test::read_packets(fixture("h264_aac.ts"));
+  const int port = 20000 + static_cast<int>((::getpid() + 13) % 20000);
+  const std::string cmd = ts_tool() + " record --seconds 1 127.0.0.1:" + std::to_string(port) + " /dev/full";
+  FILE* rec = ::popen((cmd + " 2>&1").c_str(), "r");
+  ASSERT_NE(rec, nullptr);
+  ::usleep(300'000);
+  const int s = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<std::uint16_t>(port));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (std::size_t i = 0; i + 7 <= 70; i += 7) {
+    std::vector<std::uint8_t> d;
+    for (std::size_t k = 0; k < 7; ++k) d.insert(d.end(), pkts[i + k].bytes.begin(), pkts[i + k].bytes.end());
+    ASSERT_EQ(::sendto(s, d.data(), d.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to), static_cast<ssize_t>(d.size()));
+  }
+  ::close(s);
+  std::string log;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, rec) != nullptr) log += buf;
+  const int status = ::pclose(rec);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << status << ": " << log;
+  EXPECT_NE(log.find("/dev/full"), std::string::npos) << log;
 }
