@@ -504,21 +504,36 @@ void Remuxer::rebuild() {
 void Remuxer::tick_table_clock(const TsPacket& packet, std::uint16_t out_pid, std::uint64_t now_ns) {
   constexpr std::uint64_t kClockPcrTimeoutNs = 150'000'000;
   constexpr std::uint64_t kClockMaxPcrStep = 27'000'000;  // 1 s of 27 MHz: more is a jump
-  const std::uint64_t since = now_ns > clock_arrival_ns_ ? now_ns - clock_arrival_ns_ : 0;
+  constexpr std::uint64_t kClockMaxLagNs = 100'000'000;   // behind arrival (the pacer's re-anchor)
   if (clock_arrival_ns_ == 0) [[unlikely]] {
     clock_ns_ = now_ns;  // starts on arrival time
     clock_arrival_ns_ = std::max<std::uint64_t>(now_ns, 1);
   }
+  const std::uint64_t since = now_ns > clock_arrival_ns_ ? now_ns - clock_arrival_ns_ : 0;
   if (out_pid == clock_pid_ && packet.has_pcr()) [[unlikely]] {
     const std::uint64_t pcr = packet.pcr();
     const std::uint64_t step = pcr_delta(clock_pcr_, pcr);
-    clock_ns_ += clock_on_pcr_ && step <= kClockMaxPcrStep && !packet.discontinuity() ? step * 1000 / 27 : since;
+    if (clock_on_pcr_ && step <= kClockMaxPcrStep && !packet.discontinuity()) {
+      // PCRs slower than arrival (a source delivered below its rate, a crawling or frozen
+      // PCR): the PCR-paced output cannot send before arrival (the pacer re-anchors once
+      // kClockMaxLagNs behind), so neither does this clock fall further behind it.
+      const std::uint64_t step_ns = step * 1000 / 27;
+      clock_lag_ns_ = since >= step_ns ? clock_lag_ns_ + (since - step_ns)
+                                       : clock_lag_ns_ - std::min(clock_lag_ns_, step_ns - since);
+      const std::uint64_t catch_up = clock_lag_ns_ > kClockMaxLagNs ? clock_lag_ns_ - kClockMaxLagNs : 0;
+      clock_lag_ns_ -= catch_up;
+      clock_ns_ += step_ns + catch_up;
+    } else {
+      clock_ns_ += since;
+      clock_lag_ns_ = 0;
+    }
     clock_pcr_ = pcr;
     clock_pcr_ns_ = now_ns;
     clock_arrival_ns_ = std::max<std::uint64_t>(now_ns, 1);
     clock_on_pcr_ = true;
   } else if (!clock_on_pcr_ || now_ns - clock_pcr_ns_ >= kClockPcrTimeoutNs) [[unlikely]] {
     clock_ns_ += since;
+    clock_lag_ns_ = 0;
     clock_arrival_ns_ = std::max<std::uint64_t>(now_ns, 1);
     clock_on_pcr_ = false;
   }

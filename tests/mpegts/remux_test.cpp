@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "tests_common.hpp"
@@ -223,6 +224,33 @@ TEST(Remux, TablesOfAStreamWithoutPcrsRepeatOnArrivalTime) {
   const auto [worst, pats] = pat_gaps(out.packets, out.times);
   EXPECT_GT(pats, 50u);
   EXPECT_LE(worst, 100'000'000u + 2'000'000u);
+}
+
+// PCRs that advance far slower than the packets arrive (a source delivered at a fraction of
+// its rate, an encoder whose PCR crawls or froze): the PCR-paced output cannot send a packet
+// before it came (its schedule re-anchors on arrival once 100 ms behind), so a receiver
+// sees the arrival time, and the tables must still repeat on it (TR 101 290 PAT_error_2
+// beyond 500 ms), not once every interval of the PCRs' time.
+TEST(Remux, TablesOfAStreamWhosePcrsCrawlStillRepeatOnArrivalTime) {
+  for (const std::uint64_t slowdown : {10U, 0U}) {  // 0: the PCR is frozen
+    auto in = read_packets(fixture("h264_aac.ts"));
+    std::optional<std::uint64_t> first;
+    for (TsPacket& p : in)
+      if (p.has_pcr()) {
+        if (!first) first = p.pcr();
+        p.set_pcr(*first + (slowdown == 0 ? 0 : pcr_delta(*first, p.pcr()) / slowdown));
+      }
+    RemuxConfig cfg;
+    cfg.psi_interval_ns = 100'000'000;
+    cfg.services.push_back({.input = 0});
+    Remuxer r(cfg);
+    Output out;
+    std::uint64_t t = 0;
+    feed(r, 0, in, out, t);
+    const auto [worst, pats] = pat_gaps(out.packets, out.times);
+    EXPECT_GT(pats, 20u) << "slowdown " << slowdown;
+    EXPECT_LE(worst, 500'000'000u) << "slowdown " << slowdown;
+  }
 }
 
 TEST(Remux, MergingThreeSptsRemapsCollisionsAndNumbersChannels) {

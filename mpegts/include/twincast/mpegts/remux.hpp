@@ -263,6 +263,7 @@ class Remuxer {
   std::uint64_t clock_arrival_ns_ = 0;  // arrival time clock_ns_ last moved at (0: not started)
   std::uint64_t clock_pcr_ = 0;         // the last PCR it moved on
   std::uint64_t clock_pcr_ns_ = 0;      // and when that PCR arrived
+  std::uint64_t clock_lag_ns_ = 0;      // how far the PCRs fell behind arrival (at most kClockMaxLagNs)
   std::uint16_t clock_pid_ = kNullPid;
   bool clock_on_pcr_ = false;  // following clock_pid_'s PCRs (else arrival time)
   // emit_tables() has nothing to send while the table clock is in [quiet_from_ns_, quiet_until_ns_)
