@@ -419,7 +419,11 @@ struct Transcoder::Impl {
       const std::int64_t pts = frame.pts != AV_NOPTS_VALUE ? frame.pts : frame.best_effort_timestamp;
       const bool key = frame_is_key(frame);
       if (key) s.seen_key = true;
-      if (!s.seen_key || pts == AV_NOPTS_VALUE || (s.last_pts != AV_NOPTS_VALUE && pts <= s.last_pts)) {
+      // A PTS further than kMaxPtsJump from the packets' DTS is a corrupted PES header: that
+      // picture is skipped; taken as the last PTS, it made every later frame look late.
+      const bool wild = pts != AV_NOPTS_VALUE && s.video_ref != AV_NOPTS_VALUE &&
+                        std::abs(pts - s.video_ref) > kMaxPtsJump;
+      if (!s.seen_key || pts == AV_NOPTS_VALUE || wild || (s.last_pts != AV_NOPTS_VALUE && pts <= s.last_pts)) {
         frames_skipped.fetch_add(1, std::memory_order_relaxed);
       } else {
         s.last_pts = pts;
@@ -596,6 +600,8 @@ struct Transcoder::Impl {
         if (!r.enc && !open_rung(r, *item.frame)) {
           r.failed = true;
           r.early_audio.clear();
+        } else if (item.key && rung_width(r, *item.frame) != r.scaled->width && !reopen_encoder(r, *item.frame)) {
+          r.failed = true;
         } else {
           encode(r, item.frame.get(), item.key);
         }
@@ -623,12 +629,44 @@ struct Transcoder::Impl {
     }
   }
 
-  bool open_rung(Rung& r, const AVFrame& f) {
+  // The rung's picture width for a source frame: height x the frame's display aspect ratio.
+  static int rung_width(const Rung& r, const AVFrame& f) {
     AVRational sar = f.sample_aspect_ratio.num > 0 ? f.sample_aspect_ratio : r.info->sample_aspect;
     if (sar.num <= 0 || sar.den <= 0) sar = AVRational{1, 1};
-    const int height = r.config.height;
     const double display_w = static_cast<double>(f.width) * sar.num / sar.den;
-    const int width = std::max(2, 2 * static_cast<int>(std::lround(display_w * height / f.height / 2.0)));
+    return std::max(2, 2 * static_cast<int>(std::lround(display_w * r.config.height / f.height / 2.0)));
+  }
+
+  // The source's display aspect ratio changed at a key frame (a new SPS or sequence header:
+  // an SD/HD programme change, DVB's 4:3/16:9 switch): the encoder is drained and opened
+  // again at the new width, in the same muxer (x264 repeats its SPS at every IDR), so the
+  // output neither stretches the new picture nor breaks its timeline.
+  bool reopen_encoder(Rung& r, const AVFrame& f) {
+    encode(r, nullptr, false);
+    const int width = rung_width(r, f);
+    std::string error;
+    CodecPtr enc = open_x264(config.preset, width, r.config.height, r.info->video_time_base, r.info->frame_rate,
+                             r.config.video_kbps, r.x264_threads, &error);
+    FramePtr scaled(enc ? av_frame_alloc() : nullptr);
+    if (scaled) {
+      scaled->format = AV_PIX_FMT_YUV420P;
+      scaled->width = width;
+      scaled->height = r.config.height;
+    }
+    if (!scaled || av_frame_get_buffer(scaled.get(), 0) < 0) {
+      count(r, TranscodeError::kEncoderOpen);
+      return false;
+    }
+    r.enc = std::move(enc);
+    r.scaled = std::move(scaled);
+    r.mux->streams[0]->codecpar->width = width;
+    r.width.store(static_cast<std::uint16_t>(width), std::memory_order_relaxed);
+    return true;
+  }
+
+  bool open_rung(Rung& r, const AVFrame& f) {
+    const int height = r.config.height;
+    const int width = rung_width(r, f);
     std::string error;
     r.enc = open_x264(config.preset, width, height, r.info->video_time_base, r.info->frame_rate,
                       r.config.video_kbps, r.x264_threads, &error);

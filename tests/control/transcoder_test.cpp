@@ -6,7 +6,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <dirent.h>
 #include <filesystem>
@@ -718,4 +720,156 @@ TEST_F(TranscoderTest, PtsWrapThenClockStepsBackRestartsEveryRung) {
   expect_restart_on_pts_jump(source_small("transcode_wrap_240p.ts", 95438.0),
                              source_small("transcode_at95380_240p.ts", 95380.0),
                              [this](const std::string& n, const Bytes& b) { return write(n, b); });
+}
+
+namespace {
+
+// The width of every picture of the first video stream, in presentation order.
+std::vector<std::int64_t> frame_widths(const fs::path& f) {
+  const auto r = run("ffprobe -v error -select_streams v:0 -show_entries frame=width -of csv=p=0 " + q(f));
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  return numbers(r.out);
+}
+
+// 10 s of `size` H.264 (1 s GOP, B-frames) + AAC from `offset_s` on, with `extra` ffmpeg args.
+fs::path source_sized(const std::string& name, const std::string& size, double offset_s,
+                      const std::string& extra) {
+  return cached_source(
+      name,
+      "-f lavfi -i testsrc2=size=" + size + ":rate=25:duration=10 "
+      "-f lavfi -i sine=frequency=440:sample_rate=48000:duration=10 "
+      "-c:v libx264 -preset ultrafast -bf 2 -g 25 -keyint_min 25 -sc_threshold 0 -pix_fmt yuv420p "
+      "-b:v 400k -c:a aac -b:a 64k " + extra + " -output_ts_offset " + std::to_string(offset_s));
+}
+
+// The source's picture format changes at a key frame with its clock running on (a new SPS: an
+// HD/SD programme change, or DVB SD switching between 4:3 and 16:9 anamorphic): every rung
+// keeps one stream with every frame and key frame, and its width follows the new display
+// aspect ratio (height x DAR) from that key frame on, as for a stream that starts with it.
+void expect_rungs_follow_aspect_change(const fs::path& a, const fs::path& b, double dar_a, double dar_b,
+                                       const std::function<fs::path(const std::string&, const Bytes&)>& write) {
+  const Bytes bytes = splice(twincast::test::read_file(a), twincast::test::read_file(b));
+  const fs::path src = write("source.ts", bytes);
+  const auto src_keys = key_frame_pts(src);
+  const auto frames_a = video_frames(a);
+  const auto frames_b = video_frames(b);
+  TranscoderConfig c = small_ladder();
+  c.preset = "veryfast";  // B-frames out: DTS must stay monotonic across the change
+  Transcoder t(c);
+  t.start();
+  push_file(t, bytes, false);
+  t.flush();
+  Outputs o;
+  ASSERT_TRUE(pump_until(t, o, [](const TranscoderStats& s) { return s.idle && all_rungs_finished(s, 1); },
+                         std::chrono::seconds(120)));
+  const auto s = t.stats();
+  EXPECT_EQ(s.streams, 1u);
+  EXPECT_EQ(total_errors(s), 0u);
+  EXPECT_EQ(s.frames_skipped, 0u);
+  ASSERT_EQ(o.rungs.size(), 2u);
+  const std::int64_t heights[] = {180, 120};
+  for (std::size_t i = 0; i < 2; ++i) {
+    SCOPED_TRACE(heights[i]);
+    EXPECT_EQ(o.discontinuities[i], 0u);
+    ASSERT_EQ(o.rungs[i].size(), 1u);
+    EXPECT_EQ(s.rungs[i].frames_encoded, static_cast<std::uint64_t>(frames_a + frames_b));
+    // Width = height x DAR, rounded to an even number (as in open_rung()).
+    const auto even = [&](double dar) {
+      return 2 * static_cast<std::int64_t>(std::lround(dar * static_cast<double>(heights[i]) / 2.0));
+    };
+    EXPECT_EQ(s.rungs[i].width, even(dar_b));
+    const fs::path out = write("aspect" + std::to_string(i) + ".ts", o.rungs[i][0]);
+    EXPECT_EQ(decode_errors(out), "");
+    EXPECT_EQ(key_frame_pts(out), src_keys);
+    const auto widths = frame_widths(out);
+    ASSERT_EQ(static_cast<std::int64_t>(widths.size()), frames_a + frames_b);
+    EXPECT_EQ(widths.front(), even(dar_a));
+    EXPECT_EQ(widths.back(), even(dar_b));
+    EXPECT_EQ(std::count(widths.begin(), widths.end(), even(dar_b)), frames_b);
+  }
+}
+
+}  // namespace
+
+// 320x240 (4:3), then 640x360 (16:9) 10.12 s later (three frame times: DTS, PTS and audio go
+// on rising across the join, so nothing but the picture format changes).
+TEST_F(TranscoderTest, ResolutionChangeMidStreamFollowsTheNewAspectRatio) {
+  expect_rungs_follow_aspect_change(source_small("transcode_at0_240p.ts", 0.0),
+                                    source_sized("transcode_at10.12_360p.ts", "640x360", 10.12, ""),
+                                    4.0 / 3.0, 16.0 / 9.0,
+                                    [this](const std::string& n, const Bytes& b) { return write(n, b); });
+}
+
+// DVB SD: 320x240 pixels shown at 4:3, then the same pixels anamorphic at 16:9 (SAR 4:3).
+TEST_F(TranscoderTest, SampleAspectChangeMidStreamFollowsTheNewAspectRatio) {
+  expect_rungs_follow_aspect_change(source_small("transcode_at0_240p.ts", 0.0),
+                                    source_sized("transcode_at10.12_240p_169.ts", "320x240", 10.12, "-aspect 16:9"),
+                                    4.0 / 3.0, 16.0 / 9.0,
+                                    [this](const std::string& n, const Bytes& b) { return write(n, b); });
+}
+
+namespace {
+
+// Adds `delta` (90 kHz) to the PTS, not the DTS, of the `nth` video PES (PID 0x100) that
+// carries both: one bit-flipped timestamp as a broken satellite or terrestrial link delivers.
+// Returns that PES's original PTS, or -1.
+std::int64_t corrupt_video_pts(Bytes& ts, std::size_t nth, std::int64_t delta) {
+  std::size_t seen = 0;
+  for (std::size_t off = 0; off + 188 <= ts.size(); off += 188) {
+    std::uint8_t* p = ts.data() + off;
+    const unsigned pid = (static_cast<unsigned>(p[1] & 0x1f) << 8) | p[2];
+    if (pid != 0x100 || (p[1] & 0x40) == 0) continue;
+    std::size_t h = 4;
+    if ((p[3] & 0x20) != 0) h += 1 + p[4];
+    if (h + 19 > 188) continue;
+    std::uint8_t* pes = p + h;
+    if (pes[0] != 0 || pes[1] != 0 || pes[2] != 1 || (pes[7] >> 6) != 3) continue;
+    if (seen++ != nth) continue;
+    std::uint8_t* t = pes + 9;
+    const std::int64_t pts = (static_cast<std::int64_t>(t[0] & 0x0e) << 29) | (static_cast<std::int64_t>(t[1]) << 22) |
+                             (static_cast<std::int64_t>(t[2] & 0xfe) << 14) | (static_cast<std::int64_t>(t[3]) << 7) |
+                             (t[4] >> 1);
+    const std::int64_t v = (pts + delta) & ((std::int64_t{1} << 33) - 1);
+    t[0] = static_cast<std::uint8_t>((t[0] & 0xf0) | ((v >> 29) & 0x0e) | 1);
+    t[1] = static_cast<std::uint8_t>(v >> 22);
+    t[2] = static_cast<std::uint8_t>(((v >> 14) & 0xfe) | 1);
+    t[3] = static_cast<std::uint8_t>(v >> 7);
+    t[4] = static_cast<std::uint8_t>(((v << 1) & 0xfe) | 1);
+    return pts;
+  }
+  return -1;
+}
+
+}  // namespace
+
+// One video PES 4 s into the stream carries a PTS an hour ahead (its DTS is right): that one
+// picture may be lost (counted as skipped), but the stream goes on: every later frame and key
+// frame comes out. Before the fix every later frame looked older than that PTS and was
+// skipped: the rungs froze until the next input switch.
+TEST_F(TranscoderTest, OneCorruptPtsLosesAtMostThatFrame) {
+  const fs::path src = source_small("transcode_at0_240p.ts", 0.0);
+  Bytes bytes = twincast::test::read_file(src);
+  const auto src_keys = key_frame_pts(src);
+  const auto src_frames = video_frames(src);
+  ASSERT_GT(corrupt_video_pts(bytes, 110, 3600 * 90'000), 0);
+
+  Transcoder t(small_ladder());
+  t.start();
+  push_file(t, bytes, false);
+  t.flush();
+  Outputs o;
+  ASSERT_TRUE(pump_until(t, o, [](const TranscoderStats& s) { return all_rungs_finished(s, 1); },
+                         std::chrono::seconds(120)));
+  const auto s = t.stats();
+  EXPECT_EQ(s.streams, 1u);
+  EXPECT_EQ(s.frames_decoded, static_cast<std::uint64_t>(src_frames));
+  EXPECT_LE(s.frames_skipped, 1u);
+  ASSERT_EQ(o.rungs.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_GE(s.rungs[i].frames_encoded + 1, static_cast<std::uint64_t>(src_frames));
+    ASSERT_EQ(o.rungs[i].size(), 1u);
+    const fs::path out = write("corrupt_pts" + std::to_string(i) + ".ts", o.rungs[i][0]);
+    EXPECT_EQ(key_frame_pts(out), src_keys);
+  }
 }

@@ -39,6 +39,8 @@
 //
 // Rate control: ABR at the rung's video_kbps with VBV maxrate 1.2x and bufsize 2x that rate.
 // Width = height x source display aspect ratio, rounded to an even number; square pixels out.
+// When the source's aspect ratio changes at a key frame (a new SPS), each rung's encoder is
+// drained and reopened at the new width within the same output stream (no discontinuity).
 //
 // Input switches and restarts: push(..., discontinuity = true) or flush() ends the current
 // stream: the decoder and every encoder are drained (their last frames are output) and the
@@ -143,7 +145,8 @@ struct TranscoderStats {
   std::uint64_t input_bytes_queued = 0;    // waiting for the decode thread now
   std::uint64_t streams = 0;               // streams the decode thread opened (demuxer up)
   std::uint64_t frames_decoded = 0;
-  std::uint64_t frames_skipped = 0;        // before a stream's first key frame, or no PTS
+  std::uint64_t frames_skipped = 0;        // before a stream's first key frame, no PTS, or a PTS
+                                           // over 10 s from the DTS (corrupt) or not rising
   double decode_seconds = 0;               // decode thread time in the decoder
   std::uint64_t output_bytes_dropped = 0;  // output queue full
   std::uint64_t output_bytes_queued = 0;   // waiting for pop()
