@@ -122,6 +122,10 @@ int run(const std::string& file, const char* argv0, unsigned status_interval_s) 
         if (outcome.error) {
           reloads.write(log::Level::kError, "reload_refused", {{"file", file}},
                      "twincastd: SIGHUP: reload of " + file + " refused, the running configuration stays: " + *outcome.error);
+          // Refused, yet the SRT ingest stopped for it may not have come back.
+          if (outcome.warning)
+            reloads.write(log::Level::kError, "reload_incomplete", {{"file", file}},
+                          "twincastd: SIGHUP: reload of " + file + " refused, and " + *outcome.warning);
         } else {
           const auto& d = outcome.diff;
           reloads.write(log::Level::kNotice, "reload",

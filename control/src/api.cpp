@@ -1001,7 +1001,12 @@ struct Api::Impl {
   HttpResponse reload(const HttpRequest& req) {
     if (auto denied = check_token(req)) return *denied;
     const ApiReloadResult result = backend.reload();
-    if (result.error) return json_error(409, "reload refused, the running configuration stays: " + *result.error);
+    if (result.error) {
+      // A refusal may still leave something not as it was (the SRT ingest stopped for the
+      // reload did not come back): said in the same message.
+      return json_error(409, "reload refused, the running configuration stays: " + *result.error +
+                                 (result.warning ? "; but " + *result.warning : std::string()));
+    }
     auto ids = [](const std::vector<std::string>& v) {
       json::array a;
       for (const auto& id : v) a.emplace_back(id);

@@ -21,7 +21,7 @@
 #include <utility>
 
 #include "twincast/control/hls_auth.hpp"
-#include "twincast/control/http_server.hpp"  // percent_decode
+#include "twincast/control/http_server.hpp"  // percent_decode, valid_utf8
 #include "twincast/control/log.hpp"
 #include "twincast/control/transcoder.hpp"
 #include "twincast/dataplane/dataplane.hpp"
@@ -1498,7 +1498,8 @@ std::string HlsPackager::channels_json() {
       std::lock_guard lock(ch->mu);
       const HlsChannelStats st = stats_of(*ch->tracks.front(), impl_->config.segment_seconds);
       o["id"] = ch->id;
-      o["name"] = ch->name.empty() ? ch->id : ch->name;
+      // JSON is UTF-8; a name from a YAML saved in Latin-1 is not (yaml-cpp passes the bytes).
+      o["name"] = valid_utf8(ch->name.empty() ? ch->id : ch->name);
       o["state"] = st.state;
       o["url"] = "/hls/" + ch->id + "/" + kMasterName;
       o["segments"] = st.segments;

@@ -477,6 +477,19 @@ TEST_F(ApiTest, ReloadAndSecretsInErrors) {
   EXPECT_EQ(backend_.reloads_, 2);
 }
 
+// A reload the data plane refuses after the SRT ingest was stopped for it brings the same
+// ingest back; when that fails too, the appliance reports the error and a warning beside it
+// (Appliance reload_file). The 409 said only "the running configuration stays", so an
+// operator never learnt that the SRT inputs had stopped receiving.
+TEST_F(ApiTest, ARefusedReloadStillTellsWhatDidNotComeBack) {
+  backend_.reload_error_ = "channel kids: cannot create the OTT mbuf pool: Cannot allocate memory";
+  backend_.reload_warning_ = "the SRT ingest did not start: srt input #0 'cam': bind: Address already in use";
+  Reply r = request(port_, http::verb::post, "/api/v1/reload", "", bearer(kToken));
+  EXPECT_EQ(r.status, 409U);
+  EXPECT_NE(error_of(r).find("cannot create the OTT mbuf pool"), std::string::npos) << r.body;
+  EXPECT_NE(error_of(r).find("the SRT ingest did not start"), std::string::npos) << r.body;
+}
+
 TEST_F(ApiTest, NoTokenFileOrShortTokenDisablesMutations) {
   std::filesystem::remove(token_file_);
   Reply r = request(port_, http::verb::post, "/api/v1/reload", "", bearer(kToken));

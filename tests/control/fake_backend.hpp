@@ -150,7 +150,7 @@ class FakeBackend : public control::ApiBackend {
   control::ApiReloadResult reload() override {
     std::lock_guard lock(mutex_);
     ++reloads_;
-    if (reload_error_) return control::ApiReloadResult{.error = reload_error_};
+    if (reload_error_) return control::ApiReloadResult{.error = reload_error_, .warning = reload_warning_};
     return control::ApiReloadResult{.warning = reload_warning_, .added = {"kids"}, .removed = {"old"},
                                      .restarted = {"sport"}, .updated = {"weather"}, .unchanged = {"news"}};
   }

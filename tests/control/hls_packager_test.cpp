@@ -25,6 +25,7 @@
 // the clock 1 ms on) numbers above the last run and serves none of its segment or key URLs
 // and no ETag of it for other bytes; a channel dropped and added again numbers above its
 // old segments even with the clock set back; HlsPackagerOptions::first_sequence fixes them.
+#include <boost/json.hpp>
 #include <gtest/gtest.h>
 #include <rte_mempool.h>
 #include <sys/resource.h>
@@ -517,6 +518,19 @@ TEST_F(Packager, TheMastersEtagChangesWhenAReloadChangesItsVariants) {
   ASSERT_TRUE(after);
   ASSERT_EQ(after->body->str().find("live-lo.m3u8"), std::string::npos) << after->body->str();
   EXPECT_NE(after->etag, before->etag) << "one strong ETag for two texts";
+}
+
+// /channels.json is what the web page reads: a channel name saved in Latin-1 (yaml-cpp
+// passes the bytes through) went out as is, which is not JSON (RFC 8259: UTF-8), so the
+// page showed no channel at all, and the origin's re-parse to mark signed channels failed.
+TEST_F(Packager, ChannelsJsonIsValidUtf8ForANameThatIsNot) {
+  make(3, 1, 512);
+  packager_->set_channels({PackagedChannel{"news", "Caf\xe9 <b>\xff", feed_}});
+  const std::string text = packager_->channels_json();
+  boost::system::error_code ec;
+  const boost::json::value v = boost::json::parse(text, ec);
+  ASSERT_FALSE(ec) << ec.message() << ": " << text;
+  EXPECT_EQ(v.as_array().at(0).as_object().at("name").as_string(), "Caf\xEF\xBF\xBD <b>\xEF\xBF\xBD");
 }
 
 TEST_F(Packager, FfmpegDecodesATimeRangeFetchedThroughGet) {
