@@ -306,6 +306,13 @@ void Remuxer::rebuild() {
     if (!sc.name.empty()) out.name = sc.name;
     if (!sc.provider.empty()) out.provider = sc.provider;
     if (out.name.empty()) out.name = "Service " + std::to_string(out.service_id);
+    if (out.service_type == 0) {
+      // No SDT from the source: 0x00 is reserved (EN 300 468 table 87) and receivers skip
+      // such a service in a scan. Digital television with video, digital radio without.
+      const bool video = std::any_of(source.streams.begin(), source.streams.end(),
+                                     [](const ElementaryStream& e) { return codec_kind(e.codec) == StreamKind::kVideo; });
+      out.service_type = video ? 0x01 : 0x02;
+    }
     out.lcn = sc.lcn;
     out.eit_present_following = eit_pf_[k];
     out.eit_schedule = eit_sched_[k];

@@ -144,6 +144,45 @@ TEST(PsiTables, BuildersMakeValidSections) {
   EXPECT_THROW((void)build_pmt(bad, 0), std::length_error);
 }
 
+// The logical_channel_descriptor (0x83) is a private descriptor (EN 300 468 6.2.31, tags
+// 0x80..0xFE): a receiver reads it only after a private_data_specifier_descriptor (0x5F)
+// in the same loop names its specifier, EACEM 0x00000028 (IEC 62216-1). Without one,
+// receivers that check (and analysers: TSDuck shows "unknown descriptor") ignore the
+// LCNs. The NIT's transport stream loop is split over sections for many services: each
+// section's part of the loop that holds 0x83 descriptors needs its own 0x5F before them.
+TEST(PsiTables, LcnDescriptorsFollowAnEacemPrivateDataSpecifierInEverySection) {
+  std::vector<Service> services;
+  for (std::uint16_t i = 1; i <= 400; ++i) {
+    Service s;
+    s.service_id = i;
+    s.service_type = 0x01;
+    s.lcn = static_cast<std::uint16_t>(i);
+    services.push_back(s);
+  }
+  for (const std::size_t n : {std::size_t{3}, services.size()}) {
+    const auto nit = build_nit(3, "Twin Net", 1, 2, std::vector<Service>(services.begin(), services.begin() + static_cast<std::ptrdiff_t>(n)), 0);
+    if (n == services.size()) {
+      EXPECT_GT(nit.size(), 1U);
+    }
+    std::size_t lcns = 0;
+    for (const auto& sec : nit) {
+      ASSERT_TRUE(section_crc_ok(sec));
+      const std::size_t net = ((sec[8] & 0x0FU) << 8) | sec[9];
+      const std::size_t ts = 10 + net + 2;  // the transport stream: ids 4 bytes, loop length 2
+      const std::size_t end = ts + 6 + (((sec[ts + 4] & 0x0FU) << 8) | sec[ts + 5]);
+      ASSERT_LE(end, sec.size() - 4);
+      bool pds = false;
+      for (std::size_t q = ts + 6; q + 2 <= end; q += 2U + sec[q + 1]) {
+        if (sec[q] == 0x5F) pds = sec[q + 1] == 4 && sec[q + 2] == 0 && sec[q + 3] == 0 && sec[q + 4] == 0 && sec[q + 5] == 0x28;
+        if (sec[q] != 0x83) continue;
+        EXPECT_TRUE(pds) << "0x83 without an EACEM private_data_specifier before it, section " << int{sec[6]} << " of " << n << " services";
+        lcns += sec[q + 1] / 4U;
+      }
+    }
+    EXPECT_EQ(lcns, n);
+  }
+}
+
 // Model -> tables -> packets -> PsiDecoder -> the same model.
 TEST(PsiTables, RoundTripThroughDecoder) {
   const ProgramModel m = sample_model();

@@ -1312,6 +1312,50 @@ Sections sections_of(const std::vector<TsPacket>& out, std::uint16_t pid) {
   return h;
 }
 
+// A source without an SDT (many encoders, an SRT contribution feed) gives no service_type.
+// The output SDT and NIT service_list_descriptor must not say 0x00 (reserved, EN 300 468
+// table 87): receivers skip such a service in a scan. A service with video is a digital
+// television service (0x01), one with audio only a digital radio sound service (0x02).
+TEST(RemuxSynthetic, AServiceWithoutSourceSdtGetsATelevisionOrRadioServiceType) {
+  for (const bool video : {true, false}) {
+    const char* what = video ? "video" : "audio only";
+    Source src{.tag = 0};
+    src.services.push_back(video ? spts_service(1, 0x1000, {{0x100, 0x1B}, {0x101, 0x0F}}, 0x100)
+                                 : spts_service(1, 0x1000, {{0x101, 0x0F}}, 0x101));
+    RemuxConfig cfg;
+    cfg.nit = true;
+    cfg.services.push_back({.input = 0, .source_service_id = 1, .lcn = 5});
+    Harness h(cfg);
+    h.push(0, src.tables());
+    for (int i = 0; i < 200; ++i) h.push(0, src.es(0x101));
+    const std::uint8_t want = video ? 0x01 : 0x02;
+    ASSERT_EQ(h.r.output_model().services.size(), 1u);
+    EXPECT_EQ(h.r.output_model().services[0].service_type, want) << what;
+    // What a receiver reads: the SDT's service_descriptor and the NIT's service list.
+    const Sections sdt = sections_of(h.out, kSdtPid);
+    ASSERT_FALSE(sdt.good.empty());
+    for (const Section& sec : sdt.good) {
+      ASSERT_GE(sec.size(), 11u + 5 + 3 + 4);
+      ASSERT_EQ(sec[11 + 5], 0x48);  // service 1's first descriptor: tag, length, service_type
+      EXPECT_EQ(sec[11 + 7], want) << "SDT service_type, " << what;
+    }
+    const Sections nit = sections_of(h.out, kNitPid);
+    ASSERT_FALSE(nit.good.empty());
+    std::size_t listed = 0;
+    for (const Section& sec : nit.good) {
+      const std::size_t net = static_cast<std::size_t>(((sec[8] & 0x0F) << 8) | sec[9]);
+      const std::size_t ts = 10 + net + 2;  // the transport stream, its descriptors 6 bytes on
+      for (std::size_t q = ts + 6; q + 2 <= sec.size() - 4; q += 2U + sec[q + 1])
+        if (sec[q] == 0x41) {
+          EXPECT_EQ(sec[q + 4], want) << "NIT service_list service_type, " << what;
+          ++listed;
+        }
+    }
+    EXPECT_GT(listed, 0u);
+  }
+}
+
+
 // The EIT_present_following_flag (or with `bit` 1, the EIT_schedule_flag) of `service_id` in
 // every SDT section of `out`, in order.
 std::vector<int> sdt_eit_pf_flags(const std::vector<TsPacket>& out, std::uint16_t service_id, int bit = 0) {

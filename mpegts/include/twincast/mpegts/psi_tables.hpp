@@ -38,7 +38,7 @@ struct PatEntry {
                                              const std::vector<Service>& services, std::uint8_t version);
 // NIT actual: table 0x40 on PID 0x10: network_name_descriptor (0x40), one transport
 // stream with service_list_descriptor (0x41) and logical_channel_descriptor (0x83) for
-// services with an LCN.
+// services with an LCN, behind an EACEM private_data_specifier_descriptor (0x5F).
 [[nodiscard]] std::vector<Section> build_nit(std::uint16_t network_id, const std::string& network_name,
                                              std::uint16_t transport_stream_id, std::uint16_t original_network_id,
                                              const std::vector<Service>& services, std::uint8_t version);
