@@ -820,6 +820,18 @@ struct HlsPackager::Impl {
       t.disk_bytes += it->size;
       ++t.disk_segments;
     }
+    const std::size_t held = t.window.size();
+    evict(ch, t, gone);
+    if (rendered && t.window.size() == held) return;
+    measure(t, info);
+    render(t);
+    if (t.kind != TrackKind::kAudio) render_master(ch);  // as above
+  }
+
+  // Evicts what `t` no longer keeps into `gone` (under ch.mu; destroyed, its files deleted,
+  // after the lock); never the newest segment.
+  void evict(const HlsChannelStore& ch, HlsTrack& t, std::vector<StoredSegment>& gone) const {
+    const std::uint64_t share = budget(ch);
     // Kept: the playlist's window and, for clients that still fetch what slid out of it,
     // as many again plus one (RFC 8216 6.2.2: a removed segment stays available for its
     // own duration plus the playlist's, W + 1 segments' time after it left a W-segment
@@ -836,7 +848,6 @@ struct HlsPackager::Impl {
     // the front is in memory or a failed write still is (behind on-disk ones, which go
     // first: the held numbers stay consecutive). Memory over the share for the newest
     // segment alone (the others went to disk above) deletes nothing from disk.
-    const std::size_t held = t.window.size();
     const auto over_memory = [&] {
       return t.window_bytes > share && (ch.dvr_path.empty() || !t.window.front().file || t.failed_bytes > 0);
     };
@@ -858,10 +869,6 @@ struct HlsPackager::Impl {
       t.window.pop_front();
       ++t.evicted;
     }
-    if (rendered && t.window.size() == held) return;
-    measure(t, info);
-    render(t);
-    if (t.kind != TrackKind::kAudio) render_master(ch);  // as above
   }
 
   // The track's stream info at its newest segment (under ch.mu): the segmenter's, or for an
@@ -1252,6 +1259,21 @@ void HlsPackager::set_channels(std::vector<PackagedChannel> wanted) {
   // when its last reader lets the store go.
   for (const auto& c : dropped)
     if (!c->dvr_path.empty()) clear_channel_dir(c->dvr_path);
+  // The shares of memory_mb and dvr_disk_mb follow the channels and tracks there are now:
+  // each track is held to its new share here, not at its next segment, which one whose
+  // input is down never makes (the channels together would stay over the budgets).
+  std::vector<StoredSegment> gone;  // destroyed (files deleted) after the locks
+  for (const auto& c : d.channels) {
+    std::lock_guard lock(c->mu);
+    for (const auto& t : c->tracks) {
+      const std::size_t held = t->window.size();
+      if (held == 0) continue;
+      d.evict(*c, *t, gone);
+      if (t->window.size() == held) continue;
+      d.render(*t);
+      if (t->kind != TrackKind::kAudio) d.render_master(*c);
+    }
+  }
 }
 
 void HlsPackager::detach(const std::vector<std::string>& ids) {

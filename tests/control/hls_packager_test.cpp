@@ -219,6 +219,25 @@ TEST_F(Packager, MemoryBudgetWinsOverTheDvrHours) {
   EXPECT_LE(packager_->channel_stats("news")->window_bytes, budget / 2);
 }
 
+// memory_mb is shared evenly by the channels: one added by a reload takes its share from
+// the others at once, even from one whose input is down (it stores no segment to evict by).
+TEST_F(Packager, AChannelAddedTakesItsMemoryShareFromAStalledOne) {
+  make(3, 72, 1, 1);  // 1 MiB, 1 s segments of ~190 kB
+  const std::uint64_t budget = 1u << 20;
+  feed_copies(0, 3);
+  ASSERT_GT(packager_->channel_stats("news")->window_bytes, budget * 3 / 4) << "news fills the budget alone";
+  dataplane::OttFeed* news = feed_;
+  feed_ = new_feed();
+  packager_->set_channels({PackagedChannel{"news", "News", news}, PackagedChannel{"sports", "Sports", feed_}});
+  EXPECT_LE(packager_->channel_stats("news")->window_bytes, budget / 2);
+  feed_copies(3, 6);
+  EXPECT_GT(packager_->channel_stats("sports")->window_bytes, budget / 4);
+  EXPECT_LE(packager_->channel_stats("news")->window_bytes + packager_->channel_stats("sports")->window_bytes, budget);
+  const Playlist ev = parse_playlist(*get("event.m3u8"));
+  expect_consistent(ev, *packager_);
+  EXPECT_EQ(ev.entries.size(), packager_->channel_stats("news")->held_segments);
+}
+
 TEST_F(Packager, TimeRangesGiveVodOncePastAndEventWhileOpen) {
   make(3, 1, 512);
   feed_copies(0, 5);  // ~30.5 s: 14 segments delivered, all held (1 h)
@@ -1016,6 +1035,37 @@ TEST_F(DvrDisk, DiskBudgetBoundsWhatIsOnDisk) {
   EXPECT_EQ(f.sequences.size(), st->disk_segments);
   EXPECT_EQ(f.bytes, st->disk_bytes);
   expect_consistent(parse_playlist(*get("event.m3u8")), *packager_);
+}
+
+// The disk budget is shared evenly by the channels: one added by a reload takes its share
+// from the others at once, even from one whose input is down (no new segment of its own
+// to evict by), so the channels together stay within dvr_disk_mb.
+TEST_F(DvrDisk, AChannelAddedTakesItsShareFromAStalledOne) {
+  config_.dvr_disk_mb = 1;
+  make(3, 72, 512, 1);  // 1 s segments of ~190 kB; 72 h would hold them all
+  const std::uint64_t budget = 1u << 20;
+  feed_copies(0, 4);
+  const std::uint64_t alone = packager_->channel_stats("news")->disk_bytes;
+  ASSERT_GT(alone, budget * 3 / 4) << "news fills the whole budget alone";
+  // news' input goes down; a reload adds sports, which fills its half.
+  dataplane::OttFeed* news = feed_;
+  feed_ = new_feed();
+  packager_->set_channels({PackagedChannel{"news", "News", news}, PackagedChannel{"sports", "Sports", feed_}});
+  const auto on_disk = [&] {
+    std::uint64_t n = 0;
+    for (const auto& e : fs::recursive_directory_iterator(dir_)) n += e.is_regular_file() ? e.file_size() : 0;
+    return n;
+  };
+  EXPECT_LE(packager_->channel_stats("news")->disk_bytes, budget / 2);
+  EXPECT_EQ(files_in(channel_dir()).bytes, packager_->channel_stats("news")->disk_bytes);
+  std::uint64_t peak = 0;
+  feed_copies(4, 8, 1, [&] { peak = std::max(peak, on_disk()); });
+  EXPECT_GT(packager_->channel_stats("sports")->disk_bytes, budget / 4);
+  EXPECT_LE(peak, budget);
+  // Its playlists list only what is still held, each served.
+  const Playlist ev = parse_playlist(*get("event.m3u8"));
+  expect_consistent(ev, *packager_);
+  EXPECT_EQ(ev.entries.size(), packager_->channel_stats("news")->held_segments);
 }
 
 TEST_F(DvrDisk, FfmpegPlaysOnDiskSegmentsThroughTheOrigin) {
