@@ -212,39 +212,67 @@ TEST_F(TsTool, ClearErrorsForBadUse) {
   EXPECT_EQ(r.exit_code, 0) << r.out;
 }
 
-TEST_F(TsTool, RecordWritesDatagramsUnchangedAndUnwrapsRtp) {
-  // A kernel UDP sender on loopback: plain TS datagrams, then RTP-wrapped ones.
-  const auto pkts = twincast::test::read_packets(fixture("h264_aac.ts"));
-  const fs::path out = dir_ / "rec.ts";
-  const int port = 20000 + static_cast<int>(::getpid() % 20000);
-  const std::string cmd = ts_tool() + " record --seconds 3 127.0.0.1:" + std::to_string(port) + " " + shell_quote(out.string());
-  FILE* rec = ::popen((cmd + " 2>&1").c_str(), "r");
-  ASSERT_NE(rec, nullptr);
-  ::usleep(500'000);
+namespace {
+
+// 7 packets of `pkts` from `first`, after `head` (an RTP header, or nothing) and before
+// `tail` (RTP padding, or nothing): one datagram.
+std::vector<std::uint8_t> datagram(const std::vector<twincast::mpegts::TsPacket>& pkts, std::size_t first,
+                                   std::vector<std::uint8_t> head = {}, const std::vector<std::uint8_t>& tail = {}) {
+  for (std::size_t k = 0; k < 7; ++k) head.insert(head.end(), pkts[first + k].bytes.begin(), pkts[first + k].bytes.end());
+  head.insert(head.end(), tail.begin(), tail.end());
+  return head;
+}
+
+// An RTP header: V=2, PT=33, sequence `seq`, SSRC 0x01020304; `padding` sets the P bit.
+std::vector<std::uint8_t> rtp_header(std::size_t seq, bool padding = false) {
+  return {static_cast<std::uint8_t>(padding ? 0xA0 : 0x80), 33, 0, static_cast<std::uint8_t>(seq), 0, 0, 0, 0, 1, 2, 3, 4};
+}
+
+struct Recording {
+  int status = -1;  // as pclose() returns it
+  std::string log;  // what the tool printed
+};
+
+// `record_cmd` (a `twincast-ts record ... 127.0.0.1:port FILE`) run while a kernel UDP sender
+// on loopback sends it `datagrams` 1 ms apart, from `delay_us` after its start.
+Recording record(const std::string& record_cmd, int port, const std::vector<std::vector<std::uint8_t>>& datagrams,
+                 useconds_t delay_us = 500'000) {
+  Recording r;
+  FILE* rec = ::popen((record_cmd + " 2>&1").c_str(), "r");
+  if (rec == nullptr) return r;
+  ::usleep(delay_us);
   const int s = ::socket(AF_INET, SOCK_DGRAM, 0);
   sockaddr_in to{};
   to.sin_family = AF_INET;
   to.sin_port = htons(static_cast<std::uint16_t>(port));
   to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::size_t sent = 0;
-  for (std::size_t i = 0; i + 7 <= 700; i += 7, sent += 7) {
-    std::vector<std::uint8_t> d;
-    if (i >= 350) {  // RTP: V=2, PT=33, sequence, timestamp, SSRC
-      const std::uint8_t rtp[12] = {0x80, 33, 0, static_cast<std::uint8_t>(i), 0, 0, 0, 0, 1, 2, 3, 4};
-      d.insert(d.end(), rtp, rtp + 12);
-    }
-    for (std::size_t k = 0; k < 7; ++k) d.insert(d.end(), pkts[i + k].bytes.begin(), pkts[i + k].bytes.end());
-    ASSERT_EQ(::sendto(s, d.data(), d.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to), static_cast<ssize_t>(d.size()));
+  for (const auto& d : datagrams) {
+    EXPECT_EQ(::sendto(s, d.data(), d.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to),
+              static_cast<ssize_t>(d.size()));
     ::usleep(1000);
   }
   ::close(s);
-  std::string log;
   char buf[512];
-  while (std::fgets(buf, sizeof buf, rec) != nullptr) log += buf;
-  EXPECT_EQ(::pclose(rec), 0) << log;
-  EXPECT_NE(log.find("100 datagrams (50 RTP"), std::string::npos) << log;
+  while (std::fgets(buf, sizeof buf, rec) != nullptr) r.log += buf;
+  r.status = ::pclose(rec);
+  return r;
+}
+
+}  // namespace
+
+TEST_F(TsTool, RecordWritesDatagramsUnchangedAndUnwrapsRtp) {
+  // A kernel UDP sender on loopback: plain TS datagrams, then RTP-wrapped ones.
+  const auto pkts = twincast::test::read_packets(fixture("h264_aac.ts"));
+  const fs::path out = dir_ / "rec.ts";
+  const int port = 20000 + static_cast<int>(::getpid() % 20000);
+  std::vector<std::vector<std::uint8_t>> datagrams;
+  for (std::size_t i = 0; i + 7 <= 700; i += 7) datagrams.push_back(datagram(pkts, i, i >= 350 ? rtp_header(i) : std::vector<std::uint8_t>{}));
+  const Recording r = record(ts_tool() + " record --seconds 3 127.0.0.1:" + std::to_string(port) + " " + shell_quote(out.string()),
+                             port, datagrams);
+  EXPECT_EQ(r.status, 0) << r.log;
+  EXPECT_NE(r.log.find("100 datagrams (50 RTP"), std::string::npos) << r.log;
   const auto got = twincast::test::read_packets(out);
-  ASSERT_EQ(got.size(), sent);
+  ASSERT_EQ(got.size(), 700u);
   for (std::size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i].bytes, pkts[i].bytes) << "packet " << i;
 }
 
@@ -254,32 +282,14 @@ TEST_F(TsTool, RecordDropsRtpPadding) {
   const auto pkts = twincast::test::read_packets(fixture("h264_aac.ts"));
   const fs::path out = dir_ / "padded.ts";
   const int port = 20000 + static_cast<int>((::getpid() + 7) % 20000);
-  const std::string cmd = ts_tool() + " record --seconds 2 127.0.0.1:" + std::to_string(port) + " " + shell_quote(out.string());
-  FILE* rec = ::popen((cmd + " 2>&1").c_str(), "r");
-  ASSERT_NE(rec, nullptr);
-  ::usleep(500'000);
-  const int s = ::socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(static_cast<std::uint16_t>(port));
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::size_t sent = 0;
-  for (std::size_t i = 0; i + 7 <= 70; i += 7, sent += 7) {
-    const std::uint8_t rtp[12] = {0xA0, 33, 0, static_cast<std::uint8_t>(i), 0, 0, 0, 0, 1, 2, 3, 4};  // V=2, P=1
-    std::vector<std::uint8_t> d(rtp, rtp + 12);
-    for (std::size_t k = 0; k < 7; ++k) d.insert(d.end(), pkts[i + k].bytes.begin(), pkts[i + k].bytes.end());
-    d.insert(d.end(), {0, 0, 0, 4});  // 4 octets of padding
-    ASSERT_EQ(::sendto(s, d.data(), d.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to), static_cast<ssize_t>(d.size()));
-    ::usleep(1000);
-  }
-  ::close(s);
-  std::string log;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, rec) != nullptr) log += buf;
-  EXPECT_EQ(::pclose(rec), 0) << log;
-  EXPECT_NE(log.find("10 datagrams (10 RTP, 0 not a multiple of 188 bytes)"), std::string::npos) << log;
+  std::vector<std::vector<std::uint8_t>> datagrams;
+  for (std::size_t i = 0; i + 7 <= 70; i += 7) datagrams.push_back(datagram(pkts, i, rtp_header(i, true), {0, 0, 0, 4}));  // 4 octets of padding
+  const Recording r = record(ts_tool() + " record --seconds 2 127.0.0.1:" + std::to_string(port) + " " + shell_quote(out.string()),
+                             port, datagrams);
+  EXPECT_EQ(r.status, 0) << r.log;
+  EXPECT_NE(r.log.find("10 datagrams (10 RTP, 0 not a multiple of 188 bytes)"), std::string::npos) << r.log;
   const auto bytes = twincast::test::read_file(out);
-  ASSERT_EQ(bytes.size(), sent * 188) << log;
+  ASSERT_EQ(bytes.size(), 70u * 188) << r.log;
   const auto got = twincast::test::read_packets(out);
   for (std::size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i].bytes, pkts[i].bytes) << "packet " << i;
 }
@@ -288,25 +298,10 @@ TEST_F(TsTool, RecordDropsRtpPadding) {
 TEST_F(TsTool, RecordFailsWhenTheFileCannotBeWritten) {
   const auto pkts = twincast::test::read_packets(fixture("h264_aac.ts"));
   const int port = 20000 + static_cast<int>((::getpid() + 13) % 20000);
-  const std::string cmd = ts_tool() + " record --seconds 1 127.0.0.1:" + std::to_string(port) + " /dev/full";
-  FILE* rec = ::popen((cmd + " 2>&1").c_str(), "r");
-  ASSERT_NE(rec, nullptr);
-  ::usleep(300'000);
-  const int s = ::socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(static_cast<std::uint16_t>(port));
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  for (std::size_t i = 0; i + 7 <= 70; i += 7) {
-    std::vector<std::uint8_t> d;
-    for (std::size_t k = 0; k < 7; ++k) d.insert(d.end(), pkts[i + k].bytes.begin(), pkts[i + k].bytes.end());
-    ASSERT_EQ(::sendto(s, d.data(), d.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to), static_cast<ssize_t>(d.size()));
-  }
-  ::close(s);
-  std::string log;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, rec) != nullptr) log += buf;
-  const int status = ::pclose(rec);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << status << ": " << log;
-  EXPECT_NE(log.find("/dev/full"), std::string::npos) << log;
+  std::vector<std::vector<std::uint8_t>> datagrams;
+  for (std::size_t i = 0; i + 7 <= 70; i += 7) datagrams.push_back(datagram(pkts, i));
+  const Recording r = record(ts_tool() + " record --seconds 1 127.0.0.1:" + std::to_string(port) + " /dev/full", port,
+                             datagrams, 300'000);
+  EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 2) << r.status << ": " << r.log;
+  EXPECT_NE(r.log.find("/dev/full"), std::string::npos) << r.log;
 }
