@@ -521,11 +521,7 @@ TEST_F(Packager, ARestartedAbrTrackCountsASwitchInItsFirstSlotOnce) {
 // now 404 (until the next segment; for as long as the channel is stalled).
 TEST_F(Packager, TheMastersEtagChangesWhenAReloadChangesItsVariants) {
   make(3, 1, 512);
-  auto* lo = new_feed();
-  also_.push_back(lo);
-  PackagedChannel c{"news", "News", feed_};
-  c.renditions.push_back(PackagedRendition{"lo", lo});
-  packager_->set_channels({c});
+  PackagedChannel c = news_with_rendition_lo();
   feed_copies(0, 2);
   const auto before = packager_->get("news", "index.m3u8", "");
   ASSERT_TRUE(before);
@@ -1258,11 +1254,7 @@ TEST_F(DvrDisk, ReadsRaceEvictionSafely) {
 
 TEST_F(DvrDisk, EachRenditionKeepsItsLiveWindowInMemoryAndItsOwnFiles) {
   make(3, 1, 512);
-  auto* lo = new_feed();
-  also_.push_back(lo);
-  PackagedChannel c{"news", "News", feed_};
-  c.renditions.push_back(PackagedRendition{"lo", lo});
-  packager_->set_channels({c});
+  news_with_rendition_lo();
   feed_copies(0, 4, 1, [&] {
     for (const std::string r : {"", "lo"}) {
       const auto st = packager_->rendition_stats("news", r);

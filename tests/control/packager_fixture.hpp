@@ -191,6 +191,17 @@ class PackagerTest : public ::testing::Test {
     return feeds_.back().get();
   }
 
+  // Channel "news" on feed_ with one rendition "lo" (a new feed, fed the same chunks as
+  // feed_), set on the packager; returned for a test to change and set again.
+  PackagedChannel news_with_rendition_lo() {
+    dataplane::OttFeed* lo = new_feed();
+    also_.push_back(lo);
+    PackagedChannel c{"news", "News", feed_};
+    c.renditions.push_back(PackagedRendition{"lo", lo});
+    packager_->set_channels({c});
+    return c;
+  }
+
   // The fake clocks (see the top of this file).
   HlsPackagerOptions options() {
     HlsPackagerOptions o;

@@ -261,6 +261,20 @@ inline std::vector<std::pair<std::size_t, std::uint64_t>> video_pes(const std::v
   return v;
 }
 
+// The lowest PTS of video_pes(): the stream's first picture in presentation order.
+inline std::uint64_t first_pts(const std::vector<std::pair<std::size_t, std::uint64_t>>& pes) {
+  return std::min_element(pes.begin(), pes.end(), [](auto& a, auto& b) { return a.second < b.second; })->second;
+}
+
+// The first packet whose video PES (decode order) has a PTS at or after `pts`; `end` (the
+// stream's size) when none has.
+inline std::size_t packet_at(const std::vector<std::pair<std::size_t, std::uint64_t>>& pes, std::uint64_t pts,
+                             std::size_t end) {
+  for (const auto& [i, p] : pes)
+    if (p >= pts) return i;
+  return end;
+}
+
 struct Insertion {
   std::size_t before = 0;  // packet index in the source
   Bytes section;

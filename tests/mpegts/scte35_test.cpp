@@ -354,14 +354,9 @@ TEST(Scte35Segmenter, CuesLandOnTheRightSegment) {
   ASSERT_FALSE(base.empty());
   const auto pes = video_pes(base);
   ASSERT_FALSE(pes.empty());
-  const std::uint64_t f0 = std::min_element(pes.begin(), pes.end(), [](auto& a, auto& b) { return a.second < b.second; })->second;
+  const std::uint64_t f0 = first_pts(pes);
   // The first packet whose video PES is at or after f0 + `s` seconds (decode order).
-  const auto at = [&](double s) {
-    const auto t = f0 + static_cast<std::uint64_t>(s * 90'000);
-    for (const auto& [i, pts] : pes)
-      if (pts >= t) return i;
-    return base.size();
-  };
+  const auto at = [&](double s) { return packet_at(pes, f0 + static_cast<std::uint64_t>(s * 90'000), base.size()); };
   const std::uint64_t adj = (std::uint64_t{1} << 33) - 45'000;  // pts_time is 0.5 s ahead, wrapping
   const auto t = [&](double s) { return (f0 + static_cast<std::uint64_t>(s * 90'000) + 45'000) % (std::uint64_t{1} << 33); };
 
@@ -535,13 +530,8 @@ TEST(Scte35Segmenter, AlignedCutsStayOnTheGridWithACue) {
   const auto base = with_scte35_pmt(tt::read_packets(tt::fixture("h264_aac.ts")));
   const auto pes = video_pes(base);
   ASSERT_FALSE(pes.empty());
-  const std::uint64_t f0 = std::min_element(pes.begin(), pes.end(), [](auto& a, auto& b) { return a.second < b.second; })->second;
-  const auto at = [&](double s) {
-    const auto t = f0 + static_cast<std::uint64_t>(s * 90'000);
-    for (const auto& [i, pts] : pes)
-      if (pts >= t) return i;
-    return base.size();
-  };
+  const std::uint64_t f0 = first_pts(pes);
+  const auto at = [&](double s) { return packet_at(pes, f0 + static_cast<std::uint64_t>(s * 90'000), base.size()); };
   const auto run = [](const std::vector<TsPacket>& pkts) {
     std::vector<hls::Segment> segs;
     hls::SegmenterConfig c;
@@ -581,7 +571,7 @@ TEST(Scte35Segmenter, CancelDuringInputSwitchRemovesTheWaitingCue) {
   const auto base = with_scte35_pmt(tt::read_packets(tt::fixture("h264_aac.ts")));
   const auto pes = video_pes(base);
   ASSERT_GT(pes.size(), 60u);
-  const std::uint64_t f0 = std::min_element(pes.begin(), pes.end(), [](auto& a, auto& b) { return a.second < b.second; })->second;
+  const std::uint64_t f0 = first_pts(pes);
   const std::size_t split = pes[50].first;  // ~2 s in; the redundant input carries on with the same clock
   const std::vector<TsPacket> head(base.begin(), base.begin() + static_cast<std::ptrdiff_t>(split));
   const std::vector<TsPacket> tail(base.begin() + static_cast<std::ptrdiff_t>(split), base.end());
@@ -611,13 +601,8 @@ TEST(Scte35Segmenter, RepeatedSectionsGiveOneCue) {
   const auto base = with_scte35_pmt(tt::read_packets(tt::fixture("h264_aac.ts")));
   const auto pes = video_pes(base);
   ASSERT_FALSE(pes.empty());
-  const std::uint64_t f0 = std::min_element(pes.begin(), pes.end(), [](auto& a, auto& b) { return a.second < b.second; })->second;
-  const auto at = [&](double s) {
-    const auto t = f0 + static_cast<std::uint64_t>(s * 90'000);
-    for (const auto& [i, pts] : pes)
-      if (pts >= t) return i;
-    return base.size();
-  };
+  const std::uint64_t f0 = first_pts(pes);
+  const auto at = [&](double s) { return packet_at(pes, f0 + static_cast<std::uint64_t>(s * 90'000), base.size()); };
   const auto pts_at = [&](double s) { return f0 + static_cast<std::uint64_t>(s * 90'000); };
   const Bytes ppo_out = time_signal_section(true, pts_at(1.52), {{.event_id = 500, .has_duration = true,
                                                                    .duration = 90'000, .type_id = 0x34}});
@@ -683,13 +668,8 @@ TEST(Scte35Segmenter, SameMillisecondRangesKeepDistinctIds) {
   const auto base = with_scte35_pmt(tt::read_packets(tt::fixture("h264_aac.ts")));
   const auto pes = video_pes(base);
   ASSERT_FALSE(pes.empty());
-  const std::uint64_t f0 = std::min_element(pes.begin(), pes.end(), [](auto& a, auto& b) { return a.second < b.second; })->second;
-  const auto at = [&](double s) {
-    const auto t = f0 + static_cast<std::uint64_t>(s * 90'000);
-    for (const auto& [i, pts] : pes)
-      if (pts >= t) return i;
-    return base.size();
-  };
+  const std::uint64_t f0 = first_pts(pes);
+  const auto at = [&](double s) { return packet_at(pes, f0 + static_cast<std::uint64_t>(s * 90'000), base.size()); };
   const Bytes out_a = insert_section({.event_id = 30, .pts = f0 + 90'000});        // 1.0 s, sent at 2.5 s
   const Bytes out_b = insert_section({.event_id = 30, .pts = f0 + 90'000 * 3 / 2});  // 1.5 s, sent at 2.6 s
   const Bytes in = insert_section({.event_id = 30, .out = false, .pts = f0 + 90'000 * 7 / 2});
@@ -792,7 +772,7 @@ const ReusedIds& reused_ids_run() {
     const auto pes = video_pes(base);
     EXPECT_FALSE(pes.empty());
     if (pes.empty()) return r;
-    const std::uint64_t f0 = std::min_element(pes.begin(), pes.end(), [](auto& a, auto& b) { return a.second < b.second; })->second;
+    const std::uint64_t f0 = first_pts(pes);
     const auto at = [&](double s) {
       const auto t = f0 + static_cast<std::uint64_t>(s * 90'000);
       for (const auto& [i, pts] : pes)
