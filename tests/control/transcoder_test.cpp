@@ -179,6 +179,15 @@ void push_file(Transcoder& t, const Bytes& bytes, bool discontinuity) {
   }
 }
 
+// `bytes` as one stream through `t` (started here, then flushed), popped into `o` until every
+// rung has finished it; false when that takes over 120 s.
+bool transcode_whole(Transcoder& t, const Bytes& bytes, Outputs& o) {
+  t.start();
+  push_file(t, bytes, false);
+  t.flush();
+  return pump_until(t, o, [](const TranscoderStats& s) { return all_rungs_finished(s, 1); }, std::chrono::seconds(120));
+}
+
 double cpu_seconds() {
   rusage u{};
   ::getrusage(RUSAGE_SELF, &u);
@@ -627,12 +636,8 @@ TEST_F(TranscoderTest, PtsWrapMidStreamKeepsEveryFrameAndKeyFrame) {
   ASSERT_EQ(drops, 1u);
 
   Transcoder t(small_ladder());
-  t.start();
-  push_file(t, bytes, false);
-  t.flush();
   Outputs o;
-  ASSERT_TRUE(pump_until(t, o, [](const TranscoderStats& s) { return all_rungs_finished(s, 1); },
-                         std::chrono::seconds(120)));
+  ASSERT_TRUE(transcode_whole(t, bytes, o));
   const auto s = t.stats();
   EXPECT_EQ(s.streams, 1u);
   EXPECT_EQ(total_errors(s), 0u);
@@ -854,12 +859,8 @@ TEST_F(TranscoderTest, OneCorruptPtsLosesAtMostThatFrame) {
   ASSERT_GT(corrupt_video_pts(bytes, 110, 3600 * 90'000), 0);
 
   Transcoder t(small_ladder());
-  t.start();
-  push_file(t, bytes, false);
-  t.flush();
   Outputs o;
-  ASSERT_TRUE(pump_until(t, o, [](const TranscoderStats& s) { return all_rungs_finished(s, 1); },
-                         std::chrono::seconds(120)));
+  ASSERT_TRUE(transcode_whole(t, bytes, o));
   const auto s = t.stats();
   EXPECT_EQ(s.streams, 1u);
   EXPECT_EQ(s.frames_decoded, static_cast<std::uint64_t>(src_frames));
