@@ -984,19 +984,15 @@ class Ctl {
     if (!t) return exit;
     auto a = call(http::verb::post, "/api/v1/reload", "", t, "reload", exit);
     if (!a) return exit;
+    boost::system::error_code ec;
+    const json::value v = json::parse(a->body, ec);
+    // Applied, but something did not follow: said, and not a success for a script (with
+    // --json too).
+    const json::value* warning = ec ? nullptr : field(v, "warning");
     if (o_.json) {
       p_.out(a->body);
-      // The same exit code as without --json: applied with a warning is not a success.
-      boost::system::error_code ec;
-      const json::value v = json::parse(a->body, ec);
-      if (const json::value* w = ec ? nullptr : field(v, "warning"); w != nullptr && w->is_string()) {
-        p_.err("reload: warning: " + printable(std::string(w->as_string())));
-        return code(CtlExit::kRefused);
-      }
     } else {
       std::string line = "configuration reloaded";
-      boost::system::error_code ec;
-      const json::value v = json::parse(a->body, ec);
       if (!ec && v.is_object() && v.as_object().contains("channels") && v.as_object().at("channels").is_object()) {
         const auto& ch = v.as_object().at("channels").as_object();
         auto list = [&](const char* key) {
@@ -1018,14 +1014,12 @@ class Ctl {
         for (const char* key : {"added", "removed", "restarted", "updated"}) {
           if (count(key) != 0) line += "\n  " + std::string(key) + ": " + list(key);
         }
-        // Applied, but something did not follow: said, and not a success for a script.
-        if (const json::value* w = v.as_object().if_contains("warning"); w != nullptr && w->is_string()) {
-          p_.out(line + "\n");
-          p_.err("reload: warning: " + printable(std::string(w->as_string())));
-          return code(CtlExit::kRefused);
-        }
       }
       p_.out(line + "\n");
+    }
+    if (warning != nullptr && warning->is_string()) {
+      p_.err("reload: warning: " + printable(std::string(warning->as_string())));
+      return code(CtlExit::kRefused);
     }
     return code(CtlExit::kOk);
   }
