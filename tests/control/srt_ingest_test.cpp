@@ -819,6 +819,27 @@ TEST(SrtIngest, RecoveredCountsTheRepairedLosses) {
   EXPECT_EQ(st.packets, 500U);
 }
 
+// One connection with a latency of 1 s through a relay that loses every 100th packet and
+// every copy of it, sending 1.5 s at 500 messages/s, losses to its end: the first losses are
+// dropped before it ends, the last ones are not. The relay outlives the caller until the
+// ingest has seen it go: the caller's close is one UDP shutdown packet, and a relay torn down
+// with it (a race under load) leaves the ingest to notice the silence 5 s later, when every
+// loss has been dropped. `stats`: the input's counters once it is disconnected.
+void unrepaired_connection_that_ends(SrtIngest& ingest, std::uint16_t port, SrtIngest::InputStats& stats) {
+  std::vector<std::uint8_t> message(1316, 0x47);
+  LossyRelay relay(port, 100, true);
+  {
+    Caller caller(relay.port(), 1000);
+    ASSERT_TRUE(caller.connected()) << srt_getlasterror_str();
+    for (int k = 0; k < 750; ++k) {
+      caller.send(message);
+      std::this_thread::sleep_for(2ms);
+    }
+  }
+  ASSERT_TRUE(wait_until([&] { return !ingest.stats(0).connected; }, 3s)) << "the caller's close did not arrive";
+  stats = ingest.stats(0);
+}
+
 // A connection that ends within a latency of its last losses: those were never repaired
 // (libsrt had not dropped them yet, and now never will), so the next connection's polls
 // must not settle them as recovered. Nothing is repaired here (every copy is lost).
@@ -830,17 +851,8 @@ TEST(SrtIngest, LossesOfAConnectionThatEndedAreNotCountedRecovered) {
   SrtIngest ingest({cfg}, col.sink());
   ingest.start();
   std::vector<std::uint8_t> message(1316, 0x47);
-  {
-    LossyRelay relay(port, 100, true);
-    Caller caller(relay.port(), 1000);
-    ASSERT_TRUE(caller.connected()) << srt_getlasterror_str();
-    for (int k = 0; k < 750; ++k) {  // 1.5 s at 500 messages/s, losses to its end
-      caller.send(message);
-      std::this_thread::sleep_for(2ms);
-    }
-  }  // gone before its last second of losses is dropped
-  ASSERT_TRUE(wait_until([&] { return !ingest.stats(0).connected; }, 8s));
-  const auto first = ingest.stats(0);
+  SrtIngest::InputStats first;
+  ASSERT_NO_FATAL_FAILURE(unrepaired_connection_that_ends(ingest, port, first));
   ASSERT_GT(first.lost, first.dropped) << "every loss was dropped before the end";
   Caller caller(port, 1000);  // a clean one: no loss
   ASSERT_TRUE(caller.connected()) << srt_getlasterror_str();
@@ -905,17 +917,8 @@ TEST(SrtIngest, RepairsAfterAConnectionThatEndedWithDropsAreAllCountedRecovered)
   SrtIngest ingest({cfg}, col.sink());
   ingest.start();
   std::vector<std::uint8_t> message(1316, 0x47);
-  {
-    LossyRelay relay(port, 100, true);  // nothing repaired: every loss is dropped in time
-    Caller caller(relay.port(), 1000);
-    ASSERT_TRUE(caller.connected()) << srt_getlasterror_str();
-    for (int k = 0; k < 750; ++k) {  // 1.5 s at 500 messages/s: the first losses are dropped
-      caller.send(message);
-      std::this_thread::sleep_for(2ms);
-    }
-  }  // gone before the losses that were dropped have settled
-  ASSERT_TRUE(wait_until([&] { return !ingest.stats(0).connected; }, 8s));
-  const auto first = ingest.stats(0);
+  SrtIngest::InputStats first;
+  ASSERT_NO_FATAL_FAILURE(unrepaired_connection_that_ends(ingest, port, first));
   ASSERT_GT(first.dropped, 0U) << "nothing was dropped before the end, lost " << first.lost;
   ASSERT_EQ(first.recovered, 0U);
   LossyRelay relay(port, 50, false);  // every loss repaired by its retransmission
