@@ -1078,7 +1078,9 @@ TEST(ChannelSnapshot, ConcurrentReaderSeesConsistentMonotonicValues) {
     // finish a round, so both threads really run side by side all along.
     if (now % (20 * kMs) == 0) {
       const std::uint64_t seen = reads.load(std::memory_order_acquire);
-      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      // (A guard only: reads is sure to pass 150 below when each of these 151 waits saw a
+      // round, and a loaded machine can keep the reader off a core for seconds.)
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
       while (reads.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < give_up)
         std::this_thread::yield();
     }
