@@ -428,8 +428,10 @@ TEST_F(Abr, TranscodedRungIsAlignedWithTheSourceAndPlays) {
   // The channel fed one rendition, configured with a transcoded rung (libx264 180p).
   packager_->set_channels({PackagedChannel{"news", "News", hi_feed_, {PackagedRendition{"t180", nullptr, 180, 300}}}});
   feed(kNoLo);
-  // The transcoder works on its own threads: poll until the rung has segments.
-  for (int i = 0; i < 600; ++i) {
+  // The transcoder works on its own threads: poll until the rung has segments (a guard only:
+  // x264 on a loaded 2-core machine under ASan can take minutes).
+  for (const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(180);
+       std::chrono::steady_clock::now() < until;) {
     packager_->poll_once();
     const auto st = packager_->rendition_stats("news", "t180");
     ASSERT_TRUE(st);

@@ -3,7 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -233,23 +238,58 @@ struct Recording {
   std::string log;  // what the tool printed
 };
 
+// The bytes waiting in the receive queue of the IPv4 UDP socket bound to `port` (any
+// address), as /proc/net/udp lists it; -1 when no socket is bound to it.
+long udp_rx_queue(int port) {
+  std::ifstream f("/proc/net/udp");
+  char want[8];
+  std::snprintf(want, sizeof want, ":%04X", port);
+  std::string line;
+  std::getline(f, line);  // the header
+  while (std::getline(f, line)) {
+    std::istringstream in(line);
+    std::string slot, local, remote, state, queues;
+    in >> slot >> local >> remote >> state >> queues;  // queues: tx_queue:rx_queue, in hex
+    if (local.size() > 5 && local.compare(local.size() - 5, 5, want) == 0) {
+      const std::size_t colon = queues.find(':');
+      return colon == std::string::npos ? 0 : std::stol(queues.substr(colon + 1), nullptr, 16);
+    }
+  }
+  return -1;
+}
+
+bool udp_port_bound(int port) { return udp_rx_queue(port) >= 0; }
+
+// A UDP port from `base` on that nothing is bound to now.
+int unbound_udp_port(int base) {
+  int port = base;
+  while (udp_port_bound(port)) port = port >= 65000 ? 20000 : port + 1;
+  return port;
+}
+
 // `record_cmd` (a `twincast-ts record ... 127.0.0.1:port FILE`) run while a kernel UDP sender
-// on loopback sends it `datagrams` 1 ms apart, from `delay_us` after its start.
-Recording record(const std::string& record_cmd, int port, const std::vector<std::vector<std::uint8_t>>& datagrams,
-                 useconds_t delay_us = 500'000) {
+// on loopback sends it `datagrams`, once the tool has bound the port (it starts its
+// --seconds after that): a sleep would not do, the tool's start can take seconds under ASan
+// on a loaded machine, and datagrams sent before the bind are lost. Each datagram goes once
+// the tool's receive queue is under 64 KiB, so none overflows the socket's buffer however
+// slowly the tool reads (pacing them by time made the sending outlast --seconds when the
+// machine was loaded).
+Recording record(const std::string& record_cmd, int port, const std::vector<std::vector<std::uint8_t>>& datagrams) {
   Recording r;
   FILE* rec = ::popen((record_cmd + " 2>&1").c_str(), "r");
   if (rec == nullptr) return r;
-  ::usleep(delay_us);
+  // A guard only: a tool that never binds fails below, with what it printed.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!udp_port_bound(port) && std::chrono::steady_clock::now() < until) ::usleep(2000);
   const int s = ::socket(AF_INET, SOCK_DGRAM, 0);
   sockaddr_in to{};
   to.sin_family = AF_INET;
   to.sin_port = htons(static_cast<std::uint16_t>(port));
   to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   for (const auto& d : datagrams) {
+    while (udp_rx_queue(port) > 64 * 1024 && std::chrono::steady_clock::now() < until) ::usleep(1000);
     EXPECT_EQ(::sendto(s, d.data(), d.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to),
               static_cast<ssize_t>(d.size()));
-    ::usleep(1000);
   }
   ::close(s);
   char buf[512];
@@ -264,10 +304,10 @@ TEST_F(TsTool, RecordWritesDatagramsUnchangedAndUnwrapsRtp) {
   // A kernel UDP sender on loopback: plain TS datagrams, then RTP-wrapped ones.
   const auto pkts = twincast::test::read_packets(fixture("h264_aac.ts"));
   const fs::path out = dir_ / "rec.ts";
-  const int port = 20000 + static_cast<int>(::getpid() % 20000);
+  const int port = unbound_udp_port(20000 + static_cast<int>(::getpid() % 20000));
   std::vector<std::vector<std::uint8_t>> datagrams;
   for (std::size_t i = 0; i + 7 <= 700; i += 7) datagrams.push_back(datagram(pkts, i, i >= 350 ? rtp_header(i) : std::vector<std::uint8_t>{}));
-  const Recording r = record(ts_tool() + " record --seconds 3 127.0.0.1:" + std::to_string(port) + " " + shell_quote(out.string()),
+  const Recording r = record(ts_tool() + " record --seconds 6 127.0.0.1:" + std::to_string(port) + " " + shell_quote(out.string()),
                              port, datagrams);
   EXPECT_EQ(r.status, 0) << r.log;
   EXPECT_NE(r.log.find("100 datagrams (50 RTP"), std::string::npos) << r.log;
@@ -281,10 +321,10 @@ TEST_F(TsTool, RecordWritesDatagramsUnchangedAndUnwrapsRtp) {
 TEST_F(TsTool, RecordDropsRtpPadding) {
   const auto pkts = twincast::test::read_packets(fixture("h264_aac.ts"));
   const fs::path out = dir_ / "padded.ts";
-  const int port = 20000 + static_cast<int>((::getpid() + 7) % 20000);
+  const int port = unbound_udp_port(20000 + static_cast<int>((::getpid() + 7) % 20000));
   std::vector<std::vector<std::uint8_t>> datagrams;
   for (std::size_t i = 0; i + 7 <= 70; i += 7) datagrams.push_back(datagram(pkts, i, rtp_header(i, true), {0, 0, 0, 4}));  // 4 octets of padding
-  const Recording r = record(ts_tool() + " record --seconds 2 127.0.0.1:" + std::to_string(port) + " " + shell_quote(out.string()),
+  const Recording r = record(ts_tool() + " record --seconds 4 127.0.0.1:" + std::to_string(port) + " " + shell_quote(out.string()),
                              port, datagrams);
   EXPECT_EQ(r.status, 0) << r.log;
   EXPECT_NE(r.log.find("10 datagrams (10 RTP, 0 not a multiple of 188 bytes)"), std::string::npos) << r.log;
@@ -297,11 +337,11 @@ TEST_F(TsTool, RecordDropsRtpPadding) {
 // A recording that could not be written (disk full) is a failure, not "N datagrams -> file".
 TEST_F(TsTool, RecordFailsWhenTheFileCannotBeWritten) {
   const auto pkts = twincast::test::read_packets(fixture("h264_aac.ts"));
-  const int port = 20000 + static_cast<int>((::getpid() + 13) % 20000);
+  const int port = unbound_udp_port(20000 + static_cast<int>((::getpid() + 13) % 20000));
   std::vector<std::vector<std::uint8_t>> datagrams;
   for (std::size_t i = 0; i + 7 <= 70; i += 7) datagrams.push_back(datagram(pkts, i));
-  const Recording r = record(ts_tool() + " record --seconds 1 127.0.0.1:" + std::to_string(port) + " /dev/full", port,
-                             datagrams, 300'000);
+  const Recording r = record(ts_tool() + " record --seconds 2 127.0.0.1:" + std::to_string(port) + " /dev/full", port,
+                             datagrams);
   EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 2) << r.status << ": " << r.log;
   EXPECT_NE(r.log.find("/dev/full"), std::string::npos) << r.log;
 }
