@@ -120,11 +120,28 @@ TEST_F(AbrNs, ReceivedRenditionAndAlternateAudioPlayThroughTwincastd) {
   EXPECT_NE(master.find("AUDIO=\"aud\""), std::string::npos) << master;
 
   // Wait for a few more segments, then compare the renditions' segments of the same number.
+  // At least 6 s, then until both playlists list 3 numbers in common (bounded): the live
+  // encoder in src may run behind real time on a loaded machine, and a fixed 6 s then
+  // leaves too few segments to compare.
   std::this_thread::sleep_for(6s);
+  Listed hi, lo;
+  auto in_common = [&] {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < hi.uris.size(); ++i) {
+      const std::uint64_t seq = hi.media_sequence + i;
+      n += seq >= lo.media_sequence && seq < lo.media_sequence + lo.uris.size() ? 1U : 0U;
+    }
+    return n;
+  };
+  (void)poll_until(30s, [&] {
+    if (fetch("live.m3u8", dir_ / "live.m3u8").exit_code != 0 || fetch("live-lo.m3u8", dir_ / "live-lo.m3u8").exit_code != 0)
+      return false;
+    hi = parse_media(read_text(dir_ / "live.m3u8"));
+    lo = parse_media(read_text(dir_ / "live-lo.m3u8"));
+    return in_common() >= 3;
+  });
   ASSERT_EQ(fetch("live.m3u8", dir_ / "live.m3u8").exit_code, 0);
   ASSERT_EQ(fetch("live-lo.m3u8", dir_ / "live-lo.m3u8").exit_code, 0);
-  const Listed hi = parse_media(read_text(dir_ / "live.m3u8"));
-  const Listed lo = parse_media(read_text(dir_ / "live-lo.m3u8"));
   std::size_t compared = 0;
   for (std::size_t i = 0; i < hi.uris.size(); ++i) {
     const std::uint64_t seq = hi.media_sequence + i;

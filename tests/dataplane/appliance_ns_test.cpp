@@ -101,6 +101,15 @@ std::string status_line(const std::string& log, const std::string& line_start) {
   return line;
 }
 
+// How many status lines start with `line_start` (twincastd writes one set a second).
+std::size_t status_lines(const std::string& log, const std::string& line_start) {
+  std::size_t n = 0;
+  for (std::size_t at = log.find(line_start); at != std::string::npos; at = log.find(line_start, at + 1)) {
+    if (at == 0 || log[at - 1] == '\n') ++n;
+  }
+  return n;
+}
+
 // stb's set-top box: a MulticastReceiver that joins on stb's address unless told otherwise.
 struct Receiver : MulticastReceiver {
   Receiver(std::string ns, std::string group, std::uint16_t port, std::string iface = kStbIp)
@@ -389,6 +398,22 @@ class ApplianceNs : public NsApplianceTest {
     return *receivers_.back();
   }
 
+  // Waits (up to `timeout`) until twincastd wrote `more` status lines starting with
+  // `line_start` after the log `since`: the second one was written at least a status
+  // interval after the call, whatever the machine's load made of the first.
+  bool wait_status_lines(const std::string& since, const std::string& line_start, std::size_t more,
+                         std::chrono::milliseconds timeout) {
+    const std::size_t before = status_lines(since, line_start);
+    return wait_status([&](const std::string& l) { return status_lines(l, line_start) >= before + more; }, timeout);
+  }
+
+  // Waits (bounded) for the receiver's first datagram: the output starts once ffmpeg in src
+  // is up and the channel has its PSI and a key frame, which a loaded machine can delay by
+  // seconds; the tests' fixed observation windows start from there.
+  static void wait_first(Receiver& rx, std::chrono::milliseconds timeout = std::chrono::milliseconds(15000)) {
+    (void)poll_until(timeout, [&] { return rx.count() > 0; });
+  }
+
   // Polls the status log until `pred(log)` or the timeout.
   bool wait_status(const std::function<bool(const std::string&)>& pred, std::chrono::milliseconds timeout) {
     const auto until = Clock::now() + timeout;
@@ -420,6 +445,7 @@ class ApplianceNs : public NsApplianceTest {
                                   "sender"),
               0);
     Receiver& rx = receive("239.2.2.30", 5000);
+    wait_first(rx);
     std::this_thread::sleep_for(6s);
     rx.stop();
     std::this_thread::sleep_for(1100ms);  // one more status line
@@ -494,6 +520,7 @@ class ApplianceNs : public NsApplianceTest {
     }
     Receiver* rx[3];
     for (int p = 0; p < 3; ++p) rx[p] = &receive("239.2.3." + std::to_string(p + 1), 5000);
+    for (Receiver* r : rx) wait_first(*r);
     std::this_thread::sleep_for(5s);
     for (Receiver* r : rx) r->stop();
     const std::string log = appliance_log();
@@ -534,6 +561,7 @@ TEST_F(ApplianceNs, UdpSptsInSptsOutWithTheConfiguredService) {
   ASSERT_GT(app, 0);
   ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.1", 5000), "sender"), 0);
   Receiver& rx = receive("239.2.2.1", 5000);
+  wait_first(rx);
   std::this_thread::sleep_for(5s);
   rx.stop();
   // A real receiver: ffprobe joins the group in stb and reads the service from PAT/PMT/SDT.
@@ -573,6 +601,7 @@ TEST_F(ApplianceNs, ConfiguredLcnReachesTheNit) {
   ASSERT_GT(app, 0);
   ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.1", 5000), "sender"), 0);
   Receiver& rx = receive("239.2.2.1", 5000);
+  wait_first(rx);
   std::this_thread::sleep_for(3s);
   rx.stop();
   stop_twincastd(app);
@@ -655,14 +684,14 @@ TEST_F(ApplianceNs, SrtListenerRejectsAWrongPassphraseWhileTheGoodCallerFlows) {
   ASSERT_GT(app, 0);
   ASSERT_GT(start_child(srt_caller(src_, kPassphrase, 200), "good"), 0);
   const std::string line = "channel=contrib input=srt ";
-  ASSERT_TRUE(wait_status([&](const std::string& l) { return status_value(l, line, "srt_connected").value_or(0) == 1; }, 8s))
+  ASSERT_TRUE(wait_status([&](const std::string& l) { return status_value(l, line, "srt_connected").value_or(0) == 1; }, 30s))
       << appliance_log() << read_text(dir_ / "good.err");
   Receiver& rx = receive("239.2.5.1", 5000);
   std::this_thread::sleep_for(1500ms);
   const pid_t bad = start_child(srt_caller(src_, "not-the-passphrase", 200), "bad");
   ASSERT_GT(bad, 0);
   const bool rejected = wait_status(
-      [&](const std::string& l) { return status_value(l, line, "srt_rejected").value_or(0) >= 1; }, 8s);
+      [&](const std::string& l) { return status_value(l, line, "srt_rejected").value_or(0) >= 1; }, 30s);
   std::this_thread::sleep_for(1500ms);
   rx.stop();
   end_child(bad, 2000ms);
@@ -709,7 +738,7 @@ TEST_F(ApplianceNs, SrtRecoversFromALossyContributionLink) {
   }
   ASSERT_GT(start_child(srt_caller(src_, kPassphrase, 300, to), "good"), 0);
   const std::string line = "channel=contrib input=srt ";
-  ASSERT_TRUE(wait_status([&](const std::string& l) { return status_value(l, line, "srt_connected").value_or(0) == 1; }, 8s))
+  ASSERT_TRUE(wait_status([&](const std::string& l) { return status_value(l, line, "srt_connected").value_or(0) == 1; }, 30s))
       << appliance_log() << read_text(dir_ / "good.err");
   Receiver& rx = receive("239.2.5.1", 5000);
   std::this_thread::sleep_for(6s);
@@ -757,23 +786,35 @@ TEST_F(ApplianceNs, FailoverToTheBackupWhenThePrimaryDies) {
   // then rightly fails over early, and reverts to the primary (revert on) before the kill.
   const pid_t primary = start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.20", 5000), "primary");
   ASSERT_GT(primary, 0);
-  ASSERT_TRUE(wait_status([](const std::string& l) { return status_value(l, "channel=fo input=primary ", "ts_packets").value_or(0) > 0; }, 5s))
+  ASSERT_TRUE(wait_status([](const std::string& l) { return status_value(l, "channel=fo input=primary ", "ts_packets").value_or(0) > 0; }, 30s))
       << appliance_log();
   ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.21", 5000), "backup"), 0);
   Receiver& rx = receive("239.2.4.1", 5000);
-  ASSERT_TRUE(wait_status([](const std::string& l) { return status_value(l, "channel=fo input=backup ", "ts_packets").value_or(0) > 0; }, 5s))
+  ASSERT_TRUE(wait_status([](const std::string& l) { return status_value(l, "channel=fo input=backup ", "ts_packets").value_or(0) > 0; }, 30s))
       << appliance_log();
   std::this_thread::sleep_for(1500ms);
   ASSERT_TRUE(wait_status(
-      [](const std::string& l) { return status_line(l, "channel=fo active_input=").find("active_input=primary ") != std::string::npos; }, 5s))
+      [](const std::string& l) { return status_line(l, "channel=fo active_input=").find("active_input=primary ") != std::string::npos; }, 15s))
       << appliance_log();
   const std::uint64_t switches_before = status_value(appliance_log(), "channel=fo active_input=", "switches").value_or(0);
+  const std::string log_at_kill = appliance_log();
   end_child(primary, 2000ms, nullptr, SIGKILL);
   const auto killed = Clock::now();
   std::this_thread::sleep_for(1500ms);
+  // The primary's counters are read from a status line written at least a second after the
+  // kill (the second new one), not from whichever was last 1.5 s after it: under load the
+  // last one could still be from before the kill and a later one count more.
+  EXPECT_TRUE(wait_status_lines(log_at_kill, "channel=fo input=primary ", 2, 15s)) << appliance_log();
   const auto primary_after_kill = status_value(appliance_log(), "channel=fo input=primary ", "ts_packets");
   const auto backup_after_kill = status_value(appliance_log(), "channel=fo input=backup ", "ts_packets");
   std::this_thread::sleep_for(3s);
+  // The backup's count must grow past the one read above: wait for a status line that
+  // says so (bounded) rather than trust one to have been written in the 3 s.
+  (void)wait_status(
+      [&](const std::string& l) {
+        return backup_after_kill && status_value(l, "channel=fo input=backup ", "ts_packets").value_or(0) > *backup_after_kill;
+      },
+      10s);
   rx.stop();
   const std::string log = appliance_log();
   stop_twincastd(app);
@@ -831,10 +872,11 @@ TEST_F(ApplianceNs, GarbageAndFloodsAreDroppedAndTheChannelGoesOn) {
   ASSERT_GT(app, 0);
   ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.30", 5000), "sender"), 0);
   Receiver& rx = receive("239.2.6.1", 5000);
-  ASSERT_TRUE(wait_status([](const std::string& l) { return status_value(l, "port=in ", "drops").has_value(); }, 3s));
+  ASSERT_TRUE(wait_status([](const std::string& l) { return status_value(l, "port=in ", "drops").has_value(); }, 15s));
   std::this_thread::sleep_for(1s);
   const std::uint64_t drops_before = status_value(appliance_log(), "port=in ", "drops").value_or(0);
   std::uint64_t sent = 0, odd_sent = 0, stray_sent = 0;
+  std::string log_after_garbage;
   {
     auto random_bytes = [](std::uint64_t seed, std::size_t n) {
       std::mt19937 g(static_cast<std::uint32_t>(seed));
@@ -859,9 +901,13 @@ TEST_F(ApplianceNs, GarbageAndFloodsAreDroppedAndTheChannelGoesOn) {
     sent = garbage.sent() + flood.sent() + unicast.sent();
     odd_sent = garbage.sent();
     stray_sent = flood.sent() + unicast.sent();
-    EXPECT_TRUE(alive(app)) << appliance_log();
+    log_after_garbage = appliance_log();
+    EXPECT_TRUE(alive(app)) << log_after_garbage;
   }
-  std::this_thread::sleep_for(2s);  // a status line after the last garbage
+  // A status line after the last garbage: two new port lines (the second written at least
+  // a second after the senders stopped), not a fixed 2 s that a loaded machine can outrun.
+  std::this_thread::sleep_for(1s);
+  EXPECT_TRUE(wait_status_lines(log_after_garbage, "port=in ", 2, 15s)) << appliance_log();
   // /metrics says why, by reason: the odd sizes as ts_size (the 1500-byte ones too,
   // reassembled), the flood to an unconfigured port and the unicast to a port without an
   // input as unknown_flow; reasons that did not occur are there at 0.
@@ -918,10 +964,10 @@ TEST_F(ApplianceNs, ForcedSwitchIsCleanAtTheReceiver) {
                                     output("udp", "239.2.7.1", 5000) + control_section(token));
   ASSERT_GT(app, 0);
   ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.50", 5000), "primary"), 0);
-  ASSERT_TRUE(wait_status([](const std::string& l) { return status_value(l, "channel=fs input=primary ", "ts_packets").value_or(0) > 0; }, 5s))
+  ASSERT_TRUE(wait_status([](const std::string& l) { return status_value(l, "channel=fs input=primary ", "ts_packets").value_or(0) > 0; }, 30s))
       << appliance_log();
   ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.51", 5000), "backup"), 0);
-  ASSERT_TRUE(wait_status([](const std::string& l) { return status_value(l, "channel=fs input=backup ", "ts_packets").value_or(0) > 0; }, 5s))
+  ASSERT_TRUE(wait_status([](const std::string& l) { return status_value(l, "channel=fs input=backup ", "ts_packets").value_or(0) > 0; }, 30s))
       << appliance_log();
 
   const std::string ctl = ns_exec(head_) + shell_quote(tool("twincastctl").string()) + " --api 127.0.0.1:8080 --token-file " +
@@ -941,8 +987,13 @@ TEST_F(ApplianceNs, ForcedSwitchIsCleanAtTheReceiver) {
   std::this_thread::sleep_for(1500ms);
   const RunResult to_backup = run(ctl + "switch fs backup");
   EXPECT_EQ(to_backup.exit_code, 0) << to_backup.out;
-  std::this_thread::sleep_for(300ms);
-  const RunResult on_backup = channel();
+  // The worker applies the switch at its next turn: wait for the API to show it (bounded)
+  // rather than a fixed 300 ms that a descheduled worker or a slow twincastctl can exceed.
+  RunResult on_backup = channel();
+  for (int i = 0; i < 50 && json_string(on_backup.out, "active_input") != "backup"; ++i) {
+    std::this_thread::sleep_for(100ms);
+    on_backup = channel();
+  }
   EXPECT_EQ(json_string(on_backup.out, "active_input"), "backup") << on_backup.out;
   std::this_thread::sleep_for(1700ms);
   const RunResult to_primary = run(ctl + "switch fs primary");
@@ -1211,7 +1262,11 @@ TEST_F(ApplianceNs, PacingP99AtTheReceiver) {
             0);
   PcrTimedSender timed(src_, "239.1.1.61", 5000, read_file(fixture("h264_aac.ts")), 0x100);
   ASSERT_GT(timed.ns_per_packet(), 0.0) << "no PCRs on PID 0x100 in the fixture";
-  std::this_thread::sleep_for(5800ms);
+  // The capture runs 5.3 s from the ffmpeg output's first datagram (its media time ~0), not
+  // 5.8 s from the spawn: ffmpeg's start-up took ~2 s on a loaded machine and left only
+  // ~150 PCR datagrams. It still ends before the fixture's 6 s loop.
+  wait_first(ffmpeg_out);
+  std::this_thread::sleep_for(5300ms);
   for (Receiver* r : {&ffmpeg_out, &timed_out, &ffmpeg_in, &timed_in}) r->stop();
   timed.stop();
   const std::string log = appliance_log();
@@ -1324,7 +1379,9 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.61", 5002), "extra"), 0);
   ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.62", 5004), "kids"), 0);
   ASSERT_GT(start_ffmpeg_sender("h264_aac.ts", "mpegts", udp_url("239.1.1.63", 5006), "moved"), 0);
-  ASSERT_TRUE(wait_status([](const std::string& l) { return status_value(l, "channel=news input=rx ", "ts_packets").value_or(0) > 0; }, 5s))
+  // A guard (ffmpeg's start-up): four senders starting at once on a loaded machine were not
+  // all sending within 5 s. Likewise the other waits for a first packet or an SRT connect.
+  ASSERT_TRUE(wait_status([](const std::string& l) { return status_value(l, "channel=news input=rx ", "ts_packets").value_or(0) > 0; }, 30s))
       << appliance_log();
   const std::string ctl = ns_exec(head_) + shell_quote(tool("twincastctl").string()) + " --api 127.0.0.1:8080 --token-file " +
                           shell_quote(token.string()) + " ";
@@ -1333,7 +1390,9 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
   Receiver& extra_rx = receive("239.2.8.2", 5002);  // restarted by every reload: the control
   Receiver& moved_rx = receive("239.2.8.4", 5006);  // updated in place by every reload
   std::this_thread::sleep_for(1500ms);
-  ASSERT_GT(kids_rx.count(), 0u) << appliance_log();
+  // Each output starts at its channel's next key frame: wait for the first datagrams
+  // (bounded) instead of trusting 1.5 s to have been enough on a loaded machine.
+  ASSERT_TRUE(poll_until(10s, [&] { return rx.count() > 0 && kids_rx.count() > 0; })) << appliance_log();
 
   auto reloads_logged = [&] {
     const std::string log = appliance_log();
@@ -1366,10 +1425,17 @@ TEST_F(ApplianceNs, HundredReloadsLeaveAnUnchangedChannelAlone) {
       ASSERT_NE(r.out.find("1 added, 0 removed, 1 restarted, 1 updated in place, 1 unchanged"), std::string::npos) << r.out;
     }
     if (i == 51) {
-      // Kids was just removed: its group is left, its receiver hears nothing more.
-      const std::size_t before = kids_rx.count();
+      // Kids was just removed: its group is left, its receiver hears nothing more. Judged
+      // by the kernel's arrival time (SO_TIMESTAMPNS, CLOCK_REALTIME) against the moment the
+      // reload was seen done, not by the receiver thread's count: on a loaded machine that
+      // thread may still be reading datagrams that arrived before the removal.
+      const auto removed_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch()).count();
       std::this_thread::sleep_for(500ms);
-      EXPECT_EQ(kids_rx.count(), before) << "datagrams of a removed channel still arrive";
+      const auto kids_seen = kids_rx.datagrams();
+      const auto late = std::count_if(kids_seen.begin(), kids_seen.end(),
+                                      [&](const Receiver::Datagram& d) { return d.kernel_ns > removed_ns; });
+      EXPECT_EQ(late, 0) << "datagrams of a removed channel still arrive";
       // A broken file is refused: nothing changes.
       write_config(news + "  - id: broken\n    inputs: []\n" + control);
       const RunResult refused = run(ctl + "reload");
@@ -1646,7 +1712,12 @@ TEST_F(ApplianceNs, SrtIngestThatCouldNotStartStartsOnTheNextReload) {
                                                   "s.bind(('") + kSrtHeadIp + "',9000))\ntime.sleep(600)\n"},
                                      "squatter");
   ASSERT_GT(squatter, 0);
-  std::this_thread::sleep_for(1s);
+  // Until it holds the port (python's start-up can take more than a second on a loaded
+  // machine; a reload before the bind would simply succeed).
+  const bool squatting = poll_until(15s, [&] {
+    return run(ns_exec(head_) + "ss -Hlun src " + kSrtHeadIp + ":9000").out.find(":9000") != std::string::npos;
+  });
+  ASSERT_TRUE(squatting) << read_text(dir_ / "squatter.err");
   ASSERT_EQ(::kill(app, SIGHUP), 0);
   ASSERT_TRUE(wait_status([](const std::string& l) { return l.find("reload_incomplete") != std::string::npos; }, 10s))
       << appliance_log() << read_text(dir_ / "squatter.err");
@@ -1662,7 +1733,7 @@ TEST_F(ApplianceNs, SrtIngestThatCouldNotStartStartsOnTheNextReload) {
   ASSERT_TRUE(wait_status([&](const std::string& l) { return reloads(l) >= 3; }, 10s)) << appliance_log();
   ASSERT_GT(start_child(srt_caller(src_, kPassphrase, 200), "good"), 0);
   const std::string line = "channel=contrib input=srt ";
-  const bool up = wait_status([&](const std::string& l) { return status_value(l, line, "srt_connected").value_or(0) == 1; }, 10s);
+  const bool up = wait_status([&](const std::string& l) { return status_value(l, line, "srt_connected").value_or(0) == 1; }, 30s);
   const std::string log = appliance_log();
   stop_twincastd(app);
   EXPECT_TRUE(up) << "the SRT listener never came back: " << log << read_text(dir_ / "good.err");

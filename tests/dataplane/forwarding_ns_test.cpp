@@ -233,7 +233,13 @@ TEST_F(DataplaneNs, UdpMulticastThroughTheChannelWithArpAndIgmp) {
   const auto datagrams = receive_in_stb("239.2.2.2", 5000, 4000ms);
   end_child(ff, 2000ms);
   EXPECT_TRUE(end_child(fwd, 10000ms)) << "dp_forwarder did not stop on SIGTERM";
-  std::this_thread::sleep_for(200ms);  // the leave report on its way
+  // The leave report left before the forwarder exited; the capture thread in src may not
+  // have read it yet (a loaded machine delays it): wait for it to be seen, not a fixed
+  // 200 ms. Asserted below (the last report is a leave).
+  (void)poll_until(5000ms, [&] {
+    const auto r = igmp_reports();
+    return !r.empty() && r.back()[38 + 8] == 3;
+  });
   stop_capture();
 
   // What stb received: whole TS packets, the program and its streams, continuous.
@@ -534,7 +540,9 @@ class IgmpQuerierNs : public ::testing::Test {
     out.running = std::chrono::steady_clock::now();
     bool first = false;
     out.mdb_held = true;
-    while (std::chrono::steady_clock::now() < out.running + kRunFor + 2s) {
+    // A guard only (the loop ends kRunFor after the group first shows up): roomy enough for
+    // a join that reaches the bridge late on a loaded machine.
+    while (std::chrono::steady_clock::now() < out.running + kRunFor + 10s) {
       const std::optional<double> timer = mdb_timer();
       const bool has = timer.has_value();
       const auto now = std::chrono::steady_clock::now();
@@ -562,7 +570,16 @@ class IgmpQuerierNs : public ::testing::Test {
       out.mdb_gone_after = !mdb_has_group();
       if (!out.mdb_gone_after) std::this_thread::sleep_for(50ms);
     }
-    std::this_thread::sleep_for(100ms);
+    // Our leave went out before the forwarder exited, but the capture thread may not have
+    // read it yet on a loaded machine: wait (bounded) until it saw a leave of ours (v2 0x17,
+    // or a v3 record CHANGE_TO_INCLUDE {}), instead of a fixed 100 ms. The tests assert
+    // that our last frame is that leave and that it came after the stop.
+    (void)poll_until(5000ms, [&] {
+      const std::vector<IgmpSeen> frames = seen();
+      return std::any_of(frames.begin(), frames.end(), [](const IgmpSeen& f) {
+        return !f.from_bridge && (f.type == 0x17 || (f.type == 0x22 && f.v3_record_type == 3));
+      });
+    });
     stop_capture();
     out.frames = seen();
     out.stats = read_text(dir_ / "forwarder.out");
