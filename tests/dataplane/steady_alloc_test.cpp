@@ -346,6 +346,31 @@ std::size_t write_pcap(const Stream& s, const std::filesystem::path& path) {
   return frames.size();
 }
 
+// One channel (passthrough, with HLS: the OTT feed too) from port "in" (`in_device`) to
+// port "out" (`out_device`), for the real worker.
+ApplianceConfig worker_config(const std::string& in_device, const std::string& out_device) {
+  ApplianceConfig config;
+  PortConfig in;
+  in.name = "in";
+  in.device = in_device;
+  in.address = net::ipv4(10, 9, 0, 2);
+  PortConfig out;
+  out.name = "out";
+  out.device = out_device;
+  out.address = net::ipv4(10, 9, 0, 2);
+  config.ports = {in, out};
+  ChannelConfig ch = channel_config(PacingMode::kPassthrough);
+  ch.inputs[0].port = "in";
+  ch.inputs[0].address = kGroupIn;
+  ch.inputs[0].udp_port = kPortIn;
+  ch.outputs[0].port = "out";
+  ch.outputs[0].address = net::ipv4(239, 2, 2, 2);
+  ch.outputs[0].udp_port = 5000;
+  ch.hls = true;
+  config.channels = {ch};
+  return config;
+}
+
 int note_thread(void*) {
   g_thread.store(pthread_self());
   return 0;
@@ -360,28 +385,9 @@ TEST(WorkerLoop, AllocatesNothingAtFullSpeed) {
   const std::size_t frames = write_pcap(s, dir / "in.pcap");
   ASSERT_GT(frames, 500u);
 
-  ApplianceConfig config;
-  PortConfig in;
-  in.name = "in";
-  in.device = "net_pcap_alloc,rx_pcap=" + (dir / "in.pcap").string() + ",infinite_rx=1";
-  in.address = net::ipv4(10, 9, 0, 2);
-  in.mbufs = 8191;  // the pcap PMD keeps every frame in one (infinite_rx), plus bursts
-  PortConfig out;
-  out.name = "out";
-  out.device = "net_null_alloc,no-rx=1";
-  out.address = net::ipv4(10, 9, 0, 2);
-  config.ports = {in, out};
-  ChannelConfig ch = channel_config(PacingMode::kPassthrough);
-  ch.inputs[0].port = "in";
-  ch.inputs[0].address = kGroupIn;
-  ch.inputs[0].udp_port = kPortIn;
-  ch.outputs[0].port = "out";
-  ch.outputs[0].address = net::ipv4(239, 2, 2, 2);
-  ch.outputs[0].udp_port = 5000;
-  ch.hls = true;  // the OTT feed too (drained below)
-  config.channels = {ch};
-
-  Dataplane dp(config);
+  // The pcap PMD keeps every frame in an mbuf (infinite_rx): the port's 8191 hold them and bursts.
+  Dataplane dp(worker_config("net_pcap_alloc,rx_pcap=" + (dir / "in.pcap").string() + ",infinite_rx=1",
+                             "net_null_alloc,no-rx=1"));
   // The worker lcore's thread, as the Dataplane will run on it.
   ASSERT_EQ(rte_eal_remote_launch(note_thread, nullptr, dp.worker_lcore()), 0);
   ASSERT_EQ(rte_eal_wait_lcore(dp.worker_lcore()), 0);
@@ -429,27 +435,8 @@ TEST(WorkerLoop, AllocatesNothingWithTheOttFeedRunning) {
   const auto frames = udp_frames(broadcast_stream("", 0));
   ASSERT_GT(frames.size(), 500u);
 
-  ApplianceConfig config;
-  PortConfig in;
-  in.name = "in";
-  in.device = "net_ring_alloc";  // its TX ring is its RX ring: the test enqueues on it
-  in.address = net::ipv4(10, 9, 0, 2);
-  PortConfig out;
-  out.name = "out";
-  out.device = "net_null_alloc2,no-rx=1";
-  out.address = net::ipv4(10, 9, 0, 2);
-  config.ports = {in, out};
-  ChannelConfig ch = channel_config(PacingMode::kPassthrough);
-  ch.inputs[0].port = "in";
-  ch.inputs[0].address = kGroupIn;
-  ch.inputs[0].udp_port = kPortIn;
-  ch.outputs[0].port = "out";
-  ch.outputs[0].address = net::ipv4(239, 2, 2, 2);
-  ch.outputs[0].udp_port = 5000;
-  ch.hls = true;
-  config.channels = {ch};
-
-  Dataplane dp(config);
+  // net_ring: its TX ring is its RX ring, the test enqueues on it.
+  Dataplane dp(worker_config("net_ring_alloc", "net_null_alloc2,no-rx=1"));
   rte_ring* ring = rte_ring_lookup("ETH_RXTX0_net_ring_alloc");
   ASSERT_NE(ring, nullptr) << "the net_ring PMD's ring name changed";
   rte_mempool* pool = dp.mempool(0);
