@@ -84,4 +84,18 @@ RunResult run(const std::string& command) {
   return r;
 }
 
+std::vector<RawDescriptor> nit_ts_descriptors(const std::vector<std::uint8_t>& section) {
+  std::vector<RawDescriptor> out;
+  if (section.size() < 10 + 2 + 4) return out;
+  const std::size_t limit = section.size() - 4;  // the CRC
+  const std::size_t network = ((section[8] & 0x0FU) << 8) | section[9];
+  const std::size_t ts = 10 + network + 2;  // the first transport stream: ids (4), loop length (2)
+  if (ts + 6 > limit) return out;
+  const std::size_t end = std::min(limit, ts + 6 + (((section[ts + 4] & 0x0FU) << 8) | section[ts + 5]));
+  for (std::size_t q = ts + 6; q + 2 <= end && q + 2 + section[q + 1] <= end; q += 2U + section[q + 1])
+    out.push_back(RawDescriptor{section[q], std::vector<std::uint8_t>(section.begin() + static_cast<std::ptrdiff_t>(q + 2),
+                                                                 section.begin() + static_cast<std::ptrdiff_t>(q + 2 + section[q + 1]))});
+  return out;
+}
+
 }  // namespace twincast::test

@@ -32,4 +32,13 @@ RunResult run(const std::string& command);
 // Single-quotes a string for a shell command line.
 std::string shell_quote(const std::string& s);
 
+struct RawDescriptor {
+  std::uint8_t tag = 0;
+  std::vector<std::uint8_t> data;  // after the length byte
+};
+// The descriptors, in order, of the first transport stream in a NIT section (EN 300 468
+// 5.2.1: network descriptors, then the transport stream loop), as far as the section holds
+// them.
+std::vector<RawDescriptor> nit_ts_descriptors(const std::vector<std::uint8_t>& section);
+
 }  // namespace twincast::test

@@ -167,16 +167,12 @@ TEST(PsiTables, LcnDescriptorsFollowAnEacemPrivateDataSpecifierInEverySection) {
     std::size_t lcns = 0;
     for (const auto& sec : nit) {
       ASSERT_TRUE(section_crc_ok(sec));
-      const std::size_t net = ((sec[8] & 0x0FU) << 8) | sec[9];
-      const std::size_t ts = 10 + net + 2;  // the transport stream: ids 4 bytes, loop length 2
-      const std::size_t end = ts + 6 + (((sec[ts + 4] & 0x0FU) << 8) | sec[ts + 5]);
-      ASSERT_LE(end, sec.size() - 4);
       bool pds = false;
-      for (std::size_t q = ts + 6; q + 2 <= end; q += 2U + sec[q + 1]) {
-        if (sec[q] == 0x5F) pds = sec[q + 1] == 4 && sec[q + 2] == 0 && sec[q + 3] == 0 && sec[q + 4] == 0 && sec[q + 5] == 0x28;
-        if (sec[q] != 0x83) continue;
+      for (const auto& d : twincast::test::nit_ts_descriptors(sec)) {
+        if (d.tag == 0x5F) pds = d.data == std::vector<std::uint8_t>{0x00, 0x00, 0x00, 0x28};
+        if (d.tag != 0x83) continue;
         EXPECT_TRUE(pds) << "0x83 without an EACEM private_data_specifier before it, section " << int{sec[6]} << " of " << n << " services";
-        lcns += sec[q + 1] / 4U;
+        lcns += d.data.size() / 4U;
       }
     }
     EXPECT_EQ(lcns, n);

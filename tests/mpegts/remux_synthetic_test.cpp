@@ -20,6 +20,7 @@
 #include "twincast/mpegts/psi_decoder.hpp"
 #include "twincast/mpegts/psi_tables.hpp"
 #include "twincast/mpegts/remux.hpp"
+#include "tests_common.hpp"
 
 using namespace twincast::mpegts;
 
@@ -1342,19 +1343,16 @@ TEST(RemuxSynthetic, AServiceWithoutSourceSdtGetsATelevisionOrRadioServiceType) 
     const Sections nit = sections_of(h.out, kNitPid);
     ASSERT_FALSE(nit.good.empty());
     std::size_t listed = 0;
-    for (const Section& sec : nit.good) {
-      const std::size_t net = static_cast<std::size_t>(((sec[8] & 0x0F) << 8) | sec[9]);
-      const std::size_t ts = 10 + net + 2;  // the transport stream, its descriptors 6 bytes on
-      for (std::size_t q = ts + 6; q + 2 <= sec.size() - 4; q += 2U + sec[q + 1])
-        if (sec[q] == 0x41) {
-          EXPECT_EQ(sec[q + 4], want) << "NIT service_list service_type, " << what;
+    for (const Section& sec : nit.good)
+      for (const auto& d : twincast::test::nit_ts_descriptors(sec))
+        if (d.tag == 0x41) {
+          ASSERT_GE(d.data.size(), 3u);  // service_id, service_type
+          EXPECT_EQ(d.data[2], want) << "NIT service_list service_type, " << what;
           ++listed;
         }
-    }
     EXPECT_GT(listed, 0u);
   }
 }
-
 
 // The EIT_present_following_flag (or with `bit` 1, the EIT_schedule_flag) of `service_id` in
 // every SDT section of `out`, in order.
