@@ -1265,14 +1265,16 @@ void HlsPackager::set_channels(std::vector<PackagedChannel> wanted) {
   std::vector<StoredSegment> gone;  // destroyed (files deleted) after the locks
   for (const auto& c : d.channels) {
     std::lock_guard lock(c->mu);
+    bool variant_changed = false;
     for (const auto& t : c->tracks) {
       const std::size_t held = t->window.size();
       if (held == 0) continue;
       d.evict(*c, *t, gone);
       if (t->window.size() == held) continue;
       d.render(*t);
-      if (t->kind != TrackKind::kAudio) d.render_master(*c);
+      variant_changed = variant_changed || t->kind != TrackKind::kAudio;
     }
+    if (variant_changed) d.render_master(*c);  // once for the channel, not per track
   }
 }
 
