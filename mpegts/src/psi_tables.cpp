@@ -272,7 +272,7 @@ std::vector<Section> build_nit(std::uint16_t network_id, const std::string& netw
   add_entries(0x41, list, 3);
   add_entries(0x83, lcns, 4);
   // The specifier of the logical_channel_descriptor: EACEM (IEC 62216-1, TS 101 162).
-  static const std::vector<std::uint8_t> kEacemPds{0x00, 0x00, 0x00, 0x28};
+  static const Descriptor kEacemPds{0x5F, {0x00, 0x00, 0x00, 0x28}};
 
   // Sections: the network name in the first, the transport stream in each with the
   // descriptors that fit (EN 300 468 lets a transport stream's description span sections).
@@ -282,13 +282,20 @@ std::vector<Section> build_nit(std::uint16_t network_id, const std::string& netw
     const bool first = out.empty();
     // Header 10, network descriptors, ts loop length 2, ts entry 6, CRC 4.
     std::size_t size = 10 + (first && !name.empty() ? 2 + name.size() : 0) + 2 + 6 + 4;
+    // What this section's part of the transport stream loop carries, in order. 0x83 is a
+    // private descriptor (EN 300 468 6.2.31): receivers read it only after a
+    // private_data_specifier_descriptor in the same loop, in each section the loop spans.
+    std::vector<const Descriptor*> loop;
+    bool pds = false;
     std::size_t end = i;
-    bool pds = false;  // this section's part of the loop has its private_data_specifier
     while (end < descriptors.size()) {
-      const std::size_t need = (descriptors[end].tag == 0x83 && !pds ? 2 + kEacemPds.size() : 0) + 2 +
-                               descriptors[end].data.size();
+      const Descriptor& d = descriptors[end];
+      const bool add_pds = d.tag == 0x83 && !pds;
+      const std::size_t need = (add_pds ? 2 + kEacemPds.data.size() : 0) + 2 + d.data.size();
       if (end != i && size + need > kSectionBudget) break;
-      pds = pds || descriptors[end].tag == 0x83;
+      if (add_pds) loop.push_back(&kEacemPds);
+      loop.push_back(&d);
+      pds = pds || add_pds;
       size += need;
       ++end;
     }
@@ -302,17 +309,8 @@ std::vector<Section> build_nit(std::uint16_t network_id, const std::string& netw
       dvbpsi_nit_empty(&nit);
       throw std::bad_alloc();
     }
-    pds = false;
-    for (std::size_t k = i; k < end; ++k) {
-      // 0x83 is a private descriptor (EN 300 468 6.2.31): receivers read it only after a
-      // private_data_specifier_descriptor in the same loop, in each section the loop spans.
-      if (descriptors[k].tag == 0x83 && !pds) {
-        dvbpsi_nit_ts_descriptor_add(ts, 0x5F, static_cast<std::uint8_t>(kEacemPds.size()), body(kEacemPds));
-        pds = true;
-      }
-      dvbpsi_nit_ts_descriptor_add(ts, descriptors[k].tag, static_cast<std::uint8_t>(descriptors[k].data.size()),
-                                   body(descriptors[k].data));
-    }
+    for (const Descriptor* d : loop)
+      dvbpsi_nit_ts_descriptor_add(ts, d->tag, static_cast<std::uint8_t>(d->data.size()), body(d->data));
     dvbpsi_psi_section_t* chain = dvbpsi_nit_sections_generate(h.get(), &nit, 0x40);
     dvbpsi_nit_empty(&nit);
     for (auto& sec : take_sections(chain, "NIT")) out.push_back(std::move(sec));

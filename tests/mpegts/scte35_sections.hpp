@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -262,7 +263,9 @@ inline std::vector<std::pair<std::size_t, std::uint64_t>> video_pes(const std::v
 }
 
 // The lowest PTS of video_pes(): the stream's first picture in presentation order.
+// Throws when there is none (a fixture without video PES), instead of reading past the end.
 inline std::uint64_t first_pts(const std::vector<std::pair<std::size_t, std::uint64_t>>& pes) {
+  if (pes.empty()) throw std::runtime_error("first_pts: no video PES with a PTS");
   return std::min_element(pes.begin(), pes.end(), [](auto& a, auto& b) { return a.second < b.second; })->second;
 }
 
