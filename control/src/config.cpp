@@ -377,6 +377,9 @@ class Parser {
 Fields::Fields(Parser& p, const YAML::Node& node, std::string path, std::initializer_list<std::string_view> keys)
     : path_(std::move(path)), pos_(pos_of(node)) {
   if (!node.IsMap()) {
+    // "key:" with nothing is marked at the next token: the key's position, which the
+    // mapping holding it recorded, is where to look.
+    if (const auto it = p.where.find(path_); node.IsNull() && it != p.where.end()) pos_ = it->second;
     p.error(pos_, path_, "expected a mapping, got " + describe(node));
     return;
   }
@@ -424,7 +427,7 @@ bool Parser::read_string(const Fields& f, std::string_view key, std::string& out
   const YAML::Node* n = f.find(key);
   if (n == nullptr) return false;
   if (!n->IsScalar()) {
-    error(pos_of(*n), f.child(key), "expected a string, got " + describe(*n));
+    error_at(f.child(key), "expected a string, got " + describe(*n));
     return false;
   }
   out = n->Scalar();
@@ -435,9 +438,8 @@ bool Parser::read_name(const Fields& f, std::string_view key, std::string& out, 
   std::string s;
   if (!read_string(f, key, s)) return false;
   if (!is_name(s) || s.size() > max_len) {
-    error(pos_of(*f.find(key)), f.child(key),
-          in_quotes(s) + " is not a valid " + std::string(key) + " (1.." + std::to_string(max_len) +
-              " characters of a-z, 0-9, _ and -)");
+    error_at(f.child(key), in_quotes(s) + " is not a valid " + std::string(key) + " (1.." +
+                               std::to_string(max_len) + " characters of a-z, 0-9, _ and -)");
     return false;
   }
   out = std::move(s);
@@ -453,7 +455,7 @@ bool Parser::read_bool(const Fields& f, std::string_view key, bool& out) {
     if (s == "true" || s == "yes" || s == "on") return out = true, true;
     if (s == "false" || s == "no" || s == "off") return out = false, true;
   }
-  error(pos_of(*n), f.child(key), "expected true or false, got " + describe(*n));
+  error_at(f.child(key), "expected true or false, got " + describe(*n));
   return false;
 }
 
@@ -470,11 +472,11 @@ bool Parser::read_int(const Fields& f, std::string_view key, T& out, std::int64_
   std::int64_t v = 0;
   const IntParse r = n->IsScalar() ? parse_integer(n->Scalar(), v) : IntParse::kNotInteger;
   if (r == IntParse::kNotInteger) {
-    error(pos_of(*n), f.child(key), "expected an integer, got " + describe(*n));
+    error_at(f.child(key), "expected an integer, got " + describe(*n));
     return false;
   }
   if (r == IntParse::kTooBig || v < lo || v > hi) {
-    error(pos_of(*n), f.child(key), n->Scalar() + " is out of range (" + show(lo) + ".." + show(hi) + ")");
+    error_at(f.child(key), n->Scalar() + " is out of range (" + show(lo) + ".." + show(hi) + ")");
     return false;
   }
   out = static_cast<T>(v);
@@ -484,14 +486,13 @@ bool Parser::read_int(const Fields& f, std::string_view key, T& out, std::int64_
 bool Parser::read_ipv4(const Fields& f, std::string_view key, Ipv4& out, std::uint8_t* prefix_len) {
   std::string s;
   if (!read_string(f, key, s)) return false;
-  const YAML::Node& n = *f.find(key);
   std::string_view addr = s;
   if (prefix_len != nullptr) {
     if (const auto slash = s.find('/'); slash != std::string::npos) {
       addr = std::string_view(s).substr(0, slash);
       std::int64_t len = 0;
       if (parse_integer(std::string_view(s).substr(slash + 1), len) != IntParse::kOk || len < 1 || len > 32) {
-        error(pos_of(n), f.child(key), "prefix length in " + in_quotes(s) + " is out of range (1..32)");
+        error_at(f.child(key), "prefix length in " + in_quotes(s) + " is out of range (1..32)");
         return false;
       }
       *prefix_len = static_cast<std::uint8_t>(len);
@@ -499,8 +500,8 @@ bool Parser::read_ipv4(const Fields& f, std::string_view key, Ipv4& out, std::ui
   }
   const auto a = parse_ipv4(addr);
   if (!a) {
-    error(pos_of(n), f.child(key),
-          in_quotes(s) + " is not an IPv4 address" + (prefix_len != nullptr ? " (like 10.0.0.2/24)" : ""));
+    error_at(f.child(key),
+             in_quotes(s) + " is not an IPv4 address" + (prefix_len != nullptr ? " (like 10.0.0.2/24)" : ""));
     return false;
   }
   out = *a;
@@ -511,12 +512,12 @@ bool Parser::read_group(const Fields& f, std::string_view key, Ipv4& out) {
   Ipv4 a = 0;
   if (!read_ipv4(f, key, a)) return false;
   if (!is_multicast(a)) {
-    error(pos_of(*f.find(key)), f.child(key), ipv4_string(a) + " is not a multicast group (224.0.0.0/4)");
+    error_at(f.child(key), ipv4_string(a) + " is not a multicast group (224.0.0.0/4)");
     return false;
   }
   if (is_link_local_multicast(a)) {
-    error(pos_of(*f.find(key)), f.child(key),
-          ipv4_string(a) + " is link-local multicast (224.0.0.0/24), reserved for routing protocols");
+    error_at(f.child(key),
+             ipv4_string(a) + " is link-local multicast (224.0.0.0/24), reserved for routing protocols");
     return false;
   }
   out = a;
@@ -527,7 +528,7 @@ bool Parser::read_unicast(const Fields& f, std::string_view key, Ipv4& out) {
   Ipv4 a = 0;
   if (!read_ipv4(f, key, a)) return false;
   if (a == 0 || a == 0xFFFFFFFF || is_multicast(a)) {
-    error(pos_of(*f.find(key)), f.child(key), ipv4_string(a) + " is not a unicast address");
+    error_at(f.child(key), ipv4_string(a) + " is not a unicast address");
     return false;
   }
   out = a;
@@ -545,7 +546,7 @@ bool Parser::read_enum(const Fields& f, std::string_view key, E& out,
   }
   std::string msg = "expected one of";
   for (const auto& nv : names) msg += (&nv == names.begin() ? " " : ", ") + std::string(nv.first);
-  error(pos_of(*n), f.child(key), msg + "; got " + describe(*n));
+  error_at(f.child(key), msg + "; got " + describe(*n));
   return false;
 }
 
@@ -567,6 +568,26 @@ bool Parser::read_list(const Fields& f, std::string_view key, Fn each) {
   return true;
 }
 
+// Whether two valid listen addresses are one TCP listener to the kernel: the same port on
+// the same host, or on the wildcard of the other's family (0.0.0.0 takes every IPv4
+// address's port, [::] every IPv6 one's: the second bind fails with EADDRINUSE).
+bool same_listener(const std::string& a, const std::string& b) {
+  const std::size_t ca = a.rfind(':');
+  const std::size_t cb = b.rfind(':');
+  std::int64_t pa = 0;
+  std::int64_t pb = 0;
+  if (ca == std::string::npos || cb == std::string::npos || parse_integer(a.substr(ca + 1), pa) != IntParse::kOk ||
+      parse_integer(b.substr(cb + 1), pb) != IntParse::kOk || pa != pb)
+    return false;
+  const std::string ha = a.substr(0, ca);
+  const std::string hb = b.substr(0, cb);
+  const auto v6 = [](const std::string& h) { return !h.empty() && h.front() == '['; };
+  const auto v4_literal = [](const std::string& h) { return parse_ipv4(h).has_value(); };
+  if (ha == hb) return true;
+  if ((ha == "0.0.0.0" && v4_literal(hb)) || (hb == "0.0.0.0" && v4_literal(ha))) return true;
+  return (ha == "[::]" && v6(hb)) || (hb == "[::]" && v6(ha));
+}
+
 ApplianceConfig Parser::parse(const YAML::Node& root) {
   ApplianceConfig cfg;
   if (root.IsNull()) {
@@ -579,9 +600,13 @@ ApplianceConfig Parser::parse(const YAML::Node& root) {
   if (const YAML::Node* n = f.find("ott")) parse_ott(*n, cfg.ott);
   for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"api_listen", &cfg.control.api_listen},
                                    {"metrics_listen", &cfg.control.metrics_listen}}) {
-    if (*value != cfg.ott.listen) continue;
+    if (!same_listener(*value, cfg.ott.listen)) continue;
     const std::string section = f.has("ott") ? "ott" : "control";
-    error_at(section, "ott.listen and control." + std::string(key) + " are both " + *value + " (each has its own listener)");
+    if (*value == cfg.ott.listen)
+      error_at(section, "ott.listen and control." + std::string(key) + " are both " + *value + " (each has its own listener)");
+    else
+      error_at(section, "ott.listen " + cfg.ott.listen + " and control." + std::string(key) + " " + *value +
+                            " take the same port (each has its own listener)");
   }
   if (const YAML::Node* n = f.find("dataplane")) parse_dataplane(*n, cfg.eal);
   if (f.has("ports") && !read_list(f, "ports", [&](const YAML::Node& n, const std::string& path, std::size_t) {
@@ -602,14 +627,17 @@ ApplianceConfig Parser::parse(const YAML::Node& root) {
   return cfg;
 }
 
-// host:port or [v6]:port with a port in 1..65535.
+// host:port or [v6]:port with a port in 1..65535, as HttpServer::listen reads it: an
+// IPv6 host only in brackets, the port in decimal.
 static bool is_listen_address(const std::string& s) {
   const std::size_t colon = s.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 >= s.size()) return false;
   const std::string host = s.substr(0, colon);
-  if (host.front() == '[' && host.back() != ']') return false;
+  if (host.front() == '[' ? host.size() < 3 || host.back() != ']' : host.find(':') != std::string::npos) return false;
+  const std::string_view port_text = std::string_view(s).substr(colon + 1);
+  if (!std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; })) return false;
   std::int64_t port = 0;
-  return parse_integer(s.substr(colon + 1), port) == IntParse::kOk && port >= 1 && port <= 65535;
+  return parse_integer(port_text, port) == IntParse::kOk && port >= 1 && port <= 65535;
 }
 
 void Parser::parse_control(const YAML::Node& n, dataplane::ControlConfig& control) {
@@ -624,13 +652,13 @@ void Parser::parse_control(const YAML::Node& n, dataplane::ControlConfig& contro
     }
     (std::string_view(key) == "api_listen" ? control.api_listen : control.metrics_listen) = s;
   }
-  if (control.api_listen == control.metrics_listen) {
+  if (same_listener(control.api_listen, control.metrics_listen)) {
     // One of them may be the other's default: the error names the key that is written.
     if (f.has("metrics_listen"))
       error_at(f.child("metrics_listen"), "metrics_listen must differ from api_listen (/metrics has its own listener)");
     else
-      error_at(f.child("api_listen"), control.api_listen +
-                                          " is metrics_listen's default: set metrics_listen to another address "
+      error_at(f.child("api_listen"), control.api_listen + " takes the port of metrics_listen's default (" +
+                                          control.metrics_listen + "): set metrics_listen to another address "
                                           "(/metrics has its own listener)");
   }
   if (std::string file; read_string(f, "token_file", file)) {
@@ -1014,7 +1042,7 @@ void Parser::parse_srt_input(const YAML::Node& n, const std::string& path, Input
   if (const YAML::Node* k = f.find("key_length")) {
     std::int64_t v = 0;
     if (k->IsScalar() && parse_integer(k->Scalar(), v) == IntParse::kOk && v != 16 && v != 24 && v != 32)
-      error(pos_of(*k), f.child("key_length"), k->Scalar() + " is not an AES key length (16, 24 or 32)");
+      error_at(f.child("key_length"), k->Scalar() + " is not an AES key length (16, 24 or 32)");
     else
       read_int(f, "key_length", in.key_length, 16, 32);
   }

@@ -2,6 +2,7 @@
 // defaults apply, every invalid file in tests/config/invalid/ yields exactly the errors
 // its "# expect:" lines name, bad bytes never crash, and `twincastd --check` reports both.
 #include "twincast/control/config.hpp"
+#include "twincast/control/http_server.hpp"
 #include "twincast/control/srt_ingest.hpp"
 #include "twincast/mpegts/remux.hpp"
 
@@ -14,6 +15,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "tests_common.hpp"
@@ -356,6 +358,31 @@ channels:
   EXPECT_EQ(formatted(r), expected);
 }
 
+// A key written with nothing after it ("udp_port:") is where its error is: yaml-cpp marks
+// the empty value at the next token, a line further down (past the end of the file for
+// the last key), which is not where the operator has to look.
+TEST(Config, AnEmptyValueIsReportedAtItsKey) {
+  const auto r = parse_config(R"(ports:
+  - { name: core, device: net_tap0, address: 10.0.0.2/24 }
+channels:
+  - id: a
+    inputs:
+      - udp:
+          port: core
+          udp_port:
+    failover:
+    outputs:
+      - rtp:
+    name:)");
+  const std::vector<std::string> expected = {
+      "8:11: channels[0].inputs[0].udp.udp_port: expected an integer, got nothing",
+      "9:5: channels[0].failover: expected a mapping, got nothing",
+      "11:9: channels[0].outputs[0].rtp: expected a mapping, got nothing",
+      "12:5: channels[0].name: expected a string, got nothing",
+  };
+  EXPECT_EQ(formatted(r), expected);
+}
+
 TEST(Config, SecondYamlDocumentIsAnError) {
   const auto r = parse_config(std::string(kMinimal) + "---\nchannels: []\n");
   ASSERT_EQ(r.errors.size(), 1U) << format_errors(r.errors, "");
@@ -683,6 +710,50 @@ TEST(Config, ControlListenersDifferAlsoFromTheOthersDefault) {
     ASSERT_EQ(r.errors.size(), 1U) << control << errors_of(r);
     EXPECT_EQ(r.errors[0].line, 1) << control;
   }
+}
+
+// A listener on 0.0.0.0 takes its port on every IPv4 address (and [::] on every IPv6
+// one): ott.listen 0.0.0.0:8080 beside the API's default 127.0.0.1:8080 passed the check,
+// then twincastd failed to start ("Address already in use").
+TEST(Config, ListenersOnAWildcardAddressTakeItsPortOnEveryAddress) {
+  const std::vector<std::tuple<std::string, std::string, int>> clashes = {
+      {"ott: { listen: 0.0.0.0:8080 }\n", "ott", 1},
+      {"control: { api_listen: 10.0.0.2:8090 }\nott: { listen: 0.0.0.0:8090 }\n", "ott", 2},
+      {"control: { api_listen: 0.0.0.0:9100 }\n", "control.api_listen", 1},
+      {"control: { api_listen: \"[::]:8080\", metrics_listen: \"[::1]:8080\" }\n", "control.metrics_listen", 1},
+      {"control: { metrics_listen: 127.0.0.1:08080 }\n", "control.metrics_listen", 1},
+  };
+  for (const auto& [yaml, path, line] : clashes) {
+    const auto r = parse_config(yaml + kMinimal);
+    ASSERT_EQ(r.errors.size(), 1U) << yaml << errors_of(r);
+    EXPECT_EQ(r.errors[0].path, path) << yaml;
+    EXPECT_EQ(r.errors[0].line, line) << yaml;
+  }
+  // Other ports, or another family's wildcard (the IPv6 listener is v6-only): no clash.
+  for (const char* yaml : {"ott: { listen: 0.0.0.0:8091 }\n", "control: { api_listen: \"[::]:8090\" }\n",
+                           "control: { api_listen: 0.0.0.0:8080, metrics_listen: 0.0.0.0:9100 }\n"})
+    EXPECT_TRUE(parse_config(yaml + std::string(kMinimal)).ok()) << yaml;
+}
+
+// What --check accepts as a listen address, twincastd binds: HttpServer::listen takes a
+// decimal port and writes IPv6 in brackets, so "::1:8080" or a 0x port passed the check
+// and then twincastd failed to start ("write IPv6 addresses as [addr]:port", "bad port").
+TEST(Config, ListenAddressesAreWhatTheHttpServerBinds) {
+  for (const char* listen : {"::1:8080", "127.0.0.1:0x1f90", "[]:8080"}) {
+    SCOPED_TRACE(listen);
+    EXPECT_ANY_THROW(twincast::control::HttpServer().listen(listen));
+    const std::string quoted = std::string("\"") + listen + "\"";
+    for (const auto& [yaml, path] : {std::pair{"control: { api_listen: " + quoted + " }\n", "control.api_listen"},
+                                     std::pair{"ott: { listen: " + quoted + " }\n", "ott.listen"}}) {
+      const auto r = parse_config(yaml + kMinimal);
+      ASSERT_EQ(r.errors.size(), 1U) << errors_of(r);
+      EXPECT_EQ(r.errors[0].path, path);
+      EXPECT_EQ(r.errors[0].line, 1);
+      EXPECT_NE(r.errors[0].message.find("is not a listen address"), std::string::npos) << r.errors[0].message;
+    }
+  }
+  for (const char* listen : {"127.0.0.1:8080", "[::1]:8080", "localhost:8080"})
+    EXPECT_TRUE(parse_config(std::string("control: { api_listen: \"") + listen + "\" }\n" + kMinimal).ok()) << listen;
 }
 
 // The first lcore runs the main loop, the second the packet worker: with one lcore
