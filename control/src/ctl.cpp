@@ -264,7 +264,7 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, const
             "--token-file FILE or set TWINCAST_TOKEN_FILE");
       return std::nullopt;
     }
-    if (inline_value && (name == "--json" || name == "--help" || name == "--version")) {
+    if (inline_value && (name == "--json" || name == "--page" || name == "--help" || name == "--version")) {
       p.err(name + " takes no value");
       return std::nullopt;
     }
@@ -742,7 +742,7 @@ class Ctl {
       std::vector<std::string> members;
       if (const json::array* c = arr(m, "channels"))
         for (const auto& x : *c)
-          if (x.is_string()) members.emplace_back(x.as_string());
+          if (x.is_string()) members.push_back(printable(x.as_string()));
       std::vector<std::string> outputs;
       if (const json::array* o = arr(m, "outputs"))
         for (const auto& x : *o) outputs.push_back(str(x, "id", "?") + " (" + count(x, "datagrams") + " datagrams)");
@@ -893,7 +893,8 @@ class Ctl {
       if (!flag(*hls, "enabled")) {
         s += "hls disabled\n";
       } else {
-        const auto age = num(*hls, "last_segment_age_s");
+        // The age reads 0 while there is no segment: only shown once there is one.
+        const auto age = num(*hls, "segments").value_or(0) > 0 ? num(*hls, "last_segment_age_s") : std::nullopt;
         s += "hls " + str(*hls, "state", "?") + ", " + count(*hls, "segments") + " segments" +
              (age ? ", last segment " + fixed(*age, 1) + " s ago" : "") + "\n";
       }
@@ -937,6 +938,8 @@ class Ctl {
     auto a = call(http::verb::post, "/api/v1/channels/" + encode_segment(id) + "/switch", json::serialize(body), t,
                   "switch " + printable(id) + " to " + printable(input), exit);
     if (!a) return exit;
+    // A 200 from something else (a wrong --api) switched nothing.
+    if (!parse_answer(*a, exit)) return exit;
     if (o_.json) {
       p_.out(a->body);
     } else {
@@ -984,16 +987,18 @@ class Ctl {
     if (!t) return exit;
     auto a = call(http::verb::post, "/api/v1/reload", "", t, "reload", exit);
     if (!a) return exit;
-    boost::system::error_code ec;
-    const json::value v = json::parse(a->body, ec);
+    // A 200 from something else (a wrong --api) reloaded nothing.
+    const auto parsed = parse_answer(*a, exit);
+    if (!parsed) return exit;
+    const json::value& v = *parsed;
     // Applied, but something did not follow: said, and not a success for a script (with
     // --json too).
-    const json::value* warning = ec ? nullptr : field(v, "warning");
+    const json::value* warning = field(v, "warning");
     if (o_.json) {
       p_.out(a->body);
     } else {
       std::string line = "configuration reloaded";
-      if (!ec && v.is_object() && v.as_object().contains("channels") && v.as_object().at("channels").is_object()) {
+      if (v.as_object().contains("channels") && v.as_object().at("channels").is_object()) {
         const auto& ch = v.as_object().at("channels").as_object();
         auto list = [&](const char* key) {
           std::string out;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -209,6 +210,22 @@ TEST_F(ApiTest, IptvLineupNamesAnRtpOutputRtp) {
   ASSERT_EQ(r.status, 200U);
   EXPECT_NE(r.body.find("\nrtp://@239.1.1.1:5000\n"), std::string::npos) << r.body;
   EXPECT_EQ(r.body.find("udp://@239.1.1.1:5000"), std::string::npos) << r.body;
+}
+
+// A channel name is free text: a YAML block scalar can hold a line break. In the lineup
+// it must become a space in the display name as in tvg-name (a line break would start a
+// new M3U line), not a quote mark.
+TEST_F(ApiTest, LineupNameWithALineBreakShowsASpace) {
+  {
+    std::lock_guard lock(backend_.mutex_);
+    backend_.channels_[0].name = "News\nHD";
+  }
+  Reply r = request(port_, http::verb::get, "/lineup/iptv.m3u");
+  ASSERT_EQ(r.status, 200U);
+  EXPECT_EQ(r.body,
+            "#EXTM3U\n"
+            "#EXTINF:-1 tvg-id=\"news\" tvg-chno=\"5\" tvg-name=\"News HD\",News HD\n"
+            "udp://@239.1.1.1:5000\n");
 }
 
 TEST_F(ApiTest, OttLineupListsEachHlsChannelsPlaylist) {
@@ -481,6 +498,38 @@ TEST_F(ApiTest, ReloadAndSecretsInErrors) {
 // ingest back; when that fails too, the appliance reports the error and a warning beside it
 // (Appliance reload_file). The 409 said only "the running configuration stays", so an
 // operator never learnt that the SRT inputs had stopped receiving.
+// Secrets that share a beginning, stand side by side, need JSON escaping or end the text:
+// each is redacted whole, whatever the others.
+TEST(ApiSecrets, EverySpellingOfEverySecretIsRedacted) {
+  struct Secrets : FakeBackend {
+    std::vector<std::string> secrets() override {
+      return {"abcd-secret-1", "abcd-secret-10", "q\"uote\\secret", "tab\tsecret", "xyz", "wxyz"};
+    }
+  } backend;
+  backend.reload_error_ = "a abcd-secret-10 b abcd-secret-1abcd-secret-1 c q\"uote\\secret d tab\tsecret e xyz wxyz";
+  auto dir = tt::temp_dir("secrets");
+  std::ofstream(dir / "token") << kToken << "\n";
+  tc::metrics::Registry registry;
+  tc::Api api(backend, registry, tc::ApiOptions{.token_file = dir / "token"});
+  tc::HttpServer server;
+  api.add_routes(server);
+  server.listen("127.0.0.1:0");
+  server.start();
+  Reply r = request(server.ports().at(0), http::verb::post, "/api/v1/reload", "", bearer(kToken));
+  EXPECT_EQ(r.status, 409U);
+  // "xyz" is too short to redact (it would shred the body); "wxyz" is not.
+  EXPECT_EQ(error_of(r), "reload refused, the running configuration stays: a *** b ****** c *** d *** e xyz ***") << r.body;
+  {
+    std::lock_guard lock(backend.mutex_);
+    backend.channels_[0].hls.url = "https://cdn.example.net/hls/news/index.m3u8?k=abcd-secret-1";
+  }
+  r = request(server.ports().at(0), http::verb::get, "/lineup/ott.m3u");
+  EXPECT_NE(r.body.find("index.m3u8?k=***\n"), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find("abcd"), std::string::npos) << r.body;
+  server.stop();
+  std::filesystem::remove_all(dir);
+}
+
 TEST_F(ApiTest, ARefusedReloadStillTellsWhatDidNotComeBack) {
   backend_.reload_error_ = "channel kids: cannot create the OTT mbuf pool: Cannot allocate memory";
   backend_.reload_warning_ = "the SRT ingest did not start: srt input #0 'cam': bind: Address already in use";
@@ -508,6 +557,26 @@ TEST_F(ApiTest, NoTokenFileOrShortTokenDisablesMutations) {
   std::ofstream(token_file_) << "another-token-0123456789\r\n";
   EXPECT_EQ(request(port_, http::verb::post, "/api/v1/reload", "", bearer(kToken)).status, 401U);
   EXPECT_EQ(request(port_, http::verb::post, "/api/v1/reload", "", bearer("another-token-0123456789")).status, 200U);
+}
+
+// A token file with a short word in it ("twincast", "channel": a placeholder) disables the
+// mutating calls, and that is all it may do: redacting such a word from every answer
+// turned each "twincast_" of /metrics into "***_" (Prometheus fails the whole scrape) and
+// each "channels" key of the JSON into "***s" (twincastctl: not the API's JSON).
+TEST_F(ApiTest, AShortTokenThatOpensNothingLeavesTheAnswersIntact) {
+  for (const char* word : {"twincast", "channels"}) {
+    std::ofstream(token_file_) << word << "\n";
+    Reply m = request(metrics_port_, http::verb::get, "/metrics");
+    ASSERT_EQ(m.status, 200U);
+    EXPECT_NE(m.body.find("twincast_channel_bitrate_bps{channel=\"news\"} 4500000\n"), std::string::npos)
+        << word << ":\n" << m.body.substr(0, 400);
+    Reply c = request(port_, http::verb::get, "/api/v1/channels");
+    ASSERT_EQ(c.status, 200U);
+    const json::value v = parse(c.body);
+    EXPECT_TRUE(v.is_object() && v.as_object().contains("channels")) << word << ": " << c.body.substr(0, 200);
+    EXPECT_EQ(request(port_, http::verb::post, "/api/v1/reload", "", bearer(word)).status, 401U);
+  }
+  EXPECT_EQ(backend_.reloads_, 0);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -765,6 +834,60 @@ TEST_F(ApiTest, MetricsExposition) {
   EXPECT_NE(t2.find("twincast_channel_bitrate_bps{channel=\"news\"} 5000000\n"), std::string::npos);
   EXPECT_EQ(t2.find("channel=\"sport\""), std::string::npos);
   EXPECT_EQ(t2.find("multiplex=\"mux1\""), std::string::npos);
+}
+
+// A headend of SRT contributions has a passphrase per input, and every answer is scrubbed
+// of each of them: with 1000 secrets a /metrics of 500 channels must cost about what it
+// costs with one (the README's target is 50 ms), not a scan of the whole body per secret.
+TEST(MetricsCost, ScrubbingManySecretsKeepsAScrapeCheap) {
+  struct ManySecrets : FakeBackend {
+    std::atomic<bool> many{false};
+    std::vector<std::string> secrets() override {
+      if (!many) return FakeBackend::secrets();
+      std::vector<std::string> s;
+      for (int i = 0; i < 1000; ++i) s.push_back("pass" + std::to_string(i * 7919) + "-srt-contribution");
+      return s;
+    }
+  } backend;
+  {
+    auto proto = backend.channels_[0];
+    backend.channels_.clear();
+    for (int i = 0; i < 500; ++i) {
+      auto c = proto;
+      c.id = "ch" + std::to_string(i);
+      c.outputs.push_back(c.outputs[0]);
+      c.outputs[1].id = "239.2.0." + std::to_string(i % 250) + ":5000";
+      backend.channels_.push_back(c);
+    }
+  }
+  tc::metrics::Registry registry;
+  auto dir = tt::temp_dir("scrub");
+  std::ofstream(dir / "token") << kToken << "\n";
+  tc::Api api(backend, registry, tc::ApiOptions{.token_file = dir / "token"});
+  tc::HttpServer server;
+  api.add_metrics_route(server);
+  server.listen("127.0.0.1:0");
+  server.start();
+  auto median_scrape_ms = [&] {
+    std::vector<double> ms;
+    for (int i = 0; i < 5; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      Reply r = request(server.ports().at(0), http::verb::get, "/metrics");
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      EXPECT_EQ(r.status, 200U);
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[2];
+  };
+  const double one = median_scrape_ms();
+  backend.many = true;
+  const double many = median_scrape_ms();
+  std::cout << "/metrics of 500 channels: " << one << " ms with 1 secret, " << many << " ms with 1000\n";
+  // A complexity check, not a speed target: one scan per secret made it 17x (2494 against
+  // 142 ms); a single pass keeps it level. Loose, so a loaded machine cannot fail it.
+  EXPECT_LT(many, 4 * one + 50.0);
+  server.stop();
+  std::filesystem::remove_all(dir);
 }
 
 TEST(MetricsCost, RenderFiveHundredChannels) {

@@ -390,6 +390,20 @@ TEST_F(CtlTest, ChannelDetail) {
   EXPECT_TRUE(r.err.empty()) << r.err;
 }
 
+// An HLS channel that has not made a segment yet: the API's last_segment_age_s is 0 then
+// ("0 when none"), which is no reason to tell the operator a segment was just made.
+TEST_F(CtlTest, ChannelDetailWithoutAnHlsSegmentYetSaysNoAge) {
+  {
+    std::lock_guard lock(backend_.mutex_);
+    backend_.channels_[0].hls.state = "waiting";
+    backend_.channels_[0].hls.segments = 0;
+    backend_.channels_[0].hls.last_segment_age_s = 0;
+  }
+  CtlRun r = api({"channel", "news"});
+  EXPECT_NE(r.out.find("hls waiting, 0 segments\n"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("last segment"), std::string::npos) << r.out;
+}
+
 TEST_F(CtlTest, UnknownChannelExits5) {
   CtlRun r = api({"channel", "nope"});
   EXPECT_EQ(r.exit_code, 5);
@@ -493,6 +507,33 @@ TEST_F(CtlTest, Reload) {
   EXPECT_EQ(backend_.reloads_, 2);
 }
 
+// A 200 from something that is not twincastd (--api pointed at another web service, or a
+// proxy's catch-all page) must not read as "done": switch and reload then changed nothing,
+// and the exit code table says 3 for an answer that is not the API's JSON.
+TEST_F(CtlTest, SwitchAndReloadAnsweredByAServerThatIsNotTheApiExit3) {
+  tc::HttpServer other;
+  for (const char* path : {"/api/v1/channels/{id}/switch", "/api/v1/reload"}) {
+    other.route("POST", path, [](const tc::HttpRequest&) {
+      return tc::HttpResponse{.status = 200, .content_type = "text/html", .body = "<html>It works!</html>"};
+    });
+  }
+  other.listen("127.0.0.1:0");
+  other.start();
+  const std::string addr = "127.0.0.1:" + std::to_string(other.ports().at(0));
+  CtlRun r = ctl({"--api", addr, "--token-file", token_file_.string(), "switch", "news", "backup"});
+  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+  EXPECT_EQ(r.out.find("active input is now"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("is not the twincast API's JSON"), std::string::npos) << r.err;
+  r = ctl({"--api", addr, "--token-file", token_file_.string(), "reload"});
+  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+  EXPECT_EQ(r.out.find("configuration reloaded"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("is not the twincast API's JSON"), std::string::npos) << r.err;
+  // --json prints the API's answer as is: this is not one either.
+  r = ctl({"--api", addr, "--json", "--token-file", token_file_.string(), "reload"});
+  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+  other.stop();
+}
+
 TEST_F(CtlTest, Multiplexes) {
   CtlRun r = api({"multiplexes"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -522,6 +563,20 @@ TEST_F(CtlTest, Multiplexes) {
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.err.find("no multiplexes configured"), std::string::npos) << r.err;
   EXPECT_EQ(api({"multiplexes", "extra"}).exit_code, 2);
+}
+
+// Strings from the API reach the terminal defused (control characters as '?'): the member
+// list of `multiplexes` too, not only the columns that went through str().
+TEST_F(CtlTest, MultiplexMembersAreShownDefused) {
+  {
+    std::lock_guard lock(backend_.mutex_);
+    backend_.multiplexes_[0].channels = {"news", "\x1b]0;owned\x07sport"};
+  }
+  CtlRun r = api({"multiplexes"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find('\x07'), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("news,?]0;owned?sport"), std::string::npos) << r.out;
 }
 
 // The API sends its counters as exact integers; `multiplexes` printed them through a double,
@@ -774,6 +829,7 @@ TEST_F(CtlTest, UsageErrorsExit2) {
       {"--timeout", "0", "status"},
       {"--timeout", "abc", "status"},
       {"--json=1", "status"},
+      {"hls-url", "news", "--page=no"},
       {"--token-file", "", "reload"},
   };
   for (const auto& args : cases) {

@@ -130,6 +130,13 @@ TEST_F(HlsUrlApi, RefusesWhatItShould) {
                            R"({"client": "evil.example.com"})"}) {
     EXPECT_EQ(post("/api/v1/channels/news/hls-url", body).status, 400U) << body;
   }
+  // Made of address characters, yet no address: the same 400 (the backend cannot bind it).
+  for (const char* body : {R"({"client": "10.0.0"})", R"({"client": "10.0.0.999"})", R"({"client": ":::"})",
+                           R"({"client": "."})"}) {
+    r = post("/api/v1/channels/news/hls-url", body);
+    EXPECT_EQ(r.status, 400U) << body << ": " << r.body;
+  }
+  EXPECT_EQ(post("/api/v1/channels/news/hls-url?client=1.2.3", "").status, 400U);
   EXPECT_EQ(post("/api/v1/channels/news/hls-url?ttl_s=-1", "").status, 400U);
   EXPECT_EQ(post("/api/v1/channels/news/hls-url?ttl_s=abc", "").status, 400U);
 }
