@@ -128,13 +128,16 @@ bool if_none_match(std::string_view header, std::string_view etag) {
   return false;
 }
 
-// Digits to a number; nullopt when empty, not all digits or above 2^62.
+// Digits to a number, at most 10^18: a longer position is still a valid one, past the end
+// of any body ("bytes=0-18446744073709551615" asks for everything). nullopt when empty or
+// not all digits.
 std::optional<std::uint64_t> parse_u64(std::string_view s) {
-  if (s.empty() || s.size() > 18) return std::nullopt;
+  if (s.empty()) return std::nullopt;
+  constexpr std::uint64_t kMax = 1'000'000'000'000'000'000ULL;
   std::uint64_t v = 0;
   for (char c : s) {
     if (!is_digit(c)) return std::nullopt;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    v = std::min(kMax, v * 10 + static_cast<std::uint64_t>(c - '0'));
   }
   return v;
 }
@@ -225,9 +228,12 @@ void append_header(std::string& out, std::string_view name, std::string_view val
   out += "\r\n";
 }
 
-std::string canned_503() {
+// With the server's default headers: a browser player refused without its CORS header sees
+// a network failure with no status, not a 503 to back off from.
+std::string canned_503(const std::string& default_block) {
   HttpResponse r = json_error(503, "too many connections");
-  return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+  return "HTTP/1.1 503 Service Unavailable\r\n" + default_block +
+         "Content-Type: application/json\r\nConnection: close\r\n"
          "Content-Length: " +
          std::to_string(r.body.size()) + "\r\n\r\n" + r.body;
 }
@@ -755,7 +761,8 @@ namespace {
 // unread request does not turn the close into a reset that eats the answer). At most 1 s.
 class Rejecter : public std::enable_shared_from_this<Rejecter> {
  public:
-  explicit Rejecter(Socket socket) : socket_(std::move(socket)), timer_(socket_.get_executor()) {}
+  Rejecter(Socket socket, const std::string& default_block)
+      : socket_(std::move(socket)), timer_(socket_.get_executor()), text_(canned_503(default_block)) {}
   void run() {
     asio::dispatch(socket_.get_executor(), [self = shared_from_this()] { self->start(); });
   }
@@ -793,7 +800,7 @@ class Rejecter : public std::enable_shared_from_this<Rejecter> {
 
   Socket socket_;
   Timer timer_;
-  std::string text_ = canned_503();
+  std::string text_;
   std::array<char, 1024> buf_{};
 };
 
@@ -817,7 +824,7 @@ void do_accept(http_internal::Core& server, Acceptor& acceptor, Timer& retry) {
     }
     server.next_ioc = (server.next_ioc + 1) % server.iocs.size();
     if (server.n_connections.load(std::memory_order_relaxed) >= server.limits.max_connections) {
-      std::make_shared<Rejecter>(std::move(socket))->run();
+      std::make_shared<Rejecter>(std::move(socket), server.default_block)->run();
     } else {
       std::make_shared<http_internal::Session>(server, std::move(socket))->run();
     }
@@ -829,6 +836,18 @@ void do_accept(http_internal::Core& server, Acceptor& acceptor, Timer& retry) {
 
 HttpResponse http_internal::Core::dispatch(HttpRequest& req, std::vector<std::string>& scratch) const {
   std::string_view target = req.target;
+  // RFC 9112 3.2.2: the absolute-form ("http://host:port/path?query", what a client sends
+  // to a proxy) must be accepted; its authority is dropped, like the Host header is.
+  for (const std::string_view scheme : {std::string_view("http://"), std::string_view("https://")}) {
+    if (target.size() < scheme.size() || !iequals(target.substr(0, scheme.size()), scheme)) continue;
+    const std::size_t end = target.find_first_of("/?", scheme.size());
+    target = end == std::string_view::npos ? std::string_view("/") : target.substr(end);
+    if (target.front() == '?') {
+      req.query.assign(target.substr(1));
+      target = "/";
+    }
+    break;
+  }
   std::size_t q = target.find('?');
   std::string_view raw_path = target.substr(0, q);
   if (q != std::string_view::npos) req.query.assign(target.substr(q + 1));

@@ -385,6 +385,29 @@ TEST_F(HlsOriginTest, ByteRanges) {
   EXPECT_EQ(j.header("accept-ranges"), "<absent>");
 }
 
+// RFC 9110 14.1.2: a last position at or past the end means "to the end", however many
+// digits it has (clients ask for "bytes=0-18446744073709551615" for "everything"); a first
+// position past the end is unsatisfiable, not malformed.
+TEST_F(HlsOriginTest, RangePositionsOfAnyLengthAreRanges) {
+  const std::string seg = source_.body("news", "seg-42.ts")->str();
+  const std::string total = std::to_string(kSegmentBytes);
+  Client c(port_);
+  for (const std::string& range : {std::string("bytes=100-18446744073709551615"), std::string("bytes=100-99999999999999999999999")}) {
+    Reply r = c.send(http::verb::get, "/hls/news/seg-42.ts", {{"Range", range}});
+    EXPECT_EQ(r.status, 206U) << range;
+    EXPECT_EQ(r.header("content-range"), "bytes 100-" + std::to_string(kSegmentBytes - 1) + "/" + total) << range;
+    EXPECT_TRUE(r.body == seg.substr(100)) << range;
+  }
+  Reply suffix = c.send(http::verb::get, "/hls/news/seg-42.ts", {{"Range", "bytes=-99999999999999999999"}});
+  EXPECT_EQ(suffix.status, 206U);
+  EXPECT_EQ(suffix.header("content-range"), "bytes 0-" + std::to_string(kSegmentBytes - 1) + "/" + total);
+  Reply past = c.send(http::verb::get, "/hls/news/seg-42.ts", {{"Range", "bytes=99999999999999999999-"}});
+  EXPECT_EQ(past.status, 416U);
+  EXPECT_EQ(past.header("content-range"), "bytes */" + total);
+  // Still malformed: a last position before the first.
+  EXPECT_EQ(c.send(http::verb::get, "/hls/news/seg-42.ts", {{"Range", "bytes=99999999999999999999-5"}}).status, 200U);
+}
+
 TEST_F(HlsOriginTest, HeadHasHeadersWithoutBody) {
   Client c(port_);
   Reply head = c.send(http::verb::head, "/hls/news/seg-42.ts");
@@ -425,6 +448,28 @@ TEST_F(HlsOriginTest, UnknownChannelsAndEvictedSegmentsAre404) {
   Reply post = c.send(http::verb::post, "/hls/news/index.m3u8");
   EXPECT_EQ(post.status, 405U);
   EXPECT_EQ(post.header("allow"), "GET, HEAD, OPTIONS");
+}
+
+// RFC 9112 3.2.2: a server MUST accept the absolute-form ("GET http://host/path"), which
+// a set-top box configured with the origin as its HTTP proxy, or a forwarding proxy, sends.
+TEST_F(HlsOriginTest, AbsoluteFormTargetsAreServedLikeTheirPath) {
+  for (const std::string& t : {std::string("http://127.0.0.1/hls/news/index.m3u8"),
+                               std::string("HTTP://origin.example:8081/hls/news/index.m3u8?_HLS_msn=43"),
+                               std::string("https://origin.example/hls/news/index.m3u8")}) {
+    std::string raw = raw_exchange(port_, "GET " + t + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(status_of(raw), 200U) << t << "\n" << raw.substr(0, 200);
+    EXPECT_NE(raw.find("seg-42.ts"), std::string::npos) << t;
+  }
+  ASSERT_FALSE(source_.queries().empty());
+  EXPECT_EQ(source_.queries()[1], "_HLS_msn=43");
+  // The authority alone is the root; traversal through it still fails.
+  EXPECT_EQ(status_of(raw_exchange(port_, "GET http://127.0.0.1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")),
+            200U);
+  const unsigned bad = status_of(raw_exchange(
+      port_, "GET http://127.0.0.1/hls/news/%2e%2e HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  EXPECT_GE(bad, 400U);
+  EXPECT_LT(bad, 500U);
+  expect_only_valid_names_reached_the_source();
 }
 
 TEST_F(HlsOriginTest, TraversalAttemptsAre4xxAndNeverReachTheSourceWithABadName) {
@@ -883,6 +928,28 @@ TEST(HlsOriginLimits, ConnectionCapAnswers503AndDefaultsUseTwoThreads) {
   held.pop_back();
   for (int i = 0; i < 1000 && origin.connections() >= 3; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(get(port, "/hls/news/index.m3u8").status, 200U);
+}
+
+// A browser player over the cap must see the 503 (and back off), not a CORS failure with
+// no status: the refusal carries the origin's default headers too.
+TEST(HlsOriginLimits, TheCapsRefusalCarriesTheCorsHeaders) {
+  FakeSource source;
+  tc::HlsOriginOptions options;
+  options.limits.max_connections = 1;
+  tc::HlsOrigin origin(source, options);
+  origin.listen("127.0.0.1:0");
+  origin.start();
+  const std::uint16_t port = origin.ports().at(0);
+  Client held(port);
+  ASSERT_EQ(held.send(http::verb::get, "/hls/news/index.m3u8").status, 200U);
+  std::string reply = raw_exchange(port, "GET /hls/news/index.m3u8 HTTP/1.1\r\nHost: x\r\nOrigin: https://p.example\r\n\r\n");
+  ASSERT_EQ(status_of(reply), 503U) << reply;
+  EXPECT_NE(reply.find("\r\nAccess-Control-Allow-Origin: *\r\n"), std::string::npos) << reply;
+  const std::size_t end = reply.find("\r\n\r\n");
+  ASSERT_NE(end, std::string::npos);
+  const std::size_t cl = reply.find("Content-Length: ");
+  ASSERT_NE(cl, std::string::npos);
+  EXPECT_EQ(reply.size() - end - 4, std::stoul(reply.substr(cl + 16)));
 }
 
 // ---------------------------------------------------------------------------------------
