@@ -231,6 +231,80 @@ TEST(Channel, FailsOverWhenThePrimaryStopsAndRevertsAfterTheHoldOff) {
   EXPECT_LE(damaged, ch.stats().switches);
 }
 
+// Both inputs start together, the backup's first packets (and PAT and PMT) a little ahead of
+// the primary's: a channel just started (or restarted by a reload) has had no time to hear
+// its primary yet, which is not down ("no packet for timeout_ms"). Going to the backup for
+// that would cost two switches, the second one the hold-off later, each a cut in the output.
+// A primary that never comes is still left after timeout_ms.
+TEST(ChannelSelector, AStartDoesNotLeaveThePrimaryBeforeItCouldBeHeard) {
+  for (const std::uint64_t late : {std::uint64_t{20 * kMs}, std::uint64_t{200 * kMs}, std::uint64_t{0}}) {
+    SCOPED_TRACE(late == 0 ? std::string("the primary never comes")
+                           : "the primary " + std::to_string(late / kMs) + " ms after the backup");
+    Channel ch(one_channel(2));
+    Source a = source("h264_aac.ts", late);
+    Source b = source("h264_aac_vbr.ts");
+    a.enabled = late != 0;
+    Recorder rec;
+    std::uint64_t first_switch = 0;
+    run(ch, {&a, &b}, rec, 3000 * kMs, 7, [&](std::uint64_t now) {
+      if (first_switch == 0 && ch.stats().switches != 0) first_switch = now;
+    });
+    if (late != 0) {
+      EXPECT_EQ(ch.stats().switches, 0u) << "first switch at " << first_switch / kMs << " ms";
+      EXPECT_EQ(ch.stats().active_input, 0u);
+    } else {
+      EXPECT_EQ(ch.stats().active_input, 1u);
+      EXPECT_EQ(ch.stats().switches, 1u);
+      EXPECT_LE(first_switch, 520 * kMs) << "timeout_ms is 500";
+    }
+  }
+}
+
+// The same after a reload: both inputs are flowing when the new channel takes over, and
+// whichever input's PAT and PMT it hears first, it stays on the primary.
+TEST(ChannelSelector, AReloadDoesNotLeaveThePrimaryForWhicheverInputIsHeardFirst) {
+  for (const std::uint64_t at : {std::uint64_t{1500 * kMs}, std::uint64_t{1550 * kMs}, std::uint64_t{1600 * kMs},
+                                 std::uint64_t{1650 * kMs}}) {
+    SCOPED_TRACE("reload at " + std::to_string(at / kMs) + " ms");
+    ChannelConfig cfg = one_channel(2);
+    Source a = source("h264_aac.ts");
+    Source b = source("h264_aac_vbr.ts", 30 * kMs);
+    Recorder rec;
+    auto before = std::make_unique<Channel>(cfg);
+    run(*before, {&a, &b}, rec, at, 7, [](std::uint64_t) {});
+    ASSERT_EQ(before->stats().switches, 0u);
+    Channel after(cfg);
+    after.continue_from(*before);
+    before.reset();
+    run(after, {&a, &b}, rec, at + 2000 * kMs, 7, [](std::uint64_t) {}, 100'000, at + 100'000);
+    EXPECT_EQ(after.stats().switches, 0u);
+    EXPECT_EQ(after.stats().active_input, 0u);
+  }
+}
+
+// But a primary the channel before the reload had found down (the same input) is not waited
+// for again: the new channel goes back to the backup as soon as it has heard it.
+TEST(ChannelSelector, AReloadOnTheBackupDoesNotWaitForAPrimaryKnownDown) {
+  ChannelConfig cfg = one_channel(2);
+  Source a = source("h264_aac.ts");
+  Source b = source("h264_aac_vbr.ts");
+  a.enabled = false;  // the primary never comes
+  Recorder rec;
+  auto before = std::make_unique<Channel>(cfg);
+  run(*before, {&a, &b}, rec, 1500 * kMs, 7, [](std::uint64_t) {});
+  ASSERT_EQ(before->stats().active_input, 1u);
+  Channel after(cfg);
+  after.continue_from(*before);
+  before.reset();
+  std::uint64_t back_at = 0;
+  run(after, {&a, &b}, rec, 3000 * kMs, 7, [&](std::uint64_t now) {
+    if (back_at == 0 && after.stats().active_input == 1) back_at = now;
+  }, 100'000, 1500 * kMs + 100'000);
+  ASSERT_NE(back_at, 0u);
+  EXPECT_LE(back_at, 1500 * kMs + 300 * kMs) << "the backup's PAT and PMT come every 100 ms or so";
+  EXPECT_EQ(after.stats().switches, 1u);
+}
+
 TEST(Channel, ForcedSwitchSticks) {
   Channel ch(one_channel(2));
   Source a = source("h264_aac.ts");
