@@ -832,12 +832,13 @@ struct HlsPackager::Impl {
   // after the lock); never the newest segment.
   void evict(const HlsChannelStore& ch, HlsTrack& t, std::vector<StoredSegment>& gone) const {
     const std::uint64_t share = budget(ch);
-    // Kept: the playlist's window and, for clients that still fetch what slid out of it,
-    // as many again plus one (RFC 8216 6.2.2: a removed segment stays available for its
+    // Kept: the live playlist's segments (live_first) and, for clients that still fetch
+    // what slid out of it, as many again plus one (RFC 8216 6.2.2: a removed segment stays available for its
     // own duration plus the playlist's, W + 1 segments' time after it left a W-segment
     // playlist), and what started within dvr_hours of the newest segment's end; the
     // track's shares of the memory budget and of the disk budget first (oldest out first).
-    const std::size_t keep = 2 * static_cast<std::size_t>(config.window_segments) + 1;
+    const std::size_t listed = t.window.size() - live_first(t);
+    const std::size_t keep = 2 * std::max<std::size_t>(config.window_segments, listed) + 1;
     const std::uint64_t disk_share = disk_budget(ch);
     const StoredSegment& newest = t.window.back();
     const std::int64_t horizon =
@@ -896,12 +897,26 @@ struct HlsPackager::Impl {
     return e;
   }
 
+  // Where the live playlist of `t` starts in its window (under ch.mu): the last
+  // window_segments segments, and older held ones while those last less than three target
+  // durations. RFC 8216 6.2.2 forbids removing a segment that would leave a live playlist
+  // shorter (players start 3 target durations from its end), and segments can be short (a
+  // splice cut, a discontinuity) or the target raised for good by one long segment.
+  [[nodiscard]] std::size_t live_first(const HlsTrack& t) const {
+    const auto ms = [](const StoredSegment& s) { return std::llround(std::max(0.0, s.duration_s) * 1000.0); };
+    const std::int64_t need_ms = 3'000 * std::int64_t{std::max(t.target_s, config.segment_seconds)};
+    std::size_t first = t.window.size() - std::min<std::size_t>(t.window.size(), config.window_segments);
+    std::int64_t total_ms = 0;
+    for (std::size_t i = first; i < t.window.size(); ++i) total_ms += ms(t.window[i]);
+    while (first > 0 && total_ms < need_ms) total_ms += ms(t.window[--first]);
+    return first;
+  }
+
   // The media playlist of `t` from its window (under ch.mu).
   void render(HlsTrack& t) const {
     hls::MediaPlaylist p;
     p.target_duration_s = std::max(t.target_s, config.segment_seconds);
-    const std::size_t n = std::min<std::size_t>(t.window.size(), config.window_segments);
-    const std::size_t first = t.window.size() - n;
+    const std::size_t first = live_first(t);
     p.media_sequence = t.window[first].sequence;
     p.discontinuity_sequence = t.window[first].discontinuity_sequence;
     p.independent_segments = true;  // unless a forced cut (a GOP far longer than the target) is listed
@@ -1428,7 +1443,9 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
     hls::MediaPlaylist p = impl_->select(t, TimeRange{}, impl_->options.wall_ms());
     const std::string rendition = t.rendition;
     lock.unlock();
-    p.type = hls::PlaylistType::kEvent;
+    // No PLAYLIST-TYPE: an EVENT playlist may only grow at its end (RFC 8216 4.3.3.5), and
+    // this one loses its oldest segments as they are evicted (a sliding DVR window).
+    p.type = hls::PlaylistType::kNone;
     p.end_list = false;
     r.body = SharedBytes::heap(hls::media_playlist(p));
     lock.lock();

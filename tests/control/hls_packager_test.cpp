@@ -150,9 +150,9 @@ TEST_F(Packager, LiveWindowSlidesAndKeepsTwiceTheWindowPlusOneForLateFetches) {
   // Unknown query parameters change nothing.
   EXPECT_EQ(*get("live.m3u8", "foo=1&bar"), *get("live.m3u8"));
 
-  // event.m3u8: everything held, EVENT, no ENDLIST.
+  // event.m3u8: everything held, no PLAYLIST-TYPE (it slides with eviction), no ENDLIST.
   const Playlist ev = parse_playlist(*get("event.m3u8"));
-  EXPECT_EQ(ev.type, "EVENT");
+  EXPECT_EQ(ev.type, "");
   EXPECT_FALSE(ev.end_list);
   ASSERT_EQ(ev.entries.size(), 7u);
   EXPECT_EQ(*ev.media_sequence, first_ + 4);
@@ -166,6 +166,22 @@ TEST_F(Packager, LiveWindowSlidesAndKeepsTwiceTheWindowPlusOneForLateFetches) {
   feed_copies(4, 5);
   EXPECT_EQ(*parse_playlist(*get("live.m3u8")).media_sequence, first_ + 11);
   EXPECT_EQ(*parse_playlist(*get("event.m3u8")).media_sequence, first_ + 7);  // 14 made, 7 held
+}
+
+// RFC 8216 4.3.3.5: an EVENT playlist may only grow at its end (a player may keep its start
+// for seeking). event.m3u8 loses its oldest segments as they are evicted, so it is a
+// sliding live playlist over the DVR window, without PLAYLIST-TYPE.
+TEST_F(Packager, TheDvrPlaylistThatLosesItsStartIsNoEventPlaylist) {
+  make(3, 0, 512);
+  feed_copies(0, 2);
+  const Playlist before = parse_playlist(*get("event.m3u8"));
+  feed_copies(2, 4);
+  const Playlist after = parse_playlist(*get("event.m3u8"));
+  ASSERT_GT(*after.media_sequence, *before.media_sequence) << "its start was evicted";
+  EXPECT_NE(before.type, "EVENT");
+  EXPECT_NE(after.type, "EVENT");
+  EXPECT_FALSE(after.end_list);
+  expect_consistent(after, *packager_);
 }
 
 TEST_F(Packager, DvrKeepsTheConfiguredHoursByProgramDateTime) {
@@ -467,6 +483,37 @@ TEST_F(Packager, TheLiveTargetDurationNeverGoesBackDown) {
     return std::stol(text.substr(tag + 22));
   };
   EXPECT_EQ(target_of(*get("event.m3u8")), 5);
+}
+
+// RFC 8216 6.2.2: a live playlist may not lose a segment from its start if that leaves it
+// shorter than three target durations (hls.js and Safari start 3 target durations from its
+// end). A target raised by a long segment (the 5.1 s one across a 3 s hole in the input)
+// with window_segments 3 needs more than the last 3 ~2 s segments; every listed one stays
+// fetchable.
+TEST_F(Packager, TheLivePlaylistLastsThreeTargetDurationsOnceItSlides) {
+  make(3, 1, 512);
+  std::string last;
+  std::size_t checked = 0;
+  const auto each = [&] {
+    const auto text = get("live.m3u8");
+    if (!text || *text == last) return;
+    last = *text;
+    const Playlist p = parse_playlist(*text);
+    if (p.entries.empty() || *p.media_sequence == first_) return;  // nothing removed yet
+    const auto tag = text->find("#EXT-X-TARGETDURATION:");
+    const long target = std::stol(text->substr(tag + 22));
+    double total = 0;
+    for (const Entry& e : p.entries) total += e.duration_s;
+    EXPECT_GE(total + 1e-9, 3.0 * static_cast<double>(target)) << *text;
+    expect_consistent(p, *packager_);
+    ++checked;
+  };
+  std::int64_t at = 0;
+  for (int k = 0; k < 6; ++k) {
+    feed_copy_at(at, each);
+    at += kCopyMs + (k == 2 ? 3'000 : 0);
+  }
+  EXPECT_GE(checked, 8u);
 }
 
 // A channel with renditions (aligned cuts) restarted by a reload, whose input switches

@@ -10,13 +10,16 @@
 //                          with BANDWIDTH and AVERAGE-BANDWIDTH measured on its segments,
 //                          CODECS, RESOLUTION, FRAME-RATE, lowest bandwidth first (404 until
 //                          the first segment)
-//   /hls/<id>/live.m3u8    media playlist: the last window_segments segments, a
-//                          PROGRAM-DATE-TIME on each, EXT-X-DISCONTINUITY after an input
-//                          switch (the feed's mark) or a timestamp jump; TARGETDURATION
+//   /hls/<id>/live.m3u8    media playlist: the last window_segments segments (and older
+//                          held ones while those last under 3 x TARGETDURATION, RFC 8216
+//                          6.2.2), a PROGRAM-DATE-TIME on each, EXT-X-DISCONTINUITY after an
+//                          input switch (the feed's mark) or a timestamp jump; TARGETDURATION
 //                          segment_seconds, raised for good by a longer segment (a track's
 //                          playlists all carry its value)
-//   /hls/<id>/event.m3u8   EVENT playlist of every segment the store holds (the DVR window),
-//                          no ENDLIST; rendered at most once per new segment
+//   /hls/<id>/event.m3u8   live playlist of every segment the store holds (the DVR window),
+//                          no PLAYLIST-TYPE (not EVENT: it loses its oldest segments as they
+//                          are evicted, RFC 8216 4.3.3.5), no ENDLIST; rendered at most once
+//                          per new segment
 //   /hls/<id>/seg-<n>.ts   a segment: PAT, PMT, then from a key frame (decodes alone)
 //
 // ABR (PackagedChannel::renditions; each rendition a "track" with its own segmenter and
@@ -67,7 +70,7 @@
 // query points its variant at that playlist (live.m3u8?start=...&end=..., the times
 // rewritten as ISO 8601 with milliseconds), and is 404 when the playlist would be.
 //
-// What is held: at least 2 x window_segments + 1 segments (RFC 8216 6.2.2: a segment that
+// What is held: at least 2 x the segments live.m3u8 lists + 1 (RFC 8216 6.2.2: a segment that
 // slid out of the live playlist stays available for its duration plus the playlist's) and, with ott.dvr_hours > 0, every segment that
 // starts within dvr_hours of the newest segment's end; older ones are evicted (404). The
 // channel's share of ott.memory_mb (memory_mb / channels) bounds it whichever is smaller:
