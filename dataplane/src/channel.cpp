@@ -170,7 +170,16 @@ struct Channel::Impl {
 
   void select(std::uint64_t now) {
     if (now < next_select_ns) return;
-    if (started_ns == kNotStarted) started_ns = now;
+    if (grace_until_ns == kNotStarted) {
+      // Just started (or restarted by a reload): the active input has not had time to be
+      // heard, which is not down. It is left only once it has had timeout_ms (and, for its
+      // PAT and PMT, TR 101 290's 500 ms), however soon another input came: else two
+      // switches, the second a hold-off later, each a cut in the output.
+      const std::uint64_t grace_ms = config.failover.require_psi
+                                         ? std::max<std::uint64_t>(config.failover.timeout_ms, 500)
+                                         : config.failover.timeout_ms;
+      grace_until_ns = now + grace_ms * kMs;
+    }
     next_select_ns = now + kSelectorTickNs;
     update_health(now);
     choose(now);
@@ -273,15 +282,8 @@ struct Channel::Impl {
 
   void choose(std::uint64_t now) {
     const bool active_ok = inputs[active].healthy_since_ns != 0;
-    if (active_ok) starting = false;
-    // Just started (or restarted by a reload): the active input has not had time to be
-    // heard, which is not down. Left only once it has had timeout_ms (and, for its PAT and
-    // PMT, TR 101 290's 500 ms), however soon another input came: else two switches, the
-    // second a hold-off later, each a cut in the output.
-    const std::uint64_t grace_ms =
-        config.failover.require_psi ? std::max<std::uint64_t>(config.failover.timeout_ms, 500) : config.failover.timeout_ms;
-    if (starting && now - started_ns < grace_ms * kMs) return;
-    starting = false;
+    if (!active_ok && now < grace_until_ns) return;  // the start grace
+    grace_until_ns = 0;  // over for good once the active input was heard, or it ran out
     if (!active_ok) {
       manual = false;
       for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -303,7 +305,7 @@ struct Channel::Impl {
 
   void switch_to(std::size_t i) {
     if (i == active) return;
-    starting = false;  // an operator's choice is not second-guessed either
+    grace_until_ns = 0;  // an operator's choice is not second-guessed either
     active = i;
     bump(counters.switches);
     counters.active_input.store(i, std::memory_order_relaxed);
@@ -364,9 +366,10 @@ struct Channel::Impl {
   std::vector<InputState> inputs;
   std::size_t active = 0;
   bool manual = false;
+  // Until then the active input is not left unless it was heard (set at the selector's
+  // first tick; 0: no grace, or over).
   static constexpr std::uint64_t kNotStarted = ~std::uint64_t{0};
-  std::uint64_t started_ns = kNotStarted;  // the selector's first tick
-  bool starting = true;                    // since then, the active input not healthy yet
+  std::uint64_t grace_until_ns = kNotStarted;
   std::uint64_t next_select_ns = 0;
   std::uint64_t next_publish_ns = 0;
   static constexpr std::uint64_t kRateWindowNs = 1'000'000'000;
@@ -406,8 +409,8 @@ void Channel::continue_from(const Channel& previous) {
   // The start grace is for a primary not heard yet, not for one the channel before found
   // down: that one (the same input) is left as soon as another is heard, as it was.
   const Impl& p = *previous.impl_;
-  if (!p.starting && p.inputs[0].healthy_since_ns == 0 && p.config.inputs[0] == impl_->config.inputs[0])
-    impl_->starting = false;
+  if (p.grace_until_ns == 0 && p.inputs[0].healthy_since_ns == 0 && p.config.inputs[0] == impl_->config.inputs[0])
+    impl_->grace_until_ns = 0;
   continue_output(impl_->remux, impl_->pacer, previous.impl_->remux, previous.impl_->pacer);
 }
 void Channel::readdress(const std::vector<OutputConfig>& outputs) { impl_->pacer.readdress(outputs); }
