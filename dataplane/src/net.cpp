@@ -81,14 +81,16 @@ std::size_t write_arp(MutableBytes out, const Arp& a) {
   return kArpSize;
 }
 
-std::size_t build_arp_reply(MutableBytes out, const Arp& request, const Mac& our_mac, Ipv4 our_ip,
-                            std::uint16_t vlan) {
-  const std::size_t eth = write_ethernet(out, request.sender_mac, our_mac, vlan, kEtherTypeArp);
+namespace {
+
+// An ARP message in an Ethernet frame to `dst_mac`, padded to the Ethernet minimum (60
+// bytes without FCS) when `out` has room for it.
+std::size_t build_arp_frame(MutableBytes out, const Mac& dst_mac, const Mac& our_mac, std::uint16_t vlan,
+                            const Arp& message) {
+  const std::size_t eth = write_ethernet(out, dst_mac, our_mac, vlan, kEtherTypeArp);
   if (eth == 0) return 0;
-  const Arp reply{kArpReply, our_mac, our_ip, request.sender_mac, request.sender_ip};
-  const std::size_t arp = write_arp(out.subspan(eth), reply);
+  const std::size_t arp = write_arp(out.subspan(eth), message);
   if (arp == 0) return 0;
-  // Pad to the Ethernet minimum (60 bytes without FCS).
   std::size_t n = eth + arp;
   if (out.size() >= 60 && n < 60) {
     std::fill(out.begin() + static_cast<std::ptrdiff_t>(n), out.begin() + 60, std::uint8_t{0});
@@ -97,19 +99,17 @@ std::size_t build_arp_reply(MutableBytes out, const Arp& request, const Mac& our
   return n;
 }
 
+}  // namespace
+
+std::size_t build_arp_reply(MutableBytes out, const Arp& request, const Mac& our_mac, Ipv4 our_ip,
+                            std::uint16_t vlan) {
+  return build_arp_frame(out, request.sender_mac, our_mac, vlan,
+                         Arp{kArpReply, our_mac, our_ip, request.sender_mac, request.sender_ip});
+}
+
 std::size_t build_arp_request(MutableBytes out, const Mac& our_mac, Ipv4 our_ip, Ipv4 target_ip, std::uint16_t vlan,
                               const Mac& dst_mac) {
-  const std::size_t eth = write_ethernet(out, dst_mac, our_mac, vlan, kEtherTypeArp);
-  if (eth == 0) return 0;
-  const Arp request{kArpRequest, our_mac, our_ip, Mac{}, target_ip};
-  const std::size_t arp = write_arp(out.subspan(eth), request);
-  if (arp == 0) return 0;
-  std::size_t n = eth + arp;
-  if (out.size() >= 60 && n < 60) {
-    std::fill(out.begin() + static_cast<std::ptrdiff_t>(n), out.begin() + 60, std::uint8_t{0});
-    n = 60;
-  }
-  return n;
+  return build_arp_frame(out, dst_mac, our_mac, vlan, Arp{kArpRequest, our_mac, our_ip, Mac{}, target_ip});
 }
 
 // ---- IPv4 ----
