@@ -125,8 +125,8 @@ std::string dvb_text(const std::uint8_t* p, std::size_t n) {
       charset = "EUC-KR";
     } else if (p[0] == 0x13) {
       charset = "GB2312";
-    } else if (p[0] == 0x14) {
-      charset = "BIG5";
+    } else if (p[0] == 0x14) {  // the Big5 subset of ISO/IEC 10646: coded as 0x11 is, not in Big5
+      charset = "UCS-2BE";
     } else if (p[0] == 0x1F) {  // 0x1F + encoding_type_id
       skip = 2;
     }
@@ -137,6 +137,14 @@ std::string dvb_text(const std::uint8_t* p, std::size_t n) {
     std::erase_if(text, [](char c) { return static_cast<unsigned char>(c) >= 0x80 && static_cast<unsigned char>(c) < 0xA0; });
   const bool ascii = std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
   if (charset == nullptr || (one_byte && ascii)) return text;  // ASCII is ASCII in all one-byte tables
+  if (skip == 0) {
+    // The default table's euro sign (0xA4) is DVB's addition to ISO 6937: iconv drops it.
+    std::string out;
+    std::size_t from = 0;
+    for (std::size_t at = 0; (at = text.find('\xA4', from)) != std::string::npos; from = at + 1)
+      out += iconv_utf8(charset, text.data() + from, at - from) + "\xE2\x82\xAC";
+    return out + iconv_utf8(charset, text.data() + from, text.size() - from);
+  }
   return iconv_utf8(charset, text.data(), text.size());
 }
 
@@ -418,6 +426,10 @@ void PsiDecoder::Impl::close() {
 
 void PsiDecoder::Impl::on_pat(void* data, dvbpsi_pat_t* p) {
   auto* self = static_cast<Impl*>(data);
+  if (!p->b_current_next) {  // the next table, not yet valid (13818-1 2.4.4.5): libdvbpsi hands it over too
+    dvbpsi_pat_delete(p);
+    return;
+  }
   ++self->stats.pat;
   if (self->has_pat && self->pat_version != p->i_version) ++self->stats.version_changes;
   self->has_pat = true;
@@ -488,6 +500,10 @@ void PsiDecoder::Impl::refresh_pmt_flags() {
 void PsiDecoder::Impl::on_pmt(void* data, dvbpsi_pmt_t* p) {
   auto* slot = static_cast<PmtSlot*>(data);
   Impl* self = slot->owner;
+  if (!p->b_current_next) {  // not yet valid, as for the PAT
+    dvbpsi_pmt_delete(p);
+    return;
+  }
   ++self->stats.pmt;
   Service& s = slot->service;
   if (s.has_pmt && s.pmt_version != p->i_version) ++self->stats.version_changes;
@@ -511,6 +527,10 @@ void PsiDecoder::Impl::on_pmt(void* data, dvbpsi_pmt_t* p) {
 
 void PsiDecoder::Impl::on_cat(void* data, dvbpsi_cat_t* p) {
   auto* self = static_cast<Impl*>(data);
+  if (!p->b_current_next) {  // not yet valid, as for the PAT
+    dvbpsi_cat_delete(p);
+    return;
+  }
   ++self->stats.cat;
   if (self->has_cat && self->cat_version != p->i_version) ++self->stats.version_changes;
   self->has_cat = true;
@@ -529,6 +549,10 @@ void PsiDecoder::Impl::on_cat(void* data, dvbpsi_cat_t* p) {
 
 void PsiDecoder::Impl::on_sdt(void* data, dvbpsi_sdt_t* p) {
   auto* self = static_cast<Impl*>(data);
+  if (!p->b_current_next) {  // not yet valid, as for the PAT
+    dvbpsi_sdt_delete(p);
+    return;
+  }
   ++self->stats.sdt;
   if (self->has_sdt && self->sdt_version != p->i_version) ++self->stats.version_changes;
   self->has_sdt = true;
@@ -561,6 +585,10 @@ void PsiDecoder::Impl::on_sdt(void* data, dvbpsi_sdt_t* p) {
 
 void PsiDecoder::Impl::on_nit(void* data, dvbpsi_nit_t* p) {
   auto* self = static_cast<Impl*>(data);
+  if (!p->b_current_next) {  // not yet valid, as for the PAT
+    dvbpsi_nit_delete(p);
+    return;
+  }
   ++self->stats.nit;
   if (self->has_nit && self->nit_version != p->i_version) ++self->stats.version_changes;
   self->has_nit = true;
@@ -740,13 +768,17 @@ void PsiDecoder::Impl::rebuild_model() {
   m.cat_descriptors = cat_descriptors;
   m.ca_pids = ca_pids;
 
-  // The NIT transport stream entry describing this TS, if any.
+  // The NIT transport stream entry describing this TS, if any. A TS is named by its
+  // original_network_id and transport_stream_id together (EN 300 468): with an SDT, its
+  // original_network_id picks among entries of the same transport_stream_id.
   const NitTs* ours = nullptr;
   for (const auto& t : nit_ts) {
-    if (has_pat ? t.ts_id == ts_id : true) {
+    if (has_pat && t.ts_id != ts_id) continue;
+    if (has_sdt && t.original_network_id == sdt_onid) {
       ours = &t;
       break;
     }
+    if (ours == nullptr) ours = &t;
   }
   if (has_sdt) m.original_network_id = sdt_onid;
   else if (ours != nullptr) m.original_network_id = ours->original_network_id;

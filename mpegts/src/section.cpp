@@ -23,6 +23,7 @@ void SectionAssembler::reset() {
   need_ = 0;
   collecting_ = false;
   last_cc_ = -1;
+  last_payload_size_ = 0;
 }
 
 void SectionAssembler::push(const TsPacket& packet, SectionHandler& handler) {
@@ -50,15 +51,21 @@ void SectionAssembler::push(const TsPacket& packet, SectionHandler& handler) {
   }
 
   const int cc = packet.cc();
+  const std::span<const std::uint8_t> payload = packet.payload();
   if (packet.discontinuity()) {
     drop();
   } else if (last_cc_ >= 0) {
-    if (cc == last_cc_) return;  // duplicate packet (13818-1, 2.4.3.3): ignore it
+    // A duplicate (13818-1, 2.4.3.3) repeats the packet before byte for byte: ignore it.
+    // The same counter with another payload is a loss (16 packets, or a stuck counter).
+    if (cc == last_cc_ && payload.size() == last_payload_size_ &&
+        std::equal(payload.begin(), payload.end(), last_payload_.begin()))
+      return;
     if (cc != ((last_cc_ + 1) & 0x0F)) drop();
   }
   last_cc_ = cc;
+  std::copy(payload.begin(), payload.end(), last_payload_.begin());
+  last_payload_size_ = payload.size();
 
-  const std::span<const std::uint8_t> payload = packet.payload();
   const std::uint16_t pid = packet.pid();
 
   if (!packet.payload_unit_start()) {

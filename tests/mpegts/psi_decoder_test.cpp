@@ -252,6 +252,125 @@ TEST(PsiDecoder, PatChangesAttachAndDetachPmts) {
   EXPECT_EQ(d.model().services[0].streams.at(0).pid, 0x260);
 }
 
+namespace {
+
+// The same sections with current_next_indicator 0 (a table announced, not yet valid), CRC redone.
+std::vector<Section> not_current(std::vector<Section> sections) {
+  for (Section& s : sections) {
+    s[5] = static_cast<std::uint8_t>(s[5] & 0xFE);
+    const std::uint32_t c = crc32_mpeg(std::span<const std::uint8_t>(s).first(s.size() - 4));
+    for (int k = 0; k < 4; ++k) s[s.size() - 4 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(c >> (24 - 8 * k));
+  }
+  return sections;
+}
+
+}  // namespace
+
+// 13818-1 2.4.4.5: a table with current_next_indicator 0 is the next one, not yet
+// applicable; a receiver keeps using the current one until that arrives with the bit set.
+TEST(PsiDecoder, NextTablesAreNotApplied) {
+  PsiDecoder d;
+  std::uint8_t pat_cc = 0, pmt_cc = 0, sdt_cc = 0, nit_cc = 0;
+  std::vector<Service> svcs{simple_service(1, 0x100, 0x110)};
+  svcs[0].name = "Current";
+  svcs[0].lcn = 5;
+  feed(d, packets_for(kPatPid, build_pat(7, {{1, 0x100}}, 0), pat_cc));
+  feed(d, packets_for(0x100, build_pmt(svcs[0], 0), pmt_cc));
+  feed(d, packets_for(kSdtPid, build_sdt(7, 0x2000, svcs, 0), sdt_cc));
+  feed(d, packets_for(kNitPid, build_nit(0x3001, "Net", 7, 0x2000, svcs, 0), nit_cc));
+  const ProgramModel before = d.model();
+  ASSERT_EQ(before.services.size(), 1U);
+  ASSERT_EQ(before.services[0].name, "Current");
+  ASSERT_EQ(before.services[0].lcn, 5);
+
+  // The next versions, announced with current_next_indicator 0.
+  std::vector<Service> next{simple_service(1, 0x100, 0x120)};
+  next[0].name = "Next";
+  next[0].lcn = 9;
+  feed(d, packets_for(kPatPid, not_current(build_pat(7, {{1, 0x100}, {2, 0x200}}, 1)), pat_cc));
+  feed(d, packets_for(0x100, not_current(build_pmt(next[0], 1)), pmt_cc));
+  feed(d, packets_for(kSdtPid, not_current(build_sdt(7, 0x2000, next, 1)), sdt_cc));
+  feed(d, packets_for(kNitPid, not_current(build_nit(0x3001, "Net", 7, 0x2000, next, 1)), nit_cc));
+  EXPECT_EQ(d.model(), before);
+  ASSERT_EQ(d.model().services.size(), 1U);
+  EXPECT_EQ(d.model().services[0].name, "Current");
+  EXPECT_EQ(d.model().services[0].lcn, 5);
+  EXPECT_EQ(d.model().services[0].pcr_pid, 0x110);
+  EXPECT_EQ(d.model().pat_version, 0);
+
+  // They become current: now they apply.
+  feed(d, packets_for(kPatPid, build_pat(7, {{1, 0x100}, {2, 0x200}}, 1), pat_cc));
+  feed(d, packets_for(0x100, build_pmt(next[0], 1), pmt_cc));
+  feed(d, packets_for(kSdtPid, build_sdt(7, 0x2000, next, 1), sdt_cc));
+  feed(d, packets_for(kNitPid, build_nit(0x3001, "Net", 7, 0x2000, next, 1), nit_cc));
+  ASSERT_EQ(d.model().services.size(), 2U);
+  EXPECT_EQ(d.model().pat_version, 1);
+  EXPECT_EQ(d.model().services[0].name, "Next");
+  EXPECT_EQ(d.model().services[0].lcn, 9);
+  EXPECT_EQ(d.model().services[0].pcr_pid, 0x120);
+}
+
+namespace {
+
+// An SDT actual (ts 7, ONID 0x2000) of one service `sid` whose service_descriptor has
+// these provider and name bytes (character table selectors included).
+Section sdt_with_name(std::uint16_t sid, const Bytes& provider, const Bytes& name) {
+  Bytes d{0x01, static_cast<std::uint8_t>(provider.size())};
+  d.insert(d.end(), provider.begin(), provider.end());
+  d.push_back(static_cast<std::uint8_t>(name.size()));
+  d.insert(d.end(), name.begin(), name.end());
+  Bytes body{0x20, 0x00, 0xFF, static_cast<std::uint8_t>(sid >> 8), static_cast<std::uint8_t>(sid), 0xFC,
+             static_cast<std::uint8_t>(0x80 | ((d.size() + 2) >> 8)), static_cast<std::uint8_t>(d.size() + 2), 0x48,
+             static_cast<std::uint8_t>(d.size())};
+  body.insert(body.end(), d.begin(), d.end());
+  Section s = raw_section(0x42, 7, 0, body);
+  s[1] = static_cast<std::uint8_t>(0xF0 | (s[1] & 0x0F));  // reserved_future_use bits set, as EN 300 468 has them
+  const std::uint32_t c = crc32_mpeg(std::span<const std::uint8_t>(s).first(s.size() - 4));
+  for (int k = 0; k < 4; ++k) s[s.size() - 4 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(c >> (24 - 8 * k));
+  return s;
+}
+
+std::string decoded_name(const Bytes& name, const Bytes& provider = {'P'}) {
+  PsiDecoder d;
+  std::uint8_t cc = 0;
+  feed(d, packets_for(kPatPid, build_pat(7, {{1, 0x100}}, 0), cc));
+  cc = 0;
+  feed(d, packets_for(kSdtPid, {sdt_with_name(1, provider, name)}, cc));
+  if (d.model().services.size() != 1) return "<no service>";
+  return d.model().services[0].name;
+}
+
+}  // namespace
+
+// Service names in the character tables of EN 300 468 Annex A, as a receiver shows them.
+TEST(PsiDecoder, ServiceNameCharacterTables) {
+  EXPECT_EQ(decoded_name({'B', 'B', 'C'}), "BBC");
+  // Default table (ISO/IEC 6937): a non-spacing diacritic before its letter.
+  EXPECT_EQ(decoded_name({'C', 'a', 'f', 0xC2, 'e'}), "Caf\xC3\xA9");
+  // 0x01: ISO/IEC 8859-5 (Cyrillic).
+  EXPECT_EQ(decoded_name({0x01, 0xBF, 0xD5, 0xE0, 0xD2, 0xEB, 0xD9}), "\xD0\x9F\xD0\xB5\xD1\x80\xD0\xB2\xD1\x8B\xD0\xB9");
+  // 0x10 0x00 0x02: ISO/IEC 8859-2 (Polish).
+  EXPECT_EQ(decoded_name({0x10, 0x00, 0x02, 'T', 'V', 'P', ' ', 0xA3, 0xF3, 'd', 0xBC}), "TVP \xC5\x81\xC3\xB3" "d\xC5\xBA");
+  // 0x10 0x00 0x07: ISO/IEC 8859-7 (Greek).
+  EXPECT_EQ(decoded_name({0x10, 0x00, 0x07, 0xC5, 0xD1, 0xD4}), "\xCE\x95\xCE\xA1\xCE\xA4");
+  // 0x15: UTF-8.
+  EXPECT_EQ(decoded_name({0x15, 'Z', 'D', 'F', ' ', 0xC3, 0xBC}), "ZDF \xC3\xBC");
+  // 0x11: ISO/IEC 10646 BMP (UCS-2 big-endian).
+  EXPECT_EQ(decoded_name({0x11, 0x00, 'A', 0x04, 0x1F}), "A\xD0\x9F");
+  // 0x14: the Big5 subset of ISO/IEC 10646, coded as 0x11 is (two bytes per character):
+  // "中視" (CTV) is U+4E2D U+8996.
+  EXPECT_EQ(decoded_name({0x14, 0x4E, 0x2D, 0x89, 0x96}), "\xE4\xB8\xAD\xE8\xA6\x96");
+  // Emphasis on/off (0x86/0x87) are control codes, not text.
+  EXPECT_EQ(decoded_name({0x86, 'B', 'B', 'C', 0x87, ' ', 'O', 'n', 'e'}), "BBC One");
+}
+
+// The default table is ISO/IEC 6937 with the euro sign added at 0xA4 (EN 300 468
+// Figure A.1), which ISO 6937 converters do not know.
+TEST(PsiDecoder, ServiceNameEuroSignInTheDefaultTable) {
+  EXPECT_EQ(decoded_name({'1', 0xA4, ' ', 'T', 'V'}), "1\xE2\x82\xAC TV");
+  EXPECT_EQ(decoded_name({'P', 'r', 'i', 'x', ' ', 0xA4, ' ', 'C', 'a', 'f', 0xC2, 'e'}), "Prix \xE2\x82\xAC Caf\xC3\xA9");
+}
+
 TEST(PsiDecoder, CatNitEit) {
   PsiDecoder d;
   std::uint8_t cc = 0;
@@ -286,6 +405,37 @@ TEST(PsiDecoder, CatNitEit) {
   feed(d, packets_for(kEitPid, {bad}, cc));
   EXPECT_EQ(d.stats().eit, 4U);
   EXPECT_FALSE(d.model().services.empty());  // EIT leaves the model alone
+}
+
+// A transport stream is identified by transport_stream_id and original_network_id together
+// (EN 300 468): a NIT that describes a TS of another original network with the same
+// transport_stream_id (common in cable networks carrying satellite multiplexes) does not
+// give this TS's LCNs.
+TEST(PsiDecoder, NitLcnsOfThisTransportStreamOnly) {
+  const auto ts_entry = [](std::uint16_t ts, std::uint16_t onid, std::uint16_t sid, std::uint16_t lcn) {
+    return Bytes{static_cast<std::uint8_t>(ts >> 8), static_cast<std::uint8_t>(ts), static_cast<std::uint8_t>(onid >> 8),
+                 static_cast<std::uint8_t>(onid), 0xF0, 12, 0x5F, 0x04, 0x00, 0x00, 0x00, 0x28, 0x83, 0x04,
+                 static_cast<std::uint8_t>(sid >> 8), static_cast<std::uint8_t>(sid),
+                 static_cast<std::uint8_t>(0xFC | (lcn >> 8)), static_cast<std::uint8_t>(lcn)};
+  };
+  Bytes loop = ts_entry(7, 0x0001, 1, 50);  // TS 7 of another original network first
+  const Bytes ours = ts_entry(7, 0x2000, 1, 5);
+  loop.insert(loop.end(), ours.begin(), ours.end());
+  Bytes body{0xF0, 0x00, static_cast<std::uint8_t>(0xF0 | (loop.size() >> 8)), static_cast<std::uint8_t>(loop.size())};
+  body.insert(body.end(), loop.begin(), loop.end());
+  const Section nit = raw_section(0x40, 0x3001, 0, body);
+
+  PsiDecoder d;
+  std::uint8_t pat_cc = 0, sdt_cc = 0, nit_cc = 0;
+  std::vector<Service> svcs{simple_service(1, 0x100, 0x110)};
+  svcs[0].name = "One";
+  feed(d, packets_for(kPatPid, build_pat(7, {{1, 0x100}}, 0), pat_cc));
+  feed(d, packets_for(kSdtPid, build_sdt(7, 0x2000, svcs, 0), sdt_cc));  // this TS: 7 of ONID 0x2000
+  feed(d, packets_for(kNitPid, {nit}, nit_cc));
+  ASSERT_EQ(d.stats().nit, 1U);
+  ASSERT_EQ(d.model().services.size(), 1U);
+  EXPECT_EQ(d.model().original_network_id, 0x2000);
+  EXPECT_EQ(d.model().services[0].lcn, 5);
 }
 
 TEST(PsiDecoder, PmtWithAbsentPidsAndBigPat) {

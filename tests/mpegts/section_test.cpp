@@ -156,6 +156,41 @@ TEST(Section, DuplicatePacketIgnored) {
   EXPECT_EQ(a.stats().dropped, 0U);
 }
 
+// 13818-1 2.4.3.3: a duplicate repeats its original byte for byte. A packet with the
+// counter of the one before and another payload is not one: packets were lost (16 of them,
+// or a muxer whose counter is stuck), and the section it starts is delivered.
+TEST(Section, SameCounterWithAnotherPayloadIsALossNotADuplicate) {
+  const Bytes s = make_section(0x02, 400);
+  const Bytes a1 = make_section(0x4E, 60, 0x10);
+  const Bytes a2 = make_section(0x4E, 60, 0x20);
+  SectionAssembler a;
+  Collector c;
+  a.push(packet(0x12, 3, true, cat({{0x00}, a1})), c);
+  a.push(packet(0x12, 3, true, cat({{0x00}, a2})), c);  // stuck counter: a new section
+  ASSERT_EQ(c.got.size(), 2U);
+  EXPECT_EQ(c.got[1].bytes, a2);
+  // Inside a section: 16 packets lost after its second one, the stream goes on in another
+  // section. The partial one is dropped, not completed with the other's bytes.
+  const Bytes t = make_section(0x4E, 400, 0x30);
+  a.push(packet(0x12, 4, true, cat({{0x00}, slice(s, 0, 183)})), c);
+  a.push(packet(0x12, 5, false, slice(s, 183, 184)), c);
+  a.push(packet(0x12, 5, false, slice(t, 183, 184)), c);  // 16 packets later
+  a.push(packet(0x12, 6, false, slice(t, 367, 33)), c);
+  EXPECT_EQ(c.got.size(), 2U);
+  EXPECT_EQ(a.stats().crc_errors, 0U);
+  EXPECT_EQ(a.stats().dropped, 1U);
+  // A true duplicate is still ignored.
+  const TsPacket p1 = packet(0x12, 7, true, cat({{0x00}, slice(s, 0, 183)}));
+  const TsPacket p2 = packet(0x12, 8, false, slice(s, 183, 184));
+  a.push(p1, c);
+  a.push(p1, c);
+  a.push(p2, c);
+  a.push(p2, c);
+  a.push(packet(0x12, 9, false, slice(s, 367, 33)), c);
+  ASSERT_EQ(c.got.size(), 3U);
+  EXPECT_EQ(c.got[2].bytes, s);
+}
+
 TEST(Section, CorruptedByteCountsCrcError) {
   Bytes s = make_section(0x02, 100);
   s[50] ^= 0x10;

@@ -53,6 +53,8 @@ class SectionAssembler {
   std::size_t need_ = 0;   // total size of the current section once known (0: header not complete)
   bool collecting_ = false;
   int last_cc_ = -1;
+  std::array<std::uint8_t, kPacketSize> last_payload_{};  // of the last packet, to tell a duplicate
+  std::size_t last_payload_size_ = 0;
   Stats stats_;
 };
 
