@@ -26,6 +26,7 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) { bump_coun
 struct InputState {
   std::unique_ptr<mpegts::Analyzer> analyzer;
   bool seen = false;
+  std::uint64_t first_packet_ns = 0;  // valid when seen
   std::uint64_t last_packet_ns = 0;
   std::uint64_t healthy_since_ns = 0;  // 0: not healthy
   std::uint64_t cc_at_second_start = 0;  // CC errors on the channel's program's PIDs
@@ -280,9 +281,22 @@ struct Channel::Impl {
     return s;
   }
 
+  // The start grace: until grace_until_ns; with require_psi, an active input heard by then
+  // and still sending also has TR 101 290's time for its PAT and then its program's PMT
+  // (500 ms each) from its first packet, unless the analyzer found one of them late already
+  // or its PAT has no such program.
+  bool in_grace(std::uint64_t now) const {
+    if (now < grace_until_ns) return true;
+    const InputState& in = inputs[active];
+    if (grace_until_ns == 0 || !config.failover.require_psi || !in.seen || in.psi_error_ns != 0) return false;
+    if (now - in.first_packet_ns >= 1000 * kMs || now - in.last_packet_ns > config.failover.timeout_ms * kMs) return false;
+    const mpegts::Service* s = source_service(*in.analyzer);
+    return !in.analyzer->programs().has_pat || (s != nullptr && !s->has_pmt);
+  }
+
   void choose(std::uint64_t now) {
     const bool active_ok = inputs[active].healthy_since_ns != 0;
-    if (!active_ok && now < grace_until_ns) return;  // the start grace
+    if (!active_ok && in_grace(now)) return;  // the start grace
     grace_until_ns = 0;  // over for good once the active input was heard, or it ran out
     if (!active_ok) {
       manual = false;
@@ -326,14 +340,17 @@ struct Channel::Impl {
 
   void push(std::size_t input, std::span<const TsPacket> packets, std::uint64_t now) {
     InputState& in = inputs[input];
+    if (!in.seen) in.first_packet_ns = now;
     in.seen = true;
     in.last_packet_ns = now;
     in.analyzer->push(packets, now);
     bump(counters.packets_in, packets.size());
     if (input != active) {
-      bump(counters.dropped_inactive, packets.size());
-      select(now);
-      return;
+      select(now);  // may switch to this input: then these packets are its first ones out
+      if (input != active) {
+        bump(counters.dropped_inactive, packets.size());
+        return;
+      }
     }
     // Usually the remux writes straight into the pacer's queue and the taps read the
     // packets there: no copy between them.
@@ -406,11 +423,23 @@ void Channel::add_tap(PacketTap* tap, std::size_t slot) {
   if (tap != nullptr) impl_->taps.emplace_back(tap, slot);
 }
 void Channel::continue_from(const Channel& previous) {
-  // The start grace is for a primary not heard yet, not for one the channel before found
-  // down: that one (the same input) is left as soon as another is heard, as it was.
+  Impl& n = *impl_;
   const Impl& p = *previous.impl_;
-  if (p.grace_until_ns == 0 && p.inputs[0].healthy_since_ns == 0 && p.config.inputs[0] == impl_->config.inputs[0])
-    impl_->grace_until_ns = 0;
+  // A reload is no reason to switch (a cut, another timeline): the channel goes on from the
+  // input the one before was on, where it is still one of its inputs, and for the same
+  // reason (a failover that revert: false or the hold-off keeps, an operator's choice).
+  const std::vector<InputConfig>& ins = n.config.inputs;
+  if (const auto it = std::find(ins.begin(), ins.end(), p.config.inputs[p.active]); it != ins.end()) {
+    n.active = static_cast<std::size_t>(it - ins.begin());
+    n.manual = p.manual;
+    n.counters.active_input.store(n.active, std::memory_order_relaxed);
+  }
+  // The start grace is for an input not heard yet, not for one the channel before found
+  // down: that one (the same input) is left as soon as another is heard, as it was.
+  const std::vector<InputConfig>& was = p.config.inputs;
+  if (const auto it = std::find(was.begin(), was.end(), ins[n.active]);
+      p.grace_until_ns == 0 && it != was.end() && p.inputs[static_cast<std::size_t>(it - was.begin())].healthy_since_ns == 0)
+    n.grace_until_ns = 0;
   continue_output(impl_->remux, impl_->pacer, previous.impl_->remux, previous.impl_->pacer);
 }
 void Channel::readdress(const std::vector<OutputConfig>& outputs) { impl_->pacer.readdress(outputs); }

@@ -283,7 +283,7 @@ TEST(ChannelSelector, AReloadDoesNotLeaveThePrimaryForWhicheverInputIsHeardFirst
 }
 
 // But a primary the channel before the reload had found down (the same input) is not waited
-// for again: the new channel goes back to the backup as soon as it has heard it.
+// for again: the new channel goes on from the backup (it never leaves it).
 TEST(ChannelSelector, AReloadOnTheBackupDoesNotWaitForAPrimaryKnownDown) {
   ChannelConfig cfg = one_channel(2);
   Source a = source("h264_aac.ts");
@@ -301,8 +301,65 @@ TEST(ChannelSelector, AReloadOnTheBackupDoesNotWaitForAPrimaryKnownDown) {
     if (back_at == 0 && after.stats().active_input == 1) back_at = now;
   }, 100'000, 1500 * kMs + 100'000);
   ASSERT_NE(back_at, 0u);
-  EXPECT_LE(back_at, 1500 * kMs + 300 * kMs) << "the backup's PAT and PMT come every 100 ms or so";
+  EXPECT_EQ(back_at, 1500 * kMs + 100'000) << "on the backup from the start";
+  EXPECT_EQ(after.stats().switches, 0u);
+}
+
+// Nor when the channel before stayed on it for want of anything better: the new channel
+// leaves it as soon as it has heard the backup, not after a start grace.
+TEST(ChannelSelector, AReloadOnAPrimaryKnownDownDoesNotWaitForIt) {
+  ChannelConfig cfg = one_channel(2);
+  Source a = source("h264_aac.ts");
+  Source b = source("h264_aac_vbr.ts", 1600 * kMs);  // starts after the reload
+  a.enabled = false;  // the primary never comes
+  Recorder rec;
+  auto before = std::make_unique<Channel>(cfg);
+  run(*before, {&a, &b}, rec, 1500 * kMs, 7, [](std::uint64_t) {});
+  ASSERT_EQ(before->stats().active_input, 0u);
+  Channel after(cfg);
+  after.continue_from(*before);
+  before.reset();
+  std::uint64_t switched_at = 0;
+  run(after, {&a, &b}, rec, 3000 * kMs, 7, [&](std::uint64_t now) {
+    if (switched_at == 0 && after.stats().active_input == 1) switched_at = now;
+  }, 100'000, 1500 * kMs + 100'000);
+  ASSERT_NE(switched_at, 0u);
+  EXPECT_LE(switched_at, 1600 * kMs + 300 * kMs) << "the backup's PAT and PMT come every 100 ms or so";
   EXPECT_EQ(after.stats().switches, 1u);
+}
+
+// A reload does not undo the selector's choice: a channel that stays on its backup with a
+// healthy primary (revert off, the revert's hold-off still running, or an operator's forced
+// switch) goes on from the backup after it. Going back to the primary would be a switch that
+// no rule asked for: a cut in the output and a new timeline for the receivers.
+TEST(ChannelSelector, AReloadGoesOnFromTheInputTheChannelWasOn) {
+  for (const int why : {0, 1, 2}) {
+    SCOPED_TRACE(why == 0 ? "revert off" : why == 1 ? "in the revert's hold-off" : "forced");
+    ChannelConfig cfg = one_channel(2);
+    cfg.failover.revert = why != 0;
+    cfg.failover.revert_holdoff_ms = 5000;
+    Source a = source("h264_aac.ts");
+    Source b = source("h264_aac_vbr.ts");
+    Recorder rec;
+    auto before = std::make_unique<Channel>(cfg);
+    run(*before, {&a, &b}, rec, 3000 * kMs, 7, [&](std::uint64_t now) {
+      if (why != 2 && now == 1000 * kMs) a.enabled = false;  // the primary stops
+      if (why != 2 && now == 2000 * kMs) a.enabled = true;   // and comes back
+      if (why == 2 && now == 1000 * kMs) before->force_input(1, now);
+    });
+    ASSERT_EQ(before->stats().active_input, 1u);
+    Channel after(cfg);
+    after.continue_from(*before);
+    before.reset();
+    std::uint64_t left_at = 0;
+    run(after, {&a, &b}, rec, 5000 * kMs, 7, [&](std::uint64_t now) {
+      if (left_at == 0 && after.stats().active_input != 1) left_at = now;
+    }, 100'000, 3000 * kMs + 100'000);
+    EXPECT_EQ(left_at, 0u) << "the new channel was on input 0 at " << left_at / kMs << " ms";
+    EXPECT_EQ(after.stats().active_input, 1u);
+    EXPECT_EQ(after.stats().switches, 0u);
+    EXPECT_EQ(cc_errors(rec.packets()), 0u);
+  }
 }
 
 TEST(Channel, ForcedSwitchSticks) {
@@ -1312,6 +1369,79 @@ TEST(ChannelSelector, SwitchesWhenThePatOrPmtIsMissingIfRequired) {
   }
 }
 
+// At start the primary comes 200 ms after the backup, and its first PAT and PMT 450 ms into
+// its stream (TR 101 290 allows 500 ms: an encoder repeating its tables every 0.5 s). It
+// could not have been heard before 650 ms: leaving it for the backup at 500 ms costs two
+// switches, the second one the hold-off later, each a cut in the output. A primary whose
+// packets come but never its tables is still left, once it has had that time.
+TEST(ChannelSelector, AStartWaitsForAPrimarysTablesAsLongAsTr101290Allows) {
+  for (const bool tables : {true, false}) {
+    SCOPED_TRACE(tables ? "the primary's tables come 450 ms in" : "the primary's tables never come");
+    Channel ch(one_channel(2));
+    Source a = source("h264_aac.ts", 200 * kMs);
+    Source b = source("h264_aac_vbr.ts");
+    for (const std::uint16_t pid : {std::uint16_t{0}, std::uint16_t{0x1000}})
+      tamper(a, pid, 0, tables ? 450 * kMs : ~std::uint64_t{0}, 1, [](TsPacket& p) { p.set_pid(mpegts::kNullPid); });
+    Recorder rec;
+    std::uint64_t first_switch = 0;
+    run(ch, {&a, &b}, rec, 3000 * kMs, 7, [&](std::uint64_t now) {
+      if (first_switch == 0 && ch.stats().switches != 0) first_switch = now;
+    });
+    if (tables) {
+      EXPECT_EQ(ch.stats().switches, 0u) << "first switch at " << first_switch / kMs << " ms";
+      EXPECT_EQ(ch.stats().active_input, 0u);
+    } else {
+      EXPECT_EQ(ch.stats().active_input, 1u);
+      EXPECT_EQ(ch.stats().switches, 1u);
+      EXPECT_LE(first_switch, 200 * kMs + 1000 * kMs + 20 * kMs) << "a PAT, then its PMT: 500 ms each at most";
+    }
+  }
+}
+
+namespace {
+
+// The PTS of a packet that starts a PES on `pid`, if it is one and has a PTS.
+std::optional<std::uint64_t> pes_pts(const TsPacket& p, std::uint16_t pid) {
+  if (p.pid() != pid || !p.payload_unit_start()) return std::nullopt;
+  const std::size_t o = p.payload_offset();
+  if (o + 14 > mpegts::kPacketSize || p.bytes[o] != 0 || p.bytes[o + 1] != 0 || p.bytes[o + 2] != 1) return std::nullopt;
+  if ((p.bytes[o + 7] & 0x80) == 0) return std::nullopt;
+  const std::uint8_t* t = &p.bytes[o + 9];
+  return (std::uint64_t{t[0] & 0x0EU} << 29) | (std::uint64_t{t[1]} << 22) | (std::uint64_t{t[2] & 0xFEU} << 14) |
+         (std::uint64_t{t[3]} << 7) | (t[4] >> 1);
+}
+
+}  // namespace
+
+// The primary has died; the backup starts later, its first datagram carrying its PAT, its
+// PMT and the start of a keyframe. Polled every 10 ms, the selector's tick that switches to
+// it comes with that datagram (as on a worker when a datagram of the backup arrives in the
+// turn the tick is due): what it brought is the new input's and goes on to the output, or
+// the output waits a whole GOP (1 s here) for the next keyframe.
+TEST(ChannelSelector, TheDatagramThatBringsASwitchGoesOut) {
+  Channel ch(one_channel(2));
+  Source a = source("h264_aac.ts");
+  Source b = source("h264_aac_vbr.ts", 2000 * kMs);
+  std::optional<std::uint64_t> first_pts;
+  for (const TsPacket& p : b.packets)
+    if (!first_pts) first_pts = pes_pts(p, 0x100);
+  ASSERT_TRUE(first_pts.has_value());
+  Recorder rec;
+  std::uint64_t switched_at = 0;
+  run(ch, {&a, &b}, rec, 4000 * kMs, 7, [&](std::uint64_t now) {
+    if (now == 1000 * kMs) a.enabled = false;
+    if (switched_at == 0 && ch.stats().active_input == 1) switched_at = now;
+  }, 10 * kMs);
+  ASSERT_NE(switched_at, 0u);
+  std::optional<std::uint64_t> out_pts;
+  for (const auto& d : rec.sent)
+    for (const TsPacket& p : d.packets)
+      if (d.t >= switched_at - 10 * kMs && !out_pts) out_pts = pes_pts(p, 0x100);
+  ASSERT_TRUE(out_pts.has_value());
+  EXPECT_EQ(*out_pts, *first_pts) << "the backup's first keyframe is missing: the output starts "
+                                  << (static_cast<double>(*out_pts) - static_cast<double>(*first_pts)) / 90000 << " s later";
+}
+
 // A channel taking program 2 (PMT PID 0x1001) from an MPTS of three: program 1's PMT (PID
 // 0x1000) stops from 1 s to 2.5 s. That is a PMT_error_2 of the input, but not of the
 // service the channel carries, which goes on intact: the channel stays on the primary. Its
@@ -1459,8 +1589,8 @@ void add_eit(Source& s, const std::vector<std::uint8_t>& section) {
 
 }  // namespace
 
-// The channel is on its backup (an operator's switch) when a reload restarts it; the new
-// channel starts on its primary. Both feeds carry EIT p/f of their service (the same id)
+// The channel is on its backup (an operator's switch) when a reload that changes that input
+// restarts it; the new channel starts on its primary. Both feeds carry EIT p/f of their service (the same id)
 // at version 0 with other events. Before the reload the primary's went out, then (the switch) the backup's
 // with the next version; after it the primary's must not go out under the version the
 // backup's had, or set-top boxes keep showing the backup's now/next.
@@ -1475,7 +1605,9 @@ TEST(ChannelEit, ARestartOnAnotherInputGivesTheEitANewVersion) {
   run(*before, {&a, &b}, rec, 3000 * kMs, 7, [&](std::uint64_t now) {
     if (now == 1000 * kMs) before->force_input(1, now);
   });
-  Channel after(cfg);
+  ChannelConfig changed = cfg;
+  changed.inputs[1].udp_port = 5000;  // the input it was on is not one of the new channel's
+  Channel after(changed);
   after.continue_from(*before);
   before.reset();
   run(after, {&a, &b}, rec, 6000 * kMs, 7, [](std::uint64_t) {}, 100'000, 3000 * kMs + 100'000);

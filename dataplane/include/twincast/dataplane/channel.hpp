@@ -148,7 +148,9 @@ class Channel {
   // its own schedule had queued (Pacers::take_over; outputs known by port, group and UDP
   // port), so no output loses those packets, also when its pacing, packets per datagram or
   // place in the list changed (unless it now shares a schedule with an output that was
-  // further ahead or behind). On the owning lcore, before the first push(); no allocation.
+  // further ahead or behind). It goes on from the input previous was on (forced or not),
+  // where that is still one of its inputs. On the owning lcore, before the first push(); no
+  // allocation.
   void continue_from(const Channel& previous);
   // A reload renamed the channel (ConfigDiff::channels_updated): the service's name,
   // provider and LCN become `next`'s; its SDT and NIT (sent from the first LCN on) change
