@@ -49,7 +49,11 @@ mpegts::RemuxConfig make_remux_config(const MultiplexConfig& m, const std::vecto
     s.lcn = c.lcn;
     s.name = c.name;
     s.provider = c.provider;
-    // The channel's PID rules were applied by the channel: none here.
+    // The channel applied its PID rules: their targets are on its SPTS. They stay the
+    // rules' here too, whichever member is learnt first (what is on air would keep them
+    // otherwise): each target reserved by a rule that leaves it where it is.
+    for (const mpegts::PidRule& r : c.pid_rules)
+      if (!r.drop) s.rules.push_back(mpegts::PidRule{r.to, false, r.to});
     rc.services.push_back(std::move(s));
   }
   return rc;
@@ -84,6 +88,22 @@ struct Multiplex::Impl {
     }
   }
 
+  // Member `slot` switched inputs: the PCRs of its service follow another input, whose
+  // path may be a few ms faster or slower (the same encoder on a second feed: under the
+  // 50 ms that restarts a cbr clock by itself), so that service's clock starts again; slewed
+  // over at 200 ppm instead, its PCRs would stray from their byte positions for a minute.
+  void on_discontinuity(std::size_t slot) {
+    if (slot >= members.size()) return;
+    // The member's service (its SPTS holds one; a PAT's program 0 is the NIT's); not
+    // learnt yet: no PCR sent, no clock.
+    for (const mpegts::Service& s : remux.input_psi(slot).model().services) {
+      if (s.service_id == 0) continue;
+      const std::uint16_t pid = remux.output_pid(slot, s.pcr_pid);
+      if (pid != mpegts::Remuxer::kUnmapped) pacer.restart_clock(pid);
+      return;
+    }
+  }
+
   MultiplexConfig config;
   std::vector<std::size_t> members;
   mpegts::Remuxer remux;
@@ -100,6 +120,7 @@ Multiplex::~Multiplex() = default;
 void Multiplex::on_packets(std::size_t slot, std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns) {
   impl_->push(slot, packets, now_ns);
 }
+void Multiplex::on_discontinuity(std::size_t slot) { impl_->on_discontinuity(slot); }
 void Multiplex::poll(std::uint64_t now_ns, DatagramSink& sink) { impl_->pacer.poll(now_ns, sink); }
 void Multiplex::continue_from(const Multiplex& previous) {
   // Members are known by channel id: one that was in the multiplex before keeps its PIDs,

@@ -49,6 +49,14 @@ Pacer::Pacer(const std::vector<OutputConfig>& outputs, const std::string& who, s
   per_datagram_ = outputs[0].packets_per_datagram;
   pacing_ = outputs[0].pacing;
   cbr_bps_ = outputs[0].cbr_bps;
+  // A cbr packet's PCR is moved by its wait, so one that waited beyond a decoder's buffering
+  // (MPEG's T-STD holds data 1 s at most) is past the PTS of its frame: with a rate below
+  // the input's, the queue would grow for kQueuePackets (12 s at 2 Mbit/s) before the first
+  // loss was counted, the output undecodable all along. Beyond 1 s of the rate, the tail
+  // is lost and counted instead.
+  if (pacing_ == PacingMode::kCbr)
+    capacity_ = static_cast<std::size_t>(std::clamp<std::uint64_t>(
+        cbr_bps_ * (kMaxCbrWaitNs / 1'000'000) / (kPacketBits * 1000), 7, kQueuePackets));
   packets_ = std::make_unique<TsPacket[]>(kQueuePackets);
   meta_ = std::make_unique<Meta[]>(kQueuePackets);
 }

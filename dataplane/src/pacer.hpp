@@ -7,11 +7,12 @@
 //    between two PCRs are spread evenly. A datagram ends early at a PCR packet so every
 //    PCR leaves on time. Without PCRs for kMaxUnscheduledNs packets go as they come
 //    until the next PCR anchors the schedule again.
-//  - kCbr: one packet slot every 188*8/cbr_bps; empty slots carry null packets. Each PCR
-//    is moved by the time its packet waited for its slot since it would have arrived on a
-//    jitter-free link (PcrClock: per PCR PID, the lower envelope of arrival minus PCR,
-//    slewed), so it matches its byte position in the constant-rate stream and the input's
-//    arrival jitter does not reach the output's PCRs.
+//  - kCbr: one packet slot every 188*8/cbr_bps; empty slots carry null packets; the queue
+//    holds kMaxCbrWaitNs of the rate at most (a rate below the input's loses, and counts,
+//    the rest). Each PCR is moved by the time its packet waited for its slot since it
+//    would have arrived on a jitter-free link (PcrClock: per PCR PID, the lower envelope of
+//    arrival minus PCR, slewed), so it matches its byte position in the constant-rate
+//    stream and the input's arrival jitter does not reach the output's PCRs.
 //  - kPassthrough: packets leave as they arrived, in datagrams of up to 7 that also end
 //    at a PCR packet (a PCR never waits for the packets behind it).
 //
@@ -60,6 +61,8 @@ inline std::uint16_t pacing_pcr_pid(const mpegts::ProgramModel& model) {
 class Pacer {
  public:
   static constexpr std::size_t kQueuePackets = 16384;  // ~1.2 s at 20 Mbit/s
+  // kCbr queues what its rate sends in this long at most (at least a datagram).
+  static constexpr std::uint64_t kMaxCbrWaitNs = 1'000'000'000;
 
   // Throws std::invalid_argument (prefixed with `who`) for packets_per_datagram outside
   // 1..7 or cbr without a rate. The first output decides the schedule: all outputs carry
@@ -73,7 +76,7 @@ class Pacer {
   // output loops call it per packet when they cannot write in place (tail_room()).
   bool enqueue(const mpegts::TsPacket& p, std::uint16_t pcr_pid, std::uint64_t now) {
     if (n_outputs_ == 0) return true;
-    if (queued() == kQueuePackets) [[unlikely]] {
+    if (queued() >= capacity_) [[unlikely]] {
       bump_counter(counters_.dropped_queue_full);
       return false;
     }
@@ -86,7 +89,7 @@ class Pacer {
   // or its end is near): then enqueue() them. Nothing is queued until commit().
   [[nodiscard]] std::span<mpegts::TsPacket> tail_room(std::size_t max) {
     const std::size_t i = index(tail_);
-    if (n_outputs_ == 0 || kQueuePackets - queued() < max || i + max > kQueuePackets) return {};
+    if (n_outputs_ == 0 || queued() + max > capacity_ || i + max > kQueuePackets) return {};
     return {packets_.get() + i, max};
   }
   // The first `n` packets written at the tail (tail_room(), or enqueue()'s one) join the
@@ -110,6 +113,14 @@ class Pacer {
   // since the old timeline's last PCR gets no PCR of its own any more: it leaves as it came,
   // after that PCR.
   void reanchor();
+  // The PCRs on `pcr_pid` follow another input (a multiplex member switched): kCbr's clock
+  // of that PID starts again, as reanchor() starts them all for a channel; the other PIDs'
+  // go on. (kPcr needs nothing: the switched member's first PCR carries the
+  // discontinuity_indicator, which anchors the schedule when that member paces.)
+  void restart_clock(std::uint16_t pcr_pid) {
+    for (PcrClock& c : clocks_)
+      if (c.valid && c.pid == pcr_pid) c = PcrClock{};
+  }
   // Same schedule (packets_per_datagram, pacing, cbr_bps)?
   [[nodiscard]] bool same_schedule(const Pacer& other) const {
     return per_datagram_ == other.per_datagram_ && pacing_ == other.pacing_ && cbr_bps_ == other.cbr_bps_ &&
@@ -187,6 +198,9 @@ class Pacer {
   std::size_t per_datagram_ = 7;
   PacingMode pacing_ = PacingMode::kPcr;
   std::uint64_t cbr_bps_ = 0;
+  // Packets queued at most: kQueuePackets; kCbr: what its rate sends in kMaxCbrWaitNs (a
+  // packet that would wait longer is lost and counted, see the constructor).
+  std::size_t capacity_ = kQueuePackets;
   std::unique_ptr<mpegts::TsPacket[]> packets_;  // kQueuePackets (none without outputs)
   std::unique_ptr<Meta[]> meta_;
   std::uint64_t head_ = 0;       // next packet to send
@@ -254,6 +268,9 @@ class Pacers {
   }
   void reanchor() {
     for (const auto& pacer : pacers_) pacer->reanchor();
+  }
+  void restart_clock(std::uint16_t pcr_pid) {
+    for (const auto& pacer : pacers_) pacer->restart_clock(pcr_pid);
   }
   [[nodiscard]] bool active() const { return pacers_[0]->active(); }
   // A reload rebuilt the owner: each pacer takes over the queue of the old pacer that

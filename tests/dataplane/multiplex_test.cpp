@@ -494,6 +494,134 @@ TEST(Multiplex, CbrOutputPcrsMatchTheirBytePosition) {
   }
 }
 
+// A member switches to its backup, which carries the same encoder's stream over a path 10 ms
+// faster (dual feeds of one encoder: the PCRs go on, they only arrive earlier). A channel's
+// own cbr output restarts its PCR clock at an input switch (Pacer::reanchor); the
+// multiplex's must too. Kept, its offset from arrival to PCR slews to the new path's at
+// 200 ppm for 50 s, and so does every restamped PCR against its byte position: ~4 us of
+// PCR_accuracy error per 20 ms PCR interval (limit 500 ns), a clock 200 ppm off for the
+// set-top boxes.
+TEST(Multiplex, CbrOutputPcrsStayOnTheirBytePositionWhenAMemberSwitchesToAFasterPath) {
+  auto cfgs = three_channels();
+  cfgs[0].inputs.push_back(InputConfig{});
+  Multiplex mux(mux_config(), cfgs);
+  auto channels = make_channels(cfgs, mux);
+  // Member 0's inputs, then members 1 and 2; the backup is the primary 10 ms earlier.
+  std::vector<Source> sources = {source(kFiles[0]), source(kFiles[0]), source(kFiles[1]), source(kFiles[2])};
+  for (std::size_t i = 0; i < sources.size(); ++i)
+    for (auto& t : sources[i].times) t += i == 1 ? 10 * kMs : 20 * kMs;
+  const std::size_t channel_of[] = {0, 0, 1, 2};
+  const std::size_t input_of[] = {0, 1, 0, 0};
+  constexpr std::uint64_t kSwitchAt = 3000 * kMs;  // past the 2 s in which a new clock follows arrivals directly
+  bool switched = false;
+  Recorder out, own;
+  for (;;) {
+    std::uint64_t now = ~std::uint64_t{0};
+    for (const Source& s : sources)
+      if (s.next < s.packets.size()) now = std::min(now, s.times[s.next]);
+    if (now > 6000 * kMs) break;
+    if (!switched && now >= kSwitchAt) {
+      channels[0]->force_input(1, now);
+      switched = true;
+    }
+    for (std::size_t i = 0; i < sources.size(); ++i) {
+      Source& s = sources[i];
+      while (s.next < s.packets.size() && s.times[s.next] == now)
+        channels[channel_of[i]]->push(input_of[i], std::span(&s.packets[s.next++], 1), now);
+    }
+    out.now = now;
+    for (auto& ch : channels) ch->poll(now, own);
+    mux.poll(now, out);
+  }
+  ASSERT_EQ(channels[0]->stats().active_input, 1u);
+  const auto pkts = out.packets();
+  // PCR_AC of each PCR against the one before on its PID (a discontinuity_indicator starts
+  // the comparison again).
+  std::map<std::uint16_t, std::pair<std::size_t, std::uint64_t>> last;
+  std::map<std::uint16_t, std::size_t> judged, off, discontinuities;
+  std::map<std::uint16_t, double> worst;
+  for (std::size_t i = 0; i < pkts.size(); ++i) {
+    const TsPacket& p = pkts[i];
+    if (!p.has_pcr()) continue;
+    if (const auto it = last.find(p.pid()); it != last.end() && !p.discontinuity()) {
+      const double pcr_ns = static_cast<double>((p.pcr() + mpegts::kPcrWrap - it->second.second) % mpegts::kPcrWrap) * 1000.0 / 27.0;
+      const double bytes_ns = static_cast<double>(i - it->second.first) * mpegts::kPacketSize * 8 * 1e9 / static_cast<double>(kCbr);
+      const double error = pcr_ns > bytes_ns ? pcr_ns - bytes_ns : bytes_ns - pcr_ns;
+      ++judged[p.pid()];
+      off[p.pid()] += error > 500.0 ? 1 : 0;
+      worst[p.pid()] = std::max(worst[p.pid()], error);
+    }
+    discontinuities[p.pid()] += p.discontinuity() ? 1U : 0U;
+    last[p.pid()] = {i, p.pcr()};
+  }
+  ASSERT_EQ(judged.size(), 3u) << "a PCR PID per member";
+  const mpegts::ProgramModel model = decode_psi(pkts);
+  ASSERT_NE(model.find_service(201), nullptr);
+  const std::uint16_t switched_pid = model.find_service(201)->pcr_pid;
+  EXPECT_GE(discontinuities[switched_pid], 1u) << "the switch";
+  for (const auto& [pid, n] : judged) {
+    EXPECT_GT(n, 100u) << "PID " << pid;
+    EXPECT_EQ(off[pid], 0u) << "PID " << pid << (pid == switched_pid ? " (switched)" : "")
+                            << ": PCRs more than 500 ns off their byte position, of " << n << " (worst " << worst[pid]
+                            << " ns)";
+  }
+}
+
+// A member's PID rules put its PIDs where a downstream device expects them (here its video
+// on 0x101, its audio on 0x302), and the MPTS must carry them there too, whichever member
+// is learnt first (config/README). Another member whose own audio is on 0x101 is learnt a
+// second earlier: its audio moves, not the rule's target. (The multiplex knew nothing of
+// the members' rules: the member learnt first kept 0x101 and the rule's video went out on
+// 0x102.)
+TEST(Multiplex, AMembersPidRuleTargetsStayTheirsWhicheverMemberIsLearntFirst) {
+  for (const bool rule_member_first : {false, true}) {
+    SCOPED_TRACE(rule_member_first ? "the member with the rules learnt first" : "the other learnt first");
+    auto cfgs = three_channels();
+    cfgs.pop_back();
+    cfgs[1].pid_rules = {mpegts::PidRule{0x100, false, 0x101}, mpegts::PidRule{0x101, false, 0x302}};
+    MultiplexConfig mc = mux_config();
+    mc.channels = {"one", "two"};
+    Multiplex mux(mc, cfgs);
+    auto channels = make_channels(cfgs, mux);
+    std::vector<Source> sources = {source(kFiles[0]), source(kFiles[1])};
+    for (auto& t : sources[rule_member_first ? 0 : 1].times) t += 1000 * kMs;
+    Recorder out, own;
+    for (std::uint64_t now = 0; now <= 8000 * kMs; now += 100'000) {
+      for (std::size_t i = 0; i < sources.size(); ++i) {
+        Source& s = sources[i];
+        while (s.next < s.packets.size() && s.times[s.next] <= now) {
+          const std::size_t n = std::min<std::size_t>(7, s.packets.size() - s.next);
+          channels[i]->push(0, std::span(s.packets.data() + s.next, n), now);
+          s.next += n;
+        }
+      }
+      out.now = now;
+      for (auto& ch : channels) ch->poll(now, own);
+      mux.poll(now, out);
+    }
+    const auto pkts = out.packets();
+    const mpegts::ProgramModel model = decode_psi(pkts);
+    ASSERT_EQ(model.services.size(), 2u);
+    const mpegts::Service* ruled = model.find_service(202);
+    ASSERT_NE(ruled, nullptr);
+    ASSERT_EQ(ruled->streams.size(), 2u);
+    EXPECT_EQ(ruled->streams[0].pid, 0x101) << "the video, by the rule";
+    EXPECT_EQ(ruled->streams[1].pid, 0x302) << "the audio, by the rule";
+    std::set<std::uint16_t> pids;
+    for (const auto& s : model.services) {
+      EXPECT_TRUE(pids.insert(s.pmt_pid).second) << "PMT PID " << s.pmt_pid;
+      for (const auto& es : s.streams) EXPECT_TRUE(pids.insert(es.pid).second) << "ES PID " << es.pid;
+    }
+    for (std::size_t k = 0; k < 2; ++k) {
+      const mpegts::ProgramModel src = decode_psi(sources[k].packets);
+      const mpegts::Service* svc = model.find_service(static_cast<std::uint16_t>(201 + k));
+      ASSERT_NE(svc, nullptr);
+      EXPECT_EQ(media_counts(pkts, *svc), media_counts(sources[k].packets, src.services[0])) << kFiles[k];
+    }
+    EXPECT_EQ(cc_errors(pkts), 0u);
+  }
+}
+
 // pcr pacing follows the first service in the tables: until member 0 is learnt that is the
 // first member learnt, whose PCRs are another encoder's clock. When member 0 is learnt the
 // pacing PID changes and the schedule must start again from now (as after an input switch),

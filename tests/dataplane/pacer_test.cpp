@@ -456,6 +456,38 @@ TEST(Pacer, QueueFullCountsEveryLostPacket) {
   EXPECT_EQ(ch.queue_dropped_packets(0), st.dropped_queue_full);
 }
 
+// A cbr output whose rate is below the stream's (2 Mbit/s for ~2.3): the queue grows by
+// what the rate cannot carry. Each PCR is restamped by its packet's wait, so a wait beyond a
+// decoder's buffering (MPEG's T-STD: at most 1 s in the buffers) puts every PCR past the
+// PTS of its frames: set-top boxes show nothing. What does not fit in 1 s of the rate must
+// be lost and counted. (The queue held 16384 packets, 12 s at 2 Mbit/s: after 12 s of
+// input the wait was 1.7 s and growing, nothing counted; at 5 % over a 6 Mbit/s multiplex
+// the first loss would be counted after 80 s, the stream long broken.)
+TEST(Pacer, CbrBelowTheInputRateNeverHoldsAPacketForMoreThanASecondAndCountsWhatItLoses) {
+  auto cfg = one_channel(1, PacingMode::kCbr);
+  cfg.outputs[0].cbr_bps = 2'000'000;  // 1330 packets a second
+  Channel ch(cfg);
+  CountingTap tap;
+  ch.add_tap(&tap, 0);
+  Synth s;
+  const std::uint64_t start = 1000 * kMs;
+  auto in = stream(s, start, 300, 60, [](std::size_t i) { return i * 40 * 27'000; });  // 12 s, 1517 packets a second
+  std::vector<std::uint64_t> arrived(s.serial);
+  for (const Timed& x : in)
+    if (x.p.pid() == kVideo) arrived[serial_of(x.p)] = x.t;
+  Recorder rec;
+  std::size_t next = 0;
+  run(ch, in, next, rec, start, start + 16'000 * kMs, kMs);
+  std::uint64_t worst_wait = 0;
+  for (const auto& d : rec.sent)
+    for (const TsPacket& p : d.packets)
+      if (p.pid() == kVideo) worst_wait = std::max(worst_wait, d.t - arrived[serial_of(p)]);
+  EXPECT_LE(worst_wait, 1001 * kMs) << "a packet waited " << worst_wait / kMs << " ms for its slot";
+  const ChannelStats st = ch.stats();
+  EXPECT_GT(st.dropped_queue_full, 0u) << "the rate is too low: packets are lost, and counted";
+  EXPECT_EQ(st.packets_out + st.dropped_queue_full, tap.packets);
+}
+
 // Four schedules (PCR 7 and 4 per datagram, passthrough, CBR) from slow streams (the queue
 // compacts) to fast ones (the ring wraps): every output carries every video packet once, in
 // order.

@@ -47,6 +47,8 @@ class Multiplex final : public PacketTap {
 
   // PacketTap: remuxed packets of member `slot` at `now_ns`.
   void on_packets(std::size_t slot, std::span<const mpegts::TsPacket> packets, std::uint64_t now_ns) override;
+  // PacketTap: member `slot` switched inputs (cbr outputs restart its PCR PID's clock).
+  void on_discontinuity(std::size_t slot) override;
   // Sends every datagram due at `now_ns` to `sink`, for each output.
   void poll(std::uint64_t now_ns, DatagramSink& sink);
   // This multiplex replaces `previous` (same id, rebuilt by a reload) at the same
