@@ -219,7 +219,7 @@ struct Channel::Impl {
       p.published_ns.store(now, r);
       p.last_packet_ns.store(in.last_packet_ns, r);
       p.packets.store(a.packets(), r);
-      p.bitrate_bps.store(a.bitrate_bps(), r);
+      p.bitrate_bps.store(a.bitrate_bps(now), r);
       p.mdi_df_ms.store(mdi.df_ms, r);
       p.mdi_mlr.store(mdi.mlr, r);
       p.pcr_jitter_ns.store(pcr.jitter_ns, r);

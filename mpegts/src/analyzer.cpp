@@ -368,7 +368,12 @@ void Analyzer::scrambled(std::uint16_t pid, std::uint64_t now) {
   } else if ((hot_[pid].role & kRolePmt) != 0) {
     count_error(Check::kPmtError2, pid, now);
   }
-  if (!cat_seen_) scrambled_without_cat_ = true;
+  if (!cat_seen_ && !scrambled_without_cat_) {
+    // Judged pat_max_interval_ns after this packet, time for a CAT to come: not against
+    // the last judgement, which may be long ago when scrambling has just started.
+    scrambled_without_cat_ = true;
+    cat_error_ref_ns_ = now;
+  }
 }
 
 void Analyzer::role_packet(const TsPacket& p, std::uint16_t pid, std::uint8_t role, std::uint64_t now) {
@@ -391,18 +396,20 @@ void Analyzer::on_section(std::uint16_t pid, std::span<const std::uint8_t> secti
   // The TOT (EN 300 468) carries a CRC_32 although its section_syntax_indicator is 0.
   if (pid == kTotPid && table_id == 0x73) crc_ok = section_crc_ok(section);
   if (!crc_ok) count_error(Check::kCrcError, pid, now);
+  // A section failing its CRC is discarded by decoders: it is not the PAT, CAT or PMT that
+  // the repetition checks wait for.
   if (pid == kPatPid) {
-    if (table_id == 0x00)
-      pat_ref_ns_ = now;
-    else
+    if (table_id != 0x00)
       count_error(Check::kPatError2, pid, now);
+    else if (crc_ok)
+      pat_ref_ns_ = now;
   } else if (pid == kCatPid) {
-    if (table_id == 0x01)
-      cat_seen_ = true;
-    else
+    if (table_id != 0x01)
       count_error(Check::kCatError, pid, now);
+    else if (crc_ok)
+      cat_seen_ = true;
   }
-  if ((hot_[pid].role & kRolePmt) != 0 && table_id == 0x02) cold_[pid].pmt_ref_ns = now;
+  if ((hot_[pid].role & kRolePmt) != 0 && table_id == 0x02 && crc_ok) cold_[pid].pmt_ref_ns = now;
 }
 
 void Analyzer::pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t now) {
@@ -467,11 +474,17 @@ void Analyzer::pcr_packet(const TsPacket& p, std::uint16_t pid, std::uint64_t no
         pcr_window_.jitter_ns = std::max(pcr_window_.jitter_ns, std::fabs(jitter));
       }
       // Packets lost since the last PCR (CC gaps): the byte positions between the two
-      // PCRs are not the ones sent, so this interval says nothing about PCR_AC.
-      if (lost_ != s.lost_at_pcr)
+      // PCRs are not the ones sent, so this interval says nothing about PCR_AC, nor about
+      // the TS rate that MDI drains at (13818-1's transport_rate: bytes between PCRs).
+      if (lost_ != s.lost_at_pcr) {
         s.run = false;
-      else
+      } else {
         pcr_accuracy(s, index, delta, now);
+        if (index > s.last_index && delta != 0) {
+          mdi_pcr_packets_ += index - s.last_index;
+          mdi_pcr_ticks_ += delta;
+        }
+      }
     }
   }
   s.lost_at_pcr = lost_;
@@ -624,6 +637,9 @@ void Analyzer::roll_bitrate(std::uint64_t now) {
 void Analyzer::roll_mdi(std::uint64_t now) {
   const std::uint64_t duration = now - mdi_start_ns_;
   const double seconds = static_cast<double>(duration) * 1e-9;
+  // The buffer drained until now, when the packet that closes the interval arrives: a gap
+  // in the input before it (an outage across the interval's end) is this interval's.
+  vb_min_ = std::min(vb_min_, static_cast<double>(mdi_bits_) - static_cast<double>(duration) * mdi_rate_bits_per_ns_);
   Mdi m;
   m.lost = mdi_lost_;
   m.mlr = static_cast<double>(mdi_lost_) / seconds;
@@ -644,13 +660,21 @@ void Analyzer::roll_mdi(std::uint64_t now) {
   }
   pcr_last_ = pcr_window_;
   pcr_window_ = PcrInterval{};
-  // Measured rate: not over an interval that spans an input outage (no packet, hence no
-  // tick, for more than an interval), which would be a fraction of the stream's rate and
-  // turn the next, clean, interval's DF into the length of the outage.
+  // Measured rate: the TS rate from the PCRs (packets between two PCRs over their values),
+  // which an outage or a loss does not lower: the arrival rate over an interval with a gap
+  // in the input is a fraction of the stream's and would turn the next, clean, interval's
+  // DF into (a multiple of) the gap. From arrivals only without PCRs, and not over an
+  // interval that spans an input outage (no packet, hence no tick, for more than an
+  // interval).
   if (config_.media_rate_bps != 0)
     mdi_rate_bits_per_ns_ = static_cast<double>(config_.media_rate_bps) * 1e-9;
+  else if (mdi_pcr_ticks_ != 0)
+    mdi_rate_bits_per_ns_ = static_cast<double>(mdi_pcr_packets_) * kPacketBits /
+                            (static_cast<double>(mdi_pcr_ticks_) * (1000.0 / 27.0));
   else if (duration <= 2 * config_.mdi_interval_ns)
     mdi_rate_bits_per_ns_ = static_cast<double>(mdi_bits_) / static_cast<double>(duration);
+  mdi_pcr_packets_ = 0;
+  mdi_pcr_ticks_ = 0;
   mdi_start_ns_ = now;
   mdi_bits_ = 0;
   mdi_lost_ = 0;

@@ -83,6 +83,65 @@ TEST(AnalyzerFaults, MdiDelayFactorAfterAnOutage) {
 
 namespace {
 
+// A clear service, one data packet per ms on PID 0x100 (no PCR, no PES to check), PAT and
+// PMT every 100 ms. From 3 s on, the data is scrambled and a CAT comes every 100 ms, 50 ms
+// after the first scrambled packet; with `broken_cat`, every CAT fails its CRC.
+Report scrambling_starts(bool broken_cat) {
+  constexpr std::uint16_t kData = 0x100, kPmtPid = 0x1000;
+  Service svc;
+  svc.service_id = 1;
+  svc.pmt_pid = kPmtPid;
+  svc.streams = {{.pid = kData, .stream_type = 0x06, .codec = Codec::kPrivateData}};
+  TableCarousel pat(kPatPid), pmt(kPmtPid), cat(kCatPid);
+  pat.update([](std::uint8_t v) { return build_pat(1, {{1, kPmtPid}}, v); });
+  pmt.update([&](std::uint8_t v) { return build_pmt(svc, v); });
+  cat.update([](std::uint8_t v) { return build_cat({{.tag = 0x09, .data = {0x0B, 0x00, 0xE1, 0x00}}}, v); });
+  Analyzer a;
+  std::vector<TsPacket> tables(4);
+  std::uint8_t cc = 0;
+  for (std::uint64_t ms = 0; ms < 6000; ++ms) {
+    const std::uint64_t now = ms * kMs;
+    if (ms % 100 == 0) {
+      for (TableCarousel* c : {&pat, &pmt}) {
+        const std::size_t n = c->packetize(tables);
+        for (std::size_t i = 0; i < n; ++i) a.push(tables[i], now);
+      }
+    }
+    if (ms >= 3050 && ms % 100 == 50) {
+      EXPECT_EQ(cat.packetize(tables), 1u);
+      if (broken_cat) tables[0].bytes[16] ^= 0x01;  // CA_system_id: CRC broken
+      a.push(tables[0], now);
+    }
+    TsPacket p = make_null_packet();
+    p.set_pid(kData);
+    p.set_cc(cc);
+    cc = static_cast<std::uint8_t>((cc + 1) & 0x0F);
+    if (ms >= 3000) p.bytes[3] |= 0x80;
+    a.push(p, now);
+  }
+  return a.report();
+}
+
+}  // namespace
+
+// TR 101 290 CAT_error: scrambled packets but no CAT. A service whose scrambling starts
+// after 3 s of clear stream, its CAT 50 ms later, has had a CAT all along as far as its
+// scrambled packets go: no CAT_error. A CAT that fails its CRC is not a CAT.
+TEST(AnalyzerFaults, CatErrorOnlyWhenScrambledPacketsWentWithoutACat) {
+  Report r = scrambling_starts(false);
+  EXPECT_EQ(r.count(Check::kCatError), 0u);
+  EXPECT_TRUE(r.programs.has_cat);
+  EXPECT_EQ(r.count(Check::kCrcError), 0u);
+  EXPECT_EQ(r.priority_errors(1), 0u);
+
+  r = scrambling_starts(true);
+  EXPECT_EQ(r.count(Check::kCrcError), 30u);
+  EXPECT_GE(r.count(Check::kCatError), 5u);  // about one per 0.5 s over 3 s
+  EXPECT_LE(r.count(Check::kCatError), 6u);
+}
+
+namespace {
+
 // A constant-rate service at 10 packets/ms (15 Mbit/s), every packet arriving exactly on
 // time: slot i at i * 100 us. PAT and PMT every 100 ms, a PCR on the video PID every
 // 30 ms with the value of its slot's time (a perfect mux: PCR_AC 0); with `audio`, every

@@ -696,6 +696,41 @@ TEST_F(AnalyzerFixture, PatErrors) {
   EXPECT_EQ(r.count(Check::kCrcError), 1u);
 }
 
+TEST_F(AnalyzerFixture, SectionsFailingTheirCrcAreNotPatsOrPmts) {
+  // Every PAT section from 2.0 s to 3.5 s, then every PMT section from 4.0 s to 5.5 s,
+  // arrives with a broken CRC: a decoder discards them, so for 1.5 s there is no PAT, then
+  // no PMT. Each is a CRC_error, and the missing table a PAT_error_2 (PMT_error_2) after
+  // 0.5 s without a good one.
+  auto pkts = cbr();
+  std::size_t pats = 0, pmts = 0;
+  for (std::size_t i = 0; i < pkts.size(); ++i) {
+    TsPacket& p = pkts[i];
+    const bool pat = p.pid() == kPatPid && time_of(i) >= 2000 * kMs && time_of(i) < 3500 * kMs;
+    const bool pmt = p.pid() == kPmt && time_of(i) >= 4000 * kMs && time_of(i) < 5500 * kMs;
+    if (!pat && !pmt) continue;
+    const std::size_t at = section_start(p);
+    ASSERT_NE(at, 0u);
+    p.bytes[at + 4] ^= 0x01;  // transport_stream_id / program_number low byte: CRC broken
+    ++(pat ? pats : pmts);
+  }
+  ASSERT_GE(pats, 10u);
+  ASSERT_GE(pmts, 10u);
+  const Report r = analyze(pkts);
+  SCOPED_TRACE(summary(r));
+  EXPECT_EQ(r.count(Check::kCrcError), pats + pmts);
+  const auto& pat = r.checks[static_cast<std::size_t>(Check::kPatError2)];
+  EXPECT_GE(pat.count, 2u);
+  EXPECT_LE(pat.count, 3u);
+  EXPECT_GE(pat.first_ns, 2400 * kMs);
+  EXPECT_LE(pat.last_ns, 3600 * kMs);
+  const auto& pmt = r.checks[static_cast<std::size_t>(Check::kPmtError2)];
+  EXPECT_GE(pmt.count, 2u);
+  EXPECT_LE(pmt.count, 3u);
+  EXPECT_EQ(pid_errors(r, kPmt, Check::kPmtError2), pmt.count);
+  EXPECT_GE(pmt.first_ns, 4400 * kMs);
+  EXPECT_LE(pmt.last_ns, 5600 * kMs);
+}
+
 TEST_F(AnalyzerFixture, Bitrate) {
   const Report r = analyze(cbr());
   EXPECT_NEAR(r.bitrate_bps, 1'500'000.0, 0.02 * 1'500'000.0);
@@ -741,6 +776,54 @@ TEST_F(AnalyzerFixture, MdiDelayFactorAndLoss) {
   EXPECT_EQ(r.mdi_last.media_rate_bps, 1'500'000.0);
   EXPECT_LT(r.mdi_last.df_ms, 1.5);
   EXPECT_GT(r.mdi_max.df_ms, 15.0);  // the start-up burst, measured against the true rate
+}
+
+TEST_F(AnalyzerFixture, MdiDelayFactorAfterAShortOutage) {
+  // 500 ms of the input lost on the way (2.2 s to 2.7 s), every other packet on time. The
+  // MDI interval holding the gap has a DF of about the gap (the buffer ran dry); the next
+  // ones are as clean as those before it. Their drain rate is the TS rate, not the half of
+  // it that arrived in the interval with the gap (RFC 4445's DF is against the media rate).
+  const auto& pkts = cbr();
+  Analyzer a;
+  std::size_t i = 0;
+  const auto feed_until = [&](std::uint64_t t) {
+    for (; i < pkts.size() && time_of(i) < t; ++i)
+      if (time_of(i) < 2200 * kMs || time_of(i) >= 2700 * kMs) a.push(pkts[i], time_of(i));
+  };
+  feed_until(2100 * kMs);
+  ASSERT_TRUE(a.mdi_last().valid);
+  EXPECT_LT(a.mdi_last().df_ms, 2.5);
+  feed_until(3500 * kMs);  // the interval with the gap has completed
+  EXPECT_GT(a.mdi_last().df_ms, 400.0);
+  for (const std::uint64_t until : {4500 * kMs, 5500 * kMs}) {
+    feed_until(until);
+    SCOPED_TRACE("interval before " + std::to_string(until / kMs) + " ms");
+    ASSERT_TRUE(a.mdi_last().valid);
+    EXPECT_LT(a.mdi_last().df_ms, 2.5) << "a clean interval after a 500 ms outage";
+    EXPECT_NEAR(a.mdi_last().media_rate_bps, 1'500'000.0, 0.02 * 1'500'000.0);
+  }
+}
+
+TEST_F(AnalyzerFixture, MdiDelayFactorOfAnOutageAcrossAnIntervalEnd) {
+  // The same 500 ms outage, from 2.7 s to 3.2 s: the interval from ~2 s ends during it, so
+  // the first packet after it closes that interval. The buffer ran dry for 500 ms before
+  // that packet arrived: the closing interval's DF shows it, wherever the boundary fell.
+  const auto& pkts = cbr();
+  Analyzer a;
+  std::size_t i = 0;
+  const auto feed_until = [&](std::uint64_t t) {
+    for (; i < pkts.size() && time_of(i) < t; ++i)
+      if (time_of(i) < 2700 * kMs || time_of(i) >= 3200 * kMs) a.push(pkts[i], time_of(i));
+  };
+  feed_until(2600 * kMs);
+  ASSERT_TRUE(a.mdi_last().valid);
+  EXPECT_LT(a.mdi_last().df_ms, 2.5);
+  feed_until(3500 * kMs);  // the interval [2 s, 3.2 s) has completed
+  ASSERT_TRUE(a.mdi_last().valid);
+  EXPECT_NEAR(a.mdi_last().df_ms, 500.0, 10.0) << "an outage of 500 ms";
+  EXPECT_GE(a.report().mdi_max.df_ms, 490.0);
+  feed_until(4500 * kMs);
+  EXPECT_LT(a.mdi_last().df_ms, 2.5);
 }
 
 TEST(AnalyzerRobustness, AllPidsAndRandomBytes) {

@@ -80,7 +80,7 @@ struct InputSnapshot {
   bool active = false;               // the selector's active input
   std::uint64_t packets = 0;         // TS packets analysed since start
   std::uint64_t bytes = 0;
-  double bitrate_bps = 0;            // over the analyzer's last complete window (1 s)
+  double bitrate_bps = 0;            // over the analyzer's last complete window (1 s); 0 after 1 s silent
   std::array<std::uint64_t, mpegts::kCheckCount> tr101290{};  // counts, by mpegts::Check
   bool mdi_valid = false;            // the last MDI interval
   double mdi_df_ms = 0;

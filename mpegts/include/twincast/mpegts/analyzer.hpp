@@ -100,7 +100,8 @@ struct AnalyzerConfig {
   std::uint64_t mdi_interval_ns = 1'000'000'000;     // MDI measurement interval
   std::uint64_t bitrate_window_ns = 1'000'000'000;   // bitrate window ("last full second")
   std::uint64_t media_rate_bps = 0;                  // MDI drain rate; 0 = the TS rate measured over
-                                                     // the previous interval
+                                                     // the previous interval (from its PCRs; from
+                                                     // arrivals when it had none)
   std::uint64_t tick_ns = 10'000'000;                // granularity of the timed checks (> 0)
 };
 
@@ -212,6 +213,12 @@ class Analyzer final : private SectionHandler {
     return static_cast<double>(last_window_packets_) * static_cast<double>(kPacketSize * 8) /
            (static_cast<double>(last_window_ns_) * 1e-9);
   }
+  // The same at `now` on the owning thread's clock, which runs on when no packet comes (the
+  // windows only roll on packets): 0 once a whole window passed without one, rather than
+  // the rate of the last window before the input went silent, for good.
+  [[nodiscard]] double bitrate_bps(std::uint64_t now) const {
+    return now >= last_ns_ + config_.bitrate_window_ns ? 0 : bitrate_bps();
+  }
   [[nodiscard]] const Mdi& mdi_last() const { return mdi_last_; }
   [[nodiscard]] const PcrInterval& pcr_last() const { return pcr_last_; }
 
@@ -298,6 +305,8 @@ class Analyzer final : private SectionHandler {
   std::uint64_t mdi_start_ns_ = 0;
   std::uint64_t mdi_bits_ = 0;
   std::uint64_t mdi_lost_ = 0;
+  std::uint64_t mdi_pcr_packets_ = 0;  // packets between consecutive PCRs (no jump, no loss)
+  std::uint64_t mdi_pcr_ticks_ = 0;    // and the 27 MHz ticks between them: the TS rate
   double mdi_rate_bits_per_ns_ = 0;  // drain rate of the current interval; 0 = unknown
   double vb_min_ = 0;
   double vb_max_ = 0;
