@@ -4,6 +4,7 @@
 #include <atomic>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "pacer.hpp"
@@ -428,8 +429,20 @@ void Channel::continue_from(const Channel& previous) {
   // A reload is no reason to switch (a cut, another timeline): the channel goes on from the
   // input the one before was on, where it is still one of its inputs, and for the same
   // reason (a failover that revert: false or the hold-off keeps, an operator's choice).
+  // An input is the same one when it receives the same source: its name and alarm ceiling
+  // (max_bitrate_bps, the control plane's) may have changed with the reload. The exact one
+  // first (inputs that differ only by name are not both valid outside tests).
+  const auto find_input = [](const std::vector<InputConfig>& v, const InputConfig& in) {
+    const auto source = [](const InputConfig& x) {  // all but name and max_bitrate_bps
+      return std::tie(x.kind, x.port, x.address, x.udp_port, x.source, x.srt_mode, x.srt_address, x.srt_port,
+                      x.srt_local_port, x.passphrase, x.key_length, x.latency_ms, x.streamid);
+    };
+    const auto same_source = [&](const InputConfig& x) { return source(x) == source(in); };
+    const auto exact = std::find(v.begin(), v.end(), in);
+    return exact != v.end() ? exact : std::find_if(v.begin(), v.end(), same_source);
+  };
   const std::vector<InputConfig>& ins = n.config.inputs;
-  if (const auto it = std::find(ins.begin(), ins.end(), p.config.inputs[p.active]); it != ins.end()) {
+  if (const auto it = find_input(ins, p.config.inputs[p.active]); it != ins.end()) {
     n.active = static_cast<std::size_t>(it - ins.begin());
     n.manual = p.manual;
     n.counters.active_input.store(n.active, std::memory_order_relaxed);
@@ -437,7 +450,7 @@ void Channel::continue_from(const Channel& previous) {
   // The start grace is for an input not heard yet, not for one the channel before found
   // down: that one (the same input) is left as soon as another is heard, as it was.
   const std::vector<InputConfig>& was = p.config.inputs;
-  if (const auto it = std::find(was.begin(), was.end(), ins[n.active]);
+  if (const auto it = find_input(was, ins[n.active]);
       p.grace_until_ns == 0 && it != was.end() && p.inputs[static_cast<std::size_t>(it - was.begin())].healthy_since_ns == 0)
     n.grace_until_ns = 0;
   continue_output(impl_->remux, impl_->pacer, previous.impl_->remux, previous.impl_->pacer);

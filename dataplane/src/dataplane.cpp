@@ -409,6 +409,7 @@ std::unique_ptr<Plan> Dataplane::Impl::build_plan(const ApplianceConfig& c, cons
     if (ch.hls && std::find(prios.begin(), prios.end(), ch.priority) == prios.end()) prios.push_back(ch.priority);
   std::sort(prios.begin(), prios.end());
   plan->ott_tiers = static_cast<std::uint8_t>(std::min<std::size_t>(prios.size(), 255));
+  plan->ott_priorities = prios;
   for (const ChannelConfig& ch : c.channels) {
     const auto it = std::find(prios.begin(), prios.end(), ch.priority);
     plan->ott_tier.push_back(ch.hls ? static_cast<std::uint8_t>(std::min<std::ptrdiff_t>(it - prios.begin(), 254)) : 255);

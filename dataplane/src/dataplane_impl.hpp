@@ -350,6 +350,7 @@ struct Plan {
   // channels, lowest priority first; by channel), and how many tiers there are.
   std::vector<std::uint8_t> ott_tier;
   std::uint8_t ott_tiers = 0;
+  std::vector<std::uint8_t> ott_priorities;  // by tier: its priority (lowest first)
 };
 
 // Overload and shedding (worker only, but shed_tiers is read by the control side). A

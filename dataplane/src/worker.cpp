@@ -905,6 +905,17 @@ void Dataplane::Impl::adopt(const Plan& next) {
       }
     }
   }
+  // QoS: the tiers shed are those of the priorities shed before, not as many of the lowest
+  // ranks: a reload that adds or removes a tier (a priority changed, an HLS channel added
+  // or removed) would otherwise shed a priority that was served, or serve one that was shed.
+  if (next.before != nullptr && qos.shed != 0 && !next.before->ott_priorities.empty()) {
+    const std::vector<std::uint8_t>& was = next.before->ott_priorities;
+    const std::uint8_t highest_shed = was[std::min<std::size_t>(qos.shed, was.size()) - 1];
+    const auto& now = next.ott_priorities;
+    qos.shed = static_cast<std::uint8_t>(std::min<std::ptrdiff_t>(
+        std::upper_bound(now.begin(), now.end(), highest_shed) - now.begin(), next.ott_tiers));
+    qos.shed_published.store(qos.shed, std::memory_order_relaxed);
+  }
   next.before = nullptr;
   next.predecessors.clear();  // keeps its capacity: no free on the worker
   next.multiplex_predecessors.clear();

@@ -362,6 +362,40 @@ TEST(ChannelSelector, AReloadGoesOnFromTheInputTheChannelWasOn) {
   }
 }
 
+// The same when the reload changes only the label or the alarm ceiling of the input the
+// channel is on (its name, max_bitrate_bps: the control plane's, nothing the data plane
+// receives by): the channel restarts, and it is still that input, the same source. Taking
+// it for a new one sent the channel back to its primary: a cut and another timeline that
+// the operator did not ask for (and, with the primary down, a pause of timeout_ms more).
+TEST(ChannelSelector, AReloadThatRelabelsTheActiveInputGoesOnFromIt) {
+  ChannelConfig cfg = one_channel(2);
+  cfg.failover.revert = false;
+  cfg.inputs[0].udp_port = 5000;  // two sources, as a valid configuration has
+  cfg.inputs[1].udp_port = 5001;
+  Source a = source("h264_aac.ts");
+  Source b = source("h264_aac_vbr.ts");
+  Recorder rec;
+  auto before = std::make_unique<Channel>(cfg);
+  run(*before, {&a, &b}, rec, 3000 * kMs, 7, [&](std::uint64_t now) {
+    if (now == 1000 * kMs) a.enabled = false;  // the primary stops
+    if (now == 2000 * kMs) a.enabled = true;   // and comes back: revert is off
+  });
+  ASSERT_EQ(before->stats().active_input, 1u);
+  ChannelConfig relabelled = cfg;
+  relabelled.inputs[1].name = "backup";
+  relabelled.inputs[1].max_bitrate_bps = 20'000'000;
+  Channel after(relabelled);
+  after.continue_from(*before);
+  before.reset();
+  std::uint64_t left_at = 0;
+  run(after, {&a, &b}, rec, 5000 * kMs, 7, [&](std::uint64_t now) {
+    if (left_at == 0 && after.stats().active_input != 1) left_at = now;
+  }, 100'000, 3000 * kMs + 100'000);
+  EXPECT_EQ(left_at, 0u) << "the new channel was on input 0 at " << left_at / kMs << " ms";
+  EXPECT_EQ(after.stats().active_input, 1u);
+  EXPECT_EQ(after.stats().switches, 0u);
+}
+
 TEST(Channel, ForcedSwitchSticks) {
   Channel ch(one_channel(2));
   Source a = source("h264_aac.ts");

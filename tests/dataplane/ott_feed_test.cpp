@@ -472,5 +472,68 @@ TEST(OttFeedQos, OverloadShedsTheLowestPriorityOttFirstAndNeverMulticast) {
   dp.reset();
 }
 
+// What overload shed stays shed by priority across a reload, not by rank: the lowest tier
+// (priority 10) is shed when a reload removes its channel; the channel of priority 200,
+// served until then, stays served (it was the highest tier, and now is the lowest: shed by
+// its rank, its HLS stopped because of a reload that took load away).
+TEST(OttFeedQos, AReloadThatRemovesTheShedTierLeavesTheOthersServed) {
+  constexpr std::size_t kBurstFrames = 32;
+  ApplianceConfig cfg;
+  PortConfig port;
+  port.name = "p0";
+  port.device = "net_null_qos1,no-rx=1";
+  port.address = kOurIp;
+  port.mbufs = 8191;
+  cfg.ports.push_back(port);
+  const std::uint8_t priorities[2] = {10, 200};
+  const Ipv4 groups[2] = {ipv4(239, 1, 8, 1), ipv4(239, 1, 8, 2)};
+  for (int k = 0; k < 2; ++k) {
+    ChannelConfig ch;
+    ch.id = "ch" + std::to_string(k);
+    ch.hls = true;
+    ch.priority = priorities[k];
+    InputConfig in;
+    in.port = "p0";
+    in.address = groups[k];
+    in.udp_port = 5000;
+    ch.inputs.push_back(in);
+    cfg.channels.push_back(ch);
+  }
+  auto dp = std::make_unique<Dataplane>(cfg);
+  rte_mempool* pool = dp->mempool(0);
+  const auto packets = test::read_packets(test::fixture("h264_aac.ts"));
+  std::size_t at = 0;
+  std::size_t frame_no = 0;
+  auto turn = [&](std::size_t frames, std::uint64_t now) {
+    std::vector<rte_mbuf*> burst;
+    const std::size_t n_channels = dp->config().channels.size();
+    for (std::size_t i = 0; i < frames; ++i) {
+      if (at + 7 > packets.size()) at = 0;
+      const Ipv4 group = n_channels == 2 ? groups[frame_no++ % 2] : groups[1];
+      rte_mbuf* m = test::mbuf_of(pool, udp_frame(group, std::span(packets.data() + at, 7)));
+      at += 7;
+      ASSERT_NE(m, nullptr);
+      burst.push_back(m);
+    }
+    dp->process_burst(0, burst.data(), static_cast<std::uint16_t>(burst.size()), now);
+    dp->poll_once(now);
+    for (std::size_t c = 0; c < n_channels; ++c) (void)dp->ott_feed(c)->read([](const OttChunk&) {});
+  };
+  std::uint64_t now = kMs;
+  for (; now < 101 * kMs; now += kMs) turn(3, now);
+  for (const std::uint64_t until = now + 101 * kMs; now < until; now += kMs) turn(kBurstFrames, now);
+  ASSERT_EQ(dp->qos_stats().shed_tiers, 1u);
+  ASSERT_TRUE(dp->ott_feed(0)->stats().shed);
+  ASSERT_FALSE(dp->ott_feed(1)->stats().shed);
+  ApplianceConfig without_low = cfg;
+  without_low.channels.erase(without_low.channels.begin());
+  (void)dp->apply(without_low);
+  for (const std::uint64_t until = now + 300 * kMs; now < until; now += kMs) turn(1, now);  // calm, < 5 s
+  EXPECT_FALSE(dp->ott_feed(0)->stats().shed) << "priority 200 shed: the reload removed the tier that was";
+  EXPECT_EQ(dp->qos_stats().tiers, 1u);
+  EXPECT_EQ(dp->qos_stats().shed_tiers, 0u);
+  dp.reset();
+}
+
 }  // namespace
 }  // namespace twincast::dataplane
