@@ -18,19 +18,29 @@ TsFileStats read_ts_file(const std::string& path, const std::function<void(const
   }
   mpegts::PacketAligner aligner;
   TsFileStats st;
+  std::uint64_t n_packets = 0;
+  const auto note_losses = [&] {
+    while (st.sync_loss_at.size() < aligner.stats().sync_losses) st.sync_loss_at.push_back(n_packets);
+  };
+  const auto counted = [&](const mpegts::TsPacket& p) {
+    note_losses();
+    ++n_packets;
+    sink(p);
+  };
   std::vector<std::uint8_t> buf(1 << 20);
   for (;;) {
     const std::size_t n = std::fread(buf.data(), 1, buf.size(), f);
     if (n > 0) {
       st.bytes += n;
-      aligner.push(std::span(buf.data(), n), sink);
+      aligner.push(std::span(buf.data(), n), counted);
     }
     if (n < buf.size()) {
       if (std::ferror(f)) throw std::runtime_error(path + ": read error: " + std::strerror(errno));
       break;
     }
   }
-  aligner.flush(sink);
+  aligner.flush(counted);
+  note_losses();
   st.aligner = aligner.stats();
   st.unit_size = aligner.unit_size();
   return st;

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "twincast/control/http_server.hpp"  // valid_utf8: JSON text is UTF-8 (RFC 8259 8.1), names from a stream need not be
+
 namespace twincast::control {
 
 namespace json = boost::json;
@@ -61,7 +63,7 @@ json::object mdi_json(const mpegts::Mdi& m) {
 json::value to_json(const StreamAnalysis& a) {
   const mpegts::Report& r = a.report;
   json::object root;
-  root["file"] = a.source;
+  root["file"] = valid_utf8(a.source);
   root["packets"] = r.packets;
   root["bytes"] = a.bytes;
   root["packet_size"] = a.packet_size;
@@ -79,8 +81,8 @@ json::value to_json(const StreamAnalysis& a) {
   for (const auto& s : r.programs.services) {
     json::object so;
     so["service_id"] = s.service_id;
-    so["name"] = s.name;
-    so["provider"] = s.provider;
+    so["name"] = valid_utf8(s.name);
+    so["provider"] = valid_utf8(s.provider);
     so["pmt_pid"] = s.pmt_pid;
     so["pcr_pid"] = s.pcr_pid;
     so["lcn"] = s.lcn;
@@ -92,7 +94,7 @@ json::value to_json(const StreamAnalysis& a) {
       eo["pid"] = es.pid;
       eo["stream_type"] = es.stream_type;
       eo["codec"] = mpegts::codec_name(es.codec);
-      eo["language"] = es.language;
+      eo["language"] = valid_utf8(es.language);
       eo["bitrate_bps"] = static_cast<std::int64_t>(pid_bitrate(r, es.pid) + 0.5);
       if (const auto* p = params_of(a, es.pid)) {
         eo["hls_codec"] = p->hls_codec();

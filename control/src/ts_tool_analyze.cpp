@@ -78,13 +78,29 @@ int analyze_command(const std::vector<std::string>& args) {
   TsFileStats st;
   const std::vector<mpegts::TsPacket> packets = load_ts_file(path, &st);
   const mpegts::FileTimes times = mpegts::file_times(packets);
+  // file_times() starts at the first PCR and puts the packets before it at 0 too: a capture
+  // that starts just after a PCR would lose up to a PCR interval of its duration and report
+  // every bitrate that much too high. Those packets go back where the clock's rate puts them.
+  std::size_t first_pcr = 0;
+  while (first_pcr < packets.size() && !(packets[first_pcr].has_sync() && packets[first_pcr].has_pcr() &&
+                                         packets[first_pcr].pid() == times.pcr_pid))
+    ++first_pcr;
+  const double ns_per_packet = times.rate_bps > 0 ? static_cast<double>(mpegts::kPacketSize * 8) * 1e9 / times.rate_bps : 0;
+  const auto lead_ns = static_cast<std::uint64_t>(static_cast<double>(first_pcr) * ns_per_packet);
+  const auto time_of = [&](std::size_t i) {
+    return i < first_pcr ? static_cast<std::uint64_t>(static_cast<double>(i) * ns_per_packet) : times.ns[i] + lead_ns;
+  };
   auto analyzer = std::make_unique<mpegts::Analyzer>();
   ParamsCollector params;
+  // Each sync loss goes in where it happened: the analyzer counts one per loss of sync, not
+  // while sync is still being regained, so replaying them all at the end would count one.
+  std::size_t loss = 0;
   for (std::size_t i = 0; i < packets.size(); ++i) {
-    analyzer->push(packets[i], times.ns[i]);
+    for (; loss < st.sync_loss_at.size() && st.sync_loss_at[loss] <= i; ++loss) analyzer->on_aligner_sync_loss();
+    analyzer->push(packets[i], time_of(i));
     params.push(packets[i], analyzer->programs());
   }
-  for (std::uint64_t i = 0; i < st.aligner.sync_losses; ++i) analyzer->on_aligner_sync_loss();
+  for (; loss < st.sync_loss_at.size(); ++loss) analyzer->on_aligner_sync_loss();
 
   StreamAnalysis a;
   a.source = path;

@@ -208,10 +208,14 @@ struct Channel::Impl {
       if (in.seen) flags |= PublishedInput::kSeen;
       if (ok) flags |= PublishedInput::kHealthy;
       if (i == active) flags |= PublishedInput::kActive;
-      if (mdi.valid) flags |= PublishedInput::kMdiValid;
+      // MDI and PCR timing are the last interval's, which only a packet closes: after a whole
+      // interval without one they describe the input before it went silent (MLR 0, the old
+      // DF), not the input now, and are not published.
+      const bool interval_current = in.seen && now - in.last_packet_ns <= a.config().mdi_interval_ns;
+      if (mdi.valid && interval_current) flags |= PublishedInput::kMdiValid;
       const mpegts::PcrInterval& pcr = a.pcr_last();
-      if (pcr.valid) flags |= PublishedInput::kPcrValid;
-      if (pcr.accuracy_measured) flags |= PublishedInput::kPcrAccuracy;
+      if (pcr.valid && interval_current) flags |= PublishedInput::kPcrValid;
+      if (pcr.accuracy_measured && interval_current) flags |= PublishedInput::kPcrAccuracy;
 
       PublishedInput& p = published[i];
       const std::uint64_t seq = p.seq.load(r);

@@ -153,6 +153,66 @@ TEST_F(TsTool, AnalyzeCountsInjectedLoss) {
   EXPECT_EQ(v.at("tr101290").at("Continuity_count_error").as_int64(), static_cast<std::int64_t>(dropped));
 }
 
+// Garbage between packets at three places, each long after the stream regained sync: three
+// sync losses, counted where they happen (not once, at the end of the file).
+TEST_F(TsTool, AnalyzeCountsEverySyncLoss) {
+  const auto bytes = twincast::test::read_file(fixture("h264_aac.ts"));
+  std::vector<std::uint8_t> broken;
+  const std::size_t n = bytes.size() / 188;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i == n / 4 || i == n / 2 || i == 3 * n / 4) broken.insert(broken.end(), 100, 0x00);
+    broken.insert(broken.end(), bytes.begin() + static_cast<std::ptrdiff_t>(i * 188),
+                  bytes.begin() + static_cast<std::ptrdiff_t>((i + 1) * 188));
+  }
+  const fs::path in = dir_ / "resync.ts";
+  twincast::test::write_file(in, broken);
+  const auto r = run(ts_tool() + " analyze --json " + shell_quote(in.string()) + " 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto v = json::parse(r.out);
+  EXPECT_EQ(v.at("packets").as_int64(), static_cast<std::int64_t>(n));
+  EXPECT_EQ(v.at("skipped_bytes").as_int64(), 300);
+  EXPECT_EQ(v.at("tr101290").at("TS_sync_loss").as_int64(), 3);
+}
+
+// A capture starts anywhere, here just after a PCR: the packets before the first PCR are part
+// of the file's duration, not extra bits on top of it (ffmpeg was told -muxrate 1500k).
+TEST_F(TsTool, AnalyzeBitrateOfACaptureThatStartsAfterAPcr) {
+  const auto pkts = twincast::test::read_packets(fixture("h264_aac.ts"));
+  std::size_t start = 0;
+  for (std::size_t i = 0, seen = 0; i < pkts.size() && start == 0; ++i)
+    if (pkts[i].pid() == 0x100 && pkts[i].has_pcr() && ++seen == 100) start = i + 1;
+  ASSERT_NE(start, 0u);
+  const std::vector<twincast::mpegts::TsPacket> cut(pkts.begin() + static_cast<std::ptrdiff_t>(start),
+                                                   pkts.begin() + static_cast<std::ptrdiff_t>(start + 1000));
+  const fs::path in = dir_ / "capture.ts";
+  twincast::test::write_packets(in, cut);
+  const auto r = run(ts_tool() + " analyze --json " + shell_quote(in.string()) + " 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto v = json::parse(r.out);
+  EXPECT_NEAR(static_cast<double>(v.at("timing").at("rate_bps").to_number<std::int64_t>()), 1'500'000.0, 3'000.0);
+  // 1000 packets at 1.5 Mbit/s: 1.0027 s from the first packet's start to the last one's.
+  EXPECT_NEAR(v.at("duration_s").to_number<double>(), 1.0, 0.005) << r.out;
+  EXPECT_NEAR(static_cast<double>(v.at("bitrate_bps").to_number<std::int64_t>()), 1'500'000.0, 3'000.0) << r.out;
+}
+
+// The JSON is for scripts and jq: it stays valid UTF-8 when the stream's texts or the file's
+// name are not (a service name in Latin-1 behind the UTF-8 selector, a Latin-1 file name).
+TEST_F(TsTool, AnalyzeJsonIsValidUtf8ForAnyNames) {
+  const fs::path in = dir_ / "caf\xE9.ts";
+  const auto g = run(ts_tool() + " remux -o " + shell_quote(in.string()) + " --name " + shell_quote("\xC9t\xE9 Sport") + " " +
+                     shell_quote(fixture("h264_aac.ts").string()));
+  ASSERT_EQ(g.exit_code, 0) << g.out;
+  const auto r = run(ts_tool() + " analyze --json " + shell_quote(in.string()) + " 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  boost::system::error_code ec;
+  const auto v = json::parse(r.out, ec);
+  ASSERT_FALSE(ec) << ec.message() << ": " << r.out;
+  const auto& services = v.at("services").as_array();
+  ASSERT_EQ(services.size(), 1u);
+  EXPECT_NE(std::string(services[0].at("name").as_string()).find(" Sport"), std::string::npos) << r.out;
+  EXPECT_NE(std::string(v.at("file").as_string()).find("caf"), std::string::npos) << r.out;
+}
+
 TEST_F(TsTool, TextReportNamesServicesAndCodecs) {
   const auto r = run(ts_tool() + " analyze " + shell_quote(fixture("two_audio.ts").string()));
   ASSERT_EQ(r.exit_code, 0) << r.out;

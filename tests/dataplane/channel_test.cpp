@@ -1126,7 +1126,7 @@ TEST(ChannelSnapshot, HealthAndStateFollowTheInputs) {
   EXPECT_EQ(ch.stats().switches, 0u);
 }
 
-TEST(ChannelSnapshot, ASilentInputsBitrateFallsToZero) {
+TEST(ChannelSnapshot, ASilentInputsBitrateFallsToZeroAndItsTimingIsNotPublished) {
   // The standby stops at 2 s. From a whole second later its bitrate over the last second
   // is 0 (in the API, twincast_input_bitrate_bps and the max_bitrate_bps alarm), not what
   // it was before it went silent; the live input's is unchanged.
@@ -1135,17 +1135,28 @@ TEST(ChannelSnapshot, ASilentInputsBitrateFallsToZero) {
   Source b = source("h264_aac.ts");
   Recorder rec;
   double before = -1, live = -1, silent = -1;
+  InputSnapshot live_snap, silent_snap;
   run(ch, {&a, &b}, rec, 4000 * kMs, 7, [&](std::uint64_t now) {
     if (now == 1900 * kMs) before = ch.input_snapshot(1).bitrate_bps;
     if (now == 2000 * kMs) b.enabled = false;
     if (now == 3500 * kMs) {
       live = ch.input_snapshot(0).bitrate_bps;
       silent = ch.input_snapshot(1).bitrate_bps;
+      live_snap = ch.input_snapshot(0);
+      silent_snap = ch.input_snapshot(1);
     }
   });
   EXPECT_NEAR(before, 1'500'000.0, 0.05 * 1'500'000.0);
   EXPECT_NEAR(live, 1'500'000.0, 0.05 * 1'500'000.0);
   EXPECT_EQ(silent, 0.0) << "no packet for 1.5 s";
+  // Its MDI and PCR timing are the last interval before the silence: not published as its
+  // now (the API, twincastctl and /metrics would show MLR 0 and the old DF for as long as
+  // it stays silent); the live input's are.
+  EXPECT_TRUE(live_snap.mdi_valid);
+  EXPECT_TRUE(live_snap.pcr_valid);
+  EXPECT_FALSE(silent_snap.mdi_valid);
+  EXPECT_FALSE(silent_snap.pcr_valid);
+  EXPECT_FALSE(silent_snap.pcr_accuracy_measured);
 }
 
 TEST(ChannelSnapshot, StandbyLossIsDegradedAfterAFailoverToo) {

@@ -15,6 +15,9 @@ struct TsFileStats {
   std::uint64_t bytes = 0;
   mpegts::PacketAligner::Stats aligner;
   std::size_t unit_size = 0;
+  // For each of aligner.sync_losses, the packets handed to the sink before it: where the
+  // loss is in the stream, for a reader that reports it there rather than at the end.
+  std::vector<std::uint64_t> sync_loss_at;
 };
 
 // Streams every packet of the file at `path` ("-" for stdin) through the aligner to
