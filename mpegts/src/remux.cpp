@@ -705,6 +705,13 @@ std::size_t Remuxer::emit_eit(std::span<TsPacket> out) {
 // alias anything, so every store into one makes the compiler reload what it read before.
 // The caller counts packets in and out.
 std::size_t Remuxer::push_one(Input& in, const TsPacket& packet, std::uint64_t now_ns, std::span<TsPacket> out) {
+  if (packet.bytes[0] != kSyncByte) [[unlikely]] {
+    // A corrupted sync byte (the aligner keeps its lock over a single one, for the analyzer
+    // to count a Sync_byte_error): its header cannot be trusted, and a receiver would see
+    // garbage where a packet should start.
+    ++stats_.dropped_sync;
+    return 0;
+  }
   const std::uint8_t b1 = packet.bytes[1];
   const std::uint8_t b3 = packet.bytes[3];
   const auto pid = static_cast<std::uint16_t>(((b1 & 0x1F) << 8) | packet.bytes[2]);

@@ -174,6 +174,23 @@ TEST_F(TsTool, AnalyzeCountsEverySyncLoss) {
   EXPECT_EQ(v.at("tr101290").at("TS_sync_loss").as_int64(), 3);
 }
 
+// One corrupted sync byte (0x46) mid-file: TR 101 290 1.2 Sync_byte_error, not 1.1
+// TS_sync_loss (that takes 2 or more in a row), and the packet is still counted.
+TEST_F(TsTool, AnalyzeCountsOneCorruptedSyncByteAsASyncByteError) {
+  auto bytes = twincast::test::read_file(fixture("h264_aac.ts"));
+  const std::size_t n = bytes.size() / 188;
+  bytes[(n / 2) * 188] = 0x46;
+  const fs::path in = dir_ / "badsync.ts";
+  twincast::test::write_file(in, bytes);
+  const auto r = run(ts_tool() + " analyze --json " + shell_quote(in.string()) + " 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto v = json::parse(r.out);
+  EXPECT_EQ(v.at("packets").as_int64(), static_cast<std::int64_t>(n));
+  EXPECT_EQ(v.at("skipped_bytes").as_int64(), 0);
+  EXPECT_EQ(v.at("tr101290").at("Sync_byte_error").as_int64(), 1);
+  EXPECT_EQ(v.at("tr101290").at("TS_sync_loss").as_int64(), 0);
+}
+
 // A capture starts anywhere, here just after a PCR: the packets before the first PCR are part
 // of the file's duration, not extra bits on top of it (ffmpeg was told -muxrate 1500k).
 TEST_F(TsTool, AnalyzeBitrateOfACaptureThatStartsAfterAPcr) {

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <numeric>
 #include <random>
 #include <thread>
 
@@ -700,6 +701,35 @@ TEST_F(Worker, AnSrtMessageLostMidPacketDoesNotPushAPacketGluedAcrossTheGap) {
   ASSERT_FALSE(got.empty());
   EXPECT_EQ(got.back(), 39u);
   EXPECT_EQ(std::count(got.begin(), got.end(), 5u), 0) << "packet 5 lost its end with the message";
+}
+
+// An SRT stream with single corrupted sync bytes (TR 101 290 1.2 Sync_byte_error, not a
+// loss of sync): the lock is kept, the packets reach the channel as they came (its analyzer
+// counts the error, its remux drops them) and none around them is lost. Packet 21 is cut by
+// the end of a 1000-byte message; packet 27 follows one that is (26).
+TEST_F(Worker, AnSrtPacketWithACorruptedSyncByteKeepsTheLock) {
+  const std::size_t in = make_with_srt_input();
+  ByteVec stream = ts_payload(0, 40);
+  stream[21 * mpegts::kPacketSize] = 0x46;
+  stream[27 * mpegts::kPacketSize] = 0x46;
+  for (std::size_t at = 0; at < stream.size(); at += 1000) {
+    const std::size_t end = std::min(stream.size(), at + 1000);
+    ASSERT_TRUE(dp_->feed_external(0, in, ByteVec(stream.begin() + static_cast<std::ptrdiff_t>(at),
+                                                  stream.begin() + static_cast<std::ptrdiff_t>(end))));
+  }
+  dp_->poll_once(2'000'000);
+  std::vector<std::uint32_t> got;
+  for (const auto& pushed : recorder().pushed) {
+    std::uint32_t n = 0;
+    std::memcpy(&n, &pushed.second.bytes[4], sizeof n);
+    TsPacket want = ts_packet(n);
+    if (n == 21 || n == 27) want.bytes[0] = 0x46;
+    EXPECT_TRUE(pushed.second.bytes == want.bytes) << "packet " << n;
+    got.push_back(n);
+  }
+  std::vector<std::uint32_t> want(40);
+  std::iota(want.begin(), want.end(), 0u);
+  EXPECT_EQ(got, want);
 }
 
 TEST_F(Worker, SsmAndUnicastInputs) {

@@ -320,6 +320,18 @@ TEST(HlsSegmenter, ChunkingDoesNotChangeTheSegments) {
   }
 }
 
+// A packet with a corrupted sync byte (the aligner keeps its lock over a single one) is
+// dropped, never put in a segment.
+TEST(HlsSegmenter, APacketWithACorruptedSyncByteStaysOutOfTheSegments) {
+  auto pkts = tt::read_packets(tt::fixture("h264_aac.ts"));
+  pkts[pkts.size() / 2].bytes[0] = 0x46;
+  const SegRun r = segment(pkts, {});
+  ASSERT_FALSE(r.segments.empty());
+  for (const auto& s : r.segments)
+    for (const auto& p : packets_of(s)) EXPECT_TRUE(p.has_sync());
+  EXPECT_EQ(r.stats.drops(hls::Drop::kNoSync), 1u);
+}
+
 TEST(HlsSegmenter, TargetDurationPicksTheFirstKeyframeAtOrAfterIt) {
   const auto pkts = tt::read_packets(tt::fixture("h264_aac.ts"));
   for (const double target : {1.0, 3.0, 1.5}) {

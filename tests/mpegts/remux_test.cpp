@@ -679,6 +679,32 @@ TEST(Remux, RejectsInconsistentConfiguration) {
   EXPECT_THROW(Remuxer{cfg}, std::invalid_argument);
 }
 
+// A packet whose sync byte was corrupted on the way (the aligner hands it on, for the
+// analyzer's Sync_byte_error) is not forwarded: a receiver would take it for garbage, or
+// worse, believe its header. It is counted as dropped.
+TEST(Remux, APacketWithACorruptedSyncByteIsNotForwarded) {
+  auto in = read_packets(fixture("h264_aac.ts"));
+  std::size_t bad = in.size() / 2;
+  while (in[bad].pid() != 0x100 || !in[bad].has_payload()) ++bad;
+  in[bad].bytes[0] = 0x46;
+  std::size_t video_in = 0;
+  for (const auto& p : in) video_in += p.has_sync() && p.pid() == 0x100 ? 1u : 0u;
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0});
+  Remuxer r(cfg);
+  Output out;
+  std::uint64_t t = 0;
+  feed(r, 0, in, out, t);
+  std::size_t video_out = 0;
+  for (const auto& p : out.packets) {
+    EXPECT_TRUE(p.has_sync());
+    video_out += p.pid() == 0x100 ? 1u : 0u;
+  }
+  EXPECT_EQ(video_out, video_in);
+  EXPECT_EQ(r.stats().dropped_sync, 1u);
+  EXPECT_EQ(r.stats().packets_in, in.size());
+}
+
 TEST(Remux, GarbageInputProducesNothingAndNeverCrashes) {
   std::vector<TsPacket> junk(5000);
   std::uint32_t x = 12345;

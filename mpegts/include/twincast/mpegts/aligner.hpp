@@ -3,8 +3,12 @@
 // Detects 188-byte packets, 192-byte packets (M2TS: 4-byte timestamp then the packet)
 // and 204-byte packets (188 + 16 Reed-Solomon bytes), locks on after kLockPackets sync
 // bytes in a row, resynchronises after garbage or a lost sync, and counts the bytes it
-// had to skip. It never allocates: bytes that straddle two push() calls are carried in
-// a fixed buffer; aligned input is handed to the sink without a copy.
+// had to skip. Locked, one corrupted sync byte between two good ones does not lose the
+// lock (ETSI TR 101 290 1.1: sync is lost after 2 or more corrupted sync bytes in a row):
+// that packet goes to the sink as it is, byte 0 not 0x47, for the analyzer to count a
+// Sync_byte_error (1.2) and for every other consumer to drop (TsPacket::has_sync()).
+// It never allocates: bytes that straddle two push() calls are carried in a fixed
+// buffer; aligned input is handed to the sink without a copy.
 #pragma once
 
 #include <algorithm>
@@ -24,9 +28,10 @@ class PacketAligner {
   static constexpr std::array<std::size_t, 3> kUnitSizes{188, 204, 192};
 
   struct Stats {
-    std::uint64_t packets = 0;        // packets handed to the sink
-    std::uint64_t skipped_bytes = 0;  // bytes that were not part of any packet
-    std::uint64_t sync_losses = 0;    // times the lock was lost after being acquired
+    std::uint64_t packets = 0;           // packets handed to the sink
+    std::uint64_t skipped_bytes = 0;     // bytes that were not part of any packet
+    std::uint64_t sync_losses = 0;       // times the lock was lost after being acquired
+    std::uint64_t sync_byte_errors = 0;  // of the packets, those with a corrupted sync byte
   };
 
   // Feeds bytes; calls sink(const TsPacket&) once per packet, in order.
@@ -58,7 +63,8 @@ class PacketAligner {
 
   // End of stream: emits a last packet that lacks only its trailer (192/204 formats) or the
   // next packet's sync byte (see process()) or, when too little came to lock, packets that each start with a sync byte; whatever
-  // remains is counted as skipped.
+  // remains is counted as skipped (a last packet with a corrupted sync byte too: no sync
+  // byte after it vouches for it).
   template <class Sink>
   void flush(Sink&& sink) {
     std::size_t pos = 0;
@@ -125,16 +131,27 @@ class PacketAligner {
       }
       // Locked: emit while the sync byte is where it should be.
       while (pos + unit_ <= len) {
-        bool lost = buf[pos] != kSyncByte;
-        if (!lost && pos < seam && pos + unit_ >= seam) {
+        const bool bad = buf[pos] != kSyncByte;
+        bool lost = false;
+        if (bad || (pos < seam && pos + unit_ >= seam)) [[unlikely]] {
+          // A corrupted sync byte is one packet's fault only when the next packet's sync
+          // byte is where it should be (so never two in a row); the next unit decides, and
+          // until it has come the packet stays in the carry, as one cut by a seam does.
           if (pos + unit_ == len) return pos;  // the next sync byte is still to come
           lost = buf[pos + unit_] != kSyncByte;
+          if (lost && !bad) {
+            // A packet cut by a seam, then one with a corrupted sync byte: the stream goes
+            // on in step if the sync byte after that one is where it should be.
+            if (pos + 2 * unit_ >= len) return pos;
+            lost = buf[pos + 2 * unit_] != kSyncByte;
+          }
         }
         if (lost) {
           unit_ = 0;
           ++stats_.sync_losses;
           break;
         }
+        if (bad) ++stats_.sync_byte_errors;
         emit(buf + pos, sink);
         pos += unit_;
       }

@@ -81,6 +81,7 @@ class Remuxer {
     std::uint64_t dropped_unmapped = 0;   // PIDs no output service carries (or not yet known)
     std::uint64_t dropped_rule = 0;       // dropped by a PID rule
     std::uint64_t dropped_resync = 0;     // waiting for a unit start after a switch
+    std::uint64_t dropped_sync = 0;       // a corrupted sync byte (TR 101 290 Sync_byte_error)
     std::uint64_t remapped_pids = 0;      // output PIDs that differ from their source PID (current maps)
     std::uint64_t table_rebuilds = 0;
     std::uint64_t discontinuities_marked = 0;  // after a switch or reload, and timeline jumps the source did not flag
