@@ -271,9 +271,6 @@ json::object channel_detail(const ApiChannelView& c) {
 
 double as_double(std::uint64_t v) { return static_cast<double>(v); }
 
-// The data plane's analyzers measure MDI over this interval (mpegts::AnalyzerConfig's default).
-constexpr double kMdiIntervalS = static_cast<double>(mpegts::AnalyzerConfig{}.mdi_interval_ns) / 1e9;
-
 }  // namespace
 
 namespace api_internal {
@@ -708,16 +705,14 @@ struct MetricFamilies {
                     {"check", std::string(mpegts::check_name(static_cast<mpegts::Check>(k)))}})
               .Set(as_double(in.tr101290[k]));
         }
-        // MDI and PCR timing are the last MDI interval's, which only a packet closes: after an
-        // interval without one, they are the interval before the outage (MLR 0, the old DF),
-        // not the input's now.
-        const bool interval_current = !in.last_packet_age_s || *in.last_packet_age_s <= kMdiIntervalS;
-        if (in.mdi_valid && interval_current) {
+        // (A silent input's MDI and PCR timing are not valid: the data plane does not publish
+        // the interval before the outage as current, Channel::publish().)
+        if (in.mdi_valid) {
           input_mdi_df.Add(il).Set(in.mdi_df_ms / 1000.0);
           input_mdi_mlr.Add(il).Set(in.mdi_mlr);
         }
-        if (in.pcr_jitter_s && interval_current) input_pcr_jitter.Add(il).Set(*in.pcr_jitter_s);
-        if (in.pcr_accuracy_s && interval_current) input_pcr_accuracy.Add(il).Set(*in.pcr_accuracy_s);
+        if (in.pcr_jitter_s) input_pcr_jitter.Add(il).Set(*in.pcr_jitter_s);
+        if (in.pcr_accuracy_s) input_pcr_accuracy.Add(il).Set(*in.pcr_accuracy_s);
         if (in.last_packet_age_s) input_last_packet_age.Add(il).Set(*in.last_packet_age_s);
         if (in.srt) {
           srt_connected.Add(il).Set(in.srt->connected ? 1 : 0);

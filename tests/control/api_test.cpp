@@ -850,23 +850,6 @@ TEST_F(ApiTest, MetricsSrtRttOnlyWhileConnected) {
   EXPECT_EQ(t.find(rtt), std::string::npos) << "stale RTT of a disconnected SRT input";
 }
 
-// MDI and PCR timing are those of the last MDI interval, which only a packet closes: an
-// input that went silent keeps publishing the interval before the outage (MLR 0, the old
-// DF). After an interval without a packet there is no current interval, so no series.
-TEST_F(ApiTest, MetricsMdiAndPcrTimingOfASilentInputAreNotServed) {
-  {
-    std::lock_guard lock(backend_.mutex_);
-    backend_.channels_[0].inputs[0].last_packet_age_s = 30.0;  // main: silent for 30 s
-  }
-  const std::string t = request(metrics_port_, http::verb::get, "/metrics").body;
-  const std::string il = "{channel=\"news\",input=\"main\"}";
-  EXPECT_NE(t.find("twincast_input_last_packet_age_seconds" + il + " 30\n"), std::string::npos) << t;
-  for (const char* name : {"twincast_input_mdi_df_seconds", "twincast_input_mdi_mlr", "twincast_input_pcr_jitter_seconds",
-                           "twincast_input_pcr_accuracy_seconds"}) {
-    EXPECT_EQ(t.find(name + il), std::string::npos) << "stale " << name << " of a silent input";
-  }
-}
-
 // 500 channels x (2 inputs, 2 outputs), made from the backend's first one: the scale the
 // control plane is sized for.
 static void five_hundred_channels(FakeBackend& backend) {
