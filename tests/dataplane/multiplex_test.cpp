@@ -109,11 +109,12 @@ struct Session {
   Recorder own_out;  // the channels' own outputs
 };
 
-// Feeds each file into its channel in bursts of `burst` from 0 to end_ns; every 100 us the
-// channels and then the multiplex are polled.
+// Feeds each source into its channel in bursts of `burst` from 0 to end_ns; every 100 us the
+// channels and then the multiplex are polled. Without sources in `r`, each of kFiles.
 void run(std::vector<std::unique_ptr<Channel>>& channels, Multiplex& mux, Session& r, std::uint64_t end_ns,
          std::size_t burst) {
-  for (const auto& f : kFiles) r.sources.push_back(source(f));
+  if (r.sources.empty())
+    for (const auto& f : kFiles) r.sources.push_back(source(f));
   for (std::uint64_t now = 0; now <= end_ns; now += 100'000) {
     for (std::size_t i = 0; i < r.sources.size(); ++i) {
       Source& s = r.sources[i];
@@ -583,23 +584,12 @@ TEST(Multiplex, AMembersPidRuleTargetsStayTheirsWhicheverMemberIsLearntFirst) {
     mc.channels = {"one", "two"};
     Multiplex mux(mc, cfgs);
     auto channels = make_channels(cfgs, mux);
-    std::vector<Source> sources = {source(kFiles[0]), source(kFiles[1])};
-    for (auto& t : sources[rule_member_first ? 0 : 1].times) t += 1000 * kMs;
-    Recorder out, own;
-    for (std::uint64_t now = 0; now <= 8000 * kMs; now += 100'000) {
-      for (std::size_t i = 0; i < sources.size(); ++i) {
-        Source& s = sources[i];
-        while (s.next < s.packets.size() && s.times[s.next] <= now) {
-          const std::size_t n = std::min<std::size_t>(7, s.packets.size() - s.next);
-          channels[i]->push(0, std::span(s.packets.data() + s.next, n), now);
-          s.next += n;
-        }
-      }
-      out.now = now;
-      for (auto& ch : channels) ch->poll(now, own);
-      mux.poll(now, out);
-    }
-    const auto pkts = out.packets();
+    Session r;
+    r.sources = {source(kFiles[0]), source(kFiles[1])};
+    for (auto& t : r.sources[rule_member_first ? 0 : 1].times) t += 1000 * kMs;
+    run(channels, mux, r, 8000 * kMs, 7);
+    const std::vector<Source>& sources = r.sources;
+    const auto pkts = r.mux_out.packets();
     const mpegts::ProgramModel model = decode_psi(pkts);
     ASSERT_EQ(model.services.size(), 2u);
     const mpegts::Service* ruled = model.find_service(202);
