@@ -239,6 +239,7 @@ json::object channel_detail(const ApiChannelView& c) {
   json::object remux;
   remux["dropped_by_rule"] = c.remux.dropped_by_rule;
   remux["dropped_resync"] = c.remux.dropped_resync;
+  remux["dropped_sync"] = c.remux.dropped_sync;
   remux["discontinuities_marked"] = c.remux.discontinuities_marked;
   remux["eit_dropped"] = c.remux.eit_dropped;
   o["remux"] = std::move(remux);
@@ -320,7 +321,8 @@ struct MetricFamilies {
                                   .Name("twincast_channel_remux_dropped_packets_total")
                                   .Help("TS packets the channel's remux dropped: by the service's PID rules "
                                         "(reason rule), or while the output waited for a unit start, for video a "
-                                        "random access point, after an input switch (reason resync)")
+                                        "random access point, after an input switch (reason resync), or for a corrupted sync byte "
+                                        "(reason sync)")
                                   .Register(r)),
         channel_discontinuities(metrics::BuildCounter()
                                     .Name("twincast_channel_discontinuities_marked_total")
@@ -669,6 +671,7 @@ struct MetricFamilies {
       channel_switches.Add(cl).Set(as_double(c.switches));
       channel_remux_dropped.Add({{"channel", c.id}, {"reason", "rule"}}).Set(as_double(c.remux.dropped_by_rule));
       channel_remux_dropped.Add({{"channel", c.id}, {"reason", "resync"}}).Set(as_double(c.remux.dropped_resync));
+      channel_remux_dropped.Add({{"channel", c.id}, {"reason", "sync"}}).Set(as_double(c.remux.dropped_sync));
       channel_discontinuities.Add(cl).Set(as_double(c.remux.discontinuities_marked));
       channel_eit_dropped.Add(cl).Set(as_double(c.remux.eit_dropped));
       channel_alarms.Add(cl).Set(static_cast<double>(c.alarms.size()));

@@ -216,7 +216,7 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
     v.packets_in = cs.packets_in;
     v.packets_out = cs.packets_out;
     v.switches = cs.switches;
-    v.remux = ApiRemuxView{cs.dropped_by_rule, cs.dropped_resync, cs.discontinuities_marked, cs.eit_dropped};
+    v.remux = ApiRemuxView{cs.dropped_by_rule, cs.dropped_resync, cs.dropped_sync, cs.discontinuities_marked, cs.eit_dropped};
     v.bitrate_bps = cs.bitrate_bps;  // measured by the data plane: right from the first call
     const std::uint64_t now = dataplane::Dataplane::now_ns();
     for (std::size_t i = 0; i < cc.inputs.size(); ++i, ++flat) {

@@ -810,7 +810,8 @@ class Ctl {
     s += kv("switches", count(c, "switches"));
     if (const json::value* remux = field(c, "remux")) {
       s += kv("remux", "dropped by rule " + count(*remux, "dropped_by_rule") + ", at resync " +
-                           count(*remux, "dropped_resync") + "; discontinuities marked " +
+                           count(*remux, "dropped_resync") + ", corrupted " + count(*remux, "dropped_sync") +
+                           "; discontinuities marked " +
                            count(*remux, "discontinuities_marked") + "; EIT sections lost " +
                            count(*remux, "eit_dropped"));
     }

@@ -238,6 +238,7 @@ struct Channel::Impl {
     const mpegts::Remuxer::Stats& rs = remux.stats();
     counters.dropped_by_rule.store(rs.dropped_rule, r);
     counters.dropped_resync.store(rs.dropped_resync, r);
+    counters.dropped_sync.store(rs.dropped_sync, r);
     counters.discontinuities_marked.store(rs.discontinuities_marked, r);
     counters.eit_dropped.store(rs.eit_dropped, r);
     // The output bitrate over the last whole second (what left the remux).
@@ -412,6 +413,7 @@ struct Channel::Impl {
     std::atomic<double> bitrate_bps{0};
     std::atomic<std::uint64_t> dropped_by_rule{0};  // the remux's Stats, copied by publish()
     std::atomic<std::uint64_t> dropped_resync{0};
+    std::atomic<std::uint64_t> dropped_sync{0};
     std::atomic<std::uint64_t> discontinuities_marked{0};
     std::atomic<std::uint64_t> eit_dropped{0};
   } counters;
@@ -485,6 +487,7 @@ ChannelStats Channel::stats() const {
   s.bitrate_bps = c.bitrate_bps.load(r);
   s.dropped_by_rule = c.dropped_by_rule.load(r);
   s.dropped_resync = c.dropped_resync.load(r);
+  s.dropped_sync = c.dropped_sync.load(r);
   s.discontinuities_marked = c.discontinuities_marked.load(r);
   s.eit_dropped = c.eit_dropped.load(r);
   return s;

@@ -36,16 +36,23 @@ class TxSink final : public DatagramSink {
 std::uint8_t* data_of(rte_mbuf* m) { return rte_pktmbuf_mtod(m, std::uint8_t*); }
 
 // The TS packets a datagram's payload holds (1..kMaxTsPerDatagram whole ones, each starting
-// with a sync byte), or 0 and `why` it holds none.
+// with a sync byte), or 0 and `why` it holds none. One corrupted sync byte in a datagram of
+// kMinPacketsForOneBadSync or more, whose other packets all start right, is a damaged packet
+// in a TS datagram (an IRD passing on a demodulator's error, say), not a datagram of
+// something else: it goes on, for the analyzer to count a Sync_byte_error and the remux to
+// drop that one packet, as the SRT aligner keeps its lock over one (TR 101 290 loses sync at
+// two in a row). Dropping the datagram would lose the good packets with it. Random bytes
+// pass that with a probability of 4/256^3 at most.
+constexpr std::size_t kMinPacketsForOneBadSync = 4;
 std::size_t ts_packets_in(net::Bytes payload, DropReason& why) {
   const std::size_t n = payload.size() / mpegts::kPacketSize;
   if (n == 0 || n > kMaxTsPerDatagram || payload.size() % mpegts::kPacketSize != 0) {
     why = DropReason::kTsSize;
     return 0;
   }
-  bool sync = true;
-  for (std::size_t i = 0; i < n; ++i) sync = sync && payload[i * mpegts::kPacketSize] == mpegts::kSyncByte;
-  if (!sync) {
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < n; ++i) bad += payload[i * mpegts::kPacketSize] != mpegts::kSyncByte ? 1U : 0U;
+  if (bad > 1 || (bad == 1 && n < kMinPacketsForOneBadSync)) [[unlikely]] {
     why = DropReason::kTsSync;
     return 0;
   }

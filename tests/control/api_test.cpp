@@ -298,6 +298,7 @@ TEST_F(ApiTest, ChannelDetail) {
   const auto& remux = v.at("remux");
   EXPECT_EQ(remux.at("dropped_by_rule").to_number<int>(), 40);
   EXPECT_EQ(remux.at("dropped_resync").to_number<int>(), 120);
+  EXPECT_EQ(remux.at("dropped_sync").to_number<int>(), 3);
   EXPECT_EQ(remux.at("discontinuities_marked").to_number<int>(), 4);
   EXPECT_EQ(remux.at("eit_dropped").to_number<int>(), 2);
   EXPECT_EQ(v.at("hls").at("segments").to_number<int>(), 42);
@@ -746,6 +747,7 @@ TEST_F(ApiTest, MetricsExposition) {
   has("twincast_channel_input_switches_total{channel=\"news\"} 3");
   has("twincast_channel_remux_dropped_packets_total{channel=\"news\",reason=\"rule\"} 40");
   has("twincast_channel_remux_dropped_packets_total{channel=\"news\",reason=\"resync\"} 120");
+  has("twincast_channel_remux_dropped_packets_total{channel=\"news\",reason=\"sync\"} 3");
   has("twincast_channel_discontinuities_marked_total{channel=\"news\"} 4");
   has("twincast_channel_eit_dropped_sections_total{channel=\"news\"} 2");
   has("twincast_channel_alarms{channel=\"news\"} 1");

@@ -338,7 +338,7 @@ TEST_F(CtlTest, ChannelDetail) {
   EXPECT_EQ(lines_with(o, "active input")[0], "  active input  main");
   EXPECT_EQ(lines_with(o, "bitrate")[0], "  bitrate       4.50 Mbit/s");
   EXPECT_EQ(lines_with(o, "switches")[0], "  switches      3");
-  EXPECT_NE(o.find("  remux         dropped by rule 40, at resync 120; discontinuities marked 4; EIT sections lost 2\n"),
+  EXPECT_NE(o.find("  remux         dropped by rule 40, at resync 120, corrupted 3; discontinuities marked 4; EIT sections lost 2\n"),
             std::string::npos)
       << o;
   EXPECT_NE(o.find("  packets       in 1000, out 990\n"), std::string::npos) << o;

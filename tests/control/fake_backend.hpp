@@ -37,7 +37,7 @@ class FakeBackend : public control::ApiBackend {
     news.packets_in = 1000;
     news.packets_out = 990;
     news.switches = 3;
-    news.remux = {.dropped_by_rule = 40, .dropped_resync = 120, .discontinuities_marked = 4, .eit_dropped = 2};
+    news.remux = {.dropped_by_rule = 40, .dropped_resync = 120, .dropped_sync = 3, .discontinuities_marked = 4, .eit_dropped = 2};
     news.alarms = {"backup: SRT auth failed (passphrase " + std::string(kFakePassphrase) + ")"};
     control::ApiInputView main;
     main.id = "main";

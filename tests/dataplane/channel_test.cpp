@@ -1560,7 +1560,7 @@ TEST(ChannelSelector, AnInputWithoutTheChannelsProgramIsDown) {
 // What the remux dropped and flagged reaches ChannelStats (the API, /metrics and twincastctl
 // show them): a rule dropping the audio PID counts its packets; a switch to the backup and
 // back counts the packets dropped until video resumes at a keyframe and the
-// discontinuity_indicators set.
+// discontinuity_indicators set; three packets with a corrupted sync byte count as such.
 TEST(ChannelStats, ShowWhatTheRemuxDroppedAndMarked) {
   ChannelConfig cfg = one_channel(2);
   cfg.pid_rules.push_back(mpegts::PidRule{.from = 0x101, .drop = true});
@@ -1570,6 +1570,7 @@ TEST(ChannelStats, ShowWhatTheRemuxDroppedAndMarked) {
   const auto audio = static_cast<std::uint64_t>(
       std::count_if(a.packets.begin(), a.packets.end(), [](const TsPacket& p) { return p.pid() == 0x101; }));
   ASSERT_GT(audio, 100u);
+  for (const std::size_t i : {100U, 300U, 500U}) a.packets[i].bytes[0] = 0x46;  // before the switch
   Recorder rec;
   run(ch, {&a, &b}, rec, 6000 * kMs, 7, [&](std::uint64_t now) {
     if (now == 2000 * kMs) ch.force_input(1, now);
@@ -1579,6 +1580,7 @@ TEST(ChannelStats, ShowWhatTheRemuxDroppedAndMarked) {
   EXPECT_EQ(s.switches, 2u);
   EXPECT_GE(s.dropped_by_rule, audio * 9 / 10) << "the primary's audio, but for the second it was off air";
   EXPECT_GT(s.dropped_resync, 0u);
+  EXPECT_EQ(s.dropped_sync, 3u);
   EXPECT_GE(s.discontinuities_marked, 2u) << "at least each switch's first PCR";
   for (const auto& p : rec.packets()) EXPECT_NE(p.pid(), 0x101);
 }

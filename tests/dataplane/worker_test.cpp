@@ -84,6 +84,7 @@ TsPacket ts_packet(std::uint32_t n) {
 
 ByteVec ts_payload(std::uint32_t first, std::size_t count) {
   ByteVec b;
+  b.reserve(count * mpegts::kPacketSize);
   for (std::size_t i = 0; i < count; ++i) {
     const TsPacket p = ts_packet(first + static_cast<std::uint32_t>(i));
     b.insert(b.end(), p.bytes.begin(), p.bytes.end());
@@ -728,6 +729,40 @@ TEST_F(Worker, AnSrtPacketWithACorruptedSyncByteKeepsTheLock) {
     got.push_back(n);
   }
   std::vector<std::uint32_t> want(40);
+  std::iota(want.begin(), want.end(), 0u);
+  EXPECT_EQ(got, want);
+}
+
+// One corrupted sync byte costs that packet, not the datagram: the channel gets all seven
+// (its analyzer counts the Sync_byte_error, its remux drops the one; see remux_test). Two,
+// or one in a datagram too short to tell a damaged TS datagram from other bytes, are not TS.
+TEST_F(Worker, AUdpDatagramWithOneCorruptedSyncByteGoesOnWhole) {
+  make(1);
+  ByteVec one_bad = ts_payload(0, 7);
+  one_bad[3 * mpegts::kPacketSize] = 0x46;
+  ByteVec first_bad = ts_payload(7, 4);
+  first_bad[0] = 0x07;
+  ByteVec two_bad = ts_payload(11, 7);
+  two_bad[1 * mpegts::kPacketSize] = 0x46;
+  two_bad[6 * mpegts::kPacketSize] = 0x46;
+  ByteVec short_bad = ts_payload(18, 3);
+  short_bad[2 * mpegts::kPacketSize] = 0x46;
+  feed({udp_frame(kGroupIn, 5000, one_bad), udp_frame(kGroupIn, 5000, first_bad),
+        udp_frame(kGroupIn, 5000, two_bad), udp_frame(kGroupIn, 5000, short_bad)});
+  EXPECT_EQ(dp_->port_stats(0).drop(DropReason::kTsSync), 2u);
+  EXPECT_EQ(dp_->input_stats(0, 0).datagrams, 2u);
+  EXPECT_EQ(dp_->input_stats(0, 0).packets, 11u);
+  std::vector<std::uint32_t> got;
+  for (const auto& pushed : recorder().pushed) {
+    std::uint32_t n = 0;
+    std::memcpy(&n, &pushed.second.bytes[4], sizeof n);
+    TsPacket want = ts_packet(n);
+    if (n == 3) want.bytes[0] = 0x46;
+    if (n == 7) want.bytes[0] = 0x07;
+    EXPECT_TRUE(pushed.second.bytes == want.bytes) << "packet " << n;
+    got.push_back(n);
+  }
+  std::vector<std::uint32_t> want(11);
   std::iota(want.begin(), want.end(), 0u);
   EXPECT_EQ(got, want);
 }
@@ -1440,6 +1475,7 @@ TEST_F(Worker, DropsWithReasonsAndNeverLeaks) {
   ipv6[13] = 0xdd;
   ByteVec bad_sync = ts_payload(0, 7);
   bad_sync[188 * 3] = 0x48;
+  bad_sync[188 * 5] = 0x00;  // two: not TS (one alone is a damaged packet, see below)
   ByteVec bad_rtp = rtp_payload(1, 0, 7);
   bad_rtp[0] = 0x40;  // version 1
   feed({bad_csum, frag, tcp, ipv6, ByteVec(10, 0xAB),

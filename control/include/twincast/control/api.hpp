@@ -122,6 +122,7 @@ struct ApiHlsView {
 struct ApiRemuxView {
   std::uint64_t dropped_by_rule = 0;         // packets of PIDs the service's rules drop
   std::uint64_t dropped_resync = 0;          // packets before the first unit start (video: keyframe) after a switch
+  std::uint64_t dropped_sync = 0;            // packets whose sync byte was corrupted (Sync_byte_error)
   std::uint64_t discontinuities_marked = 0;  // discontinuity_indicators set: switches, reloads, unflagged jumps
   std::uint64_t eit_dropped = 0;             // EIT sections lost at a full EIT queue
 };

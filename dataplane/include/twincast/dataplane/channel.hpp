@@ -114,10 +114,12 @@ struct ChannelStats {
   double bitrate_bps = 0;
   // The remux's, as of the last snapshot (Stand-ins leave 0): packets dropped by the
   // service's PID rules, and while the output waited for a unit start (video: a random
-  // access point) after a switch; discontinuity_indicators it set (switches, reloads,
-  // timeline jumps the source did not flag); EIT sections lost at its full EIT queue.
+  // access point) after a switch, and with a corrupted sync byte; discontinuity_indicators
+  // it set (switches, reloads, timeline jumps the source did not flag); EIT sections lost at
+  // its full EIT queue.
   std::uint64_t dropped_by_rule = 0;
   std::uint64_t dropped_resync = 0;
+  std::uint64_t dropped_sync = 0;
   std::uint64_t discontinuities_marked = 0;
   std::uint64_t eit_dropped = 0;
 };

@@ -57,7 +57,7 @@ namespace twincast::dataplane {
   X(kRtpDuplicate, "rtp_duplicate")                                               \
   X(kRtpJump, "rtp_jump")              /* far ahead, not yet confirmed */         \
   X(kTsSize, "ts_size")                /* payload not a whole number of 188 */    \
-  X(kTsSync, "ts_sync")                /* a packet without 0x47 */                \
+  X(kTsSync, "ts_sync")                /* 0x47 missing (once in 4+ packets: kept) */ \
   X(kTxNoMbuf, "tx_no_mbuf")           /* mempool empty when building TX */       \
   X(kTxTooBig, "tx_too_big")           /* datagram larger than an mbuf */         \
   X(kTxNoRoute, "tx_no_route")         /* unicast output: no ARP resolution yet */ \
