@@ -395,8 +395,12 @@ struct HlsTrack {
   std::uint64_t newest_sequence = 0;
   // EXT-X-TARGETDURATION of its playlists: segment_seconds, raised to the longest segment it
   // made (EXTINF rounded, RFC 8216 4.3.3.1) and never lowered: a live playlist may change
-  // only at its ends (6.2.1), so the target stays after that segment left the window.
+  // only at its ends (6.2.1), so the target stays after that segment left the window. The
+  // channel's target (HlsChannelStore::target_s) at least: its variants and alternates
+  // all carry one (6.2.4).
   std::uint32_t target_s = 0;
+  std::uint32_t event_target = 0;  // the target `event` was rendered with
+  std::uint64_t n_forced = 0;      // held segments that start without a key frame (forced cuts)
   std::chrono::steady_clock::time_point last_segment{};
   std::uint64_t segments = 0;
   std::uint64_t evicted = 0;
@@ -426,7 +430,8 @@ struct HlsChannelStore {
   std::uint64_t anchor_sequence = 0;
   std::unique_ptr<mpegts::PsiDecoder> psi = std::make_unique<mpegts::PsiDecoder>();
   // Numbering (see kMaxFirstNumber): the first sequence number, above every sequence number
-  // issued, per track name (a rendition dropped and added again goes on above its old
+  // issued, per track (by seg_prefix, which a rendition named "audio-<pid>" does not share
+  // with that audio track; a rendition dropped and added again goes on above its old
   // numbers), the next key id of any track.
   std::uint64_t first_number = 0;
   std::uint64_t next_number = 0;
@@ -444,11 +449,14 @@ struct HlsChannelStore {
   mutable std::mutex mu;  // the tracks' windows and everything below
   std::shared_ptr<const SharedBytes> master;
   hls::MasterPlaylist master_model;  // of `master`, for the time-range masters
+  std::uint32_t target_s = 0;        // the largest of its tracks' target_s
   std::uint64_t generation = 0;      // segments stored and set_channels() calls (the master's ETag, with first_number)
 
-  [[nodiscard]] HlsTrack* find_track(std::string_view rendition) const {
-    for (const auto& t : tracks)
-      if (t && t->rendition == rendition) return t.get();  // null: moved out by set_channels
+  // The video track `rendition` ("" the primary), or with `audio` the alternate audio track
+  // of that name: a rendition may be named "audio-<pid>" too.
+  [[nodiscard]] HlsTrack* find_track(std::string_view rendition, bool audio = false) const {
+    for (const auto& t : tracks)  // null: moved out by set_channels
+      if (t && t->rendition == rendition && (t->kind == TrackKind::kAudio) == audio) return t.get();
     return nullptr;
   }
 };
@@ -501,10 +509,10 @@ struct HlsPackager::Impl {
     return std::max(first, issued);
   }
 
-  // The lowest number a new track `name` of `ch` may take: none it or an earlier channel
+  // The lowest number a new track `t` of `ch` may take: none it or an earlier channel
   // with the id used.
-  [[nodiscard]] static std::uint64_t floor_of(const HlsChannelStore& ch, std::string_view name) {
-    const auto it = ch.next_by_name.find(name);
+  [[nodiscard]] static std::uint64_t floor_of(const HlsChannelStore& ch, const HlsTrack& t) {
+    const auto it = ch.next_by_name.find(t.seg_prefix);
     return std::max(ch.first_number, it == ch.next_by_name.end() ? 0 : it->second);
   }
 
@@ -512,7 +520,7 @@ struct HlsPackager::Impl {
   void issue(HlsChannelStore& ch, const HlsTrack& t, std::uint64_t seq) {
     ch.next_number = std::max(ch.next_number, seq + 1);
     issued = std::max(issued, seq + 1);
-    std::uint64_t& next = ch.next_by_name[t.rendition];
+    std::uint64_t& next = ch.next_by_name[t.seg_prefix];
     next = std::max(next, seq + 1);
   }
 
@@ -544,7 +552,7 @@ struct HlsPackager::Impl {
         seq = static_cast<std::uint64_t>(std::clamp(static_cast<std::int64_t>(ch.anchor_sequence) + slots, std::int64_t{0},
                                                     static_cast<std::int64_t>(ceiling)));
       }
-      seq = std::max(seq, floor_of(ch, t.rendition));
+      seq = std::max(seq, floor_of(ch, t));
     }
     t.has_next = true;
     t.next_sequence = seq + 1;
@@ -651,7 +659,7 @@ struct HlsPackager::Impl {
       if (mpegts::codec_kind(es.codec) != mpegts::StreamKind::kAudio) continue;
       if (n_audio++ == 0) continue;  // the first audio stays muxed in the variant
       const std::string rendition = "audio-" + std::to_string(es.pid);
-      HlsTrack* t = ch.find_track(rendition);
+      HlsTrack* t = ch.find_track(rendition, true);
       if (t == nullptr) {
         auto nt = std::make_unique<HlsTrack>();
         nt->kind = TrackKind::kAudio;
@@ -736,7 +744,9 @@ struct HlsPackager::Impl {
       const bool disc = st.discontinuity;
       t.window_bytes += st.size;
       const auto ms = std::llround(std::max(0.0, st.duration_s) * 1000.0);
-      t.target_s = std::max({t.target_s, config.segment_seconds, static_cast<std::uint32_t>((ms + 500) / 1000)});
+      t.target_s = std::max({t.target_s, ch.target_s, config.segment_seconds, static_cast<std::uint32_t>((ms + 500) / 1000)});
+      if (t.target_s > ch.target_s) raise_target(ch, t.target_s);
+      if (!st.starts_with_keyframe) ++t.n_forced;
       t.window.push_back(std::move(st));
       ++t.segments;
       ++ch.generation;
@@ -828,6 +838,18 @@ struct HlsPackager::Impl {
     if (t.kind != TrackKind::kAudio) render_master(ch);  // as above
   }
 
+  // RFC 8216 6.2.4: every media playlist of every variant (and the alternates) has the same
+  // target duration. A track's raised target raises the channel's and every other track's,
+  // whose live playlists are rendered again (their ETags carry the target).
+  void raise_target(HlsChannelStore& ch, std::uint32_t target) const {
+    ch.target_s = target;
+    for (const auto& o : ch.tracks) {
+      if (o->target_s >= target) continue;
+      o->target_s = target;
+      if (!o->window.empty()) render(*o);
+    }
+  }
+
   // Evicts what `t` no longer keeps into `gone` (under ch.mu; destroyed, its files deleted,
   // after the lock); never the newest segment.
   void evict(const HlsChannelStore& ch, HlsTrack& t, std::vector<StoredSegment>& gone) const {
@@ -859,6 +881,7 @@ struct HlsPackager::Impl {
     while (t.window.size() > 1 && (gap() || over_memory() || t.disk_bytes > disk_share ||
                                    (t.window.size() > keep && t.window.front().program_date_time_ms < horizon))) {
       StoredSegment& front = t.window.front();
+      if (!front.starts_with_keyframe) --t.n_forced;
       if (front.file) {
         t.disk_bytes -= front.size;
         --t.disk_segments;
@@ -968,8 +991,12 @@ struct HlsPackager::Impl {
     } else {
       alts.clear();
     }
+    // RFC 8216 4.3.5.1: INDEPENDENT-SEGMENTS here covers every segment of every playlist
+    // listed (time ranges of any held one too): not while one holds a forced cut.
+    m.independent_segments = std::none_of(alts.begin(), alts.end(), [](const HlsTrack* t) { return t->n_forced > 0; });
     for (const auto& t : ch.tracks) {
       if (t->kind == TrackKind::kAudio || t->window.empty()) continue;
+      m.independent_segments = m.independent_segments && t->n_forced == 0;
       hls::Variant v = hls::variant_from(t->info, t->media_name, alts.empty() ? std::string{} : std::string(kAudioGroup));
       // A variant's rate counts the alternate it may play with (RFC 8216 4.3.4.2).
       v.bandwidth_bps += alt_peak;
@@ -1063,16 +1090,27 @@ struct HlsPackager::Impl {
   }
 
   // A new segmenter for `t` (under feeds_mu); `old` is the track it replaces (its window
-  // goes on), or nullptr.
-  void start_track(HlsChannelStore& ch, HlsTrack& t, HlsTrack* old) {
+  // goes on), or nullptr; `primary`: the channel's own track, for a rendition.
+  void start_track(HlsChannelStore& ch, HlsTrack& t, HlsTrack* old, const HlsTrack* primary = nullptr) {
     hls::SegmenterConfig sc;
     sc.target_duration_s = static_cast<double>(config.segment_seconds);
     sc.align_to_pts = ch.aligned;
-    sc.first_sequence = floor_of(ch, t.rendition);  // a plain channel's new track (aligned: aligned_sequence)
+    sc.first_sequence = floor_of(ch, t);  // a plain channel's new track (aligned: aligned_sequence)
     // DISCONTINUITY-SEQUENCE may only grow (RFC 8216 6.2.1), across restarts too: a new
     // track counts from the channel's first number, which is above everything an earlier
     // run issued (kMaxFirstNumber), and every one of its discontinuities sits on a segment.
     sc.first_discontinuity_sequence = ch.first_number;
+    if (primary != nullptr) {
+      // Matching content in the variants has matching discontinuity sequence numbers (RFC
+      // 8216 6.2.4): a rendition counts on from the channel's own track, which may have had
+      // discontinuities before it came (plus the tag a restarted one's next segment carries).
+      std::lock_guard lock(ch.mu);
+      if (!primary->window.empty()) {
+        const StoredSegment& last = primary->window.back();
+        sc.first_discontinuity_sequence = last.discontinuity_sequence + (last.discontinuity ? 1 : 0) +
+                                          (primary->continued && primary->first ? 1 : 0);
+      }
+    }
     if (old != nullptr) {
       // The same track restarted (a reload changed it): its sequence numbers go on, so
       // players and caches never see a number reused; the timeline jump is a discontinuity.
@@ -1089,6 +1127,7 @@ struct HlsPackager::Impl {
       t.info = old->info;
       t.newest_sequence = old->newest_sequence;
       t.target_s = old->target_s;
+      t.n_forced = old->n_forced;
       t.last_segment = old->last_segment;
       if (!old->window.empty()) {
         // The count before the newest old segment, plus its own tag if it has one.
@@ -1191,7 +1230,8 @@ void HlsPackager::set_channels(std::vector<PackagedChannel> wanted) {
       }
       // A transcoded rung has no feed of its own: the channel's Transcoder's output for it
       // goes to its segmenter (poll_once).
-      d.start_track(*ch, *t, old != nullptr && old->kind == kind ? old : nullptr);
+      const HlsTrack* primary = plan.empty() ? nullptr : plan.front().kept != nullptr ? plan.front().kept : plan.front().made.get();
+      d.start_track(*ch, *t, old != nullptr && old->kind == kind ? old : nullptr, primary);
       plan.push_back(Slot{nullptr, std::move(t)});
     };
     want(TrackKind::kPrimary, "", w.feed, PackagedRendition{});
@@ -1359,6 +1399,7 @@ std::optional<HlsChannelStats> HlsPackager::rendition_stats(const std::string& i
   if (!ch) return std::nullopt;
   std::lock_guard lock(ch->mu);
   const HlsTrack* t = ch->find_track(rendition);
+  if (t == nullptr) t = ch->find_track(rendition, true);
   if (t == nullptr) return std::nullopt;
   return stats_of(*t, impl_->config.segment_seconds);
 }
@@ -1431,12 +1472,15 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
     return r;
   }
   if (event != nullptr) {
-    HlsTrack& t = *ch->find_track(event->rendition);
+    const bool audio = event->kind == TrackKind::kAudio;
+    HlsTrack& t = *ch->find_track(event->rendition, audio);
     if (t.window.empty()) return std::nullopt;
     const std::uint64_t first = t.window.front().sequence, last = t.window.back().sequence;
-    r.etag = "\"e" + (t.rendition.empty() ? std::string{} : t.rendition + "-") + std::to_string(first) + "-" + std::to_string(last) + "\"";
+    // The target too: another track's long segment raises it with no new segment here.
+    r.etag = "\"e" + (t.rendition.empty() ? std::string{} : t.rendition + "-") + std::to_string(first) + "-" + std::to_string(last) +
+             "-" + std::to_string(t.target_s) + "\"";
     r.max_age_s = half_segment;
-    if (t.event && t.event_first == first && t.event_last == last) {
+    if (t.event && t.event_first == first && t.event_last == last && t.event_target == t.target_s) {
       r.body = t.event;
       return r;
     }
@@ -1449,10 +1493,11 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
     p.end_list = false;
     r.body = SharedBytes::heap(hls::media_playlist(p));
     lock.lock();
-    if (HlsTrack* again = ch->find_track(rendition)) {
+    if (HlsTrack* again = ch->find_track(rendition, audio)) {
       again->event = r.body;
       again->event_first = p.media_sequence;
       again->event_last = p.media_sequence + p.entries.size() - 1;
+      again->event_target = p.target_duration_s;
     }
     return r;
   }
@@ -1466,7 +1511,8 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
   if (media != nullptr) {
     if (!media->media) return std::nullopt;
     r.body = media->media;
-    r.etag = "\"m" + (media->rendition.empty() ? std::string{} : media->rendition + "-") + std::to_string(media->newest_sequence) + "\"";
+    r.etag = "\"m" + (media->rendition.empty() ? std::string{} : media->rendition + "-") + std::to_string(media->newest_sequence) +
+             "-" + std::to_string(media->target_s) + "\"";  // raise_target renders it again
     r.max_age_s = half_segment;
     return r;
   }
@@ -1503,13 +1549,14 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
       // or over the disk-read cap.
       const std::shared_ptr<const DiskSegment> file = it->file;
       const std::string rendition = t->rendition;
+      const bool audio = t->kind == TrackKind::kAudio;
       lock.unlock();
       if (!file) return std::nullopt;
       DiskRead result = DiskRead::kOk;
       r.body = read_segment_file(*file, impl_->disk_reads, result);
       if (result == DiskRead::kRefused) {
         lock.lock();
-        if (HlsTrack* again = ch->find_track(rendition)) ++again->disk_reads_refused;
+        if (HlsTrack* again = ch->find_track(rendition, audio)) ++again->disk_reads_refused;
       }
       if (!r.body) return std::nullopt;
     }

@@ -402,6 +402,38 @@ TEST_F(Abr, AudioOnlySegmentsHoldOneStreamAndPlaylistsPlayInFfmpeg) {
     EXPECT_NE(streams.out.find(want), std::string::npos) << want << "\n" << streams.out;
 }
 
+// A rendition may be named anything of [a-z0-9_-]{1,32}, "audio-258" too: the name the
+// alternate audio track of PID 258 (the primary's AC-3) goes by. The two are different
+// tracks: the received rendition must not be taken for the audio track (which crashed the
+// packager thread, the rendition having no regenerated PSI), nor serve the audio's playlists.
+TEST_F(Abr, ARenditionNamedLikeAnAudioTrackIsNotTakenForIt) {
+  packager_->set_channels({PackagedChannel{"news", "News", hi_feed_, {PackagedRendition{"audio-258", lo_feed_}}}});
+  feed(3'300);
+  const std::string text = get("index.m3u8");
+  SCOPED_TRACE(text);
+  const Master m = parse_master(text);
+  ASSERT_EQ(m.variants.size(), 2u);
+  EXPECT_EQ(m.variants[0].uri, "live-audio-258.m3u8");
+  ASSERT_EQ(m.media.size(), 2u);
+  EXPECT_EQ(m.media[1].at("URI"), "audio-258.m3u8");
+  for (const char* name : {"audio-258.m3u8", "audio-258-event.m3u8"}) {
+    const Playlist audio = parse_playlist(get(name));
+    ASSERT_FALSE(audio.entries.empty()) << name;
+    EXPECT_TRUE(audio.entries.back().uri.starts_with("audio-258-")) << name << " " << audio.entries.back().uri;
+  }
+  const Playlist video = parse_playlist(get("event-audio-258.m3u8"));
+  ASSERT_FALSE(video.entries.empty());
+  EXPECT_TRUE(video.entries.back().uri.starts_with("seg-audio-258-")) << video.entries.back().uri;
+  // Still numbered by its PTS slots: the audio track's numbers are no floor for its own.
+  std::map<std::uint64_t, std::uint64_t> hi_pts;
+  for (const auto& s : parse_playlist(get("event.m3u8")).entries) hi_pts[s.position] = *first_video_pts(get(s.uri));
+  for (const auto& s : video.entries) {
+    const auto it = hi_pts.find(s.position);
+    ASSERT_NE(it, hi_pts.end()) << s.uri;
+    EXPECT_EQ(first_video_pts(get(s.uri)), std::optional<std::uint64_t>(it->second)) << s.uri;
+  }
+}
+
 TEST_F(Abr, DvrRangesWorkForEveryRendition) {
   feed(3'300);
   const Playlist lo = parse_playlist(get("live-lo.m3u8"));

@@ -485,6 +485,81 @@ TEST_F(Packager, TheLiveTargetDurationNeverGoesBackDown) {
   EXPECT_EQ(target_of(*get("event.m3u8")), 5);
 }
 
+// RFC 8216 6.2.4: every Media Playlist of every Variant Stream MUST have the same target
+// duration. The channel's own input has a 3 s hole that its rendition "lo" does not (two
+// inputs): the long segment across it raises live.m3u8's target, and live-lo.m3u8 (and
+// every playlist of the channel) must carry the same value.
+TEST_F(Packager, EveryVariantCarriesTheSameTargetDuration) {
+  make(3, 1, 512);
+  auto* lo = new_feed();
+  PackagedChannel c{"news", "News", feed_};
+  c.renditions.push_back(PackagedRendition{"lo", lo});
+  packager_->set_channels({c});
+  const Source& src = source();
+  const auto target_of = [this](const std::string& name) {
+    const auto text = get(name);
+    if (!text) return -1L;
+    const auto tag = text->find("#EXT-X-TARGETDURATION:");
+    return std::stol(text->substr(tag + 22));
+  };
+  std::size_t chunks = 0;
+  for (int k = 0; k < 5; ++k) {
+    const auto pkts = shifted(src.packets, k * kCopyMs);
+    for (std::size_t i = 0; i < pkts.size(); i += dataplane::OttFeed::kChunkPackets) {
+      const std::size_t n = std::min(dataplane::OttFeed::kChunkPackets, pkts.size() - i);
+      const std::uint64_t ms = static_cast<std::uint64_t>(k * kCopyMs) + src.ms[i];
+      mono_ns_ = std::max(mono_ns_, ms * 1'000'000);
+      const std::span<const mpegts::TsPacket> chunk(pkts.data() + i, n);
+      // Copy 2, 2.2 s to 5.2 s in: lost on the channel's own input only.
+      const bool hole = k == 2 && src.ms[i] >= src.ms[0] + 2'200 && src.ms[i] < src.ms[0] + 5'200;
+      if (!hole) feed_->on_packets(0, chunk, ms * 1'000'000);
+      lo->on_packets(0, chunk, ms * 1'000'000);
+      if (++chunks % 64 == 0) {
+        packager_->poll_once();
+        const long a = target_of("live.m3u8"), b = target_of("live-lo.m3u8");
+        if (a > 0 && b > 0) {
+          EXPECT_EQ(a, b) << "at " << ms << " ms\n" << *get("live.m3u8") << "\n" << *get("live-lo.m3u8");
+        }
+      }
+    }
+  }
+  packager_->poll_once();
+  EXPECT_GE(target_of("live.m3u8"), 4) << "the segment across the hole raised it";
+  for (const char* name : {"live-lo.m3u8", "event.m3u8", "event-lo.m3u8"})
+    EXPECT_EQ(target_of(name), target_of("live.m3u8")) << name << "\n" << *get(name);
+}
+
+// RFC 8216 4.3.5.1: EXT-X-INDEPENDENT-SEGMENTS in a master playlist applies to every
+// segment of every media playlist it lists. A source whose GOP (10 s) is far longer than
+// the segments (1 s: cuts forced every 4 s) gives segments that start without a key frame;
+// live.m3u8 leaves the tag out, and so must the master, or a player that trusts it starts
+// or switches on such a segment and shows garbage until the next key frame.
+TEST_F(Packager, TheMasterClaimsIndependentSegmentsOnlyWhenEverySegmentIs) {
+  const fs::path dir = tt::temp_dir("hls_long_gop");
+  const auto made = tt::run(
+      "ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=25:duration=12 -c:v libx264 "
+      "-preset veryfast -g 250 -keyint_min 250 -sc_threshold 0 -pix_fmt yuv420p -f mpegts " +
+      tt::shell_quote((dir / "gop.ts").string()) + " 2>&1");
+  ASSERT_EQ(made.exit_code, 0) << made.out;
+  const auto pkts = tt::read_packets(dir / "gop.ts");
+  const auto times = mpegts::file_times(pkts).ns;
+  make(20, 1, 512, 1);
+  for (std::size_t i = 0; i < pkts.size(); i += dataplane::OttFeed::kChunkPackets) {
+    const std::size_t n = std::min(dataplane::OttFeed::kChunkPackets, pkts.size() - i);
+    mono_ns_ = std::max(mono_ns_, times[i]);
+    feed_->on_packets(0, std::span<const mpegts::TsPacket>(pkts.data() + i, n), times[i]);
+    if (i % (64 * dataplane::OttFeed::kChunkPackets) == 0) packager_->poll_once();
+  }
+  packager_->poll_once();
+  const auto live = get("live.m3u8");
+  ASSERT_TRUE(live);
+  ASSERT_EQ(live->find("#EXT-X-INDEPENDENT-SEGMENTS"), std::string::npos) << "forced cuts are listed\n" << *live;
+  const auto master = get("index.m3u8");
+  ASSERT_TRUE(master);
+  EXPECT_EQ(master->find("#EXT-X-INDEPENDENT-SEGMENTS"), std::string::npos) << *master;
+  fs::remove_all(dir);
+}
+
 // RFC 8216 6.2.2: a live playlist may not lose a segment from its start if that leaves it
 // shorter than three target durations (hls.js and Safari start 3 target durations from its
 // end). A target raised by a long segment (the 5.1 s one across a 3 s hole in the input)
@@ -561,6 +636,48 @@ TEST_F(Packager, ARestartedAbrTrackCountsASwitchInItsFirstSlotOnce) {
   }
   EXPECT_GE(tags, 1u);
   EXPECT_EQ(last_discontinuity_sequence(parse_playlist(*get("live.m3u8"))), *all.discontinuity_sequence + tags);
+}
+
+// RFC 8216 6.2.4: matching content in variant streams MUST have matching discontinuity
+// sequence numbers (hls.js keys its timestamp offsets by them). A rendition added by a
+// reload after the channel's input switched (both inputs of the pair, "lo" too) counts
+// the switch as the channel's tracks do, though it never saw it.
+TEST_F(Packager, ARenditionAddedLaterCountsTheChannelsDiscontinuities) {
+  make(3, 1, 512);
+  PackagedChannel c = news_with_rendition_lo();
+  feed_copies(0, 2);
+  feed_->on_discontinuity(0);
+  for (auto* f : also_) f->on_discontinuity(0);
+  feed_copies(2, 4);
+  auto* lo2 = new_feed();
+  also_.push_back(lo2);
+  c.renditions.push_back(PackagedRendition{"lo2", lo2});
+  packager_->set_channels({c});
+  feed_copies(4, 7);
+  // Each listed segment's number -> its discontinuity sequence number.
+  const auto numbers = [](const Playlist& p) {
+    std::map<std::uint64_t, std::uint64_t> out;
+    std::uint64_t dsn = p.discontinuity_sequence.value_or(0);
+    for (const Entry& e : p.entries) {
+      dsn += e.discontinuity ? 1 : 0;
+      out[e.sequence] = dsn;
+    }
+    return out;
+  };
+  const auto hi = numbers(parse_playlist(*get("event.m3u8")));
+  ASSERT_GE(packager_->channel_stats("news")->discontinuities, 1u);
+  std::size_t common = 0;
+  for (const char* name : {"event-lo.m3u8", "event-lo2.m3u8"}) {
+    const auto text = get(name);
+    ASSERT_TRUE(text) << name;
+    for (const auto& [sequence, dsn] : numbers(parse_playlist(*text))) {
+      const auto it = hi.find(sequence);
+      if (it == hi.end()) continue;
+      EXPECT_EQ(dsn, it->second) << name << ": segment " << sequence << "\n" << *text << "\n" << *get("event.m3u8");
+      ++common;
+    }
+  }
+  EXPECT_GE(common, 8u);
 }
 
 // A reload that drops a rendition changes the master playlist at once; its ETag must change

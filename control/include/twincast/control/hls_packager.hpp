@@ -14,8 +14,8 @@
 //                          held ones while those last under 3 x TARGETDURATION, RFC 8216
 //                          6.2.2), a PROGRAM-DATE-TIME on each, EXT-X-DISCONTINUITY after an
 //                          input switch (the feed's mark) or a timestamp jump; TARGETDURATION
-//                          segment_seconds, raised for good by a longer segment (a track's
-//                          playlists all carry its value)
+//                          segment_seconds, raised for good by a longer segment (every
+//                          playlist of the channel, all tracks, carries one value: RFC 8216 6.2.4)
 //   /hls/<id>/event.m3u8   live playlist of every segment the store holds (the DVR window),
 //                          no PLAYLIST-TYPE (not EVENT: it loses its oldest segments as they
 //                          are evicted, RFC 8216 4.3.3.5), no ENDLIST; rendered at most once
