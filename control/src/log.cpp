@@ -28,6 +28,34 @@ bool bare_safe(char c) {
   return u > 0x20 && u != 0x7f && c != '"' && c != '=' && c != '\\';
 }
 
+// The length of the character `s` starts with when it is printable UTF-8 as journald sees
+// it (utf8_is_printable: shortest form, no surrogate, noncharacter or C0/C1 control), else
+// 0. journald keeps a MESSAGE with anything else as binary, which journalctl shows as
+// "[N blob data]" instead of the line.
+std::size_t printable_length(std::string_view s) {
+  const auto b = static_cast<unsigned char>(s[0]);
+  if (b < 0x80) return b >= 0x20 && b != 0x7f ? 1 : 0;
+  std::size_t n = 0;
+  char32_t cp = 0;
+  if (b >= 0xc2 && b < 0xe0) {
+    n = 2, cp = b & 0x1fu;
+  } else if (b >= 0xe0 && b < 0xf0) {
+    n = 3, cp = b & 0x0fu;
+  } else if (b >= 0xf0 && b < 0xf5) {
+    n = 4, cp = b & 0x07u;
+  }
+  if (n == 0 || s.size() < n) return 0;
+  for (std::size_t i = 1; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if ((c & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (c & 0x3fu);
+  }
+  const char32_t shortest = n == 2 ? 0x80 : n == 3 ? 0x800 : 0x10000;
+  if (cp < shortest || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  if (cp <= 0x9f || (cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) == 0xfffe) return 0;
+  return n;
+}
+
 void append_name(std::string& out, std::string_view name) {
   if (name.empty()) {
     out += '_';
@@ -68,12 +96,25 @@ Field::Field(std::string_view n, double v) : name(n) {
 }
 
 void append_value(std::string& out, std::string_view value) {
-  if (!value.empty() && std::all_of(value.begin(), value.end(), bare_safe)) {
+  bool bare = !value.empty();
+  for (std::size_t i = 0; bare && i < value.size();) {
+    const std::size_t n = printable_length(value.substr(i));
+    bare = n > 1 || (n == 1 && bare_safe(value[i]));
+    i += n;
+  }
+  if (bare) {
     out += value;
     return;
   }
   out += '"';
-  for (const char c : value) {
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const char c = value[i];
+    const std::size_t n = printable_length(value.substr(i));
+    if (n > 1) {
+      out += value.substr(i, n);
+      i += n - 1;
+      continue;
+    }
     switch (c) {
       case '"':
         out += "\\\"";
@@ -91,7 +132,7 @@ void append_value(std::string& out, std::string_view value) {
         out += "\\t";
         break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+        if (n == 0) {  // a control byte, or one that is not (printable) UTF-8: one byte each
           char esc[8];
           std::snprintf(esc, sizeof esc, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
           out += esc;

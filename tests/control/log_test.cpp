@@ -172,6 +172,74 @@ TEST(Log, EscapingOfSpacesQuotesAndControlBytes) {
   }
 }
 
+// journald keeps a MESSAGE that is not printable UTF-8 (an invalid sequence, or a C0 or C1
+// control character) as binary: journalctl shows "[N blob data]" instead of the line. So
+// any bytes in a value, e.g. a config error quoting a value cut after 60 bytes in the
+// middle of an "é", must come out as printable UTF-8, and still read back exactly.
+namespace {
+
+// True when `s` is UTF-8 (shortest forms, no surrogates, at most U+10FFFF) without
+// control characters (below U+0020, U+007F to U+009F): journald's "printable".
+bool printable_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    std::size_t n = 1;
+    std::uint32_t cp = b;
+    if (b >= 0xf0 && b < 0xf8) {
+      n = 4, cp = b & 0x07u;
+    } else if (b >= 0xe0) {
+      n = b < 0xf0 ? 3 : 0;
+      cp = b & 0x0fu;
+    } else if (b >= 0xc0) {
+      n = 2, cp = b & 0x1fu;
+    } else if (b >= 0x80) {
+      return false;  // a continuation byte on its own
+    }
+    if (n == 0 || i + n > s.size()) return false;
+    for (std::size_t k = 1; k < n; ++k) {
+      const auto c = static_cast<unsigned char>(s[i + k]);
+      if ((c & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (c & 0x3fu);
+    }
+    const std::uint32_t shortest = n == 1 ? 0 : n == 2 ? 0x80 : n == 3 ? 0x800 : 0x10000;
+    if (cp < shortest || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) return false;
+    i += n;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST(Log, AnyBytesMakePrintableUtf8ThatReadsBackExactly) {
+  const std::vector<std::string> values = {
+      "T\xc3",                  // "Té" cut after the first byte of the é
+      "\xe9t\xe9",              // Latin-1
+      "\xff",                   // never in UTF-8
+      "\x80x",                  // a lone continuation byte
+      "\xc0\xaf",               // an overlong '/'
+      "\xed\xa0\x80",           // a surrogate
+      "\xf4\x90\x80\x80",       // beyond U+10FFFF
+      "next\xc2\x85line",       // U+0085 NEL, a C1 control
+      "\xc2\x9b""31m red",      // U+009B CSI: a terminal escape
+  };
+  for (const std::string& v : values) {
+    const lg::Field fields[] = {{"file", v}};
+    const std::string line =
+        lg::format({.level = lg::Level::kError, .cause = "reload_refused", .fields = fields, .message = v});
+    EXPECT_TRUE(printable_utf8(line)) << line;
+    EXPECT_EQ(field(line, "file"), v) << line;
+    EXPECT_EQ(field(line, "msg"), v) << line;
+  }
+  // Printable UTF-8 is written as it is, bare when nothing else asks for quotes.
+  for (const std::string v : {"caf\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac", "\xf0\x9f\x93\xba"}) {
+    std::string out;
+    lg::append_value(out, v);
+    EXPECT_EQ(out, v);
+    EXPECT_TRUE(printable_utf8(out)) << out;
+  }
+}
+
 TEST(Log, RandomValuesReadBackExactlyAndStayOnOneLine) {
   std::mt19937 rng(7);
   const std::string alphabet = std::string("ab =\"\\\n\r\t'x") + std::string(1, '\0') + "\x01\x1f\x7f\xc3\xa9";
@@ -185,6 +253,7 @@ TEST(Log, RandomValuesReadBackExactlyAndStayOnOneLine) {
     const std::string line =
         lg::format({.level = lg::Level::kNotice, .cause = "fuzz", .fields = fields, .message = message, .suppressed = 3});
     ASSERT_EQ(line.find('\n'), std::string::npos) << line;
+    EXPECT_TRUE(printable_utf8(line)) << line;
     const auto kv = parse_logfmt(line);
     ASSERT_TRUE(kv.has_value()) << line;
     ASSERT_EQ(kv->size(), 6U) << line;

@@ -99,8 +99,10 @@ struct Record {
 
 // The logfmt line, without a newline.
 [[nodiscard]] std::string format(const Record& record);
-// A logfmt value: bare when it is non-empty and has no space, control character, '"',
-// '=' or '\'; otherwise double-quoted with \" \\ \n \r \t and \u00XX for other control bytes.
+// A logfmt value: bare when it is non-empty printable UTF-8 with no space, '"', '=' or
+// '\'; otherwise double-quoted with \" \\ \n \r \t, and \u00XX for each other byte that is
+// a control character or not part of printable UTF-8 (so the line is always printable UTF-8,
+// and \u00XX reads back as that one byte).
 void append_value(std::string& out, std::string_view value);
 
 using Sink = std::function<void(const Record&)>;
