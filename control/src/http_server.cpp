@@ -439,10 +439,71 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void read() {
+    set_deadline(server_.limits.request_timeout);
+    read_header();
+  }
+
+  void read_header() {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_.limits.max_header_bytes));
     parser_->body_limit(server_.limits.max_body_bytes);
-    set_deadline(server_.limits.request_timeout);
+    // The head first: what it announces (its framing, Expect) is dealt with before the body.
+    http::async_read_header(socket_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->on_header(ec);
+    });
+  }
+
+  // RFC 9112 2.2: empty lines before a request line are skipped (old clients end a POST
+  // body with CRLF); Beast takes them for a method. True when some were dropped. Each retry
+  // consumes bytes and the request's deadline still runs, so a stream of them ends there.
+  bool skip_empty_lines() {
+    const auto data = static_cast<const char*>(buffer_.data().data());
+    std::size_t n = 0;
+    while (n < buffer_.size() && (data[n] == '\r' || data[n] == '\n')) ++n;
+    buffer_.consume(n);
+    return n != 0;
+  }
+
+  void on_header(beast::error_code ec) {
+    if (closed_) return;
+    if (ec == http::error::bad_method && skip_empty_lines()) {
+      read_header();
+      return;
+    }
+    if (ec) {
+      on_read(ec);
+      return;
+    }
+    const auto& msg = parser_->get();
+    // RFC 9112 6.3: a Transfer-Encoding that does not end in chunked leaves the length
+    // unknown (Beast would fall back to Content-Length, or to no body): what a front-end
+    // took for the body would be read here as the next request (request smuggling).
+    if (msg.find(http::field::transfer_encoding) != msg.end() && !parser_->chunked()) {
+      respond_error(400, "Transfer-Encoding must end with chunked");
+      return;
+    }
+    if (parser_->is_done()) {  // no body (most requests): no second read
+      on_read({});
+      return;
+    }
+    // RFC 9110 10.1.1: the client holds its body back until "100 Continue" (curl for 1 s).
+    // Not to HTTP/1.0, and not once the body is already arriving.
+    if (msg.version() >= 11 && buffer_.size() == 0 && iequals(trim(msg[http::field::expect]), "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
+                        [self = shared_from_this()](beast::error_code write_ec, std::size_t) {
+                          if (write_ec || self->closed_) {
+                            self->close();
+                            return;
+                          }
+                          self->read_body();
+                        });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
     http::async_read(socket_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_read(ec);
     });
@@ -452,6 +513,10 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_) return;
     if (ec == http::error::end_of_stream) {
       close();
+      return;
+    }
+    if (ec == http::error::bad_version) {  // "HTTP/2.0" as text: a version, not a malformed request
+      respond_error(505, "HTTP version not supported (HTTP/1.0 and HTTP/1.1 are)");
       return;
     }
     if (ec == http::error::header_limit) {
@@ -490,7 +555,10 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     req.headers.resize(n_headers);
     req.body = std::move(msg.body());
-    const bool keep_alive = msg.keep_alive();
+    // RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request is framing an HTTP/1.0 hop may
+    // not have shared: answered, then the connection is closed.
+    const bool keep_alive =
+        msg.keep_alive() && !(msg.version() < 11 && msg.find(http::field::transfer_encoding) != msg.end());
     const bool head = msg.method() == http::verb::head;
     const unsigned version = msg.version();
 

@@ -12,7 +12,9 @@
 //
 // Responses are rendered by hand (status line and headers into a buffer the connection
 // reuses) and written with the body in one gathered write; Beast only parses requests
-// (pipelined requests are answered in order).
+// (pipelined requests are answered in order). The head is read first: "Expect:
+// 100-continue" gets its 100 before the body is read, and a Transfer-Encoding that does not
+// end in chunked is a 400 that closes the connection (RFC 9112 6.3: no reliable length).
 //
 // Generic HTTP semantics a handler opts into through its HttpResponse (the HLS origin uses
 // them; the API does not): a shared immutable body sent without copying (from a memfd with
