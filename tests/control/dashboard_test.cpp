@@ -2,7 +2,7 @@
 // every metric, label and label value its queries use exists in what the Api renders (so
 // renaming a metric breaks this test), every metric family is on a panel or listed below
 // with the reason it is not, and promtool evaluates every panel query against series made
-// from that exposition and finds data for each.
+// from that exposition and finds data for each (and, from two appliances, keeps them apart).
 // GCC 12 at -O1 with the sanitizers warns falsely inside <regex> (maybe-uninitialized in
 // the std::function moves of its NFA states).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -25,6 +25,7 @@
 #include "control/fake_backend.hpp"
 #include "tests_common.hpp"
 #include "twincast/control/api.hpp"
+#include "twincast/control/hls_auth.hpp"
 #include "twincast/control/metrics.hpp"
 #include "twincast/mpegts/analyzer.hpp"
 
@@ -80,8 +81,17 @@ struct Exposition {
   }
 };
 
+// The fake backend with every optional series too: its news channel is also signed (HLS
+// refusals by reason, which the fake leaves out), so no family is missed for want of data.
+void add_optional_series(tt::FakeBackend& backend) {
+  auto& hls = backend.channels_.at(0).hls;
+  for (std::size_t d = 0; d < tc::kHlsDenialCount; ++d)
+    hls.refused.emplace_back(tc::hls_denial_name(static_cast<tc::HlsDenial>(d)), 5 + d);
+}
+
 Exposition render_exposition() {
   tt::FakeBackend backend;
+  add_optional_series(backend);
   tc::metrics::Registry registry;
   tc::Api api(backend, registry, tc::ApiOptions{});
   Exposition e;
@@ -117,6 +127,7 @@ Exposition render_exposition() {
 struct Query {
   std::string where;  // panel title and refId, for messages
   std::string expr;
+  std::string legend;
 };
 
 void collect_panels(const json::array& panels, std::vector<Query>& out, std::vector<const json::object*>& all) {
@@ -127,7 +138,9 @@ void collect_panels(const json::array& panels, std::vector<Query>& out, std::vec
     if (const auto* targets = p.if_contains("targets")) {
       for (const auto& tv : targets->as_array()) {
         const json::object& t = tv.as_object();
-        out.push_back({title + " / " + std::string(t.at("refId").as_string()), std::string(t.at("expr").as_string())});
+        const auto* legend = t.if_contains("legendFormat");
+        out.push_back({title + " / " + std::string(t.at("refId").as_string()), std::string(t.at("expr").as_string()),
+                       legend != nullptr ? std::string(legend->as_string()) : std::string()});
       }
     }
     if (const auto* nested = p.if_contains("panels")) collect_panels(nested->as_array(), out, all);
@@ -149,11 +162,12 @@ Dashboard load_dashboard() {
   return d;
 }
 
-// Grafana's variables replaced by what PromQL accepts (for promtool).
-std::string substitute(std::string expr) {
+// Grafana's variables replaced by what PromQL accepts (for promtool); every appliance, or
+// the one `instance`.
+std::string substitute(std::string expr, const std::string& instance = ".*") {
   const std::vector<std::pair<std::string, std::string>> vars = {
       {"$__rate_interval", "5m"}, {"$__range", "1h"}, {"$__interval", "1m"},
-      {"$instance", ".*"},        {"$channel", ".*"}, {"$multiplex", ".*"}, {"$port", ".*"}};
+      {"$instance", instance},    {"$channel", ".*"}, {"$multiplex", ".*"}, {"$port", ".*"}};
   for (const auto& [from, to] : vars) {
     for (std::size_t at = expr.find(from); at != std::string::npos; at = expr.find(from, at + to.size())) {
       expr.replace(at, from.size(), to);
@@ -304,6 +318,23 @@ TEST(Dashboard, EveryMetricLabelAndValueExistsInTheRealExposition) {
   }
 }
 
+// A signed channel's 403s (expired tokens, a CDN without them) are what the engineer looks
+// for when viewers call: twincast_hls_refused_total must be on a panel, by reason.
+TEST(Dashboard, SignedHlsRefusalsAreOnAPanelByReason) {
+  const Exposition e = render_exposition();
+  ASSERT_EQ(e.types.count("twincast_hls_refused_total"), 1U) << e.text;
+  const Dashboard d = load_dashboard();
+  bool shown = false;
+  for (const Query& q : d.queries) {
+    for (const std::string& n : metric_names(q.expr)) {
+      if (n != "twincast_hls_refused_total") continue;
+      shown = true;
+      EXPECT_NE(q.legend.find("{{reason}}"), std::string::npos) << q.where << ": " << q.legend;
+    }
+  }
+  EXPECT_TRUE(shown) << "twincast_hls_refused_total is on no panel";
+}
+
 // Output series carry either a channel or a multiplex label. Every output query takes one
 // kind: a channel's outputs by the Channel variable, a multiplex's by the Multiplex variable
 // (so choosing one channel does not hide the multiplexes), and a multiplex is named "mux ..."
@@ -400,6 +431,55 @@ TEST(Dashboard, PromtoolFindsDataForEveryPanelQuery) {
   const auto r = tt::run("promtool test rules " + tt::shell_quote(file.string()) + " 2>&1");
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("SUCCESS"), std::string::npos) << r.out;
+  if (r.exit_code == 0) fs::remove_all(dir);
+}
+
+// Two appliances (a redundant pair with the same lineup, the dashboard's Appliance variable
+// at its default, All): a query that shows something per channel, input, output, multiplex,
+// port or worker shows it per appliance too, never their sum or maximum under one name (a
+// pair each sending news at 8 Mbit/s is not news at 16 Mbit/s; one on its backup input does
+// not make the other's backup active). With both appliances it returns twice the series it
+// returns for one.
+TEST(Dashboard, TwoAppliancesAreNotAddedUp) {
+  if (tt::run("command -v promtool").exit_code != 0) GTEST_SKIP() << "promtool not installed";
+  const Exposition e = render_exposition();
+  const Dashboard d = load_dashboard();
+  const std::vector<std::string> instances = {"a.example.net:9100", "b.example.net:9100"};
+  json::array input_series;
+  for (const std::string& instance : instances) {
+    for (const auto& [series, name] : e.series) {
+      const std::string family = e.family_of(name);
+      const bool rising = e.types.count(family) != 0 && e.types.at(family) != "gauge";
+      std::string s = series;
+      const std::string label = "instance=\"" + instance + "\"";
+      const std::size_t brace = s.find('{');
+      s = brace == std::string::npos ? s + "{" + label + "}" : s.insert(brace + 1, label + ",");
+      input_series.push_back(json::object{{"series", s}, {"values", rising ? "0+1x90" : "1x90"}});
+    }
+  }
+  const std::regex per_object(
+      R"(\{\{(channel|multiplex|input|output|port|lcore)\}\}|\bby \([^)]*\b(channel|multiplex|input|port|lcore)\b)");
+  json::array expr_tests;
+  std::vector<std::string> checked;
+  for (const Query& q : d.queries) {
+    if (!std::regex_search(q.legend, per_object) && !std::regex_search(q.expr, per_object)) continue;
+    checked.push_back(q.where);
+    expr_tests.push_back(json::object{
+        {"expr", "count(" + substitute(q.expr) + ") == bool 2 * count(" + substitute(q.expr, instances[0]) + ")"},
+        {"eval_time", "80m"},
+        {"exp_samples", json::array{json::object{{"labels", "{}"}, {"value", 1}}}}});
+  }
+  EXPECT_GE(checked.size(), 20U);
+  json::object test_file{{"rule_files", json::array{}},
+                         {"evaluation_interval", "1m"},
+                         {"tests", json::array{json::object{{"interval", "1m"},
+                                                            {"input_series", std::move(input_series)},
+                                                            {"promql_expr_test", std::move(expr_tests)}}}}};
+  const fs::path dir = tt::temp_dir("dashboard");
+  const fs::path file = dir / "appliances_test.yml";
+  std::ofstream(file) << json::serialize(test_file);
+  const auto r = tt::run("promtool test rules " + tt::shell_quote(file.string()) + " 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
   if (r.exit_code == 0) fs::remove_all(dir);
 }
 
