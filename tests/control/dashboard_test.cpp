@@ -198,6 +198,23 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
+// Runs `promtool test rules` on one test group: the series over 90 minutes, each
+// expression evaluated at 80 minutes must give what it expects.
+void promtool_test(json::array input_series, json::array expr_tests) {
+  json::object test_file{{"rule_files", json::array{}},
+                         {"evaluation_interval", "1m"},
+                         {"tests", json::array{json::object{{"interval", "1m"},
+                                                            {"input_series", std::move(input_series)},
+                                                            {"promql_expr_test", std::move(expr_tests)}}}}};
+  const fs::path dir = tt::temp_dir("dashboard");
+  const fs::path file = dir / "dashboard_test.yml";  // JSON is YAML
+  std::ofstream(file) << json::serialize(test_file);
+  const auto r = tt::run("promtool test rules " + tt::shell_quote(file.string()) + " 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("SUCCESS"), std::string::npos) << r.out;
+  if (r.exit_code == 0) fs::remove_all(dir);
+}
+
 std::string trim(std::string s) {
   while (!s.empty() && s.front() == ' ') s.erase(s.begin());
   while (!s.empty() && s.back() == ' ') s.pop_back();
@@ -420,18 +437,7 @@ TEST(Dashboard, PromtoolFindsDataForEveryPanelQuery) {
                                       {"eval_time", "80m"},
                                       {"exp_samples", json::array{json::object{{"labels", "{}"}, {"value", 1}}}}});
   }
-  json::object test_file{{"rule_files", json::array{}},
-                         {"evaluation_interval", "1m"},
-                         {"tests", json::array{json::object{{"interval", "1m"},
-                                                            {"input_series", std::move(input_series)},
-                                                            {"promql_expr_test", std::move(expr_tests)}}}}};
-  const fs::path dir = tt::temp_dir("dashboard");
-  const fs::path file = dir / "dashboard_test.yml";  // JSON is YAML
-  std::ofstream(file) << json::serialize(test_file);
-  const auto r = tt::run("promtool test rules " + tt::shell_quote(file.string()) + " 2>&1");
-  EXPECT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("SUCCESS"), std::string::npos) << r.out;
-  if (r.exit_code == 0) fs::remove_all(dir);
+  promtool_test(std::move(input_series), std::move(expr_tests));
 }
 
 // Two appliances (a redundant pair with the same lineup, the dashboard's Appliance variable
@@ -470,17 +476,7 @@ TEST(Dashboard, TwoAppliancesAreNotAddedUp) {
         {"exp_samples", json::array{json::object{{"labels", "{}"}, {"value", 1}}}}});
   }
   EXPECT_GE(checked.size(), 20U);
-  json::object test_file{{"rule_files", json::array{}},
-                         {"evaluation_interval", "1m"},
-                         {"tests", json::array{json::object{{"interval", "1m"},
-                                                            {"input_series", std::move(input_series)},
-                                                            {"promql_expr_test", std::move(expr_tests)}}}}};
-  const fs::path dir = tt::temp_dir("dashboard");
-  const fs::path file = dir / "appliances_test.yml";
-  std::ofstream(file) << json::serialize(test_file);
-  const auto r = tt::run("promtool test rules " + tt::shell_quote(file.string()) + " 2>&1");
-  EXPECT_EQ(r.exit_code, 0) << r.out;
-  if (r.exit_code == 0) fs::remove_all(dir);
+  promtool_test(std::move(input_series), std::move(expr_tests));
 }
 
 // The harness itself: a query for a metric that does not exist fails promtool's test.
