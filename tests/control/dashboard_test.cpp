@@ -89,9 +89,10 @@ void add_optional_series(tt::FakeBackend& backend) {
     hls.refused.emplace_back(tc::hls_denial_name(static_cast<tc::HlsDenial>(d)), 5 + d);
 }
 
-Exposition render_exposition() {
+Exposition render_exposition(bool no_channels = false) {
   tt::FakeBackend backend;
   add_optional_series(backend);
+  if (no_channels) backend.channels_.clear();
   tc::metrics::Registry registry;
   tc::Api api(backend, registry, tc::ApiOptions{});
   Exposition e;
@@ -477,6 +478,24 @@ TEST(Dashboard, TwoAppliancesAreNotAddedUp) {
   }
   EXPECT_GE(checked.size(), 20U);
   promtool_test(std::move(input_series), std::move(expr_tests));
+}
+
+// An appliance whose channel map is empty (being set up, or a spare) is still in the
+// Appliance variable, so its port, worker and SRT panels can be chosen.
+TEST(Dashboard, TheApplianceVariableListsAnApplianceWithoutChannels) {
+  const Exposition e = render_exposition(true);
+  ASSERT_EQ(e.samples.count("twincast_channel_state"), 0U) << "the fake's channels were not cleared";
+  const Dashboard d = load_dashboard();
+  bool found = false;
+  for (const auto& v : d.root.at("templating").at("list").as_array()) {
+    if (v.at("name") != "instance") continue;
+    found = true;
+    const std::string def(v.at("definition").as_string());
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(def, m, std::regex(R"(label_values\(\s*(twincast_[a-zA-Z0-9_:]*))"))) << def;
+    EXPECT_EQ(e.samples.count(m[1]), 1U) << def << " lists no appliance without channels";
+  }
+  EXPECT_TRUE(found);
 }
 
 // The harness itself: a query for a metric that does not exist fails promtool's test.
