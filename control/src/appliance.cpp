@@ -65,6 +65,13 @@ struct Appliance::Impl final : ApiBackend {
   std::unique_ptr<HttpServer> metrics_server;
 
   std::vector<ApiChannelView> channels() override;
+  static constexpr std::size_t kNone = ~std::size_t{0};
+  // The data-plane channel of a received rendition of `channel` (kNone: none).
+  [[nodiscard]] std::size_t hidden_channel(const std::string& channel, const std::string& rendition) const;
+  // Input i of data-plane channel c as the API shows it (flat: its place in srt_index_of);
+  // its alarms go to `alarms`.
+  ApiInputView input_view(std::size_t c, std::size_t i, std::size_t flat, std::size_t active, const std::string& id,
+                          std::uint64_t now, std::vector<std::string>& alarms);
   std::vector<ApiPortView> ports() override;
   std::vector<ApiMultiplexView> multiplexes() override;
   std::vector<ApiWorkerView> workers() override;
@@ -93,9 +100,8 @@ struct Appliance::Impl final : ApiBackend {
       // ABR: a received rendition's feed is its hidden channel's; a transcoded one has none.
       for (const auto& r : ch.hls_options.renditions) {
         PackagedRendition pr{r.name, nullptr, r.height, r.video_kbps};
-        const std::string hidden = rendition_channel_id(ch.id, r.name);
-        for (std::size_t h = config.channels.size(); h < dp_config.channels.size() && !r.transcoded(); ++h)
-          if (dp_config.channels[h].id == hidden) pr.feed = dp->ott_feed(h);
+        if (const std::size_t h = r.transcoded() ? kNone : hidden_channel(ch.id, r.name); h != kNone)
+          pr.feed = dp->ott_feed(h);
         out.back().renditions.push_back(std::move(pr));
       }
     }
@@ -199,12 +205,69 @@ std::vector<ApiMultiplexView> Appliance::Impl::multiplexes() {
   return out;
 }
 
+std::size_t Appliance::Impl::hidden_channel(const std::string& channel, const std::string& rendition) const {
+  const std::string id = rendition_channel_id(channel, rendition);
+  for (std::size_t h = config.channels.size(); h < dp_config.channels.size(); ++h)
+    if (dp_config.channels[h].id == id) return h;
+  return kNone;  // a transcoded rendition: made here, no inputs
+}
+
+ApiInputView Appliance::Impl::input_view(std::size_t c, std::size_t i, std::size_t flat, std::size_t active,
+                                         const std::string& id, std::uint64_t now, std::vector<std::string>& alarms) {
+  const auto& ic = dp_config.channels[c].inputs[i];
+  const auto snap = dp->input_snapshot(c, i);
+  ApiInputView iv;
+  iv.id = id;
+  iv.kind = kind_name(ic.kind);
+  iv.active = i == active;
+  iv.packets = snap.packets;
+  iv.bytes = snap.bytes;
+  iv.bitrate_bps = snap.bitrate_bps;
+  iv.bitrate_ceiling_bps = ic.max_bitrate_bps;
+  iv.over_ceiling = ic.max_bitrate_bps != 0 && snap.bitrate_bps > static_cast<double>(ic.max_bitrate_bps);
+  iv.tr101290 = snap.tr101290;
+  iv.mdi_valid = snap.mdi_valid;
+  iv.mdi_df_ms = snap.mdi_df_ms;
+  iv.mdi_mlr = snap.mdi_mlr;
+  if (snap.pcr_valid) iv.pcr_jitter_s = snap.pcr_jitter_ns * 1e-9;
+  if (snap.pcr_accuracy_measured) iv.pcr_accuracy_s = snap.pcr_accuracy_ns * 1e-9;
+  if (snap.seen) iv.last_packet_age_s = static_cast<double>(now > snap.last_packet_ns ? now - snap.last_packet_ns : 0) / 1e9;
+  iv.state = !snap.seen ? "no signal" : snap.healthy ? "ok" : "down";
+  if (ic.kind == dataplane::InputKind::kSrt && srt && flat < srt_index_of.size() &&
+      srt_index_of[flat] != static_cast<std::size_t>(-1)) {
+    const auto st = srt->stats(srt_index_of[flat]);
+    ApiSrtView sv;
+    sv.connected = st.connected;
+    sv.rtt_ms = st.rtt_ms;
+    sv.lost = st.lost;
+    sv.retransmitted = st.retransmitted;
+    sv.recovered = st.recovered;
+    sv.dropped = st.dropped;
+    sv.ring_drops = dp->external_drops(c, i);
+    iv.srt = sv;
+  }
+  if (ic.kind == dataplane::InputKind::kRtp) {
+    const auto st = dp->input_stats(c, i);
+    iv.rtp = ApiRtpView{st.rtp_out_of_order, st.rtp_lost, st.rtp_duplicates};
+  }
+  if (iv.state != "ok") alarms.push_back("input " + id + (iv.active ? " (active) " : " ") + iv.state);
+  if (iv.over_ceiling) {
+    char rate[96];
+    std::snprintf(rate, sizeof rate, "%.2f Mbit/s > %.2f Mbit/s", snap.bitrate_bps / 1e6,
+                  static_cast<double>(ic.max_bitrate_bps) / 1e6);
+    alarms.push_back("input " + id + " over its bitrate ceiling: " + rate);
+  }
+  return iv;
+}
+
 std::vector<ApiChannelView> Appliance::Impl::channels() {
   std::lock_guard lock(mu);
   std::vector<ApiChannelView> out;
   // The origin's traffic of every channel, read once (not once per channel).
   const auto traffic = origin ? origin->channel_traffic() : std::map<std::string, HlsChannelTraffic>{};
-  std::size_t flat = 0;
+  // Each data-plane channel's first input in the flat numbering (srt_index_of's).
+  std::vector<std::size_t> first_flat(dp_config.channels.size() + 1, 0);
+  for (std::size_t c = 0; c < dp_config.channels.size(); ++c) first_flat[c + 1] = first_flat[c] + dp_config.channels[c].inputs.size();
   for (std::size_t c = 0; c < config.channels.size(); ++c) {
     const auto& cc = config.channels[c];
     const auto cs = dp->pipeline(c).stats();
@@ -219,50 +282,18 @@ std::vector<ApiChannelView> Appliance::Impl::channels() {
     v.remux = ApiRemuxView{cs.dropped_by_rule, cs.dropped_resync, cs.dropped_sync, cs.discontinuities_marked, cs.eit_dropped};
     v.bitrate_bps = cs.bitrate_bps;  // measured by the data plane: right from the first call
     const std::uint64_t now = dataplane::Dataplane::now_ns();
-    for (std::size_t i = 0; i < cc.inputs.size(); ++i, ++flat) {
-      const auto& ic = cc.inputs[i];
-      const auto snap = dp->input_snapshot(c, i);
-      ApiInputView iv;
-      iv.id = ic.name;
-      iv.kind = kind_name(ic.kind);
-      iv.active = i == cs.active_input;
-      iv.packets = snap.packets;
-      iv.bytes = snap.bytes;
-      iv.bitrate_bps = snap.bitrate_bps;
-      iv.bitrate_ceiling_bps = ic.max_bitrate_bps;
-      iv.over_ceiling = ic.max_bitrate_bps != 0 && snap.bitrate_bps > static_cast<double>(ic.max_bitrate_bps);
-      iv.tr101290 = snap.tr101290;
-      iv.mdi_valid = snap.mdi_valid;
-      iv.mdi_df_ms = snap.mdi_df_ms;
-      iv.mdi_mlr = snap.mdi_mlr;
-      if (snap.pcr_valid) iv.pcr_jitter_s = snap.pcr_jitter_ns * 1e-9;
-      if (snap.pcr_accuracy_measured) iv.pcr_accuracy_s = snap.pcr_accuracy_ns * 1e-9;
-      if (snap.seen) iv.last_packet_age_s = static_cast<double>(now > snap.last_packet_ns ? now - snap.last_packet_ns : 0) / 1e9;
-      iv.state = !snap.seen ? "no signal" : snap.healthy ? "ok" : "down";
-      if (ic.kind == dataplane::InputKind::kSrt && srt && srt_index_of[flat] != static_cast<std::size_t>(-1)) {
-        const auto st = srt->stats(srt_index_of[flat]);
-        ApiSrtView sv;
-        sv.connected = st.connected;
-        sv.rtt_ms = st.rtt_ms;
-        sv.lost = st.lost;
-        sv.retransmitted = st.retransmitted;
-        sv.recovered = st.recovered;
-        sv.dropped = st.dropped;
-        sv.ring_drops = dp->external_drops(c, i);
-        iv.srt = sv;
-      }
-      if (ic.kind == dataplane::InputKind::kRtp) {
-        const auto st = dp->input_stats(c, i);
-        iv.rtp = ApiRtpView{st.rtp_out_of_order, st.rtp_lost, st.rtp_duplicates};
-      }
-      if (iv.state != "ok") v.alarms.push_back("input " + ic.name + (iv.active ? " (active) " : " ") + iv.state);
-      if (iv.over_ceiling) {
-        char rate[96];
-        std::snprintf(rate, sizeof rate, "%.2f Mbit/s > %.2f Mbit/s", snap.bitrate_bps / 1e6,
-                      static_cast<double>(ic.max_bitrate_bps) / 1e6);
-        v.alarms.push_back("input " + ic.name + " over its bitrate ceiling: " + rate);
-      }
-      v.inputs.push_back(std::move(iv));
+    for (std::size_t i = 0; i < cc.inputs.size(); ++i)
+      v.inputs.push_back(input_view(c, i, first_flat[c] + i, cs.active_input, cc.inputs[i].name, now, v.alarms));
+    // A received rendition's inputs (its hidden channel's) are the channel's too, named
+    // "<rendition>.<input>" and active for their rendition: a rendition whose feed fails
+    // is an alarm of the channel, and its TR 101 290 counts and SRT state are on view.
+    for (const auto& r : cc.hls_options.renditions) {
+      const std::size_t h = hidden_channel(cc.id, r.name);
+      if (h == kNone) continue;
+      const auto hs = dp->pipeline(h).stats();
+      for (std::size_t i = 0; i < dp_config.channels[h].inputs.size(); ++i)
+        v.inputs.push_back(input_view(h, i, first_flat[h] + i, hs.active_input,
+                                      r.name + "." + dp_config.channels[h].inputs[i].name, now, v.alarms));
     }
     for (std::size_t o = 0; o < cc.outputs.size(); ++o)  // lateness: its own schedule's datagrams
       v.outputs.push_back(output_view(cc.outputs[o], dp->output_stats(c, o), dp->pacing_lateness(c, o)));
@@ -340,10 +371,18 @@ std::optional<std::string> Appliance::Impl::switch_input(const std::string& chan
   std::lock_guard lock(mu);
   for (std::size_t c = 0; c < config.channels.size(); ++c) {
     if (config.channels[c].id != channel) continue;
-    for (std::size_t i = 0; i < config.channels[c].inputs.size(); ++i) {
-      if (config.channels[c].inputs[i].name != input) continue;
-      if (!dp->input_snapshot(c, i).healthy) return "input " + input + " is down or has no signal";
-      if (!dp->request_switch(c, i)) return "the channel's pipeline cannot be switched";
+    // "<rendition>.<input>": an input of a received rendition (its hidden channel's).
+    std::size_t dc = c;
+    std::string name = input;
+    if (const std::size_t dot = input.find('.'); dot != std::string::npos) {
+      dc = hidden_channel(channel, input.substr(0, dot));
+      if (dc == kNone) return "channel " + channel + " has no input " + input;
+      name = input.substr(dot + 1);
+    }
+    for (std::size_t i = 0; i < dp_config.channels[dc].inputs.size(); ++i) {
+      if (dp_config.channels[dc].inputs[i].name != name) continue;
+      if (!dp->input_snapshot(dc, i).healthy) return "input " + input + " is down or has no signal";
+      if (!dp->request_switch(dc, i)) return "the channel's pipeline cannot be switched";
       return std::nullopt;
     }
     return "channel " + channel + " has no input " + input;

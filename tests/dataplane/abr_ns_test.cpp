@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -103,7 +104,8 @@ TEST_F(AbrNs, ReceivedRenditionAndAlternateAudioPlayThroughTwincastd) {
   for (const char* a : {"-b:v", "250k", "-c:a", "aac", "-b:a", "64k", "-metadata:s:a:0", "language=eng", "-f", "mpegts"})
     args.emplace_back(a);
   args.push_back(url("239.1.1.81"));
-  ASSERT_GT(start_child(args, "sender"), 0);
+  const pid_t sender = start_child(args, "sender");
+  ASSERT_GT(sender, 0);
 
   // The master lists both variants and the alternate once each has segments.
   std::string master;
@@ -181,6 +183,29 @@ TEST_F(AbrNs, ReceivedRenditionAndAlternateAudioPlayThroughTwincastd) {
   const RunResult api = run("ip netns exec " + head_ + " " + shell_quote(tool("twincastctl").string()) + " --api 127.0.0.1:8080 --json status");
   EXPECT_NE(api.out.find("\"news\""), std::string::npos) << api.out;
   EXPECT_EQ(api.out.find("news.lo"), std::string::npos) << api.out;
+  // Its input is the channel's too, as "lo.rx-lo" (active for its rendition), with its own
+  // counts and state: in the API, in /metrics, and in the channel's alarms once it stops.
+  const RunResult detail = run("ip netns exec " + head_ + " " + shell_quote(tool("twincastctl").string()) +
+                               " --api 127.0.0.1:8080 --json channel news");
+  const std::size_t lo_at = detail.out.find("\"id\":\"lo.rx-lo\"");
+  ASSERT_NE(lo_at, std::string::npos) << detail.out;
+  const std::string lo_input = detail.out.substr(lo_at, detail.out.find('}', lo_at) - lo_at);
+  EXPECT_NE(lo_input.find("\"active\":true"), std::string::npos) << lo_input;
+  EXPECT_NE(lo_input.find("\"state\":\"ok\""), std::string::npos) << lo_input;
+  const RunResult metrics = run(ns_exec(head_) + "curl -sS http://127.0.0.1:9100/metrics");
+  const std::string series = "twincast_input_packets_total{channel=\"news\",input=\"lo.rx-lo\"} ";
+  const std::size_t at = metrics.out.find(series);
+  ASSERT_NE(at, std::string::npos) << metrics.out;
+  EXPECT_GT(std::stod(metrics.out.substr(at + series.size())), 1000.0) << metrics.out.substr(at, 80);
+  ASSERT_EQ(kill(sender, SIGSTOP), 0);  // both feeds pause
+  std::string alarms;
+  (void)poll_until(10s, [&] {
+    alarms = run("ip netns exec " + head_ + " " + shell_quote(tool("twincastctl").string()) +
+                 " --api 127.0.0.1:8080 --json channel news").out;
+    return alarms.find("input lo.rx-lo (active) down") != std::string::npos;
+  });
+  EXPECT_NE(alarms.find("input lo.rx-lo (active) down"), std::string::npos) << alarms;
+  (void)kill(sender, SIGCONT);
 
   stop_twincastd(app);
 }

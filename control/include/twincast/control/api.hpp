@@ -54,7 +54,7 @@ struct ApiRtpView {
 };
 
 struct ApiInputView {
-  std::string id;    // input name, unique in its channel
+  std::string id;    // input name, unique in its channel (a received rendition r's: "r.<input>")
   std::string kind;  // "udp", "rtp", "srt"
   bool active = false;
   std::string state;  // e.g. "ok", "down" (backend's words)

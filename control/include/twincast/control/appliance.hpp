@@ -32,7 +32,8 @@ struct ReloadOutcome {
 // service selection (source_service_id, pid_rules, pmt_pid, service_id), failover and
 // priority, no outputs and hls on: its OTT feed is the packager's rendition r of c. The
 // data plane knows nothing of ABR; the API, metrics and twincastctl show config's channels
-// only (a reload's diff names the hidden ones it adds, removes or restarts).
+// only, with r's inputs among c's as "r.<input>" (a reload's diff names the hidden ones it
+// adds, removes or restarts).
 [[nodiscard]] dataplane::ApplianceConfig dataplane_config(const dataplane::ApplianceConfig& config);
 
 class Appliance {
