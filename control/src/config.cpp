@@ -9,6 +9,7 @@
 // error list is empty.
 #include "twincast/control/config.hpp"
 #include "twincast/control/srt_ingest.hpp"  // srt_streamid_resource: how callers are routed
+#include "twincast/dataplane/dataplane.hpp"  // device_name: how EAL names a port's device
 #include "twincast/dataplane/net.hpp"
 
 #include <yaml-cpp/eventhandler.h>
@@ -1124,7 +1125,7 @@ void validate(Parser& p, ApplianceConfig& cfg) {
                  "duplicate port name " + in_quotes(port.name) + " (also " + port_paths[port.name] + ")");
     // EAL knows one device per name (a second --vdev of that name replaces the first's
     // arguments), and the data plane looks a port up by it.
-    const std::string device_name = port.device.substr(0, port.device.find(','));
+    const std::string device_name = dataplane::device_name(port.device);  // a PCI address as EAL writes it
     if (!port.device.empty() && !device_paths.emplace(device_name, path).second)
       p.error_at(path + ".device", "device " + in_quotes(port.device) + " is already " + device_paths[device_name] +
                                        (device_name != port.device ? " (one device per name, " + in_quotes(device_name) + ")"

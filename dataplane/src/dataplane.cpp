@@ -81,7 +81,7 @@ Dataplane::Impl::Impl(const ApplianceConfig& c, PipelineFactory& f) : config(c),
       auto ps = std::make_unique<PortState>();
       ps->config = pc;
       ps->index = i;
-      const std::string dev = pc.device.substr(0, pc.device.find(','));
+      const std::string dev = device_name(pc.device);
       if (rte_eth_dev_get_port_by_name(dev.c_str(), &ps->port_id) != 0 && !is_pci_address(pc.device)) {
         // A virtual device not on the EAL command line (or closed by an earlier instance): hot-plug it.
         (void)rte_dev_probe(pc.device.c_str());

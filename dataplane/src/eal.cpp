@@ -4,9 +4,12 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
+#include <rte_pci.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <stdexcept>
 
 #include "twincast/dataplane/dataplane.hpp"
@@ -33,9 +36,45 @@ bool is_pci_address(const std::string& device) {
   return hex(at, 2) && d[at + 2] == ':' && hex(at + 3, 2) && d[at + 5] == '.' && hex(at + 6, 1);
 }
 
+std::string device_name(const std::string& device) {
+  const std::string name = device.substr(0, device.find(','));
+  rte_pci_addr addr{};
+  if (!is_pci_address(name) || rte_pci_addr_parse(name.c_str(), &addr) != 0) return name;
+  // The PCI bus names the device "0000:3b:00.1" however -a wrote it ("3b:00.1",
+  // "0000:3B:00.1"), and rte_eth_dev_get_port_by_name compares names as they are.
+  char canonical[PCI_PRI_STR_SIZE + 1];
+  rte_pci_device_name(&addr, canonical, sizeof canonical);
+  return canonical;
+}
+
 std::vector<std::string> eal_arguments(const EalConfig& eal, const std::vector<PortConfig>& ports,
                                        const std::string& argv0) {
-  std::vector<std::string> a{argv0, "-l", eal.lcores, "-m", std::to_string(eal.memory_mb)};
+  std::vector<std::string> a{argv0, "-l", eal.lcores};
+  // EAL refuses -m beside --socket-mem (memory per NUMA node): that one replaces memory_mb.
+  const bool has_socket_mem = std::any_of(eal.extra_args.begin(), eal.extra_args.end(),
+                                          [](const std::string& x) { return x.rfind("--socket-mem", 0) == 0; });
+  if (!has_socket_mem) {
+    a.emplace_back("-m");
+    a.push_back(std::to_string(eal.memory_mb));
+  }
+  // EAL makes the lowest lcore listed its main lcore; ours is the first listed ("2,1": the
+  // main loop on 2, the worker on 1). EAL reads a range "3-1" as 1-3.
+  unsigned long first = 0;
+  unsigned long lowest = ~0UL;
+  for (std::size_t from = 0; from < eal.lcores.size();) {
+    const std::size_t comma = std::min(eal.lcores.find(',', from), eal.lcores.size());
+    const std::string item = eal.lcores.substr(from, comma - from);
+    unsigned long low = std::strtoul(item.c_str(), nullptr, 10);
+    if (const std::size_t dash = item.find('-'); dash != std::string::npos)
+      low = std::min(low, std::strtoul(item.c_str() + dash + 1, nullptr, 10));
+    if (from == 0) first = low;
+    lowest = std::min(lowest, low);
+    from = comma + 1;
+  }
+  if (!eal.lcores.empty() && first != lowest) {
+    a.emplace_back("--main-lcore");
+    a.push_back(std::to_string(first));
+  }
   if (!eal.hugepages) {
     a.emplace_back("--no-huge");
     a.emplace_back("--no-shconf");

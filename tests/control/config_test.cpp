@@ -978,6 +978,25 @@ TEST(Config, TwoPortsAreNotOneDeviceWithOtherArguments) {
   }
 }
 
+// A PCI device has one name however it is written: "3b:00.1" (as lspci prints it) and
+// "0000:3B:00.1" are EAL's "0000:3b:00.1". Two ports on it passed --check, and twincastd
+// did not start.
+TEST(Config, TwoPortsAreNotOnePciDeviceWrittenTwoWays) {
+  const auto with = [](const std::string& second) {
+    return "ports:\n"
+           "  - { name: core, device: \"0000:3b:00.1\", address: 10.0.0.2/24 }\n"
+           "  - { name: edge, device: \"" + second + "\", address: 10.1.0.2/24 }\n" +
+           std::string(kMinimal).substr(std::string(kMinimal).find("channels:"));
+  };
+  EXPECT_TRUE(parse_config(with("0000:3b:00.0")).ok()) << errors_of(parse_config(with("0000:3b:00.0")));
+  for (const char* device : {"3b:00.1", "0000:3B:00.1", "3B:00.1,rxq_pkt_size=128"}) {
+    const auto r = parse_config(with(device));
+    ASSERT_EQ(r.errors.size(), 1U) << device << "\n" << errors_of(r);
+    EXPECT_EQ(r.errors[0].path, "ports[1].device");
+    EXPECT_EQ(r.errors[0].line, 3);
+  }
+}
+
 // A port's address is a host of its subnet, as its gateway must be: the network address
 // or the subnet's broadcast address (10.0.0.255/24) is no station's, and the port would
 // send from it and answer ARP for it. /31 and /32 have no such addresses.

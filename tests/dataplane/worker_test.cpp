@@ -17,6 +17,7 @@
 #include <fstream>
 #include <numeric>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "dataplane/eal_harness.hpp"
@@ -344,6 +345,66 @@ TEST(EalArguments, FromConfig) {
   EXPECT_FALSE(is_pci_address("net_tap0"));
   EXPECT_FALSE(is_pci_address("0000:3b:00"));
   EXPECT_FALSE(is_pci_address(""));
+}
+
+// The lcore EAL makes its main lcore from these arguments: --main-lcore, else the lowest
+// of -l (EAL's default, whatever the list's order).
+std::string eal_main_lcore(const std::vector<std::string>& args) {
+  for (std::size_t i = 0; i + 1 < args.size(); ++i)
+    if (args[i] == "--main-lcore") return args[i + 1];
+  for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] != "-l") continue;
+    unsigned long lowest = ~0UL;
+    std::istringstream list(args[i + 1]);
+    for (std::string item; std::getline(list, item, ',');) {
+      const auto dash = item.find('-');
+      lowest = std::min({lowest, std::stoul(item.substr(0, dash)),
+                         dash == std::string::npos ? lowest : std::stoul(item.substr(dash + 1))});
+    }
+    return std::to_string(lowest);
+  }
+  return "";
+}
+
+// The first lcore of dataplane.lcores runs the main loop and the second the packet worker
+// (config/README.md, EalConfig). EAL makes the lowest lcore listed its main lcore: with
+// "2,1" the packet worker busy-polled lcore 2, the one meant for the main loop, and the
+// main loop ran on lcore 1, the one set aside for the worker.
+TEST(EalArguments, TheFirstLcoreListedIsTheMainOne) {
+  EalConfig e;
+  for (const auto& [lcores, main] : std::vector<std::pair<std::string, std::string>>{
+           {"0,1", "0"}, {"0-3", "0"}, {"2,1", "2"}, {"5,0-3", "5"}, {"3-1,0", "1"}}) {
+    e.lcores = lcores;
+    EXPECT_EQ(eal_main_lcore(eal_arguments(e, {}, "x")), main) << lcores;
+  }
+}
+
+// --socket-mem (memory per NUMA node, the usual advice with hugepages) in eal_args: EAL
+// refuses it beside -m ("Options -m and --socket-mem cannot be specified at the same
+// time"), rte_eal_init failed and twincastd did not start, though --check said OK.
+TEST(EalArguments, SocketMemInTheExtraArgumentsReplacesMemoryMb) {
+  EalConfig e;
+  e.hugepages = true;
+  for (const std::vector<std::string>& extra : {std::vector<std::string>{"--socket-mem", "1024,1024"},
+                                                std::vector<std::string>{"--socket-mem=1024,0"}}) {
+    e.extra_args = extra;
+    const std::vector<std::string> a = eal_arguments(e, {}, "x");
+    EXPECT_EQ(std::count(a.begin(), a.end(), "-m"), 0) << extra[0] << " and -m";
+    EXPECT_EQ(std::count(a.begin(), a.end(), extra[0]), 1);
+  }
+  e.extra_args = {};
+  const std::vector<std::string> a = eal_arguments(e, {}, "x");
+  EXPECT_EQ(std::count(a.begin(), a.end(), "-m"), 1);
+}
+
+// EAL names a PCI port "dddd:bb:dd.f" in lower case however -a wrote it: a port on
+// "3b:00.1" (as lspci prints it) or "0000:3B:00.1" was looked up by that string, not
+// found ("no DPDK device"), and twincastd did not start.
+TEST(EalArguments, APciPortIsKnownByTheNameEalGivesIt) {
+  EXPECT_EQ(device_name("3b:00.1"), "0000:3b:00.1");
+  EXPECT_EQ(device_name("0000:3B:00.1,rxq_pkt_size=128"), "0000:3b:00.1");
+  EXPECT_EQ(device_name("0000:3b:00.1"), "0000:3b:00.1");
+  EXPECT_EQ(device_name("net_pcap0,iface=Eth0"), "net_pcap0");
 }
 
 TEST(DropReasons, Names) {

@@ -158,14 +158,18 @@ using PipelineFactory = std::function<std::unique_ptr<ChannelPipeline>(const Cha
 // Wraps dataplane::Channel.
 [[nodiscard]] std::unique_ptr<ChannelPipeline> make_channel_pipeline(const ChannelConfig& config);
 
-// The EAL command line for `eal` and `ports`: -l, -m, --no-huge --no-shconf (without
-// hugepages), --file-prefix, --vdev for every port whose device is not a PCI address,
-// -a for the PCI ones (--no-pci when there are none), --log-level (quiet unless the
-// extra arguments set one), then eal.extra_args.
+// The EAL command line for `eal` and `ports`: -l (--main-lcore when the first lcore listed
+// is not the lowest), -m (unless the extra arguments give --socket-mem), --no-huge
+// --no-shconf (without hugepages), --file-prefix, --vdev for every port whose device is
+// not a PCI address, -a for the PCI ones (--no-pci when there are none), --log-level
+// (quiet unless the extra arguments set one), then eal.extra_args.
 [[nodiscard]] std::vector<std::string> eal_arguments(const EalConfig& eal, const std::vector<PortConfig>& ports,
                                                      const std::string& argv0);
 // True for "0000:01:00.0" / "01:00.0" style device names.
 [[nodiscard]] bool is_pci_address(const std::string& device);
+// The name DPDK knows a port's device by: what precedes the first ',', a PCI address as
+// the PCI bus writes it ("3B:00.1" is "0000:3b:00.1").
+[[nodiscard]] std::string device_name(const std::string& device);
 // rte_eal_init with eal_arguments(). Once per process; throws std::runtime_error.
 void init_eal(const ApplianceConfig& config, const std::string& argv0);
 
