@@ -73,6 +73,10 @@ bool has_tag(const std::vector<Descriptor>& ds, std::uint8_t tag) {
   return std::any_of(ds.begin(), ds.end(), [tag](const Descriptor& d) { return d.tag == tag; });
 }
 
+// build_pmt writes an ISO_639_language_descriptor (0x0A) for a stream's language unless it
+// carries one.
+bool adds_language(const ElementaryStream& es) { return es.language.size() == 3 && !has_tag(es.descriptors, 0x0A); }
+
 // A DVB text field: plain bytes when ASCII, else UTF-8 behind the 0x15 selector (EN 300 468 Annex A).
 std::vector<std::uint8_t> dvb_text(const std::string& s) {
   const bool ascii = std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
@@ -130,7 +134,19 @@ std::vector<Section> build_pat(std::uint16_t transport_stream_id, const std::vec
   return take_sections(chain, "PAT");
 }
 
+std::size_t pmt_stream_bytes(const ElementaryStream& es) {
+  std::size_t bytes = 5 + (adds_language(es) ? std::size_t{2 + 4} : 0);
+  for (const auto& d : es.descriptors) bytes += pmt_descriptor_bytes(d);
+  return bytes;
+}
+
 std::vector<Section> build_pmt(const Service& service, std::uint8_t version) {
+  // Measured before libdvbpsi's generator, which drops the ES descriptors that do not fit
+  // and writes descriptor-less ESs past its 1024 bytes.
+  std::size_t bytes = kPmtFixedBytes;
+  for (const auto& d : service.program_descriptors) bytes += pmt_descriptor_bytes(d);
+  for (const auto& es : service.streams) bytes += pmt_stream_bytes(es);
+  if (bytes > kMaxPmtBytes) throw std::length_error("cannot generate PMT: more than one section");
   Handle h;
   dvbpsi_pmt_t pmt;
   dvbpsi_pmt_init(&pmt, service.service_id, static_cast<std::uint8_t>(version & 0x1F), true,
@@ -144,7 +160,7 @@ std::vector<Section> build_pmt(const Service& service, std::uint8_t version) {
       dvbpsi_pmt_es_t* e = dvbpsi_pmt_es_add(&pmt, es.stream_type, static_cast<std::uint16_t>(es.pid & 0x1FFF));
       if (e == nullptr) throw std::bad_alloc();
       // A language without its ISO 639 descriptor gets one (audio_type 0, undefined).
-      if (es.language.size() == 3 && !has_tag(es.descriptors, 0x0A)) {
+      if (adds_language(es)) {
         std::vector<std::uint8_t> lang(es.language.begin(), es.language.end());
         lang.push_back(0);
         dvbpsi_pmt_es_descriptor_add(e, 0x0A, 4, lang.data());
@@ -220,9 +236,14 @@ std::vector<Section> build_sdt(std::uint16_t transport_stream_id, std::uint16_t 
     dvbpsi_sdt_init(&sdt, 0x42, transport_stream_id, static_cast<std::uint8_t>(version & 0x1F), true,
                     original_network_id);
     for (std::size_t k = i; k < end; ++k) {
-      // running_status 4 (running), not scrambled; EIT schedule and p/f as the service says.
-      dvbpsi_sdt_service_t* srv = dvbpsi_sdt_service_add(&sdt, services[k].service_id, services[k].eit_schedule,
-                                                         services[k].eit_present_following, 4, false);
+      // running_status 4 (running); free_CA_mode when the PMT has a CA_descriptor, program or
+      // stream level (EN 300 468 5.2.3); EIT schedule and p/f as the service says.
+      const Service& sv = services[k];
+      const bool scrambled = has_tag(sv.program_descriptors, 0x09) ||
+                             std::any_of(sv.streams.begin(), sv.streams.end(),
+                                         [](const ElementaryStream& e) { return has_tag(e.descriptors, 0x09); });
+      dvbpsi_sdt_service_t* srv = dvbpsi_sdt_service_add(&sdt, sv.service_id, sv.eit_schedule,
+                                                         sv.eit_present_following, 4, scrambled);
       if (srv == nullptr) {
         dvbpsi_sdt_empty(&sdt);
         throw std::bad_alloc();

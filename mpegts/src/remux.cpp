@@ -308,10 +308,16 @@ void Remuxer::rebuild() {
     if (out.name.empty()) out.name = "Service " + std::to_string(out.service_id);
     if (out.service_type == 0) {
       // No SDT from the source: 0x00 is reserved (EN 300 468 table 87) and receivers skip
-      // such a service in a scan. Digital television with video, digital radio without.
-      const bool video = std::any_of(source.streams.begin(), source.streams.end(),
-                                     [](const ElementaryStream& e) { return codec_kind(e.codec) == StreamKind::kVideo; });
-      out.service_type = video ? 0x01 : 0x02;
+      // such a service in a scan. Digital television with video, digital radio without;
+      // television whose video is all HEVC has its own type (0x1F), which receivers
+      // without HEVC leave out.
+      bool video = false, other_video = false;
+      for (const ElementaryStream& e : source.streams)
+        if (codec_kind(e.codec) == StreamKind::kVideo) {
+          video = true;
+          other_video = other_video || e.codec != Codec::kHevc;
+        }
+      out.service_type = !video ? 0x02 : other_video ? 0x01 : 0x1F;
     }
     out.lcn = sc.lcn;
     out.eit_present_following = eit_pf_[k];
@@ -346,9 +352,20 @@ void Remuxer::rebuild() {
         return false;
       });
     };
+    // The output PMT is one section (build_pmt refuses more). A source's is too, but
+    // libdvbpsi takes one spread over several: what does not fit is left out (and its PIDs
+    // not carried) rather than stopping the channel.
+    std::size_t pmt_bytes = kPmtFixedBytes;
+    const auto fits = [&](std::size_t bytes) {
+      if (pmt_bytes + bytes > kMaxPmtBytes) return false;
+      pmt_bytes += bytes;
+      return true;
+    };
+    std::erase_if(out.program_descriptors, [&](const Descriptor& d) { return !fits(pmt_descriptor_bytes(d)); });
     map_ca(out.program_descriptors);
     for (const auto& es : source.streams) {
       if (es.pid >= kNullPid) continue;
+      if (!drops(sc.rules, es.pid) && !fits(pmt_stream_bytes(es))) continue;
       const std::uint16_t o = map_pid(es.pid);
       if (o == kDropByRule) continue;
       ElementaryStream e = es;

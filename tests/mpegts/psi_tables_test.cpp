@@ -273,6 +273,45 @@ TEST(PsiTables, LongPmtSpansPackets) {
   EXPECT_EQ(d.model().services[0], s);
 }
 
+// A PMT is one section (ISO 13818-1 2.4.4.8): 1024 bytes at most, section_length 1021.
+// One at the limit is built whole; one over it is refused, never sent with descriptors
+// left out (libdvbpsi's generator drops the ES descriptors that do not fit, or writes
+// descriptor-less ESs past its 1024-byte buffer, and says so only in its log).
+TEST(PsiTables, PmtAtTheSectionLimitIsWholeAndOneOverItIsRefused) {
+  Service s;
+  s.service_id = 5;
+  s.pcr_pid = 0x101;
+  s.has_pmt = true;
+  // 12 header + 5 ES + 3 x 252 + 247 descriptors + 4 CRC: 1024 bytes.
+  ElementaryStream e = es(0x101, 0x06, Codec::kPrivateData);
+  for (int i = 0; i < 3; ++i) e.descriptors.push_back({0x80, std::vector<std::uint8_t>(250, static_cast<std::uint8_t>(i))});
+  e.descriptors.push_back({0x81, std::vector<std::uint8_t>(245, 0xAB)});
+  s.streams.push_back(e);
+  const auto full = build_pmt(s, 0);
+  ASSERT_EQ(full.size(), 1U);
+  EXPECT_EQ(full[0].size(), 1024U);
+  EXPECT_TRUE(section_crc_ok(full[0]));
+
+  // Five bytes more in the last descriptor: 1029 bytes.
+  s.streams[0].descriptors.back().data.resize(250, 0xAB);
+  std::vector<Section> over;
+  EXPECT_THROW(over = build_pmt(s, 0), std::length_error);
+  if (!over.empty())
+    ADD_FAILURE() << "built a PMT of " << over.size() << " section(s), the first " << over[0].size()
+                  << " bytes, for content of 1029 bytes";
+
+  // ESs without descriptors past the limit: (1024 - 16) / 5 = 201 fit, 202 do not.
+  Service many;
+  many.service_id = 6;
+  many.pcr_pid = 0x100;
+  for (std::uint16_t i = 0; i < 201; ++i) many.streams.push_back(es(static_cast<std::uint16_t>(0x100 + i), 0x06, Codec::kPrivateData));
+  const auto fits = build_pmt(many, 0);
+  ASSERT_EQ(fits.size(), 1U);
+  EXPECT_EQ(fits[0].size(), 16U + 201 * 5);
+  many.streams.push_back(es(0x100 + 201, 0x06, Codec::kPrivateData));
+  EXPECT_THROW((void)build_pmt(many, 0), std::length_error);
+}
+
 // Sections of every length packed back to back: every boundary position in a packet,
 // including a section starting on the last payload byte, reassembles.
 TEST(PsiTables, PackingAllAlignments) {
@@ -356,6 +395,28 @@ std::string repeat(const std::string& s, std::size_t n) {
 // their 0x15 selectors) are cut between characters, never inside one: a set-top box shows
 // a truncated multi-byte sequence as garbage or drops the name. Both are within what the
 // configuration accepts (name and provider 252 bytes together).
+// EN 300 468 5.2.3: free_CA_mode 1 says access to one or more of the service's streams may
+// be controlled by a CA system. The remux carries scrambled services (their ECM PIDs, the
+// CAT); announcing one as free (0) puts it in a receiver's "free only" scan and keeps the
+// "scrambled" mark off it. The PMT's CA_descriptors (0x09, program or stream level) say it.
+TEST(PsiTables, SdtFreeCaModeIsSetForAScrambledService) {
+  std::vector<Service> services = sample_model().services;
+  services[1].program_descriptors.push_back({0x09, {0x06, 0x04, 0xE1, 0x00}});               // ECM PID 0x100
+  services[2].streams[0].descriptors.push_back({0x09, {0x0B, 0x00, 0xE1, 0x01, 0xAA}});  // stream level
+  const auto sections = build_sdt(1, 2, services, 0);
+  ASSERT_EQ(sections.size(), 1U);
+  const Section& s = sections[0];
+  std::vector<std::pair<std::uint16_t, bool>> got;
+  for (std::size_t q = 11; q + 4 < s.size();) {
+    const std::size_t loop = static_cast<std::size_t>(((s[q + 3] & 0x0F) << 8) | s[q + 4]);
+    got.emplace_back(static_cast<std::uint16_t>((s[q] << 8) | s[q + 1]), (s[q + 3] & 0x10) != 0);
+    EXPECT_EQ(s[q + 3] >> 5, 4) << "running_status";
+    q += 5 + loop;
+  }
+  const std::vector<std::pair<std::uint16_t, bool>> want{{10, false}, {11, true}, {12, true}};
+  EXPECT_EQ(got, want) << "(service_id, free_CA_mode)";
+}
+
 TEST(PsiTables, SdtNamesAreCutBetweenUtf8Characters) {
   std::vector<Service> services(2);
   services[0].service_id = 1;

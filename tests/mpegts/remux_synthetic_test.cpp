@@ -1354,6 +1354,94 @@ TEST(RemuxSynthetic, AServiceWithoutSourceSdtGetsATelevisionOrRadioServiceType) 
   }
 }
 
+// ISO 13818-1 makes a PMT one section (section_number 0), but libdvbpsi's decoder takes one
+// in several sections and hands over all their streams: a source (faulty, or hostile) that
+// sends 2 x 150 streams must not take the headend down. The output PMT cannot hold them all
+// (1024 bytes: (1024 - 16) / 5 = 201 streams without descriptors); it carries the ones that
+// fit, in the source's order, and the PIDs of the rest are not forwarded.
+TEST(RemuxSynthetic, ASourcePmtBeyondOneSectionIsCutNotFatal) {
+  Service whole = spts_service(1, 0x1000, {}, 0x100);
+  for (std::uint16_t i = 0; i < 300; ++i) {
+    ElementaryStream e;
+    e.pid = static_cast<std::uint16_t>(0x100 + i);
+    e.stream_type = 0x06;
+    whole.streams.push_back(e);
+  }
+  // Two sections of 150 streams: numbered 0 and 1 of 1, CRC_32 computed again.
+  std::vector<Section> sections;
+  for (int half = 0; half < 2; ++half) {
+    Service part = whole;
+    part.streams.assign(whole.streams.begin() + half * 150, whole.streams.begin() + (half + 1) * 150);
+    Section sec = build_pmt(part, 0).at(0);
+    sec[6] = static_cast<std::uint8_t>(half);
+    sec[7] = 1;
+    const std::uint32_t crc = crc32_mpeg(std::span<const std::uint8_t>(sec.data(), sec.size() - 4));
+    for (std::size_t k = 0; k < 4; ++k) sec[sec.size() - 4 + k] = static_cast<std::uint8_t>(crc >> (24 - 8 * k));
+    sections.push_back(std::move(sec));
+  }
+  TableCarousel pat(kPatPid), pmt(0x1000);
+  pat.update([&](std::uint8_t v) { return build_pat(1, {{1, 0x1000}}, v); });
+  pmt.update([&](std::uint8_t) { return sections; });
+  std::vector<TsPacket> in(64);
+  std::size_t n = pat.packetize(in);
+  n += pmt.packetize(std::span<TsPacket>(in).subspan(n));
+  in.resize(n);
+
+  RemuxConfig cfg;
+  cfg.services.push_back({.input = 0, .source_service_id = 1});
+  Harness h(cfg);
+  Source src{.tag = 0};
+  try {
+    h.push(0, in);
+    for (std::uint16_t pid = 0x100; pid < 0x100 + 300; ++pid) h.push(0, src.es(pid));
+    h.push(0, in);
+  } catch (const std::exception& e) {
+    FAIL() << "push threw: " << e.what();
+  }
+  const ProgramModel m = decode(h.out);
+  ASSERT_EQ(m.services.size(), 1u);
+  ASSERT_TRUE(m.services[0].has_pmt);
+  EXPECT_EQ(m.services[0].streams.size(), 201u);
+  std::set<std::uint16_t> listed;
+  for (const auto& e : m.services[0].streams) listed.insert(e.pid);
+  for (const auto& p : h.out) {
+    const auto o = origin(p);
+    if (o.first < 0) continue;
+    EXPECT_TRUE(listed.count(p.pid())) << "PID " << p.pid() << " forwarded but not in the PMT";
+  }
+}
+
+// An HEVC service has its own type, 0x1F (EN 300 468 table 87, since V1.15.1): 0x01 is for
+// MPEG-2 SD material, so a receiver without HEVC would list the service under 0x01 and show
+// a black screen; under 0x1F it leaves it out, and an HEVC receiver lists it as television.
+TEST(RemuxSynthetic, AnHevcServiceWithoutSourceSdtGetsTheHevcServiceType) {
+  Source src{.tag = 0};
+  src.services.push_back(spts_service(1, 0x1000, {{0x100, 0x24}, {0x101, 0x0F}}, 0x100));
+  RemuxConfig cfg;
+  cfg.nit = true;
+  cfg.services.push_back({.input = 0, .source_service_id = 1, .lcn = 5});
+  Harness h(cfg);
+  h.push(0, src.tables());
+  for (int i = 0; i < 200; ++i) h.push(0, src.es(0x101));
+  ASSERT_EQ(h.r.output_model().services.size(), 1u);
+  EXPECT_EQ(h.r.output_model().services[0].service_type, 0x1F);
+  const Sections sdt = sections_of(h.out, kSdtPid);
+  ASSERT_FALSE(sdt.good.empty());
+  for (const Section& sec : sdt.good) {
+    ASSERT_GE(sec.size(), 11u + 5 + 3 + 4);
+    ASSERT_EQ(sec[11 + 5], 0x48);
+    EXPECT_EQ(sec[11 + 7], 0x1F) << "SDT service_type";
+  }
+  const Sections nit = sections_of(h.out, kNitPid);
+  ASSERT_FALSE(nit.good.empty());
+  for (const Section& sec : nit.good)
+    for (const auto& d : twincast::test::nit_ts_descriptors(sec))
+      if (d.tag == 0x41) {
+        ASSERT_GE(d.data.size(), 3u);
+        EXPECT_EQ(d.data[2], 0x1F) << "NIT service_list service_type";
+      }
+}
+
 // The EIT_present_following_flag (or with `bit` 1, the EIT_schedule_flag) of `service_id` in
 // every SDT section of `out`, in order.
 std::vector<int> sdt_eit_pf_flags(const std::vector<TsPacket>& out, std::uint16_t service_id, int bit = 0) {

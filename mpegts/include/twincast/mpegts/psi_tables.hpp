@@ -30,8 +30,15 @@ struct PatEntry {
 [[nodiscard]] std::vector<Section> build_pat(std::uint16_t transport_stream_id,
                                              const std::vector<PatEntry>& programs, std::uint8_t version);
 // PMT: table 0x02 for one service (program descriptors, streams with their
-// descriptors, PCR PID).
+// descriptors, PCR PID). A PMT is one section (ISO 13818-1 2.4.4.8): std::length_error
+// when the service needs more than kMaxPmtBytes.
 [[nodiscard]] std::vector<Section> build_pmt(const Service& service, std::uint8_t version);
+inline constexpr std::size_t kMaxPmtBytes = 1024;    // 3 + section_length 1021, CRC_32 included
+inline constexpr std::size_t kPmtFixedBytes = 12 + 4;  // the header to program_info_length, CRC_32
+// The bytes build_pmt writes for one stream (its ES_info entry, with the ISO 639
+// descriptor it adds for `language`), and for one program descriptor.
+[[nodiscard]] std::size_t pmt_stream_bytes(const ElementaryStream& es);
+[[nodiscard]] inline std::size_t pmt_descriptor_bytes(const Descriptor& d) { return 2 + d.data.size(); }
 // SDT actual: table 0x42 on PID 0x11, one service_descriptor (0x48) per service with
 // its type, provider and name.
 [[nodiscard]] std::vector<Section> build_sdt(std::uint16_t transport_stream_id, std::uint16_t original_network_id,
