@@ -38,6 +38,11 @@ constexpr const char* kUsage =
     "       twincastd --check FILE                      validate a channel map (see config/README.md)\n"
     "       twincastd --version\n";
 
+// The exit status of a map twincastd refuses to run (sysexits' EX_CONFIG, which systemd
+// shows as "CONFIG"): the unit's RestartPreventExitStatus, so a broken map is not restarted
+// every RestartSec for ever.
+constexpr int kExitConfig = 78;
+
 // Prints "FILE: OK (<config_summary>)" and returns 0, or every error on stderr and returns 1.
 int check(const std::string& file) {
   const auto result = twincast::control::load_config(file);
@@ -79,7 +84,7 @@ int run(const std::string& file, const char* argv0, unsigned status_interval_s) 
   const auto result = twincast::control::load_config(file);
   if (!result.ok()) {
     log_config_errors(result.errors, file, "config_invalid", "twincastd: " + file + " has errors; not starting");
-    return 1;
+    return kExitConfig;
   }
   // Every thread (EAL's, libsrt's) inherits these blocked; only sigtimedwait below sees them.
   sigset_t signals;
@@ -97,8 +102,13 @@ int run(const std::string& file, const char* argv0, unsigned status_interval_s) 
               {{"channels", n_channels}, {"file", file}, {"api", control.api_listen}, {"metrics", control.metrics_listen}},
               "twincastd: running " + std::to_string(n_channels) + " channels from " + file + "; API on " +
                   control.api_listen + ", metrics on " + control.metrics_listen);
-    const std::string ready = "READY=1\nSTATUS=" + std::to_string(result.config->channels.size()) + " channels";
-    sd_notify(0, ready.c_str());
+    // READY=1 with what `systemctl status` shows; again after each reload, which may change it.
+    std::size_t shown_channels = 0;
+    auto notify_ready = [&](const char* state) {
+      shown_channels = appliance.channel_count();
+      sd_notify(0, (state + std::string("STATUS=") + std::to_string(shown_channels) + " channels").c_str());
+    };
+    notify_ready("READY=1\n");
     // Under systemd's watchdog, wake at half its interval to say we are alive.
     std::uint64_t watchdog_us = 0;
     const bool watchdog = sd_watchdog_enabled(0, &watchdog_us) > 0 && watchdog_us > 0;
@@ -141,8 +151,10 @@ int run(const std::string& file, const char* argv0, unsigned status_interval_s) 
             reloads.write(log::Level::kError, "reload_incomplete", {{"file", file}},
                           "twincastd: SIGHUP: reloaded " + file + ", but " + *outcome.warning);
         }
-        sd_notify(0, "READY=1");
+        notify_ready("READY=1\n");
       }
+      // A reload through the API (POST /api/v1/reload) changes it too: seen at the next wake.
+      if (appliance.channel_count() != shown_channels) notify_ready("");
       if (watchdog) sd_notify(0, "WATCHDOG=1");
       if (std::chrono::steady_clock::now() >= next_status) {
         std::fputs(appliance.status().c_str(), stderr);

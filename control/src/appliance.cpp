@@ -620,6 +620,11 @@ void Appliance::stop() {
   if (impl_->dp) impl_->dp->stop();
 }
 
+std::size_t Appliance::channel_count() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->config.channels.size();
+}
+
 std::string Appliance::status() const {
   std::lock_guard lock(impl_->mu);
   std::string out;

@@ -2,6 +2,7 @@
 // from one validated configuration.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -51,6 +52,8 @@ class Appliance {
 
   // One line per port, input and channel: counters an operator reads at 3 a.m.
   [[nodiscard]] std::string status() const;
+  // The channels of the running configuration (the file's: not the renditions' hidden ones).
+  [[nodiscard]] std::size_t channel_count() const;
 
   // Hot reload (SIGHUP, POST /api/v1/reload): re-reads and validates the file, then
   // applies only the difference (dataplane::Dataplane::apply). The SRT ingest is rebuilt
