@@ -49,8 +49,9 @@ std::string hex(std::uint64_t v) {
 
 std::string hash_etag(std::string_view body) { return "\"h" + hex(fnv1a(body)) + "-" + hex(body.size()) + "\""; }
 
-// Whole seconds for max-age, at least 1 for a positive value.
-long long max_age_seconds(double s) { return std::max(1LL, std::llround(s)); }
+// Whole seconds for max-age, at least 1 for a positive value. Rounded down: a playlist's
+// half segment (1.5 s for 3 s segments) must not become 2 s of staleness in a CDN.
+long long max_age_seconds(double s) { return std::max(1LL, static_cast<long long>(std::floor(s))); }
 
 HttpResponse forbidden(HlsDenial d) {
   HttpResponse r = json_error(403, "token " + std::string(hls_denial_name(d)));

@@ -390,6 +390,7 @@ struct HlsTrack {
   std::uint64_t failed_bytes = 0;                 // of window_bytes: segments whose write failed
   std::uint64_t disk_reads_refused = 0;           // get()s refused by the disk-read cap
   std::shared_ptr<const SharedBytes> media;       // rendered once per segment
+  std::uint64_t media_first = 0;                  // its MEDIA-SEQUENCE (in its ETag)
   std::shared_ptr<const SharedBytes> event;       // rendered on demand
   std::uint64_t event_first = 0, event_last = 0;  // the sequences it lists
   std::uint64_t newest_sequence = 0;
@@ -941,6 +942,7 @@ struct HlsPackager::Impl {
     p.target_duration_s = std::max(t.target_s, config.segment_seconds);
     const std::size_t first = live_first(t);
     p.media_sequence = t.window[first].sequence;
+    t.media_first = p.media_sequence;
     p.discontinuity_sequence = t.window[first].discontinuity_sequence;
     p.independent_segments = true;  // unless a forced cut (a GOP far longer than the target) is listed
     for (std::size_t i = first; i < t.window.size(); ++i) {
@@ -1124,6 +1126,7 @@ struct HlsPackager::Impl {
       t.failed_bytes = old->failed_bytes;
       t.disk_reads_refused = old->disk_reads_refused;
       t.media = old->media;
+      t.media_first = old->media_first;
       t.info = old->info;
       t.newest_sequence = old->newest_sequence;
       t.target_s = old->target_s;
@@ -1427,6 +1430,8 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
     const std::int64_t now_ms = impl_->options.wall_ms();
     hls::MediaPlaylist p;
     hls::MasterPlaylist m;
+    // The live master's version (its ETag's): the text below is cut from it.
+    const std::string version = std::to_string(ch->first_number) + "-" + std::to_string(ch->generation);
     if (master) {
       // Each playlist of the master with the range; those with nothing in it left out.
       m = ch->master_model;
@@ -1459,12 +1464,14 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
     lock.unlock();
     if (p.entries.empty() || (master && m.variants.empty())) return std::nullopt;
     const bool vod = p.type == hls::PlaylistType::kVod;
+    // The target too: a later long segment raises it with the range's segments unchanged.
     const std::string tag = std::to_string(p.media_sequence) + "-" + std::to_string(p.media_sequence + p.entries.size() - 1) +
-                            (vod ? "v" : "e");
+                            "-" + std::to_string(p.target_duration_s) + (vod ? "v" : "e");
     r.max_age_s = vod ? 60 : half_segment;
     if (master) {
       r.body = SharedBytes::heap(hls::master_playlist(m));
-      r.etag = "\"j" + tag + "\"";
+      // Not the range's numbers alone: the bandwidths are measured again at every segment.
+      r.etag = "\"j" + tag + "-" + version + "\"";
     } else {
       r.body = SharedBytes::heap(hls::media_playlist(p));
       r.etag = "\"r" + (media->rendition.empty() ? std::string{} : media->rendition + "-") + tag + "\"";
@@ -1511,8 +1518,11 @@ std::optional<HlsResource> HlsPackager::get(std::string_view channel, std::strin
   if (media != nullptr) {
     if (!media->media) return std::nullopt;
     r.body = media->media;
-    r.etag = "\"m" + (media->rendition.empty() ? std::string{} : media->rendition + "-") + std::to_string(media->newest_sequence) +
-             "-" + std::to_string(media->target_s) + "\"";  // raise_target renders it again
+    // Both ends and the target: eviction without a new segment (a reload taking a stalled
+    // channel's memory share) renders it again with a later first segment.
+    r.etag = "\"m" + (media->rendition.empty() ? std::string{} : media->rendition + "-") + std::to_string(media->media_first) +
+             "-" + std::to_string(media->newest_sequence) + "-" + std::to_string(media->target_s) +
+             "\"";  // raise_target renders it again
     r.max_age_s = half_segment;
     return r;
   }

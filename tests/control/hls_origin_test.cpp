@@ -289,6 +289,24 @@ TEST_F(HlsOriginTest, PlaylistSegmentAndKeyHeaders) {
   EXPECT_EQ(origin_->stats().keys.load(), 2U);
 }
 
+// A playlist's max-age is at most what the source asks for (half a segment: 1.5 s for 3 s
+// segments), never rounded up past it: a CDN holding a 5 s channel's playlist for 3 s
+// serves it stale for more than half a target duration. At least 1 s (0 would send every
+// request to the origin).
+TEST_F(HlsOriginTest, PlaylistMaxAgeIsNeverRoundedUpPastTheSources) {
+  for (const auto& [seconds, want] : std::vector<std::pair<double, std::string>>{
+           {0.5, "public, max-age=1"}, {1.5, "public, max-age=1"}, {2.5, "public, max-age=2"},
+           {4.5, "public, max-age=4"}, {5.0, "public, max-age=5"}, {60.0, "public, max-age=60"}}) {
+    source_.put("news", "odd.m3u8",
+                {.body = tc::SharedBytes::heap(std::string(kPlaylist)),
+                 .content_type = "application/vnd.apple.mpegurl",
+                 .etag = "\"o\"",
+                 .kind = tc::HlsResource::Kind::kPlaylist,
+                 .max_age_s = seconds});
+    EXPECT_EQ(get(port_, "/hls/news/odd.m3u8").header("cache-control"), want) << seconds;
+  }
+}
+
 TEST_F(HlsOriginTest, IfNoneMatchGives304) {
   Client c(port_);
   for (const std::string& inm : {std::string("\"s42-1a2b\""), std::string("W/\"s42-1a2b\""),

@@ -254,6 +254,25 @@ TEST_F(Packager, AChannelAddedTakesItsMemoryShareFromAStalledOne) {
   EXPECT_EQ(ev.entries.size(), packager_->channel_stats("news")->held_segments);
 }
 
+// A CDN revalidates the live playlist with its ETag (If-None-Match): a 304 must mean the
+// same bytes. A reload that takes a stalled channel's memory share evicts segments it lists
+// and renders it again with no new segment: the new text needs a new ETag, or the CDN keeps
+// the old one listing segments that are now 404 for as long as the input is down.
+TEST_F(Packager, AReloadThatShortensTheLivePlaylistChangesItsEtag) {
+  make(3, 72, 1, 1);  // 1 MiB, 1 s segments of ~190 kB
+  feed_copies(0, 3);
+  const auto before = packager_->get("news", "live.m3u8", "");
+  ASSERT_TRUE(before);
+  // Four channels: a quarter of the budget, less than the three listed segments.
+  packager_->set_channels({PackagedChannel{"news", "News", feed_}, PackagedChannel{"a", "A", new_feed()},
+                           PackagedChannel{"b", "B", new_feed()}, PackagedChannel{"c", "C", new_feed()}});
+  const auto after = packager_->get("news", "live.m3u8", "");
+  ASSERT_TRUE(after);
+  ASSERT_NE(after->body->str(), before->body->str()) << "the shrink did not change the live playlist";
+  EXPECT_NE(after->etag, before->etag) << before->body->str() << "\n---\n" << after->body->str();
+  expect_consistent(parse_playlist(after->body->str()), *packager_);
+}
+
 TEST_F(Packager, TimeRangesGiveVodOncePastAndEventWhileOpen) {
   make(3, 1, 512);
   feed_copies(0, 5);  // ~30.5 s: 14 segments delivered, all held (1 h)
@@ -483,6 +502,51 @@ TEST_F(Packager, TheLiveTargetDurationNeverGoesBackDown) {
     return std::stol(text.substr(tag + 22));
   };
   EXPECT_EQ(target_of(*get("event.m3u8")), 5);
+}
+
+// A catch-up playlist's strong ETag stands for its bytes (a 304, an If-Range splice): the
+// target duration it carries is the track's, which a later long segment raises with the
+// range's segments unchanged, so the ETag must change with it.
+TEST_F(Packager, ACatchUpPlaylistsEtagChangesWithItsTargetDuration) {
+  make(3, 1, 512);
+  std::int64_t at = 0;
+  for (int k = 0; k < 2; ++k, at += kCopyMs) feed_copy_at(at, [] {});
+  const Playlist all = parse_playlist(*get("event.m3u8"));
+  ASSERT_GE(all.entries.size(), 4u);
+  const std::string q = "start=" + epoch_s(all.entries.at(0).pdt_ms) + "&end=" + epoch_s(all.entries.at(3).pdt_ms);
+  const auto before = packager_->get("news", "live.m3u8", q);
+  ASSERT_TRUE(before);
+  // The 3 s hole after copy 2: a 5.1 s segment raises the target to 5.
+  for (int k = 2; k < 5; ++k) {
+    feed_copy_at(at, [] {});
+    at += kCopyMs + (k == 2 ? 3'000 : 0);
+  }
+  const auto after = packager_->get("news", "live.m3u8", q);
+  ASSERT_TRUE(after);
+  ASSERT_NE(after->body->str(), before->body->str()) << "the target was not raised";
+  EXPECT_NE(after->etag, before->etag) << before->body->str() << "\n---\n" << after->body->str();
+}
+
+// The same for a catch-up master: its text is the live master's (bandwidths measured on
+// the newest segments) cut to the range, so the range's numbers alone do not name it.
+TEST_F(Packager, ACatchUpMastersEtagChangesWithItsText) {
+  make(3, 1, 512);
+  std::int64_t at = 0;
+  for (int k = 0; k < 2; ++k, at += kCopyMs) feed_copy_at(at, [] {});
+  const Playlist all = parse_playlist(*get("event.m3u8"));
+  ASSERT_GE(all.entries.size(), 4u);
+  const std::string q = "start=" + epoch_s(all.entries.at(0).pdt_ms) + "&end=" + epoch_s(all.entries.at(3).pdt_ms);
+  const auto before = packager_->get("news", "index.m3u8", q);
+  ASSERT_TRUE(before);
+  std::map<std::string, std::string> seen{{before->etag, before->body->str()}};
+  for (int k = 2; k < 6; ++k, at += kCopyMs) {
+    feed_copy_at(at, [&] {
+      const auto r = packager_->get("news", "index.m3u8", q);
+      ASSERT_TRUE(r);
+      const auto it = seen.emplace(r->etag, r->body->str()).first;
+      EXPECT_EQ(it->second, r->body->str()) << "one strong ETag " << r->etag << " for two texts";
+    });
+  }
 }
 
 // RFC 8216 6.2.4: every Media Playlist of every Variant Stream MUST have the same target
