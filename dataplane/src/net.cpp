@@ -335,6 +335,7 @@ std::optional<IgmpQuery> parse_igmp_query(Bytes m) {
   if (m.size() == 8) {
     q.version = m[1] == 0 ? 1 : 2;
     q.max_response_ds = m[1] == 0 ? 100 : m[1];
+    if (q.version == 1) q.group = 0;  // RFC 1112: "zeroed when sent, ignored when received"
     return q;
   }
   if (m.size() < 12) return std::nullopt;  // 9..11 bytes: RFC 3376 7.1 says ignore

@@ -446,6 +446,15 @@ TEST(NetIgmp, QueryVersionsPerRfc3376Section7_1) {
   EXPECT_EQ(q->version, 3);
 }
 
+// RFC 1112's query has no group: "zeroed when sent, ignored when received". A v1 query
+// with something in that field is still a general query, not one for that group.
+TEST(NetIgmp, V1QueryIgnoresItsGroupField) {
+  const auto q = parse_igmp_query(with_checksum({0x11, 0, 0, 0, 239, 1, 1, 2}));
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->version, 1);
+  EXPECT_EQ(q->group, 0u);
+}
+
 TEST(NetIgmp, OlderMessagesByVersionAndEvent) {
   EXPECT_EQ(igmp_older_message(2, IgmpEvent::kJoin), IgmpOlderMessage::kV2Report);
   EXPECT_EQ(igmp_older_message(2, IgmpEvent::kQueryResponse), IgmpOlderMessage::kV2Report);

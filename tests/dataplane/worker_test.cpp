@@ -1014,6 +1014,30 @@ TEST_F(Worker, AnswersIgmpv1QueriesWithV1ReportsAndNeverLeaves) {
   expect_older_message(frames[3], 0x12, kGroupIn);
 }
 
+// An IGMPv1 query's group field is ignored (RFC 1112: "zeroed when sent, ignored when
+// received"): one with something in it is a general query, answered for every group.
+TEST_F(Worker, Igmpv1QueryWithAGroupInItIsAGeneralQuery) {
+  make(1);
+  ByteVec q = igmp_query(0, 1);
+  const std::size_t igmp = q.size() - 8;
+  q[igmp + 4] = 239;  // group field 239.1.1.2, checksum made again
+  q[igmp + 5] = 1;
+  q[igmp + 6] = 1;
+  q[igmp + 7] = 2;
+  q[igmp + 2] = q[igmp + 3] = 0;
+  const std::uint16_t c = net::internet_checksum(net::Bytes(q).subspan(igmp));
+  q[igmp + 2] = static_cast<std::uint8_t>(c >> 8);
+  q[igmp + 3] = static_cast<std::uint8_t>(c);
+  feed({q});
+  EXPECT_EQ(dp_->port_stats(0).igmp_queries, 1u);
+  EXPECT_EQ(dp_->port_stats(0).igmp_version, 1);
+  const auto frames = transmitted();
+  ASSERT_EQ(frames.size(), 3u);
+  expect_older_message(frames[0], 0x12, kGroupIn);
+  expect_older_message(frames[1], 0x12, kGroupRtp);
+  expect_older_message(frames[2], 0x12, kSsmGroup);
+}
+
 TEST_F(Worker, Igmpv3QueryKeepsV3Reports) {
   make(1);
   feed({igmp_query(0, 3)});
