@@ -839,13 +839,25 @@ void carry_output_counters(std::vector<OutputState>& now, const std::vector<Outp
 // An output that kept its destination goes on with its RTP stream: the same SSRC and the
 // next sequence number (outputs are matched by destination, not by their place in the list).
 void carry_rtp(std::vector<OutputState>& now, const std::vector<OutputState>& before) {
+  auto went_on = [&](const OutputState& o) -> const OutputState* {
+    for (const OutputState& b : before)
+      if (o.frame.dst_ip == b.frame.dst_ip && o.frame.dst_port == b.frame.dst_port) return &b;
+    return nullptr;
+  };
   for (OutputState& o : now) {
-    for (const OutputState& b : before) {
-      if (o.frame.dst_ip != b.frame.dst_ip || o.frame.dst_port != b.frame.dst_port) continue;
-      o.rtp_seq = b.rtp_seq;
-      o.ssrc = b.ssrc;
-      break;
+    if (const OutputState* b = went_on(o)) {
+      o.rtp_seq = b->rtp_seq;
+      o.ssrc = b->ssrc;
     }
+  }
+  // A new output's SSRC comes from its place in the list, which may be the old place of one
+  // that went on with its own: it takes another, so no two outputs send one SSRC.
+  for (OutputState& o : now) {
+    if (went_on(o) != nullptr) continue;
+    auto taken = [&](std::uint32_t ssrc) {
+      return std::any_of(now.begin(), now.end(), [&](const OutputState& n) { return &n != &o && n.ssrc == ssrc; });
+    };
+    while (taken(o.ssrc)) o.ssrc = o.ssrc * 16777619u + 1;
   }
 }
 }  // namespace

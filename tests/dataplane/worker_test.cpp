@@ -496,6 +496,39 @@ TEST_F(Worker, RtpInputStripsHeaderDropsDuplicatesAndRtpOutputIsSequenced) {
   EXPECT_TRUE(last_seq.has_value());
 }
 
+// Outputs are matched across a reload by destination, and one that stays goes on with its
+// SSRC. An RTP output added in front of it takes its old place in the list: it must still
+// get an SSRC of its own, or two outputs of the channel send one SSRC (RFC 3550 8: an SSRC
+// names one source; a receiver or probe fed both takes them for one stream).
+TEST_F(Worker, RtpOutputAddedInFrontOfAKeptOneGetsADistinctSsrc) {
+  OutputConfig kept = config_.channels[0].outputs[1];  // RTP, kGroupOut:5004
+  config_.channels[0].outputs = {kept};
+  make(1);
+  feed({udp_frame(kGroupIn, 5000, ts_payload(0, 7))});
+  ApplianceConfig next = dp_->config();
+  OutputConfig added = kept;
+  added.address = ipv4(239, 2, 2, 5);
+  added.udp_port = 5006;
+  next.channels[0].outputs = {added, kept};
+  dp_->apply(next);
+  feed({udp_frame(kGroupIn, 5000, ts_payload(7, 7))}, 3'000'000, 4'000'000);
+
+  std::vector<net::Rtp> kept_rtp;
+  std::vector<net::Rtp> added_rtp;
+  for (const ByteVec& f : transmitted()) {
+    const auto p = parse_udp_frame(f);
+    if (!p) continue;
+    const auto rtp = net::parse_rtp(p->payload);
+    ASSERT_TRUE(rtp);
+    (p->udp.dst_port == 5004 ? kept_rtp : added_rtp).push_back(*rtp);
+  }
+  ASSERT_EQ(kept_rtp.size(), 2u);
+  ASSERT_EQ(added_rtp.size(), 1u);
+  EXPECT_EQ(kept_rtp[1].ssrc, kept_rtp[0].ssrc) << "the kept output changed its SSRC";
+  EXPECT_EQ(kept_rtp[1].sequence, static_cast<std::uint16_t>(kept_rtp[0].sequence + 1));
+  EXPECT_NE(added_rtp[0].ssrc, kept_rtp[1].ssrc) << "two outputs of the channel send one SSRC";
+}
+
 // A channel sharing channel "one"'s RTP flow (an MPTS split by service), listed first.
 ApplianceConfig with_sharing_channel_first(const ApplianceConfig& c) {
   ApplianceConfig next = c;
