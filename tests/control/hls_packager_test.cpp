@@ -107,6 +107,16 @@ class Packager : public PackagerTest {
     each_poll();
   }
 
+  // Two copies of the file fed from 0 (`at` moves past them), and the catch-up query for
+  // the first four segments they made.
+  std::string first_four_segments_range(std::int64_t& at) {
+    for (int k = 0; k < 2; ++k, at += kCopyMs) feed_copy_at(at, [] {});
+    const Playlist all = parse_playlist(*get("event.m3u8"));
+    EXPECT_GE(all.entries.size(), 4u);
+    if (all.entries.size() < 4) return {};
+    return "start=" + epoch_s(all.entries.at(0).pdt_ms) + "&end=" + epoch_s(all.entries.at(3).pdt_ms);
+  }
+
   // The name of the channel's segment `k` (counted from its first).
   [[nodiscard]] std::string seg(std::uint64_t k) const { return "seg-" + std::to_string(first_ + k) + ".ts"; }
 
@@ -510,10 +520,8 @@ TEST_F(Packager, TheLiveTargetDurationNeverGoesBackDown) {
 TEST_F(Packager, ACatchUpPlaylistsEtagChangesWithItsTargetDuration) {
   make(3, 1, 512);
   std::int64_t at = 0;
-  for (int k = 0; k < 2; ++k, at += kCopyMs) feed_copy_at(at, [] {});
-  const Playlist all = parse_playlist(*get("event.m3u8"));
-  ASSERT_GE(all.entries.size(), 4u);
-  const std::string q = "start=" + epoch_s(all.entries.at(0).pdt_ms) + "&end=" + epoch_s(all.entries.at(3).pdt_ms);
+  const std::string q = first_four_segments_range(at);
+  ASSERT_FALSE(q.empty());
   const auto before = packager_->get("news", "live.m3u8", q);
   ASSERT_TRUE(before);
   // The 3 s hole after copy 2: a 5.1 s segment raises the target to 5.
@@ -532,10 +540,8 @@ TEST_F(Packager, ACatchUpPlaylistsEtagChangesWithItsTargetDuration) {
 TEST_F(Packager, ACatchUpMastersEtagChangesWithItsText) {
   make(3, 1, 512);
   std::int64_t at = 0;
-  for (int k = 0; k < 2; ++k, at += kCopyMs) feed_copy_at(at, [] {});
-  const Playlist all = parse_playlist(*get("event.m3u8"));
-  ASSERT_GE(all.entries.size(), 4u);
-  const std::string q = "start=" + epoch_s(all.entries.at(0).pdt_ms) + "&end=" + epoch_s(all.entries.at(3).pdt_ms);
+  const std::string q = first_four_segments_range(at);
+  ASSERT_FALSE(q.empty());
   const auto before = packager_->get("news", "index.m3u8", q);
   ASSERT_TRUE(before);
   std::map<std::string, std::string> seen{{before->etag, before->body->str()}};
