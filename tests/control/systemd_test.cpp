@@ -17,7 +17,6 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -226,7 +225,11 @@ TEST(Systemd, ABrokenMapIsNotRestartedForEver) {
   bool prevented = false;
   for (std::string code; prevented_list >> code;) prevented = prevented || code == std::to_string(r.exit_code);
   // An ExecStartPre= that fails on the map (without "-") is restarted whatever the above says.
-  const bool checked_before = std::regex_search(unit, std::regex("\nExecStartPre=[^-\n][^\n]*--check"));
+  bool checked_before = false;
+  std::istringstream unit_lines(unit);
+  for (std::string line; std::getline(unit_lines, line);)
+    checked_before = checked_before || (line.rfind("ExecStartPre=", 0) == 0 && line.size() > 13 && line[13] != '-' &&
+                                        line.find("--check") != std::string::npos);
   const std::string limit = unit_value(unit, "StartLimitIntervalSec");
   const std::string burst = unit_value(unit, "StartLimitBurst");
   const double interval_s = limit.empty() ? 10 : std::stod(limit);
